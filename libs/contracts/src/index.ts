@@ -1,0 +1,5 @@
+// The public contracts of Quanta: ts-proto code generated from proto/ (see src/gen, never
+// edited by hand). Each protobuf package is exported as a namespace so that equal message
+// names in different packages never collide.
+export * as health from './gen/grpc/health/v1/health.js';
+export { descriptorSetBase64 } from './gen/descriptor-set.js';

@@ -1,0 +1,92 @@
+// `npm start`: runs every Quanta service of this checkout as its own process with embedded
+// defaults under $QUANTA_HOME, waits until each is healthy, prints where everything is, and
+// stops them all cleanly on Ctrl-C.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { availableServices } from './services.js';
+import { waitHealthy } from './wait-healthy.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const home = resolve(process.env['QUANTA_HOME'] ?? '.quanta');
+mkdirSync(home, { recursive: true, mode: 0o700 });
+
+const services = availableServices(root);
+const env: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home };
+for (const s of services) env[s.addrEnv] ??= `127.0.0.1:${env[s.portEnv] ?? s.port}`;
+
+const children: { name: string; child: ChildProcess }[] = [];
+let stopping = false;
+
+function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WritableStream): void {
+  let rest = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    const lines = (rest + chunk).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) out.write(`[${name}] ${line}\n`);
+  });
+}
+
+async function stopAll(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    process.stderr.write('\nstopping Quanta...\n');
+    // Reverse start order: nothing loses the crypto service while it still serves calls.
+    for (const { child } of [...children].reverse()) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = new Promise((done) => child.once('exit', done));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }
+  process.exit(code);
+}
+
+process.on('SIGINT', () => void stopAll(0));
+process.on('SIGTERM', () => void stopAll(0));
+
+if (services.length === 0) {
+  process.stderr.write('no service has an entry point yet (services/*/src/main.ts)\n');
+  process.exit(1);
+}
+
+for (const s of services) {
+  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(root, 'services', s.name, 'src', 'main.ts')], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push({ name: s.name, child });
+  prefixLines(s.name, child.stdout, process.stdout);
+  prefixLines(s.name, child.stderr, process.stderr);
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    process.stderr.write(`${s.name} exited (${signal ?? `code ${code}`}); stopping the rest\n`);
+    void stopAll(1);
+  });
+  try {
+    await waitHealthy(env[s.addrEnv] ?? '', 60_000);
+  } catch (error: unknown) {
+    process.stderr.write(`${s.name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    await stopAll(1);
+  }
+}
+
+const lines = [
+  '',
+  'Quanta is up.',
+  ...services.map((s) => `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${s.extra ? `   ${s.extra.join('   ')}` : ''}`),
+  `  data            ${home}`,
+  `  admin token     ${join(home, 'admin.token')} (mode 0600; the CLI reads it from there)`,
+  '',
+  'Try:',
+  '  npx quanta ping',
+  '  npx quanta keys create demo --type aes256-gcm',
+  '  echo hello | npx quanta encrypt --key demo | npx quanta decrypt --key demo',
+  '',
+  'Ctrl-C stops everything.',
+  '',
+];
+process.stdout.write(lines.join('\n'));

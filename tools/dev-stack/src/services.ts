@@ -1,0 +1,28 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** One Quanta service as the dev stack runs it. */
+export interface ServiceSpec {
+  /** Nx project and folder name under services/. */
+  readonly name: string;
+  /** The gRPC port, and the variable that sets it. */
+  readonly port: number;
+  readonly portEnv: string;
+  /** The variable other services and the CLI read this service's address from. */
+  readonly addrEnv: string;
+  /** Other listeners to print (REST, metrics, dashboard). */
+  readonly extra?: readonly string[];
+}
+
+/** In start order: crypto first, since every other service checks tokens against its keys. */
+export const SERVICES: readonly ServiceSpec[] = [
+  { name: 'crypto', port: 9002, portEnv: 'QUANTA_CRYPTO_PORT', addrEnv: 'QUANTA_CRYPTO_ADDR' },
+  { name: 'model-registry', port: 9001, portEnv: 'QUANTA_REGISTRY_PORT', addrEnv: 'QUANTA_REGISTRY_ADDR' },
+  { name: 'monitoring', port: 9003, portEnv: 'QUANTA_MONITORING_PORT', addrEnv: 'QUANTA_MONITORING_ADDR', extra: ['dashboard http://127.0.0.1:9400/'] },
+  { name: 'inference', port: 8001, portEnv: 'QUANTA_INFERENCE_PORT', addrEnv: 'QUANTA_INFERENCE_ADDR', extra: ['REST http://127.0.0.1:8000/v2'] },
+];
+
+/** The services of this checkout that have an entry point (each arrives with its own issue). */
+export function availableServices(root: string): ServiceSpec[] {
+  return SERVICES.filter((s) => existsSync(join(root, 'services', s.name, 'src', 'main.ts')));
+}

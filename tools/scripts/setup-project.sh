@@ -14,5 +14,5 @@ JSON
 node -e '
 const fs = require("fs"); const p = process.argv[1] + "/package.json";
 const pkg = JSON.parse(fs.readFileSync(p, "utf8"));
-pkg.scripts = { build: "tsc -p tsconfig.build.json", test: "vitest run --config ../../vitest.config.ts", ...(pkg.scripts || {}) };
+pkg.scripts = { build: "tsc -p tsconfig.build.json", test: "vitest run --config ../../vitest.config.ts", lint: "eslint . --max-warnings 0", ...(pkg.scripts || {}) };
 fs.writeFileSync(p, JSON.stringify(pkg, null, 2) + "\n");' "$dir"

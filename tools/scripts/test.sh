@@ -17,7 +17,7 @@ echo "== contracts: generated code is fresh"
 node tools/scripts/generate-contracts.mjs --check
 
 echo "== lint"
-npx eslint . --max-warnings 0
+npx nx run-many -t lint --output-style=stream
 
 echo "== typecheck"
 npx tsc -p tsconfig.json

@@ -1,0 +1,2 @@
+export type { Migration, Queryable, Store, StoreOptions } from './types.js';
+export { openStore } from './open-store.js';

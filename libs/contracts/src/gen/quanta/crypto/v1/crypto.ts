@@ -138,7 +138,10 @@ export function auditOutcomeToJSON(object: AuditOutcome): string {
 export interface KeyConfig {
   /** Versions below this cannot decrypt, unwrap or verify (FAILED_PRECONDITION). 1 = all. */
   minDecryptionVersion: number;
-  /** The lowest version allowed as primary for encryption. 0 = the latest version. */
+  /**
+   * The lowest version a caller may name in SignRequest.key_version; 0 = no floor.
+   * Encrypt, Rewrap and GenerateDataKey always use the latest version.
+   */
   minEncryptionVersion: number;
   /** Whether DeleteKey is allowed. Default false. */
   deletionAllowed: boolean;
@@ -175,7 +178,14 @@ export interface KeyVersion {
   /** 1, 2, 3, … in order of creation. */
   version: number;
   /** When the version was made. */
-  createTime?: Date | undefined;
+  createTime?:
+    | Date
+    | undefined;
+  /**
+   * For `ed25519` keys: the 32-byte raw public key of this version (not secret), so that
+   * signatures can also be checked without this service.
+   */
+  publicKey: Buffer;
 }
 
 /** A key's metadata. Key material is never part of it. */
@@ -227,7 +237,7 @@ export interface ImportKeyRequest {
   /**
    * The key material: for `fernet`, the key as Python's `Fernet.generate_key()` writes it
    * (44 characters of url-safe base64, as UTF-8 bytes); for AES-256-GCM and
-   * ChaCha20-Poly1305, the raw 32 key bytes; for HMAC-SHA256, the raw secret (at least 16
+   * ChaCha20-Poly1305, the raw 32 key bytes; for HMAC-SHA256, the raw secret (16 to 64
    * bytes); for Ed25519, the 32-byte private seed.
    */
   material: Buffer;
@@ -592,11 +602,19 @@ export interface SignRequest {
   keyName: string;
   /** The data to sign, up to the payload limit. */
   data: Buffer;
+  /**
+   * The version to sign with; 0 means the latest. Must be at least the key's
+   * min_encryption_version and min_decryption_version.
+   */
+  keyVersion: number;
 }
 
 /** Response of Sign. */
 export interface SignResponse {
-  /** The signature; it names the key version that made it. */
+  /**
+   * The raw signature: 32 bytes of HMAC-SHA256, or 64 bytes of Ed25519. It does not name
+   * its version: keep `key_version` beside it if Verify should check only that version.
+   */
   signature: Buffer;
   /** The key version that signed. */
   keyVersion: number;
@@ -610,6 +628,8 @@ export interface VerifyRequest {
   data: Buffer;
   /** The signature from Sign. */
   signature: Buffer;
+  /** The version that signed; 0 means try every version still allowed to verify. */
+  keyVersion: number;
 }
 
 /** Response of Verify. */
@@ -1036,7 +1056,7 @@ export const KeyConfigUpdate: MessageFns<KeyConfigUpdate> = {
 };
 
 function createBaseKeyVersion(): KeyVersion {
-  return { version: 0, createTime: undefined };
+  return { version: 0, createTime: undefined, publicKey: Buffer.alloc(0) };
 }
 
 export const KeyVersion: MessageFns<KeyVersion> = {
@@ -1046,6 +1066,9 @@ export const KeyVersion: MessageFns<KeyVersion> = {
     }
     if (message.createTime !== undefined) {
       Timestamp.encode(toTimestamp(message.createTime), writer.uint32(18).fork()).join();
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(26).bytes(message.publicKey);
     }
     return writer;
   },
@@ -1079,6 +1102,14 @@ export const KeyVersion: MessageFns<KeyVersion> = {
             message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1099,6 +1130,11 @@ export const KeyVersion: MessageFns<KeyVersion> = {
         : isSet(object.create_time)
         ? fromJsonTimestamp(object.create_time)
         : undefined,
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
     };
   },
 
@@ -1110,6 +1146,9 @@ export const KeyVersion: MessageFns<KeyVersion> = {
     if (message.createTime !== undefined) {
       obj.createTime = message.createTime.toISOString();
     }
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
     return obj;
   },
 
@@ -1120,6 +1159,7 @@ export const KeyVersion: MessageFns<KeyVersion> = {
     const message = createBaseKeyVersion();
     message.version = object.version ?? 0;
     message.createTime = object.createTime ?? undefined;
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -5126,7 +5166,7 @@ export const UnwrapDataKeyResponse: MessageFns<UnwrapDataKeyResponse> = {
 };
 
 function createBaseSignRequest(): SignRequest {
-  return { keyName: "", data: Buffer.alloc(0) };
+  return { keyName: "", data: Buffer.alloc(0), keyVersion: 0 };
 }
 
 export const SignRequest: MessageFns<SignRequest> = {
@@ -5136,6 +5176,9 @@ export const SignRequest: MessageFns<SignRequest> = {
     }
     if (message.data.length !== 0) {
       writer.uint32(18).bytes(message.data);
+    }
+    if (message.keyVersion !== 0) {
+      writer.uint32(24).uint32(message.keyVersion);
     }
     return writer;
   },
@@ -5169,6 +5212,14 @@ export const SignRequest: MessageFns<SignRequest> = {
             message.data = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keyVersion = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5189,6 +5240,11 @@ export const SignRequest: MessageFns<SignRequest> = {
         ? globalThis.String(object.key_name)
         : "",
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      keyVersion: isSet(object.keyVersion)
+        ? globalThis.Number(object.keyVersion)
+        : isSet(object.key_version)
+        ? globalThis.Number(object.key_version)
+        : 0,
     };
   },
 
@@ -5200,6 +5256,9 @@ export const SignRequest: MessageFns<SignRequest> = {
     if (message.data.length !== 0) {
       obj.data = base64FromBytes(message.data);
     }
+    if (message.keyVersion !== 0) {
+      obj.keyVersion = Math.round(message.keyVersion);
+    }
     return obj;
   },
 
@@ -5210,6 +5269,7 @@ export const SignRequest: MessageFns<SignRequest> = {
     const message = createBaseSignRequest();
     message.keyName = object.keyName ?? "";
     message.data = object.data ?? Buffer.alloc(0);
+    message.keyVersion = object.keyVersion ?? 0;
     return message;
   },
 };
@@ -5304,7 +5364,7 @@ export const SignResponse: MessageFns<SignResponse> = {
 };
 
 function createBaseVerifyRequest(): VerifyRequest {
-  return { keyName: "", data: Buffer.alloc(0), signature: Buffer.alloc(0) };
+  return { keyName: "", data: Buffer.alloc(0), signature: Buffer.alloc(0), keyVersion: 0 };
 }
 
 export const VerifyRequest: MessageFns<VerifyRequest> = {
@@ -5317,6 +5377,9 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
     }
     if (message.signature.length !== 0) {
       writer.uint32(26).bytes(message.signature);
+    }
+    if (message.keyVersion !== 0) {
+      writer.uint32(32).uint32(message.keyVersion);
     }
     return writer;
   },
@@ -5358,6 +5421,14 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
             message.signature = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.keyVersion = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5379,6 +5450,11 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
         : "",
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
       signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      keyVersion: isSet(object.keyVersion)
+        ? globalThis.Number(object.keyVersion)
+        : isSet(object.key_version)
+        ? globalThis.Number(object.key_version)
+        : 0,
     };
   },
 
@@ -5393,6 +5469,9 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
     if (message.signature.length !== 0) {
       obj.signature = base64FromBytes(message.signature);
     }
+    if (message.keyVersion !== 0) {
+      obj.keyVersion = Math.round(message.keyVersion);
+    }
     return obj;
   },
 
@@ -5404,6 +5483,7 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
     message.keyName = object.keyName ?? "";
     message.data = object.data ?? Buffer.alloc(0);
     message.signature = object.signature ?? Buffer.alloc(0);
+    message.keyVersion = object.keyVersion ?? 0;
     return message;
   },
 };

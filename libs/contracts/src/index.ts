@@ -2,5 +2,6 @@
 // edited by hand). Each protobuf package is exported as a namespace so that equal message
 // names in different packages never collide.
 export * as health from './gen/grpc/health/v1/health.js';
+export * as inference from './gen/inference/grpc_service.js';
 export * as crypto from './gen/quanta/crypto/v1/crypto.js';
 export { descriptorSetBase64 } from './gen/descriptor-set.js';

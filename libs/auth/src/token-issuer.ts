@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
+import type { CryptoKey, JWK, KeyObject } from 'jose';
+import { invalidArgument } from '@quanta/service-kit';
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, isScope, TENANT_PATTERN, TOKEN_ALGORITHM } from './claims.js';
+import type { TokenClaims } from './claims.js';
+import type { SigningKeyRecord, SigningKeyStore } from './signing-key-store.js';
+
+/** A signed token and what a caller may want to show about it. */
+export interface IssuedToken {
+  readonly token: string;
+  readonly expiresAt: Date;
+  readonly kid: string;
+}
+
+export interface TokenIssuer {
+  /** Signs a token with the newest key; INVALID_ARGUMENT for an unknown scope, a bad tenant or ttl. */
+  issue(claims: TokenClaims): Promise<string>;
+  /** Like `issue`, with the expiry and key id. */
+  mint(claims: TokenClaims): Promise<IssuedToken>;
+  /** The public keys of every key whose tokens may still be valid, newest first. */
+  jwks(): Promise<{ keys: JWK[] }>;
+  /** Makes a new signing key the current one; older keys keep verifying until their tokens expire. */
+  rotate(): Promise<string>;
+  /** The id of the key that signs new tokens. */
+  readonly currentKid: string;
+}
+
+export interface TokenIssuerOptions {
+  store: SigningKeyStore;
+  issuer?: string;
+  audience?: string;
+  /** Milliseconds since the epoch; tests move it. */
+  clock?: () => number;
+  /** The longest token lifetime; also how long a replaced key stays in the JWKS. Default one year. */
+  maxTtlSeconds?: number;
+}
+
+interface LoadedKey {
+  readonly record: SigningKeyRecord;
+  readonly privateKey: CryptoKey | KeyObject | Uint8Array;
+}
+
+async function newRecord(now: number): Promise<SigningKeyRecord> {
+  const { publicKey, privateKey } = await generateKeyPair(TOKEN_ALGORITHM, { crv: 'Ed25519', extractable: true });
+  // Date prefix: kids sort by age and say when a key was made, which helps when reading logs.
+  const kid = `${new Date(now).toISOString().slice(0, 10).replaceAll('-', '')}-${randomBytes(6).toString('hex')}`;
+  const meta = { kid, alg: TOKEN_ALGORITHM, use: 'sig' };
+  return {
+    kid,
+    privateJwk: { ...(await exportJWK(privateKey)), ...meta },
+    publicJwk: { ...(await exportJWK(publicKey)), ...meta },
+    createdAt: new Date(now),
+  };
+}
+
+async function load(record: SigningKeyRecord): Promise<LoadedKey> {
+  return { record, privateKey: await importJWK(record.privateJwk, TOKEN_ALGORITHM) };
+}
+
+function checkClaims(claims: TokenClaims, maxTtlSeconds: number): void {
+  if (!TENANT_PATTERN.test(claims.tenant)) {
+    throw invalidArgument(`tenant "${claims.tenant}" is invalid: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit`);
+  }
+  if (claims.subject.trim() === '' || claims.subject.length > 256) {
+    throw invalidArgument('subject must be 1-256 characters');
+  }
+  const unknown = claims.scopes.filter((s) => !isScope(s));
+  if (unknown.length > 0) {
+    throw invalidArgument(
+      `unknown scope${unknown.length > 1 ? 's' : ''} ${unknown.map((s) => `"${s}"`).join(', ')}; known: models:read, models:write, infer, keys:use, keys:admin, monitoring:read, admin`,
+    );
+  }
+  if (!Number.isInteger(claims.ttlSeconds) || claims.ttlSeconds < 1 || claims.ttlSeconds > maxTtlSeconds) {
+    throw invalidArgument(`ttl must be a whole number of seconds from 1 to ${maxTtlSeconds}, got ${claims.ttlSeconds}`);
+  }
+}
+
+/** Issues EdDSA access tokens; makes its first signing key when the store has none. */
+export async function createTokenIssuer(options: TokenIssuerOptions): Promise<TokenIssuer> {
+  const clock = options.clock ?? Date.now;
+  const issuer = options.issuer ?? DEFAULT_ISSUER;
+  const audience = options.audience ?? DEFAULT_AUDIENCE;
+  const maxTtlSeconds = options.maxTtlSeconds ?? 365 * 24 * 3600;
+
+  const records = await options.store.load();
+  if (records.length === 0) {
+    const first = await newRecord(clock());
+    await options.store.save(first);
+    records.push(first);
+  }
+  // Newest first; the head signs.
+  let keys: LoadedKey[] = await Promise.all(
+    records.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime()).map(load),
+  );
+  const current = (): LoadedKey => {
+    const head = keys[0];
+    if (head === undefined) throw new Error('token issuer has no signing key');
+    return head;
+  };
+
+  async function mint(claims: TokenClaims): Promise<IssuedToken> {
+    checkClaims(claims, maxTtlSeconds);
+    const key = current();
+    const nowSeconds = Math.floor(clock() / 1000);
+    const exp = nowSeconds + claims.ttlSeconds;
+    const token = await new SignJWT({ tenant: claims.tenant, scope: [...new Set(claims.scopes)].join(' ') })
+      .setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: key.record.kid, typ: 'JWT' })
+      .setIssuer(issuer)
+      .setAudience(audience)
+      .setSubject(claims.subject)
+      .setIssuedAt(nowSeconds)
+      .setExpirationTime(exp)
+      .setJti(randomBytes(12).toString('base64url'))
+      .sign(key.privateKey);
+    return { token, expiresAt: new Date(exp * 1000), kid: key.record.kid };
+  }
+
+  return {
+    mint,
+    issue: async (claims) => (await mint(claims)).token,
+    jwks() {
+      // A key replaced at time R signed tokens that expire by R + maxTtl: keep it listed until then.
+      const now = clock();
+      const live = keys.filter((key, i) => {
+        const replacedAt = i === 0 ? undefined : keys[i - 1]?.record.createdAt.getTime();
+        return replacedAt === undefined || now <= replacedAt + maxTtlSeconds * 1000;
+      });
+      return Promise.resolve({ keys: live.map((k) => ({ ...k.record.publicJwk })) });
+    },
+    async rotate() {
+      const record = await newRecord(Math.max(clock(), current().record.createdAt.getTime() + 1));
+      await options.store.save(record);
+      keys = [await load(record), ...keys];
+      return record.kid;
+    },
+    get currentKid() {
+      return current().record.kid;
+    },
+  };
+}

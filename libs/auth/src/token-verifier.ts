@@ -1,0 +1,117 @@
+import { decodeProtectedHeader, errors, importJWK, jwtVerify } from 'jose';
+import type { CryptoKey, JWK, JWTPayload, KeyObject } from 'jose';
+import { bearerToken, isServiceError, unauthenticated, unavailable } from '@quanta/service-kit';
+import type { Authenticator, Principal } from '@quanta/service-kit';
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, TOKEN_ALGORITHM } from './claims.js';
+
+export interface TokenVerifierOptions {
+  /** Gets the issuer's public keys, e.g. by calling the crypto service's GetJwks. */
+  fetchJwks: () => Promise<{ keys: JWK[] }>;
+  issuer?: string;
+  audience?: string;
+  /** Milliseconds since the epoch; tests move it. */
+  clock?: () => number;
+  /** An unknown `kid` refetches the keys at most this often, so bad tokens cannot flood the issuer. Default 30 s. */
+  minRefreshIntervalMs?: number;
+}
+
+type VerifyKey = CryptoKey | KeyObject | Uint8Array;
+
+const MISSING_TOKEN =
+  'missing access token: send metadata "authorization: Bearer <token>" (quanta tokens issue, or $QUANTA_HOME/admin.token)';
+
+function explain(error: unknown): string {
+  if (error instanceof errors.JWTExpired) return 'access token has expired';
+  if (error instanceof errors.JWSSignatureVerificationFailed) return 'access token signature is invalid';
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    return `access token claim "${error.claim}" is invalid (${error.reason})`;
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed) return `access token algorithm is not allowed (only ${TOKEN_ALGORITHM})`;
+  if (error instanceof errors.JOSEError) return 'access token is malformed';
+  return 'access token is malformed';
+}
+
+function toPrincipal(payload: JWTPayload): Principal {
+  const { tenant, scope, sub } = payload;
+  if (typeof tenant !== 'string' || tenant === '') throw unauthenticated('access token has no "tenant" claim');
+  if (typeof sub !== 'string' || sub === '') throw unauthenticated('access token has no "sub" claim');
+  if (typeof scope !== 'string') throw unauthenticated('access token has no "scope" claim');
+  return { tenant, subject: sub, scopes: scope.split(' ').filter((s) => s !== '') };
+}
+
+/**
+ * An Authenticator for service-kit that checks `authorization: Bearer <jwt>` against the
+ * issuer's JWKS: keys are cached and refetched when a token names an unknown `kid`.
+ */
+export function createTokenVerifier(options: TokenVerifierOptions): Authenticator {
+  const clock = options.clock ?? Date.now;
+  const issuer = options.issuer ?? DEFAULT_ISSUER;
+  const audience = options.audience ?? DEFAULT_AUDIENCE;
+  const minRefreshIntervalMs = options.minRefreshIntervalMs ?? 30_000;
+
+  let keys = new Map<string, VerifyKey>();
+  let lastFetch = Number.NEGATIVE_INFINITY;
+  let inflight: Promise<void> | undefined;
+
+  async function refresh(): Promise<void> {
+    lastFetch = clock();
+    let jwks: { keys: JWK[] };
+    try {
+      jwks = await options.fetchJwks();
+    } catch (error) {
+      // Allow the next call to try again at once: the issuer being down is not the token's fault.
+      lastFetch = Number.NEGATIVE_INFINITY;
+      throw unavailable(`cannot fetch the token verification keys: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
+    }
+    const next = new Map<string, VerifyKey>();
+    for (const jwk of jwks.keys) {
+      if (typeof jwk.kid !== 'string' || jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519') continue;
+      next.set(jwk.kid, await importJWK({ ...jwk, alg: TOKEN_ALGORITHM }, TOKEN_ALGORITHM));
+    }
+    keys = next;
+  }
+
+  async function keyFor(kid: string): Promise<VerifyKey | undefined> {
+    const known = keys.get(kid);
+    if (known !== undefined) return known;
+    if (inflight === undefined && clock() - lastFetch >= minRefreshIntervalMs) {
+      inflight = refresh().finally(() => {
+        inflight = undefined;
+      });
+    }
+    if (inflight !== undefined) await inflight;
+    return keys.get(kid);
+  }
+
+  return async (metadata) => {
+    const token = bearerToken(metadata);
+    if (token === undefined) throw unauthenticated(MISSING_TOKEN);
+    let kid: string | undefined;
+    try {
+      const header = decodeProtectedHeader(token);
+      if (header.alg !== TOKEN_ALGORITHM) throw unauthenticated(`access token algorithm "${String(header.alg)}" is not allowed (only ${TOKEN_ALGORITHM})`);
+      kid = header.kid;
+    } catch (error) {
+      if (isServiceError(error)) throw error;
+      throw unauthenticated('access token is malformed (not a compact JWS)');
+    }
+    if (kid === undefined) throw unauthenticated('access token has no "kid" header');
+    const key = await keyFor(kid);
+    if (key === undefined) throw unauthenticated(`access token is signed by unknown key "${kid}"`);
+    try {
+      const { payload } = await jwtVerify(token, key, {
+        issuer,
+        audience,
+        algorithms: [TOKEN_ALGORITHM],
+        currentDate: new Date(clock()),
+        requiredClaims: ['exp', 'sub'],
+      });
+      return toPrincipal(payload);
+    } catch (error) {
+      if (isServiceError(error)) throw error;
+      throw unauthenticated(explain(error));
+    }
+  };
+}

@@ -1,0 +1,184 @@
+import { once } from 'node:events';
+import type * as grpc from '@grpc/grpc-js';
+import type { HandlerScope } from './auth.js';
+import { requireScope } from './auth.js';
+import type { CallContext, HandlerRuntime, OpenCall, ServerCall } from './call-context.js';
+import { createCallRegistry, openCall } from './call-context.js';
+import { unauthenticated } from './errors.js';
+import { defaultLogger } from './logger.js';
+import type { ErrorStatus } from './status.js';
+import { toErrorStatus } from './status.js';
+
+export interface HandlerOptions {
+  /** The scope the caller's token must grant (`admin` grants all), or `public` for no authentication. */
+  readonly scope: HandlerScope;
+}
+
+const bindKey = Symbol.for('quanta.service-kit.handler');
+
+export type HandlerKind = 'unary' | 'serverStream' | 'clientStream' | 'bidi';
+
+interface HandlerBinding {
+  readonly kind: HandlerKind;
+  readonly scope: HandlerScope;
+  bind(runtime: HandlerRuntime): grpc.UntypedHandleCall;
+}
+
+type Bindable = { [bindKey]?: HandlerBinding };
+
+/** The runtime of a handler used outside `createService`: no authenticator, so only `public` calls pass. */
+const bareRuntime: HandlerRuntime = {
+  authenticator: undefined,
+  logger: defaultLogger,
+  calls: createCallRegistry(),
+};
+
+function defineHandler<H extends grpc.UntypedHandleCall>(
+  kind: HandlerKind,
+  scope: HandlerScope,
+  make: (runtime: HandlerRuntime) => H,
+): H {
+  const handler = make(bareRuntime) as H & Bindable;
+  handler[bindKey] = { kind, scope, bind: make };
+  return handler;
+}
+
+/** The scope a handler made by these adapters declares; undefined for any other function. */
+export function handlerScope(handler: unknown): HandlerScope | undefined {
+  return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.scope : undefined;
+}
+
+/** Which adapter made a handler; undefined for any other function. */
+export function handlerKind(handler: unknown): HandlerKind | undefined {
+  return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.kind : undefined;
+}
+
+/** The handler bound to a service's runtime (authenticator, logger, in-flight calls); undefined if not ours. */
+export function bindHandler(handler: unknown, runtime: HandlerRuntime): grpc.UntypedHandleCall | undefined {
+  return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.bind(runtime) : undefined;
+}
+
+async function authorize(open: OpenCall, runtime: HandlerRuntime, scope: HandlerScope): Promise<void> {
+  if (scope === 'public') return;
+  const { ctx } = open;
+  if (runtime.authenticator === undefined) {
+    throw unauthenticated(`${ctx.method} needs scope "${scope}" but this server has no authenticator configured`);
+  }
+  const principal = await runtime.authenticator(ctx.metadata);
+  requireScope(principal, scope, ctx.method);
+  ctx.principal = principal;
+}
+
+/** Runs one call: context, authentication, the body, and the mapping of whatever it throws. */
+async function runCall(
+  call: ServerCall,
+  runtime: HandlerRuntime,
+  scope: HandlerScope,
+  body: (ctx: CallContext) => Promise<void>,
+  fail: (status: ErrorStatus) => void,
+): Promise<void> {
+  const open = openCall(call, runtime);
+  try {
+    await authorize(open, runtime, scope);
+    await body(open.ctx);
+  } catch (error: unknown) {
+    // Once the call is cancelled, past its deadline or forced down, grpc-js has already ended it.
+    if (open.ctx.signal.aborted) {
+      open.ctx.logger.debug({ err: error }, 'handler stopped after its call ended');
+    } else {
+      fail(toErrorStatus(error, open.ctx.logger, open.ctx.method));
+    }
+  } finally {
+    open.close();
+  }
+}
+
+/** Writes every message of `source`, waiting for 'drain' whenever the stream asks us to. */
+async function writeAll<Res>(
+  stream: NodeJS.EventEmitter & { write(message: Res): boolean },
+  source: AsyncIterable<Res>,
+  signal: AbortSignal,
+): Promise<void> {
+  for await (const message of source) {
+    if (signal.aborted) return; // leaving the loop runs the source's finally blocks
+    if (!stream.write(message)) {
+      await once(stream, 'drain', { signal });
+    }
+  }
+}
+
+/** The requests of a client or bidi stream; reading pulls from the network (grpc-js reads on demand). */
+async function* readAll<Req>(stream: AsyncIterable<unknown>): AsyncGenerator<Req, void, undefined> {
+  for await (const message of stream) yield message as Req;
+}
+
+function sendStreamError(stream: NodeJS.EventEmitter, status: ErrorStatus): void {
+  // grpc-js turns an 'error' event on a server stream into the trailing status and ends the call.
+  stream.emit('error', status);
+}
+
+export function unary<Req, Res>(
+  options: HandlerOptions,
+  fn: (request: Req, ctx: CallContext) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return defineHandler('unary', options.scope, (runtime) => (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+    void runCall(
+      call,
+      runtime,
+      options.scope,
+      async (ctx) => callback(null, await fn(call.request, ctx)),
+      (status) => callback(status),
+    );
+  });
+}
+
+export function serverStreaming<Req, Res>(
+  options: HandlerOptions,
+  fn: (request: Req, ctx: CallContext) => AsyncIterable<Res>,
+): grpc.handleServerStreamingCall<Req, Res> {
+  return defineHandler('serverStream', options.scope, (runtime) => (call: grpc.ServerWritableStream<Req, Res>) => {
+    void runCall(
+      call,
+      runtime,
+      options.scope,
+      async (ctx) => {
+        await writeAll(call, fn(call.request, ctx), ctx.signal);
+        if (!ctx.signal.aborted) call.end();
+      },
+      (status) => sendStreamError(call, status),
+    );
+  });
+}
+
+export function clientStreaming<Req, Res>(
+  options: HandlerOptions,
+  fn: (requests: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>,
+): grpc.handleClientStreamingCall<Req, Res> {
+  return defineHandler('clientStream', options.scope, (runtime) => (call: grpc.ServerReadableStream<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+    void runCall(
+      call,
+      runtime,
+      options.scope,
+      async (ctx) => callback(null, await fn(readAll(call), ctx)),
+      (status) => callback(status),
+    );
+  });
+}
+
+export function bidiStreaming<Req, Res>(
+  options: HandlerOptions,
+  fn: (requests: AsyncIterable<Req>, ctx: CallContext) => AsyncIterable<Res>,
+): grpc.handleBidiStreamingCall<Req, Res> {
+  return defineHandler('bidi', options.scope, (runtime) => (call: grpc.ServerDuplexStream<Req, Res>) => {
+    void runCall(
+      call,
+      runtime,
+      options.scope,
+      async (ctx) => {
+        await writeAll(call, fn(readAll(call), ctx), ctx.signal);
+        if (!ctx.signal.aborted) call.end();
+      },
+      (status) => sendStreamError(call, status),
+    );
+  });
+}

@@ -1,0 +1,55 @@
+export {
+  ServiceError,
+  isServiceError,
+  aborted,
+  alreadyExists,
+  cancelled,
+  deadlineExceeded,
+  failedPrecondition,
+  internal,
+  invalidArgument,
+  notFound,
+  outOfRange,
+  permissionDenied,
+  resourceExhausted,
+  unauthenticated,
+  unavailable,
+  unimplemented,
+} from './errors.js';
+export { SCOPES, bearerToken, hasScope, requireScope, type Authenticator, type HandlerScope, type Principal, type Scope } from './auth.js';
+export type { CallContext } from './call-context.js';
+export {
+  bidiStreaming,
+  clientStreaming,
+  handlerKind,
+  handlerScope,
+  serverStreaming,
+  unary,
+  type HandlerKind,
+  type HandlerOptions,
+} from './handlers.js';
+export {
+  ConfigError,
+  HelpRequested,
+  fields,
+  formatDuration,
+  loadConfig,
+  loadConfigOrExit,
+  parseDuration,
+  renderHelp,
+  type ConfigOf,
+  type ConfigSchema,
+  type ConfigSource,
+  type Field,
+  type FieldType,
+} from './config.js';
+export type { HealthStatus } from './health.js';
+export {
+  DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  createService,
+  type QuantaService,
+  type ServiceOptions,
+} from './service.js';
+export type { ClientTlsOptions, ServerTlsOptions } from './tls.js';
+export { createClient, type ClientConstructor, type ClientOptions, type TokenSource } from './client.js';

@@ -1,0 +1,223 @@
+import * as grpc from '@grpc/grpc-js';
+import type { PackageDefinition } from '@grpc/proto-loader';
+import { health } from '@quanta/contracts';
+import type { Telemetry } from '@quanta/telemetry';
+import { createServerInterceptor } from '@quanta/telemetry';
+import type { Logger } from 'pino';
+import type { Authenticator } from './auth.js';
+import type { HandlerRuntime } from './call-context.js';
+import { createCallRegistry } from './call-context.js';
+import { unavailable } from './errors.js';
+import { bindHandler, handlerKind } from './handlers.js';
+import type { HealthStatus } from './health.js';
+import { createHealthRegistry } from './health.js';
+import { defaultLogger } from './logger.js';
+import { addReflection } from './reflection.js';
+import type { ServerTlsOptions } from './tls.js';
+import { serverCredentials } from './tls.js';
+
+export const DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024; // grpc-js's own default
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+
+export interface ServiceOptions {
+  /** Service name for logs and telemetry, e.g. `crypto`. */
+  readonly name: string;
+  readonly version?: string;
+  /** Listen address; default 127.0.0.1 (use 0.0.0.0 or :: in a container). */
+  readonly host?: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
+  /** Needed by every handler whose scope is not `public`; without it they answer UNAUTHENTICATED. */
+  readonly authenticator?: Authenticator;
+  /** Its tracer and meter feed the server interceptor, its logger the service; flushed on stop. */
+  readonly telemetry?: Telemetry;
+  /** Default: telemetry's logger, else a service-kit logger. */
+  readonly logger?: Logger;
+  /** TLS (and mTLS with caFile + requireClientCert); plaintext when omitted. */
+  readonly tls?: ServerTlsOptions;
+  /** Largest request message in bytes; default 4 MiB like grpc-js. */
+  readonly maxReceiveMessageLength?: number;
+  /** Largest response message in bytes; default unlimited like grpc-js. */
+  readonly maxSendMessageLength?: number;
+  /** How long `stop()` lets in-flight calls run before cancelling them; default 10 s. */
+  readonly shutdownGraceMs?: number;
+  /** Descriptors of services outside proto/ (tests, plugins), so reflection can describe them too. */
+  readonly reflectionPackages?: readonly PackageDefinition[];
+  /** Further grpc-js server interceptors, run after telemetry's. */
+  readonly interceptors?: readonly grpc.ServerInterceptor[];
+}
+
+export interface QuantaService {
+  readonly name: string;
+  readonly logger: Logger;
+  /** The underlying grpc-js server, for what this kit does not cover. */
+  readonly server: grpc.Server;
+  /**
+   * Registers a service whose every method is made with `unary`/`serverStreaming`/`clientStreaming`/
+   * `bidiStreaming` (so that each declares its scope). It reports SERVING in health once started.
+   */
+  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
+  readonly health: { set(service: string, status: HealthStatus): void; get(service: string): HealthStatus | undefined };
+  /** Runs on stop after the server has closed (close stores, pools), in registration order. */
+  onStop(hook: () => Promise<void> | void): void;
+  /** Binds; registers health and reflection; marks every service and "" SERVING. */
+  start(): Promise<{ port: number; address: string }>;
+  /**
+   * NOT_SERVING in health, stop accepting calls, let in-flight calls finish within `graceMs`, then
+   * cancel what is left; run the onStop hooks; flush telemetry. Calling it again returns the same promise.
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
+  /** SIGTERM/SIGINT → stop(), shut telemetry down, exit 0 (a second signal exits 130 at once). */
+  handleSignals(): void;
+}
+
+/** `pkg.Service` from the first method's path `/pkg.Service/Method`. */
+function serviceNameOf(definition: grpc.ServiceDefinition): string {
+  const first = Object.values(definition)[0];
+  const match = first === undefined ? null : /^\/([^/]+)\/[^/]+$/.exec(first.path);
+  if (match?.[1] === undefined) throw new Error('addService: the service definition has no methods');
+  return match[1];
+}
+
+function kindOf(method: grpc.MethodDefinition<unknown, unknown>): string {
+  if (method.requestStream) return method.responseStream ? 'bidi' : 'clientStream';
+  return method.responseStream ? 'serverStream' : 'unary';
+}
+
+const ADAPTER: Record<string, string> = {
+  unary: 'unary',
+  serverStream: 'serverStreaming',
+  clientStream: 'clientStreaming',
+  bidi: 'bidiStreaming',
+};
+
+export function createService(options: ServiceOptions): QuantaService {
+  const logger = (options.logger ?? options.telemetry?.logger ?? defaultLogger).child({ service: options.name });
+  const host = options.host ?? '127.0.0.1';
+  const graceDefault = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+  const runtime: HandlerRuntime = { authenticator: options.authenticator, logger, calls: createCallRegistry() };
+  const healthRegistry = createHealthRegistry();
+  const served: string[] = [];
+  const hooks: (() => Promise<void> | void)[] = [];
+  let started = false;
+  let stopping: Promise<void> | undefined;
+
+  const telemetryInterceptor = createServerInterceptor(
+    options.telemetry === undefined ? {} : { tracer: options.telemetry.tracer, meter: options.telemetry.meter },
+  );
+  const server = new grpc.Server({
+    interceptors: [telemetryInterceptor, ...(options.interceptors ?? [])],
+    'grpc.max_receive_message_length': options.maxReceiveMessageLength ?? DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH,
+    ...(options.maxSendMessageLength === undefined ? {} : { 'grpc.max_send_message_length': options.maxSendMessageLength }),
+  });
+
+  const addService = (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void => {
+    if (started) throw new Error('addService: call it before start()');
+    const serviceName = serviceNameOf(definition);
+    const bound: grpc.UntypedServiceImplementation = {};
+    for (const [key, method] of Object.entries(definition)) {
+      const handler = implementation[key] ?? (method.originalName === undefined ? undefined : implementation[method.originalName]);
+      if (handler === undefined) continue; // grpc-js answers UNIMPLEMENTED
+      const where = method.path.slice(1);
+      const kind = handlerKind(handler);
+      if (kind === undefined) {
+        throw new Error(`${where}: wrap the handler in ${ADAPTER[kindOf(method)]}({ scope }, fn) so that it declares its scope`);
+      }
+      if (kind !== kindOf(method)) {
+        throw new Error(`${where} is ${ADAPTER[kindOf(method)]} but its handler was made with ${ADAPTER[kind]}()`);
+      }
+      const boundHandler = bindHandler(handler, runtime);
+      if (boundHandler !== undefined) bound[key] = boundHandler;
+    }
+    server.addService(definition, bound);
+    served.push(serviceName);
+  };
+
+  const stop = (stopOptions: { graceMs?: number } = {}): Promise<void> => {
+    stopping ??= (async () => {
+      const graceMs = stopOptions.graceMs ?? graceDefault;
+      logger.info({ in_flight: runtime.calls.size, grace_ms: graceMs }, 'shutting down');
+      healthRegistry.shutdown();
+      healthRegistry.endWatches();
+      if (started) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            logger.warn({ in_flight: runtime.calls.size }, `calls still running after ${graceMs} ms: cancelling them`);
+            runtime.calls.abortAll(unavailable(`${options.name} is shutting down`));
+            server.forceShutdown();
+            resolve();
+          }, graceMs);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      for (const hook of hooks) {
+        try {
+          await hook();
+        } catch (error: unknown) {
+          logger.error({ err: error }, 'an onStop hook failed');
+        }
+      }
+      await options.telemetry?.forceFlush();
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+
+  return {
+    name: options.name,
+    logger,
+    server,
+    addService,
+    health: {
+      set: (service, status) => healthRegistry.set(service, status),
+      get: (service) => healthRegistry.get(service),
+    },
+    onStop: (hook) => void hooks.push(hook),
+    async start() {
+      if (started) throw new Error('start: already started');
+      if (stopping !== undefined) throw new Error('start: the service was stopped');
+      started = true;
+      server.addService(health.HealthService, healthRegistry.implementation);
+      addReflection(server, [...served, 'grpc.health.v1.Health'], options.reflectionPackages);
+      const credentials = await serverCredentials(options.tls);
+      const bindHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+      const port = await new Promise<number>((resolve, reject) => {
+        server.bindAsync(`${bindHost}:${options.port}`, credentials, (error, boundPort) => {
+          if (error === null) resolve(boundPort);
+          else reject(new Error(`${options.name}: cannot listen on ${bindHost}:${options.port}: ${error.message}`, { cause: error }));
+        });
+      });
+      for (const service of served) healthRegistry.set(service, 'SERVING');
+      healthRegistry.set('', 'SERVING');
+      const address = `${bindHost}:${port}`;
+      logger.info({ address, tls: options.tls !== undefined, services: served }, `${options.name} listening on ${address}`);
+      return { port, address };
+    },
+    stop,
+    handleSignals() {
+      let signalled = false;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (signalled) {
+          logger.warn({ signal }, 'second signal: exiting now');
+          process.exit(130);
+        }
+        signalled = true;
+        logger.info({ signal }, 'signal received');
+        stop()
+          .then(() => options.telemetry?.shutdown())
+          .then(
+            () => process.exit(0),
+            (error: unknown) => {
+              logger.error({ err: error }, 'shutdown failed');
+              process.exit(1);
+            },
+          );
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    },
+  };
+}

@@ -7,8 +7,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inference } from './index.js';
+import { descriptorSetBase64, inference, monitoring, registry } from './index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixture = join(here, '..', 'test', 'fixtures', 'kserve-grpc-predict-v2.proto');
@@ -291,5 +293,65 @@ describe('a client built from the KServe proto against a server built from our c
 
   it('a method the server does not implement answers UNIMPLEMENTED', async () => {
     await expect(call('ServerLive', {})).rejects.toMatchObject({ code: grpc.status.UNIMPLEMENTED });
+  });
+});
+
+describe('the embedded descriptor set (server reflection)', () => {
+  it('holds every contract file, with each service and its methods', () => {
+    const set = fromBinary(FileDescriptorSetSchema, Buffer.from(descriptorSetBase64, 'base64'));
+    const services = Object.fromEntries(
+      set.file.flatMap((f) => f.service.map((s) => [`${f.package}.${s.name}`, s.method.map((m) => m.name)])),
+    );
+    const methodsOf = (def: Record<string, { path: string }>): string[] =>
+      Object.values(def).map((m) => m.path.split('/')[2]!);
+    expect(services['inference.GRPCInferenceService']).toEqual(methodsOf(inference.GRPCInferenceServiceService));
+    expect(services['quanta.registry.v1.RegistryService']).toEqual(methodsOf(registry.RegistryServiceService));
+    expect(services['quanta.monitoring.v1.MonitoringService']).toEqual(methodsOf(monitoring.MonitoringServiceService));
+    expect(services['grpc.health.v1.Health']).toBeDefined();
+    expect(services['quanta.crypto.v1.CryptoService']).toBeDefined();
+  });
+});
+
+describe('registry and monitoring drafts', () => {
+  it('an upload stream message and a deployment watch event survive encoding', () => {
+    const header: registry.UploadVersionRequest = {
+      part: {
+        $case: 'header',
+        value: {
+          model: 'cifar',
+          description: 'int8',
+          tags: { stage: 'candidate' },
+          expectedSha256: 'ab'.repeat(32),
+          expectedSizeBytes: 3n << 30n,
+          lineage: {
+            origin: {
+              $case: 'parent',
+              value: { model: 'cifar', version: 3, transform: 'quantize-int8', transformParams: { per_channel: 'true' } },
+            },
+          },
+          createModel: true,
+        },
+      },
+    };
+    expect(registry.UploadVersionRequest.decode(registry.UploadVersionRequest.encode(header).finish())).toEqual(header);
+
+    const record: monitoring.InferenceRecord = {
+      tenant: 't1',
+      model: 'cifar',
+      version: '4',
+      deployment: 'cifar-prod',
+      requestId: 'r1',
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+      statusCode: 8,
+      queueUs: 1500n,
+      computeUs: 2500n,
+      totalUs: -1n,
+      batchSize: 8,
+      bytesIn: 12288n,
+      bytesOut: 40n,
+      time: new Date('2026-11-29T01:00:00.123Z'),
+    };
+    const batch = monitoring.IngestRequest.encode({ records: [record, record] }).finish();
+    expect(monitoring.IngestRequest.decode(batch).records).toEqual([record, record]);
   });
 });

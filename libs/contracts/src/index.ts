@@ -4,4 +4,6 @@
 export * as health from './gen/grpc/health/v1/health.js';
 export * as inference from './gen/inference/grpc_service.js';
 export * as crypto from './gen/quanta/crypto/v1/crypto.js';
+export * as registry from './gen/quanta/registry/v1/registry.js';
+export * as monitoring from './gen/quanta/monitoring/v1/monitoring.js';
 export { descriptorSetBase64 } from './gen/descriptor-set.js';

@@ -143,7 +143,7 @@ export interface ModelMetadataResponse_TensorMetadata {
 
 /** The value of one request, tensor or response parameter. */
 export interface InferParameter {
-  /** Exactly one of a bool, an int64 or a string. */
+  /** Exactly one of a bool, an int64, a string, a double or a uint64. */
   parameterChoice?:
     | //
     /** A boolean value. */
@@ -154,6 +154,15 @@ export interface InferParameter {
     | //
     /** A string value. */
     { $case: "stringParam"; value: string }
+    | //
+    /** A double-precision floating-point value. */
+    { $case: "doubleParam"; value: number }
+    | //
+    /**
+     * An unsigned 64-bit integer value; not accepted for
+     * custom parameters.
+     */
+    { $case: "uint64Param"; value: bigint }
     | undefined;
 }
 
@@ -1615,6 +1624,15 @@ export const InferParameter: MessageFns<InferParameter> = {
       case "stringParam":
         writer.uint32(26).string(message.parameterChoice.value);
         break;
+      case "doubleParam":
+        writer.uint32(33).double(message.parameterChoice.value);
+        break;
+      case "uint64Param":
+        if (BigInt.asUintN(64, message.parameterChoice.value) !== message.parameterChoice.value) {
+          throw new globalThis.Error("value provided for field message.parameterChoice.value of type uint64 too large");
+        }
+        writer.uint32(40).uint64(message.parameterChoice.value);
+        break;
     }
     return writer;
   },
@@ -1656,6 +1674,22 @@ export const InferParameter: MessageFns<InferParameter> = {
             message.parameterChoice = { $case: "stringParam", value: reader.string() };
             continue;
           }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.parameterChoice = { $case: "doubleParam", value: reader.double() };
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.parameterChoice = { $case: "uint64Param", value: reader.uint64() as bigint };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1682,6 +1716,14 @@ export const InferParameter: MessageFns<InferParameter> = {
         ? { $case: "stringParam", value: globalThis.String(object.stringParam) }
         : isSet(object.string_param)
         ? { $case: "stringParam", value: globalThis.String(object.string_param) }
+        : isSet(object.doubleParam)
+        ? { $case: "doubleParam", value: globalThis.Number(object.doubleParam) }
+        : isSet(object.double_param)
+        ? { $case: "doubleParam", value: globalThis.Number(object.double_param) }
+        : isSet(object.uint64Param)
+        ? { $case: "uint64Param", value: BigInt(object.uint64Param) }
+        : isSet(object.uint64_param)
+        ? { $case: "uint64Param", value: BigInt(object.uint64_param) }
         : undefined,
     };
   },
@@ -1694,6 +1736,10 @@ export const InferParameter: MessageFns<InferParameter> = {
       obj.int64Param = message.parameterChoice.value.toString();
     } else if (message.parameterChoice?.$case === "stringParam") {
       obj.stringParam = message.parameterChoice.value;
+    } else if (message.parameterChoice?.$case === "doubleParam") {
+      obj.doubleParam = floatToJson(message.parameterChoice.value);
+    } else if (message.parameterChoice?.$case === "uint64Param") {
+      obj.uint64Param = message.parameterChoice.value.toString();
     }
     return obj;
   },
@@ -1719,6 +1765,18 @@ export const InferParameter: MessageFns<InferParameter> = {
       case "stringParam": {
         if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
           message.parameterChoice = { $case: "stringParam", value: object.parameterChoice.value };
+        }
+        break;
+      }
+      case "doubleParam": {
+        if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
+          message.parameterChoice = { $case: "doubleParam", value: object.parameterChoice.value };
+        }
+        break;
+      }
+      case "uint64Param": {
+        if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
+          message.parameterChoice = { $case: "uint64Param", value: BigInt(object.parameterChoice.value) };
         }
         break;
       }

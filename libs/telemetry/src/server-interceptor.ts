@@ -16,6 +16,8 @@ import { ATTR_RPC_GRPC_STATUS_CODE, INSTRUMENTATION_SCOPE, rpcNameFromPath } fro
 import { rpcInstruments, secondsSince } from './rpc-metrics.js';
 import { setGrpcStatus } from './span-status.js';
 
+const DEADLINE_SLACK_MS = 50;
+
 export interface InterceptorOptions {
   /** Defaults to the global tracer provider's tracer, looked up per call (so a later initTelemetry takes effect). */
   readonly tracer?: Tracer;
@@ -80,9 +82,11 @@ export function createServerInterceptor(options: InterceptorOptions = {}): grpc.
       .withOnCancel(() => {
         // grpc-js also reports "cancel" after a status it sent itself; finish() ignores it when a status
         // already went through us. Otherwise the deadline timer or the client ended the call.
+        // A client whose own deadline timer fires resets the stream a moment before ours would: count a
+        // cancel that close to the deadline as the deadline.
         const deadline = call.getDeadline();
         const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-        const expired = Number.isFinite(deadlineMs) && deadlineMs <= Date.now();
+        const expired = Number.isFinite(deadlineMs) && deadlineMs - Date.now() <= DEADLINE_SLACK_MS;
         finish(
           expired ? grpc.status.DEADLINE_EXCEEDED : grpc.status.CANCELLED,
           expired ? 'deadline exceeded' : 'cancelled by the client',
@@ -95,7 +99,7 @@ export function createServerInterceptor(options: InterceptorOptions = {}): grpc.
         next(listener);
       })
       .withSendStatus((status, next) => {
-        finish(status.code ?? grpc.status.UNKNOWN, status.details);
+        finish(status.code, status.details);
         next(status);
       })
       .build();

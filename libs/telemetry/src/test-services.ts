@@ -16,7 +16,7 @@ export interface LookupReply {
   readonly traceIdInHandler: string | undefined;
 }
 
-function method<Req, Res>(path: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Req, Res> {
+export function method<Req, Res>(path: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Req, Res> {
   return {
     path,
     requestStream,

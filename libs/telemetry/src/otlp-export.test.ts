@@ -1,0 +1,176 @@
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { MetricReader } from '@opentelemetry/sdk-metrics';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from './logger.js';
+import { initTelemetry, type Telemetry } from './telemetry.js';
+import { connectA, startA, startB, type Started, type TestClient } from './test-services.js';
+
+// A minimal OTLP trace receiver (what Jaeger or a collector exposes on 4317), built from the
+// opentelemetry-proto files in test/fixtures, so the exporter's bytes are decoded by a second party.
+interface ReceivedSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  kind: string;
+  serviceName: string | undefined;
+  attributes: Record<string, unknown>;
+  statusCode: string;
+}
+
+// The decoded request, as proto-loader gives it (keepCase, enums and int64 as strings, bytes as Buffer).
+interface WireAnyValue {
+  value?: string;
+  [field: string]: unknown;
+}
+interface WireKeyValue {
+  key: string;
+  value: WireAnyValue | null;
+}
+interface WireSpan {
+  trace_id: Buffer;
+  span_id: Buffer;
+  parent_span_id: Buffer;
+  name: string;
+  kind: string;
+  attributes: WireKeyValue[];
+  status: { code: string } | null;
+}
+interface ExportRequest {
+  resource_spans: { resource: { attributes: WireKeyValue[] }; scope_spans: { spans: WireSpan[] }[] }[];
+}
+
+const fixtures = fileURLToPath(new URL('../test/fixtures', import.meta.url));
+
+async function startReceiver(): Promise<{ port: number; spans: ReceivedSpan[]; requests: number; stop(): Promise<void> }> {
+  const definition = protoLoader.loadSync('opentelemetry/proto/collector/trace/v1/trace_service.proto', {
+    includeDirs: [fixtures],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition);
+  const service = (loaded.opentelemetry as grpc.GrpcObject & { proto: { collector: { trace: { v1: { TraceService: grpc.ServiceClientConstructor } } } } }).proto.collector.trace.v1.TraceService.service;
+  const state = { spans: [] as ReceivedSpan[], requests: 0 };
+  const hex = (b: Buffer): string => b.toString('hex');
+  const anyValue = (v: WireAnyValue | null | undefined): unknown => (v?.value ? v[v.value] : undefined);
+  const server = new grpc.Server();
+  server.addService(service, {
+    Export: (call: grpc.ServerUnaryCall<ExportRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      state.requests += 1;
+      for (const rs of call.request.resource_spans) {
+        const serviceName = rs.resource.attributes.find((kv) => kv.key === 'service.name');
+        for (const ss of rs.scope_spans) {
+          for (const span of ss.spans) {
+            state.spans.push({
+              traceId: hex(span.trace_id),
+              spanId: hex(span.span_id),
+              parentSpanId: hex(span.parent_span_id),
+              name: span.name,
+              kind: span.kind,
+              serviceName: anyValue(serviceName?.value) as string | undefined,
+              attributes: Object.fromEntries(span.attributes.map((kv) => [kv.key, anyValue(kv.value)])),
+              statusCode: span.status?.code ?? 'STATUS_CODE_UNSET',
+            });
+          }
+        }
+      }
+      callback(null, {});
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  return {
+    port,
+    spans: state.spans,
+    get requests() {
+      return state.requests;
+    },
+    stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  };
+}
+
+// Metrics stay in process here: this receiver only speaks the trace service.
+class UnexportedMetrics extends MetricReader {
+  protected override onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected override onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+describe('OTLP gRPC export', () => {
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let telA: Telemetry;
+  let telB: Telemetry;
+  let a: Started;
+  let b: Started;
+  let client: TestClient;
+
+  beforeAll(async () => {
+    receiver = await startReceiver();
+    const otlpEndpoint = `http://127.0.0.1:${receiver.port}`;
+    telA = initTelemetry({ serviceName: 'svc-a', serviceVersion: '0.0.1', otlpEndpoint, metricReader: new UnexportedMetrics() });
+    telB = initTelemetry({ serviceName: 'svc-b', otlpEndpoint, metricReader: new UnexportedMetrics() });
+    b = await startB(createLogger('b', { level: 'silent' }), { tracer: telB.tracer, meter: telB.meter });
+    a = await startA(b.port, { tracer: telA.tracer, meter: telA.meter });
+    client = connectA(a.port, { tracer: telA.tracer, meter: telA.meter });
+  });
+
+  afterAll(async () => {
+    client.close();
+    await a.stop();
+    await b.stop();
+    await telA.shutdown();
+    await telB.shutdown();
+    await receiver.stop();
+  });
+
+  it('delivers the spans of client -> A -> B with trace ids, names, parents and service.name intact', async () => {
+    await client.unary('resolve', { key: 'otlp' });
+    const missing = await client.unary('resolve', { key: 'missing' }).catch((e: grpc.ServiceError) => e);
+    expect((missing as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
+    // forceFlush resolves once the Export RPC has been answered, so the receiver has them all.
+    await telA.forceFlush();
+    await telB.forceFlush();
+
+    expect(receiver.requests).toBeGreaterThanOrEqual(2);
+    expect(receiver.spans).toHaveLength(8);
+    const traces = new Map<string, ReceivedSpan[]>();
+    for (const span of receiver.spans) traces.set(span.traceId, [...(traces.get(span.traceId) ?? []), span]);
+    expect(traces.size).toBe(2);
+
+    for (const spans of traces.values()) {
+      expect(spans).toHaveLength(4);
+      const find = (name: string, kind: string): ReceivedSpan => {
+        const found = spans.filter((s) => s.name === name && s.kind === kind);
+        expect(found).toHaveLength(1);
+        return found[0]!;
+      };
+      const outer = find('test.v1.A/Resolve', 'SPAN_KIND_CLIENT');
+      const serverA = find('test.v1.A/Resolve', 'SPAN_KIND_SERVER');
+      const clientAB = find('test.v1.B/Lookup', 'SPAN_KIND_CLIENT');
+      const serverB = find('test.v1.B/Lookup', 'SPAN_KIND_SERVER');
+      expect(outer.traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(outer.spanId).toMatch(/^[0-9a-f]{16}$/);
+      expect(outer.parentSpanId).toBe('');
+      expect(serverA.parentSpanId).toBe(outer.spanId);
+      expect(clientAB.parentSpanId).toBe(serverA.spanId);
+      expect(serverB.parentSpanId).toBe(clientAB.spanId);
+      expect([outer, serverA, clientAB].map((s) => s.serviceName)).toEqual(['svc-a', 'svc-a', 'svc-a']);
+      expect(serverB.serviceName).toBe('svc-b');
+      expect(serverB.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.service': 'test.v1.B', 'rpc.method': 'Lookup' });
+    }
+
+    const failedB = receiver.spans.find((s) => s.name === 'test.v1.B/Lookup' && s.kind === 'SPAN_KIND_SERVER' && s.statusCode === 'STATUS_CODE_ERROR');
+    expect(failedB).toBeDefined();
+    // int64 attribute values arrive as strings with `longs: String`.
+    expect(failedB!.attributes['rpc.grpc.status_code']).toBe('5');
+  });
+});

@@ -8,3 +8,4 @@ export { createTokenIssuer } from './token-issuer.js';
 export type { IssuedToken, TokenIssuer, TokenIssuerOptions } from './token-issuer.js';
 export { createTokenVerifier } from './token-verifier.js';
 export type { TokenVerifierOptions } from './token-verifier.js';
+export { createJwksFetcher } from './jwks-fetcher.js';

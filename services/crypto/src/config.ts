@@ -1,0 +1,53 @@
+import { fields, loadConfig, loadConfigOrExit } from '@quanta/service-kit';
+import type { ConfigSource } from '@quanta/service-kit';
+
+/** The crypto service's settings: flags (`--port 9002`) or QUANTA_* environment variables. */
+export const cryptoConfigSchema = {
+  home: fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data and credentials folder (embedded database, dev master key, admin token)' }),
+  host: fields.string({ env: 'QUANTA_CRYPTO_HOST', default: '127.0.0.1', doc: 'listen address (0.0.0.0 in a container)' }),
+  port: fields.port({ env: 'QUANTA_CRYPTO_PORT', default: 9002, doc: 'gRPC port' }),
+  databaseUrl: fields.string({ env: 'QUANTA_DATABASE_URL', doc: 'postgres://… for PostgreSQL; default: embedded database in $QUANTA_HOME/db' }),
+  maxPayloadBytes: fields.int({
+    env: 'QUANTA_CRYPTO_MAX_PAYLOAD_BYTES',
+    default: 2 * 1024 * 1024,
+    min: 1024,
+    max: 48 * 1024 * 1024,
+    doc: 'largest payload of a unary call (larger ones go through EncryptStream/DecryptStream); 2 MiB keeps every reply under the 4 MiB default message limit of gRPC clients',
+  }),
+  maxMessageBytes: fields.int({
+    env: 'QUANTA_CRYPTO_MAX_MESSAGE_BYTES',
+    default: 64 * 1024 * 1024,
+    min: 1024 * 1024,
+    max: 1024 * 1024 * 1024,
+    doc: 'largest gRPC message accepted; payloads between the payload limit and this get a RESOURCE_EXHAUSTED that names the streaming RPC',
+  }),
+  adminTokenTtl: fields.duration({ env: 'QUANTA_ADMIN_TOKEN_TTL', default: 30 * 24 * 3600 * 1000, doc: 'lifetime of the admin token written on first start' }),
+  tlsCert: fields.string({ env: 'QUANTA_TLS_CERT', doc: 'server certificate (PEM); TLS is off without it' }),
+  tlsKey: fields.string({ env: 'QUANTA_TLS_KEY', doc: 'server private key (PEM)' }),
+  tlsCa: fields.string({ env: 'QUANTA_TLS_CA', doc: 'CA to check client certificates against (mTLS)' }),
+};
+
+/** Spelled out: the schema's fields with defaults are always present. */
+export interface CryptoConfig {
+  home: string;
+  host: string;
+  port: number;
+  databaseUrl: string | undefined;
+  maxPayloadBytes: number;
+  maxMessageBytes: number;
+  /** Milliseconds. */
+  adminTokenTtl: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  tlsCa: string | undefined;
+}
+
+/** Throws service-kit's ConfigError listing every problem. */
+export function loadCryptoConfig(source?: ConfigSource): CryptoConfig {
+  return loadConfig(cryptoConfigSchema, source) as CryptoConfig;
+}
+
+/** For main: help on --help, a clear message and exit 2 on bad settings. */
+export function loadCryptoConfigOrExit(source?: ConfigSource): CryptoConfig {
+  return loadConfigOrExit(cryptoConfigSchema, { program: 'crypto', ...source }) as CryptoConfig;
+}

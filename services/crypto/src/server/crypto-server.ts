@@ -1,0 +1,113 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createTokenIssuer, createTokenVerifier } from '@quanta/auth';
+import type { TokenIssuer } from '@quanta/auth';
+import { crypto as pb } from '@quanta/contracts';
+import { createService } from '@quanta/service-kit';
+import type { Authenticator, QuantaService } from '@quanta/service-kit';
+import { openStore } from '@quanta/store';
+import type { Store } from '@quanta/store';
+import type { Telemetry } from '@quanta/telemetry';
+import type { Logger } from 'pino';
+import type { CryptoConfig } from '../config.js';
+import { createKeyManager, loadMasterKey } from '../core/index.js';
+import type { KeyManager } from '../core/index.js';
+import { ensureAdminToken } from './admin-token.js';
+import { createPayloadLimit } from './context.js';
+import { createDataHandlers } from './handlers-data.js';
+import { createKeyHandlers } from './handlers-keys.js';
+import { createStreamHandlers } from './handlers-stream.js';
+import { createTokenHandlers } from './handlers-tokens.js';
+import { createStoredSigningKeyStore } from './token-key-store.js';
+
+export interface CryptoServerOptions {
+  telemetry?: Telemetry;
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** An open store to use (tests); otherwise one is opened from the config and closed on stop. */
+  store?: Store;
+  /** The master key (tests); otherwise from QUANTA_MASTER_KEY(_FILE) or the dev key in $QUANTA_HOME. */
+  masterKey?: Buffer;
+  /** Milliseconds since the epoch, for token times (tests). */
+  clock?: () => number;
+}
+
+export interface CryptoServer {
+  readonly port: number;
+  readonly address: string;
+  readonly service: QuantaService;
+  readonly keys: KeyManager;
+  readonly issuer: TokenIssuer;
+  /** Checks tokens locally: this service holds the signing keys. */
+  readonly authenticator: Authenticator;
+  readonly adminTokenPath: string;
+  stop(options?: { graceMs?: number }): Promise<void>;
+}
+
+/** Opens the store, the key engine and the token issuer, and serves CryptoService. */
+export async function startCryptoServer(config: CryptoConfig, options: CryptoServerOptions = {}): Promise<CryptoServer> {
+  await mkdir(config.home, { recursive: true, mode: 0o700 });
+  // The authenticator needs the issuer, which needs the store: the service gets it through this.
+  let verifier: Authenticator | undefined;
+  const tls =
+    config.tlsCert === undefined || config.tlsKey === undefined
+      ? undefined
+      : { certFile: config.tlsCert, keyFile: config.tlsKey, ...(config.tlsCa === undefined ? {} : { caFile: config.tlsCa, requireClientCert: true }) };
+  const service = createService({
+    name: 'crypto',
+    host: config.host,
+    port: config.port,
+    maxReceiveMessageLength: config.maxMessageBytes,
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+    ...(tls === undefined ? {} : { tls }),
+    authenticator: (metadata) => {
+      if (verifier === undefined) throw new Error('crypto service: a call arrived before start');
+      return verifier(metadata);
+    },
+  });
+  const logger = service.logger;
+
+  const ownStore = options.store === undefined;
+  const store =
+    options.store ??
+    (await openStore(config.databaseUrl === undefined ? { dataDir: join(config.home, 'db') } : { url: config.databaseUrl }));
+  try {
+    const masterKey = options.masterKey ?? loadMasterKey({ env: options.env ?? process.env, home: config.home, logger: { warn: (msg) => logger.warn(msg) } });
+    const keys = await createKeyManager({ store, masterKey, ...(options.clock === undefined ? {} : { clock: () => new Date(options.clock!()) }) });
+    const issuer = await createTokenIssuer({
+      store: await createStoredSigningKeyStore(store, masterKey),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+    });
+    // The keys are local, so a fresh fetch costs nothing: refresh on every unknown kid.
+    const authenticator = createTokenVerifier({
+      fetchJwks: () => issuer.jwks(),
+      minRefreshIntervalMs: 0,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+    });
+    verifier = authenticator;
+    const adminTokenPath = await ensureAdminToken({
+      home: config.home,
+      issuer,
+      verify: authenticator,
+      ttlSeconds: Math.max(1, Math.round(config.adminTokenTtl / 1000)),
+      logger,
+    });
+
+    const limit = createPayloadLimit(config.maxPayloadBytes);
+    const implementation: pb.CryptoServiceServer = {
+      ...createKeyHandlers(keys),
+      ...createDataHandlers(keys, limit),
+      ...createStreamHandlers(keys),
+      ...createTokenHandlers(issuer),
+    };
+    service.addService(pb.CryptoServiceService, implementation);
+    if (ownStore) service.onStop(() => store.close());
+    const { port, address } = await service.start();
+    return { port, address, service, keys, issuer, authenticator, adminTokenPath, stop: (o) => service.stop(o) };
+  } catch (error: unknown) {
+    if (ownStore) await store.close();
+    throw error;
+  }
+}
+

@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { crypto as pb } from '@quanta/contracts';
+import { openStore } from '@quanta/store';
+import { pino } from 'pino';
+import type { CryptoConfig } from '../config.js';
+import { startCryptoServer } from './crypto-server.js';
+import type { CryptoServer } from './crypto-server.js';
+
+export interface Harness {
+  server: CryptoServer;
+  client: pb.CryptoServiceClient;
+  home: string;
+  /** Moves the server's clock (tokens, Fernet timestamps, audit times). */
+  now: { ms: number };
+  token(tenant: string, scopes: string[], ttlSeconds?: number, subject?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A real crypto server on 127.0.0.1:0 over an in-memory embedded store, and a client for it. */
+export async function startHarness(overrides: Partial<CryptoConfig> = {}): Promise<Harness> {
+  const home = await mkdtemp(join(tmpdir(), 'quanta-crypto-'));
+  const store = await openStore({});
+  const now = { ms: Date.now() };
+  const config: CryptoConfig = {
+    home,
+    host: '127.0.0.1',
+    port: 0,
+    databaseUrl: undefined,
+    maxPayloadBytes: 2 * 1024 * 1024,
+    maxMessageBytes: 64 * 1024 * 1024,
+    adminTokenTtl: 3600_000,
+    tlsCert: undefined,
+    tlsKey: undefined,
+    tlsCa: undefined,
+    ...overrides,
+  };
+  const server = await startCryptoServer(config, {
+    store,
+    masterKey: randomBytes(32),
+    clock: () => now.ms,
+    logger: pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' }),
+  });
+  const client = new pb.CryptoServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  });
+  return {
+    server,
+    client,
+    home,
+    now,
+    token: (tenant, scopes, ttlSeconds = 3600, subject = `${tenant}-user`) => server.issuer.issue({ tenant, subject, scopes, ttlSeconds }),
+    async close() {
+      client.close();
+      await server.stop({ graceMs: 1000 });
+      await store.close();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export function bearer(token: string | undefined): grpc.Metadata {
+  const md = new grpc.Metadata();
+  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+type Definition = typeof pb.CryptoServiceService;
+type UnaryName = {
+  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
+}[keyof Definition];
+type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
+type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
+type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
+
+/** Calls a unary method by name with a bearer token; rejects with the grpc ServiceError. */
+export function call<K extends UnaryName>(client: pb.CryptoServiceClient, method: K, request: RequestOf<K>, token?: string): Promise<ResponseOf<K>> {
+  const fn = client[method] as unknown as (request: RequestOf<K>, metadata: grpc.Metadata, callback: Callback) => void;
+  return new Promise((resolve, reject) => {
+    fn.call(client, request, bearer(token), (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)));
+  });
+}
+
+/** The gRPC error of a call that must fail. */
+export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (error: unknown) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error('expected the call to fail, it succeeded');
+}

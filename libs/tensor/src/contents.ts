@@ -166,17 +166,27 @@ export function tensorFromContents(
 
 function checkValues(datatype: Datatype, values: readonly unknown[], field: ContentsField, context: TensorContext): void {
   const range = RANGE[datatype];
+  // Number bounds are exact for the 32-bit types and safe enough for 64-bit ones, where numbers
+  // (from hand-made objects) must be safe integers anyway.
+  const [lo, hi] = range === undefined ? [0, 0] : [Number(range[0]), Number(range[1])];
+  const is64 = datatype === 'INT64' || datatype === 'UINT64';
   for (const [index, value] of values.entries()) {
     let ok: boolean;
     if (datatype === 'BOOL') ok = typeof value === 'boolean';
     else if (datatype === 'BYTES') ok = value instanceof Uint8Array;
     else if (range === undefined) ok = typeof value === 'number';
-    else if (typeof value === 'bigint') ok = value >= range[0] && value <= range[1];
-    // int64 values may come as safe-integer numbers from hand-made objects
-    else ok = Number.isSafeInteger(value) && BigInt(value as number) >= range[0] && BigInt(value as number) <= range[1];
+    else if (typeof value === 'bigint') ok = is64 && value >= range[0] && value <= range[1];
+    else ok = Number.isSafeInteger(value) && (value as number) >= lo && (value as number) <= hi;
     if (!ok) {
       const shown = typeof value === 'bigint' || typeof value === 'number' ? String(value) : typeof value;
-      const expected = range === undefined ? `a ${datatype} value` : `an integer in [${range[0]}, ${range[1]}]`;
+      const expected =
+        range !== undefined
+          ? `an integer in [${range[0]}, ${range[1]}]`
+          : datatype === 'BOOL'
+            ? 'true or false'
+            : datatype === 'BYTES'
+              ? 'a byte string'
+              : 'a number';
       throw tensorError(
         context,
         'contents',

@@ -63,6 +63,8 @@ export interface OpenCall {
   close(): void;
 }
 
+const DEADLINE_SLACK_MS = 100;
+
 /** Sets up the context of one call: abort on cancel and on deadline, registered as in flight. */
 export function openCall(call: ServerCall, runtime: HandlerRuntime): OpenCall {
   const controller = new AbortController();
@@ -71,7 +73,14 @@ export function openCall(call: ServerCall, runtime: HandlerRuntime): OpenCall {
   const deadlineMs = rawDeadline instanceof Date ? rawDeadline.getTime() : rawDeadline;
   const deadline = Number.isFinite(deadlineMs) ? new Date(deadlineMs) : undefined;
 
-  const onCancel = (): void => controller.abort(cancelled(`${method} was cancelled by the client`));
+  // grpc-js reports a passed deadline as a cancellation too; and a client cancels on its own deadline
+  // timer, a little before ours runs out (the timeout travels as a relative value).
+  const onCancel = (): void =>
+    controller.abort(
+      deadline !== undefined && Date.now() >= deadline.getTime() - DEADLINE_SLACK_MS
+        ? deadlineExceeded(`${method} ran past its deadline`)
+        : cancelled(`${method} was cancelled by the client`),
+    );
   call.once('cancelled', onCancel);
   if (call.cancelled) onCancel();
 

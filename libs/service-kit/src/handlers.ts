@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import type { HandlerScope } from './auth.js';
 import { requireScope } from './auth.js';
@@ -107,9 +108,24 @@ async function writeAll<Res>(
   }
 }
 
-/** The requests of a client or bidi stream; reading pulls from the network (grpc-js reads on demand). */
-async function* readAll<Req>(stream: AsyncIterable<unknown>): AsyncGenerator<Req, void, undefined> {
-  for await (const message of stream) yield message as Req;
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * The requests of a client or bidi stream; reading pulls from the network (grpc-js reads on demand).
+ * grpc-js reports a client's cancel first as the end of its request stream and only then as
+ * 'cancelled' (grpc/grpc-node#2583): before telling the handler the stream is complete (or broke),
+ * let that news arrive, so a cancelled upload never passes for a whole one.
+ */
+async function* readAll<Req>(stream: Readable, signal: AbortSignal): AsyncGenerator<Req, void, undefined> {
+  try {
+    // Plain for-await would destroy the stream at its end: the whole duplex, responses included.
+    for await (const message of stream.iterator({ destroyOnReturn: false })) yield message as Req;
+  } catch (error: unknown) {
+    await nextTurn();
+    throw signal.aborted ? signal.reason : error;
+  }
+  await nextTurn();
+  if (signal.aborted) throw signal.reason;
 }
 
 function sendStreamError(stream: NodeJS.EventEmitter, status: ErrorStatus): void {
@@ -159,7 +175,7 @@ export function clientStreaming<Req, Res>(
       call,
       runtime,
       options.scope,
-      async (ctx) => callback(null, await fn(readAll(call), ctx)),
+      async (ctx) => callback(null, await fn(readAll(call, ctx.signal), ctx)),
       (status) => callback(status),
     );
   });
@@ -175,7 +191,7 @@ export function bidiStreaming<Req, Res>(
       runtime,
       options.scope,
       async (ctx) => {
-        await writeAll(call, fn(readAll(call), ctx), ctx.signal);
+        await writeAll(call, fn(readAll(call, ctx.signal), ctx), ctx.signal);
         if (!ctx.signal.aborted) call.end();
       },
       (status) => sendStreamError(call, status),

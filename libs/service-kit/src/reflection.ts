@@ -22,12 +22,30 @@ export function contractsPackageDefinition(): PackageDefinition {
   return contracts;
 }
 
+// Building a ReflectionService indexes and encodes every file (a few hundred ms for all of proto/):
+// servers in one process (tests) that serve the same services share one.
+const cache = new Map<string, ReflectionService>();
+const packageIds = new WeakMap<PackageDefinition, number>();
+let nextPackageId = 1;
+
+function packageId(definition: PackageDefinition): number {
+  let id = packageIds.get(definition);
+  if (id === undefined) packageIds.set(definition, (id = nextPackageId++));
+  return id;
+}
+
 /**
  * Registers `grpc.reflection.v1` and `v1alpha` ServerReflection, describing the services named
  * (those the server really serves) from the contracts and any extra package definitions.
  */
 export function addReflection(server: grpc.Server, services: readonly string[], extra: readonly PackageDefinition[] = []): void {
-  const definitions: PackageDefinition = Object.assign({}, ...extra, reflectionProtos(), contractsPackageDefinition()) as PackageDefinition;
-  const names = [...services, 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];
-  new ReflectionService(definitions, { services: names }).addToServer(server);
+  const names = [...new Set([...services, 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'])].sort();
+  const key = `${names.join(',')}|${extra.map(packageId).join(',')}`;
+  let reflection = cache.get(key);
+  if (reflection === undefined) {
+    const definitions = Object.assign({}, ...extra, reflectionProtos(), contractsPackageDefinition()) as PackageDefinition;
+    reflection = new ReflectionService(definitions, { services: names });
+    cache.set(key, reflection);
+  }
+  reflection.addToServer(server);
 }

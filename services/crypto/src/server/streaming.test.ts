@@ -1,0 +1,162 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import type { crypto as pb } from '@quanta/contracts';
+import { crypto } from '@quanta/contracts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, call, startHarness } from './test-harness.js';
+import type { Harness } from './test-harness.js';
+
+let h: Harness;
+let token: string;
+
+beforeAll(async () => {
+  h = await startHarness();
+  token = await h.token('acme', ['keys:admin', 'keys:use']);
+  await call(h.client, 'createKey', { name: 'big', type: crypto.KeyType.KEY_TYPE_AES256_GCM, config: {} }, token);
+});
+afterAll(() => h.close());
+
+type Duplex = grpc.ClientDuplexStream<pb.EncryptStreamRequest | pb.DecryptStreamRequest, pb.EncryptStreamResponse | pb.DecryptStreamResponse>;
+
+/** Sends messages, half-closes, and collects every reply (small payloads only). */
+async function exchange(stream: Duplex, messages: (pb.EncryptStreamRequest | pb.DecryptStreamRequest)[]): Promise<{ replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[]; error?: grpc.ServiceError }> {
+  const replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[] = [];
+  stream.on('data', (reply: pb.EncryptStreamResponse) => replies.push(reply));
+  const done = new Promise<grpc.ServiceError | undefined>((resolve) => {
+    stream.on('error', (error: grpc.ServiceError) => resolve(error));
+    stream.on('status', (status: grpc.StatusObject) => {
+      if (status.code === grpc.status.OK) resolve(undefined);
+    });
+  });
+  for (const m of messages) stream.write(m);
+  stream.end();
+  const error = await done;
+  return error === undefined ? { replies } : { replies, error };
+}
+
+const header = (keyName: string, associatedData = Buffer.alloc(0)): pb.EncryptStreamRequest => ({ part: { $case: 'header', value: { keyName, associatedData } } });
+const chunk = (value: Buffer): pb.EncryptStreamRequest => ({ part: { $case: 'chunk', value } });
+const bytesOf = (replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[]): Buffer =>
+  Buffer.concat(replies.flatMap((r) => ('part' in r ? (r.part?.$case === 'chunk' ? [r.part.value] : []) : [r.chunk])));
+
+async function encryptAll(plaintext: Buffer[], aad?: Buffer): Promise<Buffer> {
+  const { replies, error } = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('big', aad), ...plaintext.map(chunk)]);
+  expect(error).toBeUndefined();
+  expect(replies[0]).toEqual({ part: { $case: 'header', value: { keyVersion: 1 } } });
+  return bytesOf(replies);
+}
+
+describe('EncryptStream / DecryptStream', () => {
+  it('round-trips 50 MiB through both streams with bounded memory', async () => {
+    const total = 50 * 1024 * 1024;
+    const piece = 256 * 1024;
+    const sentHash = createHash('sha256');
+    const gotHash = createHash('sha256');
+    let received = 0;
+    let ciphertextBytes = 0;
+
+    const base = process.memoryUsage();
+    const peak = { rss: base.rss, heap: base.heapUsed + base.arrayBuffers };
+    const sampler = setInterval(() => {
+      const m = process.memoryUsage();
+      peak.rss = Math.max(peak.rss, m.rss);
+      peak.heap = Math.max(peak.heap, m.heapUsed + m.arrayBuffers);
+    }, 10);
+
+    const enc = h.client.encryptStream(bearer(token));
+    const dec = h.client.decryptStream(bearer(token));
+    const aad = Buffer.from('file=model.onnx');
+    // Encrypted output goes straight into DecryptStream: the ciphertext is never held whole.
+    enc.on('data', (reply: pb.EncryptStreamResponse) => {
+      if (reply.part?.$case === 'header') {
+        dec.write({ part: { $case: 'header', value: { keyName: 'big', associatedData: aad } } });
+      } else if (reply.part?.$case === 'chunk') {
+        ciphertextBytes += reply.part.value.length;
+        if (!dec.write({ part: { $case: 'chunk', value: reply.part.value } })) {
+          enc.pause();
+          dec.once('drain', () => enc.resume());
+        }
+      }
+    });
+    enc.on('end', () => dec.end());
+    dec.on('data', (reply: pb.DecryptStreamResponse) => {
+      gotHash.update(reply.chunk);
+      received += reply.chunk.length;
+    });
+    const decrypted = new Promise<void>((resolve, reject) => {
+      dec.on('error', reject);
+      enc.on('error', reject);
+      dec.on('status', (s: grpc.StatusObject) => (s.code === grpc.status.OK ? resolve() : undefined));
+    });
+
+    enc.write(header('big', aad));
+    for (let sent = 0; sent < total; sent += piece) {
+      const data = randomBytes(piece);
+      sentHash.update(data);
+      if (!enc.write(chunk(data))) await once(enc, 'drain');
+    }
+    enc.end();
+    await decrypted;
+    clearInterval(sampler);
+
+    expect(received).toBe(total);
+    expect(gotHash.digest('hex')).toBe(sentHash.digest('hex'));
+    // 48-byte header + a 16-byte tag per 64 KiB segment.
+    expect(ciphertextBytes).toBe(total + 48 + 16 * Math.ceil(total / 65536));
+    const growth = { rss: (peak.rss - base.rss) / 2 ** 20, heap: (peak.heap - base.heapUsed - base.arrayBuffers) / 2 ** 20 };
+    console.log(`50 MiB stream round trip: peak growth rss ${growth.rss.toFixed(1)} MiB, heap+arrayBuffers ${growth.heap.toFixed(1)} MiB`);
+    // Client, server and both streams live in this process: all of it stays well under the payload.
+    expect(growth.heap).toBeLessThan(25);
+    expect(growth.rss).toBeLessThan(40);
+  });
+
+  it('detects truncation, reordering, swapped streams and wrong associated data', async () => {
+    const aad = Buffer.from('ctx');
+    const plain = randomBytes(200_000); // 4 segments of 64 KiB (the last partial)
+    const ct = await encryptAll([plain.subarray(0, 70_000), plain.subarray(70_000)], aad);
+    const ok = await exchange(h.client.decryptStream(bearer(token)) as Duplex, [header('big', aad), chunk(ct.subarray(0, 1000)), chunk(ct.subarray(1000))]);
+    expect(ok.error).toBeUndefined();
+    expect(bytesOf(ok.replies).equals(plain)).toBe(true);
+
+    const seg = 65536 + 16;
+    const head = 48;
+    const other = await encryptAll([randomBytes(200_000)], aad);
+    const cases: Record<string, Buffer> = {
+      truncated: ct.subarray(0, head + 2 * seg),
+      'last byte cut': ct.subarray(0, ct.length - 1),
+      reordered: Buffer.concat([ct.subarray(0, head), ct.subarray(head + seg, head + 2 * seg), ct.subarray(head, head + seg), ct.subarray(head + 2 * seg)]),
+      'segment from another stream': Buffer.concat([ct.subarray(0, head + seg), other.subarray(head + seg, head + 2 * seg), ct.subarray(head + 2 * seg)]),
+    };
+    for (const [what, bad] of Object.entries(cases)) {
+      const { error } = await exchange(h.client.decryptStream(bearer(token)) as Duplex, [header('big', aad), chunk(bad)]);
+      expect([what, error?.code, error?.details]).toEqual([what, grpc.status.INVALID_ARGUMENT, 'ciphertext is invalid or was not made with this key']);
+    }
+    const wrongAad = await exchange(h.client.decryptStream(bearer(token)) as Duplex, [header('big', Buffer.from('other')), chunk(ct)]);
+    expect(wrongAad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('requires a header first, a known key, a streaming key type and keys:use', async () => {
+    let r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [chunk(Buffer.from('no header'))]);
+    expect([r.error?.code, r.error?.details]).toEqual([
+      grpc.status.INVALID_ARGUMENT,
+      'EncryptStream: the first message must carry "header" (key_name, associated_data), not "chunk"',
+    ]);
+    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, []);
+    expect([r.error?.code, r.error?.details]).toEqual([grpc.status.INVALID_ARGUMENT, 'EncryptStream: the stream ended before its header message']);
+    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('big'), chunk(Buffer.from('a')), header('big')]);
+    expect(r.error?.details).toBe('EncryptStream: message 2 carries a second header; only the first message may');
+    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('missing')]);
+    expect(r.error?.code).toBe(grpc.status.NOT_FOUND);
+
+    await call(h.client, 'createKey', { name: 'fern', type: crypto.KeyType.KEY_TYPE_FERNET, config: {} }, token);
+    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('fern'), chunk(Buffer.from('x'))]);
+    expect(r.error?.code).toBe(grpc.status.FAILED_PRECONDITION);
+
+    const reader = await h.token('acme', ['models:read']);
+    r = await exchange(h.client.decryptStream(bearer(reader)) as Duplex, [header('big')]);
+    expect(r.error?.code).toBe(grpc.status.PERMISSION_DENIED);
+    r = await exchange(h.client.decryptStream(new grpc.Metadata()) as Duplex, [header('big')]);
+    expect(r.error?.code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+});

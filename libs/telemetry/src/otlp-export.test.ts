@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -105,6 +106,17 @@ class UnexportedMetrics extends MetricReader {
   }
 }
 
+function captureLines(): { lines: Record<string, unknown>[]; destination: NodeJS.WritableStream } {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { lines, destination };
+}
+
 describe('OTLP gRPC export', () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let telA: Telemetry;
@@ -172,5 +184,48 @@ describe('OTLP gRPC export', () => {
     expect(failedB).toBeDefined();
     // int64 attribute values arrive as strings with `longs: String`.
     expect(failedB!.attributes['rpc.grpc.status_code']).toBe('5');
+  });
+
+  describe('configured from the environment', () => {
+    const saved = { ...process.env };
+    afterAll(() => {
+      for (const key of ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_METRICS_EXPORTER']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    });
+
+    it('exports spans to OTEL_EXPORTER_OTLP_ENDPOINT, and OTEL_METRICS_EXPORTER=none keeps metrics off', async () => {
+      process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = `http://127.0.0.1:${receiver.port}`;
+      process.env['OTEL_METRICS_EXPORTER'] = 'none';
+      const { lines, destination } = captureLines();
+      const telemetry = initTelemetry({ serviceName: 'from-env', logDestination: destination });
+      telemetry.meter.createCounter('calls').add(1);
+      const span = telemetry.tracer.startSpan('env-span');
+      span.end();
+      await telemetry.forceFlush();
+      await telemetry.shutdown();
+      const received = receiver.spans.filter((s) => s.name === 'env-span');
+      expect(received).toHaveLength(1);
+      expect(received[0]!.spanId).toBe(span.spanContext().spanId);
+      expect(received[0]!.serviceName).toBe('from-env');
+      // This receiver has no metrics service: an attempted metrics export would have logged a failure.
+      expect(lines.filter((l) => l['level'] === 40)).toEqual([]);
+    });
+
+    it('logs, rather than throws, when the collector rejects an export (Jaeger has no metrics service)', async () => {
+      process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] = `http://127.0.0.1:${receiver.port}`;
+      delete process.env['OTEL_METRICS_EXPORTER'];
+      const { lines, destination } = captureLines();
+      const telemetry = initTelemetry({ serviceName: 'no-metrics-service', logDestination: destination });
+      telemetry.meter.createCounter('calls').add(1);
+      telemetry.tracer.startSpan('still-exported').end();
+      await expect(telemetry.forceFlush()).resolves.toBeUndefined();
+      await expect(telemetry.shutdown()).resolves.toBeUndefined();
+      expect(receiver.spans.filter((s) => s.name === 'still-exported')).toHaveLength(1);
+      const warning = lines.find((l) => l['msg'] === 'telemetry export failed');
+      expect(warning).toMatchObject({ level: 40, component: 'telemetry', name: 'no-metrics-service' });
+      expect(warning!['error']).toMatch(/metrics export failed.*UNIMPLEMENTED/);
+    });
   });
 });

@@ -41,7 +41,6 @@ export interface InterceptorOptions {
 export function createServerInterceptor(options: InterceptorOptions = {}): grpc.ServerInterceptor {
   return (methodDescriptor, call) => {
     const startNs = process.hrtime.bigint();
-    const startTime = new Date();
     const rpc = rpcNameFromPath(methodDescriptor.path);
     const tracer = options.tracer ?? trace.getTracer(INSTRUMENTATION_SCOPE);
     const meter = options.meter ?? metrics.getMeter(INSTRUMENTATION_SCOPE);
@@ -50,7 +49,7 @@ export function createServerInterceptor(options: InterceptorOptions = {}): grpc.
     let ended = false;
 
     const startSpan = (parent: Context): void => {
-      span = tracer.startSpan(rpc.spanName, { kind: SpanKind.SERVER, attributes: rpc.attributes, startTime }, parent);
+      span = tracer.startSpan(rpc.spanName, { kind: SpanKind.SERVER, attributes: rpc.attributes }, parent);
       spanContext = trace.setSpan(parent, span);
     };
 

@@ -1,6 +1,11 @@
-import { context, metrics, propagation, trace, type Meter, type Tracer } from '@opentelemetry/api';
+import { DiagLogLevel, context, diag, metrics, propagation, trace, type Meter, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  CompositePropagator,
+  W3CBaggagePropagator,
+  W3CTraceContextPropagator,
+  setGlobalErrorHandler,
+} from '@opentelemetry/core';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -33,28 +38,57 @@ export interface Telemetry {
   readonly tracer: Tracer;
   readonly meter: Meter;
   readonly logger: Logger;
-  /** Exports every finished span and the current metrics now. */
+  /** Exports every finished span and the current metrics now; an export failure is logged, not thrown. */
   forceFlush(): Promise<void>;
   /** Flushes, then stops the providers; later spans from this instance are dropped. Safe to call twice. */
   shutdown(): Promise<void>;
 }
 
-let contextAndPropagatorInstalled = false;
+let processWideInstalled = false;
 let globalOwner: Telemetry | undefined;
 
-// The context manager and propagator are the same for every service in a process: install them once.
-function installContextAndPropagator(): void {
-  if (contextAndPropagatorInstalled) return;
-  contextAndPropagatorInstalled = true;
+// SDK diagnostics and background export failures go to the latest service's logger.
+let sdkLogger: Logger | undefined;
+
+function errorText(value: unknown): string {
+  return value instanceof Error ? value.message : String(value);
+}
+
+// The context manager, propagator and SDK error reporting are the same for every service in a process:
+// install them once.
+function installProcessWide(): void {
+  if (processWideInstalled) return;
+  processWideInstalled = true;
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(
     new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
   );
+  // Without these, a collector that is down or lacks a service fails silently in the background.
+  setGlobalErrorHandler((error) => sdkLogger?.warn({ error: errorText(error) }, 'telemetry export failed'));
+  const line =
+    (level: 'error' | 'warn' | 'info' | 'debug') =>
+    (message: string, ...args: unknown[]): void =>
+      sdkLogger?.[level](args.length > 0 ? { details: args.map(errorText) } : {}, `opentelemetry: ${message}`);
+  diag.setLogger(
+    { error: line('error'), warn: line('warn'), info: line('info'), debug: line('debug'), verbose: line('debug') },
+    { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+  );
+}
+
+/** OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER=none turn one signal's OTLP export off (Jaeger takes no metrics). */
+function exporterDisabled(variable: 'OTEL_TRACES_EXPORTER' | 'OTEL_METRICS_EXPORTER'): boolean {
+  return process.env[variable]?.trim().toLowerCase() === 'none';
+}
+
+function defaultSpanExporter(options: TelemetryOptions, endpoint: string | undefined): SpanExporter | undefined {
+  if (options.spanExporter) return options.spanExporter;
+  if (!endpoint || exporterDisabled('OTEL_TRACES_EXPORTER')) return undefined;
+  return new OTLPTraceExporter({ url: endpoint });
 }
 
 function defaultMetricReader(options: TelemetryOptions, endpoint: string | undefined): IMetricReader | undefined {
   if (options.metricReader) return options.metricReader;
-  if (!endpoint) return undefined;
+  if (!endpoint || exporterDisabled('OTEL_METRICS_EXPORTER')) return undefined;
   const intervalFromEnv = Number(process.env['OTEL_METRIC_EXPORT_INTERVAL']);
   return new PeriodicExportingMetricReader({
     exporter: new OTLPMetricExporter({ url: endpoint }),
@@ -74,13 +108,18 @@ function defaultMetricReader(options: TelemetryOptions, endpoint: string | undef
  * explicit tracer/meter use. Shutting down the global one unregisters it.
  */
 export function initTelemetry(options: TelemetryOptions): Telemetry {
-  installContextAndPropagator();
+  const logger = createLogger(options.serviceName, {
+    ...(options.logLevel ? { level: options.logLevel } : {}),
+    ...(options.logDestination ? { destination: options.logDestination } : {}),
+  });
+  installProcessWide();
+  sdkLogger = logger.child({ component: 'telemetry' });
   const resource = resourceFromAttributes({
     [ATTR_SERVICE_NAME]: options.serviceName,
     ...(options.serviceVersion ? { [ATTR_SERVICE_VERSION]: options.serviceVersion } : {}),
   });
   const endpoint = options.otlpEndpoint ?? (process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] || undefined);
-  const spanExporter = options.spanExporter ?? (endpoint ? new OTLPTraceExporter({ url: endpoint }) : undefined);
+  const spanExporter = defaultSpanExporter(options, endpoint);
   const tracerProvider = new NodeTracerProvider({
     resource,
     spanProcessors: spanExporter ? [new BatchSpanProcessor(spanExporter)] : [],
@@ -94,18 +133,22 @@ export function initTelemetry(options: TelemetryOptions): Telemetry {
   metrics.disable();
   metrics.setGlobalMeterProvider(meterProvider);
 
+  // A collector that is down must not fail a service's shutdown: export errors are logged, not thrown.
+  const settle = async (what: string, work: Promise<unknown>[]): Promise<void> => {
+    for (const result of await Promise.allSettled(work)) {
+      if (result.status === 'rejected') {
+        const reasons: unknown[] = Array.isArray(result.reason) ? result.reason : [result.reason];
+        logger.warn({ error: reasons.map(errorText).join('; ') }, `telemetry ${what}: export failed`);
+      }
+    }
+  };
   let shutdownPromise: Promise<void> | undefined;
   const telemetry: Telemetry = {
     serviceName: options.serviceName,
     tracer: tracerProvider.getTracer(INSTRUMENTATION_SCOPE, options.serviceVersion),
     meter: meterProvider.getMeter(INSTRUMENTATION_SCOPE, options.serviceVersion),
-    logger: createLogger(options.serviceName, {
-      ...(options.logLevel ? { level: options.logLevel } : {}),
-      ...(options.logDestination ? { destination: options.logDestination } : {}),
-    }),
-    async forceFlush() {
-      await Promise.all([tracerProvider.forceFlush(), meterProvider.forceFlush()]);
-    },
+    logger,
+    forceFlush: () => settle('flush', [tracerProvider.forceFlush(), meterProvider.forceFlush()]),
     shutdown() {
       shutdownPromise ??= (async () => {
         if (globalOwner === telemetry) {
@@ -113,7 +156,7 @@ export function initTelemetry(options: TelemetryOptions): Telemetry {
           metrics.disable();
           globalOwner = undefined;
         }
-        await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
+        await settle('shutdown', [tracerProvider.shutdown(), meterProvider.shutdown()]);
       })();
       return shutdownPromise;
     },

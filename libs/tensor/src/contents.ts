@@ -1,4 +1,4 @@
-import type { Datatype } from './datatype.js';
+import { INTEGER_RANGE, type Datatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
 import { elementCount } from './shape.js';
 import { allocData, type Tensor, type TensorFor } from './tensor.js';
@@ -49,17 +49,6 @@ export const CONTENTS_FIELD: Readonly<Record<Datatype, ContentsField | undefined
   BYTES: 'bytesContents',
 };
 
-/** Inclusive value ranges of the integer datatypes that travel in a wider field. */
-const RANGE: Partial<Record<Datatype, readonly [bigint, bigint]>> = {
-  UINT8: [0n, 0xffn],
-  UINT16: [0n, 0xffffn],
-  UINT32: [0n, 0xffff_ffffn],
-  UINT64: [0n, 0xffff_ffff_ffff_ffffn],
-  INT8: [-0x80n, 0x7fn],
-  INT16: [-0x8000n, 0x7fffn],
-  INT32: [-0x8000_0000n, 0x7fff_ffffn],
-  INT64: [-0x8000_0000_0000_0000n, 0x7fff_ffff_ffff_ffffn],
-};
 
 /** The proto field names, as users of any KServe client see them. */
 const PROTO_NAME: Readonly<Record<ContentsField, string>> = {
@@ -165,7 +154,7 @@ export function tensorFromContents(
 }
 
 function checkValues(datatype: Datatype, values: readonly unknown[], field: ContentsField, context: TensorContext): void {
-  const range = RANGE[datatype];
+  const range = INTEGER_RANGE[datatype];
   // Number bounds are exact for the 32-bit types and safe enough for 64-bit ones, where numbers
   // (from hand-made objects) must be safe integers anyway.
   const [lo, hi] = range === undefined ? [0, 0] : [Number(range[0]), Number(range[1])];

@@ -44,6 +44,18 @@ export function elementSize(datatype: Datatype): number | undefined {
   return datatype === 'BYTES' ? undefined : ELEMENT_SIZE[datatype];
 }
 
+/** Inclusive value ranges of the integer datatypes (typed contents and JSON carry them in wider types). */
+export const INTEGER_RANGE: Readonly<Partial<Record<Datatype, readonly [bigint, bigint]>>> = {
+  UINT8: [0n, 0xffn],
+  UINT16: [0n, 0xffffn],
+  UINT32: [0n, 0xffff_ffffn],
+  UINT64: [0n, 0xffff_ffff_ffff_ffffn],
+  INT8: [-0x80n, 0x7fn],
+  INT16: [-0x8000n, 0x7fffn],
+  INT32: [-0x8000_0000n, 0x7fff_ffffn],
+  INT64: [-0x8000_0000_0000_0000n, 0x7fff_ffff_ffff_ffffn],
+};
+
 const DATATYPE_SET: ReadonlySet<string> = new Set(DATATYPES);
 
 export function isDatatype(value: string): value is Datatype {

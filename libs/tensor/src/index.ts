@@ -4,6 +4,7 @@ export { TensorError, describeTensor, type TensorContext, type TensorProblem, ty
 export {
   DATATYPES,
   ELEMENT_SIZE,
+  INTEGER_RANGE,
   elementSize,
   isDatatype,
   isFixedDatatype,

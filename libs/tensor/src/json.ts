@@ -1,4 +1,4 @@
-import { parseDatatype, type Datatype } from './datatype.js';
+import { INTEGER_RANGE, parseDatatype, type Datatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
 import {
   bfloat16BitsToNumber,
@@ -23,16 +23,6 @@ export interface JsonTensor {
   data: (number | boolean | string)[];
 }
 
-const INT_RANGE: Partial<Record<Datatype, readonly [bigint, bigint]>> = {
-  UINT8: [0n, 0xffn],
-  UINT16: [0n, 0xffffn],
-  UINT32: [0n, 0xffff_ffffn],
-  UINT64: [0n, 0xffff_ffff_ffff_ffffn],
-  INT8: [-0x80n, 0x7fn],
-  INT16: [-0x8000n, 0x7fffn],
-  INT32: [-0x8000_0000n, 0x7fff_ffffn],
-  INT64: [-0x8000_0000_0000_0000n, 0x7fff_ffff_ffff_ffffn],
-};
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -165,7 +155,7 @@ function readInt(
   datatype: Datatype,
   bad: (index: number, needs: string) => Error,
 ): bigint {
-  const [min, max] = INT_RANGE[datatype] ?? [0n, 0n];
+  const [min, max] = INTEGER_RANGE[datatype] ?? [0n, 0n];
   const needs = `an integer in [${min}, ${max}]`;
   let n: bigint;
   // Integer numbers beyond 2^53 were rounded by the JSON parser already; take them as they are.

@@ -2,8 +2,9 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { emptyContents, tensorFromContents, tensorToContents, type TensorContents } from './contents.js';
-import { parseDatatype } from './datatype.js';
+import { parseDatatype, type Datatype } from './datatype.js';
 import { TensorError, type TensorProblem } from './errors.js';
+import { tensorFromJson } from './json.js';
 import { tensorFromOrt, tensorToOrt } from './ort.js';
 import { tensorFromRaw } from './raw.js';
 import { elementCount, parseShape } from './shape.js';
@@ -122,6 +123,36 @@ describe('typed contents', () => {
     expectError(() => tensorFromContents('FP32', [1], contents({ fp32Contents: ['1' as unknown as number] }), x), 'input "x": fp32_contents[0] is string; FP32 needs a number', 'contents', 'x');
     // numbers in int64_contents (hand-made objects) are accepted when they are safe integers
     expect(tensorFromContents('INT64', [2], contents({ int64Contents: [5 as unknown as bigint, -7n] }), x).data).toEqual(new BigInt64Array([5n, -7n]));
+  });
+});
+
+describe('integer ranges in typed contents, per datatype', () => {
+  // [datatype, field, min, max]: the C integer limits, written out independently of contents.ts
+  const limits: [Datatype, 'intContents' | 'uintContents' | 'int64Contents' | 'uint64Contents', bigint, bigint][] = [
+    ['INT8', 'intContents', -128n, 127n],
+    ['INT16', 'intContents', -32768n, 32767n],
+    ['INT32', 'intContents', -2147483648n, 2147483647n],
+    ['UINT8', 'uintContents', 0n, 255n],
+    ['UINT16', 'uintContents', 0n, 65535n],
+    ['UINT32', 'uintContents', 0n, 4294967295n],
+    ['INT64', 'int64Contents', -9223372036854775808n, 9223372036854775807n],
+    ['UINT64', 'uint64Contents', 0n, 18446744073709551615n],
+  ];
+  it.each(limits)('%s accepts [%s] limits and rejects one beyond', (datatype, field, min, max) => {
+    const is64 = field === 'int64Contents' || field === 'uint64Contents';
+    const value = (v: bigint): number | bigint => (is64 ? v : Number(v));
+    const ok = tensorFromContents(datatype, [2], contents({ [field]: [value(min), value(max)] }), x);
+    expect(tensorFromContents(datatype, [2], tensorToContents(ok), x).data).toEqual(ok.data);
+    for (const bad of [min - 1n, max + 1n]) {
+      expect(() => tensorFromContents(datatype, [1], contents({ [field]: [value(bad)] }), x)).toThrow(
+        `is ${bad}; ${datatype} needs an integer in [${min}, ${max}]`,
+      );
+      // the JSON form checks the same limits (64-bit values as strings, as tensorToJson writes them)
+      const json = { datatype, shape: [1], data: [is64 ? String(bad) : Number(bad)] };
+      expect(() => tensorFromJson(json, x)).toThrow(`${datatype} needs an integer in [${min}, ${max}]`);
+    }
+    const json = { datatype, shape: [2], data: [min, max].map((v) => (is64 ? String(v) : Number(v))) };
+    expect(tensorFromJson(json, x).data).toEqual(ok.data);
   });
 });
 

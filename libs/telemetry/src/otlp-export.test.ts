@@ -130,7 +130,7 @@ describe('OTLP gRPC export', () => {
     const otlpEndpoint = `http://127.0.0.1:${receiver.port}`;
     telA = initTelemetry({ serviceName: 'svc-a', serviceVersion: '0.0.1', otlpEndpoint, metricReader: new UnexportedMetrics() });
     telB = initTelemetry({ serviceName: 'svc-b', otlpEndpoint, metricReader: new UnexportedMetrics() });
-    b = await startB(createLogger('b', { level: 'silent' }), { tracer: telB.tracer, meter: telB.meter });
+    b = await startB(createLogger('b', { level: 'silent' }), telB);
     a = await startA(b.port, { tracer: telA.tracer, meter: telA.meter });
     client = connectA(a.port, { tracer: telA.tracer, meter: telA.meter });
   });

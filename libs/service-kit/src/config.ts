@@ -78,12 +78,12 @@ const FALSE = new Set(['false', '0', 'no', 'off']);
 
 /** Builders of schema fields; each infers the value type (`T | undefined` without a default). */
 export const fields = {
-  int(o: (WithDefault<number> | Required | Common) & { min?: number; max?: number }) {
+  int<O extends (WithDefault<number> | Required | Common) & { min?: number; max?: number }>(o: O) {
     const min = o.min ?? Number.MIN_SAFE_INTEGER;
     const max = o.max ?? Number.MAX_SAFE_INTEGER;
-    return field<number>({ ...o, type: 'int', parse: (raw) => parseInt(raw, min, max), show: String }, '<n>') as FieldOf<typeof o, number>;
+    return field<number>({ ...o, type: 'int', parse: (raw) => parseInt(raw, min, max), show: String }, '<n>') as FieldOf<O, number>;
   },
-  port(o: WithDefault<number> | Required | Common) {
+  port<O extends WithDefault<number> | Required | Common>(o: O) {
     return field<number>(
       {
         ...o,
@@ -95,9 +95,9 @@ export const fields = {
         show: String,
       },
       '<port>',
-    ) as FieldOf<typeof o, number>;
+    ) as FieldOf<O, number>;
   },
-  string(o: WithDefault<string> | Required | Common) {
+  string<O extends WithDefault<string> | Required | Common>(o: O) {
     return field<string>(
       {
         ...o,
@@ -106,9 +106,9 @@ export const fields = {
         show: (v) => JSON.stringify(v),
       },
       '<text>',
-    ) as FieldOf<typeof o, string>;
+    ) as FieldOf<O, string>;
   },
-  bool(o: WithDefault<boolean> | Common) {
+  bool<O extends WithDefault<boolean> | Common>(o: O) {
     return field<boolean>(
       {
         ...o,
@@ -122,10 +122,10 @@ export const fields = {
         show: String,
       },
       '',
-    ) as FieldOf<typeof o, boolean>;
+    ) as FieldOf<O, boolean>;
   },
   /** A duration in milliseconds, written `250ms`, `30s`, `5m`, `1h30m`. */
-  duration(o: WithDefault<number> | Required | Common) {
+  duration<O extends WithDefault<number> | Required | Common>(o: O) {
     return field<number>(
       {
         ...o,
@@ -137,9 +137,9 @@ export const fields = {
         show: formatDuration,
       },
       '<duration>',
-    ) as FieldOf<typeof o, number>;
+    ) as FieldOf<O, number>;
   },
-  enum<const V extends string>(o: (WithDefault<NoInfer<V>> | Required | Common) & { values: readonly V[] }) {
+  enum<const V extends string, O extends (WithDefault<NoInfer<V>> | Required | Common) & { values: readonly V[] }>(o: O & { values: readonly V[] }) {
     return field<V>(
       {
         ...o,
@@ -153,10 +153,10 @@ export const fields = {
         show: String,
       },
       `<${o.values.join('|')}>`,
-    ) as FieldOf<typeof o, V>;
+    ) as FieldOf<O, V>;
   },
   /** Comma-separated; blanks around items and empty items are dropped. */
-  list(o: WithDefault<readonly string[]> | Required | Common) {
+  list<O extends WithDefault<readonly string[]> | Required | Common>(o: O) {
     return field<readonly string[]>(
       {
         ...o,
@@ -165,7 +165,7 @@ export const fields = {
         show: (v) => v.join(','),
       },
       '<a,b,...>',
-    ) as FieldOf<typeof o, readonly string[]>;
+    ) as FieldOf<O, readonly string[]>;
   },
 };
 
@@ -198,6 +198,8 @@ export interface ConfigSource {
   env?: NodeJS.ProcessEnv;
   /** Program name for the help text. */
   program?: string;
+  /** Checks across fields, run when every field parsed; each returned string is one more problem. */
+  check?: (config: Record<string, unknown>) => readonly string[];
 }
 
 export function loadConfig<S extends ConfigSchema>(schema: S, source: ConfigSource = {}): ConfigOf<S> {
@@ -231,6 +233,8 @@ export function loadConfig<S extends ConfigSchema>(schema: S, source: ConfigSour
     const f = key === undefined ? undefined : schema[key];
     if (key === undefined || f === undefined) {
       problems.push(`unknown flag --${name}`);
+      // Its value, if it has one, is not a second problem.
+      if (inline === undefined && argv[i + 1] !== undefined && !(argv[i + 1] ?? '').startsWith('--')) i++;
       continue;
     }
     if (inline === undefined) {
@@ -264,6 +268,7 @@ export function loadConfig<S extends ConfigSchema>(schema: S, source: ConfigSour
     if ('error' in parsed) problems.push(`${given.label}: ${JSON.stringify(given.raw)} ${parsed.error}`);
     else config[key] = parsed.value;
   }
+  if (problems.length === 0 && source.check !== undefined) problems.push(...source.check(config));
   if (problems.length > 0) throw new ConfigError(problems);
   return config as ConfigOf<S>;
 }

@@ -53,3 +53,4 @@ export {
 } from './service.js';
 export type { ClientTlsOptions, ServerTlsOptions } from './tls.js';
 export { createClient, type ClientConstructor, type ClientOptions, type TokenSource } from './client.js';
+export { checkServiceConfig, serviceConfigFields, serviceOptionsFromConfig, type ServiceConfig } from './service-config.js';

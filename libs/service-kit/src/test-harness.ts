@@ -1,11 +1,14 @@
 // Test support: start an EchoService on 127.0.0.1:0 and call it.
 import * as grpc from '@grpc/grpc-js';
+import { createLogger } from '@quanta/telemetry';
 import type { Authenticator, Principal } from './auth.js';
 import { unauthenticated } from './errors.js';
 import type { QuantaService, ServiceOptions } from './service.js';
 import { createService } from './service.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import { EchoClient, echoPackage, echoService } from './test-echo.js';
+
+const quietLogger = createLogger('echo-test', { level: 'warn' });
 
 /** Test tokens are `tenant/subject/scope,scope`: enough to exercise the hook without JWTs (libs/auth). */
 export const testAuthenticator: Authenticator = (metadata) => {
@@ -52,6 +55,7 @@ export async function startEcho(
     port: 0,
     authenticator: testAuthenticator,
     reflectionPackages: [echoPackage],
+    logger: quietLogger,
     ...options,
   });
   service.addService(echoService, implementation);

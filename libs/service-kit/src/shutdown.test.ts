@@ -1,0 +1,124 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { unary } from './handlers.js';
+import { EchoClient } from './test-echo.js';
+import type { EchoReply, EchoRequest } from './test-echo.js';
+import type { Running } from './test-harness.js';
+import { callUnary, grpcError, startEcho } from './test-harness.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = join(here, '..', '..', '..');
+
+let running: Running | undefined;
+afterEach(async () => {
+  await running?.close();
+  running = undefined;
+});
+
+/** An Echo whose `hold` calls wait until the test releases them; `held` resolves when one is waiting. */
+function holdingEcho() {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let markHeld!: (signal: AbortSignal) => void;
+  const held = new Promise<AbortSignal>((resolve) => (markHeld = resolve));
+  const implementation = {
+    Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, async (req, ctx) => {
+      if (req.hold) {
+        markHeld(ctx.signal);
+        await Promise.race([released, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve))]);
+      }
+      return { text: `${req.text} done`, index: 0, payload: Buffer.alloc(0), tenant: '' };
+    }),
+  };
+  return { implementation, held, release };
+}
+
+describe('graceful shutdown', () => {
+  it('lets an in-flight call finish while new calls are refused', async () => {
+    const echo = holdingEcho();
+    running = await startEcho(echo.implementation);
+    const inFlight = callUnary<EchoReply>(running.client, 'Echo', { text: 'slow', hold: true });
+    await echo.held;
+
+    const stopped = running.service.stop({ graceMs: 20_000 });
+    let stopDone = false;
+    void stopped.then(() => (stopDone = true));
+
+    // A new connection is refused: the listener is closed.
+    const fresh = new EchoClient(`127.0.0.1:${running.port}`, grpc.credentials.createInsecure());
+    try {
+      const refused = await grpcError(callUnary(fresh, 'Echo', { text: 'new' }));
+      expect(refused.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      fresh.close();
+    }
+    // A new call on the existing connection is refused too (GOAWAY).
+    const sameConnection = await grpcError(callUnary(running.client, 'Echo', { text: 'new' }));
+    expect(sameConnection.code).toBe(grpc.status.UNAVAILABLE);
+    expect(stopDone).toBe(false);
+
+    echo.release();
+    expect(await inFlight).toMatchObject({ text: 'slow done' });
+    await stopped;
+  });
+
+  it('cancels calls still running when the grace period ends', async () => {
+    const echo = holdingEcho();
+    running = await startEcho(echo.implementation);
+    const inFlight = grpcError(callUnary(running.client, 'Echo', { text: 'stuck', hold: true }));
+    const signal = await echo.held;
+    const t0 = Date.now();
+    await running.service.stop({ graceMs: 300 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toMatchObject({ code: grpc.status.UNAVAILABLE, message: 'echo is shutting down' });
+    const error = await inFlight;
+    expect([grpc.status.CANCELLED, grpc.status.UNAVAILABLE]).toContain(error.code);
+  });
+
+  it('on SIGTERM: finishes the in-flight call, runs onStop hooks, exits 0', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'test-sigterm-child.ts')],
+      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, QUANTA_LOG_LEVEL: 'info' } },
+    );
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    const lines = createInterface({ input: child.stdout });
+    const seen: string[] = [];
+    const waitFor = (prefix: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const found = seen.find((l) => l.startsWith(prefix));
+        if (found !== undefined) return resolve(found);
+        const onLine = (line: string): void => {
+          if (line.startsWith(prefix)) {
+            lines.off('line', onLine);
+            resolve(line);
+          }
+        };
+        lines.on('line', onLine);
+        void exited.then(([code]) => reject(new Error(`child exited (${code}) before printing ${prefix}`)));
+      });
+    lines.on('line', (line) => seen.push(line));
+
+    const port = Number((await waitFor('READY ')).split(' ')[1]);
+    const client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      const inFlight = callUnary<EchoReply>(client, 'Echo', { text: 'in-flight', hold: true });
+      await waitFor('HELD');
+      child.kill('SIGTERM');
+      expect(await inFlight).toMatchObject({ text: 'in-flight finished' });
+    } finally {
+      client.close();
+    }
+    const [code, signal] = await exited;
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(seen).toContain('ONSTOP');
+    const logged = seen.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(logged).toEqual(expect.arrayContaining(['signal received', 'shutting down', 'stopped']));
+  });
+});

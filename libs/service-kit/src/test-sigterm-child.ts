@@ -1,0 +1,23 @@
+// Test support, run as a child process by shutdown.test.ts: a service whose Echo call, when asked
+// to hold, finishes only after the process got SIGTERM. Prints "READY <port>" and "HELD" on stdout.
+import { once } from 'node:events';
+import { unary } from './handlers.js';
+import { createService } from './service.js';
+import type { EchoReply, EchoRequest } from './test-echo.js';
+import { echoService } from './test-echo.js';
+
+const terminated = once(process, 'SIGTERM');
+const service = createService({ name: 'sigterm-child', port: 0, shutdownGraceMs: 10_000 });
+service.addService(echoService, {
+  Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, async (req) => {
+    if (req.hold) {
+      process.stdout.write('HELD\n');
+      await terminated;
+    }
+    return { text: `${req.text} finished`, index: 0, payload: Buffer.alloc(0), tenant: '' };
+  }),
+});
+service.onStop(() => void process.stdout.write('ONSTOP\n'));
+service.handleSignals();
+const { port } = await service.start();
+process.stdout.write(`READY ${port}\n`);

@@ -17,12 +17,10 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-type Duplex = grpc.ClientDuplexStream<pb.EncryptStreamRequest | pb.DecryptStreamRequest, pb.EncryptStreamResponse | pb.DecryptStreamResponse>;
-
 /** Sends messages, half-closes, and collects every reply (small payloads only). */
-async function exchange(stream: Duplex, messages: (pb.EncryptStreamRequest | pb.DecryptStreamRequest)[]): Promise<{ replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[]; error?: grpc.ServiceError }> {
-  const replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[] = [];
-  stream.on('data', (reply: pb.EncryptStreamResponse) => replies.push(reply));
+async function exchange<Req, Res>(stream: grpc.ClientDuplexStream<Req, Res>, messages: Req[]): Promise<{ replies: Res[]; error?: grpc.ServiceError }> {
+  const replies: Res[] = [];
+  stream.on('data', (reply: Res) => replies.push(reply));
   const done = new Promise<grpc.ServiceError | undefined>((resolve) => {
     stream.on('error', (error: grpc.ServiceError) => resolve(error));
     stream.on('status', (status: grpc.StatusObject) => {
@@ -35,13 +33,19 @@ async function exchange(stream: Duplex, messages: (pb.EncryptStreamRequest | pb.
   return error === undefined ? { replies } : { replies, error };
 }
 
-const header = (keyName: string, associatedData = Buffer.alloc(0)): pb.EncryptStreamRequest => ({ part: { $case: 'header', value: { keyName, associatedData } } });
+const header = (keyName: string, associatedData: Buffer = Buffer.alloc(0)): pb.EncryptStreamRequest => ({ part: { $case: 'header', value: { keyName, associatedData } } });
 const chunk = (value: Buffer): pb.EncryptStreamRequest => ({ part: { $case: 'chunk', value } });
-const bytesOf = (replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[]): Buffer =>
-  Buffer.concat(replies.flatMap((r) => ('part' in r ? (r.part?.$case === 'chunk' ? [r.part.value] : []) : [r.chunk])));
+function bytesOf(replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[]): Buffer {
+  return Buffer.concat(
+    replies.flatMap((r): Buffer[] => {
+      if ('chunk' in r) return [r.chunk];
+      return r.part?.$case === 'chunk' ? [r.part.value] : [];
+    }),
+  );
+}
 
 async function encryptAll(plaintext: Buffer[], aad?: Buffer): Promise<Buffer> {
-  const { replies, error } = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('big', aad), ...plaintext.map(chunk)]);
+  const { replies, error } = await exchange(h.client.encryptStream(bearer(token)), [header('big', aad), ...plaintext.map(chunk)]);
   expect(error).toBeUndefined();
   expect(replies[0]).toEqual({ part: { $case: 'header', value: { keyVersion: 1 } } });
   return bytesOf(replies);
@@ -115,7 +119,7 @@ describe('EncryptStream / DecryptStream', () => {
     const aad = Buffer.from('ctx');
     const plain = randomBytes(200_000); // 4 segments of 64 KiB (the last partial)
     const ct = await encryptAll([plain.subarray(0, 70_000), plain.subarray(70_000)], aad);
-    const ok = await exchange(h.client.decryptStream(bearer(token)) as Duplex, [header('big', aad), chunk(ct.subarray(0, 1000)), chunk(ct.subarray(1000))]);
+    const ok = await exchange(h.client.decryptStream(bearer(token)), [header('big', aad), chunk(ct.subarray(0, 1000)), chunk(ct.subarray(1000))]);
     expect(ok.error).toBeUndefined();
     expect(bytesOf(ok.replies).equals(plain)).toBe(true);
 
@@ -129,34 +133,34 @@ describe('EncryptStream / DecryptStream', () => {
       'segment from another stream': Buffer.concat([ct.subarray(0, head + seg), other.subarray(head + seg, head + 2 * seg), ct.subarray(head + 2 * seg)]),
     };
     for (const [what, bad] of Object.entries(cases)) {
-      const { error } = await exchange(h.client.decryptStream(bearer(token)) as Duplex, [header('big', aad), chunk(bad)]);
+      const { error } = await exchange(h.client.decryptStream(bearer(token)), [header('big', aad), chunk(bad)]);
       expect([what, error?.code, error?.details]).toEqual([what, grpc.status.INVALID_ARGUMENT, 'ciphertext is invalid or was not made with this key']);
     }
-    const wrongAad = await exchange(h.client.decryptStream(bearer(token)) as Duplex, [header('big', Buffer.from('other')), chunk(ct)]);
+    const wrongAad = await exchange(h.client.decryptStream(bearer(token)), [header('big', Buffer.from('other')), chunk(ct)]);
     expect(wrongAad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
   it('requires a header first, a known key, a streaming key type and keys:use', async () => {
-    let r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [chunk(Buffer.from('no header'))]);
+    let r = await exchange(h.client.encryptStream(bearer(token)), [chunk(Buffer.from('no header'))]);
     expect([r.error?.code, r.error?.details]).toEqual([
       grpc.status.INVALID_ARGUMENT,
       'EncryptStream: the first message must carry "header" (key_name, associated_data), not "chunk"',
     ]);
-    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, []);
+    r = await exchange(h.client.encryptStream(bearer(token)), []);
     expect([r.error?.code, r.error?.details]).toEqual([grpc.status.INVALID_ARGUMENT, 'EncryptStream: the stream ended before its header message']);
-    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('big'), chunk(Buffer.from('a')), header('big')]);
+    r = await exchange(h.client.encryptStream(bearer(token)), [header('big'), chunk(Buffer.from('a')), header('big')]);
     expect(r.error?.details).toBe('EncryptStream: message 2 carries a second header; only the first message may');
-    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('missing')]);
+    r = await exchange(h.client.encryptStream(bearer(token)), [header('missing')]);
     expect(r.error?.code).toBe(grpc.status.NOT_FOUND);
 
     await call(h.client, 'createKey', { name: 'fern', type: crypto.KeyType.KEY_TYPE_FERNET, config: {} }, token);
-    r = await exchange(h.client.encryptStream(bearer(token)) as Duplex, [header('fern'), chunk(Buffer.from('x'))]);
+    r = await exchange(h.client.encryptStream(bearer(token)), [header('fern'), chunk(Buffer.from('x'))]);
     expect(r.error?.code).toBe(grpc.status.FAILED_PRECONDITION);
 
     const reader = await h.token('acme', ['models:read']);
-    r = await exchange(h.client.decryptStream(bearer(reader)) as Duplex, [header('big')]);
-    expect(r.error?.code).toBe(grpc.status.PERMISSION_DENIED);
-    r = await exchange(h.client.decryptStream(new grpc.Metadata()) as Duplex, [header('big')]);
-    expect(r.error?.code).toBe(grpc.status.UNAUTHENTICATED);
+    const denied = await exchange(h.client.decryptStream(bearer(reader)), [header('big')]);
+    expect(denied.error?.code).toBe(grpc.status.PERMISSION_DENIED);
+    const anonymous = await exchange(h.client.decryptStream(new grpc.Metadata()), [header('big')]);
+    expect(anonymous.error?.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 });

@@ -1,22 +1,14 @@
+import type { inference } from '@quanta/contracts';
 import { INTEGER_RANGE, type Datatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
 import { elementCount } from './shape.js';
 import { allocData, type Tensor, type TensorFor } from './tensor.js';
 
 /**
- * KServe `InferTensorContents` as ts-proto generates it (forceLong=bigint, bytes as Buffer); the
- * same shape as `inference.InferTensorContents` from @quanta/contracts.
+ * KServe `InferTensorContents` as ts-proto generates it (forceLong=bigint, bytes as Buffer):
+ * one repeated field per element kind; FP16 and BF16 have none.
  */
-export interface TensorContents {
-  boolContents: boolean[];
-  intContents: number[];
-  int64Contents: bigint[];
-  uintContents: number[];
-  uint64Contents: bigint[];
-  fp32Contents: number[];
-  fp64Contents: number[];
-  bytesContents: Buffer[];
-}
+export type TensorContents = inference.InferTensorContents;
 
 type ContentsField = keyof TensorContents;
 

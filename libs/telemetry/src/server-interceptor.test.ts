@@ -56,7 +56,7 @@ const authLike: grpc.ServerInterceptor = (_descriptor, call) =>
       }),
   });
 
-async function serve(interceptors: grpc.ServerInterceptor[]): Promise<{ server: grpc.Server; client: grpc.Client }> {
+async function serve(interceptors: grpc.ServerInterceptor[]): Promise<{ server: grpc.Server; client: grpc.Client; port: number }> {
   const server = new grpc.Server({ interceptors });
   server.addService(edge, implementation);
   const port = await new Promise<number>((resolve, reject) =>
@@ -65,11 +65,16 @@ async function serve(interceptors: grpc.ServerInterceptor[]): Promise<{ server: 
   const client = new EdgeClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
     interceptors: [createClientInterceptor()],
   });
-  return { server, client };
+  return { server, client, port };
 }
 
-function call(client: grpc.Client, name: keyof typeof edge, options: { token?: boolean; deadlineMs?: number } = {}) {
+function call(
+  client: grpc.Client,
+  name: keyof typeof edge,
+  options: { token?: boolean; deadlineMs?: number; traceparent?: string } = {},
+) {
   const metadata = new grpc.Metadata();
+  if (options.traceparent !== undefined) metadata.set('traceparent', options.traceparent);
   if (options.token !== false) metadata.set('authorization', 'Bearer t');
   const callOptions: grpc.CallOptions = options.deadlineMs ? { deadline: Date.now() + options.deadlineMs } : {};
   let handle: grpc.ClientUnaryCall | undefined;
@@ -88,16 +93,20 @@ async function serverSpan(name: string): Promise<ReadableSpan> {
   return found[0]!;
 }
 
-let plain: { server: grpc.Server; client: grpc.Client };
-let guarded: { server: grpc.Server; client: grpc.Client };
+let plain: { server: grpc.Server; client: grpc.Client; port: number };
+let untraced: grpc.Client;
+let guarded: { server: grpc.Server; client: grpc.Client; port: number };
 
 beforeAll(async () => {
   telemetry = initTelemetry({ serviceName: 'edge', spanExporter: exporter });
   plain = await serve([createServerInterceptor()]);
   guarded = await serve([createServerInterceptor(), authLike]);
+  // No client interceptor: the test writes the traceparent header itself.
+  untraced = new EdgeClient(`127.0.0.1:${plain.port}`, grpc.credentials.createInsecure());
 });
 
 afterAll(async () => {
+  untraced.close();
   for (const { server, client } of [plain, guarded]) {
     client.close();
     server.forceShutdown();
@@ -152,5 +161,24 @@ describe('server interceptor', () => {
     const span = await serverSpan('test.v1.Edge/WhoAmI');
     expect(reply?.spanId).toBe(span.spanContext().spanId);
     expect(span.attributes['rpc.grpc.status_code']).toBe(grpc.status.OK);
+  });
+
+  it('continues a trace from a traceparent header written by hand (W3C example values)', async () => {
+    const { reply } = await call(untraced, 'whoAmI', {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    }).result;
+    const span = await serverSpan('test.v1.Edge/WhoAmI');
+    expect(span.spanContext().traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(span.parentSpanContext?.spanId).toBe('b7ad6b7169203331');
+    expect(span.parentSpanContext?.isRemote).toBe(true);
+    expect(reply?.spanId).toBe(span.spanContext().spanId);
+  });
+
+  it('starts a new trace when the traceparent header is malformed', async () => {
+    const { error } = await call(untraced, 'whoAmI', { traceparent: '00-not-a-trace-01' }).result;
+    expect(error).toBeNull();
+    const span = await serverSpan('test.v1.Edge/WhoAmI');
+    expect(span.parentSpanContext).toBeUndefined();
+    expect(span.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
   });
 });

@@ -110,7 +110,8 @@ function checkDataType(datatype: Datatype, data: unknown, context: TensorContext
     if (datatype === 'BOOL') checkBool(data as Uint8Array, context);
     return (data as ArrayLike<unknown>).length;
   }
-  const got = typeof data === 'object' && data !== null ? data.constructor.name : typeof data;
+  // Object.prototype.toString names typed arrays (and survives objects without a constructor)
+  const got = typeof data === 'object' && data !== null ? Object.prototype.toString.call(data).slice(8, -1) : typeof data;
   throw tensorError(context, 'datatype', `${datatype} data must be a ${Ctor.name}, got ${got}`);
 }
 

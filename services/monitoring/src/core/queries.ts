@@ -1,0 +1,111 @@
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { monitoring as pb } from '@quanta/contracts';
+import { invalidArgument } from '@quanta/service-kit';
+import type { Aggregate, SecondSpan, Series, WindowStore } from './windows.js';
+
+/** The name of a gRPC status code, e.g. 8 → RESOURCE_EXHAUSTED. */
+export function statusName(code: number): string {
+  return (grpcStatus as unknown as Record<number, string | undefined>)[code] ?? `CODE_${code}`;
+}
+
+export function latencySummary(s: Aggregate['total']): pb.LatencySummary {
+  const [p50, p95, p99] = s.quantiles([0.5, 0.95, 0.99]);
+  return { p50Us: p50 ?? 0, p95Us: p95 ?? 0, p99Us: p99 ?? 0, meanUs: s.mean, maxUs: s.max };
+}
+
+export function toModelStats(model: string, version: string, span: SecondSpan, agg: Aggregate): pb.ModelStats {
+  const seconds = span.end - span.start;
+  return {
+    model,
+    version,
+    startTime: new Date(span.start * 1000),
+    endTime: new Date(span.end * 1000),
+    count: BigInt(agg.count),
+    errorCount: BigInt(agg.errorCount),
+    errorRate: agg.count === 0 ? 0 : agg.errorCount / agg.count,
+    throughputRps: agg.count / seconds,
+    statuses: [...agg.statuses.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([code, count]) => ({ statusCode: code, statusName: statusName(code), count: BigInt(count) })),
+    queue: latencySummary(agg.queue),
+    compute: latencySummary(agg.compute),
+    total: latencySummary(agg.total),
+    batchSizes: [...agg.batchSizes.entries()].sort((a, b) => a[0] - b[0]).map(([batchSize, count]) => ({ batchSize, count: BigInt(count) })),
+    bytesIn: BigInt(agg.bytesIn),
+    bytesOut: BigInt(agg.bytesOut),
+  };
+}
+
+/** A model's (or one version's) statistics over a span. */
+export function modelStats(store: WindowStore, tenant: string, model: string, version: string, span: SecondSpan): pb.ModelStats {
+  const series = store.series({ tenant, model, version });
+  return toModelStats(model, version, span, store.aggregate(series, span));
+}
+
+export const MAX_POINTS = 3600;
+
+/** One point per `stepSeconds`, oldest first; steps without requests are zeros. */
+export function timeSeries(
+  store: WindowStore,
+  tenant: string,
+  model: string,
+  version: string,
+  span: SecondSpan,
+  stepSeconds: number,
+): pb.TimeSeriesPoint[] {
+  if (!Number.isInteger(stepSeconds) || stepSeconds < 1) throw invalidArgument(`step must be a whole number of seconds >= 1, got ${stepSeconds} s`);
+  const points = Math.ceil((span.end - span.start) / stepSeconds);
+  if (points > MAX_POINTS) {
+    throw invalidArgument(`step ${stepSeconds} s gives ${points} points over ${span.end - span.start} s; at most ${MAX_POINTS}: use a larger step`);
+  }
+  const series = store.series({ tenant, model, version });
+  const out: pb.TimeSeriesPoint[] = [];
+  // Points are aligned to the end (now), so the newest point is always a full step.
+  for (let end = span.end; end > span.start; end -= stepSeconds) {
+    const start = Math.max(span.start, end - stepSeconds);
+    const agg = store.aggregate(series, { start, end });
+    out.push({
+      time: new Date(start * 1000),
+      count: BigInt(agg.count),
+      errorCount: BigInt(agg.errorCount),
+      throughputRps: agg.count / (end - start),
+      queue: latencySummary(agg.queue),
+      compute: latencySummary(agg.compute),
+      total: latencySummary(agg.total),
+      meanBatchSize: agg.meanBatchSize,
+    });
+  }
+  return out.reverse();
+}
+
+/** The models (or model versions) ranked by traffic, p99 of the total time, or error rate. */
+export function topModels(
+  store: WindowStore,
+  tenant: string,
+  span: SecondSpan,
+  order: pb.TopModelsOrder,
+  limit: number,
+  byVersion: boolean,
+): pb.ModelStats[] {
+  if (limit > 1000) throw invalidArgument(`limit must be at most 1000, got ${limit}`);
+  const groups = new Map<string, { model: string; version: string; series: Series[] }>();
+  for (const s of store.series({ tenant })) {
+    const version = byVersion ? s.version : '';
+    const key = `${s.model}\u0000${version}`;
+    const g = groups.get(key);
+    if (g === undefined) groups.set(key, { model: s.model, version, series: [s] });
+    else g.series.push(s);
+  }
+  const ranked = [...groups.values()]
+    .map((g) => ({ g, agg: store.aggregate(g.series, span) }))
+    .filter((x) => x.agg.count > 0)
+    .map(({ g, agg }) => toModelStats(g.model, g.version, span, agg));
+  const key = (m: pb.ModelStats): number =>
+    order === pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY
+      ? (m.total?.p99Us ?? 0)
+      : order === pb.TopModelsOrder.TOP_MODELS_ORDER_ERROR_RATE
+        ? m.errorRate
+        : Number(m.count);
+  ranked.sort((a, b) => key(b) - key(a) || a.model.localeCompare(b.model) || a.version.localeCompare(b.version));
+  return ranked.slice(0, limit === 0 ? 10 : limit);
+}

@@ -1,0 +1,129 @@
+import { monitoring as pb } from '@quanta/contracts';
+import { describe, expect, it } from 'vitest';
+import { modelStats, timeSeries, topModels } from './queries.js';
+import { resolveSpan } from './span.js';
+import type { Sample } from './windows.js';
+import { createWindowStore } from './windows.js';
+
+const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+function sample(over: Partial<Sample> = {}): Sample {
+  return {
+    tenant: 'acme',
+    model: 'cifar',
+    version: '1',
+    statusCode: 0,
+    queueUs: 100,
+    computeUs: 900,
+    totalUs: 1000,
+    batchSize: 4,
+    bytesIn: 10,
+    bytesOut: 20,
+    timeMs: T0,
+    ...over,
+  };
+}
+
+function fixture(horizonSeconds = 3600) {
+  const now = { ms: T0 };
+  const store = createWindowStore({ horizonSeconds, clock: () => now.ms });
+  return { now, store };
+}
+
+describe('windows', () => {
+  it('counts per second and answers a 1m / 5m / 1h window exactly', () => {
+    const { now, store } = fixture();
+    // One record per second for 10 minutes, totals 1..600 ms, every 10th an error.
+    for (let i = 0; i < 600; i++) {
+      store.add(sample({ timeMs: T0 + i * 1000, totalUs: (i + 1) * 1000, statusCode: i % 10 === 0 ? 8 : 0, batchSize: (i % 3) + 1 }));
+    }
+    now.ms = T0 + 599_500;
+    const last1m = modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 3600));
+    expect(last1m.count).toBe(60n);
+    expect(last1m.errorCount).toBe(6n);
+    expect(last1m.throughputRps).toBe(1);
+    expect(last1m.total?.maxUs).toBe(600_000);
+    // Totals 541..600 ms: exact p50 (lower median) is 570 ms; within 1%.
+    expect(Math.abs((last1m.total?.p50Us ?? 0) - 570_000) / 570_000).toBeLessThanOrEqual(0.01);
+    const last5m = modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 300_000 }, now.ms, 3600));
+    expect(last5m.count).toBe(300n);
+    const lastHour = modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 3_600_000 }, now.ms, 3600));
+    expect(lastHour.count).toBe(600n);
+    expect(lastHour.statuses).toEqual([
+      { statusCode: 0, statusName: 'OK', count: 540n },
+      { statusCode: 8, statusName: 'RESOURCE_EXHAUSTED', count: 60n },
+    ]);
+    expect(lastHour.batchSizes).toEqual([
+      { batchSize: 1, count: 200n },
+      { batchSize: 2, count: 200n },
+      { batchSize: 3, count: 200n },
+    ]);
+    expect(lastHour.bytesIn).toBe(6000n);
+    expect(lastHour.errorRate).toBeCloseTo(0.1, 12);
+  });
+
+  it('keeps versions and tenants apart and merges versions on request', () => {
+    const { store } = fixture();
+    store.add(sample({ version: '1' }));
+    store.add(sample({ version: '2' }));
+    store.add(sample({ version: '2' }));
+    store.add(sample({ tenant: 'other', version: '1' }));
+    const span = resolveSpan({ windowMs: 60_000 }, T0, 3600);
+    expect(modelStats(store, 'acme', 'cifar', '', span).count).toBe(3n);
+    expect(modelStats(store, 'acme', 'cifar', '2', span).count).toBe(2n);
+    expect(modelStats(store, 'other', 'cifar', '', span).count).toBe(1n);
+    expect(modelStats(store, 'nobody', 'cifar', '', span).count).toBe(0n);
+  });
+
+  it('forgets what leaves the horizon and clamps a longer window to it', () => {
+    const { now, store } = fixture(60);
+    store.add(sample({ timeMs: T0 }));
+    store.add(sample({ timeMs: T0 + 30_000 }));
+    now.ms = T0 + 59_999;
+    expect(modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 3_600_000 }, now.ms, 60)).count).toBe(2n);
+    now.ms = T0 + 60_000;
+    const span = resolveSpan({ windowMs: 3_600_000 }, now.ms, 60);
+    expect(span.start).toBe(T0 / 1000 + 1); // clamped to the horizon
+    expect(modelStats(store, 'acme', 'cifar', '', span).count).toBe(1n);
+    // A newer record in the same ring slot replaces the old second.
+    store.add(sample({ timeMs: T0 + 60_000 }));
+    expect(modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 60)).count).toBe(2n);
+    now.ms = T0 + 200_000;
+    expect(store.sweep()).toBe(1);
+    expect(store.series({ tenant: 'acme' })).toHaveLength(0);
+  });
+
+  it('answers an explicit range and refuses inverted ones', () => {
+    const { now, store } = fixture();
+    for (let i = 0; i < 10; i++) store.add(sample({ timeMs: T0 + i * 1000 }));
+    now.ms = T0 + 20_000;
+    const span = resolveSpan({ startMs: T0 + 2000, endMs: T0 + 5000 }, now.ms, 3600);
+    expect(modelStats(store, 'acme', 'cifar', '', span).count).toBe(3n);
+    expect(() => resolveSpan({ startMs: T0 + 5000, endMs: T0 + 5000 }, now.ms, 3600)).toThrow(/empty or inverted/);
+    expect(() => resolveSpan({ windowMs: 0 }, now.ms, 3600)).toThrow(/positive/);
+  });
+
+  it('gives a time series at a step, zeros included, aligned to now', () => {
+    const { now, store } = fixture();
+    for (let i = 0; i < 30; i++) store.add(sample({ timeMs: T0 + i * 1000, batchSize: i < 15 ? 2 : 8 }));
+    now.ms = T0 + 59_000;
+    const points = timeSeries(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 3600), 15);
+    expect(points.map((p) => p.count)).toEqual([15n, 15n, 0n, 0n]);
+    expect(points.map((p) => p.meanBatchSize)).toEqual([2, 8, 0, 0]);
+    expect(points[0]?.time?.getTime()).toBe(T0);
+    expect(() => timeSeries(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 3_600_000 }, now.ms, 3600), 0.5)).toThrow(/whole number/);
+  });
+
+  it('ranks models by traffic, p99 and error rate', () => {
+    const { store } = fixture();
+    for (let i = 0; i < 30; i++) store.add(sample({ model: 'busy', totalUs: 1000 }));
+    for (let i = 0; i < 10; i++) store.add(sample({ model: 'slow', totalUs: 90_000, statusCode: i < 1 ? 13 : 0 }));
+    for (let i = 0; i < 5; i++) store.add(sample({ model: 'broken', totalUs: 5000, statusCode: 3 }));
+    const span = resolveSpan({ windowMs: 60_000 }, T0, 3600);
+    const names = (o: pb.TopModelsOrder) => topModels(store, 'acme', span, o, 0, false).map((m) => m.model);
+    expect(names(pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC)).toEqual(['busy', 'slow', 'broken']);
+    expect(names(pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY)).toEqual(['slow', 'broken', 'busy']);
+    expect(names(pb.TopModelsOrder.TOP_MODELS_ORDER_ERROR_RATE)).toEqual(['broken', 'slow', 'busy']);
+    expect(topModels(store, 'acme', span, pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC, 1, false)).toHaveLength(1);
+  });
+});

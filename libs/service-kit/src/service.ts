@@ -60,7 +60,7 @@ export interface QuantaService {
   readonly health: { set(service: string, status: HealthStatus): void; get(service: string): HealthStatus | undefined };
   /** Runs on stop after the server has closed (close stores, pools), in registration order. */
   onStop(hook: () => Promise<void> | void): void;
-  /** Binds; registers health and reflection; marks every service and "" SERVING. */
+  /** Binds; registers health and reflection; marks every service and "" SERVING. Calling it again returns the same promise. */
   start(): Promise<{ port: number; address: string }>;
   /**
    * NOT_SERVING in health, stop accepting calls, let in-flight calls finish within `graceMs`, then
@@ -100,6 +100,7 @@ export function createService(options: ServiceOptions): QuantaService {
   const served: string[] = [];
   const hooks: (() => Promise<void> | void)[] = [];
   let started = false;
+  let starting: Promise<{ port: number; address: string }> | undefined;
   let stopping: Promise<void> | undefined;
 
   const telemetryInterceptor = createServerInterceptor(
@@ -112,7 +113,7 @@ export function createService(options: ServiceOptions): QuantaService {
   });
 
   const addService = (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void => {
-    if (started) throw new Error('addService: call it before start()');
+    if (starting !== undefined) throw new Error('addService: call it before start()');
     const serviceName = serviceNameOf(definition);
     const bound: grpc.UntypedServiceImplementation = {};
     for (const [key, method] of Object.entries(definition)) {
@@ -176,25 +177,27 @@ export function createService(options: ServiceOptions): QuantaService {
       get: (service) => healthRegistry.get(service),
     },
     onStop: (hook) => void hooks.push(hook),
-    async start() {
-      if (started) throw new Error('start: already started');
-      if (stopping !== undefined) throw new Error('start: the service was stopped');
-      started = true;
-      server.addService(health.HealthService, healthRegistry.implementation);
-      addReflection(server, [...served, 'grpc.health.v1.Health'], options.reflectionPackages);
-      const credentials = await serverCredentials(options.tls);
-      const bindHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-      const port = await new Promise<number>((resolve, reject) => {
-        server.bindAsync(`${bindHost}:${options.port}`, credentials, (error, boundPort) => {
-          if (error === null) resolve(boundPort);
-          else reject(new Error(`${options.name}: cannot listen on ${bindHost}:${options.port}: ${error.message}`, { cause: error }));
+    start() {
+      if (stopping !== undefined) return Promise.reject(new Error('start: the service was stopped'));
+      starting ??= (async () => {
+        const credentials = await serverCredentials(options.tls);
+        started = true;
+        server.addService(health.HealthService, healthRegistry.implementation);
+        addReflection(server, [...served, 'grpc.health.v1.Health'], options.reflectionPackages);
+        const bindHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+        const port = await new Promise<number>((resolve, reject) => {
+          server.bindAsync(`${bindHost}:${options.port}`, credentials, (error, boundPort) => {
+            if (error === null) resolve(boundPort);
+            else reject(new Error(`${options.name}: cannot listen on ${bindHost}:${options.port}: ${error.message}`, { cause: error }));
+          });
         });
-      });
-      for (const service of served) healthRegistry.set(service, 'SERVING');
-      healthRegistry.set('', 'SERVING');
-      const address = `${bindHost}:${port}`;
-      logger.info({ address, tls: options.tls !== undefined, services: served }, `${options.name} listening on ${address}`);
-      return { port, address };
+        for (const service of served) healthRegistry.set(service, 'SERVING');
+        healthRegistry.set('', 'SERVING');
+        const address = `${bindHost}:${port}`;
+        logger.info({ address, tls: options.tls !== undefined, services: served }, `${options.name} listening on ${address}`);
+        return { port, address };
+      })();
+      return starting;
     },
     stop,
     handleSignals() {

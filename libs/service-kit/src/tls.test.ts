@@ -1,0 +1,110 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from './client.js';
+import { unary } from './handlers.js';
+import { createService } from './service.js';
+import { EchoClient, echoService } from './test-echo.js';
+import type { EchoReply, EchoRequest } from './test-echo.js';
+import type { Running } from './test-harness.js';
+import { callUnary, grpcError, startEcho } from './test-harness.js';
+
+const run = promisify(execFile);
+let dir = '';
+const file = (name: string): string => join(dir, name);
+
+/** A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate (openssl). */
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'service-kit-tls-'));
+  const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
+  await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=kit-test-ca');
+  for (const [name, san] of [['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], ['client', 'subjectAltName=DNS:registry.quanta']] as const) {
+    await openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    await writeFile(file(`${name}.ext`), `${san}\n`);
+    await openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
+  }
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+let running: Running | undefined;
+let client: grpc.Client | undefined;
+afterEach(async () => {
+  client?.close();
+  await running?.close();
+  running = undefined;
+  client = undefined;
+});
+
+const echo = {
+  Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) =>
+    Promise.resolve({ text: req.text, index: 0, payload: Buffer.alloc(0), tenant: '' }),
+  ),
+};
+
+describe('TLS', () => {
+  it('serves TLS from cert/key files; a client trusting the CA gets through, a plaintext one does not', async () => {
+    running = await startEcho(echo, { tls: { certFile: file('server.pem'), keyFile: file('server.key') } });
+    client = createClient(EchoClient, `127.0.0.1:${running.port}`, { tls: { caFile: file('ca.pem') } });
+    expect(await callUnary(client, 'Echo', { text: 'secure' })).toMatchObject({ text: 'secure' });
+
+    const plain = new EchoClient(`127.0.0.1:${running.port}`, grpc.credentials.createInsecure());
+    try {
+      const error = await grpcError(callUnary(plain, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }));
+      expect(error.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      plain.close();
+    }
+  });
+
+  it('checks the server name, which serverName can set', async () => {
+    running = await startEcho(echo, { tls: { certFile: file('server.pem'), keyFile: file('server.key') } });
+    client = createClient(EchoClient, `127.0.0.1:${running.port}`, { tls: { caFile: file('ca.pem'), serverName: 'localhost' } });
+    expect(await callUnary(client, 'Echo', { text: 'named' })).toMatchObject({ text: 'named' });
+    const wrong = createClient(EchoClient, `127.0.0.1:${running.port}`, { tls: { caFile: file('ca.pem'), serverName: 'crypto.quanta' } });
+    try {
+      const error = await grpcError(callUnary(wrong, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }));
+      expect(error.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      wrong.close();
+    }
+  });
+
+  it('with requireClientCert (mTLS) refuses clients without a certificate from the CA', async () => {
+    running = await startEcho(echo, {
+      tls: { certFile: file('server.pem'), keyFile: file('server.key'), caFile: file('ca.pem'), requireClientCert: true },
+    });
+    client = createClient(EchoClient, `127.0.0.1:${running.port}`, {
+      tls: { caFile: file('ca.pem'), certFile: file('client.pem'), keyFile: file('client.key') },
+    });
+    expect(await callUnary(client, 'Echo', { text: 'mutual' })).toMatchObject({ text: 'mutual' });
+
+    const anonymous = createClient(EchoClient, `127.0.0.1:${running.port}`, { tls: { caFile: file('ca.pem') } });
+    try {
+      const error = await grpcError(callUnary(anonymous, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }));
+      expect(error.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      anonymous.close();
+    }
+  });
+
+  it('says which TLS file it cannot read', async () => {
+    const service = createService({ name: 'echo', port: 0, tls: { certFile: file('nope.pem'), keyFile: file('server.key') } });
+    service.addService(echoService, echo);
+    await expect(service.start()).rejects.toThrow(`cannot read the TLS certificate file "${file('nope.pem')}"`);
+  });
+
+  it('refuses requireClientCert without a CA', async () => {
+    const service = createService({
+      name: 'echo',
+      port: 0,
+      tls: { certFile: file('server.pem'), keyFile: file('server.key'), requireClientCert: true },
+    });
+    await expect(service.start()).rejects.toThrow('requireClientCert needs caFile');
+  });
+});

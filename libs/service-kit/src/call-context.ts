@@ -21,6 +21,11 @@ export interface CallContext {
   readonly metadata: grpc.Metadata;
   /** Aborted when the client cancels, the deadline passes or the server is forced down. */
   readonly signal: AbortSignal;
+  /**
+   * Aborted when the server begins a graceful shutdown. Long-lived streams (watches) should end then,
+   * so that they do not hold the shutdown open for its whole grace period; other calls just finish.
+   */
+  readonly shutdown: AbortSignal;
   readonly deadline: Date | undefined;
   /** Full method path, e.g. `/quanta.crypto.v1.CryptoService/Encrypt`. */
   readonly method: string;
@@ -33,6 +38,8 @@ export interface HandlerRuntime {
   readonly authenticator: Authenticator | undefined;
   readonly logger: Logger;
   readonly calls: CallRegistry;
+  /** Aborted when the service's stop() begins. */
+  readonly shutdown: AbortSignal;
 }
 
 /** In-flight calls, so that a forced shutdown can abort their signals. */
@@ -98,6 +105,7 @@ export function openCall(call: ServerCall, runtime: HandlerRuntime): OpenCall {
     principal: undefined as Principal | undefined,
     metadata: call.metadata,
     signal: controller.signal,
+    shutdown: runtime.shutdown,
     deadline,
     method,
     peer: call.getPeer(),

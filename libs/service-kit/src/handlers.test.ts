@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { notFound } from './errors.js';
+import { ServiceError, notFound } from './errors.js';
 import { bidiStreaming, clientStreaming, serverStreaming, unary } from './handlers.js';
 import { createService } from './service.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
@@ -72,6 +72,19 @@ describe('error mapping', () => {
   });
 });
 
+it('sends the metadata of a ServiceError as trailers', async () => {
+  const trailers = new grpc.Metadata();
+  trailers.set('retry-after-ms', '250');
+  running = await startEcho({
+    Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, () =>
+      Promise.reject(new ServiceError(grpc.status.RESOURCE_EXHAUSTED, 'queue full', { metadata: trailers })),
+    ),
+  });
+  const error = await grpcError(callUnary(running.client, 'Echo', { text: 'x' }));
+  expect(error.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  expect(error.metadata.get('retry-after-ms')).toEqual(['250']);
+});
+
 describe('auth', () => {
   const implementation = {
     Echo: unary<EchoRequest, EchoReply>({ scope: 'keys:use' }, (req, ctx) =>
@@ -105,6 +118,20 @@ describe('auth', () => {
     expect(ok).toMatchObject({ text: 'alice:x', tenant: 'acme' });
     const admin = await callUnary<EchoReply>(running.client, 'Echo', { text: 'y' }, bearer('globex/root/admin'));
     expect(admin).toMatchObject({ text: 'root:y', tenant: 'globex' });
+  });
+
+  it('checks streaming handlers before they run', async () => {
+    let ran = false;
+    running = await startEcho({
+      Expand: serverStreaming<EchoRequest, EchoReply>({ scope: 'models:read' }, async function* () {
+        ran = true;
+        yield await Promise.resolve(reply('secret'));
+      }),
+    });
+    const call = running.stub.Expand({ text: 'x' }, bearer('acme/bob/infer'));
+    const error = await new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(ran).toBe(false);
   });
 
   it('runs public handlers without authentication', async () => {

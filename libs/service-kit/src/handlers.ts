@@ -32,6 +32,7 @@ const bareRuntime: HandlerRuntime = {
   authenticator: undefined,
   logger: defaultLogger,
   calls: createCallRegistry(),
+  shutdown: new AbortController().signal,
 };
 
 function defineHandler<H extends grpc.UntypedHandleCall>(

@@ -95,7 +95,13 @@ export function createService(options: ServiceOptions): QuantaService {
   const logger = (options.logger ?? options.telemetry?.logger ?? defaultLogger).child({ service: options.name });
   const host = options.host ?? '127.0.0.1';
   const graceDefault = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
-  const runtime: HandlerRuntime = { authenticator: options.authenticator, logger, calls: createCallRegistry() };
+  const shutdown = new AbortController();
+  const runtime: HandlerRuntime = {
+    authenticator: options.authenticator,
+    logger,
+    calls: createCallRegistry(),
+    shutdown: shutdown.signal,
+  };
   const healthRegistry = createHealthRegistry();
   const served: string[] = [];
   const hooks: (() => Promise<void> | void)[] = [];
@@ -140,6 +146,7 @@ export function createService(options: ServiceOptions): QuantaService {
       logger.info({ in_flight: runtime.calls.size, grace_ms: graceMs }, 'shutting down');
       healthRegistry.shutdown();
       healthRegistry.endWatches();
+      shutdown.abort(unavailable(`${options.name} is shutting down`));
       if (started) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {

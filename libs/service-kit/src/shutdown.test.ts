@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { unary } from './handlers.js';
+import { serverStreaming, unary } from './handlers.js';
 import { EchoClient } from './test-echo.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import type { Running } from './test-harness.js';
@@ -79,6 +79,31 @@ describe('graceful shutdown', () => {
     expect(signal.reason).toMatchObject({ code: grpc.status.UNAVAILABLE, message: 'echo is shutting down' });
     const error = await inFlight;
     expect([grpc.status.CANCELLED, grpc.status.UNAVAILABLE]).toContain(error.code);
+  });
+
+  it('tells long-lived streams through ctx.shutdown, so they end without waiting out the grace period', async () => {
+    running = await startEcho({
+      Expand: serverStreaming<EchoRequest, EchoReply>({ scope: 'public' }, async function* (req, ctx) {
+        yield { text: `${req.text} watching`, index: 0, payload: Buffer.alloc(0), tenant: '' };
+        await new Promise((resolve) => ctx.shutdown.addEventListener('abort', resolve, { once: true }));
+        yield { text: 'server stopping', index: 1, payload: Buffer.alloc(0), tenant: '' };
+      }),
+    });
+    const watch = running.stub.Expand({ text: 'deployments' });
+    const texts: string[] = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      watch.on('data', (m: EchoReply) => {
+        texts.push(m.text);
+        if (texts.length === 1) void running?.service.stop({ graceMs: 30_000 });
+      });
+      watch.on('end', resolve);
+      watch.on('error', reject);
+    });
+    const t0 = Date.now();
+    await ended;
+    await running.service.stop();
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(texts).toEqual(['deployments watching', 'server stopping']);
   });
 
   it('on SIGTERM: finishes the in-flight call, runs onStop hooks, exits 0', async () => {

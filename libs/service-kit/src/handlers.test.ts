@@ -1,9 +1,11 @@
 import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { health } from '@quanta/contracts';
+import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
+import type { Principal } from './auth.js';
 import { ServiceError, notFound } from './errors.js';
-import { bidiStreaming, clientStreaming, serverStreaming, unary } from './handlers.js';
+import { bidiStreaming, clientStreaming, handlerKind, handlerScope, serverStreaming, unary } from './handlers.js';
 import { createService } from './service.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import { echoService } from './test-echo.js';
@@ -164,5 +166,24 @@ describe('addService', () => {
     const service = createService({ name: 'echo', port: 0 });
     const wrong = bidiStreaming<EchoRequest, EchoReply>({ scope: 'public' }, async function* () {});
     expect(() => service.addService(echoService, { Echo: wrong })).toThrow(/EchoService\/Echo is unary but its handler was made with bidiStreaming/);
+  });
+});
+
+describe('typing', () => {
+  it('infers request and response types from ts-proto server interfaces', () => {
+    const implementation: health.HealthServer = {
+      check: unary({ scope: 'public' }, (req) => {
+        expectTypeOf(req).toEqualTypeOf<health.HealthCheckRequest>();
+        return Promise.resolve({ status: health.HealthCheckResponse_ServingStatus.SERVING });
+      }),
+      watch: serverStreaming({ scope: 'monitoring:read' }, async function* (req, ctx) {
+        expectTypeOf(req.service).toEqualTypeOf<string>();
+        expectTypeOf(ctx.principal).toEqualTypeOf<Principal | undefined>();
+        yield await Promise.resolve({ status: health.HealthCheckResponse_ServingStatus.NOT_SERVING });
+      }),
+    };
+    expect(handlerScope(implementation.check)).toBe('public');
+    expect(handlerScope(implementation.watch)).toBe('monitoring:read');
+    expect(handlerKind(implementation.watch)).toBe('serverStream');
   });
 });

@@ -1,0 +1,247 @@
+import { monitoring as pb } from '@quanta/contracts';
+import { alreadyExists, invalidArgument, notFound } from '@quanta/service-kit';
+import { durationMs, toDuration } from './durations.js';
+import type { WindowStore } from './windows.js';
+
+const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A rule as the engine keeps it (times in ms). */
+interface Rule {
+  readonly tenant: string;
+  readonly name: string;
+  readonly model: string;
+  readonly version: string;
+  readonly metric: pb.AlertMetric;
+  readonly comparison: pb.AlertComparison;
+  readonly threshold: number;
+  readonly windowMs: number;
+  readonly forMs: number;
+  readonly description: string;
+  readonly createMs: number;
+  readonly updateMs: number;
+}
+
+interface AlertEntry {
+  alert: pb.Alert;
+  changedMs: number;
+}
+
+export type AlertListener = (tenant: string, alert: pb.Alert) => void;
+
+export interface AlertEngine {
+  createRule(tenant: string, rule: pb.AlertRule): pb.AlertRule;
+  getRule(tenant: string, name: string): pb.AlertRule;
+  /** Ordered by name. */
+  listRules(tenant: string, model?: string): pb.AlertRule[];
+  updateRule(tenant: string, rule: pb.AlertRule): pb.AlertRule;
+  deleteRule(tenant: string, name: string): void;
+  /** Most recently changed first. */
+  listAlerts(tenant: string, filter?: { states?: readonly pb.AlertState[]; ruleName?: string }): pb.Alert[];
+  /** Pending and firing alerts. */
+  active(tenant: string, ruleName?: string): pb.Alert[];
+  /** Every tenant's alerts (the dashboard's admin view). */
+  tenants(): string[];
+  /** Evaluates every rule at the clock's now; emits each state change. */
+  evaluate(): void;
+  /** Calls `listener` on every change; returns the unsubscribe function. */
+  subscribe(listener: AlertListener): () => void;
+}
+
+
+const METRIC_WORDS: Record<number, string> = {
+  [pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US]: 'p99 latency',
+  [pb.AlertMetric.ALERT_METRIC_ERROR_RATE]: 'error rate',
+  [pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS]: 'throughput',
+};
+
+function formatValue(metric: pb.AlertMetric, v: number): string {
+  if (metric === pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US) return v >= 1000 ? `${(v / 1000).toFixed(1)} ms` : `${v.toFixed(0)} µs`;
+  if (metric === pb.AlertMetric.ALERT_METRIC_ERROR_RATE) return `${(v * 100).toFixed(1)}%`;
+  return `${v.toFixed(2)} req/s`;
+}
+
+export function createAlertEngine(store: WindowStore): AlertEngine {
+  const clock = store.clock;
+  /** tenant → rule name → rule. */
+  const rules = new Map<string, Map<string, Rule>>();
+  /** tenant → `${rule}\0${version}` → alert. */
+  const alerts = new Map<string, Map<string, AlertEntry>>();
+  const listeners = new Set<AlertListener>();
+
+  const rulesOf = (tenant: string): Map<string, Rule> => {
+    let m = rules.get(tenant);
+    if (m === undefined) rules.set(tenant, (m = new Map<string, Rule>()));
+    return m;
+  };
+  const alertsOf = (tenant: string): Map<string, AlertEntry> => {
+    let m = alerts.get(tenant);
+    if (m === undefined) alerts.set(tenant, (m = new Map<string, AlertEntry>()));
+    return m;
+  };
+
+  function check(tenant: string, r: pb.AlertRule, createMs: number): Rule {
+    if (!RULE_NAME.test(r.name)) throw invalidArgument(`rule name "${r.name}" is invalid: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit`);
+    if (r.model === '') throw invalidArgument(`rule "${r.name}": model is missing`);
+    if (METRIC_WORDS[r.metric] === undefined) {
+      throw invalidArgument(`rule "${r.name}": metric ${pb.alertMetricToJSON(r.metric)} is not one of ALERT_METRIC_P99_LATENCY_US, ALERT_METRIC_ERROR_RATE, ALERT_METRIC_THROUGHPUT_RPS`);
+    }
+    if (r.comparison !== pb.AlertComparison.ALERT_COMPARISON_UNSPECIFIED && r.comparison !== pb.AlertComparison.ALERT_COMPARISON_ABOVE && r.comparison !== pb.AlertComparison.ALERT_COMPARISON_BELOW) {
+      throw invalidArgument(`rule "${r.name}": comparison ${r.comparison} is unknown`);
+    }
+    if (!Number.isFinite(r.threshold) || r.threshold < 0) throw invalidArgument(`rule "${r.name}": threshold must be a number >= 0, got ${r.threshold}`);
+    const windowMs = durationMs(r.window);
+    if (windowMs < 1000) throw invalidArgument(`rule "${r.name}": window must be at least 1 s`);
+    if (windowMs > store.horizonSeconds * 1000) throw invalidArgument(`rule "${r.name}": window ${windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s)`);
+    const forMs = durationMs(r.forDuration);
+    if (forMs < 0) throw invalidArgument(`rule "${r.name}": for_duration is negative`);
+    return {
+      tenant,
+      name: r.name,
+      model: r.model,
+      version: r.version,
+      metric: r.metric,
+      comparison: r.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? r.comparison : pb.AlertComparison.ALERT_COMPARISON_ABOVE,
+      threshold: r.threshold,
+      windowMs,
+      forMs,
+      description: r.description,
+      createMs,
+      updateMs: clock(),
+    };
+  }
+
+  const toProto = (r: Rule): pb.AlertRule => ({
+    name: r.name,
+    model: r.model,
+    version: r.version,
+    metric: r.metric,
+    comparison: r.comparison,
+    threshold: r.threshold,
+    window: toDuration(r.windowMs),
+    forDuration: toDuration(r.forMs),
+    description: r.description,
+    createTime: new Date(r.createMs),
+    updateTime: new Date(r.updateMs),
+  });
+
+  const find = (tenant: string, name: string): Rule => {
+    const r = rules.get(tenant)?.get(name);
+    if (r === undefined) throw notFound(`alert rule "${name}" does not exist`);
+    return r;
+  };
+
+  function emit(tenant: string, entry: AlertEntry): void {
+    for (const l of listeners) l(tenant, { ...entry.alert });
+  }
+
+  /** Resolves the live alerts of a rule (deleted or redefined). */
+  function resolveAll(tenant: string, name: string): void {
+    const now = clock();
+    for (const [key, entry] of alertsOf(tenant)) {
+      if (!key.startsWith(`${name}\u0000`)) continue;
+      const s = entry.alert.state;
+      if (s === pb.AlertState.ALERT_STATE_PENDING || s === pb.AlertState.ALERT_STATE_FIRING) {
+        entry.alert = { ...entry.alert, state: pb.AlertState.ALERT_STATE_RESOLVED, resolvedTime: new Date(now), message: `${entry.alert.message} (rule changed or deleted)` };
+        entry.changedMs = now;
+        emit(tenant, entry);
+      }
+    }
+  }
+
+  function value(rule: Rule, version: string, nowMs: number): number {
+    const end = Math.floor(nowMs / 1000) + 1;
+    const span = { start: end - Math.ceil(rule.windowMs / 1000), end };
+    const agg = store.aggregate(store.series({ tenant: rule.tenant, model: rule.model, version }), span);
+    if (rule.metric === pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US) return agg.total.quantile(0.99);
+    if (rule.metric === pb.AlertMetric.ALERT_METRIC_ERROR_RATE) return agg.count === 0 ? 0 : agg.errorCount / agg.count;
+    return agg.count / (span.end - span.start);
+  }
+
+  function evaluateRule(rule: Rule, nowMs: number): void {
+    const versions = rule.version !== '' ? [rule.version] : [...new Set(store.series({ tenant: rule.tenant, model: rule.model }).map((s) => s.version))];
+    const table = alertsOf(rule.tenant);
+    for (const version of versions) {
+      const v = value(rule, version, nowMs);
+      const holds = rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? v < rule.threshold : v > rule.threshold;
+      const key = `${rule.name}\u0000${version}`;
+      const entry = table.get(key);
+      const live = entry !== undefined && (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING || entry.alert.state === pb.AlertState.ALERT_STATE_FIRING);
+      const op = rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? '<' : '>';
+      const message = `${METRIC_WORDS[rule.metric]} ${formatValue(rule.metric, v)} ${op} ${formatValue(rule.metric, rule.threshold)} over ${rule.windowMs / 1000} s`;
+      if (holds && !live) {
+        const fresh: AlertEntry = {
+          alert: { ruleName: rule.name, model: rule.model, version, state: pb.AlertState.ALERT_STATE_PENDING, value: v, threshold: rule.threshold, message, pendingTime: new Date(nowMs) },
+          changedMs: nowMs,
+        };
+        table.set(key, fresh);
+        emit(rule.tenant, fresh);
+        if (rule.forMs === 0) {
+          fresh.alert = { ...fresh.alert, state: pb.AlertState.ALERT_STATE_FIRING, firingTime: new Date(nowMs) };
+          emit(rule.tenant, fresh);
+        }
+      } else if (holds && entry !== undefined) {
+        entry.alert = { ...entry.alert, value: v, message };
+        const pendingMs = entry.alert.pendingTime?.getTime() ?? nowMs;
+        if (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING && nowMs - pendingMs >= rule.forMs) {
+          entry.alert = { ...entry.alert, state: pb.AlertState.ALERT_STATE_FIRING, firingTime: new Date(nowMs), message: `${message} for ${Math.round((nowMs - pendingMs) / 1000)} s` };
+          entry.changedMs = nowMs;
+          emit(rule.tenant, entry);
+        }
+      } else if (!holds && live) {
+        entry.alert = { ...entry.alert, state: pb.AlertState.ALERT_STATE_RESOLVED, value: v, resolvedTime: new Date(nowMs), message: `resolved: ${message}` };
+        entry.changedMs = nowMs;
+        emit(rule.tenant, entry);
+      }
+    }
+  }
+
+  const isActive = (a: pb.Alert): boolean => a.state === pb.AlertState.ALERT_STATE_PENDING || a.state === pb.AlertState.ALERT_STATE_FIRING;
+
+  return {
+    createRule(tenant, r) {
+      const table = rulesOf(tenant);
+      if (table.has(r.name)) throw alreadyExists(`alert rule "${r.name}" already exists`);
+      const rule = check(tenant, r, clock());
+      table.set(rule.name, rule);
+      return toProto(rule);
+    },
+    getRule: (tenant, name) => toProto(find(tenant, name)),
+    listRules: (tenant, model) =>
+      [...(rules.get(tenant)?.values() ?? [])]
+        .filter((r) => model === undefined || model === '' || r.model === model)
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+        .map(toProto),
+    updateRule(tenant, r) {
+      const old = find(tenant, r.name);
+      const rule = check(tenant, r, old.createMs);
+      resolveAll(tenant, r.name); // its alert starts over
+      rulesOf(tenant).set(rule.name, rule);
+      return toProto(rule);
+    },
+    deleteRule(tenant, name) {
+      find(tenant, name);
+      resolveAll(tenant, name);
+      rules.get(tenant)?.delete(name);
+    },
+    listAlerts(tenant, filter = {}) {
+      const states = filter.states ?? [];
+      return [...(alerts.get(tenant)?.values() ?? [])]
+        .filter((e) => (states.length === 0 || states.includes(e.alert.state)) && (filter.ruleName === undefined || filter.ruleName === '' || e.alert.ruleName === filter.ruleName))
+        .sort((a, b) => b.changedMs - a.changedMs || a.alert.ruleName.localeCompare(b.alert.ruleName) || a.alert.version.localeCompare(b.alert.version))
+        .map((e) => ({ ...e.alert }));
+    },
+    active: (tenant, ruleName) =>
+      [...(alerts.get(tenant)?.values() ?? [])]
+        .filter((e) => isActive(e.alert) && (ruleName === undefined || ruleName === '' || e.alert.ruleName === ruleName))
+        .map((e) => ({ ...e.alert })),
+    tenants: () => [...new Set([...rules.keys(), ...alerts.keys()])],
+    evaluate() {
+      const now = clock();
+      for (const table of rules.values()) for (const rule of table.values()) evaluateRule(rule, now);
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+  };
+}

@@ -1,0 +1,136 @@
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import type { Authenticator } from '@quanta/service-kit';
+import { hasScope, isServiceError } from '@quanta/service-kit';
+import type { Logger } from 'pino';
+import type { AlertEngine } from '../core/alerts.js';
+import type { HealthBoard } from '../core/health-board.js';
+import type { WindowStore } from '../core/windows.js';
+import { DASHBOARD_HTML } from './dashboard-page.js';
+import { buildOverview } from './overview.js';
+import type { PromMetrics } from './prometheus.js';
+
+export interface HttpServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly store: WindowStore;
+  readonly alerts: AlertEngine;
+  readonly board: HealthBoard;
+  readonly metrics: PromMetrics;
+  readonly authenticator: Authenticator | undefined;
+  /** Every tenant's data without a token (only on loopback; the config checks that). */
+  readonly public: boolean;
+  readonly logger: Logger;
+}
+
+export interface HttpServer {
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Who may see what on the HTTP listener. The gRPC API is per tenant, and so is this: a bearer
+ * token (header, or `?token=` for a browser) with `monitoring:read` shows its tenant; one with
+ * `admin` shows every tenant; with QUANTA_MONITORING_DASHBOARD_PUBLIC=1 (loopback only) no
+ * token is needed and every tenant shows. The page itself holds no data and is always served.
+ */
+async function viewOf(req: IncomingMessage, url: URL, options: HttpServerOptions): Promise<{ tenant: string | undefined }> {
+  const header = req.headers.authorization;
+  const token = url.searchParams.get('token') ?? (header !== undefined ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined);
+  if (token === undefined || token === '') {
+    if (options.public) return { tenant: undefined };
+    throw new HttpError(401, 'a bearer token with scope monitoring:read is needed (Authorization header or ?token=)');
+  }
+  if (options.authenticator === undefined) throw new HttpError(401, 'this server checks no tokens');
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  try {
+    const principal = await options.authenticator(metadata);
+    if (!hasScope(principal, 'monitoring:read')) throw new HttpError(403, `the token of "${principal.subject}" lacks scope monitoring:read`);
+    return { tenant: principal.scopes.includes('admin') ? undefined : principal.tenant };
+  } catch (error: unknown) {
+    if (error instanceof HttpError) throw error;
+    if (isServiceError(error)) throw new HttpError(error.code === grpc.status.PERMISSION_DENIED ? 403 : 401, error.message);
+    throw error;
+  }
+}
+
+function intParam(url: URL, name: string, fallback: number, min: number, max: number): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null) return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) throw new HttpError(400, `${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+  return v;
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method ?? '?'} is not allowed; use GET`);
+    switch (url.pathname) {
+      case '/':
+      case '/index.html':
+        return send(res, 200, 'text/html; charset=utf-8', DASHBOARD_HTML);
+      case '/metrics': {
+        const view = await viewOf(req, url, options);
+        const body = options.metrics.render(view.tenant === undefined ? {} : { tenant: view.tenant });
+        return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', body);
+      }
+      case '/api/overview': {
+        const view = await viewOf(req, url, options);
+        const windowSeconds = intParam(url, 'window', 300, 10, options.store.horizonSeconds);
+        const stepSeconds = intParam(url, 'step', Math.max(1, Math.floor(windowSeconds / 60)), 1, windowSeconds);
+        if (windowSeconds / stepSeconds > 3600) throw new HttpError(400, 'window / step gives more than 3600 points');
+        const overview = buildOverview(options, { tenant: view.tenant, windowSeconds, stepSeconds });
+        return send(res, 200, 'application/json', JSON.stringify(overview));
+      }
+      case '/healthz':
+        return send(res, 200, 'text/plain', 'ok\n');
+      default:
+        throw new HttpError(404, `no page at ${url.pathname}; try /, /metrics or /api/overview`);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (error instanceof HttpError) return send(res, error.status, 'application/json', JSON.stringify({ error: error.message }));
+      options.logger.error({ err: error, path: req.url }, 'HTTP request failed');
+      return send(res, 500, 'application/json', JSON.stringify({ error: 'internal error' }));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    port,
+    url: `http://${host}:${port}/`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,171 @@
+import { monitoring as pb } from '@quanta/contracts';
+import type { CallContext } from '@quanta/service-kit';
+import { clientStreaming, internal, invalidArgument, serverStreaming, unary } from '@quanta/service-kit';
+import type { AlertEngine } from '../core/alerts.js';
+import { durationMs } from '../core/durations.js';
+import type { HealthBoard } from '../core/health-board.js';
+import { modelStats, timeSeries, topModels } from '../core/queries.js';
+import type { SpanRequest } from '../core/span.js';
+import { resolveSpan } from '../core/span.js';
+import { validateRecord } from '../core/validate.js';
+import type { Sample, WindowStore } from '../core/windows.js';
+
+export const MAX_REJECTIONS = 100;
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 1000;
+
+export interface MonitoringCore {
+  readonly store: WindowStore;
+  readonly alerts: AlertEngine;
+  readonly board: HealthBoard;
+  /** Every accepted sample goes here (windows and Prometheus counters). */
+  accept(sample: Sample): void;
+  countIngest(accepted: number, rejected: number): void;
+  /** Resolves when the service stops, ending the watch streams. */
+  readonly stopped: AbortSignal;
+}
+
+function tenantOf(ctx: CallContext): string {
+  const tenant = ctx.principal?.tenant;
+  if (tenant === undefined) throw internal('no principal on an authenticated call');
+  return tenant;
+}
+
+type SpanField = { $case: 'window'; value: { seconds: bigint; nanos: number } } | { $case: 'range'; value: pb.TimeRange } | undefined;
+
+export function spanRequest(span: SpanField): SpanRequest | undefined {
+  if (span === undefined) return undefined;
+  if (span.$case === 'window') return { windowMs: durationMs(span.value) };
+  const start = span.value.startTime;
+  if (start === undefined) throw invalidArgument('range.start_time is missing');
+  const end = span.value.endTime;
+  return end === undefined ? { startMs: start.getTime() } : { startMs: start.getTime(), endMs: end.getTime() };
+}
+
+function page<T>(items: readonly T[], pageSize: number, token: string, what: string): { page: T[]; next: string } {
+  if (pageSize > MAX_PAGE) throw invalidArgument(`page_size must be at most ${MAX_PAGE}, got ${pageSize}`);
+  const size = pageSize === 0 ? DEFAULT_PAGE : pageSize;
+  let offset = 0;
+  if (token !== '') {
+    const match = /^o(\d+)$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+    if (match === null) throw invalidArgument(`page_token "${token}" is not one this service gave for ${what}`);
+    offset = Number(match[1]);
+  }
+  const slice = items.slice(offset, offset + size);
+  const next = offset + size < items.length ? Buffer.from(`o${offset + size}`).toString('base64url') : '';
+  return { page: slice, next };
+}
+
+/** Streams alert changes until the client cancels or the service stops. */
+async function* watchAlerts(core: MonitoringCore, tenant: string, ruleName: string, signal: AbortSignal): AsyncGenerator<pb.WatchAlertsResponse> {
+  const queue: pb.Alert[] = [];
+  let wake: (() => void) | undefined;
+  const unsubscribe = core.alerts.subscribe((t, alert) => {
+    if (t !== tenant || (ruleName !== '' && alert.ruleName !== ruleName)) return;
+    queue.push(alert);
+    wake?.();
+  });
+  const onEnd = (): void => wake?.();
+  signal.addEventListener('abort', onEnd);
+  core.stopped.addEventListener('abort', onEnd);
+  try {
+    yield { event: { $case: 'snapshot', value: { alerts: core.alerts.active(tenant, ruleName) } } };
+    while (!signal.aborted && !core.stopped.aborted) {
+      if (queue.length === 0) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+      while (queue.length > 0) {
+        const change = queue.shift();
+        if (change !== undefined) yield { event: { $case: 'change', value: change } };
+      }
+    }
+  } finally {
+    unsubscribe();
+    signal.removeEventListener('abort', onEnd);
+    core.stopped.removeEventListener('abort', onEnd);
+  }
+}
+
+export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringServiceServer {
+  const { store, alerts, board } = core;
+  const read = { scope: 'monitoring:read' } as const;
+  return {
+    // Records carry their own tenant (inference reports for every tenant with one platform
+    // token), so writing is an `admin` matter: service-kit's scopes have no monitoring:write.
+    ingest: clientStreaming<pb.IngestRequest, pb.IngestResponse>({ scope: 'admin' }, async (requests) => {
+      let accepted = 0;
+      let rejected = 0;
+      const rejections: pb.RejectedRecord[] = [];
+      let batchIndex = 0;
+      for await (const request of requests) {
+        const now = store.clock();
+        const oldestMs = store.oldestSecond() * 1000;
+        let batchAccepted = 0;
+        request.records.forEach((record, recordIndex) => {
+          const result = validateRecord(record, now, oldestMs);
+          if (typeof result === 'string') {
+            rejected++;
+            if (rejections.length < MAX_REJECTIONS) rejections.push({ batchIndex, recordIndex, requestId: record.requestId, reason: result });
+          } else {
+            core.accept(result);
+            batchAccepted++;
+          }
+        });
+        accepted += batchAccepted;
+        core.countIngest(batchAccepted, request.records.length - batchAccepted);
+        batchIndex++;
+      }
+      return { accepted: BigInt(accepted), rejected: BigInt(rejected), rejections };
+    }),
+
+    getModelStats: unary<pb.GetModelStatsRequest, pb.GetModelStatsResponse>(read, async (req, ctx) => {
+      if (req.model === '') throw invalidArgument('model is missing');
+      const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
+      return Promise.resolve({ stats: modelStats(store, tenantOf(ctx), req.model, req.version, span) });
+    }),
+
+    getTimeSeries: unary<pb.GetTimeSeriesRequest, pb.GetTimeSeriesResponse>(read, async (req, ctx) => {
+      if (req.model === '') throw invalidArgument('model is missing');
+      const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
+      const stepMs = req.step === undefined ? 60_000 : durationMs(req.step);
+      if (stepMs % 1000 !== 0 || stepMs < 1000) throw invalidArgument(`step must be a whole number of seconds >= 1, got ${stepMs / 1000} s`);
+      const points = timeSeries(store, tenantOf(ctx), req.model, req.version, span, stepMs / 1000);
+      return Promise.resolve({ model: req.model, version: req.version, step: { seconds: BigInt(stepMs / 1000), nanos: 0 }, points });
+    }),
+
+    topModels: unary<pb.TopModelsRequest, pb.TopModelsResponse>(read, async (req, ctx) => {
+      const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
+      if (pb.topModelsOrderToJSON(req.orderBy) === 'UNRECOGNIZED') throw invalidArgument(`order_by ${req.orderBy} is unknown`);
+      return Promise.resolve({ models: topModels(store, tenantOf(ctx), span, req.orderBy, req.limit, req.byVersion) });
+    }),
+
+    createAlertRule: unary<pb.CreateAlertRuleRequest, pb.CreateAlertRuleResponse>(read, async (req, ctx) => {
+      if (req.rule === undefined) throw invalidArgument('rule is missing');
+      return Promise.resolve({ rule: alerts.createRule(tenantOf(ctx), req.rule) });
+    }),
+    getAlertRule: unary<pb.GetAlertRuleRequest, pb.GetAlertRuleResponse>(read, async (req, ctx) => Promise.resolve({ rule: alerts.getRule(tenantOf(ctx), req.name) })),
+    listAlertRules: unary<pb.ListAlertRulesRequest, pb.ListAlertRulesResponse>(read, async (req, ctx) => {
+      const { page: rules, next } = page(alerts.listRules(tenantOf(ctx), req.model), req.pageSize, req.pageToken, 'ListAlertRules');
+      return Promise.resolve({ rules, nextPageToken: next });
+    }),
+    updateAlertRule: unary<pb.UpdateAlertRuleRequest, pb.UpdateAlertRuleResponse>(read, async (req, ctx) => {
+      if (req.rule === undefined) throw invalidArgument('rule is missing');
+      return Promise.resolve({ rule: alerts.updateRule(tenantOf(ctx), req.rule) });
+    }),
+    deleteAlertRule: unary<pb.DeleteAlertRuleRequest, pb.DeleteAlertRuleResponse>(read, async (req, ctx) => {
+      alerts.deleteRule(tenantOf(ctx), req.name);
+      return Promise.resolve({});
+    }),
+    listAlerts: unary<pb.ListAlertsRequest, pb.ListAlertsResponse>(read, async (req, ctx) => {
+      const all = alerts.listAlerts(tenantOf(ctx), { states: req.states, ruleName: req.ruleName });
+      const { page: list, next } = page(all, req.pageSize, req.pageToken, 'ListAlerts');
+      return Promise.resolve({ alerts: list, nextPageToken: next });
+    }),
+    watchAlerts: serverStreaming<pb.WatchAlertsRequest, pb.WatchAlertsResponse>(read, (req, ctx) => watchAlerts(core, tenantOf(ctx), req.ruleName, ctx.signal)),
+
+    getHealthBoard: unary<pb.GetHealthBoardRequest, pb.GetHealthBoardResponse>(read, async () =>
+      Promise.resolve({ services: board.board(), checkInterval: { seconds: BigInt(Math.floor(board.intervalMs / 1000)), nanos: (board.intervalMs % 1000) * 1e6 } }),
+    ),
+  };
+}

@@ -1,0 +1,139 @@
+import * as grpc from '@grpc/grpc-js';
+import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
+import { crypto, monitoring as pb } from '@quanta/contracts';
+import type { Authenticator, QuantaService } from '@quanta/service-kit';
+import { createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import type { Telemetry } from '@quanta/telemetry';
+import type { Logger } from 'pino';
+import type { HealthTarget, MonitoringConfig } from '../config.js';
+import type { AlertEngine } from '../core/alerts.js';
+import { createAlertEngine } from '../core/alerts.js';
+import type { HealthBoard } from '../core/health-board.js';
+import { createHealthBoard } from '../core/health-board.js';
+import type { WindowStore } from '../core/windows.js';
+import { createWindowStore } from '../core/windows.js';
+import type { HttpServer } from '../http/http-server.js';
+import { startHttpServer } from '../http/http-server.js';
+import type { PromMetrics } from '../http/prometheus.js';
+import { createPromMetrics } from '../http/prometheus.js';
+import { createMonitoringHandlers } from './handlers.js';
+
+export interface MonitoringServerOptions {
+  readonly telemetry?: Telemetry;
+  readonly logger?: Logger;
+  /** Checks tokens; default: the crypto service's public keys at config.cryptoAddr. */
+  readonly authenticator?: Authenticator;
+  /** Milliseconds since the epoch (tests move it). */
+  readonly clock?: () => number;
+  /** The health board's targets; default none. */
+  readonly targets?: readonly HealthTarget[];
+  /** False: the service never evaluates alerts or checks health by itself (tests drive them). Default true. */
+  readonly timers?: boolean;
+}
+
+export interface MonitoringServer {
+  readonly port: number;
+  readonly address: string;
+  readonly http: HttpServer;
+  readonly service: QuantaService;
+  readonly store: WindowStore;
+  readonly alerts: AlertEngine;
+  readonly board: HealthBoard;
+  readonly metrics: PromMetrics;
+  /** Ends the WatchAlerts streams (call before a stop that service-kit starts on a signal). */
+  endStreams(): void;
+  /** Ends the streams, stops the gRPC server, then the HTTP listener and the timers. */
+  stop(options?: { graceMs?: number }): Promise<void>;
+}
+
+/** How often alert rules are evaluated and old series swept, as the contract says: every second. */
+const EVALUATE_MS = 1000;
+
+export async function startMonitoringServer(config: MonitoringConfig, options: MonitoringServerOptions = {}): Promise<MonitoringServer> {
+  let authenticator = options.authenticator;
+  let cryptoClient: crypto.CryptoServiceClient | undefined;
+  if (authenticator === undefined) {
+    cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, grpc.credentials.createInsecure());
+    authenticator = createTokenVerifier({ fetchJwks: createJwksFetcher(cryptoClient) });
+  }
+  const service = createService({
+    name: 'monitoring',
+    ...serviceOptionsFromConfig(config),
+    authenticator,
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  });
+  const logger = service.logger;
+  const store = createWindowStore({ horizonSeconds: Math.round(config.horizon / 1000), ...(options.clock === undefined ? {} : { clock: options.clock }) });
+  const alerts = createAlertEngine(store);
+  const board = createHealthBoard({
+    targets: options.targets ?? [],
+    intervalMs: config.healthInterval,
+    timeoutMs: config.healthTimeout,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    onChange: (h) => logger.info({ target: h.name, address: h.address, status: pb.serviceHealthStatusToJSON(h.status), error: h.error }, `health: ${h.name} is ${pb.serviceHealthStatusToJSON(h.status)}`),
+  });
+  const metrics = createPromMetrics();
+  alerts.subscribe((tenant, a) => logger.info({ tenant, rule: a.ruleName, model: a.model, version: a.version, state: pb.alertStateToJSON(a.state) }, `alert ${a.ruleName}: ${a.message}`));
+
+  const stopped = new AbortController();
+  service.addService(
+    pb.MonitoringServiceService,
+    createMonitoringHandlers({
+      store,
+      alerts,
+      board,
+      accept: (s) => {
+        store.add(s);
+        metrics.observe(s);
+      },
+      countIngest: (a, r) => metrics.countIngest(a, r),
+      stopped: stopped.signal,
+    }),
+  );
+
+  const { port, address } = await service.start();
+  let http: HttpServer;
+  try {
+    http = await startHttpServer({
+      host: config.httpHost,
+      port: config.httpPort,
+      store,
+      alerts,
+      board,
+      metrics,
+      authenticator,
+      public: config.dashboardPublic,
+      logger,
+    });
+  } catch (error: unknown) {
+    await service.stop({ graceMs: 0 });
+    throw error;
+  }
+  logger.info({ url: http.url, public: config.dashboardPublic }, `dashboard and /metrics on ${http.url}`);
+
+  let timer: NodeJS.Timeout | undefined;
+  if (options.timers !== false) {
+    board.start();
+    timer = setInterval(() => {
+      alerts.evaluate();
+      store.sweep();
+    }, EVALUATE_MS);
+    timer.unref();
+  }
+
+  service.onStop(async () => {
+    if (timer !== undefined) clearInterval(timer);
+    board.stop();
+    await http.close();
+    cryptoClient?.close();
+  });
+  // Ends the WatchAlerts streams, which never end by themselves, so that a stop does not spend
+  // its grace period waiting for them.
+  const endStreams = (): void => stopped.abort();
+  const stop = (o?: { graceMs?: number }): Promise<void> => {
+    endStreams();
+    return service.stop(o);
+  };
+  return { port, address, http, service, store, alerts, board, metrics, endStreams, stop };
+}

@@ -1,0 +1,141 @@
+import * as grpc from '@grpc/grpc-js';
+import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
+import type { TokenIssuer } from '@quanta/auth';
+import { monitoring as pb } from '@quanta/contracts';
+import { pino } from 'pino';
+import type { HealthTarget, MonitoringConfig } from '../config.js';
+import type { MonitoringServer } from './monitoring-server.js';
+import { startMonitoringServer } from './monitoring-server.js';
+
+export interface Harness {
+  server: MonitoringServer;
+  client: pb.MonitoringServiceClient;
+  issuer: TokenIssuer;
+  /** The monitoring clock (windows, alerts, health times); tokens use the real one. */
+  now: { ms: number };
+  token(tenant: string, scopes: string[]): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A fixed start, so that tests see whole seconds: 2026-01-01T12:00:00Z. */
+export const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+export function testConfig(overrides: Partial<MonitoringConfig> = {}): MonitoringConfig {
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    tlsCert: undefined,
+    tlsKey: undefined,
+    tlsCa: undefined,
+    tlsRequireClientCert: false,
+    maxReceiveMessageBytes: 4 * 1024 * 1024,
+    shutdownGrace: 1000,
+    httpHost: '127.0.0.1',
+    httpPort: 0,
+    horizon: 3_600_000,
+    cryptoAddr: '127.0.0.1:1',
+    targets: undefined,
+    healthInterval: 5000,
+    healthTimeout: 2000,
+    dashboardPublic: false,
+    ...overrides,
+  };
+}
+
+/**
+ * A real monitoring server on 127.0.0.1:0 checking real EdDSA tokens (from an in-memory issuer,
+ * as the crypto service issues them), with a clock the test moves and no timers of its own
+ * unless asked.
+ */
+export async function startHarness(
+  options: { config?: Partial<MonitoringConfig>; targets?: HealthTarget[]; timers?: boolean; realClock?: boolean } = {},
+): Promise<Harness> {
+  const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
+  const now = { ms: T0 };
+  const server = await startMonitoringServer(testConfig(options.config), {
+    authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
+    ...(options.realClock === true ? {} : { clock: () => now.ms }),
+    timers: options.timers ?? false,
+    targets: options.targets ?? [],
+    logger: pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' }),
+  });
+  const client = new pb.MonitoringServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+  return {
+    server,
+    client,
+    issuer,
+    now,
+    token: (tenant, scopes) => issuer.issue({ tenant, subject: `${tenant}-user`, scopes, ttlSeconds: 3600 }),
+    async close() {
+      client.close();
+      await server.stop({ graceMs: 1000 });
+    },
+  };
+}
+
+export function bearer(token: string | undefined): grpc.Metadata {
+  const md = new grpc.Metadata();
+  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+/** Sends batches over one Ingest stream and returns the reply. */
+export function ingest(client: pb.MonitoringServiceClient, token: string | undefined, batches: pb.InferenceRecord[][]): Promise<pb.IngestResponse> {
+  return new Promise((resolve, reject) => {
+    const stream = client.ingest(bearer(token), (error, response) => (error ? reject(error) : resolve(response)));
+    for (const records of batches) stream.write({ records });
+    stream.end();
+  });
+}
+
+type Definition = typeof pb.MonitoringServiceService;
+type UnaryName = {
+  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
+}[keyof Definition];
+type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
+type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
+type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
+
+/** Calls a unary method by name with a bearer token; rejects with the grpc ServiceError. */
+export function call<K extends UnaryName>(client: pb.MonitoringServiceClient, method: K, request: RequestOf<K>, token?: string): Promise<ResponseOf<K>> {
+  const fn = client[method] as unknown as (request: RequestOf<K>, metadata: grpc.Metadata, callback: Callback) => void;
+  return new Promise((resolve, reject) => {
+    fn.call(client, request, bearer(token), (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)));
+  });
+}
+
+/** The gRPC error of a call that must fail. */
+export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (error: unknown) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error('expected the call to fail, it succeeded');
+}
+
+/** A valid record at `timeMs`; override what the test is about. */
+export function record(timeMs: number, over: Partial<pb.InferenceRecord> = {}): pb.InferenceRecord {
+  return {
+    tenant: 'acme',
+    model: 'cifar',
+    version: '1',
+    deployment: 'cifar-prod',
+    requestId: 'r',
+    traceId: '',
+    statusCode: 0,
+    queueUs: 100n,
+    computeUs: 900n,
+    totalUs: 1000n,
+    batchSize: 1,
+    bytesIn: 100n,
+    bytesOut: 40n,
+    time: new Date(timeMs),
+    ...over,
+  };
+}
+
+export const window = (seconds: number): { $case: 'window'; value: { seconds: bigint; nanos: number } } => ({
+  $case: 'window',
+  value: { seconds: BigInt(seconds), nanos: 0 },
+});

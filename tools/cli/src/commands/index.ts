@@ -1,9 +1,18 @@
 import type { Command } from 'commander';
+import { registerCryptoDataCommands } from './crypto-data.js';
+import { registerKeysCommand } from './keys.js';
 import { registerPingCommand } from './ping.js';
+import { registerTokensCommand } from './tokens.js';
 import { registerVersionCommand } from './version.js';
 
 /** Every command group of the CLI; each service adds its own register function here. */
-const registrars: ReadonlyArray<(program: Command) => void> = [registerVersionCommand, registerPingCommand];
+const registrars: ReadonlyArray<(program: Command) => void> = [
+  registerVersionCommand,
+  registerPingCommand,
+  registerKeysCommand,
+  registerCryptoDataCommands,
+  registerTokensCommand,
+];
 
 export function registerCommands(program: Command): void {
   for (const register of registrars) register(program);

@@ -1,0 +1,27 @@
+// @quanta/onnx: inspect ONNX models (bounded memory, seeking past weights) and build small ones.
+export { OnnxError, type OnnxProblem } from './errors.js';
+export { OnnxDataType, onnxDataType, type OnnxDataTypeInfo, type OnnxDataTypeName } from './data-types.js';
+export type {
+  OnnxInitializerInfo,
+  OnnxModelInfo,
+  OnnxOpsetImport,
+  OnnxTypeInfo,
+  OnnxValueInfo,
+  OnnxValueKind,
+} from './model-info.js';
+export { inspectOnnx, inspectOnnxFile, READ_CHUNK_BYTES } from './inspect.js';
+export {
+  DEFAULT_IR_VERSION,
+  DEFAULT_OPSET,
+  encodeModel,
+  encodeModelChunks,
+  floatTensor,
+  int64Tensor,
+  type AttributeValue,
+  type DimSpec,
+  type GraphSpec,
+  type ModelSpec,
+  type NodeSpec,
+  type TensorSpec,
+  type ValueSpec,
+} from './model-spec.js';

@@ -1,0 +1,139 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** Blobs are named by the sha256 of their plaintext, per tenant (the stored bytes are sealed). */
+export interface BlobKey {
+  readonly tenant: string;
+  readonly sha256: string;
+}
+
+/** A blob being written: bytes go to a temporary object until `commit` publishes it. */
+export interface BlobWriter {
+  write(bytes: Buffer): Promise<void>;
+  /** Bytes written so far. */
+  readonly written: number;
+  /** Makes the bytes durable and visible under `key` (replacing nothing: callers check first). */
+  commit(key: BlobKey): Promise<void>;
+  /** Drops the temporary object; safe after commit (then it does nothing) and twice. */
+  abort(): Promise<void>;
+}
+
+/** Where sealed model files live. Filesystem now; object storage later behind the same interface. */
+export interface BlobStore {
+  create(): Promise<BlobWriter>;
+  read(key: BlobKey): AsyncIterable<Buffer>;
+  exists(key: BlobKey): Promise<boolean>;
+  delete(key: BlobKey): Promise<void>;
+  /** Every stored blob (for the orphan sweep at start). */
+  list(): AsyncIterable<BlobKey>;
+  /** Removes temporary objects left by uploads that died with their process; returns how many. */
+  removeTemporaries(): Promise<number>;
+}
+
+const SHA = /^[0-9a-f]{64}$/;
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const TMP_DIR = '.tmp';
+
+/**
+ * Blobs under `root/<tenant>/<sha[0:2]>/<sha>`; writes go to `root/.tmp/<uuid>`, are fsynced,
+ * then renamed into place, so a reader never sees half a blob.
+ */
+export function createFsBlobStore(root: string): BlobStore {
+  const tmpDir = join(root, TMP_DIR);
+  const pathOf = (key: BlobKey): string => {
+    // Both parts become path segments: only their validated shapes may pass.
+    if (!TENANT.test(key.tenant)) throw new Error(`invalid tenant for a blob path: ${JSON.stringify(key.tenant)}`);
+    if (!SHA.test(key.sha256)) throw new Error(`invalid sha256 for a blob path: ${JSON.stringify(key.sha256)}`);
+    return join(root, key.tenant, key.sha256.slice(0, 2), key.sha256);
+  };
+
+  return {
+    async create() {
+      await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+      const tmpPath = join(tmpDir, `${randomUUID()}.part`);
+      let handle: FileHandle | undefined = await open(tmpPath, 'wx', 0o600);
+      let written = 0;
+      let state: 'open' | 'committed' | 'aborted' = 'open';
+      return {
+        get written() {
+          return written;
+        },
+        async write(bytes) {
+          if (state !== 'open' || handle === undefined) throw new Error('blob writer is closed');
+          let offset = 0;
+          while (offset < bytes.length) {
+            const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
+            offset += bytesWritten;
+          }
+          written += bytes.length;
+        },
+        async commit(key) {
+          if (state !== 'open' || handle === undefined) throw new Error('blob writer is closed');
+          const target = pathOf(key);
+          await handle.sync();
+          await handle.close();
+          handle = undefined;
+          await mkdir(join(target, '..'), { recursive: true, mode: 0o700 });
+          await rename(tmpPath, target);
+          state = 'committed';
+          // The rename is durable only once its directory is synced.
+          const dir = await open(join(target, '..'), 'r');
+          try {
+            await dir.sync();
+          } finally {
+            await dir.close();
+          }
+        },
+        async abort() {
+          if (state !== 'open') return;
+          state = 'aborted';
+          await handle?.close().catch(() => undefined);
+          handle = undefined;
+          await rm(tmpPath, { force: true });
+        },
+      };
+    },
+    async *read(key) {
+      for await (const chunk of createReadStream(pathOf(key), { highWaterMark: 1 << 20 })) yield chunk as Buffer;
+    },
+    async exists(key) {
+      try {
+        return (await stat(pathOf(key))).isFile();
+      } catch {
+        return false;
+      }
+    },
+    async delete(key) {
+      await rm(pathOf(key), { force: true });
+    },
+    async *list() {
+      let tenants: string[];
+      try {
+        tenants = await readdir(root);
+      } catch {
+        return;
+      }
+      for (const tenant of tenants) {
+        if (!TENANT.test(tenant)) continue;
+        for (const prefix of await readdir(join(root, tenant)).catch(() => [] as string[])) {
+          for (const name of await readdir(join(root, tenant, prefix)).catch(() => [] as string[])) {
+            if (SHA.test(name) && name.startsWith(prefix)) yield { tenant, sha256: name };
+          }
+        }
+      }
+    },
+    async removeTemporaries() {
+      let names: string[];
+      try {
+        names = await readdir(tmpDir);
+      } catch {
+        return 0;
+      }
+      await Promise.all(names.map((name) => rm(join(tmpDir, name), { force: true, recursive: true })));
+      return names.length;
+    },
+  };
+}

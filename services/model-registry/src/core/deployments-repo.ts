@@ -1,0 +1,157 @@
+import { registry as pb } from '@quanta/contracts';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@quanta/service-kit';
+import type { Queryable } from '@quanta/store';
+import { formatRef, parseRef } from './names.js';
+import { decodePageToken, encodePageToken } from './page-token.js';
+import { getVersion, resolveVersion } from './versions-repo.js';
+
+interface DeploymentRow {
+  tenant: string;
+  name: string;
+  model: string;
+  model_ref: string;
+  spec: string;
+  resolved_version: number;
+  generation: bigint;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const COLUMNS = 'tenant, name, model, model_ref, spec, resolved_version, generation, created_at, updated_at';
+
+async function toDeployment(q: Queryable, row: DeploymentRow): Promise<pb.Deployment> {
+  return {
+    name: row.name,
+    tenant: row.tenant,
+    spec: pb.DeploymentSpec.fromJSON(JSON.parse(row.spec)),
+    resolvedVersion: await getVersion(q, row.tenant, row.model, row.resolved_version),
+    generation: BigInt(row.generation),
+    createTime: row.created_at,
+    updateTime: row.updated_at,
+  };
+}
+
+async function requireRow(q: Queryable, tenant: string, name: string, forUpdate = false): Promise<DeploymentRow> {
+  const [row] = await q.query<DeploymentRow>(
+    `SELECT ${COLUMNS} FROM registry_deployments WHERE tenant = $1 AND name = $2${forUpdate ? ' FOR UPDATE' : ''}`,
+    [tenant, name],
+  );
+  if (row === undefined) throw notFound(`deployment "${name}" not found`);
+  return row;
+}
+
+export async function getDeployment(q: Queryable, tenant: string, name: string): Promise<pb.Deployment> {
+  return toDeployment(q, await requireRow(q, tenant, name));
+}
+
+/** The spec with its reference normalised, and the READY version it resolves to now. */
+async function resolveSpec(q: Queryable, tenant: string, spec: pb.DeploymentSpec): Promise<{ spec: pb.DeploymentSpec; model: string; version: number }> {
+  const ref = parseRef(spec.modelRef, 'spec.model_ref');
+  const version = await resolveVersion(q, tenant, ref);
+  const resolved = await getVersion(q, tenant, ref.model, version);
+  if (resolved.status !== pb.VersionStatus.VERSION_STATUS_READY) {
+    throw failedPrecondition(`spec.model_ref "${spec.modelRef}" resolves to version ${version}, which is not READY`);
+  }
+  for (const [i, m] of spec.sequenceState.entries()) {
+    if (m.inputName === '' || m.outputName === '') throw invalidArgument(`spec.sequence_state[${i}] needs both input_name and output_name`);
+  }
+  return { spec: { ...spec, modelRef: formatRef(ref) }, model: ref.model, version };
+}
+
+export async function createDeployment(q: Queryable, tenant: string, name: string, spec: pb.DeploymentSpec, now: Date): Promise<pb.Deployment> {
+  const r = await resolveSpec(q, tenant, spec);
+  const inserted = await q.query(
+    `INSERT INTO registry_deployments (tenant, name, model, model_ref, spec, resolved_version, generation, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (tenant, name) DO NOTHING RETURNING name`,
+    [tenant, name, r.model, r.spec.modelRef, JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)), r.version, now],
+  );
+  if (inserted.length === 0) throw alreadyExists(`deployment "${name}" already exists`);
+  return getDeployment(q, tenant, name);
+}
+
+export async function updateDeployment(
+  q: Queryable,
+  tenant: string,
+  name: string,
+  spec: pb.DeploymentSpec,
+  expectedGeneration: bigint,
+  now: Date,
+): Promise<pb.Deployment> {
+  const row = await requireRow(q, tenant, name, true);
+  if (expectedGeneration !== 0n && BigInt(row.generation) !== expectedGeneration) {
+    throw failedPrecondition(`deployment "${name}" is at generation ${row.generation}, not ${expectedGeneration}: read it again and retry`);
+  }
+  const r = await resolveSpec(q, tenant, spec);
+  await q.query(
+    `UPDATE registry_deployments SET model = $3, model_ref = $4, spec = $5, resolved_version = $6, generation = generation + 1, updated_at = $7
+     WHERE tenant = $1 AND name = $2`,
+    [tenant, name, r.model, r.spec.modelRef, JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)), r.version, now],
+  );
+  return getDeployment(q, tenant, name);
+}
+
+/** Returns the deployment's last state. */
+export async function deleteDeployment(q: Queryable, tenant: string, name: string): Promise<pb.Deployment> {
+  const last = await toDeployment(q, await requireRow(q, tenant, name, true));
+  await q.query('DELETE FROM registry_deployments WHERE tenant = $1 AND name = $2', [tenant, name]);
+  return last;
+}
+
+export async function listDeployments(
+  q: Queryable,
+  tenant: string,
+  model: string,
+  page: { size: number; token: string },
+): Promise<{ deployments: pb.Deployment[]; nextPageToken: string }> {
+  const scope = `deployments|${model}`;
+  const after = decodePageToken(scope, page.token) ?? '';
+  const rows = await q.query<DeploymentRow>(
+    `SELECT ${COLUMNS} FROM registry_deployments WHERE tenant = $1 AND name > $2 AND ($3 = '' OR model = $3) ORDER BY name LIMIT $4`,
+    [tenant, after, model, page.size + 1],
+  );
+  const more = rows.length > page.size;
+  const pageRows = rows.slice(0, page.size);
+  const deployments: pb.Deployment[] = [];
+  for (const row of pageRows) deployments.push(await toDeployment(q, row));
+  const last = pageRows[pageRows.length - 1];
+  return { deployments, nextPageToken: more && last !== undefined ? encodePageToken(scope, last.name) : '' };
+}
+
+/** Every deployment a watcher may see: one tenant's, or all (tenant undefined), by tenant and name. */
+export async function snapshotDeployments(q: Queryable, tenant: string | undefined): Promise<pb.Deployment[]> {
+  const rows = await q.query<DeploymentRow>(
+    `SELECT ${COLUMNS} FROM registry_deployments WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, name`,
+    [tenant ?? null],
+  );
+  const out: pb.Deployment[] = [];
+  for (const row of rows) out.push(await toDeployment(q, row));
+  return out;
+}
+
+/**
+ * Re-resolves the deployments of a model that follow an alias or its latest version (after an
+ * alias moved or a version became READY); returns those whose version changed, with why.
+ */
+export async function refreshFollowers(q: Queryable, tenant: string, model: string, now: Date): Promise<{ deployment: pb.Deployment; reason: string }[]> {
+  const rows = await q.query<DeploymentRow>(
+    `SELECT ${COLUMNS} FROM registry_deployments WHERE tenant = $1 AND model = $2 ORDER BY name FOR UPDATE`,
+    [tenant, model],
+  );
+  const changed: { deployment: pb.Deployment; reason: string }[] = [];
+  for (const row of rows) {
+    const ref = parseRef(row.model_ref);
+    if (ref.kind === 'version') continue;
+    const version = await resolveVersion(q, tenant, ref);
+    if (version === row.resolved_version) continue;
+    await q.query(
+      `UPDATE registry_deployments SET resolved_version = $3, generation = generation + 1, updated_at = $4 WHERE tenant = $1 AND name = $2`,
+      [tenant, row.name, version, now],
+    );
+    const reason =
+      ref.kind === 'alias'
+        ? `alias ${ref.alias} moved from ${row.resolved_version} to ${version}`
+        : `model ${model} has a newer READY version: ${row.resolved_version} → ${version}`;
+    changed.push({ deployment: await getDeployment(q, tenant, row.name), reason });
+  }
+  return changed;
+}

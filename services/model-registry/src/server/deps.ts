@@ -1,0 +1,18 @@
+import type { BlobStore } from '../core/blob-store.js';
+import type { EventBus } from '../core/events.js';
+import type { Store } from '@quanta/store';
+import type { DataKeys } from './data-keys.js';
+import type { Inspector } from './inspector.js';
+
+/** What the handlers share. */
+export interface RegistryDeps {
+  readonly store: Store;
+  readonly blobs: BlobStore;
+  readonly dataKeys: DataKeys;
+  readonly inspect: Inspector;
+  readonly bus: EventBus;
+  /** Plaintext scratch files for inspection live here (removed after each upload and at start). */
+  readonly scratchDir: string;
+  readonly maxUploadBytes: number;
+  readonly now: () => Date;
+}

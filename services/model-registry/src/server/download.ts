@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { registry as pb } from '@quanta/contracts';
+import type { CallContext } from '@quanta/service-kit';
+import { ServiceError, failedPrecondition, invalidArgument } from '@quanta/service-kit';
+import { parseRef } from '../core/names.js';
+import { SealedFormatError, openSealed } from '../core/sealed-format.js';
+import { getVersion, resolveVersion } from '../core/versions-repo.js';
+import { tenantFor } from './context.js';
+import type { RegistryDeps } from './deps.js';
+
+const DEFAULT_CHUNK = 1024 * 1024;
+const MAX_CHUNK = 4 * 1024 * 1024;
+
+const dataLoss = (message: string, cause?: unknown): ServiceError => new ServiceError(grpc.status.DATA_LOSS, message, { cause });
+
+/** Re-cuts a byte stream into chunks of exactly `size` bytes (the last one shorter). */
+async function* rechunk(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer, void, undefined> {
+  let parts: Buffer[] = [];
+  let held = 0;
+  for await (const piece of source) {
+    let offset = 0;
+    while (offset < piece.length) {
+      const n = Math.min(size - held, piece.length - offset);
+      parts.push(piece.subarray(offset, offset + n));
+      held += n;
+      offset += n;
+      if (held === size) {
+        yield parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        parts = [];
+        held = 0;
+      }
+    }
+  }
+  if (held > 0) yield Buffer.concat(parts);
+}
+
+/**
+ * DownloadVersion: the header, then the plaintext as it is decrypted. The sha256 is checked as the
+ * bytes go; a mismatch (or any damage to the sealed file) ends the stream with DATA_LOSS.
+ */
+export async function* downloadVersion(
+  deps: RegistryDeps,
+  request: pb.DownloadVersionRequest,
+  ctx: CallContext,
+): AsyncGenerator<pb.DownloadVersionResponse, void, undefined> {
+  const tenant = tenantFor(ctx, request.tenant);
+  if (request.chunkSizeBytes > MAX_CHUNK) throw invalidArgument(`chunk_size_bytes ${request.chunkSizeBytes} is over the maximum of ${MAX_CHUNK}`);
+  const chunkSize = request.chunkSizeBytes === 0 ? DEFAULT_CHUNK : request.chunkSizeBytes;
+  const ref = parseRef(request.ref);
+  const number = await resolveVersion(deps.store, tenant, ref);
+  const version = await getVersion(deps.store, tenant, ref.model, number);
+  if (version.status !== pb.VersionStatus.VERSION_STATUS_READY) throw failedPrecondition(`${ref.model}:${number} is not READY`);
+  yield { part: { $case: 'header', value: { version } } };
+
+  const hash = createHash('sha256');
+  let size = 0n;
+  const blob = { tenant, sha256: version.sha256 };
+  let keyCopy: Buffer | undefined;
+  try {
+    const plain = openSealed(deps.blobs.read(blob), async (header) => {
+      keyCopy = await deps.dataKeys.unwrap(tenant, header);
+      return keyCopy;
+    });
+    for await (const chunk of rechunk(plain, chunkSize)) {
+      hash.update(chunk);
+      size += BigInt(chunk.length);
+      yield { part: { $case: 'chunk', value: chunk } };
+    }
+  } catch (error: unknown) {
+    if (error instanceof SealedFormatError) throw dataLoss(`the stored file of ${ref.model}:${number} is damaged: ${error.message}`, error);
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw dataLoss(`the stored file of ${ref.model}:${number} is missing`, error);
+    throw error;
+  } finally {
+    keyCopy?.fill(0);
+  }
+  const digest = hash.digest('hex');
+  if (digest !== version.sha256 || size !== version.sizeBytes) {
+    throw dataLoss(`the stored file of ${ref.model}:${number} does not match its digest (sha256 ${digest}, ${size} bytes; expected ${version.sha256}, ${version.sizeBytes} bytes)`);
+  }
+}

@@ -1,0 +1,123 @@
+import type { registry as pb } from '@quanta/contracts';
+import { clientStreaming, serverStreaming, unary } from '@quanta/service-kit';
+import { createModel, deleteModel, getModel, listModels, updateModel } from '../core/models-repo.js';
+import { checkName, checkTags, parseRef } from '../core/names.js';
+import { pageSize } from '../core/page-token.js';
+import { deleteAlias, getVersion, listVersions, resolveVersion, setAlias, updateVersion } from '../core/versions-repo.js';
+import { refreshFollowers } from '../core/deployments-repo.js';
+import { tenantOf } from './context.js';
+import type { RegistryDeps } from './deps.js';
+import { downloadVersion } from './download.js';
+import { uploadVersion } from './upload.js';
+
+type ModelHandlers = Pick<
+  pb.RegistryServiceServer,
+  | 'createModel'
+  | 'getModel'
+  | 'listModels'
+  | 'updateModel'
+  | 'deleteModel'
+  | 'uploadVersion'
+  | 'getVersion'
+  | 'listVersions'
+  | 'updateVersion'
+  | 'downloadVersion'
+  | 'setAlias'
+  | 'deleteAlias'
+>;
+
+export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
+  const { store } = deps;
+  return {
+    createModel: unary<pb.CreateModelRequest, pb.CreateModelResponse>({ scope: 'models:write' }, async (req, ctx) => {
+      const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
+      const tags = checkTags(req.tags, 'tags');
+      const model = await store.transaction(async (tx) => {
+        await createModel(tx, key, { description: req.description, tags }, deps.now());
+        return getModel(tx, key);
+      });
+      return { model };
+    }),
+
+    getModel: unary<pb.GetModelRequest, pb.GetModelResponse>({ scope: 'models:read' }, async (req, ctx) => ({
+      model: await getModel(store, { tenant: tenantOf(ctx), name: checkName('model', req.name) }),
+    })),
+
+    listModels: unary<pb.ListModelsRequest, pb.ListModelsResponse>({ scope: 'models:read' }, async (req, ctx) =>
+      listModels(store, tenantOf(ctx), { namePrefix: req.namePrefix, tags: req.tags }, { size: pageSize(req.pageSize), token: req.pageToken }),
+    ),
+
+    updateModel: unary<pb.UpdateModelRequest, pb.UpdateModelResponse>({ scope: 'models:write' }, async (req, ctx) => {
+      const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
+      const setTags = checkTags(req.setTags, 'set_tags');
+      const model = await store.transaction(async (tx) => {
+        await updateModel(tx, key, { description: req.description, setTags, removeTags: req.removeTags }, deps.now());
+        return getModel(tx, key);
+      });
+      return { model };
+    }),
+
+    deleteModel: unary<pb.DeleteModelRequest, pb.DeleteModelResponse>({ scope: 'models:write' }, async (req, ctx) => {
+      const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
+      const orphaned = await store.transaction((tx) => deleteModel(tx, key));
+      // After commit: a crash in between leaves files the start-up sweep removes.
+      for (const sha256 of orphaned) await deps.blobs.delete({ tenant: key.tenant, sha256 });
+      return {};
+    }),
+
+    uploadVersion: clientStreaming<pb.UploadVersionRequest, pb.UploadVersionResponse>({ scope: 'models:write' }, async (requests, ctx) => ({
+      version: await uploadVersion(deps, requests, ctx),
+    })),
+
+    getVersion: unary<pb.GetVersionRequest, pb.GetVersionResponse>({ scope: 'models:read' }, async (req, ctx) => {
+      const tenant = tenantOf(ctx);
+      const ref = parseRef(req.ref);
+      const number = await resolveVersion(store, tenant, ref);
+      return { version: await getVersion(store, tenant, ref.model, number) };
+    }),
+
+    listVersions: unary<pb.ListVersionsRequest, pb.ListVersionsResponse>({ scope: 'models:read' }, async (req, ctx) =>
+      listVersions(
+        store,
+        { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') },
+        { status: req.status, tags: req.tags },
+        { size: pageSize(req.pageSize), token: req.pageToken },
+      ),
+    ),
+
+    updateVersion: unary<pb.UpdateVersionRequest, pb.UpdateVersionResponse>({ scope: 'models:write' }, async (req, ctx) => {
+      const tenant = tenantOf(ctx);
+      const ref = parseRef(req.ref);
+      const setTags = checkTags(req.setTags, 'set_tags');
+      const version = await store.transaction(async (tx) => {
+        const number = await resolveVersion(tx, tenant, ref);
+        await updateVersion(tx, tenant, ref.model, number, { description: req.description, setTags, removeTags: req.removeTags }, deps.now());
+        return getVersion(tx, tenant, ref.model, number);
+      });
+      return { version };
+    }),
+
+    downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'models:read' }, (req, ctx) =>
+      downloadVersion(deps, req, ctx),
+    ),
+
+    setAlias: unary<pb.SetAliasRequest, pb.SetAliasResponse>({ scope: 'models:write' }, async (req, ctx) => {
+      const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
+      const alias = checkName('alias', req.alias);
+      const result = await store.transaction(async (tx) => {
+        const now = deps.now();
+        const previousVersion = await setAlias(tx, key, alias, req.version, now);
+        const changes = await refreshFollowers(tx, key.tenant, key.name, now);
+        return { previousVersion, changes, model: await getModel(tx, key) };
+      });
+      for (const change of result.changes) deps.bus.publish({ type: 'upserted', ...change });
+      return { model: result.model, previousVersion: result.previousVersion };
+    }),
+
+    deleteAlias: unary<pb.DeleteAliasRequest, pb.DeleteAliasResponse>({ scope: 'models:write' }, async (req, ctx) => {
+      const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
+      await store.transaction((tx) => deleteAlias(tx, key, checkName('alias', req.alias), deps.now()));
+      return {};
+    }),
+  };
+}

@@ -1,0 +1,138 @@
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
+import { crypto as cpb, registry as pb } from '@quanta/contracts';
+import { createClient, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import type { Authenticator, QuantaService } from '@quanta/service-kit';
+import { openStore } from '@quanta/store';
+import type { Store } from '@quanta/store';
+import type { Telemetry } from '@quanta/telemetry';
+import type { Logger } from 'pino';
+import type { RegistryConfig } from '../config.js';
+import { createFsBlobStore } from '../core/blob-store.js';
+import type { BlobStore } from '../core/blob-store.js';
+import { createEventBus } from '../core/events.js';
+import type { EventBus } from '../core/events.js';
+import { REGISTRY_MIGRATIONS } from '../core/migrations.js';
+import { createDataKeys } from './data-keys.js';
+import type { RegistryDeps } from './deps.js';
+import { createDeploymentHandlers } from './handlers-deployments.js';
+import { createModelHandlers } from './handlers-models.js';
+import { inspectOnnxModel } from './inspector.js';
+import type { Inspector } from './inspector.js';
+
+export interface RegistryServerOptions {
+  telemetry?: Telemetry;
+  logger?: Logger;
+  /** An open store to use (tests); otherwise one is opened from the config and closed on stop. */
+  store?: Store;
+  /** Checks tokens (tests may pass one); default: crypto's JWKS through GetJwks. */
+  authenticator?: Authenticator;
+  inspect?: Inspector;
+  now?: () => Date;
+}
+
+export interface RegistryServer {
+  readonly port: number;
+  readonly address: string;
+  readonly service: QuantaService;
+  readonly store: Store;
+  readonly blobs: BlobStore;
+  readonly bus: EventBus;
+  /** Where the sealed model files are. */
+  readonly blobDir: string;
+  stop(options?: { graceMs?: number }): Promise<void>;
+}
+
+/** The service token for crypto calls: the configured one, else the admin token crypto wrote (read per call: it may be renewed). */
+function serviceToken(config: RegistryConfig): () => Promise<string> {
+  if (config.serviceToken !== undefined) {
+    const token = config.serviceToken;
+    return () => Promise.resolve(token);
+  }
+  const path = join(config.home, 'admin.token');
+  return async () => {
+    try {
+      return (await readFile(path, 'utf8')).trim();
+    } catch {
+      throw new Error(`no service token: set QUANTA_SERVICE_TOKEN, or start the crypto service with the same QUANTA_HOME so it writes ${path}`);
+    }
+  };
+}
+
+/**
+ * Removes what uploads that died with an earlier process left: temporary blobs, plaintext
+ * scratch files, and published blobs whose metadata never committed.
+ */
+async function sweep(store: Store, blobs: BlobStore, scratchDir: string, logger: Logger): Promise<void> {
+  const temporaries = await blobs.removeTemporaries();
+  const scratch = await readdir(scratchDir).catch(() => [] as string[]);
+  await Promise.all(scratch.map((name) => rm(join(scratchDir, name), { force: true })));
+  let orphans = 0;
+  for await (const key of blobs.list()) {
+    const rows = await store.query('SELECT 1 FROM registry_blobs WHERE tenant = $1 AND sha256 = $2', [key.tenant, key.sha256]);
+    if (rows.length === 0) {
+      await blobs.delete(key);
+      orphans += 1;
+    }
+  }
+  if (temporaries + scratch.length + orphans > 0) {
+    logger.warn({ temporaries, scratch: scratch.length, orphans }, 'removed files left by interrupted uploads');
+  }
+}
+
+/** Opens the store and blob folder, connects to crypto, and serves RegistryService. */
+export async function startRegistryServer(config: RegistryConfig, options: RegistryServerOptions = {}): Promise<RegistryServer> {
+  await mkdir(config.home, { recursive: true, mode: 0o700 });
+  const jwksClient = createClient(cpb.CryptoServiceClient, config.cryptoAddr, {
+    ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
+  });
+  const cryptoClient = createClient(cpb.CryptoServiceClient, config.cryptoAddr, {
+    token: serviceToken(config),
+    ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
+  });
+  const authenticator = options.authenticator ?? createTokenVerifier({ fetchJwks: createJwksFetcher(jwksClient) });
+  const service = createService({
+    name: 'model-registry',
+    ...serviceOptionsFromConfig(config),
+    authenticator,
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  });
+  const logger = service.logger;
+  const ownStore = options.store === undefined;
+  const store =
+    options.store ?? (await openStore(config.databaseUrl === undefined ? { dataDir: join(config.home, 'registry-db') } : { url: config.databaseUrl }));
+  try {
+    await store.migrate('model-registry', REGISTRY_MIGRATIONS);
+    const blobDir = join(config.home, 'blobs');
+    const scratchDir = join(config.home, 'registry-tmp');
+    const blobs = createFsBlobStore(blobDir);
+    await sweep(store, blobs, scratchDir, logger);
+    const bus = createEventBus();
+    const deps: RegistryDeps = {
+      store,
+      blobs,
+      dataKeys: createDataKeys(cryptoClient, config.keyName),
+      inspect: options.inspect ?? inspectOnnxModel,
+      bus,
+      scratchDir,
+      maxUploadBytes: config.maxUploadBytes,
+      now: options.now ?? (() => new Date()),
+    };
+    const implementation: pb.RegistryServiceServer = { ...createModelHandlers(deps), ...createDeploymentHandlers(deps) };
+    service.addService(pb.RegistryServiceService, implementation);
+    service.onStop(() => {
+      cryptoClient.close();
+      jwksClient.close();
+    });
+    if (ownStore) service.onStop(() => store.close());
+    const { port, address } = await service.start();
+    return { port, address, service, store, blobs, bus, blobDir, stop: (o) => service.stop(o) };
+  } catch (error: unknown) {
+    cryptoClient.close();
+    jwksClient.close();
+    if (ownStore) await store.close();
+    throw error;
+  }
+}

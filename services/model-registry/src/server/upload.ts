@@ -1,0 +1,153 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { registry as pb } from '@quanta/contracts';
+import type { CallContext } from '@quanta/service-kit';
+import { invalidArgument, notFound, resourceExhausted } from '@quanta/service-kit';
+import type { BlobWriter } from '../core/blob-store.js';
+import { refreshFollowers } from '../core/deployments-repo.js';
+import { createModel, modelExists } from '../core/models-repo.js';
+import { checkName, checkSha256, checkTags } from '../core/names.js';
+import { DEFAULT_SEGMENT_SIZE, createSegmentSealer, encodeHeader } from '../core/sealed-format.js';
+import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob } from '../core/versions-repo.js';
+import { tenantOf } from './context.js';
+import type { RegistryDeps } from './deps.js';
+import { createKeyedMutex } from './keyed-mutex.js';
+
+type Header = pb.UploadHeader;
+
+function checkHeader(header: Header, maxBytes: number): void {
+  checkName('model', header.model, 'header.model');
+  checkTags(header.tags, 'header.tags');
+  checkSha256(header.expectedSha256, 'header.expected_sha256');
+  if (header.expectedSizeBytes > BigInt(maxBytes)) {
+    throw resourceExhausted(`header.expected_size_bytes ${header.expectedSizeBytes} is over the upload limit of ${maxBytes} bytes`);
+  }
+  const origin = header.lineage?.origin;
+  if (origin?.$case === 'sourceUri' && origin.value.trim() === '') throw invalidArgument('header.lineage.source_uri is empty');
+  if (origin?.$case === 'parent') checkName('model', origin.value.model, 'header.lineage.parent.model');
+}
+
+/** Serialises commits of equal content of one tenant, so only one copy is published. */
+const commitLock = createKeyedMutex();
+
+/**
+ * One UploadVersion call: hash, seal and spool the bytes as they arrive (memory stays at one
+ * segment), inspect the plaintext copy, then publish the blob and the version in one step.
+ * Every failure path removes what was written.
+ */
+export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<pb.UploadVersionRequest>, ctx: CallContext): Promise<pb.ModelVersion> {
+  const tenant = tenantOf(ctx);
+  const iterator = requests[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done === true) throw invalidArgument('UploadVersion: the stream ended before its header message');
+  if (first.value.part?.$case !== 'header') throw invalidArgument('UploadVersion: the first message must carry `header`');
+  const header = first.value.part.value;
+  checkHeader(header, deps.maxUploadBytes);
+  const expectedSha = checkSha256(header.expectedSha256, 'header.expected_sha256');
+  const expectedSize = Number(header.expectedSizeBytes);
+  const key = { tenant, name: header.model };
+  if (!header.createModel && !(await modelExists(deps.store, key))) {
+    throw notFound(`model "${header.model}" not found: create it first, or set header.create_model`);
+  }
+  await checkLineage(deps.store, tenant, header.lineage);
+
+  const dataKey = await deps.dataKeys.generate(tenant);
+  await mkdir(deps.scratchDir, { recursive: true, mode: 0o700 });
+  const scratchPath = join(deps.scratchDir, `${randomUUID()}.onnx`);
+  let scratch: FileHandle | undefined;
+  let writer: BlobWriter | undefined;
+  try {
+    scratch = await open(scratchPath, 'wx', 0o600);
+    writer = await deps.blobs.create();
+    const sealedHeader = {
+      keyName: dataKey.keyName,
+      keyVersion: dataKey.keyVersion,
+      wrappedKey: dataKey.wrapped,
+      noncePrefix: randomBytes(8),
+      segmentSize: DEFAULT_SEGMENT_SIZE,
+    };
+    await writer.write(encodeHeader(sealedHeader));
+    const sealer = createSegmentSealer(dataKey.plaintext, sealedHeader);
+    const hash = createHash('sha256');
+    let size = 0;
+
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) break;
+      const part = next.value.part;
+      if (part === undefined) continue;
+      if (part.$case === 'header') throw invalidArgument(`UploadVersion: a second header arrived after ${size} bytes; only the first message carries one`);
+      const chunk = part.value;
+      if (chunk.length === 0) continue;
+      if (expectedSize > 0 && size + chunk.length > expectedSize) {
+        throw invalidArgument(`UploadVersion: a chunk goes past the declared end: header.expected_size_bytes is ${expectedSize}, received ${size + chunk.length}`);
+      }
+      if (size + chunk.length > deps.maxUploadBytes) {
+        throw resourceExhausted(`UploadVersion: the file is over the upload limit of ${deps.maxUploadBytes} bytes`);
+      }
+      hash.update(chunk);
+      await scratch.write(chunk);
+      for (const record of sealer.push(chunk)) await writer.write(record);
+      size += chunk.length;
+    }
+    if (size === 0) throw invalidArgument('UploadVersion: the file is empty');
+    if (expectedSize > 0 && size < expectedSize) {
+      throw invalidArgument(`UploadVersion: the file is truncated: header.expected_size_bytes is ${expectedSize}, received ${size}`);
+    }
+    await writer.write(sealer.finish());
+    const sha256 = hash.digest('hex');
+    if (expectedSha !== '' && sha256 !== expectedSha) {
+      throw invalidArgument(`UploadVersion: digest mismatch: header.expected_sha256 is ${expectedSha}, the received bytes hash to ${sha256}`);
+    }
+    await scratch.close();
+    scratch = undefined;
+    const signature = await deps.inspect(scratchPath);
+    ctx.signal.throwIfAborted();
+
+    const blobWriter = writer;
+    const version = await commitLock(`${tenant}/${sha256}`, () =>
+      deps.store.transaction(async (tx) => {
+        const now = deps.now();
+        if (header.createModel && !(await modelExists(tx, key))) await createModel(tx, key, { description: '', tags: {} }, now);
+        let published = false;
+        if (!(await blobRecorded(tx, tenant, sha256))) {
+          await blobWriter.commit({ tenant, sha256 });
+          published = true;
+          await recordBlob(tx, tenant, { sha256, sizeBytes: size, storedBytes: blobWriter.written }, now);
+        }
+        try {
+          const number = await insertVersion(
+            tx,
+            key,
+            {
+              description: header.description,
+              tags: header.tags,
+              sha256,
+              sizeBytes: size,
+              storedBytes: blobWriter.written,
+              signature,
+              lineage: header.lineage,
+              createdBy: ctx.principal?.subject ?? '',
+            },
+            now,
+          );
+          const changes = await refreshFollowers(tx, tenant, header.model, now);
+          return { number, changes };
+        } catch (error: unknown) {
+          // The transaction rolls back the blob row: take the published file back with it.
+          if (published) await deps.blobs.delete({ tenant, sha256 });
+          throw error;
+        }
+      }),
+    );
+    for (const change of version.changes) deps.bus.publish({ type: 'upserted', ...change });
+    return await getVersion(deps.store, tenant, header.model, version.number);
+  } finally {
+    dataKey.plaintext.fill(0);
+    await scratch?.close().catch(() => undefined);
+    await rm(scratchPath, { force: true });
+    await writer?.abort();
+  }
+}

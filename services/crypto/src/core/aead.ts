@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import type { CipherGCMTypes, CipherChaCha20Poly1305Types, KeyObject } from 'node:crypto';
 import { invalidCiphertext } from './errors.js';
+import { randomSmall } from './random-pool.js';
 
 /**
  * Binary AEAD ciphertext, Tink-style: the key version travels in a 5-byte prefix.
@@ -45,7 +46,7 @@ export function open(algorithm: AeadAlgorithm, key: KeyObject | Buffer, nonce: B
 
 export function encryptAead(algorithm: AeadAlgorithm, key: KeyObject | Buffer, version: number, plaintext: Buffer, aad: Buffer = Buffer.alloc(0)): Buffer {
   const prefix = aeadPrefix(AEAD_FORMAT, version);
-  const nonce = randomBytes(NONCE);
+  const nonce = randomSmall(NONCE);
   const { ciphertext, tag } = seal(algorithm, key, nonce, plaintext, Buffer.concat([prefix, aad]));
   return Buffer.concat([prefix, nonce, ciphertext, tag]);
 }

@@ -46,6 +46,26 @@ class ChunkQueue {
     this.length += chunk.length;
   }
 
+  /** The next n bytes as the pieces they arrived in (no copy). */
+  takeParts(n: number): Buffer[] {
+    const parts: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const chunk = this.#chunks[0]!;
+      if (chunk.length <= left) {
+        parts.push(chunk);
+        this.#chunks.shift();
+        left -= chunk.length;
+      } else {
+        parts.push(chunk.subarray(0, left));
+        this.#chunks[0] = chunk.subarray(left);
+        left = 0;
+      }
+    }
+    this.length -= n;
+    return parts;
+  }
+
   take(n: number): Buffer {
     const first = this.#chunks[0];
     if (first && first.length >= n) {
@@ -86,16 +106,19 @@ export function createEncryptStream(algorithm: AeadAlgorithm, key: Buffer, versi
   let index = 0;
   let headerSent = false;
 
-  const emit = (stream: Transform, plaintext: Buffer, last: boolean): void => {
+  const emit = (stream: Transform, plaintext: readonly Buffer[], last: boolean): void => {
     if (!headerSent) {
       stream.push(header);
       headerSent = true;
     }
     if (index >= MAX_SEGMENTS) throw new Error('stream too long for one header');
     const cipher = createCipheriv(cipherName, segmentKey, nonce(prefix, index++, last), { authTagLength: TAG });
-    const body = cipher.update(plaintext);
+    // Fed piece by piece as the chunks arrived: no copy to assemble a segment.
+    for (const part of plaintext) {
+      const body = cipher.update(part);
+      if (body.length > 0) stream.push(body);
+    }
     cipher.final();
-    if (body.length > 0) stream.push(body);
     stream.push(cipher.getAuthTag());
   };
 
@@ -104,7 +127,7 @@ export function createEncryptStream(algorithm: AeadAlgorithm, key: Buffer, versi
       try {
         queue.push(chunk);
         // Strictly more than a segment: a full segment is sealed only when it is known not to be the last.
-        while (queue.length > segmentSize) emit(this, queue.take(segmentSize), false);
+        while (queue.length > segmentSize) emit(this, queue.takeParts(segmentSize), false);
         callback();
       } catch (err: unknown) {
         callback(err as Error);
@@ -112,7 +135,7 @@ export function createEncryptStream(algorithm: AeadAlgorithm, key: Buffer, versi
     },
     flush(callback: TransformCallback) {
       try {
-        emit(this, queue.take(queue.length), true);
+        emit(this, queue.takeParts(queue.length), true);
         callback();
       } catch (err: unknown) {
         callback(err as Error);
@@ -154,18 +177,20 @@ export function createDecryptStream(options: DecryptStreamOptions): Transform {
     return true;
   };
 
-  const open = (stream: Transform, sealed: Buffer, last: boolean): void => {
+  /** Opens the next `sealedLength` bytes (ciphertext ‖ tag) as one segment. */
+  const open = (stream: Transform, sealedLength: number, last: boolean): void => {
     if (index >= MAX_SEGMENTS) throw invalidCiphertext();
     const decipher = createDecipheriv(cipherName, segmentKey!, nonce(prefix, index++, last), { authTagLength: TAG });
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG));
-    const plain = decipher.update(sealed.subarray(0, sealed.length - TAG));
+    const plain: Buffer[] = [];
+    for (const part of queue.takeParts(sealedLength - TAG)) plain.push(decipher.update(part));
+    decipher.setAuthTag(queue.take(TAG));
     try {
       decipher.final();
     } catch {
       throw invalidCiphertext();
     }
     // Only authenticated segments leave the stream.
-    if (plain.length > 0) stream.push(plain);
+    for (const p of plain) if (p.length > 0) stream.push(p);
   };
 
   let failed = false;
@@ -180,7 +205,7 @@ export function createDecryptStream(options: DecryptStreamOptions): Transform {
       try {
         queue.push(chunk);
         if (readHeader()) {
-          while (queue.length > segmentSize + TAG) open(this, queue.take(segmentSize + TAG), false);
+          while (queue.length > segmentSize + TAG) open(this, segmentSize + TAG, false);
         }
         callback();
       } catch (err: unknown) {
@@ -190,7 +215,7 @@ export function createDecryptStream(options: DecryptStreamOptions): Transform {
     flush(callback: TransformCallback) {
       try {
         if (!readHeader() || queue.length < TAG) throw invalidCiphertext();
-        open(this, queue.take(queue.length), true);
+        open(this, queue.length, true);
       } catch (err: unknown) {
         fail(err, callback);
         return;

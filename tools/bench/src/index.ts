@@ -1,0 +1,1 @@
+export { cpuSeconds, formatRate, markdownTable, opsPerSecond } from './measure.js';

@@ -197,6 +197,7 @@ describe('unary cancellation and deadlines', () => {
     const error = await grpcError(callUnary(running.client, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline }));
     expect(error.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     expect(await aborted.promise).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
-    expect(Math.abs((seenDeadline?.getTime() ?? 0) - deadline.getTime())).toBeLessThan(100);
+    // The deadline travels as a relative timeout, so the server's copy is off by the transit time.
+    expect(Math.abs((seenDeadline?.getTime() ?? 0) - deadline.getTime())).toBeLessThan(1500);
   });
 });

@@ -48,9 +48,9 @@ export function testConfig(overrides: Partial<MonitoringConfig> = {}): Monitorin
  * unless asked.
  */
 export async function startHarness(
-  options: { config?: Partial<MonitoringConfig>; targets?: HealthTarget[]; timers?: boolean; realClock?: boolean } = {},
+  options: { config?: Partial<MonitoringConfig>; targets?: HealthTarget[]; timers?: boolean; realClock?: boolean; issuer?: TokenIssuer } = {},
 ): Promise<Harness> {
-  const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
+  const issuer = options.issuer ?? (await createTokenIssuer({ store: createMemorySigningKeyStore() }));
   const now = { ms: T0 };
   const server = await startMonitoringServer(testConfig(options.config), {
     authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),

@@ -25,3 +25,8 @@ export {
   type TensorSpec,
   type ValueSpec,
 } from './model-spec.js';
+export { createRng, uniform, type Rng } from './rng.js';
+export { buildMlp, mlpModel, type MlpOptions } from './build-mlp.js';
+export { buildCnn, cnnModel, type CnnOptions } from './build-cnn.js';
+export { buildLstm, lstmModel, LSTM_NAMES, type LstmOptions } from './build-lstm.js';
+export { buildScalarModel, scalarModel, type ScalarOptions } from './build-scalar.js';

@@ -67,6 +67,34 @@ describe('createClient', () => {
   });
 });
 
+describe('createClient load balancing', () => {
+  it('spreads calls over every address with round_robin', async () => {
+    const servedBy: string[] = [];
+    const replica = (name: string) => ({
+      Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) => {
+        servedBy.push(name);
+        return Promise.resolve({ text: req.text, index: 0, payload: Buffer.alloc(0), tenant: '' });
+      }),
+    });
+    const a = await startEcho(replica('a'));
+    const b = await startEcho(replica('b'));
+    const spread = createClient(EchoClient, `ipv4:127.0.0.1:${a.port},127.0.0.1:${b.port}`, { loadBalancing: 'round_robin' });
+    try {
+      // round_robin connects to both before it spreads; wait until the channel is READY.
+      await new Promise<void>((resolve, reject) =>
+        spread.waitForReady(Date.now() + 10_000, (error) => (error ? reject(error) : resolve())),
+      );
+      // The second connection may come up a little later: call until both served (pick_first never would).
+      for (let i = 0; i < 200 && new Set(servedBy).size < 2; i++) await callUnary(spread, 'Echo', { text: `${i}` });
+      expect(servedBy.filter((n) => n === 'a').length).toBeGreaterThan(0);
+      expect(servedBy.filter((n) => n === 'b').length).toBeGreaterThan(0);
+    } finally {
+      spread.close();
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
 describe('maxReceiveMessageLength', () => {
   it('refuses larger requests with RESOURCE_EXHAUSTED, and can be raised', async () => {
     running = await startEcho(whoAmI, { maxReceiveMessageLength: 1024 });

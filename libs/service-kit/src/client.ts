@@ -19,6 +19,11 @@ export interface ClientOptions {
   readonly maxReceiveMessageLength?: number;
   /** Further interceptors, run inside tracing and auth. */
   readonly interceptors?: readonly grpc.Interceptor[];
+  /**
+   * `round_robin` spreads calls over every address the name resolves to (`dns:///inference:8001` over
+   * a headless Kubernetes Service, `ipv4:10.0.0.1:8001,10.0.0.2:8001`); default `pick_first`.
+   */
+  readonly loadBalancing?: 'pick_first' | 'round_robin';
   readonly channelOptions?: grpc.ChannelOptions;
 }
 
@@ -73,6 +78,9 @@ export function createClient<C extends grpc.Client>(ctor: ClientConstructor<C>, 
   const channelOptions: grpc.ChannelOptions = { ...options.channelOptions };
   if (options.maxReceiveMessageLength !== undefined) {
     channelOptions['grpc.max_receive_message_length'] = options.maxReceiveMessageLength;
+  }
+  if (options.loadBalancing !== undefined) {
+    channelOptions['grpc.service_config'] = JSON.stringify({ loadBalancingConfig: [{ [options.loadBalancing]: {} }] });
   }
   if (options.tls?.serverName !== undefined) {
     channelOptions['grpc.ssl_target_name_override'] = options.tls.serverName;

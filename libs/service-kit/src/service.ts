@@ -43,6 +43,8 @@ export interface ServiceOptions {
   readonly shutdownGraceMs?: number;
   /** Descriptors of services outside proto/ (tests, plugins), so reflection can describe them too. */
   readonly reflectionPackages?: readonly PackageDefinition[];
+  /** Further grpc-js server options (keepalive, …). */
+  readonly serverOptions?: Omit<grpc.ServerOptions, 'interceptors'>;
   /** Further grpc-js server interceptors, run after telemetry's. */
   readonly interceptors?: readonly grpc.ServerInterceptor[];
 }
@@ -113,6 +115,7 @@ export function createService(options: ServiceOptions): QuantaService {
     options.telemetry === undefined ? {} : { tracer: options.telemetry.tracer, meter: options.telemetry.meter },
   );
   const server = new grpc.Server({
+    ...options.serverOptions,
     interceptors: [telemetryInterceptor, ...(options.interceptors ?? [])],
     'grpc.max_receive_message_length': options.maxReceiveMessageLength ?? DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH,
     ...(options.maxSendMessageLength === undefined ? {} : { 'grpc.max_send_message_length': options.maxSendMessageLength }),

@@ -1,10 +1,19 @@
 import pg from 'pg';
 import { applyMigrations, MIGRATIONS_TABLE_SQL, validateMigrations } from './migrate.js';
-import { OID, parseInt8 } from './type-parsers.js';
+import { int8Elements, OID, parseInt8 } from './type-parsers.js';
 import type { Migration, Queryable, Store } from './types.js';
 
+/** pg's parsers, changed where PGlite differs so both backends give the same values. */
 function typeParser(oid: number, format?: string): unknown {
-  if (oid === OID.INT8 && format !== 'binary') return parseInt8;
+  if (format !== 'binary') {
+    if (oid === OID.INT8) return parseInt8;
+    if (oid === OID.INT8_ARRAY) {
+      const strings = pg.types.getTypeParser(OID.INT8_ARRAY, 'text');
+      return (value: string) => int8Elements(strings(value));
+    }
+    // PGlite hands intervals out as their text ('1 day'); pg would build an object.
+    if (oid === OID.INTERVAL) return (value: string) => value;
+  }
   return format === undefined ? pg.types.getTypeParser(oid) : pg.types.getTypeParser(oid, format as 'text');
 }
 

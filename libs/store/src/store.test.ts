@@ -132,6 +132,8 @@ describe.each(backends)('store on $name', (backend) => {
     expect(row!.t).toBe("it's");
     const [agg] = await store.query('SELECT count(*) AS c, octet_length($1::bytea) AS len FROM typed', [bytes]);
     expect(agg).toEqual({ c: 1n, len: 7 });
+    const [more] = await store.query("SELECT ARRAY[1, 9007199254740993]::bigint[] AS bigs, ARRAY['a', 'b'] AS texts, 1.50::numeric AS num, '1 day 02:00:00'::interval AS iv");
+    expect(more).toEqual({ bigs: [1n, big], texts: ['a', 'b'], num: '1.50', iv: '1 day 02:00:00' });
     const [nul] = await store.query('SELECT NULL::bytea AS b, NULL::bigint AS big');
     expect(nul).toEqual({ b: null, big: null });
   });

@@ -1,0 +1,12 @@
+import { PGlite } from '@electric-sql/pglite';
+let t = Date.now();
+const m = await PGlite.create();
+console.log('memory', Date.now() - t);
+await m.close();
+t = Date.now();
+const d = await PGlite.create('/tmp/pgl-again');
+console.log('dir first', Date.now() - t);
+await d.close();
+t = Date.now();
+const d2 = await PGlite.create('/tmp/pgl-again');
+console.log('dir reopen', Date.now() - t);

@@ -106,11 +106,11 @@ describe('graceful shutdown', () => {
     expect(texts).toEqual(['deployments watching', 'server stopping']);
   });
 
-  it('on SIGTERM: finishes the in-flight call, runs onStop hooks, exits 0', async () => {
+  it('on SIGTERM: finishes the in-flight call, runs onStop hooks, flushes spans, exits 0', async () => {
     const child = spawn(
       process.execPath,
       ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'test-sigterm-child.ts')],
-      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, QUANTA_LOG_LEVEL: 'info' } },
+      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_BSP_SCHEDULE_DELAY: '600000' } },
     );
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     const lines = createInterface({ input: child.stdout });
@@ -143,6 +143,8 @@ describe('graceful shutdown', () => {
     const [code, signal] = await exited;
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(seen).toContain('ONSTOP');
+    // Batched spans leave only on a flush (the schedule is 10 minutes away): the shutdown flushed them.
+    expect(seen).toContain('SPAN quanta.kittest.v1.EchoService/Echo');
     const logged = seen.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { msg: string }).msg);
     expect(logged).toEqual(expect.arrayContaining(['signal received', 'shutting down', 'stopped']));
   });

@@ -1,13 +1,24 @@
 // Test support, run as a child process by shutdown.test.ts: a service whose Echo call, when asked
-// to hold, finishes only after the process got SIGTERM. Prints "READY <port>" and "HELD" on stdout.
+// to hold, finishes only after the process got SIGTERM. Prints "READY <port>", "HELD", "ONSTOP" and
+// "SPAN <name>" for each span exported (spans are batched: they come out only when flushed).
 import { once } from 'node:events';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { initTelemetry } from '@quanta/telemetry';
 import { unary } from './handlers.js';
 import { createService } from './service.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import { echoService } from './test-echo.js';
 
 const terminated = once(process, 'SIGTERM');
-const service = createService({ name: 'sigterm-child', port: 0, shutdownGraceMs: 10_000 });
+const printingExporter: SpanExporter = {
+  export(spans: ReadableSpan[], done) {
+    for (const span of spans) process.stdout.write(`SPAN ${span.name}\n`);
+    done({ code: 0 });
+  },
+  shutdown: () => Promise.resolve(),
+};
+const telemetry = initTelemetry({ serviceName: 'sigterm-child', spanExporter: printingExporter });
+const service = createService({ name: 'sigterm-child', port: 0, shutdownGraceMs: 10_000, telemetry });
 service.addService(echoService, {
   Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, async (req) => {
     if (req.hold) {

@@ -8,7 +8,8 @@ function typeParser(oid: number, format?: string): unknown {
   if (format !== 'binary') {
     if (oid === OID.INT8) return parseInt8;
     if (oid === OID.INT8_ARRAY) {
-      const strings = pg.types.getTypeParser(OID.INT8_ARRAY, 'text');
+      // pg's typings list only scalar oids; its parser table has the array ones too.
+      const strings = (pg.types.getTypeParser as (oid: number, format: 'text') => (value: string) => unknown)(OID.INT8_ARRAY, 'text');
       return (value: string) => int8Elements(strings(value));
     }
     // PGlite hands intervals out as their text ('1 day'); pg would build an object.

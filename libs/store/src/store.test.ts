@@ -158,7 +158,7 @@ describe('embedded store on disk', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000); // two PGlite starts on disk: slow on a busy machine
 });
 
 describe('postgres store, several processes starting at once', () => {

@@ -9,7 +9,7 @@ export type {
   OnnxValueInfo,
   OnnxValueKind,
 } from './model-info.js';
-export { inspectOnnx, inspectOnnxFile, READ_CHUNK_BYTES } from './inspect.js';
+export { inspectOnnx, inspectOnnxFile, READ_CHUNK_BYTES, type InspectFileOptions } from './inspect.js';
 export {
   DEFAULT_IR_VERSION,
   DEFAULT_OPSET,
@@ -30,3 +30,4 @@ export { buildMlp, mlpModel, type MlpOptions } from './build-mlp.js';
 export { buildCnn, cnnModel, type CnnOptions } from './build-cnn.js';
 export { buildLstm, lstmModel, LSTM_NAMES, type LstmOptions } from './build-lstm.js';
 export { buildScalarModel, scalarModel, type ScalarOptions } from './build-scalar.js';
+export { demoModels, writeDemoModels } from './demo-models.js';

@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OnnxDataType } from './data-types.js';
@@ -126,7 +127,7 @@ const identity = (over: Partial<ModelSpec> = {}, graph: Partial<ModelSpec['graph
 
 async function ortRejects(bytes: Uint8Array): Promise<boolean> {
   try {
-    const s = await ort.InferenceSession.create(bytes);
+    const s = await ort.InferenceSession.create(bytes, { logSeverityLevel: 4 });
     await s.release();
     return false;
   } catch {
@@ -220,6 +221,27 @@ describe('rejections', () => {
     // ir_version (field 1) written length-delimited instead of as a varint.
     const wrongWire = new ProtoWriter().string(1, 'eight').finish();
     expect(expectProblem(() => inspectOnnx(wrongWire), 'malformed').message).toContain('ir_version');
+  });
+
+  it('survives random corruption of a real model: a result or an OnnxError, nothing else', () => {
+    const bytes = readFileSync(ppOcrClassifierPath());
+    const model = encodeModel(identity({}, { initializers: [floatTensor('w', [2, 2], [1, 2, 3, 4])] }));
+    fc.assert(
+      fc.property(
+        fc.constantFrom(bytes, model),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+        (source, edits) => {
+          const corrupt = Uint8Array.from(source);
+          for (const [at, value] of edits) corrupt[at % corrupt.length] = value;
+          try {
+            inspectOnnx(corrupt);
+          } catch (e) {
+            if (!(e instanceof OnnxError)) throw e;
+          }
+        },
+      ),
+      { numRuns: 500, seed: 4 },
+    );
   });
 
   it('throws I/O errors as they are, not as OnnxError', async () => {

@@ -26,12 +26,19 @@ export function inspectOnnx(bytes: Uint8Array): OnnxModelInfo {
   return runOnBuffer(scanModel(new WireCursor(bytes.length, READ_CHUNK_BYTES)), bytes);
 }
 
+export interface InspectFileOptions {
+  /** Bytes per read; default READ_CHUNK_BYTES. */
+  readonly chunkBytes?: number;
+  /** Called after each read (for benchmarks and tests: how much of the file was actually read). */
+  readonly onRead?: (offset: number, length: number) => void;
+}
+
 /**
  * Inspects an ONNX model file without loading it: reads about 1 MiB at a time and seeks past tensor
  * payloads. Throws OnnxError when the file is not a valid ONNX model; I/O errors (missing file,
  * permissions) are thrown as they come from node:fs.
  */
-export async function inspectOnnxFile(path: string, options: { chunkBytes?: number } = {}): Promise<OnnxModelInfo> {
+export async function inspectOnnxFile(path: string, options: InspectFileOptions = {}): Promise<OnnxModelInfo> {
   const chunk = options.chunkBytes ?? READ_CHUNK_BYTES;
   const file = await open(path, 'r');
   try {
@@ -49,6 +56,7 @@ export async function inspectOnnxFile(path: string, options: { chunkBytes?: numb
         if (bytesRead === 0) break; // shrank under us: the cursor reports it as truncated
         got += bytesRead;
       }
+      options.onRead?.(offset, got);
       step = scan.next(buffer.subarray(0, got));
     }
     return step.value;

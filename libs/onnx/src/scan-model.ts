@@ -288,7 +288,9 @@ function* scanTensor(c: WireCursor, end: number, at: number, role = 'initializer
   const where = `${role} "${t.name}"`;
   const info = tensorType(t.dataType, where, at);
   const elementCount = t.dims.reduce((a, b) => a * b, 1);
-  if (t.dims.some((d) => d < 0)) throw new OnnxError('malformed', `${where} has a negative dim [${t.dims.join(',')}]`, at);
+  if (t.dims.some((d) => d < 0) || !Number.isSafeInteger(elementCount)) {
+    throw new OnnxError('malformed', `${where} has impossible dims [${t.dims.join(',')}]`, at);
+  }
   const expected = byteSizeOf(info, elementCount);
   if (t.rawBytes !== undefined && expected !== undefined && t.rawBytes !== expected) {
     throw new OnnxError(
@@ -341,13 +343,17 @@ function* scanSparseTensor(c: WireCursor, end: number, at: number): Scan<OnnxIni
   const where = `sparse initializer "${values.name}"`;
   const info = tensorType(values.dataType, where, at);
   const nnz = values.dims.reduce((a, b) => a * b, 1);
+  const dense = dims.reduce((a, b) => a * b, 1);
+  if ([...dims, ...values.dims].some((d) => d < 0) || !Number.isSafeInteger(dense) || !Number.isSafeInteger(nnz)) {
+    throw new OnnxError('malformed', `${where} has impossible dims [${dims.join(',')}]`, at);
+  }
   return {
     name: values.name,
     elemType: info.code,
     onnxType: info.name,
     datatype: info.datatype,
     dims,
-    elementCount: dims.reduce((a, b) => a * b, 1),
+    elementCount: dense,
     byteSize: (values.rawBytes ?? byteSizeOf(info, nnz) ?? values.stringBytes) + indexBytes,
     external: values.external,
     location: values.external ? values.location : null,

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { registry as pb } from '@quanta/contracts';
+import { buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../testing/test-process.js';
-import { call, startHarness } from '../testing/test-harness.js';
+import { bearer, call, startHarness } from '../testing/test-harness.js';
 import type { Harness } from '../testing/test-harness.js';
 import { failure, grpc, pull, push } from '../testing/test-client.js';
 
@@ -69,5 +71,129 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
     expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
     const anonymous = await failure(call(h.client, 'getModel', { name: 'ocr-cls' }));
     expect(anonymous.code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+
+  it('round-trips built MLP, CNN and LSTM models and reports their signatures', async () => {
+    const mlp = Buffer.from(buildMlp({ inputSize: 4, hiddenSizes: [16], outputSize: 3 }));
+    const v = await push(h.client, writer, { model: 'mlp', expectedSha256: sha256(mlp) }, mlp, 777);
+    expect(v.signature?.inputs).toEqual([{ name: 'input', datatype: 'FP32', shape: [-1n, 4n], dimNames: ['N', ''] }]);
+    expect(v.signature?.outputs[0]).toMatchObject({ datatype: 'FP32', shape: [-1n, 3n] });
+    expect(v.signature?.parameterCount).toBe(BigInt(4 * 16 + 16 + 16 * 3 + 3));
+    expect((await pull(h.client, reader, 'mlp', { chunkSizeBytes: 100 })).bytes.equals(mlp)).toBe(true);
+
+    const cnn = Buffer.from(buildCnn());
+    const c = await push(h.client, writer, { model: 'cnn' }, cnn);
+    expect(c.signature?.inputs[0]).toMatchObject({ datatype: 'FP32', shape: [-1n, 3n, 32n, 32n] });
+    expect(c.signature?.outputs[0]).toMatchObject({ shape: [-1n, 10n] });
+    expect((await pull(h.client, reader, 'cnn:1')).bytes.equals(cnn)).toBe(true);
+
+    const lstm = Buffer.from(buildLstm());
+    const l = await push(h.client, writer, { model: 'lstm' }, lstm);
+    expect(l.signature?.inputs.length).toBeGreaterThan(1);
+    expect((await pull(h.client, reader, 'lstm')).bytes.equals(lstm)).toBe(true);
+  });
+
+  describe('bad uploads get their own status and leave nothing behind', () => {
+    const mlp = Buffer.from(buildMlp({ seed: 7 }));
+
+    async function expectNothingLeft(model: string): Promise<void> {
+      const got = await failure(call(h.client, 'getModel', { name: model }, reader));
+      expect(got.code).toBe(grpc.status.NOT_FOUND);
+      expect(await filesUnder(join(h.registry.blobDir, '.tmp'))).toEqual([]);
+      expect(await filesUnder(join(h.home, 'registry-tmp'))).toEqual([]);
+      const rows = await h.registry.store.query<{ sha256: string }>('SELECT sha256 FROM registry_blobs');
+      const files = await filesUnder(h.registry.blobDir);
+      expect(files.map((f) => f.slice(-64)).sort()).toEqual(rows.map((r) => r.sha256).sort());
+    }
+
+    it('a digest mismatch', async () => {
+      const error = await failure(push(h.client, writer, { model: 'bad-digest', expectedSha256: sha256(Buffer.from('other')) }, mlp));
+      expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error.details).toMatch(/digest mismatch/);
+      await expectNothingLeft('bad-digest');
+    });
+
+    it('a chunk after the declared end', async () => {
+      const error = await failure(push(h.client, writer, { model: 'bad-long', expectedSizeBytes: BigInt(mlp.length - 10) }, mlp, 100));
+      expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error.details).toMatch(/past the declared end/);
+      await expectNothingLeft('bad-long');
+    });
+
+    it('a truncated file (fewer bytes than declared)', async () => {
+      const error = await failure(push(h.client, writer, { model: 'bad-short', expectedSizeBytes: BigInt(mlp.length) }, mlp.subarray(0, mlp.length - 50)));
+      expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error.details).toMatch(/truncated/);
+      await expectNothingLeft('bad-short');
+    });
+
+    it('a truncated ONNX file (no size declared) and a file that is not ONNX', async () => {
+      const cut = await failure(push(h.client, writer, { model: 'bad-cut' }, mlp.subarray(0, Math.floor(mlp.length / 2))));
+      expect(cut.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(cut.details).toMatch(/not a valid ONNX model/);
+      const text = await failure(push(h.client, writer, { model: 'bad-text' }, Buffer.from('this is a README, not a model\n'.repeat(50))));
+      expect(text.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(text.details).toMatch(/not a valid ONNX model/);
+      await expectNothingLeft('bad-cut');
+      await expectNothingLeft('bad-text');
+    });
+
+    it('an upload over the size limit, an invalid name, a missing model without create_model', async () => {
+      const big = await failure(push(h.client, writer, { model: 'bad-big', expectedSizeBytes: 3n * 1024n ** 3n }, mlp));
+      expect(big.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      const name = await failure(push(h.client, writer, { model: 'Bad Name!' }, mlp));
+      expect(name.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(name.details).toMatch(/not a valid model name/);
+      const missing = await failure(push(h.client, writer, { model: 'bad-missing', createModel: false }, mlp));
+      expect(missing.code).toBe(grpc.status.NOT_FOUND);
+      await expectNothingLeft('bad-big');
+    });
+
+    it('an upload cancelled halfway leaves no version, and no file after a restart', async () => {
+      const keep = Buffer.from(buildMlp({ seed: 5 }));
+      await push(h.client, writer, { model: 'keep' }, keep);
+      const big = Buffer.concat([mlp, Buffer.alloc(4 * 1024 * 1024, 1)]);
+      let ended!: Promise<grpc.ServiceError | null>;
+      const stream = await new Promise<grpc.ClientWritableStream<pb.UploadVersionRequest>>((resolveStream) => {
+        ended = new Promise((resolveEnd) => resolveStream(h.client.uploadVersion(bearer(writer), (error) => resolveEnd(error))));
+      });
+      const flushed = (message: pb.UploadVersionRequest): Promise<void> => new Promise((resolve) => stream.write(message, () => resolve()));
+      await flushed({ part: { $case: 'header', value: { model: 'cancelled', description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(big.length), createModel: true, lineage: undefined } } });
+      for (let offset = 0; offset < big.length / 2; offset += 256 * 1024) await flushed({ part: { $case: 'chunk', value: big.subarray(offset, offset + 256 * 1024) } });
+      stream.cancel();
+      expect((await ended)?.code).toBe(grpc.status.CANCELLED);
+
+      // Files that an upload killed with its process would leave: a temp blob, a plaintext scratch
+      // copy, and a published blob whose metadata never committed.
+      await mkdir(join(h.registry.blobDir, '.tmp'), { recursive: true });
+      await writeFile(join(h.registry.blobDir, '.tmp', 'dead.part'), 'half');
+      await mkdir(join(h.home, 'registry-tmp'), { recursive: true });
+      await writeFile(join(h.home, 'registry-tmp', 'dead.onnx'), mlp);
+      const orphan = join(h.registry.blobDir, 'acme', 'ab', 'ab'.padEnd(64, '0'));
+      await mkdir(join(orphan, '..'), { recursive: true });
+      await writeFile(orphan, 'sealed bytes nobody recorded');
+
+      await h.restart();
+      expect((await failure(call(h.client, 'getModel', { name: 'cancelled' }, reader))).code).toBe(grpc.status.NOT_FOUND);
+      expect(await filesUnder(join(h.registry.blobDir, '.tmp'))).toEqual([]);
+      expect(await filesUnder(join(h.home, 'registry-tmp'))).toEqual([]);
+      const blobs = await filesUnder(h.registry.blobDir);
+      expect(blobs).not.toContain(orphan);
+      // Everything still there is a recorded blob and still downloads.
+      const rows = await h.registry.store.query<{ sha256: string }>('SELECT sha256 FROM registry_blobs');
+      expect(blobs.map((f) => f.slice(-64)).sort()).toEqual(rows.map((r) => r.sha256).sort());
+      expect((await pull(h.client, reader, 'keep')).bytes.equals(keep)).toBe(true);
+    });
+  });
+
+  it('a damaged blob on disk ends the download with DATA_LOSS', async () => {
+    const model = Buffer.from(buildMlp({ seed: 99 }));
+    const v = await push(h.client, writer, { model: 'damaged' }, model);
+    const path = join(h.registry.blobDir, 'acme', v.sha256.slice(0, 2), v.sha256);
+    const sealed = await readFile(path);
+    sealed[sealed.length - 20] = (sealed[sealed.length - 20] ?? 0) ^ 1;
+    await writeFile(path, sealed);
+    const error = await failure(pull(h.client, reader, 'damaged:1'));
+    expect(error.code).toBe(grpc.status.DATA_LOSS);
   });
 });

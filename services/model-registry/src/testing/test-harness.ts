@@ -20,6 +20,27 @@ export const PG_URL = process.env['QUANTA_TEST_DATABASE_URL'] ?? 'postgres://pos
 
 export type Backend = 'embedded' | 'postgres';
 
+/** One crypto process for several harnesses (each crypto start costs seconds). */
+export interface SharedCrypto {
+  readonly process: ServiceProcess;
+  readonly adminToken: string;
+  close(): Promise<void>;
+}
+
+export async function startSharedCrypto(): Promise<SharedCrypto> {
+  const home = await mkdtemp(join(tmpdir(), 'quanta-crypto-'));
+  const process = await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined });
+  const adminToken = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
+  return {
+    process,
+    adminToken,
+    async close() {
+      await process.stop();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
 export interface Harness {
   readonly home: string;
   readonly crypto: ServiceProcess;
@@ -69,18 +90,29 @@ async function openTestStore(backend: Backend): Promise<{ store: Store; drop(): 
  * process on 127.0.0.1:0, sharing a fresh QUANTA_HOME; the registry's store is embedded (in
  * memory) or a fresh PostgreSQL schema.
  */
-export async function startHarness(options: { backend?: Backend; config?: Partial<RegistryConfig> } = {}): Promise<Harness> {
+export async function startHarness(options: { backend?: Backend; config?: Partial<RegistryConfig>; crypto?: SharedCrypto } = {}): Promise<Harness> {
   const home = await mkdtemp(join(tmpdir(), 'quanta-registry-'));
-  const crypto = await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined });
+  // A crypto process of our own shares the registry's home, as under `npm start`; a shared one
+  // lends its admin token as the service token.
+  const crypto = options.crypto?.process ?? (await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined }));
+  const ownCrypto = options.crypto === undefined;
   const testStore = await openTestStore(options.backend ?? 'embedded');
   const store = testStore.store;
   const config: RegistryConfig = {
-    ...loadRegistryConfig({ argv: [], env: { QUANTA_HOME: home, QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: crypto.address } }),
+    ...loadRegistryConfig({
+      argv: [],
+      env: {
+        QUANTA_HOME: home,
+        QUANTA_REGISTRY_PORT: '0',
+        QUANTA_CRYPTO_ADDR: crypto.address,
+        ...(options.crypto === undefined ? {} : { QUANTA_SERVICE_TOKEN: options.crypto.adminToken }),
+      },
+    }),
     ...options.config,
   };
   const logger = pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' });
   const cryptoClient = new cpb.CryptoServiceClient(crypto.address, grpc.credentials.createInsecure());
-  const adminToken = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
+  const adminToken = options.crypto?.adminToken ?? (await readFile(join(home, 'admin.token'), 'utf8')).trim();
   const connect = (server: RegistryServer): pb.RegistryServiceClient =>
     new pb.RegistryServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 << 20 });
 
@@ -102,7 +134,7 @@ export async function startHarness(options: { backend?: Backend; config?: Partia
       cryptoClient.close();
       await harness.registry.stop({ graceMs: 1000 });
       await testStore.drop();
-      await crypto.stop();
+      if (ownCrypto) await crypto.stop();
       await rm(home, { recursive: true, force: true });
     },
   };

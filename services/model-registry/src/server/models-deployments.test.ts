@@ -1,0 +1,230 @@
+import { readdir } from 'node:fs/promises';
+import { registry as pb } from '@quanta/contracts';
+import { buildMlp } from '@quanta/onnx';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backend, Harness, SharedCrypto } from '../testing/test-harness.js';
+import { bearer, call, startHarness, startSharedCrypto } from '../testing/test-harness.js';
+import { failure, grpc, pull, push } from '../testing/test-client.js';
+
+const mlp = (seed: number): Buffer => Buffer.from(buildMlp({ seed }));
+const spec = (modelRef: string, extra: Partial<pb.DeploymentSpec> = {}): pb.DeploymentSpec => ({
+  modelRef,
+  maxBatchSize: 8,
+  maxQueueDelayUs: 500,
+  instanceCount: 1,
+  maxQueueSize: 0,
+  sequenceState: [],
+  sequenceIdleTimeoutMs: 0,
+  ...extra,
+});
+
+/** Reads a WatchDeployments stream one message at a time. */
+function watcher(h: Harness, token: string, allTenants = false) {
+  const stream = h.client.watchDeployments({ allTenants }, bearer(token));
+  const iterator = (stream as AsyncIterable<pb.WatchDeploymentsResponse>)[Symbol.asyncIterator]();
+  return {
+    async next(): Promise<pb.WatchDeploymentsResponse['event']> {
+      const result = await iterator.next();
+      if (result.done === true) throw new Error('watch stream ended');
+      return result.value.event;
+    },
+    close: () => stream.cancel(),
+  };
+}
+
+let crypto: SharedCrypto;
+beforeAll(async () => {
+  crypto = await startSharedCrypto();
+}, 240_000);
+afterAll(async () => {
+  await crypto?.close();
+});
+
+describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployments on the %s store', (backend) => {
+  let h: Harness;
+  let acme: string;
+  let acmeRead: string;
+  let globex: string;
+
+  beforeAll(async () => {
+    h = await startHarness({ backend, crypto });
+    acme = await h.token('acme', ['models:read', 'models:write']);
+    acmeRead = await h.token('acme', ['models:read']);
+    globex = await h.token('globex', ['models:read', 'models:write']);
+  }, 240_000);
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('creates, lists with pages, filters and updates models', async () => {
+    for (const [name, team] of [['resnet', 'vision'], ['resnet-small', 'vision'], ['bert', 'nlp'], ['rnn', 'nlp'], ['cifar', 'vision']] as const) {
+      await call(h.client, 'createModel', { name, description: `${name} model`, tags: { team } }, acme);
+    }
+    const dup = await failure(call(h.client, 'createModel', { name: 'bert', description: '', tags: {} }, acme));
+    expect(dup.code).toBe(grpc.status.ALREADY_EXISTS);
+    const bad = await failure(call(h.client, 'createModel', { name: '-Nope', description: '', tags: {} }, acme));
+    expect(bad.code).toBe(grpc.status.INVALID_ARGUMENT);
+
+    const names: string[] = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const page = await call(h.client, 'listModels', { pageSize: 2, pageToken, namePrefix: '', tags: {} }, acmeRead);
+      names.push(...page.models.map((m) => m.name));
+      pageToken = page.nextPageToken;
+      pages += 1;
+    } while (pageToken !== '');
+    expect(names).toEqual(['bert', 'cifar', 'resnet', 'resnet-small', 'rnn']);
+    expect(pages).toBe(3);
+
+    const prefixed = await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: 'res', tags: {} }, acmeRead);
+    expect(prefixed.models.map((m) => m.name)).toEqual(['resnet', 'resnet-small']);
+    const tagged = await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: '', tags: { team: 'nlp' } }, acmeRead);
+    expect(tagged.models.map((m) => m.name)).toEqual(['bert', 'rnn']);
+    const anyTeam = await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: 'c', tags: { team: '' } }, acmeRead);
+    expect(anyTeam.models.map((m) => m.name)).toEqual(['cifar']);
+    const badToken = await failure(call(h.client, 'listModels', { pageSize: 0, pageToken: 'garbage', namePrefix: '', tags: {} }, acmeRead));
+    expect(badToken.code).toBe(grpc.status.INVALID_ARGUMENT);
+
+    const updated = await call(h.client, 'updateModel', { name: 'bert', description: 'BERT base', setTags: { stage: 'dev' }, removeTags: ['team'] }, acme);
+    expect(updated.model).toMatchObject({ name: 'bert', description: 'BERT base', tags: { stage: 'dev' } });
+  });
+
+  it('versions with tags and lineage, references by number, alias and latest', async () => {
+    const v1 = await push(h.client, acme, { model: 'cifar', tags: { data: 'v1' }, lineage: { origin: { $case: 'sourceUri', value: 'https://example.com/cifar.onnx' } } }, mlp(1));
+    const v2 = await push(h.client, acme, { model: 'cifar', tags: { data: 'v2' } }, mlp(2));
+    const v3 = await push(
+      h.client,
+      acme,
+      { model: 'cifar', lineage: { origin: { $case: 'parent', value: { model: 'cifar', version: 2, transform: 'quantize-int8', transformParams: { per_channel: 'true' } } } } },
+      mlp(3),
+    );
+    expect([v1.version, v2.version, v3.version]).toEqual([1, 2, 3]);
+    expect(v1.lineage?.origin).toEqual({ $case: 'sourceUri', value: 'https://example.com/cifar.onnx' });
+    expect(v3.lineage?.origin).toEqual({ $case: 'parent', value: { model: 'cifar', version: 2, transform: 'quantize-int8', transformParams: { per_channel: 'true' } } });
+    const badParent = await failure(
+      push(h.client, acme, { model: 'cifar', lineage: { origin: { $case: 'parent', value: { model: 'cifar', version: 9, transform: 'x', transformParams: {} } } } }, mlp(4)),
+    );
+    expect(badParent.code).toBe(grpc.status.NOT_FOUND);
+
+    const alias = await call(h.client, 'setAlias', { model: 'cifar', alias: 'production', version: 2 }, acme);
+    expect(alias).toMatchObject({ previousVersion: 0, model: { aliases: { production: 2 }, latestVersion: 3, versionCount: 3 } });
+    expect((await call(h.client, 'getVersion', { ref: 'cifar@production' }, acmeRead)).version).toMatchObject({ version: 2, aliases: ['production'] });
+    expect((await call(h.client, 'getVersion', { ref: 'cifar' }, acmeRead)).version?.version).toBe(3);
+    expect((await call(h.client, 'getVersion', { ref: 'cifar:1' }, acmeRead)).version?.tags).toEqual({ data: 'v1' });
+    expect((await pull(h.client, acmeRead, 'cifar@production')).bytes.equals(mlp(2))).toBe(true);
+
+    const missing = await failure(call(h.client, 'getVersion', { ref: 'cifar:7' }, acmeRead));
+    expect(missing.code).toBe(grpc.status.NOT_FOUND);
+    expect(missing.details).toBe('model "cifar" has no version 7; latest is 3');
+    expect((await failure(call(h.client, 'getVersion', { ref: 'cifar@staging' }, acmeRead))).details).toBe('model "cifar" has no alias "staging"');
+    expect((await failure(call(h.client, 'getVersion', { ref: 'cifar:x' }, acmeRead))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await failure(call(h.client, 'setAlias', { model: 'cifar', alias: '42', version: 1 }, acme))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await failure(call(h.client, 'setAlias', { model: 'cifar', alias: 'next', version: 9 }, acme))).code).toBe(grpc.status.NOT_FOUND);
+
+    const tagged = await call(h.client, 'updateVersion', { ref: 'cifar@production', description: 'champion', setTags: { reviewed: 'yes' }, removeTags: ['data'] }, acme);
+    expect(tagged.version).toMatchObject({ version: 2, description: 'champion', tags: { reviewed: 'yes' } });
+    const filtered = await call(h.client, 'listVersions', { model: 'cifar', pageSize: 0, pageToken: '', status: 0, tags: { reviewed: '' } }, acmeRead);
+    expect(filtered.versions.map((v) => v.version)).toEqual([2]);
+    const paged = await call(h.client, 'listVersions', { model: 'cifar', pageSize: 2, pageToken: '', status: pb.VersionStatus.VERSION_STATUS_READY, tags: {} }, acmeRead);
+    const rest = await call(h.client, 'listVersions', { model: 'cifar', pageSize: 2, pageToken: paged.nextPageToken, status: pb.VersionStatus.VERSION_STATUS_READY, tags: {} }, acmeRead);
+    expect([...paged.versions, ...rest.versions].map((v) => v.version)).toEqual([3, 2, 1]);
+    expect(rest.nextPageToken).toBe('');
+  });
+
+  it('deployments follow aliases and the latest version, and WatchDeployments sees every change', async () => {
+    const first = watcher(h, acmeRead);
+    const snapshot = await first.next();
+    expect(snapshot).toEqual({ $case: 'snapshot', value: { deployments: [] } });
+
+    const created = await call(h.client, 'createDeployment', { name: 'cifar-prod', spec: spec('cifar@production', { sequenceState: [{ inputName: 'h', outputName: 'hn' }] }) }, acme);
+    expect(created.deployment).toMatchObject({ name: 'cifar-prod', tenant: 'acme', generation: 1n, resolvedVersion: { version: 2 } });
+    let event = await first.next();
+    expect(event?.$case === 'change' && event.value).toMatchObject({ type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED, deployment: { name: 'cifar-prod' } });
+
+    // A second watcher joins: its snapshot has the deployment, then both see the alias move.
+    const second = watcher(h, acmeRead);
+    const snap2 = await second.next();
+    expect(snap2?.$case === 'snapshot' && snap2.value.deployments.map((d) => [d.name, d.resolvedVersion?.version])).toEqual([['cifar-prod', 2]]);
+    const moved = await call(h.client, 'setAlias', { model: 'cifar', alias: 'production', version: 3 }, acme);
+    expect(moved.previousVersion).toBe(2);
+    for (const w of [first, second]) {
+      event = await w.next();
+      expect(event?.$case).toBe('change');
+      if (event?.$case !== 'change') return;
+      expect(event.value.deployment).toMatchObject({ name: 'cifar-prod', generation: 2n, resolvedVersion: { version: 3 }, spec: { modelRef: 'cifar@production' } });
+      expect(event.value.reason).toBe('alias production moved from 2 to 3');
+    }
+
+    // A deployment of the bare name follows new READY versions.
+    await call(h.client, 'createDeployment', { name: 'cifar-latest', spec: spec('cifar') }, acme);
+    expect((await first.next())?.$case).toBe('change');
+    const v4 = await push(h.client, acme, { model: 'cifar' }, mlp(4));
+    event = await first.next();
+    expect(event?.$case === 'change' && event.value.deployment).toMatchObject({ name: 'cifar-latest', resolvedVersion: { version: v4.version } });
+
+    // Pinned versions do not move; stale generations are refused.
+    const pinned = await call(h.client, 'createDeployment', { name: 'cifar-pinned', spec: spec('cifar:1') }, acme);
+    expect((await first.next())?.$case).toBe('change');
+    const stale = await failure(call(h.client, 'updateDeployment', { name: 'cifar-pinned', spec: spec('cifar:2'), expectedGeneration: 5n }, acme));
+    expect(stale.code).toBe(grpc.status.FAILED_PRECONDITION);
+    const updated = await call(h.client, 'updateDeployment', { name: 'cifar-pinned', spec: spec('cifar:2', { instanceCount: 2 }), expectedGeneration: pinned.deployment!.generation }, acme);
+    expect(updated.deployment).toMatchObject({ generation: 2n, resolvedVersion: { version: 2 }, spec: { instanceCount: 2 } });
+    expect((await first.next())?.$case).toBe('change');
+
+    const listed = await call(h.client, 'listDeployments', { pageSize: 0, pageToken: '', model: 'cifar' }, acmeRead);
+    expect(listed.deployments.map((d) => d.name)).toEqual(['cifar-latest', 'cifar-pinned', 'cifar-prod']);
+    expect((await failure(call(h.client, 'createDeployment', { name: 'bad', spec: spec('cifar@nope') }, acme))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(call(h.client, 'createDeployment', { name: 'cifar-prod', spec: spec('cifar') }, acme))).code).toBe(grpc.status.ALREADY_EXISTS);
+
+    // What deployments use cannot be removed from under them.
+    const delModel = await failure(call(h.client, 'deleteModel', { name: 'cifar' }, acme));
+    expect(delModel.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(delModel.details).toMatch(/used by deployment "cifar-latest", "cifar-pinned", "cifar-prod"/);
+    expect((await failure(call(h.client, 'deleteAlias', { model: 'cifar', alias: 'production' }, acme))).code).toBe(grpc.status.FAILED_PRECONDITION);
+
+    for (const name of ['cifar-latest', 'cifar-pinned', 'cifar-prod']) {
+      await call(h.client, 'deleteDeployment', { name }, acme);
+      event = await second.next();
+      while (event?.$case === 'change' && event.value.type !== pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED) event = await second.next();
+      expect(event?.$case === 'change' && event.value.deployment?.name).toBe(name);
+    }
+    first.close();
+    second.close();
+    await call(h.client, 'deleteAlias', { model: 'cifar', alias: 'production' }, acme);
+    await call(h.client, 'deleteModel', { name: 'cifar' }, acme);
+    expect((await failure(call(h.client, 'getModel', { name: 'cifar' }, acmeRead))).code).toBe(grpc.status.NOT_FOUND);
+    // Its four blobs went with it.
+    const rows = await h.registry.store.query<{ n: bigint }>("SELECT count(*) AS n FROM registry_blobs WHERE tenant = 'acme'");
+    const files = await readdir(h.registry.blobDir, { recursive: true, withFileTypes: true });
+    expect(files.filter((f) => f.isFile()).length).toBe(Number(rows[0]?.n));
+  });
+
+  it("keeps tenants apart: another tenant's model behaves like one that does not exist", async () => {
+    const own = await push(h.client, acme, { model: 'secret' }, mlp(11));
+    await call(h.client, 'createDeployment', { name: 'secret-dep', spec: spec('secret') }, acme);
+    const globexWatch = watcher(h, globex);
+    expect(await globexWatch.next()).toEqual({ $case: 'snapshot', value: { deployments: [] } });
+
+    const get = await failure(call(h.client, 'getModel', { name: 'secret' }, globex));
+    expect(get.code).toBe(grpc.status.NOT_FOUND);
+    expect(get.details).toBe('model "secret" not found');
+    expect((await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: '', tags: {} }, globex)).models).toEqual([]);
+    expect((await failure(pull(h.client, globex, 'secret:1'))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(call(h.client, 'getDeployment', { name: 'secret-dep' }, globex))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(call(h.client, 'createDeployment', { name: 'steal', spec: spec('secret') }, globex))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(push(h.client, globex, { model: 'secret', createModel: false }, mlp(12)))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(pull(h.client, globex, 'secret:1', { tenant: 'acme' }))).code).toBe(grpc.status.PERMISSION_DENIED);
+
+    // Same name, same bytes in the other tenant: its own model and its own blob.
+    const theirs = await push(h.client, globex, { model: 'secret' }, mlp(11));
+    expect(theirs.version).toBe(1);
+    expect(theirs.sha256).toBe(own.sha256);
+    // acme's changes never reach globex's watcher: the first change it sees is its own.
+    await push(h.client, acme, { model: 'secret' }, mlp(13));
+    await call(h.client, 'createDeployment', { name: 'mine', spec: spec('secret') }, globex);
+    const event = await globexWatch.next();
+    expect(event?.$case === 'change' && [event.value.deployment?.tenant, event.value.deployment?.name]).toEqual(['globex', 'mine']);
+    globexWatch.close();
+  });
+});

@@ -52,7 +52,7 @@ if (services.length === 0) {
   process.exit(1);
 }
 
-for (const s of services) {
+function startService(s: (typeof services)[number]): Promise<void> {
   const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(root, 'services', s.name, 'src', 'main.ts')], {
     cwd: root,
     env,
@@ -66,13 +66,18 @@ for (const s of services) {
     process.stderr.write(`${s.name} exited (${signal ?? `code ${code}`}); stopping the rest\n`);
     void stopAll(1);
   });
-  try {
-    await waitHealthy(env[s.addrEnv] ?? '', 60_000);
-  } catch (error: unknown) {
+  // A first start initialises each embedded database, which takes a while on a busy machine.
+  return waitHealthy(env[s.addrEnv] ?? '', 180_000).catch(async (error: unknown) => {
     process.stderr.write(`${s.name}: ${error instanceof Error ? error.message : String(error)}\n`);
     await stopAll(1);
-  }
+  });
 }
+
+// Crypto first: the others check tokens against its keys and ask it for data keys. The rest
+// start side by side.
+const [first, ...rest] = services;
+if (first !== undefined) await startService(first);
+await Promise.all(rest.map(startService));
 
 const lines = [
   '',
@@ -82,7 +87,7 @@ const lines = [
   `  admin token     ${join(home, 'admin.token')} (mode 0600; the CLI reads it from there)`,
   '',
   'Try:',
-  '  npx quanta ping',
+  `  npx quanta ping ${services.map((s) => s.cli).join(' ')}`,
   '  npx quanta keys create demo --type aes256-gcm',
   '  echo hello | npx quanta encrypt --key demo | npx quanta decrypt --key demo',
   '',

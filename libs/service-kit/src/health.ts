@@ -58,8 +58,9 @@ export function createHealthRegistry(): HealthRegistry {
 
   return {
     implementation,
-    set(service, status) {
-      if (shuttingDown) return; // once shutting down, a late SERVING must not lure clients back
+    set(service, wanted) {
+      // Once shutting down, a late SERVING must not lure clients back.
+      const status = shuttingDown ? 'NOT_SERVING' : wanted;
       if (statuses.get(service) === status) return;
       statuses.set(service, status);
       notify(service);
@@ -67,11 +68,11 @@ export function createHealthRegistry(): HealthRegistry {
     get: (service) => statuses.get(service),
     shutdown() {
       if (shuttingDown) return;
-      for (const service of statuses.keys()) {
+      shuttingDown = true;
+      for (const service of new Set(['', ...statuses.keys()])) {
         statuses.set(service, 'NOT_SERVING');
         notify(service);
       }
-      shuttingDown = true;
     },
     endWatches() {
       for (const set of watchers.values()) for (const call of set) call.end();

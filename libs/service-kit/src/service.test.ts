@@ -36,4 +36,18 @@ describe('createService', () => {
     }
     await expect(service.start()).rejects.toThrow('start: the service was stopped');
   });
+
+  it('stopped while starting, it finishes binding and then closes (no server left listening)', async () => {
+    const service = createService({ name: 'echo', port: 0 });
+    service.addService(echoService, echo);
+    const started = service.start();
+    const stopped = service.stop();
+    const { port } = await started;
+    await stopped;
+    expect(service.health.get('')).toBe('NOT_SERVING');
+    const again = createService({ name: 'echo-again', port });
+    again.addService(echoService, echo);
+    await expect(again.start()).resolves.toMatchObject({ port }); // the port is free again
+    await again.stop();
+  });
 });

@@ -150,6 +150,8 @@ export function createService(options: ServiceOptions): QuantaService {
       healthRegistry.shutdown();
       healthRegistry.endWatches();
       shutdown.abort(unavailable(`${options.name} is shutting down`));
+      // A stop during start waits for the bind, so that no server is left listening.
+      await starting?.catch(() => undefined);
       if (started) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {

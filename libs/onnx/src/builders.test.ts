@@ -7,10 +7,11 @@ import { buildScalarModel, scalarModel } from './build-scalar.js';
 import { inspectOnnx } from './inspect.js';
 import type { OnnxModelInfo, OnnxValueInfo } from './model-info.js';
 import { encodeModel, type ModelSpec, type ValueSpec } from './model-spec.js';
+import { OnnxDataType } from './data-types.js';
 import { createRng, uniform } from './rng.js';
 import { conv3x3, gemm, lstmForward, maxPool2, relu, softmaxRows, weightOf } from './test-reference-math.js';
 
-const ORT_TYPE: Record<string, string> = { FP32: 'float32' };
+const ORT_TYPE: Record<string, string> = { FP32: 'float32', BYTES: 'string', INT64: 'int64', BOOL: 'bool' };
 
 /** Every element within atol + rtol*|expected|. */
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol = 1e-5, rtol = 1e-4): void {
@@ -52,7 +53,8 @@ async function expectSignature(bytes: Uint8Array, spec: ModelSpec): Promise<Onnx
     const check = (values: readonly OnnxValueInfo[], meta: readonly OrtMeta[], declared: readonly ValueSpec[]): void => {
       values.forEach((v, i) => {
         expect(meta[i]!.type).toBe(ORT_TYPE[v.datatype!]);
-        expect(meta[i]!.shape).toEqual(v.shape!.map((d, j) => v.dimParams![j] ?? d));
+        // onnxruntime names an unnamed unknown dim ''.
+        expect(meta[i]!.shape).toEqual(v.shape!.map((d, j) => v.dimParams![j] ?? (d === -1 ? '' : d)));
         const want = declared[i]!;
         expect(v.name).toBe(want.name);
         expect(v.elemType).toBe(want.dataType);
@@ -67,6 +69,7 @@ async function expectSignature(bytes: Uint8Array, spec: ModelSpec): Promise<Onnx
   }
   expect(info.initializerCount).toBe(spec.graph.initializers.length);
   expect(info.opsetImports).toEqual([{ domain: '', version: 17 }]);
+  expect(info.producerName).toBe(spec.producerName ?? 'quanta');
   expect(info.irVersion).toBe(8);
   return info;
 }
@@ -190,5 +193,34 @@ describe('scalar model', () => {
     const spec = scalarModel();
     const anyRank = { ...spec, graph: { ...spec.graph, inputs: [spec.graph.inputs[0]!, { ...spec.graph.inputs[1]!, shape: null }] } };
     expect(inspectOnnx(encodeModel(anyRank)).inputs[1]).toMatchObject({ shape: null, dimParams: null });
+  });
+});
+
+describe('other element types and unknown dims', () => {
+  it('maps STRING to BYTES, INT64 and BOOL, and an unnamed unknown dim to -1', async () => {
+    const spec: ModelSpec = {
+      graph: {
+        name: 'types',
+        nodes: [
+          { opType: 'Identity', inputs: ['s'], outputs: ['s_out'] },
+          { opType: 'Identity', inputs: ['i'], outputs: ['i_out'] },
+          { opType: 'Identity', inputs: ['b'], outputs: ['b_out'] },
+        ],
+        initializers: [],
+        inputs: [
+          { name: 's', dataType: OnnxDataType.STRING, shape: [null, 2] },
+          { name: 'i', dataType: OnnxDataType.INT64, shape: ['batch'] },
+          { name: 'b', dataType: OnnxDataType.BOOL, shape: [3] },
+        ],
+        outputs: [
+          { name: 's_out', dataType: OnnxDataType.STRING, shape: [null, 2] },
+          { name: 'i_out', dataType: OnnxDataType.INT64, shape: ['batch'] },
+          { name: 'b_out', dataType: OnnxDataType.BOOL, shape: [3] },
+        ],
+      },
+    };
+    const info = await expectSignature(encodeModel(spec), spec);
+    expect(info.inputs.map((v) => v.datatype)).toEqual(['BYTES', 'INT64', 'BOOL']);
+    expect(info.inputs[0]).toMatchObject({ shape: [-1, 2], dimParams: [null, null], onnxType: 'STRING' });
   });
 });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerCryptoDataCommands } from './crypto-data.js';
 import { registerKeysCommand } from './keys.js';
+import { registerMonitoringCommands } from './monitoring.js';
 import { registerPingCommand } from './ping.js';
 import { registerTokensCommand } from './tokens.js';
 import { registerVersionCommand } from './version.js';
@@ -12,6 +13,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerKeysCommand,
   registerCryptoDataCommands,
   registerTokensCommand,
+  registerMonitoringCommands,
 ];
 
 export function registerCommands(program: Command): void {

@@ -1,0 +1,99 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Harness } from './test-harness.js';
+import { T0, ingest, record, startHarness } from './test-harness.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+const QUANTA = join(root, 'tools', 'cli', 'bin', 'quanta.mjs');
+
+// Each CLI run starts node with tsx (seconds on a busy machine): generous timeouts.
+describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }, () => {
+  let h: Harness;
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+
+  const quanta = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    new Promise((done) => {
+      execFile(process.execPath, [QUANTA, ...args], { env, cwd: root }, (error, stdout, stderr) =>
+        done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr }),
+      );
+    });
+
+  beforeAll(async () => {
+    h = await startHarness({ targets: [{ name: 'nothing', address: '127.0.0.1:1' }] });
+    home = await mkdtemp(join(tmpdir(), 'quanta-cli-'));
+    const reader = await h.token('acme', ['monitoring:read']);
+    env = { ...process.env, QUANTA_HOME: home, QUANTA_TOKEN: reader, QUANTA_MONITORING_ADDR: `127.0.0.1:${h.server.port}` };
+    h.now.ms = T0 + 10_000;
+    const admin = await h.token('platform', ['admin']);
+    await ingest(h.client, admin, [
+      Array.from({ length: 50 }, (_, i) => record(T0 + (i % 10) * 1000, { totalUs: 30_000n, statusCode: i < 5 ? 4 : 0 })),
+      Array.from({ length: 20 }, () => record(T0, { model: 'bert' })),
+    ]);
+  });
+  afterAll(async () => {
+    await h.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('quanta stats MODEL --window --json, and the busiest models without one', async () => {
+    const one = await quanta('stats', 'cifar', '--window', '1m', '--json');
+    expect(one.stderr).toBe('');
+    const stats = JSON.parse(one.stdout) as { model: string; count: number; errorCount: number };
+    expect(stats).toMatchObject({ model: 'cifar', count: 50, errorCount: 5 });
+    const top = await quanta('stats', '--window', '5m');
+    expect(top.code).toBe(0);
+    const lines = top.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^MODEL\s+REQUESTS/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 2))).toEqual([
+      ['cifar', '50'],
+      ['bert', '20'],
+    ]);
+    const bad = await quanta('stats', 'cifar', '--window', 'soon');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/window "soon" is not a duration/);
+  });
+
+  it('quanta alerts create|rules|list|watch', async () => {
+    const created = await quanta('alerts', 'create', 'cifar-slow', '--model', 'cifar', '--metric', 'p99', '--threshold', '20000', '--window', '1m', '--for', '0');
+    expect(created.stderr).toBe('');
+    expect(created.stdout).toMatch(/created/);
+    const rules = JSON.parse((await quanta('alerts', 'rules', '--json')).stdout) as { name: string; threshold: number }[];
+    expect(rules.map((r) => [r.name, r.threshold])).toEqual([['cifar-slow', 20000]]);
+
+    // watch: the snapshot line first, then the changes as the rule is evaluated.
+    const watch = spawn(process.execPath, [QUANTA, 'alerts', 'watch', '--json'], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines = createInterface({ input: watch.stdout })[Symbol.asyncIterator]();
+    const snapshot = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as { snapshot: unknown[] };
+    expect(snapshot).toEqual({ snapshot: [] });
+    h.server.alerts.evaluate();
+    const pending = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as { change: { state: string; ruleName: string } };
+    const firing = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as { change: { state: string } };
+    expect(pending.change).toMatchObject({ ruleName: 'cifar-slow', state: 1 });
+    expect(firing.change.state).toBe(2);
+    const exited = new Promise<number | null>((done) => watch.once('exit', (code) => done(code)));
+    watch.kill('SIGINT');
+    expect(await exited).toBe(0);
+
+    const listed = await quanta('alerts', 'list', '--state', 'firing');
+    expect(listed.stdout).toMatch(/cifar-slow\s+cifar:1\s+FIRING/);
+    const badState = await quanta('alerts', 'list', '--state', 'burning');
+    expect(badState.stderr).toMatch(/--state "burning" is not one of pending, firing, resolved/);
+  });
+
+  it('quanta health shows the board and exits 1 when a service is not serving', async () => {
+    h.now.ms = T0 + 20_000;
+    await h.server.board.checkNow();
+    const board = await quanta('health', '--json');
+    expect(board.code).toBe(1);
+    const services = JSON.parse(board.stdout) as { name: string; status: number; error: string }[];
+    expect(services.map((s) => [s.name, s.status])).toEqual([['nothing', 4]]);
+    const text = await quanta('health');
+    expect(text.stdout).toMatch(/nothing\s+127\.0\.0\.1:1\s+UNREACHABLE/);
+  });
+});

@@ -1,0 +1,286 @@
+import * as grpc from '@grpc/grpc-js';
+import { monitoring as pb } from '@quanta/contracts';
+import type { Command } from 'commander';
+import { CliError } from '../errors.js';
+import { connect, deadline } from '../grpc.js';
+import { table, toJson } from '../output.js';
+import { action } from '../program.js';
+import type { Settings } from '../settings.js';
+
+type Definition = typeof pb.MonitoringServiceService;
+type UnaryName = {
+  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
+}[keyof Definition];
+type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
+type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
+type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
+
+/** Runs `fn` with a promise-returning caller of MonitoringService's unary RPCs; always closes the channel. */
+async function withMonitoring<T>(
+  settings: Settings,
+  fn: (rpc: <K extends UnaryName>(method: K, request: RequestOf<K>) => Promise<ResponseOf<K>>, client: pb.MonitoringServiceClient) => Promise<T>,
+): Promise<T> {
+  const client = connect(pb.MonitoringServiceClient, settings, 'monitoring');
+  const rpc = <K extends UnaryName>(method: K, request: RequestOf<K>): Promise<ResponseOf<K>> => {
+    const call = client[method] as unknown as (req: RequestOf<K>, md: grpc.Metadata, options: grpc.CallOptions, cb: Callback) => void;
+    return new Promise((resolve, reject) => {
+      call.call(client, request, new grpc.Metadata(), deadline(30), (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)));
+    });
+  };
+  try {
+    return await fn(rpc, client);
+  } finally {
+    client.close();
+  }
+}
+
+/** `90s`, `5m`, `1h`, `1h30m` or plain seconds → seconds. */
+export function parseWindow(text: string, what = 'window'): number {
+  const t = text.trim();
+  if (/^\d+$/.test(t)) return Number(t);
+  const parts = [...t.matchAll(/(\d+)(s|m|h|d)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== t) throw new CliError(`${what} "${text}" is not a duration (like 60, 90s, 5m, 1h)`, 2);
+  return parts.reduce((sum, p) => sum + Number(p[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[p[2] as 's' | 'm' | 'h' | 'd'], 0);
+}
+
+const seconds = (n: number) => ({ seconds: BigInt(n), nanos: 0 });
+const ms = (us: number | undefined) => `${((us ?? 0) / 1000).toFixed(2)}`;
+const when = (d: Date | undefined) => (d === undefined ? '' : d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
+
+const METRICS: Record<string, pb.AlertMetric> = {
+  p99: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
+  'error-rate': pb.AlertMetric.ALERT_METRIC_ERROR_RATE,
+  throughput: pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS,
+};
+const metricName = (m: pb.AlertMetric) => Object.entries(METRICS).find(([, v]) => v === m)?.[0] ?? pb.alertMetricToJSON(m);
+const stateName = (s: pb.AlertState) => pb.alertStateToJSON(s).replace('ALERT_STATE_', '');
+const STATES: Record<string, pb.AlertState> = {
+  pending: pb.AlertState.ALERT_STATE_PENDING,
+  firing: pb.AlertState.ALERT_STATE_FIRING,
+  resolved: pb.AlertState.ALERT_STATE_RESOLVED,
+};
+
+function statsText(s: pb.ModelStats): string {
+  const lines = [
+    `${s.model}${s.version ? `:${s.version}` : ''}  ${when(s.startTime)} .. ${when(s.endTime)}`,
+    `  requests   ${s.count}  (${s.throughputRps.toFixed(2)} req/s)   errors ${s.errorCount} (${(s.errorRate * 100).toFixed(2)}%)`,
+    table(
+      ['  LATENCY (ms)', 'P50', 'P95', 'P99', 'MEAN', 'MAX'],
+      (
+        [
+          ['queue', s.queue],
+          ['compute', s.compute],
+          ['total', s.total],
+        ] as const
+      ).map(([name, l]) => [`  ${name}`, ms(l?.p50Us), ms(l?.p95Us), ms(l?.p99Us), ms(l?.meanUs), ms(l?.maxUs)]),
+    ),
+    `  statuses   ${s.statuses.map((x) => `${x.statusName} ${x.count}`).join(', ') || '-'}`,
+    `  batch size ${s.batchSizes.map((b) => `${b.batchSize}×${b.count}`).join(', ') || '-'}`,
+    `  bytes      in ${s.bytesIn}, out ${s.bytesOut}`,
+  ];
+  return lines.join('\n');
+}
+
+function alertRows(alerts: readonly pb.Alert[]): string {
+  return table(
+    ['RULE', 'MODEL', 'STATE', 'VALUE', 'SINCE', 'MESSAGE'],
+    alerts.map((a) => [a.ruleName, `${a.model}${a.version ? `:${a.version}` : ''}`, stateName(a.state), String(Math.round(a.value * 1000) / 1000), when(a.resolvedTime ?? a.firingTime ?? a.pendingTime), a.message]),
+  );
+}
+
+export function registerMonitoringCommands(program: Command): void {
+  program
+    .command('stats')
+    .description('latency and throughput of a model over a window (the busiest models when none is named)')
+    .argument('[model]', 'model name')
+    .option('--window <duration>', 'how far back (60, 90s, 5m, 1h)', '5m')
+    .option('--model-version <version>', 'one version only (default: all versions together)')
+    .option('--by <order>', 'without a model: rank by traffic, p99 or errors', 'traffic')
+    .option('--limit <n>', 'without a model: how many', '10')
+    .action(
+      action(async ({ settings, out }, model: string | undefined, opts: { window: string; modelVersion?: string; by: string; limit: string }) => {
+        const window = { $case: 'window' as const, value: seconds(parseWindow(opts.window)) };
+        await withMonitoring(settings, async (rpc) => {
+          if (model !== undefined) {
+            const { stats } = await rpc('getModelStats', { model, version: opts.modelVersion ?? '', span: window });
+            if (stats === undefined) throw new CliError('the server sent no statistics');
+            out.result(stats, () => statsText(stats));
+            return;
+          }
+          const order = { traffic: pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC, p99: pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY, errors: pb.TopModelsOrder.TOP_MODELS_ORDER_ERROR_RATE }[opts.by];
+          if (order === undefined) throw new CliError(`--by "${opts.by}" is not one of traffic, p99, errors`, 2);
+          if (!/^\d+$/.test(opts.limit)) throw new CliError(`--limit must be a whole number, got "${opts.limit}"`, 2);
+          const { models } = await rpc('topModels', { span: window, orderBy: order, limit: Number(opts.limit), byVersion: false });
+          out.result(models, () =>
+            models.length === 0
+              ? `no requests in the last ${opts.window}`
+              : table(
+                  ['MODEL', 'REQUESTS', 'REQ/S', 'ERRORS', 'P50 MS', 'P95 MS', 'P99 MS'],
+                  models.map((m) => [m.model, String(m.count), m.throughputRps.toFixed(2), `${(m.errorRate * 100).toFixed(1)}%`, ms(m.total?.p50Us), ms(m.total?.p95Us), ms(m.total?.p99Us)]),
+                ),
+          );
+        });
+      }),
+    );
+
+  const alerts = program.command('alerts').description('alert rules on model latency, error rate and throughput');
+  alerts
+    .command('rules')
+    .description('list alert rules')
+    .option('--model <model>', 'only the rules of this model')
+    .action(
+      action(async ({ settings, out }, opts: { model?: string }) => {
+        await withMonitoring(settings, async (rpc) => {
+          const rules: pb.AlertRule[] = [];
+          let pageToken = '';
+          do {
+            const page = await rpc('listAlertRules', { pageSize: 1000, pageToken, model: opts.model ?? '' });
+            rules.push(...page.rules);
+            pageToken = page.nextPageToken;
+          } while (pageToken !== '');
+          out.result(rules, () =>
+            rules.length === 0
+              ? 'no alert rules'
+              : table(
+                  ['NAME', 'MODEL', 'METRIC', 'CONDITION', 'WINDOW', 'FOR'],
+                  rules.map((r) => [
+                    r.name,
+                    `${r.model}${r.version ? `:${r.version}` : ''}`,
+                    metricName(r.metric),
+                    `${r.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? '<' : '>'} ${r.threshold}`,
+                    `${r.window?.seconds ?? 0}s`,
+                    `${r.forDuration?.seconds ?? 0}s`,
+                  ]),
+                ),
+          );
+        });
+      }),
+    );
+  alerts
+    .command('create')
+    .description('create an alert rule, e.g. quanta alerts create cifar-slow --model cifar --metric p99 --threshold 20000 --window 1m --for 30s')
+    .argument('<name>', 'rule name')
+    .requiredOption('--model <model>', 'the model it watches')
+    .requiredOption('--metric <metric>', `one of ${Object.keys(METRICS).join(', ')} (p99 in µs, error-rate 0..1, throughput in req/s)`)
+    .requiredOption('--threshold <number>', 'the threshold in the metric\'s unit')
+    .option('--below', 'trouble below the threshold (a throughput floor); default above')
+    .option('--model-version <version>', 'one version (default: each version separately)')
+    .option('--window <duration>', 'window the metric is computed over', '1m')
+    .option('--for <duration>', 'how long the condition must hold before firing', '0')
+    .option('--description <text>', 'free text shown with the alert', '')
+    .action(
+      action(
+        async (
+          { settings, out },
+          name: string,
+          opts: { model: string; metric: string; threshold: string; below?: boolean; modelVersion?: string; window: string; for: string; description: string },
+        ) => {
+          const metric = METRICS[opts.metric];
+          if (metric === undefined) throw new CliError(`--metric "${opts.metric}" is not one of ${Object.keys(METRICS).join(', ')}`, 2);
+          const threshold = Number(opts.threshold);
+          if (opts.threshold.trim() === '' || !Number.isFinite(threshold)) throw new CliError(`--threshold "${opts.threshold}" is not a number`, 2);
+          const rule: pb.AlertRule = {
+            name,
+            model: opts.model,
+            version: opts.modelVersion ?? '',
+            metric,
+            comparison: opts.below === true ? pb.AlertComparison.ALERT_COMPARISON_BELOW : pb.AlertComparison.ALERT_COMPARISON_ABOVE,
+            threshold,
+            window: seconds(parseWindow(opts.window)),
+            forDuration: seconds(parseWindow(opts.for, '--for')),
+            description: opts.description,
+          };
+          const created = await withMonitoring(settings, (rpc) => rpc('createAlertRule', { rule }));
+          out.result(created.rule, () => `alert rule "${name}" created`);
+        },
+      ),
+    );
+  alerts
+    .command('delete')
+    .description('delete an alert rule (its alert is resolved)')
+    .argument('<name>', 'rule name')
+    .action(
+      action(async ({ settings, out }, name: string) => {
+        await withMonitoring(settings, (rpc) => rpc('deleteAlertRule', { name }));
+        out.result({ deleted: name }, () => `alert rule "${name}" deleted`);
+      }),
+    );
+  alerts
+    .command('list')
+    .description('list alerts, most recent change first')
+    .option('--state <states>', 'comma-separated: pending, firing, resolved (default all)')
+    .option('--rule <name>', 'only the alerts of this rule')
+    .action(
+      action(async ({ settings, out }, opts: { state?: string; rule?: string }) => {
+        const states = (opts.state ?? '')
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '')
+          .map((s) => {
+            const state = STATES[s];
+            if (state === undefined) throw new CliError(`--state "${s}" is not one of ${Object.keys(STATES).join(', ')}`, 2);
+            return state;
+          });
+        const list = await withMonitoring(settings, (rpc) => rpc('listAlerts', { pageSize: 1000, pageToken: '', states, ruleName: opts.rule ?? '' }));
+        out.result(list.alerts, () => (list.alerts.length === 0 ? 'no alerts' : alertRows(list.alerts)));
+      }),
+    );
+  alerts
+    .command('watch')
+    .description('print every alert change as it happens (Ctrl-C stops); with --json one JSON document per line')
+    .option('--rule <name>', 'only the alerts of this rule')
+    .action(
+      action(async ({ settings }, opts: { rule?: string }) => {
+        const client = connect(pb.MonitoringServiceClient, settings, 'monitoring');
+        const stream = client.watchAlerts({ ruleName: opts.rule ?? '' }, new grpc.Metadata());
+        const stop = (): void => stream.cancel();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        try {
+          for await (const message of stream as AsyncIterable<pb.WatchAlertsResponse>) {
+            const event = message.event;
+            if (event === undefined) continue;
+            if (settings.json) {
+              process.stdout.write(`${toJson(event.$case === 'snapshot' ? { snapshot: event.value.alerts } : { change: event.value }).replace(/\n\s*/g, ' ')}\n`);
+            } else if (event.$case === 'snapshot') {
+              process.stdout.write(event.value.alerts.length === 0 ? 'no pending or firing alerts; watching…\n' : `${alertRows(event.value.alerts)}\nwatching…\n`);
+            } else {
+              const a = event.value;
+              process.stdout.write(`${when(new Date())}  ${stateName(a.state).padEnd(8)} ${a.ruleName}  ${a.model}${a.version ? `:${a.version}` : ''}  ${a.message}\n`);
+            }
+          }
+        } catch (error: unknown) {
+          if ((error as Partial<grpc.ServiceError>).code !== grpc.status.CANCELLED) throw error;
+        } finally {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          client.close();
+        }
+      }),
+    );
+
+  program
+    .command('health')
+    .description('the health board: every service monitoring checks, as it last saw it')
+    .action(
+      action(async ({ settings, out }) => {
+        const board = await withMonitoring(settings, (rpc) => rpc('getHealthBoard', {}));
+        out.result(board.services, () =>
+          board.services.length === 0
+            ? 'monitoring checks no services'
+            : table(
+                ['SERVICE', 'ADDRESS', 'STATUS', 'LATENCY', 'SINCE', 'ERROR'],
+                board.services.map((s) => [
+                  s.name,
+                  s.address,
+                  pb.serviceHealthStatusToJSON(s.status).replace('SERVICE_HEALTH_STATUS_', ''),
+                  s.latency === undefined ? '' : `${(Number(s.latency.seconds) * 1000 + s.latency.nanos / 1e6).toFixed(1)} ms`,
+                  when(s.lastChangeTime),
+                  s.error,
+                ]),
+              ),
+        );
+        if (board.services.some((s) => s.status !== pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING)) process.exitCode = 1;
+      }),
+    );
+}

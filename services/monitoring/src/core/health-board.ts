@@ -51,7 +51,9 @@ export function createHealthBoard(options: HealthBoardOptions): HealthBoard {
       client.check({ service: '' }, new grpc.Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (error, reply) => {
         client.close();
         if (error !== null) {
-          resolve({ status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_UNREACHABLE, error: `${grpc.status[error.code] ?? error.code}: ${error.details}` });
+          // grpc-js ends some details with an empty "Resolution note:": noise on the board.
+          const details = error.details.replace(/\.?\s*Resolution note:\s*$/, '');
+          resolve({ status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_UNREACHABLE, error: `${grpc.status[error.code] ?? error.code}: ${details}` });
         } else if (reply.status === health.HealthCheckResponse_ServingStatus.SERVING) {
           resolve({ status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING, error: '' });
         } else {

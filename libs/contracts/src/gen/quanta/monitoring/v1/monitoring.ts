@@ -296,7 +296,7 @@ export interface InferenceRecord {
   traceId: string;
   /**
    * The gRPC status code the request ended with (0: OK). REST requests report the code
-   * their HTTP status maps to.
+   * their HTTP status maps to. Codes above 16 are rejected.
    */
   statusCode: number;
   /** Microseconds the request waited in the queue before its batch ran. */
@@ -305,7 +305,7 @@ export interface InferenceRecord {
   computeUs: bigint;
   /** Microseconds from the request's arrival to its answer. */
   totalUs: bigint;
-  /** The size of the batch the request ran in (1 without batching). */
+  /** The size of the batch the request ran in (1 without batching); 0 is rejected. */
   batchSize: number;
   /** The size of the request's tensors, in bytes. */
   bytesIn: bigint;
@@ -473,7 +473,10 @@ export interface GetTimeSeriesRequest {
     /** An explicit range. */
     { $case: "range"; value: TimeRange }
     | undefined;
-  /** The distance between points: a whole number of seconds, at least 1 s. */
+  /**
+   * The distance between points: a whole number of seconds, at least 1 s, giving at most
+   * 3600 points; unset: 60 s. Points are aligned to the end of the span (now).
+   */
   step?: Duration | undefined;
 }
 
@@ -5132,8 +5135,12 @@ export const GetHealthBoardResponse: MessageFns<GetHealthBoardResponse> = {
 };
 
 /**
- * MonitoringService listens on port 9003 by default (Prometheus `/metrics` and the
- * dashboard are on HTTP port 9400).
+ * MonitoringService listens on port 9003 by default. Its HTTP listener (port 9400) serves
+ * Prometheus `/metrics`, the dashboard page `/` and its data `/api/overview`: the page is
+ * public, the data needs a bearer token with `monitoring:read` (Authorization header or
+ * `?token=`), which shows the token's tenant, or every tenant for an `admin` token. With
+ * QUANTA_MONITORING_DASHBOARD_PUBLIC=1, allowed only on a loopback address, every tenant's
+ * data is shown without a token.
  */
 export type MonitoringServiceService = typeof MonitoringServiceService;
 export const MonitoringServiceService = {
@@ -5196,8 +5203,9 @@ export const MonitoringServiceService = {
   },
   /**
    * Creates an alert rule. Scope: `monitoring:read` (the alert rule RPCs change state
-   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`
-   * yet; the monitoring issue may add one).
+   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`:
+   * adding one means changing the scope list of libs/service-kit and libs/auth; a rule
+   * only ever sees its own tenant's statistics).
    */
   createAlertRule: {
     path: "/quanta.monitoring.v1.MonitoringService/CreateAlertRule" as const,
@@ -5323,8 +5331,9 @@ export interface MonitoringServiceServer extends UntypedServiceImplementation {
   topModels: handleUnaryCall<TopModelsRequest, TopModelsResponse>;
   /**
    * Creates an alert rule. Scope: `monitoring:read` (the alert rule RPCs change state
-   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`
-   * yet; the monitoring issue may add one).
+   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`:
+   * adding one means changing the scope list of libs/service-kit and libs/auth; a rule
+   * only ever sees its own tenant's statistics).
    */
   createAlertRule: handleUnaryCall<CreateAlertRuleRequest, CreateAlertRuleResponse>;
   /** Returns an alert rule. Scope: `monitoring:read`. */
@@ -5430,8 +5439,9 @@ export interface MonitoringServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Creates an alert rule. Scope: `monitoring:read` (the alert rule RPCs change state
-   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`
-   * yet; the monitoring issue may add one).
+   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`:
+   * adding one means changing the scope list of libs/service-kit and libs/auth; a rule
+   * only ever sees its own tenant's statistics).
    */
   createAlertRule(
     request: CreateAlertRuleRequest,

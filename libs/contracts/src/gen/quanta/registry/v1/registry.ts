@@ -31,11 +31,19 @@ export const protobufFileName = "quanta/registry/v1/registry.proto";
 /** The state of a version. */
 export enum VersionStatus {
   VERSION_STATUS_UNSPECIFIED = 0,
-  /** VERSION_STATUS_PENDING - Stored; being inspected and encrypted. Not deployable yet. */
+  /**
+   * VERSION_STATUS_PENDING - Stored; being inspected and encrypted. Not deployable yet. (UploadVersion does all of this
+   * within the call, so today's registry never shows a PENDING version.)
+   */
   VERSION_STATUS_PENDING = 1,
   /** VERSION_STATUS_READY - Stored, inspected and encrypted: can be downloaded and deployed. */
   VERSION_STATUS_READY = 2,
-  /** VERSION_STATUS_FAILED - Could not be completed; `status_reason` says why. Kept so that the failure can be seen. */
+  /**
+   * VERSION_STATUS_FAILED - Could not be completed; `status_reason` says why. A failed or cancelled upload is not
+   * kept: UploadVersion reports the failure in its status and leaves no version and no file,
+   * so this state is reserved for versions that fail after their upload (for example a
+   * later re-inspection).
+   */
   VERSION_STATUS_FAILED = 3,
   UNRECOGNIZED = -1,
 }
@@ -7199,8 +7207,10 @@ export const RegistryServiceService = {
    * file is never held in memory), inspects the ONNX model, and answers with the new
    * version, numbered one past the model's highest. The version is visible only once the
    * call has succeeded: a call that fails or is cancelled leaves no version and no file.
-   * Content already stored for the tenant (same sha256) is stored once.
-   * Scope: `models:write`.
+   * Content already stored for the tenant (same sha256) is stored once. The stored file is
+   * sealed with AES-256-GCM under a fresh data key from the crypto service (GenerateDataKey
+   * under the registry's key, bound to the tenant); the wrapped data key is kept in the
+   * stored file's header, beside the ciphertext. Scope: `models:write`.
    */
   uploadVersion: {
     path: "/quanta.registry.v1.RegistryService/UploadVersion" as const,
@@ -7400,8 +7410,10 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    * file is never held in memory), inspects the ONNX model, and answers with the new
    * version, numbered one past the model's highest. The version is visible only once the
    * call has succeeded: a call that fails or is cancelled leaves no version and no file.
-   * Content already stored for the tenant (same sha256) is stored once.
-   * Scope: `models:write`.
+   * Content already stored for the tenant (same sha256) is stored once. The stored file is
+   * sealed with AES-256-GCM under a fresh data key from the crypto service (GenerateDataKey
+   * under the registry's key, bound to the tenant); the wrapped data key is kept in the
+   * stored file's header, beside the ciphertext. Scope: `models:write`.
    */
   uploadVersion: handleClientStreamingCall<UploadVersionRequest, UploadVersionResponse>;
   /** Returns a version. Scope: `models:read`. */
@@ -7551,8 +7563,10 @@ export interface RegistryServiceClient extends Client {
    * file is never held in memory), inspects the ONNX model, and answers with the new
    * version, numbered one past the model's highest. The version is visible only once the
    * call has succeeded: a call that fails or is cancelled leaves no version and no file.
-   * Content already stored for the tenant (same sha256) is stored once.
-   * Scope: `models:write`.
+   * Content already stored for the tenant (same sha256) is stored once. The stored file is
+   * sealed with AES-256-GCM under a fresh data key from the crypto service (GenerateDataKey
+   * under the registry's key, bound to the tenant); the wrapped data key is kept in the
+   * stored file's header, beside the ciphertext. Scope: `models:write`.
    */
   uploadVersion(
     callback: (error: ServiceError | null, response: UploadVersionResponse) => void,

@@ -1,6 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, createHmac, createPublicKey, randomBytes, verify as nodeVerify } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto as pb, health } from '@quanta/contracts';
@@ -371,12 +372,31 @@ describe('data operations', () => {
   });
 });
 
+describe('reflection', () => {
+  it('lets buf curl list every CryptoService method and call GetJwks without the .proto files', async () => {
+    const run = promisify(execFile);
+    const base = ['buf', 'curl', '--protocol', 'grpc', '--http2-prior-knowledge'];
+    const listed = await run('npx', [...base, '--list-methods', `http://127.0.0.1:${h.server.port}`], { encoding: 'utf8' });
+    const methods = listed.stdout.split('\n').filter((l) => l.startsWith('quanta.crypto.v1.CryptoService/'));
+    expect(methods.map((m) => m.split('/')[1])).toEqual(Object.values(pb.CryptoServiceService).map((m) => m.path.split('/')[2]).sort());
+    const jwks = await run('npx', [...base, '-d', '{}', `http://127.0.0.1:${h.server.port}/quanta.crypto.v1.CryptoService/GetJwks`], { encoding: 'utf8' });
+    const body = JSON.parse(jwks.stdout) as { keys: { kid: string; kty: string }[] };
+    expect(body.keys.map((k) => k.kid)).toEqual((await h.server.issuer.jwks()).keys.map((k) => k.kid));
+    expect(body.keys.every((k) => k.kty === 'OKP')).toBe(true);
+  });
+});
+
 describe('audit', () => {
   it('lists every key use with subject, version and outcome, and never plaintext or key material', async () => {
     const t = await h.token('audited', ['keys:admin', 'keys:use'], 600, 'auditor');
     await createKey('aud', KeyType.KEY_TYPE_AES256_GCM, { exportable: true }, t);
     const secret = Buffer.from('PLAINTEXT-MARKER-7f3a9c');
-    const { ciphertext } = await encrypt('aud', secret, Buffer.from('AAD-MARKER'), t);
+    const traceId = randomBytes(16).toString('hex');
+    const traced = bearer(t);
+    traced.set('traceparent', `00-${traceId}-${randomBytes(8).toString('hex')}-01`);
+    const { ciphertext } = await new Promise<pb.EncryptResponse>((resolve, reject) =>
+      c().encrypt({ keyName: 'aud', plaintext: secret, associatedData: Buffer.from('AAD-MARKER') }, traced, (err, res) => (err ? reject(err) : resolve(res))),
+    );
     await decrypt('aud', ciphertext, Buffer.from('AAD-MARKER'), t);
     await failure(decrypt('aud', Buffer.from(ciphertext).fill(0, 20, 24), Buffer.from('AAD-MARKER'), t));
     const material = (await call(c(), 'exportKey', { name: 'aud', version: 1 }, t)).material;
@@ -393,6 +413,8 @@ describe('audit', () => {
       ]),
     );
     expect(page.events.every((e) => e.tenant === 'audited' && e.subject === 'auditor' && e.keyName === 'aud')).toBe(true);
+    // The caller's W3C trace id reaches the audit record.
+    expect(page.events.find((e) => e.operation === 'encrypt')?.traceId).toBe(traceId);
     // Newest first.
     const times = page.events.map((e) => e.time!.getTime());
     expect([...times].sort((x, y) => y - x)).toEqual(times);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { crypto as pb } from '@quanta/contracts';
 import { openStore } from '@quanta/store';
+import { initTelemetry } from '@quanta/telemetry';
 import { pino } from 'pino';
 import type { CryptoConfig } from '../config.js';
 import { startCryptoServer } from './crypto-server.js';
@@ -38,7 +39,10 @@ export async function startHarness(overrides: Partial<CryptoConfig> = {}): Promi
     tlsCa: undefined,
     ...overrides,
   };
+  // As main does: W3C trace context from callers, spans kept in memory (no exporter configured).
+  const telemetry = initTelemetry({ serviceName: 'crypto-test', otlpEndpoint: '' });
   const server = await startCryptoServer(config, {
+    telemetry,
     store,
     masterKey: randomBytes(32),
     clock: () => now.ms,
@@ -57,6 +61,7 @@ export async function startHarness(overrides: Partial<CryptoConfig> = {}): Promi
       client.close();
       await server.stop({ graceMs: 1000 });
       await store.close();
+      await telemetry.shutdown();
       await rm(home, { recursive: true, force: true });
     },
   };

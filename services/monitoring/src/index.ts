@@ -4,3 +4,12 @@ export type { Sample, SecondSpan, Series, WindowStore, WindowStoreOptions } from
 export { resolveSpan } from './core/span.js';
 export type { SpanRequest } from './core/span.js';
 export { modelStats, timeSeries, topModels } from './core/queries.js';
+export { validateRecord } from './core/validate.js';
+export { createAlertEngine } from './core/alerts.js';
+export type { AlertEngine, AlertListener } from './core/alerts.js';
+export { createHealthBoard } from './core/health-board.js';
+export type { HealthBoard, HealthBoardOptions } from './core/health-board.js';
+export { healthTargets, loadMonitoringConfig, loadMonitoringConfigOrExit, monitoringConfigSchema } from './config.js';
+export type { HealthTarget, MonitoringConfig } from './config.js';
+export { startMonitoringServer } from './server/monitoring-server.js';
+export type { MonitoringServer, MonitoringServerOptions } from './server/monitoring-server.js';

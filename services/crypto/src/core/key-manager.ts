@@ -10,7 +10,7 @@ import { decodeFernetToken, FernetKey, fernetDecrypt, InvalidFernetToken } from 
 import { checkKeyName, checkKeyType, DEFAULT_CONFIG, mergeConfig } from './key-config.js';
 import { ed25519PublicKey, exportMaterial, generateMaterial, importMaterial, signWith, verifyWith } from './key-material.js';
 import {
-  configOf, deleteKeyRows, insertKey, insertVersion, listKeyPage, loadKey, loadVersion, loadVersionInfo, loadVersionRange, toKeyInfo, updateKey,
+  configOf, deleteKeyRows, insertKey, insertVersion, listKeyPage, loadKey, loadKeyWithLatest, loadVersion, loadVersionInfo, loadVersionRange, toKeyInfo, updateKey,
 } from './key-repository.js';
 import type { KeyRow, VersionRow } from './key-repository.js';
 import { unwrapMaterial, wrapMaterial } from './master-key.js';
@@ -112,9 +112,12 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
 
   /** The key and its latest version for a new ciphertext or signature, rotating first when its auto-rotate period has passed. */
   async function forEncryption(tenant: string, name: string, types: readonly KeyType[], operation: string): Promise<{ row: KeyRow; latest: VersionRow }> {
-    let row = await mustLoad(store, tenant, name);
+    checkKeyName(name);
+    const found = await loadKeyWithLatest(store, tenant, name);
+    if (!found) throw keyNotFound(name);
+    let row = found.row;
+    let latest: VersionRow | undefined = found.latest;
     if (!types.includes(row.type)) throw failedPrecondition(`key "${name}" is a ${row.type} key; ${operation} needs a ${types.join(' or ')} key`);
-    let latest = await loadVersion(store, tenant, name, row.latest_version);
     const period = row.auto_rotate_period_seconds;
     if (period > 0 && latest && clock().getTime() - latest.created_at.getTime() >= period * 1000) {
       row = await store.transaction(async (tx) => {

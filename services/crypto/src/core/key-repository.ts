@@ -53,6 +53,20 @@ export async function loadKey(db: Queryable, tenant: string, name: string, forUp
   return rows[0];
 }
 
+/** The key with its latest version in one round trip (the encrypt/sign path). */
+export async function loadKeyWithLatest(db: Queryable, tenant: string, name: string): Promise<{ row: KeyRow; latest: VersionRow } | undefined> {
+  const rows = await db.query<KeyRow & { v_wrapped: Buffer; v_public_key: Buffer | null; v_created_at: Date }>(
+    `SELECT k.*, v.wrapped_material AS v_wrapped, v.public_key AS v_public_key, v.created_at AS v_created_at
+       FROM crypto_keys k JOIN crypto_key_versions v ON v.tenant = k.tenant AND v.name = k.name AND v.version = k.latest_version
+      WHERE k.tenant = $1 AND k.name = $2`,
+    [tenant, name],
+  );
+  const r = rows[0];
+  if (!r) return undefined;
+  const { v_wrapped, v_public_key, v_created_at, ...row } = r;
+  return { row, latest: { version: row.latest_version, wrapped_material: v_wrapped, public_key: v_public_key, created_at: v_created_at } };
+}
+
 /** Metadata of every version (no material). */
 export async function loadVersionInfo(db: Queryable, tenant: string, name: string): Promise<Pick<VersionRow, 'version' | 'created_at' | 'public_key'>[]> {
   return db.query('SELECT version, created_at, public_key FROM crypto_key_versions WHERE tenant = $1 AND name = $2 ORDER BY version', [tenant, name]);

@@ -27,7 +27,7 @@ export const cryptoConfigSchema = {
   tlsCa: fields.string({ env: 'QUANTA_TLS_CA', doc: 'CA to check client certificates against (mTLS)' }),
 };
 
-/** Spelled out: the schema's fields with defaults are always present. */
+/** The loaded settings; fields with defaults are always present. */
 export interface CryptoConfig {
   home: string;
   host: string;
@@ -44,10 +44,10 @@ export interface CryptoConfig {
 
 /** Throws service-kit's ConfigError listing every problem. */
 export function loadCryptoConfig(source?: ConfigSource): CryptoConfig {
-  return loadConfig(cryptoConfigSchema, source) as CryptoConfig;
+  return loadConfig(cryptoConfigSchema, source);
 }
 
 /** For main: help on --help, a clear message and exit 2 on bad settings. */
 export function loadCryptoConfigOrExit(source?: ConfigSource): CryptoConfig {
-  return loadConfigOrExit(cryptoConfigSchema, { program: 'crypto', ...source }) as CryptoConfig;
+  return loadConfigOrExit(cryptoConfigSchema, { program: 'crypto', ...source });
 }

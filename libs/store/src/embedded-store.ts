@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite, types } from '@electric-sql/pglite';
+import { discardTemplate, freshDatabaseTemplate } from './pglite-template.js';
 import { applyMigrations, MIGRATIONS_TABLE_SQL, validateMigrations } from './migrate.js';
 import { OID, parseInt8 } from './type-parsers.js';
 import type { Migration, Queryable, Store } from './types.js';
@@ -21,6 +22,15 @@ function queryable(db: PgliteLike): Queryable & { exec(sql: string): Promise<voi
   };
 }
 
+const parsers = {
+  [OID.INT8]: parseInt8,
+  // PGlite hands out Uint8Array; Buffer is what pg gives and what callers expect.
+  [OID.BYTEA]: (value: string) => {
+    const bytes = types.parsers[OID.BYTEA]?.(value, OID.BYTEA) as Uint8Array;
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  },
+};
+
 /**
  * PGlite is one connection: its own mutex already serialises queries and transactions, so a
  * transaction never sees another caller's statements. Calling the store (not `tx`) from inside a
@@ -28,17 +38,17 @@ function queryable(db: PgliteLike): Queryable & { exec(sql: string): Promise<voi
  */
 export async function openEmbeddedStore(dataDir: string | undefined, schema: string): Promise<Store> {
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const db = await PGlite.create({
-    ...(dataDir ? { dataDir } : {}),
-    parsers: {
-      [OID.INT8]: parseInt8,
-      // PGlite hands out Uint8Array; Buffer is what pg gives and what callers expect.
-      [OID.BYTEA]: (value: string) => {
-        const bytes = types.parsers[OID.BYTEA]?.(value, OID.BYTEA) as Uint8Array;
-        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      },
-    },
-  });
+  const template = await freshDatabaseTemplate(dataDir);
+  const open = (from: Blob | undefined) =>
+    PGlite.create({ ...(dataDir ? { dataDir } : {}), ...(from ? { loadDataDir: from } : {}), parsers });
+  let db: PGlite;
+  try {
+    db = await open(template);
+  } catch (error: unknown) {
+    if (template === undefined) throw error;
+    await discardTemplate();
+    db = await open(undefined);
+  }
   if (schema !== 'public') await db.exec(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
   await db.exec(`SET search_path TO "${schema}"`);
   const top = queryable(db);

@@ -2,9 +2,10 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import type { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { invalidArgument, notFound, resourceExhausted } from '@quanta/service-kit';
+import { invalidArgument, isServiceError, notFound, resourceExhausted } from '@quanta/service-kit';
 import type { BlobWriter } from '../core/blob-store.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { createModel, modelExists } from '../core/models-repo.js';
@@ -110,7 +111,12 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
     const version = await commitLock(`${tenant}/${sha256}`, () =>
       deps.store.transaction(async (tx) => {
         const now = deps.now();
-        if (header.createModel && !(await modelExists(tx, key))) await createModel(tx, key, { description: '', tags: {} }, now);
+        if (header.createModel && !(await modelExists(tx, key))) {
+          // A concurrent push may create it first (ON CONFLICT DO NOTHING keeps the transaction usable).
+          await createModel(tx, key, { description: '', tags: {} }, now).catch((error: unknown) => {
+            if (!(isServiceError(error) && error.code === grpc.status.ALREADY_EXISTS)) throw error;
+          });
+        }
         let published = false;
         if (!(await blobRecorded(tx, tenant, sha256))) {
           await blobWriter.commit({ tenant, sha256 });

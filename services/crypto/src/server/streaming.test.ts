@@ -69,11 +69,13 @@ describe('EncryptStream / DecryptStream', { timeout: 180_000 }, () => {
     gc();
     const base = process.memoryUsage();
     const peak = { rss: base.rss, heap: base.heapUsed + base.arrayBuffers };
+    const samples: number[] = [];
     const sample = (): void => {
       gc();
       const m = process.memoryUsage();
       peak.rss = Math.max(peak.rss, m.rss);
       peak.heap = Math.max(peak.heap, m.heapUsed + m.arrayBuffers);
+      samples.push((m.heapUsed + m.arrayBuffers - base.heapUsed - base.arrayBuffers) / 2 ** 20);
     };
 
     const enc = h.client.encryptStream(bearer(token));
@@ -118,11 +120,16 @@ describe('EncryptStream / DecryptStream', { timeout: 180_000 }, () => {
     // 48-byte header + a 16-byte tag per 64 KiB segment.
     expect(ciphertextBytes).toBe(total + 48 + 16 * Math.ceil(total / 65536));
     const growth = { rss: (peak.rss - base.rss) / 2 ** 20, heap: (peak.heap - base.heapUsed - base.arrayBuffers) / 2 ** 20 };
-    console.log(`50 MiB stream round trip: peak growth rss ${growth.rss.toFixed(1)} MiB, heap+arrayBuffers ${growth.heap.toFixed(1)} MiB`);
-    // Client, server and both streams live in this process: what is alive stays well under the
-    // payload. RSS also counts freed memory the allocator keeps, so it only gets a loose bound that a
-    // server holding the whole stream (50 MiB twice: plaintext and ciphertext) would still break.
-    expect(growth.heap).toBeLessThan(25);
+    const median = [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)] ?? 0;
+    console.log(
+      `50 MiB stream round trip: peak growth rss ${growth.rss.toFixed(1)} MiB, live heap+arrayBuffers ${growth.heap.toFixed(1)} MiB (samples ${samples.map((x) => x.toFixed(1)).join(', ')})`,
+    );
+    // Client, server and both streams (100 MiB of plaintext and ciphertext in all) live in this
+    // process. What is alive stays a few MiB most of the time (median), with short bursts of in-flight
+    // HTTP/2 and stream buffers (seen up to ~40 MiB on a loaded machine) that never reach one copy of
+    // the payload. RSS also counts freed memory the allocator keeps, so it gets a looser bound.
+    expect(median).toBeLessThan(16);
+    expect(growth.heap).toBeLessThan(48);
     expect(growth.rss).toBeLessThan(64);
   });
 

@@ -18,7 +18,6 @@ import { createDataHandlers } from './handlers-data.js';
 import { createKeyHandlers } from './handlers-keys.js';
 import { createStreamHandlers } from './handlers-stream.js';
 import { createTokenHandlers } from './handlers-tokens.js';
-import { originalContractFiles } from './reflection-files.js';
 import { createStoredSigningKeyStore } from './token-key-store.js';
 
 export interface CryptoServerOptions {
@@ -59,7 +58,6 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
     host: config.host,
     port: config.port,
     maxReceiveMessageLength: config.maxMessageBytes,
-    reflectionPackages: [originalContractFiles()],
     ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
     ...(tls === undefined ? {} : { tls }),

@@ -15,6 +15,8 @@ mkdirSync(home, { recursive: true, mode: 0o700 });
 const services = availableServices(root);
 const env: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home };
 for (const s of services) env[s.addrEnv] ??= `127.0.0.1:${env[s.portEnv] ?? s.port}`;
+// The dashboard listens on loopback only; in development it shows every tenant without a token.
+env['QUANTA_MONITORING_DASHBOARD_PUBLIC'] ??= '1';
 
 const children: { name: string; child: ChildProcess }[] = [];
 let stopping = false;

@@ -15,4 +15,6 @@ export interface RegistryDeps {
   readonly scratchDir: string;
   readonly maxUploadBytes: number;
   readonly now: () => Date;
+  /** Aborted when the server begins to stop: watch streams end then, instead of holding shutdown for its grace period. */
+  readonly closing: AbortSignal;
 }

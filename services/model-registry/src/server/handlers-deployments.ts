@@ -1,6 +1,6 @@
 import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { hasScope, invalidArgument, permissionDenied, serverStreaming, unary } from '@quanta/service-kit';
+import { hasScope, invalidArgument, permissionDenied, serverStreaming, unary, unavailable } from '@quanta/service-kit';
 import {
   createDeployment,
   deleteDeployment,
@@ -49,11 +49,14 @@ async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: 
   });
   const onAbort = (): void => wake?.();
   ctx.signal.addEventListener('abort', onAbort);
+  deps.closing.addEventListener('abort', onAbort);
   try {
     const snapshot = await snapshotDeployments(deps.store, tenant);
     const seen = new Map(snapshot.map((d) => [`${d.tenant}/${d.name}`, d.generation]));
     yield { event: { $case: 'snapshot', value: { deployments: snapshot } } };
     while (!ctx.signal.aborted) {
+      // A client told UNAVAILABLE reconnects (to another replica, or to this one once restarted).
+      if (deps.closing.aborted) throw unavailable('the model registry is shutting down: watch again');
       const event = queue.shift();
       if (event === undefined) {
         await new Promise<void>((resolve) => (wake = resolve));
@@ -69,6 +72,7 @@ async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: 
     }
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
+    deps.closing.removeEventListener('abort', onAbort);
     unsubscribe();
   }
 }

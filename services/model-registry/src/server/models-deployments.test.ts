@@ -227,4 +227,19 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     expect(event?.$case === 'change' && [event.value.deployment?.tenant, event.value.deployment?.name]).toEqual(['globex', 'mine']);
     globexWatch.close();
   });
+
+  it('ends watch streams with UNAVAILABLE when the registry stops, instead of holding the stop', async () => {
+    const w = watcher(h, acmeRead);
+    expect((await w.next())?.$case).toBe('snapshot');
+    const ended = w.next().then(
+      () => undefined,
+      (error: unknown) => error as grpc.ServiceError,
+    );
+    // A watch that held the stop would keep it waiting 60 s, past this test's timeout.
+    await h.restart(60_000);
+    const error = await ended;
+    expect(error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(error?.details).toMatch(/shutting down/);
+    expect((await call(h.client, 'getModel', { name: 'secret' }, acmeRead)).model?.name).toBe('secret');
+  });
 });

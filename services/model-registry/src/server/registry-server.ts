@@ -41,6 +41,8 @@ export interface RegistryServer {
   readonly bus: EventBus;
   /** Where the sealed model files are. */
   readonly blobDir: string;
+  /** Ends the watch streams (UNAVAILABLE) so that a stop does not wait on them; `stop` does it too. */
+  beginStop(): void;
   stop(options?: { graceMs?: number }): Promise<void>;
 }
 
@@ -110,6 +112,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     const blobs = createFsBlobStore(blobDir);
     await sweep(store, blobs, scratchDir, logger);
     const bus = createEventBus();
+    const closing = new AbortController();
     const deps: RegistryDeps = {
       store,
       blobs,
@@ -119,6 +122,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
       scratchDir,
       maxUploadBytes: config.maxUploadBytes,
       now: options.now ?? (() => new Date()),
+      closing: closing.signal,
     };
     const implementation: pb.RegistryServiceServer = { ...createModelHandlers(deps), ...createDeploymentHandlers(deps) };
     service.addService(pb.RegistryServiceService, implementation);
@@ -128,7 +132,20 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     });
     if (ownStore) service.onStop(() => store.close());
     const { port, address } = await service.start();
-    return { port, address, service, store, blobs, bus, blobDir, stop: (o) => service.stop(o) };
+    return {
+      port,
+      address,
+      service,
+      store,
+      blobs,
+      bus,
+      blobDir,
+      beginStop: () => closing.abort(),
+      stop: (o) => {
+        closing.abort();
+        return service.stop(o);
+      },
+    };
   } catch (error: unknown) {
     cryptoClient.close();
     jwksClient.close();

@@ -49,7 +49,7 @@ export interface Harness {
   /** A token of the crypto service for a tenant with the given scopes. */
   token(tenant: string, scopes: string[], subject?: string): Promise<string>;
   /** Stops the registry (letting calls finish) and starts a new one on the same home and store. */
-  restart(): Promise<void>;
+  restart(graceMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -123,9 +123,9 @@ export async function startHarness(options: { backend?: Backend; config?: Partia
     client: undefined as unknown as pb.RegistryServiceClient,
     token: async (tenant, scopes, subject = `${tenant}-user`) =>
       (await rpc(cryptoClient, cpb.CryptoServiceService, 'issueToken', { tenant, subject, scopes, ttlSeconds: 3600n }, bearer(adminToken))).token,
-    async restart() {
+    async restart(graceMs = 2000) {
+      await harness.registry.stop({ graceMs });
       harness.client.close();
-      await harness.registry.stop({ graceMs: 2000 });
       harness.registry = await startRegistryServer(config, { store, logger });
       harness.client = connect(harness.registry);
     },

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeFernetKey, FernetKey, fernetDecrypt, InvalidFernetToken, parseFernetKey, toBase64UrlPadded } from './fernet.js';
 
-// The published vectors of the Fernet spec, shared by every workstream.
-const VECTORS = join(import.meta.dirname, '../../../../../shared/testdata/fernet');
+// The published Fernet spec vectors (fernet/spec), copied from shared/testdata/fernet so that the
+// tests do not depend on where the checkout sits.
+const VECTORS = join(import.meta.dirname, '../../test/fixtures/fernet');
 interface Vector { token: string; now: string; secret: string; src?: string; iv?: number[]; ttl_sec?: number; desc?: string }
 const load = (file: string) => JSON.parse(readFileSync(join(VECTORS, file), 'utf8')) as Vector[];
 const seconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);

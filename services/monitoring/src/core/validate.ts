@@ -6,9 +6,11 @@ export const MAX_FUTURE_MS = 5 * 60_000;
 const MAX_NAME = 256;
 const MAX_STATUS_CODE = 16; // UNAUTHENTICATED, the last gRPC status code
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 function checkDuration(name: string, value: bigint): string | undefined {
   if (value < 0n) return `${name} is negative (${value})`;
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) return `${name} is too large (${value})`;
+  if (value > MAX_SAFE) return `${name} is too large (${value})`;
   return undefined;
 }
 

@@ -258,6 +258,9 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
   const oldestSecond = (): number => nowSecond() - horizon + 1;
 
   function seriesFor(tenant: string, model: string, version: string): Series {
+    // Found through the nested maps first: no key string is built for every record.
+    const known = byTenant.get(tenant)?.get(model);
+    if (known !== undefined) for (const v of known) if (v.version === version) return v;
     const key = keyOf(tenant, model, version);
     let s = all.get(key);
     if (s === undefined) {

@@ -21,13 +21,33 @@ env['QUANTA_MONITORING_DASHBOARD_PUBLIC'] ??= '1';
 const children: { name: string; child: ChildProcess }[] = [];
 let stopping = false;
 
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/**
+ * Services log JSON lines (pino) for machines; on a terminal a person reads the message, the level
+ * when it is not info, and the trace id when there is one. Set QUANTA_DEV_JSON_LOGS=1 for raw lines.
+ */
+function readable(line: string): string {
+  if (process.env['QUANTA_DEV_JSON_LOGS'] === '1' || !line.startsWith('{')) return line;
+  try {
+    const entry = JSON.parse(line) as { level?: number; msg?: string; trace_id?: string; err?: { message?: string } };
+    if (typeof entry.msg !== 'string') return line;
+    const level = entry.level !== undefined ? LEVELS[entry.level] : undefined;
+    const error = entry.err?.message ? `: ${entry.err.message}` : '';
+    const trace = entry.trace_id ? ` (trace ${entry.trace_id})` : '';
+    return `${level ? `${level} ` : ''}${entry.msg}${error}${trace}`;
+  } catch {
+    return line;
+  }
+}
+
 function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WritableStream): void {
   let rest = '';
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
     const lines = (rest + chunk).split('\n');
     rest = lines.pop() ?? '';
-    for (const line of lines) out.write(`[${name}] ${line}\n`);
+    for (const line of lines) out.write(`[${name}] ${readable(line)}\n`);
   });
 }
 

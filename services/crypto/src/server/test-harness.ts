@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { crypto as pb } from '@quanta/contracts';
+import { crypto as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
 import { openStore } from '@quanta/store';
 import { initTelemetry } from '@quanta/telemetry';
 import { pino } from 'pino';
@@ -74,19 +74,10 @@ export function bearer(token: string | undefined): grpc.Metadata {
 }
 
 type Definition = typeof pb.CryptoServiceService;
-type UnaryName = {
-  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
-}[keyof Definition];
-type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
-type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
-type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
 
 /** Calls a unary method by name with a bearer token; rejects with the grpc ServiceError. */
-export function call<K extends UnaryName>(client: pb.CryptoServiceClient, method: K, request: RequestOf<K>, token?: string): Promise<ResponseOf<K>> {
-  const fn = client[method] as unknown as (request: RequestOf<K>, metadata: grpc.Metadata, callback: Callback) => void;
-  return new Promise((resolve, reject) => {
-    fn.call(client, request, bearer(token), (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)));
-  });
+export function call<K extends UnaryMethod<Definition>>(client: pb.CryptoServiceClient, method: K, request: RequestOf<Definition, K>, token?: string): Promise<ResponseOf<Definition, K>> {
+  return unaryCaller(client, pb.CryptoServiceService)(method, request, { metadata: bearer(token) });
 }
 
 /** The gRPC error of a call that must fail. */

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import type { TokenIssuer } from '@quanta/auth';
-import { monitoring as pb } from '@quanta/contracts';
+import { monitoring as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
 import { pino } from 'pino';
 import type { HealthTarget, MonitoringConfig } from '../config.js';
 import type { MonitoringServer } from './monitoring-server.js';
@@ -89,19 +89,10 @@ export function ingest(client: pb.MonitoringServiceClient, token: string | undef
 }
 
 type Definition = typeof pb.MonitoringServiceService;
-type UnaryName = {
-  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
-}[keyof Definition];
-type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
-type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
-type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
 
 /** Calls a unary method by name with a bearer token; rejects with the grpc ServiceError. */
-export function call<K extends UnaryName>(client: pb.MonitoringServiceClient, method: K, request: RequestOf<K>, token?: string): Promise<ResponseOf<K>> {
-  const fn = client[method] as unknown as (request: RequestOf<K>, metadata: grpc.Metadata, callback: Callback) => void;
-  return new Promise((resolve, reject) => {
-    fn.call(client, request, bearer(token), (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)));
-  });
+export function call<K extends UnaryMethod<Definition>>(client: pb.MonitoringServiceClient, method: K, request: RequestOf<Definition, K>, token?: string): Promise<ResponseOf<Definition, K>> {
+  return unaryCaller(client, pb.MonitoringServiceService)(method, request, { metadata: bearer(token) });
 }
 
 /** The gRPC error of a call that must fail. */

@@ -1,9 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import * as grpc from '@grpc/grpc-js';
-import { crypto as pb } from '@quanta/contracts';
+import { crypto as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
-import { connect, deadline } from '../grpc.js';
+import { connect } from '../grpc.js';
 import { table } from '../output.js';
 import { action } from '../program.js';
 import type { Settings } from '../settings.js';
@@ -28,28 +27,18 @@ function keyTypeOf(name: string): pb.KeyType {
 }
 
 type Definition = typeof pb.CryptoServiceService;
-type UnaryName = {
-  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
-}[keyof Definition];
-type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
-type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
-type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
 
 /** A promise-returning caller of CryptoService's unary RPCs (the CLI's token rides on every call). */
 export interface CryptoRpc {
-  <K extends UnaryName>(method: K, request: RequestOf<K>): Promise<ResponseOf<K>>;
+  <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>): Promise<ResponseOf<Definition, K>>;
   readonly client: pb.CryptoServiceClient;
   close(): void;
 }
 
 export function cryptoRpc(settings: Settings): CryptoRpc {
   const client = connect(pb.CryptoServiceClient, settings, 'crypto');
-  const rpc = <K extends UnaryName>(method: K, request: RequestOf<K>): Promise<ResponseOf<K>> => {
-    const fn = client[method] as unknown as (req: RequestOf<K>, md: grpc.Metadata, options: grpc.CallOptions, cb: Callback) => void;
-    return new Promise((resolve, reject) => {
-      fn.call(client, request, new grpc.Metadata(), deadline(60), (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)));
-    });
-  };
+  const call = unaryCaller(client, pb.CryptoServiceService, { deadlineMs: 60_000 });
+  const rpc = <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) => call(method, request);
   return Object.assign(rpc, { client, close: () => client.close() });
 }
 

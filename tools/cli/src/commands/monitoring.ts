@@ -1,32 +1,22 @@
 import * as grpc from '@grpc/grpc-js';
-import { monitoring as pb } from '@quanta/contracts';
+import { monitoring as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
-import { connect, deadline } from '../grpc.js';
+import { connect } from '../grpc.js';
 import { table, toJson } from '../output.js';
 import { action } from '../program.js';
 import type { Settings } from '../settings.js';
 
 type Definition = typeof pb.MonitoringServiceService;
-type UnaryName = {
-  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
-}[keyof Definition];
-type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
-type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
-type Callback = (error: grpc.ServiceError | null, response: unknown) => void;
 
 /** Runs `fn` with a promise-returning caller of MonitoringService's unary RPCs; always closes the channel. */
 async function withMonitoring<T>(
   settings: Settings,
-  fn: (rpc: <K extends UnaryName>(method: K, request: RequestOf<K>) => Promise<ResponseOf<K>>, client: pb.MonitoringServiceClient) => Promise<T>,
+  fn: (rpc: <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) => Promise<ResponseOf<Definition, K>>, client: pb.MonitoringServiceClient) => Promise<T>,
 ): Promise<T> {
   const client = connect(pb.MonitoringServiceClient, settings, 'monitoring');
-  const rpc = <K extends UnaryName>(method: K, request: RequestOf<K>): Promise<ResponseOf<K>> => {
-    const call = client[method] as unknown as (req: RequestOf<K>, md: grpc.Metadata, options: grpc.CallOptions, cb: Callback) => void;
-    return new Promise((resolve, reject) => {
-      call.call(client, request, new grpc.Metadata(), deadline(30), (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)));
-    });
-  };
+  const call = unaryCaller(client, pb.MonitoringServiceService, { deadlineMs: 30_000 });
+  const rpc = <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) => call(method, request);
   try {
     return await fn(rpc, client);
   } finally {

@@ -13,6 +13,8 @@ export interface TokenVerifierOptions {
   clock?: () => number;
   /** An unknown `kid` refetches the keys at most this often, so bad tokens cannot flood the issuer. Default 30 s. */
   minRefreshIntervalMs?: number;
+  /** How many verified tokens to remember until they expire (0 turns the cache off). Default 10,000. */
+  maxCachedTokens?: number;
 }
 
 type VerifyKey = CryptoKey | KeyObject | Uint8Array;
@@ -85,9 +87,34 @@ export function createTokenVerifier(options: TokenVerifierOptions): Authenticato
     return keys.get(kid);
   }
 
+  // A service sees the same few tokens on every call: checking an EdDSA signature each time was most
+  // of a small RPC's cost. A verified token's principal is kept until the token expires (or its key
+  // leaves the JWKS); the cache is bounded, oldest first out.
+  const verified = new Map<string, { principal: Principal; expiresAtMs: number; kid: string }>();
+  const maxCached = options.maxCachedTokens ?? 10_000;
+
+  function cached(token: string): Principal | undefined {
+    const hit = verified.get(token);
+    if (hit === undefined) return undefined;
+    if (clock() < hit.expiresAtMs && keys.has(hit.kid)) return hit.principal;
+    verified.delete(token);
+    return undefined;
+  }
+
+  function remember(token: string, principal: Principal, exp: unknown, kid: string): void {
+    if (typeof exp !== 'number' || maxCached <= 0) return;
+    if (verified.size >= maxCached) {
+      const oldest = verified.keys().next();
+      if (oldest.done !== true) verified.delete(oldest.value);
+    }
+    verified.set(token, { principal, expiresAtMs: exp * 1000, kid });
+  }
+
   return async (metadata) => {
     const token = bearerToken(metadata);
     if (token === undefined) throw unauthenticated(MISSING_TOKEN);
+    const known = cached(token);
+    if (known !== undefined) return known;
     let kid: string | undefined;
     try {
       const header = decodeProtectedHeader(token);
@@ -108,7 +135,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): Authenticato
         currentDate: new Date(clock()),
         requiredClaims: ['exp', 'sub'],
       });
-      return toPrincipal(payload);
+      const principal = toPrincipal(payload);
+      remember(token, principal, payload.exp, kid);
+      return principal;
     } catch (error) {
       if (isServiceError(error)) throw error;
       throw unauthenticated(explain(error));

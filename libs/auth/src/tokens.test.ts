@@ -168,3 +168,46 @@ describe('token issuer and verifier', () => {
     expect(e.message).toBe(`access token is signed by unknown key "${issuer.currentKid}"`);
   });
 });
+
+describe('verified-token cache', () => {
+  it('remembers verified tokens, but never past their expiry or the removal of their key', async () => {
+    let now = Date.parse('2030-01-01T00:00:00Z');
+    const clock = (): number => now;
+    const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore(), clock });
+    let fetches = 0;
+    let served: { keys: JWK[] } = await issuer.jwks();
+    const verifier = createTokenVerifier({
+      fetchJwks: () => {
+        fetches++;
+        return Promise.resolve(served);
+      },
+      clock,
+      minRefreshIntervalMs: 0,
+    });
+    const token = await issuer.issue({ tenant: 'acme', subject: 'bob', scopes: ['infer'], ttlSeconds: 60 });
+    const principal = { tenant: 'acme', subject: 'bob', scopes: ['infer'] };
+    await expect(verifier(bearer(token))).resolves.toEqual(principal);
+    await expect(verifier(bearer(token))).resolves.toEqual(principal);
+    expect(fetches).toBe(1);
+
+    // A changed byte is another token: verified afresh, and refused.
+    const tampered = `${token.slice(0, -2)}${token.endsWith('A') ? 'B' : 'A'}${token.slice(-1)}`;
+    expect((await rejection(verifier(bearer(tampered)))).code).toBe(grpc.status.UNAUTHENTICATED);
+
+    now += 61_000;
+    const expired = await rejection(verifier(bearer(token)));
+    expect([expired.code, expired.message]).toEqual([grpc.status.UNAUTHENTICATED, expect.stringMatching(/expired/)]);
+
+    // A fresh token, then its key leaves the JWKS (as after a rotation once its tokens expired):
+    // the cached answer must not outlive the key.
+    const second = await issuer.issue({ tenant: 'acme', subject: 'bob', scopes: ['infer'], ttlSeconds: 600 });
+    await expect(verifier(bearer(second))).resolves.toEqual(principal);
+    served = { keys: [] };
+    const other = await issuer.issue({ tenant: 'acme', subject: 'eve', scopes: ['infer'], ttlSeconds: 600 });
+    // Any refetch (here forced by a token with an unknown kid) replaces the key set.
+    const unknownKid = `${Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: 'gone' })).toString('base64url')}.${other.split('.')[1]}.${other.split('.')[2]}`;
+    expect((await rejection(verifier(bearer(unknownKid)))).code).toBe(grpc.status.UNAUTHENTICATED);
+    const dropped = await rejection(verifier(bearer(second)));
+    expect(dropped.code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+});

@@ -9,7 +9,9 @@ import { availableServices } from './services.js';
 import { waitHealthy } from './wait-healthy.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const home = resolve(process.env['QUANTA_HOME'] ?? '.quanta');
+// `npm start` runs this script from tools/dev-stack; relative paths mean the folder the user ran npm in.
+const userDir = process.env['INIT_CWD'] ?? process.cwd();
+const home = resolve(userDir, process.env['QUANTA_HOME'] ?? '.quanta');
 mkdirSync(home, { recursive: true, mode: 0o700 });
 
 const services = availableServices(root);

@@ -1,0 +1,193 @@
+// The inference core's contract: what the gRPC (Triton) and REST (KServe v2) front ends, the
+// registry sync and the CLI build against. The core knows nothing of gRPC or HTTP: it takes
+// tensors from `@quanta/tensor`, runs them through onnxruntime sessions behind a dynamic batcher
+// or a sequence batcher, and throws `InferError`s whose `code` the front ends map to a gRPC status
+// or an HTTP status.
+import type { Datatype, Tensor } from '@quanta/tensor';
+
+/** Why a call failed, in the front ends' terms (gRPC status names; REST maps them to 4xx/5xx). */
+export type InferErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'UNAVAILABLE'
+  | 'RESOURCE_EXHAUSTED'
+  | 'DEADLINE_EXCEEDED'
+  | 'CANCELLED'
+  | 'FAILED_PRECONDITION'
+  | 'INTERNAL';
+
+/** A failure with a message that names the model, tensor and what is wrong. */
+export class InferError extends Error {
+  override readonly name = 'InferError';
+  constructor(
+    readonly code: InferErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One input or output as the model declares it; -1 is a dynamic dim. */
+export interface TensorSpec {
+  readonly name: string;
+  readonly datatype: Datatype;
+  /** null: the model declares no shape (any rank). */
+  readonly shape: readonly number[] | null;
+}
+
+/** What a model takes and gives, read from its onnxruntime session. */
+export interface ModelSignature {
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+  /**
+   * True when every input and output has a dynamic dim 0 (so requests can be stacked along
+   * axis 0). A model with a scalar or fixed-dim-0 input is served without batching.
+   */
+  readonly batchable: boolean;
+}
+
+/** How a deployment asks one model version to be served (the registry's DeploymentSpec). */
+export interface ServingConfig {
+  /** Largest batch the dynamic batcher builds; 0 or 1: no batching. */
+  readonly maxBatchSize: number;
+  /** Longest a request waits for others to batch with, in microseconds; 0: none. */
+  readonly maxQueueDelayUs: number;
+  /** onnxruntime sessions per model version; at least 1. */
+  readonly instanceCount: number;
+  /** Requests that may wait before new ones get RESOURCE_EXHAUSTED; 0: no limit. */
+  readonly maxQueueSize: number;
+  /** Stateful models: input ← output carried between a sequence's requests. */
+  readonly sequenceState: readonly { readonly input: string; readonly output: string }[];
+  /** How long an idle sequence's state is kept, in ms; 0: 60 000. */
+  readonly sequenceIdleTimeoutMs: number;
+  /** onnxruntime intra-op threads per session; 0: onnxruntime's default. */
+  readonly threadsPerInstance?: number;
+  /** onnxruntime execution providers in order of preference; default ['cpu']. */
+  readonly executionProviders?: readonly string[];
+}
+
+/** Triton's sequence parameters of one request. */
+export interface SequenceControl {
+  /** `sequence_id` (uint64 or string in Triton); kept as a string. */
+  readonly id: string;
+  readonly start: boolean;
+  readonly end: boolean;
+}
+
+export interface InferRequest {
+  /** Echoed in the response (Triton's `id`). */
+  readonly id: string;
+  /** The inputs by name; each Tensor's `name` equals its key. */
+  readonly inputs: ReadonlyMap<string, Tensor>;
+  /** Outputs to return, in this order; empty or undefined: all, in the model's order. */
+  readonly outputs?: readonly string[];
+  readonly sequence?: SequenceControl;
+  /** Milliseconds since the epoch; a request still queued then fails DEADLINE_EXCEEDED without running. */
+  readonly deadline?: number;
+  /** Aborted when the caller goes away; a queued request is then dropped. */
+  readonly signal?: AbortSignal;
+}
+
+/** Nanoseconds spent in each stage, as Triton's statistics count them. */
+export interface StageTimes {
+  readonly queueNs: bigint;
+  readonly computeInputNs: bigint;
+  readonly computeInferNs: bigint;
+  readonly computeOutputNs: bigint;
+}
+
+export interface InferResult {
+  readonly id: string;
+  readonly model: string;
+  readonly version: string;
+  /** The requested outputs (named), in request order, exactly this request's rows. */
+  readonly outputs: readonly Tensor[];
+  readonly times: StageTimes;
+  /** Size of the batch this request ran in (1 when alone or unbatched). */
+  readonly batchSize: number;
+}
+
+export interface DurationStat {
+  count: bigint;
+  ns: bigint;
+}
+
+/** Triton's InferStatistics and InferBatchStatistics for one model version. */
+export interface ModelStats {
+  readonly name: string;
+  readonly version: string;
+  /** ms since the epoch of the last inference; 0: none yet. */
+  readonly lastInference: number;
+  readonly inferenceCount: bigint;
+  readonly executionCount: bigint;
+  readonly success: DurationStat;
+  readonly fail: DurationStat;
+  readonly queue: DurationStat;
+  readonly computeInput: DurationStat;
+  readonly computeInfer: DurationStat;
+  readonly computeOutput: DurationStat;
+  /** Per batch size: how many executions, and their compute times. */
+  readonly batches: readonly {
+    readonly batchSize: number;
+    readonly computeInput: DurationStat;
+    readonly computeInfer: DurationStat;
+    readonly computeOutput: DurationStat;
+  }[];
+}
+
+export type ModelState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE' | 'FAILED';
+
+/** One version of one model, loaded: its sessions, batcher and statistics. */
+export interface LoadedModel {
+  readonly tenant: string;
+  readonly name: string;
+  readonly version: string;
+  readonly signature: ModelSignature;
+  readonly config: ServingConfig;
+  readonly state: ModelState;
+  infer(request: InferRequest): Promise<InferResult>;
+  stats(): ModelStats;
+  /** Stops taking requests, lets queued and running ones finish, then releases the sessions. */
+  unload(): Promise<void>;
+}
+
+/** Where a model's bytes come from when it is loaded. */
+export type ModelBytes = Uint8Array | { readonly path: string };
+
+/** Hooks the core calls after every request (monitoring records, metrics); must not throw. */
+export interface InferObserver {
+  onRequest(model: LoadedModel, request: InferRequest, outcome: { result?: InferResult; error?: InferError; totalNs: bigint }): void;
+}
+
+/** What one entry of RepositoryIndex shows. */
+export interface RepositoryEntry {
+  readonly tenant: string;
+  readonly name: string;
+  readonly version: string;
+  readonly state: ModelState;
+  readonly reason: string;
+}
+
+/**
+ * Every model this replica serves, per tenant. Each (tenant, name) has at most one *current*
+ * version, which requests without a version reach; `activate` switches it atomically, and the
+ * version it replaces drains (queued and running requests finish) before its sessions are released.
+ */
+export interface ModelManager {
+  /** Opens sessions for a version, runs one warm-up, and keeps it (not yet current). */
+  load(tenant: string, name: string, version: string, bytes: ModelBytes, config: ServingConfig): Promise<LoadedModel>;
+  /** Makes a loaded version the current one for (tenant, name); drains and unloads the previous current one unless `keepPrevious`. */
+  activate(tenant: string, name: string, version: string, options?: { keepPrevious?: boolean }): Promise<void>;
+  /** Drains and unloads one version, or every version of the model when `version` is undefined. */
+  unload(tenant: string, name: string, version?: string): Promise<void>;
+  /** The version `version` ('' or undefined: the current one) or a NOT_FOUND InferError. */
+  get(tenant: string, name: string, version?: string): LoadedModel;
+  /** Like get, but undefined when absent. */
+  find(tenant: string, name: string, version?: string): LoadedModel | undefined;
+  /** Every model of the tenant (or of all tenants when undefined), with failures remembered. */
+  index(tenant?: string): RepositoryEntry[];
+  /** Records a failed load so that RepositoryIndex and ModelReady tell the truth. */
+  markFailed(tenant: string, name: string, version: string, reason: string): void;
+  /** Drains and unloads everything. */
+  close(): Promise<void>;
+}

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import type { CryptoKey, JWK, KeyObject } from 'jose';
-import { invalidArgument } from '@quanta/service-kit';
+import { invalidArgument, SCOPES } from '@quanta/service-kit';
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, isScope, TENANT_PATTERN, TOKEN_ALGORITHM } from './claims.js';
 import type { TokenClaims } from './claims.js';
 import type { SigningKeyRecord, SigningKeyStore } from './signing-key-store.js';
@@ -68,7 +68,7 @@ function checkClaims(claims: TokenClaims, maxTtlSeconds: number): void {
   const unknown = claims.scopes.filter((s) => !isScope(s));
   if (unknown.length > 0) {
     throw invalidArgument(
-      `unknown scope${unknown.length > 1 ? 's' : ''} ${unknown.map((s) => `"${s}"`).join(', ')}; known: models:read, models:write, infer, keys:use, keys:admin, monitoring:read, admin`,
+      `unknown scope${unknown.length > 1 ? 's' : ''} ${unknown.map((s) => `"${s}"`).join(', ')}; known: ${SCOPES.join(', ')}`,
     );
   }
   if (!Number.isInteger(claims.ttlSeconds) || claims.ttlSeconds < 1 || claims.ttlSeconds > maxTtlSeconds) {

@@ -21,6 +21,8 @@ export const SCOPES = [
   'keys:use',
   'keys:admin',
   'monitoring:read',
+  // Write inference records for any tenant (monitoring's Ingest): the inference service's platform token.
+  'monitoring:write',
   'admin',
 ] as const;
 

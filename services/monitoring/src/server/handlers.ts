@@ -92,8 +92,8 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
   const read = { scope: 'monitoring:read' } as const;
   return {
     // Records carry their own tenant (inference reports for every tenant with one platform
-    // token), so writing is an `admin` matter: service-kit's scopes have no monitoring:write.
-    ingest: clientStreaming<pb.IngestRequest, pb.IngestResponse>({ scope: 'admin' }, async (requests) => {
+    // token), so writing takes the platform scope `monitoring:write` (or `admin`), never a tenant's read.
+    ingest: clientStreaming<pb.IngestRequest, pb.IngestResponse>({ scope: 'monitoring:write' }, async (requests) => {
       let accepted = 0;
       let rejected = 0;
       const rejections: pb.RejectedRecord[] = [];

@@ -6,11 +6,13 @@ import { T0, call, failure, ingest, record, startHarness, window } from './test-
 
 describe('monitoring gRPC: ingest and queries', () => {
   let h: Harness;
+  let writer: string;
   let admin: string;
   let reader: string;
 
   beforeAll(async () => {
     h = await startHarness();
+    writer = await h.token('platform', ['monitoring:write']);
     admin = await h.token('platform', ['admin']);
     reader = await h.token('acme', ['monitoring:read']);
   });
@@ -32,7 +34,7 @@ describe('monitoring gRPC: ingest and queries', () => {
       record(T0, { requestId: 'b8', queueUs: -1n }),
     ];
     // Bad records sit in the middle of the batches they belong to.
-    const reply = await ingest(h.client, admin, [good.slice(0, 500), [...bad.slice(0, 4), ...good.slice(500, 1000), ...bad.slice(4)]]);
+    const reply = await ingest(h.client, writer, [good.slice(0, 500), [...bad.slice(0, 4), ...good.slice(500, 1000), ...bad.slice(4)]]);
     expect(reply.accepted).toBe(1000n);
     expect(reply.rejected).toBe(8n);
     const reasons = Object.fromEntries(reply.rejections.map((r) => [r.requestId, r.reason]));
@@ -71,6 +73,7 @@ describe('monitoring gRPC: ingest and queries', () => {
     // Steps end at now's second (T0+10 s, included): [T0-9, T0-4), [T0-4, T0+1), [T0+1, T0+6), [T0+6, T0+11).
     expect(series.points.map((p) => p.count)).toEqual([0n, 100n, 500n, 400n]);
     expect(series.points[0]?.time?.getTime()).toBe(T0 - 9000);
+    // admin satisfies monitoring:write too.
     await ingest(h.client, admin, [[record(T0, { model: 'other' })]]);
     const top = await call(h.client, 'topModels', { span: window(60), orderBy: pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC, limit: 0, byVersion: false }, reader);
     expect(top.models.map((m) => [m.model, m.count])).toEqual([
@@ -99,7 +102,7 @@ describe('monitoring gRPC: ingest and queries', () => {
     expect(unauth.code).toBe(grpc.status.UNAUTHENTICATED);
     const denied = await failure(ingest(h.client, reader, [[record(T0)]]));
     expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(denied.details).toMatch(/needs scope "admin"/);
+    expect(denied.details).toMatch(/needs scope "monitoring:write"/);
   });
 
   it('clamps a window beyond the horizon and says where the data starts', async () => {

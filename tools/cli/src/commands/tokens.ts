@@ -9,7 +9,7 @@ export function registerTokensCommand(program: Command): void {
     .command('issue')
     .description('issue an access token (needs the admin token); prints the token')
     .requiredOption('--tenant <tenant>', 'the tenant the token acts for')
-    .requiredOption('--scopes <a,b,...>', 'models:read, models:write, infer, keys:use, keys:admin, monitoring:read, admin')
+    .requiredOption('--scopes <a,b,...>', 'models:read, models:write, infer, keys:use, keys:admin, monitoring:read, monitoring:write, admin')
     .option('--subject <name>', 'who the token is for', 'cli-user')
     .option('--ttl <duration>', 'lifetime, e.g. 3600, 15m, 1h, 30d', '1h')
     .action(

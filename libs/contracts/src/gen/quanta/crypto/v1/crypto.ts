@@ -646,7 +646,7 @@ export interface IssueTokenRequest {
   subject: string;
   /**
    * The scopes granted: any of `models:read`, `models:write`, `infer`, `keys:use`,
-   * `keys:admin`, `monitoring:read`, `admin`.
+   * `keys:admin`, `monitoring:read`, `monitoring:write`, `admin`.
    */
   scopes: string[];
   /** Lifetime in seconds, 1 to 31,536,000 (one year); 0 means 3600. */

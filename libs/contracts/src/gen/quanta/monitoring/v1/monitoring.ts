@@ -5149,7 +5149,8 @@ export const MonitoringServiceService = {
    * half-closes; the server answers once with how many records it accepted and why it
    * rejected the others. A bad record never drops the good ones of its batch. Records
    * carry their own tenant, because the inference service reports for every tenant with
-   * one platform token. Scope: `admin`.
+   * one platform token. Scope: `monitoring:write` (a platform scope: it writes records for
+   * any tenant; `admin` also passes).
    */
   ingest: {
     path: "/quanta.monitoring.v1.MonitoringService/Ingest" as const,
@@ -5203,9 +5204,9 @@ export const MonitoringServiceService = {
   },
   /**
    * Creates an alert rule. Scope: `monitoring:read` (the alert rule RPCs change state
-   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`:
-   * adding one means changing the scope list of libs/service-kit and libs/auth; a rule
-   * only ever sees its own tenant's statistics).
+   * yet ask only `monitoring:read`: a rule only ever sees its own tenant's statistics,
+   * while `monitoring:write` writes records for any tenant and is meant for the platform's
+   * inference service, not for a tenant's users).
    */
   createAlertRule: {
     path: "/quanta.monitoring.v1.MonitoringService/CreateAlertRule" as const,
@@ -5311,7 +5312,8 @@ export interface MonitoringServiceServer extends UntypedServiceImplementation {
    * half-closes; the server answers once with how many records it accepted and why it
    * rejected the others. A bad record never drops the good ones of its batch. Records
    * carry their own tenant, because the inference service reports for every tenant with
-   * one platform token. Scope: `admin`.
+   * one platform token. Scope: `monitoring:write` (a platform scope: it writes records for
+   * any tenant; `admin` also passes).
    */
   ingest: handleClientStreamingCall<IngestRequest, IngestResponse>;
   /**
@@ -5331,9 +5333,9 @@ export interface MonitoringServiceServer extends UntypedServiceImplementation {
   topModels: handleUnaryCall<TopModelsRequest, TopModelsResponse>;
   /**
    * Creates an alert rule. Scope: `monitoring:read` (the alert rule RPCs change state
-   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`:
-   * adding one means changing the scope list of libs/service-kit and libs/auth; a rule
-   * only ever sees its own tenant's statistics).
+   * yet ask only `monitoring:read`: a rule only ever sees its own tenant's statistics,
+   * while `monitoring:write` writes records for any tenant and is meant for the platform's
+   * inference service, not for a tenant's users).
    */
   createAlertRule: handleUnaryCall<CreateAlertRuleRequest, CreateAlertRuleResponse>;
   /** Returns an alert rule. Scope: `monitoring:read`. */
@@ -5364,7 +5366,8 @@ export interface MonitoringServiceClient extends Client {
    * half-closes; the server answers once with how many records it accepted and why it
    * rejected the others. A bad record never drops the good ones of its batch. Records
    * carry their own tenant, because the inference service reports for every tenant with
-   * one platform token. Scope: `admin`.
+   * one platform token. Scope: `monitoring:write` (a platform scope: it writes records for
+   * any tenant; `admin` also passes).
    */
   ingest(callback: (error: ServiceError | null, response: IngestResponse) => void): ClientWritableStream<IngestRequest>;
   ingest(
@@ -5439,9 +5442,9 @@ export interface MonitoringServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Creates an alert rule. Scope: `monitoring:read` (the alert rule RPCs change state
-   * yet ask only `monitoring:read`, because the token scopes have no `monitoring:write`:
-   * adding one means changing the scope list of libs/service-kit and libs/auth; a rule
-   * only ever sees its own tenant's statistics).
+   * yet ask only `monitoring:read`: a rule only ever sees its own tenant's statistics,
+   * while `monitoring:write` writes records for any tenant and is meant for the platform's
+   * inference service, not for a tenant's users).
    */
   createAlertRule(
     request: CreateAlertRuleRequest,

@@ -2,9 +2,10 @@
 // defaults under $QUANTA_HOME, waits until each is healthy, prints where everything is, and
 // stops them all cleanly on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { deployDemo } from './demo.js';
 import { availableServices } from './services.js';
 import { waitHealthy } from './wait-healthy.js';
 
@@ -15,6 +16,8 @@ const home = resolve(userDir, process.env['QUANTA_HOME'] ?? '.quanta');
 mkdirSync(home, { recursive: true, mode: 0o700 });
 
 const services = availableServices(root);
+// `npm start -- --no-demo` (or QUANTA_DEMO=0): start the services only.
+const demo = !process.argv.includes('--no-demo') && process.env['QUANTA_DEMO'] !== '0';
 const env: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home };
 for (const s of services) env[s.addrEnv] ??= `127.0.0.1:${env[s.portEnv] ?? s.port}`;
 // The dashboard listens on loopback only; in development it shows every tenant without a token.
@@ -103,17 +106,46 @@ const [first, ...rest] = services;
 if (first !== undefined) await startService(first);
 await Promise.all(rest.map(startService));
 
+const has = (name: string): boolean => services.some((s) => s.name === name);
+let inputs: { cifar: string; lstm: string } | undefined;
+if (demo && has('model-registry')) {
+  try {
+    inputs = await deployDemo({
+      registryAddr: env['QUANTA_REGISTRY_ADDR'] ?? '127.0.0.1:9001',
+      ...(has('inference') ? { inferenceAddr: env['QUANTA_INFERENCE_ADDR'] ?? '127.0.0.1:8001' } : {}),
+      token: readFileSync(join(home, 'admin.token'), 'utf8').trim(),
+      dir: join(home, 'demo'),
+      log: (line) => process.stdout.write(`[dev-stack] ${line}\n`),
+    });
+  } catch (error: unknown) {
+    process.stderr.write(`[dev-stack] the demo could not be deployed: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+}
+
+// Paths the printed commands use, relative to where npm start ran, as the user types them.
+const shown = (path: string): string => {
+  const rel = relative(userDir, path);
+  return rel.startsWith('..') ? path : rel;
+};
+const tries =
+  inputs !== undefined && has('inference')
+    ? [
+        `  npx quanta infer cifar --input input=${shown(inputs.cifar)}`,
+        `  npx quanta infer lstm --input x=${shown(inputs.lstm)} --sequence-id 7 --sequence-start`,
+        '  npx quanta stats cifar',
+      ]
+    : [`  npx quanta ping ${services.map((s) => s.cli).join(' ')}`, '  npx quanta keys create demo --type aes256-gcm', '  echo hello | npx quanta encrypt --key demo | npx quanta decrypt --key demo'];
+
 const lines = [
   '',
   'Quanta is up.',
   ...services.map((s) => `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${s.extra ? `   ${s.extra.join('   ')}` : ''}`),
   `  data            ${home}`,
   `  admin token     ${join(home, 'admin.token')} (mode 0600; the CLI reads it from there)`,
+  ...(inputs !== undefined ? ['  demo models     cifar (CNN, batched, cifar@production) and lstm (stateful sequences)'] : []),
   '',
   'Try:',
-  `  npx quanta ping ${services.map((s) => s.cli).join(' ')}`,
-  '  npx quanta keys create demo --type aes256-gcm',
-  '  echo hello | npx quanta encrypt --key demo | npx quanta decrypt --key demo',
+  ...tries,
   '',
   'Ctrl-C stops everything.',
   '',

@@ -1,0 +1,258 @@
+import type * as ort from 'onnxruntime-node';
+import type { Logger } from 'pino';
+import { TensorError, concatBatch, splitBatch, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
+import { monotonicNs, type Clock } from './clock.js';
+import type { InstancePool } from './instance-pool.js';
+import type { StatsRecorder } from './stats.js';
+import { InferError, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
+
+// Triton's dynamic batcher for one model version: requests queue FIFO; a batch is the head
+// request plus every later queued request whose inputs stack with it (same datatypes and same
+// dims after dim 0), up to maxBatchSize rows; once the head is queued the batcher waits at most
+// maxQueueDelayUs for the batch to fill. At most one batch runs per onnxruntime session.
+
+export interface BatchJob {
+  /** Every input the model takes (state inputs included). */
+  readonly inputs: ReadonlyMap<string, Tensor>;
+  /** Outputs to fetch and hand back. */
+  readonly fetches: readonly string[];
+  readonly deadline?: number | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface JobResult {
+  readonly outputs: ReadonlyMap<string, Tensor>;
+  readonly times: StageTimes;
+  /** Rows of the batch it ran in (1 when not batching). */
+  readonly batchSize: number;
+  /** Rows this request counts for in inference_count. */
+  readonly rows: number;
+}
+
+export interface DynamicBatcher {
+  submit(job: BatchJob): Promise<JobResult>;
+  /** Requests queued or running. */
+  pending(): number;
+  /** Stops waiting for batches to fill and resolves once nothing is queued or running. */
+  drain(): Promise<void>;
+}
+
+export interface DynamicBatcherOptions {
+  readonly model: string;
+  readonly signature: ModelSignature;
+  readonly config: ServingConfig;
+  readonly pool: InstancePool;
+  readonly stats: StatsRecorder;
+  readonly clock: Clock;
+  readonly logger?: Logger | undefined;
+  /** False runs every request alone (stateful models, maxBatchSize <= 1, unbatchable signatures). */
+  readonly batching: boolean;
+}
+
+interface Entry {
+  readonly job: BatchJob;
+  /** Merge key: datatype and non-batch dims of every input. */
+  readonly key: string;
+  readonly rows: number;
+  readonly enqueuedNs: bigint;
+  resolve(result: JobResult): void;
+  reject(error: unknown): void;
+  cleanup(): void;
+}
+
+function mergeKey(inputs: ReadonlyMap<string, Tensor>): string {
+  return [...inputs.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, t]) => `${JSON.stringify(name)}:${t.datatype}:${t.shape.slice(1).join('x')}`)
+    .join('|');
+}
+
+export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBatcher {
+  const { model, config, pool, stats, clock, batching } = options;
+  const maxRows = batching ? Math.max(1, config.maxBatchSize) : 1;
+  const delayNs = BigInt(Math.max(0, Math.floor(config.maxQueueDelayUs))) * 1000n;
+  const slots = pool.size;
+  const queue: Entry[] = [];
+  let running = 0;
+  let draining = false;
+  let delayTimer: NodeJS.Timeout | undefined;
+  let idleWaiters: (() => void)[] = [];
+
+  const notifyIdle = (): void => {
+    if (queue.length > 0 || running > 0) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const waiter of waiters) waiter();
+  };
+
+  const remove = (entry: Entry): boolean => {
+    const at = queue.indexOf(entry);
+    if (at < 0) return false;
+    queue.splice(at, 1);
+    entry.cleanup();
+    return true;
+  };
+
+  const expired = (entry: Entry): boolean => entry.job.deadline !== undefined && entry.job.deadline <= clock.now();
+  const deadlineError = (): InferError =>
+    new InferError('DEADLINE_EXCEEDED', `model "${model}": the request's deadline passed while it waited in the queue`);
+
+  const takeBatch = (): Entry[] | undefined => {
+    // Expired requests leave without running, whatever their place in the queue.
+    for (const entry of [...queue]) {
+      if (expired(entry) && remove(entry)) entry.reject(deadlineError());
+    }
+    const head = queue[0];
+    if (head === undefined) return undefined;
+    if (maxRows <= 1) {
+      queue.shift();
+      return [head];
+    }
+    const batch = [head];
+    let rows = head.rows;
+    for (const entry of queue.slice(1)) {
+      if (rows >= maxRows) break;
+      if (entry.key !== head.key) continue;
+      // FIFO: a compatible request that does not fit ends the batch rather than being skipped.
+      if (rows + entry.rows > maxRows) break;
+      batch.push(entry);
+      rows += entry.rows;
+    }
+    const waited = monotonicNs() - head.enqueuedNs;
+    if (rows < maxRows && waited < delayNs && !draining) {
+      clearTimeout(delayTimer);
+      delayTimer = setTimeout(pump, Number((delayNs - waited) / 1000n) / 1000 + 0.001);
+      return undefined;
+    }
+    for (const entry of batch) queue.splice(queue.indexOf(entry), 1);
+    return batch;
+  };
+
+  function pump(): void {
+    clearTimeout(delayTimer);
+    delayTimer = undefined;
+    while (running < slots) {
+      const batch = takeBatch();
+      if (batch === undefined) break;
+      running++;
+      void execute(batch).finally(() => {
+        running--;
+        pump();
+      });
+    }
+    notifyIdle();
+  }
+
+  async function execute(batch: readonly Entry[]): Promise<void> {
+    for (const entry of batch) entry.cleanup();
+    const started = monotonicNs();
+    const batchRows = batching ? batch.reduce((sum, entry) => sum + entry.rows, 0) : 1;
+    const first = batch[0];
+    if (first === undefined) return;
+    try {
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const name of first.job.inputs.keys()) {
+        const parts = batch.map((entry) => entry.job.inputs.get(name)).filter((t): t is Tensor => t !== undefined);
+        const merged = parts.length === 1 && parts[0] !== undefined ? parts[0] : concatBatch(parts, { name, role: 'input' });
+        feeds[name] = tensorToOrt(merged, { name, role: 'input' });
+      }
+      const fetches = [...new Set(batch.flatMap((entry) => entry.job.fetches))];
+      const inputDone = monotonicNs();
+      const results = await pool.run(feeds, fetches);
+      const inferDone = monotonicNs();
+      const split = new Map<string, Tensor[]>();
+      for (const name of fetches) {
+        const value = results[name];
+        if (value === undefined) throw new Error(`onnxruntime returned no output "${name}"`);
+        const tensor = { ...tensorFromOrt(value, { name, role: 'output' }), name };
+        split.set(name, batch.length === 1 ? [tensor] : splitBatch(tensor, batch.map((entry) => entry.rows), { name, role: 'output' }));
+      }
+      const outputDone = monotonicNs();
+      const exec = { computeInputNs: inputDone - started, computeInferNs: inferDone - inputDone, computeOutputNs: outputDone - inferDone };
+      stats.execution(batchRows, exec);
+      batch.forEach((entry, index) => {
+        const outputs = new Map<string, Tensor>();
+        for (const name of entry.job.fetches) {
+          const part = split.get(name)?.[index];
+          if (part !== undefined) outputs.set(name, part);
+        }
+        entry.resolve({ outputs, times: { queueNs: started - entry.enqueuedNs, ...exec }, batchSize: batchRows, rows: entry.rows });
+      });
+    } catch (error: unknown) {
+      const failure =
+        error instanceof InferError
+          ? error
+          : error instanceof TensorError
+            ? new InferError('INVALID_ARGUMENT', `model "${model}": ${error.message}`)
+            : new InferError('INTERNAL', `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`);
+      if (failure.code === 'INTERNAL') options.logger?.error({ err: error, model, batch: batch.length }, 'inference run failed');
+      for (const entry of batch) entry.reject(failure);
+    }
+  }
+
+  return {
+    submit(job) {
+      if (draining) {
+        return Promise.reject(new InferError('UNAVAILABLE', `model "${model}" is unloading and takes no new requests`));
+      }
+      if (job.signal?.aborted === true) {
+        return Promise.reject(new InferError('CANCELLED', `model "${model}": the request was cancelled before it was queued`));
+      }
+      if (job.deadline !== undefined && job.deadline <= clock.now()) return Promise.reject(deadlineError());
+      let rows = 1;
+      if (batching) {
+        const first = job.inputs.values().next().value;
+        rows = first?.shape[0] ?? 1;
+        if (rows > maxRows) {
+          return Promise.reject(
+            new InferError('INVALID_ARGUMENT', `model "${model}": the request has batch size ${rows}, more than the model's max batch size ${maxRows}`),
+          );
+        }
+      }
+      if (config.maxQueueSize > 0 && queue.length >= config.maxQueueSize) {
+        return Promise.reject(
+          new InferError('RESOURCE_EXHAUSTED', `model "${model}": the queue is full (${config.maxQueueSize} requests waiting); retry later`),
+        );
+      }
+      return new Promise<JobResult>((resolve, reject) => {
+        let timer: NodeJS.Timeout | undefined;
+        const onAbort = (): void => {
+          if (remove(entry)) entry.reject(new InferError('CANCELLED', `model "${model}": the request was cancelled while queued`));
+          pump();
+        };
+        const entry: Entry = {
+          job,
+          key: batching ? mergeKey(job.inputs) : '',
+          rows,
+          enqueuedNs: monotonicNs(),
+          resolve,
+          reject,
+          cleanup() {
+            clearTimeout(timer);
+            job.signal?.removeEventListener('abort', onAbort);
+          },
+        };
+        job.signal?.addEventListener('abort', onAbort, { once: true });
+        if (job.deadline !== undefined) {
+          timer = setTimeout(
+            () => {
+              if (remove(entry)) entry.reject(deadlineError());
+              pump();
+            },
+            Math.max(0, job.deadline - clock.now()),
+          );
+          timer.unref();
+        }
+        queue.push(entry);
+        pump();
+      });
+    },
+    pending: () => queue.length + running,
+    drain() {
+      draining = true;
+      pump();
+      if (queue.length === 0 && running === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+  };
+}

@@ -1,0 +1,210 @@
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import { createLoadedModel, type LoadedModelHandle } from './loaded-model.js';
+import {
+  InferError,
+  type InferObserver,
+  type LoadedModel,
+  type ModelBytes,
+  type ModelManager,
+  type RepositoryEntry,
+  type ServingConfig,
+} from './types.js';
+
+// Every model version this replica serves, per (tenant, name), and which one is current.
+// `activate` switches the current version in one assignment, so a request never sees "none";
+// the replaced version drains (queued and running requests finish) before its sessions go.
+
+export interface ModelManagerOptions {
+  /** Told about every request, success or failure (monitoring records, metrics). */
+  readonly observer?: InferObserver;
+  readonly logger?: Logger;
+  /** Wall clock for deadlines, last_inference and sequence idle timeouts; default Date.now. */
+  readonly clock?: Clock;
+}
+
+interface ModelEntry {
+  readonly tenant: string;
+  readonly name: string;
+  /** Loaded versions, READY or draining (UNLOADING) until their sessions are released. */
+  readonly versions: Map<string, LoadedModelHandle>;
+  readonly loading: Set<string>;
+  readonly failed: Map<string, string>;
+  current: string | undefined;
+}
+
+function byVersion(a: string, b: string): number {
+  const na = Number(a);
+  const nb = Number(b);
+  if (Number.isFinite(na) && Number.isFinite(nb) && na !== nb) return na - nb;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function createModelManager(options: ModelManagerOptions = {}): ModelManager {
+  const clock = options.clock ?? systemClock;
+  const { logger, observer } = options;
+  const entries = new Map<string, ModelEntry>();
+  const keyOf = (tenant: string, name: string): string => `${tenant}\u0000${name}`;
+
+  const entryOf = (tenant: string, name: string): ModelEntry => {
+    const key = keyOf(tenant, name);
+    let entry = entries.get(key);
+    if (entry === undefined) {
+      entry = { tenant, name, versions: new Map(), loading: new Set(), failed: new Map(), current: undefined };
+      entries.set(key, entry);
+    }
+    return entry;
+  };
+
+  const forget = (entry: ModelEntry): void => {
+    if (entry.versions.size === 0 && entry.loading.size === 0 && entry.failed.size === 0) entries.delete(keyOf(entry.tenant, entry.name));
+  };
+
+  const ready = (entry: ModelEntry): string[] =>
+    [...entry.versions.values()]
+      .filter((model) => model.state === 'READY')
+      .map((model) => model.version)
+      .sort(byVersion);
+
+  const currentOf = (entry: ModelEntry | undefined): LoadedModelHandle | undefined => {
+    if (entry?.current === undefined) return undefined;
+    const model = entry.versions.get(entry.current);
+    return model?.state === 'READY' ? model : undefined;
+  };
+
+  function lookup(tenant: string, name: string, version: string | undefined): LoadedModel | InferError {
+    const entry = entries.get(keyOf(tenant, name));
+    const loaded = entry === undefined ? [] : ready(entry);
+    if (entry === undefined || (loaded.length === 0 && currentOf(entry) === undefined)) {
+      return new InferError('NOT_FOUND', `model "${name}" is not loaded for this tenant`);
+    }
+    const current = currentOf(entry);
+    if (version === undefined || version === '') {
+      return current ?? new InferError('NOT_FOUND', `model "${name}" has no current version; loaded: ${loaded.join(', ')} (none activated)`);
+    }
+    const model = entry.versions.get(version);
+    if (model?.state === 'READY') return model;
+    // A version being replaced still answers, through the version that replaces it.
+    if (model?.state === 'UNLOADING' && current !== undefined) return current;
+    return new InferError('NOT_FOUND', `model "${name}" has no version ${version} loaded; loaded: ${loaded.join(', ') || 'none'}`);
+  }
+
+  async function unloadModel(model: LoadedModel): Promise<void> {
+    await model.unload();
+  }
+
+  const manager: ModelManager = {
+    async load(tenant, name, version, bytes: ModelBytes, config: ServingConfig) {
+      const entry = entryOf(tenant, name);
+      entry.loading.add(version);
+      entry.failed.delete(version);
+      let model: LoadedModelHandle;
+      try {
+        model = await createLoadedModel({
+          tenant,
+          name,
+          version,
+          bytes,
+          config,
+          clock,
+          logger,
+          observer,
+          redirect: () => currentOf(entries.get(keyOf(tenant, name))),
+          onUnload: (unloading) => {
+            if (entry.current === unloading.version && entry.versions.get(unloading.version) === unloading) entry.current = undefined;
+          },
+          onReleased: (released) => {
+            if (entry.versions.get(released.version) === released) entry.versions.delete(released.version);
+            forget(entry);
+          },
+        });
+      } catch (error: unknown) {
+        const reason = error instanceof Error ? error.message : String(error);
+        entry.failed.set(version, reason);
+        logger?.warn({ tenant, model: name, version, reason }, 'model load failed');
+        throw new InferError('INVALID_ARGUMENT', `model "${name}" version ${version} failed to load: ${reason}`);
+      } finally {
+        entry.loading.delete(version);
+      }
+      const previous = entry.versions.get(version);
+      entry.versions.set(version, model);
+      entry.failed.delete(version);
+      // Reloading a version swaps it in place: requests for it (or for the current version, if it
+      // was that one) reach the new sessions at once while the old ones drain.
+      if (previous !== undefined && previous !== model) void unloadModel(previous);
+      logger?.info({ tenant, model: name, version, batchable: model.signature.batchable }, 'model loaded');
+      return model;
+    },
+
+    async activate(tenant, name, version, activateOptions = {}) {
+      const entry = entries.get(keyOf(tenant, name));
+      const model = entry?.versions.get(version);
+      if (entry === undefined || model?.state !== 'READY') {
+        const loaded = entry === undefined ? [] : ready(entry);
+        throw new InferError(
+          'NOT_FOUND',
+          loaded.length === 0 ? `model "${name}" is not loaded for this tenant` : `model "${name}" has no version ${version} loaded; loaded: ${loaded.join(', ')}`,
+        );
+      }
+      const previous = entry.current === undefined ? undefined : entry.versions.get(entry.current);
+      entry.current = version;
+      logger?.info({ tenant, model: name, version, previous: previous?.version }, 'model version activated');
+      if (previous !== undefined && previous !== model && activateOptions.keepPrevious !== true) await unloadModel(previous);
+    },
+
+    async unload(tenant, name, version) {
+      const entry = entries.get(keyOf(tenant, name));
+      if (entry === undefined) return;
+      if (version === undefined) {
+        entry.current = undefined;
+        entry.failed.clear();
+        await Promise.all([...entry.versions.values()].map(unloadModel));
+        forget(entry);
+        return;
+      }
+      entry.failed.delete(version);
+      const model = entry.versions.get(version);
+      if (model !== undefined) await unloadModel(model);
+      forget(entry);
+    },
+
+    get(tenant, name, version) {
+      const found = lookup(tenant, name, version);
+      if (found instanceof InferError) throw found;
+      return found;
+    },
+
+    find(tenant, name, version) {
+      const found = lookup(tenant, name, version);
+      return found instanceof InferError ? undefined : found;
+    },
+
+    index(tenant) {
+      const rows: RepositoryEntry[] = [];
+      for (const entry of entries.values()) {
+        if (tenant !== undefined && entry.tenant !== tenant) continue;
+        const base = { tenant: entry.tenant, name: entry.name };
+        const seen = new Set<string>();
+        for (const model of entry.versions.values()) {
+          seen.add(model.version);
+          rows.push({ ...base, version: model.version, state: model.state, reason: '' });
+        }
+        for (const version of entry.loading) {
+          if (!seen.has(version)) rows.push({ ...base, version, state: 'LOADING', reason: '' });
+          seen.add(version);
+        }
+        for (const [version, reason] of entry.failed) if (!seen.has(version)) rows.push({ ...base, version, state: 'FAILED', reason });
+      }
+      return rows.sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : byVersion(a.version, b.version)));
+    },
+
+    markFailed(tenant, name, version, reason) {
+      entryOf(tenant, name).failed.set(version, reason);
+    },
+
+    async close() {
+      await Promise.all([...entries.values()].map((entry) => manager.unload(entry.tenant, entry.name)));
+    },
+  };
+  return manager;
+}

@@ -1,0 +1,92 @@
+import type { DurationStat, ModelStats, StageTimes } from './types.js';
+
+// Triton's statistics for one model version. Per request (success only): queue and the three
+// compute stages of the batch it ran in. Per execution: one entry under its batch size.
+// inference_count counts rows (a request of dim0 = 3 is 3 inferences), execution_count runs.
+
+export interface ExecutionTimes {
+  readonly computeInputNs: bigint;
+  readonly computeInferNs: bigint;
+  readonly computeOutputNs: bigint;
+}
+
+export interface StatsRecorder {
+  success(totalNs: bigint, times: StageTimes, rows: number, at: number): void;
+  failure(totalNs: bigint): void;
+  execution(batchSize: number, times: ExecutionTimes): void;
+  snapshot(): ModelStats;
+}
+
+interface BatchEntry {
+  computeInput: DurationStat;
+  computeInfer: DurationStat;
+  computeOutput: DurationStat;
+}
+
+const zero = (): DurationStat => ({ count: 0n, ns: 0n });
+const add = (stat: DurationStat, ns: bigint): void => {
+  stat.count += 1n;
+  stat.ns += ns;
+};
+const copy = (stat: DurationStat): DurationStat => ({ count: stat.count, ns: stat.ns });
+
+export function createStatsRecorder(name: string, version: string): StatsRecorder {
+  let lastInference = 0;
+  let inferenceCount = 0n;
+  let executionCount = 0n;
+  const success = zero();
+  const fail = zero();
+  const queue = zero();
+  const computeInput = zero();
+  const computeInfer = zero();
+  const computeOutput = zero();
+  const batches = new Map<number, BatchEntry>();
+  return {
+    success(totalNs, times, rows, at) {
+      add(success, totalNs);
+      add(queue, times.queueNs);
+      add(computeInput, times.computeInputNs);
+      add(computeInfer, times.computeInferNs);
+      add(computeOutput, times.computeOutputNs);
+      inferenceCount += BigInt(rows);
+      lastInference = Math.max(lastInference, at);
+    },
+    failure(totalNs) {
+      add(fail, totalNs);
+    },
+    execution(batchSize, times) {
+      executionCount += 1n;
+      let entry = batches.get(batchSize);
+      if (entry === undefined) {
+        entry = { computeInput: zero(), computeInfer: zero(), computeOutput: zero() };
+        batches.set(batchSize, entry);
+      }
+      add(entry.computeInput, times.computeInputNs);
+      add(entry.computeInfer, times.computeInferNs);
+      add(entry.computeOutput, times.computeOutputNs);
+    },
+    snapshot() {
+      return {
+        name,
+        version,
+        lastInference,
+        inferenceCount,
+        executionCount,
+        success: copy(success),
+        fail: copy(fail),
+        queue: copy(queue),
+        computeInput: copy(computeInput),
+        computeInfer: copy(computeInfer),
+        computeOutput: copy(computeOutput),
+        batches: [...batches.entries()]
+          .sort(([a], [b]) => a - b)
+          .map(([batchSize, entry]) => ({
+            batchSize,
+            computeInput: copy(entry.computeInput),
+            computeInfer: copy(entry.computeInfer),
+            computeOutput: copy(entry.computeOutput),
+          })),
+      };
+    },
+  };
+}

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import type { Settings, ServiceName } from './settings.js';
+import { CliError } from './errors.js';
+import type { Settings, ServiceName, TlsSettings } from './settings.js';
 
 type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
 
@@ -21,10 +23,27 @@ export function connect<C extends grpc.Client>(ctor: ClientConstructor<C>, setti
         }),
     );
   }
-  return new ctor(settings.address(service), grpc.credentials.createInsecure(), {
+  return new ctor(settings.address(service), credentials(settings.tls), {
     interceptors,
     'grpc.max_receive_message_length': 64 << 20,
   });
+}
+
+/** TLS channel credentials from the settings' PEM files, or plaintext. */
+export function credentials(tls: TlsSettings | undefined): grpc.ChannelCredentials {
+  if (tls === undefined) return grpc.credentials.createInsecure();
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    throw new CliError('--tls-cert and --tls-key go together (a client certificate needs its key)', 2);
+  }
+  const read = (path: string | undefined, flag: string): Buffer | null => {
+    if (path === undefined) return null;
+    try {
+      return readFileSync(path);
+    } catch (error: unknown) {
+      throw new CliError(`cannot read ${flag} file "${path}": ${error instanceof Error ? error.message : String(error)}`, 2);
+    }
+  };
+  return grpc.credentials.createSsl(read(tls.caFile, '--tls-ca'), read(tls.keyFile, '--tls-key'), read(tls.certFile, '--tls-cert'));
 }
 
 /** A deadline `seconds` from now, for `callOptions`. */

@@ -43,6 +43,10 @@ export function createProgram(): Command {
     .addOption(new Option('--crypto-addr <host:port>', 'crypto address (env QUANTA_CRYPTO_ADDR)').default(undefined, '127.0.0.1:9002'))
     .addOption(new Option('--monitoring-addr <host:port>', 'monitoring address (env QUANTA_MONITORING_ADDR)').default(undefined, '127.0.0.1:9003'))
     .addOption(new Option('--inference-addr <host:port>', 'inference gRPC address (env QUANTA_INFERENCE_ADDR)').default(undefined, '127.0.0.1:8001'))
+    .option('--tls', 'connect with TLS, trusting the system roots (env QUANTA_CLIENT_TLS=1; implied by --tls-ca)')
+    .option('--tls-ca <file>', 'PEM CA the services\' certificates must chain to (env QUANTA_CLIENT_TLS_CA; see `quanta certs dev`)')
+    .option('--tls-cert <file>', 'PEM client certificate for mTLS (env QUANTA_CLIENT_TLS_CERT)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert (env QUANTA_CLIENT_TLS_KEY)')
     .showHelpAfterError()
     .configureOutput({ outputError: (text, write) => write(text) })
     .exitOverride((error) => {

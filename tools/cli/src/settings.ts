@@ -22,6 +22,17 @@ export interface GlobalOptions {
   cryptoAddr?: string;
   monitoringAddr?: string;
   inferenceAddr?: string;
+  tls?: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** TLS towards the services: PEM files; `{}` means TLS with the system's roots. */
+export interface TlsSettings {
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
 }
 
 /** Where the CLI connects and as whom: flags win over `QUANTA_*` variables, which win over defaults. */
@@ -32,6 +43,12 @@ export interface Settings {
   address(service: ServiceName): string;
   /** Bearer token: `--token`, `QUANTA_TOKEN`, or the admin token that the crypto service wrote into the home folder. */
   token(): string | undefined;
+  /**
+   * TLS when `--tls`, `--tls-ca` or a client certificate is given (flags, or `QUANTA_CLIENT_TLS`,
+   * `QUANTA_CLIENT_TLS_CA|CERT|KEY`); plaintext otherwise. Not QUANTA_TLS_*: the crypto service
+   * reads those as its own server certificate and client CA.
+   */
+  readonly tls: TlsSettings | undefined;
 }
 
 export function resolveSettings(options: GlobalOptions, env: NodeJS.ProcessEnv = process.env): Settings {
@@ -42,9 +59,20 @@ export function resolveSettings(options: GlobalOptions, env: NodeJS.ProcessEnv =
     monitoring: options.monitoringAddr,
     inference: options.inferenceAddr,
   };
+  const pick = (flag: string | undefined, name: string): string | undefined => {
+    const value = flag ?? env[name];
+    return value === undefined || value === '' ? undefined : value;
+  };
+  const tlsFiles: TlsSettings = {
+    ...optional('caFile', pick(options.tlsCa, 'QUANTA_CLIENT_TLS_CA')),
+    ...optional('certFile', pick(options.tlsCert, 'QUANTA_CLIENT_TLS_CERT')),
+    ...optional('keyFile', pick(options.tlsKey, 'QUANTA_CLIENT_TLS_KEY')),
+  };
+  const tlsOn = options.tls === true || ['1', 'true', 'yes'].includes(env['QUANTA_CLIENT_TLS'] ?? '') || Object.keys(tlsFiles).length > 0;
   return {
     json: options.json === true,
     home,
+    tls: tlsOn ? tlsFiles : undefined,
     address: (service) =>
       flagAddr[service] ?? env[`QUANTA_${service.toUpperCase()}_ADDR`] ?? SERVICE_DEFAULTS[service],
     token: () => {
@@ -57,4 +85,8 @@ export function resolveSettings(options: GlobalOptions, env: NodeJS.ProcessEnv =
       }
     },
   };
+}
+
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerCertsCommand } from './certs.js';
 import { registerCryptoDataCommands } from './crypto-data.js';
 import { registerDeployCommand, registerDeploymentsCommand } from './deployments.js';
 import { registerKeysCommand } from './keys.js';
@@ -19,6 +20,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerDeployCommand,
   registerDeploymentsCommand,
   registerMonitoringCommands,
+  registerCertsCommand,
 ];
 
 export function registerCommands(program: Command): void {

@@ -347,6 +347,7 @@ describe('registry and monitoring drafts', () => {
       deployment: 'cifar-prod',
       requestId: 'r1',
       traceId: '0af7651916cd43dd8448eb211c80319c',
+      spanId: 'b7ad6b7169203331',
       statusCode: 8,
       queueUs: 1500n,
       computeUs: 2500n,

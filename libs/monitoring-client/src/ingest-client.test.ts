@@ -14,6 +14,7 @@ function rec(i: number): pb.InferenceRecord {
     deployment: 'd',
     requestId: `r${i}`,
     traceId: '',
+    spanId: '',
     statusCode: 0,
     queueUs: 1n,
     computeUs: 2n,

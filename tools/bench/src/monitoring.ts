@@ -79,6 +79,7 @@ function buildBatches(total: number, batch: number, spreadSeconds: number, endMs
         deployment: `model-${n % MODELS}-prod`,
         requestId: `req-${n}`,
         traceId: '',
+        spanId: '',
         statusCode: rnd() < 0.01 ? 13 : 0,
         queueUs: BigInt(queue),
         computeUs: BigInt(compute),

@@ -1,3 +1,4 @@
+import { TraceFlags, trace, type Link } from '@opentelemetry/api';
 import { monitoring as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
 import { clientStreaming, internal, invalidArgument, serverStreaming, unary } from '@quanta/service-kit';
@@ -11,6 +12,23 @@ import { validateRecord } from '../core/validate.js';
 import type { Sample, WindowStore } from '../core/windows.js';
 
 export const MAX_REJECTIONS = 100;
+/** Links one ingest span keeps to the requests whose records it took (OpenTelemetry's default limit). */
+export const MAX_LINKS = 128;
+const tracer = trace.getTracer('quanta-monitoring');
+const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/;
+const SPAN_ID = /^(?!0{16})[0-9a-f]{16}$/;
+
+/** Links to the traced requests of a batch: the ingest is linked to them, never a child of theirs. */
+function linksOf(records: readonly pb.InferenceRecord[]): Link[] {
+  const links: Link[] = [];
+  for (const r of records) {
+    if (links.length === MAX_LINKS) break;
+    if (TRACE_ID.test(r.traceId) && SPAN_ID.test(r.spanId)) {
+      links.push({ context: { traceId: r.traceId, spanId: r.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true } });
+    }
+  }
+  return links;
+}
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
 
@@ -99,6 +117,7 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       const rejections: pb.RejectedRecord[] = [];
       let batchIndex = 0;
       for await (const request of requests) {
+        const span = tracer.startSpan('monitoring.ingest_batch', { links: linksOf(request.records), attributes: { 'quanta.records': request.records.length } });
         const now = store.clock();
         const oldestMs = store.oldestSecond() * 1000;
         let batchAccepted = 0;
@@ -114,6 +133,8 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
         });
         accepted += batchAccepted;
         core.countIngest(batchAccepted, request.records.length - batchAccepted);
+        span.setAttribute('quanta.records_rejected', request.records.length - batchAccepted);
+        span.end();
         batchIndex++;
       }
       return { accepted: BigInt(accepted), rejected: BigInt(rejected), rejections };

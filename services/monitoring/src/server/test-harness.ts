@@ -114,6 +114,7 @@ export function record(timeMs: number, over: Partial<pb.InferenceRecord> = {}): 
     deployment: 'cifar-prod',
     requestId: 'r',
     traceId: '',
+    spanId: '',
     statusCode: 0,
     queueUs: 100n,
     computeUs: 900n,

@@ -315,7 +315,15 @@ export interface InferenceRecord {
    * When the request finished. More than 5 minutes in the future, or older than the
    * horizon, is rejected.
    */
-  time?: Date | undefined;
+  time?:
+    | Date
+    | undefined;
+  /**
+   * The span id (16 lowercase hex digits) of the request's server span, beside `trace_id`;
+   * monitoring links its ingest spans to it, so a trace shows where its record went
+   * without the ingest becoming part of the request's trace. Empty when not traced.
+   */
+  spanId: string;
 }
 
 /** One message of the Ingest stream. */
@@ -772,6 +780,7 @@ function createBaseInferenceRecord(): InferenceRecord {
     bytesIn: 0n,
     bytesOut: 0n,
     time: undefined,
+    spanId: "",
   };
 }
 
@@ -833,6 +842,9 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(114).fork()).join();
+    }
+    if (message.spanId !== "") {
+      writer.uint32(122).string(message.spanId);
     }
     return writer;
   },
@@ -962,6 +974,14 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
             message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.spanId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1014,6 +1034,11 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
         ? BigInt(object.bytes_out)
         : 0n,
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      spanId: isSet(object.spanId)
+        ? globalThis.String(object.spanId)
+        : isSet(object.span_id)
+        ? globalThis.String(object.span_id)
+        : "",
     };
   },
 
@@ -1061,6 +1086,9 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
     }
+    if (message.spanId !== "") {
+      obj.spanId = message.spanId;
+    }
     return obj;
   },
 
@@ -1083,6 +1111,7 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     message.bytesIn = (object.bytesIn !== undefined && object.bytesIn !== null) ? BigInt(object.bytesIn) : 0n;
     message.bytesOut = (object.bytesOut !== undefined && object.bytesOut !== null) ? BigInt(object.bytesOut) : 0n;
     message.time = object.time ?? undefined;
+    message.spanId = object.spanId ?? "";
     return message;
   },
 };

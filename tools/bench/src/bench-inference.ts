@@ -1,0 +1,279 @@
+/**
+ * Three ways to serve the same models, side by side in one run:
+ *   (a) onnxruntime-node called in-process: batch 1, and every batch size up to 64 (the limit);
+ *   (b) a seed-style JSON REST `/predict` server (one onnxruntime run per request, JSON in and out);
+ *   (c) Quanta's inference service over gRPC (KServe v2 ModelInfer, raw tensors) with dynamic batching;
+ * (b) and (c) at concurrency 1, 8 and 64, each in its own process; plus an empty grpc-js unary call.
+ *   npm run bench:inference -w @quanta/bench      (BENCH_QUICK=1 for a short smoke run)
+ * BENCH_SECONDS (per cell, default 4; quick 0.4), BENCH_MODELS=cnn,ocr-cls, BENCH_MAX_BATCH (64),
+ * BENCH_QUEUE_DELAY_US (Quanta's max queue delay, default 2000).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { loadavg } from 'node:os';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as ort from 'onnxruntime-node';
+import { BENCH_MODELS, EMPTY_METHOD, benchItem, benchModel, nest, type BenchModel, type ServerKind, type ToParent } from './bench-inference-models.js';
+import { cpuSeconds, formatRate, markdownTable } from './measure.js';
+
+const QUICK = process.env['BENCH_QUICK'] === '1';
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? (QUICK ? '0.4' : '4'));
+const MODELS = (process.env['BENCH_MODELS'] ?? Object.keys(BENCH_MODELS).join(',')).split(',').map(benchModel);
+const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
+const CONCURRENCIES = [1, 8, 64];
+const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= MAX_BATCH);
+/** Outputs of (b) and (c) must equal in-process onnxruntime's within this (batched kernels may sum in another order). */
+const TOLERANCE = 1e-4;
+
+interface Cell {
+  model: string;
+  way: string;
+  concurrency: string;
+  requests: number;
+  itemsPerSecond: number;
+  p50: number;
+  p99: number;
+  /** Server process CPU per item, µs; undefined in-process. */
+  serverCpuUs?: number;
+}
+
+const cells: Cell[] = [];
+
+function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/** Runs `call` with `concurrency` in flight for SECONDS after a warm-up; latencies in ms. */
+async function drive(concurrency: number, call: () => Promise<unknown>): Promise<{ requests: number; wall: number; latencies: number[] }> {
+  const warm = performance.now() + Math.min(1000, SECONDS * 250);
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      do await call();
+      while (performance.now() < warm);
+    }),
+  );
+  const latencies: number[] = [];
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        await call();
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  return { requests: latencies.length, wall: (performance.now() - start) / 1000, latencies: latencies.sort((a, b) => a - b) };
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+function checkOutput(way: string, model: BenchModel, got: ArrayLike<number>, expected: ArrayLike<number>): void {
+  const diff = maxDiff(got, expected);
+  if (!(diff <= TOLERANCE)) throw new Error(`${way} answered ${model.name} wrongly: max |diff| ${diff} against in-process onnxruntime`);
+}
+
+// ---- (a) onnxruntime in-process ------------------------------------------------------------------
+
+interface OrtBaseline {
+  expected: Float32Array;
+  p50: number;
+  bestBatch: number;
+  bestItemsPerSecond: number;
+}
+
+async function inProcess(model: BenchModel, item: Float32Array): Promise<OrtBaseline> {
+  const session = await ort.InferenceSession.create(await model.bytes());
+  const tensorOf = (batch: number): ort.Tensor => {
+    const data = new Float32Array(batch * item.length);
+    for (let b = 0; b < batch; b++) data.set(item, b * item.length);
+    return new ort.Tensor('float32', data, [batch, ...model.itemShape]);
+  };
+  const one = tensorOf(1);
+  const expected = Float32Array.from((await session.run({ [model.input]: one }))[model.output]!.data as Float32Array);
+  const single = await drive(1, () => session.run({ [model.input]: one }));
+  const p50 = quantile(single.latencies, 0.5);
+  cells.push({ model: model.name, way: '(a) onnxruntime in-process, batch 1', concurrency: '1', requests: single.requests, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99) });
+  let best = { batch: 1, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99), requests: single.requests };
+  const perBatch: string[] = [];
+  for (const batch of BATCH_SIZES) {
+    const input = tensorOf(batch);
+    const run = await drive(1, () => session.run({ [model.input]: input }));
+    const itemsPerSecond = (run.requests * batch) / run.wall;
+    perBatch.push(`${batch}: ${formatRate(itemsPerSecond)}`);
+    if (itemsPerSecond > best.itemsPerSecond) best = { batch, itemsPerSecond, p50: quantile(run.latencies, 0.5), p99: quantile(run.latencies, 0.99), requests: run.requests };
+  }
+  console.log(`  ${model.name} in-process items/s by batch size: ${perBatch.join(', ')}`);
+  cells.push({ model: model.name, way: `(a) onnxruntime in-process, best batch (${best.batch})`, concurrency: '1', requests: best.requests, itemsPerSecond: best.itemsPerSecond, p50: best.p50, p99: best.p99 });
+  await session.release();
+  return { expected, p50, bestBatch: best.batch, bestItemsPerSecond: best.itemsPerSecond };
+}
+
+// ---- server processes ----------------------------------------------------------------------------
+
+interface ServerProcess {
+  port: number;
+  token: string;
+  cpu(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+function startProcess(file: string, args: string[]): Promise<ServerProcess> {
+  // The same loader flags (tsx, conditions) as this process.
+  const child: ChildProcess = fork(file, args, { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const next = <K extends ToParent['kind']>(kind: K): Promise<Extract<ToParent, { kind: K }>> =>
+    new Promise((resolve, reject) => {
+      const onExit = (code: number | null): void => reject(new Error(`${args.join(' ')} server exited with ${code}`));
+      const onMessage = (m: ToParent): void => {
+        if (m.kind !== kind) return;
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        resolve(m as Extract<ToParent, { kind: K }>);
+      };
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  return next('ready').then(({ port, token }) => ({
+    port,
+    token,
+    cpu: () => {
+      const answer = next('cpu');
+      child.send('cpu');
+      return answer.then((m) => m.seconds);
+    },
+    stop: () => {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.send('stop');
+      return exited;
+    },
+  }));
+}
+
+// .ts when run from source (tsx), .js when built
+const serversFile = fileURLToPath(new URL(`./bench-inference-servers${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+
+function startServer(kind: ServerKind, model = ''): Promise<ServerProcess> {
+  return startProcess(serversFile, [kind, model]);
+}
+
+/** One cell per concurrency against a server process, with its CPU per item. */
+async function measureServer(model: BenchModel, way: string, server: ServerProcess, call: () => Promise<unknown>): Promise<Map<number, Cell>> {
+  const byConcurrency = new Map<number, Cell>();
+  for (const concurrency of CONCURRENCIES) {
+    const cpu0 = await server.cpu();
+    const run = await drive(concurrency, call);
+    const serverCpu = (await server.cpu()) - cpu0;
+    const cell: Cell = {
+      model: model.name,
+      way,
+      concurrency: String(concurrency),
+      requests: run.requests,
+      itemsPerSecond: run.requests / run.wall,
+      p50: quantile(run.latencies, 0.5),
+      p99: quantile(run.latencies, 0.99),
+      // the warm-up's CPU is included: an upper bound
+      serverCpuUs: (serverCpu / run.requests) * 1e6,
+    };
+    cells.push(cell);
+    byConcurrency.set(concurrency, cell);
+  }
+  return byConcurrency;
+}
+
+// ---- (b) seed-style JSON REST --------------------------------------------------------------------
+
+async function seedStyle(model: BenchModel, item: Float32Array, expected: Float32Array): Promise<Map<number, Cell>> {
+  const server = await startServer('seed', model.name);
+  const agent = new Agent({ keepAlive: true, maxSockets: Math.max(...CONCURRENCIES) });
+  // What a seed client sends: the item as a nested list (numpy's tolist()), batch of one.
+  const body = Buffer.from(JSON.stringify({ data: nest(item, [1, ...model.itemShape]) }));
+  const post = (): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: server.port, path: '/predict', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`seed server: HTTP ${res.statusCode} ${Buffer.concat(chunks).toString()}`))));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  try {
+    const first = JSON.parse((await post()).toString('utf8')) as { prediction: unknown[] };
+    checkOutput('the seed-style server', model, first.prediction.flat(Infinity) as number[], expected);
+    return await measureServer(model, '(b) seed-style JSON REST /predict', server, async () => JSON.parse((await post()).toString('utf8')) as unknown);
+  } finally {
+    agent.destroy();
+    await server.stop();
+  }
+}
+
+// ---- the floor: an empty grpc-js call ------------------------------------------------------------
+
+async function emptyGrpcP50(): Promise<number> {
+  const server = await startServer('empty');
+  const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+  const identity = (b: Buffer): Buffer => b;
+  const empty = Buffer.alloc(0);
+  const call = (): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(EMPTY_METHOD, identity, identity, empty, (error, response) => (error ? reject(error) : resolve(response!)));
+    });
+  try {
+    const run = await drive(1, call);
+    const p50 = quantile(run.latencies, 0.5);
+    cells.push({ model: '–', way: 'empty grpc-js unary call', concurrency: '1', requests: run.requests, itemsPerSecond: run.requests / run.wall, p50, p99: quantile(run.latencies, 0.99) });
+    return p50;
+  } finally {
+    client.close();
+    await server.stop();
+  }
+}
+
+// ---- the run -------------------------------------------------------------------------------------
+
+const ms = (v: number): string => (v >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+async function main(): Promise<void> {
+  const load0 = loadavg();
+  const cpu0 = cpuSeconds();
+  console.log(`inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime-node ${ort.env.versions.common}, node ${process.version}`);
+  console.log(`load average at start: ${load0.map((l) => l.toFixed(2)).join(' ')}`);
+  const emptyP50 = await emptyGrpcP50();
+  const verdicts: string[] = [];
+  for (const model of MODELS) {
+    const item = benchItem(model);
+    const ort0 = await inProcess(model, item);
+    const seed = await seedStyle(model, item, ort0.expected);
+    const s64 = seed.get(64)!;
+    verdicts.push(
+      `${model.name}: onnxruntime in-process best batch ${ort0.bestBatch} = ${formatRate(ort0.bestItemsPerSecond)} items/s; seed-style at concurrency 64 = ${formatRate(s64.itemsPerSecond)} items/s; ` +
+        `concurrency-1 p50 budget 1.2 × (empty gRPC ${ms(emptyP50)} + ORT ${ms(ort0.p50)}) = ${ms(1.2 * (emptyP50 + ort0.p50))} ms`,
+    );
+  }
+  const load1 = loadavg();
+  console.log('');
+  console.log(
+    markdownTable(
+      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'server CPU µs/item'],
+      cells.map((c) => [c.model, c.way, c.concurrency, String(c.requests), formatRate(c.itemsPerSecond), ms(c.p50), ms(c.p99), c.serverCpuUs === undefined ? '' : formatRate(c.serverCpuUs)]),
+    ),
+  );
+  console.log('');
+  for (const v of verdicts) console.log(v);
+  console.log(`load average at end: ${load1.map((l) => l.toFixed(2)).join(' ')}; this process used ${(cpuSeconds() - cpu0).toFixed(1)} CPU-s`);
+}
+
+await main();

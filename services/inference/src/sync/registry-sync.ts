@@ -1,0 +1,102 @@
+import { registry as pb } from '@quanta/contracts';
+import type { ClientTlsOptions, TokenSource } from '@quanta/service-kit';
+import { createClient } from '@quanta/service-kit';
+import type { Telemetry } from '@quanta/telemetry';
+import type { Logger } from 'pino';
+import type { ModelManager } from '../core/types.js';
+import type { RepositoryLoader } from '../server/repository-loader.js';
+import type { Backoff } from './backoff.js';
+import { createConverger } from './converger.js';
+import { createDeploymentWatcher } from './deployment-watcher.js';
+import { createModelCache } from './model-cache.js';
+import type { ModelCache } from './model-cache.js';
+import { createModelFetcher } from './model-fetcher.js';
+import { createRegistryLoader } from './registry-loader.js';
+
+export interface RegistrySyncOptions {
+  /** The registry, e.g. `127.0.0.1:9001`. */
+  readonly registryAddress: string;
+  /** A token with the `admin` scope: the replica watches and downloads every tenant's deployments. */
+  readonly token: TokenSource;
+  readonly manager: ModelManager;
+  readonly logger: Logger;
+  readonly tls?: ClientTlsOptions;
+  readonly telemetry?: Telemetry;
+  /** Model files kept in memory (LRU, by sha256), in bytes. Default 1 GiB; 0 keeps none. */
+  readonly cacheBytes?: number;
+  /** Largest model file accepted, in bytes. Default 2 GiB. */
+  readonly maxModelBytes?: number;
+  /** Reconnection delays of the deployment watch. Default 100 ms doubling to 5 s, jittered. */
+  readonly watchBackoff?: Backoff;
+  /** Retry delays of a failed load. Default 1 s doubling to 60 s, jittered. */
+  readonly retryBackoff?: Backoff;
+}
+
+export interface RegistrySync {
+  /** RepositoryModelLoad / Unload for the front ends. */
+  readonly loader: RepositoryLoader;
+  readonly cache: ModelCache;
+  /** True once the first snapshot of deployments has been converged (ServerReady). */
+  ready(): boolean;
+  whenReady(): Promise<void>;
+  /** Resolves when no load or unload is running or queued. */
+  settled(): Promise<void>;
+  /** The deployment serving (tenant, model) now, for monitoring records. */
+  deploymentOf(tenant: string, name: string): string | undefined;
+  /** True while the deployment watch is connected. */
+  connected(): boolean;
+  /** Stops watching and loading; the loaded models stay with the manager (close it after). */
+  close(): Promise<void>;
+}
+
+/**
+ * Makes this replica serve what the registry deploys: watches every tenant's deployments
+ * (reconnecting, each snapshot reconciled), downloads and checks the files (cached in memory by
+ * sha256, never written to disk), and loads, swaps and unloads models in `manager`.
+ */
+export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
+  const client = createClient(pb.RegistryServiceClient, options.registryAddress, {
+    token: options.token,
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
+    // 4 MiB chunks (the registry's largest) plus framing.
+    maxReceiveMessageLength: 8 * 1024 * 1024,
+    // grpc-js waits up to 2 minutes between reconnections by default; a restarted registry should be found in seconds.
+    channelOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 2000 },
+  });
+  const cache = createModelCache({ maxBytes: options.cacheBytes ?? 1024 * 1024 * 1024 });
+  const fetcher = createModelFetcher({ client, cache, ...(options.maxModelBytes === undefined ? {} : { maxModelBytes: options.maxModelBytes }) });
+  const logger = options.logger.child({ component: 'registry-sync' });
+  const converger = createConverger({
+    manager: options.manager,
+    fetcher,
+    logger,
+    ...(options.retryBackoff === undefined ? {} : { retryBackoff: options.retryBackoff }),
+  });
+  const watcher = createDeploymentWatcher({
+    client,
+    logger,
+    onSnapshot: (deployments) => {
+      logger.info({ deployments: deployments.length }, 'deployment snapshot');
+      converger.applySnapshot(deployments);
+    },
+    onChange: (change) => converger.applyChange(change),
+    ...(options.watchBackoff === undefined ? {} : { backoff: options.watchBackoff }),
+  });
+
+  return {
+    loader: createRegistryLoader(converger),
+    cache,
+    ready: () => converger.ready(),
+    whenReady: () => converger.whenReady(),
+    settled: () => converger.settled(),
+    deploymentOf: (tenant, name) => converger.deploymentOf(tenant, name),
+    connected: () => watcher.connected,
+    async close() {
+      await watcher.close();
+      await converger.close();
+      client.close();
+      cache.clear();
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import type { registry as pb } from '@quanta/contracts';
+import type { ServingConfig } from '../core/types.js';
+
+/** How the core serves a deployment's model: the registry's DeploymentSpec in the core's terms. */
+export function servingConfig(spec: pb.DeploymentSpec | undefined): ServingConfig {
+  return {
+    maxBatchSize: spec?.maxBatchSize ?? 0,
+    maxQueueDelayUs: spec?.maxQueueDelayUs ?? 0,
+    // The spec's 0 means 1; the core wants at least 1.
+    instanceCount: Math.max(1, spec?.instanceCount ?? 1),
+    maxQueueSize: spec?.maxQueueSize ?? 0,
+    sequenceState: (spec?.sequenceState ?? []).map((s) => ({ input: s.inputName, output: s.outputName })),
+    sequenceIdleTimeoutMs: spec?.sequenceIdleTimeoutMs ?? 0,
+  };
+}
+
+/** A model loaded by hand (RepositoryModelLoad) with no deployment: one instance, no batching. */
+export const DEFAULT_SERVING_CONFIG: ServingConfig = servingConfig(undefined);
+
+/** Equal for configs that serve the same way (a changed key means a reload). */
+export function configKey(config: ServingConfig): string {
+  return JSON.stringify([
+    config.maxBatchSize,
+    config.maxQueueDelayUs,
+    config.instanceCount,
+    config.maxQueueSize,
+    config.sequenceState.map((s) => [s.input, s.output]),
+    config.sequenceIdleTimeoutMs,
+    config.threadsPerInstance ?? 0,
+    config.executionProviders ?? [],
+  ]);
+}
+
+/** The model name of a reference: `cifar:3`, `cifar@prod` and `cifar` all name `cifar`. */
+export function modelNameOf(ref: string): string {
+  const at = ref.search(/[:@]/);
+  return at < 0 ? ref : ref.slice(0, at);
+}
+
+/** The name inference serves a deployment under: its reference's model name. */
+export function servedName(deployment: pb.Deployment): string {
+  const resolved = deployment.resolvedVersion?.model;
+  return resolved !== undefined && resolved !== '' ? resolved : modelNameOf(deployment.spec?.modelRef ?? '');
+}

@@ -50,6 +50,7 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
   beforeAll(async () => {
     service = createService({ name: 'fake-registry', port: 0, logger: pino({ level: 'silent' }) });
     service.addService(pb.RegistryServiceService, {
+      // eslint-disable-next-line @typescript-eslint/require-await -- serverStreaming wants an AsyncIterable; the script is at hand
       downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'public' }, async function* (req) {
         calls.push({ ref: req.ref, tenant: req.tenant });
         const script = scripts.get(req.ref);

@@ -5,13 +5,21 @@ import type { Settings, ServiceName, TlsSettings } from './settings.js';
 
 type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
 
+const extraInterceptors: grpc.Interceptor[] = [];
+
+/** Adds an interceptor to every client made after this (main adds tracing when it is on). */
+export function useInterceptor(interceptor: grpc.Interceptor): void {
+  extraInterceptors.push(interceptor);
+}
+
 /**
  * A client of one Quanta service at the address the settings give, sending the bearer token
  * (when there is one) with every call.
  */
 export function connect<C extends grpc.Client>(ctor: ClientConstructor<C>, settings: Settings, service: ServiceName): C {
   const token = settings.token();
-  const interceptors: grpc.Interceptor[] = [];
+  // Tracing first, so the span covers the call as the token interceptor sends it.
+  const interceptors: grpc.Interceptor[] = [...extraInterceptors];
   if (token !== undefined) {
     interceptors.push(
       (options, next) =>

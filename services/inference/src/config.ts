@@ -1,0 +1,49 @@
+import { checkServiceConfig, fields, loadConfig, loadConfigOrExit, serviceConfigFields } from '@quanta/service-kit';
+import type { ConfigOf, ConfigSource } from '@quanta/service-kit';
+
+/** The inference service's settings: flags (`--port 8001`) or QUANTA_* environment variables. */
+export const inferenceConfigSchema = {
+  home: fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data folder: the admin token crypto writes ($QUANTA_HOME/admin.token), the model cache' }),
+  // Model inputs are large (an image batch is megabytes): 64 MiB like the REST body limit.
+  ...serviceConfigFields({ envPrefix: 'QUANTA_INFERENCE', port: 8001, maxReceiveMessageLength: 64 * 1024 * 1024 }),
+  httpHost: fields.string({ env: 'QUANTA_INFERENCE_HTTP_HOST', default: '127.0.0.1', doc: 'address of the KServe v2 REST listener' }),
+  httpPort: fields.port({ env: 'QUANTA_INFERENCE_HTTP_PORT', default: 8000, doc: 'KServe v2 REST port (0 picks a free one)' }),
+  maxBodyBytes: fields.int({
+    env: 'QUANTA_INFERENCE_MAX_BODY_BYTES',
+    default: 64 * 1024 * 1024,
+    min: 1024,
+    max: 2 ** 31 - 1,
+    doc: 'largest REST request body, in bytes (larger ones get 413)',
+  }),
+  cryptoAddr: fields.string({ env: 'QUANTA_CRYPTO_ADDR', default: '127.0.0.1:9002', doc: 'crypto service: public keys that check tokens, data keys of model files' }),
+  registryAddr: fields.string({ env: 'QUANTA_REGISTRY_ADDR', default: '127.0.0.1:9001', doc: 'model registry, whose deployments this replica serves (with --watch)' }),
+  monitoringAddr: fields.string({ env: 'QUANTA_MONITORING_ADDR', doc: 'monitoring service that receives a record of every request; none when unset' }),
+  serviceToken: fields.string({
+    env: 'QUANTA_INFERENCE_SERVICE_TOKEN',
+    doc: 'token for calls to the registry, crypto and monitoring; default: $QUANTA_HOME/admin.token',
+  }),
+  threadsPerInstance: fields.int({
+    env: 'QUANTA_INFERENCE_THREADS_PER_INSTANCE',
+    default: 0,
+    min: 0,
+    max: 1024,
+    doc: 'onnxruntime intra-op threads per session when a deployment does not say (0: onnxruntime decides)',
+  }),
+  watch: fields.bool({
+    env: 'QUANTA_INFERENCE_WATCH',
+    default: false,
+    doc: "serve the registry's deployments (watch them, download, load, swap); off: only what is loaded by hand",
+  }),
+};
+
+export type InferenceConfig = ConfigOf<typeof inferenceConfigSchema>;
+
+/** Throws service-kit's ConfigError listing every problem. */
+export function loadInferenceConfig(source: ConfigSource = {}): InferenceConfig {
+  return loadConfig(inferenceConfigSchema, { check: checkServiceConfig, ...source });
+}
+
+/** For main: help on --help, a clear message and exit 2 on bad settings. */
+export function loadInferenceConfigOrExit(source: ConfigSource = {}): InferenceConfig {
+  return loadConfigOrExit(inferenceConfigSchema, { program: 'inference', check: checkServiceConfig, ...source });
+}

@@ -1,0 +1,314 @@
+// KServe v2 REST (node:http) over the same InferenceApi as gRPC, with the same tokens
+// (`Authorization: Bearer`) and scopes. Health endpoints and server metadata are public.
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import type { Authenticator, Principal, Scope } from '@quanta/service-kit';
+import { ServiceError, isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
+import type { Logger } from 'pino';
+import { httpStatusOf, toServiceError } from '../server/errors.js';
+import type { InferenceApi } from '../server/inference-api.js';
+import {
+  decodeIndexRequest,
+  decodeJsonInfer,
+  decodeRepositoryParameters,
+  encodeJsonIndex,
+  encodeJsonInfer,
+  encodeJsonMetadata,
+  encodeJsonStats,
+} from './rest-convert.js';
+
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+export interface RestServerOptions {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly api: InferenceApi;
+  /** Checks bearer tokens; without one, every endpoint but health and metadata answers 401. */
+  readonly authenticator: Authenticator | undefined;
+  /** Largest request body; larger ones get 413. Default 64 MiB. */
+  readonly maxBodyBytes?: number;
+  readonly logger: Logger;
+}
+
+export interface RestServer {
+  readonly port: number;
+  /** `http://host:port` */
+  readonly url: string;
+  /**
+   * Stops accepting connections and requests, lets those under way finish within `graceMs`, then
+   * closes every connection.
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Json = unknown;
+
+interface Route {
+  readonly method: 'GET' | 'POST';
+  /** The scope needed, or public. */
+  readonly scope: Scope | 'public';
+  handle(match: RegExpExecArray, principal: Principal | undefined, body: () => Promise<Json>, signal: AbortSignal): Promise<{ status?: number; body: Json }>;
+}
+
+const segment = '([^/]+)';
+const modelPath = `/v2/models/${segment}(?:/versions/${segment})?`;
+
+function decode(part: string | undefined): string {
+  if (part === undefined) return '';
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, `"${part}" is not a valid URL path segment`);
+  }
+}
+
+function tenant(principal: Principal | undefined): string {
+  if (principal === undefined) throw unauthenticated('a bearer token is needed');
+  return principal.tenant;
+}
+
+function routes(api: InferenceApi): [RegExp, Route[]][] {
+  const table: [string, Route[]][] = [
+    ['/v2/health/live', [{ method: 'GET', scope: 'public', handle: () => Promise.resolve({ body: { live: true } }) }]],
+    [
+      '/v2/health/ready',
+      [
+        {
+          method: 'GET',
+          scope: 'public',
+          handle: () =>
+            Promise.resolve(
+              api.ready() ? { body: { ready: true } } : { status: 503, body: { ready: false, error: 'the replica is not serving every model it is meant to yet' } },
+            ),
+        },
+      ],
+    ],
+    ['/v2/?', [{ method: 'GET', scope: 'public', handle: () => Promise.resolve({ body: api.serverMetadata() }) }]],
+    [
+      '/v2/models/stats',
+      [{ method: 'GET', scope: 'models:read', handle: (_m, p) => Promise.resolve({ body: { model_stats: api.stats(tenant(p), '', '').map(encodeJsonStats) } }) }],
+    ],
+    [
+      modelPath,
+      [{ method: 'GET', scope: 'models:read', handle: (m, p) => Promise.resolve({ body: encodeJsonMetadata(api.modelMetadata(tenant(p), decode(m[1]), decode(m[2]))) }) }],
+    ],
+    [
+      `${modelPath}/ready`,
+      [
+        {
+          method: 'GET',
+          scope: 'models:read',
+          handle: (m, p) => {
+            const name = decode(m[1]);
+            const ready = api.modelReady(tenant(p), name, decode(m[2]));
+            return Promise.resolve(ready ? { body: { name, ready } } : { status: 503, body: { name, ready, error: `model "${name}" is not ready` } });
+          },
+        },
+      ],
+    ],
+    [
+      `${modelPath}/stats`,
+      [
+        {
+          method: 'GET',
+          scope: 'models:read',
+          handle: (m, p) => Promise.resolve({ body: { model_stats: api.stats(tenant(p), decode(m[1]), decode(m[2])).map(encodeJsonStats) } }),
+        },
+      ],
+    ],
+    [
+      `${modelPath}/infer`,
+      [
+        {
+          method: 'POST',
+          scope: 'infer',
+          handle: async (m, p, body, signal) => {
+            const request = decodeJsonInfer(await body(), signal);
+            return { body: encodeJsonInfer(await api.infer(tenant(p), decode(m[1]), decode(m[2]), request)) };
+          },
+        },
+      ],
+    ],
+    [
+      '/v2/repository/index',
+      [{ method: 'POST', scope: 'models:read', handle: async (_m, p, body) => ({ body: encodeJsonIndex(api.index(tenant(p), decodeIndexRequest(await body()))) }) }],
+    ],
+    [
+      `/v2/repository/models/${segment}/load`,
+      [
+        {
+          method: 'POST',
+          scope: 'models:write',
+          handle: async (m, p, body) => {
+            await api.load(tenant(p), decode(m[1]), decodeRepositoryParameters(await body()));
+            return { body: {} };
+          },
+        },
+      ],
+    ],
+    [
+      `/v2/repository/models/${segment}/unload`,
+      [
+        {
+          method: 'POST',
+          scope: 'models:write',
+          handle: async (m, p, body) => {
+            const parameters = decodeRepositoryParameters(await body());
+            await api.unload(tenant(p), decode(m[1]), parameters['unload_dependents'] === 'true');
+            return { body: {} };
+          },
+        },
+      ],
+    ],
+  ];
+  return table.map(([pattern, handlers]) => [new RegExp(`^${pattern}$`), handlers]);
+}
+
+async function authenticate(req: IncomingMessage, authenticator: Authenticator | undefined, scope: Scope, what: string): Promise<Principal> {
+  const header = req.headers.authorization;
+  if (header === undefined) throw unauthenticated(`${what} needs a bearer token with scope "${scope}" (Authorization: Bearer <token>)`);
+  if (authenticator === undefined) throw unauthenticated(`${what} needs scope "${scope}" but this server has no authenticator configured`);
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', header);
+  const principal = await authenticator(metadata);
+  requireScope(principal, scope, what);
+  return principal;
+}
+
+/** Reads the body up to `limit` bytes; undefined when empty. */
+async function readJson(req: IncomingMessage, limit: number): Promise<Json> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `the request body (${declared} bytes) is larger than the limit of ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new HttpError(413, `the request body is larger than the limit of ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as Json;
+  } catch (error: unknown) {
+    throw new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: Json, close = false): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...(close ? { connection: 'close' } : {}),
+  });
+  res.end(text);
+}
+
+export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
+  const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const table = routes(options.api);
+  const { logger } = options;
+  const inFlight = new Set<ServerResponse>();
+  let closing = false;
+  let drained: (() => void) | undefined;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const entry = table.find(([pattern]) => pattern.test(url.pathname));
+    if (entry === undefined) throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`);
+    const [pattern, candidates] = entry;
+    const route = candidates.find((r) => r.method === req.method);
+    if (route === undefined) {
+      res.setHeader('allow', candidates.map((r) => r.method).join(', '));
+      throw new HttpError(405, `${url.pathname} takes ${candidates.map((r) => r.method).join(' or ')}, not ${req.method ?? ''}`);
+    }
+    const what = `${route.method} ${url.pathname}`;
+    const principal = route.scope === 'public' ? undefined : await authenticate(req, options.authenticator, route.scope, what);
+    // The caller hanging up abandons its request: a queued one is dropped by the core.
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort(new ServiceError(grpc.status.CANCELLED, `${what}: the client went away`));
+    });
+    const match = pattern.exec(url.pathname)!;
+    const result = await route.handle(match, principal, () => readJson(req, limit), abort.signal);
+    send(res, result.status ?? 200, result.body);
+  };
+
+  const server = createServer((req, res) => {
+    if (closing) {
+      send(res, 503, { error: 'the server is shutting down' }, true);
+      return;
+    }
+    inFlight.add(res);
+    res.once('close', () => {
+      inFlight.delete(res);
+      if (inFlight.size === 0) drained?.();
+    });
+    handle(req, res).catch((error: unknown) => {
+      if (error instanceof HttpError) {
+        // After a 413 the rest of the body is not read: close the connection instead of draining it.
+        send(res, error.status, { error: error.message }, error.status === 413);
+        return;
+      }
+      const mapped = toServiceError(error);
+      if (isServiceError(mapped)) {
+        send(res, httpStatusOf(mapped.code), { error: mapped.message });
+        return;
+      }
+      const reference = randomBytes(8).toString('hex');
+      logger.error({ err: error, method: req.method, url: req.url, reference }, 'unhandled error in a REST request');
+      send(res, 500, { error: `internal error (error id ${reference})` });
+    });
+  });
+  // Bodies are read by the handlers under the limit; headers stay at Node's defaults.
+  server.requestTimeout = 0;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  let closed: Promise<void> | undefined;
+
+  return {
+    port,
+    url: `http://${host}:${port}`,
+    close({ graceMs = 10_000 } = {}) {
+      closed ??= (async () => {
+        closing = true;
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        if (inFlight.size > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, graceMs);
+            drained = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
+        server.closeAllConnections();
+        await stopped;
+      })();
+      return closed;
+    },
+  };
+}

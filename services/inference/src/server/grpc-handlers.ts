@@ -1,0 +1,133 @@
+// inference.GRPCInferenceService (KServe v2 + Triton's extensions) over the InferenceApi. Health
+// RPCs are public like Triton's; everything else needs a token, and sees only its tenant's models.
+import type { handleUnaryCall } from '@grpc/grpc-js';
+import type { inference as pb } from '@quanta/contracts';
+import type { CallContext, Principal } from '@quanta/service-kit';
+import { bidiStreaming, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
+import { mapErrors, toServiceError } from './errors.js';
+import {
+  decodeInferRequest,
+  encodeIndexEntry,
+  encodeInferResponse,
+  encodeModelMetadata,
+  encodeModelStatistics,
+  repositoryParameters,
+} from './grpc-convert.js';
+import type { InferenceApi } from './inference-api.js';
+
+/** How many requests of one ModelStreamInfer run at once; responses still go back in request order. */
+export const STREAM_PIPELINE_DEPTH = 32;
+
+function tenantOf(ctx: CallContext): string {
+  const principal: Principal | undefined = ctx.principal;
+  if (principal === undefined) throw unauthenticated(`${ctx.method} needs a token`);
+  return principal.tenant;
+}
+
+function notSupported<Req, Res>(what: string): handleUnaryCall<Req, Res> {
+  return unary<Req, Res>({ scope: 'public' }, () => Promise.reject(unimplemented(`${what} is not supported by Quanta inference`)));
+}
+
+async function infer(api: InferenceApi, message: pb.ModelInferRequest, ctx: CallContext): Promise<pb.ModelInferResponse> {
+  return mapErrors(async () => {
+    const tenant = tenantOf(ctx);
+    const decoded = decodeInferRequest(message, { deadline: ctx.deadline, signal: ctx.signal });
+    const result = await api.infer(tenant, decoded.name, decoded.version, decoded.request);
+    return encodeInferResponse(result, decoded.raw);
+  });
+}
+
+const noop = (): undefined => undefined;
+
+/**
+ * The responses of a stream, in request order, with up to `depth` requests running at once: a
+ * request is handed to the core as soon as it arrives (so a sequence's requests reach it in
+ * order), and reading stops while `depth` responses wait to be written.
+ */
+async function* pipelined<Req, Res>(requests: AsyncIterable<Req>, run: (request: Req) => Promise<Res>, depth: number): AsyncGenerator<Res> {
+  const pending: Promise<Res>[] = [];
+  const iterator = requests[Symbol.asyncIterator]();
+  let done = false;
+  let reading: Promise<IteratorResult<Req>> | undefined;
+  try {
+    while (!done || pending.length > 0) {
+      while (!done && pending.length < depth) {
+        reading ??= iterator.next();
+        // Do not wait for the next request while a response is ready to be written.
+        const next = pending.length === 0 ? await reading : await Promise.race([reading, pending[0]!.then(noop, noop)]);
+        if (next === undefined) break;
+        reading = undefined;
+        if (next.done === true) done = true;
+        else pending.push(run(next.value));
+      }
+      const head = pending.shift();
+      if (head !== undefined) yield await head;
+    }
+  } finally {
+    // Responses nobody will read: keep their rejections from going unhandled.
+    for (const p of pending) p.catch(noop);
+    // Not awaited: with a read still pending, an async generator's return() waits for it.
+    reading?.catch(noop);
+    Promise.resolve(iterator.return?.()).catch(noop);
+  }
+}
+
+export function createGrpcHandlers(api: InferenceApi): pb.GRPCInferenceServiceServer {
+  return {
+    serverLive: unary<pb.ServerLiveRequest, pb.ServerLiveResponse>({ scope: 'public' }, () => Promise.resolve({ live: true })),
+    serverReady: unary<pb.ServerReadyRequest, pb.ServerReadyResponse>({ scope: 'public' }, () => Promise.resolve({ ready: api.ready() })),
+    modelReady: unary<pb.ModelReadyRequest, pb.ModelReadyResponse>({ scope: 'models:read' }, (req, ctx) =>
+      mapErrors(() => ({ ready: api.modelReady(tenantOf(ctx), req.name, req.version) })),
+    ),
+    serverMetadata: unary<pb.ServerMetadataRequest, pb.ServerMetadataResponse>({ scope: 'public' }, () => Promise.resolve(api.serverMetadata())),
+    modelMetadata: unary<pb.ModelMetadataRequest, pb.ModelMetadataResponse>({ scope: 'models:read' }, (req, ctx) =>
+      mapErrors(() => encodeModelMetadata(api.modelMetadata(tenantOf(ctx), req.name, req.version))),
+    ),
+    modelInfer: unary<pb.ModelInferRequest, pb.ModelInferResponse>({ scope: 'infer' }, (req, ctx) => infer(api, req, ctx)),
+    modelStreamInfer: bidiStreaming<pb.ModelInferRequest, pb.ModelStreamInferResponse>({ scope: 'infer' }, (requests, ctx) =>
+      pipelined(
+        requests,
+        async (message): Promise<pb.ModelStreamInferResponse> => {
+          try {
+            return { errorMessage: '', inferResponse: await infer(api, message, ctx) };
+          } catch (error: unknown) {
+            // Errors travel in the stream, which goes on (Triton). Only our own errors carry
+            // their message; anything else is a bug whose details stay in the log.
+            const mapped = toServiceError(error);
+            if (mapped instanceof Error && mapped.name === 'ServiceError') return { errorMessage: mapped.message, inferResponse: undefined };
+            ctx.logger.error({ err: error, request_id: message.id }, 'ModelStreamInfer request failed');
+            return { errorMessage: 'internal error', inferResponse: undefined };
+          }
+        },
+        STREAM_PIPELINE_DEPTH,
+      ),
+    ),
+    modelStatistics: unary<pb.ModelStatisticsRequest, pb.ModelStatisticsResponse>({ scope: 'models:read' }, (req, ctx) =>
+      mapErrors(() => ({ modelStats: api.stats(tenantOf(ctx), req.name, req.version).map(encodeModelStatistics) })),
+    ),
+    repositoryIndex: unary<pb.RepositoryIndexRequest, pb.RepositoryIndexResponse>({ scope: 'models:read' }, (req, ctx) =>
+      mapErrors(() => ({ models: api.index(tenantOf(ctx), req.ready).map(encodeIndexEntry) })),
+    ),
+    repositoryModelLoad: unary<pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse>({ scope: 'models:write' }, (req, ctx) =>
+      mapErrors(async () => {
+        await api.load(tenantOf(ctx), req.modelName, repositoryParameters(req.parameters));
+        return {};
+      }),
+    ),
+    repositoryModelUnload: unary<pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse>({ scope: 'models:write' }, (req, ctx) =>
+      mapErrors(async () => {
+        const dependents = req.parameters['unload_dependents']?.parameterChoice;
+        await api.unload(tenantOf(ctx), req.modelName, dependents?.$case === 'boolParam' && dependents.value);
+        return {};
+      }),
+    ),
+    systemSharedMemoryStatus: notSupported('System shared memory'),
+    systemSharedMemoryRegister: notSupported('System shared memory'),
+    systemSharedMemoryUnregister: notSupported('System shared memory'),
+    cudaSharedMemoryStatus: notSupported('CUDA shared memory'),
+    cudaSharedMemoryRegister: notSupported('CUDA shared memory'),
+    cudaSharedMemoryUnregister: notSupported('CUDA shared memory'),
+    traceSetting: notSupported('TraceSetting (traces are configured with OpenTelemetry: OTEL_* variables)'),
+    logSettings: notSupported('LogSettings (logging is configured with QUANTA_LOG_LEVEL)'),
+  };
+}

@@ -1,0 +1,120 @@
+// What both front ends do, in their common terms: the gRPC handlers and the REST routes only
+// translate their wire forms to and from these calls. Every call is scoped to one tenant, and
+// every failure is a ServiceError (the gRPC status; REST maps it to HTTP).
+import { invalidArgument, notFound, unimplemented } from '@quanta/service-kit';
+import type { InferRequest, InferResult, LoadedModel, ModelManager, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
+import { mapErrors, toServiceError } from './errors.js';
+import type { RepositoryLoader } from './repository-loader.js';
+
+export const SERVER_NAME = 'quanta';
+/** Every model runs on onnxruntime; Triton's name for that backend. */
+export const PLATFORM = 'onnxruntime_onnx';
+
+export interface ModelMetadata {
+  readonly name: string;
+  /** The versions this replica serves for the caller's tenant. */
+  readonly versions: string[];
+  readonly platform: string;
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+}
+
+export interface InferenceApiOptions {
+  readonly manager: ModelManager;
+  /** The registry sync; without it, load and unload answer UNIMPLEMENTED. */
+  readonly loader?: RepositoryLoader | undefined;
+  /** Whether the replica has converged on what it must serve (ServerReady); default always. */
+  readonly ready?: (() => boolean) | undefined;
+  /** The server version in ServerMetadata. */
+  readonly version: string;
+}
+
+export interface InferenceApi {
+  ready(): boolean;
+  serverMetadata(): { name: string; version: string; extensions: string[] };
+  modelReady(tenant: string, name: string, version: string): boolean;
+  modelMetadata(tenant: string, name: string, version: string): ModelMetadata;
+  /** Runs one request on (tenant, name, version); '' is the current version. */
+  infer(tenant: string, name: string, version: string, request: InferRequest): Promise<InferResult>;
+  /** Statistics of one version, every version of one model ('' version), or every model ('' name). */
+  stats(tenant: string, name: string, version: string): ModelStats[];
+  index(tenant: string, readyOnly: boolean): RepositoryEntry[];
+  load(tenant: string, name: string, parameters: Record<string, string>): Promise<void>;
+  unload(tenant: string, name: string, unloadDependents: boolean): Promise<void>;
+}
+
+export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
+  const { manager, loader } = options;
+  const extensions = ['sequence', 'statistics', ...(loader === undefined ? [] : ['model_repository', 'model_repository(unload_dependents)'])];
+
+  const requireName = (name: string): void => {
+    if (name === '') throw invalidArgument('the model name is empty');
+  };
+  const get = (tenant: string, name: string, version: string): LoadedModel => {
+    requireName(name);
+    try {
+      return manager.get(tenant, name, version === '' ? undefined : version);
+    } catch (error: unknown) {
+      throw toServiceError(error);
+    }
+  };
+  const versionsOf = (tenant: string, name: string): string[] =>
+    manager
+      .index(tenant)
+      .filter((e) => e.name === name && e.state === 'READY')
+      .map((e) => e.version);
+  const noRegistry = (what: string): Error =>
+    unimplemented(`${what} needs the model registry, and none is configured on this replica (start it with QUANTA_INFERENCE_WATCH=true)`);
+
+  return {
+    ready: () => options.ready?.() ?? true,
+    serverMetadata: () => ({ name: SERVER_NAME, version: options.version, extensions: [...extensions] }),
+    modelReady(tenant, name, version) {
+      requireName(name);
+      return manager.find(tenant, name, version === '' ? undefined : version)?.state === 'READY';
+    },
+    modelMetadata(tenant, name, version) {
+      const model = get(tenant, name, version);
+      const versions = versionsOf(tenant, name);
+      return {
+        name: model.name,
+        versions: versions.includes(model.version) ? versions : [...versions, model.version],
+        platform: PLATFORM,
+        inputs: model.signature.inputs,
+        outputs: model.signature.outputs,
+      };
+    },
+    async infer(tenant, name, version, request) {
+      const model = get(tenant, name, version);
+      return mapErrors(() => model.infer(request));
+    },
+    stats(tenant, name, version) {
+      if (name === '') {
+        return manager
+          .index(tenant)
+          .flatMap((e) => manager.find(tenant, e.name, e.version) ?? [])
+          .map((m) => m.stats());
+      }
+      if (version !== '') return [get(tenant, name, version).stats()];
+      const loaded = manager
+        .index(tenant)
+        .filter((e) => e.name === name)
+        .flatMap((e) => manager.find(tenant, e.name, e.version) ?? []);
+      if (loaded.length === 0) throw notFound(`model "${name}" is not loaded on this replica`);
+      return loaded.map((m) => m.stats());
+    },
+    index(tenant, readyOnly) {
+      return manager.index(tenant).filter((e) => !readyOnly || e.state === 'READY');
+    },
+    async load(tenant, name, parameters) {
+      requireName(name);
+      if (loader === undefined) throw noRegistry('RepositoryModelLoad');
+      await mapErrors(() => loader.load(tenant, name, parameters));
+    },
+    async unload(tenant, name, unloadDependents) {
+      requireName(name);
+      if (loader === undefined) throw noRegistry('RepositoryModelUnload');
+      await mapErrors(() => loader.unload(tenant, name, unloadDependents));
+    },
+  };
+}

@@ -1,0 +1,165 @@
+// The inference process: the core's model manager behind the gRPC (KServe v2 / Triton, :8001) and
+// REST (KServe v2, :8000) front ends, with the registry sync plugged in through `sync`.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
+import { crypto, inference as pb } from '@quanta/contracts';
+import type { Authenticator, QuantaService } from '@quanta/service-kit';
+import { createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import type { Telemetry } from '@quanta/telemetry';
+import type { Logger } from 'pino';
+import type { InferenceConfig } from '../config.js';
+import { createModelManager } from '../core/model-manager.js';
+import type { InferObserver, ModelManager } from '../core/types.js';
+import type { RestServer } from '../http/rest-server.js';
+import { startRestServer } from '../http/rest-server.js';
+import { createGrpcHandlers } from './grpc-handlers.js';
+import { createInferenceApi } from './inference-api.js';
+import type { RepositoryLoader } from './repository-loader.js';
+
+export const INFERENCE_VERSION = '0.1.0';
+
+/**
+ * What the registry sync gives the server: RepositoryModelLoad/Unload, ServerReady, and a close
+ * that stops its watching and loading (the manager is closed after it). H3's `RegistrySync`
+ * (src/sync) has this shape.
+ */
+export interface InferenceSync {
+  readonly loader?: RepositoryLoader;
+  /** True once the replica serves what the registry deploys (ServerReady, /v2/health/ready). */
+  ready?(): boolean;
+  close(): Promise<void>;
+}
+
+/** What a sync factory is handed: the manager it loads models into and the process's settings. */
+export interface SyncContext {
+  readonly manager: ModelManager;
+  readonly config: InferenceConfig;
+  readonly logger: Logger;
+  readonly telemetry: Telemetry | undefined;
+  /** The token for calls to the registry, crypto and monitoring (config or $QUANTA_HOME/admin.token). */
+  readonly token: () => Promise<string>;
+}
+
+export type SyncFactory = (context: SyncContext) => InferenceSync | Promise<InferenceSync>;
+
+export interface InferenceServerOptions {
+  /** The model manager; default a new one (with `observer`). Closed by stop(). */
+  readonly manager?: ModelManager;
+  /** Told about every request when the server makes the manager (monitoring records). */
+  readonly observer?: InferObserver;
+  /** Checks tokens (gRPC and REST); default the crypto service's public keys at config.cryptoAddr. */
+  readonly authenticator?: Authenticator;
+  /** RepositoryModelLoad/Unload; default the sync's; none: they answer UNIMPLEMENTED. */
+  readonly loader?: RepositoryLoader;
+  /** ServerReady; default the sync's, else always true. */
+  readonly ready?: () => boolean;
+  /**
+   * HOOK for the registry sync (src/sync): made once the manager exists and before the listeners
+   * open, closed on stop before the manager. main.ts passes it when config.watch is on.
+   */
+  readonly sync?: SyncFactory;
+  readonly telemetry?: Telemetry;
+  readonly logger?: Logger;
+}
+
+export interface InferenceServer {
+  /** gRPC port and `host:port`. */
+  readonly port: number;
+  readonly address: string;
+  readonly http: { readonly port: number; readonly url: string };
+  readonly service: QuantaService;
+  readonly manager: ModelManager;
+  readonly sync: InferenceSync | undefined;
+  /** Stops the REST listener taking requests (a signal handler calls it before service-kit's stop). */
+  beginStop(): void;
+  /** Stops accepting on both listeners, lets accepted requests finish (grace), then closes the sync and the manager. */
+  stop(options?: { graceMs?: number }): Promise<void>;
+}
+
+/** The configured service token, else the admin token the crypto service wrote (read per call: it may be renewed). */
+export function serviceTokenSource(config: Pick<InferenceConfig, 'serviceToken' | 'home'>): () => Promise<string> {
+  if (config.serviceToken !== undefined) {
+    const token = config.serviceToken;
+    return () => Promise.resolve(token);
+  }
+  const path = join(config.home, 'admin.token');
+  return async () => {
+    try {
+      return (await readFile(path, 'utf8')).trim();
+    } catch {
+      throw new Error(`no service token: set QUANTA_INFERENCE_SERVICE_TOKEN, or start the crypto service with the same QUANTA_HOME so it writes ${path}`);
+    }
+  };
+}
+
+export async function startInferenceServer(config: InferenceConfig, options: InferenceServerOptions = {}): Promise<InferenceServer> {
+  let authenticator = options.authenticator;
+  let cryptoClient: crypto.CryptoServiceClient | undefined;
+  if (authenticator === undefined) {
+    cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, grpc.credentials.createInsecure());
+    authenticator = createTokenVerifier({ fetchJwks: createJwksFetcher(cryptoClient) });
+  }
+  const service = createService({
+    name: 'inference',
+    version: INFERENCE_VERSION,
+    ...serviceOptionsFromConfig(config),
+    authenticator,
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  });
+  const logger = service.logger;
+  const manager =
+    options.manager ?? createModelManager({ logger: logger.child({ component: 'core' }), ...(options.observer === undefined ? {} : { observer: options.observer }) });
+
+  let sync: InferenceSync | undefined;
+  let http: RestServer | undefined;
+  const release = async (): Promise<void> => {
+    await sync?.close();
+    await manager.close();
+    cryptoClient?.close();
+  };
+  try {
+    sync = await options.sync?.({ manager, config, logger, telemetry: options.telemetry, token: serviceTokenSource(config) });
+    const loader = options.loader ?? sync?.loader;
+    const ready = options.ready ?? (sync?.ready === undefined ? undefined : () => sync?.ready?.() ?? true);
+    const api = createInferenceApi({ manager, loader, ready, version: INFERENCE_VERSION });
+    service.addService(pb.GRPCInferenceServiceService, createGrpcHandlers(api));
+    http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, logger });
+  } catch (error: unknown) {
+    await release();
+    throw error;
+  }
+  const rest = http;
+
+  let restClosed: Promise<void> | undefined;
+  const beginStop = (graceMs: number = config.shutdownGrace): Promise<void> => (restClosed ??= rest.close({ graceMs }));
+  service.onStop(async () => {
+    await beginStop();
+    await release();
+  });
+
+  let port: number;
+  let address: string;
+  try {
+    ({ port, address } = await service.start());
+  } catch (error: unknown) {
+    await service.stop({ graceMs: 0 });
+    throw error;
+  }
+  logger.info({ url: rest.url }, `KServe v2 REST on ${rest.url}`);
+  return {
+    port,
+    address,
+    http: { port: rest.port, url: rest.url },
+    service,
+    manager,
+    sync,
+    beginStop: () => void beginStop(),
+    async stop(stopOptions = {}) {
+      const graceMs = stopOptions.graceMs ?? config.shutdownGrace;
+      await Promise.all([beginStop(graceMs), service.stop({ graceMs })]);
+    },
+  };
+}

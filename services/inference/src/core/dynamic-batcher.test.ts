@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildMlp, buildScalarModel } from '@quanta/onnx';
+import { buildMlp, buildScalarModel, encodeModel, OnnxDataType } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
 import { inputs, ppocrClassifierPath, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
@@ -21,6 +21,34 @@ async function rejection(promise: Promise<unknown>): Promise<InferError> {
   }
   throw new Error('expected a rejection');
 }
+
+/** y = a + b over [N,4]: a batchable model with two inputs. */
+const addModel = encodeModel({
+  graph: {
+    name: 'add',
+    nodes: [{ opType: 'Add', inputs: ['a', 'b'], outputs: ['y'] }],
+    initializers: [],
+    inputs: [
+      { name: 'a', dataType: OnnxDataType.FLOAT, shape: ['N', 4] },
+      { name: 'b', dataType: OnnxDataType.FLOAT, shape: ['N', 4] },
+    ],
+    outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: ['N', 4] }],
+  },
+});
+
+/** t = Identity(s) over strings [N]. */
+const echoModel = encodeModel({
+  graph: {
+    name: 'echo',
+    nodes: [{ opType: 'Identity', inputs: ['s'], outputs: ['t'] }],
+    initializers: [],
+    inputs: [{ name: 's', dataType: OnnxDataType.STRING, shape: ['N'] }],
+    outputs: [{ name: 't', dataType: OnnxDataType.STRING, shape: ['N'] }],
+  },
+});
+
+const text = (...words: string[]): ReturnType<typeof createTensor> =>
+  createTensor('BYTES', [words.length], words.map((w) => new TextEncoder().encode(w)));
 
 let manager: ModelManager | undefined;
 afterEach(async () => {
@@ -147,5 +175,40 @@ describe('dynamic batcher', () => {
     expect(model.stats().executionCount).toBe(0n);
     const already = await rejection(model.infer({ id: 'y', inputs: inputs({ input: randomFloats([1, 4], 1) }), signal: controller.signal }));
     expect(already.code).toBe('CANCELLED');
+  });
+
+  it('merges two-input requests, and refuses inputs that disagree on dim 0', async () => {
+    manager = createModelManager();
+    const model = await manager.load('t', 'add', '1', addModel, servingConfig({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
+    const requests = [1, 2].map((n, i) => inputs({ a: randomFloats([n, 4], i), b: randomFloats([n, 4], 10 + i) }));
+    const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
+    for (const [i, request] of requests.entries()) {
+      const a = values(request.get('a'));
+      const b = values(request.get('b'));
+      // Hand computation in float32.
+      expect(values(results[i]?.outputs[0])).toEqual(Array.from(Float32Array.from(a.map((x, k) => x + (b[k] ?? 0)))));
+    }
+    expect(model.stats().executionCount).toBe(1n);
+    const error = await rejection(model.infer({ id: 'bad', inputs: inputs({ a: randomFloats([2, 4], 1), b: randomFloats([3, 4], 2) }) }));
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toBe('model "add": the inputs disagree on the batch size (dim 0): a 2, b 3');
+  });
+
+  it('batches BYTES (string) tensors and refuses an element that is not UTF-8', async () => {
+    manager = createModelManager();
+    const model = await manager.load('t', 'echo', '1', echoModel, servingConfig({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
+    expect(model.signature.inputs).toEqual([{ name: 's', datatype: 'BYTES', shape: [-1] }]);
+    const [one, two] = await Promise.all([
+      model.infer({ id: '1', inputs: inputs({ s: text('héllo') }) }),
+      model.infer({ id: '2', inputs: inputs({ s: text('a', 'b') }) }),
+    ]);
+    const decode = (t: ReturnType<typeof createTensor> | undefined): string[] =>
+      t?.datatype === 'BYTES' ? t.data.map((e) => new TextDecoder().decode(e)) : [];
+    expect(decode(one?.outputs[0])).toEqual(['héllo']);
+    expect(decode(two?.outputs[0])).toEqual(['a', 'b']);
+    expect(one?.batchSize).toBe(3);
+    const bad = createTensor('BYTES', [1], [Uint8Array.of(0xff, 0xfe)]);
+    const error = await rejection(model.infer({ id: 'bad', inputs: inputs({ s: bad }) }));
+    expect(error.message).toBe('model "echo" input "s": BYTES element 0 is not valid UTF-8, which an onnxruntime string tensor needs');
   });
 });

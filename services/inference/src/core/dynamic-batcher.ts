@@ -60,6 +60,8 @@ interface Entry {
   cleanup(): void;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function mergeKey(inputs: ReadonlyMap<string, Tensor>): string {
   return [...inputs.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -201,8 +203,13 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       if (job.deadline !== undefined && job.deadline <= clock.now()) return Promise.reject(deadlineError());
       let rows = 1;
       if (batching) {
-        const first = job.inputs.values().next().value;
-        rows = first?.shape[0] ?? 1;
+        const dims0 = new Set([...job.inputs.values()].map((tensor) => tensor.shape[0] ?? 1));
+        if (dims0.size > 1) {
+          return Promise.reject(
+            new InferError('INVALID_ARGUMENT', `model "${model}": the inputs disagree on the batch size (dim 0): ${[...job.inputs].map(([name, t]) => `${name} ${t.shape[0] ?? 1}`).join(', ')}`),
+          );
+        }
+        rows = dims0.values().next().value ?? 1;
         if (rows > maxRows) {
           return Promise.reject(
             new InferError('INVALID_ARGUMENT', `model "${model}": the request has batch size ${rows}, more than the model's max batch size ${maxRows}`),
@@ -233,7 +240,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           },
         };
         job.signal?.addEventListener('abort', onAbort, { once: true });
-        if (job.deadline !== undefined) {
+        // A deadline beyond setTimeout's range (about 24.8 days) is only checked at dispatch.
+        if (job.deadline !== undefined && job.deadline - clock.now() < MAX_TIMER_MS) {
           timer = setTimeout(
             () => {
               if (remove(entry)) entry.reject(deadlineError());

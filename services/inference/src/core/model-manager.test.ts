@@ -232,4 +232,14 @@ describe('model manager: versions, lookups and failures', () => {
       await manager.close();
     }
   });
+
+  it('refuses loads once closed', async () => {
+    const manager = createModelManager();
+    await manager.load('t1', 'mlp', '1', buildMlp(), servingConfig());
+    const loading = manager.load('t1', 'mlp', '2', buildMlp(), servingConfig());
+    await manager.close();
+    expect((await rejection(loading)).message).toBe('the model manager is closed');
+    expect((await rejection(manager.load('t1', 'mlp', '3', buildMlp(), servingConfig()))).code).toBe('UNAVAILABLE');
+    expect(manager.index()).toEqual([]);
+  });
 });

@@ -93,8 +93,12 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
     await model.unload();
   }
 
+  let closed = false;
+  const closedError = (): InferError => new InferError('UNAVAILABLE', 'the model manager is closed');
+
   const manager: ModelManager = {
     async load(tenant, name, version, bytes: ModelBytes, config: ServingConfig) {
+      if (closed) throw closedError();
       const entry = entryOf(tenant, name);
       entry.loading.add(version);
       entry.failed.delete(version);
@@ -125,6 +129,12 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
         throw new InferError('INVALID_ARGUMENT', `model "${name}" version ${version} failed to load: ${reason}`);
       } finally {
         entry.loading.delete(version);
+      }
+      if (closed) {
+        // close() ran while this version was loading: it must not outlive the manager.
+        await model.unload();
+        forget(entry);
+        throw closedError();
       }
       const previous = entry.versions.get(version);
       entry.versions.set(version, model);
@@ -203,6 +213,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
     },
 
     async close() {
+      closed = true;
       await Promise.all([...entries.values()].map((entry) => manager.unload(entry.tenant, entry.name)));
     },
   };

@@ -18,10 +18,24 @@ function formatShape(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** onnxruntime string tensors hold text: a bad element must fail its own request, not a merged batch. */
+function checkUtf8(model: string, spec: TensorSpec, data: readonly Uint8Array[]): void {
+  for (const [index, element] of data.entries()) {
+    try {
+      utf8.decode(element);
+    } catch {
+      throw new InferError('INVALID_ARGUMENT', `model "${model}" input "${spec.name}": BYTES element ${index} is not valid UTF-8, which an onnxruntime string tensor needs`);
+    }
+  }
+}
+
 function checkTensor(model: string, spec: TensorSpec, tensor: Tensor): void {
   if (tensor.datatype !== spec.datatype) {
     throw new InferError('INVALID_ARGUMENT', `model "${model}" input "${spec.name}": expected datatype ${spec.datatype}, got ${tensor.datatype}`);
   }
+  if (tensor.datatype === 'BYTES') checkUtf8(model, spec, tensor.data);
   if (spec.shape === null) return;
   const fits = tensor.shape.length === spec.shape.length && spec.shape.every((dim, i) => dim === -1 || dim === tensor.shape[i]);
   if (!fits) {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerCertsCommand } from './certs.js';
 import { registerCryptoDataCommands } from './crypto-data.js';
 import { registerDeployCommand, registerDeploymentsCommand } from './deployments.js';
+import { registerInferCommand } from './infer.js';
 import { registerKeysCommand } from './keys.js';
 import { registerModelsCommand } from './models.js';
 import { registerMonitoringCommands } from './monitoring.js';
@@ -21,6 +22,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerDeploymentsCommand,
   registerMonitoringCommands,
   registerCertsCommand,
+  registerInferCommand,
 ];
 
 export function registerCommands(program: Command): void {

@@ -10,6 +10,7 @@ import { connect, deadline } from '../grpc.js';
 import { table } from '../output.js';
 import { action } from '../program.js';
 import type { Settings } from '../settings.js';
+import { registerModelsReadyCommand } from './infer.js';
 
 type Definition = typeof pb.RegistryServiceService;
 type UnaryName = {
@@ -438,4 +439,6 @@ export function registerModelsCommand(program: Command): void {
         out.result({ name, deleted: true }, () => `deleted model "${name}"`);
       }),
     );
+
+  registerModelsReadyCommand(models);
 }

@@ -10,6 +10,8 @@ export interface DeploymentWatcherOptions {
   /** Every (re)connection's first message: the whole current set. */
   onSnapshot(deployments: readonly pb.Deployment[]): void;
   onChange(change: pb.DeploymentChange): void;
+  /** Told when a stream that had delivered its snapshot ends (logs, metrics, tests). */
+  onDisconnect?(): void;
   readonly backoff?: Backoff;
 }
 
@@ -57,6 +59,7 @@ export function createDeploymentWatcher(options: DeploymentWatcherOptions): Depl
         options.logger.warn({ reason }, 'deployment watch failed; reconnecting');
       }
     } finally {
+      if (connected) options.onDisconnect?.();
       connected = false;
       call = undefined;
       stream.cancel();

@@ -30,6 +30,8 @@ export interface RegistrySyncOptions {
   readonly watchBackoff?: Backoff;
   /** Retry delays of a failed load. Default 1 s doubling to 60 s, jittered. */
   readonly retryBackoff?: Backoff;
+  /** Told of each snapshot (after it is handed to the converger) and each lost watch (metrics, tests). */
+  readonly onWatchEvent?: (event: 'snapshot' | 'disconnected') => void;
 }
 
 export interface RegistrySync {
@@ -79,8 +81,10 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     onSnapshot: (deployments) => {
       logger.info({ deployments: deployments.length }, 'deployment snapshot');
       converger.applySnapshot(deployments);
+      options.onWatchEvent?.('snapshot');
     },
     onChange: (change) => converger.applyChange(change),
+    onDisconnect: () => options.onWatchEvent?.('disconnected'),
     ...(options.watchBackoff === undefined ? {} : { backoff: options.watchBackoff }),
   });
 

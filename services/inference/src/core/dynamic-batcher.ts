@@ -99,12 +99,19 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const deadlineError = (): InferError =>
     new InferError('DEADLINE_EXCEEDED', `model "${model}": the request's deadline passed while it waited in the queue`);
 
+  const expire = (entry: Entry): void => {
+    entry.cleanup();
+    entry.reject(deadlineError());
+  };
+
   const takeBatch = (): Entry[] | undefined => {
-    // Expired requests leave without running, whatever their place in the queue.
-    for (const entry of [...queue]) {
-      if (expired(entry) && remove(entry)) entry.reject(deadlineError());
+    // Expired requests leave without running (their timers usually got them first).
+    let head = queue[0];
+    while (head !== undefined && expired(head)) {
+      queue.shift();
+      expire(head);
+      head = queue[0];
     }
-    const head = queue[0];
     if (head === undefined) return undefined;
     if (maxRows <= 1) {
       queue.shift();
@@ -112,9 +119,14 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     }
     const batch = [head];
     let rows = head.rows;
-    for (const entry of queue.slice(1)) {
-      if (rows >= maxRows) break;
-      if (entry.key !== head.key) continue;
+    for (let i = 1; i < queue.length && rows < maxRows; i++) {
+      const entry = queue[i];
+      if (entry === undefined || entry.key !== head.key) continue;
+      if (expired(entry)) {
+        queue.splice(i--, 1);
+        expire(entry);
+        continue;
+      }
       // FIFO: a compatible request that does not fit ends the batch rather than being skipped.
       if (rows + entry.rows > maxRows) break;
       batch.push(entry);
@@ -122,11 +134,13 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     }
     const waited = monotonicNs() - head.enqueuedNs;
     if (rows < maxRows && waited < delayNs && !draining) {
-      clearTimeout(delayTimer);
       delayTimer = setTimeout(pump, Number((delayNs - waited) / 1000n) / 1000 + 0.001);
       return undefined;
     }
-    for (const entry of batch) queue.splice(queue.indexOf(entry), 1);
+    const chosen = new Set(batch);
+    let kept = 0;
+    for (const entry of queue) if (!chosen.has(entry)) queue[kept++] = entry;
+    queue.length = kept;
     return batch;
   };
 

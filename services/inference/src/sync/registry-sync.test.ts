@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { registry as pb } from '@quanta/contracts';
+import type { registry as pb } from '@quanta/contracts';
 import type { IngestClient } from '@quanta/monitoring-client';
 import { createIngestClient } from '@quanta/monitoring-client';
 import { buildMlp, createRng, uniform } from '@quanta/onnx';

@@ -2,7 +2,8 @@
  * Model registry: upload and download of a large ONNX model through the real registry process, against
  * a plain gRPC bytes stream (a tiny grpc-js server in a child process) with the same file and chunk size.
  *   npm run bench:registry -w @quanta/bench   (or: npx tsx --conditions=@quanta/source tools/bench/src/registry.ts)
- * BENCH_REGISTRY_MIB (default 1024) sets the size of the model's one initializer.
+ * BENCH_REGISTRY_MIB (default 1024) sets the size of the model's one initializer; BENCH_REGISTRY_NODE_ARGS adds node flags to
+ * the service processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
  *
  * Crypto and the registry run as their own processes (`services/<name>/src/main.ts`, as `npm start`
  * runs them) on port 0 with a fresh QUANTA_HOME; the plain server is this file forked with `--plain`.
@@ -83,10 +84,15 @@ interface Proc {
 async function startService(name: string, env: NodeJS.ProcessEnv): Promise<Proc> {
   const merged: NodeJS.ProcessEnv = { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none', ...env };
   delete merged['QUANTA_DATABASE_URL']; // embedded store, as `npm start`
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
+  // BENCH_REGISTRY_NODE_ARGS: extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (profiling).
+  const nodeArgs = (process.env['BENCH_REGISTRY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, '--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
     cwd: REPO_ROOT, env: merged, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
+  // BENCH_REGISTRY_LOG_DIR=<dir>: keep each service's stdout (logs, --trace-gc lines) in <dir>/<name>.log.
+  const logDir = process.env['BENCH_REGISTRY_LOG_DIR'];
+  if (logDir !== undefined) child.stdout.pipe(createWriteStream(join(logDir, `${name}.log`)));
   child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
   const address = await new Promise<string>((resolveAddress, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {

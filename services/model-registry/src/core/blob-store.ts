@@ -12,7 +12,8 @@ export interface BlobKey {
 
 /** A blob being written: bytes go to a temporary object until `commit` publishes it. */
 export interface BlobWriter {
-  write(bytes: Buffer): Promise<void>;
+  /** Appends the bytes; several buffers go out in one `writev`. One write at a time: await each before the next. */
+  write(bytes: Buffer | readonly Buffer[]): Promise<void>;
   /** Bytes written so far. */
   readonly written: number;
   /** Makes the bytes durable and visible under `key` (replacing nothing: callers check first). */
@@ -31,6 +32,20 @@ export interface BlobStore {
   list(): AsyncIterable<BlobKey>;
   /** Removes temporary objects left by uploads that died with their process; returns how many. */
   removeTemporaries(): Promise<number>;
+}
+
+/** The buffers without their first n bytes. */
+function dropPrefix(parts: readonly Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  let skip = n;
+  for (const part of parts) {
+    if (skip >= part.length) skip -= part.length;
+    else {
+      out.push(skip > 0 ? part.subarray(skip) : part);
+      skip = 0;
+    }
+  }
+  return out;
 }
 
 const SHA = /^[0-9a-f]{64}$/;
@@ -63,12 +78,17 @@ export function createFsBlobStore(root: string): BlobStore {
         },
         async write(bytes) {
           if (state !== 'open' || handle === undefined) throw new Error('blob writer is closed');
-          let offset = 0;
-          while (offset < bytes.length) {
-            const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
-            offset += bytesWritten;
+          let parts = (Array.isArray(bytes) ? bytes : [bytes]) as readonly Buffer[];
+          let total = 0;
+          for (const part of parts) total += part.length;
+          let done = 0;
+          while (done < total) {
+            const { bytesWritten } = await handle.writev(parts as Buffer[]);
+            done += bytesWritten;
+            // A short write (rare on a regular file): continue from where it stopped.
+            if (done < total) parts = dropPrefix(parts, bytesWritten);
           }
-          written += bytes.length;
+          written += total;
         },
         async commit(key) {
           if (state !== 'open' || handle === undefined) throw new Error('blob writer is closed');

@@ -10,8 +10,8 @@ const header: SealedHeader = { keyName: 'model-registry', keyVersion: 3, wrapped
 function seal(plain: Buffer, piece = 333): { head: Buffer; records: Buffer[] } {
   const sealer = createSegmentSealer(key, header);
   const records: Buffer[] = [];
-  for (let i = 0; i < plain.length; i += piece) records.push(...sealer.push(plain.subarray(i, i + piece)));
-  records.push(sealer.finish());
+  for (let i = 0; i < plain.length; i += piece) records.push(...sealer.push(plain.subarray(i, i + piece)).map((r) => Buffer.concat(r)));
+  records.push(Buffer.concat(sealer.finish()));
   return { head: encodeHeader(header), records };
 }
 

@@ -12,7 +12,9 @@ import { createCipheriv, createDecipheriv } from 'node:crypto';
  *   then per segment: u32 ciphertext length (tag included) | ciphertext ‖ 16-byte tag
  */
 export const MAGIC = Buffer.from('QRB1', 'latin1');
-export const DEFAULT_SEGMENT_SIZE = 256 * 1024;
+// 1 MiB: a segment per 1 MiB upload or download chunk (fewer ciphers, tags and messages). Blobs
+// written with other sizes (256 KiB before) still open: the reader takes the size from the header.
+export const DEFAULT_SEGMENT_SIZE = 1024 * 1024;
 const TAG_BYTES = 16;
 const MAX_SEGMENT_SIZE = 16 * 1024 * 1024;
 
@@ -58,47 +60,56 @@ function nonceOf(prefix: Buffer, index: number): Buffer {
   return Buffer.concat([prefix, u32(index)]);
 }
 
+/** One sealed segment as the buffers to write in order: u32 length, ciphertext piece(s), tag (never joined: no copy). */
+export type SealedRecord = readonly Buffer[];
+
 /**
  * Encrypts a byte stream segment by segment. One segment of plaintext is held back so that the
  * last one can carry the final flag: memory stays at one segment whatever the file's size.
+ * The held plaintext is kept as views of the pushed buffers (not copied): callers must not reuse
+ * a buffer they pushed.
  */
 export interface SegmentSealer {
   /** Encrypted records ready to be written (possibly none). */
-  push(plain: Buffer): Buffer[];
+  push(plain: Buffer): SealedRecord[];
   /** The last record (final flag set); call once. */
-  finish(): Buffer;
+  finish(): SealedRecord;
 }
 
 export function createSegmentSealer(key: Buffer, header: SealedHeader): SegmentSealer {
   const size = header.segmentSize;
-  let pending = Buffer.alloc(size);
+  let pending: Buffer[] = [];
   let filled = 0;
   let index = 0;
   let finished = false;
 
-  const seal = (plain: Buffer, final: boolean): Buffer => {
+  const seal = (final: boolean): SealedRecord => {
     if (index > 0xffff_ffff) throw new Error('file too large for one sealed blob');
     const cipher = createCipheriv('aes-256-gcm', key, nonceOf(header.noncePrefix, index));
     cipher.setAAD(aadOf(index, final));
-    const body = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+    // GCM is a stream mode: the ciphertext is exactly as long as the plaintext, so the length
+    // prefix is known up front and the pieces can be encrypted where they lie.
+    const out: Buffer[] = [u32(filled + TAG_BYTES)];
+    for (const piece of pending) out.push(cipher.update(piece));
+    const rest = cipher.final();
+    if (rest.length > 0) out.push(rest);
+    out.push(cipher.getAuthTag());
     index += 1;
-    return Buffer.concat([u32(body.length), body]);
+    pending = [];
+    filled = 0;
+    return out;
   };
 
   return {
     push(plain) {
       if (finished) throw new Error('sealer already finished');
-      const out: Buffer[] = [];
+      const out: SealedRecord[] = [];
       let offset = 0;
       while (offset < plain.length) {
         // A full pending segment is sealed only when more bytes follow: it might be the last.
-        if (filled === size) {
-          out.push(seal(pending, false));
-          pending = Buffer.alloc(size);
-          filled = 0;
-        }
+        if (filled === size) out.push(seal(false));
         const n = Math.min(size - filled, plain.length - offset);
-        plain.copy(pending, filled, offset, offset + n);
+        pending.push(n === plain.length ? plain : plain.subarray(offset, offset + n));
         filled += n;
         offset += n;
       }
@@ -107,41 +118,61 @@ export function createSegmentSealer(key: Buffer, header: SealedHeader): SegmentS
     finish() {
       if (finished) throw new Error('sealer already finished');
       finished = true;
-      return seal(pending.subarray(0, filled), true);
+      return seal(true);
     },
   };
 }
 
-/** Reads exactly what it is asked for from a byte stream. */
+/** Reads exactly what it is asked for from a byte stream, as views of the pieces it arrived in (no copies). */
 function createReader(source: AsyncIterable<Buffer>) {
   const iterator = source[Symbol.asyncIterator]();
-  let buffered: Buffer[] = [];
+  const buffered: Buffer[] = [];
   let available = 0;
   let done = false;
   const fill = async (n: number): Promise<boolean> => {
     while (available < n && !done) {
       const next = await iterator.next();
       if (next.done === true) done = true;
-      else {
+      else if (next.value.length > 0) {
         buffered.push(next.value);
         available += next.value.length;
       }
     }
     return available >= n;
   };
+  /** Removes the next n bytes (n <= available) as views. */
+  const split = (n: number): Buffer[] => {
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const head = buffered[0]!;
+      if (head.length <= left) {
+        out.push(head);
+        buffered.shift();
+        left -= head.length;
+      } else {
+        out.push(head.subarray(0, left));
+        buffered[0] = head.subarray(left);
+        left = 0;
+      }
+    }
+    available -= n;
+    return out;
+  };
   return {
-    /** n bytes, or undefined at a clean end of stream (nothing left); throws on a partial read. */
-    async take(n: number, what: string): Promise<Buffer | undefined> {
+    /** n bytes as one or more views, or undefined at a clean end of stream (nothing left); throws on a partial read. */
+    async takeParts(n: number, what: string): Promise<Buffer[] | undefined> {
       if (!(await fill(n))) {
         if (available === 0) return undefined;
         throw new SealedFormatError(`sealed blob truncated in ${what}`);
       }
-      const all = buffered.length === 1 ? buffered[0]! : Buffer.concat(buffered);
-      const out = all.subarray(0, n);
-      const rest = all.subarray(n);
-      buffered = rest.length > 0 ? [rest] : [];
-      available = rest.length;
-      return out;
+      return split(n);
+    },
+    /** The same, joined (for the small header fields). */
+    async take(n: number, what: string): Promise<Buffer | undefined> {
+      const parts = await this.takeParts(n, what);
+      if (parts === undefined) return undefined;
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     },
     async atEnd(): Promise<boolean> {
       return !(await fill(1));
@@ -160,12 +191,14 @@ async function need(reader: ReturnType<typeof createReader>, n: number, what: st
 
 /**
  * Opens a sealed blob: reads the header, asks `unwrap` for the data key, then yields the
- * plaintext of each authenticated segment. Throws SealedFormatError on any damage.
+ * plaintext of each authenticated segment, as the pieces it was decrypted in (a segment that
+ * arrived across two reads comes out as two buffers: joining them is left to the consumer, which
+ * copies the bytes into its messages anyway). Throws SealedFormatError on any damage.
  */
-export async function* openSealed(
+export async function* openSealedParts(
   source: AsyncIterable<Buffer>,
   unwrap: (header: SealedHeader) => Promise<Buffer>,
-): AsyncGenerator<Buffer, void, undefined> {
+): AsyncGenerator<Buffer[], void, undefined> {
   const reader = createReader(source);
   try {
     const magic = await need(reader, 4, 'the header');
@@ -185,21 +218,36 @@ export async function* openSealed(
       if (lengthBytes === undefined) throw new SealedFormatError('sealed blob truncated: the final segment is missing');
       const length = lengthBytes.readUInt32BE();
       if (length < TAG_BYTES || length > segmentSize + TAG_BYTES) throw new SealedFormatError(`sealed blob segment ${index} has an invalid length`);
-      const body = await need(reader, length, `segment ${index}`);
+      const body = await reader.takeParts(length - TAG_BYTES, `segment ${index}`);
+      const tag = await need(reader, TAG_BYTES, `segment ${index}`);
       const final = await reader.atEnd();
       const decipher = createDecipheriv('aes-256-gcm', key, nonceOf(noncePrefix, index));
       decipher.setAAD(aadOf(index, final));
-      decipher.setAuthTag(body.subarray(length - TAG_BYTES));
-      let plain: Buffer;
+      decipher.setAuthTag(tag);
+      const plain: Buffer[] = [];
       try {
-        plain = Buffer.concat([decipher.update(body.subarray(0, length - TAG_BYTES)), decipher.final()]);
+        for (const piece of body ?? []) {
+          const out = decipher.update(piece);
+          if (out.length > 0) plain.push(out);
+        }
+        const rest = decipher.final();
+        if (rest.length > 0) plain.push(rest);
       } catch {
         throw new SealedFormatError(`sealed blob segment ${index} failed authentication`);
       }
+      // Only authenticated plaintext leaves: the pieces are yielded after final() checked the tag.
       if (plain.length > 0) yield plain;
       if (final) return;
     }
   } finally {
     await reader.close();
   }
+}
+
+/** openSealedParts with each segment's plaintext as one buffer. */
+export async function* openSealed(
+  source: AsyncIterable<Buffer>,
+  unwrap: (header: SealedHeader) => Promise<Buffer>,
+): AsyncGenerator<Buffer, void, undefined> {
+  for await (const parts of openSealedParts(source, unwrap)) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }

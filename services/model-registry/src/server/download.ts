@@ -4,35 +4,51 @@ import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
 import { ServiceError, failedPrecondition, invalidArgument } from '@quanta/service-kit';
 import { parseRef } from '../core/names.js';
-import { SealedFormatError, openSealed } from '../core/sealed-format.js';
+import { SealedFormatError, openSealedParts } from '../core/sealed-format.js';
 import { getVersion, resolveVersion } from '../core/versions-repo.js';
 import { tenantFor } from './context.js';
 import type { RegistryDeps } from './deps.js';
+import { encodeChunkMessage } from './wire-codecs.js';
 
 const DEFAULT_CHUNK = 1024 * 1024;
 const MAX_CHUNK = 4 * 1024 * 1024;
 
 const dataLoss = (message: string, cause?: unknown): ServiceError => new ServiceError(grpc.status.DATA_LOSS, message, { cause });
 
-/** Re-cuts a byte stream into chunks of exactly `size` bytes (the last one shorter). */
-async function* rechunk(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer, void, undefined> {
-  let parts: Buffer[] = [];
-  let held = 0;
-  for await (const piece of source) {
-    let offset = 0;
-    while (offset < piece.length) {
-      const n = Math.min(size - held, piece.length - offset);
-      parts.push(piece.subarray(offset, offset + n));
-      held += n;
-      offset += n;
-      if (held === size) {
-        yield parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-        parts = [];
-        held = 0;
-      }
+/**
+ * Cuts a stream of plaintext pieces into `chunk` messages of exactly `size` bytes (the last one
+ * shorter), each encoded once: the bytes are copied only into the message's wire encoding. Holds at
+ * most `size` bytes plus one segment's pieces (views, not copies).
+ */
+async function* chunkMessages(source: AsyncIterable<Buffer[]>, size: number): AsyncGenerator<pb.DownloadVersionResponse, void, undefined> {
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  for await (const pieces of source) {
+    for (const piece of pieces) {
+      held.push(piece);
+      heldBytes += piece.length;
+    }
+    while (heldBytes >= size) {
+      yield encodeChunkMessage(held, size);
+      held = dropPrefix(held, size);
+      heldBytes -= size;
     }
   }
-  if (held > 0) yield Buffer.concat(parts);
+  if (heldBytes > 0) yield encodeChunkMessage(held, heldBytes);
+}
+
+/** The buffers without their first n bytes (views). */
+function dropPrefix(parts: readonly Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  let skip = n;
+  for (const part of parts) {
+    if (skip >= part.length) skip -= part.length;
+    else {
+      out.push(skip > 0 ? part.subarray(skip) : part);
+      skip = 0;
+    }
+  }
+  return out;
 }
 
 /**
@@ -58,14 +74,15 @@ export async function* downloadVersion(
   const blob = { tenant, sha256: version.sha256 };
   let keyCopy: Buffer | undefined;
   try {
-    const plain = openSealed(deps.blobs.read(blob), async (header) => {
+    const plain = openSealedParts(deps.blobs.read(blob), async (header) => {
       keyCopy = await deps.dataKeys.unwrap(tenant, header);
       return keyCopy;
     });
-    for await (const chunk of rechunk(plain, chunkSize)) {
-      hash.update(chunk);
-      size += BigInt(chunk.length);
-      yield { part: { $case: 'chunk', value: chunk } };
+    for await (const message of chunkMessages(plain, chunkSize)) {
+      if (message.part?.$case !== 'chunk') continue;
+      hash.update(message.part.value);
+      size += BigInt(message.part.value.length);
+      yield message;
     }
   } catch (error: unknown) {
     if (error instanceof SealedFormatError) throw dataLoss(`the stored file of ${ref.model}:${number} is damaged: ${error.message}`, error);

@@ -1,7 +1,8 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
-import { crypto as cpb, registry as pb } from '@quanta/contracts';
+import { crypto as cpb } from '@quanta/contracts';
+import type { registry as pb } from '@quanta/contracts';
 import { createClient, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { openStore } from '@quanta/store';
@@ -19,6 +20,7 @@ import type { RegistryDeps } from './deps.js';
 import { createDeploymentHandlers } from './handlers-deployments.js';
 import { createModelHandlers } from './handlers-models.js';
 import { inspectOnnxModel } from './inspector.js';
+import { registryServiceDefinition } from './wire-codecs.js';
 import type { Inspector } from './inspector.js';
 
 export interface RegistryServerOptions {
@@ -125,7 +127,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
       closing: closing.signal,
     };
     const implementation: pb.RegistryServiceServer = { ...createModelHandlers(deps), ...createDeploymentHandlers(deps) };
-    service.addService(pb.RegistryServiceService, implementation);
+    service.addService(registryServiceDefinition(), implementation);
     service.onStop(() => {
       cryptoClient.close();
       jwksClient.close();

@@ -59,6 +59,7 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
   const scratchPath = join(deps.scratchDir, `${randomUUID()}.onnx`);
   let scratch: FileHandle | undefined;
   let writer: BlobWriter | undefined;
+  let inFlight: Promise<unknown> = Promise.resolve();
   try {
     scratch = await open(scratchPath, 'wx', 0o600);
     writer = await deps.blobs.create();
@@ -69,10 +70,22 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
       noncePrefix: randomBytes(8),
       segmentSize: DEFAULT_SEGMENT_SIZE,
     };
-    await writer.write(encodeHeader(sealedHeader));
     const sealer = createSegmentSealer(dataKey.plaintext, sealedHeader);
     const hash = createHash('sha256');
     let size = 0;
+    // Disk writes overlap with the next chunk: while one chunk's records (and its scratch copy)
+    // are being written, the next message is read, hashed and sealed. One write is in flight at a
+    // time, so memory stays at a couple of chunks and a slow disk still pushes back on the client.
+    const blobWriter = writer;
+    const scratchFile = scratch;
+    const issue = async (parts: Buffer[], plain: Buffer | undefined): Promise<void> => {
+      await inFlight;
+      const pending = plain === undefined ? blobWriter.write(parts) : Promise.all([blobWriter.write(parts), scratchFile.write(plain)]);
+      // Failures are seen when the next write (or the end) awaits it; never unhandled meanwhile.
+      pending.catch(() => undefined);
+      inFlight = pending;
+    };
+    let parts: Buffer[] = [encodeHeader(sealedHeader)];
 
     for (;;) {
       const next = await iterator.next();
@@ -89,15 +102,18 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
         throw resourceExhausted(`UploadVersion: the file is over the upload limit of ${deps.maxUploadBytes} bytes`);
       }
       hash.update(chunk);
-      await scratch.write(chunk);
-      for (const record of sealer.push(chunk)) await writer.write(record);
+      for (const record of sealer.push(chunk)) parts.push(...record);
       size += chunk.length;
+      await issue(parts, chunk);
+      parts = [];
     }
     if (size === 0) throw invalidArgument('UploadVersion: the file is empty');
     if (expectedSize > 0 && size < expectedSize) {
       throw invalidArgument(`UploadVersion: the file is truncated: header.expected_size_bytes is ${expectedSize}, received ${size}`);
     }
-    await writer.write(sealer.finish());
+    parts.push(...sealer.finish());
+    await issue(parts, undefined);
+    await inFlight;
     const sha256 = hash.digest('hex');
     if (expectedSha !== '' && sha256 !== expectedSha) {
       throw invalidArgument(`UploadVersion: digest mismatch: header.expected_sha256 is ${expectedSha}, the received bytes hash to ${sha256}`);
@@ -107,7 +123,6 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
     const signature = await deps.inspect(scratchPath);
     ctx.signal.throwIfAborted();
 
-    const blobWriter = writer;
     const version = await commitLock(`${tenant}/${sha256}`, () =>
       deps.store.transaction(async (tx) => {
         const now = deps.now();
@@ -152,6 +167,8 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
     return await getVersion(deps.store, tenant, header.model, version.number);
   } finally {
     dataKey.plaintext.fill(0);
+    // A failed upload may leave one write running: let it settle before its file is closed and removed.
+    await inFlight.catch(() => undefined);
     await scratch?.close().catch(() => undefined);
     await rm(scratchPath, { force: true });
     await writer?.abort();

@@ -1,0 +1,47 @@
+import { randomBytes } from 'node:crypto';
+import { registry as pb } from '@quanta/contracts';
+import { describe, expect, it } from 'vitest';
+import { deserializeUploadRequest, encodeChunkMessage, serializeDownloadResponse } from './wire-codecs.js';
+
+// The second source is the generated ts-proto code: the fast paths must give the same bytes and messages.
+const generated = (m: pb.DownloadVersionResponse): Buffer => Buffer.from(pb.DownloadVersionResponse.encode(m).finish());
+
+describe('registry wire codecs', () => {
+  it('encodes a chunk message from pieces exactly as the generated encoder does (1-, 2- and 3-byte lengths)', () => {
+    for (const size of [0, 1, 127, 128, 16_383, 16_384, 1_048_576]) {
+      const bytes = randomBytes(size);
+      const pieces = [bytes.subarray(0, size >> 1), bytes.subarray(size >> 1), randomBytes(7)];
+      const message = encodeChunkMessage(pieces, size);
+      expect(message.part?.$case === 'chunk' && message.part.value.equals(bytes)).toBe(true);
+      expect(serializeDownloadResponse(message).equals(generated({ part: { $case: 'chunk', value: bytes } }))).toBe(true);
+    }
+    expect(() => encodeChunkMessage([randomBytes(3)], 4)).toThrow(/4 bytes asked, 3 given/);
+  });
+
+  it('serializes messages it did not encode (the header) with the generated code', () => {
+    const header: pb.DownloadVersionResponse = { part: { $case: 'header', value: { version: undefined } } };
+    expect(serializeDownloadResponse(header).equals(generated(header))).toBe(true);
+    const plain: pb.DownloadVersionResponse = { part: { $case: 'chunk', value: Buffer.from('abc') } };
+    expect(serializeDownloadResponse(plain).equals(generated(plain))).toBe(true);
+  });
+
+  it('decodes an upload chunk as a view of the received bytes, and anything else as the generated decoder does', () => {
+    const chunk = randomBytes(300_000);
+    const wire = Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: chunk } }).finish());
+    const fast = deserializeUploadRequest(wire);
+    expect(fast.part?.$case === 'chunk' && fast.part.value.equals(chunk)).toBe(true);
+    expect(fast.part?.$case === 'chunk' && fast.part.value.buffer === wire.buffer).toBe(true); // no copy
+
+    const header = Buffer.from(
+      pb.UploadVersionRequest.encode({
+        part: { $case: 'header', value: { model: 'm', description: 'd', tags: { a: 'b' }, expectedSha256: '', expectedSizeBytes: 5n, createModel: true, lineage: undefined } },
+      }).finish(),
+    );
+    expect(deserializeUploadRequest(header)).toEqual(pb.UploadVersionRequest.decode(header));
+    // A chunk followed by another field is not "exactly one chunk": the generated decoder takes it (last one wins).
+    const twoFields = Buffer.concat([wire, Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: Buffer.from('zz') } }).finish())]);
+    expect(deserializeUploadRequest(twoFields)).toEqual(pb.UploadVersionRequest.decode(twoFields));
+    // A length that runs past the end falls through to the generated decoder, which rejects it.
+    expect(() => deserializeUploadRequest(wire.subarray(0, wire.length - 1))).toThrow();
+  });
+});

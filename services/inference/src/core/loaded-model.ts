@@ -161,7 +161,9 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         // A request that raced an activate goes to the version that replaced this one.
         const current = options.redirect();
         if (current !== undefined && current !== model && current.state === 'READY') return current.infer(request);
-        throw new InferError('UNAVAILABLE', `model "${name}" version ${version} is ${state.toLowerCase()} and no other version is current`);
+        const error = new InferError('UNAVAILABLE', `model "${name}" version ${version} is ${state.toLowerCase()} and no other version is current`);
+        observe(request, { error, totalNs: 0n });
+        throw error;
       }
       const started = monotonicNs();
       try {

@@ -21,6 +21,7 @@ import {
 } from './rest-convert.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+const DISCARD_FACTOR = 4;
 
 export interface RestServerOptions {
   readonly host: string;
@@ -188,23 +189,47 @@ async function authenticate(req: IncomingMessage, authenticator: Authenticator |
   return principal;
 }
 
-/** Reads the body up to `limit` bytes; undefined when empty. */
-async function readJson(req: IncomingMessage, limit: number): Promise<Json> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `the request body (${declared} bytes) is larger than the limit of ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new HttpError(413, `the request body is larger than the limit of ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  if (size === 0) return undefined;
-  try {
-    return JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as Json;
-  } catch (error: unknown) {
-    throw new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`);
-  }
+/**
+ * Reads the body up to `limit` bytes; undefined when empty. Past the limit it fails with 413 but
+ * goes on reading (and dropping) the rest, so that the 413 reaches the client on a connection it
+ * can keep, rather than a reset while it is still sending; a client that sends more than
+ * DISCARD_FACTOR limits past that loses the connection.
+ */
+function readJson(req: IncomingMessage, limit: number): Promise<Json> {
+  return new Promise<Json>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    const tooLarge = (what: string): void => {
+      over = true;
+      chunks.length = 0;
+      reject(new HttpError(413, `the request body${what} is larger than the limit of ${limit} bytes`));
+    };
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) tooLarge(` (${declared} bytes)`);
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (over) {
+        if (size > limit * DISCARD_FACTOR) req.socket.destroy();
+        return;
+      }
+      if (size > limit) tooLarge('');
+      else chunks.push(chunk);
+    });
+    req.once('error', reject);
+    req.once('end', () => {
+      if (over) return;
+      if (size === 0) {
+        resolve(undefined);
+        return;
+      }
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as Json);
+      } catch (error: unknown) {
+        reject(new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`));
+      }
+    });
+  });
 }
 
 function send(res: ServerResponse, status: number, body: Json, close = false): void {
@@ -260,8 +285,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     });
     handle(req, res).catch((error: unknown) => {
       if (error instanceof HttpError) {
-        // After a 413 the rest of the body is not read: close the connection instead of draining it.
-        send(res, error.status, { error: error.message }, error.status === 413);
+        send(res, error.status, { error: error.message });
         return;
       }
       const mapped = toServiceError(error);

@@ -242,4 +242,48 @@ describe('model manager: versions, lookups and failures', () => {
     expect((await rejection(manager.load('t1', 'mlp', '3', buildMlp(), servingConfig()))).code).toBe('UNAVAILABLE');
     expect(manager.index()).toEqual([]);
   });
+
+  it('reloads a current version in place: new requests reach the new sessions, queued ones finish on the old', async () => {
+    const first = buildMlp({ seed: 1 });
+    const second = buildMlp({ seed: 2 });
+    const manager = createModelManager();
+    try {
+      const config = servingConfig({ maxBatchSize: 4, maxQueueDelayUs: 1000 });
+      const old = await manager.load('t1', 'mlp', '1', first, config);
+      await manager.activate('t1', 'mlp', '1');
+      const request = inputs({ input: randomFloats([1, 4], 5) });
+      const queued = old.infer({ id: 'q', inputs: request });
+      const fresh = await manager.load('t1', 'mlp', '1', second, config);
+      expect(manager.get('t1', 'mlp')).toBe(fresh);
+      const [before, after] = await Promise.all([queued, manager.get('t1', 'mlp').infer({ id: 'n', inputs: request })]);
+      expect(values(before.outputs[0])).toEqual(values((await runDirect(first, request)).get('output')));
+      expect(values(after.outputs[0])).toEqual(values((await runDirect(second, request)).get('output')));
+      await old.unload();
+      expect(old.state).toBe('UNAVAILABLE');
+      expect(manager.index()).toEqual([{ tenant: 't1', name: 'mlp', version: '1', state: 'READY', reason: '' }]);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it('unloads the current version: queued requests finish, later ones are told it is gone', async () => {
+    const manager = createModelManager();
+    try {
+      const model = await manager.load('t1', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }));
+      await manager.activate('t1', 'mlp', '1');
+      const request = inputs({ input: randomFloats([1, 4], 5) });
+      const queued = [model.infer({ id: 'a', inputs: request }), model.infer({ id: 'b', inputs: request })];
+      const unloading = manager.unload('t1', 'mlp', '1');
+      expect(manager.index()).toEqual([{ tenant: 't1', name: 'mlp', version: '1', state: 'UNLOADING', reason: '' }]);
+      expect(thrown(() => manager.get('t1', 'mlp')).code).toBe('NOT_FOUND');
+      const late = await rejection(model.infer({ id: 'c', inputs: request }));
+      expect(late).toMatchObject({ code: 'UNAVAILABLE', message: 'model "mlp" version 1 is unloading and no other version is current' });
+      expect((await Promise.all(queued)).map((r) => r.batchSize)).toEqual([2, 2]);
+      await unloading;
+      expect(model.state).toBe('UNAVAILABLE');
+      expect(manager.index()).toEqual([]);
+    } finally {
+      await manager.close();
+    }
+  });
 });

@@ -4,7 +4,8 @@ import type { ModelManager, ServingConfig } from '../core/types.js';
 import type { Backoff } from './backoff.js';
 import { createBackoff } from './backoff.js';
 import type { ModelFetcher } from './model-fetcher.js';
-import { DEFAULT_SERVING_CONFIG, configKey, servedName, servingConfig } from './serving-config.js';
+import type { ServingDefaults } from './serving-config.js';
+import { configKey, servedName, servingConfig } from './serving-config.js';
 
 /** What one (tenant, model) should serve: a deployment's resolved version, or a model loaded by hand. */
 interface Target {
@@ -55,6 +56,8 @@ export interface ConvergerOptions {
   readonly logger: Logger;
   /** Delay between retries of a failed load. Default 1 s doubling to 60 s. */
   readonly retryBackoff?: Backoff;
+  /** Settings every model gets that a deployment does not say. */
+  readonly servingDefaults?: ServingDefaults;
 }
 
 export interface Converger {
@@ -82,10 +85,10 @@ const deploymentKey = (d: pb.Deployment): string => `${d.tenant}\u0000${d.name}`
 const deploymentState = (d: pb.Deployment): string => `${d.name}#${d.generation}#${d.createTime?.getTime() ?? 0}`;
 const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
-function deploymentTarget(d: pb.Deployment): Target {
+function deploymentTarget(d: pb.Deployment, defaults: ServingDefaults): Target {
   const name = servedName(d);
   const resolved = d.resolvedVersion;
-  const config = servingConfig(d.spec);
+  const config = servingConfig(d.spec, defaults);
   return {
     source: 'deployment',
     deployment: d.name,
@@ -97,8 +100,10 @@ function deploymentTarget(d: pb.Deployment): Target {
   };
 }
 
-function manualTarget(name: string): Target {
-  return { source: 'manual', deployment: '', ref: name, expected: undefined, config: DEFAULT_SERVING_CONFIG, configKey: configKey(DEFAULT_SERVING_CONFIG) };
+/** A model loaded by hand (RepositoryModelLoad) with no deployment: one instance, no batching. */
+function manualTarget(name: string, defaults: ServingDefaults): Target {
+  const config = servingConfig(undefined, defaults);
+  return { source: 'manual', deployment: '', ref: name, expected: undefined, config, configKey: configKey(config) };
 }
 
 /**
@@ -109,6 +114,7 @@ function manualTarget(name: string): Target {
  */
 export function createConverger(options: ConvergerOptions): Converger {
   const { manager, fetcher, logger } = options;
+  const defaults = options.servingDefaults ?? {};
   const retryBackoff = options.retryBackoff ?? createBackoff({ initialMs: 1000, maxMs: 60_000 });
   const deployments = new Map<string, pb.Deployment>();
   const slots = new Map<string, Slot>();
@@ -154,7 +160,7 @@ export function createConverger(options: ConvergerOptions): Converger {
       const state = deploymentState(d);
       if (slot.suppressed === state) return undefined;
       slot.suppressed = undefined;
-      return deploymentTarget(d);
+      return deploymentTarget(d, defaults);
     }
     return slot.manual;
   }
@@ -287,7 +293,7 @@ export function createConverger(options: ConvergerOptions): Converger {
     load(tenant, name) {
       const slot = slotOf(tenant, name);
       if (deploymentFor(slot) !== undefined) slot.suppressed = undefined;
-      else slot.manual = manualTarget(name);
+      else slot.manual = manualTarget(name, defaults);
       return scheduleAndWait(slot);
     },
     unload(tenant, name) {

@@ -10,6 +10,7 @@ import { createConverger } from './converger.js';
 import { createDeploymentWatcher } from './deployment-watcher.js';
 import { createModelCache } from './model-cache.js';
 import type { ModelCache } from './model-cache.js';
+import type { ServingDefaults } from './serving-config.js';
 import { createModelFetcher } from './model-fetcher.js';
 import { createRegistryLoader } from './registry-loader.js';
 
@@ -30,6 +31,8 @@ export interface RegistrySyncOptions {
   readonly watchBackoff?: Backoff;
   /** Retry delays of a failed load. Default 1 s doubling to 60 s, jittered. */
   readonly retryBackoff?: Backoff;
+  /** Settings every model gets that a deployment does not say (onnxruntime threads per session). */
+  readonly servingDefaults?: ServingDefaults;
   /** Told of each snapshot (after it is handed to the converger) and each lost watch (metrics, tests). */
   readonly onWatchEvent?: (event: 'snapshot' | 'disconnected') => void;
 }
@@ -74,6 +77,7 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     fetcher,
     logger,
     ...(options.retryBackoff === undefined ? {} : { retryBackoff: options.retryBackoff }),
+    ...(options.servingDefaults === undefined ? {} : { servingDefaults: options.servingDefaults }),
   });
   const watcher = createDeploymentWatcher({
     client,

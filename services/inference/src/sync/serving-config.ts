@@ -1,9 +1,13 @@
 import type { registry as pb } from '@quanta/contracts';
 import type { ServingConfig } from '../core/types.js';
 
+/** What the replica sets that a DeploymentSpec does not say (onnxruntime threads, execution providers). */
+export type ServingDefaults = Pick<ServingConfig, 'threadsPerInstance' | 'executionProviders'>;
+
 /** How the core serves a deployment's model: the registry's DeploymentSpec in the core's terms. */
-export function servingConfig(spec: pb.DeploymentSpec | undefined): ServingConfig {
+export function servingConfig(spec: pb.DeploymentSpec | undefined, defaults: ServingDefaults = {}): ServingConfig {
   return {
+    ...defaults,
     maxBatchSize: spec?.maxBatchSize ?? 0,
     maxQueueDelayUs: spec?.maxQueueDelayUs ?? 0,
     // The spec's 0 means 1; the core wants at least 1.
@@ -14,8 +18,6 @@ export function servingConfig(spec: pb.DeploymentSpec | undefined): ServingConfi
   };
 }
 
-/** A model loaded by hand (RepositoryModelLoad) with no deployment: one instance, no batching. */
-export const DEFAULT_SERVING_CONFIG: ServingConfig = servingConfig(undefined);
 
 /** Equal for configs that serve the same way (a changed key means a reload). */
 export function configKey(config: ServingConfig): string {

@@ -1,0 +1,58 @@
+import type { IngestClient } from '@quanta/monitoring-client';
+import { createIngestClient } from '@quanta/monitoring-client';
+import type { InferenceConfig } from '../config.js';
+import type { InferObserver } from '../core/types.js';
+import type { InferenceSync, SyncFactory } from '../server/inference-server.js';
+import { serviceTokenSource } from '../server/inference-server.js';
+import { createIngestObserver } from './ingest-observer.js';
+import type { RegistrySync } from './registry-sync.js';
+import { createRegistrySync } from './registry-sync.js';
+
+export interface SyncWiring {
+  /** The monitoring observer for the manager the server makes; absent without a monitoring address. */
+  readonly observer?: InferObserver;
+  /** Makes the registry sync (with `watch`) and closes the ingest client on stop. */
+  readonly sync?: SyncFactory;
+}
+
+/**
+ * What main.ts hands startInferenceServer: with `config.watch`, a sync that serves the registry's
+ * deployments (RepositoryModelLoad/Unload and ServerReady come from it); with
+ * `config.monitoringAddr`, an observer that streams a record of every request to monitoring. Both
+ * use the service token (QUANTA_INFERENCE_SERVICE_TOKEN, else $QUANTA_HOME/admin.token), which needs
+ * the `admin` scope (all tenants' deployments) — `monitoring:write` alone suffices for monitoring.
+ */
+export function createSyncWiring(config: InferenceConfig): SyncWiring {
+  let registrySync: RegistrySync | undefined;
+  let ingest: IngestClient | undefined;
+  let observer: InferObserver | undefined;
+  if (config.monitoringAddr !== undefined) {
+    ingest = createIngestClient({ address: config.monitoringAddr, token: serviceTokenSource(config) });
+    observer = createIngestObserver({ client: ingest, deploymentOf: (tenant, name) => registrySync?.deploymentOf(tenant, name) });
+  }
+  if (!config.watch && ingest === undefined) return {};
+  const client = ingest;
+  const sync: SyncFactory = (context) => {
+    if (config.watch) {
+      registrySync = createRegistrySync({
+        registryAddress: config.registryAddr,
+        token: context.token,
+        manager: context.manager,
+        logger: context.logger,
+        ...(context.telemetry === undefined ? {} : { telemetry: context.telemetry }),
+        ...(config.threadsPerInstance > 0 ? { servingDefaults: { threadsPerInstance: config.threadsPerInstance } } : {}),
+      });
+    }
+    const running = registrySync;
+    const made: InferenceSync = {
+      ...(running === undefined ? {} : { loader: running.loader, ready: () => running.ready() }),
+      async close() {
+        await running?.close();
+        // Flushes what is buffered (within its send timeout): a stopping replica's last records still count.
+        await client?.close();
+      },
+    };
+    return made;
+  };
+  return { ...(observer === undefined ? {} : { observer }), sync };
+}

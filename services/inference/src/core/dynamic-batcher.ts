@@ -1,3 +1,4 @@
+import { SpanStatusCode, context, trace, type Context, type Link } from '@opentelemetry/api';
 import type * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { TensorError, concatBatch, splitBatch, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
@@ -51,6 +52,8 @@ export interface DynamicBatcherOptions {
 
 interface Entry {
   readonly job: BatchJob;
+  /** The request's trace context: the batch span is a child of the first request's, linked to the rest. */
+  readonly context: Context;
   /** Merge key: datatype and non-batch dims of every input. */
   readonly key: string;
   readonly rows: number;
@@ -61,6 +64,17 @@ interface Entry {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const tracer = trace.getTracer('quanta-inference');
+
+/** Links from a batch's span to the other requests merged into it (OpenTelemetry keeps 128). */
+function linksOf(batch: readonly Entry[]): Link[] {
+  const links: Link[] = [];
+  for (const entry of batch.slice(1, 129)) {
+    const spanContext = trace.getSpanContext(entry.context);
+    if (spanContext !== undefined) links.push({ context: spanContext });
+  }
+  return links;
+}
 
 function mergeKey(inputs: ReadonlyMap<string, Tensor>): string {
   return [...inputs.entries()]
@@ -165,6 +179,12 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     const batchRows = batching ? batch.reduce((sum, entry) => sum + entry.rows, 0) : 1;
     const first = batch[0];
     if (first === undefined) return;
+    const span = tracer.startSpan(
+      'inference.batch',
+      { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows, 'quanta.requests': batch.length }, links: linksOf(batch) },
+      first.context,
+    );
+    const spanContext = trace.setSpan(first.context, span);
     try {
       const feeds: Record<string, ort.Tensor> = {};
       for (const name of first.job.inputs.keys()) {
@@ -174,7 +194,13 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       }
       const fetches = [...new Set(batch.flatMap((entry) => entry.job.fetches))];
       const inputDone = monotonicNs();
-      const results = await pool.run(feeds, fetches);
+      const run = tracer.startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
+      let results: ort.InferenceSession.ReturnType;
+      try {
+        results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches));
+      } finally {
+        run.end();
+      }
       const inferDone = monotonicNs();
       const split = new Map<string, Tensor[]>();
       for (const name of fetches) {
@@ -202,7 +228,10 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
             ? new InferError('INVALID_ARGUMENT', `model "${model}": ${error.message}`)
             : new InferError('INTERNAL', `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`);
       if (failure.code === 'INTERNAL') options.logger?.error({ err: error, model, batch: batch.length }, 'inference run failed');
+      span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
       for (const entry of batch) entry.reject(failure);
+    } finally {
+      span.end();
     }
   }
 
@@ -243,6 +272,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         };
         const entry: Entry = {
           job,
+          context: context.active(),
           key: batching ? mergeKey(job.inputs) : '',
           rows,
           enqueuedNs: monotonicNs(),

@@ -33,6 +33,24 @@ export interface InspectFileOptions {
   readonly onRead?: (offset: number, length: number) => void;
 }
 
+/** Reads `length` bytes at `offset` of a source (a decrypting reader, object storage, ...). */
+export type ReadAt = (offset: number, length: number) => Promise<Uint8Array>;
+
+/**
+ * Inspects an ONNX model of `size` bytes read through `read`, about 1 MiB at a time, seeking past
+ * tensor payloads (as inspectOnnxFile, for sources that are not plaintext files). A read that returns
+ * fewer bytes than asked means the source ended there (reported as truncated).
+ */
+export async function inspectOnnxSource(size: number, read: ReadAt, options: Pick<InspectFileOptions, 'chunkBytes'> = {}): Promise<OnnxModelInfo> {
+  const scan = scanModel(new WireCursor(size, options.chunkBytes ?? READ_CHUNK_BYTES));
+  let step = scan.next();
+  while (step.done !== true) {
+    const { offset, length } = step.value;
+    step = scan.next(await read(offset, length));
+  }
+  return step.value;
+}
+
 /**
  * Inspects an ONNX model file without loading it: reads about 1 MiB at a time and seeks past tensor
  * payloads. Throws OnnxError when the file is not a valid ONNX model; I/O errors (missing file,

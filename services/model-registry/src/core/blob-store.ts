@@ -16,6 +16,8 @@ export interface BlobWriter {
   write(bytes: Buffer | readonly Buffer[]): Promise<void>;
   /** Bytes written so far. */
   readonly written: number;
+  /** Reads back what was written, [position, position + length) (fewer at the end); not while a write runs. */
+  read(position: number, length: number): Promise<Buffer>;
   /** Makes the bytes durable and visible under `key` (replacing nothing: callers check first). */
   commit(key: BlobKey): Promise<void>;
   /** Drops the temporary object; safe after commit (then it does nothing) and twice. */
@@ -69,7 +71,7 @@ export function createFsBlobStore(root: string): BlobStore {
     async create() {
       await mkdir(tmpDir, { recursive: true, mode: 0o700 });
       const tmpPath = join(tmpDir, `${randomUUID()}.part`);
-      let handle: FileHandle | undefined = await open(tmpPath, 'wx', 0o600);
+      let handle: FileHandle | undefined = await open(tmpPath, 'wx+', 0o600);
       let written = 0;
       let state: 'open' | 'committed' | 'aborted' = 'open';
       return {
@@ -89,6 +91,17 @@ export function createFsBlobStore(root: string): BlobStore {
             if (done < total) parts = dropPrefix(parts, bytesWritten);
           }
           written += total;
+        },
+        async read(position, length) {
+          if (state !== 'open' || handle === undefined) throw new Error('blob writer is closed');
+          const out = Buffer.allocUnsafe(Math.max(0, Math.min(length, written - position)));
+          let got = 0;
+          while (got < out.length) {
+            const { bytesRead } = await handle.read(out, got, out.length - got, position + got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+          return out.subarray(0, got);
         },
         async commit(key) {
           if (state !== 'open' || handle === undefined) throw new Error('blob writer is closed');

@@ -1,7 +1,7 @@
 import { createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { SealedHeader } from './sealed-format.js';
-import { SealedFormatError, createSegmentSealer, encodeHeader, openSealed } from './sealed-format.js';
+import { SealedFormatError, createSealedRangeReader, createSegmentSealer, encodeHeader, openSealed } from './sealed-format.js';
 
 const key = randomBytes(32);
 const header: SealedHeader = { keyName: 'model-registry', keyVersion: 3, wrappedKey: randomBytes(60), noncePrefix: randomBytes(8), segmentSize: 1000 };
@@ -76,5 +76,47 @@ describe('sealed blob format', () => {
 
   it('refuses bytes that are not a sealed blob', async () => {
     await expect(open(Buffer.from('PK\u0003\u0004 not ours'))).rejects.toThrow(/bad magic/);
+  });
+});
+
+describe('sealed blob random access', () => {
+  const stored = (plain: Buffer): { bytes: Buffer; headBytes: number } => {
+    const sealed = seal(plain, 4096);
+    return { bytes: whole(sealed), headBytes: sealed.head.length };
+  };
+  const rangeReader = (bytes: Buffer, headerBytes: number, plainSize: number, reads: number[] = []) =>
+    createSealedRangeReader({
+      readAt: (position, length) => {
+        reads.push(position);
+        return Promise.resolve(bytes.subarray(position, position + length));
+      },
+      headerBytes,
+      header,
+      key,
+      plainSize,
+    });
+
+  it('returns any range of the plaintext, opening only the segments that cover it', async () => {
+    const plain = randomBytes(4321);
+    const { bytes, headBytes } = stored(plain);
+    const reads: number[] = [];
+    const read = rangeReader(bytes, headBytes, plain.length, reads);
+    for (const [offset, length] of [[0, 10], [995, 10], [2500, 1], [4000, 1000], [0, 4321], [4321, 5]] as const) {
+      expect((await read(offset, length)).equals(plain.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+    }
+    expect(new Set(reads).size).toBe(5); // every one of the 5 segments, none read twice while cached
+    const sparse: number[] = [];
+    await rangeReader(bytes, headBytes, plain.length, sparse)(3100, 20);
+    expect(sparse).toEqual([headBytes + 3 * 1020]); // segment 3 alone
+  });
+
+  it('detects a flipped bit and a wrong size', async () => {
+    const plain = randomBytes(2500);
+    const { bytes, headBytes } = stored(plain);
+    const flipped = Buffer.from(bytes);
+    flipped[headBytes + 1020 + 30] = flipped[headBytes + 1020 + 30]! ^ 1;
+    await expect(rangeReader(flipped, headBytes, plain.length)(1100, 10)).rejects.toThrow(/segment 1 failed authentication/);
+    // A plain size that makes segment 1 the last: its final flag does not match.
+    await expect(rangeReader(bytes, headBytes, 2000)(1100, 10)).rejects.toBeInstanceOf(SealedFormatError);
   });
 });

@@ -1,5 +1,5 @@
 import { watch } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -56,6 +56,10 @@ describe('the registry as its own process', () => {
     await registry.kill();
     client.close();
     expect((await readdir(tmp)).length).toBeGreaterThan(0);
+    // Uploads no longer write a plaintext scratch copy, but earlier versions did: one left behind is still swept.
+    const legacyScratch = join(home, 'registry-tmp');
+    await mkdir(legacyScratch, { recursive: true });
+    await writeFile(join(legacyScratch, 'left-by-an-old-version.onnx'), keep);
 
     registry = await startServiceProcess('model-registry', env());
     client = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure());

@@ -11,8 +11,6 @@ export interface RegistryDeps {
   readonly dataKeys: DataKeys;
   readonly inspect: Inspector;
   readonly bus: EventBus;
-  /** Plaintext scratch files for inspection live here (removed after each upload and at start). */
-  readonly scratchDir: string;
   readonly maxUploadBytes: number;
   readonly now: () => Date;
   /** Aborted when the server begins to stop: watch streams end then, instead of holding shutdown for its grace period. */

@@ -1,10 +1,16 @@
 import type { registry as pb } from '@quanta/contracts';
-import { OnnxError, inspectOnnxFile } from '@quanta/onnx';
-import type { OnnxValueInfo } from '@quanta/onnx';
+import { OnnxError, inspectOnnxSource } from '@quanta/onnx';
+import type { OnnxValueInfo, ReadAt } from '@quanta/onnx';
 import { invalidArgument } from '@quanta/service-kit';
 
+/** An uploaded file as the inspector reads it: its size and random access to its plaintext (decrypted from the sealed blob as asked). */
+export interface InspectSource {
+  readonly size: number;
+  readonly read: ReadAt;
+}
+
 /** Reads an ONNX file's signature; throws INVALID_ARGUMENT saying why a file is not a usable model. */
-export type Inspector = (path: string) => Promise<pb.OnnxSignature>;
+export type Inspector = (source: InspectSource) => Promise<pb.OnnxSignature>;
 
 function tensorSignature(value: OnnxValueInfo): pb.TensorSignature {
   return {
@@ -16,9 +22,9 @@ function tensorSignature(value: OnnxValueInfo): pb.TensorSignature {
   };
 }
 
-export const inspectOnnxModel: Inspector = async (path) => {
+export const inspectOnnxModel: Inspector = async (source) => {
   try {
-    const info = await inspectOnnxFile(path);
+    const info = await inspectOnnxSource(source.size, source.read);
     if (info.hasExternalData) {
       throw invalidArgument('the ONNX model keeps weights in external data files; upload a self-contained model (onnx.save(..., save_as_external_data=False))');
     }

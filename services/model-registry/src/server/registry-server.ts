@@ -110,6 +110,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
   try {
     await store.migrate('model-registry', REGISTRY_MIGRATIONS);
     const blobDir = join(config.home, 'blobs');
+    // Plaintext scratch copies that versions before streaming inspection wrote: still swept at start.
     const scratchDir = join(config.home, 'registry-tmp');
     const blobs = createFsBlobStore(blobDir);
     await sweep(store, blobs, scratchDir, logger);
@@ -121,7 +122,6 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
       dataKeys: createDataKeys(cryptoClient, config.keyName),
       inspect: options.inspect ?? inspectOnnxModel,
       bus,
-      scratchDir,
       maxUploadBytes: config.maxUploadBytes,
       now: options.now ?? (() => new Date()),
       closing: closing.signal,

@@ -9,6 +9,7 @@ import { REPO_ROOT } from '../testing/test-process.js';
 import { bearer, call, startHarness } from '../testing/test-harness.js';
 import type { Harness } from '../testing/test-harness.js';
 import { failure, grpc, pull, push } from '../testing/test-client.js';
+import { inspectOnnxModel } from './inspector.js';
 
 const OCR_CLS = join(REPO_ROOT, 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -26,9 +27,16 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
   let writer: string;
   let reader: string;
   let ocr: Buffer;
+  /** Runs inside the inspector, while an upload is fully received but not yet published. */
+  let duringInspection: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    h = await startHarness();
+    h = await startHarness({
+      inspect: async (source) => {
+        await duringInspection?.();
+        return inspectOnnxModel(source);
+      },
+    });
     writer = await h.token('acme', ['models:read', 'models:write']);
     reader = await h.token('acme', ['models:read']);
     ocr = await readFile(OCR_CLS);
@@ -64,6 +72,27 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
     expect(await filesUnder(h.registry.blobDir)).toHaveLength(1);
     const list = await call(h.client, 'listVersions', { model: 'ocr-cls', pageSize: 0, pageToken: '', status: 0, tags: {} }, reader);
     expect(list.versions.map((v) => v.version)).toEqual([2, 1]);
+  });
+
+  it('writes no plaintext copy of an upload anywhere under QUANTA_HOME, even while inspecting it', async () => {
+    const model = Buffer.from(buildCnn());
+    const slices = [0, 4096, Math.floor(model.length / 2), model.length - 64].map((at) => model.subarray(at, at + 64));
+    let scanned = 0;
+    duringInspection = async () => {
+      for (const file of await filesUnder(h.home)) {
+        const bytes = await readFile(file).catch(() => Buffer.alloc(0)); // files may come and go (the crypto store)
+        for (const slice of slices) expect(bytes.includes(slice), file).toBe(false);
+        scanned += 1;
+      }
+    };
+    try {
+      const version = await push(h.client, writer, { model: 'no-scratch', createModel: true }, model);
+      expect(version.signature?.initializerCount).toBeGreaterThan(0);
+    } finally {
+      duringInspection = undefined;
+    }
+    expect(scanned).toBeGreaterThan(0); // the temporary sealed blob at least
+    expect((await pull(h.client, reader, 'no-scratch:1')).bytes.equals(model)).toBe(true);
   });
 
   it('refuses a reader without models:write and a caller without a token', async () => {

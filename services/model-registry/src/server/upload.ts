@@ -1,7 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
-import { mkdir, open, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
@@ -10,7 +7,7 @@ import type { BlobWriter } from '../core/blob-store.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { createModel, modelExists } from '../core/models-repo.js';
 import { checkName, checkSha256, checkTags } from '../core/names.js';
-import { DEFAULT_SEGMENT_SIZE, createSegmentSealer, encodeHeader } from '../core/sealed-format.js';
+import { DEFAULT_SEGMENT_SIZE, createSealedRangeReader, createSegmentSealer, encodeHeader } from '../core/sealed-format.js';
 import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob } from '../core/versions-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
@@ -34,8 +31,8 @@ function checkHeader(header: Header, maxBytes: number): void {
 const commitLock = createKeyedMutex();
 
 /**
- * One UploadVersion call: hash, seal and spool the bytes as they arrive (memory stays at one
- * segment), inspect the plaintext copy, then publish the blob and the version in one step.
+ * One UploadVersion call: hash, seal and spool the bytes as they arrive (memory stays at a couple
+ * of segments), inspect the model through the sealed temporary blob, then publish the blob and the version in one step.
  * Every failure path removes what was written.
  */
 export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<pb.UploadVersionRequest>, ctx: CallContext): Promise<pb.ModelVersion> {
@@ -55,13 +52,9 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
   await checkLineage(deps.store, tenant, header.lineage);
 
   const dataKey = await deps.dataKeys.generate(tenant);
-  await mkdir(deps.scratchDir, { recursive: true, mode: 0o700 });
-  const scratchPath = join(deps.scratchDir, `${randomUUID()}.onnx`);
-  let scratch: FileHandle | undefined;
   let writer: BlobWriter | undefined;
   let inFlight: Promise<unknown> = Promise.resolve();
   try {
-    scratch = await open(scratchPath, 'wx', 0o600);
     writer = await deps.blobs.create();
     const sealedHeader = {
       keyName: dataKey.keyName,
@@ -73,19 +66,18 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
     const sealer = createSegmentSealer(dataKey.plaintext, sealedHeader);
     const hash = createHash('sha256');
     let size = 0;
-    // Disk writes overlap with the next chunk: while one chunk's records (and its scratch copy)
-    // are being written, the next message is read, hashed and sealed. One write is in flight at a
+    // Disk writes overlap with the next chunk: while one chunk's records are being written, the next message is read, hashed and sealed. One write is in flight at a
     // time, so memory stays at a couple of chunks and a slow disk still pushes back on the client.
     const blobWriter = writer;
-    const scratchFile = scratch;
-    const issue = async (parts: Buffer[], plain: Buffer | undefined): Promise<void> => {
+    const issue = async (parts: Buffer[]): Promise<void> => {
       await inFlight;
-      const pending = plain === undefined ? blobWriter.write(parts) : Promise.all([blobWriter.write(parts), scratchFile.write(plain)]);
+      const pending = blobWriter.write(parts);
       // Failures are seen when the next write (or the end) awaits it; never unhandled meanwhile.
       pending.catch(() => undefined);
       inFlight = pending;
     };
-    let parts: Buffer[] = [encodeHeader(sealedHeader)];
+    const encodedHeader = encodeHeader(sealedHeader);
+    let parts: Buffer[] = [encodedHeader];
 
     for (;;) {
       const next = await iterator.next();
@@ -104,7 +96,7 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
       hash.update(chunk);
       for (const record of sealer.push(chunk)) parts.push(...record);
       size += chunk.length;
-      await issue(parts, chunk);
+      await issue(parts);
       parts = [];
     }
     if (size === 0) throw invalidArgument('UploadVersion: the file is empty');
@@ -112,15 +104,22 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
       throw invalidArgument(`UploadVersion: the file is truncated: header.expected_size_bytes is ${expectedSize}, received ${size}`);
     }
     parts.push(...sealer.finish());
-    await issue(parts, undefined);
+    await issue(parts);
     await inFlight;
     const sha256 = hash.digest('hex');
     if (expectedSha !== '' && sha256 !== expectedSha) {
       throw invalidArgument(`UploadVersion: digest mismatch: header.expected_sha256 is ${expectedSha}, the received bytes hash to ${sha256}`);
     }
-    await scratch.close();
-    scratch = undefined;
-    const signature = await deps.inspect(scratchPath);
+    // Inspection reads the sealed temporary blob back, decrypting only the segments it asks for:
+    // no plaintext copy of the model is written anywhere.
+    const read = createSealedRangeReader({
+      readAt: (position, length) => blobWriter.read(position, length),
+      headerBytes: encodedHeader.length,
+      header: sealedHeader,
+      key: dataKey.plaintext,
+      plainSize: size,
+    });
+    const signature = await deps.inspect({ size, read });
     ctx.signal.throwIfAborted();
 
     const version = await commitLock(`${tenant}/${sha256}`, () =>
@@ -169,8 +168,6 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
     dataKey.plaintext.fill(0);
     // A failed upload may leave one write running: let it settle before its file is closed and removed.
     await inFlight.catch(() => undefined);
-    await scratch?.close().catch(() => undefined);
-    await rm(scratchPath, { force: true });
     await writer?.abort();
   }
 }

@@ -11,6 +11,7 @@ import type { RegistryConfig } from '../config.js';
 import { loadRegistryConfig } from '../config.js';
 import { startRegistryServer } from '../server/registry-server.js';
 import type { RegistryServer } from '../server/registry-server.js';
+import type { Inspector } from '../server/inspector.js';
 import type { ServiceProcess } from './test-process.js';
 import { startServiceProcess } from './test-process.js';
 import type { RequestOf, ResponseOf, UnaryName } from './test-rpc.js';
@@ -90,7 +91,9 @@ async function openTestStore(backend: Backend): Promise<{ store: Store; drop(): 
  * process on 127.0.0.1:0, sharing a fresh QUANTA_HOME; the registry's store is embedded (in
  * memory) or a fresh PostgreSQL schema.
  */
-export async function startHarness(options: { backend?: Backend; config?: Partial<RegistryConfig>; crypto?: SharedCrypto } = {}): Promise<Harness> {
+export async function startHarness(
+  options: { backend?: Backend; config?: Partial<RegistryConfig>; crypto?: SharedCrypto; inspect?: Inspector } = {},
+): Promise<Harness> {
   const home = await mkdtemp(join(tmpdir(), 'quanta-registry-'));
   // A crypto process of our own shares the registry's home, as under `npm start`; a shared one
   // lends its admin token as the service token.
@@ -111,6 +114,7 @@ export async function startHarness(options: { backend?: Backend; config?: Partia
     ...options.config,
   };
   const logger = pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' });
+  const serverOptions = { store, logger, ...(options.inspect === undefined ? {} : { inspect: options.inspect }) };
   const cryptoClient = new cpb.CryptoServiceClient(crypto.address, grpc.credentials.createInsecure());
   const adminToken = options.crypto?.adminToken ?? (await readFile(join(home, 'admin.token'), 'utf8')).trim();
   const connect = (server: RegistryServer): pb.RegistryServiceClient =>
@@ -119,14 +123,14 @@ export async function startHarness(options: { backend?: Backend; config?: Partia
   const harness: Harness = {
     home,
     crypto,
-    registry: await startRegistryServer(config, { store, logger }),
+    registry: await startRegistryServer(config, serverOptions),
     client: undefined as unknown as pb.RegistryServiceClient,
     token: async (tenant, scopes, subject = `${tenant}-user`) =>
       (await rpc(cryptoClient, cpb.CryptoServiceService, 'issueToken', { tenant, subject, scopes, ttlSeconds: 3600n }, bearer(adminToken))).token,
     async restart(graceMs = 2000) {
       await harness.registry.stop({ graceMs });
       harness.client.close();
-      harness.registry = await startRegistryServer(config, { store, logger });
+      harness.registry = await startRegistryServer(config, serverOptions);
       harness.client = connect(harness.registry);
     },
     async close() {

@@ -9,7 +9,7 @@ export type IngestRecord = pb.InferenceRecord;
 export interface IngestClientOptions {
   /** The monitoring service, e.g. `127.0.0.1:9003`. */
   readonly address: string;
-  /** A token with the `admin` scope (Ingest carries records of every tenant). */
+  /** A token with the `monitoring:write` scope, or `admin` (Ingest carries records of every tenant). */
   readonly token: TokenSource;
   readonly tls?: ClientTlsOptions;
   /** Records kept while monitoring is slow or down; beyond this, new records are dropped. Default 10 000. */

@@ -1,10 +1,12 @@
 import * as ort from 'onnxruntime-node';
+import { inference as ipb, unaryCaller } from '@quanta/contracts';
 import type { registry as pb } from '@quanta/contracts';
 import type { IngestClient } from '@quanta/monitoring-client';
 import { createIngestClient } from '@quanta/monitoring-client';
 import { buildMlp, createRng, uniform } from '@quanta/onnx';
 import type { Tensor } from '@quanta/tensor';
 import { createTensor, tensorFromOrt, tensorToOrt } from '@quanta/tensor';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModelManager } from '../core/model-manager.js';
@@ -17,6 +19,7 @@ import type { EventLog, ManagerEvent } from './test-events.js';
 import { createEventLog, recordingManager } from './test-events.js';
 import type { Proxy, Stack } from './test-stack.js';
 import { bearer, startProxy, startStack } from './test-stack.js';
+import { startServiceProcess } from './test-process.js';
 
 const TENANT = 'acme';
 const SPEC: pb.DeploymentSpec = { modelRef: 'mlp@production', maxBatchSize: 8, maxQueueDelayUs: 500, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0 };
@@ -106,6 +109,17 @@ describe('registry sync against real crypto, registry and monitoring processes',
     expect(sync.deploymentOf(TENANT, 'mlp')).toBe('mlp-prod');
     expect(await infer('first')).toBe('1');
     expect(manager.index(TENANT)).toEqual([{ tenant: TENANT, name: 'mlp', version: '1', state: 'READY', reason: '' }]);
+
+    // A second replica on the same registry converges on its own to the same set.
+    const other = createModelManager();
+    const replica = createRegistrySync({ registryAddress: stack.registryAddress, token: stack.adminToken, manager: other, logger: pino({ level: 'silent' }) });
+    try {
+      await replica.whenReady();
+      expect(other.index()).toEqual(manager.index());
+    } finally {
+      await replica.close();
+      await other.close();
+    }
   });
 
   it('follows the alias to v2 with 150 requests in flight at all times and not one failure', async () => {
@@ -222,15 +236,67 @@ describe('registry sync against real crypto, registry and monitoring processes',
     expect(manager.get(TENANT, 'mlp').config).toMatchObject({ maxBatchSize: 8 });
   }, 60_000);
 
+  /** GetModelStats count of acme/mlp at `version` over the last 10 minutes. */
+  async function monitoredCount(version: string): Promise<number> {
+    const reader = await stack.token(TENANT, ['monitoring:read']);
+    const reply = await stack.monitoring$!('getModelStats', { model: 'mlp', version, span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } }, { metadata: bearer(reader) });
+    expect(Number(reply.stats?.errorCount)).toBe(0);
+    return Number(reply.stats?.count);
+  }
+
   it('every request left one record in the monitoring service, per version', async () => {
     await ingest.flush();
     expect(ingest.stats()).toMatchObject({ droppedFull: 0, droppedFailed: 0, rejected: 0 });
-    const reader = await stack.token(TENANT, ['monitoring:read']);
-    for (const [version, count] of sent) {
-      const reply = await stack.monitoring$!('getModelStats', { model: 'mlp', version, span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } }, { metadata: bearer(reader) });
-      expect({ version, count: Number(reply.stats?.count), errors: Number(reply.stats?.errorCount) }).toEqual({ version, count, errors: 0 });
-    }
+    for (const [version, count] of sent) expect({ version, count: await monitoredCount(version) }).toEqual({ version, count });
     expect(sent.get('1')).toBeGreaterThan(0);
     expect(sent.get('2')).toBeGreaterThan(0);
   });
+
+  it('main.ts with --watch and a monitoring address: the inference process serves the deployment and its records reach monitoring', async () => {
+    const before = await monitoredCount('2');
+    const inference = await startServiceProcess('inference', {
+      QUANTA_HOME: stack.home,
+      QUANTA_INFERENCE_PORT: '0',
+      QUANTA_INFERENCE_HTTP_PORT: '0',
+      QUANTA_INFERENCE_WATCH: 'true',
+      QUANTA_REGISTRY_ADDR: stack.registryAddress,
+      QUANTA_CRYPTO_ADDR: stack.crypto.address,
+      QUANTA_MONITORING_ADDR: stack.monitoring!.address,
+      QUANTA_INFERENCE_SERVICE_TOKEN: undefined,
+    });
+    const client = new ipb.GRPCInferenceServiceClient(inference.address, grpc.credentials.createInsecure());
+    try {
+      const caller = unaryCaller(client, ipb.GRPCInferenceServiceService, { deadlineMs: 20_000 });
+      const metadata = bearer(await stack.token(TENANT, ['infer']));
+      // ServerReady turns true once the first snapshot is converged: probed as a readiness check would.
+      const ready = async (): Promise<boolean> => (await caller('serverReady', {}, { metadata })).ready;
+      while (!(await ready())) await new Promise<void>((resolve) => setTimeout(resolve, 100));
+      const data = input.data;
+      for (let i = 0; i < 5; i++) {
+        const reply = await caller(
+          'modelInfer',
+          {
+            modelName: 'mlp',
+            modelVersion: '',
+            id: `proc-${i}`,
+            parameters: {},
+            inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n], parameters: {}, contents: undefined }],
+            outputs: [],
+            rawInputContents: [Buffer.from(data.buffer, data.byteOffset, data.byteLength)],
+          },
+          { metadata },
+        );
+        expect(reply.modelVersion).toBe('2');
+        const raw = reply.rawOutputContents[0];
+        const out = raw === undefined ? reply.outputs[0]?.contents?.fp32Contents ?? [] : Array.from(new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
+        expect(Array.from(out)).toEqual(expected.get('2'));
+      }
+    } finally {
+      client.close();
+      // SIGTERM: the process flushes its buffered records before it exits.
+      await inference.stop();
+    }
+    expect(inference.child.exitCode).toBe(0);
+    expect(await monitoredCount('2')).toBe(before + 5);
+  }, 60_000);
 });

@@ -62,7 +62,7 @@ function expectClose(actual: ArrayLike<number>, wanted: ArrayLike<number>): void
 
 function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.js'), ...args], { cwd: REPO_ROOT, env: { ...stack.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args], { cwd: REPO_ROOT, env: { ...stack.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));

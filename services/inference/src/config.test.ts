@@ -1,0 +1,62 @@
+import { ConfigError } from '@quanta/service-kit';
+import { describe, expect, it } from 'vitest';
+import { loadInferenceConfig } from './config.js';
+
+describe('inference config', () => {
+  it('has working defaults (gRPC 8001, REST 8000, no registry watch)', () => {
+    const c = loadInferenceConfig({ argv: [], env: {} });
+    expect(c).toMatchObject({
+      home: '.quanta',
+      port: 8001,
+      httpHost: '127.0.0.1',
+      httpPort: 8000,
+      maxBodyBytes: 64 * 1024 * 1024,
+      maxReceiveMessageBytes: 64 * 1024 * 1024,
+      cryptoAddr: '127.0.0.1:9002',
+      registryAddr: '127.0.0.1:9001',
+      monitoringAddr: undefined,
+      serviceToken: undefined,
+      threadsPerInstance: 0,
+      watch: false,
+    });
+  });
+
+  it('reads flags and QUANTA_* variables, flags first', () => {
+    const c = loadInferenceConfig({
+      argv: ['--http-port', '0', '--threads-per-instance', '2'],
+      env: {
+        QUANTA_INFERENCE_PORT: '18001',
+        QUANTA_INFERENCE_HTTP_PORT: '18000',
+        QUANTA_REGISTRY_ADDR: 'registry:9001',
+        QUANTA_MONITORING_ADDR: 'monitoring:9003',
+        QUANTA_INFERENCE_SERVICE_TOKEN: 'tok',
+        QUANTA_INFERENCE_WATCH: 'true',
+        QUANTA_INFERENCE_MAX_BODY_BYTES: '1048576',
+      },
+    });
+    expect(c).toMatchObject({
+      port: 18001,
+      httpPort: 0,
+      threadsPerInstance: 2,
+      registryAddr: 'registry:9001',
+      monitoringAddr: 'monitoring:9003',
+      serviceToken: 'tok',
+      watch: true,
+      maxBodyBytes: 1048576,
+    });
+  });
+
+  it('refuses bad values, naming each', () => {
+    let error: unknown;
+    try {
+      loadInferenceConfig({ argv: ['--http-port', 'eighty'], env: { QUANTA_INFERENCE_THREADS_PER_INSTANCE: '-1' } });
+    } catch (e: unknown) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    expect(problems).toMatch(/http-port/);
+    expect(problems).toMatch(/THREADS_PER_INSTANCE|threads-per-instance/);
+    expect(() => loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_TLS_CERT: 'cert.pem' } })).toThrow(/--tls-cert and --tls-key go together/);
+  });
+});

@@ -7,8 +7,17 @@ import { buildCnn, createRng } from '@quanta/onnx';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 
+/**
+ * onnxruntime intra-op threads of every session in the run (in-process, seed-style, Quanta), from
+ * BENCH_THREADS; 0 (the default): onnxruntime's own default, which is also Quanta's.
+ */
+export const BENCH_THREADS = Number(process.env['BENCH_THREADS'] ?? '0');
+
+/** Session options for BENCH_THREADS. */
+export const sessionOptions = (): { intraOpNumThreads?: number } => (BENCH_THREADS > 0 ? { intraOpNumThreads: BENCH_THREADS } : {});
+
 /** The server processes bench-inference-servers.ts runs. */
-export type ServerKind = 'seed' | 'empty';
+export type ServerKind = 'seed' | 'empty' | 'quanta';
 
 /** What a server process tells the benchmark over IPC. */
 export type ToParent = { kind: 'ready'; port: number; token: string } | { kind: 'cpu'; seconds: number };

@@ -5,12 +5,18 @@
  *   seed   a seed-style JSON REST server: POST /predict {"data": nested array} → {"prediction": nested
  *          array}, one onnxruntime run per request, as the seed's Flask example does (node:http)
  *   empty  a grpc-js server with one empty unary method: the floor of a gRPC call
+ *   quanta Quanta's inference service (startInferenceServer: gRPC and REST, real EdDSA tokens from an
+ *          in-memory issuer) with MODEL loaded straight into its core, dynamically batched
+ *          (BENCH_MAX_BATCH, BENCH_QUEUE_DELAY_US, BENCH_INSTANCES; BENCH_THREADS as every session)
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
+import { startInferenceServer } from '@quanta/inference';
 import * as ort from 'onnxruntime-node';
-import { EMPTY_METHOD, benchModel, nest, type ToParent } from './bench-inference-models.js';
+import { pino } from 'pino';
+import { BENCH_THREADS, EMPTY_METHOD, benchModel, nest, sessionOptions, type ToParent } from './bench-inference-models.js';
 import { cpuSeconds } from './measure.js';
 
 const send = (message: ToParent): void => {
@@ -24,9 +30,16 @@ function shapeOf(value: unknown): number[] {
   return shape;
 }
 
-async function seedServer(modelName: string): Promise<{ port: number; close(): Promise<void> }> {
+interface Running {
+  readonly port: number;
+  /** The bearer token clients send ('' where none is checked). */
+  readonly token: string;
+  close(): Promise<void>;
+}
+
+async function seedServer(modelName: string): Promise<Running> {
   const model = benchModel(modelName);
-  const session = await ort.InferenceSession.create(await model.bytes());
+  const session = await ort.InferenceSession.create(await model.bytes(), sessionOptions());
   const answer = (res: ServerResponse, status: number, body: unknown): void => {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -51,6 +64,7 @@ async function seedServer(modelName: string): Promise<{ port: number; close(): P
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
+    token: '',
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -59,25 +73,70 @@ async function seedServer(modelName: string): Promise<{ port: number; close(): P
   };
 }
 
-async function emptyServer(): Promise<{ port: number; close(): Promise<void> }> {
+async function emptyServer(): Promise<Running> {
   const server = new grpc.Server();
   const identity = (b: Buffer): Buffer => b;
   server.register(EMPTY_METHOD, (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, Buffer.alloc(0)), identity, identity, 'unary');
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
   );
-  return { port, close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
+  return { port, token: '', close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
+}
+
+/** The tenant the benchmark's token and model belong to. */
+const BENCH_TENANT = 'bench';
+
+async function quantaServer(modelName: string): Promise<Running> {
+  const model = benchModel(modelName);
+  const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
+  const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
+  const server = await startInferenceServer(
+    {
+      home: '.quanta-bench-unused',
+      host: '127.0.0.1',
+      port: 0,
+      tlsCert: undefined,
+      tlsKey: undefined,
+      tlsCa: undefined,
+      tlsRequireClientCert: false,
+      maxReceiveMessageBytes: 64 << 20,
+      shutdownGrace: 1000,
+      httpHost: '127.0.0.1',
+      httpPort: 0,
+      maxBodyBytes: 64 << 20,
+      cryptoAddr: '127.0.0.1:1',
+      registryAddr: '127.0.0.1:1',
+      monitoringAddr: undefined,
+      serviceToken: undefined,
+      threadsPerInstance: 0,
+      watch: false,
+    },
+    { authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }), logger: pino({ level: 'warn' }) },
+  );
+  await server.manager.load(BENCH_TENANT, model.name, '1', await model.bytes(), {
+    maxBatchSize: env('BENCH_MAX_BATCH', 64),
+    maxQueueDelayUs: env('BENCH_QUEUE_DELAY_US', 1000),
+    instanceCount: env('BENCH_INSTANCES', 1),
+    maxQueueSize: 0,
+    sequenceState: [],
+    sequenceIdleTimeoutMs: 0,
+    threadsPerInstance: BENCH_THREADS,
+  });
+  await server.manager.activate(BENCH_TENANT, model.name, '1');
+  const token = await issuer.issue({ tenant: BENCH_TENANT, subject: 'bench', scopes: ['infer', 'models:read'], ttlSeconds: 3600 });
+  return { port: server.port, token, close: () => server.stop({ graceMs: 1000 }) };
 }
 
 async function main(): Promise<void> {
   const [kind, modelName] = process.argv.slice(2);
-  const server = kind === 'seed' ? await seedServer(modelName ?? '') : kind === 'empty' ? await emptyServer() : undefined;
+  const server =
+    kind === 'seed' ? await seedServer(modelName ?? '') : kind === 'empty' ? await emptyServer() : kind === 'quanta' ? await quantaServer(modelName ?? '') : undefined;
   if (server === undefined) throw new Error(`unknown server kind "${kind}"`);
   process.on('message', (message: unknown) => {
     if (message === 'cpu') send({ kind: 'cpu', seconds: cpuSeconds() });
     if (message === 'stop') void server.close().then(() => process.exit(0));
   });
-  send({ kind: 'ready', port: server.port, token: '' });
+  send({ kind: 'ready', port: server.port, token: server.token });
 }
 
 await main();

@@ -6,7 +6,10 @@
  * (b) and (c) at concurrency 1, 8 and 64, each in its own process; plus an empty grpc-js unary call.
  *   npm run bench:inference -w @quanta/bench      (BENCH_QUICK=1 for a short smoke run)
  * BENCH_SECONDS (per cell, default 4; quick 0.4), BENCH_MODELS=cnn,ocr-cls, BENCH_MAX_BATCH (64),
- * BENCH_QUEUE_DELAY_US (Quanta's max queue delay, default 2000).
+ * BENCH_QUEUE_DELAY_US (Quanta's max queue delay, default 1000), BENCH_INSTANCES (Quanta's onnxruntime
+ * sessions, default 1), BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
+ * default 0: onnxruntime's default, also Quanta's),
+ * BENCH_PROFILE=DIR (a V8 CPU profile of every server process, written there).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -14,14 +17,17 @@ import { loadavg } from 'node:os';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { inference, unaryCaller } from '@quanta/contracts';
 import * as ort from 'onnxruntime-node';
-import { BENCH_MODELS, EMPTY_METHOD, benchItem, benchModel, nest, type BenchModel, type ServerKind, type ToParent } from './bench-inference-models.js';
+import { BENCH_MODELS, BENCH_THREADS, EMPTY_METHOD, benchItem, benchModel, nest, sessionOptions, type BenchModel, type ServerKind, type ToParent } from './bench-inference-models.js';
 import { cpuSeconds, formatRate, markdownTable } from './measure.js';
 
 const QUICK = process.env['BENCH_QUICK'] === '1';
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? (QUICK ? '0.4' : '4'));
 const MODELS = (process.env['BENCH_MODELS'] ?? Object.keys(BENCH_MODELS).join(',')).split(',').map(benchModel);
 const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
+// The server process reads the same variables; the defaults must agree.
+const QUEUE_DELAY_US = Number(process.env['BENCH_QUEUE_DELAY_US'] ?? '1000');
 const CONCURRENCIES = [1, 8, 64];
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= MAX_BATCH);
 /** Outputs of (b) and (c) must equal in-process onnxruntime's within this (batched kernels may sum in another order). */
@@ -35,8 +41,12 @@ interface Cell {
   itemsPerSecond: number;
   p50: number;
   p99: number;
-  /** Server process CPU per item, µs; undefined in-process. */
+  /** CPU per item of the process that ran the model (the server's, or this one in-process), µs. */
   serverCpuUs?: number;
+  /** This (client) process's CPU per request, µs. */
+  clientCpuUs?: number;
+  /** Quanta: rows per onnxruntime execution, from ModelStatistics. */
+  meanBatch?: number;
 }
 
 const cells: Cell[] = [];
@@ -47,7 +57,7 @@ function quantile(sorted: readonly number[], q: number): number {
 }
 
 /** Runs `call` with `concurrency` in flight for SECONDS after a warm-up; latencies in ms. */
-async function drive(concurrency: number, call: () => Promise<unknown>): Promise<{ requests: number; wall: number; latencies: number[] }> {
+async function drive(concurrency: number, call: () => Promise<unknown>): Promise<{ requests: number; wall: number; cpu: number; latencies: number[] }> {
   const warm = performance.now() + Math.min(1000, SECONDS * 250);
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -56,6 +66,7 @@ async function drive(concurrency: number, call: () => Promise<unknown>): Promise
     }),
   );
   const latencies: number[] = [];
+  const cpu0 = cpuSeconds();
   const start = performance.now();
   const end = start + SECONDS * 1000;
   await Promise.all(
@@ -67,7 +78,8 @@ async function drive(concurrency: number, call: () => Promise<unknown>): Promise
       }
     }),
   );
-  return { requests: latencies.length, wall: (performance.now() - start) / 1000, latencies: latencies.sort((a, b) => a - b) };
+  const wall = (performance.now() - start) / 1000;
+  return { requests: latencies.length, wall, cpu: cpuSeconds() - cpu0, latencies: latencies.sort((a, b) => a - b) };
 }
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -92,7 +104,7 @@ interface OrtBaseline {
 }
 
 async function inProcess(model: BenchModel, item: Float32Array): Promise<OrtBaseline> {
-  const session = await ort.InferenceSession.create(await model.bytes());
+  const session = await ort.InferenceSession.create(await model.bytes(), sessionOptions());
   const tensorOf = (batch: number): ort.Tensor => {
     const data = new Float32Array(batch * item.length);
     for (let b = 0; b < batch; b++) data.set(item, b * item.length);
@@ -102,18 +114,19 @@ async function inProcess(model: BenchModel, item: Float32Array): Promise<OrtBase
   const expected = Float32Array.from((await session.run({ [model.input]: one }))[model.output]!.data as Float32Array);
   const single = await drive(1, () => session.run({ [model.input]: one }));
   const p50 = quantile(single.latencies, 0.5);
-  cells.push({ model: model.name, way: '(a) onnxruntime in-process, batch 1', concurrency: '1', requests: single.requests, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99) });
-  let best = { batch: 1, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99), requests: single.requests };
+  const cpuUs = (run: { cpu: number; requests: number }, batch: number): number => (run.cpu / (run.requests * batch)) * 1e6;
+  cells.push({ model: model.name, way: '(a) onnxruntime in-process, batch 1', concurrency: '1', requests: single.requests, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99), serverCpuUs: cpuUs(single, 1) });
+  let best = { batch: 1, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99), requests: single.requests, cpu: cpuUs(single, 1) };
   const perBatch: string[] = [];
   for (const batch of BATCH_SIZES) {
     const input = tensorOf(batch);
     const run = await drive(1, () => session.run({ [model.input]: input }));
     const itemsPerSecond = (run.requests * batch) / run.wall;
     perBatch.push(`${batch}: ${formatRate(itemsPerSecond)}`);
-    if (itemsPerSecond > best.itemsPerSecond) best = { batch, itemsPerSecond, p50: quantile(run.latencies, 0.5), p99: quantile(run.latencies, 0.99), requests: run.requests };
+    if (itemsPerSecond > best.itemsPerSecond) best = { batch, itemsPerSecond, p50: quantile(run.latencies, 0.5), p99: quantile(run.latencies, 0.99), requests: run.requests, cpu: cpuUs(run, batch) };
   }
   console.log(`  ${model.name} in-process items/s by batch size: ${perBatch.join(', ')}`);
-  cells.push({ model: model.name, way: `(a) onnxruntime in-process, best batch (${best.batch})`, concurrency: '1', requests: best.requests, itemsPerSecond: best.itemsPerSecond, p50: best.p50, p99: best.p99 });
+  cells.push({ model: model.name, way: `(a) onnxruntime in-process, best batch (${best.batch})`, concurrency: '1', requests: best.requests, itemsPerSecond: best.itemsPerSecond, p50: best.p50, p99: best.p99, serverCpuUs: best.cpu });
   await session.release();
   return { expected, p50, bestBatch: best.batch, bestItemsPerSecond: best.itemsPerSecond };
 }
@@ -129,7 +142,10 @@ interface ServerProcess {
 
 function startProcess(file: string, args: string[]): Promise<ServerProcess> {
   // The same loader flags (tsx, conditions) as this process.
-  const child: ChildProcess = fork(file, args, { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // BENCH_PROFILE=DIR writes a V8 CPU profile of each server process there (open it in Chrome DevTools).
+  const profile = process.env['BENCH_PROFILE'];
+  const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profile}`];
+  const child: ChildProcess = fork(file, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const next = <K extends ToParent['kind']>(kind: K): Promise<Extract<ToParent, { kind: K }>> =>
     new Promise((resolve, reject) => {
       const onExit = (code: number | null): void => reject(new Error(`${args.join(' ')} server exited with ${code}`));
@@ -166,12 +182,20 @@ function startServer(kind: ServerKind, model = ''): Promise<ServerProcess> {
 }
 
 /** One cell per concurrency against a server process, with its CPU per item. */
-async function measureServer(model: BenchModel, way: string, server: ServerProcess, call: () => Promise<unknown>): Promise<Map<number, Cell>> {
+async function measureServer(
+  model: BenchModel,
+  way: string,
+  server: ServerProcess,
+  call: () => Promise<unknown>,
+  executions?: () => Promise<{ items: number; executions: number }>,
+): Promise<Map<number, Cell>> {
   const byConcurrency = new Map<number, Cell>();
   for (const concurrency of CONCURRENCIES) {
     const cpu0 = await server.cpu();
+    const before = await executions?.();
     const run = await drive(concurrency, call);
     const serverCpu = (await server.cpu()) - cpu0;
+    const after = await executions?.();
     const cell: Cell = {
       model: model.name,
       way,
@@ -180,8 +204,10 @@ async function measureServer(model: BenchModel, way: string, server: ServerProce
       itemsPerSecond: run.requests / run.wall,
       p50: quantile(run.latencies, 0.5),
       p99: quantile(run.latencies, 0.99),
-      // the warm-up's CPU is included: an upper bound
+      // the warm-up's CPU and requests are included in the server's figures
       serverCpuUs: (serverCpu / run.requests) * 1e6,
+      clientCpuUs: (run.cpu / run.requests) * 1e6,
+      ...(before === undefined || after === undefined ? {} : { meanBatch: (after.items - before.items) / Math.max(1, after.executions - before.executions) }),
     };
     cells.push(cell);
     byConcurrency.set(concurrency, cell);
@@ -220,6 +246,49 @@ async function seedStyle(model: BenchModel, item: Float32Array, expected: Float3
   }
 }
 
+// ---- (c) Quanta over gRPC, dynamic batching ------------------------------------------------------
+
+async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array): Promise<Map<number, Cell>> {
+  const server = await startServer('quanta', model.name);
+  const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+  // Encoded once: a KServe v2 ModelInferRequest with the item as raw_input_contents (batch of one).
+  const body = Buffer.from(
+    inference.ModelInferRequest.encode({
+      modelName: model.name,
+      modelVersion: '',
+      id: '',
+      parameters: {},
+      inputs: [{ name: model.input, datatype: 'FP32', shape: [1n, ...model.itemShape.map(BigInt)], parameters: {}, contents: undefined }],
+      outputs: [],
+      rawInputContents: [Buffer.from(item.buffer, item.byteOffset, item.byteLength)],
+    }).finish(),
+  );
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${server.token}`);
+  const identity = (b: Buffer): Buffer => b;
+  const method = inference.GRPCInferenceServiceService.modelInfer.path;
+  const call = (): Promise<inference.ModelInferResponse> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(method, identity, (b: Buffer) => inference.ModelInferResponse.decode(b), body, metadata, (error, response) => (error ? reject(error) : resolve(response!)));
+    });
+  try {
+    const first = await call();
+    const raw = first.rawOutputContents[0];
+    if (raw === undefined) throw new Error('Quanta answered a raw request without raw_output_contents');
+    checkOutput('Quanta', model, new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)), expected);
+    const statistics = unaryCaller(client, inference.GRPCInferenceServiceService);
+    const executions = async (): Promise<{ items: number; executions: number }> => {
+      const { modelStats } = await statistics('modelStatistics', { name: model.name, version: '' }, { metadata });
+      const sum = (pick: (m: inference.ModelStatistics) => bigint): number => modelStats.reduce((a, m) => a + Number(pick(m)), 0);
+      return { items: sum((m) => m.inferenceCount), executions: sum((m) => m.executionCount) };
+    };
+    return await measureServer(model, `(c) Quanta gRPC, dynamic batching (max ${MAX_BATCH}, delay ${QUEUE_DELAY_US} µs)`, server, call, executions);
+  } finally {
+    client.close();
+    await server.stop();
+  }
+}
+
 // ---- the floor: an empty grpc-js call ------------------------------------------------------------
 
 async function emptyGrpcP50(): Promise<number> {
@@ -234,7 +303,7 @@ async function emptyGrpcP50(): Promise<number> {
   try {
     const run = await drive(1, call);
     const p50 = quantile(run.latencies, 0.5);
-    cells.push({ model: '–', way: 'empty grpc-js unary call', concurrency: '1', requests: run.requests, itemsPerSecond: run.requests / run.wall, p50, p99: quantile(run.latencies, 0.99) });
+    cells.push({ model: '–', way: 'empty grpc-js unary call', concurrency: '1', requests: run.requests, itemsPerSecond: run.requests / run.wall, p50, p99: quantile(run.latencies, 0.99), clientCpuUs: (run.cpu / run.requests) * 1e6 });
     return p50;
   } finally {
     client.close();
@@ -249,7 +318,7 @@ const ms = (v: number): string => (v >= 10 ? v.toFixed(1) : v.toFixed(2));
 async function main(): Promise<void> {
   const load0 = loadavg();
   const cpu0 = cpuSeconds();
-  console.log(`inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime-node ${ort.env.versions.common}, node ${process.version}`);
+  console.log(`inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime threads ${BENCH_THREADS === 0 ? 'default' : BENCH_THREADS}, Quanta max batch ${MAX_BATCH} delay ${QUEUE_DELAY_US} µs, onnxruntime-node ${ort.env.versions.common}, node ${process.version}`);
   console.log(`load average at start: ${load0.map((l) => l.toFixed(2)).join(' ')}`);
   const emptyP50 = await emptyGrpcP50();
   const verdicts: string[] = [];
@@ -257,18 +326,35 @@ async function main(): Promise<void> {
     const item = benchItem(model);
     const ort0 = await inProcess(model, item);
     const seed = await seedStyle(model, item, ort0.expected);
+    const q = await quanta(model, item, ort0.expected);
     const s64 = seed.get(64)!;
+    const q64 = q.get(64)!;
+    const q1 = q.get(1)!;
+    const budget = 1.2 * (emptyP50 + ort0.p50);
+    const mark = (ok: boolean): string => (ok ? 'met' : 'NOT met');
     verdicts.push(
-      `${model.name}: onnxruntime in-process best batch ${ort0.bestBatch} = ${formatRate(ort0.bestItemsPerSecond)} items/s; seed-style at concurrency 64 = ${formatRate(s64.itemsPerSecond)} items/s; ` +
-        `concurrency-1 p50 budget 1.2 × (empty gRPC ${ms(emptyP50)} + ORT ${ms(ort0.p50)}) = ${ms(1.2 * (emptyP50 + ort0.p50))} ms`,
+      `${model.name}: concurrency 64: Quanta ${formatRate(q64.itemsPerSecond)} items/s = ${(q64.itemsPerSecond / s64.itemsPerSecond).toFixed(2)}× the seed-style server (${formatRate(s64.itemsPerSecond)}; target ≥ 3×: ${mark(q64.itemsPerSecond >= 3 * s64.itemsPerSecond)}) ` +
+        `and ${((100 * q64.itemsPerSecond) / ort0.bestItemsPerSecond).toFixed(0)}% of in-process onnxruntime at batch ${ort0.bestBatch} (${formatRate(ort0.bestItemsPerSecond)}; target ≥ 70%: ${mark(q64.itemsPerSecond >= 0.7 * ort0.bestItemsPerSecond)})`,
+      `${model.name}: concurrency 1: Quanta p50 ${ms(q1.p50)} ms against 1.2 × (empty gRPC ${ms(emptyP50)} + onnxruntime ${ms(ort0.p50)}) = ${ms(budget)} ms (${mark(q1.p50 <= budget)})`,
     );
   }
   const load1 = loadavg();
   console.log('');
   console.log(
     markdownTable(
-      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'server CPU µs/item'],
-      cells.map((c) => [c.model, c.way, c.concurrency, String(c.requests), formatRate(c.itemsPerSecond), ms(c.p50), ms(c.p99), c.serverCpuUs === undefined ? '' : formatRate(c.serverCpuUs)]),
+      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'model process CPU µs/item', 'client CPU µs/request', 'mean batch'],
+      cells.map((c) => [
+        c.model,
+        c.way,
+        c.concurrency,
+        String(c.requests),
+        formatRate(c.itemsPerSecond),
+        ms(c.p50),
+        ms(c.p99),
+        c.serverCpuUs === undefined ? '' : formatRate(c.serverCpuUs),
+        c.clientCpuUs === undefined ? '' : formatRate(c.clientCpuUs),
+        c.meanBatch === undefined ? '' : c.meanBatch.toFixed(1),
+      ]),
     ),
   );
   console.log('');

@@ -240,7 +240,8 @@ export function createConverger(options: ConvergerOptions): Converger {
       );
     } catch (error: unknown) {
       const reason = reasonOf(error);
-      manager.markFailed(tenant, name, version, reason);
+      // A load by hand of an unknown model has no version to mark: its caller gets the error.
+      if (version !== '') manager.markFailed(tenant, name, version, reason);
       logger.error({ tenant, model: name, version: version || undefined, deployment: target.deployment || undefined, reason }, 'model load failed');
       throw error;
     }

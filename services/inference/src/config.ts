@@ -3,7 +3,7 @@ import type { ConfigOf, ConfigSource } from '@quanta/service-kit';
 
 /** The inference service's settings: flags (`--port 8001`) or QUANTA_* environment variables. */
 export const inferenceConfigSchema = {
-  home: fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data folder: the admin token crypto writes ($QUANTA_HOME/admin.token), the model cache' }),
+  home: fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data folder, where the admin token that crypto writes is read from ($QUANTA_HOME/admin.token)' }),
   // Model inputs are large (an image batch is megabytes): 64 MiB like the REST body limit.
   ...serviceConfigFields({ envPrefix: 'QUANTA_INFERENCE', port: 8001, maxReceiveMessageLength: 64 * 1024 * 1024 }),
   httpHost: fields.string({ env: 'QUANTA_INFERENCE_HTTP_HOST', default: '127.0.0.1', doc: 'address of the KServe v2 REST listener' }),

@@ -298,8 +298,6 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       send(res, 500, { error: `internal error (error id ${reference})` });
     });
   });
-  // Bodies are read by the handlers under the limit; headers stay at Node's defaults.
-  server.requestTimeout = 0;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

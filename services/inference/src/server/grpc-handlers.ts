@@ -3,7 +3,7 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { inference as pb } from '@quanta/contracts';
 import type { CallContext, Principal } from '@quanta/service-kit';
-import { bidiStreaming, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
+import { bidiStreaming, isServiceError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
 import { mapErrors, toServiceError } from './errors.js';
 import {
   decodeInferRequest,
@@ -94,7 +94,7 @@ export function createGrpcHandlers(api: InferenceApi): pb.GRPCInferenceServiceSe
             // Errors travel in the stream, which goes on (Triton). Only our own errors carry
             // their message; anything else is a bug whose details stay in the log.
             const mapped = toServiceError(error);
-            if (mapped instanceof Error && mapped.name === 'ServiceError') return { errorMessage: mapped.message, inferResponse: undefined };
+            if (isServiceError(mapped)) return { errorMessage: mapped.message, inferResponse: undefined };
             ctx.logger.error({ err: error, request_id: message.id }, 'ModelStreamInfer request failed');
             return { errorMessage: 'internal error', inferResponse: undefined };
           }

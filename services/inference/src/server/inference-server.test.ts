@@ -127,6 +127,42 @@ describe('deadlines', () => {
   });
 });
 
+describe('cancellation', () => {
+  it('a cancelled call, stream and REST request leave the queue without running; the server goes on', async () => {
+    const { manager, arrivals } = observedManager();
+    h = await startHarness({ server: { manager } });
+    await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 5_000_000 });
+    const token = await h.token('acme', ['infer', 'models:read']);
+    const request = inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], seededFloats(4, 1), false).input] });
+    const failed = async (): Promise<bigint> => (await call(h!.client, 'modelStatistics', { name: 'mlp', version: '' }, token)).modelStats[0]!.inferenceStats!.fail!.count;
+
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${token}`);
+    const unaryCall = h.client.modelInfer(request, metadata, () => undefined);
+    const stream = h.client.modelStreamInfer(metadata);
+    stream.on('error', () => undefined);
+    stream.write(request);
+    stream.write(request);
+    const abort = new AbortController();
+    const rest = fetch(`${h.server.http.url}/v2/models/mlp/infer`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+      signal: abort.signal,
+    }).catch(() => undefined);
+    await Promise.all(arrivals().slice(0, 4));
+    unaryCall.cancel();
+    stream.cancel();
+    abort.abort();
+    await rest;
+    // Queued for up to 5 s, so these failures are the cancellations reaching the core.
+    await expect.poll(failed, { timeout: 3000 }).toBe(4n);
+    const stats = await call(h.client, 'modelStatistics', { name: 'mlp', version: '' }, token);
+    expect(stats.modelStats[0]!.executionCount).toBe(0n);
+    expect(await call(h.client, 'serverLive', {})).toEqual({ live: true });
+  });
+});
+
 describe('the sync hook and the repository RPCs', () => {
   it('takes the loader and readiness from the sync; load and unload act on the caller’s tenant only', async () => {
     const library = new Map([['mlp', MLP]]);

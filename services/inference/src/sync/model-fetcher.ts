@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { registry as pb } from '@quanta/contracts';
 import type { ModelCache } from './model-cache.js';
+import type { DiskCache } from './sealed-cache.js';
 
 /** Why a model file could not be had; `code` is a gRPC status name the front ends can pass on. */
 export class FetchError extends Error {
@@ -36,6 +37,8 @@ export interface ModelFetcher {
 export interface ModelFetcherOptions {
   readonly client: pb.RegistryServiceClient;
   readonly cache: ModelCache;
+  /** A second level that outlives the process (sealed files); asked after `cache`, filled after each download. */
+  readonly disk?: DiskCache;
   /** Largest file accepted, in bytes (it is held in memory whole). Default 2 GiB. */
   readonly maxModelBytes?: number;
   /** DownloadVersion chunk size; 0: the registry's default (1 MiB). */
@@ -79,7 +82,7 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
           if (expected !== undefined && expected.sha256 !== version.sha256) {
             throw new FetchError('DATA_LOSS', `download of ${label}: the registry sent sha256 ${version.sha256}, the deployment expects ${expected.sha256}; not loaded`);
           }
-          const cachedBytes = options.cache.get(version.sha256);
+          const cachedBytes = options.cache.get(version.sha256) ?? (await fromDisk(version.sha256));
           if (cachedBytes !== undefined) return { version, bytes: cachedBytes, cached: true };
           if (version.sizeBytes > BigInt(maxBytes)) {
             throw new FetchError('RESOURCE_EXHAUSTED', `${label} is ${version.sizeBytes} bytes, over this replica's limit of ${maxBytes}`);
@@ -105,6 +108,7 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
         throw new FetchError('DATA_LOSS', `download of ${label}: the bytes hash to sha256 ${digest}, the version's is ${version.sha256}; not loaded`);
       }
       options.cache.put(digest, bytes);
+      await options.disk?.put(digest, bytes);
       return { version, bytes, cached: false };
     } catch (error: unknown) {
       if (error instanceof FetchError) throw error;
@@ -119,6 +123,12 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
     }
   }
 
+  async function fromDisk(sha256: string): Promise<Uint8Array | undefined> {
+    const bytes = await options.disk?.get(sha256);
+    if (bytes !== undefined) options.cache.put(sha256, bytes);
+    return bytes;
+  }
+
   return {
     fetch(tenant, ref, expected) {
       if (expected !== undefined && expected.sha256 !== '') {
@@ -127,7 +137,10 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
         const running = inFlight.get(expected.sha256);
         // The same digest under another name or tenant: the bytes are what matter, the version is ours.
         if (running !== undefined) return running.then((done) => ({ version: expected, bytes: done.bytes, cached: true }));
-        const started = download(tenant, ref, expected).finally(() => inFlight.delete(expected.sha256));
+        const started = (async (): Promise<FetchedModel> => {
+          const kept = await fromDisk(expected.sha256);
+          return kept === undefined ? download(tenant, ref, expected) : { version: expected, bytes: kept, cached: true };
+        })().finally(() => inFlight.delete(expected.sha256));
         inFlight.set(expected.sha256, started);
         return started;
       }

@@ -1,4 +1,4 @@
-import { registry as pb } from '@quanta/contracts';
+import { crypto as cpb, registry as pb } from '@quanta/contracts';
 import type { ClientTlsOptions, TokenSource } from '@quanta/service-kit';
 import { createClient } from '@quanta/service-kit';
 import type { Telemetry } from '@quanta/telemetry';
@@ -13,6 +13,7 @@ import type { ModelCache } from './model-cache.js';
 import type { ServingDefaults } from './serving-config.js';
 import { createModelFetcher } from './model-fetcher.js';
 import { createRegistryLoader } from './registry-loader.js';
+import { createSealedDiskCache } from './sealed-cache.js';
 
 export interface RegistrySyncOptions {
   /** The registry, e.g. `127.0.0.1:9001`. */
@@ -25,6 +26,11 @@ export interface RegistrySyncOptions {
   readonly telemetry?: Telemetry;
   /** Model files kept in memory (LRU, by sha256), in bytes. Default 1 GiB; 0 keeps none. */
   readonly cacheBytes?: number;
+  /**
+   * Keep downloaded files on disk across restarts, sealed with AES-256-GCM under data keys from the
+   * crypto service at `cryptoAddress` (the token needs `keys:use`, and `keys:admin` once to create the key).
+   */
+  readonly diskCache?: { readonly dir: string; readonly cryptoAddress: string; readonly maxBytes?: number };
   /** Largest model file accepted, in bytes. Default 2 GiB. */
   readonly maxModelBytes?: number;
   /** Reconnection delays of the deployment watch. Default 100 ms doubling to 5 s, jittered. */
@@ -69,9 +75,25 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     // grpc-js waits up to 2 minutes between reconnections by default; a restarted registry should be found in seconds.
     channelOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 2000 },
   });
-  const cache = createModelCache({ maxBytes: options.cacheBytes ?? 1024 * 1024 * 1024 });
-  const fetcher = createModelFetcher({ client, cache, ...(options.maxModelBytes === undefined ? {} : { maxModelBytes: options.maxModelBytes }) });
   const logger = options.logger.child({ component: 'registry-sync' });
+  const cache = createModelCache({ maxBytes: options.cacheBytes ?? 1024 * 1024 * 1024 });
+  const disk = options.diskCache;
+  const cryptoClient =
+    disk === undefined
+      ? undefined
+      : createClient(cpb.CryptoServiceClient, disk.cryptoAddress, {
+          token: options.token,
+          ...(options.tls === undefined ? {} : { tls: options.tls }),
+          ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
+        });
+  const fetcher = createModelFetcher({
+    client,
+    cache,
+    ...(disk === undefined || cryptoClient === undefined
+      ? {}
+      : { disk: createSealedDiskCache({ dir: disk.dir, crypto: cryptoClient, logger, ...(disk.maxBytes === undefined ? {} : { maxBytes: disk.maxBytes }) }) }),
+    ...(options.maxModelBytes === undefined ? {} : { maxModelBytes: options.maxModelBytes }),
+  });
   const converger = createConverger({
     manager: options.manager,
     fetcher,
@@ -104,6 +126,7 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
       await watcher.close();
       await converger.close();
       client.close();
+      cryptoClient?.close();
       cache.clear();
     },
   };

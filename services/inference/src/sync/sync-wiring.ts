@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import type { IngestClient } from '@quanta/monitoring-client';
 import { createIngestClient } from '@quanta/monitoring-client';
+import { clientTlsFromConfig } from '@quanta/service-kit';
 import type { InferenceConfig } from '../config.js';
 import type { InferObserver } from '../core/types.js';
 import type { InferenceSync, SyncFactory } from '../server/inference-server.js';
@@ -26,8 +28,9 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
   let registrySync: RegistrySync | undefined;
   let ingest: IngestClient | undefined;
   let observer: InferObserver | undefined;
+  const tls = clientTlsFromConfig(config);
   if (config.monitoringAddr !== undefined) {
-    ingest = createIngestClient({ address: config.monitoringAddr, token: serviceTokenSource(config) });
+    ingest = createIngestClient({ address: config.monitoringAddr, token: serviceTokenSource(config), ...(tls === undefined ? {} : { tls }) });
     observer = createIngestObserver({ client: ingest, deploymentOf: (tenant, name) => registrySync?.deploymentOf(tenant, name) });
   }
   if (!config.watch && ingest === undefined) return {};
@@ -37,10 +40,13 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
       registrySync = createRegistrySync({
         registryAddress: config.registryAddr,
         token: context.token,
+        ...(tls === undefined ? {} : { tls }),
         manager: context.manager,
         logger: context.logger,
         ...(context.telemetry === undefined ? {} : { telemetry: context.telemetry }),
         ...(config.threadsPerInstance > 0 ? { servingDefaults: { threadsPerInstance: config.threadsPerInstance } } : {}),
+        // Sealed on disk, so a restarted replica loads without downloading again.
+        diskCache: { dir: join(config.home, 'inference', 'cache'), cryptoAddress: config.cryptoAddr },
       });
     }
     const running = registrySync;

@@ -28,7 +28,15 @@ export interface Field<T> extends FieldSpec<T> {
 }
 
 export type ConfigSchema = Record<string, Field<unknown>>;
-export type ConfigOf<S extends ConfigSchema> = { -readonly [K in keyof S]: S[K] extends Field<infer T> ? T : never };
+type ValueOf<F> = F extends Field<infer T> ? T : never;
+/** Marks a field whose key may be left out of a config written by hand (tests): added later, optional. */
+export interface OptionalKey {
+  readonly optionalKey: true;
+}
+type OptionalKeys<S> = { [K in keyof S]: S[K] extends OptionalKey ? K : never }[keyof S];
+export type ConfigOf<S extends ConfigSchema> = { -readonly [K in Exclude<keyof S, OptionalKeys<S>>]: ValueOf<S[K]> } & {
+  -readonly [K in OptionalKeys<S>]?: ValueOf<S[K]>;
+};
 
 interface Common {
   env?: string;

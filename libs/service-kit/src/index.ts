@@ -41,6 +41,7 @@ export {
   type ConfigSchema,
   type ConfigSource,
   type Field,
+  type OptionalKey,
   type FieldType,
 } from './config.js';
 export type { HealthStatus } from './health.js';
@@ -51,6 +52,14 @@ export {
   type QuantaService,
   type ServiceOptions,
 } from './service.js';
-export type { ClientTlsOptions, ServerTlsOptions } from './tls.js';
+export { channelCredentials, type ClientTlsOptions, type ServerTlsOptions } from './tls.js';
 export { createClient, type ClientConstructor, type ClientOptions, type TokenSource } from './client.js';
-export { checkServiceConfig, serviceConfigFields, serviceOptionsFromConfig, type ServiceConfig } from './service-config.js';
+export {
+  checkServiceConfig,
+  clientTlsFields,
+  clientTlsFromConfig,
+  serviceConfigFields,
+  serviceOptionsFromConfig,
+  type ClientTlsConfig,
+  type ServiceConfig,
+} from './service-config.js';

@@ -6,8 +6,10 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from './client.js';
+import { ConfigError, loadConfig } from './config.js';
 import { unary } from './handlers.js';
 import { createService } from './service.js';
+import { checkServiceConfig, clientTlsFromConfig, serviceConfigFields } from './service-config.js';
 import { EchoClient, echoService } from './test-echo.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import type { Running } from './test-harness.js';
@@ -91,6 +93,22 @@ describe('TLS', () => {
     } finally {
       anonymous.close();
     }
+  });
+
+  it('QUANTA_CLIENT_TLS_CA/CERT/KEY give a service the client side of mTLS; without them it stays plaintext', async () => {
+    const schema = serviceConfigFields({ envPrefix: 'QUANTA_ECHO', port: 0 });
+    const env = { QUANTA_CLIENT_TLS_CA: file('ca.pem'), QUANTA_CLIENT_TLS_CERT: file('client.pem'), QUANTA_CLIENT_TLS_KEY: file('client.key') };
+    const tls = clientTlsFromConfig(loadConfig(schema, { env, argv: [], check: checkServiceConfig }));
+    expect(tls).toEqual({ caFile: file('ca.pem'), certFile: file('client.pem'), keyFile: file('client.key') });
+    expect(clientTlsFromConfig(loadConfig(schema, { env: {}, argv: [] }))).toBeUndefined();
+    expect(clientTlsFromConfig(loadConfig(schema, { env: { QUANTA_CLIENT_TLS: '1' }, argv: [] }))).toEqual({});
+    expect(() => loadConfig(schema, { env: { QUANTA_CLIENT_TLS_CERT: file('client.pem') }, argv: [], check: checkServiceConfig })).toThrow(ConfigError);
+
+    running = await startEcho(echo, {
+      tls: { certFile: file('server.pem'), keyFile: file('server.key'), caFile: file('ca.pem'), requireClientCert: true },
+    });
+    client = createClient(EchoClient, `127.0.0.1:${running.port}`, tls === undefined ? {} : { tls });
+    expect(await callUnary(client, 'Echo', { text: 'from config' })).toMatchObject({ text: 'from config' });
   });
 
   it('says which TLS file it cannot read', async () => {

@@ -2,11 +2,10 @@
 // REST (KServe v2, :8000) front ends, with the registry sync plugged in through `sync`.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto, inference as pb } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
-import { createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
 import type { Telemetry } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { InferenceConfig } from '../config.js';
@@ -98,7 +97,7 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
   let authenticator = options.authenticator;
   let cryptoClient: crypto.CryptoServiceClient | undefined;
   if (authenticator === undefined) {
-    cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, grpc.credentials.createInsecure());
+    cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, channelCredentials(clientTlsFromConfig(config)));
     authenticator = createTokenVerifier({ fetchJwks: createJwksFetcher(cryptoClient) });
   }
   const service = createService({

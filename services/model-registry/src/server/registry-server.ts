@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto as cpb } from '@quanta/contracts';
 import type { registry as pb } from '@quanta/contracts';
-import { createClient, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import { clientTlsFromConfig, createClient, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { openStore } from '@quanta/store';
 import type { Store } from '@quanta/store';
@@ -88,11 +88,14 @@ async function sweep(store: Store, blobs: BlobStore, scratchDir: string, logger:
 /** Opens the store and blob folder, connects to crypto, and serves RegistryService. */
 export async function startRegistryServer(config: RegistryConfig, options: RegistryServerOptions = {}): Promise<RegistryServer> {
   await mkdir(config.home, { recursive: true, mode: 0o700 });
+  const tls = clientTlsFromConfig(config);
   const jwksClient = createClient(cpb.CryptoServiceClient, config.cryptoAddr, {
+    ...(tls === undefined ? {} : { tls }),
     ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
   });
   const cryptoClient = createClient(cpb.CryptoServiceClient, config.cryptoAddr, {
     token: serviceToken(config),
+    ...(tls === undefined ? {} : { tls }),
     ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
   });
   const authenticator = options.authenticator ?? createTokenVerifier({ fetchJwks: createJwksFetcher(jwksClient) });

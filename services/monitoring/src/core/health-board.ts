@@ -4,6 +4,8 @@ import { toDuration } from './durations.js';
 
 export interface HealthBoardOptions {
   readonly targets: readonly { readonly name: string; readonly address: string }[];
+  /** How checks connect (TLS, mTLS); plaintext by default. */
+  readonly credentials?: grpc.ChannelCredentials;
   /** Between rounds of checks; default 5 s. */
   readonly intervalMs?: number;
   /** Deadline of one check; default 2 s. */
@@ -39,6 +41,7 @@ export function createHealthBoard(options: HealthBoardOptions): HealthBoard {
   const clock = options.clock ?? Date.now;
   const intervalMs = options.intervalMs ?? 5000;
   const timeoutMs = options.timeoutMs ?? 2000;
+  const credentials = options.credentials ?? grpc.credentials.createInsecure();
   const entries = new Map<string, pb.ServiceHealth>(
     options.targets.map((t) => [t.name, { name: t.name, address: t.address, status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_UNKNOWN, error: '' }]),
   );
@@ -46,7 +49,7 @@ export function createHealthBoard(options: HealthBoardOptions): HealthBoard {
   let round: Promise<void> | undefined;
 
   function checkOne(address: string): Promise<CheckResult> {
-    const client = new health.HealthClient(address, grpc.credentials.createInsecure());
+    const client = new health.HealthClient(address, credentials);
     return new Promise<CheckResult>((resolve) => {
       client.check({ service: '' }, new grpc.Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (error, reply) => {
         client.close();

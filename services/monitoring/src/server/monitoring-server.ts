@@ -1,8 +1,7 @@
-import * as grpc from '@grpc/grpc-js';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto, monitoring as pb } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
-import { createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
 import type { Telemetry } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { HealthTarget, MonitoringConfig } from '../config.js';
@@ -52,8 +51,10 @@ const EVALUATE_MS = 1000;
 export async function startMonitoringServer(config: MonitoringConfig, options: MonitoringServerOptions = {}): Promise<MonitoringServer> {
   let authenticator = options.authenticator;
   let cryptoClient: crypto.CryptoServiceClient | undefined;
+  // One set of channel credentials (files read once) for the JWKS client and every health check.
+  const credentials = channelCredentials(clientTlsFromConfig(config));
   if (authenticator === undefined) {
-    cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, grpc.credentials.createInsecure());
+    cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, credentials);
     authenticator = createTokenVerifier({ fetchJwks: createJwksFetcher(cryptoClient) });
   }
   const service = createService({
@@ -68,6 +69,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
   const alerts = createAlertEngine(store);
   const board = createHealthBoard({
     targets: options.targets ?? [],
+    credentials,
     intervalMs: config.healthInterval,
     timeoutMs: config.healthTimeout,
     ...(options.clock === undefined ? {} : { clock: options.clock }),

@@ -236,20 +236,71 @@ async function plainDownload(client: grpc.Client): Promise<number> {
   return bytes;
 }
 
+const CHUNK_TAG = 0x12; // \`bytes chunk = 2\` in UploadVersionRequest and DownloadVersionResponse
+
+/**
+ * A RegistryService client whose byte-stream codecs do on the client what the registry does on its
+ * side (services/model-registry/src/server/wire-codecs.ts): an upload chunk is encoded with one copy
+ * (the generated encoder grows, slices and copies it three times), a downloaded chunk is a view of
+ * the received message. The same protobuf bytes on the wire; other messages use the generated code.
+ */
+function leanRegistryClient(): typeof pb.RegistryServiceClient {
+  const base = pb.RegistryServiceService;
+  const encodeUpload = (m: pb.UploadVersionRequest): Buffer => {
+    if (m.part?.$case !== 'chunk') return Buffer.from(pb.UploadVersionRequest.encode(m).finish());
+    const chunk = m.part.value;
+    const varint: number[] = [];
+    for (let v = chunk.length; ; v = Math.floor(v / 128)) {
+      if (v < 0x80) {
+        varint.push(v);
+        break;
+      }
+      varint.push((v % 128) | 0x80);
+    }
+    const out = Buffer.allocUnsafe(1 + varint.length + chunk.length);
+    out[0] = CHUNK_TAG;
+    out.set(varint, 1);
+    chunk.copy(out, 1 + varint.length);
+    return out;
+  };
+  const decodeDownload = (bytes: Buffer): pb.DownloadVersionResponse => {
+    if (bytes[0] === CHUNK_TAG) {
+      let length = 0;
+      let scale = 1;
+      for (let at = 1; at < Math.min(bytes.length, 9); at++) {
+        const b = bytes[at]!;
+        length += (b & 0x7f) * scale;
+        scale *= 128;
+        if (b < 0x80) {
+          if (at + 1 + length === bytes.length) return { part: { $case: 'chunk', value: bytes.subarray(at + 1) } };
+          break;
+        }
+      }
+    }
+    return pb.DownloadVersionResponse.decode(bytes);
+  };
+  const definition = {
+    ...base,
+    uploadVersion: { ...base.uploadVersion, requestSerialize: encodeUpload },
+    downloadVersion: { ...base.downloadVersion, responseDeserialize: decodeDownload },
+  };
+  return grpc.makeGenericClientConstructor(definition, 'quanta.registry.v1.RegistryService') as unknown as typeof pb.RegistryServiceClient;
+}
+
 function bearer(token: string): grpc.Metadata {
   const md = new grpc.Metadata();
   md.set('authorization', `Bearer ${token}`);
   return md;
 }
 
-function registryUpload(client: pb.RegistryServiceClient, token: string, file: string, size: number): Promise<pb.ModelVersion> {
+function registryUpload(client: pb.RegistryServiceClient, token: string, model: string, file: string, size: number): Promise<pb.ModelVersion> {
   return new Promise((resolveVersion, reject) => {
     const call = client.uploadVersion(bearer(token), (error, response) => {
       if (error) reject(error);
       else if (response?.version === undefined) reject(new Error('UploadVersion answered without a version'));
       else resolveVersion(response.version);
     });
-    call.write({ part: { $case: 'header', value: { model: 'bench', description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(size), createModel: true, lineage: undefined } } });
+    call.write({ part: { $case: 'header', value: { model, description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(size), createModel: true, lineage: undefined } } });
     sendFile(call as never, file, (chunk) => ({ part: { $case: 'chunk', value: chunk } })).catch(reject);
   });
 }
@@ -272,6 +323,10 @@ async function main(): Promise<void> {
   try {
     const modelPath = join(home, 'model.onnx');
     const model = await writeModel(modelPath, SIZE_MIB);
+    // A second file of the same size (another random block) for the generated-client rows, so that
+    // upload is not deduplicated (and spared its fsync) against the first.
+    const model2Path = join(home, 'model2.onnx');
+    const model2 = await writeModel(model2Path, SIZE_MIB);
     console.log(`model: ${(model.size / MiB).toFixed(2)} MiB, sha256 ${model.sha256}`);
 
     const crypto = await startService('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0' });
@@ -283,34 +338,44 @@ async function main(): Promise<void> {
     const token = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
     const options = { 'grpc.max_receive_message_length': 8 * MiB };
     const plainClient = new grpc.Client(plain.address, grpc.credentials.createInsecure(), options);
-    const registryClient = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure(), options);
+    const LeanClient = leanRegistryClient();
+    const leanClient = new LeanClient(registry.address, grpc.credentials.createInsecure(), options);
+    const generatedClient = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure(), options);
 
-    const phases: Phase[] = [];
-    phases.push(await phase('plain gRPC bytes stream: upload', plain, () => plainUpload(plainClient, modelPath).then(() => model.size)));
-    const uploaded: { version?: pb.ModelVersion } = {};
-    phases.push(
-      await phase('registry UploadVersion', registry, async () => {
-        uploaded.version = await registryUpload(registryClient, token, modelPath, model.size);
+    const uploadPhase = async (label: string, client: pb.RegistryServiceClient, name: string, path: string, expected: { size: number; sha256: string }): Promise<[Phase, pb.ModelVersion]> => {
+      const uploaded: { version?: pb.ModelVersion } = {};
+      const p = await phase(label, registry, async () => {
+        uploaded.version = await registryUpload(client, token, name, path, expected.size);
         return Number(uploaded.version.sizeBytes);
-      }),
-    );
-    const version = uploaded.version;
-    if (version === undefined) throw new Error('no version uploaded');
-    if (version.sha256 !== model.sha256 || version.sizeBytes !== BigInt(model.size)) throw new Error(`registry stored ${version.sha256} (${version.sizeBytes} bytes), expected ${model.sha256} (${model.size})`);
-    if ((await stat(join(home, 'plain.bin'))).size !== model.size) throw new Error('the plain server wrote a different size');
-    phases.push(await phase('plain gRPC bytes stream: download', plain, () => plainDownload(plainClient)));
-    phases.push(
-      await phase('registry DownloadVersion', registry, async () => {
-        const { bytes, version: header } = await registryDownload(registryClient, token, `bench:${version.version}`);
-        if (header?.sha256 !== model.sha256) throw new Error('download header names another digest');
+      });
+      const version = uploaded.version;
+      if (version === undefined) throw new Error('no version uploaded');
+      if (version.sha256 !== expected.sha256 || version.sizeBytes !== BigInt(expected.size)) {
+        throw new Error(`registry stored ${version.sha256} (${version.sizeBytes} bytes), expected ${expected.sha256} (${expected.size})`);
+      }
+      return [p, version];
+    };
+    const downloadPhase = (label: string, client: pb.RegistryServiceClient, version: pb.ModelVersion): Promise<Phase> =>
+      phase(label, registry, async () => {
+        const { bytes, version: header } = await registryDownload(client, token, `${version.model}:${version.version}`);
+        if (header?.sha256 !== version.sha256) throw new Error('download header names another digest');
         return bytes;
-      }),
-    );
-    for (const p of phases) if (p.bytes !== model.size) throw new Error(`${p.label}: moved ${p.bytes} bytes, expected ${model.size}`);
-    plainClient.close();
-    registryClient.close();
+      });
 
-    const [plainUp, regUp, plainDown, regDown] = phases as [Phase, Phase, Phase, Phase];
+    const plainUp = await phase('plain gRPC bytes stream: upload', plain, () => plainUpload(plainClient, modelPath).then(() => model.size));
+    if ((await stat(join(home, 'plain.bin'))).size !== model.size) throw new Error('the plain server wrote a different size');
+    const [regUp, version] = await uploadPhase('registry UploadVersion', leanClient, 'bench', modelPath, model);
+    const [regUpGenerated, version2] = await uploadPhase('registry UploadVersion, generated client codec', generatedClient, 'bench2', model2Path, model2);
+    const plainDown = await phase('plain gRPC bytes stream: download', plain, () => plainDownload(plainClient));
+    const regDown = await downloadPhase('registry DownloadVersion', leanClient, version);
+    const regDownGenerated = await downloadPhase('registry DownloadVersion, generated client codec', generatedClient, version2);
+    for (const p of [plainUp, regUp, regUpGenerated, plainDown, regDown, regDownGenerated]) {
+      if (p.bytes !== model.size) throw new Error(`${p.label}: moved ${p.bytes} bytes, expected ${model.size}`);
+    }
+    plainClient.close();
+    leanClient.close();
+    generatedClient.close();
+
     const mibps = (p: Phase): number => p.bytes / MiB / p.wall;
     const perCpu = (p: Phase): number => p.bytes / MiB / (p.serverCpu + p.clientCpu);
     const row = (p: Phase, base: Phase): string[] => [
@@ -321,7 +386,10 @@ async function main(): Promise<void> {
     console.log(
       markdownTable(
         ['', 'MiB/s (wall)', 'vs plain (wall)', 'wall s', 'server CPU-s', 'client CPU-s', 'MiB per CPU-s (server+client)', 'vs plain (CPU)', 'server peak RSS growth MiB'],
-        [row(plainUp, plainUp), row(regUp, plainUp), row(plainDown, plainDown), row(regDown, plainDown)],
+        [
+          row(plainUp, plainUp), row(regUp, plainUp), row(regUpGenerated, plainUp),
+          row(plainDown, plainDown), row(regDown, plainDown), row(regDownGenerated, plainDown),
+        ],
       ),
     );
   } finally {

@@ -13,8 +13,8 @@ import { bearer, call, emptyContents, inferRequest, startHarness } from './test-
 
 const SEED = Number(process.env['QUANTA_FUZZ_SEED'] ?? 20261129);
 const GRPC_REQUESTS = 10_000;
-const STREAM_REQUESTS = 1_000;
-const REST_REQUESTS = 1_000;
+const STREAM_REQUESTS = 500;
+const REST_REQUESTS = 600;
 const CONCURRENCY = 32;
 // Timeouts are generous for a loaded shared machine; a quiet one runs the file in well under 15 s.
 
@@ -338,7 +338,7 @@ describe(`fuzz (seed ${SEED})`, () => {
       else if (!REST_FAULTS.has(status) || typeof answer['error'] !== 'string') problems.push(`${status}: ${JSON.stringify(answer)}`);
     });
     expect(problems.slice(0, 5)).toEqual([]);
-    expect(statuses.get(400) ?? 0).toBeGreaterThan(100);
+    expect(statuses.get(400) ?? 0).toBeGreaterThan(60);
     expect((await h.rest('GET', '/v2/health/live')).status).toBe(200);
   }, 60_000);
 });

@@ -123,6 +123,22 @@ describe('converger', () => {
     }
   });
 
+  it('a load failing after the first snapshot (a reconnection, a change) is marked FAILED without an unhandled rejection', async () => {
+    const { converger, manager, log, close } = setup();
+    try {
+      converger.applySnapshot([]);
+      await converger.whenReady();
+      const missing = version('gone', 7, buildMlp({ seed: 13 }));
+      converger.applySnapshot([deployment('t', 'gone-prod', missing, 1)]);
+      await log.until((e) => e.op === 'markFailed' && e.name === 'gone');
+      converger.applyChange(upsert(deployment('t', 'gone-prod', missing, 2)));
+      await log.until((e) => e.op === 'markFailed' && e.name === 'gone', log.events.findIndex((e) => e.op === 'markFailed') + 1);
+      expect(manager.index('t')).toEqual([{ tenant: 't', name: 'gone', version: '7', state: 'FAILED', reason: expect.stringContaining('"gone:7" not found') as unknown }]);
+    } finally {
+      await close();
+    }
+  });
+
   it('supersedes queued states: while v1 downloads, v2 then v3 arrive, and only v1 and v3 are loaded', async () => {
     const bytes = [1, 2, 3].map((seed) => buildMlp({ seed: 20 + seed }));
     const versions = bytes.map((b, i) => version('fast', i + 1, b));

@@ -261,13 +261,15 @@ export function createConverger(options: ConvergerOptions): Converger {
         deployments.set(deploymentKey(d), d);
         affected.add(affectedSlot(d)!);
       }
-      const outcomes = [...affected].map((slot) => scheduleAndWait(slot));
-      if (!isReady) {
-        void Promise.allSettled(outcomes).then(() => {
-          isReady = true;
-          markReady();
-        });
+      if (isReady) {
+        for (const slot of affected) schedule(slot);
+        return;
       }
+      // The first snapshot: ready once each of its loads has succeeded or failed (and is marked FAILED).
+      void Promise.allSettled([...affected].map((slot) => scheduleAndWait(slot))).then(() => {
+        isReady = true;
+        markReady();
+      });
     },
     applyChange(change) {
       const d = change.deployment;

@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { inference as ipb, unaryCaller } from '@quanta/contracts';
 import type { registry as pb } from '@quanta/contracts';
@@ -298,5 +301,10 @@ describe('registry sync against real crypto, registry and monitoring processes',
     }
     expect(inference.child.exitCode).toBe(0);
     expect(await monitoredCount('2')).toBe(before + 5);
+    // The process kept the file it downloaded, sealed, for its next start.
+    const digest = createHash('sha256').update(v2).digest('hex');
+    expect(await readdir(join(stack.home, 'inference', 'cache'))).toEqual([digest]);
+    const sealed = await readFile(join(stack.home, 'inference', 'cache', digest));
+    expect(sealed.indexOf(Buffer.from(v2.subarray(v2.length - 64)))).toBe(-1);
   }, 60_000);
 });

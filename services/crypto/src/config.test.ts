@@ -19,6 +19,14 @@ describe('crypto config', () => {
     expect(loadCryptoConfig({ argv: ['--port', '7001'], env })).toMatchObject({ home: '/srv/quanta', port: 7001, databaseUrl: 'postgres://db/quanta' });
   });
 
+  it('takes TLS files from QUANTA_CRYPTO_TLS_* like the other services, and still from QUANTA_TLS_*', () => {
+    const old = { QUANTA_TLS_CERT: '/old.crt', QUANTA_TLS_KEY: '/old.key', QUANTA_TLS_CA: '/old-ca.crt' };
+    expect(loadCryptoConfig({ argv: [], env: old })).toMatchObject({ tlsCert: '/old.crt', tlsKey: '/old.key', tlsCa: '/old-ca.crt' });
+    const named = { ...old, QUANTA_CRYPTO_TLS_CERT: '/s.crt', QUANTA_CRYPTO_TLS_KEY: '/s.key', QUANTA_CRYPTO_TLS_CA: '/ca.crt' };
+    expect(loadCryptoConfig({ argv: [], env: named })).toMatchObject({ tlsCert: '/s.crt', tlsKey: '/s.key', tlsCa: '/ca.crt' });
+    expect(loadCryptoConfig({ argv: ['--tls-cert', '/flag.crt'], env: named }).tlsCert).toBe('/flag.crt');
+  });
+
   it('reports every bad setting at once', () => {
     let error: unknown;
     try {

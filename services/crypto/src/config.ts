@@ -22,9 +22,9 @@ export const cryptoConfigSchema = {
     doc: 'largest gRPC message accepted; payloads between the payload limit and this get a RESOURCE_EXHAUSTED that names the streaming RPC',
   }),
   adminTokenTtl: fields.duration({ env: 'QUANTA_ADMIN_TOKEN_TTL', default: 30 * 24 * 3600 * 1000, doc: 'lifetime of the admin token written on first start' }),
-  tlsCert: fields.string({ env: 'QUANTA_TLS_CERT', doc: 'server certificate (PEM); TLS is off without it' }),
-  tlsKey: fields.string({ env: 'QUANTA_TLS_KEY', doc: 'server private key (PEM)' }),
-  tlsCa: fields.string({ env: 'QUANTA_TLS_CA', doc: 'CA to check client certificates against (mTLS)' }),
+  tlsCert: fields.string({ env: 'QUANTA_TLS_CERT', doc: 'server certificate (PEM); TLS is off without it (also QUANTA_CRYPTO_TLS_CERT)' }),
+  tlsKey: fields.string({ env: 'QUANTA_TLS_KEY', doc: 'server private key (PEM) (also QUANTA_CRYPTO_TLS_KEY)' }),
+  tlsCa: fields.string({ env: 'QUANTA_TLS_CA', doc: 'CA to check client certificates against; requires them (mTLS) (also QUANTA_CRYPTO_TLS_CA)' }),
 };
 
 /** The loaded settings; fields with defaults are always present. */
@@ -42,12 +42,25 @@ export interface CryptoConfig {
   tlsCa: string | undefined;
 }
 
+/**
+ * QUANTA_CRYPTO_TLS_CERT|KEY|CA, named like the other services' (QUANTA_<SERVICE>_TLS_*), win over
+ * the older QUANTA_TLS_* names, which keep working.
+ */
+function withServiceTlsNames(source: ConfigSource | undefined): ConfigSource {
+  const env = { ...(source?.env ?? process.env) };
+  for (const part of ['CERT', 'KEY', 'CA']) {
+    const value = env[`QUANTA_CRYPTO_TLS_${part}`];
+    if (value !== undefined) env[`QUANTA_TLS_${part}`] = value;
+  }
+  return { ...source, env };
+}
+
 /** Throws service-kit's ConfigError listing every problem. */
 export function loadCryptoConfig(source?: ConfigSource): CryptoConfig {
-  return loadConfig(cryptoConfigSchema, source);
+  return loadConfig(cryptoConfigSchema, withServiceTlsNames(source));
 }
 
 /** For main: help on --help, a clear message and exit 2 on bad settings. */
 export function loadCryptoConfigOrExit(source?: ConfigSource): CryptoConfig {
-  return loadConfigOrExit(cryptoConfigSchema, { program: 'crypto', ...source });
+  return loadConfigOrExit(cryptoConfigSchema, { program: 'crypto', ...withServiceTlsNames(source) });
 }

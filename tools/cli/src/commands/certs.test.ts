@@ -44,6 +44,10 @@ beforeAll(async () => {
   expect(made.stderr).toBe('');
   expect(made.code).toBe(0);
   expect(made.stdout).toContain(`export QUANTA_REGISTRY_TLS_CERT=${file('server.crt')}`);
+  // Every service's listener by its own prefix, and one client setting for the services and the CLI.
+  for (const prefix of ['QUANTA_CRYPTO', 'QUANTA_MONITORING', 'QUANTA_INFERENCE']) expect(made.stdout).toContain(`export ${prefix}_TLS_KEY=${file('server.key')}`);
+  expect(made.stdout).toContain(`export QUANTA_CLIENT_TLS_CA=${file('ca.crt')}`);
+  expect(made.stdout).toContain(`export QUANTA_CLIENT_TLS_CERT=${file('client.crt')}`);
 }, 60_000);
 
 afterAll(async () => {

@@ -175,16 +175,28 @@ export async function createDevCertificates(options: DevCertificateOptions): Pro
   return { dir, ...paths };
 }
 
-/** The services as service-kit and the crypto service name their TLS variables. */
+/** Every service reads QUANTA_<SERVICE>_TLS_* for its listener (crypto also the older QUANTA_TLS_*). */
 const SERVICE_PREFIXES = [
-  ['crypto', 'QUANTA'], // crypto reads QUANTA_TLS_* (and QUANTA_TLS_CA alone turns on mTLS)
+  ['crypto', 'QUANTA_CRYPTO'], // crypto requires client certificates whenever it has a CA
   ['registry', 'QUANTA_REGISTRY'],
   ['monitoring', 'QUANTA_MONITORING'],
   ['inference', 'QUANTA_INFERENCE'],
 ] as const;
 
-/** The variables that put the services and the CLI on these certificates. */
-export function tlsEnvironment(certs: DevCertificates): { server: Record<string, string>; mtls: Record<string, string>; cli: Record<string, string>; cliMtls: Record<string, string> } {
+/**
+ * The variables that put the services and the CLI on these certificates. `client` and `clientMtls`
+ * (QUANTA_CLIENT_TLS_*) serve the services' calls to each other and the CLI alike.
+ */
+export function tlsEnvironment(certs: DevCertificates): {
+  server: Record<string, string>;
+  mtls: Record<string, string>;
+  client: Record<string, string>;
+  clientMtls: Record<string, string>;
+  /** @deprecated the same as `client` */
+  cli: Record<string, string>;
+  /** @deprecated the same as `clientMtls` */
+  cliMtls: Record<string, string>;
+} {
   const server: Record<string, string> = {};
   const mtls: Record<string, string> = {};
   for (const [service, prefix] of SERVICE_PREFIXES) {
@@ -193,12 +205,9 @@ export function tlsEnvironment(certs: DevCertificates): { server: Record<string,
     mtls[`${prefix}_TLS_CA`] = certs.caCert;
     if (service !== 'crypto') mtls[`${prefix}_TLS_REQUIRE_CLIENT_CERT`] = 'true';
   }
-  return {
-    server,
-    mtls,
-    cli: { QUANTA_CLIENT_TLS_CA: certs.caCert },
-    cliMtls: { QUANTA_CLIENT_TLS_CERT: certs.clientCert, QUANTA_CLIENT_TLS_KEY: certs.clientKey },
-  };
+  const client = { QUANTA_CLIENT_TLS_CA: certs.caCert };
+  const clientMtls = { QUANTA_CLIENT_TLS_CERT: certs.clientCert, QUANTA_CLIENT_TLS_KEY: certs.clientKey };
+  return { server, mtls, client, clientMtls, cli: client, cliMtls: clientMtls };
 }
 
 const exportLines = (vars: Record<string, string>): string[] => Object.entries(vars).map(([k, v]) => `export ${k}=${v}`);
@@ -227,15 +236,15 @@ export function registerCertsCommand(program: Command): void {
             `wrote a development CA and certificates to ${made.dir} (private keys 0600; never use them in production)`,
             ...Object.entries(FILE_ROLES).map(([name, role]) => `  ${name.padEnd(10)}  ${role}`),
             '',
-            '# TLS on every service (npm start, npx nx serve <service>):',
+            '# TLS on every service (npx nx serve <service>; or all at once: QUANTA_DEV_TLS=1 npm start):',
             ...exportLines(env.server),
+            '# the services calling each other, and the quanta CLI (or its --tls-ca), trust the CA:',
+            ...exportLines(env.client),
+            '',
             '# mTLS as well: services refuse clients without a certificate from the CA',
             ...exportLines(env.mtls),
-            '',
-            '# the quanta CLI (or --tls-ca, --tls-cert, --tls-key):',
-            ...exportLines(env.cli),
-            '# with mTLS, its client certificate:',
-            ...exportLines(env.cliMtls),
+            '# and present this client certificate when they call each other; so does the CLI (or --tls-cert, --tls-key):',
+            ...exportLines(env.clientMtls),
           ].join('\n'),
         );
       }),

@@ -159,6 +159,45 @@ describe('ModelStreamInfer', () => {
     expectClose(fp32Output(responses[3]!.inferResponse!, 0), expected['output']);
   });
 
+  it('runs a whole LSTM sequence written at once in order (requests reach the core as they arrive)', async () => {
+    const steps = Array.from({ length: 6 }, (_, i) => seededFloats(4, 100 + i));
+    const stream = h.client.modelStreamInfer(bearer(token));
+    const responses: pb.ModelStreamInferResponse[] = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on('data', (r: pb.ModelStreamInferResponse) => responses.push(r));
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    for (const [i, x] of steps.entries()) {
+      stream.write(
+        inferRequest({
+          modelName: 'lstm',
+          id: `step${i}`,
+          parameters: {
+            sequence_id: { parameterChoice: { $case: 'stringParam', value: 'streamed' } },
+            sequence_start: { parameterChoice: { $case: 'boolParam', value: i === 0 } },
+            sequence_end: { parameterChoice: { $case: 'boolParam', value: i === steps.length - 1 } },
+          },
+          inputs: [fp32Input('x', [1, 1, 4], x, false).input],
+          outputs: [{ name: 'hn', parameters: {} }, { name: 'cn', parameters: {} }],
+        }),
+      );
+    }
+    stream.end();
+    await ended;
+    let hs: Float32Array = new Float32Array(8);
+    let cs: Float32Array = new Float32Array(8);
+    for (const [i, x] of steps.entries()) {
+      const response = responses[i]!;
+      expect(response.errorMessage).toBe('');
+      expect(response.inferResponse!.id).toBe(`step${i}`);
+      const expected = await runOrt(LSTM, { x: { dims: [1, 1, 4], data: x }, h: { dims: [1, 1, 8], data: hs }, c: { dims: [1, 1, 8], data: cs } });
+      expectClose(fp32Output(response.inferResponse!, 0), expected['hn']);
+      hs = expected['hn']!;
+      cs = expected['cn']!;
+    }
+  });
+
   it('needs the infer scope', async () => {
     const reader = await h.token('acme', ['models:read']);
     const stream = h.client.modelStreamInfer(bearer(reader));

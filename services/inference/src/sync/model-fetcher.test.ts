@@ -37,6 +37,8 @@ interface Script {
   readonly chunks: readonly Uint8Array[];
   /** End the stream with this status after the chunks. */
   readonly fail?: { code: grpc.status; details: string };
+  /** Never end the stream (a hung registry); it ends when the client cancels. */
+  readonly hang?: boolean;
 }
 
 describe('model fetcher (against a real gRPC server that can lie)', () => {
@@ -50,13 +52,13 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
   beforeAll(async () => {
     service = createService({ name: 'fake-registry', port: 0, logger: pino({ level: 'silent' }) });
     service.addService(pb.RegistryServiceService, {
-      // eslint-disable-next-line @typescript-eslint/require-await -- serverStreaming wants an AsyncIterable; the script is at hand
-      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'public' }, async function* (req) {
+      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'public' }, async function* (req, ctx) {
         calls.push({ ref: req.ref, tenant: req.tenant });
         const script = scripts.get(req.ref);
         if (script === undefined) throw notFound(`model "${req.ref}" not found`);
         yield { part: { $case: 'header', value: { version: script.header } } };
         for (const chunk of script.chunks) yield { part: { $case: 'chunk', value: Buffer.from(chunk) } };
+        if (script.hang === true) await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
         if (script.fail !== undefined) {
           throw new ServiceError(script.fail.code, script.fail.details);
         }
@@ -127,6 +129,12 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }) });
     await expect(fetcher.fetch('acme', 'lost:1')).rejects.toMatchObject({ code: 'DATA_LOSS', message: expect.stringContaining('is damaged') as unknown });
     await expect(fetcher.fetch('acme', 'nope:1')).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('"nope:1" not found') as unknown });
+  });
+
+  it('cancels a download that stalls, with UNAVAILABLE', async () => {
+    scripts.set('stall:1', { header: version('stall', 1, good), chunks: [good.subarray(0, 10)], hang: true });
+    const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }), idleTimeoutMs: 200 });
+    await expect(fetcher.fetch('acme', 'stall:1')).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('nothing arrived for 200 ms') as unknown });
   });
 
   it('refuses a file over the size limit before downloading it', async () => {

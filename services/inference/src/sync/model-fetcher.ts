@@ -41,6 +41,8 @@ export interface ModelFetcherOptions {
   readonly disk?: DiskCache;
   /** Largest file accepted, in bytes (it is held in memory whole). Default 2 GiB. */
   readonly maxModelBytes?: number;
+  /** A download that receives nothing for this long is cancelled (a hung registry must not hold a model's queue). Default 60 s. */
+  readonly idleTimeoutMs?: number;
   /** DownloadVersion chunk size; 0: the registry's default (1 MiB). */
   readonly chunkSizeBytes?: number;
 }
@@ -61,18 +63,31 @@ function isGrpcError(error: unknown): error is grpc.ServiceError {
 
 export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
   const maxBytes = options.maxModelBytes ?? 2 * 1024 * 1024 * 1024;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
   // One download per digest at a time: deployments that share a file wait for the same bytes.
   const inFlight = new Map<string, Promise<FetchedModel>>();
 
   async function download(tenant: string, ref: string, expected: pb.ModelVersion | undefined): Promise<FetchedModel> {
     const what = `${tenant}/${ref}`;
     const call = options.client.downloadVersion({ ref, chunkSizeBytes: options.chunkSizeBytes ?? 0, tenant });
+    let idle: NodeJS.Timeout | undefined;
+    let stalled = false;
+    const watchdog = (): void => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        stalled = true;
+        call.cancel();
+      }, idleTimeoutMs);
+      idle.unref();
+    };
+    watchdog();
     try {
       let version: pb.ModelVersion | undefined;
       let bytes: Buffer | undefined;
       let received = 0;
       const hash = createHash('sha256');
       for await (const message of call as AsyncIterable<pb.DownloadVersionResponse>) {
+        watchdog();
         const part = message.part;
         if (part?.$case === 'header') {
           if (version !== undefined) throw new FetchError('DATA_LOSS', `download of ${what}: a second header arrived`);
@@ -112,6 +127,7 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
       return { version, bytes, cached: false };
     } catch (error: unknown) {
       if (error instanceof FetchError) throw error;
+      if (stalled) throw new FetchError('UNAVAILABLE', `download of ${what}: nothing arrived for ${idleTimeoutMs} ms; cancelled`, { cause: error });
       if (isGrpcError(error)) {
         throw new FetchError(STATUS_CODES[error.code] ?? 'INTERNAL', `download of ${what} from the registry failed: ${error.details || error.message}`, { cause: error });
       }
@@ -119,6 +135,7 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
     } finally {
       // Leaving early (a cache hit after the header, a bad message) must not leave the stream open;
       // on a finished call this does nothing.
+      clearTimeout(idle);
       call.cancel();
     }
   }

@@ -123,6 +123,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     QUANTA_MONITORING_DASHBOARD_PUBLIC: '1',
     QUANTA_INFERENCE_PORT: String(inference),
     QUANTA_INFERENCE_HTTP_PORT: String(inferenceHttp),
+    QUANTA_INFERENCE_WATCH: 'true',
     QUANTA_CRYPTO_ADDR: addr.crypto,
     QUANTA_REGISTRY_ADDR: addr.registry,
     QUANTA_MONITORING_ADDR: addr.monitoring,

@@ -9,9 +9,10 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /**
  * onnxruntime intra-op threads of every session in the run (in-process, seed-style, Quanta), from
- * BENCH_THREADS; 0 (the default): onnxruntime's own default, which is also Quanta's.
+ * BENCH_THREADS, default 1; 0: onnxruntime's own default (one per core, spinning between runs: on a
+ * small machine shared by client and server the spinning threads take the CPU the event loops need).
  */
-export const BENCH_THREADS = Number(process.env['BENCH_THREADS'] ?? '0');
+export const BENCH_THREADS = Number(process.env['BENCH_THREADS'] ?? '1');
 
 /** Session options for BENCH_THREADS. */
 export const sessionOptions = (): { intraOpNumThreads?: number } => (BENCH_THREADS > 0 ? { intraOpNumThreads: BENCH_THREADS } : {});

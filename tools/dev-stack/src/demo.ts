@@ -53,6 +53,8 @@ export interface DemoOptions {
   readonly log: (line: string) => void;
   /** How long to wait for inference to report the models ready; default 120 s. */
   readonly readyTimeoutMs?: number;
+  /** TLS/mTLS towards the services; plaintext by default. */
+  readonly credentials?: grpc.ChannelCredentials;
 }
 
 function bearer(token: string): grpc.Metadata {
@@ -136,8 +138,8 @@ async function writeInputs(dir: string): Promise<{ cifar: string; lstm: string }
   return { cifar, lstm };
 }
 
-async function waitModelReady(address: string, token: string, model: string, timeoutMs: number): Promise<boolean> {
-  const client = new inference.GRPCInferenceServiceClient(address, grpc.credentials.createInsecure());
+async function waitModelReady(address: string, token: string, model: string, timeoutMs: number, credentials: grpc.ChannelCredentials): Promise<boolean> {
+  const client = new inference.GRPCInferenceServiceClient(address, credentials);
   const rpc = unaryCaller(client, inference.GRPCInferenceServiceService);
   const until = Date.now() + timeoutMs;
   try {
@@ -158,7 +160,8 @@ async function waitModelReady(address: string, token: string, model: string, tim
 
 /** Registers and deploys the demo models (idempotent) and writes example inputs; returns their paths. */
 export async function deployDemo(options: DemoOptions): Promise<{ cifar: string; lstm: string }> {
-  const client = new registry.RegistryServiceClient(options.registryAddr, grpc.credentials.createInsecure());
+  const credentials = options.credentials ?? grpc.credentials.createInsecure();
+  const client = new registry.RegistryServiceClient(options.registryAddr, credentials);
   try {
     for (const demo of demoSpecs()) {
       const version = await ensureVersion(client, options.token, demo, options.log);
@@ -170,7 +173,7 @@ export async function deployDemo(options: DemoOptions): Promise<{ cifar: string;
   const inputs = await writeInputs(options.dir);
   if (options.inferenceAddr !== undefined) {
     for (const demo of demoSpecs()) {
-      const ready = await waitModelReady(options.inferenceAddr, options.token, demo.model, options.readyTimeoutMs ?? 120_000);
+      const ready = await waitModelReady(options.inferenceAddr, options.token, demo.model, options.readyTimeoutMs ?? 120_000, credentials);
       options.log(ready ? `demo: ${demo.model} is ready on inference` : `demo: ${demo.model} is not ready on inference yet (see its log)`);
     }
   }

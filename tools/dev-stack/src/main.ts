@@ -7,6 +7,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deployDemo } from './demo.js';
 import { availableServices } from './services.js';
+import { devChannelCredentials, devTlsEnvironment, ensureDevCertificates } from './tls.js';
 import { waitHealthy } from './wait-healthy.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -22,6 +23,16 @@ const env: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home };
 for (const s of services) env[s.addrEnv] ??= `127.0.0.1:${env[s.portEnv] ?? s.port}`;
 // The dashboard listens on loopback only; in development it shows every tenant without a token.
 env['QUANTA_MONITORING_DASHBOARD_PUBLIC'] ??= '1';
+// Inference serves what the registry's deployments ask for.
+env['QUANTA_INFERENCE_WATCH'] ??= 'true';
+
+// `npm start -- --tls` (or QUANTA_DEV_TLS=1): TLS on every listener and mTLS between the services,
+// on the certificates of `quanta certs dev` in $QUANTA_HOME/certs (made on first use).
+const tls = process.argv.includes('--tls') || ['1', 'true', 'yes'].includes(process.env['QUANTA_DEV_TLS'] ?? '');
+const certFiles = tls ? await ensureDevCertificates(root, join(home, 'certs')) : undefined;
+const tlsEnv = certFiles === undefined ? {} : devTlsEnvironment(certFiles);
+Object.assign(env, tlsEnv);
+const credentials = certFiles === undefined ? undefined : devChannelCredentials(certFiles);
 
 const children: { name: string; child: ChildProcess }[] = [];
 let stopping = false;
@@ -94,7 +105,7 @@ function startService(s: (typeof services)[number]): Promise<void> {
     void stopAll(1);
   });
   // A first start initialises each embedded database, which takes a while on a busy machine.
-  return waitHealthy(env[s.addrEnv] ?? '', 180_000).catch(async (error: unknown) => {
+  return waitHealthy(env[s.addrEnv] ?? '', 180_000, undefined, credentials).catch(async (error: unknown) => {
     process.stderr.write(`${s.name}: ${error instanceof Error ? error.message : String(error)}\n`);
     await stopAll(1);
   });
@@ -116,6 +127,7 @@ if (demo && has('model-registry')) {
       token: readFileSync(join(home, 'admin.token'), 'utf8').trim(),
       dir: join(home, 'demo'),
       log: (line) => process.stdout.write(`[dev-stack] ${line}\n`),
+      ...(credentials === undefined ? {} : { credentials }),
     });
   } catch (error: unknown) {
     process.stderr.write(`[dev-stack] the demo could not be deployed: ${error instanceof Error ? error.message : String(error)}\n`);
@@ -143,7 +155,9 @@ const lines = [
   `  data            ${home}`,
   `  admin token     ${join(home, 'admin.token')} (mode 0600; the CLI reads it from there)`,
   ...(inputs !== undefined ? ['  demo models     cifar (CNN, batched, cifar@production) and lstm (stateful sequences)'] : []),
+  ...(tls ? ['  TLS             every listener, client certificates required (mTLS); certificates in ' + join(home, 'certs')] : []),
   '',
+  ...(tls ? ['The CLI needs the client certificate:', ...['QUANTA_CLIENT_TLS_CA', 'QUANTA_CLIENT_TLS_CERT', 'QUANTA_CLIENT_TLS_KEY'].map((k) => `  export ${k}=${tlsEnv[k] ?? ''}`), ''] : []),
   'Try:',
   ...tries,
   '',

@@ -1,9 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { health } from '@quanta/contracts';
 
-/** Resolves once `address` answers SERVING to a grpc.health.v1 Check, or rejects after `timeoutMs`. */
-export async function waitHealthy(address: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  const client = new health.HealthClient(address, grpc.credentials.createInsecure());
+/**
+ * Resolves once `address` answers SERVING to a grpc.health.v1 Check, or rejects after `timeoutMs`.
+ * `credentials`: TLS/mTLS towards the service; plaintext by default.
+ */
+export async function waitHealthy(address: string, timeoutMs: number, signal?: AbortSignal, credentials?: grpc.ChannelCredentials): Promise<void> {
+  const client = new health.HealthClient(address, credentials ?? grpc.credentials.createInsecure());
   const until = Date.now() + timeoutMs;
   try {
     for (;;) {

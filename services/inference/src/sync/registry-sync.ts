@@ -72,8 +72,16 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
     // 4 MiB chunks (the registry's largest) plus framing.
     maxReceiveMessageLength: 8 * 1024 * 1024,
-    // grpc-js waits up to 2 minutes between reconnections by default; a restarted registry should be found in seconds.
-    channelOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 2000 },
+    channelOptions: {
+      // grpc-js waits up to 2 minutes between reconnections by default; a restarted registry should be found in seconds.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 2000,
+      // The watch is idle between changes: pings find a connection that died without a reset
+      // (a partition), so the stream fails and reconnects instead of waiting forever.
+      'grpc.keepalive_time_ms': 20_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    },
   });
   const logger = options.logger.child({ component: 'registry-sync' });
   const cache = createModelCache({ maxBytes: options.cacheBytes ?? 1024 * 1024 * 1024 });

@@ -1,7 +1,7 @@
 // KServe v2 REST JSON <-> the core's requests and results, and Triton's JSON forms of statistics,
 // metadata and the repository index.
 import { invalidArgument } from '@quanta/service-kit';
-import { tensorFromJson, tensorToJson, type JsonTensor, type Tensor } from '@quanta/tensor';
+import { tensorFromJson, tensorFromWire, tensorToJson, tensorToRaw, type JsonTensor, type Tensor } from '@quanta/tensor';
 import type { DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
 import type { ModelMetadata } from '../server/inference-api.js';
 import { earliest, readControls, type ParameterValue } from '../server/parameters.js';
@@ -21,37 +21,113 @@ function parameterMap(value: unknown, where: string): Map<string, ParameterValue
   return map;
 }
 
-/** Reads `{id, parameters, inputs: [{name, shape, datatype, data}], outputs: [{name, parameters}]}`. */
-export function decodeJsonInfer(body: unknown, signal: AbortSignal): InferRequest {
-  if (!isObject(body)) throw invalidArgument('the request body must be a JSON object {"inputs": [...]}');
-  const { id, inputs, outputs, parameters } = body;
+/** An infer body: the JSON, and the bytes after it (Triton's binary tensor extension). */
+export interface InferBody {
+  readonly json: unknown;
+  readonly binary: Buffer;
+}
+
+/** What the response should look like: which outputs go as binary after the JSON. */
+export interface DecodedJsonInfer {
+  readonly request: InferRequest;
+  /** Output names sent as binary data, or true for every output. */
+  readonly binaryOutputs: ReadonlySet<string> | true;
+}
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch (error: unknown) {
+    throw invalidArgument(`the request body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Splits a body into its JSON and its binary part: with `Inference-Header-Content-Length: n`
+ * (Triton's binary tensor data extension) the first n bytes are the JSON and the rest holds the
+ * tensors whose `parameters.binary_data_size` says so, in input order.
+ */
+export function splitInferBody(body: Buffer | undefined, headerLength: string | undefined): InferBody {
+  const bytes = body ?? Buffer.alloc(0);
+  if (headerLength === undefined) return { json: bytes.length === 0 ? undefined : parseJson(bytes), binary: Buffer.alloc(0) };
+  const n = Number(headerLength);
+  if (!/^\d+$/.test(headerLength) || n > bytes.length) {
+    throw invalidArgument(`Inference-Header-Content-Length is "${headerLength}", but the body has ${bytes.length} bytes`);
+  }
+  return { json: parseJson(bytes.subarray(0, n)), binary: bytes.subarray(n) };
+}
+
+function binarySize(tensor: JsonObject, label: string): number | undefined {
+  const parameters = tensor['parameters'];
+  if (parameters === undefined) return undefined;
+  if (!isObject(parameters)) throw invalidArgument(`${label}: "parameters" must be a JSON object`);
+  const size = parameters['binary_data_size'];
+  if (size === undefined) return undefined;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw invalidArgument(`${label}: parameter "binary_data_size" must be a non-negative integer`);
+  }
+  return size;
+}
+
+/** One input: JSON `data`, or `binary_data_size` bytes of the binary part taken from `offset`. */
+function readInput(input: JsonObject, name: string, binary: Buffer, offset: number): { tensor: Tensor; used: number } {
+  const label = `input ${JSON.stringify(name)}`;
+  const size = binarySize(input, label);
+  if (size === undefined) return { tensor: tensorFromJson(input, { name, role: 'input' }), used: 0 };
+  if (input['data'] !== undefined) throw invalidArgument(`${label} has both "data" and binary data; send one`);
+  if (offset + size > binary.length) {
+    throw invalidArgument(`${label}: binary_data_size is ${size}, but only ${binary.length - offset} bytes of binary data are left`);
+  }
+  const { datatype, shape } = input;
+  if (typeof datatype !== 'string') throw invalidArgument(`${label}: datatype must be a string`);
+  if (!Array.isArray(shape) || !shape.every((d): d is number => typeof d === 'number')) throw invalidArgument(`${label}: shape must be an array of numbers`);
+  const raw = binary.subarray(offset, offset + size);
+  return { tensor: tensorFromWire({ name, datatype, shape }, raw, 'input'), used: size };
+}
+
+/** Reads `{id, parameters, inputs: [{name, shape, datatype, data}], outputs: [{name, parameters}]}` (and binary tensors). */
+export function decodeJsonInfer(body: InferBody, signal: AbortSignal): DecodedJsonInfer {
+  const { json, binary } = body;
+  if (!isObject(json)) throw invalidArgument('the request body must be a JSON object {"inputs": [...]}');
+  const { id, inputs, outputs, parameters } = json;
   if (id !== undefined && typeof id !== 'string') throw invalidArgument('"id" must be a string');
   if (!Array.isArray(inputs)) throw invalidArgument('"inputs" must be an array of tensors {name, shape, datatype, data}');
   const tensors = new Map<string, Tensor>();
+  let offset = 0;
   inputs.forEach((input: unknown, index) => {
     const name = isObject(input) ? input['name'] : undefined;
     if (typeof name !== 'string') throw invalidArgument(`inputs[${index}] has no "name" string`);
     if (tensors.has(name)) throw invalidArgument(`input ${JSON.stringify(name)} is given twice`);
-    tensors.set(name, tensorFromJson(input, { name, role: 'input' }));
+    const { tensor, used } = readInput(input as JsonObject, name, binary, offset);
+    tensors.set(name, tensor);
+    offset += used;
   });
-  let names: string[] = [];
+  if (offset !== binary.length) throw invalidArgument(`${binary.length - offset} bytes of binary data follow the inputs' binary_data_size`);
+  const names: string[] = [];
+  const binaryOutputs = new Set<string>();
   if (outputs !== undefined) {
     if (!Array.isArray(outputs)) throw invalidArgument('"outputs" must be an array of {name}');
-    names = outputs.map((output: unknown, index) => {
+    outputs.forEach((output: unknown, index) => {
       const name = isObject(output) ? output['name'] : undefined;
       if (typeof name !== 'string') throw invalidArgument(`outputs[${index}] has no "name" string`);
-      return name;
+      const wanted = parameterMap((output as JsonObject)['parameters'], `outputs[${index}].parameters`).get('binary_data');
+      if (wanted === true) binaryOutputs.add(name);
+      names.push(name);
     });
   }
-  const controls = readControls(parameterMap(parameters, 'parameters'));
+  const parameterValues = parameterMap(parameters, 'parameters');
+  const controls = readControls(parameterValues);
   const deadline = earliest(undefined, controls.deadline);
   return {
-    id: id ?? '',
-    inputs: tensors,
-    ...(names.length === 0 ? {} : { outputs: names }),
-    ...(controls.sequence === undefined ? {} : { sequence: controls.sequence }),
-    ...(deadline === undefined ? {} : { deadline }),
-    signal,
+    request: {
+      id: id ?? '',
+      inputs: tensors,
+      ...(names.length === 0 ? {} : { outputs: names }),
+      ...(controls.sequence === undefined ? {} : { sequence: controls.sequence }),
+      ...(deadline === undefined ? {} : { deadline }),
+      signal,
+    },
+    binaryOutputs: parameterValues.get('binary_data_output') === true ? true : binaryOutputs,
   };
 }
 
@@ -61,14 +137,19 @@ function jsonSafe(tensor: JsonTensor): JsonTensor {
   return { ...tensor, data: tensor.data.map((v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)) };
 }
 
-export function encodeJsonInfer(result: InferResult): JsonObject {
-  return {
-    model_name: result.model,
-    model_version: result.version,
-    id: result.id,
-    parameters: {},
-    outputs: result.outputs.map((t) => jsonSafe(tensorToJson(t, { name: t.name, role: 'output' }))),
-  };
+/** The response JSON, and the binary outputs to send after it (in output order). */
+export function encodeJsonInfer(result: InferResult, binaryOutputs: ReadonlySet<string> | true = new Set()): { json: JsonObject; binary: Buffer[] } {
+  const binary: Buffer[] = [];
+  const outputs = result.outputs.map((t): JsonObject => {
+    const name = t.name ?? '';
+    if (binaryOutputs === true || binaryOutputs.has(name)) {
+      const bytes = tensorToRaw(t);
+      binary.push(bytes);
+      return { name, datatype: t.datatype, shape: [...t.shape], parameters: { binary_data_size: bytes.length } };
+    }
+    return { ...jsonSafe(tensorToJson(t, { name, role: 'output' })) };
+  });
+  return { json: { model_name: result.model, model_version: result.version, id: result.id, parameters: {}, outputs }, binary };
 }
 
 const tensorMetadata = (spec: TensorSpec): JsonObject => ({ name: spec.name, datatype: spec.datatype, shape: spec.shape ?? [-1] });

@@ -18,6 +18,7 @@ import {
   encodeJsonInfer,
   encodeJsonMetadata,
   encodeJsonStats,
+  splitInferBody,
 } from './rest-convert.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -57,11 +58,25 @@ class HttpError extends Error {
 
 type Json = unknown;
 
+/** A request's body, read on demand (within the size limit). */
+interface Body {
+  (): Promise<Json>;
+  bytes(): Promise<Buffer | undefined>;
+  header(name: string): string | undefined;
+}
+
+interface Reply {
+  readonly status?: number;
+  readonly body: Json;
+  /** Binary tensors sent after the JSON (Triton's binary tensor data extension). */
+  readonly binary?: readonly Buffer[];
+}
+
 interface Route {
   readonly method: 'GET' | 'POST';
   /** The scope needed, or public. */
   readonly scope: Scope | 'public';
-  handle(match: RegExpExecArray, principal: Principal | undefined, body: () => Promise<Json>, signal: AbortSignal): Promise<{ status?: number; body: Json }>;
+  handle(match: RegExpExecArray, principal: Principal | undefined, body: Body, signal: AbortSignal): Promise<Reply>;
 }
 
 const segment = '([^/]+)';
@@ -137,8 +152,9 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
           method: 'POST',
           scope: 'infer',
           handle: async (m, p, body, signal) => {
-            const request = decodeJsonInfer(await body(), signal);
-            return { body: encodeJsonInfer(await api.infer(tenant(p), decode(m[1]), decode(m[2]), request)) };
+            const { request, binaryOutputs } = decodeJsonInfer(splitInferBody(await body.bytes(), body.header('inference-header-content-length')), signal);
+            const { json, binary } = encodeJsonInfer(await api.infer(tenant(p), decode(m[1]), decode(m[2]), request), binaryOutputs);
+            return { body: json, binary };
           },
         },
       ],
@@ -195,8 +211,8 @@ async function authenticate(req: IncomingMessage, authenticator: Authenticator |
  * can keep, rather than a reset while it is still sending; a client that sends more than
  * DISCARD_FACTOR limits past that loses the connection.
  */
-function readJson(req: IncomingMessage, limit: number): Promise<Json> {
-  return new Promise<Json>((resolve, reject) => {
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise<Buffer | undefined>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
@@ -218,29 +234,51 @@ function readJson(req: IncomingMessage, limit: number): Promise<Json> {
     });
     req.once('error', reject);
     req.once('end', () => {
-      if (over) return;
-      if (size === 0) {
-        resolve(undefined);
-        return;
-      }
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as Json);
-      } catch (error: unknown) {
-        reject(new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`));
-      }
+      if (!over) resolve(size === 0 ? undefined : Buffer.concat(chunks, size));
     });
   });
 }
 
-function send(res: ServerResponse, status: number, body: Json, close = false): void {
+function bodyOf(req: IncomingMessage, limit: number): Body {
+  let read: Promise<Buffer | undefined> | undefined;
+  const bytes = (): Promise<Buffer | undefined> => (read ??= readBody(req, limit));
+  const json = async (): Promise<Json> => {
+    const buffer = await bytes();
+    if (buffer === undefined) return undefined;
+    try {
+      return JSON.parse(buffer.toString('utf8')) as Json;
+    } catch (error: unknown) {
+      throw new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`);
+    }
+  };
+  return Object.assign(json, {
+    bytes,
+    header: (name: string): string | undefined => {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    },
+  });
+}
+
+function send(res: ServerResponse, status: number, body: Json, close = false, binary: readonly Buffer[] = []): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
+  const jsonLength = Buffer.byteLength(text);
+  const binaryLength = binary.reduce((n, b) => n + b.length, 0);
   res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
+    ...(binary.length === 0
+      ? { 'content-type': 'application/json' }
+      : { 'content-type': 'application/octet-stream', 'inference-header-content-length': jsonLength }),
+    'content-length': jsonLength + binaryLength,
     ...(close ? { connection: 'close' } : {}),
   });
-  res.end(text);
+  if (binary.length === 0) {
+    res.end(text);
+    return;
+  }
+  res.write(text);
+  for (const part of binary) res.write(part);
+  res.end();
 }
 
 export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
@@ -269,8 +307,8 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       if (!res.writableFinished) abort.abort(new ServiceError(grpc.status.CANCELLED, `${what}: the client went away`));
     });
     const match = pattern.exec(url.pathname)!;
-    const result = await route.handle(match, principal, () => readJson(req, limit), abort.signal);
-    send(res, result.status ?? 200, result.body);
+    const result = await route.handle(match, principal, bodyOf(req, limit), abort.signal);
+    send(res, result.status ?? 200, result.body, false, result.binary);
   };
 
   const server = createServer((req, res) => {

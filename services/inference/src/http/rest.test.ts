@@ -86,6 +86,82 @@ describe('KServe v2 REST inference matches onnxruntime called directly', () => {
   });
 });
 
+/** POSTs a Triton binary-tensor body: the JSON, then the raw tensors. */
+async function binaryInfer(path: string, json: unknown, tensors: Uint8Array[], headerLength?: number): Promise<{ status: number; json: Record<string, unknown>; binary: Buffer }> {
+  const text = Buffer.from(JSON.stringify(json));
+  const response = await fetch(`${h.server.http.url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'inference-header-content-length': String(headerLength ?? text.length), 'content-type': 'application/octet-stream' },
+    body: Buffer.concat([text, ...tensors]),
+  });
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const length = Number(response.headers.get('inference-header-content-length') ?? bytes.length);
+  return { status: response.status, json: JSON.parse(bytes.subarray(0, length).toString('utf8')) as Record<string, unknown>, binary: bytes.subarray(length) };
+}
+
+const f32 = (bytes: Buffer): Float32Array => new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+
+describe("Triton's binary tensor data extension", () => {
+  it('binary inputs and outputs: the same as onnxruntime', async () => {
+    const data = seededFloats(2 * 3 * 32 * 32, 8);
+    const raw = new Uint8Array(data.buffer);
+    const { status, json, binary } = await binaryInfer(
+      '/v2/models/cnn/infer',
+      {
+        inputs: [{ name: 'input', shape: [2, 3, 32, 32], datatype: 'FP32', parameters: { binary_data_size: raw.length } }],
+        outputs: [{ name: 'output', parameters: { binary_data: true } }],
+      },
+      [raw],
+    );
+    expect(status).toBe(200);
+    const outputs = json['outputs'] as { name: string; shape: number[]; parameters: { binary_data_size: number }; data?: unknown }[];
+    expect(outputs[0]).toMatchObject({ name: 'output', shape: [2, 10], parameters: { binary_data_size: 80 } });
+    expect(outputs[0]!.data).toBeUndefined();
+    expect(binary.length).toBe(80);
+    const expected = await runOrt(CNN, { input: { dims: [2, 3, 32, 32], data } });
+    expectClose(Array.from(f32(binary)), expected['output']);
+  });
+
+  it('JSON inputs with binary_data_output, and binary inputs with JSON outputs', async () => {
+    const x = seededFloats(8, 9);
+    const expected = (await runOrt(MLP, { input: { dims: [2, 4], data: x } }))['output'];
+    const allBinary = await binaryInfer('/v2/models/mlp/infer', { parameters: { binary_data_output: true }, inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: Array.from(x) }] }, []);
+    expect(allBinary.status).toBe(200);
+    expectClose(Array.from(f32(allBinary.binary)), expected);
+    const jsonOut = await binaryInfer(
+      '/v2/models/mlp/infer',
+      { inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', parameters: { binary_data_size: 32 } }] },
+      [new Uint8Array(x.buffer)],
+    );
+    expect(jsonOut.status).toBe(200);
+    expect(jsonOut.binary.length).toBe(0);
+    expectClose((jsonOut.json['outputs'] as JsonOutput[])[0]!.data, expected);
+  });
+
+  it('refuses binary parts that do not add up, naming the input', async () => {
+    const raw = new Uint8Array(new Float32Array(8).buffer);
+    const head = (size: number) => ({ inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', parameters: { binary_data_size: size } }] });
+    const cases = [
+      { json: head(64), tensors: [raw], error: /"input".*64.*32 bytes/ },
+      { json: head(32), tensors: [raw, raw.subarray(0, 16)], error: /16 bytes of binary data follow/ },
+      { json: head(28), tensors: [raw.subarray(0, 28)], error: /"input".*32 bytes.*28/ },
+      { json: { inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: [1], parameters: { binary_data_size: 32 } }] }, tensors: [raw], error: /"input" has both/ },
+    ];
+    for (const c of cases) {
+      const { status, json } = await binaryInfer('/v2/models/mlp/infer', c.json, c.tensors);
+      expect(status).toBe(400);
+      expect(json['error']).toMatch(c.error);
+    }
+    const response = await fetch(`${h.server.http.url}/v2/models/mlp/infer`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'inference-header-content-length': '9999' },
+      body: '{}',
+    });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/Inference-Header-Content-Length/);
+  });
+});
+
 describe('health, metadata, statistics and the repository', () => {
   it('health endpoints and server metadata are public; ready follows the replica', async () => {
     expect(await h.rest('GET', '/v2/health/live')).toEqual({ status: 200, body: { live: true } });

@@ -45,7 +45,8 @@ export interface InferenceApi {
 
 export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
   const { manager, loader } = options;
-  const extensions = ['sequence', 'statistics', ...(loader === undefined ? [] : ['model_repository', 'model_repository(unload_dependents)'])];
+  // binary_tensor_data: the REST listener's binary inputs and outputs (gRPC has raw contents).
+  const extensions = ['binary_tensor_data', 'sequence', 'statistics', ...(loader === undefined ? [] : ['model_repository', 'model_repository(unload_dependents)'])];
 
   const requireName = (name: string): void => {
     if (name === '') throw invalidArgument('the model name is empty');

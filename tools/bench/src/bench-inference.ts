@@ -56,8 +56,14 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-/** Runs `call` with `concurrency` in flight for SECONDS after a warm-up; latencies in ms. */
-async function drive(concurrency: number, call: () => Promise<unknown>): Promise<{ requests: number; wall: number; cpu: number; latencies: number[] }> {
+/** Hooks around the measured window (after the warm-up, and right after it): where the server's counters are read. */
+interface Window {
+  before(): Promise<void>;
+  after(): Promise<void>;
+}
+
+/** Runs `call` with `concurrency` in flight for SECONDS after a warm-up; latencies in ms, CPU of this process in s. */
+async function drive(concurrency: number, call: () => Promise<unknown>, window?: Window): Promise<{ requests: number; wall: number; cpu: number; latencies: number[] }> {
   const warm = performance.now() + Math.min(1000, SECONDS * 250);
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -65,6 +71,7 @@ async function drive(concurrency: number, call: () => Promise<unknown>): Promise
       while (performance.now() < warm);
     }),
   );
+  await window?.before();
   const latencies: number[] = [];
   const cpu0 = cpuSeconds();
   const start = performance.now();
@@ -79,7 +86,9 @@ async function drive(concurrency: number, call: () => Promise<unknown>): Promise
     }),
   );
   const wall = (performance.now() - start) / 1000;
-  return { requests: latencies.length, wall, cpu: cpuSeconds() - cpu0, latencies: latencies.sort((a, b) => a - b) };
+  const cpu = cpuSeconds() - cpu0;
+  await window?.after();
+  return { requests: latencies.length, wall, cpu, latencies: latencies.sort((a, b) => a - b) };
 }
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -192,11 +201,20 @@ async function measureServer(
 ): Promise<Map<number, Cell>> {
   const byConcurrency = new Map<number, Cell>();
   for (const concurrency of CONCURRENCIES) {
-    const cpu0 = await server.cpu();
-    const before = await executions?.();
-    const run = await drive(concurrency, call);
-    const serverCpu = (await server.cpu()) - cpu0;
-    const after = await executions?.();
+    let cpu0 = 0;
+    let serverCpu = 0;
+    let before: { items: number; executions: number } | undefined;
+    let after: typeof before;
+    const run = await drive(concurrency, call, {
+      before: async () => {
+        before = await executions?.();
+        cpu0 = await server.cpu();
+      },
+      after: async () => {
+        serverCpu = (await server.cpu()) - cpu0;
+        after = await executions?.();
+      },
+    });
     const cell: Cell = {
       model: model.name,
       way,
@@ -205,7 +223,6 @@ async function measureServer(
       itemsPerSecond: run.requests / run.wall,
       p50: quantile(run.latencies, 0.5),
       p99: quantile(run.latencies, 0.99),
-      // the warm-up's CPU and requests are included in the server's figures
       serverCpuUs: (serverCpu / run.requests) * 1e6,
       clientCpuUs: (run.cpu / run.requests) * 1e6,
       ...(before === undefined || after === undefined ? {} : { meanBatch: (after.items - before.items) / Math.max(1, after.executions - before.executions) }),
@@ -302,9 +319,16 @@ async function emptyGrpcP50(): Promise<number> {
       client.makeUnaryRequest(EMPTY_METHOD, identity, identity, empty, (error, response) => (error ? reject(error) : resolve(response!)));
     });
   try {
-    const cpu0 = await server.cpu();
-    const run = await drive(1, call);
-    const serverCpu = (await server.cpu()) - cpu0;
+    let cpu0 = 0;
+    let serverCpu = 0;
+    const run = await drive(1, call, {
+      before: async () => {
+        cpu0 = await server.cpu();
+      },
+      after: async () => {
+        serverCpu = (await server.cpu()) - cpu0;
+      },
+    });
     const p50 = quantile(run.latencies, 0.5);
     cells.push({
       model: '–',

@@ -35,13 +35,13 @@ export interface Clients {
   close(): void;
 }
 
-export function connectClients(stack: Stack): Clients {
-  const insecure = grpc.credentials.createInsecure();
+/** `credentials`: TLS/mTLS towards a stack started with TLS; plaintext by default. */
+export function connectClients(stack: Stack, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): Clients {
   const c = {
-    crypto: new crypto.CryptoServiceClient(stack.addr.crypto, insecure),
-    registry: new registry.RegistryServiceClient(stack.addr.registry, insecure),
-    monitoring: new monitoring.MonitoringServiceClient(stack.addr.monitoring, insecure),
-    inference: new inference.GRPCInferenceServiceClient(stack.addr.inference, insecure),
+    crypto: new crypto.CryptoServiceClient(stack.addr.crypto, credentials),
+    registry: new registry.RegistryServiceClient(stack.addr.registry, credentials),
+    monitoring: new monitoring.MonitoringServiceClient(stack.addr.monitoring, credentials),
+    inference: new inference.GRPCInferenceServiceClient(stack.addr.inference, credentials),
   };
   return {
     ...c,

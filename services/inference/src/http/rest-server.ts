@@ -1,11 +1,13 @@
 // KServe v2 REST (node:http) over the same InferenceApi as gRPC, with the same tokens
 // (`Authorization: Bearer`) and scopes. Health endpoints and server metadata are public.
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { Authenticator, Principal, Scope } from '@quanta/service-kit';
+import type { Authenticator, Principal, Scope, ServerTlsOptions } from '@quanta/service-kit';
 import { ServiceError, isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
 import type { Logger } from 'pino';
 import { httpStatusOf, toServiceError } from '../server/errors.js';
@@ -33,6 +35,8 @@ export interface RestServerOptions {
   readonly authenticator: Authenticator | undefined;
   /** Largest request body; larger ones get 413. Default 64 MiB. */
   readonly maxBodyBytes?: number;
+  /** HTTPS (and client certificates with caFile + requireClientCert), as the gRPC listener; plain HTTP without. */
+  readonly tls?: ServerTlsOptions | undefined;
   readonly logger: Logger;
 }
 
@@ -260,6 +264,14 @@ function bodyOf(req: IncomingMessage, limit: number): Body {
   });
 }
 
+async function readPem(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error: unknown) {
+    throw new Error(`REST listener: cannot read the TLS ${what} file "${path}": ${(error as Error).message}`, { cause: error });
+  }
+}
+
 function send(res: ServerResponse, status: number, body: Json, close = false, binary: readonly Buffer[] = []): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
@@ -311,7 +323,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     send(res, result.status ?? 200, result.body, false, result.binary);
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     if (closing) {
       send(res, 503, { error: 'the server is shutting down' }, true);
       return;
@@ -335,7 +347,20 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       logger.error({ err: error, method: req.method, url: req.url, reference }, 'unhandled error in a REST request');
       send(res, 500, { error: `internal error (error id ${reference})` });
     });
-  });
+  };
+  const tls = options.tls;
+  const server =
+    tls === undefined
+      ? createServer(onRequest)
+      : createTlsServer(
+          {
+            cert: await readPem(tls.certFile, 'certificate'),
+            key: await readPem(tls.keyFile, 'private key'),
+            ...(tls.caFile === undefined ? {} : { ca: await readPem(tls.caFile, 'CA'), requestCert: true }),
+            rejectUnauthorized: tls.requireClientCert === true,
+          },
+          onRequest,
+        );
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -350,7 +375,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
 
   return {
     port,
-    url: `http://${host}:${port}`,
+    url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
     close({ graceMs = 10_000 } = {}) {
       closed ??= (async () => {
         closing = true;

@@ -1,6 +1,14 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import { inference as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createModelManager } from '../core/model-manager.js';
 import type { InferRequest, InferResult, LoadedModel, ModelManager } from '../core/types.js';
 import { InferError } from '../core/types.js';
@@ -213,5 +221,59 @@ describe('the sync hook and the repository RPCs', () => {
     expect((await call(h.client, 'modelMetadata', { name: 'mlp', version: '' }, writer)).versions).toEqual(['4']);
     await call(h.client, 'repositoryModelUnload', { repositoryName: '', modelName: 'mlp', parameters: {} }, writer);
     expect((await call(h.client, 'repositoryIndex', { repositoryName: '', ready: true }, writer)).models).toEqual([]);
+  });
+});
+
+describe('TLS', () => {
+  const run = promisify(execFile);
+  let dir = '';
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'inference-tls-'));
+    const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
+    await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=inference-test-ca');
+    for (const [name, san] of [['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], ['client', 'subjectAltName=DNS:client.quanta']] as const) {
+      await openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      await writeFile(join(dir, `${name}.ext`), `${san}\n`);
+      await openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
+    }
+  }, 60_000);
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  /** GET over HTTPS; the status, or the connection error's code. */
+  const get = (url: string, withClientCert: boolean): Promise<number | string> =>
+    new Promise((resolve) => {
+      const req = httpsRequest(
+        url,
+        {
+          ca: readFileSync(join(dir, 'ca.pem')),
+          ...(withClientCert ? { cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client.key')) } : {}),
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      req.end();
+    });
+
+  it('REST serves the gRPC certificate and asks for the same client certificates (mTLS)', async () => {
+    h = await startHarness({
+      config: { tlsCert: join(dir, 'server.pem'), tlsKey: join(dir, 'server.key'), tlsCa: join(dir, 'ca.pem'), tlsRequireClientCert: true },
+    });
+    expect(h.server.http.url).toMatch(/^https:\/\//);
+    expect(await get(`${h.server.http.url}/v2/health/live`, true)).toBe(200);
+    expect(await get(`${h.server.http.url}/v2/health/live`, false)).not.toBe(200);
+    const credentials = grpc.credentials.createSsl(
+      readFileSync(join(dir, 'ca.pem')),
+      readFileSync(join(dir, 'client.key')),
+      readFileSync(join(dir, 'client.pem')),
+    );
+    const client = new pb.GRPCInferenceServiceClient(`127.0.0.1:${h.server.port}`, credentials);
+    try {
+      expect(await call(client, 'serverLive', {})).toEqual({ live: true });
+    } finally {
+      client.close();
+    }
   });
 });

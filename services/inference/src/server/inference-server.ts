@@ -125,7 +125,9 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     const ready = options.ready ?? (sync?.ready === undefined ? undefined : () => sync?.ready?.() ?? true);
     const api = createInferenceApi({ manager, loader, ready, version: INFERENCE_VERSION });
     service.addService(pb.GRPCInferenceServiceService, createGrpcHandlers(api));
-    http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, logger });
+    // REST serves the same certificate (and client-certificate rule) as gRPC.
+    const { tls } = serviceOptionsFromConfig(config);
+    http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, tls, logger });
   } catch (error: unknown) {
     await release();
     throw error;

@@ -186,6 +186,27 @@ describe('converger', () => {
     }
   });
 
+  it('a deployment pointed at another model serves that one and unloads the first', async () => {
+    const ba = buildMlp({ seed: 51 });
+    const bb = buildMlp({ seed: 52 });
+    files.set('first:1', { header: version('first', 1, ba), bytes: ba });
+    files.set('second:1', { header: version('second', 1, bb), bytes: bb });
+    const { converger, manager, log, close } = setup();
+    try {
+      converger.applySnapshot([deployment('t', 'moving', version('first', 1, ba), 1)]);
+      await converger.whenReady();
+      expect(manager.get('t', 'first').version).toBe('1');
+      converger.applyChange(upsert(deployment('t', 'moving', version('second', 1, bb), 2)));
+      await log.until((e) => e.op === 'activate' && e.name === 'second');
+      await log.until((e) => e.op === 'unload' && e.name === 'first');
+      await converger.settled();
+      expect(manager.index('t').map((e) => `${e.name}:${e.version}`)).toEqual(['second:1']);
+      expect(converger.deploymentOf('t', 'second')).toBe('moving');
+    } finally {
+      await close();
+    }
+  });
+
   it('when two deployments of a tenant name one model, the first by name wins on every replica', async () => {
     const b1 = buildMlp({ seed: 41 });
     const b2 = buildMlp({ seed: 42 });

@@ -117,6 +117,27 @@ export function createConverger(options: ConvergerOptions): Converger {
   const defaults = options.servingDefaults ?? {};
   const retryBackoff = options.retryBackoff ?? createBackoff({ initialMs: 1000, maxMs: 60_000 });
   const deployments = new Map<string, pb.Deployment>();
+  /** The deployments by the (tenant, model) they serve, so a lookup does not scan every tenant's. */
+  const byModel = new Map<string, Map<string, pb.Deployment>>();
+  const modelKeyOf = (d: pb.Deployment): string => slotKey(d.tenant, servedName(d));
+
+  function setDeployment(d: pb.Deployment): void {
+    removeDeployment(deploymentKey(d));
+    deployments.set(deploymentKey(d), d);
+    const key = modelKeyOf(d);
+    let group = byModel.get(key);
+    if (group === undefined) byModel.set(key, (group = new Map<string, pb.Deployment>()));
+    group.set(deploymentKey(d), d);
+  }
+
+  function removeDeployment(key: string): void {
+    const old = deployments.get(key);
+    if (old === undefined) return;
+    deployments.delete(key);
+    const group = byModel.get(modelKeyOf(old));
+    group?.delete(key);
+    if (group?.size === 0) byModel.delete(modelKeyOf(old));
+  }
   const slots = new Map<string, Slot>();
   const conflictsLogged = new Set<string>();
   const idleWaiters: (() => void)[] = [];
@@ -139,8 +160,7 @@ export function createConverger(options: ConvergerOptions): Converger {
   function deploymentFor(slot: Slot): pb.Deployment | undefined {
     let chosen: pb.Deployment | undefined;
     let count = 0;
-    for (const d of deployments.values()) {
-      if (d.tenant !== slot.tenant || servedName(d) !== slot.name) continue;
+    for (const d of byModel.get(slot.key)?.values() ?? []) {
       count++;
       if (chosen === undefined || d.name < chosen.name) chosen = d;
     }
@@ -257,8 +277,9 @@ export function createConverger(options: ConvergerOptions): Converger {
       for (const d of deployments.values()) affected.add(affectedSlot(d)!);
       for (const s of slots.values()) if (s.current?.source === 'deployment') affected.add(s);
       deployments.clear();
+      byModel.clear();
       for (const d of list) {
-        deployments.set(deploymentKey(d), d);
+        setDeployment(d);
         affected.add(affectedSlot(d)!);
       }
       if (isReady) {
@@ -276,8 +297,8 @@ export function createConverger(options: ConvergerOptions): Converger {
       if (d === undefined) return;
       const key = deploymentKey(d);
       const before = deployments.get(key);
-      if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED) deployments.delete(key);
-      else if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED) deployments.set(key, d);
+      if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED) removeDeployment(key);
+      else if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED) setDeployment(d);
       else return;
       logger.info({ tenant: d.tenant, deployment: d.name, generation: String(d.generation), reason: change.reason || undefined }, 'deployment changed');
       const slots = new Set([affectedSlot(before), affectedSlot(d)]);

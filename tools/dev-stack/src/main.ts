@@ -18,7 +18,8 @@ mkdirSync(home, { recursive: true, mode: 0o700 });
 
 const services = availableServices(root);
 // `npm start -- --no-demo` (or QUANTA_DEMO=0): start the services only.
-const demo = !process.argv.includes('--no-demo') && process.env['QUANTA_DEMO'] !== '0';
+// Through `npm start -- --no-demo` the flag arrives as npm_config_demo ('' or 'false'), not in argv.
+const demo = !process.argv.includes('--no-demo') && !['', 'false'].includes(process.env['npm_config_demo'] ?? 'true') && process.env['QUANTA_DEMO'] !== '0';
 const env: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home };
 for (const s of services) env[s.addrEnv] ??= `127.0.0.1:${env[s.portEnv] ?? s.port}`;
 // The dashboard listens on loopback only; in development it shows every tenant without a token.
@@ -28,7 +29,9 @@ env['QUANTA_INFERENCE_WATCH'] ??= 'true';
 
 // `npm start -- --tls` (or QUANTA_DEV_TLS=1): TLS on every listener and mTLS between the services,
 // on the certificates of `quanta certs dev` in $QUANTA_HOME/certs (made on first use).
-const tls = process.argv.includes('--tls') || ['1', 'true', 'yes'].includes(process.env['QUANTA_DEV_TLS'] ?? '');
+// `npm start -- --tls` reaches this script as npm_config_tls (the inner `npm run` takes the flag), `--tls` directly.
+const tls =
+  process.argv.includes('--tls') || process.env['npm_config_tls'] === 'true' || ['1', 'true', 'yes'].includes(process.env['QUANTA_DEV_TLS'] ?? '');
 const certFiles = tls ? await ensureDevCertificates(root, join(home, 'certs')) : undefined;
 const tlsEnv = certFiles === undefined ? {} : devTlsEnvironment(certFiles);
 Object.assign(env, tlsEnv);

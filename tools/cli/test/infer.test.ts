@@ -12,6 +12,7 @@ import { buildCnn, buildLstm, createRng } from '@quanta/onnx';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadInput, parseInputSpec, sequenceParameters } from '../src/commands/infer.js';
 import { readNpy, writeNpy } from '../src/npy.js';
 
 const root = join(import.meta.dirname, '..', '..', '..');
@@ -179,13 +180,12 @@ describe('quanta infer against a real inference server', () => {
     writeFileSync(join(dir, 'ragged.json'), JSON.stringify([[1, 2], [3]]));
     const f = writeNpy({ datatype: 'FP32', shape: [1], data: new Float32Array([1]) });
     writeFileSync(join(dir, 'fortran.npy'), Buffer.from(f.toString('latin1').replace("'fortran_order': False", "'fortran_order': True "), 'latin1'));
-    const [wrongName, badShape, unknown, ragged, fortran, noInput] = await Promise.all([
+    const [wrongName, badShape, unknown, ragged, fortranFirst] = await Promise.all([
       quanta(['infer', 'cnn', '--input', `pixels=${join(dir, 'small.json')}`]),
       quanta(['infer', 'cnn', '--input', `input=${join(dir, 'small.json')}`]),
       quanta(['infer', 'nope', '--input', `input=${join(dir, 'small.json')}`]),
       quanta(['infer', 'cnn', '--input', `input=${join(dir, 'ragged.json')}`]),
-      quanta(['infer', 'cnn', '--input', `input=${join(dir, 'fortran.npy')}`]),
-      quanta(['infer', 'cnn']),
+      quanta(['infer', 'cnn', '--input', `input=${join(dir, 'fortran.npy')}`, '--input', `pixels=${join(dir, 'small.json')}`]),
     ]);
     expect(wrongName.code).toBe(1);
     expect(wrongName.stderr).toMatch(/^quanta: INVALID_ARGUMENT: .*"pixels"/);
@@ -194,8 +194,17 @@ describe('quanta infer against a real inference server', () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^quanta: NOT_FOUND: .*"nope"/);
     expect(ragged).toMatchObject({ code: 1, stderr: expect.stringMatching(/ragged\.json: data\[1\] has 1 elements where 2 are expected: the array is ragged/) as unknown });
-    expect(fortran).toMatchObject({ code: 1, stderr: expect.stringMatching(/fortran\.npy: the array is in Fortran \(column-major\) order/) as unknown });
-    expect(noInput).toMatchObject({ code: 2, stderr: 'quanta: give at least one --input NAME=FILE\n' });
+    // Files are read before any call: the first bad one is named, the server never asked.
+    expect(fortranFirst).toMatchObject({ code: 1, stderr: expect.stringMatching(/fortran\.npy: the array is in Fortran \(column-major\) order/) as unknown });
+    // Usage errors, decided without a server (in-process: each spawn costs a second of CPU here).
+    expect(() => parseInputSpec('input')).toThrow(/--input "input" must be NAME=FILE\.json or NAME=FILE\.npy/);
+    await expect(loadInput('input', join(dir, 'small.txt'), () => Promise.reject(new Error('not asked')))).rejects.toThrow(/must end in \.json or \.npy/);
+    expect(() => sequenceParameters({ sequenceStart: true })).toThrow(/--sequence-start and --sequence-end need --sequence-id/);
+    expect(sequenceParameters({ sequenceId: 'abc', sequenceEnd: true })).toEqual({
+      sequence_id: { parameterChoice: { $case: 'stringParam', value: 'abc' } },
+      sequence_start: { parameterChoice: { $case: 'boolParam', value: false } },
+      sequence_end: { parameterChoice: { $case: 'boolParam', value: true } },
+    });
   });
 });
 

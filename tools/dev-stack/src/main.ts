@@ -154,7 +154,11 @@ const tries =
 const lines = [
   '',
   'Quanta is up.',
-  ...services.map((s) => `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${s.extra ? `   ${s.extra.join('   ')}` : ''}`),
+  ...services.map((s) => {
+    // With TLS the inference REST listener serves HTTPS on the gRPC certificate (the dashboard stays HTTP).
+    const extra = (s.extra ?? []).map((e) => (tls && e.startsWith('REST http://') ? e.replace('http://', 'https://') : e));
+    return `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${extra.length > 0 ? `   ${extra.join('   ')}` : ''}`;
+  }),
   `  data            ${home}`,
   `  admin token     ${join(home, 'admin.token')} (mode 0600; the CLI reads it from there)`,
   ...(inputs !== undefined ? ['  demo models     cifar (CNN, batched, cifar@production) and lstm (stateful sequences)'] : []),

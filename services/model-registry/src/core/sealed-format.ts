@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, webcrypto } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 
 /**
  * The at-rest format of a model file: a header that carries the wrapped data key (so the key
@@ -76,29 +76,38 @@ export interface SegmentSealer {
   finish(): SealedRecord;
 }
 
-/** Cuts pushed bytes into segments (views, no copies) and hands each to `seal` with its index and final flag. */
-function segmenter<R>(header: SealedHeader, seal: (pieces: Buffer[], length: number, index: number, final: boolean) => R) {
+export function createSegmentSealer(key: Buffer, header: SealedHeader): SegmentSealer {
   const size = header.segmentSize;
   let pending: Buffer[] = [];
   let filled = 0;
   let index = 0;
   let finished = false;
-  const take = (final: boolean): R => {
+
+  const seal = (final: boolean): SealedRecord => {
     if (index > 0xffff_ffff) throw new Error('file too large for one sealed blob');
-    const out = seal(pending, filled, index, final);
+    const cipher = createCipheriv('aes-256-gcm', key, nonceOf(header.noncePrefix, index));
+    cipher.setAAD(aadOf(index, final));
+    // GCM is a stream mode: the ciphertext is exactly as long as the plaintext, so the length
+    // prefix is known up front and the pieces can be encrypted where they lie.
+    const out: Buffer[] = [u32(filled + TAG_BYTES)];
+    for (const piece of pending) out.push(cipher.update(piece));
+    const rest = cipher.final();
+    if (rest.length > 0) out.push(rest);
+    out.push(cipher.getAuthTag());
     index += 1;
     pending = [];
     filled = 0;
     return out;
   };
+
   return {
-    push(plain: Buffer): R[] {
+    push(plain) {
       if (finished) throw new Error('sealer already finished');
-      const out: R[] = [];
+      const out: SealedRecord[] = [];
       let offset = 0;
       while (offset < plain.length) {
         // A full pending segment is sealed only when more bytes follow: it might be the last.
-        if (filled === size) out.push(take(false));
+        if (filled === size) out.push(seal(false));
         const n = Math.min(size - filled, plain.length - offset);
         pending.push(n === plain.length ? plain : plain.subarray(offset, offset + n));
         filled += n;
@@ -106,44 +115,12 @@ function segmenter<R>(header: SealedHeader, seal: (pieces: Buffer[], length: num
       }
       return out;
     },
-    finish(): R {
+    finish() {
       if (finished) throw new Error('sealer already finished');
       finished = true;
-      return take(true);
+      return seal(true);
     },
   };
-}
-
-export function createSegmentSealer(key: Buffer, header: SealedHeader): SegmentSealer {
-  return segmenter(header, (pieces, length, index, final): SealedRecord => {
-    const cipher = createCipheriv('aes-256-gcm', key, nonceOf(header.noncePrefix, index));
-    cipher.setAAD(aadOf(index, final));
-    // GCM is a stream mode: the ciphertext is exactly as long as the plaintext, so the length
-    // prefix is known up front and the pieces can be encrypted where they lie.
-    const out: Buffer[] = [u32(length + TAG_BYTES)];
-    for (const piece of pieces) out.push(cipher.update(piece));
-    const rest = cipher.final();
-    if (rest.length > 0) out.push(rest);
-    out.push(cipher.getAuthTag());
-    return out;
-  });
-}
-
-/** The same records as SegmentSealer's, each sealed on libuv's thread pool (WebCrypto), so encryption overlaps the caller's work. */
-export interface ParallelSegmentSealer {
-  /** Records in order, each settling when its segment is sealed. */
-  push(plain: Buffer): Promise<SealedRecord>[];
-  finish(): Promise<SealedRecord>;
-}
-
-export async function createParallelSegmentSealer(key: Buffer, header: SealedHeader): Promise<ParallelSegmentSealer> {
-  const cryptoKey = await webcrypto.subtle.importKey('raw', key, 'AES-GCM', false, ['encrypt']);
-  return segmenter(header, async (pieces, length, index, final): Promise<SealedRecord> => {
-    // WebCrypto takes one buffer: a segment that arrived in pieces is joined (rare with aligned chunks).
-    const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, length);
-    const sealed = await webcrypto.subtle.encrypt({ name: 'AES-GCM', iv: nonceOf(header.noncePrefix, index), additionalData: aadOf(index, final), tagLength: 128 }, cryptoKey, data);
-    return [u32(sealed.byteLength), Buffer.from(sealed)];
-  });
 }
 
 /** Reads exactly what it is asked for from a byte stream, as views of the pieces it arrived in (no copies). */

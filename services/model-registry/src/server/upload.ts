@@ -7,8 +7,7 @@ import type { BlobWriter } from '../core/blob-store.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { createModel, modelExists } from '../core/models-repo.js';
 import { checkName, checkSha256, checkTags } from '../core/names.js';
-import { DEFAULT_SEGMENT_SIZE, createParallelSegmentSealer, createSealedRangeReader, encodeHeader } from '../core/sealed-format.js';
-import type { SealedRecord } from '../core/sealed-format.js';
+import { DEFAULT_SEGMENT_SIZE, createSealedRangeReader, createSegmentSealer, encodeHeader } from '../core/sealed-format.js';
 import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob } from '../core/versions-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
@@ -27,9 +26,6 @@ function checkHeader(header: Header, maxBytes: number): void {
   if (origin?.$case === 'sourceUri' && origin.value.trim() === '') throw invalidArgument('header.lineage.source_uri is empty');
   if (origin?.$case === 'parent') checkName('model', origin.value.model, 'header.lineage.parent.model');
 }
-
-/** Sealed records that may wait for their write (each about one segment, 1 MiB). */
-const AHEAD = 3;
 
 /** Serialises commits of equal content of one tenant, so only one copy is published. */
 const commitLock = createKeyedMutex();
@@ -73,28 +69,21 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
       noncePrefix: randomBytes(8),
       segmentSize: DEFAULT_SEGMENT_SIZE,
     };
-    const sealer = await createParallelSegmentSealer(dataKey.plaintext, sealedHeader);
+    const sealer = createSegmentSealer(dataKey.plaintext, sealedHeader);
     const hash = createHash('sha256');
     let size = 0;
-    // Segments are sealed on the thread pool and written in order, one write at a time, while the
-    // next chunks are read and hashed here. At most AHEAD records wait, so memory stays at a few
-    // segments and a slow disk (or cipher) still pushes back on the client.
+    // Disk writes overlap with the next chunk: while one chunk's records are being written, the next message is read, hashed and sealed. One write is in flight at a
+    // time, so memory stays at a couple of chunks and a slow disk still pushes back on the client.
     const blobWriter = writer;
-    const encodedHeader = encodeHeader(sealedHeader);
-    inFlight = blobWriter.write(encodedHeader);
-    inFlight.catch(() => undefined); // seen through the first record's write
-    const waiting: Promise<unknown>[] = [];
-    const enqueue = (record: Promise<SealedRecord>): void => {
-      record.catch(() => undefined); // seen through `done`
-      const previous = inFlight;
-      const done = (async () => {
-        await previous;
-        await blobWriter.write(await record);
-      })();
-      done.catch(() => undefined); // seen when awaited below (or settled in `finally`)
-      inFlight = done;
-      waiting.push(done);
+    const issue = async (parts: Buffer[]): Promise<void> => {
+      await inFlight;
+      const pending = blobWriter.write(parts);
+      // Failures are seen when the next write (or the end) awaits it; never unhandled meanwhile.
+      pending.catch(() => undefined);
+      inFlight = pending;
     };
+    const encodedHeader = encodeHeader(sealedHeader);
+    let parts: Buffer[] = [encodedHeader];
 
     for (;;) {
       const next = await iterator.next();
@@ -111,15 +100,17 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
         throw resourceExhausted(`UploadVersion: the file is over the upload limit of ${deps.maxUploadBytes} bytes`);
       }
       hash.update(chunk);
-      for (const record of sealer.push(chunk)) enqueue(record);
+      for (const record of sealer.push(chunk)) parts.push(...record);
       size += chunk.length;
-      while (waiting.length > AHEAD) await waiting.shift();
+      await issue(parts);
+      parts = [];
     }
     if (size === 0) throw invalidArgument('UploadVersion: the file is empty');
     if (expectedSize > 0 && size < expectedSize) {
       throw invalidArgument(`UploadVersion: the file is truncated: header.expected_size_bytes is ${expectedSize}, received ${size}`);
     }
-    enqueue(sealer.finish());
+    parts.push(...sealer.finish());
+    await issue(parts);
     await inFlight;
     const sha256 = hash.digest('hex');
     if (expectedSha !== '' && sha256 !== expectedSha) {

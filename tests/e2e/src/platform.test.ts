@@ -229,11 +229,15 @@ describe('the platform end to end', () => {
     await eventually('the load trace reaching the receiver from inference, registry and crypto', () =>
       Promise.resolve(['inference', 'model-registry', 'crypto'].every((s) => services(load.traceId).has(s))),
     );
-    await eventually('the infer trace reaching the receiver, and monitoring linking to it', () =>
-      Promise.resolve(
-        services(infer.traceId).has('inference') &&
-          receiver.spans.some((s) => s.serviceName === 'monitoring' && s.links.some((l) => l.traceId === infer.traceId)),
-      ),
+    await eventually('the infer trace reaching the receiver', () => Promise.resolve(services(infer.traceId).has('inference')));
+    await eventually(
+      'monitoring linking an ingest span to the infer trace',
+      () => {
+        if (receiver.spans.some((s) => s.serviceName === 'monitoring' && s.links.some((l) => l.traceId === infer.traceId))) return Promise.resolve(true);
+        const ingest = receiver.spans.filter((s) => s.name === 'monitoring.ingest_batch');
+        throw new Error(`${ingest.length} ingest spans, linking to ${ingest.reduce((n, s) => n + s.links.length, 0)} requests`);
+      },
+      30_000,
     );
     for (const root of [load, infer]) {
       const spans = spansOf(root.traceId);
@@ -270,10 +274,18 @@ describe('the platform end to end', () => {
     if (inference === undefined) throw new Error('inference is not running');
     let exited = false;
     let ok = 0;
-    const load = underLoad(acme, 8, () => exited, () => {
-      ok++;
-      if (ok === 40) inference.child.kill('SIGTERM');
+    let loaded: () => void = () => undefined;
+    const busy = new Promise<void>((resolve) => (loaded = resolve));
+    let gaveUp = false;
+    const load = underLoad(acme, 8, () => exited || gaveUp, () => {
+      if (++ok === 40) loaded();
     });
+    // SIGTERM once the load is flowing, while requests are queued and running.
+    const flowing = await Promise.race([busy.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 60_000))]);
+    if (!flowing) {
+      gaveUp = true;
+      throw new Error(`the load never reached 40 answers: ${JSON.stringify((await load).failures.slice(0, 3))}`);
+    }
     const code = await inference.stop();
     exited = true;
     const result = await load;

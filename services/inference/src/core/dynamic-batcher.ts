@@ -64,7 +64,9 @@ interface Entry {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const tracer = trace.getTracer('quanta-inference');
+// Looked up per batch, not at import: initTelemetry replaces the global provider, and a tracer
+// taken from the provider before it would stay a no-op.
+const tracer = (): ReturnType<typeof trace.getTracer> => trace.getTracer('quanta-inference');
 
 /** Links from a batch's span to the other requests merged into it (OpenTelemetry keeps 128). */
 function linksOf(batch: readonly Entry[]): Link[] {
@@ -179,7 +181,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     const batchRows = batching ? batch.reduce((sum, entry) => sum + entry.rows, 0) : 1;
     const first = batch[0];
     if (first === undefined) return;
-    const span = tracer.startSpan(
+    const span = tracer().startSpan(
       'inference.batch',
       { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows, 'quanta.requests': batch.length }, links: linksOf(batch) },
       first.context,
@@ -194,7 +196,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       }
       const fetches = [...new Set(batch.flatMap((entry) => entry.job.fetches))];
       const inputDone = monotonicNs();
-      const run = tracer.startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
+      const run = tracer().startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
       let results: ort.InferenceSession.ReturnType;
       try {
         results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches));

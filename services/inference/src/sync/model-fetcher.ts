@@ -69,7 +69,9 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
 
   async function download(tenant: string, ref: string, expected: pb.ModelVersion | undefined): Promise<FetchedModel> {
     const what = `${tenant}/${ref}`;
-    const call = options.client.downloadVersion({ ref, chunkSizeBytes: options.chunkSizeBytes ?? 0, tenant });
+    // waitForReady: a registry that is (re)starting is waited for (the idle watchdog bounds it),
+    // instead of failing the load at once while the channel is between reconnection attempts.
+    const call = options.client.downloadVersion({ ref, chunkSizeBytes: options.chunkSizeBytes ?? 0, tenant }, new grpc.Metadata({ waitForReady: true }));
     let idle: NodeJS.Timeout | undefined;
     let stalled = false;
     const watchdog = (): void => {

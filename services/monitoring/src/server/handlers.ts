@@ -14,7 +14,9 @@ import type { Sample, WindowStore } from '../core/windows.js';
 export const MAX_REJECTIONS = 100;
 /** Links one ingest span keeps to the requests whose records it took (OpenTelemetry's default limit). */
 export const MAX_LINKS = 128;
-const tracer = trace.getTracer('quanta-monitoring');
+// Looked up per use, not at import: initTelemetry replaces the global provider, and a tracer
+// taken before it would stay a no-op.
+const tracer = (): ReturnType<typeof trace.getTracer> => trace.getTracer('quanta-monitoring');
 const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/;
 const SPAN_ID = /^(?!0{16})[0-9a-f]{16}$/;
 
@@ -117,7 +119,7 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       const rejections: pb.RejectedRecord[] = [];
       let batchIndex = 0;
       for await (const request of requests) {
-        const span = tracer.startSpan('monitoring.ingest_batch', { links: linksOf(request.records), attributes: { 'quanta.records': request.records.length } });
+        const span = tracer().startSpan('monitoring.ingest_batch', { links: linksOf(request.records), attributes: { 'quanta.records': request.records.length } });
         const now = store.clock();
         const oldestMs = store.oldestSecond() * 1000;
         let batchAccepted = 0;

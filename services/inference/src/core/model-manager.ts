@@ -125,7 +125,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       } catch (error: unknown) {
         const reason = error instanceof Error ? error.message : String(error);
         entry.failed.set(version, reason);
-        logger?.warn({ tenant, model: name, version, reason }, 'model load failed');
+        logger?.warn({ tenant, model: name, version, reason }, `${tenant}/${name}:${version} failed to load: ${reason}`);
         throw new InferError('INVALID_ARGUMENT', `model "${name}" version ${version} failed to load: ${reason}`);
       } finally {
         entry.loading.delete(version);
@@ -142,7 +142,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       // Reloading a version swaps it in place: requests for it (or for the current version, if it
       // was that one) reach the new sessions at once while the old ones drain.
       if (previous !== undefined && previous !== model) void unloadModel(previous);
-      logger?.info({ tenant, model: name, version, batchable: model.signature.batchable }, 'model loaded');
+      logger?.info({ tenant, model: name, version, batchable: model.signature.batchable }, `loaded ${tenant}/${name}:${version}`);
       return model;
     },
 
@@ -158,7 +158,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       }
       const previous = entry.current === undefined ? undefined : entry.versions.get(entry.current);
       entry.current = version;
-      logger?.info({ tenant, model: name, version, previous: previous?.version }, 'model version activated');
+      logger?.info({ tenant, model: name, version, previous: previous?.version }, `${tenant}/${name} now serves version ${version}${previous === undefined ? '' : ` (was ${previous.version})`}`);
       if (previous !== undefined && previous !== model && activateOptions.keepPrevious !== true) await unloadModel(previous);
     },
 

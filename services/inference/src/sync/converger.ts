@@ -231,7 +231,7 @@ export function createConverger(options: ConvergerOptions): Converger {
     const { tenant, name } = slot;
     if (target === undefined) {
       if (slot.current !== undefined || manager.find(tenant, name) !== undefined) {
-        logger.info({ tenant, model: name, version: slot.current?.version }, 'unloading: no deployment serves it');
+        logger.info({ tenant, model: name, version: slot.current?.version }, `unloading ${tenant}/${name}: no deployment serves it`);
         slot.current = undefined;
         await manager.unload(tenant, name);
       }
@@ -256,7 +256,7 @@ export function createConverger(options: ConvergerOptions): Converger {
       if (target.source === 'deployment') slot.manual = undefined;
       logger.info(
         { tenant, model: name, version, deployment: target.deployment || undefined, cached: fetched.cached, ms: Math.round(performance.now() - started) },
-        'model ready',
+        `serving ${tenant}/${name}:${version}${target.deployment ? ` for deployment ${target.deployment}` : ''}`,
       );
     } catch (error: unknown) {
       const reason = reasonOf(error);
@@ -300,7 +300,7 @@ export function createConverger(options: ConvergerOptions): Converger {
       if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED) removeDeployment(key);
       else if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED) setDeployment(d);
       else return;
-      logger.info({ tenant: d.tenant, deployment: d.name, generation: String(d.generation), reason: change.reason || undefined }, 'deployment changed');
+      logger.info({ tenant: d.tenant, deployment: d.name, generation: String(d.generation), reason: change.reason || undefined }, `deployment ${d.tenant}/${d.name} changed${change.reason ? `: ${change.reason}` : ''}`);
       const slots = new Set([affectedSlot(before), affectedSlot(d)]);
       for (const slot of slots) if (slot !== undefined) schedule(slot);
     },

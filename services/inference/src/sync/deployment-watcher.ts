@@ -56,7 +56,9 @@ export function createDeploymentWatcher(options: DeploymentWatcherOptions): Depl
     } catch (error: unknown) {
       if (!closing.signal.aborted) {
         const reason = error instanceof Error ? error.message : String(error);
-        options.logger.warn({ reason }, 'deployment watch failed; reconnecting');
+        // Before the first snapshot this is usually the registry still starting: not worth a warning.
+        if (snapshots === 0) options.logger.info({ reason }, `registry not reachable yet (${reason}); retrying`);
+        else options.logger.warn({ reason }, `deployment watch failed (${reason}); reconnecting`);
       }
     } finally {
       if (connected) options.onDisconnect?.();

@@ -113,7 +113,7 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     client,
     logger,
     onSnapshot: (deployments) => {
-      logger.info({ deployments: deployments.length }, 'deployment snapshot');
+      logger.info({ deployments: deployments.length }, `deployment snapshot: ${deployments.length} deployment${deployments.length === 1 ? '' : 's'}`);
       converger.applySnapshot(deployments);
       options.onWatchEvent?.('snapshot');
     },

@@ -4,13 +4,20 @@ import { buildMlp, buildScalarModel, encodeModel, OnnxDataType } from '@quanta/o
 import { createTensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
 import { inputs, ppocrClassifierPath, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
-import { InferError, type ModelManager } from './types.js';
+import { InferError, type LoadedModel, type ModelManager } from './types.js';
 
 // The dynamic batcher, driven through the manager with real onnxruntime sessions. Merging is made
 // deterministic by a long max queue delay and a batch that fills exactly: the batch then leaves
-// the moment its last request arrives, not when a timer fires.
+// the moment its last request arrives, not when a timer fires. A request alone (empty queue, no
+// arrival within the delay) leaves on the next setImmediate; tests that need a request held in
+// the queue send a primer first, so that the request arrives within the delay of another.
 
 const LONG_DELAY_US = 10_000_000;
+
+/** Runs one request to completion, so that the next ones arrive within the delay of it (not lone). */
+async function prime(model: LoadedModel): Promise<void> {
+  await model.infer({ id: 'primer', inputs: inputs({ input: randomFloats([1, 4], 99) }) });
+}
 
 async function rejection(promise: Promise<unknown>): Promise<InferError> {
   try {
@@ -137,30 +144,40 @@ describe('dynamic batcher', () => {
     manager = createModelManager();
     const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US, maxQueueSize: 2 }));
     const request = { inputs: inputs({ input: randomFloats([1, 4], 1) }) };
+    await prime(model);
     const queued = [model.infer({ id: 'a', ...request }), model.infer({ id: 'b', ...request })];
     const error = await rejection(model.infer({ id: 'c', ...request }));
     expect(error.code).toBe('RESOURCE_EXHAUSTED');
     expect(error.message).toBe('model "mlp": the queue is full (2 requests waiting); retry later');
+    // Not lone (they came within the delay of the primer), so they wait the 10 s delay: a later
+    // setImmediate does not send them.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(model.stats().executionCount).toBe(1n);
     // Unloading drains: the queued requests run without waiting out the delay.
     const unloaded = model.unload();
     const results = await Promise.all(queued);
     await unloaded;
     expect(results.map((r) => r.batchSize)).toEqual([2, 2]);
     expect(model.stats().fail.count).toBe(1n);
+    expect(model.stats().executionCount).toBe(2n);
   });
 
   it('fails a request whose deadline passes in the queue with DEADLINE_EXCEEDED, without running it', async () => {
     manager = createModelManager();
     const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
     const request = { inputs: inputs({ input: randomFloats([1, 4], 1) }) };
+    // After the primer, 'late' is not lone: it waits for the (10 s) delay, and its deadline comes first.
+    await prime(model);
     const late = await rejection(model.infer({ id: 'late', ...request, deadline: Date.now() + 30 }));
     expect(late.code).toBe('DEADLINE_EXCEEDED');
     expect(late.message).toBe("model \"mlp\": the request's deadline passed while it waited in the queue");
     const past = await rejection(model.infer({ id: 'past', ...request, deadline: Date.now() - 1 }));
     expect(past.code).toBe('DEADLINE_EXCEEDED');
     const stats = model.stats();
-    expect(stats.executionCount).toBe(0n);
-    expect(stats.inferenceCount).toBe(0n);
+    // Only the primer ran.
+    expect(stats.executionCount).toBe(1n);
+    expect(stats.inferenceCount).toBe(1n);
+    expect(stats.success.count).toBe(1n);
     expect(stats.fail.count).toBe(2n);
   });
 
@@ -168,11 +185,15 @@ describe('dynamic batcher', () => {
     manager = createModelManager();
     const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
     const controller = new AbortController();
+    // Not lone after the primer: 'x' is held for the 10 s delay, and aborted while it waits.
+    await prime(model);
     const pending = model.infer({ id: 'x', inputs: inputs({ input: randomFloats([1, 4], 1) }), signal: controller.signal });
+    await new Promise<void>((resolve) => setImmediate(resolve));
     controller.abort();
     const error = await rejection(pending);
     expect(error.code).toBe('CANCELLED');
-    expect(model.stats().executionCount).toBe(0n);
+    expect(error.message).toBe('model "mlp": the request was cancelled while queued');
+    expect(model.stats().executionCount).toBe(1n);
     const already = await rejection(model.infer({ id: 'y', inputs: inputs({ input: randomFloats([1, 4], 1) }), signal: controller.signal }));
     expect(already.code).toBe('CANCELLED');
   });
@@ -210,5 +231,68 @@ describe('dynamic batcher', () => {
     const bad = createTensor('BYTES', [1], [Uint8Array.of(0xff, 0xfe)]);
     const error = await rejection(model.infer({ id: 'bad', inputs: inputs({ s: bad }) }));
     expect(error.message).toBe('model "echo" input "s": BYTES element 0 is not valid UTF-8, which an onnxruntime string tensor needs');
+  });
+
+  it('sends a lone request at once instead of waiting out a 10 s delay', async () => {
+    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 4 });
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const request = inputs({ input: randomFloats([1, 4], 7) });
+    const started = performance.now();
+    const result = await model.infer({ id: 'lone', inputs: request });
+    // Well under the delay even on a loaded machine (it would take 10 s without the fast path).
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(values(result.outputs[0])).toEqual(values((await runDirect(bytes, request)).get('output')));
+    expect(result.batchSize).toBe(1);
+    const stats = model.stats();
+    expect(stats.executionCount).toBe(1n);
+    expect(stats.batches.map((b) => [b.batchSize, b.computeInfer.count])).toEqual([[1, 1n]]);
+    expect(stats.queue.ns).toBeLessThan(2_000_000_000n);
+  });
+
+  it('still merges the requests submitted in the same tick as a lone one', async () => {
+    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const requests = [1, 2, 1].map((n, i) => inputs({ input: randomFloats([n, 4], 30 + i) }));
+    const started = performance.now();
+    const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
+    expect(performance.now() - started).toBeLessThan(2000);
+    for (const [i, request] of requests.entries()) {
+      expect(results[i]?.batchSize).toBe(4);
+      expect(values(results[i]?.outputs[0])).toEqual(values((await runDirect(bytes, request)).get('output')));
+    }
+    const stats = model.stats();
+    expect(stats.executionCount).toBe(1n);
+    expect(stats.batches.map((b) => [b.batchSize, b.computeInfer.count])).toEqual([[4, 1n]]);
+  });
+
+  it('forms batches under steady concurrent load', async () => {
+    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 6 });
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 20_000 }));
+    const request = inputs({ input: randomFloats([1, 4], 8) });
+    const expected = values((await runDirect(bytes, request)).get('output'));
+    const clients = 8;
+    const rounds = 10;
+    const client = async (c: number): Promise<void> => {
+      for (let r = 0; r < rounds; r++) {
+        const result = await model.infer({ id: `c${c}r${r}`, inputs: request });
+        expect(values(result.outputs[0])).toEqual(expected);
+      }
+    };
+    // Clients start one poll phase apart, so the first request is lone and the others are not.
+    const running: Promise<void>[] = [];
+    for (let c = 0; c < clients; c++) {
+      running.push(client(c));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(running);
+    const stats = model.stats();
+    expect(stats.inferenceCount).toBe(BigInt(clients * rounds));
+    expect(stats.success.count).toBe(BigInt(clients * rounds));
+    // Far fewer runs than requests: most ran in batches of more than one.
+    expect(stats.executionCount).toBeLessThan(BigInt((clients * rounds) / 2));
+    expect(stats.batches.some((b) => b.batchSize > 1)).toBe(true);
   });
 });

@@ -11,6 +11,13 @@ import { InferError, type ModelSignature, type ServingConfig, type StageTimes } 
 // request plus every later queued request whose inputs stack with it (same datatypes and same
 // dims after dim 0), up to maxBatchSize rows; once the head is queued the batcher waits at most
 // maxQueueDelayUs for the batch to fill. At most one batch runs per onnxruntime session.
+//
+// Lone-request fast path (not Triton's): a request that arrives when the queue is empty and no
+// other request arrived within the last maxQueueDelayUs is "lone": nobody is around to batch
+// with, so waiting the delay would only add latency (at concurrency 1, all of it). It leaves on
+// the next setImmediate instead, taking along whatever was submitted in the same tick or poll
+// phase. Every other request (one that finds others queued, or arrives within the delay of the
+// previous arrival: a sign of concurrent load) waits up to the delay for its batch to fill.
 
 export interface BatchJob {
   /** Every input the model takes (state inputs included). */
@@ -58,6 +65,9 @@ interface Entry {
   readonly key: string;
   readonly rows: number;
   readonly enqueuedNs: bigint;
+  /** Lone (see the header): leaves without waiting the delay once `released` (next setImmediate). */
+  readonly lone: boolean;
+  released: boolean;
   resolve(result: JobResult): void;
   reject(error: unknown): void;
   cleanup(): void;
@@ -78,10 +88,20 @@ function linksOf(batch: readonly Entry[]): Link[] {
   return links;
 }
 
+function tensorKey(name: string, t: Tensor): string {
+  let key = `${JSON.stringify(name)}:${t.datatype}:`;
+  for (let i = 1; i < t.shape.length; i++) key += i === 1 ? `${t.shape[i]}` : `x${t.shape[i]}`;
+  return key;
+}
+
 function mergeKey(inputs: ReadonlyMap<string, Tensor>): string {
+  // Most models take one input: no entries array, no sort.
+  if (inputs.size === 1) {
+    for (const [name, t] of inputs) return tensorKey(name, t);
+  }
   return [...inputs.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([name, t]) => `${JSON.stringify(name)}:${t.datatype}:${t.shape.slice(1).join('x')}`)
+    .map(([name, t]) => tensorKey(name, t))
     .join('|');
 }
 
@@ -95,6 +115,15 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   let draining = false;
   let delayTimer: NodeJS.Timeout | undefined;
   let idleWaiters: (() => void)[] = [];
+  /** When the latest request arrived (monotonic ns); undefined before the first. */
+  let lastArrivalNs: bigint | undefined;
+  // Only a batching queue with a delay holds requests; elsewhere every request leaves at once anyway.
+  const holds = maxRows > 1 && delayNs > 0n;
+
+  const releaseLone = (entry: Entry): void => {
+    entry.released = true;
+    pump();
+  };
 
   const notifyIdle = (): void => {
     if (queue.length > 0 || running > 0) return;
@@ -118,6 +147,21 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const expire = (entry: Entry): void => {
     entry.cleanup();
     entry.reject(deadlineError());
+  };
+
+  /** Takes a batch's entries out of the queue, keeping the others in order. */
+  const removeTaken = (batch: readonly Entry[]): void => {
+    // Usual case: the batch is the queue's first entries.
+    let prefix = 0;
+    while (prefix < batch.length && queue[prefix] === batch[prefix]) prefix++;
+    if (prefix === batch.length) {
+      queue.splice(0, prefix);
+      return;
+    }
+    const chosen = new Set(batch);
+    let kept = 0;
+    for (const entry of queue) if (!chosen.has(entry)) queue[kept++] = entry;
+    queue.length = kept;
   };
 
   const takeBatch = (): Entry[] | undefined => {
@@ -148,15 +192,19 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       batch.push(entry);
       rows += entry.rows;
     }
-    const waited = monotonicNs() - head.enqueuedNs;
-    if (rows < maxRows && waited < delayNs && !draining) {
-      delayTimer = setTimeout(pump, Number((delayNs - waited) / 1000n) / 1000 + 0.001);
-      return undefined;
+    if (rows < maxRows && !draining) {
+      // A lone head waits only for its setImmediate (releaseLone pumps then), never the delay.
+      if (head.lone) {
+        if (!head.released) return undefined;
+      } else {
+        const waited = monotonicNs() - head.enqueuedNs;
+        if (waited < delayNs) {
+          delayTimer = setTimeout(pump, Number((delayNs - waited) / 1000n) / 1000 + 0.001);
+          return undefined;
+        }
+      }
     }
-    const chosen = new Set(batch);
-    let kept = 0;
-    for (const entry of queue) if (!chosen.has(entry)) queue[kept++] = entry;
-    queue.length = kept;
+    removeTaken(batch);
     return batch;
   };
 
@@ -248,13 +296,19 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       if (job.deadline !== undefined && job.deadline <= clock.now()) return Promise.reject(deadlineError());
       let rows = 1;
       if (batching) {
-        const dims0 = new Set([...job.inputs.values()].map((tensor) => tensor.shape[0] ?? 1));
-        if (dims0.size > 1) {
+        let dim0: number | undefined;
+        let disagree = false;
+        for (const tensor of job.inputs.values()) {
+          const d = tensor.shape[0] ?? 1;
+          if (dim0 === undefined) dim0 = d;
+          else if (d !== dim0) disagree = true;
+        }
+        if (disagree) {
           return Promise.reject(
             new InferError('INVALID_ARGUMENT', `model "${model}": the inputs disagree on the batch size (dim 0): ${[...job.inputs].map(([name, t]) => `${name} ${t.shape[0] ?? 1}`).join(', ')}`),
           );
         }
-        rows = dims0.values().next().value ?? 1;
+        rows = dim0 ?? 1;
         if (rows > maxRows) {
           return Promise.reject(
             new InferError('INVALID_ARGUMENT', `model "${model}": the request has batch size ${rows}, more than the model's max batch size ${maxRows}`),
@@ -266,6 +320,9 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           new InferError('RESOURCE_EXHAUSTED', `model "${model}": the queue is full (${config.maxQueueSize} requests waiting); retry later`),
         );
       }
+      const arrivedNs = monotonicNs();
+      const lone = holds && queue.length === 0 && (lastArrivalNs === undefined || arrivedNs - lastArrivalNs >= delayNs);
+      lastArrivalNs = arrivedNs;
       return new Promise<JobResult>((resolve, reject) => {
         let timer: NodeJS.Timeout | undefined;
         const onAbort = (): void => {
@@ -277,7 +334,9 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           context: context.active(),
           key: batching ? mergeKey(job.inputs) : '',
           rows,
-          enqueuedNs: monotonicNs(),
+          enqueuedNs: arrivedNs,
+          lone,
+          released: false,
           resolve,
           reject,
           cleanup() {
@@ -298,6 +357,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           timer.unref();
         }
         queue.push(entry);
+        if (lone) setImmediate(releaseLone, entry);
         pump();
       });
     },

@@ -89,37 +89,41 @@ export function createTokenVerifier(options: TokenVerifierOptions): Authenticato
 
   // A service sees the same few tokens on every call: checking an EdDSA signature each time was most
   // of a small RPC's cost. A verified token's principal is kept until the token expires (or its key
-  // leaves the JWKS); the cache is bounded, oldest first out.
+  // leaves the JWKS); the cache is bounded, oldest first out. Keys are `authorization` header values.
   const verified = new Map<string, { principal: Principal; expiresAtMs: number; kid: string }>();
   const maxCached = options.maxCachedTokens ?? 10_000;
 
-  function cached(token: string): Principal | undefined {
-    const hit = verified.get(token);
+  function cached(header: string): Principal | undefined {
+    const hit = verified.get(header);
     if (hit === undefined) return undefined;
     if (clock() < hit.expiresAtMs && keys.has(hit.kid)) return hit.principal;
-    verified.delete(token);
+    verified.delete(header);
     return undefined;
   }
 
-  function remember(token: string, principal: Principal, exp: unknown, kid: string): void {
+  function remember(header: string, principal: Principal, exp: unknown, kid: string): void {
     if (typeof exp !== 'number' || maxCached <= 0) return;
     if (verified.size >= maxCached) {
       const oldest = verified.keys().next();
       if (oldest.done !== true) verified.delete(oldest.value);
     }
-    verified.set(token, { principal, expiresAtMs: exp * 1000, kid });
+    verified.set(header, { principal, expiresAtMs: exp * 1000, kid });
   }
 
   return async (metadata) => {
+    // The cache is keyed by the whole header value, so a known caller costs one lookup: no parsing.
+    const header = metadata.get('authorization')[0];
+    if (typeof header === 'string') {
+      const known = cached(header);
+      if (known !== undefined) return known;
+    }
     const token = bearerToken(metadata);
-    if (token === undefined) throw unauthenticated(MISSING_TOKEN);
-    const known = cached(token);
-    if (known !== undefined) return known;
+    if (token === undefined || typeof header !== 'string') throw unauthenticated(MISSING_TOKEN);
     let kid: string | undefined;
     try {
-      const header = decodeProtectedHeader(token);
-      if (header.alg !== TOKEN_ALGORITHM) throw unauthenticated(`access token algorithm "${String(header.alg)}" is not allowed (only ${TOKEN_ALGORITHM})`);
-      kid = header.kid;
+      const protectedHeader = decodeProtectedHeader(token);
+      if (protectedHeader.alg !== TOKEN_ALGORITHM) throw unauthenticated(`access token algorithm "${String(protectedHeader.alg)}" is not allowed (only ${TOKEN_ALGORITHM})`);
+      kid = protectedHeader.kid;
     } catch (error) {
       if (isServiceError(error)) throw error;
       throw unauthenticated('access token is malformed (not a compact JWS)');
@@ -136,7 +140,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): Authenticato
         requiredClaims: ['exp', 'sub'],
       });
       const principal = toPrincipal(payload);
-      remember(token, principal, payload.exp, kid);
+      remember(header, principal, payload.exp, kid);
       return principal;
     } catch (error) {
       if (isServiceError(error)) throw error;

@@ -14,8 +14,26 @@ export interface RpcName {
   readonly attributes: Attributes;
 }
 
-/** Splits a gRPC method path (`/pkg.Service/Method`) into the span name and the rpc.* attributes. */
+// A server or client calls the same few methods over and over: their names are split once. Only
+// registered methods reach the interceptors (grpc-js answers unknown paths itself), so this stays small;
+// the bound is for a client calling many distinct paths.
+const MAX_CACHED_PATHS = 10_000;
+const byPath = new Map<string, RpcName>();
+
+/**
+ * Splits a gRPC method path (`/pkg.Service/Method`) into the span name and the rpc.* attributes. The
+ * result is shared by every call of the method: treat it as read-only.
+ */
 export function rpcNameFromPath(path: string): RpcName {
+  let name = byPath.get(path);
+  if (name === undefined) {
+    name = splitPath(path);
+    if (byPath.size < MAX_CACHED_PATHS) byPath.set(path, name);
+  }
+  return name;
+}
+
+function splitPath(path: string): RpcName {
   const trimmed = path.startsWith('/') ? path.slice(1) : path;
   const slash = trimmed.lastIndexOf('/');
   const service = slash >= 0 ? trimmed.slice(0, slash) : '';

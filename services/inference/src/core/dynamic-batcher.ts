@@ -236,13 +236,21 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     );
     const spanContext = trace.setSpan(first.context, span);
     try {
+      const single = batch.length === 1;
       const feeds: Record<string, ort.Tensor> = {};
-      for (const name of first.job.inputs.keys()) {
-        const parts = batch.map((entry) => entry.job.inputs.get(name)).filter((t): t is Tensor => t !== undefined);
-        const merged = parts.length === 1 && parts[0] !== undefined ? parts[0] : concatBatch(parts, { name, role: 'input' });
+      for (const [name, own] of first.job.inputs) {
+        let merged = own;
+        if (!single) {
+          const parts: Tensor[] = [];
+          for (const entry of batch) {
+            const part = entry.job.inputs.get(name);
+            if (part !== undefined) parts.push(part);
+          }
+          merged = concatBatch(parts, { name, role: 'input' });
+        }
         feeds[name] = tensorToOrt(merged, { name, role: 'input' });
       }
-      const fetches = [...new Set(batch.flatMap((entry) => entry.job.fetches))];
+      const fetches = single ? first.job.fetches : [...new Set(batch.flatMap((entry) => entry.job.fetches))];
       const inputDone = monotonicNs();
       const run = tracer().startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
       let results: ort.InferenceSession.ReturnType;
@@ -252,12 +260,26 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         run.end();
       }
       const inferDone = monotonicNs();
+      if (single) {
+        // One request: its outputs are onnxruntime's, no split.
+        const outputs = new Map<string, Tensor>();
+        for (const name of fetches) {
+          const value = results[name];
+          if (value === undefined) throw new Error(`onnxruntime returned no output "${name}"`);
+          outputs.set(name, tensorFromOrt(value, { name, role: 'output' }));
+        }
+        const outputDone = monotonicNs();
+        const exec = { computeInputNs: inputDone - started, computeInferNs: inferDone - inputDone, computeOutputNs: outputDone - inferDone };
+        stats.execution(batchRows, exec);
+        first.resolve({ outputs, times: { queueNs: started - first.enqueuedNs, ...exec }, batchSize: batchRows, rows: first.rows });
+        return;
+      }
       const split = new Map<string, Tensor[]>();
+      const rowsOf = batch.map((entry) => entry.rows);
       for (const name of fetches) {
         const value = results[name];
         if (value === undefined) throw new Error(`onnxruntime returned no output "${name}"`);
-        const tensor = { ...tensorFromOrt(value, { name, role: 'output' }), name };
-        split.set(name, batch.length === 1 ? [tensor] : splitBatch(tensor, batch.map((entry) => entry.rows), { name, role: 'output' }));
+        split.set(name, splitBatch(tensorFromOrt(value, { name, role: 'output' }), rowsOf, { name, role: 'output' }));
       }
       const outputDone = monotonicNs();
       const exec = { computeInputNs: inputDone - started, computeInferNs: inferDone - inputDone, computeOutputNs: outputDone - inferDone };

@@ -135,6 +135,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
       })
     : undefined;
 
+  const validateOptions = sequences === undefined ? {} : { optionalInputs: sequences.stateInputs };
   let state: ModelState = 'READY';
   let unloading: Promise<void> | undefined;
 
@@ -156,44 +157,56 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     get state() {
       return state;
     },
-    async infer(request) {
+    // A plain promise chain, not an async function: this runs for every request.
+    infer(request) {
       if (state !== 'READY') {
         // A request that raced an activate goes to the version that replaced this one.
         const current = options.redirect();
         if (current !== undefined && current !== model && current.state === 'READY') return current.infer(request);
         const error = new InferError('UNAVAILABLE', `model "${name}" version ${version} is ${state.toLowerCase()} and no other version is current`);
         observe(request, { error, totalNs: 0n });
-        throw error;
+        return Promise.reject(error);
       }
       const started = monotonicNs();
-      try {
-        const outputs = validateRequest(name, signature, request, sequences === undefined ? {} : { optionalInputs: sequences.stateInputs });
-        const job: JobResult = sequences
-          ? await sequences.infer(request, outputs)
-          : await batcher.submit({ inputs: request.inputs, fetches: outputs, deadline: request.deadline, signal: request.signal });
-        const result: InferResult = {
-          id: request.id,
-          model: name,
-          version,
-          outputs: outputs.map((output) => {
-            const tensor = job.outputs.get(output);
-            if (tensor === undefined) throw new InferError('INTERNAL', `model "${name}" returned no output "${output}"`);
-            return tensor.name === output ? tensor : { ...tensor, name: output };
-          }),
-          times: job.times,
-          batchSize: job.batchSize,
-        };
-        const totalNs = monotonicNs() - started;
-        stats.success(totalNs, job.times, job.rows, clock.now());
-        observe(request, { result, totalNs });
-        return result;
-      } catch (caught: unknown) {
+      const fail = (caught: unknown): never => {
         const error = toInferError(name, caught);
         const totalNs = monotonicNs() - started;
         stats.failure(totalNs);
         observe(request, { error, totalNs });
         throw error;
+      };
+      let outputs: string[];
+      let pending: Promise<JobResult>;
+      try {
+        outputs = validateRequest(name, signature, request, validateOptions);
+        pending = sequences
+          ? sequences.infer(request, outputs)
+          : batcher.submit({ inputs: request.inputs, fetches: outputs, deadline: request.deadline, signal: request.signal });
+      } catch (caught: unknown) {
+        return Promise.reject(toInferError(name, caught)).catch(fail);
       }
+      return pending.then((job) => {
+        try {
+          const result: InferResult = {
+            id: request.id,
+            model: name,
+            version,
+            outputs: outputs.map((output) => {
+              const tensor = job.outputs.get(output);
+              if (tensor === undefined) throw new InferError('INTERNAL', `model "${name}" returned no output "${output}"`);
+              return tensor.name === output ? tensor : { ...tensor, name: output };
+            }),
+            times: job.times,
+            batchSize: job.batchSize,
+          };
+          const totalNs = monotonicNs() - started;
+          stats.success(totalNs, job.times, job.rows, clock.now());
+          observe(request, { result, totalNs });
+          return result;
+        } catch (caught: unknown) {
+          return fail(caught);
+        }
+      }, fail);
     },
     stats: () => stats.snapshot(),
     sequenceCount: () => sequences?.size() ?? 0,

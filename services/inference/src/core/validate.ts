@@ -46,12 +46,29 @@ function checkTensor(model: string, spec: TensorSpec, tensor: Tensor): void {
   }
 }
 
+interface SignatureLookups {
+  readonly specs: ReadonlyMap<string, TensorSpec>;
+  readonly outputNames: readonly string[];
+}
+
+// Built once per signature (a loaded model keeps its signature), not per request.
+const lookups = new WeakMap<ModelSignature, SignatureLookups>();
+
+function lookupsOf(signature: ModelSignature): SignatureLookups {
+  let found = lookups.get(signature);
+  if (found === undefined) {
+    found = { specs: new Map(signature.inputs.map((spec) => [spec.name, spec])), outputNames: signature.outputs.map((spec) => spec.name) };
+    lookups.set(signature, found);
+  }
+  return found;
+}
+
 /**
  * Checks the request's inputs and requested outputs and returns the outputs to give back, in
  * order (all of the model's when none are asked for).
  */
 export function validateRequest(model: string, signature: ModelSignature, request: InferRequest, options: ValidateOptions = {}): string[] {
-  const specs = new Map(signature.inputs.map((spec) => [spec.name, spec]));
+  const { specs, outputNames } = lookupsOf(signature);
   for (const name of request.inputs.keys()) {
     if (!specs.has(name)) {
       throw new InferError('INVALID_ARGUMENT', `model "${model}" has no input "${name}"; its inputs are: ${names(signature.inputs)}`);
@@ -69,11 +86,10 @@ export function validateRequest(model: string, signature: ModelSignature, reques
     checkTensor(model, spec, tensor);
   }
   const requested = request.outputs ?? [];
-  if (requested.length === 0) return signature.outputs.map((spec) => spec.name);
-  const known = new Set(signature.outputs.map((spec) => spec.name));
+  if (requested.length === 0) return [...outputNames];
   const seen = new Set<string>();
   for (const name of requested) {
-    if (!known.has(name)) {
+    if (!outputNames.includes(name)) {
       throw new InferError('INVALID_ARGUMENT', `model "${model}" has no output "${name}"; its outputs are: ${names(signature.outputs)}`);
     }
     if (seen.has(name)) {

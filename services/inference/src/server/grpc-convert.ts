@@ -1,7 +1,7 @@
 // KServe v2 / Triton gRPC messages <-> the core's requests, results and statistics.
 import type { inference as pb } from '@quanta/contracts';
 import { invalidArgument } from '@quanta/service-kit';
-import { tensorFromWire, tensorToWire, type Tensor } from '@quanta/tensor';
+import { tensorFromWire, tensorToRaw, tensorToWire, type Tensor } from '@quanta/tensor';
 import type { DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
 import type { ModelMetadata } from './inference-api.js';
 import { earliest, readControls, type ParameterValue } from './parameters.js';
@@ -15,14 +15,21 @@ export interface DecodedInfer {
   readonly raw: boolean;
 }
 
-export function parameterMap(parameters: { [key: string]: pb.InferParameter } | undefined): Map<string, ParameterValue> {
-  const map = new Map<string, ParameterValue>();
-  for (const [key, parameter] of Object.entries(parameters ?? {})) {
-    const choice = parameter.parameterChoice;
-    if (choice !== undefined) map.set(key, choice.value);
+const NO_PARAMETERS: ReadonlyMap<string, ParameterValue> = new Map();
+
+export function parameterMap(parameters: { [key: string]: pb.InferParameter } | undefined): ReadonlyMap<string, ParameterValue> {
+  let map: Map<string, ParameterValue> | undefined;
+  // for-in, not Object.entries: no arrays for the (usual) empty map.
+  for (const key in parameters) {
+    const choice = parameters[key]?.parameterChoice;
+    if (choice === undefined) continue;
+    map ??= new Map();
+    map.set(key, choice.value);
   }
-  return map;
+  return map ?? NO_PARAMETERS;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
  * Reads the inputs (typed `contents` or `raw_input_contents`, one raw entry per input), the
@@ -41,21 +48,19 @@ export function decodeInferRequest(
     );
   }
   const inputs = new Map<string, Tensor>();
-  message.inputs.forEach((input, index) => {
+  for (let index = 0; index < message.inputs.length; index++) {
+    const input = message.inputs[index]!;
     if (inputs.has(input.name)) throw invalidArgument(`input ${JSON.stringify(input.name)} is given twice`);
     inputs.set(input.name, tensorFromWire(input, usesRaw ? raw[index] : undefined, 'input'));
-  });
-  const outputs = message.outputs.map((o) => o.name);
+  }
   const controls = readControls(parameterMap(message.parameters));
   const deadline = earliest(call.deadline?.getTime(), controls.deadline);
-  const request: InferRequest = {
-    id: message.id,
-    inputs,
-    ...(outputs.length === 0 ? {} : { outputs }),
-    ...(controls.sequence === undefined ? {} : { sequence: controls.sequence }),
-    ...(deadline === undefined ? {} : { deadline }),
-    ...(call.signal === undefined ? {} : { signal: call.signal }),
-  };
+  // Optional fields set only when present (exact optional properties), without spread objects.
+  const request: Mutable<InferRequest> = { id: message.id, inputs };
+  if (message.outputs.length > 0) request.outputs = message.outputs.map((o) => o.name);
+  if (controls.sequence !== undefined) request.sequence = controls.sequence;
+  if (deadline !== undefined) request.deadline = deadline;
+  if (call.signal !== undefined) request.signal = call.signal;
   return { name: message.modelName, version: message.modelVersion, request, raw: wantsRaw(message, usesRaw) };
 }
 
@@ -65,6 +70,7 @@ export function decodeInferRequest(
  * so is all-or-nothing here. FP16/BF16 outputs force raw (they have no typed form).
  */
 function wantsRaw(message: pb.ModelInferRequest, usesRaw: boolean): boolean {
+  if (message.outputs.length === 0) return usesRaw;
   const asked = message.outputs.map((o) => {
     const choice = o.parameters['binary_data']?.parameterChoice;
     return choice?.$case === 'boolParam' ? choice.value : undefined;
@@ -75,13 +81,19 @@ function wantsRaw(message: pb.ModelInferRequest, usesRaw: boolean): boolean {
 }
 
 export function encodeInferResponse(result: InferResult, raw: boolean): pb.ModelInferResponse {
-  const allRaw = raw || result.outputs.some((t) => t.datatype === 'FP16' || t.datatype === 'BF16');
+  let allRaw = raw;
+  for (const t of result.outputs) if (t.datatype === 'FP16' || t.datatype === 'BF16') allRaw = true;
   const outputs: pb.ModelInferResponse_InferOutputTensor[] = [];
   const rawOutputContents: Buffer[] = [];
   for (const tensor of result.outputs) {
-    const { wire, raw: bytes } = tensorToWire(tensor, { raw: allRaw, role: 'output' });
+    if (allRaw) {
+      // The bytes are a view of the output's memory (no copy; BYTES is framed).
+      outputs.push({ name: tensor.name ?? '', datatype: tensor.datatype, shape: tensor.shape.map(BigInt), parameters: {}, contents: undefined });
+      rawOutputContents.push(tensorToRaw(tensor));
+      continue;
+    }
+    const { wire } = tensorToWire(tensor, { raw: false, role: 'output' });
     outputs.push({ name: wire.name, datatype: wire.datatype, shape: wire.shape, parameters: {}, contents: wire.contents });
-    if (bytes !== undefined) rawOutputContents.push(bytes);
   }
   return { modelName: result.model, modelVersion: result.version, id: result.id, parameters: {}, outputs, rawOutputContents };
 }

@@ -6,6 +6,7 @@ import type { CallContext, Principal } from '@quanta/service-kit';
 import { bidiStreaming, isServiceError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
 import { mapErrors, toServiceError } from './errors.js';
 import {
+  type DecodedInfer,
   decodeInferRequest,
   encodeIndexEntry,
   encodeInferResponse,
@@ -28,13 +29,33 @@ function notSupported<Req, Res>(what: string): handleUnaryCall<Req, Res> {
   return unary<Req, Res>({ scope: 'public' }, () => Promise.reject(unimplemented(`${what} is not supported by Quanta inference`)));
 }
 
-async function infer(api: InferenceApi, message: pb.ModelInferRequest, ctx: CallContext): Promise<pb.ModelInferResponse> {
-  return mapErrors(async () => {
-    const tenant = tenantOf(ctx);
-    const decoded = decodeInferRequest(message, { deadline: ctx.deadline, signal: ctx.signal });
-    const result = await api.infer(tenant, decoded.name, decoded.version, decoded.request);
-    return encodeInferResponse(result, decoded.raw);
-  });
+const rethrowMapped = (error: unknown): never => {
+  throw toServiceError(error);
+};
+
+// eslint-disable-next-line @typescript-eslint/require-await -- an async function turns the throw into a rejection
+async function failed(error: unknown): Promise<never> {
+  throw toServiceError(error);
+}
+
+/** One ModelInfer: a plain promise chain (no async wrappers: this runs for every request). */
+function infer(api: InferenceApi, message: pb.ModelInferRequest, ctx: CallContext): Promise<pb.ModelInferResponse> {
+  let decoded: DecodedInfer;
+  let tenant: string;
+  try {
+    tenant = tenantOf(ctx);
+    decoded = decodeInferRequest(message, ctx);
+  } catch (error: unknown) {
+    return failed(error);
+  }
+  const { raw } = decoded;
+  return api.infer(tenant, decoded.name, decoded.version, decoded.request).then((result) => {
+    try {
+      return encodeInferResponse(result, raw);
+    } catch (error: unknown) {
+      return rethrowMapped(error);
+    }
+  }, rethrowMapped);
 }
 
 const noop = (): undefined => undefined;

@@ -43,6 +43,15 @@ export interface InferenceApi {
   unload(tenant: string, name: string, unloadDependents: boolean): Promise<void>;
 }
 
+const rethrowMapped = (error: unknown): never => {
+  throw toServiceError(error);
+};
+
+// eslint-disable-next-line @typescript-eslint/require-await -- an async function turns the throw into a rejection
+async function failed(error: unknown): Promise<never> {
+  throw toServiceError(error);
+}
+
 export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
   const { manager, loader } = options;
   // binary_tensor_data: the REST listener's binary inputs and outputs (gRPC has raw contents).
@@ -85,9 +94,14 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
         outputs: model.signature.outputs,
       };
     },
-    async infer(tenant, name, version, request) {
-      const model = get(tenant, name, version);
-      return mapErrors(() => model.infer(request));
+    infer(tenant, name, version, request) {
+      let model: LoadedModel;
+      try {
+        model = get(tenant, name, version);
+      } catch (error: unknown) {
+        return failed(error);
+      }
+      return model.infer(request).catch(rethrowMapped);
     },
     stats(tenant, name, version) {
       if (name === '') {

@@ -14,6 +14,7 @@ export interface RequestControls {
 }
 
 const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
+const NO_CONTROLS: RequestControls = Object.freeze({});
 
 function sequenceId(value: ParameterValue): string | undefined {
   if (typeof value === 'string') return value === '' ? undefined : value;
@@ -37,7 +38,9 @@ function describe(value: ParameterValue): string {
 }
 
 /** Reads sequence_id / sequence_start / sequence_end and timeout; INVALID_ARGUMENT naming the parameter when one is malformed. */
-export function readControls(parameters: ReadonlyMap<string, ParameterValue>, now: number = Date.now()): RequestControls {
+export function readControls(parameters: ReadonlyMap<string, ParameterValue>, now?: number): RequestControls {
+  // Most requests carry no parameters: no lookups, no clock.
+  if (parameters.size === 0) return NO_CONTROLS;
   const rawId = parameters.get('sequence_id');
   const id = rawId === undefined ? undefined : sequenceId(rawId);
   const start = flag('sequence_start', parameters.get('sequence_start'));
@@ -53,7 +56,7 @@ export function readControls(parameters: ReadonlyMap<string, ParameterValue>, no
       throw invalidArgument(`parameter "timeout" must be a non-negative integer of microseconds, got ${describe(timeout)}`);
     }
     // Triton: 0 means no timeout.
-    if (us > 0) deadline = now + us / 1000;
+    if (us > 0) deadline = (now ?? Date.now()) + us / 1000;
   }
   return {
     ...(id === undefined ? {} : { sequence: { id, start, end } }),

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
-import type { HandlerScope } from './auth.js';
+import type { HandlerScope, Principal } from './auth.js';
 import { requireScope } from './auth.js';
 import type { CallContext, HandlerRuntime, OpenCall, ServerCall } from './call-context.js';
 import { createCallRegistry, openCall } from './call-context.js';
@@ -60,13 +60,18 @@ export function bindHandler(handler: unknown, runtime: HandlerRuntime): grpc.Unt
   return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.bind(runtime) : undefined;
 }
 
+/** Checks the caller's token and scope and sets `ctx.principal`. */
 async function authorize(ctx: OpenCall['ctx'], runtime: HandlerRuntime, scope: Exclude<HandlerScope, 'public'>): Promise<void> {
+  const principal = await authenticate(ctx, runtime, scope);
+  requireScope(principal, scope, ctx.method);
+  ctx.principal = principal;
+}
+
+function authenticate(ctx: OpenCall['ctx'], runtime: HandlerRuntime, scope: HandlerScope): Promise<Principal> {
   if (runtime.authenticator === undefined) {
     throw unauthenticated(`${ctx.method} needs scope "${scope}" but this server has no authenticator configured`);
   }
-  const principal = await runtime.authenticator(ctx.metadata);
-  requireScope(principal, scope, ctx.method);
-  ctx.principal = principal;
+  return runtime.authenticator(ctx.metadata);
 }
 
 /** The status to send for what a call threw, or undefined when the call had already ended under it. */
@@ -94,9 +99,14 @@ async function runUnary<Req, Res>(
   fn: (request: Req, ctx: CallContext) => Promise<Res>,
 ): Promise<void> {
   const open = openCall(call, runtime);
+  const { ctx } = open;
   try {
-    if (scope !== 'public') await authorize(open.ctx, runtime, scope);
-    callback(null, await fn(call.request, open.ctx));
+    if (scope !== 'public') {
+      const principal = await authenticate(ctx, runtime, scope);
+      requireScope(principal, scope, ctx.method);
+      ctx.principal = principal;
+    }
+    callback(null, await fn(call.request, ctx));
   } catch (error: unknown) {
     const status = failure(open, error);
     if (status !== undefined) callback(status);

@@ -47,6 +47,8 @@ interface Cell {
   clientCpuUs?: number;
   /** Quanta: rows per onnxruntime execution, from ModelStatistics. */
   meanBatch?: number;
+  /** Quanta: mean time a request waited in the batcher's queue, µs (ModelStatistics queue ns / count). */
+  meanQueueUs?: number;
 }
 
 const cells: Cell[] = [];
@@ -197,13 +199,13 @@ async function measureServer(
   way: string,
   server: ServerProcess,
   call: () => Promise<unknown>,
-  executions?: () => Promise<{ items: number; executions: number }>,
+  executions?: () => Promise<{ items: number; executions: number; queueNs: number; queued: number }>,
 ): Promise<Map<number, Cell>> {
   const byConcurrency = new Map<number, Cell>();
   for (const concurrency of CONCURRENCIES) {
     let cpu0 = 0;
     let serverCpu = 0;
-    let before: { items: number; executions: number } | undefined;
+    let before: { items: number; executions: number; queueNs: number; queued: number } | undefined;
     let after: typeof before;
     const run = await drive(concurrency, call, {
       before: async () => {
@@ -225,7 +227,12 @@ async function measureServer(
       p99: quantile(run.latencies, 0.99),
       serverCpuUs: (serverCpu / run.requests) * 1e6,
       clientCpuUs: (run.cpu / run.requests) * 1e6,
-      ...(before === undefined || after === undefined ? {} : { meanBatch: (after.items - before.items) / Math.max(1, after.executions - before.executions) }),
+      ...(before === undefined || after === undefined
+        ? {}
+        : {
+            meanBatch: (after.items - before.items) / Math.max(1, after.executions - before.executions),
+            meanQueueUs: (after.queueNs - before.queueNs) / Math.max(1, after.queued - before.queued) / 1000,
+          }),
     };
     cells.push(cell);
     byConcurrency.set(concurrency, cell);
@@ -295,10 +302,15 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
     if (raw === undefined) throw new Error('Quanta answered a raw request without raw_output_contents');
     checkOutput('Quanta', model, new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)), expected);
     const statistics = unaryCaller(client, inference.GRPCInferenceServiceService);
-    const executions = async (): Promise<{ items: number; executions: number }> => {
+    const executions = async (): Promise<{ items: number; executions: number; queueNs: number; queued: number }> => {
       const { modelStats } = await statistics('modelStatistics', { name: model.name, version: '' }, { metadata });
-      const sum = (pick: (m: inference.ModelStatistics) => bigint): number => modelStats.reduce((a, m) => a + Number(pick(m)), 0);
-      return { items: sum((m) => m.inferenceCount), executions: sum((m) => m.executionCount) };
+      const sum = (pick: (m: inference.ModelStatistics) => bigint | undefined): number => modelStats.reduce((a, m) => a + Number(pick(m) ?? 0n), 0);
+      return {
+        items: sum((m) => m.inferenceCount),
+        executions: sum((m) => m.executionCount),
+        queueNs: sum((m) => m.inferenceStats?.queue?.ns),
+        queued: sum((m) => m.inferenceStats?.queue?.count),
+      };
     };
     return await measureServer(model, `(c) Quanta gRPC, dynamic batching (max ${MAX_BATCH}, delay ${QUEUE_DELAY_US} µs)`, server, call, executions);
   } finally {
@@ -385,7 +397,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(
     markdownTable(
-      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'model process CPU µs/item', 'client CPU µs/request', 'items per CPU-s', 'mean batch'],
+      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'model process CPU µs/item', 'client CPU µs/request', 'items per CPU-s', 'mean batch', 'mean queue µs'],
       cells.map((c) => [
         c.model,
         c.way,
@@ -398,6 +410,7 @@ async function main(): Promise<void> {
         c.clientCpuUs === undefined ? '' : formatRate(c.clientCpuUs),
         c.serverCpuUs === undefined ? '' : formatRate(perCpuSecond(c)),
         c.meanBatch === undefined ? '' : c.meanBatch.toFixed(1),
+        c.meanQueueUs === undefined ? '' : formatRate(c.meanQueueUs),
       ]),
     ),
   );

@@ -1,5 +1,5 @@
 import { formatShape, tensorError, type TensorContext } from './errors.js';
-import { allocData, type Tensor, type TensorOf } from './tensor.js';
+import { allocUnfilled, type Tensor, type TensorOf } from './tensor.js';
 
 // Dynamic batching: requests for one model are stacked along axis 0, run once, and the outputs
 // split back by each request's batch size.
@@ -36,7 +36,8 @@ export function concatBatch(tensors: readonly Tensor[], context: TensorContext =
   }
   let length = 0;
   for (const tensor of tensors) length += tensor.data.length;
-  const data = allocData(first.datatype, length);
+  // Every element is written below: no zero fill.
+  const data = allocUnfilled(first.datatype, length);
   let offset = 0;
   for (const tensor of tensors as readonly TensorOf<typeof first.datatype>[]) {
     (data as Uint8Array).set(tensor.data as Uint8Array, offset);

@@ -1,7 +1,7 @@
 import { ELEMENT_SIZE, type Datatype, type FixedDatatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
 import { elementCount } from './shape.js';
-import { TYPED_ARRAY, checkBool, type Tensor, type TensorDataMap, type TensorFor } from './tensor.js';
+import { TYPED_ARRAY, allocUnfilled, checkBool, type Tensor, type TensorDataMap, type TensorFor } from './tensor.js';
 
 // Raw form: KServe/Triton `raw_input_contents` / `raw_output_contents`: elements little-endian,
 // back to back; BYTES elements each as a 4-byte little-endian length and then the bytes.
@@ -16,7 +16,7 @@ export function viewBytes<D extends FixedDatatype>(datatype: D, bytes: Uint8Arra
   const size = ELEMENT_SIZE[datatype];
   const length = bytes.byteLength / size;
   if (bytes.byteOffset % size === 0) return new Ctor(bytes.buffer, bytes.byteOffset, length);
-  const copy = new Ctor(length);
+  const copy = allocUnfilled(datatype, length);
   new Uint8Array(copy.buffer, copy.byteOffset, bytes.byteLength).set(bytes);
   return copy;
 }

@@ -29,13 +29,23 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
   let ingest: IngestClient | undefined;
   let observer: InferObserver | undefined;
   const tls = clientTlsFromConfig(config);
+  // Failed sends are logged at most every 30 s (the logger arrives with the sync factory's context).
+  let warn: ((error: Error) => void) | undefined;
+  let lastWarned = 0;
+  const onError = (error: Error): void => {
+    const now = Date.now();
+    if (now - lastWarned < 30_000) return;
+    lastWarned = now;
+    warn?.(error);
+  };
   if (config.monitoringAddr !== undefined) {
-    ingest = createIngestClient({ address: config.monitoringAddr, token: serviceTokenSource(config), ...(tls === undefined ? {} : { tls }) });
+    ingest = createIngestClient({ address: config.monitoringAddr, token: serviceTokenSource(config), onError, ...(tls === undefined ? {} : { tls }) });
     observer = createIngestObserver({ client: ingest, deploymentOf: (tenant, name) => registrySync?.deploymentOf(tenant, name) });
   }
   if (!config.watch && ingest === undefined) return {};
   const client = ingest;
   const sync: SyncFactory = (context) => {
+    warn = (error) => context.logger.warn({ reason: error.message }, `monitoring ingest failed (${error.message}); records are dropped while it does not answer`);
     if (config.watch) {
       registrySync = createRegistrySync({
         registryAddress: config.registryAddr,

@@ -191,7 +191,7 @@ describe('verified-token cache', () => {
     expect(fetches).toBe(1);
 
     // A changed byte is another token: verified afresh, and refused.
-    const tampered = `${token.slice(0, -2)}${token.endsWith('A') ? 'B' : 'A'}${token.slice(-1)}`;
+    const tampered = `${token.slice(0, -2)}${token.at(-2) === 'A' ? 'B' : 'A'}${token.slice(-1)}`;
     expect((await rejection(verifier(bearer(tampered)))).code).toBe(grpc.status.UNAUTHENTICATED);
 
     now += 61_000;

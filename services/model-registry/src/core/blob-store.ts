@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { dropPrefix } from './buffer-parts.js';
 
 /** Blobs are named by the sha256 of their plaintext, per tenant (the stored bytes are sealed). */
 export interface BlobKey {
@@ -34,20 +35,6 @@ export interface BlobStore {
   list(): AsyncIterable<BlobKey>;
   /** Removes temporary objects left by uploads that died with their process; returns how many. */
   removeTemporaries(): Promise<number>;
-}
-
-/** The buffers without their first n bytes. */
-function dropPrefix(parts: readonly Buffer[], n: number): Buffer[] {
-  const out: Buffer[] = [];
-  let skip = n;
-  for (const part of parts) {
-    if (skip >= part.length) skip -= part.length;
-    else {
-      out.push(skip > 0 ? part.subarray(skip) : part);
-      skip = 0;
-    }
-  }
-  return out;
 }
 
 const SHA = /^[0-9a-f]{64}$/;

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
 import { ServiceError, failedPrecondition, invalidArgument } from '@quanta/service-kit';
+import { dropPrefix } from '../core/buffer-parts.js';
 import { parseRef } from '../core/names.js';
 import { SealedFormatError, openSealedParts } from '../core/sealed-format.js';
 import { getVersion, resolveVersion } from '../core/versions-repo.js';
@@ -35,20 +36,6 @@ async function* chunkMessages(source: AsyncIterable<Buffer[]>, size: number): As
     }
   }
   if (heldBytes > 0) yield encodeChunkMessage(held, heldBytes);
-}
-
-/** The buffers without their first n bytes (views). */
-function dropPrefix(parts: readonly Buffer[], n: number): Buffer[] {
-  const out: Buffer[] = [];
-  let skip = n;
-  for (const part of parts) {
-    if (skip >= part.length) skip -= part.length;
-    else {
-      out.push(skip > 0 ? part.subarray(skip) : part);
-      skip = 0;
-    }
-  }
-  return out;
 }
 
 /**

@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildMlp, buildScalarModel, encodeModel, OnnxDataType } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
-import { inputs, ppocrClassifierPath, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
-import { InferError, type LoadedModel, type ModelManager } from './types.js';
+import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import type { LoadedModel, ModelManager } from './types.js';
 
 // The dynamic batcher, driven through the manager with real onnxruntime sessions. Merging is made
 // deterministic by a long max queue delay and a batch that fills exactly: the batch then leaves
@@ -17,16 +17,6 @@ const LONG_DELAY_US = 10_000_000;
 /** Runs one request to completion, so that the next ones arrive within the delay of it (not lone). */
 async function prime(model: LoadedModel): Promise<void> {
   await model.infer({ id: 'primer', inputs: inputs({ input: randomFloats([1, 4], 99) }) });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<InferError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    if (error instanceof InferError) return error;
-    throw error;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** y = a + b over [N,4]: a batchable model with two inputs. */

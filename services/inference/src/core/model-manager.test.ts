@@ -2,18 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { buildCnn, buildLstm, buildMlp, LSTM_NAMES } from '@quanta/onnx';
 import { createModelManager } from './model-manager.js';
-import { inputs, ppocrClassifierPath, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
+import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
 import { InferError, type InferObserver, type InferResult } from './types.js';
-
-async function rejection(promise: Promise<unknown>): Promise<InferError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    if (error instanceof InferError) return error;
-    throw error;
-  }
-  throw new Error('expected a rejection');
-}
 
 function thrown(fn: () => unknown): InferError {
   try {

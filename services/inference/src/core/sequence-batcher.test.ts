@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildLstm, LSTM_NAMES } from '@quanta/onnx';
 import { concatBatch, createTensor, type Tensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
-import { inputs, manualClock, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
-import { InferError, type InferResult, type LoadedModel, type ModelManager } from './types.js';
+import { inputs, manualClock, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import type { InferResult, LoadedModel, ModelManager } from './types.js';
 
 // The sequence batcher on the built LSTM: x [T,N,4], h/c [1,N,8] -> y [T,1,N,8], hn/cn [1,N,8].
 // Expected values: one onnxruntime run over the whole sequence, and runs chunk by chunk with the
@@ -13,16 +13,6 @@ const STATE = [
   { input: LSTM_NAMES.h, output: LSTM_NAMES.hn },
   { input: LSTM_NAMES.c, output: LSTM_NAMES.cn },
 ];
-
-async function rejection(promise: Promise<unknown>): Promise<InferError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    if (error instanceof InferError) return error;
-    throw error;
-  }
-  throw new Error('expected a rejection');
-}
 
 function output(result: InferResult, name: string): Tensor {
   const tensor = result.outputs.find((t) => t.name === name);

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createRng, uniform } from '@quanta/onnx';
 import { createTensor, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
-import type { ServingConfig } from './types.js';
+import { InferError, type ServingConfig } from './types.js';
 
 // Shared by the core's tests: configs, inputs, and the second source of expected values
 // (onnxruntime called directly on the same model bytes).
@@ -68,4 +68,15 @@ export function manualClock(start = Date.now()): { now(): number; advance(ms: nu
       time += ms;
     },
   };
+}
+
+/** The InferError a promise rejects with (any other failure, or none, fails the test). */
+export async function rejection(promise: Promise<unknown>): Promise<InferError> {
+  try {
+    await promise;
+  } catch (error: unknown) {
+    if (error instanceof InferError) return error;
+    throw error;
+  }
+  throw new Error('expected a rejection');
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
@@ -12,31 +11,12 @@ import { createConverger } from './converger.js';
 import { createModelCache } from './model-cache.js';
 import { createModelFetcher } from './model-fetcher.js';
 import { recordingManager } from './test-events.js';
+import { readyVersion } from './test-fixtures.js';
 
 // The converger against a real gRPC server that answers DownloadVersion from a script (so a test can
 // hold a download, or send bytes that do not match their digest) and a real model manager.
 
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const logger = pino({ level: 'silent' });
-
-function version(model: string, n: number, bytes: Uint8Array): pb.ModelVersion {
-  return {
-    model,
-    version: n,
-    description: '',
-    tags: {},
-    status: pb.VersionStatus.VERSION_STATUS_READY,
-    statusReason: '',
-    sha256: sha(bytes),
-    sizeBytes: BigInt(bytes.length),
-    signature: undefined,
-    lineage: undefined,
-    aliases: [],
-    createdBy: '',
-    createTime: undefined,
-    updateTime: undefined,
-  };
-}
 
 function deployment(tenant: string, name: string, resolved: pb.ModelVersion, generation: number, spec: Partial<pb.DeploymentSpec> = {}): pb.Deployment {
   return {
@@ -100,7 +80,7 @@ describe('converger', () => {
   it('reports a file whose bytes do not match the digest FAILED, is ready anyway, and retries until the file is good', async () => {
     const good = buildMlp({ seed: 11 });
     const bad = buildMlp({ seed: 12 });
-    const v = version('fraud', 1, good);
+    const v = readyVersion('fraud', 1, good);
     // Same size, other bytes: only the hash can tell.
     const forged = new Uint8Array(good.length);
     forged.set(bad.subarray(0, good.length));
@@ -128,7 +108,7 @@ describe('converger', () => {
     try {
       converger.applySnapshot([]);
       await converger.whenReady();
-      const missing = version('gone', 7, buildMlp({ seed: 13 }));
+      const missing = readyVersion('gone', 7, buildMlp({ seed: 13 }));
       converger.applySnapshot([deployment('t', 'gone-prod', missing, 1)]);
       await log.until((e) => e.op === 'markFailed' && e.name === 'gone');
       converger.applyChange(upsert(deployment('t', 'gone-prod', missing, 2)));
@@ -141,7 +121,7 @@ describe('converger', () => {
 
   it('supersedes queued states: while v1 downloads, v2 then v3 arrive, and only v1 and v3 are loaded', async () => {
     const bytes = [1, 2, 3].map((seed) => buildMlp({ seed: 20 + seed }));
-    const versions = bytes.map((b, i) => version('fast', i + 1, b));
+    const versions = bytes.map((b, i) => readyVersion('fast', i + 1, b));
     bytes.forEach((b, i) => files.set(`fast:${i + 1}`, { header: versions[i]!, bytes: b }));
     let release!: () => void;
     gates.set('fast:1', new Promise<void>((resolve) => (release = resolve)));
@@ -166,18 +146,18 @@ describe('converger', () => {
 
   it('serves two tenants deploying the same file from one download, and unloads what a snapshot no longer lists', async () => {
     const b = buildMlp({ seed: 31 });
-    files.set('shared:1', { header: version('shared', 1, b), bytes: b });
-    files.set('copy:4', { header: version('copy', 4, b), bytes: b });
+    files.set('shared:1', { header: readyVersion('shared', 1, b), bytes: b });
+    files.set('copy:4', { header: readyVersion('copy', 4, b), bytes: b });
     const { converger, manager, log, close } = setup();
     try {
       const started = downloads.length;
-      converger.applySnapshot([deployment('a', 'one', version('shared', 1, b), 1), deployment('b', 'two', version('copy', 4, b), 1)]);
+      converger.applySnapshot([deployment('a', 'one', readyVersion('shared', 1, b), 1), deployment('b', 'two', readyVersion('copy', 4, b), 1)]);
       await converger.whenReady();
       expect(downloads.length - started).toBe(1);
       expect(manager.get('a', 'shared').version).toBe('1');
       expect(manager.get('b', 'copy').version).toBe('4');
       expect(converger.deploymentOf('b', 'copy')).toBe('two');
-      converger.applySnapshot([deployment('b', 'two', version('copy', 4, b), 1)]);
+      converger.applySnapshot([deployment('b', 'two', readyVersion('copy', 4, b), 1)]);
       await log.until((e) => e.op === 'unload' && e.tenant === 'a');
       await converger.settled();
       expect(manager.index().map((e) => `${e.tenant}/${e.name}:${e.version}`)).toEqual(['b/copy:4']);
@@ -189,14 +169,14 @@ describe('converger', () => {
   it('a deployment pointed at another model serves that one and unloads the first', async () => {
     const ba = buildMlp({ seed: 51 });
     const bb = buildMlp({ seed: 52 });
-    files.set('first:1', { header: version('first', 1, ba), bytes: ba });
-    files.set('second:1', { header: version('second', 1, bb), bytes: bb });
+    files.set('first:1', { header: readyVersion('first', 1, ba), bytes: ba });
+    files.set('second:1', { header: readyVersion('second', 1, bb), bytes: bb });
     const { converger, manager, log, close } = setup();
     try {
-      converger.applySnapshot([deployment('t', 'moving', version('first', 1, ba), 1)]);
+      converger.applySnapshot([deployment('t', 'moving', readyVersion('first', 1, ba), 1)]);
       await converger.whenReady();
       expect(manager.get('t', 'first').version).toBe('1');
-      converger.applyChange(upsert(deployment('t', 'moving', version('second', 1, bb), 2)));
+      converger.applyChange(upsert(deployment('t', 'moving', readyVersion('second', 1, bb), 2)));
       await log.until((e) => e.op === 'activate' && e.name === 'second');
       await log.until((e) => e.op === 'unload' && e.name === 'first');
       await converger.settled();
@@ -210,11 +190,11 @@ describe('converger', () => {
   it('when two deployments of a tenant name one model, the first by name wins on every replica', async () => {
     const b1 = buildMlp({ seed: 41 });
     const b2 = buildMlp({ seed: 42 });
-    files.set('dup:1', { header: version('dup', 1, b1), bytes: b1 });
-    files.set('dup:2', { header: version('dup', 2, b2), bytes: b2 });
+    files.set('dup:1', { header: readyVersion('dup', 1, b1), bytes: b1 });
+    files.set('dup:2', { header: readyVersion('dup', 2, b2), bytes: b2 });
     const replicas = [setup(), setup()];
     try {
-      const snapshot = [deployment('t', 'zeta', version('dup', 1, b1), 1), deployment('t', 'alpha', version('dup', 2, b2), 1)];
+      const snapshot = [deployment('t', 'zeta', readyVersion('dup', 1, b1), 1), deployment('t', 'alpha', readyVersion('dup', 2, b2), 1)];
       replicas[0]!.converger.applySnapshot(snapshot);
       replicas[1]!.converger.applySnapshot([...snapshot].reverse());
       for (const r of replicas) {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
@@ -8,28 +7,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModelCache } from './model-cache.js';
 import { FetchError, createModelFetcher } from './model-fetcher.js';
+import { readyVersion, sha } from './test-fixtures.js';
 
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-
-function version(model: string, n: number, bytes: Uint8Array, over: Partial<pb.ModelVersion> = {}): pb.ModelVersion {
-  return {
-    model,
-    version: n,
-    description: '',
-    tags: {},
-    status: pb.VersionStatus.VERSION_STATUS_READY,
-    statusReason: '',
-    sha256: sha(bytes),
-    sizeBytes: BigInt(bytes.length),
-    signature: undefined,
-    lineage: undefined,
-    aliases: [],
-    createdBy: '',
-    createTime: undefined,
-    updateTime: undefined,
-    ...over,
-  };
-}
 
 /** What the fake registry sends for a ref: a header, then these chunks (possibly lying). */
 interface Script {
@@ -75,7 +54,7 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
   const half = (b: Uint8Array): Uint8Array[] => [b.subarray(0, b.length >> 1), b.subarray(b.length >> 1)];
 
   it('returns the bytes when sha256 and size match, caches them, and serves the next fetch of that digest from the cache', async () => {
-    scripts.set('m:1', { header: version('m', 1, good), chunks: half(good) });
+    scripts.set('m:1', { header: readyVersion('m', 1, good), chunks: half(good) });
     const cache = createModelCache({ maxBytes: 1 << 20 });
     const fetcher = createModelFetcher({ client, cache });
     const before = calls.length;
@@ -84,23 +63,23 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
     expect(first).toMatchObject({ cached: false, version: { model: 'm', version: 1 } });
     expect(calls.slice(before)).toEqual([{ ref: 'm:1', tenant: 'acme' }]);
     // Another tenant's deployment of the same digest: no download at all.
-    const second = await fetcher.fetch('other', 'n:4', version('n', 4, good));
+    const second = await fetcher.fetch('other', 'n:4', readyVersion('n', 4, good));
     expect(second).toMatchObject({ cached: true, version: { model: 'n', version: 4 } });
     expect(calls.length).toBe(before + 1);
   });
 
   it('downloads a digest once when several fetches of it run together', async () => {
-    scripts.set('d:1', { header: version('d', 1, other), chunks: half(other) });
+    scripts.set('d:1', { header: readyVersion('d', 1, other), chunks: half(other) });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }) });
     const before = calls.length;
-    const expected = version('d', 1, other);
+    const expected = readyVersion('d', 1, other);
     const all = await Promise.all([1, 2, 3, 4].map(() => fetcher.fetch('acme', 'd:1', expected)));
     expect(calls.length - before).toBe(1);
     for (const r of all) expect(Buffer.from(r.bytes).equals(Buffer.from(other))).toBe(true);
   });
 
   it('fails with DATA_LOSS and caches nothing when the bytes hash differently from the header', async () => {
-    scripts.set('bad:1', { header: version('bad', 1, good), chunks: [other.subarray(0, good.length), new Uint8Array(Math.max(0, good.length - other.length))] });
+    scripts.set('bad:1', { header: readyVersion('bad', 1, good), chunks: [other.subarray(0, good.length), new Uint8Array(Math.max(0, good.length - other.length))] });
     const cache = createModelCache({ maxBytes: 1 << 20 });
     const fetcher = createModelFetcher({ client, cache });
     const error = await fetcher.fetch('acme', 'bad:1').catch((e: unknown) => e);
@@ -112,33 +91,33 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
 
   it('fails when fewer or more bytes arrive than the header says', async () => {
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }) });
-    scripts.set('short:1', { header: version('short', 1, good), chunks: [good.subarray(0, 100)] });
+    scripts.set('short:1', { header: readyVersion('short', 1, good), chunks: [good.subarray(0, 100)] });
     await expect(fetcher.fetch('acme', 'short:1')).rejects.toThrow(/100 bytes arrived, the version's size is \d+/);
-    scripts.set('long:1', { header: version('long', 1, good), chunks: [good, new Uint8Array(1)] });
+    scripts.set('long:1', { header: readyVersion('long', 1, good), chunks: [good, new Uint8Array(1)] });
     await expect(fetcher.fetch('acme', 'long:1')).rejects.toThrow(/more than the header's \d+ bytes arrived/);
   });
 
   it('fails when the header names another digest than the deployment expects', async () => {
-    scripts.set('swap:2', { header: version('swap', 2, other), chunks: [other] });
+    scripts.set('swap:2', { header: readyVersion('swap', 2, other), chunks: [other] });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }) });
-    await expect(fetcher.fetch('acme', 'swap:2', version('swap', 2, good))).rejects.toThrow(`the deployment expects ${sha(good)}`);
+    await expect(fetcher.fetch('acme', 'swap:2', readyVersion('swap', 2, good))).rejects.toThrow(`the deployment expects ${sha(good)}`);
   });
 
   it('passes on the registry status: a stream ending DATA_LOSS after all chunks is not accepted, NOT_FOUND stays NOT_FOUND', async () => {
-    scripts.set('lost:1', { header: version('lost', 1, good), chunks: [good], fail: { code: grpc.status.DATA_LOSS, details: 'the stored file of lost:1 is damaged' } });
+    scripts.set('lost:1', { header: readyVersion('lost', 1, good), chunks: [good], fail: { code: grpc.status.DATA_LOSS, details: 'the stored file of lost:1 is damaged' } });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }) });
     await expect(fetcher.fetch('acme', 'lost:1')).rejects.toMatchObject({ code: 'DATA_LOSS', message: expect.stringContaining('is damaged') as unknown });
     await expect(fetcher.fetch('acme', 'nope:1')).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('"nope:1" not found') as unknown });
   });
 
   it('cancels a download that stalls, with UNAVAILABLE', async () => {
-    scripts.set('stall:1', { header: version('stall', 1, good), chunks: [good.subarray(0, 10)], hang: true });
+    scripts.set('stall:1', { header: readyVersion('stall', 1, good), chunks: [good.subarray(0, 10)], hang: true });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }), idleTimeoutMs: 200 });
     await expect(fetcher.fetch('acme', 'stall:1')).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('nothing arrived for 200 ms') as unknown });
   });
 
   it('refuses a file over the size limit before downloading it', async () => {
-    scripts.set('big:1', { header: version('big', 1, good), chunks: [good] });
+    scripts.set('big:1', { header: readyVersion('big', 1, good), chunks: [good] });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }), maxModelBytes: 10 });
     await expect(fetcher.fetch('acme', 'big:1')).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
   });

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +13,8 @@ import { createModelFetcher } from './model-fetcher.js';
 import { createSealedDiskCache } from './sealed-cache.js';
 import type { ServiceProcess } from './test-process.js';
 import { startServiceProcess } from './test-process.js';
+import { readyVersion, sha } from './test-fixtures.js';
 
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const logger = pino({ level: 'silent' });
 
 describe('sealed disk cache (real crypto process)', () => {
@@ -82,22 +81,7 @@ describe('sealed disk cache (real crypto process)', () => {
 
   it('lets a restarted fetcher load from disk without downloading', async () => {
     const model = buildMlp({ seed: 8 });
-    const version: pb.ModelVersion = {
-      model: 'm',
-      version: 1,
-      description: '',
-      tags: {},
-      status: pb.VersionStatus.VERSION_STATUS_READY,
-      statusReason: '',
-      sha256: sha(model),
-      sizeBytes: BigInt(model.length),
-      signature: undefined,
-      lineage: undefined,
-      aliases: [],
-      createdBy: '',
-      createTime: undefined,
-      updateTime: undefined,
-    };
+    const version = readyVersion('m', 1, model);
     let downloads = 0;
     const registry: QuantaService = createService({ name: 'scripted-registry', port: 0, logger });
     registry.addService(pb.RegistryServiceService, {

@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { InterceptorOptions } from '@quanta/telemetry';
 import { createClientInterceptor } from '@quanta/telemetry';
@@ -5,6 +7,24 @@ import type { ClientTlsOptions } from './tls.js';
 import { channelCredentials } from './tls.js';
 
 export type TokenSource = string | (() => string | Promise<string>);
+
+/**
+ * A service's token for its calls to the other services: the configured one, else the admin token
+ * the crypto service wrote to `$home/admin.token` (read per call: it may be renewed). `variable`
+ * names the setting in the error when neither is there.
+ */
+export function serviceTokenSource(options: { token: string | undefined; home: string; variable: string }): () => Promise<string> {
+  const { token } = options;
+  if (token !== undefined) return () => Promise.resolve(token);
+  const path = join(options.home, 'admin.token');
+  return async () => {
+    try {
+      return (await readFile(path, 'utf8')).trim();
+    } catch {
+      throw new Error(`no service token: set ${options.variable}, or start the crypto service with the same QUANTA_HOME so it writes ${path}`);
+    }
+  };
+}
 
 export interface ClientOptions {
   /** Sent as `authorization: Bearer <token>`; a function is asked on every call (refreshing tokens). */

@@ -53,7 +53,7 @@ export {
   type ServiceOptions,
 } from './service.js';
 export { channelCredentials, type ClientTlsOptions, type ServerTlsOptions } from './tls.js';
-export { createClient, type ClientConstructor, type ClientOptions, type TokenSource } from './client.js';
+export { createClient, serviceTokenSource, type ClientConstructor, type ClientOptions, type TokenSource } from './client.js';
 export {
   checkServiceConfig,
   clientTlsFields,

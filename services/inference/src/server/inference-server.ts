@@ -1,11 +1,9 @@
 // The inference process: the core's model manager behind the gRPC (KServe v2 / Triton, :8001) and
 // REST (KServe v2, :8000) front ends, with the registry sync plugged in through `sync`.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto, inference as pb } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
-import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig, serviceTokenSource as homeTokenSource } from '@quanta/service-kit';
 import type { Telemetry } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { InferenceConfig } from '../config.js';
@@ -79,18 +77,7 @@ export interface InferenceServer {
 
 /** The configured service token, else the admin token the crypto service wrote (read per call: it may be renewed). */
 export function serviceTokenSource(config: Pick<InferenceConfig, 'serviceToken' | 'home'>): () => Promise<string> {
-  if (config.serviceToken !== undefined) {
-    const token = config.serviceToken;
-    return () => Promise.resolve(token);
-  }
-  const path = join(config.home, 'admin.token');
-  return async () => {
-    try {
-      return (await readFile(path, 'utf8')).trim();
-    } catch {
-      throw new Error(`no service token: set QUANTA_INFERENCE_SERVICE_TOKEN, or start the crypto service with the same QUANTA_HOME so it writes ${path}`);
-    }
-  };
+  return homeTokenSource({ token: config.serviceToken, home: config.home, variable: 'QUANTA_INFERENCE_SERVICE_TOKEN' });
 }
 
 export async function startInferenceServer(config: InferenceConfig, options: InferenceServerOptions = {}): Promise<InferenceServer> {

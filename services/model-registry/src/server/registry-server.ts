@@ -1,9 +1,9 @@
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto as cpb } from '@quanta/contracts';
 import type { registry as pb } from '@quanta/contracts';
-import { clientTlsFromConfig, createClient, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import { clientTlsFromConfig, createClient, createService, serviceOptionsFromConfig, serviceTokenSource } from '@quanta/service-kit';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { openStore } from '@quanta/store';
 import type { Store } from '@quanta/store';
@@ -48,21 +48,6 @@ export interface RegistryServer {
   stop(options?: { graceMs?: number }): Promise<void>;
 }
 
-/** The service token for crypto calls: the configured one, else the admin token crypto wrote (read per call: it may be renewed). */
-function serviceToken(config: RegistryConfig): () => Promise<string> {
-  if (config.serviceToken !== undefined) {
-    const token = config.serviceToken;
-    return () => Promise.resolve(token);
-  }
-  const path = join(config.home, 'admin.token');
-  return async () => {
-    try {
-      return (await readFile(path, 'utf8')).trim();
-    } catch {
-      throw new Error(`no service token: set QUANTA_SERVICE_TOKEN, or start the crypto service with the same QUANTA_HOME so it writes ${path}`);
-    }
-  };
-}
 
 /**
  * Removes what uploads that died with an earlier process left: temporary blobs, plaintext
@@ -94,7 +79,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
   });
   const cryptoClient = createClient(cpb.CryptoServiceClient, config.cryptoAddr, {
-    token: serviceToken(config),
+    token: serviceTokenSource({ token: config.serviceToken, home: config.home, variable: 'QUANTA_SERVICE_TOKEN' }),
     ...(tls === undefined ? {} : { tls }),
     ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
   });

@@ -67,7 +67,7 @@ function isCode(error: unknown, code: grpc.status): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
 }
 
-function upload(client: registry.RegistryServiceClient, token: string, model: string, bytes: Uint8Array): Promise<registry.UploadVersionResponse> {
+function upload(client: registry.RegistryServiceClient, token: string, model: string, bytes: Uint8Array, sha256: string): Promise<registry.UploadVersionResponse> {
   return new Promise((resolve, reject) => {
     const call = client.uploadVersion(bearer(token), { deadline: Date.now() + 120_000 }, (error, response) => (error ? reject(error) : resolve(response)));
     call.write({
@@ -77,7 +77,7 @@ function upload(client: registry.RegistryServiceClient, token: string, model: st
           model,
           description: `demo model deployed by npm start`,
           tags: { demo: 'true' },
-          expectedSha256: createHash('sha256').update(bytes).digest('hex'),
+          expectedSha256: sha256,
           expectedSizeBytes: BigInt(bytes.length),
           createModel: true,
           lineage: undefined,
@@ -101,7 +101,7 @@ async function ensureVersion(client: registry.RegistryServiceClient, token: stri
   } catch (error: unknown) {
     if (!isCode(error, grpc.status.NOT_FOUND)) throw error;
   }
-  const response = await upload(client, token, demo.model, demo.bytes);
+  const response = await upload(client, token, demo.model, demo.bytes, sha256);
   const version = response.version?.version ?? 0;
   log(`demo: pushed ${demo.model}:${version} (${demo.bytes.length} bytes)`);
   return version;

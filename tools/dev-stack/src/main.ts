@@ -156,7 +156,7 @@ const lines = [
   'Quanta is up.',
   ...services.map((s) => {
     // With TLS the inference REST listener serves HTTPS on the gRPC certificate (the dashboard stays HTTP).
-    const extra = (s.extra ?? []).map((e) => (tls && e.startsWith('REST http://') ? e.replace('http://', 'https://') : e));
+    const extra = (s.extra?.(env) ?? []).map((e) => (tls && e.startsWith('REST http://') ? e.replace('http://', 'https://') : e));
     return `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${extra.length > 0 ? `   ${extra.join('   ')}` : ''}`;
   }),
   `  data            ${home}`,

@@ -151,7 +151,7 @@ export function createAlertEngine(store: WindowStore): AlertEngine {
   function value(rule: Rule, version: string, nowMs: number): number {
     const end = Math.floor(nowMs / 1000) + 1;
     const span = { start: end - Math.ceil(rule.windowMs / 1000), end };
-    const agg = store.aggregate(store.series({ tenant: rule.tenant, model: rule.model, version }), span);
+    const agg = store.aggregateScratch(store.series({ tenant: rule.tenant, model: rule.model, version }), span);
     if (rule.metric === pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US) return agg.total.quantile(0.99);
     if (rule.metric === pb.AlertMetric.ALERT_METRIC_ERROR_RATE) return agg.count === 0 ? 0 : agg.errorCount / agg.count;
     return agg.count / (span.end - span.start);

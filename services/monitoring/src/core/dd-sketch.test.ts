@@ -72,6 +72,42 @@ describe('DDSketch', () => {
     expect([...merged.bins.entries()].sort((a, b) => a[0] - b[0])).toEqual([...whole.bins.entries()].sort((a, b) => a[0] - b[0]));
   });
 
+  it('a reset sketch answers exactly as a new one, in list and dense form, over other ranges', () => {
+    const random = rng(9);
+    const reused = new DDSketch();
+    // Few values (list store), many (dense), a range far from the first, few again, zeros only.
+    const rounds = [5, 2000, 3000, 20, 0, 700];
+    rounds.forEach((n, round) => {
+      const fresh = new DDSketch();
+      reused.reset();
+      const scale = round === 2 ? 1e7 : 300;
+      for (let i = 0; i < n; i++) {
+        const v = scale * Math.exp(normal(random));
+        // Some values through merges of small sketches, as a query merges buckets.
+        if (i % 3 === 0) {
+          const part = new DDSketch();
+          part.add(v);
+          reused.merge(part);
+        } else reused.add(v);
+        fresh.add(v);
+      }
+      if (n === 0) {
+        reused.add(0, 3);
+        fresh.add(0, 3);
+      }
+      expect(reused.count).toBe(fresh.count);
+      expect(reused.zeroCount).toBe(fresh.zeroCount);
+      expect(reused.sum).toBe(fresh.sum);
+      expect([reused.min, reused.max]).toEqual([fresh.min, fresh.max]);
+      expect(reused.quantiles(QS)).toEqual(fresh.quantiles(QS));
+      expect([...reused.bins.entries()].sort((a, b) => a[0] - b[0])).toEqual([...fresh.bins.entries()].sort((a, b) => a[0] - b[0]));
+    });
+    reused.reset();
+    expect(reused.count).toBe(0);
+    expect(reused.quantile(0.5)).toBe(0);
+    expect(reused.bins.size).toBe(0);
+  });
+
   it('counts zeros, answers 0 when empty, and refuses negative values', () => {
     const s = new DDSketch();
     expect(s.quantile(0.99)).toBe(0);

@@ -53,6 +53,9 @@ export class DDSketch {
   private keys: number[] | null = [];
   /** Dense store: counts[k - offset] for keys lo..hi (hi < lo: none yet). */
   private counts: Float64Array | null = null;
+  /** A sketch that was reset once keeps its key list while dense, for the next reset. */
+  private reused = false;
+  private spareKeys: number[] | null = null;
   private offset = 0;
   private lo = 0;
   private hi = -1;
@@ -63,6 +66,26 @@ export class DDSketch {
   min = Number.POSITIVE_INFINITY;
 
   constructor(readonly mapping: SketchMapping = defaultMapping) {}
+
+  /**
+   * Empties the sketch and keeps its storage (the dense counts and the key list), so that one
+   * sketch can take a merge after another without allocating: the same as a new sketch.
+   */
+  reset(): void {
+    const counts = this.counts;
+    if (counts !== null && this.hi >= this.lo) counts.fill(0, this.lo - this.offset, this.hi - this.offset + 1);
+    this.reused = true;
+    const keys = this.keys ?? this.spareKeys ?? [];
+    keys.length = 0;
+    this.keys = keys;
+    this.lo = 0;
+    this.hi = -1;
+    this.zeroCount = 0;
+    this.count = 0;
+    this.sum = 0;
+    this.max = 0;
+    this.min = Number.POSITIVE_INFINITY;
+  }
 
   /** Bin index → count, for inspection (built on demand). */
   get bins(): Map<number, number> {
@@ -105,6 +128,8 @@ export class DDSketch {
     const keys = this.keys;
     if (keys === null) return;
     this.keys = null;
+    // Only a sketch that was reset keeps the list for its next reset (a stored one needs none).
+    if (this.reused) this.spareKeys = keys;
     if (keys.length === 0) return;
     let lo = Infinity;
     let hi = -Infinity;

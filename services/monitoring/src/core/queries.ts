@@ -39,7 +39,7 @@ export function toModelStats(model: string, version: string, span: SecondSpan, a
 /** A model's (or one version's) statistics over a span. */
 export function modelStats(store: WindowStore, tenant: string, model: string, version: string, span: SecondSpan): pb.ModelStats {
   const series = store.series({ tenant, model, version });
-  return toModelStats(model, version, span, store.aggregate(series, span));
+  return toModelStats(model, version, span, store.aggregateScratch(series, span));
 }
 
 export const MAX_POINTS = 3600;
@@ -63,7 +63,7 @@ export function timeSeries(
   // Points are aligned to the end (now), so the newest point is always a full step.
   for (let end = span.end; end > span.start; end -= stepSeconds) {
     const start = Math.max(span.start, end - stepSeconds);
-    const agg = store.aggregate(series, { start, end });
+    const agg = store.aggregateScratch(series, { start, end });
     out.push({
       time: new Date(start * 1000),
       count: BigInt(agg.count),
@@ -96,10 +96,12 @@ export function topModels(
     if (g === undefined) groups.set(key, { model: s.model, version, series: [s] });
     else g.series.push(s);
   }
-  const ranked = [...groups.values()]
-    .map((g) => ({ g, agg: store.aggregate(g.series, span) }))
-    .filter((x) => x.agg.count > 0)
-    .map(({ g, agg }) => toModelStats(g.model, g.version, span, agg));
+  const ranked: pb.ModelStats[] = [];
+  for (const g of groups.values()) {
+    // Read at once: the scratch aggregate is the next group's.
+    const agg = store.aggregateScratch(g.series, span);
+    if (agg.count > 0) ranked.push(toModelStats(g.model, g.version, span, agg));
+  }
   const key = (m: pb.ModelStats): number =>
     order === pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY
       ? (m.total?.p99Us ?? 0)

@@ -1,6 +1,6 @@
 import { monitoring as pb } from '@quanta/contracts';
 import { describe, expect, it } from 'vitest';
-import { modelStats, timeSeries, topModels } from './queries.js';
+import { modelStats, timeSeries, toModelStats, topModels } from './queries.js';
 import { resolveSpan } from './span.js';
 import type { Sample } from './windows.js';
 import { Aggregate, createWindowStore } from './windows.js';
@@ -152,5 +152,45 @@ describe('windows', () => {
       for (const x of inSpan) exact.add(x);
       expect(got.total.quantiles([0.5, 0.99])).toEqual(exact.total.quantiles([0.5, 0.99]));
     }
+  });
+
+  it('answers through the reused scratch aggregate exactly as through a new one, query after query', () => {
+    const { now, store } = fixture(900);
+    let seed = 11;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    // A busy model (many records a second), a quiet one (a few in the whole span) and errors.
+    for (let i = 0; i < 6000; i++) {
+      store.add(sample({ model: 'busy', timeMs: T0 + Math.floor(random() * 900_000), totalUs: 50 + Math.floor(random() * 80_000), statusCode: random() < 0.05 ? 13 : 0 }));
+    }
+    for (let i = 0; i < 5; i++) store.add(sample({ model: 'quiet', timeMs: T0 + i * 100_000, totalUs: 1e6 * (i + 1), batchSize: i + 1 }));
+    now.ms = T0 + 899_999;
+    const spans = [
+      resolveSpan({ windowMs: 900_000 }, now.ms, 900),
+      resolveSpan({ windowMs: 60_000 }, now.ms, 900),
+      resolveSpan({ startMs: T0 + 61_500, endMs: T0 + 400_000 }, now.ms, 900),
+      resolveSpan({ startMs: T0 + 10_000, endMs: T0 + 11_000 }, now.ms, 900),
+    ];
+    // Alternating models and spans: each query follows one that left the scratch in another state.
+    for (let k = 0; k < 3; k++) {
+      for (const span of spans) {
+        for (const model of ['busy', 'quiet', 'nobody', 'busy']) {
+          const series = store.series({ tenant: 'acme', model });
+          const fresh = store.aggregate(series, span);
+          const scratch = store.aggregateScratch(series, span);
+          expect(scratch).not.toBe(fresh);
+          expect([scratch.count, scratch.errorCount, scratch.bytesIn, scratch.bytesOut]).toEqual([fresh.count, fresh.errorCount, fresh.bytesIn, fresh.bytesOut]);
+          expect([...scratch.statuses]).toEqual([...fresh.statuses]);
+          expect([...scratch.batchSizes]).toEqual([...fresh.batchSizes]);
+          for (const part of ['queue', 'compute', 'total'] as const) {
+            expect([scratch[part].count, scratch[part].sum, scratch[part].max, scratch[part].min]).toEqual([fresh[part].count, fresh[part].sum, fresh[part].max, fresh[part].min]);
+            expect(scratch[part].quantiles([0, 0.5, 0.95, 0.99, 1])).toEqual(fresh[part].quantiles([0, 0.5, 0.95, 0.99, 1]));
+          }
+          expect(modelStats(store, 'acme', model, '', span)).toEqual(toModelStats(model, '', span, store.aggregate(series, span)));
+        }
+      }
+    }
+    expect(store.aggregateScratch(store.series({ tenant: 'acme', model: 'quiet' }), spans[0] ?? { start: 0, end: 1 })).toBe(
+      store.aggregateScratch(store.series({ tenant: 'acme', model: 'busy' }), spans[0] ?? { start: 0, end: 1 }),
+    );
   });
 });

@@ -40,6 +40,11 @@ export class CountTable {
     } else this.vs[i] = (this.vs[i] ?? 0) + n;
   }
 
+  clear(): void {
+    this.ks.length = 0;
+    this.vs.length = 0;
+  }
+
   merge(o: CountTable): void {
     for (let i = 0; i < o.ks.length; i++) this.add(o.ks[i] ?? 0, o.vs[i] ?? 0);
   }
@@ -68,6 +73,14 @@ class Parts {
   /** Batch size → requests. */
   readonly batchSizes = new CountTable();
 
+  reset(): void {
+    this.statuses.clear();
+    this.queue.reset();
+    this.compute.reset();
+    this.total.reset();
+    this.batchSizes.clear();
+  }
+
   add(statusCode: number, batchSize: number, queueUs: number, computeUs: number, totalUs: number): void {
     this.statuses.add(statusCode, 1);
     this.batchSizes.add(batchSize, 1);
@@ -90,11 +103,33 @@ export class Aggregate {
   bytesOut = 0;
   private raw: number[] | null = [];
   private parts: Parts | null = null;
+  /** What `reset` keeps for the next use: the raw array and the emptied parts. */
+  private spare: { raw: number[]; parts: Parts | null } | null = null;
+
+  /**
+   * Empties the aggregate and keeps its storage, so that one aggregate can take a query after
+   * another without allocating (its sketches keep their arrays). It then behaves exactly as a new
+   * one: the first records are kept raw again and the sketches made from them in the same order.
+   */
+  reset(): void {
+    const spare = (this.spare ??= { raw: this.raw ?? [], parts: null });
+    if (this.raw !== null) spare.raw = this.raw;
+    if (this.parts !== null) {
+      this.parts.reset();
+      spare.parts = this.parts;
+    }
+    spare.raw.length = 0;
+    this.raw = spare.raw;
+    this.parts = null;
+    this.count = 0;
+    this.bytesIn = 0;
+    this.bytesOut = 0;
+  }
 
   private full(): Parts {
     let parts = this.parts;
     if (parts === null) {
-      parts = this.parts = new Parts();
+      parts = this.parts = this.spare?.parts ?? new Parts();
       const raw = this.raw ?? [];
       for (let i = 0; i < raw.length; i += RAW_FIELDS) {
         parts.add(raw[i] ?? 0, raw[i + 1] ?? 0, raw[i + 2] ?? 0, raw[i + 3] ?? 0, raw[i + 4] ?? 0);
@@ -238,6 +273,12 @@ export interface WindowStore {
   series(filter: SeriesFilter): Series[];
   /** The buckets of `series` in `span` merged into one aggregate. */
   aggregate(series: readonly Series[], span: SecondSpan): Aggregate;
+  /**
+   * The same as `aggregate`, merged into one aggregate that the store keeps and empties for each
+   * call: a query allocates nothing in proportion to its window. The result is only valid until
+   * the next call (read it at once, never keep it).
+   */
+  aggregateScratch(series: readonly Series[], span: SecondSpan): Aggregate;
   /** Every tenant with data. */
   tenants(): string[];
   /** Drops series with no bucket inside the horizon; returns how many went. */
@@ -277,6 +318,38 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
     return s;
   }
 
+  /** Merges the buckets of `series` in `span` into `out` (series by series, in time order). */
+  function mergeInto(out: Aggregate, series: readonly Series[], span: SecondSpan): Aggregate {
+    const start = Math.max(span.start, oldestSecond());
+    const end = span.end;
+    const mergeSeconds = (s: Series, from: number, to: number): void => {
+      for (let sec = from; sec < to; sec++) {
+        const b = s.ring[mod(sec, horizon)];
+        if (b !== undefined && b.at === sec) out.merge(b.agg);
+      }
+    };
+    // Whole minutes inside [start, end) come from the roll-ups, the ragged edges from seconds.
+    const firstMinute = Math.ceil(start / 60);
+    const endMinute = Math.floor(end / 60);
+    for (const s of series) {
+      if (s.newest < start) continue;
+      if (endMinute <= firstMinute) {
+        mergeSeconds(s, start, end);
+        continue;
+      }
+      mergeSeconds(s, start, firstMinute * 60);
+      for (let m = firstMinute; m < endMinute; m++) {
+        const b = s.minutes[mod(m, s.minutes.length)];
+        if (b !== undefined && b.at === m) out.merge(b.agg);
+      }
+      mergeSeconds(s, endMinute * 60, end);
+    }
+    return out;
+  }
+
+  /** The aggregate `aggregateScratch` reuses. */
+  const scratch = new Aggregate();
+
   return {
     horizonSeconds: horizon,
     clock,
@@ -295,33 +368,10 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
       const version = filter.version ?? '';
       return lists.flat().filter((s) => version === '' || s.version === version);
     },
-    aggregate(series, span) {
-      const out = new Aggregate();
-      const start = Math.max(span.start, oldestSecond());
-      const end = span.end;
-      const mergeSeconds = (s: Series, from: number, to: number): void => {
-        for (let sec = from; sec < to; sec++) {
-          const b = s.ring[mod(sec, horizon)];
-          if (b !== undefined && b.at === sec) out.merge(b.agg);
-        }
-      };
-      // Whole minutes inside [start, end) come from the roll-ups, the ragged edges from seconds.
-      const firstMinute = Math.ceil(start / 60);
-      const endMinute = Math.floor(end / 60);
-      for (const s of series) {
-        if (s.newest < start) continue;
-        if (endMinute <= firstMinute) {
-          mergeSeconds(s, start, end);
-          continue;
-        }
-        mergeSeconds(s, start, firstMinute * 60);
-        for (let m = firstMinute; m < endMinute; m++) {
-          const b = s.minutes[mod(m, s.minutes.length)];
-          if (b !== undefined && b.at === m) out.merge(b.agg);
-        }
-        mergeSeconds(s, endMinute * 60, end);
-      }
-      return out;
+    aggregate: (series, span) => mergeInto(new Aggregate(), series, span),
+    aggregateScratch(series, span) {
+      scratch.reset();
+      return mergeInto(scratch, series, span);
     },
     tenants: () => [...byTenant.keys()],
     sweep() {

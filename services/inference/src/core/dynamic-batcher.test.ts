@@ -4,20 +4,16 @@ import { buildMlp, buildScalarModel, encodeModel, OnnxDataType } from '@quanta/o
 import { createTensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
 import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
-import type { LoadedModel, ModelManager } from './types.js';
+import type { ModelManager } from './types.js';
 
-// The dynamic batcher, driven through the manager with real onnxruntime sessions. Merging is made
-// deterministic by a long max queue delay and a batch that fills exactly: the batch then leaves
-// the moment its last request arrives, not when a timer fires. A request alone (empty queue, no
-// arrival within the delay) leaves on the next setImmediate; tests that need a request held in
-// the queue send a primer first, so that the request arrives within the delay of another.
+// The dynamic batcher, driven through the manager with real onnxruntime sessions and real time.
+// Merging is made deterministic by a long max queue delay and a batch that fills exactly (it then
+// leaves the moment its last request arrives), or by requests submitted in the same tick as a lone
+// one (nothing queued or running: it leaves on the next setImmediate with them). When batches
+// leave under a busy instance, the queue size limit, deadlines and cancellation in the queue are
+// tested with a hand-driven clock and gated instances in dynamic-batcher-policy.test.ts.
 
 const LONG_DELAY_US = 10_000_000;
-
-/** Runs one request to completion, so that the next ones arrive within the delay of it (not lone). */
-async function prime(model: LoadedModel): Promise<void> {
-  await model.infer({ id: 'primer', inputs: inputs({ input: randomFloats([1, 4], 99) }) });
-}
 
 /** y = a + b over [N,4]: a batchable model with two inputs. */
 const addModel = encodeModel({
@@ -128,64 +124,6 @@ describe('dynamic batcher', () => {
       expect(results[i]?.batchSize).toBe(1);
     }
     expect(model.stats().executionCount).toBe(3n);
-  });
-
-  it('answers RESOURCE_EXHAUSTED at once when the queue is full, and still serves the queued ones', async () => {
-    manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US, maxQueueSize: 2 }));
-    const request = { inputs: inputs({ input: randomFloats([1, 4], 1) }) };
-    await prime(model);
-    const queued = [model.infer({ id: 'a', ...request }), model.infer({ id: 'b', ...request })];
-    const error = await rejection(model.infer({ id: 'c', ...request }));
-    expect(error.code).toBe('RESOURCE_EXHAUSTED');
-    expect(error.message).toBe('model "mlp": the queue is full (2 requests waiting); retry later');
-    // Not lone (they came within the delay of the primer), so they wait the 10 s delay: a later
-    // setImmediate does not send them.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    expect(model.stats().executionCount).toBe(1n);
-    // Unloading drains: the queued requests run without waiting out the delay.
-    const unloaded = model.unload();
-    const results = await Promise.all(queued);
-    await unloaded;
-    expect(results.map((r) => r.batchSize)).toEqual([2, 2]);
-    expect(model.stats().fail.count).toBe(1n);
-    expect(model.stats().executionCount).toBe(2n);
-  });
-
-  it('fails a request whose deadline passes in the queue with DEADLINE_EXCEEDED, without running it', async () => {
-    manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
-    const request = { inputs: inputs({ input: randomFloats([1, 4], 1) }) };
-    // After the primer, 'late' is not lone: it waits for the (10 s) delay, and its deadline comes first.
-    await prime(model);
-    const late = await rejection(model.infer({ id: 'late', ...request, deadline: Date.now() + 30 }));
-    expect(late.code).toBe('DEADLINE_EXCEEDED');
-    expect(late.message).toBe("model \"mlp\": the request's deadline passed while it waited in the queue");
-    const past = await rejection(model.infer({ id: 'past', ...request, deadline: Date.now() - 1 }));
-    expect(past.code).toBe('DEADLINE_EXCEEDED');
-    const stats = model.stats();
-    // Only the primer ran.
-    expect(stats.executionCount).toBe(1n);
-    expect(stats.inferenceCount).toBe(1n);
-    expect(stats.success.count).toBe(1n);
-    expect(stats.fail.count).toBe(2n);
-  });
-
-  it('drops a queued request whose signal aborts, with CANCELLED', async () => {
-    manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
-    const controller = new AbortController();
-    // Not lone after the primer: 'x' is held for the 10 s delay, and aborted while it waits.
-    await prime(model);
-    const pending = model.infer({ id: 'x', inputs: inputs({ input: randomFloats([1, 4], 1) }), signal: controller.signal });
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    controller.abort();
-    const error = await rejection(pending);
-    expect(error.code).toBe('CANCELLED');
-    expect(error.message).toBe('model "mlp": the request was cancelled while queued');
-    expect(model.stats().executionCount).toBe(1n);
-    const already = await rejection(model.infer({ id: 'y', inputs: inputs({ input: randomFloats([1, 4], 1) }), signal: controller.signal }));
-    expect(already.code).toBe('CANCELLED');
   });
 
   it('merges two-input requests, and refuses inputs that disagree on dim 0', async () => {

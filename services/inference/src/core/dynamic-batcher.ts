@@ -2,22 +2,26 @@ import { SpanStatusCode, context, trace, type Context, type Link } from '@opente
 import type * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { TensorError, concatBatch, splitBatch, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
-import { monotonicNs, type Clock } from './clock.js';
+import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './clock.js';
 import type { InstancePool } from './instance-pool.js';
 import type { StatsRecorder } from './stats.js';
 import { InferError, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
 
 // Triton's dynamic batcher for one model version: requests queue FIFO; a batch is the head
 // request plus every later queued request whose inputs stack with it (same datatypes and same
-// dims after dim 0), up to maxBatchSize rows; once the head is queued the batcher waits at most
-// maxQueueDelayUs for the batch to fill. At most one batch runs per onnxruntime session.
+// dims after dim 0), up to maxBatchSize rows. At most one batch runs per instance.
 //
-// Lone-request fast path (not Triton's): a request that arrives when the queue is empty and no
-// other request arrived within the last maxQueueDelayUs is "lone": nobody is around to batch
-// with, so waiting the delay would only add latency (at concurrency 1, all of it). It leaves on
-// the next setImmediate instead, taking along whatever was submitted in the same tick or poll
-// phase. Every other request (one that finds others queued, or arrives within the delay of the
-// previous arrival: a sign of concurrent load) waits up to the delay for its batch to fill.
+// When a batch leaves (Triton's policy, with a lone-request rule of our own):
+// - while every instance is busy, requests only accumulate;
+// - with an instance free, the batch leaves at once when it is full, when the oldest request has
+//   already waited maxQueueDelayUs, or when waiting cannot grow it (the next compatible request
+//   does not fit, or the model is draining); otherwise it waits only the rest of the oldest
+//   request's delay (a request that waited behind a busy instance has used part of it already);
+// - a lone request, one that arrives with nothing of this model queued or running, has nobody to
+//   batch with: it leaves on the next setImmediate, with whatever arrived in the same tick or poll
+//   phase, instead of waiting the delay (at concurrency 1, all of it). A request that was answered
+//   does not count: only queued or running ones make the next one wait. `loneRequestsWait` turns
+//   this off (Triton's behaviour: every request waits up to the delay).
 
 export interface BatchJob {
   /** Every input the model takes (state inputs included). */
@@ -51,7 +55,10 @@ export interface DynamicBatcherOptions {
   readonly config: ServingConfig;
   readonly pool: InstancePool;
   readonly stats: StatsRecorder;
+  /** Wall clock, for deadlines. */
   readonly clock: Clock;
+  /** The queue delay's clock and timer; default the process's (tests pass a hand-driven one). */
+  readonly timers?: BatchTimers | undefined;
   readonly logger?: Logger | undefined;
   /** False runs every request alone (stateful models, maxBatchSize <= 1, unbatchable signatures). */
   readonly batching: boolean;
@@ -107,16 +114,16 @@ function mergeKey(inputs: ReadonlyMap<string, Tensor>): string {
 
 export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBatcher {
   const { model, config, pool, stats, clock, batching } = options;
+  const timers = options.timers ?? systemTimers;
+  const nowNs = (): bigint => timers.nowNs();
   const maxRows = batching ? Math.max(1, config.maxBatchSize) : 1;
   const delayNs = BigInt(Math.max(0, Math.floor(config.maxQueueDelayUs))) * 1000n;
   const slots = pool.size;
   const queue: Entry[] = [];
   let running = 0;
   let draining = false;
-  let delayTimer: NodeJS.Timeout | undefined;
+  let delayTimer: BatchTimer | undefined;
   let idleWaiters: (() => void)[] = [];
-  /** When the latest request arrived (monotonic ns); undefined before the first. */
-  let lastArrivalNs: bigint | undefined;
   // Only a batching queue with a delay holds requests; elsewhere every request leaves at once anyway.
   const holds = maxRows > 1 && delayNs > 0n;
 
@@ -164,6 +171,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     queue.length = kept;
   };
 
+  /** The batch to run now on a free instance, or undefined (then a timer or an arrival pumps again). */
   const takeBatch = (): Entry[] | undefined => {
     // Expired requests leave without running (their timers usually got them first).
     let head = queue[0];
@@ -179,6 +187,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     }
     const batch = [head];
     let rows = head.rows;
+    // True when a compatible request is queued that does not fit: waiting cannot grow this batch.
+    let blocked = false;
     for (let i = 1; i < queue.length && rows < maxRows; i++) {
       const entry = queue[i];
       if (entry === undefined || entry.key !== head.key) continue;
@@ -188,18 +198,22 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         continue;
       }
       // FIFO: a compatible request that does not fit ends the batch rather than being skipped.
-      if (rows + entry.rows > maxRows) break;
+      if (rows + entry.rows > maxRows) {
+        blocked = true;
+        break;
+      }
       batch.push(entry);
       rows += entry.rows;
     }
-    if (rows < maxRows && !draining) {
-      // A lone head waits only for its setImmediate (releaseLone pumps then), never the delay.
+    if (rows < maxRows && !blocked && !draining) {
       if (head.lone) {
+        // A lone head waits only for its setImmediate (releaseLone pumps then), never the delay.
         if (!head.released) return undefined;
       } else {
-        const waited = monotonicNs() - head.enqueuedNs;
-        if (waited < delayNs) {
-          delayTimer = setTimeout(pump, Number((delayNs - waited) / 1000n) / 1000 + 0.001);
+        // The delay counts from the oldest request's arrival, time behind a busy instance included.
+        const left = delayNs - (nowNs() - head.enqueuedNs);
+        if (left > 0n) {
+          delayTimer = timers.setTimer(pump, left);
           return undefined;
         }
       }
@@ -209,26 +223,30 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   };
 
   function pump(): void {
-    clearTimeout(delayTimer);
+    delayTimer?.cancel();
     delayTimer = undefined;
     while (running < slots) {
       const batch = takeBatch();
       if (batch === undefined) break;
       running++;
-      void execute(batch).finally(() => {
+      void execute(batch).then((settle) => {
+        // The instance counts as free before the answers go out, so that a request sent in
+        // reaction to one (same process, same tick) does not find this batch still running.
         running--;
+        settle();
         pump();
       });
     }
     notifyIdle();
   }
 
-  async function execute(batch: readonly Entry[]): Promise<void> {
+  /** Runs a batch; never rejects. The returned function answers its requests. */
+  async function execute(batch: readonly Entry[]): Promise<() => void> {
     for (const entry of batch) entry.cleanup();
-    const started = monotonicNs();
+    const started = nowNs();
     const batchRows = batching ? batch.reduce((sum, entry) => sum + entry.rows, 0) : 1;
     const first = batch[0];
-    if (first === undefined) return;
+    if (first === undefined) return () => undefined;
     const span = tracer().startSpan(
       'inference.batch',
       { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows, 'quanta.requests': batch.length }, links: linksOf(batch) },
@@ -251,15 +269,17 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         feeds[name] = tensorToOrt(merged, { name, role: 'input' });
       }
       const fetches = single ? first.job.fetches : [...new Set(batch.flatMap((entry) => entry.job.fetches))];
-      const inputDone = monotonicNs();
+      const inputDone = nowNs();
       const run = tracer().startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
       let results: ort.InferenceSession.ReturnType;
       try {
-        results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches));
+        // A merged batch's inputs are ours (concatBatch's copies): the pool may hand them over
+        // (transfer them to a worker) instead of copying them.
+        results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches, { ownedInputs: !single }));
       } finally {
         run.end();
       }
-      const inferDone = monotonicNs();
+      const inferDone = nowNs();
       if (single) {
         // One request: its outputs are onnxruntime's, no split.
         const outputs = new Map<string, Tensor>();
@@ -268,11 +288,11 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           if (value === undefined) throw new Error(`onnxruntime returned no output "${name}"`);
           outputs.set(name, tensorFromOrt(value, { name, role: 'output' }));
         }
-        const outputDone = monotonicNs();
+        const outputDone = nowNs();
         const exec = { computeInputNs: inputDone - started, computeInferNs: inferDone - inputDone, computeOutputNs: outputDone - inferDone };
         stats.execution(batchRows, exec);
-        first.resolve({ outputs, times: { queueNs: started - first.enqueuedNs, ...exec }, batchSize: batchRows, rows: first.rows });
-        return;
+        span.end();
+        return () => first.resolve({ outputs, times: { queueNs: started - first.enqueuedNs, ...exec }, batchSize: batchRows, rows: first.rows });
       }
       const split = new Map<string, Tensor[]>();
       const rowsOf = batch.map((entry) => entry.rows);
@@ -281,17 +301,20 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         if (value === undefined) throw new Error(`onnxruntime returned no output "${name}"`);
         split.set(name, splitBatch(tensorFromOrt(value, { name, role: 'output' }), rowsOf, { name, role: 'output' }));
       }
-      const outputDone = monotonicNs();
+      const outputDone = nowNs();
       const exec = { computeInputNs: inputDone - started, computeInferNs: inferDone - inputDone, computeOutputNs: outputDone - inferDone };
       stats.execution(batchRows, exec);
-      batch.forEach((entry, index) => {
-        const outputs = new Map<string, Tensor>();
-        for (const name of entry.job.fetches) {
-          const part = split.get(name)?.[index];
-          if (part !== undefined) outputs.set(name, part);
-        }
-        entry.resolve({ outputs, times: { queueNs: started - entry.enqueuedNs, ...exec }, batchSize: batchRows, rows: entry.rows });
-      });
+      span.end();
+      return () => {
+        batch.forEach((entry, index) => {
+          const outputs = new Map<string, Tensor>();
+          for (const name of entry.job.fetches) {
+            const part = split.get(name)?.[index];
+            if (part !== undefined) outputs.set(name, part);
+          }
+          entry.resolve({ outputs, times: { queueNs: started - entry.enqueuedNs, ...exec }, batchSize: batchRows, rows: entry.rows });
+        });
+      };
     } catch (error: unknown) {
       const failure =
         error instanceof InferError
@@ -301,9 +324,10 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
             : new InferError('INTERNAL', `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`);
       if (failure.code === 'INTERNAL') options.logger?.error({ err: error, model, batch: batch.length }, 'inference run failed');
       span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
-      for (const entry of batch) entry.reject(failure);
-    } finally {
       span.end();
+      return () => {
+        for (const entry of batch) entry.reject(failure);
+      };
     }
   }
 
@@ -342,9 +366,9 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           new InferError('RESOURCE_EXHAUSTED', `model "${model}": the queue is full (${config.maxQueueSize} requests waiting); retry later`),
         );
       }
-      const arrivedNs = monotonicNs();
-      const lone = holds && queue.length === 0 && (lastArrivalNs === undefined || arrivedNs - lastArrivalNs >= delayNs);
-      lastArrivalNs = arrivedNs;
+      const arrivedNs = nowNs();
+      // Nothing queued and nothing running: nobody to batch with (see the header).
+      const lone = holds && config.loneRequestsWait !== true && queue.length === 0 && running === 0;
       return new Promise<JobResult>((resolve, reject) => {
         let timer: NodeJS.Timeout | undefined;
         const onAbort = (): void => {

@@ -5,11 +5,18 @@ import type { ModelBytes, ServingConfig } from './types.js';
 // waits (FIFO) for one; the dynamic batcher never starts more runs than there are sessions, so
 // the wait only matters for warm-up and direct callers.
 
+export type SessionMetadata = Pick<ort.InferenceSession, 'inputMetadata' | 'outputMetadata'>;
+
+export interface RunOptions {
+  /** The feeds' buffers belong to the caller alone and are not used after the run: a pool may take them over. */
+  readonly ownedInputs?: boolean;
+}
+
 export interface InstancePool {
-  /** The first session, for its metadata. */
-  readonly session: ort.InferenceSession;
+  /** The model's inputs and outputs as onnxruntime reports them. */
+  readonly metadata: SessionMetadata;
   readonly size: number;
-  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<ort.InferenceSession.ReturnType>;
+  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], options?: RunOptions): Promise<ort.InferenceSession.ReturnType>;
   /** Releases every session once its current run has finished. */
   release(): Promise<void>;
 }
@@ -57,7 +64,7 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
 
   let released: Promise<void> | undefined;
   return {
-    session: first,
+    metadata: { inputMetadata: first.inputMetadata, outputMetadata: first.outputMetadata },
     size,
     async run(feeds, fetches) {
       if (released !== undefined) throw new Error('the model version has been unloaded');

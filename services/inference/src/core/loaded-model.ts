@@ -102,7 +102,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
   let signature: ModelSignature;
   let symbols: DimSymbols;
   try {
-    ({ signature, symbols } = signatureOf(pool.session));
+    ({ signature, symbols } = signatureOf(pool.metadata));
     checkSequenceState(signature, config);
     const { guessed } = await warmUp(pool, signature);
     if (guessed) logger?.debug({ model: name, version }, 'warm-up used 1 for dynamic dims after dim 0');

@@ -3,6 +3,8 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createRng, uniform } from '@quanta/onnx';
 import { createTensor, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
+import type { BatchTimer, BatchTimers } from './clock.js';
+import type { InstancePool } from './instance-pool.js';
 import { InferError, type ServingConfig } from './types.js';
 
 // Shared by the core's tests: configs, inputs, and the second source of expected values
@@ -79,4 +81,73 @@ export async function rejection(promise: Promise<unknown>): Promise<InferError> 
     throw error;
   }
   throw new Error('expected a rejection');
+}
+
+/** The batcher's clock and timers, moved by hand: `advanceUs` fires the timers that come due, in order. */
+export function manualTimers(): BatchTimers & { advanceUs(us: number): void; armed(): number } {
+  let now = 0n;
+  let timers: { due: bigint; fn: () => void; live: boolean }[] = [];
+  return {
+    nowNs: () => now,
+    setTimer(fn, ns): BatchTimer {
+      const timer = { due: now + ns, fn, live: true };
+      timers.push(timer);
+      return {
+        cancel() {
+          timer.live = false;
+        },
+      };
+    },
+    advanceUs(us) {
+      const until = now + BigInt(us) * 1000n;
+      for (;;) {
+        timers = timers.filter((t) => t.live);
+        const next = timers.filter((t) => t.due <= until).sort((a, b) => (a.due < b.due ? -1 : a.due > b.due ? 1 : 0))[0];
+        if (next === undefined) break;
+        now = next.due > now ? next.due : now;
+        next.live = false;
+        next.fn();
+      }
+      now = until;
+    },
+    armed: () => timers.filter((t) => t.live).length,
+  };
+}
+
+export interface GatedRun {
+  /** Rows of the batch (dim 0 of its first feed). */
+  readonly rows: number;
+  /** Lets the run go on to onnxruntime. */
+  open(): void;
+}
+
+/**
+ * A real instance pool whose runs wait until the test opens them: the test decides when an
+ * instance becomes free again. `runs` lists every run in the order the batcher started them.
+ */
+export function gatedPool(pool: InstancePool): { pool: InstancePool; runs: GatedRun[] } {
+  const runs: GatedRun[] = [];
+  return {
+    runs,
+    pool: {
+      get metadata() {
+        return pool.metadata;
+      },
+      size: pool.size,
+      async run(feeds, fetches, options) {
+        const first = Object.values(feeds)[0];
+        let open: () => void = () => undefined;
+        const gate = new Promise<void>((resolve) => (open = resolve));
+        runs.push({ rows: Number(first?.dims[0] ?? 1), open });
+        await gate;
+        return pool.run(feeds, fetches, options);
+      },
+      release: () => pool.release(),
+    },
+  };
+}
+
+/** Lets one event-loop turn pass (a lone request leaves on the next setImmediate). */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -64,6 +64,12 @@ export interface ServingConfig {
   readonly threadsPerInstance?: number;
   /** onnxruntime execution providers in order of preference; default ['cpu']. */
   readonly executionProviders?: readonly string[];
+  /**
+   * True: every request waits up to maxQueueDelayUs for others while an instance is free
+   * (Triton's behaviour). Default false: a lone request (nothing of the model queued or running)
+   * leaves at once, since nobody is there to batch with.
+   */
+  readonly loneRequestsWait?: boolean;
 }
 
 /** Triton's sequence parameters of one request. */

@@ -4,7 +4,7 @@ import { buildMlp, buildScalarModel, encodeModel, OnnxDataType } from '@quanta/o
 import { createTensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
 import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
-import type { ModelManager } from './types.js';
+import type { ModelManager, ServingConfig } from './types.js';
 
 // The dynamic batcher, driven through the manager with real onnxruntime sessions and real time.
 // Merging is made deterministic by a long max queue delay and a batch that fills exactly (it then
@@ -49,11 +49,13 @@ afterEach(async () => {
   manager = undefined;
 });
 
-describe('dynamic batcher', () => {
+describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (execution) => {
+  const config = (overrides: Partial<ServingConfig>): ServingConfig => servingConfig({ execution, ...overrides });
+
   it('merges concurrent requests (one with dim0 = 2) and splits each one its exact rows', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [32, 16], outputSize: 5, seed: 9 });
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load('t', 'mlp', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
     const rows = [1, 2, 1, 3, 1];
     const requests = rows.map((n, i) => inputs({ input: randomFloats([n, 4], 200 + i) }));
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
@@ -78,7 +80,7 @@ describe('dynamic batcher', () => {
     const bytes = await readFile(path);
     manager = createModelManager();
     // A 50 ms delay: the odd one out leaves alone once it has waited that long.
-    const model = await manager.load('t', 'cls', '1', { path }, servingConfig({ maxBatchSize: 2, maxQueueDelayUs: 50_000 }));
+    const model = await manager.load('t', 'cls', '1', { path }, config({ maxBatchSize: 2, maxQueueDelayUs: 50_000 }));
     const wide = (seed: number): Map<string, ReturnType<typeof randomFloats>> => inputs({ x: randomFloats([1, 3, 48, 192], seed) });
     const narrow = inputs({ x: randomFloats([1, 3, 48, 96], 3) });
     const requests = [wide(1), narrow, wide(2)];
@@ -98,7 +100,7 @@ describe('dynamic batcher', () => {
 
   it('refuses a request larger than the max batch size', async () => {
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8 }));
+    const model = await manager.load('t', 'mlp', '1', buildMlp(), config({ maxBatchSize: 8 }));
     const error = await rejection(model.infer({ id: 'big', inputs: inputs({ input: randomFloats([9, 4], 1) }) }));
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(error.message).toBe('model "mlp": the request has batch size 9, more than the model\'s max batch size 8');
@@ -107,7 +109,7 @@ describe('dynamic batcher', () => {
   it('serves a scalar-input model alone per request even with maxBatchSize 8', async () => {
     const bytes = buildScalarModel();
     manager = createModelManager();
-    const model = await manager.load('t', 'scalar', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load('t', 'scalar', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
     expect(model.signature.batchable).toBe(false);
     const requests = [3, 1, 5].map((n, i) =>
       inputs({ x: createTensor('FP32', [n], Float32Array.from({ length: n }, (_, k) => k + i)), s: createTensor('FP32', [], Float32Array.of(i + 2)) }),
@@ -128,7 +130,7 @@ describe('dynamic batcher', () => {
 
   it('merges two-input requests, and refuses inputs that disagree on dim 0', async () => {
     manager = createModelManager();
-    const model = await manager.load('t', 'add', '1', addModel, servingConfig({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load('t', 'add', '1', addModel, config({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
     const requests = [1, 2].map((n, i) => inputs({ a: randomFloats([n, 4], i), b: randomFloats([n, 4], 10 + i) }));
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
     for (const [i, request] of requests.entries()) {
@@ -145,7 +147,7 @@ describe('dynamic batcher', () => {
 
   it('batches BYTES (string) tensors and refuses an element that is not UTF-8', async () => {
     manager = createModelManager();
-    const model = await manager.load('t', 'echo', '1', echoModel, servingConfig({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load('t', 'echo', '1', echoModel, config({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
     expect(model.signature.inputs).toEqual([{ name: 's', datatype: 'BYTES', shape: [-1] }]);
     const [one, two] = await Promise.all([
       model.infer({ id: '1', inputs: inputs({ s: text('héllo') }) }),
@@ -164,7 +166,7 @@ describe('dynamic batcher', () => {
   it('sends a lone request at once instead of waiting out a 10 s delay', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 4 });
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load('t', 'mlp', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
     const request = inputs({ input: randomFloats([1, 4], 7) });
     const started = performance.now();
     const result = await model.infer({ id: 'lone', inputs: request });
@@ -181,7 +183,7 @@ describe('dynamic batcher', () => {
   it('still merges the requests submitted in the same tick as a lone one', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load('t', 'mlp', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
     const requests = [1, 2, 1].map((n, i) => inputs({ input: randomFloats([n, 4], 30 + i) }));
     const started = performance.now();
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
@@ -198,7 +200,7 @@ describe('dynamic batcher', () => {
   it('forms batches under steady concurrent load', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 6 });
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 20_000 }));
+    const model = await manager.load('t', 'mlp', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: 20_000 }));
     const request = inputs({ input: randomFloats([1, 4], 8) });
     const expected = values((await runDirect(bytes, request)).get('output'));
     const clients = 8;

@@ -15,12 +15,12 @@ function thrown(fn: () => unknown): InferError {
   throw new Error('expected a throw');
 }
 
-describe('model manager: outputs equal onnxruntime called directly', () => {
+describe.each(['worker', 'inline'] as const)('model manager, %s sessions: outputs equal onnxruntime called directly', (execution) => {
   it('serves an MLP', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [16], outputSize: 3, seed: 7 });
     const manager = createModelManager();
     try {
-      await manager.load('t1', 'mlp', '1', bytes, servingConfig());
+      await manager.load('t1', 'mlp', '1', bytes, servingConfig({ execution }));
       await manager.activate('t1', 'mlp', '1');
       const request = inputs({ input: randomFloats([2, 4], 11) });
       const result = await manager.get('t1', 'mlp').infer({ id: 'r1', inputs: request });
@@ -46,7 +46,7 @@ describe('model manager: outputs equal onnxruntime called directly', () => {
     const bytes = buildCnn({ seed: 3, softmax: true });
     const manager = createModelManager();
     try {
-      const model = await manager.load('t1', 'cnn', '1', bytes, servingConfig({ instanceCount: 2, threadsPerInstance: 1, maxBatchSize: 4 }));
+      const model = await manager.load('t1', 'cnn', '1', bytes, servingConfig({ execution, instanceCount: 2, threadsPerInstance: 1, maxBatchSize: 4 }));
       expect(model.signature).toEqual({
         inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 32, 32] }],
         outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 10] }],
@@ -68,7 +68,7 @@ describe('model manager: outputs equal onnxruntime called directly', () => {
     const bytes = buildLstm({ seed: 5 });
     const manager = createModelManager();
     try {
-      const model = await manager.load('t1', 'lstm', '1', bytes, servingConfig({ maxBatchSize: 8 }));
+      const model = await manager.load('t1', 'lstm', '1', bytes, servingConfig({ execution, maxBatchSize: 8 }));
       expect(model.signature.batchable).toBe(false);
       const request = inputs({ x: randomFloats([5, 2, 4], 1), h: randomFloats([1, 2, 8], 2), c: randomFloats([1, 2, 8], 3) });
       const result = await model.infer({ id: 'r', inputs: request, outputs: [LSTM_NAMES.hn, LSTM_NAMES.output] });
@@ -85,7 +85,7 @@ describe('model manager: outputs equal onnxruntime called directly', () => {
     const path = ppocrClassifierPath();
     const manager = createModelManager();
     try {
-      const model = await manager.load('t1', 'cls', '1', { path }, servingConfig({ maxBatchSize: 4 }));
+      const model = await manager.load('t1', 'cls', '1', { path }, servingConfig({ execution, maxBatchSize: 4 }));
       expect(model.signature.inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [-1, 3, -1, -1] }]);
       expect(model.signature.batchable).toBe(true);
       const request = inputs({ x: randomFloats([2, 3, 48, 192], 9) });

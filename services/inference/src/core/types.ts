@@ -70,6 +70,13 @@ export interface ServingConfig {
    * leaves at once, since nobody is there to batch with.
    */
   readonly loneRequestsWait?: boolean;
+  /**
+   * Where each instance's onnxruntime session runs: 'worker' (default), a worker thread per
+   * instance, so that the event loop keeps taking requests while a batch runs and instances run
+   * in parallel; 'inline', on the event loop itself (onnxruntime-node runs a model synchronously
+   * on the calling thread).
+   */
+  readonly execution?: 'worker' | 'inline';
 }
 
 /** Triton's sequence parameters of one request. */

@@ -1,0 +1,158 @@
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { OnnxDataType, buildCnn, buildMlp, encodeModel } from '@quanta/onnx';
+import { tensorFromOrt, tensorToOrt } from '@quanta/tensor';
+import { createInstancePool, sessionWorkerCount, type InstancePool } from './instance-pool.js';
+import { createModelManager } from './model-manager.js';
+import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import type { ModelManager, ServingConfig } from './types.js';
+
+// The instance pool in both execution modes, against onnxruntime called directly in this thread.
+
+const cnn = buildCnn();
+let pools: InstancePool[] = [];
+let manager: ModelManager | undefined;
+afterEach(async () => {
+  await Promise.all(pools.map((pool) => pool.release()));
+  pools = [];
+  await manager?.close();
+  manager = undefined;
+});
+
+async function pool(bytes: Uint8Array | { path: string }, overrides: Partial<ServingConfig>): Promise<InstancePool> {
+  const created = await createInstancePool(bytes, servingConfig({ threadsPerInstance: 1, ...overrides }));
+  pools.push(created);
+  return created;
+}
+
+describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (execution) => {
+  it('gives the outputs onnxruntime gives directly (CNN and PP-OCR), batch of 3', async () => {
+    const ocrPath = ppocrClassifierPath();
+    for (const [bytes, input, shape] of [
+      [cnn, 'input', [3, 3, 32, 32]],
+      [await readFile(ocrPath), 'x', [3, 3, 48, 192]],
+    ] as const) {
+      const instances = await pool(bytes, { execution, instanceCount: 2 });
+      const feed = randomFloats(shape, 5);
+      const results = await instances.run({ [input]: tensorToOrt(feed) }, instances.metadata.outputMetadata.map((m) => m.name));
+      const expected = await runDirect(bytes, inputs({ [input]: feed }));
+      for (const [name, tensor] of expected) {
+        const got = results[name];
+        expect(got?.dims).toEqual(tensor.shape);
+        expect(got?.type).toBe('float32');
+        expect(values(got === undefined ? undefined : tensorFromOrt(got))).toEqual(values(tensor));
+      }
+    }
+  });
+
+  it('reports the model\'s inputs and outputs', async () => {
+    const instances = await pool(cnn, { execution });
+    expect(instances.metadata.inputMetadata.map((m) => [m.name, m.isTensor && m.shape])).toEqual([['input', ['N', 3, 32, 32]]]);
+    expect(instances.metadata.outputMetadata.map((m) => [m.name, m.isTensor && m.shape])).toEqual([['output', ['N', 10]]]);
+  });
+
+  it("rejects with onnxruntime's own message when a run fails, and keeps serving", async () => {
+    const instances = await pool(cnn, { execution });
+    const wrong = { input: new ort.Tensor('float32', new Float32Array(3 * 16 * 16), [1, 3, 16, 16]) };
+    const direct = await ort.InferenceSession.create(cnn);
+    const expected = await direct.run(wrong).then(
+      () => 'no error',
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+    );
+    await direct.release();
+    expect(expected).toMatch(/dimension|Got invalid dimensions/i);
+    await expect(instances.run(wrong, ['output'])).rejects.toThrow(expected);
+    const feed = randomFloats([1, 3, 32, 32], 1);
+    const ok = await instances.run({ input: tensorToOrt(feed) }, ['output']);
+    expect(ok['output']?.dims).toEqual([1, 10]);
+  });
+
+  it('fails to start on bytes that are not a model, leaving no worker behind', async () => {
+    const before = sessionWorkerCount();
+    await expect(createInstancePool(Uint8Array.of(1, 2, 3), servingConfig({ execution, instanceCount: 2 }))).rejects.toThrow(/protobuf|model/i);
+    expect(sessionWorkerCount()).toBe(before);
+  });
+
+  it('refuses runs after release', async () => {
+    const instances = await pool(cnn, { execution });
+    await instances.release();
+    await expect(instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 1)) }, ['output'])).rejects.toThrow('the model version has been unloaded');
+  });
+});
+
+describe('instance pool, worker sessions', () => {
+  it('starts one worker per instance and ends them on release', async () => {
+    const before = sessionWorkerCount();
+    const instances = await createInstancePool(cnn, servingConfig({ instanceCount: 3, threadsPerInstance: 1 }));
+    expect(sessionWorkerCount()).toBe(before + 3);
+    await instances.release();
+    expect(sessionWorkerCount()).toBe(before);
+  });
+
+  it("copies a caller's inputs (they stay usable) and hands over owned ones without a copy", async () => {
+    const instances = await pool(cnn, { instanceCount: 1 });
+    const kept = tensorToOrt(randomFloats([2, 3, 32, 32], 3));
+    const copy = Float32Array.from(kept.data as Float32Array);
+    const first = await instances.run({ input: kept }, ['output']);
+    expect(Array.from(kept.data as Float32Array)).toEqual(Array.from(copy));
+    const given = new ort.Tensor('float32', Float32Array.from(copy), [2, 3, 32, 32]);
+    const buffer = (given.data).buffer;
+    const second = await instances.run({ input: given }, ['output'], { ownedInputs: true });
+    // Transferred to the worker: this thread's buffer is detached.
+    expect(buffer.byteLength).toBe(0);
+    expect(Array.from(second['output']?.data as Float32Array)).toEqual(Array.from(first['output']?.data as Float32Array));
+  });
+
+  it('serves merged batches on two worker instances through the manager, as onnxruntime computes them', async () => {
+    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [16], outputSize: 2, seed: 3 });
+    manager = createModelManager();
+    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 10_000_000, instanceCount: 2 }));
+    const requests = [1, 3, 4].map((n, i) => inputs({ input: randomFloats([n, 4], 40 + i) }));
+    const results = await Promise.all(requests.map((request, i) => model.infer({ id: `${i}`, inputs: request })));
+    for (const [i, request] of requests.entries()) {
+      expect(results[i]?.batchSize).toBe(8);
+      expect(values(results[i]?.outputs[0])).toEqual(values((await runDirect(bytes, request)).get('output')));
+    }
+  });
+
+  it('a run that fails in the worker fails its requests with INTERNAL and the onnxruntime message', async () => {
+    // y = Reshape(x, [-1, 2, 2]) over x [N, K]: valid for K = 4 only, which only onnxruntime checks.
+    const reshape = encodeModel({
+      graph: {
+        name: 'reshape',
+        nodes: [{ opType: 'Reshape', inputs: ['x', 'shape'], outputs: ['y'] }],
+        initializers: [{ name: 'shape', dataType: OnnxDataType.INT64, dims: [3], raw: new Uint8Array(BigInt64Array.of(-1n, 2n, 2n).buffer) }],
+        inputs: [{ name: 'x', dataType: OnnxDataType.FLOAT, shape: ['N', 'K'] }],
+        outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: ['N', 2, 2] }],
+      },
+    });
+    manager = createModelManager();
+    const model = await manager.load('t', 'reshape', '1', reshape, servingConfig({ threadsPerInstance: 1 }));
+    const error = await rejection(model.infer({ id: 'bad', inputs: inputs({ x: randomFloats([1, 3], 1) }) }));
+    expect(error.code).toBe('INTERNAL');
+    expect(error.message).toMatch(/^model "reshape" failed to run a batch of 1: .*reshape/i);
+    const good = await model.infer({ id: 'good', inputs: inputs({ x: randomFloats([1, 4], 2) }) });
+    expect(good.outputs[0]?.shape).toEqual([1, 2, 2]);
+    expect(values(good.outputs[0])).toEqual(values(randomFloats([1, 4], 2)));
+  });
+
+  it('hot swap: activating a new version and unloading the old one leaves only the new one\'s workers', async () => {
+    manager = createModelManager();
+    const before = sessionWorkerCount();
+    await manager.load('t', 'cnn', '1', cnn, servingConfig({ instanceCount: 2 }));
+    await manager.activate('t', 'cnn', '1');
+    expect(sessionWorkerCount()).toBe(before + 2);
+    await manager.load('t', 'cnn', '2', buildCnn({ seed: 7 }), servingConfig({ instanceCount: 2 }));
+    await manager.activate('t', 'cnn', '2');
+    // The previous current version drained and released: its two workers are gone.
+    expect(sessionWorkerCount()).toBe(before + 2);
+    const feed = inputs({ input: randomFloats([1, 3, 32, 32], 2) });
+    const answer = await manager.get('t', 'cnn').infer({ id: 'x', inputs: feed });
+    expect(answer.version).toBe('2');
+    expect(values(answer.outputs[0])).toEqual(values((await runDirect(buildCnn({ seed: 7 }), feed)).get('output')));
+    await manager.close();
+    manager = undefined;
+    expect(sessionWorkerCount()).toBe(before);
+  });
+});

@@ -1,0 +1,73 @@
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+
+// The code of a worker thread that holds one onnxruntime session (see instance-pool.ts).
+// onnxruntime-node 1.30 runs a model synchronously on the thread that calls session.run; in a
+// worker, that thread is not the event loop that takes requests.
+//
+// It is a string started from a data: URL rather than a file of its own so that it runs the same
+// from TypeScript sources (tsx, vitest) and from dist/ without a loader in the worker; the only
+// module it imports, onnxruntime-node, comes by absolute URL (workerData.ort).
+//
+// Protocol. workerData: { ort, model: Uint8Array | string (path), options }.
+// worker -> parent: { kind: 'ready', inputMetadata, outputMetadata } | { kind: 'failed', message }.
+// parent -> worker: { kind: 'run', id, feeds: WireTensor[], fetches } | { kind: 'release' }.
+// worker -> parent: { kind: 'done', id, outputs: WireTensor[] } | { kind: 'error', id, message }
+//                   | { kind: 'released' }.
+// A WireTensor is { name, type, dims, data }; numeric data travels as a typed array whose
+// ArrayBuffer is transferred (outputs always; inputs when the parent may give them away).
+
+const SOURCE = `
+import { parentPort, workerData } from 'node:worker_threads';
+const loaded = await import(workerData.ort);
+const ort = loaded.default ?? loaded;
+const message = (error) => (error instanceof Error ? error.message : String(error));
+let session;
+try {
+  session = await ort.InferenceSession.create(workerData.model, workerData.options);
+} catch (error) {
+  parentPort.postMessage({ kind: 'failed', message: message(error) });
+}
+if (session !== undefined) {
+  parentPort.postMessage({ kind: 'ready', inputMetadata: session.inputMetadata, outputMetadata: session.outputMetadata });
+  parentPort.on('message', async (request) => {
+    if (request.kind === 'release') {
+      try {
+        await session.release();
+      } finally {
+        parentPort.postMessage({ kind: 'released' });
+      }
+      return;
+    }
+    try {
+      const feeds = {};
+      for (const feed of request.feeds) feeds[feed.name] = new ort.Tensor(feed.type, feed.data, feed.dims);
+      const results = await session.run(feeds, request.fetches);
+      const outputs = [];
+      const transfer = [];
+      for (const name of request.fetches) {
+        const tensor = results[name];
+        if (tensor === undefined) continue;
+        let data = tensor.data;
+        if (ArrayBuffer.isView(data)) {
+          // A view of part of a buffer is copied out so that only its bytes travel.
+          if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
+          transfer.push(data.buffer);
+        }
+        outputs.push({ name, type: tensor.type, dims: tensor.dims, data });
+      }
+      parentPort.postMessage({ kind: 'done', id: request.id, outputs }, transfer);
+    } catch (error) {
+      parentPort.postMessage({ kind: 'error', id: request.id, message: message(error) });
+    }
+  });
+}
+`;
+
+/** The worker's code as a data: URL. */
+export const sessionWorkerUrl = new URL(`data:text/javascript,${encodeURIComponent(SOURCE)}`);
+
+/** onnxruntime-node's entry as seen from here, for the worker to import. */
+export function onnxruntimeUrl(): string {
+  return pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
+}

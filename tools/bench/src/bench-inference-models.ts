@@ -17,6 +17,27 @@ export const BENCH_THREADS = Number(process.env['BENCH_THREADS'] ?? '1');
 /** Session options for BENCH_THREADS. */
 export const sessionOptions = (): { intraOpNumThreads?: number } => (BENCH_THREADS > 0 ? { intraOpNumThreads: BENCH_THREADS } : {});
 
+/**
+ * One way to deploy the model in Quanta: where its sessions run, how many, and the batcher's max
+ * queue delay. Written `execution:instances:delayUs` (e.g. `worker:1:1000`); BENCH_QUANTA lists
+ * several, separated by commas, each measured as a (c) row of its own.
+ */
+export interface QuantaDeployment {
+  readonly execution: 'worker' | 'inline';
+  readonly instances: number;
+  readonly delayUs: number;
+}
+
+export function parseDeployment(spec: string): QuantaDeployment {
+  const [execution, instances, delayUs] = spec.split(':');
+  if ((execution !== 'worker' && execution !== 'inline') || !(Number(instances) >= 1) || !(Number(delayUs) >= 0)) {
+    throw new Error(`BENCH_QUANTA: "${spec}" is not execution:instances:delayUs (e.g. worker:1:1000; execution worker or inline)`);
+  }
+  return { execution, instances: Number(instances), delayUs: Number(delayUs) };
+}
+
+export const formatDeployment = (d: QuantaDeployment): string => `${d.execution}:${d.instances}:${d.delayUs}`;
+
 /** The server processes bench-inference-servers.ts runs. */
 export type ServerKind = 'seed' | 'empty' | 'quanta';
 

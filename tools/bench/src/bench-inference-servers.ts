@@ -7,7 +7,7 @@
  *   empty  a grpc-js server with one empty unary method: the floor of a gRPC call
  *   quanta Quanta's inference service (startInferenceServer: gRPC and REST, real EdDSA tokens from an
  *          in-memory issuer) with MODEL loaded straight into its core, dynamically batched
- *          (BENCH_MAX_BATCH, BENCH_QUEUE_DELAY_US, BENCH_INSTANCES; BENCH_THREADS as every session)
+ *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs as its third argument; BENCH_THREADS as every session)
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +16,7 @@ import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } f
 import { startInferenceServer } from '@quanta/inference';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
-import { BENCH_THREADS, EMPTY_METHOD, benchModel, nest, sessionOptions, type ToParent } from './bench-inference-models.js';
+import { BENCH_THREADS, EMPTY_METHOD, benchModel, nest, parseDeployment, sessionOptions, type ToParent } from './bench-inference-models.js';
 import { cpuSeconds } from './measure.js';
 
 const send = (message: ToParent): void => {
@@ -86,8 +86,9 @@ async function emptyServer(): Promise<Running> {
 /** The tenant the benchmark's token and model belong to. */
 const BENCH_TENANT = 'bench';
 
-async function quantaServer(modelName: string): Promise<Running> {
+async function quantaServer(modelName: string, deploymentSpec: string): Promise<Running> {
   const model = benchModel(modelName);
+  const deployment = parseDeployment(deploymentSpec);
   const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
   const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
   const server = await startInferenceServer(
@@ -115,8 +116,9 @@ async function quantaServer(modelName: string): Promise<Running> {
   );
   await server.manager.load(BENCH_TENANT, model.name, '1', await model.bytes(), {
     maxBatchSize: env('BENCH_MAX_BATCH', 64),
-    maxQueueDelayUs: env('BENCH_QUEUE_DELAY_US', 1000),
-    instanceCount: env('BENCH_INSTANCES', 1),
+    maxQueueDelayUs: deployment.delayUs,
+    instanceCount: deployment.instances,
+    execution: deployment.execution,
     maxQueueSize: 0,
     sequenceState: [],
     sequenceIdleTimeoutMs: 0,
@@ -128,9 +130,9 @@ async function quantaServer(modelName: string): Promise<Running> {
 }
 
 async function main(): Promise<void> {
-  const [kind, modelName] = process.argv.slice(2);
+  const [kind, modelName, deployment] = process.argv.slice(2);
   const server =
-    kind === 'seed' ? await seedServer(modelName ?? '') : kind === 'empty' ? await emptyServer() : kind === 'quanta' ? await quantaServer(modelName ?? '') : undefined;
+    kind === 'seed' ? await seedServer(modelName ?? '') : kind === 'empty' ? await emptyServer() : kind === 'quanta' ? await quantaServer(modelName ?? '', deployment ?? '') : undefined;
   if (server === undefined) throw new Error(`unknown server kind "${kind}"`);
   process.on('message', (message: unknown) => {
     if (message === 'cpu') send({ kind: 'cpu', seconds: cpuSeconds() });

@@ -6,8 +6,8 @@
  * (b) and (c) at concurrency 1, 8 and 64, each in its own process; plus an empty grpc-js unary call.
  *   npm run bench:inference -w @quanta/bench      (BENCH_QUICK=1 for a short smoke run)
  * BENCH_SECONDS (per cell, default 4; quick 0.4), BENCH_MODELS=cnn,ocr-cls, BENCH_MAX_BATCH (64),
- * BENCH_QUEUE_DELAY_US (Quanta's max queue delay, default 1000), BENCH_INSTANCES (Quanta's onnxruntime
- * sessions, default 1), BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
+ * BENCH_QUANTA (Quanta deployments, each execution:instances:delayUs, default
+ * worker:1:1000,worker:2:500; execution worker or inline), BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
  * default 1; 0: onnxruntime's default),
  * BENCH_PROFILE=DIR (a V8 CPU profile of every server process, written there), BENCH_CONCURRENCY (1,8,64).
  */
@@ -19,15 +19,33 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { inference, unaryCaller } from '@quanta/contracts';
 import * as ort from 'onnxruntime-node';
-import { BENCH_MODELS, BENCH_THREADS, EMPTY_METHOD, benchItem, benchModel, nest, sessionOptions, type BenchModel, type ServerKind, type ToParent } from './bench-inference-models.js';
+import {
+  BENCH_MODELS,
+  BENCH_THREADS,
+  EMPTY_METHOD,
+  benchItem,
+  benchModel,
+  formatDeployment,
+  nest,
+  parseDeployment,
+  sessionOptions,
+  type BenchModel,
+  type QuantaDeployment,
+  type ServerKind,
+  type ToParent,
+} from './bench-inference-models.js';
 import { cpuSeconds, formatRate, markdownTable } from './measure.js';
 
 const QUICK = process.env['BENCH_QUICK'] === '1';
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? (QUICK ? '0.4' : '4'));
 const MODELS = (process.env['BENCH_MODELS'] ?? Object.keys(BENCH_MODELS).join(',')).split(',').map(benchModel);
 const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
-// The server process reads the same variables; the defaults must agree.
-const QUEUE_DELAY_US = Number(process.env['BENCH_QUEUE_DELAY_US'] ?? '1000');
+/**
+ * Quanta deployments to measure, each `execution:instances:delayUs` (see QuantaDeployment). The
+ * first is the service's defaults (worker sessions, one instance) with the delay a Triton config
+ * would start from; the second what a Triton user would pick on a 2-core machine.
+ */
+const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'worker:1:1000,worker:2:500').split(',').map(parseDeployment);
 const CONCURRENCIES = (process.env['BENCH_CONCURRENCY'] ?? '1,8,64').split(',').map(Number);
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= MAX_BATCH);
 /** Outputs of (b) and (c) must equal in-process onnxruntime's within this (batched kernels may sum in another order). */
@@ -189,9 +207,12 @@ function startProcess(file: string, args: string[]): Promise<ServerProcess> {
 // .ts when run from source (tsx), .js when built
 const serversFile = fileURLToPath(new URL(`./bench-inference-servers${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
-function startServer(kind: ServerKind, model = ''): Promise<ServerProcess> {
-  return startProcess(serversFile, [kind, model]);
+function startServer(kind: ServerKind, model = '', deployment = ''): Promise<ServerProcess> {
+  return startProcess(serversFile, [kind, model, deployment]);
 }
+
+const describeDeployment = (d: QuantaDeployment): string =>
+  `(c) Quanta gRPC, ${d.execution === 'worker' ? 'worker-thread' : 'inline'} sessions ×${d.instances}, batching max ${MAX_BATCH}, delay ${d.delayUs} µs`;
 
 /** One cell per concurrency against a server process, with its CPU per item. */
 async function measureServer(
@@ -273,8 +294,8 @@ async function seedStyle(model: BenchModel, item: Float32Array, expected: Float3
 
 // ---- (c) Quanta over gRPC, dynamic batching ------------------------------------------------------
 
-async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array): Promise<Map<number, Cell>> {
-  const server = await startServer('quanta', model.name);
+async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array, deployment: QuantaDeployment): Promise<Map<number, Cell>> {
+  const server = await startServer('quanta', model.name, formatDeployment(deployment));
   const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
   // Encoded once: a KServe v2 ModelInferRequest with the item as raw_input_contents (batch of one).
   const body = Buffer.from(
@@ -312,7 +333,7 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
         queued: sum((m) => m.inferenceStats?.queue?.count),
       };
     };
-    return await measureServer(model, `(c) Quanta gRPC, dynamic batching (max ${MAX_BATCH}, delay ${QUEUE_DELAY_US} µs)`, server, call, executions);
+    return await measureServer(model, describeDeployment(deployment), server, call, executions);
   } finally {
     client.close();
     await server.stop();
@@ -370,7 +391,7 @@ const ms = (v: number): string => (v >= 10 ? v.toFixed(1) : v.toFixed(2));
 async function main(): Promise<void> {
   const load0 = loadavg();
   const cpu0 = cpuSeconds();
-  console.log(`inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime threads ${BENCH_THREADS === 0 ? 'default' : BENCH_THREADS}, Quanta max batch ${MAX_BATCH} delay ${QUEUE_DELAY_US} µs, onnxruntime-node ${ort.env.versions.common}, node ${process.version}`);
+  console.log(`inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime threads ${BENCH_THREADS === 0 ? 'default' : BENCH_THREADS}, Quanta max batch ${MAX_BATCH}, deployments ${DEPLOYMENTS.map(formatDeployment).join(' ')} (execution:instances:delay µs), onnxruntime-node ${ort.env.versions.common}, node ${process.version}`);
   console.log(`load average at start: ${load0.map((l) => l.toFixed(2)).join(' ')}`);
   const emptyP50 = await emptyGrpcP50();
   const verdicts: string[] = [];
@@ -378,20 +399,23 @@ async function main(): Promise<void> {
     const item = benchItem(model);
     const ort0 = await inProcess(model, item);
     const seed = await seedStyle(model, item, ort0.expected);
-    const q = await quanta(model, item, ort0.expected);
     const s64 = seed.get(64);
-    const q64 = q.get(64);
-    const q1 = q.get(1);
-    if (s64 === undefined || q64 === undefined || q1 === undefined) continue;
-    const budget = 1.2 * (emptyP50 + ort0.p50);
-    const mark = (ok: boolean): string => (ok ? 'met' : 'NOT met');
-    verdicts.push(
-      `${model.name}: concurrency 64: Quanta ${formatRate(q64.itemsPerSecond)} items/s = ${(q64.itemsPerSecond / s64.itemsPerSecond).toFixed(2)}× the seed-style server (${formatRate(s64.itemsPerSecond)}; target ≥ 3×: ${mark(q64.itemsPerSecond >= 3 * s64.itemsPerSecond)}) ` +
-        `and ${((100 * q64.itemsPerSecond) / ort0.bestItemsPerSecond).toFixed(0)}% of in-process onnxruntime at batch ${ort0.bestBatch} (${formatRate(ort0.bestItemsPerSecond)}; target ≥ 70%: ${mark(q64.itemsPerSecond >= 0.7 * ort0.bestItemsPerSecond)})`,
-      `${model.name}: the same in items per CPU-second (model process + client): Quanta ${formatRate(perCpuSecond(q64))} = ${(perCpuSecond(q64) / perCpuSecond(s64)).toFixed(2)}× the seed-style server (${formatRate(perCpuSecond(s64))}) ` +
-        `and ${((100 * perCpuSecond(q64)) / ort0.bestPerCpuSecond).toFixed(0)}% of in-process onnxruntime at batch ${ort0.bestBatch} (${formatRate(ort0.bestPerCpuSecond)})`,
-      `${model.name}: concurrency 1: Quanta p50 ${ms(q1.p50)} ms against 1.2 × (empty gRPC ${ms(emptyP50)} + onnxruntime ${ms(ort0.p50)}) = ${ms(budget)} ms (${mark(q1.p50 <= budget)})`,
-    );
+    for (const deployment of DEPLOYMENTS) {
+      const q = await quanta(model, item, ort0.expected, deployment);
+      const q64 = q.get(64);
+      const q1 = q.get(1);
+      if (s64 === undefined || q64 === undefined || q1 === undefined) continue;
+      const budget = 1.2 * (emptyP50 + ort0.p50);
+      const mark = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+      const who = `${model.name}, Quanta ${formatDeployment(deployment)}`;
+      verdicts.push(
+        `${who}: concurrency 64: ${formatRate(q64.itemsPerSecond)} items/s = ${(q64.itemsPerSecond / s64.itemsPerSecond).toFixed(2)}× the seed-style server (${formatRate(s64.itemsPerSecond)}; target ≥ 3×: ${mark(q64.itemsPerSecond >= 3 * s64.itemsPerSecond)}) ` +
+          `and ${((100 * q64.itemsPerSecond) / ort0.bestItemsPerSecond).toFixed(0)}% of in-process onnxruntime at batch ${ort0.bestBatch} (${formatRate(ort0.bestItemsPerSecond)}; target ≥ 70%: ${mark(q64.itemsPerSecond >= 0.7 * ort0.bestItemsPerSecond)})`,
+        `${who}: the same in items per CPU-second (model process + client): ${formatRate(perCpuSecond(q64))} = ${(perCpuSecond(q64) / perCpuSecond(s64)).toFixed(2)}× the seed-style server (${formatRate(perCpuSecond(s64))}) ` +
+          `and ${((100 * perCpuSecond(q64)) / ort0.bestPerCpuSecond).toFixed(0)}% of in-process onnxruntime at batch ${ort0.bestBatch} (${formatRate(ort0.bestPerCpuSecond)})`,
+        `${who}: concurrency 1: p50 ${ms(q1.p50)} ms against 1.2 × (empty gRPC ${ms(emptyP50)} + onnxruntime ${ms(ort0.p50)}) = ${ms(budget)} ms (${mark(q1.p50 <= budget)})`,
+      );
+    }
   }
   const load1 = loadavg();
   console.log('');

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -154,5 +155,27 @@ describe('instance pool, worker sessions', () => {
     await manager.close();
     manager = undefined;
     expect(sessionWorkerCount()).toBe(before);
+  });
+});
+
+describe('instance pool, worker sessions, in a process of their own', () => {
+  it('an idle worker does not keep the process alive, and unloading waits for the workers (no exit 13 mid-unload)', async () => {
+    const script = [
+      "import { buildCnn } from '@quanta/onnx';",
+      "import { createModelManager } from '@quanta/inference';",
+      'const manager = createModelManager();',
+      "const model = await manager.load('t', 'cnn', '1', buildCnn(), { maxBatchSize: 8, maxQueueDelayUs: 1000, instanceCount: 2, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, threadsPerInstance: 1 });",
+      "const answer = await model.infer({ id: 'x', inputs: new Map([['input', { name: 'input', datatype: 'FP32', shape: [1, 3, 32, 32], data: new Float32Array(3072) }]]) });",
+      "console.log('answered', answer.outputs[0].shape.join('x'));",
+      'await manager.close();',
+      "console.log('closed');",
+    ].join('\n');
+    const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect({ code, out, err: err.includes('Error') ? err : '' }).toEqual({ code: 0, out: 'answered 1x10\nclosed\n', err: '' });
   });
 });

@@ -184,6 +184,8 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
       if (dead === undefined) {
         await new Promise<void>((resolve) => {
           released = resolve;
+          // Held while the session is released, as during a run.
+          worker.ref();
           worker.postMessage({ kind: 'release' });
         });
       }

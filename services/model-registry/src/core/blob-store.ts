@@ -25,10 +25,21 @@ export interface BlobWriter {
   abort(): Promise<void>;
 }
 
+/** A stored blob opened for positional reads into the caller's buffers (no allocation per read). */
+export interface BlobReadHandle {
+  /** The blob's size in bytes, when it was opened (blobs never change once published). */
+  readonly size: number;
+  /** Fills `target` from `position` on (less only at the end of the blob); returns how many bytes were read. */
+  readInto(target: Buffer, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
 /** Where sealed model files live. Filesystem now; object storage later behind the same interface. */
 export interface BlobStore {
   create(): Promise<BlobWriter>;
   read(key: BlobKey): AsyncIterable<Buffer>;
+  /** Opens a blob for positional reads (the download path: reads into reused buffers). */
+  open(key: BlobKey): Promise<BlobReadHandle>;
   exists(key: BlobKey): Promise<boolean>;
   delete(key: BlobKey): Promise<void>;
   /** Every stored blob (for the orphan sweep at start). */
@@ -118,6 +129,28 @@ export function createFsBlobStore(root: string): BlobStore {
     },
     async *read(key) {
       for await (const chunk of createReadStream(pathOf(key), { highWaterMark: 1 << 20 })) yield chunk as Buffer;
+    },
+    async open(key) {
+      const handle = await open(pathOf(key), 'r');
+      try {
+        const { size } = await handle.stat();
+        return {
+          size,
+          async readInto(target, position) {
+            let got = 0;
+            while (got < target.length) {
+              const { bytesRead } = await handle.read(target, got, target.length - got, position + got);
+              if (bytesRead === 0) break;
+              got += bytesRead;
+            }
+            return got;
+          },
+          close: () => handle.close(),
+        };
+      } catch (error: unknown) {
+        await handle.close();
+        throw error;
+      }
     },
     async exists(key) {
       try {

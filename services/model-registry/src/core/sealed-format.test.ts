@@ -1,7 +1,7 @@
 import { createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { SealedHeader } from './sealed-format.js';
-import { SealedFormatError, createSealedRangeReader, createSegmentSealer, encodeHeader, openSealed } from './sealed-format.js';
+import { SealedFormatError, createSealedRangeReader, createSegmentSealer, encodeHeader, openSealed, openSealedBlob } from './sealed-format.js';
 
 const key = randomBytes(32);
 const header: SealedHeader = { keyName: 'model-registry', keyVersion: 3, wrappedKey: randomBytes(60), noncePrefix: randomBytes(8), segmentSize: 1000 };
@@ -13,6 +13,25 @@ function seal(plain: Buffer, piece = 333): { head: Buffer; records: Buffer[] } {
   for (let i = 0; i < plain.length; i += piece) records.push(...sealer.push(plain.subarray(i, i + piece)).map((r) => Buffer.concat(r)));
   records.push(Buffer.concat(sealer.finish()));
   return { head: encodeHeader(header), records };
+}
+
+/** The download's opener: positional reads of whole records, here from memory (short reads as a file gives them only at the end). */
+async function openPositional(bytes: Buffer): Promise<Buffer> {
+  const reads: number[] = [];
+  const source = {
+    size: bytes.length,
+    readInto: (target: Buffer, position: number) => {
+      reads.push(position);
+      return Promise.resolve(bytes.copy(target, 0, position, Math.min(bytes.length, position + target.length)));
+    },
+  };
+  const out: Buffer[] = [];
+  for await (const chunk of openSealedBlob(source, (h) => {
+    expect(h).toEqual(header);
+    return Promise.resolve(key);
+  }))
+    out.push(chunk);
+  return Buffer.concat(out);
 }
 
 async function open(bytes: Buffer, split = 97): Promise<Buffer> {
@@ -33,7 +52,10 @@ async function open(bytes: Buffer, split = 97): Promise<Buffer> {
 
 const whole = (s: { head: Buffer; records: Buffer[] }): Buffer => Buffer.concat([s.head, ...s.records]);
 
-describe('sealed blob format', () => {
+describe.each([
+  ['streamed', (bytes: Buffer) => open(bytes)],
+  ['positional', openPositional],
+] as const)('sealed blob format, %s opener', (_name, open) => {
   it('round-trips any size, including empty and exact multiples of the segment size', async () => {
     for (const size of [0, 1, 999, 1000, 1001, 3000, 4321]) {
       const plain = randomBytes(size);

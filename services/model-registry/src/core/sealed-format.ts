@@ -244,6 +244,95 @@ export async function* openSealedParts(
   }
 }
 
+/** What `openSealedBlob` reads from: positional reads into the caller's buffers (`BlobStore.open`). */
+export interface SealedBlobSource {
+  readonly size: number;
+  /** Fills `target` from `position` on (less only at the end); returns how many bytes were read. */
+  readInto(target: Buffer, position: number): Promise<number>;
+}
+
+/**
+ * Opens a sealed blob from positional reads, for the download path: the same format and checks as
+ * `openSealedParts`, but each record is read whole into one of two buffers that are reused for the
+ * whole file (a file stream allocates a fresh buffer per read), and the next record is read while
+ * this one is decrypted and sent. Yields each segment's authenticated plaintext as one buffer (the
+ * decipher's output: the caller may keep it).
+ */
+export async function* openSealedBlob(
+  source: SealedBlobSource,
+  unwrap: (header: SealedHeader) => Promise<Buffer>,
+): AsyncGenerator<Buffer, void, undefined> {
+  const { size } = source;
+  const readExact = async (position: number, length: number, what: string): Promise<Buffer> => {
+    const out = Buffer.allocUnsafe(length);
+    if ((await source.readInto(out, position)) < length) throw new SealedFormatError(`sealed blob truncated before ${what}`);
+    return out;
+  };
+  // Header: magic and key-name length, then key name, key version and wrapped-key length, then the rest.
+  const first = await readExact(0, 6, 'the header');
+  if (!first.subarray(0, 4).equals(MAGIC)) throw new SealedFormatError('not a sealed registry blob (bad magic)');
+  const nameLength = first.readUInt16BE(4);
+  const second = await readExact(6, nameLength + 6, 'the header');
+  const keyName = second.toString('utf8', 0, nameLength);
+  const keyVersion = second.readUInt32BE(nameLength);
+  const wrappedLength = second.readUInt16BE(nameLength + 4);
+  const third = await readExact(12 + nameLength, wrappedLength + 12, 'the header');
+  const wrappedKey = third.subarray(0, wrappedLength);
+  const noncePrefix = third.subarray(wrappedLength, wrappedLength + 8);
+  const segmentSize = third.readUInt32BE(wrappedLength + 8);
+  if (segmentSize < 1 || segmentSize > MAX_SEGMENT_SIZE) throw new SealedFormatError(`sealed blob has an invalid segment size ${segmentSize}`);
+  const header: SealedHeader = { keyName, keyVersion, wrappedKey, noncePrefix, segmentSize };
+  const key = await unwrap(header);
+
+  const recordMax = 4 + segmentSize + TAG_BYTES;
+  const buffers = [Buffer.allocUnsafe(recordMax), Buffer.allocUnsafe(recordMax)] as const;
+  const readRecord = async (position: number, target: Buffer): Promise<Buffer> => {
+    const length = Math.min(recordMax, size - position);
+    if (length <= 0) return target.subarray(0, 0);
+    return target.subarray(0, await source.readInto(target.subarray(0, length), position));
+  };
+  let position = 24 + nameLength + wrappedLength;
+  let next = readRecord(position, buffers[0]);
+  let pending: Promise<Buffer> | undefined = next;
+  try {
+    for (let index = 0; ; index++) {
+      const bytes = await next;
+      pending = undefined;
+      if (bytes.length === 0) throw new SealedFormatError('sealed blob truncated: the final segment is missing');
+      if (bytes.length < 4) throw new SealedFormatError('sealed blob truncated in a segment length');
+      const length = bytes.readUInt32BE(0);
+      if (length < TAG_BYTES || length > segmentSize + TAG_BYTES) throw new SealedFormatError(`sealed blob segment ${index} has an invalid length`);
+      if (bytes.length < 4 + length) throw new SealedFormatError(`sealed blob truncated in segment ${index}`);
+      const end = position + 4 + length;
+      // Only the segment that ends the file may carry the final flag; anything after it fails as a segment of its own.
+      const final = end === size;
+      // The other buffer is free (its record was decrypted before the last yield): read ahead into it.
+      if (!final) {
+        next = readRecord(end, buffers[(index + 1) % 2]!);
+        pending = next;
+      }
+      const decipher = createDecipheriv('aes-256-gcm', key, nonceOf(noncePrefix, index));
+      decipher.setAAD(aadOf(index, final));
+      decipher.setAuthTag(bytes.subarray(4 + length - TAG_BYTES, 4 + length));
+      let plain: Buffer;
+      try {
+        plain = decipher.update(bytes.subarray(4, 4 + length - TAG_BYTES));
+        const rest = decipher.final();
+        if (rest.length > 0) plain = Buffer.concat([plain, rest]);
+      } catch {
+        throw new SealedFormatError(`sealed blob segment ${index} failed authentication`);
+      }
+      // Only authenticated plaintext leaves, and never a view of the reused read buffers.
+      if (plain.length > 0) yield plain;
+      if (final) return;
+      position = end;
+    }
+  } finally {
+    // A read still running (the consumer stopped, or a segment failed) settles before the caller closes the source.
+    await pending?.catch(() => undefined);
+  }
+}
+
 /** openSealedParts with each segment's plaintext as one buffer. */
 export async function* openSealed(
   source: AsyncIterable<Buffer>,

@@ -1,15 +1,17 @@
 import { createHash } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
 import { ServiceError, failedPrecondition, invalidArgument } from '@quanta/service-kit';
+import type { BlobReadHandle } from '../core/blob-store.js';
 import { dropPrefix } from '../core/buffer-parts.js';
 import { parseRef } from '../core/names.js';
-import { SealedFormatError, openSealedParts } from '../core/sealed-format.js';
+import { SealedFormatError, openSealedBlob } from '../core/sealed-format.js';
 import { getVersion, resolveVersion } from '../core/versions-repo.js';
 import { tenantFor } from './context.js';
 import type { RegistryDeps } from './deps.js';
-import { encodeChunkMessage } from './wire-codecs.js';
+import { chunkMessage } from './wire-codecs.js';
 
 const DEFAULT_CHUNK = 1024 * 1024;
 const MAX_CHUNK = 4 * 1024 * 1024;
@@ -17,25 +19,42 @@ const MAX_CHUNK = 4 * 1024 * 1024;
 const dataLoss = (message: string, cause?: unknown): ServiceError => new ServiceError(grpc.status.DATA_LOSS, message, { cause });
 
 /**
- * Cuts a stream of plaintext pieces into `chunk` messages of exactly `size` bytes (the last one
- * shorter), each encoded once: the bytes are copied only into the message's wire encoding. Holds at
- * most `size` bytes plus one segment's pieces (views, not copies).
+ * Chunk messages that grpc-js has been given but not yet serialized (taken off its send queue).
+ * Its queue holds 16 messages before `write` pushes back, and 16 queued 1 MiB chunks outlive the
+ * young generation's collections, so V8 promotes them and then needs full mark-compacts of the
+ * whole heap to free them: keeping the queue short keeps every chunk buffer short-lived.
  */
-async function* chunkMessages(source: AsyncIterable<Buffer[]>, size: number): AsyncGenerator<pb.DownloadVersionResponse, void, undefined> {
+const QUEUED_CHUNKS = 2;
+
+/**
+ * Cuts a stream of plaintext segments into `chunk` messages of exactly `size` bytes (the last one
+ * shorter): a 1 MiB chunk of a 1 MiB segment is the segment's buffer itself. Holds at most `size`
+ * bytes plus one segment, and waits (abortably) while QUEUED_CHUNKS messages are queued unsent.
+ */
+async function* chunkMessages(source: AsyncIterable<Buffer>, size: number, signal: AbortSignal): AsyncGenerator<pb.DownloadVersionResponse, void, undefined> {
+  const sentEvents = new EventEmitter();
+  let queued = 0;
+  const sent = (): void => {
+    queued -= 1;
+    sentEvents.emit('sent');
+  };
+  const next = async (parts: readonly Buffer[], length: number): Promise<pb.DownloadVersionResponse> => {
+    while (queued >= QUEUED_CHUNKS) await once(sentEvents, 'sent', { signal });
+    queued += 1;
+    return chunkMessage(parts, length, sent);
+  };
   let held: Buffer[] = [];
   let heldBytes = 0;
-  for await (const pieces of source) {
-    for (const piece of pieces) {
-      held.push(piece);
-      heldBytes += piece.length;
-    }
+  for await (const segment of source) {
+    held.push(segment);
+    heldBytes += segment.length;
     while (heldBytes >= size) {
-      yield encodeChunkMessage(held, size);
+      yield await next(held, size);
       held = dropPrefix(held, size);
       heldBytes -= size;
     }
   }
-  if (heldBytes > 0) yield encodeChunkMessage(held, heldBytes);
+  if (heldBytes > 0) yield await next(held, heldBytes);
 }
 
 /**
@@ -60,12 +79,14 @@ export async function* downloadVersion(
   let size = 0n;
   const blob = { tenant, sha256: version.sha256 };
   let keyCopy: Buffer | undefined;
+  let file: BlobReadHandle | undefined;
   try {
-    const plain = openSealedParts(deps.blobs.read(blob), async (header) => {
+    file = await deps.blobs.open(blob);
+    const plain = openSealedBlob(file, async (header) => {
       keyCopy = await deps.dataKeys.unwrap(tenant, header);
       return keyCopy;
     });
-    for await (const message of chunkMessages(plain, chunkSize)) {
+    for await (const message of chunkMessages(plain, chunkSize, ctx.signal)) {
       if (message.part?.$case !== 'chunk') continue;
       hash.update(message.part.value);
       size += BigInt(message.part.value.length);
@@ -77,6 +98,7 @@ export async function* downloadVersion(
     throw error;
   } finally {
     keyCopy?.fill(0);
+    await file?.close();
   }
   const digest = hash.digest('hex');
   if (digest !== version.sha256 || size !== version.sizeBytes) {

@@ -122,6 +122,31 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
     expect((await pull(h.client, reader, 'lstm')).bytes.equals(lstm)).toBe(true);
   });
 
+  it('downloads a model of many segments in any chunk size, and a download cancelled halfway ends while the next one is served', async () => {
+    // 1024 x 1400 FP32 weights, ~5.5 MiB: five full 1 MiB segments and a short last one; chunks that split segments and span them.
+    const model = Buffer.from(buildMlp({ inputSize: 1024, hiddenSizes: [], outputSize: 1400, seed: 31 }));
+    expect(model.length).toBeGreaterThan(5 * 1024 * 1024);
+    await push(h.client, writer, { model: 'segments', expectedSha256: sha256(model) }, model, 1024 * 1024);
+    for (const chunkSizeBytes of [0, 300_000, 1024 * 1024, 2 * 1024 * 1024 + 1]) {
+      const pulled = await pull(h.client, reader, 'segments', { chunkSizeBytes });
+      expect(pulled.bytes.equals(model), `chunk size ${chunkSizeBytes}`).toBe(true);
+      expect(pulled.chunks).toBe(Math.ceil(model.length / (chunkSizeBytes === 0 ? 1024 * 1024 : chunkSizeBytes)));
+    }
+    // Read three chunks, then cancel (the server is then waiting for its send queue to empty).
+    const stream = h.client.downloadVersion({ ref: 'segments', chunkSizeBytes: 65_536, tenant: '' }, bearer(reader));
+    const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+    let seen = 0;
+    await new Promise<void>((resolve) => {
+      stream.on('data', () => {
+        seen += 1;
+        if (seen === 3) resolve();
+      });
+    });
+    stream.cancel();
+    expect((await ended).code).toBe(grpc.status.CANCELLED);
+    expect((await pull(h.client, reader, 'segments')).bytes.equals(model)).toBe(true);
+  });
+
   describe('bad uploads get their own status and leave nothing behind', () => {
     const mlp = Buffer.from(buildMlp({ seed: 7 }));
 

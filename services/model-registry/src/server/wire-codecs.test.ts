@@ -1,21 +1,33 @@
 import { randomBytes } from 'node:crypto';
 import { registry as pb } from '@quanta/contracts';
 import { describe, expect, it } from 'vitest';
-import { deserializeUploadRequest, encodeChunkMessage, serializeDownloadResponse } from './wire-codecs.js';
+import { chunkMessage, deserializeUploadRequest, serializeDownloadResponse } from './wire-codecs.js';
 
 // The second source is the generated ts-proto code: the fast paths must give the same bytes and messages.
 const generated = (m: pb.DownloadVersionResponse): Buffer => Buffer.from(pb.DownloadVersionResponse.encode(m).finish());
 
 describe('registry wire codecs', () => {
   it('encodes a chunk message from pieces exactly as the generated encoder does (1-, 2- and 3-byte lengths)', () => {
-    for (const size of [0, 1, 127, 128, 16_383, 16_384, 1_048_576]) {
+    for (const size of [0, 1, 127, 128, 16_383, 16_384, 1_048_576, 4 * 1_048_576]) {
       const bytes = randomBytes(size);
       const pieces = [bytes.subarray(0, size >> 1), bytes.subarray(size >> 1), randomBytes(7)];
-      const message = encodeChunkMessage(pieces, size);
+      const message = chunkMessage(pieces, size);
       expect(message.part?.$case === 'chunk' && message.part.value.equals(bytes)).toBe(true);
       expect(serializeDownloadResponse(message).equals(generated({ part: { $case: 'chunk', value: bytes } }))).toBe(true);
     }
-    expect(() => encodeChunkMessage([randomBytes(3)], 4)).toThrow(/4 bytes asked, 3 given/);
+    expect(() => chunkMessage([randomBytes(3)], 4)).toThrow(/4 bytes asked, 3 given/);
+  });
+
+  it('takes a part that is exactly the chunk as the message bytes (no copy) and reports when it is serialized', () => {
+    const segment = randomBytes(4096);
+    let sent = 0;
+    const message = chunkMessage([segment, randomBytes(10)], 4096, () => (sent += 1));
+    expect(message.part?.$case === 'chunk' && message.part.value === segment).toBe(true);
+    expect(sent).toBe(0);
+    expect(serializeDownloadResponse(message).equals(generated(message))).toBe(true);
+    expect(sent).toBe(1);
+    serializeDownloadResponse(message); // the callback runs once
+    expect(sent).toBe(1);
   });
 
   it('serializes messages it did not encode (the header) with the generated code', () => {

@@ -154,6 +154,56 @@ describe('windows', () => {
     }
   });
 
+  it('keeps answering exactly while records arrive, late and early, and the rings wrap past the horizon', () => {
+    // 10 minute horizon; 40 simulated minutes, so both rings wrap four times. Queries between
+    // the records use (and must drop) the cached closed minutes.
+    const horizon = 600;
+    const { now, store } = fixture(horizon);
+    const added: Sample[] = [];
+    let seed = 3;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const same = (got: Aggregate, want: Aggregate) => {
+      expect([got.count, got.errorCount, got.bytesIn]).toEqual([want.count, want.errorCount, want.bytesIn]);
+      expect([got.total.sum, got.total.max, got.total.min, got.queue.sum]).toEqual([want.total.sum, want.total.max, want.total.min, want.queue.sum]);
+      expect(got.total.quantiles([0, 0.5, 0.9, 0.99, 1])).toEqual(want.total.quantiles([0, 0.5, 0.9, 0.99, 1]));
+      expect([...got.statuses].sort((x, y) => x[0] - y[0])).toEqual([...want.statuses].sort((x, y) => x[0] - y[0]));
+    };
+    const check = (windowMs: number, early: boolean) => {
+      const span = resolveSpan({ windowMs }, now.ms, horizon);
+      const got = [store.aggregate(store.series({ tenant: 'acme' }), span), store.aggregateScratch(store.series({ tenant: 'acme' }), span)];
+      // The same records in a new store, never queried before (nothing cached).
+      const fresh = createWindowStore({ horizonSeconds: horizon, clock: () => now.ms });
+      for (const x of added) fresh.add(x);
+      for (const g of got) same(g, fresh.aggregate(fresh.series({ tenant: 'acme' }), span));
+      if (early) return;
+      // Without records ahead of the clock, that is every record of the span still in the horizon
+      // (the newest in each second slot of the ring).
+      const oldest = store.oldestSecond();
+      const sec = (x: Sample) => Math.floor(x.timeMs / 1000);
+      const inSpan = added.filter((x) => sec(x) >= Math.max(oldest, span.start) && sec(x) < span.end && !added.some((y) => sec(y) > sec(x) && sec(y) % horizon === sec(x) % horizon));
+      const exact = new Aggregate();
+      for (const x of inSpan) exact.add(x);
+      for (const g of got) same(g, exact);
+    };
+    for (let step = 0; step < 40 * 12; step++) {
+      // Records ahead of the clock (allowed: clock skew) only in the second half.
+      const early = step >= 20 * 12;
+      now.ms = T0 + step * 5000 + Math.floor(random() * 5000);
+      const n = 1 + Math.floor(random() * 12);
+      for (let i = 0; i < n; i++) {
+        const r = random();
+        // Mostly now; some late (into closed, cached minutes); some up to 4 min ahead, which takes
+        // the ring slots of seconds and of a minute still in the horizon.
+        const offset = r < 0.8 || (r >= 0.95 && !early) ? 0 : r < 0.95 ? -Math.floor(random() * (horizon - 2) * 1000) : Math.floor(random() * 240_000);
+        const x = sample({ timeMs: now.ms + offset, totalUs: 100 + Math.floor(random() * 90_000), queueUs: Math.floor(random() * 500), statusCode: random() < 0.1 ? 14 : 0 });
+        added.push(x);
+        store.add(x);
+      }
+      if (step % 3 === 0) check(3_600_000, early);
+      if (step % 7 === 0) check(300_000, early);
+    }
+  });
+
   it('answers through the reused scratch aggregate exactly as through a new one, query after query', () => {
     const { now, store } = fixture(900);
     let seed = 11;

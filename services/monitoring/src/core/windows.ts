@@ -227,7 +227,25 @@ export interface Series {
   readonly ring: (Bucket | undefined)[];
   readonly minutes: (Bucket | undefined)[];
   newest: number;
+  /**
+   * The whole minutes [first, end) of recent queries merged once, for the next query over the
+   * same minutes (a 1 h window asks for the same 59 closed minutes for a minute on end). Emptied
+   * when a record lands in a minute before `end` or a new minute bucket is made (which may take
+   * the slot of a cached minute), so an entry always equals merging its minutes again.
+   */
+  readonly closed: ClosedMinutes[];
 }
+
+interface ClosedMinutes {
+  readonly first: number;
+  readonly end: number;
+  readonly agg: Aggregate;
+}
+
+/** Cached spans of closed minutes kept per series (e.g. a 1 h and a 5 min window side by side). */
+const CLOSED_ENTRIES = 2;
+/** Fewer whole minutes than this are merged directly, not cached. */
+const CLOSED_MIN_MINUTES = 4;
 
 const mod = (a: number, n: number): number => ((a % n) + n) % n;
 
@@ -307,7 +325,7 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
     if (s === undefined) {
       // One spare minute: a minute slot is reused only once all of its seconds left the horizon.
       const minutes = new Array<Bucket | undefined>(Math.ceil(horizon / 60) + 1);
-      s = { tenant, model, version, ring: new Array<Bucket | undefined>(horizon), minutes, newest: Number.NEGATIVE_INFINITY };
+      s = { tenant, model, version, ring: new Array<Bucket | undefined>(horizon), minutes, newest: Number.NEGATIVE_INFINITY, closed: [] };
       all.set(key, s);
       let models = byTenant.get(tenant);
       if (models === undefined) byTenant.set(tenant, (models = new Map<string, Series[]>()));
@@ -318,7 +336,30 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
     return s;
   }
 
-  /** Merges the buckets of `series` in `span` into `out` (series by series, in time order). */
+  function mergeMinutes(out: Aggregate, s: Series, first: number, end: number): void {
+    for (let m = first; m < end; m++) {
+      const b = s.minutes[mod(m, s.minutes.length)];
+      if (b !== undefined && b.at === m) out.merge(b.agg);
+    }
+  }
+
+  /** The minute buckets [first, end) of `s` merged, from the cache or merged now and cached. */
+  function closedMinutes(s: Series, first: number, end: number): Aggregate {
+    const i = s.closed.findIndex((c) => c.first === first && c.end === end);
+    if (i >= 0) return (s.closed[i] as ClosedMinutes).agg;
+    const agg = new Aggregate();
+    mergeMinutes(agg, s, first, end);
+    if (s.closed.length >= CLOSED_ENTRIES) s.closed.shift();
+    s.closed.push({ first, end, agg });
+    return agg;
+  }
+
+  /**
+   * Merges the buckets of `series` in `span` into `out` (series by series, in time order). The
+   * closed minutes come merged from the cache: the counts, bins, extremes and status and batch
+   * tables are the same as merging minute by minute; the latency sums are the same for whole
+   * microseconds, which is what the service takes (uint64 fields).
+   */
   function mergeInto(out: Aggregate, series: readonly Series[], span: SecondSpan): Aggregate {
     const start = Math.max(span.start, oldestSecond());
     const end = span.end;
@@ -338,10 +379,8 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
         continue;
       }
       mergeSeconds(s, start, firstMinute * 60);
-      for (let m = firstMinute; m < endMinute; m++) {
-        const b = s.minutes[mod(m, s.minutes.length)];
-        if (b !== undefined && b.at === m) out.merge(b.agg);
-      }
+      if (endMinute - firstMinute < CLOSED_MIN_MINUTES) mergeMinutes(out, s, firstMinute, endMinute);
+      else out.merge(closedMinutes(s, firstMinute, endMinute));
       mergeSeconds(s, endMinute * 60, end);
     }
     return out;
@@ -358,7 +397,12 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
       const second = Math.floor(sample.timeMs / 1000);
       const s = seriesFor(sample.tenant, sample.model, sample.version);
       bucketIn(s.ring, second).add(sample);
-      bucketIn(s.minutes, Math.floor(second / 60)).add(sample);
+      const minute = Math.floor(second / 60);
+      if (s.closed.length > 0) {
+        const held = s.minutes[mod(minute, s.minutes.length)];
+        if (held === undefined || held.at !== minute || s.closed.some((c) => minute < c.end)) s.closed.length = 0;
+      }
+      bucketIn(s.minutes, minute).add(sample);
       if (second > s.newest) s.newest = second;
     },
     series(filter) {

@@ -1,7 +1,7 @@
 // The inference process: the core's model manager behind the gRPC (KServe v2 / Triton, :8001) and
 // REST (KServe v2, :8000) front ends, with the registry sync plugged in through `sync`.
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
-import { crypto, inference as pb } from '@quanta/contracts';
+import { crypto } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig, serviceTokenSource as homeTokenSource } from '@quanta/service-kit';
 import type { Telemetry } from '@quanta/telemetry';
@@ -11,7 +11,7 @@ import { createModelManager } from '../core/model-manager.js';
 import type { InferObserver, ModelManager } from '../core/types.js';
 import type { RestServer } from '../http/rest-server.js';
 import { startRestServer } from '../http/rest-server.js';
-import { createGrpcHandlers } from './grpc-handlers.js';
+import { createGrpcHandlers, grpcInferenceServiceDefinition } from './grpc-handlers.js';
 import { createInferenceApi } from './inference-api.js';
 import type { RepositoryLoader } from './repository-loader.js';
 
@@ -111,7 +111,7 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     const loader = options.loader ?? sync?.loader;
     const ready = options.ready ?? (sync?.ready === undefined ? undefined : () => sync?.ready?.() ?? true);
     const api = createInferenceApi({ manager, loader, ready, version: INFERENCE_VERSION });
-    service.addService(pb.GRPCInferenceServiceService, createGrpcHandlers(api));
+    service.addService(grpcInferenceServiceDefinition, createGrpcHandlers(api));
     // REST serves the same certificate (and client-certificate rule) as gRPC.
     const { tls } = serviceOptionsFromConfig(config);
     http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, tls, logger });

@@ -1,10 +1,11 @@
 /**
- * Monitoring benchmark: the real monitoring server (in a child process: this file forked with
- * `--server`, on 127.0.0.1:0, checking real EdDSA tokens) fed through its gRPC Ingest client
- * stream, then GetModelStats over a 1 h window of 100 filled models through gRPC, timed here, at
- * the client. The server has a process (and a heap) of its own, as in production: the client's
- * allocation and garbage collection are not in the server's latency, nor the server's in the
- * client's timing of anything but the call.
+ * Monitoring benchmark, in three processes, as in production: the real monitoring server (this
+ * file forked with `--server`, on 127.0.0.1:0, checking real EdDSA tokens) fed through its gRPC
+ * Ingest client stream from this process; then, once the ingest is done, a query client (this
+ * file forked with `--query-client`) times GetModelStats over a 1 h window of 100 filled models
+ * through gRPC, and TopModels. The server's heap holds only the server; the query client's holds
+ * neither the server's windows nor the 720,000 records the ingest client built, so neither side's
+ * garbage collection is charged to the other, and each is reported for the timed calls.
  *
  * Ingest batches are encoded before the clock starts and written as raw bytes, so the client's
  * share of the CPU is framing only; the rate is the server's accepted count over wall time, and
@@ -135,8 +136,8 @@ function ingestRaw(client: grpc.Client, token: string, batches: readonly Buffer[
 const percentile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
 /**
- * This process's garbage collections since `reset`: [scavenges, their total ms, longest ms,
- * major GCs (mark-compact, incremental steps, weak callbacks), their total ms, longest ms].
+ * This process's garbage collections since `reset`: [scavenges, their total ms, longest ms, the
+ * others (mark-compact and its incremental marking steps), their total ms, longest ms].
  */
 function gcWatch(): { reset(): void; stats(): number[] } {
   let s = [0, 0, 0, 0, 0, 0];

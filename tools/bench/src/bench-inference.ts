@@ -7,7 +7,7 @@
  *   npm run bench:inference -w @quanta/bench      (BENCH_QUICK=1 for a short smoke run)
  * BENCH_SECONDS (per cell, default 4; quick 0.4), BENCH_MODELS=cnn,ocr-cls, BENCH_MAX_BATCH (64),
  * BENCH_QUANTA (Quanta deployments, each execution:instances:delayUs, default
- * worker:1:1000,worker:2:500; execution worker or inline), BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
+ * worker:1:1000,inline:1:1000,worker:2:300; execution worker or inline), BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
  * default 1; 0: onnxruntime's default),
  * BENCH_PROFILE=DIR (a V8 CPU profile of every server process, written there), BENCH_CONCURRENCY (1,8,64).
  */
@@ -41,11 +41,12 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? (QUICK ? '0.4' : '4'));
 const MODELS = (process.env['BENCH_MODELS'] ?? Object.keys(BENCH_MODELS).join(',')).split(',').map(benchModel);
 const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
 /**
- * Quanta deployments to measure, each `execution:instances:delayUs` (see QuantaDeployment). The
- * first is the service's defaults (worker sessions, one instance) with the delay a Triton config
- * would start from; the second what a Triton user would pick on a 2-core machine.
+ * Quanta deployments to measure, each `execution:instances:delayUs` (see QuantaDeployment). By
+ * default: the service's defaults (worker-thread sessions, one instance) with a 1000 µs delay; the
+ * same on the event loop (inline), for comparison; and what a Triton user would pick on a 2-core
+ * machine (two instances of one intra-op thread each, a 300 µs delay).
  */
-const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'worker:1:1000,worker:2:500').split(',').map(parseDeployment);
+const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'worker:1:1000,inline:1:1000,worker:2:300').split(',').map(parseDeployment);
 const CONCURRENCIES = (process.env['BENCH_CONCURRENCY'] ?? '1,8,64').split(',').map(Number);
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= MAX_BATCH);
 /** Outputs of (b) and (c) must equal in-process onnxruntime's within this (batched kernels may sum in another order). */

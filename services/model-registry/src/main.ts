@@ -3,14 +3,17 @@ import { initTelemetry } from '@quanta/telemetry';
 import { loadRegistryConfigOrExit } from './config.js';
 import { startRegistryServer } from './server/registry-server.js';
 
-// Streaming a model allocates a few 1 MiB buffers per MiB (HTTP/2 frames, gRPC messages, cipher
-// output), and V8 counts them against a heap limit sized from this process's small JS heap (~40 MB):
-// with V8's default growth the registry runs a full mark-compact every ~30 MB streamed, 40-65% of its
-// CPU in the 1 GiB benchmark. QUANTA_REGISTRY_HEAP_GROWING_PERCENT=400 (read at each GC, so setting it
-// here takes effect) cuts those ~10x and doubles to triples throughput (tools/bench/README.md), but lets
-// ~30 MiB more of dead buffers wait: a 128 MiB push and pull then peaks at 84-101 MiB above the
-// start, at the edge of the 100 MB bound, so it is off by default (unset or 0: V8's default).
-const heapGrowingPercent = Number(process.env['QUANTA_REGISTRY_HEAP_GROWING_PERCENT'] ?? '0');
+// V8 sizes the old generation's limit from the live heap (~40 MB here: tsx, PGlite, OpenTelemetry,
+// descriptors), and counts the 1 MiB buffers of a transfer against it: the young generation lets
+// ~32 MB of them pile up before a scavenge, so with V8's default growth (+10-50%) every few dozen MB
+// streamed started a full mark-compact of the whole heap (40-65% of the registry's CPU, 100+ per GiB).
+// Growing the limit by 100% of the live heap (~40 MB of headroom) lets the scavenges free those
+// buffers first: no mark-compacts on download and a few per GiB on upload, 1.5-2x the throughput.
+// Memory: the download's buffers are short-lived (two reused read buffers, at most two chunks
+// queued), so it grows by a few MiB; the upload, whose messages grpc-js reads up to 16 ahead,
+// 70-80 MiB at 1 GiB (tools/bench/README.md). QUANTA_REGISTRY_HEAP_GROWING_PERCENT overrides it
+// (read at each GC, so setting it here takes effect); 0 keeps V8's default.
+const heapGrowingPercent = Number(process.env['QUANTA_REGISTRY_HEAP_GROWING_PERCENT'] ?? '100');
 if (Number.isInteger(heapGrowingPercent) && heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
 
 const config = loadRegistryConfigOrExit();

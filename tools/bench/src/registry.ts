@@ -27,7 +27,8 @@ import type { ModelSpec } from '@quanta/onnx';
 import { cpuSeconds, markdownTable } from './measure.js';
 
 const MiB = 1024 * 1024;
-const CHUNK = MiB;
+// BENCH_REGISTRY_CHUNK_KIB: the chunk size of both clients' uploads and downloads (default 1024, the CLI's).
+const CHUNK = Number(process.env['BENCH_REGISTRY_CHUNK_KIB'] ?? '1024') * 1024;
 const SIZE_MIB = Number(process.env['BENCH_REGISTRY_MIB'] ?? '1024');
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLK_TCK = 100; // Linux USER_HZ: the unit of utime/stime in /proc/<pid>/stat
@@ -382,7 +383,7 @@ async function main(): Promise<void> {
       p.label, mibps(p).toFixed(1), `${((100 * mibps(p)) / mibps(base)).toFixed(0)}%`, p.wall.toFixed(2), p.serverCpu.toFixed(2), p.clientCpu.toFixed(2),
       perCpu(p).toFixed(1), `${((100 * perCpu(p)) / perCpu(base)).toFixed(0)}%`, (p.rssGrowth / MiB).toFixed(1),
     ];
-    console.log(`\n${(model.size / MiB).toFixed(0)} MiB model, 1 MiB chunks, node ${process.version}, load average ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}\n`);
+    console.log(`\n${(model.size / MiB).toFixed(0)} MiB model, ${CHUNK / 1024} KiB chunks, node ${process.version}, load average ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}\n`);
     console.log(
       markdownTable(
         ['', 'MiB/s (wall)', 'vs plain (wall)', 'wall s', 'server CPU-s', 'client CPU-s', 'MiB per CPU-s (server+client)', 'vs plain (CPU)', 'server peak RSS growth MiB'],

@@ -11,6 +11,7 @@ import { DEFAULT_SEGMENT_SIZE, createSealedRangeReader, createSegmentSealer, enc
 import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob } from '../core/versions-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
+import { uploadChunks } from './chunk-pool.js';
 import { createKeyedMutex } from './keyed-mutex.js';
 
 type Header = pb.UploadHeader;
@@ -60,6 +61,9 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
   }
   let writer: BlobWriter | undefined;
   let inFlight: Promise<unknown> = Promise.resolve();
+  // Received chunks whose bytes the sealer may still hold (it keeps views until a segment is full and
+  // more follows), with the plaintext offset where each ends: pooled ones go back once sealed.
+  const unsealed: { chunk: Buffer; end: number }[] = [];
   try {
     writer = await deps.blobs.create();
     const sealedHeader = {
@@ -72,6 +76,7 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
     const sealer = createSegmentSealer(dataKey.plaintext, sealedHeader);
     const hash = createHash('sha256');
     let size = 0;
+    let sealedBytes = 0;
     // Disk writes overlap with the next chunk: while one chunk's records are being written, the next message is read, hashed and sealed. One write is in flight at a
     // time, so memory stays at a couple of chunks and a slow disk still pushes back on the client.
     const blobWriter = writer;
@@ -100,8 +105,13 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
         throw resourceExhausted(`UploadVersion: the file is over the upload limit of ${deps.maxUploadBytes} bytes`);
       }
       hash.update(chunk);
-      for (const record of sealer.push(chunk)) parts.push(...record);
+      const records = sealer.push(chunk);
+      for (const record of records) parts.push(...record);
       size += chunk.length;
+      unsealed.push({ chunk, end: size });
+      // Each record push() returns is a full segment, sealed (its ciphertext is a new buffer).
+      sealedBytes += records.length * sealedHeader.segmentSize;
+      while (unsealed.length > 0 && unsealed[0]!.end <= sealedBytes) uploadChunks.release(unsealed.shift()!.chunk);
       await issue(parts);
       parts = [];
     }
@@ -110,6 +120,7 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
       throw invalidArgument(`UploadVersion: the file is truncated: header.expected_size_bytes is ${expectedSize}, received ${size}`);
     }
     parts.push(...sealer.finish());
+    for (const { chunk } of unsealed.splice(0)) uploadChunks.release(chunk);
     await issue(parts);
     await inFlight;
     const sha256 = hash.digest('hex');
@@ -171,6 +182,8 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
     for (const change of version.changes) deps.bus.publish({ type: 'upserted', ...change });
     return await getVersion(deps.store, tenant, header.model, version.number);
   } finally {
+    // A failed upload's chunks are no longer read by anything (sealing is synchronous).
+    for (const { chunk } of unsealed.splice(0)) uploadChunks.release(chunk);
     dataKey.plaintext.fill(0);
     // A failed upload may leave one write running: let it settle before its file is closed and removed.
     await inFlight.catch(() => undefined);

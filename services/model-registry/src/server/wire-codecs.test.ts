@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { registry as pb } from '@quanta/contracts';
 import { describe, expect, it } from 'vitest';
+import { uploadChunks } from './chunk-pool.js';
 import { chunkMessage, deserializeUploadRequest, serializeDownloadResponse } from './wire-codecs.js';
 
 // The second source is the generated ts-proto code: the fast paths must give the same bytes and messages.
@@ -37,12 +38,22 @@ describe('registry wire codecs', () => {
     expect(serializeDownloadResponse(plain).equals(generated(plain))).toBe(true);
   });
 
-  it('decodes an upload chunk as a view of the received bytes, and anything else as the generated decoder does', () => {
+  it('decodes an upload chunk into a pooled buffer (or, too small or large for one, as a view of the received bytes), and anything else as the generated decoder does', () => {
     const chunk = randomBytes(300_000);
     const wire = Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: chunk } }).finish());
     const fast = deserializeUploadRequest(wire);
-    expect(fast.part?.$case === 'chunk' && fast.part.value.equals(chunk)).toBe(true);
-    expect(fast.part?.$case === 'chunk' && fast.part.value.buffer === wire.buffer).toBe(true); // no copy
+    const value = fast.part?.$case === 'chunk' ? fast.part.value : Buffer.alloc(0);
+    expect(value.equals(chunk)).toBe(true);
+    expect(value.buffer).not.toBe(wire.buffer); // copied into the pool: the received buffer can go
+    expect(value.buffer.byteLength).toBe(1024 * 1024);
+    uploadChunks.release(value);
+    for (const size of [1000, 2 * 1024 * 1024]) {
+      const other = randomBytes(size);
+      const otherWire = Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: other } }).finish());
+      const decoded = deserializeUploadRequest(otherWire);
+      expect(decoded.part?.$case === 'chunk' && decoded.part.value.equals(other)).toBe(true);
+      expect(decoded.part?.$case === 'chunk' && decoded.part.value.buffer === otherWire.buffer).toBe(true); // a view, no copy
+    }
 
     const header = Buffer.from(
       pb.UploadVersionRequest.encode({

@@ -1,4 +1,5 @@
 import { registry as pb } from '@quanta/contracts';
+import { uploadChunks } from './chunk-pool.js';
 
 /**
  * Faster wire codecs for the two byte-stream RPCs. The generated ones copy a chunk's bytes
@@ -100,14 +101,16 @@ function readVarint(bytes: Buffer, offset: number): [number, number] | undefined
 
 /**
  * An UploadVersionRequest that is exactly one `chunk` field (what every client sends after the
- * header) becomes a view of the received buffer, which grpc-js allocates per message and never
- * reuses; anything else is decoded by the generated code.
+ * header) is copied once into a pooled buffer (`uploadChunks`, which the upload gives back when it
+ * has sealed the bytes), or when none is free taken as a view of the received buffer (which grpc-js
+ * allocates per message and never reuses); anything else is decoded by the generated code.
  */
 export function deserializeUploadRequest(bytes: Buffer): pb.UploadVersionRequest {
   if (bytes.length > 0 && bytes[0] === CHUNK_TAG) {
     const length = readVarint(bytes, 1);
     if (length !== undefined && length[1] + length[0] === bytes.length) {
-      return { part: { $case: 'chunk', value: bytes.subarray(length[1]) } };
+      const view = bytes.subarray(length[1]);
+      return { part: { $case: 'chunk', value: uploadChunks.copy(view) ?? view } };
     }
   }
   return pb.UploadVersionRequest.decode(bytes);

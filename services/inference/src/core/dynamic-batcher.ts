@@ -229,13 +229,20 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       const batch = takeBatch();
       if (batch === undefined) break;
       running++;
-      void execute(batch).then((settle) => {
+      const done = (settle: () => void): void => {
         // The instance counts as free before the answers go out, so that a request sent in
         // reaction to one (same process, same tick) does not find this batch still running.
         running--;
         settle();
         pump();
-      });
+      };
+      execute(batch).then(done, (error: unknown) =>
+        // Only a failure outside execute's own try (the tracer) lands here; the batch still ends.
+        done(() => {
+          const failure = new InferError('INTERNAL', `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`);
+          for (const entry of batch) entry.reject(failure);
+        }),
+      );
     }
     notifyIdle();
   }

@@ -1,4 +1,5 @@
 import { DDSketch } from './dd-sketch.js';
+import { MAX_FUTURE_MS } from './validate.js';
 
 /** One accepted inference record, in the units the windows keep (µs as numbers, ms since epoch). */
 export interface Sample {
@@ -269,6 +270,12 @@ export interface SecondSpan {
 export interface WindowStoreOptions {
   /** How many 1-second buckets each series keeps; default 3600 (1 h). */
   readonly horizonSeconds?: number;
+  /**
+   * How far ahead of the clock a record may be (the ingest accepts MAX_FUTURE_MS); the rings get
+   * that many spare slots, so such a record never takes the slot of a second (or minute) that is
+   * still inside the horizon. Default 300 s.
+   */
+  readonly futureSeconds?: number;
   /** Milliseconds since the epoch; tests move it. */
   readonly clock?: () => number;
 }
@@ -308,6 +315,11 @@ const keyOf = (tenant: string, model: string, version: string): string => `${ten
 export function createWindowStore(options: WindowStoreOptions = {}): WindowStore {
   const horizon = options.horizonSeconds ?? 3600;
   if (!Number.isInteger(horizon) || horizon < 1) throw new RangeError(`horizon must be a whole number of seconds >= 1, got ${horizon}`);
+  const future = options.futureSeconds ?? MAX_FUTURE_MS / 1000;
+  if (!Number.isInteger(future) || future < 0) throw new RangeError(`futureSeconds must be a whole number of seconds >= 0, got ${future}`);
+  // Slots for the horizon plus the seconds a record may be ahead of the clock: the newest record
+  // and the oldest second kept are then never more than a ring apart.
+  const ringSeconds = horizon + future;
   const clock = options.clock ?? Date.now;
   const all = new Map<string, Series>();
   /** tenant → model → series of its versions. */
@@ -324,8 +336,8 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
     let s = all.get(key);
     if (s === undefined) {
       // One spare minute: a minute slot is reused only once all of its seconds left the horizon.
-      const minutes = new Array<Bucket | undefined>(Math.ceil(horizon / 60) + 1);
-      s = { tenant, model, version, ring: new Array<Bucket | undefined>(horizon), minutes, newest: Number.NEGATIVE_INFINITY, closed: [] };
+      const minutes = new Array<Bucket | undefined>(Math.ceil(ringSeconds / 60) + 1);
+      s = { tenant, model, version, ring: new Array<Bucket | undefined>(ringSeconds), minutes, newest: Number.NEGATIVE_INFINITY, closed: [] };
       all.set(key, s);
       let models = byTenant.get(tenant);
       if (models === undefined) byTenant.set(tenant, (models = new Map<string, Series[]>()));
@@ -365,7 +377,7 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
     const end = span.end;
     const mergeSeconds = (s: Series, from: number, to: number): void => {
       for (let sec = from; sec < to; sec++) {
-        const b = s.ring[mod(sec, horizon)];
+        const b = s.ring[mod(sec, ringSeconds)];
         if (b !== undefined && b.at === sec) out.merge(b.agg);
       }
     };

@@ -7,7 +7,9 @@
  *   npm run bench:inference -w @quanta/bench      (BENCH_QUICK=1 for a short smoke run)
  * BENCH_SECONDS (per cell, default 4; quick 0.4), BENCH_MODELS=cnn,ocr-cls, BENCH_MAX_BATCH (64),
  * BENCH_QUANTA (Quanta deployments, each execution:instances:delayUs, default
- * worker:1:1000,inline:1:1000,worker:2:300; execution worker or inline), BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
+ * worker:1:1000,inline:1:1000,worker:2:300; execution worker or inline), BENCH_CLIENT_BATCH (items per
+ * request of one extra cell of the first deployment, default 64; 0: none) at BENCH_BATCHED_CONCURRENCY (8),
+ * BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
  * default 1; 0: onnxruntime's default),
  * BENCH_PROFILE=DIR (a V8 CPU profile of every server process, written there), BENCH_CONCURRENCY (1,8,64).
  */
@@ -46,6 +48,13 @@ const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
  * same on the event loop (inline), for comparison; and what a Triton user would pick on a 2-core
  * machine (two instances of one intra-op thread each, a 300 µs delay).
  */
+/**
+ * Items per request of one extra Quanta cell (the first deployment, concurrency
+ * BENCH_BATCHED_CONCURRENCY, default 8) in which the client sends batches: not a target's figure,
+ * it shows what the server reaches once the per-request cost is spread over many items. 0: none.
+ */
+const CLIENT_BATCH = Number(process.env['BENCH_CLIENT_BATCH'] ?? '64');
+const BATCHED_CONCURRENCY = Number(process.env['BENCH_BATCHED_CONCURRENCY'] ?? '8');
 const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'worker:1:1000,inline:1:1000,worker:2:300').split(',').map(parseDeployment);
 const CONCURRENCIES = (process.env['BENCH_CONCURRENCY'] ?? '1,8,64').split(',').map(Number);
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= MAX_BATCH);
@@ -64,6 +73,8 @@ interface Cell {
   serverCpuUs?: number;
   /** This (client) process's CPU per request, µs. */
   clientCpuUs?: number;
+  /** Items each request carries (1 unless the client sends batches). */
+  itemsPerRequest?: number;
   /** Quanta: rows per onnxruntime execution, from ModelStatistics. */
   meanBatch?: number;
   /** Quanta: mean time a request waited in the batcher's queue, µs (ModelStatistics queue ns / count). */
@@ -222,9 +233,11 @@ async function measureServer(
   server: ServerProcess,
   call: () => Promise<unknown>,
   executions?: () => Promise<{ items: number; executions: number; queueNs: number; queued: number }>,
+  shape: { concurrencies?: readonly number[]; itemsPerRequest?: number } = {},
 ): Promise<Map<number, Cell>> {
   const byConcurrency = new Map<number, Cell>();
-  for (const concurrency of CONCURRENCIES) {
+  const perRequest = shape.itemsPerRequest ?? 1;
+  for (const concurrency of shape.concurrencies ?? CONCURRENCIES) {
     let cpu0 = 0;
     let serverCpu = 0;
     let before: { items: number; executions: number; queueNs: number; queued: number } | undefined;
@@ -244,11 +257,12 @@ async function measureServer(
       way,
       concurrency: String(concurrency),
       requests: run.requests,
-      itemsPerSecond: run.requests / run.wall,
+      itemsPerSecond: (run.requests * perRequest) / run.wall,
       p50: quantile(run.latencies, 0.5),
       p99: quantile(run.latencies, 0.99),
-      serverCpuUs: (serverCpu / run.requests) * 1e6,
+      serverCpuUs: (serverCpu / (run.requests * perRequest)) * 1e6,
       clientCpuUs: (run.cpu / run.requests) * 1e6,
+      ...(perRequest === 1 ? {} : { itemsPerRequest: perRequest }),
       ...(before === undefined || after === undefined
         ? {}
         : {
@@ -295,29 +309,36 @@ async function seedStyle(model: BenchModel, item: Float32Array, expected: Float3
 
 // ---- (c) Quanta over gRPC, dynamic batching ------------------------------------------------------
 
-async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array, deployment: QuantaDeployment): Promise<Map<number, Cell>> {
+async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array, deployment: QuantaDeployment, withClientBatches: boolean): Promise<Map<number, Cell>> {
   const server = await startServer('quanta', model.name, formatDeployment(deployment));
   const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
-  // Encoded once: a KServe v2 ModelInferRequest with the item as raw_input_contents (batch of one).
-  const body = Buffer.from(
-    inference.ModelInferRequest.encode({
-      modelName: model.name,
-      modelVersion: '',
-      id: '',
-      parameters: {},
-      inputs: [{ name: model.input, datatype: 'FP32', shape: [1n, ...model.itemShape.map(BigInt)], parameters: {}, contents: undefined }],
-      outputs: [],
-      rawInputContents: [Buffer.from(item.buffer, item.byteOffset, item.byteLength)],
-    }).finish(),
-  );
+  // Encoded once: a KServe v2 ModelInferRequest with the item as raw_input_contents (batch of one),
+  // or the item `n` times (a client batch).
+  const encode = (n: number): Buffer => {
+    const raw = Buffer.alloc(item.byteLength * n);
+    for (let i = 0; i < n; i++) raw.set(new Uint8Array(item.buffer, item.byteOffset, item.byteLength), i * item.byteLength);
+    return Buffer.from(
+      inference.ModelInferRequest.encode({
+        modelName: model.name,
+        modelVersion: '',
+        id: '',
+        parameters: {},
+        inputs: [{ name: model.input, datatype: 'FP32', shape: [BigInt(n), ...model.itemShape.map(BigInt)], parameters: {}, contents: undefined }],
+        outputs: [],
+        rawInputContents: [raw],
+      }).finish(),
+    );
+  };
+  const body = encode(1);
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${server.token}`);
   const identity = (b: Buffer): Buffer => b;
   const method = inference.GRPCInferenceServiceService.modelInfer.path;
-  const call = (): Promise<inference.ModelInferResponse> =>
+  const send = (request: Buffer): Promise<inference.ModelInferResponse> =>
     new Promise((resolve, reject) => {
-      client.makeUnaryRequest(method, identity, (b: Buffer) => inference.ModelInferResponse.decode(b), body, metadata, (error, response) => (error ? reject(error) : resolve(response!)));
+      client.makeUnaryRequest(method, identity, (b: Buffer) => inference.ModelInferResponse.decode(b), request, metadata, (error, response) => (error ? reject(error) : resolve(response!)));
     });
+  const call = (): Promise<inference.ModelInferResponse> => send(body);
   try {
     const first = await call();
     const raw = first.rawOutputContents[0];
@@ -334,7 +355,20 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
         queued: sum((m) => m.inferenceStats?.queue?.count),
       };
     };
-    return await measureServer(model, describeDeployment(deployment), server, call, executions);
+    const perItem = await measureServer(model, describeDeployment(deployment), server, call, executions);
+    if (withClientBatches && CLIENT_BATCH > 1) {
+      const batched = encode(CLIENT_BATCH);
+      const answer = (await send(batched)).rawOutputContents[0];
+      if (answer === undefined) throw new Error('Quanta answered a raw request without raw_output_contents');
+      const rows = new Float32Array(answer.buffer.slice(answer.byteOffset, answer.byteOffset + answer.byteLength));
+      // Every row is the same item's: check the last one.
+      checkOutput('Quanta (client batch)', model, rows.subarray(rows.length - expected.length), expected);
+      await measureServer(model, `${describeDeployment(deployment)}; client sends ${CLIENT_BATCH}-item requests`, server, () => send(batched), executions, {
+        concurrencies: [BATCHED_CONCURRENCY],
+        itemsPerRequest: CLIENT_BATCH,
+      });
+    }
+    return perItem;
   } finally {
     client.close();
     await server.stop();
@@ -385,7 +419,7 @@ async function emptyGrpcP50(): Promise<number> {
 // ---- the run -------------------------------------------------------------------------------------
 
 /** Items per CPU-second of the model's process and the client together: throughput that other load on the machine does not decide. */
-const perCpuSecond = (c: Cell): number => 1e6 / ((c.serverCpuUs ?? 0) + (c.clientCpuUs ?? 0));
+const perCpuSecond = (c: Cell): number => 1e6 / ((c.serverCpuUs ?? 0) + (c.clientCpuUs ?? 0) / (c.itemsPerRequest ?? 1));
 
 const ms = (v: number): string => (v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
@@ -402,7 +436,7 @@ async function main(): Promise<void> {
     const seed = await seedStyle(model, item, ort0.expected);
     const s64 = seed.get(64);
     for (const deployment of DEPLOYMENTS) {
-      const q = await quanta(model, item, ort0.expected, deployment);
+      const q = await quanta(model, item, ort0.expected, deployment, deployment === DEPLOYMENTS[0]);
       const q64 = q.get(64);
       const q1 = q.get(1);
       if (s64 === undefined || q64 === undefined || q1 === undefined) continue;

@@ -9,6 +9,10 @@ describe('monitoring config', () => {
     const d = loadMonitoringConfig({ argv: ['--http-port', '0', '--horizon', '10m'], env: { QUANTA_MONITORING_TARGETS: 'crypto=127.0.0.1:9002, registry=10.0.0.2:9001' } });
     expect(d.httpPort).toBe(0);
     expect(d.horizon).toBe(600_000);
+    // Alert rules: the embedded database under QUANTA_HOME, or PostgreSQL from QUANTA_DATABASE_URL.
+    expect([c.home, c.databaseUrl]).toEqual(['.quanta', undefined]);
+    const e = loadMonitoringConfig({ argv: [], env: { QUANTA_HOME: '/srv/quanta', QUANTA_DATABASE_URL: 'postgres://db/quanta' } });
+    expect([e.home, e.databaseUrl]).toEqual(['/srv/quanta', 'postgres://db/quanta']);
     expect(healthTargets(d)).toEqual([
       { name: 'crypto', address: '127.0.0.1:9002' },
       { name: 'registry', address: '10.0.0.2:9001' },

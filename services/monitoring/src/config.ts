@@ -1,9 +1,20 @@
 import { checkServiceConfig, fields, loadConfig, loadConfigOrExit, serviceConfigFields } from '@quanta/service-kit';
-import type { ConfigOf, ConfigSource } from '@quanta/service-kit';
+import type { ConfigOf, ConfigSource, OptionalKey } from '@quanta/service-kit';
+
+/**
+ * Added with persistent alert rules: a config written by hand without `home` and `databaseUrl`
+ * (a benchmark, a test) keeps its rules in memory as before; loadConfig always gives `home`.
+ */
+const optionalKey: OptionalKey = { optionalKey: true };
 
 /** The monitoring service's settings: flags (`--port 9003`) or QUANTA_* environment variables. */
 export const monitoringConfigSchema = {
+  home: { ...fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data folder: alert rules in the embedded database $QUANTA_HOME/monitoring-db' }), ...optionalKey },
   ...serviceConfigFields({ envPrefix: 'QUANTA_MONITORING', port: 9003 }),
+  databaseUrl: {
+    ...fields.string({ env: 'QUANTA_DATABASE_URL', doc: 'postgres://… to keep alert rules in PostgreSQL; default: the embedded database in $QUANTA_HOME/monitoring-db' }),
+    ...optionalKey,
+  },
   httpHost: fields.string({ env: 'QUANTA_MONITORING_HTTP_HOST', default: '127.0.0.1', doc: 'address of the HTTP listener (/metrics, dashboard)' }),
   httpPort: fields.port({ env: 'QUANTA_MONITORING_HTTP_PORT', default: 9400, doc: 'HTTP port of /metrics and the dashboard (0 picks a free one)' }),
   horizon: fields.duration({ env: 'QUANTA_MONITORING_HORIZON', default: 3_600_000, doc: 'how long 1-second buckets are kept' }),

@@ -1,6 +1,7 @@
 import { monitoring as pb } from '@quanta/contracts';
-import { alreadyExists, invalidArgument, notFound } from '@quanta/service-kit';
+import { alreadyExists, invalidArgument, isServiceError, notFound, unavailable } from '@quanta/service-kit';
 import { durationMs, toDuration } from './durations.js';
+import type { RuleStore, StoredRule } from './rule-store.js';
 import type { WindowStore } from './windows.js';
 
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -29,12 +30,23 @@ interface AlertEntry {
 export type AlertListener = (tenant: string, alert: pb.Alert) => void;
 
 export interface AlertEngine {
-  createRule(tenant: string, rule: pb.AlertRule): pb.AlertRule;
+  /**
+   * Rule changes write through the rule store (when there is one) before they take effect: a
+   * failed write rejects with UNAVAILABLE and leaves the rules as they were. Changes run one at a
+   * time.
+   */
+  createRule(tenant: string, rule: pb.AlertRule): Promise<pb.AlertRule>;
   getRule(tenant: string, name: string): pb.AlertRule;
   /** Ordered by name. */
   listRules(tenant: string, model?: string): pb.AlertRule[];
-  updateRule(tenant: string, rule: pb.AlertRule): pb.AlertRule;
-  deleteRule(tenant: string, name: string): void;
+  updateRule(tenant: string, rule: pb.AlertRule): Promise<pb.AlertRule>;
+  deleteRule(tenant: string, name: string): Promise<void>;
+  /**
+   * Loads every tenant's rules from the rule store (at start, before any change); returns a
+   * warning for each rule that no longer fits the settings (it is kept and evaluated over what
+   * the horizon holds).
+   */
+  load(): Promise<string[]>;
   /** Most recently changed first. */
   listAlerts(tenant: string, filter?: { states?: readonly pb.AlertState[]; ruleName?: string }): pb.Alert[];
   /** Pending and firing alerts. */
@@ -60,8 +72,17 @@ function formatValue(metric: pb.AlertMetric, v: number): string {
   return `${v.toFixed(2)} req/s`;
 }
 
-export function createAlertEngine(store: WindowStore): AlertEngine {
+export interface AlertEngineOptions {
+  /** Where rules persist; without one they live in memory only. */
+  readonly rules?: RuleStore;
+}
+
+/** SQLSTATE unique_violation, from pg and PGlite alike. */
+const isUniqueViolation = (error: unknown): boolean => typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+
+export function createAlertEngine(store: WindowStore, options: AlertEngineOptions = {}): AlertEngine {
   const clock = store.clock;
+  const persist = options.rules;
   /** tenant → rule name → rule. */
   const rules = new Map<string, Map<string, Rule>>();
   /** tenant → `${rule}\0${version}` → alert. */
@@ -79,7 +100,8 @@ export function createAlertEngine(store: WindowStore): AlertEngine {
     return m;
   };
 
-  function check(tenant: string, r: pb.AlertRule, createMs: number): Rule {
+  /** A rule from a request (updated now), or from the rule store (its own times, the horizon unchecked). */
+  function check(tenant: string, r: pb.AlertRule, createMs: number, stored?: { updateMs: number }): Rule {
     if (!RULE_NAME.test(r.name)) throw invalidArgument(`rule name "${r.name}" is invalid: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit`);
     if (r.model === '') throw invalidArgument(`rule "${r.name}": model is missing`);
     if (METRIC_WORDS[r.metric] === undefined) {
@@ -91,7 +113,7 @@ export function createAlertEngine(store: WindowStore): AlertEngine {
     if (!Number.isFinite(r.threshold) || r.threshold < 0) throw invalidArgument(`rule "${r.name}": threshold must be a number >= 0, got ${r.threshold}`);
     const windowMs = durationMs(r.window);
     if (windowMs < 1000) throw invalidArgument(`rule "${r.name}": window must be at least 1 s`);
-    if (windowMs > store.horizonSeconds * 1000) throw invalidArgument(`rule "${r.name}": window ${windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s)`);
+    if (stored === undefined && windowMs > store.horizonSeconds * 1000) throw invalidArgument(`rule "${r.name}": window ${windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s)`);
     const forMs = durationMs(r.forDuration);
     if (forMs < 0) throw invalidArgument(`rule "${r.name}": for_duration is negative`);
     return {
@@ -106,7 +128,7 @@ export function createAlertEngine(store: WindowStore): AlertEngine {
       forMs,
       description: r.description,
       createMs,
-      updateMs: clock(),
+      updateMs: stored?.updateMs ?? clock(),
     };
   }
 
@@ -150,7 +172,8 @@ export function createAlertEngine(store: WindowStore): AlertEngine {
 
   function value(rule: Rule, version: string, nowMs: number): number {
     const end = Math.floor(nowMs / 1000) + 1;
-    const span = { start: end - Math.ceil(rule.windowMs / 1000), end };
+    // A stored rule may be wider than a horizon shortened since: it sees what the horizon holds.
+    const span = { start: end - Math.min(Math.ceil(rule.windowMs / 1000), store.horizonSeconds), end };
     const agg = store.aggregateScratch(store.series({ tenant: rule.tenant, model: rule.model, version }), span);
     if (rule.metric === pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US) return agg.total.quantile(0.99);
     if (rule.metric === pb.AlertMetric.ALERT_METRIC_ERROR_RATE) return agg.count === 0 ? 0 : agg.errorCount / agg.count;
@@ -197,32 +220,81 @@ export function createAlertEngine(store: WindowStore): AlertEngine {
 
   const isActive = (a: pb.Alert): boolean => a.state === pb.AlertState.ALERT_STATE_PENDING || a.state === pb.AlertState.ALERT_STATE_FIRING;
 
+  /** Rule changes one at a time, so a change checks and writes against the rules as they are. */
+  let tail: Promise<unknown> = Promise.resolve();
+  function serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = tail.then(fn, fn);
+    tail = run.catch(() => undefined);
+    return run;
+  }
+
+  const stored = (rule: Rule): StoredRule => ({ tenant: rule.tenant, rule: toProto(rule), createMs: rule.createMs, updateMs: rule.updateMs });
+
+  /** Runs a rule store write; a failure becomes UNAVAILABLE naming the rule (nothing changed). */
+  async function write<T>(what: string, name: string, fn: (p: RuleStore) => Promise<T>, fallback: T): Promise<T> {
+    if (persist === undefined) return fallback;
+    try {
+      return await fn(persist);
+    } catch (error: unknown) {
+      if (isServiceError(error)) throw error;
+      if (isUniqueViolation(error)) throw alreadyExists(`alert rule "${name}" already exists`, { cause: error });
+      const reason = error instanceof Error ? error.message : String(error);
+      throw unavailable(`alert rule "${name}" was not ${what}: the rule store failed (${reason}); nothing changed, try again`, { cause: error });
+    }
+  }
+
   return {
-    createRule(tenant, r) {
-      const table = rulesOf(tenant);
-      if (table.has(r.name)) throw alreadyExists(`alert rule "${r.name}" already exists`);
-      const rule = check(tenant, r, clock());
-      table.set(rule.name, rule);
-      return toProto(rule);
-    },
+    createRule: (tenant, r) =>
+      serial(async () => {
+        if (rulesOf(tenant).has(r.name)) throw alreadyExists(`alert rule "${r.name}" already exists`);
+        const rule = check(tenant, r, clock());
+        await write('created', rule.name, (p) => p.insert(stored(rule)), undefined);
+        rulesOf(tenant).set(rule.name, rule);
+        return toProto(rule);
+      }),
     getRule: (tenant, name) => toProto(find(tenant, name)),
     listRules: (tenant, model) =>
       [...(rules.get(tenant)?.values() ?? [])]
         .filter((r) => model === undefined || model === '' || r.model === model)
         .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
         .map(toProto),
-    updateRule(tenant, r) {
-      const old = find(tenant, r.name);
-      const rule = check(tenant, r, old.createMs);
-      resolveAll(tenant, r.name); // its alert starts over
-      rulesOf(tenant).set(rule.name, rule);
-      return toProto(rule);
-    },
-    deleteRule(tenant, name) {
-      find(tenant, name);
-      resolveAll(tenant, name);
-      rules.get(tenant)?.delete(name);
-    },
+    updateRule: (tenant, r) =>
+      serial(async () => {
+        const old = find(tenant, r.name);
+        const rule = check(tenant, r, old.createMs);
+        const found = await write('updated', rule.name, (p) => p.update(stored(rule)), true);
+        if (!found) throw unavailable(`alert rule "${rule.name}" was not updated: its row is missing from the rule store (another process shares the database?); nothing changed`);
+        resolveAll(tenant, r.name); // its alert starts over
+        rulesOf(tenant).set(rule.name, rule);
+        return toProto(rule);
+      }),
+    deleteRule: (tenant, name) =>
+      serial(async () => {
+        find(tenant, name);
+        // A row already gone is as good as deleted.
+        await write('deleted', name, (p) => p.delete(tenant, name), true);
+        resolveAll(tenant, name);
+        rules.get(tenant)?.delete(name);
+      }),
+    load: () =>
+      serial(async () => {
+        if (persist === undefined) return [];
+        const warnings: string[] = [];
+        for (const s of await persist.load()) {
+          let rule: Rule;
+          try {
+            rule = check(s.tenant, s.rule, s.createMs, { updateMs: s.updateMs });
+          } catch (error: unknown) {
+            warnings.push(`alert rule "${s.rule.name}" of tenant "${s.tenant}" is not loaded: ${error instanceof Error ? error.message : String(error)}`);
+            continue;
+          }
+          if (rule.windowMs > store.horizonSeconds * 1000) {
+            warnings.push(`alert rule "${rule.name}" of tenant "${rule.tenant}": window ${rule.windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s); it is evaluated over the horizon`);
+          }
+          rulesOf(s.tenant).set(rule.name, rule);
+        }
+        return warnings;
+      }),
     listAlerts(tenant, filter = {}) {
       const states = filter.states ?? [];
       return [...(alerts.get(tenant)?.values() ?? [])]

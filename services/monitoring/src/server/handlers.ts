@@ -165,7 +165,7 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
 
     createAlertRule: unary<pb.CreateAlertRuleRequest, pb.CreateAlertRuleResponse>(read, async (req, ctx) => {
       if (req.rule === undefined) throw invalidArgument('rule is missing');
-      return Promise.resolve({ rule: alerts.createRule(tenantOf(ctx), req.rule) });
+      return { rule: await alerts.createRule(tenantOf(ctx), req.rule) };
     }),
     getAlertRule: unary<pb.GetAlertRuleRequest, pb.GetAlertRuleResponse>(read, async (req, ctx) => Promise.resolve({ rule: alerts.getRule(tenantOf(ctx), req.name) })),
     listAlertRules: unary<pb.ListAlertRulesRequest, pb.ListAlertRulesResponse>(read, async (req, ctx) => {
@@ -174,11 +174,11 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
     }),
     updateAlertRule: unary<pb.UpdateAlertRuleRequest, pb.UpdateAlertRuleResponse>(read, async (req, ctx) => {
       if (req.rule === undefined) throw invalidArgument('rule is missing');
-      return Promise.resolve({ rule: alerts.updateRule(tenantOf(ctx), req.rule) });
+      return { rule: await alerts.updateRule(tenantOf(ctx), req.rule) };
     }),
     deleteAlertRule: unary<pb.DeleteAlertRuleRequest, pb.DeleteAlertRuleResponse>(read, async (req, ctx) => {
-      alerts.deleteRule(tenantOf(ctx), req.name);
-      return Promise.resolve({});
+      await alerts.deleteRule(tenantOf(ctx), req.name);
+      return {};
     }),
     listAlerts: unary<pb.ListAlertsRequest, pb.ListAlertsResponse>(read, async (req, ctx) => {
       const all = alerts.listAlerts(tenantOf(ctx), { states: req.states, ruleName: req.ruleName });

@@ -1,13 +1,18 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto, monitoring as pb } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import { openStore } from '@quanta/store';
+import type { Store } from '@quanta/store';
 import type { Telemetry } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { HealthTarget, MonitoringConfig } from '../config.js';
 import type { AlertEngine } from '../core/alerts.js';
 import { createAlertEngine } from '../core/alerts.js';
 import type { HealthBoard } from '../core/health-board.js';
+import { MONITORING_MIGRATIONS, createRuleStore } from '../core/rule-store.js';
 import { createHealthBoard } from '../core/health-board.js';
 import type { WindowStore } from '../core/windows.js';
 import { createWindowStore } from '../core/windows.js';
@@ -26,6 +31,8 @@ export interface MonitoringServerOptions {
   readonly clock?: () => number;
   /** The health board's targets; default none. */
   readonly targets?: readonly HealthTarget[];
+  /** An open store for the alert rules (tests); otherwise one is opened from the config and closed on stop. */
+  readonly store?: Store;
   /** False: the service never evaluates alerts or checks health by itself (tests drive them). Default true. */
   readonly timers?: boolean;
 }
@@ -36,6 +43,8 @@ export interface MonitoringServer {
   readonly http: HttpServer;
   readonly service: QuantaService;
   readonly store: WindowStore;
+  /** Where the alert rules persist (migrated); undefined: in memory only. */
+  readonly ruleStore: Store | undefined;
   readonly alerts: AlertEngine;
   readonly board: HealthBoard;
   readonly metrics: PromMetrics;
@@ -66,7 +75,35 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
   });
   const logger = service.logger;
   const store = createWindowStore({ horizonSeconds: Math.round(config.horizon / 1000), ...(options.clock === undefined ? {} : { clock: options.clock }) });
-  const alerts = createAlertEngine(store);
+  // The rule store: the one given (tests), PostgreSQL, the embedded one under home, or none (a
+  // config written by hand with neither: rules in memory only).
+  let ruleStore: Store | undefined = options.store;
+  const ownStore = ruleStore === undefined;
+  const closeStore = async (): Promise<void> => {
+    if (ownStore) await ruleStore?.close();
+  };
+  let alerts: AlertEngine;
+  try {
+    if (ruleStore === undefined && config.databaseUrl !== undefined) ruleStore = await openStore({ url: config.databaseUrl });
+    else if (ruleStore === undefined && config.home !== undefined) {
+      await mkdir(config.home, { recursive: true, mode: 0o700 });
+      ruleStore = await openStore({ dataDir: join(config.home, 'monitoring-db') });
+    }
+    if (ruleStore === undefined) {
+      alerts = createAlertEngine(store);
+      logger.warn('alert rules are kept in memory only: the config gives neither home nor databaseUrl');
+    } else {
+      await ruleStore.migrate('monitoring', MONITORING_MIGRATIONS);
+      alerts = createAlertEngine(store, { rules: createRuleStore(ruleStore) });
+      for (const warning of await alerts.load()) logger.warn(warning);
+      const loaded = alerts.tenants().reduce((n, t) => n + alerts.listRules(t).length, 0);
+      logger.info({ rules: loaded, store: ruleStore.kind }, `alert rules: ${loaded} loaded from the ${ruleStore.kind} store`);
+    }
+  } catch (error: unknown) {
+    await closeStore();
+    cryptoClient?.close();
+    throw error;
+  }
   const board = createHealthBoard({
     targets: options.targets ?? [],
     credentials,
@@ -94,8 +131,16 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     }),
   );
 
-  const { port, address } = await service.start();
   let http: HttpServer;
+  let port: number;
+  let address: string;
+  try {
+    ({ port, address } = await service.start());
+  } catch (error: unknown) {
+    await closeStore();
+    cryptoClient?.close();
+    throw error;
+  }
   try {
     http = await startHttpServer({
       host: config.httpHost,
@@ -110,6 +155,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     });
   } catch (error: unknown) {
     await service.stop({ graceMs: 0 });
+    await closeStore();
     throw error;
   }
   logger.info({ url: http.url, public: config.dashboardPublic }, `dashboard and /metrics on ${http.url}`);
@@ -129,6 +175,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     board.stop();
     await http.close();
     cryptoClient?.close();
+    await closeStore();
   });
   // Ends the WatchAlerts streams, which never end by themselves, so that a stop does not spend
   // its grace period waiting for them.
@@ -137,5 +184,5 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     endStreams();
     return service.stop(o);
   };
-  return { port, address, http, service, store, alerts, board, metrics, endStreams, stop };
+  return { port, address, http, service, store, ruleStore, alerts, board, metrics, endStreams, stop };
 }

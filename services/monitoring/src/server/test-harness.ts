@@ -2,6 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import type { TokenIssuer } from '@quanta/auth';
 import { monitoring as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
+import { openStore } from '@quanta/store';
+import type { Store } from '@quanta/store';
 import { pino } from 'pino';
 import type { HealthTarget, MonitoringConfig } from '../config.js';
 import type { MonitoringServer } from './monitoring-server.js';
@@ -14,6 +16,8 @@ export interface Harness {
   /** The monitoring clock (windows, alerts, health times); tokens use the real one. */
   now: { ms: number };
   token(tenant: string, scopes: string[]): Promise<string>;
+  /** Stops the server and starts a new one over the same rule store (or home), issuer and clock. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -22,6 +26,8 @@ export const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 
 export function testConfig(overrides: Partial<MonitoringConfig> = {}): MonitoringConfig {
   return {
+    home: '.quanta',
+    databaseUrl: undefined,
     host: '127.0.0.1',
     port: 0,
     tlsCert: undefined,
@@ -45,32 +51,53 @@ export function testConfig(overrides: Partial<MonitoringConfig> = {}): Monitorin
 /**
  * A real monitoring server on 127.0.0.1:0 checking real EdDSA tokens (from an in-memory issuer,
  * as the crypto service issues them), with a clock the test moves and no timers of its own
- * unless asked.
+ * unless asked. Its alert rules go to `store` when given (the test closes it), else to
+ * `config.home` when `ownStore` is set (the server opens and closes it there), else to an
+ * in-memory embedded store the harness closes.
  */
 export async function startHarness(
-  options: { config?: Partial<MonitoringConfig>; targets?: HealthTarget[]; timers?: boolean; realClock?: boolean; issuer?: TokenIssuer } = {},
+  options: { config?: Partial<MonitoringConfig>; targets?: HealthTarget[]; timers?: boolean; realClock?: boolean; issuer?: TokenIssuer; store?: Store; ownStore?: boolean } = {},
 ): Promise<Harness> {
   const issuer = options.issuer ?? (await createTokenIssuer({ store: createMemorySigningKeyStore() }));
   const now = { ms: T0 };
-  const server = await startMonitoringServer(testConfig(options.config), {
-    authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
-    ...(options.realClock === true ? {} : { clock: () => now.ms }),
-    timers: options.timers ?? false,
-    targets: options.targets ?? [],
-    logger: pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' }),
-  });
-  const client = new pb.MonitoringServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
-  return {
+  const memory = options.store === undefined && options.ownStore !== true ? await openStore({}) : undefined;
+  const store = options.store ?? memory;
+  const start = (): Promise<MonitoringServer> =>
+    startMonitoringServer(testConfig(options.config), {
+      authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
+      ...(options.realClock === true ? {} : { clock: () => now.ms }),
+      timers: options.timers ?? false,
+      targets: options.targets ?? [],
+      logger: pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' }),
+      ...(store === undefined ? {} : { store }),
+    });
+  let server: MonitoringServer;
+  try {
+    server = await start();
+  } catch (error: unknown) {
+    await memory?.close();
+    throw error;
+  }
+  const connect = (s: MonitoringServer) => new pb.MonitoringServiceClient(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
+  const harness: Harness = {
     server,
-    client,
+    client: connect(server),
     issuer,
     now,
     token: (tenant, scopes) => issuer.issue({ tenant, subject: `${tenant}-user`, scopes, ttlSeconds: 3600 }),
+    async restart() {
+      harness.client.close();
+      await harness.server.stop({ graceMs: 1000 });
+      harness.server = await start();
+      harness.client = connect(harness.server);
+    },
     async close() {
-      client.close();
-      await server.stop({ graceMs: 1000 });
+      harness.client.close();
+      await harness.server.stop({ graceMs: 1000 });
+      await memory?.close();
     },
   };
+  return harness;
 }
 
 export function bearer(token: string | undefined): grpc.Metadata {

@@ -5,6 +5,12 @@ import { pathToFileURL } from 'node:url';
 // onnxruntime-node 1.30 runs a model synchronously on the thread that calls session.run; in a
 // worker, that thread is not the event loop that takes requests.
 //
+// Several sessions in several threads of one process: onnxruntime-node up to 1.21 kept the
+// Tensor constructor in a process-global N-API reference and aborted the process ("HandleScope ...
+// without proper locking", microsoft/onnxruntime#24486) once a second thread ran a model; the
+// versions from 1.27 on, 1.30 here, keep it per thread. The tests run worker sessions next to
+// main-thread ones, and the benchmark two workers at once.
+//
 // It is a string started from a data: URL rather than a file of its own so that it runs the same
 // from TypeScript sources (tsx, vitest) and from dist/ without a loader in the worker; the only
 // module it imports, onnxruntime-node, comes by absolute URL (workerData.ort).

@@ -7,9 +7,9 @@ import { pathToFileURL } from 'node:url';
 //
 // Several sessions in several threads of one process: onnxruntime-node up to 1.21 kept the
 // Tensor constructor in a process-global N-API reference and aborted the process ("HandleScope ...
-// without proper locking", microsoft/onnxruntime#24486) once a second thread ran a model; the
-// versions from 1.27 on, 1.30 here, keep it per thread. The tests run worker sessions next to
-// main-thread ones, and the benchmark two workers at once.
+// without proper locking", microsoft/onnxruntime#24486) once a second thread ran a model, which
+// users report gone from 1.27 on. With 1.30 (here) the tests run worker sessions next to
+// main-thread ones and the benchmark two workers at once, without it.
 //
 // It is a string started from a data: URL rather than a file of its own so that it runs the same
 // from TypeScript sources (tsx, vitest) and from dist/ without a loader in the worker; the only

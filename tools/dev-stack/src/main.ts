@@ -155,14 +155,14 @@ const lines = [
   '',
   'Quanta is up.',
   ...services.map((s) => {
-    // With TLS the inference REST listener serves HTTPS on the gRPC certificate (the dashboard stays HTTP).
-    const extra = (s.extra?.(env) ?? []).map((e) => (tls && e.startsWith('REST http://') ? e.replace('http://', 'https://') : e));
+    // With TLS the inference REST listener and the monitoring dashboard serve HTTPS on the gRPC certificate.
+    const extra = (s.extra?.(env) ?? []).map((e) => (tls && (e.startsWith('REST http://') || e.startsWith('dashboard http://')) ? e.replace('http://', 'https://') : e));
     return `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${extra.length > 0 ? `   ${extra.join('   ')}` : ''}`;
   }),
   `  data            ${home}`,
   `  admin token     ${join(home, 'admin.token')} (mode 0600; the CLI reads it from there)`,
   ...(inputs !== undefined ? ['  demo models     cifar (CNN, batched, cifar@production) and lstm (stateful sequences)'] : []),
-  ...(tls ? ['  TLS             every listener, client certificates required (mTLS); certificates in ' + join(home, 'certs')] : []),
+  ...(tls ? ['  TLS             every listener, client certificates required (mTLS) except by the dashboard; certificates in ' + join(home, 'certs')] : []),
   '',
   ...(tls ? ['The CLI needs the client certificate:', ...['QUANTA_CLIENT_TLS_CA', 'QUANTA_CLIENT_TLS_CERT', 'QUANTA_CLIENT_TLS_KEY'].map((k) => `  export ${k}=${tlsEnv[k] ?? ''}`), ''] : []),
   'Try:',

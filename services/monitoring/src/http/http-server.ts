@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
@@ -23,6 +25,11 @@ export interface HttpServerOptions {
   /** Every tenant's data without a token (only on loopback; the config checks that). */
   readonly public: boolean;
   readonly logger: Logger;
+  /**
+   * Serve HTTPS with this certificate chain and key (the gRPC server's); no client certificate
+   * is asked for, whatever the gRPC server requires. Absent: plain HTTP.
+   */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
 export interface HttpServer {
@@ -80,6 +87,15 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(body);
 }
 
+async function readPem(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error: unknown) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`HTTP listener: cannot read the TLS ${what} file "${path}": ${reason}`, { cause: error });
+  }
+}
+
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -108,13 +124,18 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     }
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
       if (error instanceof HttpError) return send(res, error.status, 'application/json', JSON.stringify({ error: error.message }));
       options.logger.error({ err: error, path: req.url }, 'HTTP request failed');
       return send(res, 500, 'application/json', JSON.stringify({ error: 'internal error' }));
     });
-  });
+  };
+  const tls = options.tls;
+  const server =
+    tls === undefined
+      ? createServer(onRequest)
+      : createTlsServer({ cert: await readPem(tls.certFile, 'certificate'), key: await readPem(tls.keyFile, 'private key') }, onRequest);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -126,7 +147,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
     port,
-    url: `http://${host}:${port}/`,
+    url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}/`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

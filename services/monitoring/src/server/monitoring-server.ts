@@ -152,13 +152,15 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
       authenticator,
       public: config.dashboardPublic,
       logger,
+      // Under TLS the HTTP listener serves HTTPS with the gRPC certificate, no client certificate asked.
+      tls: config.tlsCert !== undefined && config.tlsKey !== undefined ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined,
     });
   } catch (error: unknown) {
     await service.stop({ graceMs: 0 });
     await closeStore();
     throw error;
   }
-  logger.info({ url: http.url, public: config.dashboardPublic }, `dashboard and /metrics on ${http.url}`);
+  logger.info({ url: http.url, public: config.dashboardPublic, tls: config.tlsCert !== undefined }, `dashboard and /metrics on ${http.url}`);
 
   let timer: NodeJS.Timeout | undefined;
   if (options.timers !== false) {

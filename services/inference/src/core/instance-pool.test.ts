@@ -91,6 +91,15 @@ describe('instance pool, worker sessions', () => {
     expect(sessionWorkerCount()).toBe(before);
   });
 
+  it('fails a run whose feeds cannot be sent to the worker, and keeps serving', async () => {
+    const instances = await pool(cnn, { instanceCount: 1 });
+    // Not an ort.Tensor: a function in its dims, which the structured clone refuses.
+    const unsendable = { type: 'float32', dims: [() => 1], data: new Float32Array(3072) } as unknown as ort.Tensor;
+    await expect(instances.run({ input: unsendable }, ['output'])).rejects.toThrow(/could not be cloned/);
+    const ok = await instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 1)) }, ['output']);
+    expect(ok['output']?.dims).toEqual([1, 10]);
+  });
+
   it("copies a caller's inputs (they stay usable) and hands over owned ones without a copy", async () => {
     const instances = await pool(cnn, { instanceCount: 1 });
     const kept = tensorToOrt(randomFloats([2, 3, 32, 32], 3));

@@ -177,7 +177,14 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
       return new Promise((resolve, reject) => {
         if (calls.size === 0) worker.ref();
         calls.set(id, { resolve, reject });
-        worker.postMessage({ kind: 'run', id, feeds: wire.feeds, fetches }, wire.transfer);
+        try {
+          worker.postMessage({ kind: 'run', id, feeds: wire.feeds, fetches }, wire.transfer);
+        } catch (error: unknown) {
+          // Data the structured clone refuses: this run fails, the worker goes on.
+          calls.delete(id);
+          if (calls.size === 0) worker.unref();
+          throw error;
+        }
       });
     },
     async release() {

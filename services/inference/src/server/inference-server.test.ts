@@ -19,13 +19,6 @@ import { SERVING, call, failure, fp32Input, fp32Output, inferRequest, runOrt, se
 const MLP = buildMlp();
 let h: Harness | undefined;
 
-/**
- * One answered request, so that the requests sent next arrive within the batch delay of it: they
- * are not lone (which would send them at once) but wait in the queue for the delay.
- */
-async function prime(harness: Harness, token: string): Promise<void> {
-  await call(harness.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], seededFloats(4, 9), false).input] }), token);
-}
 afterEach(async () => {
   await h?.close();
   h = undefined;
@@ -82,11 +75,10 @@ describe('graceful stop', () => {
         }),
       },
     });
-    // A batch waits up to 1 s to fill, and after the primer these requests are not lone: they are
-    // queued when the stop begins (the stop lets them finish, at the latest when the delay ends).
-    await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 1_000_000 });
+    // A batch waits up to 1 s to fill, lone requests included (loneRequestsWait): these requests
+    // are queued when the stop begins (the stop lets them finish, at the latest when the delay ends).
+    await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 1_000_000, loneRequestsWait: true });
     const token = await h.token('acme', ['infer']);
-    await prime(h, token);
     const x = seededFloats(4, 2);
     const settled = { grpc: false, rest: false };
     const viaGrpc = call(h.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], x, false).input] }), token).finally(
@@ -95,7 +87,7 @@ describe('graceful stop', () => {
     const viaRest = h
       .rest('POST', '/v2/models/mlp/infer', { token, body: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: Array.from(x) }] } })
       .finally(() => (settled.rest = true));
-    await Promise.all(arrivals().slice(0, 3));
+    await Promise.all(arrivals().slice(0, 2));
     expect(settled).toEqual({ grpc: false, rest: false });
 
     const stopping = h.server.stop();
@@ -120,9 +112,8 @@ describe('graceful stop', () => {
 describe('deadlines', () => {
   it('a request queued past its gRPC deadline or its timeout parameter fails DEADLINE_EXCEEDED', async () => {
     h = await startHarness();
-    await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 2_000_000 });
+    await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 2_000_000, loneRequestsWait: true });
     const token = await h.token('acme', ['infer', 'models:read']);
-    await prime(h, token);
     const input = fp32Input('input', [1, 4], seededFloats(4, 1), false).input;
     const timeout = { timeout: { parameterChoice: { $case: 'int64Param' as const, value: 50_000n } } };
     const started = Date.now();
@@ -142,8 +133,8 @@ describe('deadlines', () => {
     // The core saw both fail (the second once its deadline passed in the queue).
     const stats = await call(h.client, 'modelStatistics', { name: 'mlp', version: '' }, token);
     await expect.poll(async () => (await call(h!.client, 'modelStatistics', { name: 'mlp', version: '' }, token)).modelStats[0]!.inferenceStats!.fail!.count, { timeout: 3000 }).toBe(2n);
-    // Only the primer ran.
-    expect(stats.modelStats[0]!.inferenceStats!.success!.count).toBe(1n);
+    // Nothing ran.
+    expect(stats.modelStats[0]!.inferenceStats!.success!.count).toBe(0n);
   });
 });
 
@@ -151,9 +142,8 @@ describe('cancellation', () => {
   it('a cancelled call, stream and REST request leave the queue without running; the server goes on', async () => {
     const { manager, arrivals } = observedManager();
     h = await startHarness({ server: { manager } });
-    await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 5_000_000 });
+    await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 5_000_000, loneRequestsWait: true });
     const token = await h.token('acme', ['infer', 'models:read']);
-    await prime(h, token);
     const request = inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], seededFloats(4, 1), false).input] });
     const failed = async (): Promise<bigint> => (await call(h!.client, 'modelStatistics', { name: 'mlp', version: '' }, token)).modelStats[0]!.inferenceStats!.fail!.count;
 
@@ -171,7 +161,7 @@ describe('cancellation', () => {
       body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
       signal: abort.signal,
     }).catch(() => undefined);
-    await Promise.all(arrivals().slice(0, 5));
+    await Promise.all(arrivals().slice(0, 4));
     unaryCall.cancel();
     stream.cancel();
     abort.abort();
@@ -179,8 +169,8 @@ describe('cancellation', () => {
     // Queued for up to 5 s, so these failures are the cancellations reaching the core.
     await expect.poll(failed, { timeout: 3000 }).toBe(4n);
     const stats = await call(h.client, 'modelStatistics', { name: 'mlp', version: '' }, token);
-    // Only the primer ran.
-    expect(stats.modelStats[0]!.executionCount).toBe(1n);
+    // Nothing ran.
+    expect(stats.modelStats[0]!.executionCount).toBe(0n);
     expect(await call(h.client, 'serverLive', {})).toEqual({ live: true });
   });
 });

@@ -17,13 +17,14 @@ describe('inference config', () => {
       monitoringAddr: undefined,
       serviceToken: undefined,
       threadsPerInstance: 0,
+      execution: 'worker',
       watch: false,
     });
   });
 
   it('reads flags and QUANTA_* variables, flags first', () => {
     const c = loadInferenceConfig({
-      argv: ['--http-port', '0', '--threads-per-instance', '2'],
+      argv: ['--http-port', '0', '--threads-per-instance', '2', '--execution', 'inline'],
       env: {
         QUANTA_INFERENCE_PORT: '18001',
         QUANTA_INFERENCE_HTTP_PORT: '18000',
@@ -38,6 +39,7 @@ describe('inference config', () => {
       port: 18001,
       httpPort: 0,
       threadsPerInstance: 2,
+      execution: 'inline',
       registryAddr: 'registry:9001',
       monitoringAddr: 'monitoring:9003',
       serviceToken: 'tok',
@@ -49,7 +51,7 @@ describe('inference config', () => {
   it('refuses bad values, naming each', () => {
     let error: unknown;
     try {
-      loadInferenceConfig({ argv: ['--http-port', 'eighty'], env: { QUANTA_INFERENCE_THREADS_PER_INSTANCE: '-1' } });
+      loadInferenceConfig({ argv: ['--http-port', 'eighty'], env: { QUANTA_INFERENCE_THREADS_PER_INSTANCE: '-1', QUANTA_INFERENCE_EXECUTION: 'gpu' } });
     } catch (e: unknown) {
       error = e;
     }
@@ -57,6 +59,7 @@ describe('inference config', () => {
     const problems = (error as ConfigError).problems.join('\n');
     expect(problems).toMatch(/http-port/);
     expect(problems).toMatch(/THREADS_PER_INSTANCE|threads-per-instance/);
+    expect(problems).toMatch(/(EXECUTION|execution).*is not one of worker, inline/);
     expect(() => loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_TLS_CERT: 'cert.pem' } })).toThrow(/--tls-cert and --tls-key go together/);
   });
 });

@@ -29,6 +29,12 @@ export const inferenceConfigSchema = {
     max: 1024,
     doc: 'onnxruntime intra-op threads per session when a deployment does not say (0: onnxruntime decides)',
   }),
+  execution: fields.enum({
+    env: 'QUANTA_INFERENCE_EXECUTION',
+    values: ['worker', 'inline'] as const,
+    default: 'worker',
+    doc: "where each instance's onnxruntime session runs: worker (a worker thread per instance: requests keep being taken while a batch runs, instances run in parallel) or inline (on the event loop: less latency for models of tens of µs on small machines)",
+  }),
   watch: fields.bool({
     env: 'QUANTA_INFERENCE_WATCH',
     default: false,

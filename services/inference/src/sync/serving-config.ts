@@ -1,8 +1,8 @@
 import type { registry as pb } from '@quanta/contracts';
 import type { ServingConfig } from '../core/types.js';
 
-/** What the replica sets that a DeploymentSpec does not say (onnxruntime threads, execution providers). */
-export type ServingDefaults = Pick<ServingConfig, 'threadsPerInstance' | 'executionProviders'>;
+/** What the replica sets that a DeploymentSpec does not say (onnxruntime threads, execution providers, worker or inline sessions). */
+export type ServingDefaults = Pick<ServingConfig, 'threadsPerInstance' | 'executionProviders' | 'execution'>;
 
 /** How the core serves a deployment's model: the registry's DeploymentSpec in the core's terms. */
 export function servingConfig(spec: pb.DeploymentSpec | undefined, defaults: ServingDefaults = {}): ServingConfig {
@@ -30,6 +30,7 @@ export function configKey(config: ServingConfig): string {
     config.sequenceIdleTimeoutMs,
     config.threadsPerInstance ?? 0,
     config.executionProviders ?? [],
+    config.execution ?? 'worker',
   ]);
 }
 

@@ -54,7 +54,7 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
         manager: context.manager,
         logger: context.logger,
         ...(context.telemetry === undefined ? {} : { telemetry: context.telemetry }),
-        ...(config.threadsPerInstance > 0 ? { servingDefaults: { threadsPerInstance: config.threadsPerInstance } } : {}),
+        servingDefaults: { execution: config.execution, ...(config.threadsPerInstance > 0 ? { threadsPerInstance: config.threadsPerInstance } : {}) },
         // Sealed on disk, so a restarted replica loads without downloading again.
         diskCache: { dir: join(config.home, 'inference', 'cache'), cryptoAddress: config.cryptoAddr },
       });

@@ -4,7 +4,7 @@
  * server's CPU per request split into user and system time and by thread (Linux /proc), the client's,
  * and the latency percentiles. `--cpu-prof DIR` makes the server write a V8 CPU profile there;
  * `--node-flags "--trace-gc"` passes further node flags to the server.
- *   tsx --conditions=@quanta/source src/profile-infer-path.ts -- --server quanta --model cnn --concurrency 1 --seconds 3
+ *   tsx --conditions=@quanta/source src/profile-infer-path.ts --server quanta --model cnn --deployment worker:1:1000 --concurrency 1 --seconds 3
  */
 import { fork } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -19,8 +19,12 @@ const { values } = parseArgs({
   options: {
     server: { type: 'string', default: 'quanta' },
     model: { type: 'string', default: 'cnn' },
+    /** Quanta's deployment, execution:instances:delayUs (bench-inference-models.ts parseDeployment). */
+    deployment: { type: 'string', default: 'worker:1:1000' },
     concurrency: { type: 'string', default: '1' },
     seconds: { type: 'string', default: '3' },
+    /** With `--server empty`: the request's size in bytes (echoed back by nothing: the answer stays empty). */
+    'empty-bytes': { type: 'string', default: '0' },
     'cpu-prof': { type: 'string' },
     /** Further node flags for the server, space-separated (e.g. "--trace-gc"). */
     'node-flags': { type: 'string', default: '' },
@@ -49,7 +53,7 @@ function threadTimes(pid: number): Map<string, { user: number; system: number }>
 const serversFile = fileURLToPath(new URL(`./bench-inference-servers${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 const profile = values['cpu-prof'];
 const nodeFlags = values['node-flags'].split(' ').filter((f) => f !== '');
-const child = fork(serversFile, [kind, model.name], {
+const child = fork(serversFile, [kind, model.name, values.deployment], {
   execArgv: [...process.execArgv, ...nodeFlags, ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`])],
   stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 });
@@ -68,7 +72,7 @@ let method: string;
 let body: Buffer;
 if (kind === 'empty') {
   method = EMPTY_METHOD;
-  body = Buffer.alloc(0);
+  body = Buffer.alloc(Number(values['empty-bytes']), 1);
 } else {
   method = inference.GRPCInferenceServiceService.modelInfer.path;
   body = Buffer.from(
@@ -126,7 +130,7 @@ for (const [thread, t] of after) {
   if (du + ds > 0) rows.push(`  ${thread.padEnd(24)} user ${us(du).padStart(7)}  system ${us(ds).padStart(7)} µs/request`);
 }
 console.log(
-  `${kind} ${kind === 'empty' ? '' : model.name} concurrency ${concurrency}: ${n} requests in ${wall.toFixed(2)} s (${(n / wall).toFixed(0)}/s), ` +
+  `${kind} ${kind === 'empty' ? `${body.length} B` : `${model.name} ${values.deployment}`} concurrency ${concurrency}: ${n} requests in ${wall.toFixed(2)} s (${(n / wall).toFixed(0)}/s), ` +
     `p50 ${latencies[Math.floor(n * 0.5)]!.toFixed(3)} ms, p99 ${latencies[Math.floor(n * 0.99)]!.toFixed(3)} ms`,
 );
 console.log(`server CPU µs/request: user ${us(user)} + system ${us(system)} = ${us(user + system)} (/proc, 10 ms ticks)`);

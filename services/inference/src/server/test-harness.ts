@@ -53,6 +53,7 @@ export function testConfig(overrides: Partial<InferenceConfig> = {}): InferenceC
     monitoringAddr: undefined,
     serviceToken: undefined,
     threadsPerInstance: 1,
+    execution: 'worker',
     watch: false,
     ...overrides,
   };

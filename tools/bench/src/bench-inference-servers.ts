@@ -110,6 +110,7 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
       monitoringAddr: undefined,
       serviceToken: undefined,
       threadsPerInstance: 0,
+      execution: deployment.execution,
       watch: false,
     },
     { authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }), logger: pino({ level: 'warn' }) },

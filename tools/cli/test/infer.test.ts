@@ -85,6 +85,7 @@ beforeAll(async () => {
     monitoringAddr: undefined,
     serviceToken: undefined,
     threadsPerInstance: 1,
+    execution: 'worker',
     watch: false,
   };
   server = await startInferenceServer(config, {

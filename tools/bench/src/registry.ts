@@ -215,19 +215,52 @@ async function writeModel(path: string, mib: number): Promise<{ size: number; sh
 
 // ---- clients ----
 
-/** Streams `file` in 1 MiB chunks into `write`, waiting for 'drain' as the CLI does. */
-async function sendFile(stream: grpc.ClientWritableStream<never> | NodeJS.WritableStream, file: string, wrap: (chunk: Buffer) => unknown): Promise<void> {
+/** Streams the chunks into `stream`, waiting for 'drain' as the CLI does. */
+async function sendChunks(stream: grpc.ClientWritableStream<never> | NodeJS.WritableStream, chunks: AsyncIterable<Buffer>, wrap: (chunk: Buffer) => unknown): Promise<void> {
   const writable = stream as NodeJS.WritableStream & { write(message: unknown): boolean };
-  for await (const chunk of createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>) {
+  for await (const chunk of chunks) {
     if (!writable.write(wrap(chunk))) await once(writable, 'drain');
   }
   writable.end();
 }
 
+/** `file` in CHUNK-byte chunks, as a file stream reads it (a fresh buffer per read). */
+const fileChunks = (file: string): AsyncIterable<Buffer> => createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>;
+
+/** Encoded `UploadVersionRequest`s of chunks read by `chunksWithRoom`, by chunk (see `leanRegistryClient`). */
+const encodedUploads = new WeakMap<Buffer, Buffer>();
+const CHUNK_ROOM = 1 + varintBytes(CHUNK).length;
+
+/**
+ * `file` in CHUNK-byte chunks, each read into a fresh buffer after room for its protobuf prefix
+ * (`chunk` tag and length), which is filled in: the whole buffer is then the chunk's encoded
+ * `UploadVersionRequest`, with no copy (the lean client sends it as is; the generated one encodes anew).
+ * The same reads and allocations as the plain stream's file stream.
+ */
+async function* chunksWithRoom(file: string): AsyncGenerator<Buffer, void, undefined> {
+  const handle = await open(file, 'r');
+  try {
+    for (let position = 0; ; ) {
+      const buffer = Buffer.allocUnsafe(CHUNK_ROOM + CHUNK);
+      const { bytesRead } = await handle.read(buffer, CHUNK_ROOM, CHUNK, position);
+      if (bytesRead === 0) return;
+      position += bytesRead;
+      const prefix = [CHUNK_TAG, ...varintBytes(bytesRead)];
+      const start = CHUNK_ROOM - prefix.length;
+      buffer.set(prefix, start);
+      const chunk = buffer.subarray(CHUNK_ROOM, CHUNK_ROOM + bytesRead);
+      encodedUploads.set(chunk, buffer.subarray(start, CHUNK_ROOM + bytesRead));
+      yield chunk;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 function plainUpload(client: grpc.Client, file: string): Promise<number> {
   return new Promise((resolveDone, reject) => {
     const call = client.makeClientStreamRequest<Buffer, Buffer>(UPLOAD_PATH, identity, identity, (error) => (error ? reject(error) : resolveDone(0)));
-    sendFile(call as never, file, (chunk) => chunk).catch(reject);
+    sendChunks(call as never, fileChunks(file), (chunk) => chunk).catch(reject);
   });
 }
 
@@ -239,29 +272,37 @@ async function plainDownload(client: grpc.Client): Promise<number> {
 
 const CHUNK_TAG = 0x12; // \`bytes chunk = 2\` in UploadVersionRequest and DownloadVersionResponse
 
+/** The protobuf varint encoding of n. */
+function varintBytes(n: number): number[] {
+  const out: number[] = [];
+  for (let v = n; ; v = Math.floor(v / 128)) {
+    if (v < 0x80) {
+      out.push(v);
+      return out;
+    }
+    out.push((v % 128) | 0x80);
+  }
+}
+
 /**
  * A RegistryService client whose byte-stream codecs do on the client what the registry does on its
- * side (services/model-registry/src/server/wire-codecs.ts): an upload chunk is encoded with one copy
- * (the generated encoder grows, slices and copies it three times), a downloaded chunk is a view of
- * the received message. The same protobuf bytes on the wire; other messages use the generated code.
+ * side (services/model-registry/src/server/wire-codecs.ts): an upload chunk read by `chunksWithRoom`
+ * is sent as the buffer it was read into (no copy: the file read left room for the protobuf prefix;
+ * other chunks are encoded with one copy; the generated encoder grows, slices and copies each three
+ * times), a downloaded chunk is a view of the received message. The same protobuf bytes on the wire;
+ * other messages use the generated code.
  */
 function leanRegistryClient(): typeof pb.RegistryServiceClient {
   const base = pb.RegistryServiceService;
   const encodeUpload = (m: pb.UploadVersionRequest): Buffer => {
     if (m.part?.$case !== 'chunk') return Buffer.from(pb.UploadVersionRequest.encode(m).finish());
     const chunk = m.part.value;
-    const varint: number[] = [];
-    for (let v = chunk.length; ; v = Math.floor(v / 128)) {
-      if (v < 0x80) {
-        varint.push(v);
-        break;
-      }
-      varint.push((v % 128) | 0x80);
-    }
-    const out = Buffer.allocUnsafe(1 + varint.length + chunk.length);
-    out[0] = CHUNK_TAG;
-    out.set(varint, 1);
-    chunk.copy(out, 1 + varint.length);
+    const encoded = encodedUploads.get(chunk);
+    if (encoded !== undefined) return encoded;
+    const prefix = [CHUNK_TAG, ...varintBytes(chunk.length)];
+    const out = Buffer.allocUnsafe(prefix.length + chunk.length);
+    out.set(prefix, 0);
+    chunk.copy(out, prefix.length);
     return out;
   };
   const decodeDownload = (bytes: Buffer): pb.DownloadVersionResponse => {
@@ -302,7 +343,7 @@ function registryUpload(client: pb.RegistryServiceClient, token: string, model: 
       else resolveVersion(response.version);
     });
     call.write({ part: { $case: 'header', value: { model, description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(size), createModel: true, lineage: undefined } } });
-    sendFile(call as never, file, (chunk) => ({ part: { $case: 'chunk', value: chunk } })).catch(reject);
+    sendChunks(call as never, chunksWithRoom(file), (chunk) => ({ part: { $case: 'chunk', value: chunk } })).catch(reject);
   });
 }
 

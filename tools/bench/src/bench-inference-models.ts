@@ -47,6 +47,9 @@ export type ToParent = { kind: 'ready'; port: number; token: string } | { kind: 
 /** The one method of the empty gRPC server (raw bytes, no protobuf). */
 export const EMPTY_METHOD = '/bench.Empty/Call';
 
+/** The empty gRPC server's bidirectional stream: echoes every message (raw bytes) on the same stream. */
+export const EMPTY_STREAM_METHOD = '/bench.Empty/Stream';
+
 export interface BenchModel {
   readonly name: string;
   readonly input: string;

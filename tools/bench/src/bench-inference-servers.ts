@@ -4,7 +4,8 @@
  * `{kind: 'ready', port, token}` to its parent; 'cpu' asks for its CPU seconds; 'stop' ends it.
  *   seed   a seed-style JSON REST server: POST /predict {"data": nested array} → {"prediction": nested
  *          array}, one onnxruntime run per request, as the seed's Flask example does (node:http)
- *   empty  a grpc-js server with one empty unary method: the floor of a gRPC call
+ *   empty  a grpc-js server with an empty unary method (the floor of a gRPC call) and a bidi stream
+ *          that echoes each message back (the floor of a round trip on an open stream)
  *   quanta Quanta's inference service (startInferenceServer: gRPC and REST, real EdDSA tokens from an
  *          in-memory issuer) with MODEL loaded straight into its core, dynamically batched
  *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs as its third argument; BENCH_THREADS as every session)
@@ -16,7 +17,7 @@ import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } f
 import { startInferenceServer } from '@quanta/inference';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
-import { BENCH_THREADS, EMPTY_METHOD, benchModel, nest, parseDeployment, sessionOptions, type ToParent } from './bench-inference-models.js';
+import { BENCH_THREADS, EMPTY_METHOD, EMPTY_STREAM_METHOD, benchModel, nest, parseDeployment, sessionOptions, type ToParent } from './bench-inference-models.js';
 import { cpuSeconds } from './measure.js';
 
 const send = (message: ToParent): void => {
@@ -77,6 +78,17 @@ async function emptyServer(): Promise<Running> {
   const server = new grpc.Server();
   const identity = (b: Buffer): Buffer => b;
   server.register(EMPTY_METHOD, (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, Buffer.alloc(0)), identity, identity, 'unary');
+  server.register(
+    EMPTY_STREAM_METHOD,
+    (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (message: Buffer) => call.write(message));
+      call.on('end', () => call.end());
+      call.on('error', () => undefined);
+    },
+    identity,
+    identity,
+    'bidi',
+  );
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
   );

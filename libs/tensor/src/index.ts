@@ -27,7 +27,7 @@ export {
   numberToBfloat16Bits,
   numberToFloat16Bits,
 } from './float16.js';
-export { decodeBytesFraming, encodeBytesFraming, tensorFromRaw, tensorToRaw, viewBytes } from './raw.js';
+export { decodeBytesFraming, encodeBytesFraming, tensorBytes, tensorFromRaw, tensorToRaw, viewBytes } from './raw.js';
 export { CONTENTS_FIELD, emptyContents, tensorFromContents, tensorToContents, type TensorContents } from './contents.js';
 export { tensorFromWire, tensorToWire, type WireTensor } from './wire.js';
 export { ORT_TYPE, tensorFromOrt, tensorToOrt } from './ort.js';

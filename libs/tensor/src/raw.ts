@@ -1,7 +1,7 @@
 import { ELEMENT_SIZE, type Datatype, type FixedDatatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
 import { elementCount } from './shape.js';
-import { TYPED_ARRAY, allocUnfilled, checkBool, type Tensor, type TensorDataMap, type TensorFor } from './tensor.js';
+import { TYPED_ARRAY, allocUnfilled, checkBool, type FixedTensor, type Tensor, type TensorDataMap, type TensorFor } from './tensor.js';
 
 // Raw form: KServe/Triton `raw_input_contents` / `raw_output_contents`: elements little-endian,
 // back to back; BYTES elements each as a 4-byte little-endian length and then the bytes.
@@ -47,9 +47,38 @@ export function tensorFromRaw(
       `shape ${formatShape(shape)} needs ${needed} bytes of ${datatype}, got ${raw.byteLength}`,
     );
   }
+  if (raw.byteOffset % ELEMENT_SIZE[datatype] !== 0) return deferredCopy(base, datatype, shape, raw);
   const data = viewBytes(datatype, raw);
   if (datatype === 'BOOL') checkBool(data as Uint8Array, context);
   return { ...base, datatype, shape: [...shape], data } as Tensor;
+}
+
+/** Raw bytes of tensors whose aligned copy is made only when `data` is first read. */
+const deferred = new WeakMap<object, Uint8Array>();
+
+/**
+ * A tensor over misaligned raw bytes (never BOOL: its elements are single bytes): its `data`, an
+ * aligned copy, is made the first time it is read, so that a consumer that only needs the bytes
+ * (tensorBytes: a copy into a buffer of its own, say) copies them once rather than twice.
+ */
+function deferredCopy(base: { name?: string }, datatype: Exclude<FixedDatatype, 'BOOL'>, shape: readonly number[], raw: Uint8Array): Tensor {
+  const tensor = { ...base, datatype, shape: [...shape] };
+  let data: TensorDataMap[typeof datatype] | undefined;
+  Object.defineProperty(tensor, 'data', { enumerable: true, get: () => (data ??= viewBytes(datatype, raw)) });
+  deferred.set(tensor, raw);
+  return tensor as Tensor;
+}
+
+/**
+ * The little-endian bytes of a fixed-size tensor's elements, without a copy: a view of its data,
+ * or, for a tensor read from misaligned raw bytes whose data was never read, those bytes. The
+ * caller only reads them.
+ */
+export function tensorBytes(tensor: FixedTensor): Uint8Array {
+  const raw = deferred.get(tensor);
+  if (raw !== undefined) return raw;
+  const { data } = tensor;
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /**

@@ -5,8 +5,8 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { ELEMENT_SIZE, type FixedDatatype } from './datatype.js';
 import { tensorFromOrt, tensorToOrt } from './ort.js';
-import { tensorFromRaw, tensorToRaw } from './raw.js';
-import { createTensor } from './tensor.js';
+import { tensorBytes, tensorFromRaw, tensorToRaw } from './raw.js';
+import { createTensor, type FixedTensor } from './tensor.js';
 
 /** The memory behind a typed array (ORT and Tensor data are unions that include plain arrays). */
 const mem = (data: unknown): ArrayBufferLike => (data as ArrayBufferView).buffer;
@@ -55,6 +55,29 @@ it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))('%s: misaligned raw bytes are 
   expect(tensorToRaw(tensor).equals(raw)).toBe(true);
   const o = tensorToOrt(tensor);
   expect(mem(o.data)).toBe(mem(tensor.data)); // the copy is shared from there on
+});
+
+it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))('%s: tensorBytes gives misaligned raw bytes as they are, and the copy is made only once data is read', (datatype) => {
+  const raw = bytesAt(datatype, 8 + 1);
+  const tensor = tensorFromRaw(datatype, [2, 3], raw, { name: 'x' });
+  const bytes = tensorBytes(tensor as FixedTensor);
+  expect(bytes).toBe(raw);
+  // the tensor still reads as any other: same keys, aligned data with the same bytes, read once
+  expect(Object.keys(tensor)).toEqual(['name', 'datatype', 'shape', 'data']);
+  const data = tensor.data as ArrayBufferView;
+  expect(data.byteOffset % ELEMENT_SIZE[datatype]).toBe(0);
+  expect(Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(raw)).toBe(true);
+  expect(tensor.data).toBe(data);
+  expect({ ...tensor }.data).toBe(data);
+});
+
+it.each(FIXED)('%s: tensorBytes of an aligned tensor is a view of its data', (datatype) => {
+  const raw = bytesAt(datatype, 8);
+  const tensor = tensorFromRaw(datatype, [2, 3], raw) as FixedTensor;
+  const bytes = tensorBytes(tensor);
+  expect(bytes.buffer).toBe(raw.buffer);
+  expect(bytes.byteOffset).toBe(8);
+  expect(bytes.byteLength).toBe(raw.byteLength);
 });
 
 it('Node Buffers work at whatever offset they got', () => {

@@ -1,7 +1,7 @@
-// The hand-written ModelInfer codecs against the generated ones, on random messages and bytes.
+// The hand-written ModelInfer and ModelStreamInfer codecs against the generated ones, on random messages and bytes.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeModelInferRequest, encodeModelInferResponse, inference } from './index.js';
+import { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse, inference } from './index.js';
 
 const name = fc.string({ unit: 'binary', maxLength: 12 });
 const shape = fc.array(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), { maxLength: 4 });
@@ -116,5 +116,40 @@ describe('encodeModelInferResponse', () => {
       }),
       { numRuns: 100 },
     );
+  });
+});
+
+describe('encodeModelStreamInferResponse', () => {
+  const streamResponse: fc.Arbitrary<inference.ModelStreamInferResponse> = fc.record({
+    errorMessage: fc.oneof(fc.constant(''), name),
+    inferResponse: fc.option(response, { nil: undefined }),
+  });
+  const generated = (m: inference.ModelStreamInferResponse): Buffer => Buffer.from(inference.ModelStreamInferResponse.encode(m).finish());
+
+  it('writes the same bytes as the generated encoder', () => {
+    fc.assert(
+      fc.property(streamResponse, (message) => {
+        expect(encodeModelStreamInferResponse(message)).toStrictEqual(generated(message));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('nests responses of every length-varint size as the generated decoder reads them', () => {
+    for (const size of [0, 1, 100, 127, 128, 16_383, 16_384, 200_000]) {
+      const inferResponse: inference.ModelInferResponse = {
+        modelName: 'm',
+        modelVersion: '1',
+        id: String(size),
+        parameters: {},
+        outputs: [{ name: 'y', datatype: 'FP32', shape: [1n, BigInt(size)], parameters: {}, contents: undefined }],
+        rawOutputContents: [Buffer.alloc(size, 7)],
+      };
+      for (const errorMessage of ['', 'partly failed']) {
+        const wire = encodeModelStreamInferResponse({ errorMessage, inferResponse });
+        expect(wire).toStrictEqual(generated({ errorMessage, inferResponse }));
+        expect(inference.ModelStreamInferResponse.decode(wire)).toStrictEqual({ errorMessage, inferResponse });
+      }
+    }
   });
 });

@@ -6,15 +6,20 @@
 //   copy (the generated decoder copies every entry with Buffer.from);
 // - encodeModelInferResponse: one buffer of the exact size with the raw outputs copied into it once
 //   (the generated encoder copies them into its writer's chunks, again to join those, and a third
-//   time in Buffer.from).
+//   time in Buffer.from);
+// - encodeModelStreamInferResponse: ModelStreamInfer's answer, the same response nested in field 2,
+//   written the same way into one buffer (the generated encoder forks and joins its writer for the
+//   nested message and copies the raw outputs as above).
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import {
   ModelInferRequest_InferInputTensor,
   ModelInferRequest_InferRequestedOutputTensor,
   ModelInferRequest_ParametersEntry,
   ModelInferResponse,
+  ModelStreamInferResponse,
   type ModelInferRequest,
   type ModelInferResponse as ModelInferResponseMessage,
+  type ModelStreamInferResponse as ModelStreamInferResponseMessage,
 } from './gen/inference/grpc_service.js';
 
 type DepthTracked = BinaryReader & { __tsProtoDecodeDepth?: number };
@@ -86,22 +91,31 @@ function writeVarint(out: Buffer, offset: number, value: number): number {
 }
 
 const NO_RAW: Buffer[] = [];
+const NO_BYTES = new Uint8Array(0);
 
 /**
- * The protobuf bytes of a ModelInferResponse, byte for byte what the generated encoder writes: the
- * fields before raw_output_contents through the generated encoder (small), then the raw outputs
- * (the last field) copied once into a buffer of the exact size.
+ * A ModelInferResponse with raw outputs, as the generated encoder writes it: the fields before
+ * raw_output_contents through the generated encoder (small), then the raw outputs (the last field)
+ * copied once into a buffer of the exact size. With `before` (not undefined), the response is written
+ * as field 2 (length-delimited) of an enclosing message whose earlier fields' bytes are `before`.
  */
-export function encodeModelInferResponse(message: ModelInferResponseMessage): Buffer {
+function encodeWithRawOutputs(message: ModelInferResponseMessage, before: Uint8Array | undefined): Buffer {
   const raw = message.rawOutputContents;
-  if (raw.length === 0) return Buffer.from(ModelInferResponse.encode(message).finish());
   const head = ModelInferResponse.encode({ ...message, rawOutputContents: NO_RAW }).finish();
   let size = head.byteLength;
   // Field 6, length-delimited: tag byte 50, the length, the bytes.
   for (const bytes of raw) size += 1 + varintLength(bytes.byteLength) + bytes.byteLength;
-  const out = Buffer.allocUnsafe(size);
-  out.set(head, 0);
-  let offset = head.byteLength;
+  const out = Buffer.allocUnsafe(before === undefined ? size : before.byteLength + 1 + varintLength(size) + size);
+  let offset = 0;
+  if (before !== undefined) {
+    out.set(before, 0);
+    offset = before.byteLength;
+    // Field 2, length-delimited: tag byte 18, the length.
+    out[offset++] = 18;
+    offset = writeVarint(out, offset, size);
+  }
+  out.set(head, offset);
+  offset += head.byteLength;
   for (const bytes of raw) {
     out[offset++] = 50;
     offset = writeVarint(out, offset, bytes.byteLength);
@@ -109,4 +123,25 @@ export function encodeModelInferResponse(message: ModelInferResponseMessage): Bu
     offset += bytes.byteLength;
   }
   return out;
+}
+
+/**
+ * The protobuf bytes of a ModelInferResponse, byte for byte what the generated encoder writes, with
+ * the raw outputs copied once (encodeWithRawOutputs).
+ */
+export function encodeModelInferResponse(message: ModelInferResponseMessage): Buffer {
+  if (message.rawOutputContents.length === 0) return Buffer.from(ModelInferResponse.encode(message).finish());
+  return encodeWithRawOutputs(message, undefined);
+}
+
+/**
+ * The protobuf bytes of a ModelStreamInferResponse, byte for byte what the generated encoder writes:
+ * error_message (field 1) when not empty, then the infer_response (field 2) written as
+ * encodeModelInferResponse writes it, into the same buffer.
+ */
+export function encodeModelStreamInferResponse(message: ModelStreamInferResponseMessage): Buffer {
+  const response = message.inferResponse;
+  if (response === undefined || response.rawOutputContents.length === 0) return Buffer.from(ModelStreamInferResponse.encode(message).finish());
+  const before = message.errorMessage === '' ? NO_BYTES : ModelStreamInferResponse.encode({ errorMessage: message.errorMessage, inferResponse: undefined }).finish();
+  return encodeWithRawOutputs(response, before);
 }

@@ -1,7 +1,7 @@
 // inference.GRPCInferenceService (KServe v2 + Triton's extensions) over the InferenceApi. Health
 // RPCs are public like Triton's; everything else needs a token, and sees only its tenant's models.
 import type { handleUnaryCall } from '@grpc/grpc-js';
-import { decodeModelInferRequest, encodeModelInferResponse, inference as pb } from '@quanta/contracts';
+import { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse, inference as pb } from '@quanta/contracts';
 import type { CallContext, Principal } from '@quanta/service-kit';
 import { bidiStreaming, isServiceError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
 import { mapErrors, toServiceError } from './errors.js';
@@ -95,7 +95,7 @@ async function* pipelined<Req, Res>(requests: AsyncIterable<Req>, run: (request:
 
 /**
  * The service definition the server registers: the generated one, with the hand-written codecs of
- * @quanta/contracts on ModelInfer and ModelStreamInfer's requests. The same messages and bytes as the
+ * @quanta/contracts on ModelInfer and ModelStreamInfer (requests and responses). The same messages and bytes as the
  * generated codecs, but raw_input_contents are views of the received message (no copy of the tensor
  * bytes) and raw outputs are copied once into the response; fewer and smaller buffers to allocate and
  * collect per request (the garbage collector was most of a PP-OCR request's CPU beside the model).
@@ -110,6 +110,7 @@ export const grpcInferenceServiceDefinition: typeof pb.GRPCInferenceServiceServi
   modelStreamInfer: {
     ...pb.GRPCInferenceServiceService.modelStreamInfer,
     requestDeserialize: decodeModelInferRequest,
+    responseSerialize: encodeModelStreamInferResponse,
   },
 };
 

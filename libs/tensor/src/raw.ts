@@ -47,7 +47,8 @@ export function tensorFromRaw(
       `shape ${formatShape(shape)} needs ${needed} bytes of ${datatype}, got ${raw.byteLength}`,
     );
   }
-  if (raw.byteOffset % ELEMENT_SIZE[datatype] !== 0) return deferredCopy(base, datatype, shape, raw);
+  // BOOL elements are single bytes: never misaligned.
+  if (raw.byteOffset % ELEMENT_SIZE[datatype] !== 0) return deferredCopy(base, datatype as Exclude<FixedDatatype, 'BOOL'>, shape, raw);
   const data = viewBytes(datatype, raw);
   if (datatype === 'BOOL') checkBool(data as Uint8Array, context);
   return { ...base, datatype, shape: [...shape], data } as Tensor;
@@ -66,7 +67,7 @@ function deferredCopy(base: { name?: string }, datatype: Exclude<FixedDatatype, 
   let data: TensorDataMap[typeof datatype] | undefined;
   Object.defineProperty(tensor, 'data', { enumerable: true, get: () => (data ??= viewBytes(datatype, raw)) });
   deferred.set(tensor, raw);
-  return tensor as Tensor;
+  return tensor as unknown as Tensor;
 }
 
 /**

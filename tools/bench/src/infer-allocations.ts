@@ -48,7 +48,7 @@ const encoded = inference.ModelInferRequest.encode(
   inference.ModelInferRequest.fromPartial({
     modelName: model.name,
     inputs: [{ name: model.input, datatype: 'FP32', shape: [1, ...model.itemShape].map(BigInt) }],
-    rawInputContents: [new Uint8Array(item.buffer)],
+    rawInputContents: [Buffer.from(item.buffer)],
   }),
 ).finish();
 
@@ -66,7 +66,7 @@ let major = 0;
 let minor = 0;
 const observer = new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) {
-    const kind = (entry.detail as { kind?: number } | undefined)?.kind;
+    const kind = (entry as { detail?: { kind?: number } }).detail?.kind;
     if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) major++;
     else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) minor++;
   }

@@ -1,9 +1,9 @@
 import { SpanStatusCode, context, trace, type Context, type Link } from '@opentelemetry/api';
 import type * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
-import { TensorError, concatBatch, splitBatch, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
+import { ORT_TYPE, TensorError, concatBatch, splitBatch, tensorBytes, tensorFromOrt, tensorToOrt, type FixedTensor, type Tensor } from '@quanta/tensor';
 import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './clock.js';
-import type { InstancePool } from './instance-pool.js';
+import type { Feed, InstancePool } from './instance-pool.js';
 import type { StatsRecorder } from './stats.js';
 import { InferError, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
 
@@ -110,6 +110,29 @@ function mergeKey(inputs: ReadonlyMap<string, Tensor>): string {
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([name, t]) => tensorKey(name, t))
     .join('|');
+}
+
+/** A batch's numeric input, staged: each request's bytes in batch order (stacking checked as concatBatch does). */
+function stagedBatch(batch: readonly Entry[], name: string, first: Tensor, type: ort.Tensor.Type): Feed {
+  const parts: Uint8Array[] = [];
+  let rows = 0;
+  for (const [index, entry] of batch.entries()) {
+    const part = entry.job.inputs.get(name);
+    if (part === undefined) continue;
+    // Requests merge only under equal keys (datatype and dims after dim 0), so this holds unless a
+    // caller broke the contract: fail as concatBatch would rather than stack the wrong bytes.
+    const stacks = part.datatype === first.datatype && part.shape.length === first.shape.length && part.shape.every((dim, i) => i === 0 || dim === first.shape[i]);
+    if (!stacks) {
+      throw new TensorError(
+        `input ${JSON.stringify(name)}: batch part ${index} (${part.datatype} [${part.shape.join(',')}]) does not stack with part 0 (${first.datatype} [${first.shape.join(',')}]) along axis 0`,
+        'shape',
+        name,
+      );
+    }
+    rows += part.shape[0] ?? 0;
+    parts.push(tensorBytes(part as FixedTensor));
+  }
+  return { type, dims: [rows, ...first.shape.slice(1)], parts };
 }
 
 export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBatcher {
@@ -262,8 +285,15 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     const spanContext = trace.setSpan(first.context, span);
     try {
       const single = batch.length === 1;
-      const feeds: Record<string, ort.Tensor> = {};
+      const feeds: Record<string, Feed> = {};
       for (const [name, own] of first.job.inputs) {
+        const type = own.datatype === 'BYTES' ? undefined : ORT_TYPE[own.datatype];
+        if (type !== undefined) {
+          // Numeric: the requests' bytes go to the instance as they are, which copies them once
+          // into an input buffer of its own (see instance-pool.ts), stacked when batched.
+          feeds[name] = single ? { type, dims: own.shape, parts: [tensorBytes(own as FixedTensor)] } : stagedBatch(batch, name, own, type);
+          continue;
+        }
         let merged = own;
         if (!single) {
           const parts: Tensor[] = [];
@@ -280,8 +310,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       const run = tracer().startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
       let results: ort.InferenceSession.ReturnType;
       try {
-        // A merged batch's inputs are ours (concatBatch's copies): the pool may hand them over
-        // (transfer them to a worker) instead of copying them.
+        // A merged BYTES batch is ours (concatBatch's): the pool may hand it over rather than copy it.
         results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches, { ownedInputs: !single }));
       } finally {
         run.end();

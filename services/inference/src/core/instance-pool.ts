@@ -11,11 +11,114 @@ import type { ModelBytes, ServingConfig } from './types.js';
 // - 'worker' (default): each instance's session lives in a worker thread of its own. onnxruntime-node
 //   runs a model synchronously on the calling thread, so only there does the event loop keep
 //   decoding requests (and batches keep forming) while a batch runs, and do instances run in
-//   parallel. Inputs are copied into the worker once (a merged batch, already a copy, is
-//   transferred), outputs come back by transfer.
+//   parallel. Outputs come back by transfer.
 // - 'inline': the sessions run on the event loop.
+//
+// Staged feeds (what the dynamic batcher sends): a numeric input given as the bytes of its parts
+// (one request's raw bytes, or each request's of a batch), which the instance copies once, straight
+// into an input buffer of its own, and which goes to the worker by transfer and comes back with the
+// reply (transfer again). An instance runs one batch at a time, so its few buffers are reused from
+// run to run: in steady state a request allocates no large ArrayBuffer here (onnxruntime's outputs
+// aside), which is what keeps V8's external memory, and with it its full GCs, down. Inline, a lone
+// part already aligned is used as it is (no copy), others are copied into the instance's buffer.
+// A buffer is only taken for a run and given back once that run is over (the worker has returned
+// it), and never reaches a request: an output that would share it is copied out.
 
 export type SessionMetadata = Pick<ort.InferenceSession, 'inputMetadata' | 'outputMetadata'>;
+
+/** A numeric input as the bytes of its parts, stacked along axis 0 in this order (see the header). */
+export interface StagedFeed {
+  readonly type: ort.Tensor.Type;
+  readonly dims: readonly number[];
+  /** Little-endian element bytes; only read, never kept after the run. */
+  readonly parts: readonly Uint8Array[];
+}
+
+export type Feed = ort.Tensor | StagedFeed;
+
+const isStaged = (feed: Feed): feed is StagedFeed => 'parts' in feed;
+
+type ArrayOf = new (buffer: ArrayBuffer, byteOffset: number, length: number) => ort.Tensor.DataType & ArrayBufferView;
+/** The typed array onnxruntime-node takes for each numeric type (float16 as Uint16Array bits). */
+const ARRAY_OF_TYPE: Readonly<Partial<Record<ort.Tensor.Type, { readonly array: ArrayOf; readonly size: number }>>> = {
+  bool: { array: Uint8Array, size: 1 },
+  uint8: { array: Uint8Array, size: 1 },
+  int8: { array: Int8Array, size: 1 },
+  uint16: { array: Uint16Array, size: 2 },
+  int16: { array: Int16Array, size: 2 },
+  float16: { array: Uint16Array, size: 2 },
+  uint32: { array: Uint32Array, size: 4 },
+  int32: { array: Int32Array, size: 4 },
+  float32: { array: Float32Array, size: 4 },
+  uint64: { array: BigUint64Array, size: 8 },
+  int64: { array: BigInt64Array, size: 8 },
+  float64: { array: Float64Array, size: 8 },
+};
+
+function arrayOf(type: ort.Tensor.Type): { readonly array: ArrayOf; readonly size: number } {
+  const entry = ARRAY_OF_TYPE[type];
+  if (entry === undefined) throw new Error(`a staged feed must be numeric, not ${type}`);
+  return entry;
+}
+
+/** Free input buffers an instance keeps (the smallest go first beyond this). */
+const MAX_FREE_BUFFERS = 4;
+
+/**
+ * The input buffers of one instance. A buffer is taken for one run and given back after it, so
+ * two runs never share one; the instance runs one batch at a time, so a handful suffice.
+ */
+export class InputBuffers {
+  private free: ArrayBuffer[] = [];
+  /** ArrayBuffers created so far (for tests and diagnostics). */
+  allocated = 0;
+
+  /** A buffer of at least `bytes` bytes, reused when one is free (power-of-two sizes, so that batches of a few rows more or less share one). */
+  take(bytes: number): ArrayBuffer {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const size = this.free[i]?.byteLength ?? 0;
+      if (size >= bytes && (best < 0 || size < (this.free[best]?.byteLength ?? 0))) best = i;
+    }
+    if (best >= 0) return this.free.splice(best, 1)[0] as ArrayBuffer;
+    this.allocated++;
+    return new ArrayBuffer(bytes <= 64 ? 64 : 2 ** Math.ceil(Math.log2(bytes)));
+  }
+
+  /** Back after its run; a detached buffer (transferred and not returned) is dropped. */
+  give(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === 0) return;
+    this.free.push(buffer);
+    if (this.free.length > MAX_FREE_BUFFERS) {
+      this.free.sort((a, b) => a.byteLength - b.byteLength);
+      this.free.shift();
+    }
+  }
+
+  /** Buffers free now. */
+  held(): number {
+    return this.free.length;
+  }
+
+  clear(): void {
+    this.free = [];
+  }
+}
+
+/** Copies a staged feed's parts into a buffer from `buffers`; returns the view for onnxruntime. */
+function stage(feed: StagedFeed, buffers: InputBuffers): { data: ort.Tensor.DataType & ArrayBufferView; buffer: ArrayBuffer } {
+  const { array, size } = arrayOf(feed.type);
+  let bytes = 0;
+  for (const part of feed.parts) bytes += part.byteLength;
+  const buffer = buffers.take(bytes);
+  const target = new Uint8Array(buffer, 0, bytes);
+  let offset = 0;
+  for (const part of feed.parts) {
+    target.set(part, offset);
+    offset += part.byteLength;
+  }
+  return { data: new array(buffer, 0, bytes / size), buffer };
+}
 
 export interface RunOptions {
   /** The feeds' buffers belong to the caller alone and are not used after the run: a pool may take them over. */
@@ -26,16 +129,31 @@ export interface InstancePool {
   /** The model's inputs and outputs as onnxruntime reports them. */
   readonly metadata: SessionMetadata;
   readonly size: number;
-  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], options?: RunOptions): Promise<ort.InferenceSession.ReturnType>;
-  /** Releases every session once its current run has finished (and ends their worker threads). */
+  run(feeds: Record<string, Feed>, fetches: readonly string[], options?: RunOptions): Promise<ort.InferenceSession.ReturnType>;
+  /** Releases every session once its current run has finished (and ends their worker threads), and drops the input buffers. */
   release(): Promise<void>;
+  /** Input buffers created so far and free now, over all instances (for tests and diagnostics). */
+  inputBuffers(): { allocated: number; free: number };
 }
 
 /** One session, in this thread or in a worker. */
 interface Instance {
   readonly metadata: SessionMetadata;
-  run(feeds: Record<string, ort.Tensor>, fetches: readonly string[], options: RunOptions | undefined): Promise<ort.InferenceSession.ReturnType>;
+  readonly buffers: InputBuffers;
+  run(feeds: Record<string, Feed>, fetches: readonly string[], options: RunOptions | undefined): Promise<ort.InferenceSession.ReturnType>;
   release(): Promise<void>;
+}
+
+/** An output that shares memory with one of `buffers` (an identity output, say) is copied out. */
+function unshared(results: ort.InferenceSession.ReturnType, buffers: readonly ArrayBuffer[]): ort.InferenceSession.ReturnType {
+  if (buffers.length === 0) return results;
+  const shares = (tensor: ort.Tensor): boolean => ArrayBuffer.isView(tensor.data) && buffers.includes(tensor.data.buffer as ArrayBuffer);
+  if (!Object.values(results).some(shares)) return results;
+  const copied: Record<string, ort.Tensor> = {};
+  for (const [name, tensor] of Object.entries(results)) {
+    copied[name] = shares(tensor) ? new ort.Tensor(tensor.type, (tensor.data as Uint8Array).slice() as ort.Tensor.DataType, tensor.dims) : tensor;
+  }
+  return copied;
 }
 
 function sessionOptions(config: ServingConfig): ort.InferenceSession.SessionOptions {
@@ -48,10 +166,39 @@ function sessionOptions(config: ServingConfig): ort.InferenceSession.SessionOpti
 
 async function inlineInstance(bytes: ModelBytes, options: ort.InferenceSession.SessionOptions): Promise<Instance> {
   const session = bytes instanceof Uint8Array ? await ort.InferenceSession.create(bytes, options) : await ort.InferenceSession.create(bytes.path, options);
+  const buffers = new InputBuffers();
   return {
     metadata: { inputMetadata: session.inputMetadata, outputMetadata: session.outputMetadata },
-    run: (feeds, fetches) => session.run(feeds, [...fetches]),
-    release: () => session.release(),
+    buffers,
+    async run(feeds, fetches) {
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      const taken: ArrayBuffer[] = [];
+      try {
+        for (const [name, feed] of Object.entries(feeds)) {
+          if (!isStaged(feed)) {
+            ortFeeds[name] = feed;
+            continue;
+          }
+          const lone = feed.parts.length === 1 ? feed.parts[0] : undefined;
+          const { array, size } = arrayOf(feed.type);
+          if (lone !== undefined && lone.byteOffset % size === 0) {
+            // The request's own bytes, aligned: onnxruntime reads them where they are.
+            ortFeeds[name] = new ort.Tensor(feed.type, new array(lone.buffer as ArrayBuffer, lone.byteOffset, lone.byteLength / size), feed.dims);
+            continue;
+          }
+          const staged = stage(feed, buffers);
+          taken.push(staged.buffer);
+          ortFeeds[name] = new ort.Tensor(feed.type, staged.data, feed.dims);
+        }
+        return unshared(await session.run(ortFeeds, [...fetches]), taken);
+      } finally {
+        for (const buffer of taken) buffers.give(buffer);
+      }
+    },
+    release: () => {
+      buffers.clear();
+      return session.release();
+    },
   };
 }
 
@@ -60,13 +207,15 @@ interface WireTensor {
   readonly type: ort.Tensor.Type;
   readonly dims: readonly number[];
   readonly data: ort.Tensor.DataType;
+  /** An instance's input buffer: the worker sends it back with the reply. */
+  readonly returned?: boolean;
 }
 
 type FromWorker =
   | { readonly kind: 'ready'; readonly inputMetadata: SessionMetadata['inputMetadata']; readonly outputMetadata: SessionMetadata['outputMetadata'] }
   | { readonly kind: 'failed'; readonly message: string }
-  | { readonly kind: 'done'; readonly id: number; readonly outputs: readonly WireTensor[] }
-  | { readonly kind: 'error'; readonly id: number; readonly message: string }
+  | { readonly kind: 'done'; readonly id: number; readonly outputs: readonly WireTensor[]; readonly inputs: readonly ArrayBuffer[] }
+  | { readonly kind: 'error'; readonly id: number; readonly message: string; readonly inputs: readonly ArrayBuffer[] }
   | { readonly kind: 'released' };
 
 let liveWorkers = 0;
@@ -76,11 +225,21 @@ export function sessionWorkerCount(): number {
   return liveWorkers;
 }
 
-/** Feeds for the worker: every numeric buffer in the transfer list, copied first unless we may give it away. */
-function wireFeeds(feeds: Record<string, ort.Tensor>, owned: boolean): { feeds: WireTensor[]; transfer: ArrayBuffer[] } {
+/**
+ * Feeds for the worker: every numeric buffer in the transfer list. Staged feeds are copied into
+ * the instance's input buffers (which come back with the reply); other tensors are copied first
+ * unless we may give them away.
+ */
+function wireFeeds(feeds: Record<string, Feed>, owned: boolean, buffers: InputBuffers): { feeds: WireTensor[]; transfer: ArrayBuffer[] } {
   const wire: WireTensor[] = [];
   const transfer: ArrayBuffer[] = [];
   for (const [name, tensor] of Object.entries(feeds)) {
+    if (isStaged(tensor)) {
+      const staged = stage(tensor, buffers);
+      transfer.push(staged.buffer);
+      wire.push({ name, type: tensor.type, dims: tensor.dims, data: staged.data, returned: true });
+      continue;
+    }
     let data = tensor.data;
     if (ArrayBuffer.isView(data)) {
       const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
@@ -115,6 +274,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
     calls.clear();
     released?.();
   };
+  const buffers = new InputBuffers();
   worker.on('message', (message: FromWorker) => {
     switch (message.kind) {
       case 'ready':
@@ -124,6 +284,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
         fail(new Error(message.message));
         break;
       case 'done': {
+        for (const buffer of message.inputs) buffers.give(buffer);
         const call = calls.get(message.id);
         calls.delete(message.id);
         if (calls.size === 0) worker.unref();
@@ -133,6 +294,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
         break;
       }
       case 'error': {
+        for (const buffer of message.inputs) buffers.give(buffer);
         const call = calls.get(message.id);
         calls.delete(message.id);
         if (calls.size === 0) worker.unref();
@@ -170,17 +332,20 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
 
   return {
     metadata,
+    buffers,
     run(feeds, fetches, runOptions) {
       if (dead !== undefined) return Promise.reject(dead);
       const id = nextId++;
-      const wire = wireFeeds(feeds, runOptions?.ownedInputs === true);
+      const wire = wireFeeds(feeds, runOptions?.ownedInputs === true, buffers);
       return new Promise((resolve, reject) => {
         if (calls.size === 0) worker.ref();
         calls.set(id, { resolve, reject });
         try {
           worker.postMessage({ kind: 'run', id, feeds: wire.feeds, fetches }, wire.transfer);
         } catch (error: unknown) {
-          // Data the structured clone refuses: this run fails, the worker goes on.
+          // Data the structured clone refuses: this run fails, the worker goes on (the input
+          // buffers were not transferred: they are free again).
+          for (const buffer of wire.transfer) if (wire.feeds.some((f) => f.returned === true && (f.data as ArrayBufferView).buffer === buffer)) buffers.give(buffer);
           calls.delete(id);
           if (calls.size === 0) worker.unref();
           throw error;
@@ -188,6 +353,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
       });
     },
     async release() {
+      buffers.clear();
       if (dead === undefined) {
         await new Promise<void>((resolve) => {
           released = resolve;
@@ -254,5 +420,9 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
       })();
       return released;
     },
+    inputBuffers: () => ({
+      allocated: instances.reduce((sum, s) => sum + s.buffers.allocated, 0),
+      free: instances.reduce((sum, s) => sum + s.buffers.held(), 0),
+    }),
   };
 }

@@ -18,10 +18,12 @@ import { pathToFileURL } from 'node:url';
 // Protocol. workerData: { ort, model: Uint8Array | string (path), options }.
 // worker -> parent: { kind: 'ready', inputMetadata, outputMetadata } | { kind: 'failed', message }.
 // parent -> worker: { kind: 'run', id, feeds: WireTensor[], fetches } | { kind: 'release' }.
-// worker -> parent: { kind: 'done', id, outputs: WireTensor[] } | { kind: 'error', id, message }
-//                   | { kind: 'released' }.
-// A WireTensor is { name, type, dims, data }; numeric data travels as a typed array whose
-// ArrayBuffer is transferred (outputs always; inputs when the parent may give them away).
+// worker -> parent: { kind: 'done', id, outputs: WireTensor[], inputs: ArrayBuffer[] }
+//                   | { kind: 'error', id, message, inputs: ArrayBuffer[] } | { kind: 'released' }.
+// A WireTensor is { name, type, dims, data, returned? }; numeric data travels as a typed array whose
+// ArrayBuffer is transferred (outputs always; inputs when the parent may give them away). An input
+// marked `returned` is one of the parent's input buffers: once the run is over, its ArrayBuffer goes
+// back in `inputs` (transferred again), for the parent to reuse; no output shares memory with it.
 
 const SOURCE = `
 import { parentPort, workerData } from 'node:worker_threads';
@@ -45,26 +47,31 @@ if (session !== undefined) {
       }
       return;
     }
+    const inputs = [];
+    for (const feed of request.feeds) {
+      if (feed.returned === true && !inputs.includes(feed.data.buffer)) inputs.push(feed.data.buffer);
+    }
     try {
       const feeds = {};
       for (const feed of request.feeds) feeds[feed.name] = new ort.Tensor(feed.type, feed.data, feed.dims);
       const results = await session.run(feeds, request.fetches);
       const outputs = [];
-      const transfer = [];
+      const transfer = [...inputs];
       for (const name of request.fetches) {
         const tensor = results[name];
         if (tensor === undefined) continue;
         let data = tensor.data;
         if (ArrayBuffer.isView(data)) {
-          // A view of part of a buffer is copied out so that only its bytes travel.
-          if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
+          // A view of part of a buffer is copied out so that only its bytes travel, and so is
+          // one of an input buffer's (it goes back to the parent's pool).
+          if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || transfer.includes(data.buffer)) data = data.slice();
           transfer.push(data.buffer);
         }
         outputs.push({ name, type: tensor.type, dims: tensor.dims, data });
       }
-      parentPort.postMessage({ kind: 'done', id: request.id, outputs }, transfer);
+      parentPort.postMessage({ kind: 'done', id: request.id, outputs, inputs }, transfer);
     } catch (error) {
-      parentPort.postMessage({ kind: 'error', id: request.id, message: message(error) });
+      parentPort.postMessage({ kind: 'error', id: request.id, message: message(error), inputs }, inputs);
     }
   });
 }

@@ -143,6 +143,7 @@ export function gatedPool(pool: InstancePool): { pool: InstancePool; runs: Gated
         return pool.run(feeds, fetches, options);
       },
       release: () => pool.release(),
+      inputBuffers: () => pool.inputBuffers(),
     },
   };
 }

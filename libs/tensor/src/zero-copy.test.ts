@@ -60,7 +60,7 @@ it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))('%s: misaligned raw bytes are 
 it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))('%s: tensorBytes gives misaligned raw bytes as they are, and the copy is made only once data is read', (datatype) => {
   const raw = bytesAt(datatype, 8 + 1);
   const tensor = tensorFromRaw(datatype, [2, 3], raw, { name: 'x' });
-  const bytes = tensorBytes(tensor as FixedTensor);
+  const bytes = tensorBytes(tensor);
   expect(bytes).toBe(raw);
   // the tensor still reads as any other: same keys, aligned data with the same bytes, read once
   expect(Object.keys(tensor)).toEqual(['name', 'datatype', 'shape', 'data']);
@@ -73,7 +73,7 @@ it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))('%s: tensorBytes gives misalig
 
 it.each(FIXED)('%s: tensorBytes of an aligned tensor is a view of its data', (datatype) => {
   const raw = bytesAt(datatype, 8);
-  const tensor = tensorFromRaw(datatype, [2, 3], raw) as FixedTensor;
+  const tensor: FixedTensor = tensorFromRaw(datatype, [2, 3], raw);
   const bytes = tensorBytes(tensor);
   expect(bytes.buffer).toBe(raw.buffer);
   expect(bytes.byteOffset).toBe(8);

@@ -9,3 +9,4 @@ export * as monitoring from './gen/quanta/monitoring/v1/monitoring.js';
 export { descriptorSetBase64 } from './gen/descriptor-set.js';
 export { unaryCaller, type RequestOf, type ResponseOf, type UnaryCallOptions, type UnaryCaller, type UnaryMethod } from './unary.js';
 export { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse } from './infer-codec.js';
+export { LeanRegistryServiceClient, decodeDownloadVersionResponse, encodeUploadVersionRequest, leanRegistryServiceDefinition, readUploadChunks } from './registry-codec.js';

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { registry as pb } from '@quanta/contracts';
+import { LeanRegistryServiceClient, readUploadChunks, registry as pb } from '@quanta/contracts';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { connect, deadline } from '../grpc.js';
@@ -167,11 +168,26 @@ interface PushOptions {
   transform?: string;
 }
 
+/**
+ * Writes the file's bytes to an upload call in 1 MiB chunks, each read into a buffer with room for
+ * its protobuf prefix, so that the lean client sends it as read (no copy), waiting for 'drain' while
+ * gRPC's buffer is full, so memory stays at a chunk or two; ends the call after the last chunk.
+ */
+async function sendChunks(call: grpc.ClientWritableStream<pb.UploadVersionRequest>, file: string, onSent: (sent: number) => void): Promise<void> {
+  let sent = 0;
+  for await (const chunk of readUploadChunks(file, 1 << 20)) {
+    sent += chunk.length;
+    onSent(sent);
+    if (!call.write({ part: { $case: 'chunk', value: chunk } })) await once(call, 'drain');
+  }
+  call.end();
+}
+
 async function pushFile(settings: Settings, file: string, opts: PushOptions): Promise<pb.ModelVersion> {
   const size = (await stat(file)).size;
   const digest = await sha256File(file);
   const bar = progress(settings, `push ${basename(file)}`, size);
-  const client = connect(pb.RegistryServiceClient, settings, 'registry');
+  const client = connect(LeanRegistryServiceClient, settings, 'registry');
   try {
     return await new Promise<pb.ModelVersion>((resolve, reject) => {
       const call = client.uploadVersion((error, response) => {
@@ -189,22 +205,9 @@ async function pushFile(settings: Settings, file: string, opts: PushOptions): Pr
         createModel: true,
       };
       call.write({ part: { $case: 'header', value: header } });
-      const source = createReadStream(file, { highWaterMark: 1 << 20 });
-      let sent = 0;
-      // Backpressure: pause reading while gRPC's buffer is full, so memory stays at a chunk or two.
-      source.on('data', (chunk) => {
-        const buffer = chunk as Buffer;
-        sent += buffer.length;
-        bar.update(sent);
-        if (!call.write({ part: { $case: 'chunk', value: buffer } })) {
-          source.pause();
-          call.once('drain', () => source.resume());
-        }
-      });
-      source.on('end', () => call.end());
-      source.on('error', (error) => {
+      sendChunks(call, file, (sent) => bar.update(sent)).catch((error: unknown) => {
         call.cancel();
-        reject(error);
+        reject(error instanceof Error ? error : new Error(String(error)));
       });
     });
   } finally {
@@ -214,7 +217,7 @@ async function pushFile(settings: Settings, file: string, opts: PushOptions): Pr
 }
 
 async function pullFile(settings: Settings, ref: string, out: string): Promise<pb.ModelVersion> {
-  const client = connect(pb.RegistryServiceClient, settings, 'registry');
+  const client = connect(LeanRegistryServiceClient, settings, 'registry');
   const partial = `${out}.part`;
   const handle = await open(partial, 'w', 0o644);
   let bar: ReturnType<typeof progress> | undefined;

@@ -8,6 +8,8 @@
  * Crypto and the registry run as their own processes (`services/<name>/src/main.ts`, as `npm start`
  * runs them) on port 0 with a fresh QUANTA_HOME; the plain server is this file forked with `--plain`.
  * Each server's VmRSS is sampled from /proc every 50 ms and its CPU time read from /proc/<pid>/stat.
+ * The registry rows use the client the CLI uses (`LeanRegistryServiceClient` and `readUploadChunks` from
+ * @quanta/contracts); the "generated client codec" rows the plain ts-proto client on the same reads.
  */
 import { fork, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -21,7 +23,7 @@ import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { registry as pb } from '@quanta/contracts';
+import { LeanRegistryServiceClient, readUploadChunks, registry as pb } from '@quanta/contracts';
 import { OnnxDataType, encodeModelChunks, floatTensor } from '@quanta/onnx';
 import type { ModelSpec } from '@quanta/onnx';
 import { cpuSeconds, markdownTable } from './measure.js';
@@ -244,36 +246,6 @@ async function sendChunks(stream: grpc.ClientWritableStream<never> | NodeJS.Writ
 /** `file` in CHUNK-byte chunks, as a file stream reads it (a fresh buffer per read). */
 const fileChunks = (file: string): AsyncIterable<Buffer> => createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>;
 
-/** Encoded `UploadVersionRequest`s of chunks read by `chunksWithRoom`, by chunk (see `leanRegistryClient`). */
-const encodedUploads = new WeakMap<Buffer, Buffer>();
-const CHUNK_ROOM = 1 + varintBytes(CHUNK).length;
-
-/**
- * `file` in CHUNK-byte chunks, each read into a fresh buffer after room for its protobuf prefix
- * (`chunk` tag and length), which is filled in: the whole buffer is then the chunk's encoded
- * `UploadVersionRequest`, with no copy (the lean client sends it as is; the generated one encodes anew).
- * The same reads and allocations as the plain stream's file stream.
- */
-async function* chunksWithRoom(file: string): AsyncGenerator<Buffer, void, undefined> {
-  const handle = await open(file, 'r');
-  try {
-    for (let position = 0; ; ) {
-      const buffer = Buffer.allocUnsafe(CHUNK_ROOM + CHUNK);
-      const { bytesRead } = await handle.read(buffer, CHUNK_ROOM, CHUNK, position);
-      if (bytesRead === 0) return;
-      position += bytesRead;
-      const prefix = [CHUNK_TAG, ...varintBytes(bytesRead)];
-      const start = CHUNK_ROOM - prefix.length;
-      buffer.set(prefix, start);
-      const chunk = buffer.subarray(CHUNK_ROOM, CHUNK_ROOM + bytesRead);
-      encodedUploads.set(chunk, buffer.subarray(start, CHUNK_ROOM + bytesRead));
-      yield chunk;
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
 function plainUpload(client: grpc.Client, file: string): Promise<number> {
   return new Promise((resolveDone, reject) => {
     const call = client.makeClientStreamRequest<Buffer, Buffer>(UPLOAD_PATH, identity, identity, (error) => (error ? reject(error) : resolveDone(0)));
@@ -285,65 +257,6 @@ async function plainDownload(client: grpc.Client): Promise<number> {
   let bytes = 0;
   for await (const chunk of client.makeServerStreamRequest<Buffer, Buffer>(DOWNLOAD_PATH, identity, identity, Buffer.alloc(0)) as AsyncIterable<Buffer>) bytes += chunk.length;
   return bytes;
-}
-
-const CHUNK_TAG = 0x12; // \`bytes chunk = 2\` in UploadVersionRequest and DownloadVersionResponse
-
-/** The protobuf varint encoding of n. */
-function varintBytes(n: number): number[] {
-  const out: number[] = [];
-  for (let v = n; ; v = Math.floor(v / 128)) {
-    if (v < 0x80) {
-      out.push(v);
-      return out;
-    }
-    out.push((v % 128) | 0x80);
-  }
-}
-
-/**
- * A RegistryService client whose byte-stream codecs do on the client what the registry does on its
- * side (services/model-registry/src/server/wire-codecs.ts): an upload chunk read by `chunksWithRoom`
- * is sent as the buffer it was read into (no copy: the file read left room for the protobuf prefix;
- * other chunks are encoded with one copy; the generated encoder grows, slices and copies each three
- * times), a downloaded chunk is a view of the received message. The same protobuf bytes on the wire;
- * other messages use the generated code.
- */
-function leanRegistryClient(): typeof pb.RegistryServiceClient {
-  const base = pb.RegistryServiceService;
-  const encodeUpload = (m: pb.UploadVersionRequest): Buffer => {
-    if (m.part?.$case !== 'chunk') return Buffer.from(pb.UploadVersionRequest.encode(m).finish());
-    const chunk = m.part.value;
-    const encoded = encodedUploads.get(chunk);
-    if (encoded !== undefined) return encoded;
-    const prefix = [CHUNK_TAG, ...varintBytes(chunk.length)];
-    const out = Buffer.allocUnsafe(prefix.length + chunk.length);
-    out.set(prefix, 0);
-    chunk.copy(out, prefix.length);
-    return out;
-  };
-  const decodeDownload = (bytes: Buffer): pb.DownloadVersionResponse => {
-    if (bytes[0] === CHUNK_TAG) {
-      let length = 0;
-      let scale = 1;
-      for (let at = 1; at < Math.min(bytes.length, 9); at++) {
-        const b = bytes[at]!;
-        length += (b & 0x7f) * scale;
-        scale *= 128;
-        if (b < 0x80) {
-          if (at + 1 + length === bytes.length) return { part: { $case: 'chunk', value: bytes.subarray(at + 1) } };
-          break;
-        }
-      }
-    }
-    return pb.DownloadVersionResponse.decode(bytes);
-  };
-  const definition = {
-    ...base,
-    uploadVersion: { ...base.uploadVersion, requestSerialize: encodeUpload },
-    downloadVersion: { ...base.downloadVersion, responseDeserialize: decodeDownload },
-  };
-  return grpc.makeGenericClientConstructor(definition, 'quanta.registry.v1.RegistryService') as unknown as typeof pb.RegistryServiceClient;
 }
 
 function bearer(token: string): grpc.Metadata {
@@ -360,7 +273,7 @@ function registryUpload(client: pb.RegistryServiceClient, token: string, model: 
       else resolveVersion(response.version);
     });
     call.write({ part: { $case: 'header', value: { model, description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(size), createModel: true, lineage: undefined } } });
-    sendChunks(call as never, chunksWithRoom(file), (chunk) => ({ part: { $case: 'chunk', value: chunk } })).catch(reject);
+    sendChunks(call as never, readUploadChunks(file, CHUNK), (chunk) => ({ part: { $case: 'chunk', value: chunk } })).catch(reject);
   });
 }
 
@@ -399,8 +312,8 @@ async function main(): Promise<void> {
     const token = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
     const options = { 'grpc.max_receive_message_length': 8 * MiB };
     const plainClient = new grpc.Client(plain.address, grpc.credentials.createInsecure(), options);
-    const LeanClient = leanRegistryClient();
-    const leanClient = new LeanClient(registry.address, grpc.credentials.createInsecure(), options);
+    // The contracts' lean codec, as the CLI's push and pull use it (libs/contracts/src/registry-codec.ts).
+    const leanClient = new LeanRegistryServiceClient(registry.address, grpc.credentials.createInsecure(), options);
     const generatedClient = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure(), options);
 
     const uploadPhase = async (label: string, client: pb.RegistryServiceClient, name: string, path: string, expected: { size: number; sha256: string }): Promise<[Phase, pb.ModelVersion]> => {

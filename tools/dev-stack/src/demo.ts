@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { inference, registry, unaryCaller } from '@quanta/contracts';
+import { LeanRegistryServiceClient, inference, registry, unaryCaller } from '@quanta/contracts';
 import { buildCnn, buildLstm } from '@quanta/onnx';
 
 export interface DemoModel {
@@ -84,7 +84,10 @@ function upload(client: registry.RegistryServiceClient, token: string, model: st
         },
       },
     });
-    for (let at = 0; at < bytes.length; at += 1 << 20) call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(at, at + (1 << 20))) } });
+    // Each chunk a view of `bytes`: the lean client's encoder copies it once, into its message.
+    for (let at = 0; at < bytes.length; at += 1 << 20) {
+      call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(1 << 20, bytes.length - at)) } });
+    }
     call.end();
   });
 }
@@ -161,7 +164,7 @@ async function waitModelReady(address: string, token: string, model: string, tim
 /** Registers and deploys the demo models (idempotent) and writes example inputs; returns their paths. */
 export async function deployDemo(options: DemoOptions): Promise<{ cifar: string; lstm: string }> {
   const credentials = options.credentials ?? grpc.credentials.createInsecure();
-  const client = new registry.RegistryServiceClient(options.registryAddr, credentials);
+  const client = new LeanRegistryServiceClient(options.registryAddr, credentials);
   try {
     for (const demo of demoSpecs()) {
       const version = await ensureVersion(client, options.token, demo, options.log);

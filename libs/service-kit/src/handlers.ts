@@ -234,3 +234,25 @@ export function bidiStreaming<Req, Res>(
     );
   });
 }
+
+/**
+ * A bidi handler that works on the grpc-js duplex call itself (its 'data' events and `write`), for a
+ * hot stream whose per-message cost matters: the kit still opens the call's context, checks the token
+ * and scope once, and maps what the returned promise rejects with into the call's status (nothing is
+ * sent once the call has ended under it). The body reads and writes the call and ends it; the promise
+ * settles when the body is done with the call.
+ */
+export function bidiStreamingCall<Req, Res>(
+  options: HandlerOptions,
+  fn: (call: grpc.ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>,
+): grpc.handleBidiStreamingCall<Req, Res> {
+  return defineHandler('bidi', options.scope, (runtime) => (call: grpc.ServerDuplexStream<Req, Res>) => {
+    void runCall(
+      call,
+      runtime,
+      options.scope,
+      (ctx) => fn(call, ctx),
+      (status) => sendStreamError(call, status),
+    );
+  });
+}

@@ -20,6 +20,7 @@ export { SCOPES, bearerToken, hasScope, requireScope, type Authenticator, type H
 export type { CallContext } from './call-context.js';
 export {
   bidiStreaming,
+  bidiStreamingCall,
   clientStreaming,
   handlerKind,
   handlerScope,

@@ -3,7 +3,7 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse, inference as pb } from '@quanta/contracts';
 import type { CallContext, Principal } from '@quanta/service-kit';
-import { bidiStreaming, isServiceError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
+import { bidiStreamingCall, isServiceError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
 import { mapErrors, toServiceError } from './errors.js';
 import {
   type DecodedInfer,
@@ -15,6 +15,7 @@ import {
   repositoryParameters,
 } from './grpc-convert.js';
 import type { InferenceApi } from './inference-api.js';
+import { pumpStream } from './stream-pipeline.js';
 
 /** How many requests of one ModelStreamInfer run at once; responses still go back in request order. */
 export const STREAM_PIPELINE_DEPTH = 32;
@@ -40,57 +41,40 @@ async function failed(error: unknown): Promise<never> {
 
 /** One ModelInfer: a plain promise chain (no async wrappers: this runs for every request). */
 function infer(api: InferenceApi, message: pb.ModelInferRequest, ctx: CallContext): Promise<pb.ModelInferResponse> {
-  let decoded: DecodedInfer;
-  let tenant: string;
+  let raw: DecodedInfer['raw'];
+  let result: ReturnType<InferenceApi['infer']>;
   try {
-    tenant = tenantOf(ctx);
-    decoded = decodeInferRequest(message, ctx);
+    const tenant = tenantOf(ctx);
+    const decoded = decodeInferRequest(message, ctx);
+    raw = decoded.raw;
+    result = api.infer(tenant, decoded.name, decoded.version, decoded.request);
   } catch (error: unknown) {
     return failed(error);
   }
-  const { raw } = decoded;
-  return api.infer(tenant, decoded.name, decoded.version, decoded.request).then((result) => {
+  return result.then((inferred) => {
     try {
-      return encodeInferResponse(result, raw);
+      return encodeInferResponse(inferred, raw);
     } catch (error: unknown) {
       return rethrowMapped(error);
     }
   }, rethrowMapped);
 }
 
-const noop = (): undefined => undefined;
-
 /**
- * The responses of a stream, in request order, with up to `depth` requests running at once: a
- * request is handed to the core as soon as it arrives (so a sequence's requests reach it in
- * order), and reading stops while `depth` responses wait to be written.
+ * One request of a ModelStreamInfer: its response, or its error as a response. Errors travel in the
+ * stream, which goes on (Triton). Only our own errors carry their message; anything else is a bug
+ * whose details stay in the log. Never rejects.
  */
-async function* pipelined<Req, Res>(requests: AsyncIterable<Req>, run: (request: Req) => Promise<Res>, depth: number): AsyncGenerator<Res> {
-  const pending: Promise<Res>[] = [];
-  const iterator = requests[Symbol.asyncIterator]();
-  let done = false;
-  let reading: Promise<IteratorResult<Req>> | undefined;
-  try {
-    while (!done || pending.length > 0) {
-      while (!done && pending.length < depth) {
-        reading ??= iterator.next();
-        // Do not wait for the next request while a response is ready to be written.
-        const next = pending.length === 0 ? await reading : await Promise.race([reading, pending[0]!.then(noop, noop)]);
-        if (next === undefined) break;
-        reading = undefined;
-        if (next.done === true) done = true;
-        else pending.push(run(next.value));
-      }
-      const head = pending.shift();
-      if (head !== undefined) yield await head;
-    }
-  } finally {
-    // Responses nobody will read: keep their rejections from going unhandled.
-    for (const p of pending) p.catch(noop);
-    // Not awaited: with a read still pending, an async generator's return() waits for it.
-    reading?.catch(noop);
-    Promise.resolve(iterator.return?.()).catch(noop);
-  }
+function streamInfer(api: InferenceApi, message: pb.ModelInferRequest, ctx: CallContext): Promise<pb.ModelStreamInferResponse> {
+  return infer(api, message, ctx).then(
+    (inferResponse) => ({ errorMessage: '', inferResponse }),
+    (error: unknown) => {
+      const mapped = toServiceError(error);
+      if (isServiceError(mapped)) return { errorMessage: mapped.message, inferResponse: undefined };
+      ctx.logger.error({ err: error, request_id: message.id }, 'ModelStreamInfer request failed');
+      return { errorMessage: 'internal error', inferResponse: undefined };
+    },
+  );
 }
 
 /**
@@ -126,23 +110,8 @@ export function createGrpcHandlers(api: InferenceApi): pb.GRPCInferenceServiceSe
       mapErrors(() => encodeModelMetadata(api.modelMetadata(tenantOf(ctx), req.name, req.version))),
     ),
     modelInfer: unary<pb.ModelInferRequest, pb.ModelInferResponse>({ scope: 'infer' }, (req, ctx) => infer(api, req, ctx)),
-    modelStreamInfer: bidiStreaming<pb.ModelInferRequest, pb.ModelStreamInferResponse>({ scope: 'infer' }, (requests, ctx) =>
-      pipelined(
-        requests,
-        async (message): Promise<pb.ModelStreamInferResponse> => {
-          try {
-            return { errorMessage: '', inferResponse: await infer(api, message, ctx) };
-          } catch (error: unknown) {
-            // Errors travel in the stream, which goes on (Triton). Only our own errors carry
-            // their message; anything else is a bug whose details stay in the log.
-            const mapped = toServiceError(error);
-            if (isServiceError(mapped)) return { errorMessage: mapped.message, inferResponse: undefined };
-            ctx.logger.error({ err: error, request_id: message.id }, 'ModelStreamInfer request failed');
-            return { errorMessage: 'internal error', inferResponse: undefined };
-          }
-        },
-        STREAM_PIPELINE_DEPTH,
-      ),
+    modelStreamInfer: bidiStreamingCall<pb.ModelInferRequest, pb.ModelStreamInferResponse>({ scope: 'infer' }, (call, ctx) =>
+      pumpStream(call, ctx, (message) => streamInfer(api, message, ctx), STREAM_PIPELINE_DEPTH),
     ),
     modelStatistics: unary<pb.ModelStatisticsRequest, pb.ModelStatisticsResponse>({ scope: 'models:read' }, (req, ctx) =>
       mapErrors(() => ({ modelStats: api.stats(tenantOf(ctx), req.name, req.version).map(encodeModelStatistics) })),

@@ -1,9 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bidiStreaming, clientStreaming, serverStreaming, unary } from './handlers.js';
+import { invalidArgument } from './errors.js';
+import { bidiStreaming, bidiStreamingCall, clientStreaming, serverStreaming, unary } from './handlers.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import type { Running } from './test-harness.js';
-import { callUnary, grpcError, startEcho } from './test-harness.js';
+import { bearer, callUnary, grpcError, startEcho } from './test-harness.js';
 
 let running: Running | undefined;
 afterEach(async () => {
@@ -160,6 +161,57 @@ describe('bidi streaming', () => {
     call.end();
     expect((await replies.next()).done).toBe(true);
     expect(seen).toEqual(['ONE', 'TWO', 'THREE']);
+  });
+});
+
+describe('bidi streaming on the call itself (bidiStreamingCall)', () => {
+  /** The replies of a Chat until its status: texts, then the status code. */
+  function collect(call: grpc.ClientDuplexStream<Partial<EchoRequest>, EchoReply>): Promise<{ texts: string[]; code: grpc.status; details: string }> {
+    const texts: string[] = [];
+    return new Promise((resolve) => {
+      call.on('data', (m: EchoReply) => texts.push(m.text));
+      call.on('error', () => undefined);
+      call.on('status', (s: grpc.StatusObject) => resolve({ texts, code: s.code, details: s.details }));
+    });
+  }
+
+  const chat = bidiStreamingCall<EchoRequest, EchoReply>({ scope: 'infer' }, (call, ctx) =>
+    new Promise<void>((resolve, reject) => {
+      const tenant = ctx.principal?.tenant ?? 'none';
+      call.on('data', (r: EchoRequest) => {
+        if (r.text === 'bad') reject(invalidArgument('bad request'));
+        else call.write(reply(`${tenant}:${r.text}`));
+      });
+      call.on('end', () => {
+        call.end();
+        resolve();
+      });
+    }),
+  );
+
+  it('checks the token once, gives the handler the call and the principal, and ends with OK', async () => {
+    running = await startEcho({ Chat: chat });
+    const call = running.stub.Chat(bearer('acme/alice/infer'));
+    const done = collect(call);
+    call.write({ text: 'a' });
+    call.write({ text: 'b' });
+    call.end();
+    expect(await done).toMatchObject({ texts: ['acme:a', 'acme:b'], code: grpc.status.OK });
+  });
+
+  it('refuses a token without the scope before the handler runs, and maps a rejection to the status', async () => {
+    running = await startEcho({ Chat: chat });
+    const denied = running.stub.Chat(bearer('acme/alice/models:read'));
+    const deniedDone = collect(denied);
+    denied.write({ text: 'a' });
+    denied.end();
+    expect(await deniedDone).toMatchObject({ texts: [], code: grpc.status.PERMISSION_DENIED });
+
+    const failing = running.stub.Chat(bearer('acme/alice/infer'));
+    const failingDone = collect(failing);
+    failing.write({ text: 'bad' });
+    expect(await failingDone).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'bad request' });
+    failing.end();
   });
 });
 

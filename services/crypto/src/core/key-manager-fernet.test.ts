@@ -7,7 +7,7 @@ import { INVALID_CIPHERTEXT } from './errors.js';
 import { decodeFernetToken } from './fernet.js';
 import { createKeyManager } from './index.js';
 import type { Actor, KeyManager } from './index.js';
-import { testBackends } from './test-stores.js';
+import { testBackends } from '@quanta/store/testing';
 
 const actor: Actor = { tenant: 'acme', subject: 'svc' };
 
@@ -27,7 +27,7 @@ async function failure(p: Promise<unknown>): Promise<ServiceError> {
   throw new Error('expected the call to fail');
 }
 
-describe.each(testBackends())('fernet keys on $name', (backend) => {
+describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => {
   let km: KeyManager;
   let nowMs = Date.UTC(2026, 2, 1, 12, 0, 0);
   const nowS = () => Math.floor(nowMs / 1000);

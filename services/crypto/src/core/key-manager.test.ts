@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INVALID_CIPHERTEXT } from './errors.js';
 import { createKeyManager } from './index.js';
 import type { Actor, KeyManager } from './index.js';
-import { testBackends } from './test-stores.js';
+import { testBackends } from '@quanta/store/testing';
 
 const alice: Actor = { tenant: 'acme', subject: 'alice', traceId: '0af7651916cd43dd8448eb211c80319c' };
 const mallory: Actor = { tenant: 'evil', subject: 'mallory' };
@@ -22,7 +22,7 @@ async function failure(p: Promise<unknown>): Promise<ServiceError> {
   throw new Error('expected the call to fail');
 }
 
-describe.each(testBackends())('key manager on $name', (backend) => {
+describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => {
   let store: Store;
   let km: KeyManager;
   let now = new Date('2026-03-01T12:00:00Z');

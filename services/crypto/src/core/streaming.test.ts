@@ -10,7 +10,7 @@ import { INVALID_CIPHERTEXT } from './errors.js';
 import { createKeyManager } from './index.js';
 import type { Actor, KeyManager } from './index.js';
 import { DEFAULT_SEGMENT_SIZE, STREAM_HEADER } from './streaming.js';
-import { testBackends } from './test-stores.js';
+import { testBackends } from '@quanta/store/testing';
 
 const actor: Actor = { tenant: 'acme', subject: 'uploader' };
 const SEALED = DEFAULT_SEGMENT_SIZE + 16;
@@ -34,7 +34,7 @@ async function failure(p: Promise<unknown>): Promise<ServiceError> {
   throw new Error('expected the stream to fail');
 }
 
-describe.each(testBackends())('streaming encryption on $name', (backend) => {
+describe.each(testBackends('test_crypto'))('streaming encryption on $name', (backend) => {
   let km: KeyManager;
   const encrypt = async (input: Buffer, aad?: Buffer, key = 'stream') => through((await km.encryptStream(actor, key, aad)).transform, input);
   const decrypt = async (input: Buffer, aad?: Buffer, key = 'stream') => through(await km.decryptStream(actor, key, aad), input, 7_777);
@@ -128,7 +128,7 @@ describe.each(testBackends())('streaming encryption on $name', (backend) => {
 });
 
 describe('streaming 50 MiB with bounded memory', () => {
-  const backend = testBackends()[0]!;
+  const backend = testBackends('test_crypto')[0]!;
   afterAll(() => backend.cleanup());
 
   it('round-trips 50 MiB while retained memory stays far below the payload', async () => {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from './test-harness.js';
 import { startMonitoringServer } from './monitoring-server.js';
 import { T0, call, failure, ingest, record, startHarness, testConfig } from './test-harness.js';
-import { testBackends } from './test-stores.js';
+import { testBackends } from '@quanta/store/testing';
 
 const S = pb.AlertState;
 const seconds = (n: number) => ({ seconds: BigInt(n), nanos: 0 });
@@ -31,7 +31,7 @@ function rule(over: Partial<pb.AlertRule>): pb.AlertRule {
 
 const list = async (h: Harness, token: string): Promise<pb.AlertRule[]> => (await call(h.client, 'listAlertRules', { pageSize: 0, pageToken: '', model: '' }, token)).rules;
 
-describe.each(testBackends())('alert rules persist on $name', (backend) => {
+describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (backend) => {
   let store: Store;
   let h: Harness;
   let admin: string;

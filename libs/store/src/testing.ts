@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { openStore } from '@quanta/store';
-import type { Store } from '@quanta/store';
+import { openStore } from './open-store.js';
+import type { Store } from './types.js';
 
-export const PG_URL = process.env.QUANTA_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** The PostgreSQL that store tests use: QUANTA_TEST_DATABASE_URL, else the local `test` database. */
+export const TEST_DATABASE_URL = process.env['QUANTA_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
+/** One backend a test runs against. */
 export interface TestBackend {
   name: 'embedded' | 'postgres';
   /** A fresh store (in-memory PGlite, or a new random schema on PostgreSQL). */
@@ -12,13 +14,13 @@ export interface TestBackend {
   cleanup(): Promise<void>;
 }
 
-function pgBackend(): TestBackend {
+function pgBackend(schemaPrefix: string): TestBackend {
   const opened: { store: Store; schema: string }[] = [];
   return {
     name: 'postgres',
     async open() {
-      const schema = `test_crypto_${randomBytes(6).toString('hex')}`;
-      const store = await openStore({ url: PG_URL, schema });
+      const schema = `${schemaPrefix}_${randomBytes(6).toString('hex')}`;
+      const store = await openStore({ url: TEST_DATABASE_URL, schema });
       opened.push({ store, schema });
       return store;
     },
@@ -46,4 +48,8 @@ function embeddedBackend(): TestBackend {
   };
 }
 
-export const testBackends = (): TestBackend[] => [embeddedBackend(), pgBackend()];
+/**
+ * The embedded store (PGlite in memory) and PostgreSQL at TEST_DATABASE_URL, for running the same
+ * tests against both; each PostgreSQL store gets a schema of its own named `<schemaPrefix>_<random>`.
+ */
+export const testBackends = (schemaPrefix: string): TestBackend[] => [embeddedBackend(), pgBackend(schemaPrefix)];

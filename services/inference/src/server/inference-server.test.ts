@@ -6,13 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { inference as pb } from '@quanta/contracts';
+import { health, inference as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createModelManager } from '../core/model-manager.js';
 import type { InferRequest, InferResult, LoadedModel, ModelManager } from '../core/types.js';
 import { InferError } from '../core/types.js';
 import type { SyncContext } from './inference-server.js';
+import { INFERENCE_HEALTH_SERVICE } from './inference-server.js';
 import type { Harness } from './test-harness.js';
 import { SERVING, call, failure, fp32Input, fp32Output, inferRequest, runOrt, seededFloats, startHarness } from './test-harness.js';
 
@@ -205,8 +206,24 @@ describe('the sync hook and the repository RPCs', () => {
     expect(context?.manager).toBe(h.server.manager);
     expect(await call(h.client, 'serverReady', {})).toEqual({ ready: false });
     expect((await h.rest('GET', '/v2/health/ready')).status).toBe(503);
-    converged = true;
-    expect(await call(h.client, 'serverReady', {})).toEqual({ ready: true });
+    // grpc.health.v1: the process is live (""), the inference service is not ready yet.
+    const healthClient = new health.HealthClient(h.server.address, grpc.credentials.createInsecure());
+    const healthOf = (service: string): Promise<health.HealthCheckResponse_ServingStatus> =>
+      new Promise((resolve, reject) => healthClient.check({ service }, (error, reply) => (error ? reject(error) : resolve(reply.status))));
+    const { SERVING: UP, NOT_SERVING: DOWN } = health.HealthCheckResponse_ServingStatus;
+    try {
+      expect(await healthOf('')).toBe(UP);
+      expect(await healthOf(INFERENCE_HEALTH_SERVICE)).toBe(DOWN);
+      converged = true;
+      expect(await call(h.client, 'serverReady', {})).toEqual({ ready: true });
+      await expect.poll(() => healthOf(INFERENCE_HEALTH_SERVICE), { timeout: 3000 }).toBe(UP);
+      converged = false;
+      await expect.poll(() => healthOf(INFERENCE_HEALTH_SERVICE), { timeout: 3000 }).toBe(DOWN);
+      converged = true;
+      await expect.poll(() => healthOf(INFERENCE_HEALTH_SERVICE), { timeout: 3000 }).toBe(UP);
+    } finally {
+      healthClient.close();
+    }
     expect((await call(h.client, 'serverMetadata', {})).extensions).toContain('model_repository');
 
     const writer = await h.token('acme', ['models:write', 'models:read', 'infer']);

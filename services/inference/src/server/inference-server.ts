@@ -17,6 +17,11 @@ import type { RepositoryLoader } from './repository-loader.js';
 
 export const INFERENCE_VERSION = '0.1.0';
 
+/** The gRPC health name whose status follows ServerReady (the Triton/KServe service's full name). */
+export const INFERENCE_HEALTH_SERVICE = 'inference.GRPCInferenceService';
+/** How often that status is brought up to date with ServerReady. */
+const READINESS_POLL_MS = 250;
+
 /**
  * What the registry sync gives the server: RepositoryModelLoad/Unload, ServerReady, and a close
  * that stops its watching and loading (the manager is closed after it). H3's `RegistrySync`
@@ -101,6 +106,7 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
 
   let sync: InferenceSync | undefined;
   let http: RestServer | undefined;
+  let ready: (() => boolean) | undefined;
   const release = async (): Promise<void> => {
     await sync?.close();
     await manager.close();
@@ -109,7 +115,7 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
   try {
     sync = await options.sync?.({ manager, config, logger, telemetry: options.telemetry, token: serviceTokenSource(config) });
     const loader = options.loader ?? sync?.loader;
-    const ready = options.ready ?? (sync?.ready === undefined ? undefined : () => sync?.ready?.() ?? true);
+    ready = options.ready ?? (sync?.ready === undefined ? undefined : () => sync?.ready?.() ?? true);
     const api = createInferenceApi({ manager, loader, ready, version: INFERENCE_VERSION });
     service.addService(grpcInferenceServiceDefinition, createGrpcHandlers(api));
     // REST serves the same certificate (and client-certificate rule) as gRPC.
@@ -121,9 +127,19 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
   }
   const rest = http;
 
+  // grpc.health.v1: "" is the process (live: a liveness probe must not restart a replica that is
+  // still downloading its models); the inference service's own name follows ServerReady, for
+  // readiness probes and load balancers, checked every READINESS_POLL_MS.
+  let followReadiness: NodeJS.Timeout | undefined;
+  const readiness = ready;
+  const updateHealth = (): void => {
+    if (readiness !== undefined) service.health.set(INFERENCE_HEALTH_SERVICE, readiness() ? 'SERVING' : 'NOT_SERVING');
+  };
+
   let restClosed: Promise<void> | undefined;
   const beginStop = (graceMs: number = config.shutdownGrace): Promise<void> => (restClosed ??= rest.close({ graceMs }));
   service.onStop(async () => {
+    clearInterval(followReadiness);
     await beginStop();
     await release();
   });
@@ -135,6 +151,11 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
   } catch (error: unknown) {
     await service.stop({ graceMs: 0 });
     throw error;
+  }
+  if (readiness !== undefined) {
+    updateHealth();
+    followReadiness = setInterval(updateHealth, READINESS_POLL_MS);
+    followReadiness.unref();
   }
   logger.info({ url: rest.url }, `KServe v2 REST on ${rest.url}`);
   return {

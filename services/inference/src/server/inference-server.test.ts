@@ -10,12 +10,12 @@ import { health, inference as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createModelManager } from '../core/model-manager.js';
-import type { InferRequest, InferResult, LoadedModel, ModelManager } from '../core/types.js';
+import type { ModelManager } from '../core/types.js';
 import { InferError } from '../core/types.js';
 import type { SyncContext } from './inference-server.js';
 import { INFERENCE_HEALTH_SERVICE } from './inference-server.js';
 import type { Harness } from './test-harness.js';
-import { SERVING, call, failure, fp32Input, fp32Output, inferRequest, runOrt, seededFloats, startHarness } from './test-harness.js';
+import { SERVING, call, failure, fp32Input, fp32Output, inferRequest, runOrt, seededFloats, startHarness, watchedManager } from './test-harness.js';
 
 const MLP = buildMlp();
 let h: Harness | undefined;
@@ -30,33 +30,16 @@ afterEach(async () => {
  * request is in flight without sleeping); everything else is the manager itself.
  */
 function observedManager(): { manager: ModelManager; arrivals: () => Promise<void>[] } {
-  const real = createModelManager();
   const waiting: (() => void)[] = [];
   const arrived: Promise<void>[] = [];
   const expect = (n: number): void => {
     for (let i = 0; i < n; i++) arrived.push(new Promise<void>((resolve) => waiting.push(resolve)));
   };
   expect(16);
-  const wrap = (model: LoadedModel): LoadedModel =>
-    Object.assign(Object.create(model) as LoadedModel, {
-      infer: (request: InferRequest): Promise<InferResult> => {
-        waiting.shift()?.();
-        return model.infer(request);
-      },
-    });
-  const manager: ModelManager = {
-    load: (...args) => real.load(...args),
-    activate: (...args) => real.activate(...args),
-    unload: (...args) => real.unload(...args),
-    get: (...args) => wrap(real.get(...args)),
-    find: (...args) => {
-      const model = real.find(...args);
-      return model === undefined ? undefined : wrap(model);
-    },
-    index: (...args) => real.index(...args),
-    markFailed: (...args) => real.markFailed(...args),
-    close: () => real.close(),
-  };
+  const manager = watchedManager(createModelManager(), (run) => {
+    waiting.shift()?.();
+    return run();
+  });
   return { manager, arrivals: () => arrived };
 }
 

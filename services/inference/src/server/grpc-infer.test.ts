@@ -3,7 +3,7 @@ import type { inference as pb } from '@quanta/contracts';
 import { LSTM_NAMES, buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from './test-harness.js';
-import { bearer, call, failure, fp32Input, fp32Output, inferRequest, ocrClassifier, runOrt, seededFloats, startHarness } from './test-harness.js';
+import { bearer, call, openInferStream, failure, fp32Input, fp32Output, inferRequest, ocrClassifier, runOrt, seededFloats, startHarness } from './test-harness.js';
 
 const MLP = buildMlp();
 const CNN = buildCnn();
@@ -141,13 +141,7 @@ describe('ModelStreamInfer', () => {
   it('answers in order, with errors in the stream that goes on', async () => {
     const x = seededFloats(4, 9);
     const good = inferRequest({ modelName: 'mlp', id: 'a', inputs: [fp32Input('input', [1, 4], x, false).input] });
-    const stream = h.client.modelStreamInfer(bearer(token));
-    const responses: pb.ModelStreamInferResponse[] = [];
-    const ended = new Promise<void>((resolve, reject) => {
-      stream.on('data', (r: pb.ModelStreamInferResponse) => responses.push(r));
-      stream.on('end', resolve);
-      stream.on('error', reject);
-    });
+    const { stream, responses, ended } = openInferStream(h.client, token);
     stream.write(good);
     stream.write(inferRequest({ modelName: 'nope', id: 'b', inputs: good.inputs }));
     stream.write(inferRequest({ modelName: 'mlp', id: 'c', inputs: [fp32Input('wrong', [1, 4], x, false).input] }));
@@ -161,13 +155,7 @@ describe('ModelStreamInfer', () => {
 
   it('runs a whole LSTM sequence written at once in order (requests reach the core as they arrive)', async () => {
     const steps = Array.from({ length: 6 }, (_, i) => seededFloats(4, 100 + i));
-    const stream = h.client.modelStreamInfer(bearer(token));
-    const responses: pb.ModelStreamInferResponse[] = [];
-    const ended = new Promise<void>((resolve, reject) => {
-      stream.on('data', (r: pb.ModelStreamInferResponse) => responses.push(r));
-      stream.on('end', resolve);
-      stream.on('error', reject);
-    });
+    const { stream, responses, ended } = openInferStream(h.client, token);
     for (const [i, x] of steps.entries()) {
       stream.write(
         inferRequest({

@@ -1,11 +1,10 @@
-import type { inference as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createModelManager } from '../core/model-manager.js';
 import type { ModelManager } from '../core/types.js';
 import { STREAM_PIPELINE_DEPTH } from './grpc-handlers.js';
 import type { Harness } from './test-harness.js';
-import { bearer, fp32Input, inferRequest, seededFloats, startHarness, watchedManager } from './test-harness.js';
+import { fp32Input, openInferStream, inferRequest, seededFloats, startHarness, watchedManager } from './test-harness.js';
 
 const MLP = buildMlp();
 let h: Harness | undefined;
@@ -35,13 +34,7 @@ describe('ModelStreamInfer flow control', () => {
     await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 64, maxQueueDelayUs: 200_000, loneRequestsWait: true });
     const token = await h.token('acme', ['infer']);
     const total = STREAM_PIPELINE_DEPTH * 3 + 5;
-    const stream = h.client.modelStreamInfer(bearer(token));
-    const responses: pb.ModelStreamInferResponse[] = [];
-    const ended = new Promise<void>((resolve, reject) => {
-      stream.on('data', (r: pb.ModelStreamInferResponse) => responses.push(r));
-      stream.on('end', resolve);
-      stream.on('error', reject);
-    });
+    const { stream, responses, ended } = openInferStream(h.client, token);
     const input = fp32Input('input', [1, 4], seededFloats(4, 3), false).input;
     for (let i = 0; i < total; i++) stream.write(inferRequest({ modelName: 'mlp', id: String(i), inputs: [input] }));
     stream.end();

@@ -210,3 +210,19 @@ export function watchedManager(real: ModelManager, onInfer: (run: () => Promise<
     close: () => real.close(),
   };
 }
+
+/** Opens a ModelStreamInfer stream: `responses` fills as they arrive, `ended` settles with the stream. */
+export function openInferStream(client: pb.GRPCInferenceServiceClient, token: string): {
+  stream: grpc.ClientDuplexStream<pb.ModelInferRequest, pb.ModelStreamInferResponse>;
+  responses: pb.ModelStreamInferResponse[];
+  ended: Promise<void>;
+} {
+  const stream = client.modelStreamInfer(bearer(token));
+  const responses: pb.ModelStreamInferResponse[] = [];
+  const ended = new Promise<void>((resolve, reject) => {
+    stream.on('data', (r: pb.ModelStreamInferResponse) => responses.push(r));
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  return { stream, responses, ended };
+}

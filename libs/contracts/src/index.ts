@@ -10,3 +10,4 @@ export { descriptorSetBase64 } from './gen/descriptor-set.js';
 export { unaryCaller, type RequestOf, type ResponseOf, type UnaryCallOptions, type UnaryCaller, type UnaryMethod } from './unary.js';
 export { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse } from './infer-codec.js';
 export { LeanRegistryServiceClient, decodeDownloadVersionResponse, encodeUploadVersionRequest, leanRegistryServiceDefinition, readUploadChunks } from './registry-codec.js';
+export { readVarint, varintLength, writeVarint } from './varint.js';

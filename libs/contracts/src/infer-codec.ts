@@ -21,6 +21,7 @@ import {
   type ModelInferResponse as ModelInferResponseMessage,
   type ModelStreamInferResponse as ModelStreamInferResponseMessage,
 } from './gen/inference/grpc_service.js';
+import { varintLength, writeVarint } from './varint.js';
 
 type DepthTracked = BinaryReader & { __tsProtoDecodeDepth?: number };
 
@@ -69,25 +70,6 @@ export function decodeModelInferRequest(bytes: Uint8Array): ModelInferRequest {
     reader.skip(tag & 7);
   }
   return message;
-}
-
-/** The bytes of a varint. */
-function varintLength(value: number): number {
-  let length = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    length++;
-  }
-  return length;
-}
-
-function writeVarint(out: Buffer, offset: number, value: number): number {
-  while (value >= 0x80) {
-    out[offset++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[offset++] = value;
-  return offset;
 }
 
 const NO_RAW: Buffer[] = [];

@@ -9,21 +9,10 @@ import { open } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { DownloadVersionResponse, RegistryServiceService, UploadVersionRequest } from './gen/quanta/registry/v1/registry.js';
 import type { RegistryServiceClient } from './gen/quanta/registry/v1/registry.js';
+import { readVarint, varintLength, writeVarint } from './varint.js';
 
 /** The tag of `bytes chunk = 2`, the same in UploadVersionRequest and DownloadVersionResponse. */
 const CHUNK_TAG = 0x12;
-
-/** The protobuf varint encoding of a non-negative safe integer. */
-function varint(n: number): number[] {
-  const out: number[] = [];
-  for (let v = n; ; v = Math.floor(v / 128)) {
-    if (v < 0x80) {
-      out.push(v);
-      return out;
-    }
-    out.push((v % 128) | 0x80);
-  }
-}
 
 /** Encoded UploadVersionRequests of the chunks `readUploadChunks` yields, by chunk. */
 const prepared = new WeakMap<Uint8Array, Buffer>();
@@ -37,14 +26,12 @@ export function encodeUploadVersionRequest(message: UploadVersionRequest): Buffe
   if (message.part?.$case !== 'chunk') return Buffer.from(UploadVersionRequest.encode(message).finish());
   const chunk = message.part.value;
   const ready = prepared.get(chunk);
-  const prefix = [CHUNK_TAG, ...varint(chunk.length)];
-  if (ready?.length === prefix.length + chunk.length) {
-    ready.set(prefix, 0); // the chunk's length is fixed: the same bytes, rewritten in case someone wrote over them
-    return ready;
-  }
-  const out = Buffer.allocUnsafe(prefix.length + chunk.length);
-  out.set(prefix, 0);
-  out.set(chunk, prefix.length);
+  const prefixLength = 1 + varintLength(chunk.length);
+  // A chunk read with room for its prefix (readUploadChunks) gets its prefix written in front of it.
+  const out = ready?.length === prefixLength + chunk.length ? ready : Buffer.allocUnsafe(prefixLength + chunk.length);
+  out[0] = CHUNK_TAG;
+  writeVarint(out, 1, chunk.length);
+  if (out !== ready) out.set(chunk, prefixLength);
   return out;
 }
 
@@ -54,18 +41,9 @@ export function encodeUploadVersionRequest(message: UploadVersionRequest): Buffe
  */
 export function decodeDownloadVersionResponse(bytes: Buffer): DownloadVersionResponse {
   if (bytes.length > 1 && bytes[0] === CHUNK_TAG) {
-    let length = 0;
-    let scale = 1;
     // At most 5 length bytes (a uint32, as the generated reader reads it).
-    for (let at = 1; at < Math.min(bytes.length, 6); at++) {
-      const b = bytes[at]!;
-      length += (b & 0x7f) * scale;
-      scale *= 128;
-      if (b < 0x80) {
-        if (length < 2 ** 32 && at + 1 + length === bytes.length) return { part: { $case: 'chunk', value: bytes.subarray(at + 1) } };
-        break;
-      }
-    }
+    const length = readVarint(bytes, 1, 5);
+    if (length !== undefined && length[0] < 2 ** 32 && length[1] + length[0] === bytes.length) return { part: { $case: 'chunk', value: bytes.subarray(length[1]) } };
   }
   return DownloadVersionResponse.decode(bytes);
 }
@@ -78,7 +56,7 @@ export function decodeDownloadVersionResponse(bytes: Buffer): DownloadVersionRes
  */
 export async function* readUploadChunks(path: string, chunkSize = 1 << 20, start = 0): AsyncGenerator<Buffer, void, undefined> {
   if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`chunk size ${chunkSize} is not a positive integer`);
-  const room = 1 + varint(chunkSize).length;
+  const room = 1 + varintLength(chunkSize);
   const handle = await open(path, 'r');
   try {
     for (let position = start; ; ) {
@@ -86,9 +64,8 @@ export async function* readUploadChunks(path: string, chunkSize = 1 << 20, start
       const { bytesRead } = await handle.read(buffer, room, chunkSize, position);
       if (bytesRead === 0) return;
       position += bytesRead;
-      const prefix = [CHUNK_TAG, ...varint(bytesRead)];
-      const from = room - prefix.length;
-      buffer.set(prefix, from);
+      // The prefix itself is written by encodeUploadVersionRequest, in the room left before the chunk.
+      const from = room - (1 + varintLength(bytesRead));
       const chunk = buffer.subarray(room, room + bytesRead);
       prepared.set(chunk, buffer.subarray(from, room + bytesRead));
       yield chunk;

@@ -1,4 +1,4 @@
-import { registry as pb } from '@quanta/contracts';
+import { readVarint, registry as pb, varintLength, writeVarint } from '@quanta/contracts';
 import { uploadChunks } from './chunk-pool.js';
 
 /**
@@ -22,23 +22,6 @@ const onSerialized = new WeakMap<pb.DownloadVersionResponse, () => void>();
  * One copy per chunk into warm memory instead of a fresh 1 MiB buffer per chunk for V8 to collect.
  */
 let scratch = Buffer.allocUnsafe(0);
-
-function varintLength(n: number): number {
-  let length = 1;
-  for (let v = n; v >= 0x80; v = Math.floor(v / 128)) length += 1;
-  return length;
-}
-
-function writeVarint(target: Buffer, offset: number, n: number): number {
-  let v = n;
-  let at = offset;
-  while (v >= 0x80) {
-    target[at++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  target[at++] = v;
-  return at;
-}
 
 /**
  * A `chunk` message of `length` bytes taken from the front of `parts` (which must hold at least
@@ -86,19 +69,6 @@ export function serializeDownloadResponse(value: pb.DownloadVersionResponse): Bu
   return scratch.subarray(0, total);
 }
 
-/** Reads a varint at `offset`; returns [value, next offset], or undefined if it runs off the end or past 2^53. */
-function readVarint(bytes: Buffer, offset: number): [number, number] | undefined {
-  let value = 0;
-  let scale = 1;
-  for (let at = offset; at < bytes.length && at < offset + 8; at++) {
-    const b = bytes[at]!;
-    value += (b & 0x7f) * scale;
-    if ((b & 0x80) === 0) return [value, at + 1];
-    scale *= 128;
-  }
-  return undefined;
-}
-
 /**
  * An UploadVersionRequest that is exactly one `chunk` field (what every client sends after the
  * header) is copied once into a pooled buffer (`uploadChunks`, which the upload gives back when it
@@ -107,7 +77,7 @@ function readVarint(bytes: Buffer, offset: number): [number, number] | undefined
  */
 export function deserializeUploadRequest(bytes: Buffer): pb.UploadVersionRequest {
   if (bytes.length > 0 && bytes[0] === CHUNK_TAG) {
-    const length = readVarint(bytes, 1);
+    const length = readVarint(bytes, 1, 8);
     if (length !== undefined && length[1] + length[0] === bytes.length) {
       const view = bytes.subarray(length[1]);
       return { part: { $case: 'chunk', value: uploadChunks.copy(view) ?? view } };

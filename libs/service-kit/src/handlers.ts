@@ -221,17 +221,9 @@ export function bidiStreaming<Req, Res>(
   options: HandlerOptions,
   fn: (requests: AsyncIterable<Req>, ctx: CallContext) => AsyncIterable<Res>,
 ): grpc.handleBidiStreamingCall<Req, Res> {
-  return defineHandler('bidi', options.scope, (runtime) => (call: grpc.ServerDuplexStream<Req, Res>) => {
-    void runCall(
-      call,
-      runtime,
-      options.scope,
-      async (ctx) => {
-        await writeAll(call, fn(readAll(call, ctx.signal), ctx), ctx.signal);
-        if (!ctx.signal.aborted) call.end();
-      },
-      (status) => sendStreamError(call, status),
-    );
+  return bidiStreamingCall<Req, Res>(options, async (call, ctx) => {
+    await writeAll(call, fn(readAll(call, ctx.signal), ctx), ctx.signal);
+    if (!ctx.signal.aborted) call.end();
   });
 }
 

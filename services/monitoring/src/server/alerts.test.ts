@@ -2,25 +2,9 @@ import * as grpc from '@grpc/grpc-js';
 import { monitoring as pb } from '@quanta/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from './test-harness.js';
-import { T0, bearer, call, failure, ingest, record, startHarness } from './test-harness.js';
+import { T0, alertRule as rule, bearer, call, failure, ingest, record, seconds, startHarness } from './test-harness.js';
 
 const S = pb.AlertState;
-const seconds = (n: number) => ({ seconds: BigInt(n), nanos: 0 });
-
-function rule(over: Partial<pb.AlertRule>): pb.AlertRule {
-  return {
-    name: 'slow',
-    model: 'cifar',
-    version: '',
-    metric: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
-    comparison: pb.AlertComparison.ALERT_COMPARISON_UNSPECIFIED,
-    threshold: 5000,
-    window: seconds(10),
-    forDuration: seconds(5),
-    description: '',
-    ...over,
-  };
-}
 
 describe('alerts: pending → firing → resolved on a fake clock', () => {
   let h: Harness;

@@ -8,26 +8,12 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from './test-harness.js';
 import { startMonitoringServer } from './monitoring-server.js';
-import { T0, call, failure, ingest, record, startHarness, testConfig } from './test-harness.js';
+import { T0, alertRule, call, failure, ingest, record, seconds, startHarness, testConfig } from './test-harness.js';
 import { testBackends } from '@quanta/store/testing';
 
 const S = pb.AlertState;
-const seconds = (n: number) => ({ seconds: BigInt(n), nanos: 0 });
-
-function rule(over: Partial<pb.AlertRule>): pb.AlertRule {
-  return {
-    name: 'slow',
-    model: 'cifar',
-    version: '',
-    metric: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
-    comparison: pb.AlertComparison.ALERT_COMPARISON_UNSPECIFIED,
-    threshold: 5000,
-    window: seconds(10),
-    forDuration: seconds(0),
-    description: '',
-    ...over,
-  };
-}
+/** Rules here fire as soon as their condition holds (no `for`). */
+const rule = (over: Partial<pb.AlertRule>): pb.AlertRule => alertRule({ forDuration: seconds(0), ...over });
 
 const list = async (h: Harness, token: string): Promise<pb.AlertRule[]> => (await call(h.client, 'listAlertRules', { pageSize: 0, pageToken: '', model: '' }, token)).rules;
 

@@ -158,3 +158,22 @@ export const window = (seconds: number): { $case: 'window'; value: { seconds: bi
   $case: 'window',
   value: { seconds: BigInt(seconds), nanos: 0 },
 });
+
+/** A protobuf duration of whole seconds. */
+export const seconds = (n: number): { seconds: bigint; nanos: number } => ({ seconds: BigInt(n), nanos: 0 });
+
+/** An alert rule on cifar's p99 latency above 5 ms over 10 s, held 5 s; `over` replaces fields. */
+export function alertRule(over: Partial<pb.AlertRule>): pb.AlertRule {
+  return {
+    name: 'slow',
+    model: 'cifar',
+    version: '',
+    metric: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
+    comparison: pb.AlertComparison.ALERT_COMPARISON_UNSPECIFIED,
+    threshold: 5000,
+    window: seconds(10),
+    forDuration: seconds(5),
+    description: '',
+    ...over,
+  };
+}

@@ -30,6 +30,6 @@ export {
 export { decodeBytesFraming, encodeBytesFraming, tensorBytes, tensorFromRaw, tensorToRaw, viewBytes } from './raw.js';
 export { CONTENTS_FIELD, emptyContents, tensorFromContents, tensorToContents, type TensorContents } from './contents.js';
 export { tensorFromWire, tensorToWire, type WireTensor } from './wire.js';
-export { ORT_TYPE, tensorFromOrt, tensorToOrt } from './ort.js';
+export { ORT_TYPE, ortTypedArray, tensorFromOrt, tensorToOrt } from './ort.js';
 export { tensorFromJson, tensorToJson, type JsonTensor } from './json.js';
 export { concatBatch, splitBatch } from './batch.js';

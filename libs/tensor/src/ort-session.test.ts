@@ -2,8 +2,8 @@
 // each datatype through a real Identity session, fed by a zero-copy view and by a copy.
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { ELEMENT_SIZE, type Datatype } from './datatype.js';
-import { tensorFromOrt, tensorToOrt } from './ort.js';
+import { ELEMENT_SIZE, type Datatype, type FixedDatatype } from './datatype.js';
+import { ortTypedArray, tensorFromOrt, tensorToOrt } from './ort.js';
 import { tensorFromRaw, tensorToRaw } from './raw.js';
 import { framedBytes } from './test-arbitraries.js';
 import { ONNX_ELEM_TYPE, identityModel } from './test-onnx.js';
@@ -48,5 +48,22 @@ describe.each(CASES)('%s through a real onnxruntime Identity session', (datatype
     } finally {
       await session.release();
     }
+  });
+});
+
+describe('ortTypedArray', () => {
+  it.each(CASES.filter(([datatype]) => datatype !== 'BYTES'))('%s: the typed array onnxruntime keeps a %s tensor in', (datatype, ortType) => {
+    const array = ortTypedArray(ortType);
+    expect(array).toBeDefined();
+    // onnxruntime-node's own choice: a tensor made from zeros of the default array for the type.
+    const made = new ort.Tensor(ortType, new array!(4), [4]);
+    expect(made.data.constructor).toBe(array);
+    expect(array!.BYTES_PER_ELEMENT).toBe(ELEMENT_SIZE[datatype as FixedDatatype]);
+  });
+
+  it('has none for strings or unknown types', () => {
+    expect(ortTypedArray('string')).toBeUndefined();
+    expect(ortTypedArray('int4')).toBeUndefined();
+    expect(ortTypedArray('nonsense')).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import type { Datatype } from './datatype.js';
+import { isFixedDatatype, type Datatype } from './datatype.js';
 import { tensorError, type TensorContext } from './errors.js';
-import { createTensor, type Tensor, type TensorDataMap } from './tensor.js';
+import { TYPED_ARRAY, createTensor, type Tensor, type TensorDataMap } from './tensor.js';
 
 /**
  * The onnxruntime-node tensor type of each datatype. BF16 has none: onnxruntime-node 1.30's
@@ -30,6 +30,16 @@ export const ORT_TYPE: Readonly<Record<Datatype, ort.Tensor.Type | undefined>> =
 const DATATYPE_OF_ORT: ReadonlyMap<string, Datatype> = new Map(
   Object.entries(ORT_TYPE).flatMap(([datatype, type]) => (type === undefined ? [] : [[type, datatype as Datatype]])),
 );
+
+/**
+ * The typed array an ort.Tensor of the onnxruntime type `type` holds its data in (float16: the bits
+ * in a Uint16Array), from the same tables as the conversions here; undefined for 'string' and for
+ * types no datatype maps to.
+ */
+export function ortTypedArray(type: string): (typeof TYPED_ARRAY)[keyof typeof TYPED_ARRAY] | undefined {
+  const datatype = DATATYPE_OF_ORT.get(type);
+  return datatype !== undefined && isFixedDatatype(datatype) ? TYPED_ARRAY[datatype] : undefined;
+}
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { ortTypedArray } from '@quanta/tensor';
 import { onnxruntimeUrl, sessionWorkerUrl } from './session-worker.js';
 import type { ModelBytes, ServingConfig } from './types.js';
 
@@ -39,26 +40,12 @@ export type Feed = ort.Tensor | StagedFeed;
 const isStaged = (feed: Feed): feed is StagedFeed => 'parts' in feed;
 
 type ArrayOf = new (buffer: ArrayBuffer, byteOffset: number, length: number) => ort.Tensor.DataType & ArrayBufferView;
-/** The typed array onnxruntime-node takes for each numeric type (float16 as Uint16Array bits). */
-const ARRAY_OF_TYPE: Readonly<Partial<Record<ort.Tensor.Type, { readonly array: ArrayOf; readonly size: number }>>> = {
-  bool: { array: Uint8Array, size: 1 },
-  uint8: { array: Uint8Array, size: 1 },
-  int8: { array: Int8Array, size: 1 },
-  uint16: { array: Uint16Array, size: 2 },
-  int16: { array: Int16Array, size: 2 },
-  float16: { array: Uint16Array, size: 2 },
-  uint32: { array: Uint32Array, size: 4 },
-  int32: { array: Int32Array, size: 4 },
-  float32: { array: Float32Array, size: 4 },
-  uint64: { array: BigUint64Array, size: 8 },
-  int64: { array: BigInt64Array, size: 8 },
-  float64: { array: Float64Array, size: 8 },
-};
 
+/** The typed array onnxruntime-node takes for a numeric type (float16 as Uint16Array bits), and its element size. */
 function arrayOf(type: ort.Tensor.Type): { readonly array: ArrayOf; readonly size: number } {
-  const entry = ARRAY_OF_TYPE[type];
-  if (entry === undefined) throw new Error(`a staged feed must be numeric, not ${type}`);
-  return entry;
+  const array = ortTypedArray(type);
+  if (array === undefined) throw new Error(`a staged feed must be numeric, not ${type}`);
+  return { array, size: array.BYTES_PER_ELEMENT };
 }
 
 /** Free input buffers an instance keeps (the smallest go first beyond this). */

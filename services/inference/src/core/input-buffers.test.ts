@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorFromRaw, type Tensor } from '@quanta/tensor';
-import { InputBuffers, createInstancePool, type InstancePool, type StagedFeed } from './instance-pool.js';
+import { InputBuffers, type StagedFeed } from './instance-pool.js';
 import { createModelManager } from './model-manager.js';
-import { inputs, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
-import type { ModelManager, ServingConfig } from './types.js';
+import { inputs, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
+import type { ModelManager } from './types.js';
 
 // The instances' reusable input buffers (instance-pool.ts): staged feeds are copied once into a
 // buffer of the instance's own, which is reused from run to run, never shared by two runs at once,
@@ -22,20 +22,15 @@ const identity = encodeModel({
   },
 });
 
-let pools: InstancePool[] = [];
+const pools = openedPools();
 let manager: ModelManager | undefined;
 afterEach(async () => {
-  await Promise.all(pools.map((pool) => pool.release()));
-  pools = [];
+  await pools.releaseAll();
   await manager?.close();
   manager = undefined;
 });
 
-async function pool(bytes: Uint8Array, overrides: Partial<ServingConfig>): Promise<InstancePool> {
-  const created = await createInstancePool(bytes, servingConfig({ threadsPerInstance: 1, ...overrides }));
-  pools.push(created);
-  return created;
-}
+const pool: typeof pools.open = (bytes, overrides) => pools.open(bytes, overrides);
 
 /** The tensor's bytes at byte offset `offset` (1: misaligned for FP32) of a buffer of their own. */
 function bytesAt(tensor: Tensor, offset: number): Uint8Array {

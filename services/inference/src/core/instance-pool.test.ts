@@ -4,28 +4,23 @@ import * as ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, buildMlp, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorToOrt } from '@quanta/tensor';
-import { createInstancePool, sessionWorkerCount, type InstancePool } from './instance-pool.js';
+import { createInstancePool, sessionWorkerCount } from './instance-pool.js';
 import { createModelManager } from './model-manager.js';
-import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
-import type { ModelManager, ServingConfig } from './types.js';
+import { inputs, openedPools, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import type { ModelManager } from './types.js';
 
 // The instance pool in both execution modes, against onnxruntime called directly in this thread.
 
 const cnn = buildCnn();
-let pools: InstancePool[] = [];
+const pools = openedPools();
 let manager: ModelManager | undefined;
 afterEach(async () => {
-  await Promise.all(pools.map((pool) => pool.release()));
-  pools = [];
+  await pools.releaseAll();
   await manager?.close();
   manager = undefined;
 });
 
-async function pool(bytes: Uint8Array | { path: string }, overrides: Partial<ServingConfig>): Promise<InstancePool> {
-  const created = await createInstancePool(bytes, servingConfig({ threadsPerInstance: 1, ...overrides }));
-  pools.push(created);
-  return created;
-}
+const pool: typeof pools.open = (bytes, overrides) => pools.open(bytes, overrides);
 
 describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (execution) => {
   it('gives the outputs onnxruntime gives directly (CNN and PP-OCR), batch of 3', async () => {

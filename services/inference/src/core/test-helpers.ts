@@ -4,7 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { createRng, uniform } from '@quanta/onnx';
 import { createTensor, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
 import type { BatchTimer, BatchTimers } from './clock.js';
-import type { InstancePool } from './instance-pool.js';
+import { createInstancePool, type InstancePool } from './instance-pool.js';
 import { InferError, type ServingConfig } from './types.js';
 
 // Shared by the core's tests: configs, inputs, and the second source of expected values
@@ -151,4 +151,27 @@ export function gatedPool(pool: InstancePool): { pool: InstancePool; runs: Gated
 /** Lets one event-loop turn pass (a lone request leaves on the next setImmediate). */
 export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Instance pools a test file opens (one intra-op thread each, `overrides` on the core's defaults),
+ * all released by `releaseAll` (from the file's afterEach).
+ */
+export function openedPools(): {
+  open(bytes: Uint8Array | { path: string }, overrides: Partial<ServingConfig>): Promise<InstancePool>;
+  releaseAll(): Promise<void>;
+} {
+  let pools: InstancePool[] = [];
+  return {
+    async open(bytes, overrides) {
+      const created = await createInstancePool(bytes, servingConfig({ threadsPerInstance: 1, ...overrides }));
+      pools.push(created);
+      return created;
+    },
+    async releaseAll() {
+      const opened = pools;
+      pools = [];
+      await Promise.all(opened.map((pool) => pool.release()));
+    },
+  };
 }

@@ -595,6 +595,21 @@ export interface DeploymentSpec {
    * 0: the server default (60 000).
    */
   sequenceIdleTimeoutMs: number;
+  /**
+   * Triton's `preferred_batch_size`: batch sizes, in rows, that the dynamic batcher
+   * prefers. When enough rows are queued for one of them, the largest such batch leaves
+   * at once, without waiting `max_queue_delay_us`. Each is between 1 and
+   * `max_batch_size`, none twice, and they need batching on (`max_batch_size` above 1).
+   * Empty: none.
+   */
+  preferredBatchSizes: number[];
+  /**
+   * True, with `preferred_batch_sizes` empty: inference measures at load which batch
+   * size (1, 2, 4, … up to `max_batch_size`) gives the most rows per second through the
+   * model's own instances, and prefers the smallest one within 5% of the best. Needs
+   * batching on (`max_batch_size` above 1); not together with `preferred_batch_sizes`.
+   */
+  tunePreferredBatchSize: boolean;
 }
 
 /**
@@ -5516,6 +5531,8 @@ function createBaseDeploymentSpec(): DeploymentSpec {
     maxQueueSize: 0,
     sequenceState: [],
     sequenceIdleTimeoutMs: 0,
+    preferredBatchSizes: [],
+    tunePreferredBatchSize: false,
   };
 }
 
@@ -5541,6 +5558,16 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
     }
     if (message.sequenceIdleTimeoutMs !== 0) {
       writer.uint32(56).uint32(message.sequenceIdleTimeoutMs);
+    }
+    if (message.preferredBatchSizes.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.preferredBatchSizes) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.tunePreferredBatchSize !== false) {
+      writer.uint32(72).bool(message.tunePreferredBatchSize);
     }
     return writer;
   },
@@ -5614,6 +5641,32 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
             message.sequenceIdleTimeoutMs = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag === 64) {
+              message.preferredBatchSizes.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.preferredBatchSizes.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.tunePreferredBatchSize = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5663,6 +5716,16 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
         : isSet(object.sequence_idle_timeout_ms)
         ? globalThis.Number(object.sequence_idle_timeout_ms)
         : 0,
+      preferredBatchSizes: globalThis.Array.isArray(object?.preferredBatchSizes)
+        ? object.preferredBatchSizes.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.preferred_batch_sizes)
+        ? object.preferred_batch_sizes.map((e: any) => globalThis.Number(e))
+        : [],
+      tunePreferredBatchSize: isSet(object.tunePreferredBatchSize)
+        ? globalThis.Boolean(object.tunePreferredBatchSize)
+        : isSet(object.tune_preferred_batch_size)
+        ? globalThis.Boolean(object.tune_preferred_batch_size)
+        : false,
     };
   },
 
@@ -5689,6 +5752,12 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
     if (message.sequenceIdleTimeoutMs !== 0) {
       obj.sequenceIdleTimeoutMs = Math.round(message.sequenceIdleTimeoutMs);
     }
+    if (message.preferredBatchSizes?.length) {
+      obj.preferredBatchSizes = message.preferredBatchSizes.map((e) => Math.round(e));
+    }
+    if (message.tunePreferredBatchSize !== false) {
+      obj.tunePreferredBatchSize = message.tunePreferredBatchSize;
+    }
     return obj;
   },
 
@@ -5704,6 +5773,8 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
     message.maxQueueSize = object.maxQueueSize ?? 0;
     message.sequenceState = object.sequenceState?.map((e) => SequenceStateMapping.fromPartial(e)) || [];
     message.sequenceIdleTimeoutMs = object.sequenceIdleTimeoutMs ?? 0;
+    message.preferredBatchSizes = object.preferredBatchSizes?.map((e) => e) || [];
+    message.tunePreferredBatchSize = object.tunePreferredBatchSize ?? false;
     return message;
   },
 };

@@ -44,8 +44,36 @@ export async function getDeployment(q: Queryable, tenant: string, name: string):
   return toDeployment(q, await requireRow(q, tenant, name));
 }
 
+/**
+ * Refuses preferred batch sizes the batcher could never form (0, above max_batch_size, or with
+ * batching off), duplicates, and both ways of choosing them at once.
+ */
+export function checkPreferredBatchSizes(spec: pb.DeploymentSpec): void {
+  const sizes = spec.preferredBatchSizes;
+  if (sizes.length > 0 && spec.tunePreferredBatchSize) {
+    throw invalidArgument(
+      'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop tune_preferred_batch_size to use the listed sizes, ' +
+        'or drop preferred_batch_sizes to have inference measure the best one at load',
+    );
+  }
+  if (spec.maxBatchSize <= 1) {
+    const field = sizes.length > 0 ? 'spec.preferred_batch_sizes' : spec.tunePreferredBatchSize ? 'spec.tune_preferred_batch_size' : undefined;
+    if (field !== undefined) throw invalidArgument(`${field} is set but batching is off (spec.max_batch_size is ${spec.maxBatchSize}; it must be above 1)`);
+    return;
+  }
+  const seen = new Map<number, number>();
+  for (const [i, size] of sizes.entries()) {
+    if (size < 1) throw invalidArgument(`spec.preferred_batch_sizes[${i}] is ${size}: a batch size is at least 1`);
+    if (size > spec.maxBatchSize) throw invalidArgument(`spec.preferred_batch_sizes[${i}] is ${size}, above spec.max_batch_size ${spec.maxBatchSize}`);
+    const first = seen.get(size);
+    if (first !== undefined) throw invalidArgument(`spec.preferred_batch_sizes[${i}] repeats ${size} (already at [${first}])`);
+    seen.set(size, i);
+  }
+}
+
 /** The spec with its reference normalised, and the READY version it resolves to now. */
 async function resolveSpec(q: Queryable, tenant: string, spec: pb.DeploymentSpec): Promise<{ spec: pb.DeploymentSpec; model: string; version: number }> {
+  checkPreferredBatchSizes(spec);
   const ref = parseRef(spec.modelRef, 'spec.model_ref');
   const version = await resolveVersion(q, tenant, ref);
   const resolved = await getVersion(q, tenant, ref.model, version);

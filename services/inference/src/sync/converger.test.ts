@@ -22,7 +22,7 @@ function deployment(tenant: string, name: string, resolved: pb.ModelVersion, gen
   return {
     name,
     tenant,
-    spec: { modelRef: `${resolved.model}@prod`, maxBatchSize: 0, maxQueueDelayUs: 0, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, ...spec },
+    spec: { modelRef: `${resolved.model}@prod`, maxBatchSize: 0, maxQueueDelayUs: 0, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, preferredBatchSizes: [], tunePreferredBatchSize: false, ...spec },
     resolvedVersion: resolved,
     generation: BigInt(generation),
     createTime: new Date(0),

@@ -25,7 +25,7 @@ import { bearer, startProxy, startStack } from './test-stack.js';
 import { startServiceProcess } from './test-process.js';
 
 const TENANT = 'acme';
-const SPEC: pb.DeploymentSpec = { modelRef: 'mlp@production', maxBatchSize: 8, maxQueueDelayUs: 500, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0 };
+const SPEC: pb.DeploymentSpec = { modelRef: 'mlp@production', maxBatchSize: 8, maxQueueDelayUs: 500, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, preferredBatchSizes: [], tunePreferredBatchSize: false };
 
 /** The second source: onnxruntime run directly on the same bytes. */
 async function runDirect(bytes: Uint8Array, input: Tensor): Promise<number[]> {

@@ -4,12 +4,17 @@ import type { ServingConfig } from '../core/types.js';
 /** What the replica sets that a DeploymentSpec does not say (onnxruntime threads, execution providers, worker or inline sessions). */
 export type ServingDefaults = Pick<ServingConfig, 'threadsPerInstance' | 'executionProviders' | 'execution'>;
 
+const ascending = (sizes: readonly number[]): number[] => [...sizes].sort((a, b) => a - b);
+
 /** How the core serves a deployment's model: the registry's DeploymentSpec in the core's terms. */
 export function servingConfig(spec: pb.DeploymentSpec | undefined, defaults: ServingDefaults = {}): ServingConfig {
   return {
     ...defaults,
     maxBatchSize: spec?.maxBatchSize ?? 0,
     maxQueueDelayUs: spec?.maxQueueDelayUs ?? 0,
+    // The registry keeps them as given; the core wants them ascending.
+    preferredBatchSizes: ascending(spec?.preferredBatchSizes ?? []),
+    tunePreferredBatchSize: spec?.tunePreferredBatchSize ?? false,
     // The spec's 0 means 1; the core wants at least 1.
     instanceCount: Math.max(1, spec?.instanceCount ?? 1),
     maxQueueSize: spec?.maxQueueSize ?? 0,
@@ -18,12 +23,13 @@ export function servingConfig(spec: pb.DeploymentSpec | undefined, defaults: Ser
   };
 }
 
-
 /** Equal for configs that serve the same way (a changed key means a reload). */
 export function configKey(config: ServingConfig): string {
   return JSON.stringify([
     config.maxBatchSize,
     config.maxQueueDelayUs,
+    ascending(config.preferredBatchSizes ?? []),
+    config.tunePreferredBatchSize ?? false,
     config.instanceCount,
     config.maxQueueSize,
     config.sequenceState.map((s) => [s.input, s.output]),

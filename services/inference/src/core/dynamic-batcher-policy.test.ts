@@ -265,3 +265,71 @@ describe('dynamic batcher: loneRequestsWait (Triton\'s behaviour)', () => {
     expect((await first).times.queueNs).toBe(1_000_000n);
   });
 });
+
+describe('dynamic batcher: preferred batch sizes (Triton\'s preferred_batch_size)', () => {
+  it('sends the largest preferred batch the queue allows at once, without waiting the delay, and keeps the rest queued', async () => {
+    const { submit, runs, timers } = await rig({ preferredBatchSizes: [2, 4] });
+    const first = submit(1);
+    await nextTurn();
+    // Seven rows queue behind the busy instance (the third request has 2 rows).
+    const queued = [submit(2), submit(3), submit(4, 2), submit(5), submit(6), submit(7)];
+    await nextTurn();
+    runs[0]?.open();
+    await first;
+    // No time has passed (the delay has not run out) and 7 rows are queued: the first 4 leave now.
+    expect(rowsOf(runs)).toEqual([1, 4]);
+    expect(timers.armed()).toBe(0);
+    runs[1]?.open();
+    const leading = await Promise.all(queued.slice(0, 3));
+    expect(leading.map((r) => r.batchSize)).toEqual([4, 4, 4]);
+    // Of the 3 rows left, 2 are a preferred batch; the last request stays queued behind them.
+    expect(rowsOf(runs)).toEqual([1, 4, 2]);
+    runs[2]?.open();
+    const pair = await Promise.all(queued.slice(3, 5));
+    expect(pair.map((r) => r.batchSize)).toEqual([2, 2]);
+    // One row is no preferred size: it waits out its delay, as without preferences.
+    expect(rowsOf(runs)).toEqual([1, 4, 2]);
+    timers.advanceUs(999);
+    expect(rowsOf(runs)).toEqual([1, 4, 2]);
+    timers.advanceUs(1);
+    expect(rowsOf(runs)).toEqual([1, 4, 2, 1]);
+    runs[3]?.open();
+    const last = await queued[5];
+    expect(last?.batchSize).toBe(1);
+    // Split back exactly: each answer is what the model gives that request alone.
+    for (const [i, result] of [...leading, ...pair, last].entries()) {
+      const alone = await runDirect(bytes, inputs({ input: randomFloats([i === 2 ? 2 : 1, 4], i + 2) }));
+      expect(values(result?.outputs.get('output'))).toEqual(values(alone.get('output')));
+    }
+  });
+
+  it('waits the delay while fewer rows than the smallest preferred size are queued, then sends them', async () => {
+    const { submit, runs, timers } = await rig({ preferredBatchSizes: [4] });
+    const first = submit(1);
+    await nextTurn();
+    const queued = [submit(2), submit(3)];
+    runs[0]?.open();
+    await first;
+    expect(rowsOf(runs)).toEqual([1]);
+    timers.advanceUs(999);
+    expect(rowsOf(runs)).toEqual([1]);
+    timers.advanceUs(1);
+    expect(rowsOf(runs)).toEqual([1, 2]);
+    runs[1]?.open();
+    expect((await Promise.all(queued)).map((r) => r.batchSize)).toEqual([2, 2]);
+  });
+
+  it('ignores sizes a batch cannot have and still fills a batch to the max batch size', async () => {
+    // 8 is the max itself, 0 and 9 cannot happen: as if none were preferred.
+    const { submit, runs } = await rig({ preferredBatchSizes: [0, 8, 9] });
+    const first = submit(1);
+    await nextTurn();
+    const queued = Array.from({ length: 9 }, (_, i) => submit(i + 2));
+    runs[0]?.open();
+    await first;
+    expect(rowsOf(runs)).toEqual([1, 8]);
+    runs[1]?.open();
+    await Promise.all(queued.slice(0, 8));
+    expect(rowsOf(runs)).toEqual([1, 8]);
+  });
+});

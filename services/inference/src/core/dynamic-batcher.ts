@@ -22,6 +22,9 @@ import { InferError, type ModelSignature, type ServingConfig, type StageTimes } 
 //   phase, instead of waiting the delay (at concurrency 1, all of it). A request that was answered
 //   does not count: only queued or running ones make the next one wait. `loneRequestsWait` turns
 //   this off (Triton's behaviour: every request waits up to the delay).
+// - preferred batch sizes (Triton's `preferred_batch_size`, configured or measured at load): when
+//   the compatible rows queued reach one, the largest such batch leaves at once (the rest stay
+//   queued for the next free instance); with fewer rows than the smallest, the rules above apply.
 
 export interface BatchJob {
   /** Every input the model takes (state inputs included). */
@@ -62,6 +65,8 @@ export interface DynamicBatcherOptions {
   readonly logger?: Logger | undefined;
   /** False runs every request alone (stateful models, maxBatchSize <= 1, unbatchable signatures). */
   readonly batching: boolean;
+  /** Preferred batch sizes in rows; default config.preferredBatchSizes (the loader passes measured ones). */
+  readonly preferredBatchSizes?: readonly number[] | undefined;
 }
 
 interface Entry {
@@ -140,6 +145,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const timers = options.timers ?? systemTimers;
   const nowNs = (): bigint => timers.nowNs();
   const maxRows = batching ? Math.max(1, config.maxBatchSize) : 1;
+  // Only sizes a batch can have; a batch of maxRows leaves at once anyway.
+  const preferred = new Set((options.preferredBatchSizes ?? config.preferredBatchSizes ?? []).filter((size) => Number.isInteger(size) && size >= 1 && size < maxRows));
   const delayNs = BigInt(Math.max(0, Math.floor(config.maxQueueDelayUs))) * 1000n;
   const slots = pool.size;
   const queue: Entry[] = [];
@@ -210,6 +217,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     }
     const batch = [head];
     let rows = head.rows;
+    // Entries in the largest preferred-size batch seen so far (0: none reached).
+    let preferredLength = preferred.has(rows) ? 1 : 0;
     // True when a compatible request is queued that does not fit: waiting cannot grow this batch.
     let blocked = false;
     for (let i = 1; i < queue.length && rows < maxRows; i++) {
@@ -227,8 +236,12 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       }
       batch.push(entry);
       rows += entry.rows;
+      if (preferred.has(rows)) preferredLength = batch.length;
     }
-    if (rows < maxRows && !blocked && !draining) {
+    if (preferredLength > 0 && rows < maxRows) {
+      // A preferred size is reached and the batch is not full: the largest preferred batch leaves now.
+      batch.length = preferredLength;
+    } else if (rows < maxRows && !blocked && !draining) {
       if (head.lone) {
         // A lone head waits only for its setImmediate (releaseLone pumps then), never the delay.
         if (!head.released) return undefined;

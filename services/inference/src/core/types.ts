@@ -52,6 +52,20 @@ export interface ServingConfig {
   readonly maxBatchSize: number;
   /** Longest a request waits for others to batch with, in microseconds; 0: none. */
   readonly maxQueueDelayUs: number;
+  /**
+   * Triton's `preferred_batch_size`: ascending batch sizes (rows, each at most maxBatchSize) the
+   * batcher prefers. When the queue holds enough compatible rows for one, the largest such batch
+   * leaves at once, without waiting the delay; with fewer rows than the smallest, the batcher
+   * waits the delay and sends what it has (up to maxBatchSize). Empty or absent: none.
+   */
+  readonly preferredBatchSizes?: readonly number[];
+  /**
+   * True (and preferredBatchSizes empty): measure at load, through the model's own instances,
+   * which batch size (1, 2, 4, … up to maxBatchSize) gives the most rows per second, and prefer
+   * the smallest one within 5% of the best. Large batches can be slower per row than small ones
+   * (caches), and a batch as large as the queue allows is then the wrong choice.
+   */
+  readonly tunePreferredBatchSize?: boolean;
   /** onnxruntime sessions per model version; at least 1. */
   readonly instanceCount: number;
   /** Requests that may wait before new ones get RESOURCE_EXHAUSTED; 0: no limit. */
@@ -157,6 +171,8 @@ export interface LoadedModel {
   readonly version: string;
   readonly signature: ModelSignature;
   readonly config: ServingConfig;
+  /** The preferred batch sizes in effect: the config's, or the one measured at load; empty: none. */
+  readonly preferredBatchSizes: readonly number[];
   readonly state: ModelState;
   infer(request: InferRequest): Promise<InferResult>;
   stats(): ModelStats;

@@ -18,6 +18,21 @@ export function parseSequenceState(text: string | undefined): pb.SequenceStateMa
   });
 }
 
+/** `4,8` → preferred batch sizes; `auto` → measure the best one at load (the registry checks them against --max-batch). */
+export function parsePreferredBatch(text: string | undefined): Pick<pb.DeploymentSpec, 'preferredBatchSizes' | 'tunePreferredBatchSize'> {
+  if (text === undefined) return { preferredBatchSizes: [], tunePreferredBatchSize: false };
+  if (text.trim() === 'auto') return { preferredBatchSizes: [], tunePreferredBatchSize: true };
+  const sizes = text.split(',').map((s) => s.trim());
+  if (sizes.some((s) => !/^\d+$/.test(s) || Number(s) < 1)) {
+    throw new CliError(`--preferred-batch must be batch sizes of at least 1, comma-separated (e.g. 4,8), or auto; got "${text}"`, 2);
+  }
+  return { preferredBatchSizes: sizes.map(Number), tunePreferredBatchSize: false };
+}
+
+/** The preferred batch sizes as `--preferred-batch` takes them: `4,8`, `auto`, or '' for none. */
+const preferredBatch = (s: pb.DeploymentSpec | undefined): string =>
+  s?.tunePreferredBatchSize === true ? 'auto' : (s?.preferredBatchSizes ?? []).join(',');
+
 function describeDeployment(d: pb.Deployment): string {
   const s = d.spec;
   const v = d.resolvedVersion;
@@ -27,6 +42,7 @@ function describeDeployment(d: pb.Deployment): string {
     ['resolved', v === undefined ? '' : `${v.model}:${v.version} (sha256 ${v.sha256.slice(0, 12)})`],
     ['max batch', String(s?.maxBatchSize ?? 0)],
     ['max delay', `${s?.maxQueueDelayUs ?? 0} µs`],
+    ['preferred batch', s?.tunePreferredBatchSize === true ? 'auto (measured at load)' : preferredBatch(s) || 'none'],
     ['instances', String(s?.instanceCount || 1)],
     ['sequence state', s?.sequenceState.map((m) => `${m.inputName}=${m.outputName}`).join(',') ?? ''],
     ['generation', String(d.generation)],
@@ -45,6 +61,7 @@ interface DeployOptions {
   instances?: string;
   maxQueue?: string;
   sequenceState?: string;
+  preferredBatch?: string;
 }
 
 export function registerDeployCommand(program: Command): void {
@@ -58,6 +75,7 @@ export function registerDeployCommand(program: Command): void {
     .option('--instances <n>', 'onnxruntime sessions per replica', '1')
     .option('--max-queue <n>', 'queued requests before RESOURCE_EXHAUSTED (0: no limit)', '0')
     .option('--sequence-state <pairs>', 'stateful models: INPUT=OUTPUT,... (e.g. h=hn,c=cn)')
+    .option('--preferred-batch <sizes|auto>', 'batch sizes that leave the queue without waiting (e.g. 4,8; each at most --max-batch), or auto: measured at load')
     .action(
       action(async ({ settings, out }, name: string, opts: DeployOptions) => {
         const spec: pb.DeploymentSpec = {
@@ -68,6 +86,7 @@ export function registerDeployCommand(program: Command): void {
           maxQueueSize: parseWhole(opts.maxQueue ?? '0', '--max-queue'),
           sequenceState: parseSequenceState(opts.sequenceState),
           sequenceIdleTimeoutMs: 0,
+          ...parsePreferredBatch(opts.preferredBatch),
         };
         const { deployment, created } = await withRegistry(settings, async (rpc) => {
           try {
@@ -108,13 +127,14 @@ export function registerDeploymentsCommand(program: Command): void {
             all.length === 0
               ? 'no deployments'
               : table(
-                  ['NAME', 'MODEL', 'RESOLVED', 'BATCH', 'DELAY-US', 'INSTANCES', 'GENERATION'],
+                  ['NAME', 'MODEL', 'RESOLVED', 'BATCH', 'DELAY-US', 'PREFERRED', 'INSTANCES', 'GENERATION'],
                   all.map((d) => [
                     d.name,
                     d.spec?.modelRef ?? '',
                     `${d.resolvedVersion?.model}:${d.resolvedVersion?.version}`,
                     String(d.spec?.maxBatchSize ?? 0),
                     String(d.spec?.maxQueueDelayUs ?? 0),
+                    preferredBatch(d.spec) || '-',
                     String(d.spec?.instanceCount || 1),
                     String(d.generation),
                   ]),

@@ -101,6 +101,25 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     expect(JSON.parse(deployments.stdout)).toMatchObject([
       { name: 'ocr', spec: { modelRef: 'ocr-cls@production', maxBatchSize: 8, maxQueueDelayUs: 2000, instanceCount: 2, sequenceState: [{ inputName: 'h', outputName: 'hn' }, { inputName: 'c', outputName: 'cn' }] }, resolvedVersion: { version: 1 } },
     ]);
+    expect((await quanta(['deployments', 'show', 'ocr'])).stdout).toMatch(/^preferred batch\s+none$/m);
+
+    // Preferred batch sizes, then tuning at load: shown, listed, and the JSON has the fields.
+    const sized = await quanta(['deploy', 'ocr', '--model', 'ocr-cls@production', '--max-batch', '8', '--preferred-batch', '8,2,4']);
+    expect(sized).toMatchObject({ code: 0, stdout: 'updated deployment "ocr": ocr-cls@production → ocr-cls:1\n' });
+    expect((await quanta(['deployments', 'show', 'ocr'])).stdout).toMatch(/^preferred batch\s+8,2,4$/m);
+    const tuned = await quanta(['deploy', 'ocr-tuned', '--model', 'ocr-cls', '--max-batch', '16', '--preferred-batch', 'auto', '--json']);
+    expect(JSON.parse(tuned.stdout)).toMatchObject({ name: 'ocr-tuned', spec: { maxBatchSize: 16, tunePreferredBatchSize: true } });
+    expect((await quanta(['deployments', 'show', 'ocr-tuned'])).stdout).toMatch(/^preferred batch\s+auto \(measured at load\)$/m);
+    const table = (await quanta(['deployments', 'list'])).stdout;
+    expect(table).toMatch(/^NAME\s+MODEL\s+RESOLVED\s+BATCH\s+DELAY-US\s+PREFERRED\s+INSTANCES\s+GENERATION$/m);
+    expect(table).toMatch(/^ocr\s+ocr-cls@production\s+ocr-cls:1\s+8\s+0\s+8,2,4\s+1\s+2$/m);
+    expect(table).toMatch(/^ocr-tuned\s+ocr-cls\s+ocr-cls:1\s+16\s+0\s+auto\s+1\s+1$/m);
+    const listed = JSON.parse((await quanta(['deployments', 'list', '--json'])).stdout) as { name: string; spec: { preferredBatchSizes?: number[] } }[];
+    expect(listed.map((d) => [d.name, d.spec.preferredBatchSizes])).toEqual([
+      ['ocr', [8, 2, 4]],
+      ['ocr-tuned', undefined],
+    ]);
+    expect((await quanta(['deployments', 'delete', 'ocr-tuned'])).code).toBe(0);
 
     const refused = await quanta(['models', 'delete', 'ocr-cls']);
     expect(refused.code).toBe(1);
@@ -115,6 +134,16 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     const badState = await quanta(['deploy', 'x', '--model', 'm', '--sequence-state', 'h']);
     expect(badState).toMatchObject({ code: 2 });
     expect(badState.stderr).toMatch(/--sequence-state "h" must be INPUT=OUTPUT/);
+    for (const bad of ['4,x', '0', '4,,8', 'auto,4', '-2', '']) {
+      const refused = await quanta(['deploy', 'x', '--model', 'm', '--max-batch', '8', '--preferred-batch', bad]);
+      expect(refused).toMatchObject({ code: 2, stdout: '' });
+      expect(refused.stderr).toContain(`--preferred-batch must be batch sizes of at least 1, comma-separated (e.g. 4,8), or auto; got "${bad}"`);
+    }
+    // Well-formed but impossible: the registry says why, before it looks for the model.
+    const tooBig = await quanta(['deploy', 'x', '--model', 'm', '--max-batch', '4', '--preferred-batch', '8']);
+    expect(tooBig).toMatchObject({ code: 1, stderr: 'quanta: INVALID_ARGUMENT: spec.preferred_batch_sizes[0] is 8, above spec.max_batch_size 4\n' });
+    const noBatching = await quanta(['deploy', 'x', '--model', 'm', '--preferred-batch', 'auto']);
+    expect(noBatching.stderr).toMatch(/INVALID_ARGUMENT: spec.tune_preferred_batch_size is set but batching is off/);
     const notOnnx = await quanta(['models', 'push', join(root, 'package.json'), '--name', 'readme']);
     expect(notOnnx.code).toBe(1);
     expect(notOnnx.stderr).toMatch(/INVALID_ARGUMENT: the file is not a valid ONNX model/);

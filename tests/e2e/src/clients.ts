@@ -85,7 +85,7 @@ export function pushModel(clients: Clients, token: string, model: string, bytes:
 }
 
 export function deploymentSpec(modelRef: string, over: Partial<registry.DeploymentSpec> = {}): registry.DeploymentSpec {
-  return { modelRef, maxBatchSize: 16, maxQueueDelayUs: 1000, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, ...over };
+  return { modelRef, maxBatchSize: 16, maxQueueDelayUs: 1000, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, preferredBatchSizes: [], tunePreferredBatchSize: false, ...over };
 }
 
 /** Polls until `check` resolves true (every 200 ms), or fails with `what` after `timeoutMs`. */

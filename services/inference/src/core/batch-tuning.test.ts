@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildCnn, buildMlp } from '@quanta/onnx';
-import { candidateSizes, preferredOf, tuneBatchSize, type BatchTiming } from './batch-tuning.js';
-import type { InstancePool } from './instance-pool.js';
+import { candidateSizes, createBatchTuner, preferredOf, type BatchTiming } from './batch-tuning.js';
+import { createDynamicBatcher } from './dynamic-batcher.js';
 import { createModelManager } from './model-manager.js';
 import { signatureOf } from './signature.js';
-import { inputs, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
+import { createStatsRecorder } from './stats.js';
+import { gatedPool, inputs, manualClock, manualTimers, nextTurn, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
 
 const pools = openedPools();
 afterEach(() => pools.releaseAll());
@@ -32,96 +33,136 @@ describe('batch tuning: the sizes tried and the size chosen', () => {
   });
 });
 
-/** `pool` whose runs take `costMs(rows)` longer than onnxruntime does (a model slow per row at large batches). */
-function slowedPool(pool: InstancePool, costMs: (rows: number) => number): InstancePool {
-  return {
-    get metadata() {
-      return pool.metadata;
-    },
-    size: pool.size,
-    async run(feeds, fetches, options) {
-      const rows = Number(Object.values(feeds)[0]?.dims[0] ?? 1);
-      await new Promise((resolve) => setTimeout(resolve, costMs(rows)));
-      return pool.run(feeds, fetches, options);
-    },
-    release: () => pool.release(),
-    inputBuffers: () => pool.inputBuffers(),
-  };
+function fakeClock(): { nowNs: () => bigint; advanceMs(ms: number): void } {
+  let now = 0n;
+  return { nowNs: () => now, advanceMs: (ms) => (now += BigInt(ms * 1e6)) };
 }
 
-describe('batch tuning: timing runs through the instances', () => {
-  it('times every size through a real pool and gives its input buffers back', async () => {
-    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
-    const pool = await pools.open(bytes, { execution: 'worker', maxBatchSize: 8 });
-    const { signature } = signatureOf(pool.metadata);
-    const tuning = await tuneBatchSize(pool, signature, { maxBatchSize: 8, minMsPerSize: 2 });
-    if (!tuning.tuned) throw new Error(`not tuned: ${tuning.reason}`);
-    expect(tuning.timings.map((t) => t.batchSize)).toEqual([1, 2, 4, 8]);
-    for (const t of tuning.timings) {
-      expect(t.bestRunNs).toBeGreaterThan(0);
-      expect(t.rowsPerSecond).toBeCloseTo((t.batchSize * 1e9) / t.bestRunNs, 6);
+describe('batch tuner: exploring and choosing', () => {
+  it('times each size in turn, then prefers the one with the most rows per second', () => {
+    const clock = fakeClock();
+    const choices: [number, BatchTiming[]][] = [];
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 2, onChoice: (size, timings) => choices.push([size, [...timings]]) });
+    // 1 ms per run up to 2 rows, then 1 ms per row: 2 rows serve the most per second.
+    const runNs = (rows: number): bigint => BigInt(Math.max(1, rows <= 2 ? 1 : rows) * 1e6);
+    const seen: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const size = tuner.target() ?? 0;
+      seen.push(size);
+      // The second run of each size is slower (noise): the fastest run counts.
+      tuner.record(size, runNs(size) * (i % 2 === 0 ? 1n : 3n));
     }
-    expect([1, 2, 4, 8]).toContain(tuning.preferred);
-    expect(tuning.preferred).toBe(preferredOf(tuning.timings));
-    // Every staged input buffer came back to the instance.
-    expect(pool.inputBuffers().free).toBe(pool.inputBuffers().allocated);
+    expect(seen).toEqual([1, 1, 2, 2, 4, 4, 8, 8]);
+    expect(tuner.chosen()).toBe(2);
+    expect(tuner.target()).toBe(2);
+    expect(choices).toHaveLength(1);
+    expect(choices[0]?.[1].map((t) => [t.batchSize, Math.round(t.rowsPerSecond)])).toEqual([
+      [1, 1000],
+      [2, 2000],
+      [4, 1000],
+      [8, 1000],
+    ]);
   });
 
-  it('prefers the batch size that serves the most rows per second, not the largest', async () => {
-    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
-    const real = await pools.open(bytes, { execution: 'inline', maxBatchSize: 16 });
-    // 2 ms per run plus 0.5 ms per row up to 4 rows, 3 ms per row beyond: 4 rows serve the most per second.
-    const pool = slowedPool(real, (rows) => 2 + (rows <= 4 ? 0.5 * rows : 3 * rows));
-    const { signature } = signatureOf(pool.metadata);
-    const tuning = await tuneBatchSize(pool, signature, { maxBatchSize: 16, minRuns: 2, minMsPerSize: 0 });
-    if (!tuning.tuned) throw new Error(`not tuned: ${tuning.reason}`);
-    expect(tuning.timings.map((t) => t.batchSize)).toEqual([1, 2, 4, 8, 16]);
-    expect(tuning.preferred).toBe(4);
+  it('skips a size the queue keeps falling short of, and ignores runs larger than the size timed', () => {
+    const clock = fakeClock();
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 1, missesPerSize: 3 });
+    tuner.record(1, 2_000_000n);
+    tuner.record(2, 2_000_000n);
+    expect(tuner.target()).toBe(4);
+    // A 6-row request alone tells nothing about 4 rows.
+    tuner.record(6, 1_000_000n);
+    expect(tuner.target()).toBe(4);
+    // Three batches of 3 rows in a row: 4 is skipped, and so is 8 after three more.
+    for (let i = 0; i < 3; i++) tuner.record(3, 1_000_000n);
+    expect(tuner.target()).toBe(8);
+    for (let i = 0; i < 3; i++) tuner.record(3, 1_000_000n);
+    expect(tuner.chosen()).toBe(2);
   });
 
-  it('stops trying larger sizes once its time budget is spent', async () => {
-    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
-    const real = await pools.open(bytes, { execution: 'inline', maxBatchSize: 64 });
-    const pool = slowedPool(real, (rows) => 10 * rows);
+  it('measures again once the choice is reexploreMs old, and keeps the old choice when nothing could be timed', () => {
+    const clock = fakeClock();
+    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, samplesPerSize: 1, missesPerSize: 1, reexploreMs: 1000 });
+    tuner.record(1, 1_000_000n);
+    tuner.record(2, 4_000_000n);
+    expect(tuner.chosen()).toBe(1);
+    clock.advanceMs(999);
+    expect(tuner.target()).toBe(1);
+    clock.advanceMs(1);
+    // Exploring again, from 1; now 2 rows are the faster choice.
+    expect(tuner.target()).toBe(1);
+    tuner.record(1, 1_000_000n);
+    expect(tuner.target()).toBe(2);
+    tuner.record(2, 1_000_000n);
+    expect(tuner.chosen()).toBe(2);
+    clock.advanceMs(1000);
+    // Zero-row batches never happen, so use misses: both sizes are skipped, the choice stays.
+    expect(tuner.target()).toBe(1);
+    tuner.record(0, 1n);
+    tuner.record(0, 1n);
+    expect(tuner.chosen()).toBe(2);
+  });
+});
+
+describe('dynamic batcher with tunePreferredBatchSize', () => {
+  const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
+
+  it('explores batch sizes on live requests, then serves with the fastest per row, with exact outputs', async () => {
+    const real = await pools.open(bytes, { execution: 'inline' });
+    const config = servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 1000, threadsPerInstance: 1, tunePreferredBatchSize: true });
+    const { pool, runs } = gatedPool(real);
+    const timers = manualTimers();
     const { signature } = signatureOf(pool.metadata);
-    const tuning = await tuneBatchSize(pool, signature, { maxBatchSize: 64, minRuns: 1, minMsPerSize: 0, budgetMs: 50 });
-    if (!tuning.tuned) throw new Error(`not tuned: ${tuning.reason}`);
-    // 1, 2 and 4 rows take 10 + 10, 20 + 20 and 40 + 40 ms (untimed + timed run): the budget ends the sweep there or before.
-    expect(tuning.timings.length).toBeLessThan(7);
-    expect(tuning.timings.map((t) => t.batchSize)).toEqual(candidateSizes(64).slice(0, tuning.timings.length));
+    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers, batching: true, tuning: { samplesPerSize: 1 } });
+    const requests = Array.from({ length: 30 }, (_, i) => inputs({ input: randomFloats([1, 4], 200 + i) }));
+    const pending = requests.map((request) => batcher.submit({ inputs: request, fetches: ['output'] }));
+    expect(batcher.preferred()).toEqual([]);
+    // Each run "takes" 1 ms up to 2 rows and 1 ms per row beyond (the hand-driven clock moves while it is held).
+    for (let k = 0; k < 12; k++) {
+      for (let spin = 0; runs.length <= k && spin < 1000; spin++) await nextTurn();
+      if (runs.length <= k) throw new Error(`run ${k} never came: ${JSON.stringify(runs.map((run) => run.rows))}, preferred ${JSON.stringify(batcher.preferred())}`);
+      const rows = runs[k]?.rows ?? 0;
+      timers.advanceUs(rows <= 2 ? 1000 : 1000 * rows);
+      runs[k]?.open();
+    }
+    const results = await Promise.all(pending);
+    // 1, 2, 4 and 8 rows timed once each, then batches of 2; the last request alone (it has waited past its delay).
+    expect(runs.map((run) => run.rows)).toEqual([1, 2, 4, 8, 2, 2, 2, 2, 2, 2, 2, 1]);
+    expect(batcher.preferred()).toEqual([2]);
+    for (const [i, request] of requests.entries()) {
+      expect(values(results[i]?.outputs.get('output'))).toEqual(values((await runDirect(bytes, request)).get('output')));
+    }
   });
 
-  it('does not tune a model whose requests it cannot stand for with one shape', async () => {
-    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
-    const pool = await pools.open(bytes, { execution: 'inline', maxBatchSize: 8 });
-    const { signature } = signatureOf(pool.metadata);
-    const dynamic = { ...signature, inputs: signature.inputs.map((spec) => ({ ...spec, shape: [-1, -1] })) };
-    expect(await tuneBatchSize(pool, dynamic, { maxBatchSize: 8 })).toEqual({
-      tuned: false,
-      reason: 'input "input" has a dynamic dim after the batch dim ([-1,-1]), so one size cannot stand for the requests',
-    });
-    expect(await tuneBatchSize(pool, signature, { maxBatchSize: 1 })).toEqual({ tuned: false, reason: 'the model is not batched' });
+  it('uses configured sizes as given and measures nothing', async () => {
+    const real = await pools.open(bytes, { execution: 'inline' });
+    const config = servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 1000, preferredBatchSizes: [2, 4], tunePreferredBatchSize: true });
+    const { signature } = signatureOf(real.metadata);
+    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool: real, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers: manualTimers(), batching: true });
+    expect(batcher.preferred()).toEqual([2, 4]);
   });
 });
 
 describe.each(['worker', 'inline'] as const)('a model loaded with tunePreferredBatchSize, %s sessions', (execution) => {
-  it('serves with the measured preferred size, and its answers equal onnxruntime called directly', async () => {
+  it('serves concurrent requests while it measures, with answers equal to onnxruntime called directly', async () => {
     const bytes = buildCnn({ seed: 9 });
     const manager = createModelManager();
     try {
       const model = await manager.load('t1', 'cnn', '1', bytes, servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 8, maxQueueDelayUs: 500, tunePreferredBatchSize: true }));
-      expect(model.preferredBatchSizes).toHaveLength(1);
-      expect([1, 2, 4, 8]).toContain(model.preferredBatchSizes[0]);
+      // Nothing measured before any traffic.
+      expect(model.preferredBatchSizes).toEqual([]);
       await manager.activate('t1', 'cnn', '1');
-      const requests = Array.from({ length: 12 }, (_, i) => inputs({ input: randomFloats([1, 3, 32, 32], 40 + i) }));
-      const results = await Promise.all(requests.map((request, i) => manager.get('t1', 'cnn').infer({ id: `r${i}`, inputs: request })));
-      for (const [i, request] of requests.entries()) {
-        expect(values(results[i]?.outputs[0])).toEqual(values((await runDirect(bytes, request)).get('output')));
+      for (let round = 0; round < 3; round++) {
+        const requests = Array.from({ length: 24 }, (_, i) => inputs({ input: randomFloats([1, 3, 32, 32], 40 + i + 100 * round) }));
+        const results = await Promise.all(requests.map((request, i) => manager.get('t1', 'cnn').infer({ id: `r${i}`, inputs: request })));
+        for (const [i, request] of requests.entries()) {
+          expect(values(results[i]?.outputs[0])).toEqual(values((await runDirect(bytes, request)).get('output')));
+        }
       }
-      // Explicit sizes are used as given, and nothing is measured.
+      expect(model.preferredBatchSizes.every((size) => [1, 2, 4, 8].includes(size))).toBe(true);
+      // Explicit sizes are used as given; without batching there is nothing to prefer.
       const pinned = await manager.load('t1', 'cnn', '2', bytes, servingConfig({ execution, maxBatchSize: 8, preferredBatchSizes: [2, 4], tunePreferredBatchSize: true }));
       expect(pinned.preferredBatchSizes).toEqual([2, 4]);
-      // Without batching there is nothing to prefer.
       const single = await manager.load('t1', 'cnn', '3', bytes, servingConfig({ execution, maxBatchSize: 0, tunePreferredBatchSize: true }));
       expect(single.preferredBatchSizes).toEqual([]);
     } finally {

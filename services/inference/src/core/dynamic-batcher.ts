@@ -2,6 +2,7 @@ import { SpanStatusCode, context, trace, type Context, type Link } from '@opente
 import type * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { ORT_TYPE, TensorError, concatBatch, splitBatch, tensorBytes, tensorFromOrt, tensorToOrt, type FixedTensor, type Tensor } from '@quanta/tensor';
+import { createBatchTuner, type BatchTunerOptions } from './batch-tuning.js';
 import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './clock.js';
 import type { Feed, InstancePool } from './instance-pool.js';
 import type { StatsRecorder } from './stats.js';
@@ -22,9 +23,11 @@ import { InferError, type ModelSignature, type ServingConfig, type StageTimes } 
 //   phase, instead of waiting the delay (at concurrency 1, all of it). A request that was answered
 //   does not count: only queued or running ones make the next one wait. `loneRequestsWait` turns
 //   this off (Triton's behaviour: every request waits up to the delay).
-// - preferred batch sizes (Triton's `preferred_batch_size`, configured or measured at load): when
-//   the compatible rows queued reach one, the largest such batch leaves at once (the rest stay
-//   queued for the next free instance); with fewer rows than the smallest, the rules above apply.
+// - preferred batch sizes (Triton's `preferred_batch_size`, configured, or one measured on live
+//   traffic with tunePreferredBatchSize: see batch-tuning.ts): when the compatible rows queued
+//   reach one, the largest such batch leaves at once, even with more rows queued or waiting past
+//   the delay (the rest stay queued for the next free instance); with fewer rows than the
+//   smallest, the rules above apply.
 
 export interface BatchJob {
   /** Every input the model takes (state inputs included). */
@@ -50,6 +53,8 @@ export interface DynamicBatcher {
   pending(): number;
   /** Stops waiting for batches to fill and resolves once nothing is queued or running. */
   drain(): Promise<void>;
+  /** The preferred batch sizes in effect: configured, or the one measured last (none before the first measurement). */
+  preferred(): readonly number[];
 }
 
 export interface DynamicBatcherOptions {
@@ -65,8 +70,8 @@ export interface DynamicBatcherOptions {
   readonly logger?: Logger | undefined;
   /** False runs every request alone (stateful models, maxBatchSize <= 1, unbatchable signatures). */
   readonly batching: boolean;
-  /** Preferred batch sizes in rows; default config.preferredBatchSizes (the loader passes measured ones). */
-  readonly preferredBatchSizes?: readonly number[] | undefined;
+  /** The tuner's settings (tests shorten them); used with config.tunePreferredBatchSize. */
+  readonly tuning?: Partial<Omit<BatchTunerOptions, 'maxRows' | 'nowNs' | 'onChoice'>> | undefined;
 }
 
 interface Entry {
@@ -146,7 +151,18 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const nowNs = (): bigint => timers.nowNs();
   const maxRows = batching ? Math.max(1, config.maxBatchSize) : 1;
   // Only sizes a batch can have; a batch of maxRows leaves at once anyway.
-  const preferred = new Set((options.preferredBatchSizes ?? config.preferredBatchSizes ?? []).filter((size) => Number.isInteger(size) && size >= 1 && size < maxRows));
+  const configured = (config.preferredBatchSizes ?? []).filter((size) => Number.isInteger(size) && size >= 1 && size <= maxRows);
+  const preferred = new Set(configured.filter((size) => size < maxRows));
+  const tuner =
+    maxRows > 1 && config.tunePreferredBatchSize === true && configured.length === 0
+      ? createBatchTuner({
+          ...options.tuning,
+          maxRows,
+          nowNs: () => timers.nowNs(),
+          onChoice: (size, timings) =>
+            options.logger?.info({ model, preferredBatchSize: size, rowsPerSecond: Object.fromEntries(timings.map((t) => [t.batchSize, Math.round(t.rowsPerSecond)])) }, 'measured the preferred batch size'),
+        })
+      : undefined;
   const delayNs = BigInt(Math.max(0, Math.floor(config.maxQueueDelayUs))) * 1000n;
   const slots = pool.size;
   const queue: Entry[] = [];
@@ -217,8 +233,11 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     }
     const batch = [head];
     let rows = head.rows;
+    // The tuner's size (being timed, or chosen) stands in for configured ones.
+    const tuned = tuner?.target();
+    const prefers = (size: number): boolean => (tuner === undefined ? preferred.has(size) : size === tuned && size < maxRows);
     // Entries in the largest preferred-size batch seen so far (0: none reached).
-    let preferredLength = preferred.has(rows) ? 1 : 0;
+    let preferredLength = prefers(rows) ? 1 : 0;
     // True when a compatible request is queued that does not fit: waiting cannot grow this batch.
     let blocked = false;
     for (let i = 1; i < queue.length && rows < maxRows; i++) {
@@ -236,10 +255,11 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       }
       batch.push(entry);
       rows += entry.rows;
-      if (preferred.has(rows)) preferredLength = batch.length;
+      if (prefers(rows)) preferredLength = batch.length;
     }
-    if (preferredLength > 0 && rows < maxRows) {
-      // A preferred size is reached and the batch is not full: the largest preferred batch leaves now.
+    if (preferredLength > 0) {
+      // A preferred size is reached: the largest preferred batch leaves now. Unlike Triton, also
+      // when the oldest request has waited past the delay: a backlog is when the size matters most.
       batch.length = preferredLength;
     } else if (rows < maxRows && !blocked && !draining) {
       if (head.lone) {
@@ -329,6 +349,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         run.end();
       }
       const inferDone = nowNs();
+      tuner?.record(batchRows, inferDone - inputDone);
       if (single) {
         // One request: its outputs are onnxruntime's, no split.
         const outputs = new Map<string, Tensor>();
@@ -457,6 +478,11 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       });
     },
     pending: () => queue.length + running,
+    preferred() {
+      if (tuner === undefined) return configured;
+      const chosen = tuner.chosen();
+      return chosen === undefined ? [] : [chosen];
+    },
     drain() {
       draining = true;
       pump();

@@ -2,7 +2,6 @@ import type { Logger } from 'pino';
 import type * as ort from 'onnxruntime-node';
 import { TensorError, allocData, tensorToOrt, type Tensor } from '@quanta/tensor';
 import { monotonicNs, type Clock } from './clock.js';
-import { tuneBatchSize } from './batch-tuning.js';
 import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dynamic-batcher.js';
 import { createInstancePool, type InstancePool } from './instance-pool.js';
 import { createSequenceBatcher, type SequenceBatcher } from './sequence-batcher.js';
@@ -114,23 +113,6 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
 
   const stateful = config.sequenceState.length > 0;
   const batching = !stateful && signature.batchable && config.maxBatchSize > 1;
-  let preferredBatchSizes = config.preferredBatchSizes;
-  if (batching && config.tunePreferredBatchSize === true && (preferredBatchSizes ?? []).length === 0) {
-    try {
-      const tuning = await tuneBatchSize(pool, signature, { maxBatchSize: config.maxBatchSize });
-      if (tuning.tuned) {
-        preferredBatchSizes = [tuning.preferred];
-        const rowsPerSecond = Object.fromEntries(tuning.timings.map((t) => [t.batchSize, Math.round(t.rowsPerSecond)]));
-        logger?.info({ model: name, version, preferredBatchSize: tuning.preferred, rowsPerSecond }, 'measured the preferred batch size');
-      } else {
-        logger?.warn({ model: name, version, reason: tuning.reason }, 'preferred batch size not tuned; batches fill up to the max batch size');
-      }
-    } catch (error: unknown) {
-      // The warm-up ran, so the model serves; a batch size it cannot run shows up in requests too.
-      logger?.warn({ err: error, model: name, version }, 'preferred batch size not tuned: a timing run failed');
-    }
-  }
-
   const stats: StatsRecorder = createStatsRecorder(name, version);
   const batcher: DynamicBatcher = createDynamicBatcher({
     model: name,
@@ -141,7 +123,6 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     clock,
     logger,
     batching,
-    preferredBatchSizes,
   });
   const sequences: SequenceBatcher | undefined = stateful
     ? createSequenceBatcher({
@@ -174,7 +155,9 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     version,
     signature,
     config,
-    preferredBatchSizes: batching ? [...(preferredBatchSizes ?? [])] : [],
+    get preferredBatchSizes() {
+      return batching ? batcher.preferred() : [];
+    },
     get state() {
       return state;
     },

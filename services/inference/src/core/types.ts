@@ -53,17 +53,19 @@ export interface ServingConfig {
   /** Longest a request waits for others to batch with, in microseconds; 0: none. */
   readonly maxQueueDelayUs: number;
   /**
-   * Triton's `preferred_batch_size`: ascending batch sizes (rows, each at most maxBatchSize) the
-   * batcher prefers. When the queue holds enough compatible rows for one, the largest such batch
-   * leaves at once, without waiting the delay; with fewer rows than the smallest, the batcher
-   * waits the delay and sends what it has (up to maxBatchSize). Empty or absent: none.
+   * Triton's `preferred_batch_size`: batch sizes (rows, each at most maxBatchSize) the batcher
+   * prefers. When the queue holds enough compatible rows for one, the largest such batch leaves
+   * at once, without waiting the delay (unlike Triton, also when more rows are queued and the
+   * oldest has waited past the delay); with fewer rows than the smallest, the batcher waits the
+   * delay and sends what it has (up to maxBatchSize). Empty or absent: none.
    */
   readonly preferredBatchSizes?: readonly number[];
   /**
-   * True (and preferredBatchSizes empty): measure at load, through the model's own instances,
-   * which batch size (1, 2, 4, … up to maxBatchSize) gives the most rows per second, and prefer
-   * the smallest one within 5% of the best. Large batches can be slower per row than small ones
-   * (caches), and a batch as large as the queue allows is then the wrong choice.
+   * True (and preferredBatchSizes empty): the batcher measures on live traffic which batch size
+   * (1, 2, 4, … up to maxBatchSize) serves the most rows per second, prefers the smallest one
+   * within 5% of the best, and measures again every minute (batch-tuning.ts). Large batches can
+   * be slower per row than small ones (caches), and filling the largest batch the queue allows is
+   * then the wrong choice.
    */
   readonly tunePreferredBatchSize?: boolean;
   /** onnxruntime sessions per model version; at least 1. */
@@ -171,7 +173,7 @@ export interface LoadedModel {
   readonly version: string;
   readonly signature: ModelSignature;
   readonly config: ServingConfig;
-  /** The preferred batch sizes in effect: the config's, or the one measured at load; empty: none. */
+  /** The preferred batch sizes in effect: the config's, or the one measured on live traffic (none before the first measurement). */
   readonly preferredBatchSizes: readonly number[];
   readonly state: ModelState;
   infer(request: InferRequest): Promise<InferResult>;

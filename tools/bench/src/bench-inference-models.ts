@@ -18,25 +18,37 @@ export const BENCH_THREADS = Number(process.env['BENCH_THREADS'] ?? '1');
 export const sessionOptions = (): { intraOpNumThreads?: number } => (BENCH_THREADS > 0 ? { intraOpNumThreads: BENCH_THREADS } : {});
 
 /**
- * One way to deploy the model in Quanta: where its sessions run, how many, and the batcher's max
- * queue delay. Written `execution:instances:delayUs` (e.g. `worker:1:1000`); BENCH_QUANTA lists
- * several, separated by commas, each measured as a (c) row of its own.
+ * One way to deploy the model in Quanta: where its sessions run, how many, the batcher's max
+ * queue delay and, optionally, its preferred batch sizes. Written `execution:instances:delayUs`
+ * (e.g. `worker:1:1000`) or `execution:instances:delayUs:preferred`, where preferred is `auto`
+ * (measured at load: the deployment's tune_preferred_batch_size) or sizes joined by `+` (`4+8`).
+ * BENCH_QUANTA lists several, separated by commas, each measured as a (c) row of its own.
  */
 export interface QuantaDeployment {
   readonly execution: 'worker' | 'inline';
   readonly instances: number;
   readonly delayUs: number;
+  /** 'auto', sizes, or none (batches fill up to the max batch size). */
+  readonly preferred: 'auto' | readonly number[];
 }
 
 export function parseDeployment(spec: string): QuantaDeployment {
-  const [execution, instances, delayUs] = spec.split(':');
-  if ((execution !== 'worker' && execution !== 'inline') || !(Number(instances) >= 1) || !(Number(delayUs) >= 0)) {
-    throw new Error(`BENCH_QUANTA: "${spec}" is not execution:instances:delayUs (e.g. worker:1:1000; execution worker or inline)`);
+  const [execution, instances, delayUs, preferred = '', ...rest] = spec.split(':');
+  const sizes = preferred === '' || preferred === 'auto' ? [] : preferred.split('+').map(Number);
+  if (
+    (execution !== 'worker' && execution !== 'inline') ||
+    !(Number(instances) >= 1) ||
+    !(Number(delayUs) >= 0) ||
+    !sizes.every((size) => Number.isInteger(size) && size >= 1) ||
+    rest.length > 0
+  ) {
+    throw new Error(`BENCH_QUANTA: "${spec}" is not execution:instances:delayUs[:auto|N+N] (e.g. worker:1:1000:auto; execution worker or inline)`);
   }
-  return { execution, instances: Number(instances), delayUs: Number(delayUs) };
+  return { execution, instances: Number(instances), delayUs: Number(delayUs), preferred: preferred === 'auto' ? 'auto' : sizes };
 }
 
-export const formatDeployment = (d: QuantaDeployment): string => `${d.execution}:${d.instances}:${d.delayUs}`;
+export const formatDeployment = (d: QuantaDeployment): string =>
+  `${d.execution}:${d.instances}:${d.delayUs}${d.preferred === 'auto' ? ':auto' : d.preferred.length > 0 ? `:${d.preferred.join('+')}` : ''}`;
 
 /** The server processes bench-inference-servers.ts runs. */
 export type ServerKind = 'seed' | 'empty' | 'quanta';

@@ -8,7 +8,7 @@
  *          that echoes each message back (the floor of a round trip on an open stream)
  *   quanta Quanta's inference service (startInferenceServer: gRPC and REST, real EdDSA tokens from an
  *          in-memory issuer) with MODEL loaded straight into its core, dynamically batched
- *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs as its third argument; BENCH_THREADS as every session)
+ *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs[:auto|N+N] as its third argument; BENCH_THREADS as every session)
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -127,9 +127,10 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
     },
     { authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }), logger: pino({ level: 'warn' }) },
   );
-  await server.manager.load(BENCH_TENANT, model.name, '1', await model.bytes(), {
+  const loaded = await server.manager.load(BENCH_TENANT, model.name, '1', await model.bytes(), {
     maxBatchSize: env('BENCH_MAX_BATCH', 64),
     maxQueueDelayUs: deployment.delayUs,
+    ...(deployment.preferred === 'auto' ? { tunePreferredBatchSize: true } : { preferredBatchSizes: deployment.preferred }),
     instanceCount: deployment.instances,
     execution: deployment.execution,
     maxQueueSize: 0,
@@ -138,6 +139,8 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
     threadsPerInstance: BENCH_THREADS,
   });
   await server.manager.activate(BENCH_TENANT, model.name, '1');
+  // Measured or configured, the sizes in effect go in the benchmark's log.
+  if (loaded.preferredBatchSizes.length > 0) console.error(`quanta ${model.name} ${deploymentSpec}: preferred batch sizes ${loaded.preferredBatchSizes.join(', ')}`);
   const token = await issuer.issue({ tenant: BENCH_TENANT, subject: 'bench', scopes: ['infer', 'models:read'], ttlSeconds: 3600 });
   return { port: server.port, token, close: () => server.stop({ graceMs: 1000 }) };
 }

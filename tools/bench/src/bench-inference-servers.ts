@@ -125,7 +125,7 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
       execution: deployment.execution,
       watch: false,
     },
-    { authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }), logger: pino({ level: 'warn' }) },
+    { authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }), logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }) },
   );
   const loaded = await server.manager.load(BENCH_TENANT, model.name, '1', await model.bytes(), {
     maxBatchSize: env('BENCH_MAX_BATCH', 64),
@@ -142,7 +142,14 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
   // Measured or configured, the sizes in effect go in the benchmark's log.
   if (loaded.preferredBatchSizes.length > 0) console.error(`quanta ${model.name} ${deploymentSpec}: preferred batch sizes ${loaded.preferredBatchSizes.join(', ')}`);
   const token = await issuer.issue({ tenant: BENCH_TENANT, subject: 'bench', scopes: ['infer', 'models:read'], ttlSeconds: 3600 });
-  return { port: server.port, token, close: () => server.stop({ graceMs: 1000 }) };
+  return {
+    port: server.port,
+    token,
+    close: async () => {
+      if (deployment.preferred === 'auto') console.error(`quanta ${model.name} ${deploymentSpec}: measured preferred batch size ${loaded.preferredBatchSizes.join(', ') || 'none yet'}`);
+      await server.stop({ graceMs: 1000 });
+    },
+  };
 }
 
 async function main(): Promise<void> {

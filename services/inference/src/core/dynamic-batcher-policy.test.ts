@@ -9,7 +9,8 @@ import type { ServingConfig } from './types.js';
 
 // When the dynamic batcher sends a batch, driven by hand: a hand-moved clock and timers for the
 // queue delay, and a real instance pool (real onnxruntime sessions) whose runs wait until the
-// test lets them go, so the test decides when an instance is busy or free.
+// test lets them go, so the test decides when an instance is busy or free. Inline sessions, one
+// run in flight each, unless a test says otherwise (a worker instance takes two: see the last test).
 
 const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 11 });
 
@@ -29,7 +30,7 @@ afterEach(async () => {
 });
 
 async function rig(overrides: Partial<ServingConfig> = {}): Promise<Rig> {
-  const config = servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 1000, threadsPerInstance: 1, ...overrides });
+  const config = servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 1000, threadsPerInstance: 1, execution: 'inline', ...overrides });
   const real = await createInstancePool(bytes, config);
   pools.push(real);
   const { pool, runs } = gatedPool(real);
@@ -331,5 +332,35 @@ describe('dynamic batcher: preferred batch sizes (Triton\'s preferred_batch_size
     runs[1]?.open();
     await Promise.all(queued.slice(0, 8));
     expect(rowsOf(runs)).toEqual([1, 8]);
+  });
+});
+
+describe('dynamic batcher: worker sessions take the next batch while one runs', () => {
+  it('hands a second batch to the busy worker instance, and holds requests only once both are taken', async () => {
+    const { submit, runs, timers } = await rig({ execution: 'worker' });
+    const first = submit(1);
+    await nextTurn();
+    expect(rowsOf(runs)).toEqual([1]);
+    // The instance runs one batch and has room for the next: these two wait the delay, then go.
+    const second = [submit(2), submit(3)];
+    expect(rowsOf(runs)).toEqual([1]);
+    timers.advanceUs(1000);
+    expect(rowsOf(runs)).toEqual([1, 2]);
+    // Both runs in flight: now requests accumulate, however long they wait.
+    const third = [submit(4), submit(5), submit(6)];
+    timers.advanceUs(5000);
+    expect(rowsOf(runs)).toEqual([1, 2]);
+    runs[0]?.open();
+    await first;
+    // One run ended: the held requests have waited past their delay and leave together.
+    expect(rowsOf(runs)).toEqual([1, 2, 3]);
+    runs[1]?.open();
+    runs[2]?.open();
+    const answers = await Promise.all([...second, ...third]);
+    expect(answers.map((a) => a.batchSize)).toEqual([2, 2, 3, 3, 3]);
+    for (const [i, answer] of answers.entries()) {
+      const alone = await runDirect(bytes, inputs({ input: randomFloats([1, 4], i + 2) }));
+      expect(values(answer.outputs.get('output'))).toEqual(values(alone.get('output')));
+    }
   });
 });

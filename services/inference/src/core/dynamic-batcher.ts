@@ -4,17 +4,19 @@ import type { Logger } from 'pino';
 import { ORT_TYPE, TensorError, concatBatch, splitBatch, tensorBytes, tensorFromOrt, tensorToOrt, type FixedTensor, type Tensor } from '@quanta/tensor';
 import { createBatchTuner, type BatchTunerOptions } from './batch-tuning.js';
 import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './clock.js';
-import type { Feed, InstancePool } from './instance-pool.js';
+import type { Feed, InstancePool, RunTiming } from './instance-pool.js';
 import type { StatsRecorder } from './stats.js';
 import { InferError, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
 
 // Triton's dynamic batcher for one model version: requests queue FIFO; a batch is the head
 // request plus every later queued request whose inputs stack with it (same datatypes and same
-// dims after dim 0), up to maxBatchSize rows. At most one batch runs per instance.
+// dims after dim 0), up to maxBatchSize rows. At most pool.slots batches are in flight: one per
+// inline instance; two per worker instance (the one running and the next, waiting in the worker's
+// message queue so that the worker does not idle until the event loop answers).
 //
 // When a batch leaves (Triton's policy, with a lone-request rule of our own):
-// - while every instance is busy, requests only accumulate;
-// - with an instance free, the batch leaves at once when it is full, when the oldest request has
+// - while every slot is taken, requests only accumulate;
+// - with a slot free, the batch leaves at once when it is full, when the oldest request has
 //   already waited maxQueueDelayUs, or when waiting cannot grow it (the next compatible request
 //   does not fit, or the model is draining); otherwise it waits only the rest of the oldest
 //   request's delay (a request that waited behind a busy instance has used part of it already);
@@ -153,18 +155,24 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   // Only sizes a batch can have; a batch of maxRows leaves at once anyway.
   const configured = (config.preferredBatchSizes ?? []).filter((size) => Number.isInteger(size) && size >= 1 && size <= maxRows);
   const preferred = new Set(configured.filter((size) => size < maxRows));
+  // The choice is logged at info when it changes (timings recur every minute, or every second while open).
+  let logged: number | undefined | null = null;
   const tuner =
     maxRows > 1 && config.tunePreferredBatchSize === true && configured.length === 0
       ? createBatchTuner({
           ...options.tuning,
           maxRows,
           nowNs: () => timers.nowNs(),
-          onChoice: (size, timings) =>
-            options.logger?.info({ model, preferredBatchSize: size, rowsPerSecond: Object.fromEntries(timings.map((t) => [t.batchSize, Math.round(t.rowsPerSecond)])) }, 'measured the preferred batch size'),
+          onChoice: (size, timings) => {
+            const fields = { model, preferredBatchSize: size ?? 'none', rowsPerSecond: Object.fromEntries(timings.map((t) => [t.batchSize, Math.round(t.rowsPerSecond)])) };
+            if (size === logged) options.logger?.debug(fields, 'measured the preferred batch size');
+            else options.logger?.info(fields, 'measured the preferred batch size');
+            logged = size;
+          },
         })
       : undefined;
   const delayNs = BigInt(Math.max(0, Math.floor(config.maxQueueDelayUs))) * 1000n;
-  const slots = pool.size;
+  const slots = pool.slots;
   const queue: Entry[] = [];
   let running = 0;
   let draining = false;
@@ -342,14 +350,20 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       const inputDone = nowNs();
       const run = tracer().startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
       let results: ort.InferenceSession.ReturnType;
+      const timing: RunTiming = { ranNs: -1n };
       try {
         // A merged BYTES batch is ours (concatBatch's): the pool may hand it over rather than copy it.
-        results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches, { ownedInputs: !single }));
+        results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches, { ownedInputs: !single, timing }));
       } finally {
         run.end();
       }
       const inferDone = nowNs();
-      tuner?.record(batchRows, inferDone - inputDone);
+      // compute_infer is onnxruntime's own time where the pool knows it; the hand-off to a worker
+      // and the wait behind the batch ahead of it there count as compute_input.
+      const wall = inferDone - inputDone;
+      const ran = timing.ranNs >= 0n && timing.ranNs <= wall ? timing.ranNs : wall;
+      const handOff = wall - ran;
+      tuner?.record(batchRows, ran);
       if (single) {
         // One request: its outputs are onnxruntime's, no split.
         const outputs = new Map<string, Tensor>();
@@ -359,7 +373,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           outputs.set(name, tensorFromOrt(value, { name, role: 'output' }));
         }
         const outputDone = nowNs();
-        const exec = { computeInputNs: inputDone - started, computeInferNs: inferDone - inputDone, computeOutputNs: outputDone - inferDone };
+        const exec = { computeInputNs: inputDone - started + handOff, computeInferNs: ran, computeOutputNs: outputDone - inferDone };
         stats.execution(batchRows, exec);
         span.end();
         return () => first.resolve({ outputs, times: { queueNs: started - first.enqueuedNs, ...exec }, batchSize: batchRows, rows: first.rows });
@@ -372,7 +386,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         split.set(name, splitBatch(tensorFromOrt(value, { name, role: 'output' }), rowsOf, { name, role: 'output' }));
       }
       const outputDone = nowNs();
-      const exec = { computeInputNs: inputDone - started, computeInferNs: inferDone - inputDone, computeOutputNs: outputDone - inferDone };
+      const exec = { computeInputNs: inputDone - started + handOff, computeInferNs: ran, computeOutputNs: outputDone - inferDone };
       stats.execution(batchRows, exec);
       span.end();
       return () => {

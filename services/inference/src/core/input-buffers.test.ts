@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorFromRaw, type Tensor } from '@quanta/tensor';
-import { InputBuffers, type StagedFeed } from './instance-pool.js';
+import { InputBuffers, WORKER_RUNS_IN_FLIGHT, type StagedFeed } from './instance-pool.js';
 import { createModelManager } from './model-manager.js';
 import { inputs, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
 import type { ModelManager } from './types.js';
@@ -78,8 +78,10 @@ describe.each(['worker', 'inline'] as const)('input buffers, %s sessions', (exec
       const output = results[i]?.['output'];
       expect(values(output === undefined ? undefined : tensorFromOrt(output))).toEqual(await expected(cnn, 'input', parts));
     }
-    // Two at a time: one buffer per instance, each reused by its second batch.
-    expect(instances.inputBuffers()).toEqual({ allocated: 2, free: 2 });
+    // One buffer per run in flight (one per inline instance, two per worker: the one running and the
+    // next), each reused by a later batch.
+    expect(instances.slots).toBe(execution === 'inline' ? 2 : 2 * WORKER_RUNS_IN_FLIGHT);
+    expect(instances.inputBuffers()).toEqual({ allocated: Math.min(4, instances.slots), free: Math.min(4, instances.slots) });
   });
 
   it('an output onnxruntime makes over the input buffer is copied out: a later run does not change it', async () => {

@@ -42,6 +42,27 @@ describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (exec
     }
   });
 
+  it("reports onnxruntime's own time of a run, which the whole wait includes", async () => {
+    const instances = await pool(cnn, { execution });
+    const timing = { ranNs: -1n };
+    const started = process.hrtime.bigint();
+    await instances.run({ input: tensorToOrt(randomFloats([4, 3, 32, 32], 6)) }, ['output'], { timing });
+    const wall = process.hrtime.bigint() - started;
+    expect(timing.ranNs).toBeGreaterThan(0n);
+    expect(timing.ranNs).toBeLessThanOrEqual(wall);
+  });
+
+  it('the stats count compute_infer as onnxruntime ran and the rest of the wait as compute_input', async () => {
+    manager = createModelManager();
+    const model = await manager.load('t', 'cnn', '1', cnn, servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 4 }));
+    await model.infer({ id: 'a', inputs: inputs({ input: randomFloats([2, 3, 32, 32], 7) }) });
+    const stats = model.stats();
+    const infer = stats.computeInfer.ns;
+    expect(infer).toBeGreaterThan(0n);
+    // Per request: queue + compute stages never exceed the request's own time.
+    expect(stats.queue.ns + stats.computeInput.ns + infer + stats.computeOutput.ns).toBeLessThanOrEqual(stats.success.ns);
+  });
+
   it('reports the model\'s inputs and outputs', async () => {
     const instances = await pool(cnn, { execution });
     expect(instances.metadata.inputMetadata.map((m) => [m.name, m.isTensor && m.shape])).toEqual([['input', ['N', 3, 32, 32]]]);

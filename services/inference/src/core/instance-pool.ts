@@ -110,12 +110,25 @@ function stage(feed: StagedFeed, buffers: InputBuffers): { data: ort.Tensor.Data
 export interface RunOptions {
   /** The feeds' buffers belong to the caller alone and are not used after the run: a pool may take them over. */
   readonly ownedInputs?: boolean;
+  /** Filled in once the run is over: how long onnxruntime itself ran (the rest of the wait is the hand-off and, in a worker, the run ahead of it). */
+  readonly timing?: RunTiming;
+}
+
+export interface RunTiming {
+  /** Nanoseconds in session.run, on the thread that ran it; -1 until known. */
+  ranNs: bigint;
 }
 
 export interface InstancePool {
   /** The model's inputs and outputs as onnxruntime reports them. */
   readonly metadata: SessionMetadata;
   readonly size: number;
+  /**
+   * Runs that may be in flight at once: `size` for inline sessions; for worker sessions
+   * WORKER_RUNS_IN_FLIGHT per instance, so that a worker finds its next batch waiting in its
+   * message queue when one ends instead of idling until the event loop answers and sends another.
+   */
+  readonly slots: number;
   run(feeds: Record<string, Feed>, fetches: readonly string[], options?: RunOptions): Promise<ort.InferenceSession.ReturnType>;
   /** Releases every session once its current run has finished (and ends their worker threads), and drops the input buffers. */
   release(): Promise<void>;
@@ -157,7 +170,7 @@ async function inlineInstance(bytes: ModelBytes, options: ort.InferenceSession.S
   return {
     metadata: { inputMetadata: session.inputMetadata, outputMetadata: session.outputMetadata },
     buffers,
-    async run(feeds, fetches) {
+    async run(feeds, fetches, runOptions) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       const taken: ArrayBuffer[] = [];
       try {
@@ -177,7 +190,10 @@ async function inlineInstance(bytes: ModelBytes, options: ort.InferenceSession.S
           taken.push(staged.buffer);
           ortFeeds[name] = new ort.Tensor(feed.type, staged.data, feed.dims);
         }
-        return unshared(await session.run(ortFeeds, [...fetches]), taken);
+        const started = process.hrtime.bigint();
+        const results = await session.run(ortFeeds, [...fetches]);
+        if (runOptions?.timing !== undefined) runOptions.timing.ranNs = process.hrtime.bigint() - started;
+        return unshared(results, taken);
       } finally {
         for (const buffer of taken) buffers.give(buffer);
       }
@@ -201,7 +217,7 @@ interface WireTensor {
 type FromWorker =
   | { readonly kind: 'ready'; readonly inputMetadata: SessionMetadata['inputMetadata']; readonly outputMetadata: SessionMetadata['outputMetadata'] }
   | { readonly kind: 'failed'; readonly message: string }
-  | { readonly kind: 'done'; readonly id: number; readonly outputs: readonly WireTensor[]; readonly inputs: readonly ArrayBuffer[] }
+  | { readonly kind: 'done'; readonly id: number; readonly outputs: readonly WireTensor[]; readonly inputs: readonly ArrayBuffer[]; readonly ranNs: bigint }
   | { readonly kind: 'error'; readonly id: number; readonly message: string; readonly inputs: readonly ArrayBuffer[] }
   | { readonly kind: 'released' };
 
@@ -246,7 +262,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
     workerData: { ort: onnxruntimeUrl(), model: bytes instanceof Uint8Array ? bytes : bytes.path, options },
   });
   liveWorkers++;
-  const calls = new Map<number, { resolve(result: ort.InferenceSession.ReturnType): void; reject(error: Error): void }>();
+  const calls = new Map<number, { resolve(result: ort.InferenceSession.ReturnType): void; reject(error: Error): void; timing?: RunTiming | undefined }>();
   let nextId = 0;
   let ready: ((metadata: SessionMetadata) => void) | undefined;
   let failedStart: ((error: Error) => void) | undefined;
@@ -277,6 +293,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
         if (calls.size === 0) worker.unref();
         const results: Record<string, ort.Tensor> = {};
         for (const output of message.outputs) results[output.name] = new ort.Tensor(output.type, output.data, output.dims);
+        if (call?.timing !== undefined) call.timing.ranNs = message.ranNs;
         call?.resolve(results);
         break;
       }
@@ -326,7 +343,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
       const wire = wireFeeds(feeds, runOptions?.ownedInputs === true, buffers);
       return new Promise((resolve, reject) => {
         if (calls.size === 0) worker.ref();
-        calls.set(id, { resolve, reject });
+        calls.set(id, { resolve, reject, timing: runOptions?.timing });
         try {
           worker.postMessage({ kind: 'run', id, feeds: wire.feeds, fetches }, wire.transfer);
         } catch (error: unknown) {
@@ -354,6 +371,13 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
   };
 }
 
+/**
+ * Batches a worker-thread instance holds at once: the one running and the next, queued in its
+ * message port. With one, the worker idles from the end of each run until the event loop (busy
+ * decoding requests under load) takes the answer and sends the next batch.
+ */
+export const WORKER_RUNS_IN_FLIGHT = 2;
+
 export async function createInstancePool(bytes: ModelBytes, config: ServingConfig): Promise<InstancePool> {
   const size = Math.max(1, Math.floor(config.instanceCount));
   const options = sessionOptions(config);
@@ -368,26 +392,44 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
   const first = instances[0];
   if (first === undefined) throw new Error('no onnxruntime session was created');
 
-  const free = [...instances];
+  const depth = config.execution === 'inline' ? 1 : WORKER_RUNS_IN_FLIGHT;
+  // Runs in flight per instance; a run goes to the least loaded instance with room.
+  const inFlight = new Map<Instance, number>(instances.map((instance) => [instance, 0]));
   const waiters: ((instance: Instance) => void)[] = [];
   let busy = 0;
   let idle: (() => void) | undefined;
 
+  const leastLoaded = (): Instance | undefined => {
+    let chosen: Instance | undefined;
+    let load = depth;
+    for (const [instance, runs] of inFlight) {
+      if (runs < load) {
+        chosen = instance;
+        load = runs;
+      }
+    }
+    return chosen;
+  };
   const acquire = (): Promise<Instance> => {
-    const instance = free.pop();
-    if (instance !== undefined) return Promise.resolve(instance);
-    return new Promise((resolve) => waiters.push(resolve));
+    const instance = leastLoaded();
+    if (instance === undefined) return new Promise((resolve) => waiters.push(resolve));
+    inFlight.set(instance, (inFlight.get(instance) ?? 0) + 1);
+    return Promise.resolve(instance);
   };
   const giveBack = (instance: Instance): void => {
+    inFlight.set(instance, (inFlight.get(instance) ?? 1) - 1);
     const waiter = waiters.shift();
-    if (waiter !== undefined) waiter(instance);
-    else free.push(instance);
+    if (waiter === undefined) return;
+    const next = leastLoaded() ?? instance;
+    inFlight.set(next, (inFlight.get(next) ?? 0) + 1);
+    waiter(next);
   };
 
   let released: Promise<void> | undefined;
   return {
     metadata: first.metadata,
     size,
+    slots: size * depth,
     async run(feeds, fetches, runOptions) {
       if (released !== undefined) throw new Error('the model version has been unloaded');
       busy++;

@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 // Protocol. workerData: { ort, model: Uint8Array | string (path), options }.
 // worker -> parent: { kind: 'ready', inputMetadata, outputMetadata } | { kind: 'failed', message }.
 // parent -> worker: { kind: 'run', id, feeds: WireTensor[], fetches } | { kind: 'release' }.
-// worker -> parent: { kind: 'done', id, outputs: WireTensor[], inputs: ArrayBuffer[] }
+// worker -> parent: { kind: 'done', id, outputs: WireTensor[], inputs: ArrayBuffer[], ranNs: bigint (in session.run) }
 //                   | { kind: 'error', id, message, inputs: ArrayBuffer[] } | { kind: 'released' }.
 // A WireTensor is { name, type, dims, data, returned? }; numeric data travels as a typed array whose
 // ArrayBuffer is transferred (outputs always; inputs when the parent may give them away). An input
@@ -54,7 +54,9 @@ if (session !== undefined) {
     try {
       const feeds = {};
       for (const feed of request.feeds) feeds[feed.name] = new ort.Tensor(feed.type, feed.data, feed.dims);
+      const started = process.hrtime.bigint();
       const results = await session.run(feeds, request.fetches);
+      const ranNs = process.hrtime.bigint() - started;
       const outputs = [];
       const transfer = [...inputs];
       for (const name of request.fetches) {
@@ -69,7 +71,7 @@ if (session !== undefined) {
         }
         outputs.push({ name, type: tensor.type, dims: tensor.dims, data });
       }
-      parentPort.postMessage({ kind: 'done', id: request.id, outputs, inputs }, transfer);
+      parentPort.postMessage({ kind: 'done', id: request.id, outputs, inputs, ranNs }, transfer);
     } catch (error) {
       parentPort.postMessage({ kind: 'error', id: request.id, message: message(error), inputs }, inputs);
     }

@@ -20,14 +20,16 @@ describe('batch tuning: the sizes tried and the size chosen', () => {
     expect(candidateSizes(1)).toEqual([1]);
   });
 
-  it('prefers the smallest size within the tolerance of the most rows per second', () => {
+  it('prefers the largest size within the tolerance of the most rows per second', () => {
     // The PP-OCR classifier's shape: fastest per row at 4, slower beyond.
     const ocr = [timing(1, 1086), timing(2, 1169), timing(4, 1259), timing(8, 1029), timing(64, 728)];
     expect(preferredOf(ocr)).toBe(4);
-    // The CNN's shape: rows/s keeps rising and flattens; 8 is within 5% of 32's best.
+    // The CNN's shape: rows/s rises and flattens; 64 is within 5% of 32's best, and per-batch
+    // costs outside onnxruntime are spread over more rows.
     const cnn = [timing(1, 17_500), timing(2, 22_964), timing(4, 24_732), timing(8, 27_300), timing(16, 28_206), timing(32, 28_606), timing(64, 28_367)];
-    expect(preferredOf(cnn)).toBe(8);
+    expect(preferredOf(cnn)).toBe(64);
     expect(preferredOf(cnn, 0)).toBe(32);
+    expect(preferredOf(cnn.slice(0, 5))).toBe(16);
     // Order of the timings does not matter.
     expect(preferredOf([...ocr].reverse())).toBe(4);
   });
@@ -41,8 +43,8 @@ function fakeClock(): { nowNs: () => bigint; advanceMs(ms: number): void } {
 describe('batch tuner: exploring and choosing', () => {
   it('times each size in turn, then prefers the one with the most rows per second', () => {
     const clock = fakeClock();
-    const choices: [number, BatchTiming[]][] = [];
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 2, onChoice: (size, timings) => choices.push([size, [...timings]]) });
+    const choices: [number | undefined, BatchTiming[]][] = [];
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 2, minMsPerSize: 0, onChoice: (size, timings) => choices.push([size, [...timings]]) });
     // 1 ms per run up to 2 rows, then 1 ms per row: 2 rows serve the most per second.
     const runNs = (rows: number): bigint => BigInt(Math.max(1, rows <= 2 ? 1 : rows) * 1e6);
     const seen: number[] = [];
@@ -64,11 +66,28 @@ describe('batch tuner: exploring and choosing', () => {
     ]);
   });
 
+  it('times a size until it has both enough runs and enough onnxruntime time', () => {
+    const clock = fakeClock();
+    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, samplesPerSize: 2, minMsPerSize: 5 });
+    // 1 ms runs: two are enough runs but not enough time; the fifth reaches 5 ms.
+    for (let i = 0; i < 4; i++) {
+      tuner.record(1, 1_000_000n);
+      expect(tuner.target()).toBe(1);
+    }
+    tuner.record(1, 1_000_000n);
+    expect(tuner.target()).toBe(2);
+    // 5 ms runs: the time is there after one, the count after two.
+    tuner.record(2, 5_000_000n);
+    expect(tuner.target()).toBe(2);
+    tuner.record(2, 5_000_000n);
+    expect(tuner.chosen()).toBe(1);
+  });
+
   it('skips a size the queue keeps falling short of, and ignores runs larger than the size timed', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 1, missesPerSize: 3 });
-    tuner.record(1, 2_000_000n);
-    tuner.record(2, 2_000_000n);
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 3 });
+    tuner.record(1, 1_000_000n);
+    tuner.record(2, 4_000_000n);
     expect(tuner.target()).toBe(4);
     // A 6-row request alone tells nothing about 4 rows.
     tuner.record(6, 1_000_000n);
@@ -77,12 +96,34 @@ describe('batch tuner: exploring and choosing', () => {
     for (let i = 0; i < 3; i++) tuner.record(3, 1_000_000n);
     expect(tuner.target()).toBe(8);
     for (let i = 0; i < 3; i++) tuner.record(3, 1_000_000n);
-    expect(tuner.chosen()).toBe(2);
+    // 1 row ran faster per row than 2: 1 is preferred.
+    expect(tuner.chosen()).toBe(1);
+  });
+
+  it('prefers nothing while the fastest size is the largest the queue reached, and times again soon', () => {
+    const clock = fakeClock();
+    const choices: (number | undefined)[] = [];
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 2, retryMs: 100, onChoice: (size) => choices.push(size) });
+    // Concurrency 1: every batch has one row; 2, 4 and 8 are never reached.
+    tuner.record(1, 1_000_000n);
+    for (let i = 0; i < 6; i++) tuner.record(1, 1_000_000n);
+    expect(choices).toEqual([undefined]);
+    expect(tuner.chosen()).toBeUndefined();
+    expect(tuner.target()).toBeUndefined();
+    clock.advanceMs(100);
+    // The load grew: now every size is reached, and 4 rows run fastest per row.
+    const runMs: Record<number, number> = { 1: 1, 2: 1, 4: 1, 8: 4 };
+    for (const size of [1, 2, 4, 8]) {
+      expect(tuner.target()).toBe(size);
+      tuner.record(size, BigInt((runMs[size] ?? 0) * 1e6));
+    }
+    expect(choices).toEqual([undefined, 4]);
+    expect(tuner.target()).toBe(4);
   });
 
   it('measures again once the choice is reexploreMs old, and keeps the old choice when nothing could be timed', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, samplesPerSize: 1, missesPerSize: 1, reexploreMs: 1000 });
+    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 1, reexploreMs: 1000 });
     tuner.record(1, 1_000_000n);
     tuner.record(2, 4_000_000n);
     expect(tuner.chosen()).toBe(1);
@@ -113,7 +154,7 @@ describe('dynamic batcher with tunePreferredBatchSize', () => {
     const { pool, runs } = gatedPool(real);
     const timers = manualTimers();
     const { signature } = signatureOf(pool.metadata);
-    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers, batching: true, tuning: { samplesPerSize: 1 } });
+    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers, batching: true, tuning: { samplesPerSize: 1, minMsPerSize: 0 } });
     const requests = Array.from({ length: 30 }, (_, i) => inputs({ input: randomFloats([1, 4], 200 + i) }));
     const pending = requests.map((request) => batcher.submit({ inputs: request, fetches: ['output'] }));
     expect(batcher.preferred()).toEqual([]);

@@ -7,10 +7,17 @@
 // runs under the load they actually share the machine with.
 //
 // The tuner explores: it asks the batcher for batches of 1, 2, 4, … maxRows rows in turn, each
-// while the queue holds enough rows for it, and times `samplesPerSize` runs of each; then it
-// prefers the smallest size whose rows per second (from its fastest run: noise only adds time)
-// is within `tolerance` of the best, and explores again `reexploreMs` later. A size that
-// `missesPerSize` batches in a row fall short of is skipped: at that concurrency it does not happen.
+// while the queue holds enough rows for it, and times each size's runs by onnxruntime's own time
+// (in the worker thread: not the hand-off, nor the wait behind the batch ahead), at least
+// `samplesPerSize` runs and `minMsPerSize` of them; then it prefers the largest size whose rows per
+// second (from its fastest run: noise only adds time) is within `tolerance` of the best: the
+// largest, because the costs outside onnxruntime (staging, the hand-off, answering) are per batch.
+// It explores again `reexploreMs` later. A size that `missesPerSize` batches in a row fall short
+// of is skipped: at that concurrency it does not happen.
+// When the best size timed is the largest one the queue reached, a larger one might be better
+// still: then nothing is preferred (batches grow as the queue allows) and the sizes are timed
+// again `retryMs` later, once the load may have grown. (At concurrency 1 every batch has one row:
+// preferring 1 there would keep batches at one row when the load rises.)
 
 export interface BatchTiming {
   /** Rows per run. */
@@ -29,10 +36,10 @@ export function candidateSizes(maxBatchSize: number): number[] {
   return sizes;
 }
 
-/** The smallest batch size whose rows/s is within `tolerance` of the best. */
+/** The largest batch size whose rows/s is within `tolerance` of the best. */
 export function preferredOf(timings: readonly BatchTiming[], tolerance = 0.05): number {
   const best = Math.max(...timings.map((t) => t.rowsPerSecond));
-  const chosen = [...timings].sort((a, b) => a.batchSize - b.batchSize).find((t) => t.rowsPerSecond >= best * (1 - tolerance));
+  const chosen = [...timings].sort((a, b) => b.batchSize - a.batchSize).find((t) => t.rowsPerSecond >= best * (1 - tolerance));
   return chosen?.batchSize ?? 1;
 }
 
@@ -40,16 +47,20 @@ export interface BatchTunerOptions {
   readonly maxRows: number;
   /** Monotonic nanoseconds (the batcher's clock). */
   readonly nowNs: () => bigint;
-  /** Timed runs per size. Default 5. */
+  /** Timed runs per size: at least this many… Default 5. */
   readonly samplesPerSize?: number;
+  /** …and at least this much onnxruntime time in all (short runs are noisy). Default 10 ms. */
+  readonly minMsPerSize?: number;
   /** Batches in a row with fewer rows than the size being timed before it is skipped. Default 20. */
   readonly missesPerSize?: number;
   /** How long a choice stands before the sizes are timed again. Default 60 000 ms. */
   readonly reexploreMs?: number;
+  /** How long "no choice" (the best was the largest size reached) stands. Default 1000 ms. */
+  readonly retryMs?: number;
   /** Default 0.05. */
   readonly tolerance?: number;
-  /** Told each time a choice is made. */
-  readonly onChoice?: (preferred: number, timings: readonly BatchTiming[]) => void;
+  /** Told each time the sizes have been timed: the choice, or undefined for none. */
+  readonly onChoice?: (preferred: number | undefined, timings: readonly BatchTiming[]) => void;
 }
 
 export interface BatchTuner {
@@ -64,12 +75,14 @@ export interface BatchTuner {
 export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
   const sizes = candidateSizes(options.maxRows);
   const samples = options.samplesPerSize ?? 5;
+  const minNs = BigInt(Math.round((options.minMsPerSize ?? 10) * 1e6));
   const missLimit = options.missesPerSize ?? 20;
   const reexploreNs = BigInt(Math.round((options.reexploreMs ?? 60_000) * 1e6));
+  const retryNs = BigInt(Math.round((options.retryMs ?? 1000) * 1e6));
   // Exploring: the index into sizes being timed; -1: using `choice` until exploreAgainAt.
   let index = 0;
   let misses = 0;
-  let best = new Map<number, { bestRunNs: number; runs: number }>();
+  let best = new Map<number, { bestRunNs: number; runs: number; totalNs: bigint }>();
   let choice: number | undefined;
   let exploreAgainAt = 0n;
 
@@ -77,13 +90,18 @@ export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
     const timings: BatchTiming[] = [];
     for (const [batchSize, { bestRunNs }] of best) timings.push({ batchSize, bestRunNs, rowsPerSecond: (batchSize * 1e9) / Math.max(1, bestRunNs) });
     timings.sort((a, b) => a.batchSize - b.batchSize);
-    // Nothing timed (every size skipped): keep what was chosen before, if anything.
-    if (timings.length > 0) {
-      choice = preferredOf(timings, options.tolerance);
-      options.onChoice?.(choice, timings);
-    }
     index = -1;
-    exploreAgainAt = options.nowNs() + reexploreNs;
+    // Nothing timed (every size skipped): keep what was chosen before, if anything.
+    if (timings.length === 0) {
+      exploreAgainAt = options.nowNs() + retryNs;
+      return;
+    }
+    const fastest = timings.reduce((a, b) => (b.rowsPerSecond > a.rowsPerSecond ? b : a));
+    const largestTimed = timings[timings.length - 1]?.batchSize ?? 0;
+    const open = fastest.batchSize === largestTimed && largestTimed < options.maxRows;
+    choice = open ? undefined : preferredOf(timings, options.tolerance);
+    exploreAgainAt = options.nowNs() + (open ? retryNs : reexploreNs);
+    options.onChoice?.(choice, timings);
   };
 
   const next = (): void => {
@@ -112,9 +130,10 @@ export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
       // A single request of more rows than the size being timed says nothing about that size.
       if (rows > size) return;
       misses = 0;
-      const seen = best.get(rows) ?? { bestRunNs: Number.POSITIVE_INFINITY, runs: 0 };
-      best.set(rows, { bestRunNs: Math.min(seen.bestRunNs, Number(runNs)), runs: seen.runs + 1 });
-      if (seen.runs + 1 >= samples) next();
+      const seen = best.get(rows) ?? { bestRunNs: Number.POSITIVE_INFINITY, runs: 0, totalNs: 0n };
+      const now = { bestRunNs: Math.min(seen.bestRunNs, Number(runNs)), runs: seen.runs + 1, totalNs: seen.totalNs + runNs };
+      best.set(rows, now);
+      if (now.runs >= samples && now.totalNs >= minNs) next();
     },
   };
 }

@@ -62,8 +62,8 @@ export interface ServingConfig {
   readonly preferredBatchSizes?: readonly number[];
   /**
    * True (and preferredBatchSizes empty): the batcher measures on live traffic which batch size
-   * (1, 2, 4, … up to maxBatchSize) serves the most rows per second, prefers the smallest one
-   * within 5% of the best, and measures again every minute (batch-tuning.ts). Large batches can
+   * (1, 2, 4, … up to maxBatchSize) runs the most rows per second in onnxruntime, prefers the
+   * largest one within 5% of the best, and measures again every minute (batch-tuning.ts). Large batches can
    * be slower per row than small ones (caches), and filling the largest batch the queue allows is
    * then the wrong choice.
    */

@@ -31,8 +31,8 @@ export function demoSpecs(): DemoModel[] {
         maxQueueSize: 1024,
         sequenceState: [],
         sequenceIdleTimeoutMs: 0,
-        // Inference measures at load which batch size runs the CNN fastest per row, and sends
-        // such a batch as soon as it is queued instead of waiting the 2 ms.
+        // Inference measures on live traffic which batch size runs the CNN fastest per row, and
+        // sends such a batch as soon as it is queued instead of waiting the 2 ms.
         preferredBatchSizes: [],
         tunePreferredBatchSize: true,
       },

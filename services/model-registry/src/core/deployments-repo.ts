@@ -53,7 +53,7 @@ export function checkPreferredBatchSizes(spec: pb.DeploymentSpec): void {
   if (sizes.length > 0 && spec.tunePreferredBatchSize) {
     throw invalidArgument(
       'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop tune_preferred_batch_size to use the listed sizes, ' +
-        'or drop preferred_batch_sizes to have inference measure the best one at load',
+        'or drop preferred_batch_sizes to have inference measure the best one on live traffic',
     );
   }
   if (spec.maxBatchSize <= 1) {

@@ -243,7 +243,7 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
       [
         { preferredBatchSizes: [4], tunePreferredBatchSize: true },
         'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop tune_preferred_batch_size to use the listed sizes, ' +
-          'or drop preferred_batch_sizes to have inference measure the best one at load',
+          'or drop preferred_batch_sizes to have inference measure the best one on live traffic',
       ],
     ];
     for (const [extra, details] of refused) {

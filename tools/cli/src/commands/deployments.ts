@@ -18,7 +18,7 @@ export function parseSequenceState(text: string | undefined): pb.SequenceStateMa
   });
 }
 
-/** `4,8` → preferred batch sizes; `auto` → measure the best one at load (the registry checks them against --max-batch). */
+/** `4,8` → preferred batch sizes; `auto` → inference measures the best one on live traffic (the registry checks them against --max-batch). */
 export function parsePreferredBatch(text: string | undefined): Pick<pb.DeploymentSpec, 'preferredBatchSizes' | 'tunePreferredBatchSize'> {
   if (text === undefined) return { preferredBatchSizes: [], tunePreferredBatchSize: false };
   if (text.trim() === 'auto') return { preferredBatchSizes: [], tunePreferredBatchSize: true };
@@ -42,7 +42,7 @@ function describeDeployment(d: pb.Deployment): string {
     ['resolved', v === undefined ? '' : `${v.model}:${v.version} (sha256 ${v.sha256.slice(0, 12)})`],
     ['max batch', String(s?.maxBatchSize ?? 0)],
     ['max delay', `${s?.maxQueueDelayUs ?? 0} µs`],
-    ['preferred batch', s?.tunePreferredBatchSize === true ? 'auto (measured at load)' : preferredBatch(s) || 'none'],
+    ['preferred batch', s?.tunePreferredBatchSize === true ? 'auto (measured on live traffic)' : preferredBatch(s) || 'none'],
     ['instances', String(s?.instanceCount || 1)],
     ['sequence state', s?.sequenceState.map((m) => `${m.inputName}=${m.outputName}`).join(',') ?? ''],
     ['generation', String(d.generation)],
@@ -75,7 +75,7 @@ export function registerDeployCommand(program: Command): void {
     .option('--instances <n>', 'onnxruntime sessions per replica', '1')
     .option('--max-queue <n>', 'queued requests before RESOURCE_EXHAUSTED (0: no limit)', '0')
     .option('--sequence-state <pairs>', 'stateful models: INPUT=OUTPUT,... (e.g. h=hn,c=cn)')
-    .option('--preferred-batch <sizes|auto>', 'batch sizes that leave the queue without waiting (e.g. 4,8; each at most --max-batch), or auto: measured at load')
+    .option('--preferred-batch <sizes|auto>', 'batch sizes that leave the queue without waiting (e.g. 4,8; each at most --max-batch), or auto: measured on live traffic')
     .action(
       action(async ({ settings, out }, name: string, opts: DeployOptions) => {
         const spec: pb.DeploymentSpec = {

@@ -103,13 +103,13 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     ]);
     expect((await quanta(['deployments', 'show', 'ocr'])).stdout).toMatch(/^preferred batch\s+none$/m);
 
-    // Preferred batch sizes, then tuning at load: shown, listed, and the JSON has the fields.
+    // Preferred batch sizes, then tuning on live traffic: shown, listed, and the JSON has the fields.
     const sized = await quanta(['deploy', 'ocr', '--model', 'ocr-cls@production', '--max-batch', '8', '--preferred-batch', '8,2,4']);
     expect(sized).toMatchObject({ code: 0, stdout: 'updated deployment "ocr": ocr-cls@production → ocr-cls:1\n' });
     expect((await quanta(['deployments', 'show', 'ocr'])).stdout).toMatch(/^preferred batch\s+8,2,4$/m);
     const tuned = await quanta(['deploy', 'ocr-tuned', '--model', 'ocr-cls', '--max-batch', '16', '--preferred-batch', 'auto', '--json']);
     expect(JSON.parse(tuned.stdout)).toMatchObject({ name: 'ocr-tuned', spec: { maxBatchSize: 16, tunePreferredBatchSize: true } });
-    expect((await quanta(['deployments', 'show', 'ocr-tuned'])).stdout).toMatch(/^preferred batch\s+auto \(measured at load\)$/m);
+    expect((await quanta(['deployments', 'show', 'ocr-tuned'])).stdout).toMatch(/^preferred batch\s+auto \(measured on live traffic\)$/m);
     const table = (await quanta(['deployments', 'list'])).stdout;
     expect(table).toMatch(/^NAME\s+MODEL\s+RESOLVED\s+BATCH\s+DELAY-US\s+PREFERRED\s+INSTANCES\s+GENERATION$/m);
     expect(table).toMatch(/^ocr\s+ocr-cls@production\s+ocr-cls:1\s+8\s+0\s+8,2,4\s+1\s+2$/m);

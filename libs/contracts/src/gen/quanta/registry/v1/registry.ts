@@ -598,15 +598,17 @@ export interface DeploymentSpec {
   /**
    * Triton's `preferred_batch_size`: batch sizes, in rows, that the dynamic batcher
    * prefers. When enough rows are queued for one of them, the largest such batch leaves
-   * at once, without waiting `max_queue_delay_us`. Each is between 1 and
+   * at once, without waiting `max_queue_delay_us` (and, unlike Triton, also when more rows
+   * are queued or the oldest has waited past the delay). Each is between 1 and
    * `max_batch_size`, none twice, and they need batching on (`max_batch_size` above 1).
    * Empty: none.
    */
   preferredBatchSizes: number[];
   /**
-   * True, with `preferred_batch_sizes` empty: inference measures at load which batch
-   * size (1, 2, 4, … up to `max_batch_size`) gives the most rows per second through the
-   * model's own instances, and prefers the smallest one within 5% of the best. Needs
+   * True, with `preferred_batch_sizes` empty: inference measures on live traffic which
+   * batch size (1, 2, 4, … up to `max_batch_size`, as the queue allows) runs the most rows
+   * per second on the model's own instances, prefers the largest one within 5% of the
+   * best, and measures again every minute. Needs
    * batching on (`max_batch_size` above 1); not together with `preferred_batch_sizes`.
    */
   tunePreferredBatchSize: boolean;

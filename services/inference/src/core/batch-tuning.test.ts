@@ -44,7 +44,7 @@ describe('batch tuner: exploring and choosing', () => {
   it('times each size in turn, then prefers the one with the most rows per second', () => {
     const clock = fakeClock();
     const choices: [number | undefined, BatchTiming[]][] = [];
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 2, minMsPerSize: 0, onChoice: (size, timings) => choices.push([size, [...timings]]) });
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 2, minMsPerSize: 0, onChoice: (size, timings) => choices.push([size, [...timings]]) });
     // 1 ms per run up to 2 rows, then 1 ms per row: 2 rows serve the most per second.
     const runNs = (rows: number): bigint => BigInt(Math.max(1, rows <= 2 ? 1 : rows) * 1e6);
     const seen: number[] = [];
@@ -68,7 +68,7 @@ describe('batch tuner: exploring and choosing', () => {
 
   it('times a size until it has both enough runs and enough onnxruntime time', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, samplesPerSize: 2, minMsPerSize: 5 });
+    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 2, minMsPerSize: 5 });
     // 1 ms runs: two are enough runs but not enough time; the fifth reaches 5 ms.
     for (let i = 0; i < 4; i++) {
       tuner.record(1, 1_000_000n);
@@ -85,7 +85,7 @@ describe('batch tuner: exploring and choosing', () => {
 
   it('skips a size the queue keeps falling short of, and ignores runs larger than the size timed', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 3 });
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 3 });
     tuner.record(1, 1_000_000n);
     tuner.record(2, 4_000_000n);
     expect(tuner.target()).toBe(4);
@@ -103,7 +103,7 @@ describe('batch tuner: exploring and choosing', () => {
   it('prefers nothing while the fastest size is the largest the queue reached, and times again soon', () => {
     const clock = fakeClock();
     const choices: (number | undefined)[] = [];
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 2, retryMs: 100, onChoice: (size) => choices.push(size) });
+    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 2, retryMs: 100, onChoice: (size) => choices.push(size) });
     // Concurrency 1: every batch has one row; 2, 4 and 8 are never reached.
     tuner.record(1, 1_000_000n);
     for (let i = 0; i < 6; i++) tuner.record(1, 1_000_000n);
@@ -123,7 +123,7 @@ describe('batch tuner: exploring and choosing', () => {
 
   it('measures again once the choice is reexploreMs old, and keeps the old choice when nothing could be timed', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 1, reexploreMs: 1000 });
+    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 1, reexploreMs: 1000 });
     tuner.record(1, 1_000_000n);
     tuner.record(2, 4_000_000n);
     expect(tuner.chosen()).toBe(1);
@@ -145,6 +145,28 @@ describe('batch tuner: exploring and choosing', () => {
   });
 });
 
+describe('batch tuner: only while onnxruntime is the bottleneck', () => {
+  it('prefers nothing while the instances idle between batches, and starts timing once they are busy', () => {
+    const clock = fakeClock();
+    const tuner = createBatchTuner({ maxRows: 4, nowNs: clock.nowNs, instances: 2, windowMs: 100, samplesPerSize: 1, minMsPerSize: 0 });
+    const run = (rows: number, busyMs: number, everyMs: number): void => {
+      clock.advanceMs(everyMs);
+      tuner.record(rows, BigInt(busyMs * 1e6));
+    };
+    // A 5 ms batch every 10 ms on two instances, for 300 ms: busy 25%, the event loop is the bottleneck.
+    for (let i = 0; i < 30; i++) run(3, 5, 10);
+    expect(tuner.target()).toBeUndefined();
+    // A 19 ms batch every 10 ms over two instances: 95%; after a full window, timing starts from 1 row.
+    for (let i = 0; i < 21; i++) run(3, 19, 10);
+    expect(tuner.target()).toBe(1);
+    tuner.record(1, 1_000_000n);
+    expect(tuner.target()).toBe(2);
+    // No batch for a while (more than four windows): the backlog is gone, nothing is preferred.
+    clock.advanceMs(401);
+    expect(tuner.target()).toBeUndefined();
+  });
+});
+
 describe('dynamic batcher with tunePreferredBatchSize', () => {
   const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
 
@@ -154,7 +176,7 @@ describe('dynamic batcher with tunePreferredBatchSize', () => {
     const { pool, runs } = gatedPool(real);
     const timers = manualTimers();
     const { signature } = signatureOf(pool.metadata);
-    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers, batching: true, tuning: { samplesPerSize: 1, minMsPerSize: 0 } });
+    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers, batching: true, tuning: { samplesPerSize: 1, minMsPerSize: 0, saturation: 0 } });
     const requests = Array.from({ length: 30 }, (_, i) => inputs({ input: randomFloats([1, 4], 200 + i) }));
     const pending = requests.map((request) => batcher.submit({ inputs: request, fetches: ['output'] }));
     expect(batcher.preferred()).toEqual([]);

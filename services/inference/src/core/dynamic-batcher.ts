@@ -73,7 +73,7 @@ export interface DynamicBatcherOptions {
   /** False runs every request alone (stateful models, maxBatchSize <= 1, unbatchable signatures). */
   readonly batching: boolean;
   /** The tuner's settings (tests shorten them); used with config.tunePreferredBatchSize. */
-  readonly tuning?: Partial<Omit<BatchTunerOptions, 'maxRows' | 'nowNs' | 'onChoice'>> | undefined;
+  readonly tuning?: Partial<Omit<BatchTunerOptions, 'maxRows' | 'nowNs' | 'onChoice' | 'instances'>> | undefined;
 }
 
 interface Entry {
@@ -157,9 +157,14 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const preferred = new Set(configured.filter((size) => size < maxRows));
   // The choice is logged at info when it changes (timings recur every minute, or every second while open).
   let logged: number | undefined | null = null;
+  const tunes = maxRows > 1 && config.tunePreferredBatchSize === true && configured.length === 0;
+  if (tunes && !pool.timesRuns) {
+    options.logger?.warn({ model }, 'tune_preferred_batch_size needs worker sessions (inline ones cannot time onnxruntime alone): batches fill up to the max batch size');
+  }
   const tuner =
-    maxRows > 1 && config.tunePreferredBatchSize === true && configured.length === 0
+    tunes && pool.timesRuns
       ? createBatchTuner({
+          instances: pool.size,
           ...options.tuning,
           maxRows,
           nowNs: () => timers.nowNs(),

@@ -129,6 +129,12 @@ export interface InstancePool {
    * message queue when one ends instead of idling until the event loop answers and sends another.
    */
   readonly slots: number;
+  /**
+   * True when run() fills RunOptions.timing with onnxruntime's own time: worker sessions. An inline
+   * session does not: onnxruntime-node defers session.run to a setImmediate, so its time on the
+   * event loop includes whatever else the loop runs first (under load, other requests' decoding).
+   */
+  readonly timesRuns: boolean;
   run(feeds: Record<string, Feed>, fetches: readonly string[], options?: RunOptions): Promise<ort.InferenceSession.ReturnType>;
   /** Releases every session once its current run has finished (and ends their worker threads), and drops the input buffers. */
   release(): Promise<void>;
@@ -170,7 +176,7 @@ async function inlineInstance(bytes: ModelBytes, options: ort.InferenceSession.S
   return {
     metadata: { inputMetadata: session.inputMetadata, outputMetadata: session.outputMetadata },
     buffers,
-    async run(feeds, fetches, runOptions) {
+    async run(feeds, fetches) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       const taken: ArrayBuffer[] = [];
       try {
@@ -190,10 +196,7 @@ async function inlineInstance(bytes: ModelBytes, options: ort.InferenceSession.S
           taken.push(staged.buffer);
           ortFeeds[name] = new ort.Tensor(feed.type, staged.data, feed.dims);
         }
-        const started = process.hrtime.bigint();
-        const results = await session.run(ortFeeds, [...fetches]);
-        if (runOptions?.timing !== undefined) runOptions.timing.ranNs = process.hrtime.bigint() - started;
-        return unshared(results, taken);
+        return unshared(await session.run(ortFeeds, [...fetches]), taken);
       } finally {
         for (const buffer of taken) buffers.give(buffer);
       }
@@ -430,6 +433,7 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
     metadata: first.metadata,
     size,
     slots: size * depth,
+    timesRuns: config.execution !== 'inline',
     async run(feeds, fetches, runOptions) {
       if (released !== undefined) throw new Error('the model version has been unloaded');
       busy++;

@@ -63,7 +63,9 @@ export interface ServingConfig {
   /**
    * True (and preferredBatchSizes empty): the batcher measures on live traffic which batch size
    * (1, 2, 4, … up to maxBatchSize) runs the most rows per second in onnxruntime, prefers the
-   * largest one within 5% of the best, and measures again every minute (batch-tuning.ts). Large batches can
+   * largest one within 5% of the best, and measures again every minute (batch-tuning.ts).
+   * Worker sessions only: an inline one cannot time onnxruntime alone (then batches fill up to
+   * maxBatchSize, with a warning). Large batches can
    * be slower per row than small ones (caches), and filling the largest batch the queue allows is
    * then the wrong choice.
    */

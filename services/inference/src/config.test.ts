@@ -17,7 +17,7 @@ describe('inference config', () => {
       monitoringAddr: undefined,
       serviceToken: undefined,
       threadsPerInstance: 0,
-      execution: 'worker',
+      execution: 'auto',
       watch: false,
     });
   });
@@ -59,7 +59,7 @@ describe('inference config', () => {
     const problems = (error as ConfigError).problems.join('\n');
     expect(problems).toMatch(/http-port/);
     expect(problems).toMatch(/THREADS_PER_INSTANCE|threads-per-instance/);
-    expect(problems).toMatch(/(EXECUTION|execution).*is not one of worker, inline/);
+    expect(problems).toMatch(/(EXECUTION|execution).*is not one of auto, worker, inline/);
     expect(() => loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_TLS_CERT: 'cert.pem' } })).toThrow(/--tls-cert and --tls-key go together/);
   });
 });

@@ -31,9 +31,9 @@ export const inferenceConfigSchema = {
   }),
   execution: fields.enum({
     env: 'QUANTA_INFERENCE_EXECUTION',
-    values: ['worker', 'inline'] as const,
-    default: 'worker',
-    doc: "where each instance's onnxruntime session runs: worker (a worker thread per instance: requests keep being taken while a batch runs, instances run in parallel) or inline (on the event loop: less latency for models of tens of µs on small machines)",
+    values: ['auto', 'worker', 'inline'] as const,
+    default: 'auto',
+    doc: "where each instance's onnxruntime session runs: worker (a worker thread per instance: requests keep being taken while a batch runs, instances run in parallel), inline (on the event loop: less latency for models of tens of µs on small machines) or auto (decided per model at load: inline when onnxruntime's time for one row is shorter than the hand-off to a worker and the model's dims are fixed but the batch dim, worker otherwise)",
   }),
   watch: fields.bool({
     env: 'QUANTA_INFERENCE_WATCH',

@@ -25,7 +25,7 @@ export const sessionOptions = (): { intraOpNumThreads?: number } => (BENCH_THREA
  * BENCH_QUANTA lists several, separated by commas, each measured as a (c) row of its own.
  */
 export interface QuantaDeployment {
-  readonly execution: 'worker' | 'inline';
+  readonly execution: 'worker' | 'inline' | 'auto';
   readonly instances: number;
   readonly delayUs: number;
   /** 'auto', sizes, or none (batches fill up to the max batch size). */
@@ -36,13 +36,13 @@ export function parseDeployment(spec: string): QuantaDeployment {
   const [execution, instances, delayUs, preferred = '', ...rest] = spec.split(':');
   const sizes = preferred === '' || preferred === 'auto' ? [] : preferred.split('+').map(Number);
   if (
-    (execution !== 'worker' && execution !== 'inline') ||
+    (execution !== 'worker' && execution !== 'inline' && execution !== 'auto') ||
     !(Number(instances) >= 1) ||
     !(Number(delayUs) >= 0) ||
     !sizes.every((size) => Number.isInteger(size) && size >= 1) ||
     rest.length > 0
   ) {
-    throw new Error(`BENCH_QUANTA: "${spec}" is not execution:instances:delayUs[:auto|N+N] (e.g. worker:1:1000:auto; execution worker or inline)`);
+    throw new Error(`BENCH_QUANTA: "${spec}" is not execution:instances:delayUs[:auto|N+N] (e.g. worker:1:1000:auto; execution worker, inline or auto)`);
   }
   return { execution, instances: Number(instances), delayUs: Number(delayUs), preferred: preferred === 'auto' ? 'auto' : sizes };
 }

@@ -10,7 +10,7 @@
  *   npm run bench:inference -w @quanta/bench      (BENCH_QUICK=1 for a short smoke run)
  * BENCH_SECONDS (per cell, default 4; quick 0.4), BENCH_MODELS=cnn,ocr-cls, BENCH_MAX_BATCH (64),
  * BENCH_QUANTA (Quanta deployments, each execution:instances:delayUs[:auto|N+N], default
- * worker:1:1000:auto,worker:1:1000,inline:1:1000; execution worker or inline; auto: the preferred
+ * auto:1:1000:auto,worker:1:1000,inline:1:1000; execution worker, inline or auto (decided per model at load); :auto: the preferred
  * batch size measured on live traffic (worker sessions), N+N: preferred sizes), BENCH_CLIENT_BATCH (items per
  * request of one extra cell of the first deployment, default 64; 0: none) at BENCH_BATCHED_CONCURRENCY (8),
  * BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
@@ -52,10 +52,10 @@ const MODELS = (process.env['BENCH_MODELS'] ?? Object.keys(BENCH_MODELS).join(',
 const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
 /**
  * Quanta deployments to measure, each `execution:instances:delayUs[:auto|N+N]` (see
- * QuantaDeployment). By default: the service's defaults (worker-thread sessions, one instance) with
- * a 1000 µs delay and the preferred batch size measured on live traffic (tune_preferred_batch_size);
- * the same with batches filled up to the max batch size (no preferred size, as before); and the
- * sessions on the event loop (inline), for comparison.
+ * QuantaDeployment). By default: the service's defaults (execution auto: inline or a worker thread,
+ * decided per model at load; one instance) with a 1000 µs delay and the preferred batch size
+ * measured on live traffic (tune_preferred_batch_size); worker-thread sessions with batches filled
+ * up to the max batch size (no preferred size); and sessions on the event loop (inline).
  */
 /**
  * Items per request of one extra Quanta cell (the first deployment, concurrency
@@ -64,7 +64,7 @@ const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
  */
 const CLIENT_BATCH = Number(process.env['BENCH_CLIENT_BATCH'] ?? '64');
 const BATCHED_CONCURRENCY = Number(process.env['BENCH_BATCHED_CONCURRENCY'] ?? '8');
-const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'worker:1:1000:auto,worker:1:1000,inline:1:1000').split(',').map(parseDeployment);
+const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'auto:1:1000:auto,worker:1:1000,inline:1:1000').split(',').map(parseDeployment);
 const STREAMS = process.env['BENCH_STREAMS'] ?? 'worker';
 const WAYS = new Set((process.env['BENCH_WAYS'] ?? 'unary,streaming').split(','));
 const CONCURRENCIES = (process.env['BENCH_CONCURRENCY'] ?? '1,8,64').split(',').map(Number);
@@ -238,7 +238,7 @@ function startServer(kind: ServerKind, model = '', deployment = ''): Promise<Ser
 }
 
 const describeDeployment = (d: QuantaDeployment, streaming = false): string =>
-  `(c) Quanta gRPC ${streaming ? `streaming (ModelStreamInfer, ${STREAMS === 'worker' ? 'a stream per worker' : `≤ ${STREAMS} shared streams`})` : 'unary (ModelInfer)'}, ${d.execution === 'worker' ? 'worker-thread' : 'inline'} sessions ×${d.instances}, batching max ${MAX_BATCH}, delay ${d.delayUs} µs`;
+  `(c) Quanta gRPC ${streaming ? `streaming (ModelStreamInfer, ${STREAMS === 'worker' ? 'a stream per worker' : `≤ ${STREAMS} shared streams`})` : 'unary (ModelInfer)'}, ${d.execution === 'worker' ? 'worker-thread' : d.execution === 'auto' ? 'auto-placed' : 'inline'} sessions ×${d.instances}, batching max ${MAX_BATCH}, delay ${d.delayUs} µs`;
 
 /** One cell per concurrency against a server process, with its CPU per item. */
 async function measureServer(

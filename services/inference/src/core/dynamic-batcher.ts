@@ -159,7 +159,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   let logged: number | undefined | null = null;
   const tunes = maxRows > 1 && config.tunePreferredBatchSize === true && configured.length === 0;
   if (tunes && !pool.timesRuns) {
-    options.logger?.warn({ model }, 'tune_preferred_batch_size needs worker sessions (inline ones cannot time onnxruntime alone): batches fill up to the max batch size');
+    options.logger?.info({ model }, 'preferred batch size not tuned: inline sessions cannot time onnxruntime alone (batches fill up to the max batch size)');
   }
   const tuner =
     tunes && pool.timesRuns

@@ -6,7 +6,8 @@ import type { ModelBytes, ServingConfig } from './types.js';
 
 // `instanceCount` onnxruntime sessions of one model version. A run goes to a free instance, or
 // waits (FIFO) for one; the dynamic batcher never starts more runs than there are instances, so
-// the wait only matters for warm-up and direct callers.
+// the wait only matters for warm-up and direct callers. (A worker instance takes two runs at once:
+// see WORKER_RUNS_IN_FLIGHT.)
 //
 // Where a session runs (ServingConfig.execution):
 // - 'worker' (default): each instance's session lives in a worker thread of its own. onnxruntime-node
@@ -14,6 +15,8 @@ import type { ModelBytes, ServingConfig } from './types.js';
 //   decoding requests (and batches keep forming) while a batch runs, and do instances run in
 //   parallel. Outputs come back by transfer.
 // - 'inline': the sessions run on the event loop.
+// - 'auto' is decided by the loader (loaded-model.ts chooseExecution), never seen here: it passes
+//   'worker' or 'inline'.
 //
 // Staged feeds (what the dynamic batcher sends): a numeric input given as the bytes of its parts
 // (one request's raw bytes, or each request's of a batch), which the instance copies once, straight
@@ -384,6 +387,7 @@ export const WORKER_RUNS_IN_FLIGHT = 2;
 export async function createInstancePool(bytes: ModelBytes, config: ServingConfig): Promise<InstancePool> {
   const size = Math.max(1, Math.floor(config.instanceCount));
   const options = sessionOptions(config);
+  if (config.execution === 'auto') throw new Error("an instance pool runs 'worker' or 'inline' sessions; the loader decides 'auto'");
   const create = config.execution === 'inline' ? inlineInstance : workerInstance;
   const settled = await Promise.allSettled(Array.from({ length: size }, () => create(bytes, options)));
   const instances = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));

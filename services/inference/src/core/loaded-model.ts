@@ -67,7 +67,7 @@ function checkSequenceState(signature: ModelSignature, config: ServingConfig): v
  * initialisation. Dynamic dims become 1. Returns whether a guessed dim (a dynamic dim after dim 0)
  * was involved, since such a run may fail where real inputs would not.
  */
-async function warmUp(pool: InstancePool, signature: ModelSignature): Promise<{ guessed: boolean }> {
+function warmUpFeeds(signature: ModelSignature): { feeds: Record<string, ort.Tensor>; guessed: boolean } {
   let guessed = false;
   const feeds: Record<string, ort.Tensor> = {};
   for (const spec of signature.inputs) {
@@ -83,12 +83,53 @@ async function warmUp(pool: InstancePool, signature: ModelSignature): Promise<{ 
         : ({ name: spec.name, datatype: spec.datatype, shape, data: allocData(spec.datatype, count) } as Tensor);
     feeds[spec.name] = tensorToOrt(tensor, { name: spec.name, role: 'input' });
   }
+  return { feeds, guessed };
+}
+
+async function warmUp(pool: InstancePool, signature: ModelSignature): Promise<{ guessed: boolean }> {
+  const { feeds, guessed } = warmUpFeeds(signature);
   try {
     await pool.run(feeds, signature.outputs.map((spec) => spec.name));
   } catch (error: unknown) {
     if (!guessed) throw error;
   }
   return { guessed };
+}
+
+/** Runs timed when choosing where 'auto' sessions run. */
+const AUTO_TIMED_RUNS = 20;
+/** An inline run blocks the event loop: never for longer than this per row, whatever the hand-off costs. */
+const AUTO_INLINE_MAX_NS = 1_000_000n;
+
+/**
+ * Where 'auto' sessions run, timed through `pool` (worker sessions, warmed up): inline when
+ * onnxruntime's own time for one row (the median of AUTO_TIMED_RUNS) is shorter than the rest of
+ * the round trip to the worker and at most AUTO_INLINE_MAX_NS, and the model's dims are all fixed
+ * but the batch dim (a dynamic dim was timed at 1 and requests may make runs far longer).
+ */
+async function chooseExecution(pool: InstancePool, signature: ModelSignature): Promise<{ execution: 'worker' | 'inline'; ranNs: bigint; handOffNs: bigint; reason: string }> {
+  const dynamic = signature.inputs.find((spec) => spec.shape === null || spec.shape.slice(1).some((dim) => dim < 0) || spec.datatype === 'BYTES');
+  if (dynamic !== undefined) return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: `input "${dynamic.name}" has dynamic dims or is BYTES: its runs may be far longer than one timed` };
+  const feeds = warmUpFeeds(signature).feeds;
+  const fetches = signature.outputs.map((spec) => spec.name);
+  const ran: bigint[] = [];
+  const handOff: bigint[] = [];
+  for (let i = 0; i < AUTO_TIMED_RUNS; i++) {
+    const timing = { ranNs: -1n };
+    const started = monotonicNs();
+    await pool.run(feeds, fetches, { timing });
+    const wall = monotonicNs() - started;
+    if (timing.ranNs < 0n) return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: 'the sessions cannot time a run' };
+    ran.push(timing.ranNs);
+    handOff.push(wall > timing.ranNs ? wall - timing.ranNs : 0n);
+  }
+  const median = (values: bigint[]): bigint => values.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[values.length >> 1] ?? 0n;
+  const ranNs = median(ran);
+  const handOffNs = median(handOff);
+  if (ranNs > AUTO_INLINE_MAX_NS) return { execution: 'worker', ranNs, handOffNs, reason: 'a run is long enough to hold the event loop up' };
+  return ranNs < handOffNs
+    ? { execution: 'inline', ranNs, handOffNs, reason: 'a run costs less than the hand-off to a worker' }
+    : { execution: 'worker', ranNs, handOffNs, reason: 'a run costs more than the hand-off to a worker' };
 }
 
 export interface LoadedModelHandle extends LoadedModel {
@@ -98,7 +139,9 @@ export interface LoadedModelHandle extends LoadedModel {
 
 export async function createLoadedModel(options: LoadedModelOptions): Promise<LoadedModelHandle> {
   const { tenant, name, version, config, clock, logger, observer } = options;
-  const pool = await createInstancePool(options.bytes, config);
+  const auto = config.execution === 'auto';
+  let execution: 'worker' | 'inline' = config.execution === 'inline' ? 'inline' : 'worker';
+  let pool = await createInstancePool(options.bytes, { ...config, execution });
   let signature: ModelSignature;
   let symbols: DimSymbols;
   try {
@@ -106,6 +149,17 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     checkSequenceState(signature, config);
     const { guessed } = await warmUp(pool, signature);
     if (guessed) logger?.debug({ model: name, version }, 'warm-up used 1 for dynamic dims after dim 0');
+    if (auto) {
+      const choice = await chooseExecution(pool, signature);
+      logger?.info({ model: name, version, execution: choice.execution, ranUs: Number(choice.ranNs) / 1000, handOffUs: Number(choice.handOffNs) / 1000, reason: choice.reason }, 'chose where the sessions run');
+      if (choice.execution === 'inline') {
+        const inline = await createInstancePool(options.bytes, { ...config, execution: 'inline' });
+        await pool.release();
+        pool = inline;
+        execution = 'inline';
+        await warmUp(pool, signature);
+      }
+    }
   } catch (error: unknown) {
     await pool.release();
     throw error;
@@ -155,6 +209,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     version,
     signature,
     config,
+    execution,
     get preferredBatchSizes() {
       return batching ? batcher.preferred() : [];
     },

@@ -92,9 +92,11 @@ export interface ServingConfig {
    * Where each instance's onnxruntime session runs: 'worker' (default), a worker thread per
    * instance, so that the event loop keeps taking requests while a batch runs and instances run
    * in parallel; 'inline', on the event loop itself (onnxruntime-node runs a model synchronously
-   * on the calling thread).
+   * on the calling thread); 'auto', decided at load: inline when onnxruntime's own time for one
+   * row is shorter than the hand-off to a worker and every dim but the batch dim is fixed (so that
+   * requests cannot make a run longer than the one timed, bar the batch), worker otherwise.
    */
-  readonly execution?: 'worker' | 'inline';
+  readonly execution?: 'worker' | 'inline' | 'auto';
 }
 
 /** Triton's sequence parameters of one request. */
@@ -175,6 +177,8 @@ export interface LoadedModel {
   readonly version: string;
   readonly signature: ModelSignature;
   readonly config: ServingConfig;
+  /** Where its sessions run: the config's execution, or what 'auto' chose at load. */
+  readonly execution: 'worker' | 'inline';
   /** The preferred batch sizes in effect: the config's, or the one measured on live traffic (none before the first measurement). */
   readonly preferredBatchSizes: readonly number[];
   readonly state: ModelState;

@@ -608,8 +608,9 @@ export interface DeploymentSpec {
    * True, with `preferred_batch_sizes` empty: inference measures on live traffic which
    * batch size (1, 2, 4, … up to `max_batch_size`, as the queue allows) runs the most rows
    * per second on the model's own instances, prefers the largest one within 5% of the
-   * best, and measures again every minute. Needs
-   * batching on (`max_batch_size` above 1); not together with `preferred_batch_sizes`.
+   * best while the instances are the bottleneck, and measures again every minute. Needs
+   * batching on (`max_batch_size` above 1) and worker-thread sessions (inference's
+   * default); not together with `preferred_batch_sizes`.
    */
   tunePreferredBatchSize: boolean;
 }

@@ -151,7 +151,8 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     if (guessed) logger?.debug({ model: name, version }, 'warm-up used 1 for dynamic dims after dim 0');
     if (auto) {
       const choice = await chooseExecution(pool, signature);
-      logger?.info({ model: name, version, execution: choice.execution, ranUs: Number(choice.ranNs) / 1000, handOffUs: Number(choice.handOffNs) / 1000, reason: choice.reason }, 'chose where the sessions run');
+      const timed = choice.ranNs >= 0n ? { ranUs: Number(choice.ranNs) / 1000, handOffUs: Number(choice.handOffNs) / 1000 } : {};
+      logger?.info({ model: name, version, execution: choice.execution, ...timed, reason: choice.reason }, 'chose where the sessions run');
       if (choice.execution === 'inline') {
         const inline = await createInstancePool(options.bytes, { ...config, execution: 'inline' });
         await pool.release();

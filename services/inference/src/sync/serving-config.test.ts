@@ -1,19 +1,10 @@
-import type { registry as pb } from '@quanta/contracts';
+import { registry as pb } from '@quanta/contracts';
 import { describe, expect, it } from 'vitest';
 import { configKey, servingConfig } from './serving-config.js';
 
-const spec = (extra: Partial<pb.DeploymentSpec> = {}): pb.DeploymentSpec => ({
-  modelRef: 'cifar@prod',
-  maxBatchSize: 16,
-  maxQueueDelayUs: 500,
-  instanceCount: 2,
-  maxQueueSize: 0,
-  sequenceState: [],
-  sequenceIdleTimeoutMs: 0,
-  preferredBatchSizes: [],
-  tunePreferredBatchSize: false,
-  ...extra,
-});
+/** A spec with the registry's defaults (fromPartial) for what a test does not set. */
+const spec = (extra: Partial<pb.DeploymentSpec> = {}): pb.DeploymentSpec =>
+  pb.DeploymentSpec.fromPartial({ modelRef: 'cifar@prod', maxBatchSize: 16, maxQueueDelayUs: 500, instanceCount: 2, ...extra });
 
 describe('servingConfig', () => {
   it('maps the preferred batch sizes ascending and the tuning flag', () => {

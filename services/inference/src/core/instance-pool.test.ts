@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, buildMlp, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorToOrt } from '@quanta/tensor';
-import { createInstancePool, sessionWorkerCount } from './instance-pool.js';
+import { createInstancePool, killSessionWorkers, sessionWorkerCount } from './instance-pool.js';
 import { createModelManager } from './model-manager.js';
 import { inputs, openedPools, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
 import type { ModelManager } from './types.js';
@@ -105,6 +107,67 @@ describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (exec
 });
 
 describe('instance pool, worker sessions', () => {
+  /** Waits (polling) until `check` holds, for at most `ms`. */
+  const eventually = async (check: () => boolean, ms = 10_000): Promise<void> => {
+    const until = Date.now() + ms;
+    while (!check()) {
+      if (Date.now() > until) throw new Error('timed out waiting');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+
+  it('replaces a worker that dies: runs in flight fail with its error, later ones get what onnxruntime computes', async () => {
+    const deaths: { error: Error; replaced: Promise<boolean> }[] = [];
+    const instances = await createInstancePool(cnn, servingConfig({ execution: 'worker', threadsPerInstance: 1 }), {
+      onWorkerDeath: (error, replaced) => deaths.push({ error, replaced }),
+    });
+    try {
+      const feed = randomFloats([2, 3, 32, 32], 71);
+      const expected = values((await runDirect(cnn, inputs({ input: feed }))).get('output'));
+      const workers = sessionWorkerCount();
+      const inFlight = instances.run({ input: tensorToOrt(feed) }, ['output']);
+      await killSessionWorkers();
+      await expect(inFlight).rejects.toThrow(/worker thread exited/);
+      expect(deaths).toHaveLength(1);
+      // Runs sent while the new worker starts wait for it.
+      const waiting = instances.run({ input: tensorToOrt(feed) }, ['output']);
+      expect(await deaths[0]?.replaced).toBe(true);
+      const answer = (await waiting)['output'];
+      expect(values(answer === undefined ? undefined : tensorFromOrt(answer))).toEqual(expected);
+      expect(sessionWorkerCount()).toBe(workers);
+      // And it dies and comes back again.
+      await killSessionWorkers();
+      await eventually(() => deaths.length === 2);
+      expect(await deaths[1]?.replaced).toBe(true);
+      const again = (await instances.run({ input: tensorToOrt(feed) }, ['output']))['output'];
+      expect(values(again === undefined ? undefined : tensorFromOrt(again))).toEqual(expected);
+    } finally {
+      await instances.release();
+    }
+  });
+
+  it('fails waiting and later runs, rather than hang, once no new worker can start', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'quanta-respawn-'));
+    const path = join(dir, 'cnn.onnx');
+    await writeFile(path, cnn);
+    const replaced: Promise<boolean>[] = [];
+    const instances = await createInstancePool({ path }, servingConfig({ execution: 'worker', threadsPerInstance: 1 }), {
+      onWorkerDeath: (_error, done) => replaced.push(done),
+    });
+    try {
+      // The model file is gone: a new worker cannot load it.
+      await rm(dir, { recursive: true });
+      await killSessionWorkers();
+      await eventually(() => replaced.length === 1);
+      const waiting = instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 3)) }, ['output']);
+      expect(await replaced[0]).toBe(false);
+      await expect(waiting).rejects.toThrow(/every onnxruntime worker of this model died and none could be restarted: the onnxruntime worker thread exited/);
+      await expect(instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 4)) }, ['output'])).rejects.toThrow(/none could be restarted/);
+    } finally {
+      await instances.release();
+    }
+  });
+
   it('starts one worker per instance and ends them on release', async () => {
     const before = sessionWorkerCount();
     const instances = await createInstancePool(cnn, servingConfig({ instanceCount: 3, threadsPerInstance: 1 }));

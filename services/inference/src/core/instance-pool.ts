@@ -227,11 +227,16 @@ type FromWorker =
   | { readonly kind: 'error'; readonly id: number; readonly message: string; readonly inputs: readonly ArrayBuffer[] }
   | { readonly kind: 'released' };
 
-let liveWorkers = 0;
+const liveWorkers = new Set<Worker>();
 
 /** Session worker threads started and not yet exited, in this process (for tests and diagnostics). */
 export function sessionWorkerCount(): number {
-  return liveWorkers;
+  return liveWorkers.size;
+}
+
+/** Ends every session worker thread of this process as a crash would, without releasing it (for tests: the pools respawn them). */
+export async function killSessionWorkers(): Promise<void> {
+  await Promise.all([...liveWorkers].map((worker) => worker.terminate()));
 }
 
 /**
@@ -261,13 +266,19 @@ function wireFeeds(feeds: Record<string, Feed>, owned: boolean, buffers: InputBu
   return { feeds: wire, transfer };
 }
 
-async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.SessionOptions): Promise<Instance> {
+/**
+ * A session in a worker thread. `onDeath` is told once if the worker, after it started, ends or
+ * fails other than by release(): its runs in flight have failed and later ones would.
+ */
+async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.SessionOptions, onDeath?: (error: Error) => void): Promise<Instance> {
   const worker = new Worker(sessionWorkerUrl, {
     // The worker needs no loader (tsx) nor the parent's flags.
     execArgv: [],
     workerData: { ort: onnxruntimeUrl(), model: bytes instanceof Uint8Array ? bytes : bytes.path, options },
   });
-  liveWorkers++;
+  liveWorkers.add(worker);
+  let started = false;
+  let releasing = false;
   const calls = new Map<number, { resolve(result: ort.InferenceSession.ReturnType): void; reject(error: Error): void; timing?: RunTiming | undefined }>();
   let nextId = 0;
   let ready: ((metadata: SessionMetadata) => void) | undefined;
@@ -277,7 +288,9 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
   let dead: Error | undefined;
 
   const fail = (error: Error): void => {
+    const first = dead === undefined;
     dead ??= error;
+    if (first && started && !releasing) onDeath?.(error);
     failedStart?.(error);
     for (const call of calls.values()) call.reject(error);
     calls.clear();
@@ -318,7 +331,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
   });
   worker.on('error', (error: Error) => fail(new Error(`the onnxruntime worker thread failed: ${error.message}`)));
   worker.on('exit', (code) => {
-    liveWorkers--;
+    liveWorkers.delete(worker);
     fail(new Error(`the onnxruntime worker thread exited (code ${code})`));
   });
 
@@ -339,6 +352,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
   // Like an inline session, an idle worker does not keep the process alive; one with runs in
   // flight does.
   worker.unref();
+  started = true;
 
   return {
     metadata,
@@ -363,6 +377,7 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
       });
     },
     async release() {
+      releasing = true;
       buffers.clear();
       if (dead === undefined) {
         await new Promise<void>((resolve) => {
@@ -384,12 +399,30 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
  */
 export const WORKER_RUNS_IN_FLIGHT = 2;
 
-export async function createInstancePool(bytes: ModelBytes, config: ServingConfig): Promise<InstancePool> {
+/** Attempts to replace a dead worker instance before its runs are left to fail; then it stays dead. */
+const RESPAWN_ATTEMPTS = 3;
+
+export interface InstancePoolHooks {
+  /** A worker instance died (its runs in flight failed); `replaced` tells whether a new one took its place. */
+  readonly onWorkerDeath?: (error: Error, replaced: Promise<boolean>) => void;
+}
+
+export async function createInstancePool(bytes: ModelBytes, config: ServingConfig, hooks: InstancePoolHooks = {}): Promise<InstancePool> {
   const size = Math.max(1, Math.floor(config.instanceCount));
   const options = sessionOptions(config);
   if (config.execution === 'auto') throw new Error("an instance pool runs 'worker' or 'inline' sessions; the loader decides 'auto'");
-  const create = config.execution === 'inline' ? inlineInstance : workerInstance;
-  const settled = await Promise.allSettled(Array.from({ length: size }, () => create(bytes, options)));
+  // Set below, once the pool's bookkeeping exists; a worker cannot die before it is created.
+  let died: (instance: Instance, error: Error) => void = () => undefined;
+  const spawnWorker = async (): Promise<Instance> => {
+    const holder: { instance?: Instance } = {};
+    const instance = await workerInstance(bytes, options, (error) => {
+      if (holder.instance !== undefined) died(holder.instance, error);
+    });
+    holder.instance = instance;
+    return instance;
+  };
+  const create = config.execution === 'inline' ? () => inlineInstance(bytes, options) : spawnWorker;
+  const settled = await Promise.allSettled(Array.from({ length: size }, () => create()));
   const instances = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failure !== undefined) {
@@ -402,10 +435,14 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
   const depth = config.execution === 'inline' ? 1 : WORKER_RUNS_IN_FLIGHT;
   // Runs in flight per instance; a run goes to the least loaded instance with room.
   const inFlight = new Map<Instance, number>(instances.map((instance) => [instance, 0]));
-  const waiters: ((instance: Instance) => void)[] = [];
+  const waiters: { resolve(instance: Instance): void; reject(error: Error): void }[] = [];
+  // Dead workers being replaced, and the last death (what runs fail with once none can come back).
+  let respawning = 0;
+  let lastDeath: Error | undefined;
   let busy = 0;
   let idle: (() => void) | undefined;
 
+  const gone = (): Error => new Error(`every onnxruntime worker of this model died and none could be restarted: ${lastDeath?.message ?? 'unknown'}`);
   const leastLoaded = (): Instance | undefined => {
     let chosen: Instance | undefined;
     let load = depth;
@@ -419,20 +456,63 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
   };
   const acquire = (): Promise<Instance> => {
     const instance = leastLoaded();
-    if (instance === undefined) return new Promise((resolve) => waiters.push(resolve));
+    if (instance === undefined) {
+      if (inFlight.size === 0 && respawning === 0) return Promise.reject(gone());
+      return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+    }
     inFlight.set(instance, (inFlight.get(instance) ?? 0) + 1);
     return Promise.resolve(instance);
   };
+  /** Hands instances with room to waiting runs. */
+  const wake = (): void => {
+    while (waiters.length > 0) {
+      const next = leastLoaded();
+      if (next === undefined) return;
+      inFlight.set(next, (inFlight.get(next) ?? 0) + 1);
+      waiters.shift()?.resolve(next);
+    }
+  };
   const giveBack = (instance: Instance): void => {
-    inFlight.set(instance, (inFlight.get(instance) ?? 1) - 1);
-    const waiter = waiters.shift();
-    if (waiter === undefined) return;
-    const next = leastLoaded() ?? instance;
-    inFlight.set(next, (inFlight.get(next) ?? 0) + 1);
-    waiter(next);
+    // A dead instance has left the map: its count is gone with it.
+    const runs = inFlight.get(instance);
+    if (runs !== undefined) inFlight.set(instance, runs - 1);
+    wake();
   };
 
   let released: Promise<void> | undefined;
+  // A dead worker leaves the rotation at once (runs go to the others, or wait) and a new one is
+  // started in its place, a few times with backoff; the model keeps its state meanwhile.
+  died = (instance, error) => {
+    if (released !== undefined || !inFlight.has(instance)) return;
+    inFlight.delete(instance);
+    lastDeath = error;
+    respawning++;
+    const replaced = (async (): Promise<boolean> => {
+      for (let attempt = 0; attempt < RESPAWN_ATTEMPTS; attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+        if (released !== undefined) return false;
+        try {
+          const fresh = await spawnWorker();
+          if (released !== undefined) {
+            await fresh.release();
+            return false;
+          }
+          instances[instances.indexOf(instance)] = fresh;
+          inFlight.set(fresh, 0);
+          wake();
+          return true;
+        } catch {
+          // Tried again after the backoff.
+        }
+      }
+      return false;
+    })().finally(() => {
+      respawning--;
+      // Nothing left to run on, and nothing coming: the waiting runs fail rather than hang.
+      if (inFlight.size === 0 && respawning === 0) for (const waiter of waiters.splice(0)) waiter.reject(gone());
+    });
+    hooks.onWorkerDeath?.(error, replaced);
+  };
   return {
     metadata: first.metadata,
     size,
@@ -441,12 +521,13 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
     async run(feeds, fetches, runOptions) {
       if (released !== undefined) throw new Error('the model version has been unloaded');
       busy++;
-      const instance = await acquire();
+      let instance: Instance | undefined;
       try {
+        instance = await acquire();
         return await instance.run(feeds, fetches, runOptions);
       } finally {
         busy--;
-        giveBack(instance);
+        if (instance !== undefined) giveBack(instance);
         if (busy === 0) idle?.();
       }
     },

@@ -3,7 +3,7 @@ import type * as ort from 'onnxruntime-node';
 import { TensorError, allocData, tensorToOrt, type Tensor } from '@quanta/tensor';
 import { monotonicNs, type Clock } from './clock.js';
 import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dynamic-batcher.js';
-import { createInstancePool, type InstancePool } from './instance-pool.js';
+import { createInstancePool, type InstancePool, type InstancePoolHooks } from './instance-pool.js';
 import { createSequenceBatcher, type SequenceBatcher } from './sequence-batcher.js';
 import { SignatureError, signatureOf, type DimSymbols } from './signature.js';
 import { createStatsRecorder, type StatsRecorder } from './stats.js';
@@ -141,7 +141,16 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
   const { tenant, name, version, config, clock, logger, observer } = options;
   const auto = config.execution === 'auto';
   let execution: 'worker' | 'inline' = config.execution === 'inline' ? 'inline' : 'worker';
-  let pool = await createInstancePool(options.bytes, { ...config, execution });
+  const hooks: InstancePoolHooks = {
+    onWorkerDeath(error, replaced) {
+      logger?.error({ err: error, model: name, version }, 'an onnxruntime worker died; its runs in flight failed, starting a new one');
+      void replaced.then((ok) => {
+        if (ok) logger?.info({ model: name, version }, 'the onnxruntime worker was replaced');
+        else logger?.error({ model: name, version }, 'the onnxruntime worker could not be replaced (or the model was unloaded)');
+      });
+    },
+  };
+  let pool = await createInstancePool(options.bytes, { ...config, execution }, hooks);
   let signature: ModelSignature;
   let symbols: DimSymbols;
   try {

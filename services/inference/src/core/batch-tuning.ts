@@ -15,7 +15,9 @@
 // It explores again `reexploreMs` later. A size that `missesPerSize` batches in a row fall short
 // of is skipped: at that concurrency it does not happen.
 // A preference matters only while onnxruntime is the bottleneck: the tuner applies (and explores)
-// only while the instances ran onnxruntime at least `saturation` of the last `windowMs`. When the
+// once the instances ran onnxruntime at least `saturation` of a `windowMs` window, and stops only
+// after `calmWindows` windows in a row below two thirds of that (a GC pause or one slow window
+// does not drop it; a choice younger than `reexploreMs` survives such a lull). When the
 // event loop is the bottleneck (a small model, many small requests) the instances idle between
 // batches, and capping batches would only add per-batch work to the loop (the CNN of the
 // benchmark served 2,226 items/s with batches as large as the queue allowed, 1,869 capped at 4).
@@ -70,6 +72,8 @@ export interface BatchTunerOptions {
   readonly windowMs?: number;
   /** The busy share from which a preference applies; 0: always. Default 0.75. */
   readonly saturation?: number;
+  /** Windows in a row below RELEASE_FRACTION of `saturation` before a preference stops applying. Default 4. */
+  readonly calmWindows?: number;
   /** Told each time the sizes have been timed: the choice, or undefined for none. */
   readonly onChoice?: (preferred: number | undefined, timings: readonly BatchTiming[]) => void;
 }
@@ -82,6 +86,9 @@ export interface BatchTuner {
   /** A batch of `rows` rows ran in `runNs` (every batch, so that the busy share is known). */
   record(rows: number, runNs: bigint): void;
 }
+
+/** A preference stops applying only below this fraction of the saturation share (hysteresis). */
+const RELEASE_FRACTION = 2 / 3;
 
 export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
   const sizes = candidateSizes(options.maxRows);
@@ -99,7 +106,9 @@ export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
   const saturation = options.saturation ?? 0.75;
   const windowNs = BigInt(Math.round((options.windowMs ?? 250) * 1e6));
   const instances = BigInt(Math.max(1, options.instances ?? 1));
+  const calmWindows = options.calmWindows ?? 4;
   let saturated = saturation <= 0;
+  let calm = 0;
   let windowStart: bigint | undefined;
   let windowBusy = 0n;
   let lastRecord = 0n;
@@ -119,13 +128,23 @@ export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
     windowBusy += runNs;
     const elapsed = now - windowStart;
     if (elapsed >= windowNs) {
-      const was = saturated;
-      // busy / (elapsed × instances) >= saturation, in integers.
-      saturated = Number(windowBusy) >= saturation * Number(elapsed * instances);
+      const share = Number(windowBusy) / Number(elapsed * instances);
       windowStart = now;
       windowBusy = 0n;
-      // Whatever was measured while the instances idled says little about a backlog: start over.
-      if (saturated && !was) restart();
+      if (share >= saturation) {
+        calm = 0;
+        if (!saturated) {
+          saturated = true;
+          // A backlog begins: keep a choice younger than reexploreMs, or time the sizes anew
+          // (what was measured while the instances idled says little about a backlog).
+          if (choice === undefined || now >= exploreAgainAt) restart();
+        }
+      } else if (share < saturation * RELEASE_FRACTION) {
+        // Hysteresis: a GC pause or a slow window does not drop the preference at once.
+        if (saturated && ++calm >= calmWindows) saturated = false;
+      } else {
+        calm = 0;
+      }
     }
     return saturated;
   };

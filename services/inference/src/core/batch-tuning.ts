@@ -90,13 +90,15 @@ export interface BatchTuner {
 /** A preference stops applying only below this fraction of the saturation share (hysteresis). */
 const RELEASE_FRACTION = 2 / 3;
 
+const msToNs = (ms: number): bigint => BigInt(Math.round(ms * 1e6));
+
 export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
   const sizes = candidateSizes(options.maxRows);
   const samples = options.samplesPerSize ?? 5;
-  const minNs = BigInt(Math.round((options.minMsPerSize ?? 10) * 1e6));
+  const minNs = msToNs(options.minMsPerSize ?? 10);
   const missLimit = options.missesPerSize ?? 20;
-  const reexploreNs = BigInt(Math.round((options.reexploreMs ?? 60_000) * 1e6));
-  const retryNs = BigInt(Math.round((options.retryMs ?? 1000) * 1e6));
+  const reexploreNs = msToNs(options.reexploreMs ?? 60_000);
+  const retryNs = msToNs(options.retryMs ?? 1000);
   // Exploring: the index into sizes being timed; -1: using `choice` until exploreAgainAt.
   let index = 0;
   let misses = 0;
@@ -104,7 +106,7 @@ export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
   let choice: number | undefined;
   let exploreAgainAt = 0n;
   const saturation = options.saturation ?? 0.75;
-  const windowNs = BigInt(Math.round((options.windowMs ?? 250) * 1e6));
+  const windowNs = msToNs(options.windowMs ?? 250);
   const instances = BigInt(Math.max(1, options.instances ?? 1));
   const calmWindows = options.calmWindows ?? 4;
   let saturated = saturation <= 0;

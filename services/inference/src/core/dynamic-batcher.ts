@@ -167,7 +167,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           instances: pool.size,
           ...options.tuning,
           maxRows,
-          nowNs: () => timers.nowNs(),
+          nowNs,
           onChoice: (size, timings) => {
             const fields = { model, preferredBatchSize: size ?? 'none', rowsPerSecond: Object.fromEntries(timings.map((t) => [t.batchSize, Math.round(t.rowsPerSecond)])) };
             if (size === logged) options.logger?.debug(fields, 'measured the preferred batch size');
@@ -176,6 +176,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           },
         })
       : undefined;
+  /** Whether a batch of `size` rows is preferred now; `tuned` is the tuner's size of the moment. */
+  const prefers = (size: number, tuned: number | undefined): boolean => (tuner === undefined ? preferred.has(size) : size === tuned && size < maxRows);
   const delayNs = BigInt(Math.max(0, Math.floor(config.maxQueueDelayUs))) * 1000n;
   const slots = pool.slots;
   const queue: Entry[] = [];
@@ -248,9 +250,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     let rows = head.rows;
     // The tuner's size (being timed, or chosen) stands in for configured ones.
     const tuned = tuner?.target();
-    const prefers = (size: number): boolean => (tuner === undefined ? preferred.has(size) : size === tuned && size < maxRows);
     // Entries in the largest preferred-size batch seen so far (0: none reached).
-    let preferredLength = prefers(rows) ? 1 : 0;
+    let preferredLength = prefers(rows, tuned) ? 1 : 0;
     // True when a compatible request is queued that does not fit: waiting cannot grow this batch.
     let blocked = false;
     for (let i = 1; i < queue.length && rows < maxRows; i++) {
@@ -268,7 +269,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       }
       batch.push(entry);
       rows += entry.rows;
-      if (prefers(rows)) preferredLength = batch.length;
+      if (prefers(rows, tuned)) preferredLength = batch.length;
     }
     if (preferredLength > 0) {
       // A preferred size is reached: the largest preferred batch leaves now. Unlike Triton, also

@@ -4,10 +4,10 @@ import { ortTypedArray } from '@quanta/tensor';
 import { onnxruntimeUrl, sessionWorkerUrl } from './session-worker.js';
 import type { ModelBytes, ServingConfig } from './types.js';
 
-// `instanceCount` onnxruntime sessions of one model version. A run goes to a free instance, or
-// waits (FIFO) for one; the dynamic batcher never starts more runs than there are instances, so
-// the wait only matters for warm-up and direct callers. (A worker instance takes two runs at once:
-// see WORKER_RUNS_IN_FLIGHT.)
+// `instanceCount` onnxruntime sessions of one model version. A run goes to the least loaded
+// instance with room (one run at a time inline, WORKER_RUNS_IN_FLIGHT in a worker), or waits (FIFO)
+// for one; the dynamic batcher never starts more runs than the pool has slots, so the wait only
+// matters for warm-up, direct callers and a worker being replaced.
 //
 // Where a session runs (ServingConfig.execution):
 // - 'worker' (default): each instance's session lives in a worker thread of its own. onnxruntime-node

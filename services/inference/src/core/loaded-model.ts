@@ -63,11 +63,16 @@ function checkSequenceState(signature: ModelSignature, config: ServingConfig): v
 }
 
 /**
- * One run with zero-filled inputs so that the first request does not pay onnxruntime's lazy
- * initialisation. Dynamic dims become 1. Returns whether a guessed dim (a dynamic dim after dim 0)
- * was involved, since such a run may fail where real inputs would not.
+ * Zero-filled inputs for the warm-up (and the timing of 'auto'): dynamic dims become 1. `guessed`
+ * tells whether a dynamic dim after dim 0 was involved, since such a run may fail where real
+ * inputs would not.
  */
-function warmUpFeeds(signature: ModelSignature): { feeds: Record<string, ort.Tensor>; guessed: boolean } {
+interface WarmUpFeeds {
+  readonly feeds: Record<string, ort.Tensor>;
+  readonly guessed: boolean;
+}
+
+function warmUpFeeds(signature: ModelSignature): WarmUpFeeds {
   let guessed = false;
   const feeds: Record<string, ort.Tensor> = {};
   for (const spec of signature.inputs) {
@@ -86,14 +91,13 @@ function warmUpFeeds(signature: ModelSignature): { feeds: Record<string, ort.Ten
   return { feeds, guessed };
 }
 
-async function warmUp(pool: InstancePool, signature: ModelSignature): Promise<{ guessed: boolean }> {
-  const { feeds, guessed } = warmUpFeeds(signature);
+/** One run so that the first request does not pay onnxruntime's lazy initialisation; a failure counts only without guessed dims. */
+async function warmUp(pool: InstancePool, signature: ModelSignature, { feeds, guessed }: WarmUpFeeds): Promise<void> {
   try {
     await pool.run(feeds, signature.outputs.map((spec) => spec.name));
   } catch (error: unknown) {
     if (!guessed) throw error;
   }
-  return { guessed };
 }
 
 /** Runs timed when choosing where 'auto' sessions run. */
@@ -107,10 +111,9 @@ const AUTO_INLINE_MAX_NS = 1_000_000n;
  * the round trip to the worker and at most AUTO_INLINE_MAX_NS, and the model's dims are all fixed
  * but the batch dim (a dynamic dim was timed at 1 and requests may make runs far longer).
  */
-async function chooseExecution(pool: InstancePool, signature: ModelSignature): Promise<{ execution: 'worker' | 'inline'; ranNs: bigint; handOffNs: bigint; reason: string }> {
+async function chooseExecution(pool: InstancePool, signature: ModelSignature, { feeds }: WarmUpFeeds): Promise<{ execution: 'worker' | 'inline'; ranNs: bigint; handOffNs: bigint; reason: string }> {
   const dynamic = signature.inputs.find((spec) => spec.shape === null || spec.shape.slice(1).some((dim) => dim < 0) || spec.datatype === 'BYTES');
   if (dynamic !== undefined) return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: `input "${dynamic.name}" has dynamic dims or is BYTES: its runs may be far longer than one timed` };
-  const feeds = warmUpFeeds(signature).feeds;
   const fetches = signature.outputs.map((spec) => spec.name);
   const ran: bigint[] = [];
   const handOff: bigint[] = [];
@@ -156,10 +159,11 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
   try {
     ({ signature, symbols } = signatureOf(pool.metadata));
     checkSequenceState(signature, config);
-    const { guessed } = await warmUp(pool, signature);
-    if (guessed) logger?.debug({ model: name, version }, 'warm-up used 1 for dynamic dims after dim 0');
+    const warm = warmUpFeeds(signature);
+    await warmUp(pool, signature, warm);
+    if (warm.guessed) logger?.debug({ model: name, version }, 'warm-up used 1 for dynamic dims after dim 0');
     if (auto) {
-      const choice = await chooseExecution(pool, signature);
+      const choice = await chooseExecution(pool, signature, warm);
       const timed = choice.ranNs >= 0n ? { ranUs: Number(choice.ranNs) / 1000, handOffUs: Number(choice.handOffNs) / 1000 } : {};
       logger?.info({ model: name, version, execution: choice.execution, ...timed, reason: choice.reason }, 'chose where the sessions run');
       if (choice.execution === 'inline') {
@@ -167,7 +171,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         await pool.release();
         pool = inline;
         execution = 'inline';
-        await warmUp(pool, signature);
+        await warmUp(pool, signature, warm);
       }
     }
   } catch (error: unknown) {

@@ -2,9 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorFromRaw, type Tensor } from '@quanta/tensor';
 import { InputBuffers, WORKER_RUNS_IN_FLIGHT, type StagedFeed } from './instance-pool.js';
-import { createModelManager } from './model-manager.js';
 import { inputs, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
-import type { ModelManager } from './types.js';
 
 // The instances' reusable input buffers (instance-pool.ts): staged feeds are copied once into a
 // buffer of the instance's own, which is reused from run to run, never shared by two runs at once,
@@ -23,12 +21,7 @@ const identity = encodeModel({
 });
 
 const pools = openedPools();
-let manager: ModelManager | undefined;
-afterEach(async () => {
-  await pools.releaseAll();
-  await manager?.close();
-  manager = undefined;
-});
+afterEach(() => pools.releaseAll());
 
 const pool: typeof pools.open = (bytes, overrides) => pools.open(bytes, overrides);
 
@@ -104,7 +97,7 @@ describe.each(['worker', 'inline'] as const)('input buffers, %s sessions', (exec
   });
 
   it('requests from misaligned raw bytes, batched through the manager, get what onnxruntime computes, and keep their bytes', async () => {
-    manager = createModelManager();
+    const manager = pools.manager();
     const model = await manager.load('t', 'cnn', '1', cnn, servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }));
     const tensors = [1, 2, 5].map((rows, i) => randomFloats([rows, 3, 32, 32], 50 + i));
     const raws = tensors.map((tensor) => bytesAt(tensor, 3));

@@ -7,20 +7,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, buildMlp, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorToOrt } from '@quanta/tensor';
 import { createInstancePool, killSessionWorkers, sessionWorkerCount } from './instance-pool.js';
-import { createModelManager } from './model-manager.js';
 import { inputs, openedPools, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
-import type { ModelManager } from './types.js';
 
 // The instance pool in both execution modes, against onnxruntime called directly in this thread.
 
 const cnn = buildCnn();
 const pools = openedPools();
-let manager: ModelManager | undefined;
-afterEach(async () => {
-  await pools.releaseAll();
-  await manager?.close();
-  manager = undefined;
-});
+afterEach(() => pools.releaseAll());
 
 const pool: typeof pools.open = (bytes, overrides) => pools.open(bytes, overrides);
 
@@ -61,7 +54,7 @@ describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (exec
   });
 
   it('the stats count compute_infer as onnxruntime ran and the rest of the wait as compute_input', async () => {
-    manager = createModelManager();
+    const manager = pools.manager();
     const model = await manager.load('t', 'cnn', '1', cnn, servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 4 }));
     await model.infer({ id: 'a', inputs: inputs({ input: randomFloats([2, 3, 32, 32], 7) }) });
     const stats = model.stats();
@@ -201,7 +194,7 @@ describe('instance pool, worker sessions', () => {
 
   it('serves merged batches on two worker instances through the manager, as onnxruntime computes them', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [16], outputSize: 2, seed: 3 });
-    manager = createModelManager();
+    const manager = pools.manager();
     const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 10_000_000, instanceCount: 2 }));
     const requests = [1, 3, 4].map((n, i) => inputs({ input: randomFloats([n, 4], 40 + i) }));
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `${i}`, inputs: request })));
@@ -222,7 +215,7 @@ describe('instance pool, worker sessions', () => {
         outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: ['N', 2, 2] }],
       },
     });
-    manager = createModelManager();
+    const manager = pools.manager();
     const model = await manager.load('t', 'reshape', '1', reshape, servingConfig({ threadsPerInstance: 1 }));
     const error = await rejection(model.infer({ id: 'bad', inputs: inputs({ x: randomFloats([1, 3], 1) }) }));
     expect(error.code).toBe('INTERNAL');
@@ -233,7 +226,7 @@ describe('instance pool, worker sessions', () => {
   });
 
   it('hot swap: activating a new version and unloading the old one leaves only the new one\'s workers', async () => {
-    manager = createModelManager();
+    const manager = pools.manager();
     const before = sessionWorkerCount();
     await manager.load('t', 'cnn', '1', cnn, servingConfig({ instanceCount: 2 }));
     await manager.activate('t', 'cnn', '1');
@@ -247,7 +240,6 @@ describe('instance pool, worker sessions', () => {
     expect(answer.version).toBe('2');
     expect(values(answer.outputs[0])).toEqual(values((await runDirect(buildCnn({ seed: 7 }), feed)).get('output')));
     await manager.close();
-    manager = undefined;
     expect(sessionWorkerCount()).toBe(before);
   });
 });

@@ -5,7 +5,8 @@ import { createRng, uniform } from '@quanta/onnx';
 import { createTensor, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
 import type { BatchTimer, BatchTimers } from './clock.js';
 import { createInstancePool, type InstancePool } from './instance-pool.js';
-import { InferError, type ServingConfig } from './types.js';
+import { createModelManager } from './model-manager.js';
+import { InferError, type ModelManager, type ServingConfig } from './types.js';
 
 // Shared by the core's tests: configs, inputs, and the second source of expected values
 // (onnxruntime called directly on the same model bytes).
@@ -158,24 +159,32 @@ export function nextTurn(): Promise<void> {
 }
 
 /**
- * Instance pools a test file opens (one intra-op thread each, `overrides` on the core's defaults),
- * all released by `releaseAll` (from the file's afterEach).
+ * Instance pools (one intra-op thread each, `overrides` on the core's defaults) and model managers
+ * a test file opens, all closed by `releaseAll` (from the file's afterEach).
  */
 export function openedPools(): {
   open(bytes: Uint8Array | { path: string }, overrides: Partial<ServingConfig>): Promise<InstancePool>;
+  manager(): ModelManager;
   releaseAll(): Promise<void>;
 } {
   let pools: InstancePool[] = [];
+  let managers: ModelManager[] = [];
   return {
     async open(bytes, overrides) {
       const created = await createInstancePool(bytes, servingConfig({ threadsPerInstance: 1, ...overrides }));
       pools.push(created);
       return created;
     },
+    manager() {
+      const created = createModelManager();
+      managers.push(created);
+      return created;
+    },
     async releaseAll() {
-      const opened = pools;
+      const [opened, closing] = [pools, managers];
       pools = [];
-      await Promise.all(opened.map((pool) => pool.release()));
+      managers = [];
+      await Promise.all([...closing.map((manager) => manager.close()), ...opened.map((pool) => pool.release())]);
     },
   };
 }

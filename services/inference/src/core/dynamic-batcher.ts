@@ -6,7 +6,7 @@ import { createBatchTuner, type BatchTunerOptions } from './batch-tuning.js';
 import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './clock.js';
 import type { Feed, InstancePool, RunTiming } from './instance-pool.js';
 import type { StatsRecorder } from './stats.js';
-import { InferError, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
+import { InferError, type CancelSignal, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
 
 // Triton's dynamic batcher for one model version: requests queue FIFO; a batch is the head
 // request plus every later queued request whose inputs stack with it (same datatypes and same
@@ -37,7 +37,7 @@ export interface BatchJob {
   /** Outputs to fetch and hand back. */
   readonly fetches: readonly string[];
   readonly deadline?: number | undefined;
-  readonly signal?: AbortSignal | undefined;
+  readonly signal?: CancelSignal | undefined;
 }
 
 export interface JobResult {

@@ -118,7 +118,18 @@ export interface InferRequest {
   /** Milliseconds since the epoch; a request still queued then fails DEADLINE_EXCEEDED without running. */
   readonly deadline?: number;
   /** Aborted when the caller goes away; a queued request is then dropped. */
-  readonly signal?: AbortSignal;
+  readonly signal?: CancelSignal;
+}
+
+/**
+ * What the core asks of a caller's cancellation: whether it happened, and an 'abort' listener. An
+ * AbortSignal is one; so is service-kit's `ctx.cancellation`, which spares every gRPC request an
+ * AbortController (costly in Node 20: see service-kit's CallContext).
+ */
+export interface CancelSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
 }
 
 /** Nanoseconds spent in each stage, as Triton's statistics count them. */

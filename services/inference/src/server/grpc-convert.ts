@@ -2,7 +2,7 @@
 import type { inference as pb } from '@quanta/contracts';
 import { invalidArgument } from '@quanta/service-kit';
 import { tensorFromWire, tensorToRaw, tensorToWire, type Tensor } from '@quanta/tensor';
-import type { DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
+import type { CancelSignal, DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
 import type { ModelMetadata } from './inference-api.js';
 import { earliest, readControls, type ParameterValue } from './parameters.js';
 
@@ -38,7 +38,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  */
 export function decodeInferRequest(
   message: pb.ModelInferRequest,
-  call: { deadline?: Date | undefined; signal?: AbortSignal },
+  call: { deadline?: Date | undefined; cancellation?: CancelSignal },
 ): DecodedInfer {
   const raw = message.rawInputContents;
   const usesRaw = raw.length > 0;
@@ -60,7 +60,7 @@ export function decodeInferRequest(
   if (message.outputs.length > 0) request.outputs = message.outputs.map((o) => o.name);
   if (controls.sequence !== undefined) request.sequence = controls.sequence;
   if (deadline !== undefined) request.deadline = deadline;
-  if (call.signal !== undefined) request.signal = call.signal;
+  if (call.cancellation !== undefined) request.signal = call.cancellation;
   return { name: message.modelName, version: message.modelVersion, request, raw: wantsRaw(message, usesRaw) };
 }
 

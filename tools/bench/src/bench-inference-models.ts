@@ -51,7 +51,7 @@ export const formatDeployment = (d: QuantaDeployment): string =>
   `${d.execution}:${d.instances}:${d.delayUs}${d.preferred === 'auto' ? ':auto' : d.preferred.length > 0 ? `:${d.preferred.join('+')}` : ''}`;
 
 /** The server processes bench-inference-servers.ts runs. */
-export type ServerKind = 'seed' | 'empty' | 'quanta';
+export type ServerKind = 'seed' | 'empty' | 'bare' | 'quanta';
 
 /** What a server process tells the benchmark over IPC. */
 export type ToParent = { kind: 'ready'; port: number; token: string } | { kind: 'cpu'; seconds: number };

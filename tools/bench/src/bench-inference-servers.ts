@@ -6,6 +6,9 @@
  *          array}, one onnxruntime run per request, as the seed's Flask example does (node:http)
  *   empty  a grpc-js server with an empty unary method (the floor of a gRPC call) and a bidi stream
  *          that echoes each message back (the floor of a round trip on an open stream)
+ *   bare   the least a KServe v2 gRPC server can do: grpc-js with only ModelInfer, the request decoded by
+ *          @quanta/contracts' codec, its raw input handed to one in-process onnxruntime run where it lies
+ *          (no batching, validation, auth, statistics or telemetry): a floor for Quanta's latency
  *   quanta Quanta's inference service (startInferenceServer: gRPC and REST, real EdDSA tokens from an
  *          in-memory issuer) with MODEL loaded straight into its core, dynamically batched
  *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs[:auto|N+N] as its third argument; BENCH_THREADS as every session)
@@ -13,6 +16,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { decodeModelInferRequest, encodeModelInferResponse, inference } from '@quanta/contracts';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import { startInferenceServer } from '@quanta/inference';
 import * as ort from 'onnxruntime-node';
@@ -95,6 +99,52 @@ async function emptyServer(): Promise<Running> {
   return { port, token: '', close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
 }
 
+async function bareServer(modelName: string): Promise<Running> {
+  const model = benchModel(modelName);
+  const session = await ort.InferenceSession.create(await model.bytes(), sessionOptions());
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
+  const infer = async (request: inference.ModelInferRequest): Promise<Buffer> => {
+    const input = request.inputs[0];
+    const raw = request.rawInputContents[0];
+    if (input === undefined || raw === undefined) throw new Error('the bare server takes one input in raw_input_contents');
+    const data = raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4) : new Float32Array(raw.slice().buffer);
+    const outputs = await session.run({ [input.name]: new ort.Tensor('float32', data, input.shape.map(Number)) });
+    const out = outputs[model.output]!;
+    const bytes = out.data as Float32Array;
+    return encodeModelInferResponse({
+      modelName: request.modelName,
+      modelVersion: '1',
+      id: request.id,
+      parameters: {},
+      outputs: [{ name: model.output, datatype: 'FP32', shape: out.dims.map(BigInt), parameters: {}, contents: undefined }],
+      rawOutputContents: [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)],
+    });
+  };
+  server.register(
+    inference.GRPCInferenceServiceService.modelInfer.path,
+    (call: grpc.ServerUnaryCall<inference.ModelInferRequest, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      infer(call.request).then(
+        (answer) => callback(null, answer),
+        (error: unknown) => callback({ code: grpc.status.INTERNAL, details: error instanceof Error ? error.message : String(error) }),
+      );
+    },
+    (b: Buffer) => b,
+    decodeModelInferRequest,
+    'unary',
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
+  );
+  return {
+    port,
+    token: '',
+    close: async () => {
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await session.release();
+    },
+  };
+}
+
 /** The tenant the benchmark's token and model belong to. */
 const BENCH_TENANT = 'bench';
 
@@ -155,7 +205,15 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
 async function main(): Promise<void> {
   const [kind, modelName, deployment] = process.argv.slice(2);
   const server =
-    kind === 'seed' ? await seedServer(modelName ?? '') : kind === 'empty' ? await emptyServer() : kind === 'quanta' ? await quantaServer(modelName ?? '', deployment ?? '') : undefined;
+    kind === 'seed'
+      ? await seedServer(modelName ?? '')
+      : kind === 'empty'
+        ? await emptyServer()
+        : kind === 'bare'
+          ? await bareServer(modelName ?? '')
+          : kind === 'quanta'
+            ? await quantaServer(modelName ?? '', deployment ?? '')
+            : undefined;
   if (server === undefined) throw new Error(`unknown server kind "${kind}"`);
   process.on('message', (message: unknown) => {
     if (message === 'cpu') send({ kind: 'cpu', seconds: cpuSeconds() });

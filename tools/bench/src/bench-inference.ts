@@ -67,6 +67,8 @@ const BATCHED_CONCURRENCY = Number(process.env['BENCH_BATCHED_CONCURRENCY'] ?? '
 const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'auto:1:1000:auto,worker:1:1000,inline:1:1000').split(',').map(parseDeployment);
 const STREAMS = process.env['BENCH_STREAMS'] ?? 'worker';
 const WAYS = new Set((process.env['BENCH_WAYS'] ?? 'unary,streaming').split(','));
+/** Whether to measure the bare grpc-js + onnxruntime server (d), the floor of any KServe v2 gRPC server here. */
+const BARE = process.env['BENCH_BARE'] !== '0';
 const CONCURRENCIES = (process.env['BENCH_CONCURRENCY'] ?? '1,8,64').split(',').map(Number);
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= MAX_BATCH);
 /** Outputs of (b) and (c) must equal in-process onnxruntime's within this (batched kernels may sum in another order). */
@@ -90,6 +92,17 @@ interface Cell {
   meanBatch?: number;
   /** Quanta: mean time a request waited in the batcher's queue, µs (ModelStatistics queue ns / count). */
   meanQueueUs?: number;
+  /** Quanta: mean onnxruntime time per execution, µs (ModelStatistics compute_infer ns / executions). */
+  meanInferUs?: number;
+}
+
+/** Quanta's ModelStatistics, summed over versions, at one moment. */
+interface Executions {
+  items: number;
+  executions: number;
+  queueNs: number;
+  queued: number;
+  inferNs: number;
 }
 
 const cells: Cell[] = [];
@@ -246,7 +259,7 @@ async function measureServer(
   way: string,
   server: ServerProcess,
   call: (worker: number) => Promise<unknown>,
-  executions?: () => Promise<{ items: number; executions: number; queueNs: number; queued: number }>,
+  executions?: () => Promise<Executions>,
   shape: { concurrencies?: readonly number[]; itemsPerRequest?: number } = {},
 ): Promise<Map<number, Cell>> {
   const byConcurrency = new Map<number, Cell>();
@@ -254,7 +267,7 @@ async function measureServer(
   for (const concurrency of shape.concurrencies ?? CONCURRENCIES) {
     let cpu0 = 0;
     let serverCpu = 0;
-    let before: { items: number; executions: number; queueNs: number; queued: number } | undefined;
+    let before: Executions | undefined;
     let after: typeof before;
     const run = await drive(concurrency, call, {
       before: async () => {
@@ -282,6 +295,7 @@ async function measureServer(
         : {
             meanBatch: (after.items - before.items) / Math.max(1, after.executions - before.executions),
             meanQueueUs: (after.queueNs - before.queueNs) / Math.max(1, after.queued - before.queued) / 1000,
+            meanInferUs: (after.inferNs - before.inferNs) / Math.max(1, after.executions - before.executions) / 1000,
           }),
     };
     cells.push(cell);
@@ -402,8 +416,8 @@ interface QuantaCells {
   streaming?: Map<number, Cell>;
 }
 
-async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array, deployment: QuantaDeployment, withClientBatches: boolean): Promise<QuantaCells> {
-  const server = await startServer('quanta', model.name, formatDeployment(deployment));
+/** A KServe v2 gRPC client of one benchmark server: requests encoded once, unary ModelInfer, the answer checked. */
+function inferClient(server: ServerProcess, model: BenchModel, item: Float32Array, expected: Float32Array) {
   const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
   // Encoded once: a KServe v2 ModelInferRequest with the item as raw_input_contents (batch of one),
   // or the item `n` times (a client batch).
@@ -437,6 +451,27 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
     if (raw === undefined) throw new Error(`${way} answered a raw request without raw_output_contents`);
     checkOutput(way, model, new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)), expected);
   };
+  return { client, encode, body, metadata, send, call, check };
+}
+
+// ---- (d) the floor of a KServe v2 gRPC server: grpc-js + one onnxruntime run per request -------------
+
+async function bareGrpc(model: BenchModel, item: Float32Array, expected: Float32Array): Promise<Map<number, Cell>> {
+  const server = await startServer('bare', model.name);
+  const { client, call, check } = inferClient(server, model, item, expected);
+  try {
+    check('the bare grpc-js server', await call());
+    return await measureServer(model, '(d) bare grpc-js ModelInfer + one in-process onnxruntime run per request (no batching, auth, stats: a floor)', server, call);
+  } finally {
+    client.close();
+    await server.stop();
+  }
+}
+
+async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array, deployment: QuantaDeployment, withClientBatches: boolean): Promise<QuantaCells> {
+  const server = await startServer('quanta', model.name, formatDeployment(deployment));
+  const { client, encode, body, metadata, send, call, check } = inferClient(server, model, item, expected);
+  const identity = (b: Buffer): Buffer => b;
   // ModelStreamInfer: each request is the same bytes plus its id; the answers are matched by id.
   const pool = streamPool(
     () => client.makeBidiStreamRequest(inference.GRPCInferenceServiceService.modelStreamInfer.path, identity, (b: Buffer) => inference.ModelStreamInferResponse.decode(b), metadata),
@@ -453,7 +488,7 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
   const cellsOf: QuantaCells = {};
   try {
     const statistics = unaryCaller(client, inference.GRPCInferenceServiceService);
-    const executions = async (): Promise<{ items: number; executions: number; queueNs: number; queued: number }> => {
+    const executions = async (): Promise<Executions> => {
       const { modelStats } = await statistics('modelStatistics', { name: model.name, version: '' }, { metadata });
       const sum = (pick: (m: inference.ModelStatistics) => bigint | undefined): number => modelStats.reduce((a, m) => a + Number(pick(m) ?? 0n), 0);
       return {
@@ -461,6 +496,7 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
         executions: sum((m) => m.executionCount),
         queueNs: sum((m) => m.inferenceStats?.queue?.ns),
         queued: sum((m) => m.inferenceStats?.queue?.count),
+        inferNs: sum((m) => m.inferenceStats?.computeInfer?.ns),
       };
     };
     if (WAYS.has('unary')) {
@@ -573,6 +609,7 @@ async function main(): Promise<void> {
     const ort0 = await inProcess(model, item);
     const seed = await seedStyle(model, item, ort0.expected);
     const s64 = seed.get(64);
+    const bare = BARE ? await bareGrpc(model, item, ort0.expected) : undefined;
     for (const deployment of DEPLOYMENTS) {
       const q = await quanta(model, item, ort0.expected, deployment, deployment === DEPLOYMENTS[0]);
       for (const [way, byConcurrency] of [
@@ -600,6 +637,8 @@ async function main(): Promise<void> {
             `${who}: concurrency 1: p50 ${ms(q1.p50)} ms against ${against('empty unary call', floors.unary)}` +
               (way === 'streaming ModelStreamInfer' ? `; against ${against('empty stream round trip', floors.stream)}` : ''),
           );
+          const b1 = bare?.get(1);
+          if (b1 !== undefined) verdicts.push(`${who}: concurrency 1: p50 ${ms(q1.p50)} ms = ${(q1.p50 / b1.p50).toFixed(2)}× the bare grpc-js + onnxruntime server's ${ms(b1.p50)} ms`);
         }
       }
     }
@@ -608,7 +647,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(
     markdownTable(
-      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'model process CPU µs/item', 'client CPU µs/request', 'items per CPU-s', 'mean batch', 'mean queue µs'],
+      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'model process CPU µs/item', 'client CPU µs/request', 'items per CPU-s', 'mean batch', 'mean queue µs', 'mean onnxruntime µs/execution'],
       cells.map((c) => [
         c.model,
         c.way,
@@ -622,6 +661,7 @@ async function main(): Promise<void> {
         c.serverCpuUs === undefined ? '' : formatRate(perCpuSecond(c)),
         c.meanBatch === undefined ? '' : c.meanBatch.toFixed(1),
         c.meanQueueUs === undefined ? '' : formatRate(c.meanQueueUs),
+        c.meanInferUs === undefined ? '' : formatRate(c.meanInferUs),
       ]),
     ),
   );

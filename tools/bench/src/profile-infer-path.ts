@@ -1,6 +1,6 @@
 /**
  * Where a ModelInfer's server CPU goes: starts one server process of the inference benchmark
- * (bench-inference-servers.ts: `quanta` or `empty`), drives it at one concurrency, and reports the
+ * (bench-inference-servers.ts: `quanta`, `bare` or `empty`), drives it at one concurrency, and reports the
  * server's CPU per request split into user and system time and by thread (Linux /proc), the client's,
  * and the latency percentiles. `--cpu-prof DIR` makes the server write a V8 CPU profile there;
  * `--node-flags "--trace-gc"` passes further node flags to the server.

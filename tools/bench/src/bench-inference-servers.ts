@@ -107,7 +107,7 @@ async function bareServer(modelName: string): Promise<Running> {
     const input = request.inputs[0];
     const raw = request.rawInputContents[0];
     if (input === undefined || raw === undefined) throw new Error('the bare server takes one input in raw_input_contents');
-    const data = raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4) : new Float32Array(raw.slice().buffer);
+    const data = raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4) : new Float32Array(new Uint8Array(raw).buffer);
     const outputs = await session.run({ [input.name]: new ort.Tensor('float32', data, input.shape.map(Number)) });
     const out = outputs[model.output]!;
     const bytes = out.data as Float32Array;

@@ -92,7 +92,7 @@ interface Cell {
   meanBatch?: number;
   /** Quanta: mean time a request waited in the batcher's queue, µs (ModelStatistics queue ns / count). */
   meanQueueUs?: number;
-  /** Quanta: mean onnxruntime time per execution, µs (ModelStatistics compute_infer ns / executions). */
+  /** Quanta: mean onnxruntime time per execution, µs (ModelStatistics compute_infer ns / count: Triton counts it per request, each with its batch's time). */
   meanInferUs?: number;
 }
 
@@ -103,6 +103,7 @@ interface Executions {
   queueNs: number;
   queued: number;
   inferNs: number;
+  inferred: number;
 }
 
 const cells: Cell[] = [];
@@ -295,7 +296,8 @@ async function measureServer(
         : {
             meanBatch: (after.items - before.items) / Math.max(1, after.executions - before.executions),
             meanQueueUs: (after.queueNs - before.queueNs) / Math.max(1, after.queued - before.queued) / 1000,
-            meanInferUs: (after.inferNs - before.inferNs) / Math.max(1, after.executions - before.executions) / 1000,
+            // Triton counts compute_infer per request (each request gets its batch's time), so this is the mean per execution.
+            meanInferUs: (after.inferNs - before.inferNs) / Math.max(1, after.inferred - before.inferred) / 1000,
           }),
     };
     cells.push(cell);
@@ -497,6 +499,7 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
         queueNs: sum((m) => m.inferenceStats?.queue?.ns),
         queued: sum((m) => m.inferenceStats?.queue?.count),
         inferNs: sum((m) => m.inferenceStats?.computeInfer?.ns),
+        inferred: sum((m) => m.inferenceStats?.computeInfer?.count),
       };
     };
     if (WAYS.has('unary')) {

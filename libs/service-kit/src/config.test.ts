@@ -34,6 +34,7 @@ describe('loadConfig', () => {
       tlsRequireClientCert: false,
       maxReceiveMessageBytes: 4 * 1024 * 1024,
       shutdownGrace: 10_000,
+      flowControlWindow: 1 << 20,
       logLevel: 'info',
       home: '.quanta',
       databaseUrl: undefined,
@@ -108,7 +109,13 @@ describe('loadConfig', () => {
   });
 
   it('maps the shared fields to createService options', () => {
-    expect(serviceOptionsFromConfig(load())).toEqual({ host: '127.0.0.1', port: 9002, maxReceiveMessageLength: 4194304, shutdownGraceMs: 10_000 });
+    expect(serviceOptionsFromConfig(load())).toEqual({
+      host: '127.0.0.1',
+      port: 9002,
+      maxReceiveMessageLength: 4194304,
+      shutdownGraceMs: 10_000,
+      flowControlWindow: 1 << 20,
+    });
     const tls = serviceOptionsFromConfig(load(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', 'ca.pem', '--tls-require-client-cert']));
     expect(tls.tls).toEqual({ certFile: 'c.pem', keyFile: 'k.pem', caFile: 'ca.pem', requireClientCert: true });
   });

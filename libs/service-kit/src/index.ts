@@ -53,6 +53,7 @@ export {
   type QuantaService,
   type ServiceOptions,
 } from './service.js';
+export { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from './flow-control.js';
 export { channelCredentials, type ClientTlsOptions, type ServerTlsOptions } from './tls.js';
 export { createClient, serviceTokenSource, type ClientConstructor, type ClientOptions, type TokenSource } from './client.js';
 export {

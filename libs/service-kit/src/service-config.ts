@@ -2,6 +2,7 @@ import type { ConfigOf, OptionalKey } from './config.js';
 import { fields } from './config.js';
 import type { ServiceOptions } from './service.js';
 import type { ClientTlsOptions } from './tls.js';
+import { DEFAULT_FLOW_CONTROL_WINDOW } from './flow-control.js';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH, DEFAULT_SHUTDOWN_GRACE_MS } from './service.js';
 
 const optionalKey: OptionalKey = { optionalKey: true };
@@ -71,6 +72,16 @@ export function serviceConfigFields(options: { envPrefix: string; port: number; 
       default: DEFAULT_SHUTDOWN_GRACE_MS,
       doc: 'how long in-flight calls may run after SIGTERM before they are cancelled',
     }),
+    flowControlWindow: {
+      ...fields.int({
+        env: `${p}_FLOW_CONTROL_WINDOW`,
+        default: DEFAULT_FLOW_CONTROL_WINDOW,
+        min: 0,
+        max: 2 ** 31 - 1,
+        doc: "HTTP/2 receive window of each stream, in bytes (the connection's is 4x); 65535 or less keeps HTTP/2's 64 KiB",
+      }),
+      ...optionalKey,
+    },
   };
 }
 
@@ -94,12 +105,13 @@ export function checkServiceConfig(config: Record<string, unknown>): string[] {
 /** The createService options that the shared fields decide. */
 export function serviceOptionsFromConfig(
   config: ServiceConfig,
-): Pick<ServiceOptions, 'host' | 'port' | 'tls' | 'maxReceiveMessageLength' | 'shutdownGraceMs'> {
+): Pick<ServiceOptions, 'host' | 'port' | 'tls' | 'maxReceiveMessageLength' | 'shutdownGraceMs' | 'flowControlWindow'> {
   return {
     host: config.host,
     port: config.port,
     maxReceiveMessageLength: config.maxReceiveMessageBytes,
     shutdownGraceMs: config.shutdownGrace,
+    ...(config.flowControlWindow === undefined ? {} : { flowControlWindow: config.flowControlWindow }),
     ...(config.tlsCert !== undefined && config.tlsKey !== undefined
       ? {
           tls: {

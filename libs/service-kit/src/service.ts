@@ -8,6 +8,7 @@ import type { Authenticator } from './auth.js';
 import type { HandlerRuntime } from './call-context.js';
 import { createCallRegistry } from './call-context.js';
 import { unavailable } from './errors.js';
+import { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from './flow-control.js';
 import { bindHandler, handlerKind } from './handlers.js';
 import type { HealthStatus } from './health.js';
 import { createHealthRegistry } from './health.js';
@@ -41,6 +42,11 @@ export interface ServiceOptions {
   readonly maxSendMessageLength?: number;
   /** How long `stop()` lets in-flight calls run before cancelling them; default 10 s. */
   readonly shutdownGraceMs?: number;
+  /**
+   * The HTTP/2 receive window of each stream (bytes; the connection's is 4×); default 1 MiB. 65,535
+   * or less keeps HTTP/2's own 64 KiB, where grpc-js leaves it (see widenFlowControlWindows).
+   */
+  readonly flowControlWindow?: number;
   /** Descriptors of services outside proto/ (tests, plugins), so reflection can describe them too. */
   readonly reflectionPackages?: readonly PackageDefinition[];
   /** Further grpc-js server options (keepalive, …). */
@@ -199,7 +205,11 @@ export function createService(options: ServiceOptions): QuantaService {
         const bindHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
         const port = await new Promise<number>((resolve, reject) => {
           server.bindAsync(`${bindHost}:${options.port}`, credentials, (error, boundPort) => {
-            if (error === null) resolve(boundPort);
+            if (error === null) {
+              // Before the first connection's session can be made (it comes from a later poll).
+              widenFlowControlWindows(server, options.flowControlWindow ?? DEFAULT_FLOW_CONTROL_WINDOW, logger);
+              resolve(boundPort);
+            }
             else reject(new Error(`${options.name}: cannot listen on ${bindHost}:${options.port}: ${error.message}`, { cause: error }));
           });
         });

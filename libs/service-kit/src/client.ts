@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { InterceptorOptions } from '@quanta/telemetry';
 import { createClientInterceptor } from '@quanta/telemetry';
+import { DEFAULT_FLOW_CONTROL_WINDOW } from './flow-control.js';
 import type { ClientTlsOptions } from './tls.js';
 import { channelCredentials } from './tls.js';
 
@@ -88,6 +89,9 @@ function deadlineInterceptor(ms: number): grpc.Interceptor {
  * A client for service-to-service calls (any grpc-js / ts-proto client class): tracing, bearer
  * token, default deadline and TLS in one place.
  */
+/** The HTTP/2 receive window of a client's streams and connection (grpc-js uses one figure for both). */
+export const CLIENT_FLOW_CONTROL_WINDOW = 4 * DEFAULT_FLOW_CONTROL_WINDOW;
+
 export function createClient<C extends grpc.Client>(ctor: ClientConstructor<C>, address: string, options: ClientOptions = {}): C {
   const interceptors: grpc.Interceptor[] = [];
   if (options.defaultDeadlineMs !== undefined) interceptors.push(deadlineInterceptor(options.defaultDeadlineMs));
@@ -95,7 +99,9 @@ export function createClient<C extends grpc.Client>(ctor: ClientConstructor<C>, 
   if (options.token !== undefined) interceptors.push(tokenInterceptor(options.token));
   interceptors.push(...(options.interceptors ?? []));
 
-  const channelOptions: grpc.ChannelOptions = { ...options.channelOptions };
+  // What the server may send ahead, per stream and per connection (grpc-js's own default is HTTP/2's
+  // 64 KiB, a round trip per 64 KiB of a large answer such as a model download; see flow-control.ts).
+  const channelOptions: grpc.ChannelOptions = { 'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW, ...options.channelOptions };
   if (options.maxReceiveMessageLength !== undefined) {
     channelOptions['grpc.max_receive_message_length'] = options.maxReceiveMessageLength;
   }

@@ -1,7 +1,9 @@
 import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createClient } from './client.js';
 import { unary } from './handlers.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
+import { EchoClient, type EchoReply, type EchoRequest } from './test-echo.js';
 import type { Running } from './test-harness.js';
 import { callUnary, startEcho } from './test-harness.js';
 
@@ -50,5 +52,26 @@ describe('HTTP/2 flow-control windows', () => {
     const seen = await windowsSeenByAClient(running.port);
     expect(seen.stream).toBe(65_535);
     expect(seen.connection).toBeLessThanOrEqual(65_535);
+  });
+});
+
+describe('createClient', () => {
+  it('lets servers send 4 MiB ahead per stream', async () => {
+    // A bare HTTP/2 server that records the SETTINGS a gRPC client of the kit announces.
+    const server = http2.createServer();
+    const announced = new Promise<number | undefined>((resolve) => {
+      server.on('session', (session) => session.once('remoteSettings', (settings) => resolve(settings.initialWindowSize)));
+    });
+    server.on('stream', (stream) => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '0' }, { endStream: true }));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const client = createClient(EchoClient, `127.0.0.1:${port}`, { telemetry: false });
+    try {
+      void callUnary(client, 'Echo', { text: 'x' }).catch(() => undefined);
+      expect(await announced).toBe(4 << 20);
+    } finally {
+      client.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

@@ -8,7 +8,8 @@
  *          that echoes each message back (the floor of a round trip on an open stream)
  *   bare   the least a KServe v2 gRPC server can do: grpc-js with only ModelInfer, the request decoded by
  *          @quanta/contracts' codec, its raw input handed to one in-process onnxruntime run where it lies
- *          (no batching, validation, auth, statistics or telemetry): a floor for Quanta's latency
+ *          (no batching, validation, auth, statistics or telemetry; service-kit's HTTP/2 windows): a
+ *          floor for Quanta's latency
  *   quanta Quanta's inference service (startInferenceServer: gRPC and REST, real EdDSA tokens from an
  *          in-memory issuer) with MODEL loaded straight into its core, dynamically batched
  *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs[:auto|N+N] as its third argument; BENCH_THREADS as every session)
@@ -19,6 +20,7 @@ import * as grpc from '@grpc/grpc-js';
 import { decodeModelInferRequest, encodeModelInferResponse, inference } from '@quanta/contracts';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import { startInferenceServer } from '@quanta/inference';
+import { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from '@quanta/service-kit';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { BENCH_THREADS, EMPTY_METHOD, EMPTY_STREAM_METHOD, benchModel, nest, parseDeployment, sessionOptions, type ToParent } from './bench-inference-models.js';
@@ -135,6 +137,8 @@ async function bareServer(modelName: string): Promise<Running> {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
   );
+  // The same HTTP/2 windows as Quanta's services (grpc-js's own 64 KiB stalls every request over it).
+  widenFlowControlWindows(server, DEFAULT_FLOW_CONTROL_WINDOW, pino({ level: 'warn' }));
   return {
     port,
     token: '',

@@ -2,7 +2,7 @@
 // metadata and the repository index.
 import { invalidArgument } from '@quanta/service-kit';
 import { tensorFromJson, tensorFromWire, tensorToJson, tensorToRaw, type JsonTensor, type Tensor } from '@quanta/tensor';
-import type { DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
+import type { CancelSignal, DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
 import type { ModelMetadata } from '../server/inference-api.js';
 import { earliest, readControls, type ParameterValue } from '../server/parameters.js';
 
@@ -86,7 +86,7 @@ function readInput(input: JsonObject, name: string, binary: Buffer, offset: numb
 }
 
 /** Reads `{id, parameters, inputs: [{name, shape, datatype, data}], outputs: [{name, parameters}]}` (and binary tensors). */
-export function decodeJsonInfer(body: InferBody, signal: AbortSignal): DecodedJsonInfer {
+export function decodeJsonInfer(body: InferBody, signal: CancelSignal): DecodedJsonInfer {
   const { json, binary } = body;
   if (!isObject(json)) throw invalidArgument('the request body must be a JSON object {"inputs": [...]}');
   const { id, inputs, outputs, parameters } = json;

@@ -8,8 +8,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, Principal, Scope, ServerTlsOptions } from '@quanta/service-kit';
-import { ServiceError, isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
+import { isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
 import type { Logger } from 'pino';
+import type { CancelSignal } from '../core/types.js';
 import { httpStatusOf, toServiceError } from '../server/errors.js';
 import type { InferenceApi } from '../server/inference-api.js';
 import {
@@ -80,7 +81,7 @@ interface Route {
   readonly method: 'GET' | 'POST';
   /** The scope needed, or public. */
   readonly scope: Scope | 'public';
-  handle(match: RegExpExecArray, principal: Principal | undefined, body: Body, signal: AbortSignal): Promise<Reply>;
+  handle(match: RegExpExecArray, principal: Principal | undefined, body: Body, signal: CancelSignal): Promise<Reply>;
 }
 
 const segment = '([^/]+)';
@@ -293,6 +294,71 @@ function send(res: ServerResponse, status: number, body: Json, close = false, bi
   res.end();
 }
 
+/**
+ * A REST request's cancellation: aborted when the client goes away before its answer is written.
+ * Not an AbortController: Node 20 makes one per request costly (see service-kit's
+ * `ctx.cancellation`, where one per gRPC call brought a full mark-compact every ~50 PP-OCR requests),
+ * and, for the same reason, no closure is made per request: one shared 'close' listener, attached
+ * only while someone listens, finds the cancellation by its response.
+ */
+class ResponseCancellation implements CancelSignal {
+  readonly #res: ServerResponse;
+  #listener: (() => void) | undefined = undefined;
+  #more: (() => void)[] | undefined = undefined;
+  #fired = false;
+
+  constructor(res: ServerResponse) {
+    this.#res = res;
+  }
+
+  get aborted(): boolean {
+    return this.#fired || ((this.#res.destroyed || this.#res.closed) && !this.#res.writableFinished);
+  }
+
+  addEventListener(type: 'abort', listener: () => void): void {
+    if (type !== 'abort' || this.aborted) return;
+    if (this.#listener === undefined) {
+      this.#listener = listener;
+      cancellations.set(this.#res, this);
+      this.#res.on('close', ResponseCancellation.#onClose);
+    } else if (this.#listener !== listener && this.#more?.includes(listener) !== true) {
+      (this.#more ??= []).push(listener);
+    }
+  }
+
+  removeEventListener(type: 'abort', listener: () => void): void {
+    if (type !== 'abort') return;
+    if (this.#listener === listener) this.#listener = this.#more?.shift();
+    else {
+      const at = this.#more?.indexOf(listener) ?? -1;
+      if (at < 0) return;
+      this.#more!.splice(at, 1);
+    }
+    if (this.#listener === undefined) this.#detach();
+  }
+
+  #detach(): void {
+    cancellations.delete(this.#res);
+    this.#res.removeListener('close', ResponseCancellation.#onClose);
+  }
+
+  static #onClose(this: ServerResponse): void {
+    const cancellation = cancellations.get(this);
+    if (cancellation === undefined || this.writableFinished) return;
+    cancellation.#fired = true;
+    cancellation.#detach();
+    const first = cancellation.#listener;
+    const more = cancellation.#more;
+    cancellation.#listener = undefined;
+    cancellation.#more = undefined;
+    first?.();
+    if (more !== undefined) for (const listener of more) listener();
+  }
+}
+
+/** Responses whose cancellation has listeners, to it (for the one shared 'close' listener). */
+const cancellations = new Map<ServerResponse, ResponseCancellation>();
+
 export async function startRestServer(options: RestServerOptions): Promise<RestServer> {
   const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const table = routes(options.api);
@@ -314,12 +380,9 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     const what = `${route.method} ${url.pathname}`;
     const principal = route.scope === 'public' ? undefined : await authenticate(req, options.authenticator, route.scope, what);
     // The caller hanging up abandons its request: a queued one is dropped by the core.
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort(new ServiceError(grpc.status.CANCELLED, `${what}: the client went away`));
-    });
+    const cancellation = new ResponseCancellation(res);
     const match = pattern.exec(url.pathname)!;
-    const result = await route.handle(match, principal, bodyOf(req, limit), abort.signal);
+    const result = await route.handle(match, principal, bodyOf(req, limit), cancellation);
     send(res, result.status ?? 200, result.body, false, result.binary);
   };
 

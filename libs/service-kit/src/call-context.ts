@@ -28,6 +28,50 @@ export interface Cancellation {
   removeEventListener(type: 'abort', listener: () => void): void;
 }
 
+/**
+ * The 'abort' listeners of a Cancellation: the first in a field, more in an array, no closure made.
+ * Each is kept once (EventTarget's rule) and called once, when `fire` takes them all.
+ */
+export class AbortListeners {
+  #first: (() => void) | undefined = undefined;
+  #more: (() => void)[] | undefined = undefined;
+
+  get empty(): boolean {
+    return this.#first === undefined;
+  }
+
+  /** Adds `listener` unless it is here already; true when it is the first (the owner starts watching). */
+  add(listener: () => void): boolean {
+    if (this.#first === undefined) {
+      this.#first = listener;
+      return true;
+    }
+    if (this.#first !== listener && this.#more?.includes(listener) !== true) (this.#more ??= []).push(listener);
+    return false;
+  }
+
+  /** Removes `listener`; true when that left none (the owner stops watching). */
+  remove(listener: () => void): boolean {
+    if (this.#first === listener) this.#first = this.#more?.shift();
+    else {
+      const at = this.#more?.indexOf(listener) ?? -1;
+      if (at < 0) return false;
+      this.#more!.splice(at, 1);
+    }
+    return this.#first === undefined;
+  }
+
+  /** Takes every listener and calls each, in the order they came. */
+  fire(): void {
+    const first = this.#first;
+    const more = this.#more;
+    this.#first = undefined;
+    this.#more = undefined;
+    first?.();
+    if (more !== undefined) for (const listener of more) listener();
+  }
+}
+
 /** What a handler knows about its call besides the request. */
 export interface CallContext {
   /** The authenticated caller; undefined only for `public` handlers. */
@@ -125,10 +169,9 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
   #logger: Logger | undefined = undefined;
   #peer: string | undefined = undefined;
   #onCancel: (() => void) | undefined = undefined;
-  // The cancellation's own state (`signal`'s is its controller's): one listener in a field, more in an array.
-  #listener: (() => void) | undefined = undefined;
-  #moreListeners: (() => void)[] | undefined = undefined;
-  #listening = false;
+  // The cancellation's own state (`signal`'s is its controller's). While it has listeners, it
+  // watches for the cancel and the deadline.
+  #listeners: AbortListeners | undefined = undefined;
   #fired = false;
   #firedReason: unknown = undefined;
   #listenTimer: NodeJS.Timeout | undefined = undefined;
@@ -204,28 +247,18 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
 
   addEventListener(type: 'abort', listener: () => void): void {
     if (type !== 'abort' || this.isAborted() || this.#closed) return;
-    if (this.#listener === undefined) this.#listener = listener;
-    else if (this.#listener !== listener && this.#moreListeners?.includes(listener) !== true) (this.#moreListeners ??= []).push(listener);
-    if (this.#listening) return;
+    if (!(this.#listeners ??= new AbortListeners()).add(listener)) return;
     // The first listener: watch for the cancel and the deadline until the last one leaves. No closure
     // is made here: a shared listener finds this context by its call. (A closure made per call in
-    // this class and kept on it, even \`() => undefined\`, brought back the mark-compacts that
+    // this class and kept on it, even `() => undefined`, brought back the mark-compacts that
     // AbortController caused: 13–23 against 2 in 4 s of PP-OCR requests.)
-    this.#listening = true;
     listening.set(this.#call, this);
     this.#call.on('cancelled', ServerCallContext.#onCallCancelled);
     if (Number.isFinite(this.#deadlineMs)) this.#listenTimer = setTimeout(ServerCallContext.#onDeadline, Math.max(0, this.#deadlineMs - Date.now()), this);
   }
 
   removeEventListener(type: 'abort', listener: () => void): void {
-    if (type !== 'abort') return;
-    if (this.#listener === listener) this.#listener = this.#moreListeners?.shift();
-    else {
-      const at = this.#moreListeners?.indexOf(listener) ?? -1;
-      if (at < 0) return;
-      this.#moreListeners!.splice(at, 1);
-    }
-    if (this.#listener === undefined) this.#stopListening();
+    if (type === 'abort' && this.#listeners?.remove(listener) === true) this.#stopListening();
   }
 
   static #onCallCancelled(this: ServerCall): void {
@@ -237,9 +270,8 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
     context.#fire(deadlineExceeded(`${context.method} ran past its deadline`));
   }
 
+  /** Undoes the first listener's watch (call it once the listeners are gone, not before). */
   #stopListening(): void {
-    if (!this.#listening) return;
-    this.#listening = false;
     listening.delete(this.#call);
     this.#call.removeListener('cancelled', ServerCallContext.#onCallCancelled);
     if (this.#listenTimer !== undefined) clearTimeout(this.#listenTimer);
@@ -250,13 +282,9 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
     if (this.#fired) return;
     this.#fired = true;
     this.#firedReason = reason;
+    if (this.#listeners === undefined || this.#listeners.empty) return;
     this.#stopListening();
-    const first = this.#listener;
-    const more = this.#moreListeners;
-    this.#listener = undefined;
-    this.#moreListeners = undefined;
-    first?.();
-    if (more !== undefined) for (const listener of more) listener();
+    this.#listeners.fire();
   }
 
   /** A forced shutdown. */
@@ -267,7 +295,7 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
       this.#forced = true;
       this.#forcedReason = reason;
     }
-    if (this.#listener !== undefined) this.#fire(this.#controller?.signal.reason ?? reason);
+    if (this.#listeners?.empty === false) this.#fire(this.#controller?.signal.reason ?? reason);
   }
 
   close(): void {
@@ -275,9 +303,8 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
     this.#runtime.calls.delete(this);
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     if (this.#onCancel !== undefined) this.#call.removeListener('cancelled', this.#onCancel);
-    this.#stopListening();
-    this.#listener = undefined;
-    this.#moreListeners = undefined;
+    if (this.#listeners?.empty === false) this.#stopListening();
+    this.#listeners = undefined;
   }
 
   // A client cancels on its own deadline timer, a little before ours runs out (the timeout travels as

@@ -17,7 +17,7 @@ export {
   unimplemented,
 } from './errors.js';
 export { SCOPES, bearerToken, hasScope, requireScope, type Authenticator, type HandlerScope, type Principal, type Scope } from './auth.js';
-export type { CallContext, Cancellation } from './call-context.js';
+export { AbortListeners, type CallContext, type Cancellation } from './call-context.js';
 export {
   bidiStreaming,
   bidiStreamingCall,

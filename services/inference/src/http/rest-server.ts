@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, Principal, Scope, ServerTlsOptions } from '@quanta/service-kit';
-import { isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
+import { AbortListeners, isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
 import type { Logger } from 'pino';
 import type { CancelSignal } from '../core/types.js';
 import { httpStatusOf, toServiceError } from '../server/errors.js';
@@ -303,8 +303,7 @@ function send(res: ServerResponse, status: number, body: Json, close = false, bi
  */
 class ResponseCancellation implements CancelSignal {
   readonly #res: ServerResponse;
-  #listener: (() => void) | undefined = undefined;
-  #more: (() => void)[] | undefined = undefined;
+  #listeners: AbortListeners | undefined = undefined;
   #fired = false;
 
   constructor(res: ServerResponse) {
@@ -317,24 +316,13 @@ class ResponseCancellation implements CancelSignal {
 
   addEventListener(type: 'abort', listener: () => void): void {
     if (type !== 'abort' || this.aborted) return;
-    if (this.#listener === undefined) {
-      this.#listener = listener;
-      cancellations.set(this.#res, this);
-      this.#res.on('close', ResponseCancellation.#onClose);
-    } else if (this.#listener !== listener && this.#more?.includes(listener) !== true) {
-      (this.#more ??= []).push(listener);
-    }
+    if (!(this.#listeners ??= new AbortListeners()).add(listener)) return;
+    cancellations.set(this.#res, this);
+    this.#res.on('close', ResponseCancellation.#onClose);
   }
 
   removeEventListener(type: 'abort', listener: () => void): void {
-    if (type !== 'abort') return;
-    if (this.#listener === listener) this.#listener = this.#more?.shift();
-    else {
-      const at = this.#more?.indexOf(listener) ?? -1;
-      if (at < 0) return;
-      this.#more!.splice(at, 1);
-    }
-    if (this.#listener === undefined) this.#detach();
+    if (type === 'abort' && this.#listeners?.remove(listener) === true) this.#detach();
   }
 
   #detach(): void {
@@ -347,12 +335,7 @@ class ResponseCancellation implements CancelSignal {
     if (cancellation === undefined || this.writableFinished) return;
     cancellation.#fired = true;
     cancellation.#detach();
-    const first = cancellation.#listener;
-    const more = cancellation.#more;
-    cancellation.#listener = undefined;
-    cancellation.#more = undefined;
-    first?.();
-    if (more !== undefined) for (const listener of more) listener();
+    cancellation.#listeners?.fire();
   }
 }
 

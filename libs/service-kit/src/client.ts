@@ -85,13 +85,13 @@ function deadlineInterceptor(ms: number): grpc.Interceptor {
     );
 }
 
+/** The HTTP/2 receive window of a client's streams and connection (grpc-js uses one figure for both). */
+export const CLIENT_FLOW_CONTROL_WINDOW = 4 * DEFAULT_FLOW_CONTROL_WINDOW;
+
 /**
  * A client for service-to-service calls (any grpc-js / ts-proto client class): tracing, bearer
  * token, default deadline and TLS in one place.
  */
-/** The HTTP/2 receive window of a client's streams and connection (grpc-js uses one figure for both). */
-export const CLIENT_FLOW_CONTROL_WINDOW = 4 * DEFAULT_FLOW_CONTROL_WINDOW;
-
 export function createClient<C extends grpc.Client>(ctor: ClientConstructor<C>, address: string, options: ClientOptions = {}): C {
   const interceptors: grpc.Interceptor[] = [];
   if (options.defaultDeadlineMs !== undefined) interceptors.push(deadlineInterceptor(options.defaultDeadlineMs));

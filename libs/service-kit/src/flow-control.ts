@@ -9,7 +9,7 @@ export const DEFAULT_FLOW_CONTROL_WINDOW = 1 << 20;
 const HTTP2_DEFAULT_WINDOW = 65_535;
 
 /** The largest window HTTP/2 allows. */
-const HTTP2_MAX_WINDOW = 2 ** 31 - 1;
+export const HTTP2_MAX_WINDOW = 2 ** 31 - 1;
 
 /**
  * Widens the HTTP/2 flow-control windows of a bound grpc-js server's connections: each new session

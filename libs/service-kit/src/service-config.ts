@@ -2,7 +2,7 @@ import type { ConfigOf, OptionalKey } from './config.js';
 import { fields } from './config.js';
 import type { ServiceOptions } from './service.js';
 import type { ClientTlsOptions } from './tls.js';
-import { DEFAULT_FLOW_CONTROL_WINDOW } from './flow-control.js';
+import { DEFAULT_FLOW_CONTROL_WINDOW, HTTP2_MAX_WINDOW } from './flow-control.js';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH, DEFAULT_SHUTDOWN_GRACE_MS } from './service.js';
 
 const optionalKey: OptionalKey = { optionalKey: true };
@@ -77,7 +77,7 @@ export function serviceConfigFields(options: { envPrefix: string; port: number; 
         env: `${p}_FLOW_CONTROL_WINDOW`,
         default: DEFAULT_FLOW_CONTROL_WINDOW,
         min: 0,
-        max: 2 ** 31 - 1,
+        max: HTTP2_MAX_WINDOW,
         doc: "HTTP/2 receive window of each stream, in bytes (the connection's is 4x); 65535 or less keeps HTTP/2's 64 KiB",
       }),
       ...optionalKey,

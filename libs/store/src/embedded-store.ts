@@ -3,7 +3,8 @@ import { PGlite, types } from '@electric-sql/pglite';
 import { discardTemplate, freshDatabaseTemplate } from './pglite-template.js';
 import { applyMigrations, MIGRATIONS_TABLE_SQL, validateMigrations } from './migrate.js';
 import { OID, parseInt8 } from './type-parsers.js';
-import type { Migration, Queryable, Store } from './types.js';
+import { qualifiedChannel } from './notify.js';
+import type { ChannelListener, Listening, Migration, Queryable, Store } from './types.js';
 
 interface PgliteLike {
   query<R>(sql: string, params?: unknown[]): Promise<{ rows: R[] }>;
@@ -64,6 +65,24 @@ export async function openEmbeddedStore(dataDir: string | undefined, schema: str
       const sorted = validateMigrations(component, migrations);
       await db.exec(MIGRATIONS_TABLE_SQL);
       await applyMigrations({ inTransaction: (fn) => db.transaction((tx) => fn(queryable(tx))) }, component, sorted);
+    },
+    async listen(channel: string, listener: ChannelListener): Promise<Listening> {
+      // One connection: it notifies itself at each commit, and never has to reconnect.
+      // Quoted, since the name has a dot; PGlite's own unlisten function would drop the quotes.
+      const quoted = `"${qualifiedChannel(schema, channel)}"`;
+      const onNotify = (payload: string): void => {
+        if (!closed) listener.notify(payload);
+      };
+      await db.listen(quoted, onNotify);
+      listener.connected?.();
+      let stopped = false;
+      return {
+        async close() {
+          if (stopped || closed) return;
+          stopped = true;
+          await db.unlisten(quoted, onNotify);
+        },
+      };
     },
     async close(): Promise<void> {
       if (closed) return;

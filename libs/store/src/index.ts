@@ -1,2 +1,3 @@
-export type { Migration, Queryable, Store, StoreOptions } from './types.js';
+export type { ChannelListener, Listening, Migration, Queryable, Store, StoreOptions } from './types.js';
+export { notify } from './notify.js';
 export { openStore } from './open-store.js';

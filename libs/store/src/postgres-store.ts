@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { applyMigrations, MIGRATIONS_TABLE_SQL, validateMigrations } from './migrate.js';
+import { qualifiedChannel } from './notify.js';
+import { openPgListener } from './pg-listener.js';
 import { int8Elements, OID, parseInt8 } from './type-parsers.js';
-import type { Migration, Queryable, Store } from './types.js';
+import type { ChannelListener, Listening, Migration, Queryable, Store } from './types.js';
 
 /** pg's parsers, changed where PGlite differs so both backends give the same values. */
 function typeParser(oid: number, format?: string): unknown {
@@ -72,6 +74,8 @@ export async function openPostgresStore(url: string, schema: string): Promise<St
     }
   }
 
+  const listeners = new Set<Listening>();
+
   return {
     kind: 'postgres',
     async query<R>(sql: string, params?: readonly unknown[]): Promise<R[]> {
@@ -95,7 +99,19 @@ export async function openPostgresStore(url: string, schema: string): Promise<St
         }
       });
     },
+    async listen(channel: string, listener: ChannelListener): Promise<Listening> {
+      const listening = await openPgListener({ connectionString: url }, qualifiedChannel(schema, channel), listener);
+      const handle: Listening = {
+        async close() {
+          listeners.delete(handle);
+          await listening.close();
+        },
+      };
+      listeners.add(handle);
+      return handle;
+    },
     async close(): Promise<void> {
+      await Promise.all([...listeners].map((l) => l.close()));
       if (pool.ended) return;
       await pool.end();
     },

@@ -18,6 +18,31 @@ export interface Store extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Applies the migrations of `component` that are not applied yet; safe to call from several processes. */
   migrate(component: string, migrations: readonly Migration[]): Promise<void>;
+  /**
+   * Listens for `notify(tx, channel, payload)` of every process on this store's database and
+   * schema. Resolves once LISTEN is in place. On PostgreSQL a connection of its own holds it and
+   * is reopened (with backoff) when lost; notifications sent meanwhile are lost, which
+   * `listener.connected` reports. `close()` of the store ends it too.
+   */
+  listen(channel: string, listener: ChannelListener): Promise<Listening>;
+  close(): Promise<void>;
+}
+
+/** What a `Store.listen` caller is told. Callbacks must not throw. */
+export interface ChannelListener {
+  /** A notification of a committed transaction (a rolled-back one sends none). */
+  notify(payload: string): void;
+  /**
+   * LISTEN is in place: first at start, then after each reconnection. Whatever was notified
+   * while it was not in place is lost: read what may have changed since.
+   */
+  connected?(): void;
+  /** The connection was lost; it is being reopened. */
+  disconnected?(error: Error): void;
+}
+
+export interface Listening {
+  /** Stops listening (and reconnecting). */
   close(): Promise<void>;
 }
 

@@ -49,6 +49,7 @@ export type { HealthStatus } from './health.js';
 export {
   DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH,
   DEFAULT_SHUTDOWN_GRACE_MS,
+  REPEATED_SIGNAL_WINDOW_MS,
   createService,
   type QuantaService,
   type ServiceOptions,

@@ -19,6 +19,12 @@ import { serverCredentials } from './tls.js';
 
 export const DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024; // grpc-js's own default
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * A signal this soon after the first one is the same request, not a second: a terminal's Ctrl-C
+ * reaches every process of its foreground group, so a service run through npm or a supervisor that
+ * forwards signals gets it twice. A signal after the window forces the exit.
+ */
+export const REPEATED_SIGNAL_WINDOW_MS = 1000;
 
 export interface ServiceOptions {
   /** Service name for logs and telemetry, e.g. `crypto`. */
@@ -75,7 +81,12 @@ export interface QuantaService {
    * cancel what is left; run the onStop hooks; flush telemetry. Calling it again returns the same promise.
    */
   stop(options?: { graceMs?: number }): Promise<void>;
-  /** SIGTERM/SIGINT → stop(), shut telemetry down, exit 0 (a second signal exits 130 at once). */
+  /**
+   * SIGTERM/SIGINT → stop(), shut telemetry down, exit 0. A second signal within
+   * REPEATED_SIGNAL_WINDOW_MS of the first is the same request; a later one exits 130 at once.
+   * Started with an IPC channel (the dev stack does so), the loss of that channel (its parent gone)
+   * is a SIGTERM.
+   */
   handleSignals(): void;
 }
 
@@ -223,13 +234,18 @@ export function createService(options: ServiceOptions): QuantaService {
     },
     stop,
     handleSignals() {
-      let signalled = false;
+      let firstSignalAt: number | undefined;
       const onSignal = (signal: NodeJS.Signals): void => {
-        if (signalled) {
+        const now = performance.now();
+        if (firstSignalAt !== undefined) {
+          if (now - firstSignalAt < REPEATED_SIGNAL_WINDOW_MS) {
+            logger.info({ signal }, 'signal repeated: already stopping');
+            return;
+          }
           logger.warn({ signal }, 'second signal: exiting now');
           process.exit(130);
         }
-        signalled = true;
+        firstSignalAt = now;
         logger.info({ signal }, 'signal received');
         stop()
           .then(() => options.telemetry?.shutdown())
@@ -243,6 +259,16 @@ export function createService(options: ServiceOptions): QuantaService {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
+      // A parent that runs its services in process groups of their own (so that a terminal's Ctrl-C
+      // reaches only the parent) can die without passing a signal on; its IPC channel closes then,
+      // whatever killed it. Sent as a SIGTERM, so that the SIGTERM listeners of main.ts run too.
+      if (process.channel !== undefined) {
+        process.channel.unref();
+        process.once('disconnect', () => {
+          logger.warn('parent process gone: stopping');
+          process.kill(process.pid, 'SIGTERM');
+        });
+      }
     },
   };
 }

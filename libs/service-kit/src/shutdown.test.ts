@@ -1,11 +1,13 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { serverStreaming, unary } from './handlers.js';
+import { REPEATED_SIGNAL_WINDOW_MS } from './service.js';
 import { EchoClient } from './test-echo.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import type { Running } from './test-harness.js';
@@ -107,45 +109,132 @@ describe('graceful shutdown', () => {
   });
 
   it('on SIGTERM: finishes the in-flight call, runs onStop hooks, flushes spans, exits 0', async () => {
-    const child = spawn(
-      process.execPath,
-      ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'test-sigterm-child.ts')],
-      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_BSP_SCHEDULE_DELAY: '600000' } },
-    );
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-    const lines = createInterface({ input: child.stdout });
-    const seen: string[] = [];
-    const waitFor = (prefix: string): Promise<string> =>
-      new Promise((resolve, reject) => {
-        const found = seen.find((l) => l.startsWith(prefix));
-        if (found !== undefined) return resolve(found);
-        const onLine = (line: string): void => {
-          if (line.startsWith(prefix)) {
-            lines.off('line', onLine);
-            resolve(line);
-          }
-        };
-        lines.on('line', onLine);
-        void exited.then(([code]) => reject(new Error(`child exited (${code}) before printing ${prefix}`)));
-      });
-    lines.on('line', (line) => seen.push(line));
-
-    const port = Number((await waitFor('READY ')).split(' ')[1]);
-    const client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const child = await startSigtermChild();
+    const client = new EchoClient(`127.0.0.1:${child.port}`, grpc.credentials.createInsecure());
     try {
       const inFlight = callUnary<EchoReply>(client, 'Echo', { text: 'in-flight', hold: true });
-      await waitFor('HELD');
-      child.kill('SIGTERM');
+      await child.waitFor('HELD');
+      child.process.kill('SIGTERM');
       expect(await inFlight).toMatchObject({ text: 'in-flight finished' });
     } finally {
       client.close();
     }
-    const [code, signal] = await exited;
+    const [code, signal] = await child.exited;
     expect({ code, signal }).toEqual({ code: 0, signal: null });
-    expect(seen).toContain('ONSTOP');
+    expect(child.seen).toContain('ONSTOP');
     // Batched spans leave only on a flush (the schedule is 10 minutes away): the shutdown flushed them.
-    expect(seen).toContain('SPAN quanta.kittest.v1.EchoService/Echo');
-    const logged = seen.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { msg: string }).msg);
-    expect(logged).toEqual(expect.arrayContaining(['signal received', 'shutting down', 'stopped']));
+    expect(child.seen).toContain('SPAN quanta.kittest.v1.EchoService/Echo');
+    expect(child.logged()).toEqual(expect.arrayContaining(['signal received', 'shutting down', 'stopped']));
   }, 90_000); // a child process with tsx starts slowly on a busy machine
+
+  it('takes a signal within the window of the first as the same request (Ctrl-C from the terminal, again from npm)', async () => {
+    const child = await startSigtermChild();
+    const client = new EchoClient(`127.0.0.1:${child.port}`, grpc.credentials.createInsecure());
+    try {
+      const inFlight = callUnary<EchoReply>(client, 'Echo', { text: 'in-flight', hold: true });
+      await child.waitFor('HELD');
+      child.process.kill('SIGINT');
+      // Signals pending together are delivered once: the second goes out after the first was taken.
+      await child.waitFor('{', (line) => line.includes('"signal received"'));
+      child.process.kill('SIGINT');
+      expect(await inFlight).toMatchObject({ text: 'in-flight finished' });
+    } finally {
+      client.close();
+    }
+    const [code, signal] = await child.exited;
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(child.seen).toContain('ONSTOP');
+    expect(child.logged()).toEqual(expect.arrayContaining(['signal received', 'signal repeated: already stopping', 'stopped']));
+    expect(child.logged()).not.toContain('second signal: exiting now');
+  }, 90_000);
+
+  it(`exits 130 at once on a second signal later than ${REPEATED_SIGNAL_WINDOW_MS} ms after the first`, async () => {
+    const child = await startSigtermChild();
+    const client = new EchoClient(`127.0.0.1:${child.port}`, grpc.credentials.createInsecure());
+    try {
+      // Never finishes by itself: the graceful stop would wait out its 10 s grace.
+      const inFlight = grpcError(callUnary(client, 'Echo', { text: 'forever', hold: true }));
+      await child.waitFor('HELD');
+      child.process.kill('SIGINT');
+      const first = Date.now();
+      await child.waitFor('{', (line) => line.includes('"shutting down"'));
+      // The window is a span of time: only waiting it out shows what comes after it.
+      await delay(REPEATED_SIGNAL_WINDOW_MS + 200 - (Date.now() - first));
+      child.process.kill('SIGINT');
+      const [code, signal] = await child.exited;
+      expect({ code, signal }).toEqual({ code: 130, signal: null });
+      expect(Date.now() - first).toBeLessThan(8000);
+      expect((await inFlight).code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
+    expect(child.logged()).toContain('second signal: exiting now');
+    expect(child.seen).not.toContain('ONSTOP');
+  }, 90_000);
+
+  it('stops as on SIGTERM when the parent that started it with an IPC channel is gone', async () => {
+    const child = await startSigtermChild({ ipc: true });
+    const client = new EchoClient(`127.0.0.1:${child.port}`, grpc.credentials.createInsecure());
+    try {
+      const inFlight = callUnary<EchoReply>(client, 'Echo', { text: 'in-flight', hold: true });
+      await child.waitFor('HELD');
+      // What the child sees of its parent's death: the channel closes.
+      child.process.disconnect();
+      expect(await inFlight).toMatchObject({ text: 'in-flight finished' });
+    } finally {
+      client.close();
+    }
+    const [code, signal] = await child.exited;
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(child.seen).toContain('ONSTOP');
+    expect(child.logged()).toEqual(expect.arrayContaining(['parent process gone: stopping', 'signal received', 'stopped']));
+  }, 90_000);
 });
+
+interface SigtermChild {
+  readonly process: ChildProcess;
+  readonly port: number;
+  readonly exited: Promise<[number | null, NodeJS.Signals | null]>;
+  /** Every stdout line so far. */
+  readonly seen: string[];
+  /** The first line that starts with `prefix` (and passes `test`), now or once printed. */
+  waitFor(prefix: string, test?: (line: string) => boolean): Promise<string>;
+  /** The messages of its JSON log lines. */
+  logged(): string[];
+}
+
+/** test-sigterm-child.ts as a process, once it listens; `ipc`: with an IPC channel to this process. */
+async function startSigtermChild(options: { ipc?: boolean } = {}): Promise<SigtermChild> {
+  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'test-sigterm-child.ts')], {
+    cwd: repoRoot,
+    stdio: options.ipc === true ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_BSP_SCHEDULE_DELAY: '600000' },
+  });
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const lines = createInterface({ input: child.stdout! });
+  const seen: string[] = [];
+  lines.on('line', (line) => seen.push(line));
+  const waitFor = (prefix: string, test: (line: string) => boolean = () => true): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const matches = (line: string): boolean => line.startsWith(prefix) && test(line);
+      const found = seen.find(matches);
+      if (found !== undefined) return resolve(found);
+      const onLine = (line: string): void => {
+        if (matches(line)) {
+          lines.off('line', onLine);
+          resolve(line);
+        }
+      };
+      lines.on('line', onLine);
+      void exited.then(([code]) => reject(new Error(`child exited (${code}) before printing ${prefix}`)));
+    });
+  const port = Number((await waitFor('READY ')).split(' ')[1]);
+  return {
+    process: child,
+    port,
+    exited,
+    seen,
+    waitFor,
+    logged: () => seen.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { msg: string }).msg),
+  };
+}

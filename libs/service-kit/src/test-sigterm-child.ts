@@ -1,5 +1,6 @@
 // Test support, run as a child process by shutdown.test.ts: a service whose Echo call, when asked
-// to hold, finishes only after the process got SIGTERM. Prints "READY <port>", "HELD", "ONSTOP" and
+// to hold, finishes only after the process got SIGTERM or SIGINT (with the text "forever": never,
+// so that the graceful stop waits out its grace). Prints "READY <port>", "HELD", "ONSTOP" and
 // "SPAN <name>" for each span exported (spans are batched: they come out only when flushed).
 import { once } from 'node:events';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
@@ -9,7 +10,7 @@ import { createService } from './service.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
 import { echoService } from './test-echo.js';
 
-const terminated = once(process, 'SIGTERM');
+const terminated = Promise.race([once(process, 'SIGTERM'), once(process, 'SIGINT')]);
 const printingExporter: SpanExporter = {
   export(spans: ReadableSpan[], done) {
     for (const span of spans) process.stdout.write(`SPAN ${span.name}\n`);
@@ -23,7 +24,7 @@ service.addService(echoService, {
   Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, async (req) => {
     if (req.hold) {
       process.stdout.write('HELD\n');
-      await terminated;
+      await (req.text === 'forever' ? new Promise<never>(() => undefined) : terminated);
     }
     return { text: `${req.text} finished`, index: 0, payload: Buffer.alloc(0), tenant: '' };
   }),

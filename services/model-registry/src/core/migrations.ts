@@ -92,4 +92,28 @@ CREATE TABLE registry_deployments (
 CREATE INDEX registry_deployments_by_model ON registry_deployments (tenant, model);
 `,
   },
+  {
+    version: 2,
+    name: 'deployment-change-feed',
+    sql: `
+-- Every change WatchDeployments streams, numbered in commit order (writers hold an EXCLUSIVE lock
+-- on the table from taking their number to commit), written in the transaction that makes the
+-- change: replicas on one database read from here what they are notified of.
+CREATE TABLE registry_deployment_changes (
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  tenant text NOT NULL,
+  name text NOT NULL,
+  type text NOT NULL CHECK (type IN ('upserted', 'deleted')),
+  deployment text NOT NULL,
+  reason text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+-- The highest seq removed by pruning: a reader whose position is below it has missed changes.
+CREATE TABLE registry_change_feed (
+  id integer PRIMARY KEY CHECK (id = 1),
+  pruned_through bigint NOT NULL
+);
+INSERT INTO registry_change_feed (id, pruned_through) VALUES (1, 0);
+`,
+  },
 ];

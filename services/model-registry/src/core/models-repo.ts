@@ -19,10 +19,15 @@ export interface ModelKey {
 
 const COLUMNS = 'name, description, latest_version, created_at, updated_at';
 
-/** The model row, locked for the transaction when `forUpdate`; NOT_FOUND when absent. */
+/**
+ * The model row, locked for the transaction when `forUpdate`; NOT_FOUND when absent. The lock
+ * serialises the writers of a model's versions and aliases (on every replica). It is FOR NO KEY
+ * UPDATE: foreign-key checks of rows that point at the model (a deployment written meanwhile)
+ * do not wait for it, so they cannot close a cycle with a writer waiting for their rows.
+ */
 export async function requireModelRow(q: Queryable, key: ModelKey, forUpdate = false): Promise<ModelRow> {
   const [row] = await q.query<ModelRow>(
-    `SELECT ${COLUMNS} FROM registry_models WHERE tenant = $1 AND name = $2${forUpdate ? ' FOR UPDATE' : ''}`,
+    `SELECT ${COLUMNS} FROM registry_models WHERE tenant = $1 AND name = $2${forUpdate ? ' FOR NO KEY UPDATE' : ''}`,
     [key.tenant, key.name],
   );
   if (row === undefined) throw notFound(`model "${key.name}" not found`);

@@ -1,5 +1,5 @@
 import type { BlobStore } from '../core/blob-store.js';
-import type { EventBus } from '../core/events.js';
+import type { DeploymentFeed } from '../core/change-feed.js';
 import type { Store } from '@quanta/store';
 import type { DataKeys } from './data-keys.js';
 import type { Inspector } from './inspector.js';
@@ -10,7 +10,8 @@ export interface RegistryDeps {
   readonly blobs: BlobStore;
   readonly dataKeys: DataKeys;
   readonly inspect: Inspector;
-  readonly bus: EventBus;
+  /** This process's reader of the deployment change feed, which WatchDeployments streams follow. */
+  readonly feed: DeploymentFeed;
   readonly maxUploadBytes: number;
   readonly now: () => Date;
   /** Aborted when the server begins to stop: watch streams end then, instead of holding shutdown for its grace period. */

@@ -4,6 +4,7 @@ import { createModel, deleteModel, getModel, listModels, updateModel } from '../
 import { checkName, checkTags, parseRef } from '../core/names.js';
 import { pageSize } from '../core/page-token.js';
 import { deleteAlias, getVersion, listVersions, resolveVersion, setAlias, updateVersion } from '../core/versions-repo.js';
+import { recordDeploymentChanges } from '../core/change-feed.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
@@ -108,9 +109,10 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
         const now = deps.now();
         const previousVersion = await setAlias(tx, key, alias, req.version, now);
         const changes = await refreshFollowers(tx, key.tenant, key.name, now);
-        return { previousVersion, changes, model: await getModel(tx, key) };
+        const model = await getModel(tx, key);
+        await recordDeploymentChanges(tx, changes.map((change) => ({ type: 'upserted', ...change })));
+        return { previousVersion, model };
       });
-      for (const change of result.changes) deps.bus.publish({ type: 'upserted', ...change });
       return { model: result.model, previousVersion: result.previousVersion };
     }),
 

@@ -12,8 +12,8 @@ import type { Logger } from 'pino';
 import type { RegistryConfig } from '../config.js';
 import { createFsBlobStore } from '../core/blob-store.js';
 import type { BlobStore } from '../core/blob-store.js';
-import { createEventBus } from '../core/events.js';
-import type { EventBus } from '../core/events.js';
+import { startDeploymentFeed } from '../core/change-feed.js';
+import type { DeploymentFeed } from '../core/change-feed.js';
 import { REGISTRY_MIGRATIONS } from '../core/migrations.js';
 import { createDataKeys } from './data-keys.js';
 import type { RegistryDeps } from './deps.js';
@@ -40,7 +40,8 @@ export interface RegistryServer {
   readonly service: QuantaService;
   readonly store: Store;
   readonly blobs: BlobStore;
-  readonly bus: EventBus;
+  /** This process's reader of the deployment change feed that every replica on the database writes. */
+  readonly feed: DeploymentFeed;
   /** Where the sealed model files are. */
   readonly blobDir: string;
   /** Ends the watch streams (UNAVAILABLE) so that a stop does not wait on them; `stop` does it too. */
@@ -95,6 +96,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
   const ownStore = options.store === undefined;
   const store =
     options.store ?? (await openStore(config.databaseUrl === undefined ? { dataDir: join(config.home, 'registry-db') } : { url: config.databaseUrl }));
+  let feed: DeploymentFeed | undefined;
   try {
     await store.migrate('model-registry', REGISTRY_MIGRATIONS);
     const blobDir = join(config.home, 'blobs');
@@ -102,14 +104,14 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     const scratchDir = join(config.home, 'registry-tmp');
     const blobs = createFsBlobStore(blobDir);
     await sweep(store, blobs, scratchDir, logger);
-    const bus = createEventBus();
+    feed = await startDeploymentFeed(store, { logger });
     const closing = new AbortController();
     const deps: RegistryDeps = {
       store,
       blobs,
       dataKeys: createDataKeys(cryptoClient, config.keyName),
       inspect: options.inspect ?? inspectOnnxModel,
-      bus,
+      feed,
       maxUploadBytes: config.maxUploadBytes,
       now: options.now ?? (() => new Date()),
       closing: closing.signal,
@@ -120,6 +122,8 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
       cryptoClient.close();
       jwksClient.close();
     });
+    const openFeed = feed;
+    service.onStop(() => openFeed.close());
     if (ownStore) service.onStop(() => store.close());
     const { port, address } = await service.start();
     return {
@@ -128,7 +132,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
       service,
       store,
       blobs,
-      bus,
+      feed,
       blobDir,
       beginStop: () => closing.abort(),
       stop: (o) => {
@@ -139,6 +143,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
   } catch (error: unknown) {
     cryptoClient.close();
     jwksClient.close();
+    await feed?.close();
     if (ownStore) await store.close();
     throw error;
   }

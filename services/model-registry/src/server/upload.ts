@@ -4,6 +4,7 @@ import type { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
 import { invalidArgument, isServiceError, notFound, resourceExhausted } from '@quanta/service-kit';
 import type { BlobWriter } from '../core/blob-store.js';
+import { recordDeploymentChanges } from '../core/change-feed.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { createModel, modelExists } from '../core/models-repo.js';
 import { checkName, checkSha256, checkTags } from '../core/names.js';
@@ -28,7 +29,11 @@ function checkHeader(header: Header, maxBytes: number): void {
   if (origin?.$case === 'parent') checkName('model', origin.value.model, 'header.lineage.parent.model');
 }
 
-/** Serialises commits of equal content of one tenant, so only one copy is published. */
+/**
+ * Queues commits of equal content of one tenant in this process, so that they wait here rather
+ * than each holding a database connection; the transaction's advisory lock is what serialises
+ * them across replicas.
+ */
 const commitLock = createKeyedMutex();
 
 /**
@@ -141,6 +146,9 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
 
     const version = await commitLock(`${tenant}/${sha256}`, () =>
       deps.store.transaction(async (tx) => {
+        // Held to commit: a second upload of this content, through any replica, waits here and then
+        // finds the blob recorded, so only one copy is published and no commit overwrites another's.
+        await tx.query('SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext($1))', [`blob:${tenant}/${sha256}`]);
         const now = deps.now();
         if (header.createModel && !(await modelExists(tx, key))) {
           // A concurrent push may create it first (ON CONFLICT DO NOTHING keeps the transaction usable).
@@ -171,7 +179,8 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
             now,
           );
           const changes = await refreshFollowers(tx, tenant, header.model, now);
-          return { number, changes };
+          await recordDeploymentChanges(tx, changes.map((change) => ({ type: 'upserted', ...change })));
+          return number;
         } catch (error: unknown) {
           // The transaction rolls back the blob row: take the published file back with it.
           if (published) await deps.blobs.delete({ tenant, sha256 });
@@ -179,8 +188,7 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
         }
       }),
     );
-    for (const change of version.changes) deps.bus.publish({ type: 'upserted', ...change });
-    return await getVersion(deps.store, tenant, header.model, version.number);
+    return await getVersion(deps.store, tenant, header.model, version);
   } finally {
     // A failed upload's chunks are no longer read by anything (sealing is synchronous).
     for (const { chunk } of unsealed.splice(0)) uploadChunks.release(chunk);

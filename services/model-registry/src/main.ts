@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { ConfigError } from '@quanta/service-kit';
 import { initTelemetry } from '@quanta/telemetry';
 import { loadRegistryConfigOrExit } from './config.js';
 import { startRegistryServer } from './server/registry-server.js';
@@ -18,7 +19,13 @@ if (Number.isInteger(heapGrowingPercent) && heapGrowingPercent > 0) setFlagsFrom
 
 const config = loadRegistryConfigOrExit();
 const telemetry = initTelemetry({ serviceName: 'model-registry', serviceVersion: '0.1.0' });
-const server = await startRegistryServer(config, { telemetry });
+// Settings that can only be checked against what they name (the blob bucket) fail here, reported
+// as a bad flag is: one line each and exit code 2.
+const server = await startRegistryServer(config, { telemetry }).catch((error: unknown) => {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`model-registry: ${error.message}\n`);
+  process.exit(2);
+});
 // Registered before service-kit's handler, so watch streams end before it waits for calls to finish.
 process.once('SIGTERM', () => server.beginStop());
 process.once('SIGINT', () => server.beginStop());

@@ -1,5 +1,6 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto as cpb } from '@quanta/contracts';
 import type { registry as pb } from '@quanta/contracts';
@@ -10,8 +11,8 @@ import type { Store } from '@quanta/store';
 import type { Telemetry } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { RegistryConfig } from '../config.js';
-import { createFsBlobStore } from '../core/blob-store.js';
 import type { BlobStore } from '../core/blob-store.js';
+import { openBlobStore } from '../core/open-blob-store.js';
 import { startDeploymentFeed } from '../core/change-feed.js';
 import type { DeploymentFeed } from '../core/change-feed.js';
 import { REGISTRY_MIGRATIONS } from '../core/migrations.js';
@@ -42,7 +43,7 @@ export interface RegistryServer {
   readonly blobs: BlobStore;
   /** This process's reader of the deployment change feed that every replica on the database writes. */
   readonly feed: DeploymentFeed;
-  /** Where the sealed model files are. */
+  /** The folder of a file blob store (tests read it); '' when the blobs are in a bucket. */
   readonly blobDir: string;
   /** Ends the watch streams (UNAVAILABLE) so that a stop does not wait on them; `stop` does it too. */
   beginStop(): void;
@@ -52,14 +53,17 @@ export interface RegistryServer {
 
 /**
  * Removes what uploads that died with an earlier process left: temporary blobs, plaintext
- * scratch files, and published blobs whose metadata never committed.
+ * scratch files, and published blobs whose metadata never committed. In a store shared with other
+ * replicas, what is younger than its sweep grace may be an upload still running there: it stays.
  */
 async function sweep(store: Store, blobs: BlobStore, scratchDir: string, logger: Logger): Promise<void> {
-  const temporaries = await blobs.removeTemporaries();
+  const cutoff = blobs.sweepGraceMs > 0 ? new Date(Date.now() - blobs.sweepGraceMs) : undefined;
+  const temporaries = await blobs.removeTemporaries(cutoff);
   const scratch = await readdir(scratchDir).catch(() => [] as string[]);
   await Promise.all(scratch.map((name) => rm(join(scratchDir, name), { force: true })));
   let orphans = 0;
   for await (const key of blobs.list()) {
+    if (cutoff !== undefined && key.modified >= cutoff) continue;
     const rows = await store.query('SELECT 1 FROM registry_blobs WHERE tenant = $1 AND sha256 = $2', [key.tenant, key.sha256]);
     if (rows.length === 0) {
       await blobs.delete(key);
@@ -96,13 +100,15 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
   const ownStore = options.store === undefined;
   const store =
     options.store ?? (await openStore(config.databaseUrl === undefined ? { dataDir: join(config.home, 'registry-db') } : { url: config.databaseUrl }));
+  let blobs: BlobStore | undefined;
   let feed: DeploymentFeed | undefined;
   try {
     await store.migrate('model-registry', REGISTRY_MIGRATIONS);
-    const blobDir = join(config.home, 'blobs');
+    const defaultBlobDir = join(config.home, 'blobs');
     // Plaintext scratch copies that versions before streaming inspection wrote: still swept at start.
     const scratchDir = join(config.home, 'registry-tmp');
-    const blobs = createFsBlobStore(blobDir);
+    blobs = await openBlobStore(config.blobUrl, defaultBlobDir, { maxObjectBytes: config.maxUploadBytes });
+    const blobDir = blobs.location.startsWith('file:') ? fileURLToPath(blobs.location) : '';
     await sweep(store, blobs, scratchDir, logger);
     feed = await startDeploymentFeed(store, { logger });
     const closing = new AbortController();
@@ -125,6 +131,8 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     const openFeed = feed;
     service.onStop(() => openFeed.close());
     if (ownStore) service.onStop(() => store.close());
+    const openedBlobs = blobs;
+    service.onStop(() => openedBlobs.close());
     const { port, address } = await service.start();
     return {
       port,
@@ -144,6 +152,7 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     cryptoClient.close();
     jwksClient.close();
     await feed?.close();
+    await blobs?.close();
     if (ownStore) await store.close();
     throw error;
   }

@@ -1,0 +1,418 @@
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCopyCommand,
+} from '@aws-sdk/client-s3';
+import type { CompletedPart } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { BlobKey, BlobReadHandle, BlobStore, BlobWriter, StoredBlob } from './blob-store.js';
+import { SHA, TENANT, TMP_DIR, blobPath } from './blob-store.js';
+import type { S3BlobLocation } from './blob-url.js';
+
+/** S3's smallest part (but the last) of a multipart upload. */
+export const MIN_PART_BYTES = 5 * 1024 * 1024;
+/** S3's largest object that one CopyObject may copy; larger ones are copied part by part. */
+export const MAX_SINGLE_COPY_BYTES = 5 * 1024 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+const COPY_PART_BYTES = 512 * 1024 * 1024;
+
+export interface S3BlobStoreOptions {
+  /** A client to use (its settings win; the store then leaves it open); default: one of its own, made from the location. */
+  readonly client?: S3Client;
+  /** Bytes per uploaded part; memory per upload is about (queueSize + 2) parts. Default: 5 MiB, or what `maxObjectBytes` needs. */
+  readonly partBytes?: number;
+  /** Parts in flight per upload (default 2). */
+  readonly queueSize?: number;
+  /** The largest sealed blob to expect: the part size grows so that it fits S3's 10,000 parts. */
+  readonly maxObjectBytes?: number;
+  /** Above this, publishing copies part by part (UploadPartCopy) instead of one CopyObject (S3 allows 5 GiB). */
+  readonly maxSingleCopyBytes?: number;
+  /** Part size of such a copy (default 512 MiB). */
+  readonly copyPartBytes?: number;
+}
+
+/** The SDK client for a location: credentials, and the region when the URL has none, from the SDK's default chain. */
+export function createS3Client(location: S3BlobLocation): S3Client {
+  // The SDK warns once per process, over eight lines of stderr, that its releases from 2027 on
+  // will need Node.js 22; the version in the lock file runs on the Node.js 20 that Quanta targets.
+  // Setting the variable to anything but "true" shows the warning again.
+  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+  return new S3Client({
+    ...(location.endpoint === undefined ? {} : { endpoint: location.endpoint }),
+    ...(location.region === undefined ? {} : { region: location.region }),
+    forcePathStyle: location.forcePathStyle,
+    // The SDK's default (WHEN_SUPPORTED) sends streamed bodies aws-chunked with trailing CRC32
+    // checksums, which S3-compatible servers such as s3rver store as part of the bytes. Every
+    // blob carries its own authentication (AES-GCM per segment, sha256 checked on download), so
+    // checksums are sent and checked only where the API requires them.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    // A down or unroutable endpoint fails the start-up check within seconds, not after the OS's connect timeout.
+    requestHandler: { connectionTimeout: 5000 },
+  });
+}
+
+/** An object that is not there, as the filesystem store reports it (download maps ENOENT to DATA_LOSS "missing"). */
+function missing(key: string, cause: unknown): NodeJS.ErrnoException {
+  return Object.assign(new Error(`object ${key} does not exist`, { cause }), { code: 'ENOENT' });
+}
+
+function isNotFound(error: unknown): boolean {
+  const e = error as { name?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+}
+
+function isNotImplemented(error: unknown): boolean {
+  const e = error as { name?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  return e.name === 'NotImplemented' || e.name === 'MethodNotAllowed' || e.$metadata?.httpStatusCode === 501;
+}
+
+/** Reads a response body into one buffer (ranged reads of about a segment). */
+async function readAll(body: Readable, expected: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    parts.push(chunk as Buffer);
+    length += (chunk as Buffer).length;
+  }
+  if (length > expected) throw new Error(`a ranged read returned ${length} bytes, more than the ${expected} asked for`);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+}
+
+/**
+ * Blobs in an S3 bucket under `prefix<tenant>/<sha[0:2]>/<sha>`, sealed as on disk.
+ *
+ * A writer streams into a multipart upload (lib-storage, `queueSize` parts of `partBytes` in
+ * flight, so memory is bounded whatever the size) to `prefix.tmp/<uuid>`. Its first read-back
+ * (the upload's inspection reads segments of the sealed blob) completes that upload, so later
+ * reads are ranged GETs of the temporary object. `commit` copies it server-side to the blob's key
+ * (its sha is known only then) and deletes the temporary; `abort` aborts the multipart upload or
+ * deletes the temporary object. What a dead process leaves (a multipart upload or a temporary
+ * object) is removed by `removeTemporaries` at the next start.
+ */
+export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStoreOptions = {}): BlobStore {
+  const client = options.client ?? createS3Client(location);
+  const ownClient = options.client === undefined;
+  const { bucket, prefix } = location;
+  const tmpPrefix = `${prefix}${TMP_DIR}/`;
+  const partBytes = Math.max(options.partBytes ?? MIN_PART_BYTES, Math.ceil((options.maxObjectBytes ?? 0) / MAX_PARTS));
+  const queueSize = options.queueSize ?? 2;
+  const maxSingleCopyBytes = options.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES;
+  const copyPartBytes = options.copyPartBytes ?? COPY_PART_BYTES;
+  const keyOf = (key: BlobKey): string => `${prefix}${blobPath(key)}`;
+  const copySource = (key: string): string => `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+
+  const getRange = async (key: string, position: number, length: number): Promise<Buffer> => {
+    if (length <= 0) return Buffer.alloc(0);
+    try {
+      const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${position}-${position + length - 1}` }));
+      return await readAll(response.Body as Readable, length);
+    } catch (error: unknown) {
+      if (isNotFound(error)) throw missing(key, error);
+      throw error;
+    }
+  };
+
+  /** Publishes `from` under `to`: one CopyObject, or UploadPartCopy parts above the single-copy limit. */
+  const copy = async (from: string, to: string, size: number): Promise<void> => {
+    if (size <= maxSingleCopyBytes) {
+      await client.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(from) }));
+      return;
+    }
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: to }));
+    try {
+      const parts: CompletedPart[] = [];
+      for (let start = 0, number = 1; start < size; start += copyPartBytes, number += 1) {
+        const end = Math.min(size, start + copyPartBytes) - 1;
+        const { CopyPartResult } = await client.send(
+          new UploadPartCopyCommand({ Bucket: bucket, Key: to, UploadId, PartNumber: number, CopySource: copySource(from), CopySourceRange: `bytes=${start}-${end}` }),
+        );
+        parts.push({ PartNumber: number, ETag: CopyPartResult?.ETag });
+      }
+      await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (error: unknown) {
+      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId })).catch(() => undefined);
+      throw error;
+    }
+  };
+
+  return {
+    location: `s3://${bucket}/${prefix}${location.endpoint === undefined ? '' : ` at ${location.endpoint}`}`,
+    sweepGraceMs: location.sweepGraceMs,
+    async close() {
+      if (ownClient) client.destroy();
+    },
+
+    async create(): Promise<BlobWriter> {
+      const tmpKey = `${tmpPrefix}${randomUUID()}`;
+      // lib-storage reads the body as parts fill: a full pipe pushes back on `write`.
+      const body = new PassThrough({ highWaterMark: 1 << 20 });
+      const upload = new Upload({ client, params: { Bucket: bucket, Key: tmpKey, Body: body }, partSize: partBytes, queueSize, leavePartsOnError: false });
+      // Settles only after a failed upload's multipart upload has been aborted (lib-storage awaits that).
+      const uploaded = upload.done();
+      uploaded.catch(() => undefined);
+      let written = 0;
+      let state: 'writing' | 'stored' | 'committed' | 'aborted' = 'writing';
+      let finishing: Promise<void> | undefined;
+      const finish = (): Promise<void> =>
+        (finishing ??= (async () => {
+          body.end();
+          await uploaded;
+          state = 'stored';
+        })());
+      const usable = (): void => {
+        if (state === 'committed' || state === 'aborted') throw new Error('blob writer is closed');
+      };
+
+      return {
+        get written() {
+          return written;
+        },
+        async write(bytes) {
+          usable();
+          if (finishing !== undefined) throw new Error('blob writer was read back: no more writes');
+          for (const part of Array.isArray(bytes) ? (bytes as readonly Buffer[]) : [bytes as Buffer]) {
+            if (part.length === 0) continue;
+            written += part.length;
+            if (!body.write(part)) {
+              // A failed upload stops reading the body: its rejection ends the wait instead of a drain.
+              const stop = new AbortController();
+              try {
+                await Promise.race([once(body, 'drain', { signal: stop.signal }), uploaded.then(() => Promise.reject(new Error('the upload ended before its body')))]);
+              } finally {
+                stop.abort();
+              }
+            }
+          }
+        },
+        async read(position, length) {
+          usable();
+          await finish();
+          return getRange(tmpKey, position, Math.min(length, written - position));
+        },
+        async commit(key) {
+          usable();
+          await finish();
+          await copy(tmpKey, keyOf(key), written);
+          state = 'committed';
+          // Published: a temporary that survives a failed delete is the start-up sweep's.
+          await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey })).catch(() => undefined);
+        },
+        async abort() {
+          if (state === 'committed' || state === 'aborted') return;
+          state = 'aborted';
+          if (finishing === undefined) {
+            // The failed body fails lib-storage's upload, which then aborts its multipart upload.
+            body.destroy(new Error('blob upload aborted'));
+            await uploaded.catch(() => undefined);
+          } else {
+            await finishing.catch(() => undefined);
+          }
+          // A completed (or single-PUT) upload left an object.
+          await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey }));
+        },
+      };
+    },
+
+    async *read(key) {
+      const objectKey = keyOf(key);
+      let body: Readable;
+      try {
+        body = (await client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey }))).Body as Readable;
+      } catch (error: unknown) {
+        if (isNotFound(error)) throw missing(objectKey, error);
+        throw error;
+      }
+      for await (const chunk of body) yield chunk as Buffer;
+    },
+
+    async open(key): Promise<BlobReadHandle> {
+      const objectKey = keyOf(key);
+      let size: number;
+      let etag: string | undefined;
+      try {
+        const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: objectKey }));
+        size = head.ContentLength ?? 0;
+        etag = head.ETag;
+      } catch (error: unknown) {
+        if (isNotFound(error)) throw missing(objectKey, error);
+        throw error;
+      }
+      // Downloads read in order: one GET streams from where a read starts and serves the reads
+      // that follow on from it; a read elsewhere starts a new one. The socket's flow control
+      // bounds what is buffered.
+      let stream: { body: Readable; chunks: AsyncIterator<Buffer>; position: number; rest: Buffer | undefined } | undefined;
+      const drop = (): void => {
+        stream?.body.destroy();
+        stream = undefined;
+      };
+      return {
+        size,
+        async readInto(target, position) {
+          if (position >= size || target.length === 0) return 0;
+          if (stream?.position !== position) {
+            drop();
+            const response = await client.send(
+              new GetObjectCommand({ Bucket: bucket, Key: objectKey, Range: `bytes=${position}-`, ...(etag === undefined ? {} : { IfMatch: etag }) }),
+            );
+            const body = response.Body as Readable;
+            stream = { body, chunks: body[Symbol.asyncIterator]() as AsyncIterator<Buffer>, position, rest: undefined };
+          }
+          const current = stream;
+          let got = 0;
+          while (got < target.length) {
+            let chunk = current.rest;
+            current.rest = undefined;
+            if (chunk === undefined) {
+              const next = await current.chunks.next();
+              if (next.done === true) break;
+              chunk = next.value;
+            }
+            const n = Math.min(chunk.length, target.length - got);
+            chunk.copy(target, got, 0, n);
+            if (n < chunk.length) current.rest = chunk.subarray(n);
+            got += n;
+          }
+          current.position += got;
+          return got;
+        },
+        async close() {
+          drop();
+        },
+      };
+    },
+
+    async exists(key) {
+      try {
+        await client.send(new HeadObjectCommand({ Bucket: bucket, Key: keyOf(key) }));
+        return true;
+      } catch (error: unknown) {
+        if (isNotFound(error)) return false;
+        throw error;
+      }
+    },
+
+    async delete(key) {
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: keyOf(key) }));
+    },
+
+    async *list(): AsyncGenerator<StoredBlob> {
+      let token: string | undefined;
+      do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        for (const object of page.Contents ?? []) {
+          const [tenant, shard, sha256, ...more] = (object.Key ?? '').slice(prefix.length).split('/');
+          if (more.length > 0 || tenant === undefined || sha256 === undefined || !TENANT.test(tenant) || !SHA.test(sha256) || sha256.slice(0, 2) !== shard) continue;
+          yield { tenant, sha256, modified: object.LastModified ?? new Date(0) };
+        }
+        token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+      } while (token !== undefined);
+    },
+
+    async removeTemporaries(olderThan) {
+      const old = (at: Date | undefined): boolean => olderThan === undefined || (at ?? new Date(0)) < olderThan;
+      let removed = 0;
+      let token: string | undefined;
+      do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: tmpPrefix, ContinuationToken: token }));
+        for (const object of page.Contents ?? []) {
+          if (object.Key === undefined || !old(object.LastModified)) continue;
+          await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
+          removed += 1;
+        }
+        token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+      } while (token !== undefined);
+
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      try {
+        for (;;) {
+          const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: tmpPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+          for (const upload of page.Uploads ?? []) {
+            if (upload.Key === undefined || upload.UploadId === undefined || !old(upload.Initiated)) continue;
+            try {
+              await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }));
+              removed += 1;
+            } catch (error: unknown) {
+              // Another replica's sweep got there first.
+              if (!isNotFound(error)) throw error;
+            }
+          }
+          if (page.IsTruncated !== true) break;
+          keyMarker = page.NextKeyMarker;
+          uploadIdMarker = page.NextUploadIdMarker;
+        }
+      } catch (error: unknown) {
+        // A server without ListMultipartUploads: its incomplete uploads are left to a lifecycle rule.
+        if (!isNotImplemented(error)) throw error;
+      }
+      return removed;
+    },
+  };
+}
+
+/** One line for what keeps a store from working, naming the bucket and endpoint. */
+export function describeS3Failure(location: S3BlobLocation, error: unknown): string {
+  const where = location.endpoint ?? `AWS S3${location.region === undefined ? '' : ` (${location.region})`}`;
+  const e = error as { name?: unknown; code?: unknown; message?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  const name = typeof e.name === 'string' ? e.name : '';
+  const code = typeof e.code === 'string' ? e.code : '';
+  const message = (typeof e.message === 'string' ? e.message : String(error)).split('\n')[0] ?? '';
+  const status = e.$metadata?.httpStatusCode;
+  if (name === 'NoSuchBucket') return `bucket "${location.bucket}" does not exist at ${where}`;
+  if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken'].includes(name) || status === 403) {
+    return `${where} refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) for bucket "${location.bucket}": ${name || status}${message === '' || message === name ? '' : `: ${message}`}`;
+  }
+  if (name === 'CredentialsProviderError' || /credentials/i.test(message)) return `no credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${message})`;
+  if (/region is missing/i.test(message)) return `no region for ${where}: add &region=REGION to QUANTA_BLOB_URL or set AWS_REGION`;
+  if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT'].includes(code) || name === 'TimeoutError') {
+    return `cannot reach the object store at ${where}: ${code || name} ${message}`.trimEnd();
+  }
+  return `the object store at ${where} failed on bucket "${location.bucket}": ${name || code || 'error'}: ${message}`;
+}
+
+/**
+ * A store for the location after checking that the bucket exists and that the credentials may
+ * list, write and delete under the prefix; throws an Error whose message is one line from
+ * `describeS3Failure`.
+ */
+export async function openS3BlobStore(location: S3BlobLocation, options: Omit<S3BlobStoreOptions, 'client'> = {}): Promise<BlobStore> {
+  const client = createS3Client(location);
+  try {
+    await checkS3Access(client, location);
+  } catch (error: unknown) {
+    client.destroy();
+    throw error;
+  }
+  const store = createS3BlobStore(location, { ...options, client });
+  return {
+    ...store,
+    async close() {
+      client.destroy();
+    },
+  };
+}
+
+async function checkS3Access(client: S3Client, location: S3BlobLocation): Promise<void> {
+  const probe = `${location.prefix}${TMP_DIR}/start-check-${randomUUID()}`;
+  try {
+    await client.send(new ListObjectsV2Command({ Bucket: location.bucket, Prefix: location.prefix, MaxKeys: 1 }));
+    await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: probe, Body: Buffer.alloc(0) }));
+    await client.send(new DeleteObjectCommand({ Bucket: location.bucket, Key: probe }));
+  } catch (error: unknown) {
+    throw new Error(describeS3Failure(location, error), { cause: error });
+  }
+}

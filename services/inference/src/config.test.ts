@@ -3,13 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { loadInferenceConfig } from './config.js';
 
 describe('inference config', () => {
-  it('has working defaults (gRPC 8001, REST 8000, no registry watch)', () => {
+  it('has working defaults (gRPC 8001, REST 8000, metrics 8002, no registry watch)', () => {
     const c = loadInferenceConfig({ argv: [], env: {} });
     expect(c).toMatchObject({
       home: '.quanta',
       port: 8001,
       httpHost: '127.0.0.1',
       httpPort: 8000,
+      metrics: true,
+      metricsPort: 8002,
+      metricsPublic: false,
       maxBodyBytes: 64 * 1024 * 1024,
       maxReceiveMessageBytes: 64 * 1024 * 1024,
       cryptoAddr: '127.0.0.1:9002',
@@ -46,6 +49,20 @@ describe('inference config', () => {
       watch: true,
       maxBodyBytes: 1048576,
     });
+  });
+
+  it('metrics: a port (0 picks one), off with --no-metrics or QUANTA_INFERENCE_METRICS=false, public only on loopback', () => {
+    expect(loadInferenceConfig({ argv: ['--metrics-port', '0'], env: {} }).metricsPort).toBe(0);
+    expect(loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_METRICS_PORT: '9102' } }).metricsPort).toBe(9102);
+    expect(loadInferenceConfig({ argv: ['--no-metrics'], env: {} }).metrics).toBe(false);
+    expect(loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_METRICS: 'false' } }).metrics).toBe(false);
+    expect(loadInferenceConfig({ argv: ['--metrics-public'], env: {} }).metricsPublic).toBe(true);
+    expect(() => loadInferenceConfig({ argv: ['--metrics-port', '-1'], env: {} })).toThrow(/--metrics-port: "-1" is not a port number/);
+    expect(() => loadInferenceConfig({ argv: ['--metrics-public', '--http-host', '0.0.0.0'], env: {} })).toThrow(
+      /QUANTA_INFERENCE_METRICS_PUBLIC needs a loopback --http-host .* not 0\.0\.0\.0/,
+    );
+    // Off, the public setting has nothing to expose.
+    expect(loadInferenceConfig({ argv: ['--no-metrics', '--metrics-public', '--http-host', '0.0.0.0'], env: {} }).metrics).toBe(false);
   });
 
   it('refuses bad values, naming each', () => {

@@ -1,5 +1,11 @@
 import { checkServiceConfig, fields, loadConfig, loadConfigOrExit, serviceConfigFields } from '@quanta/service-kit';
-import type { ConfigOf, ConfigSource } from '@quanta/service-kit';
+import type { ConfigOf, ConfigSource, OptionalKey } from '@quanta/service-kit';
+
+/**
+ * Added with the metrics listener: a config written by hand without `metricsPort` (a test, a
+ * benchmark) opens no metrics listener; loadConfig always gives one (8002).
+ */
+const optionalKey: OptionalKey = { optionalKey: true };
 
 /** The inference service's settings: flags (`--port 8001`) or QUANTA_* environment variables. */
 export const inferenceConfigSchema = {
@@ -8,6 +14,26 @@ export const inferenceConfigSchema = {
   ...serviceConfigFields({ envPrefix: 'QUANTA_INFERENCE', port: 8001, maxReceiveMessageLength: 64 * 1024 * 1024 }),
   httpHost: fields.string({ env: 'QUANTA_INFERENCE_HTTP_HOST', default: '127.0.0.1', doc: 'address of the KServe v2 REST listener' }),
   httpPort: fields.port({ env: 'QUANTA_INFERENCE_HTTP_PORT', default: 8000, doc: 'KServe v2 REST port (0 picks a free one)' }),
+  metrics: {
+    ...fields.bool({
+      env: 'QUANTA_INFERENCE_METRICS',
+      default: true,
+      doc: "serve Prometheus metrics in Triton's format (nv_inference_*) at /metrics on --metrics-port (--no-metrics: none, as Triton's --allow-metrics=false)",
+    }),
+    ...optionalKey,
+  },
+  metricsPort: {
+    ...fields.port({ env: 'QUANTA_INFERENCE_METRICS_PORT', default: 8002, doc: 'port of the metrics listener, on --http-host (0 picks a free one)' }),
+    ...optionalKey,
+  },
+  metricsPublic: {
+    ...fields.bool({
+      env: 'QUANTA_INFERENCE_METRICS_PUBLIC',
+      default: false,
+      doc: "serve every tenant's metrics without a token (only allowed on a loopback --http-host); otherwise a token with monitoring:read sees its tenant's, an admin token every tenant's",
+    }),
+    ...optionalKey,
+  },
   maxBodyBytes: fields.int({
     env: 'QUANTA_INFERENCE_MAX_BODY_BYTES',
     default: 64 * 1024 * 1024,
@@ -44,12 +70,24 @@ export const inferenceConfigSchema = {
 
 export type InferenceConfig = ConfigOf<typeof inferenceConfigSchema>;
 
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+function checkInferenceConfig(config: Record<string, unknown>): string[] {
+  const problems = [...checkServiceConfig(config)];
+  if (config['metrics'] !== false && config['metricsPublic'] === true && !LOOPBACK.has(String(config['httpHost']))) {
+    problems.push(
+      `QUANTA_INFERENCE_METRICS_PUBLIC needs a loopback --http-host (127.0.0.1 or ::1), not ${String(config['httpHost'])}: it shows every tenant's metrics without a token`,
+    );
+  }
+  return problems;
+}
+
 /** Throws service-kit's ConfigError listing every problem. */
 export function loadInferenceConfig(source: ConfigSource = {}): InferenceConfig {
-  return loadConfig(inferenceConfigSchema, { check: checkServiceConfig, ...source });
+  return loadConfig(inferenceConfigSchema, { check: checkInferenceConfig, ...source });
 }
 
 /** For main: help on --help, a clear message and exit 2 on bad settings. */
 export function loadInferenceConfigOrExit(source: ConfigSource = {}): InferenceConfig {
-  return loadConfigOrExit(inferenceConfigSchema, { program: 'inference', check: checkServiceConfig, ...source });
+  return loadConfigOrExit(inferenceConfigSchema, { program: 'inference', check: checkInferenceConfig, ...source });
 }

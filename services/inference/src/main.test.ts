@@ -1,5 +1,5 @@
-// The process as the dev stack runs it: logs `listening` with its address, serves gRPC and REST,
-// exits 0 on SIGTERM, and exits 2 with a clear message on bad settings.
+// The process as the dev stack runs it: logs `listening` with its address, serves gRPC, REST and
+// Triton's metrics, exits 0 on SIGTERM, and exits 2 with a clear message on bad settings.
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,15 +23,25 @@ describe('inference main', { timeout: 120_000 }, () => {
   });
   afterAll(() => rm(home, { recursive: true, force: true }));
 
-  it('listens on gRPC and REST, answers, and stops on SIGTERM with exit code 0', async () => {
+  it('listens on gRPC, REST and metrics, answers, and stops on SIGTERM with exit code 0', async () => {
     const child = spawn(process.execPath, ARGS, {
       cwd: packageDir,
-      env: { ...process.env, QUANTA_HOME: home, QUANTA_INFERENCE_PORT: '0', QUANTA_INFERENCE_HTTP_PORT: '0', QUANTA_CRYPTO_ADDR: '127.0.0.1:1', QUANTA_LOG_LEVEL: 'info' },
+      env: {
+        ...process.env,
+        QUANTA_HOME: home,
+        QUANTA_INFERENCE_PORT: '0',
+        QUANTA_INFERENCE_HTTP_PORT: '0',
+        QUANTA_INFERENCE_METRICS_PORT: '0',
+        QUANTA_INFERENCE_METRICS_PUBLIC: 'true',
+        QUANTA_CRYPTO_ADDR: '127.0.0.1:1',
+        QUANTA_LOG_LEVEL: 'info',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
     let address: string | undefined;
     let url: string | undefined;
+    let metricsUrl: string | undefined;
     for await (const line of createInterface({ input: child.stdout })) {
       let entry: { msg?: string; address?: string; url?: string };
       try {
@@ -40,8 +50,9 @@ describe('inference main', { timeout: 120_000 }, () => {
         continue; // not a log line
       }
       if (entry.msg?.includes('listening') === true) address = entry.address;
-      if (entry.url !== undefined) url = entry.url;
-      if (address !== undefined && url !== undefined) break;
+      if (entry.msg?.startsWith('KServe v2 REST') === true) url = entry.url;
+      if (entry.msg?.startsWith('Triton metrics') === true) metricsUrl = entry.url;
+      if (address !== undefined && url !== undefined && metricsUrl !== undefined) break;
     }
     const client = new pb.GRPCInferenceServiceClient(address!, grpc.credentials.createInsecure());
     try {
@@ -51,6 +62,10 @@ describe('inference main', { timeout: 120_000 }, () => {
       const live = await fetch(`${url!}/v2/health/live`);
       expect(live.status).toBe(200);
       expect(await live.json()).toEqual({ live: true });
+      // No model loaded yet: Triton's families with no series.
+      const metrics = await fetch(metricsUrl!);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain('# TYPE nv_inference_request_success counter');
     } finally {
       client.close();
     }

@@ -53,6 +53,8 @@ export interface DynamicBatcher {
   submit(job: BatchJob): Promise<JobResult>;
   /** Requests queued or running. */
   pending(): number;
+  /** Requests queued, not yet taken into a batch. */
+  queued(): number;
   /** Stops waiting for batches to fill and resolves once nothing is queued or running. */
   drain(): Promise<void>;
   /** The preferred batch sizes in effect: configured, or the one measured last (none before the first measurement). */
@@ -498,6 +500,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       });
     },
     pending: () => queue.length + running,
+    queued: () => queue.length,
     preferred() {
       if (tuner === undefined) return configured;
       const chosen = tuner.chosen();

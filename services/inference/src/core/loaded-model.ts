@@ -6,7 +6,7 @@ import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dyn
 import { createInstancePool, type InstancePool, type InstancePoolHooks } from './instance-pool.js';
 import { createSequenceBatcher, type SequenceBatcher } from './sequence-batcher.js';
 import { SignatureError, signatureOf, type DimSymbols } from './signature.js';
-import { createStatsRecorder, type StatsRecorder } from './stats.js';
+import { createStatsRecorder, failureReasonOf, type StatsRecorder } from './stats.js';
 import {
   InferError,
   type InferObserver,
@@ -142,6 +142,7 @@ export interface LoadedModelHandle extends LoadedModel {
 
 export async function createLoadedModel(options: LoadedModelOptions): Promise<LoadedModelHandle> {
   const { tenant, name, version, config, clock, logger, observer } = options;
+  const loadStarted = monotonicNs();
   const auto = config.execution === 'auto';
   let execution: 'worker' | 'inline' = config.execution === 'inline' ? 'inline' : 'worker';
   const hooks: InstancePoolHooks = {
@@ -204,6 +205,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
       })
     : undefined;
 
+  const loadNs = monotonicNs() - loadStarted;
   const validateOptions = sequences === undefined ? {} : { optionalInputs: sequences.stateInputs };
   let state: ModelState = 'READY';
   let unloading: Promise<void> | undefined;
@@ -244,7 +246,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
       const fail = (caught: unknown): never => {
         const error = toInferError(name, caught);
         const totalNs = monotonicNs() - started;
-        stats.failure(totalNs);
+        stats.failure(totalNs, failureReasonOf(error.code));
         observe(request, { error, totalNs });
         throw error;
       };
@@ -282,6 +284,8 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
       }, fail);
     },
     stats: () => stats.snapshot(),
+    pendingRequests: () => batcher.queued() + (sequences?.waiting() ?? 0),
+    loadNs,
     sequenceCount: () => sequences?.size() ?? 0,
     unload() {
       unloading ??= (async () => {

@@ -136,4 +136,13 @@ describe('sequence batcher', () => {
     const unknown = await rejection(model.infer({ id: 'r', inputs: inputs({ x }), sequence: { id: '99', start: false, end: false } }));
     expect(unknown.message).toMatch(/^inference request for sequence 99 to model "lstm" must specify the START flag/);
   });
+  it('counts the requests waiting behind an earlier one of their sequence as pending', async () => {
+    const model = await loadLstm();
+    const x = randomFloats([2, 1, 4], 5);
+    const sent = [0, 1, 2].map((i) => model.infer({ id: `q${i}`, inputs: inputs({ x }), sequence: { id: '9', start: i === 0, end: i === 2 } }));
+    // One at a time per sequence: the first goes on to the batcher, the other two wait for it.
+    expect(model.pendingRequests()).toBe(2);
+    await Promise.all(sent);
+    expect(model.pendingRequests()).toBe(0);
+  });
 });

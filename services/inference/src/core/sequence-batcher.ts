@@ -29,6 +29,8 @@ export interface SequenceBatcher {
   infer(request: InferRequest, outputs: readonly string[]): Promise<JobResult>;
   /** Sequences whose state is held. */
   size(): number;
+  /** Requests waiting behind an earlier request of their sequence (not yet handed to the batcher). */
+  waiting(): number;
   /** Drops the state of sequences idle for longer than the timeout. */
   sweep(): void;
   /** Resolves once no sequence has a request queued or running; stops the idle sweep. */
@@ -169,6 +171,12 @@ export function createSequenceBatcher(options: SequenceBatcherOptions): Sequence
       });
     },
     size: () => sequences.size,
+    waiting() {
+      // Of a sequence's unfinished requests, one at most is in the batcher; the rest wait for it.
+      let count = 0;
+      for (const record of sequences.values()) if (record.pending > 1) count += record.pending - 1;
+      return count;
+    },
     sweep,
     drain() {
       clearInterval(timer);

@@ -1,8 +1,9 @@
-import type { DurationStat, ModelStats, StageTimes } from './types.js';
+import type { DurationStat, FailureReason, InferErrorCode, ModelStats, StageTimes } from './types.js';
 
 // Triton's statistics for one model version. Per request (success only): queue and the three
 // compute stages of the batch it ran in. Per execution: one entry under its batch size.
 // inference_count counts rows (a request of dim0 = 3 is 3 inferences), execution_count runs.
+// Failures are counted per reason too (Triton's metrics label them; its statistics do not).
 
 export interface ExecutionTimes {
   readonly computeInputNs: bigint;
@@ -12,7 +13,7 @@ export interface ExecutionTimes {
 
 export interface StatsRecorder {
   success(totalNs: bigint, times: StageTimes, rows: number, at: number): void;
-  failure(totalNs: bigint): void;
+  failure(totalNs: bigint, reason: FailureReason): void;
   execution(batchSize: number, times: ExecutionTimes): void;
   snapshot(): ModelStats;
 }
@@ -30,12 +31,28 @@ const add = (stat: DurationStat, ns: bigint): void => {
 };
 const copy = (stat: DurationStat): DurationStat => ({ count: stat.count, ns: stat.ns });
 
+/** Triton's failure reason for the core's error codes (its dynamic batcher's: a full queue or an expired timeout is REJECTED). */
+export function failureReasonOf(code: InferErrorCode): FailureReason {
+  switch (code) {
+    case 'RESOURCE_EXHAUSTED':
+    case 'DEADLINE_EXCEEDED':
+      return 'REJECTED';
+    case 'CANCELLED':
+      return 'CANCELED';
+    case 'INTERNAL':
+      return 'BACKEND';
+    default:
+      return 'OTHER';
+  }
+}
+
 export function createStatsRecorder(name: string, version: string): StatsRecorder {
   let lastInference = 0;
   let inferenceCount = 0n;
   let executionCount = 0n;
   const success = zero();
   const fail = zero();
+  const failures: Record<FailureReason, bigint> = { REJECTED: 0n, CANCELED: 0n, BACKEND: 0n, OTHER: 0n };
   const queue = zero();
   const computeInput = zero();
   const computeInfer = zero();
@@ -51,8 +68,9 @@ export function createStatsRecorder(name: string, version: string): StatsRecorde
       inferenceCount += BigInt(rows);
       lastInference = Math.max(lastInference, at);
     },
-    failure(totalNs) {
+    failure(totalNs, reason) {
       add(fail, totalNs);
+      failures[reason] += 1n;
     },
     execution(batchSize, times) {
       executionCount += 1n;
@@ -74,6 +92,7 @@ export function createStatsRecorder(name: string, version: string): StatsRecorde
         executionCount,
         success: copy(success),
         fail: copy(fail),
+        failures: { ...failures },
         queue: copy(queue),
         computeInput: copy(computeInput),
         computeInfer: copy(computeInfer),

@@ -156,6 +156,14 @@ export interface DurationStat {
   ns: bigint;
 }
 
+/**
+ * Why a request failed, as Triton's `nv_inference_request_failure` counter labels it: REJECTED
+ * (the queue was full, or the request's deadline passed while it waited), CANCELED (the caller
+ * went away), BACKEND (onnxruntime failed to run it) or OTHER (bad inputs, the model unloading).
+ */
+export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER';
+export const FAILURE_REASONS: readonly FailureReason[] = ['REJECTED', 'CANCELED', 'BACKEND', 'OTHER'];
+
 /** Triton's InferStatistics and InferBatchStatistics for one model version. */
 export interface ModelStats {
   readonly name: string;
@@ -166,6 +174,8 @@ export interface ModelStats {
   readonly executionCount: bigint;
   readonly success: DurationStat;
   readonly fail: DurationStat;
+  /** `fail.count` by reason (they add up to it). */
+  readonly failures: Readonly<Record<FailureReason, bigint>>;
   readonly queue: DurationStat;
   readonly computeInput: DurationStat;
   readonly computeInfer: DurationStat;
@@ -195,6 +205,13 @@ export interface LoadedModel {
   readonly state: ModelState;
   infer(request: InferRequest): Promise<InferResult>;
   stats(): ModelStats;
+  /**
+   * Requests waiting to run, now: queued in the batcher, or behind an earlier request of their
+   * sequence (Triton's pending request count). Not those running.
+   */
+  pendingRequests(): number;
+  /** How long loading took: sessions opened, warm-up run, and the 'auto' timing. */
+  readonly loadNs: bigint;
   /** Stops taking requests, lets queued and running ones finish, then releases the sessions. */
   unload(): Promise<void>;
 }

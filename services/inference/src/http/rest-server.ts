@@ -1,11 +1,7 @@
 // KServe v2 REST (node:http) over the same InferenceApi as gRPC, with the same tokens
 // (`Authorization: Bearer`) and scopes. Health endpoints and server metadata are public.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, Principal, Scope, ServerTlsOptions } from '@quanta/service-kit';
 import { AbortListeners, isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
@@ -13,6 +9,7 @@ import type { Logger } from 'pino';
 import type { CancelSignal } from '../core/types.js';
 import { httpStatusOf, toServiceError } from '../server/errors.js';
 import type { InferenceApi } from '../server/inference-api.js';
+import { startHttpListener, type HttpListener } from './http-listener.js';
 import {
   decodeIndexRequest,
   decodeJsonInfer,
@@ -41,16 +38,8 @@ export interface RestServerOptions {
   readonly logger: Logger;
 }
 
-export interface RestServer {
-  readonly port: number;
-  /** `http://host:port` */
-  readonly url: string;
-  /**
-   * Stops accepting connections and requests, lets those under way finish within `graceMs`, then
-   * closes every connection.
-   */
-  close(options?: { graceMs?: number }): Promise<void>;
-}
+/** `url` is `http://host:port` (https with TLS); close() lets requests under way finish. */
+export type RestServer = HttpListener;
 
 class HttpError extends Error {
   constructor(
@@ -265,14 +254,6 @@ function bodyOf(req: IncomingMessage, limit: number): Body {
   });
 }
 
-async function readPem(path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (error: unknown) {
-    throw new Error(`REST listener: cannot read the TLS ${what} file "${path}": ${(error as Error).message}`, { cause: error });
-  }
-}
-
 function send(res: ServerResponse, status: number, body: Json, close = false, binary: readonly Buffer[] = []): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
@@ -346,9 +327,6 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const limit = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const table = routes(options.api);
   const { logger } = options;
-  const inFlight = new Set<ServerResponse>();
-  let closing = false;
-  let drained: (() => void) | undefined;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -370,15 +348,6 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    if (closing) {
-      send(res, 503, { error: 'the server is shutting down' }, true);
-      return;
-    }
-    inFlight.add(res);
-    res.once('close', () => {
-      inFlight.delete(res);
-      if (inFlight.size === 0) drained?.();
-    });
     handle(req, res).catch((error: unknown) => {
       if (error instanceof HttpError) {
         send(res, error.status, { error: error.message });
@@ -394,52 +363,12 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       send(res, 500, { error: `internal error (error id ${reference})` });
     });
   };
-  const tls = options.tls;
-  const server =
-    tls === undefined
-      ? createServer(onRequest)
-      : createTlsServer(
-          {
-            cert: await readPem(tls.certFile, 'certificate'),
-            key: await readPem(tls.keyFile, 'private key'),
-            ...(tls.caFile === undefined ? {} : { ca: await readPem(tls.caFile, 'CA'), requestCert: true }),
-            rejectUnauthorized: tls.requireClientCert === true,
-          },
-          onRequest,
-        );
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  return startHttpListener({
+    host: options.host,
+    port: options.port,
+    tls: options.tls,
+    what: 'REST listener',
+    onRequest,
+    refuse: (res) => send(res, 503, { error: 'the server is shutting down' }, true),
   });
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  let closed: Promise<void> | undefined;
-
-  return {
-    port,
-    url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
-    close({ graceMs = 10_000 } = {}) {
-      closed ??= (async () => {
-        closing = true;
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        if (inFlight.size > 0) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, graceMs);
-            drained = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-        }
-        server.closeAllConnections();
-        await stopped;
-      })();
-      return closed;
-    },
-  };
 }

@@ -261,13 +261,23 @@ describe('TLS', () => {
       req.end();
     });
 
-  it('REST serves the gRPC certificate and asks for the same client certificates (mTLS)', async () => {
+  it('REST and metrics serve the gRPC certificate and ask for the same client certificates (mTLS)', async () => {
     h = await startHarness({
-      config: { tlsCert: join(dir, 'server.pem'), tlsKey: join(dir, 'server.key'), tlsCa: join(dir, 'ca.pem'), tlsRequireClientCert: true },
+      config: {
+        tlsCert: join(dir, 'server.pem'),
+        tlsKey: join(dir, 'server.key'),
+        tlsCa: join(dir, 'ca.pem'),
+        tlsRequireClientCert: true,
+        metricsPort: 0,
+        metricsPublic: true,
+      },
     });
     expect(h.server.http.url).toMatch(/^https:\/\//);
     expect(await get(`${h.server.http.url}/v2/health/live`, true)).toBe(200);
     expect(await get(`${h.server.http.url}/v2/health/live`, false)).not.toBe(200);
+    expect(h.server.metrics?.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    expect(await get(h.server.metrics!.url, true)).toBe(200);
+    expect(await get(h.server.metrics!.url, false)).not.toBe(200);
     const credentials = grpc.credentials.createSsl(
       readFileSync(join(dir, 'ca.pem')),
       readFileSync(join(dir, 'client.key')),

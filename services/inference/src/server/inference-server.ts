@@ -1,5 +1,6 @@
 // The inference process: the core's model manager behind the gRPC (KServe v2 / Triton, :8001) and
-// REST (KServe v2, :8000) front ends, with the registry sync plugged in through `sync`.
+// REST (KServe v2, :8000) front ends, Triton's Prometheus metrics (:8002), with the registry sync
+// plugged in through `sync`.
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
@@ -9,8 +10,11 @@ import type { Logger } from 'pino';
 import type { InferenceConfig } from '../config.js';
 import { createModelManager } from '../core/model-manager.js';
 import type { InferObserver, ModelManager } from '../core/types.js';
+import type { HttpListener } from '../http/http-listener.js';
 import type { RestServer } from '../http/rest-server.js';
 import { startRestServer } from '../http/rest-server.js';
+import { METRICS_PATH, startMetricsServer } from '../metrics/metrics-server.js';
+import { createTritonMetrics } from '../metrics/triton-metrics.js';
 import { createGrpcHandlers, grpcInferenceServiceDefinition } from './grpc-handlers.js';
 import { createInferenceApi } from './inference-api.js';
 import type { RepositoryLoader } from './repository-loader.js';
@@ -71,12 +75,14 @@ export interface InferenceServer {
   readonly port: number;
   readonly address: string;
   readonly http: { readonly port: number; readonly url: string };
+  /** Triton's Prometheus metrics: `url` ends in /metrics; undefined with --no-metrics (or no metricsPort). */
+  readonly metrics: { readonly port: number; readonly url: string } | undefined;
   readonly service: QuantaService;
   readonly manager: ModelManager;
   readonly sync: InferenceSync | undefined;
-  /** Stops the REST listener taking requests (a signal handler calls it before service-kit's stop). */
+  /** Stops the REST and metrics listeners taking requests (a signal handler calls it before service-kit's stop). */
   beginStop(): void;
-  /** Stops accepting on both listeners, lets accepted requests finish (grace), then closes the sync and the manager. */
+  /** Stops accepting on every listener, lets accepted requests finish (grace), then closes the sync and the manager. */
   stop(options?: { graceMs?: number }): Promise<void>;
 }
 
@@ -106,8 +112,10 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
 
   let sync: InferenceSync | undefined;
   let http: RestServer | undefined;
+  let metrics: HttpListener | undefined;
   let ready: (() => boolean) | undefined;
   const release = async (): Promise<void> => {
+    await metrics?.close({ graceMs: 0 });
     await sync?.close();
     await manager.close();
     cryptoClient?.close();
@@ -121,11 +129,26 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     // REST serves the same certificate (and client-certificate rule) as gRPC.
     const { tls } = serviceOptionsFromConfig(config);
     http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, tls, logger });
+    // Triton's metrics listener, on the REST host as Triton's metrics follow --http-address. Bound
+    // before gRPC, so that every listener is open once the gRPC one logs "listening".
+    if (config.metrics !== false && config.metricsPort !== undefined) {
+      metrics = await startMetricsServer({
+        host: config.httpHost,
+        port: config.metricsPort,
+        tls,
+        metrics: createTritonMetrics(manager),
+        authenticator,
+        public: config.metricsPublic === true,
+        logger,
+      });
+    }
   } catch (error: unknown) {
+    await http?.close({ graceMs: 0 });
     await release();
     throw error;
   }
   const rest = http;
+  const scrape = metrics;
 
   // grpc.health.v1: "" is the process (live: a liveness probe must not restart a replica that is
   // still downloading its models); the inference service's own name follows ServerReady, for
@@ -137,7 +160,8 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
   };
 
   let restClosed: Promise<void> | undefined;
-  const beginStop = (graceMs: number = config.shutdownGrace): Promise<void> => (restClosed ??= rest.close({ graceMs }));
+  const beginStop = (graceMs: number = config.shutdownGrace): Promise<void> =>
+    (restClosed ??= Promise.all([rest.close({ graceMs }), scrape?.close({ graceMs })]).then(() => undefined));
   service.onStop(async () => {
     clearInterval(followReadiness);
     await beginStop();
@@ -158,10 +182,13 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     followReadiness.unref();
   }
   logger.info({ url: rest.url }, `KServe v2 REST on ${rest.url}`);
+  const metricsUrl = scrape === undefined ? undefined : `${scrape.url}${METRICS_PATH}`;
+  if (scrape !== undefined) logger.info({ url: metricsUrl, public: config.metricsPublic === true }, `Triton metrics on ${metricsUrl}`);
   return {
     port,
     address,
     http: { port: rest.port, url: rest.url },
+    metrics: scrape === undefined || metricsUrl === undefined ? undefined : { port: scrape.port, url: metricsUrl },
     service,
     manager,
     sync,

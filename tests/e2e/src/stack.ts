@@ -29,7 +29,8 @@ export interface Stack {
   readonly adminToken: string;
   readonly env: NodeJS.ProcessEnv;
   readonly addr: { crypto: string; registry: string; monitoring: string; inference: string };
-  readonly http: { inference: string; monitoring: string };
+  /** `inferenceMetrics` is Triton's /metrics of the inference replica (a token with monitoring:read, or the admin token). */
+  readonly http: { inference: string; inferenceMetrics: string; monitoring: string };
   readonly processes: Map<ServiceName, ServiceProcess>;
   /** (Re)starts one service with the stack's settings, waiting for its "listening" line. */
   start(name: ServiceName): Promise<ServiceProcess>;
@@ -103,7 +104,7 @@ export interface StackOptions {
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const home = await mkdtemp(join(tmpdir(), 'quanta-e2e-'));
-  const [crypto, registry, monitoring, monitoringHttp, inference, inferenceHttp] = await Promise.all(Array.from({ length: 6 }, freePort));
+  const [crypto, registry, monitoring, monitoringHttp, inference, inferenceHttp, inferenceMetrics] = await Promise.all(Array.from({ length: 7 }, freePort));
   const addr = {
     crypto: `127.0.0.1:${crypto}`,
     registry: `127.0.0.1:${registry}`,
@@ -123,6 +124,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     QUANTA_MONITORING_DASHBOARD_PUBLIC: '1',
     QUANTA_INFERENCE_PORT: String(inference),
     QUANTA_INFERENCE_HTTP_PORT: String(inferenceHttp),
+    QUANTA_INFERENCE_METRICS_PORT: String(inferenceMetrics),
     QUANTA_INFERENCE_WATCH: 'true',
     QUANTA_CRYPTO_ADDR: addr.crypto,
     QUANTA_REGISTRY_ADDR: addr.registry,
@@ -157,7 +159,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     adminToken,
     env,
     addr,
-    http: { inference: `http://127.0.0.1:${inferenceHttp}`, monitoring: `http://127.0.0.1:${monitoringHttp}` },
+    http: { inference: `http://127.0.0.1:${inferenceHttp}`, inferenceMetrics: `http://127.0.0.1:${inferenceMetrics}/metrics`, monitoring: `http://127.0.0.1:${monitoringHttp}` },
     processes,
     start,
     async close() {

@@ -24,6 +24,8 @@ const env: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home };
 for (const s of services) env[s.addrEnv] ??= `127.0.0.1:${env[s.portEnv] ?? s.port}`;
 // The dashboard listens on loopback only; in development it shows every tenant without a token.
 env['QUANTA_MONITORING_DASHBOARD_PUBLIC'] ??= '1';
+// Inference's Prometheus metrics (Triton's) listen on loopback too: every tenant's, without a token.
+env['QUANTA_INFERENCE_METRICS_PUBLIC'] ??= '1';
 // Inference serves what the registry's deployments ask for.
 env['QUANTA_INFERENCE_WATCH'] ??= 'true';
 
@@ -155,8 +157,8 @@ const lines = [
   '',
   'Quanta is up.',
   ...services.map((s) => {
-    // With TLS the inference REST listener and the monitoring dashboard serve HTTPS on the gRPC certificate.
-    const extra = (s.extra?.(env) ?? []).map((e) => (tls && (e.startsWith('REST http://') || e.startsWith('dashboard http://')) ? e.replace('http://', 'https://') : e));
+    // With TLS every HTTP listener (inference REST and metrics, the monitoring dashboard) serves HTTPS on the gRPC certificate.
+    const extra = (s.extra?.(env) ?? []).map((e) => (tls ? e.replace('http://', 'https://') : e));
     return `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${extra.length > 0 ? `   ${extra.join('   ')}` : ''}`;
   }),
   `  data            ${home}`,

@@ -27,7 +27,17 @@ export const SERVICES: readonly ServiceSpec[] = [
   { name: 'crypto', cli: 'crypto', port: 9002, portEnv: 'QUANTA_CRYPTO_PORT', addrEnv: 'QUANTA_CRYPTO_ADDR' },
   { name: 'model-registry', cli: 'registry', port: 9001, portEnv: 'QUANTA_REGISTRY_PORT', addrEnv: 'QUANTA_REGISTRY_ADDR' },
   { name: 'monitoring', cli: 'monitoring', port: 9003, portEnv: 'QUANTA_MONITORING_PORT', addrEnv: 'QUANTA_MONITORING_ADDR', extra: (env) => [`dashboard http://127.0.0.1:${portFrom(env, 'QUANTA_MONITORING_HTTP_PORT', 9400)}/`] },
-  { name: 'inference', cli: 'inference', port: 8001, portEnv: 'QUANTA_INFERENCE_PORT', addrEnv: 'QUANTA_INFERENCE_ADDR', extra: (env) => [`REST http://127.0.0.1:${portFrom(env, 'QUANTA_INFERENCE_HTTP_PORT', 8000)}/v2`] },
+  {
+    name: 'inference',
+    cli: 'inference',
+    port: 8001,
+    portEnv: 'QUANTA_INFERENCE_PORT',
+    addrEnv: 'QUANTA_INFERENCE_ADDR',
+    extra: (env) => [
+      `REST http://127.0.0.1:${portFrom(env, 'QUANTA_INFERENCE_HTTP_PORT', 8000)}/v2`,
+      `metrics http://127.0.0.1:${portFrom(env, 'QUANTA_INFERENCE_METRICS_PORT', 8002)}/metrics`,
+    ],
+  },
 ];
 
 /** The services of this checkout that have an entry point (each arrives with its own issue). */

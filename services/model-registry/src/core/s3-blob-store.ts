@@ -409,7 +409,9 @@ export async function openS3BlobStore(location: S3BlobLocation, options: Omit<S3
 async function checkS3Access(client: S3Client, location: S3BlobLocation): Promise<void> {
   const probe = `${location.prefix}${TMP_DIR}/start-check-${randomUUID()}`;
   try {
-    await client.send(new ListObjectsV2Command({ Bucket: location.bucket, Prefix: location.prefix, MaxKeys: 1 }));
+    // A full first page, not MaxKeys=1: s3rver cannot make continuation tokens under OpenSSL 3
+    // (it uses DES), and the sweep that follows lists every blob anyway.
+    await client.send(new ListObjectsV2Command({ Bucket: location.bucket, Prefix: location.prefix }));
     await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: probe, Body: Buffer.alloc(0) }));
     await client.send(new DeleteObjectCommand({ Bucket: location.bucket, Key: probe }));
   } catch (error: unknown) {

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { registry as pb } from '@quanta/contracts';
 import { buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../testing/test-process.js';
+import { BLOB_BACKENDS, startBlobBackend } from '../testing/test-blob-backends.js';
+import type { BlobBackend, BlobProbe } from '../testing/test-blob-backends.js';
 import { bearer, call, startHarness } from '../testing/test-harness.js';
 import type { Harness } from '../testing/test-harness.js';
 import { failure, grpc, pull, push } from '../testing/test-client.js';
@@ -22,8 +23,10 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-describe('UploadVersion / DownloadVersion against a real crypto service', () => {
+describe.each(BLOB_BACKENDS)('UploadVersion / DownloadVersion against a real crypto service, blobs in a %s', (backendName) => {
   let h: Harness;
+  let backend: BlobBackend;
+  let blobs: BlobProbe;
   let writer: string;
   let reader: string;
   let ocr: Buffer;
@@ -31,7 +34,9 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
   let duringInspection: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
+    backend = await startBlobBackend(backendName);
     h = await startHarness({
+      config: backend.config,
       inspect: async (source) => {
         await duringInspection?.();
         return inspectOnnxModel(source);
@@ -40,12 +45,14 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
     writer = await h.token('acme', ['models:read', 'models:write']);
     reader = await h.token('acme', ['models:read']);
     ocr = await readFile(OCR_CLS);
+    blobs = backend.probe(h.registry);
   }, 240_000);
   afterAll(async () => {
     await h?.close();
+    await backend?.close();
   });
 
-  it('round-trips the PP-OCR classifier byte for byte, sealed on disk', async () => {
+  it('round-trips the PP-OCR classifier byte for byte, sealed where it is stored', async () => {
     const version = await push(h.client, writer, { model: 'ocr-cls', description: 'PP-OCR mobile cls', expectedSha256: sha256(ocr), expectedSizeBytes: BigInt(ocr.length) }, ocr);
     expect(version).toMatchObject({ model: 'ocr-cls', version: 1, status: pb.VersionStatus.VERSION_STATUS_READY, sha256: sha256(ocr), sizeBytes: BigInt(ocr.length) });
     expect(version.signature?.inputs[0]).toMatchObject({ name: 'x', datatype: 'FP32' });
@@ -53,15 +60,14 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
     expect(pulled.bytes.equals(ocr)).toBe(true);
     expect(pulled.version.sha256).toBe(sha256(ocr));
 
-    // The plaintext is nowhere in the blob folder: look for 64-byte slices from several places.
-    const files = await filesUnder(h.registry.blobDir);
-    expect(files).toHaveLength(1);
-    const stored = await readFile(files[0]!);
+    // The plaintext is nowhere in the stored blob: look for 64-byte slices from several places.
+    expect(await blobs.published()).toEqual([sha256(ocr)]);
+    const stored = await blobs.stored('acme', sha256(ocr));
     expect(stored.length).toBeGreaterThan(ocr.length);
     for (const at of [0, 4096, Math.floor(ocr.length / 2), ocr.length - 64]) {
       expect(stored.includes(ocr.subarray(at, at + 64))).toBe(false);
     }
-    expect((await stat(files[0]!)).mode & 0o077).toBe(0);
+    if (backend.name === 'folder') expect((await stat(join(h.registry.blobDir, 'acme', sha256(ocr).slice(0, 2), sha256(ocr)))).mode & 0o077).toBe(0);
   });
 
   it('numbers versions per model and stores identical content once', async () => {
@@ -69,17 +75,17 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
     expect(v2.version).toBe(2);
     const other = await push(h.client, writer, { model: 'ocr-copy' }, ocr);
     expect(other.version).toBe(1);
-    expect(await filesUnder(h.registry.blobDir)).toHaveLength(1);
+    expect(await blobs.published()).toEqual([sha256(ocr)]);
     const list = await call(h.client, 'listVersions', { model: 'ocr-cls', pageSize: 0, pageToken: '', status: 0, tags: {} }, reader);
     expect(list.versions.map((v) => v.version)).toEqual([2, 1]);
   });
 
-  it('writes no plaintext copy of an upload anywhere under QUANTA_HOME, even while inspecting it', async () => {
+  it('writes no plaintext copy of an upload anywhere under QUANTA_HOME or in the bucket, even while inspecting it', async () => {
     const model = Buffer.from(buildCnn());
     const slices = [0, 4096, Math.floor(model.length / 2), model.length - 64].map((at) => model.subarray(at, at + 64));
     let scanned = 0;
     duringInspection = async () => {
-      for (const file of await filesUnder(h.home)) {
+      for (const file of (await Promise.all([h.home, ...blobs.dirs].map(filesUnder))).flat()) {
         const bytes = await readFile(file).catch(() => Buffer.alloc(0)); // files may come and go (the crypto store)
         for (const slice of slices) expect(bytes.includes(slice), file).toBe(false);
         scanned += 1;
@@ -153,11 +159,10 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
     async function expectNothingLeft(model: string): Promise<void> {
       const got = await failure(call(h.client, 'getModel', { name: model }, reader));
       expect(got.code).toBe(grpc.status.NOT_FOUND);
-      expect(await filesUnder(join(h.registry.blobDir, '.tmp'))).toEqual([]);
+      expect(await blobs.temporaries()).toEqual([]);
       expect(await filesUnder(join(h.home, 'registry-tmp'))).toEqual([]);
       const rows = await h.registry.store.query<{ sha256: string }>('SELECT sha256 FROM registry_blobs');
-      const files = await filesUnder(h.registry.blobDir);
-      expect(files.map((f) => f.slice(-64)).sort()).toEqual(rows.map((r) => r.sha256).sort());
+      expect(await blobs.published()).toEqual(rows.map((r) => r.sha256).sort());
     }
 
     it('a digest mismatch', async () => {
@@ -217,37 +222,41 @@ describe('UploadVersion / DownloadVersion against a real crypto service', () => 
       stream.cancel();
       expect((await ended)?.code).toBe(grpc.status.CANCELLED);
 
-      // Files that an upload killed with its process would leave: a temp blob, a plaintext scratch
-      // copy, and a published blob whose metadata never committed.
-      await mkdir(join(h.registry.blobDir, '.tmp'), { recursive: true });
-      await writeFile(join(h.registry.blobDir, '.tmp', 'dead.part'), 'half');
+      // What an upload killed with its process would leave: a temporary blob (in a bucket, an
+      // unfinished multipart upload too), a plaintext scratch copy, and a published blob whose
+      // metadata never committed.
+      const orphan = await blobs.plantLeftovers('acme');
       await mkdir(join(h.home, 'registry-tmp'), { recursive: true });
       await writeFile(join(h.home, 'registry-tmp', 'dead.onnx'), mlp);
-      const orphan = join(h.registry.blobDir, 'acme', 'ab', 'ab'.padEnd(64, '0'));
-      await mkdir(join(orphan, '..'), { recursive: true });
-      await writeFile(orphan, 'sealed bytes nobody recorded');
+      expect(await blobs.published()).toContain(orphan);
 
       await h.restart();
       expect((await failure(call(h.client, 'getModel', { name: 'cancelled' }, reader))).code).toBe(grpc.status.NOT_FOUND);
-      expect(await filesUnder(join(h.registry.blobDir, '.tmp'))).toEqual([]);
+      expect(await blobs.temporaries()).toEqual([]);
       expect(await filesUnder(join(h.home, 'registry-tmp'))).toEqual([]);
-      const blobs = await filesUnder(h.registry.blobDir);
-      expect(blobs).not.toContain(orphan);
+      const published = await blobs.published();
+      expect(published).not.toContain(orphan);
       // Everything still there is a recorded blob and still downloads.
       const rows = await h.registry.store.query<{ sha256: string }>('SELECT sha256 FROM registry_blobs');
-      expect(blobs.map((f) => f.slice(-64)).sort()).toEqual(rows.map((r) => r.sha256).sort());
+      expect(published).toEqual(rows.map((r) => r.sha256).sort());
       expect((await pull(h.client, reader, 'keep')).bytes.equals(keep)).toBe(true);
     });
   });
 
-  it('a damaged blob on disk ends the download with DATA_LOSS', async () => {
+  it('a damaged or missing stored blob ends the download with DATA_LOSS', async () => {
     const model = Buffer.from(buildMlp({ seed: 99 }));
     const v = await push(h.client, writer, { model: 'damaged' }, model);
-    const path = join(h.registry.blobDir, 'acme', v.sha256.slice(0, 2), v.sha256);
-    const sealed = await readFile(path);
+    const sealed = await blobs.stored('acme', v.sha256);
     sealed[sealed.length - 20] = (sealed[sealed.length - 20] ?? 0) ^ 1;
-    await writeFile(path, sealed);
+    await blobs.replace('acme', v.sha256, sealed);
     const error = await failure(pull(h.client, reader, 'damaged:1'));
     expect(error.code).toBe(grpc.status.DATA_LOSS);
+    expect(error.details).toMatch(/damaged/);
+
+    const gone = await push(h.client, writer, { model: 'gone' }, Buffer.from(buildMlp({ seed: 98 })));
+    await h.registry.blobs.delete({ tenant: 'acme', sha256: gone.sha256 });
+    const missing = await failure(pull(h.client, reader, 'gone:1'));
+    expect(missing.code).toBe(grpc.status.DATA_LOSS);
+    expect(missing.details).toMatch(/missing/);
   });
 });

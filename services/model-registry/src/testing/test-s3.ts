@@ -1,5 +1,8 @@
 // A real S3-protocol server for tests (s3rver, files in a fresh folder) on an ephemeral port, with
 // one bucket. Exported as `@quanta/model-registry/testing` for tests/e2e as well.
+// Limits of s3rver 3.7 that tests must stay within: a listing of more than one page (1000 keys, or
+// MaxKeys) fails with InternalError, as its continuation tokens use DES, which OpenSSL 3 refuses;
+// UploadPartCopy is not implemented.
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Server } from 'node:http';

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { openStore } from './open-store.js';
 import type { Store } from './types.js';
 
@@ -53,3 +54,40 @@ function embeddedBackend(): TestBackend {
  * tests against both; each PostgreSQL store gets a schema of its own named `<schemaPrefix>_<random>`.
  */
 export const testBackends = (schemaPrefix: string): TestBackend[] => [embeddedBackend(), pgBackend(schemaPrefix)];
+
+/** A database of its own on the test server, for processes that open the default schema. */
+export interface TestDatabase {
+  /** TEST_DATABASE_URL with the database name replaced. */
+  readonly url: string;
+  readonly name: string;
+  /** Drops it, ending the connections still open to it. */
+  drop(): Promise<void>;
+}
+
+async function onServer<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Creates `<prefix>_<random>` on the server of TEST_DATABASE_URL: services started as processes
+ * take a bare QUANTA_DATABASE_URL (schema `public`), so a test of several such processes gets a
+ * database instead of a schema. Made from template0, which no session ever holds open.
+ */
+export async function createTestDatabase(prefix: string): Promise<TestDatabase> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`test database name "${name}" is not a plain lower-case identifier`);
+  await onServer((client) => client.query(`CREATE DATABASE "${name}" TEMPLATE template0`));
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    drop: () => onServer(async (client) => void (await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`))),
+  };
+}

@@ -49,6 +49,24 @@ export async function feedPosition(q: Queryable): Promise<bigint> {
   return row?.seq ?? 0n;
 }
 
+/**
+ * Removes the changes recorded `olderThanMs` ago or earlier (a prefix of the feed, so the mark
+ * says exactly what is gone) and raises the pruning mark; returns how many went.
+ */
+export async function pruneDeploymentChanges(q: Queryable, olderThanMs: number): Promise<number> {
+  const [row] = await q.query<{ removed: bigint }>(
+    `WITH horizon AS (
+       SELECT max(seq) AS seq FROM registry_deployment_changes WHERE created_at <= now() - make_interval(secs => $1::double precision)
+     ), gone AS (
+       DELETE FROM registry_deployment_changes WHERE seq <= (SELECT seq FROM horizon) RETURNING seq
+     )
+     UPDATE registry_change_feed SET pruned_through = GREATEST(pruned_through, (SELECT COALESCE(max(seq), 0) FROM gone))
+     RETURNING (SELECT count(*) FROM gone) AS removed`,
+    [olderThanMs / 1000],
+  );
+  return Number(row?.removed ?? 0n);
+}
+
 /** Told of every change that commits after it subscribed, in commit order. */
 export interface FeedSubscriber {
   event(event: SequencedEvent): void;
@@ -157,19 +175,7 @@ export async function startDeploymentFeed(store: Store, options: DeploymentFeedO
     });
   };
 
-  async function prune(olderThanMs: number): Promise<number> {
-    const [row] = await store.query<{ removed: bigint }>(
-      `WITH horizon AS (
-         SELECT max(seq) AS seq FROM registry_deployment_changes WHERE created_at < now() - make_interval(secs => $1::double precision)
-       ), gone AS (
-         DELETE FROM registry_deployment_changes WHERE seq <= (SELECT seq FROM horizon) RETURNING seq
-       )
-       UPDATE registry_change_feed SET pruned_through = GREATEST(pruned_through, (SELECT COALESCE(max(seq), 0) FROM gone))
-       RETURNING (SELECT count(*) FROM gone) AS removed`,
-      [olderThanMs / 1000],
-    );
-    return Number(row?.removed ?? 0n);
-  }
+  const prune = (olderThanMs: number): Promise<number> => pruneDeploymentChanges(store, olderThanMs);
 
   const listening: Listening = await store.listen(CHANNEL, {
     notify(payload) {

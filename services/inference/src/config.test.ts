@@ -11,6 +11,7 @@ describe('inference config', () => {
       httpHost: '127.0.0.1',
       httpPort: 8000,
       metrics: true,
+      metricsHost: undefined,
       metricsPort: 8002,
       metricsPublic: false,
       maxBodyBytes: 64 * 1024 * 1024,
@@ -59,8 +60,14 @@ describe('inference config', () => {
     expect(loadInferenceConfig({ argv: ['--metrics-public'], env: {} }).metricsPublic).toBe(true);
     expect(() => loadInferenceConfig({ argv: ['--metrics-port', '-1'], env: {} })).toThrow(/--metrics-port: "-1" is not a port number/);
     expect(() => loadInferenceConfig({ argv: ['--metrics-public', '--http-host', '0.0.0.0'], env: {} })).toThrow(
-      /QUANTA_INFERENCE_METRICS_PUBLIC needs a loopback --http-host .* not 0\.0\.0\.0/,
+      /QUANTA_INFERENCE_METRICS_PUBLIC needs the metrics listener on a loopback address .* not 0\.0\.0\.0/,
     );
+    expect(() => loadInferenceConfig({ argv: ['--metrics-public'], env: { QUANTA_INFERENCE_METRICS_HOST: '0.0.0.0' } })).toThrow(/not 0\.0\.0\.0/);
+    // Metrics on loopback while REST faces the network (a scraper beside the process).
+    expect(loadInferenceConfig({ argv: ['--metrics-public', '--metrics-host', '127.0.0.1', '--http-host', '0.0.0.0'], env: {} })).toMatchObject({
+      metricsHost: '127.0.0.1',
+      metricsPublic: true,
+    });
     // Off, the public setting has nothing to expose.
     expect(loadInferenceConfig({ argv: ['--no-metrics', '--metrics-public', '--http-host', '0.0.0.0'], env: {} }).metrics).toBe(false);
   });

@@ -22,15 +22,19 @@ export const inferenceConfigSchema = {
     }),
     ...optionalKey,
   },
+  metricsHost: {
+    ...fields.string({ env: 'QUANTA_INFERENCE_METRICS_HOST', doc: "address of the metrics listener; default: --http-host's (as Triton's metrics follow its --http-address)" }),
+    ...optionalKey,
+  },
   metricsPort: {
-    ...fields.port({ env: 'QUANTA_INFERENCE_METRICS_PORT', default: 8002, doc: 'port of the metrics listener, on --http-host (0 picks a free one)' }),
+    ...fields.port({ env: 'QUANTA_INFERENCE_METRICS_PORT', default: 8002, doc: 'port of the metrics listener (0 picks a free one)' }),
     ...optionalKey,
   },
   metricsPublic: {
     ...fields.bool({
       env: 'QUANTA_INFERENCE_METRICS_PUBLIC',
       default: false,
-      doc: "serve every tenant's metrics without a token (only allowed on a loopback --http-host); otherwise a token with monitoring:read sees its tenant's, an admin token every tenant's",
+      doc: "serve every tenant's metrics without a token (only allowed on a loopback metrics host); otherwise a token with monitoring:read sees its tenant's, an admin token every tenant's",
     }),
     ...optionalKey,
   },
@@ -74,9 +78,10 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 function checkInferenceConfig(config: Record<string, unknown>): string[] {
   const problems = [...checkServiceConfig(config)];
-  if (config['metrics'] !== false && config['metricsPublic'] === true && !LOOPBACK.has(String(config['httpHost']))) {
+  const metricsHost = String(config['metricsHost'] ?? config['httpHost']);
+  if (config['metrics'] !== false && config['metricsPublic'] === true && !LOOPBACK.has(metricsHost)) {
     problems.push(
-      `QUANTA_INFERENCE_METRICS_PUBLIC needs a loopback --http-host (127.0.0.1 or ::1), not ${String(config['httpHost'])}: it shows every tenant's metrics without a token`,
+      `QUANTA_INFERENCE_METRICS_PUBLIC needs the metrics listener on a loopback address (127.0.0.1 or ::1; --metrics-host, else --http-host), not ${metricsHost}: it shows every tenant's metrics without a token`,
     );
   }
   return problems;

@@ -56,12 +56,12 @@ function valueOf(all: Map<string, PromFamily>, name: string, labels: Record<stri
   return sample.value;
 }
 
-/** A port that was free a moment ago. */
-function freePort(): Promise<number> {
+/** A port that was free on `host` a moment ago. */
+function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       const { port } = server.address() as { port: number };
       server.close(() => resolve(port));
     });
@@ -211,10 +211,11 @@ describe('the metrics listener', () => {
     }
   });
 
-  it('listens on the configured port, stops with the server, and is absent with --no-metrics', async () => {
-    const port = await freePort();
-    const h = await startHarness({ config: { metricsPort: port, metricsPublic: true } });
-    const url = `http://127.0.0.1:${port}/metrics`;
+  it('listens on the configured host and port, stops with the server, and is absent with --no-metrics', async () => {
+    const port = await freePort('127.0.0.2');
+    // REST stays on 127.0.0.1; metrics go where --metrics-host says.
+    const h = await startHarness({ config: { metricsHost: '127.0.0.2', metricsPort: port, metricsPublic: true } });
+    const url = `http://127.0.0.2:${port}/metrics`;
     try {
       expect(h.server.metrics).toEqual({ port, url });
       expect((await scrape(url)).status).toBe(200);
@@ -223,7 +224,7 @@ describe('the metrics listener', () => {
     }
     await expect(fetch(url)).rejects.toThrow();
 
-    const off = await startHarness({ config: { metricsPort: port, metricsPublic: true, metrics: false } });
+    const off = await startHarness({ config: { metricsHost: '127.0.0.2', metricsPort: port, metricsPublic: true, metrics: false } });
     try {
       expect(off.server.metrics).toBeUndefined();
       await expect(fetch(url)).rejects.toThrow();

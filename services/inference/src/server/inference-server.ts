@@ -129,11 +129,11 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     // REST serves the same certificate (and client-certificate rule) as gRPC.
     const { tls } = serviceOptionsFromConfig(config);
     http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, tls, logger });
-    // Triton's metrics listener, on the REST host as Triton's metrics follow --http-address. Bound
-    // before gRPC, so that every listener is open once the gRPC one logs "listening".
+    // Triton's metrics listener (by default on the REST host, as Triton's follow --http-address).
+    // Bound before gRPC, so that every listener is open once the gRPC one logs "listening".
     if (config.metrics !== false && config.metricsPort !== undefined) {
       metrics = await startMetricsServer({
-        host: config.httpHost,
+        host: config.metricsHost ?? config.httpHost,
         port: config.metricsPort,
         tls,
         metrics: createTritonMetrics(manager),

@@ -48,7 +48,8 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function spawnService(name: ServiceName, env: NodeJS.ProcessEnv): Promise<ServiceProcess> {
+/** Starts one service from its sources with `env`; resolves once its gRPC listener logs "listening". */
+export function spawnService(name: ServiceName, env: NodeJS.ProcessEnv): Promise<ServiceProcess> {
   const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
     cwd: REPO_ROOT,
     env,

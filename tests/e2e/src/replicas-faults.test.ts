@@ -6,6 +6,7 @@
 // reads back with its sha256; a change written through the surviving registry reaches the survivors.
 import { createHash } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
+import { startTestS3, type TestS3 } from '@quanta/model-registry/testing';
 import { buildCnn, buildMlp } from '@quanta/onnx';
 import {
   createQuantaClient,
@@ -26,6 +27,8 @@ import { startReplicatedStack, type Replica, type ReplicatedStack } from './repl
 
 const SCOPES = ['models:read', 'models:write', 'infer', 'monitoring:read'];
 const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
+/** Where the registries keep sealed model files in the bucket. */
+const BLOB_PREFIX = 'models/';
 /** Concurrent request loops of the load. */
 const WORKERS = 4;
 /** Distinct inputs per model; every answer is checked against onnxruntime's for its input. */
@@ -99,6 +102,7 @@ async function inferChecked(client: QuantaClient, m: ModelCase, seed: number): P
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
+let s3: TestS3;
 let stack: ReplicatedStack;
 let token: string;
 const opened: QuantaClient[] = [];
@@ -111,7 +115,8 @@ const connect = (address: string, options: Partial<Parameters<typeof createQuant
 const direct = (replica: Replica): QuantaClient => connect(replica.addr, { retry: false, deadlineMs: 5000 });
 
 beforeAll(async () => {
-  [stack] = await Promise.all([startReplicatedStack({ registries: 2, inferences: 3 }), computeReferences()]);
+  s3 = await startTestS3();
+  [stack] = await Promise.all([startReplicatedStack({ registries: 2, inferences: 3, blobUrl: s3.blobUrl(BLOB_PREFIX), env: s3.env }), computeReferences()]);
   const admin = createQuantaClient({ address: stack.crypto.addr, token: stack.adminToken });
   try {
     ({ token } = await admin.crypto.issueToken({ tenant: 'acme', subject: 'acme-e2e', scopes: SCOPES, ttlSeconds: 3600n }));
@@ -123,6 +128,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const client of opened.splice(0)) client.close();
   await stack?.close();
+  await s3?.close();
 }, 60_000);
 
 /** The processes the test kills. */
@@ -292,6 +298,11 @@ describe('replicas under faults', () => {
         expect(sha256(Buffer.concat(chunks)), `${m.name}:${i + 1}`).toBe(sha256(bytes));
       }
     }
+    // The bytes are in the bucket, one sealed object per version, and no upload was left behind.
+    const objects = await s3.keys(BLOB_PREFIX);
+    for (const m of ALL_MODELS) for (const bytes of m.versions) expect(objects.filter((k) => k.endsWith(`/${sha256(bytes)}`))).toHaveLength(1);
+    expect(objects.filter((k) => k.startsWith(`${BLOB_PREFIX}.tmp/`))).toEqual([]);
+    expect(await s3.uploads(BLOB_PREFIX)).toEqual([]);
   });
 
   it("monitoring's health board sees the killed replicas down and the survivors serving", async () => {

@@ -219,3 +219,15 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
   };
   return manager;
 }
+
+/**
+ * Every version `manager` serves now, of one tenant or of all, each once. The index also lists a
+ * version being replaced, and `find` answers for it with its replacement: only a version found as
+ * itself counts (ModelStatistics and Triton's metrics both list these).
+ */
+export function loadedVersions(manager: ModelManager, tenant?: string): LoadedModel[] {
+  return manager.index(tenant).flatMap((entry) => {
+    const model = manager.find(entry.tenant, entry.name, entry.version);
+    return model !== undefined && model.version === entry.version && model.tenant === entry.tenant ? [model] : [];
+  });
+}

@@ -7,7 +7,8 @@
 // "cifar" version "1" on one replica (Triton has one model namespace per server). The failure
 // counter adds Triton's `reason`, each reason's series present from the start at 0.
 import { Counter, Gauge, Registry } from 'prom-client';
-import { FAILURE_REASONS, type LoadedModel, type ModelManager, type ModelStats } from '../core/types.js';
+import { loadedVersions } from '../core/model-manager.js';
+import { FAILURE_REASONS, type ModelManager, type ModelStats } from '../core/types.js';
 
 export interface TritonMetrics {
   /** The exposition format's content type (text 0.0.4). */
@@ -57,23 +58,11 @@ const COUNTERS: readonly { readonly name: string; readonly help: string; readonl
   },
 ];
 
-/**
- * The model versions loaded now (of one tenant, or all). The manager's index lists a version
- * being replaced too, and `find` answers for it with the version that replaces it: only a version
- * found as itself is shown, so no series appears twice.
- */
-function loadedModels(manager: ModelManager, tenant: string | undefined): LoadedModel[] {
-  return manager.index(tenant).flatMap((entry) => {
-    const model = entry.state === 'READY' ? manager.find(entry.tenant, entry.name, entry.version) : undefined;
-    return model !== undefined && model.version === entry.version && model.tenant === entry.tenant ? [model] : [];
-  });
-}
-
 export function createTritonMetrics(manager: ModelManager): TritonMetrics {
   return {
     contentType: Registry.PROMETHEUS_CONTENT_TYPE,
     render(view = {}) {
-      const rows: Row[] = loadedModels(manager, view.tenant).map((model) => ({
+      const rows: Row[] = loadedVersions(manager, view.tenant).map((model) => ({
         labels: { model: model.name, tenant: model.tenant, version: model.version },
         stats: model.stats(),
         pending: model.pendingRequests(),

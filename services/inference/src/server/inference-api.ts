@@ -2,6 +2,7 @@
 // translate their wire forms to and from these calls. Every call is scoped to one tenant, and
 // every failure is a ServiceError (the gRPC status; REST maps it to HTTP).
 import { invalidArgument, notFound, unimplemented } from '@quanta/service-kit';
+import { loadedVersions } from '../core/model-manager.js';
 import type { InferRequest, InferResult, LoadedModel, ModelManager, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
 import { mapErrors, toServiceError } from './errors.js';
 import type { RepositoryLoader } from './repository-loader.js';
@@ -104,17 +105,9 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
       return model.infer(request).catch(rethrowMapped);
     },
     stats(tenant, name, version) {
-      if (name === '') {
-        return manager
-          .index(tenant)
-          .flatMap((e) => manager.find(tenant, e.name, e.version) ?? [])
-          .map((m) => m.stats());
-      }
+      if (name === '') return loadedVersions(manager, tenant).map((m) => m.stats());
       if (version !== '') return [get(tenant, name, version).stats()];
-      const loaded = manager
-        .index(tenant)
-        .filter((e) => e.name === name)
-        .flatMap((e) => manager.find(tenant, e.name, e.version) ?? []);
+      const loaded = loadedVersions(manager, tenant).filter((m) => m.name === name);
       if (loaded.length === 0) throw notFound(`model "${name}" is not loaded on this replica`);
       return loaded.map((m) => m.stats());
     },

@@ -215,4 +215,24 @@ describe('two registry processes on one PostgreSQL', () => {
       w.close();
     }
   }, 60_000);
+
+  it('a client of both replicas carries on through the survivor when one is killed', async () => {
+    // grpc-js's static resolver with several addresses and its default pick_first policy: calls go
+    // to the first replica that answers, and to the next one when it dies.
+    const both = new pb.RegistryServiceClient(`ipv4:${replicas.map((r) => r.address).join(',')}`, grpc.credentials.createInsecure());
+    const watching = watch(both, reader);
+    const before = await watching.snapshot();
+    await replicas[0]!.kill();
+    // The open watch ends (its replica is gone); watching again lands on the survivor, whose
+    // snapshot is the same set, and then it follows changes made through that survivor.
+    await expect(watching.next()).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    const again = watch(both, reader);
+    expect(await again.snapshot()).toEqual(before);
+    await call(both, 'createDeployment', { name: 'after-the-kill', spec: spec('busy:1') }, writer);
+    expect((await again.change()).change.deployment?.name).toBe('after-the-kill');
+    const version = await push(both, writer, { model: 'busy' }, Buffer.from(buildMlp({ seed: 200 })));
+    expect(version.version).toBe(9);
+    again.close();
+    both.close();
+  }, 60_000);
 });

@@ -235,6 +235,14 @@ export function createService(options: ServiceOptions): QuantaService {
     stop,
     handleSignals() {
       let firstSignalAt: number | undefined;
+      let orphaned = false;
+      const exit = (code: number): never => {
+        // An orphan's stdout and stderr are most likely pipes to the parent that is gone: pino's
+        // flush at exit would retry a line it still holds on them forever (sonic-boom retries any
+        // failed write in flushSync). Nobody reads that output, nor this exit status, any more.
+        if (orphaned) process.kill(process.pid, 'SIGKILL');
+        return process.exit(code);
+      };
       const onSignal = (signal: NodeJS.Signals): void => {
         const now = performance.now();
         if (firstSignalAt !== undefined) {
@@ -243,17 +251,17 @@ export function createService(options: ServiceOptions): QuantaService {
             return;
           }
           logger.warn({ signal }, 'second signal: exiting now');
-          process.exit(130);
+          exit(130);
         }
         firstSignalAt = now;
         logger.info({ signal }, 'signal received');
         stop()
           .then(() => options.telemetry?.shutdown())
           .then(
-            () => process.exit(0),
+            () => exit(0),
             (error: unknown) => {
               logger.error({ err: error }, 'shutdown failed');
-              process.exit(1);
+              exit(1);
             },
           );
       };
@@ -262,12 +270,19 @@ export function createService(options: ServiceOptions): QuantaService {
       // A parent that runs its services in process groups of their own (so that a terminal's Ctrl-C
       // reaches only the parent) can die without passing a signal on; its IPC channel closes then,
       // whatever killed it. Sent as a SIGTERM, so that the SIGTERM listeners of main.ts run too.
-      if (process.channel !== undefined) {
-        process.channel.unref();
-        process.once('disconnect', () => {
+      if (process.send !== undefined) {
+        const parentGone = (): void => {
+          orphaned = true;
           logger.warn('parent process gone: stopping');
           process.kill(process.pid, 'SIGTERM');
-        });
+        };
+        // The channel (null once closed, whatever its type says) may have closed before this ran.
+        if (process.connected) {
+          process.channel?.unref();
+          process.once('disconnect', parentGone);
+        } else {
+          parentGone();
+        }
       }
     },
   };

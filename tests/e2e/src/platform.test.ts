@@ -205,6 +205,15 @@ describe('the platform end to end', () => {
       return undefined;
     });
     expect(Number(stats?.stats?.count ?? 0)).toBe(0);
+
+    // Triton's metrics on the inference replica (:8002 in production): each tenant's token shows its own series only.
+    const metricsOf = async (token: string): Promise<string> => {
+      const response = await fetch(stack.http.inferenceMetrics, { headers: { authorization: `Bearer ${token}` } });
+      expect(response.status).toBe(200);
+      return response.text();
+    };
+    expect(await metricsOf(beta)).not.toContain('model="cifar"');
+    expect(await metricsOf(acme)).toMatch(/^nv_inference_request_success\{model="cifar",tenant="acme",version="\d+"\} [1-9]\d*$/m);
   }, 60_000);
 
   it('inference keeps serving while monitoring is stopped', async () => {

@@ -95,7 +95,7 @@ export function createFsBlobStore(root: string): BlobStore {
   return {
     location: pathToFileURL(root).href,
     sweepGraceMs: 0,
-    close: async () => undefined,
+    close: () => Promise.resolve(),
     async create() {
       await mkdir(tmpDir, { recursive: true, mode: 0o700 });
       const tmpPath = join(tmpDir, `${randomUUID()}.part`);

@@ -152,11 +152,12 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
   return {
     location: `s3://${bucket}/${prefix}${location.endpoint === undefined ? '' : ` at ${location.endpoint}`}`,
     sweepGraceMs: location.sweepGraceMs,
-    async close() {
+    close() {
       if (ownClient) client.destroy();
+      return Promise.resolve();
     },
 
-    async create(): Promise<BlobWriter> {
+    create(): Promise<BlobWriter> {
       const tmpKey = `${tmpPrefix}${randomUUID()}`;
       // lib-storage reads the body as parts fill: a full pipe pushes back on `write`.
       const body = new PassThrough({ highWaterMark: 1 << 20 });
@@ -177,7 +178,7 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
         if (state === 'committed' || state === 'aborted') throw new Error('blob writer is closed');
       };
 
-      return {
+      return Promise.resolve({
         get written() {
           return written;
         },
@@ -224,7 +225,7 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
           // A completed (or single-PUT) upload left an object.
           await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey }));
         },
-      };
+      });
     },
 
     async *read(key) {
@@ -289,8 +290,9 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
           current.position += got;
           return got;
         },
-        async close() {
+        close() {
           drop();
+          return Promise.resolve();
         },
       };
     },
@@ -374,7 +376,7 @@ export function describeS3Failure(location: S3BlobLocation, error: unknown): str
   const status = e.$metadata?.httpStatusCode;
   if (name === 'NoSuchBucket') return `bucket "${location.bucket}" does not exist at ${where}`;
   if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken'].includes(name) || status === 403) {
-    return `${where} refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) for bucket "${location.bucket}": ${name || status}${message === '' || message === name ? '' : `: ${message}`}`;
+    return `${where} refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) for bucket "${location.bucket}": ${name || String(status)}${message === '' || message === name ? '' : `: ${message}`}`;
   }
   if (name === 'CredentialsProviderError' || /credentials/i.test(message)) return `no credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${message})`;
   if (/region is missing/i.test(message)) return `no region for ${where}: add &region=REGION to QUANTA_BLOB_URL or set AWS_REGION`;
@@ -400,8 +402,9 @@ export async function openS3BlobStore(location: S3BlobLocation, options: Omit<S3
   const store = createS3BlobStore(location, { ...options, client });
   return {
     ...store,
-    async close() {
+    close() {
       client.destroy();
+      return Promise.resolve();
     },
   };
 }

@@ -99,7 +99,7 @@ export const BLOB_BACKENDS = ['folder', 's3'] as const;
  */
 export async function startBlobBackend(name: 'folder' | 's3', prefix = 'quanta/blobs'): Promise<BlobBackend> {
   if (name === 'folder') {
-    return { name, config: {}, env: {}, probe: (registry) => folderProbe(registry.blobDir), close: async () => undefined };
+    return { name, config: {}, env: {}, probe: (registry) => folderProbe(registry.blobDir), close: () => Promise.resolve() };
   }
   const s3 = await startTestS3();
   Object.assign(process.env, s3.env);

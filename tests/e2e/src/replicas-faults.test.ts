@@ -27,10 +27,12 @@ import { startReplicatedStack, type Replica, type ReplicatedStack } from './repl
 
 const SCOPES = ['models:read', 'models:write', 'infer', 'monitoring:read'];
 const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
+const MODEL_METADATA = '/inference.GRPCInferenceService/ModelMetadata';
 /** Where the registries keep sealed model files in the bucket. */
 const BLOB_PREFIX = 'models/';
-/** Concurrent request loops of the load. */
+/** Concurrent ModelInfer loops of the load, and ModelMetadata loops beside them. */
 const WORKERS = 4;
+const READERS = 2;
 /** Distinct inputs per model; every answer is checked against onnxruntime's for its input. */
 const INPUTS = 6;
 /** Successful requests before the kills, and after the survivors serve the moved alias. */
@@ -116,7 +118,14 @@ const direct = (replica: Replica): QuantaClient => connect(replica.addr, { retry
 
 beforeAll(async () => {
   s3 = await startTestS3();
-  [stack] = await Promise.all([startReplicatedStack({ registries: 2, inferences: 3, blobUrl: s3.blobUrl(BLOB_PREFIX), env: s3.env }), computeReferences()]);
+  // Settled both before either failure is thrown, so that afterAll finds the stack to close.
+  const [started, references] = await Promise.allSettled([
+    startReplicatedStack({ registries: 2, inferences: 3, blobUrl: s3.blobUrl(BLOB_PREFIX), env: s3.env }),
+    computeReferences(),
+  ]);
+  if (started.status === 'rejected') throw started.reason;
+  stack = started.value;
+  if (references.status === 'rejected') throw references.reason;
   const admin = createQuantaClient({ address: stack.crypto.addr, token: stack.adminToken });
   try {
     ({ token } = await admin.crypto.issueToken({ tenant: 'acme', subject: 'acme-e2e', scopes: SCOPES, ttlSeconds: 3600n }));
@@ -173,32 +182,44 @@ describe('replicas under faults', () => {
       onRetry: (event) => retries.push(event),
     });
 
-    let sent = 0;
     let succeeded = 0;
     const versions = new Map<string, number>();
-    const failures: { error: QuantaClientError; startedAt: number; endedAt: number }[] = [];
+    const counts = { infer: { sent: 0, failed: 0 }, read: { sent: 0, failed: 0 } };
+    const failures: { kind: 'infer' | 'read'; error: QuantaClientError; startedAt: number; endedAt: number }[] = [];
     const mismatches: string[] = [];
-    // Resolved by the load itself when the count of successes reaches a mark: no timers.
+    // Resolved by the load itself when the count of successful ModelInfers reaches a mark: no timers.
     const marks: { at: number; resolve: () => void }[] = [];
     const reached = (more: number): Promise<void> => new Promise((resolve) => marks.push({ at: succeeded + more, resolve }));
     let stop = false;
 
-    const loops = Array.from({ length: WORKERS }, async (_, w) => {
+    const loop = async (kind: 'infer' | 'read', w: number): Promise<void> => {
       for (let i = 0; !stop; i++) {
         const m = MODELS[(w + i) % MODELS.length] as ModelCase;
         const startedAt = performance.now();
-        sent++;
+        counts[kind].sent++;
         try {
+          if (kind === 'read') {
+            // ModelMetadata only reads: the policy retries it whatever happened to the attempt.
+            const meta = await balanced.inference.modelMetadata({ name: m.name });
+            if (meta.name !== m.name || meta.inputs[0]?.name !== 'input') throw new Error(`${m.name} metadata: ${JSON.stringify(meta)}`);
+            continue;
+          }
           const version = await inferChecked(balanced, m, (w * 7 + i) % INPUTS);
           succeeded++;
           versions.set(`${m.name}:${version}`, (versions.get(`${m.name}:${version}`) ?? 0) + 1);
           for (const mark of marks) if (succeeded === mark.at) mark.resolve();
         } catch (error: unknown) {
-          if (error instanceof QuantaClientError) failures.push({ error, startedAt, endedAt: performance.now() });
-          else mismatches.push(error instanceof Error ? error.message : String(error));
+          if (error instanceof QuantaClientError) {
+            counts[kind].failed++;
+            failures.push({ kind, error, startedAt, endedAt: performance.now() });
+          } else mismatches.push(error instanceof Error ? error.message : String(error));
         }
       }
-    });
+    };
+    const loops = [
+      ...Array.from({ length: WORKERS }, (_, w) => loop('infer', w)),
+      ...Array.from({ length: READERS }, (_, w) => loop('read', w)),
+    ];
 
     await reached(BEFORE_KILL);
     // Round robin has spread the load: every replica has run requests of its own.
@@ -226,36 +247,42 @@ describe('replicas under faults', () => {
     await Promise.all(loops);
 
     const figures = {
-      sent,
-      succeeded,
-      failed: failures.length,
-      retried: retries.length,
+      modelInfer: counts.infer,
+      modelMetadata: counts.read,
+      retried: { modelInfer: retries.filter((r) => r.method === MODEL_INFER).length, modelMetadata: retries.filter((r) => r.method === MODEL_METADATA).length },
       answersByVersion: Object.fromEntries(versions),
       inferenceKillToExitMs: Math.round(inferenceGoneAt - killAt),
       aliasMoveServedAfterKillMs: Math.round(movedAt - killAt),
       failures: failures.map((f) => ({
+        method: f.error.method,
         code: status[f.error.code],
         details: f.error.details,
         attempts: f.error.attempts,
         startedMsAfterKill: Math.round(f.startedAt - killAt),
         endedMsAfterKill: Math.round(f.endedAt - killAt),
       })),
-      retries: retries.map((r) => ({ attempt: r.attempt, code: status[r.error.code], details: r.error.details })),
+      retries: retries.map((r) => ({ method: r.method, attempt: r.attempt, code: status[r.error.code], details: r.error.details })),
     };
     console.log(`replicas under faults: ${JSON.stringify(figures)}`);
 
     expect(mismatches).toEqual([]);
-    expect(sent).toBe(succeeded + failures.length);
     expect(versions.get('cifar:2') ?? 0).toBeGreaterThan(0);
-    // A request the policy may retry never fails. What fails is a ModelInfer written to the killed
-    // replica's connection before its process was gone (at most one per loop): the server may
-    // have run it, so the policy does not send it again.
-    expect(failures.length).toBeLessThanOrEqual(WORKERS);
+    // A request the policy may retry never fails: every read succeeded, at worst after retries.
+    expect(counts.read.failed).toBe(0);
+    // What fails is a ModelInfer that was written to the killed replica's connection and still
+    // waited for its answer when that connection dropped (at most one per loop): the server may
+    // have run it, so the policy does not send it again. They all end together, with the drop.
+    expect(counts.infer.failed).toBeLessThanOrEqual(WORKERS);
+    const droppedAt = Math.min(...failures.map((f) => f.endedAt));
     for (const f of failures) {
-      expect(isRetryable(MODEL_INFER, f.error), `${f.error.message} is one the policy retries`).toBe(false);
+      expect(isRetryable(f.error.method, f.error), `${f.error.message} is one the policy retries`).toBe(false);
       expect(f.error.code).toBe(status.UNAVAILABLE);
-      expect(f.startedAt).toBeLessThan(inferenceGoneAt);
+      expect(f.endedAt).toBeGreaterThan(killAt);
+      expect(f.startedAt).toBeLessThan(droppedAt);
+      expect(f.endedAt - droppedAt).toBeLessThan(100);
     }
+    // What was retried is what the dying replica dropped.
+    for (const r of retries) expect(status[r.error.code]).toBe('UNAVAILABLE');
   }, 90_000);
 
   it('serves every deployed model from each surviving inference replica', async () => {

@@ -45,6 +45,14 @@ export interface ReplicatedStackOptions {
 
 const letter = (i: number): string => String.fromCharCode(97 + i);
 
+/** Like Promise.all, but settles every start first, so a failed start leaves no process running unseen. */
+async function allStarted<T>(starts: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
 /** A database of its own: PostgreSQL's LISTEN/NOTIFY channels and the services' `public` schema are per database. */
 async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `quanta_e2e_${randomBytes(6).toString('hex')}`;
@@ -115,7 +123,7 @@ export async function startReplicatedStack(options: ReplicatedStackOptions): Pro
     const common = { QUANTA_CRYPTO_ADDR: cryptoAddr, QUANTA_SERVICE_TOKEN: adminToken };
 
     const sharedRegistryHome = join(root, 'registry-blobs');
-    const registries = await Promise.all(
+    const registries = await allStarted(
       registryPorts.map((port, i) =>
         launch('model-registry', `registry-${letter(i)}`, registryAddrs[i] ?? '', {
           ...common,
@@ -141,7 +149,7 @@ export async function startReplicatedStack(options: ReplicatedStackOptions): Pro
       QUANTA_DATABASE_URL: database.url,
     });
 
-    const inferences = await Promise.all(
+    const inferences = await allStarted(
       inferencePorts.map(async (port, i) => {
         // Each replica lists every registry, its own first (pick_first: it watches that one while
         // it answers, and moves to the next when it dies), so the watches spread over the registries.

@@ -2,6 +2,7 @@
 // defaults under $QUANTA_HOME, waits until each is healthy, prints where everything is, and
 // stops them all cleanly on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +42,9 @@ const credentials = certFiles === undefined ? undefined : devChannelCredentials(
 
 const children: { name: string; child: ChildProcess }[] = [];
 let stopping = false;
+let stopped: Promise<never> | undefined;
+// A second Ctrl-C, later than REPEATED_SIGNAL_WINDOW_MS after the first, killed what was left.
+let forced = false;
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
@@ -72,23 +76,65 @@ function prefixLines(name: string, stream: NodeJS.ReadableStream, out: NodeJS.Wr
   });
 }
 
-async function stopAll(code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true;
-    process.stderr.write('\nstopping Quanta...\n');
-    // Reverse start order: nothing loses the crypto service while it still serves calls.
-    for (const { child } of [...children].reverse()) {
-      if (child.exitCode !== null || child.signalCode !== null) continue;
-      const exited = new Promise((done) => child.once('exit', done));
-      child.kill('SIGTERM');
-      await exited;
-    }
+/** A process group's id is its leader's pid; each service leads its own (spawned detached). */
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // gone already
   }
-  process.exit(code);
 }
 
-process.on('SIGINT', () => void stopAll(0));
-process.on('SIGTERM', () => void stopAll(0));
+/**
+ * Stops the services one by one with SIGTERM, each draining its calls, then exits with `code` (1 if
+ * a service did not stop cleanly). Every later call waits for the same stop.
+ */
+function stopAll(code: number): Promise<never> {
+  stopped ??= (async () => {
+    stopping = true;
+    process.stderr.write('\nstopping Quanta (Ctrl-C again to stop at once)...\n');
+    let exitCode = code;
+    // Reverse start order: nothing loses the crypto service while it still serves calls.
+    for (const { name, child } of [...children].reverse()) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+      child.kill('SIGTERM');
+      const [exit, signal] = await exited;
+      // Killed by this SIGTERM: it was still starting, before its handler was in place.
+      if (exit !== 0 && signal !== 'SIGTERM' && !forced) {
+        process.stderr.write(`${name} did not stop cleanly (${signal ?? `code ${exit}`})\n`);
+        exitCode = 1;
+      }
+    }
+    process.exit(forced ? 130 : exitCode);
+  })();
+  return stopped;
+}
+
+// The services run in process groups of their own (spawned detached), so a terminal's Ctrl-C, sent
+// to its whole foreground group, reaches this process and not them; each gets one SIGTERM from
+// stopAll. The same Ctrl-C can reach this process twice (a shell that execs the script leaves npm
+// forwarding it here too): a signal within the window of the first is the same request, as in the
+// services' own handler (REPEATED_SIGNAL_WINDOW_MS of @quanta/service-kit). A later one kills what is
+// left. If this process dies without stopping them, they see their IPC channel close and stop.
+const REPEATED_SIGNAL_WINDOW_MS = 1000;
+let firstSignalAt: number | undefined;
+function onSignal(): void {
+  const now = performance.now();
+  if (firstSignalAt === undefined) {
+    firstSignalAt = now;
+    void stopAll(0);
+    return;
+  }
+  if (now - firstSignalAt < REPEATED_SIGNAL_WINDOW_MS || forced) return;
+  forced = true;
+  const left = [...children].reverse().filter(({ child }) => child.exitCode === null && child.signalCode === null);
+  process.stderr.write(`stopping Quanta at once: killing ${left.map((c) => c.name).join(', ') || 'nothing'}\n`);
+  for (const { child } of left) killGroup(child, 'SIGKILL');
+}
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
 
 if (services.length === 0) {
   process.stderr.write('no service has an entry point yet (services/*/src/main.ts)\n');
@@ -99,11 +145,14 @@ function startService(s: (typeof services)[number]): Promise<void> {
   const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(root, 'services', s.name, 'src', 'main.ts')], {
     cwd: root,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // A process group of its own; the IPC channel only tells it when this process is gone.
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   children.push({ name: s.name, child });
-  prefixLines(s.name, child.stdout, process.stdout);
-  prefixLines(s.name, child.stderr, process.stderr);
+  // Pipes, as asked above (with 'ipc' in stdio, spawn's types no longer say so).
+  if (child.stdout !== null) prefixLines(s.name, child.stdout, process.stdout);
+  if (child.stderr !== null) prefixLines(s.name, child.stderr, process.stderr);
   child.on('exit', (code, signal) => {
     if (stopping) return;
     process.stderr.write(`${s.name} exited (${signal ?? `code ${code}`}); stopping the rest\n`);

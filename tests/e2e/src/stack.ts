@@ -48,9 +48,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts one service from its sources with `env`; resolves once its gRPC listener logs "listening". */
-export function spawnService(name: ServiceName, env: NodeJS.ProcessEnv): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
+/** How a service process is started: its program and arguments (default: node running its sources with tsx). */
+export interface ServiceCommand {
+  readonly file: string;
+  readonly args: readonly string[];
+}
+
+/** Starts one service with `env`, from its sources unless `command` says otherwise; resolves once its gRPC listener logs "listening". */
+export function spawnService(name: ServiceName, env: NodeJS.ProcessEnv, command?: ServiceCommand): Promise<ServiceProcess> {
+  const { file, args } = command ?? { file: process.execPath, args: ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')] };
+  const child = spawn(file, args, {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -101,6 +108,10 @@ export interface StackOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Services to start; default all four. */
   readonly services?: readonly ServiceName[];
+  /** Starts one service (a container of the image, say); default: spawnService from its sources. */
+  readonly launch?: (name: ServiceName, env: NodeJS.ProcessEnv) => Promise<ServiceProcess>;
+  /** The registry's QUANTA_BLOB_URL (`s3://…`, with its credentials in `env`); default: the folder in QUANTA_HOME. */
+  readonly blobUrl?: string;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -135,12 +146,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     QUANTA_MONITORING_HEALTH_INTERVAL: '500ms',
     ...options.env,
   };
-  for (const key of ['QUANTA_DATABASE_URL', 'QUANTA_TOKEN', 'QUANTA_SERVICE_TOKEN', 'QUANTA_INFERENCE_SERVICE_TOKEN']) {
+  for (const key of ['QUANTA_BLOB_URL', 'QUANTA_DATABASE_URL', 'QUANTA_TOKEN', 'QUANTA_SERVICE_TOKEN', 'QUANTA_INFERENCE_SERVICE_TOKEN']) {
     if (options.env?.[key] === undefined) delete env[key];
   }
+  if (options.blobUrl !== undefined) env['QUANTA_BLOB_URL'] = options.blobUrl;
   const processes = new Map<ServiceName, ServiceProcess>();
   const start = async (name: ServiceName): Promise<ServiceProcess> => {
-    const proc = await spawnService(name, env);
+    const proc = await (options.launch ?? spawnService)(name, env);
     processes.set(name, proc);
     return proc;
   };

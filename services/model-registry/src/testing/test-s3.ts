@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 
 /** s3rver's account: it checks request signatures against these. */
 export const TEST_S3_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' } as const;
@@ -30,6 +30,8 @@ export interface TestS3 {
   readonly client: S3Client;
   /** Keys of the objects under `prefix`. */
   keys(prefix?: string): Promise<string[]>;
+  /** An object's bytes. */
+  get(key: string): Promise<Buffer>;
   /** Keys of the multipart uploads under `prefix` that are neither completed nor aborted. */
   uploads(prefix?: string): Promise<string[]>;
   close(): Promise<void>;
@@ -189,6 +191,10 @@ export async function startTestS3(options: { bucket?: string } = {}): Promise<Te
         token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
       } while (token !== undefined);
       return keys.sort();
+    },
+    async get(key) {
+      const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      return Buffer.from(await response.Body!.transformToByteArray());
     },
     async uploads(prefix = '') {
       const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));

@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestS3 } from '../testing/test-s3.js';
 import type { TestS3 } from '../testing/test-s3.js';
 import { pull, push } from '../testing/test-client.js';
-import { startHarness } from '../testing/test-harness.js';
-import type { Harness } from '../testing/test-harness.js';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { startHarness, startSharedCrypto } from '../testing/test-harness.js';
+import type { Harness, SharedCrypto } from '../testing/test-harness.js';
 
 /** Dates every file of s3rver's as two hours old: objects' LastModified and uploads' Initiated come from them. */
 async function ageBucket(dir: string): Promise<void> {
@@ -16,20 +17,41 @@ async function ageBucket(dir: string): Promise<void> {
   }
 }
 
-describe('the start-up sweep of a bucket that replicas may share', () => {
+describe('the sweep of a bucket that replicas may share', () => {
   let s3: TestS3;
+  let crypto: SharedCrypto;
   let h: Harness;
   const prefix = 'shared/';
 
   beforeAll(async () => {
     s3 = await startTestS3();
     Object.assign(process.env, s3.env);
+    crypto = await startSharedCrypto();
     // No sweep_grace: the default hour, as for replicas on one bucket.
-    h = await startHarness({ config: { blobUrl: s3.blobUrl(prefix) } });
+    h = await startHarness({ crypto, config: { blobUrl: s3.blobUrl(prefix) } });
   }, 240_000);
   afterAll(async () => {
     await h?.close();
+    await crypto?.close();
     await s3?.close();
+  });
+
+  it('runs again every grace period: what a crashed replica left goes without a restart', async () => {
+    const other = 'periodic/';
+    const replica = await startHarness({ crypto, config: { blobUrl: s3.blobUrl(other, { sweep_grace: '1s' }) } });
+    try {
+      const put = (key: string): Promise<unknown> => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${other}${key}`, Body: 'left by a crashed replica' }));
+      await put('.tmp/dead');
+      await put(`acme/ef/${'ef'.repeat(32)}`);
+      // Removed by the first sweep that finds them a second old: within about two seconds.
+      const until = Date.now() + 15_000;
+      while ((await s3.keys(other)).length > 0) {
+        if (Date.now() > until) throw new Error(`still there: ${(await s3.keys(other)).join(', ')}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      await replica.close();
+    }
   });
 
   it('spares leftovers younger than its grace (another replica may be uploading them) and removes older ones', async () => {

@@ -75,6 +75,26 @@ async function sweep(store: Store, blobs: BlobStore, scratchDir: string, logger:
   }
 }
 
+/**
+ * A store shared with other replicas keeps a sweep grace, so the start-up sweep spares young
+ * leftovers: sweeping again every grace period removes what a crashed replica left within two,
+ * whether or not anything restarts. A folder (grace 0) is swept at start only.
+ */
+function sweepPeriodically(store: Store, blobs: BlobStore, scratchDir: string, logger: Logger): { stop(): Promise<void> } {
+  if (blobs.sweepGraceMs === 0) return { stop: () => Promise.resolve() };
+  let running: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = sweep(store, blobs, scratchDir, logger).catch((error: unknown) => logger.warn({ err: error }, 'the blob sweep failed; it runs again later'));
+  }, Math.min(blobs.sweepGraceMs, 2 ** 31 - 1)); // setInterval's largest delay
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
 /** Opens the store and blob folder, connects to crypto, and serves RegistryService. */
 export async function startRegistryServer(config: RegistryConfig, options: RegistryServerOptions = {}): Promise<RegistryServer> {
   await mkdir(config.home, { recursive: true, mode: 0o700 });
@@ -110,6 +130,9 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     blobs = await openBlobStore(config.blobUrl, defaultBlobDir, { maxObjectBytes: config.maxUploadBytes });
     const blobDir = blobs.location.startsWith('file:') ? fileURLToPath(blobs.location) : '';
     await sweep(store, blobs, scratchDir, logger);
+    const sweeping = sweepPeriodically(store, blobs, scratchDir, logger);
+    // Before the hooks that close the store and the blobs, which a running sweep uses.
+    service.onStop(() => sweeping.stop());
     feed = await startDeploymentFeed(store, { logger });
     const closing = new AbortController();
     const deps: RegistryDeps = {

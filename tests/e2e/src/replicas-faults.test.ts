@@ -102,6 +102,19 @@ async function inferChecked(client: QuantaClient, m: ModelCase, seed: number): P
   return response.modelVersion;
 }
 
+/** Ms from `sinceMs` (epoch) to the replica's first deployment snapshot logged after it, from its JSON log. */
+function snapshotAfter(replica: Replica, sinceMs: number): number | undefined {
+  for (const line of replica.process.output) {
+    try {
+      const entry = JSON.parse(line) as { time?: number; msg?: string };
+      if (typeof entry.time === 'number' && entry.time > sinceMs && entry.msg?.startsWith('deployment snapshot') === true) return entry.time - sinceMs;
+    } catch {
+      // not a log line
+    }
+  }
+  return undefined;
+}
+
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 let s3: TestS3;
@@ -228,6 +241,7 @@ describe('replicas under faults', () => {
       expect(stats.modelStats.reduce((n, s) => n + Number(s.inferenceCount), 0), replica.label).toBeGreaterThan(0);
     }
     const killAt = performance.now();
+    const killWallMs = Date.now();
     const [inferenceGoneAt] = await Promise.all([
       killedInference().process.kill().then(() => performance.now()),
       killedRegistry().process.kill(),
@@ -253,6 +267,7 @@ describe('replicas under faults', () => {
       answersByVersion: Object.fromEntries(versions),
       inferenceKillToExitMs: Math.round(inferenceGoneAt - killAt),
       aliasMoveServedAfterKillMs: Math.round(movedAt - killAt),
+      watchFailoverMs: Object.fromEntries(survivingInferences().map((r) => [r.label, snapshotAfter(r, killWallMs)])),
       failures: failures.map((f) => ({
         method: f.error.method,
         code: status[f.error.code],

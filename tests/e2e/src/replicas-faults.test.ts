@@ -204,6 +204,10 @@ describe('replicas under faults', () => {
     const marks: { at: number; resolve: () => void }[] = [];
     const reached = (more: number): Promise<void> => new Promise((resolve) => marks.push({ at: succeeded + more, resolve }));
     let stop = false;
+    const giveUp = (): void => {
+      stop = true;
+      for (const mark of marks) mark.resolve();
+    };
 
     const loop = async (kind: 'infer' | 'read', w: number): Promise<void> => {
       for (let i = 0; !stop; i++) {
@@ -226,6 +230,8 @@ describe('replicas under faults', () => {
             counts[kind].failed++;
             failures.push({ kind, error, startedAt, endedAt: performance.now() });
           } else mismatches.push(error instanceof Error ? error.message : String(error));
+          // Far more failures than one dropped connection explains: stop, and let the checks below say what they were.
+          if (failures.length + mismatches.length > 10 * (WORKERS + READERS)) giveUp();
         }
       }
     };
@@ -234,31 +240,39 @@ describe('replicas under faults', () => {
       ...Array.from({ length: READERS }, (_, w) => loop('read', w)),
     ];
 
-    await reached(BEFORE_KILL);
-    // Round robin has spread the load: every replica has run requests of its own.
-    for (const replica of stack.inferences) {
-      const stats = await direct(replica).inference.modelStatistics({ name: 'cifar' });
-      expect(stats.modelStats.reduce((n, s) => n + Number(s.inferenceCount), 0), replica.label).toBeGreaterThan(0);
+    let killAt = 0;
+    let killWallMs = 0;
+    let inferenceGoneAt = 0;
+    let movedAt = 0;
+    try {
+      await reached(BEFORE_KILL);
+      // Round robin has spread the load: every replica has run requests of its own.
+      for (const replica of stack.inferences) {
+        const stats = await direct(replica).inference.modelStatistics({ name: 'cifar' });
+        expect(stats.modelStats.reduce((n, s) => n + Number(s.inferenceCount), 0), replica.label).toBeGreaterThan(0);
+      }
+      killAt = performance.now();
+      killWallMs = Date.now();
+      [inferenceGoneAt] = await Promise.all([
+        killedInference().process.kill().then(() => performance.now()),
+        killedRegistry().process.kill(),
+      ]);
+      // Both survivors watched registry A (listed first by replicas 1 and 3): the move reaches them
+      // only once their watches have failed over to registry B.
+      await connect(survivingRegistry().addr).registry.setAlias({ model: 'cifar', alias: 'production', version: 2 });
+      await Promise.all(
+        survivingInferences().map(async (replica) => {
+          const client = direct(replica);
+          await eventually(`${replica.label} serving cifar:2`, async () => (await client.inference.modelReady({ name: 'cifar', version: '2' })).ready);
+        }),
+      );
+      movedAt = performance.now();
+      await reached(AFTER_MOVE);
+    } finally {
+      // Also when a step above fails: no loop is left running into the closed clients.
+      giveUp();
+      await Promise.all(loops);
     }
-    const killAt = performance.now();
-    const killWallMs = Date.now();
-    const [inferenceGoneAt] = await Promise.all([
-      killedInference().process.kill().then(() => performance.now()),
-      killedRegistry().process.kill(),
-    ]);
-    // Both survivors watched registry A (listed first by replicas 1 and 3): the move reaches them
-    // only once their watches have failed over to registry B.
-    await connect(survivingRegistry().addr).registry.setAlias({ model: 'cifar', alias: 'production', version: 2 });
-    await Promise.all(
-      survivingInferences().map(async (replica) => {
-        const client = direct(replica);
-        await eventually(`${replica.label} serving cifar:2`, async () => (await client.inference.modelReady({ name: 'cifar', version: '2' })).ready);
-      }),
-    );
-    const movedAt = performance.now();
-    await reached(AFTER_MOVE);
-    stop = true;
-    await Promise.all(loops);
 
     const figures = {
       modelInfer: counts.infer,

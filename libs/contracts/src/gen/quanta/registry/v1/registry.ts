@@ -127,6 +127,135 @@ export function deploymentChangeTypeToJSON(object: DeploymentChangeType): string
   }
 }
 
+/**
+ * A graph rewrite that CompressVersion performs. Each method's name (in the lineage's
+ * `transform` and the report's `method`) is given after it.
+ */
+export enum CompressionMethod {
+  COMPRESSION_METHOD_UNSPECIFIED = 0,
+  /**
+   * COMPRESSION_METHOD_INT8_WEIGHTS - "int8-weights": the float32 weights that feed MatMul, Gemm and Conv are stored as
+   * symmetric int8, per output channel, and dequantized in the graph (DequantizeLinear, as
+   * onnxruntime's QDQ format): about 4x smaller, runs on every execution provider. With
+   * `sparsity` set, the weights are magnitude-pruned first.
+   */
+  COMPRESSION_METHOD_INT8_WEIGHTS = 1,
+  /**
+   * COMPRESSION_METHOD_INT8_DYNAMIC - "int8-dynamic": onnxruntime's dynamic quantization (DynamicQuantizeLinear with
+   * MatMulInteger / ConvInteger, as its `quantize_dynamic`): activations are quantized per run,
+   * for faster CPU inference of MatMul-heavy models.
+   */
+  COMPRESSION_METHOD_INT8_DYNAMIC = 2,
+  /**
+   * COMPRESSION_METHOD_FP16 - "fp16": float32 initializers are stored as float16 and cast back to float32 at load; inputs
+   * and outputs keep their types: about 2x smaller, runs on every execution provider.
+   */
+  COMPRESSION_METHOD_FP16 = 3,
+  /**
+   * COMPRESSION_METHOD_PRUNE - "prune": the weights of MatMul, Gemm and Conv are zeroed by magnitude to `sparsity`
+   * (required); the file stays float32.
+   */
+  COMPRESSION_METHOD_PRUNE = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function compressionMethodFromJSON(object: any): CompressionMethod {
+  switch (object) {
+    case 0:
+    case "COMPRESSION_METHOD_UNSPECIFIED":
+      return CompressionMethod.COMPRESSION_METHOD_UNSPECIFIED;
+    case 1:
+    case "COMPRESSION_METHOD_INT8_WEIGHTS":
+      return CompressionMethod.COMPRESSION_METHOD_INT8_WEIGHTS;
+    case 2:
+    case "COMPRESSION_METHOD_INT8_DYNAMIC":
+      return CompressionMethod.COMPRESSION_METHOD_INT8_DYNAMIC;
+    case 3:
+    case "COMPRESSION_METHOD_FP16":
+      return CompressionMethod.COMPRESSION_METHOD_FP16;
+    case 4:
+    case "COMPRESSION_METHOD_PRUNE":
+      return CompressionMethod.COMPRESSION_METHOD_PRUNE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CompressionMethod.UNRECOGNIZED;
+  }
+}
+
+export function compressionMethodToJSON(object: CompressionMethod): string {
+  switch (object) {
+    case CompressionMethod.COMPRESSION_METHOD_UNSPECIFIED:
+      return "COMPRESSION_METHOD_UNSPECIFIED";
+    case CompressionMethod.COMPRESSION_METHOD_INT8_WEIGHTS:
+      return "COMPRESSION_METHOD_INT8_WEIGHTS";
+    case CompressionMethod.COMPRESSION_METHOD_INT8_DYNAMIC:
+      return "COMPRESSION_METHOD_INT8_DYNAMIC";
+    case CompressionMethod.COMPRESSION_METHOD_FP16:
+      return "COMPRESSION_METHOD_FP16";
+    case CompressionMethod.COMPRESSION_METHOD_PRUNE:
+      return "COMPRESSION_METHOD_PRUNE";
+    case CompressionMethod.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** The format of a calibration file. */
+export enum CalibrationFormat {
+  CALIBRATION_FORMAT_UNSPECIFIED = 0,
+  /** CALIBRATION_FORMAT_NPY - A NumPy `.npy` file (little-endian, C order) holding one input's samples. */
+  CALIBRATION_FORMAT_NPY = 1,
+  /**
+   * CALIBRATION_FORMAT_NPZ - A NumPy `.npz` archive (`np.savez`, compressed or not) whose arrays are named after the
+   * graph's inputs.
+   */
+  CALIBRATION_FORMAT_NPZ = 2,
+  /**
+   * CALIBRATION_FORMAT_KSERVE_JSON - UTF-8 JSON: one KServe v2 REST tensor `{"name", "datatype", "shape", "data"}`, or a KServe
+   * inference request `{"inputs": [tensor, ...]}` whose tensors are named after the inputs.
+   */
+  CALIBRATION_FORMAT_KSERVE_JSON = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function calibrationFormatFromJSON(object: any): CalibrationFormat {
+  switch (object) {
+    case 0:
+    case "CALIBRATION_FORMAT_UNSPECIFIED":
+      return CalibrationFormat.CALIBRATION_FORMAT_UNSPECIFIED;
+    case 1:
+    case "CALIBRATION_FORMAT_NPY":
+      return CalibrationFormat.CALIBRATION_FORMAT_NPY;
+    case 2:
+    case "CALIBRATION_FORMAT_NPZ":
+      return CalibrationFormat.CALIBRATION_FORMAT_NPZ;
+    case 3:
+    case "CALIBRATION_FORMAT_KSERVE_JSON":
+      return CalibrationFormat.CALIBRATION_FORMAT_KSERVE_JSON;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CalibrationFormat.UNRECOGNIZED;
+  }
+}
+
+export function calibrationFormatToJSON(object: CalibrationFormat): string {
+  switch (object) {
+    case CalibrationFormat.CALIBRATION_FORMAT_UNSPECIFIED:
+      return "CALIBRATION_FORMAT_UNSPECIFIED";
+    case CalibrationFormat.CALIBRATION_FORMAT_NPY:
+      return "CALIBRATION_FORMAT_NPY";
+    case CalibrationFormat.CALIBRATION_FORMAT_NPZ:
+      return "CALIBRATION_FORMAT_NPZ";
+    case CalibrationFormat.CALIBRATION_FORMAT_KSERVE_JSON:
+      return "CALIBRATION_FORMAT_KSERVE_JSON";
+    case CalibrationFormat.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** A registered model: a name that owns numbered versions. */
 export interface Model {
   /** The model's name, unique within the tenant. */
@@ -194,7 +323,14 @@ export interface ModelVersion {
     | Date
     | undefined;
   /** When the version's description, tags, aliases or status last changed. */
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /**
+   * For a version made by CompressVersion: what the compression did and what it measured
+   * against the parent. Unset for an uploaded version.
+   */
+  compression?: CompressionReport | undefined;
 }
 
 export interface ModelVersion_TagsEntry {
@@ -768,6 +904,200 @@ export interface DeploymentChange {
   reason: string;
 }
 
+/**
+ * Calibration samples uploaded with a CompressVersion request. Each array holds the samples of
+ * one graph input stacked along its first (batch) axis, one sample per row: every array must have
+ * the same number of rows, and every input of the graph must be given.
+ */
+export interface CalibrationFile {
+  /**
+   * The graph input the file holds; for NPZ and for a KServe request, empty (the arrays'
+   * names say). For NPY and a single KServe tensor, empty means the graph's only input.
+   */
+  inputName: string;
+  /** The file's format. */
+  format: CalibrationFormat;
+  /** The file's bytes. */
+  data: Buffer;
+}
+
+/**
+ * Accuracy gates: the new version is created only when every set gate holds for every output
+ * (top-1 agreement only for outputs shaped like class scores).
+ */
+export interface CompressionGates {
+  /** The lowest cosine similarity between the source's and the new version's outputs. */
+  minCosine?:
+    | number
+    | undefined;
+  /** The largest absolute difference of any element. */
+  maxAbsError?:
+    | number
+    | undefined;
+  /** The lowest share (0 to 1) of rows whose arg-max class is the same. */
+  minTop1Agreement?: number | undefined;
+}
+
+/** Request for CompressVersion. */
+export interface CompressVersionRequest {
+  /** The source version: `name:3`, `name@alias` or `name`. It must be READY. */
+  ref: string;
+  /**
+   * The model that receives the new version; empty: the source's model. Created when it
+   * does not exist.
+   */
+  targetModel: string;
+  /** The rewrite. */
+  method: CompressionMethod;
+  /**
+   * The share of weights to zero, above 0 and below 1: required for PRUNE, optional for
+   * INT8_WEIGHTS (prune, then quantize), not allowed otherwise.
+   */
+  sparsity?:
+    | number
+    | undefined;
+  /**
+   * Calibration samples; empty: generated from the signature with `seed`. All files
+   * together are bounded by the registry's maximum message size (8 MiB by default).
+   */
+  calibration: CalibrationFile[];
+  /**
+   * Sizes of the inputs' symbolic dimensions by name (for example {"batch": 1}) for generated
+   * samples; a dynamic dimension not named here is 1.
+   */
+  dims: { [key: string]: number };
+  /** The number of generated samples; 0: 32. At most 1000. Ignored with `calibration`. */
+  sampleCount: number;
+  /** The seed of the generated samples. */
+  seed: bigint;
+  /** The accuracy gates the new version must pass. */
+  gates?:
+    | CompressionGates
+    | undefined;
+  /**
+   * An alias to point at the new version once it is created (on the model that receives it),
+   * in the same step: a deployment that follows the alias swaps to the new version.
+   */
+  alias: string;
+  /** The new version's description. */
+  description: string;
+}
+
+export interface CompressVersionRequest_DimsEntry {
+  key: string;
+  value: number;
+}
+
+/** Progress of a CompressVersion call. */
+export interface CompressProgress {
+  /** What runs now: "reading", "compressing", "calibrating", "timing" or "storing". */
+  phase: string;
+  /** How much of the whole call is done, 0 to 1. */
+  fraction: number;
+}
+
+/** One message of the CompressVersion stream. */
+export interface CompressVersionResponse {
+  /** Any number of `progress` messages, then one `version`. */
+  event?:
+    | //
+    /** How far the call is. */
+    { $case: "progress"; value: CompressProgress }
+    | //
+    /** The new version, READY, with its `compression` report: the last message. */
+    { $case: "version"; value: ModelVersion }
+    | undefined;
+}
+
+/** What a compression did and what it measured, stored with the version it made. */
+export interface CompressionReport {
+  /** The method's name, for example "int8-weights" (the lineage's transform). */
+  method: string;
+  /** The method's settings, as in the lineage's `transform_params`. */
+  parameters: { [key: string]: string };
+  /** The parent's file size in bytes. */
+  sizeBeforeBytes: bigint;
+  /** The new file's size in bytes. */
+  sizeAfterBytes: bigint;
+  /** The operators the method rewrote, with how many nodes of each. */
+  opsRewritten: CompressionOpCount[];
+  /** The operators the method left in float, with why. */
+  opsLeft: CompressionOpCount[];
+  /** Where the calibration inputs came from. */
+  calibration?:
+    | CalibrationSource
+    | undefined;
+  /** Accuracy against the parent, per graph output. */
+  outputs: OutputAccuracy[];
+  /** onnxruntime latency of the parent and the new version. */
+  latency: CompressionLatency[];
+  /** What measured it: the runtime, its version and the machine's CPU. */
+  measuredOn: string;
+}
+
+export interface CompressionReport_ParametersEntry {
+  key: string;
+  value: string;
+}
+
+/** How many nodes of one operator a compression rewrote or left. */
+export interface CompressionOpCount {
+  /** The operator type, for example "MatMul". */
+  op: string;
+  /** The number of nodes. */
+  count: number;
+  /** Why they were left (empty for rewritten ones). */
+  reason: string;
+}
+
+/** The calibration inputs a compression was measured on. */
+export interface CalibrationSource {
+  /** "generated" (from the signature, with `seed` and `dims`) or "caller" (uploaded files). */
+  kind: string;
+  /** The number of samples. */
+  sampleCount: number;
+  /** The seed of generated samples. */
+  seed: bigint;
+  /** The sizes used for the inputs' symbolic dimensions. */
+  dims: { [key: string]: number };
+  /** One line for people, for example "generated, seed 7, dims batch=1, 32 samples". */
+  description: string;
+}
+
+export interface CalibrationSource_DimsEntry {
+  key: string;
+  value: number;
+}
+
+/** Accuracy of one output of a compressed model against its parent, over the calibration samples. */
+export interface OutputAccuracy {
+  /** The output's name. */
+  name: string;
+  /** The largest absolute difference of any element. */
+  maxAbsError: number;
+  /** The mean absolute difference over all elements. */
+  meanAbsError: number;
+  /** The cosine similarity of all elements together, as one vector. */
+  cosine: number;
+  /**
+   * For outputs shaped like class scores ([N, C] with C > 1): the share of rows whose arg-max
+   * class is the same, 0 to 1. Unset otherwise.
+   */
+  top1Agreement?: number | undefined;
+}
+
+/** onnxruntime's median latency of one session run, parent and new version, at one batch size. */
+export interface CompressionLatency {
+  /** The rows per run. */
+  batchSize: number;
+  /** The parent's p50, in milliseconds. */
+  p50BeforeMs: number;
+  /** The new version's p50, in milliseconds. */
+  p50AfterMs: number;
+  /** The timed runs of each. */
+  runs: number;
+}
+
 function createBaseModel(): Model {
   return {
     name: "",
@@ -1220,6 +1550,7 @@ function createBaseModelVersion(): ModelVersion {
     createdBy: "",
     createTime: undefined,
     updateTime: undefined,
+    compression: undefined,
   };
 }
 
@@ -1269,6 +1600,9 @@ export const ModelVersion: MessageFns<ModelVersion> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(114).fork()).join();
+    }
+    if (message.compression !== undefined) {
+      CompressionReport.encode(message.compression, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -1401,6 +1735,14 @@ export const ModelVersion: MessageFns<ModelVersion> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.compression = CompressionReport.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1464,6 +1806,7 @@ export const ModelVersion: MessageFns<ModelVersion> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      compression: isSet(object.compression) ? CompressionReport.fromJSON(object.compression) : undefined,
     };
   },
 
@@ -1517,6 +1860,9 @@ export const ModelVersion: MessageFns<ModelVersion> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.compression !== undefined) {
+      obj.compression = CompressionReport.toJSON(message.compression);
+    }
     return obj;
   },
 
@@ -1551,6 +1897,9 @@ export const ModelVersion: MessageFns<ModelVersion> = {
     message.createdBy = object.createdBy ?? "";
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.compression = (object.compression !== undefined && object.compression !== null)
+      ? CompressionReport.fromPartial(object.compression)
+      : undefined;
     return message;
   },
 };
@@ -7209,6 +7558,1786 @@ export const DeploymentChange: MessageFns<DeploymentChange> = {
   },
 };
 
+function createBaseCalibrationFile(): CalibrationFile {
+  return { inputName: "", format: 0, data: Buffer.alloc(0) };
+}
+
+export const CalibrationFile: MessageFns<CalibrationFile> = {
+  encode(message: CalibrationFile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inputName !== "") {
+      writer.uint32(10).string(message.inputName);
+    }
+    if (message.format !== 0) {
+      writer.uint32(16).int32(message.format);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CalibrationFile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCalibrationFile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.inputName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CalibrationFile {
+    return {
+      inputName: isSet(object.inputName)
+        ? globalThis.String(object.inputName)
+        : isSet(object.input_name)
+        ? globalThis.String(object.input_name)
+        : "",
+      format: isSet(object.format) ? calibrationFormatFromJSON(object.format) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: CalibrationFile): unknown {
+    const obj: any = {};
+    if (message.inputName !== "") {
+      obj.inputName = message.inputName;
+    }
+    if (message.format !== 0) {
+      obj.format = calibrationFormatToJSON(message.format);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CalibrationFile>): CalibrationFile {
+    return CalibrationFile.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CalibrationFile>): CalibrationFile {
+    const message = createBaseCalibrationFile();
+    message.inputName = object.inputName ?? "";
+    message.format = object.format ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseCompressionGates(): CompressionGates {
+  return { minCosine: undefined, maxAbsError: undefined, minTop1Agreement: undefined };
+}
+
+export const CompressionGates: MessageFns<CompressionGates> = {
+  encode(message: CompressionGates, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.minCosine !== undefined) {
+      writer.uint32(9).double(message.minCosine);
+    }
+    if (message.maxAbsError !== undefined) {
+      writer.uint32(17).double(message.maxAbsError);
+    }
+    if (message.minTop1Agreement !== undefined) {
+      writer.uint32(25).double(message.minTop1Agreement);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressionGates {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressionGates();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.minCosine = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.maxAbsError = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.minTop1Agreement = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressionGates {
+    return {
+      minCosine: isSet(object.minCosine)
+        ? globalThis.Number(object.minCosine)
+        : isSet(object.min_cosine)
+        ? globalThis.Number(object.min_cosine)
+        : undefined,
+      maxAbsError: isSet(object.maxAbsError)
+        ? globalThis.Number(object.maxAbsError)
+        : isSet(object.max_abs_error)
+        ? globalThis.Number(object.max_abs_error)
+        : undefined,
+      minTop1Agreement: isSet(object.minTop1Agreement)
+        ? globalThis.Number(object.minTop1Agreement)
+        : isSet(object.min_top1_agreement)
+        ? globalThis.Number(object.min_top1_agreement)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CompressionGates): unknown {
+    const obj: any = {};
+    if (message.minCosine !== undefined) {
+      obj.minCosine = floatToJson(message.minCosine);
+    }
+    if (message.maxAbsError !== undefined) {
+      obj.maxAbsError = floatToJson(message.maxAbsError);
+    }
+    if (message.minTop1Agreement !== undefined) {
+      obj.minTop1Agreement = floatToJson(message.minTop1Agreement);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressionGates>): CompressionGates {
+    return CompressionGates.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressionGates>): CompressionGates {
+    const message = createBaseCompressionGates();
+    message.minCosine = object.minCosine ?? undefined;
+    message.maxAbsError = object.maxAbsError ?? undefined;
+    message.minTop1Agreement = object.minTop1Agreement ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCompressVersionRequest(): CompressVersionRequest {
+  return {
+    ref: "",
+    targetModel: "",
+    method: 0,
+    sparsity: undefined,
+    calibration: [],
+    dims: {},
+    sampleCount: 0,
+    seed: 0n,
+    gates: undefined,
+    alias: "",
+    description: "",
+  };
+}
+
+export const CompressVersionRequest: MessageFns<CompressVersionRequest> = {
+  encode(message: CompressVersionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ref !== "") {
+      writer.uint32(10).string(message.ref);
+    }
+    if (message.targetModel !== "") {
+      writer.uint32(18).string(message.targetModel);
+    }
+    if (message.method !== 0) {
+      writer.uint32(24).int32(message.method);
+    }
+    if (message.sparsity !== undefined) {
+      writer.uint32(33).double(message.sparsity);
+    }
+    for (const v of message.calibration) {
+      CalibrationFile.encode(v!, writer.uint32(42).fork()).join();
+    }
+    globalThis.Object.entries(message.dims).forEach(([key, value]: [string, number]) => {
+      CompressVersionRequest_DimsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    if (message.sampleCount !== 0) {
+      writer.uint32(56).uint32(message.sampleCount);
+    }
+    if (message.seed !== 0n) {
+      if (BigInt.asUintN(64, message.seed) !== message.seed) {
+        throw new globalThis.Error("value provided for field message.seed of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.seed);
+    }
+    if (message.gates !== undefined) {
+      CompressionGates.encode(message.gates, writer.uint32(74).fork()).join();
+    }
+    if (message.alias !== "") {
+      writer.uint32(82).string(message.alias);
+    }
+    if (message.description !== "") {
+      writer.uint32(90).string(message.description);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressVersionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressVersionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ref = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.targetModel = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.method = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.sparsity = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.calibration.push(CalibrationFile.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = CompressVersionRequest_DimsEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.dims[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sampleCount = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.seed = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.gates = CompressionGates.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.alias = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressVersionRequest {
+    return {
+      ref: isSet(object.ref) ? globalThis.String(object.ref) : "",
+      targetModel: isSet(object.targetModel)
+        ? globalThis.String(object.targetModel)
+        : isSet(object.target_model)
+        ? globalThis.String(object.target_model)
+        : "",
+      method: isSet(object.method) ? compressionMethodFromJSON(object.method) : 0,
+      sparsity: isSet(object.sparsity) ? globalThis.Number(object.sparsity) : undefined,
+      calibration: globalThis.Array.isArray(object?.calibration)
+        ? object.calibration.map((e: any) => CalibrationFile.fromJSON(e))
+        : [],
+      dims: isObject(object.dims)
+        ? (globalThis.Object.entries(object.dims) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      sampleCount: isSet(object.sampleCount)
+        ? globalThis.Number(object.sampleCount)
+        : isSet(object.sample_count)
+        ? globalThis.Number(object.sample_count)
+        : 0,
+      seed: isSet(object.seed) ? BigInt(object.seed) : 0n,
+      gates: isSet(object.gates) ? CompressionGates.fromJSON(object.gates) : undefined,
+      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+    };
+  },
+
+  toJSON(message: CompressVersionRequest): unknown {
+    const obj: any = {};
+    if (message.ref !== "") {
+      obj.ref = message.ref;
+    }
+    if (message.targetModel !== "") {
+      obj.targetModel = message.targetModel;
+    }
+    if (message.method !== 0) {
+      obj.method = compressionMethodToJSON(message.method);
+    }
+    if (message.sparsity !== undefined) {
+      obj.sparsity = floatToJson(message.sparsity);
+    }
+    if (message.calibration?.length) {
+      obj.calibration = message.calibration.map((e) => CalibrationFile.toJSON(e));
+    }
+    if (message.dims) {
+      const entries = globalThis.Object.entries(message.dims) as [string, number][];
+      if (entries.length > 0) {
+        obj.dims = {};
+        entries.forEach(([k, v]) => {
+          obj.dims[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.sampleCount !== 0) {
+      obj.sampleCount = Math.round(message.sampleCount);
+    }
+    if (message.seed !== 0n) {
+      obj.seed = message.seed.toString();
+    }
+    if (message.gates !== undefined) {
+      obj.gates = CompressionGates.toJSON(message.gates);
+    }
+    if (message.alias !== "") {
+      obj.alias = message.alias;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressVersionRequest>): CompressVersionRequest {
+    return CompressVersionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressVersionRequest>): CompressVersionRequest {
+    const message = createBaseCompressVersionRequest();
+    message.ref = object.ref ?? "";
+    message.targetModel = object.targetModel ?? "";
+    message.method = object.method ?? 0;
+    message.sparsity = object.sparsity ?? undefined;
+    message.calibration = object.calibration?.map((e) => CalibrationFile.fromPartial(e)) || [];
+    message.dims = (globalThis.Object.entries(object.dims ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.sampleCount = object.sampleCount ?? 0;
+    message.seed = (object.seed !== undefined && object.seed !== null) ? BigInt(object.seed) : 0n;
+    message.gates = (object.gates !== undefined && object.gates !== null)
+      ? CompressionGates.fromPartial(object.gates)
+      : undefined;
+    message.alias = object.alias ?? "";
+    message.description = object.description ?? "";
+    return message;
+  },
+};
+
+function createBaseCompressVersionRequest_DimsEntry(): CompressVersionRequest_DimsEntry {
+  return { key: "", value: 0 };
+}
+
+export const CompressVersionRequest_DimsEntry: MessageFns<CompressVersionRequest_DimsEntry> = {
+  encode(message: CompressVersionRequest_DimsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressVersionRequest_DimsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressVersionRequest_DimsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressVersionRequest_DimsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: CompressVersionRequest_DimsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressVersionRequest_DimsEntry>): CompressVersionRequest_DimsEntry {
+    return CompressVersionRequest_DimsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressVersionRequest_DimsEntry>): CompressVersionRequest_DimsEntry {
+    const message = createBaseCompressVersionRequest_DimsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseCompressProgress(): CompressProgress {
+  return { phase: "", fraction: 0 };
+}
+
+export const CompressProgress: MessageFns<CompressProgress> = {
+  encode(message: CompressProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phase !== "") {
+      writer.uint32(10).string(message.phase);
+    }
+    if (message.fraction !== 0) {
+      writer.uint32(17).double(message.fraction);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.phase = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.fraction = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressProgress {
+    return {
+      phase: isSet(object.phase) ? globalThis.String(object.phase) : "",
+      fraction: isSet(object.fraction) ? globalThis.Number(object.fraction) : 0,
+    };
+  },
+
+  toJSON(message: CompressProgress): unknown {
+    const obj: any = {};
+    if (message.phase !== "") {
+      obj.phase = message.phase;
+    }
+    if (message.fraction !== 0) {
+      obj.fraction = floatToJson(message.fraction);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressProgress>): CompressProgress {
+    return CompressProgress.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressProgress>): CompressProgress {
+    const message = createBaseCompressProgress();
+    message.phase = object.phase ?? "";
+    message.fraction = object.fraction ?? 0;
+    return message;
+  },
+};
+
+function createBaseCompressVersionResponse(): CompressVersionResponse {
+  return { event: undefined };
+}
+
+export const CompressVersionResponse: MessageFns<CompressVersionResponse> = {
+  encode(message: CompressVersionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.event?.$case) {
+      case "progress":
+        CompressProgress.encode(message.event.value, writer.uint32(10).fork()).join();
+        break;
+      case "version":
+        ModelVersion.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressVersionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressVersionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = { $case: "progress", value: CompressProgress.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "version", value: ModelVersion.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressVersionResponse {
+    return {
+      event: isSet(object.progress)
+        ? { $case: "progress", value: CompressProgress.fromJSON(object.progress) }
+        : isSet(object.version)
+        ? { $case: "version", value: ModelVersion.fromJSON(object.version) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: CompressVersionResponse): unknown {
+    const obj: any = {};
+    if (message.event?.$case === "progress") {
+      obj.progress = CompressProgress.toJSON(message.event.value);
+    } else if (message.event?.$case === "version") {
+      obj.version = ModelVersion.toJSON(message.event.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressVersionResponse>): CompressVersionResponse {
+    return CompressVersionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressVersionResponse>): CompressVersionResponse {
+    const message = createBaseCompressVersionResponse();
+    switch (object.event?.$case) {
+      case "progress": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "progress", value: CompressProgress.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "version": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "version", value: ModelVersion.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCompressionReport(): CompressionReport {
+  return {
+    method: "",
+    parameters: {},
+    sizeBeforeBytes: 0n,
+    sizeAfterBytes: 0n,
+    opsRewritten: [],
+    opsLeft: [],
+    calibration: undefined,
+    outputs: [],
+    latency: [],
+    measuredOn: "",
+  };
+}
+
+export const CompressionReport: MessageFns<CompressionReport> = {
+  encode(message: CompressionReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.method !== "") {
+      writer.uint32(10).string(message.method);
+    }
+    globalThis.Object.entries(message.parameters).forEach(([key, value]: [string, string]) => {
+      CompressionReport_ParametersEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message.sizeBeforeBytes !== 0n) {
+      if (BigInt.asUintN(64, message.sizeBeforeBytes) !== message.sizeBeforeBytes) {
+        throw new globalThis.Error("value provided for field message.sizeBeforeBytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.sizeBeforeBytes);
+    }
+    if (message.sizeAfterBytes !== 0n) {
+      if (BigInt.asUintN(64, message.sizeAfterBytes) !== message.sizeAfterBytes) {
+        throw new globalThis.Error("value provided for field message.sizeAfterBytes of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.sizeAfterBytes);
+    }
+    for (const v of message.opsRewritten) {
+      CompressionOpCount.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.opsLeft) {
+      CompressionOpCount.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.calibration !== undefined) {
+      CalibrationSource.encode(message.calibration, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.outputs) {
+      OutputAccuracy.encode(v!, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.latency) {
+      CompressionLatency.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.measuredOn !== "") {
+      writer.uint32(82).string(message.measuredOn);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressionReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressionReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = CompressionReport_ParametersEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.parameters[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sizeBeforeBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sizeAfterBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.opsRewritten.push(CompressionOpCount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.opsLeft.push(CompressionOpCount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.calibration = CalibrationSource.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.outputs.push(OutputAccuracy.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.latency.push(CompressionLatency.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.measuredOn = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressionReport {
+    return {
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      parameters: isObject(object.parameters)
+        ? (globalThis.Object.entries(object.parameters) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      sizeBeforeBytes: isSet(object.sizeBeforeBytes)
+        ? BigInt(object.sizeBeforeBytes)
+        : isSet(object.size_before_bytes)
+        ? BigInt(object.size_before_bytes)
+        : 0n,
+      sizeAfterBytes: isSet(object.sizeAfterBytes)
+        ? BigInt(object.sizeAfterBytes)
+        : isSet(object.size_after_bytes)
+        ? BigInt(object.size_after_bytes)
+        : 0n,
+      opsRewritten: globalThis.Array.isArray(object?.opsRewritten)
+        ? object.opsRewritten.map((e: any) => CompressionOpCount.fromJSON(e))
+        : globalThis.Array.isArray(object?.ops_rewritten)
+        ? object.ops_rewritten.map((e: any) => CompressionOpCount.fromJSON(e))
+        : [],
+      opsLeft: globalThis.Array.isArray(object?.opsLeft)
+        ? object.opsLeft.map((e: any) => CompressionOpCount.fromJSON(e))
+        : globalThis.Array.isArray(object?.ops_left)
+        ? object.ops_left.map((e: any) => CompressionOpCount.fromJSON(e))
+        : [],
+      calibration: isSet(object.calibration) ? CalibrationSource.fromJSON(object.calibration) : undefined,
+      outputs: globalThis.Array.isArray(object?.outputs)
+        ? object.outputs.map((e: any) => OutputAccuracy.fromJSON(e))
+        : [],
+      latency: globalThis.Array.isArray(object?.latency)
+        ? object.latency.map((e: any) => CompressionLatency.fromJSON(e))
+        : [],
+      measuredOn: isSet(object.measuredOn)
+        ? globalThis.String(object.measuredOn)
+        : isSet(object.measured_on)
+        ? globalThis.String(object.measured_on)
+        : "",
+    };
+  },
+
+  toJSON(message: CompressionReport): unknown {
+    const obj: any = {};
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.parameters) {
+      const entries = globalThis.Object.entries(message.parameters) as [string, string][];
+      if (entries.length > 0) {
+        obj.parameters = {};
+        entries.forEach(([k, v]) => {
+          obj.parameters[k] = v;
+        });
+      }
+    }
+    if (message.sizeBeforeBytes !== 0n) {
+      obj.sizeBeforeBytes = message.sizeBeforeBytes.toString();
+    }
+    if (message.sizeAfterBytes !== 0n) {
+      obj.sizeAfterBytes = message.sizeAfterBytes.toString();
+    }
+    if (message.opsRewritten?.length) {
+      obj.opsRewritten = message.opsRewritten.map((e) => CompressionOpCount.toJSON(e));
+    }
+    if (message.opsLeft?.length) {
+      obj.opsLeft = message.opsLeft.map((e) => CompressionOpCount.toJSON(e));
+    }
+    if (message.calibration !== undefined) {
+      obj.calibration = CalibrationSource.toJSON(message.calibration);
+    }
+    if (message.outputs?.length) {
+      obj.outputs = message.outputs.map((e) => OutputAccuracy.toJSON(e));
+    }
+    if (message.latency?.length) {
+      obj.latency = message.latency.map((e) => CompressionLatency.toJSON(e));
+    }
+    if (message.measuredOn !== "") {
+      obj.measuredOn = message.measuredOn;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressionReport>): CompressionReport {
+    return CompressionReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressionReport>): CompressionReport {
+    const message = createBaseCompressionReport();
+    message.method = object.method ?? "";
+    message.parameters = (globalThis.Object.entries(object.parameters ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.sizeBeforeBytes = (object.sizeBeforeBytes !== undefined && object.sizeBeforeBytes !== null)
+      ? BigInt(object.sizeBeforeBytes)
+      : 0n;
+    message.sizeAfterBytes = (object.sizeAfterBytes !== undefined && object.sizeAfterBytes !== null)
+      ? BigInt(object.sizeAfterBytes)
+      : 0n;
+    message.opsRewritten = object.opsRewritten?.map((e) => CompressionOpCount.fromPartial(e)) || [];
+    message.opsLeft = object.opsLeft?.map((e) => CompressionOpCount.fromPartial(e)) || [];
+    message.calibration = (object.calibration !== undefined && object.calibration !== null)
+      ? CalibrationSource.fromPartial(object.calibration)
+      : undefined;
+    message.outputs = object.outputs?.map((e) => OutputAccuracy.fromPartial(e)) || [];
+    message.latency = object.latency?.map((e) => CompressionLatency.fromPartial(e)) || [];
+    message.measuredOn = object.measuredOn ?? "";
+    return message;
+  },
+};
+
+function createBaseCompressionReport_ParametersEntry(): CompressionReport_ParametersEntry {
+  return { key: "", value: "" };
+}
+
+export const CompressionReport_ParametersEntry: MessageFns<CompressionReport_ParametersEntry> = {
+  encode(message: CompressionReport_ParametersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressionReport_ParametersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressionReport_ParametersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressionReport_ParametersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CompressionReport_ParametersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressionReport_ParametersEntry>): CompressionReport_ParametersEntry {
+    return CompressionReport_ParametersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressionReport_ParametersEntry>): CompressionReport_ParametersEntry {
+    const message = createBaseCompressionReport_ParametersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCompressionOpCount(): CompressionOpCount {
+  return { op: "", count: 0, reason: "" };
+}
+
+export const CompressionOpCount: MessageFns<CompressionOpCount> = {
+  encode(message: CompressionOpCount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.op !== "") {
+      writer.uint32(10).string(message.op);
+    }
+    if (message.count !== 0) {
+      writer.uint32(16).uint32(message.count);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressionOpCount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressionOpCount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.op = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressionOpCount {
+    return {
+      op: isSet(object.op) ? globalThis.String(object.op) : "",
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: CompressionOpCount): unknown {
+    const obj: any = {};
+    if (message.op !== "") {
+      obj.op = message.op;
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressionOpCount>): CompressionOpCount {
+    return CompressionOpCount.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressionOpCount>): CompressionOpCount {
+    const message = createBaseCompressionOpCount();
+    message.op = object.op ?? "";
+    message.count = object.count ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseCalibrationSource(): CalibrationSource {
+  return { kind: "", sampleCount: 0, seed: 0n, dims: {}, description: "" };
+}
+
+export const CalibrationSource: MessageFns<CalibrationSource> = {
+  encode(message: CalibrationSource, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.sampleCount !== 0) {
+      writer.uint32(16).uint32(message.sampleCount);
+    }
+    if (message.seed !== 0n) {
+      if (BigInt.asUintN(64, message.seed) !== message.seed) {
+        throw new globalThis.Error("value provided for field message.seed of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.seed);
+    }
+    globalThis.Object.entries(message.dims).forEach(([key, value]: [string, number]) => {
+      CalibrationSource_DimsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.description !== "") {
+      writer.uint32(42).string(message.description);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CalibrationSource {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCalibrationSource();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sampleCount = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seed = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = CalibrationSource_DimsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.dims[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CalibrationSource {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      sampleCount: isSet(object.sampleCount)
+        ? globalThis.Number(object.sampleCount)
+        : isSet(object.sample_count)
+        ? globalThis.Number(object.sample_count)
+        : 0,
+      seed: isSet(object.seed) ? BigInt(object.seed) : 0n,
+      dims: isObject(object.dims)
+        ? (globalThis.Object.entries(object.dims) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+    };
+  },
+
+  toJSON(message: CalibrationSource): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.sampleCount !== 0) {
+      obj.sampleCount = Math.round(message.sampleCount);
+    }
+    if (message.seed !== 0n) {
+      obj.seed = message.seed.toString();
+    }
+    if (message.dims) {
+      const entries = globalThis.Object.entries(message.dims) as [string, number][];
+      if (entries.length > 0) {
+        obj.dims = {};
+        entries.forEach(([k, v]) => {
+          obj.dims[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CalibrationSource>): CalibrationSource {
+    return CalibrationSource.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CalibrationSource>): CalibrationSource {
+    const message = createBaseCalibrationSource();
+    message.kind = object.kind ?? "";
+    message.sampleCount = object.sampleCount ?? 0;
+    message.seed = (object.seed !== undefined && object.seed !== null) ? BigInt(object.seed) : 0n;
+    message.dims = (globalThis.Object.entries(object.dims ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.description = object.description ?? "";
+    return message;
+  },
+};
+
+function createBaseCalibrationSource_DimsEntry(): CalibrationSource_DimsEntry {
+  return { key: "", value: 0 };
+}
+
+export const CalibrationSource_DimsEntry: MessageFns<CalibrationSource_DimsEntry> = {
+  encode(message: CalibrationSource_DimsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CalibrationSource_DimsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCalibrationSource_DimsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CalibrationSource_DimsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: CalibrationSource_DimsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CalibrationSource_DimsEntry>): CalibrationSource_DimsEntry {
+    return CalibrationSource_DimsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CalibrationSource_DimsEntry>): CalibrationSource_DimsEntry {
+    const message = createBaseCalibrationSource_DimsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseOutputAccuracy(): OutputAccuracy {
+  return { name: "", maxAbsError: 0, meanAbsError: 0, cosine: 0, top1Agreement: undefined };
+}
+
+export const OutputAccuracy: MessageFns<OutputAccuracy> = {
+  encode(message: OutputAccuracy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.maxAbsError !== 0) {
+      writer.uint32(17).double(message.maxAbsError);
+    }
+    if (message.meanAbsError !== 0) {
+      writer.uint32(25).double(message.meanAbsError);
+    }
+    if (message.cosine !== 0) {
+      writer.uint32(33).double(message.cosine);
+    }
+    if (message.top1Agreement !== undefined) {
+      writer.uint32(41).double(message.top1Agreement);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OutputAccuracy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutputAccuracy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.maxAbsError = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.meanAbsError = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.cosine = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.top1Agreement = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OutputAccuracy {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      maxAbsError: isSet(object.maxAbsError)
+        ? globalThis.Number(object.maxAbsError)
+        : isSet(object.max_abs_error)
+        ? globalThis.Number(object.max_abs_error)
+        : 0,
+      meanAbsError: isSet(object.meanAbsError)
+        ? globalThis.Number(object.meanAbsError)
+        : isSet(object.mean_abs_error)
+        ? globalThis.Number(object.mean_abs_error)
+        : 0,
+      cosine: isSet(object.cosine) ? globalThis.Number(object.cosine) : 0,
+      top1Agreement: isSet(object.top1Agreement)
+        ? globalThis.Number(object.top1Agreement)
+        : isSet(object.top1_agreement)
+        ? globalThis.Number(object.top1_agreement)
+        : undefined,
+    };
+  },
+
+  toJSON(message: OutputAccuracy): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.maxAbsError !== 0) {
+      obj.maxAbsError = floatToJson(message.maxAbsError);
+    }
+    if (message.meanAbsError !== 0) {
+      obj.meanAbsError = floatToJson(message.meanAbsError);
+    }
+    if (message.cosine !== 0) {
+      obj.cosine = floatToJson(message.cosine);
+    }
+    if (message.top1Agreement !== undefined) {
+      obj.top1Agreement = floatToJson(message.top1Agreement);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OutputAccuracy>): OutputAccuracy {
+    return OutputAccuracy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OutputAccuracy>): OutputAccuracy {
+    const message = createBaseOutputAccuracy();
+    message.name = object.name ?? "";
+    message.maxAbsError = object.maxAbsError ?? 0;
+    message.meanAbsError = object.meanAbsError ?? 0;
+    message.cosine = object.cosine ?? 0;
+    message.top1Agreement = object.top1Agreement ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCompressionLatency(): CompressionLatency {
+  return { batchSize: 0, p50BeforeMs: 0, p50AfterMs: 0, runs: 0 };
+}
+
+export const CompressionLatency: MessageFns<CompressionLatency> = {
+  encode(message: CompressionLatency, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchSize !== 0) {
+      writer.uint32(8).uint32(message.batchSize);
+    }
+    if (message.p50BeforeMs !== 0) {
+      writer.uint32(17).double(message.p50BeforeMs);
+    }
+    if (message.p50AfterMs !== 0) {
+      writer.uint32(25).double(message.p50AfterMs);
+    }
+    if (message.runs !== 0) {
+      writer.uint32(32).uint32(message.runs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompressionLatency {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompressionLatency();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchSize = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.p50BeforeMs = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.p50AfterMs = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.runs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompressionLatency {
+    return {
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : 0,
+      p50BeforeMs: isSet(object.p50BeforeMs)
+        ? globalThis.Number(object.p50BeforeMs)
+        : isSet(object.p50_before_ms)
+        ? globalThis.Number(object.p50_before_ms)
+        : 0,
+      p50AfterMs: isSet(object.p50AfterMs)
+        ? globalThis.Number(object.p50AfterMs)
+        : isSet(object.p50_after_ms)
+        ? globalThis.Number(object.p50_after_ms)
+        : 0,
+      runs: isSet(object.runs) ? globalThis.Number(object.runs) : 0,
+    };
+  },
+
+  toJSON(message: CompressionLatency): unknown {
+    const obj: any = {};
+    if (message.batchSize !== 0) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    if (message.p50BeforeMs !== 0) {
+      obj.p50BeforeMs = floatToJson(message.p50BeforeMs);
+    }
+    if (message.p50AfterMs !== 0) {
+      obj.p50AfterMs = floatToJson(message.p50AfterMs);
+    }
+    if (message.runs !== 0) {
+      obj.runs = Math.round(message.runs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompressionLatency>): CompressionLatency {
+    return CompressionLatency.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompressionLatency>): CompressionLatency {
+    const message = createBaseCompressionLatency();
+    message.batchSize = object.batchSize ?? 0;
+    message.p50BeforeMs = object.p50BeforeMs ?? 0;
+    message.p50AfterMs = object.p50AfterMs ?? 0;
+    message.runs = object.runs ?? 0;
+    return message;
+  },
+};
+
 /** RegistryService listens on port 9001 by default. */
 export type RegistryServiceService = typeof RegistryServiceService;
 export const RegistryServiceService = {
@@ -7347,6 +9476,31 @@ export const RegistryServiceService = {
     responseSerialize: (value: DownloadVersionResponse): Buffer =>
       Buffer.from(DownloadVersionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DownloadVersionResponse => DownloadVersionResponse.decode(value),
+  },
+  /**
+   * Makes a new version from a READY one by rewriting its ONNX graph (int8 or float16
+   * quantization, magnitude pruning), measures the result against the source with onnxruntime
+   * on calibration inputs, and stores it as the next version of the same model (or of
+   * `target_model`) with lineage `parent = the source, transform = the method` and a
+   * `CompressionReport`. The source version is never changed. The stream carries `progress`
+   * messages, then one `version` message with the new version, READY; the call then ends OK.
+   * A call that fails, is cancelled or misses one of its `gates` creates no version and moves
+   * no alias: a missed gate ends the stream with FAILED_PRECONDITION naming the output and the
+   * figure, for example `output "logits": cosine 0.9812 is below min_cosine 0.99`. The new
+   * version is sealed at rest like an uploaded one. Scope: `models:write`. INVALID_ARGUMENT for
+   * a bad method, sparsity, gate, dimension or calibration file; NOT_FOUND for an unknown
+   * source.
+   */
+  compressVersion: {
+    path: "/quanta.registry.v1.RegistryService/CompressVersion" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: CompressVersionRequest): Buffer =>
+      Buffer.from(CompressVersionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CompressVersionRequest => CompressVersionRequest.decode(value),
+    responseSerialize: (value: CompressVersionResponse): Buffer =>
+      Buffer.from(CompressVersionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CompressVersionResponse => CompressVersionResponse.decode(value),
   },
   /**
    * Points an alias at a version, creating or moving it. Deployments that use the alias
@@ -7506,6 +9660,21 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    * the file as valid only when the call ends with OK. Scope: `models:read`.
    */
   downloadVersion: handleServerStreamingCall<DownloadVersionRequest, DownloadVersionResponse>;
+  /**
+   * Makes a new version from a READY one by rewriting its ONNX graph (int8 or float16
+   * quantization, magnitude pruning), measures the result against the source with onnxruntime
+   * on calibration inputs, and stores it as the next version of the same model (or of
+   * `target_model`) with lineage `parent = the source, transform = the method` and a
+   * `CompressionReport`. The source version is never changed. The stream carries `progress`
+   * messages, then one `version` message with the new version, READY; the call then ends OK.
+   * A call that fails, is cancelled or misses one of its `gates` creates no version and moves
+   * no alias: a missed gate ends the stream with FAILED_PRECONDITION naming the output and the
+   * figure, for example `output "logits": cosine 0.9812 is below min_cosine 0.99`. The new
+   * version is sealed at rest like an uploaded one. Scope: `models:write`. INVALID_ARGUMENT for
+   * a bad method, sparsity, gate, dimension or calibration file; NOT_FOUND for an unknown
+   * source.
+   */
+  compressVersion: handleServerStreamingCall<CompressVersionRequest, CompressVersionResponse>;
   /**
    * Points an alias at a version, creating or moving it. Deployments that use the alias
    * follow it (see WatchDeployments). Scope: `models:write`.
@@ -7725,6 +9894,29 @@ export interface RegistryServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DownloadVersionResponse>;
   /**
+   * Makes a new version from a READY one by rewriting its ONNX graph (int8 or float16
+   * quantization, magnitude pruning), measures the result against the source with onnxruntime
+   * on calibration inputs, and stores it as the next version of the same model (or of
+   * `target_model`) with lineage `parent = the source, transform = the method` and a
+   * `CompressionReport`. The source version is never changed. The stream carries `progress`
+   * messages, then one `version` message with the new version, READY; the call then ends OK.
+   * A call that fails, is cancelled or misses one of its `gates` creates no version and moves
+   * no alias: a missed gate ends the stream with FAILED_PRECONDITION naming the output and the
+   * figure, for example `output "logits": cosine 0.9812 is below min_cosine 0.99`. The new
+   * version is sealed at rest like an uploaded one. Scope: `models:write`. INVALID_ARGUMENT for
+   * a bad method, sparsity, gate, dimension or calibration file; NOT_FOUND for an unknown
+   * source.
+   */
+  compressVersion(
+    request: CompressVersionRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CompressVersionResponse>;
+  compressVersion(
+    request: CompressVersionRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CompressVersionResponse>;
+  /**
    * Points an alias at a version, creating or moving it. Deployments that use the alias
    * follow it (see WatchDeployments). Scope: `models:write`.
    */
@@ -7876,6 +10068,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

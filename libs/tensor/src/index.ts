@@ -33,3 +33,5 @@ export { tensorFromWire, tensorToWire, type WireTensor } from './wire.js';
 export { ORT_TYPE, ortTypedArray, tensorFromOrt, tensorToOrt } from './ort.js';
 export { tensorFromJson, tensorToJson, type JsonTensor } from './json.js';
 export { concatBatch, splitBatch } from './batch.js';
+export { NpyError, readNpy, writeNpy } from './npy.js';
+export { readNpz } from './npz.js';

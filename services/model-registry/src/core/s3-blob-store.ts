@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -14,10 +12,10 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import type { CompletedPart } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { BlobKey, BlobReadHandle, BlobStore, BlobWriter, StoredBlob } from './blob-store.js';
 import { SHA, TENANT, TMP_DIR, blobPath } from './blob-store.js';
 import type { S3BlobLocation } from './blob-url.js';
@@ -32,7 +30,7 @@ const COPY_PART_BYTES = 512 * 1024 * 1024;
 export interface S3BlobStoreOptions {
   /** A client to use (its settings win; the store then leaves it open); default: one of its own, made from the location. */
   readonly client?: S3Client;
-  /** Bytes per uploaded part; memory per upload is about (queueSize + 2) parts. Default: 5 MiB, or what `maxObjectBytes` needs. */
+  /** Bytes per uploaded part; memory per upload is (queueSize + 1) parts. Default: 5 MiB, or what `maxObjectBytes` needs. */
   readonly partBytes?: number;
   /** Parts in flight per upload (default 2). */
   readonly queueSize?: number;
@@ -92,16 +90,159 @@ async function readAll(body: Readable, expected: number): Promise<Buffer> {
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
 }
 
+interface MultipartWriterOptions {
+  readonly partBytes: number;
+  readonly queueSize: number;
+  /** Copies the finished temporary object to the blob's key. */
+  publish(from: string, to: string, size: number): Promise<void>;
+  /** A ranged GET: [position, position + length) of an object. */
+  readRange(key: string, position: number, length: number): Promise<Buffer>;
+  keyOf(key: BlobKey): string;
+}
+
+/**
+ * A writer that streams into a multipart upload at `tmpKey`. Written bytes are copied into part
+ * buffers of `partBytes`; a full one is sent (UploadPart) while the next fills, at most
+ * `queueSize` in flight, and `write` waits for a free buffer: memory is (queueSize + 1) parts
+ * whatever the size, and the buffers are reused part after part (lib-storage's Upload, fed by a
+ * stream, concatenates every part anew and holds several more). A blob
+ * smaller than one part is sent with one PutObject. The first read-back or the commit completes
+ * the upload; later reads are ranged GETs of the temporary object.
+ */
+function createMultipartWriter(client: S3Client, bucket: string, tmpKey: string, options: MultipartWriterOptions): BlobWriter {
+  const { partBytes, queueSize } = options;
+  const free: Buffer[] = [];
+  let current: Buffer | undefined;
+  let filled = 0;
+  let written = 0;
+  let uploadId: Promise<string> | undefined;
+  let nextPart = 1;
+  const completed: CompletedPart[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  let state: 'writing' | 'stored' | 'committed' | 'aborted' = 'writing';
+  let finishing: Promise<void> | undefined;
+
+  const started = (): Promise<string> =>
+    (uploadId ??= client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: tmpKey })).then(({ UploadId }) => {
+      if (UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId');
+      return UploadId;
+    }));
+  /** Sends `part` as the next part; its buffer goes back to `free` once sent. */
+  const send = (part: Buffer, length: number): void => {
+    const number = nextPart;
+    nextPart += 1;
+    const upload = async (): Promise<void> => {
+      try {
+        const { ETag } = await client.send(new UploadPartCommand({ Bucket: bucket, Key: tmpKey, UploadId: await started(), PartNumber: number, Body: part.subarray(0, length), ContentLength: length }));
+        completed.push({ PartNumber: number, ETag });
+      } catch (error: unknown) {
+        failure ??= error;
+      }
+    };
+    const sending: Promise<void> = upload().finally(() => {
+      free.push(part);
+      inFlight.delete(sending);
+    });
+    inFlight.add(sending);
+  };
+  const check = (): void => {
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error('a part of the upload failed', { cause: failure });
+  };
+  const finish = (): Promise<void> =>
+    (finishing ??= (async () => {
+      if (uploadId === undefined) {
+        // Less than one part: no multipart upload at all.
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: tmpKey, Body: (current ?? Buffer.alloc(0)).subarray(0, filled), ContentLength: filled }));
+      } else {
+        if (filled > 0 && current !== undefined) send(current, filled);
+        current = undefined;
+        await Promise.all(inFlight);
+        check();
+        completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+        await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: tmpKey, UploadId: await uploadId, MultipartUpload: { Parts: completed } }));
+      }
+      free.length = 0;
+      current = undefined;
+      state = 'stored';
+    })());
+  const usable = (): void => {
+    if (state === 'committed' || state === 'aborted') throw new Error('blob writer is closed');
+  };
+
+  return {
+    get written() {
+      return written;
+    },
+    async write(bytes) {
+      usable();
+      if (finishing !== undefined) throw new Error('blob writer was read back: no more writes');
+      check();
+      for (const piece of Array.isArray(bytes) ? (bytes as readonly Buffer[]) : [bytes as Buffer]) {
+        let at = 0;
+        while (at < piece.length) {
+          if (current === undefined) {
+            while (free.length === 0 && inFlight.size >= queueSize) await Promise.race(inFlight);
+            check();
+            current = free.pop() ?? Buffer.allocUnsafeSlow(partBytes);
+            filled = 0;
+          }
+          const n = piece.copy(current, filled, at);
+          filled += n;
+          at += n;
+          if (filled === partBytes) {
+            send(current, filled);
+            current = undefined;
+          }
+        }
+        written += piece.length;
+      }
+    },
+    async read(position, length) {
+      usable();
+      await finish();
+      return options.readRange(tmpKey, position, Math.min(length, written - position));
+    },
+    async commit(key) {
+      usable();
+      await finish();
+      await options.publish(tmpKey, options.keyOf(key), written);
+      state = 'committed';
+      // Published: a temporary that survives a failed delete is the sweep's.
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey })).catch(() => undefined);
+    },
+    async abort() {
+      if (state === 'committed' || state === 'aborted') return;
+      state = 'aborted';
+      await finishing?.catch(() => undefined);
+      await Promise.all(inFlight);
+      free.length = 0;
+      current = undefined;
+      if (uploadId !== undefined) {
+        const id = await uploadId.catch(() => undefined);
+        if (id !== undefined) {
+          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: tmpKey, UploadId: id })).catch((error: unknown) => {
+            // Completed already (then the object is deleted below), or swept by another replica.
+            if (!isNotFound(error)) throw error;
+          });
+        }
+      }
+      // A completed upload (or a single PUT) left an object.
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey }));
+    },
+  };
+}
+
 /**
  * Blobs in an S3 bucket under `prefix<tenant>/<sha[0:2]>/<sha>`, sealed as on disk.
  *
- * A writer streams into a multipart upload (lib-storage, `queueSize` parts of `partBytes` in
- * flight, so memory is bounded whatever the size) to `prefix.tmp/<uuid>`. Its first read-back
+ * A writer streams into a multipart upload (`queueSize` parts of `partBytes` in flight, so memory
+ * is bounded whatever the size) to `prefix.tmp/<uuid>`. Its first read-back
  * (the upload's inspection reads segments of the sealed blob) completes that upload, so later
  * reads are ranged GETs of the temporary object. `commit` copies it server-side to the blob's key
  * (its sha is known only then) and deletes the temporary; `abort` aborts the multipart upload or
  * deletes the temporary object. What a dead process leaves (a multipart upload or a temporary
- * object) is removed by `removeTemporaries` at the next start.
+ * object) is removed by the registry's sweep (`removeTemporaries`).
  */
 export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStoreOptions = {}): BlobStore {
   const client = options.client ?? createS3Client(location);
@@ -158,74 +299,7 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
     },
 
     create(): Promise<BlobWriter> {
-      const tmpKey = `${tmpPrefix}${randomUUID()}`;
-      // lib-storage reads the body as parts fill: a full pipe pushes back on `write`.
-      const body = new PassThrough({ highWaterMark: 1 << 20 });
-      const upload = new Upload({ client, params: { Bucket: bucket, Key: tmpKey, Body: body }, partSize: partBytes, queueSize, leavePartsOnError: false });
-      // Settles only after a failed upload's multipart upload has been aborted (lib-storage awaits that).
-      const uploaded = upload.done();
-      uploaded.catch(() => undefined);
-      let written = 0;
-      let state: 'writing' | 'stored' | 'committed' | 'aborted' = 'writing';
-      let finishing: Promise<void> | undefined;
-      const finish = (): Promise<void> =>
-        (finishing ??= (async () => {
-          body.end();
-          await uploaded;
-          state = 'stored';
-        })());
-      const usable = (): void => {
-        if (state === 'committed' || state === 'aborted') throw new Error('blob writer is closed');
-      };
-
-      return Promise.resolve({
-        get written() {
-          return written;
-        },
-        async write(bytes) {
-          usable();
-          if (finishing !== undefined) throw new Error('blob writer was read back: no more writes');
-          for (const part of Array.isArray(bytes) ? (bytes as readonly Buffer[]) : [bytes as Buffer]) {
-            if (part.length === 0) continue;
-            written += part.length;
-            if (!body.write(part)) {
-              // A failed upload stops reading the body: its rejection ends the wait instead of a drain.
-              const stop = new AbortController();
-              try {
-                await Promise.race([once(body, 'drain', { signal: stop.signal }), uploaded.then(() => Promise.reject(new Error('the upload ended before its body')))]);
-              } finally {
-                stop.abort();
-              }
-            }
-          }
-        },
-        async read(position, length) {
-          usable();
-          await finish();
-          return getRange(tmpKey, position, Math.min(length, written - position));
-        },
-        async commit(key) {
-          usable();
-          await finish();
-          await copy(tmpKey, keyOf(key), written);
-          state = 'committed';
-          // Published: a temporary that survives a failed delete is the start-up sweep's.
-          await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey })).catch(() => undefined);
-        },
-        async abort() {
-          if (state === 'committed' || state === 'aborted') return;
-          state = 'aborted';
-          if (finishing === undefined) {
-            // The failed body fails lib-storage's upload, which then aborts its multipart upload.
-            body.destroy(new Error('blob upload aborted'));
-            await uploaded.catch(() => undefined);
-          } else {
-            await finishing.catch(() => undefined);
-          }
-          // A completed (or single-PUT) upload left an object.
-          await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey }));
-        },
-      });
+      return Promise.resolve(createMultipartWriter(client, bucket, `${tmpPrefix}${randomUUID()}`, { partBytes, queueSize, publish: copy, readRange: getRange, keyOf }));
     },
 
     async *read(key) {

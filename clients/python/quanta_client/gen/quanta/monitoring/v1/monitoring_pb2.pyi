@@ -1,0 +1,448 @@
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+ALERT_COMPARISON_ABOVE: AlertComparison
+ALERT_COMPARISON_BELOW: AlertComparison
+ALERT_COMPARISON_UNSPECIFIED: AlertComparison
+ALERT_METRIC_ERROR_RATE: AlertMetric
+ALERT_METRIC_P99_LATENCY_US: AlertMetric
+ALERT_METRIC_THROUGHPUT_RPS: AlertMetric
+ALERT_METRIC_UNSPECIFIED: AlertMetric
+ALERT_STATE_FIRING: AlertState
+ALERT_STATE_PENDING: AlertState
+ALERT_STATE_RESOLVED: AlertState
+ALERT_STATE_UNSPECIFIED: AlertState
+DESCRIPTOR: _descriptor.FileDescriptor
+SERVICE_HEALTH_STATUS_NOT_SERVING: ServiceHealthStatus
+SERVICE_HEALTH_STATUS_SERVING: ServiceHealthStatus
+SERVICE_HEALTH_STATUS_UNKNOWN: ServiceHealthStatus
+SERVICE_HEALTH_STATUS_UNREACHABLE: ServiceHealthStatus
+SERVICE_HEALTH_STATUS_UNSPECIFIED: ServiceHealthStatus
+TOP_MODELS_ORDER_ERROR_RATE: TopModelsOrder
+TOP_MODELS_ORDER_P99_LATENCY: TopModelsOrder
+TOP_MODELS_ORDER_TRAFFIC: TopModelsOrder
+TOP_MODELS_ORDER_UNSPECIFIED: TopModelsOrder
+
+class Alert(_message.Message):
+    __slots__ = ["firing_time", "message", "model", "pending_time", "resolved_time", "rule_name", "state", "threshold", "value", "version"]
+    FIRING_TIME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PENDING_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_TIME_FIELD_NUMBER: _ClassVar[int]
+    RULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    firing_time: _timestamp_pb2.Timestamp
+    message: str
+    model: str
+    pending_time: _timestamp_pb2.Timestamp
+    resolved_time: _timestamp_pb2.Timestamp
+    rule_name: str
+    state: AlertState
+    threshold: float
+    value: float
+    version: str
+    def __init__(self, rule_name: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[AlertState, str]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., message: _Optional[str] = ..., pending_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., firing_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AlertRule(_message.Message):
+    __slots__ = ["comparison", "create_time", "description", "for_duration", "metric", "model", "name", "threshold", "update_time", "version", "window"]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FOR_DURATION_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    comparison: AlertComparison
+    create_time: _timestamp_pb2.Timestamp
+    description: str
+    for_duration: _duration_pb2.Duration
+    metric: AlertMetric
+    model: str
+    name: str
+    threshold: float
+    update_time: _timestamp_pb2.Timestamp
+    version: str
+    window: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., metric: _Optional[_Union[AlertMetric, str]] = ..., comparison: _Optional[_Union[AlertComparison, str]] = ..., threshold: _Optional[float] = ..., window: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., for_duration: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AlertSnapshot(_message.Message):
+    __slots__ = ["alerts"]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class BatchSizeCount(_message.Message):
+    __slots__ = ["batch_size", "count"]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    count: int
+    def __init__(self, batch_size: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class CreateAlertRuleRequest(_message.Message):
+    __slots__ = ["rule"]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: AlertRule
+    def __init__(self, rule: _Optional[_Union[AlertRule, _Mapping]] = ...) -> None: ...
+
+class CreateAlertRuleResponse(_message.Message):
+    __slots__ = ["rule"]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: AlertRule
+    def __init__(self, rule: _Optional[_Union[AlertRule, _Mapping]] = ...) -> None: ...
+
+class DeleteAlertRuleRequest(_message.Message):
+    __slots__ = ["name"]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteAlertRuleResponse(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class GetAlertRuleRequest(_message.Message):
+    __slots__ = ["name"]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetAlertRuleResponse(_message.Message):
+    __slots__ = ["rule"]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: AlertRule
+    def __init__(self, rule: _Optional[_Union[AlertRule, _Mapping]] = ...) -> None: ...
+
+class GetHealthBoardRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class GetHealthBoardResponse(_message.Message):
+    __slots__ = ["check_interval", "services"]
+    CHECK_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    check_interval: _duration_pb2.Duration
+    services: _containers.RepeatedCompositeFieldContainer[ServiceHealth]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceHealth, _Mapping]]] = ..., check_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetModelStatsRequest(_message.Message):
+    __slots__ = ["model", "range", "version", "window"]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    range: TimeRange
+    version: str
+    window: _duration_pb2.Duration
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class GetModelStatsResponse(_message.Message):
+    __slots__ = ["stats"]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: ModelStats
+    def __init__(self, stats: _Optional[_Union[ModelStats, _Mapping]] = ...) -> None: ...
+
+class GetTimeSeriesRequest(_message.Message):
+    __slots__ = ["model", "range", "step", "version", "window"]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    range: TimeRange
+    step: _duration_pb2.Duration
+    version: str
+    window: _duration_pb2.Duration
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., step: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetTimeSeriesResponse(_message.Message):
+    __slots__ = ["model", "points", "step", "version"]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    points: _containers.RepeatedCompositeFieldContainer[TimeSeriesPoint]
+    step: _duration_pb2.Duration
+    version: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., step: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., points: _Optional[_Iterable[_Union[TimeSeriesPoint, _Mapping]]] = ...) -> None: ...
+
+class InferenceRecord(_message.Message):
+    __slots__ = ["batch_size", "bytes_in", "bytes_out", "compute_us", "deployment", "model", "queue_us", "request_id", "span_id", "status_code", "tenant", "time", "total_us", "trace_id", "version"]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_US_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_US_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_US_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    bytes_in: int
+    bytes_out: int
+    compute_us: int
+    deployment: str
+    model: str
+    queue_us: int
+    request_id: str
+    span_id: str
+    status_code: int
+    tenant: str
+    time: _timestamp_pb2.Timestamp
+    total_us: int
+    trace_id: str
+    version: str
+    def __init__(self, tenant: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., deployment: _Optional[str] = ..., request_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status_code: _Optional[int] = ..., queue_us: _Optional[int] = ..., compute_us: _Optional[int] = ..., total_us: _Optional[int] = ..., batch_size: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., span_id: _Optional[str] = ...) -> None: ...
+
+class IngestRequest(_message.Message):
+    __slots__ = ["records"]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[InferenceRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[InferenceRecord, _Mapping]]] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ["accepted", "rejected", "rejections"]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    rejected: int
+    rejections: _containers.RepeatedCompositeFieldContainer[RejectedRecord]
+    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[RejectedRecord, _Mapping]]] = ...) -> None: ...
+
+class LatencySummary(_message.Message):
+    __slots__ = ["max_us", "mean_us", "p50_us", "p95_us", "p99_us"]
+    MAX_US_FIELD_NUMBER: _ClassVar[int]
+    MEAN_US_FIELD_NUMBER: _ClassVar[int]
+    P50_US_FIELD_NUMBER: _ClassVar[int]
+    P95_US_FIELD_NUMBER: _ClassVar[int]
+    P99_US_FIELD_NUMBER: _ClassVar[int]
+    max_us: float
+    mean_us: float
+    p50_us: float
+    p95_us: float
+    p99_us: float
+    def __init__(self, p50_us: _Optional[float] = ..., p95_us: _Optional[float] = ..., p99_us: _Optional[float] = ..., mean_us: _Optional[float] = ..., max_us: _Optional[float] = ...) -> None: ...
+
+class ListAlertRulesRequest(_message.Message):
+    __slots__ = ["model", "page_size", "page_token"]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ListAlertRulesResponse(_message.Message):
+    __slots__ = ["next_page_token", "rules"]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    next_page_token: str
+    rules: _containers.RepeatedCompositeFieldContainer[AlertRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ["page_size", "page_token", "rule_name", "states"]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    rule_name: str
+    states: _containers.RepeatedScalarFieldContainer[AlertState]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., states: _Optional[_Iterable[_Union[AlertState, str]]] = ..., rule_name: _Optional[str] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ["alerts", "next_page_token"]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    next_page_token: str
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ModelStats(_message.Message):
+    __slots__ = ["batch_sizes", "bytes_in", "bytes_out", "compute", "count", "end_time", "error_count", "error_rate", "model", "queue", "start_time", "statuses", "throughput_rps", "total", "version"]
+    BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    THROUGHPUT_RPS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    batch_sizes: _containers.RepeatedCompositeFieldContainer[BatchSizeCount]
+    bytes_in: int
+    bytes_out: int
+    compute: LatencySummary
+    count: int
+    end_time: _timestamp_pb2.Timestamp
+    error_count: int
+    error_rate: float
+    model: str
+    queue: LatencySummary
+    start_time: _timestamp_pb2.Timestamp
+    statuses: _containers.RepeatedCompositeFieldContainer[StatusCount]
+    throughput_rps: float
+    total: LatencySummary
+    version: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ..., error_count: _Optional[int] = ..., error_rate: _Optional[float] = ..., throughput_rps: _Optional[float] = ..., statuses: _Optional[_Iterable[_Union[StatusCount, _Mapping]]] = ..., queue: _Optional[_Union[LatencySummary, _Mapping]] = ..., compute: _Optional[_Union[LatencySummary, _Mapping]] = ..., total: _Optional[_Union[LatencySummary, _Mapping]] = ..., batch_sizes: _Optional[_Iterable[_Union[BatchSizeCount, _Mapping]]] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ...) -> None: ...
+
+class RejectedRecord(_message.Message):
+    __slots__ = ["batch_index", "reason", "record_index", "request_id"]
+    BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RECORD_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_index: int
+    reason: str
+    record_index: int
+    request_id: str
+    def __init__(self, batch_index: _Optional[int] = ..., record_index: _Optional[int] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ServiceHealth(_message.Message):
+    __slots__ = ["address", "error", "last_change_time", "last_check_time", "latency", "name", "status"]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECK_TIME_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    error: str
+    last_change_time: _timestamp_pb2.Timestamp
+    last_check_time: _timestamp_pb2.Timestamp
+    latency: _duration_pb2.Duration
+    name: str
+    status: ServiceHealthStatus
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[_Union[ServiceHealthStatus, str]] = ..., last_change_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_check_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., latency: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StatusCount(_message.Message):
+    __slots__ = ["count", "status_code", "status_name"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_NAME_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    status_code: int
+    status_name: str
+    def __init__(self, status_code: _Optional[int] = ..., status_name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ["end_time", "start_time"]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    end_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TimeSeriesPoint(_message.Message):
+    __slots__ = ["compute", "count", "error_count", "mean_batch_size", "queue", "throughput_rps", "time", "total"]
+    COMPUTE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    THROUGHPUT_RPS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    compute: LatencySummary
+    count: int
+    error_count: int
+    mean_batch_size: float
+    queue: LatencySummary
+    throughput_rps: float
+    time: _timestamp_pb2.Timestamp
+    total: LatencySummary
+    def __init__(self, time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ..., error_count: _Optional[int] = ..., throughput_rps: _Optional[float] = ..., queue: _Optional[_Union[LatencySummary, _Mapping]] = ..., compute: _Optional[_Union[LatencySummary, _Mapping]] = ..., total: _Optional[_Union[LatencySummary, _Mapping]] = ..., mean_batch_size: _Optional[float] = ...) -> None: ...
+
+class TopModelsRequest(_message.Message):
+    __slots__ = ["by_version", "limit", "order_by", "range", "window"]
+    BY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    by_version: bool
+    limit: int
+    order_by: TopModelsOrder
+    range: TimeRange
+    window: _duration_pb2.Duration
+    def __init__(self, window: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., order_by: _Optional[_Union[TopModelsOrder, str]] = ..., limit: _Optional[int] = ..., by_version: bool = ...) -> None: ...
+
+class TopModelsResponse(_message.Message):
+    __slots__ = ["models"]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelStats]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelStats, _Mapping]]] = ...) -> None: ...
+
+class UpdateAlertRuleRequest(_message.Message):
+    __slots__ = ["rule"]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: AlertRule
+    def __init__(self, rule: _Optional[_Union[AlertRule, _Mapping]] = ...) -> None: ...
+
+class UpdateAlertRuleResponse(_message.Message):
+    __slots__ = ["rule"]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: AlertRule
+    def __init__(self, rule: _Optional[_Union[AlertRule, _Mapping]] = ...) -> None: ...
+
+class WatchAlertsRequest(_message.Message):
+    __slots__ = ["rule_name"]
+    RULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    rule_name: str
+    def __init__(self, rule_name: _Optional[str] = ...) -> None: ...
+
+class WatchAlertsResponse(_message.Message):
+    __slots__ = ["change", "snapshot"]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    change: Alert
+    snapshot: AlertSnapshot
+    def __init__(self, snapshot: _Optional[_Union[AlertSnapshot, _Mapping]] = ..., change: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class TopModelsOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class AlertMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class AlertComparison(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class AlertState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class ServiceHealthStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []

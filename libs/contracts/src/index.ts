@@ -3,6 +3,8 @@
 // names in different packages never collide.
 export * as health from './gen/grpc/health/v1/health.js';
 export * as inference from './gen/inference/grpc_service.js';
+/** Triton's model configuration messages (package `inference`, file model_config.proto). */
+export * as inferenceConfig from './gen/inference/model_config.js';
 export * as crypto from './gen/quanta/crypto/v1/crypto.js';
 export * as registry from './gen/quanta/registry/v1/registry.js';
 export * as monitoring from './gen/quanta/monitoring/v1/monitoring.js';

@@ -1,5 +1,6 @@
 // KServe v2 REST JSON <-> the core's requests and results, and Triton's JSON forms of statistics,
 // metadata and the repository index.
+import { inferenceConfig as tc } from '@quanta/contracts';
 import { invalidArgument } from '@quanta/service-kit';
 import { tensorFromJson, tensorFromWire, tensorToJson, tensorToRaw, type JsonTensor, type Tensor } from '@quanta/tensor';
 import type { CancelSignal, DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
@@ -161,6 +162,113 @@ export function encodeJsonMetadata(metadata: ModelMetadata): JsonObject {
     platform: metadata.platform,
     inputs: metadata.inputs.map(tensorMetadata),
     outputs: metadata.outputs.map(tensorMetadata),
+  };
+}
+
+const num = (values: readonly bigint[]): number[] => values.map(Number);
+
+function queuePolicyJson(policy: tc.ModelQueuePolicy): JsonObject {
+  return {
+    timeout_action: tc.modelQueuePolicy_TimeoutActionToJSON(policy.timeoutAction),
+    default_timeout_microseconds: Number(policy.defaultTimeoutMicroseconds),
+    allow_timeout_override: policy.allowTimeoutOverride,
+    max_queue_size: policy.maxQueueSize,
+  };
+}
+
+function schedulingJson(choice: tc.ModelConfig['schedulingChoice']): JsonObject {
+  if (choice === undefined) return {};
+  if (choice.$case === 'dynamicBatching') {
+    const d = choice.value;
+    return {
+      dynamic_batching: {
+        preferred_batch_size: d.preferredBatchSize,
+        max_queue_delay_microseconds: Number(d.maxQueueDelayMicroseconds),
+        preserve_ordering: d.preserveOrdering,
+        priority_levels: Number(d.priorityLevels),
+        default_priority_level: Number(d.defaultPriorityLevel),
+        ...(d.defaultQueuePolicy === undefined ? {} : { default_queue_policy: queuePolicyJson(d.defaultQueuePolicy) }),
+        priority_queue_policy: Object.fromEntries([...d.priorityQueuePolicy].map(([level, policy]) => [String(level), queuePolicyJson(policy)])),
+      },
+    };
+  }
+  const q = choice.value;
+  const strategy = q.strategyChoice;
+  return {
+    sequence_batching: {
+      ...(strategy?.$case === 'direct'
+        ? { direct: { max_queue_delay_microseconds: Number(strategy.value.maxQueueDelayMicroseconds), minimum_slot_utilization: strategy.value.minimumSlotUtilization } }
+        : {}),
+      max_sequence_idle_microseconds: Number(q.maxSequenceIdleMicroseconds),
+      control_input: [],
+      state: q.state.map((st) => ({
+        input_name: st.inputName,
+        output_name: st.outputName,
+        data_type: tc.dataTypeToJSON(st.dataType),
+        dims: num(st.dims),
+        initial_state: st.initialState.map((init) => ({
+          data_type: tc.dataTypeToJSON(init.dataType),
+          dims: num(init.dims),
+          ...(init.stateData?.$case === 'zeroData' ? { zero_data: init.stateData.value } : {}),
+          ...(init.stateData?.$case === 'dataFile' ? { data_file: init.stateData.value } : {}),
+          name: init.name,
+        })),
+      })),
+    },
+  };
+}
+
+/**
+ * Triton's JSON form of a model configuration: the protobuf JSON mapping with the proto field
+ * names, every scalar field printed (defaults too), enums by name and 64-bit integers as JSON
+ * numbers, as Triton's GET .../config answers.
+ */
+export function encodeJsonModelConfig(config: tc.ModelConfig): JsonObject {
+  const policy = config.versionPolicy?.policyChoice;
+  return {
+    name: config.name,
+    platform: config.platform,
+    backend: config.backend,
+    runtime: config.runtime,
+    ...(policy?.$case === 'latest' ? { version_policy: { latest: { num_versions: policy.value.numVersions } } } : {}),
+    max_batch_size: config.maxBatchSize,
+    input: config.input.map((i) => ({
+      name: i.name,
+      data_type: tc.dataTypeToJSON(i.dataType),
+      format: tc.modelInput_FormatToJSON(i.format),
+      dims: num(i.dims),
+      is_shape_tensor: false,
+      allow_ragged_batch: i.allowRaggedBatch,
+      optional: i.optional,
+      is_non_linear_format_io: false,
+    })),
+    output: config.output.map((o) => ({
+      name: o.name,
+      data_type: tc.dataTypeToJSON(o.dataType),
+      dims: num(o.dims),
+      label_filename: o.labelFilename,
+      is_shape_tensor: false,
+      is_non_linear_format_io: false,
+    })),
+    batch_input: [],
+    batch_output: [],
+    ...schedulingJson(config.schedulingChoice),
+    instance_group: config.instanceGroup.map((g) => ({
+      name: g.name,
+      kind: tc.modelInstanceGroup_KindToJSON(g.kind),
+      count: g.count,
+      gpus: g.gpus,
+      secondary_devices: [],
+      profile: [],
+      passive: false,
+      host_policy: '',
+    })),
+    default_model_filename: config.defaultModelFilename,
+    cc_model_filenames: {},
+    metric_tags: {},
+    parameters: Object.fromEntries(Object.entries(config.parameters).map(([key, p]) => [key, { string_value: p.stringValue }])),
+    model_warmup: [],
+    ...(config.modelTransactionPolicy === undefined ? {} : { model_transaction_policy: { decoupled: config.modelTransactionPolicy.decoupled } }),
   };
 }
 

@@ -17,6 +17,7 @@ import {
   encodeJsonIndex,
   encodeJsonInfer,
   encodeJsonMetadata,
+  encodeJsonModelConfig,
   encodeJsonStats,
   splitInferBody,
 } from './rest-convert.js';
@@ -114,6 +115,16 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
     [
       modelPath,
       [{ method: 'GET', scope: 'models:read', handle: (m, p) => Promise.resolve({ body: encodeJsonMetadata(api.modelMetadata(tenant(p), decode(m[1]), decode(m[2]))) }) }],
+    ],
+    [
+      `${modelPath}/config`,
+      [
+        {
+          method: 'GET',
+          scope: 'models:read',
+          handle: (m, p) => Promise.resolve({ body: encodeJsonModelConfig(api.modelConfig(tenant(p), decode(m[1]), decode(m[2]))) }),
+        },
+      ],
     ],
     [
       `${modelPath}/ready`,

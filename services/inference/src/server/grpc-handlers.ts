@@ -109,6 +109,9 @@ export function createGrpcHandlers(api: InferenceApi): pb.GRPCInferenceServiceSe
     modelMetadata: unary<pb.ModelMetadataRequest, pb.ModelMetadataResponse>({ scope: 'models:read' }, (req, ctx) =>
       mapErrors(() => encodeModelMetadata(api.modelMetadata(tenantOf(ctx), req.name, req.version))),
     ),
+    modelConfig: unary<pb.ModelConfigRequest, pb.ModelConfigResponse>({ scope: 'models:read' }, (req, ctx) =>
+      mapErrors(() => ({ config: api.modelConfig(tenantOf(ctx), req.name, req.version) })),
+    ),
     modelInfer: unary<pb.ModelInferRequest, pb.ModelInferResponse>({ scope: 'infer' }, (req, ctx) => infer(api, req, ctx)),
     modelStreamInfer: bidiStreamingCall<pb.ModelInferRequest, pb.ModelStreamInferResponse>({ scope: 'infer' }, (call, ctx) =>
       pumpStream(call, ctx, (message) => streamInfer(api, message, ctx), STREAM_PIPELINE_DEPTH),

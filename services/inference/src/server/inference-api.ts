@@ -1,15 +1,15 @@
 // What both front ends do, in their common terms: the gRPC handlers and the REST routes only
 // translate their wire forms to and from these calls. Every call is scoped to one tenant, and
 // every failure is a ServiceError (the gRPC status; REST maps it to HTTP).
+import type { inferenceConfig } from '@quanta/contracts';
 import { invalidArgument, notFound, unimplemented } from '@quanta/service-kit';
 import { loadedVersions } from '../core/model-manager.js';
 import type { InferRequest, InferResult, LoadedModel, ModelManager, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
 import { mapErrors, toServiceError } from './errors.js';
+import { PLATFORM, describeModelConfig } from './model-config.js';
 import type { RepositoryLoader } from './repository-loader.js';
 
 export const SERVER_NAME = 'quanta';
-/** Every model runs on onnxruntime; Triton's name for that backend. */
-export const PLATFORM = 'onnxruntime_onnx';
 
 export interface ModelMetadata {
   readonly name: string;
@@ -35,6 +35,8 @@ export interface InferenceApi {
   serverMetadata(): { name: string; version: string; extensions: string[] };
   modelReady(tenant: string, name: string, version: string): boolean;
   modelMetadata(tenant: string, name: string, version: string): ModelMetadata;
+  /** Triton's model configuration of (tenant, name, version); '' is the current version. */
+  modelConfig(tenant: string, name: string, version: string): inferenceConfig.ModelConfig;
   /** Runs one request on (tenant, name, version); '' is the current version. */
   infer(tenant: string, name: string, version: string, request: InferRequest): Promise<InferResult>;
   /** Statistics of one version, every version of one model ('' version), or every model ('' name). */
@@ -56,7 +58,7 @@ async function failed(error: unknown): Promise<never> {
 export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
   const { manager, loader } = options;
   // binary_tensor_data: the REST listener's binary inputs and outputs (gRPC has raw contents).
-  const extensions = ['binary_tensor_data', 'sequence', 'statistics', ...(loader === undefined ? [] : ['model_repository', 'model_repository(unload_dependents)'])];
+  const extensions = ['binary_tensor_data', 'model_configuration', 'sequence', 'statistics', ...(loader === undefined ? [] : ['model_repository', 'model_repository(unload_dependents)'])];
 
   const requireName = (name: string): void => {
     if (name === '') throw invalidArgument('the model name is empty');
@@ -94,6 +96,9 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
         inputs: model.signature.inputs,
         outputs: model.signature.outputs,
       };
+    },
+    modelConfig(tenant, name, version) {
+      return describeModelConfig(get(tenant, name, version));
     },
     infer(tenant, name, version, request) {
       let model: LoadedModel;

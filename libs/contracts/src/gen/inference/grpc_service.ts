@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { ModelConfig } from "./model_config.js";
 
 export const protobufPackage = "inference";
 
@@ -38,15 +39,8 @@ export const protobufFileName = "inference/grpc_service.proto";
  * Quanta's own; where they describe behaviour they describe the protocol, and where
  * Quanta differs from Triton they say so.
  *
- * Left out on purpose:
- *   - `rpc ModelConfig(ModelConfigRequest) returns (ModelConfigResponse)` and its two
- *     messages: the response carries Triton's `inference.ModelConfig`, defined in
- *     Triton's `model_config.proto` (some 2,000 lines of backend, scheduler and
- *     instance-group settings that describe Triton's own model repository, not an ONNX
- *     model held by the Quanta registry). Quanta describes a model through
- *     `ModelMetadata` and through the registry's `quanta.registry.v1` contract
- *     instead. A client that calls `ModelConfig` gets `UNIMPLEMENTED`, as from any
- *     gRPC server that lacks a method.
+ * Triton's model configuration (`ModelConfig` and its messages) is declared in
+ * model_config.proto beside this file, as in Triton's repository.
  *
  * This package is exempt from buf's STANDARD lint rules (see buf.yaml): its names
  * cannot change without breaking the wire.
@@ -139,6 +133,23 @@ export interface ModelMetadataResponse_TensorMetadata {
   datatype: string;
   /** The tensor's shape; -1 marks a dimension of variable size. */
   shape: bigint[];
+}
+
+/** Request for ModelConfig. */
+export interface ModelConfigRequest {
+  /** The model's name. */
+  name: string;
+  /**
+   * The version to describe. Empty: the version an inference request without a
+   * version would use.
+   */
+  version: string;
+}
+
+/** Response for ModelConfig. */
+export interface ModelConfigResponse {
+  /** The model's configuration. */
+  config?: ModelConfig | undefined;
 }
 
 /** The value of one request, tensor or response parameter. */
@@ -1601,6 +1612,160 @@ export const ModelMetadataResponse_TensorMetadata: MessageFns<ModelMetadataRespo
     message.name = object.name ?? "";
     message.datatype = object.datatype ?? "";
     message.shape = object.shape?.map((e) => BigInt(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelConfigRequest(): ModelConfigRequest {
+  return { name: "", version: "" };
+}
+
+export const ModelConfigRequest: MessageFns<ModelConfigRequest> = {
+  encode(message: ModelConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelConfigRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: ModelConfigRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelConfigRequest>): ModelConfigRequest {
+    return ModelConfigRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelConfigRequest>): ModelConfigRequest {
+    const message = createBaseModelConfigRequest();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    return message;
+  },
+};
+
+function createBaseModelConfigResponse(): ModelConfigResponse {
+  return { config: undefined };
+}
+
+export const ModelConfigResponse: MessageFns<ModelConfigResponse> = {
+  encode(message: ModelConfigResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.config !== undefined) {
+      ModelConfig.encode(message.config, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelConfigResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelConfigResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.config = ModelConfig.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelConfigResponse {
+    return { config: isSet(object.config) ? ModelConfig.fromJSON(object.config) : undefined };
+  },
+
+  toJSON(message: ModelConfigResponse): unknown {
+    const obj: any = {};
+    if (message.config !== undefined) {
+      obj.config = ModelConfig.toJSON(message.config);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelConfigResponse>): ModelConfigResponse {
+    return ModelConfigResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelConfigResponse>): ModelConfigResponse {
+    const message = createBaseModelConfigResponse();
+    message.config = (object.config !== undefined && object.config !== null)
+      ? ModelConfig.fromPartial(object.config)
+      : undefined;
     return message;
   },
 };
@@ -8142,6 +8307,19 @@ export const GRPCInferenceServiceService = {
       Buffer.from(ModelMetadataResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ModelMetadataResponse => ModelMetadataResponse.decode(value),
   },
+  /**
+   * A model's configuration in Triton's terms (max batch size, batching,
+   * sequence state, instances), derived from its deployment.
+   */
+  modelConfig: {
+    path: "/inference.GRPCInferenceService/ModelConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ModelConfigRequest): Buffer => Buffer.from(ModelConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ModelConfigRequest => ModelConfigRequest.decode(value),
+    responseSerialize: (value: ModelConfigResponse): Buffer => Buffer.from(ModelConfigResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ModelConfigResponse => ModelConfigResponse.decode(value),
+  },
   /** Runs one inference request on one model. */
   modelInfer: {
     path: "/inference.GRPCInferenceService/ModelInfer" as const,
@@ -8332,6 +8510,11 @@ export interface GRPCInferenceServiceServer extends UntypedServiceImplementation
   serverMetadata: handleUnaryCall<ServerMetadataRequest, ServerMetadataResponse>;
   /** A model's versions, platform, inputs and outputs. */
   modelMetadata: handleUnaryCall<ModelMetadataRequest, ModelMetadataResponse>;
+  /**
+   * A model's configuration in Triton's terms (max batch size, batching,
+   * sequence state, instances), derived from its deployment.
+   */
+  modelConfig: handleUnaryCall<ModelConfigRequest, ModelConfigResponse>;
   /** Runs one inference request on one model. */
   modelInfer: handleUnaryCall<ModelInferRequest, ModelInferResponse>;
   /**
@@ -8449,6 +8632,25 @@ export interface GRPCInferenceServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ModelMetadataResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A model's configuration in Triton's terms (max batch size, batching,
+   * sequence state, instances), derived from its deployment.
+   */
+  modelConfig(
+    request: ModelConfigRequest,
+    callback: (error: ServiceError | null, response: ModelConfigResponse) => void,
+  ): ClientUnaryCall;
+  modelConfig(
+    request: ModelConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ModelConfigResponse) => void,
+  ): ClientUnaryCall;
+  modelConfig(
+    request: ModelConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ModelConfigResponse) => void,
   ): ClientUnaryCall;
   /** Runs one inference request on one model. */
   modelInfer(

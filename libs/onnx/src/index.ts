@@ -1,4 +1,5 @@
-// @quanta/onnx: inspect ONNX models (bounded memory, seeking past weights) and build small ones.
+// @quanta/onnx: inspect ONNX models (bounded memory, seeking past weights), build small ones and
+// compress them (int8, float16, pruning).
 export { OnnxError, type OnnxProblem } from './errors.js';
 export { OnnxDataType, onnxDataType, type OnnxDataTypeInfo, type OnnxDataTypeName } from './data-types.js';
 export type {
@@ -31,3 +32,15 @@ export { buildCnn, cnnModel, type CnnOptions } from './build-cnn.js';
 export { buildLstm, lstmModel, LSTM_NAMES, type LstmOptions } from './build-lstm.js';
 export { buildScalarModel, scalarModel, type ScalarOptions } from './build-scalar.js';
 export { demoModels, writeDemoModels } from './demo-models.js';
+export { CompressError, type CompressProblem } from './compress/compress-error.js';
+export {
+  COMPRESS_METHODS,
+  compressModel,
+  MIN_WEIGHT_ELEMENTS,
+  type CompressMethod,
+  type CompressOptions,
+  type CompressResult,
+  type LeftOp,
+  type OpCount,
+} from './compress/compress-model.js';
+export { generateCalibrationInputs, type CalibrationOptions, type CalibrationSample } from './compress/calibration.js';

@@ -86,7 +86,7 @@ export function int64Tensor(name: string, dims: readonly number[], values: reado
 }
 
 // TensorProto: dims = 1, data_type = 2, name = 8, raw_data = 9, external_data = 13, data_location = 14.
-function encodeTensor(t: TensorSpec): ProtoWriter {
+export function encodeTensor(t: TensorSpec): ProtoWriter {
   const w = new ProtoWriter();
   if (t.dims.length > 0) w.packedVarints(1, t.dims);
   w.varint(2, t.dataType);
@@ -140,7 +140,7 @@ function encodeAttribute(name: string, a: AttributeValue): ProtoWriter {
 }
 
 // NodeProto: input = 1, output = 2, name = 3, op_type = 4, attribute = 5, domain = 7.
-function encodeNode(n: NodeSpec): ProtoWriter {
+export function encodeNode(n: NodeSpec): ProtoWriter {
   const w = new ProtoWriter();
   for (const i of n.inputs) w.string(1, i);
   for (const o of n.outputs) w.string(2, o);

@@ -80,6 +80,13 @@ export class ProtoWriter {
     return this;
   }
 
+  /** Bytes that are already encoded fields (copied from another message), appended as they are. */
+  raw(encoded: Uint8Array): this {
+    if (encoded.length <= 64) this.pending.push(...encoded);
+    else this.pushPart(encoded);
+    return this;
+  }
+
   message(field: number, body: ProtoWriter): this {
     this.tag(field, 2);
     this.rawVarint(body.length);

@@ -11,7 +11,7 @@ import {
   type Datatype,
   type Tensor,
   type TensorDataMap,
-} from '@quanta/tensor';
+} from '@quanta/tensor/core';
 
 /** Element data as a caller has it: a typed array, or a plain array of numbers, bigints, booleans or strings. */
 export type TensorData =

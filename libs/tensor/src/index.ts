@@ -1,37 +1,4 @@
 // @quanta/tensor: KServe datatypes and tensors, and their conversions between KServe typed
 // contents, raw little-endian bytes, the KServe REST JSON form and onnxruntime-node tensors.
-export { TensorError, describeTensor, type TensorContext, type TensorProblem, type TensorRole } from './errors.js';
-export {
-  DATATYPES,
-  ELEMENT_SIZE,
-  INTEGER_RANGE,
-  elementSize,
-  isDatatype,
-  isFixedDatatype,
-  parseDatatype,
-  type Datatype,
-  type FixedDatatype,
-} from './datatype.js';
-export { elementCount, parseShape } from './shape.js';
-export {
-  allocData,
-  createTensor,
-  type FixedTensor,
-  type Tensor,
-  type TensorDataMap,
-  type TensorOf,
-} from './tensor.js';
-export {
-  bfloat16BitsToNumber,
-  float16BitsToNumber,
-  numberToBfloat16Bits,
-  numberToFloat16Bits,
-} from './float16.js';
-export { decodeBytesFraming, encodeBytesFraming, tensorBytes, tensorFromRaw, tensorToRaw, viewBytes } from './raw.js';
-export { CONTENTS_FIELD, emptyContents, tensorFromContents, tensorToContents, type TensorContents } from './contents.js';
-export { tensorFromWire, tensorToWire, type WireTensor } from './wire.js';
+export * from './core.js';
 export { ORT_TYPE, ortTypedArray, tensorFromOrt, tensorToOrt } from './ort.js';
-export { tensorFromJson, tensorToJson, type JsonTensor } from './json.js';
-export { concatBatch, splitBatch } from './batch.js';
-export { NpyError, readNpy, writeNpy } from './npy.js';
-export { readNpz } from './npz.js';

@@ -76,6 +76,10 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
       .index(tenant)
       .filter((e) => e.name === name && e.state === 'READY')
       .map((e) => e.version);
+  // Versions unloaded through RepositoryModelUnload, per tenant and model: Triton keeps listing an
+  // unloaded model in its repository index (UNAVAILABLE, "unloaded") until it is loaded again.
+  const unloaded = new Map<string, RepositoryEntry[]>();
+  const unloadedKey = (tenant: string, name: string): string => `${tenant}\u0000${name}`;
   const noRegistry = (what: string): Error =>
     unimplemented(`${what} needs the model registry, and none is configured on this replica (start it with QUANTA_INFERENCE_WATCH=true)`);
 
@@ -117,17 +121,27 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
       return loaded.map((m) => m.stats());
     },
     index(tenant, readyOnly) {
-      return manager.index(tenant).filter((e) => !readyOnly || e.state === 'READY');
+      const rows = manager.index(tenant);
+      if (readyOnly) return rows.filter((e) => e.state === 'READY');
+      const listed = new Set(rows.map((e) => unloadedKey(e.name, e.version)));
+      for (const [key, entries] of unloaded) {
+        if (!key.startsWith(unloadedKey(tenant, ''))) continue;
+        for (const entry of entries) if (!listed.has(unloadedKey(entry.name, entry.version))) rows.push(entry);
+      }
+      return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.version.localeCompare(b.version, 'en', { numeric: true })));
     },
     async load(tenant, name, parameters) {
       requireName(name);
       if (loader === undefined) throw noRegistry('RepositoryModelLoad');
       await mapErrors(() => loader.load(tenant, name, parameters));
+      unloaded.delete(unloadedKey(tenant, name));
     },
     async unload(tenant, name, unloadDependents) {
       requireName(name);
       if (loader === undefined) throw noRegistry('RepositoryModelUnload');
+      const versions = manager.index(tenant).filter((e) => e.name === name);
       await mapErrors(() => loader.unload(tenant, name, unloadDependents));
+      if (versions.length > 0) unloaded.set(unloadedKey(tenant, name), versions.map((e) => ({ ...e, state: 'UNAVAILABLE', reason: 'unloaded' })));
     },
   };
 }

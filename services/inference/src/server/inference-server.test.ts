@@ -225,6 +225,11 @@ describe('the sync hook and the repository RPCs', () => {
     expect((await call(h.client, 'modelMetadata', { name: 'mlp', version: '' }, writer)).versions).toEqual(['4']);
     await call(h.client, 'repositoryModelUnload', { repositoryName: '', modelName: 'mlp', parameters: {} }, writer);
     expect((await call(h.client, 'repositoryIndex', { repositoryName: '', ready: true }, writer)).models).toEqual([]);
+    // As Triton: an unloaded model stays listed, UNAVAILABLE, until it is loaded again.
+    expect((await call(h.client, 'repositoryIndex', { repositoryName: '', ready: false }, writer)).models).toEqual([
+      { name: 'mlp', version: '4', state: 'UNAVAILABLE', reason: 'unloaded' },
+    ]);
+    expect((await call(h.client, 'repositoryIndex', { repositoryName: '', ready: false }, other)).models).toEqual([]);
   });
 });
 

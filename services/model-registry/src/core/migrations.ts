@@ -116,4 +116,12 @@ CREATE TABLE registry_change_feed (
 INSERT INTO registry_change_feed (id, pruned_through) VALUES (1, 0);
 `,
   },
+  {
+    version: 3,
+    name: 'compression-reports',
+    sql: `
+-- The CompressionReport (protobuf JSON) of a version that CompressVersion made; NULL for uploads.
+ALTER TABLE registry_versions ADD COLUMN compression text;
+`,
+  },
 ];

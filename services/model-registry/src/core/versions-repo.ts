@@ -16,6 +16,7 @@ interface VersionRow {
   sha256: string;
   size_bytes: bigint;
   signature: string | null;
+  compression: string | null;
   created_by: string;
   created_at: Date;
   updated_at: Date;
@@ -30,7 +31,7 @@ interface LineageRow {
   transform_params: string | null;
 }
 
-const COLUMNS = 'model, version, description, status, status_reason, sha256, size_bytes, signature, created_by, created_at, updated_at';
+const COLUMNS = 'model, version, description, status, status_reason, sha256, size_bytes, signature, compression, created_by, created_at, updated_at';
 
 const STATUS: Record<string, pb.VersionStatus> = {
   PENDING: pb.VersionStatus.VERSION_STATUS_PENDING,
@@ -90,6 +91,7 @@ async function toVersions(q: Queryable, tenant: string, model: string, rows: rea
     createdBy: row.created_by,
     createTime: row.created_at,
     updateTime: row.updated_at,
+    compression: row.compression === null ? undefined : pb.CompressionReport.fromJSON(JSON.parse(row.compression)),
   }));
 }
 
@@ -186,6 +188,8 @@ export interface NewVersion {
   readonly signature: pb.OnnxSignature;
   readonly lineage: pb.Lineage | undefined;
   readonly createdBy: string;
+  /** What CompressVersion measured, for a version it made. */
+  readonly compression?: pb.CompressionReport | undefined;
 }
 
 /** Records the blob if new; returns whether it was already stored (then the caller drops its copy). */
@@ -217,9 +221,20 @@ export async function insertVersion(q: Queryable, key: ModelKey, v: NewVersion, 
   const model = await requireModelRow(q, key, true);
   const version = model.latest_version + 1;
   await q.query(
-    `INSERT INTO registry_versions (tenant, model, version, description, status, status_reason, sha256, size_bytes, signature, created_by, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, 'READY', '', $5, $6, $7, $8, $9, $9)`,
-    [key.tenant, key.name, version, v.description, v.sha256, v.sizeBytes, JSON.stringify(pb.OnnxSignature.toJSON(v.signature)), v.createdBy, now],
+    `INSERT INTO registry_versions (tenant, model, version, description, status, status_reason, sha256, size_bytes, signature, compression, created_by, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, 'READY', '', $5, $6, $7, $8, $9, $10, $10)`,
+    [
+      key.tenant,
+      key.name,
+      version,
+      v.description,
+      v.sha256,
+      v.sizeBytes,
+      JSON.stringify(pb.OnnxSignature.toJSON(v.signature)),
+      v.compression === undefined ? null : JSON.stringify(pb.CompressionReport.toJSON(v.compression)),
+      v.createdBy,
+      now,
+    ],
   );
   await q.query('UPDATE registry_models SET latest_version = $3, updated_at = $4 WHERE tenant = $1 AND name = $2', [key.tenant, key.name, version, now]);
   await changeTags(q, key.tenant, key.name, version, v.tags, []);

@@ -74,7 +74,16 @@ export async function* downloadVersion(
   const version = await getVersion(deps.store, tenant, ref.model, number);
   if (version.status !== pb.VersionStatus.VERSION_STATUS_READY) throw failedPrecondition(`${ref.model}:${number} is not READY`);
   yield { part: { $case: 'header', value: { version } } };
+  yield* chunkMessages(versionPlaintext(deps, tenant, version), chunkSize, ctx.signal);
+}
 
+/**
+ * A READY version's plaintext, segment by segment as it is decrypted. The sha256 and size are
+ * checked as the bytes go: a mismatch (or any damage to the sealed file) throws DATA_LOSS after the
+ * last segment, so a consumer must treat the bytes as valid only when the iteration ends normally.
+ */
+export async function* versionPlaintext(deps: RegistryDeps, tenant: string, version: pb.ModelVersion): AsyncGenerator<Buffer, void, undefined> {
+  const label = `${version.model}:${version.version}`;
   const hash = createHash('sha256');
   let size = 0n;
   const blob = { tenant, sha256: version.sha256 };
@@ -86,15 +95,14 @@ export async function* downloadVersion(
       keyCopy = await deps.dataKeys.unwrap(tenant, header);
       return keyCopy;
     });
-    for await (const message of chunkMessages(plain, chunkSize, ctx.signal)) {
-      if (message.part?.$case !== 'chunk') continue;
-      hash.update(message.part.value);
-      size += BigInt(message.part.value.length);
-      yield message;
+    for await (const segment of plain) {
+      hash.update(segment);
+      size += BigInt(segment.length);
+      yield segment;
     }
   } catch (error: unknown) {
-    if (error instanceof SealedFormatError) throw dataLoss(`the stored file of ${ref.model}:${number} is damaged: ${error.message}`, error);
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw dataLoss(`the stored file of ${ref.model}:${number} is missing`, error);
+    if (error instanceof SealedFormatError) throw dataLoss(`the stored file of ${label} is damaged: ${error.message}`, error);
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw dataLoss(`the stored file of ${label} is missing`, error);
     throw error;
   } finally {
     keyCopy?.fill(0);
@@ -102,6 +110,6 @@ export async function* downloadVersion(
   }
   const digest = hash.digest('hex');
   if (digest !== version.sha256 || size !== version.sizeBytes) {
-    throw dataLoss(`the stored file of ${ref.model}:${number} does not match its digest (sha256 ${digest}, ${size} bytes; expected ${version.sha256}, ${version.sizeBytes} bytes)`);
+    throw dataLoss(`the stored file of ${label} does not match its digest (sha256 ${digest}, ${size} bytes; expected ${version.sha256}, ${version.sizeBytes} bytes)`);
   }
 }

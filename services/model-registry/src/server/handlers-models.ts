@@ -8,6 +8,7 @@ import { recordDeploymentChanges } from '../core/change-feed.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
+import { compressVersion } from '../compress/compress-version.js';
 import { downloadVersion } from './download.js';
 import { uploadVersion } from './upload.js';
 
@@ -23,6 +24,7 @@ type ModelHandlers = Pick<
   | 'listVersions'
   | 'updateVersion'
   | 'downloadVersion'
+  | 'compressVersion'
   | 'setAlias'
   | 'deleteAlias'
 >;
@@ -100,6 +102,10 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
 
     downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'models:read' }, (req, ctx) =>
       downloadVersion(deps, req, ctx),
+    ),
+
+    compressVersion: serverStreaming<pb.CompressVersionRequest, pb.CompressVersionResponse>({ scope: 'models:write' }, (req, ctx) =>
+      compressVersion(deps, req, ctx),
     ),
 
     setAlias: unary<pb.SetAliasRequest, pb.SetAliasResponse>({ scope: 'models:write' }, async (req, ctx) => {

@@ -9,7 +9,7 @@ import { refreshFollowers } from '../core/deployments-repo.js';
 import { createModel, modelExists } from '../core/models-repo.js';
 import { checkName, checkSha256, checkTags } from '../core/names.js';
 import { DEFAULT_SEGMENT_SIZE, createSealedRangeReader, createSegmentSealer, encodeHeader } from '../core/sealed-format.js';
-import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob } from '../core/versions-repo.js';
+import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob, setAlias } from '../core/versions-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
 import { uploadChunks } from './chunk-pool.js';
@@ -36,12 +36,25 @@ function checkHeader(header: Header, maxBytes: number): void {
  */
 const commitLock = createKeyedMutex();
 
+/** What a version made inside the registry (CompressVersion) stores beside an upload's bytes, in the same commit. */
+export interface UploadExtras {
+  /** The report stored with the version. */
+  readonly compression?: pb.CompressionReport;
+  /** An alias (already checked) pointed at the new version in the commit that creates it. */
+  readonly alias?: string;
+}
+
 /**
  * One UploadVersion call: hash, seal and spool the bytes as they arrive (memory stays at a couple
  * of segments), inspect the model through the sealed temporary blob, then publish the blob and the version in one step.
  * Every failure path removes what was written.
  */
-export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<pb.UploadVersionRequest>, ctx: CallContext): Promise<pb.ModelVersion> {
+export async function uploadVersion(
+  deps: RegistryDeps,
+  requests: AsyncIterable<pb.UploadVersionRequest>,
+  ctx: CallContext,
+  extras: UploadExtras = {},
+): Promise<pb.ModelVersion> {
   const tenant = tenantOf(ctx);
   const iterator = requests[Symbol.asyncIterator]();
   const first = await iterator.next();
@@ -175,9 +188,11 @@ export async function uploadVersion(deps: RegistryDeps, requests: AsyncIterable<
               signature,
               lineage: header.lineage,
               createdBy: ctx.principal?.subject ?? '',
+              compression: extras.compression,
             },
             now,
           );
+          if (extras.alias !== undefined) await setAlias(tx, key, extras.alias, number, now);
           const changes = await refreshFollowers(tx, tenant, header.model, now);
           await recordDeploymentChanges(tx, changes.map((change) => ({ type: 'upserted', ...change })));
           return number;

@@ -42,3 +42,23 @@ export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceEr
 }
 
 export { grpc };
+
+/** Runs CompressVersion to its end: the progress messages and the new version; rejects with the call's gRPC error. */
+export async function compress(
+  client: pb.RegistryServiceClient,
+  token: string,
+  request: Partial<pb.CompressVersionRequest> & { ref: string; method: pb.CompressionMethod },
+): Promise<{ version: pb.ModelVersion; progress: pb.CompressProgress[] }> {
+  const stream = client.compressVersion(
+    { targetModel: '', calibration: [], dims: {}, sampleCount: 8, seed: 0n, gates: undefined, alias: '', description: '', ...request },
+    bearer(token),
+  );
+  const progress: pb.CompressProgress[] = [];
+  let version: pb.ModelVersion | undefined;
+  for await (const message of stream as AsyncIterable<pb.CompressVersionResponse>) {
+    if (message.event?.$case === 'progress') progress.push(message.event.value);
+    else if (message.event?.$case === 'version') version = message.event.value;
+  }
+  if (version === undefined) throw new Error('CompressVersion ended without a version');
+  return { version, progress };
+}

@@ -15,6 +15,7 @@ fi
 
 echo "== contracts: generated code is fresh"
 node tools/scripts/generate-contracts.mjs --check
+clients/python/generate.sh --check
 
 echo "== lint"
 npx nx run-many -t lint --output-style=stream

@@ -206,3 +206,26 @@ describe.each(backends)('blob store: $name', (backend) => {
     expect(await subject.everything()).toEqual([]);
   });
 });
+
+describe('blob store: s3, a blob above the single-copy limit', () => {
+  let s3: TestS3;
+  beforeAll(async () => {
+    s3 = await startTestS3();
+  });
+  afterAll(async () => {
+    await s3?.close();
+  });
+
+  it('is published part by part with UploadPartCopy (S3 copies at most 5 GiB at once)', async () => {
+    const location = parseBlobUrl(s3.blobUrl('big')) as S3BlobLocation;
+    const store = createS3BlobStore(location, { client: s3.client, maxSingleCopyBytes: 2 * MIN_PART_BYTES, copyPartBytes: MIN_PART_BYTES });
+    const bytes = randomBytes(2 * MIN_PART_BYTES + 12_345);
+    const writer = await store.create();
+    await writeInPieces(writer, bytes);
+    const blob = key('acme');
+    await writer.commit(blob);
+    expect((await readWhole(store, blob, 1 << 20)).equals(bytes)).toBe(true);
+    expect(await s3.keys()).toEqual([`big/acme/${blob.sha256.slice(0, 2)}/${blob.sha256}`]);
+    expect(await s3.uploads()).toEqual([]);
+  });
+});

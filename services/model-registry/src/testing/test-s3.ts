@@ -3,9 +3,9 @@
 // Limits of s3rver 3.7 that tests must stay within: a listing of more than one page (1000 keys, or
 // MaxKeys) fails with InternalError, as its continuation tokens use DES, which OpenSSL 3 refuses;
 // UploadPartCopy is not implemented. What it lacks that the registry's tests need is added in front
-// of its routes: SigV4 signature checks, ListMultipartUploads, AbortMultipartUpload.
+// of its routes: SigV4 signature checks, ListMultipartUploads, AbortMultipartUpload, UploadPartCopy.
 import { createHash, createHmac } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { open, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -115,9 +115,11 @@ function sigV4Check(secrets: ReadonlyMap<string, string>): Middleware {
 
 /**
  * s3rver 3.7 answers ListMultipartUploads with NotImplemented and AbortMultipartUpload with
- * MethodNotAllowed, so incomplete uploads could be neither seen nor removed. This serves both from
- * its own store layout (`<dir>/<bucket>/._S3rver_uploads/<uploadId>/key`), in front of s3rver's
- * routes (after the signature check).
+ * MethodNotAllowed, so incomplete uploads could be neither seen nor removed, and UploadPartCopy
+ * with NotImplemented. This serves the three from its own store layout (an upload's key in
+ * `<dir>/<bucket>/._S3rver_uploads/<uploadId>/key`, its parts beside it as `<n>` and `<n>.md5`; an
+ * object in `<dir>/<bucket>/<key>._S3rver_object`), in front of s3rver's routes (after the
+ * signature check).
  */
 function multipartUploadRoutes(dir: string): Middleware {
   return async (ctx, next) => {
@@ -138,6 +140,35 @@ function multipartUploadRoutes(dir: string): Middleware {
       return;
     }
     const uploadId = ctx.query['uploadId'];
+    const copySource = ctx.headers['x-amz-copy-source'];
+    if (ctx.method === 'PUT' && key !== '' && typeof uploadId === 'string' && typeof copySource === 'string') {
+      const uploadDir = join(uploadsDir, uploadId.replace(/[^0-9a-f]/g, ''));
+      const partNumber = Number(ctx.query['partNumber']);
+      const [sourceBucket = '', ...sourceKey] = decodeURIComponent(copySource).replace(/^\//, '').split('/');
+      const range = /^bytes=(\d+)-(\d+)$/.exec(String(ctx.headers['x-amz-copy-source-range'] ?? ''));
+      if (!Number.isInteger(partNumber) || range === null || (await readFile(join(uploadDir, 'key'), 'utf8').catch(() => undefined)) !== key) {
+        xmlError(ctx, 400, 'InvalidRequest', 'an UploadPartCopy this test server does not serve');
+        return;
+      }
+      const source = await open(`${join(dir, sourceBucket, ...sourceKey)}._S3rver_object`).catch(() => undefined);
+      if (source === undefined) {
+        xmlError(ctx, 404, 'NoSuchKey', 'The specified key does not exist.');
+        return;
+      }
+      const start = Number(range[1]);
+      const bytes = Buffer.alloc(Number(range[2]) - start + 1);
+      try {
+        await source.read(bytes, 0, bytes.length, start);
+      } finally {
+        await source.close();
+      }
+      const md5 = createHash('md5').update(bytes).digest('hex');
+      await writeFile(join(uploadDir, String(partNumber)), bytes);
+      await writeFile(join(uploadDir, `${partNumber}.md5`), md5);
+      ctx.type = 'application/xml';
+      ctx.body = `<?xml version="1.0" encoding="UTF-8"?><CopyPartResult><ETag>"${md5}"</ETag><LastModified>${new Date().toISOString()}</LastModified></CopyPartResult>`;
+      return;
+    }
     if (ctx.method === 'DELETE' && key !== '' && typeof uploadId === 'string') {
       const uploadDir = join(uploadsDir, uploadId.replace(/[^0-9a-f]/g, ''));
       if ((await readFile(join(uploadDir, 'key'), 'utf8').catch(() => undefined)) !== key) {

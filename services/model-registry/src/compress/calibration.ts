@@ -112,7 +112,7 @@ export function callerSamples(files: readonly pb.CalibrationFile[], inputs: read
     const split = splitBatch(tensor, new Array<number>(n).fill(1), { name: input.name });
     rows.set(
       input.name,
-      split.map((row) => ({ ...row, name: input.name, shape: rowShape }) as Tensor),
+      split.map((row): Tensor => ({ ...row, name: input.name, shape: rowShape })),
     );
   }
   return Array.from({ length: count ?? 0 }, (_, i) => Object.fromEntries(inputs.map((input) => [input.name, rows.get(input.name)![i]!])));

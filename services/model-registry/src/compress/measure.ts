@@ -30,7 +30,7 @@ function numbers(tensor: ort.Tensor): ArrayLike<number> {
   const data = tensor.data;
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) return Array.from(data, Number);
   if (Array.isArray(data)) throw new Error(`output of type ${tensor.type} has no numbers to compare`);
-  return data as ArrayLike<number>;
+  return data;
 }
 
 function argmaxRows(values: ArrayLike<number>, rows: number, columns: number): number[] {

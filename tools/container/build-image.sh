@@ -17,4 +17,8 @@ tools/container/make-base-image.sh
 secret=()
 [ -s "$ca" ] && secret=(--secret "id=npm-ca,src=$ca")
 podman --runtime "$runtime" build --pull=never "${secret[@]}" -t "$tag" .
+# Each build leaves untagged stage images: the build cache. Those of the last day stay (a build
+# after a source change reuses the install layers); older ones go, so repeated CI runs on one
+# machine do not fill its disk.
+podman image prune --force --filter until=24h >/dev/null || true
 podman image ls "$tag"

@@ -3,6 +3,7 @@ import { encodeNode, encodeTensor, type AttributeValue, type NodeSpec, type Tens
 import { ProtoWriter } from '../proto-writer.js';
 import { CompressError } from './compress-error.js';
 import { floatData, readModel, type GraphView, type ModelView, type NodeView, type TensorView } from './onnx-graph.js';
+import { readFields } from './wire-fields.js';
 import { bytesOf, FLOAT16_MAX, pruneByMagnitude, quantizeInt8, toFloat16, transpose2d } from './weight-math.js';
 
 // Rewrites a ModelProto's weights. Everything that is not rewritten is copied byte for byte (fields
@@ -45,8 +46,14 @@ export interface CompressResult {
   readonly parameters: Readonly<Record<string, string>>;
 }
 
-/** Weights with fewer elements stay float32: the nodes and scales that restore them cost more than they save. */
-export const MIN_WEIGHT_ELEMENTS = 64;
+/**
+ * Weights with fewer elements stay float32 under int8-weights, int8-dynamic and prune: the nodes,
+ * names and per-channel scales that restore them cost about as much as they save.
+ */
+export const MIN_WEIGHT_ELEMENTS = 256;
+
+/** Constants with fewer elements stay float32 under fp16: the Cast node costs more than it saves. */
+export const MIN_FP16_ELEMENTS = 64;
 
 const WEIGHT_OPS = 'MatMul, Gemm, Conv, LSTM, GRU and RNN';
 
@@ -82,7 +89,12 @@ interface Source {
   readonly tensor: TensorView;
   /** The Constant node that holds it; undefined for an initializer. */
   readonly node?: NodeView;
+  /** Made by the rewriter (a folded bias): written as a new initializer. */
+  readonly added?: true;
 }
+
+/** A node to write: described, or an encoded NodeProto payload. */
+type NodeOut = NodeSpec | Uint8Array;
 
 interface Replacement {
   /** Constants that replace the source (initializers, or Constant nodes when the source was one). */
@@ -123,8 +135,13 @@ class Rewriter {
   readonly replacements = new Map<string, Replacement>();
   /** Sources no longer needed (int8-dynamic weights whose every reader was rewritten). */
   readonly removed = new Set<string>();
-  /** Node index -> the nodes that take its place. */
-  readonly nodeReplacements = new Map<number, NodeSpec[]>();
+  /** Node index -> the nodes that take its place (none: the node is dropped). */
+  readonly nodeReplacements = new Map<number, NodeOut[]>();
+  /** New float32 values of sources, under their names (BatchNormalization folded into Conv). */
+  readonly overrides = new Map<string, Float32Array>();
+  /** Values no longer produced, whose value_info entries are dropped. */
+  readonly removedValues = new Set<string>();
+  readonly foldedNodes = new Set<number>();
   /** Initializers added at the end of the graph. */
   readonly extraInitializers: TensorSpec[] = [];
   readonly rewrittenNodes = new Set<number>();
@@ -167,6 +184,11 @@ class Rewriter {
     for (let k = 1; this.names.has(name); k++) name = `${base}_${k}`;
     this.names.add(name);
     return name;
+  }
+
+  /** A float source's values (after folding). */
+  data(name: string, source: Source): Float32Array {
+    return this.overrides.get(name) ?? floatData(source.tensor);
   }
 
   floatSource(name: string): Source | undefined {
@@ -245,7 +267,7 @@ class Rewriter {
     if (sparsity !== undefined) this.parameters['sparsity'] = String(sparsity);
     for (const [name, { source, axis }] of this.weights()) {
       const dims = source.tensor.dims;
-      let w = floatData(source.tensor);
+      let w = this.data(name, source);
       if (sparsity !== undefined) w = pruneByMagnitude(w, sparsity);
       const q = quantizeInt8(w, dims, axis);
       const channels = q.scales.length;
@@ -290,7 +312,7 @@ class Rewriter {
   prune(sparsity: number): void {
     Object.assign(this.parameters, { sparsity: String(sparsity), scope: 'per-tensor magnitude', minElements: String(MIN_WEIGHT_ELEMENTS) });
     for (const [name, { source }] of this.weights()) {
-      const w = pruneByMagnitude(floatData(source.tensor), sparsity);
+      const w = pruneByMagnitude(this.data(name, source), sparsity);
       this.replace(name, { tensors: [{ name, dataType: OnnxDataType.FLOAT, dims: source.tensor.dims, raw: bytesOf(w) }], nodes: [] });
     }
     this.noteBiases();
@@ -300,18 +322,18 @@ class Rewriter {
 
   fp16(): void {
     const opset = this.model.opset;
-    Object.assign(this.parameters, { storage: 'float16', compute: 'float32 (Cast after each weight)', minElements: String(MIN_WEIGHT_ELEMENTS) });
+    Object.assign(this.parameters, { storage: 'float16', compute: 'float32 (Cast after each weight)', minElements: String(MIN_FP16_ELEMENTS) });
     if (opset < 6) {
       this.leaveAll(`opset ${opset}: Cast with a numeric 'to' needs opset 6 or later`);
       return;
     }
     for (const [name, uses] of this.uses) {
       const source = this.floatSource(name);
-      if (source === undefined) continue;
+      if (source === undefined || uses.length === 0 || this.removed.has(name)) continue;
       let reason = this.blocked(name);
-      const w = reason === undefined && source.tensor.elementCount >= MIN_WEIGHT_ELEMENTS ? floatData(source.tensor) : undefined;
+      const w = reason === undefined && source.tensor.elementCount >= MIN_FP16_ELEMENTS ? this.data(name, source) : undefined;
       if (reason === undefined && w === undefined) {
-        reason = `constant "${name}" has ${source.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
+        reason = `constant "${name}" has ${source.tensor.elementCount} elements, under ${MIN_FP16_ELEMENTS}: kept in float32`;
       }
       if (reason === undefined && w !== undefined) {
         const big = w.find((x) => Math.abs(x) > FLOAT16_MAX);
@@ -416,6 +438,92 @@ class Rewriter {
     this.noteBiases();
   }
 
+  // --- BatchNormalization folded into the Conv before it -----------------------------------------
+
+  /**
+   * Conv -> BatchNormalization (inference form, constant parameters, the Conv's output read by the
+   * BatchNormalization alone) becomes one Conv with W' = W * s and b' = (b - mean) * s + beta per
+   * output channel, s = scale / sqrt(var + epsilon): the same function, as onnxruntime computes it
+   * after its own folding at load, and as its quantizer prepares models. Skipped in models with
+   * subgraphs, which could read the Conv's output by name.
+   */
+  foldBatchNorms(): void {
+    // Before IR 4 every initializer must also be a graph input, so no bias initializer can be added.
+    if (this.model.irVersion < 4 || this.graph.nodes.some((n) => [...n.attributes.values()].some((a) => a.hasGraph))) return;
+    const producer = new Map<string, NodeView>();
+    for (const n of this.graph.nodes) for (const o of n.outputs) producer.set(o, n);
+    let folded = 0;
+    for (const bn of this.graph.nodes) {
+      if (bn.domain !== '' || bn.opType !== 'BatchNormalization') continue;
+      if (bn.outputs.slice(1).some((o) => o !== '') || (bn.attributes.get('training_mode')?.i ?? 0) !== 0 || (bn.attributes.get('spatial')?.i ?? 1) !== 1) continue;
+      const [x, scaleName, betaName, meanName, varName] = bn.inputs;
+      const y = bn.outputs[0];
+      const conv = x === undefined ? undefined : producer.get(x);
+      if (conv === undefined || x === undefined || y === undefined || conv.domain !== '' || conv.opType !== 'Conv' || conv.outputs.length !== 1) continue;
+      if ((this.uses.get(x)?.length ?? 0) !== 1 || this.graphOutputs.has(x) || this.nodeReplacements.has(conv.index)) continue;
+      const params = [scaleName, betaName, meanName, varName].map((n) => (n === undefined ? undefined : this.floatSource(n)));
+      const [wName, bName] = [conv.inputs[1], conv.inputs[2]];
+      const w = wName === undefined ? undefined : this.floatSource(wName);
+      const b = bName === undefined || bName === '' ? undefined : this.floatSource(bName);
+      if (params.some((p) => p === undefined) || w === undefined || wName === undefined) continue;
+      if (bName !== undefined && bName !== '' && b === undefined) continue;
+      // The weight and bias change value: no other node may read them.
+      if ((this.uses.get(wName)?.length ?? 0) !== 1 || this.blocked(wName) !== undefined) continue;
+      if (b !== undefined && ((this.uses.get(bName!)?.length ?? 0) !== 1 || this.blocked(bName!) !== undefined)) continue;
+      const channels = w.tensor.dims[0] ?? 0;
+      const [gamma, beta, mean, variance] = params.map((p, k) => this.data(bn.inputs[k + 1]!, p!));
+      if ([gamma, beta, mean, variance].some((a) => a!.length !== channels)) continue;
+      const epsilon = bn.attributes.get('epsilon')?.f ?? 1e-5;
+      const weights = Float32Array.from(this.data(wName, w));
+      const bias = b === undefined ? new Float32Array(channels) : Float32Array.from(this.data(bName!, b));
+      const inner = weights.length / channels;
+      for (let c = 0; c < channels; c++) {
+        const s = gamma![c]! / Math.sqrt(variance![c]! + epsilon);
+        for (let i = c * inner; i < (c + 1) * inner; i++) weights[i] = weights[i]! * s;
+        bias[c] = (bias[c]! - mean![c]!) * s + beta![c]!;
+      }
+      this.overrides.set(wName, weights);
+      let biasName = bName;
+      if (b !== undefined) this.overrides.set(bName!, bias);
+      else {
+        biasName = this.fresh(`${conv.name === '' ? wName : conv.name}_bias`);
+        const tensor: TensorView = { name: biasName, dataType: OnnxDataType.FLOAT, dims: [channels], elementCount: channels, external: false, fields: [] };
+        this.sources.set(biasName, { tensor, added: true });
+        this.overrides.set(biasName, bias);
+        this.uses.set(biasName, [{ node: conv, index: 2 }]);
+      }
+      // The BatchNormalization's parameters lose this reader; those read by nothing else go.
+      for (const name of bn.inputs.slice(1)) {
+        const rest = (this.uses.get(name) ?? []).filter((u) => u.node !== bn);
+        this.uses.set(name, rest);
+        if (rest.length === 0 && !this.graphOutputs.has(name) && !this.graphInputs.has(name)) this.removed.add(name);
+      }
+      this.uses.delete(x);
+      this.removedValues.add(x);
+      const inputs = [conv.inputs[0] ?? '', wName, biasName!];
+      this.nodeReplacements.set(conv.index, [reencodeNode(conv, inputs, [y])]);
+      this.nodeReplacements.set(bn.index, []);
+      this.foldedNodes.add(bn.index);
+      this.rewrittenNodes.add(conv.index);
+      folded += 1;
+    }
+    if (folded > 0) this.parameters['batchNorm'] = `${folded} folded into the Conv before each`;
+  }
+
+  /** Sources whose values changed but that no method replaced are written back in float32. */
+  finish(): void {
+    for (const [name, values] of this.overrides) {
+      if (this.replacements.has(name)) continue;
+      const source = this.sources.get(name)!;
+      this.replacements.set(name, { tensors: [{ name, dataType: OnnxDataType.FLOAT, dims: source.tensor.dims, raw: bytesOf(values) }], nodes: [] });
+    }
+    for (const [name, source] of this.sources) {
+      const r = this.replacements.get(name);
+      if (source.added !== true || r === undefined) continue;
+      this.extraInitializers.push(...r.tensors);
+    }
+  }
+
   leaveAll(reason: string): void {
     for (const node of this.graph.nodes) this.nodeReasons.set(node.index, reason);
   }
@@ -439,7 +547,7 @@ class Rewriter {
     const graph = new ProtoWriter();
     // Nodes that restore replaced initializers come first: they read only constants.
     for (const [name, r] of this.replacements) {
-      if (this.sources.get(name)?.node === undefined) for (const n of r.nodes) graph.message(1, encodeNode(n));
+      if (this.sources.get(name)?.node === undefined) for (const n of r.nodes) writeNode(graph, n);
     }
     let nodeIndex = 0;
     for (const f of this.graph.fields) {
@@ -456,7 +564,7 @@ class Rewriter {
           }
           for (const n of replacement.nodes) graph.message(1, encodeNode(n));
         } else if (nodes !== undefined) {
-          for (const n of nodes) graph.message(1, encodeNode(n));
+          for (const n of nodes) writeNode(graph, n);
         } else if (!(constant && this.removed.has(output))) {
           graph.raw(f.span);
         }
@@ -465,6 +573,8 @@ class Rewriter {
         const replacement = this.replacements.get(name);
         if (replacement !== undefined) for (const t of replacement.tensors) graph.message(5, encodeTensor(t));
         else if (!this.removed.has(name)) graph.raw(f.span);
+      } else if (f.field === 13 && f.wire === 2 && this.removedValues.has(this.graph.valueInfoNames.get(f) ?? '')) {
+        continue;
       } else {
         graph.raw(f.span);
       }
@@ -479,6 +589,7 @@ class Rewriter {
   }
 
   result(bytes: Uint8Array, method: CompressMethod): CompressResult {
+    this.finish();
     const changed = this.replacements.size > 0 || this.nodeReplacements.size > 0;
     const out = changed ? this.encode() : bytes.slice();
     const rewritten = new Map<string, number>();
@@ -491,7 +602,7 @@ class Rewriter {
     for (const node of this.graph.nodes) {
       if (node.domain === '' && node.opType === 'Constant') continue;
       const op = node.domain === '' ? node.opType : `${node.domain}:${node.opType}`;
-      if (this.rewrittenNodes.has(node.index)) rewritten.set(op, (rewritten.get(op) ?? 0) + 1);
+      if (this.rewrittenNodes.has(node.index) || this.foldedNodes.has(node.index)) rewritten.set(op, (rewritten.get(op) ?? 0) + 1);
       else addLeft(op, this.nodeReasons.get(node.index) ?? this.defaultReason(node, method));
     }
     for (const { op, reason } of this.extraLeft) addLeft(op, reason);
@@ -506,6 +617,20 @@ class Rewriter {
   }
 }
 
+function writeNode(graph: ProtoWriter, n: NodeOut): void {
+  if (n instanceof Uint8Array) graph.message(1, new ProtoWriter().raw(n));
+  else graph.message(1, encodeNode(n));
+}
+
+/** A node's NodeProto with new inputs and outputs (fields 1 and 2), every other field as it was. */
+function reencodeNode(node: NodeView, inputs: readonly string[], outputs: readonly string[]): Uint8Array {
+  const w = new ProtoWriter();
+  for (const i of inputs) w.string(1, i);
+  for (const o of outputs) w.string(2, o);
+  for (const f of readFields(node.field.payload)) if (f.field !== 1 && f.field !== 2) w.raw(f.span);
+  return w.finish();
+}
+
 /**
  * Rewrites a model with one compression method. Throws CompressError for bad options and models
  * it cannot take (not ONNX, external data); weights it cannot rewrite are left float32 and listed
@@ -517,12 +642,14 @@ export function compressModel(model: Uint8Array, options: CompressOptions): Comp
   const r = new Rewriter(view, view.graph);
   switch (options.method) {
     case 'int8-weights':
+      r.foldBatchNorms();
       r.int8Weights(options.sparsity);
       break;
     case 'prune':
       r.prune(options.sparsity!);
       break;
     case 'fp16':
+      r.foldBatchNorms();
       r.fp16();
       break;
     case 'int8-dynamic':

@@ -20,6 +20,8 @@ export interface AttributeView {
   readonly i?: number;
   readonly f?: number;
   readonly t?: TensorView;
+  /** Holds a subgraph (AttributeProto.g = 6 or graphs = 11). */
+  readonly hasGraph: boolean;
 }
 
 export interface NodeView {
@@ -45,6 +47,8 @@ export interface GraphView {
   readonly initializers: ReadonlyMap<string, TensorView>;
   /** The name of the initializer each GraphProto.initializer field holds. */
   readonly initializerNames: ReadonlyMap<WireField, string>;
+  /** The name each GraphProto.value_info field describes. */
+  readonly valueInfoNames: ReadonlyMap<WireField, string>;
   readonly inputs: readonly ValueView[];
   readonly outputs: readonly ValueView[];
   /** Every value, node and initializer name in the graph, for picking fresh names. */
@@ -114,8 +118,9 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-// AttributeProto: name = 1, f = 2, i = 3, t = 5.
+// AttributeProto: name = 1, f = 2, i = 3, t = 5, g = 6, graphs = 11.
 function readAttribute(field: WireField): AttributeView {
+  let hasGraph = false;
   let name = '';
   let i: number | undefined;
   let f: number | undefined;
@@ -125,8 +130,9 @@ function readAttribute(field: WireField): AttributeView {
     else if (a.field === 2 && a.wire === 5) f = new DataView(a.payload.buffer, a.payload.byteOffset, 4).getFloat32(0, true);
     else if (a.field === 3 && a.wire === 0) i = a.value;
     else if (a.field === 5 && a.wire === 2) t = readTensor(a.payload);
+    else if (a.field === 6 || a.field === 11) hasGraph = true;
   }
-  return { name, field, ...(i === undefined ? {} : { i }), ...(f === undefined ? {} : { f }), ...(t === undefined ? {} : { t }) };
+  return { name, field, hasGraph, ...(i === undefined ? {} : { i }), ...(f === undefined ? {} : { f }), ...(t === undefined ? {} : { t }) };
 }
 
 // NodeProto: input = 1, output = 2, name = 3, op_type = 4, attribute = 5, domain = 7.
@@ -165,6 +171,7 @@ function readGraph(payload: Uint8Array): GraphView {
   const nodes: NodeView[] = [];
   const initializers = new Map<string, TensorView>();
   const initializerNames = new Map<WireField, string>();
+  const valueInfoNames = new Map<WireField, string>();
   const inputs: ValueView[] = [];
   const outputs: ValueView[] = [];
   const names = new Set<string>();
@@ -184,12 +191,13 @@ function readGraph(payload: Uint8Array): GraphView {
       names.add(v.name);
       if (f.field === 11) inputs.push(v);
       else if (f.field === 12) outputs.push(v);
+      else valueInfoNames.set(f, v.name);
     } else if (f.field === 15) {
       const values = readFields(f.payload).find((s) => s.field === 1 && s.wire === 2);
       if (values !== undefined) names.add(readTensor(values.payload).name);
     }
   }
-  return { fields, nodes, initializers, initializerNames, inputs, outputs, names };
+  return { fields, nodes, initializers, initializerNames, valueInfoNames, inputs, outputs, names };
 }
 
 // ModelProto: ir_version = 1, graph = 7, opset_import = 8 (OperatorSetIdProto: domain = 1, version = 2).

@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCnn } from '../build-cnn.js';
 import { buildLstm } from '../build-lstm.js';
 import { buildMlp, mlpModel } from '../build-mlp.js';
-import { buildScalarModel } from '../build-scalar.js';
 import { inspectOnnx } from '../inspect.js';
 import { encodeModel } from '../model-spec.js';
 import { ppOcrClassifierPath } from '../test-fixtures.js';

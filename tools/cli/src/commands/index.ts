@@ -5,6 +5,7 @@ import { registerDeployCommand, registerDeploymentsCommand } from './deployments
 import { registerInferCommand } from './infer.js';
 import { registerKeysCommand } from './keys.js';
 import { registerModelsCommand } from './models.js';
+import { registerModelsCompressCommands } from './models-compress.js';
 import { registerMonitoringCommands } from './monitoring.js';
 import { registerPingCommand } from './ping.js';
 import { registerTokensCommand } from './tokens.js';
@@ -18,6 +19,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerCryptoDataCommands,
   registerTokensCommand,
   registerModelsCommand,
+  registerModelsCompressCommands,
   registerDeployCommand,
   registerDeploymentsCommand,
   registerMonitoringCommands,

@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { buildCnn } from '@quanta/onnx';
+import { writeNpy } from '@quanta/tensor';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -128,6 +130,46 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     expect((await quanta(['models', 'delete', 'ocr-cls'])).stdout).toBe('deleted model "ocr-cls"\n');
     const gone = await quanta(['models', 'show', 'ocr-cls']);
     expect(gone).toMatchObject({ code: 1, stderr: 'quanta: NOT_FOUND: model "ocr-cls" not found\n' });
+  }, 300_000);
+
+  it('compresses a version with gates and an alias, shows and compares the report', async () => {
+    const model = join(home, 'cnn.onnx');
+    await writeFile(model, buildCnn());
+    expect((await quanta(['models', 'push', model, '--name', 'cnn'])).code).toBe(0);
+
+    const compressed = await quanta(['models', 'compress', 'cnn:1', '--method', 'int8-weights', '--alias', 'staging', '--min-cosine', '0.99', '--samples', '16', '--seed', '3', '--json']);
+    expect(compressed.stderr).toBe('');
+    expect(compressed.code).toBe(0);
+    const version = JSON.parse(compressed.stdout) as { model: string; version: number; aliases: string[]; lineage: unknown; compression: Record<string, unknown> };
+    expect(version).toMatchObject({ model: 'cnn', version: 2, aliases: ['staging'], lineage: { parent: { model: 'cnn', version: 1, transform: 'int8-weights' } } });
+    expect(version.compression).toMatchObject({ method: 'int8-weights', calibration: { kind: 'generated', sampleCount: 16, seed: '3' }, outputs: [{ name: 'output' }] });
+
+    // Caller samples from a .npy file, printed for people.
+    const samples = join(home, 'images.npy');
+    await writeFile(samples, writeNpy({ datatype: 'FP32', shape: [4, 3, 32, 32], data: Float32Array.from({ length: 4 * 3072 }, (_, i) => Math.sin(i)) }));
+    const fp16 = await quanta(['models', 'compress', 'cnn@staging', '--method', 'fp16', '--calibration', `input=${samples}`, '--target', 'cnn-fp16']);
+    expect(fp16.code).toBe(0);
+    expect(fp16.stdout).toMatch(/^compressed cnn:2 → cnn-fp16:1 /);
+    expect(fp16.stdout).toMatch(/^calibration\s+caller, 4 samples$/m);
+    expect(fp16.stdout).toMatch(/^OUTPUT\s+MAX ABS ERR\s+MEAN ABS ERR\s+COSINE\s+TOP-1 AGREE$/m);
+    expect(fp16.stdout).toMatch(/^output\s+\S+\s+\S+\s+(0\.99\d+|1\.000000)\s+\d+\.\d\d%$/m);
+
+    const show = await quanta(['models', 'show', 'cnn:2']);
+    expect(show.stdout).toMatch(/^lineage\s+int8-weights.*\(cnn:1\)$/m);
+    expect(show.stdout).toMatch(/^compression, measured against cnn:1:$/m);
+    expect(show.stdout).toMatch(/^size\s+\S+ \S+ → \S+ \S+ \(\d+\.\d%\)$/m);
+    expect(show.stdout).toMatch(/^p50 batch 8\s+/m);
+    const compare = await quanta(['models', 'compare', 'cnn:1', 'cnn@staging']);
+    expect(compare.stdout).toMatch(/^cnn:2 was compressed from cnn:1; measured then:$/m);
+    const unrelated = await quanta(['models', 'compare', 'cnn:1', 'cnn-fp16:1', '--json']);
+    expect(JSON.parse(unrelated.stdout)).toMatchObject({ compressedFrom: null, compression: null });
+
+    const missed = await quanta(['models', 'compress', 'cnn:1', '--method', 'prune', '--sparsity', '0.9', '--max-abs-error', '0.000001']);
+    expect(missed.code).toBe(1);
+    expect(missed.stderr).toMatch(/^quanta: FAILED_PRECONDITION: cnn:1 prune: output "output": max abs error \S+ is above max_abs_error 0\.000001; no version was created\n$/);
+    expect((await quanta(['models', 'versions', 'cnn', '--json'])).stdout).not.toContain('"version": 3');
+    const badMethod = await quanta(['models', 'compress', 'cnn:1', '--method', 'int4']);
+    expect(badMethod).toMatchObject({ code: 2, stderr: expect.stringContaining('--method must be one of int8-weights, int8-dynamic, fp16, prune; got "int4"') });
   }, 300_000);
 
   it('says what is wrong with bad input', async () => {

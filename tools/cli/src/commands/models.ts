@@ -12,6 +12,7 @@ import { table } from '../output.js';
 import { action } from '../program.js';
 import type { Settings } from '../settings.js';
 import { registerModelsReadyCommand } from './infer.js';
+import { describeCompression, humanBytes } from './models-report.js';
 
 type Definition = typeof pb.RegistryServiceService;
 type UnaryName = {
@@ -70,19 +71,7 @@ const formatTags = (tags: Readonly<Record<string, string>>): string =>
     .map(([k, v]) => (v === '' ? k : `${k}=${v}`))
     .join(',');
 
-function humanBytes(n: number | bigint): string {
-  const value = Number(n);
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let v = value;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u += 1;
-  }
-  return u === 0 ? `${value} B` : `${v.toFixed(1)} ${units[u]}`;
-}
-
-function describeLineage(lineage: pb.Lineage | undefined): string {
+export function describeLineage(lineage: pb.Lineage | undefined): string {
   const origin = lineage?.origin;
   if (origin === undefined) return '';
   if (origin.$case === 'sourceUri') return origin.value;
@@ -111,7 +100,10 @@ export function describeVersion(v: pb.ModelVersion): string {
     ['created', `${v.createTime?.toISOString() ?? ''} by ${v.createdBy}`],
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
-  return lines.map(([k, val]) => `${k.padEnd(width)}  ${val}`).join('\n');
+  const text = lines.map(([k, val]) => `${k.padEnd(width)}  ${val}`).join('\n');
+  if (v.compression === undefined) return text;
+  const parent = v.lineage?.origin?.$case === 'parent' ? `${v.lineage.origin.value.model}:${v.lineage.origin.value.version}` : 'its parent';
+  return `${text}\n\ncompression, measured against ${parent}:\n${describeCompression(v.compression)}`;
 }
 
 function describeModel(m: pb.Model): string {

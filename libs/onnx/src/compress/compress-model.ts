@@ -57,6 +57,8 @@ export const MIN_FP16_ELEMENTS = 64;
 
 const WEIGHT_OPS = 'MatMul, Gemm, Conv, LSTM, GRU and RNN';
 
+const MS_DOMAIN = 'com.microsoft';
+
 /** Where a tensor is a weight: the axis of its output channels, -1 for one scale per tensor. */
 function weightAxis(node: NodeView, index: number, dims: readonly number[]): number | undefined {
   if (node.domain !== '') return undefined;
@@ -142,6 +144,8 @@ class Rewriter {
   /** Values no longer produced, whose value_info entries are dropped. */
   readonly removedValues = new Set<string>();
   readonly foldedNodes = new Set<number>();
+  /** Operator sets the new nodes need that the model does not import: domain -> version. */
+  readonly extraOpsets = new Map<string, number>();
   /** Initializers added at the end of the graph. */
   readonly extraInitializers: TensorSpec[] = [];
   readonly rewrittenNodes = new Set<number>();
@@ -371,6 +375,10 @@ class Rewriter {
     const quantizedActivations = new Map<string, { q: string; scale: string; zero: string }>();
     const rewrittenUses = new Map<string, number>();
     for (const node of this.graph.nodes) {
+      if (node.domain === '' && node.opType === 'LSTM') {
+        this.dynamicLstm(node, rewrittenUses);
+        continue;
+      }
       if (node.domain !== '' || (node.opType !== 'MatMul' && node.opType !== 'Gemm')) continue;
       const [a, b, c] = node.inputs;
       const y = node.outputs[0];
@@ -436,6 +444,53 @@ class Rewriter {
       if ((this.uses.get(name)?.length ?? 0) === count) this.removed.add(name);
     }
     this.noteBiases();
+  }
+
+  /**
+   * LSTM -> com.microsoft DynamicQuantizeLSTM, as onnxruntime's quantize_dynamic emits it: W and R
+   * int8 per gate row (full range, as its quantizer uses for LSTM), stored transposed
+   * ([directions, input, 4*hidden] and [directions, hidden, 4*hidden]), scales and zero points
+   * [directions, 4*hidden]; every other input and attribute as they were. onnxruntime only.
+   */
+  dynamicLstm(node: NodeView, rewrittenUses: Map<string, number>): void {
+    const [wName, rName] = [node.inputs[1], node.inputs[2]];
+    const w = wName === undefined ? undefined : this.floatSource(wName);
+    const r = rName === undefined ? undefined : this.floatSource(rName);
+    let reason: string | undefined;
+    if (w === undefined || r === undefined || wName === undefined || rName === undefined) reason = 'its W or R is not a float32 constant';
+    else if (w.tensor.dims.length !== 3 || r.tensor.dims.length !== 3) reason = 'W and R must be 3-D';
+    else if (w.tensor.elementCount + r.tensor.elementCount < MIN_WEIGHT_ELEMENTS) {
+      reason = `W and R have ${w.tensor.elementCount + r.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
+    } else reason = this.blocked(wName) ?? this.blocked(rName);
+    if (reason !== undefined) {
+      this.nodeReasons.set(node.index, reason);
+      return;
+    }
+    const quantized = [w!, r!].map((source, k) => {
+      const name = k === 0 ? wName! : rName!;
+      const [dirs, rows, cols] = source.tensor.dims as [number, number, number];
+      const q = quantizeInt8(floatData(source.tensor), [dirs * rows, cols], 0);
+      // Each direction's [rows, cols] block becomes [cols, rows].
+      const t = new Int8Array(q.values.length);
+      for (let d = 0; d < dirs; d++) {
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[d * rows * cols + j * rows + i] = q.values[d * rows * cols + i * cols + j]!;
+      }
+      const names = { q: this.fresh(`${name}_quantized`), scale: this.fresh(`${name}_scale`), zero: this.fresh(`${name}_zero_point`) };
+      this.extraInitializers.push(
+        { name: names.q, dataType: OnnxDataType.INT8, dims: [dirs, cols, rows], raw: bytesOf(t) },
+        { name: names.scale, dataType: OnnxDataType.FLOAT, dims: [dirs, rows], raw: bytesOf(q.scales) },
+        { name: names.zero, dataType: OnnxDataType.INT8, dims: [dirs, rows], raw: new Uint8Array(dirs * rows) },
+      );
+      rewrittenUses.set(name, (rewrittenUses.get(name) ?? 0) + 1);
+      return names;
+    });
+    const [qw, qr] = quantized as [{ q: string; scale: string; zero: string }, { q: string; scale: string; zero: string }];
+    const rest = [3, 4, 5, 6, 7].map((k) => node.inputs[k] ?? '');
+    const inputs = [node.inputs[0] ?? '', qw.q, qr.q, ...rest, qw.scale, qw.zero, qr.scale, qr.zero];
+    const name = node.name === '' ? '' : this.fresh(`${node.name}_quant`);
+    this.nodeReplacements.set(node.index, [reencodeNode(node, inputs, node.outputs, { opType: 'DynamicQuantizeLSTM', domain: MS_DOMAIN, name })]);
+    this.rewrittenNodes.add(node.index);
+    this.extraOpsets.set(MS_DOMAIN, 1);
   }
 
   // --- BatchNormalization folded into the Conv before it -----------------------------------------
@@ -535,9 +590,9 @@ class Rewriter {
       case 'fp16':
         return 'its float32 constants are kept';
       case 'int8-dynamic':
-        return node.opType === 'Conv' || node.opType === 'LSTM' || node.opType === 'GRU' || node.opType === 'RNN'
-          ? `int8-dynamic rewrites MatMul and Gemm only; ${node.opType} stays float32 (int8-weights stores its weights in int8)`
-          : 'int8-dynamic rewrites MatMul and Gemm only';
+        return node.opType === 'Conv' || node.opType === 'GRU' || node.opType === 'RNN'
+          ? `int8-dynamic rewrites MatMul, Gemm and LSTM only; ${node.opType} stays float32 (int8-weights stores its weights in int8)`
+          : 'int8-dynamic rewrites MatMul, Gemm and LSTM only';
       default:
         return `not a weight of ${WEIGHT_OPS}: its constants stay float32`;
     }
@@ -585,6 +640,10 @@ class Rewriter {
       if (f === this.model.graphField) model.message(7, graph);
       else model.raw(f.span);
     }
+    // OperatorSetIdProto: domain = 1, version = 2.
+    for (const [domain, version] of this.extraOpsets) {
+      if (!this.model.domains.has(domain)) model.message(8, new ProtoWriter().string(1, domain).varint(2, version));
+    }
     return model.finish();
   }
 
@@ -622,12 +681,26 @@ function writeNode(graph: ProtoWriter, n: NodeOut): void {
   else graph.message(1, encodeNode(n));
 }
 
-/** A node's NodeProto with new inputs and outputs (fields 1 and 2), every other field as it was. */
-function reencodeNode(node: NodeView, inputs: readonly string[], outputs: readonly string[]): Uint8Array {
+/**
+ * A node's NodeProto with new inputs and outputs (fields 1 and 2) and optionally a new name (3),
+ * op type (4) and domain (7); every other field (attributes, doc string) as it was.
+ */
+function reencodeNode(
+  node: NodeView,
+  inputs: readonly string[],
+  outputs: readonly string[],
+  as?: { readonly opType: string; readonly domain: string; readonly name: string },
+): Uint8Array {
   const w = new ProtoWriter();
   for (const i of inputs) w.string(1, i);
   for (const o of outputs) w.string(2, o);
-  for (const f of readFields(node.field.payload)) if (f.field !== 1 && f.field !== 2) w.raw(f.span);
+  if (as !== undefined) {
+    if (as.name !== '') w.string(3, as.name);
+    w.string(4, as.opType);
+    if (as.domain !== '') w.string(7, as.domain);
+  }
+  const replaced = as === undefined ? [1, 2] : [1, 2, 3, 4, 7];
+  for (const f of readFields(node.field.payload)) if (!replaced.includes(f.field)) w.raw(f.span);
   return w.finish();
 }
 

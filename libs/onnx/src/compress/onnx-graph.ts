@@ -62,6 +62,8 @@ export interface ModelView {
   readonly graph: GraphView;
   /** Version of the default ('' / 'ai.onnx') operator set, 0 when not imported. */
   readonly opset: number;
+  /** Every imported operator set domain ('' for the default one). */
+  readonly domains: ReadonlySet<string>;
 }
 
 // TensorProto: dims = 1, data_type = 2, float_data = 4, name = 8, raw_data = 9, data_location = 14.
@@ -206,6 +208,7 @@ export function readModel(bytes: Uint8Array): ModelView {
   const fields = readFields(bytes);
   let irVersion = 0;
   let opset = 0;
+  const domains = new Set<string>();
   const graphs = fields.filter((f) => f.field === 7 && f.wire === 2);
   for (const f of fields) {
     if (f.field === 1 && f.wire === 0) irVersion = f.value;
@@ -214,6 +217,7 @@ export function readModel(bytes: Uint8Array): ModelView {
       const domain = entry.find((e) => e.field === 1 && e.wire === 2);
       const version = entry.find((e) => e.field === 2 && e.wire === 0);
       const d = domain === undefined ? '' : text(domain);
+      domains.add(d === 'ai.onnx' ? '' : d);
       if ((d === '' || d === 'ai.onnx') && version !== undefined) opset = version.value;
     }
   }
@@ -222,5 +226,5 @@ export function readModel(bytes: Uint8Array): ModelView {
     throw new CompressError('bad-model', `not an ONNX model: ${irVersion === 0 ? 'no ir_version' : 'no graph'}`);
   }
   if (graphs.length > 1) throw new CompressError('bad-model', 'the model has its graph split over several fields; save it again with onnx.save');
-  return { fields, irVersion, graphField, graph: readGraph(graphField.payload), opset };
+  return { fields, irVersion, graphField, graph: readGraph(graphField.payload), opset, domains };
 }

@@ -364,7 +364,7 @@ class Rewriter {
     const qmax = 64;
     Object.assign(this.parameters, {
       activations: 'uint8 per tensor, at run time (DynamicQuantizeLinear)',
-      weights: `int8 symmetric per-channel, range ±${qmax}`,
+      weights: `int8 symmetric per-channel, range ±${qmax} (LSTM ±127)`,
       minElements: String(MIN_WEIGHT_ELEMENTS),
     });
     if (opset < 11) {
@@ -650,7 +650,8 @@ class Rewriter {
   result(bytes: Uint8Array, method: CompressMethod): CompressResult {
     this.finish();
     const changed = this.replacements.size > 0 || this.nodeReplacements.size > 0;
-    const out = changed ? this.encode() : bytes.slice();
+    // new Uint8Array(...) copies (Buffer#slice would share the memory).
+    const out = changed ? this.encode() : new Uint8Array(bytes);
     const rewritten = new Map<string, number>();
     const left = new Map<string, LeftOp>();
     const addLeft = (op: string, reason: string): void => {

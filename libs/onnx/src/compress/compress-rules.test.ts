@@ -96,6 +96,13 @@ describe('a model with nothing to rewrite', () => {
     ]);
     for (const l of r.left) expect(l.reason).toMatch(/no float32 constants/);
   });
+
+  it('the copy of a Buffer does not share its memory', () => {
+    const buffer = Buffer.from(model);
+    const r = compressModel(buffer, { method: 'fp16' });
+    buffer[buffer.length - 1] ^= 0xff;
+    expect(r.model).toEqual(model);
+  });
 });
 
 describe('shared and overridable weights', () => {

@@ -106,6 +106,10 @@ export function connectA(port: number, options?: InterceptorOptions): TestClient
   return connect(ClientA, port, options);
 }
 
+export function connectB(port: number, options?: InterceptorOptions): TestClient {
+  return connect(ClientB, port, options);
+}
+
 export interface Started {
   readonly port: number;
   stop(): Promise<void>;

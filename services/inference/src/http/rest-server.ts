@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, Principal, Scope, ServerTlsOptions } from '@quanta/service-kit';
 import { AbortListeners, isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
+import { setHttpRoute, traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { CancelSignal } from '../core/types.js';
 import { httpStatusOf, toServiceError } from '../server/errors.js';
@@ -69,6 +70,8 @@ interface Reply {
 
 interface Route {
   readonly method: 'GET' | 'POST';
+  /** The path template the span is named after (set when the table is built). */
+  readonly route?: string;
   /** The scope needed, or public. */
   readonly scope: Scope | 'public';
   handle(match: RegExpExecArray, principal: Principal | undefined, body: Body, signal: CancelSignal): Promise<Reply>;
@@ -196,7 +199,18 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
       ],
     ],
   ];
-  return table.map(([pattern, handlers]) => [new RegExp(`^${pattern}$`), handlers]);
+  return table.map(([pattern, handlers]) => {
+    const route = routeTemplate(pattern);
+    return [new RegExp(`^${pattern}$`), handlers.map((handler) => ({ ...handler, route }))];
+  });
+}
+
+/** A route's pattern as the low-cardinality template its spans are named after: `/v2/models/{model}[/versions/{version}]/infer`. */
+function routeTemplate(pattern: string): string {
+  return pattern
+    .replace(modelPath, '/v2/models/{model}[/versions/{version}]')
+    .replace(segment, '{model}')
+    .replace('/v2/?', '/v2');
 }
 
 async function authenticate(req: IncomingMessage, authenticator: Authenticator | undefined, scope: Scope, what: string): Promise<Principal> {
@@ -349,6 +363,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
       res.setHeader('allow', candidates.map((r) => r.method).join(', '));
       throw new HttpError(405, `${url.pathname} takes ${candidates.map((r) => r.method).join(' or ')}, not ${req.method ?? ''}`);
     }
+    setHttpRoute(route.method, route.route ?? url.pathname);
     const what = `${route.method} ${url.pathname}`;
     const principal = route.scope === 'public' ? undefined : await authenticate(req, options.authenticator, route.scope, what);
     // The caller hanging up abandons its request: a queued one is dropped by the core.
@@ -379,7 +394,9 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     port: options.port,
     tls: options.tls,
     what: 'REST listener',
-    onRequest,
+    // One server span per request, continuing the caller's traceparent; the gRPC calls a request
+    // makes (a load's registry download, token checks) run inside it and carry the trace on.
+    onRequest: traceHttpRequests(onRequest),
     refuse: (res) => send(res, 503, { error: 'the server is shutting down' }, true),
   });
 }

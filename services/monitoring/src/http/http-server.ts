@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator } from '@quanta/service-kit';
 import { hasScope, isServiceError } from '@quanta/service-kit';
+import { setHttpRoute, traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { AlertEngine } from '../core/alerts.js';
 import type { HealthBoard } from '../core/health-board.js';
@@ -74,6 +75,9 @@ async function viewOf(req: IncomingMessage, url: URL, options: HttpServerOptions
   }
 }
 
+/** The pages served, which name their spans (anything else is one 404 span name). */
+const PAGES = new Set(['/', '/index.html', '/metrics', '/api/overview', '/healthz']);
+
 function intParam(url: URL, name: string, fallback: number, min: number, max: number): number {
   const raw = url.searchParams.get(name);
   if (raw === null) return fallback;
@@ -100,6 +104,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method ?? '?'} is not allowed; use GET`);
+    if (PAGES.has(url.pathname)) setHttpRoute(req.method, url.pathname);
     switch (url.pathname) {
       case '/':
       case '/index.html':
@@ -131,11 +136,14 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       return send(res, 500, 'application/json', JSON.stringify({ error: 'internal error' }));
     });
   };
+  // One server span per request, continuing the caller's traceparent; a token check that fetches
+  // crypto's keys runs inside it and carries the trace on.
+  const traced = traceHttpRequests(onRequest);
   const tls = options.tls;
   const server =
     tls === undefined
-      ? createServer(onRequest)
-      : createTlsServer({ cert: await readPem(tls.certFile, 'certificate'), key: await readPem(tls.keyFile, 'private key') }, onRequest);
+      ? createServer(traced)
+      : createTlsServer({ cert: await readPem(tls.certFile, 'certificate'), key: await readPem(tls.keyFile, 'private key') }, traced);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

@@ -1,0 +1,73 @@
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { buildMlp } from '@quanta/onnx';
+import { initTelemetry, type Telemetry, type TelemetryOptions } from '@quanta/telemetry';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Harness } from '../server/test-harness.js';
+import { startHarness } from '../server/test-harness.js';
+
+// An in-memory exporter: every finished span, as the SDK hands it over.
+type SpanExporter = NonNullable<TelemetryOptions['spanExporter']>;
+type ReadableSpan = Parameters<SpanExporter['export']>[0][number];
+const finished: ReadableSpan[] = [];
+const exporter: SpanExporter = {
+  export(spans, done) {
+    finished.push(...spans);
+    done({ code: 0 });
+  },
+  shutdown: () => Promise.resolve(),
+};
+let telemetry: Telemetry;
+let h: Harness;
+let token: string;
+
+beforeAll(async () => {
+  telemetry = initTelemetry({ serviceName: 'inference', spanExporter: exporter });
+  h = await startHarness();
+  await h.deploy('acme', 'mlp', '1', buildMlp());
+  token = await h.token('acme', ['infer', 'models:read']);
+});
+afterAll(async () => {
+  await h.close();
+  await telemetry.shutdown();
+});
+
+async function serverSpan(name: string): Promise<ReadableSpan> {
+  let found: ReadableSpan | undefined;
+  await expect
+    .poll(async () => {
+      await telemetry.forceFlush();
+      found = finished.find((s) => s.kind === SpanKind.SERVER && s.name === name);
+      return found;
+    })
+    .toBeDefined();
+  return found!;
+}
+
+describe('REST requests are spans', () => {
+  it("a REST infer is a SERVER span named after its route, continuing the caller's traceparent", async () => {
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    const parent = 'b7ad6b7169203331';
+    const response = await fetch(`${h.server.http.url}/v2/models/mlp/infer`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${parent}-01`, 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }),
+    });
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
+    const span = await serverSpan('POST /v2/models/{model}[/versions/{version}]/infer');
+    expect(span.spanContext().traceId).toBe(traceId);
+    expect(span.parentSpanContext?.spanId).toBe(parent);
+    expect(span.attributes).toMatchObject({ 'http.request.method': 'POST', 'url.path': '/v2/models/mlp/infer', 'http.response.status_code': 200 });
+    expect(span.status.code).not.toBe(SpanStatusCode.ERROR);
+  });
+
+  it('a request without a traceparent starts its own trace; a 404 is not an error', async () => {
+    const response = await fetch(`${h.server.http.url}/v2/models/nope/config`, { headers: { authorization: `Bearer ${token}` } });
+    expect(response.status).toBe(404);
+    await response.arrayBuffer();
+    const span = await serverSpan('GET /v2/models/{model}[/versions/{version}]/config');
+    expect(span.parentSpanContext).toBeUndefined();
+    expect(span.attributes['http.response.status_code']).toBe(404);
+    expect(span.status.code).not.toBe(SpanStatusCode.ERROR);
+  });
+});

@@ -1,0 +1,49 @@
+import { SpanKind } from '@opentelemetry/api';
+import { initTelemetry, type Telemetry, type TelemetryOptions } from '@quanta/telemetry';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Harness } from '../server/test-harness.js';
+import { startHarness } from '../server/test-harness.js';
+
+// An in-memory exporter: every finished span, as the SDK hands it over.
+type SpanExporter = NonNullable<TelemetryOptions['spanExporter']>;
+type ReadableSpan = Parameters<SpanExporter['export']>[0][number];
+const finished: ReadableSpan[] = [];
+const exporter: SpanExporter = {
+  export(spans, done) {
+    finished.push(...spans);
+    done({ code: 0 });
+  },
+  shutdown: () => Promise.resolve(),
+};
+let telemetry: Telemetry;
+let h: Harness;
+
+beforeAll(async () => {
+  telemetry = initTelemetry({ serviceName: 'monitoring', spanExporter: exporter });
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h.close();
+  await telemetry.shutdown();
+});
+
+describe('HTTP requests are spans', () => {
+  it("one SERVER span per request, named after its page, continuing the caller's traceparent", async () => {
+    const traceId = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const parent = '1122334455667788';
+    const token = await h.token('acme', ['monitoring:read']);
+    const res = await fetch(`${h.server.http.url}api/overview?window=60`, { headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${parent}-01` } });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    await expect
+      .poll(async () => {
+        await telemetry.forceFlush();
+        return finished.find((s) => s.kind === SpanKind.SERVER && s.name === 'GET /api/overview');
+      })
+      .toBeDefined();
+    const span = finished.find((s) => s.name === 'GET /api/overview')!;
+    expect(span.spanContext().traceId).toBe(traceId);
+    expect(span.parentSpanContext?.spanId).toBe(parent);
+    expect(span.attributes).toMatchObject({ 'http.route': '/api/overview', 'http.response.status_code': 200 });
+  });
+});

@@ -613,9 +613,15 @@ class Rewriter {
         const replacement = constant ? this.replacements.get(output) : undefined;
         const nodes = this.nodeReplacements.get(node.index);
         if (replacement !== undefined) {
+          // From IR 4 on, new constants become initializers (smaller than Constant nodes); before
+          // it an initializer would also have to be a graph input.
           for (const t of replacement.tensors) {
+            if (this.model.irVersion >= 4) {
+              this.extraInitializers.push(t);
+              continue;
+            }
             const keepName = t.name === output && node.name !== '' ? { name: node.name } : { name: this.fresh(`${t.name}_Constant`) };
-            graph.message(1, encodeNode({ opType: 'Constant', ...keepName, inputs: [], outputs: [t.name], attributes: { value: { t: { ...t, name: t.name } } } }));
+            graph.message(1, encodeNode({ opType: 'Constant', ...keepName, inputs: [], outputs: [t.name], attributes: { value: { t } } }));
           }
           for (const n of replacement.nodes) graph.message(1, encodeNode(n));
         } else if (nodes !== undefined) {

@@ -179,10 +179,11 @@ describe('the Python client against a live stack', () => {
       PYTHONDONTWRITEBYTECODE: '1',
     });
     expect(code, output).toBe(0);
-    // Every test ran: none skipped (a live test skips only without the fixtures).
-    const suite = /<testsuite [^>]*>/.exec(await readFile(junit, 'utf8'))?.[0] ?? '';
+    // Every test ran, the live ones included: none skipped (a live test skips only without the fixtures).
+    const xml = await readFile(junit, 'utf8');
+    const suite = /<testsuite [^>]*>/.exec(xml)?.[0] ?? '';
     const count = (name: string): number => Number(new RegExp(`${name}="(\\d+)"`).exec(suite)?.[1] ?? NaN);
     expect({ errors: count('errors'), failures: count('failures'), skipped: count('skipped') }, output).toEqual({ errors: 0, failures: 0, skipped: 0 });
-    expect(count('tests'), output).toBeGreaterThanOrEqual(59);
+    expect(xml.match(/<testcase classname="tests\.test_live"/g)?.length ?? 0, output).toBeGreaterThanOrEqual(10);
   }, 300_000);
 });

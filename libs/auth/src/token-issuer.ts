@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
+import { compactVerify, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import type { CryptoKey, JWK, KeyObject } from 'jose';
 import { invalidArgument, SCOPES } from '@quanta/service-kit';
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, isScope, TENANT_PATTERN, TOKEN_ALGORITHM } from './claims.js';
@@ -22,8 +22,26 @@ export interface TokenIssuer {
   jwks(): Promise<{ keys: JWK[] }>;
   /** Makes a new signing key the current one; older keys keep verifying until their tokens expire. */
   rotate(): Promise<string>;
+  /**
+   * The claims a revocation needs of a token this issuer signed, expired or not: INVALID_ARGUMENT
+   * when it is malformed, or its signature does not verify against a key still in the JWKS.
+   */
+  inspect(token: string): Promise<InspectedToken>;
   /** The id of the key that signs new tokens. */
   readonly currentKid: string;
+  /** When the key that signs new tokens was made. */
+  readonly currentCreatedAt: Date;
+  /** The longest token lifetime: how long a replaced key stays in the JWKS. */
+  readonly maxTtlSeconds: number;
+}
+
+/** What `inspect` reads from a token whose signature it checked. */
+export interface InspectedToken {
+  readonly jti: string | undefined;
+  readonly tenant: string;
+  readonly subject: string;
+  readonly expiresAt: Date;
+  readonly kid: string;
 }
 
 export interface TokenIssuerOptions {
@@ -116,17 +134,20 @@ export async function createTokenIssuer(options: TokenIssuerOptions): Promise<To
     return { token, expiresAt: new Date(exp * 1000), kid: key.record.kid };
   }
 
+  // A key replaced at time R signed tokens that expire by R + maxTtl: it is live until then.
+  function liveKeys(): LoadedKey[] {
+    const now = clock();
+    return keys.filter((key, i) => {
+      const replacedAt = i === 0 ? undefined : keys[i - 1]?.record.createdAt.getTime();
+      return replacedAt === undefined || now <= replacedAt + maxTtlSeconds * 1000;
+    });
+  }
+
   return {
     mint,
     issue: async (claims) => (await mint(claims)).token,
     jwks() {
-      // A key replaced at time R signed tokens that expire by R + maxTtl: keep it listed until then.
-      const now = clock();
-      const live = keys.filter((key, i) => {
-        const replacedAt = i === 0 ? undefined : keys[i - 1]?.record.createdAt.getTime();
-        return replacedAt === undefined || now <= replacedAt + maxTtlSeconds * 1000;
-      });
-      return Promise.resolve({ keys: live.map((k) => ({ ...k.record.publicJwk })) });
+      return Promise.resolve({ keys: liveKeys().map((k) => ({ ...k.record.publicJwk })) });
     },
     async rotate() {
       const record = await newRecord(Math.max(clock(), current().record.createdAt.getTime() + 1));
@@ -134,8 +155,36 @@ export async function createTokenIssuer(options: TokenIssuerOptions): Promise<To
       keys = [await load(record), ...keys];
       return record.kid;
     },
+    async inspect(token) {
+      let kid: string | undefined;
+      try {
+        kid = decodeProtectedHeader(token).kid;
+      } catch {
+        throw invalidArgument('token is malformed (not a compact JWS)');
+      }
+      const key = liveKeys().find((k) => k.record.kid === kid);
+      if (kid === undefined || key === undefined) {
+        throw invalidArgument(`token is not signed by a key of this issuer (kid "${String(kid)}"): it is not one of ours, or it has expired`);
+      }
+      let payload: Record<string, unknown>;
+      try {
+        const verified = await compactVerify(token, await importJWK(key.record.publicJwk, TOKEN_ALGORITHM), { algorithms: [TOKEN_ALGORITHM] });
+        payload = JSON.parse(new TextDecoder().decode(verified.payload)) as Record<string, unknown>;
+      } catch {
+        throw invalidArgument('token signature does not verify');
+      }
+      const { jti, tenant, sub, exp } = payload;
+      if (typeof tenant !== 'string' || typeof sub !== 'string' || typeof exp !== 'number') {
+        throw invalidArgument('token lacks a "tenant", "sub" or "exp" claim');
+      }
+      return { jti: typeof jti === 'string' ? jti : undefined, tenant, subject: sub, expiresAt: new Date(exp * 1000), kid };
+    },
     get currentKid() {
       return current().record.kid;
     },
+    get currentCreatedAt() {
+      return current().record.createdAt;
+    },
+    maxTtlSeconds,
   };
 }

@@ -1,9 +1,11 @@
+import type * as grpc from '@grpc/grpc-js';
 import { decodeProtectedHeader, errors, importJWK, jwtVerify } from 'jose';
 import type { CryptoKey, JWK, JWTPayload, KeyObject } from 'jose';
 import { bearerToken, isServiceError, unauthenticated, unavailable } from '@quanta/service-kit';
 import type { Authenticator, Principal } from '@quanta/service-kit';
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, TOKEN_ALGORITHM } from './claims.js';
-
+import type { RevocableClaims, RevocationIndex, RevocationSnapshot } from './revocations.js';
+import { indexRevocations, subjectDigest } from './revocations.js';
 export interface TokenVerifierOptions {
   /** Gets the issuer's public keys, e.g. by calling the crypto service's GetJwks. */
   fetchJwks: () => Promise<{ keys: JWK[] }>;
@@ -15,8 +17,28 @@ export interface TokenVerifierOptions {
   minRefreshIntervalMs?: number;
   /** How many verified tokens to remember until they expire (0 turns the cache off). Default 10,000. */
   maxCachedTokens?: number;
+  /**
+   * Gets the issuer's revocation list (crypto's GetRevocations), given the version held. With it,
+   * the list is fetched at once and then every `revocationPollMs`, and a revoked token is refused.
+   * Until the first fetch succeeds, calls wait for it and fail UNAVAILABLE when it fails (closed);
+   * after that, a failed fetch keeps the last list (static) and is logged, once per outage.
+   */
+  fetchRevocations?: (knownVersion: bigint) => Promise<RevocationSnapshot>;
+  /** How often the revocation list is fetched, in ms. Default 2,000: a revocation takes effect within about that. */
+  revocationPollMs?: number;
+  /** Where a failed revocation fetch is reported. */
+  logger?: { warn(object: object, message: string): void; info(object: object, message: string): void };
 }
 
+/** The verifier: an Authenticator, plus the revocation list it keeps. */
+export interface TokenVerifier extends Authenticator {
+  /** Fetches the revocation list now (crypto calls it after a revocation); resolves when it is in. */
+  refreshRevocations(): Promise<void>;
+  /** The list held: its version, entries, when it was last fetched, and whether the last fetch failed. */
+  revocationState(): { version: bigint; entries: number; fetchedAtMs: number | undefined; stale: boolean };
+  /** Stops polling the revocation list. */
+  close(): void;
+}
 type VerifyKey = CryptoKey | KeyObject | Uint8Array;
 
 const MISSING_TOKEN =
@@ -33,6 +55,16 @@ function explain(error: unknown): string {
   return 'access token is malformed';
 }
 
+function revocable(payload: JWTPayload, principal: Principal): RevocableClaims {
+  return {
+    jti: typeof payload.jti === 'string' ? payload.jti : undefined,
+    subjectDigest: subjectDigest(principal.tenant, principal.subject),
+    issuedAtMs: typeof payload.iat === 'number' ? payload.iat * 1000 : undefined,
+  };
+}
+
+const REVOKED = 'access token has been revoked';
+
 function toPrincipal(payload: JWTPayload): Principal {
   const { tenant, scope, sub } = payload;
   if (typeof tenant !== 'string' || tenant === '') throw unauthenticated('access token has no "tenant" claim');
@@ -45,7 +77,7 @@ function toPrincipal(payload: JWTPayload): Principal {
  * An Authenticator for service-kit that checks `authorization: Bearer <jwt>` against the
  * issuer's JWKS: keys are cached and refetched when a token names an unknown `kid`.
  */
-export function createTokenVerifier(options: TokenVerifierOptions): Authenticator {
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const clock = options.clock ?? Date.now;
   const issuer = options.issuer ?? DEFAULT_ISSUER;
   const audience = options.audience ?? DEFAULT_AUDIENCE;
@@ -90,27 +122,92 @@ export function createTokenVerifier(options: TokenVerifierOptions): Authenticato
   // A service sees the same few tokens on every call: checking an EdDSA signature each time was most
   // of a small RPC's cost. A verified token's principal is kept until the token expires (or its key
   // leaves the JWKS); the cache is bounded, oldest first out. Keys are `authorization` header values.
-  const verified = new Map<string, { principal: Principal; expiresAtMs: number; kid: string }>();
+  const verified = new Map<string, { principal: Principal; expiresAtMs: number; kid: string; claims: RevocableClaims }>();
   const maxCached = options.maxCachedTokens ?? 10_000;
 
   function cached(header: string): Principal | undefined {
     const hit = verified.get(header);
     if (hit === undefined) return undefined;
-    if (clock() < hit.expiresAtMs && keys.has(hit.kid)) return hit.principal;
+    const now = clock();
+    if (now < hit.expiresAtMs && keys.has(hit.kid)) {
+      if (revocations?.revoked(hit.claims, now) === true) throw unauthenticated(REVOKED);
+      return hit.principal;
+    }
     verified.delete(header);
     return undefined;
   }
 
-  function remember(header: string, principal: Principal, exp: unknown, kid: string): void {
+  function remember(header: string, principal: Principal, exp: unknown, kid: string, claims: RevocableClaims): void {
     if (typeof exp !== 'number' || maxCached <= 0) return;
     if (verified.size >= maxCached) {
       const oldest = verified.keys().next();
       if (oldest.done !== true) verified.delete(oldest.value);
     }
-    verified.set(header, { principal, expiresAtMs: exp * 1000, kid });
+    verified.set(header, { principal, expiresAtMs: exp * 1000, kid, claims });
   }
 
-  return async (metadata) => {
+  // The revocation list, polled like a JWKS that changes: no call to the issuer per request.
+  const fetchRevocations = options.fetchRevocations;
+  const pollMs = options.revocationPollMs ?? 2000;
+  let revocations: RevocationIndex | undefined;
+  let fetchedAtMs: number | undefined;
+  let stale = false;
+  let revocationFetch: Promise<void> | undefined;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  function fetchRevocationList(): Promise<void> {
+    if (fetchRevocations === undefined) return Promise.resolve();
+    revocationFetch ??= (async () => {
+      try {
+        const snapshot = await fetchRevocations(revocations?.version ?? 0n);
+        if (!snapshot.unchanged) revocations = indexRevocations(snapshot.version, snapshot.revocations);
+        fetchedAtMs = clock();
+        if (stale) options.logger?.info({ version: String(snapshot.version) }, 'token revocation list fetched again');
+        stale = false;
+      } catch (error: unknown) {
+        if (!stale) {
+          options.logger?.warn(
+            { err: error, version: revocations === undefined ? undefined : String(revocations.version) },
+            revocations === undefined
+              ? 'cannot fetch the token revocation list: tokens are refused until it is fetched'
+              : 'cannot fetch the token revocation list: keeping the last one (revocations made meanwhile are not seen)',
+          );
+        }
+        stale = true;
+        if (revocations === undefined) {
+          throw unavailable(`cannot fetch the token revocation list: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        }
+      } finally {
+        revocationFetch = undefined;
+      }
+    })();
+    return revocationFetch;
+  }
+
+  function schedulePoll(): void {
+    if (closed || fetchRevocations === undefined) return;
+    pollTimer = setTimeout(() => {
+      fetchRevocationList()
+        .catch(() => undefined)
+        .finally(schedulePoll);
+    }, pollMs);
+    pollTimer.unref();
+  }
+
+  if (fetchRevocations !== undefined) {
+    fetchRevocationList().catch(() => undefined);
+    schedulePoll();
+  }
+
+  /** Throws when the token is revoked; waits for the first list when there is none yet. */
+  async function checkRevoked(claims: RevocableClaims): Promise<void> {
+    if (fetchRevocations === undefined) return;
+    if (revocations === undefined) await fetchRevocationList();
+    if (revocations?.revoked(claims, clock()) === true) throw unauthenticated(REVOKED);
+  }
+
+  const authenticate = async (metadata: grpc.Metadata): Promise<Principal> => {
     // The cache is keyed by the whole header value, so a known caller costs one lookup: no parsing.
     const header = metadata.get('authorization')[0];
     if (typeof header === 'string') {
@@ -140,11 +237,26 @@ export function createTokenVerifier(options: TokenVerifierOptions): Authenticato
         requiredClaims: ['exp', 'sub'],
       });
       const principal = toPrincipal(payload);
-      remember(header, principal, payload.exp, kid);
+      const claims = revocable(payload, principal);
+      await checkRevoked(claims);
+      remember(header, principal, payload.exp, kid, claims);
       return principal;
     } catch (error) {
       if (isServiceError(error)) throw error;
       throw unauthenticated(explain(error));
     }
   };
+
+  return Object.assign(authenticate, {
+    // A fetch already under way may have started before the change the caller knows of: wait for it, then fetch anew.
+    async refreshRevocations() {
+      await revocationFetch?.catch(() => undefined);
+      await fetchRevocationList();
+    },
+    revocationState: () => ({ version: revocations?.version ?? 0n, entries: revocations?.size ?? 0, fetchedAtMs, stale }),
+    close() {
+      closed = true;
+      if (pollTimer !== undefined) clearTimeout(pollTimer);
+    },
+  });
 }

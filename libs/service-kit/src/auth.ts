@@ -21,6 +21,8 @@ export const SCOPES = [
   'keys:use',
   'keys:admin',
   'monitoring:read',
+  // Create, change and delete the tenant's own alert rules (reading them is `monitoring:read`).
+  'alerts:write',
   // Write inference records for any tenant (monitoring's Ingest): the inference service's platform token.
   'monitoring:write',
   'admin',

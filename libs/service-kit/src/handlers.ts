@@ -11,7 +11,11 @@ import type { ErrorStatus } from './status.js';
 import { toErrorStatus } from './status.js';
 
 export interface HandlerOptions {
-  /** The scope the caller's token must grant (`admin` grants all), or `public` for no authentication. */
+  /**
+   * The scope the caller's token must grant (`admin` grants all), or `public` for no authentication.
+   * A service passes an access table to `addService` instead, so that its matrix is in one place;
+   * a handler that names a scope too must name the table's.
+   */
   readonly scope: HandlerScope;
 }
 
@@ -21,13 +25,13 @@ export type HandlerKind = 'unary' | 'serverStream' | 'clientStream' | 'bidi';
 
 interface HandlerBinding {
   readonly kind: HandlerKind;
-  readonly scope: HandlerScope;
-  bind(runtime: HandlerRuntime): grpc.UntypedHandleCall;
+  readonly scope: HandlerScope | undefined;
+  bind(runtime: HandlerRuntime, scope: HandlerScope): grpc.UntypedHandleCall;
 }
 
 type Bindable = { [bindKey]?: HandlerBinding };
 
-/** The runtime of a handler used outside `createService`: no authenticator, so only `public` calls pass. */
+/** The runtime of a handler used outside `createService`: no authenticator, so only `public` calls pass (an undeclared scope is `admin`: closed). */
 const bareRuntime: HandlerRuntime = {
   authenticator: undefined,
   logger: defaultLogger,
@@ -37,15 +41,15 @@ const bareRuntime: HandlerRuntime = {
 
 function defineHandler<H extends grpc.UntypedHandleCall>(
   kind: HandlerKind,
-  scope: HandlerScope,
-  make: (runtime: HandlerRuntime) => H,
+  scope: HandlerScope | undefined,
+  make: (runtime: HandlerRuntime, scope: HandlerScope) => H,
 ): H {
-  const handler = make(bareRuntime) as H & Bindable;
+  const handler = make(bareRuntime, scope ?? 'admin') as H & Bindable;
   handler[bindKey] = { kind, scope, bind: make };
   return handler;
 }
 
-/** The scope a handler made by these adapters declares; undefined for any other function. */
+/** The scope a handler made by these adapters declares itself; undefined when it leaves it to an access table, or is not ours. */
 export function handlerScope(handler: unknown): HandlerScope | undefined {
   return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.scope : undefined;
 }
@@ -55,9 +59,9 @@ export function handlerKind(handler: unknown): HandlerKind | undefined {
   return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.kind : undefined;
 }
 
-/** The handler bound to a service's runtime (authenticator, logger, in-flight calls); undefined if not ours. */
-export function bindHandler(handler: unknown, runtime: HandlerRuntime): grpc.UntypedHandleCall | undefined {
-  return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.bind(runtime) : undefined;
+/** The handler bound to a service's runtime (authenticator, logger, in-flight calls) with the scope it enforces; undefined if not ours. */
+export function bindHandler(handler: unknown, runtime: HandlerRuntime, scope: HandlerScope): grpc.UntypedHandleCall | undefined {
+  return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.bind(runtime, scope) : undefined;
 }
 
 /** Checks the caller's token and scope and sets `ctx.principal`. */
@@ -174,25 +178,37 @@ function sendStreamError(stream: NodeJS.EventEmitter, status: ErrorStatus): void
   stream.emit('error', status);
 }
 
-export function unary<Req, Res>(
-  options: HandlerOptions,
-  fn: (request: Req, ctx: CallContext) => Promise<Res>,
-): grpc.handleUnaryCall<Req, Res> {
-  const { scope } = options;
-  return defineHandler('unary', scope, (runtime) => (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+/** `(options, fn)` or `(fn)`: the arguments of an adapter, the options being optional. */
+function split<F>(a: HandlerOptions | F, b: F | undefined): [HandlerScope | undefined, F] {
+  return b === undefined ? [undefined, a as F] : [(a as HandlerOptions).scope, b];
+}
+
+type UnaryFn<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
+
+/** A unary handler; its scope comes from the service's access table (or from `options`, used bare). */
+export function unary<Req, Res>(fn: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res>;
+export function unary<Req, Res>(options: HandlerOptions, fn: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res>;
+export function unary<Req, Res>(a: HandlerOptions | UnaryFn<Req, Res>, b?: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  const [declared, fn] = split(a, b);
+  return defineHandler('unary', declared, (runtime, scope) => (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
     void runUnary(call, callback, runtime, scope, fn);
   });
 }
 
+type ServerStreamingFn<Req, Res> = (request: Req, ctx: CallContext) => AsyncIterable<Res>;
+
+export function serverStreaming<Req, Res>(fn: ServerStreamingFn<Req, Res>): grpc.handleServerStreamingCall<Req, Res>;
+export function serverStreaming<Req, Res>(options: HandlerOptions, fn: ServerStreamingFn<Req, Res>): grpc.handleServerStreamingCall<Req, Res>;
 export function serverStreaming<Req, Res>(
-  options: HandlerOptions,
-  fn: (request: Req, ctx: CallContext) => AsyncIterable<Res>,
+  a: HandlerOptions | ServerStreamingFn<Req, Res>,
+  b?: ServerStreamingFn<Req, Res>,
 ): grpc.handleServerStreamingCall<Req, Res> {
-  return defineHandler('serverStream', options.scope, (runtime) => (call: grpc.ServerWritableStream<Req, Res>) => {
+  const [declared, fn] = split(a, b);
+  return defineHandler('serverStream', declared, (runtime, scope) => (call: grpc.ServerWritableStream<Req, Res>) => {
     void runCall(
       call,
       runtime,
-      options.scope,
+      scope,
       async (ctx) => {
         await writeAll(call, fn(call.request, ctx), ctx.signal);
         if (!ctx.signal.aborted) call.end();
@@ -202,29 +218,37 @@ export function serverStreaming<Req, Res>(
   });
 }
 
+type ClientStreamingFn<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>;
+
+export function clientStreaming<Req, Res>(fn: ClientStreamingFn<Req, Res>): grpc.handleClientStreamingCall<Req, Res>;
+export function clientStreaming<Req, Res>(options: HandlerOptions, fn: ClientStreamingFn<Req, Res>): grpc.handleClientStreamingCall<Req, Res>;
 export function clientStreaming<Req, Res>(
-  options: HandlerOptions,
-  fn: (requests: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>,
+  a: HandlerOptions | ClientStreamingFn<Req, Res>,
+  b?: ClientStreamingFn<Req, Res>,
 ): grpc.handleClientStreamingCall<Req, Res> {
-  return defineHandler('clientStream', options.scope, (runtime) => (call: grpc.ServerReadableStream<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+  const [declared, fn] = split(a, b);
+  return defineHandler('clientStream', declared, (runtime, scope) => (call: grpc.ServerReadableStream<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
     void runCall(
       call,
       runtime,
-      options.scope,
+      scope,
       async (ctx) => callback(null, await fn(readAll(call, ctx.signal), ctx)),
       (status) => callback(status),
     );
   });
 }
 
-export function bidiStreaming<Req, Res>(
-  options: HandlerOptions,
-  fn: (requests: AsyncIterable<Req>, ctx: CallContext) => AsyncIterable<Res>,
-): grpc.handleBidiStreamingCall<Req, Res> {
-  return bidiStreamingCall<Req, Res>(options, async (call, ctx) => {
+type BidiStreamingFn<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => AsyncIterable<Res>;
+
+export function bidiStreaming<Req, Res>(fn: BidiStreamingFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
+export function bidiStreaming<Req, Res>(options: HandlerOptions, fn: BidiStreamingFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
+export function bidiStreaming<Req, Res>(a: HandlerOptions | BidiStreamingFn<Req, Res>, b?: BidiStreamingFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res> {
+  const [declared, fn] = split(a, b);
+  const body = async (call: grpc.ServerDuplexStream<Req, Res>, ctx: CallContext): Promise<void> => {
     await writeAll(call, fn(readAll(call, ctx.signal), ctx), ctx.signal);
     if (!ctx.signal.aborted) call.end();
-  });
+  };
+  return declared === undefined ? bidiStreamingCall<Req, Res>(body) : bidiStreamingCall<Req, Res>({ scope: declared }, body);
 }
 
 /**
@@ -234,15 +258,17 @@ export function bidiStreaming<Req, Res>(
  * sent once the call has ended under it). The body reads and writes the call and ends it; the promise
  * settles when the body is done with the call.
  */
-export function bidiStreamingCall<Req, Res>(
-  options: HandlerOptions,
-  fn: (call: grpc.ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>,
-): grpc.handleBidiStreamingCall<Req, Res> {
-  return defineHandler('bidi', options.scope, (runtime) => (call: grpc.ServerDuplexStream<Req, Res>) => {
+type BidiCallFn<Req, Res> = (call: grpc.ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>;
+
+export function bidiStreamingCall<Req, Res>(fn: BidiCallFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
+export function bidiStreamingCall<Req, Res>(options: HandlerOptions, fn: BidiCallFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
+export function bidiStreamingCall<Req, Res>(a: HandlerOptions | BidiCallFn<Req, Res>, b?: BidiCallFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res> {
+  const [declared, fn] = split(a, b);
+  return defineHandler('bidi', declared, (runtime, scope) => (call: grpc.ServerDuplexStream<Req, Res>) => {
     void runCall(
       call,
       runtime,
-      options.scope,
+      scope,
       (ctx) => fn(call, ctx),
       (status) => sendStreamError(call, status),
     );

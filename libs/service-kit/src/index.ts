@@ -16,6 +16,7 @@ export {
   unavailable,
   unimplemented,
 } from './errors.js';
+export { KIT_ACCESS, accessTableProblems, type AccessRule, type AccessTable, type TenantRule } from './access.js';
 export { SCOPES, bearerToken, hasScope, requireScope, type Authenticator, type HandlerScope, type Principal, type Scope } from './auth.js';
 export { AbortListeners, type CallContext, type Cancellation } from './call-context.js';
 export {

@@ -4,12 +4,14 @@ import { health } from '@quanta/contracts';
 import type { Telemetry } from '@quanta/telemetry';
 import { createServerInterceptor } from '@quanta/telemetry';
 import type { Logger } from 'pino';
+import type { AccessTable } from './access.js';
+import { accessTableProblems } from './access.js';
 import type { Authenticator } from './auth.js';
 import type { HandlerRuntime } from './call-context.js';
 import { createCallRegistry } from './call-context.js';
 import { unavailable } from './errors.js';
 import { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from './flow-control.js';
-import { bindHandler, handlerKind } from './handlers.js';
+import { bindHandler, handlerKind, handlerScope } from './handlers.js';
 import type { HealthStatus } from './health.js';
 import { createHealthRegistry } from './health.js';
 import { defaultLogger } from './logger.js';
@@ -68,9 +70,12 @@ export interface QuantaService {
   readonly server: grpc.Server;
   /**
    * Registers a service whose every method is made with `unary`/`serverStreaming`/`clientStreaming`/
-   * `bidiStreaming` (so that each declares its scope). It reports SERVING in health once started.
+   * `bidiStreaming`. `access` is the service's access matrix: every method of `definition` must
+   * have a rule in it (else this throws, naming the method), and each call is checked against its
+   * rule before the handler runs. Without `access`, each handler must declare its own scope. It
+   * reports SERVING in health once started.
    */
-  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
+  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation, access?: AccessTable): void;
   readonly health: { set(service: string, status: HealthStatus): void; get(service: string): HealthStatus | undefined };
   /** Runs on stop after the server has closed (close stores, pools), in registration order. */
   onStop(hook: () => Promise<void> | void): void;
@@ -138,9 +143,13 @@ export function createService(options: ServiceOptions): QuantaService {
     ...(options.maxSendMessageLength === undefined ? {} : { 'grpc.max_send_message_length': options.maxSendMessageLength }),
   });
 
-  const addService = (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void => {
+  const addService = (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation, access?: AccessTable): void => {
     if (starting !== undefined) throw new Error('addService: call it before start()');
     const serviceName = serviceNameOf(definition);
+    if (access !== undefined) {
+      const problems = accessTableProblems(definition, access);
+      if (problems.length > 0) throw new Error(`addService ${serviceName}: ${problems.join('; ')}`);
+    }
     const bound: grpc.UntypedServiceImplementation = {};
     for (const [key, method] of Object.entries(definition)) {
       const handler = implementation[key] ?? (method.originalName === undefined ? undefined : implementation[method.originalName]);
@@ -153,7 +162,14 @@ export function createService(options: ServiceOptions): QuantaService {
       if (kind !== kindOf(method)) {
         throw new Error(`${where} is ${ADAPTER[kindOf(method)]} but its handler was made with ${ADAPTER[kind]}()`);
       }
-      const boundHandler = bindHandler(handler, runtime);
+      const declared = handlerScope(handler);
+      const rule = access?.[method.path];
+      if (rule !== undefined && declared !== undefined && declared !== rule.scope) {
+        throw new Error(`${where}: its handler declares scope "${declared}" but the access table says "${rule.scope}"; keep the scope in the table only`);
+      }
+      const scope = rule?.scope ?? declared;
+      if (scope === undefined) throw new Error(`${where}: no scope declared; pass the service's access table to addService`);
+      const boundHandler = bindHandler(handler, runtime, scope);
       if (boundHandler !== undefined) bound[key] = boundHandler;
     }
     server.addService(definition, bound);

@@ -21,7 +21,16 @@ export const cryptoConfigSchema = {
     max: 1024 * 1024 * 1024,
     doc: 'largest gRPC message accepted; payloads between the payload limit and this get a RESOURCE_EXHAUSTED that names the streaming RPC',
   }),
-  adminTokenTtl: fields.duration({ env: 'QUANTA_ADMIN_TOKEN_TTL', default: 30 * 24 * 3600 * 1000, doc: 'lifetime of the admin token written on first start' }),
+  adminTokenTtl: fields.duration({ env: 'QUANTA_ADMIN_TOKEN_TTL', default: 30 * 24 * 3600 * 1000, doc: 'lifetime of the admin token written on first start (at most --max-token-ttl)' }),
+  maxTokenTtl: fields.duration({
+    env: 'QUANTA_CRYPTO_MAX_TOKEN_TTL',
+    default: 365 * 24 * 3600 * 1000,
+    doc: 'the longest lifetime of an access token; also how long a replaced signing key stays in the JWKS, and a revocation by jti is kept',
+  }),
+  signingKeyRotationPeriod: fields.duration({
+    env: 'QUANTA_CRYPTO_SIGNING_KEY_ROTATION_PERIOD',
+    doc: 'rotate the token signing key when it is this old (like 30d); default: only on RotateSigningKey',
+  }),
   tlsCert: fields.string({ env: 'QUANTA_TLS_CERT', doc: 'server certificate (PEM); TLS is off without it (also QUANTA_CRYPTO_TLS_CERT)' }),
   tlsKey: fields.string({ env: 'QUANTA_TLS_KEY', doc: 'server private key (PEM) (also QUANTA_CRYPTO_TLS_KEY)' }),
   tlsCa: fields.string({ env: 'QUANTA_TLS_CA', doc: 'CA to check client certificates against; requires them (mTLS) (also QUANTA_CRYPTO_TLS_CA)' }),
@@ -37,6 +46,10 @@ export interface CryptoConfig {
   maxMessageBytes: number;
   /** Milliseconds. */
   adminTokenTtl: number;
+  /** Milliseconds; default one year. */
+  maxTokenTtl?: number;
+  /** Milliseconds; undefined: rotate on request only. */
+  signingKeyRotationPeriod?: number | undefined;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   tlsCa: string | undefined;

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createTokenIssuer, createTokenVerifier } from '@quanta/auth';
-import type { TokenIssuer } from '@quanta/auth';
+import type { TokenIssuer, TokenVerifier } from '@quanta/auth';
 import { crypto as pb } from '@quanta/contracts';
 import { createService } from '@quanta/service-kit';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
@@ -12,12 +12,17 @@ import type { Logger } from 'pino';
 import type { CryptoConfig } from '../config.js';
 import { createKeyManager, loadMasterKey } from '../core/index.js';
 import type { KeyManager } from '../core/index.js';
+import { CRYPTO_ACCESS } from './access.js';
 import { ensureAdminToken } from './admin-token.js';
 import { createPayloadLimit } from './context.js';
 import { createDataHandlers } from './handlers-data.js';
 import { createKeyHandlers } from './handlers-keys.js';
 import { createStreamHandlers } from './handlers-stream.js';
 import { createTokenHandlers } from './handlers-tokens.js';
+import { createRevocationStore } from './revocation-store.js';
+import { scheduleSigningKeyRotation } from './signing-key-rotation.js';
+import { createTokenAdmin } from './token-admin.js';
+import type { TokenAdmin } from './token-admin.js';
 import { createStoredSigningKeyStore } from './token-key-store.js';
 
 export interface CryptoServerOptions {
@@ -38,8 +43,10 @@ export interface CryptoServer {
   readonly service: QuantaService;
   readonly keys: KeyManager;
   readonly issuer: TokenIssuer;
-  /** Checks tokens locally: this service holds the signing keys. */
-  readonly authenticator: Authenticator;
+  /** Checks tokens locally: this service holds the signing keys and the revocations. */
+  readonly authenticator: TokenVerifier;
+  /** Issue, revoke, rotate the signing key. */
+  readonly tokens: TokenAdmin;
   readonly adminTokenPath: string;
   stop(options?: { graceMs?: number }): Promise<void>;
 }
@@ -75,22 +82,36 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
   try {
     const masterKey = options.masterKey ?? loadMasterKey({ env: options.env ?? process.env, home: config.home, logger: { warn: (msg) => logger.warn(msg) } });
     const keys = await createKeyManager({ store, masterKey, ...(options.clock === undefined ? {} : { clock: () => new Date(options.clock!()) }) });
+    const clock = options.clock ?? Date.now;
     const issuer = await createTokenIssuer({
       store: await createStoredSigningKeyStore(store, masterKey),
-      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      maxTtlSeconds: Math.max(1, Math.floor((config.maxTokenTtl ?? 365 * 24 * 3600_000) / 1000)),
+      clock,
     });
-    // The keys are local, so a fresh fetch costs nothing: refresh on every unknown kid.
+    const revocations = await createRevocationStore(store);
+    const admin = createTokenAdmin({ issuer, revocations, afterRevoke: () => authenticator.refreshRevocations(), clock, logger });
+    // The keys and revocations are local, so a fresh fetch costs nothing: refresh the keys on every
+    // unknown kid; RevokeToken refreshes the revocations at once, the poll covers other replicas.
     const authenticator = createTokenVerifier({
       fetchJwks: () => issuer.jwks(),
+      fetchRevocations: async (known) => {
+        const list = await admin.revocations(known);
+        return list.unchanged ? { unchanged: true, version: list.version } : { unchanged: false, version: list.version, revocations: list.revocations };
+      },
       minRefreshIntervalMs: 0,
-      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      logger,
+      clock,
     });
+    service.onStop(() => authenticator.close());
     verifier = authenticator;
+    await authenticator.refreshRevocations();
+    const rotation = scheduleSigningKeyRotation({ admin, issuer, periodMs: config.signingKeyRotationPeriod, clock, logger });
+    service.onStop(() => rotation.stop());
     const adminTokenPath = await ensureAdminToken({
       home: config.home,
       issuer,
       verify: authenticator,
-      ttlSeconds: Math.max(1, Math.round(config.adminTokenTtl / 1000)),
+      ttlSeconds: Math.max(1, Math.min(issuer.maxTtlSeconds, Math.round(config.adminTokenTtl / 1000))),
       logger,
     });
 
@@ -99,12 +120,12 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
       ...createKeyHandlers(keys),
       ...createDataHandlers(keys, limit),
       ...createStreamHandlers(keys),
-      ...createTokenHandlers(issuer),
+      ...createTokenHandlers(issuer, admin),
     };
-    service.addService(pb.CryptoServiceService, implementation);
+    service.addService(pb.CryptoServiceService, implementation, CRYPTO_ACCESS);
     if (ownStore) service.onStop(() => store.close());
     const { port, address } = await service.start();
-    return { port, address, service, keys, issuer, authenticator, adminTokenPath, stop: (o) => service.stop(o) };
+    return { port, address, service, keys, issuer, authenticator, tokens: admin, adminTokenPath, stop: (o) => service.stop(o) };
   } catch (error: unknown) {
     if (ownStore) await store.close();
     throw error;

@@ -58,13 +58,13 @@ const noPlaintext = (error: pb.BatchItemError): pb.PlaintextResult => ({ plainte
 /** Data operations: every RPC needs `keys:use`; unary payloads are capped so that large ones stream. */
 export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataHandlers {
   return {
-    encrypt: unary<pb.EncryptRequest, pb.EncryptResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    encrypt: unary<pb.EncryptRequest, pb.EncryptResponse>(async (req, ctx) => {
       limit.check('Encrypt', 'plaintext', req.plaintext.length, 'use EncryptStream for large payloads');
       const out = await keys.encrypt(actorOf(ctx), req.keyName, req.plaintext, optionalBytes(req.associatedData));
       return { ciphertext: out.ciphertext, keyVersion: out.version };
     }),
 
-    decrypt: unary<pb.DecryptRequest, pb.DecryptResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    decrypt: unary<pb.DecryptRequest, pb.DecryptResponse>(async (req, ctx) => {
       limit.check('Decrypt', 'ciphertext', req.ciphertext.length, 'use DecryptStream for large payloads');
       const ttlSeconds = safeNumber(req.ttlSeconds, 'ttl_seconds');
       const out = await keys.decrypt(
@@ -77,13 +77,13 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
       return { plaintext: out.plaintext, keyVersion: out.version };
     }),
 
-    rewrap: unary<pb.RewrapRequest, pb.RewrapResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    rewrap: unary<pb.RewrapRequest, pb.RewrapResponse>(async (req, ctx) => {
       limit.check('Rewrap', 'ciphertext', req.ciphertext.length, 'decrypt with DecryptStream and encrypt again with EncryptStream');
       const out = await keys.rewrap(actorOf(ctx), req.keyName, req.ciphertext, optionalBytes(req.associatedData));
       return { ciphertext: out.ciphertext, keyVersion: out.version };
     }),
 
-    batchEncrypt: unary<pb.BatchEncryptRequest, pb.BatchEncryptResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    batchEncrypt: unary<pb.BatchEncryptRequest, pb.BatchEncryptResponse>(async (req, ctx) => {
       batchSize('BatchEncrypt', req.items.map((i) => i.plaintext), limit);
       const actor = actorOf(ctx);
       const results = await eachItem(
@@ -98,7 +98,7 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
       return { results };
     }),
 
-    batchDecrypt: unary<pb.BatchDecryptRequest, pb.BatchDecryptResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    batchDecrypt: unary<pb.BatchDecryptRequest, pb.BatchDecryptResponse>(async (req, ctx) => {
       batchSize('BatchDecrypt', req.items.map((i) => i.ciphertext), limit);
       const actor = actorOf(ctx);
       const results = await eachItem(
@@ -113,7 +113,7 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
       return { results };
     }),
 
-    batchRewrap: unary<pb.BatchRewrapRequest, pb.BatchRewrapResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    batchRewrap: unary<pb.BatchRewrapRequest, pb.BatchRewrapResponse>(async (req, ctx) => {
       batchSize('BatchRewrap', req.items.map((i) => i.ciphertext), limit);
       const actor = actorOf(ctx);
       const results = await eachItem(
@@ -128,7 +128,7 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
       return { results };
     }),
 
-    generateDataKey: unary<pb.GenerateDataKeyRequest, pb.GenerateDataKeyResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    generateDataKey: unary<pb.GenerateDataKeyRequest, pb.GenerateDataKeyResponse>(async (req, ctx) => {
       const bits = req.bits === 0 ? 256 : req.bits;
       if (bits !== 128 && bits !== 256) throw invalidArgument(`GenerateDataKey: bits must be 128 or 256, got ${req.bits}`);
       const aad = optionalBytes(req.associatedData);
@@ -140,18 +140,18 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
       return { plaintext: out.plaintext ?? Buffer.alloc(0), wrappedKey: out.wrapped, keyVersion: out.version };
     }),
 
-    unwrapDataKey: unary<pb.UnwrapDataKeyRequest, pb.UnwrapDataKeyResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    unwrapDataKey: unary<pb.UnwrapDataKeyRequest, pb.UnwrapDataKeyResponse>(async (req, ctx) => {
       limit.check('UnwrapDataKey', 'wrapped_key', req.wrappedKey.length, 'a wrapped key from GenerateDataKey is under 100 bytes');
       return { plaintext: await keys.unwrapDataKey(actorOf(ctx), req.keyName, req.wrappedKey, optionalBytes(req.associatedData)) };
     }),
 
-    sign: unary<pb.SignRequest, pb.SignResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    sign: unary<pb.SignRequest, pb.SignResponse>(async (req, ctx) => {
       limit.check('Sign', 'data', req.data.length, 'sign a SHA-256 digest of large data instead');
       const out = await keys.sign(actorOf(ctx), req.keyName, req.data, req.keyVersion === 0 ? undefined : req.keyVersion);
       return { signature: out.signature, keyVersion: out.version };
     }),
 
-    verify: unary<pb.VerifyRequest, pb.VerifyResponse>({ scope: 'keys:use' }, async (req, ctx) => {
+    verify: unary<pb.VerifyRequest, pb.VerifyResponse>(async (req, ctx) => {
       limit.check('Verify', 'data', req.data.length, 'verify a SHA-256 digest of large data instead');
       const valid = await keys.verify(actorOf(ctx), req.keyName, req.data, req.signature, req.keyVersion === 0 ? undefined : req.keyVersion);
       return { valid };

@@ -19,11 +19,11 @@ export function pageSizeOf(pageSize: number, rpc: string): number {
 /** Key management: every RPC needs `keys:admin` and acts within the token's tenant. */
 export function createKeyHandlers(keys: KeyManager): KeyHandlers {
   return {
-    createKey: unary<pb.CreateKeyRequest, pb.CreateKeyResponse>({ scope: 'keys:admin' }, async (req, ctx) => ({
+    createKey: unary<pb.CreateKeyRequest, pb.CreateKeyResponse>(async (req, ctx) => ({
       key: keyToWire(await keys.createKey(actorOf(ctx), req.name, keyTypeFromWire(req.type), configPatchFromWire(req.config))),
     })),
 
-    importKey: unary<pb.ImportKeyRequest, pb.ImportKeyResponse>({ scope: 'keys:admin' }, async (req, ctx) => {
+    importKey: unary<pb.ImportKeyRequest, pb.ImportKeyResponse>(async (req, ctx) => {
       if (req.material.length === 0) throw invalidArgument('ImportKey: material is empty');
       const type = keyTypeFromWire(req.type);
       // A Fernet key travels as its url-safe base64 text, exactly as Python writes it.
@@ -31,11 +31,11 @@ export function createKeyHandlers(keys: KeyManager): KeyHandlers {
       return { key: keyToWire(await keys.importKey(actorOf(ctx), req.name, type, material, configPatchFromWire(req.config))) };
     }),
 
-    getKey: unary<pb.GetKeyRequest, pb.GetKeyResponse>({ scope: 'keys:admin' }, async (req, ctx) => ({
+    getKey: unary<pb.GetKeyRequest, pb.GetKeyResponse>(async (req, ctx) => ({
       key: keyToWire(await keys.getKey(actorOf(ctx), req.name)),
     })),
 
-    listKeys: unary<pb.ListKeysRequest, pb.ListKeysResponse>({ scope: 'keys:admin' }, async (req, ctx) => {
+    listKeys: unary<pb.ListKeysRequest, pb.ListKeysResponse>(async (req, ctx) => {
       const page = await keys.listKeys(actorOf(ctx), {
         pageSize: pageSizeOf(req.pageSize, 'ListKeys'),
         ...(req.pageToken === '' ? {} : { pageToken: req.pageToken }),
@@ -43,27 +43,27 @@ export function createKeyHandlers(keys: KeyManager): KeyHandlers {
       return { keys: page.keys.map(keyToWire), nextPageToken: page.nextPageToken };
     }),
 
-    rotateKey: unary<pb.RotateKeyRequest, pb.RotateKeyResponse>({ scope: 'keys:admin' }, async (req, ctx) => ({
+    rotateKey: unary<pb.RotateKeyRequest, pb.RotateKeyResponse>(async (req, ctx) => ({
       key: keyToWire(await keys.rotateKey(actorOf(ctx), req.name)),
     })),
 
-    updateKeyConfig: unary<pb.UpdateKeyConfigRequest, pb.UpdateKeyConfigResponse>({ scope: 'keys:admin' }, async (req, ctx) => {
+    updateKeyConfig: unary<pb.UpdateKeyConfigRequest, pb.UpdateKeyConfigResponse>(async (req, ctx) => {
       const patch = configPatchFromWire(req.config);
       if (Object.keys(patch).length === 0) throw invalidArgument('UpdateKeyConfig: config sets no field to change');
       return { key: keyToWire(await keys.updateKeyConfig(actorOf(ctx), req.name, patch)) };
     }),
 
-    deleteKey: unary<pb.DeleteKeyRequest, pb.DeleteKeyResponse>({ scope: 'keys:admin' }, async (req, ctx) => {
+    deleteKey: unary<pb.DeleteKeyRequest, pb.DeleteKeyResponse>(async (req, ctx) => {
       await keys.deleteKey(actorOf(ctx), req.name);
       return {};
     }),
 
-    exportKey: unary<pb.ExportKeyRequest, pb.ExportKeyResponse>({ scope: 'keys:admin' }, async (req, ctx) => {
+    exportKey: unary<pb.ExportKeyRequest, pb.ExportKeyResponse>(async (req, ctx) => {
       const exported = await keys.exportKey(actorOf(ctx), req.name, req.version === 0 ? undefined : req.version);
       return { name: req.name, version: exported.version, material: exported.material };
     }),
 
-    listAuditEvents: unary<pb.ListAuditEventsRequest, pb.ListAuditEventsResponse>({ scope: 'keys:admin' }, async (req, ctx) => {
+    listAuditEvents: unary<pb.ListAuditEventsRequest, pb.ListAuditEventsResponse>(async (req, ctx) => {
       const page = await keys.listAudit(actorOf(ctx), {
         ...(req.keyName === '' ? {} : { keyName: req.keyName }),
         pageSize: pageSizeOf(req.pageSize, 'ListAuditEvents'),

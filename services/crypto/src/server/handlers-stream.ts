@@ -50,7 +50,7 @@ async function* through(chunks: AsyncIterable<Buffer>, transform: Transform): As
 /** Streaming encryption for payloads larger than one message (scope `keys:use`). */
 export function createStreamHandlers(keys: KeyManager): StreamHandlers {
   return {
-    encryptStream: bidiStreaming<pb.EncryptStreamRequest, pb.EncryptStreamResponse>({ scope: 'keys:use' }, async function* (requests, ctx) {
+    encryptStream: bidiStreaming<pb.EncryptStreamRequest, pb.EncryptStreamResponse>(async function* (requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
       const header = await readHeader(iterator, 'EncryptStream');
       const { version, transform } = await keys.encryptStream(actorOf(ctx), header.keyName, optionalBytes(header.associatedData));
@@ -60,7 +60,7 @@ export function createStreamHandlers(keys: KeyManager): StreamHandlers {
       }
     }),
 
-    decryptStream: bidiStreaming<pb.DecryptStreamRequest, pb.DecryptStreamResponse>({ scope: 'keys:use' }, async function* (requests, ctx) {
+    decryptStream: bidiStreaming<pb.DecryptStreamRequest, pb.DecryptStreamResponse>(async function* (requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
       const header = await readHeader(iterator, 'DecryptStream');
       const transform = await keys.decryptStream(actorOf(ctx), header.keyName, optionalBytes(header.associatedData));

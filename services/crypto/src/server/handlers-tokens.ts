@@ -1,22 +1,48 @@
-import type { TokenIssuer } from '@quanta/auth';
 import type { crypto as pb } from '@quanta/contracts';
-import { unary } from '@quanta/service-kit';
+import { invalidArgument, unary } from '@quanta/service-kit';
 import { safeNumber } from './convert.js';
+import type { StoredRevocation } from './revocation-store.js';
+import type { RevokeTarget, TokenAdmin } from './token-admin.js';
+import type { TokenIssuer } from '@quanta/auth';
 
-type TokenHandlers = Pick<pb.CryptoServiceServer, 'issueToken' | 'getJwks'>;
+type TokenHandlers = Pick<pb.CryptoServiceServer, 'issueToken' | 'getJwks' | 'revokeToken' | 'getRevocations' | 'rotateSigningKey'>;
 
 const DEFAULT_TTL_SECONDS = 3600;
 
-/** Access tokens: issuing needs `admin`; the public keys are open to everyone. */
-export function createTokenHandlers(issuer: TokenIssuer): TokenHandlers {
+function toProto(r: StoredRevocation): pb.Revocation {
   return {
-    issueToken: unary<pb.IssueTokenRequest, pb.IssueTokenResponse>({ scope: 'admin' }, async (req, ctx) => {
+    jti: r.jti ?? '',
+    subjectDigest: r.subjectDigest ?? '',
+    issuedBefore: r.issuedBeforeMs === undefined ? undefined : new Date(r.issuedBeforeMs),
+    expireTime: new Date(r.expiresAtMs),
+    revokeTime: new Date(r.revokedAtMs),
+  };
+}
+
+function targetOf(req: pb.RevokeTokenRequest): RevokeTarget {
+  const target = req.target;
+  switch (target?.$case) {
+    case 'token':
+      return { kind: 'token', token: target.value };
+    case 'jti':
+      return { kind: 'jti', jti: target.value };
+    case 'subject':
+      return { kind: 'subject', tenant: req.tenant, subject: target.value, ...(req.issuedBefore === undefined ? {} : { issuedBeforeMs: req.issuedBefore.getTime() }) };
+    default:
+      throw invalidArgument('set one of token, jti or subject (with tenant)');
+  }
+}
+
+/** Access tokens. Each method's scope is in access.ts: the public keys and revocations are open to all. */
+export function createTokenHandlers(issuer: TokenIssuer, admin: TokenAdmin): TokenHandlers {
+  return {
+    issueToken: unary<pb.IssueTokenRequest, pb.IssueTokenResponse>(async (req, ctx) => {
       const ttl = safeNumber(req.ttlSeconds, 'ttl_seconds');
-      const issued = await issuer.mint({
+      const issued = await admin.issue({
         tenant: req.tenant,
         subject: req.subject,
         scopes: req.scopes,
-        ttlSeconds: ttl === 0 ? DEFAULT_TTL_SECONDS : ttl,
+        ttlSeconds: ttl === 0 ? Math.min(DEFAULT_TTL_SECONDS, issuer.maxTtlSeconds) : ttl,
       });
       // Who got which powers, never the token itself.
       ctx.logger.info(
@@ -26,7 +52,7 @@ export function createTokenHandlers(issuer: TokenIssuer): TokenHandlers {
       return { token: issued.token, expireTime: issued.expiresAt, keyId: issued.kid };
     }),
 
-    getJwks: unary<pb.GetJwksRequest, pb.GetJwksResponse>({ scope: 'public' }, async () => {
+    getJwks: unary<pb.GetJwksRequest, pb.GetJwksResponse>(async () => {
       const { keys } = await issuer.jwks();
       return {
         keys: keys.map((k) => ({
@@ -39,6 +65,19 @@ export function createTokenHandlers(issuer: TokenIssuer): TokenHandlers {
         })),
       };
     }),
+
+    revokeToken: unary<pb.RevokeTokenRequest, pb.RevokeTokenResponse>(async (req) => ({
+      revocation: toProto(await admin.revoke(targetOf(req))),
+    })),
+
+    getRevocations: unary<pb.GetRevocationsRequest, pb.GetRevocationsResponse>(async (req) => {
+      const list = await admin.revocations(req.knownVersion);
+      return { version: list.version, unchanged: list.unchanged, revocations: list.revocations.map(toProto) };
+    }),
+
+    rotateSigningKey: unary<pb.RotateSigningKeyRequest, pb.RotateSigningKeyResponse>(async () => {
+      const rotation = await admin.rotateSigningKey();
+      return { keyId: rotation.kid, previousKeyId: rotation.previousKid, previousKeyRetireTime: rotation.previousRetiresAt };
+    }),
   };
 }
-

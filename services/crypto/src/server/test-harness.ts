@@ -34,6 +34,8 @@ export async function startHarness(overrides: Partial<CryptoConfig> = {}): Promi
     maxPayloadBytes: 2 * 1024 * 1024,
     maxMessageBytes: 64 * 1024 * 1024,
     adminTokenTtl: 3600_000,
+    maxTokenTtl: 365 * 24 * 3600_000,
+    signingKeyRotationPeriod: undefined,
     tlsCert: undefined,
     tlsKey: undefined,
     tlsCa: undefined,

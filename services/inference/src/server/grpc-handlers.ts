@@ -27,7 +27,7 @@ function tenantOf(ctx: CallContext): string {
 }
 
 function notSupported<Req, Res>(what: string): handleUnaryCall<Req, Res> {
-  return unary<Req, Res>({ scope: 'public' }, () => Promise.reject(unimplemented(`${what} is not supported by Quanta inference`)));
+  return unary<Req, Res>(() => Promise.reject(unimplemented(`${what} is not supported by Quanta inference`)));
 }
 
 const rethrowMapped = (error: unknown): never => {

@@ -1,7 +1,7 @@
 // The inference process: the core's model manager behind the gRPC (KServe v2 / Triton, :8001) and
 // REST (KServe v2, :8000) front ends, Triton's Prometheus metrics (:8002), with the registry sync
 // plugged in through `sync`.
-import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
+import { createCryptoTokenVerifier } from '@quanta/auth';
 import { crypto } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig, serviceTokenSource as homeTokenSource } from '@quanta/service-kit';
@@ -15,6 +15,7 @@ import type { RestServer } from '../http/rest-server.js';
 import { startRestServer } from '../http/rest-server.js';
 import { METRICS_PATH, startMetricsServer } from '../metrics/metrics-server.js';
 import { createTritonMetrics } from '../metrics/triton-metrics.js';
+import { INFERENCE_ACCESS } from './access.js';
 import { createGrpcHandlers, grpcInferenceServiceDefinition } from './grpc-handlers.js';
 import { createInferenceApi } from './inference-api.js';
 import type { RepositoryLoader } from './repository-loader.js';
@@ -94,9 +95,12 @@ export function serviceTokenSource(config: Pick<InferenceConfig, 'serviceToken' 
 export async function startInferenceServer(config: InferenceConfig, options: InferenceServerOptions = {}): Promise<InferenceServer> {
   let authenticator = options.authenticator;
   let cryptoClient: crypto.CryptoServiceClient | undefined;
+  let closeVerifier = (): void => undefined;
   if (authenticator === undefined) {
     cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, channelCredentials(clientTlsFromConfig(config)));
-    authenticator = createTokenVerifier({ fetchJwks: createJwksFetcher(cryptoClient) });
+    const verifier = createCryptoTokenVerifier(cryptoClient, { logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) } });
+    closeVerifier = () => verifier.close();
+    authenticator = verifier;
   }
   const service = createService({
     name: 'inference',
@@ -118,6 +122,7 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     await metrics?.close({ graceMs: 0 });
     await sync?.close();
     await manager.close();
+    closeVerifier();
     cryptoClient?.close();
   };
   try {
@@ -125,7 +130,7 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     const loader = options.loader ?? sync?.loader;
     ready = options.ready ?? (sync?.ready === undefined ? undefined : () => sync?.ready?.() ?? true);
     const api = createInferenceApi({ manager, loader, ready, version: INFERENCE_VERSION });
-    service.addService(grpcInferenceServiceDefinition, createGrpcHandlers(api));
+    service.addService(grpcInferenceServiceDefinition, createGrpcHandlers(api), INFERENCE_ACCESS);
     // REST serves the same certificate (and client-certificate rule) as gRPC.
     const { tls } = serviceOptionsFromConfig(config);
     http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, tls, logger });

@@ -99,7 +99,7 @@ async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: 
 export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers {
   const { store } = deps;
   return {
-    createDeployment: unary<pb.CreateDeploymentRequest, pb.CreateDeploymentResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    createDeployment: unary<pb.CreateDeploymentRequest, pb.CreateDeploymentResponse>(async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const name = checkName('deployment', req.name, 'name');
       const deployment = await store.transaction(async (tx) => {
@@ -110,7 +110,7 @@ export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers
       return { deployment };
     }),
 
-    updateDeployment: unary<pb.UpdateDeploymentRequest, pb.UpdateDeploymentResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    updateDeployment: unary<pb.UpdateDeploymentRequest, pb.UpdateDeploymentResponse>(async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const name = checkName('deployment', req.name, 'name');
       const deployment = await store.transaction(async (tx) => {
@@ -121,7 +121,7 @@ export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers
       return { deployment };
     }),
 
-    deleteDeployment: unary<pb.DeleteDeploymentRequest, pb.DeleteDeploymentResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    deleteDeployment: unary<pb.DeleteDeploymentRequest, pb.DeleteDeploymentResponse>(async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const name = checkName('deployment', req.name, 'name');
       await store.transaction(async (tx) => {
@@ -131,16 +131,16 @@ export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers
       return {};
     }),
 
-    getDeployment: unary<pb.GetDeploymentRequest, pb.GetDeploymentResponse>({ scope: 'models:read' }, async (req, ctx) => ({
+    getDeployment: unary<pb.GetDeploymentRequest, pb.GetDeploymentResponse>(async (req, ctx) => ({
       deployment: await getDeployment(store, tenantOf(ctx), checkName('deployment', req.name, 'name')),
     })),
 
-    listDeployments: unary<pb.ListDeploymentsRequest, pb.ListDeploymentsResponse>({ scope: 'models:read' }, async (req, ctx) => {
+    listDeployments: unary<pb.ListDeploymentsRequest, pb.ListDeploymentsResponse>(async (req, ctx) => {
       if (req.model !== '') checkName('model', req.model, 'model');
       return listDeployments(store, tenantOf(ctx), req.model, { size: pageSize(req.pageSize), token: req.pageToken });
     }),
 
-    watchDeployments: serverStreaming<pb.WatchDeploymentsRequest, pb.WatchDeploymentsResponse>({ scope: 'models:read' }, (req, ctx) =>
+    watchDeployments: serverStreaming<pb.WatchDeploymentsRequest, pb.WatchDeploymentsResponse>((req, ctx) =>
       watch(deps, req, ctx),
     ),
   };

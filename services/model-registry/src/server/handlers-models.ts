@@ -32,7 +32,7 @@ type ModelHandlers = Pick<
 export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
   const { store } = deps;
   return {
-    createModel: unary<pb.CreateModelRequest, pb.CreateModelResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    createModel: unary<pb.CreateModelRequest, pb.CreateModelResponse>(async (req, ctx) => {
       const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
       const tags = checkTags(req.tags, 'tags');
       const model = await store.transaction(async (tx) => {
@@ -42,15 +42,15 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       return { model };
     }),
 
-    getModel: unary<pb.GetModelRequest, pb.GetModelResponse>({ scope: 'models:read' }, async (req, ctx) => ({
+    getModel: unary<pb.GetModelRequest, pb.GetModelResponse>(async (req, ctx) => ({
       model: await getModel(store, { tenant: tenantOf(ctx), name: checkName('model', req.name) }),
     })),
 
-    listModels: unary<pb.ListModelsRequest, pb.ListModelsResponse>({ scope: 'models:read' }, async (req, ctx) =>
+    listModels: unary<pb.ListModelsRequest, pb.ListModelsResponse>(async (req, ctx) =>
       listModels(store, tenantOf(ctx), { namePrefix: req.namePrefix, tags: req.tags }, { size: pageSize(req.pageSize), token: req.pageToken }),
     ),
 
-    updateModel: unary<pb.UpdateModelRequest, pb.UpdateModelResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    updateModel: unary<pb.UpdateModelRequest, pb.UpdateModelResponse>(async (req, ctx) => {
       const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
       const setTags = checkTags(req.setTags, 'set_tags');
       const model = await store.transaction(async (tx) => {
@@ -60,7 +60,7 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       return { model };
     }),
 
-    deleteModel: unary<pb.DeleteModelRequest, pb.DeleteModelResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    deleteModel: unary<pb.DeleteModelRequest, pb.DeleteModelResponse>(async (req, ctx) => {
       const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
       const orphaned = await store.transaction((tx) => deleteModel(tx, key));
       // After commit: a crash in between leaves files the start-up sweep removes.
@@ -68,18 +68,18 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       return {};
     }),
 
-    uploadVersion: clientStreaming<pb.UploadVersionRequest, pb.UploadVersionResponse>({ scope: 'models:write' }, async (requests, ctx) => ({
+    uploadVersion: clientStreaming<pb.UploadVersionRequest, pb.UploadVersionResponse>(async (requests, ctx) => ({
       version: await uploadVersion(deps, requests, ctx),
     })),
 
-    getVersion: unary<pb.GetVersionRequest, pb.GetVersionResponse>({ scope: 'models:read' }, async (req, ctx) => {
+    getVersion: unary<pb.GetVersionRequest, pb.GetVersionResponse>(async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const ref = parseRef(req.ref);
       const number = await resolveVersion(store, tenant, ref);
       return { version: await getVersion(store, tenant, ref.model, number) };
     }),
 
-    listVersions: unary<pb.ListVersionsRequest, pb.ListVersionsResponse>({ scope: 'models:read' }, async (req, ctx) =>
+    listVersions: unary<pb.ListVersionsRequest, pb.ListVersionsResponse>(async (req, ctx) =>
       listVersions(
         store,
         { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') },
@@ -88,7 +88,7 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       ),
     ),
 
-    updateVersion: unary<pb.UpdateVersionRequest, pb.UpdateVersionResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    updateVersion: unary<pb.UpdateVersionRequest, pb.UpdateVersionResponse>(async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const ref = parseRef(req.ref);
       const setTags = checkTags(req.setTags, 'set_tags');
@@ -100,7 +100,7 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       return { version };
     }),
 
-    downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'models:read' }, (req, ctx) =>
+    downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>((req, ctx) =>
       downloadVersion(deps, req, ctx),
     ),
 
@@ -108,7 +108,7 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       compressVersion(deps, req, ctx),
     ),
 
-    setAlias: unary<pb.SetAliasRequest, pb.SetAliasResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    setAlias: unary<pb.SetAliasRequest, pb.SetAliasResponse>(async (req, ctx) => {
       const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
       const alias = checkName('alias', req.alias);
       const result = await store.transaction(async (tx) => {
@@ -122,7 +122,7 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       return { model: result.model, previousVersion: result.previousVersion };
     }),
 
-    deleteAlias: unary<pb.DeleteAliasRequest, pb.DeleteAliasResponse>({ scope: 'models:write' }, async (req, ctx) => {
+    deleteAlias: unary<pb.DeleteAliasRequest, pb.DeleteAliasResponse>(async (req, ctx) => {
       const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
       await store.transaction((tx) => deleteAlias(tx, key, checkName('alias', req.alias), deps.now()));
       return {};

@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
+import { createCryptoTokenVerifier } from '@quanta/auth';
 import { crypto as cpb } from '@quanta/contracts';
 import type { registry as pb } from '@quanta/contracts';
 import { clientTlsFromConfig, createClient, createService, serviceOptionsFromConfig, serviceTokenSource } from '@quanta/service-kit';
@@ -21,6 +21,7 @@ import type { RegistryDeps } from './deps.js';
 import { createDeploymentHandlers } from './handlers-deployments.js';
 import { createModelHandlers } from './handlers-models.js';
 import { inspectOnnxModel } from './inspector.js';
+import { REGISTRY_ACCESS } from './access.js';
 import { registryServiceDefinition } from './wire-codecs.js';
 import type { Inspector } from './inspector.js';
 
@@ -108,7 +109,11 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
     ...(tls === undefined ? {} : { tls }),
     ...(options.telemetry === undefined ? {} : { telemetry: { tracer: options.telemetry.tracer } }),
   });
-  const authenticator = options.authenticator ?? createTokenVerifier({ fetchJwks: createJwksFetcher(jwksClient) });
+  const verifier =
+    options.authenticator === undefined
+      ? createCryptoTokenVerifier(jwksClient, { logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) } })
+      : undefined;
+  const authenticator = options.authenticator ?? verifier;
   const service = createService({
     name: 'model-registry',
     ...serviceOptionsFromConfig(config),
@@ -146,8 +151,9 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
       closing: closing.signal,
     };
     const implementation: pb.RegistryServiceServer = { ...createModelHandlers(deps), ...createDeploymentHandlers(deps) };
-    service.addService(registryServiceDefinition(), implementation);
+    service.addService(registryServiceDefinition(), implementation, REGISTRY_ACCESS);
     service.onStop(() => {
+      verifier?.close();
       cryptoClient.close();
       jwksClient.close();
     });

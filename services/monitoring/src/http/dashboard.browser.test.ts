@@ -51,7 +51,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     const reply = await ingest(h.client, admin, [cifar, bert, other]);
     expect(reply.accepted).toBe(157n);
 
-    const reader = await h.token('acme', ['monitoring:read']);
+    const reader = await h.token('acme', ['monitoring:read', 'alerts:write']);
     await call(
       h.client,
       'createAlertRule',

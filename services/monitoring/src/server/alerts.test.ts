@@ -14,7 +14,7 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
   beforeAll(async () => {
     h = await startHarness();
     admin = await h.token('platform', ['admin']);
-    reader = await h.token('acme', ['monitoring:read']);
+    reader = await h.token('acme', ['monitoring:read', 'alerts:write']);
   });
   afterAll(async () => h.close());
 
@@ -120,5 +120,25 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
     h.now.ms = T0 + 200_000;
     const updated = await call(h.client, 'updateAlertRule', { rule: rule({ threshold: 9000 }) }, reader);
     expect(updated.rule).toMatchObject({ threshold: 9000, createTime: new Date(T0), updateTime: new Date(T0 + 200_000) });
+  });
+
+  it('lets a read-only token read rules but never create, change or delete one', async () => {
+    const readOnly = await h.token('acme', ['monitoring:read']);
+    const before = await call(h.client, 'listAlertRules', { pageSize: 0, pageToken: '', model: '' }, readOnly);
+    expect(before.rules.length).toBeGreaterThan(0);
+    const name = before.rules[0]!.name;
+    for (const attempt of [
+      call(h.client, 'createAlertRule', { rule: rule({ name: 'sneaky' }) }, readOnly),
+      call(h.client, 'updateAlertRule', { rule: rule({ name, threshold: 1 }) }, readOnly),
+      call(h.client, 'deleteAlertRule', { name }, readOnly),
+    ]) {
+      const denied = await failure(attempt);
+      expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(denied.details).toMatch(/needs scope "alerts:write"/);
+    }
+    // Nor does the platform's ingest scope write a tenant's rules.
+    const ingest = await h.token('acme', ['monitoring:write']);
+    expect((await failure(call(h.client, 'createAlertRule', { rule: rule({ name: 'sneaky' }) }, ingest))).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(await call(h.client, 'listAlertRules', { pageSize: 0, pageToken: '', model: '' }, readOnly)).toEqual(before);
   });
 });

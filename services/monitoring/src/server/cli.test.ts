@@ -27,7 +27,7 @@ describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }
   beforeAll(async () => {
     h = await startHarness({ targets: [{ name: 'nothing', address: '127.0.0.1:1' }] });
     home = await mkdtemp(join(tmpdir(), 'quanta-cli-'));
-    const reader = await h.token('acme', ['monitoring:read']);
+    const reader = await h.token('acme', ['monitoring:read', 'alerts:write']);
     env = { ...process.env, QUANTA_HOME: home, QUANTA_TOKEN: reader, QUANTA_MONITORING_ADDR: `127.0.0.1:${h.server.port}` };
     h.now.ms = T0 + 10_000;
     const admin = await h.token('platform', ['admin']);

@@ -109,11 +109,9 @@ async function* watchAlerts(core: MonitoringCore, tenant: string, ruleName: stri
 
 export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringServiceServer {
   const { store, alerts, board } = core;
-  const read = { scope: 'monitoring:read' } as const;
+  // Each method's scope and tenant rule is in access.ts (MONITORING_ACCESS).
   return {
-    // Records carry their own tenant (inference reports for every tenant with one platform
-    // token), so writing takes the platform scope `monitoring:write` (or `admin`), never a tenant's read.
-    ingest: clientStreaming<pb.IngestRequest, pb.IngestResponse>({ scope: 'monitoring:write' }, async (requests) => {
+    ingest: clientStreaming<pb.IngestRequest, pb.IngestResponse>(async (requests) => {
       let accepted = 0;
       let rejected = 0;
       const rejections: pb.RejectedRecord[] = [];
@@ -142,13 +140,13 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       return { accepted: BigInt(accepted), rejected: BigInt(rejected), rejections };
     }),
 
-    getModelStats: unary<pb.GetModelStatsRequest, pb.GetModelStatsResponse>(read, async (req, ctx) => {
+    getModelStats: unary<pb.GetModelStatsRequest, pb.GetModelStatsResponse>(async (req, ctx) => {
       if (req.model === '') throw invalidArgument('model is missing');
       const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
       return Promise.resolve({ stats: modelStats(store, tenantOf(ctx), req.model, req.version, span) });
     }),
 
-    getTimeSeries: unary<pb.GetTimeSeriesRequest, pb.GetTimeSeriesResponse>(read, async (req, ctx) => {
+    getTimeSeries: unary<pb.GetTimeSeriesRequest, pb.GetTimeSeriesResponse>(async (req, ctx) => {
       if (req.model === '') throw invalidArgument('model is missing');
       const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
       const stepMs = req.step === undefined ? 60_000 : durationMs(req.step);
@@ -157,37 +155,37 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       return Promise.resolve({ model: req.model, version: req.version, step: { seconds: BigInt(stepMs / 1000), nanos: 0 }, points });
     }),
 
-    topModels: unary<pb.TopModelsRequest, pb.TopModelsResponse>(read, async (req, ctx) => {
+    topModels: unary<pb.TopModelsRequest, pb.TopModelsResponse>(async (req, ctx) => {
       const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
       if (pb.topModelsOrderToJSON(req.orderBy) === 'UNRECOGNIZED') throw invalidArgument(`order_by ${req.orderBy} is unknown`);
       return Promise.resolve({ models: topModels(store, tenantOf(ctx), span, req.orderBy, req.limit, req.byVersion) });
     }),
 
-    createAlertRule: unary<pb.CreateAlertRuleRequest, pb.CreateAlertRuleResponse>(read, async (req, ctx) => {
+    createAlertRule: unary<pb.CreateAlertRuleRequest, pb.CreateAlertRuleResponse>(async (req, ctx) => {
       if (req.rule === undefined) throw invalidArgument('rule is missing');
       return { rule: await alerts.createRule(tenantOf(ctx), req.rule) };
     }),
-    getAlertRule: unary<pb.GetAlertRuleRequest, pb.GetAlertRuleResponse>(read, async (req, ctx) => Promise.resolve({ rule: alerts.getRule(tenantOf(ctx), req.name) })),
-    listAlertRules: unary<pb.ListAlertRulesRequest, pb.ListAlertRulesResponse>(read, async (req, ctx) => {
+    getAlertRule: unary<pb.GetAlertRuleRequest, pb.GetAlertRuleResponse>(async (req, ctx) => Promise.resolve({ rule: alerts.getRule(tenantOf(ctx), req.name) })),
+    listAlertRules: unary<pb.ListAlertRulesRequest, pb.ListAlertRulesResponse>(async (req, ctx) => {
       const { page: rules, next } = page(alerts.listRules(tenantOf(ctx), req.model), req.pageSize, req.pageToken, 'ListAlertRules');
       return Promise.resolve({ rules, nextPageToken: next });
     }),
-    updateAlertRule: unary<pb.UpdateAlertRuleRequest, pb.UpdateAlertRuleResponse>(read, async (req, ctx) => {
+    updateAlertRule: unary<pb.UpdateAlertRuleRequest, pb.UpdateAlertRuleResponse>(async (req, ctx) => {
       if (req.rule === undefined) throw invalidArgument('rule is missing');
       return { rule: await alerts.updateRule(tenantOf(ctx), req.rule) };
     }),
-    deleteAlertRule: unary<pb.DeleteAlertRuleRequest, pb.DeleteAlertRuleResponse>(read, async (req, ctx) => {
+    deleteAlertRule: unary<pb.DeleteAlertRuleRequest, pb.DeleteAlertRuleResponse>(async (req, ctx) => {
       await alerts.deleteRule(tenantOf(ctx), req.name);
       return {};
     }),
-    listAlerts: unary<pb.ListAlertsRequest, pb.ListAlertsResponse>(read, async (req, ctx) => {
+    listAlerts: unary<pb.ListAlertsRequest, pb.ListAlertsResponse>(async (req, ctx) => {
       const all = alerts.listAlerts(tenantOf(ctx), { states: req.states, ruleName: req.ruleName });
       const { page: list, next } = page(all, req.pageSize, req.pageToken, 'ListAlerts');
       return Promise.resolve({ alerts: list, nextPageToken: next });
     }),
-    watchAlerts: serverStreaming<pb.WatchAlertsRequest, pb.WatchAlertsResponse>(read, (req, ctx) => watchAlerts(core, tenantOf(ctx), req.ruleName, ctx.signal)),
+    watchAlerts: serverStreaming<pb.WatchAlertsRequest, pb.WatchAlertsResponse>((req, ctx) => watchAlerts(core, tenantOf(ctx), req.ruleName, ctx.signal)),
 
-    getHealthBoard: unary<pb.GetHealthBoardRequest, pb.GetHealthBoardResponse>(read, async () =>
+    getHealthBoard: unary<pb.GetHealthBoardRequest, pb.GetHealthBoardResponse>(async () =>
       Promise.resolve({ services: board.board(), checkInterval: { seconds: BigInt(Math.floor(board.intervalMs / 1000)), nanos: (board.intervalMs % 1000) * 1e6 } }),
     ),
   };

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
+import { createCryptoTokenVerifier } from '@quanta/auth';
 import { crypto, monitoring as pb } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
@@ -20,6 +20,7 @@ import type { HttpServer } from '../http/http-server.js';
 import { startHttpServer } from '../http/http-server.js';
 import type { PromMetrics } from '../http/prometheus.js';
 import { createPromMetrics } from '../http/prometheus.js';
+import { MONITORING_ACCESS } from './access.js';
 import { createMonitoringHandlers } from './handlers.js';
 
 export interface MonitoringServerOptions {
@@ -60,11 +61,14 @@ const EVALUATE_MS = 1000;
 export async function startMonitoringServer(config: MonitoringConfig, options: MonitoringServerOptions = {}): Promise<MonitoringServer> {
   let authenticator = options.authenticator;
   let cryptoClient: crypto.CryptoServiceClient | undefined;
+  let closeVerifier = (): void => undefined;
   // One set of channel credentials (files read once) for the JWKS client and every health check.
   const credentials = channelCredentials(clientTlsFromConfig(config));
   if (authenticator === undefined) {
     cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, credentials);
-    authenticator = createTokenVerifier({ fetchJwks: createJwksFetcher(cryptoClient) });
+    const verifier = createCryptoTokenVerifier(cryptoClient, { logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) } });
+    closeVerifier = () => verifier.close();
+    authenticator = verifier;
   }
   const service = createService({
     name: 'monitoring',
@@ -101,6 +105,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     }
   } catch (error: unknown) {
     await closeStore();
+    closeVerifier();
     cryptoClient?.close();
     throw error;
   }
@@ -129,6 +134,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
       countIngest: (a, r) => metrics.countIngest(a, r),
       stopped: stopped.signal,
     }),
+    MONITORING_ACCESS,
   );
 
   let http: HttpServer;
@@ -138,6 +144,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     ({ port, address } = await service.start());
   } catch (error: unknown) {
     await closeStore();
+    closeVerifier();
     cryptoClient?.close();
     throw error;
   }
@@ -176,6 +183,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     if (timer !== undefined) clearInterval(timer);
     board.stop();
     await http.close();
+    closeVerifier();
     cryptoClient?.close();
     await closeStore();
   });

@@ -28,8 +28,8 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
     store = await backend.open();
     h = await startHarness({ store });
     admin = await h.token('platform', ['admin']);
-    acme = await h.token('acme', ['monitoring:read']);
-    globex = await h.token('globex', ['monitoring:read']);
+    acme = await h.token('acme', ['monitoring:read', 'alerts:write']);
+    globex = await h.token('globex', ['monitoring:read', 'alerts:write']);
   });
   afterAll(async () => {
     await h.close();
@@ -142,7 +142,7 @@ describe('alert rules persist in $QUANTA_HOME/monitoring-db by default', () => {
     const h = await startHarness({ ownStore: true, config: { home } });
     try {
       expect(h.server.ruleStore?.kind).toBe('embedded');
-      const acme = await h.token('acme', ['monitoring:read']);
+      const acme = await h.token('acme', ['monitoring:read', 'alerts:write']);
       const created = (await call(h.client, 'createAlertRule', { rule: rule({ description: 'on disk' }) }, acme)).rule;
       await h.restart();
       expect(await list(h, acme)).toEqual([created]);

@@ -646,10 +646,13 @@ export interface IssueTokenRequest {
   subject: string;
   /**
    * The scopes granted: any of `models:read`, `models:write`, `infer`, `keys:use`,
-   * `keys:admin`, `monitoring:read`, `monitoring:write`, `admin`.
+   * `keys:admin`, `monitoring:read`, `alerts:write`, `monitoring:write`, `admin`.
    */
   scopes: string[];
-  /** Lifetime in seconds, 1 to 31,536,000 (one year); 0 means 3600. */
+  /**
+   * Lifetime in seconds, 1 to the service's longest token lifetime (default 31,536,000, one
+   * year); 0 means 3600 (or the longest lifetime, when shorter).
+   */
   ttlSeconds: bigint;
 }
 
@@ -689,6 +692,91 @@ export interface Jwk {
 export interface GetJwksResponse {
   /** The verification keys, newest first. */
   keys: Jwk[];
+}
+
+/** Request for RevokeToken: exactly one of `token`, `jti` or `subject`. */
+export interface RevokeTokenRequest {
+  target?:
+    | //
+    /**
+     * A whole token (compact JWS): its signature must verify (expired or not), so that only
+     * tokens this service issued can be named.
+     */
+    { $case: "token"; value: string }
+    | //
+    /**
+     * The `jti` claim of one token. Its expiry is unknown here, so the revocation is kept for
+     * the longest token lifetime.
+     */
+    { $case: "jti"; value: string }
+    | //
+    /** Every token of this subject of `tenant` issued before `issued_before`. */
+    { $case: "subject"; value: string }
+    | undefined;
+  /** The tenant of `subject`; required with it, ignored otherwise. */
+  tenant: string;
+  /**
+   * With `subject`: tokens issued (claim `iat`) before this time are revoked; unset means
+   * now, so that every token the subject holds stops working and new ones still do.
+   */
+  issuedBefore?: Date | undefined;
+}
+
+/** Response of RevokeToken. */
+export interface RevokeTokenResponse {
+  /** The revocation as services see it in GetRevocations. */
+  revocation?: Revocation | undefined;
+}
+
+/** One revocation. */
+export interface Revocation {
+  /** A token id (`jti`); set for a token revocation. */
+  jti: string;
+  /** For a subject revocation: lowercase hex SHA-256 of `tenant`, one NUL byte and `subject`. */
+  subjectDigest: string;
+  /** For a subject revocation: tokens whose `iat` is before this time are revoked. */
+  issuedBefore?:
+    | Date
+    | undefined;
+  /** After this time every token the revocation names has expired, and the entry is dropped. */
+  expireTime?:
+    | Date
+    | undefined;
+  /** When it was revoked. */
+  revokeTime?: Date | undefined;
+}
+
+/** Request for GetRevocations. */
+export interface GetRevocationsRequest {
+  /**
+   * The `version` of the list the caller holds; when it is still current the reply has
+   * `unchanged` set and no entries. 0 asks for the whole list.
+   */
+  knownVersion: bigint;
+}
+
+/** Response of GetRevocations. */
+export interface GetRevocationsResponse {
+  /** Grows with every revocation; a caller keeps it and sends it back as `known_version`. */
+  version: bigint;
+  /** The caller's list is current; `revocations` is empty. */
+  unchanged: boolean;
+  /** Every revocation whose tokens may still be valid. */
+  revocations: Revocation[];
+}
+
+/** Request for RotateSigningKey. */
+export interface RotateSigningKeyRequest {
+}
+
+/** Response of RotateSigningKey. */
+export interface RotateSigningKeyResponse {
+  /** The id (`kid`) of the key that signs new tokens from now on. */
+  keyId: string;
+  /** The key it replaced; its tokens keep verifying until they expire. */
+  previousKeyId: string;
+  /** When the previous key leaves GetJwks: now plus the longest token lifetime. */
+  previousKeyRetireTime?: Date | undefined;
 }
 
 /** Request for ListAuditEvents. */
@@ -6058,6 +6146,731 @@ export const GetJwksResponse: MessageFns<GetJwksResponse> = {
   },
 };
 
+function createBaseRevokeTokenRequest(): RevokeTokenRequest {
+  return { target: undefined, tenant: "", issuedBefore: undefined };
+}
+
+export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
+  encode(message: RevokeTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.target?.$case) {
+      case "token":
+        writer.uint32(10).string(message.target.value);
+        break;
+      case "jti":
+        writer.uint32(18).string(message.target.value);
+        break;
+      case "subject":
+        writer.uint32(26).string(message.target.value);
+        break;
+    }
+    if (message.tenant !== "") {
+      writer.uint32(34).string(message.tenant);
+    }
+    if (message.issuedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.issuedBefore), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.target = { $case: "token", value: reader.string() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = { $case: "jti", value: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.target = { $case: "subject", value: reader.string() };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.issuedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeTokenRequest {
+    return {
+      target: isSet(object.token)
+        ? { $case: "token", value: globalThis.String(object.token) }
+        : isSet(object.jti)
+        ? { $case: "jti", value: globalThis.String(object.jti) }
+        : isSet(object.subject)
+        ? { $case: "subject", value: globalThis.String(object.subject) }
+        : undefined,
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      issuedBefore: isSet(object.issuedBefore)
+        ? fromJsonTimestamp(object.issuedBefore)
+        : isSet(object.issued_before)
+        ? fromJsonTimestamp(object.issued_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RevokeTokenRequest): unknown {
+    const obj: any = {};
+    if (message.target?.$case === "token") {
+      obj.token = message.target.value;
+    } else if (message.target?.$case === "jti") {
+      obj.jti = message.target.value;
+    } else if (message.target?.$case === "subject") {
+      obj.subject = message.target.value;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.issuedBefore !== undefined) {
+      obj.issuedBefore = message.issuedBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeTokenRequest>): RevokeTokenRequest {
+    return RevokeTokenRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokeTokenRequest>): RevokeTokenRequest {
+    const message = createBaseRevokeTokenRequest();
+    switch (object.target?.$case) {
+      case "token": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "token", value: object.target.value };
+        }
+        break;
+      }
+      case "jti": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "jti", value: object.target.value };
+        }
+        break;
+      }
+      case "subject": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "subject", value: object.target.value };
+        }
+        break;
+      }
+    }
+    message.tenant = object.tenant ?? "";
+    message.issuedBefore = object.issuedBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRevokeTokenResponse(): RevokeTokenResponse {
+  return { revocation: undefined };
+}
+
+export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
+  encode(message: RevokeTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revocation !== undefined) {
+      Revocation.encode(message.revocation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.revocation = Revocation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeTokenResponse {
+    return { revocation: isSet(object.revocation) ? Revocation.fromJSON(object.revocation) : undefined };
+  },
+
+  toJSON(message: RevokeTokenResponse): unknown {
+    const obj: any = {};
+    if (message.revocation !== undefined) {
+      obj.revocation = Revocation.toJSON(message.revocation);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RevokeTokenResponse>): RevokeTokenResponse {
+    return RevokeTokenResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokeTokenResponse>): RevokeTokenResponse {
+    const message = createBaseRevokeTokenResponse();
+    message.revocation = (object.revocation !== undefined && object.revocation !== null)
+      ? Revocation.fromPartial(object.revocation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRevocation(): Revocation {
+  return { jti: "", subjectDigest: "", issuedBefore: undefined, expireTime: undefined, revokeTime: undefined };
+}
+
+export const Revocation: MessageFns<Revocation> = {
+  encode(message: Revocation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jti !== "") {
+      writer.uint32(10).string(message.jti);
+    }
+    if (message.subjectDigest !== "") {
+      writer.uint32(18).string(message.subjectDigest);
+    }
+    if (message.issuedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.issuedBefore), writer.uint32(26).fork()).join();
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(34).fork()).join();
+    }
+    if (message.revokeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.revokeTime), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Revocation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevocation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jti = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subjectDigest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.issuedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.revokeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Revocation {
+    return {
+      jti: isSet(object.jti) ? globalThis.String(object.jti) : "",
+      subjectDigest: isSet(object.subjectDigest)
+        ? globalThis.String(object.subjectDigest)
+        : isSet(object.subject_digest)
+        ? globalThis.String(object.subject_digest)
+        : "",
+      issuedBefore: isSet(object.issuedBefore)
+        ? fromJsonTimestamp(object.issuedBefore)
+        : isSet(object.issued_before)
+        ? fromJsonTimestamp(object.issued_before)
+        : undefined,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      revokeTime: isSet(object.revokeTime)
+        ? fromJsonTimestamp(object.revokeTime)
+        : isSet(object.revoke_time)
+        ? fromJsonTimestamp(object.revoke_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Revocation): unknown {
+    const obj: any = {};
+    if (message.jti !== "") {
+      obj.jti = message.jti;
+    }
+    if (message.subjectDigest !== "") {
+      obj.subjectDigest = message.subjectDigest;
+    }
+    if (message.issuedBefore !== undefined) {
+      obj.issuedBefore = message.issuedBefore.toISOString();
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.revokeTime !== undefined) {
+      obj.revokeTime = message.revokeTime.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Revocation>): Revocation {
+    return Revocation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Revocation>): Revocation {
+    const message = createBaseRevocation();
+    message.jti = object.jti ?? "";
+    message.subjectDigest = object.subjectDigest ?? "";
+    message.issuedBefore = object.issuedBefore ?? undefined;
+    message.expireTime = object.expireTime ?? undefined;
+    message.revokeTime = object.revokeTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetRevocationsRequest(): GetRevocationsRequest {
+  return { knownVersion: 0n };
+}
+
+export const GetRevocationsRequest: MessageFns<GetRevocationsRequest> = {
+  encode(message: GetRevocationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.knownVersion !== 0n) {
+      if (BigInt.asUintN(64, message.knownVersion) !== message.knownVersion) {
+        throw new globalThis.Error("value provided for field message.knownVersion of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.knownVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRevocationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRevocationsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.knownVersion = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRevocationsRequest {
+    return {
+      knownVersion: isSet(object.knownVersion)
+        ? BigInt(object.knownVersion)
+        : isSet(object.known_version)
+        ? BigInt(object.known_version)
+        : 0n,
+    };
+  },
+
+  toJSON(message: GetRevocationsRequest): unknown {
+    const obj: any = {};
+    if (message.knownVersion !== 0n) {
+      obj.knownVersion = message.knownVersion.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetRevocationsRequest>): GetRevocationsRequest {
+    return GetRevocationsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetRevocationsRequest>): GetRevocationsRequest {
+    const message = createBaseGetRevocationsRequest();
+    message.knownVersion = (object.knownVersion !== undefined && object.knownVersion !== null)
+      ? BigInt(object.knownVersion)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseGetRevocationsResponse(): GetRevocationsResponse {
+  return { version: 0n, unchanged: false, revocations: [] };
+}
+
+export const GetRevocationsResponse: MessageFns<GetRevocationsResponse> = {
+  encode(message: GetRevocationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0n) {
+      if (BigInt.asUintN(64, message.version) !== message.version) {
+        throw new globalThis.Error("value provided for field message.version of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.version);
+    }
+    if (message.unchanged !== false) {
+      writer.uint32(16).bool(message.unchanged);
+    }
+    for (const v of message.revocations) {
+      Revocation.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRevocationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRevocationsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.unchanged = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.revocations.push(Revocation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRevocationsResponse {
+    return {
+      version: isSet(object.version) ? BigInt(object.version) : 0n,
+      unchanged: isSet(object.unchanged) ? globalThis.Boolean(object.unchanged) : false,
+      revocations: globalThis.Array.isArray(object?.revocations)
+        ? object.revocations.map((e: any) => Revocation.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetRevocationsResponse): unknown {
+    const obj: any = {};
+    if (message.version !== 0n) {
+      obj.version = message.version.toString();
+    }
+    if (message.unchanged !== false) {
+      obj.unchanged = message.unchanged;
+    }
+    if (message.revocations?.length) {
+      obj.revocations = message.revocations.map((e) => Revocation.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetRevocationsResponse>): GetRevocationsResponse {
+    return GetRevocationsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetRevocationsResponse>): GetRevocationsResponse {
+    const message = createBaseGetRevocationsResponse();
+    message.version = (object.version !== undefined && object.version !== null) ? BigInt(object.version) : 0n;
+    message.unchanged = object.unchanged ?? false;
+    message.revocations = object.revocations?.map((e) => Revocation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRotateSigningKeyRequest(): RotateSigningKeyRequest {
+  return {};
+}
+
+export const RotateSigningKeyRequest: MessageFns<RotateSigningKeyRequest> = {
+  encode(_: RotateSigningKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateSigningKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateSigningKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RotateSigningKeyRequest {
+    return {};
+  },
+
+  toJSON(_: RotateSigningKeyRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RotateSigningKeyRequest>): RotateSigningKeyRequest {
+    return RotateSigningKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RotateSigningKeyRequest>): RotateSigningKeyRequest {
+    const message = createBaseRotateSigningKeyRequest();
+    return message;
+  },
+};
+
+function createBaseRotateSigningKeyResponse(): RotateSigningKeyResponse {
+  return { keyId: "", previousKeyId: "", previousKeyRetireTime: undefined };
+}
+
+export const RotateSigningKeyResponse: MessageFns<RotateSigningKeyResponse> = {
+  encode(message: RotateSigningKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.previousKeyId !== "") {
+      writer.uint32(18).string(message.previousKeyId);
+    }
+    if (message.previousKeyRetireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.previousKeyRetireTime), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateSigningKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateSigningKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previousKeyId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.previousKeyRetireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateSigningKeyResponse {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      previousKeyId: isSet(object.previousKeyId)
+        ? globalThis.String(object.previousKeyId)
+        : isSet(object.previous_key_id)
+        ? globalThis.String(object.previous_key_id)
+        : "",
+      previousKeyRetireTime: isSet(object.previousKeyRetireTime)
+        ? fromJsonTimestamp(object.previousKeyRetireTime)
+        : isSet(object.previous_key_retire_time)
+        ? fromJsonTimestamp(object.previous_key_retire_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RotateSigningKeyResponse): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.previousKeyId !== "") {
+      obj.previousKeyId = message.previousKeyId;
+    }
+    if (message.previousKeyRetireTime !== undefined) {
+      obj.previousKeyRetireTime = message.previousKeyRetireTime.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RotateSigningKeyResponse>): RotateSigningKeyResponse {
+    return RotateSigningKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateSigningKeyResponse>): RotateSigningKeyResponse {
+    const message = createBaseRotateSigningKeyResponse();
+    message.keyId = object.keyId ?? "";
+    message.previousKeyId = object.previousKeyId ?? "";
+    message.previousKeyRetireTime = object.previousKeyRetireTime ?? undefined;
+    return message;
+  },
+};
+
 function createBaseListAuditEventsRequest(): ListAuditEventsRequest {
   return { keyName: "", pageSize: 0, pageToken: "" };
 }
@@ -6778,6 +7591,54 @@ export const CryptoServiceService = {
     responseDeserialize: (value: Buffer): GetJwksResponse => GetJwksResponse.decode(value),
   },
   /**
+   * Revokes access tokens at once: one token (given whole, or by its `jti`), or every token
+   * of a subject of a tenant issued before a time. Every Quanta service refuses a revoked
+   * token within a few seconds (each polls GetRevocations); revocations are stored, so they
+   * outlive a restart of this service, and are dropped once the tokens they name would have
+   * expired anyway. Scope: `admin`.
+   */
+  revokeToken: {
+    path: "/quanta.crypto.v1.CryptoService/RevokeToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeTokenRequest): Buffer => Buffer.from(RevokeTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeTokenRequest => RevokeTokenRequest.decode(value),
+    responseSerialize: (value: RevokeTokenResponse): Buffer => Buffer.from(RevokeTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeTokenResponse => RevokeTokenResponse.decode(value),
+  },
+  /**
+   * Returns the revocations of tokens that have not expired yet, for services to cache (like
+   * GetJwks). Names no subject: a subject revocation is published as a digest. No
+   * authentication.
+   */
+  getRevocations: {
+    path: "/quanta.crypto.v1.CryptoService/GetRevocations" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRevocationsRequest): Buffer =>
+      Buffer.from(GetRevocationsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRevocationsRequest => GetRevocationsRequest.decode(value),
+    responseSerialize: (value: GetRevocationsResponse): Buffer =>
+      Buffer.from(GetRevocationsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRevocationsResponse => GetRevocationsResponse.decode(value),
+  },
+  /**
+   * Makes a new token signing key the one that signs from now on. Tokens signed with the
+   * previous key keep verifying until they expire; the previous key leaves GetJwks then.
+   * Scope: `admin`.
+   */
+  rotateSigningKey: {
+    path: "/quanta.crypto.v1.CryptoService/RotateSigningKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateSigningKeyRequest): Buffer =>
+      Buffer.from(RotateSigningKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateSigningKeyRequest => RotateSigningKeyRequest.decode(value),
+    responseSerialize: (value: RotateSigningKeyResponse): Buffer =>
+      Buffer.from(RotateSigningKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateSigningKeyResponse => RotateSigningKeyResponse.decode(value),
+  },
+  /**
    * Lists the tenant's audit events, newest first. Events never contain plaintext or key
    * material. Scope: `keys:admin`.
    */
@@ -6884,6 +7745,26 @@ export interface CryptoServiceServer extends UntypedServiceImplementation {
    * after rotation until their tokens expire. No authentication.
    */
   getJwks: handleUnaryCall<GetJwksRequest, GetJwksResponse>;
+  /**
+   * Revokes access tokens at once: one token (given whole, or by its `jti`), or every token
+   * of a subject of a tenant issued before a time. Every Quanta service refuses a revoked
+   * token within a few seconds (each polls GetRevocations); revocations are stored, so they
+   * outlive a restart of this service, and are dropped once the tokens they name would have
+   * expired anyway. Scope: `admin`.
+   */
+  revokeToken: handleUnaryCall<RevokeTokenRequest, RevokeTokenResponse>;
+  /**
+   * Returns the revocations of tokens that have not expired yet, for services to cache (like
+   * GetJwks). Names no subject: a subject revocation is published as a digest. No
+   * authentication.
+   */
+  getRevocations: handleUnaryCall<GetRevocationsRequest, GetRevocationsResponse>;
+  /**
+   * Makes a new token signing key the one that signs from now on. Tokens signed with the
+   * previous key keep verifying until they expire; the previous key leaves GetJwks then.
+   * Scope: `admin`.
+   */
+  rotateSigningKey: handleUnaryCall<RotateSigningKeyRequest, RotateSigningKeyResponse>;
   /**
    * Lists the tenant's audit events, newest first. Events never contain plaintext or key
    * material. Scope: `keys:admin`.
@@ -7267,6 +8148,68 @@ export interface CryptoServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetJwksResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Revokes access tokens at once: one token (given whole, or by its `jti`), or every token
+   * of a subject of a tenant issued before a time. Every Quanta service refuses a revoked
+   * token within a few seconds (each polls GetRevocations); revocations are stored, so they
+   * outlive a restart of this service, and are dropped once the tokens they name would have
+   * expired anyway. Scope: `admin`.
+   */
+  revokeToken(
+    request: RevokeTokenRequest,
+    callback: (error: ServiceError | null, response: RevokeTokenResponse) => void,
+  ): ClientUnaryCall;
+  revokeToken(
+    request: RevokeTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeTokenResponse) => void,
+  ): ClientUnaryCall;
+  revokeToken(
+    request: RevokeTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns the revocations of tokens that have not expired yet, for services to cache (like
+   * GetJwks). Names no subject: a subject revocation is published as a digest. No
+   * authentication.
+   */
+  getRevocations(
+    request: GetRevocationsRequest,
+    callback: (error: ServiceError | null, response: GetRevocationsResponse) => void,
+  ): ClientUnaryCall;
+  getRevocations(
+    request: GetRevocationsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRevocationsResponse) => void,
+  ): ClientUnaryCall;
+  getRevocations(
+    request: GetRevocationsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRevocationsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Makes a new token signing key the one that signs from now on. Tokens signed with the
+   * previous key keep verifying until they expire; the previous key leaves GetJwks then.
+   * Scope: `admin`.
+   */
+  rotateSigningKey(
+    request: RotateSigningKeyRequest,
+    callback: (error: ServiceError | null, response: RotateSigningKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateSigningKey(
+    request: RotateSigningKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateSigningKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateSigningKey(
+    request: RotateSigningKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateSigningKeyResponse) => void,
   ): ClientUnaryCall;
   /**
    * Lists the tenant's audit events, newest first. Events never contain plaintext or key

@@ -100,7 +100,7 @@ describe('a model with nothing to rewrite', () => {
   it('the copy of a Buffer does not share its memory', () => {
     const buffer = Buffer.from(model);
     const r = compressModel(buffer, { method: 'fp16' });
-    buffer[buffer.length - 1] ^= 0xff;
+    buffer.fill(0);
     expect(r.model).toEqual(model);
   });
 });

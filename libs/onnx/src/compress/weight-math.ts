@@ -40,7 +40,22 @@ export const FLOAT16_MAX = 65504;
 /** Float16 bit patterns, rounded to nearest even. */
 export function toFloat16(w: Float32Array): Uint16Array {
   const out = new Uint16Array(w.length);
-  for (let i = 0; i < w.length; i++) out[i] = numberToFloat16Bits(w[i]!);
+  const bits = new Uint32Array(w.buffer, w.byteOffset, w.length);
+  for (let i = 0; i < w.length; i++) {
+    const f = bits[i]!;
+    const exp = f & 0x7f800000;
+    // Float16's normal range (exponents 1..30) straight from the bits; zeros, subnormals, overflow,
+    // Inf and NaN through the general conversion.
+    if (exp > 0x38000000 && exp < 0x47800000) {
+      const mantissa = f & 0x007fffff;
+      let h = ((f >>> 16) & 0x8000) | ((exp - 0x38000000) >>> 13) | (mantissa >>> 13);
+      const rest = mantissa & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h += 1; // a carry rounds into the exponent, as it should
+      out[i] = h;
+    } else {
+      out[i] = numberToFloat16Bits(w[i]!);
+    }
+  }
   return out;
 }
 

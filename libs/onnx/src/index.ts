@@ -36,6 +36,7 @@ export { CompressError, type CompressProblem } from './compress/compress-error.j
 export {
   COMPRESS_METHODS,
   compressModel,
+  MIN_FP16_ELEMENTS,
   MIN_WEIGHT_ELEMENTS,
   type CompressMethod,
   type CompressOptions,

@@ -183,6 +183,45 @@ describe('rewriting', () => {
     expect(cosine(got.outputs['output']!, want.outputs['output']!)).toBeGreaterThan(0.999);
   });
 
+  it('Conv -> BatchNormalization is folded into one Conv under int8-weights and fp16, the same function', async () => {
+    const rng = createRng(8);
+    const channels = 16;
+    const positive = (n: number): number[] => Array.from({ length: n }, () => 0.5 + rng());
+    const spec: ModelSpec = {
+      graph: {
+        name: 'conv-bn',
+        nodes: [
+          { opType: 'Conv', name: 'conv', inputs: ['x', 'w'], outputs: ['c'], attributes: { pads: { ints: [1, 1, 1, 1] } } },
+          { opType: 'BatchNormalization', name: 'bn', inputs: ['c', 'gamma', 'beta', 'mean', 'var'], outputs: ['y'], attributes: { epsilon: { f: 1e-3 } } },
+        ],
+        initializers: [
+          floatTensor('w', [channels, 8, 3, 3], uniform(rng, channels * 72, 0.3)),
+          floatTensor('gamma', [channels], positive(channels)),
+          floatTensor('beta', [channels], uniform(rng, channels, 1)),
+          floatTensor('mean', [channels], uniform(rng, channels, 1)),
+          floatTensor('var', [channels], positive(channels)),
+        ],
+        inputs: [{ name: 'x', dataType: OnnxDataType.FLOAT, shape: ['N', 8, 8, 8] }],
+        outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: ['N', channels, 8, 8] }],
+      },
+    };
+    const model = encodeModel(spec);
+    const samples = generateCalibrationInputs(model, { count: 2, seed: 2 });
+    const want = await runSamples(model, samples);
+    for (const method of ['int8-weights', 'fp16'] as const) {
+      const r = compressModel(model, { method });
+      expect(ops(r.model)).not.toContain('BatchNormalization');
+      expect(r.rewritten).toEqual(expect.arrayContaining([{ op: 'BatchNormalization', count: 1 }, { op: 'Conv', count: 1 }]));
+      expect(r.parameters['batchNorm']).toBe('1 folded into the Conv before each');
+      expect(readModel(r.model).graph.initializers.has('gamma')).toBe(false);
+      expect(checkModels([r.model])).toEqual(['ok']);
+      const got = await runSamples(r.model, samples);
+      expect(cosine(got.outputs['y']!, want.outputs['y']!)).toBeGreaterThan(method === 'fp16' ? 0.99999 : 0.9999);
+    }
+    // prune and int8-dynamic leave the pair alone.
+    expect(ops(compressModel(model, { method: 'prune', sparsity: 0.5 }).model)).toContain('BatchNormalization');
+  });
+
   it('fields the rewriter does not know are kept byte for byte', () => {
     const spec = mlpModel({ inputSize: 64, hiddenSizes: [64] });
     const base = encodeModel({ ...spec, docString: 'kept', metadata: { owner: 'team-a' } });

@@ -26,6 +26,11 @@ export interface TokenVerifierOptions {
   fetchRevocations?: (knownVersion: bigint) => Promise<RevocationSnapshot>;
   /** How often the revocation list is fetched, in ms. Default 2,000: a revocation takes effect within about that. */
   revocationPollMs?: number;
+  /**
+   * While polling revocations, the keys are fetched again this often (ms), so that a token of a
+   * newly rotated signing key is accepted within that time even inside `minRefreshIntervalMs`. Default 10,000.
+   */
+  jwksRefreshMs?: number;
   /** Where a failed revocation fetch is reported. */
   logger?: { warn(object: object, message: string): void; info(object: object, message: string): void };
 }
@@ -185,10 +190,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return revocationFetch;
   }
 
+  const jwksRefreshMs = options.jwksRefreshMs ?? 10_000;
   function schedulePoll(): void {
     if (closed || fetchRevocations === undefined) return;
     pollTimer = setTimeout(() => {
-      fetchRevocationList()
+      const keysDue = inflight === undefined && clock() - lastFetch >= jwksRefreshMs;
+      const keysRefresh = keysDue
+        ? (inflight = refresh().finally(() => {
+            inflight = undefined;
+          }))
+        : Promise.resolve();
+      Promise.all([fetchRevocationList(), keysRefresh])
         .catch(() => undefined)
         .finally(schedulePoll);
     }, pollMs);

@@ -15,3 +15,4 @@ export {
 } from './server/inference-server.js';
 export type { RepositoryLoader } from './server/repository-loader.js';
 export { inferenceConfigSchema, loadInferenceConfig, loadInferenceConfigOrExit, type InferenceConfig } from './config.js';
+export { INFERENCE_ACCESS } from './server/access.js';

@@ -3,3 +3,4 @@ export { loadRegistryConfig, registryConfigSchema, type RegistryConfig } from '.
 export { startRegistryServer, type RegistryServer, type RegistryServerOptions } from './server/registry-server.js';
 export { formatRef, parseRef, type ModelRef } from './core/names.js';
 export { createFsBlobStore, type BlobKey, type BlobStore, type BlobWriter } from './core/blob-store.js';
+export { REGISTRY_ACCESS } from './server/access.js';

@@ -13,3 +13,4 @@ export { healthTargets, loadMonitoringConfig, loadMonitoringConfigOrExit, monito
 export type { HealthTarget, MonitoringConfig } from './config.js';
 export { startMonitoringServer } from './server/monitoring-server.js';
 export type { MonitoringServer, MonitoringServerOptions } from './server/monitoring-server.js';
+export { MONITORING_ACCESS } from './server/access.js';

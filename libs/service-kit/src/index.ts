@@ -67,3 +67,4 @@ export {
   type ClientTlsConfig,
   type ServiceConfig,
 } from './service-config.js';
+export { audited, createAuditor, errorCodeName, type AuditEntry, type Auditor } from './audit.js';

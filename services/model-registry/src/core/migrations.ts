@@ -1,3 +1,4 @@
+import { auditTableSql } from '@quanta/store';
 import type { Migration } from '@quanta/store';
 
 /** Tables are prefixed `registry_`: the crypto service may share the schema. Every row is scoped by tenant. */
@@ -122,6 +123,19 @@ INSERT INTO registry_change_feed (id, pruned_through) VALUES (1, 0);
     sql: `
 -- The CompressionReport (protobuf JSON) of a version that CompressVersion made; NULL for uploads.
 ALTER TABLE registry_versions ADD COLUMN compression text;
+`,
+  },
+  {
+    version: 4,
+    name: 'blob-data-keys-and-audit',
+    sql: `
+-- The data key of a stored file as currently wrapped: RewrapDataKeys moves it to the key's latest
+-- version here, never in the file, whose header keeps the key as first wrapped. NULL for a file
+-- stored before these columns existed: its header's key is current until it is first looked at.
+ALTER TABLE registry_blobs ADD COLUMN key_name text;
+ALTER TABLE registry_blobs ADD COLUMN key_version integer;
+ALTER TABLE registry_blobs ADD COLUMN wrapped_key bytea;
+${auditTableSql('registry_audit')}
 `,
   },
 ];

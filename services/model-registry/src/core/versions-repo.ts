@@ -193,11 +193,16 @@ export interface NewVersion {
 }
 
 /** Records the blob if new; returns whether it was already stored (then the caller drops its copy). */
-export async function recordBlob(q: Queryable, tenant: string, blob: { sha256: string; sizeBytes: number; storedBytes: number }, now: Date): Promise<boolean> {
+export async function recordBlob(
+  q: Queryable,
+  tenant: string,
+  blob: { sha256: string; sizeBytes: number; storedBytes: number; dataKey?: { keyName: string; keyVersion: number; wrappedKey: Buffer } },
+  now: Date,
+): Promise<boolean> {
   const inserted = await q.query(
-    `INSERT INTO registry_blobs (tenant, sha256, size_bytes, stored_bytes, created_at) VALUES ($1, $2, $3, $4, $5)
+    `INSERT INTO registry_blobs (tenant, sha256, size_bytes, stored_bytes, created_at, key_name, key_version, wrapped_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (tenant, sha256) DO NOTHING RETURNING sha256`,
-    [tenant, blob.sha256, blob.sizeBytes, blob.storedBytes, now],
+    [tenant, blob.sha256, blob.sizeBytes, blob.storedBytes, now, blob.dataKey?.keyName ?? null, blob.dataKey?.keyVersion ?? null, blob.dataKey?.wrappedKey ?? null],
   );
   return inserted.length === 0;
 }

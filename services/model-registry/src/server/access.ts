@@ -28,4 +28,9 @@ export const REGISTRY_ACCESS: AccessTable = {
   [`${S}/ListDeployments`]: { scope: 'models:read', tenant: 'own' },
   // A tenant's token watches its own; `all_tenants` (inference replicas) needs `admin` too.
   [`${S}/WatchDeployments`]: { scope: 'models:read', tenant: 'own' },
+  // Every tenant's stored files, wrapped under the registry's own key: a platform operation.
+  [`${S}/RewrapDataKeys`]: { scope: 'admin', tenant: 'any' },
+  [`${S}/GetDataKeyStatus`]: { scope: 'admin', tenant: 'any' },
+  // The caller's tenant's events; an `admin` token sees every tenant's.
+  [`${S}/ListAuditEvents`]: { scope: 'models:read', tenant: 'own' },
 };

@@ -7,7 +7,13 @@ import type { SealedHeader } from '../core/sealed-format.js';
 export interface DataKeys {
   /** A fresh 256-bit data key, in plaintext and wrapped under the registry key. */
   generate(tenant: string): Promise<{ plaintext: Buffer; wrapped: Buffer; keyName: string; keyVersion: number }>;
-  unwrap(tenant: string, header: SealedHeader): Promise<Buffer>;
+  unwrap(tenant: string, header: Pick<SealedHeader, 'keyName' | 'keyVersion' | 'wrappedKey'>): Promise<Buffer>;
+  /** Wraps a data key under the latest version of its key (crypto's Rewrap: the plaintext never leaves crypto). */
+  rewrap(tenant: string, keyName: string, wrapped: Buffer): Promise<{ wrapped: Buffer; keyVersion: number }>;
+  /** The latest version of a key. */
+  latestVersion(keyName: string): Promise<number>;
+  /** The key that wraps new data keys. */
+  readonly keyName: string;
 }
 
 /** Binds a wrapped key to the tenant whose file it seals: another tenant's header cannot be replayed. */
@@ -54,6 +60,23 @@ export function createDataKeys(client: cpb.CryptoServiceClient, keyName: string)
   };
 
   return {
+    keyName,
+    async rewrap(tenant, name, wrapped) {
+      try {
+        const reply = await call(client.rewrap.bind(client), { keyName: name, ciphertext: wrapped, associatedData: associatedData(tenant) });
+        return { wrapped: reply.ciphertext, keyVersion: reply.keyVersion };
+      } catch (error: unknown) {
+        throw unavailable(`the crypto service could not rewrap a data key under "${name}": ${detailsOf(error)}`, { cause: error });
+      }
+    },
+    async latestVersion(name) {
+      try {
+        const reply = await call(client.getKey.bind(client), { name });
+        return reply.key?.latestVersion ?? 0;
+      } catch (error: unknown) {
+        throw unavailable(`the crypto service could not describe key "${name}": ${detailsOf(error)}`, { cause: error });
+      }
+    },
     async generate(tenant) {
       try {
         await ensureKey();

@@ -1,6 +1,7 @@
 import type { BlobStore } from '../core/blob-store.js';
 import type { DeploymentFeed } from '../core/change-feed.js';
 import type { Store } from '@quanta/store';
+import type { RegistryAudit } from './audit.js';
 import type { DataKeys } from './data-keys.js';
 import type { Inspector } from './inspector.js';
 
@@ -16,4 +17,6 @@ export interface RegistryDeps {
   readonly now: () => Date;
   /** Aborted when the server begins to stop: watch streams end then, instead of holding shutdown for its grace period. */
   readonly closing: AbortSignal;
+  /** Records each change (models, versions, aliases, deployments, rewraps) in `registry_audit`. */
+  readonly audit: RegistryAudit;
 }

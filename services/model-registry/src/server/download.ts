@@ -5,6 +5,7 @@ import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
 import { ServiceError, failedPrecondition, invalidArgument } from '@quanta/service-kit';
 import type { BlobReadHandle } from '../core/blob-store.js';
+import { blobDataKey } from '../core/blob-keys.js';
 import { dropPrefix } from '../core/buffer-parts.js';
 import { parseRef } from '../core/names.js';
 import { SealedFormatError, openSealedBlob } from '../core/sealed-format.js';
@@ -90,9 +91,11 @@ export async function* versionPlaintext(deps: RegistryDeps, tenant: string, vers
   let keyCopy: Buffer | undefined;
   let file: BlobReadHandle | undefined;
   try {
+    // A rewrapped key (RewrapDataKeys) is kept in the database and wins over the header's.
+    const current = await blobDataKey(deps.store, tenant, version.sha256);
     file = await deps.blobs.open(blob);
     const plain = openSealedBlob(file, async (header) => {
-      keyCopy = await deps.dataKeys.unwrap(tenant, header);
+      keyCopy = await deps.dataKeys.unwrap(tenant, current ?? header);
       return keyCopy;
     });
     for await (const segment of plain) {

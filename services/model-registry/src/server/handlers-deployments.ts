@@ -1,6 +1,6 @@
 import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { hasScope, invalidArgument, permissionDenied, serverStreaming, unary, unavailable } from '@quanta/service-kit';
+import { audited, hasScope, invalidArgument, permissionDenied, serverStreaming, unary, unavailable } from '@quanta/service-kit';
 import type { Store } from '@quanta/store';
 import { feedPosition, recordDeploymentChanges } from '../core/change-feed.js';
 import type { SequencedEvent } from '../core/change-feed.js';
@@ -97,9 +97,9 @@ async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: 
 }
 
 export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers {
-  const { store } = deps;
+  const { store, audit } = deps;
   return {
-    createDeployment: unary<pb.CreateDeploymentRequest, pb.CreateDeploymentResponse>(async (req, ctx) => {
+    createDeployment: unary<pb.CreateDeploymentRequest, pb.CreateDeploymentResponse>(audited(audit, (req) => `deployment/${req.name}`, async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const name = checkName('deployment', req.name, 'name');
       const deployment = await store.transaction(async (tx) => {
@@ -108,9 +108,9 @@ export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers
         return created;
       });
       return { deployment };
-    }),
+    })),
 
-    updateDeployment: unary<pb.UpdateDeploymentRequest, pb.UpdateDeploymentResponse>(async (req, ctx) => {
+    updateDeployment: unary<pb.UpdateDeploymentRequest, pb.UpdateDeploymentResponse>(audited(audit, (req) => `deployment/${req.name}`, async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const name = checkName('deployment', req.name, 'name');
       const deployment = await store.transaction(async (tx) => {
@@ -119,9 +119,9 @@ export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers
         return updated;
       });
       return { deployment };
-    }),
+    })),
 
-    deleteDeployment: unary<pb.DeleteDeploymentRequest, pb.DeleteDeploymentResponse>(async (req, ctx) => {
+    deleteDeployment: unary<pb.DeleteDeploymentRequest, pb.DeleteDeploymentResponse>(audited(audit, (req) => `deployment/${req.name}`, async (req, ctx) => {
       const tenant = tenantOf(ctx);
       const name = checkName('deployment', req.name, 'name');
       await store.transaction(async (tx) => {
@@ -129,7 +129,7 @@ export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers
         await recordDeploymentChanges(tx, [{ type: 'deleted', deployment: deleted, reason: 'deleted' }]);
       });
       return {};
-    }),
+    })),
 
     getDeployment: unary<pb.GetDeploymentRequest, pb.GetDeploymentResponse>(async (req, ctx) => ({
       deployment: await getDeployment(store, tenantOf(ctx), checkName('deployment', req.name, 'name')),

@@ -16,7 +16,9 @@ import { openBlobStore } from '../core/open-blob-store.js';
 import { startDeploymentFeed } from '../core/change-feed.js';
 import type { DeploymentFeed } from '../core/change-feed.js';
 import { REGISTRY_MIGRATIONS } from '../core/migrations.js';
+import { createAuditHandlers, createRegistryAudit } from './audit.js';
 import { createDataKeys } from './data-keys.js';
+import { createDataKeyHandlers } from './handlers-data-keys.js';
 import type { RegistryDeps } from './deps.js';
 import { createDeploymentHandlers } from './handlers-deployments.js';
 import { createModelHandlers } from './handlers-models.js';
@@ -149,8 +151,14 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
       maxUploadBytes: config.maxUploadBytes,
       now: options.now ?? (() => new Date()),
       closing: closing.signal,
+      audit: createRegistryAudit(store),
     };
-    const implementation: pb.RegistryServiceServer = { ...createModelHandlers(deps), ...createDeploymentHandlers(deps) };
+    const implementation: pb.RegistryServiceServer = {
+      ...createModelHandlers(deps),
+      ...createDeploymentHandlers(deps),
+      ...createDataKeyHandlers(deps, deps.audit),
+      ...createAuditHandlers(store),
+    };
     service.addService(registryServiceDefinition(), implementation, REGISTRY_ACCESS);
     service.onStop(() => {
       verifier?.close();

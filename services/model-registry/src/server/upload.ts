@@ -173,7 +173,12 @@ export async function uploadVersion(
         if (!(await blobRecorded(tx, tenant, sha256))) {
           await blobWriter.commit({ tenant, sha256 });
           published = true;
-          await recordBlob(tx, tenant, { sha256, sizeBytes: size, storedBytes: blobWriter.written }, now);
+          await recordBlob(
+            tx,
+            tenant,
+            { sha256, sizeBytes: size, storedBytes: blobWriter.written, dataKey: { keyName: sealedHeader.keyName, keyVersion: sealedHeader.keyVersion, wrappedKey: sealedHeader.wrappedKey } },
+            now,
+          );
         }
         try {
           const number = await insertVersion(

@@ -6,6 +6,7 @@ import { registerInferCommand } from './infer.js';
 import { registerKeysCommand } from './keys.js';
 import { registerModelsCommand } from './models.js';
 import { registerModelsCompressCommands } from './models-compress.js';
+import { registerModelsRewrapCommand } from './models-rewrap.js';
 import { registerMonitoringCommands } from './monitoring.js';
 import { registerPingCommand } from './ping.js';
 import { registerTokensCommand } from './tokens.js';
@@ -20,6 +21,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerTokensCommand,
   registerModelsCommand,
   registerModelsCompressCommands,
+  registerModelsRewrapCommand,
   registerDeployCommand,
   registerDeploymentsCommand,
   registerMonitoringCommands,

@@ -6,6 +6,7 @@ import { connect } from '../grpc.js';
 import { table } from '../output.js';
 import { action } from '../program.js';
 import type { Settings } from '../settings.js';
+import { checkRegistryKeyFloor } from './models-rewrap.js';
 
 /** Key types by the names people type, as the engine names them. */
 export const KEY_TYPE_NAMES: Readonly<Record<string, pb.KeyType>> = {
@@ -229,10 +230,14 @@ export function registerKeysCommand(program: Command): void {
     .option('--exportable <bool>', 'true to allow export (cannot be turned off)')
     .option('--deletion-allowed <bool>', 'true or false')
     .option('--auto-rotate <period>', 'e.g. 30d, or never')
+    .option('--force', "raise --min-decryption-version without asking the model registry whether stored models still need the older versions")
     .action(
-      action(async ({ settings, out }, name: string, opts: ConfigFlags) => {
+      action(async ({ settings, out }, name: string, opts: ConfigFlags & { force?: boolean }) => {
         const config = configOf(opts);
         if (Object.keys(config).length === 0) throw new CliError('nothing to change: give at least one option (see quanta keys config --help)', 2);
+        if (config.minDecryptionVersion !== undefined && config.minDecryptionVersion > 1) {
+          await checkRegistryKeyFloor(settings, name, config.minDecryptionVersion, opts.force === true);
+        }
         const reply = await withCrypto(settings, (rpc) => rpc('updateKeyConfig', { name, config }));
         out.result(keyJson(reply.key), () => describeKey(reply.key));
       }),

@@ -256,6 +256,48 @@ export function calibrationFormatToJSON(object: CalibrationFormat): string {
   }
 }
 
+/** Whether an audited change succeeded. */
+export enum AuditOutcome {
+  AUDIT_OUTCOME_UNSPECIFIED = 0,
+  /** AUDIT_OUTCOME_OK - The change was made. */
+  AUDIT_OUTCOME_OK = 1,
+  /** AUDIT_OUTCOME_ERROR - The change failed; `error_code` says how. */
+  AUDIT_OUTCOME_ERROR = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function auditOutcomeFromJSON(object: any): AuditOutcome {
+  switch (object) {
+    case 0:
+    case "AUDIT_OUTCOME_UNSPECIFIED":
+      return AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "AUDIT_OUTCOME_OK":
+      return AuditOutcome.AUDIT_OUTCOME_OK;
+    case 2:
+    case "AUDIT_OUTCOME_ERROR":
+      return AuditOutcome.AUDIT_OUTCOME_ERROR;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AuditOutcome.UNRECOGNIZED;
+  }
+}
+
+export function auditOutcomeToJSON(object: AuditOutcome): string {
+  switch (object) {
+    case AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED:
+      return "AUDIT_OUTCOME_UNSPECIFIED";
+    case AuditOutcome.AUDIT_OUTCOME_OK:
+      return "AUDIT_OUTCOME_OK";
+    case AuditOutcome.AUDIT_OUTCOME_ERROR:
+      return "AUDIT_OUTCOME_ERROR";
+    case AuditOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** A registered model: a name that owns numbered versions. */
 export interface Model {
   /** The model's name, unique within the tenant. */
@@ -1096,6 +1138,115 @@ export interface CompressionLatency {
   p50AfterMs: number;
   /** The timed runs of each. */
   runs: number;
+}
+
+/** Request for RewrapDataKeys. */
+export interface RewrapDataKeysRequest {
+}
+
+/** Progress of RewrapDataKeys. */
+export interface RewrapDataKeysResponse {
+  /** Stored files looked at so far (rewrapped or skipped). */
+  done: bigint;
+  /** Stored files to look at: every file of every tenant when the call began. */
+  total: bigint;
+  /** Files whose data key this call rewrapped. */
+  rewrapped: bigint;
+  /** Files whose data key was already under the latest key version. */
+  skipped: bigint;
+  /** The key that wraps the file's data key (the last file looked at). */
+  keyName: string;
+  /** The key version that wraps it now. */
+  keyVersion: number;
+}
+
+/** Request for GetDataKeyStatus. */
+export interface GetDataKeyStatusRequest {
+  /**
+   * Count the versions whose data key is under a version of the registry's key below this
+   * one (in `versions_below`); 0 means the key's latest version.
+   */
+  belowKeyVersion: number;
+}
+
+/** How many versions and stored files one key version wraps. */
+export interface DataKeyVersionCount {
+  /** The key's name. */
+  keyName: string;
+  /** The key version. */
+  keyVersion: number;
+  /** Model versions whose stored file's data key it wraps (versions with equal content share a file). */
+  versions: bigint;
+  /** Stored files whose data key it wraps. */
+  files: bigint;
+}
+
+/** Response of GetDataKeyStatus. */
+export interface GetDataKeyStatusResponse {
+  /** The key that wraps new files' data keys (`QUANTA_REGISTRY_KEY`). */
+  keyName: string;
+  /** That key's latest version. */
+  latestKeyVersion: number;
+  /** The `below_key_version` the counts below used. */
+  belowKeyVersion: number;
+  /**
+   * Versions whose data key is under a version of `key_name` below `below_key_version`:
+   * raising `min_decryption_version` to `below_key_version` would make them unreadable.
+   */
+  versionsBelow: bigint;
+  /** Stored files behind those versions. */
+  filesBelow: bigint;
+  /** Every key version in use, oldest first. */
+  counts: DataKeyVersionCount[];
+}
+
+/** Request for ListAuditEvents. */
+export interface ListAuditEventsRequest {
+  /** Only events at or after this time; unset for all. */
+  since?:
+    | Date
+    | undefined;
+  /** Only events of this token subject; empty for all. */
+  subject: string;
+  /** Only events of this action, e.g. `CreateDeployment`; empty for all. */
+  action: string;
+  /** The most events to return, 1-1000; 0 means 100. */
+  pageSize: number;
+  /** The `next_page_token` of the previous page, with the same filters; empty for the first. */
+  pageToken: string;
+}
+
+/** One change, or one attempt at one. Never holds a payload, a token or key material. */
+export interface AuditEvent {
+  /** Unique id of the event within this service. */
+  id: string;
+  /** The tenant whose data the change touched (the caller's). */
+  tenant: string;
+  /** The token subject that acted. */
+  subject: string;
+  /** The RPC, e.g. `SetAlias`. */
+  action: string;
+  /**
+   * What it acted on, e.g. `cifar:3`, `cifar@production`, `deployment/cifar`; empty when
+   * the request named nothing.
+   */
+  resource: string;
+  /** Success or failure. */
+  outcome: AuditOutcome;
+  /** The gRPC status name of a failure, e.g. `FAILED_PRECONDITION`. */
+  errorCode: string;
+  /** The W3C trace id of the call, when it was traced. */
+  traceId: string;
+  /** When the call ended. */
+  time?: Date | undefined;
+}
+
+/** Response of ListAuditEvents. */
+export interface ListAuditEventsResponse {
+  /** The events of this page, newest first. */
+  events: AuditEvent[];
+  /** Pass as `page_token` to get the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBaseModel(): Model {
@@ -9338,6 +9489,1057 @@ export const CompressionLatency: MessageFns<CompressionLatency> = {
   },
 };
 
+function createBaseRewrapDataKeysRequest(): RewrapDataKeysRequest {
+  return {};
+}
+
+export const RewrapDataKeysRequest: MessageFns<RewrapDataKeysRequest> = {
+  encode(_: RewrapDataKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RewrapDataKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRewrapDataKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RewrapDataKeysRequest {
+    return {};
+  },
+
+  toJSON(_: RewrapDataKeysRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RewrapDataKeysRequest>): RewrapDataKeysRequest {
+    return RewrapDataKeysRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RewrapDataKeysRequest>): RewrapDataKeysRequest {
+    const message = createBaseRewrapDataKeysRequest();
+    return message;
+  },
+};
+
+function createBaseRewrapDataKeysResponse(): RewrapDataKeysResponse {
+  return { done: 0n, total: 0n, rewrapped: 0n, skipped: 0n, keyName: "", keyVersion: 0 };
+}
+
+export const RewrapDataKeysResponse: MessageFns<RewrapDataKeysResponse> = {
+  encode(message: RewrapDataKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.done !== 0n) {
+      if (BigInt.asUintN(64, message.done) !== message.done) {
+        throw new globalThis.Error("value provided for field message.done of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.done);
+    }
+    if (message.total !== 0n) {
+      if (BigInt.asUintN(64, message.total) !== message.total) {
+        throw new globalThis.Error("value provided for field message.total of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.total);
+    }
+    if (message.rewrapped !== 0n) {
+      if (BigInt.asUintN(64, message.rewrapped) !== message.rewrapped) {
+        throw new globalThis.Error("value provided for field message.rewrapped of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.rewrapped);
+    }
+    if (message.skipped !== 0n) {
+      if (BigInt.asUintN(64, message.skipped) !== message.skipped) {
+        throw new globalThis.Error("value provided for field message.skipped of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.skipped);
+    }
+    if (message.keyName !== "") {
+      writer.uint32(42).string(message.keyName);
+    }
+    if (message.keyVersion !== 0) {
+      writer.uint32(48).uint32(message.keyVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RewrapDataKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRewrapDataKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.done = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.total = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rewrapped = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.skipped = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.keyName = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.keyVersion = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RewrapDataKeysResponse {
+    return {
+      done: isSet(object.done) ? BigInt(object.done) : 0n,
+      total: isSet(object.total) ? BigInt(object.total) : 0n,
+      rewrapped: isSet(object.rewrapped) ? BigInt(object.rewrapped) : 0n,
+      skipped: isSet(object.skipped) ? BigInt(object.skipped) : 0n,
+      keyName: isSet(object.keyName)
+        ? globalThis.String(object.keyName)
+        : isSet(object.key_name)
+        ? globalThis.String(object.key_name)
+        : "",
+      keyVersion: isSet(object.keyVersion)
+        ? globalThis.Number(object.keyVersion)
+        : isSet(object.key_version)
+        ? globalThis.Number(object.key_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: RewrapDataKeysResponse): unknown {
+    const obj: any = {};
+    if (message.done !== 0n) {
+      obj.done = message.done.toString();
+    }
+    if (message.total !== 0n) {
+      obj.total = message.total.toString();
+    }
+    if (message.rewrapped !== 0n) {
+      obj.rewrapped = message.rewrapped.toString();
+    }
+    if (message.skipped !== 0n) {
+      obj.skipped = message.skipped.toString();
+    }
+    if (message.keyName !== "") {
+      obj.keyName = message.keyName;
+    }
+    if (message.keyVersion !== 0) {
+      obj.keyVersion = Math.round(message.keyVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RewrapDataKeysResponse>): RewrapDataKeysResponse {
+    return RewrapDataKeysResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RewrapDataKeysResponse>): RewrapDataKeysResponse {
+    const message = createBaseRewrapDataKeysResponse();
+    message.done = (object.done !== undefined && object.done !== null) ? BigInt(object.done) : 0n;
+    message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
+    message.rewrapped = (object.rewrapped !== undefined && object.rewrapped !== null) ? BigInt(object.rewrapped) : 0n;
+    message.skipped = (object.skipped !== undefined && object.skipped !== null) ? BigInt(object.skipped) : 0n;
+    message.keyName = object.keyName ?? "";
+    message.keyVersion = object.keyVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetDataKeyStatusRequest(): GetDataKeyStatusRequest {
+  return { belowKeyVersion: 0 };
+}
+
+export const GetDataKeyStatusRequest: MessageFns<GetDataKeyStatusRequest> = {
+  encode(message: GetDataKeyStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.belowKeyVersion !== 0) {
+      writer.uint32(8).uint32(message.belowKeyVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDataKeyStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDataKeyStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.belowKeyVersion = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDataKeyStatusRequest {
+    return {
+      belowKeyVersion: isSet(object.belowKeyVersion)
+        ? globalThis.Number(object.belowKeyVersion)
+        : isSet(object.below_key_version)
+        ? globalThis.Number(object.below_key_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetDataKeyStatusRequest): unknown {
+    const obj: any = {};
+    if (message.belowKeyVersion !== 0) {
+      obj.belowKeyVersion = Math.round(message.belowKeyVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetDataKeyStatusRequest>): GetDataKeyStatusRequest {
+    return GetDataKeyStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDataKeyStatusRequest>): GetDataKeyStatusRequest {
+    const message = createBaseGetDataKeyStatusRequest();
+    message.belowKeyVersion = object.belowKeyVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseDataKeyVersionCount(): DataKeyVersionCount {
+  return { keyName: "", keyVersion: 0, versions: 0n, files: 0n };
+}
+
+export const DataKeyVersionCount: MessageFns<DataKeyVersionCount> = {
+  encode(message: DataKeyVersionCount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyName !== "") {
+      writer.uint32(10).string(message.keyName);
+    }
+    if (message.keyVersion !== 0) {
+      writer.uint32(16).uint32(message.keyVersion);
+    }
+    if (message.versions !== 0n) {
+      if (BigInt.asUintN(64, message.versions) !== message.versions) {
+        throw new globalThis.Error("value provided for field message.versions of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.versions);
+    }
+    if (message.files !== 0n) {
+      if (BigInt.asUintN(64, message.files) !== message.files) {
+        throw new globalThis.Error("value provided for field message.files of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.files);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataKeyVersionCount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataKeyVersionCount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.keyVersion = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.versions = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.files = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataKeyVersionCount {
+    return {
+      keyName: isSet(object.keyName)
+        ? globalThis.String(object.keyName)
+        : isSet(object.key_name)
+        ? globalThis.String(object.key_name)
+        : "",
+      keyVersion: isSet(object.keyVersion)
+        ? globalThis.Number(object.keyVersion)
+        : isSet(object.key_version)
+        ? globalThis.Number(object.key_version)
+        : 0,
+      versions: isSet(object.versions) ? BigInt(object.versions) : 0n,
+      files: isSet(object.files) ? BigInt(object.files) : 0n,
+    };
+  },
+
+  toJSON(message: DataKeyVersionCount): unknown {
+    const obj: any = {};
+    if (message.keyName !== "") {
+      obj.keyName = message.keyName;
+    }
+    if (message.keyVersion !== 0) {
+      obj.keyVersion = Math.round(message.keyVersion);
+    }
+    if (message.versions !== 0n) {
+      obj.versions = message.versions.toString();
+    }
+    if (message.files !== 0n) {
+      obj.files = message.files.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DataKeyVersionCount>): DataKeyVersionCount {
+    return DataKeyVersionCount.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DataKeyVersionCount>): DataKeyVersionCount {
+    const message = createBaseDataKeyVersionCount();
+    message.keyName = object.keyName ?? "";
+    message.keyVersion = object.keyVersion ?? 0;
+    message.versions = (object.versions !== undefined && object.versions !== null) ? BigInt(object.versions) : 0n;
+    message.files = (object.files !== undefined && object.files !== null) ? BigInt(object.files) : 0n;
+    return message;
+  },
+};
+
+function createBaseGetDataKeyStatusResponse(): GetDataKeyStatusResponse {
+  return { keyName: "", latestKeyVersion: 0, belowKeyVersion: 0, versionsBelow: 0n, filesBelow: 0n, counts: [] };
+}
+
+export const GetDataKeyStatusResponse: MessageFns<GetDataKeyStatusResponse> = {
+  encode(message: GetDataKeyStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyName !== "") {
+      writer.uint32(10).string(message.keyName);
+    }
+    if (message.latestKeyVersion !== 0) {
+      writer.uint32(16).uint32(message.latestKeyVersion);
+    }
+    if (message.belowKeyVersion !== 0) {
+      writer.uint32(24).uint32(message.belowKeyVersion);
+    }
+    if (message.versionsBelow !== 0n) {
+      if (BigInt.asUintN(64, message.versionsBelow) !== message.versionsBelow) {
+        throw new globalThis.Error("value provided for field message.versionsBelow of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.versionsBelow);
+    }
+    if (message.filesBelow !== 0n) {
+      if (BigInt.asUintN(64, message.filesBelow) !== message.filesBelow) {
+        throw new globalThis.Error("value provided for field message.filesBelow of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.filesBelow);
+    }
+    for (const v of message.counts) {
+      DataKeyVersionCount.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDataKeyStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDataKeyStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.latestKeyVersion = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.belowKeyVersion = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.versionsBelow = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.filesBelow = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.counts.push(DataKeyVersionCount.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDataKeyStatusResponse {
+    return {
+      keyName: isSet(object.keyName)
+        ? globalThis.String(object.keyName)
+        : isSet(object.key_name)
+        ? globalThis.String(object.key_name)
+        : "",
+      latestKeyVersion: isSet(object.latestKeyVersion)
+        ? globalThis.Number(object.latestKeyVersion)
+        : isSet(object.latest_key_version)
+        ? globalThis.Number(object.latest_key_version)
+        : 0,
+      belowKeyVersion: isSet(object.belowKeyVersion)
+        ? globalThis.Number(object.belowKeyVersion)
+        : isSet(object.below_key_version)
+        ? globalThis.Number(object.below_key_version)
+        : 0,
+      versionsBelow: isSet(object.versionsBelow)
+        ? BigInt(object.versionsBelow)
+        : isSet(object.versions_below)
+        ? BigInt(object.versions_below)
+        : 0n,
+      filesBelow: isSet(object.filesBelow)
+        ? BigInt(object.filesBelow)
+        : isSet(object.files_below)
+        ? BigInt(object.files_below)
+        : 0n,
+      counts: globalThis.Array.isArray(object?.counts)
+        ? object.counts.map((e: any) => DataKeyVersionCount.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetDataKeyStatusResponse): unknown {
+    const obj: any = {};
+    if (message.keyName !== "") {
+      obj.keyName = message.keyName;
+    }
+    if (message.latestKeyVersion !== 0) {
+      obj.latestKeyVersion = Math.round(message.latestKeyVersion);
+    }
+    if (message.belowKeyVersion !== 0) {
+      obj.belowKeyVersion = Math.round(message.belowKeyVersion);
+    }
+    if (message.versionsBelow !== 0n) {
+      obj.versionsBelow = message.versionsBelow.toString();
+    }
+    if (message.filesBelow !== 0n) {
+      obj.filesBelow = message.filesBelow.toString();
+    }
+    if (message.counts?.length) {
+      obj.counts = message.counts.map((e) => DataKeyVersionCount.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetDataKeyStatusResponse>): GetDataKeyStatusResponse {
+    return GetDataKeyStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDataKeyStatusResponse>): GetDataKeyStatusResponse {
+    const message = createBaseGetDataKeyStatusResponse();
+    message.keyName = object.keyName ?? "";
+    message.latestKeyVersion = object.latestKeyVersion ?? 0;
+    message.belowKeyVersion = object.belowKeyVersion ?? 0;
+    message.versionsBelow = (object.versionsBelow !== undefined && object.versionsBelow !== null)
+      ? BigInt(object.versionsBelow)
+      : 0n;
+    message.filesBelow = (object.filesBelow !== undefined && object.filesBelow !== null)
+      ? BigInt(object.filesBelow)
+      : 0n;
+    message.counts = object.counts?.map((e) => DataKeyVersionCount.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListAuditEventsRequest(): ListAuditEventsRequest {
+  return { since: undefined, subject: "", action: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListAuditEventsRequest: MessageFns<ListAuditEventsRequest> = {
+  encode(message: ListAuditEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(10).fork()).join();
+    }
+    if (message.subject !== "") {
+      writer.uint32(18).string(message.subject);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsRequest {
+    return {
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsRequest): unknown {
+    const obj: any = {};
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
+    return ListAuditEventsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
+    const message = createBaseListAuditEventsRequest();
+    message.since = object.since ?? undefined;
+    message.subject = object.subject ?? "";
+    message.action = object.action ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditEvent(): AuditEvent {
+  return {
+    id: "",
+    tenant: "",
+    subject: "",
+    action: "",
+    resource: "",
+    outcome: 0,
+    errorCode: "",
+    traceId: "",
+    time: undefined,
+  };
+}
+
+export const AuditEvent: MessageFns<AuditEvent> = {
+  encode(message: AuditEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(18).string(message.tenant);
+    }
+    if (message.subject !== "") {
+      writer.uint32(26).string(message.subject);
+    }
+    if (message.action !== "") {
+      writer.uint32(34).string(message.action);
+    }
+    if (message.resource !== "") {
+      writer.uint32(42).string(message.resource);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(48).int32(message.outcome);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(58).string(message.errorCode);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(66).string(message.traceId);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEvent {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      outcome: isSet(object.outcome) ? auditOutcomeFromJSON(object.outcome) : 0,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: AuditEvent): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = auditOutcomeToJSON(message.outcome);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditEvent>): AuditEvent {
+    return AuditEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditEvent>): AuditEvent {
+    const message = createBaseAuditEvent();
+    message.id = object.id ?? "";
+    message.tenant = object.tenant ?? "";
+    message.subject = object.subject ?? "";
+    message.action = object.action ?? "";
+    message.resource = object.resource ?? "";
+    message.outcome = object.outcome ?? 0;
+    message.errorCode = object.errorCode ?? "";
+    message.traceId = object.traceId ?? "";
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListAuditEventsResponse(): ListAuditEventsResponse {
+  return { events: [], nextPageToken: "" };
+}
+
+export const ListAuditEventsResponse: MessageFns<ListAuditEventsResponse> = {
+  encode(message: ListAuditEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AuditEvent.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
+    return ListAuditEventsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
+    const message = createBaseListAuditEventsResponse();
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /** RegistryService listens on port 9001 by default. */
 export type RegistryServiceService = typeof RegistryServiceService;
 export const RegistryServiceService = {
@@ -9606,6 +10808,62 @@ export const RegistryServiceService = {
       Buffer.from(WatchDeploymentsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchDeploymentsResponse => WatchDeploymentsResponse.decode(value),
   },
+  /**
+   * Rewraps the data key of every stored file, of every tenant, under the latest version of
+   * the key that wrapped it (an envelope rewrap through the crypto service's Rewrap: the
+   * sealed file itself is never read or rewritten). The rewrapped key is kept in the
+   * database, where downloads take it from; the copy in the file's header stays as written.
+   * Files already under the latest version are skipped, and each file's new key is committed
+   * on its own, so the call is resumable: run it again after a failure or a cancellation and
+   * it continues where it stopped. Streams a `progress` message per file, the last with
+   * `done` equal to `total`. Run it after rotating the registry's key and before raising that
+   * key's `min_decryption_version`. Scope: `admin`. UNAVAILABLE when crypto cannot rewrap.
+   */
+  rewrapDataKeys: {
+    path: "/quanta.registry.v1.RegistryService/RewrapDataKeys" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: RewrapDataKeysRequest): Buffer =>
+      Buffer.from(RewrapDataKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RewrapDataKeysRequest => RewrapDataKeysRequest.decode(value),
+    responseSerialize: (value: RewrapDataKeysResponse): Buffer =>
+      Buffer.from(RewrapDataKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RewrapDataKeysResponse => RewrapDataKeysResponse.decode(value),
+  },
+  /**
+   * How many versions, of every tenant, have their data key wrapped under each version of the
+   * registry's key: what raising that key's `min_decryption_version` to N would strand is
+   * `versions_below` with `below_key_version` N. `quanta keys config --min-decryption-version`
+   * asks this first and refuses while the count is not zero. Scope: `admin`.
+   */
+  getDataKeyStatus: {
+    path: "/quanta.registry.v1.RegistryService/GetDataKeyStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetDataKeyStatusRequest): Buffer =>
+      Buffer.from(GetDataKeyStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDataKeyStatusRequest => GetDataKeyStatusRequest.decode(value),
+    responseSerialize: (value: GetDataKeyStatusResponse): Buffer =>
+      Buffer.from(GetDataKeyStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetDataKeyStatusResponse => GetDataKeyStatusResponse.decode(value),
+  },
+  /**
+   * Lists the audit trail of changes made through this service (models, versions, aliases,
+   * tags, deletes, compressions, deployments, data-key rewraps), newest first: who, what,
+   * when, the trace id and the outcome, never a payload. A caller sees its own tenant's
+   * events; a token with the `admin` scope sees every tenant's. Scope: `models:read`.
+   */
+  listAuditEvents: {
+    path: "/quanta.registry.v1.RegistryService/ListAuditEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAuditEventsRequest): Buffer =>
+      Buffer.from(ListAuditEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAuditEventsRequest => ListAuditEventsRequest.decode(value),
+    responseSerialize: (value: ListAuditEventsResponse): Buffer =>
+      Buffer.from(ListAuditEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
+  },
 } as const;
 
 export interface RegistryServiceServer extends UntypedServiceImplementation {
@@ -9704,6 +10962,32 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    * fresh snapshot. Scope: `models:read` (`admin` for `all_tenants`).
    */
   watchDeployments: handleServerStreamingCall<WatchDeploymentsRequest, WatchDeploymentsResponse>;
+  /**
+   * Rewraps the data key of every stored file, of every tenant, under the latest version of
+   * the key that wrapped it (an envelope rewrap through the crypto service's Rewrap: the
+   * sealed file itself is never read or rewritten). The rewrapped key is kept in the
+   * database, where downloads take it from; the copy in the file's header stays as written.
+   * Files already under the latest version are skipped, and each file's new key is committed
+   * on its own, so the call is resumable: run it again after a failure or a cancellation and
+   * it continues where it stopped. Streams a `progress` message per file, the last with
+   * `done` equal to `total`. Run it after rotating the registry's key and before raising that
+   * key's `min_decryption_version`. Scope: `admin`. UNAVAILABLE when crypto cannot rewrap.
+   */
+  rewrapDataKeys: handleServerStreamingCall<RewrapDataKeysRequest, RewrapDataKeysResponse>;
+  /**
+   * How many versions, of every tenant, have their data key wrapped under each version of the
+   * registry's key: what raising that key's `min_decryption_version` to N would strand is
+   * `versions_below` with `below_key_version` N. `quanta keys config --min-decryption-version`
+   * asks this first and refuses while the count is not zero. Scope: `admin`.
+   */
+  getDataKeyStatus: handleUnaryCall<GetDataKeyStatusRequest, GetDataKeyStatusResponse>;
+  /**
+   * Lists the audit trail of changes made through this service (models, versions, aliases,
+   * tags, deletes, compressions, deployments, data-key rewraps), newest first: who, what,
+   * when, the trace id and the outcome, never a payload. A caller sees its own tenant's
+   * events; a token with the `admin` scope sees every tenant's. Scope: `models:read`.
+   */
+  listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
 }
 
 export interface RegistryServiceClient extends Client {
@@ -10051,6 +11335,68 @@ export interface RegistryServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchDeploymentsResponse>;
+  /**
+   * Rewraps the data key of every stored file, of every tenant, under the latest version of
+   * the key that wrapped it (an envelope rewrap through the crypto service's Rewrap: the
+   * sealed file itself is never read or rewritten). The rewrapped key is kept in the
+   * database, where downloads take it from; the copy in the file's header stays as written.
+   * Files already under the latest version are skipped, and each file's new key is committed
+   * on its own, so the call is resumable: run it again after a failure or a cancellation and
+   * it continues where it stopped. Streams a `progress` message per file, the last with
+   * `done` equal to `total`. Run it after rotating the registry's key and before raising that
+   * key's `min_decryption_version`. Scope: `admin`. UNAVAILABLE when crypto cannot rewrap.
+   */
+  rewrapDataKeys(
+    request: RewrapDataKeysRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RewrapDataKeysResponse>;
+  rewrapDataKeys(
+    request: RewrapDataKeysRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RewrapDataKeysResponse>;
+  /**
+   * How many versions, of every tenant, have their data key wrapped under each version of the
+   * registry's key: what raising that key's `min_decryption_version` to N would strand is
+   * `versions_below` with `below_key_version` N. `quanta keys config --min-decryption-version`
+   * asks this first and refuses while the count is not zero. Scope: `admin`.
+   */
+  getDataKeyStatus(
+    request: GetDataKeyStatusRequest,
+    callback: (error: ServiceError | null, response: GetDataKeyStatusResponse) => void,
+  ): ClientUnaryCall;
+  getDataKeyStatus(
+    request: GetDataKeyStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetDataKeyStatusResponse) => void,
+  ): ClientUnaryCall;
+  getDataKeyStatus(
+    request: GetDataKeyStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetDataKeyStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists the audit trail of changes made through this service (models, versions, aliases,
+   * tags, deletes, compressions, deployments, data-key rewraps), newest first: who, what,
+   * when, the trace id and the outcome, never a payload. A caller sees its own tenant's
+   * events; a token with the `admin` scope sees every tenant's. Scope: `models:read`.
+   */
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const RegistryServiceClient = makeGenericClientConstructor(

@@ -14,8 +14,15 @@ export function humanBytes(n: number | bigint): string {
   return u === 0 ? `${value} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
-const ops = (counts: readonly pb.CompressionOpCount[], withReason: boolean): string =>
-  counts.length === 0 ? '(none)' : counts.map((c) => `${c.op} ×${c.count}${withReason && c.reason !== '' ? ` (${c.reason})` : ''}`).join(', ');
+const ops = (counts: readonly pb.CompressionOpCount[]): string => (counts.length === 0 ? '(none)' : counts.map((c) => `${c.op} ×${c.count}`).join(', '));
+
+/** The ops left, one line per reason: `Relu ×2, MaxPool ×2: no float32 constants to rewrite`. */
+function leftByReason(counts: readonly pb.CompressionOpCount[]): string[] {
+  if (counts.length === 0) return ['(none)'];
+  const byReason = new Map<string, pb.CompressionOpCount[]>();
+  for (const c of counts) byReason.set(c.reason, [...(byReason.get(c.reason) ?? []), c]);
+  return [...byReason].map(([reason, group]) => `${ops(group)}${reason === '' ? '' : `: ${reason}`}`);
+}
 
 const figure = (x: number): string => (x === 0 ? '0' : Math.abs(x) >= 0.001 ? x.toFixed(4) : x.toExponential(2));
 
@@ -27,12 +34,12 @@ export function describeCompression(report: pb.CompressionReport): string {
   const lines: [string, string][] = [
     ['method', `${report.method}${params.length > 0 ? ` (${params.join(', ')})` : ''}`],
     ['size', `${humanBytes(before)} → ${humanBytes(after)} (${before === 0 ? '?' : ((after / before) * 100).toFixed(1)}%)`],
-    ['rewritten', ops(report.opsRewritten, false)],
-    ['left float', ops(report.opsLeft, true)],
+    ['rewritten', ops(report.opsRewritten)],
+    ...leftByReason(report.opsLeft).map((line, i): [string, string] => [i === 0 ? 'left float' : '', line]),
     ['calibration', report.calibration?.description ?? ''],
     ...report.latency.map((l): [string, string] => [
       `p50 batch ${l.batchSize}`,
-      `${l.p50BeforeMs.toFixed(3)} ms → ${l.p50AfterMs.toFixed(3)} ms (${(l.p50BeforeMs / l.p50AfterMs).toFixed(2)}x speed-up, ${l.runs} runs each)`,
+      `${l.p50BeforeMs.toFixed(3)} ms → ${l.p50AfterMs.toFixed(3)} ms (${(l.p50BeforeMs / l.p50AfterMs).toFixed(2)}× as fast, ${l.runs} runs each)`,
     ]),
     ['measured on', report.measuredOn],
   ];

@@ -222,6 +222,40 @@ describe('rewriting', () => {
     expect(ops(compressModel(model, { method: 'prune', sparsity: 0.5 }).model)).toContain('BatchNormalization');
   });
 
+  it('weights in Constant nodes of an IR 3 model are rewritten as Constant nodes, int8 from opset 9 on', async () => {
+    const rng = createRng(4);
+    const weight = floatTensor('w', [64, 32], uniform(rng, 2048, 0.2));
+    const model = encodeModel({
+      irVersion: 3,
+      opsetImports: [{ domain: '', version: 8 }],
+      graph: {
+        name: 'ir3',
+        nodes: [
+          { opType: 'Constant', name: 'w_const', inputs: [], outputs: ['w'], attributes: { value: { t: weight } } },
+          { opType: 'MatMul', name: 'mm', inputs: ['x', 'w'], outputs: ['y'] },
+        ],
+        initializers: [],
+        inputs: [{ name: 'x', dataType: OnnxDataType.FLOAT, shape: ['N', 64] }],
+        outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: ['N', 32] }],
+      },
+    });
+    const samples = generateCalibrationInputs(model, { count: 2, seed: 6, dims: { N: 4 } });
+    const want = await runSamples(model, samples);
+    const int8 = compressModel(model, { method: 'int8-weights' });
+    expect(int8.rewritten).toEqual([]);
+    expect(int8.left).toEqual([{ op: 'MatMul', count: 1, reason: 'opset 8, IR 3: an int8 "w" needs a Constant of int8 (opset 9) or an initializer (IR 4)' }]);
+    for (const options of [{ method: 'fp16' }, { method: 'prune', sparsity: 0.5 }] as CompressOptions[]) {
+      const r = compressModel(model, options);
+      expect(r.rewritten).toEqual([{ op: 'MatMul', count: 1 }]);
+      const graph = readModel(r.model).graph;
+      expect(graph.initializers.size, options.method).toBe(0);
+      expect(ops(r.model).filter((o) => o === 'Constant').length).toBeGreaterThanOrEqual(1);
+      expect(checkModels([r.model])).toEqual(['ok']);
+      const got = await runSamples(r.model, samples);
+      expect(cosine(got.outputs['y']!, want.outputs['y']!)).toBeGreaterThan(options.method === 'prune' ? 0.8 : 0.999);
+    }
+  });
+
   it('fields the rewriter does not know are kept byte for byte', () => {
     const spec = mlpModel({ inputSize: 64, hiddenSizes: [64] });
     const base = encodeModel({ ...spec, docString: 'kept', metadata: { owner: 'team-a' } });

@@ -28,6 +28,11 @@ export function int8Weights(r: Rewriter, sparsity: number | undefined): void {
   });
   if (sparsity !== undefined) r.parameters['sparsity'] = String(sparsity);
   for (const [name, { source, axis }] of weights(r)) {
+    // Where new constants must be Constant nodes (IR < 4), Constant takes int8 only from opset 9.
+    if (source.node !== undefined && r.model.irVersion < 4 && opset < 9) {
+      r.leaveNodes(r.uses.get(name) ?? [], `opset ${opset}, IR ${r.model.irVersion}: an int8 "${name}" needs a Constant of int8 (opset 9) or an initializer (IR 4)`);
+      continue;
+    }
     const dims = source.tensor.dims;
     let w = r.data(name, source);
     if (sparsity !== undefined) w = pruneByMagnitude(w, sparsity);

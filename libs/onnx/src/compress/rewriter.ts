@@ -139,17 +139,21 @@ export class Rewriter {
 
 
 
-  /** Sources whose values changed but that no method replaced are written back in float32. */
+  /**
+   * Sources whose values changed but that no method replaced are written back in float32; the
+   * constants of added sources, and from IR 4 on those replacing Constant nodes (an initializer
+   * is smaller than a Constant node; before IR 4 it would also have to be a graph input), become
+   * initializers at the end of the graph.
+   */
   finish(): void {
     for (const [name, values] of this.overrides) {
       if (this.replacements.has(name)) continue;
       const source = this.sources.get(name)!;
       this.replacements.set(name, { tensors: [{ name, dataType: OnnxDataType.FLOAT, dims: source.tensor.dims, raw: bytesOf(values) }], nodes: [] });
     }
-    for (const [name, source] of this.sources) {
-      const r = this.replacements.get(name);
-      if (source.added !== true || r === undefined) continue;
-      this.extraInitializers.push(...r.tensors);
+    for (const [name, r] of this.replacements) {
+      const source = this.sources.get(name);
+      if (source?.added === true || (source?.node !== undefined && this.model.irVersion >= 4)) this.extraInitializers.push(...r.tensors);
     }
   }
 
@@ -187,13 +191,8 @@ export class Rewriter {
         const replacement = constant ? this.replacements.get(output) : undefined;
         const nodes = this.nodeReplacements.get(node.index);
         if (replacement !== undefined) {
-          // From IR 4 on, new constants become initializers (smaller than Constant nodes); before
-          // it an initializer would also have to be a graph input.
-          for (const t of replacement.tensors) {
-            if (this.model.irVersion >= 4) {
-              this.extraInitializers.push(t);
-              continue;
-            }
+          // Before IR 4 the constants stay Constant nodes (see finish()).
+          for (const t of this.model.irVersion >= 4 ? [] : replacement.tensors) {
             const keepName = t.name === output && node.name !== '' ? { name: node.name } : { name: this.fresh(`${t.name}_Constant`) };
             graph.message(1, encodeNode({ opType: 'Constant', ...keepName, inputs: [], outputs: [t.name], attributes: { value: { t } } }));
           }

@@ -1,4 +1,5 @@
 import { monitoring as pb } from '@quanta/contracts';
+import { auditTableSql } from '@quanta/store';
 import type { Migration, Queryable } from '@quanta/store';
 
 /**
@@ -24,6 +25,12 @@ CREATE TABLE monitoring_alert_rules (
   PRIMARY KEY (tenant, name)
 );
 `,
+  },
+  {
+    version: 2,
+    name: 'audit',
+    // Who changed which alert rule, when, with what outcome (MONITORING_AUDIT_TABLE).
+    sql: auditTableSql('monitoring_audit'),
   },
 ];
 

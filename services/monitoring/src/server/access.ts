@@ -24,4 +24,6 @@ export const MONITORING_ACCESS: AccessTable = {
   [`${S}/DeleteAlertRule`]: { scope: 'alerts:write', tenant: 'own' },
   // The services' health, the same for every tenant.
   [`${S}/GetHealthBoard`]: { scope: 'monitoring:read', tenant: 'none' },
+  // The caller's tenant's events; an `admin` token sees every tenant's.
+  [`${S}/ListAuditEvents`]: { scope: 'monitoring:read', tenant: 'own' },
 };

@@ -1,7 +1,9 @@
 import { TraceFlags, trace, type Link } from '@opentelemetry/api';
 import { monitoring as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { clientStreaming, internal, invalidArgument, serverStreaming, unary } from '@quanta/service-kit';
+import { audited, clientStreaming, createAuditor, hasScope, internal, invalidArgument, serverStreaming, unary } from '@quanta/service-kit';
+import { AuditPageTokenError, listAuditEvents, recordAuditEvent } from '@quanta/store';
+import type { Queryable } from '@quanta/store';
 import type { AlertEngine } from '../core/alerts.js';
 import { durationMs } from '../core/durations.js';
 import type { HealthBoard } from '../core/health-board.js';
@@ -43,6 +45,8 @@ export interface MonitoringCore {
   countIngest(accepted: number, rejected: number): void;
   /** Resolves when the service stops, ending the watch streams. */
   readonly stopped: AbortSignal;
+  /** Where alert-rule changes are audited; undefined when the service keeps no store (nothing is recorded). */
+  readonly auditStore?: Queryable | undefined;
 }
 
 function tenantOf(ctx: CallContext): string {
@@ -107,8 +111,17 @@ async function* watchAlerts(core: MonitoringCore, tenant: string, ruleName: stri
   }
 }
 
+/** The audit table monitoring's migrations create. */
+export const MONITORING_AUDIT_TABLE = 'monitoring_audit';
+
+const OUTCOME = { ok: pb.AuditOutcome.AUDIT_OUTCOME_OK, error: pb.AuditOutcome.AUDIT_OUTCOME_ERROR } as const;
+
 export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringServiceServer {
-  const { store, alerts, board } = core;
+  const { store, alerts, board, auditStore } = core;
+  const audit = createAuditor(async (entry) => {
+    if (auditStore !== undefined) await recordAuditEvent(auditStore, MONITORING_AUDIT_TABLE, entry);
+  });
+  const ruleOf = (name: string | undefined): string => `alert-rule/${name ?? ''}`;
   // Each method's scope and tenant rule is in access.ts (MONITORING_ACCESS).
   return {
     ingest: clientStreaming<pb.IngestRequest, pb.IngestResponse>(async (requests) => {
@@ -161,22 +174,49 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       return Promise.resolve({ models: topModels(store, tenantOf(ctx), span, req.orderBy, req.limit, req.byVersion) });
     }),
 
-    createAlertRule: unary<pb.CreateAlertRuleRequest, pb.CreateAlertRuleResponse>(async (req, ctx) => {
-      if (req.rule === undefined) throw invalidArgument('rule is missing');
-      return { rule: await alerts.createRule(tenantOf(ctx), req.rule) };
-    }),
+    createAlertRule: unary<pb.CreateAlertRuleRequest, pb.CreateAlertRuleResponse>(
+      audited(audit, (req) => ruleOf(req.rule?.name), async (req, ctx) => {
+        if (req.rule === undefined) throw invalidArgument('rule is missing');
+        return { rule: await alerts.createRule(tenantOf(ctx), req.rule) };
+      }),
+    ),
     getAlertRule: unary<pb.GetAlertRuleRequest, pb.GetAlertRuleResponse>(async (req, ctx) => Promise.resolve({ rule: alerts.getRule(tenantOf(ctx), req.name) })),
     listAlertRules: unary<pb.ListAlertRulesRequest, pb.ListAlertRulesResponse>(async (req, ctx) => {
       const { page: rules, next } = page(alerts.listRules(tenantOf(ctx), req.model), req.pageSize, req.pageToken, 'ListAlertRules');
       return Promise.resolve({ rules, nextPageToken: next });
     }),
-    updateAlertRule: unary<pb.UpdateAlertRuleRequest, pb.UpdateAlertRuleResponse>(async (req, ctx) => {
-      if (req.rule === undefined) throw invalidArgument('rule is missing');
-      return { rule: await alerts.updateRule(tenantOf(ctx), req.rule) };
-    }),
-    deleteAlertRule: unary<pb.DeleteAlertRuleRequest, pb.DeleteAlertRuleResponse>(async (req, ctx) => {
-      await alerts.deleteRule(tenantOf(ctx), req.name);
-      return {};
+    updateAlertRule: unary<pb.UpdateAlertRuleRequest, pb.UpdateAlertRuleResponse>(
+      audited(audit, (req) => ruleOf(req.rule?.name), async (req, ctx) => {
+        if (req.rule === undefined) throw invalidArgument('rule is missing');
+        return { rule: await alerts.updateRule(tenantOf(ctx), req.rule) };
+      }),
+    ),
+    deleteAlertRule: unary<pb.DeleteAlertRuleRequest, pb.DeleteAlertRuleResponse>(
+      audited(audit, (req) => ruleOf(req.name), async (req, ctx) => {
+        await alerts.deleteRule(tenantOf(ctx), req.name);
+        return {};
+      }),
+    ),
+    listAuditEvents: unary<pb.ListAuditEventsRequest, pb.ListAuditEventsResponse>(async (req, ctx) => {
+      if (auditStore === undefined) return { events: [], nextPageToken: '' };
+      const all = ctx.principal !== undefined && hasScope(ctx.principal, 'admin');
+      try {
+        const found = await listAuditEvents(auditStore, MONITORING_AUDIT_TABLE, {
+          tenant: all ? undefined : tenantOf(ctx),
+          since: req.since,
+          subject: req.subject,
+          action: req.action,
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        });
+        return {
+          events: found.events.map((e) => ({ ...e, outcome: OUTCOME[e.outcome], errorCode: e.errorCode ?? '', traceId: e.traceId ?? '' })),
+          nextPageToken: found.nextPageToken,
+        };
+      } catch (error: unknown) {
+        if (error instanceof AuditPageTokenError) throw invalidArgument(error.message);
+        throw error;
+      }
     }),
     listAlerts: unary<pb.ListAlertsRequest, pb.ListAlertsResponse>(async (req, ctx) => {
       const all = alerts.listAlerts(tenantOf(ctx), { states: req.states, ruleName: req.ruleName });

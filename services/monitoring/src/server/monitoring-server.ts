@@ -133,6 +133,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
       },
       countIngest: (a, r) => metrics.countIngest(a, r),
       stopped: stopped.signal,
+      auditStore: ruleStore,
     }),
     MONITORING_ACCESS,
   );

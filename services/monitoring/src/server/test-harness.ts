@@ -15,7 +15,7 @@ export interface Harness {
   issuer: TokenIssuer;
   /** The monitoring clock (windows, alerts, health times); tokens use the real one. */
   now: { ms: number };
-  token(tenant: string, scopes: string[]): Promise<string>;
+  token(tenant: string, scopes: string[], subject?: string): Promise<string>;
   /** Stops the server and starts a new one over the same rule store (or home), issuer and clock. */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -84,7 +84,7 @@ export async function startHarness(
     client: connect(server),
     issuer,
     now,
-    token: (tenant, scopes) => issuer.issue({ tenant, subject: `${tenant}-user`, scopes, ttlSeconds: 3600 }),
+    token: (tenant, scopes, subject = `${tenant}-user`) => issuer.issue({ tenant, subject, scopes, ttlSeconds: 3600 }),
     async restart() {
       harness.client.close();
       await harness.server.stop({ graceMs: 1000 });

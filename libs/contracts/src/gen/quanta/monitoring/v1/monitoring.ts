@@ -274,6 +274,48 @@ export function serviceHealthStatusToJSON(object: ServiceHealthStatus): string {
   }
 }
 
+/** Whether an audited change succeeded. */
+export enum AuditOutcome {
+  AUDIT_OUTCOME_UNSPECIFIED = 0,
+  /** AUDIT_OUTCOME_OK - The change was made. */
+  AUDIT_OUTCOME_OK = 1,
+  /** AUDIT_OUTCOME_ERROR - The change failed; `error_code` says how. */
+  AUDIT_OUTCOME_ERROR = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function auditOutcomeFromJSON(object: any): AuditOutcome {
+  switch (object) {
+    case 0:
+    case "AUDIT_OUTCOME_UNSPECIFIED":
+      return AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "AUDIT_OUTCOME_OK":
+      return AuditOutcome.AUDIT_OUTCOME_OK;
+    case 2:
+    case "AUDIT_OUTCOME_ERROR":
+      return AuditOutcome.AUDIT_OUTCOME_ERROR;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AuditOutcome.UNRECOGNIZED;
+  }
+}
+
+export function auditOutcomeToJSON(object: AuditOutcome): string {
+  switch (object) {
+    case AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED:
+      return "AUDIT_OUTCOME_UNSPECIFIED";
+    case AuditOutcome.AUDIT_OUTCOME_OK:
+      return "AUDIT_OUTCOME_OK";
+    case AuditOutcome.AUDIT_OUTCOME_ERROR:
+      return "AUDIT_OUTCOME_ERROR";
+    case AuditOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** What one finished inference request reports. */
 export interface InferenceRecord {
   /** The tenant the request ran for. */
@@ -762,6 +804,52 @@ export interface GetHealthBoardResponse {
   services: ServiceHealth[];
   /** The interval between checks. */
   checkInterval?: Duration | undefined;
+}
+
+/** Request for ListAuditEvents. */
+export interface ListAuditEventsRequest {
+  /** Only events at or after this time; unset for all. */
+  since?:
+    | Date
+    | undefined;
+  /** Only events of this token subject; empty for all. */
+  subject: string;
+  /** Only events of this action, e.g. `CreateAlertRule`; empty for all. */
+  action: string;
+  /** The most events to return, 1-1000; 0 means 100. */
+  pageSize: number;
+  /** The `next_page_token` of the previous page, with the same filters; empty for the first. */
+  pageToken: string;
+}
+
+/** One change, or one attempt at one. Never holds a payload or a token. */
+export interface AuditEvent {
+  /** Unique id of the event within this service. */
+  id: string;
+  /** The tenant whose data the change touched (the caller's). */
+  tenant: string;
+  /** The token subject that acted. */
+  subject: string;
+  /** The RPC, e.g. `DeleteAlertRule`. */
+  action: string;
+  /** What it acted on, e.g. `alert-rule/p99-high`. */
+  resource: string;
+  /** Success or failure. */
+  outcome: AuditOutcome;
+  /** The gRPC status name of a failure, e.g. `NOT_FOUND`. */
+  errorCode: string;
+  /** The W3C trace id of the call, when it was traced. */
+  traceId: string;
+  /** When the call ended. */
+  time?: Date | undefined;
+}
+
+/** Response of ListAuditEvents. */
+export interface ListAuditEventsResponse {
+  /** The events of this page, newest first. */
+  events: AuditEvent[];
+  /** Pass as `page_token` to get the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBaseInferenceRecord(): InferenceRecord {
@@ -5163,6 +5251,451 @@ export const GetHealthBoardResponse: MessageFns<GetHealthBoardResponse> = {
   },
 };
 
+function createBaseListAuditEventsRequest(): ListAuditEventsRequest {
+  return { since: undefined, subject: "", action: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListAuditEventsRequest: MessageFns<ListAuditEventsRequest> = {
+  encode(message: ListAuditEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(10).fork()).join();
+    }
+    if (message.subject !== "") {
+      writer.uint32(18).string(message.subject);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsRequest {
+    return {
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsRequest): unknown {
+    const obj: any = {};
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
+    return ListAuditEventsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
+    const message = createBaseListAuditEventsRequest();
+    message.since = object.since ?? undefined;
+    message.subject = object.subject ?? "";
+    message.action = object.action ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditEvent(): AuditEvent {
+  return {
+    id: "",
+    tenant: "",
+    subject: "",
+    action: "",
+    resource: "",
+    outcome: 0,
+    errorCode: "",
+    traceId: "",
+    time: undefined,
+  };
+}
+
+export const AuditEvent: MessageFns<AuditEvent> = {
+  encode(message: AuditEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(18).string(message.tenant);
+    }
+    if (message.subject !== "") {
+      writer.uint32(26).string(message.subject);
+    }
+    if (message.action !== "") {
+      writer.uint32(34).string(message.action);
+    }
+    if (message.resource !== "") {
+      writer.uint32(42).string(message.resource);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(48).int32(message.outcome);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(58).string(message.errorCode);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(66).string(message.traceId);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEvent {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      outcome: isSet(object.outcome) ? auditOutcomeFromJSON(object.outcome) : 0,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: AuditEvent): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = auditOutcomeToJSON(message.outcome);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditEvent>): AuditEvent {
+    return AuditEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditEvent>): AuditEvent {
+    const message = createBaseAuditEvent();
+    message.id = object.id ?? "";
+    message.tenant = object.tenant ?? "";
+    message.subject = object.subject ?? "";
+    message.action = object.action ?? "";
+    message.resource = object.resource ?? "";
+    message.outcome = object.outcome ?? 0;
+    message.errorCode = object.errorCode ?? "";
+    message.traceId = object.traceId ?? "";
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListAuditEventsResponse(): ListAuditEventsResponse {
+  return { events: [], nextPageToken: "" };
+}
+
+export const ListAuditEventsResponse: MessageFns<ListAuditEventsResponse> = {
+  encode(message: ListAuditEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAuditEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAuditEventsResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => AuditEvent.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAuditEventsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
+    return ListAuditEventsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
+    const message = createBaseListAuditEventsResponse();
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * MonitoringService listens on port 9003 by default. Its HTTP listener (port 9400) serves
  * Prometheus `/metrics`, the dashboard page `/` and its data `/api/overview`: the page is
@@ -5333,6 +5866,23 @@ export const MonitoringServiceService = {
       Buffer.from(GetHealthBoardResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetHealthBoardResponse => GetHealthBoardResponse.decode(value),
   },
+  /**
+   * Lists the audit trail of alert-rule changes (created, updated, deleted), newest first:
+   * who, what, when, the trace id and the outcome, never the rule's payload. A caller sees its
+   * own tenant's events; a token with the `admin` scope sees every tenant's. Empty when the
+   * service keeps no store (a config with neither home nor database). Scope: `monitoring:read`.
+   */
+  listAuditEvents: {
+    path: "/quanta.monitoring.v1.MonitoringService/ListAuditEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAuditEventsRequest): Buffer =>
+      Buffer.from(ListAuditEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAuditEventsRequest => ListAuditEventsRequest.decode(value),
+    responseSerialize: (value: ListAuditEventsResponse): Buffer =>
+      Buffer.from(ListAuditEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
+  },
 } as const;
 
 export interface MonitoringServiceServer extends UntypedServiceImplementation {
@@ -5387,6 +5937,13 @@ export interface MonitoringServiceServer extends UntypedServiceImplementation {
    */
   watchAlerts: handleServerStreamingCall<WatchAlertsRequest, WatchAlertsResponse>;
   getHealthBoard: handleUnaryCall<GetHealthBoardRequest, GetHealthBoardResponse>;
+  /**
+   * Lists the audit trail of alert-rule changes (created, updated, deleted), newest first:
+   * who, what, when, the trace id and the outcome, never the rule's payload. A caller sees its
+   * own tenant's events; a token with the `admin` scope sees every tenant's. Empty when the
+   * service keeps no store (a config with neither home nor database). Scope: `monitoring:read`.
+   */
+  listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
 }
 
 export interface MonitoringServiceClient extends Client {
@@ -5598,6 +6155,27 @@ export interface MonitoringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetHealthBoardResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists the audit trail of alert-rule changes (created, updated, deleted), newest first:
+   * who, what, when, the trace id and the outcome, never the rule's payload. A caller sees its
+   * own tenant's events; a token with the `admin` scope sees every tenant's. Empty when the
+   * service keeps no store (a config with neither home nor database). Scope: `monitoring:read`.
+   */
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
   ): ClientUnaryCall;
 }
 

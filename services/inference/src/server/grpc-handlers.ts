@@ -100,35 +100,35 @@ export const grpcInferenceServiceDefinition: typeof pb.GRPCInferenceServiceServi
 
 export function createGrpcHandlers(api: InferenceApi): pb.GRPCInferenceServiceServer {
   return {
-    serverLive: unary<pb.ServerLiveRequest, pb.ServerLiveResponse>({ scope: 'public' }, () => Promise.resolve({ live: true })),
-    serverReady: unary<pb.ServerReadyRequest, pb.ServerReadyResponse>({ scope: 'public' }, () => Promise.resolve({ ready: api.ready() })),
-    modelReady: unary<pb.ModelReadyRequest, pb.ModelReadyResponse>({ scope: 'models:read' }, (req, ctx) =>
+    serverLive: unary<pb.ServerLiveRequest, pb.ServerLiveResponse>(() => Promise.resolve({ live: true })),
+    serverReady: unary<pb.ServerReadyRequest, pb.ServerReadyResponse>(() => Promise.resolve({ ready: api.ready() })),
+    modelReady: unary<pb.ModelReadyRequest, pb.ModelReadyResponse>((req, ctx) =>
       mapErrors(() => ({ ready: api.modelReady(tenantOf(ctx), req.name, req.version) })),
     ),
-    serverMetadata: unary<pb.ServerMetadataRequest, pb.ServerMetadataResponse>({ scope: 'public' }, () => Promise.resolve(api.serverMetadata())),
-    modelMetadata: unary<pb.ModelMetadataRequest, pb.ModelMetadataResponse>({ scope: 'models:read' }, (req, ctx) =>
+    serverMetadata: unary<pb.ServerMetadataRequest, pb.ServerMetadataResponse>(() => Promise.resolve(api.serverMetadata())),
+    modelMetadata: unary<pb.ModelMetadataRequest, pb.ModelMetadataResponse>((req, ctx) =>
       mapErrors(() => encodeModelMetadata(api.modelMetadata(tenantOf(ctx), req.name, req.version))),
     ),
-    modelConfig: unary<pb.ModelConfigRequest, pb.ModelConfigResponse>({ scope: 'models:read' }, (req, ctx) =>
+    modelConfig: unary<pb.ModelConfigRequest, pb.ModelConfigResponse>((req, ctx) =>
       mapErrors(() => ({ config: api.modelConfig(tenantOf(ctx), req.name, req.version) })),
     ),
-    modelInfer: unary<pb.ModelInferRequest, pb.ModelInferResponse>({ scope: 'infer' }, (req, ctx) => infer(api, req, ctx)),
-    modelStreamInfer: bidiStreamingCall<pb.ModelInferRequest, pb.ModelStreamInferResponse>({ scope: 'infer' }, (call, ctx) =>
+    modelInfer: unary<pb.ModelInferRequest, pb.ModelInferResponse>((req, ctx) => infer(api, req, ctx)),
+    modelStreamInfer: bidiStreamingCall<pb.ModelInferRequest, pb.ModelStreamInferResponse>((call, ctx) =>
       pumpStream(call, ctx, (message) => streamInfer(api, message, ctx), STREAM_PIPELINE_DEPTH),
     ),
-    modelStatistics: unary<pb.ModelStatisticsRequest, pb.ModelStatisticsResponse>({ scope: 'models:read' }, (req, ctx) =>
+    modelStatistics: unary<pb.ModelStatisticsRequest, pb.ModelStatisticsResponse>((req, ctx) =>
       mapErrors(() => ({ modelStats: api.stats(tenantOf(ctx), req.name, req.version).map(encodeModelStatistics) })),
     ),
-    repositoryIndex: unary<pb.RepositoryIndexRequest, pb.RepositoryIndexResponse>({ scope: 'models:read' }, (req, ctx) =>
+    repositoryIndex: unary<pb.RepositoryIndexRequest, pb.RepositoryIndexResponse>((req, ctx) =>
       mapErrors(() => ({ models: api.index(tenantOf(ctx), req.ready).map(encodeIndexEntry) })),
     ),
-    repositoryModelLoad: unary<pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse>({ scope: 'models:write' }, (req, ctx) =>
+    repositoryModelLoad: unary<pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse>((req, ctx) =>
       mapErrors(async () => {
         await api.load(tenantOf(ctx), req.modelName, repositoryParameters(req.parameters));
         return {};
       }),
     ),
-    repositoryModelUnload: unary<pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse>({ scope: 'models:write' }, (req, ctx) =>
+    repositoryModelUnload: unary<pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse>((req, ctx) =>
       mapErrors(async () => {
         const dependents = req.parameters['unload_dependents']?.parameterChoice;
         await api.unload(tenantOf(ctx), req.modelName, dependents?.$case === 'boolParam' && dependents.value);

@@ -6,7 +6,8 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { ServerTlsOptions } from '@quanta/service-kit';
+import { answerClientErrors, httpServerLimits } from '@quanta/service-kit';
+import type { HttpLimits, ServerTlsOptions } from '@quanta/service-kit';
 
 export interface HttpListenerOptions {
   readonly host: string;
@@ -19,6 +20,8 @@ export interface HttpListenerOptions {
   readonly onRequest: (req: IncomingMessage, res: ServerResponse) => void;
   /** Answers a request that arrives while the listener closes (503, say); it must end the response. */
   readonly refuse: (res: ServerResponse) => void;
+  /** How slow a request may be before its connection is cut (service-kit's defaults when absent). */
+  readonly limits?: HttpLimits | undefined;
 }
 
 export interface HttpListener {
@@ -58,11 +61,13 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
     options.onRequest(req, res);
   };
   const { tls, what } = options;
+  const limits = httpServerLimits(options.limits);
   const server =
     tls === undefined
-      ? createServer(onRequest)
+      ? createServer(limits, onRequest)
       : createTlsServer(
           {
+            ...limits,
             cert: await readPem(tls.certFile, 'certificate', what),
             key: await readPem(tls.keyFile, 'private key', what),
             ...(tls.caFile === undefined ? {} : { ca: await readPem(tls.caFile, 'CA', what), requestCert: true }),
@@ -71,6 +76,7 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
           onRequest,
         );
 
+  answerClientErrors(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

@@ -35,9 +35,18 @@ export interface DecodedJsonInfer {
   readonly binaryOutputs: ReadonlySet<string> | true;
 }
 
-function parseJson(bytes: Buffer): unknown {
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** JSON text must be UTF-8 (RFC 8259): bytes that are not are refused, never replaced by U+FFFD. */
+export function parseJson(bytes: Uint8Array): unknown {
+  let text: string;
   try {
-    return JSON.parse(bytes.toString('utf8')) as unknown;
+    text = strictUtf8.decode(bytes);
+  } catch {
+    throw invalidArgument('the request body is not valid UTF-8 JSON');
+  }
+  try {
+    return JSON.parse(text) as unknown;
   } catch (error: unknown) {
     throw invalidArgument(`the request body is not valid JSON: ${(error as Error).message}`);
   }

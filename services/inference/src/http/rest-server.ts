@@ -20,6 +20,7 @@ import {
   encodeJsonMetadata,
   encodeJsonModelConfig,
   encodeJsonStats,
+  parseJson,
   splitInferBody,
 } from './rest-convert.js';
 
@@ -213,12 +214,25 @@ function routeTemplate(pattern: string): string {
     .replace('/v2/?', '/v2');
 }
 
+/** The request's URL; a request target that is no URL (`http://x:99999/`, say) is the caller's fault. */
+function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    throw new HttpError(400, `the request target ${JSON.stringify(req.url)} is not a valid URL`);
+  }
+}
+
 async function authenticate(req: IncomingMessage, authenticator: Authenticator | undefined, scope: Scope, what: string): Promise<Principal> {
   const header = req.headers.authorization;
   if (header === undefined) throw unauthenticated(`${what} needs a bearer token with scope "${scope}" (Authorization: Bearer <token>)`);
   if (authenticator === undefined) throw unauthenticated(`${what} needs scope "${scope}" but this server has no authenticator configured`);
   const metadata = new grpc.Metadata();
-  metadata.set('authorization', header);
+  try {
+    metadata.set('authorization', header);
+  } catch {
+    throw unauthenticated(`${what}: the Authorization header has characters no token has; send "Bearer <token>"`);
+  }
   const principal = await authenticator(metadata);
   requireScope(principal, scope, what);
   return principal;
@@ -263,12 +277,7 @@ function bodyOf(req: IncomingMessage, limit: number): Body {
   const bytes = (): Promise<Buffer | undefined> => (read ??= readBody(req, limit));
   const json = async (): Promise<Json> => {
     const buffer = await bytes();
-    if (buffer === undefined) return undefined;
-    try {
-      return JSON.parse(buffer.toString('utf8')) as Json;
-    } catch (error: unknown) {
-      throw new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`);
-    }
+    return buffer === undefined ? undefined : parseJson(buffer);
   };
   return Object.assign(json, {
     bytes,
@@ -354,7 +363,7 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
   const { logger } = options;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req);
     const entry = table.find(([pattern]) => pattern.test(url.pathname));
     if (entry === undefined) throw new HttpError(404, `no such endpoint: ${req.method ?? ''} ${url.pathname}`);
     const [pattern, candidates] = entry;

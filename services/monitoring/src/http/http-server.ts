@@ -4,8 +4,8 @@ import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { Authenticator } from '@quanta/service-kit';
-import { hasScope, isServiceError } from '@quanta/service-kit';
+import type { Authenticator, HttpLimits } from '@quanta/service-kit';
+import { answerClientErrors, hasScope, httpServerLimits, isServiceError } from '@quanta/service-kit';
 import { setHttpRoute, traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { AlertEngine } from '../core/alerts.js';
@@ -31,6 +31,8 @@ export interface HttpServerOptions {
    * is asked for, whatever the gRPC server requires. Absent: plain HTTP.
    */
   readonly tls?: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /** How slow a request may be before its connection is cut (service-kit's defaults when absent). */
+  readonly limits?: HttpLimits | undefined;
 }
 
 export interface HttpServer {
@@ -63,7 +65,11 @@ async function viewOf(req: IncomingMessage, url: URL, options: HttpServerOptions
   }
   if (options.authenticator === undefined) throw new HttpError(401, 'this server checks no tokens');
   const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
+  try {
+    metadata.set('authorization', `Bearer ${token}`);
+  } catch {
+    throw new HttpError(401, 'the token has characters no token has');
+  }
   try {
     const principal = await options.authenticator(metadata);
     if (!hasScope(principal, 'monitoring:read')) throw new HttpError(403, `the token of "${principal.subject}" lacks scope monitoring:read`);
@@ -102,7 +108,12 @@ async function readPem(path: string, what: string): Promise<Buffer> {
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      throw new HttpError(400, `the request target ${JSON.stringify(req.url)} is not a valid URL`);
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method ?? '?'} is not allowed; use GET`);
     if (PAGES.has(url.pathname)) setHttpRoute(req.method, url.pathname);
     switch (url.pathname) {
@@ -140,10 +151,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   // crypto's keys runs inside it and carries the trace on.
   const traced = traceHttpRequests(onRequest);
   const tls = options.tls;
+  const limits = httpServerLimits(options.limits);
   const server =
     tls === undefined
-      ? createServer(traced)
-      : createTlsServer({ cert: await readPem(tls.certFile, 'certificate'), key: await readPem(tls.keyFile, 'private key') }, traced);
+      ? createServer(limits, traced)
+      : createTlsServer({ ...limits, cert: await readPem(tls.certFile, 'certificate'), key: await readPem(tls.keyFile, 'private key') }, traced);
+  answerClientErrors(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

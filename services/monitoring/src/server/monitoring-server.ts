@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createCryptoTokenVerifier } from '@quanta/auth';
 import { crypto, monitoring as pb } from '@quanta/contracts';
-import type { Authenticator, QuantaService } from '@quanta/service-kit';
+import type { Authenticator, HttpLimits, QuantaService } from '@quanta/service-kit';
 import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
 import { openStore } from '@quanta/store';
 import type { Store } from '@quanta/store';
@@ -24,6 +24,8 @@ import { MONITORING_ACCESS } from './access.js';
 import { createMonitoringHandlers } from './handlers.js';
 
 export interface MonitoringServerOptions {
+  /** How slow an HTTP request may be before its connection is cut (service-kit's defaults when absent). */
+  readonly httpLimits?: HttpLimits;
   readonly telemetry?: Telemetry;
   readonly logger?: Logger;
   /** Checks tokens; default: the crypto service's public keys at config.cryptoAddr. */
@@ -160,6 +162,7 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
       authenticator,
       public: config.dashboardPublic,
       logger,
+      limits: options.httpLimits,
       // Under TLS the HTTP listener serves HTTPS with the gRPC certificate, no client certificate asked.
       tls: config.tlsCert !== undefined && config.tlsKey !== undefined ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined,
     });

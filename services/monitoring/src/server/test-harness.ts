@@ -3,6 +3,7 @@ import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } f
 import type { TokenIssuer } from '@quanta/auth';
 import { monitoring as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
 import { openStore } from '@quanta/store';
+import type { HttpLimits } from '@quanta/service-kit';
 import type { Store } from '@quanta/store';
 import { pino } from 'pino';
 import type { HealthTarget, MonitoringConfig } from '../config.js';
@@ -56,7 +57,16 @@ export function testConfig(overrides: Partial<MonitoringConfig> = {}): Monitorin
  * in-memory embedded store the harness closes.
  */
 export async function startHarness(
-  options: { config?: Partial<MonitoringConfig>; targets?: HealthTarget[]; timers?: boolean; realClock?: boolean; issuer?: TokenIssuer; store?: Store; ownStore?: boolean } = {},
+  options: {
+    config?: Partial<MonitoringConfig>;
+    targets?: HealthTarget[];
+    timers?: boolean;
+    realClock?: boolean;
+    issuer?: TokenIssuer;
+    store?: Store;
+    ownStore?: boolean;
+    httpLimits?: HttpLimits;
+  } = {},
 ): Promise<Harness> {
   const issuer = options.issuer ?? (await createTokenIssuer({ store: createMemorySigningKeyStore() }));
   const now = { ms: T0 };
@@ -70,6 +80,7 @@ export async function startHarness(
       targets: options.targets ?? [],
       logger: pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' }),
       ...(store === undefined ? {} : { store }),
+      ...(options.httpLimits === undefined ? {} : { httpLimits: options.httpLimits }),
     });
   let server: MonitoringServer;
   try {

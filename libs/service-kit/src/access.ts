@@ -32,7 +32,6 @@ export type AccessTable = Readonly<Record<string, AccessRule>>;
 export const KIT_ACCESS: AccessTable = {
   '/grpc.health.v1.Health/Check': { scope: 'public', tenant: 'none' },
   '/grpc.health.v1.Health/Watch': { scope: 'public', tenant: 'none' },
-  '/grpc.health.v1.Health/List': { scope: 'public', tenant: 'none' },
   '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo': { scope: 'public', tenant: 'none' },
   '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo': { scope: 'public', tenant: 'none' },
 };

@@ -3,7 +3,9 @@
 // unknown key, a revoked one, one lacking the method's scope, and another tenant's. Each service's
 // declared table (services/*/src/server/access.ts) says what the method needs; a method without a
 // rule, or an `own` method without a fixture below, fails here.
-import { generateKeyPair, SignJWT } from 'jose';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { crypto, health, inference, monitoring, registry } from '@quanta/contracts';
 import { CRYPTO_ACCESS } from '@quanta/crypto';
@@ -15,7 +17,7 @@ import { KIT_ACCESS, SCOPES } from '@quanta/service-kit';
 import type { AccessRule, AccessTable } from '@quanta/service-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, connectClients, deploymentSpec, eventually, pushModel, waitServed, type Clients } from './clients.js';
-import { startStack, type Stack } from './stack.js';
+import { REPO_ROOT, startStack, type Stack } from './stack.js';
 
 const { status } = grpc;
 /** Every name of tenant acme's resources has this in it: another tenant's answer must never show it. */
@@ -304,16 +306,11 @@ async function setUp(): Promise<void> {
 
   const expired = await issue('acme', [...SCOPES], 1);
   // A key of our own under a kid no JWKS lists, with claims that are otherwise right.
-  const stranger = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-  const unknownKey = await new SignJWT({ tenant: 'acme', scope: SCOPES.join(' ') })
-    .setProtectedHeader({ alg: 'EdDSA', kid: 'not-a-quanta-key', typ: 'JWT' })
-    .setIssuer('quanta-crypto')
-    .setAudience('quanta')
-    .setSubject('mallory')
-    .setIssuedAt()
-    .setExpirationTime('1h')
-    .setJti('forged')
-    .sign(stranger.privateKey);
+  const stranger = generateKeyPairSync('ed25519');
+  const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const iat = Math.floor(Date.now() / 1000);
+  const signed = `${part({ alg: 'EdDSA', kid: 'not-a-quanta-key', typ: 'JWT' })}.${part({ tenant: 'acme', scope: SCOPES.join(' '), iss: 'quanta-crypto', aud: 'quanta', sub: 'mallory', iat, exp: iat + 3600, jti: 'forged' })}`;
+  const unknownKey = `${signed}.${sign(null, Buffer.from(signed), stranger.privateKey).toString('base64url')}`;
   const lacking = new Map<string, string>();
   for (const scope of SCOPES) lacking.set(scope, (await issue('acme', SCOPES.filter((s) => s !== scope && s !== 'admin'))).token);
   tokens = { expired: expired.token, unknownKey, revoked: (await issue('acme', [...SCOPES], 3600, 'acme-leaked')).token, lacking, otherTenant: (await issue('globex', [...ALL_TENANT_SCOPES])).token, owner };
@@ -341,6 +338,16 @@ describe('the access matrix', { timeout: 300_000 }, () => {
     expect(undeclared, 'methods without an access rule: add them to the service\'s access.ts').toEqual([]);
     const unfixtured = METHODS.filter((m) => m.rule?.tenant === 'own' && fixtures[m.def.path] === undefined).map((m) => m.def.path);
     expect(unfixtured, 'tenant-owned methods without a request in otherTenantRequests').toEqual([]);
+  });
+
+  it('is written down in docs/security.md as declared', async () => {
+    const doc = await readFile(join(REPO_ROOT, 'docs', 'security.md'), 'utf8');
+    const missing = METHODS.flatMap(({ def, rule }) => {
+      if (rule === undefined) return [];
+      const line = `| \`${def.path.slice(1)}\` | ${rule.scope === 'public' ? 'none (public)' : `\`${rule.scope}\``} | ${rule.tenant} |`;
+      return doc.includes(line) ? [] : [line];
+    });
+    expect(missing, 'rows to add to (or correct in) the access matrix of docs/security.md').toEqual([]);
   });
 
   it('refuses every scoped method without a good token: UNAUTHENTICATED', async () => {

@@ -36,16 +36,16 @@ interface AuditRow {
   time: Date;
 }
 
-/** Newest first; the page token is the last id seen. */
-export async function listAudit(db: Queryable, tenant: string, filter: { keyName?: string; pageSize: number; pageToken?: string }): Promise<{ events: AuditEvent[]; nextPageToken: string }> {
+/** Newest first; the page token is the last id seen. `tenant` undefined: every tenant's. */
+export async function listAudit(db: Queryable, tenant: string | undefined, filter: { keyName?: string; pageSize: number; pageToken?: string }): Promise<{ events: AuditEvent[]; nextPageToken: string }> {
   const size = pageSize(filter.pageSize);
   const cursor = decodePageToken('audit', filter.pageToken);
   if (cursor !== undefined && !/^[0-9]{1,19}$/.test(cursor)) throw invalidArgument('page_token is invalid: pass the next_page_token of a previous page unchanged');
   const before = cursor === undefined ? null : BigInt(cursor);
   const rows = await db.query<AuditRow>(
-    `SELECT * FROM crypto_audit WHERE tenant = $1 AND ($2::text IS NULL OR key_name = $2) AND ($3::bigint IS NULL OR id < $3)
+    `SELECT * FROM crypto_audit WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR key_name = $2) AND ($3::bigint IS NULL OR id < $3)
      ORDER BY id DESC LIMIT $4`,
-    [tenant, filter.keyName ?? null, before, size + 1],
+    [tenant ?? null, filter.keyName ?? null, before, size + 1],
   );
   const page = rows.slice(0, size);
   const events = page.map((r): AuditEvent => ({

@@ -366,6 +366,6 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
       });
     },
 
-    listAudit: (actor, filter) => listAudit(store, actor.tenant, filter),
+    listAudit: (actor, filter) => listAudit(store, filter.allTenants === true ? undefined : actor.tenant, filter),
   };
 }

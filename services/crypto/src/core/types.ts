@@ -100,7 +100,8 @@ export interface KeyManager {
   /** AEAD keys only; see stream-format in streaming.ts. The transform errors (INVALID_ARGUMENT) on tampering. */
   encryptStream(actor: Actor, name: string, aad?: Buffer): Promise<{ version: number; transform: Transform }>;
   decryptStream(actor: Actor, name: string, aad?: Buffer): Promise<Transform>;
-  listAudit(actor: Actor, filter: { keyName?: string } & PageRequest): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
+  /** The actor's tenant's events; with `allTenants` (an `admin` caller) every tenant's. */
+  listAudit(actor: Actor, filter: { keyName?: string; allTenants?: boolean } & PageRequest): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
 }
 
 export interface KeyManagerOptions {

@@ -3,13 +3,14 @@ import { join } from 'node:path';
 import { createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import type { TokenIssuer, TokenVerifier } from '@quanta/auth';
 import { crypto as pb } from '@quanta/contracts';
-import { createService } from '@quanta/service-kit';
+import { createAuditor, createService } from '@quanta/service-kit';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { openStore } from '@quanta/store';
 import type { Store } from '@quanta/store';
 import type { Telemetry } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { CryptoConfig } from '../config.js';
+import { recordAudit } from '../core/audit.js';
 import { createKeyManager, loadMasterKey } from '../core/index.js';
 import type { KeyManager } from '../core/index.js';
 import { CRYPTO_ACCESS } from './access.js';
@@ -24,6 +25,13 @@ import { scheduleSigningKeyRotation } from './signing-key-rotation.js';
 import { createTokenAdmin } from './token-admin.js';
 import type { TokenAdmin } from './token-admin.js';
 import { createStoredSigningKeyStore } from './token-key-store.js';
+
+/** Audit operation names of the token RPCs, in the style of the key operations (`encrypt`, `rotate`). */
+const TOKEN_OPERATIONS: Readonly<Record<string, string>> = {
+  IssueToken: 'issue-token',
+  RevokeToken: 'revoke-token',
+  RotateSigningKey: 'rotate-signing-key',
+};
 
 export interface CryptoServerOptions {
   telemetry?: Telemetry;
@@ -120,7 +128,14 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
       ...createKeyHandlers(keys),
       ...createDataHandlers(keys, limit),
       ...createStreamHandlers(keys),
-      ...createTokenHandlers(issuer, admin),
+      // Token and signing-key changes join the key audit (crypto_audit): `key_name` names what changed.
+      ...createTokenHandlers(
+        issuer,
+        admin,
+        createAuditor((e) =>
+          recordAudit(store, { tenant: e.tenant, subject: e.subject, keyName: e.resource, version: 0, operation: TOKEN_OPERATIONS[e.action] ?? e.action, outcome: e.outcome, errorCode: e.errorCode, traceId: e.traceId, time: e.time }),
+        ),
+      ),
     };
     service.addService(pb.CryptoServiceService, implementation, CRYPTO_ACCESS);
     if (ownStore) service.onStop(() => store.close());

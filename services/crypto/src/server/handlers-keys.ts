@@ -1,5 +1,5 @@
 import type { crypto as pb } from '@quanta/contracts';
-import { invalidArgument, unary } from '@quanta/service-kit';
+import { hasScope, invalidArgument, unary } from '@quanta/service-kit';
 import type { KeyManager } from '../core/index.js';
 import { actorOf } from './context.js';
 import { auditEventToWire, configPatchFromWire, keyToWire, keyTypeFromWire } from './convert.js';
@@ -66,6 +66,7 @@ export function createKeyHandlers(keys: KeyManager): KeyHandlers {
     listAuditEvents: unary<pb.ListAuditEventsRequest, pb.ListAuditEventsResponse>(async (req, ctx) => {
       const page = await keys.listAudit(actorOf(ctx), {
         ...(req.keyName === '' ? {} : { keyName: req.keyName }),
+        allTenants: ctx.principal !== undefined && hasScope(ctx.principal, 'admin'),
         pageSize: pageSizeOf(req.pageSize, 'ListAuditEvents'),
         ...(req.pageToken === '' ? {} : { pageToken: req.pageToken }),
       });

@@ -1,5 +1,6 @@
 import type { crypto as pb } from '@quanta/contracts';
-import { invalidArgument, unary } from '@quanta/service-kit';
+import { audited, invalidArgument, unary } from '@quanta/service-kit';
+import type { Auditor } from '@quanta/service-kit';
 import { safeNumber } from './convert.js';
 import type { StoredRevocation } from './revocation-store.js';
 import type { RevokeTarget, TokenAdmin } from './token-admin.js';
@@ -33,10 +34,24 @@ function targetOf(req: pb.RevokeTokenRequest): RevokeTarget {
   }
 }
 
+/** What an audit entry of a token change names: never the token itself. */
+function revokedOf(req: pb.RevokeTokenRequest): string {
+  switch (req.target?.$case) {
+    case 'jti':
+      return `token/jti/${req.target.value}`;
+    case 'subject':
+      return `token/${req.tenant}/${req.target.value}`;
+    case 'token':
+      return 'token/(by value)';
+    default:
+      return '';
+  }
+}
+
 /** Access tokens. Each method's scope is in access.ts: the public keys and revocations are open to all. */
-export function createTokenHandlers(issuer: TokenIssuer, admin: TokenAdmin): TokenHandlers {
+export function createTokenHandlers(issuer: TokenIssuer, admin: TokenAdmin, audit: Auditor): TokenHandlers {
   return {
-    issueToken: unary<pb.IssueTokenRequest, pb.IssueTokenResponse>(async (req, ctx) => {
+    issueToken: unary<pb.IssueTokenRequest, pb.IssueTokenResponse>(audited(audit, (req) => `token/${req.tenant}/${req.subject}`, async (req, ctx) => {
       const ttl = safeNumber(req.ttlSeconds, 'ttl_seconds');
       const issued = await admin.issue({
         tenant: req.tenant,
@@ -50,7 +65,7 @@ export function createTokenHandlers(issuer: TokenIssuer, admin: TokenAdmin): Tok
         'token issued',
       );
       return { token: issued.token, expireTime: issued.expiresAt, keyId: issued.kid };
-    }),
+    })),
 
     getJwks: unary<pb.GetJwksRequest, pb.GetJwksResponse>(async () => {
       const { keys } = await issuer.jwks();
@@ -66,18 +81,22 @@ export function createTokenHandlers(issuer: TokenIssuer, admin: TokenAdmin): Tok
       };
     }),
 
-    revokeToken: unary<pb.RevokeTokenRequest, pb.RevokeTokenResponse>(async (req) => ({
-      revocation: toProto(await admin.revoke(targetOf(req))),
-    })),
+    revokeToken: unary<pb.RevokeTokenRequest, pb.RevokeTokenResponse>(
+      audited(audit, revokedOf, async (req) => ({
+        revocation: toProto(await admin.revoke(targetOf(req))),
+      })),
+    ),
 
     getRevocations: unary<pb.GetRevocationsRequest, pb.GetRevocationsResponse>(async (req) => {
       const list = await admin.revocations(req.knownVersion);
       return { version: list.version, unchanged: list.unchanged, revocations: list.revocations.map(toProto) };
     }),
 
-    rotateSigningKey: unary<pb.RotateSigningKeyRequest, pb.RotateSigningKeyResponse>(async () => {
-      const rotation = await admin.rotateSigningKey();
-      return { keyId: rotation.kid, previousKeyId: rotation.previousKid, previousKeyRetireTime: rotation.previousRetiresAt };
-    }),
+    rotateSigningKey: unary<pb.RotateSigningKeyRequest, pb.RotateSigningKeyResponse>(
+      audited(audit, () => 'signing-key', async () => {
+        const rotation = await admin.rotateSigningKey();
+        return { keyId: rotation.kid, previousKeyId: rotation.previousKid, previousKeyRetireTime: rotation.previousRetiresAt };
+      }),
+    ),
   };
 }

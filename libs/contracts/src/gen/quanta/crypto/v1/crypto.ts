@@ -789,7 +789,7 @@ export interface ListAuditEventsRequest {
   pageToken: string;
 }
 
-/** One use of a key. Never contains plaintext or key material. */
+/** One use of a key, or one token change. Never contains plaintext, a token or key material. */
 export interface AuditEvent {
   /** Unique id of the event. */
   id: string;
@@ -797,11 +797,17 @@ export interface AuditEvent {
   tenant: string;
   /** The token subject that acted. */
   subject: string;
-  /** The key. */
+  /**
+   * The key; for a token change what it named: `token/<tenant>/<subject>`,
+   * `token/jti/<jti>`, `token/(by value)` or `signing-key`.
+   */
   keyName: string;
   /** The key version involved; 0 when none (e.g. an unknown version). */
   keyVersion: number;
-  /** The operation, e.g. `encrypt`, `decrypt`, `rotate`. */
+  /**
+   * The operation, e.g. `encrypt`, `decrypt`, `rotate`, `issue-token`, `revoke-token`,
+   * `rotate-signing-key`.
+   */
   operation: string;
   /** Success or failure. */
   outcome: AuditOutcome;
@@ -7639,8 +7645,10 @@ export const CryptoServiceService = {
     responseDeserialize: (value: Buffer): RotateSigningKeyResponse => RotateSigningKeyResponse.decode(value),
   },
   /**
-   * Lists the tenant's audit events, newest first. Events never contain plaintext or key
-   * material. Scope: `keys:admin`.
+   * Lists the tenant's audit events, newest first: every use of a key, and the token changes
+   * the tenant's tokens made (IssueToken, RevokeToken, RotateSigningKey). Events never contain
+   * plaintext, tokens or key material. A token with the `admin` scope sees every tenant's
+   * events. Scope: `keys:admin`.
    */
   listAuditEvents: {
     path: "/quanta.crypto.v1.CryptoService/ListAuditEvents" as const,
@@ -7766,8 +7774,10 @@ export interface CryptoServiceServer extends UntypedServiceImplementation {
    */
   rotateSigningKey: handleUnaryCall<RotateSigningKeyRequest, RotateSigningKeyResponse>;
   /**
-   * Lists the tenant's audit events, newest first. Events never contain plaintext or key
-   * material. Scope: `keys:admin`.
+   * Lists the tenant's audit events, newest first: every use of a key, and the token changes
+   * the tenant's tokens made (IssueToken, RevokeToken, RotateSigningKey). Events never contain
+   * plaintext, tokens or key material. A token with the `admin` scope sees every tenant's
+   * events. Scope: `keys:admin`.
    */
   listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
 }
@@ -8212,8 +8222,10 @@ export interface CryptoServiceClient extends Client {
     callback: (error: ServiceError | null, response: RotateSigningKeyResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Lists the tenant's audit events, newest first. Events never contain plaintext or key
-   * material. Scope: `keys:admin`.
+   * Lists the tenant's audit events, newest first: every use of a key, and the token changes
+   * the tenant's tokens made (IssueToken, RevokeToken, RotateSigningKey). Events never contain
+   * plaintext, tokens or key material. A token with the `admin` scope sees every tenant's
+   * events. Scope: `keys:admin`.
    */
   listAuditEvents(
     request: ListAuditEventsRequest,

@@ -23,6 +23,11 @@ export interface TokenIssuer {
   /** Makes a new signing key the current one; older keys keep verifying until their tokens expire. */
   rotate(): Promise<string>;
   /**
+   * Reads the store again and takes in keys another issuer over the same store made (replicas of
+   * crypto share one database): the newest signs from then on, all are in the JWKS.
+   */
+  reload(): Promise<void>;
+  /**
    * The claims a revocation needs of a token this issuer signed, expired or not: INVALID_ARGUMENT
    * when it is malformed, or its signature does not verify against a key still in the JWKS.
    */
@@ -154,6 +159,13 @@ export async function createTokenIssuer(options: TokenIssuerOptions): Promise<To
       await options.store.save(record);
       keys = [await load(record), ...keys];
       return record.kid;
+    },
+    async reload() {
+      const known = new Set(keys.map((k) => k.record.kid));
+      const added = (await options.store.load()).filter((r) => !known.has(r.kid));
+      if (added.length === 0) return;
+      const loaded = await Promise.all(added.map(load));
+      keys = [...keys, ...loaded].sort((a, b) => b.record.createdAt.getTime() - a.record.createdAt.getTime());
     },
     async inspect(token) {
       let kid: string | undefined;

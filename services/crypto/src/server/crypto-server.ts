@@ -21,7 +21,7 @@ import { createKeyHandlers } from './handlers-keys.js';
 import { createStreamHandlers } from './handlers-stream.js';
 import { createTokenHandlers } from './handlers-tokens.js';
 import { createRevocationStore } from './revocation-store.js';
-import { scheduleSigningKeyRotation } from './signing-key-rotation.js';
+import { followSigningKeys, scheduleSigningKeyRotation } from './signing-key-rotation.js';
 import { createTokenAdmin } from './token-admin.js';
 import type { TokenAdmin } from './token-admin.js';
 import { createStoredSigningKeyStore } from './token-key-store.js';
@@ -98,10 +98,18 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
     });
     const revocations = await createRevocationStore(store);
     const admin = createTokenAdmin({ issuer, revocations, afterRevoke: () => authenticator.refreshRevocations(), clock, logger });
-    // The keys and revocations are local, so a fresh fetch costs nothing: refresh the keys on every
-    // unknown kid; RevokeToken refreshes the revocations at once, the poll covers other replicas.
+    // The keys and revocations are in this service's store. The issuer's own keys are in memory, so
+    // every unknown kid looks again; it reads the store again too (a key another replica made), at
+    // most once a second. RevokeToken refreshes the revocations at once, the poll covers other replicas.
+    let lastReload = Number.NEGATIVE_INFINITY;
     const authenticator = createTokenVerifier({
-      fetchJwks: () => issuer.jwks(),
+      fetchJwks: async () => {
+        if (Date.now() - lastReload >= 1000) {
+          lastReload = Date.now();
+          await issuer.reload();
+        }
+        return issuer.jwks();
+      },
       fetchRevocations: async (known) => {
         const list = await admin.revocations(known);
         return list.unchanged ? { unchanged: true, version: list.version } : { unchanged: false, version: list.version, revocations: list.revocations };
@@ -115,6 +123,8 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
     await authenticator.refreshRevocations();
     const rotation = scheduleSigningKeyRotation({ admin, issuer, periodMs: config.signingKeyRotationPeriod, clock, logger });
     service.onStop(() => rotation.stop());
+    const following = followSigningKeys(issuer, logger);
+    service.onStop(() => following.stop());
     const adminTokenPath = await ensureAdminToken({
       home: config.home,
       issuer,

@@ -6,6 +6,27 @@ import type { TokenAdmin } from './token-admin.js';
 const MAX_DELAY_MS = 2 ** 31 - 1;
 /** After a failed rotation, try again this soon. */
 const RETRY_MS = 60_000;
+/** How often the signing keys are read again from the store, for keys other replicas made. */
+export const SIGNING_KEY_RELOAD_MS = 10_000;
+
+/**
+ * Replicas of crypto share one store: each reads the signing keys again every
+ * SIGNING_KEY_RELOAD_MS, so a key another replica rotated in signs here and is in this replica's
+ * JWKS within that time.
+ */
+export function followSigningKeys(issuer: TokenIssuer, logger: Logger, everyMs = SIGNING_KEY_RELOAD_MS): { stop(): void } {
+  const timer = setInterval(() => {
+    const before = issuer.currentKid;
+    issuer.reload().then(
+      () => {
+        if (issuer.currentKid !== before) logger.info({ kid: issuer.currentKid, previous_kid: before }, 'token signing key rotated by another replica');
+      },
+      (error: unknown) => logger.warn({ err: error }, 'cannot read the token signing keys again'),
+    );
+  }, everyMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
 
 /**
  * Rotates the token signing key whenever the current one is `periodMs` old (nothing without a
@@ -28,6 +49,13 @@ export function scheduleSigningKeyRotation(options: {
     timer.unref();
   };
   const tick = (): void => {
+    void issuer
+      .reload()
+      .catch(() => undefined)
+      .then(rotateIfDue);
+  };
+  const rotateIfDue = (): void => {
+    if (stopped) return;
     const due = issuer.currentCreatedAt.getTime() + periodMs;
     if (clock() < due) {
       arm(due - clock());

@@ -158,6 +158,35 @@ describe.each(testBackends('test_crypto_tokens'))('token revocation and signing-
     await rm(home, { recursive: true, force: true });
   });
 
+  it('shares keys and revocations between replicas over one store', async () => {
+    home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
+    const a = await start();
+    const config: CryptoConfig = { home, host: '127.0.0.1', port: 0, databaseUrl: undefined, maxPayloadBytes: 2 << 20, maxMessageBytes: 64 << 20, adminTokenTtl: 3600_000, maxTokenTtl: MAX_TTL_MS, tlsCert: undefined, tlsKey: undefined, tlsCa: undefined };
+    const b = await startCryptoServer(config, { store, masterKey, clock: () => now.ms, logger: pino({ level: 'silent' }) });
+    const bClient = new pb.CryptoServiceClient(`127.0.0.1:${b.port}`, grpc.credentials.createInsecure());
+    try {
+      const rotated = await call(a.client, 'rotateSigningKey', {}, a.admin);
+      const fresh = await call(a.client, 'issueToken', { tenant: 'acme', subject: 'alice', scopes: ['keys:admin'], ttlSeconds: 60n }, a.admin);
+      // B has not read the store since: the unknown kid makes it read again (at most once a second),
+      // and it accepts the token.
+      const until = Date.now() + 5000;
+      while ((await call(bClient, 'listKeys', { pageSize: 0, pageToken: '' }, fresh.token).then(() => true, () => false)) === false && Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await call(bClient, 'listKeys', { pageSize: 0, pageToken: '' }, fresh.token);
+      expect((await call(bClient, 'getJwks', {})).keys[0]?.kid).toBe(rotated.keyId);
+      expect(b.issuer.currentKid).toBe(rotated.keyId);
+      // A revocation made through A reaches B at its next poll.
+      await call(a.client, 'revokeToken', { target: { $case: 'token', value: fresh.token }, tenant: '', issuedBefore: undefined }, a.admin);
+      await b.authenticator.refreshRevocations();
+      expect((await failure(call(bClient, 'listKeys', { pageSize: 0, pageToken: '' }, fresh.token))).code).toBe(grpc.status.UNAUTHENTICATED);
+    } finally {
+      bClient.close();
+      await b.stop({ graceMs: 0 });
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+
   it('rotates on a schedule when QUANTA_CRYPTO_SIGNING_KEY_ROTATION_PERIOD is set, counting from the key\'s age in the store', async () => {
     home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
     const s = await start({ signingKeyRotationPeriod: 50 });

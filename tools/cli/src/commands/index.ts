@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAuditCommand } from './audit.js';
 import { registerCertsCommand } from './certs.js';
 import { registerCryptoDataCommands } from './crypto-data.js';
 import { registerDeployCommand, registerDeploymentsCommand } from './deployments.js';
@@ -26,6 +27,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerDeploymentsCommand,
   registerMonitoringCommands,
   registerCertsCommand,
+  registerAuditCommand,
   registerInferCommand,
 ];
 

@@ -32,7 +32,7 @@ export function registerModelsRewrapCommand(program: Command): void {
         }
         if (last === undefined) throw new CliError('the registry ended the call without reporting progress');
         const done = last;
-        out.result(pb.RewrapDataKeysResponse.toJSON(done), () =>
+        out.result(done, () =>
           done.total === 0n
             ? 'no stored files: nothing to rewrap'
             : `rewrapped ${done.rewrapped} of ${done.total} stored files under "${done.keyName}" v${done.keyVersion} (${done.skipped} were already current)`,

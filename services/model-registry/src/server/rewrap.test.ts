@@ -87,6 +87,13 @@ describe('RewrapDataKeys and GetDataKeyStatus against a real crypto service', ()
     const stale = await call(h.client, 'getDataKeyStatus', { belowKeyVersion: 2 }, admin);
     expect(stale).toMatchObject({ latestKeyVersion: 2, belowKeyVersion: 2, versionsBelow: 4n, filesBelow: 3n });
 
+    // The hazard this guards against: raised before a rewrap, the stored versions stop downloading.
+    await cryptoCall('updateKeyConfig', { name: KEY, config: { minDecryptionVersion: 2 } });
+    const stranded = await failure(pull(h.client, acme, 'mlp:1'));
+    expect(stranded.code).toBe(grpc.status.UNAVAILABLE);
+    expect(stranded.details).toMatch(/min_decryption_version|below|version 1/i);
+    await cryptoCall('updateKeyConfig', { name: KEY, config: { minDecryptionVersion: 1 } });
+
     // Cancelled after its first file (the server may have done more before it saw the cancel): what
     // is done stays done, the rest is still under v1 and still readable.
     const partial = await rewrap(h.client, admin, 1);

@@ -13,7 +13,7 @@ export interface TokenVerifierOptions {
   audience?: string;
   /** Milliseconds since the epoch; tests move it. */
   clock?: () => number;
-  /** An unknown `kid` refetches the keys at most this often, so bad tokens cannot flood the issuer. Default 30 s. */
+  /** An unknown `kid` refetches the keys at most this often, so bad tokens cannot flood the issuer. Default 5 s: a token of a newly rotated key waits at most that long. */
   minRefreshIntervalMs?: number;
   /** How many verified tokens to remember until they expire (0 turns the cache off). Default 10,000. */
   maxCachedTokens?: number;
@@ -86,7 +86,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const clock = options.clock ?? Date.now;
   const issuer = options.issuer ?? DEFAULT_ISSUER;
   const audience = options.audience ?? DEFAULT_AUDIENCE;
-  const minRefreshIntervalMs = options.minRefreshIntervalMs ?? 30_000;
+  const minRefreshIntervalMs = options.minRefreshIntervalMs ?? 5_000;
 
   let keys = new Map<string, VerifyKey>();
   let lastFetch = Number.NEGATIVE_INFINITY;

@@ -356,8 +356,10 @@ class CryptoServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListAuditEvents(self, request, context):
-        """Lists the tenant's audit events, newest first. Events never contain plaintext or key
-        material. Scope: `keys:admin`.
+        """Lists the tenant's audit events, newest first: every use of a key, and the token changes
+        the tenant's tokens made (IssueToken, RevokeToken, RotateSigningKey). Events never contain
+        plaintext, tokens or key material. A token with the `admin` scope sees every tenant's
+        events. Scope: `keys:admin`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -17,6 +17,9 @@ ALERT_STATE_FIRING: AlertState
 ALERT_STATE_PENDING: AlertState
 ALERT_STATE_RESOLVED: AlertState
 ALERT_STATE_UNSPECIFIED: AlertState
+AUDIT_OUTCOME_ERROR: AuditOutcome
+AUDIT_OUTCOME_OK: AuditOutcome
+AUDIT_OUTCOME_UNSPECIFIED: AuditOutcome
 DESCRIPTOR: _descriptor.FileDescriptor
 SERVICE_HEALTH_STATUS_NOT_SERVING: ServiceHealthStatus
 SERVICE_HEALTH_STATUS_SERVING: ServiceHealthStatus
@@ -83,6 +86,28 @@ class AlertSnapshot(_message.Message):
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ["action", "error_code", "id", "outcome", "resource", "subject", "tenant", "time", "trace_id"]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    error_code: str
+    id: str
+    outcome: AuditOutcome
+    resource: str
+    subject: str
+    tenant: str
+    time: _timestamp_pb2.Timestamp
+    trace_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., subject: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., outcome: _Optional[_Union[AuditOutcome, str]] = ..., error_code: _Optional[str] = ..., trace_id: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BatchSizeCount(_message.Message):
     __slots__ = ["batch_size", "count"]
@@ -284,6 +309,28 @@ class ListAlertsResponse(_message.Message):
     next_page_token: str
     def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ["action", "page_size", "page_token", "since", "subject"]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    page_size: int
+    page_token: str
+    since: _timestamp_pb2.Timestamp
+    subject: str
+    def __init__(self, since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., action: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ["events", "next_page_token"]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class ModelStats(_message.Message):
     __slots__ = ["batch_sizes", "bytes_in", "bytes_out", "compute", "count", "end_time", "error_count", "error_rate", "model", "queue", "start_time", "statuses", "throughput_rps", "total", "version"]
     BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
@@ -445,4 +492,7 @@ class AlertState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class ServiceHealthStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class AuditOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -80,6 +80,11 @@ class MonitoringServiceStub(object):
                 request_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetHealthBoardRequest.SerializeToString,
                 response_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetHealthBoardResponse.FromString,
                 )
+        self.ListAuditEvents = channel.unary_unary(
+                '/quanta.monitoring.v1.MonitoringService/ListAuditEvents',
+                request_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsResponse.FromString,
+                )
 
 
 class MonitoringServiceServicer(object):
@@ -190,6 +195,16 @@ class MonitoringServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Lists the audit trail of alert-rule changes (created, updated, deleted), newest first:
+        who, what, when, the trace id and the outcome, never the rule's payload. A caller sees its
+        own tenant's events; a token with the `admin` scope sees every tenant's. Empty when the
+        service keeps no store (a config with neither home nor database). Scope: `monitoring:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +267,11 @@ def add_MonitoringServiceServicer_to_server(servicer, server):
                     servicer.GetHealthBoard,
                     request_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetHealthBoardRequest.FromString,
                     response_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetHealthBoardResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -470,5 +490,22 @@ class MonitoringService(object):
         return grpc.experimental.unary_unary(request, target, '/quanta.monitoring.v1.MonitoringService/GetHealthBoard',
             quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetHealthBoardRequest.SerializeToString,
             quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetHealthBoardResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/quanta.monitoring.v1.MonitoringService/ListAuditEvents',
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsRequest.SerializeToString,
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -5,6 +5,9 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
+AUDIT_OUTCOME_ERROR: AuditOutcome
+AUDIT_OUTCOME_OK: AuditOutcome
+AUDIT_OUTCOME_UNSPECIFIED: AuditOutcome
 CALIBRATION_FORMAT_KSERVE_JSON: CalibrationFormat
 CALIBRATION_FORMAT_NPY: CalibrationFormat
 CALIBRATION_FORMAT_NPZ: CalibrationFormat
@@ -22,6 +25,28 @@ VERSION_STATUS_FAILED: VersionStatus
 VERSION_STATUS_PENDING: VersionStatus
 VERSION_STATUS_READY: VersionStatus
 VERSION_STATUS_UNSPECIFIED: VersionStatus
+
+class AuditEvent(_message.Message):
+    __slots__ = ["action", "error_code", "id", "outcome", "resource", "subject", "tenant", "time", "trace_id"]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    error_code: str
+    id: str
+    outcome: AuditOutcome
+    resource: str
+    subject: str
+    tenant: str
+    time: _timestamp_pb2.Timestamp
+    trace_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., subject: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., outcome: _Optional[_Union[AuditOutcome, str]] = ..., error_code: _Optional[str] = ..., trace_id: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CalibrationFile(_message.Message):
     __slots__ = ["data", "format", "input_name"]
@@ -203,6 +228,18 @@ class CreateModelResponse(_message.Message):
     model: Model
     def __init__(self, model: _Optional[_Union[Model, _Mapping]] = ...) -> None: ...
 
+class DataKeyVersionCount(_message.Message):
+    __slots__ = ["files", "key_name", "key_version", "versions"]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    files: int
+    key_name: str
+    key_version: int
+    versions: int
+    def __init__(self, key_name: _Optional[str] = ..., key_version: _Optional[int] = ..., versions: _Optional[int] = ..., files: _Optional[int] = ...) -> None: ...
+
 class DeleteAliasRequest(_message.Message):
     __slots__ = ["alias", "model"]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
@@ -315,6 +352,28 @@ class DownloadVersionResponse(_message.Message):
     header: DownloadHeader
     def __init__(self, header: _Optional[_Union[DownloadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
+class GetDataKeyStatusRequest(_message.Message):
+    __slots__ = ["below_key_version"]
+    BELOW_KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    below_key_version: int
+    def __init__(self, below_key_version: _Optional[int] = ...) -> None: ...
+
+class GetDataKeyStatusResponse(_message.Message):
+    __slots__ = ["below_key_version", "counts", "files_below", "key_name", "latest_key_version", "versions_below"]
+    BELOW_KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    FILES_BELOW_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    LATEST_KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_BELOW_FIELD_NUMBER: _ClassVar[int]
+    below_key_version: int
+    counts: _containers.RepeatedCompositeFieldContainer[DataKeyVersionCount]
+    files_below: int
+    key_name: str
+    latest_key_version: int
+    versions_below: int
+    def __init__(self, key_name: _Optional[str] = ..., latest_key_version: _Optional[int] = ..., below_key_version: _Optional[int] = ..., versions_below: _Optional[int] = ..., files_below: _Optional[int] = ..., counts: _Optional[_Iterable[_Union[DataKeyVersionCount, _Mapping]]] = ...) -> None: ...
+
 class GetDeploymentRequest(_message.Message):
     __slots__ = ["name"]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -358,6 +417,28 @@ class Lineage(_message.Message):
     parent: ParentVersion
     source_uri: str
     def __init__(self, source_uri: _Optional[str] = ..., parent: _Optional[_Union[ParentVersion, _Mapping]] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ["action", "page_size", "page_token", "since", "subject"]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    page_size: int
+    page_token: str
+    since: _timestamp_pb2.Timestamp
+    subject: str
+    def __init__(self, since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., action: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ["events", "next_page_token"]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
     __slots__ = ["model", "page_size", "page_token"]
@@ -571,6 +652,26 @@ class ParentVersion(_message.Message):
     version: int
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., transform: _Optional[str] = ..., transform_params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class RewrapDataKeysRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class RewrapDataKeysResponse(_message.Message):
+    __slots__ = ["done", "key_name", "key_version", "rewrapped", "skipped", "total"]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REWRAPPED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    key_name: str
+    key_version: int
+    rewrapped: int
+    skipped: int
+    total: int
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., rewrapped: _Optional[int] = ..., skipped: _Optional[int] = ..., key_name: _Optional[str] = ..., key_version: _Optional[int] = ...) -> None: ...
+
 class SequenceStateMapping(_message.Message):
     __slots__ = ["input_name", "output_name"]
     INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -738,4 +839,7 @@ class CompressionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class CalibrationFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class AuditOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -110,6 +110,21 @@ class RegistryServiceStub(object):
                 request_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.WatchDeploymentsRequest.SerializeToString,
                 response_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.WatchDeploymentsResponse.FromString,
                 )
+        self.RewrapDataKeys = channel.unary_stream(
+                '/quanta.registry.v1.RegistryService/RewrapDataKeys',
+                request_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.RewrapDataKeysRequest.SerializeToString,
+                response_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.RewrapDataKeysResponse.FromString,
+                )
+        self.GetDataKeyStatus = channel.unary_unary(
+                '/quanta.registry.v1.RegistryService/GetDataKeyStatus',
+                request_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.GetDataKeyStatusRequest.SerializeToString,
+                response_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.GetDataKeyStatusResponse.FromString,
+                )
+        self.ListAuditEvents = channel.unary_unary(
+                '/quanta.registry.v1.RegistryService/ListAuditEvents',
+                request_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.ListAuditEventsResponse.FromString,
+                )
 
 
 class RegistryServiceServicer(object):
@@ -284,6 +299,41 @@ class RegistryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RewrapDataKeys(self, request, context):
+        """Rewraps the data key of every stored file, of every tenant, under the latest version of
+        the key that wrapped it (an envelope rewrap through the crypto service's Rewrap: the
+        sealed file itself is never read or rewritten). The rewrapped key is kept in the
+        database, where downloads take it from; the copy in the file's header stays as written.
+        Files already under the latest version are skipped, and each file's new key is committed
+        on its own, so the call is resumable: run it again after a failure or a cancellation and
+        it continues where it stopped. Streams a `progress` message per file, the last with
+        `done` equal to `total`. Run it after rotating the registry's key and before raising that
+        key's `min_decryption_version`. Scope: `admin`. UNAVAILABLE when crypto cannot rewrap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDataKeyStatus(self, request, context):
+        """How many versions, of every tenant, have their data key wrapped under each version of the
+        registry's key: what raising that key's `min_decryption_version` to N would strand is
+        `versions_below` with `below_key_version` N. `quanta keys config --min-decryption-version`
+        asks this first and refuses while the count is not zero. Scope: `admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Lists the audit trail of changes made through this service (models, versions, aliases,
+        tags, deletes, compressions, deployments, data-key rewraps), newest first: who, what,
+        when, the trace id and the outcome, never a payload. A caller sees its own tenant's
+        events; a token with the `admin` scope sees every tenant's. Scope: `models:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -381,6 +431,21 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.WatchDeployments,
                     request_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.WatchDeploymentsRequest.FromString,
                     response_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.WatchDeploymentsResponse.SerializeToString,
+            ),
+            'RewrapDataKeys': grpc.unary_stream_rpc_method_handler(
+                    servicer.RewrapDataKeys,
+                    request_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.RewrapDataKeysRequest.FromString,
+                    response_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.RewrapDataKeysResponse.SerializeToString,
+            ),
+            'GetDataKeyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDataKeyStatus,
+                    request_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.GetDataKeyStatusRequest.FromString,
+                    response_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.GetDataKeyStatusResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=quanta_dot_registry_dot_v1_dot_registry__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=quanta_dot_registry_dot_v1_dot_registry__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -713,5 +778,56 @@ class RegistryService(object):
         return grpc.experimental.unary_stream(request, target, '/quanta.registry.v1.RegistryService/WatchDeployments',
             quanta_dot_registry_dot_v1_dot_registry__pb2.WatchDeploymentsRequest.SerializeToString,
             quanta_dot_registry_dot_v1_dot_registry__pb2.WatchDeploymentsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RewrapDataKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/quanta.registry.v1.RegistryService/RewrapDataKeys',
+            quanta_dot_registry_dot_v1_dot_registry__pb2.RewrapDataKeysRequest.SerializeToString,
+            quanta_dot_registry_dot_v1_dot_registry__pb2.RewrapDataKeysResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetDataKeyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/quanta.registry.v1.RegistryService/GetDataKeyStatus',
+            quanta_dot_registry_dot_v1_dot_registry__pb2.GetDataKeyStatusRequest.SerializeToString,
+            quanta_dot_registry_dot_v1_dot_registry__pb2.GetDataKeyStatusResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/quanta.registry.v1.RegistryService/ListAuditEvents',
+            quanta_dot_registry_dot_v1_dot_registry__pb2.ListAuditEventsRequest.SerializeToString,
+            quanta_dot_registry_dot_v1_dot_registry__pb2.ListAuditEventsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -202,15 +202,16 @@ describe('inference contract against the public KServe v2 proto', () => {
     }
   });
 
-  it("our service's method paths are exactly Triton's, less ModelConfig", () => {
-    // From Triton's grpc_service.proto (triton-inference-server/common); ModelConfig is
-    // left out because it needs Triton's model_config.proto (see the proto's header).
+  it("our service's method paths are exactly Triton's", () => {
+    // From Triton's grpc_service.proto (triton-inference-server/common), ModelConfig included
+    // (its messages are in proto/inference/model_config.proto).
     const triton: Record<string, [boolean, boolean]> = {
       ServerLive: [false, false],
       ServerReady: [false, false],
       ModelReady: [false, false],
       ServerMetadata: [false, false],
       ModelMetadata: [false, false],
+      ModelConfig: [false, false],
       ModelInfer: [false, false],
       ModelStreamInfer: [true, true],
       ModelStatistics: [false, false],

@@ -272,11 +272,14 @@ describe('metadata, readiness, statistics and the repository', () => {
   });
 
   it('shared memory, trace and log settings: UNIMPLEMENTED with a clear message', async () => {
+    // They need the admin scope (the access table), so an infer token is refused before them.
+    expect((await failure(call(h.client, 'logSettings', { settings: {} }, token))).code).toBe(grpc.status.PERMISSION_DENIED);
+    const admin = await h.token('acme', ['admin']);
     const cases = [
-      failure(call(h.client, 'systemSharedMemoryStatus', { name: '' }, token)),
-      failure(call(h.client, 'cudaSharedMemoryRegister', { name: 'r', rawHandle: Buffer.alloc(0), deviceId: 0n, byteSize: 0n }, token)),
-      failure(call(h.client, 'traceSetting', { settings: {}, modelName: '' }, token)),
-      failure(call(h.client, 'logSettings', { settings: {} }, token)),
+      failure(call(h.client, 'systemSharedMemoryStatus', { name: '' }, admin)),
+      failure(call(h.client, 'cudaSharedMemoryRegister', { name: 'r', rawHandle: Buffer.alloc(0), deviceId: 0n, byteSize: 0n }, admin)),
+      failure(call(h.client, 'traceSetting', { settings: {}, modelName: '' }, admin)),
+      failure(call(h.client, 'logSettings', { settings: {} }, admin)),
     ];
     for (const error of await Promise.all(cases)) {
       expect(error.code).toBe(grpc.status.UNIMPLEMENTED);

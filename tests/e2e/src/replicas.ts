@@ -3,12 +3,10 @@
 // and M inference replicas that each watch the registries through a multi-address target. Every
 // process has a home folder of its own, as on separate machines; the registries share only the
 // database and the blob store named by `blobUrl` (or, without one, a shared blob folder).
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore } from '@quanta/store';
-import { TEST_DATABASE_URL } from '@quanta/store/testing';
+import { createTestDatabase } from '@quanta/store/testing';
 import { freePort, spawnService, type ServiceName, type ServiceProcess } from './stack.js';
 
 export interface Replica {
@@ -53,31 +51,6 @@ async function allStarted<T>(starts: Promise<T>[]): Promise<T[]> {
   return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
-/** A database of its own: PostgreSQL's LISTEN/NOTIFY channels and the services' `public` schema are per database. */
-async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `quanta_e2e_${randomBytes(6).toString('hex')}`;
-  const admin = await openStore({ url: TEST_DATABASE_URL });
-  try {
-    await admin.query(`CREATE DATABASE "${name}"`);
-  } catch (error: unknown) {
-    await admin.close();
-    throw error;
-  }
-  const url = new URL(TEST_DATABASE_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      try {
-        // FORCE: connections of a SIGKILLed process may linger on the server for a moment.
-        await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      } finally {
-        await admin.close();
-      }
-    },
-  };
-}
-
 /** The environment of this process without any QUANTA_* or AWS_* setting, which each replica gets explicitly. */
 function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('QUANTA_') && !key.startsWith('AWS_')));
@@ -85,7 +58,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 export async function startReplicatedStack(options: ReplicatedStackOptions): Promise<ReplicatedStack> {
   const root = await mkdtemp(join(tmpdir(), 'quanta-replicas-'));
-  const database = await createDatabase();
+  // A database of its own: LISTEN/NOTIFY channels and the services' `public` schema are per database.
+  const database = await createTestDatabase('quanta_e2e');
   const started: ServiceProcess[] = [];
   const stopAll = async (): Promise<void> => {
     for (const name of ['inference', 'monitoring', 'model-registry', 'crypto'] as const) {

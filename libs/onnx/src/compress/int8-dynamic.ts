@@ -2,7 +2,7 @@ import { OnnxDataType } from '../data-types.js';
 import type { AttributeValue, NodeSpec } from '../model-spec.js';
 import { floatData, type NodeView } from './onnx-graph.js';
 import { reencodeNode, type Rewriter } from './rewriter.js';
-import { bytesOf, quantizeInt8, transpose2d } from './weight-math.js';
+import { bytesOf, type Int8Weights, quantizeInt8, transpose2d } from './weight-math.js';
 import { MIN_WEIGHT_ELEMENTS, noteBiases } from './weight-roles.js';
 
 // int8-dynamic: the graphs onnxruntime's quantize_dynamic emits. MatMul and Gemm with a constant
@@ -10,6 +10,28 @@ import { MIN_WEIGHT_ELEMENTS, noteBiases } from './weight-roles.js';
 // Mul by a_scale * b_scale (+ Add of a Gemm's bias); LSTM: com.microsoft DynamicQuantizeLSTM.
 
 const MS_DOMAIN = 'com.microsoft';
+
+/** The names of a quantized tensor, its scale and its zero point. */
+interface Quantized {
+  readonly q: string;
+  readonly scale: string;
+  readonly zero: string;
+}
+
+function freshNames(r: Rewriter, base: string): Quantized {
+  return { q: r.fresh(`${base}_quantized`), scale: r.fresh(`${base}_scale`), zero: r.fresh(`${base}_zero_point`) };
+}
+
+/** Initializers for weight `name` as int8 `dims`, with its scales and zero points (0) shaped `scaleDims`. */
+function addQuantized(r: Rewriter, name: string, q: Int8Weights, dims: number[], scaleDims: number[]): Quantized {
+  const names = freshNames(r, name);
+  r.extraInitializers.push(
+    { name: names.q, dataType: OnnxDataType.INT8, dims, raw: bytesOf(q.values) },
+    { name: names.scale, dataType: OnnxDataType.FLOAT, dims: scaleDims, raw: bytesOf(q.scales) },
+    { name: names.zero, dataType: OnnxDataType.INT8, dims: scaleDims, raw: new Uint8Array(q.scales.length) },
+  );
+  return names;
+}
 
 export function int8Dynamic(r: Rewriter): void {
   const opset = r.model.opset;
@@ -25,8 +47,8 @@ export function int8Dynamic(r: Rewriter): void {
     r.leaveAll(`opset ${opset}: DynamicQuantizeLinear needs opset 11 or later, and raising the opset could change other operators`);
     return;
   }
-  const quantizedWeights = new Map<string, { q: string; scale: string; zero: string }>();
-  const quantizedActivations = new Map<string, { q: string; scale: string; zero: string }>();
+  const quantizedWeights = new Map<string, Quantized>();
+  const quantizedActivations = new Map<string, Quantized>();
   const rewrittenUses = new Map<string, number>();
   for (const node of r.graph.nodes) {
     if (node.domain === '' && node.opType === 'LSTM') {
@@ -60,20 +82,14 @@ export function int8Dynamic(r: Rewriter): void {
     if (w === undefined) {
       const [rows, cols] = [dims[0]!, dims[1]!];
       const kn = transB ? transpose2d(floatData(source.tensor), rows, cols) : floatData(source.tensor);
-      const n = transB ? rows : cols;
-      const q = quantizeInt8(kn, [transB ? cols : rows, n], 1, qmax);
-      w = { q: r.fresh(`${b}_quantized`), scale: r.fresh(`${b}_scale`), zero: r.fresh(`${b}_zero_point`) };
-      r.extraInitializers.push(
-        { name: w.q, dataType: OnnxDataType.INT8, dims: [transB ? cols : rows, n], raw: bytesOf(q.values) },
-        { name: w.scale, dataType: OnnxDataType.FLOAT, dims: [n], raw: bytesOf(q.scales) },
-        { name: w.zero, dataType: OnnxDataType.INT8, dims: [n], raw: new Uint8Array(n) },
-      );
+      const knDims = transB ? [cols, rows] : [rows, cols];
+      w = addQuantized(r, b, quantizeInt8(kn, knDims, 1, qmax), knDims, [knDims[1]!]);
       quantizedWeights.set(key, w);
     }
     const nodes: NodeSpec[] = [];
     let x = quantizedActivations.get(a);
     if (x === undefined) {
-      x = { q: r.fresh(`${a}_quantized`), scale: r.fresh(`${a}_scale`), zero: r.fresh(`${a}_zero_point`) };
+      x = freshNames(r, a);
       nodes.push({ opType: 'DynamicQuantizeLinear', name: r.fresh(`${a}_DynamicQuantizeLinear`), inputs: [a], outputs: [x.q, x.scale, x.zero] });
       quantizedActivations.set(a, x);
     }
@@ -129,16 +145,10 @@ function dynamicLstm(r: Rewriter, node: NodeView, rewrittenUses: Map<string, num
     for (let d = 0; d < dirs; d++) {
       for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[d * rows * cols + j * rows + i] = q.values[d * rows * cols + i * cols + j]!;
     }
-    const names = { q: r.fresh(`${name}_quantized`), scale: r.fresh(`${name}_scale`), zero: r.fresh(`${name}_zero_point`) };
-    r.extraInitializers.push(
-      { name: names.q, dataType: OnnxDataType.INT8, dims: [dirs, cols, rows], raw: bytesOf(t) },
-      { name: names.scale, dataType: OnnxDataType.FLOAT, dims: [dirs, rows], raw: bytesOf(q.scales) },
-      { name: names.zero, dataType: OnnxDataType.INT8, dims: [dirs, rows], raw: new Uint8Array(dirs * rows) },
-    );
     rewrittenUses.set(name, (rewrittenUses.get(name) ?? 0) + 1);
-    return names;
+    return addQuantized(r, name, { values: t, scales: q.scales }, [dirs, cols, rows], [dirs, rows]);
   });
-  const [qw, qr] = quantized as [{ q: string; scale: string; zero: string }, { q: string; scale: string; zero: string }];
+  const [qw, qr] = quantized as [Quantized, Quantized];
   const rest = [3, 4, 5, 6, 7].map((k) => node.inputs[k] ?? '');
   const inputs = [node.inputs[0] ?? '', qw.q, qr.q, ...rest, qw.scale, qw.zero, qr.scale, qr.zero];
   const name = node.name === '' ? '' : r.fresh(`${node.name}_quant`);

@@ -15,7 +15,7 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
-import type { CompletedPart } from '@aws-sdk/client-s3';
+import type { CompletedPart, _Object } from '@aws-sdk/client-s3';
 import type { BlobKey, BlobReadHandle, BlobStore, BlobWriter, StoredBlob } from './blob-store.js';
 import { SHA, TENANT, TMP_DIR, blobPath } from './blob-store.js';
 import type { S3BlobLocation } from './blob-url.js';
@@ -267,6 +267,16 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
     }
   };
 
+  /** Every object under `under`, page after page. */
+  async function* objectsUnder(under: string): AsyncGenerator<_Object> {
+    let token: string | undefined;
+    do {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: under, ContinuationToken: token }));
+      yield* page.Contents ?? [];
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
   /** Publishes `from` under `to`: one CopyObject, or UploadPartCopy parts above the single-copy limit. */
   const copy = async (from: string, to: string, size: number): Promise<void> => {
     if (size <= maxSingleCopyBytes) {
@@ -386,31 +396,21 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
     },
 
     async *list(): AsyncGenerator<StoredBlob> {
-      let token: string | undefined;
-      do {
-        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-        for (const object of page.Contents ?? []) {
-          const [tenant, shard, sha256, ...more] = (object.Key ?? '').slice(prefix.length).split('/');
-          if (more.length > 0 || tenant === undefined || sha256 === undefined || !TENANT.test(tenant) || !SHA.test(sha256) || sha256.slice(0, 2) !== shard) continue;
-          yield { tenant, sha256, modified: object.LastModified ?? new Date(0) };
-        }
-        token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
-      } while (token !== undefined);
+      for await (const object of objectsUnder(prefix)) {
+        const [tenant, shard, sha256, ...more] = (object.Key ?? '').slice(prefix.length).split('/');
+        if (more.length > 0 || tenant === undefined || sha256 === undefined || !TENANT.test(tenant) || !SHA.test(sha256) || sha256.slice(0, 2) !== shard) continue;
+        yield { tenant, sha256, modified: object.LastModified ?? new Date(0) };
+      }
     },
 
     async removeTemporaries(olderThan) {
       const old = (at: Date | undefined): boolean => olderThan === undefined || (at ?? new Date(0)) < olderThan;
       let removed = 0;
-      let token: string | undefined;
-      do {
-        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: tmpPrefix, ContinuationToken: token }));
-        for (const object of page.Contents ?? []) {
-          if (object.Key === undefined || !old(object.LastModified)) continue;
-          await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
-          removed += 1;
-        }
-        token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
-      } while (token !== undefined);
+      for await (const object of objectsUnder(tmpPrefix)) {
+        if (object.Key === undefined || !old(object.LastModified)) continue;
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: object.Key }));
+        removed += 1;
+      }
 
       let keyMarker: string | undefined;
       let uploadIdMarker: string | undefined;

@@ -1,5 +1,6 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** How long a client may take over a request before its connection is cut. */
@@ -52,4 +53,26 @@ export function answerClientErrors(server: HttpServer | HttpsServer): void {
     const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
+}
+
+/**
+ * Starts `server` listening on `host:port` (port 0 picks a free one) and resolves once it listens,
+ * or rejects with the listen error; gives the port taken and the listener's `scheme://host:port`
+ * (an IPv6 host in brackets).
+ */
+export async function listenHttp(
+  server: HttpServer | HttpsServer,
+  port: number,
+  host: string,
+  scheme: 'http' | 'https',
+): Promise<{ port: number; url: string }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const taken = (server.address() as AddressInfo).port;
+  return { port: taken, url: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${taken}` };
 }

@@ -68,4 +68,4 @@ export {
   type ServiceConfig,
 } from './service-config.js';
 export { audited, createAuditor, errorCodeName, type AuditEntry, type Auditor } from './audit.js';
-export { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, answerClientErrors, httpServerLimits, type HttpLimits } from './http-limits.js';
+export { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, answerClientErrors, httpServerLimits, listenHttp, type HttpLimits } from './http-limits.js';

@@ -5,8 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { answerClientErrors, httpServerLimits } from '@quanta/service-kit';
+import { answerClientErrors, httpServerLimits, listenHttp } from '@quanta/service-kit';
 import type { HttpLimits, ServerTlsOptions } from '@quanta/service-kit';
 
 export interface HttpListenerOptions {
@@ -77,20 +76,12 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<H
         );
 
   answerClientErrors(server);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const { port, url } = await listenHttp(server, options.port, options.host, tls === undefined ? 'http' : 'https');
   let closed: Promise<void> | undefined;
 
   return {
     port,
-    url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
+    url,
     close({ graceMs = 10_000 } = {}) {
       closed ??= (async () => {
         closing = true;

@@ -2,10 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, HttpLimits } from '@quanta/service-kit';
-import { answerClientErrors, hasScope, httpServerLimits, isServiceError } from '@quanta/service-kit';
+import { answerClientErrors, hasScope, httpServerLimits, isServiceError, listenHttp } from '@quanta/service-kit';
 import { setHttpRoute, traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { AlertEngine } from '../core/alerts.js';
@@ -157,18 +156,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       ? createServer(limits, traced)
       : createTlsServer({ ...limits, cert: await readPem(tls.certFile, 'certificate'), key: await readPem(tls.keyFile, 'private key') }, traced);
   answerClientErrors(server);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const { port, url } = await listenHttp(server, options.port, options.host, tls === undefined ? 'http' : 'https');
   return {
     port,
-    url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}/`,
+    url: `${url}/`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -118,18 +118,16 @@ function opCounts(counts: readonly { op: string; count: number; reason?: string 
   return counts.map((c) => ({ op: c.op, count: c.count, reason: c.reason ?? '' }));
 }
 
-/** The UploadVersion messages of a file held in memory: the header, then 1 MiB views of the bytes. */
-function* uploadMessages(header: pb.UploadHeader, bytes: Uint8Array): Generator<pb.UploadVersionRequest> {
+/**
+ * The UploadVersion messages of a file held in memory, as the call's message stream that
+ * uploadVersion reads: the header, then 1 MiB views of the bytes (nothing to await: they are in memory).
+ */
+// eslint-disable-next-line @typescript-eslint/require-await
+async function* uploadRequests(header: pb.UploadHeader, bytes: Uint8Array): AsyncGenerator<pb.UploadVersionRequest> {
   yield { part: { $case: 'header', value: header } };
   for (let at = 0; at < bytes.length; at += UPLOAD_CHUNK) {
     yield { part: { $case: 'chunk', value: Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(UPLOAD_CHUNK, bytes.length - at)) } };
   }
-}
-
-/** uploadVersion reads a call's message stream: the same messages, as one (nothing to await: they are in memory). */
-// eslint-disable-next-line @typescript-eslint/require-await
-async function* uploadRequests(header: pb.UploadHeader, bytes: Uint8Array): AsyncGenerator<pb.UploadVersionRequest> {
-  yield* uploadMessages(header, bytes);
 }
 
 const progress = (phase: string, fraction: number): pb.CompressVersionResponse => ({ event: { $case: 'progress', value: { phase, fraction } } });

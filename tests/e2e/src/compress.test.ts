@@ -2,15 +2,13 @@
 // `quanta models compress --alias staging` (the CLI as its own process), and inference swaps to the
 // compressed version with no failed request; its answers are checked against onnxruntime running
 // the same compressed file, pulled from the registry.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import type { registry } from '@quanta/contracts';
 import { buildCnn } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, connectClients, deploymentSpec, inferRaw, issueToken, pushModel, randomImage, reference, waitServed, type Clients } from './clients.js';
-import { REPO_ROOT, startStack, type Stack } from './stack.js';
+import { runCli, startStack, type Stack } from './stack.js';
 
 const cnn = buildCnn({ softmax: true, seed: 3 });
 
@@ -30,21 +28,6 @@ afterAll(async () => {
   await stack?.close();
 }, 60_000);
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args], {
-      cwd: REPO_ROOT,
-      env: { ...stack.env, QUANTA_TOKEN: acme, QUANTA_REGISTRY_ADDR: stack.addr.registry },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function pullBytes(ref: string): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -77,7 +60,10 @@ describe('compress between push and deploy', () => {
       }
     })();
 
-    const compressed = await runCli(['models', 'compress', 'cifar:1', '--method', 'int8-weights', '--alias', 'staging', '--min-cosine', '0.99', '--min-top1-agreement', '0.9', '--json']);
+    const compressed = await runCli(
+      ['models', 'compress', 'cifar:1', '--method', 'int8-weights', '--alias', 'staging', '--min-cosine', '0.99', '--min-top1-agreement', '0.9', '--json'],
+      { ...stack.env, QUANTA_TOKEN: acme, QUANTA_REGISTRY_ADDR: stack.addr.registry },
+    );
     expect(compressed.stderr).toBe('');
     expect(compressed.code).toBe(0);
     const version = JSON.parse(compressed.stdout) as { version: number; aliases: string[]; compression: { outputs: { name: string; cosine: number }[] } };

@@ -2,7 +2,6 @@
 // pushed, deployed and called through gRPC, REST and the CLI, checked against onnxruntime run in
 // this process; monitoring's counts; a hot swap under load; tenant isolation; monitoring down;
 // one connected trace across the services; SIGTERM under load.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +27,7 @@ import {
   type Clients,
 } from './clients.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
-import { REPO_ROOT, startStack, type Stack } from './stack.js';
+import { runCli, startStack, type Stack } from './stack.js';
 
 const SCOPES = ['models:read', 'models:write', 'infer', 'monitoring:read', 'keys:use', 'keys:admin'];
 const cnnV1 = buildCnn({ softmax: true, seed: 1 });
@@ -60,17 +59,6 @@ function expectClose(actual: ArrayLike<number>, wanted: ArrayLike<number>): void
   expect(worst).toBeLessThan(1e-5);
 }
 
-function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args], { cwd: REPO_ROOT, env: { ...stack.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Runs `workers` loops of cifar inferences until `until()`; returns every failure's code and message. */
 async function underLoad(token: string, workers: number, until: () => boolean, onReply?: (version: string) => void): Promise<{ ok: number; failures: string[] }> {
@@ -136,7 +124,7 @@ describe('the platform end to end', () => {
     try {
       const file = join(dir, 'input.json');
       await writeFile(file, JSON.stringify({ shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(1)) }));
-      const cli = await runCli(['--json', 'infer', 'cifar', '--input', `input=${file}`], { QUANTA_TOKEN: acme });
+      const cli = await runCli(['--json', 'infer', 'cifar', '--input', `input=${file}`], { ...stack.env, QUANTA_TOKEN: acme });
       expect(cli.stderr).toBe('');
       expect(cli.code).toBe(0);
       sent++;
@@ -285,7 +273,7 @@ describe('the platform end to end', () => {
     try {
       const file = join(dir, 'input.json');
       await writeFile(file, JSON.stringify({ shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(2)) }));
-      const cli = await runCli(['--json', 'infer', 'traced', '--input', `input=${file}`], { QUANTA_TOKEN: acme, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint });
+      const cli = await runCli(['--json', 'infer', 'traced', '--input', `input=${file}`], { ...stack.env, QUANTA_TOKEN: acme, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint });
       expect(cli.code, cli.stderr).toBe(0);
     } finally {
       await rm(dir, { recursive: true, force: true });

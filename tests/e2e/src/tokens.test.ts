@@ -1,27 +1,16 @@
 // Revocation and signing-key rotation across the stack, through the `quanta` command: every
 // service refuses a revoked token within 5 s without calling crypto per request, keeps refusing
 // after crypto restarts, and accepts tokens of a rotated key while the old key's still work.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, connectClients, eventually, grpcCode, type Clients } from './clients.js';
-import { REPO_ROOT, startStack, type Stack } from './stack.js';
+import { runCli, startStack, type CliResult, type Stack } from './stack.js';
 
 let stack: Stack;
 let clients: Clients;
 
-function quanta(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args], { cwd: REPO_ROOT, env: { ...stack.env, QUANTA_TOKEN: stack.adminToken }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+
+const quanta = (args: string[]): Promise<CliResult> => runCli(args, { ...stack.env, QUANTA_TOKEN: stack.adminToken });
 
 async function issue(subject: string): Promise<string> {
   const out = await quanta(['tokens', 'issue', '--tenant', 'acme', '--subject', subject, '--scopes', 'models:read,monitoring:read,keys:admin', '--ttl', '1h', '--json']);

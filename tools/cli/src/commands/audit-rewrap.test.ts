@@ -1,76 +1,38 @@
 // `quanta keys config --min-decryption-version` refuses while stored models need the old key
 // version, `quanta models rewrap` moves them, and `quanta audit` shows who did all of it, against
 // real crypto, registry and monitoring processes.
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { buildCnn, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditLine } from './audit.js';
+import { ServiceProcesses, type Run } from './test-services.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
-const cli = join(root, 'tools/cli/bin/quanta.mjs');
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 let home: string;
-const servers: ChildProcess[] = [];
-const env: NodeJS.ProcessEnv = {};
-
-function startService(name: string, extraEnv: NodeJS.ProcessEnv): Promise<string> {
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', 'src/main.ts'], {
-    cwd: join(root, 'services', name),
-    env: { ...process.env, QUANTA_HOME: home, QUANTA_DATABASE_URL: '', ...extraEnv },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  servers.push(child);
-  return new Promise<string>((resolveAddress, reject) => {
-    child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const match = /listening on (127\.0\.0\.1:\d+)/.exec(line);
-      if (match?.[1] !== undefined) resolveAddress(match[1]);
-    });
-  });
-}
+let services: ServiceProcesses;
+const quanta = (args: string[]): Promise<Run> => services.quanta(args);
 
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'quanta-cli-audit-'));
-  env['QUANTA_CRYPTO_ADDR'] = await startService('crypto', { QUANTA_CRYPTO_PORT: '0' });
+  services = new ServiceProcesses(home);
+  const { env } = services;
+  env['QUANTA_CRYPTO_ADDR'] = await services.start('crypto', { QUANTA_CRYPTO_PORT: '0' });
   const [registry, monitoring] = await Promise.all([
-    startService('model-registry', { QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] }),
-    startService('monitoring', { QUANTA_MONITORING_PORT: '0', QUANTA_MONITORING_HTTP_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] }),
+    services.start('model-registry', { QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] }),
+    services.start('monitoring', { QUANTA_MONITORING_PORT: '0', QUANTA_MONITORING_HTTP_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] }),
   ]);
   env['QUANTA_REGISTRY_ADDR'] = registry;
   env['QUANTA_MONITORING_ADDR'] = monitoring;
 }, 240_000);
 
 afterAll(async () => {
-  for (const server of servers.reverse()) {
-    if (server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise((r) => server.once('exit', r));
-      server.kill('SIGTERM');
-      await exited;
-    }
-  }
+  await services.stop();
   await rm(home, { recursive: true, force: true });
 });
-
-function quanta(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home, ...env };
-  delete childEnv['QUANTA_TOKEN'];
-  const child = spawn(process.execPath, [cli, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => err.push(c));
-  return new Promise((resolveRun) =>
-    child.on('close', (code) => resolveRun({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') })),
-  );
-}
 
 describe('rotate, rewrap, raise min_decryption_version, and the audit of it all', () => {
   it('refuses to strand stored models, rewraps them, then every version still downloads', async () => {

@@ -6,6 +6,7 @@ import { connect } from '../grpc.js';
 import { table } from '../output.js';
 import { action } from '../program.js';
 import type { Settings } from '../settings.js';
+import { parseSeconds } from './keys.js';
 
 /** One audit event of any service, as `quanta audit` prints it. */
 export interface AuditLine {
@@ -36,8 +37,7 @@ const outcomeOf = (o: Outcome): 'ok' | 'error' => (Number(o) === Number(rpb.Audi
 
 /** `1h`, `30m`, `2d`, `45s` before now, or an ISO 8601 time. */
 export function parseSince(text: string, now = Date.now()): Date {
-  const match = /^(\d+)(s|m|h|d)$/.exec(text.trim());
-  if (match !== null) return new Date(now - Number(match[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd']);
+  if (/^\d+[smhd]$/.test(text.trim())) return new Date(now - parseSeconds(text, '--since') * 1000);
   const time = Date.parse(text);
   if (Number.isNaN(time)) throw new CliError(`--since "${text}" is neither a duration (1h, 30m, 7d) nor a time (2026-12-07T10:00:00Z)`, 2);
   return new Date(time);

@@ -51,7 +51,11 @@ async function viewOf(req: IncomingMessage, options: MetricsServerOptions): Prom
   }
   if (options.authenticator === undefined) throw new HttpError(401, `${METRICS_PATH} needs scope monitoring:read but this server has no authenticator configured`);
   const metadata = new grpc.Metadata();
-  metadata.set('authorization', header);
+  try {
+    metadata.set('authorization', header);
+  } catch {
+    throw new HttpError(401, `${METRICS_PATH}: the Authorization header has characters no token has; send "Bearer <token>"`);
+  }
   try {
     const principal = await options.authenticator(metadata);
     if (!hasScope(principal, 'monitoring:read')) throw new HttpError(403, `${METRICS_PATH} needs scope monitoring:read; the token of "${principal.subject}" does not grant it`);

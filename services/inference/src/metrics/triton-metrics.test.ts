@@ -186,6 +186,8 @@ describe("Triton's metrics", () => {
     expect(inferOnly.status).toBe(403);
     expect(inferOnly.text).toMatch(/monitoring:read/);
     expect((await scrape(url, 'not-a-token')).status).toBe(401);
+    // A header value HTTP carries but gRPC metadata refuses (a byte above 0x7E) is a 401, not a 500.
+    expect((await scrape(url, 'caf\u00e9')).status).toBe(401);
     const post = await scrape(url, admin, { method: 'POST' });
     expect(post.status).toBe(405);
     expect((await scrape(url.replace(/\/metrics$/, '/v2/health/live'), admin)).status).toBe(404);

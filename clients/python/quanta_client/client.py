@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
 import numpy as np
@@ -24,6 +24,9 @@ from .gen.quanta.registry.v1 import registry_pb2 as registry_pb
 from .gen.quanta.registry.v1 import registry_pb2_grpc as registry_grpc
 from .settings import Tls
 from .tensors import from_contents, from_raw, to_raw
+
+if TYPE_CHECKING:
+    from .batch import BatchSummary
 
 #: Bytes per UploadVersion chunk: the registry's contract suggests about 1 MiB.
 UPLOAD_CHUNK_BYTES = 1 << 20
@@ -73,6 +76,51 @@ def _parameter(value: Union[bool, int, float, str]) -> inference_pb.InferParamet
     if isinstance(value, str):
         return inference_pb.InferParameter(string_param=value)
     raise TypeError(f"a request parameter must be bool, int, float or str, got {type(value).__name__}")
+
+
+def infer_request(
+    model: str,
+    inputs: Mapping[str, object],
+    outputs: Optional[Sequence[str]] = None,
+    *,
+    version: str = "",
+    sequence_id: Union[None, int, str] = None,
+    sequence_start: bool = False,
+    sequence_end: bool = False,
+    request_id: str = "",
+    parameters: Optional[Mapping[str, Union[bool, int, float, str]]] = None,
+) -> inference_pb.ModelInferRequest:
+    """The ModelInferRequest of ``Client.infer``'s arguments: tensors in raw form, sequence controls as parameters."""
+    request = inference_pb.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+    for key, value in (parameters or {}).items():
+        request.parameters[key].CopyFrom(_parameter(value))
+    if sequence_id is not None:
+        request.parameters["sequence_id"].CopyFrom(_parameter(sequence_id))
+        request.parameters["sequence_start"].CopyFrom(_parameter(bool(sequence_start)))
+        request.parameters["sequence_end"].CopyFrom(_parameter(bool(sequence_end)))
+    elif sequence_start or sequence_end:
+        raise ValueError("sequence_start and sequence_end need a sequence_id")
+    for name, value in inputs.items():
+        try:
+            datatype, shape, raw = to_raw(np.asarray(value))
+        except ValueError as error:
+            raise ValueError(f"input {name!r}: {error}") from None
+        request.inputs.add(name=name, datatype=datatype, shape=shape)
+        request.raw_input_contents.append(raw)
+    for name in outputs or ():
+        request.outputs.add(name=name)
+    return request
+
+
+def infer_outputs(response: inference_pb.ModelInferResponse) -> Dict[str, np.ndarray]:
+    """A ModelInferResponse's outputs as ``{name: array}``, raw or typed."""
+    result: Dict[str, np.ndarray] = {}
+    for i, output in enumerate(response.outputs):
+        if i < len(response.raw_output_contents):
+            result[output.name] = from_raw(output.datatype, output.shape, response.raw_output_contents[i])
+        else:
+            result[output.name] = from_contents(output.datatype, output.shape, output.contents)
+    return result
 
 
 class Client:
@@ -359,35 +407,28 @@ class Client:
         None: every output. Stateful models: ``sequence_id`` (non-zero int or str) with
         ``sequence_start`` on the first request and ``sequence_end`` on the last.
         """
-        request = inference_pb.ModelInferRequest(model_name=model, model_version=version, id=request_id)
-        for key, value in (parameters or {}).items():
-            request.parameters[key].CopyFrom(_parameter(value))
-        if sequence_id is not None:
-            request.parameters["sequence_id"].CopyFrom(_parameter(sequence_id))
-            request.parameters["sequence_start"].CopyFrom(_parameter(bool(sequence_start)))
-            request.parameters["sequence_end"].CopyFrom(_parameter(bool(sequence_end)))
-        elif sequence_start or sequence_end:
-            raise ValueError("sequence_start and sequence_end need a sequence_id")
-        for name, value in inputs.items():
-            try:
-                datatype, shape, raw = to_raw(np.asarray(value))
-            except ValueError as error:
-                raise ValueError(f"input {name!r}: {error}") from None
-            request.inputs.add(name=name, datatype=datatype, shape=shape)
-            request.raw_input_contents.append(raw)
-        for name in outputs or ():
-            request.outputs.add(name=name)
+        request = infer_request(
+            model,
+            inputs,
+            outputs,
+            version=version,
+            sequence_id=sequence_id,
+            sequence_start=sequence_start,
+            sequence_end=sequence_end,
+            request_id=request_id,
+            parameters=parameters,
+        )
         response = _rpc(
             "/inference.GRPCInferenceService/ModelInfer",
             lambda: self.inference.ModelInfer(request, timeout=self._timeout(timeout)),
         )
-        result: Dict[str, np.ndarray] = {}
-        for i, output in enumerate(response.outputs):
-            if i < len(response.raw_output_contents):
-                result[output.name] = from_raw(output.datatype, output.shape, response.raw_output_contents[i])
-            else:
-                result[output.name] = from_contents(output.datatype, output.shape, output.contents)
-        return result
+        return infer_outputs(response)
+
+    def batch_infer(self, model: str, source: object, sink: object, **options: object) -> "BatchSummary":
+        """Runs ``model`` over a dataset, resumably: ``quanta_client.batch.batch_infer(self, ...)``, which see."""
+        from .batch import batch_infer
+
+        return batch_infer(self, model, source, sink, **options)  # type: ignore[arg-type]
 
     # ---- crypto ---------------------------------------------------------------------------
 

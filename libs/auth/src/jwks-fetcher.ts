@@ -6,7 +6,10 @@ import type { JWK } from 'jose';
  * `fetchJwks` for `createTokenVerifier` in services other than crypto: calls the crypto service's
  * public GetJwks (no token needed) with a short deadline.
  */
-export function createJwksFetcher(client: crypto.CryptoServiceClient, options: { timeoutMs?: number } = {}): () => Promise<{ keys: JWK[] }> {
+export function createJwksFetcher(
+  client: crypto.CryptoServiceClient,
+  options: { timeoutMs?: number } = {},
+): () => Promise<{ keys: JWK[] }> {
   const timeoutMs = options.timeoutMs ?? 5000;
   return () =>
     new Promise((resolve, reject) => {

@@ -16,26 +16,31 @@ export function createRevocationFetcher(
   const timeoutMs = options.timeoutMs ?? 5000;
   return (knownVersion) =>
     new Promise((resolve, reject) => {
-      client.getRevocations({ knownVersion }, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) => {
-        if (error) {
-          reject(error);
-          return;
-        }
-        if (response.unchanged) {
-          resolve({ unchanged: true, version: response.version });
-          return;
-        }
-        resolve({
-          unchanged: false,
-          version: response.version,
-          revocations: response.revocations.map((r) => ({
-            ...(r.jti === '' ? {} : { jti: r.jti }),
-            ...(r.subjectDigest === '' ? {} : { subjectDigest: r.subjectDigest }),
-            ...(r.issuedBefore === undefined ? {} : { issuedBeforeMs: r.issuedBefore.getTime() }),
-            expiresAtMs: r.expireTime?.getTime() ?? 0,
-          })),
-        });
-      });
+      client.getRevocations(
+        { knownVersion },
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (error, response) => {
+          if (error) {
+            reject(error);
+            return;
+          }
+          if (response.unchanged) {
+            resolve({ unchanged: true, version: response.version });
+            return;
+          }
+          resolve({
+            unchanged: false,
+            version: response.version,
+            revocations: response.revocations.map((r) => ({
+              ...(r.jti === '' ? {} : { jti: r.jti }),
+              ...(r.subjectDigest === '' ? {} : { subjectDigest: r.subjectDigest }),
+              ...(r.issuedBefore === undefined ? {} : { issuedBeforeMs: r.issuedBefore.getTime() }),
+              expiresAtMs: r.expireTime?.getTime() ?? 0,
+            })),
+          });
+        },
+      );
     });
 }
 
@@ -47,5 +52,9 @@ export function createCryptoTokenVerifier(
   client: crypto.CryptoServiceClient,
   options: Pick<TokenVerifierOptions, 'logger' | 'revocationPollMs'> = {},
 ): TokenVerifier {
-  return createTokenVerifier({ fetchJwks: createJwksFetcher(client), fetchRevocations: createRevocationFetcher(client), ...options });
+  return createTokenVerifier({
+    fetchJwks: createJwksFetcher(client),
+    fetchRevocations: createRevocationFetcher(client),
+    ...options,
+  });
 }

@@ -20,10 +20,17 @@ async function codeOf(promise: Promise<unknown>): Promise<[number, string] | 'ok
   }
 }
 
-const jtiOf = (token: string): string => (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { jti: string }).jti;
+const jtiOf = (token: string): string =>
+  (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { jti: string }).jti;
 
 /** A revocation list the test edits, served like crypto's GetRevocations; `down` makes fetches fail. */
-function listSource(): { entries: Revocation[]; version: bigint; down: boolean; fetches: number; fetch: (known: bigint) => Promise<RevocationSnapshot> } {
+function listSource(): {
+  entries: Revocation[];
+  version: bigint;
+  down: boolean;
+  fetches: number;
+  fetch: (known: bigint) => Promise<RevocationSnapshot>;
+} {
   const source = {
     entries: [] as Revocation[],
     version: 0n,
@@ -43,21 +50,41 @@ describe('revocations in the token verifier', () => {
   it('refuses a revoked jti and a revoked subject, even when the token was verified and cached before', async () => {
     const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
     const source = listSource();
-    const verifier = createTokenVerifier({ fetchJwks: () => issuer.jwks(), fetchRevocations: source.fetch, revocationPollMs: 60_000 });
+    const verifier = createTokenVerifier({
+      fetchJwks: () => issuer.jwks(),
+      fetchRevocations: source.fetch,
+      revocationPollMs: 60_000,
+    });
     try {
       const a = await issuer.issue({ tenant: 'acme', subject: 'alice', scopes: ['infer'], ttlSeconds: 600 });
       const b = await issuer.issue({ tenant: 'acme', subject: 'bob', scopes: ['infer'], ttlSeconds: 600 });
       expect(await codeOf(verifier(bearer(a)))).toBe('ok');
       expect(await codeOf(verifier(bearer(b)))).toBe('ok');
       source.entries.push({ jti: jtiOf(a), expiresAtMs: Date.now() + 600_000 });
-      source.entries.push({ subjectDigest: subjectDigest('acme', 'bob'), issuedBeforeMs: Date.now() + 1000, expiresAtMs: Date.now() + 600_000 });
+      source.entries.push({
+        subjectDigest: subjectDigest('acme', 'bob'),
+        issuedBeforeMs: Date.now() + 1000,
+        expiresAtMs: Date.now() + 600_000,
+      });
       source.version = 2n;
       await verifier.refreshRevocations();
       expect(await codeOf(verifier(bearer(a)))).toEqual([grpc.status.UNAUTHENTICATED, 'access token has been revoked']);
       expect(await codeOf(verifier(bearer(b)))).toEqual([grpc.status.UNAUTHENTICATED, 'access token has been revoked']);
       // Another subject of the same tenant, and the same name in another tenant, are untouched.
-      expect(await codeOf(verifier(bearer(await issuer.issue({ tenant: 'acme', subject: 'carol', scopes: ['infer'], ttlSeconds: 600 }))))).toBe('ok');
-      expect(await codeOf(verifier(bearer(await issuer.issue({ tenant: 'globex', subject: 'bob', scopes: ['infer'], ttlSeconds: 600 }))))).toBe('ok');
+      expect(
+        await codeOf(
+          verifier(
+            bearer(await issuer.issue({ tenant: 'acme', subject: 'carol', scopes: ['infer'], ttlSeconds: 600 })),
+          ),
+        ),
+      ).toBe('ok');
+      expect(
+        await codeOf(
+          verifier(
+            bearer(await issuer.issue({ tenant: 'globex', subject: 'bob', scopes: ['infer'], ttlSeconds: 600 })),
+          ),
+        ),
+      ).toBe('ok');
       expect(verifier.revocationState()).toMatchObject({ version: 2n, entries: 2, stale: false });
     } finally {
       verifier.close();
@@ -83,8 +110,12 @@ describe('revocations in the token verifier', () => {
       source.entries.push({ jti: jtiOf(token), expiresAtMs: Date.now() + 600_000 });
       source.version = 2n;
       const until = Date.now() + 5000;
-      while ((await codeOf(verifier(bearer(token)))) === 'ok' && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-      expect(await codeOf(verifier(bearer(token)))).toEqual([grpc.status.UNAUTHENTICATED, 'access token has been revoked']);
+      while ((await codeOf(verifier(bearer(token)))) === 'ok' && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(await codeOf(verifier(bearer(token)))).toEqual([
+        grpc.status.UNAUTHENTICATED,
+        'access token has been revoked',
+      ]);
       expect(seen[0]).toBe(0n);
       expect(seen).toContain(1n);
     } finally {
@@ -98,7 +129,12 @@ describe('revocations in the token verifier', () => {
     source.down = true;
     const warnings: string[] = [];
     const logger = { warn: (_o: object, m: string) => void warnings.push(m), info: () => undefined };
-    const verifier = createTokenVerifier({ fetchJwks: () => issuer.jwks(), fetchRevocations: source.fetch, revocationPollMs: 60_000, logger });
+    const verifier = createTokenVerifier({
+      fetchJwks: () => issuer.jwks(),
+      fetchRevocations: source.fetch,
+      revocationPollMs: 60_000,
+      logger,
+    });
     try {
       const token = await issuer.issue({ tenant: 'acme', subject: 'alice', scopes: ['infer'], ttlSeconds: 600 });
       const first = await codeOf(verifier(bearer(token)));
@@ -127,13 +163,25 @@ describe('revocations in the token verifier', () => {
     const clock = (): number => now;
     const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore(), clock });
     const source = listSource();
-    const verifier = createTokenVerifier({ fetchJwks: () => issuer.jwks(), fetchRevocations: source.fetch, revocationPollMs: 60_000, clock });
+    const verifier = createTokenVerifier({
+      fetchJwks: () => issuer.jwks(),
+      fetchRevocations: source.fetch,
+      revocationPollMs: 60_000,
+      clock,
+    });
     try {
       const token = await issuer.issue({ tenant: 'acme', subject: 'alice', scopes: ['infer'], ttlSeconds: 600 });
-      source.entries.push({ subjectDigest: subjectDigest('acme', 'alice'), issuedBeforeMs: now + 1000, expiresAtMs: now + 60_000 });
+      source.entries.push({
+        subjectDigest: subjectDigest('acme', 'alice'),
+        issuedBeforeMs: now + 1000,
+        expiresAtMs: now + 60_000,
+      });
       source.version = 1n;
       await verifier.refreshRevocations();
-      expect(await codeOf(verifier(bearer(token)))).toEqual([grpc.status.UNAUTHENTICATED, 'access token has been revoked']);
+      expect(await codeOf(verifier(bearer(token)))).toEqual([
+        grpc.status.UNAUTHENTICATED,
+        'access token has been revoked',
+      ]);
       now += 61_000;
       expect(await codeOf(verifier(bearer(token)))).toBe('ok');
     } finally {

@@ -48,7 +48,8 @@ export function indexRevocations(version: bigint, revocations: readonly Revocati
     if (r.jti !== undefined && r.jti !== '') jtis.set(r.jti, Math.max(r.expiresAtMs, jtis.get(r.jti) ?? 0));
     if (r.subjectDigest !== undefined && r.subjectDigest !== '' && r.issuedBeforeMs !== undefined) {
       const known = subjects.get(r.subjectDigest);
-      if (known === undefined || known.beforeMs < r.issuedBeforeMs) subjects.set(r.subjectDigest, { beforeMs: r.issuedBeforeMs, expiresAtMs: r.expiresAtMs });
+      if (known === undefined || known.beforeMs < r.issuedBeforeMs)
+        subjects.set(r.subjectDigest, { beforeMs: r.issuedBeforeMs, expiresAtMs: r.expiresAtMs });
     }
   }
   return {
@@ -61,7 +62,11 @@ export function indexRevocations(version: bigint, revocations: readonly Revocati
       }
       const cut = subjects.get(claims.subjectDigest);
       // A token without `iat` cannot show it came after the cut-off: it is revoked with its subject.
-      return cut !== undefined && nowMs <= cut.expiresAtMs && (claims.issuedAtMs === undefined || claims.issuedAtMs < cut.beforeMs);
+      return (
+        cut !== undefined &&
+        nowMs <= cut.expiresAtMs &&
+        (claims.issuedAtMs === undefined || claims.issuedAtMs < cut.beforeMs)
+      );
     },
   };
 }

@@ -83,7 +83,9 @@ async function load(record: SigningKeyRecord): Promise<LoadedKey> {
 
 function checkClaims(claims: TokenClaims, maxTtlSeconds: number): void {
   if (!TENANT_PATTERN.test(claims.tenant)) {
-    throw invalidArgument(`tenant "${claims.tenant}" is invalid: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit`);
+    throw invalidArgument(
+      `tenant "${claims.tenant}" is invalid: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit`,
+    );
   }
   if (claims.subject.trim() === '' || claims.subject.length > 256) {
     throw invalidArgument('subject must be 1-256 characters');
@@ -176,11 +178,15 @@ export async function createTokenIssuer(options: TokenIssuerOptions): Promise<To
       }
       const key = liveKeys().find((k) => k.record.kid === kid);
       if (kid === undefined || key === undefined) {
-        throw invalidArgument(`token is not signed by a key of this issuer (kid "${String(kid)}"): it is not one of ours, or it has expired`);
+        throw invalidArgument(
+          `token is not signed by a key of this issuer (kid "${String(kid)}"): it is not one of ours, or it has expired`,
+        );
       }
       let payload: Record<string, unknown>;
       try {
-        const verified = await compactVerify(token, await importJWK(key.record.publicJwk, TOKEN_ALGORITHM), { algorithms: [TOKEN_ALGORITHM] });
+        const verified = await compactVerify(token, await importJWK(key.record.publicJwk, TOKEN_ALGORITHM), {
+          algorithms: [TOKEN_ALGORITHM],
+        });
         payload = JSON.parse(new TextDecoder().decode(verified.payload)) as Record<string, unknown>;
       } catch {
         throw invalidArgument('token signature does not verify');
@@ -189,7 +195,13 @@ export async function createTokenIssuer(options: TokenIssuerOptions): Promise<To
       if (typeof tenant !== 'string' || typeof sub !== 'string' || typeof exp !== 'number') {
         throw invalidArgument('token lacks a "tenant", "sub" or "exp" claim');
       }
-      return { jti: typeof jti === 'string' ? jti : undefined, tenant, subject: sub, expiresAt: new Date(exp * 1000), kid };
+      return {
+        jti: typeof jti === 'string' ? jti : undefined,
+        tenant,
+        subject: sub,
+        expiresAt: new Date(exp * 1000),
+        kid,
+      };
     },
     get currentKid() {
       return current().record.kid;

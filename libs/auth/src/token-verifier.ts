@@ -55,7 +55,8 @@ function explain(error: unknown): string {
   if (error instanceof errors.JWTClaimValidationFailed) {
     return `access token claim "${error.claim}" is invalid (${error.reason})`;
   }
-  if (error instanceof errors.JOSEAlgNotAllowed) return `access token algorithm is not allowed (only ${TOKEN_ALGORITHM})`;
+  if (error instanceof errors.JOSEAlgNotAllowed)
+    return `access token algorithm is not allowed (only ${TOKEN_ALGORITHM})`;
   if (error instanceof errors.JOSEError) return 'access token is malformed';
   return 'access token is malformed';
 }
@@ -100,9 +101,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     } catch (error) {
       // Allow the next call to try again at once: the issuer being down is not the token's fault.
       lastFetch = Number.NEGATIVE_INFINITY;
-      throw unavailable(`cannot fetch the token verification keys: ${error instanceof Error ? error.message : String(error)}`, {
-        cause: error,
-      });
+      throw unavailable(
+        `cannot fetch the token verification keys: ${error instanceof Error ? error.message : String(error)}`,
+        {
+          cause: error,
+        },
+      );
     }
     const next = new Map<string, VerifyKey>();
     for (const jwk of jwks.keys) {
@@ -127,7 +131,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   // A service sees the same few tokens on every call: checking an EdDSA signature each time was most
   // of a small RPC's cost. A verified token's principal is kept until the token expires (or its key
   // leaves the JWKS); the cache is bounded, oldest first out. Keys are `authorization` header values.
-  const verified = new Map<string, { principal: Principal; expiresAtMs: number; kid: string; claims: RevocableClaims }>();
+  const verified = new Map<
+    string,
+    { principal: Principal; expiresAtMs: number; kid: string; claims: RevocableClaims }
+  >();
   const maxCached = options.maxCachedTokens ?? 10_000;
 
   function cached(header: string): Principal | undefined {
@@ -181,7 +188,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         }
         stale = true;
         if (revocations === undefined) {
-          throw unavailable(`cannot fetch the token revocation list: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+          throw unavailable(
+            `cannot fetch the token revocation list: ${error instanceof Error ? error.message : String(error)}`,
+            { cause: error },
+          );
         }
       } finally {
         revocationFetch = undefined;
@@ -231,7 +241,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     let kid: string | undefined;
     try {
       const protectedHeader = decodeProtectedHeader(token);
-      if (protectedHeader.alg !== TOKEN_ALGORITHM) throw unauthenticated(`access token algorithm "${String(protectedHeader.alg)}" is not allowed (only ${TOKEN_ALGORITHM})`);
+      if (protectedHeader.alg !== TOKEN_ALGORITHM)
+        throw unauthenticated(
+          `access token algorithm "${String(protectedHeader.alg)}" is not allowed (only ${TOKEN_ALGORITHM})`,
+        );
       kid = protectedHeader.kid;
     } catch (error) {
       if (isServiceError(error)) throw error;
@@ -265,7 +278,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       await revocationFetch?.catch(() => undefined);
       await fetchRevocationList();
     },
-    revocationState: () => ({ version: revocations?.version ?? 0n, entries: revocations?.size ?? 0, fetchedAtMs, stale }),
+    revocationState: () => ({
+      version: revocations?.version ?? 0n,
+      entries: revocations?.size ?? 0,
+      fetchedAtMs,
+      stale,
+    }),
     close() {
       closed = true;
       if (pollTimer !== undefined) clearTimeout(pollTimer);

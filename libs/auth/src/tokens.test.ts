@@ -24,7 +24,12 @@ async function rejection(promise: Promise<unknown>): Promise<ServiceError> {
 describe('token issuer and verifier', () => {
   it('issues a token whose Ed25519 signature node:crypto verifies against the JWKS', async () => {
     const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
-    const token = await issuer.issue({ tenant: 'acme', subject: 'alice', scopes: ['keys:use', 'infer'], ttlSeconds: 600 });
+    const token = await issuer.issue({
+      tenant: 'acme',
+      subject: 'alice',
+      scopes: ['keys:use', 'infer'],
+      ttlSeconds: 600,
+    });
     const [h, p, s] = token.split('.') as [string, string, string];
     const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { alg: string; kid: string };
     expect(header).toMatchObject({ alg: 'EdDSA', kid: issuer.currentKid });
@@ -34,11 +39,21 @@ describe('token issuer and verifier', () => {
     const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x! }, format: 'jwk' });
     expect(verify(null, Buffer.from(`${h}.${p}`), publicKey, Buffer.from(s, 'base64url'))).toBe(true);
     const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
-    expect(payload).toMatchObject({ tenant: 'acme', sub: 'alice', scope: 'keys:use infer', iss: 'quanta-crypto', aud: 'quanta' });
+    expect(payload).toMatchObject({
+      tenant: 'acme',
+      sub: 'alice',
+      scope: 'keys:use infer',
+      iss: 'quanta-crypto',
+      aud: 'quanta',
+    });
     expect((payload.exp as number) - (payload.iat as number)).toBe(600);
 
     const verifier = createTokenVerifier({ fetchJwks: () => issuer.jwks() });
-    await expect(verifier(bearer(token))).resolves.toEqual({ tenant: 'acme', subject: 'alice', scopes: ['keys:use', 'infer'] });
+    await expect(verifier(bearer(token))).resolves.toEqual({
+      tenant: 'acme',
+      subject: 'alice',
+      scopes: ['keys:use', 'infer'],
+    });
   });
 
   it('rejects missing, malformed, forged, expired and wrong-audience tokens with UNAUTHENTICATED', async () => {
@@ -59,7 +74,11 @@ describe('token issuer and verifier', () => {
     const other = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
     const forged = await new SignJWT({ tenant: 't1', scope: 'admin' })
       .setProtectedHeader({ alg: 'EdDSA', kid: issuer.currentKid })
-      .setIssuer('quanta-crypto').setAudience('quanta').setSubject('mallory').setIssuedAt().setExpirationTime('1h')
+      .setIssuer('quanta-crypto')
+      .setAudience('quanta')
+      .setSubject('mallory')
+      .setIssuedAt()
+      .setExpirationTime('1h')
       .sign(other.privateKey);
     e = await rejection(verifier(bearer(forged)));
     expect([e.code, e.message]).toEqual([grpc.status.UNAUTHENTICATED, 'access token signature is invalid']);
@@ -125,7 +144,11 @@ describe('token issuer and verifier', () => {
 
   it('drops a replaced key from the JWKS once every token it signed has expired', async () => {
     let now = 1_900_000_000_000;
-    const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore(), clock: () => now, maxTtlSeconds: 3600 });
+    const issuer = await createTokenIssuer({
+      store: createMemorySigningKeyStore(),
+      clock: () => now,
+      maxTtlSeconds: 3600,
+    });
     const first = issuer.currentKid;
     now += 1000;
     const second = await issuer.rotate();
@@ -138,7 +161,10 @@ describe('token issuer and verifier', () => {
   it('refuses unknown scopes, bad tenants and bad ttls with INVALID_ARGUMENT', async () => {
     const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore(), maxTtlSeconds: 100 });
     let e = await rejection(issuer.issue({ tenant: 't', subject: 's', scopes: ['infer', 'root'], ttlSeconds: 10 }));
-    expect([e.code, e.message]).toEqual([grpc.status.INVALID_ARGUMENT, expect.stringContaining('unknown scope "root"')]);
+    expect([e.code, e.message]).toEqual([
+      grpc.status.INVALID_ARGUMENT,
+      expect.stringContaining('unknown scope "root"'),
+    ]);
     e = await rejection(issuer.issue({ tenant: 'a b', subject: 's', scopes: [], ttlSeconds: 10 }));
     expect(e.message).toMatch(/tenant "a b" is invalid/);
     e = await rejection(issuer.issue({ tenant: 't', subject: 's', scopes: [], ttlSeconds: 101 }));
@@ -153,7 +179,10 @@ describe('token issuer and verifier', () => {
       fetchJwks: () => (up ? issuer.jwks() : Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:9002'))),
     });
     const e = await rejection(verifier(bearer(token)));
-    expect([e.code, e.message]).toEqual([grpc.status.UNAVAILABLE, 'cannot fetch the token verification keys: connect ECONNREFUSED 127.0.0.1:9002']);
+    expect([e.code, e.message]).toEqual([
+      grpc.status.UNAVAILABLE,
+      'cannot fetch the token verification keys: connect ECONNREFUSED 127.0.0.1:9002',
+    ]);
     up = true;
     await expect(verifier(bearer(token))).resolves.toEqual({ tenant: 't', subject: 's', scopes: [] });
   });

@@ -180,7 +180,12 @@ describe('inference contract against the public KServe v2 proto', () => {
         .filter((f) => only === undefined || only.field.some((k) => k.name === f.name))
         .map((f) => [f.name, f.number, f.label, f.type, f.typeName, f.oneofIndex]),
       oneofs: d.oneofDecl.map((o) => o.name),
-      nested: d.nestedType.map((n) => shape(n, only?.nestedType.find((k) => k.name === n.name))),
+      nested: d.nestedType.map((n) =>
+        shape(
+          n,
+          only?.nestedType.find((k) => k.name === n.name),
+        ),
+      ),
     });
     const typeOf = (def: protoLoader.PackageDefinition, name: string): Descriptor =>
       (def[name] as protoLoader.MessageTypeDefinition<unknown, unknown>).type as Descriptor;
@@ -264,7 +269,9 @@ describe('a client built from the KServe proto against a server built from our c
     };
     server.addService(inference.GRPCInferenceServiceService, { modelInfer });
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      );
     });
     const pkg = grpc.loadPackageDefinition(kserve) as unknown as {
       inference: { GRPCInferenceService: grpc.ServiceClientConstructor };
@@ -332,7 +339,12 @@ describe('registry and monitoring drafts', () => {
           lineage: {
             origin: {
               $case: 'parent',
-              value: { model: 'cifar', version: 3, transform: 'quantize-int8', transformParams: { per_channel: 'true' } },
+              value: {
+                model: 'cifar',
+                version: 3,
+                transform: 'quantize-int8',
+                transformParams: { per_channel: 'true' },
+              },
             },
           },
           createModel: true,

@@ -9,7 +9,20 @@ export * as crypto from './gen/quanta/crypto/v1/crypto.js';
 export * as registry from './gen/quanta/registry/v1/registry.js';
 export * as monitoring from './gen/quanta/monitoring/v1/monitoring.js';
 export { descriptorSetBase64 } from './gen/descriptor-set.js';
-export { unaryCaller, type RequestOf, type ResponseOf, type UnaryCallOptions, type UnaryCaller, type UnaryMethod } from './unary.js';
+export {
+  unaryCaller,
+  type RequestOf,
+  type ResponseOf,
+  type UnaryCallOptions,
+  type UnaryCaller,
+  type UnaryMethod,
+} from './unary.js';
 export { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse } from './infer-codec.js';
-export { LeanRegistryServiceClient, decodeDownloadVersionResponse, encodeUploadVersionRequest, leanRegistryServiceDefinition, readUploadChunks } from './registry-codec.js';
+export {
+  LeanRegistryServiceClient,
+  decodeDownloadVersionResponse,
+  encodeUploadVersionRequest,
+  leanRegistryServiceDefinition,
+  readUploadChunks,
+} from './registry-codec.js';
 export { readVarint, varintLength, writeVarint } from './varint.js';

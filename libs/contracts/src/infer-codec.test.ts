@@ -1,7 +1,12 @@
 // The hand-written ModelInfer and ModelStreamInfer codecs against the generated ones, on random messages and bytes.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse, inference } from './index.js';
+import {
+  decodeModelInferRequest,
+  encodeModelInferResponse,
+  encodeModelStreamInferResponse,
+  inference,
+} from './index.js';
 
 const name = fc.string({ unit: 'binary', maxLength: 12 });
 const shape = fc.array(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), { maxLength: 4 });
@@ -9,7 +14,9 @@ const bytes = fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b));
 const parameter: fc.Arbitrary<inference.InferParameter> = fc.oneof(
   fc.constant({ parameterChoice: undefined }),
   fc.boolean().map((value) => ({ parameterChoice: { $case: 'boolParam' as const, value } })),
-  fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((value) => ({ parameterChoice: { $case: 'int64Param' as const, value } })),
+  fc
+    .bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })
+    .map((value) => ({ parameterChoice: { $case: 'int64Param' as const, value } })),
   name.map((value) => ({ parameterChoice: { $case: 'stringParam' as const, value } })),
   fc.double({ noNaN: true }).map((value) => ({ parameterChoice: { $case: 'doubleParam' as const, value } })),
 );
@@ -45,10 +52,14 @@ const response: fc.Arbitrary<inference.ModelInferResponse> = fc.record({
   parameters,
   outputs: fc.array(fc.record({ name, datatype: name, shape, parameters, contents }), { maxLength: 3 }),
   // Sizes across the one- and two-byte length varints.
-  rawOutputContents: fc.array(fc.uint8Array({ maxLength: 20_000 }).map((b) => Buffer.from(b)), { maxLength: 3 }),
+  rawOutputContents: fc.array(
+    fc.uint8Array({ maxLength: 20_000 }).map((b) => Buffer.from(b)),
+    { maxLength: 3 },
+  ),
 });
 
-const encodeRequest = (m: inference.ModelInferRequest): Buffer => Buffer.from(inference.ModelInferRequest.encode(m).finish());
+const encodeRequest = (m: inference.ModelInferRequest): Buffer =>
+  Buffer.from(inference.ModelInferRequest.encode(m).finish());
 
 /** What a decoder gives for `input`: the message, or the error's message. */
 function outcome<T>(decode: () => T): { value: T } | { error: string } {
@@ -72,7 +83,15 @@ describe('decodeModelInferRequest', () => {
 
   it('gives raw_input_contents as views of the received buffer, not copies', () => {
     const raw = Buffer.from(Float32Array.from([1, 2, 3, 4]).buffer);
-    const wire = encodeRequest({ modelName: 'm', modelVersion: '', id: '', parameters: {}, inputs: [], outputs: [], rawInputContents: [raw] });
+    const wire = encodeRequest({
+      modelName: 'm',
+      modelVersion: '',
+      id: '',
+      parameters: {},
+      inputs: [],
+      outputs: [],
+      rawInputContents: [raw],
+    });
     const decoded = decodeModelInferRequest(wire).rawInputContents[0]!;
     expect(decoded).toStrictEqual(raw);
     expect(decoded.buffer).toBe(wire.buffer);
@@ -82,16 +101,28 @@ describe('decodeModelInferRequest', () => {
 
   it('agrees with the generated decoder on corrupted and arbitrary bytes (same message or same error)', () => {
     const mutated = fc
-      .tuple(request, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), fc.nat())
+      .tuple(
+        request,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+        fc.nat(),
+      )
       .map(([message, flips, cut]) => {
         const wire = encodeRequest(message);
         for (const [at, value] of flips) if (wire.length > 0) wire[at % wire.length] = value;
         return wire.subarray(0, wire.length === 0 ? 0 : wire.length - (cut % Math.min(8, wire.length)));
       });
     fc.assert(
-      fc.property(fc.oneof(mutated, fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b))), (wire) => {
-        expect(outcome(() => decodeModelInferRequest(wire))).toStrictEqual(outcome(() => inference.ModelInferRequest.decode(wire)));
-      }),
+      fc.property(
+        fc.oneof(
+          mutated,
+          fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
+        ),
+        (wire) => {
+          expect(outcome(() => decodeModelInferRequest(wire))).toStrictEqual(
+            outcome(() => inference.ModelInferRequest.decode(wire)),
+          );
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -101,7 +132,9 @@ describe('encodeModelInferResponse', () => {
   it('writes the same bytes as the generated encoder', () => {
     fc.assert(
       fc.property(response, (message) => {
-        expect(encodeModelInferResponse(message)).toStrictEqual(Buffer.from(inference.ModelInferResponse.encode(message).finish()));
+        expect(encodeModelInferResponse(message)).toStrictEqual(
+          Buffer.from(inference.ModelInferResponse.encode(message).finish()),
+        );
       }),
       { numRuns: 200 },
     );
@@ -124,7 +157,8 @@ describe('encodeModelStreamInferResponse', () => {
     errorMessage: fc.oneof(fc.constant(''), name),
     inferResponse: fc.option(response, { nil: undefined }),
   });
-  const generated = (m: inference.ModelStreamInferResponse): Buffer => Buffer.from(inference.ModelStreamInferResponse.encode(m).finish());
+  const generated = (m: inference.ModelStreamInferResponse): Buffer =>
+    Buffer.from(inference.ModelStreamInferResponse.encode(m).finish());
 
   it('writes the same bytes as the generated encoder', () => {
     fc.assert(

@@ -35,7 +35,15 @@ export function decodeModelInferRequest(bytes: Uint8Array): ModelInferRequest {
   const reader: DepthTracked = new BinaryReader(bytes);
   // The nested decoders count their depth on the reader, as under the generated decoder.
   reader.__tsProtoDecodeDepth = 1;
-  const message: ModelInferRequest = { modelName: '', modelVersion: '', id: '', parameters: {}, inputs: [], outputs: [], rawInputContents: [] };
+  const message: ModelInferRequest = {
+    modelName: '',
+    modelVersion: '',
+    id: '',
+    parameters: {},
+    inputs: [],
+    outputs: [],
+    rawInputContents: [],
+  };
   const end = reader.len;
   while (reader.pos < end) {
     const tag = reader.uint32();
@@ -123,7 +131,11 @@ export function encodeModelInferResponse(message: ModelInferResponseMessage): Bu
  */
 export function encodeModelStreamInferResponse(message: ModelStreamInferResponseMessage): Buffer {
   const response = message.inferResponse;
-  if (response === undefined || response.rawOutputContents.length === 0) return Buffer.from(ModelStreamInferResponse.encode(message).finish());
-  const before = message.errorMessage === '' ? NO_BYTES : ModelStreamInferResponse.encode({ errorMessage: message.errorMessage, inferResponse: undefined }).finish();
+  if (response === undefined || response.rawOutputContents.length === 0)
+    return Buffer.from(ModelStreamInferResponse.encode(message).finish());
+  const before =
+    message.errorMessage === ''
+      ? NO_BYTES
+      : ModelStreamInferResponse.encode({ errorMessage: message.errorMessage, inferResponse: undefined }).finish();
   return encodeWithRawOutputs(response, before);
 }

@@ -7,7 +7,11 @@
 // other message (headers, malformed input) goes through the generated code, so the errors match.
 import { open } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import { DownloadVersionResponse, RegistryServiceService, UploadVersionRequest } from './gen/quanta/registry/v1/registry.js';
+import {
+  DownloadVersionResponse,
+  RegistryServiceService,
+  UploadVersionRequest,
+} from './gen/quanta/registry/v1/registry.js';
 import type { RegistryServiceClient } from './gen/quanta/registry/v1/registry.js';
 import { readVarint, varintLength, writeVarint } from './varint.js';
 
@@ -43,7 +47,8 @@ export function decodeDownloadVersionResponse(bytes: Buffer): DownloadVersionRes
   if (bytes.length > 1 && bytes[0] === CHUNK_TAG) {
     // At most 5 length bytes (a uint32, as the generated reader reads it).
     const length = readVarint(bytes, 1, 5);
-    if (length !== undefined && length[0] < 2 ** 32 && length[1] + length[0] === bytes.length) return { part: { $case: 'chunk', value: bytes.subarray(length[1]) } };
+    if (length !== undefined && length[0] < 2 ** 32 && length[1] + length[0] === bytes.length)
+      return { part: { $case: 'chunk', value: bytes.subarray(length[1]) } };
   }
   return DownloadVersionResponse.decode(bytes);
 }
@@ -54,12 +59,17 @@ export function decodeDownloadVersionResponse(bytes: Buffer): DownloadVersionRes
  * `encodeUploadVersionRequest` sends the chunk as read, with no copy. A chunk is a Buffer of its
  * own: the caller may keep it.
  */
-export async function* readUploadChunks(path: string, chunkSize = 1 << 20, start = 0): AsyncGenerator<Buffer, void, undefined> {
-  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`chunk size ${chunkSize} is not a positive integer`);
+export async function* readUploadChunks(
+  path: string,
+  chunkSize = 1 << 20,
+  start = 0,
+): AsyncGenerator<Buffer, void, undefined> {
+  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0)
+    throw new RangeError(`chunk size ${chunkSize} is not a positive integer`);
   const room = 1 + varintLength(chunkSize);
   const handle = await open(path, 'r');
   try {
-    for (let position = start; ; ) {
+    for (let position = start; ;) {
       const buffer = Buffer.allocUnsafe(room + chunkSize);
       const { bytesRead } = await handle.read(buffer, room, chunkSize, position);
       if (bytesRead === 0) return;

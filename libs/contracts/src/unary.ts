@@ -34,10 +34,15 @@ export type UnaryCaller<D extends DefinitionShape> = <K extends UnaryMethod<D>>(
  * A promise-returning caller of a service's unary methods over `client`'s channel (its interceptors,
  * such as the bearer token, apply). `defaults.deadlineMs` sets a deadline on calls that give none.
  */
-export function unaryCaller<D extends DefinitionShape>(client: grpc.Client, definition: D, defaults: { deadlineMs?: number } = {}): UnaryCaller<D> {
+export function unaryCaller<D extends DefinitionShape>(
+  client: grpc.Client,
+  definition: D,
+  defaults: { deadlineMs?: number } = {},
+): UnaryCaller<D> {
   return <K extends UnaryMethod<D>>(method: K, request: RequestOf<D, K>, options: UnaryCallOptions = {}) => {
     const m = definition[method] as D[K];
-    const deadline = options.deadline ?? (defaults.deadlineMs !== undefined ? Date.now() + defaults.deadlineMs : undefined);
+    const deadline =
+      options.deadline ?? (defaults.deadlineMs !== undefined ? Date.now() + defaults.deadlineMs : undefined);
     return new Promise<ResponseOf<D, K>>((resolve, reject) => {
       client.makeUnaryRequest(
         m.path,

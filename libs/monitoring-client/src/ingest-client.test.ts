@@ -59,7 +59,8 @@ async function startSink(): Promise<{
     address,
     received,
     messages,
-    arrived: (n) => (received.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve }))),
+    arrived: (n) =>
+      received.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve })),
     hold() {
       let release!: () => void;
       gate = new Promise((resolve) => (release = resolve));
@@ -89,14 +90,26 @@ describe('ingest client', () => {
   it('delivers exactly what was recorded, in batches of batchSize', async () => {
     const sink = await startSink();
     cleanup.push(() => sink.service.stop({ graceMs: 100 }));
-    const client = createIngestClient({ address: sink.address, token: 't', batchSize: 100, flushSize: 250, flushIntervalMs: 50 });
+    const client = createIngestClient({
+      address: sink.address,
+      token: 't',
+      batchSize: 100,
+      flushSize: 250,
+      flushIntervalMs: 50,
+    });
     cleanup.push(() => client.close());
     for (let i = 0; i < 2345; i++) expect(client.record(rec(i))).toBe(true);
     await client.flush();
     expect(sink.received).toHaveLength(2345);
     expect(new Set(sink.received).size).toBe(2345);
     expect(Math.max(...sink.messages)).toBeLessThanOrEqual(100);
-    expect(client.stats()).toMatchObject({ recorded: 2345, accepted: 2345, droppedFull: 0, droppedFailed: 0, buffered: 0 });
+    expect(client.stats()).toMatchObject({
+      recorded: 2345,
+      accepted: 2345,
+      droppedFull: 0,
+      droppedFailed: 0,
+      buffered: 0,
+    });
   });
 
   it('sends on the interval when fewer than flushSize records wait', async () => {
@@ -104,7 +117,13 @@ describe('ingest client', () => {
     cleanup.push(() => sink.service.stop({ graceMs: 100 }));
     let sent!: () => void;
     const delivered = new Promise<void>((resolve) => (sent = resolve));
-    const client = createIngestClient({ address: sink.address, token: 't', flushSize: 1000, flushIntervalMs: 20, onSent: (s) => s.accepted === 3 && sent() });
+    const client = createIngestClient({
+      address: sink.address,
+      token: 't',
+      flushSize: 1000,
+      flushIntervalMs: 20,
+      onSent: (s) => s.accepted === 3 && sent(),
+    });
     cleanup.push(() => client.close());
     client.record(rec(1));
     client.record(rec(2));
@@ -117,7 +136,13 @@ describe('ingest client', () => {
     const sink = await startSink();
     cleanup.push(() => sink.service.stop({ graceMs: 100 }));
     const release = sink.hold();
-    const client = createIngestClient({ address: sink.address, token: 't', maxBuffered: 1000, flushSize: 100, flushIntervalMs: 10 });
+    const client = createIngestClient({
+      address: sink.address,
+      token: 't',
+      maxBuffered: 1000,
+      flushSize: 100,
+      flushIntervalMs: 10,
+    });
     cleanup.push(() => client.close());
     // Fill the first send, wait until the server holds it.
     for (let i = 0; i < 100; i++) client.record(rec(i));

@@ -74,7 +74,8 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
   const flushIntervalMs = options.flushIntervalMs ?? 1000;
   const sendTimeoutMs = options.sendTimeoutMs ?? 10_000;
   const maxBackoff = options.maxReconnectBackoffMs ?? 2000;
-  if (maxBuffered < 1 || batchSize < 1 || flushSize < 1) throw new RangeError('maxBuffered, batchSize and flushSize must be at least 1');
+  if (maxBuffered < 1 || batchSize < 1 || flushSize < 1)
+    throw new RangeError('maxBuffered, batchSize and flushSize must be at least 1');
 
   const client = createClient(pb.MonitoringServiceClient, options.address, {
     token: options.token,
@@ -120,13 +121,15 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
     inFlight = records.length;
     // Off the caller's trace: the ingest call must not become a child of the request that filled
     // the buffer (traces link to monitoring, they do not contain it).
-    sending = context.with(ROOT_CONTEXT, () => sendOnce(records)).then(() => {
-      inFlight = 0;
-      sending = undefined;
-      options.onSent?.({ ...counts, buffered: buffer.length, inFlight });
-      if (buffer.length >= flushSize && !closed) return pump(false);
-      return undefined;
-    });
+    sending = context
+      .with(ROOT_CONTEXT, () => sendOnce(records))
+      .then(() => {
+        inFlight = 0;
+        sending = undefined;
+        options.onSent?.({ ...counts, buffered: buffer.length, inFlight });
+        if (buffer.length >= flushSize && !closed) return pump(false);
+        return undefined;
+      });
     return sending;
   }
 

@@ -1,5 +1,12 @@
 import { OnnxDataType } from './data-types.js';
-import { encodeModel, floatTensor, type DimSpec, type ModelSpec, type NodeSpec, type TensorSpec } from './model-spec.js';
+import {
+  encodeModel,
+  floatTensor,
+  type DimSpec,
+  type ModelSpec,
+  type NodeSpec,
+  type TensorSpec,
+} from './model-spec.js';
 import { createRng, uniform } from './rng.js';
 
 export interface CnnOptions {
@@ -27,7 +34,15 @@ export function cnnModel(options: CnnOptions = {}): ModelSpec {
   const batch = options.batch ?? 'N';
   const rng = createRng(options.seed ?? 1);
   const weights = (name: string, dims: number[], fanIn: number): TensorSpec =>
-    floatTensor(name, dims, uniform(rng, dims.reduce((a, b) => a * b, 1), 1 / Math.sqrt(fanIn)));
+    floatTensor(
+      name,
+      dims,
+      uniform(
+        rng,
+        dims.reduce((a, b) => a * b, 1),
+        1 / Math.sqrt(fanIn),
+      ),
+    );
   const initializers = [
     weights('conv1.weight', [c1, 3, 3, 3], 27),
     weights('conv1.bias', [c1], 27),
@@ -39,16 +54,41 @@ export function cnnModel(options: CnnOptions = {}): ModelSpec {
   const conv = { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] }, strides: { ints: [1, 1] } };
   const pool = { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } };
   const nodes: NodeSpec[] = [
-    { opType: 'Conv', name: 'conv1', inputs: ['input', 'conv1.weight', 'conv1.bias'], outputs: ['conv1'], attributes: conv },
+    {
+      opType: 'Conv',
+      name: 'conv1',
+      inputs: ['input', 'conv1.weight', 'conv1.bias'],
+      outputs: ['conv1'],
+      attributes: conv,
+    },
     { opType: 'Relu', name: 'relu1', inputs: ['conv1'], outputs: ['relu1'] },
     { opType: 'MaxPool', name: 'pool1', inputs: ['relu1'], outputs: ['pool1'], attributes: pool },
-    { opType: 'Conv', name: 'conv2', inputs: ['pool1', 'conv2.weight', 'conv2.bias'], outputs: ['conv2'], attributes: conv },
+    {
+      opType: 'Conv',
+      name: 'conv2',
+      inputs: ['pool1', 'conv2.weight', 'conv2.bias'],
+      outputs: ['conv2'],
+      attributes: conv,
+    },
     { opType: 'Relu', name: 'relu2', inputs: ['conv2'], outputs: ['relu2'] },
     { opType: 'MaxPool', name: 'pool2', inputs: ['relu2'], outputs: ['pool2'], attributes: pool },
     { opType: 'Flatten', name: 'flatten', inputs: ['pool2'], outputs: ['flat'], attributes: { axis: { i: 1 } } },
-    { opType: 'Gemm', name: 'fc', inputs: ['flat', 'fc.weight', 'fc.bias'], outputs: [options.softmax ? 'logits' : 'output'], attributes: { transB: { i: 1 } } },
+    {
+      opType: 'Gemm',
+      name: 'fc',
+      inputs: ['flat', 'fc.weight', 'fc.bias'],
+      outputs: [options.softmax ? 'logits' : 'output'],
+      attributes: { transB: { i: 1 } },
+    },
   ];
-  if (options.softmax) nodes.push({ opType: 'Softmax', name: 'softmax', inputs: ['logits'], outputs: ['output'], attributes: { axis: { i: -1 } } });
+  if (options.softmax)
+    nodes.push({
+      opType: 'Softmax',
+      name: 'softmax',
+      inputs: ['logits'],
+      outputs: ['output'],
+      attributes: { axis: { i: -1 } },
+    });
   return {
     producerName: 'quanta-onnx',
     docString: `CIFAR-shaped CNN, channels ${c1}/${c2}, ${classes} classes${options.softmax ? ', softmax' : ''}, seed ${options.seed ?? 1}`,

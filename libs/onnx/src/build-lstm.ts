@@ -30,7 +30,11 @@ export function lstmModel(options: LstmOptions = {}): ModelSpec {
   const n = options.batch ?? 'N';
   const rng = createRng(options.seed ?? 1);
   const bound = 1 / Math.sqrt(hidden);
-  const state = (name: string): { name: string; dataType: number; shape: DimSpec[] } => ({ name, dataType: OnnxDataType.FLOAT, shape: [1, n, hidden] });
+  const state = (name: string): { name: string; dataType: number; shape: DimSpec[] } => ({
+    name,
+    dataType: OnnxDataType.FLOAT,
+    shape: [1, n, hidden],
+  });
   return {
     producerName: 'quanta-onnx',
     docString: `LSTM ${inputSize}->${hidden}, seed ${options.seed ?? 1}`,
@@ -51,7 +55,11 @@ export function lstmModel(options: LstmOptions = {}): ModelSpec {
         floatTensor('R', [1, 4 * hidden, hidden], uniform(rng, 4 * hidden * hidden, bound)),
         floatTensor('B', [1, 8 * hidden], uniform(rng, 8 * hidden, bound)),
       ],
-      inputs: [{ name: LSTM_NAMES.input, dataType: OnnxDataType.FLOAT, shape: [t, n, inputSize] }, state(LSTM_NAMES.h), state(LSTM_NAMES.c)],
+      inputs: [
+        { name: LSTM_NAMES.input, dataType: OnnxDataType.FLOAT, shape: [t, n, inputSize] },
+        state(LSTM_NAMES.h),
+        state(LSTM_NAMES.c),
+      ],
       outputs: [
         { name: LSTM_NAMES.output, dataType: OnnxDataType.FLOAT, shape: [t, 1, n, hidden] },
         state(LSTM_NAMES.hn),

@@ -1,5 +1,12 @@
 import { OnnxDataType } from './data-types.js';
-import { encodeModel, floatTensor, type DimSpec, type ModelSpec, type NodeSpec, type TensorSpec } from './model-spec.js';
+import {
+  encodeModel,
+  floatTensor,
+  type DimSpec,
+  type ModelSpec,
+  type NodeSpec,
+  type TensorSpec,
+} from './model-spec.js';
 import { createRng, uniform } from './rng.js';
 
 export interface MlpOptions {
@@ -36,7 +43,13 @@ export function mlpModel(options: MlpOptions = {}): ModelSpec {
     initializers.push(floatTensor(`fc${k}.bias`, [fanOut], uniform(rng, fanOut, bound)));
     const last = k + 2 === sizes.length;
     const gemmOut = last ? 'output' : `fc${k}`;
-    nodes.push({ opType: 'Gemm', name: `fc${k}`, inputs: [current, `fc${k}.weight`, `fc${k}.bias`], outputs: [gemmOut], attributes: { transB: { i: 1 } } });
+    nodes.push({
+      opType: 'Gemm',
+      name: `fc${k}`,
+      inputs: [current, `fc${k}.weight`, `fc${k}.bias`],
+      outputs: [gemmOut],
+      attributes: { transB: { i: 1 } },
+    });
     current = gemmOut;
     if (!last) {
       nodes.push({ opType: 'Relu', name: `relu${k}`, inputs: [gemmOut], outputs: [`relu${k}`] });

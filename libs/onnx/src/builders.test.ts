@@ -50,7 +50,11 @@ async function expectSignature(bytes: Uint8Array, spec: ModelSpec): Promise<Onnx
   try {
     expect(info.inputs.map((v) => v.name)).toEqual(session.inputNames);
     expect(info.outputs.map((v) => v.name)).toEqual(session.outputNames);
-    const check = (values: readonly OnnxValueInfo[], meta: readonly OrtMeta[], declared: readonly ValueSpec[]): void => {
+    const check = (
+      values: readonly OnnxValueInfo[],
+      meta: readonly OrtMeta[],
+      declared: readonly ValueSpec[],
+    ): void => {
       values.forEach((v, i) => {
         expect(meta[i]!.type).toBe(ORT_TYPE[v.datatype!]);
         // onnxruntime names an unnamed unknown dim ''.
@@ -119,7 +123,9 @@ describe('CNN (CIFAR shape)', () => {
       let logits = gemm(h, w('fc.weight'), w('fc.bias'), n, 16 * 8 * 8, 10);
       if (softmax) logits = softmaxRows(logits, n, 10);
       expectClose(output!, logits);
-      if (softmax) for (let i = 0; i < n; i++) expect(output!.subarray(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+      if (softmax)
+        for (let i = 0; i < n; i++)
+          expect(output!.subarray(i * 10, i * 10 + 10).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
     });
   }
 
@@ -155,7 +161,11 @@ describe('LSTM with state inputs and outputs', () => {
   it('carries state: two halves fed hn -> h, cn -> c equal the whole sequence', async () => {
     const half = (T / 2) * N * I;
     const whole = await run(bytes, { x: tensor(x, [T, N, I]), h: tensor(h0, [1, N, H]), c: tensor(c0, [1, N, H]) });
-    const first = await run(bytes, { x: tensor(x.slice(0, half), [T / 2, N, I]), h: tensor(h0, [1, N, H]), c: tensor(c0, [1, N, H]) });
+    const first = await run(bytes, {
+      x: tensor(x.slice(0, half), [T / 2, N, I]),
+      h: tensor(h0, [1, N, H]),
+      c: tensor(c0, [1, N, H]),
+    });
     const second = await run(bytes, {
       x: tensor(x.slice(half), [T / 2, N, I]),
       [LSTM_NAMES.h]: tensor(first[LSTM_NAMES.hn]!, [1, N, H]),
@@ -178,7 +188,10 @@ describe('scalar model', () => {
   it('takes and returns rank-0 tensors', async () => {
     const x = Float32Array.from([1, -2, 3.5, 4]);
     const out = await run(buildScalarModel(), { x: tensor(x, [4]), s: tensor(Float32Array.from([2.5]), []) });
-    expectClose(out.y!, x.map((v) => v * 2.5));
+    expectClose(
+      out.y!,
+      x.map((v) => v * 2.5),
+    );
     expectClose(out.total!, [(1 - 2 + 3.5 + 4) * 2.5]);
   });
 
@@ -191,7 +204,10 @@ describe('scalar model', () => {
 
   it('tells an unknown rank (no shape) from a scalar (empty shape)', () => {
     const spec = scalarModel();
-    const anyRank = { ...spec, graph: { ...spec.graph, inputs: [spec.graph.inputs[0]!, { ...spec.graph.inputs[1]!, shape: null }] } };
+    const anyRank = {
+      ...spec,
+      graph: { ...spec.graph, inputs: [spec.graph.inputs[0]!, { ...spec.graph.inputs[1]!, shape: null }] },
+    };
     expect(inspectOnnx(encodeModel(anyRank)).inputs[1]).toMatchObject({ shape: null, dimParams: null });
   });
 });

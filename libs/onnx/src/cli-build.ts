@@ -7,9 +7,13 @@ import type { OnnxValueInfo } from './model-info.js';
 
 const { values } = parseArgs({ options: { out: { type: 'string', default: 'models' } } });
 const signature = (vs: readonly OnnxValueInfo[]): string =>
-  vs.map((v) => `${v.name}:${v.datatype ?? v.kind}[${(v.shape ?? []).map((d, i) => v.dimParams?.[i] ?? d).join(',')}]`).join(' ');
+  vs
+    .map((v) => `${v.name}:${v.datatype ?? v.kind}[${(v.shape ?? []).map((d, i) => v.dimParams?.[i] ?? d).join(',')}]`)
+    .join(' ');
 
 for (const path of await writeDemoModels(values.out)) {
   const info = await inspectOnnxFile(path);
-  console.log(`${path}  ${info.fileSize} bytes, ${info.parameterCount} parameters  ${signature(info.inputs)} -> ${signature(info.outputs)}`);
+  console.log(
+    `${path}  ${info.fileSize} bytes, ${info.parameterCount} parameters  ${signature(info.inputs)} -> ${signature(info.outputs)}`,
+  );
 }

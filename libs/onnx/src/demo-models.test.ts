@@ -36,7 +36,14 @@ describe('external data', () => {
       graph: {
         name: 'external',
         nodes: [{ opType: 'Add', inputs: ['x', 'w'], outputs: ['y'] }],
-        initializers: [{ name: 'w', dataType: OnnxDataType.FLOAT, dims: [4], external: { location: 'weights.bin', offset: 0, length: 16 } }],
+        initializers: [
+          {
+            name: 'w',
+            dataType: OnnxDataType.FLOAT,
+            dims: [4],
+            external: { location: 'weights.bin', offset: 0, length: 16 },
+          },
+        ],
         inputs: [{ name: 'x', dataType: OnnxDataType.FLOAT, shape: [4] }],
         outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: [4] }],
       },
@@ -45,7 +52,13 @@ describe('external data', () => {
     writeFileSync(path, bytes);
     const info = await inspectOnnxFile(path);
     expect(info.hasExternalData).toBe(true);
-    expect(info.initializers[0]).toMatchObject({ name: 'w', external: true, location: 'weights.bin', byteSize: 16, elementCount: 4 });
+    expect(info.initializers[0]).toMatchObject({
+      name: 'w',
+      external: true,
+      location: 'weights.bin',
+      byteSize: 16,
+      elementCount: 4,
+    });
     const session = await ort.InferenceSession.create(path);
     try {
       const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 1, 1, 1]), [4]) });

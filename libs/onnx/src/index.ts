@@ -10,7 +10,14 @@ export type {
   OnnxValueInfo,
   OnnxValueKind,
 } from './model-info.js';
-export { inspectOnnx, inspectOnnxFile, inspectOnnxSource, READ_CHUNK_BYTES, type InspectFileOptions, type ReadAt } from './inspect.js';
+export {
+  inspectOnnx,
+  inspectOnnxFile,
+  inspectOnnxSource,
+  READ_CHUNK_BYTES,
+  type InspectFileOptions,
+  type ReadAt,
+} from './inspect.js';
 export {
   DEFAULT_IR_VERSION,
   DEFAULT_OPSET,

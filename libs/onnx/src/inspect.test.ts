@@ -15,7 +15,13 @@ import { ppOcrClassifierPath, ppOcrModelPaths, pseudoRandomBytes, tempDir } from
 const tmp = tempDir();
 afterAll(() => tmp.remove());
 
-const ORT_TYPE: Record<string, string> = { FP32: 'float32', INT64: 'int64', BOOL: 'bool', BYTES: 'string', FP16: 'float16' };
+const ORT_TYPE: Record<string, string> = {
+  FP32: 'float32',
+  INT64: 'int64',
+  BOOL: 'bool',
+  BYTES: 'string',
+  FP16: 'float16',
+};
 
 /** onnxruntime's view of an input/output: symbolic dims by name, fixed dims by size. */
 function ortDims(v: OnnxValueInfo): (number | string)[] {
@@ -100,7 +106,19 @@ describe('the PP-OCR mobile classifier (a real paddle2onnx export)', () => {
   });
 
   it('rejects every truncation with an OnnxError, never a crash', async () => {
-    const offsets = [1, 2, 5, 10, 100, 1000, 4096, bytes.length >> 2, bytes.length >> 1, bytes.length - 100, bytes.length - 1];
+    const offsets = [
+      1,
+      2,
+      5,
+      10,
+      100,
+      1000,
+      4096,
+      bytes.length >> 2,
+      bytes.length >> 1,
+      bytes.length - 100,
+      bytes.length - 1,
+    ];
     for (const at of offsets) {
       const cut = bytes.subarray(0, at);
       const err = expectProblem(() => inspectOnnx(cut));
@@ -108,7 +126,10 @@ describe('the PP-OCR mobile classifier (a real paddle2onnx export)', () => {
       if (at > 10) expect(err.problem, `cut at ${at}: ${err.message}`).toBe('truncated');
       const file = join(tmp.dir, `cut-${at}.onnx`);
       writeFileSync(file, cut);
-      await expect(inspectOnnxFile(file, { chunkBytes: 512 })).rejects.toMatchObject({ name: 'OnnxError', problem: err.problem });
+      await expect(inspectOnnxFile(file, { chunkBytes: 512 })).rejects.toMatchObject({
+        name: 'OnnxError',
+        problem: err.problem,
+      });
     }
   });
 });
@@ -158,7 +179,13 @@ describe('graph inputs backed by initializers', () => {
         expect(info.inputs.map((v) => v.name)).toEqual(session.inputNames);
         expect(session.inputNames).toEqual(['x']);
         expect(info.initializerInputs.map((v) => v.name)).toEqual(['bias']);
-        expect(info.initializers[0]).toMatchObject({ name: 'bias', dims: [2], elementCount: 2, byteSize: 8, datatype: 'FP32' });
+        expect(info.initializers[0]).toMatchObject({
+          name: 'bias',
+          dims: [2],
+          elementCount: 2,
+          byteSize: 8,
+          datatype: 'FP32',
+        });
       } finally {
         await session.release();
       }
@@ -208,14 +235,22 @@ describe('rejections', () => {
       ['unknown-elem-type', encodeModel(identity({}, { inputs: [{ name: 'x', dataType: 99, shape: [2] }] }))],
       ['unknown-elem-type', encodeModel(identity({}, { inputs: [{ name: 'x', dataType: 0, shape: [2] }] }))],
       // 16 bytes of raw_data declared as a [3,2] FLOAT tensor (24 bytes).
-      ['malformed', encodeModel(identity({}, { ...identityOfW, initializers: [{ ...floatTensor('w', [2, 2], [1, 2, 3, 4]), dims: [3, 2] }] }))],
+      [
+        'malformed',
+        encodeModel(
+          identity({}, { ...identityOfW, initializers: [{ ...floatTensor('w', [2, 2], [1, 2, 3, 4]), dims: [3, 2] }] }),
+        ),
+      ],
     ];
     for (const [problem, bytes] of cases) {
       const err = expectProblem(() => inspectOnnx(bytes), problem);
       expect(await ortRejects(bytes), `onnxruntime should reject too (${err.message})`).toBe(true);
     }
     // Controls: the same models made right load in onnxruntime and inspect cleanly.
-    for (const ok of [identity(), identity({}, { ...identityOfW, initializers: [floatTensor('w', [2, 2], [1, 2, 3, 4])] })]) {
+    for (const ok of [
+      identity(),
+      identity({}, { ...identityOfW, initializers: [floatTensor('w', [2, 2], [1, 2, 3, 4])] }),
+    ]) {
       expect(await ortRejects(encodeModel(ok))).toBe(false);
       expect(inspectOnnx(encodeModel(ok)).outputs).toHaveLength(1);
     }

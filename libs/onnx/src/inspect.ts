@@ -41,7 +41,11 @@ export type ReadAt = (offset: number, length: number) => Promise<Uint8Array>;
  * tensor payloads (as inspectOnnxFile, for sources that are not plaintext files). A read that returns
  * fewer bytes than asked means the source ended there (reported as truncated).
  */
-export async function inspectOnnxSource(size: number, read: ReadAt, options: Pick<InspectFileOptions, 'chunkBytes'> = {}): Promise<OnnxModelInfo> {
+export async function inspectOnnxSource(
+  size: number,
+  read: ReadAt,
+  options: Pick<InspectFileOptions, 'chunkBytes'> = {},
+): Promise<OnnxModelInfo> {
   const scan = scanModel(new WireCursor(size, options.chunkBytes ?? READ_CHUNK_BYTES));
   let step = scan.next();
   while (step.done !== true) {

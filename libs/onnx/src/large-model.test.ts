@@ -23,7 +23,12 @@ it(`inspects a model with a ${BIG_MIB} MiB initializer reading a few MiB, with b
       // The big tensor comes first: inputs and outputs are written after it, so the scanner must
       // seek past the whole payload to reach them.
       initializers: [
-        { name: 'big', dataType: OnnxDataType.FLOAT, dims: [(BIG_MIB * MiB) / 4], raw: Array<Uint8Array>(BIG_MIB).fill(chunk) },
+        {
+          name: 'big',
+          dataType: OnnxDataType.FLOAT,
+          dims: [(BIG_MIB * MiB) / 4],
+          raw: Array<Uint8Array>(BIG_MIB).fill(chunk),
+        },
         floatTensor('small', [4], [1, 2, 3, 4]),
       ],
       inputs: [{ name: 'x', dataType: OnnxDataType.FLOAT, shape: ['N', 4] }],
@@ -48,11 +53,17 @@ it(`inspects a model with a ${BIG_MIB} MiB initializer reading a few MiB, with b
   const ms = performance.now() - started;
   const rssPeakGrowth = process.resourceUsage().maxRSS * 1024 - rssPeakBefore;
   const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
-  console.log(`inspected ${(size / MiB).toFixed(1)} MiB in ${ms.toFixed(1)} ms, read ${(bytesRead / MiB).toFixed(2)} MiB, peak RSS growth ${(rssPeakGrowth / MiB).toFixed(1)} MiB, heap growth ${(heapGrowth / MiB).toFixed(1)} MiB`);
+  console.log(
+    `inspected ${(size / MiB).toFixed(1)} MiB in ${ms.toFixed(1)} ms, read ${(bytesRead / MiB).toFixed(2)} MiB, peak RSS growth ${(rssPeakGrowth / MiB).toFixed(1)} MiB, heap growth ${(heapGrowth / MiB).toFixed(1)} MiB`,
+  );
 
   expect(info.inputs.map((v) => v.name)).toEqual(['x']);
   expect(info.outputs.map((v) => v.name)).toEqual(['y']);
-  expect(info.initializers[0]).toMatchObject({ name: 'big', byteSize: BIG_MIB * MiB, elementCount: (BIG_MIB * MiB) / 4 });
+  expect(info.initializers[0]).toMatchObject({
+    name: 'big',
+    byteSize: BIG_MIB * MiB,
+    elementCount: (BIG_MIB * MiB) / 4,
+  });
   expect(info.parameterBytes).toBe(BIG_MIB * MiB + 16);
   // The payload is skipped: a chunk before it and one after it.
   expect(bytesRead).toBeLessThan(4 * MiB);
@@ -70,7 +81,9 @@ it('inspects a 5 GiB model (a sparse file: offsets and lengths past 2^32)', asyn
   };
   const dimN = new ProtoWriter().message(1, new ProtoWriter().string(2, 'N'));
   const valueInfo = (name: string): ProtoWriter =>
-    new ProtoWriter().string(1, name).message(2, new ProtoWriter().message(1, new ProtoWriter().varint(1, 1).message(2, dimN)));
+    new ProtoWriter()
+      .string(1, name)
+      .message(2, new ProtoWriter().message(1, new ProtoWriter().varint(1, 1).message(2, dimN)));
   const tensorHead = new ProtoWriter().packedVarints(1, [size]).varint(2, OnnxDataType.UINT8).string(8, 'w').finish();
   const tensorLen = tensorHead.length + 1 + varint(size).length + size;
   const node = new ProtoWriter().string(1, 'x').string(2, 'y').string(4, 'Identity');
@@ -78,8 +91,22 @@ it('inspects a 5 GiB model (a sparse file: offsets and lengths past 2^32)', asyn
   const graphTail = new ProtoWriter().message(11, valueInfo('x')).message(12, valueInfo('y')).finish();
   const graphLen = graphHead.length + 1 + varint(tensorLen).length + tensorLen + graphTail.length;
   // ModelProto: ir_version (1) = 8, graph (7) { ..., initializer (5) { ..., raw_data (9) <hole> } ... }, opset_import (8).
-  const head = Uint8Array.from([0x08, 8, 0x3a, ...varint(graphLen), ...graphHead, 0x2a, ...varint(tensorLen), ...tensorHead, 0x4a, ...varint(size)]);
-  const tail = Uint8Array.from([...graphTail, ...new ProtoWriter().message(8, new ProtoWriter().varint(2, 17)).finish()]);
+  const head = Uint8Array.from([
+    0x08,
+    8,
+    0x3a,
+    ...varint(graphLen),
+    ...graphHead,
+    0x2a,
+    ...varint(tensorLen),
+    ...tensorHead,
+    0x4a,
+    ...varint(size),
+  ]);
+  const tail = Uint8Array.from([
+    ...graphTail,
+    ...new ProtoWriter().message(8, new ProtoWriter().varint(2, 17)).finish(),
+  ]);
   const path = join(tmp.dir, 'huge.onnx');
   const file = await open(path, 'w');
   try {

@@ -1,12 +1,6 @@
 import { byteSizeOf, onnxDataType, type OnnxDataTypeInfo } from './data-types.js';
 import { OnnxError } from './errors.js';
-import type {
-  OnnxInitializerInfo,
-  OnnxModelInfo,
-  OnnxOpsetImport,
-  OnnxTypeInfo,
-  OnnxValueInfo,
-} from './model-info.js';
+import type { OnnxInitializerInfo, OnnxModelInfo, OnnxOpsetImport, OnnxTypeInfo, OnnxValueInfo } from './model-info.js';
 import { HEADER_BYTES, readText, WIRE_LEN, type Scan, type WireCursor } from './wire-cursor.js';
 
 // Walks a ModelProto (field numbers from onnx/onnx.proto3) and descends only into what the summary
@@ -68,7 +62,15 @@ export function* scanModel(c: WireCursor): Scan<OnnxModelInfo> {
       case 7: {
         const n = c.len(end, wire, 'ModelProto.graph', at);
         // A repeated singular message merges (protobuf semantics).
-        graph ??= { name: '', inputs: [], outputs: [], initializers: [], constants: [], nodeCount: 0, operators: new Map() };
+        graph ??= {
+          name: '',
+          inputs: [],
+          outputs: [],
+          initializers: [],
+          constants: [],
+          nodeCount: 0,
+          operators: new Map(),
+        };
         yield* scanGraph(c, c.pos + n, graph);
         break;
       }
@@ -93,7 +95,10 @@ export function* scanModel(c: WireCursor): Scan<OnnxModelInfo> {
   if (irVersion <= 0) throw new OnnxError('no-ir-version', 'ModelProto.ir_version is missing: not an ONNX model');
   if (graph === undefined) throw new OnnxError('no-graph', 'the model has no graph (ModelProto.graph is missing)');
   if (irVersion >= 3 && opsetImports.length === 0) {
-    throw new OnnxError('no-opset', `the model (IR version ${irVersion}) imports no operator set (opset_import is empty)`);
+    throw new OnnxError(
+      'no-opset',
+      `the model (IR version ${irVersion}) imports no operator set (opset_import is empty)`,
+    );
   }
   if (graph.outputs.length === 0) throw new OnnxError('no-outputs', `graph "${graph.name}" declares no outputs`);
 
@@ -140,7 +145,8 @@ export function* scanModel(c: WireCursor): Scan<OnnxModelInfo> {
 }
 
 function* fillSmall(c: WireCursor, n: number, what: string, at: number): Scan<void> {
-  if (n > SMALL_MESSAGE_MAX) throw new OnnxError('malformed', `${what} at offset ${at} is ${n} bytes long, too large to be one`, at);
+  if (n > SMALL_MESSAGE_MAX)
+    throw new OnnxError('malformed', `${what} at offset ${at} is ${n} bytes long, too large to be one`, at);
   if (c.lacks(n)) yield* c.fill(n);
 }
 
@@ -198,7 +204,8 @@ function* scanNode(c: WireCursor, end: number, g: GraphAcc): Scan<void> {
       while (c.pos < stop) {
         if (c.lacks(HEADER_BYTES)) yield* c.fill(HEADER_BYTES);
         const a = c.header(stop);
-        if (a.field === 5) tensors.push(yield* scanTensor(c, c.sub(stop, a.wire, 'AttributeProto.t', a.at), a.at, 'constant'));
+        if (a.field === 5)
+          tensors.push(yield* scanTensor(c, c.sub(stop, a.wire, 'AttributeProto.t', a.at), a.at, 'constant'));
         else c.skip(stop, a.wire, a.field, a.at);
       }
     } else c.skip(end, wire, field, at);
@@ -224,7 +231,15 @@ interface TensorHeader {
 // data_location = 14; the typed payloads (float_data = 4, int32_data = 5, string_data = 6,
 // int64_data = 7, double_data = 10, uint64_data = 11) are skipped, string lengths summed.
 function* scanTensorHeader(c: WireCursor, end: number): Scan<TensorHeader> {
-  const t: TensorHeader = { name: '', dims: [], dataType: 0, rawBytes: undefined, stringBytes: 0, external: false, location: null };
+  const t: TensorHeader = {
+    name: '',
+    dims: [],
+    dataType: 0,
+    rawBytes: undefined,
+    stringBytes: 0,
+    external: false,
+    location: null,
+  };
   while (c.pos < end) {
     if (c.lacks(HEADER_BYTES)) yield* c.fill(HEADER_BYTES);
     const { field, wire, at } = c.header(end);
@@ -425,7 +440,8 @@ function relabel(type: OnnxTypeInfo, where: string, at: number): OnnxTypeInfo {
 // TypeProto: tensor_type = 1, sequence_type = 4, map_type = 5, opaque_type = 7,
 // sparse_tensor_type = 8, optional_type = 9; denotation = 6.
 function readType(c: WireCursor, end: number, depth: number, where: string): OnnxTypeInfo {
-  if (depth > TYPE_DEPTH_MAX) throw new OnnxError('malformed', `${where}: type nested deeper than ${TYPE_DEPTH_MAX}`, c.pos);
+  if (depth > TYPE_DEPTH_MAX)
+    throw new OnnxError('malformed', `${where}: type nested deeper than ${TYPE_DEPTH_MAX}`, c.pos);
   let type: OnnxTypeInfo | undefined;
   while (c.pos < end) {
     const { field, wire, at } = c.header(end);
@@ -520,4 +536,3 @@ function readTensorType(c: WireCursor, end: number, kind: 'tensor' | 'sparse_ten
   const info = onnxDataType(elemType);
   return { kind, elemType, onnxType: info?.name ?? null, datatype: info?.datatype ?? null, shape, dimParams };
 }
-

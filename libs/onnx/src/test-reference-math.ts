@@ -11,7 +11,14 @@ export function weightOf(spec: ModelSpec, name: string): Float32Array {
 }
 
 /** Gemm with transB = 1: y[n,m] = x[n,k] . w[m,k]^T + b[m]. */
-export function gemm(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number>, n: number, k: number, m: number): Float64Array {
+export function gemm(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  b: ArrayLike<number>,
+  n: number,
+  k: number,
+  m: number,
+): Float64Array {
   const y = new Float64Array(n * m);
   for (let i = 0; i < n; i++)
     for (let j = 0; j < m; j++) {
@@ -25,7 +32,16 @@ export function gemm(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<nu
 export const relu = (x: Float64Array): Float64Array => x.map((v) => Math.max(0, v));
 
 /** 3x3 convolution, stride 1, zero padding 1, NCHW: [n,c,h,w] * [o,c,3,3] + b[o] -> [n,o,h,w]. */
-export function conv3x3(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number>, n: number, c: number, h: number, wd: number, o: number): Float64Array {
+export function conv3x3(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  b: ArrayLike<number>,
+  n: number,
+  c: number,
+  h: number,
+  wd: number,
+  o: number,
+): Float64Array {
   const y = new Float64Array(n * o * h * wd);
   for (let ni = 0; ni < n; ni++)
     for (let oi = 0; oi < o; oi++)
@@ -54,7 +70,8 @@ export function maxPool2(x: ArrayLike<number>, n: number, c: number, h: number, 
     for (let yi = 0; yi < oh; yi++)
       for (let xi = 0; xi < ow; xi++) {
         let m = -Infinity;
-        for (let dy = 0; dy < 2; dy++) for (let dx = 0; dx < 2; dx++) m = Math.max(m, x[(p * h + yi * 2 + dy) * w + xi * 2 + dx]!);
+        for (let dy = 0; dy < 2; dy++)
+          for (let dx = 0; dx < 2; dx++) m = Math.max(m, x[(p * h + yi * 2 + dy) * w + xi * 2 + dx]!);
         y[(p * oh + yi) * ow + xi] = m;
       }
   return y;
@@ -81,9 +98,16 @@ const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
  * Ct = ft*Ct-1 + it*ct~, ot = f(...), Ht = ot*h(Ct). x [T,N,I], h0/c0 [N,H] -> y [T,N,H], hn, cn.
  */
 export function lstmForward(
-  x: ArrayLike<number>, h0: ArrayLike<number>, c0: ArrayLike<number>,
-  W: ArrayLike<number>, R: ArrayLike<number>, B: ArrayLike<number>,
-  T: number, N: number, I: number, H: number,
+  x: ArrayLike<number>,
+  h0: ArrayLike<number>,
+  c0: ArrayLike<number>,
+  W: ArrayLike<number>,
+  R: ArrayLike<number>,
+  B: ArrayLike<number>,
+  T: number,
+  N: number,
+  I: number,
+  H: number,
 ): { y: Float64Array; hn: Float64Array; cn: Float64Array } {
   let h = Float64Array.from(h0);
   let c = Float64Array.from(c0);

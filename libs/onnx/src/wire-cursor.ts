@@ -49,7 +49,11 @@ export class WireCursor {
     const length = Math.min(Math.max(n, this.chunkSize), this.size - this.pos);
     const bytes = yield { offset: this.pos, length };
     if (bytes.length < length) {
-      throw new OnnxError('truncated', `the source ended at offset ${this.pos + bytes.length}, before its declared size ${this.size}`, this.pos + bytes.length);
+      throw new OnnxError(
+        'truncated',
+        `the source ended at offset ${this.pos + bytes.length}, before its declared size ${this.size}`,
+        this.pos + bytes.length,
+      );
     }
     this.window = bytes;
     this.windowStart = this.pos;
@@ -58,15 +62,24 @@ export class WireCursor {
   /** The reason for a read running past `end`: the end of the file, or of the enclosing message. */
   overrun(end: number, what: string, at: number = this.pos): OnnxError {
     return end >= this.size
-      ? new OnnxError('truncated', `${what} at offset ${at} runs past the end of the file (${this.size} bytes): the file is truncated`, at)
-      : new OnnxError('malformed', `${what} at offset ${at} runs past the end of its enclosing message (offset ${end})`, at);
+      ? new OnnxError(
+          'truncated',
+          `${what} at offset ${at} runs past the end of the file (${this.size} bytes): the file is truncated`,
+          at,
+        )
+      : new OnnxError(
+          'malformed',
+          `${what} at offset ${at} runs past the end of its enclosing message (offset ${end})`,
+          at,
+        );
   }
 
   private byte(end: number, what: string, start: number): number {
     if (this.pos >= end) throw this.overrun(end, what, start);
     const b = this.window[this.pos - this.windowStart];
     // Callers fill before reading; a miss here is a bug in the scanner, not in the data.
-    if (b === undefined || this.pos < this.windowStart) throw new Error(`scanner read offset ${this.pos} outside its window`);
+    if (b === undefined || this.pos < this.windowStart)
+      throw new Error(`scanner read offset ${this.pos} outside its window`);
     this.pos += 1;
     return b;
   }
@@ -106,14 +119,22 @@ export class WireCursor {
       throw new OnnxError('not-protobuf', `invalid protobuf field number ${field} at offset ${at}: not protobuf`, at);
     }
     if (wire !== WIRE_VARINT && wire !== WIRE_I64 && wire !== WIRE_LEN && wire !== WIRE_I32) {
-      throw new OnnxError('not-protobuf', `invalid protobuf wire type ${WIRE_NAMES[wire]} (field ${field}) at offset ${at}: not an ONNX protobuf`, at);
+      throw new OnnxError(
+        'not-protobuf',
+        `invalid protobuf wire type ${WIRE_NAMES[wire]} (field ${field}) at offset ${at}: not an ONNX protobuf`,
+        at,
+      );
     }
     return { field, wire, at };
   }
 
   private expectWire(wire: number, expected: number, what: string, at: number): void {
     if (wire !== expected) {
-      throw new OnnxError('malformed', `${what} at offset ${at} has wire type ${WIRE_NAMES[wire]}, expected ${WIRE_NAMES[expected]}`, at);
+      throw new OnnxError(
+        'malformed',
+        `${what} at offset ${at} has wire type ${WIRE_NAMES[wire]}, expected ${WIRE_NAMES[expected]}`,
+        at,
+      );
     }
   }
 

@@ -27,7 +27,11 @@ const files = readdirSync(dist, { recursive: true, encoding: 'utf8' })
 // Module specifiers as tsc writes them: `from '…'`, `import '…'`, `import("…")` (inline types in declarations).
 const SPECIFIER = /(\bfrom\s*|\bimport\s*\(?\s*)(['"])([^'"\n]+)\2/g;
 const { dependencies = {} } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-const packageOf = (specifier) => specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
+const packageOf = (specifier) =>
+  specifier
+    .split('/')
+    .slice(0, specifier.startsWith('@') ? 2 : 1)
+    .join('/');
 const problems = [];
 for (const file of files) {
   const text = readFileSync(file, 'utf8');
@@ -38,7 +42,8 @@ for (const file of files) {
       return `${lead}${quote}${path.startsWith('.') ? path : `./${path}`}${quote}`;
     }
     const bare = !specifier.startsWith('.') && !specifier.startsWith('node:') && !builtinModules.includes(specifier);
-    if (bare && !(packageOf(specifier) in dependencies)) problems.push(`${relative(root, file)} imports "${specifier}", which is not in dependencies`);
+    if (bare && !(packageOf(specifier) in dependencies))
+      problems.push(`${relative(root, file)} imports "${specifier}", which is not in dependencies`);
     return whole;
   });
   if (rewritten !== text) writeFileSync(file, rewritten);

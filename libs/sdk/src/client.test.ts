@@ -21,7 +21,12 @@ class TestServer {
   readonly seen: Seen[] = [];
   port = 0;
 
-  constructor(handlers: { getModel?: Handler; modelInfer?: Handler; modelMetadata?: Handler; watch?: (call: grpc.ServerWritableStream<unknown, unknown>) => void }) {
+  constructor(handlers: {
+    getModel?: Handler;
+    modelInfer?: Handler;
+    modelMetadata?: Handler;
+    watch?: (call: grpc.ServerWritableStream<unknown, unknown>) => void;
+  }) {
     const record =
       (method: string, handler: Handler | undefined): Handler =>
       (call, callback) => {
@@ -42,7 +47,11 @@ class TestServer {
     this.server.addService(registry.RegistryServiceService, { getModel: record('GetModel', handlers.getModel) });
     this.server.addService(health.HealthService, {
       watch: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        this.seen.push({ method: 'Watch', authorization: call.metadata.get('authorization')[0]?.toString(), deadlineInMs: undefined });
+        this.seen.push({
+          method: 'Watch',
+          authorization: call.metadata.get('authorization')[0]?.toString(),
+          deadlineInMs: undefined,
+        });
         handlers.watch?.(call);
       },
     });
@@ -50,7 +59,9 @@ class TestServer {
 
   async listen(port = 0): Promise<string> {
     this.port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
+      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error, p) =>
+        error ? reject(error) : resolve(p),
+      ),
     );
     return `127.0.0.1:${this.port}`;
   }
@@ -80,7 +91,10 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.server.forceShutdown();
 });
 
-async function start(handlers: ConstructorParameters<typeof TestServer>[0], port = 0): Promise<{ server: TestServer; address: string }> {
+async function start(
+  handlers: ConstructorParameters<typeof TestServer>[0],
+  port = 0,
+): Promise<{ server: TestServer; address: string }> {
   const server = new TestServer(handlers);
   servers.push(server);
   return { server, address: await server.listen(port) };
@@ -131,7 +145,11 @@ describe('createQuantaClient against a real grpc-js server', () => {
     const { server, address } = await start({ getModel: flaky(100, grpc.status.UNAVAILABLE, { model }) });
     const client = connect({ address, retry: { ...fast, maxAttempts: 3 } });
     const error = await rejection(client.registry.getModel({ name: 'cifar' }));
-    expect([error.code, error.attempts, error.method]).toEqual([grpc.status.UNAVAILABLE, 3, '/quanta.registry.v1.RegistryService/GetModel']);
+    expect([error.code, error.attempts, error.method]).toEqual([
+      grpc.status.UNAVAILABLE,
+      3,
+      '/quanta.registry.v1.RegistryService/GetModel',
+    ]);
     expect(error.details).toBe('failure 3 of 100');
     expect(server.calls('GetModel')).toHaveLength(3);
   });
@@ -173,7 +191,14 @@ describe('createQuantaClient against a real grpc-js server', () => {
         serverStarted ??= start(
           {
             modelInfer: (_call, callback) =>
-              callback(null, { modelName: 'cifar', modelVersion: '1', id: '', parameters: {}, outputs: [], rawOutputContents: [] }),
+              callback(null, {
+                modelName: 'cifar',
+                modelVersion: '1',
+                id: '',
+                parameters: {},
+                outputs: [],
+                rawOutputContents: [],
+              }),
           },
           port,
         ).then((s) => (server = s.server));
@@ -221,7 +246,10 @@ describe('createQuantaClient against a real grpc-js server', () => {
       statuses.push(reply.status);
       if (statuses.length === 2) break;
     }
-    expect(statuses).toEqual([health.HealthCheckResponse_ServingStatus.NOT_SERVING, health.HealthCheckResponse_ServingStatus.SERVING]);
+    expect(statuses).toEqual([
+      health.HealthCheckResponse_ServingStatus.NOT_SERVING,
+      health.HealthCheckResponse_ServingStatus.SERVING,
+    ]);
     await cancelled; // the server saw the cancellation
   });
 
@@ -249,7 +277,9 @@ describe('createQuantaClient against a real grpc-js server', () => {
     });
     const client = connect({ address });
     for (const raw of [true, false]) {
-      const reply = await client.inference.modelInfer(inferRequest('cifar', [{ name: 'x', data: [0.5, -1, 3], shape: [1, 3] }], { raw, id: `r-${raw}` }));
+      const reply = await client.inference.modelInfer(
+        inferRequest('cifar', [{ name: 'x', data: [0.5, -1, 3], shape: [1, 3] }], { raw, id: `r-${raw}` }),
+      );
       const y = outputTensor(reply, 'y');
       expect([y.datatype, y.shape]).toEqual(['FP32', [1, 3]]);
       expect(tensorValues(y)).toEqual([1, -2, 6]);

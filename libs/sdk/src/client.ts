@@ -111,7 +111,8 @@ const bytes = (pem: Pem | undefined): Buffer | null => (pem === undefined ? null
 function credentialsOf(tls: TlsConfig | boolean | undefined): grpc.ChannelCredentials {
   if (tls === undefined || tls === false) return grpc.credentials.createInsecure();
   if (tls === true) return grpc.credentials.createSsl();
-  if ((tls.cert === undefined) !== (tls.key === undefined)) throw new Error('tls: a client certificate needs both cert and key');
+  if ((tls.cert === undefined) !== (tls.key === undefined))
+    throw new Error('tls: a client certificate needs both cert and key');
   return grpc.credentials.createSsl(bytes(tls.ca), bytes(tls.key), bytes(tls.cert));
 }
 
@@ -174,7 +175,14 @@ export function createQuantaClient(options: QuantaClientOptions): QuantaClient {
         value = typeof token === 'string' ? token : await token();
       } catch (error: unknown) {
         const reason = error instanceof Error ? error.message : String(error);
-        throw new QuantaClientError('token', grpc.status.UNAUTHENTICATED, `could not get a token: ${reason}`, 0, undefined, { cause: error });
+        throw new QuantaClientError(
+          'token',
+          grpc.status.UNAUTHENTICATED,
+          `could not get a token: ${reason}`,
+          0,
+          undefined,
+          { cause: error },
+        );
       }
       metadata.set('authorization', `Bearer ${value}`);
     }
@@ -193,7 +201,12 @@ export function createQuantaClient(options: QuantaClientOptions): QuantaClient {
   };
 
   /** The wait before the next attempt, or undefined to give up with `error`. */
-  const nextWait = (error: QuantaClientError, attempt: number, call: CallOptions, deadline: Date | undefined): number | undefined => {
+  const nextWait = (
+    error: QuantaClientError,
+    attempt: number,
+    call: CallOptions,
+    deadline: Date | undefined,
+  ): number | undefined => {
     const retry = retryOf(call);
     if (attempt >= retry.maxAttempts || aborted(call.signal) || !isRetryable(error.method, error)) return undefined;
     const delayMs = backoffMs(attempt, retry);
@@ -289,7 +302,11 @@ export function createQuantaClient(options: QuantaClientOptions): QuantaClient {
    * Writes `requests` into a call with backpressure, then half-closes. Resolves with the error of
    * a failing source (after cancelling the call), or undefined.
    */
-  async function pump<T>(source: RequestSource<T>, writable: grpc.ClientWritableStream<T>, fill: (r: RequestInput<T>) => T): Promise<unknown> {
+  async function pump<T>(
+    source: RequestSource<T>,
+    writable: grpc.ClientWritableStream<T>,
+    fill: (r: RequestInput<T>) => T,
+  ): Promise<unknown> {
     let ended = false;
     const end = new Promise<void>((resolve) =>
       writable.once('status', () => {
@@ -300,7 +317,8 @@ export function createQuantaClient(options: QuantaClientOptions): QuantaClient {
     try {
       for await (const request of source) {
         if (ended) return undefined;
-        if (!writable.write(fill(request))) await Promise.race([new Promise((resolve) => writable.once('drain', resolve)), end]);
+        if (!writable.write(fill(request)))
+          await Promise.race([new Promise((resolve) => writable.once('drain', resolve)), end]);
       }
       if (!ended) writable.end();
       return undefined;
@@ -311,9 +329,16 @@ export function createQuantaClient(options: QuantaClientOptions): QuantaClient {
   }
 
   const sourceFailed = (method: string, error: unknown): QuantaClientError =>
-    new QuantaClientError(method, grpc.status.CANCELLED, `the request stream failed: ${error instanceof Error ? error.message : String(error)}`, 1, undefined, {
-      cause: error,
-    });
+    new QuantaClientError(
+      method,
+      grpc.status.CANCELLED,
+      `the request stream failed: ${error instanceof Error ? error.message : String(error)}`,
+      1,
+      undefined,
+      {
+        cause: error,
+      },
+    );
 
   function clientStream<M extends MethodShape>(address: string, m: M) {
     return async (requests: RequestSource<Req<M>>, call: CallOptions = {}): Promise<Res<M>> => {
@@ -360,9 +385,11 @@ export function createQuantaClient(options: QuantaClientOptions): QuantaClient {
       if (aborted(call.signal)) onAbort();
       else call.signal?.addEventListener('abort', onAbort, { once: true });
       let failure: unknown;
-      void pump(requests, duplex as unknown as grpc.ClientWritableStream<Req<M>>, (r) => withDefaults(m, r)).then((e) => {
-        failure = e;
-      });
+      void pump(requests, duplex as unknown as grpc.ClientWritableStream<Req<M>>, (r) => withDefaults(m, r)).then(
+        (e) => {
+          failure = e;
+        },
+      );
       try {
         for await (const item of duplex) yield item as Res<M>;
       } catch (raw: unknown) {

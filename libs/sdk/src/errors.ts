@@ -12,7 +12,10 @@ export class QuantaClientError extends Error {
     readonly metadata: Metadata = new Metadata(),
     options?: { cause?: unknown },
   ) {
-    super(`${method} ${status[code] ?? `code ${code}`}: ${details}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`, options);
+    super(
+      `${method} ${status[code] ?? `code ${code}`}: ${details}${attempts > 1 ? ` (after ${attempts} attempts)` : ''}`,
+      options,
+    );
   }
 
   /** Wraps what grpc-js rejected with (a ServiceError, or anything else as UNKNOWN). */
@@ -21,8 +24,22 @@ export class QuantaClientError extends Error {
     const e = error as { code?: unknown; details?: unknown; metadata?: unknown; message?: unknown };
     if (typeof e.code === 'number') {
       const details = typeof e.details === 'string' ? e.details : typeof e.message === 'string' ? e.message : '';
-      return new QuantaClientError(method, e.code, details, attempts, e.metadata instanceof Metadata ? e.metadata : undefined, { cause: error });
+      return new QuantaClientError(
+        method,
+        e.code,
+        details,
+        attempts,
+        e.metadata instanceof Metadata ? e.metadata : undefined,
+        { cause: error },
+      );
     }
-    return new QuantaClientError(method, status.UNKNOWN, error instanceof Error ? error.message : String(error), attempts, undefined, { cause: error });
+    return new QuantaClientError(
+      method,
+      status.UNKNOWN,
+      error instanceof Error ? error.message : String(error),
+      attempts,
+      undefined,
+      { cause: error },
+    );
   }
 }

@@ -18,7 +18,25 @@ export {
   type TokenSource,
 } from './client.js';
 export { QuantaClientError } from './errors.js';
-export { backoffMs, DEFAULT_RETRY, IDEMPOTENT_METHODS, isRetryable, neverSent, RETRY_POLICY, type RetryOptions, type RetryRule } from './retry.js';
-export { inferRequest, outputTensor, outputTensors, tensorValues, toTensor, type InferRequestOptions, type InputSpec, type TensorData } from './tensors.js';
+export {
+  backoffMs,
+  DEFAULT_RETRY,
+  IDEMPOTENT_METHODS,
+  isRetryable,
+  neverSent,
+  RETRY_POLICY,
+  type RetryOptions,
+  type RetryRule,
+} from './retry.js';
+export {
+  inferRequest,
+  outputTensor,
+  outputTensors,
+  tensorValues,
+  toTensor,
+  type InferRequestOptions,
+  type InputSpec,
+  type TensorData,
+} from './tensors.js';
 export { crypto, health, inference, monitoring, registry } from '@quanta/contracts';
 export type { Datatype, Tensor } from '@quanta/tensor/core';

@@ -3,7 +3,13 @@ import { crypto, health, inference, monitoring, registry } from '@quanta/contrac
 import { describe, expect, it } from 'vitest';
 import { backoffMs, DEFAULT_RETRY, IDEMPOTENT_METHODS, isRetryable, RETRY_POLICY } from './retry.js';
 
-const definitions = [inference.GRPCInferenceServiceService, registry.RegistryServiceService, crypto.CryptoServiceService, monitoring.MonitoringServiceService, health.HealthService];
+const definitions = [
+  inference.GRPCInferenceServiceService,
+  registry.RegistryServiceService,
+  crypto.CryptoServiceService,
+  monitoring.MonitoringServiceService,
+  health.HealthService,
+];
 const paths = new Set(definitions.flatMap((d) => Object.values(d).map((m: { path: string }) => m.path)));
 
 describe('RETRY_POLICY', () => {
@@ -20,7 +26,10 @@ describe('RETRY_POLICY', () => {
   it('names only methods that exist, and only reads', () => {
     for (const method of IDEMPOTENT_METHODS) expect(paths, method).toContain(method);
     for (const write of ['ModelInfer', 'SetAlias', 'CreateModel', 'Encrypt', 'Ingest', 'IssueToken']) {
-      expect([...IDEMPOTENT_METHODS].some((m) => m.endsWith(`/${write}`)), write).toBe(false);
+      expect(
+        [...IDEMPOTENT_METHODS].some((m) => m.endsWith(`/${write}`)),
+        write,
+      ).toBe(false);
     }
   });
 
@@ -28,7 +37,10 @@ describe('RETRY_POLICY', () => {
     const infer = '/inference.GRPCInferenceService/ModelInfer';
     const read = '/quanta.registry.v1.RegistryService/GetModel';
     const fromServer = { code: status.UNAVAILABLE, details: 'server shutting down' };
-    const unsent = { code: status.UNAVAILABLE, details: 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1' };
+    const unsent = {
+      code: status.UNAVAILABLE,
+      details: 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1',
+    };
     expect(isRetryable(read, fromServer)).toBe(true);
     expect(isRetryable(infer, fromServer)).toBe(false);
     expect(isRetryable(infer, unsent)).toBe(true);
@@ -39,7 +51,9 @@ describe('RETRY_POLICY', () => {
   });
 
   it('backs off exponentially up to the cap, with jitter between half and all of it', () => {
-    expect([1, 2, 3, 4, 5, 6].map((a) => backoffMs(a, DEFAULT_RETRY, () => 1))).toEqual([100, 200, 400, 800, 1600, 2000]);
+    expect([1, 2, 3, 4, 5, 6].map((a) => backoffMs(a, DEFAULT_RETRY, () => 1))).toEqual([
+      100, 200, 400, 800, 1600, 2000,
+    ]);
     expect([1, 2, 3].map((a) => backoffMs(a, DEFAULT_RETRY, () => 0))).toEqual([50, 100, 200]);
   });
 });

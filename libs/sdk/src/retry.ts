@@ -12,28 +12,48 @@ export type RetryRule = 'never' | 'idempotent' | 'idempotent-or-unsent';
 /** Per status code: whether a failure is retried, and why (temporal's grpc-retry.ts in spirit). */
 export const RETRY_POLICY: Readonly<Record<status, { readonly rule: RetryRule; readonly reason: string }>> = {
   [status.OK]: { rule: 'never', reason: 'not a failure' },
-  [status.CANCELLED]: { rule: 'never', reason: 'the caller (or the server shutting down) cancelled it: retrying would undo the cancellation' },
+  [status.CANCELLED]: {
+    rule: 'never',
+    reason: 'the caller (or the server shutting down) cancelled it: retrying would undo the cancellation',
+  },
   [status.UNKNOWN]: { rule: 'never', reason: 'the outcome is unknown: the server may have acted on it' },
   [status.INVALID_ARGUMENT]: { rule: 'never', reason: 'the same request fails the same way' },
   [status.DEADLINE_EXCEEDED]: { rule: 'never', reason: "the call's deadline covers every attempt, and it has passed" },
   [status.NOT_FOUND]: { rule: 'never', reason: 'the thing asked for does not exist; a retry does not create it' },
-  [status.ALREADY_EXISTS]: { rule: 'never', reason: 'the thing exists, perhaps made by an earlier attempt: the caller decides' },
+  [status.ALREADY_EXISTS]: {
+    rule: 'never',
+    reason: 'the thing exists, perhaps made by an earlier attempt: the caller decides',
+  },
   [status.PERMISSION_DENIED]: { rule: 'never', reason: 'the token lacks a scope; the same token is refused again' },
   [status.RESOURCE_EXHAUSTED]: {
     rule: 'never',
-    reason: 'a message over the size limit fails again, and retrying into a quota or an overloaded server makes it worse',
+    reason:
+      'a message over the size limit fails again, and retrying into a quota or an overloaded server makes it worse',
   },
-  [status.FAILED_PRECONDITION]: { rule: 'never', reason: 'the system must change first (a model not READY, a key that may not be used)' },
-  [status.ABORTED]: { rule: 'idempotent', reason: 'a concurrency conflict: a read may simply run again, a write must be re-decided by the caller' },
+  [status.FAILED_PRECONDITION]: {
+    rule: 'never',
+    reason: 'the system must change first (a model not READY, a key that may not be used)',
+  },
+  [status.ABORTED]: {
+    rule: 'idempotent',
+    reason: 'a concurrency conflict: a read may simply run again, a write must be re-decided by the caller',
+  },
   [status.OUT_OF_RANGE]: { rule: 'never', reason: 'the same request is out of range again' },
   [status.UNIMPLEMENTED]: { rule: 'never', reason: 'the server does not have this method' },
-  [status.INTERNAL]: { rule: 'never', reason: 'a server bug or a broken stream: the server may have acted on it, and it would likely fail again' },
+  [status.INTERNAL]: {
+    rule: 'never',
+    reason: 'a server bug or a broken stream: the server may have acted on it, and it would likely fail again',
+  },
   [status.UNAVAILABLE]: {
     rule: 'idempotent-or-unsent',
-    reason: 'transient (a restart, a dropped connection): a read is safe to repeat; a write (ModelInfer advances sequence state and is counted) only when it was never sent',
+    reason:
+      'transient (a restart, a dropped connection): a read is safe to repeat; a write (ModelInfer advances sequence state and is counted) only when it was never sent',
   },
   [status.DATA_LOSS]: { rule: 'never', reason: 'unrecoverable data loss or corruption' },
-  [status.UNAUTHENTICATED]: { rule: 'never', reason: 'the token is missing, bad or expired; give a token function that refreshes it' },
+  [status.UNAUTHENTICATED]: {
+    rule: 'never',
+    reason: 'the token is missing, bad or expired; give a token function that refreshes it',
+  },
 };
 
 /**
@@ -44,16 +64,36 @@ export const RETRY_POLICY: Readonly<Record<status, { readonly rule: RetryRule; r
  * every request.
  */
 export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set([
-  ...['ServerLive', 'ServerReady', 'ModelReady', 'ServerMetadata', 'ModelMetadata', 'ModelStatistics', 'RepositoryIndex'].map(
-    (m) => `/inference.GRPCInferenceService/${m}`,
-  ),
-  ...['GetModel', 'ListModels', 'GetVersion', 'ListVersions', 'DownloadVersion', 'GetDeployment', 'ListDeployments', 'WatchDeployments'].map(
-    (m) => `/quanta.registry.v1.RegistryService/${m}`,
-  ),
+  ...[
+    'ServerLive',
+    'ServerReady',
+    'ModelReady',
+    'ServerMetadata',
+    'ModelMetadata',
+    'ModelStatistics',
+    'RepositoryIndex',
+  ].map((m) => `/inference.GRPCInferenceService/${m}`),
+  ...[
+    'GetModel',
+    'ListModels',
+    'GetVersion',
+    'ListVersions',
+    'DownloadVersion',
+    'GetDeployment',
+    'ListDeployments',
+    'WatchDeployments',
+  ].map((m) => `/quanta.registry.v1.RegistryService/${m}`),
   ...['GetKey', 'ListKeys', 'GetJwks', 'Verify', 'ListAuditEvents'].map((m) => `/quanta.crypto.v1.CryptoService/${m}`),
-  ...['GetModelStats', 'GetTimeSeries', 'TopModels', 'GetAlertRule', 'ListAlertRules', 'ListAlerts', 'WatchAlerts', 'GetHealthBoard'].map(
-    (m) => `/quanta.monitoring.v1.MonitoringService/${m}`,
-  ),
+  ...[
+    'GetModelStats',
+    'GetTimeSeries',
+    'TopModels',
+    'GetAlertRule',
+    'ListAlertRules',
+    'ListAlerts',
+    'WatchAlerts',
+    'GetHealthBoard',
+  ].map((m) => `/quanta.monitoring.v1.MonitoringService/${m}`),
   '/grpc.health.v1.Health/Check',
   '/grpc.health.v1.Health/Watch',
 ]);
@@ -69,7 +109,12 @@ export interface RetryOptions {
   readonly multiplier?: number;
 }
 
-export const DEFAULT_RETRY: Required<RetryOptions> = { maxAttempts: 4, initialBackoffMs: 100, maxBackoffMs: 2000, multiplier: 2 };
+export const DEFAULT_RETRY: Required<RetryOptions> = {
+  maxAttempts: 4,
+  initialBackoffMs: 100,
+  maxBackoffMs: 2000,
+  multiplier: 2,
+};
 
 /**
  * grpc-js fails a call with these details when its load balancer found no connection or the name
@@ -91,7 +136,11 @@ export function isRetryable(method: string, error: { code: number; details?: str
 }
 
 /** The wait before attempt `attempt + 1` (attempt ≥ 1): exponential, with jitter between half and all of it. */
-export function backoffMs(attempt: number, options: Required<RetryOptions>, random: () => number = Math.random): number {
+export function backoffMs(
+  attempt: number,
+  options: Required<RetryOptions>,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(options.maxBackoffMs, options.initialBackoffMs * options.multiplier ** (attempt - 1));
   // Jitter spreads the retries of many clients that failed together (a restart) over time.
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);

@@ -3,7 +3,11 @@ import { inferRequest, outputTensor, outputTensors, tensorValues, toTensor } fro
 
 describe('tensor helpers', () => {
   it('infers datatypes from the data and converts plain arrays', () => {
-    expect(toTensor({ name: 'a', data: [1, 2] })).toMatchObject({ datatype: 'FP32', shape: [2], data: new Float32Array([1, 2]) });
+    expect(toTensor({ name: 'a', data: [1, 2] })).toMatchObject({
+      datatype: 'FP32',
+      shape: [2],
+      data: new Float32Array([1, 2]),
+    });
     expect(toTensor({ name: 'b', data: [1n, 2n], shape: [1, 2] })).toMatchObject({ datatype: 'INT64', shape: [1, 2] });
     expect(toTensor({ name: 'c', data: [true, false] }).data).toEqual(new Uint8Array([1, 0]));
     expect(toTensor({ name: 'c', data: [true, false] }).datatype).toBe('BOOL');
@@ -14,11 +18,20 @@ describe('tensor helpers', () => {
   });
 
   it('refuses data that does not fill the shape, naming the input', () => {
-    expect(() => toTensor({ name: 'img', data: [1, 2, 3], shape: [2, 2] })).toThrow(/input "img".*needs 4 FP32 elements, got 3/);
+    expect(() => toTensor({ name: 'img', data: [1, 2, 3], shape: [2, 2] })).toThrow(
+      /input "img".*needs 4 FP32 elements, got 3/,
+    );
   });
 
   it('builds a raw request by default (little-endian bytes, one entry per input) and a typed one on request', () => {
-    const raw = inferRequest('cifar', [{ name: 'x', data: [1, 2], shape: [1, 2] }, { name: 'n', data: new Int32Array([7]) }], { version: '2', outputs: ['y'] });
+    const raw = inferRequest(
+      'cifar',
+      [
+        { name: 'x', data: [1, 2], shape: [1, 2] },
+        { name: 'n', data: new Int32Array([7]) },
+      ],
+      { version: '2', outputs: ['y'] },
+    );
     expect(raw).toMatchObject({ modelName: 'cifar', modelVersion: '2', outputs: [{ name: 'y', parameters: {} }] });
     expect(raw.inputs.map((i) => [i.name, i.datatype, i.shape])).toEqual([
       ['x', 'FP32', [1n, 2n]],
@@ -30,7 +43,11 @@ describe('tensor helpers', () => {
     expect(typed.rawInputContents).toEqual([]);
     expect(typed.inputs[0]?.contents?.fp32Contents).toEqual([1, 2]);
     // FP16 only travels raw, so it makes the whole request raw.
-    expect(inferRequest('m', [{ name: 'h', data: [1], datatype: 'FP16' }], { raw: false }).rawInputContents[0]?.toString('hex')).toBe('003c');
+    expect(
+      inferRequest('m', [{ name: 'h', data: [1], datatype: 'FP16' }], { raw: false }).rawInputContents[0]?.toString(
+        'hex',
+      ),
+    ).toBe('003c');
   });
 
   it('reads outputs from raw or typed contents, and names the outputs there are when one is missing', () => {
@@ -49,7 +66,28 @@ describe('tensor helpers', () => {
     expect([...outputTensors(response).keys()]).toEqual(['y', 'k']);
     expect(tensorValues(outputTensor(response, 'k'))).toEqual([3]);
     expect(() => outputTensor(response, 'z')).toThrow(/output "z" is not in the response; it has "y", "k"/);
-    const typed = { ...response, outputs: [{ name: 'y', datatype: 'FP32', shape: [2n], parameters: {}, contents: { fp32Contents: [4, 5], boolContents: [], intContents: [], int64Contents: [], uintContents: [], uint64Contents: [], fp64Contents: [], bytesContents: [] } }], rawOutputContents: [] };
+    const typed = {
+      ...response,
+      outputs: [
+        {
+          name: 'y',
+          datatype: 'FP32',
+          shape: [2n],
+          parameters: {},
+          contents: {
+            fp32Contents: [4, 5],
+            boolContents: [],
+            intContents: [],
+            int64Contents: [],
+            uintContents: [],
+            uint64Contents: [],
+            fp64Contents: [],
+            bytesContents: [],
+          },
+        },
+      ],
+      rawOutputContents: [],
+    };
     expect(tensorValues(outputTensor(typed, 'y'))).toEqual([4, 5]);
   });
 });

@@ -67,7 +67,8 @@ function guessDatatype(data: TensorData): Datatype {
 }
 
 const plain = (data: TensorData): readonly unknown[] => Array.from(data as ArrayLike<unknown>);
-const asNumber = (v: unknown): number => (typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : (v as number));
+const asNumber = (v: unknown): number =>
+  typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : (v as number);
 const asBigint = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(asNumber(v)));
 
 /** The typed array `datatype` keeps its elements in, converting plain values (typed arrays of the right type are kept, not copied). */
@@ -125,7 +126,11 @@ export interface InferRequestOptions {
 }
 
 /** A complete ModelInferRequest for `model` from plain inputs. */
-export function inferRequest(model: string, inputs: readonly InputSpec[], options: InferRequestOptions = {}): inference.ModelInferRequest {
+export function inferRequest(
+  model: string,
+  inputs: readonly InputSpec[],
+  options: InferRequestOptions = {},
+): inference.ModelInferRequest {
   const tensors = inputs.map(toTensor);
   // KServe: raw_input_contents holds every input or none, and FP16/BF16 only travel raw.
   const raw = options.raw !== false || tensors.some((t) => t.datatype === 'FP16' || t.datatype === 'BF16');
@@ -135,7 +140,13 @@ export function inferRequest(model: string, inputs: readonly InputSpec[], option
     modelVersion: options.version ?? '',
     id: options.id ?? '',
     parameters: { ...options.parameters },
-    inputs: wires.map(({ wire }) => ({ name: wire.name, datatype: wire.datatype, shape: wire.shape, parameters: {}, contents: wire.contents })),
+    inputs: wires.map(({ wire }) => ({
+      name: wire.name,
+      datatype: wire.datatype,
+      shape: wire.shape,
+      parameters: {},
+      contents: wire.contents,
+    })),
     outputs: (options.outputs ?? []).map((name) => ({ name, parameters: {} })),
     rawInputContents: raw ? wires.map(({ raw: bytes }) => bytes ?? Buffer.alloc(0)) : [],
   };

@@ -35,7 +35,16 @@ describe('access tables', () => {
   it('enforces the table: the scope of each method, before its handler runs', async () => {
     const service = createService({ name: 'echo', port: 0, authenticator: testAuthenticator });
     let ran = 0;
-    service.addService(echoService, { ...handlers, Echo: unary<EchoRequest, EchoReply>((req, ctx) => (ran++, Promise.resolve(reply(req.text, ctx.principal?.tenant)))) }, TABLE);
+    service.addService(
+      echoService,
+      {
+        ...handlers,
+        Echo: unary<EchoRequest, EchoReply>(
+          (req, ctx) => (ran++, Promise.resolve(reply(req.text, ctx.principal?.tenant))),
+        ),
+      },
+      TABLE,
+    );
     const { port } = await service.start();
     const client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     stop = async () => {
@@ -43,10 +52,16 @@ describe('access tables', () => {
       await service.stop({ graceMs: 0 });
     };
     const denied = await grpcError(callUnary(client, 'Echo', { text: 'x' }, bearer('acme/alice/models:write')));
-    expect([denied.code, denied.details]).toEqual([grpc.status.PERMISSION_DENIED, `${S}/Echo needs scope "models:read"; the token of "alice" does not grant it`]);
+    expect([denied.code, denied.details]).toEqual([
+      grpc.status.PERMISSION_DENIED,
+      `${S}/Echo needs scope "models:read"; the token of "alice" does not grant it`,
+    ]);
     expect((await grpcError(callUnary(client, 'Echo', { text: 'x' }))).code).toBe(grpc.status.UNAUTHENTICATED);
     expect(ran).toBe(0);
-    await expect(callUnary(client, 'Echo', { text: 'x' }, bearer('acme/alice/models:read'))).resolves.toMatchObject({ text: 'x', tenant: 'acme' });
+    await expect(callUnary(client, 'Echo', { text: 'x' }, bearer('acme/alice/models:read'))).resolves.toMatchObject({
+      text: 'x',
+      tenant: 'acme',
+    });
     expect(ran).toBe(1);
   });
 
@@ -56,16 +71,24 @@ describe('access tables', () => {
     expect(() => service.addService(echoService, handlers, partial)).toThrow(
       `addService quanta.kittest.v1.EchoService: ${S}/Collect has no access rule: declare { scope, tenant } for it in the service's access table`,
     );
-    expect(() => service.addService(echoService, { ...handlers, Echo: unary<EchoRequest, EchoReply>({ scope: 'admin' }, () => Promise.resolve(reply(''))) }, TABLE)).toThrow(
+    expect(() =>
+      service.addService(
+        echoService,
+        { ...handlers, Echo: unary<EchoRequest, EchoReply>({ scope: 'admin' }, () => Promise.resolve(reply(''))) },
+        TABLE,
+      ),
+    ).toThrow(
       'quanta.kittest.v1.EchoService/Echo: its handler declares scope "admin" but the access table says "models:read"; keep the scope in the table only',
     );
-    expect(() => service.addService(echoService, handlers)).toThrow('quanta.kittest.v1.EchoService/Echo: no scope declared; pass the service\'s access table to addService');
+    expect(() => service.addService(echoService, handlers)).toThrow(
+      "quanta.kittest.v1.EchoService/Echo: no scope declared; pass the service's access table to addService",
+    );
   });
 
-  it('checks that public methods touch no tenant, and lists the kit\'s own services as public', () => {
-    expect(accessTableProblems(echoService, { ...TABLE, [`${S}/Expand`]: { scope: 'public', tenant: 'own' } })).toEqual([
-      `${S}/Expand is public, so its tenant rule must be 'none', not 'own'`,
-    ]);
+  it("checks that public methods touch no tenant, and lists the kit's own services as public", () => {
+    expect(accessTableProblems(echoService, { ...TABLE, [`${S}/Expand`]: { scope: 'public', tenant: 'own' } })).toEqual(
+      [`${S}/Expand is public, so its tenant rule must be 'none', not 'own'`],
+    );
     expect(Object.values(KIT_ACCESS).every((rule) => rule.scope === 'public' && rule.tenant === 'none')).toBe(true);
   });
 });

@@ -45,7 +45,9 @@ export function accessTableProblems(definition: grpc.ServiceDefinition, table: A
   for (const method of Object.values(definition)) {
     const rule = table[method.path];
     if (rule === undefined) {
-      problems.push(`${method.path} has no access rule: declare { scope, tenant } for it in the service's access table`);
+      problems.push(
+        `${method.path} has no access rule: declare { scope, tenant } for it in the service's access table`,
+      );
     } else if (rule.scope === 'public' && rule.tenant !== 'none') {
       problems.push(`${method.path} is public, so its tenant rule must be 'none', not '${rule.tenant}'`);
     }

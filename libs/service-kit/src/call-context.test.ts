@@ -24,7 +24,13 @@ function listeningEcho() {
   const implementation = {
     Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, async (req, ctx) => {
       const c = ctx.cancellation;
-      if (!req.hold) return { text: `aborted=${c.aborted} reason=${String(c.reason)}`, index: 0, payload: Buffer.alloc(0), tenant: '' };
+      if (!req.hold)
+        return {
+          text: `aborted=${c.aborted} reason=${String(c.reason)}`,
+          index: 0,
+          payload: Buffer.alloc(0),
+          tenant: '',
+        };
       const calls: string[] = [];
       const removed = (): void => void calls.push('removed');
       const second = (): void => void calls.push('second');
@@ -52,14 +58,18 @@ function listeningEcho() {
 describe('ctx.cancellation', () => {
   it('is not aborted during an ordinary call', async () => {
     running = await startEcho(listeningEcho().implementation);
-    expect(await callUnary<EchoReply>(running.client, 'Echo', { text: 'x' })).toMatchObject({ text: 'aborted=false reason=undefined' });
+    expect(await callUnary<EchoReply>(running.client, 'Echo', { text: 'x' })).toMatchObject({
+      text: 'aborted=false reason=undefined',
+    });
   });
 
   it('fires its listeners once, in order, when the client cancels, with CANCELLED', async () => {
     const echo = listeningEcho();
     running = await startEcho(echo.implementation);
     let call: grpc.ClientUnaryCall | undefined;
-    const error = grpcError(callUnary(running.client, 'Echo', { text: 'x', hold: true }, new grpc.Metadata(), {}, (c) => (call = c)));
+    const error = grpcError(
+      callUnary(running.client, 'Echo', { text: 'x', hold: true }, new grpc.Metadata(), {}, (c) => (call = c)),
+    );
     const c = await echo.held;
     expect(c.aborted).toBe(false);
     call!.cancel();
@@ -73,7 +83,9 @@ describe('ctx.cancellation', () => {
   it('fires at the deadline with DEADLINE_EXCEEDED', async () => {
     const echo = listeningEcho();
     running = await startEcho(echo.implementation);
-    const error = grpcError(callUnary(running.client, 'Echo', { text: 'x', hold: true }, new grpc.Metadata(), { deadline: Date.now() + 300 }));
+    const error = grpcError(
+      callUnary(running.client, 'Echo', { text: 'x', hold: true }, new grpc.Metadata(), { deadline: Date.now() + 300 }),
+    );
     const seen = await echo.fired;
     expect(seen.calls).toEqual(['first', 'second']);
     expect(seen.reason).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });

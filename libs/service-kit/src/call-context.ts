@@ -213,7 +213,8 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
         this.#call.once('cancelled', this.#onCancel);
         // grpc-js answers DEADLINE_EXCEEDED by itself but does not tell the handler: abort our signal too.
         if (Number.isFinite(this.#deadlineMs)) {
-          const abortAtDeadline = (): void => controller.abort(deadlineExceeded(`${this.method} ran past its deadline`));
+          const abortAtDeadline = (): void =>
+            controller.abort(deadlineExceeded(`${this.method} ran past its deadline`));
           const remaining = this.#deadlineMs - Date.now();
           if (remaining <= 0) abortAtDeadline();
           else this.#timer = setTimeout(abortAtDeadline, remaining);
@@ -254,7 +255,8 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
     // AbortController caused: 13–23 against 2 in 4 s of PP-OCR requests.)
     listening.set(this.#call, this);
     this.#call.on('cancelled', ServerCallContext.#onCallCancelled);
-    if (Number.isFinite(this.#deadlineMs)) this.#listenTimer = setTimeout(ServerCallContext.#onDeadline, Math.max(0, this.#deadlineMs - Date.now()), this);
+    if (Number.isFinite(this.#deadlineMs))
+      this.#listenTimer = setTimeout(ServerCallContext.#onDeadline, Math.max(0, this.#deadlineMs - Date.now()), this);
   }
 
   removeEventListener(type: 'abort', listener: () => void): void {

@@ -26,7 +26,12 @@ const countingAuthenticator: Authenticator = (metadata) => {
 const whoAmI = {
   Echo: unary<EchoRequest, EchoReply>({ scope: 'keys:use' }, async (req, ctx) => {
     if (req.hold) await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
-    return { text: `${ctx.principal?.tenant}/${ctx.principal?.subject}:${req.text}`, index: 0, payload: Buffer.alloc(0), tenant: '' };
+    return {
+      text: `${ctx.principal?.tenant}/${ctx.principal?.subject}:${req.text}`,
+      index: 0,
+      payload: Buffer.alloc(0),
+      tenant: '',
+    };
   }),
 };
 
@@ -61,7 +66,10 @@ describe('createClient', () => {
 
   it('applies a default deadline to calls made without one', async () => {
     running = await startEcho(whoAmI);
-    client = createClient(EchoClient, `127.0.0.1:${running.port}`, { token: 'acme/a/keys:use', defaultDeadlineMs: 200 });
+    client = createClient(EchoClient, `127.0.0.1:${running.port}`, {
+      token: 'acme/a/keys:use',
+      defaultDeadlineMs: 200,
+    });
     const error = await grpcError(callUnary(client, 'Echo', { text: 'x', hold: true }));
     expect(error.code).toBe(grpc.status.DEADLINE_EXCEEDED);
   });
@@ -78,7 +86,9 @@ describe('createClient load balancing', () => {
     });
     const a = await startEcho(replica('a'));
     const b = await startEcho(replica('b'));
-    const spread = createClient(EchoClient, `ipv4:127.0.0.1:${a.port},127.0.0.1:${b.port}`, { loadBalancing: 'round_robin' });
+    const spread = createClient(EchoClient, `ipv4:127.0.0.1:${a.port},127.0.0.1:${b.port}`, {
+      loadBalancing: 'round_robin',
+    });
     try {
       // round_robin connects to both before it spreads; wait until the channel is READY.
       await new Promise<void>((resolve, reject) =>
@@ -101,7 +111,9 @@ describe('maxReceiveMessageLength', () => {
     client = createClient(EchoClient, `127.0.0.1:${running.port}`, { token: 'acme/a/keys:use' });
     const error = await grpcError(callUnary(client, 'Echo', { text: 'x'.repeat(2000) }));
     expect(error.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(await callUnary(client, 'Echo', { text: 'y'.repeat(900) })).toMatchObject({ text: `acme/a:${'y'.repeat(900)}` });
+    expect(await callUnary(client, 'Echo', { text: 'y'.repeat(900) })).toMatchObject({
+      text: `acme/a:${'y'.repeat(900)}`,
+    });
   });
 
   it('defaults to 4 MiB like grpc-js', async () => {

@@ -14,7 +14,11 @@ export type TokenSource = string | (() => string | Promise<string>);
  * the crypto service wrote to `$home/admin.token` (read per call: it may be renewed). `variable`
  * names the setting in the error when neither is there.
  */
-export function serviceTokenSource(options: { token: string | undefined; home: string; variable: string }): () => Promise<string> {
+export function serviceTokenSource(options: {
+  token: string | undefined;
+  home: string;
+  variable: string;
+}): () => Promise<string> {
   const { token } = options;
   if (token !== undefined) return () => Promise.resolve(token);
   const path = join(options.home, 'admin.token');
@@ -22,7 +26,9 @@ export function serviceTokenSource(options: { token: string | undefined; home: s
     try {
       return (await readFile(path, 'utf8')).trim();
     } catch {
-      throw new Error(`no service token: set ${options.variable}, or start the crypto service with the same QUANTA_HOME so it writes ${path}`);
+      throw new Error(
+        `no service token: set ${options.variable}, or start the crypto service with the same QUANTA_HOME so it writes ${path}`,
+      );
     }
   };
 }
@@ -92,7 +98,11 @@ export const CLIENT_FLOW_CONTROL_WINDOW = 4 * DEFAULT_FLOW_CONTROL_WINDOW;
  * A client for service-to-service calls (any grpc-js / ts-proto client class): tracing, bearer
  * token, default deadline and TLS in one place.
  */
-export function createClient<C extends grpc.Client>(ctor: ClientConstructor<C>, address: string, options: ClientOptions = {}): C {
+export function createClient<C extends grpc.Client>(
+  ctor: ClientConstructor<C>,
+  address: string,
+  options: ClientOptions = {},
+): C {
   const interceptors: grpc.Interceptor[] = [];
   if (options.defaultDeadlineMs !== undefined) interceptors.push(deadlineInterceptor(options.defaultDeadlineMs));
   if (options.telemetry !== false) interceptors.push(createClientInterceptor(options.telemetry ?? {}));
@@ -101,7 +111,10 @@ export function createClient<C extends grpc.Client>(ctor: ClientConstructor<C>, 
 
   // What the server may send ahead, per stream and per connection (grpc-js's own default is HTTP/2's
   // 64 KiB, a round trip per 64 KiB of a large answer such as a model download; see flow-control.ts).
-  const channelOptions: grpc.ChannelOptions = { 'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW, ...options.channelOptions };
+  const channelOptions: grpc.ChannelOptions = {
+    'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW,
+    ...options.channelOptions,
+  };
   if (options.maxReceiveMessageLength !== undefined) {
     channelOptions['grpc.max_receive_message_length'] = options.maxReceiveMessageLength;
   }

@@ -4,13 +4,19 @@ import { checkServiceConfig, serviceConfigFields, serviceOptionsFromConfig } fro
 
 const schema = {
   ...serviceConfigFields({ envPrefix: 'QUANTA_CRYPTO', port: 9002 }),
-  logLevel: fields.enum({ env: 'QUANTA_LOG_LEVEL', values: ['debug', 'info', 'warn'], default: 'info', doc: 'log level' }),
+  logLevel: fields.enum({
+    env: 'QUANTA_LOG_LEVEL',
+    values: ['debug', 'info', 'warn'],
+    default: 'info',
+    doc: 'log level',
+  }),
   home: fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data folder' }),
   databaseUrl: fields.string({ env: 'QUANTA_DATABASE_URL', doc: 'postgres://… (embedded database when unset)' }),
   peers: fields.list({ env: 'QUANTA_CRYPTO_PEERS', default: [], doc: 'peer addresses' }),
   batch: fields.int({ env: 'QUANTA_CRYPTO_BATCH', default: 100, min: 1, max: 1000, doc: 'batch size' }),
 };
-const load = (argv: string[] = [], env: NodeJS.ProcessEnv = {}) => loadConfig(schema, { argv, env, check: checkServiceConfig });
+const load = (argv: string[] = [], env: NodeJS.ProcessEnv = {}) =>
+  loadConfig(schema, { argv, env, check: checkServiceConfig });
 
 function problemsOf(fn: () => unknown): readonly string[] {
   try {
@@ -48,7 +54,12 @@ describe('loadConfig', () => {
   });
 
   it('reads QUANTA_* variables and lets flags win over them', () => {
-    const env = { QUANTA_CRYPTO_PORT: '7000', QUANTA_LOG_LEVEL: 'debug', QUANTA_CRYPTO_PEERS: ' a:1 , b:2 ,', QUANTA_CRYPTO_SHUTDOWN_GRACE: '1m30s' };
+    const env = {
+      QUANTA_CRYPTO_PORT: '7000',
+      QUANTA_LOG_LEVEL: 'debug',
+      QUANTA_CRYPTO_PEERS: ' a:1 , b:2 ,',
+      QUANTA_CRYPTO_SHUTDOWN_GRACE: '1m30s',
+    };
     const config = load(['--port', '7001', '--home=/var/quanta', '--batch', '5'], env);
     expect(config.port).toBe(7001);
     expect(config.logLevel).toBe('debug');
@@ -62,7 +73,10 @@ describe('loadConfig', () => {
     const withCa = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', 'ca.pem'];
     expect(load([...withCa, '--tls-require-client-cert']).tlsRequireClientCert).toBe(true);
     expect(load([...withCa, '--tls-require-client-cert=false']).tlsRequireClientCert).toBe(false);
-    expect(load([...withCa, '--no-tls-require-client-cert'], { QUANTA_CRYPTO_TLS_REQUIRE_CLIENT_CERT: 'yes' }).tlsRequireClientCert).toBe(false);
+    expect(
+      load([...withCa, '--no-tls-require-client-cert'], { QUANTA_CRYPTO_TLS_REQUIRE_CLIENT_CERT: 'yes' })
+        .tlsRequireClientCert,
+    ).toBe(false);
     expect(load(withCa, { QUANTA_CRYPTO_TLS_REQUIRE_CLIENT_CERT: '1' }).tlsRequireClientCert).toBe(true);
   });
 
@@ -72,10 +86,24 @@ describe('loadConfig', () => {
 
   it('lists every problem at once, each naming where the value came from', () => {
     const problems = problemsOf(() =>
-      load(['--batch', '0', '--log-level', 'loud', '--shutdown-grace', 'soon', '--bogus', 'x', 'stray', '--max-receive-message-bytes=1.5'], {
-        QUANTA_CRYPTO_PORT: 'abc',
-        QUANTA_CRYPTO_TLS_REQUIRE_CLIENT_CERT: 'maybe',
-      }),
+      load(
+        [
+          '--batch',
+          '0',
+          '--log-level',
+          'loud',
+          '--shutdown-grace',
+          'soon',
+          '--bogus',
+          'x',
+          'stray',
+          '--max-receive-message-bytes=1.5',
+        ],
+        {
+          QUANTA_CRYPTO_PORT: 'abc',
+          QUANTA_CRYPTO_TLS_REQUIRE_CLIENT_CERT: 'maybe',
+        },
+      ),
     );
     expect(problems).toEqual([
       'unknown flag --bogus',
@@ -97,12 +125,16 @@ describe('loadConfig', () => {
 
   it('reports required fields that are missing', () => {
     const required = { token: fields.string({ env: 'QUANTA_TOKEN', required: true, doc: 'access token' }) };
-    expect(problemsOf(() => loadConfig(required, { argv: [], env: {} }))).toEqual(['QUANTA_TOKEN or --token is required: access token']);
+    expect(problemsOf(() => loadConfig(required, { argv: [], env: {} }))).toEqual([
+      'QUANTA_TOKEN or --token is required: access token',
+    ]);
     expect(loadConfig(required, { argv: [], env: { QUANTA_TOKEN: 't' } }).token).toBe('t');
   });
 
   it('checks the TLS fields together', () => {
-    expect(problemsOf(() => load(['--tls-cert', 'c.pem']))).toEqual(['--tls-cert and --tls-key go together: give both or neither']);
+    expect(problemsOf(() => load(['--tls-cert', 'c.pem']))).toEqual([
+      '--tls-cert and --tls-key go together: give both or neither',
+    ]);
     expect(problemsOf(() => load(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-require-client-cert']))).toEqual([
       '--tls-require-client-cert needs --tls-ca, the CA that client certificates are checked against',
     ]);
@@ -116,7 +148,9 @@ describe('loadConfig', () => {
       shutdownGraceMs: 10_000,
       flowControlWindow: 1 << 20,
     });
-    const tls = serviceOptionsFromConfig(load(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', 'ca.pem', '--tls-require-client-cert']));
+    const tls = serviceOptionsFromConfig(
+      load(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', 'ca.pem', '--tls-require-client-cert']),
+    );
     expect(tls.tls).toEqual({ certFile: 'c.pem', keyFile: 'k.pem', caFile: 'ca.pem', requireClientCert: true });
   });
 
@@ -150,6 +184,7 @@ describe('durations', () => {
   });
 
   it('formats what it parses', () => {
-    for (const text of ['250ms', '30s', '90m', '2h', '7d']) expect(formatDuration(parseDuration(text) ?? -1)).toBe(text);
+    for (const text of ['250ms', '30s', '90m', '2h', '7d'])
+      expect(formatDuration(parseDuration(text) ?? -1)).toBe(text);
   });
 });

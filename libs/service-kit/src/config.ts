@@ -75,7 +75,12 @@ export function parseDuration(raw: string): number | undefined {
 }
 
 export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
     if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;
@@ -89,7 +94,10 @@ export const fields = {
   int<O extends (WithDefault<number> | Required | Common) & { min?: number; max?: number }>(o: O) {
     const min = o.min ?? Number.MIN_SAFE_INTEGER;
     const max = o.max ?? Number.MAX_SAFE_INTEGER;
-    return field<number>({ ...o, type: 'int', parse: (raw) => parseInt(raw, min, max), show: String }, '<n>') as FieldOf<O, number>;
+    return field<number>(
+      { ...o, type: 'int', parse: (raw) => parseInt(raw, min, max), show: String },
+      '<n>',
+    ) as FieldOf<O, number>;
   },
   port<O extends WithDefault<number> | Required | Common>(o: O) {
     return field<number>(
@@ -147,7 +155,9 @@ export const fields = {
       '<duration>',
     ) as FieldOf<O, number>;
   },
-  enum<const V extends string, O extends (WithDefault<NoInfer<V>> | Required | Common) & { values: readonly V[] }>(o: O & { values: readonly V[] }) {
+  enum<const V extends string, O extends (WithDefault<NoInfer<V>> | Required | Common) & { values: readonly V[] }>(
+    o: O & { values: readonly V[] },
+  ) {
     return field<V>(
       {
         ...o,
@@ -169,7 +179,12 @@ export const fields = {
       {
         ...o,
         type: 'list',
-        parse: (raw) => ({ value: raw.split(',').map((s) => s.trim()).filter((s) => s !== '') }),
+        parse: (raw) => ({
+          value: raw
+            .split(',')
+            .map((s) => s.trim())
+            .filter((s) => s !== ''),
+        }),
         show: (v) => v.join(','),
       },
       '<a,b,...>',

@@ -14,7 +14,9 @@ afterEach(async () => {
 });
 
 const echo = {
-  Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) => Promise.resolve({ text: req.text.slice(0, 8), index: req.text.length, payload: Buffer.alloc(0), tenant: '' })),
+  Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) =>
+    Promise.resolve({ text: req.text.slice(0, 8), index: req.text.length, payload: Buffer.alloc(0), tenant: '' }),
+  ),
 };
 
 /** What an HTTP/2 client of the service is allowed to send: the streams' initial window and the connection's window. */
@@ -44,7 +46,10 @@ describe('HTTP/2 flow-control windows', () => {
     running = await startEcho(echo);
     expect(await windowsSeenByAClient(running.port)).toEqual({ stream: 1 << 20, connection: 4 << 20 });
     // Calls larger than HTTP/2's 64 KiB go through whole.
-    expect(await callUnary<EchoReply>(running.client, 'Echo', { text: 'b'.repeat(300_000) })).toMatchObject({ text: 'bbbbbbbb', index: 300_000 });
+    expect(await callUnary<EchoReply>(running.client, 'Echo', { text: 'b'.repeat(300_000) })).toMatchObject({
+      text: 'bbbbbbbb',
+      index: 300_000,
+    });
   });
 
   it('keeps HTTP/2’s 64 KiB windows when configured at 65535 or less', async () => {
@@ -60,9 +65,13 @@ describe('createClient', () => {
     // A bare HTTP/2 server that records the SETTINGS a gRPC client of the kit announces.
     const server = http2.createServer();
     const announced = new Promise<number | undefined>((resolve) => {
-      server.on('session', (session) => session.once('remoteSettings', (settings) => resolve(settings.initialWindowSize)));
+      server.on('session', (session) =>
+        session.once('remoteSettings', (settings) => resolve(settings.initialWindowSize)),
+      );
     });
-    server.on('stream', (stream) => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '0' }, { endStream: true }));
+    server.on('stream', (stream) =>
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '0' }, { endStream: true }),
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     const client = createClient(EchoClient, `127.0.0.1:${port}`, { telemetry: false });

@@ -23,7 +23,9 @@ const reply = (text: string, tenant = ''): EchoReply => ({ text, index: 0, paylo
 describe('error mapping', () => {
   it('sends the code and message of a ServiceError', async () => {
     running = await startEcho({
-      Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) => Promise.reject(notFound(`model "${req.text}" has no version 7`))),
+      Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) =>
+        Promise.reject(notFound(`model "${req.text}" has no version 7`)),
+      ),
     });
     const error = await grpcError(callUnary(running.client, 'Echo', { text: 'resnet' }));
     expect(error.code).toBe(grpc.status.NOT_FOUND);
@@ -108,7 +110,9 @@ describe('auth', () => {
 
   it('refuses a token without the scope with PERMISSION_DENIED naming the scope', async () => {
     running = await startEcho(implementation);
-    const error = await grpcError(callUnary(running.client, 'Echo', { text: 'x' }, bearer('acme/alice/models:read,infer')));
+    const error = await grpcError(
+      callUnary(running.client, 'Echo', { text: 'x' }, bearer('acme/alice/models:read,infer')),
+    );
     expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(error.details).toContain('"keys:use"');
     expect(error.details).toContain('/quanta.kittest.v1.EchoService/Echo');
@@ -159,13 +163,17 @@ describe('auth', () => {
 describe('addService', () => {
   it('refuses a handler that declares no scope', () => {
     const service = createService({ name: 'echo', port: 0 });
-    expect(() => service.addService(echoService, { Echo: () => undefined })).toThrow(/wrap the handler in unary\(\{ scope \}, fn\)/);
+    expect(() => service.addService(echoService, { Echo: () => undefined })).toThrow(
+      /wrap the handler in unary\(\{ scope \}, fn\)/,
+    );
   });
 
   it('refuses a handler made by the wrong adapter', () => {
     const service = createService({ name: 'echo', port: 0 });
     const wrong = bidiStreaming<EchoRequest, EchoReply>({ scope: 'public' }, async function* () {});
-    expect(() => service.addService(echoService, { Echo: wrong })).toThrow(/EchoService\/Echo is unary but its handler was made with bidiStreaming/);
+    expect(() => service.addService(echoService, { Echo: wrong })).toThrow(
+      /EchoService\/Echo is unary but its handler was made with bidiStreaming/,
+    );
   });
 });
 

@@ -60,12 +60,20 @@ export function handlerKind(handler: unknown): HandlerKind | undefined {
 }
 
 /** The handler bound to a service's runtime (authenticator, logger, in-flight calls) with the scope it enforces; undefined if not ours. */
-export function bindHandler(handler: unknown, runtime: HandlerRuntime, scope: HandlerScope): grpc.UntypedHandleCall | undefined {
+export function bindHandler(
+  handler: unknown,
+  runtime: HandlerRuntime,
+  scope: HandlerScope,
+): grpc.UntypedHandleCall | undefined {
   return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.bind(runtime, scope) : undefined;
 }
 
 /** Checks the caller's token and scope and sets `ctx.principal`. */
-async function authorize(ctx: OpenCall['ctx'], runtime: HandlerRuntime, scope: Exclude<HandlerScope, 'public'>): Promise<void> {
+async function authorize(
+  ctx: OpenCall['ctx'],
+  runtime: HandlerRuntime,
+  scope: Exclude<HandlerScope, 'public'>,
+): Promise<void> {
   const principal = await authenticate(ctx, runtime, scope);
   requireScope(principal, scope, ctx.method);
   ctx.principal = principal;
@@ -188,17 +196,27 @@ type UnaryFn<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
 /** A unary handler; its scope comes from the service's access table (or from `options`, used bare). */
 export function unary<Req, Res>(fn: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res>;
 export function unary<Req, Res>(options: HandlerOptions, fn: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res>;
-export function unary<Req, Res>(a: HandlerOptions | UnaryFn<Req, Res>, b?: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(
+  a: HandlerOptions | UnaryFn<Req, Res>,
+  b?: UnaryFn<Req, Res>,
+): grpc.handleUnaryCall<Req, Res> {
   const [declared, fn] = split(a, b);
-  return defineHandler('unary', declared, (runtime, scope) => (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
-    void runUnary(call, callback, runtime, scope, fn);
-  });
+  return defineHandler(
+    'unary',
+    declared,
+    (runtime, scope) => (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+      void runUnary(call, callback, runtime, scope, fn);
+    },
+  );
 }
 
 type ServerStreamingFn<Req, Res> = (request: Req, ctx: CallContext) => AsyncIterable<Res>;
 
 export function serverStreaming<Req, Res>(fn: ServerStreamingFn<Req, Res>): grpc.handleServerStreamingCall<Req, Res>;
-export function serverStreaming<Req, Res>(options: HandlerOptions, fn: ServerStreamingFn<Req, Res>): grpc.handleServerStreamingCall<Req, Res>;
+export function serverStreaming<Req, Res>(
+  options: HandlerOptions,
+  fn: ServerStreamingFn<Req, Res>,
+): grpc.handleServerStreamingCall<Req, Res>;
 export function serverStreaming<Req, Res>(
   a: HandlerOptions | ServerStreamingFn<Req, Res>,
   b?: ServerStreamingFn<Req, Res>,
@@ -221,34 +239,49 @@ export function serverStreaming<Req, Res>(
 type ClientStreamingFn<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => Promise<Res>;
 
 export function clientStreaming<Req, Res>(fn: ClientStreamingFn<Req, Res>): grpc.handleClientStreamingCall<Req, Res>;
-export function clientStreaming<Req, Res>(options: HandlerOptions, fn: ClientStreamingFn<Req, Res>): grpc.handleClientStreamingCall<Req, Res>;
+export function clientStreaming<Req, Res>(
+  options: HandlerOptions,
+  fn: ClientStreamingFn<Req, Res>,
+): grpc.handleClientStreamingCall<Req, Res>;
 export function clientStreaming<Req, Res>(
   a: HandlerOptions | ClientStreamingFn<Req, Res>,
   b?: ClientStreamingFn<Req, Res>,
 ): grpc.handleClientStreamingCall<Req, Res> {
   const [declared, fn] = split(a, b);
-  return defineHandler('clientStream', declared, (runtime, scope) => (call: grpc.ServerReadableStream<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
-    void runCall(
-      call,
-      runtime,
-      scope,
-      async (ctx) => callback(null, await fn(readAll(call, ctx.signal), ctx)),
-      (status) => callback(status),
-    );
-  });
+  return defineHandler(
+    'clientStream',
+    declared,
+    (runtime, scope) => (call: grpc.ServerReadableStream<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+      void runCall(
+        call,
+        runtime,
+        scope,
+        async (ctx) => callback(null, await fn(readAll(call, ctx.signal), ctx)),
+        (status) => callback(status),
+      );
+    },
+  );
 }
 
 type BidiStreamingFn<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => AsyncIterable<Res>;
 
 export function bidiStreaming<Req, Res>(fn: BidiStreamingFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
-export function bidiStreaming<Req, Res>(options: HandlerOptions, fn: BidiStreamingFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
-export function bidiStreaming<Req, Res>(a: HandlerOptions | BidiStreamingFn<Req, Res>, b?: BidiStreamingFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res> {
+export function bidiStreaming<Req, Res>(
+  options: HandlerOptions,
+  fn: BidiStreamingFn<Req, Res>,
+): grpc.handleBidiStreamingCall<Req, Res>;
+export function bidiStreaming<Req, Res>(
+  a: HandlerOptions | BidiStreamingFn<Req, Res>,
+  b?: BidiStreamingFn<Req, Res>,
+): grpc.handleBidiStreamingCall<Req, Res> {
   const [declared, fn] = split(a, b);
   const body = async (call: grpc.ServerDuplexStream<Req, Res>, ctx: CallContext): Promise<void> => {
     await writeAll(call, fn(readAll(call, ctx.signal), ctx), ctx.signal);
     if (!ctx.signal.aborted) call.end();
   };
-  return declared === undefined ? bidiStreamingCall<Req, Res>(body) : bidiStreamingCall<Req, Res>({ scope: declared }, body);
+  return declared === undefined
+    ? bidiStreamingCall<Req, Res>(body)
+    : bidiStreamingCall<Req, Res>({ scope: declared }, body);
 }
 
 /**
@@ -261,8 +294,14 @@ export function bidiStreaming<Req, Res>(a: HandlerOptions | BidiStreamingFn<Req,
 type BidiCallFn<Req, Res> = (call: grpc.ServerDuplexStream<Req, Res>, ctx: CallContext) => Promise<void>;
 
 export function bidiStreamingCall<Req, Res>(fn: BidiCallFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
-export function bidiStreamingCall<Req, Res>(options: HandlerOptions, fn: BidiCallFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res>;
-export function bidiStreamingCall<Req, Res>(a: HandlerOptions | BidiCallFn<Req, Res>, b?: BidiCallFn<Req, Res>): grpc.handleBidiStreamingCall<Req, Res> {
+export function bidiStreamingCall<Req, Res>(
+  options: HandlerOptions,
+  fn: BidiCallFn<Req, Res>,
+): grpc.handleBidiStreamingCall<Req, Res>;
+export function bidiStreamingCall<Req, Res>(
+  a: HandlerOptions | BidiCallFn<Req, Res>,
+  b?: BidiCallFn<Req, Res>,
+): grpc.handleBidiStreamingCall<Req, Res> {
   const [declared, fn] = split(a, b);
   return defineHandler('bidi', declared, (runtime, scope) => (call: grpc.ServerDuplexStream<Req, Res>) => {
     void runCall(

@@ -23,7 +23,10 @@ const toWire = (status: HealthStatus | undefined): ServingStatus =>
 
 export function createHealthRegistry(): HealthRegistry {
   const statuses = new Map<string, HealthStatus>();
-  const watchers = new Map<string, Set<grpc.ServerWritableStream<health.HealthCheckRequest, health.HealthCheckResponse>>>();
+  const watchers = new Map<
+    string,
+    Set<grpc.ServerWritableStream<health.HealthCheckRequest, health.HealthCheckResponse>>
+  >();
   let shuttingDown = false;
 
   const notify = (service: string): void => {

@@ -19,10 +19,18 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
  * `connectionsCheckingInterval` (30 s by default, longer than a short limit): it is kept at a
  * quarter of the shorter limit, at most 1 s, so a connection is cut soon after its limit passes.
  */
-export function httpServerLimits(limits: HttpLimits = {}): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
+export function httpServerLimits(limits: HttpLimits = {}): {
+  headersTimeout: number;
+  requestTimeout: number;
+  connectionsCheckingInterval: number;
+} {
   const requestTimeout = limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const headersTimeout = Math.min(limits.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, requestTimeout);
-  return { headersTimeout, requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))) };
+  return {
+    headersTimeout,
+    requestTimeout,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+  };
 }
 
 const REASONS: Readonly<Record<string, [number, string]>> = {
@@ -48,10 +56,16 @@ export function answerClientErrors(server: HttpServer | HttpsServer): void {
       socket.destroy();
       return;
     }
-    const [status, message] = REASONS[error.code ?? ''] ?? [400, `the request is malformed (${error.code ?? 'parse error'})`];
+    const [status, message] = REASONS[error.code ?? ''] ?? [
+      400,
+      `the request is malformed (${error.code ?? 'parse error'})`,
+    ];
     const body = JSON.stringify({ error: message });
-    const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    const reason =
+      status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
 }
 

@@ -17,7 +17,16 @@ export {
   unimplemented,
 } from './errors.js';
 export { KIT_ACCESS, accessTableProblems, type AccessRule, type AccessTable, type TenantRule } from './access.js';
-export { SCOPES, bearerToken, hasScope, requireScope, type Authenticator, type HandlerScope, type Principal, type Scope } from './auth.js';
+export {
+  SCOPES,
+  bearerToken,
+  hasScope,
+  requireScope,
+  type Authenticator,
+  type HandlerScope,
+  type Principal,
+  type Scope,
+} from './auth.js';
 export { AbortListeners, type CallContext, type Cancellation } from './call-context.js';
 export {
   bidiStreaming,
@@ -57,7 +66,13 @@ export {
 } from './service.js';
 export { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from './flow-control.js';
 export { channelCredentials, type ClientTlsOptions, type ServerTlsOptions } from './tls.js';
-export { createClient, serviceTokenSource, type ClientConstructor, type ClientOptions, type TokenSource } from './client.js';
+export {
+  createClient,
+  serviceTokenSource,
+  type ClientConstructor,
+  type ClientOptions,
+  type TokenSource,
+} from './client.js';
 export {
   checkServiceConfig,
   clientTlsFields,
@@ -68,4 +83,11 @@ export {
   type ServiceConfig,
 } from './service-config.js';
 export { audited, createAuditor, errorCodeName, type AuditEntry, type Auditor } from './audit.js';
-export { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, answerClientErrors, httpServerLimits, listenHttp, type HttpLimits } from './http-limits.js';
+export {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  answerClientErrors,
+  httpServerLimits,
+  listenHttp,
+  type HttpLimits,
+} from './http-limits.js';

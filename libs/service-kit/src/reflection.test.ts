@@ -19,7 +19,10 @@ interface ReflectionResponse {
   fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
   errorResponse?: { errorCode: number; errorMessage: string };
 }
-type ReflectionCtor = new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client & {
+type ReflectionCtor = new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+) => grpc.Client & {
   ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse>;
 };
 
@@ -108,7 +111,15 @@ describe('server reflection', () => {
     const buf = join(repoRoot, 'node_modules', '.bin', 'buf');
     const { stdout } = await promisify(execFile)(
       buf,
-      ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '-d', '{"service":""}', `http://127.0.0.1:${running.port}/grpc.health.v1.Health/Check`],
+      [
+        'curl',
+        '--protocol',
+        'grpc',
+        '--http2-prior-knowledge',
+        '-d',
+        '{"service":""}',
+        `http://127.0.0.1:${running.port}/grpc.health.v1.Health/Check`,
+      ],
       { timeout: 20_000 },
     );
     expect(JSON.parse(stdout)).toEqual({ status: 'SERVING' });

@@ -11,14 +11,20 @@ const require = createRequire(import.meta.url);
 /** The reflection protos shipped with @grpc/reflection, so that the reflection service lists itself too. */
 function reflectionProtos(): PackageDefinition {
   const root = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
-  return loadSync(['grpc/reflection/v1/reflection.proto', 'grpc/reflection/v1alpha/reflection.proto'], { includeDirs: [root] });
+  return loadSync(['grpc/reflection/v1/reflection.proto', 'grpc/reflection/v1alpha/reflection.proto'], {
+    includeDirs: [root],
+  });
 }
 
 let contracts: PackageDefinition | undefined;
 
 /** Every contract of Quanta (proto/), decoded once per process. */
 export function contractsPackageDefinition(): PackageDefinition {
-  contracts ??= Object.assign({}, originalContractFiles(), loadFileDescriptorSetFromBuffer(Buffer.from(descriptorSetBase64, 'base64')));
+  contracts ??= Object.assign(
+    {},
+    originalContractFiles(),
+    loadFileDescriptorSetFromBuffer(Buffer.from(descriptorSetBase64, 'base64')),
+  );
   return contracts;
 }
 
@@ -38,7 +44,7 @@ function readVarint(buf: Buffer, at: number): { value: number; next: number } {
 /** The FileDescriptorProto bytes of a FileDescriptorSet (`repeated FileDescriptorProto file = 1`). */
 function filesOf(set: Buffer): Buffer[] {
   const files: Buffer[] = [];
-  for (let pos = 0; pos < set.length; ) {
+  for (let pos = 0; pos < set.length;) {
     const tag = readVarint(set, pos);
     const length = readVarint(set, tag.next);
     if (tag.value !== (1 << 3) + 2) throw new Error(`unexpected field tag ${tag.value} in the descriptor set`);
@@ -81,12 +87,23 @@ function packageId(definition: PackageDefinition): number {
  * Registers `grpc.reflection.v1` and `v1alpha` ServerReflection, describing the services named
  * (those the server really serves) from the contracts and any extra package definitions.
  */
-export function addReflection(server: grpc.Server, services: readonly string[], extra: readonly PackageDefinition[] = []): void {
-  const names = [...new Set([...services, 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'])].sort();
+export function addReflection(
+  server: grpc.Server,
+  services: readonly string[],
+  extra: readonly PackageDefinition[] = [],
+): void {
+  const names = [
+    ...new Set([...services, 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']),
+  ].sort();
   const key = `${names.join(',')}|${extra.map(packageId).join(',')}`;
   let reflection = cache.get(key);
   if (reflection === undefined) {
-    const definitions = Object.assign({}, contractsPackageDefinition(), ...extra, reflectionProtos()) as PackageDefinition;
+    const definitions = Object.assign(
+      {},
+      contractsPackageDefinition(),
+      ...extra,
+      reflectionProtos(),
+    ) as PackageDefinition;
     reflection = new ReflectionService(definitions, { services: names });
     cache.set(key, reflection);
   }

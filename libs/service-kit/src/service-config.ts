@@ -15,18 +15,30 @@ const optionalKey: OptionalKey = { optionalKey: true };
 export function clientTlsFields() {
   return {
     clientTls: {
-      ...fields.bool({ env: 'QUANTA_CLIENT_TLS', doc: 'call the other services over TLS, trusting the system roots (implied by --client-tls-ca/-cert)' }),
+      ...fields.bool({
+        env: 'QUANTA_CLIENT_TLS',
+        doc: 'call the other services over TLS, trusting the system roots (implied by --client-tls-ca/-cert)',
+      }),
       ...optionalKey,
     },
     clientTlsCa: {
-      ...fields.string({ env: 'QUANTA_CLIENT_TLS_CA', doc: 'PEM CA file that the other services\' certificates must chain to; implies TLS' }),
+      ...fields.string({
+        env: 'QUANTA_CLIENT_TLS_CA',
+        doc: "PEM CA file that the other services' certificates must chain to; implies TLS",
+      }),
       ...optionalKey,
     },
     clientTlsCert: {
-      ...fields.string({ env: 'QUANTA_CLIENT_TLS_CERT', doc: 'PEM client certificate presented to the other services (mTLS; with --client-tls-key)' }),
+      ...fields.string({
+        env: 'QUANTA_CLIENT_TLS_CERT',
+        doc: 'PEM client certificate presented to the other services (mTLS; with --client-tls-key)',
+      }),
       ...optionalKey,
     },
-    clientTlsKey: { ...fields.string({ env: 'QUANTA_CLIENT_TLS_KEY', doc: 'PEM private key of --client-tls-cert' }), ...optionalKey },
+    clientTlsKey: {
+      ...fields.string({ env: 'QUANTA_CLIENT_TLS_KEY', doc: 'PEM private key of --client-tls-cert' }),
+      ...optionalKey,
+    },
   };
 }
 
@@ -49,9 +61,16 @@ export function clientTlsFromConfig(config: ClientTlsConfig): ClientTlsOptions |
 export function serviceConfigFields(options: { envPrefix: string; port: number; maxReceiveMessageLength?: number }) {
   const p = options.envPrefix;
   return {
-    host: fields.string({ env: `${p}_HOST`, default: '127.0.0.1', doc: 'address to listen on (0.0.0.0 or :: for every interface)' }),
+    host: fields.string({
+      env: `${p}_HOST`,
+      default: '127.0.0.1',
+      doc: 'address to listen on (0.0.0.0 or :: for every interface)',
+    }),
     port: fields.port({ env: `${p}_PORT`, default: options.port, doc: 'gRPC port (0 picks a free one)' }),
-    tlsCert: fields.string({ env: `${p}_TLS_CERT`, doc: 'PEM certificate chain file; serves TLS when set (with --tls-key)' }),
+    tlsCert: fields.string({
+      env: `${p}_TLS_CERT`,
+      doc: 'PEM certificate chain file; serves TLS when set (with --tls-key)',
+    }),
     tlsKey: fields.string({ env: `${p}_TLS_KEY`, doc: 'PEM private key file of --tls-cert' }),
     tlsCa: fields.string({ env: `${p}_TLS_CA`, doc: 'PEM CA file that client certificates must chain to (mTLS)' }),
     tlsRequireClientCert: fields.bool({
@@ -95,9 +114,12 @@ export function checkServiceConfig(config: Record<string, unknown>): string[] {
   if (config['tlsRequireClientCert'] === true && !has('tlsCa')) {
     problems.push('--tls-require-client-cert needs --tls-ca, the CA that client certificates are checked against');
   }
-  if (has('tlsCa') && !has('tlsCert')) problems.push('--tls-ca needs --tls-cert and --tls-key (it only applies to a TLS server)');
+  if (has('tlsCa') && !has('tlsCert'))
+    problems.push('--tls-ca needs --tls-cert and --tls-key (it only applies to a TLS server)');
   if (has('clientTlsCert') !== has('clientTlsKey')) {
-    problems.push('--client-tls-cert and --client-tls-key (QUANTA_CLIENT_TLS_CERT, QUANTA_CLIENT_TLS_KEY) go together: give both or neither');
+    problems.push(
+      '--client-tls-cert and --client-tls-key (QUANTA_CLIENT_TLS_CERT, QUANTA_CLIENT_TLS_KEY) go together: give both or neither',
+    );
   }
   return problems;
 }

@@ -75,7 +75,11 @@ export interface QuantaService {
    * rule before the handler runs. Without `access`, each handler must declare its own scope. It
    * reports SERVING in health once started.
    */
-  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation, access?: AccessTable): void;
+  addService(
+    definition: grpc.ServiceDefinition,
+    implementation: grpc.UntypedServiceImplementation,
+    access?: AccessTable,
+  ): void;
   readonly health: { set(service: string, status: HealthStatus): void; get(service: string): HealthStatus | undefined };
   /** Runs on stop after the server has closed (close stores, pools), in registration order. */
   onStop(hook: () => Promise<void> | void): void;
@@ -140,10 +144,16 @@ export function createService(options: ServiceOptions): QuantaService {
     ...options.serverOptions,
     interceptors: [telemetryInterceptor, ...(options.interceptors ?? [])],
     'grpc.max_receive_message_length': options.maxReceiveMessageLength ?? DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH,
-    ...(options.maxSendMessageLength === undefined ? {} : { 'grpc.max_send_message_length': options.maxSendMessageLength }),
+    ...(options.maxSendMessageLength === undefined
+      ? {}
+      : { 'grpc.max_send_message_length': options.maxSendMessageLength }),
   });
 
-  const addService = (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation, access?: AccessTable): void => {
+  const addService = (
+    definition: grpc.ServiceDefinition,
+    implementation: grpc.UntypedServiceImplementation,
+    access?: AccessTable,
+  ): void => {
     if (starting !== undefined) throw new Error('addService: call it before start()');
     const serviceName = serviceNameOf(definition);
     if (access !== undefined) {
@@ -152,12 +162,15 @@ export function createService(options: ServiceOptions): QuantaService {
     }
     const bound: grpc.UntypedServiceImplementation = {};
     for (const [key, method] of Object.entries(definition)) {
-      const handler = implementation[key] ?? (method.originalName === undefined ? undefined : implementation[method.originalName]);
+      const handler =
+        implementation[key] ?? (method.originalName === undefined ? undefined : implementation[method.originalName]);
       if (handler === undefined) continue; // grpc-js answers UNIMPLEMENTED
       const where = method.path.slice(1);
       const kind = handlerKind(handler);
       if (kind === undefined) {
-        throw new Error(`${where}: wrap the handler in ${ADAPTER[kindOf(method)]}({ scope }, fn) so that it declares its scope`);
+        throw new Error(
+          `${where}: wrap the handler in ${ADAPTER[kindOf(method)]}({ scope }, fn) so that it declares its scope`,
+        );
       }
       if (kind !== kindOf(method)) {
         throw new Error(`${where} is ${ADAPTER[kindOf(method)]} but its handler was made with ${ADAPTER[kind]}()`);
@@ -165,10 +178,13 @@ export function createService(options: ServiceOptions): QuantaService {
       const declared = handlerScope(handler);
       const rule = access?.[method.path];
       if (rule !== undefined && declared !== undefined && declared !== rule.scope) {
-        throw new Error(`${where}: its handler declares scope "${declared}" but the access table says "${rule.scope}"; keep the scope in the table only`);
+        throw new Error(
+          `${where}: its handler declares scope "${declared}" but the access table says "${rule.scope}"; keep the scope in the table only`,
+        );
       }
       const scope = rule?.scope ?? declared;
-      if (scope === undefined) throw new Error(`${where}: no scope declared; pass the service's access table to addService`);
+      if (scope === undefined)
+        throw new Error(`${where}: no scope declared; pass the service's access table to addService`);
       const boundHandler = bindHandler(handler, runtime, scope);
       if (boundHandler !== undefined) bound[key] = boundHandler;
     }
@@ -236,14 +252,21 @@ export function createService(options: ServiceOptions): QuantaService {
               // Before the first connection's session can be made (it comes from a later poll).
               widenFlowControlWindows(server, options.flowControlWindow ?? DEFAULT_FLOW_CONTROL_WINDOW, logger);
               resolve(boundPort);
-            }
-            else reject(new Error(`${options.name}: cannot listen on ${bindHost}:${options.port}: ${error.message}`, { cause: error }));
+            } else
+              reject(
+                new Error(`${options.name}: cannot listen on ${bindHost}:${options.port}: ${error.message}`, {
+                  cause: error,
+                }),
+              );
           });
         });
         for (const service of served) healthRegistry.set(service, 'SERVING');
         healthRegistry.set('', 'SERVING');
         const address = `${bindHost}:${port}`;
-        logger.info({ address, tls: options.tls !== undefined, services: served }, `${options.name} listening on ${address}`);
+        logger.info(
+          { address, tls: options.tls !== undefined, services: served },
+          `${options.name} listening on ${address}`,
+        );
         return { port, address };
       })();
       return starting;

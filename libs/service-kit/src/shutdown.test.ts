@@ -144,7 +144,9 @@ describe('graceful shutdown', () => {
     const [code, signal] = await child.exited;
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(child.seen).toContain('ONSTOP');
-    expect(child.logged()).toEqual(expect.arrayContaining(['signal received', 'signal repeated: already stopping', 'stopped']));
+    expect(child.logged()).toEqual(
+      expect.arrayContaining(['signal received', 'signal repeated: already stopping', 'stopped']),
+    );
     expect(child.logged()).not.toContain('second signal: exiting now');
   }, 90_000);
 
@@ -188,7 +190,9 @@ describe('graceful shutdown', () => {
     const [code, signal] = await child.exited;
     expect({ code, signal }).toEqual({ code: null, signal: 'SIGKILL' });
     expect(child.seen).toContain('ONSTOP');
-    expect(child.logged()).toEqual(expect.arrayContaining(['parent process gone: stopping', 'signal received', 'shutting down']));
+    expect(child.logged()).toEqual(
+      expect.arrayContaining(['parent process gone: stopping', 'signal received', 'shutting down']),
+    );
   }, 90_000);
 });
 
@@ -206,11 +210,15 @@ interface SigtermChild {
 
 /** test-sigterm-child.ts as a process, once it listens; `ipc`: with an IPC channel to this process. */
 async function startSigtermChild(options: { ipc?: boolean } = {}): Promise<SigtermChild> {
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'test-sigterm-child.ts')], {
-    cwd: repoRoot,
-    stdio: options.ipc === true ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_BSP_SCHEDULE_DELAY: '600000' },
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'test-sigterm-child.ts')],
+    {
+      cwd: repoRoot,
+      stdio: options.ipc === true ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_BSP_SCHEDULE_DELAY: '600000' },
+    },
+  );
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   const lines = createInterface({ input: child.stdout! });
   const seen: string[] = [];

@@ -69,7 +69,9 @@ describe('server streaming', () => {
     expect(finishedEarly).toBe(false);
     // Without waiting for 'drain', the whole stream is produced before the first message arrives.
     expect(maxAhead).toBeLessThan(count / 2);
-    console.log(`backpressure: producer at most ${maxAhead} messages (${(maxAhead * size) / 2 ** 20} MiB) ahead of the reader`);
+    console.log(
+      `backpressure: producer at most ${maxAhead} messages (${(maxAhead * size) / 2 ** 20} MiB) ahead of the reader`,
+    );
   });
 
   it('aborts ctx.signal when the client cancels, and ends the generator', async () => {
@@ -166,7 +168,9 @@ describe('bidi streaming', () => {
 
 describe('bidi streaming on the call itself (bidiStreamingCall)', () => {
   /** The replies of a Chat until its status: texts, then the status code. */
-  function collect(call: grpc.ClientDuplexStream<Partial<EchoRequest>, EchoReply>): Promise<{ texts: string[]; code: grpc.status; details: string }> {
+  function collect(
+    call: grpc.ClientDuplexStream<Partial<EchoRequest>, EchoReply>,
+  ): Promise<{ texts: string[]; code: grpc.status; details: string }> {
     const texts: string[] = [];
     return new Promise((resolve) => {
       call.on('data', (m: EchoReply) => texts.push(m.text));
@@ -175,18 +179,20 @@ describe('bidi streaming on the call itself (bidiStreamingCall)', () => {
     });
   }
 
-  const chat = bidiStreamingCall<EchoRequest, EchoReply>({ scope: 'infer' }, (call, ctx) =>
-    new Promise<void>((resolve, reject) => {
-      const tenant = ctx.principal?.tenant ?? 'none';
-      call.on('data', (r: EchoRequest) => {
-        if (r.text === 'bad') reject(invalidArgument('bad request'));
-        else call.write(reply(`${tenant}:${r.text}`));
-      });
-      call.on('end', () => {
-        call.end();
-        resolve();
-      });
-    }),
+  const chat = bidiStreamingCall<EchoRequest, EchoReply>(
+    { scope: 'infer' },
+    (call, ctx) =>
+      new Promise<void>((resolve, reject) => {
+        const tenant = ctx.principal?.tenant ?? 'none';
+        call.on('data', (r: EchoRequest) => {
+          if (r.text === 'bad') reject(invalidArgument('bad request'));
+          else call.write(reply(`${tenant}:${r.text}`));
+        });
+        call.on('end', () => {
+          call.end();
+          resolve();
+        });
+      }),
   );
 
   it('checks the token once, gives the handler the call and the principal, and ends with OK', async () => {

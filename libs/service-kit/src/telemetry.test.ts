@@ -19,7 +19,8 @@ let running: Running;
 beforeAll(async () => {
   const destination = new PassThrough();
   destination.on('data', (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as Record<string, unknown>);
+    for (const line of chunk.toString('utf8').split('\n').filter(Boolean))
+      logLines.push(JSON.parse(line) as Record<string, unknown>);
   });
   running = await startEcho(
     {
@@ -77,6 +78,8 @@ describe('telemetry', () => {
     expect(error.details).toBe(`internal error (trace id ${traceId})`);
     expect(server?.attributes['rpc.grpc.status_code']).toBe(grpc.status.INTERNAL);
     const logged = logLines.find((l) => l['level'] === 50 && l['trace_id'] === traceId);
-    expect(String((logged?.['err'] as { stack?: string } | undefined)?.stack)).toMatch(/kaput[\s\S]*telemetry\.test\.ts/);
+    expect(String((logged?.['err'] as { stack?: string } | undefined)?.stack)).toMatch(
+      /kaput[\s\S]*telemetry\.test\.ts/,
+    );
   });
 });

@@ -16,7 +16,11 @@ export const testAuthenticator: Authenticator = (metadata) => {
   if (header === undefined) return Promise.reject(unauthenticated('missing bearer token'));
   const match = /^Bearer ([^/]+)\/([^/]+)\/(.*)$/.exec(String(header));
   if (match === null) return Promise.reject(unauthenticated('malformed bearer token'));
-  const principal: Principal = { tenant: match[1] ?? '', subject: match[2] ?? '', scopes: (match[3] ?? '').split(',').filter(Boolean) };
+  const principal: Principal = {
+    tenant: match[1] ?? '',
+    subject: match[2] ?? '',
+    scopes: (match[3] ?? '').split(',').filter(Boolean),
+  };
   return Promise.resolve(principal);
 };
 
@@ -28,7 +32,11 @@ export function bearer(token: string): grpc.Metadata {
 
 /** The streaming methods of the proto-loader EchoService client, typed. */
 export interface EchoStub {
-  Expand(request: Partial<EchoRequest>, metadata?: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<EchoReply>;
+  Expand(
+    request: Partial<EchoRequest>,
+    metadata?: grpc.Metadata,
+    options?: grpc.CallOptions,
+  ): grpc.ClientReadableStream<EchoReply>;
   Collect(
     metadata: grpc.Metadata,
     options: grpc.CallOptions,

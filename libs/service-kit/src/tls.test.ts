@@ -23,11 +23,59 @@ const file = (name: string): string => join(dir, name);
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'service-kit-tls-'));
   const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-  await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=kit-test-ca');
-  for (const [name, san] of [['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], ['client', 'subjectAltName=DNS:registry.quanta']] as const) {
-    await openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+  await openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=kit-test-ca',
+  );
+  for (const [name, san] of [
+    ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+    ['client', 'subjectAltName=DNS:registry.quanta'],
+  ] as const) {
+    await openssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=${name}`,
+    );
     await writeFile(file(`${name}.ext`), `${san}\n`);
-    await openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
+    await openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '1',
+      '-extfile',
+      `${name}.ext`,
+    );
   }
 });
 afterAll(async () => {
@@ -57,7 +105,9 @@ describe('TLS', () => {
 
     const plain = new EchoClient(`127.0.0.1:${running.port}`, grpc.credentials.createInsecure());
     try {
-      const error = await grpcError(callUnary(plain, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }));
+      const error = await grpcError(
+        callUnary(plain, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }),
+      );
       expect(error.code).toBe(grpc.status.UNAVAILABLE);
     } finally {
       plain.close();
@@ -66,11 +116,17 @@ describe('TLS', () => {
 
   it('checks the server name, which serverName can set', async () => {
     running = await startEcho(echo, { tls: { certFile: file('server.pem'), keyFile: file('server.key') } });
-    client = createClient(EchoClient, `127.0.0.1:${running.port}`, { tls: { caFile: file('ca.pem'), serverName: 'localhost' } });
+    client = createClient(EchoClient, `127.0.0.1:${running.port}`, {
+      tls: { caFile: file('ca.pem'), serverName: 'localhost' },
+    });
     expect(await callUnary(client, 'Echo', { text: 'named' })).toMatchObject({ text: 'named' });
-    const wrong = createClient(EchoClient, `127.0.0.1:${running.port}`, { tls: { caFile: file('ca.pem'), serverName: 'crypto.quanta' } });
+    const wrong = createClient(EchoClient, `127.0.0.1:${running.port}`, {
+      tls: { caFile: file('ca.pem'), serverName: 'crypto.quanta' },
+    });
     try {
-      const error = await grpcError(callUnary(wrong, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }));
+      const error = await grpcError(
+        callUnary(wrong, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }),
+      );
       expect(error.code).toBe(grpc.status.UNAVAILABLE);
     } finally {
       wrong.close();
@@ -79,7 +135,12 @@ describe('TLS', () => {
 
   it('with requireClientCert (mTLS) refuses clients without a certificate from the CA', async () => {
     running = await startEcho(echo, {
-      tls: { certFile: file('server.pem'), keyFile: file('server.key'), caFile: file('ca.pem'), requireClientCert: true },
+      tls: {
+        certFile: file('server.pem'),
+        keyFile: file('server.key'),
+        caFile: file('ca.pem'),
+        requireClientCert: true,
+      },
     });
     client = createClient(EchoClient, `127.0.0.1:${running.port}`, {
       tls: { caFile: file('ca.pem'), certFile: file('client.pem'), keyFile: file('client.key') },
@@ -88,7 +149,9 @@ describe('TLS', () => {
 
     const anonymous = createClient(EchoClient, `127.0.0.1:${running.port}`, { tls: { caFile: file('ca.pem') } });
     try {
-      const error = await grpcError(callUnary(anonymous, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }));
+      const error = await grpcError(
+        callUnary(anonymous, 'Echo', { text: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }),
+      );
       expect(error.code).toBe(grpc.status.UNAVAILABLE);
     } finally {
       anonymous.close();
@@ -97,22 +160,37 @@ describe('TLS', () => {
 
   it('QUANTA_CLIENT_TLS_CA/CERT/KEY give a service the client side of mTLS; without them it stays plaintext', async () => {
     const schema = serviceConfigFields({ envPrefix: 'QUANTA_ECHO', port: 0 });
-    const env = { QUANTA_CLIENT_TLS_CA: file('ca.pem'), QUANTA_CLIENT_TLS_CERT: file('client.pem'), QUANTA_CLIENT_TLS_KEY: file('client.key') };
+    const env = {
+      QUANTA_CLIENT_TLS_CA: file('ca.pem'),
+      QUANTA_CLIENT_TLS_CERT: file('client.pem'),
+      QUANTA_CLIENT_TLS_KEY: file('client.key'),
+    };
     const tls = clientTlsFromConfig(loadConfig(schema, { env, argv: [], check: checkServiceConfig }));
     expect(tls).toEqual({ caFile: file('ca.pem'), certFile: file('client.pem'), keyFile: file('client.key') });
     expect(clientTlsFromConfig(loadConfig(schema, { env: {}, argv: [] }))).toBeUndefined();
     expect(clientTlsFromConfig(loadConfig(schema, { env: { QUANTA_CLIENT_TLS: '1' }, argv: [] }))).toEqual({});
-    expect(() => loadConfig(schema, { env: { QUANTA_CLIENT_TLS_CERT: file('client.pem') }, argv: [], check: checkServiceConfig })).toThrow(ConfigError);
+    expect(() =>
+      loadConfig(schema, { env: { QUANTA_CLIENT_TLS_CERT: file('client.pem') }, argv: [], check: checkServiceConfig }),
+    ).toThrow(ConfigError);
 
     running = await startEcho(echo, {
-      tls: { certFile: file('server.pem'), keyFile: file('server.key'), caFile: file('ca.pem'), requireClientCert: true },
+      tls: {
+        certFile: file('server.pem'),
+        keyFile: file('server.key'),
+        caFile: file('ca.pem'),
+        requireClientCert: true,
+      },
     });
     client = createClient(EchoClient, `127.0.0.1:${running.port}`, tls === undefined ? {} : { tls });
     expect(await callUnary(client, 'Echo', { text: 'from config' })).toMatchObject({ text: 'from config' });
   });
 
   it('says which TLS file it cannot read', async () => {
-    const service = createService({ name: 'echo', port: 0, tls: { certFile: file('nope.pem'), keyFile: file('server.key') } });
+    const service = createService({
+      name: 'echo',
+      port: 0,
+      tls: { certFile: file('nope.pem'), keyFile: file('server.key') },
+    });
     service.addService(echoService, echo);
     await expect(service.start()).rejects.toThrow(`cannot read the TLS certificate file "${file('nope.pem')}"`);
   });

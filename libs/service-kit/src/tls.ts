@@ -43,7 +43,11 @@ export async function serverCredentials(tls: ServerTlsOptions | undefined): Prom
     readPem(tls.keyFile, 'private key'),
     tls.caFile === undefined ? undefined : readPem(tls.caFile, 'CA'),
   ]);
-  return grpc.ServerCredentials.createSsl(ca ?? null, [{ cert_chain: cert, private_key: key }], tls.requireClientCert === true);
+  return grpc.ServerCredentials.createSsl(
+    ca ?? null,
+    [{ cert_chain: cert, private_key: key }],
+    tls.requireClientCert === true,
+  );
 }
 
 /** TLS channel credentials (read synchronously: clients are made in constructors and factories). */
@@ -61,5 +65,9 @@ export function channelCredentials(tls: ClientTlsOptions | undefined): grpc.Chan
       throw new Error(`cannot read the TLS ${what} file "${path}": ${reason}`, { cause: error });
     }
   };
-  return grpc.credentials.createSsl(read(tls.caFile, 'CA'), read(tls.keyFile, 'private key'), read(tls.certFile, 'certificate'));
+  return grpc.credentials.createSsl(
+    read(tls.caFile, 'CA'),
+    read(tls.keyFile, 'private key'),
+    read(tls.certFile, 'certificate'),
+  );
 }

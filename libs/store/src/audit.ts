@@ -74,7 +74,16 @@ CREATE INDEX ${t}_by_tenant ON ${t} (tenant, id);
 export async function recordAuditEvent(db: Queryable, table: string, event: AuditRecord): Promise<void> {
   await db.query(
     `INSERT INTO ${checkTable(table)} (tenant, subject, action, resource, outcome, error_code, trace_id, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-    [event.tenant, event.subject, event.action, event.resource, event.outcome, event.errorCode ?? null, event.traceId ?? null, event.time],
+    [
+      event.tenant,
+      event.subject,
+      event.action,
+      event.resource,
+      event.outcome,
+      event.errorCode ?? null,
+      event.traceId ?? null,
+      event.time,
+    ],
   );
 }
 
@@ -96,12 +105,17 @@ function decodeCursor(token: string | undefined): bigint | null {
   if (token === undefined || token === '') return null;
   const text = Buffer.from(token, 'base64url').toString('utf8');
   const id = text.startsWith(PAGE_PREFIX) ? text.slice(PAGE_PREFIX.length) : '';
-  if (!/^[0-9]{1,19}$/.test(id)) throw new AuditPageTokenError('page_token is invalid: pass the next_page_token of a previous page unchanged');
+  if (!/^[0-9]{1,19}$/.test(id))
+    throw new AuditPageTokenError('page_token is invalid: pass the next_page_token of a previous page unchanged');
   return BigInt(id);
 }
 
 /** Newest first, filtered; the page token is the last id seen. */
-export async function listAuditEvents(db: Queryable, table: string, filter: AuditFilter): Promise<{ events: StoredAuditRecord[]; nextPageToken: string }> {
+export async function listAuditEvents(
+  db: Queryable,
+  table: string,
+  filter: AuditFilter,
+): Promise<{ events: StoredAuditRecord[]; nextPageToken: string }> {
   const requested = filter.pageSize ?? 0;
   const size = requested <= 0 ? 100 : Math.min(requested, 1000);
   const before = decodeCursor(filter.pageToken);
@@ -113,19 +127,23 @@ export async function listAuditEvents(db: Queryable, table: string, filter: Audi
     [filter.tenant ?? null, filter.since ?? null, filter.subject || null, filter.action || null, before, size + 1],
   );
   const page = rows.slice(0, size);
-  const events = page.map(
-    (r): StoredAuditRecord => ({
-      id: String(r.id),
-      tenant: r.tenant,
-      subject: r.subject,
-      action: r.action,
-      resource: r.resource,
-      outcome: r.outcome,
-      ...(r.error_code === null ? {} : { errorCode: r.error_code }),
-      ...(r.trace_id === null ? {} : { traceId: r.trace_id }),
-      time: r.time,
-    }),
-  );
+  const events = page.map((r): StoredAuditRecord => ({
+    id: String(r.id),
+    tenant: r.tenant,
+    subject: r.subject,
+    action: r.action,
+    resource: r.resource,
+    outcome: r.outcome,
+    ...(r.error_code === null ? {} : { errorCode: r.error_code }),
+    ...(r.trace_id === null ? {} : { traceId: r.trace_id }),
+    time: r.time,
+  }));
   const last = page[page.length - 1];
-  return { events, nextPageToken: rows.length > size && last !== undefined ? Buffer.from(`${PAGE_PREFIX}${String(last.id)}`).toString('base64url') : '' };
+  return {
+    events,
+    nextPageToken:
+      rows.length > size && last !== undefined
+        ? Buffer.from(`${PAGE_PREFIX}${String(last.id)}`).toString('base64url')
+        : '',
+  };
 }

@@ -57,7 +57,7 @@ export async function openEmbeddedStore(dataDir: string | undefined, schema: str
 
   return {
     kind: 'embedded',
-    query: <R,>(sql: string, params?: readonly unknown[]) => top.query<R>(sql, params),
+    query: <R>(sql: string, params?: readonly unknown[]) => top.query<R>(sql, params),
     transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       return db.transaction((tx) => fn(queryable(tx)));
     },

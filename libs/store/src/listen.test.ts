@@ -5,7 +5,11 @@ import type { ChannelListener, Store } from './index.js';
 import { TEST_DATABASE_URL, testBackends } from './testing.js';
 
 /** A listener whose notifications (and reconnections) can be awaited in order. */
-function recorder(): ChannelListener & { next(): Promise<string>; nextConnect(): Promise<void>; nextLoss(): Promise<Error> } {
+function recorder(): ChannelListener & {
+  next(): Promise<string>;
+  nextConnect(): Promise<void>;
+  nextLoss(): Promise<Error>;
+} {
   const payloads: string[] = [];
   let wakePayload: (() => void) | undefined;
   let connects = 0;

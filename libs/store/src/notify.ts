@@ -3,7 +3,8 @@ import type { Queryable } from './types.js';
 const CHANNEL = /^[a-z_][a-z0-9_]*$/;
 
 function checkChannel(channel: string): string {
-  if (!CHANNEL.test(channel)) throw new Error(`channel "${channel}" is not a plain lower-case identifier ([a-z_][a-z0-9_]*)`);
+  if (!CHANNEL.test(channel))
+    throw new Error(`channel "${channel}" is not a plain lower-case identifier ([a-z_][a-z0-9_]*)`);
   return channel;
 }
 
@@ -14,7 +15,8 @@ function checkChannel(channel: string): string {
  */
 export function qualifiedChannel(schema: string, channel: string): string {
   const qualified = `${schema}.${checkChannel(channel)}`;
-  if (qualified.length > 63) throw new Error(`channel "${qualified}" (schema.channel) is longer than PostgreSQL's 63 bytes`);
+  if (qualified.length > 63)
+    throw new Error(`channel "${qualified}" (schema.channel) is longer than PostgreSQL's 63 bytes`);
   return qualified;
 }
 

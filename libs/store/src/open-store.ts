@@ -9,12 +9,16 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   const schema = options.schema ?? 'public';
   // The schema is spliced into SQL (search_path, CREATE SCHEMA), so only plain identifiers pass.
   if (!SCHEMA_NAME.test(schema)) {
-    throw new Error(`store schema "${schema}" is not a plain lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)`);
+    throw new Error(
+      `store schema "${schema}" is not a plain lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)`,
+    );
   }
   const url = options.url?.trim();
   if (url) {
     if (!/^postgres(ql)?:\/\//.test(url)) {
-      throw new Error(`store url must start with postgres:// or postgresql:// (got "${url.replace(/\/\/[^@/]*@/, '//***@')}")`);
+      throw new Error(
+        `store url must start with postgres:// or postgresql:// (got "${url.replace(/\/\/[^@/]*@/, '//***@')}")`,
+      );
     }
     return openPostgresStore(url, schema);
   }

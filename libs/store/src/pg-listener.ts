@@ -9,7 +9,11 @@ const MAX_RETRY_MS = 5000;
  * first connection must succeed, so that a bad url fails at start; later losses are retried
  * with a doubling delay up to 5 s, each new connection reported through `listener.connected`.
  */
-export async function openPgListener(config: pg.ClientConfig, qualified: string, listener: ChannelListener): Promise<Listening> {
+export async function openPgListener(
+  config: pg.ClientConfig,
+  qualified: string,
+  listener: ChannelListener,
+): Promise<Listening> {
   let closed = false;
   let current: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;

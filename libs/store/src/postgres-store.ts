@@ -11,7 +11,10 @@ function typeParser(oid: number, format?: string): unknown {
     if (oid === OID.INT8) return parseInt8;
     if (oid === OID.INT8_ARRAY) {
       // pg's typings list only scalar oids; its parser table has the array ones too.
-      const strings = (pg.types.getTypeParser as (oid: number, format: 'text') => (value: string) => unknown)(OID.INT8_ARRAY, 'text');
+      const strings = (pg.types.getTypeParser as (oid: number, format: 'text') => (value: string) => unknown)(
+        OID.INT8_ARRAY,
+        'text',
+      );
       return (value: string) => int8Elements(strings(value));
     }
     // PGlite hands intervals out as their text ('1 day'); pg would build an object.
@@ -46,7 +49,9 @@ export async function openPostgresStore(url: string, schema: string): Promise<St
     await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
   } catch (err: unknown) {
     // Two processes creating the same schema at once race on the catalog; the loser finds it there.
-    const exists = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]).catch(() => ({ rowCount: 0 }));
+    const exists = await pool
+      .query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])
+      .catch(() => ({ rowCount: 0 }));
     if (!exists.rowCount) {
       await pool.end();
       throw err;
@@ -62,7 +67,10 @@ export async function openPostgresStore(url: string, schema: string): Promise<St
     }
   }
 
-  async function inTransaction<T>(client: pg.PoolClient, fn: (tx: Queryable & { exec(sql: string): Promise<void> }) => Promise<T>): Promise<T> {
+  async function inTransaction<T>(
+    client: pg.PoolClient,
+    fn: (tx: Queryable & { exec(sql: string): Promise<void> }) => Promise<T>,
+  ): Promise<T> {
     await client.query('BEGIN');
     try {
       const result = await fn(clientQueryable(client));

@@ -42,27 +42,42 @@ describe.each(backends)('store on $name', (backend) => {
   it('applies migrations once, in order, and records them', async () => {
     const migrations = [
       { version: 2, name: 'add-note', sql: 'ALTER TABLE widgets ADD COLUMN note text' },
-      { version: 1, name: 'widgets', sql: 'CREATE TABLE widgets (id integer PRIMARY KEY, name text NOT NULL); INSERT INTO widgets VALUES (1, \'first\')' },
+      {
+        version: 1,
+        name: 'widgets',
+        sql: "CREATE TABLE widgets (id integer PRIMARY KEY, name text NOT NULL); INSERT INTO widgets VALUES (1, 'first')",
+      },
     ];
     await store.migrate('widgets', migrations);
     await store.migrate('widgets', migrations); // second run: nothing to do (CREATE TABLE would fail if rerun)
-    const rows = await store.query<{ id: number; name: string; note: string | null }>('SELECT id, name, note FROM widgets');
+    const rows = await store.query<{ id: number; name: string; note: string | null }>(
+      'SELECT id, name, note FROM widgets',
+    );
     expect(rows).toEqual([{ id: 1, name: 'first', note: null }]);
     const applied = await store.query<{ version: number; name: string; applied_at: Date }>(
       'SELECT version, name, applied_at FROM schema_migrations WHERE component = $1 ORDER BY version',
       ['widgets'],
     );
-    expect(applied.map((r) => [r.version, r.name])).toEqual([[1, 'widgets'], [2, 'add-note']]);
+    expect(applied.map((r) => [r.version, r.name])).toEqual([
+      [1, 'widgets'],
+      [2, 'add-note'],
+    ]);
     expect(applied[0]!.applied_at).toBeInstanceOf(Date);
 
     // A later release adds version 3: only it runs.
-    await store.migrate('widgets', [...migrations, { version: 3, name: 'second-row', sql: "INSERT INTO widgets VALUES (2, 'second', 'n')" }]);
+    await store.migrate('widgets', [
+      ...migrations,
+      { version: 3, name: 'second-row', sql: "INSERT INTO widgets VALUES (2, 'second', 'n')" },
+    ]);
     expect(await store.query('SELECT id FROM widgets ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }]);
   });
 
   it('keeps components apart', async () => {
     await store.migrate('other', [{ version: 1, name: 'gadgets', sql: 'CREATE TABLE gadgets (id integer)' }]);
-    const rows = await store.query<{ component: string; version: number }>('SELECT component, version FROM schema_migrations WHERE component = $1', ['other']);
+    const rows = await store.query<{ component: string; version: number }>(
+      'SELECT component, version FROM schema_migrations WHERE component = $1',
+      ['other'],
+    );
     expect(rows).toEqual([{ component: 'other', version: 1 }]);
   });
 
@@ -74,11 +89,15 @@ describe.each(backends)('store on $name', (backend) => {
   });
 
   it('rejects a bad migration list before running any of it', async () => {
-    await expect(store.migrate('dup', [
-      { version: 1, name: 'a', sql: 'CREATE TABLE dup_a (id integer)' },
-      { version: 1, name: 'b', sql: 'CREATE TABLE dup_b (id integer)' },
-    ])).rejects.toThrow(/two migrations with version 1/);
-    await expect(store.migrate('zero', [{ version: 0, name: 'z', sql: 'SELECT 1' }])).rejects.toThrow(/positive integers/);
+    await expect(
+      store.migrate('dup', [
+        { version: 1, name: 'a', sql: 'CREATE TABLE dup_a (id integer)' },
+        { version: 1, name: 'b', sql: 'CREATE TABLE dup_b (id integer)' },
+      ]),
+    ).rejects.toThrow(/two migrations with version 1/);
+    await expect(store.migrate('zero', [{ version: 0, name: 'z', sql: 'SELECT 1' }])).rejects.toThrow(
+      /positive integers/,
+    );
     expect(await store.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'dup_a'")).toEqual([]);
   });
 
@@ -90,36 +109,57 @@ describe.each(backends)('store on $name', (backend) => {
       return 'done';
     });
     expect(result).toBe('done');
-    await expect(store.transaction(async (tx) => {
-      await tx.query('INSERT INTO ledger VALUES ($1, $2)', ['c', 30]);
-      await tx.query('UPDATE ledger SET amount = amount + 1 WHERE id = $1', ['a']);
-      throw new Error('changed my mind');
-    })).rejects.toThrow('changed my mind');
-    await expect(store.transaction(async (tx) => {
-      await tx.query('INSERT INTO ledger VALUES ($1, $2)', ['d', 40]);
-      await tx.query('INSERT INTO ledger VALUES ($1, $2)', ['a', 50]); // duplicate key from the database
-    })).rejects.toThrow(/duplicate key/);
-    expect(await store.query('SELECT id, amount FROM ledger ORDER BY id')).toEqual([{ id: 'a', amount: 10 }, { id: 'b', amount: 20 }]);
+    await expect(
+      store.transaction(async (tx) => {
+        await tx.query('INSERT INTO ledger VALUES ($1, $2)', ['c', 30]);
+        await tx.query('UPDATE ledger SET amount = amount + 1 WHERE id = $1', ['a']);
+        throw new Error('changed my mind');
+      }),
+    ).rejects.toThrow('changed my mind');
+    await expect(
+      store.transaction(async (tx) => {
+        await tx.query('INSERT INTO ledger VALUES ($1, $2)', ['d', 40]);
+        await tx.query('INSERT INTO ledger VALUES ($1, $2)', ['a', 50]); // duplicate key from the database
+      }),
+    ).rejects.toThrow(/duplicate key/);
+    expect(await store.query('SELECT id, amount FROM ledger ORDER BY id')).toEqual([
+      { id: 'a', amount: 10 },
+      { id: 'b', amount: 20 },
+    ]);
   });
 
   it('keeps concurrent transactions from seeing each other half done', async () => {
     await store.query('CREATE TABLE IF NOT EXISTS counter (id integer PRIMARY KEY, n integer NOT NULL)');
     await store.query('INSERT INTO counter VALUES (1, 0)');
     // Read-modify-write in each transaction: correct only if the backend isolates them (row lock / serialised).
-    await Promise.all(Array.from({ length: 8 }, () => store.transaction(async (tx) => {
-      const [row] = await tx.query<{ n: number }>('SELECT n FROM counter WHERE id = 1 FOR UPDATE');
-      await tx.query('UPDATE counter SET n = $1 WHERE id = 1', [row!.n + 1]);
-    })));
+    await Promise.all(
+      Array.from({ length: 8 }, () =>
+        store.transaction(async (tx) => {
+          const [row] = await tx.query<{ n: number }>('SELECT n FROM counter WHERE id = 1 FOR UPDATE');
+          await tx.query('UPDATE counter SET n = $1 WHERE id = 1', [row!.n + 1]);
+        }),
+      ),
+    );
     expect(await store.query('SELECT n FROM counter WHERE id = 1')).toEqual([{ n: 8 }]);
   });
 
   it('maps parameter and column types the same way', async () => {
-    await store.query('CREATE TABLE typed (b bytea, big bigint, ts timestamptz, doc jsonb, flag boolean, i integer, t text)');
+    await store.query(
+      'CREATE TABLE typed (b bytea, big bigint, ts timestamptz, doc jsonb, flag boolean, i integer, t text)',
+    );
     const bytes = Buffer.from([0, 1, 2, 254, 255, 0x5c, 0x27]);
     const big = 9_007_199_254_740_993n; // 2^53 + 1: not representable as a Number
     const ts = new Date('2026-01-02T03:04:05.678Z');
     const doc = { a: [1, 'two', { three: null }], unicode: 'é€😀' };
-    await store.query('INSERT INTO typed VALUES ($1, $2, $3, $4, $5, $6, $7)', [bytes, big, ts, JSON.stringify(doc), true, 42, "it's"]);
+    await store.query('INSERT INTO typed VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+      bytes,
+      big,
+      ts,
+      JSON.stringify(doc),
+      true,
+      42,
+      "it's",
+    ]);
     const [row] = await store.query('SELECT * FROM typed');
     expect(Buffer.isBuffer(row!.b)).toBe(true);
     expect((row!.b as Buffer).equals(bytes)).toBe(true);
@@ -132,7 +172,9 @@ describe.each(backends)('store on $name', (backend) => {
     expect(row!.t).toBe("it's");
     const [agg] = await store.query('SELECT count(*) AS c, octet_length($1::bytea) AS len FROM typed', [bytes]);
     expect(agg).toEqual({ c: 1n, len: 7 });
-    const [more] = await store.query("SELECT ARRAY[1, 9007199254740993]::bigint[] AS bigs, ARRAY['a', 'b'] AS texts, 1.50::numeric AS num, '1 day 02:00:00'::interval AS iv");
+    const [more] = await store.query(
+      "SELECT ARRAY[1, 9007199254740993]::bigint[] AS bigs, ARRAY['a', 'b'] AS texts, 1.50::numeric AS num, '1 day 02:00:00'::interval AS iv",
+    );
     expect(more).toEqual({ bigs: [1n, big], texts: ['a', 'b'], num: '1.50', iv: '1 day 02:00:00' });
     const [nul] = await store.query('SELECT NULL::bytea AS b, NULL::bigint AS big');
     expect(nul).toEqual({ b: null, big: null });

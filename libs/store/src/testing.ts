@@ -81,7 +81,8 @@ async function onServer<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
  */
 export async function createTestDatabase(prefix: string): Promise<TestDatabase> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`test database name "${name}" is not a plain lower-case identifier`);
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name))
+    throw new Error(`test database name "${name}" is not a plain lower-case identifier`);
   await onServer((client) => client.query(`CREATE DATABASE "${name}" TEMPLATE template0`));
   const url = new URL(TEST_DATABASE_URL);
   url.pathname = `/${name}`;

@@ -82,7 +82,12 @@ describe('traceHttpRequests', () => {
     expect(http).toBeDefined();
     expect(http!.spanContext().traceId).toBe(TRACE_ID);
     expect(http!.parentSpanContext?.spanId).toBe(PARENT_ID);
-    expect(http!.attributes).toMatchObject({ 'http.request.method': 'GET', 'http.route': '/lookup/{key}', 'url.path': '/lookup/abc', 'http.response.status_code': 200 });
+    expect(http!.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'http.route': '/lookup/{key}',
+      'url.path': '/lookup/abc',
+      'http.response.status_code': 200,
+    });
     const client = spans.find((s) => s.kind === SpanKind.CLIENT && s.name === 'test.v1.B/Lookup');
     const grpcServer = spans.find((s) => s.kind === SpanKind.SERVER && s.name === 'test.v1.B/Lookup');
     expect(client?.parentSpanContext?.spanId).toBe(http!.spanContext().spanId);

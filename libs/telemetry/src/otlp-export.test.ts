@@ -45,7 +45,12 @@ interface ExportRequest {
 
 const fixtures = fileURLToPath(new URL('../test/fixtures', import.meta.url));
 
-async function startReceiver(): Promise<{ port: number; spans: ReceivedSpan[]; requests: number; stop(): Promise<void> }> {
+async function startReceiver(): Promise<{
+  port: number;
+  spans: ReceivedSpan[];
+  requests: number;
+  stop(): Promise<void>;
+}> {
   const definition = protoLoader.loadSync('opentelemetry/proto/collector/trace/v1/trace_service.proto', {
     includeDirs: [fixtures],
     keepCase: true,
@@ -55,7 +60,11 @@ async function startReceiver(): Promise<{ port: number; spans: ReceivedSpan[]; r
     oneofs: true,
   });
   const loaded = grpc.loadPackageDefinition(definition);
-  const service = (loaded.opentelemetry as grpc.GrpcObject & { proto: { collector: { trace: { v1: { TraceService: grpc.ServiceClientConstructor } } } } }).proto.collector.trace.v1.TraceService.service;
+  const service = (
+    loaded.opentelemetry as grpc.GrpcObject & {
+      proto: { collector: { trace: { v1: { TraceService: grpc.ServiceClientConstructor } } } };
+    }
+  ).proto.collector.trace.v1.TraceService.service;
   const state = { spans: [] as ReceivedSpan[], requests: 0 };
   const hex = (b: Buffer): string => b.toString('hex');
   const anyValue = (v: WireAnyValue | null | undefined): unknown => (v?.value ? v[v.value] : undefined);
@@ -128,7 +137,12 @@ describe('OTLP gRPC export', () => {
   beforeAll(async () => {
     receiver = await startReceiver();
     const otlpEndpoint = `http://127.0.0.1:${receiver.port}`;
-    telA = initTelemetry({ serviceName: 'svc-a', serviceVersion: '0.0.1', otlpEndpoint, metricReader: new UnexportedMetrics() });
+    telA = initTelemetry({
+      serviceName: 'svc-a',
+      serviceVersion: '0.0.1',
+      otlpEndpoint,
+      metricReader: new UnexportedMetrics(),
+    });
     telB = initTelemetry({ serviceName: 'svc-b', otlpEndpoint, metricReader: new UnexportedMetrics() });
     b = await startB(createLogger('b', { level: 'silent' }), telB);
     a = await startA(b.port, { tracer: telA.tracer, meter: telA.meter });
@@ -177,10 +191,16 @@ describe('OTLP gRPC export', () => {
       expect(serverB.parentSpanId).toBe(clientAB.spanId);
       expect([outer, serverA, clientAB].map((s) => s.serviceName)).toEqual(['svc-a', 'svc-a', 'svc-a']);
       expect(serverB.serviceName).toBe('svc-b');
-      expect(serverB.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.service': 'test.v1.B', 'rpc.method': 'Lookup' });
+      expect(serverB.attributes).toMatchObject({
+        'rpc.system': 'grpc',
+        'rpc.service': 'test.v1.B',
+        'rpc.method': 'Lookup',
+      });
     }
 
-    const failedB = receiver.spans.find((s) => s.name === 'test.v1.B/Lookup' && s.kind === 'SPAN_KIND_SERVER' && s.statusCode === 'STATUS_CODE_ERROR');
+    const failedB = receiver.spans.find(
+      (s) => s.name === 'test.v1.B/Lookup' && s.kind === 'SPAN_KIND_SERVER' && s.statusCode === 'STATUS_CODE_ERROR',
+    );
     expect(failedB).toBeDefined();
     // int64 attribute values arrive as strings with `longs: String`.
     expect(failedB!.attributes['rpc.grpc.status_code']).toBe('5');

@@ -20,7 +20,12 @@ const edge = {
   hang: method<Empty, Seen>('/test.v1.Edge/Hang', false, false),
 } satisfies grpc.ServiceDefinition;
 const EdgeClient = grpc.makeGenericClientConstructor(edge, 'Edge');
-type Unary = (req: Empty, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Seen) => void) => grpc.ClientUnaryCall;
+type Unary = (
+  req: Empty,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (e: grpc.ServiceError | null, r?: Seen) => void,
+) => grpc.ClientUnaryCall;
 
 const exporter = new InMemorySpanExporter();
 let telemetry: Telemetry;
@@ -56,7 +61,9 @@ const authLike: grpc.ServerInterceptor = (_descriptor, call) =>
       }),
   });
 
-async function serve(interceptors: grpc.ServerInterceptor[]): Promise<{ server: grpc.Server; client: grpc.Client; port: number }> {
+async function serve(
+  interceptors: grpc.ServerInterceptor[],
+): Promise<{ server: grpc.Server; client: grpc.Client; port: number }> {
   const server = new grpc.Server({ interceptors });
   server.addService(edge, implementation);
   const port = await new Promise<number>((resolve, reject) =>
@@ -79,8 +86,12 @@ function call(
   const callOptions: grpc.CallOptions = options.deadlineMs ? { deadline: Date.now() + options.deadlineMs } : {};
   let handle: grpc.ClientUnaryCall | undefined;
   const result = new Promise<{ error: grpc.ServiceError | null; reply: Seen | undefined }>((resolve) => {
-    handle = ((client as unknown as Record<string, Unary>)[name]!).call(client, {}, metadata, callOptions, (error, reply) =>
-      resolve({ error, reply }),
+    handle = (client as unknown as Record<string, Unary>)[name]!.call(
+      client,
+      {},
+      metadata,
+      callOptions,
+      (error, reply) => resolve({ error, reply }),
     );
   });
   return { result, cancel: () => handle!.cancel() };

@@ -104,7 +104,12 @@ class TelemetryServerCall extends grpc.ServerInterceptingCall {
   #context: Context = ROOT_CONTEXT;
   #ended = false;
 
-  constructor(next: grpc.ServerInterceptingCallInterface, method: MethodTelemetry, tracer: Tracer, histogram: Histogram) {
+  constructor(
+    next: grpc.ServerInterceptingCallInterface,
+    method: MethodTelemetry,
+    tracer: Tracer,
+    histogram: Histogram,
+  ) {
     super(next);
     this.#method = method;
     this.#tracer = tracer;
@@ -122,7 +127,10 @@ class TelemetryServerCall extends grpc.ServerInterceptingCall {
 
   /** The span's context, the span started (from the caller's traceparent) at the request metadata. */
   enter(metadata: grpc.Metadata | undefined): Context {
-    if (!this.#span) this.#startSpan(metadata === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, metadata, metadataGetter));
+    if (!this.#span)
+      this.#startSpan(
+        metadata === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, metadata, metadataGetter),
+      );
     return this.#context;
   }
 
@@ -208,5 +216,10 @@ export function createServerInterceptor(options: InterceptorOptions = {}): grpc.
   const { tracer, meter } = options;
   const histogram = meter === undefined ? undefined : rpcInstruments(meter).serverDuration;
   return (methodDescriptor, call) =>
-    new TelemetryServerCall(call, methodTelemetry(methodDescriptor.path), tracer ?? currentTracer(), histogram ?? currentHistogram());
+    new TelemetryServerCall(
+      call,
+      methodTelemetry(methodDescriptor.path),
+      tracer ?? currentTracer(),
+      histogram ?? currentHistogram(),
+    );
 }

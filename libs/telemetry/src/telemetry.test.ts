@@ -17,7 +17,10 @@ class ManualReader extends MetricReader {
   }
 }
 
-async function histogramPoints(reader: MetricReader, name: string): Promise<{ unit: string; points: DataPoint<Histogram>[] }> {
+async function histogramPoints(
+  reader: MetricReader,
+  name: string,
+): Promise<{ unit: string; points: DataPoint<Histogram>[] }> {
   const { resourceMetrics, errors } = await reader.collect();
   expect(errors).toEqual([]);
   const found = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).filter((m) => m.descriptor.name === name);
@@ -54,7 +57,9 @@ describe('initTelemetry', () => {
       expect(okLookups?.value.sum).toBeGreaterThan(0);
       // Server time is within the wall time the caller measured around the three calls.
       expect(okLookups?.value.sum).toBeLessThan(elapsed);
-      expect(okLookups?.value.buckets.boundaries).toEqual([0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]);
+      expect(okLookups?.value.buckets.boundaries).toEqual([
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+      ]);
       const notFound = server.points.filter((p) => p.attributes['rpc.grpc.status_code'] === grpc.status.NOT_FOUND);
       expect(notFound.map((p) => [p.attributes['rpc.service'], p.value.count])).toEqual(
         expect.arrayContaining([
@@ -124,7 +129,14 @@ describe('initTelemetry', () => {
     });
     const [outside, inside] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(outside).not.toHaveProperty('trace_id');
-    expect(inside).toMatchObject({ msg: 'inside', n: 1, level: 40, name: 'log-test', trace_id: ids.traceId, span_id: ids.spanId });
+    expect(inside).toMatchObject({
+      msg: 'inside',
+      n: 1,
+      level: 40,
+      name: 'log-test',
+      trace_id: ids.traceId,
+      span_id: ids.spanId,
+    });
     await telemetry.shutdown();
   });
 });

@@ -93,7 +93,8 @@ function defaultMetricReader(options: TelemetryOptions, endpoint: string | undef
   return new PeriodicExportingMetricReader({
     exporter: new OTLPMetricExporter({ url: endpoint }),
     exportIntervalMillis:
-      options.metricExportIntervalMillis ?? (Number.isFinite(intervalFromEnv) && intervalFromEnv > 0 ? intervalFromEnv : 60_000),
+      options.metricExportIntervalMillis ??
+      (Number.isFinite(intervalFromEnv) && intervalFromEnv > 0 ? intervalFromEnv : 60_000),
   });
 }
 

@@ -16,7 +16,11 @@ export interface LookupReply {
   readonly traceIdInHandler: string | undefined;
 }
 
-export function method<Req, Res>(path: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Req, Res> {
+export function method<Req, Res>(
+  path: string,
+  requestStream: boolean,
+  responseStream: boolean,
+): grpc.MethodDefinition<Req, Res> {
   return {
     path,
     requestStream,
@@ -159,7 +163,10 @@ function asServiceError(error: unknown): Partial<grpc.StatusObject> {
  * A: every method calls B.Lookup from inside its handler (after an await, from stream events), which is
  * what makes B's spans children of A's server span only when the handler runs in that span's context.
  */
-export async function startA(portB: number, options: InterceptorOptions = {}): Promise<Started & { clientB: TestClient }> {
+export async function startA(
+  portB: number,
+  options: InterceptorOptions = {},
+): Promise<Started & { clientB: TestClient }> {
   const clientB = connect(ClientB, portB, options);
   const lookup = (key: string): Promise<LookupReply> => clientB.unary('lookup', { key }) as Promise<LookupReply>;
 

@@ -12,7 +12,8 @@ export function concatBatch(tensors: readonly Tensor[], context: TensorContext =
   const first = tensors[0];
   if (first === undefined) throw tensorError(context, 'shape', 'concatBatch needs at least one tensor');
   const ctx = { ...context, name: context.name ?? first.name };
-  if (first.shape.length === 0) throw tensorError(ctx, 'shape', 'a scalar (shape []) has no batch axis to concatenate along');
+  if (first.shape.length === 0)
+    throw tensorError(ctx, 'shape', 'a scalar (shape []) has no batch axis to concatenate along');
   const rest = first.shape.slice(1);
   let batch = 0;
   for (const [index, tensor] of tensors.entries()) {
@@ -50,7 +51,11 @@ export function concatBatch(tensors: readonly Tensor[], context: TensorContext =
  * Splits a tensor along axis 0 into parts of `sizes` rows each (the sizes must add up to the
  * batch dim). The parts are views of the tensor's memory, not copies.
  */
-export function splitBatch(tensor: Tensor, sizes: readonly number[], context: TensorContext = { name: tensor.name }): Tensor[] {
+export function splitBatch(
+  tensor: Tensor,
+  sizes: readonly number[],
+  context: TensorContext = { name: tensor.name },
+): Tensor[] {
   const batch = tensor.shape[0];
   if (batch === undefined) throw tensorError(context, 'shape', 'a scalar (shape []) has no batch axis to split');
   let total = 0;

@@ -41,7 +41,6 @@ export const CONTENTS_FIELD: Readonly<Record<Datatype, ContentsField | undefined
   BYTES: 'bytesContents',
 };
 
-
 /** The proto field names, as users of any KServe client see them. */
 const PROTO_NAME: Readonly<Record<ContentsField, string>> = {
   boolContents: 'bool_contents',
@@ -145,7 +144,12 @@ export function tensorFromContents(
   }
 }
 
-function checkValues(datatype: Datatype, values: readonly unknown[], field: ContentsField, context: TensorContext): void {
+function checkValues(
+  datatype: Datatype,
+  values: readonly unknown[],
+  field: ContentsField,
+  context: TensorContext,
+): void {
   const range = INTEGER_RANGE[datatype];
   // Number bounds are exact for the 32-bit types and safe enough for 64-bit ones, where numbers
   // (from hand-made objects) must be safe integers anyway.

@@ -13,22 +13,16 @@ export {
   type FixedDatatype,
 } from './datatype.js';
 export { elementCount, parseShape } from './shape.js';
-export {
-  allocData,
-  createTensor,
-  type FixedTensor,
-  type Tensor,
-  type TensorDataMap,
-  type TensorOf,
-} from './tensor.js';
-export {
-  bfloat16BitsToNumber,
-  float16BitsToNumber,
-  numberToBfloat16Bits,
-  numberToFloat16Bits,
-} from './float16.js';
+export { allocData, createTensor, type FixedTensor, type Tensor, type TensorDataMap, type TensorOf } from './tensor.js';
+export { bfloat16BitsToNumber, float16BitsToNumber, numberToBfloat16Bits, numberToFloat16Bits } from './float16.js';
 export { decodeBytesFraming, encodeBytesFraming, tensorBytes, tensorFromRaw, tensorToRaw, viewBytes } from './raw.js';
-export { CONTENTS_FIELD, emptyContents, tensorFromContents, tensorToContents, type TensorContents } from './contents.js';
+export {
+  CONTENTS_FIELD,
+  emptyContents,
+  tensorFromContents,
+  tensorToContents,
+  type TensorContents,
+} from './contents.js';
 export { tensorFromWire, tensorToWire, type WireTensor } from './wire.js';
 export { tensorFromJson, tensorToJson, type JsonTensor } from './json.js';
 export { concatBatch, splitBatch } from './batch.js';

@@ -1,11 +1,6 @@
 import { INTEGER_RANGE, parseDatatype, type Datatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
-import {
-  bfloat16BitsToNumber,
-  float16BitsToNumber,
-  numberToBfloat16Bits,
-  numberToFloat16Bits,
-} from './float16.js';
+import { bfloat16BitsToNumber, float16BitsToNumber, numberToBfloat16Bits, numberToFloat16Bits } from './float16.js';
 import { elementCount, parseShape } from './shape.js';
 import { allocData, type Tensor } from './tensor.js';
 
@@ -22,7 +17,6 @@ export interface JsonTensor {
   shape: number[];
   data: (number | boolean | string)[];
 }
-
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -49,7 +43,11 @@ export function tensorToJson(tensor: Tensor, context: TensorContext = { name: te
           try {
             return utf8.decode(element);
           } catch {
-            throw tensorError(context, 'contents', `BYTES element ${index} is not valid UTF-8, so it has no JSON string form`);
+            throw tensorError(
+              context,
+              'contents',
+              `BYTES element ${index} is not valid UTF-8, so it has no JSON string form`,
+            );
           }
         }),
       };
@@ -161,7 +159,8 @@ function readInt(
   // Integer numbers beyond 2^53 were rounded by the JSON parser already; take them as they are.
   if (typeof value === 'number' && Number.isInteger(value)) n = BigInt(value);
   else if (typeof value === 'bigint') n = value;
-  else if (typeof value === 'string' && /^-?\d+$/.test(value) && (datatype === 'INT64' || datatype === 'UINT64')) n = BigInt(value);
+  else if (typeof value === 'string' && /^-?\d+$/.test(value) && (datatype === 'INT64' || datatype === 'UINT64'))
+    n = BigInt(value);
   else throw bad(index, needs);
   if (n < min || n > max) throw bad(index, needs);
   return n;

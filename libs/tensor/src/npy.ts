@@ -40,7 +40,8 @@ type PyValue = number | string | boolean | null | PyValue[] | Map<string, PyValu
 /** Parses the header's Python literal; `what` names the file in errors. */
 function parsePyLiteral(text: string, what: string): PyValue {
   let pos = 0;
-  const fail = (message: string): NpyError => new NpyError(`${what}: bad .npy header (${message} at character ${pos}): ${text.trim()}`);
+  const fail = (message: string): NpyError =>
+    new NpyError(`${what}: bad .npy header (${message} at character ${pos}): ${text.trim()}`);
   const skip = (): void => {
     while (pos < text.length && /\s/.test(text[pos]!)) pos += 1;
   };
@@ -110,7 +111,9 @@ function parsePyLiteral(text: string, what: string): PyValue {
 /** The datatype of a numpy descr such as '<f4', '|b1', '=i8'; a clear error for what is not taken. */
 function datatypeOfDescr(descr: PyValue | undefined, what: string): FixedDatatype {
   if (typeof descr !== 'string') {
-    throw new NpyError(`${what}: structured arrays (descr ${JSON.stringify(descr)}) are not supported; save a plain numeric array`);
+    throw new NpyError(
+      `${what}: structured arrays (descr ${JSON.stringify(descr)}) are not supported; save a plain numeric array`,
+    );
   }
   const order = descr[0] ?? '';
   const code = '<>|='.includes(order) ? descr.slice(1) : descr;
@@ -122,7 +125,9 @@ function datatypeOfDescr(descr: PyValue | undefined, what: string): FixedDatatyp
   }
   // One-byte types have no byte order; '=' is the host's order and this host is little-endian.
   if (order === '>' && ELEMENT_SIZE[datatype] > 1) {
-    throw new NpyError(`${what}: dtype '${descr}' is big-endian; save it little-endian (arr.astype(arr.dtype.newbyteorder('<')))`);
+    throw new NpyError(
+      `${what}: dtype '${descr}' is big-endian; save it little-endian (arr.astype(arr.dtype.newbyteorder('<')))`,
+    );
   }
   return datatype;
 }
@@ -130,7 +135,8 @@ function datatypeOfDescr(descr: PyValue | undefined, what: string): FixedDatatyp
 /** Reads a .npy file's bytes into a tensor (the data is viewed, not copied, where alignment allows). */
 export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buffer.length < 10 || !buffer.subarray(0, 6).equals(MAGIC)) throw new NpyError(`${what} is not a .npy file (no \\x93NUMPY magic)`);
+  if (buffer.length < 10 || !buffer.subarray(0, 6).equals(MAGIC))
+    throw new NpyError(`${what} is not a .npy file (no \\x93NUMPY magic)`);
   const major = buffer[6]!;
   let headerLength: number;
   let headerStart: number;
@@ -145,7 +151,8 @@ export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
     throw new NpyError(`${what}: .npy format version ${major}.${buffer[7]} is not supported (1.0, 2.0 and 3.0 are)`);
   }
   const dataStart = headerStart + headerLength;
-  if (buffer.length < dataStart) throw new NpyError(`${what}: truncated .npy header (needs ${dataStart} bytes, file has ${buffer.length})`);
+  if (buffer.length < dataStart)
+    throw new NpyError(`${what}: truncated .npy header (needs ${dataStart} bytes, file has ${buffer.length})`);
   // 1.0 and 2.0 headers are latin-1, 3.0 headers UTF-8.
   const header = buffer.subarray(headerStart, dataStart).toString(major === 3 ? 'utf8' : 'latin1');
   const dict = parsePyLiteral(header, what);
@@ -153,18 +160,25 @@ export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
   const datatype = datatypeOfDescr(dict.get('descr'), what);
   const fortran = dict.get('fortran_order');
   if (fortran === true) {
-    throw new NpyError(`${what}: the array is in Fortran (column-major) order; save it C-ordered (np.ascontiguousarray)`);
+    throw new NpyError(
+      `${what}: the array is in Fortran (column-major) order; save it C-ordered (np.ascontiguousarray)`,
+    );
   }
   if (fortran !== false) throw new NpyError(`${what}: bad .npy header (fortran_order must be True or False)`);
   const shapeValue = dict.get('shape');
-  if (!Array.isArray(shapeValue) || !shapeValue.every((d): d is number => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
+  if (
+    !Array.isArray(shapeValue) ||
+    !shapeValue.every((d): d is number => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)
+  ) {
     throw new NpyError(`${what}: bad .npy header (shape must be a tuple of whole numbers)`);
   }
   const data = buffer.subarray(dataStart);
   const count = shapeValue.reduce((a, b) => a * b, 1);
   const needed = count * ELEMENT_SIZE[datatype];
   if (data.length !== needed) {
-    throw new NpyError(`${what}: shape (${shapeValue.join(', ')}) of ${datatype} needs ${needed} data bytes, the file has ${data.length}`);
+    throw new NpyError(
+      `${what}: shape (${shapeValue.join(', ')}) of ${datatype} needs ${needed} data bytes, the file has ${data.length}`,
+    );
   }
   try {
     return tensorFromRaw(datatype, shapeValue, data);

@@ -13,9 +13,16 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe.skipIf(!hasNumpy)('readNpz', () => {
   it.each(['savez', 'savez_compressed'])('reads the arrays np.%s writes, by name', (writer) => {
-    execFileSync('python3', ['-c', `import numpy as np; np.${writer}('a.npz', x=np.arange(6, dtype=np.float32).reshape(2, 3), ids=np.array([[1], [2]], dtype=np.int64))`], {
-      cwd: dir,
-    });
+    execFileSync(
+      'python3',
+      [
+        '-c',
+        `import numpy as np; np.${writer}('a.npz', x=np.arange(6, dtype=np.float32).reshape(2, 3), ids=np.array([[1], [2]], dtype=np.int64))`,
+      ],
+      {
+        cwd: dir,
+      },
+    );
     const arrays = readNpz(readFileSync(join(dir, 'a.npz')), 'a.npz');
     expect([...arrays.keys()].sort()).toEqual(['ids', 'x']);
     const x = arrays.get('x')!;
@@ -29,6 +36,8 @@ describe.skipIf(!hasNumpy)('readNpz', () => {
 describe('readNpz errors', () => {
   it('says a file is not an archive', () => {
     expect(() => readNpz(Buffer.from('not a zip at all, just some text'), 'c.npz')).toThrow(NpyError);
-    expect(() => readNpz(Buffer.from('not a zip at all, just some text'), 'c.npz')).toThrow(/c\.npz is not a \.npz file/);
+    expect(() => readNpz(Buffer.from('not a zip at all, just some text'), 'c.npz')).toThrow(
+      /c\.npz is not a \.npz file/,
+    );
   });
 });

@@ -47,10 +47,15 @@ export function readNpz(bytes: Uint8Array, what = 'the .npz file'): Map<string, 
   let at = buffer.readUInt32LE(end + 16);
   const arrays = new Map<string, Tensor>();
   for (let i = 0; i < count; i += 1) {
-    if (at + 46 > buffer.length || buffer.readUInt32LE(at) !== CENTRAL_HEADER) throw new NpyError(`${what}: damaged zip central directory`);
+    if (at + 46 > buffer.length || buffer.readUInt32LE(at) !== CENTRAL_HEADER)
+      throw new NpyError(`${what}: damaged zip central directory`);
     const flags = buffer.readUInt16LE(at + 8);
     const method = buffer.readUInt16LE(at + 10);
-    const sizes = { compressed: buffer.readUInt32LE(at + 20), plain: buffer.readUInt32LE(at + 24), offset: buffer.readUInt32LE(at + 42) };
+    const sizes = {
+      compressed: buffer.readUInt32LE(at + 20),
+      plain: buffer.readUInt32LE(at + 24),
+      offset: buffer.readUInt32LE(at + 42),
+    };
     const nameLength = buffer.readUInt16LE(at + 28);
     const extraLength = buffer.readUInt16LE(at + 30);
     const commentLength = buffer.readUInt16LE(at + 32);
@@ -60,14 +65,18 @@ export function readNpz(bytes: Uint8Array, what = 'the .npz file'): Map<string, 
     if ((flags & 1) !== 0) throw new NpyError(`${what}: member "${member}" is encrypted`);
     if (!member.endsWith('.npy')) throw new NpyError(`${what}: member "${member}" is not a .npy array`);
     const local = sizes.offset;
-    if (local + 30 > buffer.length || buffer.readUInt32LE(local) !== LOCAL_HEADER) throw new NpyError(`${what}: damaged zip entry "${member}"`);
+    if (local + 30 > buffer.length || buffer.readUInt32LE(local) !== LOCAL_HEADER)
+      throw new NpyError(`${what}: damaged zip entry "${member}"`);
     const dataStart = local + 30 + buffer.readUInt16LE(local + 26) + buffer.readUInt16LE(local + 28);
     const stored = buffer.subarray(dataStart, dataStart + sizes.compressed);
     if (stored.length !== sizes.compressed) throw new NpyError(`${what}: member "${member}" is truncated`);
     let plain: Buffer;
     if (method === 0) plain = stored;
     else if (method === 8) plain = inflateRawSync(stored);
-    else throw new NpyError(`${what}: member "${member}" uses zip method ${method}; numpy writes stored (0) or deflated (8)`);
+    else
+      throw new NpyError(
+        `${what}: member "${member}" uses zip method ${method}; numpy writes stored (0) or deflated (8)`,
+      );
     const name = member.slice(0, -'.npy'.length);
     // readNpy views the bytes: copy a stored member so that its data is aligned for its typed array.
     arrays.set(name, readNpy(method === 0 ? Buffer.from(plain) : plain, `${what}: ${member}`));

@@ -9,9 +9,19 @@ import { framedBytes } from './test-arbitraries.js';
 import { ONNX_ELEM_TYPE, identityModel } from './test-onnx.js';
 
 const CASES: [Datatype, keyof typeof ONNX_ELEM_TYPE][] = [
-  ['BOOL', 'bool'], ['UINT8', 'uint8'], ['UINT16', 'uint16'], ['UINT32', 'uint32'], ['UINT64', 'uint64'],
-  ['INT8', 'int8'], ['INT16', 'int16'], ['INT32', 'int32'], ['INT64', 'int64'],
-  ['FP16', 'float16'], ['FP32', 'float32'], ['FP64', 'float64'], ['BYTES', 'string'],
+  ['BOOL', 'bool'],
+  ['UINT8', 'uint8'],
+  ['UINT16', 'uint16'],
+  ['UINT32', 'uint32'],
+  ['UINT64', 'uint64'],
+  ['INT8', 'int8'],
+  ['INT16', 'int16'],
+  ['INT32', 'int32'],
+  ['INT64', 'int64'],
+  ['FP16', 'float16'],
+  ['FP32', 'float32'],
+  ['FP64', 'float64'],
+  ['BYTES', 'string'],
 ];
 
 /** Six elements' raw bytes placed `offset` bytes into a larger buffer full of other bytes. */
@@ -52,14 +62,17 @@ describe.each(CASES)('%s through a real onnxruntime Identity session', (datatype
 });
 
 describe('ortTypedArray', () => {
-  it.each(CASES.filter(([datatype]) => datatype !== 'BYTES'))('%s: the typed array onnxruntime keeps a %s tensor in', (datatype, ortType) => {
-    const array = ortTypedArray(ortType);
-    expect(array).toBeDefined();
-    // onnxruntime-node's own choice: a tensor made from zeros of the default array for the type.
-    const made = new ort.Tensor(ortType, new array!(4), [4]);
-    expect(made.data.constructor).toBe(array);
-    expect(array!.BYTES_PER_ELEMENT).toBe(ELEMENT_SIZE[datatype as FixedDatatype]);
-  });
+  it.each(CASES.filter(([datatype]) => datatype !== 'BYTES'))(
+    '%s: the typed array onnxruntime keeps a %s tensor in',
+    (datatype, ortType) => {
+      const array = ortTypedArray(ortType);
+      expect(array).toBeDefined();
+      // onnxruntime-node's own choice: a tensor made from zeros of the default array for the type.
+      const made = new ort.Tensor(ortType, new array!(4), [4]);
+      expect(made.data.constructor).toBe(array);
+      expect(array!.BYTES_PER_ELEMENT).toBe(ELEMENT_SIZE[datatype as FixedDatatype]);
+    },
+  );
 
   it('has none for strings or unknown types', () => {
     expect(ortTypedArray('string')).toBeUndefined();

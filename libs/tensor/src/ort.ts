@@ -57,7 +57,11 @@ export function tensorToOrt(tensor: Tensor, context: TensorContext = { name: ten
         'BF16 cannot become an onnxruntime-node tensor: onnxruntime-node has no bfloat16 tensor type',
       );
     case 'BYTES':
-      return new ort.Tensor('string', tensor.data.map((element, index) => decodeUtf8(element, index, context)), dims);
+      return new ort.Tensor(
+        'string',
+        tensor.data.map((element, index) => decodeUtf8(element, index, context)),
+        dims,
+      );
     case 'BOOL':
       return new ort.Tensor('bool', tensor.data, dims);
     case 'FP16':
@@ -97,7 +101,12 @@ export function tensorFromOrt(value: ort.Tensor, context: TensorContext = {}): T
   const shape = value.dims;
   const data: unknown = value.data;
   if (datatype === 'BYTES') {
-    return createTensor('BYTES', shape, (data as string[]).map((s) => Buffer.from(s, 'utf8')), context);
+    return createTensor(
+      'BYTES',
+      shape,
+      (data as string[]).map((s) => Buffer.from(s, 'utf8')),
+      context,
+    );
   }
   if (datatype === 'FP16' && !(data instanceof Uint16Array)) {
     // A runtime with Float16Array hands those out; keep the bits, as everywhere else here.

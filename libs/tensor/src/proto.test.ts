@@ -27,7 +27,10 @@ describe('KServe protobuf messages', () => {
     expect(xs).toMatchObject({ name: 'x', datatype: 'FP32', shape: [2, 3] });
     expect(tensorToRaw(xs).equals(tensorToRaw(fp32))).toBe(true);
     const ws = tensorFromWire(w!, decoded.rawInputContents[1]);
-    expect((ws.data as Uint8Array[]).map((e) => Buffer.from(e).toString('hex'))).toEqual([Buffer.from('héllo').toString('hex'), '00ff']);
+    expect((ws.data as Uint8Array[]).map((e) => Buffer.from(e).toString('hex'))).toEqual([
+      Buffer.from('héllo').toString('hex'),
+      '00ff',
+    ]);
     const is = tensorFromWire(i!);
     expect(is.data).toEqual(ids.data);
   });
@@ -35,11 +38,17 @@ describe('KServe protobuf messages', () => {
   it('a ModelInferResponse output reads back with the output role in errors', () => {
     const y = createTensor('FP16', [2], new Uint16Array([0x3c00, 0x7bff]), { name: 'y' });
     const { wire, raw } = tensorToWire(y, { raw: false }); // FP16 always goes raw
-    const response = inference.ModelInferResponse.fromPartial({ modelName: 'm', outputs: [wire], rawOutputContents: [raw!] });
+    const response = inference.ModelInferResponse.fromPartial({
+      modelName: 'm',
+      outputs: [wire],
+      rawOutputContents: [raw!],
+    });
     const decoded = inference.ModelInferResponse.decode(inference.ModelInferResponse.encode(response).finish());
     const out = tensorFromWire(decoded.outputs[0]!, decoded.rawOutputContents[0], 'output');
     expect(Array.from(out.data as Uint16Array)).toEqual([0x3c00, 0x7bff]);
     const short = decoded.rawOutputContents[0]!.subarray(1);
-    expect(() => tensorFromWire(decoded.outputs[0]!, short, 'output')).toThrow('output "y": shape [2] needs 4 bytes of FP16, got 3');
+    expect(() => tensorFromWire(decoded.outputs[0]!, short, 'output')).toThrow(
+      'output "y": shape [2] needs 4 bytes of FP16, got 3',
+    );
   });
 });

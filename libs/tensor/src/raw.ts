@@ -1,7 +1,15 @@
 import { ELEMENT_SIZE, type Datatype, type FixedDatatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
 import { elementCount } from './shape.js';
-import { TYPED_ARRAY, allocUnfilled, checkBool, type FixedTensor, type Tensor, type TensorDataMap, type TensorFor } from './tensor.js';
+import {
+  TYPED_ARRAY,
+  allocUnfilled,
+  checkBool,
+  type FixedTensor,
+  type Tensor,
+  type TensorDataMap,
+  type TensorFor,
+} from './tensor.js';
 
 // Raw form: KServe/Triton `raw_input_contents` / `raw_output_contents`: elements little-endian,
 // back to back; BYTES elements each as a 4-byte little-endian length and then the bytes.
@@ -48,7 +56,8 @@ export function tensorFromRaw(
     );
   }
   // BOOL elements are single bytes: never misaligned.
-  if (raw.byteOffset % ELEMENT_SIZE[datatype] !== 0) return deferredCopy(base, datatype as Exclude<FixedDatatype, 'BOOL'>, shape, raw);
+  if (raw.byteOffset % ELEMENT_SIZE[datatype] !== 0)
+    return deferredCopy(base, datatype as Exclude<FixedDatatype, 'BOOL'>, shape, raw);
   const data = viewBytes(datatype, raw);
   if (datatype === 'BOOL') checkBool(data as Uint8Array, context);
   return { ...base, datatype, shape: [...shape], data } as Tensor;
@@ -62,7 +71,12 @@ const deferred = new WeakMap<object, Uint8Array>();
  * aligned copy, is made the first time it is read, so that a consumer that only needs the bytes
  * (tensorBytes: a copy into a buffer of its own, say) copies them once rather than twice.
  */
-function deferredCopy(base: { name?: string }, datatype: Exclude<FixedDatatype, 'BOOL'>, shape: readonly number[], raw: Uint8Array): Tensor {
+function deferredCopy(
+  base: { name?: string },
+  datatype: Exclude<FixedDatatype, 'BOOL'>,
+  shape: readonly number[],
+  raw: Uint8Array,
+): Tensor {
   const tensor = { ...base, datatype, shape: [...shape] };
   let data: TensorDataMap[typeof datatype] | undefined;
   Object.defineProperty(tensor, 'data', { enumerable: true, get: () => (data ??= viewBytes(datatype, raw)) });

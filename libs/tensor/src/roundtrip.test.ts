@@ -15,26 +15,51 @@ import { caseArb, countOf, framedBytes, leBytes, type ElementOf } from './test-a
 
 // Written out here rather than imported, so a wrong entry in ort.ts cannot agree with itself.
 const EXPECTED_ORT_TYPE: Record<Datatype, string | undefined> = {
-  BOOL: 'bool', UINT8: 'uint8', UINT16: 'uint16', UINT32: 'uint32', UINT64: 'uint64',
-  INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64',
-  FP16: 'float16', BF16: undefined, FP32: 'float32', FP64: 'float64', BYTES: 'string',
+  BOOL: 'bool',
+  UINT8: 'uint8',
+  UINT16: 'uint16',
+  UINT32: 'uint32',
+  UINT64: 'uint64',
+  INT8: 'int8',
+  INT16: 'int16',
+  INT32: 'int32',
+  INT64: 'int64',
+  FP16: 'float16',
+  BF16: undefined,
+  FP32: 'float32',
+  FP64: 'float64',
+  BYTES: 'string',
 };
 
 function makeData(datatype: Datatype, values: readonly unknown[]): TensorDataMap[Datatype] {
   const nums = values as number[];
   switch (datatype) {
-    case 'BOOL': return Uint8Array.from(values as boolean[], (b) => (b ? 1 : 0));
-    case 'UINT8': return Uint8Array.from(nums);
-    case 'INT8': return Int8Array.from(nums);
-    case 'UINT16': case 'FP16': case 'BF16': return Uint16Array.from(nums);
-    case 'INT16': return Int16Array.from(nums);
-    case 'UINT32': return Uint32Array.from(nums);
-    case 'INT32': return Int32Array.from(nums);
-    case 'FP32': return Float32Array.from(nums);
-    case 'FP64': return Float64Array.from(nums);
-    case 'UINT64': return BigUint64Array.from(values as bigint[]);
-    case 'INT64': return BigInt64Array.from(values as bigint[]);
-    case 'BYTES': return (values as Uint8Array[]).map((v) => Buffer.from(v));
+    case 'BOOL':
+      return Uint8Array.from(values as boolean[], (b) => (b ? 1 : 0));
+    case 'UINT8':
+      return Uint8Array.from(nums);
+    case 'INT8':
+      return Int8Array.from(nums);
+    case 'UINT16':
+    case 'FP16':
+    case 'BF16':
+      return Uint16Array.from(nums);
+    case 'INT16':
+      return Int16Array.from(nums);
+    case 'UINT32':
+      return Uint32Array.from(nums);
+    case 'INT32':
+      return Int32Array.from(nums);
+    case 'FP32':
+      return Float32Array.from(nums);
+    case 'FP64':
+      return Float64Array.from(nums);
+    case 'UINT64':
+      return BigUint64Array.from(values as bigint[]);
+    case 'INT64':
+      return BigInt64Array.from(values as bigint[]);
+    case 'BYTES':
+      return (values as Uint8Array[]).map((v) => Buffer.from(v));
   }
 }
 

@@ -124,7 +124,8 @@ function checkDataType(datatype: Datatype, data: unknown, context: TensorContext
     return (data as ArrayLike<unknown>).length;
   }
   // Object.prototype.toString names typed arrays (and survives objects without a constructor)
-  const got = typeof data === 'object' && data !== null ? Object.prototype.toString.call(data).slice(8, -1) : typeof data;
+  const got =
+    typeof data === 'object' && data !== null ? Object.prototype.toString.call(data).slice(8, -1) : typeof data;
   throw tensorError(context, 'datatype', `${datatype} data must be a ${Ctor.name}, got ${got}`);
 }
 

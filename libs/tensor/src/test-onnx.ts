@@ -13,13 +13,28 @@ function varint(value: number): number[] {
 }
 
 const num = (field: number, value: number): number[] => [...varint(field << 3), ...varint(value)];
-const bytes = (field: number, body: number[]): number[] => [...varint((field << 3) | 2), ...varint(body.length), ...body];
+const bytes = (field: number, body: number[]): number[] => [
+  ...varint((field << 3) | 2),
+  ...varint(body.length),
+  ...body,
+];
 const str = (field: number, text: string): number[] => bytes(field, [...Buffer.from(text, 'utf8')]);
 
 /** ONNX TensorProto.DataType numbers. */
 export const ONNX_ELEM_TYPE = {
-  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, string: 8,
-  bool: 9, float16: 10, float64: 11, uint32: 12, uint64: 13,
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
 } as const;
 
 export function identityModel(elemType: number): Uint8Array {

@@ -5,7 +5,12 @@ import { tensorFromWire, tensorToWire } from './wire.js';
 
 describe('KServe wire tensors', () => {
   it('reads typed contents with int64 shapes', () => {
-    const t = tensorFromWire({ name: 'x', datatype: 'INT32', shape: [2n, 1n], contents: { ...emptyContents(), intContents: [7, -7] } });
+    const t = tensorFromWire({
+      name: 'x',
+      datatype: 'INT32',
+      shape: [2n, 1n],
+      contents: { ...emptyContents(), intContents: [7, -7] },
+    });
     expect(t).toMatchObject({ name: 'x', datatype: 'INT32', shape: [2, 1] });
     expect(Array.from(t.data as Int32Array)).toEqual([7, -7]);
   });
@@ -15,13 +20,19 @@ describe('KServe wire tensors', () => {
     const t = tensorFromWire({ name: 'x', datatype: 'FP32', shape: [2n] }, raw);
     expect(Array.from(t.data as Float32Array)).toEqual([1, 2]);
     // an empty contents object (what ts-proto decodes when the field is absent) is fine
-    expect(tensorFromWire({ name: 'x', datatype: 'FP32', shape: [2n], contents: emptyContents() }, raw).shape).toEqual([2]);
+    expect(tensorFromWire({ name: 'x', datatype: 'FP32', shape: [2n], contents: emptyContents() }, raw).shape).toEqual([
+      2,
+    ]);
   });
 
   it('refuses typed and raw contents together, and names the field', () => {
     const wire = { name: 'x', datatype: 'FP32', shape: [1n], contents: { ...emptyContents(), fp32Contents: [1] } };
-    expect(() => tensorFromWire(wire, Buffer.alloc(4))).toThrow('input "x": has both typed contents and raw_input_contents; send one');
-    expect(() => tensorFromWire(wire, Buffer.alloc(4), 'output')).toThrow('output "x": has both typed contents and raw_output_contents; send one');
+    expect(() => tensorFromWire(wire, Buffer.alloc(4))).toThrow(
+      'input "x": has both typed contents and raw_input_contents; send one',
+    );
+    expect(() => tensorFromWire(wire, Buffer.alloc(4), 'output')).toThrow(
+      'output "x": has both typed contents and raw_output_contents; send one',
+    );
     expect(() => tensorFromWire({ ...wire, datatype: 'fp32' })).toThrow('input "x": unknown datatype "fp32"');
     expect(() => tensorFromWire({ ...wire, shape: [-1n] })).toThrow('input "x": shape [-1]: dim 0 (-1) is negative');
   });

@@ -11,7 +11,20 @@ import { createTensor, type FixedTensor } from './tensor.js';
 /** The memory behind a typed array (ORT and Tensor data are unions that include plain arrays). */
 const mem = (data: unknown): ArrayBufferLike => (data as ArrayBufferView).buffer;
 
-const FIXED: FixedDatatype[] = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64'];
+const FIXED: FixedDatatype[] = [
+  'BOOL',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'FP16',
+  'FP32',
+  'FP64',
+];
 
 /** Six elements' worth of bytes at `offset` inside a larger ArrayBuffer; each byte 0 or 1 (valid BOOL). */
 function bytesAt(datatype: FixedDatatype, offset: number): Uint8Array {
@@ -46,30 +59,36 @@ describe.each(FIXED)('%s', (datatype) => {
   });
 });
 
-it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))('%s: misaligned raw bytes are copied once, into an aligned array with the same bytes', (datatype) => {
-  const size = ELEMENT_SIZE[datatype];
-  const raw = bytesAt(datatype, 8 + 1);
-  const tensor = tensorFromRaw(datatype, [2, 3], raw);
-  expect(mem(tensor.data)).not.toBe(raw.buffer);
-  expect(tensor.data.byteOffset % size).toBe(0);
-  expect(tensorToRaw(tensor).equals(raw)).toBe(true);
-  const o = tensorToOrt(tensor);
-  expect(mem(o.data)).toBe(mem(tensor.data)); // the copy is shared from there on
-});
+it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))(
+  '%s: misaligned raw bytes are copied once, into an aligned array with the same bytes',
+  (datatype) => {
+    const size = ELEMENT_SIZE[datatype];
+    const raw = bytesAt(datatype, 8 + 1);
+    const tensor = tensorFromRaw(datatype, [2, 3], raw);
+    expect(mem(tensor.data)).not.toBe(raw.buffer);
+    expect(tensor.data.byteOffset % size).toBe(0);
+    expect(tensorToRaw(tensor).equals(raw)).toBe(true);
+    const o = tensorToOrt(tensor);
+    expect(mem(o.data)).toBe(mem(tensor.data)); // the copy is shared from there on
+  },
+);
 
-it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))('%s: tensorBytes gives misaligned raw bytes as they are, and the copy is made only once data is read', (datatype) => {
-  const raw = bytesAt(datatype, 8 + 1);
-  const tensor = tensorFromRaw(datatype, [2, 3], raw, { name: 'x' });
-  const bytes = tensorBytes(tensor);
-  expect(bytes).toBe(raw);
-  // the tensor still reads as any other: same keys, aligned data with the same bytes, read once
-  expect(Object.keys(tensor)).toEqual(['name', 'datatype', 'shape', 'data']);
-  const data = tensor.data as ArrayBufferView;
-  expect(data.byteOffset % ELEMENT_SIZE[datatype]).toBe(0);
-  expect(Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(raw)).toBe(true);
-  expect(tensor.data).toBe(data);
-  expect({ ...tensor }.data).toBe(data);
-});
+it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))(
+  '%s: tensorBytes gives misaligned raw bytes as they are, and the copy is made only once data is read',
+  (datatype) => {
+    const raw = bytesAt(datatype, 8 + 1);
+    const tensor = tensorFromRaw(datatype, [2, 3], raw, { name: 'x' });
+    const bytes = tensorBytes(tensor);
+    expect(bytes).toBe(raw);
+    // the tensor still reads as any other: same keys, aligned data with the same bytes, read once
+    expect(Object.keys(tensor)).toEqual(['name', 'datatype', 'shape', 'data']);
+    const data = tensor.data as ArrayBufferView;
+    expect(data.byteOffset % ELEMENT_SIZE[datatype]).toBe(0);
+    expect(Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(raw)).toBe(true);
+    expect(tensor.data).toBe(data);
+    expect({ ...tensor }.data).toBe(data);
+  },
+);
 
 it.each(FIXED)('%s: tensorBytes of an aligned tensor is a view of its data', (datatype) => {
   const raw = bytesAt(datatype, 8);

@@ -3,10 +3,21 @@ import type { ConfigSource } from '@quanta/service-kit';
 
 /** The crypto service's settings: flags (`--port 9002`) or QUANTA_* environment variables. */
 export const cryptoConfigSchema = {
-  home: fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data and credentials folder (embedded database, dev master key, admin token)' }),
-  host: fields.string({ env: 'QUANTA_CRYPTO_HOST', default: '127.0.0.1', doc: 'listen address (0.0.0.0 in a container)' }),
+  home: fields.string({
+    env: 'QUANTA_HOME',
+    default: '.quanta',
+    doc: 'data and credentials folder (embedded database, dev master key, admin token)',
+  }),
+  host: fields.string({
+    env: 'QUANTA_CRYPTO_HOST',
+    default: '127.0.0.1',
+    doc: 'listen address (0.0.0.0 in a container)',
+  }),
   port: fields.port({ env: 'QUANTA_CRYPTO_PORT', default: 9002, doc: 'gRPC port' }),
-  databaseUrl: fields.string({ env: 'QUANTA_DATABASE_URL', doc: 'postgres://… for PostgreSQL; default: embedded database in $QUANTA_HOME/db' }),
+  databaseUrl: fields.string({
+    env: 'QUANTA_DATABASE_URL',
+    doc: 'postgres://… for PostgreSQL; default: embedded database in $QUANTA_HOME/db',
+  }),
   maxPayloadBytes: fields.int({
     env: 'QUANTA_CRYPTO_MAX_PAYLOAD_BYTES',
     default: 2 * 1024 * 1024,
@@ -21,7 +32,11 @@ export const cryptoConfigSchema = {
     max: 1024 * 1024 * 1024,
     doc: 'largest gRPC message accepted; payloads between the payload limit and this get a RESOURCE_EXHAUSTED that names the streaming RPC',
   }),
-  adminTokenTtl: fields.duration({ env: 'QUANTA_ADMIN_TOKEN_TTL', default: 30 * 24 * 3600 * 1000, doc: 'lifetime of the admin token written on first start (at most --max-token-ttl)' }),
+  adminTokenTtl: fields.duration({
+    env: 'QUANTA_ADMIN_TOKEN_TTL',
+    default: 30 * 24 * 3600 * 1000,
+    doc: 'lifetime of the admin token written on first start (at most --max-token-ttl)',
+  }),
   maxTokenTtl: fields.duration({
     env: 'QUANTA_CRYPTO_MAX_TOKEN_TTL',
     default: 365 * 24 * 3600 * 1000,
@@ -31,9 +46,15 @@ export const cryptoConfigSchema = {
     env: 'QUANTA_CRYPTO_SIGNING_KEY_ROTATION_PERIOD',
     doc: 'rotate the token signing key when it is this old (like 30d); default: only on RotateSigningKey',
   }),
-  tlsCert: fields.string({ env: 'QUANTA_TLS_CERT', doc: 'server certificate (PEM); TLS is off without it (also QUANTA_CRYPTO_TLS_CERT)' }),
+  tlsCert: fields.string({
+    env: 'QUANTA_TLS_CERT',
+    doc: 'server certificate (PEM); TLS is off without it (also QUANTA_CRYPTO_TLS_CERT)',
+  }),
   tlsKey: fields.string({ env: 'QUANTA_TLS_KEY', doc: 'server private key (PEM) (also QUANTA_CRYPTO_TLS_KEY)' }),
-  tlsCa: fields.string({ env: 'QUANTA_TLS_CA', doc: 'CA to check client certificates against; requires them (mTLS) (also QUANTA_CRYPTO_TLS_CA)' }),
+  tlsCa: fields.string({
+    env: 'QUANTA_TLS_CA',
+    doc: 'CA to check client certificates against; requires them (mTLS) (also QUANTA_CRYPTO_TLS_CA)',
+  }),
 };
 
 /** The loaded settings; fields with defaults are always present. */

@@ -58,24 +58,38 @@ describe('inference config', () => {
     expect(loadInferenceConfig({ argv: ['--no-metrics'], env: {} }).metrics).toBe(false);
     expect(loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_METRICS: 'false' } }).metrics).toBe(false);
     expect(loadInferenceConfig({ argv: ['--metrics-public'], env: {} }).metricsPublic).toBe(true);
-    expect(() => loadInferenceConfig({ argv: ['--metrics-port', '-1'], env: {} })).toThrow(/--metrics-port: "-1" is not a port number/);
+    expect(() => loadInferenceConfig({ argv: ['--metrics-port', '-1'], env: {} })).toThrow(
+      /--metrics-port: "-1" is not a port number/,
+    );
     expect(() => loadInferenceConfig({ argv: ['--metrics-public', '--http-host', '0.0.0.0'], env: {} })).toThrow(
       /QUANTA_INFERENCE_METRICS_PUBLIC needs the metrics listener on a loopback address .* not 0\.0\.0\.0/,
     );
-    expect(() => loadInferenceConfig({ argv: ['--metrics-public'], env: { QUANTA_INFERENCE_METRICS_HOST: '0.0.0.0' } })).toThrow(/not 0\.0\.0\.0/);
+    expect(() =>
+      loadInferenceConfig({ argv: ['--metrics-public'], env: { QUANTA_INFERENCE_METRICS_HOST: '0.0.0.0' } }),
+    ).toThrow(/not 0\.0\.0\.0/);
     // Metrics on loopback while REST faces the network (a scraper beside the process).
-    expect(loadInferenceConfig({ argv: ['--metrics-public', '--metrics-host', '127.0.0.1', '--http-host', '0.0.0.0'], env: {} })).toMatchObject({
+    expect(
+      loadInferenceConfig({
+        argv: ['--metrics-public', '--metrics-host', '127.0.0.1', '--http-host', '0.0.0.0'],
+        env: {},
+      }),
+    ).toMatchObject({
       metricsHost: '127.0.0.1',
       metricsPublic: true,
     });
     // Off, the public setting has nothing to expose.
-    expect(loadInferenceConfig({ argv: ['--no-metrics', '--metrics-public', '--http-host', '0.0.0.0'], env: {} }).metrics).toBe(false);
+    expect(
+      loadInferenceConfig({ argv: ['--no-metrics', '--metrics-public', '--http-host', '0.0.0.0'], env: {} }).metrics,
+    ).toBe(false);
   });
 
   it('refuses bad values, naming each', () => {
     let error: unknown;
     try {
-      loadInferenceConfig({ argv: ['--http-port', 'eighty'], env: { QUANTA_INFERENCE_THREADS_PER_INSTANCE: '-1', QUANTA_INFERENCE_EXECUTION: 'gpu' } });
+      loadInferenceConfig({
+        argv: ['--http-port', 'eighty'],
+        env: { QUANTA_INFERENCE_THREADS_PER_INSTANCE: '-1', QUANTA_INFERENCE_EXECUTION: 'gpu' },
+      });
     } catch (e: unknown) {
       error = e;
     }
@@ -84,6 +98,8 @@ describe('inference config', () => {
     expect(problems).toMatch(/http-port/);
     expect(problems).toMatch(/THREADS_PER_INSTANCE|threads-per-instance/);
     expect(problems).toMatch(/(EXECUTION|execution).*is not one of auto, worker, inline/);
-    expect(() => loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_TLS_CERT: 'cert.pem' } })).toThrow(/--tls-cert and --tls-key go together/);
+    expect(() => loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_TLS_CERT: 'cert.pem' } })).toThrow(
+      /--tls-cert and --tls-key go together/,
+    );
   });
 });

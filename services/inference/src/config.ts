@@ -9,11 +9,23 @@ const optionalKey: OptionalKey = { optionalKey: true };
 
 /** The inference service's settings: flags (`--port 8001`) or QUANTA_* environment variables. */
 export const inferenceConfigSchema = {
-  home: fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data folder, where the admin token that crypto writes is read from ($QUANTA_HOME/admin.token)' }),
+  home: fields.string({
+    env: 'QUANTA_HOME',
+    default: '.quanta',
+    doc: 'data folder, where the admin token that crypto writes is read from ($QUANTA_HOME/admin.token)',
+  }),
   // Model inputs are large (an image batch is megabytes): 64 MiB like the REST body limit.
   ...serviceConfigFields({ envPrefix: 'QUANTA_INFERENCE', port: 8001, maxReceiveMessageLength: 64 * 1024 * 1024 }),
-  httpHost: fields.string({ env: 'QUANTA_INFERENCE_HTTP_HOST', default: '127.0.0.1', doc: 'address of the KServe v2 REST listener' }),
-  httpPort: fields.port({ env: 'QUANTA_INFERENCE_HTTP_PORT', default: 8000, doc: 'KServe v2 REST port (0 picks a free one)' }),
+  httpHost: fields.string({
+    env: 'QUANTA_INFERENCE_HTTP_HOST',
+    default: '127.0.0.1',
+    doc: 'address of the KServe v2 REST listener',
+  }),
+  httpPort: fields.port({
+    env: 'QUANTA_INFERENCE_HTTP_PORT',
+    default: 8000,
+    doc: 'KServe v2 REST port (0 picks a free one)',
+  }),
   metrics: {
     ...fields.bool({
       env: 'QUANTA_INFERENCE_METRICS',
@@ -23,11 +35,18 @@ export const inferenceConfigSchema = {
     ...optionalKey,
   },
   metricsHost: {
-    ...fields.string({ env: 'QUANTA_INFERENCE_METRICS_HOST', doc: "address of the metrics listener; default: --http-host's (as Triton's metrics follow its --http-address)" }),
+    ...fields.string({
+      env: 'QUANTA_INFERENCE_METRICS_HOST',
+      doc: "address of the metrics listener; default: --http-host's (as Triton's metrics follow its --http-address)",
+    }),
     ...optionalKey,
   },
   metricsPort: {
-    ...fields.port({ env: 'QUANTA_INFERENCE_METRICS_PORT', default: 8002, doc: 'port of the metrics listener (0 picks a free one)' }),
+    ...fields.port({
+      env: 'QUANTA_INFERENCE_METRICS_PORT',
+      default: 8002,
+      doc: 'port of the metrics listener (0 picks a free one)',
+    }),
     ...optionalKey,
   },
   metricsPublic: {
@@ -45,9 +64,20 @@ export const inferenceConfigSchema = {
     max: 2 ** 31 - 1,
     doc: 'largest REST request body, in bytes (larger ones get 413)',
   }),
-  cryptoAddr: fields.string({ env: 'QUANTA_CRYPTO_ADDR', default: '127.0.0.1:9002', doc: 'crypto service: public keys that check tokens, data keys of model files' }),
-  registryAddr: fields.string({ env: 'QUANTA_REGISTRY_ADDR', default: '127.0.0.1:9001', doc: 'model registry, whose deployments this replica serves (with --watch)' }),
-  monitoringAddr: fields.string({ env: 'QUANTA_MONITORING_ADDR', doc: 'monitoring service that receives a record of every request; none when unset' }),
+  cryptoAddr: fields.string({
+    env: 'QUANTA_CRYPTO_ADDR',
+    default: '127.0.0.1:9002',
+    doc: 'crypto service: public keys that check tokens, data keys of model files',
+  }),
+  registryAddr: fields.string({
+    env: 'QUANTA_REGISTRY_ADDR',
+    default: '127.0.0.1:9001',
+    doc: 'model registry, whose deployments this replica serves (with --watch)',
+  }),
+  monitoringAddr: fields.string({
+    env: 'QUANTA_MONITORING_ADDR',
+    doc: 'monitoring service that receives a record of every request; none when unset',
+  }),
   serviceToken: fields.string({
     env: 'QUANTA_INFERENCE_SERVICE_TOKEN',
     doc: 'token for calls to the registry, crypto and monitoring; default: $QUANTA_HOME/admin.token',

@@ -14,5 +14,10 @@ export {
   type SyncFactory,
 } from './server/inference-server.js';
 export type { RepositoryLoader } from './server/repository-loader.js';
-export { inferenceConfigSchema, loadInferenceConfig, loadInferenceConfigOrExit, type InferenceConfig } from './config.js';
+export {
+  inferenceConfigSchema,
+  loadInferenceConfig,
+  loadInferenceConfigOrExit,
+  type InferenceConfig,
+} from './config.js';
 export { INFERENCE_ACCESS } from './server/access.js';

@@ -58,7 +58,9 @@ describe('inference main', { timeout: 120_000 }, () => {
     try {
       expect(await call(client, 'serverLive', {})).toEqual({ live: true });
       // No crypto service to check tokens against: a token-less call is refused, not let through.
-      expect((await failure(call(client, 'modelInfer', inferRequest({ modelName: 'mlp' })))).code).toBe(grpc.status.UNAUTHENTICATED);
+      expect((await failure(call(client, 'modelInfer', inferRequest({ modelName: 'mlp' })))).code).toBe(
+        grpc.status.UNAUTHENTICATED,
+      );
       const live = await fetch(`${url!}/v2/health/live`);
       expect(live.status).toBe(200);
       expect(await live.json()).toEqual({ live: true });
@@ -75,8 +77,12 @@ describe('inference main', { timeout: 120_000 }, () => {
 
   it('exits 2 naming a bad setting', async () => {
     const result = await new Promise<{ code: number; stderr: string }>((done) =>
-      execFile(process.execPath, ARGS, { cwd: packageDir, env: { ...process.env, QUANTA_HOME: home, QUANTA_INFERENCE_HTTP_PORT: 'eighty' } }, (error, _stdout, stderr) =>
-        done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stderr }),
+      execFile(
+        process.execPath,
+        ARGS,
+        { cwd: packageDir, env: { ...process.env, QUANTA_HOME: home, QUANTA_INFERENCE_HTTP_PORT: 'eighty' } },
+        (error, _stdout, stderr) =>
+          done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stderr }),
       ),
     );
     expect(result.code).toBe(2);

@@ -15,7 +15,8 @@ import { startRegistryServer } from './server/registry-server.js';
 // 70-80 MiB at 1 GiB (tools/bench/README.md). QUANTA_REGISTRY_HEAP_GROWING_PERCENT overrides it
 // (read at each GC, so setting it here takes effect); 0 keeps V8's default.
 const heapGrowingPercent = Number(process.env['QUANTA_REGISTRY_HEAP_GROWING_PERCENT'] ?? '100');
-if (Number.isInteger(heapGrowingPercent) && heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
+if (Number.isInteger(heapGrowingPercent) && heapGrowingPercent > 0)
+  setFlagsFromString(`--heap-growing-percent=${heapGrowingPercent}`);
 
 const config = loadRegistryConfigOrExit();
 const telemetry = initTelemetry({ serviceName: 'model-registry', serviceVersion: '0.1.0' });

@@ -9,26 +9,60 @@ const optionalKey: OptionalKey = { optionalKey: true };
 
 /** The monitoring service's settings: flags (`--port 9003`) or QUANTA_* environment variables. */
 export const monitoringConfigSchema = {
-  home: { ...fields.string({ env: 'QUANTA_HOME', default: '.quanta', doc: 'data folder: alert rules in the embedded database $QUANTA_HOME/monitoring-db' }), ...optionalKey },
-  ...serviceConfigFields({ envPrefix: 'QUANTA_MONITORING', port: 9003 }),
-  databaseUrl: {
-    ...fields.string({ env: 'QUANTA_DATABASE_URL', doc: 'postgres://… to keep alert rules in PostgreSQL; default: the embedded database in $QUANTA_HOME/monitoring-db' }),
+  home: {
+    ...fields.string({
+      env: 'QUANTA_HOME',
+      default: '.quanta',
+      doc: 'data folder: alert rules in the embedded database $QUANTA_HOME/monitoring-db',
+    }),
     ...optionalKey,
   },
-  httpHost: fields.string({ env: 'QUANTA_MONITORING_HTTP_HOST', default: '127.0.0.1', doc: 'address of the HTTP listener (/metrics, dashboard)' }),
-  httpPort: fields.port({ env: 'QUANTA_MONITORING_HTTP_PORT', default: 9400, doc: 'HTTP port of /metrics and the dashboard (0 picks a free one)' }),
-  horizon: fields.duration({ env: 'QUANTA_MONITORING_HORIZON', default: 3_600_000, doc: 'how long 1-second buckets are kept' }),
-  cryptoAddr: fields.string({ env: 'QUANTA_CRYPTO_ADDR', default: '127.0.0.1:9002', doc: 'crypto service, whose public keys check tokens' }),
+  ...serviceConfigFields({ envPrefix: 'QUANTA_MONITORING', port: 9003 }),
+  databaseUrl: {
+    ...fields.string({
+      env: 'QUANTA_DATABASE_URL',
+      doc: 'postgres://… to keep alert rules in PostgreSQL; default: the embedded database in $QUANTA_HOME/monitoring-db',
+    }),
+    ...optionalKey,
+  },
+  httpHost: fields.string({
+    env: 'QUANTA_MONITORING_HTTP_HOST',
+    default: '127.0.0.1',
+    doc: 'address of the HTTP listener (/metrics, dashboard)',
+  }),
+  httpPort: fields.port({
+    env: 'QUANTA_MONITORING_HTTP_PORT',
+    default: 9400,
+    doc: 'HTTP port of /metrics and the dashboard (0 picks a free one)',
+  }),
+  horizon: fields.duration({
+    env: 'QUANTA_MONITORING_HORIZON',
+    default: 3_600_000,
+    doc: 'how long 1-second buckets are kept',
+  }),
+  cryptoAddr: fields.string({
+    env: 'QUANTA_CRYPTO_ADDR',
+    default: '127.0.0.1:9002',
+    doc: 'crypto service, whose public keys check tokens',
+  }),
   targets: fields.list({
     env: 'QUANTA_MONITORING_TARGETS',
     doc: 'services the health board checks, as name=host:port,...; default: crypto, registry and inference from QUANTA_<NAME>_ADDR or their default ports',
   }),
-  healthInterval: fields.duration({ env: 'QUANTA_MONITORING_HEALTH_INTERVAL', default: 5000, doc: 'time between health checks' }),
-  healthTimeout: fields.duration({ env: 'QUANTA_MONITORING_HEALTH_TIMEOUT', default: 2000, doc: 'deadline of one health check' }),
+  healthInterval: fields.duration({
+    env: 'QUANTA_MONITORING_HEALTH_INTERVAL',
+    default: 5000,
+    doc: 'time between health checks',
+  }),
+  healthTimeout: fields.duration({
+    env: 'QUANTA_MONITORING_HEALTH_TIMEOUT',
+    default: 2000,
+    doc: 'deadline of one health check',
+  }),
   dashboardPublic: fields.bool({
     env: 'QUANTA_MONITORING_DASHBOARD_PUBLIC',
     default: false,
-    doc: 'serve every tenant\'s data on the HTTP listener without a token (only allowed on a loopback address)',
+    doc: "serve every tenant's data on the HTTP listener without a token (only allowed on a loopback address)",
   }),
 };
 
@@ -44,12 +78,16 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 function checkMonitoringConfig(config: Record<string, unknown>): string[] {
   const problems = checkServiceConfig(config);
   if (config['dashboardPublic'] === true && !LOOPBACK.has(String(config['httpHost']))) {
-    problems.push(`QUANTA_MONITORING_DASHBOARD_PUBLIC needs a loopback --http-host (127.0.0.1 or ::1), not ${String(config['httpHost'])}: it shows every tenant's data without a token`);
+    problems.push(
+      `QUANTA_MONITORING_DASHBOARD_PUBLIC needs a loopback --http-host (127.0.0.1 or ::1), not ${String(config['httpHost'])}: it shows every tenant's data without a token`,
+    );
   }
   const horizon = Number(config['horizon']);
-  if (horizon < 1000 || horizon % 1000 !== 0) problems.push(`--horizon must be a whole number of seconds, at least 1s (got ${horizon} ms)`);
+  if (horizon < 1000 || horizon % 1000 !== 0)
+    problems.push(`--horizon must be a whole number of seconds, at least 1s (got ${horizon} ms)`);
   for (const t of (config['targets'] as readonly string[] | undefined) ?? []) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*=\S+:\d+$/.test(t)) problems.push(`QUANTA_MONITORING_TARGETS: "${t}" is not name=host:port`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*=\S+:\d+$/.test(t))
+      problems.push(`QUANTA_MONITORING_TARGETS: "${t}" is not name=host:port`);
   }
   return problems;
 }

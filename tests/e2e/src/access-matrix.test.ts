@@ -36,12 +36,30 @@ interface Service {
 
 const SERVICES: readonly Service[] = [
   { name: 'crypto', definition: crypto.CryptoServiceService, table: CRYPTO_ACCESS, addr: (s) => s.addr.crypto },
-  { name: 'model-registry', definition: registry.RegistryServiceService, table: REGISTRY_ACCESS, addr: (s) => s.addr.registry },
-  { name: 'monitoring', definition: monitoring.MonitoringServiceService, table: MONITORING_ACCESS, addr: (s) => s.addr.monitoring },
-  { name: 'inference', definition: inference.GRPCInferenceServiceService, table: INFERENCE_ACCESS, addr: (s) => s.addr.inference },
-  ...(['crypto', 'registry', 'monitoring', 'inference'] as const).map(
-    (name): Service => ({ name: `${name} health`, definition: health.HealthService, table: KIT_ACCESS, addr: (s) => s.addr[name] }),
-  ),
+  {
+    name: 'model-registry',
+    definition: registry.RegistryServiceService,
+    table: REGISTRY_ACCESS,
+    addr: (s) => s.addr.registry,
+  },
+  {
+    name: 'monitoring',
+    definition: monitoring.MonitoringServiceService,
+    table: MONITORING_ACCESS,
+    addr: (s) => s.addr.monitoring,
+  },
+  {
+    name: 'inference',
+    definition: inference.GRPCInferenceServiceService,
+    table: INFERENCE_ACCESS,
+    addr: (s) => s.addr.inference,
+  },
+  ...(['crypto', 'registry', 'monitoring', 'inference'] as const).map((name): Service => ({
+    name: `${name} health`,
+    definition: health.HealthService,
+    table: KIT_ACCESS,
+    addr: (s) => s.addr[name],
+  })),
 ];
 
 interface Method {
@@ -68,7 +86,12 @@ const raw = (b: Buffer): Buffer => b;
  * One call of any kind: the request (already encoded) sent as the one message of a stream; a
  * streamed reply ends the call at its first message.
  */
-function invoke(client: grpc.Client, def: grpc.MethodDefinition<unknown, unknown>, request: Buffer, metadata: grpc.Metadata): Promise<Outcome> {
+function invoke(
+  client: grpc.Client,
+  def: grpc.MethodDefinition<unknown, unknown>,
+  request: Buffer,
+  metadata: grpc.Metadata,
+): Promise<Outcome> {
   const options = { deadline: Date.now() + 15_000 };
   const decode = (b: Buffer): string => {
     try {
@@ -79,7 +102,11 @@ function invoke(client: grpc.Client, def: grpc.MethodDefinition<unknown, unknown
   };
   return new Promise((resolve) => {
     const done = (error: grpc.ServiceError | null, reply?: Buffer): void =>
-      resolve(error === null ? { code: status.OK, details: '', reply: reply === undefined ? '' : decode(reply) } : { code: error.code, details: error.details, reply: '' });
+      resolve(
+        error === null
+          ? { code: status.OK, details: '', reply: reply === undefined ? '' : decode(reply) }
+          : { code: error.code, details: error.details, reply: '' },
+      );
     if (!def.responseStream) {
       if (!def.requestStream) {
         client.makeUnaryRequest(def.path, raw, raw, request, metadata, options, (e, r) => done(e, r));
@@ -90,7 +117,9 @@ function invoke(client: grpc.Client, def: grpc.MethodDefinition<unknown, unknown
       }
       return;
     }
-    const call = def.requestStream ? client.makeBidiStreamRequest(def.path, raw, raw, metadata, options) : client.makeServerStreamRequest(def.path, raw, raw, request, metadata, options);
+    const call = def.requestStream
+      ? client.makeBidiStreamRequest(def.path, raw, raw, metadata, options)
+      : client.makeServerStreamRequest(def.path, raw, raw, request, metadata, options);
     let settled = false;
     call.on('data', (message: Buffer) => {
       if (settled) return;
@@ -118,7 +147,8 @@ function invoke(client: grpc.Client, def: grpc.MethodDefinition<unknown, unknown
   });
 }
 
-const enc = <T>(type: { encode(m: T): { finish(): Uint8Array }; fromPartial(p: object): T }, partial: object): Buffer => Buffer.from(type.encode(type.fromPartial(partial)).finish());
+const enc = <T>(type: { encode(m: T): { finish(): Uint8Array }; fromPartial(p: object): T }, partial: object): Buffer =>
+  Buffer.from(type.encode(type.fromPartial(partial)).finish());
 
 /** A request for the other-tenant column, and how to tell an OK reply that shows nothing of acme's. */
 interface Fixture {
@@ -146,7 +176,11 @@ function otherTenantRequests(ciphertext: Buffer, wrappedKey: Buffer, signature: 
   const ref = `${MODEL}:1`;
   const requests: Record<string, Buffer> = {
     [`${c}/CreateKey`]: enc(crypto.CreateKeyRequest, { name: 'b-only-key', type: crypto.KeyType.KEY_TYPE_AES256_GCM }),
-    [`${c}/ImportKey`]: enc(crypto.ImportKeyRequest, { name: 'b-only-imported', type: crypto.KeyType.KEY_TYPE_AES256_GCM, material: Buffer.alloc(32, 7) }),
+    [`${c}/ImportKey`]: enc(crypto.ImportKeyRequest, {
+      name: 'b-only-imported',
+      type: crypto.KeyType.KEY_TYPE_AES256_GCM,
+      material: Buffer.alloc(32, 7),
+    }),
     [`${c}/GetKey`]: enc(crypto.GetKeyRequest, { name: KEY }),
     [`${c}/ListKeys`]: enc(crypto.ListKeysRequest, {}),
     [`${c}/RotateKey`]: enc(crypto.RotateKeyRequest, { name: KEY }),
@@ -173,17 +207,26 @@ function otherTenantRequests(ciphertext: Buffer, wrappedKey: Buffer, signature: 
     [`${r}/ListModels`]: enc(registry.ListModelsRequest, {}),
     [`${r}/UpdateModel`]: enc(registry.UpdateModelRequest, { name: MODEL, description: 'taken over' }),
     [`${r}/DeleteModel`]: enc(registry.DeleteModelRequest, { name: MODEL }),
-    [`${r}/UploadVersion`]: enc(registry.UploadVersionRequest, { part: { $case: 'header', value: { model: MODEL, createModel: false } } }),
+    [`${r}/UploadVersion`]: enc(registry.UploadVersionRequest, {
+      part: { $case: 'header', value: { model: MODEL, createModel: false } },
+    }),
     [`${r}/GetVersion`]: enc(registry.GetVersionRequest, { ref }),
     [`${r}/ListVersions`]: enc(registry.ListVersionsRequest, { model: MODEL }),
     [`${r}/UpdateVersion`]: enc(registry.UpdateVersionRequest, { ref, description: 'taken over' }),
     [`${r}/DownloadVersion`]: enc(registry.DownloadVersionRequest, { ref }),
-    [`${r}/CompressVersion`]: enc(registry.CompressVersionRequest, { ref, targetModel: 'b-only-compressed', method: registry.CompressionMethod.COMPRESSION_METHOD_INT8_WEIGHTS }),
+    [`${r}/CompressVersion`]: enc(registry.CompressVersionRequest, {
+      ref,
+      targetModel: 'b-only-compressed',
+      method: registry.CompressionMethod.COMPRESSION_METHOD_INT8_WEIGHTS,
+    }),
     // acme's owner asking about its own events: the other tenant sees none of them.
     [`${r}/ListAuditEvents`]: enc(registry.ListAuditEventsRequest, { subject: 'acme-matrix' }),
     [`${r}/SetAlias`]: enc(registry.SetAliasRequest, { model: MODEL, alias: 'prod', version: 1 }),
     [`${r}/DeleteAlias`]: enc(registry.DeleteAliasRequest, { model: MODEL, alias: 'prod' }),
-    [`${r}/CreateDeployment`]: enc(registry.CreateDeploymentRequest, { name: 'b-only-deployment', spec: deploymentSpec('b-only-model') }),
+    [`${r}/CreateDeployment`]: enc(registry.CreateDeploymentRequest, {
+      name: 'b-only-deployment',
+      spec: deploymentSpec('b-only-model'),
+    }),
     [`${r}/UpdateDeployment`]: enc(registry.UpdateDeploymentRequest, { name: MODEL, spec: deploymentSpec(MODEL) }),
     [`${r}/DeleteDeployment`]: enc(registry.DeleteDeploymentRequest, { name: MODEL }),
     [`${r}/GetDeployment`]: enc(registry.GetDeploymentRequest, { name: MODEL }),
@@ -197,7 +240,9 @@ function otherTenantRequests(ciphertext: Buffer, wrappedKey: Buffer, signature: 
     [`${m}/ListAlertRules`]: enc(monitoring.ListAlertRulesRequest, {}),
     [`${m}/ListAlerts`]: enc(monitoring.ListAlertsRequest, {}),
     [`${m}/WatchAlerts`]: enc(monitoring.WatchAlertsRequest, {}),
-    [`${m}/CreateAlertRule`]: enc(monitoring.CreateAlertRuleRequest, { rule: alertRule('b-only-rule', 'b-only-model') }),
+    [`${m}/CreateAlertRule`]: enc(monitoring.CreateAlertRuleRequest, {
+      rule: alertRule('b-only-rule', 'b-only-model'),
+    }),
     [`${m}/UpdateAlertRule`]: enc(monitoring.UpdateAlertRuleRequest, { rule: alertRule(RULE) }),
     [`${m}/DeleteAlertRule`]: enc(monitoring.DeleteAlertRuleRequest, { name: RULE }),
     [`${m}/ListAuditEvents`]: enc(monitoring.ListAuditEventsRequest, { subject: 'acme-matrix' }),
@@ -208,8 +253,16 @@ function otherTenantRequests(ciphertext: Buffer, wrappedKey: Buffer, signature: 
     [`${i}/ModelConfig`]: enc(inference.ModelMetadataRequest, { name: MODEL }),
     [`${i}/ModelStatistics`]: enc(inference.ModelStatisticsRequest, { name: MODEL }),
     [`${i}/RepositoryIndex`]: enc(inference.RepositoryIndexRequest, {}),
-    [`${i}/ModelInfer`]: enc(inference.ModelInferRequest, { modelName: MODEL, inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n] }], rawInputContents: [Buffer.alloc(16)] }),
-    [`${i}/ModelStreamInfer`]: enc(inference.ModelInferRequest, { modelName: MODEL, inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n] }], rawInputContents: [Buffer.alloc(16)] }),
+    [`${i}/ModelInfer`]: enc(inference.ModelInferRequest, {
+      modelName: MODEL,
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n] }],
+      rawInputContents: [Buffer.alloc(16)],
+    }),
+    [`${i}/ModelStreamInfer`]: enc(inference.ModelInferRequest, {
+      modelName: MODEL,
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n] }],
+      rawInputContents: [Buffer.alloc(16)],
+    }),
     [`${i}/RepositoryModelLoad`]: enc(inference.RepositoryModelLoadRequest, { modelName: MODEL }),
     [`${i}/RepositoryModelUnload`]: enc(inference.RepositoryModelUnloadRequest, { modelName: MODEL }),
   };
@@ -221,9 +274,15 @@ function otherTenantRequests(ciphertext: Buffer, wrappedKey: Buffer, signature: 
     [`${m}/GetModelStats`]: noCounts,
     [`${m}/GetTimeSeries`]: noCounts,
     // KServe's stream answers each request with a message: an error for a model it does not serve.
-    [`${i}/ModelStreamInfer`]: (reply) => reply.includes('is not loaded for this tenant') && !reply.includes('outputs":[{'),
+    [`${i}/ModelStreamInfer`]: (reply) =>
+      reply.includes('is not loaded for this tenant') && !reply.includes('outputs":[{'),
   };
-  return Object.fromEntries(Object.entries(requests).map(([path, request]) => [path, { request, ...(clean[path] === undefined ? {} : { clean: clean[path] }) }]));
+  return Object.fromEntries(
+    Object.entries(requests).map(([path, request]) => [
+      path,
+      { request, ...(clean[path] === undefined ? {} : { clean: clean[path] }) },
+    ]),
+  );
 }
 
 function alertRule(name: string, model = MODEL): monitoring.AlertRule {
@@ -266,19 +325,34 @@ function callAs(method: Method, token: string | undefined, request: Buffer = Buf
   return invoke(channel(method.service), method.def, request, metadata);
 }
 
-async function issue(tenant: string, scopes: string[], ttlSeconds = 3600, subject = `${tenant}-matrix`): Promise<crypto.IssueTokenResponse> {
-  return clients.rpc.crypto('issueToken', { tenant, subject, scopes, ttlSeconds: BigInt(ttlSeconds) }, { metadata: bearer(stack.adminToken) });
+async function issue(
+  tenant: string,
+  scopes: string[],
+  ttlSeconds = 3600,
+  subject = `${tenant}-matrix`,
+): Promise<crypto.IssueTokenResponse> {
+  return clients.rpc.crypto(
+    'issueToken',
+    { tenant, subject, scopes, ttlSeconds: BigInt(ttlSeconds) },
+    { metadata: bearer(stack.adminToken) },
+  );
 }
 
 /** What acme holds, read with the admin token: equal before and after the matrix, or a call changed something. */
 async function acmeState(): Promise<string> {
   const owner = { metadata: bearer(tokens.owner) };
   const key = await clients.rpc.crypto('getKey', { name: KEY }, owner);
-  const versions = await clients.rpc.registry('listVersions', { model: MODEL, pageSize: 0, pageToken: '', status: 0, tags: {} }, owner);
+  const versions = await clients.rpc.registry(
+    'listVersions',
+    { model: MODEL, pageSize: 0, pageToken: '', status: 0, tags: {} },
+    owner,
+  );
   const model = await clients.rpc.registry('getModel', { name: MODEL }, owner);
   const deployments = await clients.rpc.registry('listDeployments', { pageSize: 0, pageToken: '', model: '' }, owner);
   const rules = await clients.rpc.monitoring('listAlertRules', { pageSize: 0, pageToken: '', model: '' }, owner);
-  return JSON.stringify({ key, versions, model, deployments, rules }, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+  return JSON.stringify({ key, versions, model, deployments, rules }, (_k, v: unknown) =>
+    typeof v === 'bigint' ? String(v) : v,
+  );
 }
 
 beforeAll(() => setUp(), 240_000);
@@ -290,16 +364,36 @@ async function setUp(): Promise<void> {
   const as = { metadata: bearer(owner) };
   // acme's resources, which the other tenant must never see or touch.
   await clients.rpc.crypto('createKey', { name: KEY, type: crypto.KeyType.KEY_TYPE_AES256_GCM, config: undefined }, as);
-  const { ciphertext } = await clients.rpc.crypto('encrypt', { keyName: KEY, plaintext: Buffer.from('acme data'), associatedData: Buffer.alloc(0) }, as);
-  const { wrappedKey } = await clients.rpc.crypto('generateDataKey', { keyName: KEY, bits: 256, wrappedOnly: true, associatedData: Buffer.alloc(0) }, as);
+  const { ciphertext } = await clients.rpc.crypto(
+    'encrypt',
+    { keyName: KEY, plaintext: Buffer.from('acme data'), associatedData: Buffer.alloc(0) },
+    as,
+  );
+  const { wrappedKey } = await clients.rpc.crypto(
+    'generateDataKey',
+    { keyName: KEY, bits: 256, wrappedOnly: true, associatedData: Buffer.alloc(0) },
+    as,
+  );
   await pushModel(clients, owner, MODEL, buildMlp({ inputSize: 4, hiddenSizes: [4], outputSize: 2, seed: 3 }));
   await clients.rpc.registry('setAlias', { model: MODEL, alias: 'prod', version: 1 }, as);
   await clients.rpc.registry('createDeployment', { name: MODEL, spec: deploymentSpec(MODEL) }, as);
   await clients.rpc.monitoring('createAlertRule', { rule: alertRule(RULE) }, as);
   await waitServed(clients, owner, MODEL);
-  await clients.rpc.inference('modelInfer', inference.ModelInferRequest.fromPartial({ modelName: MODEL, inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n] }], rawInputContents: [Buffer.alloc(16)] }), as);
-  await eventually('monitoring counting acme\'s request', async () => {
-    const { stats } = await clients.rpc.monitoring('getModelStats', monitoring.GetModelStatsRequest.fromPartial({ model: MODEL }), as);
+  await clients.rpc.inference(
+    'modelInfer',
+    inference.ModelInferRequest.fromPartial({
+      modelName: MODEL,
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n] }],
+      rawInputContents: [Buffer.alloc(16)],
+    }),
+    as,
+  );
+  await eventually("monitoring counting acme's request", async () => {
+    const { stats } = await clients.rpc.monitoring(
+      'getModelStats',
+      monitoring.GetModelStatsRequest.fromPartial({ model: MODEL }),
+      as,
+    );
     return (stats?.count ?? 0n) > 0n;
   });
   fixtures = otherTenantRequests(ciphertext, wrappedKey, Buffer.alloc(32));
@@ -312,9 +406,29 @@ async function setUp(): Promise<void> {
   const signed = `${part({ alg: 'EdDSA', kid: 'not-a-quanta-key', typ: 'JWT' })}.${part({ tenant: 'acme', scope: SCOPES.join(' '), iss: 'quanta-crypto', aud: 'quanta', sub: 'mallory', iat, exp: iat + 3600, jti: 'forged' })}`;
   const unknownKey = `${signed}.${sign(null, Buffer.from(signed), stranger.privateKey).toString('base64url')}`;
   const lacking = new Map<string, string>();
-  for (const scope of SCOPES) lacking.set(scope, (await issue('acme', SCOPES.filter((s) => s !== scope && s !== 'admin'))).token);
-  tokens = { expired: expired.token, unknownKey, revoked: (await issue('acme', [...SCOPES], 3600, 'acme-leaked')).token, lacking, otherTenant: (await issue('globex', [...ALL_TENANT_SCOPES])).token, owner };
-  await clients.rpc.crypto('revokeToken', { target: { $case: 'token', value: tokens.revoked }, tenant: '', issuedBefore: undefined }, { metadata: bearer(stack.adminToken) });
+  for (const scope of SCOPES)
+    lacking.set(
+      scope,
+      (
+        await issue(
+          'acme',
+          SCOPES.filter((s) => s !== scope && s !== 'admin'),
+        )
+      ).token,
+    );
+  tokens = {
+    expired: expired.token,
+    unknownKey,
+    revoked: (await issue('acme', [...SCOPES], 3600, 'acme-leaked')).token,
+    lacking,
+    otherTenant: (await issue('globex', [...ALL_TENANT_SCOPES])).token,
+    owner,
+  };
+  await clients.rpc.crypto(
+    'revokeToken',
+    { target: { $case: 'token', value: tokens.revoked }, tenant: '', issuedBefore: undefined },
+    { metadata: bearer(stack.adminToken) },
+  );
   // Wait for the short-lived token to pass its expiry (the clock is the event here).
   const expiresAt = expired.expireTime?.getTime() ?? 0;
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt - Date.now() + 1100)));
@@ -322,7 +436,11 @@ async function setUp(): Promise<void> {
   for (const service of SERVICES.slice(0, 4)) {
     const method = METHODS.find((m) => m.service === service && m.rule !== undefined && m.rule.scope !== 'public');
     if (method === undefined) throw new Error(`${service.name} has no scoped method`);
-    await eventually(`${service.name} refusing the revoked token`, async () => (await callAs(method, tokens.revoked)).code === status.UNAUTHENTICATED, 5000);
+    await eventually(
+      `${service.name} refusing the revoked token`,
+      async () => (await callAs(method, tokens.revoked)).code === status.UNAUTHENTICATED,
+      5000,
+    );
   }
 }
 
@@ -335,8 +453,10 @@ afterAll(async () => {
 describe('the access matrix', { timeout: 300_000 }, () => {
   it('declares a rule for every method of every service, and a fixture for every tenant-owned one', () => {
     const undeclared = METHODS.filter((m) => m.rule === undefined).map((m) => m.def.path);
-    expect(undeclared, 'methods without an access rule: add them to the service\'s access.ts').toEqual([]);
-    const unfixtured = METHODS.filter((m) => m.rule?.tenant === 'own' && fixtures[m.def.path] === undefined).map((m) => m.def.path);
+    expect(undeclared, "methods without an access rule: add them to the service's access.ts").toEqual([]);
+    const unfixtured = METHODS.filter((m) => m.rule?.tenant === 'own' && fixtures[m.def.path] === undefined).map(
+      (m) => m.def.path,
+    );
     expect(unfixtured, 'tenant-owned methods without a request in otherTenantRequests').toEqual([]);
   });
 
@@ -363,7 +483,8 @@ describe('the access matrix', { timeout: 300_000 }, () => {
         ['a revoked token', tokens.revoked],
       ] as const) {
         const outcome = await callAs(method, token);
-        if (outcome.code !== status.UNAUTHENTICATED) wrong.push(`${method.def.path} with ${what}: ${status[outcome.code]} ${outcome.details}`);
+        if (outcome.code !== status.UNAUTHENTICATED)
+          wrong.push(`${method.def.path} with ${what}: ${status[outcome.code]} ${outcome.details}`);
       }
     }
     expect(wrong).toEqual([]);
@@ -387,7 +508,8 @@ describe('the access matrix', { timeout: 300_000 }, () => {
     for (const method of METHODS) {
       if (method.rule?.scope !== 'public') continue;
       const outcome = await callAs(method, undefined);
-      if (outcome.code === status.UNAUTHENTICATED || outcome.code === status.PERMISSION_DENIED) wrong.push(`${method.def.path}: ${status[outcome.code]}`);
+      if (outcome.code === status.UNAUTHENTICATED || outcome.code === status.PERMISSION_DENIED)
+        wrong.push(`${method.def.path}: ${status[outcome.code]}`);
     }
     expect(wrong).toEqual([]);
   });
@@ -401,7 +523,8 @@ describe('the access matrix', { timeout: 300_000 }, () => {
       const outcome = await callAs(method, tokens.otherTenant, fixture.request);
       const hidden = outcome.code === status.NOT_FOUND || outcome.code === status.PERMISSION_DENIED;
       const ownOnly = outcome.code === status.OK && (fixture.clean?.(outcome.reply) ?? !outcome.reply.includes(SECRET));
-      if (!hidden && !ownOnly) wrong.push(`${method.def.path}: ${status[outcome.code]} ${outcome.details} ${outcome.reply.slice(0, 200)}`);
+      if (!hidden && !ownOnly)
+        wrong.push(`${method.def.path}: ${status[outcome.code]} ${outcome.details} ${outcome.reply.slice(0, 200)}`);
     }
     expect(wrong).toEqual([]);
     expect(await acmeState()).toBe(before);
@@ -409,7 +532,7 @@ describe('the access matrix', { timeout: 300_000 }, () => {
     expect(before).toContain(SECRET);
   });
 
-  it('guards the HTTP routes the same way: 401, 403, and 404 for another tenant\'s model', async () => {
+  it("guards the HTTP routes the same way: 401, 403, and 404 for another tenant's model", async () => {
     const model = `/v2/models/${MODEL}`;
     // Each REST route of inference (http/rest-server.ts) and its Triton metrics, with the scope it needs.
     // `owned`: names acme's model, so another tenant gets 404, as for a model that does not exist;
@@ -423,12 +546,25 @@ describe('the access matrix', { timeout: 300_000 }, () => {
       { method: 'GET', url: `${stack.http.inference}${model}/stats`, scope: 'models:read', owned: true },
       { method: 'POST', url: `${stack.http.inference}${model}/infer`, scope: 'infer', owned: true },
       { method: 'POST', url: `${stack.http.inference}/v2/repository/index`, scope: 'models:read', owned: false },
-      { method: 'POST', url: `${stack.http.inference}/v2/repository/models/${MODEL}/load`, scope: 'models:write', owned: true },
-      { method: 'POST', url: `${stack.http.inference}/v2/repository/models/${MODEL}/unload`, scope: 'models:write', owned: 200 },
+      {
+        method: 'POST',
+        url: `${stack.http.inference}/v2/repository/models/${MODEL}/load`,
+        scope: 'models:write',
+        owned: true,
+      },
+      {
+        method: 'POST',
+        url: `${stack.http.inference}/v2/repository/models/${MODEL}/unload`,
+        scope: 'models:write',
+        owned: 200,
+      },
       { method: 'GET', url: stack.http.inferenceMetrics, scope: 'monitoring:read', owned: false },
     ];
     const body = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [0, 0, 0, 0] }] });
-    const fetchAs = async (route: (typeof routes)[number], token: string | undefined): Promise<{ status: number; text: string }> => {
+    const fetchAs = async (
+      route: (typeof routes)[number],
+      token: string | undefined,
+    ): Promise<{ status: number; text: string }> => {
       const response = await fetch(route.url, {
         method: route.method,
         headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
@@ -447,19 +583,24 @@ describe('the access matrix', { timeout: 300_000 }, () => {
         ['a token lacking the scope', tokens.lacking.get(route.scope), 403],
       ] as const) {
         const reply = await fetchAs(route, token);
-        if (reply.status !== expected) wrong.push(`${route.method} ${route.url} with ${what}: ${reply.status} ${reply.text.slice(0, 120)}`);
+        if (reply.status !== expected)
+          wrong.push(`${route.method} ${route.url} with ${what}: ${reply.status} ${reply.text.slice(0, 120)}`);
       }
       const other = await fetchAs(route, tokens.otherTenant);
       const nowhere = await fetchAs({ ...route, url: route.url.replace(MODEL, 'no-such-model') }, tokens.otherTenant);
       const hidden =
         route.owned === false
           ? other.status === 200 && !other.text.includes(SECRET)
-          : other.status === (route.owned === true ? 404 : route.owned) && other.text === nowhere.text.replaceAll('no-such-model', MODEL);
-      if (!hidden) wrong.push(`${route.method} ${route.url} as another tenant: ${other.status} ${other.text.slice(0, 120)}`);
+          : other.status === (route.owned === true ? 404 : route.owned) &&
+            other.text === nowhere.text.replaceAll('no-such-model', MODEL);
+      if (!hidden)
+        wrong.push(`${route.method} ${route.url} as another tenant: ${other.status} ${other.text.slice(0, 120)}`);
     }
     expect(wrong).toEqual([]);
     // Nothing another tenant did reached acme's model.
-    expect(await clients.rpc.inference('modelReady', { name: MODEL, version: '' }, { metadata: bearer(tokens.owner) })).toEqual({ ready: true });
+    expect(
+      await clients.rpc.inference('modelReady', { name: MODEL, version: '' }, { metadata: bearer(tokens.owner) }),
+    ).toEqual({ ready: true });
   });
 
   it('lets a read-only token change nothing anywhere', async () => {
@@ -468,9 +609,16 @@ describe('the access matrix', { timeout: 300_000 }, () => {
     const changed: string[] = [];
     for (const method of METHODS) {
       const rule = method.rule;
-      if (rule === undefined || rule.scope === 'public' || rule.scope === 'models:read' || rule.scope === 'monitoring:read') continue;
+      if (
+        rule === undefined ||
+        rule.scope === 'public' ||
+        rule.scope === 'models:read' ||
+        rule.scope === 'monitoring:read'
+      )
+        continue;
       const outcome = await callAs(method, readOnly, fixtures[method.def.path]?.request);
-      if (outcome.code !== status.PERMISSION_DENIED) changed.push(`${method.def.path}: ${status[outcome.code]} ${outcome.details}`);
+      if (outcome.code !== status.PERMISSION_DENIED)
+        changed.push(`${method.def.path}: ${status[outcome.code]} ${outcome.details}`);
     }
     expect(changed).toEqual([]);
     expect(await acmeState()).toBe(before);

@@ -6,7 +6,18 @@ import { buildCnn } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, connectClients, deploymentSpec, inferRaw, issueToken, pushModel, randomImage, reference, waitServed, type Clients } from './clients.js';
+import {
+  bearer,
+  connectClients,
+  deploymentSpec,
+  inferRaw,
+  issueToken,
+  pushModel,
+  randomImage,
+  reference,
+  waitServed,
+  type Clients,
+} from './clients.js';
 import { startStack, type Stack } from './stack.js';
 
 const PREFIX = 'quanta/blobs/';
@@ -21,7 +32,11 @@ let acme: string;
 beforeAll(async () => {
   s3 = await startTestS3();
   // Monitoring is left out: inference records off the request path and carries on without it.
-  stack = await startStack({ blobUrl: s3.blobUrl(PREFIX), env: s3.env, services: ['crypto', 'model-registry', 'inference'] });
+  stack = await startStack({
+    blobUrl: s3.blobUrl(PREFIX),
+    env: s3.env,
+    services: ['crypto', 'model-registry', 'inference'],
+  });
   clients = connectClients(stack);
   acme = await issueToken(clients, stack.adminToken, 'acme', ['models:read', 'models:write', 'infer']);
 }, 240_000);
@@ -42,12 +57,19 @@ describe('the registry with its blobs in S3', () => {
     expect(await s3.uploads()).toEqual([]);
     const stored = await s3.get(`${PREFIX}acme/${sha256.slice(0, 2)}/${sha256}`);
     expect(stored.length).toBeGreaterThan(cnn.length);
-    for (const at of [0, 4096, Math.floor(cnn.length / 2), cnn.length - 64]) expect(stored.includes(Buffer.from(cnn.subarray(at, at + 64)))).toBe(false);
+    for (const at of [0, 4096, Math.floor(cnn.length / 2), cnn.length - 64])
+      expect(stored.includes(Buffer.from(cnn.subarray(at, at + 64)))).toBe(false);
 
-    await clients.rpc.registry('createDeployment', { name: 'cifar', spec: deploymentSpec('cifar:1') }, { metadata: bearer(acme) });
+    await clients.rpc.registry(
+      'createDeployment',
+      { name: 'cifar', spec: deploymentSpec('cifar:1') },
+      { metadata: bearer(acme) },
+    );
     await waitServed(clients, acme, 'cifar');
     const input = randomImage(3);
-    const reply = await inferRaw(clients, acme, 'cifar', [{ ...createTensor('FP32', [1, 3, 32, 32], input), name: 'input' }]);
+    const reply = await inferRaw(clients, acme, 'cifar', [
+      { ...createTensor('FP32', [1, 3, 32, 32], input), name: 'input' },
+    ]);
     const want = (await reference(cnn, { input: new ort.Tensor('float32', input, [1, 3, 32, 32]) }))['output'];
     const got = reply.outputs[0]?.data as Float32Array;
     expect(got.length).toBe(want?.length);

@@ -36,7 +36,10 @@ export interface Clients {
 }
 
 /** `credentials`: TLS/mTLS towards a stack started with TLS; plaintext by default. */
-export function connectClients(stack: Stack, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): Clients {
+export function connectClients(
+  stack: Stack,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): Clients {
   const c = {
     crypto: new crypto.CryptoServiceClient(stack.addr.crypto, credentials),
     registry: new registry.RegistryServiceClient(stack.addr.registry, credentials),
@@ -57,14 +60,30 @@ export function connectClients(stack: Stack, credentials: grpc.ChannelCredential
   };
 }
 
-export async function issueToken(clients: Clients, adminToken: string, tenant: string, scopes: string[]): Promise<string> {
-  const reply = await clients.rpc.crypto('issueToken', { tenant, subject: `${tenant}-e2e`, scopes, ttlSeconds: 3600n }, { metadata: bearer(adminToken) });
+export async function issueToken(
+  clients: Clients,
+  adminToken: string,
+  tenant: string,
+  scopes: string[],
+): Promise<string> {
+  const reply = await clients.rpc.crypto(
+    'issueToken',
+    { tenant, subject: `${tenant}-e2e`, scopes, ttlSeconds: 3600n },
+    { metadata: bearer(adminToken) },
+  );
   return reply.token;
 }
 
-export function pushModel(clients: Clients, token: string, model: string, bytes: Uint8Array): Promise<registry.UploadVersionResponse> {
+export function pushModel(
+  clients: Clients,
+  token: string,
+  model: string,
+  bytes: Uint8Array,
+): Promise<registry.UploadVersionResponse> {
   return new Promise((resolve, reject) => {
-    const call = clients.registry.uploadVersion(bearer(token), { deadline: Date.now() + 120_000 }, (error, response) => (error ? reject(error) : resolve(response)));
+    const call = clients.registry.uploadVersion(bearer(token), { deadline: Date.now() + 120_000 }, (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
     call.write({
       part: {
         $case: 'header',
@@ -79,13 +98,25 @@ export function pushModel(clients: Clients, token: string, model: string, bytes:
         },
       },
     });
-    for (let at = 0; at < bytes.length; at += 256 << 10) call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(at, at + (256 << 10))) } });
+    for (let at = 0; at < bytes.length; at += 256 << 10)
+      call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(at, at + (256 << 10))) } });
     call.end();
   });
 }
 
 export function deploymentSpec(modelRef: string, over: Partial<registry.DeploymentSpec> = {}): registry.DeploymentSpec {
-  return { modelRef, maxBatchSize: 16, maxQueueDelayUs: 1000, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, preferredBatchSizes: [], tunePreferredBatchSize: false, ...over };
+  return {
+    modelRef,
+    maxBatchSize: 16,
+    maxQueueDelayUs: 1000,
+    instanceCount: 1,
+    maxQueueSize: 0,
+    sequenceState: [],
+    sequenceIdleTimeoutMs: 0,
+    preferredBatchSizes: [],
+    tunePreferredBatchSize: false,
+    ...over,
+  };
 }
 
 /** Polls until `check` resolves true (every 200 ms), or fails with `what` after `timeoutMs`. */
@@ -98,7 +129,10 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
     } catch (error: unknown) {
       last = error;
     }
-    if (Date.now() > until) throw new Error(`${what} did not happen within ${timeoutMs / 1000} s${last instanceof Error ? ` (last error: ${last.message})` : ''}`);
+    if (Date.now() > until)
+      throw new Error(
+        `${what} did not happen within ${timeoutMs / 1000} s${last instanceof Error ? ` (last error: ${last.message})` : ''}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
@@ -106,10 +140,18 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
 /** Waits until inference serves `model` at `version` (the current version when it is ''). */
 export function waitServed(clients: Clients, token: string, model: string, version = ''): Promise<void> {
   return eventually(`inference serving ${model}${version ? `:${version}` : ''}`, async () => {
-    const ready = await clients.rpc.inference('modelReady', { name: model, version }, { metadata: bearer(token), deadline: Date.now() + 2000 });
+    const ready = await clients.rpc.inference(
+      'modelReady',
+      { name: model, version },
+      { metadata: bearer(token), deadline: Date.now() + 2000 },
+    );
     if (!ready.ready) return false;
     if (version === '') return true;
-    const meta = await clients.rpc.inference('modelMetadata', { name: model, version: '' }, { metadata: bearer(token), deadline: Date.now() + 2000 });
+    const meta = await clients.rpc.inference(
+      'modelMetadata',
+      { name: model, version: '' },
+      { metadata: bearer(token), deadline: Date.now() + 2000 },
+    );
     return meta.versions.includes(version);
   });
 }
@@ -141,7 +183,10 @@ export async function inferRaw(
 }
 
 /** The model run by onnxruntime in this process: the second source every answer is checked against. */
-export async function reference(bytes: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, Float32Array>> {
+export async function reference(
+  bytes: Uint8Array,
+  feeds: Record<string, ort.Tensor>,
+): Promise<Record<string, Float32Array>> {
   const session = await ort.InferenceSession.create(bytes);
   try {
     const out = await session.run(feeds);

@@ -7,7 +7,18 @@ import { buildCnn } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, connectClients, deploymentSpec, inferRaw, issueToken, pushModel, randomImage, reference, waitServed, type Clients } from './clients.js';
+import {
+  bearer,
+  connectClients,
+  deploymentSpec,
+  inferRaw,
+  issueToken,
+  pushModel,
+  randomImage,
+  reference,
+  waitServed,
+  type Clients,
+} from './clients.js';
 import { runCli, startStack, type Stack } from './stack.js';
 
 const cnn = buildCnn({ softmax: true, seed: 3 });
@@ -28,10 +39,12 @@ afterAll(async () => {
   await stack?.close();
 }, 60_000);
 
-
 async function pullBytes(ref: string): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const message of clients.registry.downloadVersion({ ref, chunkSizeBytes: 0, tenant: '' }, bearer(acme)) as AsyncIterable<registry.DownloadVersionResponse>) {
+  for await (const message of clients.registry.downloadVersion(
+    { ref, chunkSizeBytes: 0, tenant: '' },
+    bearer(acme),
+  ) as AsyncIterable<registry.DownloadVersionResponse>) {
     if (message.part?.$case === 'chunk') parts.push(message.part.value);
   }
   return Buffer.concat(parts);
@@ -40,8 +53,16 @@ async function pullBytes(ref: string): Promise<Buffer> {
 describe('compress between push and deploy', () => {
   it('compress --alias staging: the deployment swaps to the compressed version, which answers as onnxruntime runs that file', async () => {
     await pushModel(clients, acme, 'cifar', cnn);
-    await clients.rpc.registry('setAlias', { model: 'cifar', alias: 'staging', version: 1 }, { metadata: bearer(acme) });
-    await clients.rpc.registry('createDeployment', { name: 'cifar', spec: deploymentSpec('cifar@staging') }, { metadata: bearer(acme) });
+    await clients.rpc.registry(
+      'setAlias',
+      { model: 'cifar', alias: 'staging', version: 1 },
+      { metadata: bearer(acme) },
+    );
+    await clients.rpc.registry(
+      'createDeployment',
+      { name: 'cifar', spec: deploymentSpec('cifar@staging') },
+      { metadata: bearer(acme) },
+    );
     await waitServed(clients, acme, 'cifar', '1');
 
     // Requests run all along; none may fail while the alias moves.
@@ -61,12 +82,29 @@ describe('compress between push and deploy', () => {
     })();
 
     const compressed = await runCli(
-      ['models', 'compress', 'cifar:1', '--method', 'int8-weights', '--alias', 'staging', '--min-cosine', '0.99', '--min-top1-agreement', '0.9', '--json'],
+      [
+        'models',
+        'compress',
+        'cifar:1',
+        '--method',
+        'int8-weights',
+        '--alias',
+        'staging',
+        '--min-cosine',
+        '0.99',
+        '--min-top1-agreement',
+        '0.9',
+        '--json',
+      ],
       { ...stack.env, QUANTA_TOKEN: acme, QUANTA_REGISTRY_ADDR: stack.addr.registry },
     );
     expect(compressed.stderr).toBe('');
     expect(compressed.code).toBe(0);
-    const version = JSON.parse(compressed.stdout) as { version: number; aliases: string[]; compression: { outputs: { name: string; cosine: number }[] } };
+    const version = JSON.parse(compressed.stdout) as {
+      version: number;
+      aliases: string[];
+      compression: { outputs: { name: string; cosine: number }[] };
+    };
     expect(version).toMatchObject({ version: 2, aliases: ['staging'] });
     expect(version.compression.outputs[0]!.cosine).toBeGreaterThan(0.99);
 
@@ -85,7 +123,9 @@ describe('compress between push and deploy', () => {
       const reply = await inferRaw(clients, acme, 'cifar', [image(seed)]);
       expect(reply.response.modelVersion).toBe('2');
       const got = reply.outputs[0]!.data as Float32Array;
-      const want = (await reference(file, { input: new ort.Tensor('float32', randomImage(seed), [1, 3, 32, 32]) }))['output']!;
+      const want = (await reference(file, { input: new ort.Tensor('float32', randomImage(seed), [1, 3, 32, 32]) }))[
+        'output'
+      ]!;
       expect(got.length).toBe(want.length);
       let worst = 0;
       for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));

@@ -10,13 +10,27 @@ import { buildCnn } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, connectClients, deploymentSpec, inferRaw, issueToken, pushModel, randomImage, reference, waitServed, type Clients } from './clients.js';
+import {
+  bearer,
+  connectClients,
+  deploymentSpec,
+  inferRaw,
+  issueToken,
+  pushModel,
+  randomImage,
+  reference,
+  waitServed,
+  type Clients,
+} from './clients.js';
 import { REPO_ROOT, spawnService, startStack, type ServiceName, type ServiceProcess, type Stack } from './stack.js';
 
 const IMAGE = process.env['QUANTA_E2E_IMAGE'] ?? 'localhost/quanta:e2e';
 const RUNTIME = process.env['QUANTA_PODMAN_RUNTIME'] ?? 'runc';
 const hasPodman = spawnSync('podman', ['--version'], { stdio: 'ignore' }).status === 0;
-if (!hasPodman) console.warn('container.test.ts skipped: podman is not installed (tools/container/install-podman.sh installs it, as .ci/run does)');
+if (!hasPodman)
+  console.warn(
+    'container.test.ts skipped: podman is not installed (tools/container/install-podman.sh installs it, as .ci/run does)',
+  );
 
 /** Runs a command to its end; rejects with the tail of its output when it fails. */
 function run(file: string, args: readonly string[]): Promise<string> {
@@ -26,7 +40,11 @@ function run(file: string, args: readonly string[]): Promise<string> {
     child.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
     child.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(output) : reject(new Error(`${file} ${args.join(' ')} exited ${code}:\n${output.slice(-6000)}`))));
+    child.once('exit', (code) =>
+      code === 0
+        ? resolve(output)
+        : reject(new Error(`${file} ${args.join(' ')} exited ${code}:\n${output.slice(-6000)}`)),
+    );
   });
 }
 
@@ -43,10 +61,26 @@ async function launchContainer(name: ServiceName, env: NodeJS.ProcessEnv): Promi
   const home = env['QUANTA_HOME'];
   if (home === undefined) throw new Error('the stack gave no QUANTA_HOME');
   await chmod(home, 0o777);
-  const settings = Object.entries(env).flatMap(([key, value]) => (value !== undefined && /^(QUANTA|OTEL)_/.test(key) ? ['--env', `${key}=${value}`] : []));
+  const settings = Object.entries(env).flatMap(([key, value]) =>
+    value !== undefined && /^(QUANTA|OTEL)_/.test(key) ? ['--env', `${key}=${value}`] : [],
+  );
   return spawnService(name, env, {
     file: 'podman',
-    args: ['--runtime', RUNTIME, 'run', '--rm', '--name', containerName(name), '--network', 'host', '--volume', `${home}:${home}`, ...settings, IMAGE, name],
+    args: [
+      '--runtime',
+      RUNTIME,
+      'run',
+      '--rm',
+      '--name',
+      containerName(name),
+      '--network',
+      'host',
+      '--volume',
+      `${home}:${home}`,
+      ...settings,
+      IMAGE,
+      name,
+    ],
   });
 }
 
@@ -59,7 +93,9 @@ describe.skipIf(!hasPodman)('the container image', () => {
   beforeAll(async () => {
     const built = Date.now();
     await run('bash', [join(REPO_ROOT, 'tools', 'container', 'build-image.sh'), IMAGE]);
-    console.info(`container.test.ts: ${IMAGE} built (or found up to date) in ${((Date.now() - built) / 1000).toFixed(0)} s`);
+    console.info(
+      `container.test.ts: ${IMAGE} built (or found up to date) in ${((Date.now() - built) / 1000).toFixed(0)} s`,
+    );
     // The image runs with NODE_ENV=production, where crypto makes no development master key, and
     // monitoring listens on every interface, where its dashboard may not go without a token.
     stack = await startStack({
@@ -75,11 +111,22 @@ describe.skipIf(!hasPodman)('the container image', () => {
     await stack?.close();
     // Containers that a failure left behind: killing podman run's client leaves its container running.
     const names = (['crypto', 'model-registry', 'monitoring', 'inference'] as const).map(containerName);
-    if (hasPodman) await run('podman', ['--runtime', RUNTIME, 'rm', '--force', '--ignore', ...names]).catch((error: unknown) => console.warn(error));
+    if (hasPodman)
+      await run('podman', ['--runtime', RUNTIME, 'rm', '--force', '--ignore', ...names]).catch((error: unknown) =>
+        console.warn(error),
+      );
   }, 120_000);
 
   it('runs each service as its own non-root user, from compiled JavaScript', async () => {
-    const out = await run('podman', ['--runtime', RUNTIME, 'exec', containerName('crypto'), 'sh', '-c', 'id -u; cat /proc/1/cmdline | tr "\\0" " "; echo; ls /opt/quanta/services/crypto']);
+    const out = await run('podman', [
+      '--runtime',
+      RUNTIME,
+      'exec',
+      containerName('crypto'),
+      'sh',
+      '-c',
+      'id -u; cat /proc/1/cmdline | tr "\\0" " "; echo; ls /opt/quanta/services/crypto',
+    ]);
     const [uid, pid1, files] = out.split('\n');
     expect(uid).toBe('10001');
     expect(pid1).toMatch(/^\/usr\/bin\/tini -- quanta-service crypto/);
@@ -89,11 +136,17 @@ describe.skipIf(!hasPodman)('the container image', () => {
   it('push → deploy → infer through the containers, equal to onnxruntime', async () => {
     const pushed = await pushModel(clients, token, 'cifar', model);
     expect(pushed.version?.version).toBe(1);
-    await clients.rpc.registry('createDeployment', { name: 'cifar', spec: deploymentSpec('cifar') }, { metadata: bearer(token) });
+    await clients.rpc.registry(
+      'createDeployment',
+      { name: 'cifar', spec: deploymentSpec('cifar') },
+      { metadata: bearer(token) },
+    );
     await waitServed(clients, token, 'cifar');
 
     const data = randomImage(7);
-    const { response, outputs } = await inferRaw(clients, token, 'cifar', [{ ...createTensor('FP32', [1, 3, 32, 32], data), name: 'input' }]);
+    const { response, outputs } = await inferRaw(clients, token, 'cifar', [
+      { ...createTensor('FP32', [1, 3, 32, 32], data), name: 'input' },
+    ]);
     expect(response.modelVersion).toBe('1');
     const want = (await reference(model, { input: new ort.Tensor('float32', data, [1, 3, 32, 32]) }))['output'];
     const got = outputs[0]?.data as Float32Array;

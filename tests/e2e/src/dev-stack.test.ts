@@ -28,7 +28,8 @@ const started: number[] = [];
 beforeAll(async () => {
   userDir = await mkdtemp(join(tmpdir(), 'quanta-newcomer-'));
   const ports = await Promise.all(Array.from({ length: 7 }, freePort));
-  const [crypto, registry, monitoring, monitoringHttp, inferencePort, inferenceHttp, inferenceMetrics] = ports.map(String);
+  const [crypto, registry, monitoring, monitoringHttp, inferencePort, inferenceHttp, inferenceMetrics] =
+    ports.map(String);
   // The user's shell: only the ports differ from a laptop's defaults (this machine runs other tests).
   env = {
     ...process.env,
@@ -47,7 +48,16 @@ beforeAll(async () => {
     OTEL_TRACES_EXPORTER: 'none',
     OTEL_METRICS_EXPORTER: 'none',
   };
-  for (const key of ['QUANTA_HOME', 'QUANTA_TOKEN', 'QUANTA_DATABASE_URL', 'QUANTA_SERVICE_TOKEN', 'QUANTA_DEMO', 'QUANTA_DEV_TLS', 'QUANTA_DEV_JSON_LOGS']) delete env[key];
+  for (const key of [
+    'QUANTA_HOME',
+    'QUANTA_TOKEN',
+    'QUANTA_DATABASE_URL',
+    'QUANTA_SERVICE_TOKEN',
+    'QUANTA_DEMO',
+    'QUANTA_DEV_TLS',
+    'QUANTA_DEV_JSON_LOGS',
+  ])
+    delete env[key];
 });
 
 afterAll(async () => {
@@ -79,12 +89,16 @@ interface DevStack {
  * a process group of its own, as a terminal runs its foreground job; resolves once "Quanta is up".
  */
 async function startDevStack(extraEnv: NodeJS.ProcessEnv = {}): Promise<DevStack> {
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'tools', 'dev-stack', 'src', 'main.ts')], {
-    cwd: join(REPO_ROOT, 'tools', 'dev-stack'),
-    env: { ...env, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'tools', 'dev-stack', 'src', 'main.ts')],
+    {
+      cwd: join(REPO_ROOT, 'tools', 'dev-stack'),
+      env: { ...env, ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    },
+  );
   const pid = child.pid;
   if (pid === undefined) throw new Error('the dev stack did not start');
   started.push(pid);
@@ -144,12 +158,20 @@ function ctrlC(stack: DevStack): void {
   process.kill(-stack.pid, 'SIGINT');
 }
 
-function runCommand(line: string, cwd: string, commandEnv: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCommand(
+  line: string,
+  cwd: string,
+  commandEnv: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   // `npx quanta …` as printed; run through the CLI's launcher (npx would resolve the same bin).
   const args = line.trim().split(/\s+/);
   expect(args.slice(0, 2)).toEqual(['npx', 'quanta']);
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args.slice(2)], { cwd, env: commandEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args.slice(2)], {
+      cwd,
+      env: commandEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     c.stdout.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
@@ -167,7 +189,9 @@ function cifarRequest(seed: number, rows: number): inference.ModelInferRequest {
     modelVersion: '',
     id: `r${seed}`,
     parameters: {},
-    inputs: [{ name: 'input', datatype: 'FP32', shape: [BigInt(rows), 3n, 32n, 32n], parameters: {}, contents: undefined }],
+    inputs: [
+      { name: 'input', datatype: 'FP32', shape: [BigInt(rows), 3n, 32n, 32n], parameters: {}, contents: undefined },
+    ],
     outputs: [],
     rawInputContents: [Buffer.from(data.buffer, data.byteOffset, data.byteLength)],
   };
@@ -235,14 +259,19 @@ describe('npm start', () => {
 
     // Calls in flight when Ctrl-C comes: unary ModelInfers, and a stream that goes on after it.
     const token = (await readFile(join(userDir, '.quanta', 'admin.token'), 'utf8')).trim();
-    const client = new inference.GRPCInferenceServiceClient(env['QUANTA_INFERENCE_ADDR'] ?? '', grpc.credentials.createInsecure());
+    const client = new inference.GRPCInferenceServiceClient(
+      env['QUANTA_INFERENCE_ADDR'] ?? '',
+      grpc.credentials.createInsecure(),
+    );
     try {
       const rpc = unaryCaller(client, inference.GRPCInferenceServiceService);
       // Connected first, so that each call below starts its HTTP/2 stream at once, in order.
       expect((await rpc('modelReady', { name: 'cifar', version: '' }, { metadata: bearer(token) })).ready).toBe(true);
       let signalledAt = Number.POSITIVE_INFINITY;
       const unary = Array.from({ length: 32 }, (_, i) =>
-        rpc('modelInfer', cifarRequest(i + 1, 16), { metadata: bearer(token), deadline: Date.now() + 60_000 }).then((reply) => ({ reply, at: Date.now() })),
+        rpc('modelInfer', cifarRequest(i + 1, 16), { metadata: bearer(token), deadline: Date.now() + 60_000 }).then(
+          (reply) => ({ reply, at: Date.now() }),
+        ),
       );
       const stream = openStream(client, token);
       stream.call.write(cifarRequest(100, 1));
@@ -261,12 +290,16 @@ describe('npm start', () => {
       stream.call.end();
       await stream.ended;
       expect(stream.answers.map((a) => a.errorMessage)).toEqual(Array.from({ length: 6 }, () => ''));
-      expect(stream.answers.slice(1).map((a) => a.inferResponse?.outputs[0]?.shape)).toEqual(Array.from({ length: 5 }, () => [4n, 10n]));
+      expect(stream.answers.slice(1).map((a) => a.inferResponse?.outputs[0]?.shape)).toEqual(
+        Array.from({ length: 5 }, () => [4n, 10n]),
+      );
 
       const answered = await Promise.all(unary);
       for (const { reply } of answered) expect(reply.outputs[0]?.shape).toEqual([16n, 10n]);
       // How many of them Ctrl-C found running (the stream's alone makes the test), for the log.
-      console.info(`unary ModelInfer answered after Ctrl-C: ${answered.filter((a) => a.at >= signalledAt).length} of ${answered.length}`);
+      console.info(
+        `unary ModelInfer answered after Ctrl-C: ${answered.filter((a) => a.at >= signalledAt).length} of ${answered.length}`,
+      );
     } finally {
       client.close();
     }
@@ -276,7 +309,8 @@ describe('npm start', () => {
     expect(code, log).toBe(0);
     expect(log).not.toMatch(/second signal|at once: killing|did not stop cleanly/);
     for (const name of SERVICES) {
-      for (const step of ['signal received', 'shutting down', 'stopped']) expect(stack.lines, `${name}: ${step}`).toContain(`[${name}] ${step}`);
+      for (const step of ['signal received', 'shutting down', 'stopped'])
+        expect(stack.lines, `${name}: ${step}`).toContain(`[${name}] ${step}`);
     }
     // Inference stopped first, crypto last: nothing lost the key service while still serving.
     const stoppedAt = SERVICES.map((name) => stack.lines.indexOf(`[${name}] stopped`));
@@ -289,7 +323,10 @@ describe('npm start', () => {
     const pids = await stack.servicePids();
     expect(pids).toHaveLength(SERVICES.length);
     const token = (await readFile(join(userDir, '.quanta', 'admin.token'), 'utf8')).trim();
-    const client = new inference.GRPCInferenceServiceClient(env['QUANTA_INFERENCE_ADDR'] ?? '', grpc.credentials.createInsecure());
+    const client = new inference.GRPCInferenceServiceClient(
+      env['QUANTA_INFERENCE_ADDR'] ?? '',
+      grpc.credentials.createInsecure(),
+    );
     try {
       // An open stream holds inference's graceful stop until the grace runs out.
       const stream = openStream(client, token);
@@ -319,6 +356,10 @@ describe('npm start', () => {
     process.kill(stack.pid, 'SIGKILL');
     await stack.exited;
     // Their IPC channel closed: each stops as on SIGTERM.
-    await eventually('every service stopped', async () => (await Promise.all(pids.map(alive))).every((a) => !a), 60_000);
+    await eventually(
+      'every service stopped',
+      async () => (await Promise.all(pids.map(alive))).every((a) => !a),
+      60_000,
+    );
   }, 300_000);
 });

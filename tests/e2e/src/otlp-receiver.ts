@@ -58,7 +58,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     oneofs: true,
   });
   const loaded = grpc.loadPackageDefinition(definition);
-  const service = (loaded['opentelemetry'] as grpc.GrpcObject & { proto: { collector: { trace: { v1: { TraceService: grpc.ServiceClientConstructor } } } } }).proto.collector.trace.v1.TraceService.service;
+  const service = (
+    loaded['opentelemetry'] as grpc.GrpcObject & {
+      proto: { collector: { trace: { v1: { TraceService: grpc.ServiceClientConstructor } } } };
+    }
+  ).proto.collector.trace.v1.TraceService.service;
   const spans: ReceivedSpan[] = [];
   const hex = (b: Buffer): string => b.toString('hex');
   const anyValue = (v: WireAnyValue | null | undefined): unknown => (v?.value ? v[v.value] : undefined);

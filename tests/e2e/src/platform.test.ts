@@ -59,9 +59,13 @@ function expectClose(actual: ArrayLike<number>, wanted: ArrayLike<number>): void
   expect(worst).toBeLessThan(1e-5);
 }
 
-
 /** Runs `workers` loops of cifar inferences until `until()`; returns every failure's code and message. */
-async function underLoad(token: string, workers: number, until: () => boolean, onReply?: (version: string) => void): Promise<{ ok: number; failures: string[] }> {
+async function underLoad(
+  token: string,
+  workers: number,
+  until: () => boolean,
+  onReply?: (version: string) => void,
+): Promise<{ ok: number; failures: string[] }> {
   let ok = 0;
   const failures: string[] = [];
   await Promise.all(
@@ -82,7 +86,13 @@ async function underLoad(token: string, workers: number, until: () => boolean, o
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
-  stack = await startStack({ env: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '200' } });
+  stack = await startStack({
+    env: {
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    },
+  });
   clients = connectClients(stack);
   acme = await issueToken(clients, stack.adminToken, 'acme', SCOPES);
   beta = await issueToken(clients, stack.adminToken, 'beta', SCOPES);
@@ -98,8 +108,16 @@ describe('the platform end to end', () => {
   it('push → deploy → infer through gRPC, REST and the CLI, equal to onnxruntime', async () => {
     const pushed = await pushModel(clients, acme, 'cifar', cnnV1);
     expect(pushed.version?.version).toBe(1);
-    await clients.rpc.registry('setAlias', { model: 'cifar', alias: 'production', version: 1 }, { metadata: bearer(acme) });
-    await clients.rpc.registry('createDeployment', { name: 'cifar', spec: deploymentSpec('cifar@production') }, { metadata: bearer(acme) });
+    await clients.rpc.registry(
+      'setAlias',
+      { model: 'cifar', alias: 'production', version: 1 },
+      { metadata: bearer(acme) },
+    );
+    await clients.rpc.registry(
+      'createDeployment',
+      { name: 'cifar', spec: deploymentSpec('cifar@production') },
+      { metadata: bearer(acme) },
+    );
     await waitServed(clients, acme, 'cifar');
 
     const want = await expected(cnnV1, 1);
@@ -112,7 +130,10 @@ describe('the platform end to end', () => {
     const rest = await fetch(`${stack.http.inference}/v2/models/cifar/infer`, {
       method: 'POST',
       headers: { authorization: `Bearer ${acme}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'rest-1', inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(1)) }] }),
+      body: JSON.stringify({
+        id: 'rest-1',
+        inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(1)) }],
+      }),
     });
     expect(rest.status).toBe(200);
     sent++;
@@ -123,8 +144,14 @@ describe('the platform end to end', () => {
     const dir = await mkdtemp(join(tmpdir(), 'quanta-e2e-cli-'));
     try {
       const file = join(dir, 'input.json');
-      await writeFile(file, JSON.stringify({ shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(1)) }));
-      const cli = await runCli(['--json', 'infer', 'cifar', '--input', `input=${file}`], { ...stack.env, QUANTA_TOKEN: acme });
+      await writeFile(
+        file,
+        JSON.stringify({ shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(1)) }),
+      );
+      const cli = await runCli(['--json', 'infer', 'cifar', '--input', `input=${file}`], {
+        ...stack.env,
+        QUANTA_TOKEN: acme,
+      });
       expect(cli.stderr).toBe('');
       expect(cli.code).toBe(0);
       sent++;
@@ -143,7 +170,11 @@ describe('the platform end to end', () => {
     await eventually(
       `monitoring counting ${sent} cifar requests`,
       async () => {
-        const reply = await clients.rpc.monitoring('getModelStats', { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } }, { metadata: bearer(acme) });
+        const reply = await clients.rpc.monitoring(
+          'getModelStats',
+          { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } },
+          { metadata: bearer(acme) },
+        );
         const count = Number(reply.stats?.count ?? 0);
         if (count > sent) throw new Error(`monitoring counted ${count} requests, more than the ${sent} sent`);
         return count === sent;
@@ -157,12 +188,21 @@ describe('the platform end to end', () => {
     expect(pushed.version?.version).toBe(2);
     let swapped = false;
     let servedByV2 = 0;
-    const load = underLoad(acme, 8, () => servedByV2 >= 30, (version) => {
-      if (version === '2') servedByV2++;
-    });
+    const load = underLoad(
+      acme,
+      8,
+      () => servedByV2 >= 30,
+      (version) => {
+        if (version === '2') servedByV2++;
+      },
+    );
     // Let the load run on v1 first, then move the alias under it.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    await clients.rpc.registry('setAlias', { model: 'cifar', alias: 'production', version: 2 }, { metadata: bearer(acme) });
+    await clients.rpc.registry(
+      'setAlias',
+      { model: 'cifar', alias: 'production', version: 2 },
+      { metadata: bearer(acme) },
+    );
     swapped = true;
     const { ok, failures } = await load;
     expect(swapped).toBe(true);
@@ -175,23 +215,47 @@ describe('the platform end to end', () => {
 
   it("a second tenant sees none of the first tenant's models, keys or stats", async () => {
     const md = bearer(beta);
-    await expect(clients.rpc.inference('modelMetadata', { name: 'cifar', version: '' }, { metadata: md })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    await expect(
+      clients.rpc.inference('modelMetadata', { name: 'cifar', version: '' }, { metadata: md }),
+    ).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
     await expect(inferRaw(clients, beta, 'cifar', [image(1)])).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
-    const index = await clients.rpc.inference('repositoryIndex', { repositoryName: '', ready: false }, { metadata: md });
+    const index = await clients.rpc.inference(
+      'repositoryIndex',
+      { repositoryName: '', ready: false },
+      { metadata: md },
+    );
     expect(index.models.map((m) => m.name)).not.toContain('cifar');
-    const models = await clients.rpc.registry('listModels', { pageSize: 100, pageToken: '', namePrefix: '', tags: {} }, { metadata: md });
+    const models = await clients.rpc.registry(
+      'listModels',
+      { pageSize: 100, pageToken: '', namePrefix: '', tags: {} },
+      { metadata: md },
+    );
     expect(models.models).toEqual([]);
-    await expect(clients.rpc.registry('getModel', { name: 'cifar' }, { metadata: md })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    await expect(clients.rpc.registry('getModel', { name: 'cifar' }, { metadata: md })).rejects.toMatchObject({
+      code: grpc.status.NOT_FOUND,
+    });
 
-    await clients.rpc.crypto('createKey', { name: 'acme-secret', type: crypto.KeyType.KEY_TYPE_AES256_GCM }, { metadata: bearer(acme) });
+    await clients.rpc.crypto(
+      'createKey',
+      { name: 'acme-secret', type: crypto.KeyType.KEY_TYPE_AES256_GCM },
+      { metadata: bearer(acme) },
+    );
     const keys = await clients.rpc.crypto('listKeys', { pageSize: 100, pageToken: '' }, { metadata: md });
     expect(keys.keys.map((k) => k.name)).not.toContain('acme-secret');
-    await expect(clients.rpc.crypto('getKey', { name: 'acme-secret' }, { metadata: md })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
-
-    const stats = await clients.rpc.monitoring('getModelStats', { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } }, { metadata: md }).catch((error: unknown) => {
-      expect(grpcCode(error)).toBe(grpc.status.NOT_FOUND);
-      return undefined;
+    await expect(clients.rpc.crypto('getKey', { name: 'acme-secret' }, { metadata: md })).rejects.toMatchObject({
+      code: grpc.status.NOT_FOUND,
     });
+
+    const stats = await clients.rpc
+      .monitoring(
+        'getModelStats',
+        { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } },
+        { metadata: md },
+      )
+      .catch((error: unknown) => {
+        expect(grpcCode(error)).toBe(grpc.status.NOT_FOUND);
+        return undefined;
+      });
     expect(Number(stats?.stats?.count ?? 0)).toBe(0);
 
     // Triton's metrics on the inference replica (:8002 in production): each tenant's token shows its own series only.
@@ -201,7 +265,9 @@ describe('the platform end to end', () => {
       return response.text();
     };
     expect(await metricsOf(beta)).not.toContain('model="cifar"');
-    expect(await metricsOf(acme)).toMatch(/^nv_inference_request_success\{model="cifar",tenant="acme",version="\d+"\} [1-9]\d*$/m);
+    expect(await metricsOf(acme)).toMatch(
+      /^nv_inference_request_success\{model="cifar",tenant="acme",version="\d+"\} [1-9]\d*$/m,
+    );
   }, 60_000);
 
   it('inference keeps serving while monitoring is stopped', async () => {
@@ -218,7 +284,11 @@ describe('the platform end to end', () => {
       'records reaching the restarted monitoring',
       async () => {
         await inferRaw(clients, acme, 'cifar', [image(++probes)]);
-        const reply = await clients.rpc.monitoring('getModelStats', { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } }, { metadata: bearer(acme) });
+        const reply = await clients.rpc.monitoring(
+          'getModelStats',
+          { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } },
+          { metadata: bearer(acme) },
+        );
         return Number(reply.stats?.count ?? 0) >= 1;
       },
       90_000,
@@ -229,7 +299,11 @@ describe('the platform end to end', () => {
     await pushModel(clients, acme, 'traced', cnnV1);
     // A partner call that makes inference load a model: its client span (ours) roots the trace.
     const load = rootTraceparent();
-    await clients.rpc.inference('repositoryModelLoad', { repositoryName: '', modelName: 'traced', parameters: {} }, { metadata: bearer(acme, load.traceparent), deadline: Date.now() + 120_000 });
+    await clients.rpc.inference(
+      'repositoryModelLoad',
+      { repositoryName: '', modelName: 'traced', parameters: {} },
+      { metadata: bearer(acme, load.traceparent), deadline: Date.now() + 120_000 },
+    );
     // The infer trace; its record reaches monitoring in the ingest client's next batch, whose span
     // links to it. (Monitoring was restarted by the test before: a record sent while the client was
     // still reconnecting is dropped by design, so a few traced requests may be needed.)
@@ -240,8 +314,11 @@ describe('the platform end to end', () => {
     await eventually('the load trace reaching the receiver from inference, registry and crypto', () =>
       Promise.resolve(['inference', 'model-registry', 'crypto'].every((s) => services(load.traceId).has(s))),
     );
-    await eventually('the infer trace reaching the receiver', () => Promise.resolve(services(infer.traceId).has('inference')));
-    const linked = (traceId: string): boolean => receiver.spans.some((s) => s.serviceName === 'monitoring' && s.links.some((l) => l.traceId === traceId));
+    await eventually('the infer trace reaching the receiver', () =>
+      Promise.resolve(services(infer.traceId).has('inference')),
+    );
+    const linked = (traceId: string): boolean =>
+      receiver.spans.some((s) => s.serviceName === 'monitoring' && s.links.some((l) => l.traceId === traceId));
     const roots = [infer];
     await eventually(
       'monitoring linking an ingest span to a traced request',
@@ -256,12 +333,17 @@ describe('the platform end to end', () => {
       90_000,
     );
     infer = roots.find((r) => linked(r.traceId)) ?? infer;
-    await eventually('the linked trace reaching the receiver', () => Promise.resolve(services(infer.traceId).has('inference')));
+    await eventually('the linked trace reaching the receiver', () =>
+      Promise.resolve(services(infer.traceId).has('inference')),
+    );
     for (const root of [load, infer]) {
       const spans = spansOf(root.traceId);
       const ids = new Set([root.spanId, ...spans.map((s) => s.spanId)]);
       // Connected: every span's parent is our root or another span of the trace.
-      for (const span of spans) expect(ids.has(span.parentSpanId), `${span.serviceName} ${span.name} has a parent outside the trace`).toBe(true);
+      for (const span of spans)
+        expect(ids.has(span.parentSpanId), `${span.serviceName} ${span.name} has a parent outside the trace`).toBe(
+          true,
+        );
     }
     const inferSpans = spansOf(infer.traceId);
     expect(inferSpans.some((s) => /batch/i.test(s.name))).toBe(true);
@@ -272,8 +354,16 @@ describe('the platform end to end', () => {
     const dir = await mkdtemp(join(tmpdir(), 'quanta-e2e-cli-'));
     try {
       const file = join(dir, 'input.json');
-      await writeFile(file, JSON.stringify({ shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(2)) }));
-      const cli = await runCli(['--json', 'infer', 'traced', '--input', `input=${file}`], { ...stack.env, QUANTA_TOKEN: acme, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint });
+      await writeFile(
+        file,
+        JSON.stringify({ shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from(randomImage(2)) }),
+      );
+      const cli = await runCli(['--json', 'infer', 'traced', '--input', `input=${file}`], {
+        ...stack.env,
+        QUANTA_TOKEN: acme,
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+      });
       expect(cli.code, cli.stderr).toBe(0);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -281,7 +371,10 @@ describe('the platform end to end', () => {
     let cliRoot: ReceivedSpan | undefined;
     await eventually('the CLI trace with an inference server span under it', () => {
       cliRoot = receiver.spans.find((s) => s.serviceName === 'quanta-cli' && /ModelInfer/.test(s.name));
-      return Promise.resolve(cliRoot !== undefined && receiver.spans.some((s) => s.serviceName === 'inference' && s.parentSpanId === cliRoot?.spanId));
+      return Promise.resolve(
+        cliRoot !== undefined &&
+          receiver.spans.some((s) => s.serviceName === 'inference' && s.parentSpanId === cliRoot?.spanId),
+      );
     });
     expect(cliRoot?.parentSpanId).toBe('');
     expect(cliRoot?.kind).toBe('SPAN_KIND_CLIENT');
@@ -295,11 +388,19 @@ describe('the platform end to end', () => {
     let loaded: () => void = () => undefined;
     const busy = new Promise<void>((resolve) => (loaded = resolve));
     let gaveUp = false;
-    const load = underLoad(acme, 8, () => exited || gaveUp, () => {
-      if (++ok === 40) loaded();
-    });
+    const load = underLoad(
+      acme,
+      8,
+      () => exited || gaveUp,
+      () => {
+        if (++ok === 40) loaded();
+      },
+    );
     // SIGTERM once the load is flowing, while requests are queued and running.
-    const flowing = await Promise.race([busy.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 60_000))]);
+    const flowing = await Promise.race([
+      busy.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 60_000)),
+    ]);
     if (!flowing) {
       gaveUp = true;
       throw new Error(`the load never reached 40 answers: ${JSON.stringify((await load).failures.slice(0, 3))}`);

@@ -18,7 +18,9 @@ const SCOPES = ['models:read', 'models:write', 'infer', 'monitoring:read', 'keys
 
 /** The first Python that has Debian's grpcio, numpy and pytest: QUANTA_PYTHON, python3 on PATH, /usr/bin/python3. */
 function findPython(): string {
-  const candidates = [process.env['QUANTA_PYTHON'], 'python3', '/usr/bin/python3'].filter((c): c is string => c !== undefined && c !== '');
+  const candidates = [process.env['QUANTA_PYTHON'], 'python3', '/usr/bin/python3'].filter(
+    (c): c is string => c !== undefined && c !== '',
+  );
   for (const candidate of candidates) {
     const probe = spawnSync(candidate, ['-c', 'import grpc, numpy, pytest, google.protobuf'], { stdio: 'ignore' });
     if (probe.status === 0) return candidate;
@@ -32,20 +34,60 @@ function findPython(): string {
 const DATATYPE_INPUTS: readonly { onnx: number; tensor: Tensor }[] = [
   { onnx: OnnxDataType.BOOL, tensor: createTensor('BOOL', [2, 3], Uint8Array.from([1, 0, 1, 1, 0, 0])) },
   { onnx: OnnxDataType.UINT8, tensor: createTensor('UINT8', [2, 3], Uint8Array.from([0, 1, 127, 128, 254, 255])) },
-  { onnx: OnnxDataType.UINT16, tensor: createTensor('UINT16', [2, 3], Uint16Array.from([0, 1, 255, 256, 65534, 65535])) },
-  { onnx: OnnxDataType.UINT32, tensor: createTensor('UINT32', [2, 3], Uint32Array.from([0, 1, 65536, 2 ** 31, 2 ** 32 - 2, 2 ** 32 - 1])) },
-  { onnx: OnnxDataType.UINT64, tensor: createTensor('UINT64', [2, 3], BigUint64Array.from([0n, 1n, 2n ** 32n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n])) },
+  {
+    onnx: OnnxDataType.UINT16,
+    tensor: createTensor('UINT16', [2, 3], Uint16Array.from([0, 1, 255, 256, 65534, 65535])),
+  },
+  {
+    onnx: OnnxDataType.UINT32,
+    tensor: createTensor('UINT32', [2, 3], Uint32Array.from([0, 1, 65536, 2 ** 31, 2 ** 32 - 2, 2 ** 32 - 1])),
+  },
+  {
+    onnx: OnnxDataType.UINT64,
+    tensor: createTensor(
+      'UINT64',
+      [2, 3],
+      BigUint64Array.from([0n, 1n, 2n ** 32n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n]),
+    ),
+  },
   { onnx: OnnxDataType.INT8, tensor: createTensor('INT8', [2, 3], Int8Array.from([-128, -1, 0, 1, 64, 127])) },
   { onnx: OnnxDataType.INT16, tensor: createTensor('INT16', [2, 3], Int16Array.from([-32768, -1, 0, 1, 256, 32767])) },
-  { onnx: OnnxDataType.INT32, tensor: createTensor('INT32', [2, 3], Int32Array.from([-(2 ** 31), -1, 0, 1, 65536, 2 ** 31 - 1])) },
-  { onnx: OnnxDataType.INT64, tensor: createTensor('INT64', [2, 3], BigInt64Array.from([-(2n ** 63n), -1n, 0n, 1n, 2n ** 53n + 1n, 2n ** 63n - 1n])) },
+  {
+    onnx: OnnxDataType.INT32,
+    tensor: createTensor('INT32', [2, 3], Int32Array.from([-(2 ** 31), -1, 0, 1, 65536, 2 ** 31 - 1])),
+  },
+  {
+    onnx: OnnxDataType.INT64,
+    tensor: createTensor(
+      'INT64',
+      [2, 3],
+      BigInt64Array.from([-(2n ** 63n), -1n, 0n, 1n, 2n ** 53n + 1n, 2n ** 63n - 1n]),
+    ),
+  },
   // FP16 bit patterns: 0, -0, 1, -2, 65504 (the largest), the smallest subnormal.
-  { onnx: OnnxDataType.FLOAT16, tensor: createTensor('FP16', [2, 3], Uint16Array.from([0x0000, 0x8000, 0x3c00, 0xc000, 0x7bff, 0x0001])) },
-  { onnx: OnnxDataType.FLOAT, tensor: createTensor('FP32', [2, 3], Float32Array.from([0, -0, 1.5, -3.4028234663852886e38, 1.401298464324817e-45, 0.1])) },
-  { onnx: OnnxDataType.DOUBLE, tensor: createTensor('FP64', [2, 3], Float64Array.from([0, -0, Math.PI, -1e308, 5e-324, 0.1])) },
+  {
+    onnx: OnnxDataType.FLOAT16,
+    tensor: createTensor('FP16', [2, 3], Uint16Array.from([0x0000, 0x8000, 0x3c00, 0xc000, 0x7bff, 0x0001])),
+  },
+  {
+    onnx: OnnxDataType.FLOAT,
+    tensor: createTensor(
+      'FP32',
+      [2, 3],
+      Float32Array.from([0, -0, 1.5, -3.4028234663852886e38, 1.401298464324817e-45, 0.1]),
+    ),
+  },
+  {
+    onnx: OnnxDataType.DOUBLE,
+    tensor: createTensor('FP64', [2, 3], Float64Array.from([0, -0, Math.PI, -1e308, 5e-324, 0.1])),
+  },
   {
     onnx: OnnxDataType.STRING,
-    tensor: createTensor('BYTES', [2, 3], ['', 'a', 'quanta', 'héllo', '日本語', 'x'.repeat(300)].map((s) => Buffer.from(s, 'utf8'))),
+    tensor: createTensor(
+      'BYTES',
+      [2, 3],
+      ['', 'a', 'quanta', 'héllo', '日本語', 'x'.repeat(300)].map((s) => Buffer.from(s, 'utf8')),
+    ),
   },
 ];
 
@@ -56,7 +98,12 @@ function datatypesModel(): ModelSpec {
     producerName: 'quanta-e2e',
     graph: {
       name: 'datatypes',
-      nodes: names.map(({ datatype }) => ({ opType: 'Identity', name: `id_${datatype}`, inputs: [`in_${datatype}`], outputs: [`out_${datatype}`] })),
+      nodes: names.map(({ datatype }) => ({
+        opType: 'Identity',
+        name: `id_${datatype}`,
+        inputs: [`in_${datatype}`],
+        outputs: [`out_${datatype}`],
+      })),
       initializers: [],
       inputs: names.map(({ onnx, datatype }) => ({ name: `in_${datatype}`, dataType: onnx, shape: ['N', 3] })),
       outputs: names.map(({ onnx, datatype }) => ({ name: `out_${datatype}`, dataType: onnx, shape: ['N', 3] })),
@@ -71,7 +118,9 @@ async function runOrt(model: Uint8Array, inputs: Readonly<Record<string, Tensor>
     const feeds = Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tensorToOrt(t)]));
     const out = await session.run(feeds);
     // Copies: the results outlive the session.
-    return Object.fromEntries(Object.entries(out).map(([name, value]) => [name, structuredClone(tensorFromOrt(value))]));
+    return Object.fromEntries(
+      Object.entries(out).map(([name, value]) => [name, structuredClone(tensorFromOrt(value))]),
+    );
   } finally {
     await session.release();
   }
@@ -100,7 +149,11 @@ function fixtureWriter(dir: string): (name: string, tensor: Tensor) => Promise<s
 async function writeFixtures(dir: string): Promise<void> {
   const write = fixtureWriter(dir);
   const files = async (prefix: string, tensors: Readonly<Record<string, Tensor>>): Promise<Record<string, string>> =>
-    Object.fromEntries(await Promise.all(Object.entries(tensors).map(async ([name, t]) => [name, await write(`${prefix}-${name}`, t)] as const)));
+    Object.fromEntries(
+      await Promise.all(
+        Object.entries(tensors).map(async ([name, t]) => [name, await write(`${prefix}-${name}`, t)] as const),
+      ),
+    );
 
   const cnn = buildCnn({ softmax: true, seed: 3 });
   await writeFile(join(dir, 'cnn.onnx'), cnn);
@@ -130,7 +183,11 @@ async function writeFixtures(dir: string): Promise<void> {
 
   const manifest = {
     cnn: { model: 'cnn.onnx', inputs: await files('cnn', cnnInputs), expected: await files('cnn-out', cnnOut) },
-    datatypes: { model: 'datatypes.onnx', inputs: await files('types', typeInputs), expected: await files('types-out', typeOut) },
+    datatypes: {
+      model: 'datatypes.onnx',
+      inputs: await files('types', typeInputs),
+      expected: await files('types-out', typeOut),
+    },
     lstm: { model: 'lstm.onnx', state: { [LSTM_NAMES.h]: LSTM_NAMES.hn, [LSTM_NAMES.c]: LSTM_NAMES.cn }, steps },
   };
   await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
@@ -172,18 +229,26 @@ describe('the Python client against a live stack', () => {
   it('passes its pytest suite: push, deploy, infer (every datatype, sequences), crypto, stats, errors', async () => {
     const python = findPython();
     const junit = join(dir, 'junit.xml');
-    const { code, output } = await run(python, ['-m', 'pytest', 'clients/python/tests', '-q', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {
-      ...stack.env,
-      QUANTA_TOKEN: token,
-      QUANTA_PYCLIENT_FIXTURES: dir,
-      PYTHONDONTWRITEBYTECODE: '1',
-    });
+    const { code, output } = await run(
+      python,
+      ['-m', 'pytest', 'clients/python/tests', '-q', '-p', 'no:cacheprovider', `--junitxml=${junit}`],
+      {
+        ...stack.env,
+        QUANTA_TOKEN: token,
+        QUANTA_PYCLIENT_FIXTURES: dir,
+        PYTHONDONTWRITEBYTECODE: '1',
+      },
+    );
     expect(code, output).toBe(0);
     // Every test ran, the live ones included: none skipped (a live test skips only without the fixtures).
     const xml = await readFile(junit, 'utf8');
     const suite = /<testsuite [^>]*>/.exec(xml)?.[0] ?? '';
     const count = (name: string): number => Number(new RegExp(`${name}="(\\d+)"`).exec(suite)?.[1] ?? NaN);
-    expect({ errors: count('errors'), failures: count('failures'), skipped: count('skipped') }, output).toEqual({ errors: 0, failures: 0, skipped: 0 });
+    expect({ errors: count('errors'), failures: count('failures'), skipped: count('skipped') }, output).toEqual({
+      errors: 0,
+      failures: 0,
+      skipped: 0,
+    });
     expect(xml.match(/<testcase classname="tests\.test_live"/g)?.length ?? 0, output).toBeGreaterThanOrEqual(10);
   }, 300_000);
 });

@@ -92,13 +92,17 @@ async function computeReferences(): Promise<void> {
 
 /** Infers `seed` on `model` and checks the answer against onnxruntime's for the version that ran. */
 async function inferChecked(client: QuantaClient, m: ModelCase, seed: number): Promise<string> {
-  const response = await client.inference.modelInfer(inferRequest(m.name, [{ name: 'input', data: m.input(seed), shape: m.shape }]));
+  const response = await client.inference.modelInfer(
+    inferRequest(m.name, [{ name: 'input', data: m.input(seed), shape: m.shape }]),
+  );
   const want = expected.get(key(m.name, response.modelVersion, seed));
-  if (want === undefined) throw new Error(`${m.name} answered as version "${response.modelVersion}", which was never pushed`);
+  if (want === undefined)
+    throw new Error(`${m.name} answered as version "${response.modelVersion}", which was never pushed`);
   const got = tensorValues(outputTensor(response, 'output'));
   let worst = 0;
   for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs((got[i] ?? NaN) - (want[i] ?? NaN)));
-  if (!(got.length === want.length && worst < 1e-5)) throw new Error(`${m.name}:${response.modelVersion} input ${seed} differs from onnxruntime by ${worst}`);
+  if (!(got.length === want.length && worst < 1e-5))
+    throw new Error(`${m.name}:${response.modelVersion} input ${seed} differs from onnxruntime by ${worst}`);
   return response.modelVersion;
 }
 
@@ -107,7 +111,12 @@ function snapshotAfter(replica: Replica, sinceMs: number): number | undefined {
   for (const line of replica.process.output) {
     try {
       const entry = JSON.parse(line) as { time?: number; msg?: string };
-      if (typeof entry.time === 'number' && entry.time > sinceMs && entry.msg?.startsWith('deployment snapshot') === true) return entry.time - sinceMs;
+      if (
+        typeof entry.time === 'number' &&
+        entry.time > sinceMs &&
+        entry.msg?.startsWith('deployment snapshot') === true
+      )
+        return entry.time - sinceMs;
     } catch {
       // not a log line
     }
@@ -141,7 +150,12 @@ beforeAll(async () => {
   if (references.status === 'rejected') throw references.reason;
   const admin = createQuantaClient({ address: stack.crypto.addr, token: stack.adminToken });
   try {
-    ({ token } = await admin.crypto.issueToken({ tenant: 'acme', subject: 'acme-e2e', scopes: SCOPES, ttlSeconds: 3600n }));
+    ({ token } = await admin.crypto.issueToken({
+      tenant: 'acme',
+      subject: 'acme-e2e',
+      scopes: SCOPES,
+      ttlSeconds: 3600n,
+    }));
   } finally {
     admin.close();
   }
@@ -160,9 +174,15 @@ const survivingInferences = (): Replica[] => stack.inferences.filter((r) => r !=
 const survivingRegistry = (): Replica => stack.registries[1] as Replica;
 
 async function push(client: QuantaClient, m: ModelCase, bytes: Uint8Array): Promise<number> {
-  const header = registry.UploadHeader.fromPartial({ model: m.name, expectedSha256: sha256(bytes), expectedSizeBytes: BigInt(bytes.length), createModel: true });
+  const header = registry.UploadHeader.fromPartial({
+    model: m.name,
+    expectedSha256: sha256(bytes),
+    expectedSizeBytes: BigInt(bytes.length),
+    createModel: true,
+  });
   const parts: registry.UploadVersionRequest[] = [{ part: { $case: 'header', value: header } }];
-  for (let at = 0; at < bytes.length; at += 256 << 10) parts.push({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(at, at + (256 << 10))) } });
+  for (let at = 0; at < bytes.length; at += 256 << 10)
+    parts.push({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(at, at + (256 << 10))) } });
   const reply = await client.registry.uploadVersion(parts);
   return reply.version?.version ?? 0;
 }
@@ -175,12 +195,16 @@ describe('replicas under faults', () => {
     }
     await registryA.registry.setAlias({ model: 'cifar', alias: 'production', version: 1 });
     await registryA.registry.createDeployment({ name: 'cifar', spec: deploymentSpec('cifar@production') });
-    await registryA.registry.createDeployment({ name: 'tabular', spec: deploymentSpec('tabular', { maxBatchSize: 0 }) });
+    await registryA.registry.createDeployment({
+      name: 'tabular',
+      spec: deploymentSpec('tabular', { maxBatchSize: 0 }),
+    });
     await Promise.all(
       stack.inferences.map(async (replica) => {
         const client = direct(replica);
         await eventually(`${replica.label} serving cifar:1 and tabular:1`, async () => {
-          for (const m of MODELS) if ((await client.inference.modelReady({ name: m.name, version: '1' })).ready !== true) return false;
+          for (const m of MODELS)
+            if ((await client.inference.modelReady({ name: m.name, version: '1' })).ready !== true) return false;
           return true;
         });
       }),
@@ -202,7 +226,8 @@ describe('replicas under faults', () => {
     const mismatches: string[] = [];
     // Resolved by the load itself when the count of successful ModelInfers reaches a mark: no timers.
     const marks: { at: number; resolve: () => void }[] = [];
-    const reached = (more: number): Promise<void> => new Promise((resolve) => marks.push({ at: succeeded + more, resolve }));
+    const reached = (more: number): Promise<void> =>
+      new Promise((resolve) => marks.push({ at: succeeded + more, resolve }));
     let stop = false;
     const giveUp = (): void => {
       stop = true;
@@ -218,7 +243,8 @@ describe('replicas under faults', () => {
           if (kind === 'read') {
             // ModelMetadata only reads: the policy retries it whatever happened to the attempt.
             const meta = await balanced.inference.modelMetadata({ name: m.name });
-            if (meta.name !== m.name || meta.inputs[0]?.name !== 'input') throw new Error(`${m.name} metadata: ${JSON.stringify(meta)}`);
+            if (meta.name !== m.name || meta.inputs[0]?.name !== 'input')
+              throw new Error(`${m.name} metadata: ${JSON.stringify(meta)}`);
             continue;
           }
           const version = await inferChecked(balanced, m, (w * 7 + i) % INPUTS);
@@ -249,12 +275,17 @@ describe('replicas under faults', () => {
       // Round robin has spread the load: every replica has run requests of its own.
       for (const replica of stack.inferences) {
         const stats = await direct(replica).inference.modelStatistics({ name: 'cifar' });
-        expect(stats.modelStats.reduce((n, s) => n + Number(s.inferenceCount), 0), replica.label).toBeGreaterThan(0);
+        expect(
+          stats.modelStats.reduce((n, s) => n + Number(s.inferenceCount), 0),
+          replica.label,
+        ).toBeGreaterThan(0);
       }
       killAt = performance.now();
       killWallMs = Date.now();
       [inferenceGoneAt] = await Promise.all([
-        killedInference().process.kill().then(() => performance.now()),
+        killedInference()
+          .process.kill()
+          .then(() => performance.now()),
         killedRegistry().process.kill(),
       ]);
       // Both survivors watched registry A (listed first by replicas 1 and 3): the move reaches them
@@ -263,7 +294,10 @@ describe('replicas under faults', () => {
       await Promise.all(
         survivingInferences().map(async (replica) => {
           const client = direct(replica);
-          await eventually(`${replica.label} serving cifar:2`, async () => (await client.inference.modelReady({ name: 'cifar', version: '2' })).ready);
+          await eventually(
+            `${replica.label} serving cifar:2`,
+            async () => (await client.inference.modelReady({ name: 'cifar', version: '2' })).ready,
+          );
         }),
       );
       movedAt = performance.now();
@@ -277,7 +311,10 @@ describe('replicas under faults', () => {
     const figures = {
       modelInfer: counts.infer,
       modelMetadata: counts.read,
-      retried: { modelInfer: retries.filter((r) => r.method === MODEL_INFER).length, modelMetadata: retries.filter((r) => r.method === MODEL_METADATA).length },
+      retried: {
+        modelInfer: retries.filter((r) => r.method === MODEL_INFER).length,
+        modelMetadata: retries.filter((r) => r.method === MODEL_METADATA).length,
+      },
       answersByVersion: Object.fromEntries(versions),
       inferenceKillToExitMs: Math.round(inferenceGoneAt - killAt),
       aliasMoveServedAfterKillMs: Math.round(movedAt - killAt),
@@ -290,7 +327,12 @@ describe('replicas under faults', () => {
         startedMsAfterKill: Math.round(f.startedAt - killAt),
         endedMsAfterKill: Math.round(f.endedAt - killAt),
       })),
-      retries: retries.map((r) => ({ method: r.method, attempt: r.attempt, code: status[r.error.code], details: r.error.details })),
+      retries: retries.map((r) => ({
+        method: r.method,
+        attempt: r.attempt,
+        code: status[r.error.code],
+        details: r.error.details,
+      })),
     };
     console.log(`replicas under faults: ${JSON.stringify(figures)}`);
 
@@ -322,7 +364,9 @@ describe('replicas under faults', () => {
         expect(await inferChecked(client, tabular, seed)).toBe('1');
       }
     }
-    await expect(direct(killedInference()).inference.serverLive({})).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    await expect(direct(killedInference()).inference.serverLive({})).rejects.toMatchObject({
+      code: status.UNAVAILABLE,
+    });
   });
 
   it('a model pushed and deployed through the surviving registry reaches the surviving inference replicas', async () => {
@@ -332,7 +376,10 @@ describe('replicas under faults', () => {
     await Promise.all(
       survivingInferences().map(async (replica) => {
         const client = direct(replica);
-        await eventually(`${replica.label} serving late:1`, async () => (await client.inference.modelReady({ name: 'late', version: '1' })).ready);
+        await eventually(
+          `${replica.label} serving late:1`,
+          async () => (await client.inference.modelReady({ name: 'late', version: '1' })).ready,
+        );
         for (let seed = 0; seed < INPUTS; seed++) expect(await inferChecked(client, late, seed)).toBe('1');
       }),
     );
@@ -356,7 +403,8 @@ describe('replicas under faults', () => {
     }
     // The bytes are in the bucket, one sealed object per version, and no upload was left behind.
     const objects = await s3.keys(BLOB_PREFIX);
-    for (const m of ALL_MODELS) for (const bytes of m.versions) expect(objects.filter((k) => k.endsWith(`/${sha256(bytes)}`))).toHaveLength(1);
+    for (const m of ALL_MODELS)
+      for (const bytes of m.versions) expect(objects.filter((k) => k.endsWith(`/${sha256(bytes)}`))).toHaveLength(1);
     expect(objects.filter((k) => k.startsWith(`${BLOB_PREFIX}.tmp/`))).toEqual([]);
     expect(await s3.uploads(BLOB_PREFIX)).toEqual([]);
   });

@@ -53,7 +53,9 @@ async function allStarted<T>(starts: Promise<T>[]): Promise<T[]> {
 
 /** The environment of this process without any QUANTA_* or AWS_* setting, which each replica gets explicitly. */
 function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('QUANTA_') && !key.startsWith('AWS_')));
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith('QUANTA_') && !key.startsWith('AWS_')),
+  );
 }
 
 export async function startReplicatedStack(options: ReplicatedStackOptions): Promise<ReplicatedStack> {
@@ -92,7 +94,10 @@ export async function startReplicatedStack(options: ReplicatedStackOptions): Pro
     };
 
     // Crypto first: it makes the admin token every other process uses, and checks their tokens.
-    const crypto = await launch('crypto', 'crypto', cryptoAddr, { QUANTA_CRYPTO_PORT: String(cryptoPort), QUANTA_DATABASE_URL: database.url });
+    const crypto = await launch('crypto', 'crypto', cryptoAddr, {
+      QUANTA_CRYPTO_PORT: String(cryptoPort),
+      QUANTA_DATABASE_URL: database.url,
+    });
     const adminToken = (await readFile(join(root, 'crypto', 'admin.token'), 'utf8')).trim();
     const common = { QUANTA_CRYPTO_ADDR: cryptoAddr, QUANTA_SERVICE_TOKEN: adminToken };
 
@@ -103,7 +108,9 @@ export async function startReplicatedStack(options: ReplicatedStackOptions): Pro
           ...common,
           QUANTA_REGISTRY_PORT: String(port),
           QUANTA_DATABASE_URL: database.url,
-          ...(options.blobUrl === undefined ? { QUANTA_HOME: sharedRegistryHome } : { QUANTA_BLOB_URL: options.blobUrl }),
+          ...(options.blobUrl === undefined
+            ? { QUANTA_HOME: sharedRegistryHome }
+            : { QUANTA_BLOB_URL: options.blobUrl }),
         }),
       ),
     );

@@ -8,7 +8,18 @@ import { buildCnn } from '@quanta/onnx';
 import { createTensor, type Tensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, connectClients, deploymentSpec, inferRaw, issueToken, pushModel, randomImage, reference, waitServed, type Clients } from './clients.js';
+import {
+  bearer,
+  connectClients,
+  deploymentSpec,
+  inferRaw,
+  issueToken,
+  pushModel,
+  randomImage,
+  reference,
+  waitServed,
+  type Clients,
+} from './clients.js';
 import { startStack, type Stack } from './stack.js';
 
 const CNN = buildCnn({ seed: 21 });
@@ -17,7 +28,10 @@ const image = (seed: number): Tensor => ({ ...createTensor('FP32', [1, 3, 32, 32
 
 async function download(clients: Clients, token: string, ref: string): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const m of clients.registry.downloadVersion({ ref, tenant: '', chunkSizeBytes: 0 }, bearer(token)) as AsyncIterable<registry.DownloadVersionResponse>) {
+  for await (const m of clients.registry.downloadVersion(
+    { ref, tenant: '', chunkSizeBytes: 0 },
+    bearer(token),
+  ) as AsyncIterable<registry.DownloadVersionResponse>) {
     if (m.part?.$case === 'chunk') parts.push(m.part.value);
   }
   return Buffer.concat(parts);
@@ -47,7 +61,11 @@ describe('rotate, rewrap, raise: every stored version still downloads and serves
 
   it('serves the same answers after the old key version can no longer decrypt', async () => {
     await pushModel(clients, acme, 'cifar', CNN);
-    await clients.rpc.registry('createDeployment', { name: 'cifar', spec: deploymentSpec('cifar:1') }, { metadata: bearer(acme) });
+    await clients.rpc.registry(
+      'createDeployment',
+      { name: 'cifar', spec: deploymentSpec('cifar:1') },
+      { metadata: bearer(acme) },
+    );
     await waitServed(clients, acme, 'cifar');
     expect(Array.from(await served(clients, acme))).toEqual(Array.from(want));
 
@@ -55,7 +73,11 @@ describe('rotate, rewrap, raise: every stored version still downloads and serves
     await clients.rpc.crypto('rotateKey', { name: 'model-registry' }, admin);
     expect((await clients.rpc.registry('getDataKeyStatus', { belowKeyVersion: 2 }, admin)).versionsBelow).toBe(1n);
     let last: registry.RewrapDataKeysResponse | undefined;
-    for await (const m of clients.registry.rewrapDataKeys({}, bearer(stack.adminToken)) as AsyncIterable<registry.RewrapDataKeysResponse>) last = m;
+    for await (const m of clients.registry.rewrapDataKeys(
+      {},
+      bearer(stack.adminToken),
+    ) as AsyncIterable<registry.RewrapDataKeysResponse>)
+      last = m;
     expect(last).toMatchObject({ done: 1n, total: 1n, rewrapped: 1n, keyVersion: 2 });
     await clients.rpc.crypto('updateKeyConfig', { name: 'model-registry', config: { minDecryptionVersion: 2 } }, admin);
 

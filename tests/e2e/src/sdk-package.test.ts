@@ -20,7 +20,9 @@ const PARTNER = join(REPO_ROOT, 'tests', 'e2e', 'fixtures', 'sdk-partner', 'part
 const EXAMPLE = join(REPO_ROOT, 'examples', 'partner-client', 'main.ts');
 const SCOPES = ['models:read', 'models:write', 'infer', 'keys:use', 'keys:admin', 'monitoring:read'];
 const INPUT_SIZE = 8;
-const ROWS = Array.from({ length: 4 }, (_, r) => Array.from({ length: INPUT_SIZE }, (_, i) => Math.sin(r * INPUT_SIZE + i)));
+const ROWS = Array.from({ length: 4 }, (_, r) =>
+  Array.from({ length: INPUT_SIZE }, (_, i) => Math.sin(r * INPUT_SIZE + i)),
+);
 const model = buildMlp({ inputSize: INPUT_SIZE, hiddenSizes: [16], outputSize: 4, seed: 16 });
 
 interface Run {
@@ -29,10 +31,17 @@ interface Run {
 }
 
 /** Runs a program to its end; rejects with its output when it exits non-zero. */
-function run(file: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
+function run(
+  file: string,
+  args: readonly string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 120_000,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     execFile(file, args, { cwd, env, timeout: timeoutMs, maxBuffer: 32 << 20 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${[file, ...args].join(' ')} in ${cwd} failed: ${error.message}\n${stdout}\n${stderr}`));
+      if (error)
+        reject(new Error(`${[file, ...args].join(' ')} in ${cwd} failed: ${error.message}\n${stdout}\n${stderr}`));
       else resolve({ stdout, stderr });
     });
   });
@@ -44,11 +53,20 @@ function run(file: string, args: readonly string[], cwd: string, env: NodeJS.Pro
  * NODE_OPTIONS (module paths and the @quanta/source condition); only where npm's cache and registry are.
  */
 function partnerEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const keep = new Set(['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig', 'npm_config_proxy', 'npm_config_https_proxy', 'npm_config_noproxy', 'npm_config_cafile']);
+  const keep = new Set([
+    'npm_config_cache',
+    'npm_config_registry',
+    'npm_config_userconfig',
+    'npm_config_proxy',
+    'npm_config_https_proxy',
+    'npm_config_noproxy',
+    'npm_config_cafile',
+  ]);
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (/^npm_/i.test(key) && !keep.has(key.toLowerCase())) continue;
-    if (key === 'NODE_PATH' || key === 'NODE_OPTIONS' || key.startsWith('VITEST') || key.startsWith('QUANTA_')) continue;
+    if (key === 'NODE_PATH' || key === 'NODE_OPTIONS' || key.startsWith('VITEST') || key.startsWith('QUANTA_'))
+      continue;
     env[key] = value;
   }
   return { ...env, ...extra };
@@ -65,27 +83,46 @@ let expected: Float32Array[];
 beforeAll(async () => {
   project = await mkdtemp(join(tmpdir(), 'quanta-partner-'));
   const inside = relative(REPO_ROOT, project);
-  if (!inside.startsWith('..') && !isAbsolute(inside)) throw new Error(`the partner project ${project} must be outside the repository ${REPO_ROOT}`);
+  if (!inside.startsWith('..') && !isAbsolute(inside))
+    throw new Error(`the partner project ${project} must be outside the repository ${REPO_ROOT}`);
 
   const install = async (): Promise<void> => {
     let started = performance.now();
     const packed = await run('npm', ['pack', '--json', '--pack-destination', project], SDK_DIR, partnerEnv(), 180_000);
-    const [info] = JSON.parse(packed.stdout) as { filename: string; size: number; unpackedSize: number; files: { path: string }[] }[];
+    const [info] = JSON.parse(packed.stdout) as {
+      filename: string;
+      size: number;
+      unpackedSize: number;
+      files: { path: string }[];
+    }[];
     if (info === undefined) throw new Error(`npm pack printed no package:\n${packed.stdout}`);
     tarballFiles = info.files.map((f) => f.path);
-    console.log(`npm pack (with the prepack build): ${info.filename}, ${info.size} B packed, ${info.unpackedSize} B unpacked, ${info.files.length} files, ${seconds(started)}`);
+    console.log(
+      `npm pack (with the prepack build): ${info.filename}, ${info.size} B packed, ${info.unpackedSize} B unpacked, ${info.files.length} files, ${seconds(started)}`,
+    );
 
     started = performance.now();
-    await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'quanta-partner', private: true, type: 'module' }, null, 2));
+    await writeFile(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'quanta-partner', private: true, type: 'module' }, null, 2),
+    );
     // @types/node as a TypeScript partner has it; --prefer-offline takes what npm's cache holds.
-    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(project, info.filename), '@types/node@20'], project, partnerEnv(), 180_000);
+    await run(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', join(project, info.filename), '@types/node@20'],
+      project,
+      partnerEnv(),
+      180_000,
+    );
     console.log(`npm install of the tarball into ${project}: ${seconds(started)}`);
   };
 
   const references = async (): Promise<Float32Array[]> => {
     const out: Float32Array[] = [];
     for (const row of ROWS) {
-      const result = await reference(model, { input: new ort.Tensor('float32', Float32Array.from(row), [1, INPUT_SIZE]) });
+      const result = await reference(model, {
+        input: new ort.Tensor('float32', Float32Array.from(row), [1, INPUT_SIZE]),
+      });
       out.push(result['output'] ?? new Float32Array());
     }
     return out;
@@ -98,7 +135,12 @@ beforeAll(async () => {
 
   const admin = createQuantaClient({ address: stack.addr.crypto, token: stack.adminToken });
   try {
-    ({ token } = await admin.crypto.issueToken({ tenant: 'partner', subject: 'partner-sdk', scopes: SCOPES, ttlSeconds: 3600n }));
+    ({ token } = await admin.crypto.issueToken({
+      tenant: 'partner',
+      subject: 'partner-sdk',
+      scopes: SCOPES,
+      ttlSeconds: 3600n,
+    }));
   } finally {
     admin.close();
   }
@@ -117,7 +159,9 @@ describe('@quanta/sdk installed from its tarball', () => {
     expect(tarballFiles.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
     expect(tarballFiles.filter((f) => f.endsWith('.map') || f.includes('.test.'))).toEqual([]);
 
-    const installed = JSON.parse(await readFile(join(project, 'node_modules', '@quanta', 'sdk', 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    const installed = JSON.parse(
+      await readFile(join(project, 'node_modules', '@quanta', 'sdk', 'package.json'), 'utf8'),
+    ) as { dependencies?: Record<string, string> };
     expect(Object.keys(installed.dependencies ?? {}).sort()).toEqual(['@bufbuild/protobuf', '@grpc/grpc-js']);
     // The only @quanta package is the SDK itself, and no native onnxruntime came with it.
     expect(await readdir(join(project, 'node_modules', '@quanta'))).toEqual(['sdk']);
@@ -129,7 +173,15 @@ describe('@quanta/sdk installed from its tarball', () => {
     await writeFile(join(project, 'main.ts'), await readFile(EXAMPLE, 'utf8'));
     // The settings a strict partner project uses; skipLibCheck off, so the SDK's .d.ts files are checked as well.
     const tsconfig = {
-      compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noUncheckedIndexedAccess: true, skipLibCheck: false, types: ['node'] },
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        noUncheckedIndexedAccess: true,
+        skipLibCheck: false,
+        types: ['node'],
+      },
       files: ['partner.ts', 'main.ts'],
     };
     await writeFile(join(project, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
@@ -176,6 +228,8 @@ describe('@quanta/sdk installed from its tarball', () => {
     const env = partnerEnv({ QUANTA_TOKEN: token, QUANTA_ADDR: stack.addr.inference, QUANTA_MODEL: 'partner-mlp' });
     const { stdout, stderr } = await run(process.execPath, ['main.js'], project, env);
     expect(stderr).toBe('');
-    expect(stdout).toMatch(/^partner-mlp \(versions 1\): input FP32 \[1,8\] -> output\ntop class [0-3], score -?\d+\.\d{4}, version 1, [\d.]+ ms\n$/);
+    expect(stdout).toMatch(
+      /^partner-mlp \(versions 1\): input FP32 \[1,8\] -> output\ntop class [0-3], score -?\d+\.\d{4}, version 1, [\d.]+ ms\n$/,
+    );
   }, 60_000);
 });

@@ -57,7 +57,11 @@ export interface CliResult {
 /** Runs the `quanta` CLI from the repository root with `env` (a stack's `env` plus a token, say). */
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), ...args], {
+      cwd: REPO_ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
@@ -74,8 +78,15 @@ export interface ServiceCommand {
 }
 
 /** Starts one service with `env`, from its sources unless `command` says otherwise; resolves once its gRPC listener logs "listening". */
-export function spawnService(name: ServiceName, env: NodeJS.ProcessEnv, command?: ServiceCommand): Promise<ServiceProcess> {
-  const { file, args } = command ?? { file: process.execPath, args: ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')] };
+export function spawnService(
+  name: ServiceName,
+  env: NodeJS.ProcessEnv,
+  command?: ServiceCommand,
+): Promise<ServiceProcess> {
+  const { file, args } = command ?? {
+    file: process.execPath,
+    args: ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')],
+  };
   const child = spawn(file, args, {
     cwd: REPO_ROOT,
     env,
@@ -117,7 +128,8 @@ export function spawnService(name: ServiceName, env: NodeJS.ProcessEnv, command?
       }
     });
     child.once('exit', (code, signal) => {
-      if (!listening) reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.slice(-40).join('\n')}`));
+      if (!listening)
+        reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.slice(-40).join('\n')}`));
     });
   });
 }
@@ -135,7 +147,9 @@ export interface StackOptions {
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const home = await mkdtemp(join(tmpdir(), 'quanta-e2e-'));
-  const [crypto, registry, monitoring, monitoringHttp, inference, inferenceHttp, inferenceMetrics] = await Promise.all(Array.from({ length: 7 }, freePort));
+  const [crypto, registry, monitoring, monitoringHttp, inference, inferenceHttp, inferenceMetrics] = await Promise.all(
+    Array.from({ length: 7 }, freePort),
+  );
   const addr = {
     crypto: `127.0.0.1:${crypto}`,
     registry: `127.0.0.1:${registry}`,
@@ -165,7 +179,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     QUANTA_MONITORING_HEALTH_INTERVAL: '500ms',
     ...options.env,
   };
-  for (const key of ['QUANTA_BLOB_URL', 'QUANTA_DATABASE_URL', 'QUANTA_TOKEN', 'QUANTA_SERVICE_TOKEN', 'QUANTA_INFERENCE_SERVICE_TOKEN']) {
+  for (const key of [
+    'QUANTA_BLOB_URL',
+    'QUANTA_DATABASE_URL',
+    'QUANTA_TOKEN',
+    'QUANTA_SERVICE_TOKEN',
+    'QUANTA_INFERENCE_SERVICE_TOKEN',
+  ]) {
     if (options.env?.[key] === undefined) delete env[key];
   }
   if (options.blobUrl !== undefined) env['QUANTA_BLOB_URL'] = options.blobUrl;
@@ -191,12 +211,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     adminToken,
     env,
     addr,
-    http: { inference: `http://127.0.0.1:${inferenceHttp}`, inferenceMetrics: `http://127.0.0.1:${inferenceMetrics}/metrics`, monitoring: `http://127.0.0.1:${monitoringHttp}` },
+    http: {
+      inference: `http://127.0.0.1:${inferenceHttp}`,
+      inferenceMetrics: `http://127.0.0.1:${inferenceMetrics}/metrics`,
+      monitoring: `http://127.0.0.1:${monitoringHttp}`,
+    },
     processes,
     start,
     async close() {
       // Reverse start order, so nothing loses crypto while it still serves calls.
-      for (const name of ['inference', 'monitoring', 'model-registry', 'crypto'] as const) await processes.get(name)?.stop();
+      for (const name of ['inference', 'monitoring', 'model-registry', 'crypto'] as const)
+        await processes.get(name)?.stop();
       await rm(home, { recursive: true, force: true });
     },
   };

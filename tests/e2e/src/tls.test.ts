@@ -32,15 +32,23 @@ let mtls: grpc.ChannelCredentials;
 
 beforeAll(async () => {
   certDir = await mkdtemp(join(tmpdir(), 'quanta-e2e-certs-'));
-  const made = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), '--json', 'certs', 'dev', '--out', certDir], {
-    cwd: REPO_ROOT,
-  });
+  const made = await promisify(execFile)(
+    process.execPath,
+    [join(REPO_ROOT, 'tools', 'cli', 'bin', 'quanta.mjs'), '--json', 'certs', 'dev', '--out', certDir],
+    {
+      cwd: REPO_ROOT,
+    },
+  );
   certs = JSON.parse(made.stdout) as CertsDev;
   stack = await startStack({
     services: ['crypto', 'model-registry', 'monitoring'],
     env: { ...certs.env.server, ...certs.env.mtls, ...certs.env.client, ...certs.env.clientMtls },
   });
-  const [ca, key, cert] = await Promise.all([readFile(certs.files.caCert), readFile(certs.files.clientKey), readFile(certs.files.clientCert)]);
+  const [ca, key, cert] = await Promise.all([
+    readFile(certs.files.caCert),
+    readFile(certs.files.clientKey),
+    readFile(certs.files.clientCert),
+  ]);
   mtls = grpc.credentials.createSsl(ca, key, cert);
   clients = connectClients(stack, mtls);
 }, 180_000);
@@ -57,7 +65,10 @@ function started(): { stack: Stack; clients: Clients } {
 }
 
 /** One grpc.health.v1 Check on a fresh channel: the status, or the gRPC error code. */
-async function healthCheck(address: string, credentials: grpc.ChannelCredentials): Promise<{ status?: health.HealthCheckResponse_ServingStatus; code?: number }> {
+async function healthCheck(
+  address: string,
+  credentials: grpc.ChannelCredentials,
+): Promise<{ status?: health.HealthCheckResponse_ServingStatus; code?: number }> {
   const client = new health.HealthClient(address, credentials);
   try {
     return await new Promise((resolve) => {
@@ -70,11 +81,17 @@ async function healthCheck(address: string, credentials: grpc.ChannelCredentials
   }
 }
 
-function download(c: Clients, token: string, ref: string): Promise<{ version: registry.ModelVersion | undefined; bytes: Buffer }> {
+function download(
+  c: Clients,
+  token: string,
+  ref: string,
+): Promise<{ version: registry.ModelVersion | undefined; bytes: Buffer }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let version: registry.ModelVersion | undefined;
-    const call = c.registry.downloadVersion({ ref, chunkSizeBytes: 0, tenant: '' }, bearer(token), { deadline: Date.now() + 60_000 });
+    const call = c.registry.downloadVersion({ ref, chunkSizeBytes: 0, tenant: '' }, bearer(token), {
+      deadline: Date.now() + 60_000,
+    });
     call.on('data', (message: registry.DownloadVersionResponse) => {
       if (message.part?.$case === 'header') version = message.part.value.version;
       else if (message.part?.$case === 'chunk') chunks.push(message.part.value);
@@ -100,14 +117,20 @@ describe('TLS and mTLS between the services (quanta certs dev)', () => {
   it("monitoring checks tokens against crypto's keys and sees crypto and the registry SERVING, over mTLS", async () => {
     const { stack: s, clients: c } = started();
     let board: monitoring.ServiceHealth[] = [];
-    await eventually('crypto and registry SERVING on the health board', async () => {
-      board = (await c.rpc.monitoring('getHealthBoard', {}, { metadata: bearer(s.adminToken), deadline: Date.now() + 5000 })).services;
-      const status = (name: string) => board.find((e) => e.name === name)?.status;
-      return (
-        status('crypto') === monitoring.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING &&
-        status('registry') === monitoring.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING
-      );
-    }, 30_000);
+    await eventually(
+      'crypto and registry SERVING on the health board',
+      async () => {
+        board = (
+          await c.rpc.monitoring('getHealthBoard', {}, { metadata: bearer(s.adminToken), deadline: Date.now() + 5000 })
+        ).services;
+        const status = (name: string) => board.find((e) => e.name === name)?.status;
+        return (
+          status('crypto') === monitoring.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING &&
+          status('registry') === monitoring.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING
+        );
+      },
+      30_000,
+    );
     expect(board.find((e) => e.name === 'registry')).toMatchObject({ address: s.addr.registry, error: '' });
   }, 45_000);
 
@@ -126,10 +149,16 @@ describe('TLS and mTLS between the services (quanta certs dev)', () => {
     const ca = await readFile(certs.files.caCert);
     const anonymous = connectClients(s, grpc.credentials.createSsl(ca));
     try {
-      const error = await anonymous.rpc.crypto('issueToken', { tenant: 'x', subject: 'x', scopes: ['infer'], ttlSeconds: 60n }, { metadata: bearer(s.adminToken), deadline: Date.now() + 5000 }).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const error = await anonymous.rpc
+        .crypto(
+          'issueToken',
+          { tenant: 'x', subject: 'x', scopes: ['infer'], ttlSeconds: 60n },
+          { metadata: bearer(s.adminToken), deadline: Date.now() + 5000 },
+        )
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(grpcCode(error)).toBe(grpc.status.UNAVAILABLE);
     } finally {
       anonymous.close();

@@ -9,11 +9,22 @@ import { runCli, startStack, type CliResult, type Stack } from './stack.js';
 let stack: Stack;
 let clients: Clients;
 
-
 const quanta = (args: string[]): Promise<CliResult> => runCli(args, { ...stack.env, QUANTA_TOKEN: stack.adminToken });
 
 async function issue(subject: string): Promise<string> {
-  const out = await quanta(['tokens', 'issue', '--tenant', 'acme', '--subject', subject, '--scopes', 'models:read,monitoring:read,keys:admin', '--ttl', '1h', '--json']);
+  const out = await quanta([
+    'tokens',
+    'issue',
+    '--tenant',
+    'acme',
+    '--subject',
+    subject,
+    '--scopes',
+    'models:read,monitoring:read,keys:admin',
+    '--ttl',
+    '1h',
+    '--json',
+  ]);
   expect(out.code, out.stderr).toBe(0);
   return (JSON.parse(out.stdout) as { token: string }).token;
 }
@@ -21,7 +32,11 @@ async function issue(subject: string): Promise<string> {
 /** One read per service; the status code of each (0 for OK). */
 async function codes(token: string): Promise<Record<string, grpc.status>> {
   const md = { metadata: bearer(token), deadline: Date.now() + 5000 };
-  const code = (p: Promise<unknown>): Promise<grpc.status> => p.then(() => grpc.status.OK, (e: unknown) => (grpcCode(e) ?? grpc.status.UNKNOWN) as grpc.status);
+  const code = (p: Promise<unknown>): Promise<grpc.status> =>
+    p.then(
+      () => grpc.status.OK,
+      (e: unknown) => (grpcCode(e) ?? grpc.status.UNKNOWN) as grpc.status,
+    );
   const [crypto, registry, monitoring, inference] = await Promise.all([
     code(clients.rpc.crypto('listKeys', { pageSize: 0, pageToken: '' }, md)),
     code(clients.rpc.registry('listModels', { pageSize: 0, pageToken: '', namePrefix: '', tags: {} }, md)),
@@ -44,7 +59,12 @@ async function refusedAfter(token: string, since: number): Promise<Record<string
 }
 
 const ALL_OK = { crypto: 0, registry: 0, monitoring: 0, inference: 0 };
-const ALL_REFUSED = { crypto: grpc.status.UNAUTHENTICATED, registry: grpc.status.UNAUTHENTICATED, monitoring: grpc.status.UNAUTHENTICATED, inference: grpc.status.UNAUTHENTICATED };
+const ALL_REFUSED = {
+  crypto: grpc.status.UNAUTHENTICATED,
+  registry: grpc.status.UNAUTHENTICATED,
+  monitoring: grpc.status.UNAUTHENTICATED,
+  inference: grpc.status.UNAUTHENTICATED,
+};
 
 beforeAll(async () => {
   stack = await startStack();
@@ -91,9 +111,17 @@ describe('tokens across the stack', { timeout: 180_000 }, () => {
     // Crypto restarts: the others keep their list meanwhile and fetch the same one afterwards; a
     // service started afterwards gets it from crypto's store.
     await stack.processes.get('crypto')?.stop();
-    expect(await codes(leaked)).toMatchObject({ registry: grpc.status.UNAUTHENTICATED, monitoring: grpc.status.UNAUTHENTICATED, inference: grpc.status.UNAUTHENTICATED });
+    expect(await codes(leaked)).toMatchObject({
+      registry: grpc.status.UNAUTHENTICATED,
+      monitoring: grpc.status.UNAUTHENTICATED,
+      inference: grpc.status.UNAUTHENTICATED,
+    });
     await stack.start('crypto');
-    await eventually('the client reconnecting to crypto', async () => (await clients.rpc.crypto('getJwks', {}, { deadline: Date.now() + 1000 })).keys.length > 0, 10_000);
+    await eventually(
+      'the client reconnecting to crypto',
+      async () => (await clients.rpc.crypto('getJwks', {}, { deadline: Date.now() + 1000 })).keys.length > 0,
+      10_000,
+    );
     await stack.processes.get('monitoring')?.stop();
     await stack.start('monitoring');
     for (const token of [leaked, byJti, carol]) expect(await codes(token)).toEqual(ALL_REFUSED);
@@ -113,13 +141,16 @@ describe('tokens across the stack', { timeout: 180_000 }, () => {
     expect(rotated.previousKeyId).toBe(oldKid);
     expect(rotated.keyId).not.toBe(oldKid);
     const after = await issue('erin');
-    expect((JSON.parse(Buffer.from(after.split('.')[0] ?? '', 'base64url').toString()) as { kid: string }).kid).toBe(rotated.keyId);
+    expect((JSON.parse(Buffer.from(after.split('.')[0] ?? '', 'base64url').toString()) as { kid: string }).kid).toBe(
+      rotated.keyId,
+    );
     const jwks = await clients.rpc.crypto('getJwks', {});
     expect(jwks.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([rotated.keyId, oldKid]));
     expect(await codes(before)).toEqual(ALL_OK);
     // Each service fetches the JWKS again on the unknown kid (at most every 5 s), and every 10 s anyway.
     const since = Date.now();
-    while (JSON.stringify(await codes(after)) !== JSON.stringify(ALL_OK) && Date.now() - since < 20_000) await new Promise((r) => setTimeout(r, 100));
+    while (JSON.stringify(await codes(after)) !== JSON.stringify(ALL_OK) && Date.now() - since < 20_000)
+      await new Promise((r) => setTimeout(r, 100));
     expect(await codes(after)).toEqual(ALL_OK);
     console.log(`a token of the new signing key was accepted everywhere after ${Date.now() - since} ms`);
   });

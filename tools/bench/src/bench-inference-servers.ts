@@ -23,7 +23,16 @@ import { startInferenceServer } from '@quanta/inference';
 import { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from '@quanta/service-kit';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
-import { BENCH_THREADS, EMPTY_METHOD, EMPTY_STREAM_METHOD, benchModel, nest, parseDeployment, sessionOptions, type ToParent } from './bench-inference-models.js';
+import {
+  BENCH_THREADS,
+  EMPTY_METHOD,
+  EMPTY_STREAM_METHOD,
+  benchModel,
+  nest,
+  parseDeployment,
+  sessionOptions,
+  type ToParent,
+} from './bench-inference-models.js';
 import { cpuSeconds } from './measure.js';
 
 const send = (message: ToParent): void => {
@@ -59,13 +68,19 @@ async function seedServer(modelName: string): Promise<Running> {
     // What Flask's request.get_json() + np.array(data, dtype=np.float32) + session.run + tolist() do.
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { data: unknown };
     const shape = shapeOf(body.data);
-    const input = new ort.Tensor('float32', Float32Array.from((body.data as unknown[]).flat(Infinity) as number[]), shape);
+    const input = new ort.Tensor(
+      'float32',
+      Float32Array.from((body.data as unknown[]).flat(Infinity) as number[]),
+      shape,
+    );
     const outputs = await session.run({ [model.input]: input });
     const out = outputs[model.output]!;
     answer(res, 200, { prediction: nest(out.data as Float32Array, out.dims) });
   };
   const server = createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => answer(res, 500, { error: error instanceof Error ? error.message : String(error) }));
+    handle(req, res).catch((error: unknown) =>
+      answer(res, 500, { error: error instanceof Error ? error.message : String(error) }),
+    );
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -83,7 +98,14 @@ async function seedServer(modelName: string): Promise<Running> {
 async function emptyServer(): Promise<Running> {
   const server = new grpc.Server();
   const identity = (b: Buffer): Buffer => b;
-  server.register(EMPTY_METHOD, (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, Buffer.alloc(0)), identity, identity, 'unary');
+  server.register(
+    EMPTY_METHOD,
+    (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) =>
+      callback(null, Buffer.alloc(0)),
+    identity,
+    identity,
+    'unary',
+  );
   server.register(
     EMPTY_STREAM_METHOD,
     (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
@@ -96,7 +118,9 @@ async function emptyServer(): Promise<Running> {
     'bidi',
   );
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) =>
+      error ? reject(error) : resolve(p),
+    ),
   );
   return { port, token: '', close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
 }
@@ -108,8 +132,12 @@ async function bareServer(modelName: string): Promise<Running> {
   const infer = async (request: inference.ModelInferRequest): Promise<Buffer> => {
     const input = request.inputs[0];
     const raw = request.rawInputContents[0];
-    if (input === undefined || raw === undefined) throw new Error('the bare server takes one input in raw_input_contents');
-    const data = raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4) : new Float32Array(new Uint8Array(raw).buffer);
+    if (input === undefined || raw === undefined)
+      throw new Error('the bare server takes one input in raw_input_contents');
+    const data =
+      raw.byteOffset % 4 === 0
+        ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
+        : new Float32Array(new Uint8Array(raw).buffer);
     const outputs = await session.run({ [input.name]: new ort.Tensor('float32', data, input.shape.map(Number)) });
     const out = outputs[model.output]!;
     const bytes = out.data as Float32Array;
@@ -118,7 +146,9 @@ async function bareServer(modelName: string): Promise<Running> {
       modelVersion: '1',
       id: request.id,
       parameters: {},
-      outputs: [{ name: model.output, datatype: 'FP32', shape: out.dims.map(BigInt), parameters: {}, contents: undefined }],
+      outputs: [
+        { name: model.output, datatype: 'FP32', shape: out.dims.map(BigInt), parameters: {}, contents: undefined },
+      ],
       rawOutputContents: [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)],
     });
   };
@@ -127,7 +157,8 @@ async function bareServer(modelName: string): Promise<Running> {
     (call: grpc.ServerUnaryCall<inference.ModelInferRequest, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
       infer(call.request).then(
         (answer) => callback(null, answer),
-        (error: unknown) => callback({ code: grpc.status.INTERNAL, details: error instanceof Error ? error.message : String(error) }),
+        (error: unknown) =>
+          callback({ code: grpc.status.INTERNAL, details: error instanceof Error ? error.message : String(error) }),
       );
     },
     (b: Buffer) => b,
@@ -135,7 +166,9 @@ async function bareServer(modelName: string): Promise<Running> {
     'unary',
   );
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) =>
+      error ? reject(error) : resolve(p),
+    ),
   );
   // The same HTTP/2 windows as Quanta's services (grpc-js's own 64 KiB stalls every request over it).
   widenFlowControlWindows(server, DEFAULT_FLOW_CONTROL_WINDOW, pino({ level: 'warn' }));
@@ -179,12 +212,17 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
       execution: deployment.execution,
       watch: false,
     },
-    { authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }), logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }) },
+    {
+      authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
+      logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),
+    },
   );
   const loaded = await server.manager.load(BENCH_TENANT, model.name, '1', await model.bytes(), {
     maxBatchSize: env('BENCH_MAX_BATCH', 64),
     maxQueueDelayUs: deployment.delayUs,
-    ...(deployment.preferred === 'auto' ? { tunePreferredBatchSize: true } : { preferredBatchSizes: deployment.preferred }),
+    ...(deployment.preferred === 'auto'
+      ? { tunePreferredBatchSize: true }
+      : { preferredBatchSizes: deployment.preferred }),
     instanceCount: deployment.instances,
     execution: deployment.execution,
     maxQueueSize: 0,
@@ -194,13 +232,24 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
   });
   await server.manager.activate(BENCH_TENANT, model.name, '1');
   // Measured or configured, the sizes in effect go in the benchmark's log.
-  if (loaded.preferredBatchSizes.length > 0) console.error(`quanta ${model.name} ${deploymentSpec}: preferred batch sizes ${loaded.preferredBatchSizes.join(', ')}`);
-  const token = await issuer.issue({ tenant: BENCH_TENANT, subject: 'bench', scopes: ['infer', 'models:read'], ttlSeconds: 3600 });
+  if (loaded.preferredBatchSizes.length > 0)
+    console.error(
+      `quanta ${model.name} ${deploymentSpec}: preferred batch sizes ${loaded.preferredBatchSizes.join(', ')}`,
+    );
+  const token = await issuer.issue({
+    tenant: BENCH_TENANT,
+    subject: 'bench',
+    scopes: ['infer', 'models:read'],
+    ttlSeconds: 3600,
+  });
   return {
     port: server.port,
     token,
     close: async () => {
-      if (deployment.preferred === 'auto') console.error(`quanta ${model.name} ${deploymentSpec}: measured preferred batch size ${loaded.preferredBatchSizes.join(', ') || 'none yet'}`);
+      if (deployment.preferred === 'auto')
+        console.error(
+          `quanta ${model.name} ${deploymentSpec}: measured preferred batch size ${loaded.preferredBatchSizes.join(', ') || 'none yet'}`,
+        );
       await server.stop({ graceMs: 1000 });
     },
   };

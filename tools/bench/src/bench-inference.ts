@@ -64,7 +64,11 @@ const MAX_BATCH = Number(process.env['BENCH_MAX_BATCH'] ?? '64');
  */
 const CLIENT_BATCH = Number(process.env['BENCH_CLIENT_BATCH'] ?? '64');
 const BATCHED_CONCURRENCY = Number(process.env['BENCH_BATCHED_CONCURRENCY'] ?? '8');
-const DEPLOYMENTS: readonly QuantaDeployment[] = (process.env['BENCH_QUANTA'] ?? 'auto:1:1000:auto,worker:1:1000,inline:1:1000').split(',').map(parseDeployment);
+const DEPLOYMENTS: readonly QuantaDeployment[] = (
+  process.env['BENCH_QUANTA'] ?? 'auto:1:1000:auto,worker:1:1000,inline:1:1000'
+)
+  .split(',')
+  .map(parseDeployment);
 const STREAMS = process.env['BENCH_STREAMS'] ?? 'worker';
 const WAYS = new Set((process.env['BENCH_WAYS'] ?? 'unary,streaming').split(','));
 /** Whether to measure the bare grpc-js + onnxruntime server (d), the floor of any KServe v2 gRPC server here. */
@@ -123,7 +127,11 @@ interface Window {
  * Runs `call` with `concurrency` in flight for SECONDS after a warm-up (closed loop: worker `w` calls
  * `call(w)` again when its previous call settles); latencies in ms, CPU of this process in s.
  */
-async function drive(concurrency: number, call: (worker: number) => Promise<unknown>, window?: Window): Promise<{ requests: number; wall: number; cpu: number; latencies: number[] }> {
+async function drive(
+  concurrency: number,
+  call: (worker: number) => Promise<unknown>,
+  window?: Window,
+): Promise<{ requests: number; wall: number; cpu: number; latencies: number[] }> {
   const warm = performance.now() + Math.min(1000, SECONDS * 250);
   await Promise.all(
     Array.from({ length: concurrency }, async (_, worker) => {
@@ -160,7 +168,8 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 function checkOutput(way: string, model: BenchModel, got: ArrayLike<number>, expected: ArrayLike<number>): void {
   const diff = maxDiff(got, expected);
-  if (!(diff <= TOLERANCE)) throw new Error(`${way} answered ${model.name} wrongly: max |diff| ${diff} against in-process onnxruntime`);
+  if (!(diff <= TOLERANCE))
+    throw new Error(`${way} answered ${model.name} wrongly: max |diff| ${diff} against in-process onnxruntime`);
 }
 
 // ---- (a) onnxruntime in-process ------------------------------------------------------------------
@@ -184,21 +193,61 @@ async function inProcess(model: BenchModel, item: Float32Array): Promise<OrtBase
   const expected = Float32Array.from((await session.run({ [model.input]: one }))[model.output]!.data as Float32Array);
   const single = await drive(1, () => session.run({ [model.input]: one }));
   const p50 = quantile(single.latencies, 0.5);
-  const cpuUs = (run: { cpu: number; requests: number }, batch: number): number => (run.cpu / (run.requests * batch)) * 1e6;
-  cells.push({ model: model.name, way: '(a) onnxruntime in-process, batch 1', concurrency: '1', requests: single.requests, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99), serverCpuUs: cpuUs(single, 1) });
-  let best = { batch: 1, itemsPerSecond: single.requests / single.wall, p50, p99: quantile(single.latencies, 0.99), requests: single.requests, cpu: cpuUs(single, 1) };
+  const cpuUs = (run: { cpu: number; requests: number }, batch: number): number =>
+    (run.cpu / (run.requests * batch)) * 1e6;
+  cells.push({
+    model: model.name,
+    way: '(a) onnxruntime in-process, batch 1',
+    concurrency: '1',
+    requests: single.requests,
+    itemsPerSecond: single.requests / single.wall,
+    p50,
+    p99: quantile(single.latencies, 0.99),
+    serverCpuUs: cpuUs(single, 1),
+  });
+  let best = {
+    batch: 1,
+    itemsPerSecond: single.requests / single.wall,
+    p50,
+    p99: quantile(single.latencies, 0.99),
+    requests: single.requests,
+    cpu: cpuUs(single, 1),
+  };
   const perBatch: string[] = [];
   for (const batch of BATCH_SIZES) {
     const input = tensorOf(batch);
     const run = await drive(1, () => session.run({ [model.input]: input }));
     const itemsPerSecond = (run.requests * batch) / run.wall;
     perBatch.push(`${batch}: ${formatRate(itemsPerSecond)}`);
-    if (itemsPerSecond > best.itemsPerSecond) best = { batch, itemsPerSecond, p50: quantile(run.latencies, 0.5), p99: quantile(run.latencies, 0.99), requests: run.requests, cpu: cpuUs(run, batch) };
+    if (itemsPerSecond > best.itemsPerSecond)
+      best = {
+        batch,
+        itemsPerSecond,
+        p50: quantile(run.latencies, 0.5),
+        p99: quantile(run.latencies, 0.99),
+        requests: run.requests,
+        cpu: cpuUs(run, batch),
+      };
   }
   console.log(`  ${model.name} in-process items/s by batch size: ${perBatch.join(', ')}`);
-  cells.push({ model: model.name, way: `(a) onnxruntime in-process, best batch (${best.batch})`, concurrency: '1', requests: best.requests, itemsPerSecond: best.itemsPerSecond, p50: best.p50, p99: best.p99, serverCpuUs: best.cpu });
+  cells.push({
+    model: model.name,
+    way: `(a) onnxruntime in-process, best batch (${best.batch})`,
+    concurrency: '1',
+    requests: best.requests,
+    itemsPerSecond: best.itemsPerSecond,
+    p50: best.p50,
+    p99: best.p99,
+    serverCpuUs: best.cpu,
+  });
   await session.release();
-  return { expected, p50, bestBatch: best.batch, bestItemsPerSecond: best.itemsPerSecond, bestPerCpuSecond: 1e6 / best.cpu };
+  return {
+    expected,
+    p50,
+    bestBatch: best.batch,
+    bestItemsPerSecond: best.itemsPerSecond,
+    bestPerCpuSecond: 1e6 / best.cpu,
+  };
 }
 
 // ---- server processes ----------------------------------------------------------------------------
@@ -214,7 +263,8 @@ function startProcess(file: string, args: string[]): Promise<ServerProcess> {
   // The same loader flags (tsx, conditions) as this process.
   // BENCH_PROFILE=DIR writes a V8 CPU profile of each server process there (open it in Chrome DevTools).
   const profile = process.env['BENCH_PROFILE'];
-  const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profile}`];
+  const execArgv =
+    profile === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profile}`];
   const child: ChildProcess = fork(file, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const next = <K extends ToParent['kind']>(kind: K): Promise<Extract<ToParent, { kind: K }>> =>
     new Promise((resolve, reject) => {
@@ -245,7 +295,9 @@ function startProcess(file: string, args: string[]): Promise<ServerProcess> {
 }
 
 // .ts when run from source (tsx), .js when built
-const serversFile = fileURLToPath(new URL(`./bench-inference-servers${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+const serversFile = fileURLToPath(
+  new URL(`./bench-inference-servers${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+);
 
 function startServer(kind: ServerKind, model = '', deployment = ''): Promise<ServerProcess> {
   return startProcess(serversFile, [kind, model, deployment]);
@@ -321,7 +373,10 @@ interface StreamPool<Res> {
  * its stream, which answers in order); a stream that fails rejects its pending requests and is
  * opened again by the next request.
  */
-function streamPool<Res>(open: () => grpc.ClientDuplexStream<Buffer, Res>, keyOf: (response: Res) => string): StreamPool<Res> {
+function streamPool<Res>(
+  open: () => grpc.ClientDuplexStream<Buffer, Res>,
+  keyOf: (response: Res) => string,
+): StreamPool<Res> {
   interface Open {
     call: grpc.ClientDuplexStream<Buffer, Res>;
     pending: Map<string, { resolve(r: Res): void; reject(e: Error): void }>;
@@ -379,11 +434,22 @@ async function seedStyle(model: BenchModel, item: Float32Array, expected: Float3
   const post = (): Promise<Buffer> =>
     new Promise((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port: server.port, path: '/predict', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+        {
+          host: '127.0.0.1',
+          port: server.port,
+          path: '/predict',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': body.length },
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`seed server: HTTP ${res.statusCode} ${Buffer.concat(chunks).toString()}`))));
+          res.on('end', () =>
+            res.statusCode === 200
+              ? resolve(Buffer.concat(chunks))
+              : reject(new Error(`seed server: HTTP ${res.statusCode} ${Buffer.concat(chunks).toString()}`)),
+          );
           res.on('error', reject);
         },
       );
@@ -393,7 +459,12 @@ async function seedStyle(model: BenchModel, item: Float32Array, expected: Float3
   try {
     const first = JSON.parse((await post()).toString('utf8')) as { prediction: unknown[] };
     checkOutput('the seed-style server', model, first.prediction.flat(Infinity) as number[], expected);
-    return await measureServer(model, '(b) seed-style JSON REST /predict', server, async () => JSON.parse((await post()).toString('utf8')) as unknown);
+    return await measureServer(
+      model,
+      '(b) seed-style JSON REST /predict',
+      server,
+      async () => JSON.parse((await post()).toString('utf8')) as unknown,
+    );
   } finally {
     agent.destroy();
     await server.stop();
@@ -420,19 +491,30 @@ interface QuantaCells {
 
 /** A KServe v2 gRPC client of one benchmark server: requests encoded once, unary ModelInfer, the answer checked. */
 function inferClient(server: ServerProcess, model: BenchModel, item: Float32Array, expected: Float32Array) {
-  const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+  const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 << 20,
+  });
   // Encoded once: a KServe v2 ModelInferRequest with the item as raw_input_contents (batch of one),
   // or the item `n` times (a client batch).
   const encode = (n: number): Buffer => {
     const raw = Buffer.alloc(item.byteLength * n);
-    for (let i = 0; i < n; i++) raw.set(new Uint8Array(item.buffer, item.byteOffset, item.byteLength), i * item.byteLength);
+    for (let i = 0; i < n; i++)
+      raw.set(new Uint8Array(item.buffer, item.byteOffset, item.byteLength), i * item.byteLength);
     return Buffer.from(
       inference.ModelInferRequest.encode({
         modelName: model.name,
         modelVersion: '',
         id: '',
         parameters: {},
-        inputs: [{ name: model.input, datatype: 'FP32', shape: [BigInt(n), ...model.itemShape.map(BigInt)], parameters: {}, contents: undefined }],
+        inputs: [
+          {
+            name: model.input,
+            datatype: 'FP32',
+            shape: [BigInt(n), ...model.itemShape.map(BigInt)],
+            parameters: {},
+            contents: undefined,
+          },
+        ],
         outputs: [],
         rawInputContents: [raw],
       }).finish(),
@@ -445,13 +527,25 @@ function inferClient(server: ServerProcess, model: BenchModel, item: Float32Arra
   const method = inference.GRPCInferenceServiceService.modelInfer.path;
   const send = (request: Buffer): Promise<inference.ModelInferResponse> =>
     new Promise((resolve, reject) => {
-      client.makeUnaryRequest(method, identity, (b: Buffer) => inference.ModelInferResponse.decode(b), request, metadata, (error, response) => (error ? reject(error) : resolve(response!)));
+      client.makeUnaryRequest(
+        method,
+        identity,
+        (b: Buffer) => inference.ModelInferResponse.decode(b),
+        request,
+        metadata,
+        (error, response) => (error ? reject(error) : resolve(response!)),
+      );
     });
   const call = (): Promise<inference.ModelInferResponse> => send(body);
   const check = (way: string, answer: inference.ModelInferResponse): void => {
     const raw = answer.rawOutputContents[0];
     if (raw === undefined) throw new Error(`${way} answered a raw request without raw_output_contents`);
-    checkOutput(way, model, new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)), expected);
+    checkOutput(
+      way,
+      model,
+      new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)),
+      expected,
+    );
   };
   return { client, encode, body, metadata, send, call, check };
 }
@@ -463,20 +557,37 @@ async function bareGrpc(model: BenchModel, item: Float32Array, expected: Float32
   const { client, call, check } = inferClient(server, model, item, expected);
   try {
     check('the bare grpc-js server', await call());
-    return await measureServer(model, '(d) bare grpc-js ModelInfer + one in-process onnxruntime run per request (no batching, auth, stats: a floor)', server, call);
+    return await measureServer(
+      model,
+      '(d) bare grpc-js ModelInfer + one in-process onnxruntime run per request (no batching, auth, stats: a floor)',
+      server,
+      call,
+    );
   } finally {
     client.close();
     await server.stop();
   }
 }
 
-async function quanta(model: BenchModel, item: Float32Array, expected: Float32Array, deployment: QuantaDeployment, withClientBatches: boolean): Promise<QuantaCells> {
+async function quanta(
+  model: BenchModel,
+  item: Float32Array,
+  expected: Float32Array,
+  deployment: QuantaDeployment,
+  withClientBatches: boolean,
+): Promise<QuantaCells> {
   const server = await startServer('quanta', model.name, formatDeployment(deployment));
   const { client, encode, body, metadata, send, call, check } = inferClient(server, model, item, expected);
   const identity = (b: Buffer): Buffer => b;
   // ModelStreamInfer: each request is the same bytes plus its id; the answers are matched by id.
   const pool = streamPool(
-    () => client.makeBidiStreamRequest(inference.GRPCInferenceServiceService.modelStreamInfer.path, identity, (b: Buffer) => inference.ModelStreamInferResponse.decode(b), metadata),
+    () =>
+      client.makeBidiStreamRequest(
+        inference.GRPCInferenceServiceService.modelStreamInfer.path,
+        identity,
+        (b: Buffer) => inference.ModelStreamInferResponse.decode(b),
+        metadata,
+      ),
     (response) => response.inferResponse?.id ?? '',
   );
   let nextId = 0;
@@ -492,7 +603,8 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
     const statistics = unaryCaller(client, inference.GRPCInferenceServiceService);
     const executions = async (): Promise<Executions> => {
       const { modelStats } = await statistics('modelStatistics', { name: model.name, version: '' }, { metadata });
-      const sum = (pick: (m: inference.ModelStatistics) => bigint | undefined): number => modelStats.reduce((a, m) => a + Number(pick(m) ?? 0n), 0);
+      const sum = (pick: (m: inference.ModelStatistics) => bigint | undefined): number =>
+        modelStats.reduce((a, m) => a + Number(pick(m) ?? 0n), 0);
       return {
         items: sum((m) => m.inferenceCount),
         executions: sum((m) => m.executionCount),
@@ -508,7 +620,13 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
     }
     if (WAYS.has('streaming')) {
       check('Quanta (ModelStreamInfer)', await streamCall(0));
-      cellsOf.streaming = await measureServer(model, describeDeployment(deployment, true), server, streamCall, executions);
+      cellsOf.streaming = await measureServer(
+        model,
+        describeDeployment(deployment, true),
+        server,
+        streamCall,
+        executions,
+      );
       pool.close();
     }
     if (WAYS.has('unary') && withClientBatches && CLIENT_BATCH > 1) {
@@ -518,10 +636,17 @@ async function quanta(model: BenchModel, item: Float32Array, expected: Float32Ar
       const rows = new Float32Array(answer.buffer.slice(answer.byteOffset, answer.byteOffset + answer.byteLength));
       // Every row is the same item's: check the last one.
       checkOutput('Quanta (client batch)', model, rows.subarray(rows.length - expected.length), expected);
-      await measureServer(model, `${describeDeployment(deployment)}; client sends ${CLIENT_BATCH}-item requests`, server, () => send(batched), executions, {
-        concurrencies: [BATCHED_CONCURRENCY],
-        itemsPerRequest: CLIENT_BATCH,
-      });
+      await measureServer(
+        model,
+        `${describeDeployment(deployment)}; client sends ${CLIENT_BATCH}-item requests`,
+        server,
+        () => send(batched),
+        executions,
+        {
+          concurrencies: [BATCHED_CONCURRENCY],
+          itemsPerRequest: CLIENT_BATCH,
+        },
+      );
     }
     return cellsOf;
   } finally {
@@ -547,10 +672,15 @@ async function emptyGrpcFloors(): Promise<Floors> {
   const empty = Buffer.alloc(0);
   const call = (): Promise<Buffer> =>
     new Promise((resolve, reject) => {
-      client.makeUnaryRequest(EMPTY_METHOD, identity, identity, empty, (error, response) => (error ? reject(error) : resolve(response!)));
+      client.makeUnaryRequest(EMPTY_METHOD, identity, identity, empty, (error, response) =>
+        error ? reject(error) : resolve(response!),
+      );
     });
   // The echo's payload is the request's key (a short decimal string), so answers are matched as Quanta's are.
-  const pool = streamPool(() => client.makeBidiStreamRequest(EMPTY_STREAM_METHOD, identity, identity, new grpc.Metadata()), (b: Buffer) => b.toString('latin1'));
+  const pool = streamPool(
+    () => client.makeBidiStreamRequest(EMPTY_STREAM_METHOD, identity, identity, new grpc.Metadata()),
+    (b: Buffer) => b.toString('latin1'),
+  );
   let nextKey = 0;
   const echo = (worker: number): Promise<Buffer> => {
     const key = String(nextKey++ % 1e9);
@@ -595,14 +725,17 @@ async function emptyGrpcFloors(): Promise<Floors> {
 // ---- the run -------------------------------------------------------------------------------------
 
 /** Items per CPU-second of the model's process and the client together: throughput that other load on the machine does not decide. */
-const perCpuSecond = (c: Cell): number => 1e6 / ((c.serverCpuUs ?? 0) + (c.clientCpuUs ?? 0) / (c.itemsPerRequest ?? 1));
+const perCpuSecond = (c: Cell): number =>
+  1e6 / ((c.serverCpuUs ?? 0) + (c.clientCpuUs ?? 0) / (c.itemsPerRequest ?? 1));
 
 const ms = (v: number): string => (v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
 async function main(): Promise<void> {
   const load0 = loadavg();
   const cpu0 = cpuSeconds();
-  console.log(`inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime threads ${BENCH_THREADS === 0 ? 'default' : BENCH_THREADS}, Quanta max batch ${MAX_BATCH}, deployments ${DEPLOYMENTS.map(formatDeployment).join(' ')} (execution:instances:delay µs), onnxruntime-node ${ort.env.versions.common}, node ${process.version}`);
+  console.log(
+    `inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime threads ${BENCH_THREADS === 0 ? 'default' : BENCH_THREADS}, Quanta max batch ${MAX_BATCH}, deployments ${DEPLOYMENTS.map(formatDeployment).join(' ')} (execution:instances:delay µs), onnxruntime-node ${ort.env.versions.common}, node ${process.version}`,
+  );
   console.log(`load average at start: ${load0.map((l) => l.toFixed(2)).join(' ')}`);
   const floors = await emptyGrpcFloors();
   const verdicts: string[] = [];
@@ -638,10 +771,15 @@ async function main(): Promise<void> {
           };
           verdicts.push(
             `${who}: concurrency 1: p50 ${ms(q1.p50)} ms against ${against('empty unary call', floors.unary)}` +
-              (way === 'streaming ModelStreamInfer' ? `; against ${against('empty stream round trip', floors.stream)}` : ''),
+              (way === 'streaming ModelStreamInfer'
+                ? `; against ${against('empty stream round trip', floors.stream)}`
+                : ''),
           );
           const b1 = bare?.get(1);
-          if (b1 !== undefined) verdicts.push(`${who}: concurrency 1: p50 ${ms(q1.p50)} ms = ${(q1.p50 / b1.p50).toFixed(2)}× the bare grpc-js + onnxruntime server's ${ms(b1.p50)} ms`);
+          if (b1 !== undefined)
+            verdicts.push(
+              `${who}: concurrency 1: p50 ${ms(q1.p50)} ms = ${(q1.p50 / b1.p50).toFixed(2)}× the bare grpc-js + onnxruntime server's ${ms(b1.p50)} ms`,
+            );
         }
       }
     }
@@ -650,7 +788,21 @@ async function main(): Promise<void> {
   console.log('');
   console.log(
     markdownTable(
-      ['model', 'server', 'concurrency', 'requests', 'items/s', 'p50 ms', 'p99 ms', 'model process CPU µs/item', 'client CPU µs/request', 'items per CPU-s', 'mean batch', 'mean queue µs', 'mean onnxruntime µs/execution'],
+      [
+        'model',
+        'server',
+        'concurrency',
+        'requests',
+        'items/s',
+        'p50 ms',
+        'p99 ms',
+        'model process CPU µs/item',
+        'client CPU µs/request',
+        'items per CPU-s',
+        'mean batch',
+        'mean queue µs',
+        'mean onnxruntime µs/execution',
+      ],
       cells.map((c) => [
         c.model,
         c.way,
@@ -670,7 +822,9 @@ async function main(): Promise<void> {
   );
   console.log('');
   for (const v of verdicts) console.log(v);
-  console.log(`load average at end: ${load1.map((l) => l.toFixed(2)).join(' ')}; this process used ${(cpuSeconds() - cpu0).toFixed(1)} CPU-s`);
+  console.log(
+    `load average at end: ${load1.map((l) => l.toFixed(2)).join(' ')}; this process used ${(cpuSeconds() - cpu0).toFixed(1)} CPU-s`,
+  );
 }
 
 await main();

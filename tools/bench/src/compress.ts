@@ -21,7 +21,14 @@ import { buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { markdownTable } from './measure.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const OCR_CLS = join(REPO_ROOT, 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
+const OCR_CLS = join(
+  REPO_ROOT,
+  'node_modules',
+  '@gutenye',
+  'ocr-models',
+  'assets',
+  'ch_ppocr_mobile_v2.0_cls_infer.onnx',
+);
 const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 200);
 const SEED = BigInt(process.env['BENCH_SEED'] ?? 1);
 
@@ -33,10 +40,30 @@ interface BenchModel {
 }
 
 const MODELS: readonly BenchModel[] = [
-  { name: 'cnn', what: 'CNN (buildCnn: 2 Conv + Gemm, 3x32x32 → 10)', bytes: () => Promise.resolve(buildCnn()), dims: {} },
-  { name: 'mlp', what: 'MLP (buildMlp: 256 → 1024 → 1024 → 10)', bytes: () => Promise.resolve(buildMlp({ inputSize: 256, hiddenSizes: [1024, 1024], outputSize: 10 })), dims: {} },
-  { name: 'lstm', what: 'LSTM (buildLstm: input 64, hidden 256, T=16)', bytes: () => Promise.resolve(buildLstm({ inputSize: 64, hiddenSize: 256 })), dims: { T: 16 } },
-  { name: 'ocr-cls', what: 'PP-OCR mobile v2.0 direction classifier (3x48x192 → 2)', bytes: () => readFile(OCR_CLS), dims: {} },
+  {
+    name: 'cnn',
+    what: 'CNN (buildCnn: 2 Conv + Gemm, 3x32x32 → 10)',
+    bytes: () => Promise.resolve(buildCnn()),
+    dims: {},
+  },
+  {
+    name: 'mlp',
+    what: 'MLP (buildMlp: 256 → 1024 → 1024 → 10)',
+    bytes: () => Promise.resolve(buildMlp({ inputSize: 256, hiddenSizes: [1024, 1024], outputSize: 10 })),
+    dims: {},
+  },
+  {
+    name: 'lstm',
+    what: 'LSTM (buildLstm: input 64, hidden 256, T=16)',
+    bytes: () => Promise.resolve(buildLstm({ inputSize: 64, hiddenSize: 256 })),
+    dims: { T: 16 },
+  },
+  {
+    name: 'ocr-cls',
+    what: 'PP-OCR mobile v2.0 direction classifier (3x48x192 → 2)',
+    bytes: () => readFile(OCR_CLS),
+    dims: {},
+  },
 ];
 
 const ONLY = process.env['BENCH_MODELS']?.split(',');
@@ -56,20 +83,27 @@ interface Proc {
 async function startService(name: string, env: NodeJS.ProcessEnv): Promise<Proc> {
   const merged: NodeJS.ProcessEnv = { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none', ...env };
   delete merged['QUANTA_DATABASE_URL']; // embedded store, as `npm start`
-  const child: ChildProcess = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
-    cwd: REPO_ROOT,
-    env: merged,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')],
+    {
+      cwd: REPO_ROOT,
+      env: merged,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
   const address = await new Promise<string>((resolveAddress, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       output.push(line);
-      const match = /listening on (127\.0\.0\.1:\d+)/.exec(line) ?? /"address":"(127\.0\.0\.1:\d+)".*listening/.exec(line);
+      const match =
+        /listening on (127\.0\.0\.1:\d+)/.exec(line) ?? /"address":"(127\.0\.0\.1:\d+)".*listening/.exec(line);
       if (match?.[1] !== undefined) resolveAddress(match[1]);
     });
-    child.once('exit', (code, signal) => reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)),
+    );
   });
   const exited = once(child, 'exit');
   return {
@@ -89,18 +123,48 @@ function metadata(token: string): grpc.Metadata {
   return md;
 }
 
-function push(client: pb.RegistryServiceClient, token: string, model: string, bytes: Uint8Array): Promise<pb.ModelVersion> {
+function push(
+  client: pb.RegistryServiceClient,
+  token: string,
+  model: string,
+  bytes: Uint8Array,
+): Promise<pb.ModelVersion> {
   return new Promise((resolvePush, reject) => {
-    const call = client.uploadVersion(metadata(token), (error, response) => (error || response?.version === undefined ? reject(error ?? new Error('UploadVersion answered without a version')) : resolvePush(response.version)));
-    call.write({ part: { $case: 'header', value: { model, description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(bytes.length), lineage: undefined, createModel: true } } });
-    for (let at = 0; at < bytes.length; at += 1 << 20) call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(at, at + (1 << 20))) } });
+    const call = client.uploadVersion(metadata(token), (error, response) =>
+      error || response?.version === undefined
+        ? reject(error ?? new Error('UploadVersion answered without a version'))
+        : resolvePush(response.version),
+    );
+    call.write({
+      part: {
+        $case: 'header',
+        value: {
+          model,
+          description: '',
+          tags: {},
+          expectedSha256: '',
+          expectedSizeBytes: BigInt(bytes.length),
+          lineage: undefined,
+          createModel: true,
+        },
+      },
+    });
+    for (let at = 0; at < bytes.length; at += 1 << 20)
+      call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(at, at + (1 << 20))) } });
     call.end();
   });
 }
 
-async function compress(client: pb.RegistryServiceClient, token: string, request: pb.CompressVersionRequest): Promise<pb.ModelVersion> {
+async function compress(
+  client: pb.RegistryServiceClient,
+  token: string,
+  request: pb.CompressVersionRequest,
+): Promise<pb.ModelVersion> {
   let version: pb.ModelVersion | undefined;
-  for await (const message of client.compressVersion(request, metadata(token)) as AsyncIterable<pb.CompressVersionResponse>) {
+  for await (const message of client.compressVersion(
+    request,
+    metadata(token),
+  ) as AsyncIterable<pb.CompressVersionResponse>) {
     if (message.event?.$case === 'version') version = message.event.value;
   }
   if (version === undefined) throw new Error('CompressVersion ended without a version');
@@ -113,7 +177,11 @@ const sci = (x: number): string => (x >= 0.01 ? x.toFixed(3) : x.toExponential(1
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'quanta-bench-compress-'));
   const crypto = await startService('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0' });
-  const registry = await startService('model-registry', { QUANTA_HOME: home, QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: crypto.address });
+  const registry = await startService('model-registry', {
+    QUANTA_HOME: home,
+    QUANTA_REGISTRY_PORT: '0',
+    QUANTA_CRYPTO_ADDR: crypto.address,
+  });
   const client = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure());
   const token = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
   const rows: string[][] = [];
@@ -147,7 +215,9 @@ async function main(): Promise<void> {
         const top1 = out.top1Agreement;
         const at = (batch: number): string => {
           const l = r.latency.find((x) => x.batchSize === batch);
-          return l === undefined ? '-' : `${l.p50BeforeMs.toFixed(3)} → ${l.p50AfterMs.toFixed(3)} (${(l.p50BeforeMs / l.p50AfterMs).toFixed(2)}×)`;
+          return l === undefined
+            ? '-'
+            : `${l.p50BeforeMs.toFixed(3)} → ${l.p50AfterMs.toFixed(3)} (${(l.p50BeforeMs / l.p50AfterMs).toFixed(2)}×)`;
         };
         rows.push([
           model.name,
@@ -172,7 +242,11 @@ async function main(): Promise<void> {
             `size ${pct(ratio)}, cosine ${minCosine.toFixed(6)}, top-1 ${top1 === undefined ? 'n/a' : pct(top1)}`,
           );
         } else if (m.label === 'fp16') {
-          verdict(ratio <= 0.52 && minCosine >= 0.999, 'size ≤ 52%, cosine ≥ 0.999', `size ${pct(ratio)}, cosine ${minCosine.toFixed(6)}`);
+          verdict(
+            ratio <= 0.52 && minCosine >= 0.999,
+            'size ≤ 52%, cosine ≥ 0.999',
+            `size ${pct(ratio)}, cosine ${minCosine.toFixed(6)}`,
+          );
         } else if (m.label === 'int8-dynamic' && (model.name === 'lstm' || model.name === 'mlp')) {
           verdict(
             batch8 !== undefined && batch8.p50AfterMs < batch8.p50BeforeMs && minCosine >= 0.99,
@@ -190,11 +264,30 @@ async function main(): Promise<void> {
     await rm(home, { recursive: true, force: true });
   }
   console.log(`\n${SAMPLES} generated calibration samples per row (seed ${SEED}); ${measuredOn}\n`);
-  for (const model of MODELS) console.log(`- ${model.name}: ${model.what}${Object.keys(model.dims).length > 0 ? `, dims ${Object.entries(model.dims).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`);
+  for (const model of MODELS)
+    console.log(
+      `- ${model.name}: ${model.what}${
+        Object.keys(model.dims).length > 0
+          ? `, dims ${Object.entries(model.dims)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : ''
+      }`,
+    );
   console.log('');
   console.log(
     markdownTable(
-      ['model', 'method', 'size', 'cosine per output', 'max / mean abs err (first output)', 'top-1 agree', 'p50 ms batch 1 (parent → child)', 'p50 ms batch 8', 'call'],
+      [
+        'model',
+        'method',
+        'size',
+        'cosine per output',
+        'max / mean abs err (first output)',
+        'top-1 agree',
+        'p50 ms batch 1 (parent → child)',
+        'p50 ms batch 8',
+        'call',
+      ],
       rows,
     ),
   );

@@ -35,20 +35,36 @@ async function serve(): Promise<void> {
   const store = await openStore({});
   const server = await startCryptoServer(
     {
-      home, host: '127.0.0.1', port: 0, databaseUrl: undefined,
-      maxPayloadBytes: 4 * 1024 * 1024, maxMessageBytes: 64 * 1024 * 1024, adminTokenTtl: 3600_000,
-      tlsCert: undefined, tlsKey: undefined, tlsCa: undefined,
+      home,
+      host: '127.0.0.1',
+      port: 0,
+      databaseUrl: undefined,
+      maxPayloadBytes: 4 * 1024 * 1024,
+      maxMessageBytes: 64 * 1024 * 1024,
+      adminTokenTtl: 3600_000,
+      tlsCert: undefined,
+      tlsKey: undefined,
+      tlsCa: undefined,
     },
     { store, masterKey: randomBytes(32), logger: pino({ level: 'silent' }) },
   );
-  const token = await server.issuer.issue({ tenant: 'bench', subject: 'bench', scopes: ['keys:use', 'keys:admin'], ttlSeconds: 3600 });
+  const token = await server.issuer.issue({
+    tenant: 'bench',
+    subject: 'bench',
+    scopes: ['keys:use', 'keys:admin'],
+    ttlSeconds: 3600,
+  });
   const send = (message: ToParent): void => {
     process.send?.(message);
   };
   process.on('message', (message: unknown) => {
     if (message === 'cpu') send({ kind: 'cpu', seconds: cpuSeconds() });
     if (message === 'stop') {
-      void server.stop({ graceMs: 1000 }).then(() => store.close()).then(() => rm(home, { recursive: true, force: true })).then(() => process.exit(0));
+      void server
+        .stop({ graceMs: 1000 })
+        .then(() => store.close())
+        .then(() => rm(home, { recursive: true, force: true }))
+        .then(() => process.exit(0));
     }
   });
   send({ kind: 'ready', port: server.port, token });
@@ -63,7 +79,10 @@ interface Server {
 
 async function startServerProcess(): Promise<Server> {
   // The same loader flags (tsx, conditions) as this process.
-  const child = fork(fileURLToPath(import.meta.url), ['--server'], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--server'], {
+    execArgv: process.execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const ready = await new Promise<{ port: number; token: string }>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`the server process exited with ${code}`)));
@@ -95,7 +114,11 @@ function metadata(token: string): grpc.Metadata {
   return md;
 }
 
-function unaryCall<Req, Res>(fn: (req: Req, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: Res) => void) => unknown, req: Req, md: grpc.Metadata): Promise<Res> {
+function unaryCall<Req, Res>(
+  fn: (req: Req, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: Res) => void) => unknown,
+  req: Req,
+  md: grpc.Metadata,
+): Promise<Res> {
   return new Promise((resolve, reject) => {
     fn(req, md, (error, response) => (error ? reject(error) : resolve(response)));
   });
@@ -111,7 +134,14 @@ interface Row {
 }
 
 /** Runs `calls` calls of `fn` with `concurrency` in flight, timing wall and both processes' CPU. */
-async function measure(server: Server | undefined, label: string, calls: number, itemsPerCall: number, concurrency: number, fn: () => Promise<void>): Promise<Row> {
+async function measure(
+  server: Server | undefined,
+  label: string,
+  calls: number,
+  itemsPerCall: number,
+  concurrency: number,
+  fn: () => Promise<void>,
+): Promise<Row> {
   await fn(); // warm-up: connection, key cache, JIT
   const serverStart = server ? await server.cpu() : 0;
   const clientStart = cpuSeconds();
@@ -144,7 +174,14 @@ function rawRow(items: Buffer[]): Row {
   const clientStart = cpuSeconds();
   const wallStart = performance.now();
   once();
-  return { label: 'raw node:crypto aes-256-gcm, in-process (ceiling)', calls: 0, items: items.length, wall: (performance.now() - wallStart) / 1000, clientCpu: cpuSeconds() - clientStart, serverCpu: undefined };
+  return {
+    label: 'raw node:crypto aes-256-gcm, in-process (ceiling)',
+    calls: 0,
+    items: items.length,
+    wall: (performance.now() - wallStart) / 1000,
+    clientCpu: cpuSeconds() - clientStart,
+    serverCpu: undefined,
+  };
 }
 
 function cells(row: Row): string[] {
@@ -170,20 +207,46 @@ async function main(): Promise<void> {
   });
   const md = metadata(server.token);
   try {
-    await unaryCall<pb.CreateKeyRequest, pb.CreateKeyResponse>(client.createKey.bind(client), { name: KEY_NAME, type: pb.KeyType.KEY_TYPE_AES256_GCM }, md);
+    await unaryCall<pb.CreateKeyRequest, pb.CreateKeyResponse>(
+      client.createKey.bind(client),
+      { name: KEY_NAME, type: pb.KeyType.KEY_TYPE_AES256_GCM },
+      md,
+    );
     const items = Array.from({ length: ITEMS }, () => randomBytes(ITEM_BYTES));
     const rows: Row[] = [];
     for (const batch of BATCH_SIZES) {
-      const request: pb.BatchEncryptRequest = { keyName: KEY_NAME, items: Array.from({ length: batch }, (_, i) => ({ plaintext: items[i % items.length]!, associatedData: Buffer.alloc(0) })) };
+      const request: pb.BatchEncryptRequest = {
+        keyName: KEY_NAME,
+        items: Array.from({ length: batch }, (_, i) => ({
+          plaintext: items[i % items.length]!,
+          associatedData: Buffer.alloc(0),
+        })),
+      };
       for (const concurrency of CONCURRENCIES) {
         const calls = Math.max(1, Math.ceil(ITEMS / batch));
-        const row = await measure(server, `BatchEncrypt, ${batch} items/call, concurrency ${concurrency}`, calls, batch, concurrency, async () => {
-          const res = await unaryCall<pb.BatchEncryptRequest, pb.BatchEncryptResponse>(client.batchEncrypt.bind(client), request, md);
-          // Every item must have succeeded, or the figure means nothing.
-          if (res.results.length !== batch || res.results.some((r) => r.error !== undefined || r.ciphertext.length <= ITEM_BYTES)) {
-            throw new Error(`BatchEncrypt returned ${res.results.length} results for ${batch} items, or a failed or short one: ${JSON.stringify(res.results.find((r) => r.error)?.error)}`);
-          }
-        });
+        const row = await measure(
+          server,
+          `BatchEncrypt, ${batch} items/call, concurrency ${concurrency}`,
+          calls,
+          batch,
+          concurrency,
+          async () => {
+            const res = await unaryCall<pb.BatchEncryptRequest, pb.BatchEncryptResponse>(
+              client.batchEncrypt.bind(client),
+              request,
+              md,
+            );
+            // Every item must have succeeded, or the figure means nothing.
+            if (
+              res.results.length !== batch ||
+              res.results.some((r) => r.error !== undefined || r.ciphertext.length <= ITEM_BYTES)
+            ) {
+              throw new Error(
+                `BatchEncrypt returned ${res.results.length} results for ${batch} items, or a failed or short one: ${JSON.stringify(res.results.find((r) => r.error)?.error)}`,
+              );
+            }
+          },
+        );
         rows.push(row);
         process.stderr.write(`${row.label}: ${row.wall.toFixed(2)} s\n`);
       }
@@ -196,7 +259,16 @@ async function main(): Promise<void> {
     rows.push(unary);
     rows.push(rawRow(items));
     const table = markdownTable(
-      ['1 KiB items, ' + String(ITEMS) + ' per row', 'calls', 'items/s (wall)', 'MiB/s (wall)', 'client CPU-s', 'server CPU-s', 'items per server CPU-s', 'items per total CPU-s'],
+      [
+        '1 KiB items, ' + String(ITEMS) + ' per row',
+        'calls',
+        'items/s (wall)',
+        'MiB/s (wall)',
+        'client CPU-s',
+        'server CPU-s',
+        'items per server CPU-s',
+        'items per total CPU-s',
+      ],
       rows.map(cells),
     );
     process.stdout.write(`${table}\n`);

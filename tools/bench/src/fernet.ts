@@ -11,7 +11,13 @@ import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { createDecryptStream, createEncryptStream, FernetKey, fernetDecrypt, parseFernetKey } from '@quanta/crypto/core';
+import {
+  createDecryptStream,
+  createEncryptStream,
+  FernetKey,
+  fernetDecrypt,
+  parseFernetKey,
+} from '@quanta/crypto/core';
 import { cpuSeconds, formatRate, markdownTable, opsPerSecond } from './measure.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? '1');
@@ -20,19 +26,27 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '3');
 const STREAM_ROUNDS = 2 * ROUNDS;
 const here = dirname(fileURLToPath(import.meta.url));
 
-interface PythonResult { results: { size: number; encrypt: number; decrypt: number }[] }
+interface PythonResult {
+  results: { size: number; encrypt: number; decrypt: number }[];
+}
 
 function label(size: number): string {
   return size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
 }
 
 function pythonRates(key: string, size: number): { encrypt: number; decrypt: number } {
-  const out = execFileSync('python3', [join(here, '../python/fernet_bench.py'), String(SECONDS), key, String(size)], { encoding: 'utf8' });
+  const out = execFileSync('python3', [join(here, '../python/fernet_bench.py'), String(SECONDS), key, String(size)], {
+    encoding: 'utf8',
+  });
   return (JSON.parse(out) as PythonResult).results[0]!;
 }
 
 function fernetTable(): string {
-  const keyText = execFileSync('python3', ['-c', 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'], { encoding: 'utf8' }).trim();
+  const keyText = execFileSync(
+    'python3',
+    ['-c', 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'],
+    { encoding: 'utf8' },
+  ).trim();
   // The same key on both sides.
   const key = new FernetKey(parseFernetKey(keyText));
   const now = () => Math.floor(Date.now() / 1000);
@@ -48,14 +62,38 @@ function fernetTable(): string {
       const enc = opsPerSecond(() => key.encrypt(msg, now()), SECONDS);
       const dec = opsPerSecond(() => fernetDecrypt([key], token, now()), SECONDS);
       const prev = best.get(size) ?? { enc: 0, dec: 0, pyEnc: 0, pyDec: 0 };
-      best.set(size, { enc: Math.max(prev.enc, enc), dec: Math.max(prev.dec, dec), pyEnc: Math.max(prev.pyEnc, p.encrypt), pyDec: Math.max(prev.pyDec, p.decrypt) });
+      best.set(size, {
+        enc: Math.max(prev.enc, enc),
+        dec: Math.max(prev.dec, dec),
+        pyEnc: Math.max(prev.pyEnc, p.encrypt),
+        pyDec: Math.max(prev.pyDec, p.decrypt),
+      });
     }
   }
   const rows = SIZES.map((size) => {
     const b = best.get(size)!;
-    return [label(size), formatRate(b.enc), formatRate(b.pyEnc), `${(b.enc / b.pyEnc).toFixed(2)}×`, formatRate(b.dec), formatRate(b.pyDec), `${(b.dec / b.pyDec).toFixed(2)}×`];
+    return [
+      label(size),
+      formatRate(b.enc),
+      formatRate(b.pyEnc),
+      `${(b.enc / b.pyEnc).toFixed(2)}×`,
+      formatRate(b.dec),
+      formatRate(b.pyDec),
+      `${(b.dec / b.pyDec).toFixed(2)}×`,
+    ];
   });
-  return markdownTable(['payload', 'Quanta encrypt ops/CPU-s', 'Python encrypt ops/CPU-s', 'ratio', 'Quanta decrypt ops/CPU-s', 'Python decrypt ops/CPU-s', 'ratio'], rows);
+  return markdownTable(
+    [
+      'payload',
+      'Quanta encrypt ops/CPU-s',
+      'Python encrypt ops/CPU-s',
+      'ratio',
+      'Quanta decrypt ops/CPU-s',
+      'Python decrypt ops/CPU-s',
+      'ratio',
+    ],
+    rows,
+  );
 }
 
 /** CPU seconds `fn` takes. (Forcing a GC around each run was tried: freeing hundreds of MiB of
@@ -67,9 +105,23 @@ async function timed(fn: () => Promise<void> | void): Promise<number> {
   return cpuSeconds() - start;
 }
 
-async function timeStream(make: () => NodeJS.ReadWriteStream, chunks: Buffer[]): Promise<{ seconds: number; out: number }> {
+async function timeStream(
+  make: () => NodeJS.ReadWriteStream,
+  chunks: Buffer[],
+): Promise<{ seconds: number; out: number }> {
   let out = 0;
-  const seconds = await timed(() => pipeline(Readable.from(chunks), make(), new Writable({ write(c: Buffer, _e, cb) { out += c.length; cb(); } })));
+  const seconds = await timed(() =>
+    pipeline(
+      Readable.from(chunks),
+      make(),
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          out += c.length;
+          cb();
+        },
+      }),
+    ),
+  );
   return { seconds, out };
 }
 
@@ -91,10 +143,22 @@ async function streamingTable(): Promise<string> {
       cipher.final();
     });
   const sealedChunks: Buffer[] = [];
-  await pipeline(Readable.from(chunks), createEncryptStream('aes256-gcm', key, 1, aad), new Writable({ write(c: Buffer, _e, cb) { sealedChunks.push(c); cb(); } }));
+  await pipeline(
+    Readable.from(chunks),
+    createEncryptStream('aes256-gcm', key, 1, aad),
+    new Writable({
+      write(c: Buffer, _e, cb) {
+        sealedChunks.push(c);
+        cb();
+      },
+    }),
+  );
   const encRun = async () => (await timeStream(() => createEncryptStream('aes256-gcm', key, 1, aad), chunks)).seconds;
   const decRun = async () => {
-    const r = await timeStream(() => createDecryptStream({ algorithm: 'aes256-gcm', aad, keyFor: () => key }), sealedChunks);
+    const r = await timeStream(
+      () => createDecryptStream({ algorithm: 'aes256-gcm', aad, keyFor: () => key }),
+      sealedChunks,
+    );
     if (r.out !== TOTAL) throw new Error('stream round trip lost bytes');
     return r.seconds;
   };
@@ -110,17 +174,22 @@ async function streamingTable(): Promise<string> {
   }
   const raw = Math.min(raw1m, raw64k);
   const pct = (s: number) => `${((raw / s) * 100).toFixed(0)}%`;
-  return markdownTable(['64 MiB in 1 MiB chunks', 'MiB per CPU-second', 'vs the faster raw'], [
-    ['raw node:crypto aes-256-gcm, one cipher, update() per 1 MiB', mbps(raw1m).toFixed(0), pct(raw1m)],
-    ['raw node:crypto aes-256-gcm, one cipher, update() per 64 KiB', mbps(raw64k).toFixed(0), pct(raw64k)],
-    ['Quanta streaming encrypt (Transform, 64 KiB segments)', mbps(enc).toFixed(0), pct(enc)],
-    ['Quanta streaming decrypt (Transform, 64 KiB segments)', mbps(dec).toFixed(0), pct(dec)],
-  ]);
+  return markdownTable(
+    ['64 MiB in 1 MiB chunks', 'MiB per CPU-second', 'vs the faster raw'],
+    [
+      ['raw node:crypto aes-256-gcm, one cipher, update() per 1 MiB', mbps(raw1m).toFixed(0), pct(raw1m)],
+      ['raw node:crypto aes-256-gcm, one cipher, update() per 64 KiB', mbps(raw64k).toFixed(0), pct(raw64k)],
+      ['Quanta streaming encrypt (Transform, 64 KiB segments)', mbps(enc).toFixed(0), pct(enc)],
+      ['Quanta streaming decrypt (Transform, 64 KiB segments)', mbps(dec).toFixed(0), pct(dec)],
+    ],
+  );
 }
 
 const only = process.env.BENCH_ONLY; // 'fernet' or 'streaming' to run one part
 if (only !== 'streaming') {
-  console.log(`## Fernet (best of ${ROUNDS} alternating rounds of ${SECONDS} s, node ${process.version}, python cryptography in the same run)\n`);
+  console.log(
+    `## Fernet (best of ${ROUNDS} alternating rounds of ${SECONDS} s, node ${process.version}, python cryptography in the same run)\n`,
+  );
   console.log(fernetTable());
 }
 if (only !== 'fernet') {

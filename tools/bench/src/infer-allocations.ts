@@ -58,7 +58,9 @@ function request(id: number): { id: string; inputs: Map<string, Tensor> } {
   received.set(encoded);
   const message = decodeModelInferRequest(received);
   const inputs = new Map<string, Tensor>();
-  message.inputs.forEach((input, index) => inputs.set(input.name, tensorFromWire(input, message.rawInputContents[index], 'input')));
+  message.inputs.forEach((input, index) =>
+    inputs.set(input.name, tensorFromWire(input, message.rawInputContents[index], 'input')),
+  );
   return { id: String(id), inputs };
 }
 

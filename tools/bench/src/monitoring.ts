@@ -116,7 +116,8 @@ function ingestRaw(client: grpc.Client, token: string, batches: readonly Buffer[
       (b) => pb.IngestResponse.decode(b),
       md,
       {},
-      (error, response) => (error || response === undefined ? reject(error ?? new Error('no response')) : resolve(response)),
+      (error, response) =>
+        error || response === undefined ? reject(error ?? new Error('no response')) : resolve(response),
     );
     let i = 0;
     const pump = (): void => {
@@ -133,7 +134,8 @@ function ingestRaw(client: grpc.Client, token: string, batches: readonly Buffer[
   });
 }
 
-const percentile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+const percentile = (sorted: readonly number[], q: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
 /**
  * This process's garbage collections since `reset`: [scavenges, their total ms, longest ms, the
@@ -169,7 +171,10 @@ type Ready = { kind: 'ready'; port: number; admin: string; reader: string };
 
 /** The records the windows hold over every second kept. */
 function storeCount(server: Awaited<ReturnType<typeof startMonitoringServer>>): number {
-  return server.store.aggregate(server.store.series({ tenant: 'acme' }), { start: 0, end: Math.ceil(Date.now() / 1000) + 1 }).count;
+  return server.store.aggregate(server.store.series({ tenant: 'acme' }), {
+    start: 0,
+    end: Math.ceil(Date.now() / 1000) + 1,
+  }).count;
 }
 
 /**
@@ -178,7 +183,14 @@ function storeCount(server: Awaited<ReturnType<typeof startMonitoringServer>>): 
  */
 function directQueries(server: Awaited<ReturnType<typeof startMonitoringServer>>): number[] {
   const times: number[] = [];
-  for (let i = 0; i < 200; i++) modelStats(server.store, 'acme', `model-${i % MODELS}`, '', resolveSpan({ windowMs: HOUR_S * 1000 }, server.store.clock(), server.store.horizonSeconds));
+  for (let i = 0; i < 200; i++)
+    modelStats(
+      server.store,
+      'acme',
+      `model-${i % MODELS}`,
+      '',
+      resolveSpan({ windowMs: HOUR_S * 1000 }, server.store.clock(), server.store.horizonSeconds),
+    );
   const cpu0 = cpuSeconds();
   for (let i = 0; i < QUERIES; i++) {
     const t0 = performance.now();
@@ -201,7 +213,12 @@ async function serve(): Promise<void> {
     logger: pino({ level: 'silent' }),
   });
   const admin = await issuer.issue({ tenant: 'acme', subject: 'bench', scopes: ['admin'], ttlSeconds: 3600 });
-  const reader = await issuer.issue({ tenant: 'acme', subject: 'bench', scopes: ['monitoring:read'], ttlSeconds: 3600 });
+  const reader = await issuer.issue({
+    tenant: 'acme',
+    subject: 'bench',
+    scopes: ['monitoring:read'],
+    ttlSeconds: 3600,
+  });
   const gc = gcWatch();
   process.on('message', (m: Request) => {
     const reply = (value: number | number[]): void => {
@@ -214,8 +231,7 @@ async function serve(): Promise<void> {
     else if (m.op === 'gc-reset') {
       gc.reset();
       reply(0);
-    }
-    else if (m.op === 'gc') reply(gc.stats());
+    } else if (m.op === 'gc') reply(gc.stats());
     else void server.stop({ graceMs: 1000 }).then(() => process.exit(0));
   });
   process.send?.({ kind: 'ready', port: server.port, admin, reader } satisfies Ready);
@@ -255,9 +271,7 @@ async function startServerProcess(): Promise<ServerProcess> {
 
 /** From the query client to the parent. */
 type FromQueryClient =
-  | { kind: 'start' }
-  | { kind: 'end' }
-  | { kind: 'result'; times: number[]; cpu: number; gc: number[]; tops: number[] };
+  { kind: 'start' } | { kind: 'end' } | { kind: 'result'; times: number[]; cpu: number; gc: number[]; tops: number[] };
 
 /**
  * Query client process: GetModelStats, 1 h window, over the 100 filled models (one model per call,
@@ -266,7 +280,9 @@ type FromQueryClient =
  * encoded) and its garbage collections are not in these timings.
  */
 async function queryClient(): Promise<void> {
-  const { port, reader } = await new Promise<{ port: number; reader: string }>((resolve) => process.once('message', resolve));
+  const { port, reader } = await new Promise<{ port: number; reader: string }>((resolve) =>
+    process.once('message', resolve),
+  );
   const step = (m: FromQueryClient): Promise<unknown> =>
     new Promise((resolve) => {
       process.once('message', resolve);
@@ -277,7 +293,9 @@ async function queryClient(): Promise<void> {
   md.set('authorization', `Bearer ${reader}`);
   const window = { $case: 'window' as const, value: { seconds: BigInt(HOUR_S), nanos: 0 } };
   const query = (model: string): Promise<pb.GetModelStatsResponse> =>
-    new Promise((resolve, reject) => client.getModelStats({ model, version: '', span: window }, md, (e, r) => (e ? reject(e) : resolve(r))));
+    new Promise((resolve, reject) =>
+      client.getModelStats({ model, version: '', span: window }, md, (e, r) => (e ? reject(e) : resolve(r))),
+    );
   for (let i = 0; i < 500; i++) await query(`model-${i % MODELS}`);
   const times = new Float64Array(QUERIES);
   await step({ kind: 'start' }); // the parent takes the server's CPU and GC counts
@@ -296,7 +314,11 @@ async function queryClient(): Promise<void> {
   // TopModels by p99 over the same hour: every one of the 100 models merged and ranked.
   const top = (): Promise<pb.TopModelsResponse> =>
     new Promise((resolve, reject) =>
-      client.topModels({ span: window, orderBy: pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY, limit: 10, byVersion: false }, md, (e, r) => (e ? reject(e) : resolve(r))),
+      client.topModels(
+        { span: window, orderBy: pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY, limit: 10, byVersion: false },
+        md,
+        (e, r) => (e ? reject(e) : resolve(r)),
+      ),
     );
   for (let i = 0; i < 5; i++) await top();
   const tops: number[] = [];
@@ -306,7 +328,9 @@ async function queryClient(): Promise<void> {
     tops.push(performance.now() - t0);
   }
   client.close();
-  process.send?.({ kind: 'result', times: [...times], cpu, gc: gcs, tops } satisfies FromQueryClient, () => process.disconnect());
+  process.send?.({ kind: 'result', times: [...times], cpu, gc: gcs, tops } satisfies FromQueryClient, () =>
+    process.disconnect(),
+  );
 }
 
 interface QueryResults {
@@ -366,7 +390,10 @@ async function main(): Promise<void> {
     const scpu = (await serverCpu()) - scpu0;
     batches = undefined;
     const accepted = Number(reply.accepted);
-    if (reply.rejected !== 0n || accepted !== RECORDS) throw new Error(`ingest accepted ${accepted} of ${RECORDS}, rejected ${reply.rejected}: ${reply.rejections[0]?.reason}`);
+    if (reply.rejected !== 0n || accepted !== RECORDS)
+      throw new Error(
+        `ingest accepted ${accepted} of ${RECORDS}, rejected ${reply.rejected}: ${reply.rejections[0]?.reason}`,
+      );
     const kept = Number(await server.ask('count')) - warm;
     if (kept !== RECORDS) throw new Error(`windows hold ${kept} records, expected ${RECORDS}`);
     rows.push([
@@ -386,14 +413,34 @@ async function main(): Promise<void> {
       `CPU/call: server ${((q.serverCpu / QUERIES) * 1000).toFixed(2)} ms, client ${((q.clientCpu / QUERIES) * 1000).toFixed(2)} ms`,
       'p99 < 5 ms',
     ]);
-    rows.push([`GC pauses during those ${QUERIES} calls`, `server: ${formatGc(q.serverGc)}; client: ${formatGc(q.clientGc)}`, '', '']);
+    rows.push([
+      `GC pauses during those ${QUERIES} calls`,
+      `server: ${formatGc(q.serverGc)}; client: ${formatGc(q.clientGc)}`,
+      '',
+      '',
+    ]);
 
     // The same query without gRPC and auth, in the server process: what the windows themselves cost.
     const [dp50 = 0, dp99 = 0, dcpu = 0] = (await server.ask('direct')) as number[];
-    rows.push([`the same, in the server process (windows only, no gRPC or auth)`, `p50 ${dp50.toFixed(3)} ms, p99 ${dp99.toFixed(3)} ms`, `${dcpu.toFixed(3)} ms CPU/call`, '']);
+    rows.push([
+      `the same, in the server process (windows only, no gRPC or auth)`,
+      `p50 ${dp50.toFixed(3)} ms, p99 ${dp99.toFixed(3)} ms`,
+      `${dcpu.toFixed(3)} ms CPU/call`,
+      '',
+    ]);
     const tops = [...q.tops].sort((x, y) => x - y);
-    rows.push([`TopModels by p99, 1 h window over all ${MODELS} models, 100 calls`, `p50 ${percentile(tops, 0.5).toFixed(2)} ms, p99 ${percentile(tops, 0.99).toFixed(2)} ms`, '', '']);
-    rows.push([`Server memory after ingest (${formatRate(RECORDS + 20_000)} records, ${MODELS} series)`, `heap used ${(heapUsed / 2 ** 20).toFixed(0)} MiB, RSS ${(rss / 2 ** 20).toFixed(0)} MiB`, '', '']);
+    rows.push([
+      `TopModels by p99, 1 h window over all ${MODELS} models, 100 calls`,
+      `p50 ${percentile(tops, 0.5).toFixed(2)} ms, p99 ${percentile(tops, 0.99).toFixed(2)} ms`,
+      '',
+      '',
+    ]);
+    rows.push([
+      `Server memory after ingest (${formatRate(RECORDS + 20_000)} records, ${MODELS} series)`,
+      `heap used ${(heapUsed / 2 ** 20).toFixed(0)} MiB, RSS ${(rss / 2 ** 20).toFixed(0)} MiB`,
+      '',
+      '',
+    ]);
     console.log(markdownTable(['measure', 'result', 'CPU', 'target'], rows));
   } finally {
     raw.close();

@@ -50,11 +50,17 @@ function threadTimes(pid: number): Map<string, { user: number; system: number }>
   return out;
 }
 
-const serversFile = fileURLToPath(new URL(`./bench-inference-servers${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+const serversFile = fileURLToPath(
+  new URL(`./bench-inference-servers${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+);
 const profile = values['cpu-prof'];
 const nodeFlags = values['node-flags'].split(' ').filter((f) => f !== '');
 const child = fork(serversFile, [kind, model.name, values.deployment], {
-  execArgv: [...process.execArgv, ...nodeFlags, ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`])],
+  execArgv: [
+    ...process.execArgv,
+    ...nodeFlags,
+    ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]),
+  ],
   stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 });
 const ready = await new Promise<Extract<ToParent, { kind: 'ready' }>>((resolve, reject) => {
@@ -65,7 +71,9 @@ const ready = await new Promise<Extract<ToParent, { kind: 'ready' }>>((resolve, 
 });
 const pid = child.pid!;
 
-const client = new grpc.Client(`127.0.0.1:${ready.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+const client = new grpc.Client(`127.0.0.1:${ready.port}`, grpc.credentials.createInsecure(), {
+  'grpc.max_receive_message_length': 64 << 20,
+});
 const item = benchItem(model);
 const identity = (b: Buffer): Buffer => b;
 let method: string;
@@ -81,7 +89,15 @@ if (kind === 'empty') {
       modelVersion: '',
       id: '',
       parameters: {},
-      inputs: [{ name: model.input, datatype: 'FP32', shape: [1n, ...model.itemShape.map(BigInt)], parameters: {}, contents: undefined }],
+      inputs: [
+        {
+          name: model.input,
+          datatype: 'FP32',
+          shape: [1n, ...model.itemShape.map(BigInt)],
+          parameters: {},
+          contents: undefined,
+        },
+      ],
       outputs: [],
       rawInputContents: [Buffer.from(item.buffer, item.byteOffset, item.byteLength)],
     }).finish(),
@@ -91,7 +107,9 @@ const metadata = new grpc.Metadata();
 if (ready.token !== '') metadata.set('authorization', `Bearer ${ready.token}`);
 const call = (): Promise<Buffer> =>
   new Promise((resolve, reject) => {
-    client.makeUnaryRequest(method, identity, identity, body, metadata, (error, response) => (error ? reject(error) : resolve(response!)));
+    client.makeUnaryRequest(method, identity, identity, body, metadata, (error, response) =>
+      error ? reject(error) : resolve(response!),
+    );
   });
 
 async function drive(until: number, latencies?: number[]): Promise<void> {
@@ -127,13 +145,16 @@ for (const [thread, t] of after) {
   const ds = t.system - b.system;
   user += du;
   system += ds;
-  if (du + ds > 0) rows.push(`  ${thread.padEnd(24)} user ${us(du).padStart(7)}  system ${us(ds).padStart(7)} µs/request`);
+  if (du + ds > 0)
+    rows.push(`  ${thread.padEnd(24)} user ${us(du).padStart(7)}  system ${us(ds).padStart(7)} µs/request`);
 }
 console.log(
   `${kind} ${kind === 'empty' ? `${body.length} B` : `${model.name} ${values.deployment}`} concurrency ${concurrency}: ${n} requests in ${wall.toFixed(2)} s (${(n / wall).toFixed(0)}/s), ` +
     `p50 ${latencies[Math.floor(n * 0.5)]!.toFixed(3)} ms, p99 ${latencies[Math.floor(n * 0.99)]!.toFixed(3)} ms`,
 );
-console.log(`server CPU µs/request: user ${us(user)} + system ${us(system)} = ${us(user + system)} (/proc, 10 ms ticks)`);
+console.log(
+  `server CPU µs/request: user ${us(user)} + system ${us(system)} = ${us(user + system)} (/proc, 10 ms ticks)`,
+);
 console.log(rows.join('\n'));
 console.log(`client CPU µs/request: user ${us(clientCpu.user / 1e6)} + system ${us(clientCpu.system / 1e6)}`);
 client.close();

@@ -43,8 +43,18 @@ const identity = (b: Buffer): Buffer => b;
 /** A grpc-js server with a client-streaming upload that writes the bytes to `file` and a server-streaming download that reads it back. */
 async function servePlain(file: string): Promise<void> {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 8 * MiB });
-  const method = (path: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> => ({
-    path, requestStream, responseStream, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  const method = (
+    path: string,
+    requestStream: boolean,
+    responseStream: boolean,
+  ): grpc.MethodDefinition<Buffer, Buffer> => ({
+    path,
+    requestStream,
+    responseStream,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
   });
   server.addService(
     { upload: method(UPLOAD_PATH, true, false), download: method(DOWNLOAD_PATH, false, true) },
@@ -67,7 +77,9 @@ async function servePlain(file: string): Promise<void> {
     },
   );
   const port = await new Promise<number>((resolvePort, reject) => {
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolvePort(p)));
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, p) =>
+      error ? reject(error) : resolvePort(p),
+    );
   });
   process.on('message', (message: unknown) => {
     if (message === 'stop') server.tryShutdown(() => process.exit(0));
@@ -89,9 +101,21 @@ async function startService(name: string, env: NodeJS.ProcessEnv): Promise<Proc>
   delete merged['QUANTA_DATABASE_URL']; // embedded store, as `npm start`
   // BENCH_REGISTRY_NODE_ARGS: extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (profiling).
   const nodeArgs = (process.env['BENCH_REGISTRY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(process.execPath, [...nodeArgs, '--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
-    cwd: REPO_ROOT, env: merged, stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...nodeArgs,
+      '--conditions=@quanta/source',
+      '--import',
+      'tsx',
+      join(REPO_ROOT, 'services', name, 'src', 'main.ts'),
+    ],
+    {
+      cwd: REPO_ROOT,
+      env: merged,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   // BENCH_REGISTRY_LOG_DIR=<dir>: keep each service's stdout (logs, --trace-gc lines) in <dir>/<name>.log.
   const logDir = process.env['BENCH_REGISTRY_LOG_DIR'];
@@ -102,16 +126,21 @@ async function startService(name: string, env: NodeJS.ProcessEnv): Promise<Proc>
       output.push(line);
       try {
         const entry = JSON.parse(line) as { address?: unknown; msg?: unknown };
-        if (typeof entry.address === 'string' && typeof entry.msg === 'string' && entry.msg.includes('listening')) resolveAddress(entry.address);
+        if (typeof entry.address === 'string' && typeof entry.msg === 'string' && entry.msg.includes('listening'))
+          resolveAddress(entry.address);
       } catch {
         // not a JSON log line
       }
     });
-    child.once('exit', (code, signal) => reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)),
+    );
   });
   const exited = once(child, 'exit');
   return {
-    name, child, address,
+    name,
+    child,
+    address,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -122,14 +151,19 @@ async function startService(name: string, env: NodeJS.ProcessEnv): Promise<Proc>
 }
 
 async function startPlain(file: string): Promise<Proc> {
-  const child = fork(fileURLToPath(import.meta.url), ['--plain', file], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--plain', file], {
+    execArgv: process.execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const port = await new Promise<number>((resolvePort, reject) => {
     child.once('exit', (code) => reject(new Error(`the plain server exited with ${code}`)));
     child.once('message', (m: { port: number }) => resolvePort(m.port));
   });
   const exited = once(child, 'exit');
   return {
-    name: 'plain', child, address: `127.0.0.1:${port}`,
+    name: 'plain',
+    child,
+    address: `127.0.0.1:${port}`,
     async stop() {
       child.send('stop');
       await exited;
@@ -179,7 +213,14 @@ async function phase(label: string, server: Proc, fn: () => Promise<number>): Pr
     const bytes = await fn();
     const wall = (performance.now() - wallStart) / 1000;
     peak = Math.max(peak, rssBytes(pid));
-    return { label, bytes, wall, serverCpu: procCpuSeconds(pid) - serverStart, clientCpu: cpuSeconds() - clientStart, rssGrowth: peak - before };
+    return {
+      label,
+      bytes,
+      wall,
+      serverCpu: procCpuSeconds(pid) - serverStart,
+      clientCpu: cpuSeconds() - clientStart,
+      rssGrowth: peak - before,
+    };
   } finally {
     clearInterval(timer);
   }
@@ -235,7 +276,11 @@ async function warmPageCache(path: string, mib: number): Promise<void> {
 // ---- clients ----
 
 /** Streams the chunks into `stream`, waiting for 'drain' as the CLI does. */
-async function sendChunks(stream: grpc.ClientWritableStream<never> | NodeJS.WritableStream, chunks: AsyncIterable<Buffer>, wrap: (chunk: Buffer) => unknown): Promise<void> {
+async function sendChunks(
+  stream: grpc.ClientWritableStream<never> | NodeJS.WritableStream,
+  chunks: AsyncIterable<Buffer>,
+  wrap: (chunk: Buffer) => unknown,
+): Promise<void> {
   const writable = stream as NodeJS.WritableStream & { write(message: unknown): boolean };
   for await (const chunk of chunks) {
     if (!writable.write(wrap(chunk))) await once(writable, 'drain');
@@ -244,18 +289,27 @@ async function sendChunks(stream: grpc.ClientWritableStream<never> | NodeJS.Writ
 }
 
 /** `file` in CHUNK-byte chunks, as a file stream reads it (a fresh buffer per read). */
-const fileChunks = (file: string): AsyncIterable<Buffer> => createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>;
+const fileChunks = (file: string): AsyncIterable<Buffer> =>
+  createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>;
 
 function plainUpload(client: grpc.Client, file: string): Promise<number> {
   return new Promise((resolveDone, reject) => {
-    const call = client.makeClientStreamRequest<Buffer, Buffer>(UPLOAD_PATH, identity, identity, (error) => (error ? reject(error) : resolveDone(0)));
+    const call = client.makeClientStreamRequest<Buffer, Buffer>(UPLOAD_PATH, identity, identity, (error) =>
+      error ? reject(error) : resolveDone(0),
+    );
     sendChunks(call as never, fileChunks(file), (chunk) => chunk).catch(reject);
   });
 }
 
 async function plainDownload(client: grpc.Client): Promise<number> {
   let bytes = 0;
-  for await (const chunk of client.makeServerStreamRequest<Buffer, Buffer>(DOWNLOAD_PATH, identity, identity, Buffer.alloc(0)) as AsyncIterable<Buffer>) bytes += chunk.length;
+  for await (const chunk of client.makeServerStreamRequest<Buffer, Buffer>(
+    DOWNLOAD_PATH,
+    identity,
+    identity,
+    Buffer.alloc(0),
+  ) as AsyncIterable<Buffer>)
+    bytes += chunk.length;
   return bytes;
 }
 
@@ -265,22 +319,50 @@ function bearer(token: string): grpc.Metadata {
   return md;
 }
 
-function registryUpload(client: pb.RegistryServiceClient, token: string, model: string, file: string, size: number): Promise<pb.ModelVersion> {
+function registryUpload(
+  client: pb.RegistryServiceClient,
+  token: string,
+  model: string,
+  file: string,
+  size: number,
+): Promise<pb.ModelVersion> {
   return new Promise((resolveVersion, reject) => {
     const call = client.uploadVersion(bearer(token), (error, response) => {
       if (error) reject(error);
       else if (response?.version === undefined) reject(new Error('UploadVersion answered without a version'));
       else resolveVersion(response.version);
     });
-    call.write({ part: { $case: 'header', value: { model, description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(size), createModel: true, lineage: undefined } } });
-    sendChunks(call as never, readUploadChunks(file, CHUNK), (chunk) => ({ part: { $case: 'chunk', value: chunk } })).catch(reject);
+    call.write({
+      part: {
+        $case: 'header',
+        value: {
+          model,
+          description: '',
+          tags: {},
+          expectedSha256: '',
+          expectedSizeBytes: BigInt(size),
+          createModel: true,
+          lineage: undefined,
+        },
+      },
+    });
+    sendChunks(call as never, readUploadChunks(file, CHUNK), (chunk) => ({
+      part: { $case: 'chunk', value: chunk },
+    })).catch(reject);
   });
 }
 
-async function registryDownload(client: pb.RegistryServiceClient, token: string, ref: string): Promise<{ bytes: number; version: pb.ModelVersion | undefined }> {
+async function registryDownload(
+  client: pb.RegistryServiceClient,
+  token: string,
+  ref: string,
+): Promise<{ bytes: number; version: pb.ModelVersion | undefined }> {
   let bytes = 0;
   let version: pb.ModelVersion | undefined;
-  for await (const message of client.downloadVersion({ ref, chunkSizeBytes: CHUNK, tenant: '' }, bearer(token)) as AsyncIterable<pb.DownloadVersionResponse>) {
+  for await (const message of client.downloadVersion(
+    { ref, chunkSizeBytes: CHUNK, tenant: '' },
+    bearer(token),
+  ) as AsyncIterable<pb.DownloadVersionResponse>) {
     if (message.part?.$case === 'header') version = message.part.value.version;
     else if (message.part?.$case === 'chunk') bytes += message.part.value.length;
   }
@@ -305,7 +387,11 @@ async function main(): Promise<void> {
 
     const crypto = await startService('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0' });
     procs.push(crypto);
-    const registry = await startService('model-registry', { QUANTA_HOME: home, QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: crypto.address });
+    const registry = await startService('model-registry', {
+      QUANTA_HOME: home,
+      QUANTA_REGISTRY_PORT: '0',
+      QUANTA_CRYPTO_ADDR: crypto.address,
+    });
     procs.push(registry);
     const plain = await startPlain(join(home, 'plain.bin'));
     procs.push(plain);
@@ -316,7 +402,13 @@ async function main(): Promise<void> {
     const leanClient = new LeanRegistryServiceClient(registry.address, grpc.credentials.createInsecure(), options);
     const generatedClient = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure(), options);
 
-    const uploadPhase = async (label: string, client: pb.RegistryServiceClient, name: string, path: string, expected: { size: number; sha256: string }): Promise<[Phase, pb.ModelVersion]> => {
+    const uploadPhase = async (
+      label: string,
+      client: pb.RegistryServiceClient,
+      name: string,
+      path: string,
+      expected: { size: number; sha256: string },
+    ): Promise<[Phase, pb.ModelVersion]> => {
       const uploaded: { version?: pb.ModelVersion } = {};
       const p = await phase(label, registry, async () => {
         uploaded.version = await registryUpload(client, token, name, path, expected.size);
@@ -325,7 +417,9 @@ async function main(): Promise<void> {
       const version = uploaded.version;
       if (version === undefined) throw new Error('no version uploaded');
       if (version.sha256 !== expected.sha256 || version.sizeBytes !== BigInt(expected.size)) {
-        throw new Error(`registry stored ${version.sha256} (${version.sizeBytes} bytes), expected ${expected.sha256} (${expected.size})`);
+        throw new Error(
+          `registry stored ${version.sha256} (${version.sizeBytes} bytes), expected ${expected.sha256} (${expected.size})`,
+        );
       }
       return [p, version];
     };
@@ -336,13 +430,26 @@ async function main(): Promise<void> {
         return bytes;
       });
 
-    const plainUp = await phase('plain gRPC bytes stream: upload', plain, () => plainUpload(plainClient, modelPath).then(() => model.size));
-    if ((await stat(join(home, 'plain.bin'))).size !== model.size) throw new Error('the plain server wrote a different size');
+    const plainUp = await phase('plain gRPC bytes stream: upload', plain, () =>
+      plainUpload(plainClient, modelPath).then(() => model.size),
+    );
+    if ((await stat(join(home, 'plain.bin'))).size !== model.size)
+      throw new Error('the plain server wrote a different size');
     const [regUp, version] = await uploadPhase('registry UploadVersion', leanClient, 'bench', modelPath, model);
-    const [regUpGenerated, version2] = await uploadPhase('registry UploadVersion, generated client codec', generatedClient, 'bench2', model2Path, model2);
+    const [regUpGenerated, version2] = await uploadPhase(
+      'registry UploadVersion, generated client codec',
+      generatedClient,
+      'bench2',
+      model2Path,
+      model2,
+    );
     const plainDown = await phase('plain gRPC bytes stream: download', plain, () => plainDownload(plainClient));
     const regDown = await downloadPhase('registry DownloadVersion', leanClient, version);
-    const regDownGenerated = await downloadPhase('registry DownloadVersion, generated client codec', generatedClient, version2);
+    const regDownGenerated = await downloadPhase(
+      'registry DownloadVersion, generated client codec',
+      generatedClient,
+      version2,
+    );
     for (const p of [plainUp, regUp, regUpGenerated, plainDown, regDown, regDownGenerated]) {
       if (p.bytes !== model.size) throw new Error(`${p.label}: moved ${p.bytes} bytes, expected ${model.size}`);
     }
@@ -353,16 +460,39 @@ async function main(): Promise<void> {
     const mibps = (p: Phase): number => p.bytes / MiB / p.wall;
     const perCpu = (p: Phase): number => p.bytes / MiB / (p.serverCpu + p.clientCpu);
     const row = (p: Phase, base: Phase): string[] => [
-      p.label, mibps(p).toFixed(1), `${((100 * mibps(p)) / mibps(base)).toFixed(0)}%`, p.wall.toFixed(2), p.serverCpu.toFixed(2), p.clientCpu.toFixed(2),
-      perCpu(p).toFixed(1), `${((100 * perCpu(p)) / perCpu(base)).toFixed(0)}%`, (p.rssGrowth / MiB).toFixed(1),
+      p.label,
+      mibps(p).toFixed(1),
+      `${((100 * mibps(p)) / mibps(base)).toFixed(0)}%`,
+      p.wall.toFixed(2),
+      p.serverCpu.toFixed(2),
+      p.clientCpu.toFixed(2),
+      perCpu(p).toFixed(1),
+      `${((100 * perCpu(p)) / perCpu(base)).toFixed(0)}%`,
+      (p.rssGrowth / MiB).toFixed(1),
     ];
-    console.log(`\n${(model.size / MiB).toFixed(0)} MiB model, ${CHUNK / 1024} KiB chunks, node ${process.version}, load average ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}\n`);
+    console.log(
+      `\n${(model.size / MiB).toFixed(0)} MiB model, ${CHUNK / 1024} KiB chunks, node ${process.version}, load average ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}\n`,
+    );
     console.log(
       markdownTable(
-        ['', 'MiB/s (wall)', 'vs plain (wall)', 'wall s', 'server CPU-s', 'client CPU-s', 'MiB per CPU-s (server+client)', 'vs plain (CPU)', 'server peak RSS growth MiB'],
         [
-          row(plainUp, plainUp), row(regUp, plainUp), row(regUpGenerated, plainUp),
-          row(plainDown, plainDown), row(regDown, plainDown), row(regDownGenerated, plainDown),
+          '',
+          'MiB/s (wall)',
+          'vs plain (wall)',
+          'wall s',
+          'server CPU-s',
+          'client CPU-s',
+          'MiB per CPU-s (server+client)',
+          'vs plain (CPU)',
+          'server peak RSS growth MiB',
+        ],
+        [
+          row(plainUp, plainUp),
+          row(regUp, plainUp),
+          row(regUpGenerated, plainUp),
+          row(plainDown, plainDown),
+          row(regDown, plainDown),
+          row(regDownGenerated, plainDown),
         ],
       ),
     );

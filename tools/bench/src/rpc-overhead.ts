@@ -21,7 +21,13 @@ import { initTelemetry } from '@quanta/telemetry';
 import { pino } from 'pino';
 import { markdownTable } from './measure.js';
 
-const MODES = ['bare grpc-js', 'service-kit', 'service-kit + auth', 'service-kit + telemetry', 'service-kit + auth + telemetry'] as const;
+const MODES = [
+  'bare grpc-js',
+  'service-kit',
+  'service-kit + auth',
+  'service-kit + telemetry',
+  'service-kit + auth + telemetry',
+] as const;
 type Mode = (typeof MODES)[number];
 
 const PATH = '/quanta.bench.v1.Overhead/Empty';
@@ -68,13 +74,16 @@ async function serve(mode: Mode): Promise<void> {
   const send = (message: FromChild): void => void process.send?.(message);
   const auth = mode.includes('auth');
   const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
-  const token = auth ? await issuer.issue({ tenant: 'acme', subject: 'bench', scopes: ['infer'], ttlSeconds: 3600 }) : '';
+  const token = auth
+    ? await issuer.issue({ tenant: 'acme', subject: 'bench', scopes: ['infer'], ttlSeconds: 3600 })
+    : '';
   let stop: () => Promise<void>;
   let port: number;
   if (mode === 'bare grpc-js') {
     const server = new grpc.Server();
     server.addService(definition, {
-      Empty: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, EMPTY),
+      Empty: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) =>
+        callback(null, EMPTY),
     });
     port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
@@ -87,10 +96,14 @@ async function serve(mode: Mode): Promise<void> {
       port: 0,
       logger,
       ...(auth ? { authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks() }) } : {}),
-      ...(mode.includes('telemetry') ? { telemetry: initTelemetry({ serviceName: 'overhead', logLevel: 'silent' }) } : {}),
+      ...(mode.includes('telemetry')
+        ? { telemetry: initTelemetry({ serviceName: 'overhead', logLevel: 'silent' }) }
+        : {}),
     };
     const service = createService(options);
-    service.addService(definition, { Empty: unary<Buffer, Buffer>({ scope: auth ? 'infer' : 'public' }, () => Promise.resolve(EMPTY)) });
+    service.addService(definition, {
+      Empty: unary<Buffer, Buffer>({ scope: auth ? 'infer' : 'public' }, () => Promise.resolve(EMPTY)),
+    });
     port = (await service.start()).port;
     stop = () => service.stop({ graceMs: 100 });
   }
@@ -108,12 +121,23 @@ interface Result {
   p99: number;
 }
 
-const percentile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+const percentile = (sorted: readonly number[], q: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
 async function measure(mode: Mode, calls: number): Promise<Result> {
   const child = fork(fileURLToPath(import.meta.url), ['--serve', mode], {
-    execArgv: ['--conditions=@quanta/source', '--import', 'tsx', ...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`])],
-    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' },
+    execArgv: [
+      '--conditions=@quanta/source',
+      '--import',
+      'tsx',
+      ...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
+    ],
+    env: {
+      ...process.env,
+      OTEL_EXPORTER_OTLP_ENDPOINT: '',
+      OTEL_TRACES_EXPORTER: 'none',
+      OTEL_METRICS_EXPORTER: 'none',
+    },
   });
   const next = async (): Promise<FromChild> => (await once(child, 'message'))[0] as FromChild;
   const ready = await next();
@@ -129,7 +153,9 @@ async function measure(mode: Mode, calls: number): Promise<Result> {
   if (ready.token !== '') metadata.set('authorization', `Bearer ${ready.token}`);
   const call = (): Promise<void> =>
     new Promise((resolve, reject) => {
-      client.makeUnaryRequest(PATH, identity, identity, EMPTY, metadata, (error) => (error ? reject(error) : resolve()));
+      client.makeUnaryRequest(PATH, identity, identity, EMPTY, metadata, (error) =>
+        error ? reject(error) : resolve(),
+      );
     });
   try {
     for (let i = 0; i < Math.min(2000, calls); i++) await call();
@@ -178,7 +204,9 @@ async function main(): Promise<void> {
     ];
   });
   console.log(`${calls} sequential empty unary calls per mode, ${rounds} rounds (medians of the rounds)\n`);
-  console.log(markdownTable(['server', 'server CPU µs/call', 'over bare', 'client CPU µs/call', 'p50 µs', 'p99 µs'], rows));
+  console.log(
+    markdownTable(['server', 'server CPU µs/call', 'over bare', 'client CPU µs/call', 'p50 µs', 'p99 µs'], rows),
+  );
 }
 
 const serveAt = process.argv.indexOf('--serve');

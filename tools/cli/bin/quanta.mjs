@@ -22,9 +22,13 @@ function tsxAvailable() {
 if (existsSync(source) && tsxAvailable() && process.env.QUANTA_CLI_BUILT !== '1') {
   // tsx by its resolved URL: a bare `--import tsx` is looked up from the current folder, which
   // fails when quanta runs outside the repository.
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', import.meta.resolve('tsx'), source, ...process.argv.slice(2)], {
-    stdio: 'inherit',
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@quanta/source', '--import', import.meta.resolve('tsx'), source, ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+    },
+  );
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
   child.on('exit', (code, signal) => {
     if (signal) process.kill(process.pid, signal);

@@ -3,7 +3,11 @@ import * as grpc from '@grpc/grpc-js';
 import { CliError } from './errors.js';
 import type { Settings, ServiceName, TlsSettings } from './settings.js';
 
-type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => C;
+type ClientConstructor<C> = new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  options?: grpc.ClientOptions,
+) => C;
 
 const extraInterceptors: grpc.Interceptor[] = [];
 
@@ -16,7 +20,11 @@ export function useInterceptor(interceptor: grpc.Interceptor): void {
  * A client of one Quanta service at the address the settings give, sending the bearer token
  * (when there is one) with every call.
  */
-export function connect<C extends grpc.Client>(ctor: ClientConstructor<C>, settings: Settings, service: ServiceName): C {
+export function connect<C extends grpc.Client>(
+  ctor: ClientConstructor<C>,
+  settings: Settings,
+  service: ServiceName,
+): C {
   const token = settings.token();
   // Tracing first, so the span covers the call as the token interceptor sends it.
   const interceptors: grpc.Interceptor[] = [...extraInterceptors];
@@ -48,10 +56,17 @@ export function credentials(tls: TlsSettings | undefined): grpc.ChannelCredentia
     try {
       return readFileSync(path);
     } catch (error: unknown) {
-      throw new CliError(`cannot read ${flag} file "${path}": ${error instanceof Error ? error.message : String(error)}`, 2);
+      throw new CliError(
+        `cannot read ${flag} file "${path}": ${error instanceof Error ? error.message : String(error)}`,
+        2,
+      );
     }
   };
-  return grpc.credentials.createSsl(read(tls.caFile, '--tls-ca'), read(tls.keyFile, '--tls-key'), read(tls.certFile, '--tls-cert'));
+  return grpc.credentials.createSsl(
+    read(tls.caFile, '--tls-ca'),
+    read(tls.keyFile, '--tls-key'),
+    read(tls.certFile, '--tls-cert'),
+  );
 }
 
 /** A deadline `seconds` from now, for `callOptions`. */

@@ -11,7 +11,12 @@ const telemetry =
         const { initTelemetry, createClientInterceptor } = await import('@quanta/telemetry');
         // Jaeger takes traces only; the CLI's own metrics are of no use to anyone.
         process.env['OTEL_METRICS_EXPORTER'] ??= 'none';
-        const t = initTelemetry({ serviceName: 'quanta-cli', serviceVersion: '0.1.0', logLevel: 'warn', logDestination: process.stderr });
+        const t = initTelemetry({
+          serviceName: 'quanta-cli',
+          serviceVersion: '0.1.0',
+          logLevel: 'warn',
+          logDestination: process.stderr,
+        });
         useInterceptor(createClientInterceptor());
         return t;
       })()

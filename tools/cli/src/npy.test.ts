@@ -33,14 +33,22 @@ function handMade(dict: string, data: Uint8Array, major = 1): Buffer {
 describe('readNpy on hand-built files (NPY spec)', () => {
   it('reads a float32 2x3 array, version 1.0', () => {
     const values = new Float32Array([1, -2.5, 3, 0.125, 1e-7, -0]);
-    const t = readNpy(handMade("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", new Uint8Array(values.buffer)));
+    const t = readNpy(
+      handMade("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", new Uint8Array(values.buffer)),
+    );
     expect(t.datatype).toBe('FP32');
     expect(t.shape).toEqual([2, 3]);
     expect(Array.from(t.data as Float32Array)).toEqual(Array.from(values));
   });
 
   it('reads version 2.0 and 3.0 headers, Python 2 longs and a scalar', () => {
-    const v2 = readNpy(handMade("{'descr': '<i8', 'fortran_order': False, 'shape': (2L,), }", new Uint8Array(new BigInt64Array([-5n, 1n << 40n]).buffer), 2));
+    const v2 = readNpy(
+      handMade(
+        "{'descr': '<i8', 'fortran_order': False, 'shape': (2L,), }",
+        new Uint8Array(new BigInt64Array([-5n, 1n << 40n]).buffer),
+        2,
+      ),
+    );
     expect(v2).toMatchObject({ datatype: 'INT64', shape: [2] });
     expect(Array.from(v2.data as BigInt64Array)).toEqual([-5n, 1n << 40n]);
     const v3 = readNpy(handMade("{'descr': '|u1', 'fortran_order': False, 'shape': (), }", new Uint8Array([200]), 3));
@@ -53,7 +61,10 @@ describe('readNpy on hand-built files (NPY spec)', () => {
     expect(() => readNpy(f, 'x.npy')).toThrow(/x\.npy: the array is in Fortran \(column-major\) order/);
     const be = handMade("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", new Uint8Array(4));
     expect(() => readNpy(be, 'x.npy')).toThrow(/dtype '>f4' is big-endian/);
-    const rec = handMade("{'descr': [('a', '<f4'), ('b', '<i4')], 'fortran_order': False, 'shape': (1,), }", new Uint8Array(8));
+    const rec = handMade(
+      "{'descr': [('a', '<f4'), ('b', '<i4')], 'fortran_order': False, 'shape': (1,), }",
+      new Uint8Array(8),
+    );
     expect(() => readNpy(rec, 'x.npy')).toThrow(/structured arrays/);
     const str = handMade("{'descr': '<U3', 'fortran_order': False, 'shape': (1,), }", new Uint8Array(12));
     expect(() => readNpy(str, 'x.npy')).toThrow(/dtype '<U3' is not supported/);
@@ -72,7 +83,9 @@ describe('readNpy on hand-built files (NPY spec)', () => {
     const bytes = writeNpy(t);
     const headerLength = bytes.readUInt16LE(8);
     expect((10 + headerLength) % 64).toBe(0);
-    expect(bytes.subarray(10, 10 + headerLength).toString('latin1')).toMatch(/^\{'descr': '<i2', 'fortran_order': False, 'shape': \(3, 1\), \} *\n$/);
+    expect(bytes.subarray(10, 10 + headerLength).toString('latin1')).toMatch(
+      /^\{'descr': '<i2', 'fortran_order': False, 'shape': \(3, 1\), \} *\n$/,
+    );
     const back = readNpy(bytes);
     expect(back).toMatchObject({ datatype: 'INT16', shape: [3, 1] });
     expect(Array.from(back.data as Int16Array)).toEqual([-1, 2, 32767]);
@@ -125,7 +138,10 @@ print('ok')
         expect(t.datatype, `${dtype}${suffix}`).toBe(datatype);
         expect(t.shape).toEqual([2, 3, 4]);
         const data = t.data as ArrayBufferView;
-        expect(Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(expected), `${dtype}${suffix} bytes`).toBe(true);
+        expect(
+          Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(expected),
+          `${dtype}${suffix} bytes`,
+        ).toBe(true);
       }
     }
   });

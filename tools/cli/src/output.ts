@@ -6,7 +6,11 @@ export interface Output {
   info(message: string): void;
 }
 
-export function createOutput(json: boolean, stdout: NodeJS.WritableStream = process.stdout, stderr: NodeJS.WritableStream = process.stderr): Output {
+export function createOutput(
+  json: boolean,
+  stdout: NodeJS.WritableStream = process.stdout,
+  stderr: NodeJS.WritableStream = process.stderr,
+): Output {
   return {
     result(value, text) {
       stdout.write(json ? `${toJson(value)}\n` : `${text()}\n`);
@@ -23,7 +27,12 @@ export function toJson(value: unknown): string {
     value,
     (_key, v: unknown) => {
       if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
-      if (v !== null && typeof v === 'object' && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {
+      if (
+        v !== null &&
+        typeof v === 'object' &&
+        (v as { type?: unknown }).type === 'Buffer' &&
+        Array.isArray((v as { data?: unknown }).data)
+      ) {
         return Buffer.from((v as { data: number[] }).data).toString('base64');
       }
       return v;
@@ -35,6 +44,10 @@ export function toJson(value: unknown): string {
 /** Formats rows as an aligned text table. */
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n');
 }

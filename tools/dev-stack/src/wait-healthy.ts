@@ -5,7 +5,12 @@ import { health } from '@quanta/contracts';
  * Resolves once `address` answers SERVING to a grpc.health.v1 Check, or rejects after `timeoutMs`.
  * `credentials`: TLS/mTLS towards the service; plaintext by default.
  */
-export async function waitHealthy(address: string, timeoutMs: number, signal?: AbortSignal, credentials?: grpc.ChannelCredentials): Promise<void> {
+export async function waitHealthy(
+  address: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  credentials?: grpc.ChannelCredentials,
+): Promise<void> {
   const client = new health.HealthClient(address, credentials ?? grpc.credentials.createInsecure());
   const until = Date.now() + timeoutMs;
   try {

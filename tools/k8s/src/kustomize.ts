@@ -20,7 +20,9 @@ export function overlayDir(overlay: string, cwd: string = process.cwd()): string
   if (/^[a-z0-9][a-z0-9-]*$/.test(overlay) && existsSync(named)) return named;
   const dir = resolve(cwd, overlay);
   if (!existsSync(join(dir, 'kustomization.yaml'))) {
-    throw new RenderError(`overlay "${overlay}": neither deploy/kubernetes/overlays/${overlay} nor a folder with a kustomization.yaml`);
+    throw new RenderError(
+      `overlay "${overlay}": neither deploy/kubernetes/overlays/${overlay} nor a folder with a kustomization.yaml`,
+    );
   }
   return dir;
 }
@@ -45,10 +47,19 @@ export function kustomize(dir: string, options: KustomizeOptions = {}): Promise<
         return;
       }
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        reject(new RenderError(`kubectl (1.27 or later, with its built-in kustomize) renders the manifests, and "${kubectl}" was not found; install kubectl or set KUBECTL to its path`));
+        reject(
+          new RenderError(
+            `kubectl (1.27 or later, with its built-in kustomize) renders the manifests, and "${kubectl}" was not found; install kubectl or set KUBECTL to its path`,
+          ),
+        );
         return;
       }
-      const why = stderr.trim().split('\n').filter((l) => l.trim() !== '').pop() ?? error.message;
+      const why =
+        stderr
+          .trim()
+          .split('\n')
+          .filter((l) => l.trim() !== '')
+          .pop() ?? error.message;
       reject(new RenderError(`${kubectl} kustomize ${dir} failed: ${why}`));
     });
   });

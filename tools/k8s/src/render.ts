@@ -14,7 +14,10 @@ export async function renderOverlay(dir: string, options: KustomizeOptions = {})
   const rendered = parseManifests(await kustomize(dir, options));
   if (rendered.length === 0) throw new RenderError(`${dir} renders no objects`);
   const problems = rendered.flatMap((r) => validateObject(r.object));
-  if (problems.length > 0) throw new RenderError(`${dir}: ${problems.length} object field(s) break the Kubernetes schema: ${problems.join('; ')}`);
+  if (problems.length > 0)
+    throw new RenderError(
+      `${dir}: ${problems.length} object field(s) break the Kubernetes schema: ${problems.join('; ')}`,
+    );
   return rendered;
 }
 
@@ -23,7 +26,11 @@ export async function renderOverlay(dir: string, options: KustomizeOptions = {})
  * (fileNameOf). Files an earlier render wrote there are removed first, so that `kubectl apply -f
  * outDir` never applies an object the overlay no longer has; other files are left alone.
  */
-export async function writeRendered(rendered: readonly RenderedObject[], outDir: string, source: string): Promise<string[]> {
+export async function writeRendered(
+  rendered: readonly RenderedObject[],
+  outDir: string,
+  source: string,
+): Promise<string[]> {
   await mkdir(outDir, { recursive: true });
   for (const entry of await readdir(outDir, { withFileTypes: true })) {
     if (!entry.isFile() || !entry.name.endsWith('.yaml')) continue;

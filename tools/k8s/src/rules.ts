@@ -68,7 +68,16 @@ function selectorIsEmpty(selector: LabelSelector | undefined): boolean {
 }
 
 const UNITS: Record<string, number> = {
-  '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40,
+  '': 1,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
 };
 
 /** A Kubernetes quantity (`500m`, `2`, `1Gi`) as a number; undefined when it is none. */
@@ -89,22 +98,28 @@ interface Workload {
 }
 
 function workloadsOf(objects: readonly K8sObject[]): Workload[] {
-  return objects.filter((o): o is K8sObject & IDeployment => Deployment.is(o)).map((d) => ({
-    name: d.metadata.name,
-    labels: d.spec?.template.metadata?.labels ?? {},
-    spec: d.spec?.template.spec ?? { containers: [] },
-    replicas: d.spec?.replicas,
-    where: `Deployment ${d.metadata.name}`,
-  }));
+  return objects
+    .filter((o): o is K8sObject & IDeployment => Deployment.is(o))
+    .map((d) => ({
+      name: d.metadata.name,
+      labels: d.spec?.template.metadata?.labels ?? {},
+      spec: d.spec?.template.spec ?? { containers: [] },
+      replicas: d.spec?.replicas,
+      where: `Deployment ${d.metadata.name}`,
+    }));
 }
 
 function probeProblems(where: string, kind: string, probe: IProbe | undefined, container: IContainer): string[] {
   if (probe === undefined) return [`${where}: container ${container.name} has no ${kind}`];
   const ports = container.ports ?? [];
   const port = probe.grpc?.port ?? probe.httpGet?.port ?? probe.tcpSocket?.port;
-  if (port === undefined) return probe.exec === undefined ? [`${where}: container ${container.name}'s ${kind} checks nothing`] : [];
-  const declared = typeof port === 'number' ? ports.some((p) => p.containerPort === port) : ports.some((p) => p.name === port);
-  return declared ? [] : [`${where}: container ${container.name}'s ${kind} uses port ${port}, which the container does not declare`];
+  if (port === undefined)
+    return probe.exec === undefined ? [`${where}: container ${container.name}'s ${kind} checks nothing`] : [];
+  const declared =
+    typeof port === 'number' ? ports.some((p) => p.containerPort === port) : ports.some((p) => p.name === port);
+  return declared
+    ? []
+    : [`${where}: container ${container.name}'s ${kind} uses port ${port}, which the container does not declare`];
 }
 
 function expectedProbeProblems(w: Workload, container: IContainer): string[] {
@@ -114,15 +129,22 @@ function expectedProbeProblems(w: Workload, container: IContainer): string[] {
   const httpPath = (probe: IProbe | undefined, path: string, kind: string): void => {
     const get = probe?.httpGet;
     const port = get?.port;
-    const onRestPort = port === INFERENCE_HTTP_PORT || (container.ports ?? []).some((p) => p.name === port && p.containerPort === INFERENCE_HTTP_PORT);
-    if (get?.path !== path || !onRestPort) problems.push(`${w.where}: ${kind} must be GET ${path} on port ${INFERENCE_HTTP_PORT}`);
+    const onRestPort =
+      port === INFERENCE_HTTP_PORT ||
+      (container.ports ?? []).some((p) => p.name === port && p.containerPort === INFERENCE_HTTP_PORT);
+    if (get?.path !== path || !onRestPort)
+      problems.push(`${w.where}: ${kind} must be GET ${path} on port ${INFERENCE_HTTP_PORT}`);
   };
   if (service.probe === 'http') {
     httpPath(container.readinessProbe, INFERENCE_READY, 'readinessProbe');
     httpPath(container.livenessProbe, INFERENCE_LIVE, 'livenessProbe');
   } else {
-    for (const [kind, probe] of [['readinessProbe', container.readinessProbe], ['livenessProbe', container.livenessProbe]] as const) {
-      if (probe?.grpc?.port !== service.grpcPort) problems.push(`${w.where}: ${kind} must be a gRPC health check on port ${service.grpcPort}`);
+    for (const [kind, probe] of [
+      ['readinessProbe', container.readinessProbe],
+      ['livenessProbe', container.livenessProbe],
+    ] as const) {
+      if (probe?.grpc?.port !== service.grpcPort)
+        problems.push(`${w.where}: ${kind} must be a gRPC health check on port ${service.grpcPort}`);
     }
   }
   return problems;
@@ -154,19 +176,23 @@ function securityProblems(w: Workload, c: IContainer): string[] {
   if (sc?.privileged === true) say('is privileged');
   if (!(sc?.capabilities?.drop ?? []).includes('ALL')) say('does not drop ALL capabilities');
   if ((sc?.capabilities?.add ?? []).length > 0) say('adds capabilities');
-  if ((sc?.seccompProfile?.type ?? pod?.seccompProfile?.type) !== 'RuntimeDefault') say('has no RuntimeDefault seccomp profile');
+  if ((sc?.seccompProfile?.type ?? pod?.seccompProfile?.type) !== 'RuntimeDefault')
+    say('has no RuntimeDefault seccomp profile');
   return problems;
 }
 
 /** With a read-only root, the service writes only to QUANTA_HOME and /tmp: both must be emptyDir mounts. */
 function writablePathProblems(w: Workload, c: IContainer): string[] {
   const emptyDirs = new Set((w.spec.volumes ?? []).filter((v) => v.emptyDir !== undefined).map((v) => v.name));
-  const writable = new Set((c.volumeMounts ?? []).filter((m) => emptyDirs.has(m.name) && m.readOnly !== true).map((m) => m.mountPath));
+  const writable = new Set(
+    (c.volumeMounts ?? []).filter((m) => emptyDirs.has(m.name) && m.readOnly !== true).map((m) => m.mountPath),
+  );
   const home = c.env?.find((e) => e.name === 'QUANTA_HOME')?.value;
   const problems: string[] = [];
   if (home === undefined) problems.push(`${w.where}: container ${c.name} does not set QUANTA_HOME`);
   for (const path of [home, '/tmp']) {
-    if (path !== undefined && !writable.has(path)) problems.push(`${w.where}: container ${c.name} cannot write ${path} (no emptyDir mounted there)`);
+    if (path !== undefined && !writable.has(path))
+      problems.push(`${w.where}: container ${c.name} cannot write ${path} (no emptyDir mounted there)`);
   }
   return problems;
 }
@@ -180,7 +206,8 @@ function imageProblems(where: string, c: IContainer): string[] {
 
 function workloadProblems(w: Workload): string[] {
   const problems: string[] = [];
-  if (w.spec.automountServiceAccountToken !== false) problems.push(`${w.where}: mounts a service account token it does not use`);
+  if (w.spec.automountServiceAccountToken !== false)
+    problems.push(`${w.where}: mounts a service account token it does not use`);
   for (const c of [...(w.spec.initContainers ?? []), ...w.spec.containers]) {
     problems.push(
       ...probeProblems(w.where, 'readinessProbe', c.readinessProbe, c),
@@ -198,7 +225,9 @@ function workloadProblems(w: Workload): string[] {
 function deploymentSelectorProblems(objects: readonly K8sObject[]): string[] {
   return objects
     .filter((o): o is K8sObject & IDeployment => Deployment.is(o))
-    .filter((d) => !selects(d.spec?.selector, d.spec?.template.metadata?.labels ?? {}) || selectorIsEmpty(d.spec?.selector))
+    .filter(
+      (d) => !selects(d.spec?.selector, d.spec?.template.metadata?.labels ?? {}) || selectorIsEmpty(d.spec?.selector),
+    )
     .map((d) => `Deployment ${d.metadata.name}: its selector does not select its own pod template`);
 }
 
@@ -212,12 +241,18 @@ function serviceProblems(services: readonly (K8sObject & IService)[], workloads:
       continue;
     }
     const targets = workloads.filter((w) => selects({ matchLabels: selector }, w.labels));
-    if (targets.length === 0) problems.push(`${where}: its selector ${JSON.stringify(selector)} matches no Deployment's pods`);
+    if (targets.length === 0)
+      problems.push(`${where}: its selector ${JSON.stringify(selector)} matches no Deployment's pods`);
     for (const port of s.spec?.ports ?? []) {
       const target = port.targetPort ?? port.port;
       for (const w of targets) {
-        const declared = w.spec.containers.some((c) => (c.ports ?? []).some((p) => (typeof target === 'number' ? p.containerPort === target : p.name === target)));
-        if (!declared) problems.push(`${where}: port ${port.name ?? port.port} targets ${target}, which no container of ${w.where} declares`);
+        const declared = w.spec.containers.some((c) =>
+          (c.ports ?? []).some((p) => (typeof target === 'number' ? p.containerPort === target : p.name === target)),
+        );
+        if (!declared)
+          problems.push(
+            `${where}: port ${port.name ?? port.port} targets ${target}, which no container of ${w.where} declares`,
+          );
       }
     }
   }
@@ -228,7 +263,11 @@ function podsOf(selector: LabelSelector | undefined, workloads: readonly Workloa
   return selectorIsEmpty(selector) ? [] : workloads.filter((w) => selects(selector, w.labels));
 }
 
-function pdbProblems(pdbs: readonly (K8sObject & IPodDisruptionBudget)[], workloads: readonly Workload[], hpas: readonly (K8sObject & IHorizontalPodAutoscaler)[]): string[] {
+function pdbProblems(
+  pdbs: readonly (K8sObject & IPodDisruptionBudget)[],
+  workloads: readonly Workload[],
+  hpas: readonly (K8sObject & IHorizontalPodAutoscaler)[],
+): string[] {
   const problems: string[] = [];
   for (const pdb of pdbs) {
     const where = `PodDisruptionBudget ${pdb.metadata.name}`;
@@ -241,8 +280,15 @@ function pdbProblems(pdbs: readonly (K8sObject & IPodDisruptionBudget)[], worklo
     const hpa = hpas.find((h) => h.spec?.scaleTargetRef.kind === 'Deployment' && h.spec.scaleTargetRef.name === w.name);
     const replicas = hpa?.spec?.minReplicas ?? w.replicas ?? 1;
     const { minAvailable, maxUnavailable } = pdb.spec ?? {};
-    if ((typeof minAvailable === 'number' && minAvailable >= replicas) || maxUnavailable === 0 || minAvailable === '100%' || maxUnavailable === '0%') {
-      problems.push(`${where}: with ${replicas} replica(s) of ${w.where} it blocks every voluntary eviction (node drains hang)`);
+    if (
+      (typeof minAvailable === 'number' && minAvailable >= replicas) ||
+      maxUnavailable === 0 ||
+      minAvailable === '100%' ||
+      maxUnavailable === '0%'
+    ) {
+      problems.push(
+        `${where}: with ${replicas} replica(s) of ${w.where} it blocks every voluntary eviction (node drains hang)`,
+      );
     }
   }
   return problems;
@@ -255,12 +301,16 @@ function hpaProblems(hpas: readonly (K8sObject & IHorizontalPodAutoscaler)[], ob
     const ref = hpa.spec?.scaleTargetRef;
     const target = objects.find((o): o is K8sObject & IDeployment => Deployment.is(o) && o.metadata.name === ref?.name);
     if (ref?.kind !== 'Deployment' || ref.apiVersion !== 'apps/v1' || target === undefined) {
-      problems.push(`${where}: scaleTargetRef ${ref?.apiVersion ?? '?'} ${ref?.kind ?? '?'} ${ref?.name ?? '?'} is not a Deployment of these manifests`);
+      problems.push(
+        `${where}: scaleTargetRef ${ref?.apiVersion ?? '?'} ${ref?.kind ?? '?'} ${ref?.name ?? '?'} is not a Deployment of these manifests`,
+      );
       continue;
     }
     // `kubectl apply` would set the Deployment back to its replicas on every apply, against the HPA.
-    if (target.spec?.replicas !== undefined) problems.push(`${where}: Deployment ${target.metadata.name} sets replicas, which the autoscaler owns`);
-    if ((hpa.spec?.minReplicas ?? 1) > (hpa.spec?.maxReplicas ?? 0)) problems.push(`${where}: minReplicas is above maxReplicas`);
+    if (target.spec?.replicas !== undefined)
+      problems.push(`${where}: Deployment ${target.metadata.name} sets replicas, which the autoscaler owns`);
+    if ((hpa.spec?.minReplicas ?? 1) > (hpa.spec?.maxReplicas ?? 0))
+      problems.push(`${where}: minReplicas is above maxReplicas`);
   }
   return problems;
 }
@@ -270,20 +320,28 @@ function hpaProblems(hpas: readonly (K8sObject & IHorizontalPodAutoscaler)[], ob
  * what cannot be reduced to a set of Deployments (no policy at all, any source, IP blocks, other
  * namespaces).
  */
-function admittedTo(target: Workload, port: number, policies: readonly (K8sObject & INetworkPolicy)[], workloads: readonly Workload[]): { admitted: Set<string>; problems: string[] } {
+function admittedTo(
+  target: Workload,
+  port: number,
+  policies: readonly (K8sObject & INetworkPolicy)[],
+  workloads: readonly Workload[],
+): { admitted: Set<string>; problems: string[] } {
   const admitted = new Set<string>();
   const problems: string[] = [];
   const applying = policies.filter((p) => {
     const types = p.spec?.policyTypes ?? ['Ingress'];
     return selects(p.spec?.podSelector, target.labels) && types.includes('Ingress');
   });
-  if (applying.length === 0) return { admitted, problems: [`${target.where}: no NetworkPolicy selects its pods, so every pod reaches them`] };
+  if (applying.length === 0)
+    return { admitted, problems: [`${target.where}: no NetworkPolicy selects its pods, so every pod reaches them`] };
   for (const policy of applying) {
     const where = `NetworkPolicy ${policy.metadata.name}`;
     for (const rule of policy.spec?.ingress ?? []) {
-      const onPort = (rule.ports ?? []).length === 0 || (rule.ports ?? []).some((p) => p.port === port || p.port === undefined);
+      const onPort =
+        (rule.ports ?? []).length === 0 || (rule.ports ?? []).some((p) => p.port === port || p.port === undefined);
       if (!onPort) continue;
-      if ((rule.from ?? []).length === 0) problems.push(`${where}: an ingress rule without \`from\` admits every source`);
+      if ((rule.from ?? []).length === 0)
+        problems.push(`${where}: an ingress rule without \`from\` admits every source`);
       for (const peer of rule.from ?? []) {
         if (peer.ipBlock !== undefined) problems.push(`${where}: admits the IP block ${peer.ipBlock.cidr}`);
         else if (peer.namespaceSelector !== undefined) problems.push(`${where}: admits pods of other namespaces`);
@@ -294,14 +352,19 @@ function admittedTo(target: Workload, port: number, policies: readonly (K8sObjec
   return { admitted, problems };
 }
 
-function cryptoPolicyProblems(policies: readonly (K8sObject & INetworkPolicy)[], workloads: readonly Workload[]): string[] {
+function cryptoPolicyProblems(
+  policies: readonly (K8sObject & INetworkPolicy)[],
+  workloads: readonly Workload[],
+): string[] {
   const crypto = workloads.find((w) => w.name === 'crypto');
   if (crypto === undefined) return [];
   const { admitted, problems } = admittedTo(crypto, QUANTA_SERVICES.crypto.grpcPort, policies, workloads);
   const want = [...CRYPTO_CLIENTS].sort();
   const got = [...admitted].sort();
   if (problems.length === 0 && got.join() !== want.join()) {
-    problems.push(`NetworkPolicy: crypto admits ${got.join(', ') || 'no Deployment'}; it must admit exactly ${want.join(', ')}`);
+    problems.push(
+      `NetworkPolicy: crypto admits ${got.join(', ') || 'no Deployment'}; it must admit exactly ${want.join(', ')}`,
+    );
   }
   return problems;
 }
@@ -310,7 +373,10 @@ function referenceProblems(objects: readonly K8sObject[], workloads: readonly Wo
   const keysOf = (kind: 'Secret' | 'ConfigMap', name: string): Set<string> | undefined => {
     const found = objects.find((o) => (kind === 'Secret' ? Secret.is(o) : ConfigMap.is(o)) && o.metadata.name === name);
     if (found === undefined) return undefined;
-    return new Set([...Object.keys((found['data'] as object | undefined) ?? {}), ...Object.keys((found['stringData'] as object | undefined) ?? {})]);
+    return new Set([
+      ...Object.keys((found['data'] as object | undefined) ?? {}),
+      ...Object.keys((found['stringData'] as object | undefined) ?? {}),
+    ]);
   };
   const problems: string[] = [];
   for (const w of workloads) {
@@ -323,13 +389,20 @@ function referenceProblems(objects: readonly K8sObject[], workloads: readonly Wo
         for (const [kind, ref] of refs) {
           if (ref === undefined) continue;
           const keys = keysOf(kind, ref.name ?? '');
-          if (keys === undefined) problems.push(`${w.where}: ${e.name} comes from ${kind} ${ref.name ?? '?'}, which the manifests do not define`);
-          else if (!keys.has(ref.key)) problems.push(`${w.where}: ${e.name} comes from key ${ref.key} of ${kind} ${ref.name ?? '?'}, which it does not define`);
+          if (keys === undefined)
+            problems.push(
+              `${w.where}: ${e.name} comes from ${kind} ${ref.name ?? '?'}, which the manifests do not define`,
+            );
+          else if (!keys.has(ref.key))
+            problems.push(
+              `${w.where}: ${e.name} comes from key ${ref.key} of ${kind} ${ref.name ?? '?'}, which it does not define`,
+            );
         }
       }
       for (const from of c.envFrom ?? []) {
         const name = from.secretRef?.name ?? from.configMapRef?.name ?? '';
-        if (keysOf(from.secretRef === undefined ? 'ConfigMap' : 'Secret', name) === undefined) problems.push(`${w.where}: envFrom names ${name}, which the manifests do not define`);
+        if (keysOf(from.secretRef === undefined ? 'ConfigMap' : 'Secret', name) === undefined)
+          problems.push(`${w.where}: envFrom names ${name}, which the manifests do not define`);
       }
     }
   }
@@ -345,19 +418,39 @@ function namespaceProblems(objects: readonly K8sObject[]): string[] {
     .map((o) => `${o.kind} ${o.metadata.name}: is in namespace ${o.metadata.namespace ?? '(none)'}, not ${name ?? ''}`);
 }
 
-function inferenceServiceProblems(services: readonly (K8sObject & IService)[], workloads: readonly Workload[]): string[] {
+function inferenceServiceProblems(
+  services: readonly (K8sObject & IService)[],
+  workloads: readonly Workload[],
+): string[] {
   const inference = workloads.find((w) => w.name === 'inference');
   if (inference === undefined) return [];
-  const toInference = services.filter((s) => selects({ matchLabels: s.spec?.selector ?? {} }, inference.labels) && Object.keys(s.spec?.selector ?? {}).length > 0);
+  const toInference = services.filter(
+    (s) =>
+      selects({ matchLabels: s.spec?.selector ?? {} }, inference.labels) &&
+      Object.keys(s.spec?.selector ?? {}).length > 0,
+  );
   const problems: string[] = [];
-  const headless = toInference.some((s) => s.spec?.clusterIP === 'None' && (s.spec.ports ?? []).some((p) => p.port === QUANTA_SERVICES.inference.grpcPort));
-  if (!headless) problems.push(`Service: no headless Service (clusterIP: None) for inference gRPC on ${QUANTA_SERVICES.inference.grpcPort}, so clients cannot balance per call`);
+  const headless = toInference.some(
+    (s) =>
+      s.spec?.clusterIP === 'None' && (s.spec.ports ?? []).some((p) => p.port === QUANTA_SERVICES.inference.grpcPort),
+  );
+  if (!headless)
+    problems.push(
+      `Service: no headless Service (clusterIP: None) for inference gRPC on ${QUANTA_SERVICES.inference.grpcPort}, so clients cannot balance per call`,
+    );
   const scraped = toInference.some((s) => {
     const a = s.metadata.annotations ?? {};
     const port = String(INFERENCE_METRICS_PORT);
-    return a['prometheus.io/scrape'] === 'true' && a['prometheus.io/port'] === port && (s.spec?.ports ?? []).some((p) => p.port === INFERENCE_METRICS_PORT);
+    return (
+      a['prometheus.io/scrape'] === 'true' &&
+      a['prometheus.io/port'] === port &&
+      (s.spec?.ports ?? []).some((p) => p.port === INFERENCE_METRICS_PORT)
+    );
   });
-  if (!scraped) problems.push(`Service: no Service exposes inference's metrics on ${INFERENCE_METRICS_PORT} with prometheus.io/scrape annotations`);
+  if (!scraped)
+    problems.push(
+      `Service: no Service exposes inference's metrics on ${INFERENCE_METRICS_PORT} with prometheus.io/scrape annotations`,
+    );
   return problems;
 }
 
@@ -372,7 +465,8 @@ export function checkManifests(objects: readonly K8sObject[]): string[] {
   for (const name of Object.keys(QUANTA_SERVICES)) {
     if (!workloads.some((w) => w.name === name)) problems.push(`Deployment ${name}: missing`);
   }
-  if (!hpas.some((h) => h.spec?.scaleTargetRef.name === 'inference')) problems.push('HorizontalPodAutoscaler: none scales Deployment inference');
+  if (!hpas.some((h) => h.spec?.scaleTargetRef.name === 'inference'))
+    problems.push('HorizontalPodAutoscaler: none scales Deployment inference');
   if (pdbs.length === 0) problems.push('PodDisruptionBudget: none');
   problems.push(
     ...namespaceProblems(objects),

@@ -22,9 +22,13 @@ describe('validateObject', () => {
 
   it('refuses a kind it has no schema for, and a known kind under another apiVersion', () => {
     const pod: K8sObject = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [] } };
-    expect(validateObject(pod)).toEqual([expect.stringMatching(/^Pod p: no schema for Pod in v1 \(known: v1 Namespace, /)]);
+    expect(validateObject(pod)).toEqual([
+      expect.stringMatching(/^Pod p: no schema for Pod in v1 \(known: v1 Namespace, /),
+    ]);
     const hpa: K8sObject = { apiVersion: 'autoscaling/v1', kind: 'HorizontalPodAutoscaler', metadata: { name: 'h' } };
-    expect(validateObject(hpa)).toEqual([expect.stringContaining('no schema for HorizontalPodAutoscaler in autoscaling/v1')]);
+    expect(validateObject(hpa)).toEqual([
+      expect.stringContaining('no schema for HorizontalPodAutoscaler in autoscaling/v1'),
+    ]);
   });
 
   it('reports a field of the wrong type and a missing required field, with their paths', async () => {
@@ -39,8 +43,11 @@ describe('validateObject', () => {
 
   it('reports a probe whose port is not a port', async () => {
     const d = await deployment();
-    const container = ((d['spec'] as { template: { spec: { containers: Record<string, unknown>[] } } }).template.spec.containers[0])!;
+    const container = (d['spec'] as { template: { spec: { containers: Record<string, unknown>[] } } }).template.spec
+      .containers[0]!;
     container['readinessProbe'] = { grpc: { port: 'grpc' } };
-    expect(validateObject(d as unknown as K8sObject)).toContainEqual(expect.stringMatching(/containers\/0\/readinessProbe\/grpc\/port must be integer$/));
+    expect(validateObject(d as unknown as K8sObject)).toContainEqual(
+      expect.stringMatching(/containers\/0\/readinessProbe\/grpc\/port must be integer$/),
+    );
   });
 });

@@ -21,7 +21,16 @@ interface ModelClass {
  * each (types, formats, enums, required fields), so validation needs no cluster. A kind missing
  * here is an error, not a pass: add its class when the manifests start using it.
  */
-const MODELS: readonly ModelClass[] = [Namespace, Secret, ConfigMap, Service, Deployment, PodDisruptionBudget, HorizontalPodAutoscaler, NetworkPolicy];
+const MODELS: readonly ModelClass[] = [
+  Namespace,
+  Secret,
+  ConfigMap,
+  Service,
+  Deployment,
+  PodDisruptionBudget,
+  HorizontalPodAutoscaler,
+  NetworkPolicy,
+];
 
 const BY_TYPE = new Map(MODELS.map((m) => [`${m.apiVersion} ${m.kind}`, m]));
 
@@ -32,7 +41,9 @@ export const KNOWN_KINDS: readonly string[] = [...BY_TYPE.keys()];
 export function validateObject(object: K8sObject): string[] {
   const model = BY_TYPE.get(`${object.apiVersion} ${object.kind}`);
   if (model === undefined) {
-    return [`${describeObject(object)}: no schema for ${object.kind} in ${object.apiVersion} (known: ${KNOWN_KINDS.join(', ')})`];
+    return [
+      `${describeObject(object)}: no schema for ${object.kind} in ${object.apiVersion} (known: ${KNOWN_KINDS.join(', ')})`,
+    ];
   }
   try {
     new model(object).validate();
@@ -40,7 +51,11 @@ export function validateObject(object: K8sObject): string[] {
   } catch (error: unknown) {
     // kubernetes-models throws ajv's ValidationError: `errors` holds one entry per failed check.
     const errors = (error as { errors?: unknown }).errors;
-    if (!Array.isArray(errors)) return [`${describeObject(object)}: ${error instanceof Error ? error.message : String(error)}`];
-    return errors.map((e: { instancePath?: string; message?: string }) => `${describeObject(object)}: ${e.instancePath || '/'} ${e.message ?? 'is invalid'}`);
+    if (!Array.isArray(errors))
+      return [`${describeObject(object)}: ${error instanceof Error ? error.message : String(error)}`];
+    return errors.map(
+      (e: { instancePath?: string; message?: string }) =>
+        `${describeObject(object)}: ${e.instancePath || '/'} ${e.message ?? 'is invalid'}`,
+    );
   }
 }

@@ -29,7 +29,8 @@ async function exec(file: string, args: string[], options: { cwd: string; env?: 
 }
 
 /** `npm run k8s:render -- ARGS`, typed in `cwd` (npm runs the script from the root, INIT_CWD = cwd). */
-const render = (args: string[], cwd: string = root): Promise<Result> => exec('npm', ['--prefix', root, 'run', '--silent', 'k8s:render', '--', ...args], { cwd });
+const render = (args: string[], cwd: string = root): Promise<Result> =>
+  exec('npm', ['--prefix', root, 'run', '--silent', 'k8s:render', '--', ...args], { cwd });
 
 /** main.ts run directly by node, with the environment given (e.g. a PATH without kubectl). */
 const renderWith = (args: string[], env: NodeJS.ProcessEnv): Promise<Result> =>
@@ -54,7 +55,11 @@ describe('npm run k8s:render', () => {
     expect(readdirSync(out).sort()).toEqual([...EXPECTED_FILES].sort());
     for (const [i, file] of EXPECTED_FILES.entries()) {
       const text = readFileSync(join(out, file), 'utf8');
-      expect(text.startsWith(`${RENDERED_HEADER} from deploy/kubernetes/overlays/default (${EXPECTED_OBJECTS[i]}); edit the sources`)).toBe(true);
+      expect(
+        text.startsWith(
+          `${RENDERED_HEADER} from deploy/kubernetes/overlays/default (${EXPECTED_OBJECTS[i]}); edit the sources`,
+        ),
+      ).toBe(true);
       const objects = parseManifests(text);
       expect(objects.map((r) => describeObject(r.object))).toEqual([EXPECTED_OBJECTS[i]]);
     }
@@ -66,12 +71,17 @@ describe('npm run k8s:render', () => {
   it('reads --out from where it was typed, and replaces what an earlier render wrote but nothing else', async () => {
     const out = join(scratch, 'rerender');
     expect((await render(['--out', 'rerender'], scratch)).code).toBe(0);
-    writeFileSync(join(out, '99-deployment-gone.yaml'), `${RENDERED_HEADER} from somewhere (Deployment gone); edit the sources, not this file.\nkind: Deployment\n`);
+    writeFileSync(
+      join(out, '99-deployment-gone.yaml'),
+      `${RENDERED_HEADER} from somewhere (Deployment gone); edit the sources, not this file.\nkind: Deployment\n`,
+    );
     writeFileSync(join(out, 'my-notes.yaml'), 'mine: true\n');
     const result = await render(['--out', out, '--overlay', 'production']);
     expect(result.code).toBe(0);
     expect(readdirSync(out).sort()).toEqual([...EXPECTED_FILES, 'my-notes.yaml'].sort());
-    expect(readFileSync(join(out, '10-deployment-crypto.yaml'), 'utf8')).toContain('image: registry.example.com/quanta:0.1.0');
+    expect(readFileSync(join(out, '10-deployment-crypto.yaml'), 'utf8')).toContain(
+      'image: registry.example.com/quanta:0.1.0',
+    );
   });
 
   it('fails with one line when kubectl is missing', async () => {
@@ -91,6 +101,8 @@ describe('npm run k8s:render', () => {
     expect(noOut.stderr.split('\n')[0]).toBe('k8s:render: --out DIR is required');
     const badOverlay = await renderWith(['--out', join(scratch, 'x'), '--overlay', 'staging'], process.env);
     expect(badOverlay.code).toBe(1);
-    expect(badOverlay.stderr).toBe('k8s:render: overlay "staging": neither deploy/kubernetes/overlays/staging nor a folder with a kustomization.yaml\n');
+    expect(badOverlay.stderr).toBe(
+      'k8s:render: overlay "staging": neither deploy/kubernetes/overlays/staging nor a folder with a kustomization.yaml\n',
+    );
   });
 });

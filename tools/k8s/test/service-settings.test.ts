@@ -22,10 +22,18 @@ const run = promisify(execFile);
 /** Read by crypto's master-key loader, not its config schema (so not in --help). */
 const READ_OUTSIDE_CONFIG: Record<string, readonly string[]> = { crypto: ['QUANTA_MASTER_KEY'] };
 
-async function service(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
+async function service(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; output: string }> {
   const main = join(root, 'services', name, 'src', 'main.ts');
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', main, ...args], { cwd: root, env, timeout: 60_000 });
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ['--conditions=@quanta/source', '--import', 'tsx', main, ...args],
+      { cwd: root, env, timeout: 60_000 },
+    );
     return { code: 0, output: stdout + stderr };
   } catch (error: unknown) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -37,16 +45,22 @@ async function service(name: string, args: string[], env: NodeJS.ProcessEnv): Pr
 function environmentOf(container: IContainer, objects: readonly K8sObject[]): Record<string, string> {
   const data = (kind: string, name: string): Record<string, string> => {
     const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
-    return { ...((o?.['data'] as Record<string, string> | undefined) ?? {}), ...((o?.['stringData'] as Record<string, string> | undefined) ?? {}) };
+    return {
+      ...((o?.['data'] as Record<string, string> | undefined) ?? {}),
+      ...((o?.['stringData'] as Record<string, string> | undefined) ?? {}),
+    };
   };
   const env: Record<string, string> = {};
   for (const e of container.env ?? []) {
     const from = e.valueFrom;
     let value = e.value;
     if (from?.secretKeyRef !== undefined) value = data('Secret', from.secretKeyRef.name ?? '')[from.secretKeyRef.key];
-    if (from?.configMapKeyRef !== undefined) value = data('ConfigMap', from.configMapKeyRef.name ?? '')[from.configMapKeyRef.key];
+    if (from?.configMapKeyRef !== undefined)
+      value = data('ConfigMap', from.configMapKeyRef.name ?? '')[from.configMapKeyRef.key];
     if (from?.resourceFieldRef !== undefined) {
-      const limit = parseQuantity(container.resources?.limits?.[from.resourceFieldRef.resource.replace(/^limits\./, '')]);
+      const limit = parseQuantity(
+        container.resources?.limits?.[from.resourceFieldRef.resource.replace(/^limits\./, '')],
+      );
       value = limit === undefined ? undefined : String(Math.ceil(limit));
     }
     if (value === undefined) throw new Error(`${container.name}: no value for ${e.name}`);
@@ -61,21 +75,31 @@ describe('the settings each Deployment gives its service', () => {
     objects = await renderObjects('default');
   });
 
-  it.each(Object.keys(QUANTA_SERVICES))('%s knows every variable and accepts every value', async (name) => {
-    const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === name) as (K8sObject & IDeployment) | undefined;
-    const container = deployment?.spec?.template.spec?.containers[0];
-    expect(container?.args).toEqual([name]);
-    const env = environmentOf(container!, objects);
-    const base = { PATH: process.env['PATH'], HOME: process.env['HOME'] };
+  it.each(Object.keys(QUANTA_SERVICES))(
+    '%s knows every variable and accepts every value',
+    async (name) => {
+      const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === name) as
+        (K8sObject & IDeployment) | undefined;
+      const container = deployment?.spec?.template.spec?.containers[0];
+      expect(container?.args).toEqual([name]);
+      const env = environmentOf(container!, objects);
+      const base = { PATH: process.env['PATH'], HOME: process.env['HOME'] };
 
-    const [help, check] = await Promise.all([service(name, ['--help'], base), service(name, ['--k8s-settings-check'], { ...base, ...env })]);
-    expect(help.code).toBe(0);
-    const known = new Set([...help.output.matchAll(/\b(QUANTA|AWS)_[A-Z0-9_]+/g)].map((m) => m[0]));
-    const unknown = Object.keys(env).filter((v) => /^(QUANTA|AWS)_/.test(v) && !known.has(v) && !(READ_OUTSIDE_CONFIG[name] ?? []).includes(v));
-    expect(unknown).toEqual([]);
-    expect(check.code).toBe(2);
-    expect(check.output).toBe(`${name}: invalid configuration:\n  - unknown flag --k8s-settings-check\n`);
-  }, 120_000);
+      const [help, check] = await Promise.all([
+        service(name, ['--help'], base),
+        service(name, ['--k8s-settings-check'], { ...base, ...env }),
+      ]);
+      expect(help.code).toBe(0);
+      const known = new Set([...help.output.matchAll(/\b(QUANTA|AWS)_[A-Z0-9_]+/g)].map((m) => m[0]));
+      const unknown = Object.keys(env).filter(
+        (v) => /^(QUANTA|AWS)_/.test(v) && !known.has(v) && !(READ_OUTSIDE_CONFIG[name] ?? []).includes(v),
+      );
+      expect(unknown).toEqual([]);
+      expect(check.code).toBe(2);
+      expect(check.output).toBe(`${name}: invalid configuration:\n  - unknown flag --k8s-settings-check\n`);
+    },
+    120_000,
+  );
 
   it('match the image: its entrypoint takes the service name as the first argument, and it runs as user 10001', () => {
     const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');

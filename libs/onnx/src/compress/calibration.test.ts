@@ -90,6 +90,8 @@ describe('generateCalibrationInputs', () => {
 
   it('refuses a count or a dim that is not a positive integer', () => {
     expect(() => generateCalibrationInputs(buildCnn(), { count: 0, seed: 1 })).toThrow(CompressError);
-    expect(() => generateCalibrationInputs(buildCnn(), { count: 1, seed: 1, dims: { N: 0 } })).toThrow(/dim N must be a positive integer, got 0/);
+    expect(() => generateCalibrationInputs(buildCnn(), { count: 1, seed: 1, dims: { N: 0 } })).toThrow(
+      /dim N must be a positive integer, got 0/,
+    );
   });
 });

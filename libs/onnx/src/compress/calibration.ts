@@ -58,12 +58,17 @@ function fill(datatype: Datatype, count: number, rng: Rng, zeros: boolean): Tens
       return data;
     }
     default:
-      throw new CompressError('bad-model', `cannot generate calibration values of type ${datatype}: give calibration inputs instead`);
+      throw new CompressError(
+        'bad-model',
+        `cannot generate calibration values of type ${datatype}: give calibration inputs instead`,
+      );
   }
 }
 
 const sameSignature = (a: OnnxValueInfo, b: OnnxValueInfo): boolean =>
-  a.datatype === b.datatype && JSON.stringify(a.shape) === JSON.stringify(b.shape) && JSON.stringify(a.dimParams) === JSON.stringify(b.dimParams);
+  a.datatype === b.datatype &&
+  JSON.stringify(a.shape) === JSON.stringify(b.shape) &&
+  JSON.stringify(a.dimParams) === JSON.stringify(b.dimParams);
 
 /**
  * Recurrent state inputs: those typed and shaped like an output (which carries the state back),
@@ -84,13 +89,17 @@ export function generateCalibrationInputs(model: Uint8Array, options: Calibratio
   }
   const info = inspectOnnx(model);
   const rng = createRng(options.seed);
-  const zeroed = options.stateInputs === undefined ? stateInputs(info.inputs, info.outputs) : new Set(options.stateInputs);
+  const zeroed =
+    options.stateInputs === undefined ? stateInputs(info.inputs, info.outputs) : new Set(options.stateInputs);
   const samples: CalibrationSample[] = [];
   for (let s = 0; s < options.count; s++) {
     const sample: CalibrationSample = {};
     for (const input of info.inputs) {
       if (input.kind !== 'tensor' || input.datatype === null || input.shape === null) {
-        throw new CompressError('bad-model', `input "${input.name}" is not a tensor of known rank: give calibration inputs instead`);
+        throw new CompressError(
+          'bad-model',
+          `input "${input.name}" is not a tensor of known rank: give calibration inputs instead`,
+        );
       }
       const shape = input.shape.map((d, k) => {
         if (d >= 0) return d;
@@ -103,7 +112,9 @@ export function generateCalibrationInputs(model: Uint8Array, options: Calibratio
       });
       const count = shape.reduce((a, b) => a * b, 1);
       const zeros = zeroed.has(input.name);
-      sample[input.name] = createTensor<Datatype>(input.datatype, shape, fill(input.datatype, count, rng, zeros), { name: input.name });
+      sample[input.name] = createTensor<Datatype>(input.datatype, shape, fill(input.datatype, count, rng, zeros), {
+        name: input.name,
+      });
     }
     samples.push(sample);
   }

@@ -26,10 +26,24 @@ interface Case {
 
 const CASES: readonly Case[] = [
   { name: 'CNN', model: () => buildCnn(), dims: { N: 2 }, weightHeavy: true },
-  { name: 'MLP', model: () => buildMlp({ inputSize: 64, hiddenSizes: [128, 64], outputSize: 10 }), dims: { N: 4 }, weightHeavy: true },
+  {
+    name: 'MLP',
+    model: () => buildMlp({ inputSize: 64, hiddenSizes: [128, 64], outputSize: 10 }),
+    dims: { N: 4 },
+    weightHeavy: true,
+  },
   { name: 'small MLP (weights under the minimum)', model: () => buildMlp(), weightHeavy: false },
-  { name: 'LSTM with state', model: () => buildLstm({ inputSize: 64, hiddenSize: 64 }), dims: { T: 5, N: 2 }, weightHeavy: true },
-  { name: 'MLP with an unnamed dynamic batch dim', model: () => encodeModel(mlpModel({ batch: null, inputSize: 128, hiddenSizes: [256], outputSize: 16 })), weightHeavy: true },
+  {
+    name: 'LSTM with state',
+    model: () => buildLstm({ inputSize: 64, hiddenSize: 64 }),
+    dims: { T: 5, N: 2 },
+    weightHeavy: true,
+  },
+  {
+    name: 'MLP with an unnamed dynamic batch dim',
+    model: () => encodeModel(mlpModel({ batch: null, inputSize: 128, hiddenSizes: [256], outputSize: 16 })),
+    weightHeavy: true,
+  },
   {
     name: 'PP-OCR classifier',
     model: () => new Uint8Array(readFileSync(ppOcrClassifierPath())),
@@ -55,13 +69,19 @@ const METHODS: readonly Method[] = [
   { label: 'fp16', options: { method: 'fp16' }, minCosine: 0.999, maxSizeRatio: 0.52 },
   // Pruning half the weights of random (untrained) models moves their outputs a lot; only that it runs is checked.
   { label: 'prune 0.5', options: { method: 'prune', sparsity: 0.5 }, minCosine: 0, maxSizeRatio: undefined },
-  { label: 'int8-weights, sparsity 0.5', options: { method: 'int8-weights', sparsity: 0.5 }, minCosine: 0, maxSizeRatio: 0.3 },
+  {
+    label: 'int8-weights, sparsity 0.5',
+    options: { method: 'int8-weights', sparsity: 0.5 },
+    minCosine: 0,
+    maxSizeRatio: 0.3,
+  },
 ];
 
 const figures: string[] = [];
 
 afterAll(() => {
-  if (process.env['QUANTA_COMPRESS_FIGURES'] !== undefined) console.log(['model | method | size ratio | min cosine', ...figures].join('\n'));
+  if (process.env['QUANTA_COMPRESS_FIGURES'] !== undefined)
+    console.log(['model | method | size ratio | min cosine', ...figures].join('\n'));
 });
 
 describe.each(CASES)('$name', ({ name, model, dims, weightHeavy, int8Limit }) => {
@@ -91,7 +111,9 @@ describe.each(CASES)('$name', ({ name, model, dims, weightHeavy, int8Limit }) =>
     // Only int8-dynamic adds an operator set: com.microsoft, for DynamicQuantizeLSTM.
     expect(after.opsetImports.slice(0, before.opsetImports.length)).toEqual(before.opsetImports);
     const added = after.opsetImports.slice(before.opsetImports.length);
-    expect(added).toEqual(m.options.method === 'int8-dynamic' && name.startsWith('LSTM') ? [{ domain: 'com.microsoft', version: 1 }] : []);
+    expect(added).toEqual(
+      m.options.method === 'int8-dynamic' && name.startsWith('LSTM') ? [{ domain: 'com.microsoft', version: 1 }] : [],
+    );
     expect(after.irVersion).toBe(before.irVersion);
     const actual = await runSamples(r.model, samples);
     expect(actual.signature).toEqual(expected.signature);

@@ -11,25 +11,42 @@ import { Rewriter } from './rewriter.js';
 // node that restores it in float32, so the nodes that read it, the graph inputs and outputs and
 // the opset imports stay as they were (int8-dynamic's LSTM form adds com.microsoft).
 
-export { COMPRESS_METHODS, type CompressMethod, type CompressOptions, type CompressResult, type LeftOp, type OpCount } from './compress-types.js';
+export {
+  COMPRESS_METHODS,
+  type CompressMethod,
+  type CompressOptions,
+  type CompressResult,
+  type LeftOp,
+  type OpCount,
+} from './compress-types.js';
 export { MIN_FP16_ELEMENTS } from './fp16.js';
 export { MIN_WEIGHT_ELEMENTS } from './weight-roles.js';
 
 function validate(options: CompressOptions): void {
   const method: unknown = options.method;
   if (typeof method !== 'string' || !(COMPRESS_METHODS as readonly string[]).includes(method)) {
-    throw new CompressError('bad-options', `unknown compression method ${JSON.stringify(method)}: use one of ${COMPRESS_METHODS.join(', ')}`);
+    throw new CompressError(
+      'bad-options',
+      `unknown compression method ${JSON.stringify(method)}: use one of ${COMPRESS_METHODS.join(', ')}`,
+    );
   }
   const s = options.sparsity;
   if (s === undefined) {
-    if (method === 'prune') throw new CompressError('bad-options', 'prune needs a sparsity: the fraction of weights to set to zero, between 0 and 1 (e.g. 0.5)');
+    if (method === 'prune')
+      throw new CompressError(
+        'bad-options',
+        'prune needs a sparsity: the fraction of weights to set to zero, between 0 and 1 (e.g. 0.5)',
+      );
     return;
   }
   if (method !== 'prune' && method !== 'int8-weights') {
     throw new CompressError('bad-options', `sparsity applies to prune and int8-weights, not to ${method}`);
   }
   if (typeof s !== 'number' || !Number.isFinite(s) || s <= 0 || s >= 1) {
-    throw new CompressError('bad-options', `sparsity must be a number between 0 and 1 (both excluded), got ${String(s)}`);
+    throw new CompressError(
+      'bad-options',
+      `sparsity must be a number between 0 and 1 (both excluded), got ${String(s)}`,
+    );
   }
 }
 

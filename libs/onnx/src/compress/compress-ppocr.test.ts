@@ -11,7 +11,11 @@ import { checkModels, cosine, runSamples } from './test-compress.js';
 // through the storage methods: real exports, larger than the builders' models.
 
 const DIMS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
-  'ch_PP-OCRv4_det_infer.onnx': { 'p2o.DynamicDimension.0': 1, 'p2o.DynamicDimension.1': 64, 'p2o.DynamicDimension.2': 64 },
+  'ch_PP-OCRv4_det_infer.onnx': {
+    'p2o.DynamicDimension.0': 1,
+    'p2o.DynamicDimension.1': 64,
+    'p2o.DynamicDimension.2': 64,
+  },
   'ch_PP-OCRv4_rec_infer.onnx': { 'p2o.DynamicDimension.0': 1, 'p2o.DynamicDimension.1': 96 },
 };
 
@@ -26,22 +30,26 @@ const LIMITS: Readonly<Record<string, { ratio: number; cosine: number }>> = {
 const FLAT = 1e-4;
 
 describe.each(ppOcrModelPaths().filter((p) => DIMS[basename(p)] !== undefined))('%s', (path) => {
-  it.each(['int8-weights', 'fp16'] as CompressMethod[])('%s passes the checker and answers close to the parent', async (method) => {
-    const parent = new Uint8Array(readFileSync(path));
-    const r = compressModel(parent, { method });
-    expect(checkModels([r.model])).toEqual(['ok']);
-    expect(inspectOnnx(r.model).inputs).toEqual(inspectOnnx(parent).inputs);
-    expect(r.sizeAfter / r.sizeBefore).toBeLessThanOrEqual(LIMITS[method]!.ratio);
-    const samples = generateCalibrationInputs(parent, { count: 1, seed: 3, dims: DIMS[basename(path)]! });
-    const [want, got] = [await runSamples(parent, samples), await runSamples(r.model, samples)];
-    expect(got.signature).toEqual(want.signature);
-    for (const [name, values] of Object.entries(want.outputs)) {
-      const actual = got.outputs[name]!;
-      if (Math.max(...values.map(Math.abs)) < FLAT) {
-        expect(Math.max(...actual.map((v, i) => Math.abs(v - values[i]!)))).toBeLessThan(FLAT);
-      } else {
-        expect(cosine(actual, values)).toBeGreaterThanOrEqual(LIMITS[method]!.cosine);
+  it.each(['int8-weights', 'fp16'] as CompressMethod[])(
+    '%s passes the checker and answers close to the parent',
+    async (method) => {
+      const parent = new Uint8Array(readFileSync(path));
+      const r = compressModel(parent, { method });
+      expect(checkModels([r.model])).toEqual(['ok']);
+      expect(inspectOnnx(r.model).inputs).toEqual(inspectOnnx(parent).inputs);
+      expect(r.sizeAfter / r.sizeBefore).toBeLessThanOrEqual(LIMITS[method]!.ratio);
+      const samples = generateCalibrationInputs(parent, { count: 1, seed: 3, dims: DIMS[basename(path)]! });
+      const [want, got] = [await runSamples(parent, samples), await runSamples(r.model, samples)];
+      expect(got.signature).toEqual(want.signature);
+      for (const [name, values] of Object.entries(want.outputs)) {
+        const actual = got.outputs[name]!;
+        if (Math.max(...values.map(Math.abs)) < FLAT) {
+          expect(Math.max(...actual.map((v, i) => Math.abs(v - values[i]!)))).toBeLessThan(FLAT);
+        } else {
+          expect(cosine(actual, values)).toBeGreaterThanOrEqual(LIMITS[method]!.cosine);
+        }
       }
-    }
-  }, 60_000);
+    },
+    60_000,
+  );
 });

@@ -38,7 +38,10 @@ function sharedWeightModel(): ModelSpec {
         { opType: 'MatMul', name: 'third', inputs: ['b', 'V'], outputs: ['c'] },
         { opType: 'Add', name: 'add', inputs: ['c', 'V'], outputs: ['y'] },
       ],
-      initializers: [floatTensor('W', [64, 64], uniform(rng, 4096, 0.125)), floatTensor('V', [64, 64], uniform(rng, 4096, 0.125))],
+      initializers: [
+        floatTensor('W', [64, 64], uniform(rng, 4096, 0.125)),
+        floatTensor('V', [64, 64], uniform(rng, 4096, 0.125)),
+      ],
       inputs: [{ name: 'x', dataType: OnnxDataType.FLOAT, shape: ['N', 64] }],
       outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: ['N', 64] }],
     },
@@ -49,14 +52,26 @@ describe('options', () => {
   const model = buildMlp({ inputSize: 64, hiddenSizes: [64] });
 
   it.each<[string, unknown, RegExp]>([
-    ['an unknown method', { method: 'int4' }, /unknown compression method "int4": use one of int8-weights, int8-dynamic, fp16, prune/],
+    [
+      'an unknown method',
+      { method: 'int4' },
+      /unknown compression method "int4": use one of int8-weights, int8-dynamic, fp16, prune/,
+    ],
     ['no method', {}, /unknown compression method undefined/],
     ['prune without sparsity', { method: 'prune' }, /prune needs a sparsity/],
-    ['sparsity 0', { method: 'prune', sparsity: 0 }, /sparsity must be a number between 0 and 1 \(both excluded\), got 0/],
+    [
+      'sparsity 0',
+      { method: 'prune', sparsity: 0 },
+      /sparsity must be a number between 0 and 1 \(both excluded\), got 0/,
+    ],
     ['sparsity 1', { method: 'int8-weights', sparsity: 1 }, /between 0 and 1.*got 1/],
     ['sparsity NaN', { method: 'prune', sparsity: Number.NaN }, /got NaN/],
     ['a negative sparsity', { method: 'prune', sparsity: -0.5 }, /got -0.5/],
-    ['sparsity with fp16', { method: 'fp16', sparsity: 0.5 }, /sparsity applies to prune and int8-weights, not to fp16/],
+    [
+      'sparsity with fp16',
+      { method: 'fp16', sparsity: 0.5 },
+      /sparsity applies to prune and int8-weights, not to fp16/,
+    ],
     ['sparsity with int8-dynamic', { method: 'int8-dynamic', sparsity: 0.5 }, /not to int8-dynamic/],
   ])('%s is refused', (_, options, message) => {
     const e = compressError(() => compressModel(model, options as CompressOptions));
@@ -66,25 +81,39 @@ describe('options', () => {
 
   it('bytes that are not a model are refused', () => {
     expect(compressError(() => compressModel(new Uint8Array(0), { method: 'fp16' })).problem).toBe('bad-model');
-    expect(compressError(() => compressModel(new TextEncoder().encode('hello, world'), { method: 'fp16' })).problem).toBe('bad-model');
+    expect(
+      compressError(() => compressModel(new TextEncoder().encode('hello, world'), { method: 'fp16' })).problem,
+    ).toBe('bad-model');
   });
 
   it('a model whose weights live in an external file is refused with what to do', () => {
     const spec = mlpModel({ inputSize: 64, hiddenSizes: [64] });
     const external = encodeModel({
       ...spec,
-      graph: { ...spec.graph, initializers: spec.graph.initializers.map((t, i) => (i === 0 ? { name: t.name, dataType: t.dataType, dims: t.dims, external: { location: 'weights.bin' } } : t)) },
+      graph: {
+        ...spec.graph,
+        initializers: spec.graph.initializers.map((t, i) =>
+          i === 0 ? { name: t.name, dataType: t.dataType, dims: t.dims, external: { location: 'weights.bin' } } : t,
+        ),
+      },
     });
     const e = compressError(() => compressModel(external, { method: 'int8-weights' }));
     expect(e.problem).toBe('external-data');
-    expect(e.message).toMatch(/initializer "fc0.weight" keeps its data in an external file.*save_as_external_data=False/);
+    expect(e.message).toMatch(
+      /initializer "fc0.weight" keeps its data in an external file.*save_as_external_data=False/,
+    );
   });
 });
 
 describe('a model with nothing to rewrite', () => {
   const model = buildScalarModel();
 
-  it.each<CompressOptions>([{ method: 'int8-weights' }, { method: 'int8-dynamic' }, { method: 'fp16' }, { method: 'prune', sparsity: 0.5 }])('$method returns a copy with every op in left', (options) => {
+  it.each<CompressOptions>([
+    { method: 'int8-weights' },
+    { method: 'int8-dynamic' },
+    { method: 'fp16' },
+    { method: 'prune', sparsity: 0.5 },
+  ])('$method returns a copy with every op in left', (options) => {
     const r = compressModel(model, options);
     expect(r.model).toEqual(model);
     expect(r.model).not.toBe(model);
@@ -110,7 +139,12 @@ describe('shared and overridable weights', () => {
   // Add(c [N,64], V [64,64]) broadcasts only with N = 64 (or 1).
   const samples = generateCalibrationInputs(model, { count: 2, seed: 1, dims: { N: 64 } });
 
-  it.each<CompressOptions>([{ method: 'int8-weights' }, { method: 'int8-dynamic' }, { method: 'fp16' }, { method: 'prune', sparsity: 0.25 }])(
+  it.each<CompressOptions>([
+    { method: 'int8-weights' },
+    { method: 'int8-dynamic' },
+    { method: 'fp16' },
+    { method: 'prune', sparsity: 0.25 },
+  ])(
     '$method: a weight read by two MatMuls is rewritten once; one also read by Add stays float32 under int8 and pruning',
     async (options) => {
       const r = compressModel(model, options);
@@ -128,7 +162,11 @@ describe('shared and overridable weights', () => {
       if (options.method === 'fp16') expect(after.filter((o) => o === 'Cast')).toHaveLength(2);
       if (options.method === 'int8-weights' || options.method === 'prune') {
         expect(r.rewritten).toEqual([{ op: 'MatMul', count: 2 }]);
-        expect(r.left).toContainEqual({ op: 'MatMul', count: 1, reason: 'weight "V" is also input 1 of Add, so it stays float32' });
+        expect(r.left).toContainEqual({
+          op: 'MatMul',
+          count: 1,
+          reason: 'weight "V" is also input 1 of Add, so it stays float32',
+        });
       }
       const [want, got] = [await runSamples(model, samples), await runSamples(r.model, samples)];
       expect(cosine(got.outputs['y']!, want.outputs['y']!)).toBeGreaterThan(options.method === 'prune' ? 0.8 : 0.99);
@@ -137,7 +175,13 @@ describe('shared and overridable weights', () => {
 
   it('an initializer that is also a graph input stays float32 and the inputs stay as they were', async () => {
     const spec = sharedWeightModel();
-    const overridable = encodeModel({ ...spec, graph: { ...spec.graph, inputs: [...spec.graph.inputs, { name: 'W', dataType: OnnxDataType.FLOAT, shape: [64, 64] }] } });
+    const overridable = encodeModel({
+      ...spec,
+      graph: {
+        ...spec.graph,
+        inputs: [...spec.graph.inputs, { name: 'W', dataType: OnnxDataType.FLOAT, shape: [64, 64] }],
+      },
+    });
     for (const method of ['int8-weights', 'fp16', 'int8-dynamic'] as const) {
       const r = compressModel(overridable, { method });
       expect(checkModels([r.model])).toEqual(['ok']);
@@ -191,8 +235,20 @@ describe('rewriting', () => {
       graph: {
         name: 'conv-bn',
         nodes: [
-          { opType: 'Conv', name: 'conv', inputs: ['x', 'w'], outputs: ['c'], attributes: { pads: { ints: [1, 1, 1, 1] } } },
-          { opType: 'BatchNormalization', name: 'bn', inputs: ['c', 'gamma', 'beta', 'mean', 'var'], outputs: ['y'], attributes: { epsilon: { f: 1e-3 } } },
+          {
+            opType: 'Conv',
+            name: 'conv',
+            inputs: ['x', 'w'],
+            outputs: ['c'],
+            attributes: { pads: { ints: [1, 1, 1, 1] } },
+          },
+          {
+            opType: 'BatchNormalization',
+            name: 'bn',
+            inputs: ['c', 'gamma', 'beta', 'mean', 'var'],
+            outputs: ['y'],
+            attributes: { epsilon: { f: 1e-3 } },
+          },
         ],
         initializers: [
           floatTensor('w', [channels, 8, 3, 3], uniform(rng, channels * 72, 0.3)),
@@ -211,7 +267,12 @@ describe('rewriting', () => {
     for (const method of ['int8-weights', 'fp16'] as const) {
       const r = compressModel(model, { method });
       expect(ops(r.model)).not.toContain('BatchNormalization');
-      expect(r.rewritten).toEqual(expect.arrayContaining([{ op: 'BatchNormalization', count: 1 }, { op: 'Conv', count: 1 }]));
+      expect(r.rewritten).toEqual(
+        expect.arrayContaining([
+          { op: 'BatchNormalization', count: 1 },
+          { op: 'Conv', count: 1 },
+        ]),
+      );
       expect(r.parameters['batchNorm']).toBe('1 folded into the Conv before each');
       expect(readModel(r.model).graph.initializers.has('gamma')).toBe(false);
       expect(checkModels([r.model])).toEqual(['ok']);
@@ -243,7 +304,13 @@ describe('rewriting', () => {
     const want = await runSamples(model, samples);
     const int8 = compressModel(model, { method: 'int8-weights' });
     expect(int8.rewritten).toEqual([]);
-    expect(int8.left).toEqual([{ op: 'MatMul', count: 1, reason: 'opset 8, IR 3: an int8 "w" needs a Constant of int8 (opset 9) or an initializer (IR 4)' }]);
+    expect(int8.left).toEqual([
+      {
+        op: 'MatMul',
+        count: 1,
+        reason: 'opset 8, IR 3: an int8 "w" needs a Constant of int8 (opset 9) or an initializer (IR 4)',
+      },
+    ]);
     for (const options of [{ method: 'fp16' }, { method: 'prune', sparsity: 0.5 }] as CompressOptions[]) {
       const r = compressModel(model, options);
       expect(r.rewritten).toEqual([{ op: 'MatMul', count: 1 }]);
@@ -273,7 +340,13 @@ describe('rewriting', () => {
 
   it('names the rewriter adds never collide with names already in the graph', () => {
     const spec = mlpModel({ inputSize: 64, hiddenSizes: [64] });
-    const taken = encodeModel({ ...spec, graph: { ...spec.graph, nodes: [{ opType: 'Identity', inputs: ['input'], outputs: ['fc0.weight_quantized'] }, ...spec.graph.nodes] } });
+    const taken = encodeModel({
+      ...spec,
+      graph: {
+        ...spec.graph,
+        nodes: [{ opType: 'Identity', inputs: ['input'], outputs: ['fc0.weight_quantized'] }, ...spec.graph.nodes],
+      },
+    });
     const r = compressModel(taken, { method: 'int8-weights' });
     expect(checkModels([r.model])).toEqual(['ok']);
     expect(readModel(r.model).graph.initializers.has('fc0.weight_quantized_1')).toBe(true);

@@ -17,13 +17,28 @@ export function foldBatchNorms(r: Rewriter): void {
   let folded = 0;
   for (const bn of r.graph.nodes) {
     if (bn.domain !== '' || bn.opType !== 'BatchNormalization') continue;
-    if (bn.outputs.slice(1).some((o) => o !== '') || (bn.attributes.get('training_mode')?.i ?? 0) !== 0 || (bn.attributes.get('spatial')?.i ?? 1) !== 1) continue;
+    if (
+      bn.outputs.slice(1).some((o) => o !== '') ||
+      (bn.attributes.get('training_mode')?.i ?? 0) !== 0 ||
+      (bn.attributes.get('spatial')?.i ?? 1) !== 1
+    )
+      continue;
     const [x, scaleName, betaName, meanName, varName] = bn.inputs;
     const y = bn.outputs[0];
     const conv = x === undefined ? undefined : producer.get(x);
-    if (conv === undefined || x === undefined || y === undefined || conv.domain !== '' || conv.opType !== 'Conv' || conv.outputs.length !== 1) continue;
+    if (
+      conv === undefined ||
+      x === undefined ||
+      y === undefined ||
+      conv.domain !== '' ||
+      conv.opType !== 'Conv' ||
+      conv.outputs.length !== 1
+    )
+      continue;
     if ((r.uses.get(x)?.length ?? 0) !== 1 || r.graphOutputs.has(x) || r.nodeReplacements.has(conv.index)) continue;
-    const params = [scaleName, betaName, meanName, varName].map((n) => (n === undefined ? undefined : r.floatSource(n)));
+    const params = [scaleName, betaName, meanName, varName].map((n) =>
+      n === undefined ? undefined : r.floatSource(n),
+    );
     const [wName, bName] = [conv.inputs[1], conv.inputs[2]];
     const w = wName === undefined ? undefined : r.floatSource(wName);
     const b = bName === undefined || bName === '' ? undefined : r.floatSource(bName);
@@ -49,7 +64,14 @@ export function foldBatchNorms(r: Rewriter): void {
     if (b !== undefined) r.overrides.set(bName!, bias);
     else {
       biasName = r.fresh(`${conv.name === '' ? wName : conv.name}_bias`);
-      const tensor: TensorView = { name: biasName, dataType: OnnxDataType.FLOAT, dims: [channels], elementCount: channels, external: false, fields: [] };
+      const tensor: TensorView = {
+        name: biasName,
+        dataType: OnnxDataType.FLOAT,
+        dims: [channels],
+        elementCount: channels,
+        external: false,
+        fields: [],
+      };
       r.sources.set(biasName, { tensor, added: true });
       r.overrides.set(biasName, bias);
       r.uses.set(biasName, [{ node: conv, index: 2 }]);

@@ -44,7 +44,9 @@ export function int8Dynamic(r: Rewriter): void {
     minElements: String(MIN_WEIGHT_ELEMENTS),
   });
   if (opset < 11) {
-    r.leaveAll(`opset ${opset}: DynamicQuantizeLinear needs opset 11 or later, and raising the opset could change other operators`);
+    r.leaveAll(
+      `opset ${opset}: DynamicQuantizeLinear needs opset 11 or later, and raising the opset could change other operators`,
+    );
     return;
   }
   const quantizedWeights = new Map<string, Quantized>();
@@ -70,8 +72,10 @@ export function int8Dynamic(r: Rewriter): void {
     if (dims.length !== 2) reason = `weight "${b}" has rank ${dims.length}; MatMulInteger takes a 2-D weight`;
     else if (gemm && (node.attributes.get('transA')?.i ?? 0) !== 0) reason = 'Gemm with transA=1 stays float32';
     else if (gemm && (node.attributes.get('alpha')?.f ?? 1) !== 1) reason = 'Gemm with alpha != 1 stays float32';
-    else if (gemm && c !== undefined && c !== '' && (node.attributes.get('beta')?.f ?? 1) !== 1) reason = 'Gemm with beta != 1 stays float32';
-    else if (source.tensor.elementCount < MIN_WEIGHT_ELEMENTS) reason = `weight "${b}" has ${source.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
+    else if (gemm && c !== undefined && c !== '' && (node.attributes.get('beta')?.f ?? 1) !== 1)
+      reason = 'Gemm with beta != 1 stays float32';
+    else if (source.tensor.elementCount < MIN_WEIGHT_ELEMENTS)
+      reason = `weight "${b}" has ${source.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
     else reason = r.blocked(b);
     if (reason !== undefined) {
       r.nodeReasons.set(node.index, reason);
@@ -90,7 +94,12 @@ export function int8Dynamic(r: Rewriter): void {
     let x = quantizedActivations.get(a);
     if (x === undefined) {
       x = freshNames(r, a);
-      nodes.push({ opType: 'DynamicQuantizeLinear', name: r.fresh(`${a}_DynamicQuantizeLinear`), inputs: [a], outputs: [x.q, x.scale, x.zero] });
+      nodes.push({
+        opType: 'DynamicQuantizeLinear',
+        name: r.fresh(`${a}_DynamicQuantizeLinear`),
+        inputs: [a],
+        outputs: [x.q, x.scale, x.zero],
+      });
       quantizedActivations.set(a, x);
     }
     const base = node.name === '' ? y : node.name;
@@ -100,12 +109,18 @@ export function int8Dynamic(r: Rewriter): void {
     const product = c !== undefined && c !== '' ? r.fresh(`${y}_product`) : y;
     const to: Record<string, AttributeValue> = { to: { i: OnnxDataType.FLOAT } };
     nodes.push(
-      { opType: 'MatMulInteger', name: r.fresh(`${base}_MatMulInteger`), inputs: [x.q, w.q, x.zero, w.zero], outputs: [integer] },
+      {
+        opType: 'MatMulInteger',
+        name: r.fresh(`${base}_MatMulInteger`),
+        inputs: [x.q, w.q, x.zero, w.zero],
+        outputs: [integer],
+      },
       { opType: 'Cast', name: r.fresh(`${base}_Cast`), inputs: [integer], outputs: [asFloat], attributes: to },
       { opType: 'Mul', name: r.fresh(`${base}_scales_Mul`), inputs: [x.scale, w.scale], outputs: [scale] },
       { opType: 'Mul', name: r.fresh(`${base}_Mul`), inputs: [asFloat, scale], outputs: [product] },
     );
-    if (product !== y) nodes.push({ opType: 'Add', name: r.fresh(`${base}_bias_Add`), inputs: [product, c!], outputs: [y] });
+    if (product !== y)
+      nodes.push({ opType: 'Add', name: r.fresh(`${base}_bias_Add`), inputs: [product, c!], outputs: [y] });
     r.nodeReplacements.set(node.index, nodes);
     r.rewrittenNodes.add(node.index);
     rewrittenUses.set(b, (rewrittenUses.get(b) ?? 0) + 1);
@@ -127,7 +142,8 @@ function dynamicLstm(r: Rewriter, node: NodeView, rewrittenUses: Map<string, num
   const w = wName === undefined ? undefined : r.floatSource(wName);
   const recurrent = rName === undefined ? undefined : r.floatSource(rName);
   let reason: string | undefined;
-  if (w === undefined || recurrent === undefined || wName === undefined || rName === undefined) reason = 'its W or R is not a float32 constant';
+  if (w === undefined || recurrent === undefined || wName === undefined || rName === undefined)
+    reason = 'its W or R is not a float32 constant';
   else if (w.tensor.dims.length !== 3 || recurrent.tensor.dims.length !== 3) reason = 'W and R must be 3-D';
   else if (w.tensor.elementCount + recurrent.tensor.elementCount < MIN_WEIGHT_ELEMENTS) {
     reason = `W and R have ${w.tensor.elementCount + recurrent.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
@@ -143,7 +159,8 @@ function dynamicLstm(r: Rewriter, node: NodeView, rewrittenUses: Map<string, num
     // Each direction's [rows, cols] block becomes [cols, rows].
     const t = new Int8Array(q.values.length);
     for (let d = 0; d < dirs; d++) {
-      for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[d * rows * cols + j * rows + i] = q.values[d * rows * cols + i * cols + j]!;
+      for (let i = 0; i < rows; i++)
+        for (let j = 0; j < cols; j++) t[d * rows * cols + j * rows + i] = q.values[d * rows * cols + i * cols + j]!;
     }
     rewrittenUses.set(name, (rewrittenUses.get(name) ?? 0) + 1);
     return addQuantized(r, name, { values: t, scales: q.scales }, [dirs, cols, rows], [dirs, rows]);
@@ -152,7 +169,9 @@ function dynamicLstm(r: Rewriter, node: NodeView, rewrittenUses: Map<string, num
   const rest = [3, 4, 5, 6, 7].map((k) => node.inputs[k] ?? '');
   const inputs = [node.inputs[0] ?? '', qw.q, qr.q, ...rest, qw.scale, qw.zero, qr.scale, qr.zero];
   const name = node.name === '' ? '' : r.fresh(`${node.name}_quant`);
-  r.nodeReplacements.set(node.index, [reencodeNode(node, inputs, node.outputs, { opType: 'DynamicQuantizeLSTM', domain: MS_DOMAIN, name })]);
+  r.nodeReplacements.set(node.index, [
+    reencodeNode(node, inputs, node.outputs, { opType: 'DynamicQuantizeLSTM', domain: MS_DOMAIN, name }),
+  ]);
   r.rewrittenNodes.add(node.index);
   r.extraOpsets.set(MS_DOMAIN, 1);
 }

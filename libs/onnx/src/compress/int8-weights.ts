@@ -30,7 +30,10 @@ export function int8Weights(r: Rewriter, sparsity: number | undefined): void {
   for (const [name, { source, axis }] of weights(r)) {
     // Where new constants must be Constant nodes (IR < 4), Constant takes int8 only from opset 9.
     if (source.node !== undefined && r.model.irVersion < 4 && opset < 9) {
-      r.leaveNodes(r.uses.get(name) ?? [], `opset ${opset}, IR ${r.model.irVersion}: an int8 "${name}" needs a Constant of int8 (opset 9) or an initializer (IR 4)`);
+      r.leaveNodes(
+        r.uses.get(name) ?? [],
+        `opset ${opset}, IR ${r.model.irVersion}: an int8 "${name}" needs a Constant of int8 (opset 9) or an initializer (IR 4)`,
+      );
       continue;
     }
     const dims = source.tensor.dims;
@@ -67,7 +70,13 @@ export function int8Weights(r: Rewriter, sparsity: number | undefined): void {
       r.replace(name, {
         tensors: [quantized, { name: sName, dataType: OnnxDataType.FLOAT, dims: scaleDims, raw: bytesOf(q.scales) }],
         nodes: [
-          { opType: 'Cast', name: r.fresh(`${name}_Cast`), inputs: [qName], outputs: [castName], attributes: { to: { i: OnnxDataType.FLOAT } } },
+          {
+            opType: 'Cast',
+            name: r.fresh(`${name}_Cast`),
+            inputs: [qName],
+            outputs: [castName],
+            attributes: { to: { i: OnnxDataType.FLOAT } },
+          },
           { opType: 'Mul', name: r.fresh(`${name}_Mul`), inputs: [castName, sName], outputs: [name] },
         ],
       });
@@ -78,10 +87,17 @@ export function int8Weights(r: Rewriter, sparsity: number | undefined): void {
 
 /** The floor(sparsity * n) smallest-magnitude elements of each weight become 0; the model keeps its form. */
 export function prune(r: Rewriter, sparsity: number): void {
-  Object.assign(r.parameters, { sparsity: String(sparsity), scope: 'per-tensor magnitude', minElements: String(MIN_WEIGHT_ELEMENTS) });
+  Object.assign(r.parameters, {
+    sparsity: String(sparsity),
+    scope: 'per-tensor magnitude',
+    minElements: String(MIN_WEIGHT_ELEMENTS),
+  });
   for (const [name, { source }] of weights(r)) {
     const w = pruneByMagnitude(r.data(name, source), sparsity);
-    r.replace(name, { tensors: [{ name, dataType: OnnxDataType.FLOAT, dims: source.tensor.dims, raw: bytesOf(w) }], nodes: [] });
+    r.replace(name, {
+      tensors: [{ name, dataType: OnnxDataType.FLOAT, dims: source.tensor.dims, raw: bytesOf(w) }],
+      nodes: [],
+    });
   }
   noteBiases(r);
 }

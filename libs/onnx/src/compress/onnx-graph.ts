@@ -89,7 +89,10 @@ export function floatData(t: TensorView): Float32Array {
   if (raw.length > 0) {
     const bytes = raw.length === 1 ? raw[0]!.payload : concat(raw.map((f) => f.payload));
     if (bytes.length !== t.elementCount * 4) {
-      throw new CompressError('bad-model', `tensor "${t.name}" has ${bytes.length} bytes of raw_data, but dims [${t.dims.join(',')}] need ${t.elementCount * 4}`);
+      throw new CompressError(
+        'bad-model',
+        `tensor "${t.name}" has ${bytes.length} bytes of raw_data, but dims [${t.dims.join(',')}] need ${t.elementCount * 4}`,
+      );
     }
     new Uint8Array(out.buffer).set(bytes);
     return out;
@@ -105,7 +108,10 @@ export function floatData(t: TensorView): Float32Array {
     }
   }
   if (k !== t.elementCount) {
-    throw new CompressError('bad-model', `tensor "${t.name}" has ${k} float_data values, but dims [${t.dims.join(',')}] need ${t.elementCount}`);
+    throw new CompressError(
+      'bad-model',
+      `tensor "${t.name}" has ${k} float_data values, but dims [${t.dims.join(',')}] need ${t.elementCount}`,
+    );
   }
   return out;
 }
@@ -129,12 +135,20 @@ function readAttribute(field: WireField): AttributeView {
   let t: TensorView | undefined;
   for (const a of readFields(field.payload)) {
     if (a.field === 1 && a.wire === 2) name = text(a);
-    else if (a.field === 2 && a.wire === 5) f = new DataView(a.payload.buffer, a.payload.byteOffset, 4).getFloat32(0, true);
+    else if (a.field === 2 && a.wire === 5)
+      f = new DataView(a.payload.buffer, a.payload.byteOffset, 4).getFloat32(0, true);
     else if (a.field === 3 && a.wire === 0) i = a.value;
     else if (a.field === 5 && a.wire === 2) t = readTensor(a.payload);
     else if (a.field === 6 || a.field === 11) hasGraph = true;
   }
-  return { name, field, hasGraph, ...(i === undefined ? {} : { i }), ...(f === undefined ? {} : { f }), ...(t === undefined ? {} : { t }) };
+  return {
+    name,
+    field,
+    hasGraph,
+    ...(i === undefined ? {} : { i }),
+    ...(f === undefined ? {} : { f }),
+    ...(t === undefined ? {} : { t }),
+  };
 }
 
 // NodeProto: input = 1, output = 2, name = 3, op_type = 4, attribute = 5, domain = 7.
@@ -225,6 +239,10 @@ export function readModel(bytes: Uint8Array): ModelView {
   if (graphField === undefined || irVersion === 0) {
     throw new CompressError('bad-model', `not an ONNX model: ${irVersion === 0 ? 'no ir_version' : 'no graph'}`);
   }
-  if (graphs.length > 1) throw new CompressError('bad-model', 'the model has its graph split over several fields; save it again with onnx.save');
+  if (graphs.length > 1)
+    throw new CompressError(
+      'bad-model',
+      'the model has its graph split over several fields; save it again with onnx.save',
+    );
   return { fields, irVersion, graphField, graph: readGraph(graphField.payload), opset, domains };
 }

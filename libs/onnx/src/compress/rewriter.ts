@@ -113,7 +113,8 @@ export class Rewriter {
 
   /** Why a float source cannot be replaced by a computed value of the same name, or undefined. */
   blocked(name: string): string | undefined {
-    if (this.graphInputs.has(name)) return `"${name}" is also a graph input (callers may override it), so it stays float32`;
+    if (this.graphInputs.has(name))
+      return `"${name}" is also a graph input (callers may override it), so it stays float32`;
     if (this.graphOutputs.has(name)) return `"${name}" is also a graph output, so it stays float32`;
     return undefined;
   }
@@ -127,18 +128,6 @@ export class Rewriter {
     for (const u of this.uses.get(name) ?? []) this.rewrittenNodes.add(u.node.index);
   }
 
-
-
-
-
-
-
-
-
-
-
-
-
   /**
    * Sources whose values changed but that no method replaced are written back in float32; the
    * constants of added sources, and from IR 4 on those replacing Constant nodes (an initializer
@@ -149,11 +138,15 @@ export class Rewriter {
     for (const [name, values] of this.overrides) {
       if (this.replacements.has(name)) continue;
       const source = this.sources.get(name)!;
-      this.replacements.set(name, { tensors: [{ name, dataType: OnnxDataType.FLOAT, dims: source.tensor.dims, raw: bytesOf(values) }], nodes: [] });
+      this.replacements.set(name, {
+        tensors: [{ name, dataType: OnnxDataType.FLOAT, dims: source.tensor.dims, raw: bytesOf(values) }],
+        nodes: [],
+      });
     }
     for (const [name, r] of this.replacements) {
       const source = this.sources.get(name);
-      if (source?.added === true || (source?.node !== undefined && this.model.irVersion >= 4)) this.extraInitializers.push(...r.tensors);
+      if (source?.added === true || (source?.node !== undefined && this.model.irVersion >= 4))
+        this.extraInitializers.push(...r.tensors);
     }
   }
 
@@ -193,8 +186,18 @@ export class Rewriter {
         if (replacement !== undefined) {
           // Before IR 4 the constants stay Constant nodes (see finish()).
           for (const t of this.model.irVersion >= 4 ? [] : replacement.tensors) {
-            const keepName = t.name === output && node.name !== '' ? { name: node.name } : { name: this.fresh(`${t.name}_Constant`) };
-            graph.message(1, encodeNode({ opType: 'Constant', ...keepName, inputs: [], outputs: [t.name], attributes: { value: { t } } }));
+            const keepName =
+              t.name === output && node.name !== '' ? { name: node.name } : { name: this.fresh(`${t.name}_Constant`) };
+            graph.message(
+              1,
+              encodeNode({
+                opType: 'Constant',
+                ...keepName,
+                inputs: [],
+                outputs: [t.name],
+                attributes: { value: { t } },
+              }),
+            );
           }
           for (const n of replacement.nodes) graph.message(1, encodeNode(n));
         } else if (nodes !== undefined) {
@@ -241,7 +244,8 @@ export class Rewriter {
     for (const node of this.graph.nodes) {
       if (node.domain === '' && node.opType === 'Constant') continue;
       const op = node.domain === '' ? node.opType : `${node.domain}:${node.opType}`;
-      if (this.rewrittenNodes.has(node.index) || this.foldedNodes.has(node.index)) rewritten.set(op, (rewritten.get(op) ?? 0) + 1);
+      if (this.rewrittenNodes.has(node.index) || this.foldedNodes.has(node.index))
+        rewritten.set(op, (rewritten.get(op) ?? 0) + 1);
       else addLeft(op, this.nodeReasons.get(node.index) ?? this.defaultReason(node, method));
     }
     for (const { op, reason } of this.extraLeft) addLeft(op, reason);

@@ -47,7 +47,10 @@ function describe(meta: readonly ort.InferenceSession.ValueMetadata[]): Signatur
 }
 
 /** Runs every sample; returns the signature onnxruntime sees and each output's values, samples concatenated. */
-export async function runSamples(model: Uint8Array, samples: readonly Record<string, Tensor>[]): Promise<{ signature: Signature; outputs: Record<string, number[]> }> {
+export async function runSamples(
+  model: Uint8Array,
+  samples: readonly Record<string, Tensor>[],
+): Promise<{ signature: Signature; outputs: Record<string, number[]> }> {
   const session = await ort.InferenceSession.create(model);
   try {
     const signature = {

@@ -6,7 +6,27 @@ import { pruneByMagnitude, quantizeInt8, toFloat16 } from './weight-math.js';
 describe('weight arithmetic', () => {
   it('toFloat16 agrees with @quanta/tensor on every range, ties and edges included', () => {
     const rng = createRng(9);
-    const values: number[] = [0, -0, 1, -1, 65504, 65519.99, 65520, 1e6, -1e6, 6.1e-5, 6.0e-8, 1e-9, Infinity, -Infinity, Number.NaN, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2047.5, 2048.5];
+    const values: number[] = [
+      0,
+      -0,
+      1,
+      -1,
+      65504,
+      65519.99,
+      65520,
+      1e6,
+      -1e6,
+      6.1e-5,
+      6.0e-8,
+      1e-9,
+      Infinity,
+      -Infinity,
+      Number.NaN,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      2047.5,
+      2048.5,
+    ];
     for (let i = 0; i < 20000; i++) values.push((rng() * 2 - 1) * 10 ** (rng() * 14 - 9));
     const w = Float32Array.from(values);
     const half = toFloat16(w);

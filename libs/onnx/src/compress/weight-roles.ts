@@ -48,7 +48,8 @@ export function weights(r: Rewriter): Map<string, { source: Source; axis: number
     if (weightUses.length === 0) continue;
     const other = uses.find((_, k) => axes[k] === undefined);
     let reason: string | undefined;
-    if (other !== undefined) reason = `weight "${name}" is also input ${other.index} of ${other.node.opType}, so it stays float32`;
+    if (other !== undefined)
+      reason = `weight "${name}" is also input ${other.index} of ${other.node.opType}, so it stays float32`;
     else if (new Set(axes).size > 1) reason = `weight "${name}" is read with different layouts, so it stays float32`;
     else reason = r.blocked(name);
     if (reason === undefined && source.tensor.elementCount < MIN_WEIGHT_ELEMENTS) {

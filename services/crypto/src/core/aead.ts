@@ -15,7 +15,10 @@ export const TAG = 16;
 
 export type AeadAlgorithm = 'aes256-gcm' | 'chacha20-poly1305';
 type NodeCipher = CipherGCMTypes | CipherChaCha20Poly1305Types;
-export const NODE_CIPHER: Record<AeadAlgorithm, NodeCipher> = { 'aes256-gcm': 'aes-256-gcm', 'chacha20-poly1305': 'chacha20-poly1305' };
+export const NODE_CIPHER: Record<AeadAlgorithm, NodeCipher> = {
+  'aes256-gcm': 'aes-256-gcm',
+  'chacha20-poly1305': 'chacha20-poly1305',
+};
 
 export function aeadPrefix(format: number, version: number): Buffer {
   const prefix = Buffer.allocUnsafe(AEAD_PREFIX);
@@ -25,7 +28,13 @@ export function aeadPrefix(format: number, version: number): Buffer {
 }
 
 /** One AEAD call; used for key material under the master key, ciphertexts and stream segments. */
-export function seal(algorithm: AeadAlgorithm, key: KeyObject | Buffer, nonce: Buffer, plaintext: Buffer, aad: Buffer): { ciphertext: Buffer; tag: Buffer } {
+export function seal(
+  algorithm: AeadAlgorithm,
+  key: KeyObject | Buffer,
+  nonce: Buffer,
+  plaintext: Buffer,
+  aad: Buffer,
+): { ciphertext: Buffer; tag: Buffer } {
   const cipher = createCipheriv(NODE_CIPHER[algorithm] as 'aes-256-gcm', key, nonce, { authTagLength: TAG });
   cipher.setAAD(aad, { plaintextLength: plaintext.length });
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
@@ -33,7 +42,14 @@ export function seal(algorithm: AeadAlgorithm, key: KeyObject | Buffer, nonce: B
 }
 
 /** Throws `invalidCiphertext()` for any authentication failure. */
-export function open(algorithm: AeadAlgorithm, key: KeyObject | Buffer, nonce: Buffer, ciphertext: Buffer, tag: Buffer, aad: Buffer): Buffer {
+export function open(
+  algorithm: AeadAlgorithm,
+  key: KeyObject | Buffer,
+  nonce: Buffer,
+  ciphertext: Buffer,
+  tag: Buffer,
+  aad: Buffer,
+): Buffer {
   const decipher = createDecipheriv(NODE_CIPHER[algorithm] as 'aes-256-gcm', key, nonce, { authTagLength: TAG });
   decipher.setAuthTag(tag);
   decipher.setAAD(aad, { plaintextLength: ciphertext.length });
@@ -44,7 +60,13 @@ export function open(algorithm: AeadAlgorithm, key: KeyObject | Buffer, nonce: B
   }
 }
 
-export function encryptAead(algorithm: AeadAlgorithm, key: KeyObject | Buffer, version: number, plaintext: Buffer, aad: Buffer = Buffer.alloc(0)): Buffer {
+export function encryptAead(
+  algorithm: AeadAlgorithm,
+  key: KeyObject | Buffer,
+  version: number,
+  plaintext: Buffer,
+  aad: Buffer = Buffer.alloc(0),
+): Buffer {
   const prefix = aeadPrefix(AEAD_FORMAT, version);
   const nonce = randomSmall(NONCE);
   const { ciphertext, tag } = seal(algorithm, key, nonce, plaintext, Buffer.concat([prefix, aad]));
@@ -59,7 +81,12 @@ export function aeadVersion(ciphertext: Buffer): number {
   return version;
 }
 
-export function decryptAead(algorithm: AeadAlgorithm, key: KeyObject | Buffer, ciphertext: Buffer, aad: Buffer = Buffer.alloc(0)): Buffer {
+export function decryptAead(
+  algorithm: AeadAlgorithm,
+  key: KeyObject | Buffer,
+  ciphertext: Buffer,
+  aad: Buffer = Buffer.alloc(0),
+): Buffer {
   aeadVersion(ciphertext);
   const prefix = ciphertext.subarray(0, AEAD_PREFIX);
   const nonce = ciphertext.subarray(AEAD_PREFIX, AEAD_PREFIX + NONCE);

@@ -19,7 +19,17 @@ export interface AuditRecord {
 export async function recordAudit(db: Queryable, event: AuditRecord): Promise<void> {
   await db.query(
     'INSERT INTO crypto_audit (tenant, subject, key_name, version, operation, outcome, error_code, trace_id, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-    [event.tenant, event.subject, event.keyName, event.version, event.operation, event.outcome, event.errorCode ?? null, event.traceId ?? null, event.time],
+    [
+      event.tenant,
+      event.subject,
+      event.keyName,
+      event.version,
+      event.operation,
+      event.outcome,
+      event.errorCode ?? null,
+      event.traceId ?? null,
+      event.time,
+    ],
   );
 }
 
@@ -37,10 +47,15 @@ interface AuditRow {
 }
 
 /** Newest first; the page token is the last id seen. `tenant` undefined: every tenant's. */
-export async function listAudit(db: Queryable, tenant: string | undefined, filter: { keyName?: string; pageSize: number; pageToken?: string }): Promise<{ events: AuditEvent[]; nextPageToken: string }> {
+export async function listAudit(
+  db: Queryable,
+  tenant: string | undefined,
+  filter: { keyName?: string; pageSize: number; pageToken?: string },
+): Promise<{ events: AuditEvent[]; nextPageToken: string }> {
   const size = pageSize(filter.pageSize);
   const cursor = decodePageToken('audit', filter.pageToken);
-  if (cursor !== undefined && !/^[0-9]{1,19}$/.test(cursor)) throw invalidArgument('page_token is invalid: pass the next_page_token of a previous page unchanged');
+  if (cursor !== undefined && !/^[0-9]{1,19}$/.test(cursor))
+    throw invalidArgument('page_token is invalid: pass the next_page_token of a previous page unchanged');
   const before = cursor === undefined ? null : BigInt(cursor);
   const rows = await db.query<AuditRow>(
     `SELECT * FROM crypto_audit WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR key_name = $2) AND ($3::bigint IS NULL OR id < $3)

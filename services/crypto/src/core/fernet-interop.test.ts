@@ -5,10 +5,17 @@ import { encodeFernetKey, FernetKey, fernetDecrypt, parseFernetKey } from './fer
 
 /** Runs a snippet in the real python3 `cryptography` package; JSON in on stdin, JSON out on stdout. */
 function python(script: string, input: unknown): unknown {
-  const out = execFileSync('python3', ['-c', `import sys, json, time, base64\nfrom cryptography.fernet import Fernet, MultiFernet, InvalidToken\nargs = json.load(sys.stdin)\n${script}`], {
-    input: JSON.stringify(input),
-    encoding: 'utf8',
-  });
+  const out = execFileSync(
+    'python3',
+    [
+      '-c',
+      `import sys, json, time, base64\nfrom cryptography.fernet import Fernet, MultiFernet, InvalidToken\nargs = json.load(sys.stdin)\n${script}`,
+    ],
+    {
+      input: JSON.stringify(input),
+      encoding: 'utf8',
+    },
+  );
   return JSON.parse(out);
 }
 
@@ -48,7 +55,15 @@ describe('fernet interoperability with python cryptography', () => {
   it('agrees with Python on which tampered tokens are invalid', () => {
     const raw = randomBytes(32);
     const token = new FernetKey(raw).encrypt(Buffer.from('secret message'), 1_000_000);
-    const variants = [token, token.replace(/=+$/, ''), token.slice(0, -4), token.slice(0, 20), ' ' + token, 'x' + token.slice(1), token.slice(0, 30) + (token[30] === 'A' ? 'B' : 'A') + token.slice(31)];
+    const variants = [
+      token,
+      token.replace(/=+$/, ''),
+      token.slice(0, -4),
+      token.slice(0, 20),
+      ' ' + token,
+      'x' + token.slice(1),
+      token.slice(0, 30) + (token[30] === 'A' ? 'B' : 'A') + token.slice(31),
+    ];
     const pyOk = python(
       `f = Fernet(args["key"].encode())\nres = []\nfor t in args["tokens"]:\n    try:\n        f.decrypt_at_time(t.encode(), 10**9, 1000000)\n        res.append(True)\n    except InvalidToken:\n        res.append(False)\nprint(json.dumps(res))`,
       { key: encodeFernetKey(raw), tokens: variants },

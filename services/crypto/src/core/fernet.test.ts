@@ -1,12 +1,27 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodeFernetKey, FernetKey, fernetDecrypt, InvalidFernetToken, parseFernetKey, toBase64UrlPadded } from './fernet.js';
+import {
+  encodeFernetKey,
+  FernetKey,
+  fernetDecrypt,
+  InvalidFernetToken,
+  parseFernetKey,
+  toBase64UrlPadded,
+} from './fernet.js';
 
 // The published Fernet spec vectors (fernet/spec), copied from shared/testdata/fernet so that the
 // tests do not depend on where the checkout sits.
 const VECTORS = join(import.meta.dirname, '../../test/fixtures/fernet');
-interface Vector { token: string; now: string; secret: string; src?: string; iv?: number[]; ttl_sec?: number; desc?: string }
+interface Vector {
+  token: string;
+  now: string;
+  secret: string;
+  src?: string;
+  iv?: number[];
+  ttl_sec?: number;
+  desc?: string;
+}
 const load = (file: string) => JSON.parse(readFileSync(join(VECTORS, file), 'utf8')) as Vector[];
 const seconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
 
@@ -67,7 +82,9 @@ describe('fernet rules', () => {
     expect(() => fernetDecrypt([key], `${token.slice(0, 8)}=${token.slice(9)}`, 5)).toThrow(InvalidFernetToken);
     expect(() => fernetDecrypt([key], `${token}AAAA`, 5)).toThrow(InvalidFernetToken);
     // Python's urlsafe_b64decode also takes the standard alphabet; so do we.
-    expect(fernetDecrypt([key], token.replace(/-/g, '+').replace(/_/g, '/'), 5).plaintext.toString()).toBe('hello world');
+    expect(fernetDecrypt([key], token.replace(/-/g, '+').replace(/_/g, '/'), 5).plaintext.toString()).toBe(
+      'hello world',
+    );
     const bytes = Buffer.from(token, 'base64url');
     for (const i of [0, 1, 9, 30, bytes.length - 1]) {
       const t = Buffer.from(bytes);

@@ -37,7 +37,8 @@ function decodeBase64Url(text: string): Buffer | undefined {
 export function parseFernetKey(key: string | Buffer): Buffer {
   const text = (typeof key === 'string' ? key : key.toString('latin1')).trim();
   const raw = decodeBase64Url(text);
-  if (!raw || raw.length !== 32) throw new Error('a fernet key must be 32 url-safe base64-encoded bytes (as Fernet.generate_key() makes)');
+  if (!raw || raw.length !== 32)
+    throw new Error('a fernet key must be 32 url-safe base64-encoded bytes (as Fernet.generate_key() makes)');
   return raw;
 }
 
@@ -77,7 +78,10 @@ export class FernetKey {
     iv.copy(token, 9);
     head.copy(token, HEADER);
     tail.copy(token, HEADER + head.length);
-    createHmac('sha256', this.#signing).update(token.subarray(0, HEADER + bodyLength)).digest().copy(token, HEADER + bodyLength);
+    createHmac('sha256', this.#signing)
+      .update(token.subarray(0, HEADER + bodyLength))
+      .digest()
+      .copy(token, HEADER + bodyLength);
     return toBase64UrlPadded(token);
   }
 
@@ -105,7 +109,12 @@ export function decodeFernetToken(token: string | Buffer): DecodedToken {
   const text = typeof token === 'string' ? token : token.toString('latin1');
   const data = decodeBase64Url(text);
   // Shortest valid token: header, one cipher block (PKCS7 always pads), MAC.
-  if (!data || data.length < HEADER + BLOCK + MAC || data[0] !== VERSION || (data.length - HEADER - MAC) % BLOCK !== 0) {
+  if (
+    !data ||
+    data.length < HEADER + BLOCK + MAC ||
+    data[0] !== VERSION ||
+    (data.length - HEADER - MAC) % BLOCK !== 0
+  ) {
     throw new InvalidFernetToken();
   }
   const timestamp = data.readBigUInt64BE(1);

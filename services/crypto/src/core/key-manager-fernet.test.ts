@@ -13,7 +13,14 @@ const actor: Actor = { tenant: 'acme', subject: 'svc' };
 
 /** Runs python3 with the real `cryptography` package; JSON in and out. */
 function python(script: string, input: unknown): unknown {
-  const out = execFileSync('python3', ['-c', `import sys, json, base64\nfrom cryptography.fernet import Fernet, MultiFernet, InvalidToken\nargs = json.load(sys.stdin)\n${script}`], { input: JSON.stringify(input), encoding: 'utf8' });
+  const out = execFileSync(
+    'python3',
+    [
+      '-c',
+      `import sys, json, base64\nfrom cryptography.fernet import Fernet, MultiFernet, InvalidToken\nargs = json.load(sys.stdin)\n${script}`,
+    ],
+    { input: JSON.stringify(input), encoding: 'utf8' },
+  );
   return JSON.parse(out);
 }
 
@@ -33,12 +40,19 @@ describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => 
   const nowS = () => Math.floor(nowMs / 1000);
 
   beforeAll(async () => {
-    km = await createKeyManager({ store: await backend.open(), masterKey: randomBytes(32), clock: () => new Date(nowMs) });
+    km = await createKeyManager({
+      store: await backend.open(),
+      masterKey: randomBytes(32),
+      clock: () => new Date(nowMs),
+    });
   });
   afterAll(() => backend.cleanup());
 
   it('imports a Python key, decrypts Python tokens, and makes tokens Python decrypts', async () => {
-    const made = python('k = Fernet.generate_key()\nprint(json.dumps({"key": k.decode(), "token": Fernet(k).encrypt_at_time(b"from python", args).decode()}))', nowS()) as { key: string; token: string };
+    const made = python(
+      'k = Fernet.generate_key()\nprint(json.dumps({"key": k.decode(), "token": Fernet(k).encrypt_at_time(b"from python", args).decode()}))',
+      nowS(),
+    ) as { key: string; token: string };
     const info = await km.importKey(actor, 'py', 'fernet', made.key, { exportable: true });
     expect(info.type).toBe('fernet');
     expect((await km.exportKey(actor, 'py')).material.toString('latin1')).toBe(made.key);
@@ -46,9 +60,14 @@ describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => 
 
     const ours = await km.encrypt(actor, 'py', Buffer.from('from quanta'));
     expect(ours.ciphertext.toString('latin1')).toMatch(/^gAAAAA[A-Za-z0-9_-]+=*$/);
-    const back = python('f = Fernet(args["key"].encode())\nprint(json.dumps([f.decrypt(args["token"].encode()).decode(), f.extract_timestamp(args["token"].encode())]))', { key: made.key, token: ours.ciphertext.toString('latin1') });
+    const back = python(
+      'f = Fernet(args["key"].encode())\nprint(json.dumps([f.decrypt(args["token"].encode()).decode(), f.extract_timestamp(args["token"].encode())]))',
+      { key: made.key, token: ours.ciphertext.toString('latin1') },
+    );
     expect(back).toEqual(['from quanta', nowS()]);
-    expect((await failure(km.encrypt(actor, 'py', Buffer.from('x'), Buffer.from('aad')))).message).toMatch(/take no associated data/);
+    expect((await failure(km.encrypt(actor, 'py', Buffer.from('x'), Buffer.from('aad')))).message).toMatch(
+      /take no associated data/,
+    );
     expect((await failure(km.importKey(actor, 'bad', 'fernet', 'not-a-key'))).message).toMatch(/32 url-safe base64/);
   });
 
@@ -66,10 +85,17 @@ describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => 
       expect(decodeFernetToken(rewrapped.ciphertext).timestamp).toBe(issuedAt);
       // Python, holding only version 2, agrees on the plaintext and the kept timestamp.
       const v2 = (await km.exportKey(actor, 'rot', 2)).material.toString('latin1');
-      expect(python('f = Fernet(args["k"].encode())\nt = args["t"].encode()\nprint(json.dumps([f.decrypt(t).decode(), f.extract_timestamp(t)]))', { k: v2, t: rewrapped.ciphertext.toString('latin1') })).toEqual(['v1 token', issuedAt]);
+      expect(
+        python(
+          'f = Fernet(args["k"].encode())\nt = args["t"].encode()\nprint(json.dumps([f.decrypt(t).decode(), f.extract_timestamp(t)]))',
+          { k: v2, t: rewrapped.ciphertext.toString('latin1') },
+        ),
+      ).toEqual(['v1 token', issuedAt]);
       // TTL counts from the original timestamp: 90 s old.
       expect((await km.decrypt(actor, 'rot', rewrapped.ciphertext, undefined, { ttlSeconds: 90 })).version).toBe(2);
-      expect((await failure(km.decrypt(actor, 'rot', rewrapped.ciphertext, undefined, { ttlSeconds: 89 }))).message).toBe(INVALID_CIPHERTEXT);
+      expect(
+        (await failure(km.decrypt(actor, 'rot', rewrapped.ciphertext, undefined, { ttlSeconds: 89 }))).message,
+      ).toBe(INVALID_CIPHERTEXT);
 
       await km.updateKeyConfig(actor, 'rot', { minDecryptionVersion: 2 });
       const retired = await failure(km.decrypt(actor, 'rot', old.ciphertext));
@@ -80,25 +106,33 @@ describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => 
     }
   });
 
-  it('applies Python\'s ttl and clock-skew rules with the manager\'s clock', async () => {
+  it("applies Python's ttl and clock-skew rules with the manager's clock", async () => {
     await km.createKey(actor, 'ttl', 'fernet');
     const { ciphertext } = await km.encrypt(actor, 'ttl', Buffer.from('t'));
     const start = nowMs;
     try {
       nowMs = start + 30_000;
-      expect((await km.decrypt(actor, 'ttl', ciphertext, undefined, { ttlSeconds: 30 })).plaintext.toString()).toBe('t');
+      expect((await km.decrypt(actor, 'ttl', ciphertext, undefined, { ttlSeconds: 30 })).plaintext.toString()).toBe(
+        't',
+      );
       nowMs = start + 31_000;
       const expired = await failure(km.decrypt(actor, 'ttl', ciphertext, undefined, { ttlSeconds: 30 }));
       expect([expired.code, expired.message]).toEqual([status.INVALID_ARGUMENT, INVALID_CIPHERTEXT]);
       expect((await km.decrypt(actor, 'ttl', ciphertext)).plaintext.toString()).toBe('t'); // no ttl: no age limit
       nowMs = start - 61_000; // the token now lies 61 s in the future
-      expect((await failure(km.decrypt(actor, 'ttl', ciphertext, undefined, { ttlSeconds: 3600 }))).message).toBe(INVALID_CIPHERTEXT);
+      expect((await failure(km.decrypt(actor, 'ttl', ciphertext, undefined, { ttlSeconds: 3600 }))).message).toBe(
+        INVALID_CIPHERTEXT,
+      );
       nowMs = start - 60_000;
-      expect((await km.decrypt(actor, 'ttl', ciphertext, undefined, { ttlSeconds: 3600 })).plaintext.toString()).toBe('t');
+      expect((await km.decrypt(actor, 'ttl', ciphertext, undefined, { ttlSeconds: 3600 })).plaintext.toString()).toBe(
+        't',
+      );
     } finally {
       nowMs = start;
     }
-    expect((await failure(km.decrypt(actor, 'ttl', Buffer.from('gAAAAAbad'), undefined))).message).toBe(INVALID_CIPHERTEXT);
+    expect((await failure(km.decrypt(actor, 'ttl', Buffer.from('gAAAAAbad'), undefined))).message).toBe(
+      INVALID_CIPHERTEXT,
+    );
   });
 
   it('wraps data keys as Fernet tokens', async () => {

@@ -36,7 +36,17 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
 
   it('creates keys, shows metadata without material, and refuses duplicates', async () => {
     const info = await km.createKey(alice, 'orders', 'aes256-gcm');
-    expect(info).toMatchObject({ tenant: 'acme', name: 'orders', type: 'aes256-gcm', latestVersion: 1, minDecryptionVersion: 1, minEncryptionVersion: 0, deletionAllowed: false, exportable: false, autoRotatePeriodSeconds: 0 });
+    expect(info).toMatchObject({
+      tenant: 'acme',
+      name: 'orders',
+      type: 'aes256-gcm',
+      latestVersion: 1,
+      minDecryptionVersion: 1,
+      minEncryptionVersion: 0,
+      deletionAllowed: false,
+      exportable: false,
+      autoRotatePeriodSeconds: 0,
+    });
     expect(info.versions).toEqual([{ version: 1, createdAt: now }]);
     expect(JSON.stringify(await km.getKey(alice, 'orders'))).not.toMatch(/material|wrapped/);
     const dup = await failure(km.createKey(alice, 'orders', 'fernet'));
@@ -46,9 +56,14 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     expect((await failure(km.createKey(alice, 'x', 'rsa' as never))).message).toMatch(/key type "rsa" is unknown/);
   });
 
-  it('hides one tenant\'s keys from another (NOT_FOUND, absent from lists)', async () => {
+  it("hides one tenant's keys from another (NOT_FOUND, absent from lists)", async () => {
     const ct = await km.encrypt(alice, 'orders', Buffer.from('private'));
-    for (const call of [() => km.getKey(mallory, 'orders'), () => km.decrypt(mallory, 'orders', ct.ciphertext), () => km.rotateKey(mallory, 'orders'), () => km.encrypt(mallory, 'orders', Buffer.from('x'))]) {
+    for (const call of [
+      () => km.getKey(mallory, 'orders'),
+      () => km.decrypt(mallory, 'orders', ct.ciphertext),
+      () => km.rotateKey(mallory, 'orders'),
+      () => km.encrypt(mallory, 'orders', Buffer.from('x')),
+    ]) {
       const err = await failure(call());
       expect(err.code).toBe(status.NOT_FOUND);
       expect(err.message).toBe('key "orders" not found');
@@ -60,7 +75,8 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
   });
 
   it('lists keys by name with opaque page tokens', async () => {
-    for (const n of ['k-c', 'k-a', 'k-e', 'k-b', 'k-d']) await km.createKey({ ...alice, tenant: 'lister' }, n, 'hmac-sha256');
+    for (const n of ['k-c', 'k-a', 'k-e', 'k-b', 'k-d'])
+      await km.createKey({ ...alice, tenant: 'lister' }, n, 'hmac-sha256');
     const lister = { ...alice, tenant: 'lister' };
     const names: string[] = [];
     let token: string | undefined;
@@ -74,45 +90,61 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     } while (token);
     expect(names).toEqual(['k-a', 'k-b', 'k-c', 'k-d', 'k-e']);
     expect(pages).toBe(3);
-    expect((await failure(km.listKeys(lister, { pageSize: 2, pageToken: 'garbage' }))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(km.listKeys(lister, { pageSize: 2, pageToken: 'garbage' }))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
   });
 
-  it.each(['aes256-gcm', 'chacha20-poly1305'] as const)('%s: encrypts with AAD into a versioned ciphertext that node:crypto opens', async (type) => {
-    const name = `data-${type}`;
-    await km.createKey(alice, name, type, { exportable: true });
-    const plaintext = randomBytes(1000);
-    const aad = Buffer.from('tenant=acme;order=42');
-    const { ciphertext, version } = await km.encrypt(alice, name, plaintext, aad);
-    expect(version).toBe(1);
-    expect(ciphertext.length).toBe(5 + 12 + 1000 + 16);
-    expect(ciphertext[0]).toBe(0x01);
-    expect(ciphertext.readUInt32BE(1)).toBe(1);
-    // Second source: open it with node:crypto and the exported key, per the documented format.
-    const { material } = await km.exportKey(alice, name);
-    const d = createDecipheriv((type === 'aes256-gcm' ? 'aes-256-gcm' : 'chacha20-poly1305') as 'aes-256-gcm', material, ciphertext.subarray(5, 17), { authTagLength: 16 });
-    d.setAAD(Buffer.concat([ciphertext.subarray(0, 5), aad]));
-    d.setAuthTag(ciphertext.subarray(ciphertext.length - 16));
-    expect(Buffer.concat([d.update(ciphertext.subarray(17, ciphertext.length - 16)), d.final()]).equals(plaintext)).toBe(true);
+  it.each(['aes256-gcm', 'chacha20-poly1305'] as const)(
+    '%s: encrypts with AAD into a versioned ciphertext that node:crypto opens',
+    async (type) => {
+      const name = `data-${type}`;
+      await km.createKey(alice, name, type, { exportable: true });
+      const plaintext = randomBytes(1000);
+      const aad = Buffer.from('tenant=acme;order=42');
+      const { ciphertext, version } = await km.encrypt(alice, name, plaintext, aad);
+      expect(version).toBe(1);
+      expect(ciphertext.length).toBe(5 + 12 + 1000 + 16);
+      expect(ciphertext[0]).toBe(0x01);
+      expect(ciphertext.readUInt32BE(1)).toBe(1);
+      // Second source: open it with node:crypto and the exported key, per the documented format.
+      const { material } = await km.exportKey(alice, name);
+      const d = createDecipheriv(
+        (type === 'aes256-gcm' ? 'aes-256-gcm' : 'chacha20-poly1305') as 'aes-256-gcm',
+        material,
+        ciphertext.subarray(5, 17),
+        { authTagLength: 16 },
+      );
+      d.setAAD(Buffer.concat([ciphertext.subarray(0, 5), aad]));
+      d.setAuthTag(ciphertext.subarray(ciphertext.length - 16));
+      expect(
+        Buffer.concat([d.update(ciphertext.subarray(17, ciphertext.length - 16)), d.final()]).equals(plaintext),
+      ).toBe(true);
 
-    expect((await km.decrypt(alice, name, ciphertext, aad)).plaintext.equals(plaintext)).toBe(true);
-    // Every authentication failure: the same status and message.
-    const bad: Buffer[] = [ciphertext.subarray(0, 20), ciphertext.subarray(0, ciphertext.length - 1), Buffer.alloc(0)];
-    for (const i of [0, 6, 20, ciphertext.length - 1]) {
-      const t = Buffer.from(ciphertext);
-      t[i]! ^= 0x80;
-      bad.push(t);
-    }
-    for (const c of bad) {
-      const err = await failure(km.decrypt(alice, name, c, aad));
-      expect([err.code, err.message]).toEqual([status.INVALID_ARGUMENT, INVALID_CIPHERTEXT]);
-    }
-    const wrongAad = await failure(km.decrypt(alice, name, ciphertext, Buffer.from('tenant=acme;order=43')));
-    expect([wrongAad.code, wrongAad.message]).toEqual([status.INVALID_ARGUMENT, INVALID_CIPHERTEXT]);
-    // A ciphertext naming a version the key does not have.
-    const future = Buffer.from(ciphertext);
-    future.writeUInt32BE(9, 1);
-    expect((await failure(km.decrypt(alice, name, future, aad))).message).toBe(INVALID_CIPHERTEXT);
-  });
+      expect((await km.decrypt(alice, name, ciphertext, aad)).plaintext.equals(plaintext)).toBe(true);
+      // Every authentication failure: the same status and message.
+      const bad: Buffer[] = [
+        ciphertext.subarray(0, 20),
+        ciphertext.subarray(0, ciphertext.length - 1),
+        Buffer.alloc(0),
+      ];
+      for (const i of [0, 6, 20, ciphertext.length - 1]) {
+        const t = Buffer.from(ciphertext);
+        t[i]! ^= 0x80;
+        bad.push(t);
+      }
+      for (const c of bad) {
+        const err = await failure(km.decrypt(alice, name, c, aad));
+        expect([err.code, err.message]).toEqual([status.INVALID_ARGUMENT, INVALID_CIPHERTEXT]);
+      }
+      const wrongAad = await failure(km.decrypt(alice, name, ciphertext, Buffer.from('tenant=acme;order=43')));
+      expect([wrongAad.code, wrongAad.message]).toEqual([status.INVALID_ARGUMENT, INVALID_CIPHERTEXT]);
+      // A ciphertext naming a version the key does not have.
+      const future = Buffer.from(ciphertext);
+      future.writeUInt32BE(9, 1);
+      expect((await failure(km.decrypt(alice, name, future, aad))).message).toBe(INVALID_CIPHERTEXT);
+    },
+  );
 
   it('rotates: new ciphertexts use the new version, old ones still decrypt, rewrap moves them forward', async () => {
     await km.createKey(alice, 'rot', 'aes256-gcm');
@@ -124,12 +156,17 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     expect(v2.version).toBe(2);
     expect(v2.ciphertext.readUInt32BE(1)).toBe(2);
     expect((await km.decrypt(alice, 'rot', v1.ciphertext, Buffer.from('ctx'))).toString === undefined).toBe(false);
-    expect(await km.decrypt(alice, 'rot', v1.ciphertext, Buffer.from('ctx'))).toEqual({ plaintext: Buffer.from('one'), version: 1 });
+    expect(await km.decrypt(alice, 'rot', v1.ciphertext, Buffer.from('ctx'))).toEqual({
+      plaintext: Buffer.from('one'),
+      version: 1,
+    });
     const rewrapped = await km.rewrap(alice, 'rot', v1.ciphertext, Buffer.from('ctx'));
     expect(rewrapped.version).toBe(2);
     expect(Object.keys(rewrapped).sort()).toEqual(['ciphertext', 'version']);
     expect(rewrapped.ciphertext.readUInt32BE(1)).toBe(2);
-    expect((await failure(km.rewrap(alice, 'rot', v1.ciphertext, Buffer.from('other')))).message).toBe(INVALID_CIPHERTEXT);
+    expect((await failure(km.rewrap(alice, 'rot', v1.ciphertext, Buffer.from('other')))).message).toBe(
+      INVALID_CIPHERTEXT,
+    );
 
     // Retire version 1: its ciphertexts are refused with FAILED_PRECONDITION, the rewrapped one still works.
     const cfg = await km.updateKeyConfig(alice, 'rot', { minDecryptionVersion: 2 });
@@ -143,7 +180,10 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
   it('validates config changes', async () => {
     await km.createKey(alice, 'cfg', 'chacha20-poly1305');
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ minDecryptionVersion: 2 }, /min_decryption_version must be an integer from 1 to 1 \(the latest version is 1\)/],
+      [
+        { minDecryptionVersion: 2 },
+        /min_decryption_version must be an integer from 1 to 1 \(the latest version is 1\)/,
+      ],
       [{ minEncryptionVersion: 3 }, /min_encryption_version/],
       [{ autoRotatePeriodSeconds: 60 }, /at least 3600/],
       [{ minDecryptionVersion: -1 }, /min_decryption_version/],
@@ -156,18 +196,40 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     }
     await km.rotateKey(alice, 'cfg');
     await km.rotateKey(alice, 'cfg');
-    expect((await failure(km.updateKeyConfig(alice, 'cfg', { minDecryptionVersion: 3, minEncryptionVersion: 2 }))).message).toMatch(/at least min_decryption_version/);
-    const ok = await km.updateKeyConfig(alice, 'cfg', { minDecryptionVersion: 2, minEncryptionVersion: 3, autoRotatePeriodSeconds: 86400, exportable: true });
-    expect(ok).toMatchObject({ minDecryptionVersion: 2, minEncryptionVersion: 3, autoRotatePeriodSeconds: 86400, exportable: true });
-    expect((await failure(km.updateKeyConfig(alice, 'cfg', { exportable: false }))).message).toMatch(/cannot be turned off/);
+    expect(
+      (await failure(km.updateKeyConfig(alice, 'cfg', { minDecryptionVersion: 3, minEncryptionVersion: 2 }))).message,
+    ).toMatch(/at least min_decryption_version/);
+    const ok = await km.updateKeyConfig(alice, 'cfg', {
+      minDecryptionVersion: 2,
+      minEncryptionVersion: 3,
+      autoRotatePeriodSeconds: 86400,
+      exportable: true,
+    });
+    expect(ok).toMatchObject({
+      minDecryptionVersion: 2,
+      minEncryptionVersion: 3,
+      autoRotatePeriodSeconds: 86400,
+      exportable: true,
+    });
+    expect((await failure(km.updateKeyConfig(alice, 'cfg', { exportable: false }))).message).toMatch(
+      /cannot be turned off/,
+    );
     // Nothing from the failed updates stuck.
-    expect(await km.getKey(alice, 'cfg')).toMatchObject({ minDecryptionVersion: 2, minEncryptionVersion: 3, deletionAllowed: false, exportable: true });
+    expect(await km.getKey(alice, 'cfg')).toMatchObject({
+      minDecryptionVersion: 2,
+      minEncryptionVersion: 3,
+      deletionAllowed: false,
+      exportable: true,
+    });
   });
 
   it('deletes only when allowed, exports only when exportable', async () => {
     await km.createKey(alice, 'gone', 'aes256-gcm');
     const refused = await failure(km.deleteKey(alice, 'gone'));
-    expect([refused.code, refused.message]).toEqual([status.FAILED_PRECONDITION, 'key "gone" does not allow deletion; set deletion_allowed first']);
+    expect([refused.code, refused.message]).toEqual([
+      status.FAILED_PRECONDITION,
+      'key "gone" does not allow deletion; set deletion_allowed first',
+    ]);
     expect((await failure(km.exportKey(alice, 'gone'))).code).toBe(status.FAILED_PRECONDITION);
     await km.updateKeyConfig(alice, 'gone', { deletionAllowed: true });
     await km.deleteKey(alice, 'gone');
@@ -180,7 +242,9 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     const raw = randomBytes(32);
     await km.importKey(alice, 'imported-aes', 'aes256-gcm', raw, { exportable: true });
     expect((await km.exportKey(alice, 'imported-aes')).material.equals(raw)).toBe(true);
-    expect((await failure(km.importKey(alice, 'short', 'aes256-gcm', randomBytes(16)))).message).toMatch(/must be 32 bytes; got 16/);
+    expect((await failure(km.importKey(alice, 'short', 'aes256-gcm', randomBytes(16)))).message).toMatch(
+      /must be 32 bytes; got 16/,
+    );
     expect((await failure(km.getKey(alice, 'short'))).code).toBe(status.NOT_FOUND);
   });
 
@@ -188,11 +252,16 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     const raw = randomBytes(32);
     await km.importKey(alice, 'wrapped-a', 'aes256-gcm', raw);
     await km.importKey(alice, 'wrapped-b', 'aes256-gcm', randomBytes(32));
-    const rows = await store.query<{ name: string; wrapped_material: Buffer }>("SELECT name, wrapped_material FROM crypto_key_versions WHERE tenant = 'acme' AND name LIKE 'wrapped-%' ORDER BY name");
+    const rows = await store.query<{ name: string; wrapped_material: Buffer }>(
+      "SELECT name, wrapped_material FROM crypto_key_versions WHERE tenant = 'acme' AND name LIKE 'wrapped-%' ORDER BY name",
+    );
     expect(rows[0]!.wrapped_material.includes(raw)).toBe(false);
     const ct = await km.encrypt(alice, 'wrapped-a', Buffer.from('bound'));
     // Move a's wrapped material under b: unwrap must fail rather than decrypt with a swapped key.
-    await store.query("UPDATE crypto_key_versions SET wrapped_material = $1 WHERE tenant = 'acme' AND name = 'wrapped-b'", [rows[0]!.wrapped_material]);
+    await store.query(
+      "UPDATE crypto_key_versions SET wrapped_material = $1 WHERE tenant = 'acme' AND name = 'wrapped-b'",
+      [rows[0]!.wrapped_material],
+    );
     const ctB = Buffer.from(ct.ciphertext);
     await expect(km.decrypt(alice, 'wrapped-b', ctB)).rejects.toThrow(/does not unwrap with this master key/);
     // And a manager with another master key cannot use the keys.
@@ -211,7 +280,9 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     expect(small.plaintext).toBeUndefined();
     expect((await km.unwrapDataKey(alice, 'kek', small.wrapped)).length).toBe(16);
     expect((await failure(km.unwrapDataKey(alice, 'kek', dk.wrapped))).message).toBe(INVALID_CIPHERTEXT);
-    expect((await failure(km.generateDataKey(alice, 'kek', { bits: 512 as 256, includePlaintext: true }))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(km.generateDataKey(alice, 'kek', { bits: 512 as 256, includePlaintext: true }))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
   });
 
   it('signs and verifies with HMAC-SHA256 (as node:crypto computes it) across rotation', async () => {
@@ -242,7 +313,10 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     const data = Buffer.from('release 1.0');
     const { signature } = await km.sign(alice, 'ed', data);
     expect(signature.length).toBe(64);
-    const spki = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: publicKey.toString('base64url') }, format: 'jwk' });
+    const spki = createPublicKey({
+      key: { kty: 'OKP', crv: 'Ed25519', x: publicKey.toString('base64url') },
+      format: 'jwk',
+    });
     expect(nodeVerify(null, data, spki, signature)).toBe(true);
     expect(await km.verify(alice, 'ed', data, signature)).toBe(true);
     const flipped = Buffer.from(signature);
@@ -285,10 +359,21 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
       ['encrypt', 'a', 1, 'ok', ''],
       ['create', 'a', 1, 'ok', ''],
     ]);
-    expect(all.events.every((e) => e.tenant === 'audited' && e.subject === 'bob' && e.traceId === 'trace-1' && e.time.getTime() === now.getTime())).toBe(true);
+    expect(
+      all.events.every(
+        (e) =>
+          e.tenant === 'audited' &&
+          e.subject === 'bob' &&
+          e.traceId === 'trace-1' &&
+          e.time.getTime() === now.getTime(),
+      ),
+    ).toBe(true);
     expect((await km.getKey(actor, 'a')).versions).toHaveLength(1);
 
-    const dump = JSON.stringify(await store.query("SELECT * FROM crypto_audit WHERE tenant = 'audited'"), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+    const dump = JSON.stringify(
+      await store.query("SELECT * FROM crypto_audit WHERE tenant = 'audited'"),
+      (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),
+    );
     expect(dump).not.toContain(secret);
     expect(dump).not.toContain(raw.toString('hex'));
     expect(dump).not.toContain(raw.toString('base64'));

@@ -8,9 +8,27 @@ import { listAudit, recordAudit } from './audit.js';
 import { belowMinDecryption, invalidCiphertext, keyNotFound } from './errors.js';
 import { decodeFernetToken, FernetKey, fernetDecrypt, InvalidFernetToken } from './fernet.js';
 import { checkKeyName, checkKeyType, DEFAULT_CONFIG, mergeConfig } from './key-config.js';
-import { ed25519PublicKey, exportMaterial, generateMaterial, importMaterial, signWith, verifyWith } from './key-material.js';
 import {
-  configOf, deleteKeyRows, insertKey, insertVersion, listKeyPage, loadKey, loadKeyWithLatest, loadVersion, loadVersionInfo, loadVersionRange, toKeyInfo, updateKey,
+  ed25519PublicKey,
+  exportMaterial,
+  generateMaterial,
+  importMaterial,
+  signWith,
+  verifyWith,
+} from './key-material.js';
+import {
+  configOf,
+  deleteKeyRows,
+  insertKey,
+  insertVersion,
+  listKeyPage,
+  loadKey,
+  loadKeyWithLatest,
+  loadVersion,
+  loadVersionInfo,
+  loadVersionRange,
+  toKeyInfo,
+  updateKey,
 } from './key-repository.js';
 import type { KeyRow, VersionRow } from './key-repository.js';
 import { unwrapMaterial, wrapMaterial } from './master-key.js';
@@ -39,16 +57,29 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
    * Runs one request and writes its audit event: ok with the version used, or error with its code.
    * A failed request's changes are rolled back by its transaction before the event is written.
    */
-  async function audited<T>(actor: Actor, operation: string, keyName: string, fn: (use: Use) => Promise<T>): Promise<T> {
+  async function audited<T>(
+    actor: Actor,
+    operation: string,
+    keyName: string,
+    fn: (use: Use) => Promise<T>,
+  ): Promise<T> {
     if (typeof actor.tenant !== 'string' || actor.tenant === '') throw invalidArgument('the caller has no tenant');
     const use: Use = { version: 0 };
-    const event = { tenant: actor.tenant, subject: actor.subject, keyName, operation, ...(actor.traceId ? { traceId: actor.traceId } : {}) };
+    const event = {
+      tenant: actor.tenant,
+      subject: actor.subject,
+      keyName,
+      operation,
+      ...(actor.traceId ? { traceId: actor.traceId } : {}),
+    };
     let result: T;
     try {
       result = await fn(use);
     } catch (err: unknown) {
       const errorCode = isServiceError(err) ? err.codeName : 'INTERNAL';
-      await recordAudit(store, { ...event, version: use.version, outcome: 'error', errorCode, time: clock() }).catch(() => undefined);
+      await recordAudit(store, { ...event, version: use.version, outcome: 'error', errorCode, time: clock() }).catch(
+        () => undefined,
+      );
       throw err;
     }
     await recordAudit(store, { ...event, version: use.version, outcome: 'ok', time: clock() });
@@ -66,7 +97,12 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     return unwrapMaterial(masterKey, v.wrapped_material, row.tenant, row.name, v.version, row.type);
   }
 
-  function newVersion(row: Pick<KeyRow, 'tenant' | 'name' | 'type'>, version: number, raw: Buffer, at: Date): VersionRow {
+  function newVersion(
+    row: Pick<KeyRow, 'tenant' | 'name' | 'type'>,
+    version: number,
+    raw: Buffer,
+    at: Date,
+  ): VersionRow {
     return {
       version,
       wrapped_material: wrapMaterial(masterKey, raw, row.tenant, row.name, version, row.type),
@@ -79,7 +115,14 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     return toKeyInfo(row, await loadVersionInfo(db, row.tenant, row.name));
   }
 
-  async function create(actor: Actor, operation: string, name: string, type: KeyType, raw: () => Buffer, config: Partial<KeyConfig> | undefined): Promise<KeyInfo> {
+  async function create(
+    actor: Actor,
+    operation: string,
+    name: string,
+    type: KeyType,
+    raw: () => Buffer,
+    config: Partial<KeyConfig> | undefined,
+  ): Promise<KeyInfo> {
     return audited(actor, operation, name, async (use) => {
       checkKeyName(name);
       checkKeyType(type);
@@ -87,10 +130,17 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
       const material = raw();
       const at = clock();
       const row: KeyRow = {
-        tenant: actor.tenant, name, type, latest_version: 1,
-        min_decryption_version: cfg.minDecryptionVersion, min_encryption_version: cfg.minEncryptionVersion,
-        deletion_allowed: cfg.deletionAllowed, exportable: cfg.exportable, auto_rotate_period_seconds: cfg.autoRotatePeriodSeconds,
-        created_at: at, updated_at: at,
+        tenant: actor.tenant,
+        name,
+        type,
+        latest_version: 1,
+        min_decryption_version: cfg.minDecryptionVersion,
+        min_encryption_version: cfg.minEncryptionVersion,
+        deletion_allowed: cfg.deletionAllowed,
+        exportable: cfg.exportable,
+        auto_rotate_period_seconds: cfg.autoRotatePeriodSeconds,
+        created_at: at,
+        updated_at: at,
       };
       const created = await store.transaction(async (tx) => {
         if (!(await insertKey(tx, row))) throw alreadyExists(`key "${name}" already exists`);
@@ -111,13 +161,19 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
   }
 
   /** The key and its latest version for a new ciphertext or signature, rotating first when its auto-rotate period has passed. */
-  async function forEncryption(tenant: string, name: string, types: readonly KeyType[], operation: string): Promise<{ row: KeyRow; latest: VersionRow }> {
+  async function forEncryption(
+    tenant: string,
+    name: string,
+    types: readonly KeyType[],
+    operation: string,
+  ): Promise<{ row: KeyRow; latest: VersionRow }> {
     checkKeyName(name);
     const found = await loadKeyWithLatest(store, tenant, name);
     if (!found) throw keyNotFound(name);
     let row = found.row;
     let latest: VersionRow | undefined = found.latest;
-    if (!types.includes(row.type)) throw failedPrecondition(`key "${name}" is a ${row.type} key; ${operation} needs a ${types.join(' or ')} key`);
+    if (!types.includes(row.type))
+      throw failedPrecondition(`key "${name}" is a ${row.type} key; ${operation} needs a ${types.join(' or ')} key`);
     const period = row.auto_rotate_period_seconds;
     if (period > 0 && latest && clock().getTime() - latest.created_at.getTime() >= period * 1000) {
       row = await store.transaction(async (tx) => {
@@ -135,20 +191,34 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
 
   function checkAad(row: KeyRow, aad: Buffer | undefined): Buffer {
     if (row.type === 'fernet') {
-      if (aad && aad.length > 0) throw invalidArgument(`key "${row.name}" is a fernet key: Fernet tokens take no associated data (aad)`);
+      if (aad && aad.length > 0)
+        throw invalidArgument(`key "${row.name}" is a fernet key: Fernet tokens take no associated data (aad)`);
       return EMPTY;
     }
     return aad ?? EMPTY;
   }
 
-  function encryptWith(row: KeyRow, latest: VersionRow, plaintext: Buffer, aad: Buffer, fernetTimestamp?: number): Buffer {
+  function encryptWith(
+    row: KeyRow,
+    latest: VersionRow,
+    plaintext: Buffer,
+    aad: Buffer,
+    fernetTimestamp?: number,
+  ): Buffer {
     const raw = material(row, latest);
-    if (row.type === 'fernet') return Buffer.from(new FernetKey(raw).encrypt(plaintext, fernetTimestamp ?? nowSeconds()), 'latin1');
+    if (row.type === 'fernet')
+      return Buffer.from(new FernetKey(raw).encrypt(plaintext, fernetTimestamp ?? nowSeconds()), 'latin1');
     return encryptAead(row.type as AeadAlgorithm, raw, latest.version, plaintext, aad);
   }
 
   /** Decrypts with the version the ciphertext names (AEAD) or with every allowed version (Fernet, like MultiFernet). */
-  async function decryptWith(row: KeyRow, ciphertext: Buffer, aad: Buffer, use: Use, ttlSeconds?: number): Promise<{ plaintext: Buffer; timestamp?: number }> {
+  async function decryptWith(
+    row: KeyRow,
+    ciphertext: Buffer,
+    aad: Buffer,
+    use: Use,
+    ttlSeconds?: number,
+  ): Promise<{ plaintext: Buffer; timestamp?: number }> {
     if (row.type === 'fernet') {
       let timestamp: number;
       try {
@@ -156,9 +226,20 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
       } catch {
         throw invalidCiphertext();
       }
-      const allowed = await loadVersionRange(store, row.tenant, row.name, row.min_decryption_version, row.latest_version);
+      const allowed = await loadVersionRange(
+        store,
+        row.tenant,
+        row.name,
+        row.min_decryption_version,
+        row.latest_version,
+      );
       try {
-        const out = fernetDecrypt(allowed.map((v) => new FernetKey(material(row, v))), ciphertext, nowSeconds(), ttlSeconds);
+        const out = fernetDecrypt(
+          allowed.map((v) => new FernetKey(material(row, v))),
+          ciphertext,
+          nowSeconds(),
+          ttlSeconds,
+        );
         use.version = allowed[out.keyIndex]!.version;
         return { plaintext: out.plaintext, timestamp };
       } catch (err: unknown) {
@@ -187,8 +268,10 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
 
   function checkTtl(row: KeyRow, ttlSeconds: number | undefined): number | undefined {
     if (ttlSeconds === undefined) return undefined;
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 0) throw invalidArgument(`ttl_seconds must be a non-negative integer; got ${ttlSeconds}`);
-    if (row.type !== 'fernet') throw invalidArgument(`ttl_seconds applies to fernet keys only; key "${row.name}" is ${row.type}`);
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 0)
+      throw invalidArgument(`ttl_seconds must be a non-negative integer; got ${ttlSeconds}`);
+    if (row.type !== 'fernet')
+      throw invalidArgument(`ttl_seconds applies to fernet keys only; key "${row.name}" is ${row.type}`);
     return ttlSeconds;
   }
 
@@ -197,7 +280,8 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
   return {
     createKey: (actor, name, type, config) => create(actor, 'create', name, type, generateMaterial, config),
 
-    importKey: (actor, name, type, materialIn, config) => create(actor, 'import', name, type, () => importMaterial(checkKeyType(type), materialIn), config),
+    importKey: (actor, name, type, materialIn, config) =>
+      create(actor, 'import', name, type, () => importMaterial(checkKeyType(type), materialIn), config),
 
     async getKey(actor, name) {
       return info(store, await mustLoad(store, actor.tenant, name));
@@ -207,7 +291,9 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
 
     rotateKey: (actor, name) =>
       audited(actor, 'rotate', name, async (use) => {
-        const rotated = await store.transaction(async (tx) => info(tx, await rotateLocked(tx, await mustLoad(tx, actor.tenant, name, true))));
+        const rotated = await store.transaction(async (tx) =>
+          info(tx, await rotateLocked(tx, await mustLoad(tx, actor.tenant, name, true))),
+        );
         use.version = rotated.latestVersion;
         return rotated;
       }),
@@ -219,21 +305,29 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
           use.version = row.latest_version;
           const cfg = mergeConfig(configOf(row), patch, row.latest_version);
           const next: KeyRow = {
-            ...row, min_decryption_version: cfg.minDecryptionVersion, min_encryption_version: cfg.minEncryptionVersion,
-            deletion_allowed: cfg.deletionAllowed, exportable: cfg.exportable, auto_rotate_period_seconds: cfg.autoRotatePeriodSeconds, updated_at: clock(),
+            ...row,
+            min_decryption_version: cfg.minDecryptionVersion,
+            min_encryption_version: cfg.minEncryptionVersion,
+            deletion_allowed: cfg.deletionAllowed,
+            exportable: cfg.exportable,
+            auto_rotate_period_seconds: cfg.autoRotatePeriodSeconds,
+            updated_at: clock(),
           };
           await updateKey(tx, next);
           return info(tx, next);
-        })),
+        }),
+      ),
 
     deleteKey: (actor, name) =>
       audited(actor, 'delete', name, (use) =>
         store.transaction(async (tx) => {
           const row = await mustLoad(tx, actor.tenant, name, true);
           use.version = row.latest_version;
-          if (!row.deletion_allowed) throw failedPrecondition(`key "${name}" does not allow deletion; set deletion_allowed first`);
+          if (!row.deletion_allowed)
+            throw failedPrecondition(`key "${name}" does not allow deletion; set deletion_allowed first`);
           await deleteKeyRows(tx, actor.tenant, name);
-        })),
+        }),
+      ),
 
     exportKey: (actor, name, version) =>
       audited(actor, 'export', name, async (use) => {
@@ -241,7 +335,8 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
         if (!row.exportable) throw failedPrecondition(`key "${name}" is not exportable`);
         const wanted = version ?? row.latest_version;
         use.version = wanted;
-        const v = Number.isInteger(wanted) && wanted >= 1 ? await loadVersion(store, actor.tenant, name, wanted) : undefined;
+        const v =
+          Number.isInteger(wanted) && wanted >= 1 ? await loadVersion(store, actor.tenant, name, wanted) : undefined;
         if (!v) throw notFound(`key "${name}" has no version ${wanted}; its latest is ${row.latest_version}`);
         return { version: wanted, material: exportMaterial(row.type, material(row, v)) };
       }),
@@ -257,7 +352,10 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     decrypt: (actor, name, ciphertext, aad, opts) =>
       audited(actor, 'decrypt', name, async (use) => {
         const row = await mustLoad(store, actor.tenant, name);
-        if (!DATA_TYPES.includes(row.type)) throw failedPrecondition(`key "${name}" is a ${row.type} key; decrypt needs a ${DATA_TYPES.join(' or ')} key`);
+        if (!DATA_TYPES.includes(row.type))
+          throw failedPrecondition(
+            `key "${name}" is a ${row.type} key; decrypt needs a ${DATA_TYPES.join(' or ')} key`,
+          );
         const ttl = checkTtl(row, opts?.ttlSeconds);
         const { plaintext } = await decryptWith(row, ciphertext, checkAad(row, aad), use, ttl);
         return { plaintext, version: use.version };
@@ -276,7 +374,8 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     generateDataKey: (actor, name, opts) =>
       audited(actor, 'datakey', name, async (use) => {
         const bits = opts.bits ?? 256;
-        if (bits !== 128 && bits !== 256) throw invalidArgument(`data key bits must be 128 or 256; got ${String(bits)}`);
+        if (bits !== 128 && bits !== 256)
+          throw invalidArgument(`data key bits must be 128 or 256; got ${String(bits)}`);
         const { row, latest } = await forEncryption(actor.tenant, name, DATA_TYPES, 'generate a data key');
         const ad = checkAad(row, opts.aad);
         use.version = latest.version;
@@ -288,7 +387,8 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     unwrapDataKey: (actor, name, wrapped, aad) =>
       audited(actor, 'unwrap', name, async (use) => {
         const row = await mustLoad(store, actor.tenant, name);
-        if (!DATA_TYPES.includes(row.type)) throw failedPrecondition(`key "${name}" is a ${row.type} key; unwrap needs a ${DATA_TYPES.join(' or ')} key`);
+        if (!DATA_TYPES.includes(row.type))
+          throw failedPrecondition(`key "${name}" is a ${row.type} key; unwrap needs a ${DATA_TYPES.join(' or ')} key`);
         return (await decryptWith(row, wrapped, checkAad(row, aad), use)).plaintext;
       }),
 
@@ -299,8 +399,12 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
         let latest = found.latest;
         if (version !== undefined && version !== latest.version) {
           const floor = Math.max(row.min_decryption_version, row.min_encryption_version);
-          if (!Number.isInteger(version) || version < 1 || version > row.latest_version) throw invalidArgument(`key "${name}" has no version ${version}; its latest is ${row.latest_version}`);
-          if (version < floor) throw failedPrecondition(`version ${version} of key "${name}" is below its min_encryption_version/min_decryption_version ${floor}`);
+          if (!Number.isInteger(version) || version < 1 || version > row.latest_version)
+            throw invalidArgument(`key "${name}" has no version ${version}; its latest is ${row.latest_version}`);
+          if (version < floor)
+            throw failedPrecondition(
+              `version ${version} of key "${name}" is below its min_encryption_version/min_decryption_version ${floor}`,
+            );
           latest = (await loadVersion(store, actor.tenant, name, version))!;
         }
         use.version = latest.version;
@@ -310,15 +414,18 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     verify: (actor, name, data, signature, version) =>
       audited(actor, 'verify', name, async (use) => {
         const row = await mustLoad(store, actor.tenant, name);
-        if (!SIGN_TYPES.includes(row.type)) throw failedPrecondition(`key "${name}" is a ${row.type} key; verify needs a ${SIGN_TYPES.join(' or ')} key`);
+        if (!SIGN_TYPES.includes(row.type))
+          throw failedPrecondition(`key "${name}" is a ${row.type} key; verify needs a ${SIGN_TYPES.join(' or ')} key`);
         if (version !== undefined) {
-          if (!Number.isInteger(version) || version < 1 || version > row.latest_version) throw invalidArgument(`key "${name}" has no version ${version}; its latest is ${row.latest_version}`);
+          if (!Number.isInteger(version) || version < 1 || version > row.latest_version)
+            throw invalidArgument(`key "${name}" has no version ${version}; its latest is ${row.latest_version}`);
           use.version = version;
           if (version < row.min_decryption_version) throw belowMinDecryption(name, version, row.min_decryption_version);
         }
-        const candidates = version !== undefined
-          ? await loadVersionRange(store, actor.tenant, name, version, version)
-          : await loadVersionRange(store, actor.tenant, name, row.min_decryption_version, row.latest_version);
+        const candidates =
+          version !== undefined
+            ? await loadVersionRange(store, actor.tenant, name, version, version)
+            : await loadVersionRange(store, actor.tenant, name, row.min_decryption_version, row.latest_version);
         for (const v of candidates) {
           if (verifyWith(row.type, material(row, v), data, signature)) {
             use.version = v.version;
@@ -332,21 +439,41 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
       audited(actor, 'encrypt-stream', name, async (use) => {
         const { row, latest } = await forEncryption(actor.tenant, name, AEAD_TYPES, 'streaming encryption');
         use.version = latest.version;
-        const transform: Transform = createEncryptStream(row.type as AeadAlgorithm, material(row, latest), latest.version, aad ?? EMPTY);
+        const transform: Transform = createEncryptStream(
+          row.type as AeadAlgorithm,
+          material(row, latest),
+          latest.version,
+          aad ?? EMPTY,
+        );
         return { version: latest.version, transform };
       }),
 
     async decryptStream(actor, name, aad) {
       // Checked (and audited when wrong) now; the stream's own outcome is audited when it ends.
-      const event = { tenant: actor.tenant, subject: actor.subject, keyName: name, operation: 'decrypt-stream', ...(actor.traceId ? { traceId: actor.traceId } : {}) };
+      const event = {
+        tenant: actor.tenant,
+        subject: actor.subject,
+        keyName: name,
+        operation: 'decrypt-stream',
+        ...(actor.traceId ? { traceId: actor.traceId } : {}),
+      };
       let row: KeyRow;
       let versions: VersionRow[];
       try {
         row = await mustLoad(store, actor.tenant, name);
-        if (!AEAD_TYPES.includes(row.type)) throw failedPrecondition(`key "${name}" is a ${row.type} key; streaming decryption needs a ${AEAD_TYPES.join(' or ')} key`);
+        if (!AEAD_TYPES.includes(row.type))
+          throw failedPrecondition(
+            `key "${name}" is a ${row.type} key; streaming decryption needs a ${AEAD_TYPES.join(' or ')} key`,
+          );
         versions = await loadVersionRange(store, actor.tenant, name, 1, row.latest_version);
       } catch (err: unknown) {
-        await recordAudit(store, { ...event, version: 0, outcome: 'error', errorCode: isServiceError(err) ? err.codeName : 'INTERNAL', time: clock() }).catch(() => undefined);
+        await recordAudit(store, {
+          ...event,
+          version: 0,
+          outcome: 'error',
+          errorCode: isServiceError(err) ? err.codeName : 'INTERNAL',
+          time: clock(),
+        }).catch(() => undefined);
         throw err;
       }
       let seen = 0;
@@ -362,7 +489,13 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
         },
         onFinish: (version) => recordAudit(store, { ...event, version, outcome: 'ok', time: clock() }),
         onError: (err) =>
-          recordAudit(store, { ...event, version: seen, outcome: 'error', errorCode: isServiceError(err) ? err.codeName : 'INTERNAL', time: clock() }).catch(() => undefined),
+          recordAudit(store, {
+            ...event,
+            version: seen,
+            outcome: 'error',
+            errorCode: isServiceError(err) ? err.codeName : 'INTERNAL',
+            time: clock(),
+          }).catch(() => undefined),
       });
     },
 

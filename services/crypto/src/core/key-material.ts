@@ -1,4 +1,12 @@
-import { createHmac, createPrivateKey, createPublicKey, randomBytes, sign as edSign, timingSafeEqual, verify as edVerify } from 'node:crypto';
+import {
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  randomBytes,
+  sign as edSign,
+  timingSafeEqual,
+  verify as edVerify,
+} from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { invalidArgument } from '@quanta/service-kit';
 import { encodeFernetKey, parseFernetKey } from './fernet.js';
@@ -23,7 +31,8 @@ export function importMaterial(type: KeyType, material: Buffer | string): Buffer
   }
   if (typeof material === 'string') throw invalidArgument(`${type} key material must be raw bytes, not text`);
   if (type === 'hmac-sha256') {
-    if (material.length < 16 || material.length > 64) throw invalidArgument(`hmac-sha256 key material must be 16 to 64 bytes; got ${material.length}`);
+    if (material.length < 16 || material.length > 64)
+      throw invalidArgument(`hmac-sha256 key material must be 16 to 64 bytes; got ${material.length}`);
     return Buffer.from(material);
   }
   if (material.length !== 32) {

@@ -19,7 +19,9 @@ describe('loadMasterKey', () => {
   it('takes QUANTA_MASTER_KEY (base64 of 32 bytes) first', () => {
     const key = randomBytes(32);
     expect(loadMasterKey({ env: { QUANTA_MASTER_KEY: key.toString('base64') }, home: home() }).equals(key)).toBe(true);
-    expect(() => loadMasterKey({ env: { QUANTA_MASTER_KEY: randomBytes(16).toString('base64') }, home: home() })).toThrow(/QUANTA_MASTER_KEY must hold 32 bytes.*got 16 bytes/);
+    expect(() =>
+      loadMasterKey({ env: { QUANTA_MASTER_KEY: randomBytes(16).toString('base64') }, home: home() }),
+    ).toThrow(/QUANTA_MASTER_KEY must hold 32 bytes.*got 16 bytes/);
   });
 
   it('reads QUANTA_MASTER_KEY_FILE as base64 text or 32 raw bytes', () => {
@@ -45,6 +47,8 @@ describe('loadMasterKey', () => {
   });
 
   it('refuses to invent a key in production', () => {
-    expect(() => loadMasterKey({ env: { NODE_ENV: 'production' }, home: home() })).toThrow(/no master key: set QUANTA_MASTER_KEY/);
+    expect(() => loadMasterKey({ env: { NODE_ENV: 'production' }, home: home() })).toThrow(
+      /no master key: set QUANTA_MASTER_KEY/,
+    );
   });
 });

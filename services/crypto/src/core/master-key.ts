@@ -8,8 +8,13 @@ const WRAP_FORMAT = 0x01;
 
 function decodeKey(text: string, where: string): Buffer {
   const trimmed = text.trim();
-  const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed) ? Buffer.from(trimmed.replace(/-/g, '+').replace(/_/g, '/'), 'base64') : Buffer.alloc(0);
-  if (bytes.length !== 32) throw new Error(`${where} must hold 32 bytes in base64 (e.g. from \`openssl rand -base64 32\`); got ${bytes.length === 0 ? 'no valid base64' : `${bytes.length} bytes`}`);
+  const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)
+    ? Buffer.from(trimmed.replace(/-/g, '+').replace(/_/g, '/'), 'base64')
+    : Buffer.alloc(0);
+  if (bytes.length !== 32)
+    throw new Error(
+      `${where} must hold 32 bytes in base64 (e.g. from \`openssl rand -base64 32\`); got ${bytes.length === 0 ? 'no valid base64' : `${bytes.length} bytes`}`,
+    );
   return bytes;
 }
 
@@ -25,10 +30,14 @@ export function loadMasterKey(options: MasterKeyOptions): Buffer {
   const file = env.QUANTA_MASTER_KEY_FILE;
   if (file !== undefined && file.trim() !== '') {
     const content = readFileSync(file);
-    return content.length === 32 ? Buffer.from(content) : decodeKey(content.toString('latin1'), `QUANTA_MASTER_KEY_FILE (${file})`);
+    return content.length === 32
+      ? Buffer.from(content)
+      : decodeKey(content.toString('latin1'), `QUANTA_MASTER_KEY_FILE (${file})`);
   }
   if (env.NODE_ENV === 'production') {
-    throw new Error('no master key: set QUANTA_MASTER_KEY (base64 of 32 bytes) or QUANTA_MASTER_KEY_FILE; a development key is never generated in production');
+    throw new Error(
+      'no master key: set QUANTA_MASTER_KEY (base64 of 32 bytes) or QUANTA_MASTER_KEY_FILE; a development key is never generated in production',
+    );
   }
   const path = join(options.home, 'master.key');
   if (existsSync(path)) return decodeKey(readFileSync(path, 'latin1'), path);
@@ -42,7 +51,9 @@ export function loadMasterKey(options: MasterKeyOptions): Buffer {
     throw err;
   }
   chmodSync(path, 0o600);
-  options.logger?.warn(`generated a development master key in ${path}; set QUANTA_MASTER_KEY or QUANTA_MASTER_KEY_FILE outside development`);
+  options.logger?.warn(
+    `generated a development master key in ${path}; set QUANTA_MASTER_KEY or QUANTA_MASTER_KEY_FILE outside development`,
+  );
   return key;
 }
 
@@ -52,18 +63,42 @@ function wrapAad(tenant: string, name: string, version: number, type: string): B
 }
 
 /** 0x01 | nonce(12) | AES-256-GCM(material) | tag(16) */
-export function wrapMaterial(masterKey: Buffer, material: Buffer, tenant: string, name: string, version: number, type: string): Buffer {
+export function wrapMaterial(
+  masterKey: Buffer,
+  material: Buffer,
+  tenant: string,
+  name: string,
+  version: number,
+  type: string,
+): Buffer {
   const nonce = randomBytes(NONCE);
   const { ciphertext, tag } = seal('aes256-gcm', masterKey, nonce, material, wrapAad(tenant, name, version, type));
   return Buffer.concat([Buffer.from([WRAP_FORMAT]), nonce, ciphertext, tag]);
 }
 
-export function unwrapMaterial(masterKey: Buffer, wrapped: Buffer, tenant: string, name: string, version: number, type: string): Buffer {
-  if (wrapped.length < 1 + NONCE + TAG || wrapped[0] !== WRAP_FORMAT) throw new Error(`stored material of key "${name}" v${version} is corrupt`);
+export function unwrapMaterial(
+  masterKey: Buffer,
+  wrapped: Buffer,
+  tenant: string,
+  name: string,
+  version: number,
+  type: string,
+): Buffer {
+  if (wrapped.length < 1 + NONCE + TAG || wrapped[0] !== WRAP_FORMAT)
+    throw new Error(`stored material of key "${name}" v${version} is corrupt`);
   try {
-    return open('aes256-gcm', masterKey, wrapped.subarray(1, 1 + NONCE), wrapped.subarray(1 + NONCE, wrapped.length - TAG), wrapped.subarray(wrapped.length - TAG), wrapAad(tenant, name, version, type));
+    return open(
+      'aes256-gcm',
+      masterKey,
+      wrapped.subarray(1, 1 + NONCE),
+      wrapped.subarray(1 + NONCE, wrapped.length - TAG),
+      wrapped.subarray(wrapped.length - TAG),
+      wrapAad(tenant, name, version, type),
+    );
   } catch {
     // Not the caller's fault: wrong master key or a row moved or altered in the database.
-    throw new Error(`stored material of key "${name}" v${version} does not unwrap with this master key (wrong master key, or the row was altered)`);
+    throw new Error(
+      `stored material of key "${name}" v${version} does not unwrap with this master key (wrong master key, or the row was altered)`,
+    );
   }
 }

@@ -20,6 +20,7 @@ export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
 
 export function pageSize(requested: number): number {
-  if (!Number.isInteger(requested) || requested < 0) throw invalidArgument(`page_size must be a non-negative integer; got ${requested}`);
+  if (!Number.isInteger(requested) || requested < 0)
+    throw invalidArgument(`page_size must be a non-negative integer; got ${requested}`);
   return requested === 0 ? DEFAULT_PAGE_SIZE : Math.min(requested, MAX_PAGE_SIZE);
 }

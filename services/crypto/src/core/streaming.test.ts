@@ -20,7 +20,16 @@ async function through(transform: NodeJS.ReadWriteStream, input: Buffer, chunkSi
   const out: Buffer[] = [];
   const chunks: Buffer[] = [];
   for (let i = 0; i < input.length; i += chunkSize) chunks.push(input.subarray(i, i + chunkSize));
-  await pipeline(Readable.from(chunks), transform, new Writable({ write(c: Buffer, _e, cb) { out.push(c); cb(); } }));
+  await pipeline(
+    Readable.from(chunks),
+    transform,
+    new Writable({
+      write(c: Buffer, _e, cb) {
+        out.push(c);
+        cb();
+      },
+    }),
+  );
   return Buffer.concat(out);
 }
 
@@ -36,8 +45,10 @@ async function failure(p: Promise<unknown>): Promise<ServiceError> {
 
 describe.each(testBackends('test_crypto'))('streaming encryption on $name', (backend) => {
   let km: KeyManager;
-  const encrypt = async (input: Buffer, aad?: Buffer, key = 'stream') => through((await km.encryptStream(actor, key, aad)).transform, input);
-  const decrypt = async (input: Buffer, aad?: Buffer, key = 'stream') => through(await km.decryptStream(actor, key, aad), input, 7_777);
+  const encrypt = async (input: Buffer, aad?: Buffer, key = 'stream') =>
+    through((await km.encryptStream(actor, key, aad)).transform, input);
+  const decrypt = async (input: Buffer, aad?: Buffer, key = 'stream') =>
+    through(await km.decryptStream(actor, key, aad), input, 7_777);
 
   beforeAll(async () => {
     km = await createKeyManager({ store: await backend.open(), masterKey: randomBytes(32) });
@@ -48,7 +59,14 @@ describe.each(testBackends('test_crypto'))('streaming encryption on $name', (bac
 
   it('round-trips empty, partial, exact and multi-segment payloads, on both AEAD types', async () => {
     for (const key of ['stream', 'stream-chacha']) {
-      for (const size of [0, 1, DEFAULT_SEGMENT_SIZE - 1, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SIZE + 1, 3 * DEFAULT_SEGMENT_SIZE + 12345]) {
+      for (const size of [
+        0,
+        1,
+        DEFAULT_SEGMENT_SIZE - 1,
+        DEFAULT_SEGMENT_SIZE,
+        DEFAULT_SEGMENT_SIZE + 1,
+        3 * DEFAULT_SEGMENT_SIZE + 12345,
+      ]) {
         const input = randomBytes(size);
         const sealed = await encrypt(input, Buffer.from('aad'), key);
         // A full last segment stays the last one: ceil(size / segment) segments, at least one.
@@ -64,7 +82,8 @@ describe.each(testBackends('test_crypto'))('streaming encryption on $name', (bac
     const input = randomBytes(4 * DEFAULT_SEGMENT_SIZE + 500); // segments 0..3 full, 4 is the short last one
     const sealed = await encrypt(input);
     const other = await encrypt(input); // same key, same plaintext, another stream
-    const seg = (buf: Buffer, i: number) => buf.subarray(STREAM_HEADER + i * SEALED, Math.min(buf.length, STREAM_HEADER + (i + 1) * SEALED));
+    const seg = (buf: Buffer, i: number) =>
+      buf.subarray(STREAM_HEADER + i * SEALED, Math.min(buf.length, STREAM_HEADER + (i + 1) * SEALED));
     const header = sealed.subarray(0, STREAM_HEADER);
     const flip = (at: number) => {
       const t = Buffer.from(sealed);
@@ -77,11 +96,32 @@ describe.each(testBackends('test_crypto'))('streaming encryption on $name', (bac
       'cut inside the tag': sealed.subarray(0, STREAM_HEADER + 4 * SEALED + 10),
       'header only': header,
       'half a header': header.subarray(0, 20),
-      'empty': Buffer.alloc(0),
-      'two segments swapped': Buffer.concat([header, seg(sealed, 1), seg(sealed, 0), seg(sealed, 2), seg(sealed, 3), seg(sealed, 4)]),
-      'segment from another stream': Buffer.concat([header, seg(sealed, 0), seg(other, 1), seg(sealed, 2), seg(sealed, 3), seg(sealed, 4)]),
+      empty: Buffer.alloc(0),
+      'two segments swapped': Buffer.concat([
+        header,
+        seg(sealed, 1),
+        seg(sealed, 0),
+        seg(sealed, 2),
+        seg(sealed, 3),
+        seg(sealed, 4),
+      ]),
+      'segment from another stream': Buffer.concat([
+        header,
+        seg(sealed, 0),
+        seg(other, 1),
+        seg(sealed, 2),
+        seg(sealed, 3),
+        seg(sealed, 4),
+      ]),
       'header of another stream': Buffer.concat([other.subarray(0, STREAM_HEADER), sealed.subarray(STREAM_HEADER)]),
-      'a segment duplicated': Buffer.concat([header, seg(sealed, 0), seg(sealed, 0), seg(sealed, 2), seg(sealed, 3), seg(sealed, 4)]),
+      'a segment duplicated': Buffer.concat([
+        header,
+        seg(sealed, 0),
+        seg(sealed, 0),
+        seg(sealed, 2),
+        seg(sealed, 3),
+        seg(sealed, 4),
+      ]),
       'flipped salt bit': flip(20),
       'flipped segment-size field': flip(8),
       'flipped ciphertext bit': flip(STREAM_HEADER + 2 * SEALED + 77),
@@ -186,7 +226,9 @@ describe('streaming 50 MiB with bounded memory', () => {
     expect(outHash.digest('hex')).toBe(inHash.digest('hex'));
     expect(samples).toBeGreaterThan(100);
     const median = [...growth].sort((a, b) => a - b)[growth.length >> 1]!;
-    console.info(`50 MiB stream round trip: retained heap+buffers growth median ${(median / 1048576).toFixed(1)} MiB, peak ${(peak / 1048576).toFixed(1)} MiB, peak RSS growth ${(peakRss / 1048576).toFixed(1)} MiB`);
+    console.info(
+      `50 MiB stream round trip: retained heap+buffers growth median ${(median / 1048576).toFixed(1)} MiB, peak ${(peak / 1048576).toFixed(1)} MiB, peak RSS growth ${(peakRss / 1048576).toFixed(1)} MiB`,
+    );
     // Streams hold a chunk and a few segments (about 1 MiB); holding the payload would be 50+ MiB.
     // Rare transient spikes of ~10 MiB come from outside the pipeline (seen without growth between them).
     expect(median).toBeLessThan(4 * 1024 * 1024);

@@ -92,8 +92,15 @@ class ChunkQueue {
 
 const MAX_SEGMENTS = 0xffffffff;
 
-export function createEncryptStream(algorithm: AeadAlgorithm, key: Buffer, version: number, aad: Buffer, segmentSize = DEFAULT_SEGMENT_SIZE): Transform {
-  if (segmentSize < MIN_SEGMENT || segmentSize > MAX_SEGMENT) throw new Error(`segment size must be ${MIN_SEGMENT}..${MAX_SEGMENT}`);
+export function createEncryptStream(
+  algorithm: AeadAlgorithm,
+  key: Buffer,
+  version: number,
+  aad: Buffer,
+  segmentSize = DEFAULT_SEGMENT_SIZE,
+): Transform {
+  if (segmentSize < MIN_SEGMENT || segmentSize > MAX_SEGMENT)
+    throw new Error(`segment size must be ${MIN_SEGMENT}..${MAX_SEGMENT}`);
   const header = Buffer.allocUnsafe(STREAM_HEADER);
   header[0] = STREAM_FORMAT;
   header.writeUInt32BE(version, 1);
@@ -197,7 +204,10 @@ export function createDecryptStream(options: DecryptStreamOptions): Transform {
   const fail = (err: unknown, callback: TransformCallback): void => {
     if (failed) return;
     failed = true;
-    (options.onError?.(err) ?? Promise.resolve()).then(() => callback(err as Error), () => callback(err as Error));
+    (options.onError?.(err) ?? Promise.resolve()).then(
+      () => callback(err as Error),
+      () => callback(err as Error),
+    );
   };
 
   return new Transform({
@@ -220,7 +230,10 @@ export function createDecryptStream(options: DecryptStreamOptions): Transform {
         fail(err, callback);
         return;
       }
-      (options.onFinish?.(version) ?? Promise.resolve()).then(() => callback(), (err: unknown) => callback(err as Error));
+      (options.onFinish?.(version) ?? Promise.resolve()).then(
+        () => callback(),
+        (err: unknown) => callback(err as Error),
+      );
     },
   });
 }

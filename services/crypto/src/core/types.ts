@@ -76,7 +76,13 @@ export interface KeyManager {
    * material: fernet → url-safe base64 text (string or its ASCII bytes) of 32 bytes;
    * aes256-gcm / chacha20-poly1305 → 32 raw bytes; hmac-sha256 → 16..64 raw bytes; ed25519 → 32-byte seed.
    */
-  importKey(actor: Actor, name: string, type: KeyType, material: Buffer | string, config?: Partial<KeyConfig>): Promise<KeyInfo>;
+  importKey(
+    actor: Actor,
+    name: string,
+    type: KeyType,
+    material: Buffer | string,
+    config?: Partial<KeyConfig>,
+  ): Promise<KeyInfo>;
   getKey(actor: Actor, name: string): Promise<KeyInfo>;
   listKeys(actor: Actor, page: PageRequest): Promise<{ keys: KeyInfo[]; nextPageToken: string }>;
   rotateKey(actor: Actor, name: string): Promise<KeyInfo>;
@@ -85,13 +91,33 @@ export interface KeyManager {
   /** Same encoding as importKey takes (fernet: ASCII bytes of the url-safe base64 key). Default: latest version. */
   exportKey(actor: Actor, name: string, version?: number): Promise<{ version: number; material: Buffer }>;
   /** AEAD keys: binary `0x01 | uint32 BE version | nonce(12) | ciphertext | tag(16)`. Fernet keys: the token's ASCII bytes (no aad allowed). */
-  encrypt(actor: Actor, name: string, plaintext: Buffer, aad?: Buffer): Promise<{ ciphertext: Buffer; version: number }>;
+  encrypt(
+    actor: Actor,
+    name: string,
+    plaintext: Buffer,
+    aad?: Buffer,
+  ): Promise<{ ciphertext: Buffer; version: number }>;
   /** ttlSeconds applies to fernet tokens only (like Fernet.decrypt(token, ttl)). */
-  decrypt(actor: Actor, name: string, ciphertext: Buffer, aad?: Buffer, opts?: { ttlSeconds?: number }): Promise<{ plaintext: Buffer; version: number }>;
+  decrypt(
+    actor: Actor,
+    name: string,
+    ciphertext: Buffer,
+    aad?: Buffer,
+    opts?: { ttlSeconds?: number },
+  ): Promise<{ plaintext: Buffer; version: number }>;
   /** Re-encrypts under the encryption version; fernet tokens keep their timestamp (MultiFernet.rotate). */
-  rewrap(actor: Actor, name: string, ciphertext: Buffer, aad?: Buffer): Promise<{ ciphertext: Buffer; version: number }>;
+  rewrap(
+    actor: Actor,
+    name: string,
+    ciphertext: Buffer,
+    aad?: Buffer,
+  ): Promise<{ ciphertext: Buffer; version: number }>;
   /** A random data key encrypted (as encrypt does) under the named AEAD key. */
-  generateDataKey(actor: Actor, name: string, opts: { bits?: 128 | 256; includePlaintext: boolean; aad?: Buffer }): Promise<{ plaintext?: Buffer; wrapped: Buffer; version: number }>;
+  generateDataKey(
+    actor: Actor,
+    name: string,
+    opts: { bits?: 128 | 256; includePlaintext: boolean; aad?: Buffer },
+  ): Promise<{ plaintext?: Buffer; wrapped: Buffer; version: number }>;
   unwrapDataKey(actor: Actor, name: string, wrapped: Buffer, aad?: Buffer): Promise<Buffer>;
   /** hmac-sha256 → 32-byte HMAC; ed25519 → 64-byte signature. Signatures are raw (the version is returned beside them). */
   sign(actor: Actor, name: string, data: Buffer, version?: number): Promise<{ signature: Buffer; version: number }>;
@@ -101,7 +127,10 @@ export interface KeyManager {
   encryptStream(actor: Actor, name: string, aad?: Buffer): Promise<{ version: number; transform: Transform }>;
   decryptStream(actor: Actor, name: string, aad?: Buffer): Promise<Transform>;
   /** The actor's tenant's events; with `allTenants` (an `admin` caller) every tenant's. */
-  listAudit(actor: Actor, filter: { keyName?: string; allTenants?: boolean } & PageRequest): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
+  listAudit(
+    actor: Actor,
+    filter: { keyName?: string; allTenants?: boolean } & PageRequest,
+  ): Promise<{ events: AuditEvent[]; nextPageToken: string }>;
 }
 
 export interface KeyManagerOptions {

@@ -28,7 +28,9 @@ export function createPayloadLimit(maxBytes: number): PayloadLimit {
     maxBytes,
     check(rpc, what, size, instead) {
       if (size > maxBytes) {
-        throw resourceExhausted(`${rpc}: ${what} is ${size} bytes, over the ${maxBytes}-byte limit of a unary call; ${instead}`);
+        throw resourceExhausted(
+          `${rpc}: ${what} is ${size} bytes, over the ${maxBytes}-byte limit of a unary call; ${instead}`,
+        );
       }
     },
   };

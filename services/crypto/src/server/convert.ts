@@ -27,7 +27,8 @@ export function keyTypeToWire(type: KeyType): pb.KeyType {
 
 /** A bigint from the wire as a safe integer, or INVALID_ARGUMENT naming the field. */
 export function safeNumber(value: bigint, field: string): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < 0n) throw invalidArgument(`${field} is out of range: ${value}`);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < 0n)
+    throw invalidArgument(`${field} is out of range: ${value}`);
   return Number(value);
 }
 
@@ -51,7 +52,11 @@ export function keyToWire(info: KeyInfo): pb.Key {
     tenant: info.tenant,
     type: keyTypeToWire(info.type),
     latestVersion: info.latestVersion,
-    versions: info.versions.map((v) => ({ version: v.version, createTime: v.createdAt, publicKey: v.publicKey ?? Buffer.alloc(0) })),
+    versions: info.versions.map((v) => ({
+      version: v.version,
+      createTime: v.createdAt,
+      publicKey: v.publicKey ?? Buffer.alloc(0),
+    })),
     config: {
       minDecryptionVersion: info.minDecryptionVersion,
       minEncryptionVersion: info.minEncryptionVersion,

@@ -60,14 +60,21 @@ export interface CryptoServer {
 }
 
 /** Opens the store, the key engine and the token issuer, and serves CryptoService. */
-export async function startCryptoServer(config: CryptoConfig, options: CryptoServerOptions = {}): Promise<CryptoServer> {
+export async function startCryptoServer(
+  config: CryptoConfig,
+  options: CryptoServerOptions = {},
+): Promise<CryptoServer> {
   await mkdir(config.home, { recursive: true, mode: 0o700 });
   // The authenticator needs the issuer, which needs the store: the service gets it through this.
   let verifier: Authenticator | undefined;
   const tls =
     config.tlsCert === undefined || config.tlsKey === undefined
       ? undefined
-      : { certFile: config.tlsCert, keyFile: config.tlsKey, ...(config.tlsCa === undefined ? {} : { caFile: config.tlsCa, requireClientCert: true }) };
+      : {
+          certFile: config.tlsCert,
+          keyFile: config.tlsKey,
+          ...(config.tlsCa === undefined ? {} : { caFile: config.tlsCa, requireClientCert: true }),
+        };
   const service = createService({
     name: 'crypto',
     host: config.host,
@@ -86,10 +93,22 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
   const ownStore = options.store === undefined;
   const store =
     options.store ??
-    (await openStore(config.databaseUrl === undefined ? { dataDir: join(config.home, 'db') } : { url: config.databaseUrl }));
+    (await openStore(
+      config.databaseUrl === undefined ? { dataDir: join(config.home, 'db') } : { url: config.databaseUrl },
+    ));
   try {
-    const masterKey = options.masterKey ?? loadMasterKey({ env: options.env ?? process.env, home: config.home, logger: { warn: (msg) => logger.warn(msg) } });
-    const keys = await createKeyManager({ store, masterKey, ...(options.clock === undefined ? {} : { clock: () => new Date(options.clock!()) }) });
+    const masterKey =
+      options.masterKey ??
+      loadMasterKey({
+        env: options.env ?? process.env,
+        home: config.home,
+        logger: { warn: (msg) => logger.warn(msg) },
+      });
+    const keys = await createKeyManager({
+      store,
+      masterKey,
+      ...(options.clock === undefined ? {} : { clock: () => new Date(options.clock!()) }),
+    });
     const clock = options.clock ?? Date.now;
     const issuer = await createTokenIssuer({
       store: await createStoredSigningKeyStore(store, masterKey),
@@ -97,7 +116,13 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
       clock,
     });
     const revocations = await createRevocationStore(store);
-    const admin = createTokenAdmin({ issuer, revocations, afterRevoke: () => authenticator.refreshRevocations(), clock, logger });
+    const admin = createTokenAdmin({
+      issuer,
+      revocations,
+      afterRevoke: () => authenticator.refreshRevocations(),
+      clock,
+      logger,
+    });
     // The keys and revocations are in this service's store. The issuer's own keys are in memory, so
     // every unknown kid looks again; it reads the store again too (a key another replica made), at
     // most once a second. RevokeToken refreshes the revocations at once, the poll covers other replicas.
@@ -112,7 +137,9 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
       },
       fetchRevocations: async (known) => {
         const list = await admin.revocations(known);
-        return list.unchanged ? { unchanged: true, version: list.version } : { unchanged: false, version: list.version, revocations: list.revocations };
+        return list.unchanged
+          ? { unchanged: true, version: list.version }
+          : { unchanged: false, version: list.version, revocations: list.revocations };
       },
       minRefreshIntervalMs: 0,
       logger,
@@ -121,7 +148,13 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
     service.onStop(() => authenticator.close());
     verifier = authenticator;
     await authenticator.refreshRevocations();
-    const rotation = scheduleSigningKeyRotation({ admin, issuer, periodMs: config.signingKeyRotationPeriod, clock, logger });
+    const rotation = scheduleSigningKeyRotation({
+      admin,
+      issuer,
+      periodMs: config.signingKeyRotationPeriod,
+      clock,
+      logger,
+    });
     service.onStop(() => rotation.stop());
     const following = followSigningKeys(issuer, logger);
     service.onStop(() => following.stop());
@@ -143,17 +176,36 @@ export async function startCryptoServer(config: CryptoConfig, options: CryptoSer
         issuer,
         admin,
         createAuditor((e) =>
-          recordAudit(store, { tenant: e.tenant, subject: e.subject, keyName: e.resource, version: 0, operation: TOKEN_OPERATIONS[e.action] ?? e.action, outcome: e.outcome, errorCode: e.errorCode, traceId: e.traceId, time: e.time }),
+          recordAudit(store, {
+            tenant: e.tenant,
+            subject: e.subject,
+            keyName: e.resource,
+            version: 0,
+            operation: TOKEN_OPERATIONS[e.action] ?? e.action,
+            outcome: e.outcome,
+            errorCode: e.errorCode,
+            traceId: e.traceId,
+            time: e.time,
+          }),
         ),
       ),
     };
     service.addService(pb.CryptoServiceService, implementation, CRYPTO_ACCESS);
     if (ownStore) service.onStop(() => store.close());
     const { port, address } = await service.start();
-    return { port, address, service, keys, issuer, authenticator, tokens: admin, adminTokenPath, stop: (o) => service.stop(o) };
+    return {
+      port,
+      address,
+      service,
+      keys,
+      issuer,
+      authenticator,
+      tokens: admin,
+      adminTokenPath,
+      stop: (o) => service.stop(o),
+    };
   } catch (error: unknown) {
     if (ownStore) await store.close();
     throw error;
   }
 }
-

@@ -9,7 +9,16 @@ import { optionalBytes, safeNumber } from './convert.js';
 
 type DataHandlers = Pick<
   pb.CryptoServiceServer,
-  'encrypt' | 'decrypt' | 'rewrap' | 'batchEncrypt' | 'batchDecrypt' | 'batchRewrap' | 'generateDataKey' | 'unwrapDataKey' | 'sign' | 'verify'
+  | 'encrypt'
+  | 'decrypt'
+  | 'rewrap'
+  | 'batchEncrypt'
+  | 'batchDecrypt'
+  | 'batchRewrap'
+  | 'generateDataKey'
+  | 'unwrapDataKey'
+  | 'sign'
+  | 'verify'
 >;
 
 export const MAX_BATCH_ITEMS = 10_000;
@@ -21,7 +30,12 @@ function batchSize(rpc: string, items: readonly { length: number }[], limit: Pay
     throw invalidArgument(`${rpc}: ${items.length} items is over the maximum of ${MAX_BATCH_ITEMS}; split the batch`);
   }
   const total = items.reduce((sum, item) => sum + item.length, 0);
-  limit.check(rpc, 'the batch', total, `split it into smaller batches, or send large items through EncryptStream/DecryptStream`);
+  limit.check(
+    rpc,
+    'the batch',
+    total,
+    `split it into smaller batches, or send large items through EncryptStream/DecryptStream`,
+  );
 }
 
 /** Runs every item on its own: a failed item becomes its error status, the others go on. */
@@ -52,8 +66,16 @@ async function eachItem<I, R>(
   return results;
 }
 
-const noCiphertext = (error: pb.BatchItemError): pb.CiphertextResult => ({ ciphertext: Buffer.alloc(0), keyVersion: 0, error });
-const noPlaintext = (error: pb.BatchItemError): pb.PlaintextResult => ({ plaintext: Buffer.alloc(0), keyVersion: 0, error });
+const noCiphertext = (error: pb.BatchItemError): pb.CiphertextResult => ({
+  ciphertext: Buffer.alloc(0),
+  keyVersion: 0,
+  error,
+});
+const noPlaintext = (error: pb.BatchItemError): pb.PlaintextResult => ({
+  plaintext: Buffer.alloc(0),
+  keyVersion: 0,
+  error,
+});
 
 /** Data operations: every RPC needs `keys:use`; unary payloads are capped so that large ones stream. */
 export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataHandlers {
@@ -78,13 +100,22 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
     }),
 
     rewrap: unary<pb.RewrapRequest, pb.RewrapResponse>(async (req, ctx) => {
-      limit.check('Rewrap', 'ciphertext', req.ciphertext.length, 'decrypt with DecryptStream and encrypt again with EncryptStream');
+      limit.check(
+        'Rewrap',
+        'ciphertext',
+        req.ciphertext.length,
+        'decrypt with DecryptStream and encrypt again with EncryptStream',
+      );
       const out = await keys.rewrap(actorOf(ctx), req.keyName, req.ciphertext, optionalBytes(req.associatedData));
       return { ciphertext: out.ciphertext, keyVersion: out.version };
     }),
 
     batchEncrypt: unary<pb.BatchEncryptRequest, pb.BatchEncryptResponse>(async (req, ctx) => {
-      batchSize('BatchEncrypt', req.items.map((i) => i.plaintext), limit);
+      batchSize(
+        'BatchEncrypt',
+        req.items.map((i) => i.plaintext),
+        limit,
+      );
       const actor = actorOf(ctx);
       const results = await eachItem(
         req.items,
@@ -99,7 +130,11 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
     }),
 
     batchDecrypt: unary<pb.BatchDecryptRequest, pb.BatchDecryptResponse>(async (req, ctx) => {
-      batchSize('BatchDecrypt', req.items.map((i) => i.ciphertext), limit);
+      batchSize(
+        'BatchDecrypt',
+        req.items.map((i) => i.ciphertext),
+        limit,
+      );
       const actor = actorOf(ctx);
       const results = await eachItem(
         req.items,
@@ -114,7 +149,11 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
     }),
 
     batchRewrap: unary<pb.BatchRewrapRequest, pb.BatchRewrapResponse>(async (req, ctx) => {
-      batchSize('BatchRewrap', req.items.map((i) => i.ciphertext), limit);
+      batchSize(
+        'BatchRewrap',
+        req.items.map((i) => i.ciphertext),
+        limit,
+      );
       const actor = actorOf(ctx);
       const results = await eachItem(
         req.items,
@@ -130,7 +169,8 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
 
     generateDataKey: unary<pb.GenerateDataKeyRequest, pb.GenerateDataKeyResponse>(async (req, ctx) => {
       const bits = req.bits === 0 ? 256 : req.bits;
-      if (bits !== 128 && bits !== 256) throw invalidArgument(`GenerateDataKey: bits must be 128 or 256, got ${req.bits}`);
+      if (bits !== 128 && bits !== 256)
+        throw invalidArgument(`GenerateDataKey: bits must be 128 or 256, got ${req.bits}`);
       const aad = optionalBytes(req.associatedData);
       const out = await keys.generateDataKey(actorOf(ctx), req.keyName, {
         bits,
@@ -141,19 +181,42 @@ export function createDataHandlers(keys: KeyManager, limit: PayloadLimit): DataH
     }),
 
     unwrapDataKey: unary<pb.UnwrapDataKeyRequest, pb.UnwrapDataKeyResponse>(async (req, ctx) => {
-      limit.check('UnwrapDataKey', 'wrapped_key', req.wrappedKey.length, 'a wrapped key from GenerateDataKey is under 100 bytes');
-      return { plaintext: await keys.unwrapDataKey(actorOf(ctx), req.keyName, req.wrappedKey, optionalBytes(req.associatedData)) };
+      limit.check(
+        'UnwrapDataKey',
+        'wrapped_key',
+        req.wrappedKey.length,
+        'a wrapped key from GenerateDataKey is under 100 bytes',
+      );
+      return {
+        plaintext: await keys.unwrapDataKey(
+          actorOf(ctx),
+          req.keyName,
+          req.wrappedKey,
+          optionalBytes(req.associatedData),
+        ),
+      };
     }),
 
     sign: unary<pb.SignRequest, pb.SignResponse>(async (req, ctx) => {
       limit.check('Sign', 'data', req.data.length, 'sign a SHA-256 digest of large data instead');
-      const out = await keys.sign(actorOf(ctx), req.keyName, req.data, req.keyVersion === 0 ? undefined : req.keyVersion);
+      const out = await keys.sign(
+        actorOf(ctx),
+        req.keyName,
+        req.data,
+        req.keyVersion === 0 ? undefined : req.keyVersion,
+      );
       return { signature: out.signature, keyVersion: out.version };
     }),
 
     verify: unary<pb.VerifyRequest, pb.VerifyResponse>(async (req, ctx) => {
       limit.check('Verify', 'data', req.data.length, 'verify a SHA-256 digest of large data instead');
-      const valid = await keys.verify(actorOf(ctx), req.keyName, req.data, req.signature, req.keyVersion === 0 ? undefined : req.keyVersion);
+      const valid = await keys.verify(
+        actorOf(ctx),
+        req.keyName,
+        req.data,
+        req.signature,
+        req.keyVersion === 0 ? undefined : req.keyVersion,
+      );
       return { valid };
     }),
   };

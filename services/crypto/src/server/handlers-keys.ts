@@ -6,7 +6,15 @@ import { auditEventToWire, configPatchFromWire, keyToWire, keyTypeFromWire } fro
 
 type KeyHandlers = Pick<
   pb.CryptoServiceServer,
-  'createKey' | 'importKey' | 'getKey' | 'listKeys' | 'rotateKey' | 'updateKeyConfig' | 'deleteKey' | 'exportKey' | 'listAuditEvents'
+  | 'createKey'
+  | 'importKey'
+  | 'getKey'
+  | 'listKeys'
+  | 'rotateKey'
+  | 'updateKeyConfig'
+  | 'deleteKey'
+  | 'exportKey'
+  | 'listAuditEvents'
 >;
 
 /** `0` means the default page; more than 1000 is refused rather than silently cut. */
@@ -20,7 +28,9 @@ export function pageSizeOf(pageSize: number, rpc: string): number {
 export function createKeyHandlers(keys: KeyManager): KeyHandlers {
   return {
     createKey: unary<pb.CreateKeyRequest, pb.CreateKeyResponse>(async (req, ctx) => ({
-      key: keyToWire(await keys.createKey(actorOf(ctx), req.name, keyTypeFromWire(req.type), configPatchFromWire(req.config))),
+      key: keyToWire(
+        await keys.createKey(actorOf(ctx), req.name, keyTypeFromWire(req.type), configPatchFromWire(req.config)),
+      ),
     })),
 
     importKey: unary<pb.ImportKeyRequest, pb.ImportKeyResponse>(async (req, ctx) => {
@@ -28,7 +38,9 @@ export function createKeyHandlers(keys: KeyManager): KeyHandlers {
       const type = keyTypeFromWire(req.type);
       // A Fernet key travels as its url-safe base64 text, exactly as Python writes it.
       const material = type === 'fernet' ? req.material.toString('utf8').trim() : req.material;
-      return { key: keyToWire(await keys.importKey(actorOf(ctx), req.name, type, material, configPatchFromWire(req.config))) };
+      return {
+        key: keyToWire(await keys.importKey(actorOf(ctx), req.name, type, material, configPatchFromWire(req.config))),
+      };
     }),
 
     getKey: unary<pb.GetKeyRequest, pb.GetKeyResponse>(async (req, ctx) => ({

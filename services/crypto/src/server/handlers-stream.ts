@@ -14,7 +14,10 @@ async function readHeader(requests: AsyncIterator<{ part?: Part }>, rpc: string)
   const first = await requests.next();
   if (first.done === true) throw invalidArgument(`${rpc}: the stream ended before its header message`);
   const part = first.value.part;
-  if (part?.$case !== 'header') throw invalidArgument(`${rpc}: the first message must carry "header" (key_name, associated_data), not "${part?.$case ?? 'nothing'}"`);
+  if (part?.$case !== 'header')
+    throw invalidArgument(
+      `${rpc}: the first message must carry "header" (key_name, associated_data), not "${part?.$case ?? 'nothing'}"`,
+    );
   if (part.value.keyName === '') throw invalidArgument(`${rpc}: header.key_name is empty`);
   return part.value;
 }
@@ -25,7 +28,8 @@ async function* chunksOf(requests: AsyncIterator<{ part?: Part }>, rpc: string):
     const next = await requests.next();
     if (next.done === true) return;
     const part = next.value.part;
-    if (part?.$case === 'header') throw invalidArgument(`${rpc}: message ${index} carries a second header; only the first message may`);
+    if (part?.$case === 'header')
+      throw invalidArgument(`${rpc}: message ${index} carries a second header; only the first message may`);
     if (part?.$case === 'chunk' && part.value.length > 0) yield part.value;
   }
 }
@@ -53,7 +57,11 @@ export function createStreamHandlers(keys: KeyManager): StreamHandlers {
     encryptStream: bidiStreaming<pb.EncryptStreamRequest, pb.EncryptStreamResponse>(async function* (requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
       const header = await readHeader(iterator, 'EncryptStream');
-      const { version, transform } = await keys.encryptStream(actorOf(ctx), header.keyName, optionalBytes(header.associatedData));
+      const { version, transform } = await keys.encryptStream(
+        actorOf(ctx),
+        header.keyName,
+        optionalBytes(header.associatedData),
+      );
       yield { part: { $case: 'header', value: { keyVersion: version } } };
       for await (const chunk of through(chunksOf(iterator, 'EncryptStream'), transform)) {
         yield { part: { $case: 'chunk', value: chunk } };

@@ -6,7 +6,10 @@ import type { StoredRevocation } from './revocation-store.js';
 import type { RevokeTarget, TokenAdmin } from './token-admin.js';
 import type { TokenIssuer } from '@quanta/auth';
 
-type TokenHandlers = Pick<pb.CryptoServiceServer, 'issueToken' | 'getJwks' | 'revokeToken' | 'getRevocations' | 'rotateSigningKey'>;
+type TokenHandlers = Pick<
+  pb.CryptoServiceServer,
+  'issueToken' | 'getJwks' | 'revokeToken' | 'getRevocations' | 'rotateSigningKey'
+>;
 
 const DEFAULT_TTL_SECONDS = 3600;
 
@@ -28,7 +31,12 @@ function targetOf(req: pb.RevokeTokenRequest): RevokeTarget {
     case 'jti':
       return { kind: 'jti', jti: target.value };
     case 'subject':
-      return { kind: 'subject', tenant: req.tenant, subject: target.value, ...(req.issuedBefore === undefined ? {} : { issuedBeforeMs: req.issuedBefore.getTime() }) };
+      return {
+        kind: 'subject',
+        tenant: req.tenant,
+        subject: target.value,
+        ...(req.issuedBefore === undefined ? {} : { issuedBeforeMs: req.issuedBefore.getTime() }),
+      };
     default:
       throw invalidArgument('set one of token, jti or subject (with tenant)');
   }
@@ -51,21 +59,33 @@ function revokedOf(req: pb.RevokeTokenRequest): string {
 /** Access tokens. Each method's scope is in access.ts: the public keys and revocations are open to all. */
 export function createTokenHandlers(issuer: TokenIssuer, admin: TokenAdmin, audit: Auditor): TokenHandlers {
   return {
-    issueToken: unary<pb.IssueTokenRequest, pb.IssueTokenResponse>(audited(audit, (req) => `token/${req.tenant}/${req.subject}`, async (req, ctx) => {
-      const ttl = safeNumber(req.ttlSeconds, 'ttl_seconds');
-      const issued = await admin.issue({
-        tenant: req.tenant,
-        subject: req.subject,
-        scopes: req.scopes,
-        ttlSeconds: ttl === 0 ? Math.min(DEFAULT_TTL_SECONDS, issuer.maxTtlSeconds) : ttl,
-      });
-      // Who got which powers, never the token itself.
-      ctx.logger.info(
-        { tenant: req.tenant, subject: req.subject, scopes: req.scopes, kid: issued.kid, by: ctx.principal?.subject },
-        'token issued',
-      );
-      return { token: issued.token, expireTime: issued.expiresAt, keyId: issued.kid };
-    })),
+    issueToken: unary<pb.IssueTokenRequest, pb.IssueTokenResponse>(
+      audited(
+        audit,
+        (req) => `token/${req.tenant}/${req.subject}`,
+        async (req, ctx) => {
+          const ttl = safeNumber(req.ttlSeconds, 'ttl_seconds');
+          const issued = await admin.issue({
+            tenant: req.tenant,
+            subject: req.subject,
+            scopes: req.scopes,
+            ttlSeconds: ttl === 0 ? Math.min(DEFAULT_TTL_SECONDS, issuer.maxTtlSeconds) : ttl,
+          });
+          // Who got which powers, never the token itself.
+          ctx.logger.info(
+            {
+              tenant: req.tenant,
+              subject: req.subject,
+              scopes: req.scopes,
+              kid: issued.kid,
+              by: ctx.principal?.subject,
+            },
+            'token issued',
+          );
+          return { token: issued.token, expireTime: issued.expiresAt, keyId: issued.kid };
+        },
+      ),
+    ),
 
     getJwks: unary<pb.GetJwksRequest, pb.GetJwksResponse>(async () => {
       const { keys } = await issuer.jwks();
@@ -93,10 +113,18 @@ export function createTokenHandlers(issuer: TokenIssuer, admin: TokenAdmin, audi
     }),
 
     rotateSigningKey: unary<pb.RotateSigningKeyRequest, pb.RotateSigningKeyResponse>(
-      audited(audit, () => 'signing-key', async () => {
-        const rotation = await admin.rotateSigningKey();
-        return { keyId: rotation.kid, previousKeyId: rotation.previousKid, previousKeyRetireTime: rotation.previousRetiresAt };
-      }),
+      audited(
+        audit,
+        () => 'signing-key',
+        async () => {
+          const rotation = await admin.rotateSigningKey();
+          return {
+            keyId: rotation.kid,
+            previousKeyId: rotation.previousKid,
+            previousKeyRetireTime: rotation.previousRetiresAt,
+          };
+        },
+      ),
     ),
   };
 }

@@ -70,7 +70,9 @@ export async function createRevocationStore(store: Store): Promise<RevocationSto
   await store.migrate('crypto-revocations', MIGRATIONS);
   const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
   const version = async (): Promise<bigint> => {
-    const rows = await store.query<{ max: string | number | bigint | null }>('SELECT max(id) AS max FROM token_revocations');
+    const rows = await store.query<{ max: string | number | bigint | null }>(
+      'SELECT max(id) AS max FROM token_revocations',
+    );
     return BigInt(rows[0]?.max ?? 0);
   };
   return {
@@ -78,7 +80,15 @@ export async function createRevocationStore(store: Store): Promise<RevocationSto
       const rows = await store.query<Row>(
         `INSERT INTO token_revocations (jti, tenant, subject, subject_digest, issued_before, expire_time, revoke_time)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, jti, subject_digest, issued_before, expire_time, revoke_time`,
-        [r.jti ?? null, r.tenant ?? null, r.subject ?? null, r.subjectDigest ?? null, iso(r.issuedBeforeMs), iso(r.expiresAtMs), iso(nowMs)],
+        [
+          r.jti ?? null,
+          r.tenant ?? null,
+          r.subject ?? null,
+          r.subjectDigest ?? null,
+          iso(r.issuedBeforeMs),
+          iso(r.expiresAtMs),
+          iso(nowMs),
+        ],
       );
       const row = rows[0];
       if (row === undefined) throw new Error('token_revocations: INSERT returned no row');
@@ -93,7 +103,10 @@ export async function createRevocationStore(store: Store): Promise<RevocationSto
     },
     version,
     async prune(nowMs) {
-      const rows = await store.query<{ id: string }>('DELETE FROM token_revocations WHERE expire_time <= $1 RETURNING id', [iso(nowMs)]);
+      const rows = await store.query<{ id: string }>(
+        'DELETE FROM token_revocations WHERE expire_time <= $1 RETURNING id',
+        [iso(nowMs)],
+      );
       return rows.length;
     },
   };

@@ -14,12 +14,17 @@ export const SIGNING_KEY_RELOAD_MS = 10_000;
  * SIGNING_KEY_RELOAD_MS, so a key another replica rotated in signs here and is in this replica's
  * JWKS within that time.
  */
-export function followSigningKeys(issuer: TokenIssuer, logger: Logger, everyMs = SIGNING_KEY_RELOAD_MS): { stop(): void } {
+export function followSigningKeys(
+  issuer: TokenIssuer,
+  logger: Logger,
+  everyMs = SIGNING_KEY_RELOAD_MS,
+): { stop(): void } {
   const timer = setInterval(() => {
     const before = issuer.currentKid;
     issuer.reload().then(
       () => {
-        if (issuer.currentKid !== before) logger.info({ kid: issuer.currentKid, previous_kid: before }, 'token signing key rotated by another replica');
+        if (issuer.currentKid !== before)
+          logger.info({ kid: issuer.currentKid, previous_kid: before }, 'token signing key rotated by another replica');
       },
       (error: unknown) => logger.warn({ err: error }, 'cannot read the token signing keys again'),
     );
@@ -69,7 +74,10 @@ export function scheduleSigningKeyRotation(options: {
       },
     );
   };
-  logger.info({ period_ms: periodMs, next: new Date(issuer.currentCreatedAt.getTime() + periodMs).toISOString() }, 'token signing key rotates on a schedule');
+  logger.info(
+    { period_ms: periodMs, next: new Date(issuer.currentCreatedAt.getTime() + periodMs).toISOString() },
+    'token signing key rotates on a schedule',
+  );
   tick();
   return {
     stop() {

@@ -24,7 +24,10 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 /** Sends messages, half-closes, and collects every reply (small payloads only). */
-async function exchange<Req, Res>(stream: grpc.ClientDuplexStream<Req, Res>, messages: Req[]): Promise<{ replies: Res[]; error?: grpc.ServiceError }> {
+async function exchange<Req, Res>(
+  stream: grpc.ClientDuplexStream<Req, Res>,
+  messages: Req[],
+): Promise<{ replies: Res[]; error?: grpc.ServiceError }> {
   const replies: Res[] = [];
   stream.on('data', (reply: Res) => replies.push(reply));
   const done = new Promise<grpc.ServiceError | undefined>((resolve) => {
@@ -39,7 +42,9 @@ async function exchange<Req, Res>(stream: grpc.ClientDuplexStream<Req, Res>, mes
   return error === undefined ? { replies } : { replies, error };
 }
 
-const header = (keyName: string, associatedData: Buffer = Buffer.alloc(0)): pb.EncryptStreamRequest => ({ part: { $case: 'header', value: { keyName, associatedData } } });
+const header = (keyName: string, associatedData: Buffer = Buffer.alloc(0)): pb.EncryptStreamRequest => ({
+  part: { $case: 'header', value: { keyName, associatedData } },
+});
 const chunk = (value: Buffer): pb.EncryptStreamRequest => ({ part: { $case: 'chunk', value } });
 function bytesOf(replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[]): Buffer {
   return Buffer.concat(
@@ -51,7 +56,10 @@ function bytesOf(replies: (pb.EncryptStreamResponse | pb.DecryptStreamResponse)[
 }
 
 async function encryptAll(plaintext: Buffer[], aad?: Buffer): Promise<Buffer> {
-  const { replies, error } = await exchange(h.client.encryptStream(bearer(token)), [header('big', aad), ...plaintext.map(chunk)]);
+  const { replies, error } = await exchange(h.client.encryptStream(bearer(token)), [
+    header('big', aad),
+    ...plaintext.map(chunk),
+  ]);
   expect(error).toBeUndefined();
   expect(replies[0]).toEqual({ part: { $case: 'header', value: { keyVersion: 1 } } });
   return bytesOf(replies);
@@ -121,7 +129,10 @@ describe('EncryptStream / DecryptStream', { timeout: 180_000 }, () => {
     expect(gotHash.digest('hex')).toBe(sentHash.digest('hex'));
     // 48-byte header + a 16-byte tag per 64 KiB segment.
     expect(ciphertextBytes).toBe(total + 48 + 16 * Math.ceil(total / 65536));
-    const growth = { rss: (peak.rss - base.rss) / 2 ** 20, heap: (peak.heap - base.heapUsed - base.arrayBuffers) / 2 ** 20 };
+    const growth = {
+      rss: (peak.rss - base.rss) / 2 ** 20,
+      heap: (peak.heap - base.heapUsed - base.arrayBuffers) / 2 ** 20,
+    };
     const median = [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)] ?? 0;
     console.log(
       `128 MiB stream round trip: peak growth rss ${growth.rss.toFixed(1)} MiB, live heap+arrayBuffers ${growth.heap.toFixed(1)} MiB (samples ${samples.map((x) => x.toFixed(1)).join(', ')})`,
@@ -139,7 +150,11 @@ describe('EncryptStream / DecryptStream', { timeout: 180_000 }, () => {
     const aad = Buffer.from('ctx');
     const plain = randomBytes(200_000); // 4 segments of 64 KiB (the last partial)
     const ct = await encryptAll([plain.subarray(0, 70_000), plain.subarray(70_000)], aad);
-    const ok = await exchange(h.client.decryptStream(bearer(token)), [header('big', aad), chunk(ct.subarray(0, 1000)), chunk(ct.subarray(1000))]);
+    const ok = await exchange(h.client.decryptStream(bearer(token)), [
+      header('big', aad),
+      chunk(ct.subarray(0, 1000)),
+      chunk(ct.subarray(1000)),
+    ]);
     expect(ok.error).toBeUndefined();
     expect(bytesOf(ok.replies).equals(plain)).toBe(true);
 
@@ -149,14 +164,30 @@ describe('EncryptStream / DecryptStream', { timeout: 180_000 }, () => {
     const cases: Record<string, Buffer> = {
       truncated: ct.subarray(0, head + 2 * seg),
       'last byte cut': ct.subarray(0, ct.length - 1),
-      reordered: Buffer.concat([ct.subarray(0, head), ct.subarray(head + seg, head + 2 * seg), ct.subarray(head, head + seg), ct.subarray(head + 2 * seg)]),
-      'segment from another stream': Buffer.concat([ct.subarray(0, head + seg), other.subarray(head + seg, head + 2 * seg), ct.subarray(head + 2 * seg)]),
+      reordered: Buffer.concat([
+        ct.subarray(0, head),
+        ct.subarray(head + seg, head + 2 * seg),
+        ct.subarray(head, head + seg),
+        ct.subarray(head + 2 * seg),
+      ]),
+      'segment from another stream': Buffer.concat([
+        ct.subarray(0, head + seg),
+        other.subarray(head + seg, head + 2 * seg),
+        ct.subarray(head + 2 * seg),
+      ]),
     };
     for (const [what, bad] of Object.entries(cases)) {
       const { error } = await exchange(h.client.decryptStream(bearer(token)), [header('big', aad), chunk(bad)]);
-      expect([what, error?.code, error?.details]).toEqual([what, grpc.status.INVALID_ARGUMENT, 'ciphertext is invalid or was not made with this key']);
+      expect([what, error?.code, error?.details]).toEqual([
+        what,
+        grpc.status.INVALID_ARGUMENT,
+        'ciphertext is invalid or was not made with this key',
+      ]);
     }
-    const wrongAad = await exchange(h.client.decryptStream(bearer(token)), [header('big', Buffer.from('other')), chunk(ct)]);
+    const wrongAad = await exchange(h.client.decryptStream(bearer(token)), [
+      header('big', Buffer.from('other')),
+      chunk(ct),
+    ]);
     expect(wrongAad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
@@ -167,7 +198,10 @@ describe('EncryptStream / DecryptStream', { timeout: 180_000 }, () => {
       'EncryptStream: the first message must carry "header" (key_name, associated_data), not "chunk"',
     ]);
     r = await exchange(h.client.encryptStream(bearer(token)), []);
-    expect([r.error?.code, r.error?.details]).toEqual([grpc.status.INVALID_ARGUMENT, 'EncryptStream: the stream ended before its header message']);
+    expect([r.error?.code, r.error?.details]).toEqual([
+      grpc.status.INVALID_ARGUMENT,
+      'EncryptStream: the stream ended before its header message',
+    ]);
     r = await exchange(h.client.encryptStream(bearer(token)), [header('big'), chunk(Buffer.from('a')), header('big')]);
     expect(r.error?.details).toBe('EncryptStream: message 2 carries a second header; only the first message may');
     r = await exchange(h.client.encryptStream(bearer(token)), [header('missing')]);

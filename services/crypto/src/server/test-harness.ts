@@ -58,7 +58,8 @@ export async function startHarness(overrides: Partial<CryptoConfig> = {}): Promi
     client,
     home,
     now,
-    token: (tenant, scopes, ttlSeconds = 3600, subject = `${tenant}-user`) => server.issuer.issue({ tenant, subject, scopes, ttlSeconds }),
+    token: (tenant, scopes, ttlSeconds = 3600, subject = `${tenant}-user`) =>
+      server.issuer.issue({ tenant, subject, scopes, ttlSeconds }),
     async close() {
       client.close();
       await server.stop({ graceMs: 1000 });
@@ -78,7 +79,12 @@ export function bearer(token: string | undefined): grpc.Metadata {
 type Definition = typeof pb.CryptoServiceService;
 
 /** Calls a unary method by name with a bearer token; rejects with the grpc ServiceError. */
-export function call<K extends UnaryMethod<Definition>>(client: pb.CryptoServiceClient, method: K, request: RequestOf<Definition, K>, token?: string): Promise<ResponseOf<Definition, K>> {
+export function call<K extends UnaryMethod<Definition>>(
+  client: pb.CryptoServiceClient,
+  method: K,
+  request: RequestOf<Definition, K>,
+  token?: string,
+): Promise<ResponseOf<Definition, K>> {
   return unaryCaller(client, pb.CryptoServiceService)(method, request, { metadata: bearer(token) });
 }
 

@@ -55,14 +55,16 @@ export function createTokenAdmin(options: TokenAdminOptions): TokenAdmin {
         return { jti: token.jti, tenant: token.tenant, subject: token.subject, expiresAtMs: token.expiresAt.getTime() };
       }
       case 'jti':
-        if (!JTI.test(target.jti)) throw invalidArgument(`jti "${target.jti}" is not a token id (1-128 characters of [A-Za-z0-9_-])`);
+        if (!JTI.test(target.jti))
+          throw invalidArgument(`jti "${target.jti}" is not a token id (1-128 characters of [A-Za-z0-9_-])`);
         // Its expiry is unknown: keep it as long as any token can live.
         return { jti: target.jti, expiresAtMs: now + maxTtlMs() };
       case 'subject': {
         if (target.tenant === '') throw invalidArgument('tenant is required with subject');
         if (target.subject.trim() === '') throw invalidArgument('subject is empty');
         const before = target.issuedBeforeMs ?? now;
-        if (before > now) throw invalidArgument('issued_before is in the future: only tokens already issued can be revoked');
+        if (before > now)
+          throw invalidArgument('issued_before is in the future: only tokens already issued can be revoked');
         return {
           tenant: target.tenant,
           subject: target.subject,
@@ -93,7 +95,10 @@ export function createTokenAdmin(options: TokenAdminOptions): TokenAdmin {
       const previousKid = issuer.currentKid;
       const kid = await issuer.rotate();
       const previousRetiresAt = new Date(issuer.currentCreatedAt.getTime() + maxTtlMs());
-      logger.info({ kid, previous_kid: previousKid, previous_retires_at: previousRetiresAt.toISOString() }, 'token signing key rotated');
+      logger.info(
+        { kid, previous_kid: previousKid, previous_retires_at: previousRetiresAt.toISOString() },
+        'token signing key rotated',
+      );
       return { kid, previousKid, previousRetiresAt };
     },
 
@@ -104,7 +109,8 @@ export function createTokenAdmin(options: TokenAdminOptions): TokenAdmin {
         const pruned = await revocations.prune(now);
         if (pruned > 0) logger.info({ pruned }, 'expired token revocations dropped');
       }
-      if (knownVersion !== 0n && (await revocations.version()) === knownVersion) return { version: knownVersion, unchanged: true, revocations: [] };
+      if (knownVersion !== 0n && (await revocations.version()) === knownVersion)
+        return { version: knownVersion, unchanged: true, revocations: [] };
       const list = await revocations.list(now);
       return { version: list.version, unchanged: false, revocations: list.revocations };
     },

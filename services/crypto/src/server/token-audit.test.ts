@@ -20,10 +20,21 @@ describe('token and signing-key changes join the crypto audit', () => {
   afterAll(() => h.close());
 
   it('records issue, revoke and rotation with who and what, never the token; an admin sees every tenant', async () => {
-    const issued = await call(h.client, 'issueToken', { tenant: 'acme', subject: 'bob', scopes: ['models:read'], ttlSeconds: 600n }, root);
+    const issued = await call(
+      h.client,
+      'issueToken',
+      { tenant: 'acme', subject: 'bob', scopes: ['models:read'], ttlSeconds: 600n },
+      root,
+    );
     await call(h.client, 'revokeToken', { target: { $case: 'subject', value: 'bob' }, tenant: 'acme' }, root);
     await call(h.client, 'revokeToken', { target: { $case: 'token', value: issued.token }, tenant: '' }, root);
-    expect((await failure(call(h.client, 'revokeToken', { target: { $case: 'token', value: 'not.a.token' }, tenant: '' }, root))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(
+      (
+        await failure(
+          call(h.client, 'revokeToken', { target: { $case: 'token', value: 'not.a.token' }, tenant: '' }, root),
+        )
+      ).code,
+    ).toBe(grpc.status.INVALID_ARGUMENT);
     await call(h.client, 'rotateSigningKey', {}, root);
     await call(h.client, 'createKey', { name: 'k', type: pb.KeyType.KEY_TYPE_AES256_GCM, config: undefined }, acmeKeys);
 
@@ -39,7 +50,8 @@ describe('token and signing-key changes join the crypto audit', () => {
     expect(JSON.stringify(all.map((e) => pb.AuditEvent.toJSON(e)))).not.toContain(issued.token.slice(0, 20));
     // The admin sees acme's key events too; acme sees only its own.
     expect(all.some((e) => e.tenant === 'acme' && e.operation === 'create')).toBe(true);
-    const acme = (await call(h.client, 'listAuditEvents', { keyName: '', pageSize: 0, pageToken: '' }, acmeKeys)).events;
+    const acme = (await call(h.client, 'listAuditEvents', { keyName: '', pageSize: 0, pageToken: '' }, acmeKeys))
+      .events;
     expect(new Set(acme.map((e) => e.tenant))).toEqual(new Set(['acme']));
   });
 });

@@ -36,33 +36,42 @@ export async function createStoredSigningKeyStore(store: Store, masterKey: Buffe
     const decipher = createDecipheriv('aes-256-gcm', wrapKey, raw.subarray(0, 12)).setAAD(Buffer.from(kid));
     decipher.setAuthTag(raw.subarray(raw.length - 16));
     try {
-      return JSON.parse(Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString()) as JWK;
+      return JSON.parse(
+        Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString(),
+      ) as JWK;
     } catch (error: unknown) {
-      throw new Error(`token signing key "${kid}" cannot be unwrapped: is QUANTA_MASTER_KEY the one it was made with?`, { cause: error });
+      throw new Error(
+        `token signing key "${kid}" cannot be unwrapped: is QUANTA_MASTER_KEY the one it was made with?`,
+        { cause: error },
+      );
     }
   };
 
   return {
     async load() {
-      const rows = await store.query<{ kid: string; public_jwk: string; wrapped_private: string; created_at: Date | string }>(
-        'SELECT kid, public_jwk, wrapped_private, created_at FROM token_signing_keys',
-      );
-      return rows.map(
-        (row): SigningKeyRecord => ({
-          kid: row.kid,
-          publicJwk: JSON.parse(row.public_jwk) as JWK,
-          privateJwk: unwrap(row.kid, row.wrapped_private),
-          createdAt: new Date(row.created_at),
-        }),
-      );
+      const rows = await store.query<{
+        kid: string;
+        public_jwk: string;
+        wrapped_private: string;
+        created_at: Date | string;
+      }>('SELECT kid, public_jwk, wrapped_private, created_at FROM token_signing_keys');
+      return rows.map((row): SigningKeyRecord => ({
+        kid: row.kid,
+        publicJwk: JSON.parse(row.public_jwk) as JWK,
+        privateJwk: unwrap(row.kid, row.wrapped_private),
+        createdAt: new Date(row.created_at),
+      }));
     },
     async save(record) {
-      await store.query('INSERT INTO token_signing_keys (kid, public_jwk, wrapped_private, created_at) VALUES ($1, $2, $3, $4)', [
-        record.kid,
-        JSON.stringify(record.publicJwk),
-        wrap(record.kid, record.privateJwk),
-        record.createdAt.toISOString(),
-      ]);
+      await store.query(
+        'INSERT INTO token_signing_keys (kid, public_jwk, wrapped_private, created_at) VALUES ($1, $2, $3, $4)',
+        [
+          record.kid,
+          JSON.stringify(record.publicJwk),
+          wrap(record.kid, record.privateJwk),
+          record.createdAt.toISOString(),
+        ],
+      );
     },
   };
 }

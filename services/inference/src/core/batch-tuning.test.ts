@@ -5,12 +5,27 @@ import { createDynamicBatcher } from './dynamic-batcher.js';
 import { createModelManager } from './model-manager.js';
 import { signatureOf } from './signature.js';
 import { createStatsRecorder } from './stats.js';
-import { gatedPool, inputs, manualClock, manualTimers, nextTurn, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
+import {
+  gatedPool,
+  inputs,
+  manualClock,
+  manualTimers,
+  nextTurn,
+  openedPools,
+  randomFloats,
+  runDirect,
+  servingConfig,
+  values,
+} from './test-helpers.js';
 
 const pools = openedPools();
 afterEach(() => pools.releaseAll());
 
-const timing = (batchSize: number, rowsPerSecond: number): BatchTiming => ({ batchSize, rowsPerSecond, bestRunNs: (batchSize * 1e9) / rowsPerSecond });
+const timing = (batchSize: number, rowsPerSecond: number): BatchTiming => ({
+  batchSize,
+  rowsPerSecond,
+  bestRunNs: (batchSize * 1e9) / rowsPerSecond,
+});
 
 describe('batch tuning: the sizes tried and the size chosen', () => {
   it('tries powers of two below the max batch size, and the max', () => {
@@ -26,7 +41,15 @@ describe('batch tuning: the sizes tried and the size chosen', () => {
     expect(preferredOf(ocr)).toBe(4);
     // The CNN's shape: rows/s rises and flattens; 64 is within 5% of 32's best, and per-batch
     // costs outside onnxruntime are spread over more rows.
-    const cnn = [timing(1, 17_500), timing(2, 22_964), timing(4, 24_732), timing(8, 27_300), timing(16, 28_206), timing(32, 28_606), timing(64, 28_367)];
+    const cnn = [
+      timing(1, 17_500),
+      timing(2, 22_964),
+      timing(4, 24_732),
+      timing(8, 27_300),
+      timing(16, 28_206),
+      timing(32, 28_606),
+      timing(64, 28_367),
+    ];
     expect(preferredOf(cnn)).toBe(64);
     expect(preferredOf(cnn, 0)).toBe(32);
     expect(preferredOf(cnn.slice(0, 5))).toBe(16);
@@ -44,7 +67,14 @@ describe('batch tuner: exploring and choosing', () => {
   it('times each size in turn, then prefers the one with the most rows per second', () => {
     const clock = fakeClock();
     const choices: [number | undefined, BatchTiming[]][] = [];
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 2, minMsPerSize: 0, onChoice: (size, timings) => choices.push([size, [...timings]]) });
+    const tuner = createBatchTuner({
+      maxRows: 8,
+      nowNs: clock.nowNs,
+      saturation: 0,
+      samplesPerSize: 2,
+      minMsPerSize: 0,
+      onChoice: (size, timings) => choices.push([size, [...timings]]),
+    });
     // 1 ms per run up to 2 rows, then 1 ms per row: 2 rows serve the most per second.
     const runNs = (rows: number): bigint => BigInt(Math.max(1, rows <= 2 ? 1 : rows) * 1e6);
     const seen: number[] = [];
@@ -68,7 +98,13 @@ describe('batch tuner: exploring and choosing', () => {
 
   it('times a size until it has both enough runs and enough onnxruntime time', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 2, minMsPerSize: 5 });
+    const tuner = createBatchTuner({
+      maxRows: 2,
+      nowNs: clock.nowNs,
+      saturation: 0,
+      samplesPerSize: 2,
+      minMsPerSize: 5,
+    });
     // 1 ms runs: two are enough runs but not enough time; the fifth reaches 5 ms.
     for (let i = 0; i < 4; i++) {
       tuner.record(1, 1_000_000n);
@@ -85,7 +121,14 @@ describe('batch tuner: exploring and choosing', () => {
 
   it('skips a size the queue keeps falling short of, and ignores runs larger than the size timed', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 3 });
+    const tuner = createBatchTuner({
+      maxRows: 8,
+      nowNs: clock.nowNs,
+      saturation: 0,
+      samplesPerSize: 1,
+      minMsPerSize: 0,
+      missesPerSize: 3,
+    });
     tuner.record(1, 1_000_000n);
     tuner.record(2, 4_000_000n);
     expect(tuner.target()).toBe(4);
@@ -103,7 +146,16 @@ describe('batch tuner: exploring and choosing', () => {
   it('prefers nothing while the fastest size is the largest the queue reached, and times again soon', () => {
     const clock = fakeClock();
     const choices: (number | undefined)[] = [];
-    const tuner = createBatchTuner({ maxRows: 8, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 2, retryMs: 100, onChoice: (size) => choices.push(size) });
+    const tuner = createBatchTuner({
+      maxRows: 8,
+      nowNs: clock.nowNs,
+      saturation: 0,
+      samplesPerSize: 1,
+      minMsPerSize: 0,
+      missesPerSize: 2,
+      retryMs: 100,
+      onChoice: (size) => choices.push(size),
+    });
     // Concurrency 1: every batch has one row; 2, 4 and 8 are never reached.
     tuner.record(1, 1_000_000n);
     for (let i = 0; i < 6; i++) tuner.record(1, 1_000_000n);
@@ -123,7 +175,15 @@ describe('batch tuner: exploring and choosing', () => {
 
   it('measures again once the choice is reexploreMs old, and keeps the old choice when nothing could be timed', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 2, nowNs: clock.nowNs, saturation: 0, samplesPerSize: 1, minMsPerSize: 0, missesPerSize: 1, reexploreMs: 1000 });
+    const tuner = createBatchTuner({
+      maxRows: 2,
+      nowNs: clock.nowNs,
+      saturation: 0,
+      samplesPerSize: 1,
+      minMsPerSize: 0,
+      missesPerSize: 1,
+      reexploreMs: 1000,
+    });
     tuner.record(1, 1_000_000n);
     tuner.record(2, 4_000_000n);
     expect(tuner.chosen()).toBe(1);
@@ -148,7 +208,14 @@ describe('batch tuner: exploring and choosing', () => {
 describe('batch tuner: only while onnxruntime is the bottleneck', () => {
   it('prefers nothing while the instances idle between batches, and starts timing once they are busy', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 4, nowNs: clock.nowNs, instances: 2, windowMs: 100, samplesPerSize: 1, minMsPerSize: 0 });
+    const tuner = createBatchTuner({
+      maxRows: 4,
+      nowNs: clock.nowNs,
+      instances: 2,
+      windowMs: 100,
+      samplesPerSize: 1,
+      minMsPerSize: 0,
+    });
     const run = (rows: number, busyMs: number, everyMs: number): void => {
       clock.advanceMs(everyMs);
       tuner.record(rows, BigInt(busyMs * 1e6));
@@ -170,7 +237,13 @@ describe('batch tuner: only while onnxruntime is the bottleneck', () => {
 describe('batch tuner: hysteresis', () => {
   it('keeps its choice through a lull, drops it after four calm windows, and takes it back up without timing again', () => {
     const clock = fakeClock();
-    const tuner = createBatchTuner({ maxRows: 4, nowNs: clock.nowNs, windowMs: 100, samplesPerSize: 1, minMsPerSize: 0 });
+    const tuner = createBatchTuner({
+      maxRows: 4,
+      nowNs: clock.nowNs,
+      windowMs: 100,
+      samplesPerSize: 1,
+      minMsPerSize: 0,
+    });
     // One batch every 10 ms, each `busyMs` of onnxruntime on the one instance.
     const windowOf = (rows: number, busyMs: number): void => {
       for (let i = 0; i < 10; i++) {
@@ -181,7 +254,11 @@ describe('batch tuner: hysteresis', () => {
     windowOf(4, 9.5);
     windowOf(4, 9.5);
     // Saturated: 1, 2 and 4 rows are timed; 4 rows in the same time as 1 is the most per second.
-    for (const [rows, ms] of [[1, 4], [2, 4], [4, 4]] as const) {
+    for (const [rows, ms] of [
+      [1, 4],
+      [2, 4],
+      [4, 4],
+    ] as const) {
       expect(tuner.target()).toBe(rows);
       clock.advanceMs(1);
       tuner.record(rows, BigInt(ms * 1e6));
@@ -212,18 +289,36 @@ describe('dynamic batcher with tunePreferredBatchSize', () => {
 
   it('explores batch sizes on live requests, then serves with the fastest per row, with exact outputs', async () => {
     const real = await pools.open(bytes, { execution: 'inline' });
-    const config = servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 1000, threadsPerInstance: 1, tunePreferredBatchSize: true });
+    const config = servingConfig({
+      maxBatchSize: 8,
+      maxQueueDelayUs: 1000,
+      threadsPerInstance: 1,
+      tunePreferredBatchSize: true,
+    });
     const { pool, runs } = gatedPool(real);
     const timers = manualTimers();
     const { signature } = signatureOf(pool.metadata);
-    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers, batching: true, tuning: { samplesPerSize: 1, minMsPerSize: 0, saturation: 0 } });
+    const batcher = createDynamicBatcher({
+      model: 'mlp',
+      signature,
+      config,
+      pool,
+      stats: createStatsRecorder('mlp', '1'),
+      clock: manualClock(),
+      timers,
+      batching: true,
+      tuning: { samplesPerSize: 1, minMsPerSize: 0, saturation: 0 },
+    });
     const requests = Array.from({ length: 30 }, (_, i) => inputs({ input: randomFloats([1, 4], 200 + i) }));
     const pending = requests.map((request) => batcher.submit({ inputs: request, fetches: ['output'] }));
     expect(batcher.preferred()).toEqual([]);
     // Each run "takes" 1 ms up to 2 rows and 1 ms per row beyond (the hand-driven clock moves while it is held).
     for (let k = 0; k < 12; k++) {
       for (let spin = 0; runs.length <= k && spin < 1000; spin++) await nextTurn();
-      if (runs.length <= k) throw new Error(`run ${k} never came: ${JSON.stringify(runs.map((run) => run.rows))}, preferred ${JSON.stringify(batcher.preferred())}`);
+      if (runs.length <= k)
+        throw new Error(
+          `run ${k} never came: ${JSON.stringify(runs.map((run) => run.rows))}, preferred ${JSON.stringify(batcher.preferred())}`,
+        );
       const rows = runs[k]?.rows ?? 0;
       timers.advanceUs(rows <= 2 ? 1000 : 1000 * rows);
       runs[k]?.open();
@@ -233,15 +328,31 @@ describe('dynamic batcher with tunePreferredBatchSize', () => {
     expect(runs.map((run) => run.rows)).toEqual([1, 2, 4, 8, 2, 2, 2, 2, 2, 2, 2, 1]);
     expect(batcher.preferred()).toEqual([2]);
     for (const [i, request] of requests.entries()) {
-      expect(values(results[i]?.outputs.get('output'))).toEqual(values((await runDirect(bytes, request)).get('output')));
+      expect(values(results[i]?.outputs.get('output'))).toEqual(
+        values((await runDirect(bytes, request)).get('output')),
+      );
     }
   });
 
   it('uses configured sizes as given and measures nothing', async () => {
     const real = await pools.open(bytes, { execution: 'inline' });
-    const config = servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 1000, preferredBatchSizes: [2, 4], tunePreferredBatchSize: true });
+    const config = servingConfig({
+      maxBatchSize: 8,
+      maxQueueDelayUs: 1000,
+      preferredBatchSizes: [2, 4],
+      tunePreferredBatchSize: true,
+    });
     const { signature } = signatureOf(real.metadata);
-    const batcher = createDynamicBatcher({ model: 'mlp', signature, config, pool: real, stats: createStatsRecorder('mlp', '1'), clock: manualClock(), timers: manualTimers(), batching: true });
+    const batcher = createDynamicBatcher({
+      model: 'mlp',
+      signature,
+      config,
+      pool: real,
+      stats: createStatsRecorder('mlp', '1'),
+      clock: manualClock(),
+      timers: manualTimers(),
+      batching: true,
+    });
     expect(batcher.preferred()).toEqual([2, 4]);
   });
 });
@@ -251,22 +362,50 @@ describe.each(['worker', 'inline'] as const)('a model loaded with tunePreferredB
     const bytes = buildCnn({ seed: 9 });
     const manager = createModelManager();
     try {
-      const model = await manager.load('t1', 'cnn', '1', bytes, servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 8, maxQueueDelayUs: 500, tunePreferredBatchSize: true }));
+      const model = await manager.load(
+        't1',
+        'cnn',
+        '1',
+        bytes,
+        servingConfig({
+          execution,
+          threadsPerInstance: 1,
+          maxBatchSize: 8,
+          maxQueueDelayUs: 500,
+          tunePreferredBatchSize: true,
+        }),
+      );
       // Nothing measured before any traffic.
       expect(model.preferredBatchSizes).toEqual([]);
       await manager.activate('t1', 'cnn', '1');
       for (let round = 0; round < 3; round++) {
-        const requests = Array.from({ length: 24 }, (_, i) => inputs({ input: randomFloats([1, 3, 32, 32], 40 + i + 100 * round) }));
-        const results = await Promise.all(requests.map((request, i) => manager.get('t1', 'cnn').infer({ id: `r${i}`, inputs: request })));
+        const requests = Array.from({ length: 24 }, (_, i) =>
+          inputs({ input: randomFloats([1, 3, 32, 32], 40 + i + 100 * round) }),
+        );
+        const results = await Promise.all(
+          requests.map((request, i) => manager.get('t1', 'cnn').infer({ id: `r${i}`, inputs: request })),
+        );
         for (const [i, request] of requests.entries()) {
           expect(values(results[i]?.outputs[0])).toEqual(values((await runDirect(bytes, request)).get('output')));
         }
       }
       expect(model.preferredBatchSizes.every((size) => [1, 2, 4, 8].includes(size))).toBe(true);
       // Explicit sizes are used as given; without batching there is nothing to prefer.
-      const pinned = await manager.load('t1', 'cnn', '2', bytes, servingConfig({ execution, maxBatchSize: 8, preferredBatchSizes: [2, 4], tunePreferredBatchSize: true }));
+      const pinned = await manager.load(
+        't1',
+        'cnn',
+        '2',
+        bytes,
+        servingConfig({ execution, maxBatchSize: 8, preferredBatchSizes: [2, 4], tunePreferredBatchSize: true }),
+      );
       expect(pinned.preferredBatchSizes).toEqual([2, 4]);
-      const single = await manager.load('t1', 'cnn', '3', bytes, servingConfig({ execution, maxBatchSize: 0, tunePreferredBatchSize: true }));
+      const single = await manager.load(
+        't1',
+        'cnn',
+        '3',
+        bytes,
+        servingConfig({ execution, maxBatchSize: 0, tunePreferredBatchSize: true }),
+      );
       expect(single.preferredBatchSizes).toEqual([]);
     } finally {
       await manager.close();

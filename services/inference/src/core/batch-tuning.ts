@@ -46,7 +46,9 @@ export function candidateSizes(maxBatchSize: number): number[] {
 /** The largest batch size whose rows/s is within `tolerance` of the best. */
 export function preferredOf(timings: readonly BatchTiming[], tolerance = 0.05): number {
   const best = Math.max(...timings.map((t) => t.rowsPerSecond));
-  const chosen = [...timings].sort((a, b) => b.batchSize - a.batchSize).find((t) => t.rowsPerSecond >= best * (1 - tolerance));
+  const chosen = [...timings]
+    .sort((a, b) => b.batchSize - a.batchSize)
+    .find((t) => t.rowsPerSecond >= best * (1 - tolerance));
   return chosen?.batchSize ?? 1;
 }
 
@@ -153,7 +155,8 @@ export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
 
   const finish = (): void => {
     const timings: BatchTiming[] = [];
-    for (const [batchSize, { bestRunNs }] of best) timings.push({ batchSize, bestRunNs, rowsPerSecond: (batchSize * 1e9) / Math.max(1, bestRunNs) });
+    for (const [batchSize, { bestRunNs }] of best)
+      timings.push({ batchSize, bestRunNs, rowsPerSecond: (batchSize * 1e9) / Math.max(1, bestRunNs) });
     timings.sort((a, b) => a.batchSize - b.batchSize);
     index = -1;
     // Nothing timed (every size skipped): keep what was chosen before, if anything.
@@ -201,7 +204,11 @@ export function createBatchTuner(options: BatchTunerOptions): BatchTuner {
       if (rows > size) return;
       misses = 0;
       const seen = best.get(rows) ?? { bestRunNs: Number.POSITIVE_INFINITY, runs: 0, totalNs: 0n };
-      const now = { bestRunNs: Math.min(seen.bestRunNs, Number(runNs)), runs: seen.runs + 1, totalNs: seen.totalNs + runNs };
+      const now = {
+        bestRunNs: Math.min(seen.bestRunNs, Number(runNs)),
+        runs: seen.runs + 1,
+        totalNs: seen.totalNs + runNs,
+      };
       best.set(rows, now);
       if (now.runs >= samples && now.totalNs >= minNs) next();
     },

@@ -4,7 +4,19 @@ import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dyn
 import { createInstancePool, type InstancePool } from './instance-pool.js';
 import { signatureOf } from './signature.js';
 import { createStatsRecorder, type StatsRecorder } from './stats.js';
-import { gatedPool, inputs, manualClock, manualTimers, nextTurn, randomFloats, rejection, runDirect, servingConfig, values, type GatedRun } from './test-helpers.js';
+import {
+  gatedPool,
+  inputs,
+  manualClock,
+  manualTimers,
+  nextTurn,
+  randomFloats,
+  rejection,
+  runDirect,
+  servingConfig,
+  values,
+  type GatedRun,
+} from './test-helpers.js';
 import type { ServingConfig } from './types.js';
 
 // When the dynamic batcher sends a batch, driven by hand: a hand-moved clock and timers for the
@@ -30,7 +42,13 @@ afterEach(async () => {
 });
 
 async function rig(overrides: Partial<ServingConfig> = {}): Promise<Rig> {
-  const config = servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 1000, threadsPerInstance: 1, execution: 'inline', ...overrides });
+  const config = servingConfig({
+    maxBatchSize: 8,
+    maxQueueDelayUs: 1000,
+    threadsPerInstance: 1,
+    execution: 'inline',
+    ...overrides,
+  });
   const real = await createInstancePool(bytes, config);
   pools.push(real);
   const { pool, runs } = gatedPool(real);
@@ -45,7 +63,8 @@ async function rig(overrides: Partial<ServingConfig> = {}): Promise<Rig> {
     timers,
     clock,
     stats,
-    submit: (id, rows = 1, extra = {}) => batcher.submit({ inputs: inputs({ input: randomFloats([rows, 4], id) }), fetches: ['output'], ...extra }),
+    submit: (id, rows = 1, extra = {}) =>
+      batcher.submit({ inputs: inputs({ input: randomFloats([rows, 4], id) }), fetches: ['output'], ...extra }),
   };
 }
 
@@ -61,7 +80,9 @@ describe('dynamic batcher: when a batch leaves', () => {
     expect(rowsOf(runs)).toEqual([1]);
     runs[0]?.open();
     const answer = await first;
-    expect(values(answer.outputs.get('output'))).toEqual(values((await runDirect(bytes, inputs({ input: randomFloats([1, 4], 1) }))).get('output')));
+    expect(values(answer.outputs.get('output'))).toEqual(
+      values((await runDirect(bytes, inputs({ input: randomFloats([1, 4], 1) }))).get('output')),
+    );
     // No time has passed: the answered request must not make this one wait the delay.
     const second = submit(2);
     await nextTurn();
@@ -79,7 +100,11 @@ describe('dynamic batcher: when a batch leaves', () => {
     runs[0]?.open();
     const results = await Promise.all(pending);
     expect(results.map((r) => r.batchSize)).toEqual([4, 4, 4]);
-    expect(results.map((r) => r.outputs.get('output')?.shape)).toEqual([[1, 3], [2, 3], [1, 3]]);
+    expect(results.map((r) => r.outputs.get('output')?.shape)).toEqual([
+      [1, 3],
+      [2, 3],
+      [1, 3],
+    ]);
   });
 
   it('holds requests while the only instance is busy and sends them at once when it frees after the delay', async () => {
@@ -108,7 +133,7 @@ describe('dynamic batcher: when a batch leaves', () => {
     }
   });
 
-  it('waits only the rest of the oldest request\'s delay once the instance frees', async () => {
+  it("waits only the rest of the oldest request's delay once the instance frees", async () => {
     const { submit, runs, timers } = await rig();
     const first = submit(1);
     await nextTurn();
@@ -224,7 +249,7 @@ describe('dynamic batcher: when a batch leaves', () => {
     await first;
     const error = await rejection(late);
     expect(error.code).toBe('DEADLINE_EXCEEDED');
-    expect(error.message).toBe("model \"mlp\": the request's deadline passed while it waited in the queue");
+    expect(error.message).toBe('model "mlp": the request\'s deadline passed while it waited in the queue');
     expect(rowsOf(runs)).toEqual([1, 1]);
     runs[1]?.open();
     expect((await kept).batchSize).toBe(1);
@@ -252,7 +277,7 @@ describe('dynamic batcher: when a batch leaves', () => {
   });
 });
 
-describe('dynamic batcher: loneRequestsWait (Triton\'s behaviour)', () => {
+describe("dynamic batcher: loneRequestsWait (Triton's behaviour)", () => {
   it('holds even a lone request for the delay', async () => {
     const { submit, runs, timers } = await rig({ loneRequestsWait: true });
     const first = submit(1);
@@ -267,7 +292,7 @@ describe('dynamic batcher: loneRequestsWait (Triton\'s behaviour)', () => {
   });
 });
 
-describe('dynamic batcher: preferred batch sizes (Triton\'s preferred_batch_size)', () => {
+describe("dynamic batcher: preferred batch sizes (Triton's preferred_batch_size)", () => {
   it('sends the largest preferred batch the queue allows at once, without waiting the delay, and keeps the rest queued', async () => {
     const { submit, runs, timers } = await rig({ preferredBatchSizes: [2, 4] });
     const first = submit(1);

@@ -3,7 +3,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildMlp, buildScalarModel, encodeModel, OnnxDataType } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
-import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import {
+  inputs,
+  ppocrClassifierPath,
+  randomFloats,
+  rejection,
+  runDirect,
+  servingConfig,
+  values,
+} from './test-helpers.js';
 import type { ModelManager, ServingConfig } from './types.js';
 
 // The dynamic batcher, driven through the manager with real onnxruntime sessions and real time.
@@ -41,7 +49,11 @@ const echoModel = encodeModel({
 });
 
 const text = (...words: string[]): ReturnType<typeof createTensor> =>
-  createTensor('BYTES', [words.length], words.map((w) => new TextEncoder().encode(w)));
+  createTensor(
+    'BYTES',
+    [words.length],
+    words.map((w) => new TextEncoder().encode(w)),
+  );
 
 let manager: ModelManager | undefined;
 afterEach(async () => {
@@ -55,7 +67,13 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
   it('merges concurrent requests (one with dim0 = 2) and splits each one its exact rows', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [32, 16], outputSize: 5, seed: 9 });
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load(
+      't',
+      'mlp',
+      '1',
+      bytes,
+      config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }),
+    );
     const rows = [1, 2, 1, 3, 1];
     const requests = rows.map((n, i) => inputs({ input: randomFloats([n, 4], 200 + i) }));
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
@@ -70,7 +88,9 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
     expect(stats.executionCount).toBe(1n);
     expect(stats.inferenceCount).toBe(8n);
     expect(stats.success.count).toBe(5n);
-    expect(stats.batches.map((b) => ({ size: b.batchSize, count: b.computeInfer.count }))).toEqual([{ size: 8, count: 1n }]);
+    expect(stats.batches.map((b) => ({ size: b.batchSize, count: b.computeInfer.count }))).toEqual([
+      { size: 8, count: 1n },
+    ]);
     expect(stats.queue.count).toBe(5n);
     expect(stats.computeInfer.ns).toBeGreaterThan(0n);
   });
@@ -81,7 +101,8 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
     manager = createModelManager();
     // A 50 ms delay: the odd one out leaves alone once it has waited that long.
     const model = await manager.load('t', 'cls', '1', { path }, config({ maxBatchSize: 2, maxQueueDelayUs: 50_000 }));
-    const wide = (seed: number): Map<string, ReturnType<typeof randomFloats>> => inputs({ x: randomFloats([1, 3, 48, 192], seed) });
+    const wide = (seed: number): Map<string, ReturnType<typeof randomFloats>> =>
+      inputs({ x: randomFloats([1, 3, 48, 192], seed) });
     const narrow = inputs({ x: randomFloats([1, 3, 48, 96], 3) });
     const requests = [wide(1), narrow, wide(2)];
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
@@ -109,10 +130,23 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
   it('serves a scalar-input model alone per request even with maxBatchSize 8', async () => {
     const bytes = buildScalarModel();
     manager = createModelManager();
-    const model = await manager.load('t', 'scalar', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load(
+      't',
+      'scalar',
+      '1',
+      bytes,
+      config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }),
+    );
     expect(model.signature.batchable).toBe(false);
     const requests = [3, 1, 5].map((n, i) =>
-      inputs({ x: createTensor('FP32', [n], Float32Array.from({ length: n }, (_, k) => k + i)), s: createTensor('FP32', [], Float32Array.of(i + 2)) }),
+      inputs({
+        x: createTensor(
+          'FP32',
+          [n],
+          Float32Array.from({ length: n }, (_, k) => k + i),
+        ),
+        s: createTensor('FP32', [], Float32Array.of(i + 2)),
+      }),
     );
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
     for (const [i, request] of requests.entries()) {
@@ -130,7 +164,13 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
 
   it('merges two-input requests, and refuses inputs that disagree on dim 0', async () => {
     manager = createModelManager();
-    const model = await manager.load('t', 'add', '1', addModel, config({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load(
+      't',
+      'add',
+      '1',
+      addModel,
+      config({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }),
+    );
     const requests = [1, 2].map((n, i) => inputs({ a: randomFloats([n, 4], i), b: randomFloats([n, 4], 10 + i) }));
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
     for (const [i, request] of requests.entries()) {
@@ -140,14 +180,22 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
       expect(values(results[i]?.outputs[0])).toEqual(Array.from(Float32Array.from(a.map((x, k) => x + (b[k] ?? 0)))));
     }
     expect(model.stats().executionCount).toBe(1n);
-    const error = await rejection(model.infer({ id: 'bad', inputs: inputs({ a: randomFloats([2, 4], 1), b: randomFloats([3, 4], 2) }) }));
+    const error = await rejection(
+      model.infer({ id: 'bad', inputs: inputs({ a: randomFloats([2, 4], 1), b: randomFloats([3, 4], 2) }) }),
+    );
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(error.message).toBe('model "add": the inputs disagree on the batch size (dim 0): a 2, b 3');
   });
 
   it('batches BYTES (string) tensors and refuses an element that is not UTF-8', async () => {
     manager = createModelManager();
-    const model = await manager.load('t', 'echo', '1', echoModel, config({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load(
+      't',
+      'echo',
+      '1',
+      echoModel,
+      config({ maxBatchSize: 3, maxQueueDelayUs: LONG_DELAY_US }),
+    );
     expect(model.signature.inputs).toEqual([{ name: 's', datatype: 'BYTES', shape: [-1] }]);
     const [one, two] = await Promise.all([
       model.infer({ id: '1', inputs: inputs({ s: text('héllo') }) }),
@@ -160,13 +208,21 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
     expect(one?.batchSize).toBe(3);
     const bad = createTensor('BYTES', [1], [Uint8Array.of(0xff, 0xfe)]);
     const error = await rejection(model.infer({ id: 'bad', inputs: inputs({ s: bad }) }));
-    expect(error.message).toBe('model "echo" input "s": BYTES element 0 is not valid UTF-8, which an onnxruntime string tensor needs');
+    expect(error.message).toBe(
+      'model "echo" input "s": BYTES element 0 is not valid UTF-8, which an onnxruntime string tensor needs',
+    );
   });
 
   it('sends a lone request at once instead of waiting out a 10 s delay', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 4 });
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load(
+      't',
+      'mlp',
+      '1',
+      bytes,
+      config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }),
+    );
     const request = inputs({ input: randomFloats([1, 4], 7) });
     const started = performance.now();
     const result = await model.infer({ id: 'lone', inputs: request });
@@ -183,7 +239,13 @@ describe.each(['worker', 'inline'] as const)('dynamic batcher, %s sessions', (ex
   it('still merges the requests submitted in the same tick as a lone one', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: 5 });
     manager = createModelManager();
-    const model = await manager.load('t', 'mlp', '1', bytes, config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }));
+    const model = await manager.load(
+      't',
+      'mlp',
+      '1',
+      bytes,
+      config({ maxBatchSize: 8, maxQueueDelayUs: LONG_DELAY_US }),
+    );
     const requests = [1, 2, 1].map((n, i) => inputs({ input: randomFloats([n, 4], 30 + i) }));
     const started = performance.now();
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));

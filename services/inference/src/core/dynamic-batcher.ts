@@ -1,7 +1,17 @@
 import { SpanStatusCode, context, trace, type Context, type Link } from '@opentelemetry/api';
 import type * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
-import { ORT_TYPE, TensorError, concatBatch, splitBatch, tensorBytes, tensorFromOrt, tensorToOrt, type FixedTensor, type Tensor } from '@quanta/tensor';
+import {
+  ORT_TYPE,
+  TensorError,
+  concatBatch,
+  splitBatch,
+  tensorBytes,
+  tensorFromOrt,
+  tensorToOrt,
+  type FixedTensor,
+  type Tensor,
+} from '@quanta/tensor';
 import { createBatchTuner, type BatchTunerOptions } from './batch-tuning.js';
 import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './clock.js';
 import type { Feed, InstancePool, RunTiming } from './instance-pool.js';
@@ -135,7 +145,10 @@ function stagedBatch(batch: readonly Entry[], name: string, first: Tensor, type:
     if (part === undefined) continue;
     // Requests merge only under equal keys (datatype and dims after dim 0), so this holds unless a
     // caller broke the contract: fail as concatBatch would rather than stack the wrong bytes.
-    const stacks = part.datatype === first.datatype && part.shape.length === first.shape.length && part.shape.every((dim, i) => i === 0 || dim === first.shape[i]);
+    const stacks =
+      part.datatype === first.datatype &&
+      part.shape.length === first.shape.length &&
+      part.shape.every((dim, i) => i === 0 || dim === first.shape[i]);
     if (!stacks) {
       throw new TensorError(
         `input ${JSON.stringify(name)}: batch part ${index} (${part.datatype} [${part.shape.join(',')}]) does not stack with part 0 (${first.datatype} [${first.shape.join(',')}]) along axis 0`,
@@ -155,13 +168,18 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const nowNs = (): bigint => timers.nowNs();
   const maxRows = batching ? Math.max(1, config.maxBatchSize) : 1;
   // Only sizes a batch can have; a batch of maxRows leaves at once anyway.
-  const configured = (config.preferredBatchSizes ?? []).filter((size) => Number.isInteger(size) && size >= 1 && size <= maxRows);
+  const configured = (config.preferredBatchSizes ?? []).filter(
+    (size) => Number.isInteger(size) && size >= 1 && size <= maxRows,
+  );
   const preferred = new Set(configured.filter((size) => size < maxRows));
   // The choice is logged at info when it changes (timings recur every minute, or every second while open).
   let logged: number | undefined | null = null;
   const tunes = maxRows > 1 && config.tunePreferredBatchSize === true && configured.length === 0;
   if (tunes && !pool.timesRuns) {
-    options.logger?.info({ model }, 'preferred batch size not tuned: inline sessions cannot time onnxruntime alone (batches fill up to the max batch size)');
+    options.logger?.info(
+      { model },
+      'preferred batch size not tuned: inline sessions cannot time onnxruntime alone (batches fill up to the max batch size)',
+    );
   }
   const tuner =
     tunes && pool.timesRuns
@@ -171,7 +189,11 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           maxRows,
           nowNs,
           onChoice: (size, timings) => {
-            const fields = { model, preferredBatchSize: size ?? 'none', rowsPerSecond: Object.fromEntries(timings.map((t) => [t.batchSize, Math.round(t.rowsPerSecond)])) };
+            const fields = {
+              model,
+              preferredBatchSize: size ?? 'none',
+              rowsPerSecond: Object.fromEntries(timings.map((t) => [t.batchSize, Math.round(t.rowsPerSecond)])),
+            };
             if (size === logged) options.logger?.debug(fields, 'measured the preferred batch size');
             else options.logger?.info(fields, 'measured the preferred batch size');
             logged = size;
@@ -179,7 +201,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         })
       : undefined;
   /** Whether a batch of `size` rows is preferred now; `tuned` is the tuner's size of the moment. */
-  const prefers = (size: number, tuned: number | undefined): boolean => (tuner === undefined ? preferred.has(size) : size === tuned && size < maxRows);
+  const prefers = (size: number, tuned: number | undefined): boolean =>
+    tuner === undefined ? preferred.has(size) : size === tuned && size < maxRows;
   const delayNs = BigInt(Math.max(0, Math.floor(config.maxQueueDelayUs))) * 1000n;
   const slots = pool.slots;
   const queue: Entry[] = [];
@@ -311,7 +334,10 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       execute(batch).then(done, (error: unknown) =>
         // Only a failure outside execute's own try (the tracer) lands here; the batch still ends.
         done(() => {
-          const failure = new InferError('INTERNAL', `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`);
+          const failure = new InferError(
+            'INTERNAL',
+            `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`,
+          );
           for (const entry of batch) entry.reject(failure);
         }),
       );
@@ -328,7 +354,10 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     if (first === undefined) return () => undefined;
     const span = tracer().startSpan(
       'inference.batch',
-      { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows, 'quanta.requests': batch.length }, links: linksOf(batch) },
+      {
+        attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows, 'quanta.requests': batch.length },
+        links: linksOf(batch),
+      },
       first.context,
     );
     const spanContext = trace.setSpan(first.context, span);
@@ -340,7 +369,9 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         if (type !== undefined) {
           // Numeric: the requests' bytes go to the instance as they are, which copies them once
           // into an input buffer of its own (see instance-pool.ts), stacked when batched.
-          feeds[name] = single ? { type, dims: own.shape, parts: [tensorBytes(own as FixedTensor)] } : stagedBatch(batch, name, own, type);
+          feeds[name] = single
+            ? { type, dims: own.shape, parts: [tensorBytes(own as FixedTensor)] }
+            : stagedBatch(batch, name, own, type);
           continue;
         }
         let merged = own;
@@ -356,12 +387,18 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       }
       const fetches = single ? first.job.fetches : [...new Set(batch.flatMap((entry) => entry.job.fetches))];
       const inputDone = nowNs();
-      const run = tracer().startSpan('onnxruntime.run', { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } }, spanContext);
+      const run = tracer().startSpan(
+        'onnxruntime.run',
+        { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } },
+        spanContext,
+      );
       let results: ort.InferenceSession.ReturnType;
       const timing: RunTiming = { ranNs: -1n };
       try {
         // A merged BYTES batch is ours (concatBatch's): the pool may hand it over rather than copy it.
-        results = await context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches, { ownedInputs: !single, timing }));
+        results = await context.with(trace.setSpan(spanContext, run), () =>
+          pool.run(feeds, fetches, { ownedInputs: !single, timing }),
+        );
       } finally {
         run.end();
       }
@@ -381,10 +418,20 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           outputs.set(name, tensorFromOrt(value, { name, role: 'output' }));
         }
         const outputDone = nowNs();
-        const exec = { computeInputNs: inputDone - started + handOff, computeInferNs: ran, computeOutputNs: outputDone - inferDone };
+        const exec = {
+          computeInputNs: inputDone - started + handOff,
+          computeInferNs: ran,
+          computeOutputNs: outputDone - inferDone,
+        };
         stats.execution(batchRows, exec);
         span.end();
-        return () => first.resolve({ outputs, times: { queueNs: started - first.enqueuedNs, ...exec }, batchSize: batchRows, rows: first.rows });
+        return () =>
+          first.resolve({
+            outputs,
+            times: { queueNs: started - first.enqueuedNs, ...exec },
+            batchSize: batchRows,
+            rows: first.rows,
+          });
       }
       const split = new Map<string, Tensor[]>();
       const rowsOf = batch.map((entry) => entry.rows);
@@ -394,7 +441,11 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         split.set(name, splitBatch(tensorFromOrt(value, { name, role: 'output' }), rowsOf, { name, role: 'output' }));
       }
       const outputDone = nowNs();
-      const exec = { computeInputNs: inputDone - started + handOff, computeInferNs: ran, computeOutputNs: outputDone - inferDone };
+      const exec = {
+        computeInputNs: inputDone - started + handOff,
+        computeInferNs: ran,
+        computeOutputNs: outputDone - inferDone,
+      };
       stats.execution(batchRows, exec);
       span.end();
       return () => {
@@ -404,7 +455,12 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
             const part = split.get(name)?.[index];
             if (part !== undefined) outputs.set(name, part);
           }
-          entry.resolve({ outputs, times: { queueNs: started - entry.enqueuedNs, ...exec }, batchSize: batchRows, rows: entry.rows });
+          entry.resolve({
+            outputs,
+            times: { queueNs: started - entry.enqueuedNs, ...exec },
+            batchSize: batchRows,
+            rows: entry.rows,
+          });
         });
       };
     } catch (error: unknown) {
@@ -413,8 +469,12 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           ? error
           : error instanceof TensorError
             ? new InferError('INVALID_ARGUMENT', `model "${model}": ${error.message}`)
-            : new InferError('INTERNAL', `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`);
-      if (failure.code === 'INTERNAL') options.logger?.error({ err: error, model, batch: batch.length }, 'inference run failed');
+            : new InferError(
+                'INTERNAL',
+                `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`,
+              );
+      if (failure.code === 'INTERNAL')
+        options.logger?.error({ err: error, model, batch: batch.length }, 'inference run failed');
       span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
       span.end();
       return () => {
@@ -429,7 +489,9 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         return Promise.reject(new InferError('UNAVAILABLE', `model "${model}" is unloading and takes no new requests`));
       }
       if (job.signal?.aborted === true) {
-        return Promise.reject(new InferError('CANCELLED', `model "${model}": the request was cancelled before it was queued`));
+        return Promise.reject(
+          new InferError('CANCELLED', `model "${model}": the request was cancelled before it was queued`),
+        );
       }
       if (job.deadline !== undefined && job.deadline <= clock.now()) return Promise.reject(deadlineError());
       let rows = 1;
@@ -443,19 +505,28 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         }
         if (disagree) {
           return Promise.reject(
-            new InferError('INVALID_ARGUMENT', `model "${model}": the inputs disagree on the batch size (dim 0): ${[...job.inputs].map(([name, t]) => `${name} ${t.shape[0] ?? 1}`).join(', ')}`),
+            new InferError(
+              'INVALID_ARGUMENT',
+              `model "${model}": the inputs disagree on the batch size (dim 0): ${[...job.inputs].map(([name, t]) => `${name} ${t.shape[0] ?? 1}`).join(', ')}`,
+            ),
           );
         }
         rows = dim0 ?? 1;
         if (rows > maxRows) {
           return Promise.reject(
-            new InferError('INVALID_ARGUMENT', `model "${model}": the request has batch size ${rows}, more than the model's max batch size ${maxRows}`),
+            new InferError(
+              'INVALID_ARGUMENT',
+              `model "${model}": the request has batch size ${rows}, more than the model's max batch size ${maxRows}`,
+            ),
           );
         }
       }
       if (config.maxQueueSize > 0 && queue.length >= config.maxQueueSize) {
         return Promise.reject(
-          new InferError('RESOURCE_EXHAUSTED', `model "${model}": the queue is full (${config.maxQueueSize} requests waiting); retry later`),
+          new InferError(
+            'RESOURCE_EXHAUSTED',
+            `model "${model}": the queue is full (${config.maxQueueSize} requests waiting); retry later`,
+          ),
         );
       }
       const arrivedNs = nowNs();
@@ -464,7 +535,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       return new Promise<JobResult>((resolve, reject) => {
         let timer: NodeJS.Timeout | undefined;
         const onAbort = (): void => {
-          if (remove(entry)) entry.reject(new InferError('CANCELLED', `model "${model}": the request was cancelled while queued`));
+          if (remove(entry))
+            entry.reject(new InferError('CANCELLED', `model "${model}": the request was cancelled while queued`));
           pump();
         };
         const entry: Entry = {

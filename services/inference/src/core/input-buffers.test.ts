@@ -42,7 +42,9 @@ function staged(parts: readonly Tensor[], offset: number): StagedFeed {
 
 /** onnxruntime's output for the parts stacked, called directly on each. */
 async function expected(bytes: Uint8Array, input: string, parts: readonly Tensor[]): Promise<number[]> {
-  const each = await Promise.all(parts.map(async (part) => values((await runDirect(bytes, inputs({ [input]: part }))).get('output'))));
+  const each = await Promise.all(
+    parts.map(async (part) => values((await runDirect(bytes, inputs({ [input]: part }))).get('output'))),
+  );
   return each.flat();
 }
 
@@ -56,7 +58,9 @@ describe.each(['worker', 'inline'] as const)('input buffers, %s sessions', (exec
       const results = await instances.run({ input: feed }, ['output']);
       const output = results['output'];
       expect(output?.dims).toEqual([3, 10]);
-      expect(values(output === undefined ? undefined : tensorFromOrt(output))).toEqual(await expected(cnn, 'input', parts));
+      expect(values(output === undefined ? undefined : tensorFromOrt(output))).toEqual(
+        await expected(cnn, 'input', parts),
+      );
       // The requests' bytes are only read.
       expect(feed.parts.map((part) => Buffer.from(part))).toEqual(before);
     }
@@ -65,16 +69,24 @@ describe.each(['worker', 'inline'] as const)('input buffers, %s sessions', (exec
 
   it('concurrent batches on two instances never share a buffer', async () => {
     const instances = await pool(cnn, { execution, instanceCount: 2 });
-    const batches = [0, 1, 2, 3].map((i) => [randomFloats([2, 3, 32, 32], 30 + i), randomFloats([3, 3, 32, 32], 40 + i)]);
+    const batches = [0, 1, 2, 3].map((i) => [
+      randomFloats([2, 3, 32, 32], 30 + i),
+      randomFloats([3, 3, 32, 32], 40 + i),
+    ]);
     const results = await Promise.all(batches.map((parts) => instances.run({ input: staged(parts, 2) }, ['output'])));
     for (const [i, parts] of batches.entries()) {
       const output = results[i]?.['output'];
-      expect(values(output === undefined ? undefined : tensorFromOrt(output))).toEqual(await expected(cnn, 'input', parts));
+      expect(values(output === undefined ? undefined : tensorFromOrt(output))).toEqual(
+        await expected(cnn, 'input', parts),
+      );
     }
     // One buffer per run in flight (one per inline instance, two per worker: the one running and the
     // next), each reused by a later batch.
     expect(instances.slots).toBe(execution === 'inline' ? 2 : 2 * WORKER_RUNS_IN_FLIGHT);
-    expect(instances.inputBuffers()).toEqual({ allocated: Math.min(4, instances.slots), free: Math.min(4, instances.slots) });
+    expect(instances.inputBuffers()).toEqual({
+      allocated: Math.min(4, instances.slots),
+      free: Math.min(4, instances.slots),
+    });
   });
 
   it('an output onnxruntime makes over the input buffer is copied out: a later run does not change it', async () => {
@@ -98,11 +110,19 @@ describe.each(['worker', 'inline'] as const)('input buffers, %s sessions', (exec
 
   it('requests from misaligned raw bytes, batched through the manager, get what onnxruntime computes, and keep their bytes', async () => {
     const manager = pools.manager();
-    const model = await manager.load('t', 'cnn', '1', cnn, servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }));
+    const model = await manager.load(
+      't',
+      'cnn',
+      '1',
+      cnn,
+      servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }),
+    );
     const tensors = [1, 2, 5].map((rows, i) => randomFloats([rows, 3, 32, 32], 50 + i));
     const raws = tensors.map((tensor) => bytesAt(tensor, 3));
     const copies = raws.map((raw) => Buffer.from(raw));
-    const requests = raws.map((raw, i) => inputs({ input: tensorFromRaw('FP32', tensors[i]?.shape ?? [], raw, { name: 'input' }) }));
+    const requests = raws.map((raw, i) =>
+      inputs({ input: tensorFromRaw('FP32', tensors[i]?.shape ?? [], raw, { name: 'input' }) }),
+    );
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `${i}`, inputs: request })));
     for (const [i, tensor] of tensors.entries()) {
       expect(results[i]?.batchSize).toBe(8);
@@ -121,7 +141,9 @@ describe('inline sessions', () => {
     const feed = staged([part], 4);
     const results = await instances.run({ input: feed }, ['output']);
     const output = results['output'];
-    expect(values(output === undefined ? undefined : tensorFromOrt(output))).toEqual(await expected(cnn, 'input', [part]));
+    expect(values(output === undefined ? undefined : tensorFromOrt(output))).toEqual(
+      await expected(cnn, 'input', [part]),
+    );
     expect(instances.inputBuffers()).toEqual({ allocated: 0, free: 0 });
   });
 });

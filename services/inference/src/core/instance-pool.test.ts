@@ -7,7 +7,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, buildMlp, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorToOrt } from '@quanta/tensor';
 import { createInstancePool, killSessionWorkers, sessionWorkerCount } from './instance-pool.js';
-import { inputs, openedPools, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import {
+  inputs,
+  openedPools,
+  ppocrClassifierPath,
+  randomFloats,
+  rejection,
+  runDirect,
+  servingConfig,
+  values,
+} from './test-helpers.js';
 
 // The instance pool in both execution modes, against onnxruntime called directly in this thread.
 
@@ -26,7 +35,10 @@ describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (exec
     ] as const) {
       const instances = await pool(bytes, { execution, instanceCount: 2 });
       const feed = randomFloats(shape, 5);
-      const results = await instances.run({ [input]: tensorToOrt(feed) }, instances.metadata.outputMetadata.map((m) => m.name));
+      const results = await instances.run(
+        { [input]: tensorToOrt(feed) },
+        instances.metadata.outputMetadata.map((m) => m.name),
+      );
       const expected = await runDirect(bytes, inputs({ [input]: feed }));
       for (const [name, tensor] of expected) {
         const got = results[name];
@@ -55,19 +67,31 @@ describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (exec
 
   it('the stats count compute_infer as onnxruntime ran and the rest of the wait as compute_input', async () => {
     const manager = pools.manager();
-    const model = await manager.load('t', 'cnn', '1', cnn, servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 4 }));
+    const model = await manager.load(
+      't',
+      'cnn',
+      '1',
+      cnn,
+      servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 4 }),
+    );
     await model.infer({ id: 'a', inputs: inputs({ input: randomFloats([2, 3, 32, 32], 7) }) });
     const stats = model.stats();
     const infer = stats.computeInfer.ns;
     expect(infer).toBeGreaterThan(0n);
     // Per request: queue + compute stages never exceed the request's own time.
-    expect(stats.queue.ns + stats.computeInput.ns + infer + stats.computeOutput.ns).toBeLessThanOrEqual(stats.success.ns);
+    expect(stats.queue.ns + stats.computeInput.ns + infer + stats.computeOutput.ns).toBeLessThanOrEqual(
+      stats.success.ns,
+    );
   });
 
-  it('reports the model\'s inputs and outputs', async () => {
+  it("reports the model's inputs and outputs", async () => {
     const instances = await pool(cnn, { execution });
-    expect(instances.metadata.inputMetadata.map((m) => [m.name, m.isTensor && m.shape])).toEqual([['input', ['N', 3, 32, 32]]]);
-    expect(instances.metadata.outputMetadata.map((m) => [m.name, m.isTensor && m.shape])).toEqual([['output', ['N', 10]]]);
+    expect(instances.metadata.inputMetadata.map((m) => [m.name, m.isTensor && m.shape])).toEqual([
+      ['input', ['N', 3, 32, 32]],
+    ]);
+    expect(instances.metadata.outputMetadata.map((m) => [m.name, m.isTensor && m.shape])).toEqual([
+      ['output', ['N', 10]],
+    ]);
   });
 
   it("rejects with onnxruntime's own message when a run fails, and keeps serving", async () => {
@@ -88,14 +112,18 @@ describe.each(['worker', 'inline'] as const)('instance pool, %s sessions', (exec
 
   it('fails to start on bytes that are not a model, leaving no worker behind', async () => {
     const before = sessionWorkerCount();
-    await expect(createInstancePool(Uint8Array.of(1, 2, 3), servingConfig({ execution, instanceCount: 2 }))).rejects.toThrow(/protobuf|model/i);
+    await expect(
+      createInstancePool(Uint8Array.of(1, 2, 3), servingConfig({ execution, instanceCount: 2 })),
+    ).rejects.toThrow(/protobuf|model/i);
     expect(sessionWorkerCount()).toBe(before);
   });
 
   it('refuses runs after release', async () => {
     const instances = await pool(cnn, { execution });
     await instances.release();
-    await expect(instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 1)) }, ['output'])).rejects.toThrow('the model version has been unloaded');
+    await expect(instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 1)) }, ['output'])).rejects.toThrow(
+      'the model version has been unloaded',
+    );
   });
 });
 
@@ -144,9 +172,13 @@ describe('instance pool, worker sessions', () => {
     const path = join(dir, 'cnn.onnx');
     await writeFile(path, cnn);
     const replaced: Promise<boolean>[] = [];
-    const instances = await createInstancePool({ path }, servingConfig({ execution: 'worker', threadsPerInstance: 1 }), {
-      onWorkerDeath: (_error, done) => replaced.push(done),
-    });
+    const instances = await createInstancePool(
+      { path },
+      servingConfig({ execution: 'worker', threadsPerInstance: 1 }),
+      {
+        onWorkerDeath: (_error, done) => replaced.push(done),
+      },
+    );
     try {
       // The model file is gone: a new worker cannot load it.
       await rm(dir, { recursive: true });
@@ -154,8 +186,12 @@ describe('instance pool, worker sessions', () => {
       await eventually(() => replaced.length === 1);
       const waiting = instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 3)) }, ['output']);
       expect(await replaced[0]).toBe(false);
-      await expect(waiting).rejects.toThrow(/every onnxruntime worker of this model died and none could be restarted: the onnxruntime worker thread exited/);
-      await expect(instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 4)) }, ['output'])).rejects.toThrow(/none could be restarted/);
+      await expect(waiting).rejects.toThrow(
+        /every onnxruntime worker of this model died and none could be restarted: the onnxruntime worker thread exited/,
+      );
+      await expect(instances.run({ input: tensorToOrt(randomFloats([1, 3, 32, 32], 4)) }, ['output'])).rejects.toThrow(
+        /none could be restarted/,
+      );
     } finally {
       await instances.release();
     }
@@ -185,17 +221,25 @@ describe('instance pool, worker sessions', () => {
     const first = await instances.run({ input: kept }, ['output']);
     expect(Array.from(kept.data as Float32Array)).toEqual(Array.from(copy));
     const given = new ort.Tensor('float32', Float32Array.from(copy), [2, 3, 32, 32]);
-    const buffer = (given.data).buffer;
+    const buffer = given.data.buffer;
     const second = await instances.run({ input: given }, ['output'], { ownedInputs: true });
     // Transferred to the worker: this thread's buffer is detached.
     expect(buffer.byteLength).toBe(0);
-    expect(Array.from(second['output']?.data as Float32Array)).toEqual(Array.from(first['output']?.data as Float32Array));
+    expect(Array.from(second['output']?.data as Float32Array)).toEqual(
+      Array.from(first['output']?.data as Float32Array),
+    );
   });
 
   it('serves merged batches on two worker instances through the manager, as onnxruntime computes them', async () => {
     const bytes = buildMlp({ inputSize: 4, hiddenSizes: [16], outputSize: 2, seed: 3 });
     const manager = pools.manager();
-    const model = await manager.load('t', 'mlp', '1', bytes, servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 10_000_000, instanceCount: 2 }));
+    const model = await manager.load(
+      't',
+      'mlp',
+      '1',
+      bytes,
+      servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 10_000_000, instanceCount: 2 }),
+    );
     const requests = [1, 3, 4].map((n, i) => inputs({ input: randomFloats([n, 4], 40 + i) }));
     const results = await Promise.all(requests.map((request, i) => model.infer({ id: `${i}`, inputs: request })));
     for (const [i, request] of requests.entries()) {
@@ -210,7 +254,14 @@ describe('instance pool, worker sessions', () => {
       graph: {
         name: 'reshape',
         nodes: [{ opType: 'Reshape', inputs: ['x', 'shape'], outputs: ['y'] }],
-        initializers: [{ name: 'shape', dataType: OnnxDataType.INT64, dims: [3], raw: new Uint8Array(BigInt64Array.of(-1n, 2n, 2n).buffer) }],
+        initializers: [
+          {
+            name: 'shape',
+            dataType: OnnxDataType.INT64,
+            dims: [3],
+            raw: new Uint8Array(BigInt64Array.of(-1n, 2n, 2n).buffer),
+          },
+        ],
         inputs: [{ name: 'x', dataType: OnnxDataType.FLOAT, shape: ['N', 'K'] }],
         outputs: [{ name: 'y', dataType: OnnxDataType.FLOAT, shape: ['N', 2, 2] }],
       },
@@ -225,7 +276,7 @@ describe('instance pool, worker sessions', () => {
     expect(values(good.outputs[0])).toEqual(values(randomFloats([1, 4], 2)));
   });
 
-  it('hot swap: activating a new version and unloading the old one leaves only the new one\'s workers', async () => {
+  it("hot swap: activating a new version and unloading the old one leaves only the new one's workers", async () => {
     const manager = pools.manager();
     const before = sessionWorkerCount();
     await manager.load('t', 'cnn', '1', cnn, servingConfig({ instanceCount: 2 }));
@@ -256,12 +307,20 @@ describe('instance pool, worker sessions, in a process of their own', () => {
       'await manager.close();',
       "console.log('closed');",
     ].join('\n');
-    const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      ['--conditions=@quanta/source', '--import', 'tsx', '--input-type=module', '-e', script],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    expect({ code, out, err: err.includes('Error') ? err : '' }).toEqual({ code: 0, out: 'answered 1x10\nclosed\n', err: '' });
+    expect({ code, out, err: err.includes('Error') ? err : '' }).toEqual({
+      code: 0,
+      out: 'answered 1x10\nclosed\n',
+      err: '',
+    });
   });
 });

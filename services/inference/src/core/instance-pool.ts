@@ -96,7 +96,10 @@ export class InputBuffers {
 }
 
 /** Copies a staged feed's parts into a buffer from `buffers`; returns the view for onnxruntime. */
-function stage(feed: StagedFeed, buffers: InputBuffers): { data: ort.Tensor.DataType & ArrayBufferView; buffer: ArrayBuffer } {
+function stage(
+  feed: StagedFeed,
+  buffers: InputBuffers,
+): { data: ort.Tensor.DataType & ArrayBufferView; buffer: ArrayBuffer } {
   const { array, size } = arrayOf(feed.type);
   let bytes = 0;
   for (const part of feed.parts) bytes += part.byteLength;
@@ -138,7 +141,11 @@ export interface InstancePool {
    * event loop includes whatever else the loop runs first (under load, other requests' decoding).
    */
   readonly timesRuns: boolean;
-  run(feeds: Record<string, Feed>, fetches: readonly string[], options?: RunOptions): Promise<ort.InferenceSession.ReturnType>;
+  run(
+    feeds: Record<string, Feed>,
+    fetches: readonly string[],
+    options?: RunOptions,
+  ): Promise<ort.InferenceSession.ReturnType>;
   /** Releases every session once its current run has finished (and ends their worker threads), and drops the input buffers. */
   release(): Promise<void>;
   /** Input buffers created so far and free now, over all instances (for tests and diagnostics). */
@@ -149,18 +156,28 @@ export interface InstancePool {
 interface Instance {
   readonly metadata: SessionMetadata;
   readonly buffers: InputBuffers;
-  run(feeds: Record<string, Feed>, fetches: readonly string[], options: RunOptions | undefined): Promise<ort.InferenceSession.ReturnType>;
+  run(
+    feeds: Record<string, Feed>,
+    fetches: readonly string[],
+    options: RunOptions | undefined,
+  ): Promise<ort.InferenceSession.ReturnType>;
   release(): Promise<void>;
 }
 
 /** An output that shares memory with one of `buffers` (an identity output, say) is copied out. */
-function unshared(results: ort.InferenceSession.ReturnType, buffers: readonly ArrayBuffer[]): ort.InferenceSession.ReturnType {
+function unshared(
+  results: ort.InferenceSession.ReturnType,
+  buffers: readonly ArrayBuffer[],
+): ort.InferenceSession.ReturnType {
   if (buffers.length === 0) return results;
-  const shares = (tensor: ort.Tensor): boolean => ArrayBuffer.isView(tensor.data) && buffers.includes(tensor.data.buffer as ArrayBuffer);
+  const shares = (tensor: ort.Tensor): boolean =>
+    ArrayBuffer.isView(tensor.data) && buffers.includes(tensor.data.buffer as ArrayBuffer);
   if (!Object.values(results).some(shares)) return results;
   const copied: Record<string, ort.Tensor> = {};
   for (const [name, tensor] of Object.entries(results)) {
-    copied[name] = shares(tensor) ? new ort.Tensor(tensor.type, (tensor.data as Uint8Array).slice() as ort.Tensor.DataType, tensor.dims) : tensor;
+    copied[name] = shares(tensor)
+      ? new ort.Tensor(tensor.type, (tensor.data as Uint8Array).slice() as ort.Tensor.DataType, tensor.dims)
+      : tensor;
   }
   return copied;
 }
@@ -174,7 +191,10 @@ function sessionOptions(config: ServingConfig): ort.InferenceSession.SessionOpti
 }
 
 async function inlineInstance(bytes: ModelBytes, options: ort.InferenceSession.SessionOptions): Promise<Instance> {
-  const session = bytes instanceof Uint8Array ? await ort.InferenceSession.create(bytes, options) : await ort.InferenceSession.create(bytes.path, options);
+  const session =
+    bytes instanceof Uint8Array
+      ? await ort.InferenceSession.create(bytes, options)
+      : await ort.InferenceSession.create(bytes.path, options);
   const buffers = new InputBuffers();
   return {
     metadata: { inputMetadata: session.inputMetadata, outputMetadata: session.outputMetadata },
@@ -192,7 +212,11 @@ async function inlineInstance(bytes: ModelBytes, options: ort.InferenceSession.S
           const { array, size } = arrayOf(feed.type);
           if (lone !== undefined && lone.byteOffset % size === 0) {
             // The request's own bytes, aligned: onnxruntime reads them where they are.
-            ortFeeds[name] = new ort.Tensor(feed.type, new array(lone.buffer as ArrayBuffer, lone.byteOffset, lone.byteLength / size), feed.dims);
+            ortFeeds[name] = new ort.Tensor(
+              feed.type,
+              new array(lone.buffer as ArrayBuffer, lone.byteOffset, lone.byteLength / size),
+              feed.dims,
+            );
             continue;
           }
           const staged = stage(feed, buffers);
@@ -221,9 +245,19 @@ interface WireTensor {
 }
 
 type FromWorker =
-  | { readonly kind: 'ready'; readonly inputMetadata: SessionMetadata['inputMetadata']; readonly outputMetadata: SessionMetadata['outputMetadata'] }
+  | {
+      readonly kind: 'ready';
+      readonly inputMetadata: SessionMetadata['inputMetadata'];
+      readonly outputMetadata: SessionMetadata['outputMetadata'];
+    }
   | { readonly kind: 'failed'; readonly message: string }
-  | { readonly kind: 'done'; readonly id: number; readonly outputs: readonly WireTensor[]; readonly inputs: readonly ArrayBuffer[]; readonly ranNs: bigint }
+  | {
+      readonly kind: 'done';
+      readonly id: number;
+      readonly outputs: readonly WireTensor[];
+      readonly inputs: readonly ArrayBuffer[];
+      readonly ranNs: bigint;
+    }
   | { readonly kind: 'error'; readonly id: number; readonly message: string; readonly inputs: readonly ArrayBuffer[] }
   | { readonly kind: 'released' };
 
@@ -244,7 +278,11 @@ export async function killSessionWorkers(): Promise<void> {
  * the instance's input buffers (which come back with the reply); other tensors are copied first
  * unless we may give them away.
  */
-function wireFeeds(feeds: Record<string, Feed>, owned: boolean, buffers: InputBuffers): { feeds: WireTensor[]; transfer: ArrayBuffer[] } {
+function wireFeeds(
+  feeds: Record<string, Feed>,
+  owned: boolean,
+  buffers: InputBuffers,
+): { feeds: WireTensor[]; transfer: ArrayBuffer[] } {
   const wire: WireTensor[] = [];
   const transfer: ArrayBuffer[] = [];
   for (const [name, tensor] of Object.entries(feeds)) {
@@ -256,7 +294,8 @@ function wireFeeds(feeds: Record<string, Feed>, owned: boolean, buffers: InputBu
     }
     let data = tensor.data;
     if (ArrayBuffer.isView(data)) {
-      const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+      const whole =
+        data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
       // A view of a request's bytes (or of a pooled buffer) is copied: the caller keeps the original.
       if (!(owned && whole) || transfer.includes(data.buffer as ArrayBuffer)) data = data.slice();
       transfer.push(data.buffer as ArrayBuffer);
@@ -270,7 +309,11 @@ function wireFeeds(feeds: Record<string, Feed>, owned: boolean, buffers: InputBu
  * A session in a worker thread. `onDeath` is told once if the worker, after it started, ends or
  * fails other than by release(): its runs in flight have failed and later ones would.
  */
-async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.SessionOptions, onDeath?: (error: Error) => void): Promise<Instance> {
+async function workerInstance(
+  bytes: ModelBytes,
+  options: ort.InferenceSession.SessionOptions,
+  onDeath?: (error: Error) => void,
+): Promise<Instance> {
   const worker = new Worker(sessionWorkerUrl, {
     // The worker needs no loader (tsx) nor the parent's flags.
     execArgv: [],
@@ -279,7 +322,14 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
   liveWorkers.add(worker);
   let started = false;
   let releasing = false;
-  const calls = new Map<number, { resolve(result: ort.InferenceSession.ReturnType): void; reject(error: Error): void; timing?: RunTiming | undefined }>();
+  const calls = new Map<
+    number,
+    {
+      resolve(result: ort.InferenceSession.ReturnType): void;
+      reject(error: Error): void;
+      timing?: RunTiming | undefined;
+    }
+  >();
   let nextId = 0;
   let ready: ((metadata: SessionMetadata) => void) | undefined;
   let failedStart: ((error: Error) => void) | undefined;
@@ -311,7 +361,8 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
         calls.delete(message.id);
         if (calls.size === 0) worker.unref();
         const results: Record<string, ort.Tensor> = {};
-        for (const output of message.outputs) results[output.name] = new ort.Tensor(output.type, output.data, output.dims);
+        for (const output of message.outputs)
+          results[output.name] = new ort.Tensor(output.type, output.data, output.dims);
         if (call?.timing !== undefined) call.timing.ranNs = message.ranNs;
         call?.resolve(results);
         break;
@@ -369,7 +420,9 @@ async function workerInstance(bytes: ModelBytes, options: ort.InferenceSession.S
         } catch (error: unknown) {
           // Data the structured clone refuses: this run fails, the worker goes on (the input
           // buffers were not transferred: they are free again).
-          for (const buffer of wire.transfer) if (wire.feeds.some((f) => f.returned === true && (f.data as ArrayBufferView).buffer === buffer)) buffers.give(buffer);
+          for (const buffer of wire.transfer)
+            if (wire.feeds.some((f) => f.returned === true && (f.data as ArrayBufferView).buffer === buffer))
+              buffers.give(buffer);
           calls.delete(id);
           if (calls.size === 0) worker.unref();
           throw error;
@@ -407,10 +460,15 @@ export interface InstancePoolHooks {
   readonly onWorkerDeath?: (error: Error, replaced: Promise<boolean>) => void;
 }
 
-export async function createInstancePool(bytes: ModelBytes, config: ServingConfig, hooks: InstancePoolHooks = {}): Promise<InstancePool> {
+export async function createInstancePool(
+  bytes: ModelBytes,
+  config: ServingConfig,
+  hooks: InstancePoolHooks = {},
+): Promise<InstancePool> {
   const size = Math.max(1, Math.floor(config.instanceCount));
   const options = sessionOptions(config);
-  if (config.execution === 'auto') throw new Error("an instance pool runs 'worker' or 'inline' sessions; the loader decides 'auto'");
+  if (config.execution === 'auto')
+    throw new Error("an instance pool runs 'worker' or 'inline' sessions; the loader decides 'auto'");
   // Set below, once the pool's bookkeeping exists; a worker cannot die before it is created.
   let died: (instance: Instance, error: Error) => void = () => undefined;
   const spawnWorker = async (): Promise<Instance> => {
@@ -442,7 +500,10 @@ export async function createInstancePool(bytes: ModelBytes, config: ServingConfi
   let busy = 0;
   let idle: (() => void) | undefined;
 
-  const gone = (): Error => new Error(`every onnxruntime worker of this model died and none could be restarted: ${lastDeath?.message ?? 'unknown'}`);
+  const gone = (): Error =>
+    new Error(
+      `every onnxruntime worker of this model died and none could be restarted: ${lastDeath?.message ?? 'unknown'}`,
+    );
   const leastLoaded = (): Instance | undefined => {
     let chosen: Instance | undefined;
     let load = depth;

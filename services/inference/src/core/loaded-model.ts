@@ -51,13 +51,19 @@ function checkSequenceState(signature: ModelSignature, config: ServingConfig): v
     const input = signature.inputs.find((spec) => spec.name === pair.input);
     const output = signature.outputs.find((spec) => spec.name === pair.output);
     if (input === undefined) {
-      throw new SignatureError(`sequence state input "${pair.input}" is not an input of the model; its inputs are: ${signature.inputs.map((s) => s.name).join(', ')}`);
+      throw new SignatureError(
+        `sequence state input "${pair.input}" is not an input of the model; its inputs are: ${signature.inputs.map((s) => s.name).join(', ')}`,
+      );
     }
     if (output === undefined) {
-      throw new SignatureError(`sequence state output "${pair.output}" is not an output of the model; its outputs are: ${signature.outputs.map((s) => s.name).join(', ')}`);
+      throw new SignatureError(
+        `sequence state output "${pair.output}" is not an output of the model; its outputs are: ${signature.outputs.map((s) => s.name).join(', ')}`,
+      );
     }
     if (input.datatype !== output.datatype) {
-      throw new SignatureError(`sequence state "${pair.input}" <- "${pair.output}": the input is ${input.datatype} but the output is ${output.datatype}`);
+      throw new SignatureError(
+        `sequence state "${pair.input}" <- "${pair.output}": the input is ${input.datatype} but the output is ${output.datatype}`,
+      );
     }
   }
 }
@@ -94,7 +100,10 @@ function warmUpFeeds(signature: ModelSignature): WarmUpFeeds {
 /** One run so that the first request does not pay onnxruntime's lazy initialisation; a failure counts only without guessed dims. */
 async function warmUp(pool: InstancePool, signature: ModelSignature, { feeds, guessed }: WarmUpFeeds): Promise<void> {
   try {
-    await pool.run(feeds, signature.outputs.map((spec) => spec.name));
+    await pool.run(
+      feeds,
+      signature.outputs.map((spec) => spec.name),
+    );
   } catch (error: unknown) {
     if (!guessed) throw error;
   }
@@ -111,9 +120,21 @@ const AUTO_INLINE_MAX_NS = 1_000_000n;
  * the round trip to the worker and at most AUTO_INLINE_MAX_NS, and the model's dims are all fixed
  * but the batch dim (a dynamic dim was timed at 1 and requests may make runs far longer).
  */
-async function chooseExecution(pool: InstancePool, signature: ModelSignature, { feeds }: WarmUpFeeds): Promise<{ execution: 'worker' | 'inline'; ranNs: bigint; handOffNs: bigint; reason: string }> {
-  const dynamic = signature.inputs.find((spec) => spec.shape === null || spec.shape.slice(1).some((dim) => dim < 0) || spec.datatype === 'BYTES');
-  if (dynamic !== undefined) return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: `input "${dynamic.name}" has dynamic dims or is BYTES: its runs may be far longer than one timed` };
+async function chooseExecution(
+  pool: InstancePool,
+  signature: ModelSignature,
+  { feeds }: WarmUpFeeds,
+): Promise<{ execution: 'worker' | 'inline'; ranNs: bigint; handOffNs: bigint; reason: string }> {
+  const dynamic = signature.inputs.find(
+    (spec) => spec.shape === null || spec.shape.slice(1).some((dim) => dim < 0) || spec.datatype === 'BYTES',
+  );
+  if (dynamic !== undefined)
+    return {
+      execution: 'worker',
+      ranNs: -1n,
+      handOffNs: -1n,
+      reason: `input "${dynamic.name}" has dynamic dims or is BYTES: its runs may be far longer than one timed`,
+    };
   const fetches = signature.outputs.map((spec) => spec.name);
   const ran: bigint[] = [];
   const handOff: bigint[] = [];
@@ -122,14 +143,17 @@ async function chooseExecution(pool: InstancePool, signature: ModelSignature, { 
     const started = monotonicNs();
     await pool.run(feeds, fetches, { timing });
     const wall = monotonicNs() - started;
-    if (timing.ranNs < 0n) return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: 'the sessions cannot time a run' };
+    if (timing.ranNs < 0n)
+      return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: 'the sessions cannot time a run' };
     ran.push(timing.ranNs);
     handOff.push(wall > timing.ranNs ? wall - timing.ranNs : 0n);
   }
-  const median = (values: bigint[]): bigint => values.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[values.length >> 1] ?? 0n;
+  const median = (values: bigint[]): bigint =>
+    values.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[values.length >> 1] ?? 0n;
   const ranNs = median(ran);
   const handOffNs = median(handOff);
-  if (ranNs > AUTO_INLINE_MAX_NS) return { execution: 'worker', ranNs, handOffNs, reason: 'a run is long enough to hold the event loop up' };
+  if (ranNs > AUTO_INLINE_MAX_NS)
+    return { execution: 'worker', ranNs, handOffNs, reason: 'a run is long enough to hold the event loop up' };
   return ranNs < handOffNs
     ? { execution: 'inline', ranNs, handOffNs, reason: 'a run costs less than the hand-off to a worker' }
     : { execution: 'worker', ranNs, handOffNs, reason: 'a run costs more than the hand-off to a worker' };
@@ -147,10 +171,17 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
   let execution: 'worker' | 'inline' = config.execution === 'inline' ? 'inline' : 'worker';
   const hooks: InstancePoolHooks = {
     onWorkerDeath(error, replaced) {
-      logger?.error({ err: error, model: name, version }, 'an onnxruntime worker died; its runs in flight failed, starting a new one');
+      logger?.error(
+        { err: error, model: name, version },
+        'an onnxruntime worker died; its runs in flight failed, starting a new one',
+      );
       void replaced.then((ok) => {
         if (ok) logger?.info({ model: name, version }, 'the onnxruntime worker was replaced');
-        else logger?.error({ model: name, version }, 'the onnxruntime worker could not be replaced (or the model was unloaded)');
+        else
+          logger?.error(
+            { model: name, version },
+            'the onnxruntime worker could not be replaced (or the model was unloaded)',
+          );
       });
     },
   };
@@ -165,8 +196,12 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     if (warm.guessed) logger?.debug({ model: name, version }, 'warm-up used 1 for dynamic dims after dim 0');
     if (auto) {
       const choice = await chooseExecution(pool, signature, warm);
-      const timed = choice.ranNs >= 0n ? { ranUs: Number(choice.ranNs) / 1000, handOffUs: Number(choice.handOffNs) / 1000 } : {};
-      logger?.info({ model: name, version, execution: choice.execution, ...timed, reason: choice.reason }, 'chose where the sessions run');
+      const timed =
+        choice.ranNs >= 0n ? { ranUs: Number(choice.ranNs) / 1000, handOffUs: Number(choice.handOffNs) / 1000 } : {};
+      logger?.info(
+        { model: name, version, execution: choice.execution, ...timed, reason: choice.reason },
+        'chose where the sessions run',
+      );
       if (choice.execution === 'inline') {
         const inline = await createInstancePool(options.bytes, { ...config, execution: 'inline' });
         await pool.release();
@@ -210,7 +245,10 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
   let state: ModelState = 'READY';
   let unloading: Promise<void> | undefined;
 
-  const observe = (request: InferRequest, outcome: { result?: InferResult; error?: InferError; totalNs: bigint }): void => {
+  const observe = (
+    request: InferRequest,
+    outcome: { result?: InferResult; error?: InferError; totalNs: bigint },
+  ): void => {
     if (observer === undefined) return;
     try {
       observer.onRequest(model, request, outcome);
@@ -238,7 +276,10 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         // A request that raced an activate goes to the version that replaced this one.
         const current = options.redirect();
         if (current !== undefined && current !== model && current.state === 'READY') return current.infer(request);
-        const error = new InferError('UNAVAILABLE', `model "${name}" version ${version} is ${state.toLowerCase()} and no other version is current`);
+        const error = new InferError(
+          'UNAVAILABLE',
+          `model "${name}" version ${version} is ${state.toLowerCase()} and no other version is current`,
+        );
         observe(request, { error, totalNs: 0n });
         return Promise.reject(error);
       }
@@ -256,7 +297,12 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         outputs = validateRequest(name, signature, request, validateOptions);
         pending = sequences
           ? sequences.infer(request, outputs)
-          : batcher.submit({ inputs: request.inputs, fetches: outputs, deadline: request.deadline, signal: request.signal });
+          : batcher.submit({
+              inputs: request.inputs,
+              fetches: outputs,
+              deadline: request.deadline,
+              signal: request.signal,
+            });
       } catch (caught: unknown) {
         return Promise.reject(toInferError(name, caught)).catch(fail);
       }
@@ -268,7 +314,8 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
             version,
             outputs: outputs.map((output) => {
               const tensor = job.outputs.get(output);
-              if (tensor === undefined) throw new InferError('INTERNAL', `model "${name}" returned no output "${output}"`);
+              if (tensor === undefined)
+                throw new InferError('INTERNAL', `model "${name}" returned no output "${output}"`);
               return tensor.name === output ? tensor : { ...tensor, name: output };
             }),
             times: job.times,

@@ -2,7 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { buildCnn, buildLstm, buildMlp, LSTM_NAMES } from '@quanta/onnx';
 import { createModelManager } from './model-manager.js';
-import { inputs, ppocrClassifierPath, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import {
+  inputs,
+  ppocrClassifierPath,
+  randomFloats,
+  rejection,
+  runDirect,
+  servingConfig,
+  values,
+} from './test-helpers.js';
 import { InferError, type InferObserver, type InferResult } from './types.js';
 
 function thrown(fn: () => unknown): InferError {
@@ -15,90 +23,103 @@ function thrown(fn: () => unknown): InferError {
   throw new Error('expected a throw');
 }
 
-describe.each(['worker', 'inline'] as const)('model manager, %s sessions: outputs equal onnxruntime called directly', (execution) => {
-  it('serves an MLP', async () => {
-    const bytes = buildMlp({ inputSize: 4, hiddenSizes: [16], outputSize: 3, seed: 7 });
-    const manager = createModelManager();
-    try {
-      await manager.load('t1', 'mlp', '1', bytes, servingConfig({ execution }));
-      await manager.activate('t1', 'mlp', '1');
-      const request = inputs({ input: randomFloats([2, 4], 11) });
-      const result = await manager.get('t1', 'mlp').infer({ id: 'r1', inputs: request });
-      const expected = await runDirect(bytes, request);
-      expect(result.id).toBe('r1');
-      expect(result.model).toBe('mlp');
-      expect(result.version).toBe('1');
-      expect(result.batchSize).toBe(1);
-      expect(result.outputs.map((t) => t.name)).toEqual(['output']);
-      expect(result.outputs[0]?.shape).toEqual([2, 3]);
-      expect(values(result.outputs[0])).toEqual(values(expected.get('output')));
-      expect(manager.index('t1')).toEqual([{ tenant: 't1', name: 'mlp', version: '1', state: 'READY', reason: '' }]);
-      const stats = manager.get('t1', 'mlp').stats();
-      expect(stats.success.count).toBe(1n);
-      expect(stats.executionCount).toBe(1n);
-      expect(stats.lastInference).toBeGreaterThan(0);
-    } finally {
-      await manager.close();
-    }
-  });
-
-  it('serves a CNN, with two instances and one thread each', async () => {
-    const bytes = buildCnn({ seed: 3, softmax: true });
-    const manager = createModelManager();
-    try {
-      const model = await manager.load('t1', 'cnn', '1', bytes, servingConfig({ execution, instanceCount: 2, threadsPerInstance: 1, maxBatchSize: 4 }));
-      expect(model.signature).toEqual({
-        inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 32, 32] }],
-        outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 10] }],
-        batchable: true,
-      });
-      const requests = [0, 1, 2].map((seed) => inputs({ input: randomFloats([2, 3, 32, 32], 100 + seed) }));
-      const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
-      for (const [i, request] of requests.entries()) {
+describe.each(['worker', 'inline'] as const)(
+  'model manager, %s sessions: outputs equal onnxruntime called directly',
+  (execution) => {
+    it('serves an MLP', async () => {
+      const bytes = buildMlp({ inputSize: 4, hiddenSizes: [16], outputSize: 3, seed: 7 });
+      const manager = createModelManager();
+      try {
+        await manager.load('t1', 'mlp', '1', bytes, servingConfig({ execution }));
+        await manager.activate('t1', 'mlp', '1');
+        const request = inputs({ input: randomFloats([2, 4], 11) });
+        const result = await manager.get('t1', 'mlp').infer({ id: 'r1', inputs: request });
         const expected = await runDirect(bytes, request);
-        expect(results[i]?.outputs[0]?.shape).toEqual([2, 10]);
-        expect(values(results[i]?.outputs[0])).toEqual(values(expected.get('output')));
+        expect(result.id).toBe('r1');
+        expect(result.model).toBe('mlp');
+        expect(result.version).toBe('1');
+        expect(result.batchSize).toBe(1);
+        expect(result.outputs.map((t) => t.name)).toEqual(['output']);
+        expect(result.outputs[0]?.shape).toEqual([2, 3]);
+        expect(values(result.outputs[0])).toEqual(values(expected.get('output')));
+        expect(manager.index('t1')).toEqual([{ tenant: 't1', name: 'mlp', version: '1', state: 'READY', reason: '' }]);
+        const stats = manager.get('t1', 'mlp').stats();
+        expect(stats.success.count).toBe(1n);
+        expect(stats.executionCount).toBe(1n);
+        expect(stats.lastInference).toBeGreaterThan(0);
+      } finally {
+        await manager.close();
       }
-    } finally {
-      await manager.close();
-    }
-  });
+    });
 
-  it('serves an LSTM called with its state inputs (no sequence batching configured)', async () => {
-    const bytes = buildLstm({ seed: 5 });
-    const manager = createModelManager();
-    try {
-      const model = await manager.load('t1', 'lstm', '1', bytes, servingConfig({ execution, maxBatchSize: 8 }));
-      expect(model.signature.batchable).toBe(false);
-      const request = inputs({ x: randomFloats([5, 2, 4], 1), h: randomFloats([1, 2, 8], 2), c: randomFloats([1, 2, 8], 3) });
-      const result = await model.infer({ id: 'r', inputs: request, outputs: [LSTM_NAMES.hn, LSTM_NAMES.output] });
-      const expected = await runDirect(bytes, request);
-      expect(result.outputs.map((t) => t.name)).toEqual(['hn', 'y']);
-      expect(values(result.outputs[0])).toEqual(values(expected.get('hn')));
-      expect(values(result.outputs[1])).toEqual(values(expected.get('y')));
-    } finally {
-      await manager.close();
-    }
-  });
+    it('serves a CNN, with two instances and one thread each', async () => {
+      const bytes = buildCnn({ seed: 3, softmax: true });
+      const manager = createModelManager();
+      try {
+        const model = await manager.load(
+          't1',
+          'cnn',
+          '1',
+          bytes,
+          servingConfig({ execution, instanceCount: 2, threadsPerInstance: 1, maxBatchSize: 4 }),
+        );
+        expect(model.signature).toEqual({
+          inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 32, 32] }],
+          outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 10] }],
+          batchable: true,
+        });
+        const requests = [0, 1, 2].map((seed) => inputs({ input: randomFloats([2, 3, 32, 32], 100 + seed) }));
+        const results = await Promise.all(requests.map((request, i) => model.infer({ id: `r${i}`, inputs: request })));
+        for (const [i, request] of requests.entries()) {
+          const expected = await runDirect(bytes, request);
+          expect(results[i]?.outputs[0]?.shape).toEqual([2, 10]);
+          expect(values(results[i]?.outputs[0])).toEqual(values(expected.get('output')));
+        }
+      } finally {
+        await manager.close();
+      }
+    });
 
-  it('serves the real PP-OCR direction classifier (loaded from a path)', async () => {
-    const path = ppocrClassifierPath();
-    const manager = createModelManager();
-    try {
-      const model = await manager.load('t1', 'cls', '1', { path }, servingConfig({ execution, maxBatchSize: 4 }));
-      expect(model.signature.inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [-1, 3, -1, -1] }]);
-      expect(model.signature.batchable).toBe(true);
-      const request = inputs({ x: randomFloats([2, 3, 48, 192], 9) });
-      const result = await model.infer({ id: 'r', inputs: request });
-      const expected = await runDirect(await readFile(path), request);
-      const output = model.signature.outputs[0]?.name ?? '';
-      expect(result.outputs[0]?.shape).toEqual([2, 2]);
-      expect(values(result.outputs[0])).toEqual(values(expected.get(output)));
-    } finally {
-      await manager.close();
-    }
-  });
-});
+    it('serves an LSTM called with its state inputs (no sequence batching configured)', async () => {
+      const bytes = buildLstm({ seed: 5 });
+      const manager = createModelManager();
+      try {
+        const model = await manager.load('t1', 'lstm', '1', bytes, servingConfig({ execution, maxBatchSize: 8 }));
+        expect(model.signature.batchable).toBe(false);
+        const request = inputs({
+          x: randomFloats([5, 2, 4], 1),
+          h: randomFloats([1, 2, 8], 2),
+          c: randomFloats([1, 2, 8], 3),
+        });
+        const result = await model.infer({ id: 'r', inputs: request, outputs: [LSTM_NAMES.hn, LSTM_NAMES.output] });
+        const expected = await runDirect(bytes, request);
+        expect(result.outputs.map((t) => t.name)).toEqual(['hn', 'y']);
+        expect(values(result.outputs[0])).toEqual(values(expected.get('hn')));
+        expect(values(result.outputs[1])).toEqual(values(expected.get('y')));
+      } finally {
+        await manager.close();
+      }
+    });
+
+    it('serves the real PP-OCR direction classifier (loaded from a path)', async () => {
+      const path = ppocrClassifierPath();
+      const manager = createModelManager();
+      try {
+        const model = await manager.load('t1', 'cls', '1', { path }, servingConfig({ execution, maxBatchSize: 4 }));
+        expect(model.signature.inputs).toEqual([{ name: 'x', datatype: 'FP32', shape: [-1, 3, -1, -1] }]);
+        expect(model.signature.batchable).toBe(true);
+        const request = inputs({ x: randomFloats([2, 3, 48, 192], 9) });
+        const result = await model.infer({ id: 'r', inputs: request });
+        const expected = await runDirect(await readFile(path), request);
+        const output = model.signature.outputs[0]?.name ?? '';
+        expect(result.outputs[0]?.shape).toEqual([2, 2]);
+        expect(values(result.outputs[0])).toEqual(values(expected.get(output)));
+      } finally {
+        await manager.close();
+      }
+    });
+  },
+);
 
 describe('model manager: versions, lookups and failures', () => {
   it('says what is not loaded, per tenant and version', async () => {
@@ -106,15 +127,25 @@ describe('model manager: versions, lookups and failures', () => {
     try {
       await manager.load('t1', 'mlp', '3', buildMlp({ seed: 3 }), servingConfig());
       await manager.load('t1', 'mlp', '4', buildMlp({ seed: 4 }), servingConfig());
-      expect(thrown(() => manager.get('t2', 'mlp'))).toMatchObject({ code: 'NOT_FOUND', message: 'model "mlp" is not loaded for this tenant' });
-      expect(thrown(() => manager.get('t1', 'mlp', '7'))).toMatchObject({ code: 'NOT_FOUND', message: 'model "mlp" has no version 7 loaded; loaded: 3, 4' });
-      expect(thrown(() => manager.get('t1', 'mlp')).message).toBe('model "mlp" has no current version; loaded: 3, 4 (none activated)');
+      expect(thrown(() => manager.get('t2', 'mlp'))).toMatchObject({
+        code: 'NOT_FOUND',
+        message: 'model "mlp" is not loaded for this tenant',
+      });
+      expect(thrown(() => manager.get('t1', 'mlp', '7'))).toMatchObject({
+        code: 'NOT_FOUND',
+        message: 'model "mlp" has no version 7 loaded; loaded: 3, 4',
+      });
+      expect(thrown(() => manager.get('t1', 'mlp')).message).toBe(
+        'model "mlp" has no current version; loaded: 3, 4 (none activated)',
+      );
       expect(manager.get('t1', 'mlp', '3').version).toBe('3');
       await manager.activate('t1', 'mlp', '4', { keepPrevious: true });
       expect(manager.get('t1', 'mlp').version).toBe('4');
       expect(manager.get('t1', 'mlp', '').version).toBe('4');
       expect(manager.find('t1', 'nope')).toBeUndefined();
-      expect((await rejection(manager.activate('t1', 'mlp', '9'))).message).toBe('model "mlp" has no version 9 loaded; loaded: 3, 4');
+      expect((await rejection(manager.activate('t1', 'mlp', '9'))).message).toBe(
+        'model "mlp" has no version 9 loaded; loaded: 3, 4',
+      );
       await manager.unload('t1', 'mlp', '3');
       expect(manager.index()).toEqual([{ tenant: 't1', name: 'mlp', version: '4', state: 'READY', reason: '' }]);
       await manager.unload('t1', 'mlp');
@@ -131,9 +162,17 @@ describe('model manager: versions, lookups and failures', () => {
       const error = await rejection(manager.load('t1', 'junk', '1', new Uint8Array([1, 2, 3, 4]), servingConfig()));
       expect(error.message).toMatch(/^model "junk" version 1 failed to load: /);
       const badState = await rejection(
-        manager.load('t1', 'lstm', '1', buildLstm(), servingConfig({ sequenceState: [{ input: 'hidden', output: 'hn' }] })),
+        manager.load(
+          't1',
+          'lstm',
+          '1',
+          buildLstm(),
+          servingConfig({ sequenceState: [{ input: 'hidden', output: 'hn' }] }),
+        ),
       );
-      expect(badState.message).toBe('model "lstm" version 1 failed to load: sequence state input "hidden" is not an input of the model; its inputs are: x, h, c');
+      expect(badState.message).toBe(
+        'model "lstm" version 1 failed to load: sequence state input "hidden" is not an input of the model; its inputs are: x, h, c',
+      );
       manager.markFailed('t2', 'other', '5', 'digest mismatch');
       const index = manager.index();
       expect(index.map(({ tenant, name, version, state }) => ({ tenant, name, version, state }))).toEqual([
@@ -156,7 +195,11 @@ describe('model manager: versions, lookups and failures', () => {
     const seen: { id: string; ok: boolean; code?: string }[] = [];
     const observer: InferObserver = {
       onRequest(model, request, outcome) {
-        seen.push({ id: request.id, ok: outcome.result !== undefined, ...(outcome.error ? { code: outcome.error.code } : {}) });
+        seen.push({
+          id: request.id,
+          ok: outcome.result !== undefined,
+          ...(outcome.error ? { code: outcome.error.code } : {}),
+        });
         expect(outcome.totalNs).toBeGreaterThan(0n);
         expect(model.name).toBe('mlp');
         throw new Error('observer bug');
@@ -259,7 +302,13 @@ describe('model manager: versions, lookups and failures', () => {
   it('unloads the current version: queued requests finish, later ones are told it is gone', async () => {
     const manager = createModelManager();
     try {
-      const model = await manager.load('t1', 'mlp', '1', buildMlp(), servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }));
+      const model = await manager.load(
+        't1',
+        'mlp',
+        '1',
+        buildMlp(),
+        servingConfig({ maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }),
+      );
       await manager.activate('t1', 'mlp', '1');
       const request = inputs({ input: randomFloats([1, 4], 5) });
       const queued = [model.infer({ id: 'a', inputs: request }), model.infer({ id: 'b', inputs: request })];
@@ -267,7 +316,10 @@ describe('model manager: versions, lookups and failures', () => {
       expect(manager.index()).toEqual([{ tenant: 't1', name: 'mlp', version: '1', state: 'UNLOADING', reason: '' }]);
       expect(thrown(() => manager.get('t1', 'mlp')).code).toBe('NOT_FOUND');
       const late = await rejection(model.infer({ id: 'c', inputs: request }));
-      expect(late).toMatchObject({ code: 'UNAVAILABLE', message: 'model "mlp" version 1 is unloading and no other version is current' });
+      expect(late).toMatchObject({
+        code: 'UNAVAILABLE',
+        message: 'model "mlp" version 1 is unloading and no other version is current',
+      });
       expect((await Promise.all(queued)).map((r) => r.batchSize)).toEqual([2, 2]);
       await unloading;
       expect(model.state).toBe('UNAVAILABLE');

@@ -57,7 +57,8 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
   };
 
   const forget = (entry: ModelEntry): void => {
-    if (entry.versions.size === 0 && entry.loading.size === 0 && entry.failed.size === 0) entries.delete(keyOf(entry.tenant, entry.name));
+    if (entry.versions.size === 0 && entry.loading.size === 0 && entry.failed.size === 0)
+      entries.delete(keyOf(entry.tenant, entry.name));
   };
 
   const ready = (entry: ModelEntry): string[] =>
@@ -80,13 +81,22 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
     }
     const current = currentOf(entry);
     if (version === undefined || version === '') {
-      return current ?? new InferError('NOT_FOUND', `model "${name}" has no current version; loaded: ${loaded.join(', ')} (none activated)`);
+      return (
+        current ??
+        new InferError(
+          'NOT_FOUND',
+          `model "${name}" has no current version; loaded: ${loaded.join(', ')} (none activated)`,
+        )
+      );
     }
     const model = entry.versions.get(version);
     if (model?.state === 'READY') return model;
     // A version being replaced still answers, through the version that replaces it.
     if (model?.state === 'UNLOADING' && current !== undefined) return current;
-    return new InferError('NOT_FOUND', `model "${name}" has no version ${version} loaded; loaded: ${loaded.join(', ') || 'none'}`);
+    return new InferError(
+      'NOT_FOUND',
+      `model "${name}" has no version ${version} loaded; loaded: ${loaded.join(', ') || 'none'}`,
+    );
   }
 
   async function unloadModel(model: LoadedModel): Promise<void> {
@@ -115,7 +125,8 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
           observer,
           redirect: () => currentOf(entries.get(keyOf(tenant, name))),
           onUnload: (unloading) => {
-            if (entry.current === unloading.version && entry.versions.get(unloading.version) === unloading) entry.current = undefined;
+            if (entry.current === unloading.version && entry.versions.get(unloading.version) === unloading)
+              entry.current = undefined;
           },
           onReleased: (released) => {
             if (entry.versions.get(released.version) === released) entry.versions.delete(released.version);
@@ -125,7 +136,10 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       } catch (error: unknown) {
         const reason = error instanceof Error ? error.message : String(error);
         entry.failed.set(version, reason);
-        logger?.warn({ tenant, model: name, version, reason }, `${tenant}/${name}:${version} failed to load: ${reason}`);
+        logger?.warn(
+          { tenant, model: name, version, reason },
+          `${tenant}/${name}:${version} failed to load: ${reason}`,
+        );
         throw new InferError('INVALID_ARGUMENT', `model "${name}" version ${version} failed to load: ${reason}`);
       } finally {
         entry.loading.delete(version);
@@ -142,7 +156,10 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       // Reloading a version swaps it in place: requests for it (or for the current version, if it
       // was that one) reach the new sessions at once while the old ones drain.
       if (previous !== undefined && previous !== model) void unloadModel(previous);
-      logger?.info({ tenant, model: name, version, batchable: model.signature.batchable }, `loaded ${tenant}/${name}:${version}`);
+      logger?.info(
+        { tenant, model: name, version, batchable: model.signature.batchable },
+        `loaded ${tenant}/${name}:${version}`,
+      );
       return model;
     },
 
@@ -153,13 +170,19 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
         const loaded = entry === undefined ? [] : ready(entry);
         throw new InferError(
           'NOT_FOUND',
-          loaded.length === 0 ? `model "${name}" is not loaded for this tenant` : `model "${name}" has no version ${version} loaded; loaded: ${loaded.join(', ')}`,
+          loaded.length === 0
+            ? `model "${name}" is not loaded for this tenant`
+            : `model "${name}" has no version ${version} loaded; loaded: ${loaded.join(', ')}`,
         );
       }
       const previous = entry.current === undefined ? undefined : entry.versions.get(entry.current);
       entry.current = version;
-      logger?.info({ tenant, model: name, version, previous: previous?.version }, `${tenant}/${name} now serves version ${version}${previous === undefined ? '' : ` (was ${previous.version})`}`);
-      if (previous !== undefined && previous !== model && activateOptions.keepPrevious !== true) await unloadModel(previous);
+      logger?.info(
+        { tenant, model: name, version, previous: previous?.version },
+        `${tenant}/${name} now serves version ${version}${previous === undefined ? '' : ` (was ${previous.version})`}`,
+      );
+      if (previous !== undefined && previous !== model && activateOptions.keepPrevious !== true)
+        await unloadModel(previous);
     },
 
     async unload(tenant, name, version) {
@@ -203,9 +226,20 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
           if (!seen.has(version)) rows.push({ ...base, version, state: 'LOADING', reason: '' });
           seen.add(version);
         }
-        for (const [version, reason] of entry.failed) if (!seen.has(version)) rows.push({ ...base, version, state: 'FAILED', reason });
+        for (const [version, reason] of entry.failed)
+          if (!seen.has(version)) rows.push({ ...base, version, state: 'FAILED', reason });
       }
-      return rows.sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : byVersion(a.version, b.version)));
+      return rows.sort((a, b) =>
+        a.tenant < b.tenant
+          ? -1
+          : a.tenant > b.tenant
+            ? 1
+            : a.name < b.name
+              ? -1
+              : a.name > b.name
+                ? 1
+                : byVersion(a.version, b.version),
+      );
     },
 
     markFailed(tenant, name, version, reason) {

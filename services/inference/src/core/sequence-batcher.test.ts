@@ -72,7 +72,13 @@ describe('sequence batcher', () => {
       c = step.get('cn') ?? c;
     }
     // END dropped the state: the id must START again.
-    const after = await rejection(model.infer({ id: 'after', inputs: inputs({ x: chunks[0] as Tensor }), sequence: { id: '42', start: false, end: false } }));
+    const after = await rejection(
+      model.infer({
+        id: 'after',
+        inputs: inputs({ x: chunks[0] as Tensor }),
+        sequence: { id: '42', start: false, end: false },
+      }),
+    );
     expect(after.code).toBe('INVALID_ARGUMENT');
     expect(after.message).toMatch(/^inference request for sequence 42 to model "lstm" must specify the START flag/);
   });
@@ -84,7 +90,12 @@ describe('sequence batcher', () => {
     for (let step = 0; step < 3; step++) {
       for (const [s, x] of xs.entries()) {
         pending.push(
-          model.infer({ id: `s${s}-${step}`, inputs: inputs({ x: timeSlice(x, step * 2, step * 2 + 2) }), sequence: { id: `seq${s}`, start: step === 0, end: step === 2 }, outputs: ['hn'] }),
+          model.infer({
+            id: `s${s}-${step}`,
+            inputs: inputs({ x: timeSlice(x, step * 2, step * 2 + 2) }),
+            sequence: { id: `seq${s}`, start: step === 0, end: step === 2 },
+            outputs: ['hn'],
+          }),
         );
       }
     }
@@ -103,7 +114,11 @@ describe('sequence batcher', () => {
     const x = randomFloats([2, 1, 4], 5);
     const h = randomFloats([1, 1, 8], 6);
     const c = randomFloats([1, 1, 8], 7);
-    const served = await model.infer({ id: 'r', inputs: inputs({ x, h, c }), sequence: { id: '1', start: true, end: false } });
+    const served = await model.infer({
+      id: 'r',
+      inputs: inputs({ x, h, c }),
+      sequence: { id: '1', start: true, end: false },
+    });
     const direct = await runDirect(bytes, inputs({ x, h, c }));
     expect(values(output(served, 'cn'))).toEqual(values(direct.get('cn')));
   });
@@ -116,9 +131,13 @@ describe('sequence batcher', () => {
     clock.advance(4_000);
     await model.infer({ id: 'b', inputs: x, sequence: { id: 'idle', start: false, end: false } });
     clock.advance(5_001);
-    const error = await rejection(model.infer({ id: 'c', inputs: x, sequence: { id: 'idle', start: false, end: false } }));
+    const error = await rejection(
+      model.infer({ id: 'c', inputs: x, sequence: { id: 'idle', start: false, end: false } }),
+    );
     expect(error.code).toBe('INVALID_ARGUMENT');
-    expect(error.message).toBe('inference request for sequence idle to model "lstm" must specify the START flag on the sequence\'s first request (the server holds no state for it)');
+    expect(error.message).toBe(
+      'inference request for sequence idle to model "lstm" must specify the START flag on the sequence\'s first request (the server holds no state for it)',
+    );
   });
 
   it('asks for sequence control when the state inputs are missing, and serves requests that send them', async () => {
@@ -133,13 +152,17 @@ describe('sequence batcher', () => {
     const c = randomFloats([1, 1, 8], 3);
     const served = await model.infer({ id: 'r', inputs: inputs({ x, h, c }), outputs: ['cn'] });
     expect(values(served.outputs[0])).toEqual(values((await runDirect(bytes, inputs({ x, h, c }))).get('cn')));
-    const unknown = await rejection(model.infer({ id: 'r', inputs: inputs({ x }), sequence: { id: '99', start: false, end: false } }));
+    const unknown = await rejection(
+      model.infer({ id: 'r', inputs: inputs({ x }), sequence: { id: '99', start: false, end: false } }),
+    );
     expect(unknown.message).toMatch(/^inference request for sequence 99 to model "lstm" must specify the START flag/);
   });
   it('counts the requests waiting behind an earlier one of their sequence as pending', async () => {
     const model = await loadLstm();
     const x = randomFloats([2, 1, 4], 5);
-    const sent = [0, 1, 2].map((i) => model.infer({ id: `q${i}`, inputs: inputs({ x }), sequence: { id: '9', start: i === 0, end: i === 2 } }));
+    const sent = [0, 1, 2].map((i) =>
+      model.infer({ id: `q${i}`, inputs: inputs({ x }), sequence: { id: '9', start: i === 0, end: i === 2 } }),
+    );
     // One at a time per sequence: the first goes on to the batcher, the other two wait for it.
     expect(model.pendingRequests()).toBe(2);
     await Promise.all(sent);

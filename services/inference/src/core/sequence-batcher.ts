@@ -46,7 +46,12 @@ interface SequenceRecord {
 
 export const DEFAULT_SEQUENCE_IDLE_TIMEOUT_MS = 60_000;
 
-export function zeroStateShape(spec: TensorSpec, symbols: DimSymbols, inputs: ReadonlyMap<string, Tensor>, stateInputs: ReadonlySet<string>): number[] {
+export function zeroStateShape(
+  spec: TensorSpec,
+  symbols: DimSymbols,
+  inputs: ReadonlyMap<string, Tensor>,
+  stateInputs: ReadonlySet<string>,
+): number[] {
   const own = symbols.get(spec.name) ?? [];
   return (spec.shape ?? []).map((dim, axis) => {
     if (dim >= 0) return dim;
@@ -65,7 +70,8 @@ export function zeroStateShape(spec: TensorSpec, symbols: DimSymbols, inputs: Re
 
 function zeroTensor(spec: TensorSpec, shape: number[]): Tensor {
   const count = shape.reduce((a, b) => a * b, 1);
-  if (spec.datatype === 'BYTES') return { name: spec.name, datatype: 'BYTES', shape, data: Array.from({ length: count }, () => new Uint8Array(0)) };
+  if (spec.datatype === 'BYTES')
+    return { name: spec.name, datatype: 'BYTES', shape, data: Array.from({ length: count }, () => new Uint8Array(0)) };
   return { name: spec.name, datatype: spec.datatype, shape, data: allocData(spec.datatype, count) } as Tensor;
 }
 
@@ -100,14 +106,20 @@ export function createSequenceBatcher(options: SequenceBatcherOptions): Sequence
       `inference request for sequence ${id} to model "${model}" must specify the START flag on the sequence's first request (${why})`,
     );
 
-  async function step(id: string, record: SequenceRecord, request: InferRequest, outputs: readonly string[]): Promise<JobResult> {
+  async function step(
+    id: string,
+    record: SequenceRecord,
+    request: InferRequest,
+    outputs: readonly string[],
+  ): Promise<JobResult> {
     const start = request.sequence?.start === true;
     let held: ReadonlyMap<string, Tensor>;
     if (start) {
       const zeros = new Map<string, Tensor>();
       for (const name of stateInputs) {
         const spec = specs.get(name);
-        if (spec !== undefined && !request.inputs.has(name)) zeros.set(name, zeroTensor(spec, zeroStateShape(spec, symbols, request.inputs, stateInputs)));
+        if (spec !== undefined && !request.inputs.has(name))
+          zeros.set(name, zeroTensor(spec, zeroStateShape(spec, symbols, request.inputs, stateInputs)));
       }
       held = zeros;
     } else {

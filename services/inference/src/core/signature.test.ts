@@ -20,7 +20,9 @@ describe('signature from an onnxruntime session', () => {
       // The zero state of a START takes N from x's dim 1; other dynamic dims would be 1.
       const h = signature.inputs[1];
       if (h === undefined) throw new Error('no h');
-      expect(zeroStateShape(h, symbols, inputs({ x: randomFloats([5, 3, 4], 1) }), new Set(['h', 'c']))).toEqual([1, 3, 8]);
+      expect(zeroStateShape(h, symbols, inputs({ x: randomFloats([5, 3, 4], 1) }), new Set(['h', 'c']))).toEqual([
+        1, 3, 8,
+      ]);
       expect(zeroStateShape(h, symbols, new Map(), new Set(['h', 'c']))).toEqual([1, 1, 8]);
     } finally {
       await session.release();
@@ -43,7 +45,9 @@ describe('signature from an onnxruntime session', () => {
   it('refuses a non-tensor input with a reason', () => {
     const session = { inputMetadata: [{ name: 'seq', isTensor: false as const }], outputMetadata: [] };
     expect(() => signatureOf(session)).toThrow(SignatureError);
-    expect(() => signatureOf(session)).toThrow('input "seq" is not a tensor (a sequence, map or optional); only tensor inputs can be served');
+    expect(() => signatureOf(session)).toThrow(
+      'input "seq" is not a tensor (a sequence, map or optional); only tensor inputs can be served',
+    );
   });
 
   it('refuses a type that has no KServe datatype onnxruntime-node can feed', () => {
@@ -51,6 +55,8 @@ describe('signature from an onnxruntime session', () => {
       inputMetadata: [{ name: 'q', isTensor: true as const, type: 'int4' as const, shape: [1] }],
       outputMetadata: [],
     };
-    expect(() => signatureOf(session)).toThrow('input "q" has onnxruntime type int4, which has no KServe datatype that onnxruntime-node can feed');
+    expect(() => signatureOf(session)).toThrow(
+      'input "q" has onnxruntime type int4, which has no KServe datatype that onnxruntime-node can feed',
+    );
   });
 });

@@ -27,11 +27,15 @@ type Metadata = ort.InferenceSession['inputMetadata'][number];
 
 function specOf(meta: Metadata, role: 'input' | 'output', symbols: Map<string, (string | undefined)[]>): TensorSpec {
   if (!meta.isTensor) {
-    throw new SignatureError(`${role} "${meta.name}" is not a tensor (a sequence, map or optional); only tensor ${role}s can be served`);
+    throw new SignatureError(
+      `${role} "${meta.name}" is not a tensor (a sequence, map or optional); only tensor ${role}s can be served`,
+    );
   }
   const datatype = DATATYPE_OF_ORT.get(meta.type);
   if (datatype === undefined) {
-    throw new SignatureError(`${role} "${meta.name}" has onnxruntime type ${meta.type}, which has no KServe datatype that onnxruntime-node can feed`);
+    throw new SignatureError(
+      `${role} "${meta.name}" has onnxruntime type ${meta.type}, which has no KServe datatype that onnxruntime-node can feed`,
+    );
   }
   // ORT reports an undeclared shape as [], the same as a scalar's; a model that declares no shape
   // is rare enough that treating it as a scalar (and so unbatchable) is the safe reading.

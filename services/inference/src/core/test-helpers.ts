@@ -38,7 +38,8 @@ export async function runDirect(
   bytes: Uint8Array | string,
   feeds: ReadonlyMap<string, Tensor>,
 ): Promise<Map<string, Tensor>> {
-  const session = typeof bytes === 'string' ? await ort.InferenceSession.create(bytes) : await ort.InferenceSession.create(bytes);
+  const session =
+    typeof bytes === 'string' ? await ort.InferenceSession.create(bytes) : await ort.InferenceSession.create(bytes);
   try {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, tensor] of feeds) ortFeeds[name] = tensorToOrt(tensor);
@@ -103,7 +104,9 @@ export function manualTimers(): BatchTimers & { advanceUs(us: number): void; arm
       const until = now + BigInt(us) * 1000n;
       for (;;) {
         timers = timers.filter((t) => t.live);
-        const next = timers.filter((t) => t.due <= until).sort((a, b) => (a.due < b.due ? -1 : a.due > b.due ? 1 : 0))[0];
+        const next = timers
+          .filter((t) => t.due <= until)
+          .sort((a, b) => (a.due < b.due ? -1 : a.due > b.due ? 1 : 0))[0];
         if (next === undefined) break;
         now = next.due > now ? next.due : now;
         next.live = false;
@@ -145,7 +148,13 @@ export function gatedPool(pool: InstancePool): { pool: InstancePool; runs: Gated
         runs.push({ rows: Number(first?.dims[0] ?? 1), open });
         await gate;
         // A gated run takes the test's time: onnxruntime's own is not reported (no `timing`).
-        return pool.run(feeds, fetches, options === undefined ? undefined : { ...(options.ownedInputs === undefined ? {} : { ownedInputs: options.ownedInputs }) });
+        return pool.run(
+          feeds,
+          fetches,
+          options === undefined
+            ? undefined
+            : { ...(options.ownedInputs === undefined ? {} : { ownedInputs: options.ownedInputs }) },
+        );
       },
       release: () => pool.release(),
       inputBuffers: () => pool.inputBuffers(),

@@ -221,7 +221,11 @@ export type ModelBytes = Uint8Array | { readonly path: string };
 
 /** Hooks the core calls after every request (monitoring records, metrics); must not throw. */
 export interface InferObserver {
-  onRequest(model: LoadedModel, request: InferRequest, outcome: { result?: InferResult; error?: InferError; totalNs: bigint }): void;
+  onRequest(
+    model: LoadedModel,
+    request: InferRequest,
+    outcome: { result?: InferResult; error?: InferError; totalNs: bigint },
+  ): void;
 }
 
 /** What one entry of RepositoryIndex shows. */

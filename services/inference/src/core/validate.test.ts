@@ -13,7 +13,13 @@ let manager: ModelManager;
 let model: LoadedModel;
 beforeAll(async () => {
   manager = createModelManager();
-  model = await manager.load('t', 'mlp', '1', buildMlp({ inputSize: 4, outputSize: 3 }), servingConfig({ maxBatchSize: 8 }));
+  model = await manager.load(
+    't',
+    'mlp',
+    '1',
+    buildMlp({ inputSize: 4, outputSize: 3 }),
+    servingConfig({ maxBatchSize: 8 }),
+  );
 });
 afterAll(async () => {
   await manager.close();
@@ -33,7 +39,9 @@ const good = (): Map<string, ReturnType<typeof randomFloats>> => inputs({ input:
 
 describe('request validation', () => {
   it('names a missing input with its datatype and shape', async () => {
-    expect(await message({ inputs: new Map() })).toBe('model "mlp" needs input "input" (FP32 [-1,4]), which the request lacks');
+    expect(await message({ inputs: new Map() })).toBe(
+      'model "mlp" needs input "input" (FP32 [-1,4]), which the request lacks',
+    );
   });
 
   it('names an unknown input and lists the model inputs', async () => {
@@ -44,7 +52,9 @@ describe('request validation', () => {
 
   it('says the expected and the given datatype', async () => {
     const input = createTensor('FP64', [2, 4], new Float64Array(8));
-    expect(await message({ inputs: inputs({ input }) })).toBe('model "mlp" input "input": expected datatype FP32, got FP64');
+    expect(await message({ inputs: inputs({ input }) })).toBe(
+      'model "mlp" input "input": expected datatype FP32, got FP64',
+    );
   });
 
   it('says the expected shape (-1 dynamic) for a wrong rank and for a fixed dim mismatch', async () => {
@@ -57,11 +67,15 @@ describe('request validation', () => {
   });
 
   it('names an unknown requested output and lists the outputs', async () => {
-    expect(await message({ inputs: good(), outputs: ['logits'] })).toBe('model "mlp" has no output "logits"; its outputs are: output');
+    expect(await message({ inputs: good(), outputs: ['logits'] })).toBe(
+      'model "mlp" has no output "logits"; its outputs are: output',
+    );
   });
 
   it('refuses an output requested twice', async () => {
-    expect(await message({ inputs: good(), outputs: ['output', 'output'] })).toBe('model "mlp": output "output" is requested more than once');
+    expect(await message({ inputs: good(), outputs: ['output', 'output'] })).toBe(
+      'model "mlp": output "output" is requested more than once',
+    );
   });
 
   it('counts each refusal as a failure and never runs it', () => {
@@ -85,7 +99,11 @@ describe('request validation', () => {
     };
     const request = { id: 'r', inputs: inputs({ x: randomFloats([3, 1, 4], 1) }) };
     expect(validateRequest('lstm', signature, request, { optionalInputs: new Set(['h']) })).toEqual(['y', 'hn']);
-    expect(validateRequest('lstm', signature, { ...request, outputs: ['hn'] }, { optionalInputs: new Set(['h']) })).toEqual(['hn']);
-    expect(() => validateRequest('lstm', signature, request)).toThrow('model "lstm" needs input "h" (FP32 [1,-1,8]), which the request lacks');
+    expect(
+      validateRequest('lstm', signature, { ...request, outputs: ['hn'] }, { optionalInputs: new Set(['h']) }),
+    ).toEqual(['hn']);
+    expect(() => validateRequest('lstm', signature, request)).toThrow(
+      'model "lstm" needs input "h" (FP32 [1,-1,8]), which the request lacks',
+    );
   });
 });

@@ -26,18 +26,25 @@ function checkUtf8(model: string, spec: TensorSpec, data: readonly Uint8Array[])
     try {
       utf8.decode(element);
     } catch {
-      throw new InferError('INVALID_ARGUMENT', `model "${model}" input "${spec.name}": BYTES element ${index} is not valid UTF-8, which an onnxruntime string tensor needs`);
+      throw new InferError(
+        'INVALID_ARGUMENT',
+        `model "${model}" input "${spec.name}": BYTES element ${index} is not valid UTF-8, which an onnxruntime string tensor needs`,
+      );
     }
   }
 }
 
 function checkTensor(model: string, spec: TensorSpec, tensor: Tensor): void {
   if (tensor.datatype !== spec.datatype) {
-    throw new InferError('INVALID_ARGUMENT', `model "${model}" input "${spec.name}": expected datatype ${spec.datatype}, got ${tensor.datatype}`);
+    throw new InferError(
+      'INVALID_ARGUMENT',
+      `model "${model}" input "${spec.name}": expected datatype ${spec.datatype}, got ${tensor.datatype}`,
+    );
   }
   if (tensor.datatype === 'BYTES') checkUtf8(model, spec, tensor.data);
   if (spec.shape === null) return;
-  const fits = tensor.shape.length === spec.shape.length && spec.shape.every((dim, i) => dim === -1 || dim === tensor.shape[i]);
+  const fits =
+    tensor.shape.length === spec.shape.length && spec.shape.every((dim, i) => dim === -1 || dim === tensor.shape[i]);
   if (!fits) {
     throw new InferError(
       'INVALID_ARGUMENT',
@@ -57,7 +64,10 @@ const lookups = new WeakMap<ModelSignature, SignatureLookups>();
 function lookupsOf(signature: ModelSignature): SignatureLookups {
   let found = lookups.get(signature);
   if (found === undefined) {
-    found = { specs: new Map(signature.inputs.map((spec) => [spec.name, spec])), outputNames: signature.outputs.map((spec) => spec.name) };
+    found = {
+      specs: new Map(signature.inputs.map((spec) => [spec.name, spec])),
+      outputNames: signature.outputs.map((spec) => spec.name),
+    };
     lookups.set(signature, found);
   }
   return found;
@@ -67,11 +77,19 @@ function lookupsOf(signature: ModelSignature): SignatureLookups {
  * Checks the request's inputs and requested outputs and returns the outputs to give back, in
  * order (all of the model's when none are asked for).
  */
-export function validateRequest(model: string, signature: ModelSignature, request: InferRequest, options: ValidateOptions = {}): string[] {
+export function validateRequest(
+  model: string,
+  signature: ModelSignature,
+  request: InferRequest,
+  options: ValidateOptions = {},
+): string[] {
   const { specs, outputNames } = lookupsOf(signature);
   for (const name of request.inputs.keys()) {
     if (!specs.has(name)) {
-      throw new InferError('INVALID_ARGUMENT', `model "${model}" has no input "${name}"; its inputs are: ${names(signature.inputs)}`);
+      throw new InferError(
+        'INVALID_ARGUMENT',
+        `model "${model}" has no input "${name}"; its inputs are: ${names(signature.inputs)}`,
+      );
     }
   }
   for (const spec of signature.inputs) {
@@ -90,7 +108,10 @@ export function validateRequest(model: string, signature: ModelSignature, reques
   const seen = new Set<string>();
   for (const name of requested) {
     if (!outputNames.includes(name)) {
-      throw new InferError('INVALID_ARGUMENT', `model "${model}" has no output "${name}"; its outputs are: ${names(signature.outputs)}`);
+      throw new InferError(
+        'INVALID_ARGUMENT',
+        `model "${model}" has no output "${name}"; its outputs are: ${names(signature.outputs)}`,
+      );
     }
     if (seen.has(name)) {
       throw new InferError('INVALID_ARGUMENT', `model "${model}": output "${name}" is requested more than once`);

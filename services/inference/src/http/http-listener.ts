@@ -38,7 +38,9 @@ async function readPem(path: string, what: string, listener: string): Promise<Bu
   try {
     return await readFile(path);
   } catch (error: unknown) {
-    throw new Error(`${listener}: cannot read the TLS ${what} file "${path}": ${(error as Error).message}`, { cause: error });
+    throw new Error(`${listener}: cannot read the TLS ${what} file "${path}": ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 

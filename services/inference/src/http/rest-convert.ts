@@ -2,14 +2,30 @@
 // metadata and the repository index.
 import { inferenceConfig as tc } from '@quanta/contracts';
 import { invalidArgument } from '@quanta/service-kit';
-import { tensorFromJson, tensorFromWire, tensorToJson, tensorToRaw, type JsonTensor, type Tensor } from '@quanta/tensor';
-import type { CancelSignal, DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
+import {
+  tensorFromJson,
+  tensorFromWire,
+  tensorToJson,
+  tensorToRaw,
+  type JsonTensor,
+  type Tensor,
+} from '@quanta/tensor';
+import type {
+  CancelSignal,
+  DurationStat,
+  InferRequest,
+  InferResult,
+  ModelStats,
+  RepositoryEntry,
+  TensorSpec,
+} from '../core/types.js';
 import type { ModelMetadata } from '../server/inference-api.js';
 import { earliest, readControls, type ParameterValue } from '../server/parameters.js';
 
 type JsonObject = Record<string, unknown>;
 
-const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isObject = (value: unknown): value is JsonObject =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function parameterMap(value: unknown, where: string): Map<string, ParameterValue> {
   const map = new Map<string, ParameterValue>();
@@ -59,10 +75,13 @@ export function parseJson(bytes: Uint8Array): unknown {
  */
 export function splitInferBody(body: Buffer | undefined, headerLength: string | undefined): InferBody {
   const bytes = body ?? Buffer.alloc(0);
-  if (headerLength === undefined) return { json: bytes.length === 0 ? undefined : parseJson(bytes), binary: Buffer.alloc(0) };
+  if (headerLength === undefined)
+    return { json: bytes.length === 0 ? undefined : parseJson(bytes), binary: Buffer.alloc(0) };
   const n = Number(headerLength);
   if (!/^\d+$/.test(headerLength) || n > bytes.length) {
-    throw invalidArgument(`Inference-Header-Content-Length is "${headerLength}", but the body has ${bytes.length} bytes`);
+    throw invalidArgument(
+      `Inference-Header-Content-Length is "${headerLength}", but the body has ${bytes.length} bytes`,
+    );
   }
   return { json: parseJson(bytes.subarray(0, n)), binary: bytes.subarray(n) };
 }
@@ -86,11 +105,14 @@ function readInput(input: JsonObject, name: string, binary: Buffer, offset: numb
   if (size === undefined) return { tensor: tensorFromJson(input, { name, role: 'input' }), used: 0 };
   if (input['data'] !== undefined) throw invalidArgument(`${label} has both "data" and binary data; send one`);
   if (offset + size > binary.length) {
-    throw invalidArgument(`${label}: binary_data_size is ${size}, but only ${binary.length - offset} bytes of binary data are left`);
+    throw invalidArgument(
+      `${label}: binary_data_size is ${size}, but only ${binary.length - offset} bytes of binary data are left`,
+    );
   }
   const { datatype, shape } = input;
   if (typeof datatype !== 'string') throw invalidArgument(`${label}: datatype must be a string`);
-  if (!Array.isArray(shape) || !shape.every((d): d is number => typeof d === 'number')) throw invalidArgument(`${label}: shape must be an array of numbers`);
+  if (!Array.isArray(shape) || !shape.every((d): d is number => typeof d === 'number'))
+    throw invalidArgument(`${label}: shape must be an array of numbers`);
   const raw = binary.subarray(offset, offset + size);
   return { tensor: tensorFromWire({ name, datatype, shape }, raw, 'input'), used: size };
 }
@@ -101,7 +123,8 @@ export function decodeJsonInfer(body: InferBody, signal: CancelSignal): DecodedJ
   if (!isObject(json)) throw invalidArgument('the request body must be a JSON object {"inputs": [...]}');
   const { id, inputs, outputs, parameters } = json;
   if (id !== undefined && typeof id !== 'string') throw invalidArgument('"id" must be a string');
-  if (!Array.isArray(inputs)) throw invalidArgument('"inputs" must be an array of tensors {name, shape, datatype, data}');
+  if (!Array.isArray(inputs))
+    throw invalidArgument('"inputs" must be an array of tensors {name, shape, datatype, data}');
   const tensors = new Map<string, Tensor>();
   let offset = 0;
   inputs.forEach((input: unknown, index) => {
@@ -112,7 +135,8 @@ export function decodeJsonInfer(body: InferBody, signal: CancelSignal): DecodedJ
     tensors.set(name, tensor);
     offset += used;
   });
-  if (offset !== binary.length) throw invalidArgument(`${binary.length - offset} bytes of binary data follow the inputs' binary_data_size`);
+  if (offset !== binary.length)
+    throw invalidArgument(`${binary.length - offset} bytes of binary data follow the inputs' binary_data_size`);
   const names: string[] = [];
   const binaryOutputs = new Set<string>();
   if (outputs !== undefined) {
@@ -120,7 +144,9 @@ export function decodeJsonInfer(body: InferBody, signal: CancelSignal): DecodedJ
     outputs.forEach((output: unknown, index) => {
       const name = isObject(output) ? output['name'] : undefined;
       if (typeof name !== 'string') throw invalidArgument(`outputs[${index}] has no "name" string`);
-      const wanted = parameterMap((output as JsonObject)['parameters'], `outputs[${index}].parameters`).get('binary_data');
+      const wanted = parameterMap((output as JsonObject)['parameters'], `outputs[${index}].parameters`).get(
+        'binary_data',
+      );
       if (wanted === true) binaryOutputs.add(name);
       names.push(name);
     });
@@ -148,7 +174,10 @@ function jsonSafe(tensor: JsonTensor): JsonTensor {
 }
 
 /** The response JSON, and the binary outputs to send after it (in output order). */
-export function encodeJsonInfer(result: InferResult, binaryOutputs: ReadonlySet<string> | true = new Set()): { json: JsonObject; binary: Buffer[] } {
+export function encodeJsonInfer(
+  result: InferResult,
+  binaryOutputs: ReadonlySet<string> | true = new Set(),
+): { json: JsonObject; binary: Buffer[] } {
   const binary: Buffer[] = [];
   const outputs = result.outputs.map((t): JsonObject => {
     const name = t.name ?? '';
@@ -159,10 +188,17 @@ export function encodeJsonInfer(result: InferResult, binaryOutputs: ReadonlySet<
     }
     return { ...jsonSafe(tensorToJson(t, { name, role: 'output' })) };
   });
-  return { json: { model_name: result.model, model_version: result.version, id: result.id, parameters: {}, outputs }, binary };
+  return {
+    json: { model_name: result.model, model_version: result.version, id: result.id, parameters: {}, outputs },
+    binary,
+  };
 }
 
-const tensorMetadata = (spec: TensorSpec): JsonObject => ({ name: spec.name, datatype: spec.datatype, shape: spec.shape ?? [-1] });
+const tensorMetadata = (spec: TensorSpec): JsonObject => ({
+  name: spec.name,
+  datatype: spec.datatype,
+  shape: spec.shape ?? [-1],
+});
 
 export function encodeJsonMetadata(metadata: ModelMetadata): JsonObject {
   return {
@@ -197,7 +233,9 @@ function schedulingJson(choice: tc.ModelConfig['schedulingChoice']): JsonObject 
         priority_levels: Number(d.priorityLevels),
         default_priority_level: Number(d.defaultPriorityLevel),
         ...(d.defaultQueuePolicy === undefined ? {} : { default_queue_policy: queuePolicyJson(d.defaultQueuePolicy) }),
-        priority_queue_policy: Object.fromEntries([...d.priorityQueuePolicy].map(([level, policy]) => [String(level), queuePolicyJson(policy)])),
+        priority_queue_policy: Object.fromEntries(
+          [...d.priorityQueuePolicy].map(([level, policy]) => [String(level), queuePolicyJson(policy)]),
+        ),
       },
     };
   }
@@ -206,7 +244,12 @@ function schedulingJson(choice: tc.ModelConfig['schedulingChoice']): JsonObject 
   return {
     sequence_batching: {
       ...(strategy?.$case === 'direct'
-        ? { direct: { max_queue_delay_microseconds: Number(strategy.value.maxQueueDelayMicroseconds), minimum_slot_utilization: strategy.value.minimumSlotUtilization } }
+        ? {
+            direct: {
+              max_queue_delay_microseconds: Number(strategy.value.maxQueueDelayMicroseconds),
+              minimum_slot_utilization: strategy.value.minimumSlotUtilization,
+            },
+          }
         : {}),
       max_sequence_idle_microseconds: Number(q.maxSequenceIdleMicroseconds),
       control_input: [],
@@ -275,9 +318,13 @@ export function encodeJsonModelConfig(config: tc.ModelConfig): JsonObject {
     default_model_filename: config.defaultModelFilename,
     cc_model_filenames: {},
     metric_tags: {},
-    parameters: Object.fromEntries(Object.entries(config.parameters).map(([key, p]) => [key, { string_value: p.stringValue }])),
+    parameters: Object.fromEntries(
+      Object.entries(config.parameters).map(([key, p]) => [key, { string_value: p.stringValue }]),
+    ),
     model_warmup: [],
-    ...(config.modelTransactionPolicy === undefined ? {} : { model_transaction_policy: { decoupled: config.modelTransactionPolicy.decoupled } }),
+    ...(config.modelTransactionPolicy === undefined
+      ? {}
+      : { model_transaction_policy: { decoupled: config.modelTransactionPolicy.decoupled } }),
   };
 }
 

@@ -40,7 +40,9 @@ function raw(port: number, chunks: readonly (Buffer | string)[]): Promise<RawAns
       if (split >= 0 && length !== null && text.length - split - 4 >= Number(length[1])) finish();
     });
     socket.on('close', finish);
-    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' || error.code === 'EPIPE' ? finish() : reject(error)));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'ECONNRESET' || error.code === 'EPIPE' ? finish() : reject(error),
+    );
     socket.on('connect', () => {
       for (const chunk of chunks) socket.write(chunk);
     });
@@ -56,7 +58,9 @@ function expectFault(answer: RawAnswer, where: string): void {
 const post = (token: string, headers: Record<string, string>, body: Buffer): Buffer =>
   Buffer.concat([
     Buffer.from(
-      `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n${Object.entries(headers)
+      `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n${Object.entries(
+        headers,
+      )
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join('')}Connection: close\r\n\r\n`,
       'latin1',
@@ -91,18 +95,34 @@ describe('the REST door under bad HTTP input', () => {
     });
     const seen = new Map<number, number>();
     await fc.assert(
-      fc.asyncProperty(header, jsonHead, fc.uint8Array({ maxLength: 120 }), fc.boolean(), async (hcl, head, bytes, structured) => {
-        // Half the runs send a KServe JSON header with a binary tensor, so the binary path is reached.
-        const json = Buffer.from(
-          JSON.stringify({ inputs: [{ name: head.name, datatype: head.datatype, shape: head.shape, parameters: { binary_data_size: head.size } }] }),
-        );
-        const body = structured ? Buffer.concat([json, Buffer.from(bytes)]) : Buffer.from(bytes);
-        const headers: Record<string, string> = {};
-        if (hcl !== undefined) headers['Inference-Header-Content-Length'] = structured && hcl === '0' ? String(json.length) : hcl;
-        const answer = await raw(port, [post(token, headers, body)]);
-        seen.set(answer.status, (seen.get(answer.status) ?? 0) + 1);
-        if (answer.status !== 200) expectFault(answer, `hcl=${String(hcl)} bytes=${bytes.length}`);
-      }),
+      fc.asyncProperty(
+        header,
+        jsonHead,
+        fc.uint8Array({ maxLength: 120 }),
+        fc.boolean(),
+        async (hcl, head, bytes, structured) => {
+          // Half the runs send a KServe JSON header with a binary tensor, so the binary path is reached.
+          const json = Buffer.from(
+            JSON.stringify({
+              inputs: [
+                {
+                  name: head.name,
+                  datatype: head.datatype,
+                  shape: head.shape,
+                  parameters: { binary_data_size: head.size },
+                },
+              ],
+            }),
+          );
+          const body = structured ? Buffer.concat([json, Buffer.from(bytes)]) : Buffer.from(bytes);
+          const headers: Record<string, string> = {};
+          if (hcl !== undefined)
+            headers['Inference-Header-Content-Length'] = structured && hcl === '0' ? String(json.length) : hcl;
+          const answer = await raw(port, [post(token, headers, body)]);
+          seen.set(answer.status, (seen.get(answer.status) ?? 0) + 1);
+          if (answer.status !== 200) expectFault(answer, `hcl=${String(hcl)} bytes=${bytes.length}`);
+        },
+      ),
       { numRuns: 300, seed: 20261207 },
     );
     // The runs reached the decoder (400s), not just the door.
@@ -110,28 +130,51 @@ describe('the REST door under bad HTTP input', () => {
   }, 120_000);
 
   it('invalid UTF-8 in the JSON is refused with 400, never replaced', async () => {
-    const json = Buffer.concat([Buffer.from('{"id":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('","inputs":[]}')]);
+    const json = Buffer.concat([
+      Buffer.from('{"id":"'),
+      Buffer.from([0xc3, 0x28, 0xff]),
+      Buffer.from('","inputs":[]}'),
+    ]);
     const answer = await raw(port, [post(token, { 'Content-Type': 'application/json' }, json)]);
     expect(answer.status).toBe(400);
     expect(JSON.parse(answer.body)).toEqual({ error: 'the request body is not valid UTF-8 JSON' });
     // In the JSON part of a binary request too.
-    const binary = await raw(port, [post(token, { 'Inference-Header-Content-Length': String(json.length) }, Buffer.concat([json, Buffer.alloc(8)]))]);
+    const binary = await raw(port, [
+      post(token, { 'Inference-Header-Content-Length': String(json.length) }, Buffer.concat([json, Buffer.alloc(8)])),
+    ]);
     expect(binary.status).toBe(400);
   });
 
   it('huge headers, bad request lines, bad Authorization bytes and random junk: a JSON 4xx, then the server still answers', async () => {
-    const huge = await raw(port, [`GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`]);
+    const huge = await raw(port, [
+      `GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`,
+    ]);
     expect(huge.status).toBe(431);
     expect(JSON.parse(huge.body)).toMatchObject({ error: expect.stringContaining('headers') as unknown });
     expectFault(await raw(port, ['GE\u0001T / HTTP/1.1\r\n\r\n']), 'bad method');
-    expectFault(await raw(port, ['GET /v2/models/mlp HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n']), 'bad content-length');
-    expectFault(await raw(port, ['GET http://x:99999/v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']), 'absolute URL with a bad port');
-    expectFault(await raw(port, [Buffer.from('GET /v2/models/mlp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xe9\x7f\r\nConnection: close\r\n\r\n', 'latin1')]), 'bad authorization');
+    expectFault(
+      await raw(port, ['GET /v2/models/mlp HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n']),
+      'bad content-length',
+    );
+    expectFault(
+      await raw(port, ['GET http://x:99999/v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']),
+      'absolute URL with a bad port',
+    );
+    expectFault(
+      await raw(port, [
+        Buffer.from(
+          'GET /v2/models/mlp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xe9\x7f\r\nConnection: close\r\n\r\n',
+          'latin1',
+        ),
+      ]),
+      'bad authorization',
+    );
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 200 }), async (junk) => {
         const answer = await raw(port, [Buffer.from(junk), '\r\n\r\n']);
         // Junk that parses as a request line is a request: a fault or a page, never a 500.
-        if (answer.status !== 0 && answer.status !== 200) expectFault(answer, `junk ${Buffer.from(junk).toString('hex').slice(0, 40)}`);
+        if (answer.status !== 0 && answer.status !== 200)
+          expectFault(answer, `junk ${Buffer.from(junk).toString('hex').slice(0, 40)}`);
       }),
       { numRuns: 200, seed: 7 },
     );
@@ -142,7 +185,9 @@ describe('the REST door under bad HTTP input', () => {
     const big = Buffer.alloc(3 * LIMIT, 0x20);
     const first = await raw(port, [post(token, {}, big)]);
     expect(first.status).toBe(413);
-    expect(JSON.parse(first.body)).toMatchObject({ error: expect.stringContaining('larger than the limit') as unknown });
+    expect(JSON.parse(first.body)).toMatchObject({
+      error: expect.stringContaining('larger than the limit') as unknown,
+    });
     // Undeclared length (chunked): cut at the limit as the bytes come.
     const chunked = await raw(port, [
       `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`,
@@ -189,7 +234,10 @@ describe('the HTTP listener cuts requests that trickle (slowloris)', () => {
         socket.on('close', () => {
           clearInterval(timer);
           const text = Buffer.concat(got).toString('latin1');
-          resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+          resolve({
+            status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0),
+            body: text.slice(text.indexOf('\r\n\r\n') + 4),
+          });
         });
       });
       const took = Date.now() - started;

@@ -106,7 +106,12 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
           scope: 'public',
           handle: () =>
             Promise.resolve(
-              api.ready() ? { body: { ready: true } } : { status: 503, body: { ready: false, error: 'the replica is not serving every model it is meant to yet' } },
+              api.ready()
+                ? { body: { ready: true } }
+                : {
+                    status: 503,
+                    body: { ready: false, error: 'the replica is not serving every model it is meant to yet' },
+                  },
             ),
         },
       ],
@@ -114,11 +119,25 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
     ['/v2/?', [{ method: 'GET', scope: 'public', handle: () => Promise.resolve({ body: api.serverMetadata() }) }]],
     [
       '/v2/models/stats',
-      [{ method: 'GET', scope: 'models:read', handle: (_m, p) => Promise.resolve({ body: { model_stats: api.stats(tenant(p), '', '').map(encodeJsonStats) } }) }],
+      [
+        {
+          method: 'GET',
+          scope: 'models:read',
+          handle: (_m, p) =>
+            Promise.resolve({ body: { model_stats: api.stats(tenant(p), '', '').map(encodeJsonStats) } }),
+        },
+      ],
     ],
     [
       modelPath,
-      [{ method: 'GET', scope: 'models:read', handle: (m, p) => Promise.resolve({ body: encodeJsonMetadata(api.modelMetadata(tenant(p), decode(m[1]), decode(m[2]))) }) }],
+      [
+        {
+          method: 'GET',
+          scope: 'models:read',
+          handle: (m, p) =>
+            Promise.resolve({ body: encodeJsonMetadata(api.modelMetadata(tenant(p), decode(m[1]), decode(m[2]))) }),
+        },
+      ],
     ],
     [
       `${modelPath}/config`,
@@ -126,7 +145,8 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
         {
           method: 'GET',
           scope: 'models:read',
-          handle: (m, p) => Promise.resolve({ body: encodeJsonModelConfig(api.modelConfig(tenant(p), decode(m[1]), decode(m[2]))) }),
+          handle: (m, p) =>
+            Promise.resolve({ body: encodeJsonModelConfig(api.modelConfig(tenant(p), decode(m[1]), decode(m[2]))) }),
         },
       ],
     ],
@@ -139,7 +159,11 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
           handle: (m, p) => {
             const name = decode(m[1]);
             const ready = api.modelReady(tenant(p), name, decode(m[2]));
-            return Promise.resolve(ready ? { body: { name, ready } } : { status: 503, body: { name, ready, error: `model "${name}" is not ready` } });
+            return Promise.resolve(
+              ready
+                ? { body: { name, ready } }
+                : { status: 503, body: { name, ready, error: `model "${name}" is not ready` } },
+            );
           },
         },
       ],
@@ -150,7 +174,10 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
         {
           method: 'GET',
           scope: 'models:read',
-          handle: (m, p) => Promise.resolve({ body: { model_stats: api.stats(tenant(p), decode(m[1]), decode(m[2])).map(encodeJsonStats) } }),
+          handle: (m, p) =>
+            Promise.resolve({
+              body: { model_stats: api.stats(tenant(p), decode(m[1]), decode(m[2])).map(encodeJsonStats) },
+            }),
         },
       ],
     ],
@@ -161,8 +188,14 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
           method: 'POST',
           scope: 'infer',
           handle: async (m, p, body, signal) => {
-            const { request, binaryOutputs } = decodeJsonInfer(splitInferBody(await body.bytes(), body.header('inference-header-content-length')), signal);
-            const { json, binary } = encodeJsonInfer(await api.infer(tenant(p), decode(m[1]), decode(m[2]), request), binaryOutputs);
+            const { request, binaryOutputs } = decodeJsonInfer(
+              splitInferBody(await body.bytes(), body.header('inference-header-content-length')),
+              signal,
+            );
+            const { json, binary } = encodeJsonInfer(
+              await api.infer(tenant(p), decode(m[1]), decode(m[2]), request),
+              binaryOutputs,
+            );
             return { body: json, binary };
           },
         },
@@ -170,7 +203,15 @@ function routes(api: InferenceApi): [RegExp, Route[]][] {
     ],
     [
       '/v2/repository/index',
-      [{ method: 'POST', scope: 'models:read', handle: async (_m, p, body) => ({ body: encodeJsonIndex(api.index(tenant(p), decodeIndexRequest(await body()))) }) }],
+      [
+        {
+          method: 'POST',
+          scope: 'models:read',
+          handle: async (_m, p, body) => ({
+            body: encodeJsonIndex(api.index(tenant(p), decodeIndexRequest(await body()))),
+          }),
+        },
+      ],
     ],
     [
       `/v2/repository/models/${segment}/load`,
@@ -223,10 +264,17 @@ function requestUrl(req: IncomingMessage): URL {
   }
 }
 
-async function authenticate(req: IncomingMessage, authenticator: Authenticator | undefined, scope: Scope, what: string): Promise<Principal> {
+async function authenticate(
+  req: IncomingMessage,
+  authenticator: Authenticator | undefined,
+  scope: Scope,
+  what: string,
+): Promise<Principal> {
   const header = req.headers.authorization;
-  if (header === undefined) throw unauthenticated(`${what} needs a bearer token with scope "${scope}" (Authorization: Bearer <token>)`);
-  if (authenticator === undefined) throw unauthenticated(`${what} needs scope "${scope}" but this server has no authenticator configured`);
+  if (header === undefined)
+    throw unauthenticated(`${what} needs a bearer token with scope "${scope}" (Authorization: Bearer <token>)`);
+  if (authenticator === undefined)
+    throw unauthenticated(`${what} needs scope "${scope}" but this server has no authenticator configured`);
   const metadata = new grpc.Metadata();
   try {
     metadata.set('authorization', header);
@@ -370,11 +418,15 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
     const route = candidates.find((r) => r.method === req.method);
     if (route === undefined) {
       res.setHeader('allow', candidates.map((r) => r.method).join(', '));
-      throw new HttpError(405, `${url.pathname} takes ${candidates.map((r) => r.method).join(' or ')}, not ${req.method ?? ''}`);
+      throw new HttpError(
+        405,
+        `${url.pathname} takes ${candidates.map((r) => r.method).join(' or ')}, not ${req.method ?? ''}`,
+      );
     }
     setHttpRoute(route.method, route.route ?? url.pathname);
     const what = `${route.method} ${url.pathname}`;
-    const principal = route.scope === 'public' ? undefined : await authenticate(req, options.authenticator, route.scope, what);
+    const principal =
+      route.scope === 'public' ? undefined : await authenticate(req, options.authenticator, route.scope, what);
     // The caller hanging up abandons its request: a queued one is dropped by the core.
     const cancellation = new ResponseCancellation(res);
     const match = pattern.exec(url.pathname)!;

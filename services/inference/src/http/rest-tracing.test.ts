@@ -49,7 +49,11 @@ describe('REST requests are spans', () => {
     const parent = 'b7ad6b7169203331';
     const response = await fetch(`${h.server.http.url}/v2/models/mlp/infer`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${parent}-01`, 'content-type': 'application/json' },
+      headers: {
+        authorization: `Bearer ${token}`,
+        traceparent: `00-${traceId}-${parent}-01`,
+        'content-type': 'application/json',
+      },
       body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }),
     });
     expect(response.status).toBe(200);
@@ -57,12 +61,18 @@ describe('REST requests are spans', () => {
     const span = await serverSpan('POST /v2/models/{model}[/versions/{version}]/infer');
     expect(span.spanContext().traceId).toBe(traceId);
     expect(span.parentSpanContext?.spanId).toBe(parent);
-    expect(span.attributes).toMatchObject({ 'http.request.method': 'POST', 'url.path': '/v2/models/mlp/infer', 'http.response.status_code': 200 });
+    expect(span.attributes).toMatchObject({
+      'http.request.method': 'POST',
+      'url.path': '/v2/models/mlp/infer',
+      'http.response.status_code': 200,
+    });
     expect(span.status.code).not.toBe(SpanStatusCode.ERROR);
   });
 
   it('a request without a traceparent starts its own trace; a 404 is not an error', async () => {
-    const response = await fetch(`${h.server.http.url}/v2/models/nope/config`, { headers: { authorization: `Bearer ${token}` } });
+    const response = await fetch(`${h.server.http.url}/v2/models/nope/config`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(404);
     await response.arrayBuffer();
     const span = await serverSpan('GET /v2/models/{model}[/versions/{version}]/config');

@@ -38,7 +38,11 @@ class HttpError extends Error {
 function sendJson(res: ServerResponse, status: number, body: { error: string }, close = false): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(close ? { connection: 'close' } : {}) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...(close ? { connection: 'close' } : {}),
+  });
   res.end(text);
 }
 
@@ -47,22 +51,37 @@ async function viewOf(req: IncomingMessage, options: MetricsServerOptions): Prom
   const header = req.headers.authorization;
   if (header === undefined) {
     if (options.public) return { tenant: undefined };
-    throw new HttpError(401, `${METRICS_PATH} needs a bearer token with scope monitoring:read (Authorization: Bearer <token>)`);
+    throw new HttpError(
+      401,
+      `${METRICS_PATH} needs a bearer token with scope monitoring:read (Authorization: Bearer <token>)`,
+    );
   }
-  if (options.authenticator === undefined) throw new HttpError(401, `${METRICS_PATH} needs scope monitoring:read but this server has no authenticator configured`);
+  if (options.authenticator === undefined)
+    throw new HttpError(
+      401,
+      `${METRICS_PATH} needs scope monitoring:read but this server has no authenticator configured`,
+    );
   const metadata = new grpc.Metadata();
   try {
     metadata.set('authorization', header);
   } catch {
-    throw new HttpError(401, `${METRICS_PATH}: the Authorization header has characters no token has; send "Bearer <token>"`);
+    throw new HttpError(
+      401,
+      `${METRICS_PATH}: the Authorization header has characters no token has; send "Bearer <token>"`,
+    );
   }
   try {
     const principal = await options.authenticator(metadata);
-    if (!hasScope(principal, 'monitoring:read')) throw new HttpError(403, `${METRICS_PATH} needs scope monitoring:read; the token of "${principal.subject}" does not grant it`);
+    if (!hasScope(principal, 'monitoring:read'))
+      throw new HttpError(
+        403,
+        `${METRICS_PATH} needs scope monitoring:read; the token of "${principal.subject}" does not grant it`,
+      );
     return { tenant: principal.scopes.includes('admin') ? undefined : principal.tenant };
   } catch (error: unknown) {
     if (error instanceof HttpError) throw error;
-    if (isServiceError(error)) throw new HttpError(error.code === grpc.status.PERMISSION_DENIED ? 403 : 401, error.message);
+    if (isServiceError(error))
+      throw new HttpError(error.code === grpc.status.PERMISSION_DENIED ? 403 : 401, error.message);
     throw error;
   }
 }
@@ -70,7 +89,8 @@ async function viewOf(req: IncomingMessage, options: MetricsServerOptions): Prom
 export function startMetricsServer(options: MetricsServerOptions): Promise<HttpListener> {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { pathname } = new URL(req.url ?? '/', 'http://localhost');
-    if (pathname !== METRICS_PATH) throw new HttpError(404, `no such endpoint: ${pathname}; the metrics are at ${METRICS_PATH}`);
+    if (pathname !== METRICS_PATH)
+      throw new HttpError(404, `no such endpoint: ${pathname}; the metrics are at ${METRICS_PATH}`);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       throw new HttpError(405, `${METRICS_PATH} takes GET, not ${req.method ?? ''}`);
@@ -78,7 +98,11 @@ export function startMetricsServer(options: MetricsServerOptions): Promise<HttpL
     const view = await viewOf(req, options);
     const text = await options.metrics.render(view);
     if (res.destroyed) return;
-    res.writeHead(200, { 'content-type': options.metrics.contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+    res.writeHead(200, {
+      'content-type': options.metrics.contentType,
+      'cache-control': 'no-store',
+      'content-length': Buffer.byteLength(text),
+    });
     res.end(req.method === 'HEAD' ? undefined : text);
   };
   return startHttpListener({

@@ -82,7 +82,10 @@ export function parsePromText(text: string): Map<string, PromFamily> {
     const key = `${name}${JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
     if (seen.has(key)) throw new Error(`series given twice: ${line}`);
     seen.add(key);
-    f.samples.push({ labels, value: valueText.endsWith('Inf') ? (valueText.startsWith('-') ? -Infinity : Infinity) : Number(valueText) });
+    f.samples.push({
+      labels,
+      value: valueText.endsWith('Inf') ? (valueText.startsWith('-') ? -Infinity : Infinity) : Number(valueText),
+    });
   }
   return families;
 }

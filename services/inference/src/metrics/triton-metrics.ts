@@ -31,16 +31,36 @@ const us = (ns: bigint): bigint => ns / 1000n;
 const LABELS = ['model', 'tenant', 'version'] as const;
 
 /** Triton's counters other than the failure counter, in Triton's order. */
-const COUNTERS: readonly { readonly name: string; readonly help: string; readonly value: (stats: ModelStats) => bigint }[] = [
-  { name: 'nv_inference_request_success', help: 'Number of successful inference requests, all batch sizes', value: (s) => s.success.count },
-  { name: 'nv_inference_count', help: 'Number of inferences performed (does not include cached requests)', value: (s) => s.inferenceCount },
-  { name: 'nv_inference_exec_count', help: 'Number of model executions performed (does not include cached requests)', value: (s) => s.executionCount },
+const COUNTERS: readonly {
+  readonly name: string;
+  readonly help: string;
+  readonly value: (stats: ModelStats) => bigint;
+}[] = [
+  {
+    name: 'nv_inference_request_success',
+    help: 'Number of successful inference requests, all batch sizes',
+    value: (s) => s.success.count,
+  },
+  {
+    name: 'nv_inference_count',
+    help: 'Number of inferences performed (does not include cached requests)',
+    value: (s) => s.inferenceCount,
+  },
+  {
+    name: 'nv_inference_exec_count',
+    help: 'Number of model executions performed (does not include cached requests)',
+    value: (s) => s.executionCount,
+  },
   {
     name: 'nv_inference_request_duration_us',
     help: 'Cumulative inference request duration in microseconds (includes cached requests)',
     value: (s) => us(s.success.ns),
   },
-  { name: 'nv_inference_queue_duration_us', help: 'Cumulative inference queuing duration in microseconds (includes cached requests)', value: (s) => us(s.queue.ns) },
+  {
+    name: 'nv_inference_queue_duration_us',
+    help: 'Cumulative inference queuing duration in microseconds (includes cached requests)',
+    value: (s) => us(s.queue.ns),
+  },
   {
     name: 'nv_inference_compute_input_duration_us',
     help: 'Cumulative compute input duration in microseconds (does not include cached requests)',
@@ -71,10 +91,16 @@ export function createTritonMetrics(manager: ModelManager): TritonMetrics {
       // A registry per scrape, filled from this scrape's snapshots: a version unloaded since the
       // last scrape leaves no series behind, as Triton removes its reporter.
       const registry = new Registry();
-      const counter = (name: string, help: string, labelNames: readonly string[]): Counter => new Counter({ name, help, labelNames, registers: [registry] });
+      const counter = (name: string, help: string, labelNames: readonly string[]): Counter =>
+        new Counter({ name, help, labelNames, registers: [registry] });
       const first = COUNTERS[0]!;
       const success = counter(first.name, first.help, LABELS);
-      const failure = counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', ['model', 'reason', 'tenant', 'version']);
+      const failure = counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', [
+        'model',
+        'reason',
+        'tenant',
+        'version',
+      ]);
       const rest = COUNTERS.slice(1).map((spec) => ({ spec, metric: counter(spec.name, spec.help, LABELS) }));
       const pending = new Gauge({
         name: 'nv_inference_pending_request_count',
@@ -82,7 +108,12 @@ export function createTritonMetrics(manager: ModelManager): TritonMetrics {
         labelNames: LABELS,
         registers: [registry],
       });
-      const load = new Gauge({ name: 'nv_model_load_duration_secs', help: 'Model load time in seconds', labelNames: LABELS, registers: [registry] });
+      const load = new Gauge({
+        name: 'nv_model_load_duration_secs',
+        help: 'Model load time in seconds',
+        labelNames: LABELS,
+        registers: [registry],
+      });
       for (const row of rows) {
         success.inc(row.labels, Number(first.value(row.stats)));
         for (const reason of FAILURE_REASONS) {

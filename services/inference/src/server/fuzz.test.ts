@@ -22,10 +22,31 @@ const MLP = buildMlp();
 const SCALAR = buildScalarModel();
 
 /** Statuses that say the request was wrong, absent, or could not run in time: never a server bug. */
-const CALLER_FAULTS = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.DEADLINE_EXCEEDED, grpc.status.RESOURCE_EXHAUSTED, grpc.status.FAILED_PRECONDITION]);
+const CALLER_FAULTS = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.FAILED_PRECONDITION,
+]);
 const REST_FAULTS = new Set([400, 404, 413, 429, 504]);
 
-const DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'BF16', 'FP32', 'FP64', 'BYTES'];
+const DATATYPES = [
+  'BOOL',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'FP16',
+  'BF16',
+  'FP32',
+  'FP64',
+  'BYTES',
+];
 const JUNK_TYPES = ['', 'fp32', 'FLOAT', 'FP33', 'INT128', 'FP32 ', 'bytes', '\u0000', 'STRING'];
 const NAMES = ['input', 'x', 's', 'output', 'y', 'total', '', 'inptu', 'input\u0000', 'ünïcødé', 'a'.repeat(300)];
 const DIMS = [0n, 1n, 2n, 3n, 4n, 5n, 8n, -1n, -2n, 1n << 31n, 1n << 40n, 1n << 53n, (1n << 63n) - 1n, -(1n << 63n)];
@@ -56,7 +77,9 @@ function randomContents(rng: Rng, count: number): pb.InferTensorContents | undef
       contents.boolContents = Array.from({ length: n }, () => rng() < 0.5);
       break;
     case 1:
-      contents.intContents = Array.from({ length: n }, () => pick(rng, [0, 1, -1, 127, 128, -129, 2 ** 31 - 1, -(2 ** 31)]));
+      contents.intContents = Array.from({ length: n }, () =>
+        pick(rng, [0, 1, -1, 127, 128, -129, 2 ** 31 - 1, -(2 ** 31)]),
+      );
       break;
     case 2:
       contents.int64Contents = Array.from({ length: n }, () => pick(rng, [0n, -1n, 1n << 62n, -(1n << 63n)]));
@@ -155,17 +178,28 @@ function randomRequest(rng: Rng): pb.ModelInferRequest {
         break;
       case 6: {
         const count = rng() < 0.5 ? request.inputs.length : int(rng, 4);
-        request.rawInputContents = Array.from({ length: count }, () => Buffer.alloc(pick(rng, [0, 1, 3, 4, 15, 16, 31, 32, 64, 333])));
+        request.rawInputContents = Array.from({ length: count }, () =>
+          Buffer.alloc(pick(rng, [0, 1, 3, 4, 15, 16, 31, 32, 64, 333])),
+        );
         break;
       }
       case 7:
-        request.inputs.push({ name: pick(rng, NAMES), datatype: pick(rng, DATATYPES), shape: randomShape(rng), parameters: {}, contents: randomContents(rng, 4) });
+        request.inputs.push({
+          name: pick(rng, NAMES),
+          datatype: pick(rng, DATATYPES),
+          shape: randomShape(rng),
+          parameters: {},
+          contents: randomContents(rng, 4),
+        });
         break;
       case 8:
         request.inputs.splice(int(rng, request.inputs.length + 1), 1);
         break;
       case 9:
-        request.outputs = Array.from({ length: 1 + int(rng, 3) }, () => ({ name: pick(rng, NAMES), parameters: randomParameters(rng) }));
+        request.outputs = Array.from({ length: 1 + int(rng, 3) }, () => ({
+          name: pick(rng, NAMES),
+          parameters: randomParameters(rng),
+        }));
         break;
       case 10:
         request.parameters = randomParameters(rng);
@@ -192,15 +226,21 @@ let sessions: Record<string, ort.InferenceSession>;
 async function expectCorrect(request: pb.ModelInferRequest, response: pb.ModelInferResponse): Promise<void> {
   const session = sessions[request.modelName]!;
   const feeds: Record<string, ort.Tensor> = {};
-  request.inputs.forEach((input, i) => (feeds[input.name] = new ort.Tensor('float32', inputData(request, i), input.shape.map(Number))));
+  request.inputs.forEach(
+    (input, i) => (feeds[input.name] = new ort.Tensor('float32', inputData(request, i), input.shape.map(Number))),
+  );
   const expected = await session.run(feeds);
   expect(response.outputs.length).toBeGreaterThan(0);
   response.outputs.forEach((output, i) => {
     const want = expected[output.name]!.data as Float32Array;
     const raw = response.rawOutputContents[i];
-    const got = raw !== undefined ? new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)) : Float32Array.from(output.contents?.fp32Contents ?? []);
+    const got =
+      raw !== undefined
+        ? new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
+        : Float32Array.from(output.contents?.fp32Contents ?? []);
     expect(got.length).toBe(want.length);
-    for (let k = 0; k < got.length; k++) expect(Object.is(got[k], want[k]) || Math.abs(got[k]! - want[k]!) <= 1e-5).toBe(true);
+    for (let k = 0; k < got.length; k++)
+      expect(Object.is(got[k], want[k]) || Math.abs(got[k]! - want[k]!) <= 1e-5).toBe(true);
   });
 }
 
@@ -304,7 +344,8 @@ describe(`fuzz (seed ${SEED})`, () => {
     await pool(REST_REQUESTS, 16, async () => {
       const grpcForm = randomRequest(rng);
       let body: unknown;
-      const shape = (s: bigint[]): unknown[] => s.map((d) => (rng() < 0.9 ? Number(d) : pick(rng, ['2', null, 1.5, true])));
+      const shape = (s: bigint[]): unknown[] =>
+        s.map((d) => (rng() < 0.9 ? Number(d) : pick(rng, ['2', null, 1.5, true])));
       switch (int(rng, 10)) {
         case 0:
           body = randomString(rng);
@@ -319,17 +360,40 @@ describe(`fuzz (seed ${SEED})`, () => {
               name: input.name,
               datatype: input.datatype,
               shape: shape(input.shape),
-              data: grpcForm.rawInputContents[i] !== undefined ? Array.from({ length: int(rng, 10) }, () => randomFloat(rng)) : (input.contents?.fp32Contents ?? pick(rng, [[], [true], ['NaN'], [[1, 2], [3, 4]]])),
+              data:
+                grpcForm.rawInputContents[i] !== undefined
+                  ? Array.from({ length: int(rng, 10) }, () => randomFloat(rng))
+                  : (input.contents?.fp32Contents ??
+                    pick(rng, [
+                      [],
+                      [true],
+                      ['NaN'],
+                      [
+                        [1, 2],
+                        [3, 4],
+                      ],
+                    ])),
             })),
             ...(grpcForm.outputs.length > 0 ? { outputs: grpcForm.outputs.map((o) => ({ name: o.name })) } : {}),
-            ...(rng() < 0.3 ? { parameters: pick(rng, [{ sequence_id: -1 }, { sequence_start: 1 }, { timeout: 'x' }, { sequence_id: 'a', sequence_end: true }, { foo: [] }]) } : {}),
+            ...(rng() < 0.3
+              ? {
+                  parameters: pick(rng, [
+                    { sequence_id: -1 },
+                    { sequence_start: 1 },
+                    { timeout: 'x' },
+                    { sequence_id: 'a', sequence_end: true },
+                    { foo: [] },
+                  ]),
+                }
+              : {}),
           };
       }
       const path = `/v2/models/${encodeURIComponent(grpcForm.modelName)}${grpcForm.modelVersion === '' ? '' : `/versions/${encodeURIComponent(grpcForm.modelVersion)}`}/infer`;
       const { status, body: answer } = await h.rest('POST', path, { token, body });
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
       if (status === 200) expect(Array.isArray(answer['outputs'])).toBe(true);
-      else if (!REST_FAULTS.has(status) || typeof answer['error'] !== 'string') problems.push(`${status}: ${JSON.stringify(answer)}`);
+      else if (!REST_FAULTS.has(status) || typeof answer['error'] !== 'string')
+        problems.push(`${status}: ${JSON.stringify(answer)}`);
     });
     expect(problems.slice(0, 5)).toEqual([]);
     expect(statuses.get(400) ?? 0).toBeGreaterThan(60);

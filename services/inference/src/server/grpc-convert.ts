@@ -2,7 +2,15 @@
 import type { inference as pb } from '@quanta/contracts';
 import { invalidArgument } from '@quanta/service-kit';
 import { tensorFromWire, tensorToRaw, tensorToWire, type Tensor } from '@quanta/tensor';
-import type { CancelSignal, DurationStat, InferRequest, InferResult, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
+import type {
+  CancelSignal,
+  DurationStat,
+  InferRequest,
+  InferResult,
+  ModelStats,
+  RepositoryEntry,
+  TensorSpec,
+} from '../core/types.js';
 import type { ModelMetadata } from './inference-api.js';
 import { earliest, readControls, type ParameterValue } from './parameters.js';
 
@@ -17,7 +25,9 @@ export interface DecodedInfer {
 
 const NO_PARAMETERS: ReadonlyMap<string, ParameterValue> = new Map();
 
-export function parameterMap(parameters: { [key: string]: pb.InferParameter } | undefined): ReadonlyMap<string, ParameterValue> {
+export function parameterMap(
+  parameters: { [key: string]: pb.InferParameter } | undefined,
+): ReadonlyMap<string, ParameterValue> {
   let map: Map<string, ParameterValue> | undefined;
   // for-in, not Object.entries: no arrays for the (usual) empty map.
   for (const key in parameters) {
@@ -88,14 +98,33 @@ export function encodeInferResponse(result: InferResult, raw: boolean): pb.Model
   for (const tensor of result.outputs) {
     if (allRaw) {
       // The bytes are a view of the output's memory (no copy; BYTES is framed).
-      outputs.push({ name: tensor.name ?? '', datatype: tensor.datatype, shape: tensor.shape.map(BigInt), parameters: {}, contents: undefined });
+      outputs.push({
+        name: tensor.name ?? '',
+        datatype: tensor.datatype,
+        shape: tensor.shape.map(BigInt),
+        parameters: {},
+        contents: undefined,
+      });
       rawOutputContents.push(tensorToRaw(tensor));
       continue;
     }
     const { wire } = tensorToWire(tensor, { raw: false, role: 'output' });
-    outputs.push({ name: wire.name, datatype: wire.datatype, shape: wire.shape, parameters: {}, contents: wire.contents });
+    outputs.push({
+      name: wire.name,
+      datatype: wire.datatype,
+      shape: wire.shape,
+      parameters: {},
+      contents: wire.contents,
+    });
   }
-  return { modelName: result.model, modelVersion: result.version, id: result.id, parameters: {}, outputs, rawOutputContents };
+  return {
+    modelName: result.model,
+    modelVersion: result.version,
+    id: result.id,
+    parameters: {},
+    outputs,
+    rawOutputContents,
+  };
 }
 
 function tensorMetadata(spec: TensorSpec): pb.ModelMetadataResponse_TensorMetadata {
@@ -149,7 +178,9 @@ export function encodeIndexEntry(entry: RepositoryEntry): pb.RepositoryIndexResp
 }
 
 /** Repository parameters as strings for the loader: bool and int64 spelled out, bytes as base64. */
-export function repositoryParameters(parameters: { [key: string]: pb.ModelRepositoryParameter }): Record<string, string> {
+export function repositoryParameters(parameters: {
+  [key: string]: pb.ModelRepositoryParameter;
+}): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, parameter] of Object.entries(parameters)) {
     const choice = parameter.parameterChoice;

@@ -21,33 +21,88 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 const cases: { what: string; request: () => pb.ModelInferRequest; code: grpc.status; names: RegExp }[] = [
-  { what: 'an unknown model', request: () => inferRequest({ modelName: 'nope', inputs: [good()] }), code: grpc.status.NOT_FOUND, names: /"nope"/ },
-  { what: 'an unknown version', request: () => inferRequest({ modelName: 'mlp', modelVersion: '9', inputs: [good()] }), code: grpc.status.NOT_FOUND, names: /"9"|version 9/ },
-  { what: "another tenant's model", request: () => inferRequest({ modelName: 'secret', inputs: [good()] }), code: grpc.status.NOT_FOUND, names: /"secret"/ },
-  { what: 'an empty model name', request: () => inferRequest({ inputs: [good()] }), code: grpc.status.INVALID_ARGUMENT, names: /model name/ },
-  { what: 'a missing input', request: () => inferRequest({ modelName: 'mlp' }), code: grpc.status.INVALID_ARGUMENT, names: /"input"/ },
+  {
+    what: 'an unknown model',
+    request: () => inferRequest({ modelName: 'nope', inputs: [good()] }),
+    code: grpc.status.NOT_FOUND,
+    names: /"nope"/,
+  },
+  {
+    what: 'an unknown version',
+    request: () => inferRequest({ modelName: 'mlp', modelVersion: '9', inputs: [good()] }),
+    code: grpc.status.NOT_FOUND,
+    names: /"9"|version 9/,
+  },
+  {
+    what: "another tenant's model",
+    request: () => inferRequest({ modelName: 'secret', inputs: [good()] }),
+    code: grpc.status.NOT_FOUND,
+    names: /"secret"/,
+  },
+  {
+    what: 'an empty model name',
+    request: () => inferRequest({ inputs: [good()] }),
+    code: grpc.status.INVALID_ARGUMENT,
+    names: /model name/,
+  },
+  {
+    what: 'a missing input',
+    request: () => inferRequest({ modelName: 'mlp' }),
+    code: grpc.status.INVALID_ARGUMENT,
+    names: /"input"/,
+  },
   {
     what: 'an extra input',
     request: () => inferRequest({ modelName: 'mlp', inputs: [good(), { ...good(), name: 'extra' }] }),
     code: grpc.status.INVALID_ARGUMENT,
     names: /"extra"/,
   },
-  { what: 'a misnamed input', request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), name: 'inptu' }] }), code: grpc.status.INVALID_ARGUMENT, names: /"inptu"/ },
-  { what: 'an input given twice', request: () => inferRequest({ modelName: 'mlp', inputs: [good(), good()] }), code: grpc.status.INVALID_ARGUMENT, names: /"input"/ },
+  {
+    what: 'a misnamed input',
+    request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), name: 'inptu' }] }),
+    code: grpc.status.INVALID_ARGUMENT,
+    names: /"inptu"/,
+  },
+  {
+    what: 'an input given twice',
+    request: () => inferRequest({ modelName: 'mlp', inputs: [good(), good()] }),
+    code: grpc.status.INVALID_ARGUMENT,
+    names: /"input"/,
+  },
   {
     what: 'the wrong datatype',
-    request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), datatype: 'INT32', contents: { ...emptyContents(), intContents: Array.from({ length: 8 }, () => 1) } }] }),
+    request: () =>
+      inferRequest({
+        modelName: 'mlp',
+        inputs: [
+          {
+            ...good(),
+            datatype: 'INT32',
+            contents: { ...emptyContents(), intContents: Array.from({ length: 8 }, () => 1) },
+          },
+        ],
+      }),
     code: grpc.status.INVALID_ARGUMENT,
     names: /"input".*INT32|INT32.*"input"/,
   },
-  { what: 'an unknown datatype', request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), datatype: 'FP33' }] }), code: grpc.status.INVALID_ARGUMENT, names: /"input".*FP33/ },
+  {
+    what: 'an unknown datatype',
+    request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), datatype: 'FP33' }] }),
+    code: grpc.status.INVALID_ARGUMENT,
+    names: /"input".*FP33/,
+  },
   {
     what: 'a shape the model does not take',
     request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), shape: [4n, 2n] }] }),
     code: grpc.status.INVALID_ARGUMENT,
     names: /"input"/,
   },
-  { what: 'a negative dim', request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), shape: [-2n, 4n] }] }), code: grpc.status.INVALID_ARGUMENT, names: /"input".*negative/ },
+  {
+    what: 'a negative dim',
+    request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), shape: [-2n, 4n] }] }),
+    code: grpc.status.INVALID_ARGUMENT,
+    names: /"input".*negative/,
+  },
   {
     what: 'a huge shape',
     request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), shape: [1n << 40n, 1n << 40n] }] }),
@@ -62,13 +117,22 @@ const cases: { what: string; request: () => pb.ModelInferRequest; code: grpc.sta
   },
   {
     what: 'values in the wrong contents field',
-    request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), contents: { ...emptyContents(), fp64Contents: Array.from(x) } }] }),
+    request: () =>
+      inferRequest({
+        modelName: 'mlp',
+        inputs: [{ ...good(), contents: { ...emptyContents(), fp64Contents: Array.from(x) } }],
+      }),
     code: grpc.status.INVALID_ARGUMENT,
     names: /"input".*fp64_contents/,
   },
   {
     what: 'raw bytes that do not match the shape',
-    request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), contents: undefined }], rawInputContents: [rawBytes().subarray(0, 30)] }),
+    request: () =>
+      inferRequest({
+        modelName: 'mlp',
+        inputs: [{ ...good(), contents: undefined }],
+        rawInputContents: [rawBytes().subarray(0, 30)],
+      }),
     code: grpc.status.INVALID_ARGUMENT,
     names: /"input".*32 bytes.*30/,
   },
@@ -80,7 +144,12 @@ const cases: { what: string; request: () => pb.ModelInferRequest; code: grpc.sta
   },
   {
     what: 'more raw entries than inputs',
-    request: () => inferRequest({ modelName: 'mlp', inputs: [{ ...good(), contents: undefined }], rawInputContents: [rawBytes(), rawBytes()] }),
+    request: () =>
+      inferRequest({
+        modelName: 'mlp',
+        inputs: [{ ...good(), contents: undefined }],
+        rawInputContents: [rawBytes(), rawBytes()],
+      }),
     code: grpc.status.INVALID_ARGUMENT,
     names: /raw_input_contents has 2 entries/,
   },
@@ -106,7 +175,12 @@ const cases: { what: string; request: () => pb.ModelInferRequest; code: grpc.sta
   },
   {
     what: 'a negative sequence_id',
-    request: () => inferRequest({ modelName: 'mlp', inputs: [good()], parameters: { sequence_id: { parameterChoice: { $case: 'int64Param', value: -5n } } } }),
+    request: () =>
+      inferRequest({
+        modelName: 'mlp',
+        inputs: [good()],
+        parameters: { sequence_id: { parameterChoice: { $case: 'int64Param', value: -5n } } },
+      }),
     code: grpc.status.INVALID_ARGUMENT,
     names: /"sequence_id"/,
   },
@@ -128,12 +202,17 @@ describe('ModelInfer refuses bad requests with a status and a message naming wha
 });
 
 describe('auth', () => {
-  const infer = (t?: string): Promise<unknown> => call(h.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [good()] }), t);
+  const infer = (t?: string): Promise<unknown> =>
+    call(h.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [good()] }), t);
 
   it('no token: UNAUTHENTICATED', async () => {
     expect((await failure(infer())).code).toBe(grpc.status.UNAUTHENTICATED);
-    expect((await failure(call(h.client, 'modelMetadata', { name: 'mlp', version: '' }))).code).toBe(grpc.status.UNAUTHENTICATED);
-    expect((await failure(call(h.client, 'repositoryIndex', { repositoryName: '', ready: false }))).code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await failure(call(h.client, 'modelMetadata', { name: 'mlp', version: '' }))).code).toBe(
+      grpc.status.UNAUTHENTICATED,
+    );
+    expect((await failure(call(h.client, 'repositoryIndex', { repositoryName: '', ready: false }))).code).toBe(
+      grpc.status.UNAUTHENTICATED,
+    );
   });
 
   it('a forged token: UNAUTHENTICATED', async () => {
@@ -147,11 +226,19 @@ describe('auth', () => {
     const denied = await failure(infer(reader));
     expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(denied.details).toMatch(/"infer"/);
-    expect((await failure(call(h.client, 'modelMetadata', { name: 'mlp', version: '' }, runner))).code).toBe(grpc.status.PERMISSION_DENIED);
-    expect((await failure(call(h.client, 'modelStatistics', { name: 'mlp', version: '' }, runner))).code).toBe(grpc.status.PERMISSION_DENIED);
-    expect((await failure(call(h.client, 'repositoryModelLoad', { repositoryName: '', modelName: 'mlp', parameters: {} }, runner))).code).toBe(
+    expect((await failure(call(h.client, 'modelMetadata', { name: 'mlp', version: '' }, runner))).code).toBe(
       grpc.status.PERMISSION_DENIED,
     );
+    expect((await failure(call(h.client, 'modelStatistics', { name: 'mlp', version: '' }, runner))).code).toBe(
+      grpc.status.PERMISSION_DENIED,
+    );
+    expect(
+      (
+        await failure(
+          call(h.client, 'repositoryModelLoad', { repositoryName: '', modelName: 'mlp', parameters: {} }, runner),
+        )
+      ).code,
+    ).toBe(grpc.status.PERMISSION_DENIED);
   });
 
   it('admin grants every scope, within its own tenant', async () => {
@@ -162,8 +249,12 @@ describe('auth', () => {
   });
 
   it("another tenant's model is NOT_FOUND everywhere", async () => {
-    expect((await failure(call(h.client, 'modelMetadata', { name: 'secret', version: '' }, token))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await failure(call(h.client, 'modelStatistics', { name: 'secret', version: '' }, token))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(call(h.client, 'modelMetadata', { name: 'secret', version: '' }, token))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
+    expect((await failure(call(h.client, 'modelStatistics', { name: 'secret', version: '' }, token))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
     expect(await call(h.client, 'modelReady', { name: 'secret', version: '' }, token)).toEqual({ ready: false });
   });
 });

@@ -1,7 +1,12 @@
 // inference.GRPCInferenceService (KServe v2 + Triton's extensions) over the InferenceApi. Health
 // RPCs are public like Triton's; everything else needs a token, and sees only its tenant's models.
 import type { handleUnaryCall } from '@grpc/grpc-js';
-import { decodeModelInferRequest, encodeModelInferResponse, encodeModelStreamInferResponse, inference as pb } from '@quanta/contracts';
+import {
+  decodeModelInferRequest,
+  encodeModelInferResponse,
+  encodeModelStreamInferResponse,
+  inference as pb,
+} from '@quanta/contracts';
 import type { CallContext, Principal } from '@quanta/service-kit';
 import { bidiStreamingCall, isServiceError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
 import { mapErrors, toServiceError } from './errors.js';
@@ -65,7 +70,11 @@ function infer(api: InferenceApi, message: pb.ModelInferRequest, ctx: CallContex
  * stream, which goes on (Triton). Only our own errors carry their message; anything else is a bug
  * whose details stay in the log. Never rejects.
  */
-function streamInfer(api: InferenceApi, message: pb.ModelInferRequest, ctx: CallContext): Promise<pb.ModelStreamInferResponse> {
+function streamInfer(
+  api: InferenceApi,
+  message: pb.ModelInferRequest,
+  ctx: CallContext,
+): Promise<pb.ModelStreamInferResponse> {
   return infer(api, message, ctx).then(
     (inferResponse) => ({ errorMessage: '', inferResponse }),
     (error: unknown) => {
@@ -105,7 +114,9 @@ export function createGrpcHandlers(api: InferenceApi): pb.GRPCInferenceServiceSe
     modelReady: unary<pb.ModelReadyRequest, pb.ModelReadyResponse>((req, ctx) =>
       mapErrors(() => ({ ready: api.modelReady(tenantOf(ctx), req.name, req.version) })),
     ),
-    serverMetadata: unary<pb.ServerMetadataRequest, pb.ServerMetadataResponse>(() => Promise.resolve(api.serverMetadata())),
+    serverMetadata: unary<pb.ServerMetadataRequest, pb.ServerMetadataResponse>(() =>
+      Promise.resolve(api.serverMetadata()),
+    ),
     modelMetadata: unary<pb.ModelMetadataRequest, pb.ModelMetadataResponse>((req, ctx) =>
       mapErrors(() => encodeModelMetadata(api.modelMetadata(tenantOf(ctx), req.name, req.version))),
     ),

@@ -3,7 +3,19 @@ import type { inference as pb } from '@quanta/contracts';
 import { LSTM_NAMES, buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from './test-harness.js';
-import { bearer, call, openInferStream, failure, fp32Input, fp32Output, inferRequest, ocrClassifier, runOrt, seededFloats, startHarness } from './test-harness.js';
+import {
+  bearer,
+  call,
+  openInferStream,
+  failure,
+  fp32Input,
+  fp32Output,
+  inferRequest,
+  ocrClassifier,
+  runOrt,
+  seededFloats,
+  startHarness,
+} from './test-harness.js';
 
 const MLP = buildMlp();
 const CNN = buildCnn();
@@ -39,7 +51,14 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-const models: { name: string; bytes: () => Uint8Array; input: string; shape: number[]; output: string; classes: number }[] = [
+const models: {
+  name: string;
+  bytes: () => Uint8Array;
+  input: string;
+  shape: number[];
+  output: string;
+  classes: number;
+}[] = [
   { name: 'mlp', bytes: () => MLP, input: 'input', shape: [3, 4], output: 'output', classes: 3 },
   { name: 'cnn', bytes: () => CNN, input: 'input', shape: [2, 3, 32, 32], output: 'output', classes: 10 },
   { name: 'ocr-cls', bytes: () => OCR, input: 'x', shape: [2, 3, 48, 192], output: 'softmax_0.tmp_0', classes: 2 },
@@ -55,7 +74,12 @@ describe('ModelInfer matches onnxruntime called directly', () => {
         const response = await call(
           h.client,
           'modelInfer',
-          inferRequest({ modelName: model.name, id: `req-${model.name}`, inputs: [input], rawInputContents: bytes === undefined ? [] : [bytes] }),
+          inferRequest({
+            modelName: model.name,
+            id: `req-${model.name}`,
+            inputs: [input],
+            rawInputContents: bytes === undefined ? [] : [bytes],
+          }),
           token,
         );
         expect(response.modelName).toBe(model.name);
@@ -75,17 +99,32 @@ describe('ModelInfer matches onnxruntime called directly', () => {
     const x = seededFloats(2 * 1 * 4, 3);
     const h0 = seededFloats(8, 4);
     const c0 = seededFloats(8, 5);
-    const inputs = [fp32Input('x', [2, 1, 4], x, false).input, fp32Input('h', [1, 1, 8], h0, false).input, fp32Input('c', [1, 1, 8], c0, false).input];
+    const inputs = [
+      fp32Input('x', [2, 1, 4], x, false).input,
+      fp32Input('h', [1, 1, 8], h0, false).input,
+      fp32Input('c', [1, 1, 8], c0, false).input,
+    ];
     const binary = { binary_data: { parameterChoice: { $case: 'boolParam' as const, value: true } } };
     const response = await call(
       h.client,
       'modelInfer',
-      inferRequest({ modelName: 'lstm', inputs, outputs: [{ name: 'cn', parameters: binary }, { name: 'y', parameters: binary }] }),
+      inferRequest({
+        modelName: 'lstm',
+        inputs,
+        outputs: [
+          { name: 'cn', parameters: binary },
+          { name: 'y', parameters: binary },
+        ],
+      }),
       token,
     );
     expect(response.outputs.map((o) => o.name)).toEqual(['cn', 'y']);
     expect(response.rawOutputContents.length).toBe(2);
-    const expected = await runOrt(LSTM, { x: { dims: [2, 1, 4], data: x }, h: { dims: [1, 1, 8], data: h0 }, c: { dims: [1, 1, 8], data: c0 } });
+    const expected = await runOrt(LSTM, {
+      x: { dims: [2, 1, 4], data: x },
+      h: { dims: [1, 1, 8], data: h0 },
+      c: { dims: [1, 1, 8], data: c0 },
+    });
     expectClose(fp32Output(response, 0), expected['cn']);
     expectClose(fp32Output(response, 1), expected['y']);
   });
@@ -101,8 +140,17 @@ describe('ModelInfer matches onnxruntime called directly', () => {
         sequence_end: { parameterChoice: { $case: 'boolParam', value: i === steps.length - 1 } },
       };
       const { input, raw } = fp32Input('x', [2, 1, 4], x, true);
-      const response = await call(h.client, 'modelInfer', inferRequest({ modelName: 'lstm', parameters, inputs: [input], rawInputContents: [raw!] }), token);
-      const expected = await runOrt(LSTM, { x: { dims: [2, 1, 4], data: x }, h: { dims: [1, 1, 8], data: h0 }, c: { dims: [1, 1, 8], data: c0 } });
+      const response = await call(
+        h.client,
+        'modelInfer',
+        inferRequest({ modelName: 'lstm', parameters, inputs: [input], rawInputContents: [raw!] }),
+        token,
+      );
+      const expected = await runOrt(LSTM, {
+        x: { dims: [2, 1, 4], data: x },
+        h: { dims: [1, 1, 8], data: h0 },
+        c: { dims: [1, 1, 8], data: c0 },
+      });
       const names = response.outputs.map((o) => o.name);
       expectClose(fp32Output(response, names.indexOf('y')), expected['y']);
       expectClose(fp32Output(response, names.indexOf('hn')), expected['hn']);
@@ -122,7 +170,10 @@ describe('ModelInfer matches onnxruntime called directly', () => {
           modelName: 'lstm',
           parameters: { sequence_id: id, sequence_start: { parameterChoice: { $case: 'boolParam', value: start } } },
           inputs: [fp32Input('x', [1, 1, 4], x, false).input],
-          outputs: [{ name: 'hn', parameters: {} }, { name: 'cn', parameters: {} }],
+          outputs: [
+            { name: 'hn', parameters: {} },
+            { name: 'cn', parameters: {} },
+          ],
         }),
         token,
       );
@@ -131,8 +182,16 @@ describe('ModelInfer matches onnxruntime called directly', () => {
     await step(a, xa, true);
     await step(b, xb, true);
     const second = await step(a, xb, false);
-    const first = await runOrt(LSTM, { x: { dims: [1, 1, 4], data: xa }, h: { dims: [1, 1, 8], data: new Float32Array(8) }, c: { dims: [1, 1, 8], data: new Float32Array(8) } });
-    const expected = await runOrt(LSTM, { x: { dims: [1, 1, 4], data: xb }, h: { dims: [1, 1, 8], data: first['hn']! }, c: { dims: [1, 1, 8], data: first['cn']! } });
+    const first = await runOrt(LSTM, {
+      x: { dims: [1, 1, 4], data: xa },
+      h: { dims: [1, 1, 8], data: new Float32Array(8) },
+      c: { dims: [1, 1, 8], data: new Float32Array(8) },
+    });
+    const expected = await runOrt(LSTM, {
+      x: { dims: [1, 1, 4], data: xb },
+      h: { dims: [1, 1, 8], data: first['hn']! },
+      c: { dims: [1, 1, 8], data: first['cn']! },
+    });
     expectClose(fp32Output(second, 0), expected['hn']);
   });
 });
@@ -148,7 +207,12 @@ describe('ModelStreamInfer', () => {
     stream.write({ ...good, id: 'd' });
     stream.end();
     await ended;
-    expect(responses.map((r) => r.inferResponse?.id ?? r.errorMessage)).toEqual(['a', expect.stringContaining('"nope"'), expect.stringContaining('"wrong"'), 'd']);
+    expect(responses.map((r) => r.inferResponse?.id ?? r.errorMessage)).toEqual([
+      'a',
+      expect.stringContaining('"nope"'),
+      expect.stringContaining('"wrong"'),
+      'd',
+    ]);
     const expected = await runOrt(MLP, { input: { dims: [1, 4], data: x } });
     expectClose(fp32Output(responses[3]!.inferResponse!, 0), expected['output']);
   });
@@ -167,7 +231,10 @@ describe('ModelStreamInfer', () => {
             sequence_end: { parameterChoice: { $case: 'boolParam', value: i === steps.length - 1 } },
           },
           inputs: [fp32Input('x', [1, 1, 4], x, false).input],
-          outputs: [{ name: 'hn', parameters: {} }, { name: 'cn', parameters: {} }],
+          outputs: [
+            { name: 'hn', parameters: {} },
+            { name: 'cn', parameters: {} },
+          ],
         }),
       );
     }
@@ -179,7 +246,11 @@ describe('ModelStreamInfer', () => {
       const response = responses[i]!;
       expect(response.errorMessage).toBe('');
       expect(response.inferResponse!.id).toBe(`step${i}`);
-      const expected = await runOrt(LSTM, { x: { dims: [1, 1, 4], data: x }, h: { dims: [1, 1, 8], data: hs }, c: { dims: [1, 1, 8], data: cs } });
+      const expected = await runOrt(LSTM, {
+        x: { dims: [1, 1, 4], data: x },
+        h: { dims: [1, 1, 8], data: hs },
+        c: { dims: [1, 1, 8], data: cs },
+      });
       expectClose(fp32Output(response.inferResponse!, 0), expected['hn']);
       hs = expected['hn']!;
       cs = expected['cn']!;
@@ -227,7 +298,9 @@ describe('metadata, readiness, statistics and the repository', () => {
         { name: 'cn', datatype: 'FP32', shape: [1n, -1n, 8n] },
       ],
     });
-    expect((await failure(call(h.client, 'modelMetadata', { name: 'lstm', version: '9' }, token))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(call(h.client, 'modelMetadata', { name: 'lstm', version: '9' }, token))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
   });
 
   it('ModelReady: true for a served model, false for an unknown one or another tenant’s', async () => {
@@ -240,7 +313,13 @@ describe('metadata, readiness, statistics and the repository', () => {
   it('ModelStatistics counts this tenant’s requests in Triton’s layout', async () => {
     const x = seededFloats(4, 1);
     const before = await call(h.client, 'modelStatistics', { name: 'mlp', version: '' }, token);
-    for (let i = 0; i < 3; i++) await call(h.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], x, false).input] }), token);
+    for (let i = 0; i < 3; i++)
+      await call(
+        h.client,
+        'modelInfer',
+        inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], x, false).input] }),
+        token,
+      );
     const after = await call(h.client, 'modelStatistics', { name: 'mlp', version: '1' }, token);
     expect(after.modelStats).toHaveLength(1);
     const [b, a] = [before.modelStats[0]!, after.modelStats[0]!];
@@ -253,31 +332,60 @@ describe('metadata, readiness, statistics and the repository', () => {
     expect(a.batchStats.length).toBeGreaterThan(0);
     const all = await call(h.client, 'modelStatistics', { name: '', version: '' }, token);
     expect(all.modelStats.map((s) => s.name).sort()).toEqual(['cnn', 'lstm', 'mlp', 'ocr-cls']);
-    expect((await failure(call(h.client, 'modelStatistics', { name: 'nope', version: '' }, token))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(call(h.client, 'modelStatistics', { name: 'nope', version: '' }, token))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
   });
 
   it('RepositoryIndex lists the caller’s tenant only', async () => {
     const index = await call(h.client, 'repositoryIndex', { repositoryName: '', ready: true }, token);
-    expect(index.models.map((m) => `${m.name}@${m.version}:${m.state}`).sort()).toEqual(['cnn@1:READY', 'lstm@1:READY', 'mlp@1:READY', 'ocr-cls@1:READY']);
-    const globex = await call(h.client, 'repositoryIndex', { repositoryName: '', ready: false }, await h.token('globex', ['models:read']));
+    expect(index.models.map((m) => `${m.name}@${m.version}:${m.state}`).sort()).toEqual([
+      'cnn@1:READY',
+      'lstm@1:READY',
+      'mlp@1:READY',
+      'ocr-cls@1:READY',
+    ]);
+    const globex = await call(
+      h.client,
+      'repositoryIndex',
+      { repositoryName: '', ready: false },
+      await h.token('globex', ['models:read']),
+    );
     expect(globex.models.map((m) => `${m.name}@${m.version}`)).toEqual(['mlp@7']);
   });
 
   it('RepositoryModelLoad/Unload without a registry: UNIMPLEMENTED saying so', async () => {
     const writer = await h.token('acme', ['models:write']);
-    const error = await failure(call(h.client, 'repositoryModelLoad', { repositoryName: '', modelName: 'mlp', parameters: {} }, writer));
+    const error = await failure(
+      call(h.client, 'repositoryModelLoad', { repositoryName: '', modelName: 'mlp', parameters: {} }, writer),
+    );
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(error.details).toMatch(/registry/);
-    expect((await failure(call(h.client, 'repositoryModelUnload', { repositoryName: '', modelName: 'mlp', parameters: {} }, writer))).code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(
+      (
+        await failure(
+          call(h.client, 'repositoryModelUnload', { repositoryName: '', modelName: 'mlp', parameters: {} }, writer),
+        )
+      ).code,
+    ).toBe(grpc.status.UNIMPLEMENTED);
   });
 
   it('shared memory, trace and log settings: UNIMPLEMENTED with a clear message', async () => {
     // They need the admin scope (the access table), so an infer token is refused before them.
-    expect((await failure(call(h.client, 'logSettings', { settings: {} }, token))).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await failure(call(h.client, 'logSettings', { settings: {} }, token))).code).toBe(
+      grpc.status.PERMISSION_DENIED,
+    );
     const admin = await h.token('acme', ['admin']);
     const cases = [
       failure(call(h.client, 'systemSharedMemoryStatus', { name: '' }, admin)),
-      failure(call(h.client, 'cudaSharedMemoryRegister', { name: 'r', rawHandle: Buffer.alloc(0), deviceId: 0n, byteSize: 0n }, admin)),
+      failure(
+        call(
+          h.client,
+          'cudaSharedMemoryRegister',
+          { name: 'r', rawHandle: Buffer.alloc(0), deviceId: 0n, byteSize: 0n },
+          admin,
+        ),
+      ),
       failure(call(h.client, 'traceSetting', { settings: {}, modelName: '' }, admin)),
       failure(call(h.client, 'logSettings', { settings: {} }, admin)),
     ];

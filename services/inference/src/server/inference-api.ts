@@ -4,7 +4,15 @@
 import type { inferenceConfig } from '@quanta/contracts';
 import { invalidArgument, notFound, unimplemented } from '@quanta/service-kit';
 import { loadedVersions } from '../core/model-manager.js';
-import type { InferRequest, InferResult, LoadedModel, ModelManager, ModelStats, RepositoryEntry, TensorSpec } from '../core/types.js';
+import type {
+  InferRequest,
+  InferResult,
+  LoadedModel,
+  ModelManager,
+  ModelStats,
+  RepositoryEntry,
+  TensorSpec,
+} from '../core/types.js';
 import { mapErrors, toServiceError } from './errors.js';
 import { PLATFORM, describeModelConfig } from './model-config.js';
 import type { RepositoryLoader } from './repository-loader.js';
@@ -58,7 +66,13 @@ async function failed(error: unknown): Promise<never> {
 export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
   const { manager, loader } = options;
   // binary_tensor_data: the REST listener's binary inputs and outputs (gRPC has raw contents).
-  const extensions = ['binary_tensor_data', 'model_configuration', 'sequence', 'statistics', ...(loader === undefined ? [] : ['model_repository', 'model_repository(unload_dependents)'])];
+  const extensions = [
+    'binary_tensor_data',
+    'model_configuration',
+    'sequence',
+    'statistics',
+    ...(loader === undefined ? [] : ['model_repository', 'model_repository(unload_dependents)']),
+  ];
 
   const requireName = (name: string): void => {
     if (name === '') throw invalidArgument('the model name is empty');
@@ -81,7 +95,9 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
   const unloaded = new Map<string, RepositoryEntry[]>();
   const unloadedKey = (tenant: string, name: string): string => `${tenant}\u0000${name}`;
   const noRegistry = (what: string): Error =>
-    unimplemented(`${what} needs the model registry, and none is configured on this replica (start it with QUANTA_INFERENCE_WATCH=true)`);
+    unimplemented(
+      `${what} needs the model registry, and none is configured on this replica (start it with QUANTA_INFERENCE_WATCH=true)`,
+    );
 
   return {
     ready: () => options.ready?.() ?? true,
@@ -128,7 +144,9 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
         if (!key.startsWith(unloadedKey(tenant, ''))) continue;
         for (const entry of entries) if (!listed.has(unloadedKey(entry.name, entry.version))) rows.push(entry);
       }
-      return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.version.localeCompare(b.version, 'en', { numeric: true })));
+      return rows.sort((a, b) =>
+        a.name < b.name ? -1 : a.name > b.name ? 1 : a.version.localeCompare(b.version, 'en', { numeric: true }),
+      );
     },
     async load(tenant, name, parameters) {
       requireName(name);
@@ -141,7 +159,11 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
       if (loader === undefined) throw noRegistry('RepositoryModelUnload');
       const versions = manager.index(tenant).filter((e) => e.name === name);
       await mapErrors(() => loader.unload(tenant, name, unloadDependents));
-      if (versions.length > 0) unloaded.set(unloadedKey(tenant, name), versions.map((e) => ({ ...e, state: 'UNAVAILABLE', reason: 'unloaded' })));
+      if (versions.length > 0)
+        unloaded.set(
+          unloadedKey(tenant, name),
+          versions.map((e) => ({ ...e, state: 'UNAVAILABLE', reason: 'unloaded' })),
+        );
     },
   };
 }

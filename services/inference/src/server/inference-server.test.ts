@@ -15,7 +15,18 @@ import { InferError } from '../core/types.js';
 import type { SyncContext } from './inference-server.js';
 import { INFERENCE_HEALTH_SERVICE } from './inference-server.js';
 import type { Harness } from './test-harness.js';
-import { SERVING, call, failure, fp32Input, fp32Output, inferRequest, runOrt, seededFloats, startHarness, watchedManager } from './test-harness.js';
+import {
+  SERVING,
+  call,
+  failure,
+  fp32Input,
+  fp32Output,
+  inferRequest,
+  runOrt,
+  seededFloats,
+  startHarness,
+  watchedManager,
+} from './test-harness.js';
 
 const MLP = buildMlp();
 let h: Harness | undefined;
@@ -65,11 +76,17 @@ describe('graceful stop', () => {
     const token = await h.token('acme', ['infer']);
     const x = seededFloats(4, 2);
     const settled = { grpc: false, rest: false };
-    const viaGrpc = call(h.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], x, false).input] }), token).finally(
-      () => (settled.grpc = true),
-    );
+    const viaGrpc = call(
+      h.client,
+      'modelInfer',
+      inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], x, false).input] }),
+      token,
+    ).finally(() => (settled.grpc = true));
     const viaRest = h
-      .rest('POST', '/v2/models/mlp/infer', { token, body: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: Array.from(x) }] } })
+      .rest('POST', '/v2/models/mlp/infer', {
+        token,
+        body: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: Array.from(x) }] },
+      })
       .finally(() => (settled.rest = true));
     await Promise.all(arrivals().slice(0, 2));
     expect(settled).toEqual({ grpc: false, rest: false });
@@ -101,7 +118,9 @@ describe('deadlines', () => {
     const input = fp32Input('input', [1, 4], seededFloats(4, 1), false).input;
     const timeout = { timeout: { parameterChoice: { $case: 'int64Param' as const, value: 50_000n } } };
     const started = Date.now();
-    const error = await failure(call(h.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [input], parameters: timeout }), token));
+    const error = await failure(
+      call(h.client, 'modelInfer', inferRequest({ modelName: 'mlp', inputs: [input], parameters: timeout }), token),
+    );
     expect(error.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     expect(error.details).toMatch(/deadline/);
     // Failed by the server at its deadline, not after the batch delay.
@@ -111,12 +130,24 @@ describe('deadlines', () => {
     const metadata = new grpc.Metadata();
     metadata.set('authorization', `Bearer ${token}`);
     const viaDeadline = await new Promise<grpc.ServiceError | null>((resolve) =>
-      client.modelInfer(inferRequest({ modelName: 'mlp', inputs: [input] }), metadata, { deadline: Date.now() + 100 }, (e) => resolve(e)),
+      client.modelInfer(
+        inferRequest({ modelName: 'mlp', inputs: [input] }),
+        metadata,
+        { deadline: Date.now() + 100 },
+        (e) => resolve(e),
+      ),
     );
     expect(viaDeadline?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     // The core saw both fail (the second once its deadline passed in the queue).
     const stats = await call(h.client, 'modelStatistics', { name: 'mlp', version: '' }, token);
-    await expect.poll(async () => (await call(h!.client, 'modelStatistics', { name: 'mlp', version: '' }, token)).modelStats[0]!.inferenceStats!.fail!.count, { timeout: 3000 }).toBe(2n);
+    await expect
+      .poll(
+        async () =>
+          (await call(h!.client, 'modelStatistics', { name: 'mlp', version: '' }, token)).modelStats[0]!.inferenceStats!
+            .fail!.count,
+        { timeout: 3000 },
+      )
+      .toBe(2n);
     // Nothing ran.
     expect(stats.modelStats[0]!.inferenceStats!.success!.count).toBe(0n);
   });
@@ -128,8 +159,13 @@ describe('cancellation', () => {
     h = await startHarness({ server: { manager } });
     await h.deploy('acme', 'mlp', '1', MLP, { maxBatchSize: 8, maxQueueDelayUs: 5_000_000, loneRequestsWait: true });
     const token = await h.token('acme', ['infer', 'models:read']);
-    const request = inferRequest({ modelName: 'mlp', inputs: [fp32Input('input', [1, 4], seededFloats(4, 1), false).input] });
-    const failed = async (): Promise<bigint> => (await call(h!.client, 'modelStatistics', { name: 'mlp', version: '' }, token)).modelStats[0]!.inferenceStats!.fail!.count;
+    const request = inferRequest({
+      modelName: 'mlp',
+      inputs: [fp32Input('input', [1, 4], seededFloats(4, 1), false).input],
+    });
+    const failed = async (): Promise<bigint> =>
+      (await call(h!.client, 'modelStatistics', { name: 'mlp', version: '' }, token)).modelStats[0]!.inferenceStats!
+        .fail!.count;
 
     const metadata = new grpc.Metadata();
     metadata.set('authorization', `Bearer ${token}`);
@@ -192,7 +228,9 @@ describe('the sync hook and the repository RPCs', () => {
     // grpc.health.v1: the process is live (""), the inference service is not ready yet.
     const healthClient = new health.HealthClient(h.server.address, grpc.credentials.createInsecure());
     const healthOf = (service: string): Promise<health.HealthCheckResponse_ServingStatus> =>
-      new Promise((resolve, reject) => healthClient.check({ service }, (error, reply) => (error ? reject(error) : resolve(reply.status))));
+      new Promise((resolve, reject) =>
+        healthClient.check({ service }, (error, reply) => (error ? reject(error) : resolve(reply.status))),
+      );
     const { SERVING: UP, NOT_SERVING: DOWN } = health.HealthCheckResponse_ServingStatus;
     try {
       expect(await healthOf('')).toBe(UP);
@@ -211,17 +249,35 @@ describe('the sync hook and the repository RPCs', () => {
 
     const writer = await h.token('acme', ['models:write', 'models:read', 'infer']);
     const other = await h.token('globex', ['models:read']);
-    await call(h.client, 'repositoryModelLoad', { repositoryName: '', modelName: 'mlp', parameters: { version: { parameterChoice: { $case: 'stringParam', value: '3' } } } }, writer);
+    await call(
+      h.client,
+      'repositoryModelLoad',
+      {
+        repositoryName: '',
+        modelName: 'mlp',
+        parameters: { version: { parameterChoice: { $case: 'stringParam', value: '3' } } },
+      },
+      writer,
+    );
     expect(await call(h.client, 'modelReady', { name: 'mlp', version: '3' }, writer)).toEqual({ ready: true });
     expect(await call(h.client, 'modelReady', { name: 'mlp', version: '' }, other)).toEqual({ ready: false });
-    const missing = await failure(call(h.client, 'repositoryModelLoad', { repositoryName: '', modelName: 'resnet', parameters: {} }, writer));
+    const missing = await failure(
+      call(h.client, 'repositoryModelLoad', { repositoryName: '', modelName: 'resnet', parameters: {} }, writer),
+    );
     expect(missing.code).toBe(grpc.status.NOT_FOUND);
     expect(missing.details).toMatch(/"resnet"/);
 
     const viaRest = await h.rest('POST', '/v2/repository/models/mlp/unload', { token: writer });
     expect(viaRest.status).toBe(200);
     expect(await call(h.client, 'modelReady', { name: 'mlp', version: '' }, writer)).toEqual({ ready: false });
-    expect((await h.rest('POST', '/v2/repository/models/mlp/load', { token: writer, body: { parameters: { version: '4' } } })).status).toBe(200);
+    expect(
+      (
+        await h.rest('POST', '/v2/repository/models/mlp/load', {
+          token: writer,
+          body: { parameters: { version: '4' } },
+        })
+      ).status,
+    ).toBe(200);
     expect((await call(h.client, 'modelMetadata', { name: 'mlp', version: '' }, writer)).versions).toEqual(['4']);
     await call(h.client, 'repositoryModelUnload', { repositoryName: '', modelName: 'mlp', parameters: {} }, writer);
     expect((await call(h.client, 'repositoryIndex', { repositoryName: '', ready: true }, writer)).models).toEqual([]);
@@ -239,11 +295,59 @@ describe('TLS', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'inference-tls-'));
     const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-    await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=inference-test-ca');
-    for (const [name, san] of [['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], ['client', 'subjectAltName=DNS:client.quanta']] as const) {
-      await openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    await openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=inference-test-ca',
+    );
+    for (const [name, san] of [
+      ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+      ['client', 'subjectAltName=DNS:client.quanta'],
+    ] as const) {
+      await openssl(
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        `/CN=${name}`,
+      );
       await writeFile(join(dir, `${name}.ext`), `${san}\n`);
-      await openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
+      await openssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '1',
+        '-extfile',
+        `${name}.ext`,
+      );
     }
   }, 60_000);
   afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -255,7 +359,9 @@ describe('TLS', () => {
         url,
         {
           ca: readFileSync(join(dir, 'ca.pem')),
-          ...(withClientCert ? { cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client.key')) } : {}),
+          ...(withClientCert
+            ? { cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client.key')) }
+            : {}),
         },
         (res) => {
           res.resume();

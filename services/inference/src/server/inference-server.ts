@@ -4,7 +4,13 @@
 import { createCryptoTokenVerifier } from '@quanta/auth';
 import { crypto } from '@quanta/contracts';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
-import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig, serviceTokenSource as homeTokenSource } from '@quanta/service-kit';
+import {
+  channelCredentials,
+  clientTlsFromConfig,
+  createService,
+  serviceOptionsFromConfig,
+  serviceTokenSource as homeTokenSource,
+} from '@quanta/service-kit';
 import type { Telemetry } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { InferenceConfig } from '../config.js';
@@ -92,13 +98,18 @@ export function serviceTokenSource(config: Pick<InferenceConfig, 'serviceToken' 
   return homeTokenSource({ token: config.serviceToken, home: config.home, variable: 'QUANTA_INFERENCE_SERVICE_TOKEN' });
 }
 
-export async function startInferenceServer(config: InferenceConfig, options: InferenceServerOptions = {}): Promise<InferenceServer> {
+export async function startInferenceServer(
+  config: InferenceConfig,
+  options: InferenceServerOptions = {},
+): Promise<InferenceServer> {
   let authenticator = options.authenticator;
   let cryptoClient: crypto.CryptoServiceClient | undefined;
   let closeVerifier = (): void => undefined;
   if (authenticator === undefined) {
     cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, channelCredentials(clientTlsFromConfig(config)));
-    const verifier = createCryptoTokenVerifier(cryptoClient, { logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) } });
+    const verifier = createCryptoTokenVerifier(cryptoClient, {
+      logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) },
+    });
     closeVerifier = () => verifier.close();
     authenticator = verifier;
   }
@@ -112,7 +123,11 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
   });
   const logger = service.logger;
   const manager =
-    options.manager ?? createModelManager({ logger: logger.child({ component: 'core' }), ...(options.observer === undefined ? {} : { observer: options.observer }) });
+    options.manager ??
+    createModelManager({
+      logger: logger.child({ component: 'core' }),
+      ...(options.observer === undefined ? {} : { observer: options.observer }),
+    });
 
   let sync: InferenceSync | undefined;
   let http: RestServer | undefined;
@@ -126,14 +141,28 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
     cryptoClient?.close();
   };
   try {
-    sync = await options.sync?.({ manager, config, logger, telemetry: options.telemetry, token: serviceTokenSource(config) });
+    sync = await options.sync?.({
+      manager,
+      config,
+      logger,
+      telemetry: options.telemetry,
+      token: serviceTokenSource(config),
+    });
     const loader = options.loader ?? sync?.loader;
     ready = options.ready ?? (sync?.ready === undefined ? undefined : () => sync?.ready?.() ?? true);
     const api = createInferenceApi({ manager, loader, ready, version: INFERENCE_VERSION });
     service.addService(grpcInferenceServiceDefinition, createGrpcHandlers(api), INFERENCE_ACCESS);
     // REST serves the same certificate (and client-certificate rule) as gRPC.
     const { tls } = serviceOptionsFromConfig(config);
-    http = await startRestServer({ host: config.httpHost, port: config.httpPort, api, authenticator, maxBodyBytes: config.maxBodyBytes, tls, logger });
+    http = await startRestServer({
+      host: config.httpHost,
+      port: config.httpPort,
+      api,
+      authenticator,
+      maxBodyBytes: config.maxBodyBytes,
+      tls,
+      logger,
+    });
     // Triton's metrics listener (by default on the REST host, as Triton's follow --http-address).
     // Bound before gRPC, so that every listener is open once the gRPC one logs "listening".
     if (config.metrics !== false && config.metricsPort !== undefined) {
@@ -188,7 +217,8 @@ export async function startInferenceServer(config: InferenceConfig, options: Inf
   }
   logger.info({ url: rest.url }, `KServe v2 REST on ${rest.url}`);
   const metricsUrl = scrape === undefined ? undefined : `${scrape.url}${METRICS_PATH}`;
-  if (scrape !== undefined) logger.info({ url: metricsUrl, public: config.metricsPublic === true }, `Triton metrics on ${metricsUrl}`);
+  if (scrape !== undefined)
+    logger.info({ url: metricsUrl, public: config.metricsPublic === true }, `Triton metrics on ${metricsUrl}`);
   return {
     port,
     address,

@@ -10,7 +10,18 @@ import type { Harness } from './test-harness.js';
 import { bearer, ocrClassifier, runOrt, seededFloats, startHarness } from './test-harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const PROTO = join(here, '..', '..', '..', '..', 'libs', 'contracts', 'test', 'fixtures', 'kserve-grpc-predict-v2.proto');
+const PROTO = join(
+  here,
+  '..',
+  '..',
+  '..',
+  '..',
+  'libs',
+  'contracts',
+  'test',
+  'fixtures',
+  'kserve-grpc-predict-v2.proto',
+);
 
 interface KServeClient extends grpc.Client {
   [method: string]: unknown;
@@ -27,8 +38,14 @@ const OCR = ocrClassifier();
 /** `t`: the bearer token; null sends none. */
 function rpc(method: string, request: unknown, t: string | null = token): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const fn = client[method] as (req: unknown, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: Record<string, unknown>) => void) => void;
-    fn.call(client, request, bearer(t ?? undefined), (error, response) => (error === null ? resolve(response) : reject(error)));
+    const fn = client[method] as (
+      req: unknown,
+      md: grpc.Metadata,
+      cb: (e: grpc.ServiceError | null, r: Record<string, unknown>) => void,
+    ) => void;
+    fn.call(client, request, bearer(t ?? undefined), (error, response) =>
+      error === null ? resolve(response) : reject(error),
+    );
   });
 }
 
@@ -43,11 +60,23 @@ function expectClose(actual: ArrayLike<number>, expected: Float32Array | undefin
 
 beforeAll(async () => {
   h = await startHarness();
-  await Promise.all([h.deploy('acme', 'mlp', '1', MLP), h.deploy('acme', 'cnn', '2', CNN), h.deploy('acme', 'ocr-cls', '1', OCR)]);
+  await Promise.all([
+    h.deploy('acme', 'mlp', '1', MLP),
+    h.deploy('acme', 'cnn', '2', CNN),
+    h.deploy('acme', 'ocr-cls', '1', OCR),
+  ]);
   token = await h.token('acme', ['infer', 'models:read']);
   // Options as KServe's docs and most clients load it: int64 as strings, defaults filled in.
-  const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } };
+  const definition = protoLoader.loadSync(PROTO, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    inference: { GRPCInferenceService: grpc.ServiceClientConstructor };
+  };
   client = new loaded.inference.GRPCInferenceService(`127.0.0.1:${h.server.port}`, grpc.credentials.createInsecure());
 });
 afterAll(async () => {
@@ -79,13 +108,22 @@ describe('a client built from the public KServe v2 proto', () => {
   ];
   for (const model of models) {
     it(`ModelInfer ${model.name}: typed and raw, the same as onnxruntime`, async () => {
-      const data = seededFloats(model.shape.reduce((a, b) => a * b, 1), 17);
+      const data = seededFloats(
+        model.shape.reduce((a, b) => a * b, 1),
+        17,
+      );
       const expected = (await runOrt(model.bytes(), { [model.input]: { dims: model.shape, data } }))[model.output];
       const head = { name: model.input, datatype: 'FP32', shape: model.shape.map(String) };
 
-      const typed = await rpc('ModelInfer', { model_name: model.name, id: 'typed', inputs: [{ ...head, contents: { fp32_contents: Array.from(data) } }] });
+      const typed = await rpc('ModelInfer', {
+        model_name: model.name,
+        id: 'typed',
+        inputs: [{ ...head, contents: { fp32_contents: Array.from(data) } }],
+      });
       expect(typed['id']).toBe('typed');
-      const out = (typed['outputs'] as { name: string; datatype: string; shape: string[]; contents: { fp32_contents: number[] } }[])[0]!;
+      const out = (
+        typed['outputs'] as { name: string; datatype: string; shape: string[]; contents: { fp32_contents: number[] } }[]
+      )[0]!;
       expect([out.name, out.datatype]).toEqual([model.output, 'FP32']);
       expect(out.shape[0]).toBe(String(model.shape[0]));
       expectClose(out.contents.fp32_contents, expected);
@@ -103,7 +141,9 @@ describe('a client built from the public KServe v2 proto', () => {
   }
 
   it('gets the same statuses for bad requests', async () => {
-    const missing = (await rpc('ModelInfer', { model_name: 'nope', inputs: [] }).catch((e: unknown) => e)) as grpc.ServiceError;
+    const missing = (await rpc('ModelInfer', { model_name: 'nope', inputs: [] }).catch(
+      (e: unknown) => e,
+    )) as grpc.ServiceError;
     expect(missing.code).toBe(grpc.status.NOT_FOUND);
     const bad = (await rpc('ModelInfer', {
       model_name: 'mlp',
@@ -111,7 +151,9 @@ describe('a client built from the public KServe v2 proto', () => {
     }).catch((e: unknown) => e)) as grpc.ServiceError;
     expect(bad.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(bad.details).toMatch(/"input"/);
-    const anonymous = (await rpc('ModelInfer', { model_name: 'mlp', inputs: [] }, null).catch((e: unknown) => e)) as grpc.ServiceError;
+    const anonymous = (await rpc('ModelInfer', { model_name: 'mlp', inputs: [] }, null).catch(
+      (e: unknown) => e,
+    )) as grpc.ServiceError;
     expect(anonymous.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 });

@@ -12,7 +12,13 @@ let token: string;
 beforeAll(async () => {
   h = await startHarness();
   await Promise.all([
-    h.deploy('acme', 'mlp', '1', buildMlp(), { maxBatchSize: 8, maxQueueDelayUs: 500, preferredBatchSizes: [4], maxQueueSize: 16, instanceCount: 2 }),
+    h.deploy('acme', 'mlp', '1', buildMlp(), {
+      maxBatchSize: 8,
+      maxQueueDelayUs: 500,
+      preferredBatchSizes: [4],
+      maxQueueSize: 16,
+      instanceCount: 2,
+    }),
     h.deploy('acme', 'mlp-single', '1', buildMlp()),
     h.deploy('acme', 'lstm', '1', buildLstm(), {
       sequenceState: [
@@ -29,23 +35,43 @@ afterAll(() => h.close());
 function modelConfig(name: string, version = ''): Promise<pb.ModelConfigResponse> {
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${token}`);
-  const call = promisify<pb.ModelConfigRequest, grpc.Metadata, pb.ModelConfigResponse>(h.client.modelConfig.bind(h.client));
+  const call = promisify<pb.ModelConfigRequest, grpc.Metadata, pb.ModelConfigResponse>(
+    h.client.modelConfig.bind(h.client),
+  );
   return call({ name, version }, metadata);
 }
 
 describe('ModelConfig (gRPC) answers with Triton model configuration', () => {
   it('a batched model: dims without the batch dim, dynamic batching from the deployment', async () => {
     const { config } = await modelConfig('mlp');
-    expect(config).toMatchObject({ name: 'mlp', platform: 'onnxruntime_onnx', backend: 'onnxruntime', maxBatchSize: 8 });
-    expect(config!.input).toEqual([{ name: 'input', dataType: tc.DataType.TYPE_FP32, format: tc.ModelInput_Format.FORMAT_NONE, dims: [4n], allowRaggedBatch: false, optional: false }]);
-    expect(config!.output.map((o) => [o.name, o.dataType, o.dims.length])).toEqual([['output', tc.DataType.TYPE_FP32, 1]]);
+    expect(config).toMatchObject({
+      name: 'mlp',
+      platform: 'onnxruntime_onnx',
+      backend: 'onnxruntime',
+      maxBatchSize: 8,
+    });
+    expect(config!.input).toEqual([
+      {
+        name: 'input',
+        dataType: tc.DataType.TYPE_FP32,
+        format: tc.ModelInput_Format.FORMAT_NONE,
+        dims: [4n],
+        allowRaggedBatch: false,
+        optional: false,
+      },
+    ]);
+    expect(config!.output.map((o) => [o.name, o.dataType, o.dims.length])).toEqual([
+      ['output', tc.DataType.TYPE_FP32, 1],
+    ]);
     const scheduling = config!.schedulingChoice;
     expect(scheduling?.$case).toBe('dynamicBatching');
     if (scheduling?.$case !== 'dynamicBatching') return;
     expect(scheduling.value.preferredBatchSize).toEqual([4]);
     expect(scheduling.value.maxQueueDelayMicroseconds).toBe(500n);
     expect(scheduling.value.defaultQueuePolicy?.maxQueueSize).toBe(16);
-    expect(config!.instanceGroup).toEqual([{ name: 'mlp_0', kind: tc.ModelInstanceGroup_Kind.KIND_CPU, count: 2, gpus: [] }]);
+    expect(config!.instanceGroup).toEqual([
+      { name: 'mlp_0', kind: tc.ModelInstanceGroup_Kind.KIND_CPU, count: 2, gpus: [] },
+    ]);
   });
 
   it('an unbatched model: max_batch_size 0, the whole shape, no scheduler', async () => {
@@ -85,7 +111,11 @@ describe('GET /v2/models/{name}/config answers with Triton JSON', () => {
       backend: 'onnxruntime',
       max_batch_size: 8,
       input: [{ name: 'input', data_type: 'TYPE_FP32', format: 'FORMAT_NONE', dims: [4], optional: false }],
-      dynamic_batching: { preferred_batch_size: [4], max_queue_delay_microseconds: 500, default_queue_policy: { max_queue_size: 16, timeout_action: 'REJECT' } },
+      dynamic_batching: {
+        preferred_batch_size: [4],
+        max_queue_delay_microseconds: 500,
+        default_queue_policy: { max_queue_size: 16, timeout_action: 'REJECT' },
+      },
       instance_group: [{ name: 'mlp_0', kind: 'KIND_CPU', count: 2 }],
     });
     expect(body['sequence_batching']).toBeUndefined();

@@ -34,19 +34,22 @@ export function describeModelConfig(model: LoadedModel): tc.ModelConfig {
 
   const input = signature.inputs
     .filter((spec) => !stateInputs.has(spec.name))
-    .map(
-      (spec): tc.ModelInput => ({
-        name: spec.name,
-        dataType: tritonDataType(spec.datatype),
-        format: tc.ModelInput_Format.FORMAT_NONE,
-        dims: dimsOf(spec, batched),
-        allowRaggedBatch: false,
-        optional: false,
-      }),
-    );
+    .map((spec): tc.ModelInput => ({
+      name: spec.name,
+      dataType: tritonDataType(spec.datatype),
+      format: tc.ModelInput_Format.FORMAT_NONE,
+      dims: dimsOf(spec, batched),
+      allowRaggedBatch: false,
+      optional: false,
+    }));
   const output = signature.outputs
     .filter((spec) => !stateOutputs.has(spec.name))
-    .map((spec): tc.ModelOutput => ({ name: spec.name, dataType: tritonDataType(spec.datatype), dims: dimsOf(spec, batched), labelFilename: '' }));
+    .map((spec): tc.ModelOutput => ({
+      name: spec.name,
+      dataType: tritonDataType(spec.datatype),
+      dims: dimsOf(spec, batched),
+      labelFilename: '',
+    }));
 
   const queuePolicy: tc.ModelQueuePolicy = {
     timeoutAction: tc.ModelQueuePolicy_TimeoutAction.REJECT,

@@ -22,7 +22,8 @@ function sequenceId(value: ParameterValue): string | undefined {
   if (typeof value === 'bigint') id = value;
   else if (typeof value === 'number' && Number.isSafeInteger(value)) id = BigInt(value);
   else throw invalidArgument(`parameter "sequence_id" must be an unsigned integer or a string, got ${describe(value)}`);
-  if (id < 0n || id > UINT64_MAX) throw invalidArgument(`parameter "sequence_id" must be an unsigned 64-bit integer or a string, got ${id}`);
+  if (id < 0n || id > UINT64_MAX)
+    throw invalidArgument(`parameter "sequence_id" must be an unsigned 64-bit integer or a string, got ${id}`);
   // Triton: 0 means "not part of a sequence".
   return id === 0n ? undefined : id.toString();
 }
@@ -53,7 +54,9 @@ export function readControls(parameters: ReadonlyMap<string, ParameterValue>, no
   if (timeout !== undefined) {
     const us = typeof timeout === 'bigint' ? Number(timeout) : timeout;
     if (typeof us !== 'number' || !Number.isSafeInteger(us) || us < 0) {
-      throw invalidArgument(`parameter "timeout" must be a non-negative integer of microseconds, got ${describe(timeout)}`);
+      throw invalidArgument(
+        `parameter "timeout" must be a non-negative integer of microseconds, got ${describe(timeout)}`,
+      );
     }
     // Triton: 0 means no timeout.
     if (us > 0) deadline = (now ?? Date.now()) + us / 1000;

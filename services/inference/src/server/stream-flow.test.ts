@@ -4,7 +4,14 @@ import { createModelManager } from '../core/model-manager.js';
 import type { ModelManager } from '../core/types.js';
 import { STREAM_PIPELINE_DEPTH } from './grpc-handlers.js';
 import type { Harness } from './test-harness.js';
-import { fp32Input, openInferStream, inferRequest, seededFloats, startHarness, watchedManager } from './test-harness.js';
+import {
+  fp32Input,
+  openInferStream,
+  inferRequest,
+  seededFloats,
+  startHarness,
+  watchedManager,
+} from './test-harness.js';
 
 const MLP = buildMlp();
 let h: Harness | undefined;
@@ -15,7 +22,10 @@ afterEach(async () => {
 });
 
 /** A manager whose models count the requests they have been given and not yet answered. */
-function countingManager(): { manager: ModelManager; counts: { started: number; settled: number; maxInFlight: number } } {
+function countingManager(): {
+  manager: ModelManager;
+  counts: { started: number; settled: number; maxInFlight: number };
+} {
   const counts = { started: 0, settled: 0, maxInFlight: 0 };
   const manager = watchedManager(createModelManager(), (run) => {
     counts.started++;

@@ -19,9 +19,19 @@ export interface Harness {
   /** A token of `tenant` with `scopes` (real EdDSA JWT from the in-memory issuer). */
   token(tenant: string, scopes: string[]): Promise<string>;
   /** Loads bytes as (tenant, name, version) straight into the core and makes it current. */
-  deploy(tenant: string, name: string, version: string, bytes: Uint8Array, config?: Partial<ServingConfig>): Promise<void>;
+  deploy(
+    tenant: string,
+    name: string,
+    version: string,
+    bytes: Uint8Array,
+    config?: Partial<ServingConfig>,
+  ): Promise<void>;
   /** Calls a REST endpoint; `body` is sent as JSON (a string as it is). */
-  rest(method: string, path: string, options?: { token?: string; body?: unknown }): Promise<{ status: number; body: Record<string, unknown> }>;
+  rest(
+    method: string,
+    path: string,
+    options?: { token?: string; body?: unknown },
+  ): Promise<{ status: number; body: Record<string, unknown> }>;
   close(): Promise<void>;
 }
 
@@ -63,7 +73,12 @@ export function testConfig(overrides: Partial<InferenceConfig> = {}): InferenceC
  * A real inference server (gRPC and REST on 127.0.0.1:0) checking real EdDSA tokens from an
  * in-memory issuer, as the crypto service issues them.
  */
-export async function startHarness(options: { config?: Partial<InferenceConfig>; server?: Omit<InferenceServerOptions, 'authenticator' | 'logger'> } = {}): Promise<Harness> {
+export async function startHarness(
+  options: {
+    config?: Partial<InferenceConfig>;
+    server?: Omit<InferenceServerOptions, 'authenticator' | 'logger'>;
+  } = {},
+): Promise<Harness> {
   const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
   const server = await startInferenceServer(testConfig(options.config), {
     ...options.server,
@@ -91,7 +106,11 @@ export async function startHarness(options: { config?: Partial<InferenceConfig>;
         body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
         headers['content-type'] = 'application/json';
       }
-      const response = await fetch(`${server.http.url}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+      const response = await fetch(`${server.http.url}${path}`, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body }),
+      });
       const text = await response.text();
       return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
     },
@@ -132,17 +151,41 @@ export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceEr
 
 /** A ModelInferRequest with defaults for what a test does not care about. */
 export function inferRequest(over: Partial<pb.ModelInferRequest>): pb.ModelInferRequest {
-  return { modelName: '', modelVersion: '', id: '', parameters: {}, inputs: [], outputs: [], rawInputContents: [], ...over };
+  return {
+    modelName: '',
+    modelVersion: '',
+    id: '',
+    parameters: {},
+    inputs: [],
+    outputs: [],
+    rawInputContents: [],
+    ...over,
+  };
 }
 
 export function emptyContents(): pb.InferTensorContents {
-  return { boolContents: [], intContents: [], int64Contents: [], uintContents: [], uint64Contents: [], fp32Contents: [], fp64Contents: [], bytesContents: [] };
+  return {
+    boolContents: [],
+    intContents: [],
+    int64Contents: [],
+    uintContents: [],
+    uint64Contents: [],
+    fp32Contents: [],
+    fp64Contents: [],
+    bytesContents: [],
+  };
 }
 
 /** An FP32 input, typed (`contents`) or with its raw bytes returned for raw_input_contents. */
-export function fp32Input(name: string, shape: number[], data: Float32Array, raw: boolean): { input: pb.ModelInferRequest_InferInputTensor; raw?: Buffer } {
+export function fp32Input(
+  name: string,
+  shape: number[],
+  data: Float32Array,
+  raw: boolean,
+): { input: pb.ModelInferRequest_InferInputTensor; raw?: Buffer } {
   const head = { name, datatype: 'FP32', shape: shape.map(BigInt), parameters: {} };
-  if (raw) return { input: { ...head, contents: undefined }, raw: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  if (raw)
+    return { input: { ...head, contents: undefined }, raw: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
   return { input: { ...head, contents: { ...emptyContents(), fp32Contents: Array.from(data) } } };
 }
 
@@ -154,7 +197,10 @@ export function fp32Output(response: pb.ModelInferResponse, index: number): Floa
 }
 
 /** Runs the model with onnxruntime directly: the second source every answer is checked against. */
-export async function runOrt(bytes: Uint8Array, feeds: Record<string, { dims: number[]; data: Float32Array }>): Promise<Record<string, Float32Array>> {
+export async function runOrt(
+  bytes: Uint8Array,
+  feeds: Record<string, { dims: number[]; data: Float32Array }>,
+): Promise<Record<string, Float32Array>> {
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
   try {
     const inputs: Record<string, ort.Tensor> = {};
@@ -193,9 +239,14 @@ export function ocrClassifier(): Uint8Array {
  * A manager over `real` whose models pass every request to `onInfer` before running it (tests that
  * watch requests reach the core); `onInfer` returns the request's result, given the run.
  */
-export function watchedManager(real: ModelManager, onInfer: (run: () => Promise<InferResult>) => Promise<InferResult>): ModelManager {
+export function watchedManager(
+  real: ModelManager,
+  onInfer: (run: () => Promise<InferResult>) => Promise<InferResult>,
+): ModelManager {
   const wrap = (model: LoadedModel): LoadedModel =>
-    Object.assign(Object.create(model) as LoadedModel, { infer: (request: InferRequest): Promise<InferResult> => onInfer(() => model.infer(request)) });
+    Object.assign(Object.create(model) as LoadedModel, {
+      infer: (request: InferRequest): Promise<InferResult> => onInfer(() => model.infer(request)),
+    });
   return {
     load: (...args) => real.load(...args),
     activate: (...args) => real.activate(...args),
@@ -212,7 +263,10 @@ export function watchedManager(real: ModelManager, onInfer: (run: () => Promise<
 }
 
 /** Opens a ModelStreamInfer stream: `responses` fills as they arrive, `ended` settles with the stream. */
-export function openInferStream(client: pb.GRPCInferenceServiceClient, token: string): {
+export function openInferStream(
+  client: pb.GRPCInferenceServiceClient,
+  token: string,
+): {
   stream: grpc.ClientDuplexStream<pb.ModelInferRequest, pb.ModelStreamInferResponse>;
   responses: pb.ModelStreamInferResponse[];
   ended: Promise<void>;

@@ -17,7 +17,8 @@ export function createBackoff(options: BackoffOptions = {}): Backoff {
   const initial = options.initialMs ?? 200;
   const max = options.maxMs ?? 10_000;
   const random = options.random ?? Math.random;
-  if (!(initial > 0) || !(max >= initial)) throw new RangeError(`backoff needs 0 < initialMs <= maxMs (got ${initial}, ${max})`);
+  if (!(initial > 0) || !(max >= initial))
+    throw new RangeError(`backoff needs 0 < initialMs <= maxMs (got ${initial}, ${max})`);
   return {
     delay(attempt) {
       // 2^30 is far past any cap; min() keeps the exponent from overflowing to Infinity.

@@ -18,11 +18,28 @@ import { readyVersion } from './test-fixtures.js';
 
 const logger = pino({ level: 'silent' });
 
-function deployment(tenant: string, name: string, resolved: pb.ModelVersion, generation: number, spec: Partial<pb.DeploymentSpec> = {}): pb.Deployment {
+function deployment(
+  tenant: string,
+  name: string,
+  resolved: pb.ModelVersion,
+  generation: number,
+  spec: Partial<pb.DeploymentSpec> = {},
+): pb.Deployment {
   return {
     name,
     tenant,
-    spec: { modelRef: `${resolved.model}@prod`, maxBatchSize: 0, maxQueueDelayUs: 0, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, preferredBatchSizes: [], tunePreferredBatchSize: false, ...spec },
+    spec: {
+      modelRef: `${resolved.model}@prod`,
+      maxBatchSize: 0,
+      maxQueueDelayUs: 0,
+      instanceCount: 1,
+      maxQueueSize: 0,
+      sequenceState: [],
+      sequenceIdleTimeoutMs: 0,
+      preferredBatchSizes: [],
+      tunePreferredBatchSize: false,
+      ...spec,
+    },
     resolvedVersion: resolved,
     generation: BigInt(generation),
     createTime: new Date(0),
@@ -30,7 +47,11 @@ function deployment(tenant: string, name: string, resolved: pb.ModelVersion, gen
   };
 }
 
-const upsert = (d: pb.Deployment): pb.DeploymentChange => ({ type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED, deployment: d, reason: 'test' });
+const upsert = (d: pb.Deployment): pb.DeploymentChange => ({
+  type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED,
+  deployment: d,
+  reason: 'test',
+});
 
 describe('converger', () => {
   const files = new Map<string, { header: pb.ModelVersion; bytes: Uint8Array }>();
@@ -42,14 +63,17 @@ describe('converger', () => {
   beforeAll(async () => {
     service = createService({ name: 'scripted-registry', port: 0, logger });
     service.addService(pb.RegistryServiceService, {
-      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'public' }, async function* (req) {
-        downloads.push(`${req.tenant}/${req.ref}`);
-        await gates.get(req.ref);
-        const file = files.get(req.ref);
-        if (file === undefined) throw notFound(`model version "${req.ref}" not found`);
-        yield { part: { $case: 'header', value: { version: file.header } } };
-        yield { part: { $case: 'chunk', value: Buffer.from(file.bytes) } };
-      }),
+      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>(
+        { scope: 'public' },
+        async function* (req) {
+          downloads.push(`${req.tenant}/${req.ref}`);
+          await gates.get(req.ref);
+          const file = files.get(req.ref);
+          if (file === undefined) throw notFound(`model version "${req.ref}" not found`);
+          yield { part: { $case: 'header', value: { version: file.header } } };
+          yield { part: { $case: 'chunk', value: Buffer.from(file.bytes) } };
+        },
+      ),
     });
     const { address } = await service.start();
     client = new pb.RegistryServiceClient(address, grpc.credentials.createInsecure());
@@ -59,7 +83,10 @@ describe('converger', () => {
     await service.stop({ graceMs: 100 });
   });
 
-  function setup(): ReturnType<typeof recordingManager> & { converger: ReturnType<typeof createConverger>; close: () => Promise<void> } {
+  function setup(): ReturnType<typeof recordingManager> & {
+    converger: ReturnType<typeof createConverger>;
+    close: () => Promise<void>;
+  } {
     const recorded = recordingManager(createModelManager());
     const converger = createConverger({
       manager: recorded.manager,
@@ -112,8 +139,19 @@ describe('converger', () => {
       converger.applySnapshot([deployment('t', 'gone-prod', missing, 1)]);
       await log.until((e) => e.op === 'markFailed' && e.name === 'gone');
       converger.applyChange(upsert(deployment('t', 'gone-prod', missing, 2)));
-      await log.until((e) => e.op === 'markFailed' && e.name === 'gone', log.events.findIndex((e) => e.op === 'markFailed') + 1);
-      expect(manager.index('t')).toEqual([{ tenant: 't', name: 'gone', version: '7', state: 'FAILED', reason: expect.stringContaining('"gone:7" not found') as unknown }]);
+      await log.until(
+        (e) => e.op === 'markFailed' && e.name === 'gone',
+        log.events.findIndex((e) => e.op === 'markFailed') + 1,
+      );
+      expect(manager.index('t')).toEqual([
+        {
+          tenant: 't',
+          name: 'gone',
+          version: '7',
+          state: 'FAILED',
+          reason: expect.stringContaining('"gone:7" not found') as unknown,
+        },
+      ]);
     } finally {
       await close();
     }
@@ -151,7 +189,10 @@ describe('converger', () => {
     const { converger, manager, log, close } = setup();
     try {
       const started = downloads.length;
-      converger.applySnapshot([deployment('a', 'one', readyVersion('shared', 1, b), 1), deployment('b', 'two', readyVersion('copy', 4, b), 1)]);
+      converger.applySnapshot([
+        deployment('a', 'one', readyVersion('shared', 1, b), 1),
+        deployment('b', 'two', readyVersion('copy', 4, b), 1),
+      ]);
       await converger.whenReady();
       expect(downloads.length - started).toBe(1);
       expect(manager.get('a', 'shared').version).toBe('1');
@@ -194,7 +235,10 @@ describe('converger', () => {
     files.set('dup:2', { header: readyVersion('dup', 2, b2), bytes: b2 });
     const replicas = [setup(), setup()];
     try {
-      const snapshot = [deployment('t', 'zeta', readyVersion('dup', 1, b1), 1), deployment('t', 'alpha', readyVersion('dup', 2, b2), 1)];
+      const snapshot = [
+        deployment('t', 'zeta', readyVersion('dup', 1, b1), 1),
+        deployment('t', 'alpha', readyVersion('dup', 2, b2), 1),
+      ];
       replicas[0]!.converger.applySnapshot(snapshot);
       replicas[1]!.converger.applySnapshot([...snapshot].reverse());
       for (const r of replicas) {

@@ -150,7 +150,19 @@ export function createConverger(options: ConvergerOptions): Converger {
     const key = slotKey(tenant, name);
     let slot = slots.get(key);
     if (slot === undefined) {
-      slot = { key, tenant, name, current: undefined, dirty: false, running: false, waiters: [], failures: 0, retry: undefined, manual: undefined, suppressed: undefined };
+      slot = {
+        key,
+        tenant,
+        name,
+        current: undefined,
+        dirty: false,
+        running: false,
+        waiters: [],
+        failures: 0,
+        retry: undefined,
+        manual: undefined,
+        suppressed: undefined,
+      };
       slots.set(key, slot);
     }
     return slot;
@@ -168,7 +180,10 @@ export function createConverger(options: ConvergerOptions): Converger {
       const note = `${slot.key}\u0000${chosen.name}`;
       if (!conflictsLogged.has(note)) {
         conflictsLogged.add(note);
-        logger.warn({ tenant: slot.tenant, model: slot.name, deployment: chosen.name, deployments: count }, 'several deployments serve one model name; the first by name wins');
+        logger.warn(
+          { tenant: slot.tenant, model: slot.name, deployment: chosen.name, deployments: count },
+          'several deployments serve one model name; the first by name wins',
+        );
       }
     }
     return chosen;
@@ -231,7 +246,10 @@ export function createConverger(options: ConvergerOptions): Converger {
     const { tenant, name } = slot;
     if (target === undefined) {
       if (slot.current !== undefined || manager.find(tenant, name) !== undefined) {
-        logger.info({ tenant, model: name, version: slot.current?.version }, `unloading ${tenant}/${name}: no deployment serves it`);
+        logger.info(
+          { tenant, model: name, version: slot.current?.version },
+          `unloading ${tenant}/${name}: no deployment serves it`,
+        );
         slot.current = undefined;
         await manager.unload(tenant, name);
       }
@@ -242,7 +260,12 @@ export function createConverger(options: ConvergerOptions): Converger {
       const fetched = await fetcher.fetch(tenant, target.ref, target.expected);
       version = String(fetched.version.version);
       const current = slot.current;
-      if (current !== undefined && current.version === version && current.sha256 === fetched.version.sha256 && current.configKey === target.configKey) {
+      if (
+        current !== undefined &&
+        current.version === version &&
+        current.sha256 === fetched.version.sha256 &&
+        current.configKey === target.configKey
+      ) {
         if (manager.find(tenant, name, version) !== undefined) {
           current.deployment = target.deployment;
           return;
@@ -252,17 +275,33 @@ export function createConverger(options: ConvergerOptions): Converger {
       // Loaded beside the version serving now; activate swaps atomically and drains the old one.
       await manager.load(tenant, name, version, fetched.bytes, target.config);
       await manager.activate(tenant, name, version);
-      slot.current = { version, sha256: fetched.version.sha256, configKey: target.configKey, source: target.source, deployment: target.deployment };
+      slot.current = {
+        version,
+        sha256: fetched.version.sha256,
+        configKey: target.configKey,
+        source: target.source,
+        deployment: target.deployment,
+      };
       if (target.source === 'deployment') slot.manual = undefined;
       logger.info(
-        { tenant, model: name, version, deployment: target.deployment || undefined, cached: fetched.cached, ms: Math.round(performance.now() - started) },
+        {
+          tenant,
+          model: name,
+          version,
+          deployment: target.deployment || undefined,
+          cached: fetched.cached,
+          ms: Math.round(performance.now() - started),
+        },
         `serving ${tenant}/${name}:${version}${target.deployment ? ` for deployment ${target.deployment}` : ''}`,
       );
     } catch (error: unknown) {
       const reason = reasonOf(error);
       // A load by hand of an unknown model has no version to mark: its caller gets the error.
       if (version !== '') manager.markFailed(tenant, name, version, reason);
-      logger.error({ tenant, model: name, version: version || undefined, deployment: target.deployment || undefined, reason }, 'model load failed');
+      logger.error(
+        { tenant, model: name, version: version || undefined, deployment: target.deployment || undefined, reason },
+        'model load failed',
+      );
       throw error;
     }
   }
@@ -300,7 +339,10 @@ export function createConverger(options: ConvergerOptions): Converger {
       if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED) removeDeployment(key);
       else if (change.type === pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED) setDeployment(d);
       else return;
-      logger.info({ tenant: d.tenant, deployment: d.name, generation: String(d.generation), reason: change.reason || undefined }, `deployment ${d.tenant}/${d.name} changed${change.reason ? `: ${change.reason}` : ''}`);
+      logger.info(
+        { tenant: d.tenant, deployment: d.name, generation: String(d.generation), reason: change.reason || undefined },
+        `deployment ${d.tenant}/${d.name} changed${change.reason ? `: ${change.reason}` : ''}`,
+      );
       const slots = new Set([affectedSlot(before), affectedSlot(d)]);
       for (const slot of slots) if (slot !== undefined) schedule(slot);
     },

@@ -63,7 +63,8 @@ export function createIngestObserver(options: IngestObserverOptions): InferObser
           ...ids,
           statusCode: outcome.error === undefined ? grpc.status.OK : STATUS[outcome.error.code],
           queueUs: (times?.queueNs ?? 0n) / 1000n,
-          computeUs: times === undefined ? 0n : (times.computeInputNs + times.computeInferNs + times.computeOutputNs) / 1000n,
+          computeUs:
+            times === undefined ? 0n : (times.computeInputNs + times.computeInferNs + times.computeOutputNs) / 1000n,
           totalUs: outcome.totalNs / 1000n,
           // Monitoring rejects 0: a request that failed before batching ran alone.
           batchSize: Math.max(1, result?.batchSize ?? 1),

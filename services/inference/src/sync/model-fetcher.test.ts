@@ -9,7 +9,6 @@ import { createModelCache } from './model-cache.js';
 import { FetchError, createModelFetcher } from './model-fetcher.js';
 import { readyVersion, sha } from './test-fixtures.js';
 
-
 /** What the fake registry sends for a ref: a header, then these chunks (possibly lying). */
 interface Script {
   readonly header: pb.ModelVersion;
@@ -31,17 +30,21 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
   beforeAll(async () => {
     service = createService({ name: 'fake-registry', port: 0, logger: pino({ level: 'silent' }) });
     service.addService(pb.RegistryServiceService, {
-      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'public' }, async function* (req, ctx) {
-        calls.push({ ref: req.ref, tenant: req.tenant });
-        const script = scripts.get(req.ref);
-        if (script === undefined) throw notFound(`model "${req.ref}" not found`);
-        yield { part: { $case: 'header', value: { version: script.header } } };
-        for (const chunk of script.chunks) yield { part: { $case: 'chunk', value: Buffer.from(chunk) } };
-        if (script.hang === true) await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
-        if (script.fail !== undefined) {
-          throw new ServiceError(script.fail.code, script.fail.details);
-        }
-      }),
+      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>(
+        { scope: 'public' },
+        async function* (req, ctx) {
+          calls.push({ ref: req.ref, tenant: req.tenant });
+          const script = scripts.get(req.ref);
+          if (script === undefined) throw notFound(`model "${req.ref}" not found`);
+          yield { part: { $case: 'header', value: { version: script.header } } };
+          for (const chunk of script.chunks) yield { part: { $case: 'chunk', value: Buffer.from(chunk) } };
+          if (script.hang === true)
+            await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+          if (script.fail !== undefined) {
+            throw new ServiceError(script.fail.code, script.fail.details);
+          }
+        },
+      ),
     });
     const { address } = await service.start();
     client = new pb.RegistryServiceClient(address, grpc.credentials.createInsecure());
@@ -79,7 +82,10 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
   });
 
   it('fails with DATA_LOSS and caches nothing when the bytes hash differently from the header', async () => {
-    scripts.set('bad:1', { header: readyVersion('bad', 1, good), chunks: [other.subarray(0, good.length), new Uint8Array(Math.max(0, good.length - other.length))] });
+    scripts.set('bad:1', {
+      header: readyVersion('bad', 1, good),
+      chunks: [other.subarray(0, good.length), new Uint8Array(Math.max(0, good.length - other.length))],
+    });
     const cache = createModelCache({ maxBytes: 1 << 20 });
     const fetcher = createModelFetcher({ client, cache });
     const error = await fetcher.fetch('acme', 'bad:1').catch((e: unknown) => e);
@@ -100,20 +106,35 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
   it('fails when the header names another digest than the deployment expects', async () => {
     scripts.set('swap:2', { header: readyVersion('swap', 2, other), chunks: [other] });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }) });
-    await expect(fetcher.fetch('acme', 'swap:2', readyVersion('swap', 2, good))).rejects.toThrow(`the deployment expects ${sha(good)}`);
+    await expect(fetcher.fetch('acme', 'swap:2', readyVersion('swap', 2, good))).rejects.toThrow(
+      `the deployment expects ${sha(good)}`,
+    );
   });
 
   it('passes on the registry status: a stream ending DATA_LOSS after all chunks is not accepted, NOT_FOUND stays NOT_FOUND', async () => {
-    scripts.set('lost:1', { header: readyVersion('lost', 1, good), chunks: [good], fail: { code: grpc.status.DATA_LOSS, details: 'the stored file of lost:1 is damaged' } });
+    scripts.set('lost:1', {
+      header: readyVersion('lost', 1, good),
+      chunks: [good],
+      fail: { code: grpc.status.DATA_LOSS, details: 'the stored file of lost:1 is damaged' },
+    });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }) });
-    await expect(fetcher.fetch('acme', 'lost:1')).rejects.toMatchObject({ code: 'DATA_LOSS', message: expect.stringContaining('is damaged') as unknown });
-    await expect(fetcher.fetch('acme', 'nope:1')).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('"nope:1" not found') as unknown });
+    await expect(fetcher.fetch('acme', 'lost:1')).rejects.toMatchObject({
+      code: 'DATA_LOSS',
+      message: expect.stringContaining('is damaged') as unknown,
+    });
+    await expect(fetcher.fetch('acme', 'nope:1')).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringContaining('"nope:1" not found') as unknown,
+    });
   });
 
   it('cancels a download that stalls, with UNAVAILABLE', async () => {
     scripts.set('stall:1', { header: readyVersion('stall', 1, good), chunks: [good.subarray(0, 10)], hang: true });
     const fetcher = createModelFetcher({ client, cache: createModelCache({ maxBytes: 1 << 20 }), idleTimeoutMs: 200 });
-    await expect(fetcher.fetch('acme', 'stall:1')).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('nothing arrived for 200 ms') as unknown });
+    await expect(fetcher.fetch('acme', 'stall:1')).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: expect.stringContaining('nothing arrived for 200 ms') as unknown,
+    });
   });
 
   it('refuses a file over the size limit before downloading it', async () => {

@@ -8,7 +8,14 @@ import type { DiskCache } from './sealed-cache.js';
 export class FetchError extends Error {
   override readonly name = 'FetchError';
   constructor(
-    readonly code: 'NOT_FOUND' | 'FAILED_PRECONDITION' | 'DATA_LOSS' | 'UNAVAILABLE' | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'INTERNAL',
+    readonly code:
+      | 'NOT_FOUND'
+      | 'FAILED_PRECONDITION'
+      | 'DATA_LOSS'
+      | 'UNAVAILABLE'
+      | 'PERMISSION_DENIED'
+      | 'RESOURCE_EXHAUSTED'
+      | 'INTERNAL',
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -71,7 +78,10 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
     const what = `${tenant}/${ref}`;
     // waitForReady: a registry that is (re)starting is waited for (the idle watchdog bounds it),
     // instead of failing the load at once while the channel is between reconnection attempts.
-    const call = options.client.downloadVersion({ ref, chunkSizeBytes: options.chunkSizeBytes ?? 0, tenant }, new grpc.Metadata({ waitForReady: true }));
+    const call = options.client.downloadVersion(
+      { ref, chunkSizeBytes: options.chunkSizeBytes ?? 0, tenant },
+      new grpc.Metadata({ waitForReady: true }),
+    );
     let idle: NodeJS.Timeout | undefined;
     let stalled = false;
     const watchdog = (): void => {
@@ -94,44 +104,69 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
         if (part?.$case === 'header') {
           if (version !== undefined) throw new FetchError('DATA_LOSS', `download of ${what}: a second header arrived`);
           version = part.value.version;
-          if (version === undefined) throw new FetchError('DATA_LOSS', `download of ${what}: the header names no version`);
+          if (version === undefined)
+            throw new FetchError('DATA_LOSS', `download of ${what}: the header names no version`);
           const label = `${tenant}/${version.model}:${version.version}`;
           if (expected !== undefined && expected.sha256 !== version.sha256) {
-            throw new FetchError('DATA_LOSS', `download of ${label}: the registry sent sha256 ${version.sha256}, the deployment expects ${expected.sha256}; not loaded`);
+            throw new FetchError(
+              'DATA_LOSS',
+              `download of ${label}: the registry sent sha256 ${version.sha256}, the deployment expects ${expected.sha256}; not loaded`,
+            );
           }
           const cachedBytes = options.cache.get(version.sha256) ?? (await fromDisk(version.sha256));
           if (cachedBytes !== undefined) return { version, bytes: cachedBytes, cached: true };
           if (version.sizeBytes > BigInt(maxBytes)) {
-            throw new FetchError('RESOURCE_EXHAUSTED', `${label} is ${version.sizeBytes} bytes, over this replica's limit of ${maxBytes}`);
+            throw new FetchError(
+              'RESOURCE_EXHAUSTED',
+              `${label} is ${version.sizeBytes} bytes, over this replica's limit of ${maxBytes}`,
+            );
           }
           bytes = Buffer.allocUnsafe(Number(version.sizeBytes));
         } else if (part?.$case === 'chunk') {
-          if (version === undefined || bytes === undefined) throw new FetchError('DATA_LOSS', `download of ${what}: a chunk came before the header`);
+          if (version === undefined || bytes === undefined)
+            throw new FetchError('DATA_LOSS', `download of ${what}: a chunk came before the header`);
           if (received + part.value.length > bytes.length) {
-            throw new FetchError('DATA_LOSS', `download of ${tenant}/${version.model}:${version.version}: more than the header's ${bytes.length} bytes arrived; not loaded`);
+            throw new FetchError(
+              'DATA_LOSS',
+              `download of ${tenant}/${version.model}:${version.version}: more than the header's ${bytes.length} bytes arrived; not loaded`,
+            );
           }
           part.value.copy(bytes, received);
           hash.update(part.value);
           received += part.value.length;
         }
       }
-      if (version === undefined || bytes === undefined) throw new FetchError('DATA_LOSS', `download of ${what} ended without a header`);
+      if (version === undefined || bytes === undefined)
+        throw new FetchError('DATA_LOSS', `download of ${what} ended without a header`);
       const label = `${tenant}/${version.model}:${version.version}`;
       if (received !== bytes.length) {
-        throw new FetchError('DATA_LOSS', `download of ${label}: ${received} bytes arrived, the version's size is ${bytes.length}; not loaded`);
+        throw new FetchError(
+          'DATA_LOSS',
+          `download of ${label}: ${received} bytes arrived, the version's size is ${bytes.length}; not loaded`,
+        );
       }
       const digest = hash.digest('hex');
       if (digest !== version.sha256) {
-        throw new FetchError('DATA_LOSS', `download of ${label}: the bytes hash to sha256 ${digest}, the version's is ${version.sha256}; not loaded`);
+        throw new FetchError(
+          'DATA_LOSS',
+          `download of ${label}: the bytes hash to sha256 ${digest}, the version's is ${version.sha256}; not loaded`,
+        );
       }
       options.cache.put(digest, bytes);
       await options.disk?.put(digest, bytes);
       return { version, bytes, cached: false };
     } catch (error: unknown) {
       if (error instanceof FetchError) throw error;
-      if (stalled) throw new FetchError('UNAVAILABLE', `download of ${what}: nothing arrived for ${idleTimeoutMs} ms; cancelled`, { cause: error });
+      if (stalled)
+        throw new FetchError('UNAVAILABLE', `download of ${what}: nothing arrived for ${idleTimeoutMs} ms; cancelled`, {
+          cause: error,
+        });
       if (isGrpcError(error)) {
-        throw new FetchError(STATUS_CODES[error.code] ?? 'INTERNAL', `download of ${what} from the registry failed: ${error.details || error.message}`, { cause: error });
+        throw new FetchError(
+          STATUS_CODES[error.code] ?? 'INTERNAL',
+          `download of ${what} from the registry failed: ${error.details || error.message}`,
+          { cause: error },
+        );
       }
       throw error;
     } finally {
@@ -155,10 +190,13 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
         if (cachedBytes !== undefined) return Promise.resolve({ version: expected, bytes: cachedBytes, cached: true });
         const running = inFlight.get(expected.sha256);
         // The same digest under another name or tenant: the bytes are what matter, the version is ours.
-        if (running !== undefined) return running.then((done) => ({ version: expected, bytes: done.bytes, cached: true }));
+        if (running !== undefined)
+          return running.then((done) => ({ version: expected, bytes: done.bytes, cached: true }));
         const started = (async (): Promise<FetchedModel> => {
           const kept = await fromDisk(expected.sha256);
-          return kept === undefined ? download(tenant, ref, expected) : { version: expected, bytes: kept, cached: true };
+          return kept === undefined
+            ? download(tenant, ref, expected)
+            : { version: expected, bytes: kept, cached: true };
         })().finally(() => inFlight.delete(expected.sha256));
         inFlight.set(expected.sha256, started);
         return started;

@@ -25,7 +25,17 @@ import { bearer, startProxy, startStack } from './test-stack.js';
 import { startServiceProcess } from './test-process.js';
 
 const TENANT = 'acme';
-const SPEC: pb.DeploymentSpec = { modelRef: 'mlp@production', maxBatchSize: 8, maxQueueDelayUs: 500, instanceCount: 1, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, preferredBatchSizes: [], tunePreferredBatchSize: false };
+const SPEC: pb.DeploymentSpec = {
+  modelRef: 'mlp@production',
+  maxBatchSize: 8,
+  maxQueueDelayUs: 500,
+  instanceCount: 1,
+  maxQueueSize: 0,
+  sequenceState: [],
+  sequenceIdleTimeoutMs: 0,
+  preferredBatchSizes: [],
+  tunePreferredBatchSize: false,
+};
 
 /** The second source: onnxruntime run directly on the same bytes. */
 async function runDirect(bytes: Uint8Array, input: Tensor): Promise<number[]> {
@@ -82,7 +92,11 @@ describe('registry sync against real crypto, registry and monitoring processes',
 
     proxy = await startProxy(stack.registryAddress);
     ingest = createIngestClient({ address: stack.monitoring!.address, token: stack.adminToken, flushIntervalMs: 50 });
-    const recorded = recordingManager(createModelManager({ observer: createIngestObserver({ client: ingest, deploymentOf: (t, n) => sync.deploymentOf(t, n) }) }));
+    const recorded = recordingManager(
+      createModelManager({
+        observer: createIngestObserver({ client: ingest, deploymentOf: (t, n) => sync.deploymentOf(t, n) }),
+      }),
+    );
     manager = recorded.manager;
     log = recorded.log;
     sync = createRegistrySync({
@@ -108,14 +122,23 @@ describe('registry sync against real crypto, registry and monitoring processes',
     await sync.whenReady();
     expect(sync.ready()).toBe(true);
     expect(manager.get(TENANT, 'mlp').version).toBe('1');
-    expect(manager.get(TENANT, 'mlp').config).toMatchObject({ maxBatchSize: 8, maxQueueDelayUs: 500, instanceCount: 1 });
+    expect(manager.get(TENANT, 'mlp').config).toMatchObject({
+      maxBatchSize: 8,
+      maxQueueDelayUs: 500,
+      instanceCount: 1,
+    });
     expect(sync.deploymentOf(TENANT, 'mlp')).toBe('mlp-prod');
     expect(await infer('first')).toBe('1');
     expect(manager.index(TENANT)).toEqual([{ tenant: TENANT, name: 'mlp', version: '1', state: 'READY', reason: '' }]);
 
     // A second replica on the same registry converges on its own to the same set.
     const other = createModelManager();
-    const replica = createRegistrySync({ registryAddress: stack.registryAddress, token: stack.adminToken, manager: other, logger: pino({ level: 'silent' }) });
+    const replica = createRegistrySync({
+      registryAddress: stack.registryAddress,
+      token: stack.adminToken,
+      manager: other,
+      logger: pino({ level: 'silent' }),
+    });
     try {
       await replica.whenReady();
       expect(other.index()).toEqual(manager.index());
@@ -178,7 +201,11 @@ describe('registry sync against real crypto, registry and monitoring processes',
   it('reloads the same version when the spec changes (instances, batch size), under load and without a failure', async () => {
     const from = log.events.length;
     const { failures } = await underLoad(async () => {
-      await stack.registry$('updateDeployment', { name: 'mlp-prod', spec: { ...SPEC, instanceCount: 2, maxBatchSize: 4 }, expectedGeneration: 0n }, { metadata: bearer(user) });
+      await stack.registry$(
+        'updateDeployment',
+        { name: 'mlp-prod', spec: { ...SPEC, instanceCount: 2, maxBatchSize: 4 }, expectedGeneration: 0n },
+        { metadata: bearer(user) },
+      );
       const load = await log.until((e) => e.op === 'load' && e.config?.instanceCount === 2, from);
       expect(load.version).toBe('2');
       await activated('2', from);
@@ -229,7 +256,10 @@ describe('registry sync against real crypto, registry and monitoring processes',
     await sync.loader.unload(TENANT, 'solo', false);
     expect(manager.find(TENANT, 'solo')).toBeUndefined();
 
-    await expect(sync.loader.load(TENANT, 'nothing', {})).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('nothing') as unknown });
+    await expect(sync.loader.load(TENANT, 'nothing', {})).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringContaining('nothing') as unknown,
+    });
 
     // Unloading a deployed model holds across a reconnection snapshot…
     await sync.loader.unload(TENANT, 'mlp', false);
@@ -254,7 +284,11 @@ describe('registry sync against real crypto, registry and monitoring processes',
   /** GetModelStats count of acme/mlp at `version` over the last 10 minutes. */
   async function monitoredCount(version: string): Promise<number> {
     const reader = await stack.token(TENANT, ['monitoring:read']);
-    const reply = await stack.monitoring$!('getModelStats', { model: 'mlp', version, span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } }, { metadata: bearer(reader) });
+    const reply = await stack.monitoring$!(
+      'getModelStats',
+      { model: 'mlp', version, span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } },
+      { metadata: bearer(reader) },
+    );
     expect(Number(reply.stats?.errorCount)).toBe(0);
     return Number(reply.stats?.count);
   }
@@ -262,7 +296,8 @@ describe('registry sync against real crypto, registry and monitoring processes',
   it('every request left one record in the monitoring service, per version', async () => {
     await ingest.flush();
     expect(ingest.stats()).toMatchObject({ droppedFull: 0, droppedFailed: 0, rejected: 0 });
-    for (const [version, count] of sent) expect({ version, count: await monitoredCount(version) }).toEqual({ version, count });
+    for (const [version, count] of sent)
+      expect({ version, count: await monitoredCount(version) }).toEqual({ version, count });
     expect(sent.get('1')).toBeGreaterThan(0);
     expect(sent.get('2')).toBeGreaterThan(0);
   });
@@ -304,7 +339,10 @@ describe('registry sync against real crypto, registry and monitoring processes',
         );
         expect(reply.modelVersion).toBe('2');
         const raw = reply.rawOutputContents[0];
-        const out = raw === undefined ? reply.outputs[0]?.contents?.fp32Contents ?? [] : Array.from(new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
+        const out =
+          raw === undefined
+            ? (reply.outputs[0]?.contents?.fp32Contents ?? [])
+            : Array.from(new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)));
         expect(Array.from(out)).toEqual(expected.get('2'));
       }
     } finally {

@@ -99,7 +99,14 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     cache,
     ...(disk === undefined || cryptoClient === undefined
       ? {}
-      : { disk: createSealedDiskCache({ dir: disk.dir, crypto: cryptoClient, logger, ...(disk.maxBytes === undefined ? {} : { maxBytes: disk.maxBytes }) }) }),
+      : {
+          disk: createSealedDiskCache({
+            dir: disk.dir,
+            crypto: cryptoClient,
+            logger,
+            ...(disk.maxBytes === undefined ? {} : { maxBytes: disk.maxBytes }),
+          }),
+        }),
     ...(options.maxModelBytes === undefined ? {} : { maxModelBytes: options.maxModelBytes }),
   });
   const converger = createConverger({
@@ -113,7 +120,10 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     client,
     logger,
     onSnapshot: (deployments) => {
-      logger.info({ deployments: deployments.length }, `deployment snapshot: ${deployments.length} deployment${deployments.length === 1 ? '' : 's'}`);
+      logger.info(
+        { deployments: deployments.length },
+        `deployment snapshot: ${deployments.length} deployment${deployments.length === 1 ? '' : 's'}`,
+      );
       converger.applySnapshot(deployments);
       options.onWatchEvent?.('snapshot');
     },

@@ -24,7 +24,11 @@ describe('sealed disk cache (real crypto process)', () => {
 
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'quanta-inference-cache-'));
-    crypto = await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined });
+    crypto = await startServiceProcess('crypto', {
+      QUANTA_HOME: home,
+      QUANTA_CRYPTO_PORT: '0',
+      QUANTA_DATABASE_URL: undefined,
+    });
     const token = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
     client = createClient(cpb.CryptoServiceClient, crypto.address, { token, telemetry: false });
   }, 60_000);
@@ -43,7 +47,8 @@ describe('sealed disk cache (real crypto process)', () => {
     const file = await readFile(join(dir, digest));
     expect((await stat(join(dir, digest))).mode & 0o777).toBe(0o600);
     // No 32-byte run of the model (its weights) appears in the file.
-    for (let at = 0; at + 32 <= model.length; at += 256) expect(file.indexOf(Buffer.from(model.subarray(at, at + 32)))).toBe(-1);
+    for (let at = 0; at + 32 <= model.length; at += 256)
+      expect(file.indexOf(Buffer.from(model.subarray(at, at + 32)))).toBe(-1);
 
     // A fresh instance (a restarted replica) opens it through the crypto service.
     const reopened = await createSealedDiskCache({ dir, crypto: client, logger }).get(digest);
@@ -86,18 +91,25 @@ describe('sealed disk cache (real crypto process)', () => {
     const registry: QuantaService = createService({ name: 'scripted-registry', port: 0, logger });
     registry.addService(pb.RegistryServiceService, {
       // eslint-disable-next-line @typescript-eslint/require-await -- serverStreaming wants an AsyncIterable; the file is at hand
-      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>({ scope: 'public' }, async function* () {
-        downloads++;
-        yield { part: { $case: 'header', value: { version } } };
-        yield { part: { $case: 'chunk', value: Buffer.from(model) } };
-      }),
+      downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>(
+        { scope: 'public' },
+        async function* () {
+          downloads++;
+          yield { part: { $case: 'header', value: { version } } };
+          yield { part: { $case: 'chunk', value: Buffer.from(model) } };
+        },
+      ),
     });
     const { address } = await registry.start();
     const registryClient = new pb.RegistryServiceClient(address, grpc.credentials.createInsecure());
     try {
       const dir = join(home, 'cache-c');
       const fetcherOf = (): ReturnType<typeof createModelFetcher> =>
-        createModelFetcher({ client: registryClient, cache: createModelCache({ maxBytes: 1 << 24 }), disk: createSealedDiskCache({ dir, crypto: client, logger }) });
+        createModelFetcher({
+          client: registryClient,
+          cache: createModelCache({ maxBytes: 1 << 24 }),
+          disk: createSealedDiskCache({ dir, crypto: client, logger }),
+        });
       expect(await fetcherOf().fetch('t', 'm:1', version)).toMatchObject({ cached: false });
       expect(downloads).toBe(1);
       const again = await fetcherOf().fetch('t', 'm:1', version);

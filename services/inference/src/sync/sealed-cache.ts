@@ -39,7 +39,9 @@ export interface SealedDiskCacheOptions {
 
 const associatedData = (sha256: string): Buffer => Buffer.from(`quanta.inference.v1/model-cache/${sha256}`, 'utf8');
 const codeOf = (error: unknown): number | undefined => (error as Partial<grpc.ServiceError> | undefined)?.code;
-const reasonOf = (error: unknown): string => (error as Partial<grpc.ServiceError> | undefined)?.details ?? (error instanceof Error ? error.message : String(error));
+const reasonOf = (error: unknown): string =>
+  (error as Partial<grpc.ServiceError> | undefined)?.details ??
+  (error instanceof Error ? error.message : String(error));
 
 export function createSealedDiskCache(options: SealedDiskCacheOptions): DiskCache {
   const keyName = options.keyName ?? 'inference-cache';
@@ -53,7 +55,8 @@ export function createSealedDiskCache(options: SealedDiskCacheOptions): DiskCach
     ready ??= (async () => {
       await mkdir(options.dir, { recursive: true, mode: 0o700 });
       // Files half-written when an earlier process died.
-      for (const name of await readdir(options.dir)) if (name.endsWith('.tmp')) await rm(join(options.dir, name), { force: true });
+      for (const name of await readdir(options.dir))
+        if (name.endsWith('.tmp')) await rm(join(options.dir, name), { force: true });
       try {
         await call('getKey', { name: keyName });
       } catch (error: unknown) {
@@ -73,7 +76,12 @@ export function createSealedDiskCache(options: SealedDiskCacheOptions): DiskCach
   }
 
   async function seal(sha256: string, bytes: Uint8Array): Promise<Buffer> {
-    const key = await call('generateDataKey', { keyName, bits: 256, wrappedOnly: false, associatedData: associatedData(sha256) });
+    const key = await call('generateDataKey', {
+      keyName,
+      bits: 256,
+      wrappedOnly: false,
+      associatedData: associatedData(sha256),
+    });
     try {
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', key.plaintext, iv);
@@ -104,7 +112,11 @@ export function createSealedDiskCache(options: SealedDiskCacheOptions): DiskCach
     const tag = file.subarray(at + IV_BYTES, at + IV_BYTES + TAG_BYTES);
     const ciphertext = file.subarray(at + IV_BYTES + TAG_BYTES);
     if (tag.length !== TAG_BYTES) throw new Error('the file is truncated');
-    const key = await call('unwrapDataKey', { keyName: name, wrappedKey: wrapped, associatedData: associatedData(sha256) });
+    const key = await call('unwrapDataKey', {
+      keyName: name,
+      wrappedKey: wrapped,
+      associatedData: associatedData(sha256),
+    });
     try {
       const decipher = createDecipheriv('aes-256-gcm', key.plaintext, iv);
       decipher.setAAD(associatedData(sha256));
@@ -121,7 +133,9 @@ export function createSealedDiskCache(options: SealedDiskCacheOptions): DiskCach
   /** Removes the least recently used files until the folder holds at most maxBytes. */
   async function evict(): Promise<void> {
     const names = (await readdir(options.dir)).filter((n) => SHA256_HEX.test(n));
-    const files = (await Promise.all(names.map(async (n) => ({ n, s: await stat(join(options.dir, n)).catch(() => undefined) }))))
+    const files = (
+      await Promise.all(names.map(async (n) => ({ n, s: await stat(join(options.dir, n)).catch(() => undefined) })))
+    )
       .filter((f): f is { n: string; s: NonNullable<typeof f.s> } => f.s !== undefined)
       .sort((a, b) => a.s.mtimeMs - b.s.mtimeMs);
     let total = files.reduce((sum, f) => sum + f.s.size, 0);
@@ -150,7 +164,10 @@ export function createSealedDiskCache(options: SealedDiskCacheOptions): DiskCach
       } catch (error: unknown) {
         // Crypto unreachable: keep the file for later. Anything else: it cannot be trusted.
         if (codeOf(error) === grpc.status.UNAVAILABLE || codeOf(error) === grpc.status.DEADLINE_EXCEEDED) {
-          logger.warn({ sha256, reason: reasonOf(error) }, 'cached model file not opened: crypto unavailable; downloading instead');
+          logger.warn(
+            { sha256, reason: reasonOf(error) },
+            'cached model file not opened: crypto unavailable; downloading instead',
+          );
         } else {
           logger.warn({ sha256, reason: reasonOf(error) }, 'cached model file does not open; removed');
           await rm(path, { force: true });

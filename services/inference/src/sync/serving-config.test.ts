@@ -4,13 +4,22 @@ import { configKey, servingConfig } from './serving-config.js';
 
 /** A spec with the registry's defaults (fromPartial) for what a test does not set. */
 const spec = (extra: Partial<pb.DeploymentSpec> = {}): pb.DeploymentSpec =>
-  pb.DeploymentSpec.fromPartial({ modelRef: 'cifar@prod', maxBatchSize: 16, maxQueueDelayUs: 500, instanceCount: 2, ...extra });
+  pb.DeploymentSpec.fromPartial({
+    modelRef: 'cifar@prod',
+    maxBatchSize: 16,
+    maxQueueDelayUs: 500,
+    instanceCount: 2,
+    ...extra,
+  });
 
 describe('servingConfig', () => {
   it('maps the preferred batch sizes ascending and the tuning flag', () => {
     const fixed = servingConfig(spec({ preferredBatchSizes: [16, 4, 8] }));
     expect(fixed).toMatchObject({ maxBatchSize: 16, preferredBatchSizes: [4, 8, 16], tunePreferredBatchSize: false });
-    expect(servingConfig(spec({ tunePreferredBatchSize: true }))).toMatchObject({ preferredBatchSizes: [], tunePreferredBatchSize: true });
+    expect(servingConfig(spec({ tunePreferredBatchSize: true }))).toMatchObject({
+      preferredBatchSizes: [],
+      tunePreferredBatchSize: true,
+    });
   });
 
   it('leaves the spec untouched when it sorts', () => {

@@ -39,13 +39,25 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
     warn?.(error);
   };
   if (config.monitoringAddr !== undefined) {
-    ingest = createIngestClient({ address: config.monitoringAddr, token: serviceTokenSource(config), onError, ...(tls === undefined ? {} : { tls }) });
-    observer = createIngestObserver({ client: ingest, deploymentOf: (tenant, name) => registrySync?.deploymentOf(tenant, name) });
+    ingest = createIngestClient({
+      address: config.monitoringAddr,
+      token: serviceTokenSource(config),
+      onError,
+      ...(tls === undefined ? {} : { tls }),
+    });
+    observer = createIngestObserver({
+      client: ingest,
+      deploymentOf: (tenant, name) => registrySync?.deploymentOf(tenant, name),
+    });
   }
   if (!config.watch && ingest === undefined) return {};
   const client = ingest;
   const sync: SyncFactory = (context) => {
-    warn = (error) => context.logger.warn({ reason: error.message }, `monitoring ingest failed (${error.message}); records are dropped while it does not answer`);
+    warn = (error) =>
+      context.logger.warn(
+        { reason: error.message },
+        `monitoring ingest failed (${error.message}); records are dropped while it does not answer`,
+      );
     if (config.watch) {
       registrySync = createRegistrySync({
         registryAddress: config.registryAddr,
@@ -54,7 +66,10 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
         manager: context.manager,
         logger: context.logger,
         ...(context.telemetry === undefined ? {} : { telemetry: context.telemetry }),
-        servingDefaults: { execution: config.execution, ...(config.threadsPerInstance > 0 ? { threadsPerInstance: config.threadsPerInstance } : {}) },
+        servingDefaults: {
+          execution: config.execution,
+          ...(config.threadsPerInstance > 0 ? { threadsPerInstance: config.threadsPerInstance } : {}),
+        },
         // Sealed on disk, so a restarted replica loads without downloading again.
         diskCache: { dir: join(config.home, 'inference', 'cache'), cryptoAddress: config.cryptoAddr },
       });

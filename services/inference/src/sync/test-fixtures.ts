@@ -5,7 +5,12 @@ import { registry as pb } from '@quanta/contracts';
 export const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** A READY version of `bytes`, as DownloadVersion's header and a deployment carry it. */
-export function readyVersion(model: string, n: number, bytes: Uint8Array, over: Partial<pb.ModelVersion> = {}): pb.ModelVersion {
+export function readyVersion(
+  model: string,
+  n: number,
+  bytes: Uint8Array,
+  over: Partial<pb.ModelVersion> = {},
+): pb.ModelVersion {
   return {
     model,
     version: n,

@@ -49,10 +49,19 @@ export async function freePort(): Promise<number> {
 
 export async function startStack(options: { monitoring?: boolean } = {}): Promise<Stack> {
   const home = await mkdtemp(join(tmpdir(), 'quanta-inference-sync-'));
-  const crypto = await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined });
+  const crypto = await startServiceProcess('crypto', {
+    QUANTA_HOME: home,
+    QUANTA_CRYPTO_PORT: '0',
+    QUANTA_DATABASE_URL: undefined,
+  });
   const adminToken = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
   const registryPort = await freePort();
-  const registryEnv = { QUANTA_HOME: home, QUANTA_REGISTRY_PORT: String(registryPort), QUANTA_CRYPTO_ADDR: crypto.address, QUANTA_DATABASE_URL: undefined };
+  const registryEnv = {
+    QUANTA_HOME: home,
+    QUANTA_REGISTRY_PORT: String(registryPort),
+    QUANTA_CRYPTO_ADDR: crypto.address,
+    QUANTA_DATABASE_URL: undefined,
+  };
   const [registry, monitoring] = await Promise.all([
     startServiceProcess('model-registry', registryEnv),
     options.monitoring === true
@@ -68,7 +77,10 @@ export async function startStack(options: { monitoring?: boolean } = {}): Promis
   const registryAddress = `127.0.0.1:${registryPort}`;
   const registryClient = new pb.RegistryServiceClient(registryAddress, grpc.credentials.createInsecure());
   const cryptoClient = new cpb.CryptoServiceClient(crypto.address, grpc.credentials.createInsecure());
-  const monitoringClient = monitoring === undefined ? undefined : new mpb.MonitoringServiceClient(monitoring.address, grpc.credentials.createInsecure());
+  const monitoringClient =
+    monitoring === undefined
+      ? undefined
+      : new mpb.MonitoringServiceClient(monitoring.address, grpc.credentials.createInsecure());
   const crypto$ = unaryCaller(cryptoClient, cpb.CryptoServiceService);
 
   const stack: Stack = {
@@ -80,9 +92,18 @@ export async function startStack(options: { monitoring?: boolean } = {}): Promis
     monitoring,
     registryClient,
     registry$: unaryCaller(registryClient, pb.RegistryServiceService, { deadlineMs: 20_000 }),
-    monitoring$: monitoringClient === undefined ? undefined : unaryCaller(monitoringClient, mpb.MonitoringServiceService, { deadlineMs: 20_000 }),
+    monitoring$:
+      monitoringClient === undefined
+        ? undefined
+        : unaryCaller(monitoringClient, mpb.MonitoringServiceService, { deadlineMs: 20_000 }),
     async token(tenant, scopes) {
-      return (await crypto$('issueToken', { tenant, subject: `${tenant}-user`, scopes, ttlSeconds: 3600n }, { metadata: bearer(adminToken) })).token;
+      return (
+        await crypto$(
+          'issueToken',
+          { tenant, subject: `${tenant}-user`, scopes, ttlSeconds: 3600n },
+          { metadata: bearer(adminToken) },
+        )
+      ).token;
     },
     push(token, model, bytes) {
       return new Promise<pb.ModelVersion>((resolve, reject) => {
@@ -91,8 +112,22 @@ export async function startStack(options: { monitoring?: boolean } = {}): Promis
           else if (response?.version === undefined) reject(new Error('UploadVersion answered without a version'));
           else resolve(response.version);
         });
-        call.write({ part: { $case: 'header', value: { model, description: '', tags: {}, expectedSha256: '', expectedSizeBytes: 0n, createModel: true, lineage: undefined } } });
-        for (let offset = 0; offset < bytes.length; offset += 64 * 1024) call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(offset, offset + 64 * 1024)) } });
+        call.write({
+          part: {
+            $case: 'header',
+            value: {
+              model,
+              description: '',
+              tags: {},
+              expectedSha256: '',
+              expectedSizeBytes: 0n,
+              createModel: true,
+              lineage: undefined,
+            },
+          },
+        });
+        for (let offset = 0; offset < bytes.length; offset += 64 * 1024)
+          call.write({ part: { $case: 'chunk', value: Buffer.from(bytes.subarray(offset, offset + 64 * 1024)) } });
         call.end();
       });
     },

@@ -28,7 +28,8 @@ function arraysOf(file: pb.CalibrationFile, index: number, onlyInput: string | u
       case pb.CalibrationFormat.CALIBRATION_FORMAT_NPY:
         return new Map([[named(undefined), readNpy(file.data, what)]]);
       case pb.CalibrationFormat.CALIBRATION_FORMAT_NPZ:
-        if (file.inputName !== '') throw invalidArgument(`${what}: an .npz file names its arrays itself; leave input_name empty`);
+        if (file.inputName !== '')
+          throw invalidArgument(`${what}: an .npz file names its arrays itself; leave input_name empty`);
         return readNpz(file.data, what);
       case pb.CalibrationFormat.CALIBRATION_FORMAT_KSERVE_JSON: {
         let json: unknown;
@@ -37,9 +38,13 @@ function arraysOf(file: pb.CalibrationFile, index: number, onlyInput: string | u
         } catch (error: unknown) {
           throw invalidArgument(`${what}: not JSON: ${error instanceof Error ? error.message : String(error)}`);
         }
-        const inputs = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as { inputs?: unknown }).inputs : undefined;
+        const inputs =
+          typeof json === 'object' && json !== null && !Array.isArray(json)
+            ? (json as { inputs?: unknown }).inputs
+            : undefined;
         if (Array.isArray(inputs)) {
-          if (file.inputName !== '') throw invalidArgument(`${what}: a KServe request names its tensors itself; leave input_name empty`);
+          if (file.inputName !== '')
+            throw invalidArgument(`${what}: a KServe request names its tensors itself; leave input_name empty`);
           return new Map(
             inputs.map((tensor: unknown, i) => {
               const parsed = tensorFromJson(tensor, { name: `${what}.inputs[${i}]` });
@@ -55,7 +60,8 @@ function arraysOf(file: pb.CalibrationFile, index: number, onlyInput: string | u
         throw invalidArgument(`${what}: format must be NPY, NPZ or KSERVE_JSON`);
     }
   } catch (error: unknown) {
-    if (error instanceof NpyError || error instanceof TensorError) throw invalidArgument(`${what}: ${error.message}`, { cause: error });
+    if (error instanceof NpyError || error instanceof TensorError)
+      throw invalidArgument(`${what}: ${error.message}`, { cause: error });
     throw error;
   }
 }
@@ -81,15 +87,21 @@ export function callerSamples(files: readonly pb.CalibrationFile[], inputs: read
   });
   const known = inputs.map((i) => `"${i.name}"`).join(', ');
   for (const name of arrays.keys()) {
-    if (!inputs.some((i) => i.name === name)) throw invalidArgument(`calibration: the model has no input "${name}"; its inputs are ${known}`);
+    if (!inputs.some((i) => i.name === name))
+      throw invalidArgument(`calibration: the model has no input "${name}"; its inputs are ${known}`);
   }
   let count: number | undefined;
   const rows = new Map<string, Tensor[]>();
   for (const input of inputs) {
     const tensor = arrays.get(input.name);
-    if (tensor === undefined) throw invalidArgument(`calibration: no data for input "${input.name}"; every input needs samples (inputs: ${known})`);
+    if (tensor === undefined)
+      throw invalidArgument(
+        `calibration: no data for input "${input.name}"; every input needs samples (inputs: ${known})`,
+      );
     if (tensor.datatype !== input.datatype) {
-      throw invalidArgument(`calibration: input "${input.name}" is ${input.datatype}, the data given is ${tensor.datatype}`);
+      throw invalidArgument(
+        `calibration: input "${input.name}" is ${input.datatype}, the data given is ${tensor.datatype}`,
+      );
     }
     const rank = input.shape.length;
     const stacked = tensor.shape.length === rank + 1;
@@ -101,12 +113,15 @@ export function callerSamples(files: readonly pb.CalibrationFile[], inputs: read
     const rowShape = stacked ? tensor.shape.slice(1) : [1, ...tensor.shape.slice(1)];
     input.shape.forEach((dim, axis) => {
       if (dim >= 0n && BigInt(rowShape[axis]!) !== dim) {
-        throw invalidArgument(`calibration: input "${input.name}" has shape ${shapeText(input.shape)}; a sample of the data given has ${shapeText(rowShape)}`);
+        throw invalidArgument(
+          `calibration: input "${input.name}" has shape ${shapeText(input.shape)}; a sample of the data given has ${shapeText(rowShape)}`,
+        );
       }
     });
     const n = tensor.shape[0]!;
     if (n === 0) throw invalidArgument(`calibration: input "${input.name}" has no samples`);
-    if (count !== undefined && n !== count) throw invalidArgument(`calibration: input "${input.name}" has ${n} samples, others have ${count}`);
+    if (count !== undefined && n !== count)
+      throw invalidArgument(`calibration: input "${input.name}" has ${n} samples, others have ${count}`);
     count = n;
     if (n > MAX_SAMPLES) throw invalidArgument(`calibration: ${n} samples is over the maximum of ${MAX_SAMPLES}`);
     const split = splitBatch(tensor, new Array<number>(n).fill(1), { name: input.name });
@@ -115,5 +130,7 @@ export function callerSamples(files: readonly pb.CalibrationFile[], inputs: read
       split.map((row): Tensor => ({ ...row, name: input.name, shape: rowShape })),
     );
   }
-  return Array.from({ length: count ?? 0 }, (_, i) => Object.fromEntries(inputs.map((input) => [input.name, rows.get(input.name)![i]!])));
+  return Array.from({ length: count ?? 0 }, (_, i) =>
+    Object.fromEntries(inputs.map((input) => [input.name, rows.get(input.name)![i]!])),
+  );
 }

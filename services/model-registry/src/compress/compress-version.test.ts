@@ -10,7 +10,14 @@ import type { Harness } from '../testing/test-harness.js';
 import { REPO_ROOT } from '../testing/test-process.js';
 
 const M = pb.CompressionMethod;
-const OCR_CLS = join(REPO_ROOT, 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
+const OCR_CLS = join(
+  REPO_ROOT,
+  'node_modules',
+  '@gutenye',
+  'ocr-models',
+  'assets',
+  'ch_ppocr_mobile_v2.0_cls_infer.onnx',
+);
 
 describe('CompressVersion against a real crypto service and real onnxruntime sessions', () => {
   let h: Harness;
@@ -32,12 +39,26 @@ describe('CompressVersion against a real crypto service and real onnxruntime ses
     await h?.close();
   });
 
-  const versionCount = async (model: string): Promise<number> => (await call(h.client, 'getModel', { name: model }, reader)).model!.versionCount;
+  const versionCount = async (model: string): Promise<number> =>
+    (await call(h.client, 'getModel', { name: model }, reader)).model!.versionCount;
 
   it('int8-weights makes the next version with lineage and a measured report; the source is unchanged', async () => {
-    const { version, progress } = await compress(h.client, writer, { ref: 'cnn:1', method: M.COMPRESSION_METHOD_INT8_WEIGHTS, seed: 7n, description: 'int8' });
-    expect(version).toMatchObject({ model: 'cnn', version: 2, status: pb.VersionStatus.VERSION_STATUS_READY, description: 'int8' });
-    expect(version.lineage?.origin).toEqual({ $case: 'parent', value: { model: 'cnn', version: 1, transform: 'int8-weights', transformParams: expect.any(Object) } });
+    const { version, progress } = await compress(h.client, writer, {
+      ref: 'cnn:1',
+      method: M.COMPRESSION_METHOD_INT8_WEIGHTS,
+      seed: 7n,
+      description: 'int8',
+    });
+    expect(version).toMatchObject({
+      model: 'cnn',
+      version: 2,
+      status: pb.VersionStatus.VERSION_STATUS_READY,
+      description: 'int8',
+    });
+    expect(version.lineage?.origin).toEqual({
+      $case: 'parent',
+      value: { model: 'cnn', version: 1, transform: 'int8-weights', transformParams: expect.any(Object) },
+    });
     const report = version.compression!;
     expect(report.method).toBe('int8-weights');
     expect(report.sizeBeforeBytes).toBe(BigInt(cnn.length));
@@ -62,8 +83,11 @@ describe('CompressVersion against a real crypto service and real onnxruntime ses
     // Progress runs from reading to storing, never backwards.
     expect(progress[0]).toEqual({ phase: 'reading', fraction: 0 });
     expect(progress.at(-1)).toEqual({ phase: 'storing', fraction: 1 });
-    expect(new Set(progress.map((p) => p.phase))).toEqual(new Set(['reading', 'compressing', 'calibrating', 'timing', 'storing']));
-    for (let i = 1; i < progress.length; i += 1) expect(progress[i]!.fraction).toBeGreaterThanOrEqual(progress[i - 1]!.fraction);
+    expect(new Set(progress.map((p) => p.phase))).toEqual(
+      new Set(['reading', 'compressing', 'calibrating', 'timing', 'storing']),
+    );
+    for (let i = 1; i < progress.length; i += 1)
+      expect(progress[i]!.fraction).toBeGreaterThanOrEqual(progress[i - 1]!.fraction);
     // The stored report comes back on GetVersion, and the source is the same file.
     const got = await call(h.client, 'getVersion', { ref: 'cnn:2' }, reader);
     expect(got.version!.compression).toEqual(report);
@@ -96,7 +120,9 @@ describe('CompressVersion against a real crypto service and real onnxruntime ses
     const report = version.compression!;
     expect(report.outputs.map((o) => o.name)).toEqual(['y', 'hn', 'cn']);
     expect(version.signature!.outputs.map((o) => o.datatype)).toEqual(['FP32', 'FP32', 'FP32']);
-    expect(version.signature!.inputs).toEqual((await call(h.client, 'getVersion', { ref: 'lstm:1' }, reader)).version!.signature!.inputs);
+    expect(version.signature!.inputs).toEqual(
+      (await call(h.client, 'getVersion', { ref: 'lstm:1' }, reader)).version!.signature!.inputs,
+    );
     expect(report.latency.map((l) => l.batchSize)).toEqual([1, 8]);
   });
 
@@ -111,7 +137,10 @@ describe('CompressVersion against a real crypto service and real onnxruntime ses
       gates: { minCosine: 0.999, minTop1Agreement: 0.99 },
     });
     expect(version).toMatchObject({ model: 'ocr-cls-small', version: 1, aliases: ['staging'] });
-    expect(version.lineage?.origin).toMatchObject({ $case: 'parent', value: { model: 'ocr-cls', version: 1, transform: 'fp16' } });
+    expect(version.lineage?.origin).toMatchObject({
+      $case: 'parent',
+      value: { model: 'ocr-cls', version: 1, transform: 'fp16' },
+    });
     expect(Number(version.sizeBytes) / ocr.length).toBeLessThan(0.6);
     const model = await call(h.client, 'getModel', { name: 'ocr-cls-small' }, reader);
     expect(model.model!.aliases).toEqual({ staging: 1 });
@@ -119,42 +148,114 @@ describe('CompressVersion against a real crypto service and real onnxruntime ses
 
   it('creates nothing when a gate is missed, and names the output and the figure', async () => {
     const count = await versionCount('cnn');
-    const cosine = await failure(compress(h.client, writer, { ref: 'cnn:1', method: M.COMPRESSION_METHOD_INT8_WEIGHTS, alias: 'staging', gates: { minCosine: 1 } }));
+    const cosine = await failure(
+      compress(h.client, writer, {
+        ref: 'cnn:1',
+        method: M.COMPRESSION_METHOD_INT8_WEIGHTS,
+        alias: 'staging',
+        gates: { minCosine: 1 },
+      }),
+    );
     expect(cosine.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(cosine.details).toMatch(/^cnn:1 int8-weights: output "output": cosine 0\.\d+ is below min_cosine 1; no version was created$/);
-    const abs = await failure(compress(h.client, writer, { ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE, sparsity: 0.9, gates: { maxAbsError: 1e-6 } }));
+    expect(cosine.details).toMatch(
+      /^cnn:1 int8-weights: output "output": cosine 0\.\d+ is below min_cosine 1; no version was created$/,
+    );
+    const abs = await failure(
+      compress(h.client, writer, {
+        ref: 'cnn:1',
+        method: M.COMPRESSION_METHOD_PRUNE,
+        sparsity: 0.9,
+        gates: { maxAbsError: 1e-6 },
+      }),
+    );
     expect(abs.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(abs.details).toMatch(/output "output": max abs error [\d.e-]+ is above max_abs_error 0\.000001/);
-    const top1 = await failure(compress(h.client, writer, { ref: 'lstm:1', method: M.COMPRESSION_METHOD_FP16, gates: { minTop1Agreement: 0.5 } }));
+    const top1 = await failure(
+      compress(h.client, writer, {
+        ref: 'lstm:1',
+        method: M.COMPRESSION_METHOD_FP16,
+        gates: { minTop1Agreement: 0.5 },
+      }),
+    );
     expect(top1.details).toMatch(/no output is shaped like class scores/);
     expect(await versionCount('cnn')).toBe(count);
     expect((await call(h.client, 'getModel', { name: 'cnn' }, reader)).model!.aliases).toEqual({});
   });
 
   it('answers bad requests with INVALID_ARGUMENT, unknown sources with NOT_FOUND, readers with PERMISSION_DENIED', async () => {
-    const cases: [Partial<pb.CompressVersionRequest> & { ref: string; method: pb.CompressionMethod }, grpc.status, RegExp][] = [
+    const cases: [
+      Partial<pb.CompressVersionRequest> & { ref: string; method: pb.CompressionMethod },
+      grpc.status,
+      RegExp,
+    ][] = [
       [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_UNSPECIFIED }, grpc.status.INVALID_ARGUMENT, /method is required/],
       [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE }, grpc.status.INVALID_ARGUMENT, /PRUNE needs sparsity/],
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE, sparsity: 1.5 }, grpc.status.INVALID_ARGUMENT, /sparsity must be above 0 and below 1, got 1\.5/],
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sparsity: 0.5 }, grpc.status.INVALID_ARGUMENT, /sparsity applies to PRUNE and INT8_WEIGHTS only/],
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, gates: { minCosine: 2 } }, grpc.status.INVALID_ARGUMENT, /gates\.min_cosine must be between -1 and 1, got 2/],
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, dims: { N: 0 } }, grpc.status.INVALID_ARGUMENT, /dims: "N" is 0/],
+      [
+        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE, sparsity: 1.5 },
+        grpc.status.INVALID_ARGUMENT,
+        /sparsity must be above 0 and below 1, got 1\.5/,
+      ],
+      [
+        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sparsity: 0.5 },
+        grpc.status.INVALID_ARGUMENT,
+        /sparsity applies to PRUNE and INT8_WEIGHTS only/,
+      ],
+      [
+        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, gates: { minCosine: 2 } },
+        grpc.status.INVALID_ARGUMENT,
+        /gates\.min_cosine must be between -1 and 1, got 2/,
+      ],
+      [
+        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, dims: { N: 0 } },
+        grpc.status.INVALID_ARGUMENT,
+        /dims: "N" is 0/,
+      ],
       [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, alias: '7' }, grpc.status.INVALID_ARGUMENT, /alias/],
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sampleCount: 5000 }, grpc.status.INVALID_ARGUMENT, /sample_count 5000 is over the maximum of 1000/],
+      [
+        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sampleCount: 5000 },
+        grpc.status.INVALID_ARGUMENT,
+        /sample_count 5000 is over the maximum of 1000/,
+      ],
       [{ ref: 'cnn:99', method: M.COMPRESSION_METHOD_FP16 }, grpc.status.NOT_FOUND, /model "cnn" has no version 99/],
       [{ ref: 'nope', method: M.COMPRESSION_METHOD_FP16 }, grpc.status.NOT_FOUND, /nope/],
       [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, calibration: [{ inputName: 'image', format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY, data: writeNpy({ datatype: 'FP32', shape: [1, 3, 32, 32], data: new Float32Array(3072) }) }] },
+        {
+          ref: 'cnn:1',
+          method: M.COMPRESSION_METHOD_FP16,
+          calibration: [
+            {
+              inputName: 'image',
+              format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY,
+              data: writeNpy({ datatype: 'FP32', shape: [1, 3, 32, 32], data: new Float32Array(3072) }),
+            },
+          ],
+        },
         grpc.status.INVALID_ARGUMENT,
         /the model has no input "image"; its inputs are "input"/,
       ],
       [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, calibration: [{ inputName: '', format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY, data: Buffer.from('not numpy') }] },
+        {
+          ref: 'cnn:1',
+          method: M.COMPRESSION_METHOD_FP16,
+          calibration: [
+            { inputName: '', format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY, data: Buffer.from('not numpy') },
+          ],
+        },
         grpc.status.INVALID_ARGUMENT,
         /calibration\[0\]: .*is not a \.npy file/,
       ],
       [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, calibration: [{ inputName: '', format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY, data: writeNpy({ datatype: 'FP32', shape: [2, 3, 16, 16], data: new Float32Array(1536) }) }] },
+        {
+          ref: 'cnn:1',
+          method: M.COMPRESSION_METHOD_FP16,
+          calibration: [
+            {
+              inputName: '',
+              format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY,
+              data: writeNpy({ datatype: 'FP32', shape: [2, 3, 16, 16], data: new Float32Array(1536) }),
+            },
+          ],
+        },
         grpc.status.INVALID_ARGUMENT,
         /input "input" has shape \[\?, 3, 32, 32\]; a sample of the data given has \[1, 3, 16, 16\]/,
       ],
@@ -175,14 +276,30 @@ describe('CompressVersion against a real crypto service and real onnxruntime ses
     const fromNpy = await compress(h.client, writer, {
       ref: 'cnn:1',
       method: M.COMPRESSION_METHOD_FP16,
-      calibration: [{ inputName: 'input', format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY, data: writeNpy({ datatype: 'FP32', shape: [rows, 3, 32, 32], data: images }) }],
+      calibration: [
+        {
+          inputName: 'input',
+          format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY,
+          data: writeNpy({ datatype: 'FP32', shape: [rows, 3, 32, 32], data: images }),
+        },
+      ],
     });
-    expect(fromNpy.version.compression!.calibration).toMatchObject({ kind: 'caller', sampleCount: rows, description: 'caller, 5 samples' });
-    const json = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [3, 64], data: Array.from({ length: 192 }, (_, i) => Math.cos(i)) }] });
+    expect(fromNpy.version.compression!.calibration).toMatchObject({
+      kind: 'caller',
+      sampleCount: rows,
+      description: 'caller, 5 samples',
+    });
+    const json = JSON.stringify({
+      inputs: [
+        { name: 'input', datatype: 'FP32', shape: [3, 64], data: Array.from({ length: 192 }, (_, i) => Math.cos(i)) },
+      ],
+    });
     const fromJson = await compress(h.client, writer, {
       ref: 'mlp:1',
       method: M.COMPRESSION_METHOD_INT8_WEIGHTS,
-      calibration: [{ inputName: '', format: pb.CalibrationFormat.CALIBRATION_FORMAT_KSERVE_JSON, data: Buffer.from(json) }],
+      calibration: [
+        { inputName: '', format: pb.CalibrationFormat.CALIBRATION_FORMAT_KSERVE_JSON, data: Buffer.from(json) },
+      ],
     });
     expect(fromJson.version.compression!.calibration).toMatchObject({ kind: 'caller', sampleCount: 3 });
     expect(fromJson.version.compression!.outputs[0]!.top1Agreement).toBeDefined();

@@ -44,12 +44,15 @@ function checkRequest(req: pb.CompressVersionRequest): Checked {
   if (method === undefined) throw invalidArgument('method is required: INT8_WEIGHTS, INT8_DYNAMIC, FP16 or PRUNE');
   const sparsity = req.sparsity;
   if (sparsity !== undefined) {
-    if (method !== 'prune' && method !== 'int8-weights') throw invalidArgument(`sparsity applies to PRUNE and INT8_WEIGHTS only, not ${method}`);
+    if (method !== 'prune' && method !== 'int8-weights')
+      throw invalidArgument(`sparsity applies to PRUNE and INT8_WEIGHTS only, not ${method}`);
     if (!(sparsity > 0 && sparsity < 1)) throw invalidArgument(`sparsity must be above 0 and below 1, got ${sparsity}`);
-  } else if (method === 'prune') throw invalidArgument('PRUNE needs sparsity, the share of weights to zero (for example 0.5)');
+  } else if (method === 'prune')
+    throw invalidArgument('PRUNE needs sparsity, the share of weights to zero (for example 0.5)');
   const gates = req.gates;
   const gate = (name: string, value: number | undefined, low: number, high: number): void => {
-    if (value !== undefined && !(value >= low && value <= high)) throw invalidArgument(`gates.${name} must be between ${low} and ${high}, got ${value}`);
+    if (value !== undefined && !(value >= low && value <= high))
+      throw invalidArgument(`gates.${name} must be between ${low} and ${high}, got ${value}`);
   };
   gate('min_cosine', gates?.minCosine, -1, 1);
   gate('max_abs_error', gates?.maxAbsError, 0, Number.MAX_VALUE);
@@ -60,8 +63,10 @@ function checkRequest(req: pb.CompressVersionRequest): Checked {
     if (size < 1 || size > MAX_DIM) throw invalidArgument(`dims: "${name}" is ${size}; a dimension is 1 to ${MAX_DIM}`);
     dims[name] = size;
   }
-  if (req.sampleCount > MAX_SAMPLES) throw invalidArgument(`sample_count ${req.sampleCount} is over the maximum of ${MAX_SAMPLES}`);
-  if (req.seed > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`seed must be at most ${Number.MAX_SAFE_INTEGER}`);
+  if (req.sampleCount > MAX_SAMPLES)
+    throw invalidArgument(`sample_count ${req.sampleCount} is over the maximum of ${MAX_SAMPLES}`);
+  if (req.seed > BigInt(Number.MAX_SAFE_INTEGER))
+    throw invalidArgument(`seed must be at most ${Number.MAX_SAFE_INTEGER}`);
   return {
     method,
     sparsity,
@@ -85,7 +90,9 @@ function ortFeeds(sample: Readonly<Record<string, Tensor>>): Feeds {
 function batchDimension(inputs: readonly pb.TensorSignature[]): string | undefined {
   const first = inputs[0];
   if (first === undefined) return undefined;
-  const candidates = first.dimNames.filter((name) => name !== '' && inputs.every((input) => input.dimNames.includes(name)));
+  const candidates = first.dimNames.filter(
+    (name) => name !== '' && inputs.every((input) => input.dimNames.includes(name)),
+  );
   return candidates[0];
 }
 
@@ -104,7 +111,11 @@ function missedGate(outputs: readonly pb.OutputAccuracy[], gates: pb.Compression
     if (gates.maxAbsError !== undefined && !(o.maxAbsError <= gates.maxAbsError)) {
       return `output "${o.name}": max abs error ${o.maxAbsError.toPrecision(6)} is above max_abs_error ${gates.maxAbsError}`;
     }
-    if (gates.minTop1Agreement !== undefined && o.top1Agreement !== undefined && !(o.top1Agreement >= gates.minTop1Agreement)) {
+    if (
+      gates.minTop1Agreement !== undefined &&
+      o.top1Agreement !== undefined &&
+      !(o.top1Agreement >= gates.minTop1Agreement)
+    ) {
       return `output "${o.name}": top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}% is below min_top1_agreement ${gates.minTop1Agreement}`;
     }
   }
@@ -126,11 +137,18 @@ function opCounts(counts: readonly { op: string; count: number; reason?: string 
 async function* uploadRequests(header: pb.UploadHeader, bytes: Uint8Array): AsyncGenerator<pb.UploadVersionRequest> {
   yield { part: { $case: 'header', value: header } };
   for (let at = 0; at < bytes.length; at += UPLOAD_CHUNK) {
-    yield { part: { $case: 'chunk', value: Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(UPLOAD_CHUNK, bytes.length - at)) } };
+    yield {
+      part: {
+        $case: 'chunk',
+        value: Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(UPLOAD_CHUNK, bytes.length - at)),
+      },
+    };
   }
 }
 
-const progress = (phase: string, fraction: number): pb.CompressVersionResponse => ({ event: { $case: 'progress', value: { phase, fraction } } });
+const progress = (phase: string, fraction: number): pb.CompressVersionResponse => ({
+  event: { $case: 'progress', value: { phase, fraction } },
+});
 
 /**
  * Runs one measuring step and streams its progress as it goes (at most one message per 2% of the
@@ -189,7 +207,8 @@ export async function* compressVersion(
   const ref = parseRef(req.ref);
   const number = await resolveVersion(deps.store, tenant, ref);
   const source = await getVersion(deps.store, tenant, ref.model, number);
-  if (source.status !== pb.VersionStatus.VERSION_STATUS_READY) throw failedPrecondition(`${ref.model}:${number} is ${pb.versionStatusToJSON(source.status)}, not READY`);
+  if (source.status !== pb.VersionStatus.VERSION_STATUS_READY)
+    throw failedPrecondition(`${ref.model}:${number} is ${pb.versionStatusToJSON(source.status)}, not READY`);
   const inputs = source.signature?.inputs ?? [];
   // Uploaded samples are checked before any work is done.
   const uploaded = req.calibration.length > 0 ? callerSamples(req.calibration, inputs) : undefined;
@@ -206,29 +225,37 @@ export async function* compressVersion(
   yield progress('compressing', 0.1);
   let result: CompressResult;
   try {
-    result = compressModel(model, { method: checked.method, ...(checked.sparsity === undefined ? {} : { sparsity: checked.sparsity }) });
+    result = compressModel(model, {
+      method: checked.method,
+      ...(checked.sparsity === undefined ? {} : { sparsity: checked.sparsity }),
+    });
   } catch (error: unknown) {
     if (error instanceof CompressError) {
       const message = `${ref.model}:${number} cannot be compressed with ${checked.method}: ${error.message}`;
-      throw error.problem === 'bad-options' ? invalidArgument(message, { cause: error }) : failedPrecondition(message, { cause: error });
+      throw error.problem === 'bad-options'
+        ? invalidArgument(message, { cause: error })
+        : failedPrecondition(message, { cause: error });
     }
     throw error;
   }
 
   const batchDim = batchDimension(inputs);
   const dims = { ...checked.dims };
-  for (const input of inputs) for (const name of input.dimNames) if (name !== '' && dims[name] === undefined) dims[name] = 1;
+  for (const input of inputs)
+    for (const name of input.dimNames) if (name !== '' && dims[name] === undefined) dims[name] = 1;
   const generate = (count: number, extra: Record<string, number> = {}): Feeds[] =>
     generateCalibrationInputs(model!, { count, seed: checked.seed, dims: { ...dims, ...extra } }).map(ortFeeds);
   let samples: Feeds[];
   try {
     samples = uploaded === undefined ? generate(checked.sampleCount) : uploaded.map(ortFeeds);
   } catch (error: unknown) {
-    if (error instanceof CompressError) throw invalidArgument(`calibration inputs for ${ref.model}:${number}: ${error.message}`, { cause: error });
+    if (error instanceof CompressError)
+      throw invalidArgument(`calibration inputs for ${ref.model}:${number}: ${error.message}`, { cause: error });
     throw error;
   }
   const timed = [{ batchSize: 1, feeds: generate(1, batchDim === undefined ? {} : { [batchDim]: 1 })[0]! }];
-  if (batchDim !== undefined) timed.push({ batchSize: LARGE_BATCH, feeds: generate(1, { [batchDim]: LARGE_BATCH })[0]! });
+  if (batchDim !== undefined)
+    timed.push({ batchSize: LARGE_BATCH, feeds: generate(1, { [batchDim]: LARGE_BATCH })[0]! });
 
   const before = await openSession(model);
   const after = await openSession(result.model);
@@ -237,14 +264,17 @@ export async function* compressVersion(
   let outputs: pb.OutputAccuracy[];
   let latency: pb.CompressionLatency[];
   try {
-    outputs = yield* tracked('calibrating', 0.2, 0.5, ctx.signal, (step) => compareOutputs(before, after, samples, step));
+    outputs = yield* tracked('calibrating', 0.2, 0.5, ctx.signal, (step) =>
+      compareOutputs(before, after, samples, step),
+    );
     latency = yield* tracked('timing', 0.7, 0.2, ctx.signal, (step) => compareLatency(before, after, timed, step));
   } finally {
     await before.release();
     await after.release();
   }
   const missed = missedGate(outputs, req.gates);
-  if (missed !== undefined) throw failedPrecondition(`${ref.model}:${number} ${checked.method}: ${missed}; no version was created`);
+  if (missed !== undefined)
+    throw failedPrecondition(`${ref.model}:${number} ${checked.method}: ${missed}; no version was created`);
 
   const calibration: pb.CalibrationSource =
     uploaded === undefined
@@ -255,7 +285,13 @@ export async function* compressVersion(
           dims,
           description: `generated, seed ${checked.seed}, dims ${dimsText(dims)}, ${samples.length} samples`,
         }
-      : { kind: 'caller', sampleCount: samples.length, seed: 0n, dims: {}, description: `caller, ${samples.length} samples` };
+      : {
+          kind: 'caller',
+          sampleCount: samples.length,
+          seed: 0n,
+          dims: {},
+          description: `caller, ${samples.length} samples`,
+        };
   const compression: pb.CompressionReport = {
     method: checked.method,
     parameters: result.parameters,
@@ -278,7 +314,12 @@ export async function* compressVersion(
         tags: {},
         expectedSha256: '',
         expectedSizeBytes: BigInt(result.model.length),
-        lineage: { origin: { $case: 'parent', value: { model: ref.model, version: number, transform: checked.method, transformParams: result.parameters } } },
+        lineage: {
+          origin: {
+            $case: 'parent',
+            value: { model: ref.model, version: number, transform: checked.method, transformParams: result.parameters },
+          },
+        },
         createModel: true,
       },
       result.model,

@@ -55,7 +55,10 @@ export async function compareOutputs(
   progress: StepProgress,
 ): Promise<pb.OutputAccuracy[]> {
   const sums = new Map<string, OutputSums>(
-    before.outputNames.map((name) => [name, { maxAbs: 0, sumAbs: 0, count: 0, dot: 0, normBefore: 0, normAfter: 0, rows: 0, agreed: 0 }]),
+    before.outputNames.map((name) => [
+      name,
+      { maxAbs: 0, sumAbs: 0, count: 0, dot: 0, normBefore: 0, normAfter: 0, rows: 0, agreed: 0 },
+    ]),
   );
   for (const [index, feeds] of samples.entries()) {
     const expected = await before.run(feeds);
@@ -64,7 +67,10 @@ export async function compareOutputs(
       const a = expected[name];
       const b = actual[name];
       if (a === undefined || b === undefined) throw new Error(`output "${name}" is missing from a run`);
-      if (a.dims.join(',') !== b.dims.join(',')) throw new Error(`output "${name}" has shape [${b.dims.join(', ')}] after compression, [${a.dims.join(', ')}] before`);
+      if (a.dims.join(',') !== b.dims.join(','))
+        throw new Error(
+          `output "${name}" has shape [${b.dims.join(', ')}] after compression, [${a.dims.join(', ')}] before`,
+        );
       const x = numbers(a);
       const y = numbers(b);
       for (let i = 0; i < x.length; i += 1) {
@@ -140,7 +146,10 @@ export async function compareLatency(
     const timesBefore: number[] = [];
     const timesAfter: number[] = [];
     const start = performance.now();
-    while (timesBefore.length < budget.maxRuns && (timesBefore.length < budget.minRuns || performance.now() - start < budget.maxMs)) {
+    while (
+      timesBefore.length < budget.maxRuns &&
+      (timesBefore.length < budget.minRuns || performance.now() - start < budget.maxMs)
+    ) {
       for (const [session, times] of [
         [before, timesBefore],
         [after, timesAfter],
@@ -152,7 +161,12 @@ export async function compareLatency(
       }
       progress((index + Math.min(1, timesBefore.length / budget.maxRuns)) / batches.length);
     }
-    results.push({ batchSize, p50BeforeMs: median(timesBefore), p50AfterMs: median(timesAfter), runs: timesBefore.length });
+    results.push({
+      batchSize,
+      p50BeforeMs: median(timesBefore),
+      p50AfterMs: median(timesAfter),
+      runs: timesBefore.length,
+    });
   }
   return results;
 }

@@ -54,7 +54,9 @@ const backends: { name: string; open(): Promise<{ subject: Subject; close: () =>
     async open() {
       const root = await mkdtemp(join(tmpdir(), 'quanta-blobs-'));
       const files = async (dir: string): Promise<string[]> =>
-        (await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+        (await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []))
+          .filter((e) => e.isFile())
+          .map((e) => join(e.parentPath, e.name));
       return {
         subject: {
           store: createFsBlobStore(root),
@@ -85,7 +87,8 @@ const backends: { name: string; open(): Promise<{ subject: Subject; close: () =>
             // s3rver keeps an upload's start as its `key` file's mtime, an object's date as its file's.
             const hourAgo = new Date(Date.now() - 3600_000);
             for (const entry of await readdir(s3.dir, { recursive: true, withFileTypes: true })) {
-              if (entry.isFile() && (entry.parentPath.includes('.tmp') || entry.parentPath.includes('_S3rver_uploads'))) await utimes(join(entry.parentPath, entry.name), hourAgo, hourAgo);
+              if (entry.isFile() && (entry.parentPath.includes('.tmp') || entry.parentPath.includes('_S3rver_uploads')))
+                await utimes(join(entry.parentPath, entry.name), hourAgo, hourAgo);
             }
           },
         },
@@ -113,11 +116,19 @@ describe.each(backends)('blob store: $name', (backend) => {
     const writer = await store.create();
     // Several buffers per write, of odd sizes, as the upload hands sealed records over.
     for (let at = 0; at < bytes.length; at += 3 * 400_000) {
-      await writer.write([bytes.subarray(at, at + 400_000), bytes.subarray(at + 400_000, at + 800_000), bytes.subarray(at + 800_000, at + 1_200_000)]);
+      await writer.write([
+        bytes.subarray(at, at + 400_000),
+        bytes.subarray(at + 400_000, at + 800_000),
+        bytes.subarray(at + 800_000, at + 1_200_000),
+      ]);
     }
     expect(writer.written).toBe(bytes.length);
     expect((await writer.read(0, 100)).equals(bytes.subarray(0, 100))).toBe(true);
-    expect((await writer.read(MIN_PART_BYTES - 10, 1 << 20)).equals(bytes.subarray(MIN_PART_BYTES - 10, MIN_PART_BYTES - 10 + (1 << 20)))).toBe(true);
+    expect(
+      (await writer.read(MIN_PART_BYTES - 10, 1 << 20)).equals(
+        bytes.subarray(MIN_PART_BYTES - 10, MIN_PART_BYTES - 10 + (1 << 20)),
+      ),
+    ).toBe(true);
     expect((await writer.read(bytes.length - 5, 100)).equals(bytes.subarray(bytes.length - 5))).toBe(true);
     expect((await writer.read(bytes.length, 100)).length).toBe(0);
     await expect(writer.write(Buffer.from('more'))).rejects.toThrow(/read back/);
@@ -218,7 +229,11 @@ describe('blob store: s3, a blob above the single-copy limit', () => {
 
   it('is published part by part with UploadPartCopy (S3 copies at most 5 GiB at once)', async () => {
     const location = parseBlobUrl(s3.blobUrl('big')) as S3BlobLocation;
-    const store = createS3BlobStore(location, { client: s3.client, maxSingleCopyBytes: 2 * MIN_PART_BYTES, copyPartBytes: MIN_PART_BYTES });
+    const store = createS3BlobStore(location, {
+      client: s3.client,
+      maxSingleCopyBytes: 2 * MIN_PART_BYTES,
+      copyPartBytes: MIN_PART_BYTES,
+    });
     const bytes = randomBytes(2 * MIN_PART_BYTES + 12_345);
     const writer = await store.create();
     await writeInPieces(writer, bytes);

@@ -221,7 +221,11 @@ export function createFsBlobStore(root: string): BlobStore {
         return 0;
       }
       if (olderThan !== undefined) {
-        const old = await Promise.all(names.map(async (name) => ((await stat(join(tmpDir, name)).catch(() => undefined))?.mtime ?? olderThan) < olderThan));
+        const old = await Promise.all(
+          names.map(
+            async (name) => ((await stat(join(tmpDir, name)).catch(() => undefined))?.mtime ?? olderThan) < olderThan,
+          ),
+        );
         names = names.filter((_, i) => old[i] === true);
       }
       await Promise.all(names.map((name) => rm(join(tmpDir, name), { force: true, recursive: true })));

@@ -35,7 +35,8 @@ export const DEFAULT_S3_SWEEP_GRACE_MS = 60 * 60 * 1000;
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const S3_PARAMS = new Set(['endpoint', 'region', 'force_path_style', 'sweep_grace']);
-export const BLOB_URL_FORMS = 'file:///ABSOLUTE/PATH or s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=REGION&force_path_style=true';
+export const BLOB_URL_FORMS =
+  'file:///ABSOLUTE/PATH or s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=REGION&force_path_style=true';
 
 /** Parses QUANTA_BLOB_URL; throws an Error whose message says what is wrong and what is accepted. */
 export function parseBlobUrl(raw: string): BlobLocation {
@@ -51,15 +52,19 @@ export function parseBlobUrl(raw: string): BlobLocation {
     if (!isAbsolute(dir)) throw new Error('a file: URL names an absolute folder: file:///ABSOLUTE/PATH');
     return { kind: 'file', dir };
   }
-  if (url.protocol !== 's3:') throw new Error(`has the unknown scheme "${url.protocol.replace(/:$/, '')}"; use ${BLOB_URL_FORMS}`);
+  if (url.protocol !== 's3:')
+    throw new Error(`has the unknown scheme "${url.protocol.replace(/:$/, '')}"; use ${BLOB_URL_FORMS}`);
   const bucket = url.hostname;
   if (bucket === '') throw new Error('names no bucket: s3://BUCKET/PREFIX?...');
   if (!BUCKET.test(bucket)) throw new Error(`"${bucket}" is not a valid S3 bucket name (3-63 of a-z, 0-9, '.', '-')`);
   if (url.port !== '' || url.username !== '' || url.password !== '') {
-    throw new Error('an s3: URL carries no port or credentials: the endpoint goes in ?endpoint=, credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
+    throw new Error(
+      'an s3: URL carries no port or credentials: the endpoint goes in ?endpoint=, credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
+    );
   }
   for (const name of url.searchParams.keys()) {
-    if (!S3_PARAMS.has(name)) throw new Error(`has the unknown parameter "${name}" (known: ${[...S3_PARAMS].join(', ')})`);
+    if (!S3_PARAMS.has(name))
+      throw new Error(`has the unknown parameter "${name}" (known: ${[...S3_PARAMS].join(', ')})`);
   }
   const params = url.searchParams;
   const endpoint = params.get('endpoint') ?? undefined;
@@ -77,7 +82,8 @@ export function parseBlobUrl(raw: string): BlobLocation {
   const region = params.get('region') ?? undefined;
   if (region === '') throw new Error('region is empty');
   const pathStyle = params.get('force_path_style') ?? 'false';
-  if (pathStyle !== 'true' && pathStyle !== 'false') throw new Error(`force_path_style is "${pathStyle}", not true or false`);
+  if (pathStyle !== 'true' && pathStyle !== 'false')
+    throw new Error(`force_path_style is "${pathStyle}", not true or false`);
   const graceRaw = params.get('sweep_grace');
   const sweepGraceMs = graceRaw === null ? DEFAULT_S3_SWEEP_GRACE_MS : parseDuration(graceRaw);
   if (sweepGraceMs === undefined) throw new Error(`sweep_grace "${graceRaw}" is not a duration (like 0s, 10m, 1h)`);

@@ -26,7 +26,12 @@ function change(name: string, generation: bigint, type: DeploymentEvent['type'] 
 }
 
 /** A subscriber whose events (and loss) can be awaited in order. */
-function recorder(): { subscriber: Parameters<DeploymentFeed['subscribe']>[0]; next(): Promise<SequencedEvent>; lost(): Promise<void>; readonly queued: number } {
+function recorder(): {
+  subscriber: Parameters<DeploymentFeed['subscribe']>[0];
+  next(): Promise<SequencedEvent>;
+  lost(): Promise<void>;
+  readonly queued: number;
+} {
   const events: SequencedEvent[] = [];
   let lost = false;
   let wake: (() => void) | undefined;
@@ -139,7 +144,10 @@ describe('deployment change feed across stores on one PostgreSQL schema', () => 
     const a = await openStore({ url: TEST_DATABASE_URL, schema });
     const b = await openStore({ url: TEST_DATABASE_URL, schema });
     stores.push(a, b);
-    await Promise.all([a.migrate('model-registry', REGISTRY_MIGRATIONS), b.migrate('model-registry', REGISTRY_MIGRATIONS)]);
+    await Promise.all([
+      a.migrate('model-registry', REGISTRY_MIGRATIONS),
+      b.migrate('model-registry', REGISTRY_MIGRATIONS),
+    ]);
     const feedA = await startFeed(a);
     const feedB = await startFeed(b);
     const onA = recorder();
@@ -179,9 +187,10 @@ describe('deployment change feed across stores on one PostgreSQL schema', () => 
     const feedB = await startFeed(b!);
     const onB = recorder();
     feedB.subscribe(onB.subscriber);
-    await a!.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'quanta-listen' AND query = $1", [
-      `LISTEN "${schema}.registry_deployment_changes"`,
-    ]);
+    await a!.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'quanta-listen' AND query = $1",
+      [`LISTEN "${schema}.registry_deployment_changes"`],
+    );
     // Written while B may have no LISTEN in place: its reconnection reads it.
     await a!.transaction((tx) => recordDeploymentChanges(tx, [change('while-away', 1n)]));
     expect((await onB.next()).deployment.name).toBe('while-away');

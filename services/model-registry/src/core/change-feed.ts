@@ -31,7 +31,13 @@ export async function recordDeploymentChanges(tx: Queryable, events: readonly De
   for (const event of events) {
     const [row] = await tx.query<{ seq: bigint }>(
       'INSERT INTO registry_deployment_changes (tenant, name, type, deployment, reason) VALUES ($1, $2, $3, $4, $5) RETURNING seq',
-      [event.deployment.tenant, event.deployment.name, event.type, JSON.stringify(pb.Deployment.toJSON(event.deployment)), event.reason],
+      [
+        event.deployment.tenant,
+        event.deployment.name,
+        event.type,
+        JSON.stringify(pb.Deployment.toJSON(event.deployment)),
+        event.reason,
+      ],
     );
     last = row!.seq;
   }
@@ -136,7 +142,10 @@ export async function startDeploymentFeed(store: Store, options: DeploymentFeedO
     if (changes.length === BATCH) dirty = true;
     if (prunedThrough > position) {
       const last = changes[changes.length - 1]?.seq ?? prunedThrough;
-      logger.warn({ position: String(position), prunedThrough: String(prunedThrough) }, 'changes were pruned before this replica read them: ending every deployment watch');
+      logger.warn(
+        { position: String(position), prunedThrough: String(prunedThrough) },
+        'changes were pruned before this replica read them: ending every deployment watch',
+      );
       position = last > prunedThrough ? last : prunedThrough;
       for (const subscriber of [...subscribers]) subscriber.lost();
       return;

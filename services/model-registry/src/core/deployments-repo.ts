@@ -57,22 +57,38 @@ export function checkPreferredBatchSizes(spec: pb.DeploymentSpec): void {
     );
   }
   if (spec.maxBatchSize <= 1) {
-    const field = sizes.length > 0 ? 'spec.preferred_batch_sizes' : spec.tunePreferredBatchSize ? 'spec.tune_preferred_batch_size' : undefined;
-    if (field !== undefined) throw invalidArgument(`${field} is set but batching is off (spec.max_batch_size is ${spec.maxBatchSize}; it must be above 1)`);
+    const field =
+      sizes.length > 0
+        ? 'spec.preferred_batch_sizes'
+        : spec.tunePreferredBatchSize
+          ? 'spec.tune_preferred_batch_size'
+          : undefined;
+    if (field !== undefined)
+      throw invalidArgument(
+        `${field} is set but batching is off (spec.max_batch_size is ${spec.maxBatchSize}; it must be above 1)`,
+      );
     return;
   }
   const seen = new Map<number, number>();
   for (const [i, size] of sizes.entries()) {
     if (size < 1) throw invalidArgument(`spec.preferred_batch_sizes[${i}] is ${size}: a batch size is at least 1`);
-    if (size > spec.maxBatchSize) throw invalidArgument(`spec.preferred_batch_sizes[${i}] is ${size}, above spec.max_batch_size ${spec.maxBatchSize}`);
+    if (size > spec.maxBatchSize)
+      throw invalidArgument(
+        `spec.preferred_batch_sizes[${i}] is ${size}, above spec.max_batch_size ${spec.maxBatchSize}`,
+      );
     const first = seen.get(size);
-    if (first !== undefined) throw invalidArgument(`spec.preferred_batch_sizes[${i}] repeats ${size} (already at [${first}])`);
+    if (first !== undefined)
+      throw invalidArgument(`spec.preferred_batch_sizes[${i}] repeats ${size} (already at [${first}])`);
     seen.set(size, i);
   }
 }
 
 /** The spec with its reference normalised, and the READY version it resolves to now. */
-async function resolveSpec(q: Queryable, tenant: string, spec: pb.DeploymentSpec): Promise<{ spec: pb.DeploymentSpec; model: string; version: number }> {
+async function resolveSpec(
+  q: Queryable,
+  tenant: string,
+  spec: pb.DeploymentSpec,
+): Promise<{ spec: pb.DeploymentSpec; model: string; version: number }> {
   checkPreferredBatchSizes(spec);
   const ref = parseRef(spec.modelRef, 'spec.model_ref');
   const version = await resolveVersion(q, tenant, ref);
@@ -81,12 +97,19 @@ async function resolveSpec(q: Queryable, tenant: string, spec: pb.DeploymentSpec
     throw failedPrecondition(`spec.model_ref "${spec.modelRef}" resolves to version ${version}, which is not READY`);
   }
   for (const [i, m] of spec.sequenceState.entries()) {
-    if (m.inputName === '' || m.outputName === '') throw invalidArgument(`spec.sequence_state[${i}] needs both input_name and output_name`);
+    if (m.inputName === '' || m.outputName === '')
+      throw invalidArgument(`spec.sequence_state[${i}] needs both input_name and output_name`);
   }
   return { spec: { ...spec, modelRef: formatRef(ref) }, model: ref.model, version };
 }
 
-export async function createDeployment(q: Queryable, tenant: string, name: string, spec: pb.DeploymentSpec, now: Date): Promise<pb.Deployment> {
+export async function createDeployment(
+  q: Queryable,
+  tenant: string,
+  name: string,
+  spec: pb.DeploymentSpec,
+  now: Date,
+): Promise<pb.Deployment> {
   const r = await resolveSpec(q, tenant, spec);
   const inserted = await q.query(
     `INSERT INTO registry_deployments (tenant, name, model, model_ref, spec, resolved_version, generation, created_at, updated_at)
@@ -107,7 +130,9 @@ export async function updateDeployment(
 ): Promise<pb.Deployment> {
   const row = await requireRow(q, tenant, name, true);
   if (expectedGeneration !== 0n && BigInt(row.generation) !== expectedGeneration) {
-    throw failedPrecondition(`deployment "${name}" is at generation ${row.generation}, not ${expectedGeneration}: read it again and retry`);
+    throw failedPrecondition(
+      `deployment "${name}" is at generation ${row.generation}, not ${expectedGeneration}: read it again and retry`,
+    );
   }
   const r = await resolveSpec(q, tenant, spec);
   await q.query(
@@ -160,7 +185,12 @@ export async function snapshotDeployments(q: Queryable, tenant: string | undefin
  * Re-resolves the deployments of a model that follow an alias or its latest version (after an
  * alias moved or a version became READY); returns those whose version changed, with why.
  */
-export async function refreshFollowers(q: Queryable, tenant: string, model: string, now: Date): Promise<{ deployment: pb.Deployment; reason: string }[]> {
+export async function refreshFollowers(
+  q: Queryable,
+  tenant: string,
+  model: string,
+  now: Date,
+): Promise<{ deployment: pb.Deployment; reason: string }[]> {
   const rows = await q.query<DeploymentRow>(
     `SELECT ${COLUMNS} FROM registry_deployments WHERE tenant = $1 AND model = $2 ORDER BY name FOR UPDATE`,
     [tenant, model],

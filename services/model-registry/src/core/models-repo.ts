@@ -45,7 +45,10 @@ async function toModel(q: Queryable, tenant: string, row: ModelRow): Promise<pb.
     'SELECT alias, version FROM registry_aliases WHERE tenant = $1 AND model = $2 ORDER BY alias',
     [tenant, row.name],
   );
-  const [count] = await q.query<{ n: bigint }>('SELECT count(*) AS n FROM registry_versions WHERE tenant = $1 AND model = $2', [tenant, row.name]);
+  const [count] = await q.query<{ n: bigint }>(
+    'SELECT count(*) AS n FROM registry_versions WHERE tenant = $1 AND model = $2',
+    [tenant, row.name],
+  );
   return {
     name: row.name,
     description: row.description,
@@ -79,7 +82,11 @@ export async function createModel(
 
 /** Marks the model changed (a version, alias or tag of it changed). */
 export async function touchModel(q: Queryable, key: ModelKey, now: Date): Promise<void> {
-  await q.query('UPDATE registry_models SET updated_at = $3 WHERE tenant = $1 AND name = $2', [key.tenant, key.name, now]);
+  await q.query('UPDATE registry_models SET updated_at = $3 WHERE tenant = $1 AND name = $2', [
+    key.tenant,
+    key.name,
+    now,
+  ]);
 }
 
 export async function updateModel(
@@ -90,7 +97,11 @@ export async function updateModel(
 ): Promise<void> {
   await requireModelRow(q, key, true);
   if (change.description !== undefined) {
-    await q.query('UPDATE registry_models SET description = $3 WHERE tenant = $1 AND name = $2', [key.tenant, key.name, change.description]);
+    await q.query('UPDATE registry_models SET description = $3 WHERE tenant = $1 AND name = $2', [
+      key.tenant,
+      key.name,
+      change.description,
+    ]);
   }
   await changeTags(q, key.tenant, key.name, MODEL_TAGS, change.setTags, change.removeTags);
   await touchModel(q, key, now);
@@ -143,14 +154,17 @@ export async function deleteModel(q: Queryable, key: ModelKey): Promise<string[]
     const names = deployments.map((d) => `"${d.name}"`).join(', ');
     throw failedPrecondition(`model "${key.name}" is used by deployment ${names}: delete the deployment first`);
   }
-  const blobs = await q.query<{ sha256: string }>('SELECT DISTINCT sha256 FROM registry_versions WHERE tenant = $1 AND model = $2', [
-    key.tenant,
-    key.name,
-  ]);
+  const blobs = await q.query<{ sha256: string }>(
+    'SELECT DISTINCT sha256 FROM registry_versions WHERE tenant = $1 AND model = $2',
+    [key.tenant, key.name],
+  );
   await q.query('DELETE FROM registry_models WHERE tenant = $1 AND name = $2', [key.tenant, key.name]);
   const orphaned: string[] = [];
   for (const { sha256 } of blobs) {
-    const still = await q.query('SELECT 1 FROM registry_versions WHERE tenant = $1 AND sha256 = $2 LIMIT 1', [key.tenant, sha256]);
+    const still = await q.query('SELECT 1 FROM registry_versions WHERE tenant = $1 AND sha256 = $2 LIMIT 1', [
+      key.tenant,
+      sha256,
+    ]);
     if (still.length === 0) {
       await q.query('DELETE FROM registry_blobs WHERE tenant = $1 AND sha256 = $2', [key.tenant, sha256]);
       orphaned.push(sha256);

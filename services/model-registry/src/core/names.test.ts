@@ -7,7 +7,8 @@ describe('names and references', () => {
     expect(parseRef('cifar')).toEqual({ model: 'cifar', kind: 'latest' });
     expect(parseRef('cifar:3')).toEqual({ model: 'cifar', kind: 'version', version: 3 });
     expect(parseRef('cifar@production')).toEqual({ model: 'cifar', kind: 'alias', alias: 'production' });
-    for (const ref of ['cifar', 'cifar:3', 'cifar@production', 'a.b_c-d:12']) expect(formatRef(parseRef(ref))).toBe(ref);
+    for (const ref of ['cifar', 'cifar:3', 'cifar@production', 'a.b_c-d:12'])
+      expect(formatRef(parseRef(ref))).toBe(ref);
   });
 
   it('rejects malformed references with INVALID_ARGUMENT naming what is wrong', () => {

@@ -13,7 +13,8 @@ export function checkName(kind: NameKind, name: string, field = kind === 'model'
       `${field} "${name}" is not a valid ${kind} name: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit`,
     );
   }
-  if (kind === 'alias' && /^\d+$/.test(name)) throw invalidArgument(`${field} "${name}" is all digits: an alias must not look like a version number`);
+  if (kind === 'alias' && /^\d+$/.test(name))
+    throw invalidArgument(`${field} "${name}" is all digits: an alias must not look like a version number`);
   return name;
 }
 
@@ -28,7 +29,8 @@ export function parseRef(ref: string, field = 'ref'): ModelRef {
   if (trimmed === '') throw invalidArgument(`${field} is required: "name", "name:3" or "name@alias"`);
   const at = trimmed.indexOf('@');
   const colon = trimmed.indexOf(':');
-  if (at >= 0 && colon >= 0) throw invalidArgument(`${field} "${ref}" has both ":" and "@": use "name:3" or "name@alias"`);
+  if (at >= 0 && colon >= 0)
+    throw invalidArgument(`${field} "${ref}" has both ":" and "@": use "name:3" or "name@alias"`);
   if (at >= 0) {
     const model = checkName('model', trimmed.slice(0, at), field);
     return { model, kind: 'alias', alias: checkName('alias', trimmed.slice(at + 1), `${field} alias`) };
@@ -68,7 +70,10 @@ const TAG_KEY = /^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$/;
 
 export function checkTags(tags: Readonly<Record<string, string>>, field: string): Record<string, string> {
   for (const [key, value] of Object.entries(tags)) {
-    if (!TAG_KEY.test(key)) throw invalidArgument(`${field} key "${key}" is invalid: 1 to 128 characters of A-Z, a-z, 0-9, ".", "_", "/", ":" and "-"`);
+    if (!TAG_KEY.test(key))
+      throw invalidArgument(
+        `${field} key "${key}" is invalid: 1 to 128 characters of A-Z, a-z, 0-9, ".", "_", "/", ":" and "-"`,
+      );
     if (value.length > 1024) throw invalidArgument(`${field} "${key}" has a value over 1024 characters`);
   }
   return { ...tags };

@@ -10,7 +10,11 @@ import { openS3BlobStore } from './s3-blob-store.js';
  * checks at once that it exists and that the credentials may use it. Bad settings throw
  * service-kit's ConfigError with one line that says what is wrong, as a bad flag does.
  */
-export async function openBlobStore(url: string | undefined, defaultDir: string, options: { maxObjectBytes?: number } = {}): Promise<BlobStore> {
+export async function openBlobStore(
+  url: string | undefined,
+  defaultDir: string,
+  options: { maxObjectBytes?: number } = {},
+): Promise<BlobStore> {
   if (url === undefined) return createFsBlobStore(defaultDir);
   let location: BlobLocation;
   try {

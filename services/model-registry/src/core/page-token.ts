@@ -13,7 +13,9 @@ export function decodePageToken(scope: string, token: string): string | undefine
   } catch {
     // the error below says it all
   }
-  throw invalidArgument('page_token is invalid: pass the next_page_token of a previous page unchanged, with the same filters');
+  throw invalidArgument(
+    'page_token is invalid: pass the next_page_token of a previous page unchanged, with the same filters',
+  );
 }
 
 export const DEFAULT_PAGE_SIZE = 50;

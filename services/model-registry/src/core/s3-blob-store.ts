@@ -109,7 +109,12 @@ interface MultipartWriterOptions {
  * smaller than one part is sent with one PutObject. The first read-back or the commit completes
  * the upload; later reads are ranged GETs of the temporary object.
  */
-function createMultipartWriter(client: S3Client, bucket: string, tmpKey: string, options: MultipartWriterOptions): BlobWriter {
+function createMultipartWriter(
+  client: S3Client,
+  bucket: string,
+  tmpKey: string,
+  options: MultipartWriterOptions,
+): BlobWriter {
   const { partBytes, queueSize } = options;
   const free: Buffer[] = [];
   let current: Buffer | undefined;
@@ -124,17 +129,28 @@ function createMultipartWriter(client: S3Client, bucket: string, tmpKey: string,
   let finishing: Promise<void> | undefined;
 
   const started = (): Promise<string> =>
-    (uploadId ??= client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: tmpKey })).then(({ UploadId }) => {
-      if (UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId');
-      return UploadId;
-    }));
+    (uploadId ??= client
+      .send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: tmpKey }))
+      .then(({ UploadId }) => {
+        if (UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId');
+        return UploadId;
+      }));
   /** Sends `part` as the next part; its buffer goes back to `free` once sent. */
   const send = (part: Buffer, length: number): void => {
     const number = nextPart;
     nextPart += 1;
     const upload = async (): Promise<void> => {
       try {
-        const { ETag } = await client.send(new UploadPartCommand({ Bucket: bucket, Key: tmpKey, UploadId: await started(), PartNumber: number, Body: part.subarray(0, length), ContentLength: length }));
+        const { ETag } = await client.send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: tmpKey,
+            UploadId: await started(),
+            PartNumber: number,
+            Body: part.subarray(0, length),
+            ContentLength: length,
+          }),
+        );
         completed.push({ PartNumber: number, ETag });
       } catch (error: unknown) {
         failure ??= error;
@@ -147,20 +163,35 @@ function createMultipartWriter(client: S3Client, bucket: string, tmpKey: string,
     inFlight.add(sending);
   };
   const check = (): void => {
-    if (failure !== undefined) throw failure instanceof Error ? failure : new Error('a part of the upload failed', { cause: failure });
+    if (failure !== undefined)
+      throw failure instanceof Error ? failure : new Error('a part of the upload failed', { cause: failure });
   };
   const finish = (): Promise<void> =>
     (finishing ??= (async () => {
       if (uploadId === undefined) {
         // Less than one part: no multipart upload at all.
-        await client.send(new PutObjectCommand({ Bucket: bucket, Key: tmpKey, Body: (current ?? Buffer.alloc(0)).subarray(0, filled), ContentLength: filled }));
+        await client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: tmpKey,
+            Body: (current ?? Buffer.alloc(0)).subarray(0, filled),
+            ContentLength: filled,
+          }),
+        );
       } else {
         if (filled > 0 && current !== undefined) send(current, filled);
         current = undefined;
         await Promise.all(inFlight);
         check();
         completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-        await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: tmpKey, UploadId: await uploadId, MultipartUpload: { Parts: completed } }));
+        await client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: tmpKey,
+            UploadId: await uploadId,
+            MultipartUpload: { Parts: completed },
+          }),
+        );
       }
       free.length = 0;
       current = undefined;
@@ -221,10 +252,12 @@ function createMultipartWriter(client: S3Client, bucket: string, tmpKey: string,
       if (uploadId !== undefined) {
         const id = await uploadId.catch(() => undefined);
         if (id !== undefined) {
-          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: tmpKey, UploadId: id })).catch((error: unknown) => {
-            // Completed already (then the object is deleted below), or swept by another replica.
-            if (!isNotFound(error)) throw error;
-          });
+          await client
+            .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: tmpKey, UploadId: id }))
+            .catch((error: unknown) => {
+              // Completed already (then the object is deleted below), or swept by another replica.
+              if (!isNotFound(error)) throw error;
+            });
         }
       }
       // A completed upload (or a single PUT) left an object.
@@ -259,7 +292,9 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
   const getRange = async (key: string, position: number, length: number): Promise<Buffer> => {
     if (length <= 0) return Buffer.alloc(0);
     try {
-      const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${position}-${position + length - 1}` }));
+      const response = await client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${position}-${position + length - 1}` }),
+      );
       return await readAll(response.Body as Readable, length);
     } catch (error: unknown) {
       if (isNotFound(error)) throw missing(key, error);
@@ -271,7 +306,9 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
   async function* objectsUnder(under: string): AsyncGenerator<_Object> {
     let token: string | undefined;
     do {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: under, ContinuationToken: token }));
+      const page = await client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: under, ContinuationToken: token }),
+      );
       yield* page.Contents ?? [];
       token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
@@ -289,11 +326,20 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
       for (let start = 0, number = 1; start < size; start += copyPartBytes, number += 1) {
         const end = Math.min(size, start + copyPartBytes) - 1;
         const { CopyPartResult } = await client.send(
-          new UploadPartCopyCommand({ Bucket: bucket, Key: to, UploadId, PartNumber: number, CopySource: copySource(from), CopySourceRange: `bytes=${start}-${end}` }),
+          new UploadPartCopyCommand({
+            Bucket: bucket,
+            Key: to,
+            UploadId,
+            PartNumber: number,
+            CopySource: copySource(from),
+            CopySourceRange: `bytes=${start}-${end}`,
+          }),
         );
         parts.push({ PartNumber: number, ETag: CopyPartResult?.ETag });
       }
-      await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId, MultipartUpload: { Parts: parts } }));
+      await client.send(
+        new CompleteMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId, MultipartUpload: { Parts: parts } }),
+      );
     } catch (error: unknown) {
       await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: to, UploadId })).catch(() => undefined);
       throw error;
@@ -309,7 +355,15 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
     },
 
     create(): Promise<BlobWriter> {
-      return Promise.resolve(createMultipartWriter(client, bucket, `${tmpPrefix}${randomUUID()}`, { partBytes, queueSize, publish: copy, readRange: getRange, keyOf }));
+      return Promise.resolve(
+        createMultipartWriter(client, bucket, `${tmpPrefix}${randomUUID()}`, {
+          partBytes,
+          queueSize,
+          publish: copy,
+          readRange: getRange,
+          keyOf,
+        }),
+      );
     },
 
     async *read(key) {
@@ -339,7 +393,8 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
       // Downloads read in order: one GET streams from where a read starts and serves the reads
       // that follow on from it; a read elsewhere starts a new one. The socket's flow control
       // bounds what is buffered.
-      let stream: { body: Readable; chunks: AsyncIterator<Buffer>; position: number; rest: Buffer | undefined } | undefined;
+      let stream:
+        { body: Readable; chunks: AsyncIterator<Buffer>; position: number; rest: Buffer | undefined } | undefined;
       const drop = (): void => {
         stream?.body.destroy();
         stream = undefined;
@@ -351,7 +406,12 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
           if (stream?.position !== position) {
             drop();
             const response = await client.send(
-              new GetObjectCommand({ Bucket: bucket, Key: objectKey, Range: `bytes=${position}-`, ...(etag === undefined ? {} : { IfMatch: etag }) }),
+              new GetObjectCommand({
+                Bucket: bucket,
+                Key: objectKey,
+                Range: `bytes=${position}-`,
+                ...(etag === undefined ? {} : { IfMatch: etag }),
+              }),
             );
             const body = response.Body as Readable;
             stream = { body, chunks: body[Symbol.asyncIterator]() as AsyncIterator<Buffer>, position, rest: undefined };
@@ -398,7 +458,15 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
     async *list(): AsyncGenerator<StoredBlob> {
       for await (const object of objectsUnder(prefix)) {
         const [tenant, shard, sha256, ...more] = (object.Key ?? '').slice(prefix.length).split('/');
-        if (more.length > 0 || tenant === undefined || sha256 === undefined || !TENANT.test(tenant) || !SHA.test(sha256) || sha256.slice(0, 2) !== shard) continue;
+        if (
+          more.length > 0 ||
+          tenant === undefined ||
+          sha256 === undefined ||
+          !TENANT.test(tenant) ||
+          !SHA.test(sha256) ||
+          sha256.slice(0, 2) !== shard
+        )
+          continue;
         yield { tenant, sha256, modified: object.LastModified ?? new Date(0) };
       }
     },
@@ -416,11 +484,20 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
       let uploadIdMarker: string | undefined;
       try {
         for (;;) {
-          const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: tmpPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+          const page = await client.send(
+            new ListMultipartUploadsCommand({
+              Bucket: bucket,
+              Prefix: tmpPrefix,
+              KeyMarker: keyMarker,
+              UploadIdMarker: uploadIdMarker,
+            }),
+          );
           for (const upload of page.Uploads ?? []) {
             if (upload.Key === undefined || upload.UploadId === undefined || !old(upload.Initiated)) continue;
             try {
-              await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }));
+              await client.send(
+                new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }),
+              );
               removed += 1;
             } catch (error: unknown) {
               // Another replica's sweep got there first.
@@ -449,12 +526,27 @@ export function describeS3Failure(location: S3BlobLocation, error: unknown): str
   const message = (typeof e.message === 'string' ? e.message : String(error)).split('\n')[0] ?? '';
   const status = e.$metadata?.httpStatusCode;
   if (name === 'NoSuchBucket') return `bucket "${location.bucket}" does not exist at ${where}`;
-  if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken'].includes(name) || status === 403) {
+  if (
+    [
+      'InvalidAccessKeyId',
+      'SignatureDoesNotMatch',
+      'AccessDenied',
+      'Forbidden',
+      'InvalidToken',
+      'ExpiredToken',
+    ].includes(name) ||
+    status === 403
+  ) {
     return `${where} refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) for bucket "${location.bucket}": ${name || String(status)}${message === '' || message === name ? '' : `: ${message}`}`;
   }
-  if (name === 'CredentialsProviderError' || /credentials/i.test(message)) return `no credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${message})`;
-  if (/region is missing/i.test(message)) return `no region for ${where}: add &region=REGION to QUANTA_BLOB_URL or set AWS_REGION`;
-  if (['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT'].includes(code) || name === 'TimeoutError') {
+  if (name === 'CredentialsProviderError' || /credentials/i.test(message))
+    return `no credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${message})`;
+  if (/region is missing/i.test(message))
+    return `no region for ${where}: add &region=REGION to QUANTA_BLOB_URL or set AWS_REGION`;
+  if (
+    ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT'].includes(code) ||
+    name === 'TimeoutError'
+  ) {
     return `cannot reach the object store at ${where}: ${code || name} ${message}`.trimEnd();
   }
   return `the object store at ${where} failed on bucket "${location.bucket}": ${name || code || 'error'}: ${message}`;
@@ -465,7 +557,10 @@ export function describeS3Failure(location: S3BlobLocation, error: unknown): str
  * list, write and delete under the prefix; throws an Error whose message is one line from
  * `describeS3Failure`.
  */
-export async function openS3BlobStore(location: S3BlobLocation, options: Omit<S3BlobStoreOptions, 'client'> = {}): Promise<BlobStore> {
+export async function openS3BlobStore(
+  location: S3BlobLocation,
+  options: Omit<S3BlobStoreOptions, 'client'> = {},
+): Promise<BlobStore> {
   const client = createS3Client(location);
   try {
     await checkS3Access(client, location);

@@ -1,16 +1,30 @@
 import { createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { SealedHeader } from './sealed-format.js';
-import { SealedFormatError, createSealedRangeReader, createSegmentSealer, encodeHeader, openSealed, openSealedBlob } from './sealed-format.js';
+import {
+  SealedFormatError,
+  createSealedRangeReader,
+  createSegmentSealer,
+  encodeHeader,
+  openSealed,
+  openSealedBlob,
+} from './sealed-format.js';
 
 const key = randomBytes(32);
-const header: SealedHeader = { keyName: 'model-registry', keyVersion: 3, wrappedKey: randomBytes(60), noncePrefix: randomBytes(8), segmentSize: 1000 };
+const header: SealedHeader = {
+  keyName: 'model-registry',
+  keyVersion: 3,
+  wrappedKey: randomBytes(60),
+  noncePrefix: randomBytes(8),
+  segmentSize: 1000,
+};
 
 /** Seals `plain` fed in pieces of `piece` bytes; returns the header and each segment record apart. */
 function seal(plain: Buffer, piece = 333): { head: Buffer; records: Buffer[] } {
   const sealer = createSegmentSealer(key, header);
   const records: Buffer[] = [];
-  for (let i = 0; i < plain.length; i += piece) records.push(...sealer.push(plain.subarray(i, i + piece)).map((r) => Buffer.concat(r)));
+  for (let i = 0; i < plain.length; i += piece)
+    records.push(...sealer.push(plain.subarray(i, i + piece)).map((r) => Buffer.concat(r)));
   records.push(Buffer.concat(sealer.finish()));
   return { head: encodeHeader(header), records };
 }
@@ -71,10 +85,18 @@ describe.each([
     const second = records[1]!;
     const body = second.subarray(4);
     expect(second.readUInt32BE(0)).toBe(body.length);
-    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.concat([header.noncePrefix, Buffer.from([0, 0, 0, 1])]));
+    const decipher = createDecipheriv(
+      'aes-256-gcm',
+      key,
+      Buffer.concat([header.noncePrefix, Buffer.from([0, 0, 0, 1])]),
+    );
     decipher.setAAD(Buffer.from([0, 0, 0, 1, 1]));
     decipher.setAuthTag(body.subarray(body.length - 16));
-    expect(Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]).equals(plain.subarray(1000))).toBe(true);
+    expect(
+      Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]).equals(
+        plain.subarray(1000),
+      ),
+    ).toBe(true);
   });
 
   it('detects truncation, a dropped final segment, reordering, appended data and bit flips', async () => {
@@ -123,8 +145,17 @@ describe('sealed blob random access', () => {
     const { bytes, headBytes } = stored(plain);
     const reads: number[] = [];
     const read = rangeReader(bytes, headBytes, plain.length, reads);
-    for (const [offset, length] of [[0, 10], [995, 10], [2500, 1], [4000, 1000], [0, 4321], [4321, 5]] as const) {
-      expect((await read(offset, length)).equals(plain.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+    for (const [offset, length] of [
+      [0, 10],
+      [995, 10],
+      [2500, 1],
+      [4000, 1000],
+      [0, 4321],
+      [4321, 5],
+    ] as const) {
+      expect((await read(offset, length)).equals(plain.subarray(offset, offset + length)), `${offset}+${length}`).toBe(
+        true,
+      );
     }
     expect(new Set(reads).size).toBe(5); // every one of the 5 segments, none read twice while cached
     const sparse: number[] = [];
@@ -137,7 +168,9 @@ describe('sealed blob random access', () => {
     const { bytes, headBytes } = stored(plain);
     const flipped = Buffer.from(bytes);
     flipped[headBytes + 1020 + 30] = flipped[headBytes + 1020 + 30]! ^ 1;
-    await expect(rangeReader(flipped, headBytes, plain.length)(1100, 10)).rejects.toThrow(/segment 1 failed authentication/);
+    await expect(rangeReader(flipped, headBytes, plain.length)(1100, 10)).rejects.toThrow(
+      /segment 1 failed authentication/,
+    );
     // A plain size that makes segment 1 the last: its final flag does not match.
     await expect(rangeReader(bytes, headBytes, 2000)(1100, 10)).rejects.toBeInstanceOf(SealedFormatError);
   });

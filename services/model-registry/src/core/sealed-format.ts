@@ -33,7 +33,16 @@ export class SealedFormatError extends Error {
 export function encodeHeader(h: SealedHeader): Buffer {
   const name = Buffer.from(h.keyName, 'utf8');
   if (h.noncePrefix.length !== 8) throw new Error('nonce prefix must be 8 bytes');
-  const parts = [MAGIC, u16(name.length), name, u32(h.keyVersion), u16(h.wrappedKey.length), h.wrappedKey, h.noncePrefix, u32(h.segmentSize)];
+  const parts = [
+    MAGIC,
+    u16(name.length),
+    name,
+    u32(h.keyVersion),
+    u16(h.wrappedKey.length),
+    h.wrappedKey,
+    h.noncePrefix,
+    u32(h.segmentSize),
+  ];
   return Buffer.concat(parts);
 }
 
@@ -210,14 +219,16 @@ export async function* openSealedParts(
     const wrappedKey = Buffer.from(await need(reader, wrappedLength, 'the header'));
     const noncePrefix = Buffer.from(await need(reader, 8, 'the header'));
     const segmentSize = (await need(reader, 4, 'the header')).readUInt32BE();
-    if (segmentSize < 1 || segmentSize > MAX_SEGMENT_SIZE) throw new SealedFormatError(`sealed blob has an invalid segment size ${segmentSize}`);
+    if (segmentSize < 1 || segmentSize > MAX_SEGMENT_SIZE)
+      throw new SealedFormatError(`sealed blob has an invalid segment size ${segmentSize}`);
     const header: SealedHeader = { keyName, keyVersion, wrappedKey, noncePrefix, segmentSize };
     const key = await unwrap(header);
     for (let index = 0; ; index++) {
       const lengthBytes = await reader.take(4, 'a segment length');
       if (lengthBytes === undefined) throw new SealedFormatError('sealed blob truncated: the final segment is missing');
       const length = lengthBytes.readUInt32BE();
-      if (length < TAG_BYTES || length > segmentSize + TAG_BYTES) throw new SealedFormatError(`sealed blob segment ${index} has an invalid length`);
+      if (length < TAG_BYTES || length > segmentSize + TAG_BYTES)
+        throw new SealedFormatError(`sealed blob segment ${index} has an invalid length`);
       const body = await reader.takeParts(length - TAG_BYTES, `segment ${index}`);
       const tag = await need(reader, TAG_BYTES, `segment ${index}`);
       const final = await reader.atEnd();
@@ -265,7 +276,8 @@ export async function* openSealedBlob(
   const { size } = source;
   const readExact = async (position: number, length: number, what: string): Promise<Buffer> => {
     const out = Buffer.allocUnsafe(length);
-    if ((await source.readInto(out, position)) < length) throw new SealedFormatError(`sealed blob truncated before ${what}`);
+    if ((await source.readInto(out, position)) < length)
+      throw new SealedFormatError(`sealed blob truncated before ${what}`);
     return out;
   };
   // Header: magic and key-name length, then key name, key version and wrapped-key length, then the rest.
@@ -280,7 +292,8 @@ export async function* openSealedBlob(
   const wrappedKey = third.subarray(0, wrappedLength);
   const noncePrefix = third.subarray(wrappedLength, wrappedLength + 8);
   const segmentSize = third.readUInt32BE(wrappedLength + 8);
-  if (segmentSize < 1 || segmentSize > MAX_SEGMENT_SIZE) throw new SealedFormatError(`sealed blob has an invalid segment size ${segmentSize}`);
+  if (segmentSize < 1 || segmentSize > MAX_SEGMENT_SIZE)
+    throw new SealedFormatError(`sealed blob has an invalid segment size ${segmentSize}`);
   const header: SealedHeader = { keyName, keyVersion, wrappedKey, noncePrefix, segmentSize };
   const key = await unwrap(header);
 
@@ -301,7 +314,8 @@ export async function* openSealedBlob(
       if (bytes.length === 0) throw new SealedFormatError('sealed blob truncated: the final segment is missing');
       if (bytes.length < 4) throw new SealedFormatError('sealed blob truncated in a segment length');
       const length = bytes.readUInt32BE(0);
-      if (length < TAG_BYTES || length > segmentSize + TAG_BYTES) throw new SealedFormatError(`sealed blob segment ${index} has an invalid length`);
+      if (length < TAG_BYTES || length > segmentSize + TAG_BYTES)
+        throw new SealedFormatError(`sealed blob segment ${index} has an invalid length`);
       if (bytes.length < 4 + length) throw new SealedFormatError(`sealed blob truncated in segment ${index}`);
       const end = position + 4 + length;
       // Only the segment that ends the file may carry the final flag; anything after it fails as a segment of its own.
@@ -338,7 +352,8 @@ export async function* openSealed(
   source: AsyncIterable<Buffer>,
   unwrap: (header: SealedHeader) => Promise<Buffer>,
 ): AsyncGenerator<Buffer, void, undefined> {
-  for await (const parts of openSealedParts(source, unwrap)) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  for await (const parts of openSealedParts(source, unwrap))
+    yield parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
 export interface SealedRangeSource {
@@ -357,7 +372,9 @@ export interface SealedRangeSource {
  * range asked for (the last two are kept), so an inspector that seeks past tensor payloads
  * decrypts a few segments of a large model, and no plaintext copy of the file is ever written.
  */
-export function createSealedRangeReader(source: SealedRangeSource): (offset: number, length: number) => Promise<Buffer> {
+export function createSealedRangeReader(
+  source: SealedRangeSource,
+): (offset: number, length: number) => Promise<Buffer> {
   const { header, key, plainSize, headerBytes } = source;
   const size = header.segmentSize;
   const count = Math.max(1, Math.ceil(plainSize / size));
@@ -391,7 +408,7 @@ export function createSealedRangeReader(source: SealedRangeSource): (offset: num
   return async (offset, length) => {
     const end = Math.min(plainSize, offset + length);
     const parts: Buffer[] = [];
-    for (let at = Math.max(0, offset); at < end; ) {
+    for (let at = Math.max(0, offset); at < end;) {
       const index = Math.floor(at / size);
       const plain = await segment(index);
       const from = at - index * size;

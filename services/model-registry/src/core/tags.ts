@@ -3,7 +3,12 @@ import type { Queryable } from '@quanta/store';
 /** Version 0 holds a model's own tags. */
 export const MODEL_TAGS = 0;
 
-export async function loadTags(q: Queryable, tenant: string, model: string, versions: readonly number[]): Promise<Map<number, Record<string, string>>> {
+export async function loadTags(
+  q: Queryable,
+  tenant: string,
+  model: string,
+  versions: readonly number[],
+): Promise<Map<number, Record<string, string>>> {
   const out = new Map<number, Record<string, string>>(versions.map((v) => [v, {}]));
   if (versions.length === 0) return out;
   const rows = await q.query<{ version: number; key: string; value: string }>(
@@ -27,7 +32,10 @@ export async function changeTags(
   remove: readonly string[],
 ): Promise<void> {
   if (remove.length > 0) {
-    await q.query('DELETE FROM registry_tags WHERE tenant = $1 AND model = $2 AND version = $3 AND key = ANY($4::text[])', [tenant, model, version, remove]);
+    await q.query(
+      'DELETE FROM registry_tags WHERE tenant = $1 AND model = $2 AND version = $3 AND key = ANY($4::text[])',
+      [tenant, model, version, remove],
+    );
   }
   for (const [key, value] of Object.entries(set)) {
     await q.query(

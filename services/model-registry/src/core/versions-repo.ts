@@ -31,7 +31,8 @@ interface LineageRow {
   transform_params: string | null;
 }
 
-const COLUMNS = 'model, version, description, status, status_reason, sha256, size_bytes, signature, compression, created_by, created_at, updated_at';
+const COLUMNS =
+  'model, version, description, status, status_reason, sha256, size_bytes, signature, compression, created_by, created_at, updated_at';
 
 const STATUS: Record<string, pb.VersionStatus> = {
   PENDING: pb.VersionStatus.VERSION_STATUS_PENDING,
@@ -50,7 +51,8 @@ function toLineage(row: LineageRow | undefined): pb.Lineage | undefined {
           model: row.parent_model,
           version: row.parent_version,
           transform: row.transform ?? '',
-          transformParams: row.transform_params === null ? {} : (JSON.parse(row.transform_params) as Record<string, string>),
+          transformParams:
+            row.transform_params === null ? {} : (JSON.parse(row.transform_params) as Record<string, string>),
         },
       },
     };
@@ -59,7 +61,12 @@ function toLineage(row: LineageRow | undefined): pb.Lineage | undefined {
 }
 
 /** Versions of one model as the API shows them, with tags, lineage and aliases. */
-async function toVersions(q: Queryable, tenant: string, model: string, rows: readonly VersionRow[]): Promise<pb.ModelVersion[]> {
+async function toVersions(
+  q: Queryable,
+  tenant: string,
+  model: string,
+  rows: readonly VersionRow[],
+): Promise<pb.ModelVersion[]> {
   const numbers = rows.map((r) => r.version);
   const tags = await loadTags(q, tenant, model, numbers);
   const lineage =
@@ -100,18 +107,23 @@ export async function resolveVersion(q: Queryable, tenant: string, ref: ModelRef
   const model = await requireModelRow(q, { tenant, name: ref.model });
   switch (ref.kind) {
     case 'version': {
-      const rows = await q.query('SELECT 1 FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3', [tenant, ref.model, ref.version]);
+      const rows = await q.query('SELECT 1 FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3', [
+        tenant,
+        ref.model,
+        ref.version,
+      ]);
       if (rows.length === 0) {
-        throw notFound(`model "${ref.model}" has no version ${ref.version}; ${model.latest_version === 0 ? 'it has no versions yet' : `latest is ${model.latest_version}`}`);
+        throw notFound(
+          `model "${ref.model}" has no version ${ref.version}; ${model.latest_version === 0 ? 'it has no versions yet' : `latest is ${model.latest_version}`}`,
+        );
       }
       return ref.version;
     }
     case 'alias': {
-      const [row] = await q.query<{ version: number }>('SELECT version FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3', [
-        tenant,
-        ref.model,
-        ref.alias,
-      ]);
+      const [row] = await q.query<{ version: number }>(
+        'SELECT version FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3',
+        [tenant, ref.model, ref.alias],
+      );
       if (row === undefined) throw notFound(`model "${ref.model}" has no alias "${ref.alias}"`);
       return row.version;
     }
@@ -120,18 +132,23 @@ export async function resolveVersion(q: Queryable, tenant: string, ref: ModelRef
         "SELECT max(version) AS version FROM registry_versions WHERE tenant = $1 AND model = $2 AND status = 'READY'",
         [tenant, ref.model],
       );
-      if (row?.version === undefined || row.version === null) throw notFound(`model "${ref.model}" has no READY version yet`);
+      if (row?.version === undefined || row.version === null)
+        throw notFound(`model "${ref.model}" has no READY version yet`);
       return row.version;
     }
   }
 }
 
-export async function getVersion(q: Queryable, tenant: string, model: string, version: number): Promise<pb.ModelVersion> {
-  const rows = await q.query<VersionRow>(`SELECT ${COLUMNS} FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3`, [
-    tenant,
-    model,
-    version,
-  ]);
+export async function getVersion(
+  q: Queryable,
+  tenant: string,
+  model: string,
+  version: number,
+): Promise<pb.ModelVersion> {
+  const rows = await q.query<VersionRow>(
+    `SELECT ${COLUMNS} FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3`,
+    [tenant, model, version],
+  );
   const [found] = await toVersions(q, tenant, model, rows);
   if (found === undefined) throw notFound(`model "${model}" has no version ${version}`);
   return found;
@@ -172,10 +189,20 @@ export async function updateVersion(
   now: Date,
 ): Promise<void> {
   if (change.description !== undefined) {
-    await q.query('UPDATE registry_versions SET description = $4 WHERE tenant = $1 AND model = $2 AND version = $3', [tenant, model, version, change.description]);
+    await q.query('UPDATE registry_versions SET description = $4 WHERE tenant = $1 AND model = $2 AND version = $3', [
+      tenant,
+      model,
+      version,
+      change.description,
+    ]);
   }
   await changeTags(q, tenant, model, version, change.setTags, change.removeTags);
-  await q.query('UPDATE registry_versions SET updated_at = $4 WHERE tenant = $1 AND model = $2 AND version = $3', [tenant, model, version, now]);
+  await q.query('UPDATE registry_versions SET updated_at = $4 WHERE tenant = $1 AND model = $2 AND version = $3', [
+    tenant,
+    model,
+    version,
+    now,
+  ]);
   await touchModel(q, { tenant, name: model }, now);
 }
 
@@ -196,13 +223,27 @@ export interface NewVersion {
 export async function recordBlob(
   q: Queryable,
   tenant: string,
-  blob: { sha256: string; sizeBytes: number; storedBytes: number; dataKey?: { keyName: string; keyVersion: number; wrappedKey: Buffer } },
+  blob: {
+    sha256: string;
+    sizeBytes: number;
+    storedBytes: number;
+    dataKey?: { keyName: string; keyVersion: number; wrappedKey: Buffer };
+  },
   now: Date,
 ): Promise<boolean> {
   const inserted = await q.query(
     `INSERT INTO registry_blobs (tenant, sha256, size_bytes, stored_bytes, created_at, key_name, key_version, wrapped_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (tenant, sha256) DO NOTHING RETURNING sha256`,
-    [tenant, blob.sha256, blob.sizeBytes, blob.storedBytes, now, blob.dataKey?.keyName ?? null, blob.dataKey?.keyVersion ?? null, blob.dataKey?.wrappedKey ?? null],
+    [
+      tenant,
+      blob.sha256,
+      blob.sizeBytes,
+      blob.storedBytes,
+      now,
+      blob.dataKey?.keyName ?? null,
+      blob.dataKey?.keyVersion ?? null,
+      blob.dataKey?.wrappedKey ?? null,
+    ],
   );
   return inserted.length === 0;
 }
@@ -216,8 +257,13 @@ export async function checkLineage(q: Queryable, tenant: string, lineage: pb.Lin
   if (lineage?.origin?.$case !== 'parent') return;
   const parent = lineage.origin.value;
   if (parent.model === '' || parent.version === 0) throw invalidArgument('lineage.parent needs model and version');
-  if (parent.transform === '') throw invalidArgument('lineage.parent.transform is required: the name of what made this version from the parent');
-  const rows = await q.query('SELECT 1 FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3', [tenant, parent.model, parent.version]);
+  if (parent.transform === '')
+    throw invalidArgument('lineage.parent.transform is required: the name of what made this version from the parent');
+  const rows = await q.query('SELECT 1 FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3', [
+    tenant,
+    parent.model,
+    parent.version,
+  ]);
   if (rows.length === 0) throw notFound(`lineage.parent: model "${parent.model}" has no version ${parent.version}`);
 }
 
@@ -241,7 +287,12 @@ export async function insertVersion(q: Queryable, key: ModelKey, v: NewVersion, 
       now,
     ],
   );
-  await q.query('UPDATE registry_models SET latest_version = $3, updated_at = $4 WHERE tenant = $1 AND name = $2', [key.tenant, key.name, version, now]);
+  await q.query('UPDATE registry_models SET latest_version = $3, updated_at = $4 WHERE tenant = $1 AND name = $2', [
+    key.tenant,
+    key.name,
+    version,
+    now,
+  ]);
   await changeTags(q, key.tenant, key.name, version, v.tags, []);
   const origin = v.lineage?.origin;
   if (origin !== undefined) {
@@ -265,20 +316,25 @@ export async function insertVersion(q: Queryable, key: ModelKey, v: NewVersion, 
 }
 
 /** Points an alias at a READY version; returns the version it pointed to before (0: new). */
-export async function setAlias(q: Queryable, key: ModelKey, alias: string, version: number, now: Date): Promise<number> {
+export async function setAlias(
+  q: Queryable,
+  key: ModelKey,
+  alias: string,
+  version: number,
+  now: Date,
+): Promise<number> {
   await requireModelRow(q, key, true);
-  const [target] = await q.query<{ status: string }>('SELECT status FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3', [
-    key.tenant,
-    key.name,
-    version,
-  ]);
+  const [target] = await q.query<{ status: string }>(
+    'SELECT status FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3',
+    [key.tenant, key.name, version],
+  );
   if (target === undefined) throw notFound(`model "${key.name}" has no version ${version}`);
-  if (target.status !== 'READY') throw failedPrecondition(`model "${key.name}" version ${version} is ${target.status}, not READY`);
-  const [before] = await q.query<{ version: number }>('SELECT version FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3', [
-    key.tenant,
-    key.name,
-    alias,
-  ]);
+  if (target.status !== 'READY')
+    throw failedPrecondition(`model "${key.name}" version ${version} is ${target.status}, not READY`);
+  const [before] = await q.query<{ version: number }>(
+    'SELECT version FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3',
+    [key.tenant, key.name, alias],
+  );
   await q.query(
     `INSERT INTO registry_aliases (tenant, model, alias, version, updated_at) VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (tenant, model, alias) DO UPDATE SET version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
@@ -290,14 +346,19 @@ export async function setAlias(q: Queryable, key: ModelKey, alias: string, versi
 
 export async function deleteAlias(q: Queryable, key: ModelKey, alias: string, now: Date): Promise<void> {
   await requireModelRow(q, key, true);
-  const users = await q.query<{ name: string }>('SELECT name FROM registry_deployments WHERE tenant = $1 AND model_ref = $2 ORDER BY name', [
-    key.tenant,
-    `${key.name}@${alias}`,
-  ]);
+  const users = await q.query<{ name: string }>(
+    'SELECT name FROM registry_deployments WHERE tenant = $1 AND model_ref = $2 ORDER BY name',
+    [key.tenant, `${key.name}@${alias}`],
+  );
   if (users.length > 0) {
-    throw failedPrecondition(`alias "${key.name}@${alias}" is used by deployment ${users.map((u) => `"${u.name}"`).join(', ')}`);
+    throw failedPrecondition(
+      `alias "${key.name}@${alias}" is used by deployment ${users.map((u) => `"${u.name}"`).join(', ')}`,
+    );
   }
-  const deleted = await q.query('DELETE FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3 RETURNING alias', [key.tenant, key.name, alias]);
+  const deleted = await q.query(
+    'DELETE FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3 RETURNING alias',
+    [key.tenant, key.name, alias],
+  );
   if (deleted.length === 0) throw notFound(`model "${key.name}" has no alias "${alias}"`);
   await touchModel(q, key, now);
 }

@@ -8,7 +8,8 @@ import { failure, grpc, push } from '../testing/test-client.js';
 const OK = pb.AuditOutcome.AUDIT_OUTCOME_OK;
 const ERROR = pb.AuditOutcome.AUDIT_OUTCOME_ERROR;
 
-const spec = (modelRef: string): pb.DeploymentSpec => pb.DeploymentSpec.fromPartial({ modelRef, maxBatchSize: 8, maxQueueDelayUs: 500, instanceCount: 1 });
+const spec = (modelRef: string): pb.DeploymentSpec =>
+  pb.DeploymentSpec.fromPartial({ modelRef, maxBatchSize: 8, maxQueueDelayUs: 500, instanceCount: 1 });
 
 describe('the registry audit trail', () => {
   let h: Harness;
@@ -18,7 +19,8 @@ describe('the registry audit trail', () => {
   let admin: string;
 
   const list = async (token: string, filter: Partial<pb.ListAuditEventsRequest> = {}): Promise<pb.AuditEvent[]> =>
-    (await call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 0, pageToken: '', ...filter }, token)).events;
+    (await call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 0, pageToken: '', ...filter }, token))
+      .events;
 
   beforeAll(async () => {
     h = await startHarness();
@@ -64,7 +66,9 @@ describe('the registry audit trail', () => {
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
 
     // A failed upload is recorded against the model it named.
-    expect((await failure(push(h.client, acme, { model: 'cifar2' }, Buffer.from('not onnx')))).code).not.toBe(grpc.status.OK);
+    expect((await failure(push(h.client, acme, { model: 'cifar2' }, Buffer.from('not onnx')))).code).not.toBe(
+      grpc.status.OK,
+    );
     expect((await list(reader, { action: 'UploadVersion' }))[0]).toMatchObject({ resource: 'cifar2', outcome: ERROR });
 
     expect((await list(globex)).map((e) => e.resource)).toEqual(['theirs']);

@@ -31,7 +31,12 @@ export function createAuditHandlers(store: Store): Pick<pb.RegistryServiceServer
           pageToken: req.pageToken,
         });
         return {
-          events: page.events.map((e) => ({ ...e, outcome: OUTCOME[e.outcome], errorCode: e.errorCode ?? '', traceId: e.traceId ?? '' })),
+          events: page.events.map((e) => ({
+            ...e,
+            outcome: OUTCOME[e.outcome],
+            errorCode: e.errorCode ?? '',
+            traceId: e.traceId ?? '',
+          })),
           nextPageToken: page.nextPageToken,
         };
       } catch (error: unknown) {

@@ -11,13 +11,23 @@ import type { TestS3 } from '../testing/test-s3.js';
 
 /** Runs the registry until it exits; its exit code and what it wrote to stderr. */
 async function runRegistry(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  const merged: NodeJS.ProcessEnv = { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none', QUANTA_DATABASE_URL: undefined, ...env };
+  const merged: NodeJS.ProcessEnv = {
+    ...process.env,
+    QUANTA_LOG_LEVEL: 'info',
+    OTEL_TRACES_EXPORTER: 'none',
+    QUANTA_DATABASE_URL: undefined,
+    ...env,
+  };
   for (const [key, value] of Object.entries(merged)) if (value === undefined) delete merged[key];
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', 'model-registry', 'src', 'main.ts')], {
-    cwd: REPO_ROOT,
-    env: merged,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', 'model-registry', 'src', 'main.ts')],
+    {
+      cwd: REPO_ROOT,
+      env: merged,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stderr = '';
   let stdout = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
@@ -61,22 +71,43 @@ describe('a bad QUANTA_BLOB_URL stops the registry at start with one line saying
   const base = (): NodeJS.ProcessEnv => ({ QUANTA_HOME: home, QUANTA_REGISTRY_PORT: '0', ...s3.env });
 
   it('an unknown scheme or a malformed URL', async () => {
-    expectOneProblem(await runRegistry({ ...base(), QUANTA_BLOB_URL: 'gs://models/quanta' }), /unknown scheme "gs"; use file:\/\/\/ABSOLUTE\/PATH or s3:\/\/BUCKET/);
-    expectOneProblem(await runRegistry({ ...base(), QUANTA_BLOB_URL: `${s3.blobUrl('p')}&forcePathStyle=true` }), /unknown parameter "forcePathStyle"/);
+    expectOneProblem(
+      await runRegistry({ ...base(), QUANTA_BLOB_URL: 'gs://models/quanta' }),
+      /unknown scheme "gs"; use file:\/\/\/ABSOLUTE\/PATH or s3:\/\/BUCKET/,
+    );
+    expectOneProblem(
+      await runRegistry({ ...base(), QUANTA_BLOB_URL: `${s3.blobUrl('p')}&forcePathStyle=true` }),
+      /unknown parameter "forcePathStyle"/,
+    );
   }, 60_000);
 
   it('a bucket that does not exist', async () => {
     const url = s3.blobUrl('p').replace(`s3://${s3.bucket}/`, 's3://no-such-bucket/');
-    expectOneProblem(await runRegistry({ ...base(), QUANTA_BLOB_URL: url }), new RegExp(`bucket "no-such-bucket" does not exist at ${s3.endpoint}$`));
+    expectOneProblem(
+      await runRegistry({ ...base(), QUANTA_BLOB_URL: url }),
+      new RegExp(`bucket "no-such-bucket" does not exist at ${s3.endpoint}$`),
+    );
   }, 60_000);
 
   it('credentials the store refuses', async () => {
     expectOneProblem(
-      await runRegistry({ ...base(), QUANTA_BLOB_URL: s3.blobUrl('p'), AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'wrong' }),
-      new RegExp(`${s3.endpoint} refused the credentials \\(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY\\) for bucket "quanta": SignatureDoesNotMatch`),
+      await runRegistry({
+        ...base(),
+        QUANTA_BLOB_URL: s3.blobUrl('p'),
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'wrong',
+      }),
+      new RegExp(
+        `${s3.endpoint} refused the credentials \\(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY\\) for bucket "quanta": SignatureDoesNotMatch`,
+      ),
     );
     expectOneProblem(
-      await runRegistry({ ...base(), QUANTA_BLOB_URL: s3.blobUrl('p'), AWS_ACCESS_KEY_ID: 'nobody', AWS_SECRET_ACCESS_KEY: 'S3RVER' }),
+      await runRegistry({
+        ...base(),
+        QUANTA_BLOB_URL: s3.blobUrl('p'),
+        AWS_ACCESS_KEY_ID: 'nobody',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      }),
       /refused the credentials .*: InvalidAccessKeyId/,
     );
   }, 60_000);
@@ -84,6 +115,9 @@ describe('a bad QUANTA_BLOB_URL stops the registry at start with one line saying
   it('an endpoint where nothing listens', async () => {
     const endpoint = `http://127.0.0.1:${await closedPort()}`;
     const url = `s3://quanta/p?endpoint=${endpoint}&region=us-east-1&force_path_style=true`;
-    expectOneProblem(await runRegistry({ ...base(), QUANTA_BLOB_URL: url }), new RegExp(`cannot reach the object store at ${endpoint}: ECONNREFUSED`));
+    expectOneProblem(
+      await runRegistry({ ...base(), QUANTA_BLOB_URL: url }),
+      new RegExp(`cannot reach the object store at ${endpoint}: ECONNREFUSED`),
+    );
   }, 60_000);
 });

@@ -40,7 +40,10 @@ describe('the sweep of a bucket that replicas may share', () => {
     const other = 'periodic/';
     const replica = await startHarness({ crypto, config: { blobUrl: s3.blobUrl(other, { sweep_grace: '1s' }) } });
     try {
-      const put = (key: string): Promise<unknown> => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${other}${key}`, Body: 'left by a crashed replica' }));
+      const put = (key: string): Promise<unknown> =>
+        s3.client.send(
+          new PutObjectCommand({ Bucket: s3.bucket, Key: `${other}${key}`, Body: 'left by a crashed replica' }),
+        );
       await put('.tmp/dead');
       await put(`acme/ef/${'ef'.repeat(32)}`);
       // Removed by the first sweep that finds them a second old: within about two seconds.

@@ -27,13 +27,23 @@ describe.each(BLOB_BACKENDS)('the registry as its own process, blobs in a %s', (
   let token: string;
   let backend: BlobBackend;
   let blobs: BlobProbe;
-  const env = (): NodeJS.ProcessEnv => ({ QUANTA_HOME: home, QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: crypto.address, QUANTA_DATABASE_URL: undefined, ...backend.env });
+  const env = (): NodeJS.ProcessEnv => ({
+    QUANTA_HOME: home,
+    QUANTA_REGISTRY_PORT: '0',
+    QUANTA_CRYPTO_ADDR: crypto.address,
+    QUANTA_DATABASE_URL: undefined,
+    ...backend.env,
+  });
 
   beforeAll(async () => {
     backend = await startBlobBackend(backendName);
     home = await mkdtemp(join(tmpdir(), 'quanta-registry-crash-'));
     blobs = backend.probe({ blobDir: join(home, 'blobs') });
-    crypto = await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined });
+    crypto = await startServiceProcess('crypto', {
+      QUANTA_HOME: home,
+      QUANTA_CRYPTO_PORT: '0',
+      QUANTA_DATABASE_URL: undefined,
+    });
     registry = await startServiceProcess('model-registry', env());
     token = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
   }, 240_000);
@@ -50,15 +60,30 @@ describe.each(BLOB_BACKENDS)('the registry as its own process, blobs in a %s', (
     await push(client, token, { model: 'keep' }, keep);
 
     // The folder store's temporary file, or s3rver's folder of unfinished multipart uploads.
-    const tmp = backend.name === 'folder' ? join(home, 'blobs', '.tmp') : join(blobs.dirs[0]!, 'quanta', '._S3rver_uploads');
+    const tmp =
+      backend.name === 'folder' ? join(home, 'blobs', '.tmp') : join(blobs.dirs[0]!, 'quanta', '._S3rver_uploads');
     await mkdir(tmp, { recursive: true });
     const appeared = fileAppears(tmp);
     // More than two 5 MiB parts of a multipart upload arrive before the kill.
     const big = Buffer.concat([Buffer.from(buildMlp({ seed: 22 })), Buffer.alloc(24 * 1024 * 1024, 7)]);
     const stream = client.uploadVersion(bearer(token), () => undefined);
     stream.on('error', () => undefined);
-    stream.write({ part: { $case: 'header', value: { model: 'crashed', description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(big.length), createModel: true, lineage: undefined } } });
-    for (let offset = 0; offset < big.length / 2; offset += 256 * 1024) stream.write({ part: { $case: 'chunk', value: big.subarray(offset, offset + 256 * 1024) } });
+    stream.write({
+      part: {
+        $case: 'header',
+        value: {
+          model: 'crashed',
+          description: '',
+          tags: {},
+          expectedSha256: '',
+          expectedSizeBytes: BigInt(big.length),
+          createModel: true,
+          lineage: undefined,
+        },
+      },
+    });
+    for (let offset = 0; offset < big.length / 2; offset += 256 * 1024)
+      stream.write({ part: { $case: 'chunk', value: big.subarray(offset, offset + 256 * 1024) } });
     // The server has started spooling (its temporary blob or multipart upload exists): kill it mid-upload.
     await appeared.promise;
     appeared.close();
@@ -76,7 +101,9 @@ describe.each(BLOB_BACKENDS)('the registry as its own process, blobs in a %s', (
       expect(await blobs.temporaries()).toEqual([]);
       expect(await readdir(join(home, 'registry-tmp'))).toEqual([]);
       expect((await failure(call(client, 'getModel', { name: 'crashed' }, token))).code).toBe(grpc.status.NOT_FOUND);
-      expect(await blobs.published()).toEqual([(await call(client, 'getVersion', { ref: 'keep:1' }, token)).version?.sha256]);
+      expect(await blobs.published()).toEqual([
+        (await call(client, 'getVersion', { ref: 'keep:1' }, token)).version?.sha256,
+      ]);
       expect((await pull(client, token, 'keep')).bytes.equals(keep)).toBe(true);
     } finally {
       client.close();
@@ -84,7 +111,9 @@ describe.each(BLOB_BACKENDS)('the registry as its own process, blobs in a %s', (
   }, 240_000);
 
   it('streams a 128 MiB model up and down with bounded registry memory (peak RSS from /proc)', async () => {
-    const client = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 8 << 20 });
+    const client = new pb.RegistryServiceClient(registry.address, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 8 << 20,
+    });
     try {
       // 4096 x 8192 weights: 134 MB of FP32, more than the growth allowed below.
       const model = Buffer.from(buildMlp({ inputSize: 4096, hiddenSizes: [], outputSize: 8192, seed: 3 }));
@@ -116,14 +145,32 @@ describe.each(BLOB_BACKENDS)('the registry as its own process, blobs in a %s', (
 });
 
 /** Uploads in 1 MiB chunks, waiting for the channel to drain: the way the CLI pushes. */
-function pushWithBackpressure(client: pb.RegistryServiceClient, token: string, model: string, bytes: Buffer): Promise<pb.ModelVersion> {
+function pushWithBackpressure(
+  client: pb.RegistryServiceClient,
+  token: string,
+  model: string,
+  bytes: Buffer,
+): Promise<pb.ModelVersion> {
   return new Promise((resolve, reject) => {
     const stream = client.uploadVersion(bearer(token), (error, response) => {
       if (error) reject(error);
       else if (response?.version === undefined) reject(new Error('no version'));
       else resolve(response.version);
     });
-    stream.write({ part: { $case: 'header', value: { model, description: '', tags: {}, expectedSha256: '', expectedSizeBytes: BigInt(bytes.length), createModel: true, lineage: undefined } } });
+    stream.write({
+      part: {
+        $case: 'header',
+        value: {
+          model,
+          description: '',
+          tags: {},
+          expectedSha256: '',
+          expectedSizeBytes: BigInt(bytes.length),
+          createModel: true,
+          lineage: undefined,
+        },
+      },
+    });
     let offset = 0;
     const pump = (): void => {
       while (offset < bytes.length) {

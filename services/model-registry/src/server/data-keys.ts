@@ -20,17 +20,26 @@ export interface DataKeys {
 const associatedData = (tenant: string): Buffer => Buffer.from(`quanta.registry.v1/blob-key/${tenant}`, 'utf8');
 
 function call<Req, Res>(
-  fn: (req: Req, md: grpc.Metadata, options: grpc.CallOptions, cb: (error: grpc.ServiceError | null, res: Res) => void) => unknown,
+  fn: (
+    req: Req,
+    md: grpc.Metadata,
+    options: grpc.CallOptions,
+    cb: (error: grpc.ServiceError | null, res: Res) => void,
+  ) => unknown,
   request: Req,
   timeoutMs = 10_000,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    fn(request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) => (error ? reject(error) : resolve(response)));
+    fn(request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
   });
 }
 
 const codeOf = (error: unknown): number | undefined => (error as Partial<grpc.ServiceError> | undefined)?.code;
-const detailsOf = (error: unknown): string => (error as Partial<grpc.ServiceError> | undefined)?.details ?? (error instanceof Error ? error.message : String(error));
+const detailsOf = (error: unknown): string =>
+  (error as Partial<grpc.ServiceError> | undefined)?.details ??
+  (error instanceof Error ? error.message : String(error));
 
 /**
  * Data keys through a CryptoService client whose calls carry the registry's service token. The
@@ -46,7 +55,11 @@ export function createDataKeys(client: cpb.CryptoServiceClient, keyName: string)
       } catch (error: unknown) {
         if (codeOf(error) !== grpc.status.NOT_FOUND) throw error;
         try {
-          await call(client.createKey.bind(client), { name: keyName, type: cpb.KeyType.KEY_TYPE_AES256_GCM, config: {} });
+          await call(client.createKey.bind(client), {
+            name: keyName,
+            type: cpb.KeyType.KEY_TYPE_AES256_GCM,
+            config: {},
+          });
         } catch (createError: unknown) {
           // Another registry process may have created it in between.
           if (codeOf(createError) !== grpc.status.ALREADY_EXISTS) throw createError;
@@ -63,10 +76,16 @@ export function createDataKeys(client: cpb.CryptoServiceClient, keyName: string)
     keyName,
     async rewrap(tenant, name, wrapped) {
       try {
-        const reply = await call(client.rewrap.bind(client), { keyName: name, ciphertext: wrapped, associatedData: associatedData(tenant) });
+        const reply = await call(client.rewrap.bind(client), {
+          keyName: name,
+          ciphertext: wrapped,
+          associatedData: associatedData(tenant),
+        });
         return { wrapped: reply.ciphertext, keyVersion: reply.keyVersion };
       } catch (error: unknown) {
-        throw unavailable(`the crypto service could not rewrap a data key under "${name}": ${detailsOf(error)}`, { cause: error });
+        throw unavailable(`the crypto service could not rewrap a data key under "${name}": ${detailsOf(error)}`, {
+          cause: error,
+        });
       }
     },
     async latestVersion(name) {
@@ -88,7 +107,9 @@ export function createDataKeys(client: cpb.CryptoServiceClient, keyName: string)
         });
         return { plaintext: reply.plaintext, wrapped: reply.wrappedKey, keyName, keyVersion: reply.keyVersion };
       } catch (error: unknown) {
-        throw unavailable(`the crypto service could not make a data key under "${keyName}": ${detailsOf(error)}`, { cause: error });
+        throw unavailable(`the crypto service could not make a data key under "${keyName}": ${detailsOf(error)}`, {
+          cause: error,
+        });
       }
     },
     async unwrap(tenant, header) {
@@ -100,9 +121,12 @@ export function createDataKeys(client: cpb.CryptoServiceClient, keyName: string)
         });
         return reply.plaintext;
       } catch (error: unknown) {
-        throw unavailable(`the crypto service could not unwrap the data key of a model file (key "${header.keyName}" v${header.keyVersion}): ${detailsOf(error)}`, {
-          cause: error,
-        });
+        throw unavailable(
+          `the crypto service could not unwrap the data key of a model file (key "${header.keyName}" v${header.keyVersion}): ${detailsOf(error)}`,
+          {
+            cause: error,
+          },
+        );
       }
     },
   };

@@ -17,7 +17,8 @@ import { chunkMessage } from './wire-codecs.js';
 const DEFAULT_CHUNK = 1024 * 1024;
 const MAX_CHUNK = 4 * 1024 * 1024;
 
-const dataLoss = (message: string, cause?: unknown): ServiceError => new ServiceError(grpc.status.DATA_LOSS, message, { cause });
+const dataLoss = (message: string, cause?: unknown): ServiceError =>
+  new ServiceError(grpc.status.DATA_LOSS, message, { cause });
 
 /**
  * Chunk messages that grpc-js has been given but not yet serialized (taken off its send queue).
@@ -32,7 +33,11 @@ const QUEUED_CHUNKS = 2;
  * shorter): a 1 MiB chunk of a 1 MiB segment is the segment's buffer itself. Holds at most `size`
  * bytes plus one segment, and waits (abortably) while QUEUED_CHUNKS messages are queued unsent.
  */
-async function* chunkMessages(source: AsyncIterable<Buffer>, size: number, signal: AbortSignal): AsyncGenerator<pb.DownloadVersionResponse, void, undefined> {
+async function* chunkMessages(
+  source: AsyncIterable<Buffer>,
+  size: number,
+  signal: AbortSignal,
+): AsyncGenerator<pb.DownloadVersionResponse, void, undefined> {
   const sentEvents = new EventEmitter();
   let queued = 0;
   const sent = (): void => {
@@ -68,12 +73,14 @@ export async function* downloadVersion(
   ctx: CallContext,
 ): AsyncGenerator<pb.DownloadVersionResponse, void, undefined> {
   const tenant = tenantFor(ctx, request.tenant);
-  if (request.chunkSizeBytes > MAX_CHUNK) throw invalidArgument(`chunk_size_bytes ${request.chunkSizeBytes} is over the maximum of ${MAX_CHUNK}`);
+  if (request.chunkSizeBytes > MAX_CHUNK)
+    throw invalidArgument(`chunk_size_bytes ${request.chunkSizeBytes} is over the maximum of ${MAX_CHUNK}`);
   const chunkSize = request.chunkSizeBytes === 0 ? DEFAULT_CHUNK : request.chunkSizeBytes;
   const ref = parseRef(request.ref);
   const number = await resolveVersion(deps.store, tenant, ref);
   const version = await getVersion(deps.store, tenant, ref.model, number);
-  if (version.status !== pb.VersionStatus.VERSION_STATUS_READY) throw failedPrecondition(`${ref.model}:${number} is not READY`);
+  if (version.status !== pb.VersionStatus.VERSION_STATUS_READY)
+    throw failedPrecondition(`${ref.model}:${number} is not READY`);
   yield { part: { $case: 'header', value: { version } } };
   yield* chunkMessages(versionPlaintext(deps, tenant, version), chunkSize, ctx.signal);
 }
@@ -83,7 +90,11 @@ export async function* downloadVersion(
  * checked as the bytes go: a mismatch (or any damage to the sealed file) throws DATA_LOSS after the
  * last segment, so a consumer must treat the bytes as valid only when the iteration ends normally.
  */
-export async function* versionPlaintext(deps: RegistryDeps, tenant: string, version: pb.ModelVersion): AsyncGenerator<Buffer, void, undefined> {
+export async function* versionPlaintext(
+  deps: RegistryDeps,
+  tenant: string,
+  version: pb.ModelVersion,
+): AsyncGenerator<Buffer, void, undefined> {
   const label = `${version.model}:${version.version}`;
   const hash = createHash('sha256');
   let size = 0n;
@@ -104,8 +115,10 @@ export async function* versionPlaintext(deps: RegistryDeps, tenant: string, vers
       yield segment;
     }
   } catch (error: unknown) {
-    if (error instanceof SealedFormatError) throw dataLoss(`the stored file of ${label} is damaged: ${error.message}`, error);
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw dataLoss(`the stored file of ${label} is missing`, error);
+    if (error instanceof SealedFormatError)
+      throw dataLoss(`the stored file of ${label} is damaged: ${error.message}`, error);
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw dataLoss(`the stored file of ${label} is missing`, error);
     throw error;
   } finally {
     keyCopy?.fill(0);
@@ -113,6 +126,8 @@ export async function* versionPlaintext(deps: RegistryDeps, tenant: string, vers
   }
   const digest = hash.digest('hex');
   if (digest !== version.sha256 || size !== version.sizeBytes) {
-    throw dataLoss(`the stored file of ${label} does not match its digest (sha256 ${digest}, ${size} bytes; expected ${version.sha256}, ${version.sizeBytes} bytes)`);
+    throw dataLoss(
+      `the stored file of ${label} does not match its digest (sha256 ${digest}, ${size} bytes; expected ${version.sha256}, ${version.sizeBytes} bytes)`,
+    );
   }
 }

@@ -44,10 +44,20 @@ function latestVersions(deps: RegistryDeps): (keyName: string) => Promise<number
  * set), so a call that stops midway leaves every file readable, some under the new version, and the
  * next call skips those.
  */
-async function* rewrap(deps: RegistryDeps, ctx: CallContext): AsyncGenerator<pb.RewrapDataKeysResponse, void, undefined> {
+async function* rewrap(
+  deps: RegistryDeps,
+  ctx: CallContext,
+): AsyncGenerator<pb.RewrapDataKeysResponse, void, undefined> {
   const rows = await listBlobKeys(deps.store);
   const latestOf = latestVersions(deps);
-  const progress = { done: 0n, total: BigInt(rows.length), rewrapped: 0n, skipped: 0n, keyName: deps.dataKeys.keyName, keyVersion: 0 };
+  const progress = {
+    done: 0n,
+    total: BigInt(rows.length),
+    rewrapped: 0n,
+    skipped: 0n,
+    keyName: deps.dataKeys.keyName,
+    keyVersion: 0,
+  };
   if (rows.length === 0) {
     yield { ...progress };
     return;
@@ -86,7 +96,11 @@ export function createDataKeyHandlers(deps: RegistryDeps, audit: RegistryAudit):
         throw error;
       } finally {
         // A cancelled call ends the generator without an error: record it as the client saw it.
-        await audit.record(ctx, `data-keys/${deps.dataKeys.keyName}`, failure ?? (ctx.signal.aborted ? cancelled('the call was cancelled') : undefined));
+        await audit.record(
+          ctx,
+          `data-keys/${deps.dataKeys.keyName}`,
+          failure ?? (ctx.signal.aborted ? cancelled('the call was cancelled') : undefined),
+        );
       }
     }),
 
@@ -105,7 +119,12 @@ export function createDataKeyHandlers(deps: RegistryDeps, audit: RegistryAudit):
         belowKeyVersion: below,
         versionsBelow: BigInt(stranded.reduce((n, c) => n + c.versions, 0)),
         filesBelow: BigInt(stranded.reduce((n, c) => n + c.files, 0)),
-        counts: counts.map((c) => ({ keyName: c.keyName, keyVersion: c.keyVersion, versions: BigInt(c.versions), files: BigInt(c.files) })),
+        counts: counts.map((c) => ({
+          keyName: c.keyName,
+          keyVersion: c.keyVersion,
+          versions: BigInt(c.versions),
+          files: BigInt(c.files),
+        })),
       };
     }),
   };

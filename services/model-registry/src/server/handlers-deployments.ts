@@ -1,6 +1,14 @@
 import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { audited, hasScope, invalidArgument, permissionDenied, serverStreaming, unary, unavailable } from '@quanta/service-kit';
+import {
+  audited,
+  hasScope,
+  invalidArgument,
+  permissionDenied,
+  serverStreaming,
+  unary,
+  unavailable,
+} from '@quanta/service-kit';
 import type { Store } from '@quanta/store';
 import { feedPosition, recordDeploymentChanges } from '../core/change-feed.js';
 import type { SequencedEvent } from '../core/change-feed.js';
@@ -19,7 +27,12 @@ import type { RegistryDeps } from './deps.js';
 
 type DeploymentHandlers = Pick<
   pb.RegistryServiceServer,
-  'createDeployment' | 'updateDeployment' | 'deleteDeployment' | 'getDeployment' | 'listDeployments' | 'watchDeployments'
+  | 'createDeployment'
+  | 'updateDeployment'
+  | 'deleteDeployment'
+  | 'getDeployment'
+  | 'listDeployments'
+  | 'watchDeployments'
 >;
 
 function requireSpec(spec: pb.DeploymentSpec | undefined): pb.DeploymentSpec {
@@ -36,7 +49,10 @@ const CHANGE_TYPE = {
  * The deployments a watcher may see and the feed position they reflect, read from one snapshot:
  * every change numbered above the position is newer than the set, every one at or below it is in it.
  */
-async function snapshotAtPosition(store: Store, tenant: string | undefined): Promise<{ deployments: pb.Deployment[]; position: bigint }> {
+async function snapshotAtPosition(
+  store: Store,
+  tenant: string | undefined,
+): Promise<{ deployments: pb.Deployment[]; position: bigint }> {
   return store.transaction(async (tx) => {
     await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     const position = await feedPosition(tx);
@@ -49,10 +65,15 @@ async function snapshotAtPosition(store: Store, tenant: string | undefined): Pro
  * position: the feed then passes on every change committed after the snapshot (and perhaps some
  * before it, which the position drops), so nothing falls between the two and nothing comes twice.
  */
-async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: CallContext): AsyncGenerator<pb.WatchDeploymentsResponse, void, undefined> {
+async function* watch(
+  deps: RegistryDeps,
+  req: pb.WatchDeploymentsRequest,
+  ctx: CallContext,
+): AsyncGenerator<pb.WatchDeploymentsResponse, void, undefined> {
   let tenant: string | undefined = tenantOf(ctx);
   if (req.allTenants) {
-    if (ctx.principal === undefined || !hasScope(ctx.principal, 'admin')) throw permissionDenied('WatchDeployments: all_tenants needs the admin scope');
+    if (ctx.principal === undefined || !hasScope(ctx.principal, 'admin'))
+      throw permissionDenied('WatchDeployments: all_tenants needs the admin scope');
     tenant = undefined;
   }
   const queue: SequencedEvent[] = [];
@@ -79,7 +100,10 @@ async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: 
       // A client told UNAVAILABLE reconnects (to another replica, or to this one once restarted).
       if (deps.closing.aborted) throw unavailable('the model registry is shutting down: watch again');
       // Reconnecting gives a fresh snapshot, which is all that can heal a gap in the feed.
-      if (lost) throw unavailable('this registry replica missed deployment changes (cut off from the database for longer than changes are kept): watch again');
+      if (lost)
+        throw unavailable(
+          'this registry replica missed deployment changes (cut off from the database for longer than changes are kept): watch again',
+        );
       const event = queue.shift();
       if (event === undefined) {
         await new Promise<void>((resolve) => (wake = resolve));
@@ -87,7 +111,12 @@ async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: 
         continue;
       }
       if (event.seq <= position) continue;
-      yield { event: { $case: 'change', value: { type: CHANGE_TYPE[event.type], deployment: event.deployment, reason: event.reason } } };
+      yield {
+        event: {
+          $case: 'change',
+          value: { type: CHANGE_TYPE[event.type], deployment: event.deployment, reason: event.reason },
+        },
+      };
     }
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
@@ -99,37 +128,62 @@ async function* watch(deps: RegistryDeps, req: pb.WatchDeploymentsRequest, ctx: 
 export function createDeploymentHandlers(deps: RegistryDeps): DeploymentHandlers {
   const { store, audit } = deps;
   return {
-    createDeployment: unary<pb.CreateDeploymentRequest, pb.CreateDeploymentResponse>(audited(audit, (req) => `deployment/${req.name}`, async (req, ctx) => {
-      const tenant = tenantOf(ctx);
-      const name = checkName('deployment', req.name, 'name');
-      const deployment = await store.transaction(async (tx) => {
-        const created = await createDeployment(tx, tenant, name, requireSpec(req.spec), deps.now());
-        await recordDeploymentChanges(tx, [{ type: 'upserted', deployment: created, reason: 'created' }]);
-        return created;
-      });
-      return { deployment };
-    })),
+    createDeployment: unary<pb.CreateDeploymentRequest, pb.CreateDeploymentResponse>(
+      audited(
+        audit,
+        (req) => `deployment/${req.name}`,
+        async (req, ctx) => {
+          const tenant = tenantOf(ctx);
+          const name = checkName('deployment', req.name, 'name');
+          const deployment = await store.transaction(async (tx) => {
+            const created = await createDeployment(tx, tenant, name, requireSpec(req.spec), deps.now());
+            await recordDeploymentChanges(tx, [{ type: 'upserted', deployment: created, reason: 'created' }]);
+            return created;
+          });
+          return { deployment };
+        },
+      ),
+    ),
 
-    updateDeployment: unary<pb.UpdateDeploymentRequest, pb.UpdateDeploymentResponse>(audited(audit, (req) => `deployment/${req.name}`, async (req, ctx) => {
-      const tenant = tenantOf(ctx);
-      const name = checkName('deployment', req.name, 'name');
-      const deployment = await store.transaction(async (tx) => {
-        const updated = await updateDeployment(tx, tenant, name, requireSpec(req.spec), req.expectedGeneration, deps.now());
-        await recordDeploymentChanges(tx, [{ type: 'upserted', deployment: updated, reason: 'spec updated' }]);
-        return updated;
-      });
-      return { deployment };
-    })),
+    updateDeployment: unary<pb.UpdateDeploymentRequest, pb.UpdateDeploymentResponse>(
+      audited(
+        audit,
+        (req) => `deployment/${req.name}`,
+        async (req, ctx) => {
+          const tenant = tenantOf(ctx);
+          const name = checkName('deployment', req.name, 'name');
+          const deployment = await store.transaction(async (tx) => {
+            const updated = await updateDeployment(
+              tx,
+              tenant,
+              name,
+              requireSpec(req.spec),
+              req.expectedGeneration,
+              deps.now(),
+            );
+            await recordDeploymentChanges(tx, [{ type: 'upserted', deployment: updated, reason: 'spec updated' }]);
+            return updated;
+          });
+          return { deployment };
+        },
+      ),
+    ),
 
-    deleteDeployment: unary<pb.DeleteDeploymentRequest, pb.DeleteDeploymentResponse>(audited(audit, (req) => `deployment/${req.name}`, async (req, ctx) => {
-      const tenant = tenantOf(ctx);
-      const name = checkName('deployment', req.name, 'name');
-      await store.transaction(async (tx) => {
-        const deleted = await deleteDeployment(tx, tenant, name);
-        await recordDeploymentChanges(tx, [{ type: 'deleted', deployment: deleted, reason: 'deleted' }]);
-      });
-      return {};
-    })),
+    deleteDeployment: unary<pb.DeleteDeploymentRequest, pb.DeleteDeploymentResponse>(
+      audited(
+        audit,
+        (req) => `deployment/${req.name}`,
+        async (req, ctx) => {
+          const tenant = tenantOf(ctx);
+          const name = checkName('deployment', req.name, 'name');
+          await store.transaction(async (tx) => {
+            const deleted = await deleteDeployment(tx, tenant, name);
+            await recordDeploymentChanges(tx, [{ type: 'deleted', deployment: deleted, reason: 'deleted' }]);
+          });
+          return {};
+        },
+      ),
+    ),
 
     getDeployment: unary<pb.GetDeploymentRequest, pb.GetDeploymentResponse>(async (req, ctx) => ({
       deployment: await getDeployment(store, tenantOf(ctx), checkName('deployment', req.name, 'name')),

@@ -3,7 +3,14 @@ import { audited, cancelled, clientStreaming, serverStreaming, unary } from '@qu
 import { createModel, deleteModel, getModel, listModels, updateModel } from '../core/models-repo.js';
 import { checkName, checkTags, parseRef } from '../core/names.js';
 import { pageSize } from '../core/page-token.js';
-import { deleteAlias, getVersion, listVersions, resolveVersion, setAlias, updateVersion } from '../core/versions-repo.js';
+import {
+  deleteAlias,
+  getVersion,
+  listVersions,
+  resolveVersion,
+  setAlias,
+  updateVersion,
+} from '../core/versions-repo.js';
 import { recordDeploymentChanges } from '../core/change-feed.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { tenantOf } from './context.js';
@@ -32,41 +39,69 @@ type ModelHandlers = Pick<
 export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
   const { store, audit } = deps;
   return {
-    createModel: unary<pb.CreateModelRequest, pb.CreateModelResponse>(audited(audit, (req) => req.name, async (req, ctx) => {
-      const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
-      const tags = checkTags(req.tags, 'tags');
-      const model = await store.transaction(async (tx) => {
-        await createModel(tx, key, { description: req.description, tags }, deps.now());
-        return getModel(tx, key);
-      });
-      return { model };
-    })),
+    createModel: unary<pb.CreateModelRequest, pb.CreateModelResponse>(
+      audited(
+        audit,
+        (req) => req.name,
+        async (req, ctx) => {
+          const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
+          const tags = checkTags(req.tags, 'tags');
+          const model = await store.transaction(async (tx) => {
+            await createModel(tx, key, { description: req.description, tags }, deps.now());
+            return getModel(tx, key);
+          });
+          return { model };
+        },
+      ),
+    ),
 
     getModel: unary<pb.GetModelRequest, pb.GetModelResponse>(async (req, ctx) => ({
       model: await getModel(store, { tenant: tenantOf(ctx), name: checkName('model', req.name) }),
     })),
 
     listModels: unary<pb.ListModelsRequest, pb.ListModelsResponse>(async (req, ctx) =>
-      listModels(store, tenantOf(ctx), { namePrefix: req.namePrefix, tags: req.tags }, { size: pageSize(req.pageSize), token: req.pageToken }),
+      listModels(
+        store,
+        tenantOf(ctx),
+        { namePrefix: req.namePrefix, tags: req.tags },
+        { size: pageSize(req.pageSize), token: req.pageToken },
+      ),
     ),
 
-    updateModel: unary<pb.UpdateModelRequest, pb.UpdateModelResponse>(audited(audit, (req) => req.name, async (req, ctx) => {
-      const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
-      const setTags = checkTags(req.setTags, 'set_tags');
-      const model = await store.transaction(async (tx) => {
-        await updateModel(tx, key, { description: req.description, setTags, removeTags: req.removeTags }, deps.now());
-        return getModel(tx, key);
-      });
-      return { model };
-    })),
+    updateModel: unary<pb.UpdateModelRequest, pb.UpdateModelResponse>(
+      audited(
+        audit,
+        (req) => req.name,
+        async (req, ctx) => {
+          const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
+          const setTags = checkTags(req.setTags, 'set_tags');
+          const model = await store.transaction(async (tx) => {
+            await updateModel(
+              tx,
+              key,
+              { description: req.description, setTags, removeTags: req.removeTags },
+              deps.now(),
+            );
+            return getModel(tx, key);
+          });
+          return { model };
+        },
+      ),
+    ),
 
-    deleteModel: unary<pb.DeleteModelRequest, pb.DeleteModelResponse>(audited(audit, (req) => req.name, async (req, ctx) => {
-      const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
-      const orphaned = await store.transaction((tx) => deleteModel(tx, key));
-      // After commit: a crash in between leaves files the start-up sweep removes.
-      for (const sha256 of orphaned) await deps.blobs.delete({ tenant: key.tenant, sha256 });
-      return {};
-    })),
+    deleteModel: unary<pb.DeleteModelRequest, pb.DeleteModelResponse>(
+      audited(
+        audit,
+        (req) => req.name,
+        async (req, ctx) => {
+          const key = { tenant: tenantOf(ctx), name: checkName('model', req.name) };
+          const orphaned = await store.transaction((tx) => deleteModel(tx, key));
+          // After commit: a crash in between leaves files the start-up sweep removes.
+          for (const sha256 of orphaned) await deps.blobs.delete({ tenant: key.tenant, sha256 });
+          return {};
+        },
+      ),
+    ),
 
     uploadVersion: clientStreaming<pb.UploadVersionRequest, pb.UploadVersionResponse>(async (requests, ctx) => {
       // The model is named in the stream's header: the failure entry names it when one arrived.
@@ -104,17 +139,30 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       ),
     ),
 
-    updateVersion: unary<pb.UpdateVersionRequest, pb.UpdateVersionResponse>(audited(audit, (req) => req.ref, async (req, ctx) => {
-      const tenant = tenantOf(ctx);
-      const ref = parseRef(req.ref);
-      const setTags = checkTags(req.setTags, 'set_tags');
-      const version = await store.transaction(async (tx) => {
-        const number = await resolveVersion(tx, tenant, ref);
-        await updateVersion(tx, tenant, ref.model, number, { description: req.description, setTags, removeTags: req.removeTags }, deps.now());
-        return getVersion(tx, tenant, ref.model, number);
-      });
-      return { version };
-    })),
+    updateVersion: unary<pb.UpdateVersionRequest, pb.UpdateVersionResponse>(
+      audited(
+        audit,
+        (req) => req.ref,
+        async (req, ctx) => {
+          const tenant = tenantOf(ctx);
+          const ref = parseRef(req.ref);
+          const setTags = checkTags(req.setTags, 'set_tags');
+          const version = await store.transaction(async (tx) => {
+            const number = await resolveVersion(tx, tenant, ref);
+            await updateVersion(
+              tx,
+              tenant,
+              ref.model,
+              number,
+              { description: req.description, setTags, removeTags: req.removeTags },
+              deps.now(),
+            );
+            return getVersion(tx, tenant, ref.model, number);
+          });
+          return { version };
+        },
+      ),
+    ),
 
     downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>((req, ctx) =>
       downloadVersion(deps, req, ctx),
@@ -125,35 +173,55 @@ export function createModelHandlers(deps: RegistryDeps): ModelHandlers {
       let failure: unknown;
       try {
         for await (const message of compressVersion(deps, req, ctx)) {
-          if (message.event?.$case === 'version') made = ` -> ${message.event.value.model}:${message.event.value.version}`;
+          if (message.event?.$case === 'version')
+            made = ` -> ${message.event.value.model}:${message.event.value.version}`;
           yield message;
         }
       } catch (error: unknown) {
         failure = error;
         throw error;
       } finally {
-        await audit.record(ctx, `${req.ref}${made}`, failure ?? (ctx.signal.aborted ? cancelled('the call was cancelled') : undefined));
+        await audit.record(
+          ctx,
+          `${req.ref}${made}`,
+          failure ?? (ctx.signal.aborted ? cancelled('the call was cancelled') : undefined),
+        );
       }
     }),
 
-    setAlias: unary<pb.SetAliasRequest, pb.SetAliasResponse>(audited(audit, (req) => `${req.model}@${req.alias}`, async (req, ctx) => {
-      const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
-      const alias = checkName('alias', req.alias);
-      const result = await store.transaction(async (tx) => {
-        const now = deps.now();
-        const previousVersion = await setAlias(tx, key, alias, req.version, now);
-        const changes = await refreshFollowers(tx, key.tenant, key.name, now);
-        const model = await getModel(tx, key);
-        await recordDeploymentChanges(tx, changes.map((change) => ({ type: 'upserted', ...change })));
-        return { previousVersion, model };
-      });
-      return { model: result.model, previousVersion: result.previousVersion };
-    })),
+    setAlias: unary<pb.SetAliasRequest, pb.SetAliasResponse>(
+      audited(
+        audit,
+        (req) => `${req.model}@${req.alias}`,
+        async (req, ctx) => {
+          const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
+          const alias = checkName('alias', req.alias);
+          const result = await store.transaction(async (tx) => {
+            const now = deps.now();
+            const previousVersion = await setAlias(tx, key, alias, req.version, now);
+            const changes = await refreshFollowers(tx, key.tenant, key.name, now);
+            const model = await getModel(tx, key);
+            await recordDeploymentChanges(
+              tx,
+              changes.map((change) => ({ type: 'upserted', ...change })),
+            );
+            return { previousVersion, model };
+          });
+          return { model: result.model, previousVersion: result.previousVersion };
+        },
+      ),
+    ),
 
-    deleteAlias: unary<pb.DeleteAliasRequest, pb.DeleteAliasResponse>(audited(audit, (req) => `${req.model}@${req.alias}`, async (req, ctx) => {
-      const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
-      await store.transaction((tx) => deleteAlias(tx, key, checkName('alias', req.alias), deps.now()));
-      return {};
-    })),
+    deleteAlias: unary<pb.DeleteAliasRequest, pb.DeleteAliasResponse>(
+      audited(
+        audit,
+        (req) => `${req.model}@${req.alias}`,
+        async (req, ctx) => {
+          const key = { tenant: tenantOf(ctx), name: checkName('model', req.model, 'model') };
+          await store.transaction((tx) => deleteAlias(tx, key, checkName('alias', req.alias), deps.now()));
+          return {};
+        },
+      ),
+    ),
   };
 }

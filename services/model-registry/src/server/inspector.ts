@@ -26,13 +26,18 @@ export const inspectOnnxModel: Inspector = async (source) => {
   try {
     const info = await inspectOnnxSource(source.size, source.read);
     if (info.hasExternalData) {
-      throw invalidArgument('the ONNX model keeps weights in external data files; upload a self-contained model (onnx.save(..., save_as_external_data=False))');
+      throw invalidArgument(
+        'the ONNX model keeps weights in external data files; upload a self-contained model (onnx.save(..., save_as_external_data=False))',
+      );
     }
     return {
       irVersion: info.irVersion,
       producerName: info.producerName,
       producerVersion: info.producerVersion,
-      opsetImports: info.opsetImports.map((o) => ({ domain: o.domain === 'ai.onnx' ? '' : o.domain, version: o.version })),
+      opsetImports: info.opsetImports.map((o) => ({
+        domain: o.domain === 'ai.onnx' ? '' : o.domain,
+        version: o.version,
+      })),
       inputs: info.inputs.map(tensorSignature),
       outputs: info.outputs.map(tensorSignature),
       initializerCount: info.initializerCount,
@@ -40,7 +45,10 @@ export const inspectOnnxModel: Inspector = async (source) => {
       parameterBytes: BigInt(info.parameterBytes),
     };
   } catch (error: unknown) {
-    if (error instanceof OnnxError) throw invalidArgument(`the file is not a valid ONNX model (${error.problem}): ${error.message}`, { cause: error });
+    if (error instanceof OnnxError)
+      throw invalidArgument(`the file is not a valid ONNX model (${error.problem}): ${error.message}`, {
+        cause: error,
+      });
     throw error;
   }
 };

@@ -59,7 +59,13 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
   });
 
   it('creates, lists with pages, filters and updates models', async () => {
-    for (const [name, team] of [['resnet', 'vision'], ['resnet-small', 'vision'], ['bert', 'nlp'], ['rnn', 'nlp'], ['cifar', 'vision']] as const) {
+    for (const [name, team] of [
+      ['resnet', 'vision'],
+      ['resnet-small', 'vision'],
+      ['bert', 'nlp'],
+      ['rnn', 'nlp'],
+      ['cifar', 'vision'],
+    ] as const) {
       await call(h.client, 'createModel', { name, description: `${name} model`, tags: { team } }, acme);
     }
     const dup = await failure(call(h.client, 'createModel', { name: 'bert', description: '', tags: {} }, acme));
@@ -79,39 +85,97 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     expect(names).toEqual(['bert', 'cifar', 'resnet', 'resnet-small', 'rnn']);
     expect(pages).toBe(3);
 
-    const prefixed = await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: 'res', tags: {} }, acmeRead);
+    const prefixed = await call(
+      h.client,
+      'listModels',
+      { pageSize: 0, pageToken: '', namePrefix: 'res', tags: {} },
+      acmeRead,
+    );
     expect(prefixed.models.map((m) => m.name)).toEqual(['resnet', 'resnet-small']);
-    const tagged = await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: '', tags: { team: 'nlp' } }, acmeRead);
+    const tagged = await call(
+      h.client,
+      'listModels',
+      { pageSize: 0, pageToken: '', namePrefix: '', tags: { team: 'nlp' } },
+      acmeRead,
+    );
     expect(tagged.models.map((m) => m.name)).toEqual(['bert', 'rnn']);
-    const anyTeam = await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: 'c', tags: { team: '' } }, acmeRead);
+    const anyTeam = await call(
+      h.client,
+      'listModels',
+      { pageSize: 0, pageToken: '', namePrefix: 'c', tags: { team: '' } },
+      acmeRead,
+    );
     expect(anyTeam.models.map((m) => m.name)).toEqual(['cifar']);
-    const badToken = await failure(call(h.client, 'listModels', { pageSize: 0, pageToken: 'garbage', namePrefix: '', tags: {} }, acmeRead));
+    const badToken = await failure(
+      call(h.client, 'listModels', { pageSize: 0, pageToken: 'garbage', namePrefix: '', tags: {} }, acmeRead),
+    );
     expect(badToken.code).toBe(grpc.status.INVALID_ARGUMENT);
 
-    const updated = await call(h.client, 'updateModel', { name: 'bert', description: 'BERT base', setTags: { stage: 'dev' }, removeTags: ['team'] }, acme);
+    const updated = await call(
+      h.client,
+      'updateModel',
+      { name: 'bert', description: 'BERT base', setTags: { stage: 'dev' }, removeTags: ['team'] },
+      acme,
+    );
     expect(updated.model).toMatchObject({ name: 'bert', description: 'BERT base', tags: { stage: 'dev' } });
   });
 
   it('versions with tags and lineage, references by number, alias and latest', async () => {
-    const v1 = await push(h.client, acme, { model: 'cifar', tags: { data: 'v1' }, lineage: { origin: { $case: 'sourceUri', value: 'https://example.com/cifar.onnx' } } }, mlp(1));
+    const v1 = await push(
+      h.client,
+      acme,
+      {
+        model: 'cifar',
+        tags: { data: 'v1' },
+        lineage: { origin: { $case: 'sourceUri', value: 'https://example.com/cifar.onnx' } },
+      },
+      mlp(1),
+    );
     const v2 = await push(h.client, acme, { model: 'cifar', tags: { data: 'v2' } }, mlp(2));
     const v3 = await push(
       h.client,
       acme,
-      { model: 'cifar', lineage: { origin: { $case: 'parent', value: { model: 'cifar', version: 2, transform: 'quantize-int8', transformParams: { per_channel: 'true' } } } } },
+      {
+        model: 'cifar',
+        lineage: {
+          origin: {
+            $case: 'parent',
+            value: { model: 'cifar', version: 2, transform: 'quantize-int8', transformParams: { per_channel: 'true' } },
+          },
+        },
+      },
       mlp(3),
     );
     expect([v1.version, v2.version, v3.version]).toEqual([1, 2, 3]);
     expect(v1.lineage?.origin).toEqual({ $case: 'sourceUri', value: 'https://example.com/cifar.onnx' });
-    expect(v3.lineage?.origin).toEqual({ $case: 'parent', value: { model: 'cifar', version: 2, transform: 'quantize-int8', transformParams: { per_channel: 'true' } } });
+    expect(v3.lineage?.origin).toEqual({
+      $case: 'parent',
+      value: { model: 'cifar', version: 2, transform: 'quantize-int8', transformParams: { per_channel: 'true' } },
+    });
     const badParent = await failure(
-      push(h.client, acme, { model: 'cifar', lineage: { origin: { $case: 'parent', value: { model: 'cifar', version: 9, transform: 'x', transformParams: {} } } } }, mlp(4)),
+      push(
+        h.client,
+        acme,
+        {
+          model: 'cifar',
+          lineage: {
+            origin: { $case: 'parent', value: { model: 'cifar', version: 9, transform: 'x', transformParams: {} } },
+          },
+        },
+        mlp(4),
+      ),
     );
     expect(badParent.code).toBe(grpc.status.NOT_FOUND);
 
     const alias = await call(h.client, 'setAlias', { model: 'cifar', alias: 'production', version: 2 }, acme);
-    expect(alias).toMatchObject({ previousVersion: 0, model: { aliases: { production: 2 }, latestVersion: 3, versionCount: 3 } });
-    expect((await call(h.client, 'getVersion', { ref: 'cifar@production' }, acmeRead)).version).toMatchObject({ version: 2, aliases: ['production'] });
+    expect(alias).toMatchObject({
+      previousVersion: 0,
+      model: { aliases: { production: 2 }, latestVersion: 3, versionCount: 3 },
+    });
+    expect((await call(h.client, 'getVersion', { ref: 'cifar@production' }, acmeRead)).version).toMatchObject({
+      version: 2,
+      aliases: ['production'],
+    });
     expect((await call(h.client, 'getVersion', { ref: 'cifar' }, acmeRead)).version?.version).toBe(3);
     expect((await call(h.client, 'getVersion', { ref: 'cifar:1' }, acmeRead)).version?.tags).toEqual({ data: 'v1' });
     expect((await pull(h.client, acmeRead, 'cifar@production')).bytes.equals(mlp(2))).toBe(true);
@@ -119,17 +183,51 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     const missing = await failure(call(h.client, 'getVersion', { ref: 'cifar:7' }, acmeRead));
     expect(missing.code).toBe(grpc.status.NOT_FOUND);
     expect(missing.details).toBe('model "cifar" has no version 7; latest is 3');
-    expect((await failure(call(h.client, 'getVersion', { ref: 'cifar@staging' }, acmeRead))).details).toBe('model "cifar" has no alias "staging"');
-    expect((await failure(call(h.client, 'getVersion', { ref: 'cifar:x' }, acmeRead))).code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect((await failure(call(h.client, 'setAlias', { model: 'cifar', alias: '42', version: 1 }, acme))).code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect((await failure(call(h.client, 'setAlias', { model: 'cifar', alias: 'next', version: 9 }, acme))).code).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(call(h.client, 'getVersion', { ref: 'cifar@staging' }, acmeRead))).details).toBe(
+      'model "cifar" has no alias "staging"',
+    );
+    expect((await failure(call(h.client, 'getVersion', { ref: 'cifar:x' }, acmeRead))).code).toBe(
+      grpc.status.INVALID_ARGUMENT,
+    );
+    expect((await failure(call(h.client, 'setAlias', { model: 'cifar', alias: '42', version: 1 }, acme))).code).toBe(
+      grpc.status.INVALID_ARGUMENT,
+    );
+    expect((await failure(call(h.client, 'setAlias', { model: 'cifar', alias: 'next', version: 9 }, acme))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
 
-    const tagged = await call(h.client, 'updateVersion', { ref: 'cifar@production', description: 'champion', setTags: { reviewed: 'yes' }, removeTags: ['data'] }, acme);
+    const tagged = await call(
+      h.client,
+      'updateVersion',
+      { ref: 'cifar@production', description: 'champion', setTags: { reviewed: 'yes' }, removeTags: ['data'] },
+      acme,
+    );
     expect(tagged.version).toMatchObject({ version: 2, description: 'champion', tags: { reviewed: 'yes' } });
-    const filtered = await call(h.client, 'listVersions', { model: 'cifar', pageSize: 0, pageToken: '', status: 0, tags: { reviewed: '' } }, acmeRead);
+    const filtered = await call(
+      h.client,
+      'listVersions',
+      { model: 'cifar', pageSize: 0, pageToken: '', status: 0, tags: { reviewed: '' } },
+      acmeRead,
+    );
     expect(filtered.versions.map((v) => v.version)).toEqual([2]);
-    const paged = await call(h.client, 'listVersions', { model: 'cifar', pageSize: 2, pageToken: '', status: pb.VersionStatus.VERSION_STATUS_READY, tags: {} }, acmeRead);
-    const rest = await call(h.client, 'listVersions', { model: 'cifar', pageSize: 2, pageToken: paged.nextPageToken, status: pb.VersionStatus.VERSION_STATUS_READY, tags: {} }, acmeRead);
+    const paged = await call(
+      h.client,
+      'listVersions',
+      { model: 'cifar', pageSize: 2, pageToken: '', status: pb.VersionStatus.VERSION_STATUS_READY, tags: {} },
+      acmeRead,
+    );
+    const rest = await call(
+      h.client,
+      'listVersions',
+      {
+        model: 'cifar',
+        pageSize: 2,
+        pageToken: paged.nextPageToken,
+        status: pb.VersionStatus.VERSION_STATUS_READY,
+        tags: {},
+      },
+      acmeRead,
+    );
     expect([...paged.versions, ...rest.versions].map((v) => v.version)).toEqual([3, 2, 1]);
     expect(rest.nextPageToken).toBe('');
   });
@@ -139,22 +237,42 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     const snapshot = await first.next();
     expect(snapshot).toEqual({ $case: 'snapshot', value: { deployments: [] } });
 
-    const created = await call(h.client, 'createDeployment', { name: 'cifar-prod', spec: spec('cifar@production', { sequenceState: [{ inputName: 'h', outputName: 'hn' }] }) }, acme);
-    expect(created.deployment).toMatchObject({ name: 'cifar-prod', tenant: 'acme', generation: 1n, resolvedVersion: { version: 2 } });
+    const created = await call(
+      h.client,
+      'createDeployment',
+      { name: 'cifar-prod', spec: spec('cifar@production', { sequenceState: [{ inputName: 'h', outputName: 'hn' }] }) },
+      acme,
+    );
+    expect(created.deployment).toMatchObject({
+      name: 'cifar-prod',
+      tenant: 'acme',
+      generation: 1n,
+      resolvedVersion: { version: 2 },
+    });
     let event = await first.next();
-    expect(event?.$case === 'change' && event.value).toMatchObject({ type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED, deployment: { name: 'cifar-prod' } });
+    expect(event?.$case === 'change' && event.value).toMatchObject({
+      type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED,
+      deployment: { name: 'cifar-prod' },
+    });
 
     // A second watcher joins: its snapshot has the deployment, then both see the alias move.
     const second = watcher(h, acmeRead);
     const snap2 = await second.next();
-    expect(snap2?.$case === 'snapshot' && snap2.value.deployments.map((d) => [d.name, d.resolvedVersion?.version])).toEqual([['cifar-prod', 2]]);
+    expect(
+      snap2?.$case === 'snapshot' && snap2.value.deployments.map((d) => [d.name, d.resolvedVersion?.version]),
+    ).toEqual([['cifar-prod', 2]]);
     const moved = await call(h.client, 'setAlias', { model: 'cifar', alias: 'production', version: 3 }, acme);
     expect(moved.previousVersion).toBe(2);
     for (const w of [first, second]) {
       event = await w.next();
       expect(event?.$case).toBe('change');
       if (event?.$case !== 'change') return;
-      expect(event.value.deployment).toMatchObject({ name: 'cifar-prod', generation: 2n, resolvedVersion: { version: 3 }, spec: { modelRef: 'cifar@production' } });
+      expect(event.value.deployment).toMatchObject({
+        name: 'cifar-prod',
+        generation: 2n,
+        resolvedVersion: { version: 3 },
+        spec: { modelRef: 'cifar@production' },
+      });
       expect(event.value.reason).toBe('alias production moved from 2 to 3');
     }
 
@@ -163,32 +281,57 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     expect((await first.next())?.$case).toBe('change');
     const v4 = await push(h.client, acme, { model: 'cifar' }, mlp(4));
     event = await first.next();
-    expect(event?.$case === 'change' && event.value.deployment).toMatchObject({ name: 'cifar-latest', resolvedVersion: { version: v4.version } });
+    expect(event?.$case === 'change' && event.value.deployment).toMatchObject({
+      name: 'cifar-latest',
+      resolvedVersion: { version: v4.version },
+    });
 
     // Pinned versions do not move; stale generations are refused.
     const pinned = await call(h.client, 'createDeployment', { name: 'cifar-pinned', spec: spec('cifar:1') }, acme);
     expect((await first.next())?.$case).toBe('change');
-    const stale = await failure(call(h.client, 'updateDeployment', { name: 'cifar-pinned', spec: spec('cifar:2'), expectedGeneration: 5n }, acme));
+    const stale = await failure(
+      call(h.client, 'updateDeployment', { name: 'cifar-pinned', spec: spec('cifar:2'), expectedGeneration: 5n }, acme),
+    );
     expect(stale.code).toBe(grpc.status.FAILED_PRECONDITION);
-    const updated = await call(h.client, 'updateDeployment', { name: 'cifar-pinned', spec: spec('cifar:2', { instanceCount: 2 }), expectedGeneration: pinned.deployment!.generation }, acme);
-    expect(updated.deployment).toMatchObject({ generation: 2n, resolvedVersion: { version: 2 }, spec: { instanceCount: 2 } });
+    const updated = await call(
+      h.client,
+      'updateDeployment',
+      {
+        name: 'cifar-pinned',
+        spec: spec('cifar:2', { instanceCount: 2 }),
+        expectedGeneration: pinned.deployment!.generation,
+      },
+      acme,
+    );
+    expect(updated.deployment).toMatchObject({
+      generation: 2n,
+      resolvedVersion: { version: 2 },
+      spec: { instanceCount: 2 },
+    });
     expect((await first.next())?.$case).toBe('change');
 
     const listed = await call(h.client, 'listDeployments', { pageSize: 0, pageToken: '', model: 'cifar' }, acmeRead);
     expect(listed.deployments.map((d) => d.name)).toEqual(['cifar-latest', 'cifar-pinned', 'cifar-prod']);
-    expect((await failure(call(h.client, 'createDeployment', { name: 'bad', spec: spec('cifar@nope') }, acme))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await failure(call(h.client, 'createDeployment', { name: 'cifar-prod', spec: spec('cifar') }, acme))).code).toBe(grpc.status.ALREADY_EXISTS);
+    expect(
+      (await failure(call(h.client, 'createDeployment', { name: 'bad', spec: spec('cifar@nope') }, acme))).code,
+    ).toBe(grpc.status.NOT_FOUND);
+    expect(
+      (await failure(call(h.client, 'createDeployment', { name: 'cifar-prod', spec: spec('cifar') }, acme))).code,
+    ).toBe(grpc.status.ALREADY_EXISTS);
 
     // What deployments use cannot be removed from under them.
     const delModel = await failure(call(h.client, 'deleteModel', { name: 'cifar' }, acme));
     expect(delModel.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(delModel.details).toMatch(/used by deployment "cifar-latest", "cifar-pinned", "cifar-prod"/);
-    expect((await failure(call(h.client, 'deleteAlias', { model: 'cifar', alias: 'production' }, acme))).code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect((await failure(call(h.client, 'deleteAlias', { model: 'cifar', alias: 'production' }, acme))).code).toBe(
+      grpc.status.FAILED_PRECONDITION,
+    );
 
     for (const name of ['cifar-latest', 'cifar-pinned', 'cifar-prod']) {
       await call(h.client, 'deleteDeployment', { name }, acme);
       event = await second.next();
-      while (event?.$case === 'change' && event.value.type !== pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED) event = await second.next();
+      while (event?.$case === 'change' && event.value.type !== pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED)
+        event = await second.next();
       expect(event?.$case === 'change' && event.value.deployment?.name).toBe(name);
     }
     first.close();
@@ -197,7 +340,9 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     await call(h.client, 'deleteModel', { name: 'cifar' }, acme);
     expect((await failure(call(h.client, 'getModel', { name: 'cifar' }, acmeRead))).code).toBe(grpc.status.NOT_FOUND);
     // Its four blobs went with it.
-    const rows = await h.registry.store.query<{ n: bigint }>("SELECT count(*) AS n FROM registry_blobs WHERE tenant = 'acme'");
+    const rows = await h.registry.store.query<{ n: bigint }>(
+      "SELECT count(*) AS n FROM registry_blobs WHERE tenant = 'acme'",
+    );
     const files = await readdir(h.registry.blobDir, { recursive: true, withFileTypes: true });
     expect(files.filter((f) => f.isFile()).length).toBe(Number(rows[0]?.n));
   });
@@ -208,38 +353,79 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     expect((await w.next())?.$case).toBe('snapshot');
 
     // Kept as given (inference sorts them), through create, get, list and watch.
-    const fixed = await call(h.client, 'createDeployment', { name: 'batchy-fixed', spec: spec('batchy', { preferredBatchSizes: [8, 2, 4] }) }, acme);
-    expect(fixed.deployment?.spec).toMatchObject({ maxBatchSize: 8, preferredBatchSizes: [8, 2, 4], tunePreferredBatchSize: false });
+    const fixed = await call(
+      h.client,
+      'createDeployment',
+      { name: 'batchy-fixed', spec: spec('batchy', { preferredBatchSizes: [8, 2, 4] }) },
+      acme,
+    );
+    expect(fixed.deployment?.spec).toMatchObject({
+      maxBatchSize: 8,
+      preferredBatchSizes: [8, 2, 4],
+      tunePreferredBatchSize: false,
+    });
     let event = await w.next();
-    expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({ preferredBatchSizes: [8, 2, 4], tunePreferredBatchSize: false });
-    await call(h.client, 'createDeployment', { name: 'batchy-tuned', spec: spec('batchy', { tunePreferredBatchSize: true }) }, acme);
+    expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
+      preferredBatchSizes: [8, 2, 4],
+      tunePreferredBatchSize: false,
+    });
+    await call(
+      h.client,
+      'createDeployment',
+      { name: 'batchy-tuned', spec: spec('batchy', { tunePreferredBatchSize: true }) },
+      acme,
+    );
     event = await w.next();
-    expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({ preferredBatchSizes: [], tunePreferredBatchSize: true });
-    expect((await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment?.spec?.preferredBatchSizes).toEqual([8, 2, 4]);
+    expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
+      preferredBatchSizes: [],
+      tunePreferredBatchSize: true,
+    });
+    expect(
+      (await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment?.spec?.preferredBatchSizes,
+    ).toEqual([8, 2, 4]);
     const listed = await call(h.client, 'listDeployments', { pageSize: 0, pageToken: '', model: 'batchy' }, acmeRead);
-    expect(listed.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize])).toEqual([
+    expect(
+      listed.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize]),
+    ).toEqual([
       ['batchy-fixed', [8, 2, 4], false],
       ['batchy-tuned', [], true],
     ]);
     const late = watcher(h, acmeRead);
     const snapshot = await late.next();
-    expect(snapshot?.$case === 'snapshot' && snapshot.value.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize])).toEqual([
+    expect(
+      snapshot?.$case === 'snapshot' &&
+        snapshot.value.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize]),
+    ).toEqual([
       ['batchy-fixed', [8, 2, 4], false],
       ['batchy-tuned', [], true],
     ]);
     late.close();
 
     // An update replaces the spec whole: sizes out, tuning in.
-    const switched = await call(h.client, 'updateDeployment', { name: 'batchy-fixed', spec: spec('batchy', { tunePreferredBatchSize: true }), expectedGeneration: 0n }, acme);
+    const switched = await call(
+      h.client,
+      'updateDeployment',
+      { name: 'batchy-fixed', spec: spec('batchy', { tunePreferredBatchSize: true }), expectedGeneration: 0n },
+      acme,
+    );
     expect(switched.deployment?.spec).toMatchObject({ preferredBatchSizes: [], tunePreferredBatchSize: true });
-    expect((await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment).toMatchObject({ generation: 2n, spec: { preferredBatchSizes: [], tunePreferredBatchSize: true } });
+    expect((await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment).toMatchObject({
+      generation: 2n,
+      spec: { preferredBatchSizes: [], tunePreferredBatchSize: true },
+    });
 
     const refused: [Partial<pb.DeploymentSpec>, string][] = [
       [{ preferredBatchSizes: [4, 0] }, 'spec.preferred_batch_sizes[1] is 0: a batch size is at least 1'],
       [{ preferredBatchSizes: [2, 16] }, 'spec.preferred_batch_sizes[1] is 16, above spec.max_batch_size 8'],
       [{ preferredBatchSizes: [4, 2, 4] }, 'spec.preferred_batch_sizes[2] repeats 4 (already at [0])'],
-      [{ maxBatchSize: 1, preferredBatchSizes: [1] }, 'spec.preferred_batch_sizes is set but batching is off (spec.max_batch_size is 1; it must be above 1)'],
-      [{ maxBatchSize: 0, tunePreferredBatchSize: true }, 'spec.tune_preferred_batch_size is set but batching is off (spec.max_batch_size is 0; it must be above 1)'],
+      [
+        { maxBatchSize: 1, preferredBatchSizes: [1] },
+        'spec.preferred_batch_sizes is set but batching is off (spec.max_batch_size is 1; it must be above 1)',
+      ],
+      [
+        { maxBatchSize: 0, tunePreferredBatchSize: true },
+        'spec.tune_preferred_batch_size is set but batching is off (spec.max_batch_size is 0; it must be above 1)',
+      ],
       [
         { preferredBatchSizes: [4], tunePreferredBatchSize: true },
         'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop tune_preferred_batch_size to use the listed sizes, ' +
@@ -247,17 +433,41 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
       ],
     ];
     for (const [extra, details] of refused) {
-      const create = await failure(call(h.client, 'createDeployment', { name: 'batchy-bad', spec: spec('batchy', extra) }, acme));
+      const create = await failure(
+        call(h.client, 'createDeployment', { name: 'batchy-bad', spec: spec('batchy', extra) }, acme),
+      );
       expect([create.code, create.details]).toEqual([grpc.status.INVALID_ARGUMENT, details]);
-      const update = await failure(call(h.client, 'updateDeployment', { name: 'batchy-tuned', spec: spec('batchy', extra), expectedGeneration: 0n }, acme));
+      const update = await failure(
+        call(
+          h.client,
+          'updateDeployment',
+          { name: 'batchy-tuned', spec: spec('batchy', extra), expectedGeneration: 0n },
+          acme,
+        ),
+      );
       expect([update.code, update.details]).toEqual([grpc.status.INVALID_ARGUMENT, details]);
     }
     // Nothing refused was stored: batchy-bad does not exist and batchy-tuned is unchanged.
-    expect((await failure(call(h.client, 'getDeployment', { name: 'batchy-bad' }, acmeRead))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await call(h.client, 'getDeployment', { name: 'batchy-tuned' }, acmeRead)).deployment).toMatchObject({ generation: 1n, spec: { tunePreferredBatchSize: true } });
+    expect((await failure(call(h.client, 'getDeployment', { name: 'batchy-bad' }, acmeRead))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
+    expect((await call(h.client, 'getDeployment', { name: 'batchy-tuned' }, acmeRead)).deployment).toMatchObject({
+      generation: 1n,
+      spec: { tunePreferredBatchSize: true },
+    });
     // Batching off with neither set, and a preferred size equal to max_batch_size, are fine.
-    await call(h.client, 'updateDeployment', { name: 'batchy-tuned', spec: spec('batchy', { maxBatchSize: 0 }), expectedGeneration: 0n }, acme);
-    await call(h.client, 'updateDeployment', { name: 'batchy-tuned', spec: spec('batchy', { preferredBatchSizes: [8] }), expectedGeneration: 0n }, acme);
+    await call(
+      h.client,
+      'updateDeployment',
+      { name: 'batchy-tuned', spec: spec('batchy', { maxBatchSize: 0 }), expectedGeneration: 0n },
+      acme,
+    );
+    await call(
+      h.client,
+      'updateDeployment',
+      { name: 'batchy-tuned', spec: spec('batchy', { preferredBatchSizes: [8] }), expectedGeneration: 0n },
+      acme,
+    );
 
     w.close();
     for (const name of ['batchy-fixed', 'batchy-tuned']) await call(h.client, 'deleteDeployment', { name }, acme);
@@ -272,12 +482,22 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     const get = await failure(call(h.client, 'getModel', { name: 'secret' }, globex));
     expect(get.code).toBe(grpc.status.NOT_FOUND);
     expect(get.details).toBe('model "secret" not found');
-    expect((await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: '', tags: {} }, globex)).models).toEqual([]);
+    expect(
+      (await call(h.client, 'listModels', { pageSize: 0, pageToken: '', namePrefix: '', tags: {} }, globex)).models,
+    ).toEqual([]);
     expect((await failure(pull(h.client, globex, 'secret:1'))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await failure(call(h.client, 'getDeployment', { name: 'secret-dep' }, globex))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await failure(call(h.client, 'createDeployment', { name: 'steal', spec: spec('secret') }, globex))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await failure(push(h.client, globex, { model: 'secret', createModel: false }, mlp(12)))).code).toBe(grpc.status.NOT_FOUND);
-    expect((await failure(pull(h.client, globex, 'secret:1', { tenant: 'acme' }))).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await failure(call(h.client, 'getDeployment', { name: 'secret-dep' }, globex))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
+    expect(
+      (await failure(call(h.client, 'createDeployment', { name: 'steal', spec: spec('secret') }, globex))).code,
+    ).toBe(grpc.status.NOT_FOUND);
+    expect((await failure(push(h.client, globex, { model: 'secret', createModel: false }, mlp(12)))).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
+    expect((await failure(pull(h.client, globex, 'secret:1', { tenant: 'acme' }))).code).toBe(
+      grpc.status.PERMISSION_DENIED,
+    );
 
     // Same name, same bytes in the other tenant: its own model and its own blob.
     const theirs = await push(h.client, globex, { model: 'secret' }, mlp(11));
@@ -287,7 +507,10 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     await push(h.client, acme, { model: 'secret' }, mlp(13));
     await call(h.client, 'createDeployment', { name: 'mine', spec: spec('secret') }, globex);
     const event = await globexWatch.next();
-    expect(event?.$case === 'change' && [event.value.deployment?.tenant, event.value.deployment?.name]).toEqual(['globex', 'mine']);
+    expect(event?.$case === 'change' && [event.value.deployment?.tenant, event.value.deployment?.name]).toEqual([
+      'globex',
+      'mine',
+    ]);
     globexWatch.close();
   });
 

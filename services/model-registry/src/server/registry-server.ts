@@ -4,7 +4,13 @@ import { fileURLToPath } from 'node:url';
 import { createCryptoTokenVerifier } from '@quanta/auth';
 import { crypto as cpb } from '@quanta/contracts';
 import type { registry as pb } from '@quanta/contracts';
-import { clientTlsFromConfig, createClient, createService, serviceOptionsFromConfig, serviceTokenSource } from '@quanta/service-kit';
+import {
+  clientTlsFromConfig,
+  createClient,
+  createService,
+  serviceOptionsFromConfig,
+  serviceTokenSource,
+} from '@quanta/service-kit';
 import type { Authenticator, QuantaService } from '@quanta/service-kit';
 import { openStore } from '@quanta/store';
 import type { Store } from '@quanta/store';
@@ -53,7 +59,6 @@ export interface RegistryServer {
   stop(options?: { graceMs?: number }): Promise<void>;
 }
 
-
 /**
  * Removes what uploads that died with an earlier process left: temporary blobs, plaintext
  * scratch files, and published blobs whose metadata never committed. In a store shared with other
@@ -67,7 +72,10 @@ async function sweep(store: Store, blobs: BlobStore, scratchDir: string, logger:
   let orphans = 0;
   for await (const key of blobs.list()) {
     if (cutoff !== undefined && key.modified >= cutoff) continue;
-    const rows = await store.query('SELECT 1 FROM registry_blobs WHERE tenant = $1 AND sha256 = $2', [key.tenant, key.sha256]);
+    const rows = await store.query('SELECT 1 FROM registry_blobs WHERE tenant = $1 AND sha256 = $2', [
+      key.tenant,
+      key.sha256,
+    ]);
     if (rows.length === 0) {
       await blobs.delete(key);
       orphans += 1;
@@ -83,12 +91,22 @@ async function sweep(store: Store, blobs: BlobStore, scratchDir: string, logger:
  * leftovers: sweeping again every grace period removes what a crashed replica left within two,
  * whether or not anything restarts. A folder (grace 0) is swept at start only.
  */
-function sweepPeriodically(store: Store, blobs: BlobStore, scratchDir: string, logger: Logger): { stop(): Promise<void> } {
+function sweepPeriodically(
+  store: Store,
+  blobs: BlobStore,
+  scratchDir: string,
+  logger: Logger,
+): { stop(): Promise<void> } {
   if (blobs.sweepGraceMs === 0) return { stop: () => Promise.resolve() };
   let running: Promise<void> = Promise.resolve();
-  const timer = setInterval(() => {
-    running = sweep(store, blobs, scratchDir, logger).catch((error: unknown) => logger.warn({ err: error }, 'the blob sweep failed; it runs again later'));
-  }, Math.min(blobs.sweepGraceMs, 2 ** 31 - 1)); // setInterval's largest delay
+  const timer = setInterval(
+    () => {
+      running = sweep(store, blobs, scratchDir, logger).catch((error: unknown) =>
+        logger.warn({ err: error }, 'the blob sweep failed; it runs again later'),
+      );
+    },
+    Math.min(blobs.sweepGraceMs, 2 ** 31 - 1),
+  ); // setInterval's largest delay
   timer.unref();
   return {
     async stop() {
@@ -99,7 +117,10 @@ function sweepPeriodically(store: Store, blobs: BlobStore, scratchDir: string, l
 }
 
 /** Opens the store and blob folder, connects to crypto, and serves RegistryService. */
-export async function startRegistryServer(config: RegistryConfig, options: RegistryServerOptions = {}): Promise<RegistryServer> {
+export async function startRegistryServer(
+  config: RegistryConfig,
+  options: RegistryServerOptions = {},
+): Promise<RegistryServer> {
   await mkdir(config.home, { recursive: true, mode: 0o700 });
   const tls = clientTlsFromConfig(config);
   const jwksClient = createClient(cpb.CryptoServiceClient, config.cryptoAddr, {
@@ -113,7 +134,9 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
   });
   const verifier =
     options.authenticator === undefined
-      ? createCryptoTokenVerifier(jwksClient, { logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) } })
+      ? createCryptoTokenVerifier(jwksClient, {
+          logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) },
+        })
       : undefined;
   const authenticator = options.authenticator ?? verifier;
   const service = createService({
@@ -126,7 +149,10 @@ export async function startRegistryServer(config: RegistryConfig, options: Regis
   const logger = service.logger;
   const ownStore = options.store === undefined;
   const store =
-    options.store ?? (await openStore(config.databaseUrl === undefined ? { dataDir: join(config.home, 'registry-db') } : { url: config.databaseUrl }));
+    options.store ??
+    (await openStore(
+      config.databaseUrl === undefined ? { dataDir: join(config.home, 'registry-db') } : { url: config.databaseUrl },
+    ));
   let blobs: BlobStore | undefined;
   let feed: DeploymentFeed | undefined;
   try {

@@ -57,7 +57,8 @@ function watch(client: pb.RegistryServiceClient, token: string) {
   };
 }
 
-const spec = (modelRef: string): pb.DeploymentSpec => pb.DeploymentSpec.fromPartial({ modelRef, maxBatchSize: 1, instanceCount: 1 });
+const spec = (modelRef: string): pb.DeploymentSpec =>
+  pb.DeploymentSpec.fromPartial({ modelRef, maxBatchSize: 1, instanceCount: 1 });
 
 describe('two registry processes on one PostgreSQL', () => {
   let crypto: SharedCrypto;
@@ -70,7 +71,11 @@ describe('two registry processes on one PostgreSQL', () => {
   let reader: string;
 
   beforeAll(async () => {
-    [crypto, database, home] = await Promise.all([startSharedCrypto(), createTestDatabase('test_replicas'), mkdtemp(join(tmpdir(), 'quanta-replicas-'))]);
+    [crypto, database, home] = await Promise.all([
+      startSharedCrypto(),
+      createTestDatabase('test_replicas'),
+      mkdtemp(join(tmpdir(), 'quanta-replicas-')),
+    ]);
     // One blob folder for both (as one bucket would be), one database; started together, so that
     // migrations race as they do when a Deployment rolls out.
     const env = {
@@ -80,12 +85,23 @@ describe('two registry processes on one PostgreSQL', () => {
       QUANTA_SERVICE_TOKEN: crypto.adminToken,
       QUANTA_DATABASE_URL: database.url,
     };
-    replicas = await Promise.all([startServiceProcess('model-registry', env), startServiceProcess('model-registry', env)]);
+    replicas = await Promise.all([
+      startServiceProcess('model-registry', env),
+      startServiceProcess('model-registry', env),
+    ]);
     a = new pb.RegistryServiceClient(replicas[0]!.address, grpc.credentials.createInsecure());
     b = new pb.RegistryServiceClient(replicas[1]!.address, grpc.credentials.createInsecure());
     const cryptoClient = new cpb.CryptoServiceClient(crypto.process.address, grpc.credentials.createInsecure());
     const issue = async (scopes: string[]): Promise<string> =>
-      (await rpc(cryptoClient, cpb.CryptoServiceService, 'issueToken', { tenant: 'acme', subject: 'acme-user', scopes, ttlSeconds: 3600n }, bearer(crypto.adminToken))).token;
+      (
+        await rpc(
+          cryptoClient,
+          cpb.CryptoServiceService,
+          'issueToken',
+          { tenant: 'acme', subject: 'acme-user', scopes, ttlSeconds: 3600n },
+          bearer(crypto.adminToken),
+        )
+      ).token;
     writer = await issue(['models:read', 'models:write']);
     reader = await issue(['models:read']);
     cryptoClient.close();
@@ -111,19 +127,28 @@ describe('two registry processes on one PostgreSQL', () => {
     await call(a, 'createDeployment', { name: 'fast-prod', spec: spec('fast@production') }, writer);
     let { change, at } = await onB.change();
     delays.push(at - sent);
-    expect(change).toMatchObject({ type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED, deployment: { name: 'fast-prod', resolvedVersion: { version: 1 } } });
+    expect(change).toMatchObject({
+      type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_UPSERTED,
+      deployment: { name: 'fast-prod', resolvedVersion: { version: 1 } },
+    });
 
     sent = performance.now();
     await call(a, 'setAlias', { model: 'fast', alias: 'production', version: 2 }, writer);
     ({ change, at } = await onB.change());
     delays.push(at - sent);
-    expect(change).toMatchObject({ deployment: { name: 'fast-prod', generation: 2n, resolvedVersion: { version: 2 } }, reason: 'alias production moved from 1 to 2' });
+    expect(change).toMatchObject({
+      deployment: { name: 'fast-prod', generation: 2n, resolvedVersion: { version: 2 } },
+      reason: 'alias production moved from 1 to 2',
+    });
 
     sent = performance.now();
     await call(a, 'deleteDeployment', { name: 'fast-prod' }, writer);
     ({ change, at } = await onB.change());
     delays.push(at - sent);
-    expect(change).toMatchObject({ type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED, deployment: { name: 'fast-prod' } });
+    expect(change).toMatchObject({
+      type: pb.DeploymentChangeType.DEPLOYMENT_CHANGE_TYPE_DELETED,
+      deployment: { name: 'fast-prod' },
+    });
     onB.close();
     console.log(`replica A write -> replica B watch: ${delays.map((d) => `${d.toFixed(1)} ms`).join(', ')}`);
     for (const delay of delays) expect(delay).toBeLessThan(1000);
@@ -136,7 +161,10 @@ describe('two registry processes on one PostgreSQL', () => {
     await call(a, 'createDeployment', { name: 'away-prod', spec: spec('away@production') }, writer);
     await call(a, 'createDeployment', { name: 'away-doomed', spec: spec('away') }, writer);
     const first = watch(b, reader);
-    expect((await first.snapshot()).map((d) => [d.name, d.resolvedVersion?.version])).toEqual([['away-doomed', 2], ['away-prod', 1]]);
+    expect((await first.snapshot()).map((d) => [d.name, d.resolvedVersion?.version])).toEqual([
+      ['away-doomed', 2],
+      ['away-prod', 1],
+    ]);
     first.close();
 
     // While no watch is open on B: a new deployment, an alias move, a deletion, all through A.
@@ -147,26 +175,35 @@ describe('two registry processes on one PostgreSQL', () => {
     const listed = await call(a, 'listDeployments', { model: '', pageSize: 100, pageToken: '' }, reader);
     const snapshot = await again.snapshot();
     expect(snapshot).toEqual(listed.deployments);
-    expect(snapshot.map((d) => [d.name, d.resolvedVersion?.version])).toEqual([['away-new', 1], ['away-prod', 2]]);
+    expect(snapshot.map((d) => [d.name, d.resolvedVersion?.version])).toEqual([
+      ['away-new', 1],
+      ['away-prod', 2],
+    ]);
 
     // B's LISTEN connections are cut (A's too: they look alike); a change through A still
     // reaches the open watch on B, by B's reconnection reading what it missed.
     const admin = await openStore({ url: database.url });
-    const killed = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'quanta-listen'", [
-      database.name,
-    ]);
+    const killed = await admin.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'quanta-listen'",
+      [database.name],
+    );
     await admin.close();
     expect(killed.length).toBe(2);
     await call(a, 'setAlias', { model: 'away', alias: 'production', version: 1 }, writer);
     const { change } = await again.change();
-    expect(change).toMatchObject({ deployment: { name: 'away-prod', resolvedVersion: { version: 1 } }, reason: 'alias production moved from 2 to 1' });
+    expect(change).toMatchObject({
+      deployment: { name: 'away-prod', resolvedVersion: { version: 1 } },
+      reason: 'alias production moved from 2 to 1',
+    });
     again.close();
   });
 
   it('concurrent uploads of one model through both replicas get distinct, consecutive versions', async () => {
     const files = Array.from({ length: 8 }, (_, i) => Buffer.from(buildMlp({ seed: 100 + (i % 6) })));
     // Seeds repeat: equal content through different replicas at once, stored once and shared.
-    const versions = await Promise.all(files.map((bytes, i) => push(i % 2 === 0 ? a : b, writer, { model: 'busy', createModel: true }, bytes)));
+    const versions = await Promise.all(
+      files.map((bytes, i) => push(i % 2 === 0 ? a : b, writer, { model: 'busy', createModel: true }, bytes)),
+    );
     expect(versions.map((v) => v.version).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     for (const client of [a, b]) {
       const model = await call(client, 'getModel', { name: 'busy' }, reader);
@@ -183,12 +220,17 @@ describe('two registry processes on one PostgreSQL', () => {
     await call(a, 'setAlias', { model: 'busy', alias: 'production', version: 1 }, writer);
     await call(a, 'createDeployment', { name: 'busy-prod', spec: spec('busy@production') }, writer);
     const watchers = [watch(a, reader), watch(b, reader)];
-    for (const w of watchers) expect((await w.snapshot()).find((d) => d.name === 'busy-prod')?.resolvedVersion?.version).toBe(1);
+    for (const w of watchers)
+      expect((await w.snapshot()).find((d) => d.name === 'busy-prod')?.resolvedVersion?.version).toBe(1);
 
     // Distinct targets, none the starting version: every move changes the alias, and the chain
     // below has one way through.
     const targets = [2, 3, 4, 5, 6, 7, 8];
-    const moves = await Promise.all(targets.map((version, i) => call(i % 2 === 0 ? a : b, 'setAlias', { model: 'busy', alias: 'production', version }, writer)));
+    const moves = await Promise.all(
+      targets.map((version, i) =>
+        call(i % 2 === 0 ? a : b, 'setAlias', { model: 'busy', alias: 'production', version }, writer),
+      ),
+    );
     // Moves applied one at a time: each one's previous version is the one before it moved the
     // alias, so the answers chain from 1 to the winner with none lost.
     const winner = await call(b, 'getModel', { name: 'busy' }, reader);
@@ -204,7 +246,9 @@ describe('two registry processes on one PostgreSQL', () => {
     expect(chain[chain.length - 1]).toBe(final);
     expect((await call(a, 'getModel', { name: 'busy' }, reader)).model!.aliases['production']).toBe(final);
     for (const client of [a, b]) {
-      expect((await call(client, 'getDeployment', { name: 'busy-prod' }, reader)).deployment?.resolvedVersion?.version).toBe(final);
+      expect(
+        (await call(client, 'getDeployment', { name: 'busy-prod' }, reader)).deployment?.resolvedVersion?.version,
+      ).toBe(final);
     }
     // Both watchers see the deployment follow the chain, move by move.
     const expected = chain.slice(1);
@@ -219,7 +263,10 @@ describe('two registry processes on one PostgreSQL', () => {
   it('a client of both replicas carries on through the survivor when one is killed', async () => {
     // grpc-js's static resolver with several addresses and its default pick_first policy: calls go
     // to the first replica that answers, and to the next one when it dies.
-    const both = new pb.RegistryServiceClient(`ipv4:${replicas.map((r) => r.address).join(',')}`, grpc.credentials.createInsecure());
+    const both = new pb.RegistryServiceClient(
+      `ipv4:${replicas.map((r) => r.address).join(',')}`,
+      grpc.credentials.createInsecure(),
+    );
     const watching = watch(both, reader);
     const before = await watching.snapshot();
     await replicas[0]!.kill();

@@ -15,7 +15,11 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 const KEY = 'model-registry';
 
 /** Reads a RewrapDataKeys stream to its end (or, with `stopAfter`, cancels it after that many messages). */
-async function rewrap(client: pb.RegistryServiceClient, token: string, stopAfter?: number): Promise<pb.RewrapDataKeysResponse[]> {
+async function rewrap(
+  client: pb.RegistryServiceClient,
+  token: string,
+  stopAfter?: number,
+): Promise<pb.RewrapDataKeysResponse[]> {
   const stream = client.rewrapDataKeys({}, bearer(token));
   const seen: pb.RewrapDataKeysResponse[] = [];
   try {
@@ -42,8 +46,10 @@ describe('RewrapDataKeys and GetDataKeyStatus against a real crypto service', ()
   let globex: string;
   const files = new Map<string, Buffer>();
 
-  const cryptoCall = <K extends UnaryName<typeof cpb.CryptoServiceService>>(method: K, request: RequestOf<typeof cpb.CryptoServiceService, K>) =>
-    rpc(cryptoClient, cpb.CryptoServiceService, method, request, bearer(keyAdmin));
+  const cryptoCall = <K extends UnaryName<typeof cpb.CryptoServiceService>>(
+    method: K,
+    request: RequestOf<typeof cpb.CryptoServiceService, K>,
+  ) => rpc(cryptoClient, cpb.CryptoServiceService, method, request, bearer(keyAdmin));
 
   const everyVersionDownloads = async (): Promise<void> => {
     for (const [ref, bytes] of files) {
@@ -66,7 +72,8 @@ describe('RewrapDataKeys and GetDataKeyStatus against a real crypto service', ()
     files.set('cnn:1', cnn);
     files.set('mlp-copy:1', mlp); // same content: one stored file for two versions
     files.set('g-mlp:1', Buffer.from(buildMlp({ seed: 3 })));
-    for (const [ref, bytes] of files) await push(h.client, ref.startsWith('g-') ? globex : acme, { model: ref.split(':')[0]! }, bytes);
+    for (const [ref, bytes] of files)
+      await push(h.client, ref.startsWith('g-') ? globex : acme, { model: ref.split(':')[0]! }, bytes);
   }, 240_000);
 
   afterAll(async () => {
@@ -76,11 +83,19 @@ describe('RewrapDataKeys and GetDataKeyStatus against a real crypto service', ()
 
   it('counts what raising min_decryption_version would strand, and rewraps every file resumably', async () => {
     const before = await call(h.client, 'getDataKeyStatus', { belowKeyVersion: 0 }, admin);
-    expect(before).toMatchObject({ keyName: KEY, latestKeyVersion: 1, belowKeyVersion: 1, versionsBelow: 0n, filesBelow: 0n });
+    expect(before).toMatchObject({
+      keyName: KEY,
+      latestKeyVersion: 1,
+      belowKeyVersion: 1,
+      versionsBelow: 0n,
+      filesBelow: 0n,
+    });
     expect(before.counts).toEqual([{ keyName: KEY, keyVersion: 1, versions: 4n, files: 3n }]);
 
     // A file stored before the database kept its key: the header's is read once and recorded.
-    await h.registry.store.query("UPDATE registry_blobs SET key_name = NULL, key_version = NULL, wrapped_key = NULL WHERE tenant = 'globex'");
+    await h.registry.store.query(
+      "UPDATE registry_blobs SET key_name = NULL, key_version = NULL, wrapped_key = NULL WHERE tenant = 'globex'",
+    );
 
     const rotated = await cryptoCall('rotateKey', { name: KEY });
     expect(rotated.key?.latestVersion).toBe(2);
@@ -131,9 +146,18 @@ describe('RewrapDataKeys and GetDataKeyStatus against a real crypto service', ()
     const denied = await failure(call(h.client, 'getDataKeyStatus', { belowKeyVersion: 0 }, acme));
     expect(denied.details).toMatch(/admin/);
     expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
-    const events = await call(h.client, 'listAuditEvents', { action: 'RewrapDataKeys', subject: '', pageSize: 0, pageToken: '' }, admin);
+    const events = await call(
+      h.client,
+      'listAuditEvents',
+      { action: 'RewrapDataKeys', subject: '', pageSize: 0, pageToken: '' },
+      admin,
+    );
     expect(events.events.length).toBeGreaterThanOrEqual(3);
-    expect(events.events.every((e) => e.resource === `data-keys/${KEY}` && e.subject === 'operator' && e.tenant === 'ops')).toBe(true);
-    expect(events.events.filter((e) => e.outcome === pb.AuditOutcome.AUDIT_OUTCOME_OK).length).toBeGreaterThanOrEqual(2);
+    expect(
+      events.events.every((e) => e.resource === `data-keys/${KEY}` && e.subject === 'operator' && e.tenant === 'ops'),
+    ).toBe(true);
+    expect(events.events.filter((e) => e.outcome === pb.AuditOutcome.AUDIT_OUTCOME_OK).length).toBeGreaterThanOrEqual(
+      2,
+    );
   });
 });

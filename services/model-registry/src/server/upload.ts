@@ -8,7 +8,12 @@ import { recordDeploymentChanges } from '../core/change-feed.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { createModel, modelExists } from '../core/models-repo.js';
 import { checkName, checkSha256, checkTags } from '../core/names.js';
-import { DEFAULT_SEGMENT_SIZE, createSealedRangeReader, createSegmentSealer, encodeHeader } from '../core/sealed-format.js';
+import {
+  DEFAULT_SEGMENT_SIZE,
+  createSealedRangeReader,
+  createSegmentSealer,
+  encodeHeader,
+} from '../core/sealed-format.js';
 import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob, setAlias } from '../core/versions-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
@@ -22,10 +27,13 @@ function checkHeader(header: Header, maxBytes: number): void {
   checkTags(header.tags, 'header.tags');
   checkSha256(header.expectedSha256, 'header.expected_sha256');
   if (header.expectedSizeBytes > BigInt(maxBytes)) {
-    throw resourceExhausted(`header.expected_size_bytes ${header.expectedSizeBytes} is over the upload limit of ${maxBytes} bytes`);
+    throw resourceExhausted(
+      `header.expected_size_bytes ${header.expectedSizeBytes} is over the upload limit of ${maxBytes} bytes`,
+    );
   }
   const origin = header.lineage?.origin;
-  if (origin?.$case === 'sourceUri' && origin.value.trim() === '') throw invalidArgument('header.lineage.source_uri is empty');
+  if (origin?.$case === 'sourceUri' && origin.value.trim() === '')
+    throw invalidArgument('header.lineage.source_uri is empty');
   if (origin?.$case === 'parent') checkName('model', origin.value.model, 'header.lineage.parent.model');
 }
 
@@ -59,7 +67,8 @@ export async function uploadVersion(
   const iterator = requests[Symbol.asyncIterator]();
   const first = await iterator.next();
   if (first.done === true) throw invalidArgument('UploadVersion: the stream ended before its header message');
-  if (first.value.part?.$case !== 'header') throw invalidArgument('UploadVersion: the first message must carry `header`');
+  if (first.value.part?.$case !== 'header')
+    throw invalidArgument('UploadVersion: the first message must carry `header`');
   const header = first.value.part.value;
   checkHeader(header, deps.maxUploadBytes);
   const expectedSha = checkSha256(header.expectedSha256, 'header.expected_sha256');
@@ -113,11 +122,16 @@ export async function uploadVersion(
       if (next.done === true) break;
       const part = next.value.part;
       if (part === undefined) continue;
-      if (part.$case === 'header') throw invalidArgument(`UploadVersion: a second header arrived after ${size} bytes; only the first message carries one`);
+      if (part.$case === 'header')
+        throw invalidArgument(
+          `UploadVersion: a second header arrived after ${size} bytes; only the first message carries one`,
+        );
       const chunk = part.value;
       if (chunk.length === 0) continue;
       if (expectedSize > 0 && size + chunk.length > expectedSize) {
-        throw invalidArgument(`UploadVersion: a chunk goes past the declared end: header.expected_size_bytes is ${expectedSize}, received ${size + chunk.length}`);
+        throw invalidArgument(
+          `UploadVersion: a chunk goes past the declared end: header.expected_size_bytes is ${expectedSize}, received ${size + chunk.length}`,
+        );
       }
       if (size + chunk.length > deps.maxUploadBytes) {
         throw resourceExhausted(`UploadVersion: the file is over the upload limit of ${deps.maxUploadBytes} bytes`);
@@ -135,7 +149,9 @@ export async function uploadVersion(
     }
     if (size === 0) throw invalidArgument('UploadVersion: the file is empty');
     if (expectedSize > 0 && size < expectedSize) {
-      throw invalidArgument(`UploadVersion: the file is truncated: header.expected_size_bytes is ${expectedSize}, received ${size}`);
+      throw invalidArgument(
+        `UploadVersion: the file is truncated: header.expected_size_bytes is ${expectedSize}, received ${size}`,
+      );
     }
     parts.push(...sealer.finish());
     for (const { chunk } of unsealed.splice(0)) uploadChunks.release(chunk);
@@ -143,7 +159,9 @@ export async function uploadVersion(
     await inFlight;
     const sha256 = hash.digest('hex');
     if (expectedSha !== '' && sha256 !== expectedSha) {
-      throw invalidArgument(`UploadVersion: digest mismatch: header.expected_sha256 is ${expectedSha}, the received bytes hash to ${sha256}`);
+      throw invalidArgument(
+        `UploadVersion: digest mismatch: header.expected_sha256 is ${expectedSha}, the received bytes hash to ${sha256}`,
+      );
     }
     // Inspection reads the sealed temporary blob back, decrypting only the segments it asks for:
     // no plaintext copy of the model is written anywhere.
@@ -161,7 +179,9 @@ export async function uploadVersion(
       deps.store.transaction(async (tx) => {
         // Held to commit: a second upload of this content, through any replica, waits here and then
         // finds the blob recorded, so only one copy is published and no commit overwrites another's.
-        await tx.query('SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext($1))', [`blob:${tenant}/${sha256}`]);
+        await tx.query('SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext($1))', [
+          `blob:${tenant}/${sha256}`,
+        ]);
         const now = deps.now();
         if (header.createModel && !(await modelExists(tx, key))) {
           // A concurrent push may create it first (ON CONFLICT DO NOTHING keeps the transaction usable).
@@ -176,7 +196,16 @@ export async function uploadVersion(
           await recordBlob(
             tx,
             tenant,
-            { sha256, sizeBytes: size, storedBytes: blobWriter.written, dataKey: { keyName: sealedHeader.keyName, keyVersion: sealedHeader.keyVersion, wrappedKey: sealedHeader.wrappedKey } },
+            {
+              sha256,
+              sizeBytes: size,
+              storedBytes: blobWriter.written,
+              dataKey: {
+                keyName: sealedHeader.keyName,
+                keyVersion: sealedHeader.keyVersion,
+                wrappedKey: sealedHeader.wrappedKey,
+              },
+            },
             now,
           );
         }
@@ -199,7 +228,10 @@ export async function uploadVersion(
           );
           if (extras.alias !== undefined) await setAlias(tx, key, extras.alias, number, now);
           const changes = await refreshFollowers(tx, tenant, header.model, now);
-          await recordDeploymentChanges(tx, changes.map((change) => ({ type: 'upserted', ...change })));
+          await recordDeploymentChanges(
+            tx,
+            changes.map((change) => ({ type: 'upserted', ...change })),
+          );
           return number;
         } catch (error: unknown) {
           // The transaction rolls back the blob row: take the published file back with it.

@@ -14,7 +14,9 @@ describe('registry wire codecs', () => {
       const pieces = [bytes.subarray(0, size >> 1), bytes.subarray(size >> 1), randomBytes(7)];
       const message = chunkMessage(pieces, size);
       expect(message.part?.$case === 'chunk' && message.part.value.equals(bytes)).toBe(true);
-      expect(serializeDownloadResponse(message).equals(generated({ part: { $case: 'chunk', value: bytes } }))).toBe(true);
+      expect(serializeDownloadResponse(message).equals(generated({ part: { $case: 'chunk', value: bytes } }))).toBe(
+        true,
+      );
     }
     expect(() => chunkMessage([randomBytes(3)], 4)).toThrow(/4 bytes asked, 3 given/);
   });
@@ -49,7 +51,9 @@ describe('registry wire codecs', () => {
     uploadChunks.release(value);
     for (const size of [1000, 2 * 1024 * 1024]) {
       const other = randomBytes(size);
-      const otherWire = Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: other } }).finish());
+      const otherWire = Buffer.from(
+        pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: other } }).finish(),
+      );
       const decoded = deserializeUploadRequest(otherWire);
       expect(decoded.part?.$case === 'chunk' && decoded.part.value.equals(other)).toBe(true);
       expect(decoded.part?.$case === 'chunk' && decoded.part.value.buffer === otherWire.buffer).toBe(true); // a view, no copy
@@ -57,12 +61,26 @@ describe('registry wire codecs', () => {
 
     const header = Buffer.from(
       pb.UploadVersionRequest.encode({
-        part: { $case: 'header', value: { model: 'm', description: 'd', tags: { a: 'b' }, expectedSha256: '', expectedSizeBytes: 5n, createModel: true, lineage: undefined } },
+        part: {
+          $case: 'header',
+          value: {
+            model: 'm',
+            description: 'd',
+            tags: { a: 'b' },
+            expectedSha256: '',
+            expectedSizeBytes: 5n,
+            createModel: true,
+            lineage: undefined,
+          },
+        },
       }).finish(),
     );
     expect(deserializeUploadRequest(header)).toEqual(pb.UploadVersionRequest.decode(header));
     // A chunk followed by another field is not "exactly one chunk": the generated decoder takes it (last one wins).
-    const twoFields = Buffer.concat([wire, Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: Buffer.from('zz') } }).finish())]);
+    const twoFields = Buffer.concat([
+      wire,
+      Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: Buffer.from('zz') } }).finish()),
+    ]);
     expect(deserializeUploadRequest(twoFields)).toEqual(pb.UploadVersionRequest.decode(twoFields));
     // A length that runs past the end falls through to the generated decoder, which rejects it.
     expect(() => deserializeUploadRequest(wire.subarray(0, wire.length - 1))).toThrow();

@@ -2,7 +2,12 @@
 // through the registry: what is published, what temporaries are left, the stored bytes.
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import {
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import type { RegistryConfig } from '../config.js';
 import type { RegistryServer } from '../server/registry-server.js';
 import { startTestS3 } from './test-s3.js';
@@ -49,7 +54,11 @@ function folderProbe(root: string): BlobProbe {
   const path = (tenant: string, sha: string): string => join(root, tenant, sha.slice(0, 2), sha);
   return {
     dirs: [],
-    published: async () => (await filesUnder(root)).filter((f) => !f.includes(`${join(root, '.tmp')}`)).map((f) => f.slice(-64)).sort(),
+    published: async () =>
+      (await filesUnder(root))
+        .filter((f) => !f.includes(`${join(root, '.tmp')}`))
+        .map((f) => f.slice(-64))
+        .sort(),
     temporaries: () => filesUnder(join(root, '.tmp')),
     stored: (tenant, sha) => readFile(path(tenant, sha)),
     replace: (tenant, sha, bytes) => writeFile(path(tenant, sha), bytes),
@@ -82,9 +91,21 @@ function s3Probe(s3: TestS3, prefix: string): BlobProbe {
     },
     async plantLeftovers(tenant) {
       await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}.tmp/dead-object`, Body: 'half' }));
-      const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: `${prefix}.tmp/dead-upload` }));
-      await s3.client.send(new UploadPartCommand({ Bucket: s3.bucket, Key: `${prefix}.tmp/dead-upload`, UploadId, PartNumber: 1, Body: Buffer.alloc(1000, 1) }));
-      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key(tenant, ORPHAN), Body: 'sealed bytes nobody recorded' }));
+      const { UploadId } = await s3.client.send(
+        new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: `${prefix}.tmp/dead-upload` }),
+      );
+      await s3.client.send(
+        new UploadPartCommand({
+          Bucket: s3.bucket,
+          Key: `${prefix}.tmp/dead-upload`,
+          UploadId,
+          PartNumber: 1,
+          Body: Buffer.alloc(1000, 1),
+        }),
+      );
+      await s3.client.send(
+        new PutObjectCommand({ Bucket: s3.bucket, Key: key(tenant, ORPHAN), Body: 'sealed bytes nobody recorded' }),
+      );
       return ORPHAN;
     },
   };
@@ -99,7 +120,13 @@ export const BLOB_BACKENDS = ['folder', 's3'] as const;
  */
 export async function startBlobBackend(name: 'folder' | 's3', prefix = 'quanta/blobs'): Promise<BlobBackend> {
   if (name === 'folder') {
-    return { name, config: {}, env: {}, probe: (registry) => folderProbe(registry.blobDir), close: () => Promise.resolve() };
+    return {
+      name,
+      config: {},
+      env: {},
+      probe: (registry) => folderProbe(registry.blobDir),
+      close: () => Promise.resolve(),
+    };
   }
   const s3 = await startTestS3();
   Object.assign(process.env, s3.env);

@@ -3,14 +3,33 @@ import type { registry as pb } from '@quanta/contracts';
 import { bearer } from './test-harness.js';
 
 /** Uploads `bytes` in chunks after `header`; rejects with the call's gRPC error. */
-export function push(client: pb.RegistryServiceClient, token: string, header: Partial<pb.UploadHeader> & { model: string }, bytes: Buffer, chunkSize = 64 * 1024): Promise<pb.ModelVersion> {
+export function push(
+  client: pb.RegistryServiceClient,
+  token: string,
+  header: Partial<pb.UploadHeader> & { model: string },
+  bytes: Buffer,
+  chunkSize = 64 * 1024,
+): Promise<pb.ModelVersion> {
   return new Promise((resolve, reject) => {
     const call = client.uploadVersion(bearer(token), (error, response) => {
       if (error) reject(error);
       else if (response?.version === undefined) reject(new Error('UploadVersion answered without a version'));
       else resolve(response.version);
     });
-    call.write({ part: { $case: 'header', value: { description: '', tags: {}, expectedSha256: '', expectedSizeBytes: 0n, createModel: true, lineage: undefined, ...header } } });
+    call.write({
+      part: {
+        $case: 'header',
+        value: {
+          description: '',
+          tags: {},
+          expectedSha256: '',
+          expectedSizeBytes: 0n,
+          createModel: true,
+          lineage: undefined,
+          ...header,
+        },
+      },
+    });
     for (let offset = 0; offset < bytes.length; offset += chunkSize) {
       call.write({ part: { $case: 'chunk', value: bytes.subarray(offset, offset + chunkSize) } });
     }
@@ -19,7 +38,12 @@ export function push(client: pb.RegistryServiceClient, token: string, header: Pa
 }
 
 /** Downloads a version: its header and the concatenated plaintext. */
-export async function pull(client: pb.RegistryServiceClient, token: string, ref: string, extra: Partial<pb.DownloadVersionRequest> = {}): Promise<{ version: pb.ModelVersion; bytes: Buffer; chunks: number }> {
+export async function pull(
+  client: pb.RegistryServiceClient,
+  token: string,
+  ref: string,
+  extra: Partial<pb.DownloadVersionRequest> = {},
+): Promise<{ version: pb.ModelVersion; bytes: Buffer; chunks: number }> {
   const stream = client.downloadVersion({ ref, chunkSizeBytes: 0, tenant: '', ...extra }, bearer(token));
   let version: pb.ModelVersion | undefined;
   const parts: Buffer[] = [];
@@ -50,7 +74,17 @@ export async function compress(
   request: Partial<pb.CompressVersionRequest> & { ref: string; method: pb.CompressionMethod },
 ): Promise<{ version: pb.ModelVersion; progress: pb.CompressProgress[] }> {
   const stream = client.compressVersion(
-    { targetModel: '', calibration: [], dims: {}, sampleCount: 8, seed: 0n, gates: undefined, alias: '', description: '', ...request },
+    {
+      targetModel: '',
+      calibration: [],
+      dims: {},
+      sampleCount: 8,
+      seed: 0n,
+      gates: undefined,
+      alias: '',
+      description: '',
+      ...request,
+    },
     bearer(token),
   );
   const progress: pb.CompressProgress[] = [];

@@ -30,7 +30,11 @@ export interface SharedCrypto {
 
 export async function startSharedCrypto(): Promise<SharedCrypto> {
   const home = await mkdtemp(join(tmpdir(), 'quanta-crypto-'));
-  const process = await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined });
+  const process = await startServiceProcess('crypto', {
+    QUANTA_HOME: home,
+    QUANTA_CRYPTO_PORT: '0',
+    QUANTA_DATABASE_URL: undefined,
+  });
   const adminToken = (await readFile(join(home, 'admin.token'), 'utf8')).trim();
   return {
     process,
@@ -97,7 +101,13 @@ export async function startHarness(
   const home = await mkdtemp(join(tmpdir(), 'quanta-registry-'));
   // A crypto process of our own shares the registry's home, as under `npm start`; a shared one
   // lends its admin token as the service token.
-  const crypto = options.crypto?.process ?? (await startServiceProcess('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0', QUANTA_DATABASE_URL: undefined }));
+  const crypto =
+    options.crypto?.process ??
+    (await startServiceProcess('crypto', {
+      QUANTA_HOME: home,
+      QUANTA_CRYPTO_PORT: '0',
+      QUANTA_DATABASE_URL: undefined,
+    }));
   const ownCrypto = options.crypto === undefined;
   const testStore = await openTestStore(options.backend ?? 'embedded');
   const store = testStore.store;
@@ -118,7 +128,9 @@ export async function startHarness(
   const cryptoClient = new cpb.CryptoServiceClient(crypto.address, grpc.credentials.createInsecure());
   const adminToken = options.crypto?.adminToken ?? (await readFile(join(home, 'admin.token'), 'utf8')).trim();
   const connect = (server: RegistryServer): pb.RegistryServiceClient =>
-    new pb.RegistryServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 << 20 });
+    new pb.RegistryServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 16 << 20,
+    });
 
   const harness: Harness = {
     home,
@@ -126,7 +138,15 @@ export async function startHarness(
     registry: await startRegistryServer(config, serverOptions),
     client: undefined as unknown as pb.RegistryServiceClient,
     token: async (tenant, scopes, subject = `${tenant}-user`) =>
-      (await rpc(cryptoClient, cpb.CryptoServiceService, 'issueToken', { tenant, subject, scopes, ttlSeconds: 3600n }, bearer(adminToken))).token,
+      (
+        await rpc(
+          cryptoClient,
+          cpb.CryptoServiceService,
+          'issueToken',
+          { tenant, subject, scopes, ttlSeconds: 3600n },
+          bearer(adminToken),
+        )
+      ).token,
     async restart(graceMs = 2000) {
       await harness.registry.stop({ graceMs });
       harness.client.close();
@@ -145,4 +165,3 @@ export async function startHarness(
   harness.client = connect(harness.registry);
   return harness;
 }
-

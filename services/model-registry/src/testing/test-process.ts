@@ -24,11 +24,15 @@ export async function startServiceProcess(name: string, env: NodeJS.ProcessEnv):
   const merged: NodeJS.ProcessEnv = { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none', ...env };
   // An undefined value removes a variable the test process happens to have.
   for (const [key, value] of Object.entries(merged)) if (value === undefined) delete merged[key];
-  const child = spawn(process.execPath, ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
-    cwd: REPO_ROOT,
-    env: merged,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')],
+    {
+      cwd: REPO_ROOT,
+      env: merged,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const output: string[] = [];
   child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
   const address = await new Promise<string>((resolvePromise, reject) => {
@@ -37,12 +41,15 @@ export async function startServiceProcess(name: string, env: NodeJS.ProcessEnv):
       output.push(line);
       try {
         const entry = JSON.parse(line) as { address?: unknown; msg?: unknown };
-        if (typeof entry.address === 'string' && typeof entry.msg === 'string' && entry.msg.includes('listening')) resolvePromise(entry.address);
+        if (typeof entry.address === 'string' && typeof entry.msg === 'string' && entry.msg.includes('listening'))
+          resolvePromise(entry.address);
       } catch {
         // not a log line
       }
     });
-    child.once('exit', (code, signal) => reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)),
+    );
   });
   const exited = once(child, 'exit');
   return {

@@ -66,7 +66,8 @@ const xmlError = (ctx: KoaContext, status: number, code: string, message: string
 };
 
 /** RFC 3986 encoding, as SigV4's canonical query string wants it. */
-const encodeRfc3986 = (text: string): string => encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+const encodeRfc3986 = (text: string): string =>
+  encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /**
  * s3rver checks only that a SigV4 request's access key exists, not its signature: a wrong secret
@@ -76,7 +77,12 @@ const encodeRfc3986 = (text: string): string => encodeURIComponent(text).replace
 function sigV4Check(secrets: ReadonlyMap<string, string>): Middleware {
   return async (ctx, next) => {
     const authorization = ctx.headers['authorization'];
-    const match = typeof authorization === 'string' ? /^AWS4-HMAC-SHA256 Credential=([^/]+)\/([^,]+), ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(authorization) : null;
+    const match =
+      typeof authorization === 'string'
+        ? /^AWS4-HMAC-SHA256 Credential=([^/]+)\/([^,]+), ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(
+            authorization,
+          )
+        : null;
     if (match === null) return next();
     const [, accessKeyId = '', scope = '', signedHeaders = '', signature = ''] = match;
     const secret = secrets.get(accessKeyId);
@@ -88,7 +94,10 @@ function sigV4Check(secrets: ReadonlyMap<string, string>): Middleware {
       .filter((pair) => pair !== '')
       .map((pair) => {
         const [name = '', value = ''] = pair.split('=', 2) as [string, string?];
-        return [encodeRfc3986(decodeURIComponent(name.replace(/\+/g, ' '))), encodeRfc3986(decodeURIComponent(value.replace(/\+/g, ' ')))] as const;
+        return [
+          encodeRfc3986(decodeURIComponent(name.replace(/\+/g, ' '))),
+          encodeRfc3986(decodeURIComponent(value.replace(/\+/g, ' '))),
+        ] as const;
       })
       .sort(([a, av], [b, bv]) => (a === b ? (av < bv ? -1 : av > bv ? 1 : 0) : a < b ? -1 : 1))
       .map(([name, value]) => `${name}=${value}`)
@@ -101,12 +110,29 @@ function sigV4Check(secrets: ReadonlyMap<string, string>): Middleware {
       .split(';')
       .map((name) => `${name}:${header(name)}\n`)
       .join('');
-    const canonicalRequest = [ctx.method, target, query, canonicalHeaders, signedHeaders, header('x-amz-content-sha256') || 'UNSIGNED-PAYLOAD'].join('\n');
-    const stringToSign = ['AWS4-HMAC-SHA256', header('x-amz-date'), scope, createHash('sha256').update(canonicalRequest).digest('hex')].join('\n');
+    const canonicalRequest = [
+      ctx.method,
+      target,
+      query,
+      canonicalHeaders,
+      signedHeaders,
+      header('x-amz-content-sha256') || 'UNSIGNED-PAYLOAD',
+    ].join('\n');
+    const stringToSign = [
+      'AWS4-HMAC-SHA256',
+      header('x-amz-date'),
+      scope,
+      createHash('sha256').update(canonicalRequest).digest('hex'),
+    ].join('\n');
     let key: Buffer = Buffer.from(`AWS4${secret}`);
     for (const part of scope.split('/')) key = createHmac('sha256', key).update(part).digest();
     if (createHmac('sha256', key).update(stringToSign).digest('hex') !== signature) {
-      xmlError(ctx, 403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided. Check your key and signing method.');
+      xmlError(
+        ctx,
+        403,
+        'SignatureDoesNotMatch',
+        'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+      );
       return;
     }
     await next();
@@ -133,7 +159,9 @@ function multipartUploadRoutes(dir: string): Middleware {
         const uploadKey = await readFile(join(uploadsDir, uploadId, 'key'), 'utf8').catch(() => undefined);
         if (uploadKey === undefined || !uploadKey.startsWith(prefix)) continue;
         const initiated = (await stat(join(uploadsDir, uploadId, 'key'))).mtime.toISOString();
-        entries.push(`<Upload><Key>${escapeXml(uploadKey)}</Key><UploadId>${uploadId}</UploadId><Initiated>${initiated}</Initiated></Upload>`);
+        entries.push(
+          `<Upload><Key>${escapeXml(uploadKey)}</Key><UploadId>${uploadId}</UploadId><Initiated>${initiated}</Initiated></Upload>`,
+        );
       }
       ctx.type = 'application/xml';
       ctx.body = `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult><Bucket>${escapeXml(bucket ?? '')}</Bucket><Prefix>${escapeXml(prefix)}</Prefix><IsTruncated>false</IsTruncated>${entries.join('')}</ListMultipartUploadsResult>`;
@@ -146,7 +174,11 @@ function multipartUploadRoutes(dir: string): Middleware {
       const partNumber = Number(ctx.query['partNumber']);
       const [sourceBucket = '', ...sourceKey] = decodeURIComponent(copySource).replace(/^\//, '').split('/');
       const range = /^bytes=(\d+)-(\d+)$/.exec(String(ctx.headers['x-amz-copy-source-range'] ?? ''));
-      if (!Number.isInteger(partNumber) || range === null || (await readFile(join(uploadDir, 'key'), 'utf8').catch(() => undefined)) !== key) {
+      if (
+        !Number.isInteger(partNumber) ||
+        range === null ||
+        (await readFile(join(uploadDir, 'key'), 'utf8').catch(() => undefined)) !== key
+      ) {
         xmlError(ctx, 400, 'InvalidRequest', 'an UploadPartCopy this test server does not serve');
         return;
       }
@@ -189,8 +221,17 @@ export async function startTestS3(options: { bucket?: string } = {}): Promise<Te
   const dir = await mkdtemp(join(tmpdir(), 'quanta-s3-'));
   // s3rver ships no types: it is loaded through require and described by S3rverInstance.
   const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor;
-  const server = new S3rver({ address: '127.0.0.1', port: 0, directory: dir, silent: true, configureBuckets: [{ name: bucket }] });
-  server.middleware.unshift(sigV4Check(new Map([[TEST_S3_CREDENTIALS.AWS_ACCESS_KEY_ID, TEST_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY]])), multipartUploadRoutes(dir));
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    directory: dir,
+    silent: true,
+    configureBuckets: [{ name: bucket }],
+  });
+  server.middleware.unshift(
+    sigV4Check(new Map([[TEST_S3_CREDENTIALS.AWS_ACCESS_KEY_ID, TEST_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY]])),
+    multipartUploadRoutes(dir),
+  );
   const { port } = await server.run();
   const endpoint = `http://127.0.0.1:${port}`;
   // As the registry's store does (s3-blob-store.ts): no eight-line warning about the SDK's future Node.js versions.
@@ -199,7 +240,10 @@ export async function startTestS3(options: { bucket?: string } = {}): Promise<Te
     endpoint,
     region: TEST_S3_REGION,
     forcePathStyle: true,
-    credentials: { accessKeyId: TEST_S3_CREDENTIALS.AWS_ACCESS_KEY_ID, secretAccessKey: TEST_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY },
+    credentials: {
+      accessKeyId: TEST_S3_CREDENTIALS.AWS_ACCESS_KEY_ID,
+      secretAccessKey: TEST_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
+    },
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
@@ -217,7 +261,9 @@ export async function startTestS3(options: { bucket?: string } = {}): Promise<Te
       const keys: string[] = [];
       let token: string | undefined;
       do {
-        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        const page = await client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        );
         for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key);
         token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
       } while (token !== undefined);

@@ -59,7 +59,6 @@ export interface AlertEngine {
   subscribe(listener: AlertListener): () => void;
 }
 
-
 const METRIC_WORDS: Record<number, string> = {
   [pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US]: 'p99 latency',
   [pb.AlertMetric.ALERT_METRIC_ERROR_RATE]: 'error rate',
@@ -67,7 +66,8 @@ const METRIC_WORDS: Record<number, string> = {
 };
 
 function formatValue(metric: pb.AlertMetric, v: number): string {
-  if (metric === pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US) return v >= 1000 ? `${(v / 1000).toFixed(1)} ms` : `${v.toFixed(0)} µs`;
+  if (metric === pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US)
+    return v >= 1000 ? `${(v / 1000).toFixed(1)} ms` : `${v.toFixed(0)} µs`;
   if (metric === pb.AlertMetric.ALERT_METRIC_ERROR_RATE) return `${(v * 100).toFixed(1)}%`;
   return `${v.toFixed(2)} req/s`;
 }
@@ -78,7 +78,8 @@ export interface AlertEngineOptions {
 }
 
 /** SQLSTATE unique_violation, from pg and PGlite alike. */
-const isUniqueViolation = (error: unknown): boolean => typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+const isUniqueViolation = (error: unknown): boolean =>
+  typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
 
 export function createAlertEngine(store: WindowStore, options: AlertEngineOptions = {}): AlertEngine {
   const clock = store.clock;
@@ -102,18 +103,31 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
 
   /** A rule from a request (updated now), or from the rule store (its own times, the horizon unchecked). */
   function check(tenant: string, r: pb.AlertRule, createMs: number, stored?: { updateMs: number }): Rule {
-    if (!RULE_NAME.test(r.name)) throw invalidArgument(`rule name "${r.name}" is invalid: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit`);
+    if (!RULE_NAME.test(r.name))
+      throw invalidArgument(
+        `rule name "${r.name}" is invalid: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit`,
+      );
     if (r.model === '') throw invalidArgument(`rule "${r.name}": model is missing`);
     if (METRIC_WORDS[r.metric] === undefined) {
-      throw invalidArgument(`rule "${r.name}": metric ${pb.alertMetricToJSON(r.metric)} is not one of ALERT_METRIC_P99_LATENCY_US, ALERT_METRIC_ERROR_RATE, ALERT_METRIC_THROUGHPUT_RPS`);
+      throw invalidArgument(
+        `rule "${r.name}": metric ${pb.alertMetricToJSON(r.metric)} is not one of ALERT_METRIC_P99_LATENCY_US, ALERT_METRIC_ERROR_RATE, ALERT_METRIC_THROUGHPUT_RPS`,
+      );
     }
-    if (r.comparison !== pb.AlertComparison.ALERT_COMPARISON_UNSPECIFIED && r.comparison !== pb.AlertComparison.ALERT_COMPARISON_ABOVE && r.comparison !== pb.AlertComparison.ALERT_COMPARISON_BELOW) {
+    if (
+      r.comparison !== pb.AlertComparison.ALERT_COMPARISON_UNSPECIFIED &&
+      r.comparison !== pb.AlertComparison.ALERT_COMPARISON_ABOVE &&
+      r.comparison !== pb.AlertComparison.ALERT_COMPARISON_BELOW
+    ) {
       throw invalidArgument(`rule "${r.name}": comparison ${r.comparison} is unknown`);
     }
-    if (!Number.isFinite(r.threshold) || r.threshold < 0) throw invalidArgument(`rule "${r.name}": threshold must be a number >= 0, got ${r.threshold}`);
+    if (!Number.isFinite(r.threshold) || r.threshold < 0)
+      throw invalidArgument(`rule "${r.name}": threshold must be a number >= 0, got ${r.threshold}`);
     const windowMs = durationMs(r.window);
     if (windowMs < 1000) throw invalidArgument(`rule "${r.name}": window must be at least 1 s`);
-    if (stored === undefined && windowMs > store.horizonSeconds * 1000) throw invalidArgument(`rule "${r.name}": window ${windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s)`);
+    if (stored === undefined && windowMs > store.horizonSeconds * 1000)
+      throw invalidArgument(
+        `rule "${r.name}": window ${windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s)`,
+      );
     const forMs = durationMs(r.forDuration);
     if (forMs < 0) throw invalidArgument(`rule "${r.name}": for_duration is negative`);
     return {
@@ -122,7 +136,10 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
       model: r.model,
       version: r.version,
       metric: r.metric,
-      comparison: r.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? r.comparison : pb.AlertComparison.ALERT_COMPARISON_ABOVE,
+      comparison:
+        r.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW
+          ? r.comparison
+          : pb.AlertComparison.ALERT_COMPARISON_ABOVE,
       threshold: r.threshold,
       windowMs,
       forMs,
@@ -163,7 +180,12 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
       if (!key.startsWith(`${name}\u0000`)) continue;
       const s = entry.alert.state;
       if (s === pb.AlertState.ALERT_STATE_PENDING || s === pb.AlertState.ALERT_STATE_FIRING) {
-        entry.alert = { ...entry.alert, state: pb.AlertState.ALERT_STATE_RESOLVED, resolvedTime: new Date(now), message: `${entry.alert.message} (rule changed or deleted)` };
+        entry.alert = {
+          ...entry.alert,
+          state: pb.AlertState.ALERT_STATE_RESOLVED,
+          resolvedTime: new Date(now),
+          message: `${entry.alert.message} (rule changed or deleted)`,
+        };
         entry.changedMs = now;
         emit(tenant, entry);
       }
@@ -181,19 +203,35 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
   }
 
   function evaluateRule(rule: Rule, nowMs: number): void {
-    const versions = rule.version !== '' ? [rule.version] : [...new Set(store.series({ tenant: rule.tenant, model: rule.model }).map((s) => s.version))];
+    const versions =
+      rule.version !== ''
+        ? [rule.version]
+        : [...new Set(store.series({ tenant: rule.tenant, model: rule.model }).map((s) => s.version))];
     const table = alertsOf(rule.tenant);
     for (const version of versions) {
       const v = value(rule, version, nowMs);
-      const holds = rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? v < rule.threshold : v > rule.threshold;
+      const holds =
+        rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? v < rule.threshold : v > rule.threshold;
       const key = `${rule.name}\u0000${version}`;
       const entry = table.get(key);
-      const live = entry !== undefined && (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING || entry.alert.state === pb.AlertState.ALERT_STATE_FIRING);
+      const live =
+        entry !== undefined &&
+        (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING ||
+          entry.alert.state === pb.AlertState.ALERT_STATE_FIRING);
       const op = rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? '<' : '>';
       const message = `${METRIC_WORDS[rule.metric]} ${formatValue(rule.metric, v)} ${op} ${formatValue(rule.metric, rule.threshold)} over ${rule.windowMs / 1000} s`;
       if (holds && !live) {
         const fresh: AlertEntry = {
-          alert: { ruleName: rule.name, model: rule.model, version, state: pb.AlertState.ALERT_STATE_PENDING, value: v, threshold: rule.threshold, message, pendingTime: new Date(nowMs) },
+          alert: {
+            ruleName: rule.name,
+            model: rule.model,
+            version,
+            state: pb.AlertState.ALERT_STATE_PENDING,
+            value: v,
+            threshold: rule.threshold,
+            message,
+            pendingTime: new Date(nowMs),
+          },
           changedMs: nowMs,
         };
         table.set(key, fresh);
@@ -206,19 +244,31 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
         entry.alert = { ...entry.alert, value: v, message };
         const pendingMs = entry.alert.pendingTime?.getTime() ?? nowMs;
         if (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING && nowMs - pendingMs >= rule.forMs) {
-          entry.alert = { ...entry.alert, state: pb.AlertState.ALERT_STATE_FIRING, firingTime: new Date(nowMs), message: `${message} for ${Math.round((nowMs - pendingMs) / 1000)} s` };
+          entry.alert = {
+            ...entry.alert,
+            state: pb.AlertState.ALERT_STATE_FIRING,
+            firingTime: new Date(nowMs),
+            message: `${message} for ${Math.round((nowMs - pendingMs) / 1000)} s`,
+          };
           entry.changedMs = nowMs;
           emit(rule.tenant, entry);
         }
       } else if (!holds && live) {
-        entry.alert = { ...entry.alert, state: pb.AlertState.ALERT_STATE_RESOLVED, value: v, resolvedTime: new Date(nowMs), message: `resolved: ${message}` };
+        entry.alert = {
+          ...entry.alert,
+          state: pb.AlertState.ALERT_STATE_RESOLVED,
+          value: v,
+          resolvedTime: new Date(nowMs),
+          message: `resolved: ${message}`,
+        };
         entry.changedMs = nowMs;
         emit(rule.tenant, entry);
       }
     }
   }
 
-  const isActive = (a: pb.Alert): boolean => a.state === pb.AlertState.ALERT_STATE_PENDING || a.state === pb.AlertState.ALERT_STATE_FIRING;
+  const isActive = (a: pb.Alert): boolean =>
+    a.state === pb.AlertState.ALERT_STATE_PENDING || a.state === pb.AlertState.ALERT_STATE_FIRING;
 
   /** Rule changes one at a time, so a change checks and writes against the rules as they are. */
   let tail: Promise<unknown> = Promise.resolve();
@@ -228,7 +278,12 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     return run;
   }
 
-  const stored = (rule: Rule): StoredRule => ({ tenant: rule.tenant, rule: toProto(rule), createMs: rule.createMs, updateMs: rule.updateMs });
+  const stored = (rule: Rule): StoredRule => ({
+    tenant: rule.tenant,
+    rule: toProto(rule),
+    createMs: rule.createMs,
+    updateMs: rule.updateMs,
+  });
 
   /** Runs a rule store write; a failure becomes UNAVAILABLE naming the rule (nothing changed). */
   async function write<T>(what: string, name: string, fn: (p: RuleStore) => Promise<T>, fallback: T): Promise<T> {
@@ -239,7 +294,10 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
       if (isServiceError(error)) throw error;
       if (isUniqueViolation(error)) throw alreadyExists(`alert rule "${name}" already exists`, { cause: error });
       const reason = error instanceof Error ? error.message : String(error);
-      throw unavailable(`alert rule "${name}" was not ${what}: the rule store failed (${reason}); nothing changed, try again`, { cause: error });
+      throw unavailable(
+        `alert rule "${name}" was not ${what}: the rule store failed (${reason}); nothing changed, try again`,
+        { cause: error },
+      );
     }
   }
 
@@ -263,7 +321,10 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
         const old = find(tenant, r.name);
         const rule = check(tenant, r, old.createMs);
         const found = await write('updated', rule.name, (p) => p.update(stored(rule)), true);
-        if (!found) throw unavailable(`alert rule "${rule.name}" was not updated: its row is missing from the rule store (another process shares the database?); nothing changed`);
+        if (!found)
+          throw unavailable(
+            `alert rule "${rule.name}" was not updated: its row is missing from the rule store (another process shares the database?); nothing changed`,
+          );
         resolveAll(tenant, r.name); // its alert starts over
         rulesOf(tenant).set(rule.name, rule);
         return toProto(rule);
@@ -285,11 +346,15 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
           try {
             rule = check(s.tenant, s.rule, s.createMs, { updateMs: s.updateMs });
           } catch (error: unknown) {
-            warnings.push(`alert rule "${s.rule.name}" of tenant "${s.tenant}" is not loaded: ${error instanceof Error ? error.message : String(error)}`);
+            warnings.push(
+              `alert rule "${s.rule.name}" of tenant "${s.tenant}" is not loaded: ${error instanceof Error ? error.message : String(error)}`,
+            );
             continue;
           }
           if (rule.windowMs > store.horizonSeconds * 1000) {
-            warnings.push(`alert rule "${rule.name}" of tenant "${rule.tenant}": window ${rule.windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s); it is evaluated over the horizon`);
+            warnings.push(
+              `alert rule "${rule.name}" of tenant "${rule.tenant}": window ${rule.windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s); it is evaluated over the horizon`,
+            );
           }
           rulesOf(s.tenant).set(rule.name, rule);
         }
@@ -298,13 +363,24 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     listAlerts(tenant, filter = {}) {
       const states = filter.states ?? [];
       return [...(alerts.get(tenant)?.values() ?? [])]
-        .filter((e) => (states.length === 0 || states.includes(e.alert.state)) && (filter.ruleName === undefined || filter.ruleName === '' || e.alert.ruleName === filter.ruleName))
-        .sort((a, b) => b.changedMs - a.changedMs || a.alert.ruleName.localeCompare(b.alert.ruleName) || a.alert.version.localeCompare(b.alert.version))
+        .filter(
+          (e) =>
+            (states.length === 0 || states.includes(e.alert.state)) &&
+            (filter.ruleName === undefined || filter.ruleName === '' || e.alert.ruleName === filter.ruleName),
+        )
+        .sort(
+          (a, b) =>
+            b.changedMs - a.changedMs ||
+            a.alert.ruleName.localeCompare(b.alert.ruleName) ||
+            a.alert.version.localeCompare(b.alert.version),
+        )
         .map((e) => ({ ...e.alert }));
     },
     active: (tenant, ruleName) =>
       [...(alerts.get(tenant)?.values() ?? [])]
-        .filter((e) => isActive(e.alert) && (ruleName === undefined || ruleName === '' || e.alert.ruleName === ruleName))
+        .filter(
+          (e) => isActive(e.alert) && (ruleName === undefined || ruleName === '' || e.alert.ruleName === ruleName),
+        )
         .map((e) => ({ ...e.alert })),
     tenants: () => [...new Set([...rules.keys(), ...alerts.keys()])],
     evaluate() {

@@ -69,7 +69,9 @@ describe('DDSketch', () => {
     }
     expect(merged.count).toBe(whole.count);
     expect(merged.quantiles(QS)).toEqual(whole.quantiles(QS));
-    expect([...merged.bins.entries()].sort((a, b) => a[0] - b[0])).toEqual([...whole.bins.entries()].sort((a, b) => a[0] - b[0]));
+    expect([...merged.bins.entries()].sort((a, b) => a[0] - b[0])).toEqual(
+      [...whole.bins.entries()].sort((a, b) => a[0] - b[0]),
+    );
   });
 
   it('a reset sketch answers exactly as a new one, in list and dense form, over other ranges', () => {
@@ -100,7 +102,9 @@ describe('DDSketch', () => {
       expect(reused.sum).toBe(fresh.sum);
       expect([reused.min, reused.max]).toEqual([fresh.min, fresh.max]);
       expect(reused.quantiles(QS)).toEqual(fresh.quantiles(QS));
-      expect([...reused.bins.entries()].sort((a, b) => a[0] - b[0])).toEqual([...fresh.bins.entries()].sort((a, b) => a[0] - b[0]));
+      expect([...reused.bins.entries()].sort((a, b) => a[0] - b[0])).toEqual(
+        [...fresh.bins.entries()].sort((a, b) => a[0] - b[0]),
+      );
     });
     reused.reset();
     expect(reused.count).toBe(0);

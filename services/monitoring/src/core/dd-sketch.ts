@@ -106,10 +106,17 @@ export class DDSketch {
     if (counts !== null && lo >= this.offset && hi < this.offset + counts.length) return counts;
     // Grow by at least half again on the side that needs it, so that growth is amortised.
     const grow = Math.max(SLACK, counts === null ? 0 : counts.length >> 1);
-    const newLo = Math.min(lo - (counts !== null && lo < this.offset ? grow : SLACK), this.hi >= this.lo ? this.lo : lo);
-    const newHi = Math.max(hi + (counts !== null && hi >= this.offset + counts.length ? grow : SLACK), this.hi >= this.lo ? this.hi : hi);
+    const newLo = Math.min(
+      lo - (counts !== null && lo < this.offset ? grow : SLACK),
+      this.hi >= this.lo ? this.lo : lo,
+    );
+    const newHi = Math.max(
+      hi + (counts !== null && hi >= this.offset + counts.length ? grow : SLACK),
+      this.hi >= this.lo ? this.hi : hi,
+    );
     const grown = new Float64Array(newHi - newLo + 1);
-    if (counts !== null && this.hi >= this.lo) grown.set(counts.subarray(this.lo - this.offset, this.hi - this.offset + 1), this.lo - newLo);
+    if (counts !== null && this.hi >= this.lo)
+      grown.set(counts.subarray(this.lo - this.offset, this.hi - this.offset + 1), this.lo - newLo);
     this.counts = counts = grown;
     this.offset = newLo;
     return counts;
@@ -143,7 +150,8 @@ export class DDSketch {
 
   /** Adds a non-negative value `times` times. */
   add(value: number, times = 1): void {
-    if (!(value >= 0) || !Number.isFinite(value)) throw new RangeError(`sketch values must be finite and >= 0, got ${value}`);
+    if (!(value >= 0) || !Number.isFinite(value))
+      throw new RangeError(`sketch values must be finite and >= 0, got ${value}`);
     if (value < MIN_INDEXABLE) this.zeroCount += times;
     else {
       const k = this.mapping.index(value);

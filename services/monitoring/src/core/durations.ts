@@ -4,7 +4,8 @@ export interface ProtoDuration {
   nanos: number;
 }
 
-export const durationMs = (d: ProtoDuration | undefined): number => (d === undefined ? 0 : Number(d.seconds) * 1000 + d.nanos / 1e6);
+export const durationMs = (d: ProtoDuration | undefined): number =>
+  d === undefined ? 0 : Number(d.seconds) * 1000 + d.nanos / 1e6;
 
 export const toDuration = (ms: number): ProtoDuration => {
   const seconds = Math.floor(ms / 1000);

@@ -26,7 +26,6 @@ export interface HealthBoard {
   stop(): void;
 }
 
-
 interface CheckResult {
   status: pb.ServiceHealthStatus;
   error: string;
@@ -43,7 +42,10 @@ export function createHealthBoard(options: HealthBoardOptions): HealthBoard {
   const timeoutMs = options.timeoutMs ?? 2000;
   const credentials = options.credentials ?? grpc.credentials.createInsecure();
   const entries = new Map<string, pb.ServiceHealth>(
-    options.targets.map((t) => [t.name, { name: t.name, address: t.address, status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_UNKNOWN, error: '' }]),
+    options.targets.map((t) => [
+      t.name,
+      { name: t.name, address: t.address, status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_UNKNOWN, error: '' },
+    ]),
   );
   let timer: NodeJS.Timeout | undefined;
   let round: Promise<void> | undefined;
@@ -51,18 +53,29 @@ export function createHealthBoard(options: HealthBoardOptions): HealthBoard {
   function checkOne(address: string): Promise<CheckResult> {
     const client = new health.HealthClient(address, credentials);
     return new Promise<CheckResult>((resolve) => {
-      client.check({ service: '' }, new grpc.Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (error, reply) => {
-        client.close();
-        if (error !== null) {
-          // grpc-js ends some details with an empty "Resolution note:": noise on the board.
-          const details = error.details.replace(/\.?\s*Resolution note:\s*$/, '');
-          resolve({ status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_UNREACHABLE, error: `${grpc.status[error.code] ?? error.code}: ${details}` });
-        } else if (reply.status === health.HealthCheckResponse_ServingStatus.SERVING) {
-          resolve({ status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING, error: '' });
-        } else {
-          resolve({ status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_NOT_SERVING, error: `health check answered ${health.healthCheckResponse_ServingStatusToJSON(reply.status)}` });
-        }
-      });
+      client.check(
+        { service: '' },
+        new grpc.Metadata(),
+        { deadline: new Date(Date.now() + timeoutMs) },
+        (error, reply) => {
+          client.close();
+          if (error !== null) {
+            // grpc-js ends some details with an empty "Resolution note:": noise on the board.
+            const details = error.details.replace(/\.?\s*Resolution note:\s*$/, '');
+            resolve({
+              status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_UNREACHABLE,
+              error: `${grpc.status[error.code] ?? error.code}: ${details}`,
+            });
+          } else if (reply.status === health.HealthCheckResponse_ServingStatus.SERVING) {
+            resolve({ status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING, error: '' });
+          } else {
+            resolve({
+              status: pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_NOT_SERVING,
+              error: `health check answered ${health.healthCheckResponse_ServingStatusToJSON(reply.status)}`,
+            });
+          }
+        },
+      );
     });
   }
 

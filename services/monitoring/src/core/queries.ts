@@ -30,14 +30,22 @@ export function toModelStats(model: string, version: string, span: SecondSpan, a
     queue: latencySummary(agg.queue),
     compute: latencySummary(agg.compute),
     total: latencySummary(agg.total),
-    batchSizes: [...agg.batchSizes.entries()].sort((a, b) => a[0] - b[0]).map(([batchSize, count]) => ({ batchSize, count: BigInt(count) })),
+    batchSizes: [...agg.batchSizes.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([batchSize, count]) => ({ batchSize, count: BigInt(count) })),
     bytesIn: BigInt(agg.bytesIn),
     bytesOut: BigInt(agg.bytesOut),
   };
 }
 
 /** A model's (or one version's) statistics over a span. */
-export function modelStats(store: WindowStore, tenant: string, model: string, version: string, span: SecondSpan): pb.ModelStats {
+export function modelStats(
+  store: WindowStore,
+  tenant: string,
+  model: string,
+  version: string,
+  span: SecondSpan,
+): pb.ModelStats {
   const series = store.series({ tenant, model, version });
   return toModelStats(model, version, span, store.aggregateScratch(series, span));
 }
@@ -53,10 +61,13 @@ export function timeSeries(
   span: SecondSpan,
   stepSeconds: number,
 ): pb.TimeSeriesPoint[] {
-  if (!Number.isInteger(stepSeconds) || stepSeconds < 1) throw invalidArgument(`step must be a whole number of seconds >= 1, got ${stepSeconds} s`);
+  if (!Number.isInteger(stepSeconds) || stepSeconds < 1)
+    throw invalidArgument(`step must be a whole number of seconds >= 1, got ${stepSeconds} s`);
   const points = Math.ceil((span.end - span.start) / stepSeconds);
   if (points > MAX_POINTS) {
-    throw invalidArgument(`step ${stepSeconds} s gives ${points} points over ${span.end - span.start} s; at most ${MAX_POINTS}: use a larger step`);
+    throw invalidArgument(
+      `step ${stepSeconds} s gives ${points} points over ${span.end - span.start} s; at most ${MAX_POINTS}: use a larger step`,
+    );
   }
   const series = store.series({ tenant, model, version });
   const out: pb.TimeSeriesPoint[] = [];

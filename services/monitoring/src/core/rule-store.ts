@@ -61,13 +61,16 @@ interface Row {
   updated_at: Date;
 }
 
-const fieldsOf = (rule: pb.AlertRule): string => JSON.stringify(pb.AlertRule.toJSON({ ...rule, createTime: undefined, updateTime: undefined }));
+const fieldsOf = (rule: pb.AlertRule): string =>
+  JSON.stringify(pb.AlertRule.toJSON({ ...rule, createTime: undefined, updateTime: undefined }));
 
 /** A RuleStore over `@quanta/store` (embedded PGlite or PostgreSQL); migrate first. */
 export function createRuleStore(db: Queryable): RuleStore {
   return {
     async load() {
-      const rows = await db.query<Row>('SELECT tenant, rule, created_at, updated_at FROM monitoring_alert_rules ORDER BY tenant, name');
+      const rows = await db.query<Row>(
+        'SELECT tenant, rule, created_at, updated_at FROM monitoring_alert_rules ORDER BY tenant, name',
+      );
       return rows.map((row) => ({
         tenant: row.tenant,
         // jsonb comes back parsed on both backends; a text column would not.
@@ -77,25 +80,23 @@ export function createRuleStore(db: Queryable): RuleStore {
       }));
     },
     async insert(r) {
-      await db.query('INSERT INTO monitoring_alert_rules (tenant, name, rule, created_at, updated_at) VALUES ($1, $2, $3::jsonb, $4, $5)', [
-        r.tenant,
-        r.rule.name,
-        fieldsOf(r.rule),
-        new Date(r.createMs),
-        new Date(r.updateMs),
-      ]);
+      await db.query(
+        'INSERT INTO monitoring_alert_rules (tenant, name, rule, created_at, updated_at) VALUES ($1, $2, $3::jsonb, $4, $5)',
+        [r.tenant, r.rule.name, fieldsOf(r.rule), new Date(r.createMs), new Date(r.updateMs)],
+      );
     },
     async update(r) {
-      const rows = await db.query('UPDATE monitoring_alert_rules SET rule = $3::jsonb, updated_at = $4 WHERE tenant = $1 AND name = $2 RETURNING name', [
-        r.tenant,
-        r.rule.name,
-        fieldsOf(r.rule),
-        new Date(r.updateMs),
-      ]);
+      const rows = await db.query(
+        'UPDATE monitoring_alert_rules SET rule = $3::jsonb, updated_at = $4 WHERE tenant = $1 AND name = $2 RETURNING name',
+        [r.tenant, r.rule.name, fieldsOf(r.rule), new Date(r.updateMs)],
+      );
       return rows.length > 0;
     },
     async delete(tenant, name) {
-      const rows = await db.query('DELETE FROM monitoring_alert_rules WHERE tenant = $1 AND name = $2 RETURNING name', [tenant, name]);
+      const rows = await db.query('DELETE FROM monitoring_alert_rules WHERE tenant = $1 AND name = $2 RETURNING name', [
+        tenant,
+        name,
+      ]);
       return rows.length > 0;
     },
   };

@@ -8,7 +8,12 @@ export type SpanRequest = { readonly windowMs: number } | { readonly startMs: nu
  * Turns a request's window or range into whole seconds, clamped to the horizon. The current
  * second counts as part of "the last N seconds", so a record that just arrived is seen at once.
  */
-export function resolveSpan(request: SpanRequest | undefined, nowMs: number, horizonSeconds: number, defaultWindowMs = 300_000): SecondSpan {
+export function resolveSpan(
+  request: SpanRequest | undefined,
+  nowMs: number,
+  horizonSeconds: number,
+  defaultWindowMs = 300_000,
+): SecondSpan {
   const nowSecond = Math.floor(nowMs / 1000);
   const oldest = nowSecond - horizonSeconds + 1;
   const req = request ?? { windowMs: defaultWindowMs };
@@ -30,7 +35,9 @@ export function resolveSpan(request: SpanRequest | undefined, nowMs: number, hor
   }
   if (start < oldest) start = oldest; // clamped: the response's start_time says where data starts
   if (end <= start) {
-    throw invalidArgument(`range ends before the horizon (data is kept for ${horizonSeconds} s, from ${new Date(oldest * 1000).toISOString()})`);
+    throw invalidArgument(
+      `range ends before the horizon (data is kept for ${horizonSeconds} s, from ${new Date(oldest * 1000).toISOString()})`,
+    );
   }
   return { start, end };
 }

@@ -24,8 +24,12 @@ export function validateRecord(r: pb.InferenceRecord, nowMs: number, oldestMs: n
   if (r.model === '') return 'model is missing';
   if (r.model.length > MAX_NAME) return `model is longer than ${MAX_NAME} characters`;
   if (r.version.length > MAX_NAME) return `version is longer than ${MAX_NAME} characters`;
-  if (r.statusCode > MAX_STATUS_CODE) return `status_code ${r.statusCode} is not a gRPC status code (0-${MAX_STATUS_CODE})`;
-  const bad = checkDuration('queue_us', r.queueUs) ?? checkDuration('compute_us', r.computeUs) ?? checkDuration('total_us', r.totalUs);
+  if (r.statusCode > MAX_STATUS_CODE)
+    return `status_code ${r.statusCode} is not a gRPC status code (0-${MAX_STATUS_CODE})`;
+  const bad =
+    checkDuration('queue_us', r.queueUs) ??
+    checkDuration('compute_us', r.computeUs) ??
+    checkDuration('total_us', r.totalUs);
   if (bad !== undefined) return bad;
   if (r.batchSize < 1) return 'batch_size is 0; it must be at least 1 (1 without batching)';
   if (r.time === undefined) return 'time is missing';
@@ -34,7 +38,8 @@ export function validateRecord(r: pb.InferenceRecord, nowMs: number, oldestMs: n
   if (t > nowMs + MAX_FUTURE_MS) {
     return `time ${r.time.toISOString()} is ${Math.round((t - nowMs) / 1000)} s in the future (at most ${MAX_FUTURE_MS / 1000} s allowed)`;
   }
-  if (t < oldestMs) return `time ${r.time.toISOString()} is older than the horizon (data is kept from ${new Date(oldestMs).toISOString()})`;
+  if (t < oldestMs)
+    return `time ${r.time.toISOString()} is older than the horizon (data is kept from ${new Date(oldestMs).toISOString()})`;
   return {
     tenant: r.tenant,
     model: r.model,

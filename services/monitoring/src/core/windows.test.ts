@@ -35,7 +35,14 @@ describe('windows', () => {
     const { now, store } = fixture();
     // One record per second for 10 minutes, totals 1..600 ms, every 10th an error.
     for (let i = 0; i < 600; i++) {
-      store.add(sample({ timeMs: T0 + i * 1000, totalUs: (i + 1) * 1000, statusCode: i % 10 === 0 ? 8 : 0, batchSize: (i % 3) + 1 }));
+      store.add(
+        sample({
+          timeMs: T0 + i * 1000,
+          totalUs: (i + 1) * 1000,
+          statusCode: i % 10 === 0 ? 8 : 0,
+          batchSize: (i % 3) + 1,
+        }),
+      );
     }
     now.ms = T0 + 599_500;
     const last1m = modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 3600));
@@ -99,7 +106,8 @@ describe('windows', () => {
     // ring of only the horizon it would land in the slot of a second still being counted.
     for (let i = 0; i < 60; i++) store.add(sample({ timeMs: T0 + i * 1000 }));
     now.ms = T0 + 59_999;
-    const lastMinute = (): bigint => modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 60)).count;
+    const lastMinute = (): bigint =>
+      modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 60)).count;
     expect(lastMinute()).toBe(60n);
     for (const ahead of [1_000, 60_000, 120_000, 299_000, 300_000]) store.add(sample({ timeMs: now.ms + ahead }));
     expect(lastMinute()).toBe(60n);
@@ -126,7 +134,9 @@ describe('windows', () => {
     expect(points.map((p) => p.count)).toEqual([15n, 15n, 0n, 0n]);
     expect(points.map((p) => p.meanBatchSize)).toEqual([2, 8, 0, 0]);
     expect(points[0]?.time?.getTime()).toBe(T0);
-    expect(() => timeSeries(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 3_600_000 }, now.ms, 3600), 0.5)).toThrow(/whole number/);
+    expect(() =>
+      timeSeries(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 3_600_000 }, now.ms, 3600), 0.5),
+    ).toThrow(/whole number/);
   });
 
   it('ranks models by traffic, p99 and error rate', () => {
@@ -146,9 +156,13 @@ describe('windows', () => {
     const { now, store } = fixture(900);
     const samples: Sample[] = [];
     let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     for (let i = 0; i < 4000; i++) {
-      const s = sample({ timeMs: T0 + Math.floor(random() * 900_000), totalUs: 100 + Math.floor(random() * 50_000), statusCode: random() < 0.1 ? 2 : 0 });
+      const s = sample({
+        timeMs: T0 + Math.floor(random() * 900_000),
+        totalUs: 100 + Math.floor(random() * 50_000),
+        statusCode: random() < 0.1 ? 2 : 0,
+      });
       samples.push(s);
       store.add(s);
     }
@@ -158,7 +172,9 @@ describe('windows', () => {
       const b = T0 + Math.floor(random() * 900_000);
       if (a === b) continue;
       const span = resolveSpan({ startMs: Math.min(a, b), endMs: Math.max(a, b) }, now.ms, 900);
-      const inSpan = samples.filter((x) => Math.floor(x.timeMs / 1000) >= span.start && Math.floor(x.timeMs / 1000) < span.end);
+      const inSpan = samples.filter(
+        (x) => Math.floor(x.timeMs / 1000) >= span.start && Math.floor(x.timeMs / 1000) < span.end,
+      );
       const got = store.aggregate(store.series({ tenant: 'acme' }), span);
       expect(got.count).toBe(inSpan.length);
       expect(got.errorCount).toBe(inSpan.filter((x) => x.statusCode !== 0).length);
@@ -176,16 +192,24 @@ describe('windows', () => {
     const { now, store } = fixture(horizon);
     const added: Sample[] = [];
     let seed = 3;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     const same = (got: Aggregate, want: Aggregate) => {
       expect([got.count, got.errorCount, got.bytesIn]).toEqual([want.count, want.errorCount, want.bytesIn]);
-      expect([got.total.sum, got.total.max, got.total.min, got.queue.sum]).toEqual([want.total.sum, want.total.max, want.total.min, want.queue.sum]);
+      expect([got.total.sum, got.total.max, got.total.min, got.queue.sum]).toEqual([
+        want.total.sum,
+        want.total.max,
+        want.total.min,
+        want.queue.sum,
+      ]);
       expect(got.total.quantiles([0, 0.5, 0.9, 0.99, 1])).toEqual(want.total.quantiles([0, 0.5, 0.9, 0.99, 1]));
       expect([...got.statuses].sort((x, y) => x[0] - y[0])).toEqual([...want.statuses].sort((x, y) => x[0] - y[0]));
     };
     const check = (windowMs: number, early: boolean) => {
       const span = resolveSpan({ windowMs }, now.ms, horizon);
-      const got = [store.aggregate(store.series({ tenant: 'acme' }), span), store.aggregateScratch(store.series({ tenant: 'acme' }), span)];
+      const got = [
+        store.aggregate(store.series({ tenant: 'acme' }), span),
+        store.aggregateScratch(store.series({ tenant: 'acme' }), span),
+      ];
       // The same records in a new store, never queried before (nothing cached).
       const fresh = createWindowStore({ horizonSeconds: horizon, clock: () => now.ms });
       for (const x of added) fresh.add(x);
@@ -195,7 +219,12 @@ describe('windows', () => {
       // (the newest in each second slot of the ring).
       const oldest = store.oldestSecond();
       const sec = (x: Sample) => Math.floor(x.timeMs / 1000);
-      const inSpan = added.filter((x) => sec(x) >= Math.max(oldest, span.start) && sec(x) < span.end && !added.some((y) => sec(y) > sec(x) && sec(y) % horizon === sec(x) % horizon));
+      const inSpan = added.filter(
+        (x) =>
+          sec(x) >= Math.max(oldest, span.start) &&
+          sec(x) < span.end &&
+          !added.some((y) => sec(y) > sec(x) && sec(y) % horizon === sec(x) % horizon),
+      );
       const exact = new Aggregate();
       for (const x of inSpan) exact.add(x);
       for (const g of got) same(g, exact);
@@ -209,8 +238,18 @@ describe('windows', () => {
         const r = random();
         // Mostly now; some late (into closed, cached minutes); some up to 4 min ahead, which takes
         // the ring slots of seconds and of a minute still in the horizon.
-        const offset = r < 0.8 || (r >= 0.95 && !early) ? 0 : r < 0.95 ? -Math.floor(random() * (horizon - 2) * 1000) : Math.floor(random() * 240_000);
-        const x = sample({ timeMs: now.ms + offset, totalUs: 100 + Math.floor(random() * 90_000), queueUs: Math.floor(random() * 500), statusCode: random() < 0.1 ? 14 : 0 });
+        const offset =
+          r < 0.8 || (r >= 0.95 && !early)
+            ? 0
+            : r < 0.95
+              ? -Math.floor(random() * (horizon - 2) * 1000)
+              : Math.floor(random() * 240_000);
+        const x = sample({
+          timeMs: now.ms + offset,
+          totalUs: 100 + Math.floor(random() * 90_000),
+          queueUs: Math.floor(random() * 500),
+          statusCode: random() < 0.1 ? 14 : 0,
+        });
         added.push(x);
         store.add(x);
       }
@@ -222,12 +261,20 @@ describe('windows', () => {
   it('answers through the reused scratch aggregate exactly as through a new one, query after query', () => {
     const { now, store } = fixture(900);
     let seed = 11;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     // A busy model (many records a second), a quiet one (a few in the whole span) and errors.
     for (let i = 0; i < 6000; i++) {
-      store.add(sample({ model: 'busy', timeMs: T0 + Math.floor(random() * 900_000), totalUs: 50 + Math.floor(random() * 80_000), statusCode: random() < 0.05 ? 13 : 0 }));
+      store.add(
+        sample({
+          model: 'busy',
+          timeMs: T0 + Math.floor(random() * 900_000),
+          totalUs: 50 + Math.floor(random() * 80_000),
+          statusCode: random() < 0.05 ? 13 : 0,
+        }),
+      );
     }
-    for (let i = 0; i < 5; i++) store.add(sample({ model: 'quiet', timeMs: T0 + i * 100_000, totalUs: 1e6 * (i + 1), batchSize: i + 1 }));
+    for (let i = 0; i < 5; i++)
+      store.add(sample({ model: 'quiet', timeMs: T0 + i * 100_000, totalUs: 1e6 * (i + 1), batchSize: i + 1 }));
     now.ms = T0 + 899_999;
     const spans = [
       resolveSpan({ windowMs: 900_000 }, now.ms, 900),
@@ -243,19 +290,33 @@ describe('windows', () => {
           const fresh = store.aggregate(series, span);
           const scratch = store.aggregateScratch(series, span);
           expect(scratch).not.toBe(fresh);
-          expect([scratch.count, scratch.errorCount, scratch.bytesIn, scratch.bytesOut]).toEqual([fresh.count, fresh.errorCount, fresh.bytesIn, fresh.bytesOut]);
+          expect([scratch.count, scratch.errorCount, scratch.bytesIn, scratch.bytesOut]).toEqual([
+            fresh.count,
+            fresh.errorCount,
+            fresh.bytesIn,
+            fresh.bytesOut,
+          ]);
           expect([...scratch.statuses]).toEqual([...fresh.statuses]);
           expect([...scratch.batchSizes]).toEqual([...fresh.batchSizes]);
           for (const part of ['queue', 'compute', 'total'] as const) {
-            expect([scratch[part].count, scratch[part].sum, scratch[part].max, scratch[part].min]).toEqual([fresh[part].count, fresh[part].sum, fresh[part].max, fresh[part].min]);
-            expect(scratch[part].quantiles([0, 0.5, 0.95, 0.99, 1])).toEqual(fresh[part].quantiles([0, 0.5, 0.95, 0.99, 1]));
+            expect([scratch[part].count, scratch[part].sum, scratch[part].max, scratch[part].min]).toEqual([
+              fresh[part].count,
+              fresh[part].sum,
+              fresh[part].max,
+              fresh[part].min,
+            ]);
+            expect(scratch[part].quantiles([0, 0.5, 0.95, 0.99, 1])).toEqual(
+              fresh[part].quantiles([0, 0.5, 0.95, 0.99, 1]),
+            );
           }
-          expect(modelStats(store, 'acme', model, '', span)).toEqual(toModelStats(model, '', span, store.aggregate(series, span)));
+          expect(modelStats(store, 'acme', model, '', span)).toEqual(
+            toModelStats(model, '', span, store.aggregate(series, span)),
+          );
         }
       }
     }
-    expect(store.aggregateScratch(store.series({ tenant: 'acme', model: 'quiet' }), spans[0] ?? { start: 0, end: 1 })).toBe(
-      store.aggregateScratch(store.series({ tenant: 'acme', model: 'busy' }), spans[0] ?? { start: 0, end: 1 }),
-    );
+    expect(
+      store.aggregateScratch(store.series({ tenant: 'acme', model: 'quiet' }), spans[0] ?? { start: 0, end: 1 }),
+    ).toBe(store.aggregateScratch(store.series({ tenant: 'acme', model: 'busy' }), spans[0] ?? { start: 0, end: 1 }));
   });
 });

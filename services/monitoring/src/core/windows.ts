@@ -175,7 +175,12 @@ export class Aggregate {
 
   add(s: Sample): void {
     // Checked here as well as in the sketch, so that a raw record is as valid as an added one.
-    if (!(s.queueUs >= 0 && s.computeUs >= 0 && s.totalUs >= 0 && Number.isFinite(s.queueUs + s.computeUs + s.totalUs))) {
+    if (!(
+      s.queueUs >= 0 &&
+      s.computeUs >= 0 &&
+      s.totalUs >= 0 &&
+      Number.isFinite(s.queueUs + s.computeUs + s.totalUs)
+    )) {
       throw new RangeError(`sketch values must be finite and >= 0, got ${s.queueUs}, ${s.computeUs}, ${s.totalUs}`);
     }
     this.addOne(s.statusCode, s.batchSize, s.queueUs, s.computeUs, s.totalUs);
@@ -187,7 +192,8 @@ export class Aggregate {
     if (o.count === 0) return;
     const raw = o.raw;
     if (raw !== null) {
-      for (let i = 0; i < raw.length; i += RAW_FIELDS) this.addOne(raw[i] ?? 0, raw[i + 1] ?? 0, raw[i + 2] ?? 0, raw[i + 3] ?? 0, raw[i + 4] ?? 0);
+      for (let i = 0; i < raw.length; i += RAW_FIELDS)
+        this.addOne(raw[i] ?? 0, raw[i + 1] ?? 0, raw[i + 2] ?? 0, raw[i + 3] ?? 0, raw[i + 4] ?? 0);
     } else {
       const mine = this.full();
       const theirs = o.full();
@@ -314,9 +320,11 @@ const keyOf = (tenant: string, model: string, version: string): string => `${ten
 
 export function createWindowStore(options: WindowStoreOptions = {}): WindowStore {
   const horizon = options.horizonSeconds ?? 3600;
-  if (!Number.isInteger(horizon) || horizon < 1) throw new RangeError(`horizon must be a whole number of seconds >= 1, got ${horizon}`);
+  if (!Number.isInteger(horizon) || horizon < 1)
+    throw new RangeError(`horizon must be a whole number of seconds >= 1, got ${horizon}`);
   const future = options.futureSeconds ?? MAX_FUTURE_MS / 1000;
-  if (!Number.isInteger(future) || future < 0) throw new RangeError(`futureSeconds must be a whole number of seconds >= 0, got ${future}`);
+  if (!Number.isInteger(future) || future < 0)
+    throw new RangeError(`futureSeconds must be a whole number of seconds >= 0, got ${future}`);
   // Slots for the horizon plus the seconds a record may be ahead of the clock: the newest record
   // and the oldest second kept are then never more than a ring apart.
   const ringSeconds = horizon + future;
@@ -337,7 +345,15 @@ export function createWindowStore(options: WindowStoreOptions = {}): WindowStore
     if (s === undefined) {
       // One spare minute: a minute slot is reused only once all of its seconds left the horizon.
       const minutes = new Array<Bucket | undefined>(Math.ceil(ringSeconds / 60) + 1);
-      s = { tenant, model, version, ring: new Array<Bucket | undefined>(ringSeconds), minutes, newest: Number.NEGATIVE_INFINITY, closed: [] };
+      s = {
+        tenant,
+        model,
+        version,
+        ring: new Array<Bucket | undefined>(ringSeconds),
+        minutes,
+        newest: Number.NEGATIVE_INFINITY,
+        closed: [],
+      };
       all.set(key, s);
       let models = byTenant.get(tenant);
       if (models === undefined) byTenant.set(tenant, (models = new Map<string, Series[]>()));

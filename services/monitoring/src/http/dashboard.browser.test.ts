@@ -12,7 +12,9 @@ import { T0, call, ingest, record, startHarness } from '../server/test-harness.j
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) {
-  console.warn(`dashboard browser test skipped: ${CHROMIUM} is absent (install it: apt-get update && apt-get install -y chromium)`);
+  console.warn(
+    `dashboard browser test skipped: ${CHROMIUM} is absent (install it: apt-get update && apt-get install -y chromium)`,
+  );
 }
 
 describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
@@ -23,7 +25,10 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
   beforeAll(async () => {
     target = createService({ name: 'target', port: 0, logger: pino({ level: 'silent' }) });
     const { port } = await target.start();
-    h = await startHarness({ config: { dashboardPublic: true }, targets: [{ name: 'registry', address: `127.0.0.1:${port}` }] });
+    h = await startHarness({
+      config: { dashboardPublic: true },
+      targets: [{ name: 'registry', address: `127.0.0.1:${port}` }],
+    });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
   });
   afterAll(async () => {
@@ -44,9 +49,15 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     // Feed: cifar 120 requests over 30 s (12 failed), bert 30 requests, another tenant's 7.
     const admin = await h.token('platform', ['admin']);
     const cifar = Array.from({ length: 120 }, (_, i) =>
-      record(T0 + (i % 30) * 1000, { totalUs: BigInt(2000 + i * 100), statusCode: i % 10 === 0 ? 14 : 0, batchSize: 4 }),
+      record(T0 + (i % 30) * 1000, {
+        totalUs: BigInt(2000 + i * 100),
+        statusCode: i % 10 === 0 ? 14 : 0,
+        batchSize: 4,
+      }),
     );
-    const bert = Array.from({ length: 30 }, (_, i) => record(T0 + i * 1000, { model: 'bert', totalUs: 50_000n, batchSize: 1 }));
+    const bert = Array.from({ length: 30 }, (_, i) =>
+      record(T0 + i * 1000, { model: 'bert', totalUs: 50_000n, batchSize: 1 }),
+    );
     const other = Array.from({ length: 7 }, () => record(T0 + 1000, { tenant: 'globex', model: 'resnet' }));
     const reply = await ingest(h.client, admin, [cifar, bert, other]);
     expect(reply.accepted).toBe(157n);
@@ -88,7 +99,9 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     expect(Math.max(...ys.slice(6))).toBeLessThan(ys[0] ?? 0);
 
     expect(await page.locator('svg[data-chart="latency"] polyline').count()).toBe(9); // p50/p95/p99 × 3 models
-    expect(await page.getAttribute('svg[data-chart="errors"] polyline[data-key="acme/cifar"]', 'data-total')).toBe('12');
+    expect(await page.getAttribute('svg[data-chart="errors"] polyline[data-key="acme/cifar"]', 'data-total')).toBe(
+      '12',
+    );
     expect(await page.locator('svg[data-chart="batch"] polyline').count()).toBe(3);
     expect(await page.getAttribute('#models tr[data-model="cifar"]', 'data-count')).toBe('120');
     expect(await page.getAttribute('#health tr[data-service="registry"]', 'data-status')).toBe('SERVING');

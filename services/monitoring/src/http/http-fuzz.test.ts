@@ -23,7 +23,10 @@ function raw(port: number, chunks: readonly (Buffer | string)[]): Promise<RawAns
     const finish = (): void => {
       const text = Buffer.concat(got).toString('latin1');
       const split = text.indexOf('\r\n\r\n');
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), body: split < 0 ? '' : text.slice(split + 4) });
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0),
+        body: split < 0 ? '' : text.slice(split + 4),
+      });
       socket.destroy();
     };
     socket.on('data', (d: Buffer) => {
@@ -34,7 +37,9 @@ function raw(port: number, chunks: readonly (Buffer | string)[]): Promise<RawAns
       if (split >= 0 && length !== null && text.length - split - 4 >= Number(length[1])) finish();
     });
     socket.on('close', finish);
-    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' || error.code === 'EPIPE' ? finish() : reject(error)));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'ECONNRESET' || error.code === 'EPIPE' ? finish() : reject(error),
+    );
     socket.on('connect', () => {
       for (const chunk of chunks) socket.write(chunk);
     });
@@ -61,12 +66,32 @@ describe("monitoring's HTTP listener under bad input", () => {
 
   it('random targets, queries, tokens, methods and bodies: a page or a JSON 4xx, never a 500', async () => {
     const path = fc.oneof(
-      fc.constantFrom('/', '/metrics', '/api/overview', '/healthz', '/index.html', '//x', '/%', '/%ff%fe', 'http://x:99999/', '*', '/api/overview/'),
+      fc.constantFrom(
+        '/',
+        '/metrics',
+        '/api/overview',
+        '/healthz',
+        '/index.html',
+        '//x',
+        '/%',
+        '/%ff%fe',
+        'http://x:99999/',
+        '*',
+        '/api/overview/',
+      ),
       fc.webPath(),
     );
     const query = fc.oneof(
       fc.constant(''),
-      fc.constantFrom('?window=abc', '?window=1e9', '?step=0', '?window=10&step=11', '?window=3600&step=1', '?token=', '?token=%FF%00'),
+      fc.constantFrom(
+        '?window=abc',
+        '?window=1e9',
+        '?step=0',
+        '?window=10&step=11',
+        '?window=3600&step=1',
+        '?token=',
+        '?token=%FF%00',
+      ),
       fc.string({ maxLength: 30 }).map((s) => `?token=${encodeURIComponent(s)}`),
       fc.webQueryParameters().map((q) => `?${q}`),
     );
@@ -74,7 +99,9 @@ describe("monitoring's HTTP listener under bad input", () => {
       fc.constant(undefined),
       fc.constant(`Bearer ${token}`),
       fc.constantFrom('Bearer', 'Basic abc', 'Bearer a.b.c', `Bearer ${token}x`),
-      fc.uint8Array({ maxLength: 40 }).map((b) => `Bearer ${Buffer.from(b.filter((c) => c >= 0x20 && c !== 0x7f)).toString('latin1')}`),
+      fc
+        .uint8Array({ maxLength: 40 })
+        .map((b) => `Bearer ${Buffer.from(b.filter((c) => c >= 0x20 && c !== 0x7f)).toString('latin1')}`),
     );
     const method = fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'BREW');
     await fc.assert(
@@ -96,7 +123,10 @@ describe("monitoring's HTTP listener under bad input", () => {
     expect(typeof (JSON.parse(huge.body) as { error?: unknown }).error).toBe('string');
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 200 }), async (junk) => {
-        expectPageOrFault(await raw(port, [Buffer.from(junk), '\r\n\r\n']), `junk ${Buffer.from(junk).toString('hex').slice(0, 40)}`);
+        expectPageOrFault(
+          await raw(port, [Buffer.from(junk), '\r\n\r\n']),
+          `junk ${Buffer.from(junk).toString('hex').slice(0, 40)}`,
+        );
       }),
       { numRuns: 200, seed: 11 },
     );

@@ -55,9 +55,14 @@ class HttpError extends Error {
  * `admin` shows every tenant; with QUANTA_MONITORING_DASHBOARD_PUBLIC=1 (loopback only) no
  * token is needed and every tenant shows. The page itself holds no data and is always served.
  */
-async function viewOf(req: IncomingMessage, url: URL, options: HttpServerOptions): Promise<{ tenant: string | undefined }> {
+async function viewOf(
+  req: IncomingMessage,
+  url: URL,
+  options: HttpServerOptions,
+): Promise<{ tenant: string | undefined }> {
   const header = req.headers.authorization;
-  const token = url.searchParams.get('token') ?? (header !== undefined ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined);
+  const token =
+    url.searchParams.get('token') ?? (header !== undefined ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined);
   if (token === undefined || token === '') {
     if (options.public) return { tenant: undefined };
     throw new HttpError(401, 'a bearer token with scope monitoring:read is needed (Authorization header or ?token=)');
@@ -71,11 +76,13 @@ async function viewOf(req: IncomingMessage, url: URL, options: HttpServerOptions
   }
   try {
     const principal = await options.authenticator(metadata);
-    if (!hasScope(principal, 'monitoring:read')) throw new HttpError(403, `the token of "${principal.subject}" lacks scope monitoring:read`);
+    if (!hasScope(principal, 'monitoring:read'))
+      throw new HttpError(403, `the token of "${principal.subject}" lacks scope monitoring:read`);
     return { tenant: principal.scopes.includes('admin') ? undefined : principal.tenant };
   } catch (error: unknown) {
     if (error instanceof HttpError) throw error;
-    if (isServiceError(error)) throw new HttpError(error.code === grpc.status.PERMISSION_DENIED ? 403 : 401, error.message);
+    if (isServiceError(error))
+      throw new HttpError(error.code === grpc.status.PERMISSION_DENIED ? 403 : 401, error.message);
     throw error;
   }
 }
@@ -87,12 +94,17 @@ function intParam(url: URL, name: string, fallback: number, min: number, max: nu
   const raw = url.searchParams.get(name);
   if (raw === null) return fallback;
   const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new HttpError(400, `${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new HttpError(400, `${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
   return v;
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    'content-type': type,
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(body);
 }
 
@@ -113,7 +125,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     } catch {
       throw new HttpError(400, `the request target ${JSON.stringify(req.url)} is not a valid URL`);
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method ?? '?'} is not allowed; use GET`);
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      throw new HttpError(405, `${req.method ?? '?'} is not allowed; use GET`);
     if (PAGES.has(url.pathname)) setHttpRoute(req.method, url.pathname);
     switch (url.pathname) {
       case '/':
@@ -141,7 +154,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
-      if (error instanceof HttpError) return send(res, error.status, 'application/json', JSON.stringify({ error: error.message }));
+      if (error instanceof HttpError)
+        return send(res, error.status, 'application/json', JSON.stringify({ error: error.message }));
       options.logger.error({ err: error, path: req.url }, 'HTTP request failed');
       return send(res, 500, 'application/json', JSON.stringify({ error: 'internal error' }));
     });
@@ -154,7 +168,14 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const server =
     tls === undefined
       ? createServer(limits, traced)
-      : createTlsServer({ ...limits, cert: await readPem(tls.certFile, 'certificate'), key: await readPem(tls.keyFile, 'private key') }, traced);
+      : createTlsServer(
+          {
+            ...limits,
+            cert: await readPem(tls.certFile, 'certificate'),
+            key: await readPem(tls.keyFile, 'private key'),
+          },
+          traced,
+        );
   answerClientErrors(server);
   const { port, url } = await listenHttp(server, options.port, options.host, tls === undefined ? 'http' : 'https');
   return {

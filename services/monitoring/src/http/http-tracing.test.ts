@@ -32,7 +32,9 @@ describe('HTTP requests are spans', () => {
     const traceId = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
     const parent = '1122334455667788';
     const token = await h.token('acme', ['monitoring:read']);
-    const res = await fetch(`${h.server.http.url}api/overview?window=60`, { headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${parent}-01` } });
+    const res = await fetch(`${h.server.http.url}api/overview?window=60`, {
+      headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${parent}-01` },
+    });
     expect(res.status).toBe(200);
     await res.arrayBuffer();
     await expect

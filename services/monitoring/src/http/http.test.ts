@@ -26,7 +26,14 @@ describe('HTTP: /metrics and the dashboard data', () => {
     h.now.ms = T0 + 2000;
     // 40 requests of cifar v1: totals 1..40 ms, 4 failed with RESOURCE_EXHAUSTED; batch sizes 1/8.
     const batch = Array.from({ length: 40 }, (_, i) =>
-      record(T0 + (i % 3) * 1000, { totalUs: BigInt((i + 1) * 1000), queueUs: 500n, computeUs: BigInt(i * 1000), statusCode: i < 4 ? 8 : 0, batchSize: i % 2 === 0 ? 1 : 8, bytesIn: 10n }),
+      record(T0 + (i % 3) * 1000, {
+        totalUs: BigInt((i + 1) * 1000),
+        queueUs: 500n,
+        computeUs: BigInt(i * 1000),
+        statusCode: i < 4 ? 8 : 0,
+        batchSize: i % 2 === 0 ? 1 : 8,
+        bytesIn: 10n,
+      }),
     );
     const other = Array.from({ length: 5 }, () => record(T0, { tenant: 'globex', model: 'bert\n"x"' }));
     await ingest(h.client, admin, [batch, other, [record(T0, { totalUs: -1n })]]);
@@ -42,7 +49,11 @@ describe('HTTP: /metrics and the dashboard data', () => {
 
     const requests = family(parsed, 'quanta_inference_requests_total');
     expect(requests.type).toBe('COUNTER');
-    const byStatus = Object.fromEntries(requests.metrics.filter((m) => m.labels?.['model'] === 'cifar').map((m) => [m.labels?.['status'], Number(m.value)]));
+    const byStatus = Object.fromEntries(
+      requests.metrics
+        .filter((m) => m.labels?.['model'] === 'cifar')
+        .map((m) => [m.labels?.['status'], Number(m.value)]),
+    );
     expect(byStatus).toEqual({ OK: 36, RESOURCE_EXHAUSTED: 4 });
     // Label escaping survives the round trip.
     expect(requests.metrics.find((m) => m.labels?.['tenant'] === 'globex')?.labels?.['model']).toBe('bert\n"x"');
@@ -56,19 +67,30 @@ describe('HTTP: /metrics and the dashboard data', () => {
     expect(cifar.find((s) => s.name.endsWith('_count'))?.value).toBe(40);
     expect(cifar.find((s) => s.name.endsWith('_sum'))?.value).toBeCloseTo((40 * 41) / 2 / 1000, 9); // 1..40 ms
     // Totals 1..40 ms: 1 under 1 ms, 10 under 10 ms, 25 under 25 ms, all under 50 ms.
-    expect([bucket('0.001'), bucket('0.01'), bucket('0.025'), bucket('0.05'), bucket('+Inf')]).toEqual([1, 10, 25, 40, 40]);
+    expect([bucket('0.001'), bucket('0.01'), bucket('0.025'), bucket('0.05'), bucket('+Inf')]).toEqual([
+      1, 10, 25, 40, 40,
+    ]);
     expect(cifar.every((s) => s.labels['tenant'] === 'acme' && s.labels['version'] === '1')).toBe(true);
-    const batchSize = (strict.get('quanta_inference_batch_size')?.samples ?? []).filter((s) => s.labels['model'] === 'cifar');
+    const batchSize = (strict.get('quanta_inference_batch_size')?.samples ?? []).filter(
+      (s) => s.labels['model'] === 'cifar',
+    );
     expect(batchSize.find((s) => s.labels['le'] === '1')?.value).toBe(20);
     expect(batchSize.find((s) => s.labels['le'] === '8')?.value).toBe(40);
     // The strict parser agrees with the npm one on every counter and gauge.
     for (const f of parsed.filter((p) => p.type === 'COUNTER' || p.type === 'GAUGE')) {
       expect(strict.get(f.name)?.samples.map((s) => s.value)).toEqual(f.metrics.map((m) => Number(m.value)));
     }
-    for (const name of ['quanta_inference_queue_duration_seconds', 'quanta_inference_compute_duration_seconds']) expect(strict.get(name)?.type).toBe('histogram');
-    expect(family(parsed, 'quanta_inference_request_bytes_total').metrics.find((m) => m.labels?.['model'] === 'cifar')?.value).toBe('400');
+    for (const name of ['quanta_inference_queue_duration_seconds', 'quanta_inference_compute_duration_seconds'])
+      expect(strict.get(name)?.type).toBe('histogram');
+    expect(
+      family(parsed, 'quanta_inference_request_bytes_total').metrics.find((m) => m.labels?.['model'] === 'cifar')
+        ?.value,
+    ).toBe('400');
     const ingested = family(parsed, 'quanta_monitoring_ingested_records_total').metrics;
-    expect(Object.fromEntries(ingested.map((m) => [m.labels?.['result'], m.value]))).toEqual({ accepted: '45', rejected: '1' });
+    expect(Object.fromEntries(ingested.map((m) => [m.labels?.['result'], m.value]))).toEqual({
+      accepted: '45',
+      rejected: '1',
+    });
 
     expect(Number(family(parsed, 'process_resident_memory_bytes').metrics[0]?.value)).toBeGreaterThan(10 * 1024 * 1024);
     expect(family(parsed, 'process_cpu_seconds_total').type).toBe('COUNTER');

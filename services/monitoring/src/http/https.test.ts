@@ -17,10 +17,55 @@ const file = (name: string): string => join(dir, name);
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'monitoring-https-'));
   const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-  await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=monitoring-test-ca');
-  await openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=server');
+  await openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=monitoring-test-ca',
+  );
+  await openssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=server',
+  );
   await writeFile(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'server.ext');
+  await openssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '1',
+    '-extfile',
+    'server.ext',
+  );
 });
 afterAll(async () => rm(dir, { recursive: true, force: true }));
 
@@ -34,12 +79,20 @@ interface Reply {
 function get(url: string, options: { ca?: Buffer; token?: string }): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const headers = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
-    const req = url.startsWith('https:') ? httpsRequest(url, { headers, ...(options.ca === undefined ? {} : { ca: options.ca }) }) : httpRequest(url, { headers });
+    const req = url.startsWith('https:')
+      ? httpsRequest(url, { headers, ...(options.ca === undefined ? {} : { ca: options.ca }) })
+      : httpRequest(url, { headers });
     req.setTimeout(5000, () => req.destroy(new Error('timed out')));
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: Buffer.concat(chunks).toString() }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          type: String(res.headers['content-type']),
+          body: Buffer.concat(chunks).toString(),
+        }),
+      );
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -64,7 +117,12 @@ describe('HTTP listener under TLS', () => {
     ca = await readFile(file('ca.pem'));
     // gRPC requires client certificates (mTLS); the HTTP listener asks for none.
     h = await startHarness({
-      config: { tlsCert: file('server.pem'), tlsKey: file('server.key'), tlsCa: file('ca.pem'), tlsRequireClientCert: true },
+      config: {
+        tlsCert: file('server.pem'),
+        tlsKey: file('server.key'),
+        tlsCa: file('ca.pem'),
+        tlsRequireClientCert: true,
+      },
     });
   });
   afterAll(async () => h.close());
@@ -85,7 +143,9 @@ describe('HTTP listener under TLS', () => {
 
   it('refuses a client that does not trust the CA, and plain HTTP on the same port', async () => {
     const untrusted = await failure(get(h.server.http.url, {}));
-    expect(untrusted.code).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY/);
+    expect(untrusted.code).toMatch(
+      /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY/,
+    );
     const plain = await failure(get(h.server.http.url.replace('https:', 'http:'), {}));
     expect(plain.message).toMatch(/socket hang up|ECONNRESET|Parse Error/);
   });

@@ -37,8 +37,25 @@ export interface Overview {
   /** The tenant shown, or null for every tenant (admin or public view). */
   tenant: string | null;
   models: OverviewModel[];
-  health: { name: string; address: string; status: string; latencyMs: number; lastChange: number | null; error: string }[];
-  alerts: { tenant: string; rule: string; model: string; version: string; state: string; value: number; threshold: number; message: string; since: number | null }[];
+  health: {
+    name: string;
+    address: string;
+    status: string;
+    latencyMs: number;
+    lastChange: number | null;
+    error: string;
+  }[];
+  alerts: {
+    tenant: string;
+    rule: string;
+    model: string;
+    version: string;
+    state: string;
+    value: number;
+    threshold: number;
+    message: string;
+    since: number | null;
+  }[];
 }
 
 export function buildOverview(

@@ -3,7 +3,9 @@ import { statusName } from '../core/queries.js';
 import type { Sample } from '../core/windows.js';
 
 /** Seconds; Prometheus's defaults stretched down to 0.5 ms, since model latencies start there. */
-export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+export const DURATION_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
 export const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256] as const;
 
 class Histogram {
@@ -72,7 +74,11 @@ export function createPromMetrics(): PromMetrics {
   let accepted = 0;
   let rejected = 0;
 
-  function histogramLines(out: string[], name: string, entries: readonly { labels: Record<string, string>; h: Histogram }[]): void {
+  function histogramLines(
+    out: string[],
+    name: string,
+    entries: readonly { labels: Record<string, string>; h: Histogram }[],
+  ): void {
     for (const { labels, h } of entries) {
       let cumulative = 0;
       h.bounds.forEach((b, i) => {
@@ -115,9 +121,13 @@ export function createPromMetrics(): PromMetrics {
       rejected += r;
     },
     render(options = {}) {
-      const shown = [...series.values()].filter((m) => options.tenant === undefined || m.labels.tenant === options.tenant);
+      const shown = [...series.values()].filter(
+        (m) => options.tenant === undefined || m.labels.tenant === options.tenant,
+      );
       const out: string[] = [];
-      out.push('# HELP quanta_inference_requests_total Inference requests that finished, by model, version and gRPC status.');
+      out.push(
+        '# HELP quanta_inference_requests_total Inference requests that finished, by model, version and gRPC status.',
+      );
       out.push('# TYPE quanta_inference_requests_total counter');
       for (const m of shown) {
         for (const [code, n] of [...m.requests.entries()].sort((a, b) => a[0] - b[0])) {
@@ -127,10 +137,18 @@ export function createPromMetrics(): PromMetrics {
       const hist = (name: string, help: string, pick: (m: SeriesMetrics) => Histogram): void => {
         out.push(`# HELP ${name} ${help}`);
         out.push(`# TYPE ${name} histogram`);
-        histogramLines(out, name, shown.map((m) => ({ labels: m.labels, h: pick(m) })));
+        histogramLines(
+          out,
+          name,
+          shown.map((m) => ({ labels: m.labels, h: pick(m) })),
+        );
       };
-      hist('quanta_inference_request_duration_seconds', 'Time from a request\'s arrival to its answer.', (m) => m.total);
-      hist('quanta_inference_queue_duration_seconds', 'Time a request waited in the queue before its batch ran.', (m) => m.queue);
+      hist('quanta_inference_request_duration_seconds', "Time from a request's arrival to its answer.", (m) => m.total);
+      hist(
+        'quanta_inference_queue_duration_seconds',
+        'Time a request waited in the queue before its batch ran.',
+        (m) => m.queue,
+      );
       hist('quanta_inference_compute_duration_seconds', 'Time the batch of a request took to run.', (m) => m.compute);
       hist('quanta_inference_batch_size', 'Size of the batch each request ran in.', (m) => m.batch);
       out.push('# HELP quanta_inference_request_bytes_total Bytes of request tensors.');
@@ -152,9 +170,19 @@ export function createPromMetrics(): PromMetrics {
       const gauge = (name: string, help: string, type: 'gauge' | 'counter', value: number): void => {
         out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${num(value)}`);
       };
-      gauge('process_cpu_seconds_total', 'Total user and system CPU time spent in seconds.', 'counter', (cpu.user + cpu.system) / 1e6);
+      gauge(
+        'process_cpu_seconds_total',
+        'Total user and system CPU time spent in seconds.',
+        'counter',
+        (cpu.user + cpu.system) / 1e6,
+      );
       gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', 'gauge', mem.rss);
-      gauge('process_start_time_seconds', 'Start time of the process since unix epoch in seconds.', 'gauge', Math.round((Date.now() - process.uptime() * 1000) / 1000));
+      gauge(
+        'process_start_time_seconds',
+        'Start time of the process since unix epoch in seconds.',
+        'gauge',
+        Math.round((Date.now() - process.uptime() * 1000) / 1000),
+      );
       const fds = openFds();
       if (fds !== undefined) gauge('process_open_fds', 'Number of open file descriptors.', 'gauge', fds);
       gauge('nodejs_heap_size_used_bytes', 'Process heap size used from Node.js in bytes.', 'gauge', mem.heapUsed);

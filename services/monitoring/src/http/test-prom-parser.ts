@@ -125,7 +125,8 @@ export function parsePrometheusStrict(text: string): Map<string, Family> {
         lastLe = le;
       }
       const count = samples.find((s) => s.name === `${f.name}_count`)?.value;
-      if (lastLe !== Infinity || count !== last) throw new Error(`${f.name}${key}: the +Inf bucket must exist and equal _count`);
+      if (lastLe !== Infinity || count !== last)
+        throw new Error(`${f.name}${key}: the +Inf bucket must exist and equal _count`);
       if (samples.find((s) => s.name === `${f.name}_sum`) === undefined) throw new Error(`${f.name}${key}: no _sum`);
     }
   }

@@ -35,7 +35,13 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
     const pending = await next();
     expect(pending.event?.$case).toBe('change');
     const p = pending.event?.value as pb.Alert;
-    expect(p).toMatchObject({ ruleName: 'slow', model: 'cifar', version: '1', state: S.ALERT_STATE_PENDING, threshold: 5000 });
+    expect(p).toMatchObject({
+      ruleName: 'slow',
+      model: 'cifar',
+      version: '1',
+      state: S.ALERT_STATE_PENDING,
+      threshold: 5000,
+    });
     expect(Math.abs(p.value - 20_000) / 20_000).toBeLessThanOrEqual(0.01);
     expect(p.pendingTime?.getTime()).toBe(T0);
     expect(p.firingTime).toBeUndefined();
@@ -43,7 +49,10 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
     h.now.ms = T0 + 4000; // still holding, not yet for 5 s
     await ingest(h.client, admin, [[record(T0 + 4000, { totalUs: 20_000n })]]);
     h.server.alerts.evaluate();
-    expect((await call(h.client, 'listAlerts', { pageSize: 0, pageToken: '', states: [], ruleName: '' }, reader)).alerts[0]?.state).toBe(S.ALERT_STATE_PENDING);
+    expect(
+      (await call(h.client, 'listAlerts', { pageSize: 0, pageToken: '', states: [], ruleName: '' }, reader)).alerts[0]
+        ?.state,
+    ).toBe(S.ALERT_STATE_PENDING);
 
     h.now.ms = T0 + 5000;
     h.server.alerts.evaluate();
@@ -54,8 +63,11 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
 
     // A new client sees it in the snapshot.
     const late = h.client.watchAlerts({ ruleName: '' }, bearer(reader));
-    const lateFirst = (await (late[Symbol.asyncIterator]() as AsyncIterator<pb.WatchAlertsResponse>).next()).value as pb.WatchAlertsResponse;
-    expect(lateFirst.event?.$case === 'snapshot' && lateFirst.event.value.alerts.map((a) => a.state)).toEqual([S.ALERT_STATE_FIRING]);
+    const lateFirst = (await (late[Symbol.asyncIterator]() as AsyncIterator<pb.WatchAlertsResponse>).next())
+      .value as pb.WatchAlertsResponse;
+    expect(lateFirst.event?.$case === 'snapshot' && lateFirst.event.value.alerts.map((a) => a.state)).toEqual([
+      S.ALERT_STATE_FIRING,
+    ]);
     late.cancel();
 
     h.now.ms = T0 + 20_000; // the window holds no slow requests any more
@@ -65,29 +77,64 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
     expect(resolved.resolvedTime?.getTime()).toBe(T0 + 20_000);
     stream.cancel();
 
-    const listed = await call(h.client, 'listAlerts', { pageSize: 0, pageToken: '', states: [S.ALERT_STATE_RESOLVED], ruleName: 'slow' }, reader);
+    const listed = await call(
+      h.client,
+      'listAlerts',
+      { pageSize: 0, pageToken: '', states: [S.ALERT_STATE_RESOLVED], ruleName: 'slow' },
+      reader,
+    );
     expect(listed.alerts).toHaveLength(1);
-    expect(listed.alerts[0]).toMatchObject({ pendingTime: new Date(T0), firingTime: new Date(T0 + 5000), resolvedTime: new Date(T0 + 20_000) });
+    expect(listed.alerts[0]).toMatchObject({
+      pendingTime: new Date(T0),
+      firingTime: new Date(T0 + 5000),
+      resolvedTime: new Date(T0 + 20_000),
+    });
   });
 
   it('fires at once with a zero `for`, watches error rate and a throughput floor', async () => {
     h.now.ms = T0 + 100_000;
-    await call(h.client, 'createAlertRule', { rule: rule({ name: 'errors', metric: pb.AlertMetric.ALERT_METRIC_ERROR_RATE, threshold: 0.1, forDuration: seconds(0) }) }, reader);
     await call(
       h.client,
       'createAlertRule',
-      { rule: rule({ name: 'quiet', version: '1', metric: pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS, comparison: pb.AlertComparison.ALERT_COMPARISON_BELOW, threshold: 5, forDuration: seconds(0) }) },
+      {
+        rule: rule({
+          name: 'errors',
+          metric: pb.AlertMetric.ALERT_METRIC_ERROR_RATE,
+          threshold: 0.1,
+          forDuration: seconds(0),
+        }),
+      },
+      reader,
+    );
+    await call(
+      h.client,
+      'createAlertRule',
+      {
+        rule: rule({
+          name: 'quiet',
+          version: '1',
+          metric: pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS,
+          comparison: pb.AlertComparison.ALERT_COMPARISON_BELOW,
+          threshold: 5,
+          forDuration: seconds(0),
+        }),
+      },
       reader,
     );
     // 30 requests in 10 s (3 req/s, below 5), 6 of them failed (20% > 10%).
-    await ingest(h.client, admin, [Array.from({ length: 30 }, (_, i) => record(T0 + 100_000 - (i % 10) * 1000, { statusCode: i < 6 ? 14 : 0 }))]);
+    await ingest(h.client, admin, [
+      Array.from({ length: 30 }, (_, i) => record(T0 + 100_000 - (i % 10) * 1000, { statusCode: i < 6 ? 14 : 0 })),
+    ]);
     const changes: pb.Alert[] = [];
     const off = h.server.alerts.subscribe((tenant, a) => tenant === 'acme' && changes.push(a));
     h.server.alerts.evaluate();
     const of = (name: string) => changes.filter((c) => c.ruleName === name).map((c) => c.state);
     expect(of('errors')).toEqual([S.ALERT_STATE_PENDING, S.ALERT_STATE_FIRING]);
     expect(of('quiet')).toEqual([S.ALERT_STATE_PENDING, S.ALERT_STATE_FIRING]);
-    expect(changes.find((c) => c.ruleName === 'errors' && c.state === S.ALERT_STATE_FIRING)?.value).toBeCloseTo(0.2, 12);
+    expect(changes.find((c) => c.ruleName === 'errors' && c.state === S.ALERT_STATE_FIRING)?.value).toBeCloseTo(
+      0.2,
+      12,
+    );
     expect(changes.find((c) => c.ruleName === 'quiet')?.value).toBeCloseTo(3, 12);
     // Deleting a rule resolves its alert.
     changes.length = 0;
@@ -99,7 +146,12 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
   it('manages rules per tenant with clear errors', async () => {
     const rules = await call(h.client, 'listAlertRules', { pageSize: 1, pageToken: '', model: '' }, reader);
     expect(rules.rules.map((r) => r.name)).toEqual(['quiet']);
-    const page2 = await call(h.client, 'listAlertRules', { pageSize: 1, pageToken: rules.nextPageToken, model: '' }, reader);
+    const page2 = await call(
+      h.client,
+      'listAlertRules',
+      { pageSize: 1, pageToken: rules.nextPageToken, model: '' },
+      reader,
+    );
     expect(page2.rules.map((r) => r.name)).toEqual(['slow']);
     expect(page2.nextPageToken).toBe('');
 
@@ -109,17 +161,32 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
     const hidden = await failure(call(h.client, 'getAlertRule', { name: 'slow' }, stranger));
     expect(hidden.code).toBe(grpc.status.NOT_FOUND);
     expect(hidden.details).toBe('alert rule "slow" does not exist');
-    const badMetric = await failure(call(h.client, 'createAlertRule', { rule: rule({ name: 'x', metric: pb.AlertMetric.ALERT_METRIC_UNSPECIFIED }) }, reader));
+    const badMetric = await failure(
+      call(
+        h.client,
+        'createAlertRule',
+        { rule: rule({ name: 'x', metric: pb.AlertMetric.ALERT_METRIC_UNSPECIFIED }) },
+        reader,
+      ),
+    );
     expect(badMetric.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(badMetric.details).toMatch(/metric ALERT_METRIC_UNSPECIFIED is not one of/);
-    const negative = await failure(call(h.client, 'createAlertRule', { rule: rule({ name: 'x', threshold: -1 }) }, reader));
+    const negative = await failure(
+      call(h.client, 'createAlertRule', { rule: rule({ name: 'x', threshold: -1 }) }, reader),
+    );
     expect(negative.details).toMatch(/threshold must be a number >= 0/);
-    const wide = await failure(call(h.client, 'createAlertRule', { rule: rule({ name: 'x', window: seconds(7200) }) }, reader));
+    const wide = await failure(
+      call(h.client, 'createAlertRule', { rule: rule({ name: 'x', window: seconds(7200) }) }, reader),
+    );
     expect(wide.details).toMatch(/beyond the horizon/);
 
     h.now.ms = T0 + 200_000;
     const updated = await call(h.client, 'updateAlertRule', { rule: rule({ threshold: 9000 }) }, reader);
-    expect(updated.rule).toMatchObject({ threshold: 9000, createTime: new Date(T0), updateTime: new Date(T0 + 200_000) });
+    expect(updated.rule).toMatchObject({
+      threshold: 9000,
+      createTime: new Date(T0),
+      updateTime: new Date(T0 + 200_000),
+    });
   });
 
   it('lets a read-only token read rules but never create, change or delete one', async () => {
@@ -138,7 +205,9 @@ describe('alerts: pending → firing → resolved on a fake clock', () => {
     }
     // Nor does the platform's ingest scope write a tenant's rules.
     const ingest = await h.token('acme', ['monitoring:write']);
-    expect((await failure(call(h.client, 'createAlertRule', { rule: rule({ name: 'sneaky' }) }, ingest))).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await failure(call(h.client, 'createAlertRule', { rule: rule({ name: 'sneaky' }) }, ingest))).code).toBe(
+      grpc.status.PERMISSION_DENIED,
+    );
     expect(await call(h.client, 'listAlertRules', { pageSize: 0, pageToken: '', model: '' }, readOnly)).toEqual(before);
   });
 });

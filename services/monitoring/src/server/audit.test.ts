@@ -8,8 +8,13 @@ import { alertRule, call, failure, startHarness } from './test-harness.js';
 
 const OK = pb.AuditOutcome.AUDIT_OUTCOME_OK;
 const ERROR = pb.AuditOutcome.AUDIT_OUTCOME_ERROR;
-const events = async (h: Harness, token: string, filter: Partial<pb.ListAuditEventsRequest> = {}): Promise<pb.AuditEvent[]> =>
-  (await call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 0, pageToken: '', ...filter }, token)).events;
+const events = async (
+  h: Harness,
+  token: string,
+  filter: Partial<pb.ListAuditEventsRequest> = {},
+): Promise<pb.AuditEvent[]> =>
+  (await call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 0, pageToken: '', ...filter }, token))
+    .events;
 
 describe('the audit trail of alert-rule changes', () => {
   let store: Store;
@@ -39,7 +44,9 @@ describe('the audit trail of alert-rule changes', () => {
     const missing = await failure(call(h.client, 'deleteAlertRule', { name: 'nope' }, acme));
     expect(missing.code).toBe(grpc.status.NOT_FOUND);
     // Refused before it ran (no scope): not a change attempt of the tenant's, not recorded.
-    expect((await failure(call(h.client, 'deleteAlertRule', { name: 'p99' }, acmeReader))).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await failure(call(h.client, 'deleteAlertRule', { name: 'p99' }, acmeReader))).code).toBe(
+      grpc.status.PERMISSION_DENIED,
+    );
     await call(h.client, 'deleteAlertRule', { name: 'p99' }, acme);
     await call(h.client, 'createAlertRule', { rule: alertRule({ name: 'other' }) }, globex);
 
@@ -64,10 +71,28 @@ describe('the audit trail of alert-rule changes', () => {
     expect(await events(h, admin, { action: 'UpdateAlertRule' })).toHaveLength(1);
     expect(await events(h, admin, { since: new Date(Date.now() + 60_000) })).toHaveLength(0);
 
-    const page = await call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 2, pageToken: '' }, admin);
+    const page = await call(
+      h.client,
+      'listAuditEvents',
+      { subject: '', action: '', pageSize: 2, pageToken: '' },
+      admin,
+    );
     expect(page.events).toHaveLength(2);
-    const next = await call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 2, pageToken: page.nextPageToken }, admin);
-    expect(next.events[0]!.id < page.events[1]!.id || BigInt(next.events[0]!.id) < BigInt(page.events[1]!.id)).toBe(true);
-    expect((await failure(call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 2, pageToken: 'garbage' }, admin))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    const next = await call(
+      h.client,
+      'listAuditEvents',
+      { subject: '', action: '', pageSize: 2, pageToken: page.nextPageToken },
+      admin,
+    );
+    expect(next.events[0]!.id < page.events[1]!.id || BigInt(next.events[0]!.id) < BigInt(page.events[1]!.id)).toBe(
+      true,
+    );
+    expect(
+      (
+        await failure(
+          call(h.client, 'listAuditEvents', { subject: '', action: '', pageSize: 2, pageToken: 'garbage' }, admin),
+        )
+      ).code,
+    ).toBe(grpc.status.INVALID_ARGUMENT);
   });
 });

@@ -28,11 +28,18 @@ describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }
     h = await startHarness({ targets: [{ name: 'nothing', address: '127.0.0.1:1' }] });
     home = await mkdtemp(join(tmpdir(), 'quanta-cli-'));
     const reader = await h.token('acme', ['monitoring:read', 'alerts:write']);
-    env = { ...process.env, QUANTA_HOME: home, QUANTA_TOKEN: reader, QUANTA_MONITORING_ADDR: `127.0.0.1:${h.server.port}` };
+    env = {
+      ...process.env,
+      QUANTA_HOME: home,
+      QUANTA_TOKEN: reader,
+      QUANTA_MONITORING_ADDR: `127.0.0.1:${h.server.port}`,
+    };
     h.now.ms = T0 + 10_000;
     const admin = await h.token('platform', ['admin']);
     await ingest(h.client, admin, [
-      Array.from({ length: 50 }, (_, i) => record(T0 + (i % 10) * 1000, { totalUs: 30_000n, statusCode: i < 5 ? 4 : 0 })),
+      Array.from({ length: 50 }, (_, i) =>
+        record(T0 + (i % 10) * 1000, { totalUs: 30_000n, statusCode: i < 5 ? 4 : 0 }),
+      ),
       Array.from({ length: 20 }, () => record(T0, { model: 'bert' })),
     ]);
   });
@@ -60,20 +67,45 @@ describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }
   });
 
   it('quanta alerts create|rules|list|watch', async () => {
-    const created = await quanta('alerts', 'create', 'cifar-slow', '--model', 'cifar', '--metric', 'p99', '--threshold', '20000', '--window', '1m', '--for', '0');
+    const created = await quanta(
+      'alerts',
+      'create',
+      'cifar-slow',
+      '--model',
+      'cifar',
+      '--metric',
+      'p99',
+      '--threshold',
+      '20000',
+      '--window',
+      '1m',
+      '--for',
+      '0',
+    );
     expect(created.stderr).toBe('');
     expect(created.stdout).toMatch(/created/);
-    const rules = JSON.parse((await quanta('alerts', 'rules', '--json')).stdout) as { name: string; threshold: number }[];
+    const rules = JSON.parse((await quanta('alerts', 'rules', '--json')).stdout) as {
+      name: string;
+      threshold: number;
+    }[];
     expect(rules.map((r) => [r.name, r.threshold])).toEqual([['cifar-slow', 20000]]);
 
     // watch: the snapshot line first, then the changes as the rule is evaluated.
-    const watch = spawn(process.execPath, [QUANTA, 'alerts', 'watch', '--json'], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const watch = spawn(process.execPath, [QUANTA, 'alerts', 'watch', '--json'], {
+      env,
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const lines = createInterface({ input: watch.stdout })[Symbol.asyncIterator]();
     const snapshot = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as { snapshot: unknown[] };
     expect(snapshot).toEqual({ snapshot: [] });
     h.server.alerts.evaluate();
-    const pending = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as { change: { state: string; ruleName: string } };
-    const firing = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as { change: { state: string } };
+    const pending = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as {
+      change: { state: string; ruleName: string };
+    };
+    const firing = JSON.parse(((await lines.next()).value as string | undefined) ?? '') as {
+      change: { state: string };
+    };
     expect(pending.change).toMatchObject({ ruleName: 'cifar-slow', state: 1 });
     expect(firing.change.state).toBe(2);
     const exited = new Promise<number | null>((done) => watch.once('exit', (code) => done(code)));

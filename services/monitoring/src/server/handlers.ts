@@ -1,7 +1,16 @@
 import { TraceFlags, trace, type Link } from '@opentelemetry/api';
 import { monitoring as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { audited, clientStreaming, createAuditor, hasScope, internal, invalidArgument, serverStreaming, unary } from '@quanta/service-kit';
+import {
+  audited,
+  clientStreaming,
+  createAuditor,
+  hasScope,
+  internal,
+  invalidArgument,
+  serverStreaming,
+  unary,
+} from '@quanta/service-kit';
 import { AuditPageTokenError, listAuditEvents, recordAuditEvent } from '@quanta/store';
 import type { Queryable } from '@quanta/store';
 import type { AlertEngine } from '../core/alerts.js';
@@ -55,7 +64,8 @@ function tenantOf(ctx: CallContext): string {
   return tenant;
 }
 
-type SpanField = { $case: 'window'; value: { seconds: bigint; nanos: number } } | { $case: 'range'; value: pb.TimeRange } | undefined;
+type SpanField =
+  { $case: 'window'; value: { seconds: bigint; nanos: number } } | { $case: 'range'; value: pb.TimeRange } | undefined;
 
 export function spanRequest(span: SpanField): SpanRequest | undefined {
   if (span === undefined) return undefined;
@@ -81,7 +91,12 @@ function page<T>(items: readonly T[], pageSize: number, token: string, what: str
 }
 
 /** Streams alert changes until the client cancels or the service stops. */
-async function* watchAlerts(core: MonitoringCore, tenant: string, ruleName: string, signal: AbortSignal): AsyncGenerator<pb.WatchAlertsResponse> {
+async function* watchAlerts(
+  core: MonitoringCore,
+  tenant: string,
+  ruleName: string,
+  signal: AbortSignal,
+): AsyncGenerator<pb.WatchAlertsResponse> {
   const queue: pb.Alert[] = [];
   let wake: (() => void) | undefined;
   const unsubscribe = core.alerts.subscribe((t, alert) => {
@@ -130,7 +145,10 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       const rejections: pb.RejectedRecord[] = [];
       let batchIndex = 0;
       for await (const request of requests) {
-        const span = tracer().startSpan('monitoring.ingest_batch', { links: linksOf(request.records), attributes: { 'quanta.records': request.records.length } });
+        const span = tracer().startSpan('monitoring.ingest_batch', {
+          links: linksOf(request.records),
+          attributes: { 'quanta.records': request.records.length },
+        });
         const now = store.clock();
         const oldestMs = store.oldestSecond() * 1000;
         let batchAccepted = 0;
@@ -138,7 +156,8 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
           const result = validateRecord(record, now, oldestMs);
           if (typeof result === 'string') {
             rejected++;
-            if (rejections.length < MAX_REJECTIONS) rejections.push({ batchIndex, recordIndex, requestId: record.requestId, reason: result });
+            if (rejections.length < MAX_REJECTIONS)
+              rejections.push({ batchIndex, recordIndex, requestId: record.requestId, reason: result });
           } else {
             core.accept(result);
             batchAccepted++;
@@ -163,39 +182,65 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       if (req.model === '') throw invalidArgument('model is missing');
       const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
       const stepMs = req.step === undefined ? 60_000 : durationMs(req.step);
-      if (stepMs % 1000 !== 0 || stepMs < 1000) throw invalidArgument(`step must be a whole number of seconds >= 1, got ${stepMs / 1000} s`);
+      if (stepMs % 1000 !== 0 || stepMs < 1000)
+        throw invalidArgument(`step must be a whole number of seconds >= 1, got ${stepMs / 1000} s`);
       const points = timeSeries(store, tenantOf(ctx), req.model, req.version, span, stepMs / 1000);
-      return Promise.resolve({ model: req.model, version: req.version, step: { seconds: BigInt(stepMs / 1000), nanos: 0 }, points });
+      return Promise.resolve({
+        model: req.model,
+        version: req.version,
+        step: { seconds: BigInt(stepMs / 1000), nanos: 0 },
+        points,
+      });
     }),
 
     topModels: unary<pb.TopModelsRequest, pb.TopModelsResponse>(async (req, ctx) => {
       const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
-      if (pb.topModelsOrderToJSON(req.orderBy) === 'UNRECOGNIZED') throw invalidArgument(`order_by ${req.orderBy} is unknown`);
+      if (pb.topModelsOrderToJSON(req.orderBy) === 'UNRECOGNIZED')
+        throw invalidArgument(`order_by ${req.orderBy} is unknown`);
       return Promise.resolve({ models: topModels(store, tenantOf(ctx), span, req.orderBy, req.limit, req.byVersion) });
     }),
 
     createAlertRule: unary<pb.CreateAlertRuleRequest, pb.CreateAlertRuleResponse>(
-      audited(audit, (req) => ruleOf(req.rule?.name), async (req, ctx) => {
-        if (req.rule === undefined) throw invalidArgument('rule is missing');
-        return { rule: await alerts.createRule(tenantOf(ctx), req.rule) };
-      }),
+      audited(
+        audit,
+        (req) => ruleOf(req.rule?.name),
+        async (req, ctx) => {
+          if (req.rule === undefined) throw invalidArgument('rule is missing');
+          return { rule: await alerts.createRule(tenantOf(ctx), req.rule) };
+        },
+      ),
     ),
-    getAlertRule: unary<pb.GetAlertRuleRequest, pb.GetAlertRuleResponse>(async (req, ctx) => Promise.resolve({ rule: alerts.getRule(tenantOf(ctx), req.name) })),
+    getAlertRule: unary<pb.GetAlertRuleRequest, pb.GetAlertRuleResponse>(async (req, ctx) =>
+      Promise.resolve({ rule: alerts.getRule(tenantOf(ctx), req.name) }),
+    ),
     listAlertRules: unary<pb.ListAlertRulesRequest, pb.ListAlertRulesResponse>(async (req, ctx) => {
-      const { page: rules, next } = page(alerts.listRules(tenantOf(ctx), req.model), req.pageSize, req.pageToken, 'ListAlertRules');
+      const { page: rules, next } = page(
+        alerts.listRules(tenantOf(ctx), req.model),
+        req.pageSize,
+        req.pageToken,
+        'ListAlertRules',
+      );
       return Promise.resolve({ rules, nextPageToken: next });
     }),
     updateAlertRule: unary<pb.UpdateAlertRuleRequest, pb.UpdateAlertRuleResponse>(
-      audited(audit, (req) => ruleOf(req.rule?.name), async (req, ctx) => {
-        if (req.rule === undefined) throw invalidArgument('rule is missing');
-        return { rule: await alerts.updateRule(tenantOf(ctx), req.rule) };
-      }),
+      audited(
+        audit,
+        (req) => ruleOf(req.rule?.name),
+        async (req, ctx) => {
+          if (req.rule === undefined) throw invalidArgument('rule is missing');
+          return { rule: await alerts.updateRule(tenantOf(ctx), req.rule) };
+        },
+      ),
     ),
     deleteAlertRule: unary<pb.DeleteAlertRuleRequest, pb.DeleteAlertRuleResponse>(
-      audited(audit, (req) => ruleOf(req.name), async (req, ctx) => {
-        await alerts.deleteRule(tenantOf(ctx), req.name);
-        return {};
-      }),
+      audited(
+        audit,
+        (req) => ruleOf(req.name),
+        async (req, ctx) => {
+          await alerts.deleteRule(tenantOf(ctx), req.name);
+          return {};
+        },
+      ),
     ),
     listAuditEvents: unary<pb.ListAuditEventsRequest, pb.ListAuditEventsResponse>(async (req, ctx) => {
       if (auditStore === undefined) return { events: [], nextPageToken: '' };
@@ -210,7 +255,12 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
           pageToken: req.pageToken,
         });
         return {
-          events: found.events.map((e) => ({ ...e, outcome: OUTCOME[e.outcome], errorCode: e.errorCode ?? '', traceId: e.traceId ?? '' })),
+          events: found.events.map((e) => ({
+            ...e,
+            outcome: OUTCOME[e.outcome],
+            errorCode: e.errorCode ?? '',
+            traceId: e.traceId ?? '',
+          })),
           nextPageToken: found.nextPageToken,
         };
       } catch (error: unknown) {
@@ -223,10 +273,15 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       const { page: list, next } = page(all, req.pageSize, req.pageToken, 'ListAlerts');
       return Promise.resolve({ alerts: list, nextPageToken: next });
     }),
-    watchAlerts: serverStreaming<pb.WatchAlertsRequest, pb.WatchAlertsResponse>((req, ctx) => watchAlerts(core, tenantOf(ctx), req.ruleName, ctx.signal)),
+    watchAlerts: serverStreaming<pb.WatchAlertsRequest, pb.WatchAlertsResponse>((req, ctx) =>
+      watchAlerts(core, tenantOf(ctx), req.ruleName, ctx.signal),
+    ),
 
     getHealthBoard: unary<pb.GetHealthBoardRequest, pb.GetHealthBoardResponse>(async () =>
-      Promise.resolve({ services: board.board(), checkInterval: { seconds: BigInt(Math.floor(board.intervalMs / 1000)), nanos: (board.intervalMs % 1000) * 1e6 } }),
+      Promise.resolve({
+        services: board.board(),
+        checkInterval: { seconds: BigInt(Math.floor(board.intervalMs / 1000)), nanos: (board.intervalMs % 1000) * 1e6 },
+      }),
     ),
   };
 }

@@ -26,7 +26,12 @@ describe('health board', () => {
   it('sees a real service serving, going down, and coming back, with change times and latency', async () => {
     target = await startTarget(0);
     const port = target.port;
-    h = await startHarness({ targets: [{ name: 'target', address: `127.0.0.1:${port}` }, { name: 'absent', address: '127.0.0.1:1' }] });
+    h = await startHarness({
+      targets: [
+        { name: 'target', address: `127.0.0.1:${port}` },
+        { name: 'absent', address: '127.0.0.1:1' },
+      ],
+    });
     const reader = await h.token('acme', ['monitoring:read']);
     const board = async () => (await call(h!.client, 'getHealthBoard', {}, reader)).services;
 
@@ -39,7 +44,13 @@ describe('health board', () => {
     await h.server.board.checkNow();
     const [absent, first] = await board();
     let up = first;
-    expect(up).toMatchObject({ name: 'target', status: H.SERVICE_HEALTH_STATUS_SERVING, error: '', lastChangeTime: new Date(T0), lastCheckTime: new Date(T0) });
+    expect(up).toMatchObject({
+      name: 'target',
+      status: H.SERVICE_HEALTH_STATUS_SERVING,
+      error: '',
+      lastChangeTime: new Date(T0),
+      lastCheckTime: new Date(T0),
+    });
     expect(Number(up?.latency?.seconds) * 1e9 + (up?.latency?.nanos ?? 0)).toBeGreaterThan(0);
     expect(absent?.status).toBe(H.SERVICE_HEALTH_STATUS_UNREACHABLE);
     expect(absent?.error).toMatch(/UNAVAILABLE/);
@@ -54,13 +65,21 @@ describe('health board', () => {
     h.now.ms = T0 + 10_000;
     await h.server.board.checkNow(); // still down: the change time stays
     [, up] = await board();
-    expect(up).toMatchObject({ status: H.SERVICE_HEALTH_STATUS_UNREACHABLE, lastChangeTime: new Date(T0 + 5000), lastCheckTime: new Date(T0 + 10_000) });
+    expect(up).toMatchObject({
+      status: H.SERVICE_HEALTH_STATUS_UNREACHABLE,
+      lastChangeTime: new Date(T0 + 5000),
+      lastCheckTime: new Date(T0 + 10_000),
+    });
 
     target = await startTarget(port);
     h.now.ms = T0 + 15_000;
     await h.server.board.checkNow();
     [, up] = await board();
-    expect(up).toMatchObject({ status: H.SERVICE_HEALTH_STATUS_SERVING, lastChangeTime: new Date(T0 + 15_000), error: '' });
+    expect(up).toMatchObject({
+      status: H.SERVICE_HEALTH_STATUS_SERVING,
+      lastChangeTime: new Date(T0 + 15_000),
+      error: '',
+    });
 
     // NOT_SERVING is told apart from unreachable.
     target.service.health.set('', 'NOT_SERVING');

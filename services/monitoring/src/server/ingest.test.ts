@@ -21,7 +21,12 @@ describe('monitoring gRPC: ingest and queries', () => {
   it('keeps every good record of a batch, rejects the bad ones with reasons, and counts exactly', async () => {
     h.now.ms = T0 + 10_000;
     const good = Array.from({ length: 1000 }, (_, i) =>
-      record(T0 + (i % 10) * 1000, { requestId: `g${i}`, totalUs: BigInt(1000 + i), statusCode: i % 100 === 0 ? 13 : 0, batchSize: (i % 4) + 1 }),
+      record(T0 + (i % 10) * 1000, {
+        requestId: `g${i}`,
+        totalUs: BigInt(1000 + i),
+        statusCode: i % 100 === 0 ? 13 : 0,
+        batchSize: (i % 4) + 1,
+      }),
     );
     const bad = [
       record(T0, { requestId: 'b1', statusCode: 42 }),
@@ -34,7 +39,10 @@ describe('monitoring gRPC: ingest and queries', () => {
       record(T0, { requestId: 'b8', queueUs: -1n }),
     ];
     // Bad records sit in the middle of the batches they belong to.
-    const reply = await ingest(h.client, writer, [good.slice(0, 500), [...bad.slice(0, 4), ...good.slice(500, 1000), ...bad.slice(4)]]);
+    const reply = await ingest(h.client, writer, [
+      good.slice(0, 500),
+      [...bad.slice(0, 4), ...good.slice(500, 1000), ...bad.slice(4)],
+    ]);
     expect(reply.accepted).toBe(1000n);
     expect(reply.rejected).toBe(8n);
     const reasons = Object.fromEntries(reply.rejections.map((r) => [r.requestId, r.reason]));
@@ -69,34 +77,67 @@ describe('monitoring gRPC: ingest and queries', () => {
 
   it('answers a time series and the top models', async () => {
     h.now.ms = T0 + 10_000;
-    const series = await call(h.client, 'getTimeSeries', { model: 'cifar', version: '1', span: window(20), step: { seconds: 5n, nanos: 0 } }, reader);
+    const series = await call(
+      h.client,
+      'getTimeSeries',
+      { model: 'cifar', version: '1', span: window(20), step: { seconds: 5n, nanos: 0 } },
+      reader,
+    );
     // Steps end at now's second (T0+10 s, included): [T0-9, T0-4), [T0-4, T0+1), [T0+1, T0+6), [T0+6, T0+11).
     expect(series.points.map((p) => p.count)).toEqual([0n, 100n, 500n, 400n]);
     expect(series.points[0]?.time?.getTime()).toBe(T0 - 9000);
     // admin satisfies monitoring:write too.
     await ingest(h.client, admin, [[record(T0, { model: 'other' })]]);
-    const top = await call(h.client, 'topModels', { span: window(60), orderBy: pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC, limit: 0, byVersion: false }, reader);
+    const top = await call(
+      h.client,
+      'topModels',
+      { span: window(60), orderBy: pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC, limit: 0, byVersion: false },
+      reader,
+    );
     expect(top.models.map((m) => [m.model, m.count])).toEqual([
       ['cifar', 1000n],
       ['other', 1n],
     ]);
   });
 
-  it('scopes statistics to the caller\'s tenant', async () => {
+  it("scopes statistics to the caller's tenant", async () => {
     const stranger = await h.token('globex', ['monitoring:read']);
-    const { stats } = await call(h.client, 'getModelStats', { model: 'cifar', version: '', span: window(60) }, stranger);
+    const { stats } = await call(
+      h.client,
+      'getModelStats',
+      { model: 'cifar', version: '', span: window(60) },
+      stranger,
+    );
     expect(stats?.count).toBe(0n);
   });
 
   it('refuses bad queries and callers without the scope', async () => {
     const inverted = await failure(
-      call(h.client, 'getModelStats', { model: 'cifar', version: '', span: { $case: 'range', value: { startTime: new Date(T0 + 5000), endTime: new Date(T0) } } }, reader),
+      call(
+        h.client,
+        'getModelStats',
+        {
+          model: 'cifar',
+          version: '',
+          span: { $case: 'range', value: { startTime: new Date(T0 + 5000), endTime: new Date(T0) } },
+        },
+        reader,
+      ),
     );
     expect(inverted.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(inverted.details).toMatch(/empty or inverted/);
-    const step = await failure(call(h.client, 'getTimeSeries', { model: 'cifar', version: '', span: window(3600), step: { seconds: 0n, nanos: 500_000_000 } }, reader));
+    const step = await failure(
+      call(
+        h.client,
+        'getTimeSeries',
+        { model: 'cifar', version: '', span: window(3600), step: { seconds: 0n, nanos: 500_000_000 } },
+        reader,
+      ),
+    );
     expect(step.code).toBe(grpc.status.INVALID_ARGUMENT);
-    const noModel = await failure(call(h.client, 'getModelStats', { model: '', version: '', span: window(60) }, reader));
+    const noModel = await failure(
+      call(h.client, 'getModelStats', { model: '', version: '', span: window(60) }, reader),
+    );
     expect(noModel.details).toBe('model is missing');
     const unauth = await failure(call(h.client, 'getModelStats', { model: 'cifar', version: '', span: window(60) }));
     expect(unauth.code).toBe(grpc.status.UNAUTHENTICATED);
@@ -107,7 +148,12 @@ describe('monitoring gRPC: ingest and queries', () => {
 
   it('clamps a window beyond the horizon and says where the data starts', async () => {
     h.now.ms = T0 + 10_000;
-    const { stats } = await call(h.client, 'getModelStats', { model: 'cifar', version: '', span: window(86_400) }, reader);
+    const { stats } = await call(
+      h.client,
+      'getModelStats',
+      { model: 'cifar', version: '', span: window(86_400) },
+      reader,
+    );
     expect(stats?.startTime?.getTime()).toBe(T0 + 11_000 - 3_600_000);
     expect(stats?.count).toBe(1000n);
   });

@@ -60,7 +60,10 @@ export interface MonitoringServer {
 /** How often alert rules are evaluated and old series swept, as the contract says: every second. */
 const EVALUATE_MS = 1000;
 
-export async function startMonitoringServer(config: MonitoringConfig, options: MonitoringServerOptions = {}): Promise<MonitoringServer> {
+export async function startMonitoringServer(
+  config: MonitoringConfig,
+  options: MonitoringServerOptions = {},
+): Promise<MonitoringServer> {
   let authenticator = options.authenticator;
   let cryptoClient: crypto.CryptoServiceClient | undefined;
   let closeVerifier = (): void => undefined;
@@ -68,7 +71,9 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
   const credentials = channelCredentials(clientTlsFromConfig(config));
   if (authenticator === undefined) {
     cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, credentials);
-    const verifier = createCryptoTokenVerifier(cryptoClient, { logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) } });
+    const verifier = createCryptoTokenVerifier(cryptoClient, {
+      logger: { warn: (o, m) => service.logger.warn(o, m), info: (o, m) => service.logger.info(o, m) },
+    });
     closeVerifier = () => verifier.close();
     authenticator = verifier;
   }
@@ -80,7 +85,10 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
   const logger = service.logger;
-  const store = createWindowStore({ horizonSeconds: Math.round(config.horizon / 1000), ...(options.clock === undefined ? {} : { clock: options.clock }) });
+  const store = createWindowStore({
+    horizonSeconds: Math.round(config.horizon / 1000),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  });
   // The rule store: the one given (tests), PostgreSQL, the embedded one under home, or none (a
   // config written by hand with neither: rules in memory only).
   let ruleStore: Store | undefined = options.store;
@@ -90,7 +98,8 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
   };
   let alerts: AlertEngine;
   try {
-    if (ruleStore === undefined && config.databaseUrl !== undefined) ruleStore = await openStore({ url: config.databaseUrl });
+    if (ruleStore === undefined && config.databaseUrl !== undefined)
+      ruleStore = await openStore({ url: config.databaseUrl });
     else if (ruleStore === undefined && config.home !== undefined) {
       await mkdir(config.home, { recursive: true, mode: 0o700 });
       ruleStore = await openStore({ dataDir: join(config.home, 'monitoring-db') });
@@ -103,7 +112,10 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
       alerts = createAlertEngine(store, { rules: createRuleStore(ruleStore) });
       for (const warning of await alerts.load()) logger.warn(warning);
       const loaded = alerts.tenants().reduce((n, t) => n + alerts.listRules(t).length, 0);
-      logger.info({ rules: loaded, store: ruleStore.kind }, `alert rules: ${loaded} loaded from the ${ruleStore.kind} store`);
+      logger.info(
+        { rules: loaded, store: ruleStore.kind },
+        `alert rules: ${loaded} loaded from the ${ruleStore.kind} store`,
+      );
     }
   } catch (error: unknown) {
     await closeStore();
@@ -117,10 +129,19 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
     intervalMs: config.healthInterval,
     timeoutMs: config.healthTimeout,
     ...(options.clock === undefined ? {} : { clock: options.clock }),
-    onChange: (h) => logger.info({ target: h.name, address: h.address, status: pb.serviceHealthStatusToJSON(h.status), error: h.error }, `health: ${h.name} is ${pb.serviceHealthStatusToJSON(h.status)}`),
+    onChange: (h) =>
+      logger.info(
+        { target: h.name, address: h.address, status: pb.serviceHealthStatusToJSON(h.status), error: h.error },
+        `health: ${h.name} is ${pb.serviceHealthStatusToJSON(h.status)}`,
+      ),
   });
   const metrics = createPromMetrics();
-  alerts.subscribe((tenant, a) => logger.info({ tenant, rule: a.ruleName, model: a.model, version: a.version, state: pb.alertStateToJSON(a.state) }, `alert ${a.ruleName}: ${a.message}`));
+  alerts.subscribe((tenant, a) =>
+    logger.info(
+      { tenant, rule: a.ruleName, model: a.model, version: a.version, state: pb.alertStateToJSON(a.state) },
+      `alert ${a.ruleName}: ${a.message}`,
+    ),
+  );
 
   const stopped = new AbortController();
   service.addService(
@@ -164,14 +185,20 @@ export async function startMonitoringServer(config: MonitoringConfig, options: M
       logger,
       limits: options.httpLimits,
       // Under TLS the HTTP listener serves HTTPS with the gRPC certificate, no client certificate asked.
-      tls: config.tlsCert !== undefined && config.tlsKey !== undefined ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined,
+      tls:
+        config.tlsCert !== undefined && config.tlsKey !== undefined
+          ? { certFile: config.tlsCert, keyFile: config.tlsKey }
+          : undefined,
     });
   } catch (error: unknown) {
     await service.stop({ graceMs: 0 });
     await closeStore();
     throw error;
   }
-  logger.info({ url: http.url, public: config.dashboardPublic, tls: config.tlsCert !== undefined }, `dashboard and /metrics on ${http.url}`);
+  logger.info(
+    { url: http.url, public: config.dashboardPublic, tls: config.tlsCert !== undefined },
+    `dashboard and /metrics on ${http.url}`,
+  );
 
   let timer: NodeJS.Timeout | undefined;
   if (options.timers !== false) {

@@ -15,7 +15,8 @@ const S = pb.AlertState;
 /** Rules here fire as soon as their condition holds (no `for`). */
 const rule = (over: Partial<pb.AlertRule>): pb.AlertRule => alertRule({ forDuration: seconds(0), ...over });
 
-const list = async (h: Harness, token: string): Promise<pb.AlertRule[]> => (await call(h.client, 'listAlertRules', { pageSize: 0, pageToken: '', model: '' }, token)).rules;
+const list = async (h: Harness, token: string): Promise<pb.AlertRule[]> =>
+  (await call(h.client, 'listAlertRules', { pageSize: 0, pageToken: '', model: '' }, token)).rules;
 
 describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (backend) => {
   let store: Store;
@@ -55,9 +56,29 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
       },
       acme,
     );
-    await call(h.client, 'createAlertRule', { rule: rule({ threshold: 123_456, metric: pb.AlertMetric.ALERT_METRIC_ERROR_RATE }) }, globex);
+    await call(
+      h.client,
+      'createAlertRule',
+      { rule: rule({ threshold: 123_456, metric: pb.AlertMetric.ALERT_METRIC_ERROR_RATE }) },
+      globex,
+    );
     h.now.ms = T0 + 7000;
-    await call(h.client, 'updateAlertRule', { rule: rule({ name: 'quiet', version: '2', metric: pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS, comparison: pb.AlertComparison.ALERT_COMPARISON_BELOW, threshold: 0.5, window: { seconds: 90n, nanos: 500_000_000 }, forDuration: seconds(30) }) }, acme);
+    await call(
+      h.client,
+      'updateAlertRule',
+      {
+        rule: rule({
+          name: 'quiet',
+          version: '2',
+          metric: pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS,
+          comparison: pb.AlertComparison.ALERT_COMPARISON_BELOW,
+          threshold: 0.5,
+          window: { seconds: 90n, nanos: 500_000_000 },
+          forDuration: seconds(30),
+        }),
+      },
+      acme,
+    );
     const before = await list(h, acme);
     expect(before.map((r) => [r.name, r.threshold, r.createTime, r.updateTime])).toEqual([
       ['quiet', 0.5, new Date(T0), new Date(T0 + 7000)],
@@ -85,10 +106,19 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
     h.now.ms = T0 + 10_000;
     await ingest(h.client, admin, [Array.from({ length: 20 }, () => record(T0 + 10_000, { totalUs: 20_000n }))]);
     h.server.alerts.evaluate();
-    const alerts = await call(h.client, 'listAlerts', { pageSize: 0, pageToken: '', states: [S.ALERT_STATE_FIRING], ruleName: 'slow' }, acme);
-    expect(alerts.alerts.map((a) => [a.ruleName, a.model, a.version, a.state, a.firingTime])).toEqual([['slow', 'cifar', '1', S.ALERT_STATE_FIRING, new Date(T0 + 10_000)]]);
+    const alerts = await call(
+      h.client,
+      'listAlerts',
+      { pageSize: 0, pageToken: '', states: [S.ALERT_STATE_FIRING], ruleName: 'slow' },
+      acme,
+    );
+    expect(alerts.alerts.map((a) => [a.ruleName, a.model, a.version, a.state, a.firingTime])).toEqual([
+      ['slow', 'cifar', '1', S.ALERT_STATE_FIRING, new Date(T0 + 10_000)],
+    ]);
     // globex's rule of the same name watches globex's cifar, which has no traffic.
-    expect((await call(h.client, 'listAlerts', { pageSize: 0, pageToken: '', states: [], ruleName: '' }, globex)).alerts).toEqual([]);
+    expect(
+      (await call(h.client, 'listAlerts', { pageSize: 0, pageToken: '', states: [], ruleName: '' }, globex)).alerts,
+    ).toEqual([]);
   });
 
   it('keeps a delete across a restart, each tenant its own rules, and a duplicate is still ALREADY_EXISTS', async () => {
@@ -115,7 +145,9 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
     try {
       const created = await failure(call(h.client, 'createAlertRule', { rule: rule({ name: 'new' }) }, acme));
       expect(created.code).toBe(grpc.status.UNAVAILABLE);
-      expect(created.details).toMatch(/^alert rule "new" was not created: the rule store failed \(.*monitoring_alert_rules.*\); nothing changed/);
+      expect(created.details).toMatch(
+        /^alert rule "new" was not created: the rule store failed \(.*monitoring_alert_rules.*\); nothing changed/,
+      );
       const updated = await failure(call(h.client, 'updateAlertRule', { rule: rule({ threshold: 1 }) }, acme));
       expect(updated.code).toBe(grpc.status.UNAVAILABLE);
       expect(updated.details).toMatch(/^alert rule "slow" was not updated/);
@@ -156,7 +188,11 @@ describe('alert rules persist in $QUANTA_HOME/monitoring-db by default', () => {
 describe('a config written by hand without home or databaseUrl', () => {
   it('keeps the rules in memory, as before: no store is opened', async () => {
     const { home: _home, databaseUrl: _url, ...bare } = testConfig();
-    const server = await startMonitoringServer(bare, { authenticator: () => Promise.reject(new Error('no calls')), timers: false, logger: pino({ level: 'silent' }) });
+    const server = await startMonitoringServer(bare, {
+      authenticator: () => Promise.reject(new Error('no calls')),
+      timers: false,
+      logger: pino({ level: 'silent' }),
+    });
     try {
       expect(server.ruleStore).toBeUndefined();
       await server.alerts.createRule('acme', rule({}));

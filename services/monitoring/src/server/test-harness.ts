@@ -89,7 +89,8 @@ export async function startHarness(
     await memory?.close();
     throw error;
   }
-  const connect = (s: MonitoringServer) => new pb.MonitoringServiceClient(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
+  const connect = (s: MonitoringServer) =>
+    new pb.MonitoringServiceClient(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure());
   const harness: Harness = {
     server,
     client: connect(server),
@@ -118,7 +119,11 @@ export function bearer(token: string | undefined): grpc.Metadata {
 }
 
 /** Sends batches over one Ingest stream and returns the reply. */
-export function ingest(client: pb.MonitoringServiceClient, token: string | undefined, batches: pb.InferenceRecord[][]): Promise<pb.IngestResponse> {
+export function ingest(
+  client: pb.MonitoringServiceClient,
+  token: string | undefined,
+  batches: pb.InferenceRecord[][],
+): Promise<pb.IngestResponse> {
   return new Promise((resolve, reject) => {
     const stream = client.ingest(bearer(token), (error, response) => (error ? reject(error) : resolve(response)));
     for (const records of batches) stream.write({ records });
@@ -129,7 +134,12 @@ export function ingest(client: pb.MonitoringServiceClient, token: string | undef
 type Definition = typeof pb.MonitoringServiceService;
 
 /** Calls a unary method by name with a bearer token; rejects with the grpc ServiceError. */
-export function call<K extends UnaryMethod<Definition>>(client: pb.MonitoringServiceClient, method: K, request: RequestOf<Definition, K>, token?: string): Promise<ResponseOf<Definition, K>> {
+export function call<K extends UnaryMethod<Definition>>(
+  client: pb.MonitoringServiceClient,
+  method: K,
+  request: RequestOf<Definition, K>,
+  token?: string,
+): Promise<ResponseOf<Definition, K>> {
   return unaryCaller(client, pb.MonitoringServiceService)(method, request, { metadata: bearer(token) });
 }
 

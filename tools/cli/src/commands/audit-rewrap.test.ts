@@ -23,7 +23,11 @@ beforeAll(async () => {
   env['QUANTA_CRYPTO_ADDR'] = await services.start('crypto', { QUANTA_CRYPTO_PORT: '0' });
   const [registry, monitoring] = await Promise.all([
     services.start('model-registry', { QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] }),
-    services.start('monitoring', { QUANTA_MONITORING_PORT: '0', QUANTA_MONITORING_HTTP_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] }),
+    services.start('monitoring', {
+      QUANTA_MONITORING_PORT: '0',
+      QUANTA_MONITORING_HTTP_PORT: '0',
+      QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'],
+    }),
   ]);
   env['QUANTA_REGISTRY_ADDR'] = registry;
   env['QUANTA_MONITORING_ADDR'] = monitoring;
@@ -46,13 +50,25 @@ describe('rotate, rewrap, raise min_decryption_version, and the audit of it all'
 
     const refused = await quanta(['keys', 'config', 'model-registry', '--min-decryption-version', '2']);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain('refused: 2 model version(s) (2 stored file(s)) still need key "model-registry" below version 2; run `quanta models rewrap` first');
-    expect(JSON.parse((await quanta(['keys', 'show', 'model-registry', '--json'])).stdout)).toMatchObject({ config: { minDecryptionVersion: 1 } });
+    expect(refused.stderr).toContain(
+      'refused: 2 model version(s) (2 stored file(s)) still need key "model-registry" below version 2; run `quanta models rewrap` first',
+    );
+    expect(JSON.parse((await quanta(['keys', 'show', 'model-registry', '--json'])).stdout)).toMatchObject({
+      config: { minDecryptionVersion: 1 },
+    });
 
     const rewrap = await quanta(['models', 'rewrap', '--json']);
     expect(rewrap.code).toBe(0);
-    expect(JSON.parse(rewrap.stdout)).toMatchObject({ done: 2, total: 2, rewrapped: 2, keyName: 'model-registry', keyVersion: 2 });
-    expect((await quanta(['models', 'rewrap'])).stdout).toBe('rewrapped 0 of 2 stored files under "model-registry" v2 (2 were already current)\n');
+    expect(JSON.parse(rewrap.stdout)).toMatchObject({
+      done: 2,
+      total: 2,
+      rewrapped: 2,
+      keyName: 'model-registry',
+      keyVersion: 2,
+    });
+    expect((await quanta(['models', 'rewrap'])).stdout).toBe(
+      'rewrapped 0 of 2 stored files under "model-registry" v2 (2 were already current)\n',
+    );
 
     const raised = await quanta(['keys', 'config', 'model-registry', '--min-decryption-version', '2']);
     expect(raised.stderr).toBe('');
@@ -65,7 +81,9 @@ describe('rotate, rewrap, raise min_decryption_version, and the audit of it all'
   }, 120_000);
 
   it('quanta audit merges the registry, monitoring and crypto trails by time, with filters', async () => {
-    expect((await quanta(['alerts', 'create', 'slow', '--model', 'mlp', '--metric', 'p99', '--threshold', '20000'])).code).toBe(0);
+    expect(
+      (await quanta(['alerts', 'create', 'slow', '--model', 'mlp', '--metric', 'p99', '--threshold', '20000'])).code,
+    ).toBe(0);
     const all = await quanta(['audit', '--json']);
     expect(all.stderr).toBe('');
     const lines = JSON.parse(all.stdout) as AuditLine[];

@@ -23,7 +23,15 @@ interface Run {
 /** The real `quanta` command, run from the repository root (where the launcher finds tsx). */
 async function quanta(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   const clean = { ...process.env };
-  for (const name of ['QUANTA_TOKEN', 'QUANTA_CLIENT_TLS', 'QUANTA_CLIENT_TLS_CA', 'QUANTA_CLIENT_TLS_CERT', 'QUANTA_CLIENT_TLS_KEY', 'QUANTA_OPENSSL']) delete clean[name];
+  for (const name of [
+    'QUANTA_TOKEN',
+    'QUANTA_CLIENT_TLS',
+    'QUANTA_CLIENT_TLS_CA',
+    'QUANTA_CLIENT_TLS_CERT',
+    'QUANTA_CLIENT_TLS_KEY',
+    'QUANTA_OPENSSL',
+  ])
+    delete clean[name];
   try {
     const { stdout, stderr } = await exec(process.execPath, [cli, ...args], { cwd: root, env: { ...clean, ...env } });
     return { code: 0, stdout, stderr };
@@ -45,7 +53,8 @@ beforeAll(async () => {
   expect(made.code).toBe(0);
   expect(made.stdout).toContain(`export QUANTA_REGISTRY_TLS_CERT=${file('server.crt')}`);
   // Every service's listener by its own prefix, and one client setting for the services and the CLI.
-  for (const prefix of ['QUANTA_CRYPTO', 'QUANTA_MONITORING', 'QUANTA_INFERENCE']) expect(made.stdout).toContain(`export ${prefix}_TLS_KEY=${file('server.key')}`);
+  for (const prefix of ['QUANTA_CRYPTO', 'QUANTA_MONITORING', 'QUANTA_INFERENCE'])
+    expect(made.stdout).toContain(`export ${prefix}_TLS_KEY=${file('server.key')}`);
   expect(made.stdout).toContain(`export QUANTA_CLIENT_TLS_CA=${file('ca.crt')}`);
   expect(made.stdout).toContain(`export QUANTA_CLIENT_TLS_CERT=${file('client.crt')}`);
 }, 60_000);
@@ -73,7 +82,9 @@ function check(address: string, credentials: grpc.ChannelCredentials): Promise<h
   const client = new health.HealthClient(address, credentials);
   clients.push(client);
   return new Promise((resolveCall, reject) => {
-    client.check({ service: '' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (error, reply) => (error ? reject(error) : resolveCall(reply)));
+    client.check({ service: '' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (error, reply) =>
+      error ? reject(error) : resolveCall(reply),
+    );
   });
 }
 
@@ -89,7 +100,12 @@ describe('quanta certs dev', () => {
     expect(server.verify(ca.publicKey)).toBe(true);
     expect(client.verify(ca.publicKey)).toBe(true);
     expect(server.checkIssued(ca)).toBe(true);
-    expect(server.subjectAltName?.split(', ')).toEqual(['DNS:localhost', 'IP Address:127.0.0.1', 'IP Address:0:0:0:0:0:0:0:1', 'DNS:inference.quanta']);
+    expect(server.subjectAltName?.split(', ')).toEqual([
+      'DNS:localhost',
+      'IP Address:127.0.0.1',
+      'IP Address:0:0:0:0:0:0:0:1',
+      'DNS:inference.quanta',
+    ]);
     expect(server.checkIP('::1')).toBe('::1');
     expect(server.checkPrivateKey(createPrivateKey(await pem('server.key')))).toBe(true);
     expect(client.checkPrivateKey(createPrivateKey(await pem('client.key')))).toBe(true);
@@ -114,9 +130,19 @@ describe('quanta certs dev', () => {
   });
 
   it('with mTLS the service refuses a client without a certificate and accepts the generated one', async () => {
-    const address = await serve({ certFile: file('server.crt'), keyFile: file('server.key'), caFile: file('ca.crt'), requireClientCert: true });
-    await expect(check(address, grpc.credentials.createSsl(await pem('ca.crt')))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
-    const reply = await check(address, grpc.credentials.createSsl(await pem('ca.crt'), await pem('client.key'), await pem('client.crt')));
+    const address = await serve({
+      certFile: file('server.crt'),
+      keyFile: file('server.key'),
+      caFile: file('ca.crt'),
+      requireClientCert: true,
+    });
+    await expect(check(address, grpc.credentials.createSsl(await pem('ca.crt')))).rejects.toMatchObject({
+      code: grpc.status.UNAVAILABLE,
+    });
+    const reply = await check(
+      address,
+      grpc.credentials.createSsl(await pem('ca.crt'), await pem('client.key'), await pem('client.crt')),
+    );
     expect(reply.status).toBe(health.HealthCheckResponse_ServingStatus.SERVING);
     // The CLI takes its client certificate from the environment.
     const ok = await quanta(['--json', 'ping', 'crypto'], {
@@ -126,7 +152,10 @@ describe('quanta certs dev', () => {
       QUANTA_CLIENT_TLS_KEY: file('client.key'),
     });
     expect(JSON.parse(ok.stdout)).toMatchObject([{ status: 'SERVING' }]);
-    const without = await quanta(['--json', 'ping', 'crypto'], { QUANTA_CRYPTO_ADDR: address, QUANTA_CLIENT_TLS_CA: file('ca.crt') });
+    const without = await quanta(['--json', 'ping', 'crypto'], {
+      QUANTA_CRYPTO_ADDR: address,
+      QUANTA_CLIENT_TLS_CA: file('ca.crt'),
+    });
     expect(JSON.parse(without.stdout)).toMatchObject([{ status: 'UNREACHABLE' }]);
   });
 

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 
 // The machine's `openssl` signs the certificates (keys come from node:crypto): no npm dependency
 // tree for a development-only command, and the same tool people use to inspect the result.
@@ -92,7 +92,10 @@ function opensslConfig(hosts: readonly string[]): string {
 }
 
 function checkHost(host: string): string {
-  if (isIP(host) === 0 && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host)) {
+  if (
+    isIP(host) === 0 &&
+    !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host)
+  ) {
     throw new CliError(`--host "${host}" is neither an IP address nor a DNS name`, 2);
   }
   return host;
@@ -125,9 +128,13 @@ async function writeKey(path: string): Promise<void> {
 export async function createDevCertificates(options: DevCertificateOptions): Promise<DevCertificates> {
   const dir = resolve(options.dir);
   const days = options.days ?? 825;
-  if (!Number.isInteger(days) || days < 1 || days > 3650) throw new CliError(`--days must be a whole number from 1 to 3650, got ${days}`, 2);
+  if (!Number.isInteger(days) || days < 1 || days > 3650)
+    throw new CliError(`--days must be a whole number from 1 to 3650, got ${days}`, 2);
   const hosts = [...new Set([...DEFAULT_HOSTS, ...(options.hosts ?? []).map(checkHost)])];
-  const paths = Object.fromEntries(Object.entries(FILES).map(([role, name]) => [role, join(dir, name)])) as Record<keyof typeof FILES, string>;
+  const paths = Object.fromEntries(Object.entries(FILES).map(([role, name]) => [role, join(dir, name)])) as Record<
+    keyof typeof FILES,
+    string
+  >;
   const present = Object.values(paths).filter((p) => existsSync(p));
   if (present.length > 0 && options.force !== true) {
     throw new CliError(
@@ -149,14 +156,33 @@ export async function createDevCertificates(options: DevCertificateOptions): Pro
       } catch (error: unknown) {
         const raw = (error as { stderr?: unknown }).stderr;
         const stderr = typeof raw === 'string' ? raw.trim() : '';
-        throw new CliError(`openssl ${args[0] ?? ''} failed: ${stderr || (error instanceof Error ? error.message : String(error))}`);
+        throw new CliError(
+          `openssl ${args[0] ?? ''} failed: ${stderr || (error instanceof Error ? error.message : String(error))}`,
+        );
       }
     };
     const serial = (): string => `0x${randomBytes(16).toString('hex')}`;
     const common = ['-days', String(days), '-sha256'];
 
     await writeKey(paths.caKey);
-    await ssl('req', '-x509', '-new', '-key', paths.caKey, '-subj', '/O=Quanta/CN=Quanta development CA', ...common, '-set_serial', serial(), '-config', config, '-extensions', 'ca_ext', '-out', paths.caCert);
+    await ssl(
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      paths.caKey,
+      '-subj',
+      '/O=Quanta/CN=Quanta development CA',
+      ...common,
+      '-set_serial',
+      serial(),
+      '-config',
+      config,
+      '-extensions',
+      'ca_ext',
+      '-out',
+      paths.caCert,
+    );
 
     for (const [role, cn] of [
       ['server', 'localhost'],
@@ -167,7 +193,25 @@ export async function createDevCertificates(options: DevCertificateOptions): Pro
       const csr = join(work, `${role}.csr`);
       await writeKey(key);
       await ssl('req', '-new', '-key', key, '-subj', `/O=Quanta/CN=${cn}`, '-config', config, '-out', csr);
-      await ssl('x509', '-req', '-in', csr, '-CA', paths.caCert, '-CAkey', paths.caKey, '-set_serial', serial(), ...common, '-extfile', config, '-extensions', `${role}_ext`, '-out', cert);
+      await ssl(
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        paths.caCert,
+        '-CAkey',
+        paths.caKey,
+        '-set_serial',
+        serial(),
+        ...common,
+        '-extfile',
+        config,
+        '-extensions',
+        `${role}_ext`,
+        '-out',
+        cert,
+      );
     }
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -210,15 +254,23 @@ export function tlsEnvironment(certs: DevCertificates): {
   return { server, mtls, client, clientMtls, cli: client, cliMtls: clientMtls };
 }
 
-const exportLines = (vars: Record<string, string>): string[] => Object.entries(vars).map(([k, v]) => `export ${k}=${v}`);
+const exportLines = (vars: Record<string, string>): string[] =>
+  Object.entries(vars).map(([k, v]) => `export ${k}=${v}`);
 
 export function registerCertsCommand(program: Command): void {
   const certs = program.command('certs').description('TLS certificates');
   certs
     .command('dev')
-    .description('make a development CA, a server certificate (localhost, 127.0.0.1, ::1) and a client certificate for mTLS, with openssl')
+    .description(
+      'make a development CA, a server certificate (localhost, 127.0.0.1, ::1) and a client certificate for mTLS, with openssl',
+    )
     .option('--out <dir>', 'folder to write into (default $QUANTA_HOME/certs)')
-    .option('--host <name>', 'another DNS name or IP address for the server certificate (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option(
+      '--host <name>',
+      'another DNS name or IP address for the server certificate (repeatable)',
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
     .option('--days <n>', 'validity in days', '825')
     .option('--force', 'replace certificates already in the folder')
     .action(

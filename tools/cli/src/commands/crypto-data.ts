@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { crypto as pb } from '@quanta/contracts';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import { parseSeconds, withCrypto } from './keys.js';
 
 /** First byte of each ciphertext format (see crypto.proto): unary AEAD, streaming AEAD; Fernet tokens are text. */
@@ -88,7 +88,9 @@ async function pump<Req, Res>(
 export function registerCryptoDataCommands(program: Command): void {
   program
     .command('encrypt')
-    .description('encrypt stdin to stdout with a key (binary-safe; a fernet key writes a Fernet token as text) — scope keys:use')
+    .description(
+      'encrypt stdin to stdout with a key (binary-safe; a fernet key writes a Fernet token as text) — scope keys:use',
+    )
     .requiredOption('--key <name>', 'the key')
     .option('--aad <text>', 'associated data: authenticated, not encrypted; decrypt needs the same text')
     .action(
@@ -101,7 +103,9 @@ export function registerCryptoDataCommands(program: Command): void {
           const call = rpc.client.encryptStream();
           const header = new Promise<number>((resolve, reject) => {
             call.once('data', (reply: pb.EncryptStreamResponse) =>
-              reply.part?.$case === 'header' ? resolve(reply.part.value.keyVersion) : reject(new CliError('EncryptStream answered without a header')),
+              reply.part?.$case === 'header'
+                ? resolve(reply.part.value.keyVersion)
+                : reject(new CliError('EncryptStream answered without a header')),
             );
             call.once('error', reject);
           });
@@ -112,9 +116,19 @@ export function registerCryptoDataCommands(program: Command): void {
           } catch (error: unknown) {
             if ((error as Partial<grpc.ServiceError>).code !== grpc.status.FAILED_PRECONDITION) throw error;
             call.cancel();
-            const reply = await rpc('encrypt', { keyName: opts.key, plaintext: await input.rest(), associatedData: aad });
+            const reply = await rpc('encrypt', {
+              keyName: opts.key,
+              plaintext: await input.rest(),
+              associatedData: aad,
+            });
             const text = reply.ciphertext.toString('latin1');
-            if (settings.json) return { key: opts.key, keyVersion: reply.keyVersion, format: 'unary', ciphertext: /^[A-Za-z0-9_=-]+$/.test(text) ? text : reply.ciphertext.toString('base64') };
+            if (settings.json)
+              return {
+                key: opts.key,
+                keyVersion: reply.keyVersion,
+                format: 'unary',
+                ciphertext: /^[A-Za-z0-9_=-]+$/.test(text) ? text : reply.ciphertext.toString('base64'),
+              };
             // A Fernet token is ASCII text: write it as a line.
             await writeOut(/^gAAAA[A-Za-z0-9_=-]+$/.test(text) ? Buffer.from(`${text}\n`) : reply.ciphertext);
             return undefined;
@@ -131,7 +145,14 @@ export function registerCryptoDataCommands(program: Command): void {
               else await writeOut(reply.part.value);
             },
           );
-          return settings.json ? { key: opts.key, keyVersion: version, format: 'stream', ciphertext: Buffer.concat(collected).toString('base64') } : undefined;
+          return settings.json
+            ? {
+                key: opts.key,
+                keyVersion: version,
+                format: 'stream',
+                ciphertext: Buffer.concat(collected).toString('base64'),
+              }
+            : undefined;
         });
         if (result !== undefined) out.result(result, () => '');
       }),
@@ -139,7 +160,9 @@ export function registerCryptoDataCommands(program: Command): void {
 
   program
     .command('decrypt')
-    .description('decrypt stdin to stdout (ciphertext from `quanta encrypt`, the Encrypt RPC, or a Fernet token) — scope keys:use')
+    .description(
+      'decrypt stdin to stdout (ciphertext from `quanta encrypt`, the Encrypt RPC, or a Fernet token) — scope keys:use',
+    )
     .requiredOption('--key <name>', 'the key')
     .option('--aad <text>', 'the associated data given when encrypting')
     .option('--ttl <duration>', 'fernet tokens only: refuse tokens older than this (e.g. 3600, 1h)')
@@ -166,13 +189,16 @@ export function registerCryptoDataCommands(program: Command): void {
                 else await writeOut(reply.chunk);
               },
             );
-            return settings.json ? { key: opts.key, plaintext: Buffer.concat(collected).toString('base64') } : undefined;
+            return settings.json
+              ? { key: opts.key, plaintext: Buffer.concat(collected).toString('base64') }
+              : undefined;
           }
           const whole = Buffer.concat([first, await input.rest()]);
           // Unary AEAD ciphertext is binary; anything else is taken as a Fernet token (text, trimmed).
           const ciphertext = whole[0] === UNARY_FORMAT ? whole : Buffer.from(whole.toString('latin1').trim(), 'latin1');
           const reply = await rpc('decrypt', { keyName: opts.key, ciphertext, associatedData: aad, ttlSeconds });
-          if (settings.json) return { key: opts.key, keyVersion: reply.keyVersion, plaintext: reply.plaintext.toString('base64') };
+          if (settings.json)
+            return { key: opts.key, keyVersion: reply.keyVersion, plaintext: reply.plaintext.toString('base64') };
           await writeOut(reply.plaintext);
           return undefined;
         });

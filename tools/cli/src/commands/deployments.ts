@@ -3,7 +3,7 @@ import { registry as pb } from '@quanta/contracts';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import { parseWhole, withRegistry } from './models.js';
 
 /** `h=hn,c=cn` → state mappings (input takes the previous request's output). */
@@ -11,7 +11,13 @@ export function parseSequenceState(text: string | undefined): pb.SequenceStateMa
   if (text === undefined || text.trim() === '') return [];
   return text.split(',').map((pair) => {
     const [inputName, outputName, extra] = pair.split('=').map((s) => s.trim());
-    if (inputName === undefined || inputName === '' || outputName === undefined || outputName === '' || extra !== undefined) {
+    if (
+      inputName === undefined ||
+      inputName === '' ||
+      outputName === undefined ||
+      outputName === '' ||
+      extra !== undefined
+    ) {
       throw new CliError(`--sequence-state "${pair}" must be INPUT=OUTPUT (e.g. h=hn,c=cn)`, 2);
     }
     return { inputName, outputName };
@@ -19,12 +25,17 @@ export function parseSequenceState(text: string | undefined): pb.SequenceStateMa
 }
 
 /** `4,8` → preferred batch sizes; `auto` → inference measures the best one on live traffic (the registry checks them against --max-batch). */
-export function parsePreferredBatch(text: string | undefined): Pick<pb.DeploymentSpec, 'preferredBatchSizes' | 'tunePreferredBatchSize'> {
+export function parsePreferredBatch(
+  text: string | undefined,
+): Pick<pb.DeploymentSpec, 'preferredBatchSizes' | 'tunePreferredBatchSize'> {
   if (text === undefined) return { preferredBatchSizes: [], tunePreferredBatchSize: false };
   if (text.trim() === 'auto') return { preferredBatchSizes: [], tunePreferredBatchSize: true };
   const sizes = text.split(',').map((s) => s.trim());
   if (sizes.some((s) => !/^\d+$/.test(s) || Number(s) < 1)) {
-    throw new CliError(`--preferred-batch must be batch sizes of at least 1, comma-separated (e.g. 4,8), or auto; got "${text}"`, 2);
+    throw new CliError(
+      `--preferred-batch must be batch sizes of at least 1, comma-separated (e.g. 4,8), or auto; got "${text}"`,
+      2,
+    );
   }
   return { preferredBatchSizes: sizes.map(Number), tunePreferredBatchSize: false };
 }
@@ -42,7 +53,10 @@ function describeDeployment(d: pb.Deployment): string {
     ['resolved', v === undefined ? '' : `${v.model}:${v.version} (sha256 ${v.sha256.slice(0, 12)})`],
     ['max batch', String(s?.maxBatchSize ?? 0)],
     ['max delay', `${s?.maxQueueDelayUs ?? 0} µs`],
-    ['preferred batch', s?.tunePreferredBatchSize === true ? 'auto (measured on live traffic)' : preferredBatch(s) || 'none'],
+    [
+      'preferred batch',
+      s?.tunePreferredBatchSize === true ? 'auto (measured on live traffic)' : preferredBatch(s) || 'none',
+    ],
     ['instances', String(s?.instanceCount || 1)],
     ['sequence state', s?.sequenceState.map((m) => `${m.inputName}=${m.outputName}`).join(',') ?? ''],
     ['generation', String(d.generation)],
@@ -75,7 +89,10 @@ export function registerDeployCommand(program: Command): void {
     .option('--instances <n>', 'onnxruntime sessions per replica', '1')
     .option('--max-queue <n>', 'queued requests before RESOURCE_EXHAUSTED (0: no limit)', '0')
     .option('--sequence-state <pairs>', 'stateful models: INPUT=OUTPUT,... (e.g. h=hn,c=cn)')
-    .option('--preferred-batch <sizes|auto>', 'batch sizes that leave the queue without waiting (e.g. 4,8; each at most --max-batch), or auto: measured on live traffic')
+    .option(
+      '--preferred-batch <sizes|auto>',
+      'batch sizes that leave the queue without waiting (e.g. 4,8; each at most --max-batch), or auto: measured on live traffic',
+    )
     .action(
       action(async ({ settings, out }, name: string, opts: DeployOptions) => {
         const spec: pb.DeploymentSpec = {
@@ -93,17 +110,25 @@ export function registerDeployCommand(program: Command): void {
             return { deployment: (await rpc('createDeployment', { name, spec })).deployment, created: true };
           } catch (error: unknown) {
             if ((error as Partial<grpc.ServiceError>).code !== grpc.status.ALREADY_EXISTS) throw error;
-            return { deployment: (await rpc('updateDeployment', { name, spec, expectedGeneration: 0n })).deployment, created: false };
+            return {
+              deployment: (await rpc('updateDeployment', { name, spec, expectedGeneration: 0n })).deployment,
+              created: false,
+            };
           }
         });
         const v = deployment?.resolvedVersion;
-        out.result(deploymentJson(deployment), () => `${created ? 'created' : 'updated'} deployment "${name}": ${opts.model} → ${v?.model}:${v?.version}`);
+        out.result(
+          deploymentJson(deployment),
+          () => `${created ? 'created' : 'updated'} deployment "${name}": ${opts.model} → ${v?.model}:${v?.version}`,
+        );
       }),
     );
 }
 
 export function registerDeploymentsCommand(program: Command): void {
-  const deployments = program.command('deployments').description('list, show and delete deployments (create them with `quanta deploy`)');
+  const deployments = program
+    .command('deployments')
+    .description('list, show and delete deployments (create them with `quanta deploy`)');
 
   deployments
     .command('list')
@@ -150,7 +175,9 @@ export function registerDeploymentsCommand(program: Command): void {
     .action(
       action(async ({ settings, out }, name: string) => {
         const reply = await withRegistry(settings, (rpc) => rpc('getDeployment', { name }));
-        out.result(deploymentJson(reply.deployment), () => (reply.deployment ? describeDeployment(reply.deployment) : ''));
+        out.result(deploymentJson(reply.deployment), () =>
+          reply.deployment ? describeDeployment(reply.deployment) : '',
+        );
       }),
     );
 

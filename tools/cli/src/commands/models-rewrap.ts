@@ -3,7 +3,7 @@ import { registry as pb } from '@quanta/contracts';
 import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { connect } from '../grpc.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import type { Settings } from '../settings.js';
 import { withRegistry } from './models.js';
 
@@ -24,7 +24,10 @@ export function registerModelsRewrapCommand(program: Command): void {
         try {
           for await (const message of client.rewrapDataKeys({}) as AsyncIterable<pb.RewrapDataKeysResponse>) {
             last = message;
-            if (tty) process.stderr.write(`\rrewrap: ${message.done}/${message.total} files (${message.rewrapped} rewrapped, ${message.skipped} already current)`);
+            if (tty)
+              process.stderr.write(
+                `\rrewrap: ${message.done}/${message.total} files (${message.rewrapped} rewrapped, ${message.skipped} already current)`,
+              );
           }
         } finally {
           if (tty) process.stderr.write('\n');
@@ -47,7 +50,12 @@ export function registerModelsRewrapCommand(program: Command): void {
  * registry's data, so the CLI asks the registry). A registry that cannot be reached refuses too,
  * unless `force`: a stranded model is not recoverable.
  */
-export async function checkRegistryKeyFloor(settings: Settings, keyName: string, minVersion: number, force: boolean): Promise<void> {
+export async function checkRegistryKeyFloor(
+  settings: Settings,
+  keyName: string,
+  minVersion: number,
+  force: boolean,
+): Promise<void> {
   if (force) return;
   let status: pb.GetDataKeyStatusResponse;
   try {

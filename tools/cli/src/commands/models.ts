@@ -9,14 +9,18 @@ import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { connect, deadline } from '../grpc.js';
 import { table } from '../output.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import type { Settings } from '../settings.js';
 import { registerModelsReadyCommand } from './infer.js';
 import { describeCompression, humanBytes } from './models-report.js';
 
 type Definition = typeof pb.RegistryServiceService;
 type UnaryName = {
-  [K in keyof Definition]: Definition[K]['requestStream'] extends false ? (Definition[K]['responseStream'] extends false ? K : never) : never;
+  [K in keyof Definition]: Definition[K]['requestStream'] extends false
+    ? Definition[K]['responseStream'] extends false
+      ? K
+      : never
+    : never;
 }[keyof Definition];
 type RequestOf<K extends keyof Definition> = Parameters<Definition[K]['requestSerialize']>[0];
 type ResponseOf<K extends keyof Definition> = ReturnType<Definition[K]['responseDeserialize']>;
@@ -33,8 +37,14 @@ export async function withRegistry<T>(settings: Settings, fn: (rpc: RegistryRpc)
   const rpc = <K extends UnaryName>(method: K, request: RequestOf<K>): Promise<ResponseOf<K>> => {
     const m = pb.RegistryServiceService[method] as unknown as grpc.MethodDefinition<RequestOf<K>, ResponseOf<K>>;
     return new Promise((resolve, reject) => {
-      client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, request, new grpc.Metadata(), deadline(60), (error, response) =>
-        error ? reject(error) : resolve(response as ResponseOf<K>),
+      client.makeUnaryRequest(
+        m.path,
+        m.requestSerialize,
+        m.responseDeserialize,
+        request,
+        new grpc.Metadata(),
+        deadline(60),
+        (error, response) => (error ? reject(error) : resolve(response as ResponseOf<K>)),
       );
     });
   };
@@ -82,7 +92,8 @@ export function describeLineage(lineage: pb.Lineage | undefined): string {
 
 export function describeVersion(v: pb.ModelVersion): string {
   const sig = v.signature;
-  const tensor = (t: pb.TensorSignature): string => `${t.name} ${t.datatype}[${t.shape.map((d, i) => (d === -1n ? t.dimNames[i] || '?' : String(d))).join(',')}]`;
+  const tensor = (t: pb.TensorSignature): string =>
+    `${t.name} ${t.datatype}[${t.shape.map((d, i) => (d === -1n ? t.dimNames[i] || '?' : String(d))).join(',')}]`;
   const lines: [string, string][] = [
     ['version', `${v.model}:${v.version}`],
     ['status', statusName(v.status) + (v.statusReason === '' ? '' : ` (${v.statusReason})`)],
@@ -96,13 +107,21 @@ export function describeVersion(v: pb.ModelVersion): string {
     ['outputs', sig?.outputs.map(tensor).join('; ') ?? ''],
     ['opsets', sig?.opsetImports.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', ') ?? ''],
     ['producer', sig === undefined ? '' : `${sig.producerName} ${sig.producerVersion}`.trim()],
-    ['parameters', sig === undefined ? '' : `${sig.parameterCount} in ${sig.initializerCount} initializers (${humanBytes(sig.parameterBytes)})`],
+    [
+      'parameters',
+      sig === undefined
+        ? ''
+        : `${sig.parameterCount} in ${sig.initializerCount} initializers (${humanBytes(sig.parameterBytes)})`,
+    ],
     ['created', `${v.createTime?.toISOString() ?? ''} by ${v.createdBy}`],
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   const text = lines.map(([k, val]) => `${k.padEnd(width)}  ${val}`).join('\n');
   if (v.compression === undefined) return text;
-  const parent = v.lineage?.origin?.$case === 'parent' ? `${v.lineage.origin.value.model}:${v.lineage.origin.value.version}` : 'its parent';
+  const parent =
+    v.lineage?.origin?.$case === 'parent'
+      ? `${v.lineage.origin.value.model}:${v.lineage.origin.value.version}`
+      : 'its parent';
   return `${text}\n\ncompression, measured against ${parent}:\n${describeCompression(v.compression)}`;
 }
 
@@ -112,7 +131,12 @@ function describeModel(m: pb.Model): string {
     ['description', m.description],
     ['tags', formatTags(m.tags)],
     ['versions', `${m.versionCount} (latest ${m.latestVersion})`],
-    ['aliases', Object.entries(m.aliases).map(([a, v]) => `${a} → ${v}`).join(', ')],
+    [
+      'aliases',
+      Object.entries(m.aliases)
+        .map(([a, v]) => `${a} → ${v}`)
+        .join(', '),
+    ],
     ['created', m.createTime?.toISOString() ?? ''],
     ['updated', m.updateTime?.toISOString() ?? ''],
   ];
@@ -130,7 +154,9 @@ function progress(settings: Settings, label: string, total: number): { update(do
     last = pct;
     const width = 30;
     const filled = Math.round((pct / 100) * width);
-    process.stderr.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(pct).padStart(3)}% ${humanBytes(done)}/${humanBytes(total)}`);
+    process.stderr.write(
+      `\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(pct).padStart(3)}% ${humanBytes(done)}/${humanBytes(total)}`,
+    );
   };
   return { update: draw, end: () => process.stderr.write('\n') };
 }
@@ -142,13 +168,20 @@ async function sha256File(path: string): Promise<string> {
 }
 
 function parseLineage(opts: { source?: string; parent?: string; transform?: string }): pb.Lineage | undefined {
-  if (opts.source !== undefined && opts.parent !== undefined) throw new CliError('--source and --parent exclude each other', 2);
+  if (opts.source !== undefined && opts.parent !== undefined)
+    throw new CliError('--source and --parent exclude each other', 2);
   if (opts.source !== undefined) return { origin: { $case: 'sourceUri', value: opts.source } };
   if (opts.parent === undefined) return undefined;
   const match = /^([^:@]+):(\d+)$/.exec(opts.parent);
   if (match === null) throw new CliError(`--parent "${opts.parent}" must be NAME:VERSION`, 2);
-  if (opts.transform === undefined) throw new CliError('--parent needs --transform NAME (what made this version from it)', 2);
-  return { origin: { $case: 'parent', value: { model: match[1]!, version: Number(match[2]), transform: opts.transform, transformParams: {} } } };
+  if (opts.transform === undefined)
+    throw new CliError('--parent needs --transform NAME (what made this version from it)', 2);
+  return {
+    origin: {
+      $case: 'parent',
+      value: { model: match[1]!, version: Number(match[2]), transform: opts.transform, transformParams: {} },
+    },
+  };
 }
 
 interface PushOptions {
@@ -165,7 +198,11 @@ interface PushOptions {
  * its protobuf prefix, so that the lean client sends it as read (no copy), waiting for 'drain' while
  * gRPC's buffer is full, so memory stays at a chunk or two; ends the call after the last chunk.
  */
-async function sendChunks(call: grpc.ClientWritableStream<pb.UploadVersionRequest>, file: string, onSent: (sent: number) => void): Promise<void> {
+async function sendChunks(
+  call: grpc.ClientWritableStream<pb.UploadVersionRequest>,
+  file: string,
+  onSent: (sent: number) => void,
+): Promise<void> {
   let sent = 0;
   for await (const chunk of readUploadChunks(file, 1 << 20)) {
     sent += chunk.length;
@@ -246,7 +283,9 @@ async function pullFile(settings: Settings, ref: string, out: string): Promise<p
 const isRef = (text: string): boolean => text.includes(':') || text.includes('@');
 
 export function registerModelsCommand(program: Command): void {
-  const models = program.command('models').description('register, version, alias and fetch ONNX models in the model registry');
+  const models = program
+    .command('models')
+    .description('register, version, alias and fetch ONNX models in the model registry');
 
   models
     .command('create')
@@ -256,7 +295,9 @@ export function registerModelsCommand(program: Command): void {
     .option('--tag <key=value>', 'a tag (repeatable)', collect)
     .action(
       action(async ({ settings, out }, name: string, opts: { description?: string; tag?: string[] }) => {
-        const reply = await withRegistry(settings, (rpc) => rpc('createModel', { name, description: opts.description ?? '', tags: parseTags(opts.tag) }));
+        const reply = await withRegistry(settings, (rpc) =>
+          rpc('createModel', { name, description: opts.description ?? '', tags: parseTags(opts.tag) }),
+        );
         out.result(reply.model === undefined ? null : pb.Model.toJSON(reply.model), () => `created model "${name}"`);
       }),
     );
@@ -272,7 +313,12 @@ export function registerModelsCommand(program: Command): void {
           const found: pb.Model[] = [];
           let pageToken = '';
           do {
-            const page = await rpc('listModels', { pageSize: 200, pageToken, namePrefix: opts.prefix ?? '', tags: parseTags(opts.tag) });
+            const page = await rpc('listModels', {
+              pageSize: 200,
+              pageToken,
+              namePrefix: opts.prefix ?? '',
+              tags: parseTags(opts.tag),
+            });
             found.push(...page.models);
             pageToken = page.nextPageToken;
           } while (pageToken !== '');
@@ -308,10 +354,14 @@ export function registerModelsCommand(program: Command): void {
       action(async ({ settings, out }, ref: string) => {
         if (isRef(ref)) {
           const reply = await withRegistry(settings, (rpc) => rpc('getVersion', { ref }));
-          out.result(reply.version === undefined ? null : pb.ModelVersion.toJSON(reply.version), () => (reply.version ? describeVersion(reply.version) : ''));
+          out.result(reply.version === undefined ? null : pb.ModelVersion.toJSON(reply.version), () =>
+            reply.version ? describeVersion(reply.version) : '',
+          );
         } else {
           const reply = await withRegistry(settings, (rpc) => rpc('getModel', { name: ref }));
-          out.result(reply.model === undefined ? null : pb.Model.toJSON(reply.model), () => (reply.model ? describeModel(reply.model) : ''));
+          out.result(reply.model === undefined ? null : pb.Model.toJSON(reply.model), () =>
+            reply.model ? describeModel(reply.model) : '',
+          );
         }
       }),
     );
@@ -366,7 +416,11 @@ export function registerModelsCommand(program: Command): void {
     .action(
       action(async ({ settings, out }, file: string, opts: PushOptions) => {
         const version = await pushFile(settings, file, opts);
-        out.result(pb.ModelVersion.toJSON(version), () => `pushed ${file} as ${version.model}:${version.version} (sha256 ${version.sha256}, ${humanBytes(version.sizeBytes)})`);
+        out.result(
+          pb.ModelVersion.toJSON(version),
+          () =>
+            `pushed ${file} as ${version.model}:${version.version} (sha256 ${version.sha256}, ${humanBytes(version.sizeBytes)})`,
+        );
       }),
     );
 
@@ -378,7 +432,10 @@ export function registerModelsCommand(program: Command): void {
     .action(
       action(async ({ settings, out }, ref: string, opts: { out: string }) => {
         const version = await pullFile(settings, ref, opts.out);
-        out.result({ file: opts.out, version: pb.ModelVersion.toJSON(version) }, () => `pulled ${version.model}:${version.version} to ${opts.out} (sha256 ${version.sha256})`);
+        out.result(
+          { file: opts.out, version: pb.ModelVersion.toJSON(version) },
+          () => `pulled ${version.model}:${version.version} to ${opts.out} (sha256 ${version.sha256})`,
+        );
       }),
     );
 
@@ -390,18 +447,30 @@ export function registerModelsCommand(program: Command): void {
     .argument('[version]', 'version number')
     .option('--delete', 'remove the alias')
     .action(
-      action(async ({ settings, out }, name: string, alias: string, version: string | undefined, opts: { delete?: boolean }) => {
-        if (opts.delete === true) {
-          await withRegistry(settings, (rpc) => rpc('deleteAlias', { model: name, alias }));
-          out.result({ model: name, alias, deleted: true }, () => `removed alias ${name}@${alias}`);
-          return;
-        }
-        if (version === undefined) throw new CliError('give the VERSION to point the alias at (or --delete)', 2);
-        const reply = await withRegistry(settings, (rpc) => rpc('setAlias', { model: name, alias, version: parseWhole(version, 'VERSION') }));
-        out.result({ model: name, alias, version: Number(version), previousVersion: reply.previousVersion }, () =>
-          reply.previousVersion === 0 ? `${name}@${alias} → ${version}` : `${name}@${alias} moved ${reply.previousVersion} → ${version}`,
-        );
-      }),
+      action(
+        async (
+          { settings, out },
+          name: string,
+          alias: string,
+          version: string | undefined,
+          opts: { delete?: boolean },
+        ) => {
+          if (opts.delete === true) {
+            await withRegistry(settings, (rpc) => rpc('deleteAlias', { model: name, alias }));
+            out.result({ model: name, alias, deleted: true }, () => `removed alias ${name}@${alias}`);
+            return;
+          }
+          if (version === undefined) throw new CliError('give the VERSION to point the alias at (or --delete)', 2);
+          const reply = await withRegistry(settings, (rpc) =>
+            rpc('setAlias', { model: name, alias, version: parseWhole(version, 'VERSION') }),
+          );
+          out.result({ model: name, alias, version: Number(version), previousVersion: reply.previousVersion }, () =>
+            reply.previousVersion === 0
+              ? `${name}@${alias} → ${version}`
+              : `${name}@${alias} moved ${reply.previousVersion} → ${version}`,
+          );
+        },
+      ),
     );
 
   models
@@ -412,16 +481,24 @@ export function registerModelsCommand(program: Command): void {
     .option('--remove <key>', 'a tag key to remove (repeatable)', collect)
     .option('--description <text>', 'also set the description')
     .action(
-      action(async ({ settings, out }, ref: string, tags: string[], opts: { remove?: string[]; description?: string }) => {
-        const change = { setTags: parseTags(tags), removeTags: opts.remove ?? [], description: opts.description };
-        if (isRef(ref)) {
-          const reply = await withRegistry(settings, (rpc) => rpc('updateVersion', { ref, ...change }));
-          out.result(reply.version === undefined ? null : pb.ModelVersion.toJSON(reply.version), () => `${ref}: tags ${formatTags(reply.version?.tags ?? {}) || '(none)'}`);
-        } else {
-          const reply = await withRegistry(settings, (rpc) => rpc('updateModel', { name: ref, ...change }));
-          out.result(reply.model === undefined ? null : pb.Model.toJSON(reply.model), () => `${ref}: tags ${formatTags(reply.model?.tags ?? {}) || '(none)'}`);
-        }
-      }),
+      action(
+        async ({ settings, out }, ref: string, tags: string[], opts: { remove?: string[]; description?: string }) => {
+          const change = { setTags: parseTags(tags), removeTags: opts.remove ?? [], description: opts.description };
+          if (isRef(ref)) {
+            const reply = await withRegistry(settings, (rpc) => rpc('updateVersion', { ref, ...change }));
+            out.result(
+              reply.version === undefined ? null : pb.ModelVersion.toJSON(reply.version),
+              () => `${ref}: tags ${formatTags(reply.version?.tags ?? {}) || '(none)'}`,
+            );
+          } else {
+            const reply = await withRegistry(settings, (rpc) => rpc('updateModel', { name: ref, ...change }));
+            out.result(
+              reply.model === undefined ? null : pb.Model.toJSON(reply.model),
+              () => `${ref}: tags ${formatTags(reply.model?.tags ?? {}) || '(none)'}`,
+            );
+          }
+        },
+      ),
     );
 
   models

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { connect } from '../grpc.js';
 import { table, toJson } from '../output.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import type { Settings } from '../settings.js';
 
 type Definition = typeof pb.MonitoringServiceService;
@@ -12,11 +12,18 @@ type Definition = typeof pb.MonitoringServiceService;
 /** Runs `fn` with a promise-returning caller of MonitoringService's unary RPCs; always closes the channel. */
 async function withMonitoring<T>(
   settings: Settings,
-  fn: (rpc: <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) => Promise<ResponseOf<Definition, K>>, client: pb.MonitoringServiceClient) => Promise<T>,
+  fn: (
+    rpc: <K extends UnaryMethod<Definition>>(
+      method: K,
+      request: RequestOf<Definition, K>,
+    ) => Promise<ResponseOf<Definition, K>>,
+    client: pb.MonitoringServiceClient,
+  ) => Promise<T>,
 ): Promise<T> {
   const client = connect(pb.MonitoringServiceClient, settings, 'monitoring');
   const call = unaryCaller(client, pb.MonitoringServiceService, { deadlineMs: 30_000 });
-  const rpc = <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) => call(method, request);
+  const rpc = <K extends UnaryMethod<Definition>>(method: K, request: RequestOf<Definition, K>) =>
+    call(method, request);
   try {
     return await fn(rpc, client);
   } finally {
@@ -29,20 +36,31 @@ export function parseWindow(text: string, what = 'window'): number {
   const t = text.trim();
   if (/^\d+$/.test(t)) return Number(t);
   const parts = [...t.matchAll(/(\d+)(s|m|h|d)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== t) throw new CliError(`${what} "${text}" is not a duration (like 60, 90s, 5m, 1h)`, 2);
-  return parts.reduce((sum, p) => sum + Number(p[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[p[2] as 's' | 'm' | 'h' | 'd'], 0);
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== t)
+    throw new CliError(`${what} "${text}" is not a duration (like 60, 90s, 5m, 1h)`, 2);
+  return parts.reduce(
+    (sum, p) => sum + Number(p[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[p[2] as 's' | 'm' | 'h' | 'd'],
+    0,
+  );
 }
 
 const seconds = (n: number) => ({ seconds: BigInt(n), nanos: 0 });
 const ms = (us: number | undefined) => `${((us ?? 0) / 1000).toFixed(2)}`;
-const when = (d: Date | undefined) => (d === undefined ? '' : d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
+const when = (d: Date | undefined) =>
+  d === undefined
+    ? ''
+    : d
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z');
 
 const METRICS: Record<string, pb.AlertMetric> = {
   p99: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
   'error-rate': pb.AlertMetric.ALERT_METRIC_ERROR_RATE,
   throughput: pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS,
 };
-const metricName = (m: pb.AlertMetric) => Object.entries(METRICS).find(([, v]) => v === m)?.[0] ?? pb.alertMetricToJSON(m);
+const metricName = (m: pb.AlertMetric) =>
+  Object.entries(METRICS).find(([, v]) => v === m)?.[0] ?? pb.alertMetricToJSON(m);
 const stateName = (s: pb.AlertState) => pb.alertStateToJSON(s).replace('ALERT_STATE_', '');
 const STATES: Record<string, pb.AlertState> = {
   pending: pb.AlertState.ALERT_STATE_PENDING,
@@ -74,7 +92,14 @@ function statsText(s: pb.ModelStats): string {
 function alertRows(alerts: readonly pb.Alert[]): string {
   return table(
     ['RULE', 'MODEL', 'STATE', 'VALUE', 'SINCE', 'MESSAGE'],
-    alerts.map((a) => [a.ruleName, `${a.model}${a.version ? `:${a.version}` : ''}`, stateName(a.state), String(Math.round(a.value * 1000) / 1000), when(a.resolvedTime ?? a.firingTime ?? a.pendingTime), a.message]),
+    alerts.map((a) => [
+      a.ruleName,
+      `${a.model}${a.version ? `:${a.version}` : ''}`,
+      stateName(a.state),
+      String(Math.round(a.value * 1000) / 1000),
+      when(a.resolvedTime ?? a.firingTime ?? a.pendingTime),
+      a.message,
+    ]),
   );
 }
 
@@ -88,29 +113,52 @@ export function registerMonitoringCommands(program: Command): void {
     .option('--by <order>', 'without a model: rank by traffic, p99 or errors', 'traffic')
     .option('--limit <n>', 'without a model: how many', '10')
     .action(
-      action(async ({ settings, out }, model: string | undefined, opts: { window: string; modelVersion?: string; by: string; limit: string }) => {
-        const window = { $case: 'window' as const, value: seconds(parseWindow(opts.window)) };
-        await withMonitoring(settings, async (rpc) => {
-          if (model !== undefined) {
-            const { stats } = await rpc('getModelStats', { model, version: opts.modelVersion ?? '', span: window });
-            if (stats === undefined) throw new CliError('the server sent no statistics');
-            out.result(stats, () => statsText(stats));
-            return;
-          }
-          const order = { traffic: pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC, p99: pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY, errors: pb.TopModelsOrder.TOP_MODELS_ORDER_ERROR_RATE }[opts.by];
-          if (order === undefined) throw new CliError(`--by "${opts.by}" is not one of traffic, p99, errors`, 2);
-          if (!/^\d+$/.test(opts.limit)) throw new CliError(`--limit must be a whole number, got "${opts.limit}"`, 2);
-          const { models } = await rpc('topModels', { span: window, orderBy: order, limit: Number(opts.limit), byVersion: false });
-          out.result(models, () =>
-            models.length === 0
-              ? `no requests in the last ${opts.window}`
-              : table(
-                  ['MODEL', 'REQUESTS', 'REQ/S', 'ERRORS', 'P50 MS', 'P95 MS', 'P99 MS'],
-                  models.map((m) => [m.model, String(m.count), m.throughputRps.toFixed(2), `${(m.errorRate * 100).toFixed(1)}%`, ms(m.total?.p50Us), ms(m.total?.p95Us), ms(m.total?.p99Us)]),
-                ),
-          );
-        });
-      }),
+      action(
+        async (
+          { settings, out },
+          model: string | undefined,
+          opts: { window: string; modelVersion?: string; by: string; limit: string },
+        ) => {
+          const window = { $case: 'window' as const, value: seconds(parseWindow(opts.window)) };
+          await withMonitoring(settings, async (rpc) => {
+            if (model !== undefined) {
+              const { stats } = await rpc('getModelStats', { model, version: opts.modelVersion ?? '', span: window });
+              if (stats === undefined) throw new CliError('the server sent no statistics');
+              out.result(stats, () => statsText(stats));
+              return;
+            }
+            const order = {
+              traffic: pb.TopModelsOrder.TOP_MODELS_ORDER_TRAFFIC,
+              p99: pb.TopModelsOrder.TOP_MODELS_ORDER_P99_LATENCY,
+              errors: pb.TopModelsOrder.TOP_MODELS_ORDER_ERROR_RATE,
+            }[opts.by];
+            if (order === undefined) throw new CliError(`--by "${opts.by}" is not one of traffic, p99, errors`, 2);
+            if (!/^\d+$/.test(opts.limit)) throw new CliError(`--limit must be a whole number, got "${opts.limit}"`, 2);
+            const { models } = await rpc('topModels', {
+              span: window,
+              orderBy: order,
+              limit: Number(opts.limit),
+              byVersion: false,
+            });
+            out.result(models, () =>
+              models.length === 0
+                ? `no requests in the last ${opts.window}`
+                : table(
+                    ['MODEL', 'REQUESTS', 'REQ/S', 'ERRORS', 'P50 MS', 'P95 MS', 'P99 MS'],
+                    models.map((m) => [
+                      m.model,
+                      String(m.count),
+                      m.throughputRps.toFixed(2),
+                      `${(m.errorRate * 100).toFixed(1)}%`,
+                      ms(m.total?.p50Us),
+                      ms(m.total?.p95Us),
+                      ms(m.total?.p99Us),
+                    ]),
+                  ),
+            );
+          });
+        },
+      ),
     );
 
   const alerts = program.command('alerts').description('alert rules on model latency, error rate and throughput');
@@ -148,11 +196,16 @@ export function registerMonitoringCommands(program: Command): void {
     );
   alerts
     .command('create')
-    .description('create an alert rule, e.g. quanta alerts create cifar-slow --model cifar --metric p99 --threshold 20000 --window 1m --for 30s')
+    .description(
+      'create an alert rule, e.g. quanta alerts create cifar-slow --model cifar --metric p99 --threshold 20000 --window 1m --for 30s',
+    )
     .argument('<name>', 'rule name')
     .requiredOption('--model <model>', 'the model it watches')
-    .requiredOption('--metric <metric>', `one of ${Object.keys(METRICS).join(', ')} (p99 in µs, error-rate 0..1, throughput in req/s)`)
-    .requiredOption('--threshold <number>', 'the threshold in the metric\'s unit')
+    .requiredOption(
+      '--metric <metric>',
+      `one of ${Object.keys(METRICS).join(', ')} (p99 in µs, error-rate 0..1, throughput in req/s)`,
+    )
+    .requiredOption('--threshold <number>', "the threshold in the metric's unit")
     .option('--below', 'trouble below the threshold (a throughput floor); default above')
     .option('--model-version <version>', 'one version (default: each version separately)')
     .option('--window <duration>', 'window the metric is computed over', '1m')
@@ -163,18 +216,32 @@ export function registerMonitoringCommands(program: Command): void {
         async (
           { settings, out },
           name: string,
-          opts: { model: string; metric: string; threshold: string; below?: boolean; modelVersion?: string; window: string; for: string; description: string },
+          opts: {
+            model: string;
+            metric: string;
+            threshold: string;
+            below?: boolean;
+            modelVersion?: string;
+            window: string;
+            for: string;
+            description: string;
+          },
         ) => {
           const metric = METRICS[opts.metric];
-          if (metric === undefined) throw new CliError(`--metric "${opts.metric}" is not one of ${Object.keys(METRICS).join(', ')}`, 2);
+          if (metric === undefined)
+            throw new CliError(`--metric "${opts.metric}" is not one of ${Object.keys(METRICS).join(', ')}`, 2);
           const threshold = Number(opts.threshold);
-          if (opts.threshold.trim() === '' || !Number.isFinite(threshold)) throw new CliError(`--threshold "${opts.threshold}" is not a number`, 2);
+          if (opts.threshold.trim() === '' || !Number.isFinite(threshold))
+            throw new CliError(`--threshold "${opts.threshold}" is not a number`, 2);
           const rule: pb.AlertRule = {
             name,
             model: opts.model,
             version: opts.modelVersion ?? '',
             metric,
-            comparison: opts.below === true ? pb.AlertComparison.ALERT_COMPARISON_BELOW : pb.AlertComparison.ALERT_COMPARISON_ABOVE,
+            comparison:
+              opts.below === true
+                ? pb.AlertComparison.ALERT_COMPARISON_BELOW
+                : pb.AlertComparison.ALERT_COMPARISON_ABOVE,
             threshold,
             window: seconds(parseWindow(opts.window)),
             forDuration: seconds(parseWindow(opts.for, '--for')),
@@ -208,10 +275,13 @@ export function registerMonitoringCommands(program: Command): void {
           .filter((s) => s !== '')
           .map((s) => {
             const state = STATES[s];
-            if (state === undefined) throw new CliError(`--state "${s}" is not one of ${Object.keys(STATES).join(', ')}`, 2);
+            if (state === undefined)
+              throw new CliError(`--state "${s}" is not one of ${Object.keys(STATES).join(', ')}`, 2);
             return state;
           });
-        const list = await withMonitoring(settings, (rpc) => rpc('listAlerts', { pageSize: 1000, pageToken: '', states, ruleName: opts.rule ?? '' }));
+        const list = await withMonitoring(settings, (rpc) =>
+          rpc('listAlerts', { pageSize: 1000, pageToken: '', states, ruleName: opts.rule ?? '' }),
+        );
         out.result(list.alerts, () => (list.alerts.length === 0 ? 'no alerts' : alertRows(list.alerts)));
       }),
     );
@@ -231,12 +301,20 @@ export function registerMonitoringCommands(program: Command): void {
             const event = message.event;
             if (event === undefined) continue;
             if (settings.json) {
-              process.stdout.write(`${toJson(event.$case === 'snapshot' ? { snapshot: event.value.alerts } : { change: event.value }).replace(/\n\s*/g, ' ')}\n`);
+              process.stdout.write(
+                `${toJson(event.$case === 'snapshot' ? { snapshot: event.value.alerts } : { change: event.value }).replace(/\n\s*/g, ' ')}\n`,
+              );
             } else if (event.$case === 'snapshot') {
-              process.stdout.write(event.value.alerts.length === 0 ? 'no pending or firing alerts; watching…\n' : `${alertRows(event.value.alerts)}\nwatching…\n`);
+              process.stdout.write(
+                event.value.alerts.length === 0
+                  ? 'no pending or firing alerts; watching…\n'
+                  : `${alertRows(event.value.alerts)}\nwatching…\n`,
+              );
             } else {
               const a = event.value;
-              process.stdout.write(`${when(new Date())}  ${stateName(a.state).padEnd(8)} ${a.ruleName}  ${a.model}${a.version ? `:${a.version}` : ''}  ${a.message}\n`);
+              process.stdout.write(
+                `${when(new Date())}  ${stateName(a.state).padEnd(8)} ${a.ruleName}  ${a.model}${a.version ? `:${a.version}` : ''}  ${a.message}\n`,
+              );
             }
           }
         } catch (error: unknown) {
@@ -264,13 +342,16 @@ export function registerMonitoringCommands(program: Command): void {
                   s.name,
                   s.address,
                   pb.serviceHealthStatusToJSON(s.status).replace('SERVICE_HEALTH_STATUS_', ''),
-                  s.latency === undefined ? '' : `${(Number(s.latency.seconds) * 1000 + s.latency.nanos / 1e6).toFixed(1)} ms`,
+                  s.latency === undefined
+                    ? ''
+                    : `${(Number(s.latency.seconds) * 1000 + s.latency.nanos / 1e6).toFixed(1)} ms`,
                   when(s.lastChangeTime),
                   s.error,
                 ]),
               ),
         );
-        if (board.services.some((s) => s.status !== pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING)) process.exitCode = 1;
+        if (board.services.some((s) => s.status !== pb.ServiceHealthStatus.SERVICE_HEALTH_STATUS_SERVING))
+          process.exitCode = 1;
       }),
     );
 }

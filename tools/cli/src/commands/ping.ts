@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { CliError, describeError } from '../errors.js';
 import { connect, deadline } from '../grpc.js';
 import { table } from '../output.js';
-import { action } from '../program.js';
+import { action } from '../action.js';
 import { SERVICE_NAMES, type ServiceName } from '../settings.js';
 
 interface PingResult {
@@ -23,7 +23,11 @@ export function registerPingCommand(program: Command): void {
     .action(
       action(async ({ settings, out }, services: string[]) => {
         const unknown = services.filter((s) => !(SERVICE_NAMES as string[]).includes(s));
-        if (unknown.length > 0) throw new CliError(`unknown service ${unknown.map((s) => `"${s}"`).join(', ')}; known: ${SERVICE_NAMES.join(', ')}`, 2);
+        if (unknown.length > 0)
+          throw new CliError(
+            `unknown service ${unknown.map((s) => `"${s}"`).join(', ')}; known: ${SERVICE_NAMES.join(', ')}`,
+            2,
+          );
         const targets = services.length > 0 ? (services as ServiceName[]) : SERVICE_NAMES;
         const results = await Promise.all(
           targets.map(async (service): Promise<PingResult> => {
@@ -32,12 +36,20 @@ export function registerPingCommand(program: Command): void {
             const started = performance.now();
             try {
               const reply = await new Promise<health.HealthCheckResponse>((resolve, reject) => {
-                client.check({ service: '' }, new grpc.Metadata(), deadline(5), (error, response) => (error ? reject(error) : resolve(response)));
+                client.check({ service: '' }, new grpc.Metadata(), deadline(5), (error, response) =>
+                  error ? reject(error) : resolve(response),
+                );
               });
               const status = health.healthCheckResponse_ServingStatusToJSON(reply.status);
               return { service, address, status, latencyMs: Math.round((performance.now() - started) * 10) / 10 };
             } catch (error: unknown) {
-              return { service, address, status: 'UNREACHABLE', latencyMs: Math.round((performance.now() - started) * 10) / 10, error: describeError(error, address) };
+              return {
+                service,
+                address,
+                status: 'UNREACHABLE',
+                latencyMs: Math.round((performance.now() - started) * 10) / 10,
+                error: describeError(error, address),
+              };
             } finally {
               client.close();
             }
@@ -46,7 +58,12 @@ export function registerPingCommand(program: Command): void {
         out.result(results, () =>
           table(
             ['SERVICE', 'ADDRESS', 'STATUS', 'LATENCY'],
-            results.map((r) => [r.service, r.address, r.error ? `${r.status}: ${r.error}` : r.status, `${r.latencyMs} ms`]),
+            results.map((r) => [
+              r.service,
+              r.address,
+              r.error ? `${r.status}: ${r.error}` : r.status,
+              `${r.latencyMs} ms`,
+            ]),
           ),
         );
         if (results.some((r) => r.status !== 'SERVING')) process.exitCode = 1;

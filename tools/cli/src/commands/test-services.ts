@@ -61,7 +61,13 @@ export class ServiceProcesses {
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     return new Promise((resolveRun) =>
-      child.on('close', (code) => resolveRun({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') })),
+      child.on('close', (code) =>
+        resolveRun({
+          code: code ?? -1,
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(err).toString('utf8'),
+        }),
+      ),
     );
   }
 }

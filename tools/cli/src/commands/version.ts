@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { action, CLI_VERSION } from '../program.js';
+import { action } from '../action.js';
+import { CLI_VERSION } from '../version.js';
 
 export function registerVersionCommand(program: Command): void {
   program
@@ -7,7 +8,11 @@ export function registerVersionCommand(program: Command): void {
     .description('print the CLI version and the Node.js runtime')
     .action(
       action(async ({ out }) => {
-        const info = { version: CLI_VERSION, node: process.versions.node, platform: `${process.platform}-${process.arch}` };
+        const info = {
+          version: CLI_VERSION,
+          node: process.versions.node,
+          platform: `${process.platform}-${process.arch}`,
+        };
         out.result(info, () => `quanta ${info.version} (node ${info.node}, ${info.platform})`);
         return Promise.resolve();
       }),

@@ -43,10 +43,9 @@ import os
 import queue
 import random
 import sys
-import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -552,6 +551,10 @@ class _Job:
         return self.summary(complete=True)
 
 
+def _path(what: object) -> str:
+    return what.path if isinstance(what, (Source, Sink)) else os.fspath(what)  # type: ignore[arg-type]
+
+
 def batch_infer(
     client: Client,
     model: str,
@@ -598,7 +601,7 @@ def batch_infer(
 
     Returns a ``BatchSummary`` (rows, failures, wall time, rows/s, p50/p99 request latency).
     """
-    sink_name = sink.path if isinstance(sink, Sink) else os.fspath(sink)
+    sink_name = _path(sink)
     checkpoint_path: Optional[str]
     if checkpoint is False:
         if resume:
@@ -613,7 +616,8 @@ def batch_infer(
     if resume and checkpoint_path and os.path.exists(checkpoint_path):
         with open(checkpoint_path, encoding="utf-8") as file:
             saved = json.load(file)
-        if saved.get("complete"):
+        same = (saved.get("model"), saved.get("source"), saved.get("sink_path")) == (model, _path(source), sink_name)
+        if saved.get("complete") and same:
             return BatchSummary(
                 records=saved["records"], rows=saved["rows"], failures=saved["failures"], wall_s=0.0, rows_per_s=0.0,
                 p50_ms=None, p99_ms=None, requests=0, retries=0, resumed_from=saved["records"], complete=True,

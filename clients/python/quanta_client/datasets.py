@@ -602,6 +602,9 @@ def _json_tensor(name: str, array: np.ndarray) -> dict:
     datatype = datatype_of(array)
     if datatype == "BYTES":
         data: list = [bytes(v).decode("utf-8", errors="replace") for v in array.reshape(-1).tolist()]
+    elif datatype in ("FP16", "FP32"):
+        # The shortest decimal that reads back as the same float32 (or float16), not its float64 expansion.
+        data = [float(str(v)) for v in array.reshape(-1)]
     else:
         data = array.reshape(-1).tolist()
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}

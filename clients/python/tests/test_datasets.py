@@ -208,3 +208,15 @@ def test_npy_files_sink_writes_one_file_per_record_and_removes_a_failed_ones(tmp
     assert os.listdir(tmp_path / "out") == []
     with pytest.raises(ValueError, match="cannot name a file"):
         sink.write(Record(2, "../x", {}), outputs(2))
+
+
+def test_jsonl_sink_writes_float32_as_the_shortest_decimal_that_reads_back_the_same(tmp_path):
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    sink.open(None)
+    values = np.array([[0.1, 1e-45, -3.4028235e38, 0.14539704]], np.float32)
+    sink.write(rec(0), {"y": values})
+    sink.close()
+    text = (tmp_path / "out.jsonl").read_text()
+    assert '"data":[0.1,1e-45,-3.4028235e+38,0.14539704]' in text
+    data = json.loads(text)["outputs"][0]["data"]
+    assert np.array(data, np.float32).tobytes() == values.tobytes()

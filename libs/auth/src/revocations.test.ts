@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { ServiceError } from '@quanta/service-kit';
+import { DomainError, grpcStatusOf } from '@quanta/service-kit';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier, subjectDigest } from './index.js';
 import type { Revocation, RevocationSnapshot } from './index.js';
 
@@ -15,8 +15,8 @@ async function codeOf(promise: Promise<unknown>): Promise<[number, string] | 'ok
     await promise;
     return 'ok';
   } catch (error: unknown) {
-    if (!(error instanceof ServiceError)) throw error;
-    return [error.code, error.message];
+    if (!(error instanceof DomainError)) throw error;
+    return [grpcStatusOf(error.code), error.message];
   }
 }
 

@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { decodeProtectedHeader, errors, importJWK, jwtVerify } from 'jose';
 import type { CryptoKey, JWK, JWTPayload, KeyObject } from 'jose';
-import { bearerToken, isServiceError, unauthenticated, unavailable } from '@quanta/service-kit';
+import { bearerToken, isDomainError, unauthenticated, unavailable } from '@quanta/service-kit';
 import type { Authenticator, Principal } from '@quanta/service-kit';
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, TOKEN_ALGORITHM } from './claims.js';
 import type { RevocableClaims, RevocationIndex, RevocationSnapshot } from './revocations.js';
@@ -247,7 +247,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         );
       kid = protectedHeader.kid;
     } catch (error) {
-      if (isServiceError(error)) throw error;
+      if (isDomainError(error)) throw error;
       throw unauthenticated('access token is malformed (not a compact JWS)');
     }
     if (kid === undefined) throw unauthenticated('access token has no "kid" header');
@@ -267,7 +267,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       remember(header, principal, payload.exp, kid, claims);
       return principal;
     } catch (error) {
-      if (isServiceError(error)) throw error;
+      if (isDomainError(error)) throw error;
       throw unauthenticated(explain(error));
     }
   };

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { currentTraceId } from '@quanta/telemetry';
 import type { CallContext } from './call-context.js';
-import { ServiceError } from './errors.js';
+import { DomainError } from './errors.js';
 
 /**
  * One audited change as a service records it (the shape of `@quanta/store`'s audit tables): who,
@@ -21,7 +21,7 @@ export interface AuditEntry {
 export interface Auditor {
   /**
    * Runs the change `fn` and records one entry for it, whether it succeeds or throws (then with the
-   * gRPC status name of the failure; anything but a ServiceError is `INTERNAL`, as the client sees it).
+   * gRPC status name of the failure; anything but a DomainError is `INTERNAL`, as the client sees it).
    * The action is the RPC's name (the last part of `ctx.method`) unless given. What `fn` throws is
    * rethrown unchanged; an entry that cannot be written is logged, and does not undo the change.
    */
@@ -32,9 +32,9 @@ export interface Auditor {
 
 const actionOf = (method: string): string => method.slice(method.lastIndexOf('/') + 1);
 
-/** The status name an error reaches the client with: a ServiceError's code, else INTERNAL. */
+/** The status name an error reaches the client with: a DomainError's code, else INTERNAL. */
 export function errorCodeName(error: unknown): string {
-  if (error instanceof ServiceError) return error.codeName;
+  if (error instanceof DomainError) return error.code;
   const code = (error as { code?: unknown } | undefined)?.code;
   if (typeof code === 'number' && grpc.status[code] !== undefined) return grpc.status[code];
   return 'INTERNAL';

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { health } from '@quanta/contracts';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import type { Principal } from './auth.js';
-import { ServiceError, notFound } from './errors.js';
+import { notFound, resourceExhausted } from './errors.js';
 import { bidiStreaming, clientStreaming, handlerKind, handlerScope, serverStreaming, unary } from './handlers.js';
 import { createService } from './service.js';
 import type { EchoReply, EchoRequest } from './test-echo.js';
@@ -21,7 +21,7 @@ afterEach(async () => {
 const reply = (text: string, tenant = ''): EchoReply => ({ text, index: 0, payload: Buffer.alloc(0), tenant });
 
 describe('error mapping', () => {
-  it('sends the code and message of a ServiceError', async () => {
+  it('sends the code and message of a DomainError', async () => {
     running = await startEcho({
       Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) =>
         Promise.reject(notFound(`model "${req.text}" has no version 7`)),
@@ -76,12 +76,10 @@ describe('error mapping', () => {
   });
 });
 
-it('sends the metadata of a ServiceError as trailers', async () => {
-  const trailers = new grpc.Metadata();
-  trailers.set('retry-after-ms', '250');
+it('sends the details of a DomainError as trailers', async () => {
   running = await startEcho({
     Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, () =>
-      Promise.reject(new ServiceError(grpc.status.RESOURCE_EXHAUSTED, 'queue full', { metadata: trailers })),
+      Promise.reject(resourceExhausted('queue full', { details: { 'retry-after-ms': '250' } })),
     ),
   });
   const error = await grpcError(callUnary(running.client, 'Echo', { text: 'x' }));

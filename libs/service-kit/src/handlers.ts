@@ -5,7 +5,7 @@ import type { HandlerScope, Principal } from './auth.js';
 import { requireScope } from './auth.js';
 import type { CallContext, HandlerRuntime, OpenCall, ServerCall } from './call-context.js';
 import { createCallRegistry, openCall } from './call-context.js';
-import { ServiceError, unauthenticated } from './errors.js';
+import { DomainError, unauthenticated } from './errors.js';
 import { defaultLogger } from './logger.js';
 import type { ErrorStatus } from './status.js';
 import { toErrorStatus } from './status.js';
@@ -94,8 +94,8 @@ function failure(open: OpenCall, error: unknown): ErrorStatus | undefined {
     ctx.logger.debug({ err: error }, 'handler stopped after its call ended');
     return undefined;
   }
-  // A ServiceError is sent as it is: no need to make the call's child logger for it.
-  return toErrorStatus(error, error instanceof ServiceError ? defaultLogger : ctx.logger, ctx.method);
+  // A DomainError is sent as it is: no need to make the call's child logger for it.
+  return toErrorStatus(error, error instanceof DomainError ? defaultLogger : ctx.logger, ctx.method);
 }
 
 /**

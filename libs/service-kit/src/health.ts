@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { health } from '@quanta/contracts';
 import { notFound } from './errors.js';
+import { grpcStatusOf } from './status.js';
 
 const ServingStatus = health.HealthCheckResponse_ServingStatus;
 type ServingStatus = health.HealthCheckResponse_ServingStatus;
@@ -39,7 +40,7 @@ export function createHealthRegistry(): HealthRegistry {
       const status = statuses.get(call.request.service);
       if (status === undefined) {
         const error = notFound(`unknown service "${call.request.service}"`);
-        callback({ code: error.code, details: error.message });
+        callback({ code: grpcStatusOf(error.code), details: error.message });
         return;
       }
       callback(null, { status: toWire(status) });

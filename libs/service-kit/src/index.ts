@@ -1,6 +1,10 @@
 export {
-  ServiceError,
-  isServiceError,
+  ERROR_CODES,
+  DomainError,
+  isDomainError,
+  dataLoss,
+  type DomainErrorOptions,
+  type ErrorCode,
   aborted,
   alreadyExists,
   cancelled,
@@ -16,6 +20,8 @@ export {
   unavailable,
   unimplemented,
 } from './errors.js';
+export { HttpError, httpErrorOf, httpStatusOf, sendHttpError } from './http-errors.js';
+export { errorCodeOf, grpcStatusOf } from './status.js';
 export { KIT_ACCESS, accessTableProblems, type AccessRule, type AccessTable, type TenantRule } from './access.js';
 export {
   SCOPES,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Transform } from 'node:stream';
-import { alreadyExists, failedPrecondition, invalidArgument, isServiceError, notFound } from '@quanta/service-kit';
+import { alreadyExists, failedPrecondition, invalidArgument, isDomainError, notFound } from '@quanta/service-kit';
 import type { Queryable } from '@quanta/store';
 import { aeadVersion, decryptAead, encryptAead } from './aead.js';
 import type { AeadAlgorithm } from './aead.js';
@@ -76,7 +76,7 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     try {
       result = await fn(use);
     } catch (err: unknown) {
-      const errorCode = isServiceError(err) ? err.codeName : 'INTERNAL';
+      const errorCode = isDomainError(err) ? err.code : 'INTERNAL';
       await recordAudit(store, { ...event, version: use.version, outcome: 'error', errorCode, time: clock() }).catch(
         () => undefined,
       );
@@ -471,7 +471,7 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
           ...event,
           version: 0,
           outcome: 'error',
-          errorCode: isServiceError(err) ? err.codeName : 'INTERNAL',
+          errorCode: isDomainError(err) ? err.code : 'INTERNAL',
           time: clock(),
         }).catch(() => undefined);
         throw err;
@@ -493,7 +493,7 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
             ...event,
             version: seen,
             outcome: 'error',
-            errorCode: isServiceError(err) ? err.codeName : 'INTERNAL',
+            errorCode: isDomainError(err) ? err.code : 'INTERNAL',
             time: clock(),
           }).catch(() => undefined),
       });

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { crypto as pb } from '@quanta/contracts';
-import { invalidArgument, isServiceError, unary } from '@quanta/service-kit';
+import { grpcStatusOf, invalidArgument, isDomainError, unary } from '@quanta/service-kit';
 import type { CallContext } from '@quanta/service-kit';
 import type { KeyManager } from '../core/index.js';
 import { actorOf } from './context.js';
@@ -53,8 +53,8 @@ async function eachItem<I, R>(
       try {
         results[index] = await run(items[index] as I);
       } catch (error: unknown) {
-        if (isServiceError(error)) {
-          results[index] = failed({ code: error.code, message: `item ${index}: ${error.message}` });
+        if (isDomainError(error)) {
+          results[index] = failed({ code: grpcStatusOf(error.code), message: `item ${index}: ${error.message}` });
         } else {
           ctx.logger.error({ err: error, item: index }, `${ctx.method}: item failed unexpectedly`);
           results[index] = failed({ code: grpc.status.INTERNAL, message: `item ${index}: internal error` });

@@ -1,8 +1,9 @@
 // The inference core's contract: what the gRPC (Triton) and REST (KServe v2) front ends, the
 // registry sync and the CLI build against. The core knows nothing of gRPC or HTTP: it takes
 // tensors from `@quanta/tensor`, runs them through onnxruntime sessions behind a dynamic batcher
-// or a sequence batcher, and throws `InferError`s whose `code` the front ends map to a gRPC status
-// or an HTTP status.
+// or a sequence batcher, and throws `InferError`s: DomainErrors whose `code` the front ends map to
+// a gRPC status or an HTTP status.
+import { DomainError } from '@quanta/service-kit';
 import type { Datatype, Tensor } from '@quanta/tensor';
 
 /** Why a call failed, in the front ends' terms (gRPC status names; REST maps them to 4xx/5xx). */
@@ -17,13 +18,11 @@ export type InferErrorCode =
   | 'INTERNAL';
 
 /** A failure with a message that names the model, tensor and what is wrong. */
-export class InferError extends Error {
-  override readonly name = 'InferError';
-  constructor(
-    readonly code: InferErrorCode,
-    message: string,
-  ) {
-    super(message);
+export class InferError extends DomainError {
+  declare readonly code: InferErrorCode;
+  constructor(code: InferErrorCode, message: string) {
+    super(code, message);
+    this.name = 'InferError';
   }
 }
 

@@ -4,11 +4,11 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, Principal, Scope, ServerTlsOptions } from '@quanta/service-kit';
-import { AbortListeners, isServiceError, requireScope, unauthenticated } from '@quanta/service-kit';
+import { AbortListeners, httpStatusOf, isDomainError, requireScope, unauthenticated } from '@quanta/service-kit';
 import { setHttpRoute, traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { CancelSignal } from '../core/types.js';
-import { httpStatusOf, toServiceError } from '../server/errors.js';
+import { toDomainError } from '../server/errors.js';
 import type { InferenceApi } from '../server/inference-api.js';
 import { startHttpListener, type HttpListener } from './http-listener.js';
 import {
@@ -440,8 +440,8 @@ export async function startRestServer(options: RestServerOptions): Promise<RestS
         send(res, error.status, { error: error.message });
         return;
       }
-      const mapped = toServiceError(error);
-      if (isServiceError(mapped)) {
+      const mapped = toDomainError(error);
+      if (isDomainError(mapped)) {
         send(res, httpStatusOf(mapped.code), { error: mapped.message });
         return;
       }

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, ServerTlsOptions } from '@quanta/service-kit';
-import { hasScope, isServiceError } from '@quanta/service-kit';
+import { hasScope, isDomainError } from '@quanta/service-kit';
 import type { Logger } from 'pino';
 import { startHttpListener, type HttpListener } from '../http/http-listener.js';
 import type { TritonMetrics } from './triton-metrics.js';
@@ -80,8 +80,7 @@ async function viewOf(req: IncomingMessage, options: MetricsServerOptions): Prom
     return { tenant: principal.scopes.includes('admin') ? undefined : principal.tenant };
   } catch (error: unknown) {
     if (error instanceof HttpError) throw error;
-    if (isServiceError(error))
-      throw new HttpError(error.code === grpc.status.PERMISSION_DENIED ? 403 : 401, error.message);
+    if (isDomainError(error)) throw new HttpError(error.code === 'PERMISSION_DENIED' ? 403 : 401, error.message);
     throw error;
   }
 }

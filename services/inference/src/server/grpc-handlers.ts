@@ -8,8 +8,8 @@ import {
   inference as pb,
 } from '@quanta/contracts';
 import type { CallContext, Principal } from '@quanta/service-kit';
-import { bidiStreamingCall, isServiceError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
-import { mapErrors, toServiceError } from './errors.js';
+import { bidiStreamingCall, isDomainError, unary, unauthenticated, unimplemented } from '@quanta/service-kit';
+import { mapErrors, toDomainError } from './errors.js';
 import {
   type DecodedInfer,
   decodeInferRequest,
@@ -36,12 +36,12 @@ function notSupported<Req, Res>(what: string): handleUnaryCall<Req, Res> {
 }
 
 const rethrowMapped = (error: unknown): never => {
-  throw toServiceError(error);
+  throw toDomainError(error);
 };
 
 // eslint-disable-next-line @typescript-eslint/require-await -- an async function turns the throw into a rejection
 async function failed(error: unknown): Promise<never> {
-  throw toServiceError(error);
+  throw toDomainError(error);
 }
 
 /** One ModelInfer: a plain promise chain (no async wrappers: this runs for every request). */
@@ -78,8 +78,8 @@ function streamInfer(
   return infer(api, message, ctx).then(
     (inferResponse) => ({ errorMessage: '', inferResponse }),
     (error: unknown) => {
-      const mapped = toServiceError(error);
-      if (isServiceError(mapped)) return { errorMessage: mapped.message, inferResponse: undefined };
+      const mapped = toDomainError(error);
+      if (isDomainError(mapped)) return { errorMessage: mapped.message, inferResponse: undefined };
       ctx.logger.error({ err: error, request_id: message.id }, 'ModelStreamInfer request failed');
       return { errorMessage: 'internal error', inferResponse: undefined };
     },

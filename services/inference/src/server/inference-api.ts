@@ -13,7 +13,7 @@ import type {
   RepositoryEntry,
   TensorSpec,
 } from '../core/types.js';
-import { mapErrors, toServiceError } from './errors.js';
+import { mapErrors, toDomainError } from './errors.js';
 import { PLATFORM, describeModelConfig } from './model-config.js';
 import type { RepositoryLoader } from './repository-loader.js';
 
@@ -55,12 +55,12 @@ export interface InferenceApi {
 }
 
 const rethrowMapped = (error: unknown): never => {
-  throw toServiceError(error);
+  throw toDomainError(error);
 };
 
 // eslint-disable-next-line @typescript-eslint/require-await -- an async function turns the throw into a rejection
 async function failed(error: unknown): Promise<never> {
-  throw toServiceError(error);
+  throw toDomainError(error);
 }
 
 export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
@@ -82,7 +82,7 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
     try {
       return manager.get(tenant, name, version === '' ? undefined : version);
     } catch (error: unknown) {
-      throw toServiceError(error);
+      throw toDomainError(error);
     }
   };
   const versionsOf = (tenant: string, name: string): string[] =>

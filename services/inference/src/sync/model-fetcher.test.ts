@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import type { QuantaService } from '@quanta/service-kit';
-import { ServiceError, createService, notFound, serverStreaming } from '@quanta/service-kit';
+import { DomainError, createService, errorCodeOf, notFound, serverStreaming } from '@quanta/service-kit';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModelCache } from './model-cache.js';
@@ -41,7 +41,7 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
           if (script.hang === true)
             await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
           if (script.fail !== undefined) {
-            throw new ServiceError(script.fail.code, script.fail.details);
+            throw new DomainError(errorCodeOf(script.fail.code), script.fail.details);
           }
         },
       ),

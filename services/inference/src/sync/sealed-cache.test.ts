@@ -90,9 +90,10 @@ describe('sealed disk cache (real crypto process)', () => {
     let downloads = 0;
     const registry: QuantaService = createService({ name: 'scripted-registry', port: 0, logger });
     registry.addService(pb.RegistryServiceService, {
-      // eslint-disable-next-line @typescript-eslint/require-await -- serverStreaming wants an AsyncIterable; the file is at hand
       downloadVersion: serverStreaming<pb.DownloadVersionRequest, pb.DownloadVersionResponse>(
         { scope: 'public' },
+        // serverStreaming wants an AsyncIterable; the file is at hand.
+        // eslint-disable-next-line @typescript-eslint/require-await
         async function* () {
           downloads++;
           yield { part: { $case: 'header', value: { version } } };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ServiceError } from '@quanta/service-kit';
+import { DomainError } from '@quanta/service-kit';
 import { checkName, checkSha256, formatRef, parseRef } from './names.js';
 
 describe('names and references', () => {
@@ -28,8 +28,8 @@ describe('names and references', () => {
       } catch (error: unknown) {
         caught = error;
       }
-      expect(caught, ref).toBeInstanceOf(ServiceError);
-      expect((caught as ServiceError).codeName).toBe('INVALID_ARGUMENT');
+      expect(caught, ref).toBeInstanceOf(DomainError);
+      expect((caught as DomainError).code).toBe('INVALID_ARGUMENT');
       expect((caught as Error).message, ref).toMatch(message);
     }
   });

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
-import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { ServiceError, failedPrecondition, invalidArgument } from '@quanta/service-kit';
+import { dataLoss, failedPrecondition, invalidArgument } from '@quanta/service-kit';
 import type { BlobReadHandle } from '../core/blob-store.js';
 import { blobDataKey } from '../core/blob-keys.js';
 import { dropPrefix } from '../core/buffer-parts.js';
@@ -16,9 +15,6 @@ import { chunkMessage } from './wire-codecs.js';
 
 const DEFAULT_CHUNK = 1024 * 1024;
 const MAX_CHUNK = 4 * 1024 * 1024;
-
-const dataLoss = (message: string, cause?: unknown): ServiceError =>
-  new ServiceError(grpc.status.DATA_LOSS, message, { cause });
 
 /**
  * Chunk messages that grpc-js has been given but not yet serialized (taken off its send queue).
@@ -116,9 +112,9 @@ export async function* versionPlaintext(
     }
   } catch (error: unknown) {
     if (error instanceof SealedFormatError)
-      throw dataLoss(`the stored file of ${label} is damaged: ${error.message}`, error);
+      throw dataLoss(`the stored file of ${label} is damaged: ${error.message}`, { cause: error });
     if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      throw dataLoss(`the stored file of ${label} is missing`, error);
+      throw dataLoss(`the stored file of ${label} is missing`, { cause: error });
     throw error;
   } finally {
     keyCopy?.fill(0);

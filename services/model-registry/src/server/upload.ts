@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
 import type { registry as pb } from '@quanta/contracts';
 import type { CallContext } from '@quanta/service-kit';
-import { invalidArgument, isServiceError, notFound, resourceExhausted } from '@quanta/service-kit';
+import { invalidArgument, isDomainError, notFound, resourceExhausted } from '@quanta/service-kit';
 import type { BlobWriter } from '../core/blob-store.js';
 import { recordDeploymentChanges } from '../core/change-feed.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
@@ -186,7 +185,7 @@ export async function uploadVersion(
         if (header.createModel && !(await modelExists(tx, key))) {
           // A concurrent push may create it first (ON CONFLICT DO NOTHING keeps the transaction usable).
           await createModel(tx, key, { description: '', tags: {} }, now).catch((error: unknown) => {
-            if (!(isServiceError(error) && error.code === grpc.status.ALREADY_EXISTS)) throw error;
+            if (!(isDomainError(error) && error.code === 'ALREADY_EXISTS')) throw error;
           });
         }
         let published = false;

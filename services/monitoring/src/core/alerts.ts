@@ -1,5 +1,5 @@
 import { monitoring as pb } from '@quanta/contracts';
-import { alreadyExists, invalidArgument, isServiceError, notFound, unavailable } from '@quanta/service-kit';
+import { alreadyExists, invalidArgument, isDomainError, notFound, unavailable } from '@quanta/service-kit';
 import { durationMs, toDuration } from './durations.js';
 import type { RuleStore, StoredRule } from './rule-store.js';
 import type { WindowStore } from './windows.js';
@@ -291,7 +291,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     try {
       return await fn(persist);
     } catch (error: unknown) {
-      if (isServiceError(error)) throw error;
+      if (isDomainError(error)) throw error;
       if (isUniqueViolation(error)) throw alreadyExists(`alert rule "${name}" already exists`, { cause: error });
       const reason = error instanceof Error ? error.message : String(error);
       throw unavailable(

@@ -4,7 +4,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, HttpLimits } from '@quanta/service-kit';
-import { answerClientErrors, hasScope, httpServerLimits, isServiceError, listenHttp } from '@quanta/service-kit';
+import { answerClientErrors, hasScope, httpServerLimits, isDomainError, listenHttp } from '@quanta/service-kit';
 import { setHttpRoute, traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { AlertEngine } from '../core/alerts.js';
@@ -81,8 +81,7 @@ async function viewOf(
     return { tenant: principal.scopes.includes('admin') ? undefined : principal.tenant };
   } catch (error: unknown) {
     if (error instanceof HttpError) throw error;
-    if (isServiceError(error))
-      throw new HttpError(error.code === grpc.status.PERMISSION_DENIED ? 403 : 401, error.message);
+    if (isDomainError(error)) throw new HttpError(error.code === 'PERMISSION_DENIED' ? 403 : 401, error.message);
     throw error;
   }
 }

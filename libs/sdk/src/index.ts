@@ -40,3 +40,4 @@ export {
 } from './tensors.js';
 export { crypto, health, inference, monitoring, registry } from '@quanta/contracts';
 export type { Datatype, Tensor } from '@quanta/tensor/core';
+export * from './batch/index.js';

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerAuditCommand } from './audit.js';
+import { registerBatchCommand } from './batch.js';
 import { registerCertsCommand } from './certs.js';
 import { registerCryptoDataCommands } from './crypto-data.js';
 import { registerDeployCommand, registerDeploymentsCommand } from './deployments.js';
@@ -29,6 +30,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerCertsCommand,
   registerAuditCommand,
   registerInferCommand,
+  registerBatchCommand,
 ];
 
 export function registerCommands(program: Command): void {

@@ -13,8 +13,8 @@ import * as grpc from '@grpc/grpc-js';
 import { createJwksFetcher, createTokenVerifier } from '@quanta/auth';
 import { crypto as pb, health } from '@quanta/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, call, failure, startHarness } from './test-harness.js';
-import type { Harness } from './test-harness.js';
+import { bearer, call, failure, startHarness } from '../testing/harness.js';
+import type { Harness } from '../testing/harness.js';
 
 const { KeyType } = pb;
 const INVALID = 'ciphertext is invalid or was not made with this key';

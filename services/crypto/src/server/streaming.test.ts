@@ -6,8 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { crypto as pb } from '@quanta/contracts';
 import { crypto } from '@quanta/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, call, startHarness } from './test-harness.js';
-import type { Harness } from './test-harness.js';
+import { bearer, call, startHarness } from '../testing/harness.js';
+import type { Harness } from '../testing/harness.js';
 
 // Live memory, not garbage waiting for a collection: each sample runs a full GC first (a few times per run).
 setFlagsFromString('--expose-gc');

@@ -1,8 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { crypto as pb } from '@quanta/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { call, failure, startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { call, failure, startHarness } from '../testing/harness.js';
 
 const OK = pb.AuditOutcome.AUDIT_OUTCOME_OK;
 const ERROR = pb.AuditOutcome.AUDIT_OUTCOME_ERROR;

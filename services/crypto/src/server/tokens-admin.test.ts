@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CryptoConfig } from '../config.js';
 import { startCryptoServer } from './crypto-server.js';
 import type { CryptoServer } from './crypto-server.js';
-import { call, failure } from './test-harness.js';
+import { call, failure } from '../testing/harness.js';
 
 const MAX_TTL_MS = 60_000;
 const T0 = Date.parse('2031-03-01T00:00:00Z');

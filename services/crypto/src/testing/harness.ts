@@ -8,8 +8,8 @@ import { openStore } from '@quanta/store';
 import { initTelemetry } from '@quanta/telemetry';
 import { pino } from 'pino';
 import type { CryptoConfig } from '../config.js';
-import { startCryptoServer } from './crypto-server.js';
-import type { CryptoServer } from './crypto-server.js';
+import { startCryptoServer } from '../server/crypto-server.js';
+import type { CryptoServer } from '../server/crypto-server.js';
 
 export interface Harness {
   server: CryptoServer;

@@ -10,8 +10,8 @@ import {
 } from '@aws-sdk/client-s3';
 import type { RegistryConfig } from '../config.js';
 import type { RegistryServer } from '../server/registry-server.js';
-import { startTestS3 } from './test-s3.js';
-import type { TestS3 } from './test-s3.js';
+import { startTestS3 } from './s3.js';
+import type { TestS3 } from './s3.js';
 
 export interface BlobProbe {
   /** sha256 of every published blob, sorted. */

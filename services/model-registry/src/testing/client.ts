@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { registry as pb } from '@quanta/contracts';
-import { bearer } from './test-harness.js';
+import { bearer } from './harness.js';
 
 /** Uploads `bytes` in chunks after `header`; rejects with the call's gRPC error. */
 export function push(

@@ -12,10 +12,10 @@ import { loadRegistryConfig } from '../config.js';
 import { startRegistryServer } from '../server/registry-server.js';
 import type { RegistryServer } from '../server/registry-server.js';
 import type { Inspector } from '../server/inspector.js';
-import type { ServiceProcess } from './test-process.js';
-import { startServiceProcess } from './test-process.js';
-import type { RequestOf, ResponseOf, UnaryName } from './test-rpc.js';
-import { bearerMetadata, rpc } from './test-rpc.js';
+import type { ServiceProcess } from '@quanta/service-kit/testing';
+import { startServiceProcess } from '@quanta/service-kit/testing';
+import type { RequestOf, ResponseOf, UnaryName } from './rpc.js';
+import { bearerMetadata, rpc } from './rpc.js';
 
 export const PG_URL = process.env['QUANTA_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 

@@ -4,10 +4,10 @@ import { registry as pb } from '@quanta/contracts';
 import { buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { writeNpy } from '@quanta/tensor';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compress, failure, grpc, pull, push } from '../testing/test-client.js';
-import { call, startHarness } from '../testing/test-harness.js';
-import type { Harness } from '../testing/test-harness.js';
-import { REPO_ROOT } from '../testing/test-process.js';
+import { compress, failure, grpc, pull, push } from '../testing/client.js';
+import { call, startHarness } from '../testing/harness.js';
+import type { Harness } from '../testing/harness.js';
+import { REPO_ROOT } from '@quanta/service-kit/testing';
 
 const M = pb.CompressionMethod;
 const OCR_CLS = join(

@@ -1,9 +1,9 @@
 import { registry as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, startHarness } from '../testing/test-harness.js';
-import type { Harness } from '../testing/test-harness.js';
-import { failure, grpc, push } from '../testing/test-client.js';
+import { call, startHarness } from '../testing/harness.js';
+import type { Harness } from '../testing/harness.js';
+import { failure, grpc, push } from '../testing/client.js';
 
 const OK = pb.AuditOutcome.AUDIT_OUTCOME_OK;
 const ERROR = pb.AuditOutcome.AUDIT_OUTCOME_ERROR;

@@ -5,9 +5,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../testing/test-process.js';
-import { startTestS3 } from '../testing/test-s3.js';
-import type { TestS3 } from '../testing/test-s3.js';
+import { REPO_ROOT } from '@quanta/service-kit/testing';
+import { startTestS3 } from '../testing/s3.js';
+import type { TestS3 } from '../testing/s3.js';
 
 /** Runs the registry until it exits; its exit code and what it wrote to stderr. */
 async function runRegistry(env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; stdout: string }> {

@@ -2,12 +2,12 @@ import { readdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestS3 } from '../testing/test-s3.js';
-import type { TestS3 } from '../testing/test-s3.js';
-import { pull, push } from '../testing/test-client.js';
+import { startTestS3 } from '../testing/s3.js';
+import type { TestS3 } from '../testing/s3.js';
+import { pull, push } from '../testing/client.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { startHarness, startSharedCrypto } from '../testing/test-harness.js';
-import type { Harness, SharedCrypto } from '../testing/test-harness.js';
+import { startHarness, startSharedCrypto } from '../testing/harness.js';
+import type { Harness, SharedCrypto } from '../testing/harness.js';
 
 /** Dates every file of s3rver's as two hours old: objects' LastModified and uploads' Initiated come from them. */
 async function ageBucket(dir: string): Promise<void> {

@@ -6,12 +6,12 @@ import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, call } from '../testing/test-harness.js';
-import { failure, pull, push } from '../testing/test-client.js';
-import { BLOB_BACKENDS, startBlobBackend } from '../testing/test-blob-backends.js';
-import type { BlobBackend, BlobProbe } from '../testing/test-blob-backends.js';
-import type { ServiceProcess } from '../testing/test-process.js';
-import { startServiceProcess } from '../testing/test-process.js';
+import { bearer, call } from '../testing/harness.js';
+import { failure, pull, push } from '../testing/client.js';
+import { BLOB_BACKENDS, startBlobBackend } from '../testing/blob-backends.js';
+import type { BlobBackend, BlobProbe } from '../testing/blob-backends.js';
+import type { ServiceProcess } from '@quanta/service-kit/testing';
+import { startServiceProcess } from '@quanta/service-kit/testing';
 
 /** Resolves when a file appears in `dir` (inotify, no polling). */
 function fileAppears(dir: string): { promise: Promise<void>; close(): void } {

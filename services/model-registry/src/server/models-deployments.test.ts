@@ -2,9 +2,9 @@ import { readdir } from 'node:fs/promises';
 import { registry as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend, Harness, SharedCrypto } from '../testing/test-harness.js';
-import { bearer, call, startHarness, startSharedCrypto } from '../testing/test-harness.js';
-import { failure, grpc, pull, push } from '../testing/test-client.js';
+import type { Backend, Harness, SharedCrypto } from '../testing/harness.js';
+import { bearer, call, startHarness, startSharedCrypto } from '../testing/harness.js';
+import { failure, grpc, pull, push } from '../testing/client.js';
 
 const mlp = (seed: number): Buffer => Buffer.from(buildMlp({ seed }));
 const spec = (modelRef: string, extra: Partial<pb.DeploymentSpec> = {}): pb.DeploymentSpec => ({

@@ -9,12 +9,12 @@ import { openStore } from '@quanta/store';
 import { createTestDatabase } from '@quanta/store/testing';
 import type { TestDatabase } from '@quanta/store/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, call, startSharedCrypto } from '../testing/test-harness.js';
-import type { SharedCrypto } from '../testing/test-harness.js';
-import { pull, push } from '../testing/test-client.js';
-import type { ServiceProcess } from '../testing/test-process.js';
-import { startServiceProcess } from '../testing/test-process.js';
-import { rpc } from '../testing/test-rpc.js';
+import { bearer, call, startSharedCrypto } from '../testing/harness.js';
+import type { SharedCrypto } from '../testing/harness.js';
+import { pull, push } from '../testing/client.js';
+import type { ServiceProcess } from '@quanta/service-kit/testing';
+import { startServiceProcess } from '@quanta/service-kit/testing';
+import { rpc } from '../testing/rpc.js';
 
 /** A WatchDeployments stream whose messages are kept, each with the time it arrived. */
 function watch(client: pb.RegistryServiceClient, token: string) {

@@ -5,11 +5,11 @@ import * as grpc from '@grpc/grpc-js';
 import { crypto as cpb, registry as pb } from '@quanta/contracts';
 import { buildCnn, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, call, startHarness } from '../testing/test-harness.js';
-import type { Harness } from '../testing/test-harness.js';
-import { failure, pull, push } from '../testing/test-client.js';
-import { rpc } from '../testing/test-rpc.js';
-import type { RequestOf, UnaryName } from '../testing/test-rpc.js';
+import { bearer, call, startHarness } from '../testing/harness.js';
+import type { Harness } from '../testing/harness.js';
+import { failure, pull, push } from '../testing/client.js';
+import { rpc } from '../testing/rpc.js';
+import type { RequestOf, UnaryName } from '../testing/rpc.js';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const KEY = 'model-registry';

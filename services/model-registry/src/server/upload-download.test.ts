@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { registry as pb } from '@quanta/contracts';
 import { buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../testing/test-process.js';
-import { BLOB_BACKENDS, startBlobBackend } from '../testing/test-blob-backends.js';
-import type { BlobBackend, BlobProbe } from '../testing/test-blob-backends.js';
-import { bearer, call, startHarness } from '../testing/test-harness.js';
-import type { Harness } from '../testing/test-harness.js';
-import { failure, grpc, pull, push } from '../testing/test-client.js';
+import { REPO_ROOT } from '@quanta/service-kit/testing';
+import { BLOB_BACKENDS, startBlobBackend } from '../testing/blob-backends.js';
+import type { BlobBackend, BlobProbe } from '../testing/blob-backends.js';
+import { bearer, call, startHarness } from '../testing/harness.js';
+import type { Harness } from '../testing/harness.js';
+import { failure, grpc, pull, push } from '../testing/client.js';
 import { inspectOnnxModel } from './inspector.js';
 
 const OCR_CLS = join(

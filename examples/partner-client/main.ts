@@ -21,8 +21,9 @@ try {
   if (input === undefined || output === undefined) throw new Error(`model "${model}" has no inputs or outputs`);
   // A dynamic dimension (-1, the batch) becomes 1: one image.
   const shape = input.shape.map((d) => (d < 0n ? 1 : Number(d)));
+  const versions = metadata.versions.join(', ');
   console.log(
-    `${metadata.name} (versions ${metadata.versions.join(', ')}): ${input.name} ${input.datatype} [${shape.join(',')}] -> ${output.name}`,
+    `${metadata.name} (versions ${versions}): ${input.name} ${input.datatype} [${shape.join(',')}] -> ${output.name}`,
   );
 
   const pixels = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => Math.random());
@@ -33,8 +34,9 @@ try {
   const scores = tensorValues(outputTensor(reply, output.name));
   const top = scores.reduce((best, score, i) => (score > (scores[best] ?? -Infinity) ? i : best), 0);
   const label = scores.length === CIFAR_CLASSES.length ? ` (${CIFAR_CLASSES[top]})` : '';
+  const elapsedMs = (performance.now() - started).toFixed(1);
   console.log(
-    `top class ${top}${label}, score ${scores[top]?.toFixed(4)}, version ${reply.modelVersion}, ${(performance.now() - started).toFixed(1)} ms`,
+    `top class ${top}${label}, score ${scores[top]?.toFixed(4)}, version ${reply.modelVersion}, ${elapsedMs} ms`,
   );
 } catch (error: unknown) {
   // QuantaClientError says which method failed, with which gRPC status, after how many attempts.

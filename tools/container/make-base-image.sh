@@ -26,7 +26,10 @@ if ! $force && podman image exists "$IMAGE"; then
   exit 0
 fi
 
-node_bin=$(command -v node) || { echo "node is not on PATH: the image takes this machine's Node.js $NODE_MAJOR" >&2; exit 1; }
+node_bin=$(command -v node) || {
+  echo "node is not on PATH: the image takes this machine's Node.js $NODE_MAJOR" >&2
+  exit 1
+}
 node_bin=$(readlink -f "$node_bin")
 node_version=$("$node_bin" -p 'process.versions.node')
 if [ "${node_version%%.*}" != "$NODE_MAJOR" ]; then
@@ -53,7 +56,8 @@ work=$(mktemp -d /var/tmp/quanta-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 echo "debootstrap $SUITE (minbase) from $mirror"
-debootstrap --variant=minbase --include=ca-certificates,tini,passwd "$SUITE" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+debootstrap --variant=minbase --include=ca-certificates,tini,passwd \
+  "$SUITE" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
   { tail -30 "$work/debootstrap.log" >&2; exit 1; }
 
 echo "node $node_version and npm $("$node_bin" "$npm_dir/bin/npm-cli.js" -v) from this machine"

@@ -6,7 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 const width = JSON.parse(readFileSync('.prettierrc.json', 'utf8')).printWidth;
-const patterns = ['*.ts', '*.js', '*.mjs', '*.cjs', '*.py', '*.sh', '*.proto', 'Dockerfile'];
+// .proto files are buf format's to lay out.
+const patterns = ['*.ts', '*.js', '*.mjs', '*.cjs', '*.py', '*.sh', 'Dockerfile'];
 const generated = /(^|\/)gen\//;
 
 const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '--', ...patterns], {

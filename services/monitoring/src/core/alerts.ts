@@ -2,7 +2,7 @@ import { monitoring as pb } from '@quanta/contracts';
 import { alreadyExists, invalidArgument, isDomainError, notFound, unavailable } from '@quanta/service-kit';
 import { durationMs, toDuration } from './durations.js';
 import type { RuleStore, StoredRule } from './rule-store.js';
-import type { WindowStore } from './windows.js';
+import type { WindowStore } from './window-store.js';
 
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

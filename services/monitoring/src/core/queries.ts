@@ -1,7 +1,8 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { monitoring as pb } from '@quanta/contracts';
 import { invalidArgument } from '@quanta/service-kit';
-import type { Aggregate, SecondSpan, Series, WindowStore } from './windows.js';
+import type { Aggregate } from './aggregate.js';
+import type { SecondSpan, Series, WindowStore } from './window-store.js';
 
 /** The name of a gRPC status code, e.g. 8 → RESOURCE_EXHAUSTED. */
 export function statusName(code: number): string {

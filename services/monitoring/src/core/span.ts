@@ -1,5 +1,5 @@
 import { invalidArgument } from '@quanta/service-kit';
-import type { SecondSpan } from './windows.js';
+import type { SecondSpan } from './window-store.js';
 
 /** What a request asks for: the last `windowMs` up to now, or an explicit [startMs, endMs). */
 export type SpanRequest = { readonly windowMs: number } | { readonly startMs: number; readonly endMs?: number };

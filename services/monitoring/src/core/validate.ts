@@ -1,8 +1,7 @@
 import type { monitoring as pb } from '@quanta/contracts';
-import type { Sample } from './windows.js';
+import type { Sample } from './sample.js';
+import { MAX_FUTURE_MS } from './sample.js';
 
-/** How far ahead of the server's clock a record may be (clock skew between hosts). */
-export const MAX_FUTURE_MS = 5 * 60_000;
 const MAX_NAME = 256;
 const MAX_STATUS_CODE = 16; // UNAUTHENTICATED, the last gRPC status code
 

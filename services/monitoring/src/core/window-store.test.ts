@@ -2,8 +2,9 @@ import { monitoring as pb } from '@quanta/contracts';
 import { describe, expect, it } from 'vitest';
 import { modelStats, timeSeries, toModelStats, topModels } from './queries.js';
 import { resolveSpan } from './span.js';
-import type { Sample } from './windows.js';
-import { Aggregate, createWindowStore } from './windows.js';
+import { Aggregate } from './aggregate.js';
+import type { Sample } from './sample.js';
+import { createWindowStore } from './window-store.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 

@@ -9,7 +9,7 @@ import { setHttpRoute, traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { AlertEngine } from '../core/alerts.js';
 import type { HealthBoard } from '../core/health-board.js';
-import type { WindowStore } from '../core/windows.js';
+import type { WindowStore } from '../core/window-store.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
 import { buildOverview } from './overview.js';
 import type { PromMetrics } from './prometheus.js';

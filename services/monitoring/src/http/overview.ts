@@ -2,7 +2,7 @@ import { monitoring as pb } from '@quanta/contracts';
 import type { AlertEngine } from '../core/alerts.js';
 import type { HealthBoard } from '../core/health-board.js';
 import { timeSeries, toModelStats } from '../core/queries.js';
-import type { WindowStore } from '../core/windows.js';
+import type { WindowStore } from '../core/window-store.js';
 
 export interface OverviewPoint {
   /** The step's start, ms since the epoch. */

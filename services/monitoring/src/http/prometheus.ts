@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { statusName } from '../core/queries.js';
-import type { Sample } from '../core/windows.js';
+import type { Sample } from '../core/sample.js';
 
 /** Seconds; Prometheus's defaults stretched down to 0.5 ms, since model latencies start there. */
 export const DURATION_BUCKETS = [

@@ -20,7 +20,8 @@ import { modelStats, timeSeries, topModels } from '../core/queries.js';
 import type { SpanRequest } from '../core/span.js';
 import { resolveSpan } from '../core/span.js';
 import { validateRecord } from '../core/validate.js';
-import type { Sample, WindowStore } from '../core/windows.js';
+import type { Sample } from '../core/sample.js';
+import type { WindowStore } from '../core/window-store.js';
 
 export const MAX_REJECTIONS = 100;
 /** Links one ingest span keeps to the requests whose records it took (OpenTelemetry's default limit). */

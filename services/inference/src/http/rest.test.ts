@@ -1,8 +1,8 @@
 import { request as httpRequest } from 'node:http';
 import { LSTM_NAMES, buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { ocrClassifier, runOrt, seededFloats, startHarness } from '../server/test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { ocrClassifier, runOrt, seededFloats, startHarness } from '../testing/harness.js';
 
 const MLP = buildMlp();
 const CNN = buildCnn();

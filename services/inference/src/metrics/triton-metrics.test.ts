@@ -6,9 +6,9 @@ import * as grpc from '@grpc/grpc-js';
 import type { inference as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { bearer, call, failure, fp32Input, inferRequest, seededFloats, startHarness } from '../server/test-harness.js';
-import { parsePromText, type PromFamily } from './test-prom-text.js';
+import type { Harness } from '../testing/harness.js';
+import { bearer, call, failure, fp32Input, inferRequest, seededFloats, startHarness } from '../testing/harness.js';
+import { parsePromText, type PromFamily } from '../testing/prom-text.js';
 
 const MLP = buildMlp();
 

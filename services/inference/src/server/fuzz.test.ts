@@ -8,8 +8,8 @@ import type { inference as pb } from '@quanta/contracts';
 import { buildMlp, buildScalarModel, createRng, type Rng } from '@quanta/onnx';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { call, openInferStream, emptyContents, inferRequest, startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { call, openInferStream, emptyContents, inferRequest, startHarness } from '../testing/harness.js';
 
 const SEED = Number(process.env['QUANTA_FUZZ_SEED'] ?? 20261129);
 const GRPC_REQUESTS = 10_000;

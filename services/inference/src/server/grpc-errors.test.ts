@@ -2,8 +2,16 @@ import * as grpc from '@grpc/grpc-js';
 import type { inference as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { call, emptyContents, failure, fp32Input, inferRequest, seededFloats, startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import {
+  call,
+  emptyContents,
+  failure,
+  fp32Input,
+  inferRequest,
+  seededFloats,
+  startHarness,
+} from '../testing/harness.js';
 
 let h: Harness;
 let token: string;

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { inference as pb } from '@quanta/contracts';
 import { LSTM_NAMES, buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
 import {
   bearer,
   call,
@@ -15,7 +15,7 @@ import {
   runOrt,
   seededFloats,
   startHarness,
-} from './test-harness.js';
+} from '../testing/harness.js';
 
 const MLP = buildMlp();
 const CNN = buildCnn();

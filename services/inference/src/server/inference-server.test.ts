@@ -14,7 +14,7 @@ import type { ModelManager } from '../core/types.js';
 import { InferError } from '../core/types.js';
 import type { SyncContext } from './inference-server.js';
 import { INFERENCE_HEALTH_SERVICE } from './inference-server.js';
-import type { Harness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
 import {
   SERVING,
   call,
@@ -26,7 +26,7 @@ import {
   seededFloats,
   startHarness,
   watchedManager,
-} from './test-harness.js';
+} from '../testing/harness.js';
 
 const MLP = buildMlp();
 let h: Harness | undefined;

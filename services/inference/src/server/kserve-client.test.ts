@@ -6,8 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { buildCnn, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { bearer, ocrClassifier, runOrt, seededFloats, startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { bearer, ocrClassifier, runOrt, seededFloats, startHarness } from '../testing/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PROTO = join(

@@ -3,8 +3,8 @@ import * as grpc from '@grpc/grpc-js';
 import { inferenceConfig as tc, type inference as pb } from '@quanta/contracts';
 import { LSTM_NAMES, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { startHarness } from '../testing/harness.js';
 
 let h: Harness;
 let token: string;

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createModelManager } from '../core/model-manager.js';
 import type { ModelManager } from '../core/types.js';
 import { STREAM_PIPELINE_DEPTH } from './grpc-handlers.js';
-import type { Harness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
 import {
   fp32Input,
   openInferStream,
@@ -11,7 +11,7 @@ import {
   seededFloats,
   startHarness,
   watchedManager,
-} from './test-harness.js';
+} from '../testing/harness.js';
 
 const MLP = buildMlp();
 let h: Harness | undefined;

@@ -10,8 +10,8 @@ import { createBackoff } from './backoff.js';
 import { createConverger } from './converger.js';
 import { createModelCache } from './model-cache.js';
 import { createModelFetcher } from './model-fetcher.js';
-import { recordingManager } from './test-events.js';
-import { readyVersion } from './test-fixtures.js';
+import { recordingManager } from '../testing/sync-events.js';
+import { readyVersion } from '../testing/sync-fixtures.js';
 
 // The converger against a real gRPC server that answers DownloadVersion from a script (so a test can
 // hold a download, or send bytes that do not match their digest) and a real model manager.

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModelCache } from './model-cache.js';
 import { FetchError, createModelFetcher } from './model-fetcher.js';
-import { readyVersion, sha } from './test-fixtures.js';
+import { readyVersion, sha } from '../testing/sync-fixtures.js';
 
 /** What the fake registry sends for a ref: a header, then these chunks (possibly lying). */
 interface Script {

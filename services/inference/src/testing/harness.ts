@@ -9,8 +9,8 @@ import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import type { InferenceConfig } from '../config.js';
 import type { InferRequest, InferResult, LoadedModel, ModelManager, ServingConfig } from '../core/types.js';
-import type { InferenceServer, InferenceServerOptions } from './inference-server.js';
-import { startInferenceServer } from './inference-server.js';
+import type { InferenceServer, InferenceServerOptions } from '../server/inference-server.js';
+import { startInferenceServer } from '../server/inference-server.js';
 
 export interface Harness {
   readonly server: InferenceServer;

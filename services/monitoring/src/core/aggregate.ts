@@ -1,3 +1,4 @@
+import { invalidArgument } from '@quanta/service-kit';
 import { DDSketch } from './dd-sketch.js';
 import type { Sample } from './sample.js';
 
@@ -166,7 +167,7 @@ export class Aggregate {
       s.totalUs >= 0 &&
       Number.isFinite(s.queueUs + s.computeUs + s.totalUs)
     )) {
-      throw new RangeError(`sketch values must be finite and >= 0, got ${s.queueUs}, ${s.computeUs}, ${s.totalUs}`);
+      throw invalidArgument(`sketch values must be finite and >= 0, got ${s.queueUs}, ${s.computeUs}, ${s.totalUs}`);
     }
     this.addOne(s.statusCode, s.batchSize, s.queueUs, s.computeUs, s.totalUs);
     this.bytesIn += s.bytesIn;

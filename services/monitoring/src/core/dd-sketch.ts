@@ -1,3 +1,5 @@
+import { invalidArgument } from '@quanta/service-kit';
+
 /**
  * DDSketch (Masson, Rim & Lee, VLDB 2019) with relative accuracy α.
  *
@@ -24,7 +26,7 @@ export interface SketchMapping {
 }
 
 export function createMapping(alpha = DEFAULT_RELATIVE_ACCURACY): SketchMapping {
-  if (!(alpha > 0 && alpha < 1)) throw new RangeError(`relative accuracy must be in (0, 1), got ${alpha}`);
+  if (!(alpha > 0 && alpha < 1)) throw invalidArgument(`relative accuracy must be in (0, 1), got ${alpha}`);
   const gamma = (1 + alpha) / (1 - alpha);
   const logGamma = Math.log(gamma);
   return {
@@ -151,7 +153,7 @@ export class DDSketch {
   /** Adds a non-negative value `times` times. */
   add(value: number, times = 1): void {
     if (!(value >= 0) || !Number.isFinite(value))
-      throw new RangeError(`sketch values must be finite and >= 0, got ${value}`);
+      throw invalidArgument(`sketch values must be finite and >= 0, got ${value}`);
     if (value < MIN_INDEXABLE) this.zeroCount += times;
     else {
       const k = this.mapping.index(value);
@@ -171,7 +173,8 @@ export class DDSketch {
   /** Adds every value of `other` (same mapping): the result is exactly the sketch of both inputs. */
   merge(other: DDSketch): void {
     if (other.count === 0) return;
-    if (other.mapping.gamma !== this.mapping.gamma) throw new Error('cannot merge sketches of different accuracy');
+    if (other.mapping.gamma !== this.mapping.gamma)
+      throw invalidArgument('cannot merge sketches of different accuracy');
     const keys = other.keys;
     if (keys !== null) {
       if (this.keys !== null && this.keys.length + keys.length <= LIST_MAX) for (const k of keys) this.keys.push(k);
@@ -211,7 +214,7 @@ export class DDSketch {
   /** Several quantiles in one pass over the bins (qs in any order). */
   quantiles(qs: readonly number[]): number[] {
     if (this.count === 0) return qs.map(() => 0);
-    for (const q of qs) if (!(q >= 0 && q <= 1)) throw new RangeError(`quantile must be in [0, 1], got ${q}`);
+    for (const q of qs) if (!(q >= 0 && q <= 1)) throw invalidArgument(`quantile must be in [0, 1], got ${q}`);
     this.densify();
     const counts = this.counts;
     return qs.map((q) => {

@@ -1,12 +1,14 @@
-import { status as grpcStatus } from '@grpc/grpc-js';
 import { monitoring as pb } from '@quanta/contracts';
-import { invalidArgument } from '@quanta/service-kit';
+import { ERROR_CODES, invalidArgument } from '@quanta/service-kit';
 import type { Aggregate } from './aggregate.js';
 import type { SecondSpan, Series, WindowStore } from './window-store.js';
 
+/** Status names by gRPC status code: OK, then the error codes, which follow gRPC's numbering. */
+const STATUS_NAMES: readonly string[] = ['OK', ...ERROR_CODES];
+
 /** The name of a gRPC status code, e.g. 8 → RESOURCE_EXHAUSTED. */
 export function statusName(code: number): string {
-  return (grpcStatus as unknown as Record<number, string | undefined>)[code] ?? `CODE_${code}`;
+  return (Number.isInteger(code) ? STATUS_NAMES[code] : undefined) ?? `CODE_${code}`;
 }
 
 export function latencySummary(s: Aggregate['total']): pb.LatencySummary {
@@ -67,7 +69,8 @@ export function timeSeries(
   const points = Math.ceil((span.end - span.start) / stepSeconds);
   if (points > MAX_POINTS) {
     throw invalidArgument(
-      `step ${stepSeconds} s gives ${points} points over ${span.end - span.start} s; at most ${MAX_POINTS}: use a larger step`,
+      `step ${stepSeconds} s gives ${points} points over ${span.end - span.start} s; ` +
+        `at most ${MAX_POINTS}: use a larger step`,
     );
   }
   const series = store.series({ tenant, model, version });

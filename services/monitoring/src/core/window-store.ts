@@ -1,3 +1,4 @@
+import { invalidArgument } from '@quanta/service-kit';
 import { Aggregate } from './aggregate.js';
 import type { Sample } from './sample.js';
 import { MAX_FUTURE_MS } from './sample.js';
@@ -107,10 +108,10 @@ const keyOf = (tenant: string, model: string, version: string): string => `${ten
 export function createWindowStore(options: WindowStoreOptions = {}): WindowStore {
   const horizon = options.horizonSeconds ?? 3600;
   if (!Number.isInteger(horizon) || horizon < 1)
-    throw new RangeError(`horizon must be a whole number of seconds >= 1, got ${horizon}`);
+    throw invalidArgument(`horizon must be a whole number of seconds >= 1, got ${horizon}`);
   const future = options.futureSeconds ?? MAX_FUTURE_MS / 1000;
   if (!Number.isInteger(future) || future < 0)
-    throw new RangeError(`futureSeconds must be a whole number of seconds >= 0, got ${future}`);
+    throw invalidArgument(`futureSeconds must be a whole number of seconds >= 0, got ${future}`);
   // Slots for the horizon plus the seconds a record may be ahead of the clock: the newest record
   // and the oldest second kept are then never more than a ring apart.
   const ringSeconds = horizon + future;

@@ -2,8 +2,8 @@ import { checkServiceConfig, fields, loadConfig, loadConfigOrExit, serviceConfig
 import type { ConfigOf, ConfigSource, OptionalKey } from '@quanta/service-kit';
 
 /**
- * Added with persistent alert rules: a config written by hand without `home` and `databaseUrl`
- * (a benchmark, a test) keeps its rules in memory as before; loadConfig always gives `home`.
+ * `home` and `databaseUrl` may be absent: a config written by hand without either (a benchmark, a
+ * test) keeps its alert rules in memory only; loadConfig always gives `home`.
  */
 const optionalKey: OptionalKey = { optionalKey: true };
 
@@ -21,7 +21,9 @@ export const monitoringConfigSchema = {
   databaseUrl: {
     ...fields.string({
       env: 'QUANTA_DATABASE_URL',
-      doc: 'postgres://… to keep alert rules in PostgreSQL; default: the embedded database in $QUANTA_HOME/monitoring-db',
+      doc:
+        'postgres://… to keep alert rules in PostgreSQL; ' +
+        'default: the embedded database in $QUANTA_HOME/monitoring-db',
     }),
     ...optionalKey,
   },
@@ -47,7 +49,9 @@ export const monitoringConfigSchema = {
   }),
   targets: fields.list({
     env: 'QUANTA_MONITORING_TARGETS',
-    doc: 'services the health board checks, as name=host:port,...; default: crypto, registry and inference from QUANTA_<NAME>_ADDR or their default ports',
+    doc:
+      'services the health board checks, as name=host:port,...; ' +
+      'default: crypto, registry and inference from QUANTA_<NAME>_ADDR or their default ports',
   }),
   healthInterval: fields.duration({
     env: 'QUANTA_MONITORING_HEALTH_INTERVAL',
@@ -79,7 +83,8 @@ function checkMonitoringConfig(config: Record<string, unknown>): string[] {
   const problems = checkServiceConfig(config);
   if (config['dashboardPublic'] === true && !LOOPBACK.has(String(config['httpHost']))) {
     problems.push(
-      `QUANTA_MONITORING_DASHBOARD_PUBLIC needs a loopback --http-host (127.0.0.1 or ::1), not ${String(config['httpHost'])}: it shows every tenant's data without a token`,
+      `QUANTA_MONITORING_DASHBOARD_PUBLIC needs a loopback --http-host (127.0.0.1 or ::1), ` +
+        `not ${String(config['httpHost'])}: it shows every tenant's data without a token`,
     );
   }
   const horizon = Number(config['horizon']);

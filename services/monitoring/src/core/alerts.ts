@@ -110,7 +110,8 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     if (r.model === '') throw invalidArgument(`rule "${r.name}": model is missing`);
     if (METRIC_WORDS[r.metric] === undefined) {
       throw invalidArgument(
-        `rule "${r.name}": metric ${pb.alertMetricToJSON(r.metric)} is not one of ALERT_METRIC_P99_LATENCY_US, ALERT_METRIC_ERROR_RATE, ALERT_METRIC_THROUGHPUT_RPS`,
+        `rule "${r.name}": metric ${pb.alertMetricToJSON(r.metric)} is not one of ` +
+          'ALERT_METRIC_P99_LATENCY_US, ALERT_METRIC_ERROR_RATE, ALERT_METRIC_THROUGHPUT_RPS',
       );
     }
     if (
@@ -219,7 +220,9 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
         (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING ||
           entry.alert.state === pb.AlertState.ALERT_STATE_FIRING);
       const op = rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? '<' : '>';
-      const message = `${METRIC_WORDS[rule.metric]} ${formatValue(rule.metric, v)} ${op} ${formatValue(rule.metric, rule.threshold)} over ${rule.windowMs / 1000} s`;
+      const message =
+        `${METRIC_WORDS[rule.metric]} ${formatValue(rule.metric, v)} ${op} ` +
+        `${formatValue(rule.metric, rule.threshold)} over ${rule.windowMs / 1000} s`;
       if (holds && !live) {
         const fresh: AlertEntry = {
           alert: {
@@ -323,7 +326,8 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
         const found = await write('updated', rule.name, (p) => p.update(stored(rule)), true);
         if (!found)
           throw unavailable(
-            `alert rule "${rule.name}" was not updated: its row is missing from the rule store (another process shares the database?); nothing changed`,
+            `alert rule "${rule.name}" was not updated: its row is missing from the rule store ` +
+              '(another process shares the database?); nothing changed',
           );
         resolveAll(tenant, r.name); // its alert starts over
         rulesOf(tenant).set(rule.name, rule);
@@ -347,13 +351,15 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
             rule = check(s.tenant, s.rule, s.createMs, { updateMs: s.updateMs });
           } catch (error: unknown) {
             warnings.push(
-              `alert rule "${s.rule.name}" of tenant "${s.tenant}" is not loaded: ${error instanceof Error ? error.message : String(error)}`,
+              `alert rule "${s.rule.name}" of tenant "${s.tenant}" is not loaded: ` +
+                (error instanceof Error ? error.message : String(error)),
             );
             continue;
           }
           if (rule.windowMs > store.horizonSeconds * 1000) {
             warnings.push(
-              `alert rule "${rule.name}" of tenant "${rule.tenant}": window ${rule.windowMs / 1000} s is beyond the horizon (${store.horizonSeconds} s); it is evaluated over the horizon`,
+              `alert rule "${rule.name}" of tenant "${rule.tenant}": window ${rule.windowMs / 1000} s is beyond ` +
+                `the horizon (${store.horizonSeconds} s); it is evaluated over the horizon`,
             );
           }
           rulesOf(s.tenant).set(rule.name, rule);

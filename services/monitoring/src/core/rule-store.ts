@@ -81,13 +81,15 @@ export function createRuleStore(db: Queryable): RuleStore {
     },
     async insert(r) {
       await db.query(
-        'INSERT INTO monitoring_alert_rules (tenant, name, rule, created_at, updated_at) VALUES ($1, $2, $3::jsonb, $4, $5)',
+        `INSERT INTO monitoring_alert_rules (tenant, name, rule, created_at, updated_at)
+         VALUES ($1, $2, $3::jsonb, $4, $5)`,
         [r.tenant, r.rule.name, fieldsOf(r.rule), new Date(r.createMs), new Date(r.updateMs)],
       );
     },
     async update(r) {
       const rows = await db.query(
-        'UPDATE monitoring_alert_rules SET rule = $3::jsonb, updated_at = $4 WHERE tenant = $1 AND name = $2 RETURNING name',
+        `UPDATE monitoring_alert_rules SET rule = $3::jsonb, updated_at = $4
+         WHERE tenant = $1 AND name = $2 RETURNING name`,
         [r.tenant, r.rule.name, fieldsOf(r.rule), new Date(r.updateMs)],
       );
       return rows.length > 0;

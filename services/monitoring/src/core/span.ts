@@ -27,7 +27,8 @@ export function resolveSpan(
     const endMs = req.endMs ?? nowMs;
     if (!(endMs > req.startMs)) {
       throw invalidArgument(
-        `range is empty or inverted: start ${new Date(req.startMs).toISOString()} is not before end ${new Date(endMs).toISOString()}`,
+        `range is empty or inverted: start ${new Date(req.startMs).toISOString()} ` +
+          `is not before end ${new Date(endMs).toISOString()}`,
       );
     }
     start = Math.floor(req.startMs / 1000);
@@ -36,7 +37,8 @@ export function resolveSpan(
   if (start < oldest) start = oldest; // clamped: the response's start_time says where data starts
   if (end <= start) {
     throw invalidArgument(
-      `range ends before the horizon (data is kept for ${horizonSeconds} s, from ${new Date(oldest * 1000).toISOString()})`,
+      `range ends before the horizon (data is kept for ${horizonSeconds} s, ` +
+        `from ${new Date(oldest * 1000).toISOString()})`,
     );
   }
   return { start, end };

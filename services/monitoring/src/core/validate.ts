@@ -35,10 +35,14 @@ export function validateRecord(r: pb.InferenceRecord, nowMs: number, oldestMs: n
   const t = r.time.getTime();
   if (!Number.isFinite(t)) return 'time is not a valid timestamp';
   if (t > nowMs + MAX_FUTURE_MS) {
-    return `time ${r.time.toISOString()} is ${Math.round((t - nowMs) / 1000)} s in the future (at most ${MAX_FUTURE_MS / 1000} s allowed)`;
+    const ahead = Math.round((t - nowMs) / 1000);
+    return `time ${r.time.toISOString()} is ${ahead} s in the future (at most ${MAX_FUTURE_MS / 1000} s allowed)`;
   }
   if (t < oldestMs)
-    return `time ${r.time.toISOString()} is older than the horizon (data is kept from ${new Date(oldestMs).toISOString()})`;
+    return (
+      `time ${r.time.toISOString()} is older than the horizon ` +
+      `(data is kept from ${new Date(oldestMs).toISOString()})`
+    );
   return {
     tenant: r.tenant,
     model: r.model,

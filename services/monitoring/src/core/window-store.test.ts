@@ -101,21 +101,24 @@ describe('windows', () => {
     expect(store.series({ tenant: 'acme' })).toHaveLength(0);
   });
 
-  it('keeps every second inside the horizon when a record arrives as far ahead of the clock as the ingest allows', () => {
-    const { now, store } = fixture(60);
-    // One record in each second of the last minute, then one 300 s ahead (MAX_FUTURE_MS): with a
-    // ring of only the horizon it would land in the slot of a second still being counted.
-    for (let i = 0; i < 60; i++) store.add(sample({ timeMs: T0 + i * 1000 }));
-    now.ms = T0 + 59_999;
-    const lastMinute = (): bigint =>
-      modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 60)).count;
-    expect(lastMinute()).toBe(60n);
-    for (const ahead of [1_000, 60_000, 120_000, 299_000, 300_000]) store.add(sample({ timeMs: now.ms + ahead }));
-    expect(lastMinute()).toBe(60n);
-    // The records ahead are counted once the clock reaches them (those 299 s and 300 s ahead here).
-    now.ms = T0 + 359_999;
-    expect(lastMinute()).toBe(2n);
-  });
+  it(
+    'keeps every second inside the horizon when a record arrives ' + 'as far ahead of the clock as the ingest allows',
+    () => {
+      const { now, store } = fixture(60);
+      // One record in each second of the last minute, then one 300 s ahead (MAX_FUTURE_MS): with a
+      // ring of only the horizon it would land in the slot of a second still being counted.
+      for (let i = 0; i < 60; i++) store.add(sample({ timeMs: T0 + i * 1000 }));
+      now.ms = T0 + 59_999;
+      const lastMinute = (): bigint =>
+        modelStats(store, 'acme', 'cifar', '', resolveSpan({ windowMs: 60_000 }, now.ms, 60)).count;
+      expect(lastMinute()).toBe(60n);
+      for (const ahead of [1_000, 60_000, 120_000, 299_000, 300_000]) store.add(sample({ timeMs: now.ms + ahead }));
+      expect(lastMinute()).toBe(60n);
+      // The records ahead are counted once the clock reaches them (those 299 s and 300 s ahead here).
+      now.ms = T0 + 359_999;
+      expect(lastMinute()).toBe(2n);
+    },
+  );
 
   it('answers an explicit range and refuses inverted ones', () => {
     const { now, store } = fixture();

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildMlp } from '@quanta/onnx';
-import { sessionWorkerCount } from './instance-pool.js';
 import {
   inputs,
   openedPools,
@@ -11,6 +10,7 @@ import {
   servingConfig,
   values,
 } from './test-helpers.js';
+import { sessionWorkerCount } from './worker-instance.js';
 
 // execution: 'auto': where the sessions run is decided at load, by timing onnxruntime against the
 // hand-off to a worker thread.

@@ -14,7 +14,8 @@ import {
 } from '@quanta/tensor';
 import { createBatchTuner, type BatchTunerOptions } from './batch-tuning.js';
 import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './clock.js';
-import type { Feed, InstancePool, RunTiming } from './instance-pool.js';
+import type { InstancePool } from './instance-pool.js';
+import type { Feed, RunTiming } from './instance.js';
 import type { StatsRecorder } from './stats.js';
 import { InferError, type CancelSignal, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
 
@@ -368,7 +369,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         const type = own.datatype === 'BYTES' ? undefined : ORT_TYPE[own.datatype];
         if (type !== undefined) {
           // Numeric: the requests' bytes go to the instance as they are, which copies them once
-          // into an input buffer of its own (see instance-pool.ts), stacked when batched.
+          // into an input buffer of its own (see buffer-pool.ts), stacked when batched.
           feeds[name] = single
             ? { type, dims: own.shape, parts: [tensorBytes(own as FixedTensor)] }
             : stagedBatch(batch, name, own, type);

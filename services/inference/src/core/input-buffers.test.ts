@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorFromRaw, type Tensor } from '@quanta/tensor';
-import { InputBuffers, WORKER_RUNS_IN_FLIGHT, type StagedFeed } from './instance-pool.js';
+import { InputBuffers, type StagedFeed } from './buffer-pool.js';
 import { inputs, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
+import { WORKER_RUNS_IN_FLIGHT } from './worker-instance.js';
 
-// The instances' reusable input buffers (instance-pool.ts): staged feeds are copied once into a
+// The instances' reusable input buffers (buffer-pool.ts): staged feeds are copied once into a
 // buffer of the instance's own, which is reused from run to run, never shared by two runs at once,
 // never seen by a request, and dropped on release.
 

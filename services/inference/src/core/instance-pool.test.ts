@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, buildMlp, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorToOrt } from '@quanta/tensor';
-import { createInstancePool, killSessionWorkers, sessionWorkerCount } from './instance-pool.js';
+import { createInstancePool } from './instance-pool.js';
 import {
   inputs,
   openedPools,
@@ -17,6 +17,7 @@ import {
   servingConfig,
   values,
 } from './test-helpers.js';
+import { killSessionWorkers, sessionWorkerCount } from './worker-instance.js';
 
 // The instance pool in both execution modes, against onnxruntime called directly in this thread.
 

@@ -6,8 +6,8 @@ import { pino } from 'pino';
 import type { Browser } from 'playwright-core';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { T0, call, ingest, record, startHarness } from '../server/test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { T0, call, ingest, record, startHarness } from '../testing/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);

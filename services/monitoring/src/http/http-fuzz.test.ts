@@ -5,8 +5,8 @@
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { startHarness } from '../server/test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { startHarness } from '../testing/harness.js';
 
 const FAULTS = new Set([400, 401, 403, 404, 405, 408, 431]);
 

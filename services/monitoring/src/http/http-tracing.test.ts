@@ -1,8 +1,8 @@
 import { SpanKind } from '@opentelemetry/api';
 import { initTelemetry, type Telemetry, type TelemetryOptions } from '@quanta/telemetry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { startHarness } from '../server/test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { startHarness } from '../testing/harness.js';
 
 // An in-memory exporter: every finished span, as the SDK hands it over.
 type SpanExporter = NonNullable<TelemetryOptions['spanExporter']>;

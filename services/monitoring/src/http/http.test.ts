@@ -1,10 +1,10 @@
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import type { ParsedFamily } from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { T0, ingest, record, startHarness } from '../server/test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { T0, ingest, record, startHarness } from '../testing/harness.js';
 import type { Overview } from './overview.js';
-import { parsePrometheusStrict } from './test-prom-parser.js';
+import { parsePrometheusStrict } from '../testing/prom-parser.js';
 
 function family(parsed: ParsedFamily[], name: string): ParsedFamily {
   const f = parsed.find((p) => p.name === name);

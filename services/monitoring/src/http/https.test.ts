@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { startHarness } from '../server/test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { startHarness } from '../testing/harness.js';
 
 const run = promisify(execFile);
 let dir = '';

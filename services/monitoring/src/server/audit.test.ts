@@ -3,8 +3,8 @@ import { monitoring as pb } from '@quanta/contracts';
 import { openStore } from '@quanta/store';
 import type { Store } from '@quanta/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { alertRule, call, failure, startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { alertRule, call, failure, startHarness } from '../testing/harness.js';
 
 const OK = pb.AuditOutcome.AUDIT_OUTCOME_OK;
 const ERROR = pb.AuditOutcome.AUDIT_OUTCOME_ERROR;

@@ -5,8 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { T0, ingest, record, startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { T0, ingest, record, startHarness } from '../testing/harness.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
 const QUANTA = join(root, 'tools', 'cli', 'bin', 'quanta.mjs');

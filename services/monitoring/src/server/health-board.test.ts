@@ -3,8 +3,8 @@ import type { QuantaService } from '@quanta/service-kit';
 import { createService } from '@quanta/service-kit';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { T0, call, startHarness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { T0, call, startHarness } from '../testing/harness.js';
 
 const H = pb.ServiceHealthStatus;
 

@@ -1,7 +1,7 @@
 import { createIngestClient } from '@quanta/monitoring-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
-import { call, record, startHarness, window } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { call, record, startHarness, window } from '../testing/harness.js';
 
 describe('the ingest client against the real monitoring service', () => {
   const open: Harness[] = [];

@@ -6,9 +6,9 @@ import { monitoring as pb } from '@quanta/contracts';
 import type { Store } from '@quanta/store';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from './test-harness.js';
+import type { Harness } from '../testing/harness.js';
 import { startMonitoringServer } from './monitoring-server.js';
-import { T0, alertRule, call, failure, ingest, record, seconds, startHarness, testConfig } from './test-harness.js';
+import { T0, alertRule, call, failure, ingest, record, seconds, startHarness, testConfig } from '../testing/harness.js';
 import { testBackends } from '@quanta/store/testing';
 
 const S = pb.AlertState;

@@ -7,8 +7,8 @@ import type { HttpLimits } from '@quanta/service-kit';
 import type { Store } from '@quanta/store';
 import { pino } from 'pino';
 import type { HealthTarget, MonitoringConfig } from '../config.js';
-import type { MonitoringServer } from './monitoring-server.js';
-import { startMonitoringServer } from './monitoring-server.js';
+import type { MonitoringServer } from '../server/monitoring-server.js';
+import { startMonitoringServer } from '../server/monitoring-server.js';
 
 export interface Harness {
   server: MonitoringServer;

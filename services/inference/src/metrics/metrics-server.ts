@@ -3,10 +3,10 @@
 // tenant's models, one with `admin` every tenant's; with `public` (loopback only, the config
 // checks) no token is needed and every tenant shows, as Triton shows everything.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import * as grpc from '@grpc/grpc-js';
 import type { Authenticator, ServerTlsOptions } from '@quanta/service-kit';
-import { hasScope, isDomainError } from '@quanta/service-kit';
+import { hasScope, HttpError, httpErrorOf, isDomainError, sendHttpError } from '@quanta/service-kit';
 import type { Logger } from 'pino';
+import { authorizationMetadata } from '../http/http-auth.js';
 import { startHttpListener, type HttpListener } from '../http/http-listener.js';
 import type { TritonMetrics } from './triton-metrics.js';
 
@@ -26,24 +26,9 @@ export interface MetricsServerOptions {
 
 export const METRICS_PATH = '/metrics';
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function sendJson(res: ServerResponse, status: number, body: { error: string }, close = false): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    ...(close ? { connection: 'close' } : {}),
-  });
-  res.end(text);
+/** Sends `error` as `{"error": message}`, unless the client has gone. */
+function answer(res: ServerResponse, error: HttpError): void {
+  if (!res.destroyed) sendHttpError(res, error);
 }
 
 /** The tenant whose series a scrape may see; undefined: every tenant. */
@@ -61,15 +46,7 @@ async function viewOf(req: IncomingMessage, options: MetricsServerOptions): Prom
       401,
       `${METRICS_PATH} needs scope monitoring:read but this server has no authenticator configured`,
     );
-  const metadata = new grpc.Metadata();
-  try {
-    metadata.set('authorization', header);
-  } catch {
-    throw new HttpError(
-      401,
-      `${METRICS_PATH}: the Authorization header has characters no token has; send "Bearer <token>"`,
-    );
-  }
+  const metadata = authorizationMetadata(header, METRICS_PATH);
   try {
     const principal = await options.authenticator(metadata);
     if (!hasScope(principal, 'monitoring:read'))
@@ -80,6 +57,8 @@ async function viewOf(req: IncomingMessage, options: MetricsServerOptions): Prom
     return { tenant: principal.scopes.includes('admin') ? undefined : principal.tenant };
   } catch (error: unknown) {
     if (error instanceof HttpError) throw error;
+    // The authenticator's refusals, whatever their code, are the token's fault: 403 for a scope it
+    // lacks, 401 for anything else.
     if (isDomainError(error)) throw new HttpError(error.code === 'PERMISSION_DENIED' ? 403 : 401, error.message);
     throw error;
   }
@@ -90,10 +69,8 @@ export function startMetricsServer(options: MetricsServerOptions): Promise<HttpL
     const { pathname } = new URL(req.url ?? '/', 'http://localhost');
     if (pathname !== METRICS_PATH)
       throw new HttpError(404, `no such endpoint: ${pathname}; the metrics are at ${METRICS_PATH}`);
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      throw new HttpError(405, `${METRICS_PATH} takes GET, not ${req.method ?? ''}`);
-    }
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      throw new HttpError(405, `${METRICS_PATH} takes GET, not ${req.method ?? ''}`, { allow: 'GET, HEAD' });
     const view = await viewOf(req, options);
     const text = await options.metrics.render(view);
     if (res.destroyed) return;
@@ -111,11 +88,12 @@ export function startMetricsServer(options: MetricsServerOptions): Promise<HttpL
     what: 'metrics listener',
     onRequest: (req, res) => {
       handle(req, res).catch((error: unknown) => {
-        if (error instanceof HttpError) return sendJson(res, error.status, { error: error.message });
+        const known = httpErrorOf(error);
+        if (known !== undefined) return answer(res, known);
         options.logger.error({ err: error, url: req.url }, 'a metrics scrape failed');
-        return sendJson(res, 500, { error: 'internal error' });
+        return answer(res, new HttpError(500, 'internal error'));
       });
     },
-    refuse: (res) => sendJson(res, 503, { error: 'the server is shutting down' }, true),
+    refuse: (res) => answer(res, new HttpError(503, 'the server is shutting down', { connection: 'close' })),
   });
 }

@@ -6,7 +6,7 @@ const S = '/inference.GRPCInferenceService';
  * Inference's gRPC access matrix (KServe v2 / Triton), enforced by service-kit before each handler
  * runs. Models are served per tenant: another tenant's model answers NOT_FOUND, statistics and the
  * index show the caller's own. A new RPC must be added here, or the service refuses to start. The
- * REST routes declare theirs in http/rest-server.ts, the Triton metrics in metrics/metrics-server.ts.
+ * REST routes declare theirs in http/rest-routes.ts, the Triton metrics in metrics/metrics-server.ts.
  */
 export const INFERENCE_ACCESS: AccessTable = {
   // What a load balancer or a Triton client asks before anything else: no token.

@@ -492,19 +492,28 @@ export async function batchInfer(
 
   let sourceError: unknown;
   let sourceDone = false;
-  async function* produce(resend: readonly Pending[]): AsyncGenerator<inference.ModelInferRequest> {
-    for (const p of resend) {
+  // Requests read for a stream that had ended before they could be sent: the next stream sends them.
+  const orphans: Pending[] = [];
+  // The source read in progress: a new stream waits for its dead predecessor's read before it reads.
+  let reading: Promise<unknown> = Promise.resolve();
+
+  /** The requests of one stream: first those a failed stream left unanswered, then new ones while `live.value`. */
+  async function* produce(live: { value: boolean }): AsyncGenerator<inference.ModelInferRequest> {
+    await reading;
+    for (const p of [...awaiting.splice(0), ...orphans.splice(0)]) {
       p.sentAt = performance.now();
       awaiting.push(p);
       requests += 1;
       yield p.request!;
     }
-    while (stopped === undefined && !sourceDone) {
+    while (stopped === undefined && !sourceDone && live.value) {
       await slot();
-      if (stopped !== undefined) return;
+      if (stopped !== undefined || !live.value) return;
       let p: Pending | undefined;
       try {
-        p = await nextPending();
+        const read = nextPending();
+        reading = read.catch(() => undefined);
+        p = await read;
       } catch (error: unknown) {
         sourceError = error;
         throw error;
@@ -517,6 +526,10 @@ export async function batchInfer(
       if (p.request === undefined) {
         await commit();
         continue;
+      }
+      if (!live.value) {
+        orphans.push(p);
+        return;
       }
       p.sentAt = performance.now();
       awaiting.push(p);
@@ -589,10 +602,10 @@ export async function batchInfer(
   try {
     let failuresInRow = 0;
     for (;;) {
-      const resend = awaiting.splice(0);
+      const live = { value: true };
       let answered = 0;
       try {
-        const stream = client.inference.modelStreamInfer(produce(resend), { ...call, signal: controller.signal });
+        const stream = client.inference.modelStreamInfer(produce(live), { ...call, signal: controller.signal });
         for await (const reply of stream) {
           const p = awaiting.shift();
           if (p === undefined) throw new Error('ModelStreamInfer answered more responses than requests were sent');
@@ -612,6 +625,7 @@ export async function batchInfer(
           );
         break;
       } catch (error: unknown) {
+        live.value = false;
         if (sourceError !== undefined) throw asError(sourceError);
         if (stopped !== undefined) break;
         const e = QuantaClientError.from(STREAM_METHOD, error, 1);

@@ -534,7 +534,7 @@ describe('the access matrix', { timeout: 300_000 }, () => {
 
   it("guards the HTTP routes the same way: 401, 403, and 404 for another tenant's model", async () => {
     const model = `/v2/models/${MODEL}`;
-    // Each REST route of inference (http/rest-server.ts) and its Triton metrics, with the scope it needs.
+    // Each REST route of inference (http/rest-routes.ts) and its Triton metrics, with the scope it needs.
     // `owned`: names acme's model, so another tenant gets 404, as for a model that does not exist;
     // /ready answers 503 and unload (idempotent, in the caller's own namespace) 200 for those too.
     const routes: { method: 'GET' | 'POST'; url: string; scope: string; owned: boolean | number }[] = [

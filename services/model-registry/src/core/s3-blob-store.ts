@@ -10,15 +10,14 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
-import type { CompletedPart, _Object } from '@aws-sdk/client-s3';
+import type { CompletedPart, _Object, S3Client } from '@aws-sdk/client-s3';
 import type { BlobKey, BlobReadHandle, BlobStore, BlobWriter, StoredBlob } from './blob-store.js';
 import { SHA, TENANT, TMP_DIR, blobPath } from './blob-store.js';
 import type { S3BlobLocation } from './blob-url.js';
+import { checkS3Access, createS3Client, isNotFound, isNotImplemented, missing } from './s3-client.js';
+import { createMultipartWriter } from './s3-multipart-writer.js';
 
 /** S3's smallest part (but the last) of a multipart upload. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -42,42 +41,6 @@ export interface S3BlobStoreOptions {
   readonly copyPartBytes?: number;
 }
 
-/** The SDK client for a location: credentials, and the region when the URL has none, from the SDK's default chain. */
-export function createS3Client(location: S3BlobLocation): S3Client {
-  // The SDK warns once per process, over eight lines of stderr, that its releases from 2027 on
-  // will need Node.js 22; the version in the lock file runs on the Node.js 20 that Quanta targets.
-  // Setting the variable to anything but "true" shows the warning again.
-  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
-  return new S3Client({
-    ...(location.endpoint === undefined ? {} : { endpoint: location.endpoint }),
-    ...(location.region === undefined ? {} : { region: location.region }),
-    forcePathStyle: location.forcePathStyle,
-    // The SDK's default (WHEN_SUPPORTED) sends streamed bodies aws-chunked with trailing CRC32
-    // checksums, which S3-compatible servers such as s3rver store as part of the bytes. Every
-    // blob carries its own authentication (AES-GCM per segment, sha256 checked on download), so
-    // checksums are sent and checked only where the API requires them.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    // A down or unroutable endpoint fails the start-up check within seconds, not after the OS's connect timeout.
-    requestHandler: { connectionTimeout: 5000 },
-  });
-}
-
-/** An object that is not there, as the filesystem store reports it (download maps ENOENT to DATA_LOSS "missing"). */
-function missing(key: string, cause: unknown): NodeJS.ErrnoException {
-  return Object.assign(new Error(`object ${key} does not exist`, { cause }), { code: 'ENOENT' });
-}
-
-function isNotFound(error: unknown): boolean {
-  const e = error as { name?: unknown; $metadata?: { httpStatusCode?: unknown } };
-  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
-}
-
-function isNotImplemented(error: unknown): boolean {
-  const e = error as { name?: unknown; $metadata?: { httpStatusCode?: unknown } };
-  return e.name === 'NotImplemented' || e.name === 'MethodNotAllowed' || e.$metadata?.httpStatusCode === 501;
-}
-
 /** Reads a response body into one buffer (ranged reads of about a segment). */
 async function readAll(body: Readable, expected: number): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -88,182 +51,6 @@ async function readAll(body: Readable, expected: number): Promise<Buffer> {
   }
   if (length > expected) throw new Error(`a ranged read returned ${length} bytes, more than the ${expected} asked for`);
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
-}
-
-interface MultipartWriterOptions {
-  readonly partBytes: number;
-  readonly queueSize: number;
-  /** Copies the finished temporary object to the blob's key. */
-  publish(from: string, to: string, size: number): Promise<void>;
-  /** A ranged GET: [position, position + length) of an object. */
-  readRange(key: string, position: number, length: number): Promise<Buffer>;
-  keyOf(key: BlobKey): string;
-}
-
-/**
- * A writer that streams into a multipart upload at `tmpKey`. Written bytes are copied into part
- * buffers of `partBytes`; a full one is sent (UploadPart) while the next fills, at most
- * `queueSize` in flight, and `write` waits for a free buffer: memory is (queueSize + 1) parts
- * whatever the size, and the buffers are reused part after part (lib-storage's Upload, fed by a
- * stream, concatenates every part anew and holds several more). A blob
- * smaller than one part is sent with one PutObject. The first read-back or the commit completes
- * the upload; later reads are ranged GETs of the temporary object.
- */
-function createMultipartWriter(
-  client: S3Client,
-  bucket: string,
-  tmpKey: string,
-  options: MultipartWriterOptions,
-): BlobWriter {
-  const { partBytes, queueSize } = options;
-  const free: Buffer[] = [];
-  let current: Buffer | undefined;
-  let filled = 0;
-  let written = 0;
-  let uploadId: Promise<string> | undefined;
-  let nextPart = 1;
-  const completed: CompletedPart[] = [];
-  const inFlight = new Set<Promise<void>>();
-  let failure: unknown;
-  let state: 'writing' | 'stored' | 'committed' | 'aborted' = 'writing';
-  let finishing: Promise<void> | undefined;
-
-  const started = (): Promise<string> =>
-    (uploadId ??= client
-      .send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: tmpKey }))
-      .then(({ UploadId }) => {
-        if (UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId');
-        return UploadId;
-      }));
-  /** Sends `part` as the next part; its buffer goes back to `free` once sent. */
-  const send = (part: Buffer, length: number): void => {
-    const number = nextPart;
-    nextPart += 1;
-    const upload = async (): Promise<void> => {
-      try {
-        const { ETag } = await client.send(
-          new UploadPartCommand({
-            Bucket: bucket,
-            Key: tmpKey,
-            UploadId: await started(),
-            PartNumber: number,
-            Body: part.subarray(0, length),
-            ContentLength: length,
-          }),
-        );
-        completed.push({ PartNumber: number, ETag });
-      } catch (error: unknown) {
-        failure ??= error;
-      }
-    };
-    const sending: Promise<void> = upload().finally(() => {
-      free.push(part);
-      inFlight.delete(sending);
-    });
-    inFlight.add(sending);
-  };
-  const check = (): void => {
-    if (failure !== undefined)
-      throw failure instanceof Error ? failure : new Error('a part of the upload failed', { cause: failure });
-  };
-  const finish = (): Promise<void> =>
-    (finishing ??= (async () => {
-      if (uploadId === undefined) {
-        // Less than one part: no multipart upload at all.
-        await client.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key: tmpKey,
-            Body: (current ?? Buffer.alloc(0)).subarray(0, filled),
-            ContentLength: filled,
-          }),
-        );
-      } else {
-        if (filled > 0 && current !== undefined) send(current, filled);
-        current = undefined;
-        await Promise.all(inFlight);
-        check();
-        completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-        await client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: bucket,
-            Key: tmpKey,
-            UploadId: await uploadId,
-            MultipartUpload: { Parts: completed },
-          }),
-        );
-      }
-      free.length = 0;
-      current = undefined;
-      state = 'stored';
-    })());
-  const usable = (): void => {
-    if (state === 'committed' || state === 'aborted') throw new Error('blob writer is closed');
-  };
-
-  return {
-    get written() {
-      return written;
-    },
-    async write(bytes) {
-      usable();
-      if (finishing !== undefined) throw new Error('blob writer was read back: no more writes');
-      check();
-      for (const piece of Array.isArray(bytes) ? (bytes as readonly Buffer[]) : [bytes as Buffer]) {
-        let at = 0;
-        while (at < piece.length) {
-          if (current === undefined) {
-            while (free.length === 0 && inFlight.size >= queueSize) await Promise.race(inFlight);
-            check();
-            current = free.pop() ?? Buffer.allocUnsafeSlow(partBytes);
-            filled = 0;
-          }
-          const n = piece.copy(current, filled, at);
-          filled += n;
-          at += n;
-          if (filled === partBytes) {
-            send(current, filled);
-            current = undefined;
-          }
-        }
-        written += piece.length;
-      }
-    },
-    async read(position, length) {
-      usable();
-      await finish();
-      return options.readRange(tmpKey, position, Math.min(length, written - position));
-    },
-    async commit(key) {
-      usable();
-      await finish();
-      await options.publish(tmpKey, options.keyOf(key), written);
-      state = 'committed';
-      // Published: a temporary that survives a failed delete is the sweep's.
-      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey })).catch(() => undefined);
-    },
-    async abort() {
-      if (state === 'committed' || state === 'aborted') return;
-      state = 'aborted';
-      await finishing?.catch(() => undefined);
-      await Promise.all(inFlight);
-      free.length = 0;
-      current = undefined;
-      if (uploadId !== undefined) {
-        const id = await uploadId.catch(() => undefined);
-        if (id !== undefined) {
-          await client
-            .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: tmpKey, UploadId: id }))
-            .catch((error: unknown) => {
-              // Completed already (then the object is deleted below), or swept by another replica.
-              if (!isNotFound(error)) throw error;
-            });
-        }
-      }
-      // A completed upload (or a single PUT) left an object.
-      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tmpKey }));
-    },
-  };
 }
 
 /**
@@ -517,41 +304,6 @@ export function createS3BlobStore(location: S3BlobLocation, options: S3BlobStore
   };
 }
 
-/** One line for what keeps a store from working, naming the bucket and endpoint. */
-export function describeS3Failure(location: S3BlobLocation, error: unknown): string {
-  const where = location.endpoint ?? `AWS S3${location.region === undefined ? '' : ` (${location.region})`}`;
-  const e = error as { name?: unknown; code?: unknown; message?: unknown; $metadata?: { httpStatusCode?: unknown } };
-  const name = typeof e.name === 'string' ? e.name : '';
-  const code = typeof e.code === 'string' ? e.code : '';
-  const message = (typeof e.message === 'string' ? e.message : String(error)).split('\n')[0] ?? '';
-  const status = e.$metadata?.httpStatusCode;
-  if (name === 'NoSuchBucket') return `bucket "${location.bucket}" does not exist at ${where}`;
-  if (
-    [
-      'InvalidAccessKeyId',
-      'SignatureDoesNotMatch',
-      'AccessDenied',
-      'Forbidden',
-      'InvalidToken',
-      'ExpiredToken',
-    ].includes(name) ||
-    status === 403
-  ) {
-    return `${where} refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) for bucket "${location.bucket}": ${name || String(status)}${message === '' || message === name ? '' : `: ${message}`}`;
-  }
-  if (name === 'CredentialsProviderError' || /credentials/i.test(message))
-    return `no credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${message})`;
-  if (/region is missing/i.test(message))
-    return `no region for ${where}: add &region=REGION to QUANTA_BLOB_URL or set AWS_REGION`;
-  if (
-    ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT'].includes(code) ||
-    name === 'TimeoutError'
-  ) {
-    return `cannot reach the object store at ${where}: ${code || name} ${message}`.trimEnd();
-  }
-  return `the object store at ${where} failed on bucket "${location.bucket}": ${name || code || 'error'}: ${message}`;
-}
-
 /**
  * A store for the location after checking that the bucket exists and that the credentials may
  * list, write and delete under the prefix; throws an Error whose message is one line from
@@ -576,17 +328,4 @@ export async function openS3BlobStore(
       return Promise.resolve();
     },
   };
-}
-
-async function checkS3Access(client: S3Client, location: S3BlobLocation): Promise<void> {
-  const probe = `${location.prefix}${TMP_DIR}/start-check-${randomUUID()}`;
-  try {
-    // A full first page, not MaxKeys=1: s3rver cannot make continuation tokens under OpenSSL 3
-    // (it uses DES), and the sweep that follows lists every blob anyway.
-    await client.send(new ListObjectsV2Command({ Bucket: location.bucket, Prefix: location.prefix }));
-    await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: probe, Body: Buffer.alloc(0) }));
-    await client.send(new DeleteObjectCommand({ Bucket: location.bucket, Key: probe }));
-  } catch (error: unknown) {
-    throw new Error(describeS3Failure(location, error), { cause: error });
-  }
 }

@@ -234,7 +234,7 @@ export async function startTestS3(options: { bucket?: string } = {}): Promise<Te
   );
   const { port } = await server.run();
   const endpoint = `http://127.0.0.1:${port}`;
-  // As the registry's store does (s3-blob-store.ts): no eight-line warning about the SDK's future Node.js versions.
+  // As the registry's store does (s3-client.ts): no eight-line warning about the SDK's future Node.js versions.
   process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
   const client = new S3Client({
     endpoint,

@@ -1,106 +1,13 @@
 import { registry as pb } from '@quanta/contracts';
-import { failedPrecondition, invalidArgument, notFound } from '@quanta/service-kit';
+import { invalidArgument, notFound } from '@quanta/service-kit';
 import type { Queryable } from '@quanta/store';
 import type { ModelKey } from './models-repo.js';
 import { requireModelRow, touchModel } from './models-repo.js';
 import type { ModelRef } from './names.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
-import { changeTags, loadTags, tagFilter } from './tags.js';
-
-interface VersionRow {
-  model: string;
-  version: number;
-  description: string;
-  status: string;
-  status_reason: string;
-  sha256: string;
-  size_bytes: bigint;
-  signature: string | null;
-  compression: string | null;
-  created_by: string;
-  created_at: Date;
-  updated_at: Date;
-}
-
-interface LineageRow {
-  version: number;
-  source_uri: string | null;
-  parent_model: string | null;
-  parent_version: number | null;
-  transform: string | null;
-  transform_params: string | null;
-}
-
-const COLUMNS =
-  'model, version, description, status, status_reason, sha256, size_bytes, signature, compression, created_by, created_at, updated_at';
-
-const STATUS: Record<string, pb.VersionStatus> = {
-  PENDING: pb.VersionStatus.VERSION_STATUS_PENDING,
-  READY: pb.VersionStatus.VERSION_STATUS_READY,
-  FAILED: pb.VersionStatus.VERSION_STATUS_FAILED,
-};
-
-function toLineage(row: LineageRow | undefined): pb.Lineage | undefined {
-  if (row === undefined) return undefined;
-  if (row.source_uri !== null) return { origin: { $case: 'sourceUri', value: row.source_uri } };
-  if (row.parent_model !== null && row.parent_version !== null) {
-    return {
-      origin: {
-        $case: 'parent',
-        value: {
-          model: row.parent_model,
-          version: row.parent_version,
-          transform: row.transform ?? '',
-          transformParams:
-            row.transform_params === null ? {} : (JSON.parse(row.transform_params) as Record<string, string>),
-        },
-      },
-    };
-  }
-  return undefined;
-}
-
-/** Versions of one model as the API shows them, with tags, lineage and aliases. */
-async function toVersions(
-  q: Queryable,
-  tenant: string,
-  model: string,
-  rows: readonly VersionRow[],
-): Promise<pb.ModelVersion[]> {
-  const numbers = rows.map((r) => r.version);
-  const tags = await loadTags(q, tenant, model, numbers);
-  const lineage =
-    numbers.length === 0
-      ? []
-      : await q.query<LineageRow>(
-          'SELECT version, source_uri, parent_model, parent_version, transform, transform_params FROM registry_lineage WHERE tenant = $1 AND model = $2 AND version = ANY($3::int[])',
-          [tenant, model, numbers],
-        );
-  const aliases =
-    numbers.length === 0
-      ? []
-      : await q.query<{ alias: string; version: number }>(
-          'SELECT alias, version FROM registry_aliases WHERE tenant = $1 AND model = $2 AND version = ANY($3::int[]) ORDER BY alias',
-          [tenant, model, numbers],
-        );
-  return rows.map((row) => ({
-    model: row.model,
-    version: row.version,
-    description: row.description,
-    tags: tags.get(row.version) ?? {},
-    status: STATUS[row.status] ?? pb.VersionStatus.VERSION_STATUS_UNSPECIFIED,
-    statusReason: row.status_reason,
-    sha256: row.sha256,
-    sizeBytes: BigInt(row.size_bytes),
-    signature: row.signature === null ? undefined : pb.OnnxSignature.fromJSON(JSON.parse(row.signature)),
-    lineage: toLineage(lineage.find((l) => l.version === row.version)),
-    aliases: aliases.filter((a) => a.version === row.version).map((a) => a.alias),
-    createdBy: row.created_by,
-    createTime: row.created_at,
-    updateTime: row.updated_at,
-    compression: row.compression === null ? undefined : pb.CompressionReport.fromJSON(JSON.parse(row.compression)),
-  }));
-}
+import { changeTags, tagFilter } from './tags.js';
+import { COLUMNS, STATUS, toVersions } from './version-rows.js';
+import type { VersionRow } from './version-rows.js';
 
 /** The version number a reference points to now; NOT_FOUND with what exists when it points nowhere. */
 export async function resolveVersion(q: Queryable, tenant: string, ref: ModelRef): Promise<number> {
@@ -167,7 +74,8 @@ export async function listVersions(
   const before = cursor === undefined ? 2 ** 31 - 1 : Number(cursor);
   const tags = tagFilter(filter.tags, 6, 'v.model', 'v.version');
   const rows = await q.query<VersionRow>(
-    `SELECT ${COLUMNS} FROM registry_versions v WHERE v.tenant = $1 AND v.model = $2 AND v.version < $3 AND ($4 = '' OR v.status = $4)${tags.sql}
+    `SELECT ${COLUMNS} FROM registry_versions v
+     WHERE v.tenant = $1 AND v.model = $2 AND v.version < $3 AND ($4 = '' OR v.status = $4)${tags.sql}
      ORDER BY v.version DESC LIMIT $5`,
     [key.tenant, key.name, before, statusName, page.size + 1, ...tags.params],
   );
@@ -219,39 +127,6 @@ export interface NewVersion {
   readonly compression?: pb.CompressionReport | undefined;
 }
 
-/** Records the blob if new; returns whether it was already stored (then the caller drops its copy). */
-export async function recordBlob(
-  q: Queryable,
-  tenant: string,
-  blob: {
-    sha256: string;
-    sizeBytes: number;
-    storedBytes: number;
-    dataKey?: { keyName: string; keyVersion: number; wrappedKey: Buffer };
-  },
-  now: Date,
-): Promise<boolean> {
-  const inserted = await q.query(
-    `INSERT INTO registry_blobs (tenant, sha256, size_bytes, stored_bytes, created_at, key_name, key_version, wrapped_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-     ON CONFLICT (tenant, sha256) DO NOTHING RETURNING sha256`,
-    [
-      tenant,
-      blob.sha256,
-      blob.sizeBytes,
-      blob.storedBytes,
-      now,
-      blob.dataKey?.keyName ?? null,
-      blob.dataKey?.keyVersion ?? null,
-      blob.dataKey?.wrappedKey ?? null,
-    ],
-  );
-  return inserted.length === 0;
-}
-
-export async function blobRecorded(q: Queryable, tenant: string, sha256: string): Promise<boolean> {
-  return (await q.query('SELECT 1 FROM registry_blobs WHERE tenant = $1 AND sha256 = $2', [tenant, sha256])).length > 0;
-}
-
 /** Checks a parent lineage points at an existing version of the tenant. */
 export async function checkLineage(q: Queryable, tenant: string, lineage: pb.Lineage | undefined): Promise<void> {
   if (lineage?.origin?.$case !== 'parent') return;
@@ -272,7 +147,8 @@ export async function insertVersion(q: Queryable, key: ModelKey, v: NewVersion, 
   const model = await requireModelRow(q, key, true);
   const version = model.latest_version + 1;
   await q.query(
-    `INSERT INTO registry_versions (tenant, model, version, description, status, status_reason, sha256, size_bytes, signature, compression, created_by, created_at, updated_at)
+    `INSERT INTO registry_versions (tenant, model, version, description, status, status_reason, sha256, size_bytes,
+       signature, compression, created_by, created_at, updated_at)
      VALUES ($1, $2, $3, $4, 'READY', '', $5, $6, $7, $8, $9, $10, $10)`,
     [
       key.tenant,
@@ -298,7 +174,8 @@ export async function insertVersion(q: Queryable, key: ModelKey, v: NewVersion, 
   if (origin !== undefined) {
     const parent = origin.$case === 'parent' ? origin.value : undefined;
     await q.query(
-      `INSERT INTO registry_lineage (tenant, model, version, source_uri, parent_model, parent_version, transform, transform_params)
+      `INSERT INTO registry_lineage (tenant, model, version, source_uri, parent_model, parent_version, transform,
+         transform_params)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
       [
         key.tenant,
@@ -313,52 +190,4 @@ export async function insertVersion(q: Queryable, key: ModelKey, v: NewVersion, 
     );
   }
   return version;
-}
-
-/** Points an alias at a READY version; returns the version it pointed to before (0: new). */
-export async function setAlias(
-  q: Queryable,
-  key: ModelKey,
-  alias: string,
-  version: number,
-  now: Date,
-): Promise<number> {
-  await requireModelRow(q, key, true);
-  const [target] = await q.query<{ status: string }>(
-    'SELECT status FROM registry_versions WHERE tenant = $1 AND model = $2 AND version = $3',
-    [key.tenant, key.name, version],
-  );
-  if (target === undefined) throw notFound(`model "${key.name}" has no version ${version}`);
-  if (target.status !== 'READY')
-    throw failedPrecondition(`model "${key.name}" version ${version} is ${target.status}, not READY`);
-  const [before] = await q.query<{ version: number }>(
-    'SELECT version FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3',
-    [key.tenant, key.name, alias],
-  );
-  await q.query(
-    `INSERT INTO registry_aliases (tenant, model, alias, version, updated_at) VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (tenant, model, alias) DO UPDATE SET version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
-    [key.tenant, key.name, alias, version, now],
-  );
-  await touchModel(q, key, now);
-  return before?.version ?? 0;
-}
-
-export async function deleteAlias(q: Queryable, key: ModelKey, alias: string, now: Date): Promise<void> {
-  await requireModelRow(q, key, true);
-  const users = await q.query<{ name: string }>(
-    'SELECT name FROM registry_deployments WHERE tenant = $1 AND model_ref = $2 ORDER BY name',
-    [key.tenant, `${key.name}@${alias}`],
-  );
-  if (users.length > 0) {
-    throw failedPrecondition(
-      `alias "${key.name}@${alias}" is used by deployment ${users.map((u) => `"${u.name}"`).join(', ')}`,
-    );
-  }
-  const deleted = await q.query(
-    'DELETE FROM registry_aliases WHERE tenant = $1 AND model = $2 AND alias = $3 RETURNING alias',
-    [key.tenant, key.name, alias],
-  );
-  if (deleted.length === 0) throw notFound(`model "${key.name}" has no alias "${alias}"`);
-  await touchModel(q, key, now);
 }

@@ -3,14 +3,8 @@ import { audited, cancelled, clientStreaming, serverStreaming, unary } from '@qu
 import { createModel, deleteModel, getModel, listModels, updateModel } from '../core/models-repo.js';
 import { checkName, checkTags, parseRef } from '../core/names.js';
 import { pageSize } from '../core/page-token.js';
-import {
-  deleteAlias,
-  getVersion,
-  listVersions,
-  resolveVersion,
-  setAlias,
-  updateVersion,
-} from '../core/versions-repo.js';
+import { deleteAlias, setAlias } from '../core/aliases-repo.js';
+import { getVersion, listVersions, resolveVersion, updateVersion } from '../core/versions-repo.js';
 import { recordDeploymentChanges } from '../core/change-feed.js';
 import { refreshFollowers } from '../core/deployments-repo.js';
 import { tenantOf } from './context.js';

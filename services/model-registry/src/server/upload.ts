@@ -13,7 +13,9 @@ import {
   createSegmentSealer,
   encodeHeader,
 } from '../core/sealed-format.js';
-import { blobRecorded, checkLineage, getVersion, insertVersion, recordBlob, setAlias } from '../core/versions-repo.js';
+import { setAlias } from '../core/aliases-repo.js';
+import { blobRecorded, recordBlob } from '../core/blobs-repo.js';
+import { checkLineage, getVersion, insertVersion } from '../core/versions-repo.js';
 import { tenantOf } from './context.js';
 import type { RegistryDeps } from './deps.js';
 import { uploadChunks } from './chunk-pool.js';

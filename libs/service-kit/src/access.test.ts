@@ -4,9 +4,9 @@ import type { AccessTable } from './access.js';
 import { KIT_ACCESS, accessTableProblems } from './access.js';
 import { clientStreaming, serverStreaming, unary } from './handlers.js';
 import { createService } from './service.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import { EchoClient, echoService } from './test-echo.js';
-import { bearer, callUnary, grpcError, testAuthenticator } from './test-harness.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import { EchoClient, echoService } from './testing/echo.js';
+import { bearer, callUnary, grpcError, testAuthenticator } from './testing/harness.js';
 
 const S = '/quanta.kittest.v1.EchoService';
 const TABLE: AccessTable = {

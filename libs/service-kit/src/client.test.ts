@@ -3,10 +3,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Authenticator } from './auth.js';
 import { createClient } from './client.js';
 import { unary } from './handlers.js';
-import { EchoClient } from './test-echo.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { callUnary, grpcError, startEcho, testAuthenticator } from './test-harness.js';
+import { EchoClient } from './testing/echo.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { callUnary, grpcError, startEcho, testAuthenticator } from './testing/harness.js';
 
 let running: Running | undefined;
 let client: grpc.Client | undefined;

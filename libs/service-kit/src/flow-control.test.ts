@@ -3,9 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient } from './client.js';
 import { unary } from './handlers.js';
-import { EchoClient, type EchoReply, type EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { callUnary, startEcho } from './test-harness.js';
+import { EchoClient, type EchoReply, type EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { callUnary, startEcho } from './testing/harness.js';
 
 let running: Running | undefined;
 afterEach(async () => {

@@ -7,10 +7,10 @@ import type { Principal } from './auth.js';
 import { notFound, resourceExhausted } from './errors.js';
 import { bidiStreaming, clientStreaming, handlerKind, handlerScope, serverStreaming, unary } from './handlers.js';
 import { createService } from './service.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import { echoService } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { bearer, callUnary, grpcError, startEcho } from './test-harness.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import { echoService } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { bearer, callUnary, grpcError, startEcho } from './testing/harness.js';
 
 let running: Running | undefined;
 afterEach(async () => {

@@ -2,9 +2,9 @@ import * as grpc from '@grpc/grpc-js';
 import { health } from '@quanta/contracts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { unary } from './handlers.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { grpcError, startEcho } from './test-harness.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { grpcError, startEcho } from './testing/harness.js';
 
 const { SERVING, NOT_SERVING, SERVICE_UNKNOWN } = health.HealthCheckResponse_ServingStatus;
 const ECHO = 'quanta.kittest.v1.EchoService';

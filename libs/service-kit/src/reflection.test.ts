@@ -7,9 +7,9 @@ import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unary } from './handlers.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { startEcho } from './test-harness.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { startEcho } from './testing/harness.js';
 
 const require = createRequire(import.meta.url);
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');

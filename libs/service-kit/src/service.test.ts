@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { unary } from './handlers.js';
 import { createService } from './service.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import { echoService } from './test-echo.js';
-import { startEcho } from './test-harness.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import { echoService } from './testing/echo.js';
+import { startEcho } from './testing/harness.js';
 
 const echo = {
   Echo: unary<EchoRequest, EchoReply>({ scope: 'public' }, (req) =>

@@ -8,10 +8,10 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { serverStreaming, unary } from './handlers.js';
 import { REPEATED_SIGNAL_WINDOW_MS } from './service.js';
-import { EchoClient } from './test-echo.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { callUnary, grpcError, startEcho } from './test-harness.js';
+import { EchoClient } from './testing/echo.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { callUnary, grpcError, startEcho } from './testing/harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = join(here, '..', '..', '..');
@@ -208,11 +208,11 @@ interface SigtermChild {
   logged(): string[];
 }
 
-/** test-sigterm-child.ts as a process, once it listens; `ipc`: with an IPC channel to this process. */
+/** testing/sigterm-child.ts as a process, once it listens; `ipc`: with an IPC channel to this process. */
 async function startSigtermChild(options: { ipc?: boolean } = {}): Promise<SigtermChild> {
   const child = spawn(
     process.execPath,
-    ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'test-sigterm-child.ts')],
+    ['--conditions=@quanta/source', '--import', 'tsx', join(here, 'testing', 'sigterm-child.ts')],
     {
       cwd: repoRoot,
       stdio: options.ipc === true ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],

@@ -2,9 +2,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { invalidArgument } from './errors.js';
 import { bidiStreaming, bidiStreamingCall, clientStreaming, serverStreaming, unary } from './handlers.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { bearer, callUnary, grpcError, startEcho } from './test-harness.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { bearer, callUnary, grpcError, startEcho } from './testing/harness.js';
 
 let running: Running | undefined;
 afterEach(async () => {

@@ -1,18 +1,17 @@
 import { PassThrough } from 'node:stream';
 import { SpanKind } from '@opentelemetry/api';
-import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import * as grpc from '@grpc/grpc-js';
-import { createLogger, initTelemetry } from '@quanta/telemetry';
+import { createLogger } from '@quanta/telemetry';
+import { recordSpans } from '@quanta/telemetry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from './client.js';
 import { unary } from './handlers.js';
-import { EchoClient } from './test-echo.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { callUnary, grpcError, startEcho } from './test-harness.js';
+import { EchoClient } from './testing/echo.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { callUnary, grpcError, startEcho } from './testing/harness.js';
 
-const exporter = new InMemorySpanExporter();
-const telemetry = initTelemetry({ serviceName: 'echo', spanExporter: exporter });
+const { telemetry, exporter, finishedSpans } = recordSpans({ serviceName: 'echo' });
 const logLines: Record<string, unknown>[] = [];
 
 let running: Running;
@@ -37,11 +36,6 @@ afterAll(async () => {
   await running.close();
   await telemetry.shutdown();
 });
-
-async function finishedSpans() {
-  await telemetry.forceFlush();
-  return exporter.getFinishedSpans();
-}
 
 describe('telemetry', () => {
   it('gives each call a server span, a child of the client span of createClient', async () => {

@@ -10,10 +10,10 @@ import { ConfigError, loadConfig } from './config.js';
 import { unary } from './handlers.js';
 import { createService } from './service.js';
 import { checkServiceConfig, clientTlsFromConfig, serviceConfigFields } from './service-config.js';
-import { EchoClient, echoService } from './test-echo.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import type { Running } from './test-harness.js';
-import { callUnary, grpcError, startEcho } from './test-harness.js';
+import { EchoClient, echoService } from './testing/echo.js';
+import type { EchoReply, EchoRequest } from './testing/echo.js';
+import type { Running } from './testing/harness.js';
+import { callUnary, grpcError, startEcho } from './testing/harness.js';
 
 const run = promisify(execFile);
 let dir = '';

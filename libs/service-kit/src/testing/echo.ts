@@ -1,4 +1,4 @@
-// Test support: the EchoService of test-echo.proto, loaded with proto-loader (so reflection can describe it).
+// Test support: the EchoService of echo.proto, loaded with proto-loader (so reflection can describe it).
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
@@ -17,7 +17,7 @@ export interface EchoReply {
   tenant: string;
 }
 
-export const echoPackage: PackageDefinition = loadSync(fileURLToPath(new URL('./test-echo.proto', import.meta.url)), {
+export const echoPackage: PackageDefinition = loadSync(fileURLToPath(new URL('./echo.proto', import.meta.url)), {
   defaults: true,
   longs: Number,
 });

@@ -1,12 +1,12 @@
 // Test support: start an EchoService on 127.0.0.1:0 and call it.
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '@quanta/telemetry';
-import type { Authenticator, Principal } from './auth.js';
-import { unauthenticated } from './errors.js';
-import type { QuantaService, ServiceOptions } from './service.js';
-import { createService } from './service.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import { EchoClient, echoPackage, echoService } from './test-echo.js';
+import type { Authenticator, Principal } from '../auth.js';
+import { unauthenticated } from '../errors.js';
+import type { QuantaService, ServiceOptions } from '../service.js';
+import { createService } from '../service.js';
+import type { EchoReply, EchoRequest } from './echo.js';
+import { EchoClient, echoPackage, echoService } from './echo.js';
 
 const quietLogger = createLogger('echo-test', { level: 'warn' });
 

@@ -5,10 +5,10 @@
 import { once } from 'node:events';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { initTelemetry } from '@quanta/telemetry';
-import { unary } from './handlers.js';
-import { createService } from './service.js';
-import type { EchoReply, EchoRequest } from './test-echo.js';
-import { echoService } from './test-echo.js';
+import { unary } from '../handlers.js';
+import { createService } from '../service.js';
+import type { EchoReply, EchoRequest } from './echo.js';
+import { echoService } from './echo.js';
 
 const terminated = Promise.race([once(process, 'SIGTERM'), once(process, 'SIGINT')]);
 const printingExporter: SpanExporter = {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { buildCnn, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditLine } from './audit.js';
-import { ServiceProcesses, type Run } from './test-services.js';
+import { ServiceProcesses, type Run } from '../testing/services.js';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -51,7 +51,8 @@ describe('rotate, rewrap, raise min_decryption_version, and the audit of it all'
     const refused = await quanta(['keys', 'config', 'model-registry', '--min-decryption-version', '2']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(
-      'refused: 2 model version(s) (2 stored file(s)) still need key "model-registry" below version 2; run `quanta models rewrap` first',
+      'refused: 2 model version(s) (2 stored file(s)) still need key "model-registry" below version 2; ' +
+        'run `quanta models rewrap` first',
     );
     expect(JSON.parse((await quanta(['keys', 'show', 'model-registry', '--json'])).stdout)).toMatchObject({
       config: { minDecryptionVersion: 1 },

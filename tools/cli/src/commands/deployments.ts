@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { CliError } from '../errors.js';
 import { table } from '../output.js';
 import { action } from '../action.js';
-import { parseWhole, withRegistry } from './models.js';
+import { parseWhole } from './models-args.js';
+import { withRegistry } from './registry-rpc.js';
 
 /** `h=hn,c=cn` → state mappings (input takes the previous request's output). */
 export function parseSequenceState(text: string | undefined): pb.SequenceStateMapping[] {
@@ -24,7 +25,10 @@ export function parseSequenceState(text: string | undefined): pb.SequenceStateMa
   });
 }
 
-/** `4,8` → preferred batch sizes; `auto` → inference measures the best one on live traffic (the registry checks them against --max-batch). */
+/**
+ * `4,8` → preferred batch sizes; `auto` → inference measures the best one on live traffic (the
+ * registry checks them against --max-batch).
+ */
 export function parsePreferredBatch(
   text: string | undefined,
 ): Pick<pb.DeploymentSpec, 'preferredBatchSizes' | 'tunePreferredBatchSize'> {
@@ -91,7 +95,8 @@ export function registerDeployCommand(program: Command): void {
     .option('--sequence-state <pairs>', 'stateful models: INPUT=OUTPUT,... (e.g. h=hn,c=cn)')
     .option(
       '--preferred-batch <sizes|auto>',
-      'batch sizes that leave the queue without waiting (e.g. 4,8; each at most --max-batch), or auto: measured on live traffic',
+      'batch sizes that leave the queue without waiting (e.g. 4,8; each at most --max-batch), ' +
+        'or auto: measured on live traffic',
     )
     .action(
       action(async ({ settings, out }, name: string, opts: DeployOptions) => {

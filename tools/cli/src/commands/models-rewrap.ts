@@ -5,7 +5,7 @@ import { CliError } from '../errors.js';
 import { connect } from '../grpc.js';
 import { action } from '../action.js';
 import type { Settings } from '../settings.js';
-import { withRegistry } from './models.js';
+import { withRegistry } from './registry-rpc.js';
 
 /** `models rewrap`: every stored file's data key under the latest version of its key, with progress on stderr. */
 export function registerModelsRewrapCommand(program: Command): void {
@@ -14,7 +14,8 @@ export function registerModelsRewrapCommand(program: Command): void {
   models
     .command('rewrap')
     .description(
-      "rewrap every stored version's data key under the latest version of the registry's key (after `quanta keys rotate`, before raising its min decryption version); resumable (scope admin)",
+      "rewrap every stored version's data key under the latest version of the registry's key " +
+        '(after `quanta keys rotate`, before raising its min decryption version); resumable (scope admin)',
     )
     .action(
       action(async ({ settings, out }) => {
@@ -26,7 +27,8 @@ export function registerModelsRewrapCommand(program: Command): void {
             last = message;
             if (tty)
               process.stderr.write(
-                `\rrewrap: ${message.done}/${message.total} files (${message.rewrapped} rewrapped, ${message.skipped} already current)`,
+                `\rrewrap: ${message.done}/${message.total} files ` +
+                  `(${message.rewrapped} rewrapped, ${message.skipped} already current)`,
               );
           }
         } finally {
@@ -38,7 +40,8 @@ export function registerModelsRewrapCommand(program: Command): void {
         out.result(done, () =>
           done.total === 0n
             ? 'no stored files: nothing to rewrap'
-            : `rewrapped ${done.rewrapped} of ${done.total} stored files under "${done.keyName}" v${done.keyVersion} (${done.skipped} were already current)`,
+            : `rewrapped ${done.rewrapped} of ${done.total} stored files under "${done.keyName}" v${done.keyVersion} ` +
+              `(${done.skipped} were already current)`,
         );
       }),
     );
@@ -63,13 +66,15 @@ export async function checkRegistryKeyFloor(
   } catch (error: unknown) {
     const e = error as Partial<grpc.ServiceError>;
     throw new CliError(
-      `could not ask the model registry whether stored models still need "${keyName}" below version ${minVersion} (${e.details ?? String(error)}); ` +
+      `could not ask the model registry whether stored models still need "${keyName}" below version ${minVersion} ` +
+        `(${e.details ?? String(error)}); ` +
         'raising it could make them unreadable. Use --force to raise it without asking.',
     );
   }
   if (status.keyName !== keyName || status.versionsBelow === 0n) return;
   throw new CliError(
-    `refused: ${status.versionsBelow} model version(s) (${status.filesBelow} stored file(s)) still need key "${keyName}" below version ${minVersion}; ` +
+    `refused: ${status.versionsBelow} model version(s) (${status.filesBelow} stored file(s)) ` +
+      `still need key "${keyName}" below version ${minVersion}; ` +
       'run `quanta models rewrap` first, then raise it',
   );
 }

@@ -5,6 +5,7 @@
 // stays up with a bounded heap.
 import { connect } from 'node:net';
 import { buildMlp } from '@quanta/onnx';
+import { rawHttp as raw, type RawAnswer } from '@quanta/service-kit/testing';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,40 +15,6 @@ import { startHttpListener } from './http-listener.js';
 
 const LIMIT = 1024 * 1024;
 const FAULTS = new Set([400, 401, 404, 405, 408, 413, 431]);
-
-interface RawAnswer {
-  readonly status: number;
-  readonly body: string;
-}
-
-/** Writes `chunks` to a fresh connection (each after the previous is flushed) and reads the answer until the server closes or answers. */
-function raw(port: number, chunks: readonly (Buffer | string)[]): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const got: Buffer[] = [];
-    const finish = (): void => {
-      const text = Buffer.concat(got).toString('latin1');
-      const match = /^HTTP\/1\.1 (\d{3})/.exec(text);
-      const split = text.indexOf('\r\n\r\n');
-      resolve({ status: match === null ? 0 : Number(match[1]), body: split < 0 ? '' : text.slice(split + 4) });
-      socket.destroy();
-    };
-    socket.on('data', (d: Buffer) => {
-      got.push(d);
-      const text = Buffer.concat(got).toString('latin1');
-      const split = text.indexOf('\r\n\r\n');
-      const length = /\r\ncontent-length: (\d+)/i.exec(text);
-      if (split >= 0 && length !== null && text.length - split - 4 >= Number(length[1])) finish();
-    });
-    socket.on('close', finish);
-    socket.on('error', (error: NodeJS.ErrnoException) =>
-      error.code === 'ECONNRESET' || error.code === 'EPIPE' ? finish() : reject(error),
-    );
-    socket.on('connect', () => {
-      for (const chunk of chunks) socket.write(chunk);
-    });
-  });
-}
 
 function expectFault(answer: RawAnswer, where: string): void {
   expect(FAULTS.has(answer.status), `${where}: status ${answer.status} ${answer.body.slice(0, 200)}`).toBe(true);

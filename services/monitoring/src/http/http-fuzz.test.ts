@@ -2,49 +2,13 @@
 // with bytes no token has, random methods and bodies, huge headers, junk on the socket and
 // requests that trickle. Every request gets a page or a 4xx with a JSON {"error": "..."}, never a
 // 500, and the server stays up.
-import { connect } from 'node:net';
+import { rawHttp as raw, type RawAnswer } from '@quanta/service-kit/testing';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from '../testing/harness.js';
 import { startHarness } from '../testing/harness.js';
 
 const FAULTS = new Set([400, 401, 403, 404, 405, 408, 431]);
-
-interface RawAnswer {
-  readonly status: number;
-  readonly body: string;
-}
-
-/** Writes `chunks` to a fresh connection and reads the answer until the server closes or has sent Content-Length bytes. */
-function raw(port: number, chunks: readonly (Buffer | string)[]): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const got: Buffer[] = [];
-    const finish = (): void => {
-      const text = Buffer.concat(got).toString('latin1');
-      const split = text.indexOf('\r\n\r\n');
-      resolve({
-        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0),
-        body: split < 0 ? '' : text.slice(split + 4),
-      });
-      socket.destroy();
-    };
-    socket.on('data', (d: Buffer) => {
-      got.push(d);
-      const text = Buffer.concat(got).toString('latin1');
-      const split = text.indexOf('\r\n\r\n');
-      const length = /\r\ncontent-length: (\d+)/i.exec(text);
-      if (split >= 0 && length !== null && text.length - split - 4 >= Number(length[1])) finish();
-    });
-    socket.on('close', finish);
-    socket.on('error', (error: NodeJS.ErrnoException) =>
-      error.code === 'ECONNRESET' || error.code === 'EPIPE' ? finish() : reject(error),
-    );
-    socket.on('connect', () => {
-      for (const chunk of chunks) socket.write(chunk);
-    });
-  });
-}
 
 function expectPageOrFault(answer: RawAnswer, where: string): void {
   if (answer.status === 200 || answer.status === 0) return;

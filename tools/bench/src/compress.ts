@@ -3,24 +3,19 @@
 // each model pushed once, then compressed once per method with 200 generated calibration samples.
 // Every figure comes from the report the registry stores with the new version (onnxruntime-node in
 // the registry process, parent and child timed alternately), printed as a markdown table with a
-// verdict per target of issue 15.
+// verdict per compression target (size, accuracy and latency gates; see tools/bench/README.md).
 //
 //   npm run bench:compress -w @quanta/bench
 //   BENCH_SAMPLES=200 (calibration samples), BENCH_SEED=1, BENCH_MODELS=cnn,mlp,lstm,ocr-cls (a subset)
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { registry as pb } from '@quanta/contracts';
 import { buildCnn, buildLstm, buildMlp } from '@quanta/onnx';
 import { markdownTable } from './measure.js';
+import { metadata, REPO_ROOT, startService } from './services.js';
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const OCR_CLS = join(
   REPO_ROOT,
   'node_modules',
@@ -75,54 +70,6 @@ const METHODS: readonly { label: string; method: pb.CompressionMethod; sparsity?
   { label: 'prune 0.5', method: pb.CompressionMethod.COMPRESSION_METHOD_PRUNE, sparsity: 0.5 },
 ];
 
-interface Proc {
-  readonly address: string;
-  stop(): Promise<void>;
-}
-
-async function startService(name: string, env: NodeJS.ProcessEnv): Promise<Proc> {
-  const merged: NodeJS.ProcessEnv = { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none', ...env };
-  delete merged['QUANTA_DATABASE_URL']; // embedded store, as `npm start`
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--conditions=@quanta/source', '--import', 'tsx', join(REPO_ROOT, 'services', name, 'src', 'main.ts')],
-    {
-      cwd: REPO_ROOT,
-      env: merged,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const output: string[] = [];
-  child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
-  const address = await new Promise<string>((resolveAddress, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      output.push(line);
-      const match =
-        /listening on (127\.0\.0\.1:\d+)/.exec(line) ?? /"address":"(127\.0\.0\.1:\d+)".*listening/.exec(line);
-      if (match?.[1] !== undefined) resolveAddress(match[1]);
-    });
-    child.once('exit', (code, signal) =>
-      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)),
-    );
-  });
-  const exited = once(child, 'exit');
-  return {
-    address,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-    },
-  };
-}
-
-function metadata(token: string): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${token}`);
-  return md;
-}
-
 function push(
   client: pb.RegistryServiceClient,
   token: string,
@@ -171,6 +118,7 @@ async function compress(
   return version;
 }
 
+const kib = (bytes: bigint): string => (Number(bytes) / 1024).toFixed(0);
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 const sci = (x: number): string => (x >= 0.01 ? x.toFixed(3) : x.toExponential(1));
 
@@ -217,12 +165,13 @@ async function main(): Promise<void> {
           const l = r.latency.find((x) => x.batchSize === batch);
           return l === undefined
             ? '-'
-            : `${l.p50BeforeMs.toFixed(3)} → ${l.p50AfterMs.toFixed(3)} (${(l.p50BeforeMs / l.p50AfterMs).toFixed(2)}×)`;
+            : `${l.p50BeforeMs.toFixed(3)} → ${l.p50AfterMs.toFixed(3)} ` +
+                `(${(l.p50BeforeMs / l.p50AfterMs).toFixed(2)}×)`;
         };
         rows.push([
           model.name,
           m.label,
-          `${(Number(r.sizeBeforeBytes) / 1024).toFixed(0)} → ${(Number(r.sizeAfterBytes) / 1024).toFixed(0)} KiB (${pct(ratio)})`,
+          `${kib(r.sizeBeforeBytes)} → ${kib(r.sizeAfterBytes)} KiB (${pct(ratio)})`,
           r.outputs.map((o) => `${o.name} ${o.cosine.toFixed(6)}`).join(', '),
           `${sci(out.maxAbsError)} / ${sci(out.meanAbsError)}`,
           top1 === undefined ? '-' : pct(top1),
@@ -248,10 +197,12 @@ async function main(): Promise<void> {
             `size ${pct(ratio)}, cosine ${minCosine.toFixed(6)}`,
           );
         } else if (m.label === 'int8-dynamic' && (model.name === 'lstm' || model.name === 'mlp')) {
+          const p50 =
+            batch8 === undefined ? 'n/a' : `${batch8.p50BeforeMs.toFixed(3)} → ${batch8.p50AfterMs.toFixed(3)} ms`;
           verdict(
             batch8 !== undefined && batch8.p50AfterMs < batch8.p50BeforeMs && minCosine >= 0.99,
             'faster than float32 at batch 8, cosine ≥ 0.99',
-            `batch 8 p50 ${batch8 === undefined ? 'n/a' : `${batch8.p50BeforeMs.toFixed(3)} → ${batch8.p50AfterMs.toFixed(3)} ms`}, cosine ${minCosine.toFixed(6)}`,
+            `batch 8 p50 ${p50}, cosine ${minCosine.toFixed(6)}`,
           );
         }
         console.error(`${model.name} ${m.label}: done in ${seconds.toFixed(1)} s`);

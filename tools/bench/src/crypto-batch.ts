@@ -1,7 +1,8 @@
 /**
  * Batch encrypt over gRPC: BatchEncrypt of 1 KiB items at several batch sizes and concurrencies, against
  * unary Encrypt calls and raw in-process node:crypto AES-256-GCM (the ceiling).
- *   npm run bench:crypto-batch -w @quanta/bench   (or: npx tsx --conditions=@quanta/source tools/bench/src/crypto-batch.ts)
+ *   npm run bench:crypto-batch -w @quanta/bench
+ *   (or: npx tsx --conditions=@quanta/source tools/bench/src/crypto-batch.ts)
  * BENCH_ITEMS (default 2048) sets the 1 KiB items per row.
  *
  * The crypto server runs in a child process (this file, forked with `--server`) over an in-memory
@@ -20,6 +21,7 @@ import { startCryptoServer } from '@quanta/crypto';
 import { openStore } from '@quanta/store';
 import { pino } from 'pino';
 import { cpuSeconds, formatRate, markdownTable } from './measure.js';
+import { metadata } from './services.js';
 
 const ITEM_BYTES = 1024;
 const ITEMS = Number(process.env['BENCH_ITEMS'] ?? '2048');
@@ -106,12 +108,6 @@ async function startServerProcess(): Promise<Server> {
       child.send('cpu');
     });
   return { child, ...ready, cpu };
-}
-
-function metadata(token: string): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${token}`);
-  return md;
 }
 
 function unaryCall<Req, Res>(
@@ -242,7 +238,8 @@ async function main(): Promise<void> {
               res.results.some((r) => r.error !== undefined || r.ciphertext.length <= ITEM_BYTES)
             ) {
               throw new Error(
-                `BatchEncrypt returned ${res.results.length} results for ${batch} items, or a failed or short one: ${JSON.stringify(res.results.find((r) => r.error)?.error)}`,
+                `BatchEncrypt returned ${res.results.length} results for ${batch} items, or a failed or short one: ` +
+                  JSON.stringify(res.results.find((r) => r.error)?.error),
               );
             }
           },

@@ -1,9 +1,10 @@
 /**
  * Model registry: upload and download of a large ONNX model through the real registry process, against
  * a plain gRPC bytes stream (a tiny grpc-js server in a child process) with the same file and chunk size.
- *   npm run bench:registry -w @quanta/bench   (or: npx tsx --conditions=@quanta/source tools/bench/src/registry.ts)
- * BENCH_REGISTRY_MIB (default 1024) sets the size of the model's one initializer; BENCH_REGISTRY_NODE_ARGS adds node flags to
- * the service processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+ *   npm run bench:registry -w @quanta/bench
+ *   (or: npx tsx --conditions=@quanta/source tools/bench/src/registry.ts)
+ * BENCH_REGISTRY_MIB (default 1024) sets the size of the model's one initializer; BENCH_REGISTRY_NODE_ARGS
+ * adds node flags to the service processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
  *
  * Crypto and the registry run as their own processes (`services/<name>/src/main.ts`, as `npm start`
  * runs them) on port 0 with a fresh QUANTA_HOME; the plain server is this file forked with `--plain`.
@@ -11,15 +12,13 @@
  * The registry rows use the client the CLI uses (`LeanRegistryServiceClient` and `readUploadChunks` from
  * @quanta/contracts); the "generated client codec" rows the plain ts-proto client on the same reads.
  */
-import { fork, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -27,12 +26,12 @@ import { LeanRegistryServiceClient, readUploadChunks, registry as pb } from '@qu
 import { OnnxDataType, encodeModelChunks, floatTensor } from '@quanta/onnx';
 import type { ModelSpec } from '@quanta/onnx';
 import { cpuSeconds, markdownTable } from './measure.js';
+import { metadata, startService, type ServiceOptions, type ServiceProcess } from './services.js';
 
 const MiB = 1024 * 1024;
 // BENCH_REGISTRY_CHUNK_KIB: the chunk size of both clients' uploads and downloads (default 1024, the CLI's).
 const CHUNK = Number(process.env['BENCH_REGISTRY_CHUNK_KIB'] ?? '1024') * 1024;
 const SIZE_MIB = Number(process.env['BENCH_REGISTRY_MIB'] ?? '1024');
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLK_TCK = 100; // Linux USER_HZ: the unit of utime/stime in /proc/<pid>/stat
 const UPLOAD_PATH = '/bench.PlainBytes/Upload';
 const DOWNLOAD_PATH = '/bench.PlainBytes/Download';
@@ -40,7 +39,10 @@ const identity = (b: Buffer): Buffer => b;
 
 // ---- the plain server (child side) ----
 
-/** A grpc-js server with a client-streaming upload that writes the bytes to `file` and a server-streaming download that reads it back. */
+/**
+ * A grpc-js server with a client-streaming upload that writes the bytes to `file` and a
+ * server-streaming download that reads it back.
+ */
 async function servePlain(file: string): Promise<void> {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 8 * MiB });
   const method = (
@@ -89,66 +91,15 @@ async function servePlain(file: string): Promise<void> {
 
 // ---- processes, /proc sampling ----
 
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  readonly address: string;
-  stop(): Promise<void>;
-}
+type Proc = ServiceProcess;
 
-async function startService(name: string, env: NodeJS.ProcessEnv): Promise<Proc> {
-  const merged: NodeJS.ProcessEnv = { ...process.env, QUANTA_LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none', ...env };
-  delete merged['QUANTA_DATABASE_URL']; // embedded store, as `npm start`
-  // BENCH_REGISTRY_NODE_ARGS: extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (profiling).
-  const nodeArgs = (process.env['BENCH_REGISTRY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(
-    process.execPath,
-    [
-      ...nodeArgs,
-      '--conditions=@quanta/source',
-      '--import',
-      'tsx',
-      join(REPO_ROOT, 'services', name, 'src', 'main.ts'),
-    ],
-    {
-      cwd: REPO_ROOT,
-      env: merged,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const output: string[] = [];
-  // BENCH_REGISTRY_LOG_DIR=<dir>: keep each service's stdout (logs, --trace-gc lines) in <dir>/<name>.log.
-  const logDir = process.env['BENCH_REGISTRY_LOG_DIR'];
-  if (logDir !== undefined) child.stdout.pipe(createWriteStream(join(logDir, `${name}.log`)));
-  child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
-  const address = await new Promise<string>((resolveAddress, reject) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      output.push(line);
-      try {
-        const entry = JSON.parse(line) as { address?: unknown; msg?: unknown };
-        if (typeof entry.address === 'string' && typeof entry.msg === 'string' && entry.msg.includes('listening'))
-          resolveAddress(entry.address);
-      } catch {
-        // not a JSON log line
-      }
-    });
-    child.once('exit', (code, signal) =>
-      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${output.join('\n')}`)),
-    );
-  });
-  const exited = once(child, 'exit');
-  return {
-    name,
-    child,
-    address,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-    },
-  };
-}
+// BENCH_REGISTRY_NODE_ARGS: extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+// BENCH_REGISTRY_LOG_DIR=<dir>: keep each service's stdout (logs, --trace-gc lines) in <dir>/<name>.log.
+const LOG_DIR = process.env['BENCH_REGISTRY_LOG_DIR'];
+const SERVICE_OPTIONS: ServiceOptions = {
+  nodeArgs: (process.env['BENCH_REGISTRY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
+  ...(LOG_DIR === undefined ? {} : { logDir: LOG_DIR }),
+};
 
 async function startPlain(file: string): Promise<Proc> {
   const child = fork(fileURLToPath(import.meta.url), ['--plain', file], {
@@ -228,7 +179,10 @@ async function phase(label: string, server: Proc, fn: () => Promise<number>): Pr
 
 // ---- the model file ----
 
-/** Writes an ONNX model whose one big FLOAT initializer has `mib` MiB (a random 1 MiB block repeated); returns size and sha256. */
+/**
+ * Writes an ONNX model whose one big FLOAT initializer has `mib` MiB (a random 1 MiB block repeated);
+ * returns size and sha256.
+ */
 async function writeModel(path: string, mib: number): Promise<{ size: number; sha256: string }> {
   const block = randomBytes(MiB);
   const spec: ModelSpec = {
@@ -258,9 +212,9 @@ async function writeModel(path: string, mib: number): Promise<{ size: number; sh
 
 /**
  * Writes and deletes `mib` MiB, so that the measured phases' disk writes land in page-cache pages this
- * VM has just used. Writing into pages the guest has not touched lately costs 6-12x the kernel CPU
- * (0.19 CPU-s per GiB into just-freed pages, 1.2-2.4 further on, measured with a plain write loop), so
- * without this whichever phase wrote first (the plain stream) got the cheap pages.
+ * VM has just used: writing into pages the guest has not touched lately costs the kernel several times
+ * the CPU (figures in tools/bench/README.md), and without this whichever phase wrote first would get
+ * the cheap pages.
  */
 async function warmPageCache(path: string, mib: number): Promise<void> {
   const block = Buffer.alloc(MiB, 1);
@@ -313,12 +267,6 @@ async function plainDownload(client: grpc.Client): Promise<number> {
   return bytes;
 }
 
-function bearer(token: string): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${token}`);
-  return md;
-}
-
 function registryUpload(
   client: pb.RegistryServiceClient,
   token: string,
@@ -327,7 +275,7 @@ function registryUpload(
   size: number,
 ): Promise<pb.ModelVersion> {
   return new Promise((resolveVersion, reject) => {
-    const call = client.uploadVersion(bearer(token), (error, response) => {
+    const call = client.uploadVersion(metadata(token), (error, response) => {
       if (error) reject(error);
       else if (response?.version === undefined) reject(new Error('UploadVersion answered without a version'));
       else resolveVersion(response.version);
@@ -361,7 +309,7 @@ async function registryDownload(
   let version: pb.ModelVersion | undefined;
   for await (const message of client.downloadVersion(
     { ref, chunkSizeBytes: CHUNK, tenant: '' },
-    bearer(token),
+    metadata(token),
   ) as AsyncIterable<pb.DownloadVersionResponse>) {
     if (message.part?.$case === 'header') version = message.part.value.version;
     else if (message.part?.$case === 'chunk') bytes += message.part.value.length;
@@ -385,13 +333,17 @@ async function main(): Promise<void> {
     // The plain upload and the two registry uploads write three files of the model's size.
     await warmPageCache(join(home, 'warm-up.bin'), 3 * Math.ceil(model.size / MiB));
 
-    const crypto = await startService('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0' });
+    const crypto = await startService('crypto', { QUANTA_HOME: home, QUANTA_CRYPTO_PORT: '0' }, SERVICE_OPTIONS);
     procs.push(crypto);
-    const registry = await startService('model-registry', {
-      QUANTA_HOME: home,
-      QUANTA_REGISTRY_PORT: '0',
-      QUANTA_CRYPTO_ADDR: crypto.address,
-    });
+    const registry = await startService(
+      'model-registry',
+      {
+        QUANTA_HOME: home,
+        QUANTA_REGISTRY_PORT: '0',
+        QUANTA_CRYPTO_ADDR: crypto.address,
+      },
+      SERVICE_OPTIONS,
+    );
     procs.push(registry);
     const plain = await startPlain(join(home, 'plain.bin'));
     procs.push(plain);
@@ -418,7 +370,8 @@ async function main(): Promise<void> {
       if (version === undefined) throw new Error('no version uploaded');
       if (version.sha256 !== expected.sha256 || version.sizeBytes !== BigInt(expected.size)) {
         throw new Error(
-          `registry stored ${version.sha256} (${version.sizeBytes} bytes), expected ${expected.sha256} (${expected.size})`,
+          `registry stored ${version.sha256} (${version.sizeBytes} bytes), ` +
+            `expected ${expected.sha256} (${expected.size})`,
         );
       }
       return [p, version];
@@ -470,8 +423,10 @@ async function main(): Promise<void> {
       `${((100 * perCpu(p)) / perCpu(base)).toFixed(0)}%`,
       (p.rssGrowth / MiB).toFixed(1),
     ];
+    const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
     console.log(
-      `\n${(model.size / MiB).toFixed(0)} MiB model, ${CHUNK / 1024} KiB chunks, node ${process.version}, load average ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}\n`,
+      `\n${(model.size / MiB).toFixed(0)} MiB model, ${CHUNK / 1024} KiB chunks, node ${process.version}, ` +
+        `load average ${load}\n`,
     );
     console.log(
       markdownTable(

@@ -33,7 +33,11 @@ def main():
     for size in sizes:
         msg = os.urandom(size)
         token = f.encrypt(msg)
-        out.append({"size": size, "encrypt": rate(lambda: f.encrypt(msg), seconds), "decrypt": rate(lambda: f.decrypt(token), seconds)})
+        out.append({
+            "size": size,
+            "encrypt": rate(lambda: f.encrypt(msg), seconds),
+            "decrypt": rate(lambda: f.decrypt(token), seconds),
+        })
     print(json.dumps({"results": out}))
 
 

@@ -44,7 +44,8 @@ export function parseDeployment(spec: string): QuantaDeployment {
     rest.length > 0
   ) {
     throw new Error(
-      `BENCH_QUANTA: "${spec}" is not execution:instances:delayUs[:auto|N+N] (e.g. worker:1:1000:auto; execution worker, inline or auto)`,
+      `BENCH_QUANTA: "${spec}" is not execution:instances:delayUs[:auto|N+N] ` +
+        '(e.g. worker:1:1000:auto; execution worker, inline or auto)',
     );
   }
   return {
@@ -55,8 +56,10 @@ export function parseDeployment(spec: string): QuantaDeployment {
   };
 }
 
-export const formatDeployment = (d: QuantaDeployment): string =>
-  `${d.execution}:${d.instances}:${d.delayUs}${d.preferred === 'auto' ? ':auto' : d.preferred.length > 0 ? `:${d.preferred.join('+')}` : ''}`;
+export const formatDeployment = (d: QuantaDeployment): string => {
+  const preferred = d.preferred === 'auto' ? ':auto' : d.preferred.length > 0 ? `:${d.preferred.join('+')}` : '';
+  return `${d.execution}:${d.instances}:${d.delayUs}${preferred}`;
+};
 
 /** The server processes bench-inference-servers.ts runs. */
 export type ServerKind = 'seed' | 'empty' | 'bare' | 'quanta';

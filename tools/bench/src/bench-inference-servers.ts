@@ -12,7 +12,8 @@
  *          floor for Quanta's latency
  *   quanta Quanta's inference service (startInferenceServer: gRPC and REST, real EdDSA tokens from an
  *          in-memory issuer) with MODEL loaded straight into its core, dynamically batched
- *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs[:auto|N+N] as its third argument; BENCH_THREADS as every session)
+ *          (BENCH_MAX_BATCH; the deployment execution:instances:delayUs[:auto|N+N] as its third argument;
+ *          BENCH_THREADS as every session)
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -248,7 +249,8 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
     close: async () => {
       if (deployment.preferred === 'auto')
         console.error(
-          `quanta ${model.name} ${deploymentSpec}: measured preferred batch size ${loaded.preferredBatchSizes.join(', ') || 'none yet'}`,
+          `quanta ${model.name} ${deploymentSpec}: ` +
+            `measured preferred batch size ${loaded.preferredBatchSizes.join(', ') || 'none yet'}`,
         );
       await server.stop({ graceMs: 1000 });
     },

@@ -10,9 +10,10 @@
  *   npm run bench:inference -w @quanta/bench      (BENCH_QUICK=1 for a short smoke run)
  * BENCH_SECONDS (per cell, default 4; quick 0.4), BENCH_MODELS=cnn,ocr-cls, BENCH_MAX_BATCH (64),
  * BENCH_QUANTA (Quanta deployments, each execution:instances:delayUs[:auto|N+N], default
- * auto:1:1000:auto,worker:1:1000,inline:1:1000; execution worker, inline or auto (decided per model at load); :auto: the preferred
- * batch size measured on live traffic (worker sessions), N+N: preferred sizes), BENCH_CLIENT_BATCH (items per
- * request of one extra cell of the first deployment, default 64; 0: none) at BENCH_BATCHED_CONCURRENCY (8),
+ * auto:1:1000:auto,worker:1:1000,inline:1:1000; execution worker, inline or auto (decided per model at
+ * load); :auto: the preferred batch size measured on live traffic (worker sessions), N+N: preferred
+ * sizes), BENCH_CLIENT_BATCH (items per request of one extra cell of the first deployment, default 64;
+ * 0: none) at BENCH_BATCHED_CONCURRENCY (8),
  * BENCH_THREADS (intra-op threads of every onnxruntime session in (a), (b) and (c);
  * default 1; 0: onnxruntime's default),
  * BENCH_PROFILE=DIR (a V8 CPU profile of every server process, written there), BENCH_CONCURRENCY (1,8,64),
@@ -75,7 +76,10 @@ const WAYS = new Set((process.env['BENCH_WAYS'] ?? 'unary,streaming').split(',')
 const BARE = process.env['BENCH_BARE'] !== '0';
 const CONCURRENCIES = (process.env['BENCH_CONCURRENCY'] ?? '1,8,64').split(',').map(Number);
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= MAX_BATCH);
-/** Outputs of (b) and (c) must equal in-process onnxruntime's within this (batched kernels may sum in another order). */
+/**
+ * Outputs of (b) and (c) must equal in-process onnxruntime's within this (batched kernels may sum in
+ * another order).
+ */
 const TOLERANCE = 1e-4;
 
 interface Cell {
@@ -96,7 +100,10 @@ interface Cell {
   meanBatch?: number;
   /** Quanta: mean time a request waited in the batcher's queue, µs (ModelStatistics queue ns / count). */
   meanQueueUs?: number;
-  /** Quanta: mean onnxruntime time per execution, µs (ModelStatistics compute_infer ns / count: Triton counts it per request, each with its batch's time). */
+  /**
+   * Quanta: mean onnxruntime time per execution, µs (ModelStatistics compute_infer ns / count:
+   * Triton counts it per request, each with its batch's time).
+   */
   meanInferUs?: number;
 }
 
@@ -303,8 +310,13 @@ function startServer(kind: ServerKind, model = '', deployment = ''): Promise<Ser
   return startProcess(serversFile, [kind, model, deployment]);
 }
 
-const describeDeployment = (d: QuantaDeployment, streaming = false): string =>
-  `(c) Quanta gRPC ${streaming ? `streaming (ModelStreamInfer, ${STREAMS === 'worker' ? 'a stream per worker' : `≤ ${STREAMS} shared streams`})` : 'unary (ModelInfer)'}, ${d.execution === 'worker' ? 'worker-thread' : d.execution === 'auto' ? 'auto-placed' : 'inline'} sessions ×${d.instances}, batching max ${MAX_BATCH}, delay ${d.delayUs} µs`;
+const describeDeployment = (d: QuantaDeployment, streaming = false): string => {
+  const streams = STREAMS === 'worker' ? 'a stream per worker' : `≤ ${STREAMS} shared streams`;
+  const way = streaming ? `streaming (ModelStreamInfer, ${streams})` : 'unary (ModelInfer)';
+  const sessions = d.execution === 'worker' ? 'worker-thread' : d.execution === 'auto' ? 'auto-placed' : 'inline';
+  const batching = `batching max ${MAX_BATCH}, delay ${d.delayUs} µs`;
+  return `(c) Quanta gRPC ${way}, ${sessions} sessions ×${d.instances}, ${batching}`;
+};
 
 /** One cell per concurrency against a server process, with its CPU per item. */
 async function measureServer(
@@ -348,7 +360,8 @@ async function measureServer(
         : {
             meanBatch: (after.items - before.items) / Math.max(1, after.executions - before.executions),
             meanQueueUs: (after.queueNs - before.queueNs) / Math.max(1, after.queued - before.queued) / 1000,
-            // Triton counts compute_infer per request (each request gets its batch's time), so this is the mean per execution.
+            // Triton counts compute_infer per request (each request gets its batch's time), so this is
+            // the mean per execution.
             meanInferUs: (after.inferNs - before.inferNs) / Math.max(1, after.inferred - before.inferred) / 1000,
           }),
     };
@@ -473,7 +486,10 @@ async function seedStyle(model: BenchModel, item: Float32Array, expected: Float3
 
 // ---- (c) Quanta over gRPC, dynamic batching ------------------------------------------------------
 
-/** A request's protobuf bytes with its `id` (field 3) appended: a later field of a message wins, so the item's encoded bytes are reused. */
+/**
+ * A request's protobuf bytes with its `id` (field 3) appended: a later field of a message wins, so
+ * the item's encoded bytes are reused.
+ */
 function withId(request: Buffer, id: string): Buffer {
   const idBytes = Buffer.from(id, 'utf8');
   const out = Buffer.allocUnsafe(request.length + 2 + idBytes.length);
@@ -724,7 +740,10 @@ async function emptyGrpcFloors(): Promise<Floors> {
 
 // ---- the run -------------------------------------------------------------------------------------
 
-/** Items per CPU-second of the model's process and the client together: throughput that other load on the machine does not decide. */
+/**
+ * Items per CPU-second of the model's process and the client together: throughput that other load
+ * on the machine does not decide.
+ */
 const perCpuSecond = (c: Cell): number =>
   1e6 / ((c.serverCpuUs ?? 0) + (c.clientCpuUs ?? 0) / (c.itemsPerRequest ?? 1));
 
@@ -734,7 +753,16 @@ async function main(): Promise<void> {
   const load0 = loadavg();
   const cpu0 = cpuSeconds();
   console.log(
-    `inference benchmark: ${SECONDS} s per cell, models ${MODELS.map((m) => m.name).join(', ')}, concurrency ${CONCURRENCIES.join('/')}, onnxruntime threads ${BENCH_THREADS === 0 ? 'default' : BENCH_THREADS}, Quanta max batch ${MAX_BATCH}, deployments ${DEPLOYMENTS.map(formatDeployment).join(' ')} (execution:instances:delay µs), onnxruntime-node ${ort.env.versions.common}, node ${process.version}`,
+    [
+      `inference benchmark: ${SECONDS} s per cell`,
+      `models ${MODELS.map((m) => m.name).join(', ')}`,
+      `concurrency ${CONCURRENCIES.join('/')}`,
+      `onnxruntime threads ${BENCH_THREADS === 0 ? 'default' : BENCH_THREADS}`,
+      `Quanta max batch ${MAX_BATCH}`,
+      `deployments ${DEPLOYMENTS.map(formatDeployment).join(' ')} (execution:instances:delay µs)`,
+      `onnxruntime-node ${ort.env.versions.common}`,
+      `node ${process.version}`,
+    ].join(', '),
   );
   console.log(`load average at start: ${load0.map((l) => l.toFixed(2)).join(' ')}`);
   const floors = await emptyGrpcFloors();
@@ -756,18 +784,28 @@ async function main(): Promise<void> {
         const q1 = byConcurrency?.get(1);
         const who = `${model.name}, Quanta ${formatDeployment(deployment)} ${way}`;
         if (s64 !== undefined && q64 !== undefined) {
+          const rate = q64.itemsPerSecond;
+          const perCpu = perCpuSecond(q64);
+          const seedRatio = (rate / s64.itemsPerSecond).toFixed(2);
+          const ortShare = ((100 * rate) / ort0.bestItemsPerSecond).toFixed(0);
           verdicts.push(
-            `${who}: concurrency 64: ${formatRate(q64.itemsPerSecond)} items/s = ${(q64.itemsPerSecond / s64.itemsPerSecond).toFixed(2)}× the seed-style server (${formatRate(s64.itemsPerSecond)}; target ≥ 3×: ${mark(q64.itemsPerSecond >= 3 * s64.itemsPerSecond)}) ` +
-              `and ${((100 * q64.itemsPerSecond) / ort0.bestItemsPerSecond).toFixed(0)}% of in-process onnxruntime at batch ${ort0.bestBatch} (${formatRate(ort0.bestItemsPerSecond)}; target ≥ 70%: ${mark(q64.itemsPerSecond >= 0.7 * ort0.bestItemsPerSecond)})`,
-            `${who}: the same in items per CPU-second (model process + client): ${formatRate(perCpuSecond(q64))} = ${(perCpuSecond(q64) / perCpuSecond(s64)).toFixed(2)}× the seed-style server (${formatRate(perCpuSecond(s64))}) ` +
-              `and ${((100 * perCpuSecond(q64)) / ort0.bestPerCpuSecond).toFixed(0)}% of in-process onnxruntime at batch ${ort0.bestBatch} (${formatRate(ort0.bestPerCpuSecond)})`,
+            `${who}: concurrency 64: ${formatRate(rate)} items/s = ${seedRatio}× the seed-style server ` +
+              `(${formatRate(s64.itemsPerSecond)}; target ≥ 3×: ${mark(rate >= 3 * s64.itemsPerSecond)}) ` +
+              `and ${ortShare}% of in-process onnxruntime at batch ${ort0.bestBatch} ` +
+              `(${formatRate(ort0.bestItemsPerSecond)}; target ≥ 70%: ${mark(rate >= 0.7 * ort0.bestItemsPerSecond)})`,
+            `${who}: the same in items per CPU-second (model process + client): ${formatRate(perCpu)} = ` +
+              `${(perCpu / perCpuSecond(s64)).toFixed(2)}× the seed-style server (${formatRate(perCpuSecond(s64))}) ` +
+              `and ${((100 * perCpu) / ort0.bestPerCpuSecond).toFixed(0)}% of in-process onnxruntime ` +
+              `at batch ${ort0.bestBatch} (${formatRate(ort0.bestPerCpuSecond)})`,
           );
         }
         if (q1 !== undefined) {
-          // The issue's floor is an empty grpc-js call (unary); a stream's requests are also judged against a round trip on an open stream.
+          // The latency floor is an empty grpc-js call (unary); a stream's requests are also judged
+          // against a round trip on an open stream.
           const against = (name: string, floor: number): string => {
             const budget = 1.2 * (floor + ort0.p50);
-            return `1.2 × (${name} ${ms(floor)} + onnxruntime ${ms(ort0.p50)}) = ${ms(budget)} ms (${mark(q1.p50 <= budget)})`;
+            const sum = `${name} ${ms(floor)} + onnxruntime ${ms(ort0.p50)}`;
+            return `1.2 × (${sum}) = ${ms(budget)} ms (${mark(q1.p50 <= budget)})`;
           };
           verdicts.push(
             `${who}: concurrency 1: p50 ${ms(q1.p50)} ms against ${against('empty unary call', floors.unary)}` +
@@ -778,7 +816,8 @@ async function main(): Promise<void> {
           const b1 = bare?.get(1);
           if (b1 !== undefined)
             verdicts.push(
-              `${who}: concurrency 1: p50 ${ms(q1.p50)} ms = ${(q1.p50 / b1.p50).toFixed(2)}× the bare grpc-js + onnxruntime server's ${ms(b1.p50)} ms`,
+              `${who}: concurrency 1: p50 ${ms(q1.p50)} ms = ${(q1.p50 / b1.p50).toFixed(2)}× ` +
+                `the bare grpc-js + onnxruntime server's ${ms(b1.p50)} ms`,
             );
         }
       }
@@ -823,7 +862,8 @@ async function main(): Promise<void> {
   console.log('');
   for (const v of verdicts) console.log(v);
   console.log(
-    `load average at end: ${load1.map((l) => l.toFixed(2)).join(' ')}; this process used ${(cpuSeconds() - cpu0).toFixed(1)} CPU-s`,
+    `load average at end: ${load1.map((l) => l.toFixed(2)).join(' ')}; ` +
+      `this process used ${(cpuSeconds() - cpu0).toFixed(1)} CPU-s`,
   );
 }
 

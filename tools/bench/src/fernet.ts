@@ -96,9 +96,11 @@ function fernetTable(): string {
   );
 }
 
-/** CPU seconds `fn` takes. (Forcing a GC around each run was tried: freeing hundreds of MiB of
- * buffers made the figures swing by 5× between runs on a shared machine, so the best of several
- * interleaved rounds is kept instead, each paying whatever collection falls into it.) */
+/**
+ * CPU seconds `fn` takes, with no GC forced around it: each run pays whatever collection falls into
+ * it, and the best of several interleaved rounds is kept. A forced GC frees hundreds of MiB of buffers
+ * and makes the figures swing between runs on a shared machine (see tools/bench/README.md).
+ */
 async function timed(fn: () => Promise<void> | void): Promise<number> {
   const start = cpuSeconds();
   await fn();
@@ -188,7 +190,8 @@ async function streamingTable(): Promise<string> {
 const only = process.env.BENCH_ONLY; // 'fernet' or 'streaming' to run one part
 if (only !== 'streaming') {
   console.log(
-    `## Fernet (best of ${ROUNDS} alternating rounds of ${SECONDS} s, node ${process.version}, python cryptography in the same run)\n`,
+    `## Fernet (best of ${ROUNDS} alternating rounds of ${SECONDS} s, node ${process.version}, ` +
+      'python cryptography in the same run)\n',
   );
   console.log(fernetTable());
 }

@@ -6,7 +6,8 @@
  * Reports, per request: process CPU, the main isolate's GCs (mark-compact and scavenge, counted by a
  * PerformanceObserver), and the ArrayBuffer memory it allocated (the sum of the rises of
  * process.memoryUsage().arrayBuffers sampled after each request is answered; the falls are frees).
- *   tsx --conditions=@quanta/source src/infer-allocations.ts --model ocr-cls --execution worker --concurrency 1 --requests 3000
+ *   tsx --conditions=@quanta/source src/infer-allocations.ts \
+ *     --model ocr-cls --execution worker --concurrency 1 --requests 3000
  */
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';

@@ -162,7 +162,8 @@ function gcWatch(): { reset(): void; stats(): number[] } {
 }
 
 const formatGc = ([n = 0, total = 0, max = 0, majors = 0, mtotal = 0, mmax = 0]: readonly number[]): string =>
-  `${n} scavenges (${total.toFixed(1)} ms, longest ${max.toFixed(1)}), ${majors} major (${mtotal.toFixed(1)} ms, longest ${mmax.toFixed(1)})`;
+  `${n} scavenges (${total.toFixed(1)} ms, longest ${max.toFixed(1)}), ` +
+  `${majors} major (${mtotal.toFixed(1)} ms, longest ${mmax.toFixed(1)})`;
 
 /** What the server process answers: one reply per request, matched by id. */
 type Request = { id: number; op: 'cpu' | 'count' | 'memory' | 'direct' | 'gc-reset' | 'gc' | 'stop' };
@@ -409,8 +410,10 @@ async function main(): Promise<void> {
     const sorted = [...q.times].sort((x, y) => x - y);
     rows.push([
       `GetModelStats, 1 h window, ${MODELS} models × ${HOUR_S} s filled, ${QUERIES} calls`,
-      `p50 ${percentile(sorted, 0.5).toFixed(2)} ms, p99 ${percentile(sorted, 0.99).toFixed(2)} ms, max ${(sorted.at(-1) ?? 0).toFixed(2)} ms`,
-      `CPU/call: server ${((q.serverCpu / QUERIES) * 1000).toFixed(2)} ms, client ${((q.clientCpu / QUERIES) * 1000).toFixed(2)} ms`,
+      `p50 ${percentile(sorted, 0.5).toFixed(2)} ms, p99 ${percentile(sorted, 0.99).toFixed(2)} ms, ` +
+        `max ${(sorted.at(-1) ?? 0).toFixed(2)} ms`,
+      `CPU/call: server ${((q.serverCpu / QUERIES) * 1000).toFixed(2)} ms, ` +
+        `client ${((q.clientCpu / QUERIES) * 1000).toFixed(2)} ms`,
       'p99 < 5 ms',
     ]);
     rows.push([

@@ -4,7 +4,8 @@
  * server's CPU per request split into user and system time and by thread (Linux /proc), the client's,
  * and the latency percentiles. `--cpu-prof DIR` makes the server write a V8 CPU profile there;
  * `--node-flags "--trace-gc"` passes further node flags to the server.
- *   tsx --conditions=@quanta/source src/profile-infer-path.ts --server quanta --model cnn --deployment worker:1:1000 --concurrency 1 --seconds 3
+ *   tsx --conditions=@quanta/source src/profile-infer-path.ts \
+ *     --server quanta --model cnn --deployment worker:1:1000 --concurrency 1 --seconds 3
  */
 import { fork } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -149,7 +150,9 @@ for (const [thread, t] of after) {
     rows.push(`  ${thread.padEnd(24)} user ${us(du).padStart(7)}  system ${us(ds).padStart(7)} µs/request`);
 }
 console.log(
-  `${kind} ${kind === 'empty' ? `${body.length} B` : `${model.name} ${values.deployment}`} concurrency ${concurrency}: ${n} requests in ${wall.toFixed(2)} s (${(n / wall).toFixed(0)}/s), ` +
+  `${kind} ${kind === 'empty' ? `${body.length} B` : `${model.name} ${values.deployment}`} ` +
+    `concurrency ${concurrency}: ` +
+    `${n} requests in ${wall.toFixed(2)} s (${(n / wall).toFixed(0)}/s), ` +
     `p50 ${latencies[Math.floor(n * 0.5)]!.toFixed(3)} ms, p99 ${latencies[Math.floor(n * 0.99)]!.toFixed(3)} ms`,
 );
 console.log(

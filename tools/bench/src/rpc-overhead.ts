@@ -8,7 +8,8 @@
  * one at a time; latency is timed at the client. The machine is shared: CPU time is the figure
  * that other processes' load does not decide.
  *
- *   npm run bench:rpc-overhead -w @quanta/bench   [-- --calls 5000 --rounds 3 --mode 'service-kit + auth' --cpu-prof /tmp/prof]
+ *   npm run bench:rpc-overhead -w @quanta/bench \
+ *     [-- --calls 5000 --rounds 3 --mode 'service-kit + auth' --cpu-prof /tmp/prof]
  */
 import { fork } from 'node:child_process';
 import { once } from 'node:events';

@@ -1,158 +1,31 @@
+import { readFile } from 'node:fs/promises';
+
+/** The page's files, beside this module in src/ and copied beside it into dist/ by the build. */
+const DIR = new URL('./dashboard/', import.meta.url);
+const STYLESHEET = '<link rel="stylesheet" href="dashboard.css">';
+const SCRIPT = '<script src="dashboard.js"></script>';
+
+async function read(name: string): Promise<string> {
+  const url = new URL(name, DIR);
+  try {
+    return await readFile(url, 'utf8');
+  } catch (error: unknown) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`dashboard: cannot read ${url.pathname}: ${reason}`, { cause: error });
+  }
+}
+
 /**
  * The dashboard: one self-contained page (no CDN, no build step: machines running Quanta may
- * have no internet). Plain JS fetches /api/overview every 2 s and draws inline SVG line charts.
- * Each chart and line carries data attributes (model, points, request count) so that a
- * browser test can check what was drawn.
+ * have no internet). Its markup, stylesheet and script are real files under `dashboard/` (open
+ * `index.html` from disk to work on them); the server reads them once at start and serves one
+ * document with the stylesheet and the script inlined, so the page needs no other request. Plain
+ * JS fetches /api/overview every 2 s and draws inline SVG line charts. Each chart and line carries
+ * data attributes (model, points, request count) so that a browser test can check what was drawn.
  */
-export const DASHBOARD_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Quanta monitoring</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-  body { font: 14px system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
-  header { background: #1d2330; color: #fff; padding: 10px 20px; display: flex; gap: 20px; align-items: baseline; }
-  header h1 { font-size: 18px; margin: 0; }
-  header .meta { opacity: .75; font-size: 12px; }
-  main { padding: 16px 20px; display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 16px; }
-  section { background: #fff; border: 1px solid #dde1e7; border-radius: 6px; padding: 12px; }
-  section h2 { font-size: 14px; margin: 0 0 8px; }
-  svg { width: 100%; height: 180px; display: block; }
-  table { border-collapse: collapse; width: 100%; font-size: 13px; }
-  td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid #eef0f3; }
-  .SERVING { color: #12813d; } .NOT_SERVING, .UNREACHABLE, .FIRING { color: #c0261b; font-weight: 600; } .PENDING, .UNKNOWN { color: #a56a00; }
-  .legend span { display: inline-block; margin-right: 10px; font-size: 12px; }
-  .legend i { display: inline-block; width: 10px; height: 3px; margin-right: 4px; vertical-align: middle; }
-  #error { color: #c0261b; padding: 0 20px; }
-  .empty { color: #7a8291; font-style: italic; }
-</style>
-</head>
-<body>
-<header><h1>Quanta monitoring</h1><span class="meta" id="meta">loading…</span></header>
-<div id="error"></div>
-<main>
-  <section><h2>Throughput (requests/s)</h2><svg id="chart-throughput" data-chart="throughput"></svg><div class="legend" id="legend-throughput"></div></section>
-  <section><h2>Latency p50 / p95 / p99 (ms, total time)</h2><svg id="chart-latency" data-chart="latency"></svg><div class="legend" id="legend-latency"></div></section>
-  <section><h2>Error rate (%)</h2><svg id="chart-errors" data-chart="errors"></svg><div class="legend" id="legend-errors"></div></section>
-  <section><h2>Mean batch size</h2><svg id="chart-batch" data-chart="batch"></svg><div class="legend" id="legend-batch"></div></section>
-  <section><h2>Models</h2><table id="models"></table></section>
-  <section><h2>Health board</h2><table id="health"></table></section>
-  <section><h2>Alerts (pending and firing)</h2><table id="alerts"></table></section>
-</main>
-<script>
-(function () {
-  'use strict';
-  var params = new URLSearchParams(location.search);
-  // A token given as ?token= is kept for this tab and dropped from the address bar.
-  if (params.get('token')) {
-    sessionStorage.setItem('quanta-token', params.get('token'));
-    params.delete('token');
-    history.replaceState(null, '', location.pathname + (params.toString() ? '?' + params : ''));
-  }
-  var token = sessionStorage.getItem('quanta-token');
-  var windowSeconds = Number(params.get('window') || 300);
-  var stepSeconds = Number(params.get('step') || 5);
-  var COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#be185d', '#4d7c0f'];
-  var SVG = 'http://www.w3.org/2000/svg';
-
-  function el(tag, attrs, text) {
-    var e = document.createElementNS(SVG, tag);
-    for (var k in attrs) e.setAttribute(k, attrs[k]);
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
-  function esc(s) { return String(s).replace(/[&<>"]/g, function (c) { return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]; }); }
-  function fmt(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2); }
-
-  // lines: [{ key, label, color, dash, values: [number], total }]
-  function drawChart(id, times, lines) {
-    var svg = document.getElementById(id);
-    while (svg.firstChild) svg.removeChild(svg.firstChild);
-    var W = 600, H = 180, L = 48, R = 8, T = 8, B = 22;
-    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
-    var max = 0;
-    lines.forEach(function (l) { l.values.forEach(function (v) { if (v > max) max = v; }); });
-    if (max === 0) max = 1;
-    var n = Math.max(times.length, 2);
-    var x = function (i) { return L + (i * (W - L - R)) / (n - 1); };
-    var y = function (v) { return T + (H - T - B) * (1 - v / max); };
-    for (var g = 0; g <= 4; g++) {
-      var gv = (max * g) / 4;
-      svg.appendChild(el('line', { x1: L, x2: W - R, y1: y(gv), y2: y(gv), stroke: '#eef0f3' }));
-      svg.appendChild(el('text', { x: L - 4, y: y(gv) + 4, 'text-anchor': 'end', 'font-size': 10, fill: '#7a8291' }, fmt(gv)));
-    }
-    if (times.length > 0) {
-      [0, times.length - 1].forEach(function (i) {
-        svg.appendChild(el('text', { x: x(i), y: H - 6, 'text-anchor': i === 0 ? 'start' : 'end', 'font-size': 10, fill: '#7a8291' }, new Date(times[i]).toLocaleTimeString()));
-      });
-    }
-    svg.setAttribute('data-lines', String(lines.length));
-    lines.forEach(function (l) {
-      var pts = l.values.map(function (v, i) { return x(i).toFixed(1) + ',' + y(v).toFixed(1); }).join(' ');
-      svg.appendChild(el('polyline', {
-        points: pts, fill: 'none', stroke: l.color, 'stroke-width': 2, 'stroke-dasharray': l.dash || '',
-        'data-key': l.key, 'data-model': l.model, 'data-points': String(l.values.length), 'data-total': String(l.total)
-      }));
-    });
-    var legend = document.getElementById(id.replace('chart', 'legend'));
-    legend.innerHTML = lines.length === 0 ? '<span class="empty">no requests in the window</span>' :
-      lines.map(function (l) { return '<span><i style="background:' + l.color + '"></i>' + esc(l.label) + '</span>'; }).join('');
-  }
-
-  function render(data) {
-    var multi = data.tenant === null;
-    var name = function (m) { return multi ? m.tenant + '/' + m.model : m.model; };
-    document.getElementById('meta').textContent = (data.tenant === null ? 'all tenants' : 'tenant ' + data.tenant) +
-      ' · last ' + data.windowSeconds + ' s, step ' + data.stepSeconds + ' s · updated ' + new Date(data.now).toLocaleTimeString();
-    var times = data.models.length > 0 ? data.models[0].points.map(function (p) { return p.t; }) : [];
-    var sum = function (m, f) { return m.points.reduce(function (a, p) { return a + f(p); }, 0); };
-    drawChart('chart-throughput', times, data.models.map(function (m, i) {
-      return { key: m.tenant + '/' + m.model, model: m.model, label: name(m), color: COLORS[i % COLORS.length], values: m.points.map(function (p) { return p.rps; }), total: sum(m, function (p) { return p.count; }) };
-    }));
-    var lat = [];
-    data.models.forEach(function (m, i) {
-      [['p50', '2,3'], ['p95', '6,3'], ['p99', '']].forEach(function (q) {
-        lat.push({ key: m.tenant + '/' + m.model + ':' + q[0], model: m.model, label: name(m) + ' ' + q[0], color: COLORS[i % COLORS.length], dash: q[1],
-          values: m.points.map(function (p) { return p[q[0]] / 1000; }), total: sum(m, function (p) { return p.count; }) });
-      });
-    });
-    drawChart('chart-latency', times, lat);
-    drawChart('chart-errors', times, data.models.map(function (m, i) {
-      return { key: m.tenant + '/' + m.model, model: m.model, label: name(m), color: COLORS[i % COLORS.length], values: m.points.map(function (p) { return p.count ? (100 * p.errors) / p.count : 0; }), total: sum(m, function (p) { return p.errors; }) };
-    }));
-    drawChart('chart-batch', times, data.models.map(function (m, i) {
-      return { key: m.tenant + '/' + m.model, model: m.model, label: name(m), color: COLORS[i % COLORS.length], values: m.points.map(function (p) { return p.batch; }), total: sum(m, function (p) { return p.count; }) };
-    }));
-    document.getElementById('models').innerHTML = '<tr><th>model</th><th>requests</th><th>req/s</th><th>errors</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>batch</th></tr>' +
-      (data.models.length === 0 ? '<tr><td colspan="8" class="empty">no requests in the window</td></tr>' : data.models.map(function (m) {
-        return '<tr data-model="' + esc(m.model) + '" data-count="' + m.count + '"><td>' + esc(name(m)) + '</td><td>' + m.count + '</td><td>' + fmt(m.throughputRps) + '</td><td>' + (100 * m.errorRate).toFixed(1) +
-          '%</td><td>' + fmt(m.p50Us / 1000) + '</td><td>' + fmt(m.p95Us / 1000) + '</td><td>' + fmt(m.p99Us / 1000) + '</td><td>' + fmt(m.meanBatchSize) + '</td></tr>';
-      }).join(''));
-    document.getElementById('health').innerHTML = '<tr><th>service</th><th>address</th><th>status</th><th>latency</th><th>since</th></tr>' +
-      (data.health.length === 0 ? '<tr><td colspan="5" class="empty">no targets configured</td></tr>' : data.health.map(function (h) {
-        return '<tr data-service="' + esc(h.name) + '" data-status="' + h.status + '"><td>' + esc(h.name) + '</td><td>' + esc(h.address) + '</td><td class="' + h.status + '" title="' + esc(h.error) + '">' + h.status +
-          '</td><td>' + h.latencyMs.toFixed(1) + ' ms</td><td>' + (h.lastChange ? new Date(h.lastChange).toLocaleTimeString() : '') + '</td></tr>';
-      }).join(''));
-    document.getElementById('alerts').innerHTML = '<tr><th>rule</th><th>model</th><th>state</th><th>message</th><th>since</th></tr>' +
-      (data.alerts.length === 0 ? '<tr><td colspan="5" class="empty">none</td></tr>' : data.alerts.map(function (a) {
-        return '<tr data-rule="' + esc(a.rule) + '" data-state="' + a.state + '"><td>' + esc(a.rule) + '</td><td>' + esc(a.model + (a.version ? ':' + a.version : '')) + '</td><td class="' + a.state + '">' + a.state +
-          '</td><td>' + esc(a.message) + '</td><td>' + (a.since ? new Date(a.since).toLocaleTimeString() : '') + '</td></tr>';
-      }).join(''));
-    document.body.setAttribute('data-updated', String(data.now));
-  }
-
-  function refresh() {
-    var headers = token ? { authorization: 'Bearer ' + token } : {};
-    fetch('api/overview?window=' + windowSeconds + '&step=' + stepSeconds, { headers: headers })
-      .then(function (r) { return r.json().then(function (body) { if (!r.ok) throw new Error(body.error || r.statusText); return body; }); })
-      .then(function (data) { document.getElementById('error').textContent = ''; render(data); })
-      .catch(function (e) { document.getElementById('error').textContent = 'cannot load data: ' + e.message + (token ? '' : ' (open this page with ?token=<a monitoring:read token>)'); })
-      .then(function () { setTimeout(refresh, 2000); });
-  }
-  refresh();
-})();
-</script>
-</body>
-</html>
-`;
+export async function loadDashboardPage(): Promise<string> {
+  const [html, css, js] = await Promise.all([read('index.html'), read('dashboard.css'), read('dashboard.js')]);
+  if (!html.includes(STYLESHEET) || !html.includes(SCRIPT))
+    throw new Error(`dashboard: index.html must link ${STYLESHEET} and ${SCRIPT}, which the server inlines`);
+  return html.replace(STYLESHEET, () => `<style>\n${css}</style>`).replace(SCRIPT, () => `<script>\n${js}</script>`);
+}

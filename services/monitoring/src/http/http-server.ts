@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { AlertEngine } from '../core/alerts.js';
 import type { HealthBoard } from '../core/health-board.js';
 import type { WindowStore } from '../core/window-store.js';
-import { DASHBOARD_HTML } from './dashboard-page.js';
+import { loadDashboardPage } from './dashboard-page.js';
 import type { PromMetrics } from './prometheus.js';
 import { createRoutes } from './routes.js';
 
@@ -65,7 +65,7 @@ const noStore = (error: HttpError): HttpError =>
  * and what node refuses before a handler runs answered the same way.
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
-  const handle = createRoutes({ ...options, page: DASHBOARD_HTML });
+  const handle = createRoutes({ ...options, page: await loadDashboardPage() });
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((error: unknown) => {
       const known = httpErrorOf(error);

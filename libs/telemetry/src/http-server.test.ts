@@ -3,16 +3,17 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { setHttpRoute, traceHttpRequests } from './http-server.js';
 import { createLogger } from './logger.js';
-import { initTelemetry, type Telemetry } from './telemetry.js';
-import { connectB, startB, type Started, type TestClient } from './test-services.js';
+import type { Telemetry } from './telemetry.js';
+import { connectB, startB, type Started, type TestClient } from './testing/services.js';
+import { recordSpans, type RecordedTelemetry } from './testing/spans.js';
 
-const exporter = new InMemorySpanExporter();
 const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
 
+let recorded: RecordedTelemetry;
 let telemetry: Telemetry;
 let b: Started;
 let clientB: TestClient;
@@ -20,7 +21,8 @@ let server: Server;
 let port = 0;
 
 beforeAll(async () => {
-  telemetry = initTelemetry({ serviceName: 'http-trace-test', spanExporter: exporter });
+  recorded = recordSpans({ serviceName: 'http-trace-test' });
+  telemetry = recorded.telemetry;
   b = await startB(createLogger('service-b', { destination: quiet }));
   clientB = connectB(b.port);
   // GET /lookup/{key}: calls B.Lookup after an await (the context must survive it); /fail is a 500.
@@ -51,7 +53,7 @@ afterAll(async () => {
   await telemetry.shutdown();
 });
 
-beforeEach(() => exporter.reset());
+beforeEach(() => recorded.exporter.reset());
 
 function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -65,9 +67,8 @@ function get(path: string, headers: Record<string, string> = {}): Promise<{ stat
   });
 }
 
-async function finishedSpans(): Promise<ReadableSpan[]> {
-  await telemetry.forceFlush();
-  return exporter.getFinishedSpans();
+function finishedSpans(): Promise<ReadableSpan[]> {
+  return recorded.finishedSpans();
 }
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';

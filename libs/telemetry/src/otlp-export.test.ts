@@ -1,109 +1,11 @@
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from './logger.js';
 import { initTelemetry, type Telemetry } from './telemetry.js';
-import { connectA, startA, startB, type Started, type TestClient } from './test-services.js';
-
-// A minimal OTLP trace receiver (what Jaeger or a collector exposes on 4317), built from the
-// opentelemetry-proto files in test/fixtures, so the exporter's bytes are decoded by a second party.
-interface ReceivedSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  name: string;
-  kind: string;
-  serviceName: string | undefined;
-  attributes: Record<string, unknown>;
-  statusCode: string;
-}
-
-// The decoded request, as proto-loader gives it (keepCase, enums and int64 as strings, bytes as Buffer).
-interface WireAnyValue {
-  value?: string;
-  [field: string]: unknown;
-}
-interface WireKeyValue {
-  key: string;
-  value: WireAnyValue | null;
-}
-interface WireSpan {
-  trace_id: Buffer;
-  span_id: Buffer;
-  parent_span_id: Buffer;
-  name: string;
-  kind: string;
-  attributes: WireKeyValue[];
-  status: { code: string } | null;
-}
-interface ExportRequest {
-  resource_spans: { resource: { attributes: WireKeyValue[] }; scope_spans: { spans: WireSpan[] }[] }[];
-}
-
-const fixtures = fileURLToPath(new URL('../test/fixtures', import.meta.url));
-
-async function startReceiver(): Promise<{
-  port: number;
-  spans: ReceivedSpan[];
-  requests: number;
-  stop(): Promise<void>;
-}> {
-  const definition = protoLoader.loadSync('opentelemetry/proto/collector/trace/v1/trace_service.proto', {
-    includeDirs: [fixtures],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const loaded = grpc.loadPackageDefinition(definition);
-  const service = (
-    loaded.opentelemetry as grpc.GrpcObject & {
-      proto: { collector: { trace: { v1: { TraceService: grpc.ServiceClientConstructor } } } };
-    }
-  ).proto.collector.trace.v1.TraceService.service;
-  const state = { spans: [] as ReceivedSpan[], requests: 0 };
-  const hex = (b: Buffer): string => b.toString('hex');
-  const anyValue = (v: WireAnyValue | null | undefined): unknown => (v?.value ? v[v.value] : undefined);
-  const server = new grpc.Server();
-  server.addService(service, {
-    Export: (call: grpc.ServerUnaryCall<ExportRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      state.requests += 1;
-      for (const rs of call.request.resource_spans) {
-        const serviceName = rs.resource.attributes.find((kv) => kv.key === 'service.name');
-        for (const ss of rs.scope_spans) {
-          for (const span of ss.spans) {
-            state.spans.push({
-              traceId: hex(span.trace_id),
-              spanId: hex(span.span_id),
-              parentSpanId: hex(span.parent_span_id),
-              name: span.name,
-              kind: span.kind,
-              serviceName: anyValue(serviceName?.value) as string | undefined,
-              attributes: Object.fromEntries(span.attributes.map((kv) => [kv.key, anyValue(kv.value)])),
-              statusCode: span.status?.code ?? 'STATUS_CODE_UNSET',
-            });
-          }
-        }
-      }
-      callback(null, {});
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  );
-  return {
-    port,
-    spans: state.spans,
-    get requests() {
-      return state.requests;
-    },
-    stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
-  };
-}
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './testing/otlp-receiver.js';
+import { connectA, startA, startB, type Started, type TestClient } from './testing/services.js';
 
 // Metrics stay in process here: this receiver only speaks the trace service.
 class UnexportedMetrics extends MetricReader {
@@ -127,7 +29,7 @@ function captureLines(): { lines: Record<string, unknown>[]; destination: NodeJS
 }
 
 describe('OTLP gRPC export', () => {
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: OtlpReceiver;
   let telA: Telemetry;
   let telB: Telemetry;
   let a: Started;
@@ -135,7 +37,7 @@ describe('OTLP gRPC export', () => {
   let client: TestClient;
 
   beforeAll(async () => {
-    receiver = await startReceiver();
+    receiver = await startOtlpReceiver();
     const otlpEndpoint = `http://127.0.0.1:${receiver.port}`;
     telA = initTelemetry({
       serviceName: 'svc-a',

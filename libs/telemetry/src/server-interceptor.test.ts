@@ -1,11 +1,12 @@
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createClientInterceptor } from './client-interceptor.js';
 import { createServerInterceptor } from './server-interceptor.js';
-import { initTelemetry, type Telemetry } from './telemetry.js';
-import { method } from './test-services.js';
+import type { Telemetry } from './telemetry.js';
+import { method } from './testing/services.js';
+import { recordSpans, type RecordedTelemetry } from './testing/spans.js';
 
 interface Empty {
   readonly note?: string;
@@ -27,7 +28,7 @@ type Unary = (
   cb: (e: grpc.ServiceError | null, r?: Seen) => void,
 ) => grpc.ClientUnaryCall;
 
-const exporter = new InMemorySpanExporter();
+let recorded: RecordedTelemetry;
 let telemetry: Telemetry;
 let hangStarted: () => void = () => undefined;
 let cancelled: () => void = () => undefined;
@@ -98,8 +99,7 @@ function call(
 }
 
 async function serverSpan(name: string): Promise<ReadableSpan> {
-  await telemetry.forceFlush();
-  const found = exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.SERVER && s.name === name);
+  const found = (await recorded.finishedSpans()).filter((s) => s.kind === SpanKind.SERVER && s.name === name);
   expect(found).toHaveLength(1);
   return found[0]!;
 }
@@ -109,7 +109,8 @@ let untraced: grpc.Client;
 let guarded: { server: grpc.Server; client: grpc.Client; port: number };
 
 beforeAll(async () => {
-  telemetry = initTelemetry({ serviceName: 'edge', spanExporter: exporter });
+  recorded = recordSpans({ serviceName: 'edge' });
+  telemetry = recorded.telemetry;
   plain = await serve([createServerInterceptor()]);
   guarded = await serve([createServerInterceptor(), authLike]);
   // No client interceptor: the test writes the traceparent header itself.
@@ -125,7 +126,7 @@ afterAll(async () => {
   await telemetry.shutdown();
 });
 
-beforeEach(() => exporter.reset());
+beforeEach(() => recorded.exporter.reset());
 
 describe('server interceptor', () => {
   it('records a handler that throws as UNKNOWN with status ERROR', async () => {

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { createLogger, currentTraceId } from './logger.js';
 import { initTelemetry } from './telemetry.js';
-import { connectA, startA, startB } from './test-services.js';
+import { connectA, startA, startB } from './testing/services.js';
 
 // Collects on demand: the test reads exactly what the SDK aggregated, with no export timer involved.
 class ManualReader extends MetricReader {

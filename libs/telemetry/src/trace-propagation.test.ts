@@ -1,13 +1,13 @@
 import { Writable } from 'node:stream';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from './logger.js';
-import { initTelemetry, type Telemetry } from './telemetry.js';
-import { connectA, startA, startB, type Started, type TestClient } from './test-services.js';
+import type { Telemetry } from './telemetry.js';
+import { connectA, startA, startB, type Started, type TestClient } from './testing/services.js';
+import { recordSpans, type RecordedTelemetry } from './testing/spans.js';
 
-const exporter = new InMemorySpanExporter();
 const logLines: Record<string, unknown>[] = [];
 const logSink = new Writable({
   write(chunk: Buffer, _encoding, done) {
@@ -16,13 +16,15 @@ const logSink = new Writable({
   },
 });
 
+let recorded: RecordedTelemetry;
 let telemetry: Telemetry;
 let b: Started;
 let a: Started;
 let client: TestClient;
 
 beforeAll(async () => {
-  telemetry = initTelemetry({ serviceName: 'trace-test', serviceVersion: '1.2.3', spanExporter: exporter });
+  recorded = recordSpans({ serviceName: 'trace-test', serviceVersion: '1.2.3' });
+  telemetry = recorded.telemetry;
   b = await startB(createLogger('service-b', { destination: logSink }));
   a = await startA(b.port);
   client = connectA(a.port);
@@ -36,13 +38,12 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  exporter.reset();
+  recorded.exporter.reset();
   logLines.length = 0;
 });
 
-async function finishedSpans(): Promise<ReadableSpan[]> {
-  await telemetry.forceFlush();
-  return exporter.getFinishedSpans();
+function finishedSpans(): Promise<ReadableSpan[]> {
+  return recorded.finishedSpans();
 }
 
 function only(spans: ReadableSpan[], name: string, kind: SpanKind): ReadableSpan {

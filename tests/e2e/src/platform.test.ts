@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { crypto } from '@quanta/contracts';
 import { buildCnn } from '@quanta/onnx';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '@quanta/telemetry/testing';
 import { createTensor, type Tensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +27,6 @@ import {
   waitServed,
   type Clients,
 } from './clients.js';
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 import { runCli, startStack, type Stack } from './stack.js';
 
 const SCOPES = ['models:read', 'models:write', 'infer', 'monitoring:read', 'keys:use', 'keys:admin'];

@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildLstm, buildMlp, LSTM_NAMES } from '@quanta/onnx';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '@quanta/telemetry/testing';
 import { createTensor, tensorFromOrt, tensorToOrt, writeNpy, type Tensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,7 +25,6 @@ import {
   waitServed,
   type Clients,
 } from './clients.js';
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 import { REPO_ROOT, startStack, type Stack } from './stack.js';
 
 const SCOPES = ['models:read', 'models:write', 'infer'];

@@ -1,10 +1,10 @@
-// Test-only helpers (excluded from the build): two tiny JSON-over-gRPC services, A calling B, started on
+// Test-only helpers: two tiny JSON-over-gRPC services, A calling B, started on
 // 127.0.0.1:0 with the telemetry interceptors, so the tests exercise real grpc-js servers and clients.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { createClientInterceptor } from './client-interceptor.js';
-import { currentTraceId } from './logger.js';
-import { createServerInterceptor, type InterceptorOptions } from './server-interceptor.js';
+import { createClientInterceptor } from '../client-interceptor.js';
+import { currentTraceId } from '../logger.js';
+import { createServerInterceptor, type InterceptorOptions } from '../server-interceptor.js';
 
 export interface KeyRequest {
   readonly key: string;

@@ -1,0 +1,61 @@
+// The inference service of the batch benchmark, in a process of its own: the CNN and the MLP
+// loaded for one tenant, real EdDSA tokens. Prints one JSON line {port, token} once it serves,
+// and stops on SIGTERM.
+import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
+import { startInferenceServer } from '@quanta/inference';
+import { buildCnn, buildMlp } from '@quanta/onnx';
+import { pino } from 'pino';
+
+const TENANT = 'bench';
+
+const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
+const server = await startInferenceServer(
+  {
+    home: '.quanta-bench-unused',
+    host: '127.0.0.1',
+    port: 0,
+    tlsCert: undefined,
+    tlsKey: undefined,
+    tlsCa: undefined,
+    tlsRequireClientCert: false,
+    maxReceiveMessageBytes: 64 << 20,
+    shutdownGrace: 1000,
+    httpHost: '127.0.0.1',
+    httpPort: 0,
+    maxBodyBytes: 64 << 20,
+    cryptoAddr: '127.0.0.1:1',
+    registryAddr: '127.0.0.1:1',
+    monitoringAddr: undefined,
+    serviceToken: undefined,
+    threadsPerInstance: 1,
+    execution: 'auto',
+    watch: false,
+  },
+  {
+    authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
+    logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),
+  },
+);
+const models: Record<string, Uint8Array> = {
+  cnn: buildCnn({ softmax: true, seed: 3 }),
+  mlp: buildMlp({ inputSize: 256, hiddenSizes: [1024, 1024], outputSize: 10, seed: 1 }),
+};
+for (const [name, bytes] of Object.entries(models)) {
+  await server.manager.load(TENANT, name, '1', bytes, {
+    maxBatchSize: 64,
+    maxQueueDelayUs: 1000,
+    instanceCount: 1,
+    maxQueueSize: 0,
+    sequenceState: [],
+    sequenceIdleTimeoutMs: 0,
+  });
+  await server.manager.activate(TENANT, name, '1');
+}
+const token = await issuer.issue({
+  tenant: TENANT,
+  subject: 'bench',
+  scopes: ['infer', 'models:read'],
+  ttlSeconds: 3600,
+});
+process.stdout.write(`${JSON.stringify({ port: server.port, token })}\n`);
+process.once('SIGTERM', () => void server.stop({ graceMs: 1000 }).then(() => process.exit(0)));

@@ -13,7 +13,9 @@ import grpc
 
 
 class _Details(
-    collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    collections.namedtuple(
+        "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
     grpc.ClientCallDetails,
 ):
     pass
@@ -51,8 +53,12 @@ class BearerInterceptor(
     def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return continuation(self._with_token(client_call_details), request)
 
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+    def intercept_stream_unary(  # type: ignore[no-untyped-def]
+        self, continuation, client_call_details, request_iterator
+    ):
         return continuation(self._with_token(client_call_details), request_iterator)
 
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+    def intercept_stream_stream(  # type: ignore[no-untyped-def]
+        self, continuation, client_call_details, request_iterator
+    ):
         return continuation(self._with_token(client_call_details), request_iterator)

@@ -72,7 +72,9 @@ def _model_name(model_ref: str) -> str:
     return re.split(r"[:@]", model_ref, maxsplit=1)[0]
 
 
-def _sequence_state(mapping: Union[None, Mapping[str, str], Iterable[Tuple[str, str]]]) -> List[registry_pb.SequenceStateMapping]:
+def _sequence_state(
+    mapping: Union[None, Mapping[str, str], Iterable[Tuple[str, str]]],
+) -> List[registry_pb.SequenceStateMapping]:
     if mapping is None:
         return []
     pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
@@ -83,7 +85,9 @@ def _parameter(value: Union[bool, int, float, str]) -> inference_pb.InferParamet
     if isinstance(value, bool):
         return inference_pb.InferParameter(bool_param=value)
     if isinstance(value, int):
-        return inference_pb.InferParameter(uint64_param=value) if value >= 1 << 63 else inference_pb.InferParameter(int64_param=value)
+        if value >= 1 << 63:
+            return inference_pb.InferParameter(uint64_param=value)
+        return inference_pb.InferParameter(int64_param=value)
     if isinstance(value, float):
         return inference_pb.InferParameter(double_param=value)
     if isinstance(value, str):
@@ -352,13 +356,19 @@ class Client:
         )
         timeout = self._timeout(None)
         try:
-            deployment = self.registry.CreateDeployment(registry_pb.CreateDeploymentRequest(name=name, spec=spec), timeout=timeout).deployment
+            deployment = self.registry.CreateDeployment(
+                registry_pb.CreateDeploymentRequest(name=name, spec=spec), timeout=timeout
+            ).deployment
         except grpc.RpcError as error:
             if not isinstance(error, grpc.Call) or error.code() != grpc.StatusCode.ALREADY_EXISTS:
-                raise QuantaError.from_rpc_error(error, "/quanta.registry.v1.RegistryService/CreateDeployment") from None
+                raise QuantaError.from_rpc_error(
+                    error, "/quanta.registry.v1.RegistryService/CreateDeployment"
+                ) from None
             deployment = _rpc(
                 "/quanta.registry.v1.RegistryService/UpdateDeployment",
-                lambda: self.registry.UpdateDeployment(registry_pb.UpdateDeploymentRequest(name=name, spec=spec), timeout=timeout).deployment,
+                lambda: self.registry.UpdateDeployment(
+                    registry_pb.UpdateDeploymentRequest(name=name, spec=spec), timeout=timeout
+                ).deployment,
             )
         if wait:
             resolved = deployment.resolved_version.version
@@ -384,7 +394,11 @@ class Client:
                 last = str(error)
             if time.monotonic() >= until:
                 what = f"{model}:{version}" if version else model
-                raise QuantaError(grpc.StatusCode.DEADLINE_EXCEEDED, f"inference did not serve {what} within {timeout:g} s (last: {last})", "wait_ready")
+                raise QuantaError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"inference did not serve {what} within {timeout:g} s (last: {last})",
+                    "wait_ready",
+                )
             time.sleep(0.1)
 
     def model_ready(self, model: str, version: str = "") -> bool:
@@ -451,17 +465,33 @@ class Client:
         if kind is None:
             raise ValueError(f"unknown key type {key_type!r}; use one of {', '.join(KEY_TYPES)}")
         request = crypto_pb.CreateKeyRequest(name=name, type=kind)
-        return _rpc("/quanta.crypto.v1.CryptoService/CreateKey", lambda: self.crypto.CreateKey(request, timeout=self._timeout(None)).key)
+        return _rpc(
+            "/quanta.crypto.v1.CryptoService/CreateKey",
+            lambda: self.crypto.CreateKey(request, timeout=self._timeout(None)).key,
+        )
 
     def encrypt(self, key: str, data: bytes, *, associated_data: bytes = b"") -> bytes:
         """Encrypts ``data`` with key ``key``'s primary version; the ciphertext names that version."""
-        request = crypto_pb.EncryptRequest(key_name=key, plaintext=bytes(data), associated_data=bytes(associated_data))
-        return _rpc("/quanta.crypto.v1.CryptoService/Encrypt", lambda: self.crypto.Encrypt(request, timeout=self._timeout(None)).ciphertext)
+        request = crypto_pb.EncryptRequest(
+            key_name=key, plaintext=bytes(data), associated_data=bytes(associated_data)
+        )
+        return _rpc(
+            "/quanta.crypto.v1.CryptoService/Encrypt",
+            lambda: self.crypto.Encrypt(request, timeout=self._timeout(None)).ciphertext,
+        )
 
     def decrypt(self, key: str, ciphertext: bytes, *, associated_data: bytes = b"") -> bytes:
-        """Decrypts a ciphertext made by ``encrypt`` with key ``key`` (INVALID_ARGUMENT when it does not authenticate)."""
-        request = crypto_pb.DecryptRequest(key_name=key, ciphertext=bytes(ciphertext), associated_data=bytes(associated_data))
-        return _rpc("/quanta.crypto.v1.CryptoService/Decrypt", lambda: self.crypto.Decrypt(request, timeout=self._timeout(None)).plaintext)
+        """Decrypts a ciphertext made by ``encrypt`` with key ``key``.
+
+        INVALID_ARGUMENT when it does not authenticate.
+        """
+        request = crypto_pb.DecryptRequest(
+            key_name=key, ciphertext=bytes(ciphertext), associated_data=bytes(associated_data)
+        )
+        return _rpc(
+            "/quanta.crypto.v1.CryptoService/Decrypt",
+            lambda: self.crypto.Decrypt(request, timeout=self._timeout(None)).plaintext,
+        )
 
     # ---- monitoring -----------------------------------------------------------------------
 
@@ -473,4 +503,7 @@ class Client:
         """
         request = monitoring_pb.GetModelStatsRequest(model=model, version=version)
         request.window.FromNanoseconds(int(window * 1e9))
-        return _rpc("/quanta.monitoring.v1.MonitoringService/GetModelStats", lambda: self.monitoring.GetModelStats(request, timeout=self._timeout(None)).stats)
+        return _rpc(
+            "/quanta.monitoring.v1.MonitoringService/GetModelStats",
+            lambda: self.monitoring.GetModelStats(request, timeout=self._timeout(None)).stats,
+        )

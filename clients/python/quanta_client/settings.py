@@ -52,7 +52,9 @@ def _get(env: Mapping[str, str], name: str) -> Optional[str]:
     return None if value is None or value == "" else value
 
 
-def resolve_address(service: str, address: Optional[str], addresses: Optional[Mapping[str, str]], env: Mapping[str, str]) -> str:
+def resolve_address(
+    service: str, address: Optional[str], addresses: Optional[Mapping[str, str]], env: Mapping[str, str]
+) -> str:
     """``addresses[service]``, else ``address`` (one endpoint for every service), else
     ``QUANTA_<SERVICE>_ADDR``, else the ``npm start`` default."""
     if service not in SERVICE_DEFAULTS:

@@ -51,7 +51,9 @@ def datatype_of(array: np.ndarray) -> str:
         return f"FP{size * 8}"
     if kind in "SUO":
         return "BYTES"
-    raise ValueError(f"numpy dtype {array.dtype} has no KServe datatype (use bool, [u]int8..64, float16/32/64, bytes or str)")
+    raise ValueError(
+        f"numpy dtype {array.dtype} has no KServe datatype (use bool, [u]int8..64, float16/32/64, bytes or str)"
+    )
 
 
 def _element_bytes(value: object) -> bytes:
@@ -133,7 +135,9 @@ def from_raw(datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
     if dtype is None:
         raise ValueError(f"unknown KServe datatype {datatype!r} (known: {', '.join(DATATYPES)})")
     if len(raw) != count * dtype.itemsize:
-        raise ValueError(f"{datatype} tensor of shape {list(shape)} needs {count * dtype.itemsize} bytes, got {len(raw)}")
+        raise ValueError(
+            f"{datatype} tensor of shape {list(shape)} needs {count * dtype.itemsize} bytes, got {len(raw)}"
+        )
     return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
 

@@ -62,7 +62,12 @@ class Registry(rgrpc.RegistryServiceServicer):
         self.seen.add("UploadVersion", context, messages)
         data = b"".join(m.chunk for m in messages[1:])
         return rpb.UploadVersionResponse(
-            version=rpb.ModelVersion(model=messages[0].header.model, version=1, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+            version=rpb.ModelVersion(
+                model=messages[0].header.model,
+                version=1,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size_bytes=len(data),
+            )
         )
 
     def CreateDeployment(self, request, context):
@@ -73,7 +78,9 @@ class Registry(rgrpc.RegistryServiceServicer):
 
     def UpdateDeployment(self, request, context):
         self.seen.add("UpdateDeployment", context, request)
-        return rpb.UpdateDeploymentResponse(deployment=rpb.Deployment(name=request.name, spec=request.spec, generation=2))
+        return rpb.UpdateDeploymentResponse(
+            deployment=rpb.Deployment(name=request.name, spec=request.spec, generation=2)
+        )
 
 
 @pytest.fixture()
@@ -112,9 +119,17 @@ def test_sequence_controls_and_requested_outputs_travel_as_tritons_parameters(se
     first, second = (c[2] for c in seen.calls)
     assert [o.name for o in first.outputs] == ["x_x2"]
     p = first.parameters
-    assert (p["sequence_id"].int64_param, p["sequence_start"].bool_param, p["sequence_end"].bool_param) == (42, True, False)
+    assert (
+        p["sequence_id"].int64_param,
+        p["sequence_start"].bool_param,
+        p["sequence_end"].bool_param,
+    ) == (42, True, False)
     p = second.parameters
-    assert (p["sequence_id"].string_param, p["sequence_start"].bool_param, p["sequence_end"].bool_param) == ("s-1", False, True)
+    assert (
+        p["sequence_id"].string_param,
+        p["sequence_start"].bool_param,
+        p["sequence_end"].bool_param,
+    ) == ("s-1", False, True)
 
 
 def test_a_failed_call_raises_quanta_error_with_the_status_and_the_servers_message(server):
@@ -122,7 +137,11 @@ def test_a_failed_call_raises_quanta_error_with_the_status_and_the_servers_messa
     with Client(address, env={}) as client, pytest.raises(QuantaError) as caught:
         client.infer("missing", {"x": np.zeros(1, np.float32)})
     error = caught.value
-    assert (error.code, error.code_name, error.message) == (grpc.StatusCode.NOT_FOUND, "NOT_FOUND", 'model "missing" is not served')
+    assert (error.code, error.code_name, error.message) == (
+        grpc.StatusCode.NOT_FOUND,
+        "NOT_FOUND",
+        'model "missing" is not served',
+    )
     assert error.method == "/inference.GRPCInferenceService/ModelInfer"
     assert str(error) == 'NOT_FOUND: model "missing" is not served (ModelInfer)'
 
@@ -139,7 +158,12 @@ def test_push_streams_the_header_then_chunks_of_the_file(server, tmp_path):
     assert (method, auth) == ("UploadVersion", "Bearer tok-2")
     header = messages[0].header
     assert messages[0].WhichOneof("part") == "header"
-    assert (header.model, header.description, dict(header.tags), header.create_model) == ("cifar", "d", {"k": "v"}, True)
+    assert (header.model, header.description, dict(header.tags), header.create_model) == (
+        "cifar",
+        "d",
+        {"k": "v"},
+        True,
+    )
     assert (header.expected_sha256, header.expected_size_bytes) == (hashlib.sha256(data).hexdigest(), len(data))
     assert [m.WhichOneof("part") for m in messages[1:]] == ["chunk"] * 11
     assert [len(m.chunk) for m in messages[1:]] == [1000] * 10 + [496]
@@ -153,7 +177,13 @@ def test_deploy_replaces_a_deployment_that_exists_and_waits_until_served(server)
     assert created.spec.model_ref == "lstm:2" and created.spec.max_batch_size == 8
     assert [(m.input_name, m.output_name) for m in created.spec.sequence_state] == [("h", "hn"), ("c", "cn")]
     assert updated.generation == 2
-    assert [c[0] for c in seen.calls] == ["CreateDeployment", "ModelReady", "CreateDeployment", "UpdateDeployment", "ModelReady"]
+    assert [c[0] for c in seen.calls] == [
+        "CreateDeployment",
+        "ModelReady",
+        "CreateDeployment",
+        "UpdateDeployment",
+        "ModelReady",
+    ]
     assert [c[2].name for c in seen.calls if c[0] == "ModelReady"] == ["lstm", "cifar"]
 
 

@@ -39,7 +39,8 @@ def test_tritons_and_grpcs_own_definitions_of_inference_and_health_can_be_loaded
         "import quanta_client\n"
         "from quanta_client.gen.inference import grpc_service_pb2 as pb\n"
         "from quanta_client.gen.grpc.health.v1 import health_pb2\n"
-        "assert pb.ModelInferRequest.FromString(pb.ModelInferRequest(model_name='m').SerializeToString()).model_name == 'm'\n"
+        "request = pb.ModelInferRequest(model_name='m').SerializeToString()\n"
+        "assert pb.ModelInferRequest.FromString(request).model_name == 'm'\n"
         "assert health_pb2.HealthCheckRequest(service='s').service == 's'\n"
     )
     for script in (register + use, use + register):

@@ -72,7 +72,12 @@ def test_push_model_returns_the_new_version_ready_and_inspected(client, cnn):
     version, path = cnn
     with open(path, "rb") as file:
         data = file.read()
-    assert (version.model, version.version, version.sha256, version.size_bytes) == ("py-cnn", 1, hashlib.sha256(data).hexdigest(), len(data))
+    assert (version.model, version.version, version.sha256, version.size_bytes) == (
+        "py-cnn",
+        1,
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+    )
     assert version.status == 2  # VERSION_STATUS_READY
     assert dict(version.tags) == {"suite": "python"}
     assert [(t.name, t.datatype) for t in version.signature.inputs] == [("input", "FP32")]
@@ -119,9 +124,17 @@ def test_a_sequence_carries_the_lstm_state_from_request_to_request(client, manif
     # Two sequences interleaved, one with an integer id and one with a string id: each keeps its own state.
     for i, step in enumerate(steps):
         for sequence_id in (7, "py-seq"):
-            got = client.infer("py-lstm", tensors(step["inputs"]), sequence_id=sequence_id, sequence_start=i == 0, sequence_end=i == len(steps) - 1)
+            got = client.infer(
+                "py-lstm",
+                tensors(step["inputs"]),
+                sequence_id=sequence_id,
+                sequence_start=i == 0,
+                sequence_end=i == len(steps) - 1,
+            )
             for name, want in tensors(step["expected"]).items():
-                np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-5, err_msg=f"step {i}, sequence {sequence_id!r}, {name}")
+                np.testing.assert_allclose(
+                    got[name], want, rtol=0, atol=1e-5, err_msg=f"step {i}, sequence {sequence_id!r}, {name}"
+                )
     # Without the sequence, the state inputs start from zeros: the first step's answer again.
     first = steps[0]
     got = client.infer("py-lstm", tensors(first["inputs"]), sequence_id=8, sequence_start=True, sequence_end=True)

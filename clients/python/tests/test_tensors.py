@@ -44,10 +44,16 @@ def test_the_cases_cover_every_writable_datatype():
 
 
 def test_bytes_elements_may_be_bytes_str_or_objects_and_come_back_as_bytes():
-    for array in (np.array([b"x\x00y", b"z"], dtype=object), np.array([b"xy", b"z"]), np.array(["xy", "z"], dtype=object)):
+    arrays = (
+        np.array([b"x\x00y", b"z"], dtype=object),
+        np.array([b"xy", b"z"]),
+        np.array(["xy", "z"], dtype=object),
+    )
+    for array in arrays:
         datatype, shape, raw = to_raw(array)
         assert datatype == "BYTES"
-        assert from_raw("BYTES", shape, raw).tolist() == [e if isinstance(e, bytes) else e.encode() for e in array.tolist()]
+        expected = [e if isinstance(e, bytes) else e.encode() for e in array.tolist()]
+        assert from_raw("BYTES", shape, raw).tolist() == expected
     assert encode_bytes([b"\x00" * 300]) == b"\x2c\x01\x00\x00" + b"\x00" * 300
 
 

@@ -22,16 +22,21 @@ def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp("certs")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=test-ca", cwd=d)
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth")):
+    extensions = (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth"))
+    for name, ext in extensions:
         openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
         (d / f"{name}.ext").write_text(ext + "\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=d,
+        )
     return d
 
 
 class Ready(igrpc.GRPCInferenceServiceServicer):
     def ModelReady(self, request, context):
-        return ipb.ModelReadyResponse(ready=dict(context.invocation_metadata()).get("authorization") == "Bearer tls-token")
+        authorization = dict(context.invocation_metadata()).get("authorization")
+        return ipb.ModelReadyResponse(ready=authorization == "Bearer tls-token")
 
 
 def serve(certs, require_client_cert):
@@ -50,7 +55,11 @@ def serve(certs, require_client_cert):
 def test_tls_with_the_ca_from_quanta_client_tls_ca_sends_the_token(certs):
     server, address = serve(certs, require_client_cert=False)
     try:
-        env = {"QUANTA_INFERENCE_ADDR": address, "QUANTA_CLIENT_TLS_CA": str(certs / "ca.pem"), "QUANTA_TOKEN": "tls-token"}
+        env = {
+            "QUANTA_INFERENCE_ADDR": address,
+            "QUANTA_CLIENT_TLS_CA": str(certs / "ca.pem"),
+            "QUANTA_TOKEN": "tls-token",
+        }
         with Client(env=env) as client:
             assert client.model_ready("m") is True
     finally:
@@ -61,9 +70,11 @@ def test_mtls_needs_the_client_certificate(certs):
     server, address = serve(certs, require_client_cert=True)
     try:
         files = {"ca_file": str(certs / "ca.pem")}
-        with Client(address, token="tls-token", tls=Tls(**files, cert_file=str(certs / "client.pem"), key_file=str(certs / "client.key")), env={}) as client:
+        mtls = Tls(**files, cert_file=str(certs / "client.pem"), key_file=str(certs / "client.key"))
+        with Client(address, token="tls-token", tls=mtls, env={}) as client:
             assert client.model_ready("m") is True
-        with Client(address, token="tls-token", tls=Tls(**files), env={}, timeout=5) as anonymous, pytest.raises(QuantaError) as caught:
+        anonymous = Client(address, token="tls-token", tls=Tls(**files), env={}, timeout=5)
+        with anonymous, pytest.raises(QuantaError) as caught:
             anonymous.model_ready("m")
         assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
@@ -74,9 +85,12 @@ def test_a_server_name_other_than_the_address_is_checked_against_the_certificate
     server, address = serve(certs, require_client_cert=False)
     try:
         port = address.rsplit(":", 1)[1]
-        with Client(f"127.0.0.1:{port}", token="tls-token", tls=Tls(ca_file=str(certs / "ca.pem"), server_name="localhost"), env={}) as client:
+        by_name = Tls(ca_file=str(certs / "ca.pem"), server_name="localhost")
+        with Client(f"127.0.0.1:{port}", token="tls-token", tls=by_name, env={}) as client:
             assert client.model_ready("m") is True
-        with Client(address, tls=Tls(ca_file=str(certs / "ca.pem"), server_name="elsewhere.example"), env={}, timeout=5) as wrong, pytest.raises(QuantaError) as caught:
+        elsewhere = Tls(ca_file=str(certs / "ca.pem"), server_name="elsewhere.example")
+        wrong = Client(address, tls=elsewhere, env={}, timeout=5)
+        with wrong, pytest.raises(QuantaError) as caught:
             wrong.model_ready("m")
         assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     finally:

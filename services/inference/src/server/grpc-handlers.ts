@@ -88,10 +88,11 @@ function streamInfer(
 
 /**
  * The service definition the server registers: the generated one, with the hand-written codecs of
- * @quanta/contracts on ModelInfer and ModelStreamInfer (requests and responses). The same messages and bytes as the
- * generated codecs, but raw_input_contents are views of the received message (no copy of the tensor
- * bytes) and raw outputs are copied once into the response; fewer and smaller buffers to allocate and
- * collect per request (the garbage collector was most of a PP-OCR request's CPU beside the model).
+ * @quanta/contracts on ModelInfer and ModelStreamInfer (requests and responses). The same messages and
+ * bytes as the generated codecs, but raw_input_contents are views of the received message (no copy
+ * of the tensor bytes) and raw outputs are copied once into the response: fewer and smaller buffers
+ * to allocate and collect per request, since garbage collection is a large share of a request's CPU
+ * beside the model (measured in tools/bench/README.md, "Where a ModelInfer's server CPU goes").
  */
 export const grpcInferenceServiceDefinition: typeof pb.GRPCInferenceServiceService = {
   ...pb.GRPCInferenceServiceService,

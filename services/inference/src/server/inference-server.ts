@@ -35,8 +35,8 @@ const READINESS_POLL_MS = 250;
 
 /**
  * What the registry sync gives the server: RepositoryModelLoad/Unload, ServerReady, and a close
- * that stops its watching and loading (the manager is closed after it). H3's `RegistrySync`
- * (src/sync) has this shape.
+ * that stops its watching and loading (the manager is closed after it). The registry sync's
+ * `RegistrySync` (src/sync) has this shape.
  */
 export interface InferenceSync {
   readonly loader?: RepositoryLoader;

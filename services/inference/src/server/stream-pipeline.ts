@@ -1,6 +1,7 @@
 // The request/response pump of one ModelStreamInfer, on the grpc-js duplex call itself: 'data'
-// events in, `call.write` out, one promise per request and nothing else per message (three layers
-// of async generators here were a quarter of the server's CPU per streamed request).
+// events in, `call.write` out, one promise per request and nothing else per message, since any
+// per-message machinery (async generators, say) costs CPU on every streamed request
+// (docs/decisions/inference-front-stream-pump.md).
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { CallContext } from '@quanta/service-kit';
 
@@ -40,7 +41,8 @@ export function pumpStream<Req, Res>(
       call.off('drain', onDrain);
       signal.removeEventListener('abort', onAbort);
       if (error === undefined) resolve();
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the stream or the abort gave us, mapped to a status by the kit
+      // What the stream or the abort gave us, mapped to a status by the kit.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       else reject(error);
     };
 

@@ -37,82 +37,85 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await target?.stop({ graceMs: 0 });
   });
 
-  it('draws the records fed through gRPC: throughput, latency, errors, batch size, health and firing alerts', async () => {
-    h.now.ms = T0 + 30_000;
-    const page = await browser.newPage();
-    const consoleErrors: string[] = [];
-    page.on('pageerror', (e) => consoleErrors.push(e.message));
-    await page.goto(`${h.server.http.url}?window=60&step=5`);
-    await page.waitForSelector('#models td.empty');
-    expect(await page.locator('svg[data-chart="throughput"] polyline').count()).toBe(0);
+  it(
+    'draws the records fed through gRPC: ' + 'throughput, latency, errors, batch size, health and firing alerts',
+    async () => {
+      h.now.ms = T0 + 30_000;
+      const page = await browser.newPage();
+      const consoleErrors: string[] = [];
+      page.on('pageerror', (e) => consoleErrors.push(e.message));
+      await page.goto(`${h.server.http.url}?window=60&step=5`);
+      await page.waitForSelector('#models td.empty');
+      expect(await page.locator('svg[data-chart="throughput"] polyline').count()).toBe(0);
 
-    // Feed: cifar 120 requests over 30 s (12 failed), bert 30 requests, another tenant's 7.
-    const admin = await h.token('platform', ['admin']);
-    const cifar = Array.from({ length: 120 }, (_, i) =>
-      record(T0 + (i % 30) * 1000, {
-        totalUs: BigInt(2000 + i * 100),
-        statusCode: i % 10 === 0 ? 14 : 0,
-        batchSize: 4,
-      }),
-    );
-    const bert = Array.from({ length: 30 }, (_, i) =>
-      record(T0 + i * 1000, { model: 'bert', totalUs: 50_000n, batchSize: 1 }),
-    );
-    const other = Array.from({ length: 7 }, () => record(T0 + 1000, { tenant: 'globex', model: 'resnet' }));
-    const reply = await ingest(h.client, admin, [cifar, bert, other]);
-    expect(reply.accepted).toBe(157n);
+      // Feed: cifar 120 requests over 30 s (12 failed), bert 30 requests, another tenant's 7.
+      const admin = await h.token('platform', ['admin']);
+      const cifar = Array.from({ length: 120 }, (_, i) =>
+        record(T0 + (i % 30) * 1000, {
+          totalUs: BigInt(2000 + i * 100),
+          statusCode: i % 10 === 0 ? 14 : 0,
+          batchSize: 4,
+        }),
+      );
+      const bert = Array.from({ length: 30 }, (_, i) =>
+        record(T0 + i * 1000, { model: 'bert', totalUs: 50_000n, batchSize: 1 }),
+      );
+      const other = Array.from({ length: 7 }, () => record(T0 + 1000, { tenant: 'globex', model: 'resnet' }));
+      const reply = await ingest(h.client, admin, [cifar, bert, other]);
+      expect(reply.accepted).toBe(157n);
 
-    const reader = await h.token('acme', ['monitoring:read', 'alerts:write']);
-    await call(
-      h.client,
-      'createAlertRule',
-      {
-        rule: {
-          name: 'bert-slow',
-          model: 'bert',
-          version: '',
-          metric: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
-          comparison: pb.AlertComparison.ALERT_COMPARISON_ABOVE,
-          threshold: 20_000,
-          window: { seconds: 60n, nanos: 0 },
-          forDuration: { seconds: 0n, nanos: 0 },
-          description: '',
+      const reader = await h.token('acme', ['monitoring:read', 'alerts:write']);
+      await call(
+        h.client,
+        'createAlertRule',
+        {
+          rule: {
+            name: 'bert-slow',
+            model: 'bert',
+            version: '',
+            metric: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
+            comparison: pb.AlertComparison.ALERT_COMPARISON_ABOVE,
+            threshold: 20_000,
+            window: { seconds: 60n, nanos: 0 },
+            forDuration: { seconds: 0n, nanos: 0 },
+            description: '',
+          },
         },
-      },
-      reader,
-    );
-    h.server.alerts.evaluate();
-    await h.server.board.checkNow();
+        reader,
+      );
+      h.server.alerts.evaluate();
+      await h.server.board.checkNow();
 
-    // The page refreshes by itself (every 2 s): wait for the new data to be drawn.
-    const throughput = 'svg[data-chart="throughput"] polyline';
-    await page.waitForSelector(`${throughput}[data-key="acme/cifar"][data-total="120"]`, { timeout: 15_000 });
-    expect(await page.getAttribute(`${throughput}[data-key="acme/bert"]`, 'data-total')).toBe('30');
-    expect(await page.getAttribute(`${throughput}[data-key="globex/resnet"]`, 'data-total')).toBe('7');
-    expect(await page.getAttribute(`${throughput}[data-key="acme/cifar"]`, 'data-points')).toBe('12'); // 60 s / 5 s
-    // The polyline's points are the drawn series: 12 x,y pairs; the steps before T0 are empty
-    // (at the bottom), those from T0 on carry the traffic (higher up: SVG y grows downwards).
-    const points = (await page.getAttribute(`${throughput}[data-key="acme/cifar"]`, 'points'))?.split(' ') ?? [];
-    expect(points).toHaveLength(12);
-    const ys = points.map((p) => Number(p.split(',')[1]));
-    expect(new Set(ys.slice(0, 5)).size).toBe(1);
-    expect(Math.max(...ys.slice(6))).toBeLessThan(ys[0] ?? 0);
+      // The page refreshes by itself (every 2 s): wait for the new data to be drawn.
+      const throughput = 'svg[data-chart="throughput"] polyline';
+      await page.waitForSelector(`${throughput}[data-key="acme/cifar"][data-total="120"]`, { timeout: 15_000 });
+      expect(await page.getAttribute(`${throughput}[data-key="acme/bert"]`, 'data-total')).toBe('30');
+      expect(await page.getAttribute(`${throughput}[data-key="globex/resnet"]`, 'data-total')).toBe('7');
+      expect(await page.getAttribute(`${throughput}[data-key="acme/cifar"]`, 'data-points')).toBe('12'); // 60 s / 5 s
+      // The polyline's points are the drawn series: 12 x,y pairs; the steps before T0 are empty
+      // (at the bottom), those from T0 on carry the traffic (higher up: SVG y grows downwards).
+      const points = (await page.getAttribute(`${throughput}[data-key="acme/cifar"]`, 'points'))?.split(' ') ?? [];
+      expect(points).toHaveLength(12);
+      const ys = points.map((p) => Number(p.split(',')[1]));
+      expect(new Set(ys.slice(0, 5)).size).toBe(1);
+      expect(Math.max(...ys.slice(6))).toBeLessThan(ys[0] ?? 0);
 
-    expect(await page.locator('svg[data-chart="latency"] polyline').count()).toBe(9); // p50/p95/p99 × 3 models
-    expect(await page.getAttribute('svg[data-chart="errors"] polyline[data-key="acme/cifar"]', 'data-total')).toBe(
-      '12',
-    );
-    expect(await page.locator('svg[data-chart="batch"] polyline').count()).toBe(3);
-    expect(await page.getAttribute('#models tr[data-model="cifar"]', 'data-count')).toBe('120');
-    expect(await page.getAttribute('#health tr[data-service="registry"]', 'data-status')).toBe('SERVING');
-    expect(await page.getAttribute('#alerts tr[data-rule="bert-slow"]', 'data-state')).toBe('FIRING');
+      expect(await page.locator('svg[data-chart="latency"] polyline').count()).toBe(9); // p50/p95/p99 × 3 models
+      expect(await page.getAttribute('svg[data-chart="errors"] polyline[data-key="acme/cifar"]', 'data-total')).toBe(
+        '12',
+      );
+      expect(await page.locator('svg[data-chart="batch"] polyline').count()).toBe(3);
+      expect(await page.getAttribute('#models tr[data-model="cifar"]', 'data-count')).toBe('120');
+      expect(await page.getAttribute('#health tr[data-service="registry"]', 'data-status')).toBe('SERVING');
+      expect(await page.getAttribute('#alerts tr[data-rule="bert-slow"]', 'data-state')).toBe('FIRING');
 
-    // A tenant's token shows that tenant only.
-    const own = await browser.newPage();
-    await own.goto(`${h.server.http.url}?window=60&step=5&token=${reader}`);
-    await own.waitForSelector(`${throughput}[data-key="acme/cifar"]`);
-    expect(await own.locator(throughput).count()).toBe(2);
-    expect(own.url()).not.toContain('token='); // kept for the tab, dropped from the address bar
-    expect(consoleErrors).toEqual([]);
-  });
+      // A tenant's token shows that tenant only.
+      const own = await browser.newPage();
+      await own.goto(`${h.server.http.url}?window=60&step=5&token=${reader}`);
+      await own.waitForSelector(`${throughput}[data-key="acme/cifar"]`);
+      expect(await own.locator(throughput).count()).toBe(2);
+      expect(own.url()).not.toContain('token='); // kept for the tab, dropped from the address bar
+      expect(consoleErrors).toEqual([]);
+    },
+  );
 });

@@ -71,7 +71,10 @@ describe("monitoring's HTTP listener under bad input", () => {
     await fc.assert(
       fc.asyncProperty(method, path, query, auth, fc.uint8Array({ maxLength: 200 }), async (m, p, q, a, body) => {
         const target = p.startsWith('/') || p === '*' || p.startsWith('http') ? p : `/${p}`;
-        const head = `${m} ${target}${q} HTTP/1.1\r\nHost: x\r\n${a === undefined ? '' : `Authorization: ${a}\r\n`}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+        const authorization = a === undefined ? '' : `Authorization: ${a}\r\n`;
+        const head =
+          `${m} ${target}${q} HTTP/1.1\r\nHost: x\r\n${authorization}` +
+          `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
         const answer = await raw(port, [Buffer.from(head, 'latin1'), Buffer.from(body)]);
         if (m !== 'HEAD') expectPageOrFault(answer, `${m} ${target}${q} ${a ?? ''}`);
         else expect(answer.status === 500).toBe(false);

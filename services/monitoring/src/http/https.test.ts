@@ -127,19 +127,22 @@ describe('HTTP listener under TLS', () => {
   });
   afterAll(async () => h.close());
 
-  it('serves /metrics and the dashboard over HTTPS with the gRPC certificate, no client certificate needed', async () => {
-    expect(h.server.http.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);
-    const reader = await h.token('acme', ['monitoring:read']);
-    const metrics = await get(`${h.server.http.url}metrics`, { ca, token: reader });
-    expect(metrics.status).toBe(200);
-    expect(metrics.type).toMatch(/^text\/plain; version=0\.0\.4/);
-    expect(metrics.body).toMatch(/^# HELP process_cpu_seconds_total /m);
-    const page = await get(h.server.http.url, { ca });
-    expect(page.status).toBe(200);
-    expect(page.body).toMatch(/<html/i);
-    // Still checks tokens.
-    expect((await get(`${h.server.http.url}metrics`, { ca })).status).toBe(401);
-  });
+  it(
+    'serves /metrics and the dashboard over HTTPS with the gRPC certificate, ' + 'no client certificate needed',
+    async () => {
+      expect(h.server.http.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);
+      const reader = await h.token('acme', ['monitoring:read']);
+      const metrics = await get(`${h.server.http.url}metrics`, { ca, token: reader });
+      expect(metrics.status).toBe(200);
+      expect(metrics.type).toMatch(/^text\/plain; version=0\.0\.4/);
+      expect(metrics.body).toMatch(/^# HELP process_cpu_seconds_total /m);
+      const page = await get(h.server.http.url, { ca });
+      expect(page.status).toBe(200);
+      expect(page.body).toMatch(/<html/i);
+      // Still checks tokens.
+      expect((await get(`${h.server.http.url}metrics`, { ca })).status).toBe(401);
+    },
+  );
 
   it('refuses a client that does not trust the CA, and plain HTTP on the same port', async () => {
     const untrusted = await failure(get(h.server.http.url, {}));

@@ -2,7 +2,17 @@ import * as grpc from '@grpc/grpc-js';
 import { monitoring as pb } from '@quanta/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from '../testing/harness.js';
-import { T0, alertRule as rule, bearer, call, failure, ingest, record, seconds, startHarness } from '../testing/harness.js';
+import {
+  T0,
+  alertRule as rule,
+  bearer,
+  call,
+  failure,
+  ingest,
+  record,
+  seconds,
+  startHarness,
+} from '../testing/harness.js';
 
 const S = pb.AlertState;
 

@@ -9,59 +9,72 @@ describe('the ingest client against the real monitoring service', () => {
     for (const h of open) await h.close();
   });
 
-  it('delivers exact counts, drops without blocking while monitoring is down, and resumes when it is back', async () => {
-    const first = await startHarness({ realClock: true });
-    open.push(first);
-    const port = first.server.port;
-    const admin = await first.token('platform', ['admin']);
-    const client = createIngestClient({
-      address: `127.0.0.1:${port}`,
-      token: admin,
-      maxBuffered: 10_000,
-      flushSize: 200,
-      flushIntervalMs: 20,
-      maxReconnectBackoffMs: 200,
-    });
+  it(
+    'delivers exact counts, drops without blocking while monitoring is down, ' + 'and resumes when it is back',
+    async () => {
+      const first = await startHarness({ realClock: true });
+      open.push(first);
+      const port = first.server.port;
+      const admin = await first.token('platform', ['admin']);
+      const client = createIngestClient({
+        address: `127.0.0.1:${port}`,
+        token: admin,
+        maxBuffered: 10_000,
+        flushSize: 200,
+        flushIntervalMs: 20,
+        maxReconnectBackoffMs: 200,
+      });
 
-    for (let i = 0; i < 5000; i++) client.record(record(Date.now(), { requestId: `a${i}` }));
-    await client.flush();
-    const reader = await first.token('acme', ['monitoring:read']);
-    const before = await call(first.client, 'getModelStats', { model: 'cifar', version: '', span: window(60) }, reader);
-    expect(before.stats?.count).toBe(5000n);
-    expect(client.stats()).toMatchObject({ accepted: 5000, droppedFull: 0, droppedFailed: 0 });
-
-    // Monitoring goes away.
-    await first.server.stop({ graceMs: 0 });
-    open.splice(open.indexOf(first), 1);
-    first.client.close();
-    const started = performance.now();
-    for (let i = 0; i < 30_000; i++) client.record(record(Date.now(), { requestId: `b${i}` }));
-    expect(performance.now() - started).toBeLessThan(500);
-    expect(client.stats().buffered).toBeLessThanOrEqual(10_000);
-    expect(client.stats().droppedFull).toBeGreaterThanOrEqual(20_000);
-    await client.flush();
-    const down = client.stats();
-    expect(down.accepted).toBe(5000);
-    expect(down.droppedFull + down.droppedFailed).toBe(30_000);
-
-    // It comes back on the same port (trusting the same token issuer, as it would the same crypto
-    // service): the client reconnects by itself and its records arrive again.
-    const second = await startHarness({ realClock: true, config: { port }, issuer: first.issuer });
-    open.push(second);
-    // A probe's flush fails fast while the channel is still backing off (at most 200 ms here), so
-    // probing is bounded by time, not by a count that a fast machine can exhaust within one backoff.
-    let probes = 0;
-    const giveUpAt = Date.now() + 30_000;
-    while (client.stats().accepted === 5000) {
-      if (Date.now() > giveUpAt) throw new Error(`the client never reconnected (${probes} probes in 30 s)`);
-      client.record(record(Date.now(), { requestId: `p${++probes}` }));
+      for (let i = 0; i < 5000; i++) client.record(record(Date.now(), { requestId: `a${i}` }));
       await client.flush();
-      if (client.stats().accepted === 5000) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    for (let i = 0; i < 777; i++) client.record(record(Date.now(), { requestId: `c${i}` }));
-    await client.close();
-    expect(client.stats().accepted).toBe(5000 + 1 + 777);
-    const stats = await call(second.client, 'getModelStats', { model: 'cifar', version: '', span: window(60) }, reader);
-    expect(stats.stats?.count).toBe(BigInt(1 + 777));
-  });
+      const reader = await first.token('acme', ['monitoring:read']);
+      const before = await call(
+        first.client,
+        'getModelStats',
+        { model: 'cifar', version: '', span: window(60) },
+        reader,
+      );
+      expect(before.stats?.count).toBe(5000n);
+      expect(client.stats()).toMatchObject({ accepted: 5000, droppedFull: 0, droppedFailed: 0 });
+
+      // Monitoring goes away.
+      await first.server.stop({ graceMs: 0 });
+      open.splice(open.indexOf(first), 1);
+      first.client.close();
+      const started = performance.now();
+      for (let i = 0; i < 30_000; i++) client.record(record(Date.now(), { requestId: `b${i}` }));
+      expect(performance.now() - started).toBeLessThan(500);
+      expect(client.stats().buffered).toBeLessThanOrEqual(10_000);
+      expect(client.stats().droppedFull).toBeGreaterThanOrEqual(20_000);
+      await client.flush();
+      const down = client.stats();
+      expect(down.accepted).toBe(5000);
+      expect(down.droppedFull + down.droppedFailed).toBe(30_000);
+
+      // It comes back on the same port (trusting the same token issuer, as it would the same crypto
+      // service): the client reconnects by itself and its records arrive again.
+      const second = await startHarness({ realClock: true, config: { port }, issuer: first.issuer });
+      open.push(second);
+      // A probe's flush fails fast while the channel is still backing off (at most 200 ms here), so
+      // probing is bounded by time, not by a count that a fast machine can exhaust within one backoff.
+      let probes = 0;
+      const giveUpAt = Date.now() + 30_000;
+      while (client.stats().accepted === 5000) {
+        if (Date.now() > giveUpAt) throw new Error(`the client never reconnected (${probes} probes in 30 s)`);
+        client.record(record(Date.now(), { requestId: `p${++probes}` }));
+        await client.flush();
+        if (client.stats().accepted === 5000) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      for (let i = 0; i < 777; i++) client.record(record(Date.now(), { requestId: `c${i}` }));
+      await client.close();
+      expect(client.stats().accepted).toBe(5000 + 1 + 777);
+      const stats = await call(
+        second.client,
+        'getModelStats',
+        { model: 'cifar', version: '', span: window(60) },
+        reader,
+      );
+      expect(stats.stats?.count).toBe(BigInt(1 + 777));
+    },
+  );
 });

@@ -88,7 +88,8 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
 
     // The row holds the rule's fields as JSON: enum names, readable in psql.
     const rows = await store.query<{ tenant: string; name: string; metric: string; comparison: string }>(
-      "SELECT tenant, name, rule->>'metric' AS metric, rule->>'comparison' AS comparison FROM monitoring_alert_rules ORDER BY tenant, name",
+      `SELECT tenant, name, rule->>'metric' AS metric, rule->>'comparison' AS comparison
+       FROM monitoring_alert_rules ORDER BY tenant, name`,
     );
     expect(rows).toEqual([
       { tenant: 'acme', name: 'quiet', metric: 'ALERT_METRIC_THROUGHPUT_RPS', comparison: 'ALERT_COMPARISON_BELOW' },
@@ -121,23 +122,26 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
     ).toEqual([]);
   });
 
-  it('keeps a delete across a restart, each tenant its own rules, and a duplicate is still ALREADY_EXISTS', async () => {
-    await call(h.client, 'deleteAlertRule', { name: 'quiet' }, acme);
-    await h.restart();
-    expect((await list(h, acme)).map((r) => r.name)).toEqual(['slow']);
-    const gone = await failure(call(h.client, 'getAlertRule', { name: 'quiet' }, acme));
-    expect(gone.code).toBe(grpc.status.NOT_FOUND);
-    expect((await list(h, globex)).map((r) => [r.name, r.threshold])).toEqual([['slow', 123_456]]);
+  it(
+    'keeps a delete across a restart, each tenant its own rules, ' + 'and a duplicate is still ALREADY_EXISTS',
+    async () => {
+      await call(h.client, 'deleteAlertRule', { name: 'quiet' }, acme);
+      await h.restart();
+      expect((await list(h, acme)).map((r) => r.name)).toEqual(['slow']);
+      const gone = await failure(call(h.client, 'getAlertRule', { name: 'quiet' }, acme));
+      expect(gone.code).toBe(grpc.status.NOT_FOUND);
+      expect((await list(h, globex)).map((r) => [r.name, r.threshold])).toEqual([['slow', 123_456]]);
 
-    const dup = await failure(call(h.client, 'createAlertRule', { rule: rule({}) }, acme));
-    expect(dup.code).toBe(grpc.status.ALREADY_EXISTS);
-    expect(dup.details).toBe('alert rule "slow" already exists');
-    // Deleting globex's rule leaves acme's of the same name.
-    await call(h.client, 'deleteAlertRule', { name: 'slow' }, globex);
-    await h.restart();
-    expect(await list(h, globex)).toEqual([]);
-    expect((await list(h, acme)).map((r) => r.name)).toEqual(['slow']);
-  });
+      const dup = await failure(call(h.client, 'createAlertRule', { rule: rule({}) }, acme));
+      expect(dup.code).toBe(grpc.status.ALREADY_EXISTS);
+      expect(dup.details).toBe('alert rule "slow" already exists');
+      // Deleting globex's rule leaves acme's of the same name.
+      await call(h.client, 'deleteAlertRule', { name: 'slow' }, globex);
+      await h.restart();
+      expect(await list(h, globex)).toEqual([]);
+      expect((await list(h, acme)).map((r) => r.name)).toEqual(['slow']);
+    },
+  );
 
   it('fails a change whose write fails with UNAVAILABLE, and changes nothing', async () => {
     const kept = await list(h, acme);

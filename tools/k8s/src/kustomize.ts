@@ -49,7 +49,8 @@ export function kustomize(dir: string, options: KustomizeOptions = {}): Promise<
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         reject(
           new RenderError(
-            `kubectl (1.27 or later, with its built-in kustomize) renders the manifests, and "${kubectl}" was not found; install kubectl or set KUBECTL to its path`,
+            'kubectl (1.27 or later, with its built-in kustomize) renders the manifests, ' +
+              `and "${kubectl}" was not found; install kubectl or set KUBECTL to its path`,
           ),
         );
         return;

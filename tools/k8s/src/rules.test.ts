@@ -7,7 +7,7 @@ import type { IService } from 'kubernetes-models/v1/Service';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { K8sObject } from './manifests.js';
 import { checkManifests, parseQuantity } from './rules.js';
-import { OVERLAYS, renderObjects } from './test-overlays.js';
+import { OVERLAYS, renderObjects } from './testing/overlays.js';
 
 describe.each(OVERLAYS)('overlay %s', (overlay) => {
   it('keeps every rule', async () => {
@@ -60,7 +60,8 @@ describe('checkManifests finds each broken rule', () => {
       ),
     ).toContain('Deployment inference: readinessProbe must be GET /v2/health/ready on port 8000');
     expect(problemsAfter((o) => (container(o, 'monitoring').readinessProbe = { grpc: { port: 9999 } }))).toContain(
-      "Deployment monitoring: container monitoring's readinessProbe uses port 9999, which the container does not declare",
+      "Deployment monitoring: container monitoring's readinessProbe uses port 9999, " +
+        'which the container does not declare',
     );
   });
 
@@ -149,7 +150,8 @@ describe('checkManifests finds each broken rule', () => {
         (o) => (find<IPodDisruptionBudget>(o, 'PodDisruptionBudget', 'model-registry').spec!.minAvailable = 2),
       ),
     ).toContain(
-      'PodDisruptionBudget model-registry: with 2 replica(s) of Deployment model-registry it blocks every voluntary eviction (node drains hang)',
+      'PodDisruptionBudget model-registry: with 2 replica(s) of Deployment model-registry ' +
+        'it blocks every voluntary eviction (node drains hang)',
     );
   });
 
@@ -162,7 +164,8 @@ describe('checkManifests finds each broken rule', () => {
       ),
     ).toEqual(
       expect.arrayContaining([
-        'HorizontalPodAutoscaler inference: scaleTargetRef apps/v1 Deployment inferense is not a Deployment of these manifests',
+        'HorizontalPodAutoscaler inference: scaleTargetRef apps/v1 Deployment inferense ' +
+          'is not a Deployment of these manifests',
         'HorizontalPodAutoscaler: none scales Deployment inference',
       ]),
     );
@@ -176,10 +179,12 @@ describe('checkManifests finds each broken rule', () => {
       find<INetworkPolicy>(o, 'NetworkPolicy', 'crypto').spec!.ingress![0]!.from![0]!.podSelector!.matchExpressions![0]!
         .values!;
     expect(problemsAfter((o) => fromExpression(o).splice(fromExpression(o).indexOf('monitoring'), 1))).toContain(
-      'NetworkPolicy: crypto admits inference, model-registry; it must admit exactly inference, model-registry, monitoring',
+      'NetworkPolicy: crypto admits inference, model-registry; ' +
+        'it must admit exactly inference, model-registry, monitoring',
     );
     expect(problemsAfter((o) => fromExpression(o).push('crypto'))).toContain(
-      'NetworkPolicy: crypto admits crypto, inference, model-registry, monitoring; it must admit exactly inference, model-registry, monitoring',
+      'NetworkPolicy: crypto admits crypto, inference, model-registry, monitoring; ' +
+        'it must admit exactly inference, model-registry, monitoring',
     );
     expect(
       problemsAfter((o) =>
@@ -202,10 +207,12 @@ describe('checkManifests finds each broken rule', () => {
             'master_key'),
       ),
     ).toContain(
-      'Deployment crypto: QUANTA_MASTER_KEY comes from key master_key of Secret quanta-secrets, which it does not define',
+      'Deployment crypto: QUANTA_MASTER_KEY comes from key master_key of Secret quanta-secrets, ' +
+        'which it does not define',
     );
     expect(problemsAfter((o) => drop(o, 'ConfigMap', 'quanta-config'))).toContain(
-      'Deployment model-registry: QUANTA_BLOB_URL comes from ConfigMap quanta-config, which the manifests do not define',
+      'Deployment model-registry: QUANTA_BLOB_URL comes from ConfigMap quanta-config, ' +
+        'which the manifests do not define',
     );
   });
 

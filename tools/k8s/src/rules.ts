@@ -302,7 +302,8 @@ function hpaProblems(hpas: readonly (K8sObject & IHorizontalPodAutoscaler)[], ob
     const target = objects.find((o): o is K8sObject & IDeployment => Deployment.is(o) && o.metadata.name === ref?.name);
     if (ref?.kind !== 'Deployment' || ref.apiVersion !== 'apps/v1' || target === undefined) {
       problems.push(
-        `${where}: scaleTargetRef ${ref?.apiVersion ?? '?'} ${ref?.kind ?? '?'} ${ref?.name ?? '?'} is not a Deployment of these manifests`,
+        `${where}: scaleTargetRef ${ref?.apiVersion ?? '?'} ${ref?.kind ?? '?'} ${ref?.name ?? '?'} ` +
+          'is not a Deployment of these manifests',
       );
       continue;
     }
@@ -436,7 +437,8 @@ function inferenceServiceProblems(
   );
   if (!headless)
     problems.push(
-      `Service: no headless Service (clusterIP: None) for inference gRPC on ${QUANTA_SERVICES.inference.grpcPort}, so clients cannot balance per call`,
+      `Service: no headless Service (clusterIP: None) for inference gRPC on ${QUANTA_SERVICES.inference.grpcPort}, ` +
+        'so clients cannot balance per call',
     );
   const scraped = toInference.some((s) => {
     const a = s.metadata.annotations ?? {};
@@ -449,7 +451,8 @@ function inferenceServiceProblems(
   });
   if (!scraped)
     problems.push(
-      `Service: no Service exposes inference's metrics on ${INFERENCE_METRICS_PORT} with prometheus.io/scrape annotations`,
+      `Service: no Service exposes inference's metrics on ${INFERENCE_METRICS_PORT} ` +
+        'with prometheus.io/scrape annotations',
     );
   return problems;
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { describeObject } from './manifests.js';
 import type { K8sObject } from './manifests.js';
 import { validateObject } from './schemas.js';
-import { EXPECTED_OBJECTS, OVERLAYS, renderObjects } from './test-overlays.js';
+import { EXPECTED_OBJECTS, OVERLAYS, renderObjects } from './testing/overlays.js';
 
 describe.each(OVERLAYS)('overlay %s against the Kubernetes schemas', (overlay) => {
   it('renders the expected objects, each valid for its kind', async () => {

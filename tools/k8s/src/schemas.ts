@@ -42,7 +42,8 @@ export function validateObject(object: K8sObject): string[] {
   const model = BY_TYPE.get(`${object.apiVersion} ${object.kind}`);
   if (model === undefined) {
     return [
-      `${describeObject(object)}: no schema for ${object.kind} in ${object.apiVersion} (known: ${KNOWN_KINDS.join(', ')})`,
+      `${describeObject(object)}: no schema for ${object.kind} in ${object.apiVersion} ` +
+        `(known: ${KNOWN_KINDS.join(', ')})`,
     ];
   }
   try {

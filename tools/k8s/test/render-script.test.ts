@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeObject, fileNameOf, parseManifests } from '../src/manifests.js';
 import { RENDERED_HEADER } from '../src/render.js';
-import { EXPECTED_OBJECTS } from '../src/test-overlays.js';
+import { EXPECTED_OBJECTS } from '../src/testing/overlays.js';
 
 const root = join(import.meta.dirname, '..', '..', '..');
 const main = join(import.meta.dirname, '..', 'src', 'main.ts');
@@ -90,7 +90,8 @@ describe('npm run k8s:render', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(
-      'k8s:render: kubectl (1.27 or later, with its built-in kustomize) renders the manifests, and "kubectl" was not found; install kubectl or set KUBECTL to its path\n',
+      'k8s:render: kubectl (1.27 or later, with its built-in kustomize) renders the manifests, ' +
+        'and "kubectl" was not found; install kubectl or set KUBECTL to its path\n',
     );
     expect(readdirSync(scratch)).not.toContain('never');
   });
@@ -102,7 +103,8 @@ describe('npm run k8s:render', () => {
     const badOverlay = await renderWith(['--out', join(scratch, 'x'), '--overlay', 'staging'], process.env);
     expect(badOverlay.code).toBe(1);
     expect(badOverlay.stderr).toBe(
-      'k8s:render: overlay "staging": neither deploy/kubernetes/overlays/staging nor a folder with a kustomization.yaml\n',
+      'k8s:render: overlay "staging": ' +
+        'neither deploy/kubernetes/overlays/staging nor a folder with a kustomization.yaml\n',
     );
   });
 });

@@ -7,7 +7,7 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { K8sObject } from '../src/manifests.js';
 import { parseQuantity, QUANTA_SERVICES } from '../src/rules.js';
-import { renderObjects } from '../src/test-overlays.js';
+import { renderObjects } from '../src/testing/overlays.js';
 
 /**
  * The settings the manifests give each service, checked by the service itself: every QUANTA_* and

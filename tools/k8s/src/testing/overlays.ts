@@ -1,6 +1,6 @@
-import { kustomize, overlayDir } from './kustomize.js';
-import type { K8sObject } from './manifests.js';
-import { parseManifests } from './manifests.js';
+import { kustomize, overlayDir } from '../kustomize.js';
+import type { K8sObject } from '../manifests.js';
+import { parseManifests } from '../manifests.js';
 
 /** The overlays the repository ships; every test runs on each. */
 export const OVERLAYS = ['default', 'production'] as const;

@@ -9,7 +9,7 @@ import type { OnnxModelInfo, OnnxValueInfo } from './model-info.js';
 import { encodeModel, type ModelSpec, type ValueSpec } from './model-spec.js';
 import { OnnxDataType } from './data-types.js';
 import { createRng, uniform } from './rng.js';
-import { conv3x3, gemm, lstmForward, maxPool2, relu, softmaxRows, weightOf } from './test-reference-math.js';
+import { conv3x3, gemm, lstmForward, maxPool2, relu, softmaxRows, weightOf } from './testing/reference-math.js';
 
 const ORT_TYPE: Record<string, string> = { FP32: 'float32', BYTES: 'string', INT64: 'int64', BOOL: 'bool' };
 

@@ -6,7 +6,7 @@ import { OnnxDataType } from './data-types.js';
 import { demoModels, writeDemoModels } from './demo-models.js';
 import { inspectOnnx, inspectOnnxFile } from './inspect.js';
 import { encodeModel, floatTensor } from './model-spec.js';
-import { tempDir } from './test-fixtures.js';
+import { tempDir } from './testing/fixtures.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());

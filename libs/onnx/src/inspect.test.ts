@@ -9,8 +9,8 @@ import { inspectOnnx, inspectOnnxFile } from './inspect.js';
 import type { OnnxValueInfo } from './model-info.js';
 import { encodeModel, floatTensor, type ModelSpec } from './model-spec.js';
 import { ProtoWriter } from './proto-writer.js';
-import { decodeReference } from './test-reference-decoder.js';
-import { ppOcrClassifierPath, ppOcrModelPaths, pseudoRandomBytes, tempDir } from './test-fixtures.js';
+import { decodeReference } from './testing/reference-decoder.js';
+import { ppOcrClassifierPath, ppOcrModelPaths, pseudoRandomBytes, tempDir } from './testing/fixtures.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());

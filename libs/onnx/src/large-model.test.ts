@@ -5,7 +5,7 @@ import { OnnxDataType } from './data-types.js';
 import { inspectOnnxFile } from './inspect.js';
 import { encodeModelChunks, floatTensor, type ModelSpec } from './model-spec.js';
 import { ProtoWriter } from './proto-writer.js';
-import { tempDir } from './test-fixtures.js';
+import { tempDir } from './testing/fixtures.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.remove());

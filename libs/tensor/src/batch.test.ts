@@ -4,7 +4,7 @@ import { concatBatch, splitBatch } from './batch.js';
 import { DATATYPES, type Datatype } from './datatype.js';
 import { tensorFromRaw, tensorToRaw } from './raw.js';
 import { createTensor, type Tensor } from './tensor.js';
-import { ELEMENT_ARB, countOf, framedBytes, leBytes } from './test-arbitraries.js';
+import { ELEMENT_ARB, countOf, framedBytes, leBytes } from './testing/arbitraries.js';
 
 /** A batch part: `rows` rows of shape `rest`, from independently encoded raw bytes. */
 function partArb(datatype: Datatype, rest: number[]): fc.Arbitrary<{ tensor: Tensor; raw: Buffer }> {

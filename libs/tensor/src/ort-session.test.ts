@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { ELEMENT_SIZE, type Datatype, type FixedDatatype } from './datatype.js';
 import { ortTypedArray, tensorFromOrt, tensorToOrt } from './ort.js';
 import { tensorFromRaw, tensorToRaw } from './raw.js';
-import { framedBytes } from './test-arbitraries.js';
-import { ONNX_ELEM_TYPE, identityModel } from './test-onnx.js';
+import { framedBytes } from './testing/arbitraries.js';
+import { ONNX_ELEM_TYPE, identityModel } from './testing/onnx.js';
 
 const CASES: [Datatype, keyof typeof ONNX_ELEM_TYPE][] = [
   ['BOOL', 'bool'],

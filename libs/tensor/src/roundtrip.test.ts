@@ -1,6 +1,6 @@
 // Property-based round trips for every datatype: values -> Tensor -> raw -> Tensor -> typed
 // contents -> Tensor -> ort.Tensor -> Tensor -> JSON -> Tensor. Expected raw bytes come from an
-// independent DataView encoder (test-arbitraries.ts), not from the library's own views.
+// independent DataView encoder (testing/arbitraries.ts), not from the library's own views.
 import fc from 'fast-check';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { tensorFromJson, tensorToJson } from './json.js';
 import { tensorFromOrt, tensorToOrt } from './ort.js';
 import { tensorFromRaw, tensorToRaw } from './raw.js';
 import { createTensor, type Tensor, type TensorDataMap } from './tensor.js';
-import { caseArb, countOf, framedBytes, leBytes, type ElementOf } from './test-arbitraries.js';
+import { caseArb, countOf, framedBytes, leBytes, type ElementOf } from './testing/arbitraries.js';
 
 // Written out here rather than imported, so a wrong entry in ort.ts cannot agree with itself.
 const EXPECTED_ORT_TYPE: Record<Datatype, string | undefined> = {

@@ -5,10 +5,10 @@ import { buildLstm } from '../build-lstm.js';
 import { buildMlp, mlpModel } from '../build-mlp.js';
 import { inspectOnnx } from '../inspect.js';
 import { encodeModel } from '../model-spec.js';
-import { ppOcrClassifierPath } from '../test-fixtures.js';
+import { ppOcrClassifierPath } from '../testing/fixtures.js';
 import { generateCalibrationInputs } from './calibration.js';
 import { compressModel, type CompressOptions, type CompressResult } from './compress-model.js';
-import { checkModels, cosine, runSamples, type Signature } from './test-compress.js';
+import { checkModels, cosine, runSamples, type Signature } from '../testing/compress.js';
 
 // Every method on every kind of model the platform serves: the rewritten model passes the ONNX
 // checker, keeps its signature and opset imports, runs in onnxruntime and answers close to its

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inspectOnnx } from '../inspect.js';
-import { ppOcrModelPaths } from '../test-fixtures.js';
+import { ppOcrModelPaths } from '../testing/fixtures.js';
 import { generateCalibrationInputs } from './calibration.js';
 import { compressModel, type CompressMethod } from './compress-model.js';
-import { checkModels, cosine, runSamples } from './test-compress.js';
+import { checkModels, cosine, runSamples } from '../testing/compress.js';
 
 // The PP-OCR detector (opset 11, ConvTranspose) and recognizer (opset 9, MatMul attention, 10.8 MB)
 // through the storage methods: real exports, larger than the builders' models.

@@ -9,7 +9,7 @@ import { generateCalibrationInputs } from './calibration.js';
 import { CompressError } from './compress-error.js';
 import { COMPRESS_METHODS, compressModel, type CompressOptions } from './compress-model.js';
 import { floatData, readModel } from './onnx-graph.js';
-import { checkModels, cosine, runSamples } from './test-compress.js';
+import { checkModels, cosine, runSamples } from '../testing/compress.js';
 
 // The rules around the methods: option checks, models with nothing to rewrite, shared and
 // overridable weights, old opsets, external data, and fields the rewriter does not know.

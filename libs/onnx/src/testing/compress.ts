@@ -3,7 +3,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tensorToOrt, type Tensor } from '@quanta/tensor';
 import * as ort from 'onnxruntime-node';
-import { tempDir } from '../test-fixtures.js';
+import { tempDir } from './fixtures.js';
 
 // Helpers for the compression tests: the ONNX checker (Debian's python3-onnx) and onnxruntime runs.
 

@@ -1,6 +1,6 @@
 // fast-check arbitraries shared by the tests (not part of the build: see tsconfig.build.json).
 import fc from 'fast-check';
-import type { Datatype, FixedDatatype } from './datatype.js';
+import type { Datatype, FixedDatatype } from '../datatype.js';
 
 /** Shapes of rank 0..3 with small dims (0 included, so empty tensors come up too). */
 export const shapeArb: fc.Arbitrary<number[]> = fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 });

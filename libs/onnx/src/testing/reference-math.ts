@@ -1,6 +1,6 @@
 // Plain TypeScript forward passes, written from the ONNX operator definitions, used as the second
 // source for the outputs of the built models (accumulation in float64).
-import type { ModelSpec } from './model-spec.js';
+import type { ModelSpec } from '../model-spec.js';
 
 /** A named initializer's values as float32 (raw data is little-endian). */
 export function weightOf(spec: ModelSpec, name: string): Float32Array {

@@ -23,14 +23,18 @@ export const cryptoConfigSchema = {
     default: 2 * 1024 * 1024,
     min: 1024,
     max: 48 * 1024 * 1024,
-    doc: 'largest payload of a unary call (larger ones go through EncryptStream/DecryptStream); 2 MiB keeps every reply under the 4 MiB default message limit of gRPC clients',
+    doc:
+      'largest payload of a unary call (larger ones go through EncryptStream/DecryptStream); 2 MiB keeps every ' +
+      'reply under the 4 MiB default message limit of gRPC clients',
   }),
   maxMessageBytes: fields.int({
     env: 'QUANTA_CRYPTO_MAX_MESSAGE_BYTES',
     default: 64 * 1024 * 1024,
     min: 1024 * 1024,
     max: 1024 * 1024 * 1024,
-    doc: 'largest gRPC message accepted; payloads between the payload limit and this get a RESOURCE_EXHAUSTED that names the streaming RPC',
+    doc:
+      'largest gRPC message accepted; payloads between the payload limit and this get a RESOURCE_EXHAUSTED that ' +
+      'names the streaming RPC',
   }),
   adminTokenTtl: fields.duration({
     env: 'QUANTA_ADMIN_TOKEN_TTL',
@@ -40,7 +44,9 @@ export const cryptoConfigSchema = {
   maxTokenTtl: fields.duration({
     env: 'QUANTA_CRYPTO_MAX_TOKEN_TTL',
     default: 365 * 24 * 3600 * 1000,
-    doc: 'the longest lifetime of an access token; also how long a replaced signing key stays in the JWKS, and a revocation by jti is kept',
+    doc:
+      'the longest lifetime of an access token; also how long a replaced signing key stays in the JWKS, and a ' +
+      'revocation by jti is kept',
   }),
   signingKeyRotationPeriod: fields.duration({
     env: 'QUANTA_CRYPTO_SIGNING_KEY_ROTATION_PERIOD',

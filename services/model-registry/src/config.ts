@@ -12,7 +12,9 @@ export const registryConfigSchema = {
   ...serviceConfigFields({ envPrefix: 'QUANTA_REGISTRY', port: 9001, maxReceiveMessageLength: 8 * 1024 * 1024 }),
   blobUrl: fields.string({
     env: 'QUANTA_BLOB_URL',
-    doc: `where sealed model files are: ${BLOB_URL_FORMS} (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); default: the folder $QUANTA_HOME/blobs`,
+    doc:
+      `where sealed model files are: ${BLOB_URL_FORMS} (credentials from AWS_ACCESS_KEY_ID / ` +
+      `AWS_SECRET_ACCESS_KEY); default: the folder $QUANTA_HOME/blobs`,
   }),
   databaseUrl: fields.string({
     env: 'QUANTA_DATABASE_URL',
@@ -25,7 +27,9 @@ export const registryConfigSchema = {
   }),
   serviceToken: fields.string({
     env: 'QUANTA_SERVICE_TOKEN',
-    doc: 'token for calls to the crypto service (scopes keys:use, and keys:admin to create the registry key); default: $QUANTA_HOME/admin.token',
+    doc:
+      'token for calls to the crypto service (scopes keys:use, and keys:admin to create the registry key); ' +
+      'default: $QUANTA_HOME/admin.token',
   }),
   keyName: fields.string({
     env: 'QUANTA_REGISTRY_KEY',

@@ -18,7 +18,8 @@ export interface AuditRecord {
 /** Writes only identifiers and outcomes: never plaintext, ciphertext or key material. */
 export async function recordAudit(db: Queryable, event: AuditRecord): Promise<void> {
   await db.query(
-    'INSERT INTO crypto_audit (tenant, subject, key_name, version, operation, outcome, error_code, trace_id, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+    `INSERT INTO crypto_audit (tenant, subject, key_name, version, operation, outcome, error_code, trace_id, time)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [
       event.tenant,
       event.subject,
@@ -58,7 +59,8 @@ export async function listAudit(
     throw invalidArgument('page_token is invalid: pass the next_page_token of a previous page unchanged');
   const before = cursor === undefined ? null : BigInt(cursor);
   const rows = await db.query<AuditRow>(
-    `SELECT * FROM crypto_audit WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR key_name = $2) AND ($3::bigint IS NULL OR id < $3)
+    `SELECT * FROM crypto_audit
+     WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR key_name = $2) AND ($3::bigint IS NULL OR id < $3)
      ORDER BY id DESC LIMIT $4`,
     [tenant ?? null, filter.keyName ?? null, before, size + 1],
   );

@@ -9,7 +9,12 @@ function python(script: string, input: unknown): unknown {
     'python3',
     [
       '-c',
-      `import sys, json, time, base64\nfrom cryptography.fernet import Fernet, MultiFernet, InvalidToken\nargs = json.load(sys.stdin)\n${script}`,
+      [
+        'import sys, json, time, base64',
+        'from cryptography.fernet import Fernet, MultiFernet, InvalidToken',
+        'args = json.load(sys.stdin)',
+        script,
+      ].join('\n'),
     ],
     {
       input: JSON.stringify(input),
@@ -22,7 +27,12 @@ function python(script: string, input: unknown): unknown {
 describe('fernet interoperability with python cryptography', () => {
   it('decrypts tokens that Python made, with a key that Python made', () => {
     const made = python(
-      `k = Fernet.generate_key()\nf = Fernet(k)\nmsgs = [base64.b64decode(m) for m in args]\nprint(json.dumps({"key": k.decode(), "tokens": [f.encrypt(m).decode() for m in msgs]}))`,
+      [
+        'k = Fernet.generate_key()',
+        'f = Fernet(k)',
+        'msgs = [base64.b64decode(m) for m in args]',
+        'print(json.dumps({"key": k.decode(), "tokens": [f.encrypt(m).decode() for m in msgs]}))',
+      ].join('\n'),
       ['', 'aGVsbG8=', randomBytes(1000).toString('base64'), randomBytes(70_000).toString('base64')],
     ) as { key: string; tokens: string[] };
     const key = new FernetKey(parseFernetKey(made.key));
@@ -41,7 +51,13 @@ describe('fernet interoperability with python cryptography', () => {
     const now = Math.floor(Date.now() / 1000);
     const tokens = messages.map((m, i) => new FernetKey(raw).encrypt(m, now - 100 * i));
     const back = python(
-      `f = Fernet(args["key"].encode())\nout = [base64.b64encode(f.decrypt(t.encode(), ttl=3600)).decode() for t in args["tokens"]]\nts = [f.extract_timestamp(t.encode()) for t in args["tokens"]]\nrot = MultiFernet([Fernet(args["next"].encode()), f]).rotate(args["tokens"][1].encode()).decode()\nprint(json.dumps({"plain": out, "ts": ts, "rotated": rot}))`,
+      [
+        'f = Fernet(args["key"].encode())',
+        'out = [base64.b64encode(f.decrypt(t.encode(), ttl=3600)).decode() for t in args["tokens"]]',
+        'ts = [f.extract_timestamp(t.encode()) for t in args["tokens"]]',
+        'rot = MultiFernet([Fernet(args["next"].encode()), f]).rotate(args["tokens"][1].encode()).decode()',
+        'print(json.dumps({"plain": out, "ts": ts, "rotated": rot}))',
+      ].join('\n'),
       { key: encodeFernetKey(raw), next: encodeFernetKey(next), tokens },
     ) as { plain: string[]; ts: number[]; rotated: string };
     expect(back.plain).toEqual(messages.map((m) => m.toString('base64')));
@@ -65,7 +81,17 @@ describe('fernet interoperability with python cryptography', () => {
       token.slice(0, 30) + (token[30] === 'A' ? 'B' : 'A') + token.slice(31),
     ];
     const pyOk = python(
-      `f = Fernet(args["key"].encode())\nres = []\nfor t in args["tokens"]:\n    try:\n        f.decrypt_at_time(t.encode(), 10**9, 1000000)\n        res.append(True)\n    except InvalidToken:\n        res.append(False)\nprint(json.dumps(res))`,
+      [
+        'f = Fernet(args["key"].encode())',
+        'res = []',
+        'for t in args["tokens"]:',
+        '    try:',
+        '        f.decrypt_at_time(t.encode(), 10**9, 1000000)',
+        '        res.append(True)',
+        '    except InvalidToken:',
+        '        res.append(False)',
+        'print(json.dumps(res))',
+      ].join('\n'),
       { key: encodeFernetKey(raw), tokens: variants },
     ) as boolean[];
     const ours = variants.map((t) => {

@@ -17,7 +17,8 @@ const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export function checkKeyName(name: string): void {
   if (typeof name !== 'string' || !KEY_NAME.test(name)) {
     throw invalidArgument(
-      `key name "${String(name)}" is invalid: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+      `key name "${String(name)}" is invalid: 1 to 128 letters, digits, '.', '_' or '-', starting with a ` +
+        `letter or digit`,
     );
   }
 }
@@ -67,7 +68,8 @@ export function mergeConfig(current: KeyConfig, patch: Partial<KeyConfig>, lates
   );
   if (minEncryptionVersion > 0 && minEncryptionVersion < minDecryptionVersion) {
     throw invalidArgument(
-      `min_encryption_version (${minEncryptionVersion}) must be 0 or at least min_decryption_version (${minDecryptionVersion})`,
+      `min_encryption_version (${minEncryptionVersion}) must be 0 or at least min_decryption_version ` +
+        `(${minDecryptionVersion})`,
     );
   }
   const period = integer('auto_rotate_period_seconds', merged.autoRotatePeriodSeconds, 0, MAX_AUTO_ROTATE);

@@ -16,7 +16,12 @@ function python(script: string, input: unknown): unknown {
     'python3',
     [
       '-c',
-      `import sys, json, base64\nfrom cryptography.fernet import Fernet, MultiFernet, InvalidToken\nargs = json.load(sys.stdin)\n${script}`,
+      [
+        'import sys, json, base64',
+        'from cryptography.fernet import Fernet, MultiFernet, InvalidToken',
+        'args = json.load(sys.stdin)',
+        script,
+      ].join('\n'),
     ],
     { input: JSON.stringify(input), encoding: 'utf8' },
   );
@@ -49,7 +54,10 @@ describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => 
 
   it('imports a Python key, decrypts Python tokens, and makes tokens Python decrypts', async () => {
     const made = python(
-      'k = Fernet.generate_key()\nprint(json.dumps({"key": k.decode(), "token": Fernet(k).encrypt_at_time(b"from python", args).decode()}))',
+      [
+        'k = Fernet.generate_key()',
+        'print(json.dumps({"key": k.decode(), "token": Fernet(k).encrypt_at_time(b"from python", args).decode()}))',
+      ].join('\n'),
       nowS(),
     ) as { key: string; token: string };
     const info = await km.importKey(actor, 'py', 'fernet', made.key, { exportable: true });
@@ -60,7 +68,10 @@ describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => 
     const ours = await km.encrypt(actor, 'py', Buffer.from('from quanta'));
     expect(ours.ciphertext.toString('latin1')).toMatch(/^gAAAAA[A-Za-z0-9_-]+=*$/);
     const back = python(
-      'f = Fernet(args["key"].encode())\nprint(json.dumps([f.decrypt(args["token"].encode()).decode(), f.extract_timestamp(args["token"].encode())]))',
+      [
+        'f = Fernet(args["key"].encode())',
+        'print(json.dumps([f.decrypt(args["token"].encode()).decode(), f.extract_timestamp(args["token"].encode())]))',
+      ].join('\n'),
       { key: made.key, token: ours.ciphertext.toString('latin1') },
     );
     expect(back).toEqual(['from quanta', nowS()]);
@@ -86,7 +97,11 @@ describe.each(testBackends('test_crypto'))('fernet keys on $name', (backend) => 
       const v2 = (await km.exportKey(actor, 'rot', 2)).material.toString('latin1');
       expect(
         python(
-          'f = Fernet(args["k"].encode())\nt = args["t"].encode()\nprint(json.dumps([f.decrypt(t).decode(), f.extract_timestamp(t)]))',
+          [
+            'f = Fernet(args["k"].encode())',
+            't = args["t"].encode()',
+            'print(json.dumps([f.decrypt(t).decode(), f.extract_timestamp(t)]))',
+          ].join('\n'),
           { k: v2, t: rewrapped.ciphertext.toString('latin1') },
         ),
       ).toEqual(['v1 token', issuedAt]);

@@ -250,7 +250,8 @@ describe.each(testBackends('test_crypto'))('key manager on $name', (backend) => 
     await km.importKey(alice, 'wrapped-a', 'aes256-gcm', raw);
     await km.importKey(alice, 'wrapped-b', 'aes256-gcm', randomBytes(32));
     const rows = await store.query<{ name: string; wrapped_material: Buffer }>(
-      "SELECT name, wrapped_material FROM crypto_key_versions WHERE tenant = 'acme' AND name LIKE 'wrapped-%' ORDER BY name",
+      `SELECT name, wrapped_material FROM crypto_key_versions
+       WHERE tenant = 'acme' AND name LIKE 'wrapped-%' ORDER BY name`,
     );
     expect(rows[0]!.wrapped_material.includes(raw)).toBe(false);
     const ct = await km.encrypt(alice, 'wrapped-a', Buffer.from('bound'));

@@ -160,7 +160,10 @@ export async function createKeyManager(options: KeyManagerOptions): Promise<KeyM
     return next;
   }
 
-  /** The key and its latest version for a new ciphertext or signature, rotating first when its auto-rotate period has passed. */
+  /**
+   * The key and its latest version for a new ciphertext or signature, rotating first when its auto-rotate period has
+   * passed.
+   */
   async function forEncryption(
     tenant: string,
     name: string,

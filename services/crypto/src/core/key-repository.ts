@@ -76,7 +76,8 @@ export async function loadKeyWithLatest(
 ): Promise<{ row: KeyRow; latest: VersionRow } | undefined> {
   const rows = await db.query<KeyRow & { v_wrapped: Buffer; v_public_key: Buffer | null; v_created_at: Date }>(
     `SELECT k.*, v.wrapped_material AS v_wrapped, v.public_key AS v_public_key, v.created_at AS v_created_at
-       FROM crypto_keys k JOIN crypto_key_versions v ON v.tenant = k.tenant AND v.name = k.name AND v.version = k.latest_version
+       FROM crypto_keys k
+       JOIN crypto_key_versions v ON v.tenant = k.tenant AND v.name = k.name AND v.version = k.latest_version
       WHERE k.tenant = $1 AND k.name = $2`,
     [tenant, name],
   );
@@ -113,7 +114,8 @@ export async function loadVersion(
   version: number,
 ): Promise<VersionRow | undefined> {
   const rows = await db.query<VersionRow>(
-    'SELECT version, wrapped_material, public_key, created_at FROM crypto_key_versions WHERE tenant = $1 AND name = $2 AND version = $3',
+    `SELECT version, wrapped_material, public_key, created_at FROM crypto_key_versions
+     WHERE tenant = $1 AND name = $2 AND version = $3`,
     [tenant, name, version],
   );
   return rows[0];
@@ -128,7 +130,8 @@ export async function loadVersionRange(
   to: number,
 ): Promise<VersionRow[]> {
   return db.query<VersionRow>(
-    'SELECT version, wrapped_material, public_key, created_at FROM crypto_key_versions WHERE tenant = $1 AND name = $2 AND version >= $3 AND version <= $4 ORDER BY version DESC',
+    `SELECT version, wrapped_material, public_key, created_at FROM crypto_key_versions
+     WHERE tenant = $1 AND name = $2 AND version >= $3 AND version <= $4 ORDER BY version DESC`,
     [tenant, name, from, to],
   );
 }
@@ -136,7 +139,8 @@ export async function loadVersionRange(
 /** false when the name is taken in this tenant. */
 export async function insertKey(db: Queryable, row: KeyRow): Promise<boolean> {
   const inserted = await db.query(
-    `INSERT INTO crypto_keys (tenant, name, type, latest_version, min_decryption_version, min_encryption_version, deletion_allowed, exportable, auto_rotate_period_seconds, created_at, updated_at)
+    `INSERT INTO crypto_keys (tenant, name, type, latest_version, min_decryption_version, min_encryption_version,
+       deletion_allowed, exportable, auto_rotate_period_seconds, created_at, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant, name) DO NOTHING RETURNING name`,
     [
       row.tenant,
@@ -157,15 +161,17 @@ export async function insertKey(db: Queryable, row: KeyRow): Promise<boolean> {
 
 export async function insertVersion(db: Queryable, tenant: string, name: string, v: VersionRow): Promise<void> {
   await db.query(
-    'INSERT INTO crypto_key_versions (tenant, name, version, wrapped_material, public_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
+    `INSERT INTO crypto_key_versions (tenant, name, version, wrapped_material, public_key, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6)`,
     [tenant, name, v.version, v.wrapped_material, v.public_key, v.created_at],
   );
 }
 
 export async function updateKey(db: Queryable, row: KeyRow): Promise<void> {
   await db.query(
-    `UPDATE crypto_keys SET latest_version = $3, min_decryption_version = $4, min_encryption_version = $5, deletion_allowed = $6, exportable = $7,
-       auto_rotate_period_seconds = $8, updated_at = $9 WHERE tenant = $1 AND name = $2`,
+    `UPDATE crypto_keys SET latest_version = $3, min_decryption_version = $4, min_encryption_version = $5,
+       deletion_allowed = $6, exportable = $7, auto_rotate_period_seconds = $8, updated_at = $9
+     WHERE tenant = $1 AND name = $2`,
     [
       row.tenant,
       row.name,
@@ -201,7 +207,8 @@ export async function listKeyPage(
     keys.length === 0
       ? []
       : await db.query<Pick<VersionRow, 'version' | 'created_at' | 'public_key'> & { name: string }>(
-          'SELECT name, version, created_at, public_key FROM crypto_key_versions WHERE tenant = $1 AND name = ANY($2::text[])',
+          `SELECT name, version, created_at, public_key FROM crypto_key_versions
+           WHERE tenant = $1 AND name = ANY($2::text[])`,
           [tenant, keys.map((k) => k.name)],
         );
   const last = keys[keys.length - 1];

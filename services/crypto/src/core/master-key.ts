@@ -13,7 +13,8 @@ function decodeKey(text: string, where: string): Buffer {
     : Buffer.alloc(0);
   if (bytes.length !== 32)
     throw new Error(
-      `${where} must hold 32 bytes in base64 (e.g. from \`openssl rand -base64 32\`); got ${bytes.length === 0 ? 'no valid base64' : `${bytes.length} bytes`}`,
+      `${where} must hold 32 bytes in base64 (e.g. from \`openssl rand -base64 32\`); ` +
+        `got ${bytes.length === 0 ? 'no valid base64' : `${bytes.length} bytes`}`,
     );
   return bytes;
 }
@@ -36,7 +37,8 @@ export function loadMasterKey(options: MasterKeyOptions): Buffer {
   }
   if (env.NODE_ENV === 'production') {
     throw new Error(
-      'no master key: set QUANTA_MASTER_KEY (base64 of 32 bytes) or QUANTA_MASTER_KEY_FILE; a development key is never generated in production',
+      'no master key: set QUANTA_MASTER_KEY (base64 of 32 bytes) or QUANTA_MASTER_KEY_FILE; a development key ' +
+        'is never generated in production',
     );
   }
   const path = join(options.home, 'master.key');
@@ -52,12 +54,15 @@ export function loadMasterKey(options: MasterKeyOptions): Buffer {
   }
   chmodSync(path, 0o600);
   options.logger?.warn(
-    `generated a development master key in ${path}; set QUANTA_MASTER_KEY or QUANTA_MASTER_KEY_FILE outside development`,
+    `generated a development master key in ${path}; set QUANTA_MASTER_KEY or QUANTA_MASTER_KEY_FILE outside ` +
+      `development`,
   );
   return key;
 }
 
-/** Binds wrapped material to its row, so a wrapped key moved to another tenant, name, version or type fails to unwrap. */
+/**
+ * Binds wrapped material to its row, so a wrapped key moved to another tenant, name, version or type fails to unwrap.
+ */
 function wrapAad(tenant: string, name: string, version: number, type: string): Buffer {
   return Buffer.from(JSON.stringify(['quanta.crypto.key-material.v1', tenant, name, version, type]), 'utf8');
 }
@@ -98,7 +103,8 @@ export function unwrapMaterial(
   } catch {
     // Not the caller's fault: wrong master key or a row moved or altered in the database.
     throw new Error(
-      `stored material of key "${name}" v${version} does not unwrap with this master key (wrong master key, or the row was altered)`,
+      `stored material of key "${name}" v${version} does not unwrap with this master key (wrong master key, or ` +
+        `the row was altered)`,
     );
   }
 }

@@ -137,26 +137,30 @@ describe.each(testBackends('test_crypto'))('streaming encryption on $name', (bac
     expect((await decrypt(sealed)).equals(input)).toBe(true);
   });
 
-  it('names the key version in the header: rotation keeps old streams readable, min_decryption_version retires them', async () => {
-    await km.createKey(actor, 'srot', 'aes256-gcm');
-    const old = await encrypt(Buffer.from('old stream'), undefined, 'srot');
-    await km.rotateKey(actor, 'srot');
-    const { version, transform } = await km.encryptStream(actor, 'srot');
-    expect(version).toBe(2);
-    const fresh = await through(transform, Buffer.from('new stream'));
-    expect(fresh.readUInt32BE(1)).toBe(2);
-    expect((await decrypt(old, undefined, 'srot')).toString()).toBe('old stream');
-    await km.updateKeyConfig(actor, 'srot', { minDecryptionVersion: 2 });
-    const retired = await failure(decrypt(old, undefined, 'srot'));
-    expect(retired.code).toBe('FAILED_PRECONDITION');
-    expect((await decrypt(fresh, undefined, 'srot')).toString()).toBe('new stream');
-    const audit = await km.listAudit(actor, { pageSize: 3, keyName: 'srot' });
-    expect(audit.events.map((e) => [e.operation, e.version, e.outcome, e.errorCode ?? ''])).toEqual([
-      ['decrypt-stream', 2, 'ok', ''],
-      ['decrypt-stream', 1, 'error', 'FAILED_PRECONDITION'],
-      ['config', 2, 'ok', ''],
-    ]);
-  });
+  it(
+    'names the key version in the header: rotation keeps old streams readable, min_decryption_version retires ' +
+      'them',
+    async () => {
+      await km.createKey(actor, 'srot', 'aes256-gcm');
+      const old = await encrypt(Buffer.from('old stream'), undefined, 'srot');
+      await km.rotateKey(actor, 'srot');
+      const { version, transform } = await km.encryptStream(actor, 'srot');
+      expect(version).toBe(2);
+      const fresh = await through(transform, Buffer.from('new stream'));
+      expect(fresh.readUInt32BE(1)).toBe(2);
+      expect((await decrypt(old, undefined, 'srot')).toString()).toBe('old stream');
+      await km.updateKeyConfig(actor, 'srot', { minDecryptionVersion: 2 });
+      const retired = await failure(decrypt(old, undefined, 'srot'));
+      expect(retired.code).toBe('FAILED_PRECONDITION');
+      expect((await decrypt(fresh, undefined, 'srot')).toString()).toBe('new stream');
+      const audit = await km.listAudit(actor, { pageSize: 3, keyName: 'srot' });
+      expect(audit.events.map((e) => [e.operation, e.version, e.outcome, e.errorCode ?? ''])).toEqual([
+        ['decrypt-stream', 2, 'ok', ''],
+        ['decrypt-stream', 1, 'error', 'FAILED_PRECONDITION'],
+        ['config', 2, 'ok', ''],
+      ]);
+    },
+  );
 
   it('refuses other tenants and non-AEAD keys when the stream is opened', async () => {
     expect((await failure(km.decryptStream({ tenant: 'other', subject: 'x' }, 'stream'))).code).toBe('NOT_FOUND');
@@ -226,7 +230,8 @@ describe('streaming 50 MiB with bounded memory', () => {
     expect(samples).toBeGreaterThan(100);
     const median = [...growth].sort((a, b) => a - b)[growth.length >> 1]!;
     console.info(
-      `50 MiB stream round trip: retained heap+buffers growth median ${(median / 1048576).toFixed(1)} MiB, peak ${(peak / 1048576).toFixed(1)} MiB, peak RSS growth ${(peakRss / 1048576).toFixed(1)} MiB`,
+      `50 MiB stream round trip: retained heap+buffers growth median ${(median / 1048576).toFixed(1)} MiB, ` +
+        `peak ${(peak / 1048576).toFixed(1)} MiB, peak RSS growth ${(peakRss / 1048576).toFixed(1)} MiB`,
     );
     // Streams hold a chunk and a few segments (about 1 MiB); holding the payload would be 50+ MiB.
     // Rare transient spikes of ~10 MiB come from outside the pipeline (seen without growth between them).

@@ -9,7 +9,8 @@ import { invalidCiphertext } from './errors.js';
 /**
  * Streaming AEAD after Tink's AES-GCM-HKDF streaming:
  *   header  = 0x02 | key version u32 BE | segment size u32 BE | salt(32) | nonce prefix(7)      (48 bytes)
- *   segment = AEAD(segment key, nonce prefix ‖ segment index u32 BE ‖ last-flag byte, plaintext ≤ segment size) ‖ tag(16)
+ *   segment = AEAD(segment key, nonce prefix ‖ segment index u32 BE ‖ last-flag byte,
+ *                  plaintext ≤ segment size) ‖ tag(16)
  *   segment key = HKDF-SHA256(key, salt, "quanta.stream.v1" ‖ header[0..9) ‖ SHA-256(aad))
  * Every segment but the last holds exactly `segment size` bytes; the last may be empty.
  * The index in the nonce catches reordering, the last flag catches truncation, the per-stream salt

@@ -7,7 +7,10 @@ export const KEY_TYPES: readonly KeyType[] = ['aes256-gcm', 'chacha20-poly1305',
 export interface KeyConfig {
   /** Versions below this are refused for decrypt/verify/unwrap (FAILED_PRECONDITION). Default 1. */
   minDecryptionVersion: number;
-  /** Lowest version sign(…, version) may pick (0 = no floor); ≤ latest and ≥ minDecryptionVersion when set. Encrypt always uses the latest. Default 0. */
+  /**
+   * Lowest version sign(…, version) may pick (0 = no floor); ≤ latest and ≥ minDecryptionVersion when set. Encrypt
+   * always uses the latest. Default 0.
+   */
   minEncryptionVersion: number;
   /** deleteKey is refused (FAILED_PRECONDITION) unless true. Default false. */
   deletionAllowed: boolean;
@@ -48,7 +51,10 @@ export interface AuditEvent {
   keyName: string;
   /** Key version used; 0 when the request failed before a version was chosen. */
   version: number;
-  /** e.g. 'create', 'import', 'rotate', 'config', 'delete', 'export', 'encrypt', 'decrypt', 'rewrap', 'datakey', 'unwrap', 'sign', 'verify', 'encrypt-stream', 'decrypt-stream'. */
+  /**
+   * e.g. 'create', 'import', 'rotate', 'config', 'delete', 'export', 'encrypt', 'decrypt', 'rewrap', 'datakey',
+   * 'unwrap', 'sign', 'verify', 'encrypt-stream', 'decrypt-stream'.
+   */
   operation: string;
   outcome: 'ok' | 'error';
   /** gRPC status name (e.g. 'INVALID_ARGUMENT') when outcome is 'error'. */
@@ -90,7 +96,10 @@ export interface KeyManager {
   deleteKey(actor: Actor, name: string): Promise<void>;
   /** Same encoding as importKey takes (fernet: ASCII bytes of the url-safe base64 key). Default: latest version. */
   exportKey(actor: Actor, name: string, version?: number): Promise<{ version: number; material: Buffer }>;
-  /** AEAD keys: binary `0x01 | uint32 BE version | nonce(12) | ciphertext | tag(16)`. Fernet keys: the token's ASCII bytes (no aad allowed). */
+  /**
+   * AEAD keys: binary `0x01 | uint32 BE version | nonce(12) | ciphertext | tag(16)`. Fernet keys: the token's ASCII
+   * bytes (no aad allowed).
+   */
   encrypt(
     actor: Actor,
     name: string,
@@ -119,7 +128,9 @@ export interface KeyManager {
     opts: { bits?: 128 | 256; includePlaintext: boolean; aad?: Buffer },
   ): Promise<{ plaintext?: Buffer; wrapped: Buffer; version: number }>;
   unwrapDataKey(actor: Actor, name: string, wrapped: Buffer, aad?: Buffer): Promise<Buffer>;
-  /** hmac-sha256 → 32-byte HMAC; ed25519 → 64-byte signature. Signatures are raw (the version is returned beside them). */
+  /**
+   * hmac-sha256 → 32-byte HMAC; ed25519 → 64-byte signature. Signatures are raw (the version is returned beside them).
+   */
   sign(actor: Actor, name: string, data: Buffer, version?: number): Promise<{ signature: Buffer; version: number }>;
   /** Without a version, every allowed version is tried (constant-time compare for HMAC). */
   verify(actor: Actor, name: string, data: Buffer, signature: Buffer, version?: number): Promise<boolean>;

@@ -15,7 +15,8 @@ export function keyTypeFromWire(type: pb.KeyType): KeyType {
   const engine = TO_ENGINE.get(type);
   if (engine === undefined) {
     throw invalidArgument(
-      `key type ${pb.keyTypeToJSON(type)} is not supported; use one of ${[...TO_ENGINE.keys()].map((t) => pb.keyTypeToJSON(t)).join(', ')}`,
+      `key type ${pb.keyTypeToJSON(type)} is not supported; use one of ` +
+        `${[...TO_ENGINE.keys()].map((t) => pb.keyTypeToJSON(t)).join(', ')}`,
     );
   }
   return engine;

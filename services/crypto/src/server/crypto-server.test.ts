@@ -198,51 +198,54 @@ describe('keys', () => {
     ]);
   });
 
-  it('rotates: old ciphertexts still decrypt, new ones use the new version, min_decryption_version retires the old', async () => {
-    const created = await createKey('rot', KeyType.KEY_TYPE_CHACHA20_POLY1305);
-    expect(created.key).toMatchObject({
-      name: 'rot',
-      tenant: 'acme',
-      type: KeyType.KEY_TYPE_CHACHA20_POLY1305,
-      latestVersion: 1,
-    });
-    const aad = Buffer.from('order=42');
-    const v1 = await encrypt('rot', Buffer.from('first'), aad);
-    expect(v1.keyVersion).toBe(1);
-    const rotated = await call(c(), 'rotateKey', { name: 'rot' }, admin);
-    expect(rotated.key!.latestVersion).toBe(2);
-    expect(rotated.key!.versions.map((v) => v.version)).toEqual([1, 2]);
-    const v2 = await encrypt('rot', Buffer.from('second'), aad);
-    expect(v2.keyVersion).toBe(2);
-    await expect(decrypt('rot', v1.ciphertext, aad)).resolves.toMatchObject({
-      plaintext: Buffer.from('first'),
-      keyVersion: 1,
-    });
-    await expect(decrypt('rot', v2.ciphertext, aad)).resolves.toMatchObject({
-      plaintext: Buffer.from('second'),
-      keyVersion: 2,
-    });
+  it(
+    'rotates: old ciphertexts still decrypt, new ones use the new ' + 'version, min_decryption_version retires the old',
+    async () => {
+      const created = await createKey('rot', KeyType.KEY_TYPE_CHACHA20_POLY1305);
+      expect(created.key).toMatchObject({
+        name: 'rot',
+        tenant: 'acme',
+        type: KeyType.KEY_TYPE_CHACHA20_POLY1305,
+        latestVersion: 1,
+      });
+      const aad = Buffer.from('order=42');
+      const v1 = await encrypt('rot', Buffer.from('first'), aad);
+      expect(v1.keyVersion).toBe(1);
+      const rotated = await call(c(), 'rotateKey', { name: 'rot' }, admin);
+      expect(rotated.key!.latestVersion).toBe(2);
+      expect(rotated.key!.versions.map((v) => v.version)).toEqual([1, 2]);
+      const v2 = await encrypt('rot', Buffer.from('second'), aad);
+      expect(v2.keyVersion).toBe(2);
+      await expect(decrypt('rot', v1.ciphertext, aad)).resolves.toMatchObject({
+        plaintext: Buffer.from('first'),
+        keyVersion: 1,
+      });
+      await expect(decrypt('rot', v2.ciphertext, aad)).resolves.toMatchObject({
+        plaintext: Buffer.from('second'),
+        keyVersion: 2,
+      });
 
-    // Rewrap moves the v1 ciphertext to v2 without the plaintext leaving the server.
-    const rewrapped = await call(
-      c(),
-      'rewrap',
-      { keyName: 'rot', ciphertext: v1.ciphertext, associatedData: aad },
-      user,
-    );
-    expect(rewrapped.keyVersion).toBe(2);
-    expect(rewrapped.ciphertext.equals(v1.ciphertext)).toBe(false);
+      // Rewrap moves the v1 ciphertext to v2 without the plaintext leaving the server.
+      const rewrapped = await call(
+        c(),
+        'rewrap',
+        { keyName: 'rot', ciphertext: v1.ciphertext, associatedData: aad },
+        user,
+      );
+      expect(rewrapped.keyVersion).toBe(2);
+      expect(rewrapped.ciphertext.equals(v1.ciphertext)).toBe(false);
 
-    const updated = await call(c(), 'updateKeyConfig', { name: 'rot', config: { minDecryptionVersion: 2 } }, admin);
-    expect(updated.key!.config!.minDecryptionVersion).toBe(2);
-    const e = await failure(decrypt('rot', v1.ciphertext, aad));
-    expect(e.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(e.details).toMatch(/version 1/);
-    await expect(decrypt('rot', rewrapped.ciphertext, aad)).resolves.toMatchObject({
-      plaintext: Buffer.from('first'),
-      keyVersion: 2,
-    });
-  });
+      const updated = await call(c(), 'updateKeyConfig', { name: 'rot', config: { minDecryptionVersion: 2 } }, admin);
+      expect(updated.key!.config!.minDecryptionVersion).toBe(2);
+      const e = await failure(decrypt('rot', v1.ciphertext, aad));
+      expect(e.code).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(e.details).toMatch(/version 1/);
+      await expect(decrypt('rot', rewrapped.ciphertext, aad)).resolves.toMatchObject({
+        plaintext: Buffer.from('first'),
+        keyVersion: 2,
+      });
+    },
+  );
 
   it('exports and deletes only when the key allows it', async () => {
     await createKey('guarded', KeyType.KEY_TYPE_AES256_GCM);
@@ -261,7 +264,8 @@ describe('keys', () => {
     expect(exported.version).toBe(1);
     expect(exported.material.length).toBe(32);
     // Second source: the exported key opens the ciphertext with node:crypto directly
-    // (format 0x01 | version u32 BE | nonce 12 | ciphertext | tag 16, the 5-byte prefix bound as AAD before the caller's).
+    // (format 0x01 | version u32 BE | nonce 12 | ciphertext | tag 16, the 5-byte prefix bound as AAD before the
+    // caller's).
     const ct = (await encrypt('guarded', Buffer.from('by hand'), Buffer.from('ad'))).ciphertext;
     const decipher = createDecipheriv('aes-256-gcm', exported.material, ct.subarray(5, 17)).setAAD(
       Buffer.concat([ct.subarray(0, 5), Buffer.from('ad')]),
@@ -305,31 +309,35 @@ describe('data operations', () => {
     await createKey('data', KeyType.KEY_TYPE_AES256_GCM);
   });
 
-  it('refuses tampered and truncated ciphertexts and wrong associated data with one INVALID_ARGUMENT message', async () => {
-    const aad = Buffer.from('tenant=acme');
-    const { ciphertext } = await encrypt('data', Buffer.from('the plaintext'), aad);
-    const flipped = Buffer.from(ciphertext);
-    flipped[flipped.length - 3]! ^= 0x01;
-    const variants = [
-      flipped,
-      ciphertext.subarray(0, ciphertext.length - 1),
-      ciphertext.subarray(0, 10),
-      Buffer.alloc(0),
-    ];
-    for (const bad of variants) {
-      const e = await failure(decrypt('data', bad, aad));
+  it(
+    'refuses tampered and truncated ciphertexts and wrong ' + 'associated data with one INVALID_ARGUMENT message',
+    async () => {
+      const aad = Buffer.from('tenant=acme');
+      const { ciphertext } = await encrypt('data', Buffer.from('the plaintext'), aad);
+      const flipped = Buffer.from(ciphertext);
+      flipped[flipped.length - 3]! ^= 0x01;
+      const variants = [
+        flipped,
+        ciphertext.subarray(0, ciphertext.length - 1),
+        ciphertext.subarray(0, 10),
+        Buffer.alloc(0),
+      ];
+      for (const bad of variants) {
+        const e = await failure(decrypt('data', bad, aad));
+        expect([e.code, e.details]).toEqual([grpc.status.INVALID_ARGUMENT, INVALID]);
+      }
+      const e = await failure(decrypt('data', ciphertext, Buffer.from('tenant=other')));
       expect([e.code, e.details]).toEqual([grpc.status.INVALID_ARGUMENT, INVALID]);
-    }
-    const e = await failure(decrypt('data', ciphertext, Buffer.from('tenant=other')));
-    expect([e.code, e.details]).toEqual([grpc.status.INVALID_ARGUMENT, INVALID]);
-  });
+    },
+  );
 
   it('answers a unary payload over the limit with RESOURCE_EXHAUSTED naming the streaming RPC', async () => {
     const big = Buffer.alloc(2 * 1024 * 1024 + 1);
     let e = await failure(encrypt('data', big));
     expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(e.details).toBe(
-      'Encrypt: plaintext is 2097153 bytes, over the 2097152-byte limit of a unary call; use EncryptStream for large payloads',
+      'Encrypt: plaintext is 2097153 bytes, over the 2097152-byte limit of a unary call; use EncryptStream for ' +
+        'large payloads',
     );
     e = await failure(decrypt('data', big));
     expect(e.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
@@ -576,7 +584,8 @@ describe('data operations', () => {
       user,
     );
     expect(rewrapped.keyVersion).toBe(2);
-    expect(rewrapped.ciphertext.subarray(0, 12).equals(ours.ciphertext.subarray(0, 12))).toBe(true); // version byte + timestamp
+    // The version byte and the timestamp.
+    expect(rewrapped.ciphertext.subarray(0, 12).equals(ours.ciphertext.subarray(0, 12))).toBe(true);
     await expect(decrypt('fernet-py', rewrapped.ciphertext)).resolves.toMatchObject({
       plaintext: Buffer.from('from quanta ✓'),
       keyVersion: 2,

@@ -79,7 +79,8 @@ export async function createRevocationStore(store: Store): Promise<RevocationSto
     async add(r, nowMs) {
       const rows = await store.query<Row>(
         `INSERT INTO token_revocations (jti, tenant, subject, subject_digest, issued_before, expire_time, revoke_time)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, jti, subject_digest, issued_before, expire_time, revoke_time`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id, jti, subject_digest, issued_before, expire_time, revoke_time`,
         [
           r.jti ?? null,
           r.tenant ?? null,
@@ -96,7 +97,8 @@ export async function createRevocationStore(store: Store): Promise<RevocationSto
     },
     async list(nowMs) {
       const rows = await store.query<Row>(
-        'SELECT id, jti, subject_digest, issued_before, expire_time, revoke_time FROM token_revocations WHERE expire_time > $1 ORDER BY id',
+        `SELECT id, jti, subject_digest, issued_before, expire_time, revoke_time FROM token_revocations
+         WHERE expire_time > $1 ORDER BY id`,
         [iso(nowMs)],
       );
       return { version: await version(), revocations: rows.map(fromRow) };

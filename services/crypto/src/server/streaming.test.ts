@@ -135,7 +135,8 @@ describe('EncryptStream / DecryptStream', { timeout: 180_000 }, () => {
     };
     const median = [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)] ?? 0;
     console.log(
-      `128 MiB stream round trip: peak growth rss ${growth.rss.toFixed(1)} MiB, live heap+arrayBuffers ${growth.heap.toFixed(1)} MiB (samples ${samples.map((x) => x.toFixed(1)).join(', ')})`,
+      `128 MiB stream round trip: peak growth rss ${growth.rss.toFixed(1)} MiB, live heap+arrayBuffers ` +
+        `${growth.heap.toFixed(1)} MiB (samples ${samples.map((x) => x.toFixed(1)).join(', ')})`,
     );
     // Client, server and both streams (256 MiB of plaintext and ciphertext in all) live in this
     // process. What is alive stays a few MiB most of the time (median), with short bursts of in-flight

@@ -69,85 +69,95 @@ describe.each(testBackends('test_crypto_tokens'))('token revocation and signing-
     await backend.cleanup();
   });
 
-  it('revokes a token, a jti and a subject at once in crypto, lists them by digest, and keeps them across a restart', async () => {
-    home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
-    let s = await start();
-    const keysAdmin = (subject: string): Promise<string> =>
-      s.server.issuer.issue({ tenant: 'acme', subject, scopes: ['keys:admin'], ttlSeconds: 30 });
-    const leaked = await keysAdmin('alice');
-    const byId = await s.server.issuer.mint({ tenant: 'acme', subject: 'bob', scopes: ['keys:admin'], ttlSeconds: 30 });
-    const carol = await keysAdmin('carol');
-    const list = (token: string): Promise<pb.ListKeysResponse> =>
-      call(s.client, 'listKeys', { pageSize: 0, pageToken: '' }, token);
-    for (const token of [leaked, byId.token, carol]) await list(token);
-    const empty = await call(s.client, 'getRevocations', { knownVersion: 0n });
-    expect(empty).toEqual({ version: 0n, unchanged: false, revocations: [] });
+  it(
+    'revokes a token, a jti and a subject at once in crypto, lists them by digest, and keeps them across a ' +
+      'restart',
+    async () => {
+      home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
+      let s = await start();
+      const keysAdmin = (subject: string): Promise<string> =>
+        s.server.issuer.issue({ tenant: 'acme', subject, scopes: ['keys:admin'], ttlSeconds: 30 });
+      const leaked = await keysAdmin('alice');
+      const byId = await s.server.issuer.mint({
+        tenant: 'acme',
+        subject: 'bob',
+        scopes: ['keys:admin'],
+        ttlSeconds: 30,
+      });
+      const carol = await keysAdmin('carol');
+      const list = (token: string): Promise<pb.ListKeysResponse> =>
+        call(s.client, 'listKeys', { pageSize: 0, pageToken: '' }, token);
+      for (const token of [leaked, byId.token, carol]) await list(token);
+      const empty = await call(s.client, 'getRevocations', { knownVersion: 0n });
+      expect(empty).toEqual({ version: 0n, unchanged: false, revocations: [] });
 
-    const first = await call(
-      s.client,
-      'revokeToken',
-      { target: { $case: 'token', value: leaked }, tenant: '', issuedBefore: undefined },
-      s.admin,
-    );
-    expect(first.revocation).toMatchObject({
-      subjectDigest: '',
-      expireTime: new Date(Math.floor(T0 / 1000) * 1000 + 30_000),
-    });
-    expect(first.revocation?.jti).toMatch(/^[A-Za-z0-9_-]+$/);
-    const refused = await failure(list(leaked));
-    expect([refused.code, refused.details]).toEqual([grpc.status.UNAUTHENTICATED, 'access token has been revoked']);
+      const first = await call(
+        s.client,
+        'revokeToken',
+        { target: { $case: 'token', value: leaked }, tenant: '', issuedBefore: undefined },
+        s.admin,
+      );
+      expect(first.revocation).toMatchObject({
+        subjectDigest: '',
+        expireTime: new Date(Math.floor(T0 / 1000) * 1000 + 30_000),
+      });
+      expect(first.revocation?.jti).toMatch(/^[A-Za-z0-9_-]+$/);
+      const refused = await failure(list(leaked));
+      expect([refused.code, refused.details]).toEqual([grpc.status.UNAUTHENTICATED, 'access token has been revoked']);
 
-    const jti = JSON.parse(Buffer.from(byId.token.split('.')[1] ?? '', 'base64url').toString()) as { jti: string };
-    const second = await call(
-      s.client,
-      'revokeToken',
-      { target: { $case: 'jti', value: jti.jti }, tenant: '', issuedBefore: undefined },
-      s.admin,
-    );
-    expect(second.revocation?.expireTime).toEqual(new Date(T0 + MAX_TTL_MS)); // its expiry is unknown: the longest lifetime
-    expect((await failure(list(byId.token))).code).toBe(grpc.status.UNAUTHENTICATED);
+      const jti = JSON.parse(Buffer.from(byId.token.split('.')[1] ?? '', 'base64url').toString()) as { jti: string };
+      const second = await call(
+        s.client,
+        'revokeToken',
+        { target: { $case: 'jti', value: jti.jti }, tenant: '', issuedBefore: undefined },
+        s.admin,
+      );
+      // Its expiry is unknown: the longest lifetime.
+      expect(second.revocation?.expireTime).toEqual(new Date(T0 + MAX_TTL_MS));
+      expect((await failure(list(byId.token))).code).toBe(grpc.status.UNAUTHENTICATED);
 
-    now.ms += 2000;
-    const third = await call(
-      s.client,
-      'revokeToken',
-      { target: { $case: 'subject', value: 'carol' }, tenant: 'acme', issuedBefore: undefined },
-      s.admin,
-    );
-    expect(third.revocation).toMatchObject({
-      jti: '',
-      subjectDigest: subjectDigest('acme', 'carol'),
-      issuedBefore: new Date(T0 + 2000),
-    });
-    expect((await failure(list(carol))).code).toBe(grpc.status.UNAUTHENTICATED);
-    // Tokens issued to carol after the cut-off work; other subjects of the tenant never stopped.
-    now.ms += 1000;
-    await list(await keysAdmin('carol'));
-    await list(await keysAdmin('dave'));
+      now.ms += 2000;
+      const third = await call(
+        s.client,
+        'revokeToken',
+        { target: { $case: 'subject', value: 'carol' }, tenant: 'acme', issuedBefore: undefined },
+        s.admin,
+      );
+      expect(third.revocation).toMatchObject({
+        jti: '',
+        subjectDigest: subjectDigest('acme', 'carol'),
+        issuedBefore: new Date(T0 + 2000),
+      });
+      expect((await failure(list(carol))).code).toBe(grpc.status.UNAUTHENTICATED);
+      // Tokens issued to carol after the cut-off work; other subjects of the tenant never stopped.
+      now.ms += 1000;
+      await list(await keysAdmin('carol'));
+      await list(await keysAdmin('dave'));
 
-    const published = await call(s.client, 'getRevocations', { knownVersion: 0n });
-    expect(published.revocations).toHaveLength(3);
-    expect(JSON.stringify(published.revocations)).not.toContain('carol');
-    expect(await call(s.client, 'getRevocations', { knownVersion: published.version })).toEqual({
-      version: published.version,
-      unchanged: true,
-      revocations: [],
-    });
+      const published = await call(s.client, 'getRevocations', { knownVersion: 0n });
+      expect(published.revocations).toHaveLength(3);
+      expect(JSON.stringify(published.revocations)).not.toContain('carol');
+      expect(await call(s.client, 'getRevocations', { knownVersion: published.version })).toEqual({
+        version: published.version,
+        unchanged: true,
+        revocations: [],
+      });
 
-    // A restart reads them back from the store.
-    await stop();
-    s = await start();
-    expect((await call(s.client, 'getRevocations', { knownVersion: 0n })).revocations).toEqual(published.revocations);
-    for (const token of [leaked, byId.token, carol])
-      expect((await failure(list(token))).code).toBe(grpc.status.UNAUTHENTICATED);
+      // A restart reads them back from the store.
+      await stop();
+      s = await start();
+      expect((await call(s.client, 'getRevocations', { knownVersion: 0n })).revocations).toEqual(published.revocations);
+      for (const token of [leaked, byId.token, carol])
+        expect((await failure(list(token))).code).toBe(grpc.status.UNAUTHENTICATED);
 
-    // Once every token they name has expired, the entries go.
-    now.ms += MAX_TTL_MS + 120_000;
-    const pruned = await call(s.client, 'getRevocations', { knownVersion: 0n });
-    expect(pruned.revocations).toEqual([]);
-    expect(await store.query('SELECT id FROM token_revocations')).toEqual([]);
-    await rm(home, { recursive: true, force: true });
-  });
+      // Once every token they name has expired, the entries go.
+      now.ms += MAX_TTL_MS + 120_000;
+      const pruned = await call(s.client, 'getRevocations', { knownVersion: 0n });
+      expect(pruned.revocations).toEqual([]);
+      expect(await store.query('SELECT id FROM token_revocations')).toEqual([]);
+      await rm(home, { recursive: true, force: true });
+    },
+  );
 
   it('refuses revocations that name nothing, a subject without a tenant, or a token it did not sign', async () => {
     home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
@@ -185,41 +195,45 @@ describe.each(testBackends('test_crypto_tokens'))('token revocation and signing-
     await rm(home, { recursive: true, force: true });
   });
 
-  it('rotates the signing key: new tokens get the new kid, old ones work until they expire, then the old key leaves the JWKS', async () => {
-    home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
-    const s = await start();
-    const old = await call(
-      s.client,
-      'issueToken',
-      { tenant: 'acme', subject: 'alice', scopes: ['keys:admin'], ttlSeconds: 60n },
-      s.admin,
-    );
-    const oldKid = old.keyId;
-    now.ms += 1000;
-    const rotated = await call(s.client, 'rotateSigningKey', {}, s.admin);
-    expect(rotated.previousKeyId).toBe(oldKid);
-    expect(rotated.keyId).not.toBe(oldKid);
-    expect(rotated.previousKeyRetireTime).toEqual(new Date(now.ms + MAX_TTL_MS));
-    const fresh = await call(
-      s.client,
-      'issueToken',
-      { tenant: 'acme', subject: 'alice', scopes: ['keys:admin'], ttlSeconds: 60n },
-      s.admin,
-    );
-    expect(fresh.keyId).toBe(rotated.keyId);
-    const kids = async (): Promise<string[]> => (await call(s.client, 'getJwks', {})).keys.map((k) => k.kid);
-    expect(await kids()).toEqual([rotated.keyId, oldKid]);
-    for (const token of [old.token, fresh.token])
-      await call(s.client, 'listKeys', { pageSize: 0, pageToken: '' }, token);
+  it(
+    'rotates the signing key: new tokens get the new kid, old ones work until they expire, then the old key ' +
+      'leaves the JWKS',
+    async () => {
+      home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
+      const s = await start();
+      const old = await call(
+        s.client,
+        'issueToken',
+        { tenant: 'acme', subject: 'alice', scopes: ['keys:admin'], ttlSeconds: 60n },
+        s.admin,
+      );
+      const oldKid = old.keyId;
+      now.ms += 1000;
+      const rotated = await call(s.client, 'rotateSigningKey', {}, s.admin);
+      expect(rotated.previousKeyId).toBe(oldKid);
+      expect(rotated.keyId).not.toBe(oldKid);
+      expect(rotated.previousKeyRetireTime).toEqual(new Date(now.ms + MAX_TTL_MS));
+      const fresh = await call(
+        s.client,
+        'issueToken',
+        { tenant: 'acme', subject: 'alice', scopes: ['keys:admin'], ttlSeconds: 60n },
+        s.admin,
+      );
+      expect(fresh.keyId).toBe(rotated.keyId);
+      const kids = async (): Promise<string[]> => (await call(s.client, 'getJwks', {})).keys.map((k) => k.kid);
+      expect(await kids()).toEqual([rotated.keyId, oldKid]);
+      for (const token of [old.token, fresh.token])
+        await call(s.client, 'listKeys', { pageSize: 0, pageToken: '' }, token);
 
-    // Past the longest lifetime every token of the old key has expired, and the key is gone.
-    now.ms += MAX_TTL_MS + 1000;
-    expect(await kids()).toEqual([rotated.keyId]);
-    expect((await failure(call(s.client, 'listKeys', { pageSize: 0, pageToken: '' }, old.token))).code).toBe(
-      grpc.status.UNAUTHENTICATED,
-    );
-    await rm(home, { recursive: true, force: true });
-  });
+      // Past the longest lifetime every token of the old key has expired, and the key is gone.
+      now.ms += MAX_TTL_MS + 1000;
+      expect(await kids()).toEqual([rotated.keyId]);
+      expect((await failure(call(s.client, 'listKeys', { pageSize: 0, pageToken: '' }, old.token))).code).toBe(
+        grpc.status.UNAUTHENTICATED,
+      );
+      await rm(home, { recursive: true, force: true });
+    },
+  );
 
   it('shares keys and revocations between replicas over one store', async () => {
     home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
@@ -285,15 +299,19 @@ describe.each(testBackends('test_crypto_tokens'))('token revocation and signing-
     }
   });
 
-  it("rotates on a schedule when QUANTA_CRYPTO_SIGNING_KEY_ROTATION_PERIOD is set, counting from the key's age in the store", async () => {
-    home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
-    const s = await start({ signingKeyRotationPeriod: 50 });
-    const first = s.server.issuer.currentKid;
-    // The clock stands still: the key is not yet due. Moving it past the period rotates.
-    now.ms += 60;
-    const deadline = Date.now() + 10_000;
-    while (s.server.issuer.currentKid === first && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(s.server.issuer.currentKid).not.toBe(first);
-    await rm(home, { recursive: true, force: true });
-  });
+  it(
+    'rotates on a schedule when QUANTA_CRYPTO_SIGNING_KEY_ROTATION_PERIOD is set, ' +
+      "counting from the key's age in the store",
+    async () => {
+      home = await mkdtemp(join(tmpdir(), 'quanta-crypto-tokens-'));
+      const s = await start({ signingKeyRotationPeriod: 50 });
+      const first = s.server.issuer.currentKid;
+      // The clock stands still: the key is not yet due. Moving it past the period rotates.
+      now.ms += 60;
+      const deadline = Date.now() + 10_000;
+      while (s.server.issuer.currentKid === first && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(s.server.issuer.currentKid).not.toBe(first);
+      await rm(home, { recursive: true, force: true });
+    },
+  );
 });

@@ -107,14 +107,17 @@ export function callerSamples(files: readonly pb.CalibrationFile[], inputs: read
     const stacked = tensor.shape.length === rank + 1;
     if (!stacked && (tensor.shape.length !== rank || rank === 0)) {
       throw invalidArgument(
-        `calibration: input "${input.name}" has shape ${shapeText(input.shape)}; its data must have shape ${shapeText(input.shape)} (samples along the first axis) or [samples, ...that], not ${shapeText(tensor.shape)}`,
+        `calibration: input "${input.name}" has shape ${shapeText(input.shape)}; its data must have shape ` +
+          `${shapeText(input.shape)} (samples along the first axis) or [samples, ...that], not ` +
+          `${shapeText(tensor.shape)}`,
       );
     }
     const rowShape = stacked ? tensor.shape.slice(1) : [1, ...tensor.shape.slice(1)];
     input.shape.forEach((dim, axis) => {
       if (dim >= 0n && BigInt(rowShape[axis]!) !== dim) {
         throw invalidArgument(
-          `calibration: input "${input.name}" has shape ${shapeText(input.shape)}; a sample of the data given has ${shapeText(rowShape)}`,
+          `calibration: input "${input.name}" has shape ${shapeText(input.shape)}; a sample of the data given ` +
+            `has ${shapeText(rowShape)}`,
         );
       }
     });

@@ -182,93 +182,100 @@ describe('CompressVersion against a real crypto service and real onnxruntime ses
     expect((await call(h.client, 'getModel', { name: 'cnn' }, reader)).model!.aliases).toEqual({});
   });
 
-  it('answers bad requests with INVALID_ARGUMENT, unknown sources with NOT_FOUND, readers with PERMISSION_DENIED', async () => {
-    const cases: [
-      Partial<pb.CompressVersionRequest> & { ref: string; method: pb.CompressionMethod },
-      grpc.status,
-      RegExp,
-    ][] = [
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_UNSPECIFIED }, grpc.status.INVALID_ARGUMENT, /method is required/],
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE }, grpc.status.INVALID_ARGUMENT, /PRUNE needs sparsity/],
-      [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE, sparsity: 1.5 },
-        grpc.status.INVALID_ARGUMENT,
-        /sparsity must be above 0 and below 1, got 1\.5/,
-      ],
-      [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sparsity: 0.5 },
-        grpc.status.INVALID_ARGUMENT,
-        /sparsity applies to PRUNE and INT8_WEIGHTS only/,
-      ],
-      [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, gates: { minCosine: 2 } },
-        grpc.status.INVALID_ARGUMENT,
-        /gates\.min_cosine must be between -1 and 1, got 2/,
-      ],
-      [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, dims: { N: 0 } },
-        grpc.status.INVALID_ARGUMENT,
-        /dims: "N" is 0/,
-      ],
-      [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, alias: '7' }, grpc.status.INVALID_ARGUMENT, /alias/],
-      [
-        { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sampleCount: 5000 },
-        grpc.status.INVALID_ARGUMENT,
-        /sample_count 5000 is over the maximum of 1000/,
-      ],
-      [{ ref: 'cnn:99', method: M.COMPRESSION_METHOD_FP16 }, grpc.status.NOT_FOUND, /model "cnn" has no version 99/],
-      [{ ref: 'nope', method: M.COMPRESSION_METHOD_FP16 }, grpc.status.NOT_FOUND, /nope/],
-      [
-        {
-          ref: 'cnn:1',
-          method: M.COMPRESSION_METHOD_FP16,
-          calibration: [
-            {
-              inputName: 'image',
-              format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY,
-              data: writeNpy({ datatype: 'FP32', shape: [1, 3, 32, 32], data: new Float32Array(3072) }),
-            },
-          ],
-        },
-        grpc.status.INVALID_ARGUMENT,
-        /the model has no input "image"; its inputs are "input"/,
-      ],
-      [
-        {
-          ref: 'cnn:1',
-          method: M.COMPRESSION_METHOD_FP16,
-          calibration: [
-            { inputName: '', format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY, data: Buffer.from('not numpy') },
-          ],
-        },
-        grpc.status.INVALID_ARGUMENT,
-        /calibration\[0\]: .*is not a \.npy file/,
-      ],
-      [
-        {
-          ref: 'cnn:1',
-          method: M.COMPRESSION_METHOD_FP16,
-          calibration: [
-            {
-              inputName: '',
-              format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY,
-              data: writeNpy({ datatype: 'FP32', shape: [2, 3, 16, 16], data: new Float32Array(1536) }),
-            },
-          ],
-        },
-        grpc.status.INVALID_ARGUMENT,
-        /input "input" has shape \[\?, 3, 32, 32\]; a sample of the data given has \[1, 3, 16, 16\]/,
-      ],
-    ];
-    const count = await versionCount('cnn');
-    for (const [request, code, message] of cases) {
-      const error = await failure(compress(h.client, writer, request));
-      expect({ code: error.code, details: error.details }).toEqual({ code, details: expect.stringMatching(message) });
-    }
-    const denied = await failure(compress(h.client, reader, { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16 }));
-    expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(await versionCount('cnn')).toBe(count);
-  });
+  it(
+    'answers bad requests with INVALID_ARGUMENT, unknown sources ' + 'with NOT_FOUND, readers with PERMISSION_DENIED',
+    async () => {
+      const cases: [
+        Partial<pb.CompressVersionRequest> & { ref: string; method: pb.CompressionMethod },
+        grpc.status,
+        RegExp,
+      ][] = [
+        [
+          { ref: 'cnn:1', method: M.COMPRESSION_METHOD_UNSPECIFIED },
+          grpc.status.INVALID_ARGUMENT,
+          /method is required/,
+        ],
+        [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE }, grpc.status.INVALID_ARGUMENT, /PRUNE needs sparsity/],
+        [
+          { ref: 'cnn:1', method: M.COMPRESSION_METHOD_PRUNE, sparsity: 1.5 },
+          grpc.status.INVALID_ARGUMENT,
+          /sparsity must be above 0 and below 1, got 1\.5/,
+        ],
+        [
+          { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sparsity: 0.5 },
+          grpc.status.INVALID_ARGUMENT,
+          /sparsity applies to PRUNE and INT8_WEIGHTS only/,
+        ],
+        [
+          { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, gates: { minCosine: 2 } },
+          grpc.status.INVALID_ARGUMENT,
+          /gates\.min_cosine must be between -1 and 1, got 2/,
+        ],
+        [
+          { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, dims: { N: 0 } },
+          grpc.status.INVALID_ARGUMENT,
+          /dims: "N" is 0/,
+        ],
+        [{ ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, alias: '7' }, grpc.status.INVALID_ARGUMENT, /alias/],
+        [
+          { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16, sampleCount: 5000 },
+          grpc.status.INVALID_ARGUMENT,
+          /sample_count 5000 is over the maximum of 1000/,
+        ],
+        [{ ref: 'cnn:99', method: M.COMPRESSION_METHOD_FP16 }, grpc.status.NOT_FOUND, /model "cnn" has no version 99/],
+        [{ ref: 'nope', method: M.COMPRESSION_METHOD_FP16 }, grpc.status.NOT_FOUND, /nope/],
+        [
+          {
+            ref: 'cnn:1',
+            method: M.COMPRESSION_METHOD_FP16,
+            calibration: [
+              {
+                inputName: 'image',
+                format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY,
+                data: writeNpy({ datatype: 'FP32', shape: [1, 3, 32, 32], data: new Float32Array(3072) }),
+              },
+            ],
+          },
+          grpc.status.INVALID_ARGUMENT,
+          /the model has no input "image"; its inputs are "input"/,
+        ],
+        [
+          {
+            ref: 'cnn:1',
+            method: M.COMPRESSION_METHOD_FP16,
+            calibration: [
+              { inputName: '', format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY, data: Buffer.from('not numpy') },
+            ],
+          },
+          grpc.status.INVALID_ARGUMENT,
+          /calibration\[0\]: .*is not a \.npy file/,
+        ],
+        [
+          {
+            ref: 'cnn:1',
+            method: M.COMPRESSION_METHOD_FP16,
+            calibration: [
+              {
+                inputName: '',
+                format: pb.CalibrationFormat.CALIBRATION_FORMAT_NPY,
+                data: writeNpy({ datatype: 'FP32', shape: [2, 3, 16, 16], data: new Float32Array(1536) }),
+              },
+            ],
+          },
+          grpc.status.INVALID_ARGUMENT,
+          /input "input" has shape \[\?, 3, 32, 32\]; a sample of the data given has \[1, 3, 16, 16\]/,
+        ],
+      ];
+      const count = await versionCount('cnn');
+      for (const [request, code, message] of cases) {
+        const error = await failure(compress(h.client, writer, request));
+        expect({ code: error.code, details: error.details }).toEqual({ code, details: expect.stringMatching(message) });
+      }
+      const denied = await failure(compress(h.client, reader, { ref: 'cnn:1', method: M.COMPRESSION_METHOD_FP16 }));
+      expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(await versionCount('cnn')).toBe(count);
+    },
+  );
 
   it('measures on the caller samples given as .npy and as KServe JSON, and says so', async () => {
     const rows = 5;

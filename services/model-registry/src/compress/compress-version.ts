@@ -109,14 +109,20 @@ function missedGate(outputs: readonly pb.OutputAccuracy[], gates: pb.Compression
       return `output "${o.name}": cosine ${o.cosine.toFixed(6)} is below min_cosine ${gates.minCosine}`;
     }
     if (gates.maxAbsError !== undefined && !(o.maxAbsError <= gates.maxAbsError)) {
-      return `output "${o.name}": max abs error ${o.maxAbsError.toPrecision(6)} is above max_abs_error ${gates.maxAbsError}`;
+      return (
+        `output "${o.name}": max abs error ${o.maxAbsError.toPrecision(6)} is above max_abs_error ` +
+        `${gates.maxAbsError}`
+      );
     }
     if (
       gates.minTop1Agreement !== undefined &&
       o.top1Agreement !== undefined &&
       !(o.top1Agreement >= gates.minTop1Agreement)
     ) {
-      return `output "${o.name}": top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}% is below min_top1_agreement ${gates.minTop1Agreement}`;
+      return (
+        `output "${o.name}": top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}% is below min_top1_agreement ` +
+        `${gates.minTop1Agreement}`
+      );
     }
   }
   if (gates.minTop1Agreement !== undefined && !outputs.some((o) => o.top1Agreement !== undefined)) {

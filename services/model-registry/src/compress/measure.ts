@@ -21,7 +21,10 @@ interface OutputSums {
   agreed: number;
 }
 
-/** A run's onnxruntime overhead is that of a model load away; each run yields to the event loop first (`session.run` does). */
+/**
+ * A run's onnxruntime overhead is that of a model load away; each run yields to the event loop first (`session.run`
+ * does).
+ */
 export function openSession(model: Uint8Array): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(model, { graphOptimizationLevel: 'all' });
 }
@@ -174,5 +177,8 @@ export async function compareLatency(
 /** The runtime and machine the figures come from. */
 export function measuredOn(): string {
   const cpu = cpus();
-  return `onnxruntime-node ${ort.env.versions.common ?? ''} (CPU execution provider) on ${cpu[0]?.model.trim() ?? 'an unknown CPU'}, ${cpu.length} CPUs`;
+  return (
+    `onnxruntime-node ${ort.env.versions.common ?? ''} (CPU execution provider) on ` +
+    `${cpu[0]?.model.trim() ?? 'an unknown CPU'}, ${cpu.length} CPUs`
+  );
 }

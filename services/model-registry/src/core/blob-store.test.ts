@@ -111,62 +111,66 @@ describe.each(backends)('blob store: $name', (backend) => {
     await close?.();
   });
 
-  it('streams a blob of several parts, reads it back while unpublished, publishes it and reads it in order and at random', async () => {
-    const bytes = randomBytes(3 * MIN_PART_BYTES + 12_345);
-    const writer = await store.create();
-    // Several buffers per write, of odd sizes, as the upload hands sealed records over.
-    for (let at = 0; at < bytes.length; at += 3 * 400_000) {
-      await writer.write([
-        bytes.subarray(at, at + 400_000),
-        bytes.subarray(at + 400_000, at + 800_000),
-        bytes.subarray(at + 800_000, at + 1_200_000),
-      ]);
-    }
-    expect(writer.written).toBe(bytes.length);
-    expect((await writer.read(0, 100)).equals(bytes.subarray(0, 100))).toBe(true);
-    expect(
-      (await writer.read(MIN_PART_BYTES - 10, 1 << 20)).equals(
-        bytes.subarray(MIN_PART_BYTES - 10, MIN_PART_BYTES - 10 + (1 << 20)),
-      ),
-    ).toBe(true);
-    expect((await writer.read(bytes.length - 5, 100)).equals(bytes.subarray(bytes.length - 5))).toBe(true);
-    expect((await writer.read(bytes.length, 100)).length).toBe(0);
-    await expect(writer.write(Buffer.from('more'))).rejects.toThrow(/read back/);
-
-    const blob = key('acme');
-    expect(await store.exists(blob)).toBe(false);
-    await writer.commit(blob);
-    await writer.abort(); // after commit: does nothing
-    expect(await store.exists(blob)).toBe(true);
-    expect(await subject.leftovers()).toEqual([]);
-
-    expect((await readWhole(store, blob, 1 << 20)).equals(bytes)).toBe(true);
-    expect((await readWhole(store, blob, 300_001)).equals(bytes)).toBe(true);
-    const handle = await store.open(blob);
-    try {
-      const target = Buffer.alloc(1000);
-      for (const at of [bytes.length - 10, 5, 2 * MIN_PART_BYTES + 7, 5 + 1000]) {
-        const n = await handle.readInto(target, at);
-        expect(n).toBe(Math.min(1000, bytes.length - at));
-        expect(target.subarray(0, n).equals(bytes.subarray(at, at + n))).toBe(true);
+  it(
+    'streams a blob of several parts, reads it back while unpublished, publishes it and reads it in order and at ' +
+      'random',
+    async () => {
+      const bytes = randomBytes(3 * MIN_PART_BYTES + 12_345);
+      const writer = await store.create();
+      // Several buffers per write, of odd sizes, as the upload hands sealed records over.
+      for (let at = 0; at < bytes.length; at += 3 * 400_000) {
+        await writer.write([
+          bytes.subarray(at, at + 400_000),
+          bytes.subarray(at + 400_000, at + 800_000),
+          bytes.subarray(at + 800_000, at + 1_200_000),
+        ]);
       }
-      expect(await handle.readInto(target, bytes.length)).toBe(0);
-    } finally {
-      await handle.close();
-    }
-    const chunks: Buffer[] = [];
-    for await (const chunk of store.read(blob)) chunks.push(chunk);
-    expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+      expect(writer.written).toBe(bytes.length);
+      expect((await writer.read(0, 100)).equals(bytes.subarray(0, 100))).toBe(true);
+      expect(
+        (await writer.read(MIN_PART_BYTES - 10, 1 << 20)).equals(
+          bytes.subarray(MIN_PART_BYTES - 10, MIN_PART_BYTES - 10 + (1 << 20)),
+        ),
+      ).toBe(true);
+      expect((await writer.read(bytes.length - 5, 100)).equals(bytes.subarray(bytes.length - 5))).toBe(true);
+      expect((await writer.read(bytes.length, 100)).length).toBe(0);
+      await expect(writer.write(Buffer.from('more'))).rejects.toThrow(/read back/);
 
-    const listed = [];
-    for await (const stored of store.list()) listed.push(stored);
-    expect(listed.map((b) => `${b.tenant}/${b.sha256}`)).toEqual([`${blob.tenant}/${blob.sha256}`]);
-    expect(Math.abs((listed[0]?.modified.getTime() ?? 0) - Date.now())).toBeLessThan(60_000);
+      const blob = key('acme');
+      expect(await store.exists(blob)).toBe(false);
+      await writer.commit(blob);
+      await writer.abort(); // after commit: does nothing
+      expect(await store.exists(blob)).toBe(true);
+      expect(await subject.leftovers()).toEqual([]);
 
-    await store.delete(blob);
-    expect(await store.exists(blob)).toBe(false);
-    expect(await subject.everything()).toEqual([]);
-  });
+      expect((await readWhole(store, blob, 1 << 20)).equals(bytes)).toBe(true);
+      expect((await readWhole(store, blob, 300_001)).equals(bytes)).toBe(true);
+      const handle = await store.open(blob);
+      try {
+        const target = Buffer.alloc(1000);
+        for (const at of [bytes.length - 10, 5, 2 * MIN_PART_BYTES + 7, 5 + 1000]) {
+          const n = await handle.readInto(target, at);
+          expect(n).toBe(Math.min(1000, bytes.length - at));
+          expect(target.subarray(0, n).equals(bytes.subarray(at, at + n))).toBe(true);
+        }
+        expect(await handle.readInto(target, bytes.length)).toBe(0);
+      } finally {
+        await handle.close();
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of store.read(blob)) chunks.push(chunk);
+      expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+
+      const listed = [];
+      for await (const stored of store.list()) listed.push(stored);
+      expect(listed.map((b) => `${b.tenant}/${b.sha256}`)).toEqual([`${blob.tenant}/${blob.sha256}`]);
+      expect(Math.abs((listed[0]?.modified.getTime() ?? 0) - Date.now())).toBeLessThan(60_000);
+
+      await store.delete(blob);
+      expect(await store.exists(blob)).toBe(false);
+      expect(await subject.everything()).toEqual([]);
+    },
+  );
 
   it('publishes a small blob (one PUT, no multipart upload) and reports a missing one as ENOENT', async () => {
     const bytes = Buffer.from('sealed bytes of a tiny model');
@@ -180,25 +184,28 @@ describe.each(backends)('blob store: $name', (backend) => {
     expect(await subject.everything()).toEqual([]);
   });
 
-  it('an aborted writer leaves nothing: mid-stream (a multipart upload under way), after its read-back, or empty', async () => {
-    const streaming = await store.create();
-    // Four parts with two in flight: the last write returns only after a part was stored, so the
-    // multipart upload exists when it is aborted.
-    await writeInPieces(streaming, randomBytes(4 * MIN_PART_BYTES + 1));
-    expect(await subject.leftovers()).toHaveLength(1);
-    await streaming.abort();
-    await streaming.abort();
-    await expect(streaming.write(Buffer.from('x'))).rejects.toThrow(/closed/);
+  it(
+    'an aborted writer leaves nothing: mid-stream (a multipart ' + 'upload under way), after its read-back, or empty',
+    async () => {
+      const streaming = await store.create();
+      // Four parts with two in flight: the last write returns only after a part was stored, so the
+      // multipart upload exists when it is aborted.
+      await writeInPieces(streaming, randomBytes(4 * MIN_PART_BYTES + 1));
+      expect(await subject.leftovers()).toHaveLength(1);
+      await streaming.abort();
+      await streaming.abort();
+      await expect(streaming.write(Buffer.from('x'))).rejects.toThrow(/closed/);
 
-    const readBack = await store.create();
-    await readBack.write(randomBytes(MIN_PART_BYTES + 100));
-    await readBack.read(0, 10);
-    await readBack.abort();
+      const readBack = await store.create();
+      await readBack.write(randomBytes(MIN_PART_BYTES + 100));
+      await readBack.read(0, 10);
+      await readBack.abort();
 
-    const empty = await store.create();
-    await empty.abort();
-    expect(await subject.everything()).toEqual([]);
-  });
+      const empty = await store.create();
+      await empty.abort();
+      expect(await subject.everything()).toEqual([]);
+    },
+  );
 
   it('removeTemporaries removes what writers of a dead process left, and leaves younger ones when asked', async () => {
     const left = [await store.create(), await store.create()];

@@ -59,7 +59,8 @@ export function parseBlobUrl(raw: string): BlobLocation {
   if (!BUCKET.test(bucket)) throw new Error(`"${bucket}" is not a valid S3 bucket name (3-63 of a-z, 0-9, '.', '-')`);
   if (url.port !== '' || url.username !== '' || url.password !== '') {
     throw new Error(
-      'an s3: URL carries no port or credentials: the endpoint goes in ?endpoint=, credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
+      'an s3: URL carries no port or credentials: the endpoint goes in ?endpoint=, credentials in ' +
+        'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
     );
   }
   for (const name of url.searchParams.keys()) {

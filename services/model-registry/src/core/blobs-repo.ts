@@ -14,7 +14,8 @@ export async function recordBlob(
   now: Date,
 ): Promise<boolean> {
   const inserted = await q.query(
-    `INSERT INTO registry_blobs (tenant, sha256, size_bytes, stored_bytes, created_at, key_name, key_version, wrapped_key)
+    `INSERT INTO registry_blobs (tenant, sha256, size_bytes, stored_bytes, created_at, key_name, key_version,
+       wrapped_key)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (tenant, sha256) DO NOTHING RETURNING sha256`,
     [

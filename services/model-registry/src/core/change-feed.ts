@@ -30,7 +30,8 @@ export async function recordDeploymentChanges(tx: Queryable, events: readonly De
   let last = 0n;
   for (const event of events) {
     const [row] = await tx.query<{ seq: bigint }>(
-      'INSERT INTO registry_deployment_changes (tenant, name, type, deployment, reason) VALUES ($1, $2, $3, $4, $5) RETURNING seq',
+      `INSERT INTO registry_deployment_changes (tenant, name, type, deployment, reason)
+       VALUES ($1, $2, $3, $4, $5) RETURNING seq`,
       [
         event.deployment.tenant,
         event.deployment.name,
@@ -50,7 +51,8 @@ export async function recordDeploymentChanges(tx: Queryable, events: readonly De
  */
 export async function feedPosition(q: Queryable): Promise<bigint> {
   const [row] = await q.query<{ seq: bigint }>(
-    'SELECT GREATEST((SELECT max(seq) FROM registry_deployment_changes), (SELECT pruned_through FROM registry_change_feed)) AS seq',
+    `SELECT GREATEST((SELECT max(seq) FROM registry_deployment_changes),
+                     (SELECT pruned_through FROM registry_change_feed)) AS seq`,
   );
   return row?.seq ?? 0n;
 }
@@ -62,7 +64,8 @@ export async function feedPosition(q: Queryable): Promise<bigint> {
 export async function pruneDeploymentChanges(q: Queryable, olderThanMs: number): Promise<number> {
   const [row] = await q.query<{ removed: bigint }>(
     `WITH horizon AS (
-       SELECT max(seq) AS seq FROM registry_deployment_changes WHERE created_at <= now() - make_interval(secs => $1::double precision)
+       SELECT max(seq) AS seq FROM registry_deployment_changes
+       WHERE created_at <= now() - make_interval(secs => $1::double precision)
      ), gone AS (
        DELETE FROM registry_deployment_changes WHERE seq <= (SELECT seq FROM horizon) RETURNING seq
      )
@@ -133,7 +136,9 @@ export async function startDeploymentFeed(store: Store, options: DeploymentFeedO
     const rows = await store.query<ChangeRow>(
       `SELECT f.pruned_through, c.seq, c.type, c.deployment, c.reason
        FROM registry_change_feed f
-       LEFT JOIN LATERAL (SELECT seq, type, deployment, reason FROM registry_deployment_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true
+       LEFT JOIN LATERAL (
+         SELECT seq, type, deployment, reason FROM registry_deployment_changes WHERE seq > $1 ORDER BY seq LIMIT $2
+       ) c ON true
        ORDER BY c.seq`,
       [position, BATCH],
     );

@@ -52,7 +52,8 @@ export function checkPreferredBatchSizes(spec: pb.DeploymentSpec): void {
   const sizes = spec.preferredBatchSizes;
   if (sizes.length > 0 && spec.tunePreferredBatchSize) {
     throw invalidArgument(
-      'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop tune_preferred_batch_size to use the listed sizes, ' +
+      'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop ' +
+        'tune_preferred_batch_size to use the listed sizes, ' +
         'or drop preferred_batch_sizes to have inference measure the best one on live traffic',
     );
   }
@@ -112,7 +113,8 @@ export async function createDeployment(
 ): Promise<pb.Deployment> {
   const r = await resolveSpec(q, tenant, spec);
   const inserted = await q.query(
-    `INSERT INTO registry_deployments (tenant, name, model, model_ref, spec, resolved_version, generation, created_at, updated_at)
+    `INSERT INTO registry_deployments (tenant, name, model, model_ref, spec, resolved_version, generation, created_at,
+       updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (tenant, name) DO NOTHING RETURNING name`,
     [tenant, name, r.model, r.spec.modelRef, JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)), r.version, now],
   );
@@ -136,7 +138,8 @@ export async function updateDeployment(
   }
   const r = await resolveSpec(q, tenant, spec);
   await q.query(
-    `UPDATE registry_deployments SET model = $3, model_ref = $4, spec = $5, resolved_version = $6, generation = generation + 1, updated_at = $7
+    `UPDATE registry_deployments
+     SET model = $3, model_ref = $4, spec = $5, resolved_version = $6, generation = generation + 1, updated_at = $7
      WHERE tenant = $1 AND name = $2`,
     [tenant, name, r.model, r.spec.modelRef, JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)), r.version, now],
   );
@@ -159,7 +162,8 @@ export async function listDeployments(
   const scope = `deployments|${model}`;
   const after = decodePageToken(scope, page.token) ?? '';
   const rows = await q.query<DeploymentRow>(
-    `SELECT ${COLUMNS} FROM registry_deployments WHERE tenant = $1 AND name > $2 AND ($3 = '' OR model = $3) ORDER BY name LIMIT $4`,
+    `SELECT ${COLUMNS} FROM registry_deployments
+     WHERE tenant = $1 AND name > $2 AND ($3 = '' OR model = $3) ORDER BY name LIMIT $4`,
     [tenant, after, model, page.size + 1],
   );
   const more = rows.length > page.size;
@@ -202,7 +206,8 @@ export async function refreshFollowers(
     const version = await resolveVersion(q, tenant, ref);
     if (version === row.resolved_version) continue;
     await q.query(
-      `UPDATE registry_deployments SET resolved_version = $3, generation = generation + 1, updated_at = $4 WHERE tenant = $1 AND name = $2`,
+      `UPDATE registry_deployments SET resolved_version = $3, generation = generation + 1, updated_at = $4
+       WHERE tenant = $1 AND name = $2`,
       [tenant, row.name, version, now],
     );
     const reason =

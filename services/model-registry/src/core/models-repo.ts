@@ -128,7 +128,8 @@ export async function listModels(
   const prefix = filter.namePrefix.replace(/[\\%_]/g, (c) => `\\${c}`);
   const tags = tagFilter(filter.tags, 5, 'm.name', String(MODEL_TAGS));
   const rows = await q.query<ModelRow>(
-    `SELECT ${COLUMNS} FROM registry_models m WHERE m.tenant = $1 AND m.name > $2 AND m.name LIKE $3 ESCAPE '\\'${tags.sql}
+    `SELECT ${COLUMNS} FROM registry_models m
+     WHERE m.tenant = $1 AND m.name > $2 AND m.name LIKE $3 ESCAPE '\\'${tags.sql}
      ORDER BY m.name LIMIT $4`,
     [tenant, after, `${prefix}%`, page.size + 1, ...tags.params],
   );

@@ -10,7 +10,8 @@ export function checkName(kind: NameKind, name: string, field = kind === 'model'
   if (name === '') throw invalidArgument(`${field} is required: a ${kind} name`);
   if (!NAME.test(name)) {
     throw invalidArgument(
-      `${field} "${name}" is not a valid ${kind} name: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit`,
+      `${field} "${name}" is not a valid ${kind} name: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", ` +
+        `starting with a letter or digit`,
     );
   }
   if (kind === 'alias' && /^\d+$/.test(name))

@@ -27,9 +27,14 @@ const MAX_PARTS = 10_000;
 const COPY_PART_BYTES = 512 * 1024 * 1024;
 
 export interface S3BlobStoreOptions {
-  /** A client to use (its settings win; the store then leaves it open); default: one of its own, made from the location. */
+  /**
+   * A client to use (its settings win; the store then leaves it open); default: one of its own, made from the location.
+   */
   readonly client?: S3Client;
-  /** Bytes per uploaded part; memory per upload is (queueSize + 1) parts. Default: 5 MiB, or what `maxObjectBytes` needs. */
+  /**
+   * Bytes per uploaded part; memory per upload is (queueSize + 1) parts. Default: 5 MiB, or what `maxObjectBytes`
+   * needs.
+   */
   readonly partBytes?: number;
   /** Parts in flight per upload (default 2). */
   readonly queueSize?: number;

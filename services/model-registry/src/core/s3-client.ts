@@ -60,7 +60,11 @@ export function describeS3Failure(location: S3BlobLocation, error: unknown): str
     ].includes(name) ||
     status === 403
   ) {
-    return `${where} refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) for bucket "${location.bucket}": ${name || String(status)}${message === '' || message === name ? '' : `: ${message}`}`;
+    const detail = message === '' || message === name ? '' : `: ${message}`;
+    return (
+      `${where} refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) ` +
+      `for bucket "${location.bucket}": ${name || String(status)}${detail}`
+    );
   }
   if (name === 'CredentialsProviderError' || /credentials/i.test(message))
     return `no credentials for ${where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (${message})`;

@@ -29,7 +29,10 @@ function seal(plain: Buffer, piece = 333): { head: Buffer; records: Buffer[] } {
   return { head: encodeHeader(header), records };
 }
 
-/** The download's opener: positional reads of whole records, here from memory (short reads as a file gives them only at the end). */
+/**
+ * The download's opener: positional reads of whole records, here from memory (short reads as a file gives them only at
+ * the end).
+ */
 async function openPositional(bytes: Buffer): Promise<Buffer> {
   const reads: number[] = [];
   const source = {

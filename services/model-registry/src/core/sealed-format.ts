@@ -69,7 +69,9 @@ function nonceOf(prefix: Buffer, index: number): Buffer {
   return Buffer.concat([prefix, u32(index)]);
 }
 
-/** One sealed segment as the buffers to write in order: u32 length, ciphertext piece(s), tag (never joined: no copy). */
+/**
+ * One sealed segment as the buffers to write in order: u32 length, ciphertext piece(s), tag (never joined: no copy).
+ */
 export type SealedRecord = readonly Buffer[];
 
 /**

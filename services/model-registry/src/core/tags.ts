@@ -12,7 +12,8 @@ export async function loadTags(
   const out = new Map<number, Record<string, string>>(versions.map((v) => [v, {}]));
   if (versions.length === 0) return out;
   const rows = await q.query<{ version: number; key: string; value: string }>(
-    'SELECT version, key, value FROM registry_tags WHERE tenant = $1 AND model = $2 AND version = ANY($3::int[]) ORDER BY key',
+    `SELECT version, key, value FROM registry_tags
+     WHERE tenant = $1 AND model = $2 AND version = ANY($3::int[]) ORDER BY key`,
     [tenant, model, versions],
   );
   for (const row of rows) {
@@ -61,7 +62,8 @@ export function tagFilter(
   let n = firstParam;
   for (const [key, value] of Object.entries(tags)) {
     clauses.push(
-      `EXISTS (SELECT 1 FROM registry_tags t WHERE t.tenant = $1 AND t.model = ${modelColumn} AND t.version = ${versionExpr} AND t.key = $${n} AND ($${n + 1} = '' OR t.value = $${n + 1}))`,
+      `EXISTS (SELECT 1 FROM registry_tags t WHERE t.tenant = $1 AND t.model = ${modelColumn} ` +
+        `AND t.version = ${versionExpr} AND t.key = $${n} AND ($${n + 1} = '' OR t.value = $${n + 1}))`,
     );
     params.push(key, value);
     n += 2;

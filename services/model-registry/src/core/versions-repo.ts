@@ -21,7 +21,8 @@ export async function resolveVersion(q: Queryable, tenant: string, ref: ModelRef
       ]);
       if (rows.length === 0) {
         throw notFound(
-          `model "${ref.model}" has no version ${ref.version}; ${model.latest_version === 0 ? 'it has no versions yet' : `latest is ${model.latest_version}`}`,
+          `model "${ref.model}" has no version ${ref.version}; ` +
+            (model.latest_version === 0 ? 'it has no versions yet' : `latest is ${model.latest_version}`),
         );
       }
       return ref.version;

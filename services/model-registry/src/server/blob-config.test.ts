@@ -98,7 +98,8 @@ describe('a bad QUANTA_BLOB_URL stops the registry at start with one line saying
         AWS_SECRET_ACCESS_KEY: 'wrong',
       }),
       new RegExp(
-        `${s3.endpoint} refused the credentials \\(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY\\) for bucket "quanta": SignatureDoesNotMatch`,
+        `${s3.endpoint} refused the credentials \\(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY\\) for bucket ` +
+          `"quanta": SignatureDoesNotMatch`,
       ),
     );
     expectOneProblem(

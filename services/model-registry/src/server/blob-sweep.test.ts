@@ -57,39 +57,42 @@ describe('the sweep of a bucket that replicas may share', () => {
     }
   });
 
-  it('spares leftovers younger than its grace (another replica may be uploading them) and removes older ones', async () => {
-    const token = await h.token('acme', ['models:read', 'models:write']);
-    const keep = Buffer.from(buildMlp({ seed: 41 }));
-    const kept = await push(h.client, token, { model: 'keep' }, keep);
-    const keptKey = `${prefix}acme/${kept.sha256.slice(0, 2)}/${kept.sha256}`;
+  it(
+    'spares leftovers younger than its grace (another replica may ' + 'be uploading them) and removes older ones',
+    async () => {
+      const token = await h.token('acme', ['models:read', 'models:write']);
+      const keep = Buffer.from(buildMlp({ seed: 41 }));
+      const kept = await push(h.client, token, { model: 'keep' }, keep);
+      const keptKey = `${prefix}acme/${kept.sha256.slice(0, 2)}/${kept.sha256}`;
 
-    // What an upload in progress elsewhere looks like: a temporary object, an unfinished multipart
-    // upload, and a published blob whose version is about to commit.
-    const writer = await h.registry.blobs.create();
-    // More than two 5 MiB parts in 1 MiB writes: the last returns after a part was stored.
-    for (let i = 0; i < 11; i += 1) await writer.write(Buffer.alloc(1024 * 1024, i));
-    const unrecorded = { tenant: 'acme', sha256: 'cd'.repeat(32) };
-    const published = await h.registry.blobs.create();
-    await published.write(Buffer.from('sealed bytes of a version not yet committed'));
-    await published.commit(unrecorded);
-    const inProgress = await h.registry.blobs.create();
-    await inProgress.write(Buffer.from('half'));
-    await inProgress.read(0, 4);
-    const before = { keys: await s3.keys(prefix), uploads: await s3.uploads(prefix) };
-    expect(before.keys).toContain(`${prefix}acme/cd/${unrecorded.sha256}`);
-    expect(before.keys.filter((k) => k.startsWith(`${prefix}.tmp/`))).toHaveLength(1);
-    expect(before.uploads).toHaveLength(1);
+      // What an upload in progress elsewhere looks like: a temporary object, an unfinished multipart
+      // upload, and a published blob whose version is about to commit.
+      const writer = await h.registry.blobs.create();
+      // More than two 5 MiB parts in 1 MiB writes: the last returns after a part was stored.
+      for (let i = 0; i < 11; i += 1) await writer.write(Buffer.alloc(1024 * 1024, i));
+      const unrecorded = { tenant: 'acme', sha256: 'cd'.repeat(32) };
+      const published = await h.registry.blobs.create();
+      await published.write(Buffer.from('sealed bytes of a version not yet committed'));
+      await published.commit(unrecorded);
+      const inProgress = await h.registry.blobs.create();
+      await inProgress.write(Buffer.from('half'));
+      await inProgress.read(0, 4);
+      const before = { keys: await s3.keys(prefix), uploads: await s3.uploads(prefix) };
+      expect(before.keys).toContain(`${prefix}acme/cd/${unrecorded.sha256}`);
+      expect(before.keys.filter((k) => k.startsWith(`${prefix}.tmp/`))).toHaveLength(1);
+      expect(before.uploads).toHaveLength(1);
 
-    await h.restart();
-    expect({ keys: await s3.keys(prefix), uploads: await s3.uploads(prefix) }).toEqual(before);
+      await h.restart();
+      expect({ keys: await s3.keys(prefix), uploads: await s3.uploads(prefix) }).toEqual(before);
 
-    await ageBucket(s3.dir);
-    await h.restart();
-    expect(await s3.keys(prefix)).toEqual([keptKey]);
-    expect(await s3.uploads(prefix)).toEqual([]);
-    expect((await pull(h.client, token, 'keep')).bytes.equals(keep)).toBe(true);
-    // The writers' own aborts find nothing left to remove.
-    await writer.abort().catch(() => undefined);
-    await inProgress.abort();
-  });
+      await ageBucket(s3.dir);
+      await h.restart();
+      expect(await s3.keys(prefix)).toEqual([keptKey]);
+      expect(await s3.uploads(prefix)).toEqual([]);
+      expect((await pull(h.client, token, 'keep')).bytes.equals(keep)).toBe(true);
+      // The writers' own aborts find nothing left to remove.
+      await writer.abort().catch(() => undefined);
+      await inProgress.abort();
+    },
+  );
 });

@@ -15,7 +15,10 @@
 export interface ChunkPool {
   /** A copy of `bytes` in a pooled buffer, or undefined when it does not fit one or none is free. */
   copy(bytes: Buffer): Buffer | undefined;
-  /** Gives back the pooled buffer behind `chunk` (nothing for other buffers): the caller must hold no view of it any more. */
+  /**
+   * Gives back the pooled buffer behind `chunk` (nothing for other buffers): the caller must hold no view of it any
+   * more.
+   */
   release(chunk: Buffer): void;
   /** Buffers allocated so far, and free now (for tests). */
   readonly allocated: number;

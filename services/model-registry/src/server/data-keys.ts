@@ -122,7 +122,8 @@ export function createDataKeys(client: cpb.CryptoServiceClient, keyName: string)
         return reply.plaintext;
       } catch (error: unknown) {
         throw unavailable(
-          `the crypto service could not unwrap the data key of a model file (key "${header.keyName}" v${header.keyVersion}): ${detailsOf(error)}`,
+          `the crypto service could not unwrap the data key of a model file (key "${header.keyName}" ` +
+            `v${header.keyVersion}): ${detailsOf(error)}`,
           {
             cause: error,
           },

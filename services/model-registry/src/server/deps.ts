@@ -15,7 +15,9 @@ export interface RegistryDeps {
   readonly feed: DeploymentFeed;
   readonly maxUploadBytes: number;
   readonly now: () => Date;
-  /** Aborted when the server begins to stop: watch streams end then, instead of holding shutdown for its grace period. */
+  /**
+   * Aborted when the server begins to stop: watch streams end then, instead of holding shutdown for its grace period.
+   */
   readonly closing: AbortSignal;
   /** Records each change (models, versions, aliases, deployments, rewraps) in `registry_audit`. */
   readonly audit: RegistryAudit;

@@ -123,7 +123,8 @@ export async function* versionPlaintext(
   const digest = hash.digest('hex');
   if (digest !== version.sha256 || size !== version.sizeBytes) {
     throw dataLoss(
-      `the stored file of ${label} does not match its digest (sha256 ${digest}, ${size} bytes; expected ${version.sha256}, ${version.sizeBytes} bytes)`,
+      `the stored file of ${label} does not match its digest (sha256 ${digest}, ${size} bytes; expected ` +
+        `${version.sha256}, ${version.sizeBytes} bytes)`,
     );
   }
 }

@@ -102,7 +102,8 @@ async function* watch(
       // Reconnecting gives a fresh snapshot, which is all that can heal a gap in the feed.
       if (lost)
         throw unavailable(
-          'this registry replica missed deployment changes (cut off from the database for longer than changes are kept): watch again',
+          'this registry replica missed deployment changes (cut off from the database for longer than changes ' +
+            'are kept): watch again',
         );
       const event = queue.shift();
       if (event === undefined) {

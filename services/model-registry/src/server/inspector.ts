@@ -3,7 +3,10 @@ import { OnnxError, inspectOnnxSource } from '@quanta/onnx';
 import type { OnnxValueInfo, ReadAt } from '@quanta/onnx';
 import { invalidArgument } from '@quanta/service-kit';
 
-/** An uploaded file as the inspector reads it: its size and random access to its plaintext (decrypted from the sealed blob as asked). */
+/**
+ * An uploaded file as the inspector reads it: its size and random access to its plaintext (decrypted from the sealed
+ * blob as asked).
+ */
 export interface InspectSource {
   readonly size: number;
   readonly read: ReadAt;
@@ -27,7 +30,8 @@ export const inspectOnnxModel: Inspector = async (source) => {
     const info = await inspectOnnxSource(source.size, source.read);
     if (info.hasExternalData) {
       throw invalidArgument(
-        'the ONNX model keeps weights in external data files; upload a self-contained model (onnx.save(..., save_as_external_data=False))',
+        'the ONNX model keeps weights in external data files; upload a self-contained model (onnx.save(..., ' +
+          'save_as_external_data=False))',
       );
     }
     return {

@@ -347,131 +347,137 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     expect(files.filter((f) => f.isFile()).length).toBe(Number(rows[0]?.n));
   });
 
-  it('keeps preferred batch sizes and the tuning flag through every read, and refuses sizes the batcher could not use', async () => {
-    await push(h.client, acme, { model: 'batchy' }, mlp(21));
-    const w = watcher(h, acmeRead);
-    expect((await w.next())?.$case).toBe('snapshot');
+  it(
+    'keeps preferred batch sizes and the tuning flag through every read, and refuses sizes the batcher could not ' +
+      'use',
+    async () => {
+      await push(h.client, acme, { model: 'batchy' }, mlp(21));
+      const w = watcher(h, acmeRead);
+      expect((await w.next())?.$case).toBe('snapshot');
 
-    // Kept as given (inference sorts them), through create, get, list and watch.
-    const fixed = await call(
-      h.client,
-      'createDeployment',
-      { name: 'batchy-fixed', spec: spec('batchy', { preferredBatchSizes: [8, 2, 4] }) },
-      acme,
-    );
-    expect(fixed.deployment?.spec).toMatchObject({
-      maxBatchSize: 8,
-      preferredBatchSizes: [8, 2, 4],
-      tunePreferredBatchSize: false,
-    });
-    let event = await w.next();
-    expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
-      preferredBatchSizes: [8, 2, 4],
-      tunePreferredBatchSize: false,
-    });
-    await call(
-      h.client,
-      'createDeployment',
-      { name: 'batchy-tuned', spec: spec('batchy', { tunePreferredBatchSize: true }) },
-      acme,
-    );
-    event = await w.next();
-    expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
-      preferredBatchSizes: [],
-      tunePreferredBatchSize: true,
-    });
-    expect(
-      (await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment?.spec?.preferredBatchSizes,
-    ).toEqual([8, 2, 4]);
-    const listed = await call(h.client, 'listDeployments', { pageSize: 0, pageToken: '', model: 'batchy' }, acmeRead);
-    expect(
-      listed.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize]),
-    ).toEqual([
-      ['batchy-fixed', [8, 2, 4], false],
-      ['batchy-tuned', [], true],
-    ]);
-    const late = watcher(h, acmeRead);
-    const snapshot = await late.next();
-    expect(
-      snapshot?.$case === 'snapshot' &&
-        snapshot.value.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize]),
-    ).toEqual([
-      ['batchy-fixed', [8, 2, 4], false],
-      ['batchy-tuned', [], true],
-    ]);
-    late.close();
-
-    // An update replaces the spec whole: sizes out, tuning in.
-    const switched = await call(
-      h.client,
-      'updateDeployment',
-      { name: 'batchy-fixed', spec: spec('batchy', { tunePreferredBatchSize: true }), expectedGeneration: 0n },
-      acme,
-    );
-    expect(switched.deployment?.spec).toMatchObject({ preferredBatchSizes: [], tunePreferredBatchSize: true });
-    expect((await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment).toMatchObject({
-      generation: 2n,
-      spec: { preferredBatchSizes: [], tunePreferredBatchSize: true },
-    });
-
-    const refused: [Partial<pb.DeploymentSpec>, string][] = [
-      [{ preferredBatchSizes: [4, 0] }, 'spec.preferred_batch_sizes[1] is 0: a batch size is at least 1'],
-      [{ preferredBatchSizes: [2, 16] }, 'spec.preferred_batch_sizes[1] is 16, above spec.max_batch_size 8'],
-      [{ preferredBatchSizes: [4, 2, 4] }, 'spec.preferred_batch_sizes[2] repeats 4 (already at [0])'],
-      [
-        { maxBatchSize: 1, preferredBatchSizes: [1] },
-        'spec.preferred_batch_sizes is set but batching is off (spec.max_batch_size is 1; it must be above 1)',
-      ],
-      [
-        { maxBatchSize: 0, tunePreferredBatchSize: true },
-        'spec.tune_preferred_batch_size is set but batching is off (spec.max_batch_size is 0; it must be above 1)',
-      ],
-      [
-        { preferredBatchSizes: [4], tunePreferredBatchSize: true },
-        'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop tune_preferred_batch_size to use the listed sizes, ' +
-          'or drop preferred_batch_sizes to have inference measure the best one on live traffic',
-      ],
-    ];
-    for (const [extra, details] of refused) {
-      const create = await failure(
-        call(h.client, 'createDeployment', { name: 'batchy-bad', spec: spec('batchy', extra) }, acme),
+      // Kept as given (inference sorts them), through create, get, list and watch.
+      const fixed = await call(
+        h.client,
+        'createDeployment',
+        { name: 'batchy-fixed', spec: spec('batchy', { preferredBatchSizes: [8, 2, 4] }) },
+        acme,
       );
-      expect([create.code, create.details]).toEqual([grpc.status.INVALID_ARGUMENT, details]);
-      const update = await failure(
-        call(
-          h.client,
-          'updateDeployment',
-          { name: 'batchy-tuned', spec: spec('batchy', extra), expectedGeneration: 0n },
-          acme,
-        ),
+      expect(fixed.deployment?.spec).toMatchObject({
+        maxBatchSize: 8,
+        preferredBatchSizes: [8, 2, 4],
+        tunePreferredBatchSize: false,
+      });
+      let event = await w.next();
+      expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
+        preferredBatchSizes: [8, 2, 4],
+        tunePreferredBatchSize: false,
+      });
+      await call(
+        h.client,
+        'createDeployment',
+        { name: 'batchy-tuned', spec: spec('batchy', { tunePreferredBatchSize: true }) },
+        acme,
       );
-      expect([update.code, update.details]).toEqual([grpc.status.INVALID_ARGUMENT, details]);
-    }
-    // Nothing refused was stored: batchy-bad does not exist and batchy-tuned is unchanged.
-    expect((await failure(call(h.client, 'getDeployment', { name: 'batchy-bad' }, acmeRead))).code).toBe(
-      grpc.status.NOT_FOUND,
-    );
-    expect((await call(h.client, 'getDeployment', { name: 'batchy-tuned' }, acmeRead)).deployment).toMatchObject({
-      generation: 1n,
-      spec: { tunePreferredBatchSize: true },
-    });
-    // Batching off with neither set, and a preferred size equal to max_batch_size, are fine.
-    await call(
-      h.client,
-      'updateDeployment',
-      { name: 'batchy-tuned', spec: spec('batchy', { maxBatchSize: 0 }), expectedGeneration: 0n },
-      acme,
-    );
-    await call(
-      h.client,
-      'updateDeployment',
-      { name: 'batchy-tuned', spec: spec('batchy', { preferredBatchSizes: [8] }), expectedGeneration: 0n },
-      acme,
-    );
+      event = await w.next();
+      expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
+        preferredBatchSizes: [],
+        tunePreferredBatchSize: true,
+      });
+      expect(
+        (await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment?.spec
+          ?.preferredBatchSizes,
+      ).toEqual([8, 2, 4]);
+      const listed = await call(h.client, 'listDeployments', { pageSize: 0, pageToken: '', model: 'batchy' }, acmeRead);
+      expect(
+        listed.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize]),
+      ).toEqual([
+        ['batchy-fixed', [8, 2, 4], false],
+        ['batchy-tuned', [], true],
+      ]);
+      const late = watcher(h, acmeRead);
+      const snapshot = await late.next();
+      expect(
+        snapshot?.$case === 'snapshot' &&
+          snapshot.value.deployments.map((d) => [d.name, d.spec?.preferredBatchSizes, d.spec?.tunePreferredBatchSize]),
+      ).toEqual([
+        ['batchy-fixed', [8, 2, 4], false],
+        ['batchy-tuned', [], true],
+      ]);
+      late.close();
 
-    w.close();
-    for (const name of ['batchy-fixed', 'batchy-tuned']) await call(h.client, 'deleteDeployment', { name }, acme);
-  });
+      // An update replaces the spec whole: sizes out, tuning in.
+      const switched = await call(
+        h.client,
+        'updateDeployment',
+        { name: 'batchy-fixed', spec: spec('batchy', { tunePreferredBatchSize: true }), expectedGeneration: 0n },
+        acme,
+      );
+      expect(switched.deployment?.spec).toMatchObject({ preferredBatchSizes: [], tunePreferredBatchSize: true });
+      expect((await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment).toMatchObject({
+        generation: 2n,
+        spec: { preferredBatchSizes: [], tunePreferredBatchSize: true },
+      });
+
+      const refused: [Partial<pb.DeploymentSpec>, string][] = [
+        [{ preferredBatchSizes: [4, 0] }, 'spec.preferred_batch_sizes[1] is 0: a batch size is at least 1'],
+        [{ preferredBatchSizes: [2, 16] }, 'spec.preferred_batch_sizes[1] is 16, above spec.max_batch_size 8'],
+        [{ preferredBatchSizes: [4, 2, 4] }, 'spec.preferred_batch_sizes[2] repeats 4 (already at [0])'],
+        [
+          { maxBatchSize: 1, preferredBatchSizes: [1] },
+          'spec.preferred_batch_sizes is set but batching is off (spec.max_batch_size is 1; it must be above 1)',
+        ],
+        [
+          { maxBatchSize: 0, tunePreferredBatchSize: true },
+          'spec.tune_preferred_batch_size is set but batching is off (spec.max_batch_size is 0; it must be above 1)',
+        ],
+        [
+          { preferredBatchSizes: [4], tunePreferredBatchSize: true },
+          'spec.preferred_batch_sizes and spec.tune_preferred_batch_size are both set: drop ' +
+            'tune_preferred_batch_size to use the listed sizes, ' +
+            'or drop preferred_batch_sizes to have inference measure the best one on live traffic',
+        ],
+      ];
+      for (const [extra, details] of refused) {
+        const create = await failure(
+          call(h.client, 'createDeployment', { name: 'batchy-bad', spec: spec('batchy', extra) }, acme),
+        );
+        expect([create.code, create.details]).toEqual([grpc.status.INVALID_ARGUMENT, details]);
+        const update = await failure(
+          call(
+            h.client,
+            'updateDeployment',
+            { name: 'batchy-tuned', spec: spec('batchy', extra), expectedGeneration: 0n },
+            acme,
+          ),
+        );
+        expect([update.code, update.details]).toEqual([grpc.status.INVALID_ARGUMENT, details]);
+      }
+      // Nothing refused was stored: batchy-bad does not exist and batchy-tuned is unchanged.
+      expect((await failure(call(h.client, 'getDeployment', { name: 'batchy-bad' }, acmeRead))).code).toBe(
+        grpc.status.NOT_FOUND,
+      );
+      expect((await call(h.client, 'getDeployment', { name: 'batchy-tuned' }, acmeRead)).deployment).toMatchObject({
+        generation: 1n,
+        spec: { tunePreferredBatchSize: true },
+      });
+      // Batching off with neither set, and a preferred size equal to max_batch_size, are fine.
+      await call(
+        h.client,
+        'updateDeployment',
+        { name: 'batchy-tuned', spec: spec('batchy', { maxBatchSize: 0 }), expectedGeneration: 0n },
+        acme,
+      );
+      await call(
+        h.client,
+        'updateDeployment',
+        { name: 'batchy-tuned', spec: spec('batchy', { preferredBatchSizes: [8] }), expectedGeneration: 0n },
+        acme,
+      );
+
+      w.close();
+      for (const name of ['batchy-fixed', 'batchy-tuned']) await call(h.client, 'deleteDeployment', { name }, acme);
+    },
+  );
 
   it("keeps tenants apart: another tenant's model behaves like one that does not exist", async () => {
     const own = await push(h.client, acme, { model: 'secret' }, mlp(11));

@@ -184,7 +184,8 @@ describe('two registry processes on one PostgreSQL', () => {
     // reaches the open watch on B, by B's reconnection reading what it missed.
     const admin = await openStore({ url: database.url });
     const killed = await admin.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'quanta-listen'",
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE datname = $1 AND application_name = 'quanta-listen'`,
       [database.name],
     );
     await admin.close();
@@ -216,49 +217,53 @@ describe('two registry processes on one PostgreSQL', () => {
     }
   }, 120_000);
 
-  it('concurrent alias moves through both replicas end with one winner that every reader and watcher agrees on', async () => {
-    await call(a, 'setAlias', { model: 'busy', alias: 'production', version: 1 }, writer);
-    await call(a, 'createDeployment', { name: 'busy-prod', spec: spec('busy@production') }, writer);
-    const watchers = [watch(a, reader), watch(b, reader)];
-    for (const w of watchers)
-      expect((await w.snapshot()).find((d) => d.name === 'busy-prod')?.resolvedVersion?.version).toBe(1);
+  it(
+    'concurrent alias moves through both replicas end with one ' + 'winner that every reader and watcher agrees on',
+    async () => {
+      await call(a, 'setAlias', { model: 'busy', alias: 'production', version: 1 }, writer);
+      await call(a, 'createDeployment', { name: 'busy-prod', spec: spec('busy@production') }, writer);
+      const watchers = [watch(a, reader), watch(b, reader)];
+      for (const w of watchers)
+        expect((await w.snapshot()).find((d) => d.name === 'busy-prod')?.resolvedVersion?.version).toBe(1);
 
-    // Distinct targets, none the starting version: every move changes the alias, and the chain
-    // below has one way through.
-    const targets = [2, 3, 4, 5, 6, 7, 8];
-    const moves = await Promise.all(
-      targets.map((version, i) =>
-        call(i % 2 === 0 ? a : b, 'setAlias', { model: 'busy', alias: 'production', version }, writer),
-      ),
-    );
-    // Moves applied one at a time: each one's previous version is the one before it moved the
-    // alias, so the answers chain from 1 to the winner with none lost.
-    const winner = await call(b, 'getModel', { name: 'busy' }, reader);
-    const final = winner.model!.aliases['production']!;
-    const pending = targets.map((to, i) => ({ from: moves[i]!.previousVersion, to }));
-    const chain = [1];
-    while (pending.length > 0) {
-      const at = chain[chain.length - 1];
-      const next = pending.findIndex((m) => m.from === at);
-      expect(next, `no move continues the chain at version ${at}`).toBeGreaterThanOrEqual(0);
-      chain.push(pending.splice(next, 1)[0]!.to);
-    }
-    expect(chain[chain.length - 1]).toBe(final);
-    expect((await call(a, 'getModel', { name: 'busy' }, reader)).model!.aliases['production']).toBe(final);
-    for (const client of [a, b]) {
-      expect(
-        (await call(client, 'getDeployment', { name: 'busy-prod' }, reader)).deployment?.resolvedVersion?.version,
-      ).toBe(final);
-    }
-    // Both watchers see the deployment follow the chain, move by move.
-    const expected = chain.slice(1);
-    for (const w of watchers) {
-      const versions: number[] = [];
-      for (const _ of expected) versions.push((await w.change()).change.deployment!.resolvedVersion!.version);
-      expect(versions).toEqual(expected);
-      w.close();
-    }
-  }, 60_000);
+      // Distinct targets, none the starting version: every move changes the alias, and the chain
+      // below has one way through.
+      const targets = [2, 3, 4, 5, 6, 7, 8];
+      const moves = await Promise.all(
+        targets.map((version, i) =>
+          call(i % 2 === 0 ? a : b, 'setAlias', { model: 'busy', alias: 'production', version }, writer),
+        ),
+      );
+      // Moves applied one at a time: each one's previous version is the one before it moved the
+      // alias, so the answers chain from 1 to the winner with none lost.
+      const winner = await call(b, 'getModel', { name: 'busy' }, reader);
+      const final = winner.model!.aliases['production']!;
+      const pending = targets.map((to, i) => ({ from: moves[i]!.previousVersion, to }));
+      const chain = [1];
+      while (pending.length > 0) {
+        const at = chain[chain.length - 1];
+        const next = pending.findIndex((m) => m.from === at);
+        expect(next, `no move continues the chain at version ${at}`).toBeGreaterThanOrEqual(0);
+        chain.push(pending.splice(next, 1)[0]!.to);
+      }
+      expect(chain[chain.length - 1]).toBe(final);
+      expect((await call(a, 'getModel', { name: 'busy' }, reader)).model!.aliases['production']).toBe(final);
+      for (const client of [a, b]) {
+        expect(
+          (await call(client, 'getDeployment', { name: 'busy-prod' }, reader)).deployment?.resolvedVersion?.version,
+        ).toBe(final);
+      }
+      // Both watchers see the deployment follow the chain, move by move.
+      const expected = chain.slice(1);
+      for (const w of watchers) {
+        const versions: number[] = [];
+        for (const _ of expected) versions.push((await w.change()).change.deployment!.resolvedVersion!.version);
+        expect(versions).toEqual(expected);
+        w.close();
+      }
+    },
+    60_000,
+  );
 
   it('a client of both replicas carries on through the survivor when one is killed', async () => {
     // grpc-js's static resolver with several addresses and its default pick_first policy: calls go

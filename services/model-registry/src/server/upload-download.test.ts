@@ -113,28 +113,32 @@ describe.each(BLOB_BACKENDS)(
       expect(list.versions.map((v) => v.version)).toEqual([2, 1]);
     });
 
-    it('writes no plaintext copy of an upload anywhere under QUANTA_HOME or in the bucket, even while inspecting it', async () => {
-      const model = Buffer.from(buildCnn());
-      const slices = [0, 4096, Math.floor(model.length / 2), model.length - 64].map((at) =>
-        model.subarray(at, at + 64),
-      );
-      let scanned = 0;
-      duringInspection = async () => {
-        for (const file of (await Promise.all([h.home, ...blobs.dirs].map(filesUnder))).flat()) {
-          const bytes = await readFile(file).catch(() => Buffer.alloc(0)); // files may come and go (the crypto store)
-          for (const slice of slices) expect(bytes.includes(slice), file).toBe(false);
-          scanned += 1;
+    it(
+      'writes no plaintext copy of an upload anywhere under QUANTA_HOME or in the bucket, even while inspecting ' +
+        'it',
+      async () => {
+        const model = Buffer.from(buildCnn());
+        const slices = [0, 4096, Math.floor(model.length / 2), model.length - 64].map((at) =>
+          model.subarray(at, at + 64),
+        );
+        let scanned = 0;
+        duringInspection = async () => {
+          for (const file of (await Promise.all([h.home, ...blobs.dirs].map(filesUnder))).flat()) {
+            const bytes = await readFile(file).catch(() => Buffer.alloc(0)); // files may come and go (the crypto store)
+            for (const slice of slices) expect(bytes.includes(slice), file).toBe(false);
+            scanned += 1;
+          }
+        };
+        try {
+          const version = await push(h.client, writer, { model: 'no-scratch', createModel: true }, model);
+          expect(version.signature?.initializerCount).toBeGreaterThan(0);
+        } finally {
+          duringInspection = undefined;
         }
-      };
-      try {
-        const version = await push(h.client, writer, { model: 'no-scratch', createModel: true }, model);
-        expect(version.signature?.initializerCount).toBeGreaterThan(0);
-      } finally {
-        duringInspection = undefined;
-      }
-      expect(scanned).toBeGreaterThan(0); // the temporary sealed blob at least
-      expect((await pull(h.client, reader, 'no-scratch:1')).bytes.equals(model)).toBe(true);
-    });
+        expect(scanned).toBeGreaterThan(0); // the temporary sealed blob at least
+        expect((await pull(h.client, reader, 'no-scratch:1')).bytes.equals(model)).toBe(true);
+      },
+    );
 
     it('refuses a reader without models:write and a caller without a token', async () => {
       const denied = await failure(push(h.client, reader, { model: 'ocr-cls' }, ocr));
@@ -163,30 +167,38 @@ describe.each(BLOB_BACKENDS)(
       expect((await pull(h.client, reader, 'lstm')).bytes.equals(lstm)).toBe(true);
     });
 
-    it('downloads a model of many segments in any chunk size, and a download cancelled halfway ends while the next one is served', async () => {
-      // 1024 x 1400 FP32 weights, ~5.5 MiB: five full 1 MiB segments and a short last one; chunks that split segments and span them.
-      const model = Buffer.from(buildMlp({ inputSize: 1024, hiddenSizes: [], outputSize: 1400, seed: 31 }));
-      expect(model.length).toBeGreaterThan(5 * 1024 * 1024);
-      await push(h.client, writer, { model: 'segments', expectedSha256: sha256(model) }, model, 1024 * 1024);
-      for (const chunkSizeBytes of [0, 300_000, 1024 * 1024, 2 * 1024 * 1024 + 1]) {
-        const pulled = await pull(h.client, reader, 'segments', { chunkSizeBytes });
-        expect(pulled.bytes.equals(model), `chunk size ${chunkSizeBytes}`).toBe(true);
-        expect(pulled.chunks).toBe(Math.ceil(model.length / (chunkSizeBytes === 0 ? 1024 * 1024 : chunkSizeBytes)));
-      }
-      // Read three chunks, then cancel (the server is then waiting for its send queue to empty).
-      const stream = h.client.downloadVersion({ ref: 'segments', chunkSizeBytes: 65_536, tenant: '' }, bearer(reader));
-      const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
-      let seen = 0;
-      await new Promise<void>((resolve) => {
-        stream.on('data', () => {
-          seen += 1;
-          if (seen === 3) resolve();
+    it(
+      'downloads a model of many segments in any chunk size, and a download cancelled halfway ends while the ' +
+        'next one is served',
+      async () => {
+        // 1024 x 1400 FP32 weights, ~5.5 MiB: five full 1 MiB segments and a short last one; chunks that split segments
+        // and span them.
+        const model = Buffer.from(buildMlp({ inputSize: 1024, hiddenSizes: [], outputSize: 1400, seed: 31 }));
+        expect(model.length).toBeGreaterThan(5 * 1024 * 1024);
+        await push(h.client, writer, { model: 'segments', expectedSha256: sha256(model) }, model, 1024 * 1024);
+        for (const chunkSizeBytes of [0, 300_000, 1024 * 1024, 2 * 1024 * 1024 + 1]) {
+          const pulled = await pull(h.client, reader, 'segments', { chunkSizeBytes });
+          expect(pulled.bytes.equals(model), `chunk size ${chunkSizeBytes}`).toBe(true);
+          expect(pulled.chunks).toBe(Math.ceil(model.length / (chunkSizeBytes === 0 ? 1024 * 1024 : chunkSizeBytes)));
+        }
+        // Read three chunks, then cancel (the server is then waiting for its send queue to empty).
+        const stream = h.client.downloadVersion(
+          { ref: 'segments', chunkSizeBytes: 65_536, tenant: '' },
+          bearer(reader),
+        );
+        const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+        let seen = 0;
+        await new Promise<void>((resolve) => {
+          stream.on('data', () => {
+            seen += 1;
+            if (seen === 3) resolve();
+          });
         });
-      });
-      stream.cancel();
-      expect((await ended).code).toBe(grpc.status.CANCELLED);
-      expect((await pull(h.client, reader, 'segments')).bytes.equals(model)).toBe(true);
-    });
+        stream.cancel();
+        expect((await ended).code).toBe(grpc.status.CANCELLED);
+        expect((await pull(h.client, reader, 'segments')).bytes.equals(model)).toBe(true);
+      },
+    );
 
     describe('bad uploads get their own status and leave nothing behind', () => {
       const mlp = Buffer.from(buildMlp({ seed: 7 }));

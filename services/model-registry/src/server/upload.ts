@@ -105,8 +105,9 @@ export async function uploadVersion(
     const hash = createHash('sha256');
     let size = 0;
     let sealedBytes = 0;
-    // Disk writes overlap with the next chunk: while one chunk's records are being written, the next message is read, hashed and sealed. One write is in flight at a
-    // time, so memory stays at a couple of chunks and a slow disk still pushes back on the client.
+    // Disk writes overlap with the next chunk: while one chunk's records are being written, the next message is read,
+    // hashed and sealed. One write is in flight at a time, so memory stays at a couple of chunks and a slow disk still
+    // pushes back on the client.
     const blobWriter = writer;
     const issue = async (parts: Buffer[]): Promise<void> => {
       await inFlight;
@@ -131,7 +132,8 @@ export async function uploadVersion(
       if (chunk.length === 0) continue;
       if (expectedSize > 0 && size + chunk.length > expectedSize) {
         throw invalidArgument(
-          `UploadVersion: a chunk goes past the declared end: header.expected_size_bytes is ${expectedSize}, received ${size + chunk.length}`,
+          `UploadVersion: a chunk goes past the declared end: header.expected_size_bytes is ${expectedSize}, ` +
+            `received ${size + chunk.length}`,
         );
       }
       if (size + chunk.length > deps.maxUploadBytes) {
@@ -161,7 +163,8 @@ export async function uploadVersion(
     const sha256 = hash.digest('hex');
     if (expectedSha !== '' && sha256 !== expectedSha) {
       throw invalidArgument(
-        `UploadVersion: digest mismatch: header.expected_sha256 is ${expectedSha}, the received bytes hash to ${sha256}`,
+        `UploadVersion: digest mismatch: header.expected_sha256 is ${expectedSha}, the received bytes hash to ` +
+          `${sha256}`,
       );
     }
     // Inspection reads the sealed temporary blob back, decrypting only the segments it asks for:

@@ -40,49 +40,54 @@ describe('registry wire codecs', () => {
     expect(serializeDownloadResponse(plain).equals(generated(plain))).toBe(true);
   });
 
-  it('decodes an upload chunk into a pooled buffer (or, too small or large for one, as a view of the received bytes), and anything else as the generated decoder does', () => {
-    const chunk = randomBytes(300_000);
-    const wire = Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: chunk } }).finish());
-    const fast = deserializeUploadRequest(wire);
-    const value = fast.part?.$case === 'chunk' ? fast.part.value : Buffer.alloc(0);
-    expect(value.equals(chunk)).toBe(true);
-    expect(value.buffer).not.toBe(wire.buffer); // copied into the pool: the received buffer can go
-    expect(value.buffer.byteLength).toBe(1024 * 1024);
-    uploadChunks.release(value);
-    for (const size of [1000, 2 * 1024 * 1024]) {
-      const other = randomBytes(size);
-      const otherWire = Buffer.from(
-        pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: other } }).finish(),
-      );
-      const decoded = deserializeUploadRequest(otherWire);
-      expect(decoded.part?.$case === 'chunk' && decoded.part.value.equals(other)).toBe(true);
-      expect(decoded.part?.$case === 'chunk' && decoded.part.value.buffer === otherWire.buffer).toBe(true); // a view, no copy
-    }
+  it(
+    'decodes an upload chunk into a pooled buffer (or, too small or large for one, as a view of the received ' +
+      'bytes), and anything else as the generated decoder does',
+    () => {
+      const chunk = randomBytes(300_000);
+      const wire = Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: chunk } }).finish());
+      const fast = deserializeUploadRequest(wire);
+      const value = fast.part?.$case === 'chunk' ? fast.part.value : Buffer.alloc(0);
+      expect(value.equals(chunk)).toBe(true);
+      expect(value.buffer).not.toBe(wire.buffer); // copied into the pool: the received buffer can go
+      expect(value.buffer.byteLength).toBe(1024 * 1024);
+      uploadChunks.release(value);
+      for (const size of [1000, 2 * 1024 * 1024]) {
+        const other = randomBytes(size);
+        const otherWire = Buffer.from(
+          pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: other } }).finish(),
+        );
+        const decoded = deserializeUploadRequest(otherWire);
+        expect(decoded.part?.$case === 'chunk' && decoded.part.value.equals(other)).toBe(true);
+        // A view, no copy.
+        expect(decoded.part?.$case === 'chunk' && decoded.part.value.buffer === otherWire.buffer).toBe(true);
+      }
 
-    const header = Buffer.from(
-      pb.UploadVersionRequest.encode({
-        part: {
-          $case: 'header',
-          value: {
-            model: 'm',
-            description: 'd',
-            tags: { a: 'b' },
-            expectedSha256: '',
-            expectedSizeBytes: 5n,
-            createModel: true,
-            lineage: undefined,
+      const header = Buffer.from(
+        pb.UploadVersionRequest.encode({
+          part: {
+            $case: 'header',
+            value: {
+              model: 'm',
+              description: 'd',
+              tags: { a: 'b' },
+              expectedSha256: '',
+              expectedSizeBytes: 5n,
+              createModel: true,
+              lineage: undefined,
+            },
           },
-        },
-      }).finish(),
-    );
-    expect(deserializeUploadRequest(header)).toEqual(pb.UploadVersionRequest.decode(header));
-    // A chunk followed by another field is not "exactly one chunk": the generated decoder takes it (last one wins).
-    const twoFields = Buffer.concat([
-      wire,
-      Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: Buffer.from('zz') } }).finish()),
-    ]);
-    expect(deserializeUploadRequest(twoFields)).toEqual(pb.UploadVersionRequest.decode(twoFields));
-    // A length that runs past the end falls through to the generated decoder, which rejects it.
-    expect(() => deserializeUploadRequest(wire.subarray(0, wire.length - 1))).toThrow();
-  });
+        }).finish(),
+      );
+      expect(deserializeUploadRequest(header)).toEqual(pb.UploadVersionRequest.decode(header));
+      // A chunk followed by another field is not "exactly one chunk": the generated decoder takes it (last one wins).
+      const twoFields = Buffer.concat([
+        wire,
+        Buffer.from(pb.UploadVersionRequest.encode({ part: { $case: 'chunk', value: Buffer.from('zz') } }).finish()),
+      ]);
+      expect(deserializeUploadRequest(twoFields)).toEqual(pb.UploadVersionRequest.decode(twoFields));
+      // A length that runs past the end falls through to the generated decoder, which rejects it.
+      expect(() => deserializeUploadRequest(wire.subarray(0, wire.length - 1))).toThrow();
+    },
+  );
 });

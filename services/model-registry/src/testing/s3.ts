@@ -62,7 +62,9 @@ const escapeXml = (text: string): string => text.replace(/[<>&'"]/g, (c) => `&#$
 const xmlError = (ctx: KoaContext, status: number, code: string, message: string): void => {
   ctx.status = status;
   ctx.type = 'application/xml';
-  ctx.body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${escapeXml(message)}</Message></Error>`;
+  ctx.body =
+    `<?xml version="1.0" ` +
+    `encoding="UTF-8"?><Error><Code>${code}</Code><Message>${escapeXml(message)}</Message></Error>`;
 };
 
 /** RFC 3986 encoding, as SigV4's canonical query string wants it. */
@@ -131,7 +133,8 @@ function sigV4Check(secrets: ReadonlyMap<string, string>): Middleware {
         ctx,
         403,
         'SignatureDoesNotMatch',
-        'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+        'The request signature we calculated does not match the signature you provided. Check your key and ' +
+          'signing method.',
       );
       return;
     }
@@ -160,11 +163,15 @@ function multipartUploadRoutes(dir: string): Middleware {
         if (uploadKey === undefined || !uploadKey.startsWith(prefix)) continue;
         const initiated = (await stat(join(uploadsDir, uploadId, 'key'))).mtime.toISOString();
         entries.push(
-          `<Upload><Key>${escapeXml(uploadKey)}</Key><UploadId>${uploadId}</UploadId><Initiated>${initiated}</Initiated></Upload>`,
+          `<Upload><Key>${escapeXml(uploadKey)}</Key><UploadId>${uploadId}</UploadId>` +
+            `<Initiated>${initiated}</Initiated></Upload>`,
         );
       }
       ctx.type = 'application/xml';
-      ctx.body = `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult><Bucket>${escapeXml(bucket ?? '')}</Bucket><Prefix>${escapeXml(prefix)}</Prefix><IsTruncated>false</IsTruncated>${entries.join('')}</ListMultipartUploadsResult>`;
+      ctx.body =
+        `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult>` +
+        `<Bucket>${escapeXml(bucket ?? '')}</Bucket><Prefix>${escapeXml(prefix)}</Prefix>` +
+        `<IsTruncated>false</IsTruncated>${entries.join('')}</ListMultipartUploadsResult>`;
       return;
     }
     const uploadId = ctx.query['uploadId'];
@@ -198,7 +205,9 @@ function multipartUploadRoutes(dir: string): Middleware {
       await writeFile(join(uploadDir, String(partNumber)), bytes);
       await writeFile(join(uploadDir, `${partNumber}.md5`), md5);
       ctx.type = 'application/xml';
-      ctx.body = `<?xml version="1.0" encoding="UTF-8"?><CopyPartResult><ETag>"${md5}"</ETag><LastModified>${new Date().toISOString()}</LastModified></CopyPartResult>`;
+      ctx.body =
+        `<?xml version="1.0" encoding="UTF-8"?><CopyPartResult><ETag>"${md5}"</ETag>` +
+        `<LastModified>${new Date().toISOString()}</LastModified></CopyPartResult>`;
       return;
     }
     if (ctx.method === 'DELETE' && key !== '' && typeof uploadId === 'string') {

@@ -52,7 +52,7 @@ describe('inference config', () => {
     });
   });
 
-  it('metrics: a port (0 picks one), off with --no-metrics or QUANTA_INFERENCE_METRICS=false, public only on loopback', () => {
+  it('metrics: a port (0 picks one), off by --no-metrics or QUANTA_INFERENCE_METRICS=false, public on loopback', () => {
     expect(loadInferenceConfig({ argv: ['--metrics-port', '0'], env: {} }).metricsPort).toBe(0);
     expect(loadInferenceConfig({ argv: [], env: { QUANTA_INFERENCE_METRICS_PORT: '9102' } }).metricsPort).toBe(9102);
     expect(loadInferenceConfig({ argv: ['--no-metrics'], env: {} }).metrics).toBe(false);

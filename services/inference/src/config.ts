@@ -2,8 +2,9 @@ import { checkServiceConfig, fields, loadConfig, loadConfigOrExit, serviceConfig
 import type { ConfigOf, ConfigSource, OptionalKey } from '@quanta/service-kit';
 
 /**
- * Added with the metrics listener: a config written by hand without `metricsPort` (a test, a
- * benchmark) opens no metrics listener; loadConfig always gives one (8002).
+ * Optional in InferenceConfig: a config without `metricsPort` opens no metrics listener, which is
+ * what a server started in-process (a test, a benchmark) usually wants; loadConfig always gives
+ * one (8002).
  */
 const optionalKey: OptionalKey = { optionalKey: true };
 
@@ -30,7 +31,9 @@ export const inferenceConfigSchema = {
     ...fields.bool({
       env: 'QUANTA_INFERENCE_METRICS',
       default: true,
-      doc: "serve Prometheus metrics in Triton's format (nv_inference_*) at /metrics on --metrics-port (--no-metrics: none, as Triton's --allow-metrics=false)",
+      doc:
+        "serve Prometheus metrics in Triton's format (nv_inference_*) at /metrics on --metrics-port " +
+        "(--no-metrics: none, as Triton's --allow-metrics=false)",
     }),
     ...optionalKey,
   },
@@ -53,7 +56,9 @@ export const inferenceConfigSchema = {
     ...fields.bool({
       env: 'QUANTA_INFERENCE_METRICS_PUBLIC',
       default: false,
-      doc: "serve every tenant's metrics without a token (only allowed on a loopback metrics host); otherwise a token with monitoring:read sees its tenant's, an admin token every tenant's",
+      doc:
+        "serve every tenant's metrics without a token (only allowed on a loopback metrics host); " +
+        "otherwise a token with monitoring:read sees its tenant's, an admin token every tenant's",
     }),
     ...optionalKey,
   },
@@ -93,7 +98,12 @@ export const inferenceConfigSchema = {
     env: 'QUANTA_INFERENCE_EXECUTION',
     values: ['auto', 'worker', 'inline'] as const,
     default: 'auto',
-    doc: "where each instance's onnxruntime session runs: worker (a worker thread per instance: requests keep being taken while a batch runs, instances run in parallel), inline (on the event loop: less latency for models of tens of µs on small machines) or auto (decided per model at load: inline when onnxruntime's time for one row is shorter than the hand-off to a worker and the model's dims are fixed but the batch dim, worker otherwise)",
+    doc:
+      "where each instance's onnxruntime session runs: worker (a worker thread per instance: requests keep " +
+      'being taken while a batch runs, instances run in parallel), inline (on the event loop: less latency ' +
+      'for models of tens of µs on small machines) or auto (decided per model at load: inline when ' +
+      "onnxruntime's time for one row is shorter than the hand-off to a worker and the model's dims are " +
+      'fixed but the batch dim, worker otherwise)',
   }),
   watch: fields.bool({
     env: 'QUANTA_INFERENCE_WATCH',
@@ -111,7 +121,9 @@ function checkInferenceConfig(config: Record<string, unknown>): string[] {
   const metricsHost = String(config['metricsHost'] ?? config['httpHost']);
   if (config['metrics'] !== false && config['metricsPublic'] === true && !LOOPBACK.has(metricsHost)) {
     problems.push(
-      `QUANTA_INFERENCE_METRICS_PUBLIC needs the metrics listener on a loopback address (127.0.0.1 or ::1; --metrics-host, else --http-host), not ${metricsHost}: it shows every tenant's metrics without a token`,
+      'QUANTA_INFERENCE_METRICS_PUBLIC needs the metrics listener on a loopback address ' +
+        `(127.0.0.1 or ::1; --metrics-host, else --http-host), not ${metricsHost}: ` +
+        "it shows every tenant's metrics without a token",
     );
   }
   return problems;
@@ -125,4 +137,14 @@ export function loadInferenceConfig(source: ConfigSource = {}): InferenceConfig 
 /** For main: help on --help, a clear message and exit 2 on bad settings. */
 export function loadInferenceConfigOrExit(source: ConfigSource = {}): InferenceConfig {
   return loadConfigOrExit(inferenceConfigSchema, { program: 'inference', check: checkInferenceConfig, ...source });
+}
+
+/**
+ * A whole config from the schema's defaults with `overrides` on top, for a server started
+ * in-process (tests, benchmarks): no flags or environment are read, and a field added to the
+ * schema reaches every such caller with its default. The defaults open a metrics listener on
+ * 8002; pass `metricsPort: undefined` for none, or 0 for a free port.
+ */
+export function inferenceConfig(overrides: Partial<InferenceConfig> = {}): InferenceConfig {
+  return { ...loadInferenceConfig({ argv: [], env: {} }), ...overrides };
 }

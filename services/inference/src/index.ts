@@ -15,6 +15,7 @@ export {
 } from './server/inference-server.js';
 export type { RepositoryLoader } from './server/repository-loader.js';
 export {
+  inferenceConfig,
   inferenceConfigSchema,
   loadInferenceConfig,
   loadInferenceConfigOrExit,

@@ -7,7 +7,7 @@ import type { TokenIssuer } from '@quanta/auth';
 import { inference as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
-import type { InferenceConfig } from '../config.js';
+import { inferenceConfig, type InferenceConfig } from '../config.js';
 import type { InferRequest, InferResult, LoadedModel, ModelManager, ServingConfig } from '../core/types.js';
 import type { InferenceServer, InferenceServerOptions } from '../server/inference-server.js';
 import { startInferenceServer } from '../server/inference-server.js';
@@ -44,29 +44,26 @@ export const SERVING: ServingConfig = {
   sequenceIdleTimeoutMs: 0,
 };
 
+/**
+ * The config a harness server runs with: the schema's defaults, then ephemeral ports, services
+ * nobody listens at (127.0.0.1:1), one onnxruntime thread in a worker per instance, no metrics
+ * listener unless `metricsPort` is given, and `overrides` last.
+ */
 export function testConfig(overrides: Partial<InferenceConfig> = {}): InferenceConfig {
-  return {
+  return inferenceConfig({
     home: '.quanta-test-unused',
     host: '127.0.0.1',
     port: 0,
-    tlsCert: undefined,
-    tlsKey: undefined,
-    tlsCa: undefined,
-    tlsRequireClientCert: false,
-    maxReceiveMessageBytes: 64 * 1024 * 1024,
     shutdownGrace: 2000,
     httpHost: '127.0.0.1',
     httpPort: 0,
-    maxBodyBytes: 64 * 1024 * 1024,
+    metricsPort: undefined,
     cryptoAddr: '127.0.0.1:1',
     registryAddr: '127.0.0.1:1',
-    monitoringAddr: undefined,
-    serviceToken: undefined,
     threadsPerInstance: 1,
     execution: 'worker',
-    watch: false,
     ...overrides,
-  };
+  });
 }
 
 /**

@@ -1,9 +1,10 @@
 import { randomFillSync } from 'node:crypto';
 
 /**
- * Small random values (IVs, nonces) from a pooled CSPRNG buffer. node:crypto pays a fixed cost of
- * tens of microseconds per randomBytes() call, more than the cipher work of a small Fernet token;
- * filling 4 KiB at once amortises it. Every byte is handed out once, then the pool is refilled.
+ * Small random values (IVs, nonces) from a pooled CSPRNG buffer. node:crypto pays a fixed cost per
+ * randomBytes() call, more than the cipher work of a small Fernet token; filling 4 KiB at once
+ * amortises it (docs/decisions/crypto-small-token-costs.md). Every byte is handed out once, then
+ * the pool is refilled.
  */
 const POOL_SIZE = 4096;
 const pool = Buffer.allocUnsafe(POOL_SIZE);

@@ -155,7 +155,7 @@ export function createEncryptStream(
 export interface DecryptStreamOptions {
   algorithm: AeadAlgorithm;
   aad: Buffer;
-  /** Returns the material of the version the header names, or throws (a ServiceError) when it cannot be used. */
+  /** Returns the material of the version the header names, or throws (a DomainError) when it cannot be used. */
   keyFor(version: number): Buffer;
   /** Awaited before the stream ends, e.g. to write the audit event. */
   onFinish?(version: number): Promise<void>;

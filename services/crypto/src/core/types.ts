@@ -70,7 +70,7 @@ export interface PageRequest {
 }
 
 /**
- * The crypto engine. Every method throws `ServiceError` from @quanta/service-kit:
+ * The crypto engine. Every method throws a `DomainError` from @quanta/service-kit:
  * NOT_FOUND for an unknown key (also another tenant's), INVALID_ARGUMENT for bad input and for every
  * authentication failure (one message: "ciphertext is invalid or was not made with this key"),
  * FAILED_PRECONDITION for a version under min_decryption_version, a disallowed delete/export, or an

@@ -13,7 +13,7 @@ import { createCipheriv, createDecipheriv } from 'node:crypto';
  */
 export const MAGIC = Buffer.from('QRB1', 'latin1');
 // 1 MiB: a segment per 1 MiB upload or download chunk (fewer ciphers, tags and messages). Blobs
-// written with other sizes (256 KiB before) still open: the reader takes the size from the header.
+// written with another segment size still open: the reader takes the size from the header.
 export const DEFAULT_SEGMENT_SIZE = 1024 * 1024;
 const TAG_BYTES = 16;
 const MAX_SEGMENT_SIZE = 16 * 1024 * 1024;

@@ -90,7 +90,7 @@ describe.each(BLOB_BACKENDS)('the registry as its own process, blobs in a %s', (
     await registry.kill();
     client.close();
     expect((await blobs.temporaries()).length).toBeGreaterThan(0);
-    // Uploads no longer write a plaintext scratch copy, but earlier versions did: one left behind is still swept.
+    // Uploads write no plaintext scratch copy, but the sweep still removes one found in registry-tmp/.
     const legacyScratch = join(home, 'registry-tmp');
     await mkdir(legacyScratch, { recursive: true });
     await writeFile(join(legacyScratch, 'left-by-an-old-version.onnx'), keep);

@@ -2,11 +2,12 @@ import { readVarint, registry as pb, varintLength, writeVarint } from '@quanta/c
 import { uploadChunks } from './chunk-pool.js';
 
 /**
- * Faster wire codecs for the two byte-stream RPCs. The generated ones copy a chunk's bytes
- * several times per message (ts-proto's writer grows and slices its buffer, then `Buffer.from`
- * copies the result; the reader's `Buffer.from` copies a received chunk), and at 1 GiB those
- * copies and the garbage they make were most of the registry's cost. These produce the same
- * protobuf bytes, with one copy at most; anything they do not recognise goes to the generated code.
+ * Wire codecs for the two byte-stream RPCs that copy a chunk's bytes at most once. The generated
+ * ones copy them several times per message (ts-proto's writer grows and slices its buffer, then
+ * `Buffer.from` copies the result; the reader's `Buffer.from` copies a received chunk), and on a
+ * large transfer those copies and their garbage dominate the registry's CPU
+ * (docs/decisions/registry-transfer-memory.md). These produce the same protobuf bytes; anything
+ * they do not recognise goes to the generated code.
  */
 
 // `bytes chunk = 2` in both UploadVersionRequest and DownloadVersionResponse: field 2, wire type 2.

@@ -6,7 +6,9 @@ dir=$1
 cat > "$dir/tsconfig.build.json" <<'JSON'
 {
   "extends": "../../tsconfig.base.json",
-  "compilerOptions": { "customConditions": [], "rootDir": "src", "outDir": "dist", "tsBuildInfoFile": "dist/.tsbuildinfo" },
+  "compilerOptions": {
+    "customConditions": [], "rootDir": "src", "outDir": "dist", "tsBuildInfoFile": "dist/.tsbuildinfo"
+  },
   "include": ["src/**/*.ts"],
   "exclude": ["src/**/*.test.ts", "src/**/test-*.ts"]
 }
@@ -14,5 +16,10 @@ JSON
 node -e '
 const fs = require("fs"); const p = process.argv[1] + "/package.json";
 const pkg = JSON.parse(fs.readFileSync(p, "utf8"));
-pkg.scripts = { build: "tsc -p tsconfig.build.json", test: "vitest run --config ../../vitest.config.ts", lint: "eslint . --max-warnings 0", ...(pkg.scripts || {}) };
+pkg.scripts = {
+  build: "tsc -p tsconfig.build.json",
+  test: "vitest run --config ../../vitest.config.ts",
+  lint: "eslint . --max-warnings 0",
+  ...(pkg.scripts || {}),
+};
 fs.writeFileSync(p, JSON.stringify(pkg, null, 2) + "\n");' "$dir"

@@ -221,7 +221,8 @@ const lines = [
   '',
   'Quanta is up.',
   ...services.map((s) => {
-    // With TLS every HTTP listener (inference REST and metrics, the monitoring dashboard) serves HTTPS on the gRPC certificate.
+    // With TLS every HTTP listener (inference REST and metrics, the monitoring dashboard) serves
+    // HTTPS on the gRPC certificate.
     const extra = (s.extra?.(env) ?? []).map((e) => (tls ? e.replace('http://', 'https://') : e));
     return `  ${s.name.padEnd(15)} grpc ${env[s.addrEnv]}${extra.length > 0 ? `   ${extra.join('   ')}` : ''}`;
   }),
@@ -232,8 +233,8 @@ const lines = [
     : []),
   ...(tls
     ? [
-        '  TLS             every listener, client certificates required (mTLS) except by the dashboard; certificates in ' +
-          join(home, 'certs'),
+        '  TLS             every listener, client certificates required (mTLS) except by the dashboard; ' +
+          `certificates in ${join(home, 'certs')}`,
       ]
     : []),
   '',

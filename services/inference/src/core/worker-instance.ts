@@ -2,7 +2,6 @@ import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { InputBuffers, stage } from './buffer-pool.js';
 import { isStaged, type Feed, type Instance, type RunTiming, type SessionMetadata } from './instance.js';
-import { onnxruntimeUrl, sessionWorkerUrl } from './session-worker.js';
 import type { ModelBytes } from './types.js';
 import type { FromWorker, SessionWorkerData, ToWorker, WireTensor } from './worker-protocol.js';
 
@@ -17,6 +16,26 @@ import type { FromWorker, SessionWorkerData, ToWorker, WireTensor } from './work
  * decoding requests under load) takes the answer and sends the next batch.
  */
 export const WORKER_RUNS_IN_FLIGHT = 2;
+
+let cachedEntry: { readonly url: URL; readonly execArgv: string[] } | undefined;
+
+/**
+ * The session thread's entry, session-worker-main, next to this module: the compiled .js in
+ * dist/, run as it is; from sources (tsx or vitest, where this module's URL ends in .ts) the .ts,
+ * with tsx's hooks registered in the thread first. (`--import tsx` registers them on the main
+ * thread only, under Node 20.)
+ */
+function sessionWorkerEntry(): { readonly url: URL; readonly execArgv: string[] } {
+  if (cachedEntry !== undefined) return cachedEntry;
+  if (!import.meta.url.endsWith('.ts'))
+    return (cachedEntry = { url: new URL('./session-worker-main.js', import.meta.url), execArgv: [] });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const register = `import { register } from ${JSON.stringify(tsx)}; register();`;
+  return (cachedEntry = {
+    url: new URL('./session-worker-main.ts', import.meta.url),
+    execArgv: ['--import', `data:text/javascript,${encodeURIComponent(register)}`],
+  });
+}
 
 const liveWorkers = new Set<Worker>();
 
@@ -74,16 +93,10 @@ export async function workerInstance(
   options: ort.InferenceSession.SessionOptions,
   onDeath?: (error: Error) => void,
 ): Promise<Instance> {
-  const workerData: SessionWorkerData = {
-    ort: onnxruntimeUrl(),
-    model: bytes instanceof Uint8Array ? bytes : bytes.path,
-    options,
-  };
-  const worker = new Worker(sessionWorkerUrl, {
-    // The worker needs no loader (tsx) nor the parent's flags.
-    execArgv: [],
-    workerData,
-  });
+  const workerData: SessionWorkerData = { model: bytes instanceof Uint8Array ? bytes : bytes.path, options };
+  const entry = sessionWorkerEntry();
+  // Not the parent's flags: the worker needs none but the loader of its own .ts entry, if that.
+  const worker = new Worker(entry.url, { execArgv: entry.execArgv, workerData });
   const post = (message: ToWorker, transfer?: ArrayBuffer[]): void =>
     transfer === undefined ? worker.postMessage(message) : worker.postMessage(message, transfer);
   liveWorkers.add(worker);

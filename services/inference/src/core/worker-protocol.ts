@@ -2,13 +2,11 @@ import type * as ort from 'onnxruntime-node';
 import type { SessionMetadata } from './instance.js';
 
 // The messages between a worker instance (worker-instance.ts, the parent) and its session worker
-// thread (session-worker.ts). Numeric tensor data travels as a typed array whose ArrayBuffer is
+// thread (session-worker-main.ts). Numeric tensor data travels as a typed array whose ArrayBuffer is
 // transferred: outputs always; inputs when the parent may give them away.
 
 /** The worker thread's `workerData`. */
 export interface SessionWorkerData {
-  /** onnxruntime-node's entry as an absolute URL, for the worker to import. */
-  readonly ort: string;
   /** The model's bytes, or the path of its file. */
   readonly model: Uint8Array | string;
   readonly options: ort.InferenceSession.SessionOptions;

@@ -9,8 +9,8 @@ import { rawHttp as raw, type RawAnswer } from '@quanta/service-kit/testing';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Harness } from '../server/test-harness.js';
-import { startHarness } from '../server/test-harness.js';
+import type { Harness } from '../testing/harness.js';
+import { startHarness } from '../testing/harness.js';
 import { startHttpListener } from './http-listener.js';
 
 const LIMIT = 1024 * 1024;
@@ -25,11 +25,12 @@ function expectFault(answer: RawAnswer, where: string): void {
 const post = (token: string, headers: Record<string, string>, body: Buffer): Buffer =>
   Buffer.concat([
     Buffer.from(
-      `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n${Object.entries(
-        headers,
-      )
-        .map(([k, v]) => `${k}: ${v}\r\n`)
-        .join('')}Connection: close\r\n\r\n`,
+      [
+        'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\n',
+        `Authorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n`,
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`),
+        'Connection: close\r\n\r\n',
+      ].join(''),
       'latin1',
     ),
     body,
@@ -48,7 +49,7 @@ describe('the REST door under bad HTTP input', () => {
   });
   afterAll(() => h.close());
 
-  it('random bodies and random Inference-Header-Content-Length values: 4xx with a JSON error or an answer', async () => {
+  it('random bodies and Inference-Header-Content-Length values: 4xx with a JSON error or an answer', async () => {
     const header = fc.oneof(
       fc.constant(undefined),
       fc.nat({ max: 400 }).map(String),
@@ -112,7 +113,7 @@ describe('the REST door under bad HTTP input', () => {
     expect(binary.status).toBe(400);
   });
 
-  it('huge headers, bad request lines, bad Authorization bytes and random junk: a JSON 4xx, then the server still answers', async () => {
+  it('huge headers, bad request lines and Authorization bytes, junk: a JSON 4xx, then the server answers', async () => {
     const huge = await raw(port, [
       `GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`,
     ]);
@@ -157,7 +158,8 @@ describe('the REST door under bad HTTP input', () => {
     });
     // Undeclared length (chunked): cut at the limit as the bytes come.
     const chunked = await raw(port, [
-      `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`,
+      `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+        'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
       `${(2 * LIMIT).toString(16)}\r\n`,
       Buffer.alloc(2 * LIMIT, 0x20),
       '\r\n0\r\n\r\n',
@@ -173,7 +175,7 @@ describe('the REST door under bad HTTP input', () => {
 });
 
 describe('the HTTP listener cuts requests that trickle (slowloris)', () => {
-  it('a body that trickles past the request timeout gets 408 with a JSON error and the connection closes; slow headers too', async () => {
+  it('a body trickling past the request timeout gets 408 with a JSON error and a close; slow headers too', async () => {
     const listener = await startHttpListener({
       host: '127.0.0.1',
       port: 0,

@@ -18,11 +18,11 @@ import { createBackoff } from './backoff.js';
 import { createIngestObserver } from './ingest-observer.js';
 import type { RegistrySync } from './registry-sync.js';
 import { createRegistrySync } from './registry-sync.js';
-import type { EventLog, ManagerEvent } from './test-events.js';
-import { createEventLog, recordingManager } from './test-events.js';
-import type { Proxy, Stack } from './test-stack.js';
-import { bearer, startProxy, startStack } from './test-stack.js';
-import { startServiceProcess } from './test-process.js';
+import type { EventLog, ManagerEvent } from '../testing/sync-events.js';
+import { createEventLog, recordingManager } from '../testing/sync-events.js';
+import type { Proxy, Stack } from '../testing/sync-stack.js';
+import { bearer, startProxy, startStack } from '../testing/sync-stack.js';
+import { startServiceProcess } from '@quanta/service-kit/testing';
 
 const TENANT = 'acme';
 const SPEC: pb.DeploymentSpec = {
@@ -198,7 +198,7 @@ describe('registry sync against real crypto, registry and monitoring processes',
     expect(sync.cache.stats().entries).toBe(2);
   }, 60_000);
 
-  it('reloads the same version when the spec changes (instances, batch size), under load and without a failure', async () => {
+  it('reloads the same version on a spec change (instances, batch size), under load, without a failure', async () => {
     const from = log.events.length;
     const { failures } = await underLoad(async () => {
       await stack.registry$(
@@ -216,7 +216,7 @@ describe('registry sync against real crypto, registry and monitoring processes',
     expect(await infer('after-spec')).toBe('2');
   }, 60_000);
 
-  it('heals a change missed while cut off from the registry: the reconnection snapshot unloads a deleted deployment', async () => {
+  it('heals a change missed while cut off: the reconnection snapshot unloads a deleted deployment', async () => {
     const from = log.events.length;
     const watchFrom = watch.events.length;
     proxy.cut();
@@ -248,7 +248,7 @@ describe('registry sync against real crypto, registry and monitoring processes',
     expect(await infer('after-restart')).toBe('1');
   }, 60_000);
 
-  it('loads by hand (RepositoryLoader): a model without a deployment at its latest READY version, and keeps an unloaded deployment unloaded', async () => {
+  it('loads by hand an undeployed model at its latest READY version; an unloaded deployment stays so', async () => {
     await stack.push(user, 'solo', buildMlp({ seed: 3 }));
     await stack.push(user, 'solo', v2);
     await sync.loader.load(TENANT, 'solo', {});
@@ -302,7 +302,7 @@ describe('registry sync against real crypto, registry and monitoring processes',
     expect(sent.get('2')).toBeGreaterThan(0);
   });
 
-  it('main.ts with --watch and a monitoring address: the inference process serves the deployment and its records reach monitoring', async () => {
+  it('main.ts --watch with monitoring: the process serves the deployment; its records reach monitoring', async () => {
     const before = await monitoredCount('2');
     const inference = await startServiceProcess('inference', {
       QUANTA_HOME: stack.home,

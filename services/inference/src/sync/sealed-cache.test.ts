@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModelCache } from './model-cache.js';
 import { createModelFetcher } from './model-fetcher.js';
 import { createSealedDiskCache } from './sealed-cache.js';
-import type { ServiceProcess } from './test-process.js';
-import { startServiceProcess } from './test-process.js';
-import { readyVersion, sha } from './test-fixtures.js';
+import type { ServiceProcess } from '@quanta/service-kit/testing';
+import { startServiceProcess } from '@quanta/service-kit/testing';
+import { readyVersion, sha } from '../testing/sync-fixtures.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -38,7 +38,7 @@ describe('sealed disk cache (real crypto process)', () => {
     await rm(home, { recursive: true, force: true });
   });
 
-  it('keeps files sealed (no plaintext on disk), opens them in a new process-like instance, and removes a tampered one', async () => {
+  it('keeps files sealed (no plaintext on disk), opens them in a fresh instance, drops a tampered one', async () => {
     const dir = join(home, 'cache-a');
     const model = buildMlp({ inputSize: 64, hiddenSizes: [64], outputSize: 8, seed: 4 });
     const digest = sha(model);

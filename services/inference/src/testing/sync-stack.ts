@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { crypto as cpb, monitoring as mpb, registry as pb, unaryCaller } from '@quanta/contracts';
 import type { UnaryCaller } from '@quanta/contracts';
-import type { ServiceProcess } from './test-process.js';
-import { startServiceProcess } from './test-process.js';
+import type { ServiceProcess } from '@quanta/service-kit/testing';
+import { startServiceProcess } from '@quanta/service-kit/testing';
 
 export interface Stack {
   readonly home: string;

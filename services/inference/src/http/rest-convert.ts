@@ -117,7 +117,10 @@ function readInput(input: JsonObject, name: string, binary: Buffer, offset: numb
   return { tensor: tensorFromWire({ name, datatype, shape }, raw, 'input'), used: size };
 }
 
-/** Reads `{id, parameters, inputs: [{name, shape, datatype, data}], outputs: [{name, parameters}]}` (and binary tensors). */
+/**
+ * Reads `{id, parameters, inputs: [{name, shape, datatype, data}], outputs: [{name, parameters}]}`
+ * (and binary tensors).
+ */
 export function decodeJsonInfer(body: InferBody, signal: CancelSignal): DecodedJsonInfer {
   const { json, binary } = body;
   if (!isObject(json)) throw invalidArgument('the request body must be a JSON object {"inputs": [...]}');

@@ -284,7 +284,7 @@ afterAll(async () => {
 });
 
 describe(`fuzz (seed ${SEED})`, () => {
-  it(`${GRPC_REQUESTS} random ModelInfer requests over gRPC: a caller-fault status or the right answer; the heap stays put`, async () => {
+  it(`${GRPC_REQUESTS} random ModelInfer calls: a caller-fault status or the right answer; steady heap`, async () => {
     const rng = createRng(SEED);
     const gc = collector();
     const tally = new Map<string, number>();
@@ -318,7 +318,7 @@ describe(`fuzz (seed ${SEED})`, () => {
     expect(await call(h.client, 'serverLive', {})).toEqual({ live: true });
   }, 120_000);
 
-  it(`${STREAM_REQUESTS} random requests on ModelStreamInfer: one answer each, in order, the stream survives`, async () => {
+  it(`${STREAM_REQUESTS} random requests on ModelStreamInfer: one answer each, in order; it lives`, async () => {
     const rng = createRng(SEED + 1);
     const requests = Array.from({ length: STREAM_REQUESTS }, (_, i) => ({ ...randomRequest(rng), id: `s${i}` }));
     const { stream, responses, ended } = openInferStream(h.client, token);
@@ -388,7 +388,8 @@ describe(`fuzz (seed ${SEED})`, () => {
               : {}),
           };
       }
-      const path = `/v2/models/${encodeURIComponent(grpcForm.modelName)}${grpcForm.modelVersion === '' ? '' : `/versions/${encodeURIComponent(grpcForm.modelVersion)}`}/infer`;
+      const versionPath = grpcForm.modelVersion === '' ? '' : `/versions/${encodeURIComponent(grpcForm.modelVersion)}`;
+      const path = `/v2/models/${encodeURIComponent(grpcForm.modelName)}${versionPath}/infer`;
       const { status, body: answer } = await h.rest('POST', path, { token, body });
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
       if (status === 200) expect(Array.isArray(answer['outputs'])).toBe(true);

@@ -54,7 +54,8 @@ export function decodeInferRequest(
   const usesRaw = raw.length > 0;
   if (usesRaw && raw.length !== message.inputs.length) {
     throw invalidArgument(
-      `raw_input_contents has ${raw.length} entries but the request has ${message.inputs.length} inputs; send one raw entry per input, in the same order, or none`,
+      `raw_input_contents has ${raw.length} entries but the request has ${message.inputs.length} inputs; ` +
+        'send one raw entry per input, in the same order, or none',
     );
   }
   const inputs = new Map<string, Tensor>();

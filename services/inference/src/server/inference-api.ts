@@ -96,7 +96,8 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
   const unloadedKey = (tenant: string, name: string): string => `${tenant}\u0000${name}`;
   const noRegistry = (what: string): Error =>
     unimplemented(
-      `${what} needs the model registry, and none is configured on this replica (start it with QUANTA_INFERENCE_WATCH=true)`,
+      `${what} needs the model registry, and none is configured on this replica ` +
+        '(start it with QUANTA_INFERENCE_WATCH=true)',
     );
 
   return {

@@ -1,13 +1,11 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { health, inference as pb } from '@quanta/contracts';
 import { buildMlp } from '@quanta/onnx';
+import { createTestPki } from '@quanta/service-kit/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createModelManager } from '../core/model-manager.js';
 import type { ModelManager } from '../core/types.js';
@@ -55,7 +53,7 @@ function observedManager(): { manager: ModelManager; arrivals: () => Promise<voi
 }
 
 describe('graceful stop', () => {
-  it('lets accepted gRPC and REST requests finish, refuses new ones, then closes the sync and the manager', async () => {
+  it('lets accepted gRPC and REST requests finish, refuses new ones, then closes the sync and manager', async () => {
     const { manager, arrivals } = observedManager();
     const events: string[] = [];
     h = await startHarness({
@@ -290,65 +288,13 @@ describe('the sync hook and the repository RPCs', () => {
 });
 
 describe('TLS', () => {
-  const run = promisify(execFile);
   let dir = '';
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'inference-tls-'));
-    const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-    await openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=inference-test-ca',
-    );
-    for (const [name, san] of [
-      ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
-      ['client', 'subjectAltName=DNS:client.quanta'],
-    ] as const) {
-      await openssl(
-        'req',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        `${name}.key`,
-        '-out',
-        `${name}.csr`,
-        '-subj',
-        `/CN=${name}`,
-      );
-      await writeFile(join(dir, `${name}.ext`), `${san}\n`);
-      await openssl(
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.pem',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-out',
-        `${name}.pem`,
-        '-days',
-        '1',
-        '-extfile',
-        `${name}.ext`,
-      );
-    }
+    dir = await createTestPki({
+      prefix: 'inference-tls-',
+      caName: 'inference-test-ca',
+      certs: { server: 'subjectAltName=IP:127.0.0.1,DNS:localhost', client: 'subjectAltName=DNS:client.quanta' },
+    });
   }, 60_000);
   afterAll(() => rm(dir, { recursive: true, force: true }));
 

@@ -38,7 +38,10 @@ function describe(value: ParameterValue): string {
   return typeof value === 'string' ? JSON.stringify(value) : `${typeof value} ${String(value)}`;
 }
 
-/** Reads sequence_id / sequence_start / sequence_end and timeout; INVALID_ARGUMENT naming the parameter when one is malformed. */
+/**
+ * Reads sequence_id / sequence_start / sequence_end and timeout; INVALID_ARGUMENT naming the
+ * parameter when one is malformed.
+ */
 export function readControls(parameters: ReadonlyMap<string, ParameterValue>, now?: number): RequestControls {
   // Most requests carry no parameters: no lookups, no clock.
   if (parameters.size === 0) return NO_CONTROLS;

@@ -36,7 +36,7 @@ function countingManager(): {
 }
 
 describe('ModelStreamInfer flow control', () => {
-  it(`takes at most ${STREAM_PIPELINE_DEPTH} requests of one stream into the core at a time, and answers all of them in order`, async () => {
+  it(`has at most ${STREAM_PIPELINE_DEPTH} of a stream's requests in the core at once; answers in order`, async () => {
     const { manager, counts } = countingManager();
     h = await startHarness({ server: { manager } });
     // Batches wait up to 200 ms to fill 64 rows, more than one stream may have in flight: every

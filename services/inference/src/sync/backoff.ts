@@ -1,4 +1,7 @@
-/** Capped exponential backoff with full jitter, so replicas that lost the registry together do not reconnect in step. */
+/**
+ * Capped exponential backoff with full jitter, so replicas that lost the registry together do not
+ * reconnect in step.
+ */
 export interface BackoffOptions {
   /** First delay's ceiling, in ms. Default 200. */
   readonly initialMs?: number;
@@ -9,7 +12,10 @@ export interface BackoffOptions {
 }
 
 export interface Backoff {
-  /** The delay before attempt `attempt` (0-based): uniform in [ceiling/2, ceiling], ceiling = min(max, initial·2^attempt). */
+  /**
+   * The delay before attempt `attempt` (0-based): uniform in [ceiling/2, ceiling], where
+   * ceiling = min(max, initial·2^attempt).
+   */
   delay(attempt: number): number;
 }
 

@@ -104,7 +104,7 @@ describe('converger', () => {
     };
   }
 
-  it('reports a file whose bytes do not match the digest FAILED, is ready anyway, and retries until the file is good', async () => {
+  it('reports a file not matching its digest FAILED, is ready anyway, and retries until the file is good', async () => {
     const good = buildMlp({ seed: 11 });
     const bad = buildMlp({ seed: 12 });
     const v = readyVersion('fraud', 1, good);
@@ -130,7 +130,7 @@ describe('converger', () => {
     }
   });
 
-  it('a load failing after the first snapshot (a reconnection, a change) is marked FAILED without an unhandled rejection', async () => {
+  it('marks a load failing after the first snapshot (reconnection, change) FAILED, nothing unhandled', async () => {
     const { converger, manager, log, close } = setup();
     try {
       converger.applySnapshot([]);
@@ -182,7 +182,7 @@ describe('converger', () => {
     }
   });
 
-  it('serves two tenants deploying the same file from one download, and unloads what a snapshot no longer lists', async () => {
+  it('serves two tenants deploying one file from one download; unloads what a snapshot no longer lists', async () => {
     const b = buildMlp({ seed: 31 });
     files.set('shared:1', { header: readyVersion('shared', 1, b), bytes: b });
     files.set('copy:4', { header: readyVersion('copy', 4, b), bytes: b });

@@ -15,7 +15,10 @@ const STATUS: Readonly<Record<InferErrorCode, number>> = {
   INTERNAL: grpc.status.INTERNAL,
 };
 
-/** The request's trace and span ids (its server span is active when the core calls the observer); empty when untraced. */
+/**
+ * The request's trace and span ids (its server span is active when the core calls the observer);
+ * empty when untraced.
+ */
 function traceIds(): { traceId: string; spanId: string } {
   const span = trace.getActiveSpan()?.spanContext();
   if (span === undefined || !isSpanContextValid(span)) return { traceId: '', spanId: '' };

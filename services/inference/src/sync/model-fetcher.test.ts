@@ -56,7 +56,7 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
 
   const half = (b: Uint8Array): Uint8Array[] => [b.subarray(0, b.length >> 1), b.subarray(b.length >> 1)];
 
-  it('returns the bytes when sha256 and size match, caches them, and serves the next fetch of that digest from the cache', async () => {
+  it('returns the bytes when sha256 and size match, caches them, serves the next fetch from the cache', async () => {
     scripts.set('m:1', { header: readyVersion('m', 1, good), chunks: half(good) });
     const cache = createModelCache({ maxBytes: 1 << 20 });
     const fetcher = createModelFetcher({ client, cache });
@@ -111,7 +111,7 @@ describe('model fetcher (against a real gRPC server that can lie)', () => {
     );
   });
 
-  it('passes on the registry status: a stream ending DATA_LOSS after all chunks is not accepted, NOT_FOUND stays NOT_FOUND', async () => {
+  it('passes on the registry status: DATA_LOSS after all chunks is refused, NOT_FOUND stays NOT_FOUND', async () => {
     scripts.set('lost:1', {
       header: readyVersion('lost', 1, good),
       chunks: [good],

@@ -48,7 +48,10 @@ export interface ModelFetcherOptions {
   readonly disk?: DiskCache;
   /** Largest file accepted, in bytes (it is held in memory whole). Default 2 GiB. */
   readonly maxModelBytes?: number;
-  /** A download that receives nothing for this long is cancelled (a hung registry must not hold a model's queue). Default 60 s. */
+  /**
+   * A download that receives nothing for this long is cancelled (a hung registry must not hold a
+   * model's queue). Default 60 s.
+   */
   readonly idleTimeoutMs?: number;
   /** DownloadVersion chunk size; 0: the registry's default (1 MiB). */
   readonly chunkSizeBytes?: number;
@@ -110,7 +113,8 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
           if (expected !== undefined && expected.sha256 !== version.sha256) {
             throw new FetchError(
               'DATA_LOSS',
-              `download of ${label}: the registry sent sha256 ${version.sha256}, the deployment expects ${expected.sha256}; not loaded`,
+              `download of ${label}: the registry sent sha256 ${version.sha256}, ` +
+                `the deployment expects ${expected.sha256}; not loaded`,
             );
           }
           const cachedBytes = options.cache.get(version.sha256) ?? (await fromDisk(version.sha256));
@@ -128,7 +132,8 @@ export function createModelFetcher(options: ModelFetcherOptions): ModelFetcher {
           if (received + part.value.length > bytes.length) {
             throw new FetchError(
               'DATA_LOSS',
-              `download of ${tenant}/${version.model}:${version.version}: more than the header's ${bytes.length} bytes arrived; not loaded`,
+              `download of ${tenant}/${version.model}:${version.version}: ` +
+                `more than the header's ${bytes.length} bytes arrived; not loaded`,
             );
           }
           part.value.copy(bytes, received);

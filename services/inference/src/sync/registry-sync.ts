@@ -73,7 +73,8 @@ export function createRegistrySync(options: RegistrySyncOptions): RegistrySync {
     // 4 MiB chunks (the registry's largest) plus framing.
     maxReceiveMessageLength: 8 * 1024 * 1024,
     channelOptions: {
-      // grpc-js waits up to 2 minutes between reconnections by default; a restarted registry should be found in seconds.
+      // grpc-js waits up to 2 minutes between reconnections by default; a restarted registry should
+      // be found in seconds.
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2000,
       // The watch is idle between changes: pings find a connection that died without a reset

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 
 // Model files kept on disk across restarts, sealed: every byte Quanta keeps at rest is encrypted.
 // One file per digest, `<dir>/<sha256>`:
-//   "QIC1" | u16 key-name length | key name | u32 wrapped-key length | wrapped data key | 12-byte IV | 16-byte GCM tag | ciphertext
+//   "QIC1" | u16 key-name length | key name | u32 wrapped-key length | wrapped data key
+//   | 12-byte IV | 16-byte GCM tag | ciphertext
 // The data key comes from the crypto service (GenerateDataKey under `keyName`, unwrapped through
 // UnwrapDataKey when read) and is bound, as the ciphertext is, to the file's digest: a file renamed
 // to another digest does not open. A file that does not open or whose plaintext hashes differently

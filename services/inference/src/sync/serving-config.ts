@@ -1,7 +1,10 @@
 import type { registry as pb } from '@quanta/contracts';
 import type { ServingConfig } from '../core/types.js';
 
-/** What the replica sets that a DeploymentSpec does not say (onnxruntime threads, execution providers, worker or inline sessions). */
+/**
+ * What the replica sets that a DeploymentSpec does not say (onnxruntime threads, execution
+ * providers, worker or inline sessions).
+ */
 export type ServingDefaults = Pick<ServingConfig, 'threadsPerInstance' | 'executionProviders' | 'execution'>;
 
 const ascending = (sizes: readonly number[]): number[] => [...sizes].sort((a, b) => a - b);

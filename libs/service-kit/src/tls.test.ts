@@ -1,8 +1,5 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from './client.js';
@@ -14,69 +11,18 @@ import { EchoClient, echoService } from './testing/echo.js';
 import type { EchoReply, EchoRequest } from './testing/echo.js';
 import type { Running } from './testing/harness.js';
 import { callUnary, grpcError, startEcho } from './testing/harness.js';
+import { createTestPki } from './testing/pki.js';
 
-const run = promisify(execFile);
 let dir = '';
 const file = (name: string): string => join(dir, name);
 
 /** A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate (openssl). */
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'service-kit-tls-'));
-  const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-  await openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=kit-test-ca',
-  );
-  for (const [name, san] of [
-    ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
-    ['client', 'subjectAltName=DNS:registry.quanta'],
-  ] as const) {
-    await openssl(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-      '-subj',
-      `/CN=${name}`,
-    );
-    await writeFile(file(`${name}.ext`), `${san}\n`);
-    await openssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      `${name}.pem`,
-      '-days',
-      '1',
-      '-extfile',
-      `${name}.ext`,
-    );
-  }
+  dir = await createTestPki({
+    prefix: 'service-kit-tls-',
+    caName: 'kit-test-ca',
+    certs: { server: 'subjectAltName=IP:127.0.0.1,DNS:localhost', client: 'subjectAltName=DNS:registry.quanta' },
+  });
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -1,3 +1,5 @@
-// The scaffolding other packages' tests share: a service's main.ts as a process, and raw HTTP exchanges.
+// The scaffolding other packages' tests share: a service's main.ts as a process, raw HTTP exchanges
+// and a throwaway PKI for TLS tests.
+export { createTestPki, type TestPkiOptions } from './pki.js';
 export { REPO_ROOT, startServiceProcess, type ServiceProcess } from './process.js';
 export { rawHttp, type RawAnswer } from './raw-http.js';

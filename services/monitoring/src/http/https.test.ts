@@ -1,71 +1,22 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { createTestPki } from '@quanta/service-kit/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from '../testing/harness.js';
 import { startHarness } from '../testing/harness.js';
 
-const run = promisify(execFile);
 let dir = '';
 const file = (name: string): string => join(dir, name);
 
 /** A throwaway CA and a server certificate for 127.0.0.1/localhost (openssl), as service-kit's TLS tests make them. */
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'monitoring-https-'));
-  const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-  await openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=monitoring-test-ca',
-  );
-  await openssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    'server.key',
-    '-out',
-    'server.csr',
-    '-subj',
-    '/CN=server',
-  );
-  await writeFile(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await openssl(
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'server.pem',
-    '-days',
-    '1',
-    '-extfile',
-    'server.ext',
-  );
+  dir = await createTestPki({
+    prefix: 'monitoring-https-',
+    caName: 'monitoring-test-ca',
+    certs: { server: 'subjectAltName=IP:127.0.0.1,DNS:localhost' },
+  });
 });
 afterAll(async () => rm(dir, { recursive: true, force: true }));
 

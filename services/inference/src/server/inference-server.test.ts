@@ -53,7 +53,7 @@ function observedManager(): { manager: ModelManager; arrivals: () => Promise<voi
 }
 
 describe('graceful stop', () => {
-  it('lets accepted gRPC and REST requests finish, refuses new ones, then closes the sync and the manager', async () => {
+  it('lets accepted gRPC and REST requests finish, refuses new ones, then closes the sync and manager', async () => {
     const { manager, arrivals } = observedManager();
     const events: string[] = [];
     h = await startHarness({

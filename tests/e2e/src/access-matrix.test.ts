@@ -153,7 +153,10 @@ const enc = <T>(type: { encode(m: T): { finish(): Uint8Array }; fromPartial(p: o
 /** A request for the other-tenant column, and how to tell an OK reply that shows nothing of acme's. */
 interface Fixture {
   readonly request: Buffer;
-  /** For a reply that repeats the request's names: true when it holds none of acme's data. Default: acme's names appear nowhere. */
+  /**
+   * For a reply that repeats the request's names: true when it holds none of acme's data. Default:
+   * acme's names appear nowhere.
+   */
   readonly clean?: (reply: string) => boolean;
 }
 
@@ -403,7 +406,18 @@ async function setUp(): Promise<void> {
   const stranger = generateKeyPairSync('ed25519');
   const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
   const iat = Math.floor(Date.now() / 1000);
-  const signed = `${part({ alg: 'EdDSA', kid: 'not-a-quanta-key', typ: 'JWT' })}.${part({ tenant: 'acme', scope: SCOPES.join(' '), iss: 'quanta-crypto', aud: 'quanta', sub: 'mallory', iat, exp: iat + 3600, jti: 'forged' })}`;
+  const header = part({ alg: 'EdDSA', kid: 'not-a-quanta-key', typ: 'JWT' });
+  const claims = part({
+    tenant: 'acme',
+    scope: SCOPES.join(' '),
+    iss: 'quanta-crypto',
+    aud: 'quanta',
+    sub: 'mallory',
+    iat,
+    exp: iat + 3600,
+    jti: 'forged',
+  });
+  const signed = `${header}.${claims}`;
   const unknownKey = `${signed}.${sign(null, Buffer.from(signed), stranger.privateKey).toString('base64url')}`;
   const lacking = new Map<string, string>();
   for (const scope of SCOPES)
@@ -464,7 +478,8 @@ describe('the access matrix', { timeout: 300_000 }, () => {
     const doc = await readFile(join(REPO_ROOT, 'docs', 'security.md'), 'utf8');
     const missing = METHODS.flatMap(({ def, rule }) => {
       if (rule === undefined) return [];
-      const line = `| \`${def.path.slice(1)}\` | ${rule.scope === 'public' ? 'none (public)' : `\`${rule.scope}\``} | ${rule.tenant} |`;
+      const scope = rule.scope === 'public' ? 'none (public)' : `\`${rule.scope}\``;
+      const line = `| \`${def.path.slice(1)}\` | ${scope} | ${rule.tenant} |`;
       return doc.includes(line) ? [] : [line];
     });
     expect(missing, 'rows to add to (or correct in) the access matrix of docs/security.md').toEqual([]);

@@ -131,7 +131,8 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
     }
     if (Date.now() > until)
       throw new Error(
-        `${what} did not happen within ${timeoutMs / 1000} s${last instanceof Error ? ` (last error: ${last.message})` : ''}`,
+        `${what} did not happen within ${timeoutMs / 1000} s` +
+          (last instanceof Error ? ` (last error: ${last.message})` : ''),
       );
     await new Promise((resolve) => setTimeout(resolve, 200));
   }

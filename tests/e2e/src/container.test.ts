@@ -29,7 +29,8 @@ const RUNTIME = process.env['QUANTA_PODMAN_RUNTIME'] ?? 'runc';
 const hasPodman = spawnSync('podman', ['--version'], { stdio: 'ignore' }).status === 0;
 if (!hasPodman)
   console.warn(
-    'container.test.ts skipped: podman is not installed (tools/container/install-podman.sh installs it, as .ci/run does)',
+    'container.test.ts skipped: podman is not installed ' +
+      '(tools/container/install-podman.sh installs it, as .ci/run does)',
   );
 
 /** Runs a command to its end; rejects with the tail of its output when it fails. */

@@ -239,115 +239,125 @@ function openStream(client: inference.GRPCInferenceServiceClient, token: string)
 }
 
 describe('npm start', () => {
-  it('comes up with the demo deployed, its printed commands work, and one Ctrl-C with calls in flight stops every service gracefully', async () => {
-    const stack = await startDevStack();
-    const banner = stack.lines.join('\n');
-    expect(banner).toContain('Quanta is up.');
-    expect(banner).toMatch(/demo: cifar is ready on inference/);
-    expect(banner).toMatch(/demo: lstm is ready on inference/);
-    expect(banner).toContain(join(userDir, '.quanta'));
+  it(
+    'comes up with the demo deployed, its printed commands work, ' +
+      'and one Ctrl-C with calls in flight stops every service gracefully',
+    async () => {
+      const stack = await startDevStack();
+      const banner = stack.lines.join('\n');
+      expect(banner).toContain('Quanta is up.');
+      expect(banner).toMatch(/demo: cifar is ready on inference/);
+      expect(banner).toMatch(/demo: lstm is ready on inference/);
+      expect(banner).toContain(join(userDir, '.quanta'));
 
-    const tries = stack.lines.slice(stack.lines.indexOf('Try:') + 1).filter((l) => l.trim().startsWith('npx quanta'));
-    expect(tries.length).toBeGreaterThanOrEqual(3);
-    const cliEnv = { ...env };
-    delete cliEnv['INIT_CWD'];
-    for (const command of tries) {
-      const result = await runCommand(command, userDir, cliEnv);
-      expect(result.code, `${command}\n${result.stderr}`).toBe(0);
-      expect(result.stdout.length, command).toBeGreaterThan(0);
-    }
+      const tries = stack.lines.slice(stack.lines.indexOf('Try:') + 1).filter((l) => l.trim().startsWith('npx quanta'));
+      expect(tries.length).toBeGreaterThanOrEqual(3);
+      const cliEnv = { ...env };
+      delete cliEnv['INIT_CWD'];
+      for (const command of tries) {
+        const result = await runCommand(command, userDir, cliEnv);
+        expect(result.code, `${command}\n${result.stderr}`).toBe(0);
+        expect(result.stdout.length, command).toBeGreaterThan(0);
+      }
 
-    // Calls in flight when Ctrl-C comes: unary ModelInfers, and a stream that goes on after it.
-    const token = (await readFile(join(userDir, '.quanta', 'admin.token'), 'utf8')).trim();
-    const client = new inference.GRPCInferenceServiceClient(
-      env['QUANTA_INFERENCE_ADDR'] ?? '',
-      grpc.credentials.createInsecure(),
-    );
-    try {
-      const rpc = unaryCaller(client, inference.GRPCInferenceServiceService);
-      // Connected first, so that each call below starts its HTTP/2 stream at once, in order.
-      expect((await rpc('modelReady', { name: 'cifar', version: '' }, { metadata: bearer(token) })).ready).toBe(true);
-      let signalledAt = Number.POSITIVE_INFINITY;
-      const unary = Array.from({ length: 32 }, (_, i) =>
-        rpc('modelInfer', cifarRequest(i + 1, 16), { metadata: bearer(token), deadline: Date.now() + 60_000 }).then(
-          (reply) => ({ reply, at: Date.now() }),
-        ),
+      // Calls in flight when Ctrl-C comes: unary ModelInfers, and a stream that goes on after it.
+      const token = (await readFile(join(userDir, '.quanta', 'admin.token'), 'utf8')).trim();
+      const client = new inference.GRPCInferenceServiceClient(
+        env['QUANTA_INFERENCE_ADDR'] ?? '',
+        grpc.credentials.createInsecure(),
       );
-      const stream = openStream(client, token);
-      stream.call.write(cifarRequest(100, 1));
-      // The stream's first answer: the server has taken every call started before it.
-      await stream.answered(1);
+      try {
+        const rpc = unaryCaller(client, inference.GRPCInferenceServiceService);
+        // Connected first, so that each call below starts its HTTP/2 stream at once, in order.
+        expect((await rpc('modelReady', { name: 'cifar', version: '' }, { metadata: bearer(token) })).ready).toBe(true);
+        let signalledAt = Number.POSITIVE_INFINITY;
+        const unary = Array.from({ length: 32 }, (_, i) =>
+          rpc('modelInfer', cifarRequest(i + 1, 16), { metadata: bearer(token), deadline: Date.now() + 60_000 }).then(
+            (reply) => ({ reply, at: Date.now() }),
+          ),
+        );
+        const stream = openStream(client, token);
+        stream.call.write(cifarRequest(100, 1));
+        // The stream's first answer: the server has taken every call started before it.
+        await stream.answered(1);
 
-      ctrlC(stack);
-      signalledAt = Date.now();
-      // The same Ctrl-C again, as npm forwards it where the shell execs the script.
-      await stack.line((l) => l.startsWith('stopping Quanta'));
-      stack.child.kill('SIGINT');
-      // Inference drains: the open stream is still served.
-      await stack.line((l) => l === '[inference] shutting down');
-      for (let i = 0; i < 5; i++) stream.call.write(cifarRequest(200 + i, 4));
-      await stream.answered(6);
-      stream.call.end();
-      await stream.ended;
-      expect(stream.answers.map((a) => a.errorMessage)).toEqual(Array.from({ length: 6 }, () => ''));
-      expect(stream.answers.slice(1).map((a) => a.inferResponse?.outputs[0]?.shape)).toEqual(
-        Array.from({ length: 5 }, () => [4n, 10n]),
-      );
+        ctrlC(stack);
+        signalledAt = Date.now();
+        // The same Ctrl-C again, as npm forwards it where the shell execs the script.
+        await stack.line((l) => l.startsWith('stopping Quanta'));
+        stack.child.kill('SIGINT');
+        // Inference drains: the open stream is still served.
+        await stack.line((l) => l === '[inference] shutting down');
+        for (let i = 0; i < 5; i++) stream.call.write(cifarRequest(200 + i, 4));
+        await stream.answered(6);
+        stream.call.end();
+        await stream.ended;
+        expect(stream.answers.map((a) => a.errorMessage)).toEqual(Array.from({ length: 6 }, () => ''));
+        expect(stream.answers.slice(1).map((a) => a.inferResponse?.outputs[0]?.shape)).toEqual(
+          Array.from({ length: 5 }, () => [4n, 10n]),
+        );
 
-      const answered = await Promise.all(unary);
-      for (const { reply } of answered) expect(reply.outputs[0]?.shape).toEqual([16n, 10n]);
-      // How many of them Ctrl-C found running (the stream's alone makes the test), for the log.
-      console.info(
-        `unary ModelInfer answered after Ctrl-C: ${answered.filter((a) => a.at >= signalledAt).length} of ${answered.length}`,
-      );
-    } finally {
-      client.close();
-    }
+        const answered = await Promise.all(unary);
+        for (const { reply } of answered) expect(reply.outputs[0]?.shape).toEqual([16n, 10n]);
+        // How many of them Ctrl-C found running (the stream's alone makes the test), for the log.
+        console.info(
+          `unary ModelInfer answered after Ctrl-C: ` +
+            `${answered.filter((a) => a.at >= signalledAt).length} of ${answered.length}`,
+        );
+      } finally {
+        client.close();
+      }
 
-    const [code] = await stack.exited;
-    const log = stack.lines.join('\n');
-    expect(code, log).toBe(0);
-    expect(log).not.toMatch(/second signal|at once: killing|did not stop cleanly/);
-    for (const name of SERVICES) {
-      for (const step of ['signal received', 'shutting down', 'stopped'])
-        expect(stack.lines, `${name}: ${step}`).toContain(`[${name}] ${step}`);
-    }
-    // Inference stopped first, crypto last: nothing lost the key service while still serving.
-    const stoppedAt = SERVICES.map((name) => stack.lines.indexOf(`[${name}] stopped`));
-    expect(stoppedAt).toEqual([...stoppedAt].sort((a, b) => b - a));
-  }, 300_000);
-
-  it(`a second Ctrl-C later than ${REPEATED_SIGNAL_WINDOW_MS} ms after the first stops everything at once`, async () => {
-    // A long grace, so that only the second Ctrl-C can end inference's drain within the test.
-    const stack = await startDevStack({ QUANTA_INFERENCE_SHUTDOWN_GRACE: '120s' });
-    const pids = await stack.servicePids();
-    expect(pids).toHaveLength(SERVICES.length);
-    const token = (await readFile(join(userDir, '.quanta', 'admin.token'), 'utf8')).trim();
-    const client = new inference.GRPCInferenceServiceClient(
-      env['QUANTA_INFERENCE_ADDR'] ?? '',
-      grpc.credentials.createInsecure(),
-    );
-    try {
-      // An open stream holds inference's graceful stop until the grace runs out.
-      const stream = openStream(client, token);
-      stream.call.write(cifarRequest(1, 1));
-      await stream.answered(1);
-      ctrlC(stack);
-      const first = Date.now();
-      await stack.line((l) => l === '[inference] shutting down');
-      // The window is a span of time: only waiting it out shows what comes after it.
-      await delay(REPEATED_SIGNAL_WINDOW_MS + 200 - (Date.now() - first));
-      ctrlC(stack);
       const [code] = await stack.exited;
-      expect(code, stack.lines.join('\n')).toBe(130);
-      expect(Date.now() - first).toBeLessThan(30_000);
-      await expect(stream.ended).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
-    } finally {
-      client.close();
-    }
-    expect(stack.lines).toContain('stopping Quanta at once: killing inference, monitoring, model-registry, crypto');
-    for (const pid of pids) expect(await alive(pid), `service ${pid}`).toBe(false);
-  }, 300_000);
+      const log = stack.lines.join('\n');
+      expect(code, log).toBe(0);
+      expect(log).not.toMatch(/second signal|at once: killing|did not stop cleanly/);
+      for (const name of SERVICES) {
+        for (const step of ['signal received', 'shutting down', 'stopped'])
+          expect(stack.lines, `${name}: ${step}`).toContain(`[${name}] ${step}`);
+      }
+      // Inference stopped first, crypto last: nothing lost the key service while still serving.
+      const stoppedAt = SERVICES.map((name) => stack.lines.indexOf(`[${name}] stopped`));
+      expect(stoppedAt).toEqual([...stoppedAt].sort((a, b) => b - a));
+    },
+    300_000,
+  );
+
+  it(
+    `a second Ctrl-C later than ${REPEATED_SIGNAL_WINDOW_MS} ms after the first ` + 'stops everything at once',
+    async () => {
+      // A long grace, so that only the second Ctrl-C can end inference's drain within the test.
+      const stack = await startDevStack({ QUANTA_INFERENCE_SHUTDOWN_GRACE: '120s' });
+      const pids = await stack.servicePids();
+      expect(pids).toHaveLength(SERVICES.length);
+      const token = (await readFile(join(userDir, '.quanta', 'admin.token'), 'utf8')).trim();
+      const client = new inference.GRPCInferenceServiceClient(
+        env['QUANTA_INFERENCE_ADDR'] ?? '',
+        grpc.credentials.createInsecure(),
+      );
+      try {
+        // An open stream holds inference's graceful stop until the grace runs out.
+        const stream = openStream(client, token);
+        stream.call.write(cifarRequest(1, 1));
+        await stream.answered(1);
+        ctrlC(stack);
+        const first = Date.now();
+        await stack.line((l) => l === '[inference] shutting down');
+        // The window is a span of time: only waiting it out shows what comes after it.
+        await delay(REPEATED_SIGNAL_WINDOW_MS + 200 - (Date.now() - first));
+        ctrlC(stack);
+        const [code] = await stack.exited;
+        expect(code, stack.lines.join('\n')).toBe(130);
+        expect(Date.now() - first).toBeLessThan(30_000);
+        await expect(stream.ended).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      } finally {
+        client.close();
+      }
+      expect(stack.lines).toContain('stopping Quanta at once: killing inference, monitoring, model-registry, crypto');
+      for (const pid of pids) expect(await alive(pid), `service ${pid}`).toBe(false);
+    },
+    300_000,
+  );
 
   it('does not leave the services running when the dev stack is killed', async () => {
     const stack = await startDevStack();

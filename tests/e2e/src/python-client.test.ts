@@ -26,7 +26,8 @@ function findPython(): string {
     if (probe.status === 0) return candidate;
   }
   throw new Error(
-    `no Python with grpcio, numpy and pytest among ${candidates.join(', ')}: apt-get install python3-grpcio python3-numpy python3-pytest (or set QUANTA_PYTHON)`,
+    `no Python with grpcio, numpy and pytest among ${candidates.join(', ')}: ` +
+      'apt-get install python3-grpcio python3-numpy python3-pytest (or set QUANTA_PYTHON)',
   );
 }
 
@@ -131,7 +132,10 @@ function floats(count: number, seed: number): Float32Array {
   return randomImage(seed).subarray(0, count);
 }
 
-/** Writes fixtures into `dir`: .npy for numeric tensors, JSON ({shape, utf8}) for BYTES, which .npy cannot hold without pickles. */
+/**
+ * Writes fixtures into `dir`: .npy for numeric tensors, JSON ({shape, utf8}) for BYTES, which .npy
+ * cannot hold without pickles.
+ */
 function fixtureWriter(dir: string): (name: string, tensor: Tensor) => Promise<string> {
   return async (name, tensor) => {
     if (tensor.datatype === 'BYTES') {

@@ -211,150 +211,155 @@ describe('replicas under faults', () => {
     );
   }, 90_000);
 
-  it('keeps serving a round-robin load through SIGKILLs of an inference and a registry replica, and an alias move', async () => {
-    const retries: RetryEvent[] = [];
-    const target = `ipv4:${stack.inferences.map((r) => r.addr).join(',')}`;
-    const balanced = connect(target, {
-      channelOptions: { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) },
-      onRetry: (event) => retries.push(event),
-    });
+  it(
+    'keeps serving a round-robin load through SIGKILLs of an inference and a registry replica, ' + 'and an alias move',
+    async () => {
+      const retries: RetryEvent[] = [];
+      const target = `ipv4:${stack.inferences.map((r) => r.addr).join(',')}`;
+      const balanced = connect(target, {
+        channelOptions: { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) },
+        onRetry: (event) => retries.push(event),
+      });
 
-    let succeeded = 0;
-    const versions = new Map<string, number>();
-    const counts = { infer: { sent: 0, failed: 0 }, read: { sent: 0, failed: 0 } };
-    const failures: { kind: 'infer' | 'read'; error: QuantaClientError; startedAt: number; endedAt: number }[] = [];
-    const mismatches: string[] = [];
-    // Resolved by the load itself when the count of successful ModelInfers reaches a mark: no timers.
-    const marks: { at: number; resolve: () => void }[] = [];
-    const reached = (more: number): Promise<void> =>
-      new Promise((resolve) => marks.push({ at: succeeded + more, resolve }));
-    let stop = false;
-    const giveUp = (): void => {
-      stop = true;
-      for (const mark of marks) mark.resolve();
-    };
+      let succeeded = 0;
+      const versions = new Map<string, number>();
+      const counts = { infer: { sent: 0, failed: 0 }, read: { sent: 0, failed: 0 } };
+      const failures: { kind: 'infer' | 'read'; error: QuantaClientError; startedAt: number; endedAt: number }[] = [];
+      const mismatches: string[] = [];
+      // Resolved by the load itself when the count of successful ModelInfers reaches a mark: no timers.
+      const marks: { at: number; resolve: () => void }[] = [];
+      const reached = (more: number): Promise<void> =>
+        new Promise((resolve) => marks.push({ at: succeeded + more, resolve }));
+      let stop = false;
+      const giveUp = (): void => {
+        stop = true;
+        for (const mark of marks) mark.resolve();
+      };
 
-    const loop = async (kind: 'infer' | 'read', w: number): Promise<void> => {
-      for (let i = 0; !stop; i++) {
-        const m = MODELS[(w + i) % MODELS.length] as ModelCase;
-        const startedAt = performance.now();
-        counts[kind].sent++;
-        try {
-          if (kind === 'read') {
-            // ModelMetadata only reads: the policy retries it whatever happened to the attempt.
-            const meta = await balanced.inference.modelMetadata({ name: m.name });
-            if (meta.name !== m.name || meta.inputs[0]?.name !== 'input')
-              throw new Error(`${m.name} metadata: ${JSON.stringify(meta)}`);
-            continue;
+      const loop = async (kind: 'infer' | 'read', w: number): Promise<void> => {
+        for (let i = 0; !stop; i++) {
+          const m = MODELS[(w + i) % MODELS.length] as ModelCase;
+          const startedAt = performance.now();
+          counts[kind].sent++;
+          try {
+            if (kind === 'read') {
+              // ModelMetadata only reads: the policy retries it whatever happened to the attempt.
+              const meta = await balanced.inference.modelMetadata({ name: m.name });
+              if (meta.name !== m.name || meta.inputs[0]?.name !== 'input')
+                throw new Error(`${m.name} metadata: ${JSON.stringify(meta)}`);
+              continue;
+            }
+            const version = await inferChecked(balanced, m, (w * 7 + i) % INPUTS);
+            succeeded++;
+            versions.set(`${m.name}:${version}`, (versions.get(`${m.name}:${version}`) ?? 0) + 1);
+            for (const mark of marks) if (succeeded === mark.at) mark.resolve();
+          } catch (error: unknown) {
+            if (error instanceof QuantaClientError) {
+              counts[kind].failed++;
+              failures.push({ kind, error, startedAt, endedAt: performance.now() });
+            } else mismatches.push(error instanceof Error ? error.message : String(error));
+            // Far more failures than one dropped connection explains: stop, and let the checks below
+            // say what they were.
+            if (failures.length + mismatches.length > 10 * (WORKERS + READERS)) giveUp();
           }
-          const version = await inferChecked(balanced, m, (w * 7 + i) % INPUTS);
-          succeeded++;
-          versions.set(`${m.name}:${version}`, (versions.get(`${m.name}:${version}`) ?? 0) + 1);
-          for (const mark of marks) if (succeeded === mark.at) mark.resolve();
-        } catch (error: unknown) {
-          if (error instanceof QuantaClientError) {
-            counts[kind].failed++;
-            failures.push({ kind, error, startedAt, endedAt: performance.now() });
-          } else mismatches.push(error instanceof Error ? error.message : String(error));
-          // Far more failures than one dropped connection explains: stop, and let the checks below say what they were.
-          if (failures.length + mismatches.length > 10 * (WORKERS + READERS)) giveUp();
         }
+      };
+      const loops = [
+        ...Array.from({ length: WORKERS }, (_, w) => loop('infer', w)),
+        ...Array.from({ length: READERS }, (_, w) => loop('read', w)),
+      ];
+
+      let killAt = 0;
+      let killWallMs = 0;
+      let inferenceGoneAt = 0;
+      let movedAt = 0;
+      try {
+        await reached(BEFORE_KILL);
+        // Round robin has spread the load: every replica has run requests of its own.
+        for (const replica of stack.inferences) {
+          const stats = await direct(replica).inference.modelStatistics({ name: 'cifar' });
+          expect(
+            stats.modelStats.reduce((n, s) => n + Number(s.inferenceCount), 0),
+            replica.label,
+          ).toBeGreaterThan(0);
+        }
+        killAt = performance.now();
+        killWallMs = Date.now();
+        [inferenceGoneAt] = await Promise.all([
+          killedInference()
+            .process.kill()
+            .then(() => performance.now()),
+          killedRegistry().process.kill(),
+        ]);
+        // Both survivors watched registry A (listed first by replicas 1 and 3): the move reaches them
+        // only once their watches have failed over to registry B.
+        await connect(survivingRegistry().addr).registry.setAlias({ model: 'cifar', alias: 'production', version: 2 });
+        await Promise.all(
+          survivingInferences().map(async (replica) => {
+            const client = direct(replica);
+            await eventually(
+              `${replica.label} serving cifar:2`,
+              async () => (await client.inference.modelReady({ name: 'cifar', version: '2' })).ready,
+            );
+          }),
+        );
+        movedAt = performance.now();
+        await reached(AFTER_MOVE);
+      } finally {
+        // Also when a step above fails: no loop is left running into the closed clients.
+        giveUp();
+        await Promise.all(loops);
       }
-    };
-    const loops = [
-      ...Array.from({ length: WORKERS }, (_, w) => loop('infer', w)),
-      ...Array.from({ length: READERS }, (_, w) => loop('read', w)),
-    ];
 
-    let killAt = 0;
-    let killWallMs = 0;
-    let inferenceGoneAt = 0;
-    let movedAt = 0;
-    try {
-      await reached(BEFORE_KILL);
-      // Round robin has spread the load: every replica has run requests of its own.
-      for (const replica of stack.inferences) {
-        const stats = await direct(replica).inference.modelStatistics({ name: 'cifar' });
-        expect(
-          stats.modelStats.reduce((n, s) => n + Number(s.inferenceCount), 0),
-          replica.label,
-        ).toBeGreaterThan(0);
+      const figures = {
+        modelInfer: counts.infer,
+        modelMetadata: counts.read,
+        retried: {
+          modelInfer: retries.filter((r) => r.method === MODEL_INFER).length,
+          modelMetadata: retries.filter((r) => r.method === MODEL_METADATA).length,
+        },
+        answersByVersion: Object.fromEntries(versions),
+        inferenceKillToExitMs: Math.round(inferenceGoneAt - killAt),
+        aliasMoveServedAfterKillMs: Math.round(movedAt - killAt),
+        watchFailoverMs: Object.fromEntries(survivingInferences().map((r) => [r.label, snapshotAfter(r, killWallMs)])),
+        failures: failures.map((f) => ({
+          method: f.error.method,
+          code: status[f.error.code],
+          details: f.error.details,
+          attempts: f.error.attempts,
+          startedMsAfterKill: Math.round(f.startedAt - killAt),
+          endedMsAfterKill: Math.round(f.endedAt - killAt),
+        })),
+        retries: retries.map((r) => ({
+          method: r.method,
+          attempt: r.attempt,
+          code: status[r.error.code],
+          details: r.error.details,
+        })),
+      };
+      console.log(`replicas under faults: ${JSON.stringify(figures)}`);
+
+      expect(mismatches).toEqual([]);
+      expect(versions.get('cifar:2') ?? 0).toBeGreaterThan(0);
+      // A request the policy may retry never fails: every read succeeded, at worst after retries.
+      expect(counts.read.failed).toBe(0);
+      // What fails is a ModelInfer that was written to the killed replica's connection and still
+      // waited for its answer when that connection dropped (at most one per loop): the server may
+      // have run it, so the policy does not send it again. They all end together, with the drop.
+      expect(counts.infer.failed).toBeLessThanOrEqual(WORKERS);
+      const droppedAt = Math.min(...failures.map((f) => f.endedAt));
+      for (const f of failures) {
+        expect(isRetryable(f.error.method, f.error), `${f.error.message} is one the policy retries`).toBe(false);
+        expect(f.error.code).toBe(status.UNAVAILABLE);
+        expect(f.endedAt).toBeGreaterThan(killAt);
+        expect(f.startedAt).toBeLessThan(droppedAt);
+        expect(f.endedAt - droppedAt).toBeLessThan(100);
       }
-      killAt = performance.now();
-      killWallMs = Date.now();
-      [inferenceGoneAt] = await Promise.all([
-        killedInference()
-          .process.kill()
-          .then(() => performance.now()),
-        killedRegistry().process.kill(),
-      ]);
-      // Both survivors watched registry A (listed first by replicas 1 and 3): the move reaches them
-      // only once their watches have failed over to registry B.
-      await connect(survivingRegistry().addr).registry.setAlias({ model: 'cifar', alias: 'production', version: 2 });
-      await Promise.all(
-        survivingInferences().map(async (replica) => {
-          const client = direct(replica);
-          await eventually(
-            `${replica.label} serving cifar:2`,
-            async () => (await client.inference.modelReady({ name: 'cifar', version: '2' })).ready,
-          );
-        }),
-      );
-      movedAt = performance.now();
-      await reached(AFTER_MOVE);
-    } finally {
-      // Also when a step above fails: no loop is left running into the closed clients.
-      giveUp();
-      await Promise.all(loops);
-    }
-
-    const figures = {
-      modelInfer: counts.infer,
-      modelMetadata: counts.read,
-      retried: {
-        modelInfer: retries.filter((r) => r.method === MODEL_INFER).length,
-        modelMetadata: retries.filter((r) => r.method === MODEL_METADATA).length,
-      },
-      answersByVersion: Object.fromEntries(versions),
-      inferenceKillToExitMs: Math.round(inferenceGoneAt - killAt),
-      aliasMoveServedAfterKillMs: Math.round(movedAt - killAt),
-      watchFailoverMs: Object.fromEntries(survivingInferences().map((r) => [r.label, snapshotAfter(r, killWallMs)])),
-      failures: failures.map((f) => ({
-        method: f.error.method,
-        code: status[f.error.code],
-        details: f.error.details,
-        attempts: f.error.attempts,
-        startedMsAfterKill: Math.round(f.startedAt - killAt),
-        endedMsAfterKill: Math.round(f.endedAt - killAt),
-      })),
-      retries: retries.map((r) => ({
-        method: r.method,
-        attempt: r.attempt,
-        code: status[r.error.code],
-        details: r.error.details,
-      })),
-    };
-    console.log(`replicas under faults: ${JSON.stringify(figures)}`);
-
-    expect(mismatches).toEqual([]);
-    expect(versions.get('cifar:2') ?? 0).toBeGreaterThan(0);
-    // A request the policy may retry never fails: every read succeeded, at worst after retries.
-    expect(counts.read.failed).toBe(0);
-    // What fails is a ModelInfer that was written to the killed replica's connection and still
-    // waited for its answer when that connection dropped (at most one per loop): the server may
-    // have run it, so the policy does not send it again. They all end together, with the drop.
-    expect(counts.infer.failed).toBeLessThanOrEqual(WORKERS);
-    const droppedAt = Math.min(...failures.map((f) => f.endedAt));
-    for (const f of failures) {
-      expect(isRetryable(f.error.method, f.error), `${f.error.message} is one the policy retries`).toBe(false);
-      expect(f.error.code).toBe(status.UNAVAILABLE);
-      expect(f.endedAt).toBeGreaterThan(killAt);
-      expect(f.startedAt).toBeLessThan(droppedAt);
-      expect(f.endedAt - droppedAt).toBeLessThan(100);
-    }
-    // What was retried is what the dying replica dropped.
-    for (const r of retries) expect(status[r.error.code]).toBe('UNAVAILABLE');
-  }, 90_000);
+      // What was retried is what the dying replica dropped.
+      for (const r of retries) expect(status[r.error.code]).toBe('UNAVAILABLE');
+    },
+    90_000,
+  );
 
   it('serves every deployed model from each surviving inference replica', async () => {
     for (const replica of survivingInferences()) {
@@ -369,21 +374,25 @@ describe('replicas under faults', () => {
     });
   });
 
-  it('a model pushed and deployed through the surviving registry reaches the surviving inference replicas', async () => {
-    const registryB = connect(survivingRegistry().addr);
-    expect(await push(registryB, late, late.versions[0] as Uint8Array)).toBe(1);
-    await registryB.registry.createDeployment({ name: 'late', spec: deploymentSpec('late') });
-    await Promise.all(
-      survivingInferences().map(async (replica) => {
-        const client = direct(replica);
-        await eventually(
-          `${replica.label} serving late:1`,
-          async () => (await client.inference.modelReady({ name: 'late', version: '1' })).ready,
-        );
-        for (let seed = 0; seed < INPUTS; seed++) expect(await inferChecked(client, late, seed)).toBe('1');
-      }),
-    );
-  }, 60_000);
+  it(
+    'a model pushed and deployed through the surviving registry ' + 'reaches the surviving inference replicas',
+    async () => {
+      const registryB = connect(survivingRegistry().addr);
+      expect(await push(registryB, late, late.versions[0] as Uint8Array)).toBe(1);
+      await registryB.registry.createDeployment({ name: 'late', spec: deploymentSpec('late') });
+      await Promise.all(
+        survivingInferences().map(async (replica) => {
+          const client = direct(replica);
+          await eventually(
+            `${replica.label} serving late:1`,
+            async () => (await client.inference.modelReady({ name: 'late', version: '1' })).ready,
+          );
+          for (let seed = 0; seed < INPUTS; seed++) expect(await inferChecked(client, late, seed)).toBe('1');
+        }),
+      );
+    },
+    60_000,
+  );
 
   it('loses no version: each one lists READY on the surviving registry and downloads with its sha256', async () => {
     const client = connect(survivingRegistry().addr);

@@ -98,7 +98,8 @@ beforeAll(async () => {
     if (info === undefined) throw new Error(`npm pack printed no package:\n${packed.stdout}`);
     tarballFiles = info.files.map((f) => f.path);
     console.log(
-      `npm pack (with the prepack build): ${info.filename}, ${info.size} B packed, ${info.unpackedSize} B unpacked, ${info.files.length} files, ${seconds(started)}`,
+      `npm pack (with the prepack build): ${info.filename}, ${info.size} B packed, ` +
+        `${info.unpackedSize} B unpacked, ${info.files.length} files, ${seconds(started)}`,
     );
 
     started = performance.now();
@@ -229,7 +230,10 @@ describe('@quanta/sdk installed from its tarball', () => {
     const { stdout, stderr } = await run(process.execPath, ['main.js'], project, env);
     expect(stderr).toBe('');
     expect(stdout).toMatch(
-      /^partner-mlp \(versions 1\): input FP32 \[1,8\] -> output\ntop class [0-3], score -?\d+\.\d{4}, version 1, [\d.]+ ms\n$/,
+      new RegExp(
+        String.raw`^partner-mlp \(versions 1\): input FP32 \[1,8\] -> output\n` +
+          String.raw`top class [0-3], score -?\d+\.\d{4}, version 1, [\d.]+ ms\n$`,
+      ),
     );
   }, 60_000);
 });

@@ -29,7 +29,10 @@ export interface Stack {
   readonly adminToken: string;
   readonly env: NodeJS.ProcessEnv;
   readonly addr: { crypto: string; registry: string; monitoring: string; inference: string };
-  /** `inferenceMetrics` is Triton's /metrics of the inference replica (a token with monitoring:read, or the admin token). */
+  /**
+   * `inferenceMetrics` is Triton's /metrics of the inference replica (a token with monitoring:read,
+   * or the admin token).
+   */
   readonly http: { inference: string; inferenceMetrics: string; monitoring: string };
   readonly processes: Map<ServiceName, ServiceProcess>;
   /** (Re)starts one service with the stack's settings, waiting for its "listening" line. */
@@ -77,7 +80,10 @@ export interface ServiceCommand {
   readonly args: readonly string[];
 }
 
-/** Starts one service with `env`, from its sources unless `command` says otherwise; resolves once its gRPC listener logs "listening". */
+/**
+ * Starts one service with `env`, from its sources unless `command` says otherwise; resolves once its
+ * gRPC listener logs "listening".
+ */
 export function spawnService(
   name: ServiceName,
   env: NodeJS.ProcessEnv,

@@ -77,81 +77,89 @@ afterAll(async () => {
 });
 
 describe('tokens across the stack', { timeout: 180_000 }, () => {
-  it('quanta tokens revoke: every service refuses the token, a jti and a subject within 5 s, and after crypto restarts', async () => {
-    const leaked = await issue('alice');
-    const byJti = await issue('bob');
-    const carol = await issue('carol');
-    const other = await issue('dave');
-    for (const token of [leaked, byJti, carol, other]) expect(await codes(token)).toEqual(ALL_OK);
+  it(
+    'quanta tokens revoke: every service refuses the token, a jti and a subject within 5 s, ' +
+      'and after crypto restarts',
+    async () => {
+      const leaked = await issue('alice');
+      const byJti = await issue('bob');
+      const carol = await issue('carol');
+      const other = await issue('dave');
+      for (const token of [leaked, byJti, carol, other]) expect(await codes(token)).toEqual(ALL_OK);
 
-    let since = Date.now();
-    let out = await quanta(['tokens', 'revoke', leaked]);
-    expect(out.code, out.stderr).toBe(0);
-    expect(out.stdout).toMatch(/^revoked token \S+ \(entry kept until /);
-    let took = await refusedAfter(leaked, since);
-    console.log(`revoked token refused after (ms): ${JSON.stringify(took)}`);
-    for (const service of Object.keys(ALL_OK)) expect(took[service], service).toBeLessThan(5000);
+      let since = Date.now();
+      let out = await quanta(['tokens', 'revoke', leaked]);
+      expect(out.code, out.stderr).toBe(0);
+      expect(out.stdout).toMatch(/^revoked token \S+ \(entry kept until /);
+      let took = await refusedAfter(leaked, since);
+      console.log(`revoked token refused after (ms): ${JSON.stringify(took)}`);
+      for (const service of Object.keys(ALL_OK)) expect(took[service], service).toBeLessThan(5000);
 
-    const jti = (JSON.parse(Buffer.from(byJti.split('.')[1] ?? '', 'base64url').toString()) as { jti: string }).jti;
-    since = Date.now();
-    out = await quanta(['tokens', 'revoke', '--jti', jti, '--json']);
-    expect(out.code, out.stderr).toBe(0);
-    expect(JSON.parse(out.stdout)).toMatchObject({ jti });
-    took = await refusedAfter(byJti, since);
-    for (const service of Object.keys(ALL_OK)) expect(took[service], service).toBeLessThan(5000);
+      const jti = (JSON.parse(Buffer.from(byJti.split('.')[1] ?? '', 'base64url').toString()) as { jti: string }).jti;
+      since = Date.now();
+      out = await quanta(['tokens', 'revoke', '--jti', jti, '--json']);
+      expect(out.code, out.stderr).toBe(0);
+      expect(JSON.parse(out.stdout)).toMatchObject({ jti });
+      took = await refusedAfter(byJti, since);
+      for (const service of Object.keys(ALL_OK)) expect(took[service], service).toBeLessThan(5000);
 
-    since = Date.now();
-    out = await quanta(['tokens', 'revoke', '--subject', 'carol', '--tenant', 'acme']);
-    expect(out.code, out.stderr).toBe(0);
-    expect(out.stdout).toMatch(/every token of "carol" in tenant "acme" issued before/);
-    took = await refusedAfter(carol, since);
-    for (const service of Object.keys(ALL_OK)) expect(took[service], service).toBeLessThan(5000);
-    expect(await codes(other)).toEqual(ALL_OK);
+      since = Date.now();
+      out = await quanta(['tokens', 'revoke', '--subject', 'carol', '--tenant', 'acme']);
+      expect(out.code, out.stderr).toBe(0);
+      expect(out.stdout).toMatch(/every token of "carol" in tenant "acme" issued before/);
+      took = await refusedAfter(carol, since);
+      for (const service of Object.keys(ALL_OK)) expect(took[service], service).toBeLessThan(5000);
+      expect(await codes(other)).toEqual(ALL_OK);
 
-    // Crypto restarts: the others keep their list meanwhile and fetch the same one afterwards; a
-    // service started afterwards gets it from crypto's store.
-    await stack.processes.get('crypto')?.stop();
-    expect(await codes(leaked)).toMatchObject({
-      registry: grpc.status.UNAUTHENTICATED,
-      monitoring: grpc.status.UNAUTHENTICATED,
-      inference: grpc.status.UNAUTHENTICATED,
-    });
-    await stack.start('crypto');
-    await eventually(
-      'the client reconnecting to crypto',
-      async () => (await clients.rpc.crypto('getJwks', {}, { deadline: Date.now() + 1000 })).keys.length > 0,
-      10_000,
-    );
-    await stack.processes.get('monitoring')?.stop();
-    await stack.start('monitoring');
-    for (const token of [leaked, byJti, carol]) expect(await codes(token)).toEqual(ALL_REFUSED);
-    expect(await codes(other)).toEqual(ALL_OK);
+      // Crypto restarts: the others keep their list meanwhile and fetch the same one afterwards; a
+      // service started afterwards gets it from crypto's store.
+      await stack.processes.get('crypto')?.stop();
+      expect(await codes(leaked)).toMatchObject({
+        registry: grpc.status.UNAUTHENTICATED,
+        monitoring: grpc.status.UNAUTHENTICATED,
+        inference: grpc.status.UNAUTHENTICATED,
+      });
+      await stack.start('crypto');
+      await eventually(
+        'the client reconnecting to crypto',
+        async () => (await clients.rpc.crypto('getJwks', {}, { deadline: Date.now() + 1000 })).keys.length > 0,
+        10_000,
+      );
+      await stack.processes.get('monitoring')?.stop();
+      await stack.start('monitoring');
+      for (const token of [leaked, byJti, carol]) expect(await codes(token)).toEqual(ALL_REFUSED);
+      expect(await codes(other)).toEqual(ALL_OK);
 
-    const usage = await quanta(['tokens', 'revoke', '--jti', 'x', '--subject', 'y']);
-    expect(usage.code).toBe(2);
-    expect(usage.stderr).toMatch(/exactly one of TOKEN, --jti ID or --subject NAME/);
-  });
+      const usage = await quanta(['tokens', 'revoke', '--jti', 'x', '--subject', 'y']);
+      expect(usage.code).toBe(2);
+      expect(usage.stderr).toMatch(/exactly one of TOKEN, --jti ID or --subject NAME/);
+    },
+  );
 
-  it('quanta tokens rotate-signing-key: new tokens carry the new kid and work everywhere, old ones keep working', async () => {
-    const before = await issue('erin');
-    const oldKid = (JSON.parse(Buffer.from(before.split('.')[0] ?? '', 'base64url').toString()) as { kid: string }).kid;
-    const out = await quanta(['tokens', 'rotate-signing-key', '--json']);
-    expect(out.code, out.stderr).toBe(0);
-    const rotated = JSON.parse(out.stdout) as { keyId: string; previousKeyId: string; previousKeyRetireTime: string };
-    expect(rotated.previousKeyId).toBe(oldKid);
-    expect(rotated.keyId).not.toBe(oldKid);
-    const after = await issue('erin');
-    expect((JSON.parse(Buffer.from(after.split('.')[0] ?? '', 'base64url').toString()) as { kid: string }).kid).toBe(
-      rotated.keyId,
-    );
-    const jwks = await clients.rpc.crypto('getJwks', {});
-    expect(jwks.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([rotated.keyId, oldKid]));
-    expect(await codes(before)).toEqual(ALL_OK);
-    // Each service fetches the JWKS again on the unknown kid (at most every 5 s), and every 10 s anyway.
-    const since = Date.now();
-    while (JSON.stringify(await codes(after)) !== JSON.stringify(ALL_OK) && Date.now() - since < 20_000)
-      await new Promise((r) => setTimeout(r, 100));
-    expect(await codes(after)).toEqual(ALL_OK);
-    console.log(`a token of the new signing key was accepted everywhere after ${Date.now() - since} ms`);
-  });
+  it(
+    'quanta tokens rotate-signing-key: new tokens carry the new kid and work everywhere, ' + 'old ones keep working',
+    async () => {
+      const before = await issue('erin');
+      const oldKid = (JSON.parse(Buffer.from(before.split('.')[0] ?? '', 'base64url').toString()) as { kid: string })
+        .kid;
+      const out = await quanta(['tokens', 'rotate-signing-key', '--json']);
+      expect(out.code, out.stderr).toBe(0);
+      const rotated = JSON.parse(out.stdout) as { keyId: string; previousKeyId: string; previousKeyRetireTime: string };
+      expect(rotated.previousKeyId).toBe(oldKid);
+      expect(rotated.keyId).not.toBe(oldKid);
+      const after = await issue('erin');
+      expect((JSON.parse(Buffer.from(after.split('.')[0] ?? '', 'base64url').toString()) as { kid: string }).kid).toBe(
+        rotated.keyId,
+      );
+      const jwks = await clients.rpc.crypto('getJwks', {});
+      expect(jwks.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([rotated.keyId, oldKid]));
+      expect(await codes(before)).toEqual(ALL_OK);
+      // Each service fetches the JWKS again on the unknown kid (at most every 5 s), and every 10 s anyway.
+      const since = Date.now();
+      while (JSON.stringify(await codes(after)) !== JSON.stringify(ALL_OK) && Date.now() - since < 20_000)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(await codes(after)).toEqual(ALL_OK);
+      console.log(`a token of the new signing key was accepted everywhere after ${Date.now() - since} ms`);
+    },
+  );
 });

@@ -39,7 +39,10 @@ const BATCHING = {
 };
 const IDLE_MS = 5000;
 
-/** The first Python with Debian's grpcio, grpc_tools, numpy and pytest: QUANTA_PYTHON, python3 on PATH, /usr/bin/python3. */
+/**
+ * The first Python with Debian's grpcio, grpc_tools, numpy and pytest: QUANTA_PYTHON, python3 on
+ * PATH, /usr/bin/python3.
+ */
 function findPython(): string {
   const candidates = [process.env['QUANTA_PYTHON'], 'python3', '/usr/bin/python3'].filter(
     (c): c is string => c !== undefined && c !== '',
@@ -49,7 +52,8 @@ function findPython(): string {
       return candidate;
   }
   throw new Error(
-    `no Python with grpcio, grpc_tools, numpy and pytest among ${candidates.join(', ')}: apt-get install python3-grpcio python3-grpc-tools python3-numpy python3-pytest (or set QUANTA_PYTHON)`,
+    `no Python with grpcio, grpc_tools, numpy and pytest among ${candidates.join(', ')}: ` +
+      'apt-get install python3-grpcio python3-grpc-tools python3-numpy python3-pytest (or set QUANTA_PYTHON)',
   );
 }
 

@@ -70,7 +70,8 @@ def test_server_metadata_lists_the_extensions_quanta_implements(stub):
 def test_model_ready(stub, md, case):
     model = case["stateless"]
     assert stub.ModelReady(pb.ModelReadyRequest(name=model["name"]), metadata=md).ready is True
-    assert stub.ModelReady(pb.ModelReadyRequest(name=model["name"], version=model["version"]), metadata=md).ready is True
+    request = pb.ModelReadyRequest(name=model["name"], version=model["version"])
+    assert stub.ModelReady(request, metadata=md).ready is True
     # Triton answers ready=false (not an error) for a model or version it does not serve.
     assert stub.ModelReady(pb.ModelReadyRequest(name="no-such-model"), metadata=md).ready is False
     assert stub.ModelReady(pb.ModelReadyRequest(name=model["name"], version="999"), metadata=md).ready is False
@@ -82,8 +83,12 @@ def test_model_metadata(stub, md, case):
     assert meta.name == model["name"]
     assert list(meta.versions) == [model["version"]]
     assert meta.platform == "onnxruntime_onnx"
-    assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [(model["input"], "FP32", [-1] + model["input_dims"])]
-    assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [(model["output"], "FP32", [-1] + model["output_dims"])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
+        (model["input"], "FP32", [-1] + model["input_dims"])
+    ]
+    assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [
+        (model["output"], "FP32", [-1] + model["output_dims"])
+    ]
 
 
 def test_model_metadata_of_an_unknown_model_is_not_found(stub, md):
@@ -110,14 +115,20 @@ def test_model_config_of_a_batched_model(stub, md, case):
     assert config.backend == "onnxruntime"
     assert config.max_batch_size == model["max_batch_size"]
     # Without the batch dimension, since max_batch_size > 0.
-    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [(model["input"], mc.TYPE_FP32, model["input_dims"])]
-    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [(model["output"], mc.TYPE_FP32, model["output_dims"])]
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
+        (model["input"], mc.TYPE_FP32, model["input_dims"])
+    ]
+    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
+        (model["output"], mc.TYPE_FP32, model["output_dims"])
+    ]
     assert config.WhichOneof("scheduling_choice") == "dynamic_batching"
     batching = config.dynamic_batching
     assert list(batching.preferred_batch_size) == model["preferred_batch_sizes"]
     assert batching.max_queue_delay_microseconds == model["max_queue_delay_us"]
     assert batching.default_queue_policy.max_queue_size == model["max_queue_size"]
-    assert [(g.kind, g.count) for g in config.instance_group] == [(mc.ModelInstanceGroup.KIND_CPU, model["instance_count"])]
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (mc.ModelInstanceGroup.KIND_CPU, model["instance_count"])
+    ]
     assert config.version_policy.WhichOneof("policy_choice") == "latest"
 
 
@@ -216,7 +227,9 @@ def test_stream_infer_runs_a_sequence(stub, md, case, load):
     for index, (response, step) in enumerate(zip(responses, steps)):
         assert response.error_message == ""
         assert response.infer_response.id == f"step-{index}"
-        np.testing.assert_allclose(as_numpy(response.infer_response, model["output"]), load(step["y"]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            as_numpy(response.infer_response, model["output"]), load(step["y"]), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_stream_infer_reports_an_error_in_the_stream_and_goes_on(stub, md, case, load):
@@ -271,7 +284,8 @@ def test_statistics_of_every_model(stub, md, case):
 
 
 def _index(stub, md, ready=False):
-    return {(m.name, m.version): (m.state, m.reason) for m in stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=ready), metadata=md).models}
+    index = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=ready), metadata=md)
+    return {(m.name, m.version): (m.state, m.reason) for m in index.models}
 
 
 def test_repository_index_load_and_unload(stub, md, case, load):

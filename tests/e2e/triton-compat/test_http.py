@@ -118,7 +118,11 @@ def test_model_metadata(rest, case):
     model = case["stateless"]
     status, meta = rest.json("GET", f"/v2/models/{model['name']}/versions/{model['version']}")
     assert status == 200
-    assert meta["name"] == model["name"] and meta["versions"] == [model["version"]] and meta["platform"] == "onnxruntime_onnx"
+    assert (
+        meta["name"] == model["name"]
+        and meta["versions"] == [model["version"]]
+        and meta["platform"] == "onnxruntime_onnx"
+    )
     assert meta["inputs"] == [{"name": model["input"], "datatype": "FP32", "shape": [-1] + model["input_dims"]}]
     assert meta["outputs"] == [{"name": model["output"], "datatype": "FP32", "shape": [-1] + model["output_dims"]}]
 
@@ -142,8 +146,12 @@ def test_model_config_is_triton_json(rest, case):
     assert config["name"] == model["name"]
     assert config["platform"] == "onnxruntime_onnx" and config["backend"] == "onnxruntime"
     assert config["max_batch_size"] == model["max_batch_size"]
-    assert [(i["name"], i["data_type"], i["dims"], i["format"]) for i in config["input"]] == [(model["input"], "TYPE_FP32", model["input_dims"], "FORMAT_NONE")]
-    assert [(o["name"], o["data_type"], o["dims"]) for o in config["output"]] == [(model["output"], "TYPE_FP32", model["output_dims"])]
+    assert [(i["name"], i["data_type"], i["dims"], i["format"]) for i in config["input"]] == [
+        (model["input"], "TYPE_FP32", model["input_dims"], "FORMAT_NONE")
+    ]
+    assert [(o["name"], o["data_type"], o["dims"]) for o in config["output"]] == [
+        (model["output"], "TYPE_FP32", model["output_dims"])
+    ]
     batching = config["dynamic_batching"]
     assert batching["preferred_batch_size"] == model["preferred_batch_sizes"]
     assert batching["max_queue_delay_microseconds"] == model["max_queue_delay_us"]
@@ -171,10 +179,16 @@ def test_infer_binary_in_binary_out(rest, case, load):
     model = case["stateless"]
     x, y = load(model["x"]), load(model["y"])
     body, headers = infer_body({model["input"]: x}, request_id="h-1")
-    status, response_headers, data = rest.request("POST", f"/v2/models/{model['name']}/infer", body=body, headers=headers)
+    status, response_headers, data = rest.request(
+        "POST", f"/v2/models/{model['name']}/infer", body=body, headers=headers
+    )
     assert status == 200, data
     response, arrays = parse_infer_response(response_headers, data)
-    assert response["model_name"] == model["name"] and response["model_version"] == model["version"] and response["id"] == "h-1"
+    assert (
+        response["model_name"] == model["name"]
+        and response["model_version"] == model["version"]
+        and response["id"] == "h-1"
+    )
     # binary_data_output: every output comes as binary data.
     assert set(arrays) == {model["output"]}
     np.testing.assert_allclose(arrays[model["output"]], y, rtol=1e-5, atol=1e-6)
@@ -185,7 +199,9 @@ def test_infer_json_in_json_out(rest, case, load):
     x, y = load(model["x"]), load(model["y"])
     body, headers = infer_body({model["input"]: x}, outputs=[(model["output"], False)], binary_inputs=False)
     assert headers == {}
-    status, response_headers, data = rest.request("POST", f"/v2/models/{model['name']}/versions/{model['version']}/infer", body=body, headers=headers)
+    status, response_headers, data = rest.request(
+        "POST", f"/v2/models/{model['name']}/versions/{model['version']}/infer", body=body, headers=headers
+    )
     assert status == 200, data
     assert "inference-header-content-length" not in response_headers
     response, arrays = parse_infer_response(response_headers, data)
@@ -197,7 +213,9 @@ def test_infer_binary_in_json_out(rest, case, load):
     model = case["stateless"]
     x, y = load(model["x"]), load(model["y"])
     body, headers = infer_body({model["input"]: x}, outputs=[(model["output"], False)])
-    status, response_headers, data = rest.request("POST", f"/v2/models/{model['name']}/infer", body=body, headers=headers)
+    status, response_headers, data = rest.request(
+        "POST", f"/v2/models/{model['name']}/infer", body=body, headers=headers
+    )
     assert status == 200, data
     response, arrays = parse_infer_response(response_headers, data)
     np.testing.assert_allclose(output_array(response, arrays, model["output"]), y, rtol=1e-5, atol=1e-6)
@@ -208,8 +226,12 @@ def test_infer_sequence_over_http(rest, case, load):
     steps = model["steps"]
     for index, step in enumerate(steps):
         parameters = {"sequence_id": 777, "sequence_start": index == 0, "sequence_end": index == len(steps) - 1}
-        body, headers = infer_body({model["input"]: load(step["x"])}, outputs=[(model["output"], True)], parameters=parameters)
-        status, response_headers, data = rest.request("POST", f"/v2/models/{model['name']}/infer", body=body, headers=headers)
+        body, headers = infer_body(
+            {model["input"]: load(step["x"])}, outputs=[(model["output"], True)], parameters=parameters
+        )
+        status, response_headers, data = rest.request(
+            "POST", f"/v2/models/{model['name']}/infer", body=body, headers=headers
+        )
         assert status == 200, data
         response, arrays = parse_infer_response(response_headers, data)
         np.testing.assert_allclose(arrays[model["output"]], load(step["y"]), rtol=1e-5, atol=1e-6)
@@ -233,7 +255,8 @@ def test_inference_statistics(rest, case):
     (stats,) = body["model_stats"]
     assert stats["name"] == model["name"] and stats["version"] == model["version"]
     assert stats["inference_count"] > 0 and stats["execution_count"] > 0 and stats["last_inference"] > 0
-    for field in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output", "cache_hit", "cache_miss"):
+    fields = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output", "cache_hit", "cache_miss")
+    for field in fields:
         assert set(stats["inference_stats"][field]) == {"count", "ns"}
     assert stats["inference_stats"]["success"]["count"] > 0
     status, every = rest.json("GET", "/v2/models/stats")
@@ -254,7 +277,9 @@ def test_repository_unload_and_load(rest, case, load):
     model = case["repository"]
     name = model["name"]
     # tritonclient.http.unload_model's body; load_model posts {} without config or files.
-    status, body = rest.json("POST", f"/v2/repository/models/{name}/unload", body={"parameters": {"unload_dependents": False}})
+    status, body = rest.json(
+        "POST", f"/v2/repository/models/{name}/unload", body={"parameters": {"unload_dependents": False}}
+    )
     assert status == 200, body
     assert rest.request("GET", f"/v2/models/{name}/ready")[0] != 200
     status, index = rest.json("POST", "/v2/repository/index", body={})

@@ -163,7 +163,8 @@ for i in range(${tensors.length}):
     raw = open(f'ours-{i}.npy', 'rb').read()
     a = np.load(io.BytesIO(raw))
     again = io.BytesIO(); np.save(again, a)
-    out.append({'dtype': str(a.dtype), 'shape': list(a.shape), 'bytes': a.tobytes().hex(), 'same_file': again.getvalue() == raw})
+    out.append({'dtype': str(a.dtype), 'shape': list(a.shape), 'bytes': a.tobytes().hex(),
+                'same_file': again.getvalue() == raw})
 print(json.dumps(out))
 `);
     const got = JSON.parse(report) as { dtype: string; shape: number[]; bytes: string; same_file: boolean }[];

@@ -171,50 +171,54 @@ describe('quanta infer against a real inference server', () => {
     expectClose(written.data as Float32Array, expected);
   });
 
-  it('runs the real PP-OCR classifier on a nested JSON array (datatype from ModelMetadata) and on a KServe JSON tensor', async () => {
-    const x = random(3 * 48 * 192, 2);
-    const nested = [
-      Array.from({ length: 3 }, (_, c) =>
-        Array.from({ length: 48 }, (_, h) => Array.from(x.subarray((c * 48 + h) * 192, (c * 48 + h + 1) * 192))),
-      ),
-    ];
-    writeFileSync(join(dir, 'ocr-nested.json'), JSON.stringify(nested));
-    writeFileSync(
-      join(dir, 'ocr-kserve.json'),
-      JSON.stringify({ shape: [1, 3, 48, 192], datatype: 'FP32', data: Array.from(x) }),
-    );
-    const expected = (await direct('ocr-cls', { x: new ort.Tensor('float32', x, [1, 3, 48, 192]) }))[
-      'softmax_0.tmp_0'
-    ]!;
+  it(
+    'runs the real PP-OCR classifier on a nested JSON array (datatype from ModelMetadata) ' +
+      'and on a KServe JSON tensor',
+    async () => {
+      const x = random(3 * 48 * 192, 2);
+      const nested = [
+        Array.from({ length: 3 }, (_, c) =>
+          Array.from({ length: 48 }, (_, h) => Array.from(x.subarray((c * 48 + h) * 192, (c * 48 + h + 1) * 192))),
+        ),
+      ];
+      writeFileSync(join(dir, 'ocr-nested.json'), JSON.stringify(nested));
+      writeFileSync(
+        join(dir, 'ocr-kserve.json'),
+        JSON.stringify({ shape: [1, 3, 48, 192], datatype: 'FP32', data: Array.from(x) }),
+      );
+      const expected = (await direct('ocr-cls', { x: new ort.Tensor('float32', x, [1, 3, 48, 192]) }))[
+        'softmax_0.tmp_0'
+      ]!;
 
-    const [fromNested, fromKserve] = await Promise.all([
-      quanta(['infer', 'ocr-cls', '--input', `x=${join(dir, 'ocr-nested.json')}`, '--json']),
-      quanta([
-        'infer',
-        'ocr-cls',
-        '--version',
-        '1',
-        '--input',
-        `x=${join(dir, 'ocr-kserve.json')}`,
-        '--output',
-        'softmax_0.tmp_0',
-        '--out',
-        join(dir, 'ocr-out'),
-      ]),
-    ]);
-    expect(fromNested.stderr).toBe('');
-    const doc = JSON.parse(fromNested.stdout) as InferJson;
-    expect(doc.outputs[0]).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] });
-    expectClose(doc.outputs[0]!.data, expected);
+      const [fromNested, fromKserve] = await Promise.all([
+        quanta(['infer', 'ocr-cls', '--input', `x=${join(dir, 'ocr-nested.json')}`, '--json']),
+        quanta([
+          'infer',
+          'ocr-cls',
+          '--version',
+          '1',
+          '--input',
+          `x=${join(dir, 'ocr-kserve.json')}`,
+          '--output',
+          'softmax_0.tmp_0',
+          '--out',
+          join(dir, 'ocr-out'),
+        ]),
+      ]);
+      expect(fromNested.stderr).toBe('');
+      const doc = JSON.parse(fromNested.stdout) as InferJson;
+      expect(doc.outputs[0]).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] });
+      expectClose(doc.outputs[0]!.data, expected);
 
-    // With --out, json goes to NAME.json files, which are KServe tensors an --input takes back.
-    expect(fromKserve.code).toBe(0);
-    const file = JSON.parse(
-      readFileSync(join(dir, 'ocr-out', 'softmax_0.tmp_0.json'), 'utf8'),
-    ) as InferJson['outputs'][number];
-    expect(file).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] });
-    expectClose(file.data, expected);
-  });
+      // With --out, json goes to NAME.json files, which are KServe tensors an --input takes back.
+      expect(fromKserve.code).toBe(0);
+      const file = JSON.parse(
+        readFileSync(join(dir, 'ocr-out', 'softmax_0.tmp_0.json'), 'utf8'),
+      ) as InferJson['outputs'][number];
+      expect(file).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] });
+      expectClose(file.data, expected);
+    },
+  );
 
   it('sends a stateful LSTM sequence in chunks and gets what carrying the state by hand gives', async () => {
     const chunks = [random(3 * 4, 3), random(2 * 4, 4)];

@@ -127,7 +127,8 @@ export function registerAuditCommand(program: Command): void {
   program
     .command('audit')
     .description(
-      "who changed what, when, and with what outcome: the audit trails of the registry, monitoring and crypto, merged by time (your tenant's; an admin token sees all)",
+      'who changed what, when, and with what outcome: the audit trails of the registry, monitoring and crypto, ' +
+        "merged by time (your tenant's; an admin token sees all)",
     )
     .option('--service <name>', `only this service: ${SERVICES.join(', ')}`)
     .option('--since <when>', 'only events since a duration ago (1h, 30m, 7d) or a time (ISO 8601)')

@@ -91,29 +91,32 @@ function check(address: string, credentials: grpc.ChannelCredentials): Promise<h
 const pem = (name: string): Promise<Buffer> => readFile(file(name));
 
 describe('quanta certs dev', () => {
-  it('writes a CA and certificates it signed (checked by node:crypto), with the SANs asked for and keys 0600', async () => {
-    const ca = new X509Certificate(await pem('ca.crt'));
-    const server = new X509Certificate(await pem('server.crt'));
-    const client = new X509Certificate(await pem('client.crt'));
-    expect(ca.ca).toBe(true);
-    expect(server.ca).toBe(false);
-    expect(server.verify(ca.publicKey)).toBe(true);
-    expect(client.verify(ca.publicKey)).toBe(true);
-    expect(server.checkIssued(ca)).toBe(true);
-    expect(server.subjectAltName?.split(', ')).toEqual([
-      'DNS:localhost',
-      'IP Address:127.0.0.1',
-      'IP Address:0:0:0:0:0:0:0:1',
-      'DNS:inference.quanta',
-    ]);
-    expect(server.checkIP('::1')).toBe('::1');
-    expect(server.checkPrivateKey(createPrivateKey(await pem('server.key')))).toBe(true);
-    expect(client.checkPrivateKey(createPrivateKey(await pem('client.key')))).toBe(true);
-    expect(ca.checkPrivateKey(createPrivateKey(await pem('ca.key')))).toBe(true);
-    for (const key of ['ca.key', 'server.key', 'client.key']) {
-      expect(((await stat(file(key))).mode & 0o777).toString(8), key).toBe('600');
-    }
-  });
+  it(
+    'writes a CA and certificates it signed (checked by node:crypto), ' + 'with the SANs asked for and keys 0600',
+    async () => {
+      const ca = new X509Certificate(await pem('ca.crt'));
+      const server = new X509Certificate(await pem('server.crt'));
+      const client = new X509Certificate(await pem('client.crt'));
+      expect(ca.ca).toBe(true);
+      expect(server.ca).toBe(false);
+      expect(server.verify(ca.publicKey)).toBe(true);
+      expect(client.verify(ca.publicKey)).toBe(true);
+      expect(server.checkIssued(ca)).toBe(true);
+      expect(server.subjectAltName?.split(', ')).toEqual([
+        'DNS:localhost',
+        'IP Address:127.0.0.1',
+        'IP Address:0:0:0:0:0:0:0:1',
+        'DNS:inference.quanta',
+      ]);
+      expect(server.checkIP('::1')).toBe('::1');
+      expect(server.checkPrivateKey(createPrivateKey(await pem('server.key')))).toBe(true);
+      expect(client.checkPrivateKey(createPrivateKey(await pem('client.key')))).toBe(true);
+      expect(ca.checkPrivateKey(createPrivateKey(await pem('ca.key')))).toBe(true);
+      for (const key of ['ca.key', 'server.key', 'client.key']) {
+        expect(((await stat(file(key))).mode & 0o777).toString(8), key).toBe('600');
+      }
+    },
+  );
 
   it('a TLS service on these files answers a client that trusts the CA and fails one that does not', async () => {
     const address = await serve({ certFile: file('server.crt'), keyFile: file('server.key') });

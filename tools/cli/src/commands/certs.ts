@@ -109,7 +109,8 @@ async function checkOpenssl(openssl: string): Promise<void> {
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
     throw new CliError(
       missing
-        ? `quanta certs dev needs the openssl command, and "${openssl}" was not found; install OpenSSL (apt install openssl, brew install openssl) or set QUANTA_OPENSSL to its path`
+        ? `quanta certs dev needs the openssl command, and "${openssl}" was not found; ` +
+            'install OpenSSL (apt install openssl, brew install openssl) or set QUANTA_OPENSSL to its path'
         : `"${openssl} version" failed: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
@@ -138,7 +139,8 @@ export async function createDevCertificates(options: DevCertificateOptions): Pro
   const present = Object.values(paths).filter((p) => existsSync(p));
   if (present.length > 0 && options.force !== true) {
     throw new CliError(
-      `${dir} already holds certificates (${present.map((p) => p.slice(dir.length + 1)).join(', ')}); give --force to replace them (what the old CA signed stops being trusted)`,
+      `${dir} already holds certificates (${present.map((p) => p.slice(dir.length + 1)).join(', ')}); ` +
+        'give --force to replace them (what the old CA signed stops being trusted)',
       2,
     );
   }
@@ -262,7 +264,8 @@ export function registerCertsCommand(program: Command): void {
   certs
     .command('dev')
     .description(
-      'make a development CA, a server certificate (localhost, 127.0.0.1, ::1) and a client certificate for mTLS, with openssl',
+      'make a development CA, a server certificate (localhost, 127.0.0.1, ::1) ' +
+        'and a client certificate for mTLS, with openssl',
     )
     .option('--out <dir>', 'folder to write into (default $QUANTA_HOME/certs)')
     .option(
@@ -295,7 +298,8 @@ export function registerCertsCommand(program: Command): void {
             '',
             '# mTLS as well: services refuse clients without a certificate from the CA',
             ...exportLines(env.mtls),
-            '# and present this client certificate when they call each other; so does the CLI (or --tls-cert, --tls-key):',
+            '# and present this client certificate when they call each other; ' +
+              'so does the CLI (or --tls-cert, --tls-key):',
             ...exportLines(env.clientMtls),
           ].join('\n'),
         );

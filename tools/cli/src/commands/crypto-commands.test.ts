@@ -131,7 +131,11 @@ describe('quanta keys / encrypt / decrypt / tokens against a real crypto service
       'python3',
       [
         '-c',
-        'import sys\nfrom cryptography.fernet import Fernet\nsys.stdout.write(Fernet(sys.argv[1].encode()).decrypt(sys.stdin.read().strip().encode()).decode())',
+        [
+          'import sys',
+          'from cryptography.fernet import Fernet',
+          'sys.stdout.write(Fernet(sys.argv[1].encode()).decrypt(sys.stdin.read().strip().encode()).decode())',
+        ].join('\n'),
         pyKey.trim(),
       ],
       {

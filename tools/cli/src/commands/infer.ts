@@ -69,9 +69,8 @@ export function nestedShape(value: unknown, what: string): number[] {
       return;
     }
     if (!Array.isArray(node) || node.length !== shape[depth]) {
-      throw new CliError(
-        `${what}: ${path} has ${Array.isArray(node) ? `${node.length} elements` : 'a value'} where ${shape[depth]} are expected: the array is ragged`,
-      );
+      const has = Array.isArray(node) ? `${node.length} elements` : 'a value';
+      throw new CliError(`${what}: ${path} has ${has} where ${shape[depth]} are expected: the array is ragged`);
     }
     node.forEach((child, i) => check(child, depth + 1, `${path}[${i}]`));
   };
@@ -146,7 +145,10 @@ export function sequenceParameters(opts: {
   };
 }
 
-/** The request: raw tensors when asked or when a datatype has no typed form (FP16, BF16): then all of them, as Triton wants. */
+/**
+ * The request: raw tensors when asked or when a datatype has no typed form (FP16, BF16): then all of
+ * them, as Triton wants.
+ */
 export function buildRequest(
   model: string,
   version: string,
@@ -206,7 +208,16 @@ function formatResponse(
   key: string,
 ): string {
   const lines = tensors.map((t) => `    ${JSON.stringify(t)}`);
-  return `{\n  "model_name": ${JSON.stringify(head.model_name)},\n  "model_version": ${JSON.stringify(head.model_version)},\n  "id": ${JSON.stringify(head.id)},\n  "${key}": [\n${lines.join(',\n')}\n  ]\n}`;
+  return [
+    '{',
+    `  "model_name": ${JSON.stringify(head.model_name)},`,
+    `  "model_version": ${JSON.stringify(head.model_version)},`,
+    `  "id": ${JSON.stringify(head.id)},`,
+    `  "${key}": [`,
+    lines.join(',\n'),
+    '  ]',
+    '}',
+  ].join('\n');
 }
 
 /** A file name for an output: its name, with what a path cannot hold replaced. */
@@ -272,9 +283,8 @@ export function registerInferCommand(program: Command): void {
             const meta = await metadata;
             const spec = meta.inputs.find((i) => i.name === input);
             if (spec === undefined) {
-              throw new CliError(
-                `model "${model}" has no input "${input}"; its inputs: ${meta.inputs.map((i) => `${i.name} ${i.datatype}`).join(', ')}`,
-              );
+              const inputs = meta.inputs.map((i) => `${i.name} ${i.datatype}`).join(', ');
+              throw new CliError(`model "${model}" has no input "${input}"; its inputs: ${inputs}`);
             }
             if (!isDatatype(spec.datatype))
               throw new CliError(`model "${model}" declares input "${input}" with unknown datatype "${spec.datatype}"`);

@@ -96,10 +96,10 @@ function describeKey(key: pb.Key | undefined): string {
     ['updated', key.updateTime?.toISOString() ?? ''],
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
-  const versions = key.versions.map(
-    (v) =>
-      `  v${v.version}  ${v.createTime?.toISOString() ?? ''}${v.publicKey.length > 0 ? `  public key ${v.publicKey.toString('base64url')}` : ''}`,
-  );
+  const versions = key.versions.map((v) => {
+    const publicKey = v.publicKey.length > 0 ? `  public key ${v.publicKey.toString('base64url')}` : '';
+    return `  v${v.version}  ${v.createTime?.toISOString() ?? ''}${publicKey}`;
+  });
   return [...lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`), 'versions:', ...versions].join('\n');
 }
 
@@ -257,7 +257,8 @@ export function registerKeysCommand(program: Command): void {
     .option('--auto-rotate <period>', 'e.g. 30d, or never')
     .option(
       '--force',
-      'raise --min-decryption-version without asking the model registry whether stored models still need the older versions',
+      'raise --min-decryption-version without asking the model registry ' +
+        'whether stored models still need the older versions',
     )
     .action(
       action(async ({ settings, out }, name: string, opts: ConfigFlags & { force?: boolean }) => {

@@ -41,10 +41,11 @@ export function describeCompression(report: pb.CompressionReport): string {
     ['rewritten', ops(report.opsRewritten)],
     ...leftByReason(report.opsLeft).map((line, i): [string, string] => [i === 0 ? 'left float' : '', line]),
     ['calibration', report.calibration?.description ?? ''],
-    ...report.latency.map((l): [string, string] => [
-      `p50 batch ${l.batchSize}`,
-      `${l.p50BeforeMs.toFixed(3)} ms → ${l.p50AfterMs.toFixed(3)} ms (${(l.p50BeforeMs / l.p50AfterMs).toFixed(2)}× as fast, ${l.runs} runs each)`,
-    ]),
+    ...report.latency.map((l): [string, string] => {
+      const speedup = (l.p50BeforeMs / l.p50AfterMs).toFixed(2);
+      const times = `${l.p50BeforeMs.toFixed(3)} ms → ${l.p50AfterMs.toFixed(3)} ms`;
+      return [`p50 batch ${l.batchSize}`, `${times} (${speedup}× as fast, ${l.runs} runs each)`];
+    }),
     ['measured on', report.measuredOn],
   ];
   const width = Math.max(...lines.map(([k]) => k.length));

@@ -71,7 +71,8 @@ const STATES: Record<string, pb.AlertState> = {
 function statsText(s: pb.ModelStats): string {
   const lines = [
     `${s.model}${s.version ? `:${s.version}` : ''}  ${when(s.startTime)} .. ${when(s.endTime)}`,
-    `  requests   ${s.count}  (${s.throughputRps.toFixed(2)} req/s)   errors ${s.errorCount} (${(s.errorRate * 100).toFixed(2)}%)`,
+    `  requests   ${s.count}  (${s.throughputRps.toFixed(2)} req/s)   ` +
+      `errors ${s.errorCount} (${(s.errorRate * 100).toFixed(2)}%)`,
     table(
       ['  LATENCY (ms)', 'P50', 'P95', 'P99', 'MEAN', 'MAX'],
       (
@@ -197,7 +198,8 @@ export function registerMonitoringCommands(program: Command): void {
   alerts
     .command('create')
     .description(
-      'create an alert rule, e.g. quanta alerts create cifar-slow --model cifar --metric p99 --threshold 20000 --window 1m --for 30s',
+      'create an alert rule, e.g. ' +
+        'quanta alerts create cifar-slow --model cifar --metric p99 --threshold 20000 --window 1m --for 30s',
     )
     .argument('<name>', 'rule name')
     .requiredOption('--model <model>', 'the model it watches')
@@ -301,9 +303,8 @@ export function registerMonitoringCommands(program: Command): void {
             const event = message.event;
             if (event === undefined) continue;
             if (settings.json) {
-              process.stdout.write(
-                `${toJson(event.$case === 'snapshot' ? { snapshot: event.value.alerts } : { change: event.value }).replace(/\n\s*/g, ' ')}\n`,
-              );
+              const value = event.$case === 'snapshot' ? { snapshot: event.value.alerts } : { change: event.value };
+              process.stdout.write(`${toJson(value).replace(/\n\s*/g, ' ')}\n`);
             } else if (event.$case === 'snapshot') {
               process.stdout.write(
                 event.value.alerts.length === 0
@@ -312,8 +313,9 @@ export function registerMonitoringCommands(program: Command): void {
               );
             } else {
               const a = event.value;
+              const model = `${a.model}${a.version ? `:${a.version}` : ''}`;
               process.stdout.write(
-                `${when(new Date())}  ${stateName(a.state).padEnd(8)} ${a.ruleName}  ${a.model}${a.version ? `:${a.version}` : ''}  ${a.message}\n`,
+                `${when(new Date())}  ${stateName(a.state).padEnd(8)} ${a.ruleName}  ${model}  ${a.message}\n`,
               );
             }
           }

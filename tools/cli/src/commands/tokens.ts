@@ -47,7 +47,8 @@ export function registerTokensCommand(program: Command): void {
   tokens
     .command('revoke')
     .description(
-      'revoke a token, a token by its id, or every token of a subject issued before a time (needs the admin token); every service refuses it within seconds',
+      'revoke a token, a token by its id, or every token of a subject issued before a time (needs the admin token); ' +
+        'every service refuses it within seconds',
     )
     .argument('[token]', 'the token itself')
     .option('--jti <id>', 'the token id (claim "jti") instead of the token')
@@ -84,7 +85,8 @@ export function registerTokensCommand(program: Command): void {
           const what =
             token !== undefined || opts.jti !== undefined
               ? `token ${r?.jti ?? ''}`
-              : `every token of "${opts.subject ?? ''}" in tenant "${opts.tenant ?? ''}" issued before ${r?.issuedBefore?.toISOString() ?? '?'}`;
+              : `every token of "${opts.subject ?? ''}" in tenant "${opts.tenant ?? ''}" ` +
+                `issued before ${r?.issuedBefore?.toISOString() ?? '?'}`;
           out.result(
             {
               jti: r?.jti ?? '',
@@ -115,7 +117,8 @@ export function registerTokensCommand(program: Command): void {
             previousKeyRetireTime: reply.previousKeyRetireTime?.toISOString(),
           },
           () =>
-            `new signing key ${reply.keyId}; ${reply.previousKeyId} verifies until ${reply.previousKeyRetireTime?.toISOString() ?? '?'}, then leaves the JWKS`,
+            `new signing key ${reply.keyId}; ${reply.previousKeyId} verifies until ` +
+            `${reply.previousKeyRetireTime?.toISOString() ?? '?'}, then leaves the JWKS`,
         );
       }),
     );

@@ -9,7 +9,7 @@ import {
   runDirect,
   servingConfig,
   values,
-} from './test-helpers.js';
+} from '../testing/core.js';
 import { sessionWorkerCount } from './worker-instance.js';
 
 // execution: 'auto': where the sessions run is decided at load, by timing onnxruntime against the

@@ -16,7 +16,7 @@ import {
   runDirect,
   servingConfig,
   values,
-} from './test-helpers.js';
+} from '../testing/core.js';
 
 const pools = openedPools();
 afterEach(() => pools.releaseAll());

@@ -16,7 +16,7 @@ import {
   servingConfig,
   values,
   type GatedRun,
-} from './test-helpers.js';
+} from '../testing/core.js';
 import type { ServingConfig } from './types.js';
 
 // When the dynamic batcher sends a batch, driven by hand: a hand-moved clock and timers for the

@@ -11,7 +11,7 @@ import {
   runDirect,
   servingConfig,
   values,
-} from './test-helpers.js';
+} from '../testing/core.js';
 import type { ModelManager, ServingConfig } from './types.js';
 
 // The dynamic batcher, driven through the manager with real onnxruntime sessions and real time.

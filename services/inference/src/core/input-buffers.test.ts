@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { OnnxDataType, buildCnn, encodeModel } from '@quanta/onnx';
 import { tensorFromOrt, tensorFromRaw, type Tensor } from '@quanta/tensor';
 import { InputBuffers, type StagedFeed } from './buffer-pool.js';
-import { inputs, openedPools, randomFloats, runDirect, servingConfig, values } from './test-helpers.js';
+import { inputs, openedPools, randomFloats, runDirect, servingConfig, values } from '../testing/core.js';
 import { WORKER_RUNS_IN_FLIGHT } from './worker-instance.js';
 
 // The instances' reusable input buffers (buffer-pool.ts): staged feeds are copied once into a

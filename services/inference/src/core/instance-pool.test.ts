@@ -16,7 +16,7 @@ import {
   runDirect,
   servingConfig,
   values,
-} from './test-helpers.js';
+} from '../testing/core.js';
 import { killSessionWorkers, sessionWorkerCount } from './worker-instance.js';
 
 // The instance pool in both execution modes, against onnxruntime called directly in this thread.

@@ -10,7 +10,7 @@ import {
   runDirect,
   servingConfig,
   values,
-} from './test-helpers.js';
+} from '../testing/core.js';
 import { InferError, type InferObserver, type InferResult } from './types.js';
 
 function thrown(fn: () => unknown): InferError {

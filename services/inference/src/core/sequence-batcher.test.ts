@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildLstm, LSTM_NAMES } from '@quanta/onnx';
 import { concatBatch, createTensor, type Tensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
-import { inputs, manualClock, randomFloats, rejection, runDirect, servingConfig, values } from './test-helpers.js';
+import { inputs, manualClock, randomFloats, rejection, runDirect, servingConfig, values } from '../testing/core.js';
 import type { InferResult, LoadedModel, ModelManager } from './types.js';
 
 // The sequence batcher on the built LSTM: x [T,N,4], h/c [1,N,8] -> y [T,1,N,8], hn/cn [1,N,8].

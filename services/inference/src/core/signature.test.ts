@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildLstm, buildScalarModel } from '@quanta/onnx';
 import { zeroStateShape } from './sequence-batcher.js';
 import { SignatureError, signatureOf } from './signature.js';
-import { inputs, randomFloats } from './test-helpers.js';
+import { inputs, randomFloats } from '../testing/core.js';
 
 describe('signature from an onnxruntime session', () => {
   it('maps symbolic dims to -1, keeps their symbols, and sees that the LSTM (time-major) does not batch on dim 0 with its state', async () => {

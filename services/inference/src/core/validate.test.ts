@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMlp } from '@quanta/onnx';
 import { createTensor } from '@quanta/tensor';
 import { createModelManager } from './model-manager.js';
-import { inputs, randomFloats, servingConfig } from './test-helpers.js';
+import { inputs, randomFloats, servingConfig } from '../testing/core.js';
 import { validateRequest } from './validate.js';
 import { InferError, type InferRequest, type LoadedModel, type ModelManager } from './types.js';
 

@@ -3,13 +3,13 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createRng, uniform } from '@quanta/onnx';
 import { createTensor, tensorFromOrt, tensorToOrt, type Tensor } from '@quanta/tensor';
-import type { BatchTimer, BatchTimers } from './clock.js';
-import { createInstancePool, type InstancePool } from './instance-pool.js';
-import { createModelManager } from './model-manager.js';
-import { InferError, type ModelManager, type ServingConfig } from './types.js';
+import type { BatchTimer, BatchTimers } from '../core/clock.js';
+import { createInstancePool, type InstancePool } from '../core/instance-pool.js';
+import { createModelManager } from '../core/model-manager.js';
+import { InferError, type ModelManager, type ServingConfig } from '../core/types.js';
 
-// Shared by the core's tests: configs, inputs, and the second source of expected values
-// (onnxruntime called directly on the same model bytes).
+// Shared by the core's tests (src/core/*.test.ts): configs, inputs, and the second source of
+// expected values (onnxruntime called directly on the same model bytes).
 
 export function servingConfig(overrides: Partial<ServingConfig> = {}): ServingConfig {
   return {

@@ -1,10 +1,9 @@
 // Which batch size to prefer, measured on the model's own traffic. Batching amortises per-run
-// costs, but past some size a model can get slower per row (its activations outgrow the caches:
-// the PP-OCR classifier runs 1.5-1.7x slower per row at batch 64 than at 4 on this project's
-// machines), and a dynamic batcher that always fills the largest batch the queue allows then
-// serves less than it could. Measuring live rather than at load covers models with dynamic dims
-// (the classifier takes [-1, 3, -1, -1]: only requests say what H and W are) and measures the
-// runs under the load they actually share the machine with.
+// costs, but past some size a model can get slower per row (its activations outgrow the caches),
+// and a dynamic batcher that always fills the largest batch the queue allows then serves less
+// than it could. Measuring live rather than at load covers models with dynamic dims (only
+// requests say what they are) and measures the runs under the load they actually share the
+// machine with. The measurements behind this are in docs/decisions/inference-batch-tuning.md.
 //
 // The tuner explores: it asks the batcher for batches of 1, 2, 4, … maxRows rows in turn, each
 // while the queue holds enough rows for it, and times each size's runs by onnxruntime's own time
@@ -19,8 +18,8 @@
 // after `calmWindows` windows in a row below two thirds of that (a GC pause or one slow window
 // does not drop it; a choice younger than `reexploreMs` survives such a lull). When the
 // event loop is the bottleneck (a small model, many small requests) the instances idle between
-// batches, and capping batches would only add per-batch work to the loop (the CNN of the
-// benchmark served 2,226 items/s with batches as large as the queue allowed, 1,869 capped at 4).
+// batches, and capping batches would only add per-batch work to the loop, so batches grow as
+// the queue allows.
 // When the best size timed is the largest one the queue reached, a larger one might be better
 // still: then nothing is preferred (batches grow as the queue allows) and the sizes are timed
 // again `retryMs` later, once the load may have grown. (At concurrency 1 every batch has one row:
@@ -81,7 +80,10 @@ export interface BatchTunerOptions {
 }
 
 export interface BatchTuner {
-  /** The batch size the batcher should prefer now (while exploring, the size being timed); undefined: none (not chosen yet, or onnxruntime is not the bottleneck). */
+  /**
+   * The batch size the batcher should prefer now (while exploring, the size being timed);
+   * undefined: none (not chosen yet, or onnxruntime is not the bottleneck).
+   */
   target(): number | undefined;
   /** The last choice; undefined before the first exploration ends. */
   chosen(): number | undefined;

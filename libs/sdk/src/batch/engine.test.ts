@@ -250,7 +250,7 @@ describe('batchInfer', () => {
     expect((error as BatchError).summary).toMatchObject({ failures: 3, records: 6, stopped: 'max-failures' });
   });
 
-  it('stopped mid-sequence and resumed: the open sequence is replayed from its start, no row written twice', async () => {
+  it('stopped mid-sequence, resumed: the open sequence replays from its start, no row written twice', async () => {
     // Sequences of 30 rows each; the running sum of a row depends on every row before it in its sequence.
     const sequence = (i: number): string => `s${Math.floor(i / 30)}`;
     const expected = (i: number): number => {

@@ -538,7 +538,7 @@ export async function batchInfer(
     }
   }
 
-  /** A failed request's records, one unary ModelInfer each: what succeeds is kept, what fails is told with its status. */
+  /** A failed request's records, one unary ModelInfer each: successes kept, failures told with their status. */
   const retryOneByOne = (p: Pending, message: string): void => {
     if (p.sequence) {
       // Sent again, a sequence's request would advance its state twice.

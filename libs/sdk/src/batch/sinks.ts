@@ -177,7 +177,8 @@ class RowFile {
     if (this.layout === undefined) this.layout = { datatype: tensor.datatype, trailing };
     else if (this.layout.datatype !== tensor.datatype || this.layout.trailing.join() !== trailing.join()) {
       throw new Error(
-        `${what}: ${tensor.datatype}[${tensor.shape.join(',')}] does not stack under the earlier rows' ${this.layout.datatype}[-1,${this.layout.trailing.join(',')}]`,
+        `${what}: ${tensor.datatype}[${tensor.shape.join(',')}] does not stack under the earlier rows' ` +
+          `${this.layout.datatype}[-1,${this.layout.trailing.join(',')}]`,
       );
     }
     await this.push(tensorToRaw(tensor));
@@ -246,7 +247,8 @@ export function npyFileSink(path: string, options: { output?: string } = {}): Ba
       options.output === undefined ? result.outputs[0] : result.outputs.find((t) => t.name === options.output);
     if (tensor === undefined || (options.output === undefined && result.outputs.length > 1)) {
       throw new Error(
-        `${path}: a .npy file holds one output; the model gave ${result.outputs.map((t) => t.name).join(', ')}: pick one, or write .npz`,
+        `${path}: a .npy file holds one output; the model gave ` +
+          `${result.outputs.map((t) => t.name).join(', ')}: pick one, or write .npz`,
       );
     }
     return tensor;

@@ -13,6 +13,8 @@ import type { BatchRecord, BatchSource, ModelSignature, TensorSpec } from './typ
 const cellText = (value: unknown): string | undefined =>
   typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint' ? String(value) : undefined;
 
+const inputNames = (model: ModelSignature): string => model.inputs.map((i) => i.name).join(', ');
+
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /** The model's input called `name`, or its only input when `name` is not given. */
@@ -20,9 +22,7 @@ function inputOf(model: ModelSignature, name: string | undefined, what: string):
   if (name !== undefined) {
     const input = model.inputs.find((i) => i.name === name);
     if (input === undefined)
-      throw new Error(
-        `${what}: model "${model.name}" has no input "${name}"; its inputs: ${model.inputs.map((i) => i.name).join(', ')}`,
-      );
+      throw new Error(`${what}: model "${model.name}" has no input "${name}"; its inputs: ${inputNames(model)}`);
     return input;
   }
   const first = model.inputs[0];
@@ -87,7 +87,8 @@ export function npyFolderSource(dir: string): BatchSource {
         if (input !== undefined) return { id: base.slice(0, -(input.name.length + 1)), input: input.name, file };
         if (model.inputs.length > 1) {
           throw new Error(
-            `${join(dir, file)}: model "${model.name}" has several inputs; name files <id>.<input>.npy (${model.inputs.map((i) => i.name).join(', ')})`,
+            `${join(dir, file)}: model "${model.name}" has several inputs; ` +
+              `name files <id>.<input>.npy (${inputNames(model)})`,
           );
         }
         return { id: base, input: model.inputs[0]?.name ?? '', file };
@@ -186,9 +187,7 @@ export function npzSource(file: string): BatchSource {
       const inputs = [...arrays].map(([name, tensor]) => ({ name: only ?? name, tensor }));
       for (const { name } of inputs) {
         if (!model.inputs.some((i) => i.name === name)) {
-          throw new Error(
-            `${file}: array "${name}" is not an input of model "${model.name}" (${model.inputs.map((i) => i.name).join(', ')})`,
-          );
+          throw new Error(`${file}: array "${name}" is not an input of model "${model.name}" (${inputNames(model)})`);
         }
       }
       const rows = inputs[0]?.tensor.shape[0] ?? 0;
@@ -382,7 +381,8 @@ function tableLayout(
     input.shape.length === 2
   ) {
     throw new Error(
-      `${what}: ${features.length} feature columns, but input "${input.name}" [${input.shape.join(',')}] takes ${need} per row`,
+      `${what}: ${features.length} feature columns, ` +
+        `but input "${input.name}" [${input.shape.join(',')}] takes ${need} per row`,
     );
   }
   return { id, sequence, features, columns: header.length };

@@ -172,7 +172,8 @@ function progressBar(stream: NodeJS.WriteStream): { update(p: BatchProgress): vo
         p.total === undefined
           ? `${p.records.toLocaleString('en-US')}`
           : `${p.records.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')}`;
-      const line = `${bar}${count} rows  ${Math.round(rate).toLocaleString('en-US')} rows/s  ETA ${formatDuration(eta)}  failures ${p.failures}`;
+      const speed = `${Math.round(rate).toLocaleString('en-US')} rows/s`;
+      const line = `${bar}${count} rows  ${speed}  ETA ${formatDuration(eta)}  failures ${p.failures}`;
       stream.write(`\r${line}\x1b[K`);
       shown = true;
     },
@@ -183,13 +184,15 @@ function progressBar(stream: NodeJS.WriteStream): { update(p: BatchProgress): vo
 }
 
 function summaryText(s: BatchSummary & { peakRssMb: number }, files: { out: string; errors: string }): string {
+  const n = (value: number): string => value.toLocaleString('en-US');
+  const thisRun = s.records - s.resumedFrom;
+  const resumed = s.resumedFrom > 0 ? ` (${n(thisRun)} in this run, resumed from row ${n(s.resumedFrom)})` : '';
   return [
-    `${s.records.toLocaleString('en-US')} rows through ${s.model}${s.version === '' ? '' : `:${s.version}`} in ${s.wallSeconds.toFixed(1)} s ` +
-      `(${s.recordsPerSecond.toLocaleString('en-US')} rows/s, ${s.requests.toLocaleString('en-US')} requests)`,
-    `  written   ${s.succeeded.toLocaleString('en-US')} → ${files.out}`,
-    `  failures  ${s.failures.toLocaleString('en-US')}${s.failures > 0 ? ` → ${files.errors}` : ''}`,
-    `  latency   p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms`,
-    ...(s.resumedFrom > 0 ? [`  resumed   from row ${s.resumedFrom.toLocaleString('en-US')}`] : []),
+    `${n(s.records)} rows through ${s.model}${s.version === '' ? '' : `:${s.version}`}${resumed}`,
+    `  time      ${s.wallSeconds.toFixed(1)} s, ${n(Math.round(s.recordsPerSecond))} rows/s, ${n(s.requests)} requests`,
+    `  latency   p50 ${s.latencyMs.p50.toFixed(1)} ms, p99 ${s.latencyMs.p99.toFixed(1)} ms`,
+    `  written   ${n(s.succeeded)} → ${files.out}`,
+    `  failures  ${n(s.failures)}${s.failures > 0 ? ` → ${files.errors}` : ''}`,
     `  peak RSS  ${s.peakRssMb} MB`,
   ].join('\n');
 }

@@ -1,82 +1,26 @@
 import { registry as pb } from '@quanta/contracts';
 import { CompressError, compressModel, generateCalibrationInputs } from '@quanta/onnx';
-import type { CompressMethod, CompressResult } from '@quanta/onnx';
+import type { CompressResult } from '@quanta/onnx';
 import type { CallContext } from '@quanta/service-kit';
 import { failedPrecondition, invalidArgument } from '@quanta/service-kit';
 import { tensorToOrt } from '@quanta/tensor';
 import type { Tensor } from '@quanta/tensor';
-import { checkName, parseRef } from '../core/names.js';
+import { parseRef } from '../core/names.js';
 import { getVersion, resolveVersion } from '../core/versions-repo.js';
 import { tenantOf } from '../server/context.js';
 import type { RegistryDeps } from '../server/deps.js';
 import { versionPlaintext } from '../server/download.js';
 import { uploadVersion } from '../server/upload.js';
-import { MAX_SAMPLES, callerSamples } from './calibration.js';
+import { callerSamples } from './calibration.js';
+import { missedGate } from './gates.js';
 import { compareLatency, compareOutputs, measuredOn, openSession } from './measure.js';
-import type { Feeds, StepProgress } from './measure.js';
+import type { Feeds } from './measure.js';
+import { progress, tracked } from './progress.js';
+import { checkRequest } from './request.js';
 
-const METHODS: ReadonlyMap<pb.CompressionMethod, CompressMethod> = new Map([
-  [pb.CompressionMethod.COMPRESSION_METHOD_INT8_WEIGHTS, 'int8-weights'],
-  [pb.CompressionMethod.COMPRESSION_METHOD_INT8_DYNAMIC, 'int8-dynamic'],
-  [pb.CompressionMethod.COMPRESSION_METHOD_FP16, 'fp16'],
-  [pb.CompressionMethod.COMPRESSION_METHOD_PRUNE, 'prune'],
-]);
-
-const DEFAULT_SAMPLES = 32;
 /** The larger batch latency is timed at, where the model has a batch dimension. */
 const LARGE_BATCH = 8;
-/** Bounds a dimension override, so that a typo cannot ask for a tensor of gigabytes. */
-const MAX_DIM = 65_536;
 const UPLOAD_CHUNK = 1024 * 1024;
-
-interface Checked {
-  readonly method: CompressMethod;
-  readonly sparsity: number | undefined;
-  readonly dims: Record<string, number>;
-  readonly sampleCount: number;
-  readonly seed: number;
-  readonly alias: string | undefined;
-  readonly targetModel: string | undefined;
-}
-
-function checkRequest(req: pb.CompressVersionRequest): Checked {
-  const method = METHODS.get(req.method);
-  if (method === undefined) throw invalidArgument('method is required: INT8_WEIGHTS, INT8_DYNAMIC, FP16 or PRUNE');
-  const sparsity = req.sparsity;
-  if (sparsity !== undefined) {
-    if (method !== 'prune' && method !== 'int8-weights')
-      throw invalidArgument(`sparsity applies to PRUNE and INT8_WEIGHTS only, not ${method}`);
-    if (!(sparsity > 0 && sparsity < 1)) throw invalidArgument(`sparsity must be above 0 and below 1, got ${sparsity}`);
-  } else if (method === 'prune')
-    throw invalidArgument('PRUNE needs sparsity, the share of weights to zero (for example 0.5)');
-  const gates = req.gates;
-  const gate = (name: string, value: number | undefined, low: number, high: number): void => {
-    if (value !== undefined && !(value >= low && value <= high))
-      throw invalidArgument(`gates.${name} must be between ${low} and ${high}, got ${value}`);
-  };
-  gate('min_cosine', gates?.minCosine, -1, 1);
-  gate('max_abs_error', gates?.maxAbsError, 0, Number.MAX_VALUE);
-  gate('min_top1_agreement', gates?.minTop1Agreement, 0, 1);
-  const dims: Record<string, number> = {};
-  for (const [name, size] of Object.entries(req.dims)) {
-    if (name === '') throw invalidArgument('dims: a dimension name is empty');
-    if (size < 1 || size > MAX_DIM) throw invalidArgument(`dims: "${name}" is ${size}; a dimension is 1 to ${MAX_DIM}`);
-    dims[name] = size;
-  }
-  if (req.sampleCount > MAX_SAMPLES)
-    throw invalidArgument(`sample_count ${req.sampleCount} is over the maximum of ${MAX_SAMPLES}`);
-  if (req.seed > BigInt(Number.MAX_SAFE_INTEGER))
-    throw invalidArgument(`seed must be at most ${Number.MAX_SAFE_INTEGER}`);
-  return {
-    method,
-    sparsity,
-    dims,
-    sampleCount: req.sampleCount === 0 ? DEFAULT_SAMPLES : req.sampleCount,
-    seed: Number(req.seed),
-    alias: req.alias === '' ? undefined : checkName('alias', req.alias, 'alias'),
-    targetModel: req.targetModel === '' ? undefined : checkName('model', req.targetModel, 'target_model'),
-  };
-}
 
 /** A generated or uploaded tensor as onnxruntime takes it. */
 function ortFeeds(sample: Readonly<Record<string, Tensor>>): Feeds {
@@ -101,36 +45,6 @@ function dimsText(dims: Readonly<Record<string, number>>): string {
   return entries.length === 0 ? 'none' : entries.map(([name, size]) => `${name}=${size}`).join(' ');
 }
 
-/** The gate a figure misses, as the error names it; undefined when every gate holds. */
-function missedGate(outputs: readonly pb.OutputAccuracy[], gates: pb.CompressionGates | undefined): string | undefined {
-  if (gates === undefined) return undefined;
-  for (const o of outputs) {
-    if (gates.minCosine !== undefined && !(o.cosine >= gates.minCosine)) {
-      return `output "${o.name}": cosine ${o.cosine.toFixed(6)} is below min_cosine ${gates.minCosine}`;
-    }
-    if (gates.maxAbsError !== undefined && !(o.maxAbsError <= gates.maxAbsError)) {
-      return (
-        `output "${o.name}": max abs error ${o.maxAbsError.toPrecision(6)} is above max_abs_error ` +
-        `${gates.maxAbsError}`
-      );
-    }
-    if (
-      gates.minTop1Agreement !== undefined &&
-      o.top1Agreement !== undefined &&
-      !(o.top1Agreement >= gates.minTop1Agreement)
-    ) {
-      return (
-        `output "${o.name}": top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}% is below min_top1_agreement ` +
-        `${gates.minTop1Agreement}`
-      );
-    }
-  }
-  if (gates.minTop1Agreement !== undefined && !outputs.some((o) => o.top1Agreement !== undefined)) {
-    return 'min_top1_agreement is set, but no output is shaped like class scores ([N, C] with C > 1)';
-  }
-  return undefined;
-}
-
 function opCounts(counts: readonly { op: string; count: number; reason?: string }[]): pb.CompressionOpCount[] {
   return counts.map((c) => ({ op: c.op, count: c.count, reason: c.reason ?? '' }));
 }
@@ -150,50 +64,6 @@ async function* uploadRequests(header: pb.UploadHeader, bytes: Uint8Array): Asyn
       },
     };
   }
-}
-
-const progress = (phase: string, fraction: number): pb.CompressVersionResponse => ({
-  event: { $case: 'progress', value: { phase, fraction } },
-});
-
-/**
- * Runs one measuring step and streams its progress as it goes (at most one message per 2% of the
- * step, and never more than the client takes: only the latest fraction is kept). A cancelled call
- * stops the step at its next run.
- */
-async function* tracked<T>(
-  phase: string,
-  start: number,
-  span: number,
-  signal: AbortSignal,
-  run: (step: StepProgress) => Promise<T>,
-): AsyncGenerator<pb.CompressVersionResponse, T, undefined> {
-  yield progress(phase, start);
-  let latest: number | undefined;
-  let done = false;
-  let wake: (() => void) | undefined;
-  const task = run((fraction) => {
-    signal.throwIfAborted();
-    latest = fraction;
-    wake?.();
-  }).finally(() => {
-    done = true;
-    wake?.();
-  });
-  // Seen by the `await task` below; never unhandled meanwhile.
-  task.catch(() => undefined);
-  let sent = 0;
-  while (!done) {
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-    wake = undefined;
-    if (latest !== undefined && latest - sent >= 0.02) {
-      sent = latest;
-      yield progress(phase, start + span * latest);
-    }
-  }
-  return await task;
 }
 
 /**

@@ -235,53 +235,56 @@ describe('batch tuner: only while onnxruntime is the bottleneck', () => {
 });
 
 describe('batch tuner: hysteresis', () => {
-  it('keeps its choice through a lull, drops it after four calm windows, and takes it back up without timing again', () => {
-    const clock = fakeClock();
-    const tuner = createBatchTuner({
-      maxRows: 4,
-      nowNs: clock.nowNs,
-      windowMs: 100,
-      samplesPerSize: 1,
-      minMsPerSize: 0,
-    });
-    // One batch every 10 ms, each `busyMs` of onnxruntime on the one instance.
-    const windowOf = (rows: number, busyMs: number): void => {
-      for (let i = 0; i < 10; i++) {
-        clock.advanceMs(10);
-        tuner.record(rows, BigInt(busyMs * 1e6));
+  it(
+    'keeps its choice through a lull, drops it after four calm windows, ' + 'and takes it back up without timing again',
+    () => {
+      const clock = fakeClock();
+      const tuner = createBatchTuner({
+        maxRows: 4,
+        nowNs: clock.nowNs,
+        windowMs: 100,
+        samplesPerSize: 1,
+        minMsPerSize: 0,
+      });
+      // One batch every 10 ms, each `busyMs` of onnxruntime on the one instance.
+      const windowOf = (rows: number, busyMs: number): void => {
+        for (let i = 0; i < 10; i++) {
+          clock.advanceMs(10);
+          tuner.record(rows, BigInt(busyMs * 1e6));
+        }
+      };
+      windowOf(4, 9.5);
+      windowOf(4, 9.5);
+      // Saturated: 1, 2 and 4 rows are timed; 4 rows in the same time as 1 is the most per second.
+      for (const [rows, ms] of [
+        [1, 4],
+        [2, 4],
+        [4, 4],
+      ] as const) {
+        expect(tuner.target()).toBe(rows);
+        clock.advanceMs(1);
+        tuner.record(rows, BigInt(ms * 1e6));
       }
-    };
-    windowOf(4, 9.5);
-    windowOf(4, 9.5);
-    // Saturated: 1, 2 and 4 rows are timed; 4 rows in the same time as 1 is the most per second.
-    for (const [rows, ms] of [
-      [1, 4],
-      [2, 4],
-      [4, 4],
-    ] as const) {
-      expect(tuner.target()).toBe(rows);
-      clock.advanceMs(1);
-      tuner.record(rows, BigInt(ms * 1e6));
-    }
-    expect(tuner.target()).toBe(4);
-    // A window at 60% (between two thirds of 75% and 75%) and then one at 10%: still preferred.
-    windowOf(4, 6);
-    expect(tuner.target()).toBe(4);
-    windowOf(4, 1);
-    expect(tuner.target()).toBe(4);
-    // Four calm windows in a row (a window closes with the first batch after it): the event loop
-    // is the bottleneck now, nothing is preferred.
-    for (let i = 0; i < 3; i++) windowOf(4, 1);
-    expect(tuner.target()).toBe(4);
-    clock.advanceMs(10);
-    tuner.record(4, 1_000_000n);
-    expect(tuner.target()).toBeUndefined();
-    // A backlog again, well within a minute of the choice: 4 applies at once, nothing is timed again.
-    windowOf(4, 9.5);
-    windowOf(4, 9.5);
-    expect(tuner.target()).toBe(4);
-    expect(tuner.chosen()).toBe(4);
-  });
+      expect(tuner.target()).toBe(4);
+      // A window at 60% (between two thirds of 75% and 75%) and then one at 10%: still preferred.
+      windowOf(4, 6);
+      expect(tuner.target()).toBe(4);
+      windowOf(4, 1);
+      expect(tuner.target()).toBe(4);
+      // Four calm windows in a row (a window closes with the first batch after it): the event loop
+      // is the bottleneck now, nothing is preferred.
+      for (let i = 0; i < 3; i++) windowOf(4, 1);
+      expect(tuner.target()).toBe(4);
+      clock.advanceMs(10);
+      tuner.record(4, 1_000_000n);
+      expect(tuner.target()).toBeUndefined();
+      // A backlog again, well within a minute of the choice: 4 applies at once, nothing is timed again.
+      windowOf(4, 9.5);
+      windowOf(4, 9.5);
+      expect(tuner.target()).toBe(4);
+      expect(tuner.chosen()).toBe(4);
+    },
+  );
 });
 
 describe('dynamic batcher with tunePreferredBatchSize', () => {
@@ -317,7 +320,8 @@ describe('dynamic batcher with tunePreferredBatchSize', () => {
       for (let spin = 0; runs.length <= k && spin < 1000; spin++) await nextTurn();
       if (runs.length <= k)
         throw new Error(
-          `run ${k} never came: ${JSON.stringify(runs.map((run) => run.rows))}, preferred ${JSON.stringify(batcher.preferred())}`,
+          `run ${k} never came: ${JSON.stringify(runs.map((run) => run.rows))}, ` +
+            `preferred ${JSON.stringify(batcher.preferred())}`,
         );
       const rows = runs[k]?.rows ?? 0;
       timers.advanceUs(rows <= 2 ? 1000 : 1000 * rows);

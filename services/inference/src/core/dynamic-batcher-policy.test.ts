@@ -107,31 +107,34 @@ describe('dynamic batcher: when a batch leaves', () => {
     ]);
   });
 
-  it('holds requests while the only instance is busy and sends them at once when it frees after the delay', async () => {
-    const { submit, runs, timers } = await rig();
-    const first = submit(1);
-    await nextTurn();
-    const queued = [submit(2), submit(3), submit(4, 2)];
-    await nextTurn();
-    timers.advanceUs(5000);
-    // However long they wait, nothing more runs while the instance is busy.
-    expect(rowsOf(runs)).toEqual([1]);
-    runs[0]?.open();
-    await first;
-    // The oldest has waited 5 ms > 1 ms: all of them leave together, no timer.
-    expect(rowsOf(runs)).toEqual([1, 4]);
-    runs[1]?.open();
-    const results = await Promise.all(queued);
-    expect(results.map((r) => [r.batchSize, r.times.queueNs])).toEqual([
-      [4, 5_000_000n],
-      [4, 5_000_000n],
-      [4, 5_000_000n],
-    ]);
-    for (const [i, result] of results.entries()) {
-      const alone = await runDirect(bytes, inputs({ input: randomFloats([i === 2 ? 2 : 1, 4], i + 2) }));
-      expect(values(result.outputs.get('output'))).toEqual(values(alone.get('output')));
-    }
-  });
+  it(
+    'holds requests while the only instance is busy and sends them at once when it frees after ' + 'the delay',
+    async () => {
+      const { submit, runs, timers } = await rig();
+      const first = submit(1);
+      await nextTurn();
+      const queued = [submit(2), submit(3), submit(4, 2)];
+      await nextTurn();
+      timers.advanceUs(5000);
+      // However long they wait, nothing more runs while the instance is busy.
+      expect(rowsOf(runs)).toEqual([1]);
+      runs[0]?.open();
+      await first;
+      // The oldest has waited 5 ms > 1 ms: all of them leave together, no timer.
+      expect(rowsOf(runs)).toEqual([1, 4]);
+      runs[1]?.open();
+      const results = await Promise.all(queued);
+      expect(results.map((r) => [r.batchSize, r.times.queueNs])).toEqual([
+        [4, 5_000_000n],
+        [4, 5_000_000n],
+        [4, 5_000_000n],
+      ]);
+      for (const [i, result] of results.entries()) {
+        const alone = await runDirect(bytes, inputs({ input: randomFloats([i === 2 ? 2 : 1, 4], i + 2) }));
+        expect(values(result.outputs.get('output'))).toEqual(values(alone.get('output')));
+      }
+    },
+  );
 
   it("waits only the rest of the oldest request's delay once the instance frees", async () => {
     const { submit, runs, timers } = await rig();
@@ -215,26 +218,29 @@ describe('dynamic batcher: when a batch leaves', () => {
     expect((await fourth).times.queueNs).toBe(3_000_000n);
   });
 
-  it('answers RESOURCE_EXHAUSTED when the queue is full, and drain sends the queued ones without the delay', async () => {
-    const { batcher, submit, runs, stats } = await rig({ maxQueueSize: 2, instanceCount: 1 });
-    const first = submit(1);
-    await nextTurn();
-    const queued = [submit(2), submit(3)];
-    const error = await rejection(submit(4));
-    expect(error.code).toBe('RESOURCE_EXHAUSTED');
-    expect(error.message).toBe('model "mlp": the queue is full (2 requests waiting); retry later');
-    runs[0]?.open();
-    await first;
-    // The instance is free, but the delay has not passed (the clock did not move).
-    expect(rowsOf(runs)).toEqual([1]);
-    const drained = batcher.drain();
-    expect(rowsOf(runs)).toEqual([1, 2]);
-    runs[1]?.open();
-    expect((await Promise.all(queued)).map((r) => r.batchSize)).toEqual([2, 2]);
-    await drained;
-    expect(stats.snapshot().executionCount).toBe(2n);
-    expect((await rejection(submit(5))).code).toBe('UNAVAILABLE');
-  });
+  it(
+    'answers RESOURCE_EXHAUSTED when the queue is full, ' + 'and drain sends the queued ones without the delay',
+    async () => {
+      const { batcher, submit, runs, stats } = await rig({ maxQueueSize: 2, instanceCount: 1 });
+      const first = submit(1);
+      await nextTurn();
+      const queued = [submit(2), submit(3)];
+      const error = await rejection(submit(4));
+      expect(error.code).toBe('RESOURCE_EXHAUSTED');
+      expect(error.message).toBe('model "mlp": the queue is full (2 requests waiting); retry later');
+      runs[0]?.open();
+      await first;
+      // The instance is free, but the delay has not passed (the clock did not move).
+      expect(rowsOf(runs)).toEqual([1]);
+      const drained = batcher.drain();
+      expect(rowsOf(runs)).toEqual([1, 2]);
+      runs[1]?.open();
+      expect((await Promise.all(queued)).map((r) => r.batchSize)).toEqual([2, 2]);
+      await drained;
+      expect(stats.snapshot().executionCount).toBe(2n);
+      expect((await rejection(submit(5))).code).toBe('UNAVAILABLE');
+    },
+  );
 
   it('fails a request whose deadline passes in the queue with DEADLINE_EXCEEDED, without running it', async () => {
     const { submit, runs, clock, timers } = await rig();
@@ -293,41 +299,45 @@ describe("dynamic batcher: loneRequestsWait (Triton's behaviour)", () => {
 });
 
 describe("dynamic batcher: preferred batch sizes (Triton's preferred_batch_size)", () => {
-  it('sends the largest preferred batch the queue allows at once, without waiting the delay, and keeps the rest queued', async () => {
-    const { submit, runs, timers } = await rig({ preferredBatchSizes: [2, 4] });
-    const first = submit(1);
-    await nextTurn();
-    // Seven rows queue behind the busy instance (the third request has 2 rows).
-    const queued = [submit(2), submit(3), submit(4, 2), submit(5), submit(6), submit(7)];
-    await nextTurn();
-    runs[0]?.open();
-    await first;
-    // No time has passed (the delay has not run out) and 7 rows are queued: the first 4 leave now.
-    expect(rowsOf(runs)).toEqual([1, 4]);
-    expect(timers.armed()).toBe(0);
-    runs[1]?.open();
-    const leading = await Promise.all(queued.slice(0, 3));
-    expect(leading.map((r) => r.batchSize)).toEqual([4, 4, 4]);
-    // Of the 3 rows left, 2 are a preferred batch; the last request stays queued behind them.
-    expect(rowsOf(runs)).toEqual([1, 4, 2]);
-    runs[2]?.open();
-    const pair = await Promise.all(queued.slice(3, 5));
-    expect(pair.map((r) => r.batchSize)).toEqual([2, 2]);
-    // One row is no preferred size: it waits out its delay, as without preferences.
-    expect(rowsOf(runs)).toEqual([1, 4, 2]);
-    timers.advanceUs(999);
-    expect(rowsOf(runs)).toEqual([1, 4, 2]);
-    timers.advanceUs(1);
-    expect(rowsOf(runs)).toEqual([1, 4, 2, 1]);
-    runs[3]?.open();
-    const last = await queued[5];
-    expect(last?.batchSize).toBe(1);
-    // Split back exactly: each answer is what the model gives that request alone.
-    for (const [i, result] of [...leading, ...pair, last].entries()) {
-      const alone = await runDirect(bytes, inputs({ input: randomFloats([i === 2 ? 2 : 1, 4], i + 2) }));
-      expect(values(result?.outputs.get('output'))).toEqual(values(alone.get('output')));
-    }
-  });
+  it(
+    'sends the largest preferred batch the queue allows at once, without waiting the delay, ' +
+      'and keeps the rest queued',
+    async () => {
+      const { submit, runs, timers } = await rig({ preferredBatchSizes: [2, 4] });
+      const first = submit(1);
+      await nextTurn();
+      // Seven rows queue behind the busy instance (the third request has 2 rows).
+      const queued = [submit(2), submit(3), submit(4, 2), submit(5), submit(6), submit(7)];
+      await nextTurn();
+      runs[0]?.open();
+      await first;
+      // No time has passed (the delay has not run out) and 7 rows are queued: the first 4 leave now.
+      expect(rowsOf(runs)).toEqual([1, 4]);
+      expect(timers.armed()).toBe(0);
+      runs[1]?.open();
+      const leading = await Promise.all(queued.slice(0, 3));
+      expect(leading.map((r) => r.batchSize)).toEqual([4, 4, 4]);
+      // Of the 3 rows left, 2 are a preferred batch; the last request stays queued behind them.
+      expect(rowsOf(runs)).toEqual([1, 4, 2]);
+      runs[2]?.open();
+      const pair = await Promise.all(queued.slice(3, 5));
+      expect(pair.map((r) => r.batchSize)).toEqual([2, 2]);
+      // One row is no preferred size: it waits out its delay, as without preferences.
+      expect(rowsOf(runs)).toEqual([1, 4, 2]);
+      timers.advanceUs(999);
+      expect(rowsOf(runs)).toEqual([1, 4, 2]);
+      timers.advanceUs(1);
+      expect(rowsOf(runs)).toEqual([1, 4, 2, 1]);
+      runs[3]?.open();
+      const last = await queued[5];
+      expect(last?.batchSize).toBe(1);
+      // Split back exactly: each answer is what the model gives that request alone.
+      for (const [i, result] of [...leading, ...pair, last].entries()) {
+        const alone = await runDirect(bytes, inputs({ input: randomFloats([i === 2 ? 2 : 1, 4], i + 2) }));
+        expect(values(result?.outputs.get('output'))).toEqual(values(alone.get('output')));
+      }
+    },
+  );
 
   it('waits the delay while fewer rows than the smallest preferred size are queued, then sends them', async () => {
     const { submit, runs, timers } = await rig({ preferredBatchSizes: [4] });

@@ -152,7 +152,8 @@ function stagedBatch(batch: readonly Entry[], name: string, first: Tensor, type:
       part.shape.every((dim, i) => i === 0 || dim === first.shape[i]);
     if (!stacks) {
       throw new TensorError(
-        `input ${JSON.stringify(name)}: batch part ${index} (${part.datatype} [${part.shape.join(',')}]) does not stack with part 0 (${first.datatype} [${first.shape.join(',')}]) along axis 0`,
+        `input ${JSON.stringify(name)}: batch part ${index} (${part.datatype} [${part.shape.join(',')}]) ` +
+          `does not stack with part 0 (${first.datatype} [${first.shape.join(',')}]) along axis 0`,
         'shape',
         name,
       );
@@ -179,7 +180,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   if (tunes && !pool.timesRuns) {
     options.logger?.info(
       { model },
-      'preferred batch size not tuned: inline sessions cannot time onnxruntime alone (batches fill up to the max batch size)',
+      'preferred batch size not tuned: inline sessions cannot time onnxruntime alone ' +
+        '(batches fill up to the max batch size)',
     );
   }
   const tuner =
@@ -337,7 +339,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         done(() => {
           const failure = new InferError(
             'INTERNAL',
-            `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`,
+            `model "${model}" failed to run a batch of ${batch.length}: ` +
+              (error instanceof Error ? error.message : String(error)),
           );
           for (const entry of batch) entry.reject(failure);
         }),
@@ -472,7 +475,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
             ? new InferError('INVALID_ARGUMENT', `model "${model}": ${error.message}`)
             : new InferError(
                 'INTERNAL',
-                `model "${model}" failed to run a batch of ${batch.length}: ${error instanceof Error ? error.message : String(error)}`,
+                `model "${model}" failed to run a batch of ${batch.length}: ` +
+                  (error instanceof Error ? error.message : String(error)),
               );
       if (failure.code === 'INTERNAL')
         options.logger?.error({ err: error, model, batch: batch.length }, 'inference run failed');
@@ -508,7 +512,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           return Promise.reject(
             new InferError(
               'INVALID_ARGUMENT',
-              `model "${model}": the inputs disagree on the batch size (dim 0): ${[...job.inputs].map(([name, t]) => `${name} ${t.shape[0] ?? 1}`).join(', ')}`,
+              `model "${model}": the inputs disagree on the batch size (dim 0): ` +
+                [...job.inputs].map(([name, t]) => `${name} ${t.shape[0] ?? 1}`).join(', '),
             ),
           );
         }

@@ -109,30 +109,34 @@ describe.each(['worker', 'inline'] as const)('input buffers, %s sessions', (exec
     expect(instances.inputBuffers().free).toBe(0);
   });
 
-  it('requests from misaligned raw bytes, batched through the manager, get what onnxruntime computes, and keep their bytes', async () => {
-    const manager = pools.manager();
-    const model = await manager.load(
-      't',
-      'cnn',
-      '1',
-      cnn,
-      servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }),
-    );
-    const tensors = [1, 2, 5].map((rows, i) => randomFloats([rows, 3, 32, 32], 50 + i));
-    const raws = tensors.map((tensor) => bytesAt(tensor, 3));
-    const copies = raws.map((raw) => Buffer.from(raw));
-    const requests = raws.map((raw, i) =>
-      inputs({ input: tensorFromRaw('FP32', tensors[i]?.shape ?? [], raw, { name: 'input' }) }),
-    );
-    const results = await Promise.all(requests.map((request, i) => model.infer({ id: `${i}`, inputs: request })));
-    for (const [i, tensor] of tensors.entries()) {
-      expect(results[i]?.batchSize).toBe(8);
-      expect(values(results[i]?.outputs[0])).toEqual(await expected(cnn, 'input', [tensor]));
-      expect(Buffer.from(raws[i] ?? new Uint8Array()).equals(copies[i] ?? Buffer.alloc(0))).toBe(true);
-      // The request's own tensor still reads as its values.
-      expect(values(requests[i]?.get('input'))).toEqual(values(tensor));
-    }
-  });
+  it(
+    'requests from misaligned raw bytes, batched through the manager, ' +
+      'get what onnxruntime computes, and keep their bytes',
+    async () => {
+      const manager = pools.manager();
+      const model = await manager.load(
+        't',
+        'cnn',
+        '1',
+        cnn,
+        servingConfig({ execution, threadsPerInstance: 1, maxBatchSize: 8, maxQueueDelayUs: 10_000_000 }),
+      );
+      const tensors = [1, 2, 5].map((rows, i) => randomFloats([rows, 3, 32, 32], 50 + i));
+      const raws = tensors.map((tensor) => bytesAt(tensor, 3));
+      const copies = raws.map((raw) => Buffer.from(raw));
+      const requests = raws.map((raw, i) =>
+        inputs({ input: tensorFromRaw('FP32', tensors[i]?.shape ?? [], raw, { name: 'input' }) }),
+      );
+      const results = await Promise.all(requests.map((request, i) => model.infer({ id: `${i}`, inputs: request })));
+      for (const [i, tensor] of tensors.entries()) {
+        expect(results[i]?.batchSize).toBe(8);
+        expect(values(results[i]?.outputs[0])).toEqual(await expected(cnn, 'input', [tensor]));
+        expect(Buffer.from(raws[i] ?? new Uint8Array()).equals(copies[i] ?? Buffer.alloc(0))).toBe(true);
+        // The request's own tensor still reads as its values.
+        expect(values(requests[i]?.get('input'))).toEqual(values(tensor));
+      }
+    },
+  );
 });
 
 describe('inline sessions', () => {

@@ -138,35 +138,38 @@ describe('instance pool, worker sessions', () => {
     }
   };
 
-  it('replaces a worker that dies: runs in flight fail with its error, later ones get what onnxruntime computes', async () => {
-    const deaths: { error: Error; replaced: Promise<boolean> }[] = [];
-    const instances = await createInstancePool(cnn, servingConfig({ execution: 'worker', threadsPerInstance: 1 }), {
-      onWorkerDeath: (error, replaced) => deaths.push({ error, replaced }),
-    });
-    try {
-      const feed = randomFloats([2, 3, 32, 32], 71);
-      const expected = values((await runDirect(cnn, inputs({ input: feed }))).get('output'));
-      const workers = sessionWorkerCount();
-      const inFlight = instances.run({ input: tensorToOrt(feed) }, ['output']);
-      await killSessionWorkers();
-      await expect(inFlight).rejects.toThrow(/worker thread exited/);
-      expect(deaths).toHaveLength(1);
-      // Runs sent while the new worker starts wait for it.
-      const waiting = instances.run({ input: tensorToOrt(feed) }, ['output']);
-      expect(await deaths[0]?.replaced).toBe(true);
-      const answer = (await waiting)['output'];
-      expect(values(answer === undefined ? undefined : tensorFromOrt(answer))).toEqual(expected);
-      expect(sessionWorkerCount()).toBe(workers);
-      // And it dies and comes back again.
-      await killSessionWorkers();
-      await eventually(() => deaths.length === 2);
-      expect(await deaths[1]?.replaced).toBe(true);
-      const again = (await instances.run({ input: tensorToOrt(feed) }, ['output']))['output'];
-      expect(values(again === undefined ? undefined : tensorFromOrt(again))).toEqual(expected);
-    } finally {
-      await instances.release();
-    }
-  });
+  it(
+    'replaces a worker that dies: runs in flight fail with its error, ' + 'later ones get what onnxruntime computes',
+    async () => {
+      const deaths: { error: Error; replaced: Promise<boolean> }[] = [];
+      const instances = await createInstancePool(cnn, servingConfig({ execution: 'worker', threadsPerInstance: 1 }), {
+        onWorkerDeath: (error, replaced) => deaths.push({ error, replaced }),
+      });
+      try {
+        const feed = randomFloats([2, 3, 32, 32], 71);
+        const expected = values((await runDirect(cnn, inputs({ input: feed }))).get('output'));
+        const workers = sessionWorkerCount();
+        const inFlight = instances.run({ input: tensorToOrt(feed) }, ['output']);
+        await killSessionWorkers();
+        await expect(inFlight).rejects.toThrow(/worker thread exited/);
+        expect(deaths).toHaveLength(1);
+        // Runs sent while the new worker starts wait for it.
+        const waiting = instances.run({ input: tensorToOrt(feed) }, ['output']);
+        expect(await deaths[0]?.replaced).toBe(true);
+        const answer = (await waiting)['output'];
+        expect(values(answer === undefined ? undefined : tensorFromOrt(answer))).toEqual(expected);
+        expect(sessionWorkerCount()).toBe(workers);
+        // And it dies and comes back again.
+        await killSessionWorkers();
+        await eventually(() => deaths.length === 2);
+        expect(await deaths[1]?.replaced).toBe(true);
+        const again = (await instances.run({ input: tensorToOrt(feed) }, ['output']))['output'];
+        expect(values(again === undefined ? undefined : tensorFromOrt(again))).toEqual(expected);
+      } finally {
+        await instances.release();
+      }
+    },
+  );
 
   it('fails waiting and later runs, rather than hang, once no new worker can start', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'quanta-respawn-'));
@@ -297,31 +300,38 @@ describe('instance pool, worker sessions', () => {
 });
 
 describe('instance pool, worker sessions, in a process of their own', () => {
-  it('an idle worker does not keep the process alive, and unloading waits for the workers (no exit 13 mid-unload)', async () => {
-    const script = [
-      "import { buildCnn } from '@quanta/onnx';",
-      "import { createModelManager } from '@quanta/inference';",
-      'const manager = createModelManager();',
-      "const model = await manager.load('t', 'cnn', '1', buildCnn(), { maxBatchSize: 8, maxQueueDelayUs: 1000, instanceCount: 2, maxQueueSize: 0, sequenceState: [], sequenceIdleTimeoutMs: 0, threadsPerInstance: 1 });",
-      "const answer = await model.infer({ id: 'x', inputs: new Map([['input', { name: 'input', datatype: 'FP32', shape: [1, 3, 32, 32], data: new Float32Array(3072) }]]) });",
-      "console.log('answered', answer.outputs[0].shape.join('x'));",
-      'await manager.close();',
-      "console.log('closed');",
-    ].join('\n');
-    const child = spawn(
-      process.execPath,
-      ['--conditions=@quanta/source', '--import', 'tsx', '--input-type=module', '-e', script],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    expect({ code, out, err: err.includes('Error') ? err : '' }).toEqual({
-      code: 0,
-      out: 'answered 1x10\nclosed\n',
-      err: '',
-    });
-  });
+  it(
+    'an idle worker does not keep the process alive, ' + 'and unloading waits for the workers (no exit 13 mid-unload)',
+    async () => {
+      const script = [
+        "import { buildCnn } from '@quanta/onnx';",
+        "import { createModelManager } from '@quanta/inference';",
+        'const manager = createModelManager();',
+        "const model = await manager.load('t', 'cnn', '1', buildCnn(), {",
+        '  maxBatchSize: 8, maxQueueDelayUs: 1000, instanceCount: 2, maxQueueSize: 0,',
+        '  sequenceState: [], sequenceIdleTimeoutMs: 0, threadsPerInstance: 1,',
+        '});',
+        "const input = { name: 'input', datatype: 'FP32', shape: [1, 3, 32, 32], data: new Float32Array(3072) };",
+        "const answer = await model.infer({ id: 'x', inputs: new Map([['input', input]]) });",
+        "console.log('answered', answer.outputs[0].shape.join('x'));",
+        'await manager.close();',
+        "console.log('closed');",
+      ].join('\n');
+      const child = spawn(
+        process.execPath,
+        ['--conditions=@quanta/source', '--import', 'tsx', '--input-type=module', '-e', script],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect({ code, out, err: err.includes('Error') ? err : '' }).toEqual({
+        code: 0,
+        out: 'answered 1x10\nclosed\n',
+        err: '',
+      });
+    },
+  );
 });

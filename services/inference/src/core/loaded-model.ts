@@ -52,17 +52,20 @@ function checkSequenceState(signature: ModelSignature, config: ServingConfig): v
     const output = signature.outputs.find((spec) => spec.name === pair.output);
     if (input === undefined) {
       throw new SignatureError(
-        `sequence state input "${pair.input}" is not an input of the model; its inputs are: ${signature.inputs.map((s) => s.name).join(', ')}`,
+        `sequence state input "${pair.input}" is not an input of the model; its inputs are: ` +
+          signature.inputs.map((s) => s.name).join(', '),
       );
     }
     if (output === undefined) {
       throw new SignatureError(
-        `sequence state output "${pair.output}" is not an output of the model; its outputs are: ${signature.outputs.map((s) => s.name).join(', ')}`,
+        `sequence state output "${pair.output}" is not an output of the model; its outputs are: ` +
+          signature.outputs.map((s) => s.name).join(', '),
       );
     }
     if (input.datatype !== output.datatype) {
       throw new SignatureError(
-        `sequence state "${pair.input}" <- "${pair.output}": the input is ${input.datatype} but the output is ${output.datatype}`,
+        `sequence state "${pair.input}" <- "${pair.output}": ` +
+          `the input is ${input.datatype} but the output is ${output.datatype}`,
       );
     }
   }
@@ -97,7 +100,10 @@ function warmUpFeeds(signature: ModelSignature): WarmUpFeeds {
   return { feeds, guessed };
 }
 
-/** One run so that the first request does not pay onnxruntime's lazy initialisation; a failure counts only without guessed dims. */
+/**
+ * One run so that the first request does not pay onnxruntime's lazy initialisation; a failure
+ * counts only without guessed dims.
+ */
 async function warmUp(pool: InstancePool, signature: ModelSignature, { feeds, guessed }: WarmUpFeeds): Promise<void> {
   try {
     await pool.run(

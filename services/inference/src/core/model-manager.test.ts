@@ -171,7 +171,8 @@ describe('model manager: versions, lookups and failures', () => {
         ),
       );
       expect(badState.message).toBe(
-        'model "lstm" version 1 failed to load: sequence state input "hidden" is not an input of the model; its inputs are: x, h, c',
+        'model "lstm" version 1 failed to load: ' +
+          'sequence state input "hidden" is not an input of the model; its inputs are: x, h, c',
       );
       manager.markFailed('t2', 'other', '5', 'digest mismatch');
       const index = manager.index();
@@ -276,28 +277,34 @@ describe('model manager: versions, lookups and failures', () => {
     expect(manager.index()).toEqual([]);
   });
 
-  it('reloads a current version in place: new requests reach the new sessions, queued ones finish on the old', async () => {
-    const first = buildMlp({ seed: 1 });
-    const second = buildMlp({ seed: 2 });
-    const manager = createModelManager();
-    try {
-      const config = servingConfig({ maxBatchSize: 4, maxQueueDelayUs: 1000 });
-      const old = await manager.load('t1', 'mlp', '1', first, config);
-      await manager.activate('t1', 'mlp', '1');
-      const request = inputs({ input: randomFloats([1, 4], 5) });
-      const queued = old.infer({ id: 'q', inputs: request });
-      const fresh = await manager.load('t1', 'mlp', '1', second, config);
-      expect(manager.get('t1', 'mlp')).toBe(fresh);
-      const [before, after] = await Promise.all([queued, manager.get('t1', 'mlp').infer({ id: 'n', inputs: request })]);
-      expect(values(before.outputs[0])).toEqual(values((await runDirect(first, request)).get('output')));
-      expect(values(after.outputs[0])).toEqual(values((await runDirect(second, request)).get('output')));
-      await old.unload();
-      expect(old.state).toBe('UNAVAILABLE');
-      expect(manager.index()).toEqual([{ tenant: 't1', name: 'mlp', version: '1', state: 'READY', reason: '' }]);
-    } finally {
-      await manager.close();
-    }
-  });
+  it(
+    'reloads a current version in place: new requests reach the new sessions, ' + 'queued ones finish on the old',
+    async () => {
+      const first = buildMlp({ seed: 1 });
+      const second = buildMlp({ seed: 2 });
+      const manager = createModelManager();
+      try {
+        const config = servingConfig({ maxBatchSize: 4, maxQueueDelayUs: 1000 });
+        const old = await manager.load('t1', 'mlp', '1', first, config);
+        await manager.activate('t1', 'mlp', '1');
+        const request = inputs({ input: randomFloats([1, 4], 5) });
+        const queued = old.infer({ id: 'q', inputs: request });
+        const fresh = await manager.load('t1', 'mlp', '1', second, config);
+        expect(manager.get('t1', 'mlp')).toBe(fresh);
+        const [before, after] = await Promise.all([
+          queued,
+          manager.get('t1', 'mlp').infer({ id: 'n', inputs: request }),
+        ]);
+        expect(values(before.outputs[0])).toEqual(values((await runDirect(first, request)).get('output')));
+        expect(values(after.outputs[0])).toEqual(values((await runDirect(second, request)).get('output')));
+        await old.unload();
+        expect(old.state).toBe('UNAVAILABLE');
+        expect(manager.index()).toEqual([{ tenant: 't1', name: 'mlp', version: '1', state: 'READY', reason: '' }]);
+      } finally {
+        await manager.close();
+      }
+    },
+  );
 
   it('unloads the current version: queued requests finish, later ones are told it is gone', async () => {
     const manager = createModelManager();

@@ -40,48 +40,51 @@ async function loadLstm(clock = manualClock(), idleMs = 0): Promise<LoadedModel>
 }
 
 describe('sequence batcher', () => {
-  it('carries the state across 3 chunks: equal to one run over the whole sequence and to state carried by hand', async () => {
-    const model = await loadLstm();
-    const n = 2;
-    const x = randomFloats([9, n, 4], 77);
-    const chunks = [timeSlice(x, 0, 3), timeSlice(x, 3, 6), timeSlice(x, 6, 9)];
-    const results: InferResult[] = [];
-    for (const [i, chunk] of chunks.entries()) {
-      results.push(
-        await model.infer({
-          id: `chunk${i}`,
-          inputs: inputs({ x: chunk }),
-          sequence: { id: '42', start: i === 0, end: i === chunks.length - 1 },
+  it(
+    'carries the state across 3 chunks: equal to one run over the whole sequence and to state ' + 'carried by hand',
+    async () => {
+      const model = await loadLstm();
+      const n = 2;
+      const x = randomFloats([9, n, 4], 77);
+      const chunks = [timeSlice(x, 0, 3), timeSlice(x, 3, 6), timeSlice(x, 6, 9)];
+      const results: InferResult[] = [];
+      for (const [i, chunk] of chunks.entries()) {
+        results.push(
+          await model.infer({
+            id: `chunk${i}`,
+            inputs: inputs({ x: chunk }),
+            sequence: { id: '42', start: i === 0, end: i === chunks.length - 1 },
+          }),
+        );
+      }
+      // One run over all 9 steps from zero state.
+      const zero = (): Tensor => createTensor('FP32', [1, n, 8], new Float32Array(n * 8));
+      const whole = await runDirect(bytes, inputs({ x, h: zero(), c: zero() }));
+      const served = concatBatch(results.map((r) => output(r, 'y')));
+      expect(values(served)).toEqual(values(whole.get('y')));
+      expect(values(output(results[2] as InferResult, 'hn'))).toEqual(values(whole.get('hn')));
+      expect(values(output(results[2] as InferResult, 'cn'))).toEqual(values(whole.get('cn')));
+      // Chunk by chunk with hn/cn carried by hand.
+      let h = zero();
+      let c = zero();
+      for (const [i, chunk] of chunks.entries()) {
+        const step = await runDirect(bytes, inputs({ x: chunk, h, c }));
+        expect(values(output(results[i] as InferResult, 'y'))).toEqual(values(step.get('y')));
+        h = step.get('hn') ?? h;
+        c = step.get('cn') ?? c;
+      }
+      // END dropped the state: the id must START again.
+      const after = await rejection(
+        model.infer({
+          id: 'after',
+          inputs: inputs({ x: chunks[0] as Tensor }),
+          sequence: { id: '42', start: false, end: false },
         }),
       );
-    }
-    // One run over all 9 steps from zero state.
-    const zero = (): Tensor => createTensor('FP32', [1, n, 8], new Float32Array(n * 8));
-    const whole = await runDirect(bytes, inputs({ x, h: zero(), c: zero() }));
-    const served = concatBatch(results.map((r) => output(r, 'y')));
-    expect(values(served)).toEqual(values(whole.get('y')));
-    expect(values(output(results[2] as InferResult, 'hn'))).toEqual(values(whole.get('hn')));
-    expect(values(output(results[2] as InferResult, 'cn'))).toEqual(values(whole.get('cn')));
-    // Chunk by chunk with hn/cn carried by hand.
-    let h = zero();
-    let c = zero();
-    for (const [i, chunk] of chunks.entries()) {
-      const step = await runDirect(bytes, inputs({ x: chunk, h, c }));
-      expect(values(output(results[i] as InferResult, 'y'))).toEqual(values(step.get('y')));
-      h = step.get('hn') ?? h;
-      c = step.get('cn') ?? c;
-    }
-    // END dropped the state: the id must START again.
-    const after = await rejection(
-      model.infer({
-        id: 'after',
-        inputs: inputs({ x: chunks[0] as Tensor }),
-        sequence: { id: '42', start: false, end: false },
-      }),
-    );
-    expect(after.code).toBe('INVALID_ARGUMENT');
-    expect(after.message).toMatch(/^inference request for sequence 42 to model "lstm" must specify the START flag/);
-  });
+      expect(after.code).toBe('INVALID_ARGUMENT');
+      expect(after.message).toMatch(/^inference request for sequence 42 to model "lstm" must specify the START flag/);
+    },
+  );
 
   it('keeps sequences apart and runs each strictly in order when sent all at once', async () => {
     const model = await loadLstm();
@@ -136,7 +139,8 @@ describe('sequence batcher', () => {
     );
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(error.message).toBe(
-      'inference request for sequence idle to model "lstm" must specify the START flag on the sequence\'s first request (the server holds no state for it)',
+      'inference request for sequence idle to model "lstm" ' +
+        "must specify the START flag on the sequence's first request (the server holds no state for it)",
     );
   });
 
@@ -146,7 +150,9 @@ describe('sequence batcher', () => {
     const error = await rejection(model.infer({ id: 'r', inputs: inputs({ x }) }));
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(error.message).toBe(
-      'model "lstm" is stateful and the request lacks its state input(s) h, c: send sequence_id with sequence_start on the first request (the server then carries the state), or send the state inputs',
+      'model "lstm" is stateful and the request lacks its state input(s) h, c: ' +
+        'send sequence_id with sequence_start on the first request (the server then carries the state), ' +
+        'or send the state inputs',
     );
     const h = randomFloats([1, 1, 8], 2);
     const c = randomFloats([1, 1, 8], 3);

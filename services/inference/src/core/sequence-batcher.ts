@@ -103,7 +103,8 @@ export function createSequenceBatcher(options: SequenceBatcherOptions): Sequence
   const needsStart = (id: string, why: string): InferError =>
     new InferError(
       'INVALID_ARGUMENT',
-      `inference request for sequence ${id} to model "${model}" must specify the START flag on the sequence's first request (${why})`,
+      `inference request for sequence ${id} to model "${model}" ` +
+        `must specify the START flag on the sequence's first request (${why})`,
     );
 
   async function step(
@@ -151,7 +152,9 @@ export function createSequenceBatcher(options: SequenceBatcherOptions): Sequence
           return Promise.reject(
             new InferError(
               'INVALID_ARGUMENT',
-              `model "${model}" is stateful and the request lacks its state input(s) ${missing.join(', ')}: send sequence_id with sequence_start on the first request (the server then carries the state), or send the state inputs`,
+              `model "${model}" is stateful and the request lacks its state input(s) ${missing.join(', ')}: ` +
+                'send sequence_id with sequence_start on the first request (the server then carries the state), ' +
+                'or send the state inputs',
             ),
           );
         }

@@ -34,7 +34,8 @@ function specOf(meta: Metadata, role: 'input' | 'output', symbols: Map<string, (
   const datatype = DATATYPE_OF_ORT.get(meta.type);
   if (datatype === undefined) {
     throw new SignatureError(
-      `${role} "${meta.name}" has onnxruntime type ${meta.type}, which has no KServe datatype that onnxruntime-node can feed`,
+      `${role} "${meta.name}" has onnxruntime type ${meta.type}, ` +
+        'which has no KServe datatype that onnxruntime-node can feed',
     );
   }
   // ORT reports an undeclared shape as [], the same as a scalar's; a model that declares no shape

@@ -31,7 +31,10 @@ const add = (stat: DurationStat, ns: bigint): void => {
 };
 const copy = (stat: DurationStat): DurationStat => ({ count: stat.count, ns: stat.ns });
 
-/** Triton's failure reason for the core's error codes (its dynamic batcher's: a full queue or an expired timeout is REJECTED). */
+/**
+ * Triton's failure reason for the core's error codes (its dynamic batcher's: a full queue or an
+ * expired timeout is REJECTED).
+ */
 export function failureReasonOf(code: InferErrorCode): FailureReason {
   switch (code) {
     case 'RESOURCE_EXHAUSTED':

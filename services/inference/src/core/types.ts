@@ -199,7 +199,10 @@ export interface LoadedModel {
   readonly config: ServingConfig;
   /** Where its sessions run: the config's execution, or what 'auto' chose at load. */
   readonly execution: 'worker' | 'inline';
-  /** The preferred batch sizes in effect: the config's, or the one measured on live traffic (none before the first measurement). */
+  /**
+   * The preferred batch sizes in effect: the config's, or the one measured on live traffic (none
+   * before the first measurement).
+   */
   readonly preferredBatchSizes: readonly number[];
   readonly state: ModelState;
   infer(request: InferRequest): Promise<InferResult>;
@@ -244,7 +247,10 @@ export interface RepositoryEntry {
 export interface ModelManager {
   /** Opens sessions for a version, runs one warm-up, and keeps it (not yet current). */
   load(tenant: string, name: string, version: string, bytes: ModelBytes, config: ServingConfig): Promise<LoadedModel>;
-  /** Makes a loaded version the current one for (tenant, name); drains and unloads the previous current one unless `keepPrevious`. */
+  /**
+   * Makes a loaded version the current one for (tenant, name); drains and unloads the previous
+   * current one unless `keepPrevious`.
+   */
   activate(tenant: string, name: string, version: string, options?: { keepPrevious?: boolean }): Promise<void>;
   /** Drains and unloads one version, or every version of the model when `version` is undefined. */
   unload(tenant: string, name: string, version?: string): Promise<void>;

@@ -28,7 +28,8 @@ function checkUtf8(model: string, spec: TensorSpec, data: readonly Uint8Array[])
     } catch {
       throw new InferError(
         'INVALID_ARGUMENT',
-        `model "${model}" input "${spec.name}": BYTES element ${index} is not valid UTF-8, which an onnxruntime string tensor needs`,
+        `model "${model}" input "${spec.name}": BYTES element ${index} is not valid UTF-8, ` +
+          'which an onnxruntime string tensor needs',
       );
     }
   }
@@ -48,7 +49,8 @@ function checkTensor(model: string, spec: TensorSpec, tensor: Tensor): void {
   if (!fits) {
     throw new InferError(
       'INVALID_ARGUMENT',
-      `model "${model}" input "${spec.name}": expected shape ${formatSpecShape(spec.shape)} (-1: any size), got ${formatShape(tensor.shape)}`,
+      `model "${model}" input "${spec.name}": ` +
+        `expected shape ${formatSpecShape(spec.shape)} (-1: any size), got ${formatShape(tensor.shape)}`,
     );
   }
 }
@@ -98,7 +100,8 @@ export function validateRequest(
       if (options.optionalInputs?.has(spec.name) === true) continue;
       throw new InferError(
         'INVALID_ARGUMENT',
-        `model "${model}" needs input "${spec.name}" (${spec.datatype} ${formatSpecShape(spec.shape)}), which the request lacks`,
+        `model "${model}" needs input "${spec.name}" (${spec.datatype} ${formatSpecShape(spec.shape)}), ` +
+          'which the request lacks',
       );
     }
     checkTensor(model, spec, tensor);

@@ -117,6 +117,15 @@ export function loadMonitoringConfig(source?: ConfigSource): MonitoringConfig {
   return loadConfig(monitoringConfigSchema, { check: checkMonitoringConfig, ...source });
 }
 
+/**
+ * A whole config from the schema's defaults with `overrides` on top, for a server started
+ * in-process (tests, benchmarks): no flags or environment are read, and a field added to the
+ * schema reaches every such caller with its default.
+ */
+export function monitoringConfig(overrides: Partial<MonitoringConfig> = {}): MonitoringConfig {
+  return { ...loadMonitoringConfig({ argv: [], env: {} }), ...overrides };
+}
+
 /** For main: help on --help, a clear message and exit 2 on bad settings. */
 export function loadMonitoringConfigOrExit(source?: ConfigSource): MonitoringConfig {
   return loadConfigOrExit(monitoringConfigSchema, { program: 'monitoring', check: checkMonitoringConfig, ...source });

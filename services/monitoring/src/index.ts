@@ -11,7 +11,13 @@ export { createAlertEngine } from './core/alerts.js';
 export type { AlertEngine, AlertListener } from './core/alerts.js';
 export { createHealthBoard } from './core/health-board.js';
 export type { HealthBoard, HealthBoardOptions } from './core/health-board.js';
-export { healthTargets, loadMonitoringConfig, loadMonitoringConfigOrExit, monitoringConfigSchema } from './config.js';
+export {
+  healthTargets,
+  loadMonitoringConfig,
+  loadMonitoringConfigOrExit,
+  monitoringConfig,
+  monitoringConfigSchema,
+} from './config.js';
 export type { HealthTarget, MonitoringConfig } from './config.js';
 export { startMonitoringServer } from './server/monitoring-server.js';
 export type { MonitoringServer, MonitoringServerOptions } from './server/monitoring-server.js';

@@ -6,7 +6,7 @@ import { openStore } from '@quanta/store';
 import type { HttpLimits } from '@quanta/service-kit';
 import type { Store } from '@quanta/store';
 import { pino } from 'pino';
-import type { HealthTarget, MonitoringConfig } from '../config.js';
+import { monitoringConfig, type HealthTarget, type MonitoringConfig } from '../config.js';
 import type { MonitoringServer } from '../server/monitoring-server.js';
 import { startMonitoringServer } from '../server/monitoring-server.js';
 
@@ -26,27 +26,13 @@ export interface Harness {
 export const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 
 export function testConfig(overrides: Partial<MonitoringConfig> = {}): MonitoringConfig {
-  return {
-    home: '.quanta',
-    databaseUrl: undefined,
-    host: '127.0.0.1',
+  return monitoringConfig({
     port: 0,
-    tlsCert: undefined,
-    tlsKey: undefined,
-    tlsCa: undefined,
-    tlsRequireClientCert: false,
-    maxReceiveMessageBytes: 4 * 1024 * 1024,
     shutdownGrace: 1000,
-    httpHost: '127.0.0.1',
     httpPort: 0,
-    horizon: 3_600_000,
     cryptoAddr: '127.0.0.1:1',
-    targets: undefined,
-    healthInterval: 5000,
-    healthTimeout: 2000,
-    dashboardPublic: false,
     ...overrides,
-  };
+  });
 }
 
 /**

@@ -81,6 +81,7 @@ async function streamingClient(
     const started = performance.now();
     const call = client.modelStreamInfer(metadata);
     let sent = 0;
+    let scheduled = 0; // sends queued on `chain`, counted when queued
     let answered = 0;
     let block = Buffer.alloc(0);
     let blockFirst = 0;
@@ -112,11 +113,14 @@ async function streamingClient(
         if (reply.errorMessage !== '') reject(new Error(reply.errorMessage));
         answered += 1;
         if (answered === ROWS) call.end();
-        else if (sent < ROWS) chain = chain.then(send).catch(reject);
+        else if (scheduled < ROWS) {
+          scheduled += 1;
+          chain = chain.then(send).catch(reject);
+        }
       });
       call.on('error', reject);
       call.on('end', resolve);
-      for (let i = 0; i < Math.min(window, ROWS); i++) chain = chain.then(send).catch(reject);
+      for (; scheduled < Math.min(window, ROWS); scheduled++) chain = chain.then(send).catch(reject);
     });
     return ROWS / ((performance.now() - started) / 1000);
   } finally {
@@ -174,7 +178,8 @@ async function main(): Promise<void> {
     for (const model of MODELS) {
       const file = join(dir, `${model}.npy`);
       const rowBytes = await writeDataset(file, ROW_SHAPE[model]!);
-      await streamingClient(address, ready.token, model, file, rowBytes, 64).catch(() => 0); // warm-up (batch sizes, JIT)
+      // Warm-up: the JIT, the server's batches.
+      await streamingClient(address, ready.token, model, file, rowBytes, 64).catch(() => 0);
       const streaming = new Map<number, number>();
       for (const window of WINDOWS)
         streaming.set(window, await streamingClient(address, ready.token, model, file, rowBytes, window));
@@ -203,7 +208,8 @@ async function main(): Promise<void> {
       }
     }
     console.log(
-      `\n${ROWS.toLocaleString('en-US')} rows per model, one .npy of rows each; the inference service: max batch 64, 1 ms delay\n`,
+      `\n${ROWS.toLocaleString('en-US')} rows per model, one .npy of rows each; ` +
+        'the inference service: max batch 64, 1 ms delay\n',
     );
     console.log(markdownTable(['model', 'way', 'rows/s', 'vs best streaming', 'p50 / p99 ms', 'CLI peak RSS'], table));
   } finally {

@@ -50,7 +50,8 @@ function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
 
 function csvOf(rows: readonly number[], extra: (i: number) => string[] = () => []): string {
   const header = ['id', ...Array.from({ length: FEATURES }, (_, j) => `f${j}`)];
-  return `${[header.join(','), ...rows.map((i) => [`row-${i}`, ...rowOf(i).map(String), ...extra(i)].join(','))].join('\n')}\n`;
+  const lines = rows.map((i) => [`row-${i}`, ...rowOf(i).map(String), ...extra(i)].join(','));
+  return `${[header.join(','), ...lines].join('\n')}\n`;
 }
 
 /** Output CSV rows: id and values, in file order. */
@@ -112,7 +113,7 @@ afterAll(async () => {
 }, 60_000);
 
 describe('quanta batch', () => {
-  it('CSV in, CSV out, rows stacked 8 to a request: every row as onnxruntime answers it; bad rows in the errors file', async () => {
+  it('CSV in and out, 8 rows a request: each row as onnxruntime answers it; bad rows in the errors file', async () => {
     const ids = Array.from({ length: 203 }, (_, i) => i);
     const text = csvOf(ids)
       .replace(/^row-17,[^,]*,/m, 'row-17,not-a-number,') // a feature that is not a number
@@ -157,7 +158,7 @@ describe('quanta batch', () => {
     expect(errors[1]!.message).toMatch(/has 6 fields, the header 7/);
   }, 120_000);
 
-  it('a folder of .npy files, an .npy of rows, an .npz, JSON Lines and Parquet: each as onnxruntime answers', async () => {
+  it('a folder of .npy files, an .npy of rows, .npz, JSON Lines, Parquet: each as onnxruntime answers', async () => {
     const ids = Array.from({ length: 25 }, (_, i) => i);
     const expected = await mlpReference(ids);
     const tensorOf = (rows: readonly number[]) =>
@@ -268,7 +269,7 @@ describe('quanta batch', () => {
     parquetLines.forEach((l, i) => expectClose(l.outputs[0]!.data, expected[i]!, l.id));
   }, 180_000);
 
-  it('killed with SIGKILL mid-job and resumed: every row once, in order, as onnxruntime answers (plain and AEAD-encrypted)', async () => {
+  it('killed with SIGKILL mid-job, resumed: every row once, in order, right (plain and AEAD-sealed)', async () => {
     const ids = Array.from({ length: 12000 }, (_, i) => i);
     const input = join(dir, 'big.csv');
     await writeFile(input, csvOf(ids));
@@ -375,7 +376,13 @@ describe('quanta batch', () => {
       python,
       [
         '-c',
-        'import sys\nfrom cryptography.fernet import Fernet\nf = Fernet(sys.argv[1].encode())\nfor line in sys.stdin:\n    print(f.decrypt(line.strip().encode()).decode())',
+        [
+          'import sys',
+          'from cryptography.fernet import Fernet',
+          'f = Fernet(sys.argv[1].encode())',
+          'for line in sys.stdin:',
+          '    print(f.decrypt(line.strip().encode()).decode())',
+        ].join('\n'),
         fernetKey,
       ],
       { input: await readFile(out) },

@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { decodeModelInferRequest, encodeModelInferResponse, inference } from '@quanta/contracts';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
-import { startInferenceServer } from '@quanta/inference';
+import { inferenceConfig, startInferenceServer } from '@quanta/inference';
 import { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from '@quanta/service-kit';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
@@ -192,27 +192,21 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
   const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
   const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
   const server = await startInferenceServer(
-    {
+    inferenceConfig({
       home: '.quanta-bench-unused',
-      host: '127.0.0.1',
       port: 0,
-      tlsCert: undefined,
-      tlsKey: undefined,
-      tlsCa: undefined,
-      tlsRequireClientCert: false,
       maxReceiveMessageBytes: 64 << 20,
       shutdownGrace: 1000,
-      httpHost: '127.0.0.1',
       httpPort: 0,
+      metricsPort: undefined,
       maxBodyBytes: 64 << 20,
       cryptoAddr: '127.0.0.1:1',
       registryAddr: '127.0.0.1:1',
       monitoringAddr: undefined,
-      serviceToken: undefined,
       threadsPerInstance: 0,
       execution: deployment.execution,
       watch: false,
-    },
+    }),
     {
       authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
       logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
-import { startInferenceServer, type InferenceConfig, type ServingConfig } from '@quanta/inference';
+import { inferenceConfig, startInferenceServer, type ServingConfig } from '@quanta/inference';
 import { buildCnn, buildLstm, createRng } from '@quanta/onnx';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
@@ -80,27 +80,21 @@ interface InferJson {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'quanta-cli-infer-'));
   const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
-  const config: InferenceConfig = {
+  const config = inferenceConfig({
     home: dir,
-    host: '127.0.0.1',
     port: 0,
-    tlsCert: undefined,
-    tlsKey: undefined,
-    tlsCa: undefined,
-    tlsRequireClientCert: false,
     maxReceiveMessageBytes: 64 << 20,
     shutdownGrace: 1000,
-    httpHost: '127.0.0.1',
     httpPort: 0,
+    metricsPort: undefined,
     maxBodyBytes: 64 << 20,
     cryptoAddr: '127.0.0.1:1',
     registryAddr: '127.0.0.1:1',
     monitoringAddr: undefined,
-    serviceToken: undefined,
     threadsPerInstance: 1,
     execution: 'worker',
     watch: false,
-  };
+  });
   server = await startInferenceServer(config, {
     authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
     logger: pino({ level: 'silent' }),

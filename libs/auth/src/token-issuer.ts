@@ -93,7 +93,8 @@ function checkClaims(claims: TokenClaims, maxTtlSeconds: number): void {
   const unknown = claims.scopes.filter((s) => !isScope(s));
   if (unknown.length > 0) {
     throw invalidArgument(
-      `unknown scope${unknown.length > 1 ? 's' : ''} ${unknown.map((s) => `"${s}"`).join(', ')}; known: ${SCOPES.join(', ')}`,
+      `unknown scope${unknown.length > 1 ? 's' : ''} ${unknown.map((s) => `"${s}"`).join(', ')}; ` +
+        `known: ${SCOPES.join(', ')}`,
     );
   }
   if (!Number.isInteger(claims.ttlSeconds) || claims.ttlSeconds < 1 || claims.ttlSeconds > maxTtlSeconds) {
@@ -179,7 +180,8 @@ export async function createTokenIssuer(options: TokenIssuerOptions): Promise<To
       const key = liveKeys().find((k) => k.record.kid === kid);
       if (kid === undefined || key === undefined) {
         throw invalidArgument(
-          `token is not signed by a key of this issuer (kid "${String(kid)}"): it is not one of ours, or it has expired`,
+          `token is not signed by a key of this issuer (kid "${String(kid)}"): ` +
+            'it is not one of ours, or it has expired',
         );
       }
       let payload: Record<string, unknown>;

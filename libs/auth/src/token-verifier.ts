@@ -13,7 +13,10 @@ export interface TokenVerifierOptions {
   audience?: string;
   /** Milliseconds since the epoch; tests move it. */
   clock?: () => number;
-  /** An unknown `kid` refetches the keys at most this often, so bad tokens cannot flood the issuer. Default 5 s: a token of a newly rotated key waits at most that long. */
+  /**
+   * An unknown `kid` refetches the keys at most this often, so bad tokens cannot flood the issuer.
+   * Default 5 s: a token of a newly rotated key waits at most that long.
+   */
   minRefreshIntervalMs?: number;
   /** How many verified tokens to remember until they expire (0 turns the cache off). Default 10,000. */
   maxCachedTokens?: number;
@@ -47,7 +50,8 @@ export interface TokenVerifier extends Authenticator {
 type VerifyKey = CryptoKey | KeyObject | Uint8Array;
 
 const MISSING_TOKEN =
-  'missing access token: send metadata "authorization: Bearer <token>" (quanta tokens issue, or $QUANTA_HOME/admin.token)';
+  'missing access token: send metadata "authorization: Bearer <token>" ' +
+  '(quanta tokens issue, or $QUANTA_HOME/admin.token)';
 
 function explain(error: unknown): string {
   if (error instanceof errors.JWTExpired) return 'access token has expired';
@@ -183,7 +187,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
             { err: error, version: revocations === undefined ? undefined : String(revocations.version) },
             revocations === undefined
               ? 'cannot fetch the token revocation list: tokens are refused until it is fetched'
-              : 'cannot fetch the token revocation list: keeping the last one (revocations made meanwhile are not seen)',
+              : 'cannot fetch the token revocation list: ' +
+                  'keeping the last one (revocations made meanwhile are not seen)',
           );
         }
         stale = true;

@@ -231,7 +231,8 @@ describe('verified-token cache', () => {
     served = { keys: [] };
     const other = await issuer.issue({ tenant: 'acme', subject: 'eve', scopes: ['infer'], ttlSeconds: 600 });
     // Any refetch (here forced by a token with an unknown kid) replaces the key set.
-    const unknownKid = `${Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: 'gone' })).toString('base64url')}.${other.split('.')[1]}.${other.split('.')[2]}`;
+    const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: 'gone' })).toString('base64url');
+    const unknownKid = `${header}.${other.split('.')[1]}.${other.split('.')[2]}`;
     expect((await rejection(verifier(bearer(unknownKid)))).code).toBe('UNAUTHENTICATED');
     const dropped = await rejection(verifier(bearer(second)));
     expect(dropped.code).toBe('UNAUTHENTICATED');

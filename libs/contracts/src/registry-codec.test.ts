@@ -87,7 +87,7 @@ describe('readUploadChunks', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('reads the file in order, and each chunk encodes as the generated encoder does, in the buffer it was read into', async () => {
+  it('reads the file in order; each chunk encodes as the generated encoder does, in its read buffer', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.uint8Array({ maxLength: 5000 }),

@@ -132,7 +132,7 @@ describe('ingest client', () => {
     expect(sink.received).toEqual(['r1', 'r2', 'r3']);
   });
 
-  it('drops instead of blocking or growing while monitoring is slow, and delivers the buffer once it answers', async () => {
+  it('drops instead of blocking or growing while monitoring is slow; delivers the buffer once it answers', async () => {
     const sink = await startSink();
     cleanup.push(() => sink.service.stop({ graceMs: 100 }));
     const release = sink.hold();

@@ -91,7 +91,9 @@ export function cnnModel(options: CnnOptions = {}): ModelSpec {
     });
   return {
     producerName: 'quanta-onnx',
-    docString: `CIFAR-shaped CNN, channels ${c1}/${c2}, ${classes} classes${options.softmax ? ', softmax' : ''}, seed ${options.seed ?? 1}`,
+    docString:
+      `CIFAR-shaped CNN, channels ${c1}/${c2}, ${classes} classes` +
+      `${options.softmax ? ', softmax' : ''}, seed ${options.seed ?? 1}`,
     graph: {
       name: 'cnn',
       nodes,

@@ -14,6 +14,7 @@ const signature = (vs: readonly OnnxValueInfo[]): string =>
 for (const path of await writeDemoModels(values.out)) {
   const info = await inspectOnnxFile(path);
   console.log(
-    `${path}  ${info.fileSize} bytes, ${info.parameterCount} parameters  ${signature(info.inputs)} -> ${signature(info.outputs)}`,
+    `${path}  ${info.fileSize} bytes, ${info.parameterCount} parameters  ` +
+      `${signature(info.inputs)} -> ${signature(info.outputs)}`,
   );
 }

@@ -54,7 +54,8 @@ it(`inspects a model with a ${BIG_MIB} MiB initializer reading a few MiB, with b
   const rssPeakGrowth = process.resourceUsage().maxRSS * 1024 - rssPeakBefore;
   const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
   console.log(
-    `inspected ${(size / MiB).toFixed(1)} MiB in ${ms.toFixed(1)} ms, read ${(bytesRead / MiB).toFixed(2)} MiB, peak RSS growth ${(rssPeakGrowth / MiB).toFixed(1)} MiB, heap growth ${(heapGrowth / MiB).toFixed(1)} MiB`,
+    `inspected ${(size / MiB).toFixed(1)} MiB in ${ms.toFixed(1)} ms, read ${(bytesRead / MiB).toFixed(2)} MiB, ` +
+      `peak RSS growth ${(rssPeakGrowth / MiB).toFixed(1)} MiB, heap growth ${(heapGrowth / MiB).toFixed(1)} MiB`,
   );
 
   expect(info.inputs.map((v) => v.name)).toEqual(['x']);
@@ -90,7 +91,8 @@ it('inspects a 5 GiB model (a sparse file: offsets and lengths past 2^32)', asyn
   const graphHead = new ProtoWriter().message(1, node).string(2, 'huge').finish();
   const graphTail = new ProtoWriter().message(11, valueInfo('x')).message(12, valueInfo('y')).finish();
   const graphLen = graphHead.length + 1 + varint(tensorLen).length + tensorLen + graphTail.length;
-  // ModelProto: ir_version (1) = 8, graph (7) { ..., initializer (5) { ..., raw_data (9) <hole> } ... }, opset_import (8).
+  // ModelProto: ir_version (1) = 8, graph (7) { ..., initializer (5) { ..., raw_data (9) <hole> } ... },
+  // opset_import (8).
   const head = Uint8Array.from([
     0x08,
     8,

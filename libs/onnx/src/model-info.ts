@@ -10,7 +10,10 @@ export interface OnnxTypeInfo {
   readonly elemType: number;
   /** The ONNX name of elemType (`FLOAT`, `INT64`, ...), null when there is none. */
   readonly onnxType: OnnxDataTypeName | null;
-  /** The KServe v2 datatype (`FP32`, `INT64`, `BYTES` for strings, ...); null for non-tensors and types KServe lacks. */
+  /**
+   * The KServe v2 datatype (`FP32`, `INT64`, `BYTES` for strings, ...); null for non-tensors and
+   * types KServe lacks.
+   */
   readonly datatype: Datatype | null;
   /** Dims, -1 for a symbolic or unknown dim; null when the model declares no shape (any rank). */
   readonly shape: readonly number[] | null;

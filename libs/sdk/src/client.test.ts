@@ -120,7 +120,7 @@ async function rejection(promise: Promise<unknown>): Promise<QuantaClientError> 
 }
 
 describe('createQuantaClient against a real grpc-js server', () => {
-  it('retries an idempotent read through 3 UNAVAILABLE answers, sending the token and a deadline every time', async () => {
+  it('retries an idempotent read through 3 UNAVAILABLE answers, with the token and a deadline each time', async () => {
     const { server, address } = await start({ getModel: flaky(3, grpc.status.UNAVAILABLE, { model }) });
     const retries: RetryEvent[] = [];
     const client = connect({ address, token: 'tok-1', deadlineMs: 5000, retry: fast, onRetry: (e) => retries.push(e) });

@@ -33,12 +33,18 @@ export interface RetryEvent {
 export interface QuantaClientOptions {
   /** `host:port` of Quanta (a gateway, or a service); `health` calls go here. */
   readonly address: string;
-  /** Per-service addresses where the services listen apart (npm start: registry 9001, crypto 9002, monitoring 9003, inference 8001). */
+  /**
+   * Per-service addresses where the services listen apart (npm start: registry 9001, crypto 9002,
+   * monitoring 9003, inference 8001).
+   */
   readonly addresses?: Partial<Record<ServiceName, string>>;
   readonly token?: TokenSource;
   /** `true`: TLS with the system roots; an object: TLS with these PEMs; omitted or false: plaintext. */
   readonly tls?: TlsConfig | boolean;
-  /** Deadline of unary and client-streaming calls, covering every retry; default 30 s. Server streams get none unless asked. */
+  /**
+   * Deadline of unary and client-streaming calls, covering every retry; default 30 s. Server streams
+   * get none unless asked.
+   */
   readonly deadlineMs?: number;
   /** Backoff settings, or `false` to never retry. What is retried is RETRY_POLICY's choice, not the caller's. */
   readonly retry?: RetryOptions | false;
@@ -116,7 +122,10 @@ function credentialsOf(tls: TlsConfig | boolean | undefined): grpc.ChannelCreden
   return grpc.credentials.createSsl(bytes(tls.ca), bytes(tls.key), bytes(tls.cert));
 }
 
-/** A function, not an inline check: the signal can fire between two checks in one function, which TypeScript's narrowing does not know. */
+/**
+ * A function, not an inline check: the signal can fire between two checks in one function, which
+ * TypeScript's narrowing does not know.
+ */
 const aborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;
 
 const cancelled = (method: string, attempts: number): QuantaClientError =>

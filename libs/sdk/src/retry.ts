@@ -47,7 +47,8 @@ export const RETRY_POLICY: Readonly<Record<status, { readonly rule: RetryRule; r
   [status.UNAVAILABLE]: {
     rule: 'idempotent-or-unsent',
     reason:
-      'transient (a restart, a dropped connection): a read is safe to repeat; a write (ModelInfer advances sequence state and is counted) only when it was never sent',
+      'transient (a restart, a dropped connection): a read is safe to repeat; ' +
+      'a write (ModelInfer advances sequence state and is counted) only when it was never sent',
   },
   [status.DATA_LOSS]: { rule: 'never', reason: 'unrecoverable data loss or corruption' },
   [status.UNAUTHENTICATED]: {

@@ -71,7 +71,10 @@ const asNumber = (v: unknown): number =>
   typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : (v as number);
 const asBigint = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(asNumber(v)));
 
-/** The typed array `datatype` keeps its elements in, converting plain values (typed arrays of the right type are kept, not copied). */
+/**
+ * The typed array `datatype` keeps its elements in, converting plain values (typed arrays of the
+ * right type are kept, not copied).
+ */
 function dataFor(datatype: Datatype, data: TensorData): TensorDataMap[Datatype] {
   if (datatype === 'BYTES') return plain(data).map((v) => (v instanceof Uint8Array ? v : Buffer.from(String(v))));
   const same = TYPED_DATATYPE.find(([, d]) => d === datatype)?.[0];

@@ -69,7 +69,8 @@ describe('access tables', () => {
     const service = createService({ name: 'echo', port: 0, authenticator: testAuthenticator });
     const { [`${S}/Collect`]: _dropped, ...partial } = TABLE;
     expect(() => service.addService(echoService, handlers, partial)).toThrow(
-      `addService quanta.kittest.v1.EchoService: ${S}/Collect has no access rule: declare { scope, tenant } for it in the service's access table`,
+      `addService quanta.kittest.v1.EchoService: ${S}/Collect has no access rule: ` +
+        "declare { scope, tenant } for it in the service's access table",
     );
     expect(() =>
       service.addService(
@@ -78,7 +79,8 @@ describe('access tables', () => {
         TABLE,
       ),
     ).toThrow(
-      'quanta.kittest.v1.EchoService/Echo: its handler declares scope "admin" but the access table says "models:read"; keep the scope in the table only',
+      'quanta.kittest.v1.EchoService/Echo: its handler declares scope "admin" ' +
+        'but the access table says "models:read"; keep the scope in the table only',
     );
     expect(() => service.addService(echoService, handlers)).toThrow(
       "quanta.kittest.v1.EchoService/Echo: no scope declared; pass the service's access table to addService",

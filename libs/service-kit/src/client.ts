@@ -27,7 +27,8 @@ export function serviceTokenSource(options: {
       return (await readFile(path, 'utf8')).trim();
     } catch {
       throw new Error(
-        `no service token: set ${options.variable}, or start the crypto service with the same QUANTA_HOME so it writes ${path}`,
+        `no service token: set ${options.variable}, ` +
+          `or start the crypto service with the same QUANTA_HOME so it writes ${path}`,
       );
     }
   };

@@ -31,7 +31,10 @@ interface HandlerBinding {
 
 type Bindable = { [bindKey]?: HandlerBinding };
 
-/** The runtime of a handler used outside `createService`: no authenticator, so only `public` calls pass (an undeclared scope is `admin`: closed). */
+/**
+ * The runtime of a handler used outside `createService`: no authenticator, so only `public` calls
+ * pass (an undeclared scope is `admin`: closed).
+ */
 const bareRuntime: HandlerRuntime = {
   authenticator: undefined,
   logger: defaultLogger,
@@ -49,7 +52,10 @@ function defineHandler<H extends grpc.UntypedHandleCall>(
   return handler;
 }
 
-/** The scope a handler made by these adapters declares itself; undefined when it leaves it to an access table, or is not ours. */
+/**
+ * The scope a handler made by these adapters declares itself; undefined when it leaves it to an
+ * access table, or is not ours.
+ */
 export function handlerScope(handler: unknown): HandlerScope | undefined {
   return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.scope : undefined;
 }
@@ -59,7 +65,10 @@ export function handlerKind(handler: unknown): HandlerKind | undefined {
   return typeof handler === 'function' ? (handler as Bindable)[bindKey]?.kind : undefined;
 }
 
-/** The handler bound to a service's runtime (authenticator, logger, in-flight calls) with the scope it enforces; undefined if not ours. */
+/**
+ * The handler bound to a service's runtime (authenticator, logger, in-flight calls) with the scope
+ * it enforces; undefined if not ours.
+ */
 export function bindHandler(
   handler: unknown,
   runtime: HandlerRuntime,

@@ -97,7 +97,9 @@ export function serviceConfigFields(options: { envPrefix: string; port: number; 
         default: DEFAULT_FLOW_CONTROL_WINDOW,
         min: 0,
         max: HTTP2_MAX_WINDOW,
-        doc: "HTTP/2 receive window of each stream, in bytes (the connection's is 4x); 65535 or less keeps HTTP/2's 64 KiB",
+        doc:
+          "HTTP/2 receive window of each stream, in bytes (the connection's is 4x); " +
+          "65535 or less keeps HTTP/2's 64 KiB",
       }),
       ...optionalKey,
     },
@@ -118,7 +120,8 @@ export function checkServiceConfig(config: Record<string, unknown>): string[] {
     problems.push('--tls-ca needs --tls-cert and --tls-key (it only applies to a TLS server)');
   if (has('clientTlsCert') !== has('clientTlsKey')) {
     problems.push(
-      '--client-tls-cert and --client-tls-key (QUANTA_CLIENT_TLS_CERT, QUANTA_CLIENT_TLS_KEY) go together: give both or neither',
+      '--client-tls-cert and --client-tls-key (QUANTA_CLIENT_TLS_CERT, QUANTA_CLIENT_TLS_KEY) ' +
+        'go together: give both or neither',
     );
   }
   return problems;

@@ -83,7 +83,10 @@ export interface QuantaService {
   readonly health: { set(service: string, status: HealthStatus): void; get(service: string): HealthStatus | undefined };
   /** Runs on stop after the server has closed (close stores, pools), in registration order. */
   onStop(hook: () => Promise<void> | void): void;
-  /** Binds; registers health and reflection; marks every service and "" SERVING. Calling it again returns the same promise. */
+  /**
+   * Binds; registers health and reflection; marks every service and "" SERVING. Calling it again
+   * returns the same promise.
+   */
   start(): Promise<{ port: number; address: string }>;
   /**
    * NOT_SERVING in health, stop accepting calls, let in-flight calls finish within `graceMs`, then
@@ -179,7 +182,8 @@ export function createService(options: ServiceOptions): QuantaService {
       const rule = access?.[method.path];
       if (rule !== undefined && declared !== undefined && declared !== rule.scope) {
         throw new Error(
-          `${where}: its handler declares scope "${declared}" but the access table says "${rule.scope}"; keep the scope in the table only`,
+          `${where}: its handler declares scope "${declared}" ` +
+            `but the access table says "${rule.scope}"; keep the scope in the table only`,
         );
       }
       const scope = rule?.scope ?? declared;

@@ -127,7 +127,7 @@ describe('graceful shutdown', () => {
     expect(child.logged()).toEqual(expect.arrayContaining(['signal received', 'shutting down', 'stopped']));
   }, 90_000); // a child process with tsx starts slowly on a busy machine
 
-  it('takes a signal within the window of the first as the same request (Ctrl-C from the terminal, again from npm)', async () => {
+  it('takes a signal within the window of the first as the same request (Ctrl-C in a terminal, then npm)', async () => {
     const child = await startSigtermChild();
     const client = new EchoClient(`127.0.0.1:${child.port}`, grpc.credentials.createInsecure());
     try {

@@ -104,7 +104,7 @@ describe('TLS', () => {
     }
   });
 
-  it('QUANTA_CLIENT_TLS_CA/CERT/KEY give a service the client side of mTLS; without them it stays plaintext', async () => {
+  it('QUANTA_CLIENT_TLS_CA/CERT/KEY give a service the client side of mTLS; without them it is plaintext', async () => {
     const schema = serviceConfigFields({ envPrefix: 'QUANTA_ECHO', port: 0 });
     const env = {
       QUANTA_CLIENT_TLS_CA: file('ca.pem'),

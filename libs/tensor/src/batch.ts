@@ -25,7 +25,8 @@ export function concatBatch(tensors: readonly Tensor[], context: TensorContext =
       throw tensorError(
         ctx,
         'shape',
-        `batch part ${index} has shape ${formatShape(tensor.shape)}, which does not stack with part 0's ${formatShape(first.shape)} along axis 0`,
+        `batch part ${index} has shape ${formatShape(tensor.shape)}, ` +
+          `which does not stack with part 0's ${formatShape(first.shape)} along axis 0`,
       );
     }
     batch += tensor.shape[0] ?? 0;

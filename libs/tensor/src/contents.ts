@@ -99,7 +99,8 @@ export function tensorFromContents(
       throw tensorError(
         context,
         'unsupported',
-        `${datatype} has no typed contents field in KServe, but ${protoName(other)} holds ${length} values; send ${datatype} in ${rawFieldName(context)}`,
+        `${datatype} has no typed contents field in KServe, but ${protoName(other)} holds ${length} values; ` +
+          `send ${datatype} in ${rawFieldName(context)}`,
       );
     }
     throw tensorError(

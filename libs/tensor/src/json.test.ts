@@ -57,7 +57,8 @@ describe('KServe REST JSON', () => {
     [{ name: 'x', datatype: 7, shape: [1], data: [1] }, 'input "x": datatype must be a string', 'datatype'],
     [
       { name: 'x', datatype: 'FLOAT', shape: [1], data: [1] },
-      'input "x": unknown datatype "FLOAT"; expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES',
+      'input "x": unknown datatype "FLOAT"; expected one of ' +
+        'BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES',
       'datatype',
     ],
     [{ name: 'x', datatype: 'FP32', shape: '2', data: [1] }, 'input "x": shape must be an array of numbers', 'shape'],

@@ -120,7 +120,8 @@ function datatypeOfDescr(descr: PyValue | undefined, what: string): FixedDatatyp
   const datatype = DATATYPE_OF.get(code);
   if (datatype === undefined) {
     throw new NpyError(
-      `${what}: dtype '${descr}' is not supported; use one of bool, int8..int64, uint8..uint64, float16, float32, float64`,
+      `${what}: dtype '${descr}' is not supported; ` +
+        'use one of bool, int8..int64, uint8..uint64, float16, float32, float64',
     );
   }
   // One-byte types have no byte order; '=' is the host's order and this host is little-endian.
@@ -177,7 +178,8 @@ export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
   const needed = count * ELEMENT_SIZE[datatype];
   if (data.length !== needed) {
     throw new NpyError(
-      `${what}: shape (${shapeValue.join(', ')}) of ${datatype} needs ${needed} data bytes, the file has ${data.length}`,
+      `${what}: shape (${shapeValue.join(', ')}) of ${datatype} needs ${needed} data bytes, ` +
+        `the file has ${data.length}`,
     );
   }
   try {

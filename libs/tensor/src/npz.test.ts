@@ -17,7 +17,8 @@ describe.skipIf(!hasNumpy)('readNpz', () => {
       'python3',
       [
         '-c',
-        `import numpy as np; np.${writer}('a.npz', x=np.arange(6, dtype=np.float32).reshape(2, 3), ids=np.array([[1], [2]], dtype=np.int64))`,
+        `import numpy as np; np.${writer}('a.npz', x=np.arange(6, dtype=np.float32).reshape(2, 3), ` +
+          'ids=np.array([[1], [2]], dtype=np.int64))',
       ],
       {
         cwd: dir,

@@ -136,7 +136,8 @@ export function decodeBytesFraming(
       throw tensorError(
         context,
         'size',
-        `shape ${formatShape(shape)} needs ${count} BYTES elements, but ${raw.byteLength - offset} more bytes follow them (from byte ${offset})`,
+        `shape ${formatShape(shape)} needs ${count} BYTES elements, ` +
+          `but ${raw.byteLength - offset} more bytes follow them (from byte ${offset})`,
       );
     }
     const left = raw.byteLength - offset;

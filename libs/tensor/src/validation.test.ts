@@ -35,7 +35,8 @@ describe('naming the tensor', () => {
   it('says input, output or tensor, with the name quoted', () => {
     expectError(
       () => parseDatatype('F32', x),
-      'input "x": unknown datatype "F32"; expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES',
+      'input "x": unknown datatype "F32"; expected one of ' +
+        'BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES',
       'datatype',
       'x',
     );
@@ -210,7 +211,8 @@ describe('typed contents', () => {
   it('says FP16 and BF16 travel raw only', () => {
     expectError(
       () => tensorFromContents('FP16', [2], contents({ fp32Contents: [1, 2] }), x),
-      'input "x": FP16 has no typed contents field in KServe, but fp32_contents holds 2 values; send FP16 in raw_input_contents',
+      'input "x": FP16 has no typed contents field in KServe, but fp32_contents holds 2 values; ' +
+        'send FP16 in raw_input_contents',
       'unsupported',
       'x',
     );
@@ -272,7 +274,8 @@ describe('typed contents', () => {
     );
     expectError(
       () => tensorFromContents('INT64', [1], contents({ int64Contents: [2n ** 63n] }), x),
-      'input "x": int64_contents[0] is 9223372036854775808; INT64 needs an integer in [-9223372036854775808, 9223372036854775807]',
+      'input "x": int64_contents[0] is 9223372036854775808; ' +
+        'INT64 needs an integer in [-9223372036854775808, 9223372036854775807]',
       'contents',
       'x',
     );

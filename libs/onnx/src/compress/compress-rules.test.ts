@@ -145,7 +145,7 @@ describe('shared and overridable weights', () => {
     { method: 'fp16' },
     { method: 'prune', sparsity: 0.25 },
   ])(
-    '$method: a weight read by two MatMuls is rewritten once; one also read by Add stays float32 under int8 and pruning',
+    '$method: a weight read by two MatMuls is rewritten once; one also read by Add stays float32 (int8, prune)',
     async (options) => {
       const r = compressModel(model, options);
       expect(checkModels([r.model])).toEqual(['ok']);
@@ -212,7 +212,7 @@ describe('rewriting', () => {
     expect(r.parameters).toMatchObject({ sparsity: '0.3' });
   });
 
-  it('below opset 13 int8 weights are restored per channel with Cast and Mul, and int8-dynamic needs opset 11', async () => {
+  it('below opset 13 int8 weights are restored per channel by Cast and Mul; int8-dynamic needs opset 11', async () => {
     const spec = mlpModel({ inputSize: 64, hiddenSizes: [64], outputSize: 8 });
     const old = encodeModel({ ...spec, irVersion: 6, opsetImports: [{ domain: '', version: 10 }] });
     const int8 = compressModel(old, { method: 'int8-weights' });

@@ -6,7 +6,10 @@ export const COMPRESS_METHODS: readonly CompressMethod[] = ['int8-weights', 'int
 
 export interface CompressOptions {
   readonly method: CompressMethod;
-  /** Fraction of weights set to zero by magnitude, 0 < s < 1: required for 'prune', optional for 'int8-weights' (prune, then quantize). */
+  /**
+   * Fraction of weights set to zero by magnitude, 0 < s < 1: required for 'prune', optional for
+   * 'int8-weights' (prune, then quantize).
+   */
   readonly sparsity?: number;
 }
 

@@ -26,7 +26,9 @@ export function fp16(r: Rewriter): void {
     const w =
       reason === undefined && source.tensor.elementCount >= MIN_FP16_ELEMENTS ? r.data(name, source) : undefined;
     if (reason === undefined && w === undefined) {
-      reason = `constant "${name}" has ${source.tensor.elementCount} elements, under ${MIN_FP16_ELEMENTS}: kept in float32`;
+      reason =
+        `constant "${name}" has ${source.tensor.elementCount} elements, ` +
+        `under ${MIN_FP16_ELEMENTS}: kept in float32`;
     }
     if (reason === undefined && w !== undefined) {
       const big = w.find((x) => Math.abs(x) > FLOAT16_MAX);

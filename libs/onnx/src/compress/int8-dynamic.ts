@@ -45,7 +45,8 @@ export function int8Dynamic(r: Rewriter): void {
   });
   if (opset < 11) {
     r.leaveAll(
-      `opset ${opset}: DynamicQuantizeLinear needs opset 11 or later, and raising the opset could change other operators`,
+      `opset ${opset}: DynamicQuantizeLinear needs opset 11 or later, ` +
+        'and raising the opset could change other operators',
     );
     return;
   }
@@ -75,7 +76,8 @@ export function int8Dynamic(r: Rewriter): void {
     else if (gemm && c !== undefined && c !== '' && (node.attributes.get('beta')?.f ?? 1) !== 1)
       reason = 'Gemm with beta != 1 stays float32';
     else if (source.tensor.elementCount < MIN_WEIGHT_ELEMENTS)
-      reason = `weight "${b}" has ${source.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
+      reason =
+        `weight "${b}" has ${source.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: ` + 'kept in float32';
     else reason = r.blocked(b);
     if (reason !== undefined) {
       r.nodeReasons.set(node.index, reason);
@@ -146,7 +148,9 @@ function dynamicLstm(r: Rewriter, node: NodeView, rewrittenUses: Map<string, num
     reason = 'its W or R is not a float32 constant';
   else if (w.tensor.dims.length !== 3 || recurrent.tensor.dims.length !== 3) reason = 'W and R must be 3-D';
   else if (w.tensor.elementCount + recurrent.tensor.elementCount < MIN_WEIGHT_ELEMENTS) {
-    reason = `W and R have ${w.tensor.elementCount + recurrent.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
+    reason =
+      `W and R have ${w.tensor.elementCount + recurrent.tensor.elementCount} elements, ` +
+      `under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
   } else reason = r.blocked(wName) ?? r.blocked(rName);
   if (reason !== undefined) {
     r.nodeReasons.set(node.index, reason);

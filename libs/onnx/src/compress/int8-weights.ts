@@ -32,7 +32,8 @@ export function int8Weights(r: Rewriter, sparsity: number | undefined): void {
     if (source.node !== undefined && r.model.irVersion < 4 && opset < 9) {
       r.leaveNodes(
         r.uses.get(name) ?? [],
-        `opset ${opset}, IR ${r.model.irVersion}: an int8 "${name}" needs a Constant of int8 (opset 9) or an initializer (IR 4)`,
+        `opset ${opset}, IR ${r.model.irVersion}: an int8 "${name}" ` +
+          'needs a Constant of int8 (opset 9) or an initializer (IR 4)',
       );
       continue;
     }

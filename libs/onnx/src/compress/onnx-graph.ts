@@ -91,7 +91,8 @@ export function floatData(t: TensorView): Float32Array {
     if (bytes.length !== t.elementCount * 4) {
       throw new CompressError(
         'bad-model',
-        `tensor "${t.name}" has ${bytes.length} bytes of raw_data, but dims [${t.dims.join(',')}] need ${t.elementCount * 4}`,
+        `tensor "${t.name}" has ${bytes.length} bytes of raw_data, ` +
+          `but dims [${t.dims.join(',')}] need ${t.elementCount * 4}`,
       );
     }
     new Uint8Array(out.buffer).set(bytes);

@@ -85,7 +85,9 @@ export class Rewriter {
       if (s.tensor.external) {
         throw new CompressError(
           'external-data',
-          `${s.node === undefined ? 'initializer' : 'constant'} "${name}" keeps its data in an external file: compress takes self-contained models (save it with onnx.save_model(..., save_as_external_data=False))`,
+          `${s.node === undefined ? 'initializer' : 'constant'} "${name}" keeps its data in an external file: ` +
+            'compress takes self-contained models ' +
+            '(save it with onnx.save_model(..., save_as_external_data=False))',
         );
       }
     }
@@ -162,7 +164,8 @@ export class Rewriter {
         return 'its float32 constants are kept';
       case 'int8-dynamic':
         return node.opType === 'Conv' || node.opType === 'GRU' || node.opType === 'RNN'
-          ? `int8-dynamic rewrites MatMul, Gemm and LSTM only; ${node.opType} stays float32 (int8-weights stores its weights in int8)`
+          ? `int8-dynamic rewrites MatMul, Gemm and LSTM only; ${node.opType} stays float32 ` +
+              '(int8-weights stores its weights in int8)'
           : 'int8-dynamic rewrites MatMul, Gemm and LSTM only';
       default:
         return `not a weight of ${WEIGHT_OPS}: its constants stay float32`;

@@ -53,7 +53,9 @@ export function weights(r: Rewriter): Map<string, { source: Source; axis: number
     else if (new Set(axes).size > 1) reason = `weight "${name}" is read with different layouts, so it stays float32`;
     else reason = r.blocked(name);
     if (reason === undefined && source.tensor.elementCount < MIN_WEIGHT_ELEMENTS) {
-      reason = `weight "${name}" has ${source.tensor.elementCount} elements, under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
+      reason =
+        `weight "${name}" has ${source.tensor.elementCount} elements, ` +
+        `under ${MIN_WEIGHT_ELEMENTS}: kept in float32`;
     }
     if (reason !== undefined) r.leaveNodes(weightUses, reason);
     else out.set(name, { source, axis: axes[0]! });

@@ -73,7 +73,8 @@ CREATE INDEX ${t}_by_tenant ON ${t} (tenant, id);
 /** Appends one event. */
 export async function recordAuditEvent(db: Queryable, table: string, event: AuditRecord): Promise<void> {
   await db.query(
-    `INSERT INTO ${checkTable(table)} (tenant, subject, action, resource, outcome, error_code, trace_id, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    `INSERT INTO ${checkTable(table)} (tenant, subject, action, resource, outcome, error_code, trace_id, time)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
     [
       event.tenant,
       event.subject,
@@ -121,7 +122,8 @@ export async function listAuditEvents(
   const before = decodeCursor(filter.pageToken);
   const rows = await db.query<AuditRow>(
     `SELECT * FROM ${checkTable(table)}
-     WHERE ($1::text IS NULL OR tenant = $1) AND ($2::timestamptz IS NULL OR time >= $2) AND ($3::text IS NULL OR subject = $3)
+     WHERE ($1::text IS NULL OR tenant = $1) AND ($2::timestamptz IS NULL OR time >= $2)
+       AND ($3::text IS NULL OR subject = $3)
        AND ($4::text IS NULL OR action = $4) AND ($5::bigint IS NULL OR id < $5)
      ORDER BY id DESC LIMIT $6`,
     [filter.tenant ?? null, filter.since ?? null, filter.subject || null, filter.action || null, before, size + 1],

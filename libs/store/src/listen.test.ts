@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { notify, openStore } from './index.js';
 import type { ChannelListener, Store } from './index.js';
-import { TEST_DATABASE_URL, testBackends } from './testing.js';
+import { TEST_DATABASE_URL, testBackends } from './testing/index.js';
 
 /** A listener whose notifications (and reconnections) can be awaited in order. */
 function recorder(): ChannelListener & {
@@ -115,7 +115,8 @@ describe('listen on postgres, across connections', () => {
     await store.listen('changes', heard);
     await heard.nextConnect();
     const killed = await store.query<{ ok: boolean }>(
-      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'quanta-listen' AND query = $1",
+      `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+       WHERE application_name = 'quanta-listen' AND query = $1`,
       [`LISTEN "${schema}.changes"`],
     );
     expect(killed).toEqual([{ ok: true }]);

@@ -96,8 +96,8 @@ export async function openPostgresStore(url: string, schema: string): Promise<St
     async migrate(component: string, migrations: readonly Migration[]): Promise<void> {
       const sorted = validateMigrations(component, migrations);
       await withClient(async (client) => {
-        // A session-level advisory lock per schema (schema_migrations is shared by components): processes starting together apply
-        // each migration once; the others wait, then find it recorded.
+        // A session-level advisory lock per schema (schema_migrations is shared by components):
+        // processes starting together apply each migration once; the others wait, then find it recorded.
         await client.query('SELECT pg_advisory_lock(hashtext($1))', [`quanta-migrate:${schema}`]);
         try {
           await client.query(MIGRATIONS_TABLE_SQL);

@@ -45,7 +45,8 @@ describe.each(backends)('store on $name', (backend) => {
       {
         version: 1,
         name: 'widgets',
-        sql: "CREATE TABLE widgets (id integer PRIMARY KEY, name text NOT NULL); INSERT INTO widgets VALUES (1, 'first')",
+        sql: `CREATE TABLE widgets (id integer PRIMARY KEY, name text NOT NULL);
+              INSERT INTO widgets VALUES (1, 'first')`,
       },
     ];
     await store.migrate('widgets', migrations);
@@ -173,7 +174,8 @@ describe.each(backends)('store on $name', (backend) => {
     const [agg] = await store.query('SELECT count(*) AS c, octet_length($1::bytea) AS len FROM typed', [bytes]);
     expect(agg).toEqual({ c: 1n, len: 7 });
     const [more] = await store.query(
-      "SELECT ARRAY[1, 9007199254740993]::bigint[] AS bigs, ARRAY['a', 'b'] AS texts, 1.50::numeric AS num, '1 day 02:00:00'::interval AS iv",
+      `SELECT ARRAY[1, 9007199254740993]::bigint[] AS bigs, ARRAY['a', 'b'] AS texts,
+              1.50::numeric AS num, '1 day 02:00:00'::interval AS iv`,
     );
     expect(more).toEqual({ bigs: [1n, big], texts: ['a', 'b'], num: '1.50', iv: '1 day 02:00:00' });
     const [nul] = await store.query('SELECT NULL::bytea AS b, NULL::bigint AS big');

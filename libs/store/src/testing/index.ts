@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { openStore } from './open-store.js';
-import type { Store } from './types.js';
+import { openStore } from '../open-store.js';
+import type { Store } from '../types.js';
 
 /** The PostgreSQL that store tests use: QUANTA_TEST_DATABASE_URL, else the local `test` database. */
 export const TEST_DATABASE_URL = process.env['QUANTA_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';

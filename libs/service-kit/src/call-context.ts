@@ -22,7 +22,10 @@ export interface ServerCall {
  */
 export interface Cancellation {
   readonly aborted: boolean;
-  /** Why: a ServiceError (CANCELLED, DEADLINE_EXCEEDED, or the forced shutdown's UNAVAILABLE); undefined until aborted. */
+  /**
+   * Why: a ServiceError (CANCELLED, DEADLINE_EXCEEDED, or the forced shutdown's UNAVAILABLE);
+   * undefined until aborted.
+   */
   readonly reason: unknown;
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
   removeEventListener(type: 'abort', listener: () => void): void;
@@ -81,9 +84,9 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /**
    * The same events as `signal`, without an AbortController, for code on every request's path that
-   * only checks `aborted` and listens for 'abort'. Node 20 makes an AbortController per call costly:
-   * ≈ 7 µs to make and ≈ 20 µs more to add and remove a listener, and the server's mark-compacts rose
-   * from 1 to 13 in 4 s of PP-OCR requests (tools/bench, profile-infer-path.ts --node-flags=--trace-gc).
+   * only checks `aborted` and listens for 'abort'. An AbortController per call costs CPU to make and
+   * to listen on, and makes V8 run many more full mark-compacts under load
+   * (figures: docs/decisions/inference-front-cancellation.md).
    */
   readonly cancellation: Cancellation;
   /**
@@ -136,7 +139,10 @@ export function createCallRegistry(): CallRegistry {
 
 export interface OpenCall {
   readonly ctx: CallContext & { principal: Principal | undefined };
-  /** Whether the call has ended under the handler (cancelled, past its deadline, forced down), without making its signal. */
+  /**
+   * Whether the call has ended under the handler (cancelled, past its deadline, forced down),
+   * without making its signal.
+   */
   isAborted(): boolean;
   close(): void;
 }
@@ -318,7 +324,10 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
   }
 }
 
-/** Sets up the context of one call, registered as in flight; its signal aborts on cancel, deadline and forced shutdown. */
+/**
+ * Sets up the context of one call, registered as in flight; its signal aborts on cancel, deadline
+ * and forced shutdown.
+ */
 export function openCall(call: ServerCall, runtime: HandlerRuntime): OpenCall {
   return new ServerCallContext(call, runtime);
 }

@@ -16,13 +16,11 @@ export const HTTP2_MAX_WINDOW = 2 ** 31 - 1;
  * announces `streamWindow` as its streams' initial window (SETTINGS_INITIAL_WINDOW_SIZE) and opens its
  * connection window to 4× that.
  *
- * Why: grpc-js (1.14) leaves both at HTTP/2's 64 KiB and, unlike gRPC's C core (which grows them by
- * BDP probing, as Triton's server gets), never widens them. A request larger than 64 KiB then stops
- * half-way on every call until the server's WINDOW_UPDATE comes back: a PP-OCR ModelInfer (108 KiB)
- * from a bare grpc-js server took a p50 of 2.08–2.42 ms at concurrency 1 with the default window and
- * 1.69–1.85 ms with a 4 MiB one, and half the server's system CPU (tools/bench, profile-infer-path.ts
- * --server bare). The window only lets a client send ahead: grpc-js reads every message anyway, and
- * `maxReceiveMessageLength` still bounds each one.
+ * Why: grpc-js leaves both at HTTP/2's 64 KiB and, unlike gRPC's C core (which grows them by BDP
+ * probing), never widens them. A request larger than 64 KiB then stops half-way on every call until
+ * the server's WINDOW_UPDATE comes back, which costs latency and server CPU on every large request
+ * (figures: docs/decisions/service-kit-flow-control-windows.md). The window only lets a client send
+ * ahead: grpc-js reads every message anyway, and `maxReceiveMessageLength` still bounds each one.
  *
  * grpc-js has no option for this, so its http2 servers are reached through its private
  * `http2Servers` map; with a grpc-js without it, nothing changes and a warning says so.

@@ -3,13 +3,22 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32, deflateRawSync } from 'node:zlib';
 import { createTensor, readNpy, readNpz, writeNpy, type Tensor } from '@quanta/tensor/core';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fingerprintDifference, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { PlainFile } from './outputs.js';
 import { csvSink, npyFileSink, npzSink } from './sinks.js';
-import { csvSource, jsonlSource, npyFolderSource, npyRowsSource, parquetSource, splitCsvLine } from './sources.js';
+import {
+  csvSource,
+  jsonlSource,
+  npyFolderSource,
+  npyRowsSource,
+  npzSource,
+  parquetSource,
+  splitCsvLine,
+} from './sources.js';
 import type { BatchRecord, BatchSource, ModelSignature } from './types.js';
 
 const TABLE: ModelSignature = {
@@ -124,6 +133,28 @@ describe('sources', () => {
     ]);
   });
 
+  it('.npz: stored (np.savez) read from disk by rows, deflated (np.savez_compressed) read whole', async () => {
+    const features = createTensor(
+      'FP32',
+      [600, 3],
+      Float32Array.from({ length: 1800 }, (_, i) => i),
+    );
+    const npy = writeNpy(features);
+    for (const [name, method] of [
+      ['stored.npz', 0],
+      ['deflated.npz', 8],
+    ] as const) {
+      const file = join(dir, name);
+      await writeFile(file, zipOf('features.npy', npy, method));
+      const source = npzSource(file);
+      const records = await all(source);
+      expect(source.total?.()).toBe(600);
+      expect(records.map((r) => r.id)).toEqual(Array.from({ length: 600 }, (_, i) => String(i)));
+      expect(records[599]!.inputs[0]!.shape).toEqual([1, 3]);
+      expect(values(records[599]!)).toEqual([1797, 1798, 1799]);
+    }
+  });
+
   it('an .npy of rows is read a slice at a time, a record per row', async () => {
     const file = join(dir, 'rows.npy');
     await writeFile(
@@ -209,3 +240,35 @@ describe('checkpoint', () => {
     expect(fingerprintDifference({ input: 'a.csv' }, { input: 'b.csv' })).toBe('input was "a.csv", now "b.csv"');
   });
 });
+
+/** A one-member ZIP, stored (method 0) or deflated (8), as numpy's savez and savez_compressed write. */
+function zipOf(name: string, data: Buffer, method: 0 | 8): Buffer {
+  const body = method === 0 ? data : deflateRawSync(data);
+  const nameBytes = Buffer.from(name);
+  const crc = crc32(data) >>> 0;
+  const local = Buffer.alloc(30);
+  local.writeUInt32LE(0x04034b50, 0);
+  local.writeUInt16LE(20, 4);
+  local.writeUInt16LE(method, 8);
+  local.writeUInt32LE(crc, 14);
+  local.writeUInt32LE(body.length, 18);
+  local.writeUInt32LE(data.length, 22);
+  local.writeUInt16LE(nameBytes.length, 26);
+  const entry = Buffer.alloc(46);
+  entry.writeUInt32LE(0x02014b50, 0);
+  entry.writeUInt16LE(20, 4);
+  entry.writeUInt16LE(20, 6);
+  entry.writeUInt16LE(method, 10);
+  entry.writeUInt32LE(crc, 16);
+  entry.writeUInt32LE(body.length, 20);
+  entry.writeUInt32LE(data.length, 24);
+  entry.writeUInt16LE(nameBytes.length, 28);
+  const directoryAt = 30 + nameBytes.length + body.length;
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(1, 8);
+  end.writeUInt16LE(1, 10);
+  end.writeUInt32LE(46 + nameBytes.length, 12);
+  end.writeUInt32LE(directoryAt, 16);
+  return Buffer.concat([local, nameBytes, body, entry, nameBytes, end]);
+}

@@ -1,12 +1,12 @@
 // Dataset readers for batchInfer. Each reads lazily, in a fixed order, holding a few records at a
 // time (an .npz compressed by numpy is the exception: it is read whole).
 import { createReadStream } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { readNpy, readNpz, tensorFromJson, tensorFromRaw, type Tensor } from '@quanta/tensor/core';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
-import { parseNpyHeader } from './npy-file.js';
+import { parseNpyHeader, type NpyLayout } from './npy-file.js';
 import type { BatchRecord, BatchSource, ModelSignature, TensorSpec } from './types.js';
 
 /** A Parquet cell as an id: strings, numbers and bigints as they print. */
@@ -170,44 +170,138 @@ export function npyRowsSource(file: string, options: { input?: string } = {}): B
 
 // ---------------------------------------------------------------- .npz
 
+interface StoredMember {
+  readonly name: string;
+  /** Where the member's .npy bytes start in the archive. */
+  readonly offset: number;
+}
+
 /**
- * An `.npz` archive (np.savez or np.savez_compressed) whose arrays are named after the model's
- * inputs (`arr_0` is taken for a model with one input): record i is row i of each array, id "i".
- * The archive is read whole.
+ * The members of a zip when every one is stored uncompressed (np.savez), with where each one's
+ * bytes start; undefined when one is compressed (np.savez_compressed) or needs ZIP64 sizes.
+ */
+async function storedMembers(handle: FileHandle, file: string): Promise<StoredMember[] | undefined> {
+  const { size } = await handle.stat();
+  const tail = Buffer.alloc(Math.min(size, 22 + 0xffff));
+  await handle.read(tail, 0, tail.length, size - tail.length);
+  let end = -1;
+  for (let at = tail.length - 22; at >= 0; at -= 1) {
+    if (tail.readUInt32LE(at) === 0x06054b50) {
+      end = at;
+      break;
+    }
+  }
+  if (end < 0) throw new Error(`${file} is not a .npz file (no zip end-of-central-directory record)`);
+  const count = tail.readUInt16LE(end + 10);
+  const directory = Buffer.alloc(tail.readUInt32LE(end + 12));
+  const directoryAt = tail.readUInt32LE(end + 16);
+  if (count === 0xffff || directoryAt === 0xffffffff) return undefined;
+  await handle.read(directory, 0, directory.length, directoryAt);
+  const members: StoredMember[] = [];
+  const local = Buffer.alloc(30);
+  for (let i = 0, at = 0; i < count; i += 1) {
+    if (directory.readUInt32LE(at) !== 0x02014b50) throw new Error(`${file}: damaged zip central directory`);
+    const method = directory.readUInt16LE(at + 10);
+    const nameLength = directory.readUInt16LE(at + 28);
+    const localAt = directory.readUInt32LE(at + 42);
+    const name = directory.subarray(at + 46, at + 46 + nameLength).toString('utf8');
+    if (method !== 0 || directory.readUInt32LE(at + 20) === 0xffffffff || localAt === 0xffffffff) return undefined;
+    await handle.read(local, 0, 30, localAt);
+    members.push({ name, offset: localAt + 30 + local.readUInt16LE(26) + local.readUInt16LE(28) });
+    at += 46 + nameLength + directory.readUInt16LE(at + 30) + directory.readUInt16LE(at + 32);
+  }
+  return members;
+}
+
+/** Each array of an .npz under the model input it fills (`arr_0` is taken for a model with one input). */
+function arrayInputs<T>(
+  arrays: readonly (readonly [string, T])[],
+  model: ModelSignature,
+  file: string,
+): { name: string; array: T }[] {
+  const only = model.inputs.length === 1 && arrays.length === 1 ? model.inputs[0]!.name : undefined;
+  return arrays.map(([name, array]) => {
+    const input = only ?? name;
+    if (!model.inputs.some((i) => i.name === input)) {
+      throw new Error(`${file}: array "${name}" is not an input of model "${model.name}" (${inputNames(model)})`);
+    }
+    return { name: input, array };
+  });
+}
+
+/**
+ * An `.npz` archive whose arrays are named after the model's inputs (`arr_0` is taken for a model
+ * with one input): record i is row i of each array, id "i". An archive of np.savez (members
+ * stored) is read from disk a slice of rows at a time; one of np.savez_compressed is read whole.
  */
 export function npzSource(file: string): BatchSource {
   let total: number | undefined;
   let done = 0;
+  const evenRows = (counts: readonly { name: string; rows: number }[]): number => {
+    const rows = counts[0]?.rows ?? 0;
+    const uneven = counts.find((c) => c.rows !== rows);
+    if (uneven !== undefined)
+      throw new Error(`${file}: array "${uneven.name}" has ${uneven.rows} rows, another has ${rows}`);
+    return rows;
+  };
   return {
     total: () => total,
     fraction: () => (total === undefined || total === 0 ? undefined : done / total),
     async *records(model) {
-      const arrays = readNpz(await readFile(file), file);
-      const only = model.inputs.length === 1 && arrays.size === 1 ? model.inputs[0]!.name : undefined;
-      const inputs = [...arrays].map(([name, tensor]) => ({ name: only ?? name, tensor }));
-      for (const { name } of inputs) {
-        if (!model.inputs.some((i) => i.name === name)) {
-          throw new Error(`${file}: array "${name}" is not an input of model "${model.name}" (${inputNames(model)})`);
+      const handle = await open(file, 'r');
+      try {
+        const members = await storedMembers(handle, file);
+        if (members !== undefined) {
+          const layouts: [string, NpyLayout & { at: number }][] = [];
+          for (const member of members) {
+            const head = Buffer.alloc(65536 + 12);
+            const { bytesRead } = await handle.read(head, 0, head.length, member.offset);
+            const layout = parseNpyHeader(head.subarray(0, bytesRead), `${file}: ${member.name}`);
+            layouts.push([member.name.replace(/\.npy$/, ''), { ...layout, at: member.offset + layout.dataOffset }]);
+          }
+          const inputs = arrayInputs(layouts, model, file);
+          const rows = evenRows(inputs.map(({ name, array }) => ({ name, rows: array.shape[0]! })));
+          total = rows;
+          for (let first = 0; first < rows; first += ROWS_PER_READ) {
+            const count = Math.min(ROWS_PER_READ, rows - first);
+            const blocks: Buffer[] = [];
+            for (const { array } of inputs) {
+              const block = Buffer.alloc(count * array.rowBytes);
+              await handle.read(block, 0, block.length, array.at + first * array.rowBytes);
+              blocks.push(block);
+            }
+            for (let k = 0; k < count; k++) {
+              done += 1;
+              yield {
+                id: String(first + k),
+                inputs: inputs.map(({ name, array }, i) => {
+                  const bytes = blocks[i]!.subarray(k * array.rowBytes, (k + 1) * array.rowBytes);
+                  return { ...tensorFromRaw(array.datatype, [1, ...array.shape.slice(1)], bytes), name };
+                }),
+              };
+            }
+          }
+          return;
         }
-      }
-      const rows = inputs[0]?.tensor.shape[0] ?? 0;
-      const uneven = inputs.find(({ tensor }) => tensor.shape[0] !== rows);
-      if (uneven !== undefined)
-        throw new Error(`${file}: array "${uneven.name}" has ${uneven.tensor.shape[0]} rows, another has ${rows}`);
-      total = rows;
-      for (let r = 0; r < rows; r++) {
-        done += 1;
-        yield {
-          id: String(r),
-          inputs: inputs.map(({ name, tensor }) => {
-            const rowLength = tensor.shape.slice(1).reduce((a, b) => a * b, 1);
-            const data =
-              tensor.datatype === 'BYTES'
-                ? tensor.data.slice(r * rowLength, (r + 1) * rowLength)
-                : tensor.data.subarray(r * rowLength, (r + 1) * rowLength);
-            return { name, datatype: tensor.datatype, shape: [1, ...tensor.shape.slice(1)], data } as Tensor;
-          }),
-        };
+        const inputs = arrayInputs([...readNpz(await readFile(file), file)], model, file);
+        const rows = evenRows(inputs.map(({ name, array }) => ({ name, rows: array.shape[0] ?? 0 })));
+        total = rows;
+        for (let r = 0; r < rows; r++) {
+          done += 1;
+          yield {
+            id: String(r),
+            inputs: inputs.map(({ name, array: tensor }) => {
+              const rowLength = tensor.shape.slice(1).reduce((a, b) => a * b, 1);
+              const data =
+                tensor.datatype === 'BYTES'
+                  ? tensor.data.slice(r * rowLength, (r + 1) * rowLength)
+                  : tensor.data.subarray(r * rowLength, (r + 1) * rowLength);
+              return { name, datatype: tensor.datatype, shape: [1, ...tensor.shape.slice(1)], data } as Tensor;
+            }),
+          };
+        }
+      } finally {
+        await handle.close();
       }
     },
   };

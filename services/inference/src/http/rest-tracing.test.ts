@@ -1,27 +1,21 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { buildMlp } from '@quanta/onnx';
-import { initTelemetry, type Telemetry, type TelemetryOptions } from '@quanta/telemetry';
+import type { Telemetry } from '@quanta/telemetry';
+import { recordSpans, type RecordedTelemetry } from '@quanta/telemetry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from '../testing/harness.js';
 import { startHarness } from '../testing/harness.js';
 
-// An in-memory exporter: every finished span, as the SDK hands it over.
-type SpanExporter = NonNullable<TelemetryOptions['spanExporter']>;
-type ReadableSpan = Parameters<SpanExporter['export']>[0][number];
-const finished: ReadableSpan[] = [];
-const exporter: SpanExporter = {
-  export(spans, done) {
-    finished.push(...spans);
-    done({ code: 0 });
-  },
-  shutdown: () => Promise.resolve(),
-};
+// Spans stay in memory: every finished span, as the SDK hands it over.
+let recorded: RecordedTelemetry;
+type ReadableSpan = Awaited<ReturnType<RecordedTelemetry['finishedSpans']>>[number];
 let telemetry: Telemetry;
 let h: Harness;
 let token: string;
 
 beforeAll(async () => {
-  telemetry = initTelemetry({ serviceName: 'inference', spanExporter: exporter });
+  recorded = recordSpans({ serviceName: 'inference' });
+  telemetry = recorded.telemetry;
   h = await startHarness();
   await h.deploy('acme', 'mlp', '1', buildMlp());
   token = await h.token('acme', ['infer', 'models:read']);
@@ -35,7 +29,7 @@ async function serverSpan(name: string): Promise<ReadableSpan> {
   let found: ReadableSpan | undefined;
   await expect
     .poll(async () => {
-      await telemetry.forceFlush();
+      const finished = await recorded.finishedSpans();
       found = finished.find((s) => s.kind === SpanKind.SERVER && s.name === name);
       return found;
     })

@@ -1,25 +1,18 @@
 import { SpanKind } from '@opentelemetry/api';
-import { initTelemetry, type Telemetry, type TelemetryOptions } from '@quanta/telemetry';
+import type { Telemetry } from '@quanta/telemetry';
+import { recordSpans, type RecordedTelemetry } from '@quanta/telemetry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from '../testing/harness.js';
 import { startHarness } from '../testing/harness.js';
 
-// An in-memory exporter: every finished span, as the SDK hands it over.
-type SpanExporter = NonNullable<TelemetryOptions['spanExporter']>;
-type ReadableSpan = Parameters<SpanExporter['export']>[0][number];
-const finished: ReadableSpan[] = [];
-const exporter: SpanExporter = {
-  export(spans, done) {
-    finished.push(...spans);
-    done({ code: 0 });
-  },
-  shutdown: () => Promise.resolve(),
-};
+// Spans stay in memory: every finished span, as the SDK hands it over.
+let recorded: RecordedTelemetry;
 let telemetry: Telemetry;
 let h: Harness;
 
 beforeAll(async () => {
-  telemetry = initTelemetry({ serviceName: 'monitoring', spanExporter: exporter });
+  recorded = recordSpans({ serviceName: 'monitoring' });
+  telemetry = recorded.telemetry;
   h = await startHarness();
 });
 afterAll(async () => {
@@ -39,11 +32,11 @@ describe('HTTP requests are spans', () => {
     await res.arrayBuffer();
     await expect
       .poll(async () => {
-        await telemetry.forceFlush();
+        const finished = await recorded.finishedSpans();
         return finished.find((s) => s.kind === SpanKind.SERVER && s.name === 'GET /api/overview');
       })
       .toBeDefined();
-    const span = finished.find((s) => s.name === 'GET /api/overview')!;
+    const span = recorded.exporter.getFinishedSpans().find((s) => s.name === 'GET /api/overview')!;
     expect(span.spanContext().traceId).toBe(traceId);
     expect(span.parentSpanContext?.spanId).toBe(parent);
     expect(span.attributes).toMatchObject({ 'http.route': '/api/overview', 'http.response.status_code': 200 });

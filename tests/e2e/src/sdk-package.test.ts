@@ -163,7 +163,11 @@ describe('@quanta/sdk installed from its tarball', () => {
     const installed = JSON.parse(
       await readFile(join(project, 'node_modules', '@quanta', 'sdk', 'package.json'), 'utf8'),
     ) as { dependencies?: Record<string, string> };
-    expect(Object.keys(installed.dependencies ?? {}).sort()).toEqual(['@bufbuild/protobuf', '@grpc/grpc-js']);
+    expect(Object.keys(installed.dependencies ?? {}).sort()).toEqual([
+      '@bufbuild/protobuf',
+      '@grpc/grpc-js',
+      'hyparquet',
+    ]);
     // The only @quanta package is the SDK itself, and no native onnxruntime came with it.
     expect(await readdir(join(project, 'node_modules', '@quanta'))).toEqual(['sdk']);
     await expect(readdir(join(project, 'node_modules', 'onnxruntime-node'))).rejects.toThrow(/ENOENT/);

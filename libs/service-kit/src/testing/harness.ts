@@ -24,11 +24,7 @@ export const testAuthenticator: Authenticator = (metadata) => {
   return Promise.resolve(principal);
 };
 
-export function bearer(token: string): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
-}
+export { bearer } from './grpc.js';
 
 /** The streaming methods of the proto-loader EchoService client, typed. */
 export interface EchoStub {

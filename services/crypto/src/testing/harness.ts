@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { crypto as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
+import { bearer, failure } from '@quanta/service-kit/testing';
 import { openStore } from '@quanta/store';
 import { initTelemetry } from '@quanta/telemetry';
 import { pino } from 'pino';
@@ -70,11 +71,7 @@ export async function startHarness(overrides: Partial<CryptoConfig> = {}): Promi
   };
 }
 
-export function bearer(token: string | undefined): grpc.Metadata {
-  const md = new grpc.Metadata();
-  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
-  return md;
-}
+export { bearer, failure };
 
 type Definition = typeof pb.CryptoServiceService;
 
@@ -86,14 +83,4 @@ export function call<K extends UnaryMethod<Definition>>(
   token?: string,
 ): Promise<ResponseOf<Definition, K>> {
   return unaryCaller(client, pb.CryptoServiceService)(method, request, { metadata: bearer(token) });
-}
-
-/** The gRPC error of a call that must fail. */
-export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    return error as grpc.ServiceError;
-  }
-  throw new Error('expected the call to fail, it succeeded');
 }

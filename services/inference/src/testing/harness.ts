@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import type { TokenIssuer } from '@quanta/auth';
 import { inference as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
+import { bearer, failure } from '@quanta/service-kit/testing';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { inferenceConfig, type InferenceConfig } from '../config.js';
@@ -118,11 +119,7 @@ export async function startHarness(
   };
 }
 
-export function bearer(token: string | undefined): grpc.Metadata {
-  const md = new grpc.Metadata();
-  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
-  return md;
-}
+export { bearer, failure };
 
 type Definition = typeof pb.GRPCInferenceServiceService;
 
@@ -134,16 +131,6 @@ export function call<K extends UnaryMethod<Definition>>(
   token?: string,
 ): Promise<ResponseOf<Definition, K>> {
   return unaryCaller(client, pb.GRPCInferenceServiceService)(method, request, { metadata: bearer(token) });
-}
-
-/** The gRPC error of a call that must fail. */
-export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    return error as grpc.ServiceError;
-  }
-  throw new Error('expected the call to fail, it succeeded');
 }
 
 /** A ModelInferRequest with defaults for what a test does not care about. */

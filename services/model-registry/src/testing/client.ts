@@ -55,15 +55,7 @@ export async function pull(
   return { version, bytes: Buffer.concat(parts), chunks: parts.length };
 }
 
-/** The gRPC error of a call that must fail. */
-export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    return error as grpc.ServiceError;
-  }
-  throw new Error('expected the call to fail, it succeeded');
-}
+export { failure } from '@quanta/service-kit/testing';
 
 export { grpc };
 

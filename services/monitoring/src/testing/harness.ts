@@ -4,6 +4,7 @@ import type { TokenIssuer } from '@quanta/auth';
 import { monitoring as pb, unaryCaller, type RequestOf, type ResponseOf, type UnaryMethod } from '@quanta/contracts';
 import { openStore } from '@quanta/store';
 import type { HttpLimits } from '@quanta/service-kit';
+import { bearer, failure } from '@quanta/service-kit/testing';
 import type { Store } from '@quanta/store';
 import { pino } from 'pino';
 import { monitoringConfig, type HealthTarget, type MonitoringConfig } from '../config.js';
@@ -98,11 +99,7 @@ export async function startHarness(
   return harness;
 }
 
-export function bearer(token: string | undefined): grpc.Metadata {
-  const md = new grpc.Metadata();
-  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
-  return md;
-}
+export { bearer, failure };
 
 /** Sends batches over one Ingest stream and returns the reply. */
 export function ingest(
@@ -127,16 +124,6 @@ export function call<K extends UnaryMethod<Definition>>(
   token?: string,
 ): Promise<ResponseOf<Definition, K>> {
   return unaryCaller(client, pb.MonitoringServiceService)(method, request, { metadata: bearer(token) });
-}
-
-/** The gRPC error of a call that must fail. */
-export async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (error: unknown) {
-    return error as grpc.ServiceError;
-  }
-  throw new Error('expected the call to fail, it succeeded');
 }
 
 /** A valid record at `timeMs`; override what the test is about. */

@@ -282,12 +282,16 @@ export async function runBatch({ settings, out }: CommandContext, model: string,
       out: outPath,
       errors: errorsPath,
     };
-    out.result(result, () => summaryText(result, { out: outPath, errors: errorsPath }));
+    // The text names the files as they were given; the JSON gives absolute paths.
+    const given = { out: flags.out, errors: flags.errors ?? `${flags.out}.errors.jsonl` };
+    out.result(result, () => summaryText(result, given));
     if ('reason' in summary) {
-      const hint = `; run again with --resume to continue (checkpoint ${checkpointPath})`;
+      if (summary.reason === 'max-failures') throw new CliError(summary.error, 1);
+      const done = summary.records.toLocaleString('en-US');
+      const checkpoint = flags.checkpoint ?? `${flags.out}.checkpoint.json`;
       throw new CliError(
-        `${summary.error}${summary.reason === 'aborted' ? hint : ''}`,
-        summary.reason === 'aborted' ? 130 : 1,
+        `stopped after ${done} rows; run again with --resume to continue (checkpoint ${checkpoint})`,
+        130,
       );
     }
   } catch (error: unknown) {

@@ -100,6 +100,15 @@ export function loadCryptoConfig(source?: ConfigSource): CryptoConfig {
   return loadConfig(cryptoConfigSchema, withServiceTlsNames(source));
 }
 
+/**
+ * A whole config from the schema's defaults with `overrides` on top, for a server started
+ * in-process (tests, benchmarks): no flags or environment are read, and a field added to the
+ * schema reaches every such caller with its default.
+ */
+export function cryptoConfig(overrides: Partial<CryptoConfig> = {}): CryptoConfig {
+  return { ...loadCryptoConfig({ argv: [], env: {} }), ...overrides };
+}
+
 /** For main: help on --help, a clear message and exit 2 on bad settings. */
 export function loadCryptoConfigOrExit(source?: ConfigSource): CryptoConfig {
   return loadConfigOrExit(cryptoConfigSchema, { program: 'crypto', ...withServiceTlsNames(source) });

@@ -8,7 +8,7 @@ import { bearer, failure } from '@quanta/service-kit/testing';
 import { openStore } from '@quanta/store';
 import { initTelemetry } from '@quanta/telemetry';
 import { pino } from 'pino';
-import type { CryptoConfig } from '../config.js';
+import { cryptoConfig, type CryptoConfig } from '../config.js';
 import { startCryptoServer } from '../server/crypto-server.js';
 import type { CryptoServer } from '../server/crypto-server.js';
 
@@ -27,21 +27,7 @@ export async function startHarness(overrides: Partial<CryptoConfig> = {}): Promi
   const home = await mkdtemp(join(tmpdir(), 'quanta-crypto-'));
   const store = await openStore({});
   const now = { ms: Date.now() };
-  const config: CryptoConfig = {
-    home,
-    host: '127.0.0.1',
-    port: 0,
-    databaseUrl: undefined,
-    maxPayloadBytes: 2 * 1024 * 1024,
-    maxMessageBytes: 64 * 1024 * 1024,
-    adminTokenTtl: 3600_000,
-    maxTokenTtl: 365 * 24 * 3600_000,
-    signingKeyRotationPeriod: undefined,
-    tlsCert: undefined,
-    tlsKey: undefined,
-    tlsCa: undefined,
-    ...overrides,
-  };
+  const config = cryptoConfig({ home, port: 0, adminTokenTtl: 3600_000, ...overrides });
   // As main does: W3C trace context from callers, spans kept in memory (no exporter configured).
   const telemetry = initTelemetry({ serviceName: 'crypto-test', otlpEndpoint: '' });
   const server = await startCryptoServer(config, {

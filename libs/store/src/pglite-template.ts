@@ -10,8 +10,8 @@ import { PGlite } from '@electric-sql/pglite';
  * A fresh PGlite database runs initdb inside WebAssembly: seconds of CPU, tens of seconds on a
  * busy machine, paid by every test and every first start. Every fresh database is the same
  * bytes, so the first one made on a machine is dumped once as a template (cached in the temp
- * folder per PGlite version, written atomically) and later ones load it instead, about four
- * times faster.
+ * folder per PGlite version, written atomically) and later ones load it instead of running
+ * initdb again.
  */
 let template: Promise<Blob | undefined> | undefined;
 

@@ -193,6 +193,34 @@ describe('sinks', () => {
     expect(Array.from(tensor.data as Float32Array)).toEqual([NaN, NaN, 1, 2, 3, 4]);
   });
 
+  it('.npz and .npy: resumed from a checkpoint, or afresh when the file is shorter than it says', async () => {
+    const file = join(dir, 'resumed.npz');
+    const first = npzSink(file);
+    expect(await first.open([])).toBe(-1);
+    for (let i = 0; i < 3; i++) await first.write(score(`r${i}`, i, i, i));
+    const position = await first.sync();
+    await first.write(score('lost', 3, 99, 99));
+    await first.abort();
+    const second = npzSink(file);
+    expect(await second.open([position])).toBe(0);
+    await second.write(score('r3', 3, 3, 3));
+    await second.close();
+    expect(Array.from(readNpz(await readFile(file)).get('score')!.data as Float32Array)).toEqual([
+      0, 0, 1, 1, 2, 2, 3, 3,
+    ]);
+
+    const npy = join(dir, 'short.npy');
+    const sink = npyFileSink(npy);
+    await sink.open([]);
+    await sink.write(score('a', 0, 1, 1));
+    const at = await sink.sync();
+    await sink.abort();
+    await writeFile(npy, Buffer.alloc(10)); // cut short behind the job's back
+    const afresh = npyFileSink(npy);
+    expect(await afresh.open([at])).toBe(-1);
+    await afresh.abort();
+  });
+
   it('.npz: one array per output, as numpy reads it', async () => {
     const file = join(dir, 'out.npz');
     const sink = npzSink(file);

@@ -13,6 +13,7 @@ import { inferRequest, outputTensors } from '../tensors.js';
 import {
   fingerprintDifference,
   readCheckpoint,
+  removeCheckpoint,
   writeCheckpoint,
   type Checkpoint,
   type CheckpointMark,
@@ -262,6 +263,9 @@ export async function batchInfer(
       );
     }
   }
+  // A job started afresh drops an old checkpoint first: a crash before its first checkpoint must
+  // not leave a checkpoint that describes outputs this job has already cut back.
+  if (saved === undefined && options.checkpoint !== undefined) await removeCheckpoint(options.checkpoint);
   const savedMarks = saved?.marks ?? [];
   const chosen = await sink.open(savedMarks.map((m) => m.sink));
   if (chosen >= 0 && savedMarks[chosen] !== undefined) {

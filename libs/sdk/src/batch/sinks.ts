@@ -2,7 +2,7 @@
 // (JSON Lines, CSV) write through a LineOutput, which may encrypt; the NumPy sinks write plain files.
 import { crc32 } from 'node:zlib';
 import { createReadStream } from 'node:fs';
-import { mkdir, open as openFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open as openFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ELEMENT_SIZE,
@@ -162,12 +162,22 @@ class RowFile {
     readonly offset: number,
   ) {}
 
-  async open(position: { rows: number; bytes: number; layout?: RowLayout } | undefined): Promise<void> {
-    this.handle = await openFile(this.path, position === undefined ? 'w+' : 'r+');
-    this.rows = position?.rows ?? 0;
-    this.bytes = position?.bytes ?? 0;
-    this.layout = position?.layout;
+  /** Opens the file cut back to `position`; false (and an empty file) when the file is shorter than it. */
+  async open(position: { rows: number; bytes: number; layout?: RowLayout } | undefined): Promise<boolean> {
+    const size =
+      position === undefined
+        ? -1
+        : await stat(this.path).then(
+            (s) => s.size,
+            () => -1,
+          );
+    const honoured = position !== undefined && size >= this.offset + position.bytes;
+    this.handle = await openFile(this.path, honoured ? 'r+' : 'w+');
+    this.rows = honoured ? position.rows : 0;
+    this.bytes = honoured ? position.bytes : 0;
+    this.layout = honoured ? position.layout : undefined;
     await this.handle.truncate(this.offset + this.bytes);
+    return honoured;
   }
 
   async append(tensor: Tensor, what: string): Promise<void> {
@@ -257,9 +267,9 @@ export function npyFileSink(path: string, options: { output?: string } = {}): Ba
     async open(positions) {
       const position = positions[positions.length - 1] as
         { rows: number; bytes: number; layout?: RowLayout; deferred?: number } | undefined;
-      await file.open(position);
-      deferred = position?.deferred ?? 0;
-      return positions.length - 1;
+      const honoured = await file.open(position);
+      deferred = honoured ? (position?.deferred ?? 0) : 0;
+      return honoured ? positions.length - 1 : -1;
     },
     async write(result) {
       const tensor = pick(result);
@@ -360,17 +370,16 @@ export function npzSink(path: string): BatchSink {
   const files = new Map<string, RowFile>();
   let deferred = 0;
   let names: string[] | undefined;
+  /** The part file of an output: opened where `position` says, or empty for an output new to it. */
   const fileOf = async (
     name: string,
     position?: { rows: number; bytes: number; layout?: RowLayout },
-  ): Promise<RowFile> => {
-    let file = files.get(name);
-    if (file === undefined) {
-      file = new RowFile(join(parts, `${safe(name)}.raw`), 0);
-      await file.open(position);
-      files.set(name, file);
-    }
-    return file;
+  ): Promise<{ file: RowFile; honoured: boolean }> => {
+    const known = files.get(name);
+    if (known !== undefined) return { file: known, honoured: true };
+    const file = new RowFile(join(parts, `${safe(name)}.raw`), 0);
+    files.set(name, file);
+    return { file, honoured: await file.open(position) };
   };
   return {
     async open(positions) {
@@ -381,17 +390,34 @@ export function npzSink(path: string): BatchSink {
             deferred: number;
           }
         | undefined;
-      if (position === undefined) await rm(parts, { recursive: true, force: true });
+      const start = async (): Promise<void> => {
+        for (const file of files.values()) await file.close();
+        files.clear();
+        await rm(parts, { recursive: true, force: true });
+        await mkdir(parts, { recursive: true });
+        deferred = 0;
+        names = undefined;
+      };
+      if (position === undefined) {
+        await start();
+        return -1;
+      }
       await mkdir(parts, { recursive: true });
-      deferred = position?.deferred ?? 0;
-      names = position?.names;
-      for (const [name, at] of Object.entries(position?.files ?? {})) await fileOf(name, at);
+      deferred = position.deferred;
+      names = position.names;
+      for (const [name, at] of Object.entries(position.files)) {
+        if (!(await fileOf(name, at)).honoured) {
+          // A part shorter than the checkpoint says (it was changed): start afresh.
+          await start();
+          return -1;
+        }
+      }
       return positions.length - 1;
     },
     async write(result) {
       if (names === undefined) names = result.outputs.map((t) => t.name ?? 'output');
       for (const tensor of result.outputs) {
-        const file = await fileOf(tensor.name ?? 'output');
+        const { file } = await fileOf(tensor.name ?? 'output');
         if (file.layout === undefined && deferred > 0) {
           file.layout = { datatype: tensor.datatype as FixedDatatype, trailing: tensor.shape.slice(1) };
           await file.fill(deferred);
@@ -402,7 +428,7 @@ export function npzSink(path: string): BatchSink {
     },
     async fail(_failure: BatchFailure, rows: number) {
       if (names === undefined) deferred += rows;
-      else for (const name of names) await (await fileOf(name)).fill(rows);
+      else for (const name of names) await (await fileOf(name)).file.fill(rows);
     },
     async sync() {
       const positions: Record<string, unknown> = {};

@@ -2,7 +2,7 @@
 // loaded for one tenant, real EdDSA tokens. Prints one JSON line {port, token} once it serves,
 // and stops on SIGTERM.
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
-import { startInferenceServer } from '@quanta/inference';
+import { inferenceConfig, startInferenceServer } from '@quanta/inference';
 import { buildCnn, buildMlp } from '@quanta/onnx';
 import { pino } from 'pino';
 
@@ -10,27 +10,21 @@ const TENANT = 'bench';
 
 const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
 const server = await startInferenceServer(
-  {
+  inferenceConfig({
     home: '.quanta-bench-unused',
-    host: '127.0.0.1',
     port: 0,
-    tlsCert: undefined,
-    tlsKey: undefined,
-    tlsCa: undefined,
-    tlsRequireClientCert: false,
     maxReceiveMessageBytes: 64 << 20,
     shutdownGrace: 1000,
-    httpHost: '127.0.0.1',
     httpPort: 0,
+    metricsPort: undefined,
     maxBodyBytes: 64 << 20,
     cryptoAddr: '127.0.0.1:1',
     registryAddr: '127.0.0.1:1',
     monitoringAddr: undefined,
-    serviceToken: undefined,
     threadsPerInstance: 1,
     execution: 'auto',
     watch: false,
-  },
+  }),
   {
     authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
     logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),

@@ -289,6 +289,9 @@ describe('quanta batch', () => {
         out,
         '--window',
         '2',
+        // One row per request keeps the job slow enough to be killed part-way.
+        '--batch-rows',
+        '1',
         '--format',
         'csv',
         ...(encrypted ? ['--encrypt-with', 'batch-aead'] : []),

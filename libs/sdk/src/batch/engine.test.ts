@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { inference } from '@quanta/contracts';
+import { inference, inferenceConfig } from '@quanta/contracts';
 import { createTensor, tensorFromWire, tensorToWire, type Tensor } from '@quanta/tensor/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createQuantaClient, type QuantaClient } from '../client.js';
@@ -25,6 +25,8 @@ interface ServerState {
   breakAfter: number | undefined;
   /** Running sums per sequence. */
   sums: Map<string, number>;
+  /** The ModelConfig's max_batch_size; undefined: the server has no ModelConfig (UNIMPLEMENTED). */
+  maxBatchSize?: number;
 }
 
 function run(request: inference.ModelInferRequest, state: ServerState): inference.ModelInferResponse {
@@ -69,6 +71,17 @@ async function startServer(state: ServerState): Promise<{ address: string; serve
         inputs: [{ name: 'x', datatype: 'FP32', shape: [-1n, 2n] }],
         outputs: [{ name: 'y', datatype: 'FP32', shape: [-1n, 2n] }],
       }),
+    modelConfig: (
+      _call: grpc.ServerUnaryCall<unknown, unknown>,
+      callback: grpc.sendUnaryData<inference.ModelConfigResponse>,
+    ) => {
+      if (state.maxBatchSize === undefined) {
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'ModelConfig is not implemented' });
+        return;
+      }
+      const config = inferenceConfig.ModelConfig.fromPartial({ name: 'm', maxBatchSize: state.maxBatchSize });
+      callback(null, { config });
+    },
     modelInfer: (
       call: grpc.ServerUnaryCall<inference.ModelInferRequest, unknown>,
       callback: grpc.sendUnaryData<inference.ModelInferResponse>,
@@ -175,6 +188,23 @@ describe('batchInfer', () => {
     const written = await lines(out);
     expect(written.map((l) => l.id)).toEqual(Array.from({ length: 500 }, (_, i) => `r${i}`));
     written.forEach((l, i) => expect(l.outputs[0]!.data).toEqual([2 * i, 2 * i + 1]));
+  });
+
+  it('stacks rows with batchRows auto only where the server batches along dim 0', async () => {
+    const auto = async (maxBatchSize: number | undefined): Promise<number> => {
+      state.maxBatchSize = maxBatchSize;
+      state.streamRequests = 0;
+      const out = join(dir, `auto-${maxBatchSize}.jsonl`);
+      const summary = await batchInfer(client, 'm', rows(100), jsonlSink(new PlainFile(out)), { batchRows: 'auto' });
+      expect(summary).toMatchObject({ records: 100, succeeded: 100, failures: 0 });
+      const written = await lines(out);
+      written.forEach((l, i) => expect(l.outputs[0]!.data).toEqual([2 * i, 2 * i + 1]));
+      return state.streamRequests;
+    };
+    expect(await auto(8)).toBe(13); // ceil(100 / 8): at most the server's max batch
+    expect(await auto(64)).toBe(4); // ceil(100 / 32): at most AUTO_BATCH_ROWS
+    expect(await auto(0)).toBe(100); // the server does not batch: one row per request
+    expect(await auto(undefined)).toBe(100); // no ModelConfig: one row per request
   });
 
   it('stacks rows into one request and splits the answer; a rejected request is retried row by row', async () => {

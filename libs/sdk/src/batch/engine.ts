@@ -35,10 +35,13 @@ export interface BatchOptions {
   /** Requests held at once (in flight or waiting to be written); default 64. */
   readonly window?: number;
   /**
-   * Records stacked into one request along dim 0; default 1. Needs a model whose inputs and
-   * outputs all have a dynamic first dim, and no sequences.
+   * Records stacked into one request along dim 0; default 1. A number needs a model whose inputs
+   * and outputs all have a dynamic first dim, and no sequences. `'auto'` stacks up to
+   * AUTO_BATCH_ROWS (at most the deployment's max batch size) where the server itself batches
+   * along dim 0 (Triton's `max_batch_size` > 0, every first dim dynamic), else sends one record
+   * per request.
    */
-  readonly batchRows?: number;
+  readonly batchRows?: number | 'auto';
   /** Outputs to ask for; default all. */
   readonly outputs?: readonly string[];
   /** Where failed records go (id, code, message); without it they are only counted. */
@@ -205,6 +208,32 @@ const round = (n: number, digits: number): number => Number(n.toFixed(digits));
  * continues with `resume` where its outputs were last made durable, with no record written twice
  * or left out.
  */
+/** The most records `batchRows: 'auto'` stacks into one request. */
+export const AUTO_BATCH_ROWS = 32;
+
+/**
+ * How many records `'auto'` stacks: only where the server batches along dim 0 itself (its
+ * configuration says `max_batch_size` > 0) and every input and output has a dynamic first dim, so
+ * dim 0 is the batch and stacking cannot change an answer.
+ */
+async function autoBatchRows(
+  client: QuantaClient,
+  model: string,
+  version: string,
+  signature: { inputs: readonly { shape: readonly number[] }[]; outputs: readonly { shape: readonly number[] }[] },
+  call: CallOptions,
+): Promise<number> {
+  if ([...signature.inputs, ...signature.outputs].some((t) => t.shape[0] !== -1)) return 1;
+  let maxBatch = 0;
+  try {
+    maxBatch = (await client.inference.modelConfig({ name: model, version }, call)).config?.maxBatchSize ?? 0;
+  } catch (error: unknown) {
+    // A server without Triton's ModelConfig says nothing about dim 0: one record per request.
+    if (!(error instanceof QuantaClientError && error.code === status.UNIMPLEMENTED)) throw error;
+  }
+  return maxBatch > 0 ? Math.min(AUTO_BATCH_ROWS, maxBatch) : 1;
+}
+
 export async function batchInfer(
   client: QuantaClient,
   model: string,
@@ -213,22 +242,23 @@ export async function batchInfer(
   options: BatchOptions = {},
 ): Promise<BatchSummary> {
   const window = options.window ?? 64;
-  const batchRows = options.batchRows ?? 1;
+  const asked = options.batchRows ?? 1;
   if (!Number.isSafeInteger(window) || window < 1)
     throw new BatchError(`window must be a whole number ≥ 1, got ${window}`, 'usage', undefined);
-  if (!Number.isSafeInteger(batchRows) || batchRows < 1) {
-    throw new BatchError(`batchRows must be a whole number ≥ 1, got ${batchRows}`, 'usage', undefined);
+  if (asked !== 'auto' && (!Number.isSafeInteger(asked) || asked < 1)) {
+    throw new BatchError(`batchRows must be a whole number ≥ 1 or "auto", got ${asked}`, 'usage', undefined);
   }
   const version = options.version ?? '';
   const call: CallOptions = options.metadata === undefined ? {} : { metadata: options.metadata };
   const retry: Required<RetryOptions> = { ...DEFAULT_RETRY, ...options.retry };
-  const fingerprint = { model, version, batchRows, outputs: options.outputs ?? [], ...options.fingerprint };
 
   const metadata = await client.inference.modelMetadata({ name: model, version }, call);
   const signature = {
     ...signatureOf(metadata, model),
     version: metadata.versions.length === 1 ? metadata.versions[0]! : version,
   };
+  const batchRows = asked === 'auto' ? await autoBatchRows(client, model, version, signature, call) : asked;
+  const fingerprint = { model, version, batchRows, outputs: options.outputs ?? [], ...options.fingerprint };
   if (batchRows > 1) {
     const fixed = [...signature.inputs, ...signature.outputs].find((t) => t.shape[0] !== -1);
     if (fixed !== undefined) {
@@ -403,11 +433,13 @@ export async function batchInfer(
             }
             committed = index + 1;
           }
-        }
-        if (options.maxFailures !== undefined && failures > options.maxFailures && stopped === undefined) {
-          stopped = 'max-failures';
-          wake();
-          controller.abort();
+          // The record that goes over the limit is the last one written, even inside a stacked request.
+          if (options.maxFailures !== undefined && failures > options.maxFailures && stopped === undefined) {
+            stopped = 'max-failures';
+            wake();
+            controller.abort();
+            break;
+          }
         }
         progress(false);
         if (performance.now() - lastCheckpoint >= (options.checkpointIntervalMs ?? 1000)) await checkpointNow(false);

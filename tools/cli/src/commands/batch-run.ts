@@ -197,7 +197,12 @@ function summaryText(s: BatchSummary & { peakRssMb: number }, files: { out: stri
 /** Runs `quanta batch MODEL` with its flags. */
 export async function runBatch({ settings, out }: CommandContext, model: string, flags: BatchFlags): Promise<void> {
   const window = whole(flags.window, '--window', 1)!;
-  const batchRows = whole(flags.batchRows, '--batch-rows', 1)!;
+  const batchRows: number | 'auto' =
+    flags.batchRows === 'auto'
+      ? flags.sequenceColumn === undefined
+        ? 'auto'
+        : 1
+      : whole(flags.batchRows, '--batch-rows', 1)!;
   const maxFailures = whole(flags.maxFailures, '--max-failures', 0);
   let inputFormat: InputFormat;
   try {
@@ -220,7 +225,7 @@ export async function runBatch({ settings, out }: CommandContext, model: string,
   if (flags.sequenceColumn !== undefined && !['jsonl', 'csv', 'parquet'].includes(inputFormat)) {
     throw new CliError('--sequence-column needs a jsonl, csv or parquet input', 2);
   }
-  if (flags.sequenceColumn !== undefined && batchRows > 1)
+  if (flags.sequenceColumn !== undefined && batchRows !== 1)
     throw new CliError('--batch-rows stacks rows of different sequences: leave it at 1 with --sequence-column', 2);
   const outPath = resolve(flags.out);
   const errorsPath = resolve(flags.errors ?? `${flags.out}.errors.jsonl`);

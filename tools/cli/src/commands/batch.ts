@@ -17,7 +17,11 @@ export function registerBatchCommand(program: Command): void {
     .option('--checkpoint <file>', 'progress, for --resume (default OUT.checkpoint.json)')
     .option('--max-failures <n>', 'stop with exit code 1 once more rows than this have failed')
     .option('--window <n>', 'requests in flight (and waiting to be written) at most', '64')
-    .option('--batch-rows <n>', 'rows stacked into one request along dim 0 (models whose first dims are dynamic)', '1')
+    .option(
+      '--batch-rows <n|auto>',
+      'rows stacked into one request along dim 0; auto: up to 32 where the deployment batches (max batch > 0)',
+      'auto',
+    )
     .option('--resume', 'continue a stopped or crashed job from its checkpoint')
     .option(
       '--encrypt-with <key>',

@@ -6,9 +6,9 @@
  *     BENCH_WINDOWS requests in flight (default 16 and 64; the best is the reference), reading the
  *     rows from the same file; nothing is written;
  *   - `quanta batch MODEL --input rows.npy --out out.npy --json` as its own process (the CLI's
- *     sources, not the launcher), with its defaults (window 64, one row per request), and once with
- *     --batch-rows BENCH_BATCH_ROWS (default 32); rows/s from its summary (job wall time), peak RSS
- *     from its own getrusage.
+ *     sources, not the launcher), with its defaults (--batch-rows auto, a window of 64 rows' worth),
+ *     and once with --batch-rows BENCH_BATCH_ROWS (default 1: one row per request); rows/s from its
+ *     summary (job wall time), peak RSS from its own getrusage.
  * The inference service runs in a process of its own (batch-server.ts): max batch 64, 1 ms delay.
  *   npm run bench:batch -w @quanta/bench       (BENCH_ROWS=20000 for a shorter run; BENCH_MODELS=cnn,mlp)
  */
@@ -26,7 +26,7 @@ import { formatRate, markdownTable } from './measure.js';
 const ROWS = Number(process.env['BENCH_ROWS'] ?? '100000');
 const MODELS = (process.env['BENCH_MODELS'] ?? 'cnn,mlp').split(',');
 const WINDOWS = (process.env['BENCH_WINDOWS'] ?? '16,64').split(',').map(Number);
-const BATCH_ROWS = Number(process.env['BENCH_BATCH_ROWS'] ?? '32');
+const BATCH_ROWS = Number(process.env['BENCH_BATCH_ROWS'] ?? '1');
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../../..');
 
@@ -199,7 +199,7 @@ async function main(): Promise<void> {
         if (s.records !== ROWS) throw new Error(`quanta batch did ${s.records} rows of ${ROWS}`);
         table.push([
           model,
-          `quanta batch${extra.length > 0 ? ` ${extra.join(' ')}` : ''}`,
+          `quanta batch${extra.length > 0 ? ` ${extra.join(' ')}` : ' (defaults)'}`,
           formatRate(s.recordsPerSecond),
           `${((s.recordsPerSecond / best) * 100).toFixed(0)}%`,
           `${s.latencyMs.p50} / ${s.latencyMs.p99}`,

@@ -32,7 +32,10 @@ import type {
 export interface BatchOptions {
   /** Model version; default the one the server serves. */
   readonly version?: string;
-  /** Requests held at once (in flight or waiting to be written); default 64. */
+  /**
+   * Requests held at once (in flight or waiting to be written); default: enough for
+   * DEFAULT_WINDOW_ROWS records (64 requests of one record, at least 4 requests).
+   */
   readonly window?: number;
   /**
    * Records stacked into one request along dim 0; default 1. A number needs a model whose inputs
@@ -211,6 +214,9 @@ const round = (n: number, digits: number): number => Number(n.toFixed(digits));
 /** The most records `batchRows: 'auto'` stacks into one request. */
 export const AUTO_BATCH_ROWS = 32;
 
+/** Records the default window holds in flight. */
+export const DEFAULT_WINDOW_ROWS = 64;
+
 /**
  * How many records `'auto'` stacks: only where the server batches along dim 0 itself (its
  * configuration says `max_batch_size` > 0) and every input and output has a dynamic first dim, so
@@ -241,10 +247,9 @@ export async function batchInfer(
   sink: BatchSink,
   options: BatchOptions = {},
 ): Promise<BatchSummary> {
-  const window = options.window ?? 64;
   const asked = options.batchRows ?? 1;
-  if (!Number.isSafeInteger(window) || window < 1)
-    throw new BatchError(`window must be a whole number ≥ 1, got ${window}`, 'usage', undefined);
+  if (options.window !== undefined && (!Number.isSafeInteger(options.window) || options.window < 1))
+    throw new BatchError(`window must be a whole number ≥ 1, got ${options.window}`, 'usage', undefined);
   if (asked !== 'auto' && (!Number.isSafeInteger(asked) || asked < 1)) {
     throw new BatchError(`batchRows must be a whole number ≥ 1 or "auto", got ${asked}`, 'usage', undefined);
   }
@@ -258,6 +263,8 @@ export async function batchInfer(
     version: metadata.versions.length === 1 ? metadata.versions[0]! : version,
   };
   const batchRows = asked === 'auto' ? await autoBatchRows(client, model, version, signature, call) : asked;
+  // Records held, not requests, bound the memory: stacked requests get a shorter window.
+  const window = options.window ?? Math.max(4, Math.ceil(DEFAULT_WINDOW_ROWS / batchRows));
   const fingerprint = { model, version, batchRows, outputs: options.outputs ?? [], ...options.fingerprint };
   if (batchRows > 1) {
     const fixed = [...signature.inputs, ...signature.outputs].find((t) => t.shape[0] !== -1);

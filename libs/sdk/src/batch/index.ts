@@ -1,5 +1,12 @@
 // Batch inference over datasets: batchInfer, the dataset readers and writers, and the checkpoint.
-export { AUTO_BATCH_ROWS, batchInfer, BatchError, sequenceParameters, type BatchOptions } from './engine.js';
+export {
+  AUTO_BATCH_ROWS,
+  DEFAULT_WINDOW_ROWS,
+  batchInfer,
+  BatchError,
+  sequenceParameters,
+  type BatchOptions,
+} from './engine.js';
 export { readCheckpoint, removeCheckpoint, type Checkpoint, type CheckpointMark } from './checkpoint.js';
 export { AeadFile, FernetLines, PlainFile, type LineOutput } from './outputs.js';
 export { csvSink, errorsSink, jsonlSink, npyFileSink, npyFolderSink, npzSink } from './sinks.js';

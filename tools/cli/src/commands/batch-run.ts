@@ -48,7 +48,7 @@ export interface BatchFlags {
   errors?: string;
   checkpoint?: string;
   maxFailures?: string;
-  window: string;
+  window?: string;
   batchRows: string;
   resume?: boolean;
   encryptWith?: string;
@@ -196,7 +196,7 @@ function summaryText(s: BatchSummary & { peakRssMb: number }, files: { out: stri
 
 /** Runs `quanta batch MODEL` with its flags. */
 export async function runBatch({ settings, out }: CommandContext, model: string, flags: BatchFlags): Promise<void> {
-  const window = whole(flags.window, '--window', 1)!;
+  const window = whole(flags.window, '--window', 1);
   const batchRows: number | 'auto' =
     flags.batchRows === 'auto'
       ? flags.sequenceColumn === undefined
@@ -250,7 +250,7 @@ export async function runBatch({ settings, out }: CommandContext, model: string,
               ? npyFolderSink(outPath)
               : npyFileSink(outPath, flags.output?.length === 1 ? { output: flags.output[0]! } : {});
     const summary = await batchInfer(client, model, sourceOf(inputFormat, flags.input, flags), sink, {
-      window,
+      ...(window === undefined ? {} : { window }),
       batchRows,
       ...(flags.version === undefined ? {} : { version: flags.version }),
       ...(flags.output === undefined ? {} : { outputs: flags.output }),

@@ -16,7 +16,7 @@ export function registerBatchCommand(program: Command): void {
     .option('--errors <file>', 'failed rows as JSON lines {id, index, code, message} (default OUT.errors.jsonl)')
     .option('--checkpoint <file>', 'progress, for --resume (default OUT.checkpoint.json)')
     .option('--max-failures <n>', 'stop with exit code 1 once more rows than this have failed')
-    .option('--window <n>', 'requests in flight (and waiting to be written) at most', '64')
+    .option('--window <n>', 'requests in flight (and waiting to be written) at most (default: 64 rows worth)')
     .option(
       '--batch-rows <n|auto>',
       'rows stacked into one request along dim 0; auto: up to 32 where the deployment batches (max batch > 0)',

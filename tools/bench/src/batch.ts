@@ -8,7 +8,7 @@
  *   - `quanta batch MODEL --input rows.npy --out out.npy --json` as its own process (the CLI's
  *     sources, not the launcher), with its defaults (--batch-rows auto, a window of 64 rows' worth),
  *     and once with --batch-rows BENCH_BATCH_ROWS (default 1: one row per request); rows/s from its
- *     summary (job wall time), peak RSS from its own getrusage.
+ *     summary (job wall time), peak RSS from its own getrusage. BENCH_CLI=dist runs the compiled CLI.
  * The inference service runs in a process of its own (batch-server.ts): max batch 64, 1 ms delay.
  *   npm run bench:batch -w @quanta/bench       (BENCH_ROWS=20000 for a shorter run; BENCH_MODELS=cnn,mlp)
  */
@@ -27,6 +27,9 @@ const ROWS = Number(process.env['BENCH_ROWS'] ?? '100000');
 const MODELS = (process.env['BENCH_MODELS'] ?? 'cnn,mlp').split(',');
 const WINDOWS = (process.env['BENCH_WINDOWS'] ?? '16,64').split(',').map(Number);
 const BATCH_ROWS = Number(process.env['BENCH_BATCH_ROWS'] ?? '1');
+// BENCH_CLI=dist runs the compiled CLI (as an installed package does; `npx nx run cli:build` first);
+// the default runs its TypeScript sources under tsx, as `npx quanta` does in a checkout.
+const CLI_BUILT = process.env['BENCH_CLI'] === 'dist';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../../..');
 
@@ -137,10 +140,12 @@ interface CliSummary {
   latencyMs: { p50: number; p99: number };
 }
 
+const SOURCE_CLI = ['--conditions=@quanta/source', '--import', 'tsx', join(root, 'tools/cli/src/main.ts')];
+
 function quantaBatch(env: NodeJS.ProcessEnv, args: string[]): Promise<CliSummary> {
   const child = spawn(
     process.execPath,
-    ['--conditions=@quanta/source', '--import', 'tsx', join(root, 'tools/cli/src/main.ts'), 'batch', ...args, '--json'],
+    [...(CLI_BUILT ? [join(root, 'tools/cli/dist/main.js')] : SOURCE_CLI), 'batch', ...args, '--json'],
     {
       cwd: root,
       env,

@@ -26,5 +26,5 @@ export {
 export { tensorFromWire, tensorToWire, type WireTensor } from './wire.js';
 export { tensorFromJson, tensorToJson, type JsonTensor } from './json.js';
 export { concatBatch, splitBatch } from './batch.js';
-export { NpyError, readNpy, writeNpy } from './npy.js';
+export { NpyError, npyDescr, npyHeaderBytes, readNpy, readNpyHeader, writeNpy, type NpyHeader } from './npy.js';
 export { readNpz } from './npz.js';

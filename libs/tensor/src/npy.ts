@@ -133,8 +133,19 @@ function datatypeOfDescr(descr: PyValue | undefined, what: string): FixedDatatyp
   return datatype;
 }
 
-/** Reads a .npy file's bytes into a tensor (the data is viewed, not copied, where alignment allows). */
-export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
+/** What a .npy header says: the array's datatype and shape, and where its data starts. */
+export interface NpyHeader {
+  readonly datatype: FixedDatatype;
+  readonly shape: readonly number[];
+  /** Offset of the first element. */
+  readonly dataOffset: number;
+}
+
+/**
+ * Parses the header at the start of `bytes` (the data need not follow: a file's first 64 KiB hold
+ * any 1.0 header), with a clear NpyError for what numpy would not have written or we do not take.
+ */
+export function readNpyHeader(bytes: Uint8Array, what = 'the .npy file'): NpyHeader {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (buffer.length < 10 || !buffer.subarray(0, 6).equals(MAGIC))
     throw new NpyError(`${what} is not a .npy file (no \\x93NUMPY magic)`);
@@ -173,7 +184,14 @@ export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
   ) {
     throw new NpyError(`${what}: bad .npy header (shape must be a tuple of whole numbers)`);
   }
-  const data = buffer.subarray(dataStart);
+  return { datatype, shape: shapeValue, dataOffset: dataStart };
+}
+
+/** Reads a .npy file's bytes into a tensor (the data is viewed, not copied, where alignment allows). */
+export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const { datatype, shape: shapeValue, dataOffset } = readNpyHeader(buffer, what);
+  const data = buffer.subarray(dataOffset);
   const count = shapeValue.reduce((a, b) => a * b, 1);
   const needed = count * ELEMENT_SIZE[datatype];
   if (data.length !== needed) {
@@ -183,7 +201,7 @@ export function readNpy(bytes: Uint8Array, what = 'the .npy file'): Tensor {
     );
   }
   try {
-    return tensorFromRaw(datatype, shapeValue, data);
+    return tensorFromRaw(datatype, [...shapeValue], data);
   } catch (error: unknown) {
     throw new NpyError(`${what}: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -197,14 +215,30 @@ export function writeNpy(tensor: Tensor): Buffer {
   if (tensor.datatype === 'BYTES' || tensor.datatype === 'BF16') {
     throw new NpyError(`output "${tensor.name ?? ''}" is ${tensor.datatype}, which has no .npy dtype`);
   }
-  const code = DESCR[tensor.datatype]!;
-  const descr = `${ELEMENT_SIZE[tensor.datatype] === 1 ? '|' : '<'}${code}`;
+  return Buffer.concat([npyHeaderBytes(tensor.datatype, tensor.shape), tensorToRaw(tensor)]);
+}
+
+/** numpy's descr of a datatype ('<f4', '|u1'), or undefined for BYTES and BF16, which have none. */
+export function npyDescr(datatype: string): string | undefined {
+  const code = DESCR[datatype as FixedDatatype];
+  if (code === undefined) return undefined;
+  return `${ELEMENT_SIZE[datatype as FixedDatatype] === 1 ? '|' : '<'}${code}`;
+}
+
+/**
+ * The header numpy.save writes for an array of `datatype` and `shape` (format 1.0, or 2.0 when it
+ * outgrows 64 KiB), padded so the data starts on a 64-byte boundary and, with `minBytes`, to at
+ * least that many bytes (room to rewrite the shape in place later).
+ */
+export function npyHeaderBytes(datatype: string, shape: readonly number[], minBytes = 0): Buffer {
+  const descr = npyDescr(datatype);
+  if (descr === undefined) throw new NpyError(`${datatype} has no .npy dtype`);
   // numpy writes a 1-d shape as (n,) and a scalar as ().
-  const shape = tensor.shape.length === 1 ? `(${tensor.shape[0]},)` : `(${tensor.shape.join(', ')})`;
-  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
+  const dims = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${dims}, }`;
   const build = (major: 1 | 2): Buffer => {
     const prefix = major === 1 ? 10 : 12;
-    const unpadded = prefix + dict.length + 1;
+    const unpadded = Math.max(prefix + dict.length + 1, minBytes);
     const total = Math.ceil(unpadded / 64) * 64;
     const head = Buffer.alloc(total, 0x20);
     MAGIC.copy(head, 0);
@@ -217,6 +251,5 @@ export function writeNpy(tensor: Tensor): Buffer {
     return head;
   };
   const v1 = build(1);
-  const head = v1.length - 10 <= 0xffff ? v1 : build(2);
-  return Buffer.concat([head, tensorToRaw(tensor)]);
+  return v1.length - 10 <= 0xffff ? v1 : build(2);
 }

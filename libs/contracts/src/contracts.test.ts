@@ -368,9 +368,11 @@ describe('registry and monitoring drafts', () => {
       batchSize: 8,
       bytesIn: 12288n,
       bytesOut: 40n,
+      route: '',
+      cacheHit: false,
       time: new Date('2026-11-29T01:00:00.123Z'),
     };
-    const batch = monitoring.IngestRequest.encode({ records: [record, record] }).finish();
+    const batch = monitoring.IngestRequest.encode({ records: [record, record], inputSummaries: [] }).finish();
     expect(monitoring.IngestRequest.decode(batch).records).toEqual([record, record]);
   });
 });

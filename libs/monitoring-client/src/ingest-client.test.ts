@@ -22,6 +22,8 @@ function rec(i: number): pb.InferenceRecord {
     batchSize: 1,
     bytesIn: 0n,
     bytesOut: 0n,
+    route: '',
+    cacheHit: false,
     time: new Date(),
   };
 }
@@ -50,7 +52,7 @@ async function startSink(): Promise<{
         n += r.records.length;
       }
       if (gate !== undefined) await gate;
-      return { accepted: BigInt(n), rejected: 0n, rejections: [] };
+      return { accepted: BigInt(n), rejected: 0n, rejections: [], summariesAccepted: 0n, summariesRejected: 0n };
     }),
   });
   const { address } = await service.start();

@@ -107,7 +107,8 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
         }
         resolve();
       });
-      for (let i = 0; i < records.length; i += batchSize) stream.write({ records: records.slice(i, i + batchSize) });
+      for (let i = 0; i < records.length; i += batchSize)
+        stream.write({ records: records.slice(i, i + batchSize), inputSummaries: [] });
       stream.end();
     });
   }

@@ -115,6 +115,11 @@ export function deploymentSpec(modelRef: string, over: Partial<registry.Deployme
     sequenceIdleTimeoutMs: 0,
     preferredBatchSizes: [],
     tunePreferredBatchSize: false,
+    responseCacheBytes: 0n,
+    priorityLevels: 0,
+    defaultPriorityLevel: 0,
+    priorityQueuePolicies: {},
+    callerLimitOverrides: {},
     ...over,
   };
 }

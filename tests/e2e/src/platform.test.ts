@@ -172,7 +172,12 @@ describe('the platform end to end', () => {
       async () => {
         const reply = await clients.rpc.monitoring(
           'getModelStats',
-          { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } },
+          {
+            model: 'cifar',
+            version: '',
+            byVersion: false,
+            span: { $case: 'window', value: { seconds: 300n, nanos: 0 } },
+          },
           { metadata: bearer(acme) },
         );
         const count = Number(reply.stats?.count ?? 0);
@@ -249,7 +254,12 @@ describe('the platform end to end', () => {
     const stats = await clients.rpc
       .monitoring(
         'getModelStats',
-        { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } },
+        {
+          model: 'cifar',
+          version: '',
+          byVersion: false,
+          span: { $case: 'window', value: { seconds: 300n, nanos: 0 } },
+        },
         { metadata: md },
       )
       .catch((error: unknown) => {
@@ -286,7 +296,12 @@ describe('the platform end to end', () => {
         await inferRaw(clients, acme, 'cifar', [image(++probes)]);
         const reply = await clients.rpc.monitoring(
           'getModelStats',
-          { model: 'cifar', version: '', span: { $case: 'window', value: { seconds: 300n, nanos: 0 } } },
+          {
+            model: 'cifar',
+            version: '',
+            byVersion: false,
+            span: { $case: 'window', value: { seconds: 300n, nanos: 0 } },
+          },
           { metadata: bearer(acme) },
         );
         return Number(reply.stats?.count ?? 0) >= 1;

@@ -97,10 +97,12 @@ function buildBatches(total: number, batch: number, spreadSeconds: number, endMs
         batchSize: 1 + Math.floor(rnd() * 8),
         bytesIn: 3072n,
         bytesOut: 40n,
+        route: '',
+        cacheHit: false,
         time: new Date(timeMs),
       });
     }
-    out.push(Buffer.from(pb.IngestRequest.encode({ records }).finish()));
+    out.push(Buffer.from(pb.IngestRequest.encode({ records, inputSummaries: [] }).finish()));
   }
   return out;
 }
@@ -295,7 +297,9 @@ async function queryClient(): Promise<void> {
   const window = { $case: 'window' as const, value: { seconds: BigInt(HOUR_S), nanos: 0 } };
   const query = (model: string): Promise<pb.GetModelStatsResponse> =>
     new Promise((resolve, reject) =>
-      client.getModelStats({ model, version: '', span: window }, md, (e, r) => (e ? reject(e) : resolve(r))),
+      client.getModelStats({ model, version: '', byVersion: false, span: window }, md, (e, r) =>
+        e ? reject(e) : resolve(r),
+      ),
     );
   for (let i = 0; i < 500; i++) await query(`model-${i % MODELS}`);
   const times = new Float64Array(QUERIES);

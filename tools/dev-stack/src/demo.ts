@@ -35,6 +35,11 @@ export function demoSpecs(): DemoModel[] {
         // sends such a batch as soon as it is queued instead of waiting the 2 ms.
         preferredBatchSizes: [],
         tunePreferredBatchSize: true,
+        responseCacheBytes: 0n,
+        priorityLevels: 0,
+        defaultPriorityLevel: 0,
+        priorityQueuePolicies: {},
+        callerLimitOverrides: {},
       },
     },
     {
@@ -53,6 +58,11 @@ export function demoSpecs(): DemoModel[] {
         sequenceIdleTimeoutMs: 0,
         preferredBatchSizes: [],
         tunePreferredBatchSize: false,
+        responseCacheBytes: 0n,
+        priorityLevels: 0,
+        defaultPriorityLevel: 0,
+        priorityQueuePolicies: {},
+        callerLimitOverrides: {},
       },
     },
   ];

@@ -73,6 +73,8 @@ export function createIngestObserver(options: IngestObserverOptions): InferObser
           batchSize: Math.max(1, result?.batchSize ?? 1),
           bytesIn: BigInt(bytesIn),
           bytesOut: BigInt(bytesOut),
+          route: '',
+          cacheHit: false,
           time: new Date(),
         });
       } catch {

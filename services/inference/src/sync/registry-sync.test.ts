@@ -35,6 +35,11 @@ const SPEC: pb.DeploymentSpec = {
   sequenceIdleTimeoutMs: 0,
   preferredBatchSizes: [],
   tunePreferredBatchSize: false,
+  responseCacheBytes: 0n,
+  priorityLevels: 0,
+  defaultPriorityLevel: 0,
+  priorityQueuePolicies: {},
+  callerLimitOverrides: {},
 };
 
 /** The second source: onnxruntime run directly on the same bytes. */
@@ -286,7 +291,7 @@ describe('registry sync against real crypto, registry and monitoring processes',
     const reader = await stack.token(TENANT, ['monitoring:read']);
     const reply = await stack.monitoring$!(
       'getModelStats',
-      { model: 'mlp', version, span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } },
+      { model: 'mlp', version, byVersion: false, span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } },
       { metadata: bearer(reader) },
     );
     expect(Number(reply.stats?.errorCount)).toBe(0);

@@ -17,6 +17,11 @@ const spec = (modelRef: string, extra: Partial<pb.DeploymentSpec> = {}): pb.Depl
   sequenceIdleTimeoutMs: 0,
   preferredBatchSizes: [],
   tunePreferredBatchSize: false,
+  responseCacheBytes: 0n,
+  priorityLevels: 0,
+  defaultPriorityLevel: 0,
+  priorityQueuePolicies: {},
+  callerLimitOverrides: {},
   ...extra,
 });
 
@@ -366,11 +371,21 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
         maxBatchSize: 8,
         preferredBatchSizes: [8, 2, 4],
         tunePreferredBatchSize: false,
+        responseCacheBytes: 0n,
+        priorityLevels: 0,
+        defaultPriorityLevel: 0,
+        priorityQueuePolicies: {},
+        callerLimitOverrides: {},
       });
       let event = await w.next();
       expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
         preferredBatchSizes: [8, 2, 4],
         tunePreferredBatchSize: false,
+        responseCacheBytes: 0n,
+        priorityLevels: 0,
+        defaultPriorityLevel: 0,
+        priorityQueuePolicies: {},
+        callerLimitOverrides: {},
       });
       await call(
         h.client,
@@ -382,6 +397,11 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
       expect(event?.$case === 'change' && event.value.deployment?.spec).toMatchObject({
         preferredBatchSizes: [],
         tunePreferredBatchSize: true,
+        responseCacheBytes: 0n,
+        priorityLevels: 0,
+        defaultPriorityLevel: 0,
+        priorityQueuePolicies: {},
+        callerLimitOverrides: {},
       });
       expect(
         (await call(h.client, 'getDeployment', { name: 'batchy-fixed' }, acmeRead)).deployment?.spec

@@ -162,6 +162,8 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     description: r.description,
     createTime: new Date(r.createMs),
     updateTime: new Date(r.updateMs),
+    input: '',
+    webhooks: [],
   });
 
   const find = (tenant: string, name: string): Rule => {
@@ -233,6 +235,8 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
             value: v,
             threshold: rule.threshold,
             message,
+            deliveries: [],
+            input: '',
             pendingTime: new Date(nowMs),
           },
           changedMs: nowMs,

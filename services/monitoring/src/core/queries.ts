@@ -38,6 +38,9 @@ export function toModelStats(model: string, version: string, span: SecondSpan, a
       .map(([batchSize, count]) => ({ batchSize, count: BigInt(count) })),
     bytesIn: BigInt(agg.bytesIn),
     bytesOut: BigInt(agg.bytesOut),
+    cacheHitCount: 0n,
+    cacheMissCount: 0n,
+    route: '',
   };
 }
 

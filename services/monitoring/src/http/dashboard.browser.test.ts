@@ -79,6 +79,8 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
             window: { seconds: 60n, nanos: 0 },
             forDuration: { seconds: 0n, nanos: 0 },
             description: '',
+            input: '',
+            webhooks: [],
           },
         },
         reader,

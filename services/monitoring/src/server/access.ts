@@ -22,6 +22,11 @@ export const MONITORING_ACCESS: AccessTable = {
   [`${S}/CreateAlertRule`]: { scope: 'alerts:write', tenant: 'own' },
   [`${S}/UpdateAlertRule`]: { scope: 'alerts:write', tenant: 'own' },
   [`${S}/DeleteAlertRule`]: { scope: 'alerts:write', tenant: 'own' },
+  // Drift baselines are written like alert rules; drift is read like statistics.
+  [`${S}/SetDriftBaseline`]: { scope: 'alerts:write', tenant: 'own' },
+  [`${S}/DeleteDriftBaseline`]: { scope: 'alerts:write', tenant: 'own' },
+  [`${S}/GetDriftBaseline`]: { scope: 'monitoring:read', tenant: 'own' },
+  [`${S}/GetDrift`]: { scope: 'monitoring:read', tenant: 'own' },
   // The services' health, the same for every tenant.
   [`${S}/GetHealthBoard`]: { scope: 'monitoring:read', tenant: 'none' },
   // The caller's tenant's events; an `admin` token sees every tenant's.

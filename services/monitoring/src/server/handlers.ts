@@ -10,6 +10,7 @@ import {
   invalidArgument,
   serverStreaming,
   unary,
+  unimplemented,
 } from '@quanta/service-kit';
 import { AuditPageTokenError, listAuditEvents, recordAuditEvent } from '@quanta/store';
 import type { Queryable } from '@quanta/store';
@@ -170,13 +171,19 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
         span.end();
         batchIndex++;
       }
-      return { accepted: BigInt(accepted), rejected: BigInt(rejected), rejections };
+      return {
+        accepted: BigInt(accepted),
+        rejected: BigInt(rejected),
+        rejections,
+        summariesAccepted: 0n,
+        summariesRejected: 0n,
+      };
     }),
 
     getModelStats: unary<pb.GetModelStatsRequest, pb.GetModelStatsResponse>(async (req, ctx) => {
       if (req.model === '') throw invalidArgument('model is missing');
       const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
-      return Promise.resolve({ stats: modelStats(store, tenantOf(ctx), req.model, req.version, span) });
+      return Promise.resolve({ stats: modelStats(store, tenantOf(ctx), req.model, req.version, span), versions: [] });
     }),
 
     getTimeSeries: unary<pb.GetTimeSeriesRequest, pb.GetTimeSeriesResponse>(async (req, ctx) => {
@@ -277,6 +284,20 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
     watchAlerts: serverStreaming<pb.WatchAlertsRequest, pb.WatchAlertsResponse>((req, ctx) =>
       watchAlerts(core, tenantOf(ctx), req.ruleName, ctx.signal),
     ),
+
+    // Drift detection (issue 19): implemented with the drift store.
+    setDriftBaseline: unary<pb.SetDriftBaselineRequest, pb.SetDriftBaselineResponse>(async () => {
+      throw unimplemented('SetDriftBaseline is not implemented yet');
+    }),
+    getDriftBaseline: unary<pb.GetDriftBaselineRequest, pb.GetDriftBaselineResponse>(async () => {
+      throw unimplemented('GetDriftBaseline is not implemented yet');
+    }),
+    deleteDriftBaseline: unary<pb.DeleteDriftBaselineRequest, pb.DeleteDriftBaselineResponse>(async () => {
+      throw unimplemented('DeleteDriftBaseline is not implemented yet');
+    }),
+    getDrift: unary<pb.GetDriftRequest, pb.GetDriftResponse>(async () => {
+      throw unimplemented('GetDrift is not implemented yet');
+    }),
 
     getHealthBoard: unary<pb.GetHealthBoardRequest, pb.GetHealthBoardResponse>(async () =>
       Promise.resolve({

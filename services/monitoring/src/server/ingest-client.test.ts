@@ -31,7 +31,7 @@ describe('the ingest client against the real monitoring service', () => {
       const before = await call(
         first.client,
         'getModelStats',
-        { model: 'cifar', version: '', span: window(60) },
+        { model: 'cifar', version: '', byVersion: false, span: window(60) },
         reader,
       );
       expect(before.stats?.count).toBe(5000n);
@@ -71,7 +71,7 @@ describe('the ingest client against the real monitoring service', () => {
       const stats = await call(
         second.client,
         'getModelStats',
-        { model: 'cifar', version: '', span: window(60) },
+        { model: 'cifar', version: '', byVersion: false, span: window(60) },
         reader,
       );
       expect(stats.stats?.count).toBe(BigInt(1 + 777));

@@ -56,7 +56,12 @@ describe('monitoring gRPC: ingest and queries', () => {
     expect(reasons['b8']).toBe('queue_us is negative (-1)');
     expect(reply.rejections.find((r) => r.requestId === 'b5')).toMatchObject({ batchIndex: 1, recordIndex: 504 });
 
-    const { stats } = await call(h.client, 'getModelStats', { model: 'cifar', version: '', span: window(60) }, reader);
+    const { stats } = await call(
+      h.client,
+      'getModelStats',
+      { model: 'cifar', version: '', byVersion: false, span: window(60) },
+      reader,
+    );
     expect(stats?.count).toBe(1000n);
     expect(stats?.errorCount).toBe(10n);
     expect(stats?.statuses).toEqual([
@@ -105,7 +110,7 @@ describe('monitoring gRPC: ingest and queries', () => {
     const { stats } = await call(
       h.client,
       'getModelStats',
-      { model: 'cifar', version: '', span: window(60) },
+      { model: 'cifar', version: '', byVersion: false, span: window(60) },
       stranger,
     );
     expect(stats?.count).toBe(0n);
@@ -119,6 +124,7 @@ describe('monitoring gRPC: ingest and queries', () => {
         {
           model: 'cifar',
           version: '',
+          byVersion: false,
           span: { $case: 'range', value: { startTime: new Date(T0 + 5000), endTime: new Date(T0) } },
         },
         reader,
@@ -136,10 +142,12 @@ describe('monitoring gRPC: ingest and queries', () => {
     );
     expect(step.code).toBe(grpc.status.INVALID_ARGUMENT);
     const noModel = await failure(
-      call(h.client, 'getModelStats', { model: '', version: '', span: window(60) }, reader),
+      call(h.client, 'getModelStats', { model: '', version: '', byVersion: false, span: window(60) }, reader),
     );
     expect(noModel.details).toBe('model is missing');
-    const unauth = await failure(call(h.client, 'getModelStats', { model: 'cifar', version: '', span: window(60) }));
+    const unauth = await failure(
+      call(h.client, 'getModelStats', { model: 'cifar', version: '', byVersion: false, span: window(60) }),
+    );
     expect(unauth.code).toBe(grpc.status.UNAUTHENTICATED);
     const denied = await failure(ingest(h.client, reader, [[record(T0)]]));
     expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
@@ -151,7 +159,7 @@ describe('monitoring gRPC: ingest and queries', () => {
     const { stats } = await call(
       h.client,
       'getModelStats',
-      { model: 'cifar', version: '', span: window(86_400) },
+      { model: 'cifar', version: '', byVersion: false, span: window(86_400) },
       reader,
     );
     expect(stats?.startTime?.getTime()).toBe(T0 + 11_000 - 3_600_000);

@@ -109,7 +109,7 @@ export function ingest(
 ): Promise<pb.IngestResponse> {
   return new Promise((resolve, reject) => {
     const stream = client.ingest(bearer(token), (error, response) => (error ? reject(error) : resolve(response)));
-    for (const records of batches) stream.write({ records });
+    for (const records of batches) stream.write({ records, inputSummaries: [] });
     stream.end();
   });
 }
@@ -143,6 +143,8 @@ export function record(timeMs: number, over: Partial<pb.InferenceRecord> = {}): 
     batchSize: 1,
     bytesIn: 100n,
     bytesOut: 40n,
+    route: '',
+    cacheHit: false,
     time: new Date(timeMs),
     ...over,
   };
@@ -168,6 +170,8 @@ export function alertRule(over: Partial<pb.AlertRule>): pb.AlertRule {
     window: seconds(10),
     forDuration: seconds(5),
     description: '',
+    input: '',
+    webhooks: [],
     ...over,
   };
 }

@@ -108,6 +108,11 @@ export function registerDeployCommand(program: Command): void {
           maxQueueSize: parseWhole(opts.maxQueue ?? '0', '--max-queue'),
           sequenceState: parseSequenceState(opts.sequenceState),
           sequenceIdleTimeoutMs: 0,
+          responseCacheBytes: 0n,
+          priorityLevels: 0,
+          defaultPriorityLevel: 0,
+          priorityQueuePolicies: {},
+          callerLimitOverrides: {},
           ...parsePreferredBatch(opts.preferredBatch),
         };
         const { deployment, created } = await withRegistry(settings, async (rpc) => {

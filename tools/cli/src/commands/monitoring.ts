@@ -123,7 +123,12 @@ export function registerMonitoringCommands(program: Command): void {
           const window = { $case: 'window' as const, value: seconds(parseWindow(opts.window)) };
           await withMonitoring(settings, async (rpc) => {
             if (model !== undefined) {
-              const { stats } = await rpc('getModelStats', { model, version: opts.modelVersion ?? '', span: window });
+              const { stats } = await rpc('getModelStats', {
+                model,
+                version: opts.modelVersion ?? '',
+                byVersion: false,
+                span: window,
+              });
               if (stats === undefined) throw new CliError('the server sent no statistics');
               out.result(stats, () => statsText(stats));
               return;
@@ -248,6 +253,8 @@ export function registerMonitoringCommands(program: Command): void {
             window: seconds(parseWindow(opts.window)),
             forDuration: seconds(parseWindow(opts.for, '--for')),
             description: opts.description,
+            input: '',
+            webhooks: [],
           };
           const created = await withMonitoring(settings, (rpc) => rpc('createAlertRule', { rule }));
           out.result(created.rule, () => `alert rule "${name}" created`);

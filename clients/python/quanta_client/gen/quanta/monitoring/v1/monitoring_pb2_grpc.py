@@ -85,6 +85,26 @@ class MonitoringServiceStub(object):
                 request_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsResponse.FromString,
                 )
+        self.SetDriftBaseline = channel.unary_unary(
+                '/quanta.monitoring.v1.MonitoringService/SetDriftBaseline',
+                request_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.SetDriftBaselineRequest.SerializeToString,
+                response_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.SetDriftBaselineResponse.FromString,
+                )
+        self.GetDriftBaseline = channel.unary_unary(
+                '/quanta.monitoring.v1.MonitoringService/GetDriftBaseline',
+                request_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftBaselineRequest.SerializeToString,
+                response_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftBaselineResponse.FromString,
+                )
+        self.DeleteDriftBaseline = channel.unary_unary(
+                '/quanta.monitoring.v1.MonitoringService/DeleteDriftBaseline',
+                request_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.DeleteDriftBaselineRequest.SerializeToString,
+                response_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.DeleteDriftBaselineResponse.FromString,
+                )
+        self.GetDrift = channel.unary_unary(
+                '/quanta.monitoring.v1.MonitoringService/GetDrift',
+                request_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftRequest.SerializeToString,
+                response_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftResponse.FromString,
+                )
 
 
 class MonitoringServiceServicer(object):
@@ -205,6 +225,38 @@ class MonitoringServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDriftBaseline(self, request, context):
+        """Freezes a drift baseline for a model (one version, or every version): the input
+        summaries that inference sent over a window or range, or summaries the caller computed
+        (for example from `.npy` files, with the binning `InputSummary` describes). It replaces
+        the model's baseline of the same version. Scope: `alerts:write` (as alert rules).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDriftBaseline(self, request, context):
+        """Returns a model's drift baseline. Scope: `monitoring:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDriftBaseline(self, request, context):
+        """Deletes a model's drift baseline. Scope: `alerts:write`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDrift(self, request, context):
+        """Each input's population stability index over a window against the baseline, with the
+        window's and the baseline's mean and standard deviation. Scope: `monitoring:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -272,6 +324,26 @@ def add_MonitoringServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'SetDriftBaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDriftBaseline,
+                    request_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.SetDriftBaselineRequest.FromString,
+                    response_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.SetDriftBaselineResponse.SerializeToString,
+            ),
+            'GetDriftBaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDriftBaseline,
+                    request_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftBaselineRequest.FromString,
+                    response_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftBaselineResponse.SerializeToString,
+            ),
+            'DeleteDriftBaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDriftBaseline,
+                    request_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.DeleteDriftBaselineRequest.FromString,
+                    response_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.DeleteDriftBaselineResponse.SerializeToString,
+            ),
+            'GetDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrift,
+                    request_deserializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftRequest.FromString,
+                    response_serializer=quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -507,5 +579,73 @@ class MonitoringService(object):
         return grpc.experimental.unary_unary(request, target, '/quanta.monitoring.v1.MonitoringService/ListAuditEvents',
             quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsRequest.SerializeToString,
             quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.ListAuditEventsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SetDriftBaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/quanta.monitoring.v1.MonitoringService/SetDriftBaseline',
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.SetDriftBaselineRequest.SerializeToString,
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.SetDriftBaselineResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetDriftBaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/quanta.monitoring.v1.MonitoringService/GetDriftBaseline',
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftBaselineRequest.SerializeToString,
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftBaselineResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteDriftBaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/quanta.monitoring.v1.MonitoringService/DeleteDriftBaseline',
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.DeleteDriftBaselineRequest.SerializeToString,
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.DeleteDriftBaselineResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/quanta.monitoring.v1.MonitoringService/GetDrift',
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftRequest.SerializeToString,
+            quanta_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

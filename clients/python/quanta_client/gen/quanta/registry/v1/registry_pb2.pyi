@@ -79,6 +79,16 @@ class CalibrationSource(_message.Message):
     seed: int
     def __init__(self, kind: _Optional[str] = ..., sample_count: _Optional[int] = ..., seed: _Optional[int] = ..., dims: _Optional[_Mapping[str, int]] = ..., description: _Optional[str] = ...) -> None: ...
 
+class CallerLimits(_message.Message):
+    __slots__ = ["burst", "max_concurrency", "requests_per_second"]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    burst: int
+    max_concurrency: int
+    requests_per_second: float
+    def __init__(self, requests_per_second: _Optional[float] = ..., burst: _Optional[int] = ..., max_concurrency: _Optional[int] = ...) -> None: ...
+
 class CompressProgress(_message.Message):
     __slots__ = ["fraction", "phase"]
     FRACTION_FIELD_NUMBER: _ClassVar[int]
@@ -273,22 +283,26 @@ class DeleteModelResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ["create_time", "generation", "name", "resolved_version", "spec", "tenant", "update_time"]
+    __slots__ = ["canary_version", "create_time", "generation", "name", "resolved_version", "shadow_version", "spec", "tenant", "update_time"]
+    CANARY_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    canary_version: ModelVersion
     create_time: _timestamp_pb2.Timestamp
     generation: int
     name: str
     resolved_version: ModelVersion
+    shadow_version: ModelVersion
     spec: DeploymentSpec
     tenant: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., resolved_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., generation: _Optional[int] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., resolved_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., generation: _Optional[int] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., canary_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., shadow_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
 
 class DeploymentChange(_message.Message):
     __slots__ = ["deployment", "reason", "type"]
@@ -307,26 +321,58 @@ class DeploymentSnapshot(_message.Message):
     def __init__(self, deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
-    __slots__ = ["instance_count", "max_batch_size", "max_queue_delay_us", "max_queue_size", "model_ref", "preferred_batch_sizes", "sequence_idle_timeout_ms", "sequence_state", "tune_preferred_batch_size"]
+    __slots__ = ["caller_limit_overrides", "caller_limits", "canary", "default_priority_level", "default_queue_policy", "instance_count", "max_batch_size", "max_queue_delay_us", "max_queue_size", "model_ref", "preferred_batch_sizes", "priority_levels", "priority_queue_policies", "response_cache_bytes", "sequence_idle_timeout_ms", "sequence_state", "shadow", "tune_preferred_batch_size"]
+    class CallerLimitOverridesEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: CallerLimits
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[CallerLimits, _Mapping]] = ...) -> None: ...
+    class PriorityQueuePoliciesEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: QueuePolicy
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[QueuePolicy, _Mapping]] = ...) -> None: ...
+    CALLER_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CALLER_LIMIT_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PRIORITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_QUEUE_POLICY_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_COUNT_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_DELAY_US_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
     MODEL_REF_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_LEVELS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_QUEUE_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_STATE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     TUNE_PREFERRED_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    caller_limit_overrides: _containers.MessageMap[str, CallerLimits]
+    caller_limits: CallerLimits
+    canary: TrafficTarget
+    default_priority_level: int
+    default_queue_policy: QueuePolicy
     instance_count: int
     max_batch_size: int
     max_queue_delay_us: int
     max_queue_size: int
     model_ref: str
     preferred_batch_sizes: _containers.RepeatedScalarFieldContainer[int]
+    priority_levels: int
+    priority_queue_policies: _containers.MessageMap[int, QueuePolicy]
+    response_cache_bytes: int
     sequence_idle_timeout_ms: int
     sequence_state: _containers.RepeatedCompositeFieldContainer[SequenceStateMapping]
+    shadow: TrafficTarget
     tune_preferred_batch_size: bool
-    def __init__(self, model_ref: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., instance_count: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., sequence_state: _Optional[_Iterable[_Union[SequenceStateMapping, _Mapping]]] = ..., sequence_idle_timeout_ms: _Optional[int] = ..., preferred_batch_sizes: _Optional[_Iterable[int]] = ..., tune_preferred_batch_size: bool = ...) -> None: ...
+    def __init__(self, model_ref: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., max_queue_delay_us: _Optional[int] = ..., instance_count: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., sequence_state: _Optional[_Iterable[_Union[SequenceStateMapping, _Mapping]]] = ..., sequence_idle_timeout_ms: _Optional[int] = ..., preferred_batch_sizes: _Optional[_Iterable[int]] = ..., tune_preferred_batch_size: bool = ..., canary: _Optional[_Union[TrafficTarget, _Mapping]] = ..., shadow: _Optional[_Union[TrafficTarget, _Mapping]] = ..., response_cache_bytes: _Optional[int] = ..., priority_levels: _Optional[int] = ..., default_priority_level: _Optional[int] = ..., default_queue_policy: _Optional[_Union[QueuePolicy, _Mapping]] = ..., priority_queue_policies: _Optional[_Mapping[int, QueuePolicy]] = ..., caller_limits: _Optional[_Union[CallerLimits, _Mapping]] = ..., caller_limit_overrides: _Optional[_Mapping[str, CallerLimits]] = ...) -> None: ...
 
 class DownloadHeader(_message.Message):
     __slots__ = ["version"]
@@ -652,6 +698,18 @@ class ParentVersion(_message.Message):
     version: int
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., transform: _Optional[str] = ..., transform_params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class QueuePolicy(_message.Message):
+    __slots__ = ["allow_timeout_override", "delay_on_timeout", "max_queue_size", "timeout_us"]
+    ALLOW_TIMEOUT_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    DELAY_ON_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_US_FIELD_NUMBER: _ClassVar[int]
+    allow_timeout_override: bool
+    delay_on_timeout: bool
+    max_queue_size: int
+    timeout_us: int
+    def __init__(self, max_queue_size: _Optional[int] = ..., timeout_us: _Optional[int] = ..., delay_on_timeout: bool = ..., allow_timeout_override: bool = ...) -> None: ...
+
 class RewrapDataKeysRequest(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
@@ -709,6 +767,14 @@ class TensorSignature(_message.Message):
     name: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dim_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TrafficTarget(_message.Message):
+    __slots__ = ["model_ref", "percent"]
+    MODEL_REF_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    model_ref: str
+    percent: int
+    def __init__(self, model_ref: _Optional[str] = ..., percent: _Optional[int] = ...) -> None: ...
 
 class UpdateDeploymentRequest(_message.Message):
     __slots__ = ["expected_generation", "name", "spec"]

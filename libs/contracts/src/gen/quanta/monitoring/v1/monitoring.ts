@@ -87,6 +87,11 @@ export enum AlertMetric {
   ALERT_METRIC_ERROR_RATE = 2,
   /** ALERT_METRIC_THROUGHPUT_RPS - Requests per second. */
   ALERT_METRIC_THROUGHPUT_RPS = 3,
+  /**
+   * ALERT_METRIC_DRIFT_PSI - The population stability index of an input against the model's drift baseline (the
+   * rule's `input`, or the highest of every input). No baseline: the rule does not hold.
+   */
+  ALERT_METRIC_DRIFT_PSI = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -104,6 +109,9 @@ export function alertMetricFromJSON(object: any): AlertMetric {
     case 3:
     case "ALERT_METRIC_THROUGHPUT_RPS":
       return AlertMetric.ALERT_METRIC_THROUGHPUT_RPS;
+    case 4:
+    case "ALERT_METRIC_DRIFT_PSI":
+      return AlertMetric.ALERT_METRIC_DRIFT_PSI;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -121,6 +129,8 @@ export function alertMetricToJSON(object: AlertMetric): string {
       return "ALERT_METRIC_ERROR_RATE";
     case AlertMetric.ALERT_METRIC_THROUGHPUT_RPS:
       return "ALERT_METRIC_THROUGHPUT_RPS";
+    case AlertMetric.ALERT_METRIC_DRIFT_PSI:
+      return "ALERT_METRIC_DRIFT_PSI";
     case AlertMetric.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -164,6 +174,62 @@ export function alertComparisonToJSON(object: AlertComparison): string {
     case AlertComparison.ALERT_COMPARISON_BELOW:
       return "ALERT_COMPARISON_BELOW";
     case AlertComparison.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** The state of a webhook delivery. */
+export enum WebhookDeliveryState {
+  WEBHOOK_DELIVERY_STATE_UNSPECIFIED = 0,
+  /** WEBHOOK_DELIVERY_STATE_PENDING - Not attempted yet. */
+  WEBHOOK_DELIVERY_STATE_PENDING = 1,
+  /** WEBHOOK_DELIVERY_STATE_DELIVERED - The receiver answered 2xx. */
+  WEBHOOK_DELIVERY_STATE_DELIVERED = 2,
+  /** WEBHOOK_DELIVERY_STATE_RETRYING - An attempt failed; another is due at `next_attempt_time`. */
+  WEBHOOK_DELIVERY_STATE_RETRYING = 3,
+  /** WEBHOOK_DELIVERY_STATE_FAILED - Every attempt failed, or the body could not be signed. */
+  WEBHOOK_DELIVERY_STATE_FAILED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function webhookDeliveryStateFromJSON(object: any): WebhookDeliveryState {
+  switch (object) {
+    case 0:
+    case "WEBHOOK_DELIVERY_STATE_UNSPECIFIED":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_UNSPECIFIED;
+    case 1:
+    case "WEBHOOK_DELIVERY_STATE_PENDING":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_PENDING;
+    case 2:
+    case "WEBHOOK_DELIVERY_STATE_DELIVERED":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_DELIVERED;
+    case 3:
+    case "WEBHOOK_DELIVERY_STATE_RETRYING":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_RETRYING;
+    case 4:
+    case "WEBHOOK_DELIVERY_STATE_FAILED":
+      return WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WebhookDeliveryState.UNRECOGNIZED;
+  }
+}
+
+export function webhookDeliveryStateToJSON(object: WebhookDeliveryState): string {
+  switch (object) {
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_UNSPECIFIED:
+      return "WEBHOOK_DELIVERY_STATE_UNSPECIFIED";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_PENDING:
+      return "WEBHOOK_DELIVERY_STATE_PENDING";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_DELIVERED:
+      return "WEBHOOK_DELIVERY_STATE_DELIVERED";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_RETRYING:
+      return "WEBHOOK_DELIVERY_STATE_RETRYING";
+    case WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_FAILED:
+      return "WEBHOOK_DELIVERY_STATE_FAILED";
+    case WebhookDeliveryState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -366,12 +432,94 @@ export interface InferenceRecord {
    * without the ingest becoming part of the request's trace. Empty when not traced.
    */
   spanId: string;
+  /**
+   * How the deployment routed the request: "primary" (or empty), "canary", or "shadow"
+   * (a copy of a request the primary answered; its caller never saw this answer).
+   */
+  route: string;
+  /** True: answered from the deployment's response cache without running the model. */
+  cacheHit: boolean;
+  /**
+   * For a shadow record: how its outputs compare with the primary's answer to the same
+   * request. Unset when the primary or the shadow failed.
+   */
+  shadow?: ShadowComparison | undefined;
+}
+
+/** How a shadow's answer compares with the primary's, for one request. */
+export interface ShadowComparison {
+  /** The primary's version. */
+  primaryVersion: string;
+  /**
+   * The largest absolute difference between any element of any output both returned (of
+   * numeric type); outputs missing on either side or of another shape count as infinity.
+   */
+  maxAbsError: number;
+  /**
+   * Rows compared for top-1 agreement: rows of class-shaped outputs ([batch, classes] or
+   * [classes], at least two classes).
+   */
+  top1Rows: number;
+  /** Of those, the rows whose arg-max is the same on both sides. */
+  top1AgreedRows: number;
+}
+
+/**
+ * The sampled distribution of one input of one model version, as inference sends it
+ * (off the request path, a summary per input every few seconds).
+ *
+ * Binning. Every value goes to one fixed bin, so summaries merge by adding counts and a
+ * baseline from `.npy` files lines up with live traffic: bin 0 holds |x| < 1e-6; a value
+ * with |x| ≥ 1e-6 goes to bin sign(x) · (1 + floor(4 · log2(|x| / 1e-6))), capped at ±160
+ * (so four bins per power of two, about 19% wide, from 1e-6 to about 1.1e6, and the
+ * outermost bins hold everything beyond). NaN goes to `nan_count` and to no bin; ±infinity
+ * to the outermost bins.
+ */
+export interface InputSummary {
+  /** The tenant. */
+  tenant: string;
+  /** The model. */
+  model: string;
+  /** The version that ran. */
+  version: string;
+  /** The deployment that served it. */
+  deployment: string;
+  /** The input's name. */
+  input: string;
+  /** The end of the period the summary covers. */
+  time?:
+    | Date
+    | undefined;
+  /** Values counted (NaN excluded). */
+  count: bigint;
+  /** Their sum. */
+  sum: number;
+  /** The sum of their squares. */
+  sumSquares: number;
+  /** The smallest value. */
+  min: number;
+  /** The largest value. */
+  max: number;
+  /** Non-empty bins, in any order. */
+  bins: HistogramBin[];
+  /** NaN values seen. */
+  nanCount: bigint;
+}
+
+/** One bin of an InputSummary. */
+export interface HistogramBin {
+  /** The bin's index (see the binning of InputSummary), -160 to 160. */
+  index: number;
+  /** Values in it. */
+  count: bigint;
 }
 
 /** One message of the Ingest stream. */
 export interface IngestRequest {
   /** A batch of records (a few hundred per message is a good size). */
   records: InferenceRecord[];
+  /** Input summaries for drift detection; a bad one never drops the others. */
+  inputSummaries: InputSummary[];
 }
 
 /** One rejected record. */
@@ -394,6 +542,10 @@ export interface IngestResponse {
   rejected: bigint;
   /** The first rejected records (at most 100), with the reasons. */
   rejections: RejectedRecord[];
+  /** Input summaries accepted. */
+  summariesAccepted: bigint;
+  /** Input summaries rejected (their reasons join `rejections`, with `request_id` empty). */
+  summariesRejected: bigint;
 }
 
 /** An explicit time range, [start_time, end_time). */
@@ -483,6 +635,37 @@ export interface ModelStats {
   bytesIn: bigint;
   /** Response bytes sent. */
   bytesOut: bigint;
+  /** Requests answered from the response cache (Triton's cache_hit_count). */
+  cacheHitCount: bigint;
+  /**
+   * Requests of a deployment with a response cache that missed it (Triton's
+   * cache_miss_count).
+   */
+  cacheMissCount: bigint;
+  /**
+   * How the version routed: "primary", "canary" or "shadow" (of its latest record); empty
+   * when the statistics cover every version.
+   */
+  route: string;
+  /**
+   * For shadow traffic: agreement with the primary over the window; unset without
+   * shadow records.
+   */
+  shadow?: ShadowAgreement | undefined;
+}
+
+/** Agreement of a shadow version with the primary over a window. */
+export interface ShadowAgreement {
+  /** Requests compared. */
+  compared: bigint;
+  /** The largest max_abs_error of any of them. */
+  maxAbsError: number;
+  /** The mean of their max_abs_error (finite ones). */
+  meanAbsError: number;
+  /** Rows compared for top-1 agreement. */
+  top1Rows: bigint;
+  /** top1_agreed_rows / top1_rows; 0 without rows. */
+  top1Agreement: number;
 }
 
 /** Request for GetModelStats. */
@@ -500,12 +683,21 @@ export interface GetModelStatsRequest {
     /** An explicit range. */
     { $case: "range"; value: TimeRange }
     | undefined;
+  /**
+   * True (with `version` empty): also each version that had requests in the window,
+   * separately, in `versions`.
+   */
+  byVersion: boolean;
 }
 
 /** Response for GetModelStats. */
 export interface GetModelStatsResponse {
   /** The statistics; zero counts when the model had no requests in the window. */
-  stats?: ModelStats | undefined;
+  stats?:
+    | ModelStats
+    | undefined;
+  /** With `by_version`: each version's statistics, ordered by version. */
+  versions: ModelStats[];
 }
 
 /** Request for GetTimeSeries. */
@@ -630,7 +822,62 @@ export interface AlertRule {
     | Date
     | undefined;
   /** When it last changed. */
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /** For ALERT_METRIC_DRIFT_PSI: the input watched; empty: the highest PSI of every input. */
+  input: string;
+  /** Where to POST the alert when it fires and when it resolves, at most 8. */
+  webhooks: Webhook[];
+}
+
+/**
+ * A receiver of alert notifications. Monitoring POSTs the Alertmanager webhook body
+ * (version "4": `receiver`, `status`, `alerts` with `labels`, `annotations`, `startsAt`,
+ * `endsAt`, `fingerprint`; `groupLabels`, `commonLabels`, `commonAnnotations`, `externalURL`,
+ * `groupKey`), so receivers written for Alertmanager work unchanged. The body is signed:
+ * `X-Quanta-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, made by the
+ * crypto service's `Sign` with the tenant's `hmac-sha256` key `hmac_key`, and
+ * `X-Quanta-Key-Version` names the key version. A delivery that fails (no answer, or an
+ * HTTP status other than 2xx) is retried with exponential backoff, 1 s doubling to 60 s,
+ * for up to 10 attempts.
+ */
+export interface Webhook {
+  /** An http or https URL. */
+  url: string;
+  /** The name of the tenant's `hmac-sha256` key in the crypto service that signs the body. */
+  hmacKey: string;
+  /**
+   * True: only firing notifications, not resolved ones (Alertmanager's
+   * `send_resolved: false`).
+   */
+  skipResolved: boolean;
+}
+
+/** Where one notification of an alert to one webhook stands. */
+export interface WebhookDelivery {
+  /** The webhook's URL. */
+  url: string;
+  /** "firing" or "resolved": what the notification says. */
+  status: string;
+  /** Where it stands. */
+  state: WebhookDeliveryState;
+  /** Attempts so far. */
+  attempts: number;
+  /** The HTTP status of the last attempt; 0 when no answer came. */
+  lastHttpStatus: number;
+  /** Why the last attempt failed; empty when it did not. */
+  lastError: string;
+  /** When the last attempt was made. */
+  lastAttemptTime?:
+    | Date
+    | undefined;
+  /** When it was delivered; unset until then. */
+  deliveredTime?:
+    | Date
+    | undefined;
+  /** When the next attempt is due; unset unless RETRYING. */
+  nextAttemptTime?: Date | undefined;
 }
 
 /** One rule's alert for one model version. */
@@ -658,7 +905,13 @@ export interface Alert {
     | Date
     | undefined;
   /** When it was RESOLVED; unset while it is pending or firing. */
-  resolvedTime?: Date | undefined;
+  resolvedTime?:
+    | Date
+    | undefined;
+  /** The latest notification to each of the rule's webhooks. */
+  deliveries: WebhookDelivery[];
+  /** For drift alerts: the input whose PSI is `value`. */
+  input: string;
 }
 
 /** Request for CreateAlertRule. */
@@ -852,6 +1105,151 @@ export interface ListAuditEventsResponse {
   nextPageToken: string;
 }
 
+/** A frozen drift baseline: the distribution of each input of a model over a period. */
+export interface DriftBaseline {
+  /** The model. */
+  model: string;
+  /** The version; empty: every version together. */
+  version: string;
+  /** The period the summaries came from; unset for summaries the caller sent. */
+  startTime?:
+    | Date
+    | undefined;
+  /** Its end. */
+  endTime?:
+    | Date
+    | undefined;
+  /** When the baseline was frozen. */
+  createTime?:
+    | Date
+    | undefined;
+  /** One merged summary per input (tenant, model, version, deployment and time are not used). */
+  inputs: InputSummary[];
+}
+
+/** Request for SetDriftBaseline. */
+export interface SetDriftBaselineRequest {
+  /** The model. */
+  model: string;
+  /** The version; empty: every version together. */
+  version: string;
+  /** Where the baseline comes from. */
+  source?:
+    | //
+    /** The summaries inference sent over the last this long. */
+    { $case: "window"; value: Duration }
+    | //
+    /** Or over an explicit range. */
+    { $case: "range"; value: TimeRange }
+    | //
+    /** Or these summaries (one or more per input; they are merged). */
+    { $case: "inputs"; value: DriftBaselineInputs }
+    | undefined;
+}
+
+/** Summaries a caller computed. */
+export interface DriftBaselineInputs {
+  /** The summaries; `input` names each one's input. */
+  summaries: InputSummary[];
+}
+
+/** Response for SetDriftBaseline. */
+export interface SetDriftBaselineResponse {
+  /** The baseline as frozen. */
+  baseline?: DriftBaseline | undefined;
+}
+
+/** Request for GetDriftBaseline. */
+export interface GetDriftBaselineRequest {
+  /** The model. */
+  model: string;
+  /** The version; empty: the baseline of every version together. */
+  version: string;
+}
+
+/** Response for GetDriftBaseline. */
+export interface GetDriftBaselineResponse {
+  /** The baseline. */
+  baseline?: DriftBaseline | undefined;
+}
+
+/** Request for DeleteDriftBaseline. */
+export interface DeleteDriftBaselineRequest {
+  /** The model. */
+  model: string;
+  /** The version; empty: the baseline of every version together. */
+  version: string;
+}
+
+/** Response for DeleteDriftBaseline. */
+export interface DeleteDriftBaselineResponse {
+}
+
+/** Request for GetDrift. */
+export interface GetDriftRequest {
+  /** The model. */
+  model: string;
+  /** The version; empty: every version together, against the baseline of every version. */
+  version: string;
+  /** The time compared with the baseline; unset: the last 5 minutes. */
+  span?:
+    | //
+    /** The last this long, up to now. */
+    { $case: "window"; value: Duration }
+    | //
+    /** An explicit range. */
+    { $case: "range"; value: TimeRange }
+    | undefined;
+}
+
+/** The drift of one input. */
+export interface InputDrift {
+  /** The input. */
+  input: string;
+  /**
+   * The population stability index: sum over bins of (a - b) · ln(a / b), with a and b the
+   * window's and the baseline's shares of the bin, over the baseline's deciles (bins merged
+   * so each holds about a tenth of the baseline), shares floored at 1e-4. Below 0.1: stable;
+   * 0.1 to 0.25: a moderate shift; above 0.25: a major one.
+   */
+  psi: number;
+  /** Values in the window. */
+  count: bigint;
+  /** The window's mean. */
+  mean: number;
+  /** The window's standard deviation. */
+  stddev: number;
+  /** The baseline's mean. */
+  baselineMean: number;
+  /** The baseline's standard deviation. */
+  baselineStddev: number;
+}
+
+/** Response for GetDrift. */
+export interface GetDriftResponse {
+  /** The model. */
+  model: string;
+  /** The version; empty for every version together. */
+  version: string;
+  /** Where the window really starts (rounded and clamped). */
+  startTime?:
+    | Date
+    | undefined;
+  /** Where it ends. */
+  endTime?:
+    | Date
+    | undefined;
+  /**
+   * One entry per input of the baseline, ordered by input name; an input without values in
+   * the window has count 0 and psi 0.
+   */
+  inputs: InputDrift[];
+  /** The highest psi of `inputs`. */
+  maxPsi: number;
+  /** When the baseline was frozen. */
+  baselineTime?: Date | undefined;
+}
+
 function createBaseInferenceRecord(): InferenceRecord {
   return {
     tenant: "",
@@ -869,6 +1267,9 @@ function createBaseInferenceRecord(): InferenceRecord {
     bytesOut: 0n,
     time: undefined,
     spanId: "",
+    route: "",
+    cacheHit: false,
+    shadow: undefined,
   };
 }
 
@@ -933,6 +1334,15 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     }
     if (message.spanId !== "") {
       writer.uint32(122).string(message.spanId);
+    }
+    if (message.route !== "") {
+      writer.uint32(130).string(message.route);
+    }
+    if (message.cacheHit !== false) {
+      writer.uint32(136).bool(message.cacheHit);
+    }
+    if (message.shadow !== undefined) {
+      ShadowComparison.encode(message.shadow, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -1070,6 +1480,30 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
             message.spanId = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.route = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.cacheHit = reader.bool();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.shadow = ShadowComparison.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1127,6 +1561,13 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
         : isSet(object.span_id)
         ? globalThis.String(object.span_id)
         : "",
+      route: isSet(object.route) ? globalThis.String(object.route) : "",
+      cacheHit: isSet(object.cacheHit)
+        ? globalThis.Boolean(object.cacheHit)
+        : isSet(object.cache_hit)
+        ? globalThis.Boolean(object.cache_hit)
+        : false,
+      shadow: isSet(object.shadow) ? ShadowComparison.fromJSON(object.shadow) : undefined,
     };
   },
 
@@ -1177,6 +1618,15 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     if (message.spanId !== "") {
       obj.spanId = message.spanId;
     }
+    if (message.route !== "") {
+      obj.route = message.route;
+    }
+    if (message.cacheHit !== false) {
+      obj.cacheHit = message.cacheHit;
+    }
+    if (message.shadow !== undefined) {
+      obj.shadow = ShadowComparison.toJSON(message.shadow);
+    }
     return obj;
   },
 
@@ -1200,18 +1650,536 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     message.bytesOut = (object.bytesOut !== undefined && object.bytesOut !== null) ? BigInt(object.bytesOut) : 0n;
     message.time = object.time ?? undefined;
     message.spanId = object.spanId ?? "";
+    message.route = object.route ?? "";
+    message.cacheHit = object.cacheHit ?? false;
+    message.shadow = (object.shadow !== undefined && object.shadow !== null)
+      ? ShadowComparison.fromPartial(object.shadow)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseShadowComparison(): ShadowComparison {
+  return { primaryVersion: "", maxAbsError: 0, top1Rows: 0, top1AgreedRows: 0 };
+}
+
+export const ShadowComparison: MessageFns<ShadowComparison> = {
+  encode(message: ShadowComparison, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.primaryVersion !== "") {
+      writer.uint32(10).string(message.primaryVersion);
+    }
+    if (message.maxAbsError !== 0) {
+      writer.uint32(17).double(message.maxAbsError);
+    }
+    if (message.top1Rows !== 0) {
+      writer.uint32(24).uint32(message.top1Rows);
+    }
+    if (message.top1AgreedRows !== 0) {
+      writer.uint32(32).uint32(message.top1AgreedRows);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShadowComparison {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShadowComparison();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.primaryVersion = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.maxAbsError = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.top1Rows = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.top1AgreedRows = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShadowComparison {
+    return {
+      primaryVersion: isSet(object.primaryVersion)
+        ? globalThis.String(object.primaryVersion)
+        : isSet(object.primary_version)
+        ? globalThis.String(object.primary_version)
+        : "",
+      maxAbsError: isSet(object.maxAbsError)
+        ? globalThis.Number(object.maxAbsError)
+        : isSet(object.max_abs_error)
+        ? globalThis.Number(object.max_abs_error)
+        : 0,
+      top1Rows: isSet(object.top1Rows)
+        ? globalThis.Number(object.top1Rows)
+        : isSet(object.top1_rows)
+        ? globalThis.Number(object.top1_rows)
+        : 0,
+      top1AgreedRows: isSet(object.top1AgreedRows)
+        ? globalThis.Number(object.top1AgreedRows)
+        : isSet(object.top1_agreed_rows)
+        ? globalThis.Number(object.top1_agreed_rows)
+        : 0,
+    };
+  },
+
+  toJSON(message: ShadowComparison): unknown {
+    const obj: any = {};
+    if (message.primaryVersion !== "") {
+      obj.primaryVersion = message.primaryVersion;
+    }
+    if (message.maxAbsError !== 0) {
+      obj.maxAbsError = floatToJson(message.maxAbsError);
+    }
+    if (message.top1Rows !== 0) {
+      obj.top1Rows = Math.round(message.top1Rows);
+    }
+    if (message.top1AgreedRows !== 0) {
+      obj.top1AgreedRows = Math.round(message.top1AgreedRows);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ShadowComparison>): ShadowComparison {
+    return ShadowComparison.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShadowComparison>): ShadowComparison {
+    const message = createBaseShadowComparison();
+    message.primaryVersion = object.primaryVersion ?? "";
+    message.maxAbsError = object.maxAbsError ?? 0;
+    message.top1Rows = object.top1Rows ?? 0;
+    message.top1AgreedRows = object.top1AgreedRows ?? 0;
+    return message;
+  },
+};
+
+function createBaseInputSummary(): InputSummary {
+  return {
+    tenant: "",
+    model: "",
+    version: "",
+    deployment: "",
+    input: "",
+    time: undefined,
+    count: 0n,
+    sum: 0,
+    sumSquares: 0,
+    min: 0,
+    max: 0,
+    bins: [],
+    nanCount: 0n,
+  };
+}
+
+export const InputSummary: MessageFns<InputSummary> = {
+  encode(message: InputSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.model !== "") {
+      writer.uint32(18).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    if (message.deployment !== "") {
+      writer.uint32(34).string(message.deployment);
+    }
+    if (message.input !== "") {
+      writer.uint32(42).string(message.input);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(50).fork()).join();
+    }
+    if (message.count !== 0n) {
+      if (BigInt.asUintN(64, message.count) !== message.count) {
+        throw new globalThis.Error("value provided for field message.count of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.count);
+    }
+    if (message.sum !== 0) {
+      writer.uint32(65).double(message.sum);
+    }
+    if (message.sumSquares !== 0) {
+      writer.uint32(73).double(message.sumSquares);
+    }
+    if (message.min !== 0) {
+      writer.uint32(81).double(message.min);
+    }
+    if (message.max !== 0) {
+      writer.uint32(89).double(message.max);
+    }
+    for (const v of message.bins) {
+      HistogramBin.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.nanCount !== 0n) {
+      if (BigInt.asUintN(64, message.nanCount) !== message.nanCount) {
+        throw new globalThis.Error("value provided for field message.nanCount of type uint64 too large");
+      }
+      writer.uint32(104).uint64(message.nanCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InputSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInputSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.deployment = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.input = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.count = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.sum = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.sumSquares = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.min = reader.double();
+            continue;
+          }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.max = reader.double();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.bins.push(HistogramBin.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.nanCount = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InputSummary {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      deployment: isSet(object.deployment) ? globalThis.String(object.deployment) : "",
+      input: isSet(object.input) ? globalThis.String(object.input) : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      count: isSet(object.count) ? BigInt(object.count) : 0n,
+      sum: isSet(object.sum) ? globalThis.Number(object.sum) : 0,
+      sumSquares: isSet(object.sumSquares)
+        ? globalThis.Number(object.sumSquares)
+        : isSet(object.sum_squares)
+        ? globalThis.Number(object.sum_squares)
+        : 0,
+      min: isSet(object.min) ? globalThis.Number(object.min) : 0,
+      max: isSet(object.max) ? globalThis.Number(object.max) : 0,
+      bins: globalThis.Array.isArray(object?.bins) ? object.bins.map((e: any) => HistogramBin.fromJSON(e)) : [],
+      nanCount: isSet(object.nanCount)
+        ? BigInt(object.nanCount)
+        : isSet(object.nan_count)
+        ? BigInt(object.nan_count)
+        : 0n,
+    };
+  },
+
+  toJSON(message: InputSummary): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.deployment !== "") {
+      obj.deployment = message.deployment;
+    }
+    if (message.input !== "") {
+      obj.input = message.input;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.count !== 0n) {
+      obj.count = message.count.toString();
+    }
+    if (message.sum !== 0) {
+      obj.sum = floatToJson(message.sum);
+    }
+    if (message.sumSquares !== 0) {
+      obj.sumSquares = floatToJson(message.sumSquares);
+    }
+    if (message.min !== 0) {
+      obj.min = floatToJson(message.min);
+    }
+    if (message.max !== 0) {
+      obj.max = floatToJson(message.max);
+    }
+    if (message.bins?.length) {
+      obj.bins = message.bins.map((e) => HistogramBin.toJSON(e));
+    }
+    if (message.nanCount !== 0n) {
+      obj.nanCount = message.nanCount.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InputSummary>): InputSummary {
+    return InputSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InputSummary>): InputSummary {
+    const message = createBaseInputSummary();
+    message.tenant = object.tenant ?? "";
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    message.deployment = object.deployment ?? "";
+    message.input = object.input ?? "";
+    message.time = object.time ?? undefined;
+    message.count = (object.count !== undefined && object.count !== null) ? BigInt(object.count) : 0n;
+    message.sum = object.sum ?? 0;
+    message.sumSquares = object.sumSquares ?? 0;
+    message.min = object.min ?? 0;
+    message.max = object.max ?? 0;
+    message.bins = object.bins?.map((e) => HistogramBin.fromPartial(e)) || [];
+    message.nanCount = (object.nanCount !== undefined && object.nanCount !== null) ? BigInt(object.nanCount) : 0n;
+    return message;
+  },
+};
+
+function createBaseHistogramBin(): HistogramBin {
+  return { index: 0, count: 0n };
+}
+
+export const HistogramBin: MessageFns<HistogramBin> = {
+  encode(message: HistogramBin, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).sint32(message.index);
+    }
+    if (message.count !== 0n) {
+      if (BigInt.asUintN(64, message.count) !== message.count) {
+        throw new globalThis.Error("value provided for field message.count of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HistogramBin {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHistogramBin();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.sint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.count = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HistogramBin {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      count: isSet(object.count) ? BigInt(object.count) : 0n,
+    };
+  },
+
+  toJSON(message: HistogramBin): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.count !== 0n) {
+      obj.count = message.count.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HistogramBin>): HistogramBin {
+    return HistogramBin.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HistogramBin>): HistogramBin {
+    const message = createBaseHistogramBin();
+    message.index = object.index ?? 0;
+    message.count = (object.count !== undefined && object.count !== null) ? BigInt(object.count) : 0n;
     return message;
   },
 };
 
 function createBaseIngestRequest(): IngestRequest {
-  return { records: [] };
+  return { records: [], inputSummaries: [] };
 }
 
 export const IngestRequest: MessageFns<IngestRequest> = {
   encode(message: IngestRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.records) {
       InferenceRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.inputSummaries) {
+      InputSummary.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1237,6 +2205,14 @@ export const IngestRequest: MessageFns<IngestRequest> = {
             message.records.push(InferenceRecord.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.inputSummaries.push(InputSummary.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1254,6 +2230,11 @@ export const IngestRequest: MessageFns<IngestRequest> = {
       records: globalThis.Array.isArray(object?.records)
         ? object.records.map((e: any) => InferenceRecord.fromJSON(e))
         : [],
+      inputSummaries: globalThis.Array.isArray(object?.inputSummaries)
+        ? object.inputSummaries.map((e: any) => InputSummary.fromJSON(e))
+        : globalThis.Array.isArray(object?.input_summaries)
+        ? object.input_summaries.map((e: any) => InputSummary.fromJSON(e))
+        : [],
     };
   },
 
@@ -1261,6 +2242,9 @@ export const IngestRequest: MessageFns<IngestRequest> = {
     const obj: any = {};
     if (message.records?.length) {
       obj.records = message.records.map((e) => InferenceRecord.toJSON(e));
+    }
+    if (message.inputSummaries?.length) {
+      obj.inputSummaries = message.inputSummaries.map((e) => InputSummary.toJSON(e));
     }
     return obj;
   },
@@ -1271,6 +2255,7 @@ export const IngestRequest: MessageFns<IngestRequest> = {
   fromPartial(object: DeepPartial<IngestRequest>): IngestRequest {
     const message = createBaseIngestRequest();
     message.records = object.records?.map((e) => InferenceRecord.fromPartial(e)) || [];
+    message.inputSummaries = object.inputSummaries?.map((e) => InputSummary.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1405,7 +2390,7 @@ export const RejectedRecord: MessageFns<RejectedRecord> = {
 };
 
 function createBaseIngestResponse(): IngestResponse {
-  return { accepted: 0n, rejected: 0n, rejections: [] };
+  return { accepted: 0n, rejected: 0n, rejections: [], summariesAccepted: 0n, summariesRejected: 0n };
 }
 
 export const IngestResponse: MessageFns<IngestResponse> = {
@@ -1424,6 +2409,18 @@ export const IngestResponse: MessageFns<IngestResponse> = {
     }
     for (const v of message.rejections) {
       RejectedRecord.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.summariesAccepted !== 0n) {
+      if (BigInt.asUintN(64, message.summariesAccepted) !== message.summariesAccepted) {
+        throw new globalThis.Error("value provided for field message.summariesAccepted of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.summariesAccepted);
+    }
+    if (message.summariesRejected !== 0n) {
+      if (BigInt.asUintN(64, message.summariesRejected) !== message.summariesRejected) {
+        throw new globalThis.Error("value provided for field message.summariesRejected of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.summariesRejected);
     }
     return writer;
   },
@@ -1465,6 +2462,22 @@ export const IngestResponse: MessageFns<IngestResponse> = {
             message.rejections.push(RejectedRecord.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.summariesAccepted = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.summariesRejected = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1484,6 +2497,16 @@ export const IngestResponse: MessageFns<IngestResponse> = {
       rejections: globalThis.Array.isArray(object?.rejections)
         ? object.rejections.map((e: any) => RejectedRecord.fromJSON(e))
         : [],
+      summariesAccepted: isSet(object.summariesAccepted)
+        ? BigInt(object.summariesAccepted)
+        : isSet(object.summaries_accepted)
+        ? BigInt(object.summaries_accepted)
+        : 0n,
+      summariesRejected: isSet(object.summariesRejected)
+        ? BigInt(object.summariesRejected)
+        : isSet(object.summaries_rejected)
+        ? BigInt(object.summaries_rejected)
+        : 0n,
     };
   },
 
@@ -1498,6 +2521,12 @@ export const IngestResponse: MessageFns<IngestResponse> = {
     if (message.rejections?.length) {
       obj.rejections = message.rejections.map((e) => RejectedRecord.toJSON(e));
     }
+    if (message.summariesAccepted !== 0n) {
+      obj.summariesAccepted = message.summariesAccepted.toString();
+    }
+    if (message.summariesRejected !== 0n) {
+      obj.summariesRejected = message.summariesRejected.toString();
+    }
     return obj;
   },
 
@@ -1509,6 +2538,12 @@ export const IngestResponse: MessageFns<IngestResponse> = {
     message.accepted = (object.accepted !== undefined && object.accepted !== null) ? BigInt(object.accepted) : 0n;
     message.rejected = (object.rejected !== undefined && object.rejected !== null) ? BigInt(object.rejected) : 0n;
     message.rejections = object.rejections?.map((e) => RejectedRecord.fromPartial(e)) || [];
+    message.summariesAccepted = (object.summariesAccepted !== undefined && object.summariesAccepted !== null)
+      ? BigInt(object.summariesAccepted)
+      : 0n;
+    message.summariesRejected = (object.summariesRejected !== undefined && object.summariesRejected !== null)
+      ? BigInt(object.summariesRejected)
+      : 0n;
     return message;
   },
 };
@@ -1980,6 +3015,10 @@ function createBaseModelStats(): ModelStats {
     batchSizes: [],
     bytesIn: 0n,
     bytesOut: 0n,
+    cacheHitCount: 0n,
+    cacheMissCount: 0n,
+    route: "",
+    shadow: undefined,
   };
 }
 
@@ -2041,6 +3080,24 @@ export const ModelStats: MessageFns<ModelStats> = {
         throw new globalThis.Error("value provided for field message.bytesOut of type uint64 too large");
       }
       writer.uint32(120).uint64(message.bytesOut);
+    }
+    if (message.cacheHitCount !== 0n) {
+      if (BigInt.asUintN(64, message.cacheHitCount) !== message.cacheHitCount) {
+        throw new globalThis.Error("value provided for field message.cacheHitCount of type uint64 too large");
+      }
+      writer.uint32(128).uint64(message.cacheHitCount);
+    }
+    if (message.cacheMissCount !== 0n) {
+      if (BigInt.asUintN(64, message.cacheMissCount) !== message.cacheMissCount) {
+        throw new globalThis.Error("value provided for field message.cacheMissCount of type uint64 too large");
+      }
+      writer.uint32(136).uint64(message.cacheMissCount);
+    }
+    if (message.route !== "") {
+      writer.uint32(146).string(message.route);
+    }
+    if (message.shadow !== undefined) {
+      ShadowAgreement.encode(message.shadow, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -2178,6 +3235,38 @@ export const ModelStats: MessageFns<ModelStats> = {
             message.bytesOut = reader.uint64() as bigint;
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.cacheHitCount = reader.uint64() as bigint;
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.cacheMissCount = reader.uint64() as bigint;
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.route = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.shadow = ShadowAgreement.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2237,6 +3326,18 @@ export const ModelStats: MessageFns<ModelStats> = {
         : isSet(object.bytes_out)
         ? BigInt(object.bytes_out)
         : 0n,
+      cacheHitCount: isSet(object.cacheHitCount)
+        ? BigInt(object.cacheHitCount)
+        : isSet(object.cache_hit_count)
+        ? BigInt(object.cache_hit_count)
+        : 0n,
+      cacheMissCount: isSet(object.cacheMissCount)
+        ? BigInt(object.cacheMissCount)
+        : isSet(object.cache_miss_count)
+        ? BigInt(object.cache_miss_count)
+        : 0n,
+      route: isSet(object.route) ? globalThis.String(object.route) : "",
+      shadow: isSet(object.shadow) ? ShadowAgreement.fromJSON(object.shadow) : undefined,
     };
   },
 
@@ -2287,6 +3388,18 @@ export const ModelStats: MessageFns<ModelStats> = {
     if (message.bytesOut !== 0n) {
       obj.bytesOut = message.bytesOut.toString();
     }
+    if (message.cacheHitCount !== 0n) {
+      obj.cacheHitCount = message.cacheHitCount.toString();
+    }
+    if (message.cacheMissCount !== 0n) {
+      obj.cacheMissCount = message.cacheMissCount.toString();
+    }
+    if (message.route !== "") {
+      obj.route = message.route;
+    }
+    if (message.shadow !== undefined) {
+      obj.shadow = ShadowAgreement.toJSON(message.shadow);
+    }
     return obj;
   },
 
@@ -2318,12 +3431,177 @@ export const ModelStats: MessageFns<ModelStats> = {
     message.batchSizes = object.batchSizes?.map((e) => BatchSizeCount.fromPartial(e)) || [];
     message.bytesIn = (object.bytesIn !== undefined && object.bytesIn !== null) ? BigInt(object.bytesIn) : 0n;
     message.bytesOut = (object.bytesOut !== undefined && object.bytesOut !== null) ? BigInt(object.bytesOut) : 0n;
+    message.cacheHitCount = (object.cacheHitCount !== undefined && object.cacheHitCount !== null)
+      ? BigInt(object.cacheHitCount)
+      : 0n;
+    message.cacheMissCount = (object.cacheMissCount !== undefined && object.cacheMissCount !== null)
+      ? BigInt(object.cacheMissCount)
+      : 0n;
+    message.route = object.route ?? "";
+    message.shadow = (object.shadow !== undefined && object.shadow !== null)
+      ? ShadowAgreement.fromPartial(object.shadow)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseShadowAgreement(): ShadowAgreement {
+  return { compared: 0n, maxAbsError: 0, meanAbsError: 0, top1Rows: 0n, top1Agreement: 0 };
+}
+
+export const ShadowAgreement: MessageFns<ShadowAgreement> = {
+  encode(message: ShadowAgreement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.compared !== 0n) {
+      if (BigInt.asUintN(64, message.compared) !== message.compared) {
+        throw new globalThis.Error("value provided for field message.compared of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.compared);
+    }
+    if (message.maxAbsError !== 0) {
+      writer.uint32(17).double(message.maxAbsError);
+    }
+    if (message.meanAbsError !== 0) {
+      writer.uint32(25).double(message.meanAbsError);
+    }
+    if (message.top1Rows !== 0n) {
+      if (BigInt.asUintN(64, message.top1Rows) !== message.top1Rows) {
+        throw new globalThis.Error("value provided for field message.top1Rows of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.top1Rows);
+    }
+    if (message.top1Agreement !== 0) {
+      writer.uint32(41).double(message.top1Agreement);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShadowAgreement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShadowAgreement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.compared = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.maxAbsError = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.meanAbsError = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.top1Rows = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.top1Agreement = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShadowAgreement {
+    return {
+      compared: isSet(object.compared) ? BigInt(object.compared) : 0n,
+      maxAbsError: isSet(object.maxAbsError)
+        ? globalThis.Number(object.maxAbsError)
+        : isSet(object.max_abs_error)
+        ? globalThis.Number(object.max_abs_error)
+        : 0,
+      meanAbsError: isSet(object.meanAbsError)
+        ? globalThis.Number(object.meanAbsError)
+        : isSet(object.mean_abs_error)
+        ? globalThis.Number(object.mean_abs_error)
+        : 0,
+      top1Rows: isSet(object.top1Rows)
+        ? BigInt(object.top1Rows)
+        : isSet(object.top1_rows)
+        ? BigInt(object.top1_rows)
+        : 0n,
+      top1Agreement: isSet(object.top1Agreement)
+        ? globalThis.Number(object.top1Agreement)
+        : isSet(object.top1_agreement)
+        ? globalThis.Number(object.top1_agreement)
+        : 0,
+    };
+  },
+
+  toJSON(message: ShadowAgreement): unknown {
+    const obj: any = {};
+    if (message.compared !== 0n) {
+      obj.compared = message.compared.toString();
+    }
+    if (message.maxAbsError !== 0) {
+      obj.maxAbsError = floatToJson(message.maxAbsError);
+    }
+    if (message.meanAbsError !== 0) {
+      obj.meanAbsError = floatToJson(message.meanAbsError);
+    }
+    if (message.top1Rows !== 0n) {
+      obj.top1Rows = message.top1Rows.toString();
+    }
+    if (message.top1Agreement !== 0) {
+      obj.top1Agreement = floatToJson(message.top1Agreement);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ShadowAgreement>): ShadowAgreement {
+    return ShadowAgreement.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShadowAgreement>): ShadowAgreement {
+    const message = createBaseShadowAgreement();
+    message.compared = (object.compared !== undefined && object.compared !== null) ? BigInt(object.compared) : 0n;
+    message.maxAbsError = object.maxAbsError ?? 0;
+    message.meanAbsError = object.meanAbsError ?? 0;
+    message.top1Rows = (object.top1Rows !== undefined && object.top1Rows !== null) ? BigInt(object.top1Rows) : 0n;
+    message.top1Agreement = object.top1Agreement ?? 0;
     return message;
   },
 };
 
 function createBaseGetModelStatsRequest(): GetModelStatsRequest {
-  return { model: "", version: "", span: undefined };
+  return { model: "", version: "", span: undefined, byVersion: false };
 }
 
 export const GetModelStatsRequest: MessageFns<GetModelStatsRequest> = {
@@ -2341,6 +3619,9 @@ export const GetModelStatsRequest: MessageFns<GetModelStatsRequest> = {
       case "range":
         TimeRange.encode(message.span.value, writer.uint32(34).fork()).join();
         break;
+    }
+    if (message.byVersion !== false) {
+      writer.uint32(40).bool(message.byVersion);
     }
     return writer;
   },
@@ -2390,6 +3671,14 @@ export const GetModelStatsRequest: MessageFns<GetModelStatsRequest> = {
             message.span = { $case: "range", value: TimeRange.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.byVersion = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2411,6 +3700,11 @@ export const GetModelStatsRequest: MessageFns<GetModelStatsRequest> = {
         : isSet(object.range)
         ? { $case: "range", value: TimeRange.fromJSON(object.range) }
         : undefined,
+      byVersion: isSet(object.byVersion)
+        ? globalThis.Boolean(object.byVersion)
+        : isSet(object.by_version)
+        ? globalThis.Boolean(object.by_version)
+        : false,
     };
   },
 
@@ -2426,6 +3720,9 @@ export const GetModelStatsRequest: MessageFns<GetModelStatsRequest> = {
       obj.window = Duration.toJSON(message.span.value);
     } else if (message.span?.$case === "range") {
       obj.range = TimeRange.toJSON(message.span.value);
+    }
+    if (message.byVersion !== false) {
+      obj.byVersion = message.byVersion;
     }
     return obj;
   },
@@ -2451,18 +3748,22 @@ export const GetModelStatsRequest: MessageFns<GetModelStatsRequest> = {
         break;
       }
     }
+    message.byVersion = object.byVersion ?? false;
     return message;
   },
 };
 
 function createBaseGetModelStatsResponse(): GetModelStatsResponse {
-  return { stats: undefined };
+  return { stats: undefined, versions: [] };
 }
 
 export const GetModelStatsResponse: MessageFns<GetModelStatsResponse> = {
   encode(message: GetModelStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.stats !== undefined) {
       ModelStats.encode(message.stats, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.versions) {
+      ModelStats.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -2488,6 +3789,14 @@ export const GetModelStatsResponse: MessageFns<GetModelStatsResponse> = {
             message.stats = ModelStats.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.versions.push(ModelStats.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2501,13 +3810,21 @@ export const GetModelStatsResponse: MessageFns<GetModelStatsResponse> = {
   },
 
   fromJSON(object: any): GetModelStatsResponse {
-    return { stats: isSet(object.stats) ? ModelStats.fromJSON(object.stats) : undefined };
+    return {
+      stats: isSet(object.stats) ? ModelStats.fromJSON(object.stats) : undefined,
+      versions: globalThis.Array.isArray(object?.versions)
+        ? object.versions.map((e: any) => ModelStats.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: GetModelStatsResponse): unknown {
     const obj: any = {};
     if (message.stats !== undefined) {
       obj.stats = ModelStats.toJSON(message.stats);
+    }
+    if (message.versions?.length) {
+      obj.versions = message.versions.map((e) => ModelStats.toJSON(e));
     }
     return obj;
   },
@@ -2520,6 +3837,7 @@ export const GetModelStatsResponse: MessageFns<GetModelStatsResponse> = {
     message.stats = (object.stats !== undefined && object.stats !== null)
       ? ModelStats.fromPartial(object.stats)
       : undefined;
+    message.versions = object.versions?.map((e) => ModelStats.fromPartial(e)) || [];
     return message;
   },
 };
@@ -3247,6 +4565,8 @@ function createBaseAlertRule(): AlertRule {
     description: "",
     createTime: undefined,
     updateTime: undefined,
+    input: "",
+    webhooks: [],
   };
 }
 
@@ -3284,6 +4604,12 @@ export const AlertRule: MessageFns<AlertRule> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(90).fork()).join();
+    }
+    if (message.input !== "") {
+      writer.uint32(98).string(message.input);
+    }
+    for (const v of message.webhooks) {
+      Webhook.encode(v!, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -3389,6 +4715,22 @@ export const AlertRule: MessageFns<AlertRule> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.input = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.webhooks.push(Webhook.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3426,6 +4768,8 @@ export const AlertRule: MessageFns<AlertRule> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      input: isSet(object.input) ? globalThis.String(object.input) : "",
+      webhooks: globalThis.Array.isArray(object?.webhooks) ? object.webhooks.map((e: any) => Webhook.fromJSON(e)) : [],
     };
   },
 
@@ -3464,6 +4808,12 @@ export const AlertRule: MessageFns<AlertRule> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.input !== "") {
+      obj.input = message.input;
+    }
+    if (message.webhooks?.length) {
+      obj.webhooks = message.webhooks.map((e) => Webhook.toJSON(e));
+    }
     return obj;
   },
 
@@ -3487,6 +4837,344 @@ export const AlertRule: MessageFns<AlertRule> = {
     message.description = object.description ?? "";
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.input = object.input ?? "";
+    message.webhooks = object.webhooks?.map((e) => Webhook.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWebhook(): Webhook {
+  return { url: "", hmacKey: "", skipResolved: false };
+}
+
+export const Webhook: MessageFns<Webhook> = {
+  encode(message: Webhook, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.hmacKey !== "") {
+      writer.uint32(18).string(message.hmacKey);
+    }
+    if (message.skipResolved !== false) {
+      writer.uint32(24).bool(message.skipResolved);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Webhook {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWebhook();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hmacKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.skipResolved = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Webhook {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      hmacKey: isSet(object.hmacKey)
+        ? globalThis.String(object.hmacKey)
+        : isSet(object.hmac_key)
+        ? globalThis.String(object.hmac_key)
+        : "",
+      skipResolved: isSet(object.skipResolved)
+        ? globalThis.Boolean(object.skipResolved)
+        : isSet(object.skip_resolved)
+        ? globalThis.Boolean(object.skip_resolved)
+        : false,
+    };
+  },
+
+  toJSON(message: Webhook): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.hmacKey !== "") {
+      obj.hmacKey = message.hmacKey;
+    }
+    if (message.skipResolved !== false) {
+      obj.skipResolved = message.skipResolved;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Webhook>): Webhook {
+    return Webhook.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Webhook>): Webhook {
+    const message = createBaseWebhook();
+    message.url = object.url ?? "";
+    message.hmacKey = object.hmacKey ?? "";
+    message.skipResolved = object.skipResolved ?? false;
+    return message;
+  },
+};
+
+function createBaseWebhookDelivery(): WebhookDelivery {
+  return {
+    url: "",
+    status: "",
+    state: 0,
+    attempts: 0,
+    lastHttpStatus: 0,
+    lastError: "",
+    lastAttemptTime: undefined,
+    deliveredTime: undefined,
+    nextAttemptTime: undefined,
+  };
+}
+
+export const WebhookDelivery: MessageFns<WebhookDelivery> = {
+  encode(message: WebhookDelivery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.status !== "") {
+      writer.uint32(18).string(message.status);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(32).uint32(message.attempts);
+    }
+    if (message.lastHttpStatus !== 0) {
+      writer.uint32(40).uint32(message.lastHttpStatus);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(50).string(message.lastError);
+    }
+    if (message.lastAttemptTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastAttemptTime), writer.uint32(58).fork()).join();
+    }
+    if (message.deliveredTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.deliveredTime), writer.uint32(66).fork()).join();
+    }
+    if (message.nextAttemptTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.nextAttemptTime), writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WebhookDelivery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWebhookDelivery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.attempts = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastHttpStatus = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lastAttemptTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.deliveredTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.nextAttemptTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WebhookDelivery {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      state: isSet(object.state) ? webhookDeliveryStateFromJSON(object.state) : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      lastHttpStatus: isSet(object.lastHttpStatus)
+        ? globalThis.Number(object.lastHttpStatus)
+        : isSet(object.last_http_status)
+        ? globalThis.Number(object.last_http_status)
+        : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+      lastAttemptTime: isSet(object.lastAttemptTime)
+        ? fromJsonTimestamp(object.lastAttemptTime)
+        : isSet(object.last_attempt_time)
+        ? fromJsonTimestamp(object.last_attempt_time)
+        : undefined,
+      deliveredTime: isSet(object.deliveredTime)
+        ? fromJsonTimestamp(object.deliveredTime)
+        : isSet(object.delivered_time)
+        ? fromJsonTimestamp(object.delivered_time)
+        : undefined,
+      nextAttemptTime: isSet(object.nextAttemptTime)
+        ? fromJsonTimestamp(object.nextAttemptTime)
+        : isSet(object.next_attempt_time)
+        ? fromJsonTimestamp(object.next_attempt_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WebhookDelivery): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.state !== 0) {
+      obj.state = webhookDeliveryStateToJSON(message.state);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.lastHttpStatus !== 0) {
+      obj.lastHttpStatus = Math.round(message.lastHttpStatus);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.lastAttemptTime !== undefined) {
+      obj.lastAttemptTime = message.lastAttemptTime.toISOString();
+    }
+    if (message.deliveredTime !== undefined) {
+      obj.deliveredTime = message.deliveredTime.toISOString();
+    }
+    if (message.nextAttemptTime !== undefined) {
+      obj.nextAttemptTime = message.nextAttemptTime.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WebhookDelivery>): WebhookDelivery {
+    return WebhookDelivery.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WebhookDelivery>): WebhookDelivery {
+    const message = createBaseWebhookDelivery();
+    message.url = object.url ?? "";
+    message.status = object.status ?? "";
+    message.state = object.state ?? 0;
+    message.attempts = object.attempts ?? 0;
+    message.lastHttpStatus = object.lastHttpStatus ?? 0;
+    message.lastError = object.lastError ?? "";
+    message.lastAttemptTime = object.lastAttemptTime ?? undefined;
+    message.deliveredTime = object.deliveredTime ?? undefined;
+    message.nextAttemptTime = object.nextAttemptTime ?? undefined;
     return message;
   },
 };
@@ -3503,6 +5191,8 @@ function createBaseAlert(): Alert {
     pendingTime: undefined,
     firingTime: undefined,
     resolvedTime: undefined,
+    deliveries: [],
+    input: "",
   };
 }
 
@@ -3537,6 +5227,12 @@ export const Alert: MessageFns<Alert> = {
     }
     if (message.resolvedTime !== undefined) {
       Timestamp.encode(toTimestamp(message.resolvedTime), writer.uint32(82).fork()).join();
+    }
+    for (const v of message.deliveries) {
+      WebhookDelivery.encode(v!, writer.uint32(90).fork()).join();
+    }
+    if (message.input !== "") {
+      writer.uint32(98).string(message.input);
     }
     return writer;
   },
@@ -3634,6 +5330,22 @@ export const Alert: MessageFns<Alert> = {
             message.resolvedTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.deliveries.push(WebhookDelivery.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.input = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3674,6 +5386,10 @@ export const Alert: MessageFns<Alert> = {
         : isSet(object.resolved_time)
         ? fromJsonTimestamp(object.resolved_time)
         : undefined,
+      deliveries: globalThis.Array.isArray(object?.deliveries)
+        ? object.deliveries.map((e: any) => WebhookDelivery.fromJSON(e))
+        : [],
+      input: isSet(object.input) ? globalThis.String(object.input) : "",
     };
   },
 
@@ -3709,6 +5425,12 @@ export const Alert: MessageFns<Alert> = {
     if (message.resolvedTime !== undefined) {
       obj.resolvedTime = message.resolvedTime.toISOString();
     }
+    if (message.deliveries?.length) {
+      obj.deliveries = message.deliveries.map((e) => WebhookDelivery.toJSON(e));
+    }
+    if (message.input !== "") {
+      obj.input = message.input;
+    }
     return obj;
   },
 
@@ -3727,6 +5449,8 @@ export const Alert: MessageFns<Alert> = {
     message.pendingTime = object.pendingTime ?? undefined;
     message.firingTime = object.firingTime ?? undefined;
     message.resolvedTime = object.resolvedTime ?? undefined;
+    message.deliveries = object.deliveries?.map((e) => WebhookDelivery.fromPartial(e)) || [];
+    message.input = object.input ?? "";
     return message;
   },
 };
@@ -5696,6 +7420,1252 @@ export const ListAuditEventsResponse: MessageFns<ListAuditEventsResponse> = {
   },
 };
 
+function createBaseDriftBaseline(): DriftBaseline {
+  return { model: "", version: "", startTime: undefined, endTime: undefined, createTime: undefined, inputs: [] };
+}
+
+export const DriftBaseline: MessageFns<DriftBaseline> = {
+  encode(message: DriftBaseline, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(26).fork()).join();
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(34).fork()).join();
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(42).fork()).join();
+    }
+    for (const v of message.inputs) {
+      InputSummary.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DriftBaseline {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDriftBaseline();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.inputs.push(InputSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DriftBaseline {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      inputs: globalThis.Array.isArray(object?.inputs)
+        ? object.inputs.map((e: any) => InputSummary.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DriftBaseline): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.inputs?.length) {
+      obj.inputs = message.inputs.map((e) => InputSummary.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DriftBaseline>): DriftBaseline {
+    return DriftBaseline.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DriftBaseline>): DriftBaseline {
+    const message = createBaseDriftBaseline();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    message.startTime = object.startTime ?? undefined;
+    message.endTime = object.endTime ?? undefined;
+    message.createTime = object.createTime ?? undefined;
+    message.inputs = object.inputs?.map((e) => InputSummary.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSetDriftBaselineRequest(): SetDriftBaselineRequest {
+  return { model: "", version: "", source: undefined };
+}
+
+export const SetDriftBaselineRequest: MessageFns<SetDriftBaselineRequest> = {
+  encode(message: SetDriftBaselineRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    switch (message.source?.$case) {
+      case "window":
+        Duration.encode(message.source.value, writer.uint32(26).fork()).join();
+        break;
+      case "range":
+        TimeRange.encode(message.source.value, writer.uint32(34).fork()).join();
+        break;
+      case "inputs":
+        DriftBaselineInputs.encode(message.source.value, writer.uint32(42).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetDriftBaselineRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetDriftBaselineRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = { $case: "window", value: Duration.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = { $case: "range", value: TimeRange.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.source = { $case: "inputs", value: DriftBaselineInputs.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetDriftBaselineRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      source: isSet(object.window)
+        ? { $case: "window", value: Duration.fromJSON(object.window) }
+        : isSet(object.range)
+        ? { $case: "range", value: TimeRange.fromJSON(object.range) }
+        : isSet(object.inputs)
+        ? { $case: "inputs", value: DriftBaselineInputs.fromJSON(object.inputs) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SetDriftBaselineRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.source?.$case === "window") {
+      obj.window = Duration.toJSON(message.source.value);
+    } else if (message.source?.$case === "range") {
+      obj.range = TimeRange.toJSON(message.source.value);
+    } else if (message.source?.$case === "inputs") {
+      obj.inputs = DriftBaselineInputs.toJSON(message.source.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetDriftBaselineRequest>): SetDriftBaselineRequest {
+    return SetDriftBaselineRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetDriftBaselineRequest>): SetDriftBaselineRequest {
+    const message = createBaseSetDriftBaselineRequest();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    switch (object.source?.$case) {
+      case "window": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "window", value: Duration.fromPartial(object.source.value) };
+        }
+        break;
+      }
+      case "range": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "range", value: TimeRange.fromPartial(object.source.value) };
+        }
+        break;
+      }
+      case "inputs": {
+        if (object.source?.value !== undefined && object.source?.value !== null) {
+          message.source = { $case: "inputs", value: DriftBaselineInputs.fromPartial(object.source.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseDriftBaselineInputs(): DriftBaselineInputs {
+  return { summaries: [] };
+}
+
+export const DriftBaselineInputs: MessageFns<DriftBaselineInputs> = {
+  encode(message: DriftBaselineInputs, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.summaries) {
+      InputSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DriftBaselineInputs {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDriftBaselineInputs();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.summaries.push(InputSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DriftBaselineInputs {
+    return {
+      summaries: globalThis.Array.isArray(object?.summaries)
+        ? object.summaries.map((e: any) => InputSummary.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DriftBaselineInputs): unknown {
+    const obj: any = {};
+    if (message.summaries?.length) {
+      obj.summaries = message.summaries.map((e) => InputSummary.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DriftBaselineInputs>): DriftBaselineInputs {
+    return DriftBaselineInputs.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DriftBaselineInputs>): DriftBaselineInputs {
+    const message = createBaseDriftBaselineInputs();
+    message.summaries = object.summaries?.map((e) => InputSummary.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSetDriftBaselineResponse(): SetDriftBaselineResponse {
+  return { baseline: undefined };
+}
+
+export const SetDriftBaselineResponse: MessageFns<SetDriftBaselineResponse> = {
+  encode(message: SetDriftBaselineResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.baseline !== undefined) {
+      DriftBaseline.encode(message.baseline, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetDriftBaselineResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetDriftBaselineResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.baseline = DriftBaseline.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetDriftBaselineResponse {
+    return { baseline: isSet(object.baseline) ? DriftBaseline.fromJSON(object.baseline) : undefined };
+  },
+
+  toJSON(message: SetDriftBaselineResponse): unknown {
+    const obj: any = {};
+    if (message.baseline !== undefined) {
+      obj.baseline = DriftBaseline.toJSON(message.baseline);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetDriftBaselineResponse>): SetDriftBaselineResponse {
+    return SetDriftBaselineResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetDriftBaselineResponse>): SetDriftBaselineResponse {
+    const message = createBaseSetDriftBaselineResponse();
+    message.baseline = (object.baseline !== undefined && object.baseline !== null)
+      ? DriftBaseline.fromPartial(object.baseline)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetDriftBaselineRequest(): GetDriftBaselineRequest {
+  return { model: "", version: "" };
+}
+
+export const GetDriftBaselineRequest: MessageFns<GetDriftBaselineRequest> = {
+  encode(message: GetDriftBaselineRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDriftBaselineRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDriftBaselineRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDriftBaselineRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: GetDriftBaselineRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetDriftBaselineRequest>): GetDriftBaselineRequest {
+    return GetDriftBaselineRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDriftBaselineRequest>): GetDriftBaselineRequest {
+    const message = createBaseGetDriftBaselineRequest();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    return message;
+  },
+};
+
+function createBaseGetDriftBaselineResponse(): GetDriftBaselineResponse {
+  return { baseline: undefined };
+}
+
+export const GetDriftBaselineResponse: MessageFns<GetDriftBaselineResponse> = {
+  encode(message: GetDriftBaselineResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.baseline !== undefined) {
+      DriftBaseline.encode(message.baseline, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDriftBaselineResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDriftBaselineResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.baseline = DriftBaseline.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDriftBaselineResponse {
+    return { baseline: isSet(object.baseline) ? DriftBaseline.fromJSON(object.baseline) : undefined };
+  },
+
+  toJSON(message: GetDriftBaselineResponse): unknown {
+    const obj: any = {};
+    if (message.baseline !== undefined) {
+      obj.baseline = DriftBaseline.toJSON(message.baseline);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetDriftBaselineResponse>): GetDriftBaselineResponse {
+    return GetDriftBaselineResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDriftBaselineResponse>): GetDriftBaselineResponse {
+    const message = createBaseGetDriftBaselineResponse();
+    message.baseline = (object.baseline !== undefined && object.baseline !== null)
+      ? DriftBaseline.fromPartial(object.baseline)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteDriftBaselineRequest(): DeleteDriftBaselineRequest {
+  return { model: "", version: "" };
+}
+
+export const DeleteDriftBaselineRequest: MessageFns<DeleteDriftBaselineRequest> = {
+  encode(message: DeleteDriftBaselineRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteDriftBaselineRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteDriftBaselineRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteDriftBaselineRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: DeleteDriftBaselineRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteDriftBaselineRequest>): DeleteDriftBaselineRequest {
+    return DeleteDriftBaselineRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteDriftBaselineRequest>): DeleteDriftBaselineRequest {
+    const message = createBaseDeleteDriftBaselineRequest();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteDriftBaselineResponse(): DeleteDriftBaselineResponse {
+  return {};
+}
+
+export const DeleteDriftBaselineResponse: MessageFns<DeleteDriftBaselineResponse> = {
+  encode(_: DeleteDriftBaselineResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteDriftBaselineResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteDriftBaselineResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteDriftBaselineResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteDriftBaselineResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteDriftBaselineResponse>): DeleteDriftBaselineResponse {
+    return DeleteDriftBaselineResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DeleteDriftBaselineResponse>): DeleteDriftBaselineResponse {
+    const message = createBaseDeleteDriftBaselineResponse();
+    return message;
+  },
+};
+
+function createBaseGetDriftRequest(): GetDriftRequest {
+  return { model: "", version: "", span: undefined };
+}
+
+export const GetDriftRequest: MessageFns<GetDriftRequest> = {
+  encode(message: GetDriftRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    switch (message.span?.$case) {
+      case "window":
+        Duration.encode(message.span.value, writer.uint32(26).fork()).join();
+        break;
+      case "range":
+        TimeRange.encode(message.span.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDriftRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDriftRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.span = { $case: "window", value: Duration.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.span = { $case: "range", value: TimeRange.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDriftRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      span: isSet(object.window)
+        ? { $case: "window", value: Duration.fromJSON(object.window) }
+        : isSet(object.range)
+        ? { $case: "range", value: TimeRange.fromJSON(object.range) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetDriftRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.span?.$case === "window") {
+      obj.window = Duration.toJSON(message.span.value);
+    } else if (message.span?.$case === "range") {
+      obj.range = TimeRange.toJSON(message.span.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetDriftRequest>): GetDriftRequest {
+    return GetDriftRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDriftRequest>): GetDriftRequest {
+    const message = createBaseGetDriftRequest();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    switch (object.span?.$case) {
+      case "window": {
+        if (object.span?.value !== undefined && object.span?.value !== null) {
+          message.span = { $case: "window", value: Duration.fromPartial(object.span.value) };
+        }
+        break;
+      }
+      case "range": {
+        if (object.span?.value !== undefined && object.span?.value !== null) {
+          message.span = { $case: "range", value: TimeRange.fromPartial(object.span.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseInputDrift(): InputDrift {
+  return { input: "", psi: 0, count: 0n, mean: 0, stddev: 0, baselineMean: 0, baselineStddev: 0 };
+}
+
+export const InputDrift: MessageFns<InputDrift> = {
+  encode(message: InputDrift, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.input !== "") {
+      writer.uint32(10).string(message.input);
+    }
+    if (message.psi !== 0) {
+      writer.uint32(17).double(message.psi);
+    }
+    if (message.count !== 0n) {
+      if (BigInt.asUintN(64, message.count) !== message.count) {
+        throw new globalThis.Error("value provided for field message.count of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.count);
+    }
+    if (message.mean !== 0) {
+      writer.uint32(33).double(message.mean);
+    }
+    if (message.stddev !== 0) {
+      writer.uint32(41).double(message.stddev);
+    }
+    if (message.baselineMean !== 0) {
+      writer.uint32(49).double(message.baselineMean);
+    }
+    if (message.baselineStddev !== 0) {
+      writer.uint32(57).double(message.baselineStddev);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InputDrift {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInputDrift();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.input = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.psi = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.count = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.mean = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.stddev = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.baselineMean = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.baselineStddev = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InputDrift {
+    return {
+      input: isSet(object.input) ? globalThis.String(object.input) : "",
+      psi: isSet(object.psi) ? globalThis.Number(object.psi) : 0,
+      count: isSet(object.count) ? BigInt(object.count) : 0n,
+      mean: isSet(object.mean) ? globalThis.Number(object.mean) : 0,
+      stddev: isSet(object.stddev) ? globalThis.Number(object.stddev) : 0,
+      baselineMean: isSet(object.baselineMean)
+        ? globalThis.Number(object.baselineMean)
+        : isSet(object.baseline_mean)
+        ? globalThis.Number(object.baseline_mean)
+        : 0,
+      baselineStddev: isSet(object.baselineStddev)
+        ? globalThis.Number(object.baselineStddev)
+        : isSet(object.baseline_stddev)
+        ? globalThis.Number(object.baseline_stddev)
+        : 0,
+    };
+  },
+
+  toJSON(message: InputDrift): unknown {
+    const obj: any = {};
+    if (message.input !== "") {
+      obj.input = message.input;
+    }
+    if (message.psi !== 0) {
+      obj.psi = floatToJson(message.psi);
+    }
+    if (message.count !== 0n) {
+      obj.count = message.count.toString();
+    }
+    if (message.mean !== 0) {
+      obj.mean = floatToJson(message.mean);
+    }
+    if (message.stddev !== 0) {
+      obj.stddev = floatToJson(message.stddev);
+    }
+    if (message.baselineMean !== 0) {
+      obj.baselineMean = floatToJson(message.baselineMean);
+    }
+    if (message.baselineStddev !== 0) {
+      obj.baselineStddev = floatToJson(message.baselineStddev);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InputDrift>): InputDrift {
+    return InputDrift.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InputDrift>): InputDrift {
+    const message = createBaseInputDrift();
+    message.input = object.input ?? "";
+    message.psi = object.psi ?? 0;
+    message.count = (object.count !== undefined && object.count !== null) ? BigInt(object.count) : 0n;
+    message.mean = object.mean ?? 0;
+    message.stddev = object.stddev ?? 0;
+    message.baselineMean = object.baselineMean ?? 0;
+    message.baselineStddev = object.baselineStddev ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetDriftResponse(): GetDriftResponse {
+  return {
+    model: "",
+    version: "",
+    startTime: undefined,
+    endTime: undefined,
+    inputs: [],
+    maxPsi: 0,
+    baselineTime: undefined,
+  };
+}
+
+export const GetDriftResponse: MessageFns<GetDriftResponse> = {
+  encode(message: GetDriftResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(26).fork()).join();
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(34).fork()).join();
+    }
+    for (const v of message.inputs) {
+      InputDrift.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.maxPsi !== 0) {
+      writer.uint32(49).double(message.maxPsi);
+    }
+    if (message.baselineTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.baselineTime), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDriftResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDriftResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.inputs.push(InputDrift.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.maxPsi = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.baselineTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDriftResponse {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
+      inputs: globalThis.Array.isArray(object?.inputs) ? object.inputs.map((e: any) => InputDrift.fromJSON(e)) : [],
+      maxPsi: isSet(object.maxPsi)
+        ? globalThis.Number(object.maxPsi)
+        : isSet(object.max_psi)
+        ? globalThis.Number(object.max_psi)
+        : 0,
+      baselineTime: isSet(object.baselineTime)
+        ? fromJsonTimestamp(object.baselineTime)
+        : isSet(object.baseline_time)
+        ? fromJsonTimestamp(object.baseline_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetDriftResponse): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
+    if (message.inputs?.length) {
+      obj.inputs = message.inputs.map((e) => InputDrift.toJSON(e));
+    }
+    if (message.maxPsi !== 0) {
+      obj.maxPsi = floatToJson(message.maxPsi);
+    }
+    if (message.baselineTime !== undefined) {
+      obj.baselineTime = message.baselineTime.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetDriftResponse>): GetDriftResponse {
+    return GetDriftResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDriftResponse>): GetDriftResponse {
+    const message = createBaseGetDriftResponse();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    message.startTime = object.startTime ?? undefined;
+    message.endTime = object.endTime ?? undefined;
+    message.inputs = object.inputs?.map((e) => InputDrift.fromPartial(e)) || [];
+    message.maxPsi = object.maxPsi ?? 0;
+    message.baselineTime = object.baselineTime ?? undefined;
+    return message;
+  },
+};
+
 /**
  * MonitoringService listens on port 9003 by default. Its HTTP listener (port 9400) serves
  * Prometheus `/metrics`, the dashboard page `/` and its data `/api/overview`: the page is
@@ -5883,6 +8853,60 @@ export const MonitoringServiceService = {
       Buffer.from(ListAuditEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
   },
+  /**
+   * Freezes a drift baseline for a model (one version, or every version): the input
+   * summaries that inference sent over a window or range, or summaries the caller computed
+   * (for example from `.npy` files, with the binning `InputSummary` describes). It replaces
+   * the model's baseline of the same version. Scope: `alerts:write` (as alert rules).
+   */
+  setDriftBaseline: {
+    path: "/quanta.monitoring.v1.MonitoringService/SetDriftBaseline" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetDriftBaselineRequest): Buffer =>
+      Buffer.from(SetDriftBaselineRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetDriftBaselineRequest => SetDriftBaselineRequest.decode(value),
+    responseSerialize: (value: SetDriftBaselineResponse): Buffer =>
+      Buffer.from(SetDriftBaselineResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetDriftBaselineResponse => SetDriftBaselineResponse.decode(value),
+  },
+  /** Returns a model's drift baseline. Scope: `monitoring:read`. */
+  getDriftBaseline: {
+    path: "/quanta.monitoring.v1.MonitoringService/GetDriftBaseline" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetDriftBaselineRequest): Buffer =>
+      Buffer.from(GetDriftBaselineRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDriftBaselineRequest => GetDriftBaselineRequest.decode(value),
+    responseSerialize: (value: GetDriftBaselineResponse): Buffer =>
+      Buffer.from(GetDriftBaselineResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetDriftBaselineResponse => GetDriftBaselineResponse.decode(value),
+  },
+  /** Deletes a model's drift baseline. Scope: `alerts:write`. */
+  deleteDriftBaseline: {
+    path: "/quanta.monitoring.v1.MonitoringService/DeleteDriftBaseline" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteDriftBaselineRequest): Buffer =>
+      Buffer.from(DeleteDriftBaselineRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteDriftBaselineRequest => DeleteDriftBaselineRequest.decode(value),
+    responseSerialize: (value: DeleteDriftBaselineResponse): Buffer =>
+      Buffer.from(DeleteDriftBaselineResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteDriftBaselineResponse => DeleteDriftBaselineResponse.decode(value),
+  },
+  /**
+   * Each input's population stability index over a window against the baseline, with the
+   * window's and the baseline's mean and standard deviation. Scope: `monitoring:read`.
+   */
+  getDrift: {
+    path: "/quanta.monitoring.v1.MonitoringService/GetDrift" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetDriftRequest): Buffer => Buffer.from(GetDriftRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDriftRequest => GetDriftRequest.decode(value),
+    responseSerialize: (value: GetDriftResponse): Buffer => Buffer.from(GetDriftResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetDriftResponse => GetDriftResponse.decode(value),
+  },
 } as const;
 
 export interface MonitoringServiceServer extends UntypedServiceImplementation {
@@ -5944,6 +8968,22 @@ export interface MonitoringServiceServer extends UntypedServiceImplementation {
    * service keeps no store (a config with neither home nor database). Scope: `monitoring:read`.
    */
   listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
+  /**
+   * Freezes a drift baseline for a model (one version, or every version): the input
+   * summaries that inference sent over a window or range, or summaries the caller computed
+   * (for example from `.npy` files, with the binning `InputSummary` describes). It replaces
+   * the model's baseline of the same version. Scope: `alerts:write` (as alert rules).
+   */
+  setDriftBaseline: handleUnaryCall<SetDriftBaselineRequest, SetDriftBaselineResponse>;
+  /** Returns a model's drift baseline. Scope: `monitoring:read`. */
+  getDriftBaseline: handleUnaryCall<GetDriftBaselineRequest, GetDriftBaselineResponse>;
+  /** Deletes a model's drift baseline. Scope: `alerts:write`. */
+  deleteDriftBaseline: handleUnaryCall<DeleteDriftBaselineRequest, DeleteDriftBaselineResponse>;
+  /**
+   * Each input's population stability index over a window against the baseline, with the
+   * window's and the baseline's mean and standard deviation. Scope: `monitoring:read`.
+   */
+  getDrift: handleUnaryCall<GetDriftRequest, GetDriftResponse>;
 }
 
 export interface MonitoringServiceClient extends Client {
@@ -6176,6 +9216,78 @@ export interface MonitoringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Freezes a drift baseline for a model (one version, or every version): the input
+   * summaries that inference sent over a window or range, or summaries the caller computed
+   * (for example from `.npy` files, with the binning `InputSummary` describes). It replaces
+   * the model's baseline of the same version. Scope: `alerts:write` (as alert rules).
+   */
+  setDriftBaseline(
+    request: SetDriftBaselineRequest,
+    callback: (error: ServiceError | null, response: SetDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  setDriftBaseline(
+    request: SetDriftBaselineRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  setDriftBaseline(
+    request: SetDriftBaselineRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  /** Returns a model's drift baseline. Scope: `monitoring:read`. */
+  getDriftBaseline(
+    request: GetDriftBaselineRequest,
+    callback: (error: ServiceError | null, response: GetDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  getDriftBaseline(
+    request: GetDriftBaselineRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  getDriftBaseline(
+    request: GetDriftBaselineRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  /** Deletes a model's drift baseline. Scope: `alerts:write`. */
+  deleteDriftBaseline(
+    request: DeleteDriftBaselineRequest,
+    callback: (error: ServiceError | null, response: DeleteDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  deleteDriftBaseline(
+    request: DeleteDriftBaselineRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  deleteDriftBaseline(
+    request: DeleteDriftBaselineRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteDriftBaselineResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Each input's population stability index over a window against the baseline, with the
+   * window's and the baseline's mean and standard deviation. Scope: `monitoring:read`.
+   */
+  getDrift(
+    request: GetDriftRequest,
+    callback: (error: ServiceError | null, response: GetDriftResponse) => void,
+  ): ClientUnaryCall;
+  getDrift(
+    request: GetDriftRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetDriftResponse) => void,
+  ): ClientUnaryCall;
+  getDrift(
+    request: GetDriftRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetDriftResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -791,6 +791,101 @@ export interface DeploymentSpec {
    * default); not together with `preferred_batch_sizes`.
    */
   tunePreferredBatchSize: boolean;
+  /**
+   * A second reference that takes `percent` (1 to 99) of the requests that name no version,
+   * chosen per request, or per `sequence_id` for stateful models so that a sequence never
+   * changes version. Unset: every request goes to `model_ref`. Both references name the same
+   * model; the served name is that model's.
+   */
+  canary?:
+    | TrafficTarget
+    | undefined;
+  /**
+   * A reference that gets a copy of `percent` (1 to 100; 0 means 100) of the requests the
+   * primary answers, off the caller's path: the caller always gets the primary's answer, and
+   * monitoring records how far the shadow's outputs are from the primary's. Not for stateful
+   * models. Unset: no shadow.
+   */
+  shadow?:
+    | TrafficTarget
+    | undefined;
+  /**
+   * Bytes of responses kept in memory, per replica, to answer a repeated request (same
+   * tenant, same version, same inputs, same requested outputs and parameters) without running
+   * the model; least recently used first out. 0: no cache. Never used for stateful sequences.
+   */
+  responseCacheBytes: bigint;
+  /**
+   * Triton's request priorities: requests carry the `priority` parameter, 1 (first out) to
+   * `priority_levels`; a request without one gets `default_priority_level`. 0: one level.
+   */
+  priorityLevels: number;
+  /** The level of a request that names none; 0: the lowest (`priority_levels`). */
+  defaultPriorityLevel: number;
+  /** The queue policy of every level that `priority_queue_policies` does not name. */
+  defaultQueuePolicy?:
+    | QueuePolicy
+    | undefined;
+  /** Per-level queue policies, by level. */
+  priorityQueuePolicies: { [key: number]: QueuePolicy };
+  /**
+   * Limits that every caller of the deployment gets (a caller is a token's tenant and
+   * subject: a partner, an application). Unset: no limits.
+   */
+  callerLimits?:
+    | CallerLimits
+    | undefined;
+  /** Limits for named callers (the token's `sub`), instead of `caller_limits`. */
+  callerLimitOverrides: { [key: string]: CallerLimits };
+}
+
+export interface DeploymentSpec_PriorityQueuePoliciesEntry {
+  key: number;
+  value?: QueuePolicy | undefined;
+}
+
+export interface DeploymentSpec_CallerLimitOverridesEntry {
+  key: string;
+  value?: CallerLimits | undefined;
+}
+
+/** A model reference and the share of requests it takes. */
+export interface TrafficTarget {
+  /** `name:3`, `name@alias` or `name`, as `DeploymentSpec.model_ref`. */
+  modelRef: string;
+  /** The percentage of requests, 0 to 100. */
+  percent: number;
+}
+
+/** What happens to the requests waiting at one priority level (Triton's ModelQueuePolicy). */
+export interface QueuePolicy {
+  /**
+   * The most requests that may wait at this level before new ones are refused with
+   * RESOURCE_EXHAUSTED; 0: no limit other than the deployment's `max_queue_size`.
+   */
+  maxQueueSize: number;
+  /** How long a request may wait, in microseconds; 0: no limit. */
+  timeoutUs: bigint;
+  /**
+   * True: a request whose timeout passed is moved behind every other level and still runs
+   * (Triton's DELAY); false: it is refused with DEADLINE_EXCEEDED (Triton's REJECT).
+   */
+  delayOnTimeout: boolean;
+  /** True: a request's own `timeout` parameter replaces `timeout_us`. */
+  allowTimeoutOverride: boolean;
+}
+
+/**
+ * How much one caller may ask of one deployment. Over a limit a request is refused at once
+ * with RESOURCE_EXHAUSTED and `retry-after-ms` metadata (HTTP 429 and Retry-After).
+ */
+export interface CallerLimits {
+  /** Requests per second (a token bucket of that rate); 0: no limit. */
+  requestsPerSecond: number;
+  /** The bucket's size: requests allowed in one burst; 0: one second's worth (at least 1). */
+  burst: number;
+  /** Requests in flight at once (queued or running); 0: no limit. */
+  maxConcurrency: number;
 }
 
 /**
@@ -824,14 +919,22 @@ export interface Deployment {
   resolvedVersion?:
     | ModelVersion
     | undefined;
-  /** Grows by one with every change to the spec or to the resolved version. */
+  /** Grows by one with every change to the spec or to a resolved version. */
   generation: bigint;
   /** When the deployment was created. */
   createTime?:
     | Date
     | undefined;
   /** When its spec or resolved version last changed. */
-  updateTime?: Date | undefined;
+  updateTime?:
+    | Date
+    | undefined;
+  /** The version `spec.canary.model_ref` resolves to now; unset without a canary. */
+  canaryVersion?:
+    | ModelVersion
+    | undefined;
+  /** The version `spec.shadow.model_ref` resolves to now; unset without a shadow. */
+  shadowVersion?: ModelVersion | undefined;
 }
 
 /** Request for CreateDeployment. */
@@ -6036,6 +6139,15 @@ function createBaseDeploymentSpec(): DeploymentSpec {
     sequenceIdleTimeoutMs: 0,
     preferredBatchSizes: [],
     tunePreferredBatchSize: false,
+    canary: undefined,
+    shadow: undefined,
+    responseCacheBytes: 0n,
+    priorityLevels: 0,
+    defaultPriorityLevel: 0,
+    defaultQueuePolicy: undefined,
+    priorityQueuePolicies: {},
+    callerLimits: undefined,
+    callerLimitOverrides: {},
   };
 }
 
@@ -6072,6 +6184,36 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
     if (message.tunePreferredBatchSize !== false) {
       writer.uint32(72).bool(message.tunePreferredBatchSize);
     }
+    if (message.canary !== undefined) {
+      TrafficTarget.encode(message.canary, writer.uint32(82).fork()).join();
+    }
+    if (message.shadow !== undefined) {
+      TrafficTarget.encode(message.shadow, writer.uint32(90).fork()).join();
+    }
+    if (message.responseCacheBytes !== 0n) {
+      if (BigInt.asUintN(64, message.responseCacheBytes) !== message.responseCacheBytes) {
+        throw new globalThis.Error("value provided for field message.responseCacheBytes of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.responseCacheBytes);
+    }
+    if (message.priorityLevels !== 0) {
+      writer.uint32(104).uint32(message.priorityLevels);
+    }
+    if (message.defaultPriorityLevel !== 0) {
+      writer.uint32(112).uint32(message.defaultPriorityLevel);
+    }
+    if (message.defaultQueuePolicy !== undefined) {
+      QueuePolicy.encode(message.defaultQueuePolicy, writer.uint32(122).fork()).join();
+    }
+    globalThis.Object.entries(message.priorityQueuePolicies).forEach(([key, value]: [string, QueuePolicy]) => {
+      DeploymentSpec_PriorityQueuePoliciesEntry.encode({ key: key as any, value }, writer.uint32(130).fork()).join();
+    });
+    if (message.callerLimits !== undefined) {
+      CallerLimits.encode(message.callerLimits, writer.uint32(138).fork()).join();
+    }
+    globalThis.Object.entries(message.callerLimitOverrides).forEach(([key, value]: [string, CallerLimits]) => {
+      DeploymentSpec_CallerLimitOverridesEntry.encode({ key: key as any, value }, writer.uint32(146).fork()).join();
+    });
     return writer;
   },
 
@@ -6170,6 +6312,84 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
             message.tunePreferredBatchSize = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.canary = TrafficTarget.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.shadow = TrafficTarget.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.responseCacheBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.priorityLevels = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.defaultPriorityLevel = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.defaultQueuePolicy = QueuePolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            const entry16 = DeploymentSpec_PriorityQueuePoliciesEntry.decode(reader, reader.uint32());
+            if (entry16.value !== undefined) {
+              message.priorityQueuePolicies[entry16.key] = entry16.value;
+            }
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.callerLimits = CallerLimits.decode(reader, reader.uint32());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            const entry18 = DeploymentSpec_CallerLimitOverridesEntry.decode(reader, reader.uint32());
+            if (entry18.value !== undefined) {
+              message.callerLimitOverrides[entry18.key] = entry18.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6229,6 +6449,87 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
         : isSet(object.tune_preferred_batch_size)
         ? globalThis.Boolean(object.tune_preferred_batch_size)
         : false,
+      canary: isSet(object.canary) ? TrafficTarget.fromJSON(object.canary) : undefined,
+      shadow: isSet(object.shadow) ? TrafficTarget.fromJSON(object.shadow) : undefined,
+      responseCacheBytes: isSet(object.responseCacheBytes)
+        ? BigInt(object.responseCacheBytes)
+        : isSet(object.response_cache_bytes)
+        ? BigInt(object.response_cache_bytes)
+        : 0n,
+      priorityLevels: isSet(object.priorityLevels)
+        ? globalThis.Number(object.priorityLevels)
+        : isSet(object.priority_levels)
+        ? globalThis.Number(object.priority_levels)
+        : 0,
+      defaultPriorityLevel: isSet(object.defaultPriorityLevel)
+        ? globalThis.Number(object.defaultPriorityLevel)
+        : isSet(object.default_priority_level)
+        ? globalThis.Number(object.default_priority_level)
+        : 0,
+      defaultQueuePolicy: isSet(object.defaultQueuePolicy)
+        ? QueuePolicy.fromJSON(object.defaultQueuePolicy)
+        : isSet(object.default_queue_policy)
+        ? QueuePolicy.fromJSON(object.default_queue_policy)
+        : undefined,
+      priorityQueuePolicies: isObject(object.priorityQueuePolicies)
+        ? (globalThis.Object.entries(object.priorityQueuePolicies) as [string, any][]).reduce(
+          (acc: { [key: number]: QueuePolicy }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, globalThis.Number(key), {
+              value: QueuePolicy.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.priority_queue_policies)
+        ? (globalThis.Object.entries(object.priority_queue_policies) as [string, any][]).reduce(
+          (acc: { [key: number]: QueuePolicy }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, globalThis.Number(key), {
+              value: QueuePolicy.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      callerLimits: isSet(object.callerLimits)
+        ? CallerLimits.fromJSON(object.callerLimits)
+        : isSet(object.caller_limits)
+        ? CallerLimits.fromJSON(object.caller_limits)
+        : undefined,
+      callerLimitOverrides: isObject(object.callerLimitOverrides)
+        ? (globalThis.Object.entries(object.callerLimitOverrides) as [string, any][]).reduce(
+          (acc: { [key: string]: CallerLimits }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: CallerLimits.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.caller_limit_overrides)
+        ? (globalThis.Object.entries(object.caller_limit_overrides) as [string, any][]).reduce(
+          (acc: { [key: string]: CallerLimits }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: CallerLimits.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -6261,6 +6562,45 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
     if (message.tunePreferredBatchSize !== false) {
       obj.tunePreferredBatchSize = message.tunePreferredBatchSize;
     }
+    if (message.canary !== undefined) {
+      obj.canary = TrafficTarget.toJSON(message.canary);
+    }
+    if (message.shadow !== undefined) {
+      obj.shadow = TrafficTarget.toJSON(message.shadow);
+    }
+    if (message.responseCacheBytes !== 0n) {
+      obj.responseCacheBytes = message.responseCacheBytes.toString();
+    }
+    if (message.priorityLevels !== 0) {
+      obj.priorityLevels = Math.round(message.priorityLevels);
+    }
+    if (message.defaultPriorityLevel !== 0) {
+      obj.defaultPriorityLevel = Math.round(message.defaultPriorityLevel);
+    }
+    if (message.defaultQueuePolicy !== undefined) {
+      obj.defaultQueuePolicy = QueuePolicy.toJSON(message.defaultQueuePolicy);
+    }
+    if (message.priorityQueuePolicies) {
+      const entries = globalThis.Object.entries(message.priorityQueuePolicies) as [string, QueuePolicy][];
+      if (entries.length > 0) {
+        obj.priorityQueuePolicies = {};
+        entries.forEach(([k, v]) => {
+          obj.priorityQueuePolicies[k] = QueuePolicy.toJSON(v);
+        });
+      }
+    }
+    if (message.callerLimits !== undefined) {
+      obj.callerLimits = CallerLimits.toJSON(message.callerLimits);
+    }
+    if (message.callerLimitOverrides) {
+      const entries = globalThis.Object.entries(message.callerLimitOverrides) as [string, CallerLimits][];
+      if (entries.length > 0) {
+        obj.callerLimitOverrides = {};
+        entries.forEach(([k, v]) => {
+          obj.callerLimitOverrides[k] = CallerLimits.toJSON(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -6278,6 +6618,553 @@ export const DeploymentSpec: MessageFns<DeploymentSpec> = {
     message.sequenceIdleTimeoutMs = object.sequenceIdleTimeoutMs ?? 0;
     message.preferredBatchSizes = object.preferredBatchSizes?.map((e) => e) || [];
     message.tunePreferredBatchSize = object.tunePreferredBatchSize ?? false;
+    message.canary = (object.canary !== undefined && object.canary !== null)
+      ? TrafficTarget.fromPartial(object.canary)
+      : undefined;
+    message.shadow = (object.shadow !== undefined && object.shadow !== null)
+      ? TrafficTarget.fromPartial(object.shadow)
+      : undefined;
+    message.responseCacheBytes = (object.responseCacheBytes !== undefined && object.responseCacheBytes !== null)
+      ? BigInt(object.responseCacheBytes)
+      : 0n;
+    message.priorityLevels = object.priorityLevels ?? 0;
+    message.defaultPriorityLevel = object.defaultPriorityLevel ?? 0;
+    message.defaultQueuePolicy = (object.defaultQueuePolicy !== undefined && object.defaultQueuePolicy !== null)
+      ? QueuePolicy.fromPartial(object.defaultQueuePolicy)
+      : undefined;
+    message.priorityQueuePolicies =
+      (globalThis.Object.entries(object.priorityQueuePolicies ?? {}) as [string, QueuePolicy][]).reduce(
+        (acc: { [key: number]: QueuePolicy }, [key, value]: [string, QueuePolicy]) => {
+          if (value !== undefined) {
+            acc[globalThis.Number(key)] = QueuePolicy.fromPartial(value);
+          }
+          return acc;
+        },
+        {},
+      );
+    message.callerLimits = (object.callerLimits !== undefined && object.callerLimits !== null)
+      ? CallerLimits.fromPartial(object.callerLimits)
+      : undefined;
+    message.callerLimitOverrides =
+      (globalThis.Object.entries(object.callerLimitOverrides ?? {}) as [string, CallerLimits][]).reduce(
+        (acc: { [key: string]: CallerLimits }, [key, value]: [string, CallerLimits]) => {
+          if (value !== undefined) {
+            acc[key] = CallerLimits.fromPartial(value);
+          }
+          return acc;
+        },
+        {},
+      );
+    return message;
+  },
+};
+
+function createBaseDeploymentSpec_PriorityQueuePoliciesEntry(): DeploymentSpec_PriorityQueuePoliciesEntry {
+  return { key: 0, value: undefined };
+}
+
+export const DeploymentSpec_PriorityQueuePoliciesEntry: MessageFns<DeploymentSpec_PriorityQueuePoliciesEntry> = {
+  encode(message: DeploymentSpec_PriorityQueuePoliciesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== 0) {
+      writer.uint32(8).uint32(message.key);
+    }
+    if (message.value !== undefined) {
+      QueuePolicy.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeploymentSpec_PriorityQueuePoliciesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeploymentSpec_PriorityQueuePoliciesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.key = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = QueuePolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeploymentSpec_PriorityQueuePoliciesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.Number(object.key) : 0,
+      value: isSet(object.value) ? QueuePolicy.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: DeploymentSpec_PriorityQueuePoliciesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== 0) {
+      obj.key = Math.round(message.key);
+    }
+    if (message.value !== undefined) {
+      obj.value = QueuePolicy.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeploymentSpec_PriorityQueuePoliciesEntry>): DeploymentSpec_PriorityQueuePoliciesEntry {
+    return DeploymentSpec_PriorityQueuePoliciesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<DeploymentSpec_PriorityQueuePoliciesEntry>,
+  ): DeploymentSpec_PriorityQueuePoliciesEntry {
+    const message = createBaseDeploymentSpec_PriorityQueuePoliciesEntry();
+    message.key = object.key ?? 0;
+    message.value = (object.value !== undefined && object.value !== null)
+      ? QueuePolicy.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeploymentSpec_CallerLimitOverridesEntry(): DeploymentSpec_CallerLimitOverridesEntry {
+  return { key: "", value: undefined };
+}
+
+export const DeploymentSpec_CallerLimitOverridesEntry: MessageFns<DeploymentSpec_CallerLimitOverridesEntry> = {
+  encode(message: DeploymentSpec_CallerLimitOverridesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      CallerLimits.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeploymentSpec_CallerLimitOverridesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeploymentSpec_CallerLimitOverridesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = CallerLimits.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeploymentSpec_CallerLimitOverridesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? CallerLimits.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: DeploymentSpec_CallerLimitOverridesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = CallerLimits.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeploymentSpec_CallerLimitOverridesEntry>): DeploymentSpec_CallerLimitOverridesEntry {
+    return DeploymentSpec_CallerLimitOverridesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeploymentSpec_CallerLimitOverridesEntry>): DeploymentSpec_CallerLimitOverridesEntry {
+    const message = createBaseDeploymentSpec_CallerLimitOverridesEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? CallerLimits.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTrafficTarget(): TrafficTarget {
+  return { modelRef: "", percent: 0 };
+}
+
+export const TrafficTarget: MessageFns<TrafficTarget> = {
+  encode(message: TrafficTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.modelRef !== "") {
+      writer.uint32(10).string(message.modelRef);
+    }
+    if (message.percent !== 0) {
+      writer.uint32(16).uint32(message.percent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrafficTarget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrafficTarget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modelRef = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.percent = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrafficTarget {
+    return {
+      modelRef: isSet(object.modelRef)
+        ? globalThis.String(object.modelRef)
+        : isSet(object.model_ref)
+        ? globalThis.String(object.model_ref)
+        : "",
+      percent: isSet(object.percent) ? globalThis.Number(object.percent) : 0,
+    };
+  },
+
+  toJSON(message: TrafficTarget): unknown {
+    const obj: any = {};
+    if (message.modelRef !== "") {
+      obj.modelRef = message.modelRef;
+    }
+    if (message.percent !== 0) {
+      obj.percent = Math.round(message.percent);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TrafficTarget>): TrafficTarget {
+    return TrafficTarget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TrafficTarget>): TrafficTarget {
+    const message = createBaseTrafficTarget();
+    message.modelRef = object.modelRef ?? "";
+    message.percent = object.percent ?? 0;
+    return message;
+  },
+};
+
+function createBaseQueuePolicy(): QueuePolicy {
+  return { maxQueueSize: 0, timeoutUs: 0n, delayOnTimeout: false, allowTimeoutOverride: false };
+}
+
+export const QueuePolicy: MessageFns<QueuePolicy> = {
+  encode(message: QueuePolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxQueueSize !== 0) {
+      writer.uint32(8).uint32(message.maxQueueSize);
+    }
+    if (message.timeoutUs !== 0n) {
+      if (BigInt.asUintN(64, message.timeoutUs) !== message.timeoutUs) {
+        throw new globalThis.Error("value provided for field message.timeoutUs of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.timeoutUs);
+    }
+    if (message.delayOnTimeout !== false) {
+      writer.uint32(24).bool(message.delayOnTimeout);
+    }
+    if (message.allowTimeoutOverride !== false) {
+      writer.uint32(32).bool(message.allowTimeoutOverride);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueuePolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueuePolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxQueueSize = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timeoutUs = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.delayOnTimeout = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.allowTimeoutOverride = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueuePolicy {
+    return {
+      maxQueueSize: isSet(object.maxQueueSize)
+        ? globalThis.Number(object.maxQueueSize)
+        : isSet(object.max_queue_size)
+        ? globalThis.Number(object.max_queue_size)
+        : 0,
+      timeoutUs: isSet(object.timeoutUs)
+        ? BigInt(object.timeoutUs)
+        : isSet(object.timeout_us)
+        ? BigInt(object.timeout_us)
+        : 0n,
+      delayOnTimeout: isSet(object.delayOnTimeout)
+        ? globalThis.Boolean(object.delayOnTimeout)
+        : isSet(object.delay_on_timeout)
+        ? globalThis.Boolean(object.delay_on_timeout)
+        : false,
+      allowTimeoutOverride: isSet(object.allowTimeoutOverride)
+        ? globalThis.Boolean(object.allowTimeoutOverride)
+        : isSet(object.allow_timeout_override)
+        ? globalThis.Boolean(object.allow_timeout_override)
+        : false,
+    };
+  },
+
+  toJSON(message: QueuePolicy): unknown {
+    const obj: any = {};
+    if (message.maxQueueSize !== 0) {
+      obj.maxQueueSize = Math.round(message.maxQueueSize);
+    }
+    if (message.timeoutUs !== 0n) {
+      obj.timeoutUs = message.timeoutUs.toString();
+    }
+    if (message.delayOnTimeout !== false) {
+      obj.delayOnTimeout = message.delayOnTimeout;
+    }
+    if (message.allowTimeoutOverride !== false) {
+      obj.allowTimeoutOverride = message.allowTimeoutOverride;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<QueuePolicy>): QueuePolicy {
+    return QueuePolicy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueuePolicy>): QueuePolicy {
+    const message = createBaseQueuePolicy();
+    message.maxQueueSize = object.maxQueueSize ?? 0;
+    message.timeoutUs = (object.timeoutUs !== undefined && object.timeoutUs !== null) ? BigInt(object.timeoutUs) : 0n;
+    message.delayOnTimeout = object.delayOnTimeout ?? false;
+    message.allowTimeoutOverride = object.allowTimeoutOverride ?? false;
+    return message;
+  },
+};
+
+function createBaseCallerLimits(): CallerLimits {
+  return { requestsPerSecond: 0, burst: 0, maxConcurrency: 0 };
+}
+
+export const CallerLimits: MessageFns<CallerLimits> = {
+  encode(message: CallerLimits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestsPerSecond !== 0) {
+      writer.uint32(9).double(message.requestsPerSecond);
+    }
+    if (message.burst !== 0) {
+      writer.uint32(16).uint32(message.burst);
+    }
+    if (message.maxConcurrency !== 0) {
+      writer.uint32(24).uint32(message.maxConcurrency);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallerLimits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallerLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.requestsPerSecond = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.burst = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxConcurrency = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallerLimits {
+    return {
+      requestsPerSecond: isSet(object.requestsPerSecond)
+        ? globalThis.Number(object.requestsPerSecond)
+        : isSet(object.requests_per_second)
+        ? globalThis.Number(object.requests_per_second)
+        : 0,
+      burst: isSet(object.burst) ? globalThis.Number(object.burst) : 0,
+      maxConcurrency: isSet(object.maxConcurrency)
+        ? globalThis.Number(object.maxConcurrency)
+        : isSet(object.max_concurrency)
+        ? globalThis.Number(object.max_concurrency)
+        : 0,
+    };
+  },
+
+  toJSON(message: CallerLimits): unknown {
+    const obj: any = {};
+    if (message.requestsPerSecond !== 0) {
+      obj.requestsPerSecond = floatToJson(message.requestsPerSecond);
+    }
+    if (message.burst !== 0) {
+      obj.burst = Math.round(message.burst);
+    }
+    if (message.maxConcurrency !== 0) {
+      obj.maxConcurrency = Math.round(message.maxConcurrency);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CallerLimits>): CallerLimits {
+    return CallerLimits.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CallerLimits>): CallerLimits {
+    const message = createBaseCallerLimits();
+    message.requestsPerSecond = object.requestsPerSecond ?? 0;
+    message.burst = object.burst ?? 0;
+    message.maxConcurrency = object.maxConcurrency ?? 0;
     return message;
   },
 };
@@ -6384,6 +7271,8 @@ function createBaseDeployment(): Deployment {
     generation: 0n,
     createTime: undefined,
     updateTime: undefined,
+    canaryVersion: undefined,
+    shadowVersion: undefined,
   };
 }
 
@@ -6412,6 +7301,12 @@ export const Deployment: MessageFns<Deployment> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(58).fork()).join();
+    }
+    if (message.canaryVersion !== undefined) {
+      ModelVersion.encode(message.canaryVersion, writer.uint32(66).fork()).join();
+    }
+    if (message.shadowVersion !== undefined) {
+      ModelVersion.encode(message.shadowVersion, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -6485,6 +7380,22 @@ export const Deployment: MessageFns<Deployment> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.canaryVersion = ModelVersion.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.shadowVersion = ModelVersion.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6518,6 +7429,16 @@ export const Deployment: MessageFns<Deployment> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      canaryVersion: isSet(object.canaryVersion)
+        ? ModelVersion.fromJSON(object.canaryVersion)
+        : isSet(object.canary_version)
+        ? ModelVersion.fromJSON(object.canary_version)
+        : undefined,
+      shadowVersion: isSet(object.shadowVersion)
+        ? ModelVersion.fromJSON(object.shadowVersion)
+        : isSet(object.shadow_version)
+        ? ModelVersion.fromJSON(object.shadow_version)
+        : undefined,
     };
   },
 
@@ -6544,6 +7465,12 @@ export const Deployment: MessageFns<Deployment> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = message.updateTime.toISOString();
     }
+    if (message.canaryVersion !== undefined) {
+      obj.canaryVersion = ModelVersion.toJSON(message.canaryVersion);
+    }
+    if (message.shadowVersion !== undefined) {
+      obj.shadowVersion = ModelVersion.toJSON(message.shadowVersion);
+    }
     return obj;
   },
 
@@ -6565,6 +7492,12 @@ export const Deployment: MessageFns<Deployment> = {
       : 0n;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.canaryVersion = (object.canaryVersion !== undefined && object.canaryVersion !== null)
+      ? ModelVersion.fromPartial(object.canaryVersion)
+      : undefined;
+    message.shadowVersion = (object.shadowVersion !== undefined && object.shadowVersion !== null)
+      ? ModelVersion.fromPartial(object.shadowVersion)
+      : undefined;
     return message;
   },
 };

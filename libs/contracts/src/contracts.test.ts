@@ -370,6 +370,7 @@ describe('registry and monitoring drafts', () => {
       bytesOut: 40n,
       route: '',
       cacheHit: false,
+      cacheMiss: false,
       time: new Date('2026-11-29T01:00:00.123Z'),
     };
     const batch = monitoring.IngestRequest.encode({ records: [record, record], inputSummaries: [] }).finish();

@@ -24,6 +24,7 @@ function rec(i: number): pb.InferenceRecord {
     bytesOut: 0n,
     route: '',
     cacheHit: false,
+    cacheMiss: false,
     time: new Date(),
   };
 }

@@ -99,6 +99,7 @@ function buildBatches(total: number, batch: number, spreadSeconds: number, endMs
         bytesOut: 40n,
         route: '',
         cacheHit: false,
+        cacheMiss: false,
         time: new Date(timeMs),
       });
     }

@@ -75,6 +75,7 @@ export function createIngestObserver(options: IngestObserverOptions): InferObser
           bytesOut: BigInt(bytesOut),
           route: '',
           cacheHit: false,
+          cacheMiss: false,
           time: new Date(),
         });
       } catch {

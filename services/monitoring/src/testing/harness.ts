@@ -145,6 +145,7 @@ export function record(timeMs: number, over: Partial<pb.InferenceRecord> = {}): 
     bytesOut: 40n,
     route: '',
     cacheHit: false,
+    cacheMiss: false,
     time: new Date(timeMs),
     ...over,
   };

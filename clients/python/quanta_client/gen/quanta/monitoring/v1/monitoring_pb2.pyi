@@ -312,11 +312,12 @@ class HistogramBin(_message.Message):
     def __init__(self, index: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class InferenceRecord(_message.Message):
-    __slots__ = ["batch_size", "bytes_in", "bytes_out", "cache_hit", "compute_us", "deployment", "model", "queue_us", "request_id", "route", "shadow", "span_id", "status_code", "tenant", "time", "total_us", "trace_id", "version"]
+    __slots__ = ["batch_size", "bytes_in", "bytes_out", "cache_hit", "cache_miss", "compute_us", "deployment", "model", "queue_us", "request_id", "route", "shadow", "span_id", "status_code", "tenant", "time", "total_us", "trace_id", "version"]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     BYTES_IN_FIELD_NUMBER: _ClassVar[int]
     BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MISS_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_US_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -335,6 +336,7 @@ class InferenceRecord(_message.Message):
     bytes_in: int
     bytes_out: int
     cache_hit: bool
+    cache_miss: bool
     compute_us: int
     deployment: str
     model: str
@@ -349,7 +351,7 @@ class InferenceRecord(_message.Message):
     total_us: int
     trace_id: str
     version: str
-    def __init__(self, tenant: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., deployment: _Optional[str] = ..., request_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status_code: _Optional[int] = ..., queue_us: _Optional[int] = ..., compute_us: _Optional[int] = ..., total_us: _Optional[int] = ..., batch_size: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., span_id: _Optional[str] = ..., route: _Optional[str] = ..., cache_hit: bool = ..., shadow: _Optional[_Union[ShadowComparison, _Mapping]] = ...) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., deployment: _Optional[str] = ..., request_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status_code: _Optional[int] = ..., queue_us: _Optional[int] = ..., compute_us: _Optional[int] = ..., total_us: _Optional[int] = ..., batch_size: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., span_id: _Optional[str] = ..., route: _Optional[str] = ..., cache_hit: bool = ..., cache_miss: bool = ..., shadow: _Optional[_Union[ShadowComparison, _Mapping]] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ["input_summaries", "records"]

@@ -439,6 +439,8 @@ export interface InferenceRecord {
   route: string;
   /** True: answered from the deployment's response cache without running the model. */
   cacheHit: boolean;
+  /** True: the deployment has a response cache and the request was not in it (so it ran). */
+  cacheMiss: boolean;
   /**
    * For a shadow record: how its outputs compare with the primary's answer to the same
    * request. Unset when the primary or the shadow failed.
@@ -1269,6 +1271,7 @@ function createBaseInferenceRecord(): InferenceRecord {
     spanId: "",
     route: "",
     cacheHit: false,
+    cacheMiss: false,
     shadow: undefined,
   };
 }
@@ -1340,6 +1343,9 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     }
     if (message.cacheHit !== false) {
       writer.uint32(136).bool(message.cacheHit);
+    }
+    if (message.cacheMiss !== false) {
+      writer.uint32(152).bool(message.cacheMiss);
     }
     if (message.shadow !== undefined) {
       ShadowComparison.encode(message.shadow, writer.uint32(146).fork()).join();
@@ -1496,6 +1502,14 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
             message.cacheHit = reader.bool();
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.cacheMiss = reader.bool();
+            continue;
+          }
           case 18: {
             if (tag !== 146) {
               break;
@@ -1567,6 +1581,11 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
         : isSet(object.cache_hit)
         ? globalThis.Boolean(object.cache_hit)
         : false,
+      cacheMiss: isSet(object.cacheMiss)
+        ? globalThis.Boolean(object.cacheMiss)
+        : isSet(object.cache_miss)
+        ? globalThis.Boolean(object.cache_miss)
+        : false,
       shadow: isSet(object.shadow) ? ShadowComparison.fromJSON(object.shadow) : undefined,
     };
   },
@@ -1624,6 +1643,9 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     if (message.cacheHit !== false) {
       obj.cacheHit = message.cacheHit;
     }
+    if (message.cacheMiss !== false) {
+      obj.cacheMiss = message.cacheMiss;
+    }
     if (message.shadow !== undefined) {
       obj.shadow = ShadowComparison.toJSON(message.shadow);
     }
@@ -1652,6 +1674,7 @@ export const InferenceRecord: MessageFns<InferenceRecord> = {
     message.spanId = object.spanId ?? "";
     message.route = object.route ?? "";
     message.cacheHit = object.cacheHit ?? false;
+    message.cacheMiss = object.cacheMiss ?? false;
     message.shadow = (object.shadow !== undefined && object.shadow !== null)
       ? ShadowComparison.fromPartial(object.shadow)
       : undefined;

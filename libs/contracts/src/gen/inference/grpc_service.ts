@@ -371,15 +371,15 @@ export interface InferStatistics {
     | StatisticDuration
     | undefined;
   /**
-   * Response-cache hits and the time to look up and copy the cached outputs.
-   * Quanta has no response cache: always zero.
+   * Response-cache hits and the time to look up and copy the cached outputs
+   * (zero without a response cache).
    */
   cacheHit?:
     | StatisticDuration
     | undefined;
   /**
-   * Response-cache misses and the time to insert the computed outputs.
-   * Quanta has no response cache: always zero.
+   * Response-cache misses and the time to insert the computed outputs (zero
+   * without a response cache).
    */
   cacheMiss?: StatisticDuration | undefined;
 }
@@ -423,12 +423,13 @@ export interface ModelStatistics {
   lastInference: bigint;
   /**
    * Successful inferences, counting each element of a batch: one request of
-   * batch size 64 adds 64, as do 64 requests of batch size 1.
+   * batch size 64 adds 64, as do 64 requests of batch size 1. Cache hits do not
+   * count (Triton's rule): they ran nothing.
    */
   inferenceCount: bigint;
   /**
    * Model executions: 64 requests that the dynamic batcher merges into one batch
-   * add 1.
+   * add 1. Cache hits do not count.
    */
   executionCount: bigint;
   /** Aggregate statistics of the model version. */

@@ -21,8 +21,7 @@ export const protobufFileName = "inference/model_config.proto";
  * own copy of that file. Quanta declares the part of it that describes an ONNX model served by
  * onnxruntime: tensors, batching, sequences and instances. Fields of Triton's file that are left
  * out are listed as `reserved` in each message: they describe Triton's model repository and
- * backends (ensembles, warm-up, CUDA graphs, rate limiter, response cache), which Quanta has no
- * counterpart for. A field added here later must take Triton's number for it.
+ * backends (ensembles, warm-up, CUDA graphs, rate limiter), which Quanta has no counterpart for. A field added here later must take Triton's number for it.
  *
  * The comments are Quanta's own; they say what Quanta reports in each field.
  *
@@ -298,22 +297,22 @@ export interface ModelVersionPolicy_Specific {
 export interface ModelQueuePolicy {
   timeoutAction: ModelQueuePolicy_TimeoutAction;
   /**
-   * Quanta has no default timeout (0); a request sets its own with `timeout` (microseconds)
-   * or a gRPC deadline.
+   * How long a request of this level may wait, from the deployment's queue policy; 0: no
+   * limit. A gRPC deadline always applies as well.
    */
   defaultTimeoutMicroseconds: bigint;
-  /** True: a request's own timeout applies. */
+  /** True: a request's own `timeout` parameter (microseconds) replaces the default timeout. */
   allowTimeoutOverride: boolean;
   /**
-   * Requests that may wait before new ones are refused (RESOURCE_EXHAUSTED): the deployment's
-   * max queue size; 0 is no limit.
+   * Requests of this level that may wait before new ones are refused (RESOURCE_EXHAUSTED); 0:
+   * no limit of its own (the deployment's max queue size, over all levels, still applies).
    */
   maxQueueSize: number;
 }
 
 /**
- * What happens to a request whose timeout passes while it waits: Quanta rejects it
- * (DEADLINE_EXCEEDED).
+ * What happens to a request whose timeout passes while it waits: REJECT fails it
+ * (DEADLINE_EXCEEDED); DELAY moves it behind every priority level, where it still runs.
  */
 export enum ModelQueuePolicy_TimeoutAction {
   REJECT = 0,
@@ -362,10 +361,15 @@ export interface ModelDynamicBatching {
   maxQueueDelayMicroseconds: bigint;
   /** Responses always go back to their own callers; ordering across callers is not promised. */
   preserveOrdering: boolean;
-  /** Quanta has no request priorities (0). */
+  /** Request priorities: a request's `priority` parameter, 1 (first out) to this; 0: one level. */
   priorityLevels: bigint;
+  /** The level of a request that names none (or names 0). */
   defaultPriorityLevel: bigint;
-  defaultQueuePolicy?: ModelQueuePolicy | undefined;
+  /** The queue policy of every level that `priority_queue_policy` does not name. */
+  defaultQueuePolicy?:
+    | ModelQueuePolicy
+    | undefined;
+  /** Per-level queue policies, by level. */
   priorityQueuePolicy: Map<bigint, ModelQueuePolicy>;
 }
 
@@ -498,6 +502,11 @@ export interface ModelTransactionPolicy {
   decoupled: boolean;
 }
 
+/** Whether responses are kept to answer repeated requests without running the model. */
+export interface ModelResponseCache {
+  enable: boolean;
+}
+
 /**
  * The configuration of one model version as Quanta serves it, derived from its deployment and
  * from the model's own inputs and outputs.
@@ -540,7 +549,11 @@ export interface ModelConfig {
    * sessions run ("worker": a worker thread per instance; "inline": on the event loop).
    */
   parameters: { [key: string]: ModelParameter };
-  modelTransactionPolicy?: ModelTransactionPolicy | undefined;
+  modelTransactionPolicy?:
+    | ModelTransactionPolicy
+    | undefined;
+  /** Set when the deployment keeps a response cache (its `response_cache_bytes` above 0). */
+  responseCache?: ModelResponseCache | undefined;
 }
 
 export interface ModelConfig_ParametersEntry {
@@ -3031,6 +3044,73 @@ export const ModelTransactionPolicy: MessageFns<ModelTransactionPolicy> = {
   },
 };
 
+function createBaseModelResponseCache(): ModelResponseCache {
+  return { enable: false };
+}
+
+export const ModelResponseCache: MessageFns<ModelResponseCache> = {
+  encode(message: ModelResponseCache, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enable !== false) {
+      writer.uint32(8).bool(message.enable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelResponseCache {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelResponseCache();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelResponseCache {
+    return { enable: isSet(object.enable) ? globalThis.Boolean(object.enable) : false };
+  },
+
+  toJSON(message: ModelResponseCache): unknown {
+    const obj: any = {};
+    if (message.enable !== false) {
+      obj.enable = message.enable;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelResponseCache>): ModelResponseCache {
+    return ModelResponseCache.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelResponseCache>): ModelResponseCache {
+    const message = createBaseModelResponseCache();
+    message.enable = object.enable ?? false;
+    return message;
+  },
+};
+
 function createBaseModelConfig(): ModelConfig {
   return {
     name: "",
@@ -3046,6 +3126,7 @@ function createBaseModelConfig(): ModelConfig {
     defaultModelFilename: "",
     parameters: {},
     modelTransactionPolicy: undefined,
+    responseCache: undefined,
   };
 }
 
@@ -3094,6 +3175,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     });
     if (message.modelTransactionPolicy !== undefined) {
       ModelTransactionPolicy.encode(message.modelTransactionPolicy, writer.uint32(154).fork()).join();
+    }
+    if (message.responseCache !== undefined) {
+      ModelResponseCache.encode(message.responseCache, writer.uint32(194).fork()).join();
     }
     return writer;
   },
@@ -3232,6 +3316,14 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             message.modelTransactionPolicy = ModelTransactionPolicy.decode(reader, reader.uint32());
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.responseCache = ModelResponseCache.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3300,6 +3392,11 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         : isSet(object.model_transaction_policy)
         ? ModelTransactionPolicy.fromJSON(object.model_transaction_policy)
         : undefined,
+      responseCache: isSet(object.responseCache)
+        ? ModelResponseCache.fromJSON(object.responseCache)
+        : isSet(object.response_cache)
+        ? ModelResponseCache.fromJSON(object.response_cache)
+        : undefined,
     };
   },
 
@@ -3351,6 +3448,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     }
     if (message.modelTransactionPolicy !== undefined) {
       obj.modelTransactionPolicy = ModelTransactionPolicy.toJSON(message.modelTransactionPolicy);
+    }
+    if (message.responseCache !== undefined) {
+      obj.responseCache = ModelResponseCache.toJSON(message.responseCache);
     }
     return obj;
   },
@@ -3405,6 +3505,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
       (object.modelTransactionPolicy !== undefined && object.modelTransactionPolicy !== null)
         ? ModelTransactionPolicy.fromPartial(object.modelTransactionPolicy)
         : undefined;
+    message.responseCache = (object.responseCache !== undefined && object.responseCache !== null)
+      ? ModelResponseCache.fromPartial(object.responseCache)
+      : undefined;
     return message;
   },
 };

@@ -36,7 +36,8 @@ export async function setAlias(
 export async function deleteAlias(q: Queryable, key: ModelKey, alias: string, now: Date): Promise<void> {
   await requireModelRow(q, key, true);
   const users = await q.query<{ name: string }>(
-    'SELECT name FROM registry_deployments WHERE tenant = $1 AND model_ref = $2 ORDER BY name',
+    `SELECT name FROM registry_deployments WHERE tenant = $1 AND (model_ref = $2
+       OR spec::jsonb #>> '{canary,modelRef}' = $2 OR spec::jsonb #>> '{shadow,modelRef}' = $2) ORDER BY name`,
     [key.tenant, `${key.name}@${alias}`],
   );
   if (users.length > 0) {

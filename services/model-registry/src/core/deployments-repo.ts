@@ -1,6 +1,7 @@
 import { registry as pb } from '@quanta/contracts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@quanta/service-kit';
 import type { Queryable } from '@quanta/store';
+import type { ModelRef } from './names.js';
 import { formatRef, parseRef } from './names.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import { getVersion, resolveVersion } from './versions-repo.js';
@@ -12,12 +13,17 @@ interface DeploymentRow {
   model_ref: string;
   spec: string;
   resolved_version: number;
+  /** The versions the canary's and the shadow's references resolve to; null without one. */
+  canary_version: number | null;
+  shadow_version: number | null;
   generation: bigint;
   created_at: Date;
   updated_at: Date;
 }
 
-const COLUMNS = 'tenant, name, model, model_ref, spec, resolved_version, generation, created_at, updated_at';
+const COLUMNS =
+  'tenant, name, model, model_ref, spec, resolved_version, canary_version, shadow_version, generation, created_at, ' +
+  'updated_at';
 
 async function toDeployment(q: Queryable, row: DeploymentRow): Promise<pb.Deployment> {
   return {
@@ -28,6 +34,12 @@ async function toDeployment(q: Queryable, row: DeploymentRow): Promise<pb.Deploy
     generation: BigInt(row.generation),
     createTime: row.created_at,
     updateTime: row.updated_at,
+    ...(row.canary_version === null
+      ? {}
+      : { canaryVersion: await getVersion(q, row.tenant, row.model, row.canary_version) }),
+    ...(row.shadow_version === null
+      ? {}
+      : { shadowVersion: await getVersion(q, row.tenant, row.model, row.shadow_version) }),
   };
 }
 
@@ -84,24 +96,82 @@ export function checkPreferredBatchSizes(spec: pb.DeploymentSpec): void {
   }
 }
 
-/** The spec with its reference normalised, and the READY version it resolves to now. */
-async function resolveSpec(
-  q: Queryable,
-  tenant: string,
-  spec: pb.DeploymentSpec,
-): Promise<{ spec: pb.DeploymentSpec; model: string; version: number }> {
-  checkPreferredBatchSizes(spec);
-  const ref = parseRef(spec.modelRef, 'spec.model_ref');
+/** The READY version `ref` resolves to now; `field` names it in errors. */
+async function resolveReady(q: Queryable, tenant: string, ref: ModelRef, text: string, field: string): Promise<number> {
   const version = await resolveVersion(q, tenant, ref);
   const resolved = await getVersion(q, tenant, ref.model, version);
   if (resolved.status !== pb.VersionStatus.VERSION_STATUS_READY) {
-    throw failedPrecondition(`spec.model_ref "${spec.modelRef}" resolves to version ${version}, which is not READY`);
+    throw failedPrecondition(`${field} "${text}" resolves to version ${version}, which is not READY`);
   }
+  return version;
+}
+
+/**
+ * Checks a canary's or a shadow's target: a reference of the primary's model and a percentage in
+ * range (a shadow's 0 means 100). Returns the parsed reference, or undefined without a target.
+ */
+function checkTarget(
+  target: pb.TrafficTarget | undefined,
+  field: 'spec.canary' | 'spec.shadow',
+  model: string,
+): ModelRef | undefined {
+  if (target === undefined) return undefined;
+  if (target.modelRef === '') throw invalidArgument(`${field}.model_ref is empty: name a version, e.g. ${model}:4`);
+  const ref = parseRef(target.modelRef, `${field}.model_ref`);
+  if (ref.model !== model)
+    throw invalidArgument(
+      `${field}.model_ref "${target.modelRef}" names model "${ref.model}", not "${model}" of spec.model_ref: ` +
+        'a deployment splits traffic between versions of one model',
+    );
+  const [low, high] = field === 'spec.canary' ? [1, 99] : [0, 100];
+  if (!Number.isInteger(target.percent) || target.percent < low || target.percent > high)
+    throw invalidArgument(`${field}.percent is ${target.percent}; it must be ${low} to ${high}`);
+  return ref;
+}
+
+interface ResolvedSpec {
+  spec: pb.DeploymentSpec;
+  model: string;
+  version: number;
+  canary: number | null;
+  shadow: number | null;
+}
+
+/** The spec with its references normalised, and the READY versions they resolve to now. */
+async function resolveSpec(q: Queryable, tenant: string, spec: pb.DeploymentSpec): Promise<ResolvedSpec> {
+  checkPreferredBatchSizes(spec);
+  const ref = parseRef(spec.modelRef, 'spec.model_ref');
+  const canaryRef = checkTarget(spec.canary, 'spec.canary', ref.model);
+  const shadowRef = checkTarget(spec.shadow, 'spec.shadow', ref.model);
+  if (shadowRef !== undefined && spec.sequenceState.length > 0)
+    throw invalidArgument(
+      'spec.shadow is set on a stateful model (spec.sequence_state): a copy of a sequence would need its own ' +
+        'state; drop one of them',
+    );
+  const version = await resolveReady(q, tenant, ref, spec.modelRef, 'spec.model_ref');
   for (const [i, m] of spec.sequenceState.entries()) {
     if (m.inputName === '' || m.outputName === '')
       throw invalidArgument(`spec.sequence_state[${i}] needs both input_name and output_name`);
   }
-  return { spec: { ...spec, modelRef: formatRef(ref) }, model: ref.model, version };
+  const canary =
+    canaryRef === undefined
+      ? null
+      : await resolveReady(q, tenant, canaryRef, spec.canary?.modelRef ?? '', 'spec.canary.model_ref');
+  const shadow =
+    shadowRef === undefined
+      ? null
+      : await resolveReady(q, tenant, shadowRef, spec.shadow?.modelRef ?? '', 'spec.shadow.model_ref');
+  const normalised: pb.DeploymentSpec = {
+    ...spec,
+    modelRef: formatRef(ref),
+    ...(canaryRef === undefined || spec.canary === undefined
+      ? {}
+      : { canary: { ...spec.canary, modelRef: formatRef(canaryRef) } }),
+    ...(shadowRef === undefined || spec.shadow === undefined
+      ? {}
+      : { shadow: { ...spec.shadow, modelRef: formatRef(shadowRef) } }),
+  };
+  return { spec: normalised, model: ref.model, version, canary, shadow };
 }
 
 export async function createDeployment(
@@ -113,10 +183,20 @@ export async function createDeployment(
 ): Promise<pb.Deployment> {
   const r = await resolveSpec(q, tenant, spec);
   const inserted = await q.query(
-    `INSERT INTO registry_deployments (tenant, name, model, model_ref, spec, resolved_version, generation, created_at,
-       updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (tenant, name) DO NOTHING RETURNING name`,
-    [tenant, name, r.model, r.spec.modelRef, JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)), r.version, now],
+    `INSERT INTO registry_deployments (tenant, name, model, model_ref, spec, resolved_version, canary_version,
+       shadow_version, generation, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $8, $9, 1, $7, $7) ON CONFLICT (tenant, name) DO NOTHING RETURNING name`,
+    [
+      tenant,
+      name,
+      r.model,
+      r.spec.modelRef,
+      JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)),
+      r.version,
+      now,
+      r.canary,
+      r.shadow,
+    ],
   );
   if (inserted.length === 0) throw alreadyExists(`deployment "${name}" already exists`);
   return getDeployment(q, tenant, name);
@@ -139,9 +219,20 @@ export async function updateDeployment(
   const r = await resolveSpec(q, tenant, spec);
   await q.query(
     `UPDATE registry_deployments
-     SET model = $3, model_ref = $4, spec = $5, resolved_version = $6, generation = generation + 1, updated_at = $7
+     SET model = $3, model_ref = $4, spec = $5, resolved_version = $6, canary_version = $8, shadow_version = $9,
+       generation = generation + 1, updated_at = $7
      WHERE tenant = $1 AND name = $2`,
-    [tenant, name, r.model, r.spec.modelRef, JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)), r.version, now],
+    [
+      tenant,
+      name,
+      r.model,
+      r.spec.modelRef,
+      JSON.stringify(pb.DeploymentSpec.toJSON(r.spec)),
+      r.version,
+      now,
+      r.canary,
+      r.shadow,
+    ],
   );
   return getDeployment(q, tenant, name);
 }
@@ -201,20 +292,38 @@ export async function refreshFollowers(
   );
   const changed: { deployment: pb.Deployment; reason: string }[] = [];
   for (const row of rows) {
-    const ref = parseRef(row.model_ref);
-    if (ref.kind === 'version') continue;
-    const version = await resolveVersion(q, tenant, ref);
-    if (version === row.resolved_version) continue;
+    const spec = pb.DeploymentSpec.fromJSON(JSON.parse(row.spec));
+    // The primary, the canary and the shadow each follow their own reference.
+    const follows: { ref: string; column: string; was: number | null; role: string }[] = [
+      { ref: row.model_ref, column: 'resolved_version', was: row.resolved_version, role: '' },
+      { ref: spec.canary?.modelRef ?? '', column: 'canary_version', was: row.canary_version, role: 'canary: ' },
+      { ref: spec.shadow?.modelRef ?? '', column: 'shadow_version', was: row.shadow_version, role: 'shadow: ' },
+    ];
+    const reasons: string[] = [];
+    for (const f of follows) {
+      if (f.ref === '' || f.was === null) continue;
+      const ref = parseRef(f.ref);
+      if (ref.kind === 'version') continue;
+      const version = await resolveVersion(q, tenant, ref);
+      if (version === f.was) continue;
+      await q.query(`UPDATE registry_deployments SET ${f.column} = $3 WHERE tenant = $1 AND name = $2`, [
+        tenant,
+        row.name,
+        version,
+      ]);
+      reasons.push(
+        f.role +
+          (ref.kind === 'alias'
+            ? `alias ${ref.alias} moved from ${f.was} to ${version}`
+            : `model ${model} has a newer READY version: ${f.was} → ${version}`),
+      );
+    }
+    if (reasons.length === 0) continue;
     await q.query(
-      `UPDATE registry_deployments SET resolved_version = $3, generation = generation + 1, updated_at = $4
-       WHERE tenant = $1 AND name = $2`,
-      [tenant, row.name, version, now],
+      `UPDATE registry_deployments SET generation = generation + 1, updated_at = $3 WHERE tenant = $1 AND name = $2`,
+      [tenant, row.name, now],
     );
-    const reason =
-      ref.kind === 'alias'
-        ? `alias ${ref.alias} moved from ${row.resolved_version} to ${version}`
-        : `model ${model} has a newer READY version: ${row.resolved_version} → ${version}`;
-    changed.push({ deployment: await getDeployment(q, tenant, row.name), reason });
+    changed.push({ deployment: await getDeployment(q, tenant, row.name), reason: reasons.join('; ') });
   }
   return changed;
 }

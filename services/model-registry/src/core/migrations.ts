@@ -138,4 +138,14 @@ ALTER TABLE registry_blobs ADD COLUMN wrapped_key bytea;
 ${auditTableSql('registry_audit')}
 `,
   },
+  {
+    version: 5,
+    name: 'deployment-traffic-targets',
+    sql: `
+-- The versions a deployment's canary and shadow references resolve to now (the references are in
+-- the spec); NULL without a canary or a shadow.
+ALTER TABLE registry_deployments ADD COLUMN canary_version integer;
+ALTER TABLE registry_deployments ADD COLUMN shadow_version integer;
+`,
+  },
 ];

@@ -499,6 +499,93 @@ describe.each<Backend>(['embedded', 'postgres'])('models, aliases and deployment
     },
   );
 
+  it('resolves canary and shadow targets, follows their aliases, and refuses bad ones', async () => {
+    for (const seed of [31, 32, 33]) await push(h.client, acme, { model: 'split' }, mlp(seed));
+    await push(h.client, acme, { model: 'other' }, mlp(34));
+    await call(h.client, 'setAlias', { model: 'split', alias: 'next', version: 2 }, acme);
+    const w = watcher(h, acmeRead);
+    expect((await w.next())?.$case).toBe('snapshot');
+
+    const created = await call(
+      h.client,
+      'createDeployment',
+      {
+        name: 'split',
+        spec: spec('split:1', {
+          canary: { modelRef: 'split@next', percent: 10 },
+          shadow: { modelRef: 'split:3', percent: 0 },
+        }),
+      },
+      acme,
+    );
+    expect(created.deployment).toMatchObject({
+      resolvedVersion: { version: 1 },
+      canaryVersion: { version: 2 },
+      shadowVersion: { version: 3 },
+      spec: { canary: { modelRef: 'split@next', percent: 10 }, shadow: { modelRef: 'split:3', percent: 0 } },
+    });
+    expect((await w.next())?.$case).toBe('change');
+
+    // The canary's alias moves: a new generation and a change event, the primary unchanged.
+    await call(h.client, 'setAlias', { model: 'split', alias: 'next', version: 3 }, acme);
+    const event = await w.next();
+    expect(event?.$case === 'change' && event.value).toMatchObject({
+      reason: 'canary: alias next moved from 2 to 3',
+      deployment: { generation: 2n, resolvedVersion: { version: 1 }, canaryVersion: { version: 3 } },
+    });
+    expect((await failure(call(h.client, 'deleteAlias', { model: 'split', alias: 'next' }, acme))).details).toMatch(
+      /used by deployment "split"/,
+    );
+
+    // Promote: the canary's reference becomes the primary's, without a canary; the shadow stays.
+    const promoted = await call(
+      h.client,
+      'updateDeployment',
+      {
+        name: 'split',
+        spec: spec('split@next', { shadow: { modelRef: 'split:3', percent: 25 } }),
+        expectedGeneration: 2n,
+      },
+      acme,
+    );
+    expect(promoted.deployment).toMatchObject({ generation: 3n, resolvedVersion: { version: 3 } });
+    expect(promoted.deployment?.canaryVersion).toBeUndefined();
+    expect((await call(h.client, 'getDeployment', { name: 'split' }, acmeRead)).deployment).toMatchObject({
+      shadowVersion: { version: 3 },
+      spec: { shadow: { percent: 25 } },
+    });
+
+    const refused = async (extra: Partial<pb.DeploymentSpec>, code: number, message: RegExp): Promise<void> => {
+      const e = await failure(
+        call(h.client, 'createDeployment', { name: 'split-bad', spec: spec('split:1', extra) }, acme),
+      );
+      expect([e.code, e.details]).toEqual([code, expect.stringMatching(message)]);
+    };
+    const invalid = grpc.status.INVALID_ARGUMENT;
+    await refused(
+      { canary: { modelRef: 'split:2', percent: 0 } },
+      invalid,
+      /spec.canary.percent is 0; it must be 1 to 99/,
+    );
+    await refused({ canary: { modelRef: 'split:2', percent: 100 } }, invalid, /spec.canary.percent is 100/);
+    await refused(
+      { shadow: { modelRef: 'split:2', percent: 101 } },
+      invalid,
+      /spec.shadow.percent is 101; it must be 0 to 100/,
+    );
+    await refused({ canary: { modelRef: 'other:1', percent: 5 } }, invalid, /names model "other", not "split"/);
+    await refused({ canary: { modelRef: '', percent: 5 } }, invalid, /spec.canary.model_ref is empty/);
+    await refused(
+      { shadow: { modelRef: 'split:2', percent: 0 }, sequenceState: [{ inputName: 'h', outputName: 'hn' }] },
+      invalid,
+      /spec.shadow is set on a stateful model/,
+    );
+    await refused({ canary: { modelRef: 'split:9', percent: 5 } }, grpc.status.NOT_FOUND, /has no version 9/);
+
+    w.close();
+    await call(h.client, 'deleteDeployment', { name: 'split' }, acme);
+  });
+
   it("keeps tenants apart: another tenant's model behaves like one that does not exist", async () => {
     const own = await push(h.client, acme, { model: 'secret' }, mlp(11));
     await call(h.client, 'createDeployment', { name: 'secret-dep', spec: spec('secret') }, acme);

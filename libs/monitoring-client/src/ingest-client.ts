@@ -5,6 +5,8 @@ import { createClient } from '@quanta/service-kit';
 
 /** What the caller fills; the client supplies nothing but defaults for the counts. */
 export type IngestRecord = pb.InferenceRecord;
+/** An input summary for drift detection (see input-summary.ts), sent beside the records. */
+export type IngestSummary = pb.InputSummary;
 
 export interface IngestClientOptions {
   /** The monitoring service, e.g. `127.0.0.1:9003`. */
@@ -14,6 +16,8 @@ export interface IngestClientOptions {
   readonly tls?: ClientTlsOptions;
   /** Records kept while monitoring is slow or down; beyond this, new records are dropped. Default 10 000. */
   readonly maxBuffered?: number;
+  /** Input summaries kept while monitoring is slow or down; beyond this, new ones are dropped. Default 1000. */
+  readonly maxBufferedSummaries?: number;
   /** Records per message of the stream. Default 500. */
   readonly batchSize?: number;
   /** A send starts when this many records wait. Default: batchSize. */
@@ -46,6 +50,12 @@ export interface IngestClientStats {
   /** Records in the send under way. */
   readonly inFlight: number;
   readonly failedSends: number;
+  /** Input summaries handed to `summary()`. */
+  readonly summaries: number;
+  readonly summariesAccepted: number;
+  readonly summariesRejected: number;
+  /** Summaries dropped because their buffer was full or their send failed. */
+  readonly summariesDropped: number;
 }
 
 export interface IngestClient {
@@ -54,6 +64,11 @@ export interface IngestClient {
    * and it was dropped (counted). Never blocks, never throws for a slow or absent server.
    */
   record(record: IngestRecord): boolean;
+  /**
+   * Queues one input summary, sent with the next batch (at the latest after flushIntervalMs); the
+   * same guarantees as `record`: false when its buffer was full and it was dropped.
+   */
+  summary(summary: IngestSummary): boolean;
   /** Sends everything buffered now; resolves when that send (and any under way) has finished. */
   flush(): Promise<void>;
   stats(): IngestClientStats;
@@ -74,6 +89,7 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
   const flushIntervalMs = options.flushIntervalMs ?? 1000;
   const sendTimeoutMs = options.sendTimeoutMs ?? 10_000;
   const maxBackoff = options.maxReconnectBackoffMs ?? 2000;
+  const maxSummaries = options.maxBufferedSummaries ?? 1000;
   if (maxBuffered < 1 || batchSize < 1 || flushSize < 1)
     throw new RangeError('maxBuffered, batchSize and flushSize must be at least 1');
 
@@ -87,28 +103,44 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
   });
 
   let buffer: IngestRecord[] = [];
+  let summaries: IngestSummary[] = [];
   let inFlight = 0;
   let sending: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
   let pumpQueued = false;
-  const counts = { recorded: 0, accepted: 0, rejected: 0, droppedFull: 0, droppedFailed: 0, failedSends: 0 };
+  const counts = {
+    recorded: 0,
+    accepted: 0,
+    rejected: 0,
+    droppedFull: 0,
+    droppedFailed: 0,
+    failedSends: 0,
+    summaries: 0,
+    summariesAccepted: 0,
+    summariesRejected: 0,
+    summariesDropped: 0,
+  };
 
-  function sendOnce(records: IngestRecord[]): Promise<void> {
+  function sendOnce(records: IngestRecord[], inputSummaries: IngestSummary[]): Promise<void> {
     return new Promise<void>((resolve) => {
       const stream = client.ingest({ deadline: new Date(Date.now() + sendTimeoutMs) }, (error, reply) => {
         if (error !== null) {
           counts.failedSends++;
           counts.droppedFailed += records.length;
+          counts.summariesDropped += inputSummaries.length;
           options.onError?.(error);
         } else {
           counts.accepted += Number(reply.accepted);
           counts.rejected += Number(reply.rejected);
+          counts.summariesAccepted += Number(reply.summariesAccepted);
+          counts.summariesRejected += Number(reply.summariesRejected);
         }
         resolve();
       });
-      for (let i = 0; i < records.length; i += batchSize)
-        stream.write({ records: records.slice(i, i + batchSize), inputSummaries: [] });
+      // The summaries ride with the first message (a few per input every few seconds: small).
+      for (let i = 0; i < Math.max(1, records.length); i += batchSize)
+        stream.write({ records: records.slice(i, i + batchSize), inputSummaries: i === 0 ? inputSummaries : [] });
       stream.end();
     });
   }
@@ -116,14 +148,17 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
   /** Sends until the buffer is below the flush size; one call at a time. */
   function pump(force: boolean): Promise<void> {
     if (sending !== undefined) return sending;
-    if (buffer.length === 0 || (!force && buffer.length < flushSize)) return Promise.resolve();
+    if ((buffer.length === 0 && summaries.length === 0) || (!force && buffer.length < flushSize))
+      return Promise.resolve();
     const records = buffer;
+    const taken = summaries;
     buffer = [];
+    summaries = [];
     inFlight = records.length;
     // Off the caller's trace: the ingest call must not become a child of the request that filled
     // the buffer (traces link to monitoring, they do not contain it).
     sending = context
-      .with(ROOT_CONTEXT, () => sendOnce(records))
+      .with(ROOT_CONTEXT, () => sendOnce(records, taken))
       .then(() => {
         inFlight = 0;
         sending = undefined;
@@ -139,7 +174,7 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
     timer = setTimeout(() => {
       timer = undefined;
       void pump(true).then(() => {
-        if (buffer.length > 0) schedule();
+        if (buffer.length > 0 || summaries.length > 0) schedule();
       });
     }, flushIntervalMs);
     timer.unref(); // a pending flush never keeps the process alive
@@ -165,8 +200,18 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
       } else schedule();
       return true;
     },
+    summary(summary) {
+      counts.summaries++;
+      if (closed || summaries.length >= maxSummaries) {
+        counts.summariesDropped++;
+        return false;
+      }
+      summaries.push(summary);
+      schedule();
+      return true;
+    },
     async flush() {
-      while (sending !== undefined || buffer.length > 0) {
+      while (sending !== undefined || buffer.length > 0 || summaries.length > 0) {
         if (sending !== undefined) await sending;
         else await pump(true);
       }
@@ -178,7 +223,7 @@ export function createIngestClient(options: IngestClientOptions): IngestClient {
       if (!closed) {
         closed = true;
         if (sending !== undefined) await sending;
-        if (buffer.length > 0) await pump(true);
+        if (buffer.length > 0 || summaries.length > 0) await pump(true);
       }
       client.close();
     },

@@ -1,5 +1,6 @@
 import { monitoring as pb } from '@quanta/contracts';
 import { alreadyExists, invalidArgument, isDomainError, notFound, unavailable } from '@quanta/service-kit';
+import type { DriftEngine, PsiValue } from './drift.js';
 import { durationMs, toDuration } from './durations.js';
 import type { RuleStore, StoredRule } from './rule-store.js';
 import type { WindowStore } from './window-store.js';
@@ -20,6 +21,8 @@ interface Rule {
   readonly description: string;
   readonly createMs: number;
   readonly updateMs: number;
+  /** ALERT_METRIC_DRIFT_PSI: the input watched; '': the highest of every input. */
+  readonly input: string;
 }
 
 interface AlertEntry {
@@ -63,18 +66,22 @@ const METRIC_WORDS: Record<number, string> = {
   [pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US]: 'p99 latency',
   [pb.AlertMetric.ALERT_METRIC_ERROR_RATE]: 'error rate',
   [pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS]: 'throughput',
+  [pb.AlertMetric.ALERT_METRIC_DRIFT_PSI]: 'drift PSI',
 };
 
 function formatValue(metric: pb.AlertMetric, v: number): string {
   if (metric === pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US)
     return v >= 1000 ? `${(v / 1000).toFixed(1)} ms` : `${v.toFixed(0)} µs`;
   if (metric === pb.AlertMetric.ALERT_METRIC_ERROR_RATE) return `${(v * 100).toFixed(1)}%`;
+  if (metric === pb.AlertMetric.ALERT_METRIC_DRIFT_PSI) return v.toFixed(3);
   return `${v.toFixed(2)} req/s`;
 }
 
 export interface AlertEngineOptions {
   /** Where rules persist; without one they live in memory only. */
   readonly rules?: RuleStore;
+  /** Drift baselines and summaries, for ALERT_METRIC_DRIFT_PSI; without it such a rule never holds. */
+  readonly drift?: DriftEngine;
 }
 
 /** SQLSTATE unique_violation, from pg and PGlite alike. */
@@ -111,9 +118,12 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     if (METRIC_WORDS[r.metric] === undefined) {
       throw invalidArgument(
         `rule "${r.name}": metric ${pb.alertMetricToJSON(r.metric)} is not one of ` +
-          'ALERT_METRIC_P99_LATENCY_US, ALERT_METRIC_ERROR_RATE, ALERT_METRIC_THROUGHPUT_RPS',
+          'ALERT_METRIC_P99_LATENCY_US, ALERT_METRIC_ERROR_RATE, ALERT_METRIC_THROUGHPUT_RPS, ALERT_METRIC_DRIFT_PSI',
       );
     }
+    if (r.input !== '' && r.metric !== pb.AlertMetric.ALERT_METRIC_DRIFT_PSI)
+      throw invalidArgument(`rule "${r.name}": input is only for ALERT_METRIC_DRIFT_PSI, got "${r.input}"`);
+    if (r.input.length > 256) throw invalidArgument(`rule "${r.name}": input is longer than 256 characters`);
     if (
       r.comparison !== pb.AlertComparison.ALERT_COMPARISON_UNSPECIFIED &&
       r.comparison !== pb.AlertComparison.ALERT_COMPARISON_ABOVE &&
@@ -147,6 +157,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
       description: r.description,
       createMs,
       updateMs: stored?.updateMs ?? clock(),
+      input: r.input,
     };
   }
 
@@ -162,7 +173,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     description: r.description,
     createTime: new Date(r.createMs),
     updateTime: new Date(r.updateMs),
-    input: '',
+    input: r.input,
     webhooks: [],
   });
 
@@ -205,16 +216,35 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     return agg.count / (span.end - span.start);
   }
 
+  /** The rule's window ending at `nowMs`, clamped to the horizon. */
+  function ruleSpan(rule: Rule, nowMs: number): { start: number; end: number } {
+    const end = Math.floor(nowMs / 1000) + 1;
+    return { start: end - Math.min(Math.ceil(rule.windowMs / 1000), store.horizonSeconds), end };
+  }
+
   function evaluateRule(rule: Rule, nowMs: number): void {
+    const isDrift = rule.metric === pb.AlertMetric.ALERT_METRIC_DRIFT_PSI;
     const versions =
       rule.version !== ''
         ? [rule.version]
-        : [...new Set(store.series({ tenant: rule.tenant, model: rule.model }).map((s) => s.version))];
+        : isDrift
+          ? (options.drift?.versions(rule.tenant, rule.model, ruleSpan(rule, nowMs)) ?? [])
+          : [...new Set(store.series({ tenant: rule.tenant, model: rule.model }).map((s) => s.version))];
     const table = alertsOf(rule.tenant);
     for (const version of versions) {
-      const v = value(rule, version, nowMs);
+      // Drift: the PSI of the rule's input (or the highest), against the version's baseline or the
+      // model's; without a baseline the rule does not hold.
+      const psi: PsiValue | undefined = isDrift
+        ? options.drift?.psi(rule.tenant, rule.model, version, rule.input, ruleSpan(rule, nowMs))
+        : undefined;
+      const v = isDrift ? (psi?.psi ?? 0) : value(rule, version, nowMs);
       const holds =
-        rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? v < rule.threshold : v > rule.threshold;
+        isDrift && psi === undefined
+          ? false
+          : rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW
+            ? v < rule.threshold
+            : v > rule.threshold;
+      const input = psi?.input ?? '';
       const key = `${rule.name}\u0000${version}`;
       const entry = table.get(key);
       const live =
@@ -222,8 +252,9 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
         (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING ||
           entry.alert.state === pb.AlertState.ALERT_STATE_FIRING);
       const op = rule.comparison === pb.AlertComparison.ALERT_COMPARISON_BELOW ? '<' : '>';
+      const about = input === '' ? '' : ` of input "${input}"`;
       const message =
-        `${METRIC_WORDS[rule.metric]} ${formatValue(rule.metric, v)} ${op} ` +
+        `${METRIC_WORDS[rule.metric]}${about} ${formatValue(rule.metric, v)} ${op} ` +
         `${formatValue(rule.metric, rule.threshold)} over ${rule.windowMs / 1000} s`;
       if (holds && !live) {
         const fresh: AlertEntry = {
@@ -236,7 +267,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
             threshold: rule.threshold,
             message,
             deliveries: [],
-            input: '',
+            input,
             pendingTime: new Date(nowMs),
           },
           changedMs: nowMs,
@@ -248,7 +279,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
           emit(rule.tenant, fresh);
         }
       } else if (holds && entry !== undefined) {
-        entry.alert = { ...entry.alert, value: v, message };
+        entry.alert = { ...entry.alert, value: v, message, input };
         const pendingMs = entry.alert.pendingTime?.getTime() ?? nowMs;
         if (entry.alert.state === pb.AlertState.ALERT_STATE_PENDING && nowMs - pendingMs >= rule.forMs) {
           entry.alert = {

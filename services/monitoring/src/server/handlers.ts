@@ -10,11 +10,12 @@ import {
   invalidArgument,
   serverStreaming,
   unary,
-  unimplemented,
 } from '@quanta/service-kit';
 import { AuditPageTokenError, listAuditEvents, recordAuditEvent } from '@quanta/store';
 import type { Queryable } from '@quanta/store';
 import type { AlertEngine } from '../core/alerts.js';
+import type { DriftEngine } from '../core/drift.js';
+import { validateSummary } from '../core/drift-validate.js';
 import { durationMs } from '../core/durations.js';
 import type { HealthBoard } from '../core/health-board.js';
 import { modelStats, timeSeries, topModels } from '../core/queries.js';
@@ -51,6 +52,8 @@ export interface MonitoringCore {
   readonly store: WindowStore;
   readonly alerts: AlertEngine;
   readonly board: HealthBoard;
+  /** Input summaries (drift detection) and drift baselines. */
+  readonly drift: DriftEngine;
   /** Every accepted sample goes here (windows and Prometheus counters). */
   accept(sample: Sample): void;
   countIngest(accepted: number, rejected: number): void;
@@ -134,7 +137,7 @@ export const MONITORING_AUDIT_TABLE = 'monitoring_audit';
 const OUTCOME = { ok: pb.AuditOutcome.AUDIT_OUTCOME_OK, error: pb.AuditOutcome.AUDIT_OUTCOME_ERROR } as const;
 
 export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringServiceServer {
-  const { store, alerts, board, auditStore } = core;
+  const { store, alerts, board, auditStore, drift } = core;
   const audit = createAuditor(async (entry) => {
     if (auditStore !== undefined) await recordAuditEvent(auditStore, MONITORING_AUDIT_TABLE, entry);
   });
@@ -144,6 +147,8 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
     ingest: clientStreaming<pb.IngestRequest, pb.IngestResponse>(async (requests) => {
       let accepted = 0;
       let rejected = 0;
+      let summariesAccepted = 0;
+      let summariesRejected = 0;
       const rejections: pb.RejectedRecord[] = [];
       let batchIndex = 0;
       for await (const request of requests) {
@@ -165,6 +170,23 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
             batchAccepted++;
           }
         });
+        // Input summaries: a bad one never drops the others; its reason joins the rejections.
+        request.inputSummaries.forEach((summary, index) => {
+          const reason = validateSummary(summary, now, oldestMs);
+          if (reason === undefined) {
+            drift.store.add(summary);
+            summariesAccepted++;
+          } else {
+            summariesRejected++;
+            if (rejections.length < MAX_REJECTIONS)
+              rejections.push({
+                batchIndex,
+                recordIndex: index,
+                requestId: '',
+                reason: `input summary ${index} (input "${summary.input}"): ${reason}`,
+              });
+          }
+        });
         accepted += batchAccepted;
         core.countIngest(batchAccepted, request.records.length - batchAccepted);
         span.setAttribute('quanta.records_rejected', request.records.length - batchAccepted);
@@ -175,8 +197,8 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
         accepted: BigInt(accepted),
         rejected: BigInt(rejected),
         rejections,
-        summariesAccepted: 0n,
-        summariesRejected: 0n,
+        summariesAccepted: BigInt(summariesAccepted),
+        summariesRejected: BigInt(summariesRejected),
       };
     }),
 
@@ -285,18 +307,40 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
       watchAlerts(core, tenantOf(ctx), req.ruleName, ctx.signal),
     ),
 
-    // Drift detection (issue 19): implemented with the drift store.
-    setDriftBaseline: unary<pb.SetDriftBaselineRequest, pb.SetDriftBaselineResponse>(async () => {
-      throw unimplemented('SetDriftBaseline is not implemented yet');
-    }),
-    getDriftBaseline: unary<pb.GetDriftBaselineRequest, pb.GetDriftBaselineResponse>(async () => {
-      throw unimplemented('GetDriftBaseline is not implemented yet');
-    }),
-    deleteDriftBaseline: unary<pb.DeleteDriftBaselineRequest, pb.DeleteDriftBaselineResponse>(async () => {
-      throw unimplemented('DeleteDriftBaseline is not implemented yet');
-    }),
-    getDrift: unary<pb.GetDriftRequest, pb.GetDriftResponse>(async () => {
-      throw unimplemented('GetDrift is not implemented yet');
+    setDriftBaseline: unary<pb.SetDriftBaselineRequest, pb.SetDriftBaselineResponse>(
+      audited(
+        audit,
+        (req) => `drift-baseline/${req.model}${req.version === '' ? '' : `:${req.version}`}`,
+        async (req, ctx) => {
+          if (req.model === '') throw invalidArgument('model is missing');
+          const source = req.source;
+          if (source === undefined)
+            throw invalidArgument('source is missing: give a window, a range or the input summaries');
+          const from =
+            source.$case === 'inputs'
+              ? { summaries: source.value.summaries }
+              : { span: resolveSpan(spanRequest(source), store.clock(), drift.store.horizonSeconds) };
+          return { baseline: await drift.setBaseline(tenantOf(ctx), req.model, req.version, from) };
+        },
+      ),
+    ),
+    getDriftBaseline: unary<pb.GetDriftBaselineRequest, pb.GetDriftBaselineResponse>(async (req, ctx) =>
+      Promise.resolve({ baseline: drift.getBaseline(tenantOf(ctx), req.model, req.version) }),
+    ),
+    deleteDriftBaseline: unary<pb.DeleteDriftBaselineRequest, pb.DeleteDriftBaselineResponse>(
+      audited(
+        audit,
+        (req) => `drift-baseline/${req.model}${req.version === '' ? '' : `:${req.version}`}`,
+        async (req, ctx) => {
+          await drift.deleteBaseline(tenantOf(ctx), req.model, req.version);
+          return {};
+        },
+      ),
+    ),
+    getDrift: unary<pb.GetDriftRequest, pb.GetDriftResponse>(async (req, ctx) => {
+      if (req.model === '') throw invalidArgument('model is missing');
+      const span = resolveSpan(spanRequest(req.span), store.clock(), drift.store.horizonSeconds);
+      return Promise.resolve(drift.drift(tenantOf(ctx), req.model, req.version, span));
     }),
 
     getHealthBoard: unary<pb.GetHealthBoardRequest, pb.GetHealthBoardResponse>(async () =>

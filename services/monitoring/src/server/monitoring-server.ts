@@ -11,6 +11,10 @@ import type { Logger } from 'pino';
 import type { HealthTarget, MonitoringConfig } from '../config.js';
 import type { AlertEngine } from '../core/alerts.js';
 import { createAlertEngine } from '../core/alerts.js';
+import { DRIFT_COMPONENT, DRIFT_MIGRATIONS, createBaselineStore } from '../core/baseline-store.js';
+import type { DriftEngine } from '../core/drift.js';
+import { createDriftEngine } from '../core/drift.js';
+import { createDriftStore } from '../core/drift-store.js';
 import type { HealthBoard } from '../core/health-board.js';
 import { MONITORING_MIGRATIONS, createRuleStore } from '../core/rule-store.js';
 import { createHealthBoard } from '../core/health-board.js';
@@ -51,6 +55,8 @@ export interface MonitoringServer {
   readonly alerts: AlertEngine;
   readonly board: HealthBoard;
   readonly metrics: PromMetrics;
+  /** Input summaries and drift baselines (persisted beside the alert rules). */
+  readonly drift: DriftEngine;
   /** Ends the WatchAlerts streams (call before a stop that service-kit starts on a signal). */
   endStreams(): void;
   /** Ends the streams, stops the gRPC server, then the HTTP listener and the timers. */
@@ -96,6 +102,11 @@ export async function startMonitoringServer(
   const closeStore = async (): Promise<void> => {
     if (ownStore) await ruleStore?.close();
   };
+  const driftStore = createDriftStore({
+    horizonSeconds: store.horizonSeconds,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  });
+  let drift: DriftEngine;
   let alerts: AlertEngine;
   try {
     if (ruleStore === undefined && config.databaseUrl !== undefined)
@@ -105,11 +116,15 @@ export async function startMonitoringServer(
       ruleStore = await openStore({ dataDir: join(config.home, 'monitoring-db') });
     }
     if (ruleStore === undefined) {
-      alerts = createAlertEngine(store);
+      drift = createDriftEngine(driftStore, { clock: store.clock });
+      alerts = createAlertEngine(store, { drift });
       logger.warn('alert rules are kept in memory only: the config gives neither home nor databaseUrl');
     } else {
       await ruleStore.migrate('monitoring', MONITORING_MIGRATIONS);
-      alerts = createAlertEngine(store, { rules: createRuleStore(ruleStore) });
+      await ruleStore.migrate(DRIFT_COMPONENT, DRIFT_MIGRATIONS);
+      drift = createDriftEngine(driftStore, { baselines: createBaselineStore(ruleStore), clock: store.clock });
+      for (const warning of await drift.load()) logger.warn(warning);
+      alerts = createAlertEngine(store, { rules: createRuleStore(ruleStore), drift });
       for (const warning of await alerts.load()) logger.warn(warning);
       const loaded = alerts.tenants().reduce((n, t) => n + alerts.listRules(t).length, 0);
       logger.info(
@@ -150,6 +165,7 @@ export async function startMonitoringServer(
       store,
       alerts,
       board,
+      drift,
       accept: (s) => {
         store.add(s);
         metrics.observe(s);
@@ -206,6 +222,7 @@ export async function startMonitoringServer(
     timer = setInterval(() => {
       alerts.evaluate();
       store.sweep();
+      driftStore.sweep();
     }, EVALUATE_MS);
     timer.unref();
   }
@@ -225,5 +242,5 @@ export async function startMonitoringServer(
     endStreams();
     return service.stop(o);
   };
-  return { port, address, http, service, store, ruleStore, alerts, board, metrics, endStreams, stop };
+  return { port, address, http, service, store, ruleStore, alerts, board, metrics, drift, endStreams, stop };
 }

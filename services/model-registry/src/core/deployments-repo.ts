@@ -2,6 +2,7 @@ import { registry as pb } from '@quanta/contracts';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@quanta/service-kit';
 import type { Queryable } from '@quanta/store';
 import type { ModelRef } from './names.js';
+import { checkProtection } from './deployment-protection.js';
 import { formatRef, parseRef } from './names.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import { getVersion, resolveVersion } from './versions-repo.js';
@@ -140,6 +141,7 @@ interface ResolvedSpec {
 /** The spec with its references normalised, and the READY versions they resolve to now. */
 async function resolveSpec(q: Queryable, tenant: string, spec: pb.DeploymentSpec): Promise<ResolvedSpec> {
   checkPreferredBatchSizes(spec);
+  checkProtection(spec);
   const ref = parseRef(spec.modelRef, 'spec.model_ref');
   const canaryRef = checkTarget(spec.canary, 'spec.canary', ref.model);
   const shadowRef = checkTarget(spec.shadow, 'spec.shadow', ref.model);

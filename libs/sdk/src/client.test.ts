@@ -172,6 +172,61 @@ describe('createQuantaClient against a real grpc-js server', () => {
     expect(server.calls('ModelInfer')).toHaveLength(1);
   });
 
+  it('retries a RESOURCE_EXHAUSTED with retry-after-ms (ModelInfer too), no sooner than the server asked', async () => {
+    const arrivals: number[] = [];
+    const { server, address } = await start({
+      modelInfer: (_call, callback) => {
+        arrivals.push(performance.now());
+        if (arrivals.length > 1)
+          return callback(null, inference.ModelInferResponse.fromPartial({ modelName: 'cifar' }));
+        const trailers = new grpc.Metadata();
+        trailers.set('retry-after-ms', '300');
+        callback({
+          code: grpc.status.RESOURCE_EXHAUSTED,
+          details: 'caller "app" is over its limit',
+          metadata: trailers,
+        });
+      },
+    });
+    const retries: RetryEvent[] = [];
+    const client = connect({ address, retry: fast, onRetry: (e) => retries.push(e) });
+    const reply = await client.inference.modelInfer(inferRequest('cifar', [{ name: 'x', data: [1] }]));
+    expect(reply.modelName).toBe('cifar');
+    expect(server.calls('ModelInfer')).toHaveLength(2);
+    expect(retries.map((r) => r.delayMs)).toEqual([300]);
+    // Timers never fire early; a millisecond of slack for the clocks' rounding.
+    expect(arrivals[1]! - arrivals[0]!).toBeGreaterThanOrEqual(299);
+  });
+
+  it('gives up at once when retry-after-ms would pass the deadline, and without it does not retry', async () => {
+    const refuse =
+      (ms: string | undefined): Handler =>
+      (_call, callback) => {
+        const trailers = new grpc.Metadata();
+        if (ms !== undefined) trailers.set('retry-after-ms', ms);
+        callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'over its limit', metadata: trailers });
+      };
+    const late = await start({ modelInfer: refuse('60000') });
+    const started = performance.now();
+    const error = await rejection(
+      connect({ address: late.address, retry: fast, deadlineMs: 2000 }).inference.modelInfer(
+        inferRequest('cifar', [{ name: 'x', data: [1] }]),
+      ),
+    );
+    expect([error.code, error.attempts]).toEqual([grpc.status.RESOURCE_EXHAUSTED, 1]);
+    expect(error.metadata.get('retry-after-ms')).toEqual(['60000']);
+    expect(performance.now() - started).toBeLessThan(1500);
+    expect(late.server.calls('ModelInfer')).toHaveLength(1);
+
+    const full = await start({ modelInfer: refuse(undefined) });
+    const queueFull = await rejection(
+      connect({ address: full.address, retry: fast }).inference.modelInfer(
+        inferRequest('cifar', [{ name: 'x', data: [1] }]),
+      ),
+    );
+    expect([queueFull.code, queueFull.attempts]).toEqual([grpc.status.RESOURCE_EXHAUSTED, 1]);
+  });
+
   it('retries ModelInfer that never reached a server, and it runs exactly once when the server comes up', async () => {
     // A port that nothing listens on yet: take a free one and let it go.
     const probe = new TestServer({});

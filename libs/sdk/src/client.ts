@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { crypto, health, inference, monitoring, registry } from '@quanta/contracts';
 import { QuantaClientError } from './errors.js';
-import { backoffMs, DEFAULT_RETRY, isRetryable, type RetryOptions } from './retry.js';
+import { backoffMs, DEFAULT_RETRY, isRetryable, retryAfterMs, type RetryOptions } from './retry.js';
 
 /** PEM text or bytes. */
 export type Pem = string | Uint8Array;
@@ -218,7 +218,8 @@ export function createQuantaClient(options: QuantaClientOptions): QuantaClient {
   ): number | undefined => {
     const retry = retryOf(call);
     if (attempt >= retry.maxAttempts || aborted(call.signal) || !isRetryable(error.method, error)) return undefined;
-    const delayMs = backoffMs(attempt, retry);
+    // Never sooner than the server asked (retry-after-ms); the deadline still covers every attempt.
+    const delayMs = Math.max(backoffMs(attempt, retry), retryAfterMs(error) ?? 0);
     if (deadline !== undefined && Date.now() + delayMs >= deadline.getTime()) return undefined;
     options.onRetry?.({ method: error.method, attempt, error, delayMs });
     return delayMs;

@@ -25,6 +25,7 @@ export {
   isRetryable,
   neverSent,
   RETRY_POLICY,
+  retryAfterMs,
   type RetryOptions,
   type RetryRule,
 } from './retry.js';

@@ -28,7 +28,8 @@ export const RETRY_POLICY: Readonly<Record<status, { readonly rule: RetryRule; r
   [status.RESOURCE_EXHAUSTED]: {
     rule: 'never',
     reason:
-      'a message over the size limit fails again, and retrying into a quota or an overloaded server makes it worse',
+      'a message over the size limit fails again, and retrying into a quota or an overloaded server makes it worse; ' +
+      'unless the server says when to retry (`retry-after-ms`: a caller limit refused it before it ran)',
   },
   [status.FAILED_PRECONDITION]: {
     rule: 'never',
@@ -128,8 +129,34 @@ export function neverSent(error: { code: number; details?: string }): boolean {
   return error.code === (status.UNAVAILABLE as number) && UNSENT.test(error.details ?? '');
 }
 
-/** Whether a failure of `method` with this error may be retried (attempts and deadline aside). */
-export function isRetryable(method: string, error: { code: number; details?: string }): boolean {
+/** Trailing metadata a failed call came back with (grpc-js's Metadata has this `get`). */
+interface MetadataLike {
+  get(key: string): readonly (string | Buffer)[];
+}
+
+/**
+ * The server's `retry-after-ms` trailer of a RESOURCE_EXHAUSTED: how long to wait before trying
+ * again (Quanta's caller limits send it with a request they refused before it ran); undefined
+ * without one.
+ */
+export function retryAfterMs(error: { code: number; metadata?: MetadataLike | undefined }): number | undefined {
+  if (error.code !== (status.RESOURCE_EXHAUSTED as number)) return undefined;
+  const value = error.metadata?.get('retry-after-ms')[0];
+  if (value === undefined) return undefined;
+  const ms = Number(value.toString());
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
+/**
+ * Whether a failure of `method` with this error may be retried (attempts and deadline aside). A
+ * RESOURCE_EXHAUSTED that says when to retry was refused before it ran, so any method may be sent
+ * again, once that time has passed.
+ */
+export function isRetryable(
+  method: string,
+  error: { code: number; details?: string; metadata?: MetadataLike | undefined },
+): boolean {
+  if (retryAfterMs(error) !== undefined) return true;
   const rule = RETRY_POLICY[error.code as status]?.rule ?? 'never';
   if (rule === 'never') return false;
   if (IDEMPOTENT_METHODS.has(method)) return true;

@@ -429,7 +429,8 @@ class _Job:
                 if error.code in TRANSIENT and attempt < self.retries:
                     attempt += 1
                     self.retried += 1
-                    time.sleep(min(2.0, 0.1 * 2**attempt))
+                    # A caller limit says when to come back: never sooner (retry-after-ms).
+                    time.sleep(max(min(2.0, 0.1 * 2**attempt), (error.retry_after_ms or 0) / 1000))
                     continue
                 self.fail(record, error.code.name, error.message)
                 return

@@ -15,14 +15,24 @@ class QuantaError(Exception):
         message: the server's message (gRPC's status details), meant for people.
         method: the RPC, for example ``/inference.GRPCInferenceService/ModelInfer``; or the
             client-side step (``deploy``) when the client gave up by itself.
+        retry_after_ms: for ``RESOURCE_EXHAUSTED``, the server's ``retry-after-ms`` trailer: a
+            deployment's caller limit refused the request before it ran, and it may be sent again
+            after that many milliseconds. ``None`` otherwise.
 
     ``str(error)`` reads ``NOT_FOUND: model "cifar" is not served (ModelInfer)``.
     """
 
-    def __init__(self, code: grpc.StatusCode, message: str, method: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        method: Optional[str] = None,
+        retry_after_ms: Optional[int] = None,
+    ) -> None:
         self.code = code
         self.message = message
         self.method = method
+        self.retry_after_ms = retry_after_ms
         where = f" ({method.rsplit('/', 1)[-1]})" if method else ""
         super().__init__(f"{code.name}: {message}{where}")
 
@@ -36,4 +46,12 @@ class QuantaError(Exception):
         """The QuantaError of a ``grpc.RpcError`` raised by a generated stub."""
         code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
         details = error.details() if isinstance(error, grpc.Call) else str(error)
-        return cls(code or grpc.StatusCode.UNKNOWN, details or "", method)
+        retry_after: Optional[int] = None
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and isinstance(error, grpc.Call):
+            for key, value in error.trailing_metadata() or ():
+                if key == "retry-after-ms":
+                    try:
+                        retry_after = max(0, int(value))
+                    except (TypeError, ValueError):
+                        retry_after = None
+        return cls(code or grpc.StatusCode.UNKNOWN, details or "", method, retry_after)

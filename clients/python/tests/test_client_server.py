@@ -41,6 +41,9 @@ class Inference(igrpc.GRPCInferenceServiceServicer):
         self.seen.add("ModelInfer", context, request)
         if request.model_name == "missing":
             context.abort(grpc.StatusCode.NOT_FOUND, 'model "missing" is not served')
+        if request.model_name == "limited":
+            context.set_trailing_metadata((("retry-after-ms", "250"),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, 'caller "app" is over its limit')
         response = ipb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
         for tensor, raw in zip(request.inputs, request.raw_input_contents):
             values = struct.unpack(f"<{len(raw) // 4}f", raw)
@@ -144,6 +147,14 @@ def test_a_failed_call_raises_quanta_error_with_the_status_and_the_servers_messa
     )
     assert error.method == "/inference.GRPCInferenceService/ModelInfer"
     assert str(error) == 'NOT_FOUND: model "missing" is not served (ModelInfer)'
+    assert error.retry_after_ms is None
+
+
+def test_a_caller_limit_refusal_carries_retry_after_ms(server):
+    address, _ = server
+    with Client(address, env={}) as client, pytest.raises(QuantaError) as caught:
+        client.infer("limited", {"x": np.zeros(1, np.float32)})
+    assert (caught.value.code, caught.value.retry_after_ms) == (grpc.StatusCode.RESOURCE_EXHAUSTED, 250)
 
 
 def test_push_streams_the_header_then_chunks_of_the_file(server, tmp_path):

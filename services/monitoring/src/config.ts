@@ -45,7 +45,22 @@ export const monitoringConfigSchema = {
   cryptoAddr: fields.string({
     env: 'QUANTA_CRYPTO_ADDR',
     default: '127.0.0.1:9002',
-    doc: 'crypto service, whose public keys check tokens',
+    doc: 'crypto service, whose public keys check tokens and whose tenant keys sign webhook bodies',
+  }),
+  serviceToken: fields.string({
+    env: 'QUANTA_MONITORING_SERVICE_TOKEN',
+    doc:
+      'token for calls to crypto that sign alert webhooks (scope admin: it issues each tenant a short ' +
+      'keys:use token); default: $QUANTA_HOME/admin.token',
+  }),
+  externalUrl: fields.string({
+    env: 'QUANTA_MONITORING_EXTERNAL_URL',
+    doc: "the dashboard's URL as webhook receivers should link to it; default: the HTTP listener's",
+  }),
+  webhookTimeout: fields.duration({
+    env: 'QUANTA_MONITORING_WEBHOOK_TIMEOUT',
+    default: 10_000,
+    doc: 'deadline of one webhook POST, answer included',
   }),
   targets: fields.list({
     env: 'QUANTA_MONITORING_TARGETS',
@@ -87,6 +102,11 @@ function checkMonitoringConfig(config: Record<string, unknown>): string[] {
         `not ${String(config['httpHost'])}: it shows every tenant's data without a token`,
     );
   }
+  const external = config['externalUrl'];
+  if (typeof external === 'string' && !/^https?:\/\/[^/]/.test(external))
+    problems.push(`QUANTA_MONITORING_EXTERNAL_URL must be an http or https URL, not "${external}"`);
+  if (Number(config['webhookTimeout']) < 1)
+    problems.push(`--webhook-timeout must be positive (got ${Number(config['webhookTimeout'])} ms)`);
   const horizon = Number(config['horizon']);
   if (horizon < 1000 || horizon % 1000 !== 0)
     problems.push(`--horizon must be a whole number of seconds, at least 1s (got ${horizon} ms)`);

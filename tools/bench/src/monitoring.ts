@@ -24,7 +24,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import { monitoring as pb } from '@quanta/contracts';
 import type { MonitoringConfig } from '@quanta/monitoring';
-import { modelStats, resolveSpan, startMonitoringServer } from '@quanta/monitoring';
+import { modelStats, monitoringConfig, resolveSpan, startMonitoringServer } from '@quanta/monitoring';
 import { pino } from 'pino';
 import { cpuSeconds, formatRate, markdownTable } from './measure.js';
 
@@ -41,24 +41,15 @@ const MODELS = arg('models', 100);
 const QUERIES = arg('queries', 2000);
 const HOUR_S = 3600;
 
-const config: MonitoringConfig = {
-  host: '127.0.0.1',
+// The schema's defaults (a field added later gets its default here), no home: rules in memory.
+const config: MonitoringConfig = monitoringConfig({
   port: 0,
-  tlsCert: undefined,
-  tlsKey: undefined,
-  tlsCa: undefined,
-  tlsRequireClientCert: false,
-  maxReceiveMessageBytes: 4 * 1024 * 1024,
   shutdownGrace: 1000,
-  httpHost: '127.0.0.1',
   httpPort: 0,
   horizon: HOUR_S * 1000,
   cryptoAddr: '127.0.0.1:1',
-  targets: undefined,
-  healthInterval: 5000,
-  healthTimeout: 2000,
-  dashboardPublic: false,
-};
+  home: undefined,
+});
 
 /** A deterministic lognormal-ish latency in µs (xorshift), so sketches see many bins. */
 function makeRandom(seed: number): () => number {

@@ -4,6 +4,7 @@ import type { DriftEngine, PsiValue } from './drift.js';
 import { durationMs, toDuration } from './durations.js';
 import type { RuleStore, StoredRule } from './rule-store.js';
 import type { WindowStore } from './window-store.js';
+import { checkWebhooks } from './webhook.js';
 
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -23,6 +24,7 @@ interface Rule {
   readonly updateMs: number;
   /** ALERT_METRIC_DRIFT_PSI: the input watched; '': the highest of every input. */
   readonly input: string;
+  readonly webhooks: readonly pb.Webhook[];
 }
 
 interface AlertEntry {
@@ -30,7 +32,10 @@ interface AlertEntry {
   changedMs: number;
 }
 
-export type AlertListener = (tenant: string, alert: pb.Alert) => void;
+/** `state`: the alert changed state; `delivery`: only its `deliveries` changed. */
+export type AlertChange = 'state' | 'delivery';
+
+export type AlertListener = (tenant: string, alert: pb.Alert, change: AlertChange) => void;
 
 export interface AlertEngine {
   /**
@@ -60,6 +65,16 @@ export interface AlertEngine {
   evaluate(): void;
   /** Calls `listener` on every change; returns the unsubscribe function. */
   subscribe(listener: AlertListener): () => void;
+  /**
+   * Sets the alert's delivery to `delivery.url` (the latest notification to that webhook) and
+   * emits a `delivery` change. Ignored when the alert is gone or a new episode of it began
+   * (its pending time is not `pendingTime`).
+   */
+  recordDelivery(
+    tenant: string,
+    alert: { ruleName: string; version: string; pendingTime: Date | undefined },
+    delivery: pb.WebhookDelivery,
+  ): void;
 }
 
 const METRIC_WORDS: Record<number, string> = {
@@ -141,6 +156,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
       );
     const forMs = durationMs(r.forDuration);
     if (forMs < 0) throw invalidArgument(`rule "${r.name}": for_duration is negative`);
+    checkWebhooks(r.name, r.webhooks);
     return {
       tenant,
       name: r.name,
@@ -158,6 +174,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
       createMs,
       updateMs: stored?.updateMs ?? clock(),
       input: r.input,
+      webhooks: r.webhooks.map((w) => ({ url: w.url, hmacKey: w.hmacKey, skipResolved: w.skipResolved })),
     };
   }
 
@@ -174,7 +191,7 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     createTime: new Date(r.createMs),
     updateTime: new Date(r.updateMs),
     input: r.input,
-    webhooks: [],
+    webhooks: r.webhooks.map((w) => ({ ...w })),
   });
 
   const find = (tenant: string, name: string): Rule => {
@@ -183,8 +200,8 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     return r;
   };
 
-  function emit(tenant: string, entry: AlertEntry): void {
-    for (const l of listeners) l(tenant, { ...entry.alert });
+  function emit(tenant: string, entry: AlertEntry, change: AlertChange = 'state'): void {
+    for (const l of listeners) l(tenant, { ...entry.alert }, change);
   }
 
   /** Resolves the live alerts of a rule (deleted or redefined). */
@@ -431,6 +448,16 @@ export function createAlertEngine(store: WindowStore, options: AlertEngineOption
     subscribe(listener) {
       listeners.add(listener);
       return () => void listeners.delete(listener);
+    },
+    recordDelivery(tenant, alert, delivery) {
+      const entry = alerts.get(tenant)?.get(`${alert.ruleName}\u0000${alert.version}`);
+      if (entry === undefined || entry.alert.pendingTime?.getTime() !== alert.pendingTime?.getTime()) return;
+      const at = entry.alert.deliveries.findIndex((d) => d.url === delivery.url);
+      const deliveries = [...entry.alert.deliveries];
+      if (at === -1) deliveries.push(delivery);
+      else deliveries[at] = delivery;
+      entry.alert = { ...entry.alert, deliveries };
+      emit(tenant, entry, 'delivery');
     },
   };
 }

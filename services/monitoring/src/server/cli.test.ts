@@ -25,7 +25,12 @@ describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }
     });
 
   beforeAll(async () => {
-    h = await startHarness({ targets: [{ name: 'nothing', address: '127.0.0.1:1' }] });
+    // No crypto service at 127.0.0.1:1: webhook bodies cannot be signed, so they are never sent.
+    h = await startHarness({
+      targets: [{ name: 'nothing', address: '127.0.0.1:1' }],
+      config: { serviceToken: 'no-crypto-here' },
+      webhooks: { retry: { firstDelayMs: 10, maxDelayMs: 10, maxAttempts: 2 } },
+    });
     home = await mkdtemp(join(tmpdir(), 'quanta-cli-'));
     const reader = await h.token('acme', ['monitoring:read', 'alerts:write']);
     env = {
@@ -116,6 +121,84 @@ describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }
     expect(listed.stdout).toMatch(/cifar-slow\s+cifar:1\s+FIRING/);
     const badState = await quanta('alerts', 'list', '--state', 'burning');
     expect(badState.stderr).toMatch(/--state "burning" is not one of pending, firing, resolved/);
+  });
+
+  it('quanta alerts create --webhook, and alerts list shows each delivery', async () => {
+    const missingKey = await quanta(
+      'alerts',
+      'create',
+      'bert-hooked',
+      '--model',
+      'bert',
+      '--metric',
+      'p99',
+      '--threshold',
+      '500',
+      '--webhook',
+      'http://127.0.0.1:9/hook',
+    );
+    expect(missingKey.code).toBe(2);
+    expect(missingKey.stderr).toMatch(/--webhook needs --webhook-key/);
+    const created = await quanta(
+      'alerts',
+      'create',
+      'bert-hooked',
+      '--model',
+      'bert',
+      '--metric',
+      'p99',
+      '--threshold',
+      '500',
+      '--webhook',
+      'http://127.0.0.1:9/hook',
+      '--webhook',
+      'https://hooks.example.com/b',
+      '--webhook-key',
+      'hooks',
+      '--webhook-skip-resolved',
+      '--json',
+    );
+    expect(created.stderr).toBe('');
+    const rule = JSON.parse(created.stdout) as { webhooks: { url: string; hmacKey: string; skipResolved: boolean }[] };
+    expect(rule.webhooks).toEqual([
+      { url: 'http://127.0.0.1:9/hook', hmacKey: 'hooks', skipResolved: true },
+      { url: 'https://hooks.example.com/b', hmacKey: 'hooks', skipResolved: true },
+    ]);
+    const bad = await quanta(
+      'alerts',
+      'create',
+      'bert-bad',
+      '--model',
+      'bert',
+      '--metric',
+      'p99',
+      '--threshold',
+      '500',
+      '--webhook',
+      'ftp://x.example/',
+      '--webhook-key',
+      'hooks',
+    );
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/webhook 1: url "ftp:\/\/x.example\/" is not http or https/);
+
+    // bert's 1 ms requests are over 500 µs: the rule fires; its bodies cannot be signed here.
+    h.now.ms = T0 + 10_000;
+    h.server.alerts.evaluate();
+    await h.server.notifier.idle();
+    const listed = await quanta('alerts', 'list', '--rule', 'bert-hooked');
+    expect(listed.stdout).toMatch(/bert-hooked\s+bert:1\s+FIRING/);
+    expect(listed.stdout).toMatch(/WEBHOOK\s+NOTICE\s+DELIVERY\s+ATTEMPTS\s+HTTP/);
+    expect(listed.stdout).toMatch(
+      /http:\/\/127\.0\.0\.1:9\/hook\s+firing\s+FAILED\s+2\s+-\s+.*not sent, signing failed/,
+    );
+    const json = JSON.parse((await quanta('alerts', 'list', '--rule', 'bert-hooked', '--json')).stdout) as {
+      deliveries: { url: string; state: number; attempts: number; lastError: string }[];
+    }[];
+    expect(json[0]?.deliveries.map((d) => [d.url, d.state, d.attempts])).toEqual([
+      ['http://127.0.0.1:9/hook', 4, 2],
+      ['https://hooks.example.com/b', 4, 2],
+    ]);
   });
 
   it('quanta health shows the board and exits 1 when a service is not serving', async () => {

@@ -3,7 +3,14 @@ import { join } from 'node:path';
 import { createCryptoTokenVerifier } from '@quanta/auth';
 import { crypto, monitoring as pb } from '@quanta/contracts';
 import type { Authenticator, HttpLimits, QuantaService } from '@quanta/service-kit';
-import { channelCredentials, clientTlsFromConfig, createService, serviceOptionsFromConfig } from '@quanta/service-kit';
+import {
+  channelCredentials,
+  clientTlsFromConfig,
+  createClient,
+  createService,
+  serviceOptionsFromConfig,
+  serviceTokenSource,
+} from '@quanta/service-kit';
 import { openStore } from '@quanta/store';
 import type { Store } from '@quanta/store';
 import type { Telemetry } from '@quanta/telemetry';
@@ -26,6 +33,9 @@ import type { PromMetrics } from '../http/prometheus.js';
 import { createPromMetrics } from '../http/prometheus.js';
 import { MONITORING_ACCESS } from './access.js';
 import { createMonitoringHandlers } from './handlers.js';
+import type { Notifier, RetrySchedule } from './notifier.js';
+import { createNotifier } from './notifier.js';
+import { createCryptoSigner } from './webhook-signer.js';
 
 export interface MonitoringServerOptions {
   /** How slow an HTTP request may be before its connection is cut (service-kit's defaults when absent). */
@@ -42,6 +52,8 @@ export interface MonitoringServerOptions {
   readonly store?: Store;
   /** False: the service never evaluates alerts or checks health by itself (tests drive them). Default true. */
   readonly timers?: boolean;
+  /** Webhook deliveries: the retry schedule (default the contract's) and how many may wait (default 1000). */
+  readonly webhooks?: { readonly retry?: RetrySchedule; readonly maxQueued?: number };
 }
 
 export interface MonitoringServer {
@@ -57,6 +69,8 @@ export interface MonitoringServer {
   readonly metrics: PromMetrics;
   /** Input summaries and drift baselines (persisted beside the alert rules). */
   readonly drift: DriftEngine;
+  /** Sends alert rules' webhook notifications. */
+  readonly notifier: Notifier;
   /** Ends the WatchAlerts streams (call before a stop that service-kit starts on a signal). */
   endStreams(): void;
   /** Ends the streams, stops the gRPC server, then the HTTP listener and the timers. */
@@ -74,7 +88,8 @@ export async function startMonitoringServer(
   let cryptoClient: crypto.CryptoServiceClient | undefined;
   let closeVerifier = (): void => undefined;
   // One set of channel credentials (files read once) for the JWKS client and every health check.
-  const credentials = channelCredentials(clientTlsFromConfig(config));
+  const tls = clientTlsFromConfig(config);
+  const credentials = channelCredentials(tls);
   if (authenticator === undefined) {
     cryptoClient = new crypto.CryptoServiceClient(config.cryptoAddr, credentials);
     const verifier = createCryptoTokenVerifier(cryptoClient, {
@@ -151,12 +166,50 @@ export async function startMonitoringServer(
       ),
   });
   const metrics = createPromMetrics();
-  alerts.subscribe((tenant, a) =>
+  alerts.subscribe((tenant, a, change) => {
+    if (change !== 'state') return;
     logger.info(
       { tenant, rule: a.ruleName, model: a.model, version: a.version, state: pb.alertStateToJSON(a.state) },
       `alert ${a.ruleName}: ${a.message}`,
-    ),
-  );
+    );
+  });
+
+  // Webhooks are signed with the tenant's key through crypto, with a token crypto issues per tenant.
+  const signingClient = createClient(crypto.CryptoServiceClient, config.cryptoAddr, {
+    ...(tls === undefined ? {} : { tls }),
+  });
+  let externalUrl = config.externalUrl ?? '';
+  const notifier = createNotifier({
+    sign: createCryptoSigner({
+      client: signingClient,
+      serviceToken: serviceTokenSource({
+        token: config.serviceToken,
+        home: config.home ?? '.quanta',
+        variable: 'QUANTA_MONITORING_SERVICE_TOKEN',
+      }),
+    }),
+    record: (tenant, alert, delivery) => alerts.recordDelivery(tenant, alert, delivery),
+    externalUrl: () => externalUrl,
+    timeoutMs: config.webhookTimeout,
+    ...(options.webhooks?.retry === undefined ? {} : { retry: options.webhooks.retry }),
+    ...(options.webhooks?.maxQueued === undefined ? {} : { maxQueued: options.webhooks.maxQueued }),
+    logger: { warn: (o, m) => logger.warn(o, m), info: (o, m) => logger.info(o, m) },
+  });
+  alerts.subscribe((tenant, a, change) => {
+    if (change !== 'state') return;
+    // A resolve is told only of an alert that fired; a pending one that clears was never told.
+    const fired = a.state === pb.AlertState.ALERT_STATE_FIRING;
+    const resolved = a.state === pb.AlertState.ALERT_STATE_RESOLVED && a.firingTime !== undefined;
+    if (!fired && !resolved) return;
+    let rule: pb.AlertRule;
+    try {
+      // Listeners run inside the change, so a rule being deleted or redefined is still the old one.
+      rule = alerts.getRule(tenant, a.ruleName);
+    } catch {
+      return;
+    }
+    if (rule.webhooks.length > 0) notifier.notify(tenant, a, rule);
+  });
 
   const stopped = new AbortController();
   service.addService(
@@ -183,6 +236,8 @@ export async function startMonitoringServer(
   try {
     ({ port, address } = await service.start());
   } catch (error: unknown) {
+    notifier.stop();
+    signingClient.close();
     await closeStore();
     closeVerifier();
     cryptoClient?.close();
@@ -208,9 +263,12 @@ export async function startMonitoringServer(
     });
   } catch (error: unknown) {
     await service.stop({ graceMs: 0 });
+    notifier.stop();
+    signingClient.close();
     await closeStore();
     throw error;
   }
+  if (externalUrl === '') externalUrl = http.url;
   logger.info(
     { url: http.url, public: config.dashboardPublic, tls: config.tlsCert !== undefined },
     `dashboard and /metrics on ${http.url}`,
@@ -229,6 +287,8 @@ export async function startMonitoringServer(
 
   service.onStop(async () => {
     if (timer !== undefined) clearInterval(timer);
+    notifier.stop();
+    signingClient.close();
     board.stop();
     await http.close();
     closeVerifier();
@@ -242,5 +302,19 @@ export async function startMonitoringServer(
     endStreams();
     return service.stop(o);
   };
-  return { port, address, http, service, store, ruleStore, alerts, board, metrics, drift, endStreams, stop };
+  return {
+    port,
+    address,
+    http,
+    service,
+    store,
+    ruleStore,
+    alerts,
+    board,
+    metrics,
+    notifier,
+    drift,
+    endStreams,
+    stop,
+  };
 }

@@ -75,11 +75,19 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
           threshold: 0.5,
           window: { seconds: 90n, nanos: 500_000_000 },
           forDuration: seconds(30),
+          webhooks: [
+            { url: 'https://hooks.example.com/quanta?team=ml', hmacKey: 'alert-hooks', skipResolved: false },
+            { url: 'http://127.0.0.1:9/pager', hmacKey: 'pager.v2', skipResolved: true },
+          ],
         }),
       },
       acme,
     );
     const before = await list(h, acme);
+    expect(before[0]?.webhooks.map((w) => [w.url, w.hmacKey, w.skipResolved])).toEqual([
+      ['https://hooks.example.com/quanta?team=ml', 'alert-hooks', false],
+      ['http://127.0.0.1:9/pager', 'pager.v2', true],
+    ]);
     expect(before.map((r) => [r.name, r.threshold, r.createTime, r.updateTime])).toEqual([
       ['quiet', 0.5, new Date(T0), new Date(T0 + 7000)],
       ['slow', 5000, new Date(T0), new Date(T0)],
@@ -95,6 +103,16 @@ describe.each(testBackends('test_monitoring'))('alert rules persist on $name', (
       { tenant: 'acme', name: 'quiet', metric: 'ALERT_METRIC_THROUGHPUT_RPS', comparison: 'ALERT_COMPARISON_BELOW' },
       { tenant: 'acme', name: 'slow', metric: 'ALERT_METRIC_P99_LATENCY_US', comparison: 'ALERT_COMPARISON_ABOVE' },
       { tenant: 'globex', name: 'slow', metric: 'ALERT_METRIC_ERROR_RATE', comparison: 'ALERT_COMPARISON_ABOVE' },
+    ]);
+    // Webhooks are in the same JSON: key names only, never key material.
+    const hooks = await store.query<{ url: string; key: string }>(
+      `SELECT w->>'url' AS url, w->>'hmacKey' AS key
+       FROM monitoring_alert_rules, jsonb_array_elements(rule->'webhooks') w
+       WHERE tenant = 'acme' AND name = 'quiet'`,
+    );
+    expect(hooks).toEqual([
+      { url: 'https://hooks.example.com/quanta?team=ml', key: 'alert-hooks' },
+      { url: 'http://127.0.0.1:9/pager', key: 'pager.v2' },
     ]);
 
     await h.restart();

@@ -8,7 +8,7 @@ import { bearer, failure } from '@quanta/service-kit/testing';
 import type { Store } from '@quanta/store';
 import { pino } from 'pino';
 import { monitoringConfig, type HealthTarget, type MonitoringConfig } from '../config.js';
-import type { MonitoringServer } from '../server/monitoring-server.js';
+import type { MonitoringServer, MonitoringServerOptions } from '../server/monitoring-server.js';
 import { startMonitoringServer } from '../server/monitoring-server.js';
 
 export interface Harness {
@@ -53,6 +53,8 @@ export async function startHarness(
     store?: Store;
     ownStore?: boolean;
     httpLimits?: HttpLimits;
+    /** Webhook deliveries (a faster retry schedule). */
+    webhooks?: MonitoringServerOptions['webhooks'];
   } = {},
 ): Promise<Harness> {
   const issuer = options.issuer ?? (await createTokenIssuer({ store: createMemorySigningKeyStore() }));
@@ -68,6 +70,7 @@ export async function startHarness(
       logger: pino({ level: process.env['QUANTA_LOG_LEVEL'] ?? 'silent' }),
       ...(store === undefined ? {} : { store }),
       ...(options.httpLimits === undefined ? {} : { httpLimits: options.httpLimits }),
+      ...(options.webhooks === undefined ? {} : { webhooks: options.webhooks }),
     });
   let server: MonitoringServer;
   try {

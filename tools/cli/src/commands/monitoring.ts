@@ -104,6 +104,30 @@ function alertRows(alerts: readonly pb.Alert[]): string {
   );
 }
 
+const deliveryState = (s: pb.WebhookDeliveryState) =>
+  pb.webhookDeliveryStateToJSON(s).replace('WEBHOOK_DELIVERY_STATE_', '');
+
+/** One row per webhook notification of each alert: where it stands, and why it failed. */
+function deliveryRows(alerts: readonly pb.Alert[]): string {
+  return table(
+    ['RULE', 'MODEL', 'WEBHOOK', 'NOTICE', 'DELIVERY', 'ATTEMPTS', 'HTTP', 'LAST ATTEMPT', 'NEXT', 'ERROR'],
+    alerts.flatMap((a) =>
+      a.deliveries.map((d) => [
+        a.ruleName,
+        `${a.model}${a.version ? `:${a.version}` : ''}`,
+        d.url,
+        d.status,
+        deliveryState(d.state),
+        String(d.attempts),
+        d.lastHttpStatus === 0 ? '-' : String(d.lastHttpStatus),
+        when(d.lastAttemptTime),
+        when(d.nextAttemptTime),
+        d.lastError,
+      ]),
+    ),
+  );
+}
+
 export function registerMonitoringCommands(program: Command): void {
   program
     .command('stats')
@@ -218,6 +242,13 @@ export function registerMonitoringCommands(program: Command): void {
     .option('--window <duration>', 'window the metric is computed over', '1m')
     .option('--for <duration>', 'how long the condition must hold before firing', '0')
     .option('--description <text>', 'free text shown with the alert', '')
+    .option(
+      '--webhook <url>',
+      'POST the Alertmanager webhook body here on firing and resolving (repeatable, at most 8)',
+      (url: string, list: string[] = []) => [...list, url],
+    )
+    .option('--webhook-key <key>', "the tenant's hmac-sha256 crypto key that signs every --webhook's body")
+    .option('--webhook-skip-resolved', 'notify the webhooks on firing only, not on resolving')
     .action(
       action(
         async (
@@ -232,8 +263,16 @@ export function registerMonitoringCommands(program: Command): void {
             window: string;
             for: string;
             description: string;
+            webhook?: string[];
+            webhookKey?: string;
+            webhookSkipResolved?: boolean;
           },
         ) => {
+          const urls = opts.webhook ?? [];
+          if (urls.length > 0 && (opts.webhookKey ?? '') === '')
+            throw new CliError('--webhook needs --webhook-key: the hmac-sha256 key that signs the bodies', 2);
+          if (urls.length === 0 && (opts.webhookKey !== undefined || opts.webhookSkipResolved === true))
+            throw new CliError('--webhook-key and --webhook-skip-resolved need at least one --webhook <url>', 2);
           const metric = METRICS[opts.metric];
           if (metric === undefined)
             throw new CliError(`--metric "${opts.metric}" is not one of ${Object.keys(METRICS).join(', ')}`, 2);
@@ -254,7 +293,11 @@ export function registerMonitoringCommands(program: Command): void {
             forDuration: seconds(parseWindow(opts.for, '--for')),
             description: opts.description,
             input: '',
-            webhooks: [],
+            webhooks: urls.map((url) => ({
+              url,
+              hmacKey: opts.webhookKey ?? '',
+              skipResolved: opts.webhookSkipResolved === true,
+            })),
           };
           const created = await withMonitoring(settings, (rpc) => rpc('createAlertRule', { rule }));
           out.result(created.rule, () => `alert rule "${name}" created`);
@@ -291,7 +334,13 @@ export function registerMonitoringCommands(program: Command): void {
         const list = await withMonitoring(settings, (rpc) =>
           rpc('listAlerts', { pageSize: 1000, pageToken: '', states, ruleName: opts.rule ?? '' }),
         );
-        out.result(list.alerts, () => (list.alerts.length === 0 ? 'no alerts' : alertRows(list.alerts)));
+        out.result(list.alerts, () => {
+          if (list.alerts.length === 0) return 'no alerts';
+          const delivered = list.alerts.filter((a) => a.deliveries.length > 0);
+          return delivered.length === 0
+            ? alertRows(list.alerts)
+            : `${alertRows(list.alerts)}\n\n${deliveryRows(delivered)}`;
+        });
       }),
     );
   alerts

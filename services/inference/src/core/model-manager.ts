@@ -1,14 +1,18 @@
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import { createLoadedModel, type LoadedModelHandle } from './loaded-model.js';
+import { chooseRoute, takesShadow } from './traffic.js';
 import {
   InferError,
   type InferObserver,
+  type InferRequest,
   type LoadedModel,
   type ModelBytes,
   type ModelManager,
   type RepositoryEntry,
+  type Routed,
   type ServingConfig,
+  type Traffic,
 } from './types.js';
 
 // Every model version this replica serves, per (tenant, name), and which one is current.
@@ -31,6 +35,8 @@ interface ModelEntry {
   readonly loading: Set<string>;
   readonly failed: Map<string, string>;
   current: string | undefined;
+  /** The canary and the shadow of requests that name no version; replaced with `current`. */
+  traffic: Traffic | undefined;
 }
 
 function byVersion(a: string, b: string): number {
@@ -50,7 +56,15 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
     const key = keyOf(tenant, name);
     let entry = entries.get(key);
     if (entry === undefined) {
-      entry = { tenant, name, versions: new Map(), loading: new Set(), failed: new Map(), current: undefined };
+      entry = {
+        tenant,
+        name,
+        versions: new Map(),
+        loading: new Set(),
+        failed: new Map(),
+        current: undefined,
+        traffic: undefined,
+      };
       entries.set(key, entry);
     }
     return entry;
@@ -97,6 +111,26 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       'NOT_FOUND',
       `model "${name}" has no version ${version} loaded; loaded: ${loaded.join(', ') || 'none'}`,
     );
+  }
+
+  /** A canary's or shadow's version when it is READY; undefined otherwise (its requests go to the primary). */
+  const readyVersion = (entry: ModelEntry, version: string | undefined): LoadedModelHandle | undefined => {
+    const model = version === undefined ? undefined : entry.versions.get(version);
+    return model?.state === 'READY' ? model : undefined;
+  };
+
+  function route(tenant: string, name: string, request: InferRequest): Routed | InferError {
+    const found = lookup(tenant, name, undefined);
+    if (found instanceof InferError) return found;
+    const entry = entries.get(keyOf(tenant, name));
+    const traffic = entry?.traffic;
+    if (entry === undefined || traffic === undefined) return { model: found, route: 'primary', shadow: undefined };
+    const canary =
+      chooseRoute(traffic, request) === 'canary' ? readyVersion(entry, traffic.canary?.version) : undefined;
+    const shadow = takesShadow(traffic, request) ? readyVersion(entry, traffic.shadow?.version) : undefined;
+    return canary === undefined
+      ? { model: found, route: 'primary', shadow }
+      : { model: canary, route: 'canary', shadow };
   }
 
   async function unloadModel(model: LoadedModel): Promise<void> {
@@ -176,7 +210,9 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
         );
       }
       const previous = entry.current === undefined ? undefined : entry.versions.get(entry.current);
+      // One step: a request sees the new current version with the traffic that goes with it.
       entry.current = version;
+      entry.traffic = activateOptions.traffic;
       logger?.info(
         { tenant, model: name, version, previous: previous?.version },
         `${tenant}/${name} now serves version ${version}${previous === undefined ? '' : ` (was ${previous.version})`}`,
@@ -190,6 +226,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       if (entry === undefined) return;
       if (version === undefined) {
         entry.current = undefined;
+        entry.traffic = undefined;
         entry.failed.clear();
         await Promise.all([...entry.versions.values()].map(unloadModel));
         forget(entry);
@@ -210,6 +247,12 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
     find(tenant, name, version) {
       const found = lookup(tenant, name, version);
       return found instanceof InferError ? undefined : found;
+    },
+
+    route(tenant, name, request) {
+      const routed = route(tenant, name, request);
+      if (routed instanceof InferError) throw routed;
+      return routed;
     },
 
     index(tenant) {

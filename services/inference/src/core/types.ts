@@ -98,6 +98,34 @@ export interface ServingConfig {
   readonly execution?: 'worker' | 'inline' | 'auto';
 }
 
+/** How a deployment routed a request: to its primary, to its canary, or a shadow copy. */
+export type TrafficRoute = 'primary' | 'canary' | 'shadow';
+
+/** A canary's or a shadow's version and share of requests. */
+export interface TrafficShare {
+  readonly version: string;
+  /** Canary: 1 to 99; shadow: 1 to 100, 0 meaning 100. */
+  readonly percent: number;
+}
+
+/**
+ * How a deployment splits the requests that name no version between its current (primary)
+ * version and a canary, and which version gets shadow copies. Both versions are loaded beside
+ * the primary under the same model name.
+ */
+export interface Traffic {
+  readonly canary?: TrafficShare;
+  readonly shadow?: TrafficShare;
+}
+
+/** Where a request that names no version goes (ModelManager.route). */
+export interface Routed {
+  readonly model: LoadedModel;
+  readonly route: 'primary' | 'canary';
+  /** The version that gets a copy of this request once the primary answered; undefined: none. */
+  readonly shadow: LoadedModel | undefined;
+}
+
 /** Triton's sequence parameters of one request. */
 export interface SequenceControl {
   /** `sequence_id` (uint64 or string in Triton); kept as a string. */
@@ -118,6 +146,10 @@ export interface InferRequest {
   readonly deadline?: number;
   /** Aborted when the caller goes away; a queued request is then dropped. */
   readonly signal?: CancelSignal;
+  /** How the deployment routed it (monitoring's record route); absent: to the primary. */
+  readonly route?: TrafficRoute;
+  /** For a shadow copy: the primary's answer to the same request, which the shadow's is compared with. */
+  readonly primary?: InferResult;
 }
 
 /**
@@ -249,15 +281,28 @@ export interface ModelManager {
   load(tenant: string, name: string, version: string, bytes: ModelBytes, config: ServingConfig): Promise<LoadedModel>;
   /**
    * Makes a loaded version the current one for (tenant, name); drains and unloads the previous
-   * current one unless `keepPrevious`.
+   * current one unless `keepPrevious`. `traffic` (the canary and the shadow, versions already loaded)
+   * replaces the model's in the same step, so requests see the new current version and split together;
+   * absent: none.
    */
-  activate(tenant: string, name: string, version: string, options?: { keepPrevious?: boolean }): Promise<void>;
+  activate(
+    tenant: string,
+    name: string,
+    version: string,
+    options?: { keepPrevious?: boolean; traffic?: Traffic },
+  ): Promise<void>;
   /** Drains and unloads one version, or every version of the model when `version` is undefined. */
   unload(tenant: string, name: string, version?: string): Promise<void>;
   /** The version `version` ('' or undefined: the current one) or a NOT_FOUND InferError. */
   get(tenant: string, name: string, version?: string): LoadedModel;
   /** Like get, but undefined when absent. */
   find(tenant: string, name: string, version?: string): LoadedModel | undefined;
+  /**
+   * The version a request that names none goes to: the current one, or the canary for its share
+   * of requests (by sequence id for a sequence), with the shadow that gets a copy (see `activate`'s
+   * traffic). A NOT_FOUND InferError as `get`.
+   */
+  route(tenant: string, name: string, request: InferRequest): Routed;
   /** Every model of the tenant (or of all tenants when undefined), with failures remembered. */
   index(tenant?: string): RepositoryEntry[];
   /** Records a failed load so that RepositoryIndex and ModelReady tell the truth. */

@@ -4,6 +4,7 @@
 import type { inferenceConfig } from '@quanta/contracts';
 import { invalidArgument, notFound, unimplemented } from '@quanta/service-kit';
 import { loadedVersions } from '../core/model-manager.js';
+import { createShadowRunner } from '../core/traffic.js';
 import type {
   InferRequest,
   InferResult,
@@ -11,6 +12,7 @@ import type {
   ModelManager,
   ModelStats,
   RepositoryEntry,
+  Routed,
   TensorSpec,
 } from '../core/types.js';
 import { mapErrors, toDomainError } from './errors.js';
@@ -36,6 +38,8 @@ export interface InferenceApiOptions {
   readonly ready?: (() => boolean) | undefined;
   /** The server version in ServerMetadata. */
   readonly version: string;
+  /** Shadow copies running at once; beyond it copies are dropped. Default DEFAULT_MAX_SHADOWS_IN_FLIGHT. */
+  readonly maxShadowsInFlight?: number;
 }
 
 export interface InferenceApi {
@@ -63,8 +67,11 @@ async function failed(error: unknown): Promise<never> {
   throw toDomainError(error);
 }
 
+const ignore = (): void => undefined;
+
 export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
   const { manager, loader } = options;
+  const shadows = createShadowRunner(options.maxShadowsInFlight);
   // binary_tensor_data: the REST listener's binary inputs and outputs (gRPC has raw contents).
   const extensions = [
     'binary_tensor_data',
@@ -122,13 +129,21 @@ export function createInferenceApi(options: InferenceApiOptions): InferenceApi {
       return describeModelConfig(get(tenant, name, version));
     },
     infer(tenant, name, version, request) {
-      let model: LoadedModel;
+      let routed: Routed;
       try {
-        model = get(tenant, name, version);
+        if (version === '') {
+          requireName(name);
+          routed = manager.route(tenant, name, request);
+        } else routed = { model: get(tenant, name, version), route: 'primary', shadow: undefined };
       } catch (error: unknown) {
         return failed(error);
       }
-      return model.infer(request).catch(rethrowMapped);
+      const answer = routed.model.infer(routed.route === 'canary' ? { ...request, route: 'canary' } : request);
+      const shadow = routed.shadow;
+      // The copy starts once the primary answered and is not awaited: the caller's answer and its
+      // latency are the primary's alone.
+      if (shadow !== undefined) answer.then((result) => shadows.run(shadow, request, result), ignore);
+      return answer.catch(rethrowMapped);
     },
     stats(tenant, name, version) {
       if (name === '') return loadedVersions(manager, tenant).map((m) => m.stats());

@@ -1,11 +1,19 @@
 import { registry as pb } from '@quanta/contracts';
 import type { Logger } from 'pino';
-import type { ModelManager, ServingConfig } from '../core/types.js';
+import type { ModelManager, ServingConfig, TrafficShare } from '../core/types.js';
 import type { Backoff } from './backoff.js';
 import { createBackoff } from './backoff.js';
 import type { ModelFetcher } from './model-fetcher.js';
 import type { ServingDefaults } from './serving-config.js';
 import { configKey, servedName, servingConfig } from './serving-config.js';
+
+/** A deployment's canary or shadow: the version its reference resolved to, and its share. */
+interface SideTarget {
+  /** `name:N`, pinned like the primary's. */
+  readonly ref: string;
+  readonly expected: pb.ModelVersion | undefined;
+  readonly percent: number;
+}
 
 /** What one (tenant, model) should serve: a deployment's resolved version, or a model loaded by hand. */
 interface Target {
@@ -17,6 +25,15 @@ interface Target {
   readonly expected: pb.ModelVersion | undefined;
   readonly config: ServingConfig;
   readonly configKey: string;
+  /** Loaded beside the primary under the same name, with the same serving config. */
+  readonly canary: SideTarget | undefined;
+  readonly shadow: SideTarget | undefined;
+}
+
+/** One version this replica holds for a (tenant, model), as the converger loaded it. */
+interface LoadedVersion {
+  readonly sha256: string;
+  readonly configKey: string;
 }
 
 /** What this replica serves now for one (tenant, model), as the converger put it there. */
@@ -26,6 +43,10 @@ interface Applied {
   readonly configKey: string;
   readonly source: Target['source'];
   deployment: string;
+  /** Every version loaded for it (the primary, a canary, a shadow, by version). */
+  readonly loaded: ReadonlyMap<string, LoadedVersion>;
+  /** The traffic activated with the primary, compared to know when it changes. */
+  readonly trafficKey: string;
 }
 
 interface Waiter {
@@ -85,6 +106,20 @@ const deploymentKey = (d: pb.Deployment): string => `${d.tenant}\u0000${d.name}`
 const deploymentState = (d: pb.Deployment): string => `${d.name}#${d.generation}#${d.createTime?.getTime() ?? 0}`;
 const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+/** A canary's or shadow's target, when the spec has one and the registry resolved it. */
+function sideTarget(
+  name: string,
+  target: pb.TrafficTarget | undefined,
+  resolved: pb.ModelVersion | undefined,
+): SideTarget | undefined {
+  if (target === undefined || resolved === undefined || resolved.version <= 0) return undefined;
+  return {
+    ref: `${name}:${resolved.version}`,
+    expected: resolved.sha256 !== '' ? resolved : undefined,
+    percent: target.percent,
+  };
+}
+
 function deploymentTarget(d: pb.Deployment, defaults: ServingDefaults): Target {
   const name = servedName(d);
   const resolved = d.resolvedVersion;
@@ -97,13 +132,24 @@ function deploymentTarget(d: pb.Deployment, defaults: ServingDefaults): Target {
     expected: resolved !== undefined && resolved.sha256 !== '' ? resolved : undefined,
     config,
     configKey: configKey(config),
+    canary: sideTarget(name, d.spec?.canary, d.canaryVersion),
+    shadow: sideTarget(name, d.spec?.shadow, d.shadowVersion),
   };
 }
 
 /** A model loaded by hand (RepositoryModelLoad) with no deployment: one instance, no batching. */
 function manualTarget(name: string, defaults: ServingDefaults): Target {
   const config = servingConfig(undefined, defaults);
-  return { source: 'manual', deployment: '', ref: name, expected: undefined, config, configKey: configKey(config) };
+  return {
+    source: 'manual',
+    deployment: '',
+    ref: name,
+    expected: undefined,
+    config,
+    configKey: configKey(config),
+    canary: undefined,
+    shadow: undefined,
+  };
 }
 
 /**
@@ -259,40 +305,75 @@ export function createConverger(options: ConvergerOptions): Converger {
     try {
       const fetched = await fetcher.fetch(tenant, target.ref, target.expected);
       version = String(fetched.version.version);
-      const current = slot.current;
-      if (
-        current !== undefined &&
-        current.version === version &&
-        current.sha256 === fetched.version.sha256 &&
-        current.configKey === target.configKey
-      ) {
-        if (manager.find(tenant, name, version) !== undefined) {
-          current.deployment = target.deployment;
-          return;
+      const primary = version;
+      const sides: { role: 'canary' | 'shadow'; side: SideTarget }[] = [];
+      if (target.canary !== undefined) sides.push({ role: 'canary', side: target.canary });
+      if (target.shadow !== undefined) sides.push({ role: 'shadow', side: target.shadow });
+      const wanted = new Map<string, { sha256: string; bytes: Uint8Array }>([
+        [primary, { sha256: fetched.version.sha256, bytes: fetched.bytes }],
+      ]);
+      const traffic: { canary?: TrafficShare; shadow?: TrafficShare } = {};
+      for (const { role, side } of sides) {
+        version = side.expected === undefined ? '' : String(side.expected.version);
+        const got = wanted.has(version) ? undefined : await fetcher.fetch(tenant, side.ref, side.expected);
+        if (got !== undefined) {
+          version = String(got.version.version);
+          wanted.set(version, { sha256: got.version.sha256, bytes: got.bytes });
         }
+        traffic[role] = { version, percent: side.percent };
       }
+      const trafficKey = JSON.stringify([traffic.canary, traffic.shadow]);
+      const current = slot.current;
+      const loaded = new Map<string, LoadedVersion>();
       const started = performance.now();
-      // Loaded beside the version serving now; activate swaps atomically and drains the old one.
-      await manager.load(tenant, name, version, fetched.bytes, target.config);
-      await manager.activate(tenant, name, version);
+      let changed = current?.version !== primary || current.trafficKey !== trafficKey;
+      // Loaded beside the versions serving now; activate switches the current version and the
+      // traffic in one step, then what no longer serves drains and unloads.
+      for (const [v, want] of wanted) {
+        version = v;
+        const held = current?.loaded.get(v);
+        const same = held?.sha256 === want.sha256 && held.configKey === target.configKey;
+        if (!same || manager.find(tenant, name, v)?.version !== v) {
+          await manager.load(tenant, name, v, want.bytes, target.config);
+          changed = true;
+        }
+        loaded.set(v, { sha256: want.sha256, configKey: target.configKey });
+      }
+      version = primary;
+      if (!changed && current !== undefined) {
+        current.deployment = target.deployment;
+        return;
+      }
+      const hasTraffic = traffic.canary !== undefined || traffic.shadow !== undefined;
+      await manager.activate(tenant, name, primary, { keepPrevious: true, ...(hasTraffic ? { traffic } : {}) });
       slot.current = {
-        version,
+        version: primary,
         sha256: fetched.version.sha256,
         configKey: target.configKey,
         source: target.source,
         deployment: target.deployment,
+        loaded,
+        trafficKey,
       };
+      for (const v of current?.loaded.keys() ?? []) if (!loaded.has(v)) await manager.unload(tenant, name, v);
       if (target.source === 'deployment') slot.manual = undefined;
+      const split = [
+        traffic.canary === undefined ? '' : `, canary ${traffic.canary.version} at ${traffic.canary.percent}%`,
+        traffic.shadow === undefined ? '' : `, shadow ${traffic.shadow.version} at ${traffic.shadow.percent || 100}%`,
+      ].join('');
       logger.info(
         {
           tenant,
           model: name,
-          version,
+          version: primary,
+          canary: traffic.canary,
+          shadow: traffic.shadow,
           deployment: target.deployment || undefined,
           cached: fetched.cached,
           ms: Math.round(performance.now() - started),
         },
-        `serving ${tenant}/${name}:${version}${target.deployment ? ` for deployment ${target.deployment}` : ''}`,
+        `serving ${tenant}/${name}:${primary}${split}` +
+          `${target.deployment ? ` for deployment ${target.deployment}` : ''}`,
       );
     } catch (error: unknown) {
       const reason = reasonOf(error);

@@ -1,8 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { isSpanContextValid, trace } from '@opentelemetry/api';
+import type { monitoring } from '@quanta/contracts';
 import type { IngestClient } from '@quanta/monitoring-client';
 import type { Tensor } from '@quanta/tensor';
-import type { InferErrorCode, InferObserver } from '../core/types.js';
+import { compareOutputs } from '../core/traffic.js';
+import type { InferErrorCode, InferObserver, InferRequest, InferResult } from '../core/types.js';
 
 const STATUS: Readonly<Record<InferErrorCode, number>> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
@@ -23,6 +25,23 @@ function traceIds(): { traceId: string; spanId: string } {
   const span = trace.getActiveSpan()?.spanContext();
   if (span === undefined || !isSpanContextValid(span)) return { traceId: '', spanId: '' };
   return { traceId: span.traceId, spanId: span.spanId };
+}
+
+/** A shadow copy's comparison with the primary's answer; nothing for other requests or a failed shadow. */
+function shadowComparison(
+  request: InferRequest,
+  result: InferResult | undefined,
+): { shadow?: monitoring.ShadowComparison } {
+  if (request.route !== 'shadow' || request.primary === undefined || result === undefined) return {};
+  const c = compareOutputs(request.primary.outputs, result.outputs);
+  return {
+    shadow: {
+      primaryVersion: request.primary.version,
+      maxAbsError: c.maxAbsError,
+      top1Rows: c.top1Rows,
+      top1AgreedRows: c.top1AgreedRows,
+    },
+  };
 }
 
 /** The bytes a tensor's elements take (BYTES: the elements' lengths, without framing). */
@@ -73,7 +92,8 @@ export function createIngestObserver(options: IngestObserverOptions): InferObser
           batchSize: Math.max(1, result?.batchSize ?? 1),
           bytesIn: BigInt(bytesIn),
           bytesOut: BigInt(bytesOut),
-          route: '',
+          route: request.route ?? 'primary',
+          ...shadowComparison(request, result),
           cacheHit: false,
           cacheMiss: false,
           time: new Date(),

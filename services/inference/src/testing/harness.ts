@@ -236,6 +236,10 @@ export function watchedManager(
     activate: (...args) => real.activate(...args),
     unload: (...args) => real.unload(...args),
     get: (...args) => wrap(real.get(...args)),
+    route: (...args) => {
+      const routed = real.route(...args);
+      return { ...routed, model: wrap(routed.model) };
+    },
     find: (...args) => {
       const model = real.find(...args);
       return model === undefined ? undefined : wrap(model);

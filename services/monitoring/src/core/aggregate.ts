@@ -1,6 +1,6 @@
 import { invalidArgument } from '@quanta/service-kit';
 import { DDSketch } from './dd-sketch.js';
-import type { Sample } from './sample.js';
+import type { Sample, ShadowSample } from './sample.js';
 
 /**
  * Small integer key → count, for the few distinct status codes and batch sizes a bucket sees:
@@ -77,6 +77,38 @@ class Parts {
   }
 }
 
+/** How a shadow version's answers compared with the primary's over a span. */
+export class ShadowTotals {
+  compared = 0;
+  /** The largest max_abs_error (Infinity counts). */
+  max = 0;
+  /** The sum and count of the finite ones, for their mean. */
+  finiteSum = 0;
+  finiteCount = 0;
+  top1Rows = 0;
+  top1Agreed = 0;
+
+  add(s: ShadowSample): void {
+    this.compared++;
+    if (s.maxAbsError > this.max) this.max = s.maxAbsError;
+    if (Number.isFinite(s.maxAbsError)) {
+      this.finiteSum += s.maxAbsError;
+      this.finiteCount++;
+    }
+    this.top1Rows += s.top1Rows;
+    this.top1Agreed += s.top1AgreedRows;
+  }
+
+  merge(o: ShadowTotals): void {
+    this.compared += o.compared;
+    if (o.max > this.max) this.max = o.max;
+    this.finiteSum += o.finiteSum;
+    this.finiteCount += o.finiteCount;
+    this.top1Rows += o.top1Rows;
+    this.top1Agreed += o.top1Agreed;
+  }
+}
+
 /**
  * What a span of buckets adds up to; a 1-second bucket is one of these too. Up to RAW_MAX records
  * stay as numbers in one array and the sketches are made from them when first needed (in the
@@ -88,6 +120,13 @@ export class Aggregate {
   count = 0;
   bytesIn = 0;
   bytesOut = 0;
+  cacheHits = 0;
+  cacheMisses = 0;
+  /** The route of the newest record ('' before any), and that record's time. */
+  route = '';
+  routeMs = Number.NEGATIVE_INFINITY;
+  /** Made by the first shadow record. */
+  shadow: ShadowTotals | null = null;
   private raw: number[] | null = [];
   private parts: Parts | null = null;
   /** What `reset` keeps for the next use: the raw array and the emptied parts. */
@@ -111,6 +150,11 @@ export class Aggregate {
     this.count = 0;
     this.bytesIn = 0;
     this.bytesOut = 0;
+    this.cacheHits = 0;
+    this.cacheMisses = 0;
+    this.route = '';
+    this.routeMs = Number.NEGATIVE_INFINITY;
+    this.shadow = null;
   }
 
   private full(): Parts {
@@ -172,10 +216,24 @@ export class Aggregate {
     this.addOne(s.statusCode, s.batchSize, s.queueUs, s.computeUs, s.totalUs);
     this.bytesIn += s.bytesIn;
     this.bytesOut += s.bytesOut;
+    if (s.cacheHit) this.cacheHits++;
+    if (s.cacheMiss) this.cacheMisses++;
+    if (s.timeMs >= this.routeMs) {
+      this.route = s.route;
+      this.routeMs = s.timeMs;
+    }
+    if (s.shadow !== undefined) (this.shadow ??= new ShadowTotals()).add(s.shadow);
   }
 
   merge(o: Aggregate): void {
     if (o.count === 0) return;
+    this.cacheHits += o.cacheHits;
+    this.cacheMisses += o.cacheMisses;
+    if (o.routeMs >= this.routeMs) {
+      this.route = o.route;
+      this.routeMs = o.routeMs;
+    }
+    if (o.shadow !== null) (this.shadow ??= new ShadowTotals()).merge(o.shadow);
     const raw = o.raw;
     if (raw !== null) {
       for (let i = 0; i < raw.length; i += RAW_FIELDS)

@@ -1,6 +1,6 @@
 import { monitoring as pb } from '@quanta/contracts';
 import { ERROR_CODES, invalidArgument } from '@quanta/service-kit';
-import type { Aggregate } from './aggregate.js';
+import type { Aggregate, ShadowTotals } from './aggregate.js';
 import type { SecondSpan, Series, WindowStore } from './window-store.js';
 
 /** Status names by gRPC status code: OK, then the error codes, which follow gRPC's numbering. */
@@ -38,10 +38,40 @@ export function toModelStats(model: string, version: string, span: SecondSpan, a
       .map(([batchSize, count]) => ({ batchSize, count: BigInt(count) })),
     bytesIn: BigInt(agg.bytesIn),
     bytesOut: BigInt(agg.bytesOut),
-    cacheHitCount: 0n,
-    cacheMissCount: 0n,
-    route: '',
+    cacheHitCount: BigInt(agg.cacheHits),
+    cacheMissCount: BigInt(agg.cacheMisses),
+    // A route belongs to a version: statistics of every version together have none.
+    route: version === '' ? '' : agg.route,
+    ...(agg.shadow === null ? {} : { shadow: shadowAgreement(agg.shadow) }),
   };
+}
+
+export function shadowAgreement(t: ShadowTotals): pb.ShadowAgreement {
+  return {
+    compared: BigInt(t.compared),
+    maxAbsError: t.max,
+    meanAbsError: t.finiteCount === 0 ? 0 : t.finiteSum / t.finiteCount,
+    top1Rows: BigInt(t.top1Rows),
+    top1Agreement: t.top1Rows === 0 ? 0 : t.top1Agreed / t.top1Rows,
+  };
+}
+
+/** Versions ordered as numbers where both are, else as text. */
+export function byVersionOrder(a: string, b: string): number {
+  const [na, nb] = [Number(a), Number(b)];
+  if (a !== '' && b !== '' && Number.isFinite(na) && Number.isFinite(nb) && na !== nb) return na - nb;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Each version of a model that had requests in the span, separately, ordered by version. */
+export function versionStats(store: WindowStore, tenant: string, model: string, span: SecondSpan): pb.ModelStats[] {
+  const out: pb.ModelStats[] = [];
+  for (const s of store.series({ tenant, model })) {
+    // Read at once: the scratch aggregate is the next version's.
+    const agg = store.aggregateScratch([s], span);
+    if (agg.count > 0) out.push(toModelStats(model, s.version, span, agg));
+  }
+  return out.sort((a, b) => byVersionOrder(a.version, b.version));
 }
 
 /** A model's (or one version's) statistics over a span. */

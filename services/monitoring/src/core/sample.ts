@@ -11,6 +11,20 @@ export interface Sample {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly timeMs: number;
+  /** How the deployment routed it: 'primary', 'canary' or 'shadow' ('' counts as 'primary'). */
+  readonly route: string;
+  readonly cacheHit: boolean;
+  readonly cacheMiss: boolean;
+  /** A shadow record's comparison with the primary's answer; undefined for other records. */
+  readonly shadow: ShadowSample | undefined;
+}
+
+/** The parts of a ShadowComparison the windows add up. */
+export interface ShadowSample {
+  /** At least 0; Infinity for outputs missing or reshaped on one side. */
+  readonly maxAbsError: number;
+  readonly top1Rows: number;
+  readonly top1AgreedRows: number;
 }
 
 /**

@@ -6,6 +6,7 @@ const MAX_NAME = 256;
 const MAX_STATUS_CODE = 16; // UNAUTHENTICATED, the last gRPC status code
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const ROUTES = new Set(['primary', 'canary', 'shadow']);
 
 function checkDuration(name: string, value: bigint): string | undefined {
   if (value < 0n) return `${name} is negative (${value})`;
@@ -38,6 +39,17 @@ export function validateRecord(r: pb.InferenceRecord, nowMs: number, oldestMs: n
     const ahead = Math.round((t - nowMs) / 1000);
     return `time ${r.time.toISOString()} is ${ahead} s in the future (at most ${MAX_FUTURE_MS / 1000} s allowed)`;
   }
+  const route = r.route === '' ? 'primary' : r.route;
+  if (!ROUTES.has(route)) return `route "${r.route}" is not one of primary, canary, shadow`;
+  const shadow = r.shadow;
+  if (shadow !== undefined) {
+    if (route !== 'shadow') return `shadow is set on a record whose route is ${route}, not shadow`;
+    if (!(shadow.maxAbsError >= 0))
+      return `shadow.max_abs_error is ${shadow.maxAbsError}; it must be at least 0 (Infinity for mismatched outputs)`;
+    if (shadow.top1AgreedRows > shadow.top1Rows)
+      return `shadow.top1_agreed_rows ${shadow.top1AgreedRows} is above shadow.top1_rows ${shadow.top1Rows}`;
+  }
+  if (r.cacheHit && r.cacheMiss) return 'cache_hit and cache_miss are both set';
   if (t < oldestMs)
     return (
       `time ${r.time.toISOString()} is older than the horizon ` +
@@ -55,5 +67,12 @@ export function validateRecord(r: pb.InferenceRecord, nowMs: number, oldestMs: n
     bytesIn: Number(r.bytesIn),
     bytesOut: Number(r.bytesOut),
     timeMs: t,
+    route,
+    cacheHit: r.cacheHit,
+    cacheMiss: r.cacheMiss,
+    shadow:
+      shadow === undefined
+        ? undefined
+        : { maxAbsError: shadow.maxAbsError, top1Rows: shadow.top1Rows, top1AgreedRows: shadow.top1AgreedRows },
   };
 }

@@ -1,6 +1,6 @@
 import { monitoring as pb } from '@quanta/contracts';
 import { describe, expect, it } from 'vitest';
-import { modelStats, timeSeries, toModelStats, topModels } from './queries.js';
+import { modelStats, timeSeries, toModelStats, topModels, versionStats } from './queries.js';
 import { resolveSpan } from './span.js';
 import { Aggregate } from './aggregate.js';
 import type { Sample } from './sample.js';
@@ -21,6 +21,10 @@ function sample(over: Partial<Sample> = {}): Sample {
     bytesIn: 10,
     bytesOut: 20,
     timeMs: T0,
+    route: 'primary',
+    cacheHit: false,
+    cacheMiss: false,
+    shadow: undefined,
     ...over,
   };
 }
@@ -322,5 +326,62 @@ describe('windows', () => {
     expect(
       store.aggregateScratch(store.series({ tenant: 'acme', model: 'quiet' }), spans[0] ?? { start: 0, end: 1 }),
     ).toBe(store.aggregateScratch(store.series({ tenant: 'acme', model: 'busy' }), spans[0] ?? { start: 0, end: 1 }));
+  });
+
+  it('adds up routes, shadow agreement and cache counts per version, through seconds and minute roll-ups', () => {
+    const { now, store } = fixture();
+    // Ten minutes: v3 is the primary (every 4th request a cache hit, the others misses), v10 a
+    // canary, v4 the shadow of every primary request.
+    const errors: number[] = [];
+    let agreed = 0;
+    let rows = 0;
+    for (let i = 0; i < 600; i++) {
+      const timeMs = T0 + i * 1000;
+      store.add(sample({ version: '3', timeMs, cacheHit: i % 4 === 0, cacheMiss: i % 4 !== 0 }));
+      if (i % 10 === 0) store.add(sample({ version: '10', route: 'canary', timeMs }));
+      // Every 50th comparison saw an output missing on one side (Infinity): the max, not the mean.
+      const maxAbsError = i % 50 === 49 ? Infinity : (i % 7) / 1000;
+      if (Number.isFinite(maxAbsError)) errors.push(maxAbsError);
+      const top1AgreedRows = i % 3 === 0 ? 1 : 2;
+      agreed += top1AgreedRows;
+      rows += 2;
+      store.add(
+        sample({ version: '4', route: 'shadow', timeMs, shadow: { maxAbsError, top1Rows: 2, top1AgreedRows } }),
+      );
+    }
+    now.ms = T0 + 600_000;
+    const span = resolveSpan({ windowMs: 3_600_000 }, now.ms, store.horizonSeconds);
+    const versions = versionStats(store, 'acme', 'cifar', span);
+    expect(versions.map((v) => [v.version, v.route, Number(v.count)])).toEqual([
+      ['3', 'primary', 600],
+      ['4', 'shadow', 600],
+      ['10', 'canary', 60],
+    ]);
+    const [primary, shadow] = versions;
+    expect([primary?.cacheHitCount, primary?.cacheMissCount, primary?.shadow]).toEqual([150n, 450n, undefined]);
+    const mean = errors.reduce((a, b) => a + b, 0) / errors.length;
+    expect(shadow?.shadow?.compared).toBe(600n);
+    expect(shadow?.shadow?.maxAbsError).toBe(Infinity);
+    expect(shadow?.shadow?.meanAbsError).toBeCloseTo(mean, 12);
+    expect(shadow?.shadow?.top1Rows).toBe(BigInt(rows));
+    expect(shadow?.shadow?.top1Agreement).toBeCloseTo(agreed / rows, 12);
+    // Every version together: the counts add up and no route is claimed.
+    const all = modelStats(store, 'acme', 'cifar', '', span);
+    expect([all.count, all.route, all.cacheHitCount, all.shadow?.compared]).toEqual([1260n, '', 150n, 600n]);
+    // A 40-second range inside the minutes gives the same agreement as the records in it.
+    const inner = resolveSpan({ startMs: T0 + 100_000, endMs: T0 + 140_000 }, now.ms, 3600);
+    const part = versionStats(store, 'acme', 'cifar', inner).find((v) => v.version === '4');
+    expect(part?.shadow?.compared).toBe(40n);
+    expect(part?.shadow?.maxAbsError).toBe(0.006);
+  });
+
+  it('takes the route of the newest record of a version', () => {
+    const { now, store } = fixture();
+    store.add(sample({ version: '4', route: 'canary', timeMs: T0 + 5000 }));
+    store.add(sample({ version: '4', route: 'primary', timeMs: T0 + 9000 }));
+    store.add(sample({ version: '4', route: 'canary', timeMs: T0 + 7000 }));
+    now.ms = T0 + 10_000;
+    const span = resolveSpan({ windowMs: 60_000 }, now.ms, store.horizonSeconds);
+    expect(versionStats(store, 'acme', 'cifar', span).map((v) => v.route)).toEqual(['primary']);
   });
 });

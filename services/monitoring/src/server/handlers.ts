@@ -18,7 +18,7 @@ import type { DriftEngine } from '../core/drift.js';
 import { validateSummary } from '../core/drift-validate.js';
 import { durationMs } from '../core/durations.js';
 import type { HealthBoard } from '../core/health-board.js';
-import { modelStats, timeSeries, topModels } from '../core/queries.js';
+import { modelStats, timeSeries, topModels, versionStats } from '../core/queries.js';
 import type { SpanRequest } from '../core/span.js';
 import { resolveSpan } from '../core/span.js';
 import { validateRecord } from '../core/validate.js';
@@ -205,7 +205,10 @@ export function createMonitoringHandlers(core: MonitoringCore): pb.MonitoringSer
     getModelStats: unary<pb.GetModelStatsRequest, pb.GetModelStatsResponse>(async (req, ctx) => {
       if (req.model === '') throw invalidArgument('model is missing');
       const span = resolveSpan(spanRequest(req.span), store.clock(), store.horizonSeconds);
-      return Promise.resolve({ stats: modelStats(store, tenantOf(ctx), req.model, req.version, span), versions: [] });
+      const tenant = tenantOf(ctx);
+      const stats = modelStats(store, tenant, req.model, req.version, span);
+      const versions = req.byVersion && req.version === '' ? versionStats(store, tenant, req.model, span) : [];
+      return Promise.resolve({ stats, versions });
     }),
 
     getTimeSeries: unary<pb.GetTimeSeriesRequest, pb.GetTimeSeriesResponse>(async (req, ctx) => {

@@ -8,9 +8,11 @@ import * as grpc from '@grpc/grpc-js';
 import { crypto as cpb, monitoring as pb, unaryCaller } from '@quanta/contracts';
 import type { ServiceProcess } from '@quanta/service-kit/testing';
 import { startServiceProcess } from '@quanta/service-kit/testing';
+import { recordSpans, type RecordedTelemetry } from '@quanta/telemetry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AlertmanagerBody } from '../core/webhook.js';
 import type { Harness } from '../testing/harness.js';
+import { DEFAULT_RETRY, createNotifier, retryDelayMs } from './notifier.js';
 import { T0, alertRule, bearer, call, failure, ingest, record, seconds, startHarness } from '../testing/harness.js';
 
 const D = pb.WebhookDeliveryState;
@@ -85,8 +87,11 @@ describe('alert webhooks: signed Alertmanager bodies through a real crypto servi
   /** The raw secret imported as acme's `hooks` key, and the exported one of `hooks-exported`. */
   const imported = randomBytes(32);
   let exported: Buffer;
+  /** Finished spans, in memory. */
+  let recorded: RecordedTelemetry;
 
   beforeAll(async () => {
+    recorded = recordSpans({ serviceName: 'monitoring' });
     home = await mkdtemp(join(tmpdir(), 'quanta-webhooks-'));
     crypto = await startServiceProcess('crypto', {
       QUANTA_HOME: home,
@@ -132,6 +137,7 @@ describe('alert webhooks: signed Alertmanager bodies through a real crypto servi
     cryptoClient?.close();
     await crypto?.stop();
     await rm(home, { recursive: true, force: true });
+    await recorded?.telemetry.shutdown();
   });
 
   /**
@@ -310,6 +316,28 @@ describe('alert webhooks: signed Alertmanager bodies through a real crypto servi
     );
     const [final] = (await alertsOf('flaky'))[0]?.deliveries ?? [];
     expect(final).toMatchObject({ status: 'resolved', state: D.WEBHOOK_DELIVERY_STATE_DELIVERED, attempts: 1 });
+
+    // A span per attempt, with the crypto Sign call inside it.
+    const spans = await recorded.finishedSpans();
+    const attempts = spans.filter(
+      (x) => x.name === 'monitoring.webhook_delivery' && x.attributes['quanta.alert_rule'] === 'flaky',
+    );
+    expect(
+      attempts.map((x) => [
+        x.attributes['quanta.webhook.status'],
+        x.attributes['quanta.webhook.attempt'],
+        x.attributes['http.response.status_code'],
+      ]),
+    ).toEqual([
+      ['firing', 1, 500],
+      ['firing', 2, 503],
+      ['firing', 3, 200],
+      ['resolved', 1, 200],
+    ]);
+    for (const attempt of attempts) {
+      const inside = spans.filter((x) => x.parentSpanContext?.spanId === attempt.spanContext().spanId);
+      expect(inside.map((x) => x.name)).toContainEqual(expect.stringMatching(/Sign$/));
+    }
   });
 
   it('gives up after the last attempt, and never sends a body it could not sign', async () => {
@@ -440,5 +468,64 @@ describe('alert webhooks: signed Alertmanager bodies through a real crypto servi
     );
     expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((await call(h.client, 'getAlertRule', { name: 'slow' }, acme)).rule?.webhooks).toHaveLength(3);
+  });
+});
+
+describe('the notifier on its own', () => {
+  it("waits the contract's schedule: 1 s doubling to 60 s, 10 attempts", () => {
+    expect(Array.from({ length: DEFAULT_RETRY.maxAttempts - 1 }, (_, i) => retryDelayMs(DEFAULT_RETRY, i + 1))).toEqual(
+      [1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000],
+    );
+  });
+
+  it('holds a bounded queue: beyond it a notification FAILS at once with the reason', async () => {
+    const receiver = await startReceiver();
+    // The receiver holds its answers until released, so the first two notifications stay in flight.
+    const held: (() => void)[] = [];
+    const slow = createServer((req, res) => {
+      req.resume();
+      held.push(() => res.end('ok'));
+    });
+    await new Promise<void>((done) => slow.listen(0, '127.0.0.1', done));
+    const slowUrl = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+    const recorded: pb.WebhookDelivery[] = [];
+    const notifier = createNotifier({
+      // Signing is crypto's (tested above); here only the queue matters.
+      sign: () => Promise.resolve({ signature: Buffer.alloc(32, 7), keyVersion: 1 }),
+      record: (_tenant, _alert, d) => recorded.push(d),
+      externalUrl: () => 'http://127.0.0.1/',
+      maxQueued: 2,
+    });
+    const alert: pb.Alert = {
+      ruleName: 'r',
+      model: 'm',
+      version: '1',
+      state: S.ALERT_STATE_FIRING,
+      value: 1,
+      threshold: 0,
+      message: 'm',
+      deliveries: [],
+      input: '',
+      pendingTime: new Date(T0),
+      firingTime: new Date(T0),
+    };
+    const hook = (url: string): pb.Webhook => ({ url, hmacKey: 'k', skipResolved: false });
+    notifier.notify('acme', alert, {
+      description: '',
+      webhooks: [hook(`${slowUrl}/a`), hook(`${slowUrl}/b`), hook(receiver.url('/c'))],
+    });
+    expect(notifier.queued).toBe(2);
+    expect(recorded.find((d) => d.url === receiver.url('/c'))).toMatchObject({
+      state: D.WEBHOOK_DELIVERY_STATE_FAILED,
+      lastError: 'not sent: 2 notifications are already waiting',
+    });
+    await until('both held', () => (held.length === 2 ? true : undefined));
+    for (const release of held) release();
+    await notifier.idle();
+    expect(notifier.queued).toBe(0);
+    expect(receiver.received).toEqual([]);
+    notifier.stop();
+    await new Promise<void>((done) => slow.close(() => done()));
+    await receiver.close();
   });
 });

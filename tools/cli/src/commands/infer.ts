@@ -236,6 +236,15 @@ interface InferOptions {
   sequenceId?: string;
   sequenceStart?: boolean;
   sequenceEnd?: boolean;
+  priority?: string;
+}
+
+/** Triton's `priority` parameter (1 is the highest level; 0 the deployment's default), as uint64. */
+export function priorityParameter(text: string | undefined): Record<string, pb.InferParameter> {
+  if (text === undefined) return {};
+  if (!/^\d+$/.test(text.trim()))
+    throw new CliError(`--priority must be a whole number (1 is the highest level), got "${text}"`, 2);
+  return { priority: { parameterChoice: { $case: 'uint64Param', value: BigInt(text.trim()) } } };
 }
 
 export function registerInferCommand(program: Command): void {
@@ -262,6 +271,7 @@ export function registerInferCommand(program: Command): void {
     .option('--sequence-id <id>', 'stateful models: the sequence this request belongs to')
     .option('--sequence-start', 'stateful models: this request starts the sequence')
     .option('--sequence-end', 'stateful models: this request ends the sequence')
+    .option('--priority <n>', "the request's priority level: 1 is the highest (default: the deployment's default)")
     .action(
       action(async ({ settings, out }, model: string, opts: InferOptions) => {
         const format = opts.outputFormat;
@@ -272,7 +282,7 @@ export function registerInferCommand(program: Command): void {
           throw new CliError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`, 2);
         const specs = (opts.input ?? []).map(parseInputSpec);
         if (specs.length === 0) throw new CliError('give at least one --input NAME=FILE', 2);
-        const parameters = sequenceParameters(opts);
+        const parameters = { ...sequenceParameters(opts), ...priorityParameter(opts.priority) };
         const version = opts.version ?? '';
         const id = opts.id ?? randomUUID();
 

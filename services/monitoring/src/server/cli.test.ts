@@ -71,6 +71,40 @@ describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }
     expect(bad.stderr).toMatch(/window "soon" is not a duration/);
   });
 
+  it('quanta stats MODEL shows each version with its route and shadow agreement', async () => {
+    const admin = await h.token('platform', ['admin']);
+    const at = (i: number): number => T0 + (i % 10) * 1000;
+    await ingest(h.client, admin, [
+      [
+        ...Array.from({ length: 30 }, (_, i) => record(at(i), { model: 'split', version: '1', route: 'primary' })),
+        ...Array.from({ length: 10 }, (_, i) => record(at(i), { model: 'split', version: '2', route: 'canary' })),
+        ...Array.from({ length: 30 }, (_, i) =>
+          record(at(i), {
+            model: 'split',
+            version: '3',
+            route: 'shadow',
+            shadow: { primaryVersion: '1', maxAbsError: i % 2 === 0 ? 0.25 : 0.75, top1Rows: 2, top1AgreedRows: 1 },
+          }),
+        ),
+      ],
+    ]);
+    const json = await quanta('stats', 'split', '--window', '1m', '--json');
+    const parsed = JSON.parse(json.stdout) as {
+      count: number;
+      versions: { version: string; route: string; count: number; shadow?: { compared: number; maxAbsError: number } }[];
+    };
+    expect(parsed.count).toBe(70);
+    expect(parsed.versions.map((v) => [v.version, v.route, v.count])).toEqual([
+      ['1', 'primary', 30],
+      ['2', 'canary', 10],
+      ['3', 'shadow', 30],
+    ]);
+    const text = (await quanta('stats', 'split', '--window', '1m')).stdout;
+    expect(text).toMatch(/^\s+VERSION\s+ROUTE\s+REQUESTS\s+P50 MS\s+P99 MS\s+ERRORS\s+SHADOW AGREEMENT$/m);
+    expect(text).toMatch(/^\s+2\s+canary\s+10\s.*\s-$/m);
+    expect(text).toMatch(/^\s+3\s+shadow\s+30\s.*30 compared, max err 0\.750, mean 0\.500, top-1 50\.0%$/m);
+  });
+
   it('quanta alerts create|rules|list|watch', async () => {
     const created = await quanta(
       'alerts',

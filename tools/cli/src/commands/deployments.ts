@@ -5,6 +5,14 @@ import { CliError } from '../errors.js';
 import { table } from '../output.js';
 import { action } from '../action.js';
 import { describeProtection, PROTECTION_FLAGS, protectionSpec, type ProtectionOptions } from './deploy-protection.js';
+import {
+  describeTraffic,
+  promotedSpec,
+  TRAFFIC_FLAGS,
+  trafficSpec,
+  trafficSummary,
+  type TrafficOptions,
+} from './deploy-traffic.js';
 import { parseWhole } from './models-args.js';
 import { withRegistry } from './registry-rpc.js';
 
@@ -65,6 +73,7 @@ function describeDeployment(d: pb.Deployment): string {
     ['instances', String(s?.instanceCount || 1)],
     ['sequence state', s?.sequenceState.map((m) => `${m.inputName}=${m.outputName}`).join(',') ?? ''],
     ...describeProtection(s),
+    ...describeTraffic(d),
     ['generation', String(d.generation)],
     ['updated', d.updateTime?.toISOString() ?? ''],
   ];
@@ -74,8 +83,8 @@ function describeDeployment(d: pb.Deployment): string {
 
 const deploymentJson = (d: pb.Deployment | undefined): unknown => (d === undefined ? null : pb.Deployment.toJSON(d));
 
-interface DeployOptions extends ProtectionOptions {
-  model: string;
+interface DeployOptions extends ProtectionOptions, TrafficOptions {
+  model?: string;
   maxBatch?: string;
   maxDelayUs?: string;
   instances?: string;
@@ -89,7 +98,10 @@ export function registerDeployCommand(program: Command): void {
     .command('deploy')
     .description('create or replace a deployment: what inference replicas serve, and how')
     .argument('<name>', 'deployment name')
-    .requiredOption('--model <ref>', 'NAME (latest), NAME:VERSION (pinned) or NAME@ALIAS (follows the alias)')
+    .option(
+      '--model <ref>',
+      'NAME (latest), NAME:VERSION (pinned) or NAME@ALIAS (follows the alias); required but with --promote',
+    )
     .option('--max-batch <n>', 'largest dynamic batch (0 or 1: no batching)', '0')
     .option('--max-delay-us <n>', 'longest wait in the queue for a batch, in microseconds', '0')
     .option('--instances <n>', 'onnxruntime sessions per replica', '1')
@@ -108,8 +120,34 @@ export function registerDeployCommand(program: Command): void {
     .option(...PROTECTION_FLAGS.tenantBurst)
     .option(...PROTECTION_FLAGS.tenantConcurrency)
     .option(...PROTECTION_FLAGS.tenantLimit)
+    .option(...TRAFFIC_FLAGS.canary)
+    .option(...TRAFFIC_FLAGS.noCanary)
+    .option(...TRAFFIC_FLAGS.shadow)
+    .option(...TRAFFIC_FLAGS.noShadow)
+    .option(...TRAFFIC_FLAGS.promote)
     .action(
       action(async ({ settings, out }, name: string, opts: DeployOptions) => {
+        if (opts.promote === true) {
+          if (opts.model !== undefined || opts.canary !== undefined)
+            throw new CliError('--promote takes the deployment as it is: leave out --model and --canary', 2);
+          const promoted = await withRegistry(settings, async (rpc) => {
+            const current = (await rpc('getDeployment', { name })).deployment;
+            if (current === undefined) throw new CliError(`deployment "${name}" not found`);
+            const base = promotedSpec(name, current);
+            const spec = { ...base, ...trafficSpec(opts, base) };
+            // Refused if the deployment changed since it was read: nothing else's change is undone.
+            return (await rpc('updateDeployment', { name, spec, expectedGeneration: current.generation })).deployment;
+          });
+          const v = promoted?.resolvedVersion;
+          out.result(
+            deploymentJson(promoted),
+            () =>
+              `promoted deployment "${name}": ${promoted?.spec?.modelRef} → ${v?.model}:${v?.version}` +
+              trafficSummary(promoted),
+          );
+          return;
+        }
+        if (opts.model === undefined) throw new CliError('--model is required (but with --promote)', 2);
         const spec: pb.DeploymentSpec = {
           modelRef: opts.model,
           maxBatchSize: parseWhole(opts.maxBatch ?? '0', '--max-batch'),
@@ -123,11 +161,17 @@ export function registerDeployCommand(program: Command): void {
         };
         const { deployment, created } = await withRegistry(settings, async (rpc) => {
           try {
-            return { deployment: (await rpc('createDeployment', { name, spec })).deployment, created: true };
+            const created = { ...spec, ...trafficSpec(opts, undefined) };
+            return { deployment: (await rpc('createDeployment', { name, spec: created })).deployment, created: true };
           } catch (error: unknown) {
             if ((error as Partial<grpc.ServiceError>).code !== grpc.status.ALREADY_EXISTS) throw error;
+            // The canary and shadow stay as they are unless the flags say otherwise: read them, and
+            // update only that generation.
+            const current = (await rpc('getDeployment', { name })).deployment;
+            const updated = { ...spec, ...trafficSpec(opts, current?.spec) };
+            const expectedGeneration = current?.generation ?? 0n;
             return {
-              deployment: (await rpc('updateDeployment', { name, spec, expectedGeneration: 0n })).deployment,
+              deployment: (await rpc('updateDeployment', { name, spec: updated, expectedGeneration })).deployment,
               created: false,
             };
           }
@@ -135,7 +179,9 @@ export function registerDeployCommand(program: Command): void {
         const v = deployment?.resolvedVersion;
         out.result(
           deploymentJson(deployment),
-          () => `${created ? 'created' : 'updated'} deployment "${name}": ${opts.model} → ${v?.model}:${v?.version}`,
+          () =>
+            `${created ? 'created' : 'updated'} deployment "${name}": ${opts.model} → ${v?.model}:${v?.version}` +
+            trafficSummary(deployment),
         );
       }),
     );

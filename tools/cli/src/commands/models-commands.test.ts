@@ -277,6 +277,57 @@ describe('quanta models / deploy / deployments against real crypto and registry 
     });
   }, 300_000);
 
+  it('deploys a canary and a shadow, keeps them on update unless told, and promotes the canary', async () => {
+    for (const seed of [1, 2, 3]) {
+      const file = join(home, `split-${seed}.onnx`);
+      await writeFile(file, buildCnn({ seed }));
+      expect((await quanta(['models', 'push', file, '--name', 'split'])).code).toBe(0);
+    }
+    const deployed = await quanta([
+      'deploy',
+      'split',
+      '--model',
+      'split:1',
+      '--canary',
+      'split:2=10',
+      '--shadow',
+      'split:3',
+    ]);
+    expect(deployed).toMatchObject({
+      code: 0,
+      stdout: 'created deployment "split": split:1 → split:1, canary split:2 at 10%, shadow split:3 at 100%\n',
+    });
+    // A weight change; the shadow stays because --shadow is not given.
+    const weighted = await quanta(['deploy', 'split', '--model', 'split:1', '--canary', 'split:2=40', '--json']);
+    expect(JSON.parse(weighted.stdout)).toMatchObject({
+      generation: '2',
+      spec: { canary: { modelRef: 'split:2', percent: 40 }, shadow: { modelRef: 'split:3' } },
+      canaryVersion: { version: 2 },
+      shadowVersion: { version: 3 },
+    });
+    const shown = (await quanta(['deployments', 'show', 'split'])).stdout;
+    expect(shown).toMatch(/^canary\s+split:2 → split:2, 40%$/m);
+    expect(shown).toMatch(/^shadow\s+split:3 → split:3, 100% of requests copied$/m);
+    const unshadowed = await quanta(['deploy', 'split', '--model', 'split:1', '--no-shadow', '--shadow', 'split:3=25']);
+    expect(unshadowed.stdout).toMatch(/shadow split:3 at 25%/);
+    const noShadow = await quanta(['deploy', 'split', '--model', 'split:1', '--no-shadow']);
+    expect(noShadow.stdout).toBe('updated deployment "split": split:1 → split:1, canary split:2 at 40%\n');
+
+    const promoted = await quanta(['deploy', 'split', '--promote']);
+    expect(promoted).toMatchObject({ code: 0, stdout: 'promoted deployment "split": split:2 → split:2\n' });
+    const again = await quanta(['deploy', 'split', '--promote']);
+    expect(again).toMatchObject({ code: 2 });
+    expect(again.stderr).toMatch(/deployment "split" has no canary to promote/);
+
+    const noPercent = await quanta(['deploy', 'split', '--model', 'split:1', '--canary', 'split:2']);
+    expect(noPercent).toMatchObject({ code: 2 });
+    expect(noPercent.stderr).toMatch(/--canary "split:2" needs a percent: REF=PERCENT/);
+    const tooMuch = await quanta(['deploy', 'split', '--model', 'split:1', '--canary', 'split:2=100']);
+    expect(tooMuch.stderr).toMatch(/INVALID_ARGUMENT: spec.canary.percent is 100; it must be 1 to 99/);
+    expect((await quanta(['deploy', 'split'])).stderr).toMatch(/--model is required/);
+    await quanta(['deployments', 'delete', 'split']);
+  }, 300_000);
+
   it('says what is wrong with bad input', async () => {
     const badState = await quanta(['deploy', 'x', '--model', 'm', '--sequence-state', 'h']);
     expect(badState).toMatchObject({ code: 2 });

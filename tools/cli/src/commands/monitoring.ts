@@ -86,8 +86,32 @@ function statsText(s: pb.ModelStats): string {
     `  statuses   ${s.statuses.map((x) => `${x.statusName} ${x.count}`).join(', ') || '-'}`,
     `  batch size ${s.batchSizes.map((b) => `${b.batchSize}×${b.count}`).join(', ') || '-'}`,
     `  bytes      in ${s.bytesIn}, out ${s.bytesOut}`,
+    ...(s.cacheHitCount + s.cacheMissCount === 0n
+      ? []
+      : [`  cache      hits ${s.cacheHitCount}, misses ${s.cacheMissCount}`]),
   ];
   return lines.join('\n');
+}
+
+/** One row per version: how it was routed, its traffic, and for a shadow its agreement with the primary. */
+function versionRows(versions: readonly pb.ModelStats[]): string {
+  const agreement = (a: pb.ShadowAgreement | undefined): string =>
+    a === undefined
+      ? '-'
+      : `${a.compared} compared, max err ${a.maxAbsError.toPrecision(3)}, mean ${a.meanAbsError.toPrecision(3)}` +
+        (a.top1Rows === 0n ? '' : `, top-1 ${(a.top1Agreement * 100).toFixed(1)}%`);
+  return table(
+    ['  VERSION', 'ROUTE', 'REQUESTS', 'P50 MS', 'P99 MS', 'ERRORS', 'SHADOW AGREEMENT'],
+    versions.map((v) => [
+      `  ${v.version}`,
+      v.route || 'primary',
+      String(v.count),
+      ms(v.total?.p50Us),
+      ms(v.total?.p99Us),
+      `${v.errorCount} (${(v.errorRate * 100).toFixed(1)}%)`,
+      agreement(v.shadow),
+    ]),
+  );
 }
 
 function alertRows(alerts: readonly pb.Alert[]): string {
@@ -147,14 +171,16 @@ export function registerMonitoringCommands(program: Command): void {
           const window = { $case: 'window' as const, value: seconds(parseWindow(opts.window)) };
           await withMonitoring(settings, async (rpc) => {
             if (model !== undefined) {
-              const { stats } = await rpc('getModelStats', {
+              const { stats, versions } = await rpc('getModelStats', {
                 model,
                 version: opts.modelVersion ?? '',
-                byVersion: false,
+                byVersion: opts.modelVersion === undefined,
                 span: window,
               });
               if (stats === undefined) throw new CliError('the server sent no statistics');
-              out.result(stats, () => statsText(stats));
+              out.result({ ...stats, versions }, () =>
+                versions.length === 0 ? statsText(stats) : `${statsText(stats)}\n${versionRows(versions)}`,
+              );
               return;
             }
             const order = {

@@ -83,6 +83,27 @@ export const inferenceConfigSchema = {
     env: 'QUANTA_MONITORING_ADDR',
     doc: 'monitoring service that receives a record of every request; none when unset',
   }),
+  driftSampleRate: fields.int({
+    env: 'QUANTA_DRIFT_SAMPLE_RATE',
+    default: 10_000,
+    min: 0,
+    max: 100_000_000,
+    doc:
+      'input values sampled per second per model version for drift detection (summaries sent to ' +
+      'monitoring with the records; 0: none); a request is sampled while the budget lasts',
+  }),
+  driftMaxValues: fields.int({
+    env: 'QUANTA_DRIFT_MAX_VALUES',
+    default: 1024,
+    min: 1,
+    max: 100_000_000,
+    doc: 'most values sampled from one input of one request (spread over the tensor)',
+  }),
+  driftFlushInterval: fields.duration({
+    env: 'QUANTA_DRIFT_FLUSH_INTERVAL',
+    default: 5000,
+    doc: 'how often the sampled input summaries are sent to monitoring',
+  }),
   serviceToken: fields.string({
     env: 'QUANTA_INFERENCE_SERVICE_TOKEN',
     doc: 'token for calls to the registry, crypto and monitoring; default: $QUANTA_HOME/admin.token',
@@ -118,6 +139,8 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 function checkInferenceConfig(config: Record<string, unknown>): string[] {
   const problems = [...checkServiceConfig(config)];
+  if (typeof config['driftFlushInterval'] === 'number' && config['driftFlushInterval'] < 100)
+    problems.push(`QUANTA_DRIFT_FLUSH_INTERVAL must be at least 100ms, got ${config['driftFlushInterval']}ms`);
   const metricsHost = String(config['metricsHost'] ?? config['httpHost']);
   if (config['metrics'] !== false && config['metricsPublic'] === true && !LOOPBACK.has(metricsHost)) {
     problems.push(

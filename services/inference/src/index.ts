@@ -22,3 +22,5 @@ export {
   type InferenceConfig,
 } from './config.js';
 export { INFERENCE_ACCESS } from './server/access.js';
+// What main.ts wires from the config: the registry sync and the monitoring observer (records, drift samples).
+export { createSyncWiring, type SyncWiring } from './sync/index.js';

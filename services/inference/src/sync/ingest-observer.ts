@@ -3,6 +3,7 @@ import { isSpanContextValid, trace } from '@opentelemetry/api';
 import type { monitoring } from '@quanta/contracts';
 import type { IngestClient } from '@quanta/monitoring-client';
 import type { Tensor } from '@quanta/tensor';
+import type { DriftSampler } from './drift-sampler.js';
 import { compareOutputs } from '../core/traffic.js';
 import type { InferErrorCode, InferObserver, InferRequest, InferResult } from '../core/types.js';
 
@@ -58,6 +59,8 @@ export interface IngestObserverOptions {
   readonly client: IngestClient;
   /** The deployment serving (tenant, model), for the record's `deployment`; '' when none. */
   readonly deploymentOf?: (tenant: string, model: string) => string | undefined;
+  /** Samples the inputs of successful requests for drift detection (bounded per model, never waits). */
+  readonly drift?: DriftSampler;
 }
 
 /**
@@ -98,6 +101,9 @@ export function createIngestObserver(options: IngestObserverOptions): InferObser
           cacheMiss: false,
           time: new Date(),
         });
+        // A shadow copy's inputs are the primary's, already sampled.
+        if (options.drift !== undefined && outcome.error === undefined && request.route !== 'shadow')
+          options.drift.sample(model, request, options.deploymentOf?.(model.tenant, model.name) ?? '');
       } catch {
         // An observer must not throw into the request path; a record lost here is only a statistic.
       }

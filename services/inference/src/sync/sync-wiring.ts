@@ -6,6 +6,8 @@ import type { InferenceConfig } from '../config.js';
 import type { InferObserver } from '../core/types.js';
 import type { InferenceSync, SyncFactory } from '../server/inference-server.js';
 import { serviceTokenSource } from '../server/inference-server.js';
+import type { DriftSampler } from './drift-sampler.js';
+import { createDriftSampler } from './drift-sampler.js';
 import { createIngestObserver } from './ingest-observer.js';
 import type { RegistrySync } from './registry-sync.js';
 import { createRegistrySync } from './registry-sync.js';
@@ -27,6 +29,7 @@ export interface SyncWiring {
 export function createSyncWiring(config: InferenceConfig): SyncWiring {
   let registrySync: RegistrySync | undefined;
   let ingest: IngestClient | undefined;
+  let drift: DriftSampler | undefined;
   let observer: InferObserver | undefined;
   const tls = clientTlsFromConfig(config);
   // Failed sends are logged at most every 30 s (the logger arrives with the sync factory's context).
@@ -45,8 +48,17 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
       onError,
       ...(tls === undefined ? {} : { tls }),
     });
+    // Input summaries for drift detection ride the same stream (QUANTA_DRIFT_SAMPLE_RATE; 0: none).
+    if (config.driftSampleRate > 0)
+      drift = createDriftSampler({
+        client: ingest,
+        valuesPerSecond: config.driftSampleRate,
+        maxValuesPerInput: config.driftMaxValues,
+        flushIntervalMs: config.driftFlushInterval,
+      });
     observer = createIngestObserver({
       client: ingest,
+      ...(drift === undefined ? {} : { drift }),
       deploymentOf: (tenant, name) => registrySync?.deploymentOf(tenant, name),
     });
   }
@@ -80,6 +92,7 @@ export function createSyncWiring(config: InferenceConfig): SyncWiring {
       async close() {
         await running?.close();
         // Flushes what is buffered (within its send timeout): a stopping replica's last records still count.
+        drift?.close();
         await client?.close();
       },
     };

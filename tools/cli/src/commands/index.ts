@@ -4,6 +4,7 @@ import { registerBatchCommand } from './batch.js';
 import { registerCertsCommand } from './certs.js';
 import { registerCryptoDataCommands } from './crypto-data.js';
 import { registerDeployCommand, registerDeploymentsCommand } from './deployments.js';
+import { registerDriftCommands } from './drift.js';
 import { registerInferCommand } from './infer.js';
 import { registerKeysCommand } from './keys.js';
 import { registerModelsCommand } from './models.js';
@@ -27,6 +28,7 @@ const registrars: ReadonlyArray<(program: Command) => void> = [
   registerDeployCommand,
   registerDeploymentsCommand,
   registerMonitoringCommands,
+  registerDriftCommands,
   registerCertsCommand,
   registerAuditCommand,
   registerInferCommand,

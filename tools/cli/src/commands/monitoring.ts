@@ -10,7 +10,7 @@ import type { Settings } from '../settings.js';
 type Definition = typeof pb.MonitoringServiceService;
 
 /** Runs `fn` with a promise-returning caller of MonitoringService's unary RPCs; always closes the channel. */
-async function withMonitoring<T>(
+export async function withMonitoring<T>(
   settings: Settings,
   fn: (
     rpc: <K extends UnaryMethod<Definition>>(
@@ -58,6 +58,7 @@ const METRICS: Record<string, pb.AlertMetric> = {
   p99: pb.AlertMetric.ALERT_METRIC_P99_LATENCY_US,
   'error-rate': pb.AlertMetric.ALERT_METRIC_ERROR_RATE,
   throughput: pb.AlertMetric.ALERT_METRIC_THROUGHPUT_RPS,
+  drift_psi: pb.AlertMetric.ALERT_METRIC_DRIFT_PSI,
 };
 const metricName = (m: pb.AlertMetric) =>
   Object.entries(METRICS).find(([, v]) => v === m)?.[0] ?? pb.alertMetricToJSON(m);
@@ -260,7 +261,8 @@ export function registerMonitoringCommands(program: Command): void {
     .requiredOption('--model <model>', 'the model it watches')
     .requiredOption(
       '--metric <metric>',
-      `one of ${Object.keys(METRICS).join(', ')} (p99 in µs, error-rate 0..1, throughput in req/s)`,
+      `one of ${Object.keys(METRICS).join(', ')} ` +
+        '(p99 in µs, error-rate 0..1, throughput in req/s, drift_psi against the drift baseline)',
     )
     .requiredOption('--threshold <number>', "the threshold in the metric's unit")
     .option('--below', 'trouble below the threshold (a throughput floor); default above')
@@ -268,6 +270,7 @@ export function registerMonitoringCommands(program: Command): void {
     .option('--window <duration>', 'window the metric is computed over', '1m')
     .option('--for <duration>', 'how long the condition must hold before firing', '0')
     .option('--description <text>', 'free text shown with the alert', '')
+    .option('--input <name>', 'with --metric drift_psi: the input watched (default: the highest PSI of every input)')
     .option(
       '--webhook <url>',
       'POST the Alertmanager webhook body here on firing and resolving (repeatable, at most 8)',
@@ -289,6 +292,7 @@ export function registerMonitoringCommands(program: Command): void {
             window: string;
             for: string;
             description: string;
+            input?: string;
             webhook?: string[];
             webhookKey?: string;
             webhookSkipResolved?: boolean;
@@ -302,6 +306,8 @@ export function registerMonitoringCommands(program: Command): void {
           const metric = METRICS[opts.metric];
           if (metric === undefined)
             throw new CliError(`--metric "${opts.metric}" is not one of ${Object.keys(METRICS).join(', ')}`, 2);
+          if (opts.input !== undefined && metric !== pb.AlertMetric.ALERT_METRIC_DRIFT_PSI)
+            throw new CliError('--input goes with --metric drift_psi', 2);
           const threshold = Number(opts.threshold);
           if (opts.threshold.trim() === '' || !Number.isFinite(threshold))
             throw new CliError(`--threshold "${opts.threshold}" is not a number`, 2);
@@ -318,7 +324,7 @@ export function registerMonitoringCommands(program: Command): void {
             window: seconds(parseWindow(opts.window)),
             forDuration: seconds(parseWindow(opts.for, '--for')),
             description: opts.description,
-            input: '',
+            input: opts.input ?? '',
             webhooks: urls.map((url) => ({
               url,
               hmacKey: opts.webhookKey ?? '',

@@ -217,9 +217,32 @@ describe('the quanta CLI against a real monitoring server', { timeout: 120_000 }
     expect(bad.stderr).toMatch(/webhook 1: url "ftp:\/\/x.example\/" is not http or https/);
 
     // bert's 1 ms requests are over 500 µs: the rule fires; its bodies cannot be signed here.
+    const watch = spawn(process.execPath, [QUANTA, 'alerts', 'watch', '--rule', 'bert-hooked'], {
+      env,
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const watched = createInterface({ input: watch.stdout })[Symbol.asyncIterator]();
+    expect((await watched.next()).value).toBe('no pending or firing alerts; watching…');
     h.now.ms = T0 + 10_000;
     h.server.alerts.evaluate();
     await h.server.notifier.idle();
+    // watch prints each state once, then each webhook's delivery as it moves on.
+    const seen: string[] = [];
+    while (seen.filter((l) => / WEBHOOK .* firing FAILED attempt 2: /.test(l)).length < 2)
+      seen.push(((await watched.next()).value as string | undefined) ?? '');
+    const exited = new Promise<number | null>((done) => watch.once('exit', (code) => done(code)));
+    watch.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(seen.filter((l) => /\s(PENDING|FIRING)\s+bert-hooked/.test(l)).map((l) => l.split(/\s+/)[2])).toEqual([
+      'PENDING',
+      'FIRING',
+    ]);
+    expect(
+      seen.filter((l) =>
+        /WEBHOOK\s+bert-hooked\s+bert:1\s+http:\/\/127\.0\.0\.1:9\/hook\s+firing RETRYING attempt 1: not sent/.test(l),
+      ),
+    ).toHaveLength(1);
     const listed = await quanta('alerts', 'list', '--rule', 'bert-hooked');
     expect(listed.stdout).toMatch(/bert-hooked\s+bert:1\s+FIRING/);
     expect(listed.stdout).toMatch(/WEBHOOK\s+NOTICE\s+DELIVERY\s+ATTEMPTS\s+HTTP/);

@@ -132,6 +132,11 @@ function alertRows(alerts: readonly pb.Alert[]): string {
 const deliveryState = (s: pb.WebhookDeliveryState) =>
   pb.webhookDeliveryStateToJSON(s).replace('WEBHOOK_DELIVERY_STATE_', '');
 
+/** A delivery in one line: `firing RETRYING attempt 2 HTTP 500: the receiver answered HTTP 500`. */
+const deliveryLine = (d: pb.WebhookDelivery): string =>
+  `${d.status} ${deliveryState(d.state)} attempt ${d.attempts}` +
+  `${d.lastHttpStatus === 0 ? '' : ` HTTP ${d.lastHttpStatus}`}${d.lastError ? `: ${d.lastError}` : ''}`;
+
 /** One row per webhook notification of each alert: where it stands, and why it failed. */
 function deliveryRows(alerts: readonly pb.Alert[]): string {
   return table(
@@ -384,6 +389,8 @@ export function registerMonitoringCommands(program: Command): void {
         const client = connect(pb.MonitoringServiceClient, settings, 'monitoring');
         const stream = client.watchAlerts({ ruleName: opts.rule ?? '' }, new grpc.Metadata());
         const stop = (): void => stream.cancel();
+        /** rule and version → the state last printed, and each webhook's delivery as last printed. */
+        const seen = new Map<string, { state: pb.AlertState; deliveries: Map<string, string> }>();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
         try {
@@ -394,6 +401,10 @@ export function registerMonitoringCommands(program: Command): void {
               const value = event.$case === 'snapshot' ? { snapshot: event.value.alerts } : { change: event.value };
               process.stdout.write(`${toJson(value).replace(/\n\s*/g, ' ')}\n`);
             } else if (event.$case === 'snapshot') {
+              for (const a of event.value.alerts) {
+                const printed = a.deliveries.map((d) => [d.url, deliveryLine(d)] as const);
+                seen.set(`${a.ruleName}\u0000${a.version}`, { state: a.state, deliveries: new Map(printed) });
+              }
               process.stdout.write(
                 event.value.alerts.length === 0
                   ? 'no pending or firing alerts; watching…\n'
@@ -402,9 +413,22 @@ export function registerMonitoringCommands(program: Command): void {
             } else {
               const a = event.value;
               const model = `${a.model}${a.version ? `:${a.version}` : ''}`;
-              process.stdout.write(
-                `${when(new Date())}  ${stateName(a.state).padEnd(8)} ${a.ruleName}  ${model}  ${a.message}\n`,
-              );
+              const key = `${a.ruleName}\u0000${a.version}`;
+              const last = seen.get(key);
+              // A change is a new state, or (same state) a webhook delivery moving on.
+              if (last?.state !== a.state)
+                process.stdout.write(
+                  `${when(new Date())}  ${stateName(a.state).padEnd(8)} ${a.ruleName}  ${model}  ${a.message}\n`,
+                );
+              const deliveries = last?.state === a.state ? last.deliveries : new Map<string, string>();
+              for (const d of a.deliveries) {
+                const line = deliveryLine(d);
+                if (deliveries.get(d.url) === line) continue;
+                deliveries.set(d.url, line);
+                if (d.attempts > 0 || d.state !== pb.WebhookDeliveryState.WEBHOOK_DELIVERY_STATE_PENDING)
+                  process.stdout.write(`${when(new Date())}  WEBHOOK  ${a.ruleName}  ${model}  ${d.url}  ${line}\n`);
+              }
+              seen.set(key, { state: a.state, deliveries });
             }
           }
         } catch (error: unknown) {

@@ -1,13 +1,14 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { crypto as cpb, monitoring as pb, unaryCaller } from '@quanta/contracts';
 import type { ServiceProcess } from '@quanta/service-kit/testing';
-import { startServiceProcess } from '@quanta/service-kit/testing';
+import { createTestPki, startServiceProcess } from '@quanta/service-kit/testing';
 import { recordSpans, type RecordedTelemetry } from '@quanta/telemetry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AlertmanagerBody } from '../core/webhook.js';
@@ -27,8 +28,11 @@ interface Received {
   readonly atMs: number;
 }
 
-/** A webhook receiver on 127.0.0.1:0: answers each path with the scripted statuses, then 200. */
-async function startReceiver(): Promise<{
+/**
+ * A webhook receiver on 127.0.0.1:0 (HTTPS with `tls`): answers each path with the scripted
+ * statuses, then 200.
+ */
+async function startReceiver(tls?: { cert: Buffer; key: Buffer }): Promise<{
   url: (path: string) => string;
   received: Received[];
   script: Map<string, number[]>;
@@ -36,7 +40,7 @@ async function startReceiver(): Promise<{
 }> {
   const received: Received[] = [];
   const script = new Map<string, number[]>();
-  const server: Server = createServer((req, res) => {
+  const listener: RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -45,11 +49,12 @@ async function startReceiver(): Promise<{
       res.statusCode = script.get(path)?.shift() ?? 200;
       res.end('ok');
     });
-  });
+  };
+  const server: Server = tls === undefined ? createServer(listener) : createHttpsServer(tls, listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: (path) => `http://127.0.0.1:${port}${path}`,
+    url: (path) => `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}${path}`,
     received,
     script,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
@@ -384,8 +389,18 @@ describe('alert webhooks: signed Alertmanager bodies through a real crypto servi
   });
 
   it('works as `npm start` runs it: the monitoring process signs with the admin token of $QUANTA_HOME', async () => {
-    receiver.received.length = 0;
+    // Over HTTPS this time, to a receiver whose private CA the process trusts (NODE_EXTRA_CA_CERTS).
+    const pki = await createTestPki({
+      prefix: 'quanta-webhook-tls-',
+      caName: 'webhook-test-ca',
+      certs: { receiver: 'subjectAltName=IP:127.0.0.1' },
+    });
+    const tlsReceiver = await startReceiver({
+      cert: await readFile(join(pki, 'receiver.pem')),
+      key: await readFile(join(pki, 'receiver.key')),
+    });
     const monitoring = await startServiceProcess('monitoring', {
+      NODE_EXTRA_CA_CERTS: join(pki, 'ca.pem'),
       QUANTA_HOME: home,
       QUANTA_CRYPTO_ADDR: crypto.address,
       QUANTA_MONITORING_PORT: '0',
@@ -411,19 +426,19 @@ describe('alert webhooks: signed Alertmanager bodies through a real crypto servi
         model: 'proc',
         window: seconds(2),
         forDuration: seconds(0),
-        webhooks: [{ url: receiver.url('/proc'), hmacKey: 'hooks', skipResolved: false }],
+        webhooks: [{ url: tlsReceiver.url('/proc'), hmacKey: 'hooks', skipResolved: false }],
       });
       await call(client, 'createAlertRule', { rule }, user);
       const now = Date.now();
       await ingest(client, cryptoAdmin, [
         Array.from({ length: 20 }, () => record(now, { model: 'proc', totalUs: 20_000n })),
       ]);
-      await until('firing and resolved', () => (receiver.received.length >= 2 ? true : undefined), 30_000);
-      expect(receiver.received.map((r) => (JSON.parse(r.body) as AlertmanagerBody).status)).toEqual([
+      await until('firing and resolved', () => (tlsReceiver.received.length >= 2 ? true : undefined), 30_000);
+      expect(tlsReceiver.received.map((r) => (JSON.parse(r.body) as AlertmanagerBody).status)).toEqual([
         'firing',
         'resolved',
       ]);
-      for (const r of receiver.received) await verify(r, imported, 'hooks');
+      for (const r of tlsReceiver.received) await verify(r, imported, 'hooks');
       const listed = await until('the resolved delivery recorded', async () => {
         const [a] = (
           await call(client, 'listAlerts', { pageSize: 0, pageToken: '', states: [], ruleName: 'proc' }, user)
@@ -431,10 +446,12 @@ describe('alert webhooks: signed Alertmanager bodies through a real crypto servi
         const d = a?.deliveries[0];
         return d?.status === 'resolved' && d.state === D.WEBHOOK_DELIVERY_STATE_DELIVERED ? d : undefined;
       });
-      expect(listed).toMatchObject({ url: receiver.url('/proc'), attempts: 1, lastHttpStatus: 200 });
+      expect(listed).toMatchObject({ url: tlsReceiver.url('/proc'), attempts: 1, lastHttpStatus: 200 });
     } finally {
       client.close();
       await monitoring.stop();
+      await tlsReceiver.close();
+      await rm(pki, { recursive: true, force: true });
     }
   });
 

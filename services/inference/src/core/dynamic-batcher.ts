@@ -17,7 +17,15 @@ import { systemTimers, type BatchTimer, type BatchTimers, type Clock } from './c
 import type { InstancePool } from './instance-pool.js';
 import type { Feed, RunTiming } from './instance.js';
 import type { StatsRecorder } from './stats.js';
-import { InferError, type CancelSignal, type ModelSignature, type ServingConfig, type StageTimes } from './types.js';
+import { levelCount, levelOf, policyOf, queueTimeoutUs } from './priority-queue.js';
+import {
+  InferError,
+  type CancelSignal,
+  type ModelSignature,
+  type QueuePolicy,
+  type ServingConfig,
+  type StageTimes,
+} from './types.js';
 
 // Triton's dynamic batcher for one model version: requests queue FIFO; a batch is the head
 // request plus every later queued request whose inputs stack with it (same datatypes and same
@@ -41,6 +49,12 @@ import { InferError, type CancelSignal, type ModelSignature, type ServingConfig,
 //   reach one, the largest such batch leaves at once, even with more rows queued or waiting past
 //   the delay (the rest stay queued for the next free instance); with fewer rows than the
 //   smallest, the rules above apply.
+//
+// Priorities (priority-queue.ts): the queue is ordered by level, then by arrival; a batch starts at
+// the head (the oldest request of the highest level waiting) and takes compatible requests in that
+// order. A request whose level's timeout passes is refused (DEADLINE_EXCEEDED), or, with
+// delay_on_timeout, moved behind every level, where it still runs. Each level may also cap how many
+// of its requests wait, beside the deployment's cap over all levels.
 
 export interface BatchJob {
   /** Every input the model takes (state inputs included). */
@@ -49,6 +63,10 @@ export interface BatchJob {
   readonly fetches: readonly string[];
   readonly deadline?: number | undefined;
   readonly signal?: CancelSignal | undefined;
+  /** The request's `priority` parameter (0 or absent: the default level). */
+  readonly priority?: number | undefined;
+  /** The request's `timeout` parameter in microseconds (its level's policy decides whether it applies). */
+  readonly timeoutUs?: number | undefined;
 }
 
 export interface JobResult {
@@ -99,6 +117,13 @@ interface Entry {
   readonly enqueuedNs: bigint;
   /** Lone (see the header): leaves without waiting the delay once `released` (next setImmediate). */
   readonly lone: boolean;
+  /** The request's priority level (1 first). */
+  readonly level: number;
+  readonly policy: QueuePolicy;
+  /** Its place in the queue's order: its level, or past every level once its timeout delayed it. */
+  rank: number;
+  /** Wall-clock ms when its level's timeout passes; undefined: none (or already delayed). */
+  timeoutAt: number | undefined;
   released: boolean;
   resolve(result: JobResult): void;
   reject(error: unknown): void;
@@ -236,13 +261,44 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     return true;
   };
 
-  const expired = (entry: Entry): boolean => entry.job.deadline !== undefined && entry.job.deadline <= clock.now();
+  const levels = levelCount(config);
+  const pastDeadline = (entry: Entry, now: number): boolean =>
+    entry.job.deadline !== undefined && entry.job.deadline <= now;
+  const pastTimeout = (entry: Entry, now: number): boolean => entry.timeoutAt !== undefined && entry.timeoutAt <= now;
+  /** Whether a queued request must leave without running: its deadline, or a timeout its level refuses on. */
+  const expired = (entry: Entry): boolean => {
+    const now = clock.now();
+    return pastDeadline(entry, now) || (pastTimeout(entry, now) && !entry.policy.delayOnTimeout);
+  };
   const deadlineError = (): InferError =>
     new InferError('DEADLINE_EXCEEDED', `model "${model}": the request's deadline passed while it waited in the queue`);
+  const expiredError = (entry: Entry): InferError =>
+    pastDeadline(entry, clock.now())
+      ? deadlineError()
+      : new InferError(
+          'DEADLINE_EXCEEDED',
+          `model "${model}": the request's queue timeout (priority level ${entry.level}) passed while it waited; ` +
+            'the deadline exceeded before it ran',
+        );
 
   const expire = (entry: Entry): void => {
     entry.cleanup();
-    entry.reject(deadlineError());
+    entry.reject(expiredError(entry));
+  };
+
+  /** Puts an entry after every queued one of its rank or a higher one (FIFO within a rank). */
+  const enqueue = (entry: Entry): void => {
+    let at = queue.length;
+    while (at > 0 && queue[at - 1]!.rank > entry.rank) at--;
+    if (at === queue.length) queue.push(entry);
+    else queue.splice(at, 0, entry);
+  };
+
+  /** Requests of `level` waiting now (only counted where the level has a cap). */
+  const waitingAt = (level: number): number => {
+    let n = 0;
+    for (const entry of queue) if (entry.level === level) n++;
+    return n;
   };
 
   /** Takes a batch's entries out of the queue, keeping the others in order. */
@@ -527,6 +583,13 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           );
         }
       }
+      let level: number;
+      try {
+        level = levelOf(model, config, job.priority);
+      } catch (error: unknown) {
+        return Promise.reject(error instanceof Error ? error : new InferError('INTERNAL', String(error)));
+      }
+      const policy = policyOf(config, level);
       if (config.maxQueueSize > 0 && queue.length >= config.maxQueueSize) {
         return Promise.reject(
           new InferError(
@@ -535,11 +598,51 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           ),
         );
       }
+      if (policy.maxQueueSize > 0 && waitingAt(level) >= policy.maxQueueSize) {
+        return Promise.reject(
+          new InferError(
+            'RESOURCE_EXHAUSTED',
+            `model "${model}": the queue of priority level ${level} is full ` +
+              `(${policy.maxQueueSize} requests waiting); retry later`,
+          ),
+        );
+      }
+      const timeoutUs = queueTimeoutUs(policy, job.timeoutUs);
       const arrivedNs = nowNs();
       // Nothing queued and nothing running: nobody to batch with (see the header).
       const lone = holds && config.loneRequestsWait !== true && queue.length === 0 && running === 0;
       return new Promise<JobResult>((resolve, reject) => {
         let timer: NodeJS.Timeout | undefined;
+        /** Arms the timer for the earlier of the deadline and the level's timeout (both wall-clock ms). */
+        const arm = (): void => {
+          clearTimeout(timer);
+          timer = undefined;
+          const due = Math.min(job.deadline ?? Infinity, entry.timeoutAt ?? Infinity);
+          // A time beyond setTimeout's range (about 24.8 days) is only checked at dispatch.
+          if (due - clock.now() >= MAX_TIMER_MS) return;
+          timer = setTimeout(onTimer, Math.max(0, due - clock.now()));
+          timer.unref();
+        };
+        const onTimer = (): void => {
+          const now = clock.now();
+          if (!queue.includes(entry)) return;
+          if (pastTimeout(entry, now) && entry.policy.delayOnTimeout && !pastDeadline(entry, now)) {
+            // Delayed: behind every level, in the order their timeouts passed; it still runs.
+            remove(entry);
+            entry.timeoutAt = undefined;
+            entry.rank = levels + 1;
+            job.signal?.addEventListener('abort', onAbort, { once: true });
+            enqueue(entry);
+            arm();
+          } else if (pastDeadline(entry, now) || pastTimeout(entry, now)) {
+            if (remove(entry)) entry.reject(expiredError(entry));
+          } else {
+            // A timer may fire a little before the wall clock reaches its time.
+            arm();
+            return;
+          }
+          pump();
+        };
         const onAbort = (): void => {
           if (remove(entry))
             entry.reject(new InferError('CANCELLED', `model "${model}": the request was cancelled while queued`));
@@ -552,6 +655,10 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           rows,
           enqueuedNs: arrivedNs,
           lone,
+          level,
+          policy,
+          rank: level,
+          timeoutAt: timeoutUs > 0 ? clock.now() + timeoutUs / 1000 : undefined,
           released: false,
           resolve,
           reject,
@@ -561,18 +668,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           },
         };
         job.signal?.addEventListener('abort', onAbort, { once: true });
-        // A deadline beyond setTimeout's range (about 24.8 days) is only checked at dispatch.
-        if (job.deadline !== undefined && job.deadline - clock.now() < MAX_TIMER_MS) {
-          timer = setTimeout(
-            () => {
-              if (remove(entry)) entry.reject(deadlineError());
-              pump();
-            },
-            Math.max(0, job.deadline - clock.now()),
-          );
-          timer.unref();
-        }
-        queue.push(entry);
+        if (job.deadline !== undefined || entry.timeoutAt !== undefined) arm();
+        enqueue(entry);
         if (lone) setImmediate(releaseLone, entry);
         pump();
       });

@@ -3,7 +3,9 @@ import type * as ort from 'onnxruntime-node';
 import { TensorError, allocData, tensorToOrt, type Tensor } from '@quanta/tensor';
 import { monotonicNs, type Clock } from './clock.js';
 import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dynamic-batcher.js';
+import type { CallerLimiter, CallerPermit } from './caller-limits.js';
 import { createInstancePool, type InstancePool, type InstancePoolHooks } from './instance-pool.js';
+import { createResponseCache, type ResponseCache } from './response-cache.js';
 import { createSequenceBatcher, type SequenceBatcher } from './sequence-batcher.js';
 import { SignatureError, signatureOf, type DimSymbols } from './signature.js';
 import { createStatsRecorder, failureReasonOf, type StatsRecorder } from './stats.js';
@@ -38,6 +40,8 @@ export interface LoadedModelOptions {
   readonly onUnload: (model: LoadedModel) => void;
   /** Called once the sessions are released. */
   readonly onReleased: (model: LoadedModel) => void;
+  /** The caller limits of the model's deployment, shared by its versions (caller-limits.ts). */
+  readonly limiter?: CallerLimiter | undefined;
 }
 
 export function toInferError(model: string, error: unknown): InferError {
@@ -246,6 +250,11 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
       })
     : undefined;
 
+  // Never for stateful models: an answer there depends on the sequence's state (response-cache.ts).
+  const cache: ResponseCache | undefined =
+    !stateful && (config.responseCacheBytes ?? 0) > 0 ? createResponseCache(config.responseCacheBytes!) : undefined;
+  const noTimes = { queueNs: 0n, computeInputNs: 0n, computeInferNs: 0n, computeOutputNs: 0n };
+
   const loadNs = monotonicNs() - loadStarted;
   const validateOptions = sequences === undefined ? {} : { optionalInputs: sequences.stateInputs };
   let state: ModelState = 'READY';
@@ -290,17 +299,45 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         return Promise.reject(error);
       }
       const started = monotonicNs();
+      let permit: CallerPermit | undefined;
       const fail = (caught: unknown): never => {
         const error = toInferError(name, caught);
         const totalNs = monotonicNs() - started;
+        permit?.release(totalNs);
         stats.failure(totalNs, failureReasonOf(error.code));
         observe(request, { error, totalNs });
         throw error;
       };
       let outputs: string[];
       let pending: Promise<JobResult>;
+      let cacheKey: string | undefined;
+      let lookupNs = 0n;
       try {
+        // Before anything else: a caller over its limits takes no queue place (caller-limits.ts). A
+        // shadow copy is the deployment's own traffic, not the caller's.
+        if (request.route !== 'shadow') permit = options.limiter?.admit(name, request.caller ?? '');
         outputs = validateRequest(name, signature, request, validateOptions);
+        if (cache !== undefined && request.sequence === undefined) {
+          cacheKey = cache.keyOf(request.inputs, outputs);
+          const hit = cache.get(cacheKey);
+          lookupNs = monotonicNs() - started;
+          if (hit !== undefined) {
+            const result: InferResult = {
+              id: request.id,
+              model: name,
+              version,
+              outputs: hit,
+              times: noTimes,
+              batchSize: 1,
+              cache: 'hit',
+            };
+            const totalNs = monotonicNs() - started;
+            permit?.release(totalNs);
+            stats.cacheHit(totalNs, lookupNs, clock.now());
+            observe(request, { result, totalNs });
+            return Promise.resolve(result);
+          }
+        }
         pending = sequences
           ? sequences.infer(request, outputs)
           : batcher.submit({
@@ -308,6 +345,8 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
               fetches: outputs,
               deadline: request.deadline,
               signal: request.signal,
+              priority: request.priority,
+              timeoutUs: request.timeoutUs,
             });
       } catch (caught: unknown) {
         return Promise.reject(toInferError(name, caught)).catch(fail);
@@ -326,8 +365,15 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
             }),
             times: job.times,
             batchSize: job.batchSize,
+            ...(cacheKey === undefined ? {} : { cache: 'miss' as const }),
           };
+          if (cache !== undefined && cacheKey !== undefined) {
+            const inserting = monotonicNs();
+            cache.set(cacheKey, result.outputs);
+            stats.cacheMiss(lookupNs + monotonicNs() - inserting);
+          }
           const totalNs = monotonicNs() - started;
+          permit?.release(totalNs);
           stats.success(totalNs, job.times, job.rows, clock.now());
           observe(request, { result, totalNs });
           return result;

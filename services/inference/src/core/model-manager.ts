@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { createCallerLimiter, type CallerLimiter } from './caller-limits.js';
 import { systemClock, type Clock } from './clock.js';
 import { createLoadedModel, type LoadedModelHandle } from './loaded-model.js';
 import { chooseRoute, takesShadow } from './traffic.js';
@@ -34,6 +35,8 @@ interface ModelEntry {
   readonly versions: Map<string, LoadedModelHandle>;
   readonly loading: Set<string>;
   readonly failed: Map<string, string>;
+  /** The deployment's caller limits, shared by its versions; the latest loaded config sets them. */
+  readonly limiter: CallerLimiter;
   current: string | undefined;
   /** The canary and the shadow of requests that name no version; replaced with `current`. */
   traffic: Traffic | undefined;
@@ -62,6 +65,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
         versions: new Map(),
         loading: new Set(),
         failed: new Map(),
+        limiter: createCallerLimiter(),
         current: undefined,
         traffic: undefined,
       };
@@ -157,6 +161,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
           clock,
           logger,
           observer,
+          limiter: entry.limiter,
           redirect: () => currentOf(entries.get(keyOf(tenant, name))),
           onUnload: (unloading) => {
             if (entry.current === unloading.version && entry.versions.get(unloading.version) === unloading)
@@ -186,6 +191,7 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
       }
       const previous = entry.versions.get(version);
       entry.versions.set(version, model);
+      entry.limiter.configure(config);
       entry.failed.delete(version);
       // Reloading a version swaps it in place: requests for it (or for the current version, if it
       // was that one) reach the new sessions at once while the old ones drain.

@@ -75,6 +75,16 @@ function zeroTensor(spec: TensorSpec, shape: number[]): Tensor {
   return { name: spec.name, datatype: spec.datatype, shape, data: allocData(spec.datatype, count) } as Tensor;
 }
 
+/** What the dynamic batcher needs of a request to queue it: deadline, cancellation, priority, timeout. */
+function queueing(request: InferRequest): Omit<BatchJob, 'inputs' | 'fetches'> {
+  return {
+    deadline: request.deadline,
+    signal: request.signal,
+    priority: request.priority,
+    timeoutUs: request.timeoutUs,
+  };
+}
+
 export function createSequenceBatcher(options: SequenceBatcherOptions): SequenceBatcher {
   const { model, signature, symbols, state, clock, submit } = options;
   const timeoutMs = options.idleTimeoutMs > 0 ? options.idleTimeoutMs : DEFAULT_SEQUENCE_IDLE_TIMEOUT_MS;
@@ -130,7 +140,7 @@ export function createSequenceBatcher(options: SequenceBatcherOptions): Sequence
     const inputs = new Map(request.inputs);
     for (const [name, tensor] of held) if (!inputs.has(name)) inputs.set(name, tensor);
     const fetches = [...new Set([...outputs, ...stateOutputs])];
-    const result = await submit({ inputs, fetches, deadline: request.deadline, signal: request.signal });
+    const result = await submit({ inputs, fetches, ...queueing(request) });
     const next = new Map<string, Tensor>();
     for (const pair of state) {
       const value = result.outputs.get(pair.output);
@@ -158,7 +168,7 @@ export function createSequenceBatcher(options: SequenceBatcherOptions): Sequence
             ),
           );
         }
-        return submit({ inputs: request.inputs, fetches: outputs, deadline: request.deadline, signal: request.signal });
+        return submit({ inputs: request.inputs, fetches: outputs, ...queueing(request) });
       }
       const { id } = control;
       let record = sequences.get(id);

@@ -4,6 +4,8 @@ import type { DurationStat, FailureReason, InferErrorCode, ModelStats, StageTime
 // compute stages of the batch it ran in. Per execution: one entry under its batch size.
 // inference_count counts rows (a request of dim0 = 3 is 3 inferences), execution_count runs.
 // Failures are counted per reason too (Triton's metrics label them; its statistics do not).
+// A response-cache hit is a success with no queue time and no execution: it counts in success,
+// queue and cache_hit, not in inference_count or the compute stages (Triton's rules).
 
 export interface ExecutionTimes {
   readonly computeInputNs: bigint;
@@ -15,6 +17,10 @@ export interface StatsRecorder {
   success(totalNs: bigint, times: StageTimes, rows: number, at: number): void;
   failure(totalNs: bigint, reason: FailureReason): void;
   execution(batchSize: number, times: ExecutionTimes): void;
+  /** A request answered from the response cache: its total time, and the lookup's. */
+  cacheHit(totalNs: bigint, lookupNs: bigint, at: number): void;
+  /** A request that missed the response cache: the lookup's and the insert's time. */
+  cacheMiss(ns: bigint): void;
   snapshot(): ModelStats;
 }
 
@@ -60,6 +66,8 @@ export function createStatsRecorder(name: string, version: string): StatsRecorde
   const computeInput = zero();
   const computeInfer = zero();
   const computeOutput = zero();
+  const cacheHit = zero();
+  const cacheMiss = zero();
   const batches = new Map<number, BatchEntry>();
   return {
     success(totalNs, times, rows, at) {
@@ -86,6 +94,15 @@ export function createStatsRecorder(name: string, version: string): StatsRecorde
       add(entry.computeInfer, times.computeInferNs);
       add(entry.computeOutput, times.computeOutputNs);
     },
+    cacheHit(totalNs, lookupNs, at) {
+      add(success, totalNs);
+      add(queue, 0n);
+      add(cacheHit, lookupNs);
+      lastInference = Math.max(lastInference, at);
+    },
+    cacheMiss(ns) {
+      add(cacheMiss, ns);
+    },
     snapshot() {
       return {
         name,
@@ -100,6 +117,8 @@ export function createStatsRecorder(name: string, version: string): StatsRecorde
         computeInput: copy(computeInput),
         computeInfer: copy(computeInfer),
         computeOutput: copy(computeOutput),
+        cacheHit: copy(cacheHit),
+        cacheMiss: copy(cacheMiss),
         batches: [...batches.entries()]
           .sort(([a], [b]) => a - b)
           .map(([batchSize, entry]) => ({

@@ -3,7 +3,7 @@
 // tensors from `@quanta/tensor`, runs them through onnxruntime sessions behind a dynamic batcher
 // or a sequence batcher, and throws `InferError`s: DomainErrors whose `code` the front ends map to
 // a gRPC status or an HTTP status.
-import { DomainError } from '@quanta/service-kit';
+import { DomainError, type DomainErrorOptions } from '@quanta/service-kit';
 import type { Datatype, Tensor } from '@quanta/tensor';
 
 /** Why a call failed, in the front ends' terms (gRPC status names; REST maps them to 4xx/5xx). */
@@ -20,8 +20,9 @@ export type InferErrorCode =
 /** A failure with a message that names the model, tensor and what is wrong. */
 export class InferError extends DomainError {
   declare readonly code: InferErrorCode;
-  constructor(code: InferErrorCode, message: string) {
-    super(code, message);
+  /** `options.details` travel as gRPC trailers and HTTP headers (e.g. `retry-after-ms`). */
+  constructor(code: InferErrorCode, message: string, options?: DomainErrorOptions) {
+    super(code, message, options);
     this.name = 'InferError';
   }
 }
@@ -43,6 +44,28 @@ export interface ModelSignature {
    * axis 0). A model with a scalar or fixed-dim-0 input is served without batching.
    */
   readonly batchable: boolean;
+}
+
+/** What happens to the requests waiting at one priority level (Triton's ModelQueuePolicy). */
+export interface QueuePolicy {
+  /** Requests of the level that may wait before new ones get RESOURCE_EXHAUSTED; 0: no limit of its own. */
+  readonly maxQueueSize: number;
+  /** How long a request of the level may wait, in microseconds; 0: no limit (the request's own `timeout` applies). */
+  readonly timeoutUs: number;
+  /** True: a request whose timeout passed moves behind every level and still runs; false: DEADLINE_EXCEEDED. */
+  readonly delayOnTimeout: boolean;
+  /** True: the request's `timeout` parameter replaces timeoutUs. */
+  readonly allowTimeoutOverride: boolean;
+}
+
+/** How much one caller (a token's subject, within its tenant) may ask of one deployment. */
+export interface CallerLimits {
+  /** Requests per second, a token bucket of that rate; 0: no limit. */
+  readonly requestsPerSecond: number;
+  /** The bucket's size; 0: one second's worth (at least 1). */
+  readonly burst: number;
+  /** Requests in flight at once (queued or running); 0: no limit. */
+  readonly maxConcurrency: number;
 }
 
 /** How a deployment asks one model version to be served (the registry's DeploymentSpec). */
@@ -96,6 +119,24 @@ export interface ServingConfig {
    * requests cannot make a run longer than the one timed, bar the batch), worker otherwise.
    */
   readonly execution?: 'worker' | 'inline' | 'auto';
+  /**
+   * Bytes of responses kept per version to answer a repeated request (same inputs, same requested
+   * outputs) without running the model, least recently used out first; 0 or absent: no cache.
+   * Never for stateful models or requests of a sequence.
+   */
+  readonly responseCacheBytes?: number;
+  /** Request priorities: the `priority` parameter, 1 (first out) to this; 0 or absent: one level. */
+  readonly priorityLevels?: number;
+  /** The level of a request that names none; 0 or absent: the lowest (priorityLevels). */
+  readonly defaultPriorityLevel?: number;
+  /** The queue policy of every level not in priorityQueuePolicies; absent: no limits, reject on timeout. */
+  readonly defaultQueuePolicy?: QueuePolicy;
+  /** Per-level queue policies, by level (1 to priorityLevels). */
+  readonly priorityQueuePolicies?: Readonly<Record<number, QueuePolicy>>;
+  /** Limits of every caller of the deployment; absent: none. */
+  readonly callerLimits?: CallerLimits;
+  /** Limits of named callers (the token's subject), instead of callerLimits. */
+  readonly callerLimitOverrides?: Readonly<Record<string, CallerLimits>>;
 }
 
 /** How a deployment routed a request: to its primary, to its canary, or a shadow copy. */
@@ -150,6 +191,15 @@ export interface InferRequest {
   readonly route?: TrafficRoute;
   /** For a shadow copy: the primary's answer to the same request, which the shadow's is compared with. */
   readonly primary?: InferResult;
+  /** Triton's `priority` parameter: 1 is the highest level; 0 or absent: the deployment's default level. */
+  readonly priority?: number;
+  /**
+   * Triton's `timeout` parameter, in microseconds: how long the request may wait in the queue (its
+   * level's policy decides whether it replaces the level's own timeout); absent or 0: none.
+   */
+  readonly timeoutUs?: number;
+  /** Who asks, within the tenant (the token's subject): the key of the deployment's caller limits. */
+  readonly caller?: string;
 }
 
 /**
@@ -180,6 +230,8 @@ export interface InferResult {
   readonly times: StageTimes;
   /** Size of the batch this request ran in (1 when alone or unbatched). */
   readonly batchSize: number;
+  /** With a response cache: 'hit' (answered from it, nothing ran) or 'miss' (it ran); absent without one. */
+  readonly cache?: 'hit' | 'miss';
 }
 
 export interface DurationStat {
@@ -211,6 +263,10 @@ export interface ModelStats {
   readonly computeInput: DurationStat;
   readonly computeInfer: DurationStat;
   readonly computeOutput: DurationStat;
+  /** Response-cache hits, and the time to look them up. */
+  readonly cacheHit: DurationStat;
+  /** Response-cache misses, and the time to look them up and insert the answer. */
+  readonly cacheMiss: DurationStat;
   /** Per batch size: how many executions, and their compute times. */
   readonly batches: readonly {
     readonly batchSize: number;

@@ -20,7 +20,7 @@ import type {
   TensorSpec,
 } from '../core/types.js';
 import type { ModelMetadata } from '../server/inference-api.js';
-import { earliest, readControls, type ParameterValue } from '../server/parameters.js';
+import { readControls, type ParameterValue } from '../server/parameters.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -156,14 +156,12 @@ export function decodeJsonInfer(body: InferBody, signal: CancelSignal): DecodedJ
   }
   const parameterValues = parameterMap(parameters, 'parameters');
   const controls = readControls(parameterValues);
-  const deadline = earliest(undefined, controls.deadline);
   return {
     request: {
       id: id ?? '',
       inputs: tensors,
       ...(names.length === 0 ? {} : { outputs: names }),
-      ...(controls.sequence === undefined ? {} : { sequence: controls.sequence }),
-      ...(deadline === undefined ? {} : { deadline }),
+      ...controls,
       signal,
     },
     binaryOutputs: parameterValues.get('binary_data_output') === true ? true : binaryOutputs,
@@ -325,6 +323,7 @@ export function encodeJsonModelConfig(config: tc.ModelConfig): JsonObject {
       Object.entries(config.parameters).map(([key, p]) => [key, { string_value: p.stringValue }]),
     ),
     model_warmup: [],
+    ...(config.responseCache === undefined ? {} : { response_cache: { enable: config.responseCache.enable } }),
     ...(config.modelTransactionPolicy === undefined
       ? {}
       : { model_transaction_policy: { decoupled: config.modelTransactionPolicy.decoupled } }),
@@ -348,8 +347,8 @@ export function encodeJsonStats(stats: ModelStats): JsonObject {
       compute_input: duration(stats.computeInput),
       compute_infer: duration(stats.computeInfer),
       compute_output: duration(stats.computeOutput),
-      cache_hit: { count: 0, ns: 0 },
-      cache_miss: { count: 0, ns: 0 },
+      cache_hit: duration(stats.cacheHit),
+      cache_miss: duration(stats.cacheMiss),
     },
     batch_stats: stats.batches.map((b) => ({
       batch_size: b.batchSize,

@@ -150,7 +150,8 @@ export function restRoutes(api: InferenceApi): RouteTable {
               signal,
             );
             const { json, binary } = encodeJsonInfer(
-              await api.infer(tenant(p), decode(m[1]), decode(m[2]), request),
+              // The caller within the tenant, for the deployment's caller limits.
+              await api.infer(tenant(p), decode(m[1]), decode(m[2]), { ...request, caller: p?.subject ?? '' }),
               binaryOutputs,
             );
             return { body: json, binary };

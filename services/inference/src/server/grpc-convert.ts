@@ -12,7 +12,7 @@ import type {
   TensorSpec,
 } from '../core/types.js';
 import type { ModelMetadata } from './inference-api.js';
-import { earliest, readControls, type ParameterValue } from './parameters.js';
+import { readControls, type ParameterValue } from './parameters.js';
 
 /** A ModelInferRequest read into the core's terms, plus how the response wants its outputs. */
 export interface DecodedInfer {
@@ -48,7 +48,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  */
 export function decodeInferRequest(
   message: pb.ModelInferRequest,
-  call: { deadline?: Date | undefined; cancellation?: CancelSignal },
+  call: { deadline?: Date | undefined; cancellation?: CancelSignal; principal?: { subject: string } | undefined },
 ): DecodedInfer {
   const raw = message.rawInputContents;
   const usesRaw = raw.length > 0;
@@ -65,13 +65,17 @@ export function decodeInferRequest(
     inputs.set(input.name, tensorFromWire(input, usesRaw ? raw[index] : undefined, 'input'));
   }
   const controls = readControls(parameterMap(message.parameters));
-  const deadline = earliest(call.deadline?.getTime(), controls.deadline);
+  const deadline = call.deadline?.getTime();
   // Optional fields set only when present (exact optional properties), without spread objects.
   const request: Mutable<InferRequest> = { id: message.id, inputs };
   if (message.outputs.length > 0) request.outputs = message.outputs.map((o) => o.name);
   if (controls.sequence !== undefined) request.sequence = controls.sequence;
+  if (controls.timeoutUs !== undefined) request.timeoutUs = controls.timeoutUs;
+  if (controls.priority !== undefined) request.priority = controls.priority;
   if (deadline !== undefined) request.deadline = deadline;
   if (call.cancellation !== undefined) request.signal = call.cancellation;
+  // The caller within the tenant, for the deployment's caller limits.
+  if (call.principal !== undefined) request.caller = call.principal.subject;
   return { name: message.modelName, version: message.modelVersion, request, raw: wantsRaw(message, usesRaw) };
 }
 
@@ -144,7 +148,6 @@ export function encodeModelMetadata(metadata: ModelMetadata): pb.ModelMetadataRe
 }
 
 const duration = (d: DurationStat): pb.StatisticDuration => ({ count: d.count, ns: d.ns });
-const zero = (): pb.StatisticDuration => ({ count: 0n, ns: 0n });
 
 export function encodeModelStatistics(stats: ModelStats): pb.ModelStatistics {
   return {
@@ -160,9 +163,8 @@ export function encodeModelStatistics(stats: ModelStats): pb.ModelStatistics {
       computeInput: duration(stats.computeInput),
       computeInfer: duration(stats.computeInfer),
       computeOutput: duration(stats.computeOutput),
-      // No response cache: Triton reports zeros then.
-      cacheHit: zero(),
-      cacheMiss: zero(),
+      cacheHit: duration(stats.cacheHit),
+      cacheMiss: duration(stats.cacheMiss),
     },
     batchStats: stats.batches.map((b) => ({
       batchSize: BigInt(b.batchSize),

@@ -3,7 +3,8 @@
 // Both front ends answer with it (gRPC ModelConfig, REST GET .../config).
 import { inferenceConfig as tc } from '@quanta/contracts';
 import type { Datatype } from '@quanta/tensor';
-import type { LoadedModel, TensorSpec } from '../core/types.js';
+import { defaultLevel } from '../core/priority-queue.js';
+import type { LoadedModel, QueuePolicy, TensorSpec } from '../core/types.js';
 /** Every model runs on onnxruntime; Triton's names for that platform and backend. */
 export const PLATFORM = 'onnxruntime_onnx';
 export const BACKEND = 'onnxruntime';
@@ -22,6 +23,24 @@ export function tritonDataType(datatype: Datatype): tc.DataType {
 function dimsOf(spec: TensorSpec, batched: boolean): bigint[] {
   const shape = spec.shape ?? [-1];
   return (batched ? shape.slice(1) : shape).map(BigInt);
+}
+
+/**
+ * Triton's queue policy of one level: its own max queue size, or the deployment's (over all levels)
+ * when it has none; a request's own `timeout` applies unless the level has a timeout it may not
+ * override (see dynamic-batcher.ts).
+ */
+function queuePolicyOf(policy: QueuePolicy | undefined, maxQueueSize: number): tc.ModelQueuePolicy {
+  const timeoutUs = policy?.timeoutUs ?? 0;
+  return {
+    timeoutAction:
+      policy?.delayOnTimeout === true
+        ? tc.ModelQueuePolicy_TimeoutAction.DELAY
+        : tc.ModelQueuePolicy_TimeoutAction.REJECT,
+    defaultTimeoutMicroseconds: BigInt(timeoutUs),
+    allowTimeoutOverride: timeoutUs === 0 || policy?.allowTimeoutOverride === true,
+    maxQueueSize: policy !== undefined && policy.maxQueueSize > 0 ? policy.maxQueueSize : maxQueueSize,
+  };
 }
 
 export function describeModelConfig(model: LoadedModel): tc.ModelConfig {
@@ -51,12 +70,7 @@ export function describeModelConfig(model: LoadedModel): tc.ModelConfig {
       labelFilename: '',
     }));
 
-  const queuePolicy: tc.ModelQueuePolicy = {
-    timeoutAction: tc.ModelQueuePolicy_TimeoutAction.REJECT,
-    defaultTimeoutMicroseconds: 0n,
-    allowTimeoutOverride: true,
-    maxQueueSize: config.maxQueueSize,
-  };
+  const levels = config.priorityLevels ?? 0;
   let schedulingChoice: tc.ModelConfig['schedulingChoice'];
   if (stateful) {
     const state = config.sequenceState.map((pair): tc.ModelSequenceBatching_State => {
@@ -81,17 +95,22 @@ export function describeModelConfig(model: LoadedModel): tc.ModelConfig {
         state,
       },
     };
-  } else if (batched) {
+  } else if (batched || levels > 0) {
+    // Also without batching when the deployment has priorities: the same queue orders requests.
     schedulingChoice = {
       $case: 'dynamicBatching',
       value: {
-        preferredBatchSize: [...model.preferredBatchSizes],
-        maxQueueDelayMicroseconds: BigInt(config.maxQueueDelayUs),
+        preferredBatchSize: batched ? [...model.preferredBatchSizes] : [],
+        maxQueueDelayMicroseconds: batched ? BigInt(config.maxQueueDelayUs) : 0n,
         preserveOrdering: false,
-        priorityLevels: 0n,
-        defaultPriorityLevel: 0n,
-        defaultQueuePolicy: queuePolicy,
-        priorityQueuePolicy: new Map(),
+        priorityLevels: BigInt(levels),
+        defaultPriorityLevel: BigInt(levels === 0 ? 0 : defaultLevel(config)),
+        defaultQueuePolicy: queuePolicyOf(config.defaultQueuePolicy, config.maxQueueSize),
+        priorityQueuePolicy: new Map(
+          Object.entries(config.priorityQueuePolicies ?? {})
+            .filter(([level]) => Number(level) >= 1 && Number(level) <= levels)
+            .map(([level, policy]) => [BigInt(level), queuePolicyOf(policy, config.maxQueueSize)]),
+        ),
       },
     };
   }
@@ -118,5 +137,7 @@ export function describeModelConfig(model: LoadedModel): tc.ModelConfig {
     defaultModelFilename: 'model.onnx',
     parameters: { execution: { stringValue: model.execution } },
     modelTransactionPolicy: { decoupled: false },
+    // Stateful models never use it (ServingConfig.responseCacheBytes).
+    ...((config.responseCacheBytes ?? 0) > 0 && !stateful ? { responseCache: { enable: true } } : {}),
   };
 }

@@ -9,8 +9,10 @@ export type ParameterValue = boolean | bigint | number | string;
 
 export interface RequestControls {
   readonly sequence?: SequenceControl;
-  /** From Triton's `timeout` parameter (microseconds), as ms since the epoch. */
-  readonly deadline?: number;
+  /** Triton's `timeout` parameter: microseconds the request may wait in the queue (see priority-queue.ts). */
+  readonly timeoutUs?: number;
+  /** Triton's `priority` parameter: 1 is the highest level; 0 the default one. */
+  readonly priority?: number;
 }
 
 const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -38,12 +40,20 @@ function describe(value: ParameterValue): string {
   return typeof value === 'string' ? JSON.stringify(value) : `${typeof value} ${String(value)}`;
 }
 
+/** A non-negative integer parameter that fits a double exactly, or INVALID_ARGUMENT. */
+function unsigned(name: string, value: ParameterValue, what: string): number {
+  const n = typeof value === 'bigint' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+    throw invalidArgument(`parameter "${name}" must be a non-negative integer${what}, got ${describe(value)}`);
+  return n;
+}
+
 /**
- * Reads sequence_id / sequence_start / sequence_end and timeout; INVALID_ARGUMENT naming the
- * parameter when one is malformed.
+ * Reads sequence_id / sequence_start / sequence_end, timeout and priority; INVALID_ARGUMENT naming
+ * the parameter when one is malformed.
  */
-export function readControls(parameters: ReadonlyMap<string, ParameterValue>, now?: number): RequestControls {
-  // Most requests carry no parameters: no lookups, no clock.
+export function readControls(parameters: ReadonlyMap<string, ParameterValue>): RequestControls {
+  // Most requests carry no parameters: no lookups.
   if (parameters.size === 0) return NO_CONTROLS;
   const rawId = parameters.get('sequence_id');
   const id = rawId === undefined ? undefined : sequenceId(rawId);
@@ -52,27 +62,15 @@ export function readControls(parameters: ReadonlyMap<string, ParameterValue>, no
   if (id === undefined && (start || end)) {
     throw invalidArgument('parameters "sequence_start" and "sequence_end" need a non-zero "sequence_id"');
   }
-  let deadline: number | undefined;
   const timeout = parameters.get('timeout');
-  if (timeout !== undefined) {
-    const us = typeof timeout === 'bigint' ? Number(timeout) : timeout;
-    if (typeof us !== 'number' || !Number.isSafeInteger(us) || us < 0) {
-      throw invalidArgument(
-        `parameter "timeout" must be a non-negative integer of microseconds, got ${describe(timeout)}`,
-      );
-    }
-    // Triton: 0 means no timeout.
-    if (us > 0) deadline = (now ?? Date.now()) + us / 1000;
-  }
+  // Triton: 0 means no timeout.
+  const timeoutUs = timeout === undefined ? 0 : unsigned('timeout', timeout, ' of microseconds');
+  const rawPriority = parameters.get('priority');
+  // Triton: 0 means the default level.
+  const priority = rawPriority === undefined ? 0 : unsigned('priority', rawPriority, ' (1 is the highest level)');
   return {
     ...(id === undefined ? {} : { sequence: { id, start, end } }),
-    ...(deadline === undefined ? {} : { deadline }),
+    ...(timeoutUs === 0 ? {} : { timeoutUs }),
+    ...(priority === 0 ? {} : { priority }),
   };
-}
-
-/** The earlier of two optional deadlines. */
-export function earliest(a: number | undefined, b: number | undefined): number | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return Math.min(a, b);
 }

@@ -1,5 +1,5 @@
 import type { registry as pb } from '@quanta/contracts';
-import type { ServingConfig } from '../core/types.js';
+import type { CallerLimits, QueuePolicy, ServingConfig } from '../core/types.js';
 
 /**
  * What the replica sets that a DeploymentSpec does not say (onnxruntime threads, execution
@@ -8,6 +8,40 @@ import type { ServingConfig } from '../core/types.js';
 export type ServingDefaults = Pick<ServingConfig, 'threadsPerInstance' | 'executionProviders' | 'execution'>;
 
 const ascending = (sizes: readonly number[]): number[] => [...sizes].sort((a, b) => a - b);
+
+const queuePolicy = (p: pb.QueuePolicy): QueuePolicy => ({
+  maxQueueSize: p.maxQueueSize,
+  timeoutUs: Number(p.timeoutUs),
+  delayOnTimeout: p.delayOnTimeout,
+  allowTimeoutOverride: p.allowTimeoutOverride,
+});
+
+const callerLimits = (l: pb.CallerLimits): CallerLimits => ({
+  requestsPerSecond: l.requestsPerSecond,
+  burst: l.burst,
+  maxConcurrency: l.maxConcurrency,
+});
+
+/** The response cache, priorities and caller limits of a spec, set only where the spec sets them. */
+function protection(spec: pb.DeploymentSpec | undefined): Partial<ServingConfig> {
+  if (spec === undefined) return {};
+  const policies = Object.entries(spec.priorityQueuePolicies ?? {});
+  const overrides = Object.entries(spec.callerLimitOverrides ?? {});
+  return {
+    ...(spec.responseCacheBytes > 0n ? { responseCacheBytes: Number(spec.responseCacheBytes) } : {}),
+    ...(spec.priorityLevels > 0
+      ? { priorityLevels: spec.priorityLevels, defaultPriorityLevel: spec.defaultPriorityLevel }
+      : {}),
+    ...(spec.defaultQueuePolicy === undefined ? {} : { defaultQueuePolicy: queuePolicy(spec.defaultQueuePolicy) }),
+    ...(policies.length === 0
+      ? {}
+      : { priorityQueuePolicies: Object.fromEntries(policies.map(([level, p]) => [Number(level), queuePolicy(p)])) }),
+    ...(spec.callerLimits === undefined ? {} : { callerLimits: callerLimits(spec.callerLimits) }),
+    ...(overrides.length === 0
+      ? {}
+      : { callerLimitOverrides: Object.fromEntries(overrides.map(([sub, l]) => [sub, callerLimits(l)])) }),
+  };
+}
 
 /** How the core serves a deployment's model: the registry's DeploymentSpec in the core's terms. */
 export function servingConfig(spec: pb.DeploymentSpec | undefined, defaults: ServingDefaults = {}): ServingConfig {
@@ -23,6 +57,7 @@ export function servingConfig(spec: pb.DeploymentSpec | undefined, defaults: Ser
     maxQueueSize: spec?.maxQueueSize ?? 0,
     sequenceState: (spec?.sequenceState ?? []).map((s) => ({ input: s.inputName, output: s.outputName })),
     sequenceIdleTimeoutMs: spec?.sequenceIdleTimeoutMs ?? 0,
+    ...protection(spec),
   };
 }
 
@@ -40,6 +75,13 @@ export function configKey(config: ServingConfig): string {
     config.threadsPerInstance ?? 0,
     config.executionProviders ?? [],
     config.execution ?? 'worker',
+    config.responseCacheBytes ?? 0,
+    config.priorityLevels ?? 0,
+    config.defaultPriorityLevel ?? 0,
+    config.defaultQueuePolicy ?? null,
+    Object.entries(config.priorityQueuePolicies ?? {}).sort(([a], [b]) => Number(a) - Number(b)),
+    config.callerLimits ?? null,
+    Object.entries(config.callerLimitOverrides ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
   ]);
 }
 

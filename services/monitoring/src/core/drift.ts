@@ -44,8 +44,8 @@ export interface DriftEngine {
   psi(tenant: string, model: string, version: string, input: string, span: SecondSpan): PsiValue | undefined;
   /** The versions of a model with summaries in `span` (an alert rule on every version). */
   versions(tenant: string, model: string, span: SecondSpan): string[];
-  /** Every baseline of a tenant, ordered by model then version (the dashboard). */
-  baselines(tenant: string): pb.DriftBaseline[];
+  /** The baselines of a tenant, or of every tenant, ordered by tenant, model, version (the dashboard). */
+  baselines(tenant: string | undefined): { tenant: string; baseline: pb.DriftBaseline }[];
   /** Loads the stored baselines (at start); returns a warning per row that could not be used. */
   load(): Promise<string[]>;
 }
@@ -223,9 +223,14 @@ export function createDriftEngine(
     versions: (tenant, model, span) => store.versions(tenant, model, span),
     baselines: (tenant) =>
       [...baselines.values()]
-        .filter((b) => b.tenant === tenant)
-        .map((b) => b.proto)
-        .sort((a, b) => a.model.localeCompare(b.model) || a.version.localeCompare(b.version)),
+        .filter((b) => tenant === undefined || b.tenant === tenant)
+        .map((b) => ({ tenant: b.tenant, baseline: b.proto }))
+        .sort(
+          (a, b) =>
+            a.tenant.localeCompare(b.tenant) ||
+            a.baseline.model.localeCompare(b.baseline.model) ||
+            a.baseline.version.localeCompare(b.baseline.version),
+        ),
     load: () =>
       serial(async () => {
         if (persist === undefined) return [];

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { monitoring as pb } from '@quanta/contracts';
+import { InputAccumulator } from '@quanta/monitoring-client';
 import type { QuantaService } from '@quanta/service-kit';
 import { createService } from '@quanta/service-kit';
 import { pino } from 'pino';
@@ -7,7 +8,21 @@ import type { Browser } from 'playwright-core';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Harness } from '../testing/harness.js';
-import { T0, call, ingest, record, startHarness } from '../testing/harness.js';
+import { T0, bearer, call, ingest, record, startHarness } from '../testing/harness.js';
+
+/** A summary of cifar's input `pixels` holding `values`, at `timeMs`. */
+function pixels(values: number[], timeMs: number): pb.InputSummary {
+  const acc = new InputAccumulator();
+  for (const v of values) acc.addValue(v);
+  return acc.toSummary({
+    tenant: 'acme',
+    model: 'cifar',
+    version: '1',
+    deployment: '',
+    input: 'pixels',
+    time: new Date(timeMs),
+  });
+}
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -111,6 +126,28 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       expect(await page.getAttribute('#health tr[data-service="registry"]', 'data-status')).toBe('SERVING');
       expect(await page.getAttribute('#alerts tr[data-rule="bert-slow"]', 'data-state')).toBe('FIRING');
 
+      // Drift: a baseline of values in [0, 1), then a window of values in [3, 4): a major shift.
+      expect(await page.textContent('#drift td.empty')).toMatch(/no model has a drift baseline/);
+      const base = Array.from({ length: 1000 }, (_, i) => i / 1000);
+      const source = { $case: 'inputs' as const, value: { summaries: [pixels(base, 0)] } };
+      await call(h.client, 'setDriftBaseline', { model: 'cifar', version: '', source }, reader);
+      await new Promise<void>((resolve, reject) => {
+        const stream = h.client.ingest(bearer(admin), (error) => (error ? reject(error) : resolve()));
+        stream.write({
+          records: [],
+          inputSummaries: [
+            pixels(
+              base.map((v) => v + 3),
+              T0 + 20_000,
+            ),
+          ],
+        });
+        stream.end();
+      });
+      await page.waitForSelector('#drift tr[data-model="cifar"][data-input="pixels"][data-verdict="major"]', {
+        timeout: 15_000,
+      });
+
       // A tenant's token shows that tenant only.
       const own = await browser.newPage();
       await own.goto(`${h.server.http.url}?window=60&step=5&token=${reader}`);
@@ -120,4 +157,37 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       expect(consoleErrors).toEqual([]);
     },
   );
+  it('lists each version with its route, and a shadow with its agreement with the primary', async () => {
+    h.now.ms = T0 + 30_000;
+    const page = await browser.newPage();
+    await page.goto(`${h.server.http.url}?window=60&step=5`);
+    const admin = await h.token('platform', ['admin']);
+    const at = (i: number): number => T0 + (i % 20) * 1000;
+    await ingest(h.client, admin, [
+      [
+        ...Array.from({ length: 20 }, (_, i) => record(at(i), { model: 'ranker', version: '1', route: 'primary' })),
+        ...Array.from({ length: 20 }, (_, i) =>
+          record(at(i), {
+            model: 'ranker',
+            version: '2',
+            route: 'shadow',
+            shadow: {
+              primaryVersion: '1',
+              maxAbsError: i < 10 ? 0.5 : 0.25,
+              top1Rows: 1,
+              top1AgreedRows: i < 15 ? 1 : 0,
+            },
+          }),
+        ),
+      ],
+    ]);
+    const shadow = '#versions tr[data-model="ranker"][data-version="2"]';
+    await page.waitForSelector(shadow, { timeout: 15_000 });
+    expect(await page.getAttribute(shadow, 'data-route')).toBe('shadow');
+    expect(await page.textContent(shadow)).toContain('20 compared, max err 0.500, mean 0.375, top-1 75.0%');
+    expect(await page.getAttribute('#versions tr[data-model="ranker"][data-version="1"]', 'data-route')).toBe(
+      'primary',
+    );
+    await page.close();
+  });
 });

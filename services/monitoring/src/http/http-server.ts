@@ -14,6 +14,7 @@ import {
 import { traceHttpRequests } from '@quanta/telemetry';
 import type { Logger } from 'pino';
 import type { AlertEngine } from '../core/alerts.js';
+import type { DriftEngine } from '../core/drift.js';
 import type { HealthBoard } from '../core/health-board.js';
 import type { WindowStore } from '../core/window-store.js';
 import { loadDashboardPage } from './dashboard-page.js';
@@ -27,6 +28,8 @@ export interface HttpServerOptions {
   readonly alerts: AlertEngine;
   readonly board: HealthBoard;
   readonly metrics: PromMetrics;
+  /** Drift baselines, for the dashboard's drift table. */
+  readonly drift?: DriftEngine | undefined;
   readonly authenticator: Authenticator | undefined;
   /** Every tenant's data without a token (only on loopback; the config checks that). */
   readonly public: boolean;

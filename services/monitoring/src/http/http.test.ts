@@ -115,6 +115,10 @@ describe('HTTP: /metrics and the dashboard data', () => {
     const o = (await res.json()) as Overview;
     expect(o.tenant).toBe('acme');
     expect(o.models.map((m) => [m.model, m.count])).toEqual([['cifar', 40]]);
+    // Records without a route count as the primary's.
+    expect(o.models[0]?.versions.map((v) => [v.version, v.route, v.count, v.shadow])).toEqual([
+      ['1', 'primary', 40, null],
+    ]);
     const points = o.models[0]?.points ?? [];
     expect(points).toHaveLength(60);
     expect(points.reduce((a, p) => a + p.count, 0)).toBe(40);

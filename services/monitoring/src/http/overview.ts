@@ -1,7 +1,8 @@
 import { monitoring as pb } from '@quanta/contracts';
 import type { AlertEngine } from '../core/alerts.js';
+import type { DriftEngine } from '../core/drift.js';
 import type { HealthBoard } from '../core/health-board.js';
-import { timeSeries, toModelStats } from '../core/queries.js';
+import { timeSeries, toModelStats, versionStats } from '../core/queries.js';
 import type { WindowStore } from '../core/window-store.js';
 
 export interface OverviewPoint {
@@ -27,6 +28,20 @@ export interface OverviewModel {
   p99Us: number;
   meanBatchSize: number;
   points: OverviewPoint[];
+  /** Each version with requests in the window, by version: how it was routed, and a shadow's agreement. */
+  versions: OverviewVersion[];
+}
+
+export interface OverviewVersion {
+  version: string;
+  /** 'primary', 'canary' or 'shadow' (of the version's newest record). */
+  route: string;
+  count: number;
+  errorRate: number;
+  p50Us: number;
+  p99Us: number;
+  /** Shadow versions only: agreement with the primary's answers. */
+  shadow: { compared: number; maxAbsError: number; meanAbsError: number; top1Agreement: number | null } | null;
 }
 
 /** What the dashboard draws, as one JSON document (GET /api/overview). */
@@ -56,10 +71,21 @@ export interface Overview {
     message: string;
     since: number | null;
   }[];
+  /** Each input of each model with a drift baseline: its PSI over the window. */
+  drift: {
+    tenant: string;
+    model: string;
+    version: string;
+    input: string;
+    psi: number;
+    count: number;
+    mean: number;
+    baselineMean: number;
+  }[];
 }
 
 export function buildOverview(
-  deps: { store: WindowStore; alerts: AlertEngine; board: HealthBoard },
+  deps: { store: WindowStore; alerts: AlertEngine; board: HealthBoard; drift?: DriftEngine | undefined },
   options: { tenant: string | undefined; windowSeconds: number; stepSeconds: number },
 ): Overview {
   const { store } = deps;
@@ -96,6 +122,23 @@ export function buildOverview(
         p99Us: stats.total?.p99Us ?? 0,
         meanBatchSize: agg.meanBatchSize,
         points,
+        versions: versionStats(store, tenant, model, span).map((v) => ({
+          version: v.version,
+          route: v.route,
+          count: Number(v.count),
+          errorRate: v.errorRate,
+          p50Us: v.total?.p50Us ?? 0,
+          p99Us: v.total?.p99Us ?? 0,
+          shadow:
+            v.shadow === undefined
+              ? null
+              : {
+                  compared: Number(v.shadow.compared),
+                  maxAbsError: v.shadow.maxAbsError,
+                  meanAbsError: v.shadow.meanAbsError,
+                  top1Agreement: v.shadow.top1Rows === 0n ? null : v.shadow.top1Agreement,
+                },
+        })),
       });
     }
   }
@@ -125,6 +168,18 @@ export function buildOverview(
         threshold: a.threshold,
         message: a.message,
         since: (a.firingTime ?? a.pendingTime)?.getTime() ?? null,
+      })),
+    ),
+    drift: (deps.drift?.baselines(options.tenant) ?? []).flatMap(({ tenant, baseline }) =>
+      deps.drift!.drift(tenant, baseline.model, baseline.version, span).inputs.map((i) => ({
+        tenant,
+        model: baseline.model,
+        version: baseline.version,
+        input: i.input,
+        psi: i.psi,
+        count: Number(i.count),
+        mean: i.mean,
+        baselineMean: i.baselineMean,
       })),
     ),
   };

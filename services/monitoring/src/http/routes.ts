@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '@quanta/service-kit';
 import { setHttpRoute } from '@quanta/telemetry';
 import type { AlertEngine } from '../core/alerts.js';
+import type { DriftEngine } from '../core/drift.js';
 import type { HealthBoard } from '../core/health-board.js';
 import type { WindowStore } from '../core/window-store.js';
 import type { HttpAccess } from './http-auth.js';
@@ -14,6 +15,8 @@ export interface RouteDeps extends HttpAccess {
   readonly alerts: AlertEngine;
   readonly board: HealthBoard;
   readonly metrics: PromMetrics;
+  /** Drift baselines: the dashboard's drift table (none without it). */
+  readonly drift?: DriftEngine | undefined;
   /** The dashboard document, read once at start. */
   readonly page: string;
 }

@@ -1,4 +1,4 @@
-import { createIngestClient } from '@quanta/monitoring-client';
+import { InputAccumulator, createIngestClient } from '@quanta/monitoring-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Harness } from '../testing/harness.js';
 import { call, record, startHarness, window } from '../testing/harness.js';
@@ -77,4 +77,50 @@ describe('the ingest client against the real monitoring service', () => {
       expect(stats.stats?.count).toBe(BigInt(1 + 777));
     },
   );
+
+  it('sends input summaries beside the records, counts refusals, drops them while monitoring is down', async () => {
+    const h = await startHarness({ realClock: true });
+    open.push(h);
+    const admin = await h.token('platform', ['admin']);
+    const client = createIngestClient({
+      address: `127.0.0.1:${h.server.port}`,
+      token: admin,
+      flushIntervalMs: 20,
+      maxBufferedSummaries: 3,
+      maxReconnectBackoffMs: 200,
+    });
+    const summary = (input: string, values: number[]) => {
+      const acc = new InputAccumulator();
+      for (const v of values) acc.addValue(v);
+      const labels = { tenant: 'acme', model: 'cifar', version: '1', deployment: 'd', input, time: new Date() };
+      return acc.toSummary(labels);
+    };
+    // Summaries alone (no records) are sent after the flush interval.
+    expect(client.summary(summary('x', [1, 2, 3]))).toBe(true);
+    expect(client.summary({ ...summary('x', [4]), bins: [{ index: 999, count: 1n }] })).toBe(true);
+    await client.flush();
+    expect(client.stats()).toMatchObject({ summaries: 2, summariesAccepted: 1, summariesRejected: 1 });
+    client.record(record(Date.now()));
+    client.summary(summary('y', [5, 6]));
+    await client.flush();
+    expect(client.stats()).toMatchObject({ accepted: 1, summaries: 3, summariesAccepted: 2 });
+    const now = Math.floor(Date.now() / 1000);
+    const held = h.server.drift.store.inputs('acme', 'cifar', '', { start: now - 60, end: now + 1 });
+    expect([...held].map(([name, acc]) => [name, acc.count, acc.sum]).sort()).toEqual([
+      ['x', 3, 6],
+      ['y', 2, 11],
+    ]);
+
+    // Monitoring goes away: a full buffer drops new summaries, a failed send drops its own.
+    await h.server.stop({ graceMs: 0 });
+    open.splice(open.indexOf(h), 1);
+    h.client.close();
+    const results = Array.from({ length: 5 }, () => client.summary(summary('x', [1])));
+    await client.close();
+    const dropped = client.stats();
+    expect(results.filter((r) => !r).length).toBeGreaterThanOrEqual(2);
+    expect(dropped.summaries).toBe(8);
+    expect(dropped.summariesAccepted + dropped.summariesRejected + dropped.summariesDropped).toBe(8);
+    expect(dropped.summariesDropped).toBe(5);
+  });
 });

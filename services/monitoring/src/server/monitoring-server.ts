@@ -251,6 +251,7 @@ export async function startMonitoringServer(
       alerts,
       board,
       metrics,
+      drift,
       authenticator,
       public: config.dashboardPublic,
       logger,

@@ -236,6 +236,60 @@
               );
             })
             .join(''));
+    // One row per version of each model: its route, and for a shadow how far it is from the primary.
+    var agreement = function (s) {
+      if (!s) return '';
+      // JSON has no Infinity: an output missing on one side makes max_abs_error null.
+      var max = s.maxAbsError === null ? '∞' : s.maxAbsError.toPrecision(3);
+      return (
+        s.compared +
+        ' compared, max err ' +
+        max +
+        ', mean ' +
+        s.meanAbsError.toPrecision(3) +
+        (s.top1Agreement === null ? '' : ', top-1 ' + (100 * s.top1Agreement).toFixed(1) + '%')
+      );
+    };
+    var versions = [];
+    data.models.forEach(function (m) {
+      (m.versions || []).forEach(function (v) {
+        versions.push({ m: m, v: v });
+      });
+    });
+    document.getElementById('versions').innerHTML =
+      '<tr><th>model</th><th>version</th><th>route</th><th>requests</th><th>errors</th>' +
+      '<th>p50 ms</th><th>p99 ms</th><th>shadow agreement</th></tr>' +
+      (versions.length === 0
+        ? '<tr><td colspan="8" class="empty">no requests in the window</td></tr>'
+        : versions
+            .map(function (r) {
+              return (
+                '<tr data-model="' +
+                esc(r.m.model) +
+                '" data-version="' +
+                esc(r.v.version) +
+                '" data-route="' +
+                esc(r.v.route) +
+                '"><td>' +
+                esc(name(r.m)) +
+                '</td><td>' +
+                esc(r.v.version) +
+                '</td><td>' +
+                esc(r.v.route) +
+                '</td><td>' +
+                r.v.count +
+                '</td><td>' +
+                (100 * r.v.errorRate).toFixed(1) +
+                '%</td><td>' +
+                fmt(r.v.p50Us / 1000) +
+                '</td><td>' +
+                fmt(r.v.p99Us / 1000) +
+                '</td><td>' +
+                esc(agreement(r.v.shadow)) +
+                '</td></tr>'
+              );
+            })
+            .join(''));
     document.getElementById('health').innerHTML =
       '<tr><th>service</th><th>address</th><th>status</th><th>latency</th><th>since</th></tr>' +
       (data.health.length === 0
@@ -288,6 +342,45 @@
                 esc(a.message) +
                 '</td><td>' +
                 (a.since ? new Date(a.since).toLocaleTimeString() : '') +
+                '</td></tr>'
+              );
+            })
+            .join(''));
+    // PSI below 0.1: stable; to 0.25: a moderate shift; above: a major one.
+    var verdict = function (d) {
+      return d.count === 0 ? 'no data' : d.psi < 0.1 ? 'stable' : d.psi <= 0.25 ? 'moderate' : 'major';
+    };
+    var drift = data.drift || [];
+    document.getElementById('drift').innerHTML =
+      '<tr><th>model</th><th>input</th><th>PSI</th><th>verdict</th><th>values</th><th>mean</th>' +
+      '<th>baseline mean</th></tr>' +
+      (drift.length === 0
+        ? '<tr><td colspan="7" class="empty">no model has a drift baseline</td></tr>'
+        : drift
+            .map(function (d) {
+              return (
+                '<tr data-model="' +
+                esc(d.model) +
+                '" data-input="' +
+                esc(d.input) +
+                '" data-verdict="' +
+                verdict(d) +
+                '"><td>' +
+                esc((data.tenant === null ? d.tenant + '/' : '') + d.model + (d.version ? ':' + d.version : '')) +
+                '</td><td>' +
+                esc(d.input) +
+                '</td><td>' +
+                d.psi.toFixed(3) +
+                '</td><td class="' +
+                verdict(d) +
+                '">' +
+                verdict(d) +
+                '</td><td>' +
+                d.count +
+                '</td><td>' +
+                d.mean.toPrecision(4) +
+                '</td><td>' +
+                d.baselineMean.toPrecision(4) +
                 '</td></tr>'
               );
             })

@@ -5,6 +5,7 @@ import { monotonicNs, type Clock } from './clock.js';
 import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dynamic-batcher.js';
 import type { CallerLimiter, CallerPermit } from './caller-limits.js';
 import { createInstancePool, type InstancePool, type InstancePoolHooks } from './instance-pool.js';
+import { levelOf } from './priority-queue.js';
 import { createResponseCache, type ResponseCache } from './response-cache.js';
 import { createSequenceBatcher, type SequenceBatcher } from './sequence-batcher.js';
 import { SignatureError, signatureOf, type DimSymbols } from './signature.js';
@@ -318,6 +319,8 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         if (request.route !== 'shadow') permit = options.limiter?.admit(name, request.caller ?? '');
         outputs = validateRequest(name, signature, request, validateOptions);
         if (cache !== undefined && request.sequence === undefined) {
+          // A bad priority is refused whether or not the answer is cached (the batcher checks it too).
+          levelOf(name, config, request.priority);
           cacheKey = cache.keyOf(request.inputs, outputs);
           const hit = cache.get(cacheKey);
           lookupNs = monotonicNs() - started;

@@ -97,8 +97,8 @@ export function createIngestObserver(options: IngestObserverOptions): InferObser
           bytesOut: BigInt(bytesOut),
           route: request.route ?? 'primary',
           ...shadowComparison(request, result),
-          cacheHit: false,
-          cacheMiss: false,
+          cacheHit: result?.cache === 'hit',
+          cacheMiss: result?.cache === 'miss',
           time: new Date(),
         });
         // A shadow copy's inputs are the primary's, already sampled.

@@ -33,6 +33,43 @@ describe('servingConfig', () => {
   });
 });
 
+describe('servingConfig: cache, priorities and caller limits', () => {
+  it('maps them into the core terms, and leaves them out when the spec sets none', () => {
+    const config = servingConfig(
+      spec({
+        responseCacheBytes: 64n << 20n,
+        priorityLevels: 3,
+        defaultPriorityLevel: 2,
+        defaultQueuePolicy: pb.QueuePolicy.fromPartial({ maxQueueSize: 10 }),
+        priorityQueuePolicies: { 1: pb.QueuePolicy.fromPartial({ timeoutUs: 50_000n, delayOnTimeout: true }) },
+        callerLimits: pb.CallerLimits.fromPartial({ requestsPerSecond: 100, maxConcurrency: 16 }),
+        callerLimitOverrides: { partner: pb.CallerLimits.fromPartial({ requestsPerSecond: 500 }) },
+      }),
+    );
+    expect(config).toMatchObject({
+      responseCacheBytes: 64 << 20,
+      priorityLevels: 3,
+      defaultPriorityLevel: 2,
+      defaultQueuePolicy: { maxQueueSize: 10, timeoutUs: 0, delayOnTimeout: false, allowTimeoutOverride: false },
+      priorityQueuePolicies: { 1: { maxQueueSize: 0, timeoutUs: 50_000, delayOnTimeout: true } },
+      callerLimits: { requestsPerSecond: 100, burst: 0, maxConcurrency: 16 },
+      callerLimitOverrides: { partner: { requestsPerSecond: 500, burst: 0, maxConcurrency: 0 } },
+    });
+    const plain = servingConfig(spec());
+    for (const field of ['responseCacheBytes', 'priorityLevels', 'defaultQueuePolicy', 'callerLimits'] as const)
+      expect(plain[field]).toBeUndefined();
+  });
+
+  it('reloads the model when one of them changes', () => {
+    const key = (extra: Partial<pb.DeploymentSpec>): string => configKey(servingConfig(spec(extra)));
+    const none = key({});
+    expect(key({ responseCacheBytes: 1024n })).not.toBe(none);
+    expect(key({ priorityLevels: 2 })).not.toBe(none);
+    expect(key({ callerLimits: pb.CallerLimits.fromPartial({ maxConcurrency: 4 }) })).not.toBe(none);
+    expect(key({ callerLimitOverrides: { a: pb.CallerLimits.fromPartial({ maxConcurrency: 4 }) } })).not.toBe(none);
+  });
+});
+
 describe('configKey', () => {
   const key = (extra: Partial<pb.DeploymentSpec>): string => configKey(servingConfig(spec(extra)));
 

@@ -23,8 +23,8 @@ export interface Stack {
   registry$: UnaryCaller<typeof pb.RegistryServiceService>;
   monitoring$: UnaryCaller<typeof mpb.MonitoringServiceService> | undefined;
   readonly registryClient: pb.RegistryServiceClient;
-  /** A token of the crypto service for a tenant with the given scopes. */
-  token(tenant: string, scopes: string[]): Promise<string>;
+  /** A token of the crypto service for a tenant with the given scopes (subject: `TENANT-user`). */
+  token(tenant: string, scopes: string[], subject?: string): Promise<string>;
   /** Uploads a model file as a new version (UploadVersion, client streaming). */
   push(token: string, model: string, bytes: Uint8Array): Promise<pb.ModelVersion>;
   /** SIGKILL the registry and start it again on the same port and home. */
@@ -96,13 +96,9 @@ export async function startStack(options: { monitoring?: boolean } = {}): Promis
       monitoringClient === undefined
         ? undefined
         : unaryCaller(monitoringClient, mpb.MonitoringServiceService, { deadlineMs: 20_000 }),
-    async token(tenant, scopes) {
+    async token(tenant, scopes, subject = `${tenant}-user`) {
       return (
-        await crypto$(
-          'issueToken',
-          { tenant, subject: `${tenant}-user`, scopes, ttlSeconds: 3600n },
-          { metadata: bearer(adminToken) },
-        )
+        await crypto$('issueToken', { tenant, subject, scopes, ttlSeconds: 3600n }, { metadata: bearer(adminToken) })
       ).token;
     },
     push(token, model, bytes) {

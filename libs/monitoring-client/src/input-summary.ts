@@ -86,25 +86,27 @@ export class InputAccumulator {
     const n = tensor.data.length;
     const take = Math.min(n, Math.max(0, Math.floor(limit)));
     if (take === 0) return 0;
-    const stride = n / take;
-    // A random phase within the stride: repeated samples of same-shaped tensors do not always read
-    // the same elements.
+    // Element k of the sample: every element, or one per stride from a random phase (repeated
+    // samples of same-shaped tensors do not always read the same elements).
+    const stride = take === n ? 1 : n / take;
     const phase = take === n ? 0 : Math.random() * stride;
-    const at = (k: number): number => (take === n ? k : Math.min(n - 1, Math.floor(phase + k * stride)));
+    const last = n - 1;
     switch (tensor.datatype) {
       case 'FP16':
-        for (let k = 0; k < take; k++) this.addValue(float16BitsToNumber(tensor.data[at(k)]!));
+      case 'BF16': {
+        const decode = tensor.datatype === 'FP16' ? float16BitsToNumber : bfloat16BitsToNumber;
+        for (let k = 0; k < take; k++)
+          this.addValue(decode(tensor.data[Math.min(last, Math.floor(phase + k * stride))]!));
         break;
-      case 'BF16':
-        for (let k = 0; k < take; k++) this.addValue(bfloat16BitsToNumber(tensor.data[at(k)]!));
-        break;
+      }
       case 'INT64':
       case 'UINT64':
-        for (let k = 0; k < take; k++) this.addValue(Number(tensor.data[at(k)]!));
+        for (let k = 0; k < take; k++)
+          this.addValue(Number(tensor.data[Math.min(last, Math.floor(phase + k * stride))]!));
         break;
       default: {
         const data: ArrayLike<number> = tensor.data;
-        for (let k = 0; k < take; k++) this.addValue(data[at(k)]!);
+        for (let k = 0; k < take; k++) this.addValue(data[Math.min(last, Math.floor(phase + k * stride))]!);
       }
     }
     return take;

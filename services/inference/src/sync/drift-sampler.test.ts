@@ -77,6 +77,19 @@ describe('the drift sampler', () => {
     expect(by.get('mask')).toMatchObject({ count: 3n, sum: 2 });
   });
 
+  it('reads the values on a later turn of the event loop, not in the request path', async () => {
+    const sent: pb.InputSummary[] = [];
+    const sampler = createDriftSampler({ client: { summary: (s) => (sent.push(s), true) }, valuesPerSecond: 100 });
+    const data = Float32Array.from([1, 2, 3]);
+    sampler.sample(model('m'), request({ x: createTensor('FP32', [3], data) }), '');
+    expect(sampler.stats()).toMatchObject({ sampledRequests: 1, values: 3 }); // the budget is settled at once
+    data.fill(7); // not read yet: what the values are on the next turn is what is counted
+    await new Promise((resolve) => setImmediate(resolve));
+    data.fill(9);
+    sampler.close();
+    expect(sent[0]).toMatchObject({ count: 3n, sum: 21 });
+  });
+
   it('does nothing at rate 0', () => {
     const sent: pb.InputSummary[] = [];
     const sampler = createDriftSampler({ client: { summary: (s) => (sent.push(s), true) }, valuesPerSecond: 0 });

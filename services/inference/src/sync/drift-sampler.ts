@@ -1,5 +1,6 @@
 import type { IngestClient } from '@quanta/monitoring-client';
 import { InputAccumulator } from '@quanta/monitoring-client';
+import type { Tensor } from '@quanta/tensor';
 import type { InferRequest, LoadedModel } from '../core/types.js';
 
 export interface DriftSamplerOptions {
@@ -49,6 +50,14 @@ interface ModelState {
   readonly owner: Map<string, ModelState>;
 }
 
+/** Values to take from one input of a sampled request, after the request has been answered. */
+interface PendingSample {
+  readonly state: ModelState;
+  readonly input: string;
+  readonly tensor: Tensor;
+  readonly limit: number;
+}
+
 /**
  * Samples the inputs of finished requests into per-input summaries for drift detection, off the
  * request path: a request is sampled only while its model's token bucket (valuesPerSecond, a
@@ -66,6 +75,21 @@ export function createDriftSampler(options: DriftSamplerOptions): DriftSampler {
   const byModel = new WeakMap<LoadedModel, Map<string, ModelState>>();
   const states = new Set<ModelState>();
   const counts = { sampledRequests: 0, values: 0, summaries: 0 };
+  /** Sampled inputs not yet read: reading happens on a later turn of the event loop (`drain`). */
+  let pending: PendingSample[] = [];
+  let drainQueued = false;
+
+  /** Reads the pending samples' values into their accumulators. */
+  function drain(): void {
+    drainQueued = false;
+    const work = pending;
+    pending = [];
+    for (const p of work) {
+      let acc = p.state.inputs.get(p.input);
+      if (acc === undefined) p.state.inputs.set(p.input, (acc = new InputAccumulator()));
+      acc.addTensor(p.tensor, p.limit);
+    }
+  }
 
   function stateOf(model: LoadedModel, deployment: string): ModelState {
     let perDeployment = byModel.get(model);
@@ -90,6 +114,7 @@ export function createDriftSampler(options: DriftSamplerOptions): DriftSampler {
   }
 
   function flush(): void {
+    drain();
     const time = new Date();
     for (const state of states) {
       if (!state.touched) {
@@ -121,14 +146,21 @@ export function createDriftSampler(options: DriftSamplerOptions): DriftSampler {
       state.refilledMs = t;
       if (state.tokens < 1) return;
       const share = Math.max(1, Math.min(perInput, Math.floor(state.tokens / Math.max(1, request.inputs.size))));
+      // Only the budget is settled here; the values are read after the answer has gone (the
+      // request's tensors are its own and are not reused), so the request never waits for them.
       let taken = 0;
-      for (const [name, tensor] of request.inputs) {
+      for (const [input, tensor] of request.inputs) {
         if (tensor.datatype === 'BYTES') continue;
-        let acc = state.inputs.get(name);
-        if (acc === undefined) state.inputs.set(name, (acc = new InputAccumulator()));
-        taken += acc.addTensor(tensor, share);
+        const limit = Math.min(share, tensor.data.length);
+        if (limit === 0) continue;
+        pending.push({ state, input, tensor, limit });
+        taken += limit;
       }
       if (taken === 0) return;
+      if (!drainQueued) {
+        drainQueued = true;
+        setImmediate(drain);
+      }
       state.tokens -= taken;
       state.touched = true;
       counts.sampledRequests++;

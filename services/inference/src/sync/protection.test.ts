@@ -96,7 +96,7 @@ describe('a deployment with a response cache, priorities and caller limits, from
     const monitored = await until('monitoring to count the cache', async () => {
       const r = await stack.monitoring$!(
         'getModelStats',
-        { model: 'mlp', version: '', span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } },
+        { model: 'mlp', version: '', byVersion: false, span: { $case: 'window', value: { seconds: 600n, nanos: 0 } } },
         { metadata: bearer(user) },
       );
       return (r.stats?.cacheHitCount ?? 0n) >= 4n ? r.stats : undefined;

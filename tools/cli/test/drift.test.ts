@@ -300,6 +300,13 @@ describe('drift: PSI rises when the input distribution moves', { timeout: 180_00
     expect(notDrift.code).toBe(2);
     expect(notDrift.stderr).toMatch(/--input goes with --metric drift_psi/);
 
+    const shown = JSON.parse((await quanta(['drift', 'show-baseline', 'mlp', '--json'])).stdout) as {
+      model: string;
+      inputs: { input: string; count: number }[];
+    };
+    expect(shown).toMatchObject({ model: 'mlp', inputs: [{ input: 'input', count: 10_000 }] });
+    const version = await quanta(['drift', 'show-baseline', 'mlp', '--model-version', '1']);
+    expect(version.stderr).toMatch(/model "mlp" version 1 has no drift baseline/);
     const deleted = await quanta(['drift', 'delete', 'mlp']);
     expect(deleted.stdout).toMatch(/drift baseline of mlp deleted/);
     const again = await quanta(['drift', 'delete', 'mlp']);

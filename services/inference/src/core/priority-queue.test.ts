@@ -28,8 +28,8 @@ interface Rig {
   finished: number[];
 }
 
-async function rig(overrides: Partial<ServingConfig>): Promise<Rig> {
-  // No batching: each request runs alone, so the order requests leave the queue is the run order.
+async function rig(overrides: Partial<ServingConfig>, batching = false): Promise<Rig> {
+  // No batching unless asked: each request runs alone, so the order requests leave the queue is the run order.
   const config = servingConfig({ threadsPerInstance: 1, execution: 'inline', ...overrides });
   const real = await createInstancePool(bytes, config);
   pools.push(real);
@@ -42,7 +42,7 @@ async function rig(overrides: Partial<ServingConfig>): Promise<Rig> {
     pool,
     stats: createStatsRecorder('mlp', '1'),
     clock: systemClock,
-    batching: false,
+    batching,
   });
   const finished: number[] = [];
   return {
@@ -99,6 +99,23 @@ describe('priorities', () => {
     expect(finished).toEqual([1, 4, 6, 3, 7, 2, 5]);
     // Each got its own answer.
     expect(values(results[3]?.outputs.get('output'))).toHaveLength(3);
+  });
+
+  it('fills a batch from the highest level first', async () => {
+    const { submit, runs, finished } = await rig({ priorityLevels: 2, maxBatchSize: 2 }, true);
+    const all = [
+      submit(1, { priority: 2 }),
+      submit(2, { priority: 2 }),
+      submit(3, { priority: 2 }),
+      submit(4, { priority: 1 }),
+      submit(5, { priority: 1 }),
+    ];
+    // 1 left at once (the instance was free, no delay to wait); the others wait behind it.
+    expect(runs.map((r) => r.rows)).toEqual([1]);
+    await openRuns(runs, 3);
+    await Promise.all(all);
+    expect(runs.map((r) => r.rows)).toEqual([1, 2, 2]);
+    expect(finished).toEqual([1, 4, 5, 2, 3]);
   });
 
   it('refuses a priority above the levels, and ignores priority without levels (Triton)', async () => {

@@ -345,7 +345,9 @@ export function createConverger(options: ConvergerOptions): Converger {
         return;
       }
       const hasTraffic = traffic.canary !== undefined || traffic.shadow !== undefined;
-      await manager.activate(tenant, name, primary, { keepPrevious: true, ...(hasTraffic ? { traffic } : {}) });
+      // The version serving until now drains within activate unless it stays on (as canary or shadow).
+      const keepPrevious = current !== undefined && loaded.has(current.version);
+      await manager.activate(tenant, name, primary, { keepPrevious, ...(hasTraffic ? { traffic } : {}) });
       slot.current = {
         version: primary,
         sha256: fetched.version.sha256,

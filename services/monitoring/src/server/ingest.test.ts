@@ -165,4 +165,38 @@ describe('monitoring gRPC: ingest and queries', () => {
     expect(stats?.startTime?.getTime()).toBe(T0 + 11_000 - 3_600_000);
     expect(stats?.count).toBe(1000n);
   });
+
+  it('refuses records with an unknown route, a comparison off a shadow, or both cache flags', async () => {
+    h.now.ms = T0 + 10_000;
+    const cmp = { primaryVersion: '1', maxAbsError: 0.5, top1Rows: 2, top1AgreedRows: 1 };
+    const reply = await ingest(h.client, writer, [
+      [
+        record(T0, { requestId: 'r1', model: 'routes', route: 'blue' }),
+        record(T0, { requestId: 'r2', model: 'routes', route: 'canary', shadow: cmp }),
+        record(T0, { requestId: 'r3', model: 'routes', route: 'shadow', shadow: { ...cmp, maxAbsError: -1 } }),
+        record(T0, { requestId: 'r4', model: 'routes', route: 'shadow', shadow: { ...cmp, top1AgreedRows: 3 } }),
+        record(T0, { requestId: 'r5', model: 'routes', cacheHit: true, cacheMiss: true }),
+        record(T0, { requestId: 'ok', model: 'routes', route: 'shadow', shadow: { ...cmp, maxAbsError: Infinity } }),
+      ],
+    ]);
+    expect([reply.accepted, reply.rejected]).toEqual([1n, 5n]);
+    const reasons = Object.fromEntries(reply.rejections.map((r) => [r.requestId, r.reason]));
+    expect(reasons).toEqual({
+      r1: 'route "blue" is not one of primary, canary, shadow',
+      r2: 'shadow is set on a record whose route is canary, not shadow',
+      r3: 'shadow.max_abs_error is -1; it must be at least 0 (Infinity for mismatched outputs)',
+      r4: 'shadow.top1_agreed_rows 3 is above shadow.top1_rows 2',
+      r5: 'cache_hit and cache_miss are both set',
+    });
+    // Infinity (an output missing on one side) travels and is the max, not part of the mean.
+    const { versions } = await call(
+      h.client,
+      'getModelStats',
+      { model: 'routes', version: '', byVersion: true, span: window(60) },
+      reader,
+    );
+    expect(versions.map((v) => [v.version, v.route, v.shadow?.maxAbsError, v.shadow?.meanAbsError])).toEqual([
+      ['1', 'shadow', Infinity, 0],
+    ]);
+  });
 });

@@ -5,7 +5,9 @@
 //
 // Labels: Triton's `model` and `version`, and `tenant`, since two tenants may each serve a model
 // "cifar" version "1" on one replica (Triton has one model namespace per server). The failure
-// counter adds Triton's `reason`, each reason's series present from the start at 0.
+// counter adds Triton's `reason`, each reason's series present from the start at 0. The response
+// cache's counters are there only for versions with a cache, as Triton has them only for models
+// whose config enables the cache.
 import { Counter, Gauge, Registry } from 'prom-client';
 import { loadedVersions } from '../core/model-manager.js';
 import { FAILURE_REASONS, type ModelManager, type ModelStats } from '../core/types.js';
@@ -23,6 +25,8 @@ interface Row {
   readonly stats: ModelStats;
   readonly pending: number;
   readonly loadNs: bigint;
+  /** Whether the version keeps a response cache. */
+  readonly cached: boolean;
 }
 
 /** Triton's latency counters are whole microseconds. */
@@ -78,6 +82,26 @@ const COUNTERS: readonly {
   },
 ];
 
+/** Triton's response-cache counters per model. */
+const CACHE_COUNTERS: readonly {
+  readonly name: string;
+  readonly help: string;
+  readonly value: (stats: ModelStats) => bigint;
+}[] = [
+  { name: 'nv_cache_num_hits_per_model', help: 'Number of cache hits per model', value: (s) => s.cacheHit.count },
+  { name: 'nv_cache_num_misses_per_model', help: 'Number of cache misses per model', value: (s) => s.cacheMiss.count },
+  {
+    name: 'nv_cache_hit_duration_per_model',
+    help: 'Total cache hit duration per model, in microseconds',
+    value: (s) => us(s.cacheHit.ns),
+  },
+  {
+    name: 'nv_cache_miss_duration_per_model',
+    help: 'Total cache miss (insert+lookup) duration per model, in microseconds',
+    value: (s) => us(s.cacheMiss.ns),
+  },
+];
+
 export function createTritonMetrics(manager: ModelManager): TritonMetrics {
   return {
     contentType: Registry.PROMETHEUS_CONTENT_TYPE,
@@ -87,6 +111,7 @@ export function createTritonMetrics(manager: ModelManager): TritonMetrics {
         stats: model.stats(),
         pending: model.pendingRequests(),
         loadNs: model.loadNs,
+        cached: (model.config.responseCacheBytes ?? 0) > 0 && model.config.sequenceState.length === 0,
       }));
       // A registry per scrape, filled from this scrape's snapshots: a version unloaded since the
       // last scrape leaves no series behind, as Triton removes its reporter.
@@ -123,6 +148,13 @@ export function createTritonMetrics(manager: ModelManager): TritonMetrics {
         for (const { spec, metric } of rest) metric.inc(row.labels, Number(spec.value(row.stats)));
         pending.set(row.labels, row.pending);
         load.set(row.labels, Number(row.loadNs) / 1e9);
+      }
+      const cachedRows = rows.filter((row) => row.cached);
+      if (cachedRows.length > 0) {
+        for (const spec of CACHE_COUNTERS) {
+          const metric = counter(spec.name, spec.help, LABELS);
+          for (const row of cachedRows) metric.inc(row.labels, Number(spec.value(row.stats)));
+        }
       }
       return registry.metrics();
     },

@@ -2,7 +2,9 @@ import * as grpc from '@grpc/grpc-js';
 import type { inference as pb } from '@quanta/contracts';
 import { LSTM_NAMES, buildLstm, buildMlp } from '@quanta/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTritonMetrics } from '../metrics/triton-metrics.js';
 import type { Harness } from '../testing/harness.js';
+import { parsePromText } from '../testing/prom-text.js';
 import { call, failure, fp32Input, fp32Output, inferRequest, seededFloats, startHarness } from '../testing/harness.js';
 
 // The response cache, priorities and caller limits of a deployment, through a real server (gRPC
@@ -94,6 +96,24 @@ describe('response cache', () => {
     expect(config.config!.responseCache).toEqual({ enable: true });
     const plain = await call(h.client, 'modelConfig', { name: 'plain', version: '' }, acme);
     expect(plain.config!.responseCache).toBeUndefined();
+  });
+
+  it("counts hits and misses in Triton's cache metrics, only for versions with a cache", async () => {
+    const snapshots = await Promise.all(['mlp', 'small'].map((model) => stats(model)));
+    const families = parsePromText(await createTritonMetrics(h.server.manager).render({ tenant: 'acme' }));
+    const sample = (family: string, model: string): number | undefined =>
+      families.get(family)?.samples.find((x) => x.labels['model'] === model)?.value;
+    expect(families.get('nv_cache_num_hits_per_model')?.help).toBe('Number of cache hits per model');
+    for (const [i, model] of ['mlp', 'small'].entries()) {
+      expect(sample('nv_cache_num_hits_per_model', model)).toBe(Number(snapshots[i]!.inferenceStats!.cacheHit!.count));
+      expect(sample('nv_cache_num_misses_per_model', model)).toBe(
+        Number(snapshots[i]!.inferenceStats!.cacheMiss!.count),
+      );
+    }
+    expect(sample('nv_cache_hit_duration_per_model', 'mlp')).toBeGreaterThanOrEqual(0);
+    // No cache, no series (Triton's reporter has none for such a model).
+    expect(sample('nv_cache_num_hits_per_model', 'plain')).toBeUndefined();
+    expect(sample('nv_inference_count', 'plain')).toBeDefined();
   });
 
   it('answers REST requests from the same cache', async () => {

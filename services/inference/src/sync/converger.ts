@@ -313,35 +313,64 @@ export function createConverger(options: ConvergerOptions): Converger {
         [primary, { sha256: fetched.version.sha256, bytes: fetched.bytes }],
       ]);
       const traffic: { canary?: TrafficShare; shadow?: TrafficShare } = {};
+      // A canary or shadow that cannot be fetched or loaded is left out (marked FAILED, retried
+      // later): the primary serves all the requests meanwhile, never none.
+      let sideError: unknown;
+      const sideFailed = (role: 'canary' | 'shadow', failed: string, error: unknown): void => {
+        sideError ??= error;
+        if (failed !== '') manager.markFailed(tenant, name, failed, reasonOf(error));
+        logger.error(
+          { tenant, model: name, version: failed || undefined, role, reason: reasonOf(error) },
+          `the ${role} of ${tenant}/${name} failed to load; the primary serves its requests`,
+        );
+      };
       for (const { role, side } of sides) {
-        version = side.expected === undefined ? '' : String(side.expected.version);
-        const got = wanted.has(version) ? undefined : await fetcher.fetch(tenant, side.ref, side.expected);
-        if (got !== undefined) {
-          version = String(got.version.version);
-          wanted.set(version, { sha256: got.version.sha256, bytes: got.bytes });
+        const expected = side.expected === undefined ? '' : String(side.expected.version);
+        try {
+          const got = wanted.has(expected) ? undefined : await fetcher.fetch(tenant, side.ref, side.expected);
+          const v = got === undefined ? expected : String(got.version.version);
+          if (got !== undefined) wanted.set(v, { sha256: got.version.sha256, bytes: got.bytes });
+          traffic[role] = { version: v, percent: side.percent };
+        } catch (error: unknown) {
+          sideFailed(role, expected, error);
         }
-        traffic[role] = { version, percent: side.percent };
       }
-      const trafficKey = JSON.stringify([traffic.canary, traffic.shadow]);
       const current = slot.current;
       const loaded = new Map<string, LoadedVersion>();
       const started = performance.now();
-      let changed = current?.version !== primary || current.trafficKey !== trafficKey;
       // Loaded beside the versions serving now; activate switches the current version and the
       // traffic in one step, then what no longer serves drains and unloads.
+      let reloaded = false;
       for (const [v, want] of wanted) {
-        version = v;
         const held = current?.loaded.get(v);
         const same = held?.sha256 === want.sha256 && held.configKey === target.configKey;
         if (!same || manager.find(tenant, name, v)?.version !== v) {
-          await manager.load(tenant, name, v, want.bytes, target.config);
-          changed = true;
+          try {
+            await manager.load(tenant, name, v, want.bytes, target.config);
+          } catch (error: unknown) {
+            if (v === primary) throw error;
+            for (const role of ['canary', 'shadow'] as const)
+              if (traffic[role]?.version === v) {
+                delete traffic[role];
+                sideFailed(role, v, error);
+              }
+            continue;
+          }
+          reloaded = true;
         }
         loaded.set(v, { sha256: want.sha256, configKey: target.configKey });
       }
-      version = primary;
+      const trafficKey = JSON.stringify([traffic.canary, traffic.shadow]);
+      const changed = reloaded || current?.version !== primary || current.trafficKey !== trafficKey;
+      // The side's failure is logged and marked already; the outer catch must not mark the primary.
+      const retrySides = (): void => {
+        if (sideError === undefined) return;
+        version = '';
+        throw sideError instanceof Error ? sideError : new Error(reasonOf(sideError));
+      };
       if (!changed && current !== undefined) {
         current.deployment = target.deployment;
+        retrySides();
         return;
       }
       const hasTraffic = traffic.canary !== undefined || traffic.shadow !== undefined;
@@ -377,6 +406,7 @@ export function createConverger(options: ConvergerOptions): Converger {
         `serving ${tenant}/${name}:${primary}${split}` +
           `${target.deployment ? ` for deployment ${target.deployment}` : ''}`,
       );
+      retrySides();
     } catch (error: unknown) {
       const reason = reasonOf(error);
       // A load by hand of an unknown model has no version to mark: its caller gets the error.

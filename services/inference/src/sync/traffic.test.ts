@@ -244,6 +244,48 @@ describe('canary and shadow traffic through a replica that watches the registry'
     expect([...used].sort()).toEqual(['1', '2']);
   }, 120_000);
 
+  it('keeps the primary serving every request while its canary cannot load', async () => {
+    // An MLP pushed as lstm:3 passes the registry, but inference cannot give it the LSTM's state.
+    await stack.push(user, 'lstm', buildMlp({ seed: 9 }));
+    await registry('updateDeployment', {
+      name: 'lstm-prod',
+      spec: spec('lstm:1', {
+        maxBatchSize: 0,
+        sequenceState: [
+          { inputName: LSTM_NAMES.h, outputName: LSTM_NAMES.hn },
+          { inputName: LSTM_NAMES.c, outputName: LSTM_NAMES.cn },
+        ],
+        canary: { modelRef: 'lstm:3', percent: 50 },
+      }),
+      expectedGeneration: 0n,
+    });
+    const lstmVersions = (): Map<string, string> =>
+      new Map(server.manager.index(TENANT).flatMap((e) => (e.name === 'lstm' ? [[e.version, e.state]] : [])));
+    await until('version 3 FAILED and version 2 gone', () =>
+      Promise.resolve(lstmVersions().get('3') === 'FAILED' && !lstmVersions().has('2') ? true : undefined),
+    );
+    const step = fp32Input('x', [1, 1, 4], seededFloats(4, 12), false).input;
+    for (let s = 0; s < 12; s++) {
+      for (let i = 0; i < 2; i++) {
+        const response = await call(
+          client,
+          'modelInfer',
+          inferRequest({
+            modelName: 'lstm',
+            inputs: [step],
+            parameters: {
+              sequence_id: { parameterChoice: { $case: 'uint64Param', value: BigInt(5000 + s) } },
+              sequence_start: { parameterChoice: { $case: 'boolParam', value: i === 0 } },
+              sequence_end: { parameterChoice: { $case: 'boolParam', value: i === 1 } },
+            },
+          }),
+          user,
+        );
+        expect(response.modelVersion).toBe('1');
+      }
+    }
+  }, 120_000);
+
   it('answers with the primary while a shadow runs a copy, and monitoring gets the comparison', async () => {
     const statsOf = async (version: string): Promise<bigint> =>
       (await call(client, 'modelStatistics', { name: 'mlp', version }, user)).modelStats[0]?.inferenceCount ?? 0n;

@@ -142,4 +142,30 @@ describe('HTTP: /metrics and the dashboard data', () => {
     expect(() => parsePrometheusStrict('# TYPE x gauge\nx{a="b} 1\n')).toThrow();
     expect(() => parsePrometheusStrict('# TYPE x gauge\nx one\n')).toThrow(/bad value/);
   });
+  it('counts cache results and shadow comparisons per version in /metrics', async () => {
+    const cmp = { primaryVersion: '1', maxAbsError: 0.1, top1Rows: 4, top1AgreedRows: 3 };
+    await ingest(h.client, admin, [
+      [
+        ...Array.from({ length: 6 }, (_, i) =>
+          record(T0, { model: 'ranker', version: '1', cacheHit: i < 2, cacheMiss: i >= 2 }),
+        ),
+        ...Array.from({ length: 5 }, () => record(T0, { model: 'ranker', version: '2', route: 'shadow', shadow: cmp })),
+      ],
+    ]);
+    const text = await (await fetch(`${base}metrics`, { headers: { authorization: `Bearer ${reader}` } })).text();
+    const strict = parsePrometheusStrict(text);
+    const value = (name: string, labels: Record<string, string>): number | undefined =>
+      strict
+        .get(name)
+        ?.samples.find(
+          (s) => s.labels['model'] === 'ranker' && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+        )?.value;
+    expect(value('quanta_inference_cache_requests_total', { version: '1', result: 'hit' })).toBe(2);
+    expect(value('quanta_inference_cache_requests_total', { version: '1', result: 'miss' })).toBe(4);
+    expect(value('quanta_inference_shadow_comparisons_total', { version: '2' })).toBe(5);
+    expect(value('quanta_inference_shadow_top1_rows_total', { version: '2', agreed: 'true' })).toBe(15);
+    expect(value('quanta_inference_shadow_top1_rows_total', { version: '2', agreed: 'false' })).toBe(5);
+    // A version without a cache or a shadow has no such series.
+    expect(value('quanta_inference_shadow_comparisons_total', { version: '1' })).toBeUndefined();
+  });
 });

@@ -34,6 +34,12 @@ interface SeriesMetrics {
   readonly batch: Histogram;
   bytesIn: number;
   bytesOut: number;
+  cacheHits: number;
+  cacheMisses: number;
+  /** Shadow records compared with the primary, and their top-1 rows (agreed or not). */
+  shadowCompared: number;
+  top1Rows: number;
+  top1Agreed: number;
 }
 
 /** Counters since the process started, as Prometheus wants them (never reset, unlike the windows). */
@@ -105,6 +111,11 @@ export function createPromMetrics(): PromMetrics {
           batch: new Histogram(BATCH_BUCKETS),
           bytesIn: 0,
           bytesOut: 0,
+          cacheHits: 0,
+          cacheMisses: 0,
+          shadowCompared: 0,
+          top1Rows: 0,
+          top1Agreed: 0,
         };
         series.set(key, m);
       }
@@ -115,6 +126,13 @@ export function createPromMetrics(): PromMetrics {
       m.batch.observe(s.batchSize);
       m.bytesIn += s.bytesIn;
       m.bytesOut += s.bytesOut;
+      if (s.cacheHit) m.cacheHits++;
+      if (s.cacheMiss) m.cacheMisses++;
+      if (s.shadow !== undefined) {
+        m.shadowCompared++;
+        m.top1Rows += s.shadow.top1Rows;
+        m.top1Agreed += s.shadow.top1AgreedRows;
+      }
     },
     countIngest(a, r) {
       accepted += a;
@@ -157,6 +175,37 @@ export function createPromMetrics(): PromMetrics {
       out.push('# HELP quanta_inference_response_bytes_total Bytes of response tensors.');
       out.push('# TYPE quanta_inference_response_bytes_total counter');
       for (const m of shown) out.push(`quanta_inference_response_bytes_total${labelText(m.labels)} ${m.bytesOut}`);
+      // Only the series that have any: most models have neither a cache nor a shadow.
+      const counter = (name: string, help: string, rows: [Record<string, string>, number][]): void => {
+        out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+        for (const [labels, n] of rows) out.push(`${name}${labelText(labels)} ${n}`);
+      };
+      counter(
+        'quanta_inference_cache_requests_total',
+        'Requests of a deployment with a response cache, by result (hit: answered from it).',
+        shown.flatMap((m): [Record<string, string>, number][] =>
+          m.cacheHits + m.cacheMisses === 0
+            ? []
+            : [
+                [{ ...m.labels, result: 'hit' }, m.cacheHits],
+                [{ ...m.labels, result: 'miss' }, m.cacheMisses],
+              ],
+        ),
+      );
+      const shadows = shown.filter((m) => m.shadowCompared > 0);
+      counter(
+        'quanta_inference_shadow_comparisons_total',
+        "Shadow answers compared with the primary's, by shadow version.",
+        shadows.map((m) => [m.labels, m.shadowCompared]),
+      );
+      counter(
+        'quanta_inference_shadow_top1_rows_total',
+        "Rows of class-shaped outputs compared, by whether the shadow's arg-max agreed with the primary's.",
+        shadows.flatMap((m): [Record<string, string>, number][] => [
+          [{ ...m.labels, agreed: 'true' }, m.top1Agreed],
+          [{ ...m.labels, agreed: 'false' }, m.top1Rows - m.top1Agreed],
+        ]),
+      );
       out.push('# HELP quanta_monitoring_ingested_records_total Inference records this service received, by result.');
       out.push('# TYPE quanta_monitoring_ingested_records_total counter');
       out.push(`quanta_monitoring_ingested_records_total{result="accepted"} ${accepted}`);

@@ -173,6 +173,8 @@ async function chooseExecution(
 export interface LoadedModelHandle extends LoadedModel {
   /** Sequences whose state is held (0 for stateless models). */
   sequenceCount(): number;
+  /** Whether this version holds sequence `id`'s state (false for stateless models). */
+  holdsSequence(id: string): boolean;
 }
 
 export async function createLoadedModel(options: LoadedModelOptions): Promise<LoadedModelHandle> {
@@ -389,6 +391,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     pendingRequests: () => batcher.queued() + (sequences?.waiting() ?? 0),
     loadNs,
     sequenceCount: () => sequences?.size() ?? 0,
+    holdsSequence: (id) => sequences?.holds(id) ?? false,
     unload() {
       unloading ??= (async () => {
         state = 'UNLOADING';

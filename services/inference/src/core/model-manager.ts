@@ -129,6 +129,14 @@ export function createModelManager(options: ModelManagerOptions = {}): ModelMana
     const entry = entries.get(keyOf(tenant, name));
     const traffic = entry?.traffic;
     if (entry === undefined || traffic === undefined) return { model: found, route: 'primary', shadow: undefined };
+    // A sequence under way stays with the version that holds its state, whatever the weight is now.
+    const sequence = request.sequence;
+    if (sequence !== undefined && !sequence.start) {
+      const canary = readyVersion(entry, traffic.canary?.version);
+      if (canary?.holdsSequence(sequence.id) === true) return { model: canary, route: 'canary', shadow: undefined };
+      if (currentOf(entry)?.holdsSequence(sequence.id) === true)
+        return { model: found, route: 'primary', shadow: undefined };
+    }
     const canary =
       chooseRoute(traffic, request) === 'canary' ? readyVersion(entry, traffic.canary?.version) : undefined;
     const shadow = takesShadow(traffic, request) ? readyVersion(entry, traffic.shadow?.version) : undefined;

@@ -29,6 +29,8 @@ export interface SequenceBatcher {
   infer(request: InferRequest, outputs: readonly string[]): Promise<JobResult>;
   /** Sequences whose state is held. */
   size(): number;
+  /** Whether sequence `id` is held (started and neither ended nor idled out). */
+  holds(id: string): boolean;
   /** Requests waiting behind an earlier request of their sequence (not yet handed to the batcher). */
   waiting(): number;
   /** Drops the state of sequences idle for longer than the timeout. */
@@ -196,6 +198,10 @@ export function createSequenceBatcher(options: SequenceBatcherOptions): Sequence
       });
     },
     size: () => sequences.size,
+    holds(id) {
+      const record = sequences.get(id);
+      return record !== undefined && !idle(record);
+    },
     waiting() {
       // Of a sequence's unfinished requests, one at most is in the batcher; the rest wait for it.
       let count = 0;

@@ -1,4 +1,4 @@
-import { buildMlp } from '@quanta/onnx';
+import { LSTM_NAMES, buildLstm, buildMlp } from '@quanta/onnx';
 import { createTensor, numberToFloat16Bits } from '@quanta/tensor';
 import type { Tensor } from '@quanta/tensor';
 import { describe, expect, it } from 'vitest';
@@ -77,6 +77,41 @@ describe('shadow runner', () => {
       expect([runner.inFlight(), runner.dropped()]).toEqual([4, 6]);
       while (runner.inFlight() > 0) await new Promise((resolve) => setTimeout(resolve, 5));
       expect(shadow.stats().inferenceCount).toBe(4n);
+    } finally {
+      await manager.close();
+    }
+  });
+  it('keeps each sequence on the version holding its state when the weight changes mid-sequence', async () => {
+    const manager = createModelManager();
+    const config = servingConfig({
+      sequenceState: [
+        { input: LSTM_NAMES.h, output: LSTM_NAMES.hn },
+        { input: LSTM_NAMES.c, output: LSTM_NAMES.cn },
+      ],
+    });
+    try {
+      await manager.load('acme', 'lstm', '1', buildLstm({ seed: 3 }), config);
+      await manager.load('acme', 'lstm', '2', buildLstm({ seed: 4 }), config);
+      const weight = (percent: number): Promise<void> =>
+        manager.activate('acme', 'lstm', '1', { keepPrevious: true, traffic: { canary: { version: '2', percent } } });
+      const x = inputs({ x: randomFloats([1, 1, 4], 5) });
+      const step = async (id: string, start: boolean, end: boolean): Promise<string> => {
+        const routed = manager.route('acme', 'lstm', { id, inputs: x, sequence: { id, start, end } });
+        return (await routed.model.infer({ id, inputs: x, sequence: { id, start, end } })).version;
+      };
+      await weight(50);
+      const ids = Array.from({ length: 40 }, (_, i) => `s${i}`);
+      const first = new Map<string, string>();
+      for (const id of ids) first.set(id, await step(id, true, false));
+      expect(new Set(first.values())).toEqual(new Set(['1', '2']));
+      // The weight swings both ways mid-sequence: every sequence goes on where its state is.
+      for (const percent of [99, 1]) {
+        await weight(percent);
+        for (const id of ids) expect(await step(id, false, percent === 1)).toBe(first.get(id));
+      }
+      // Sequences that start now follow the new weight (1%: the primary, bar the ids that hash to 0).
+      const fresh = await Promise.all(ids.map((id) => step(`new-${id}`, true, true)));
+      expect(fresh.filter((v) => v === '1').length).toBeGreaterThan(30);
     } finally {
       await manager.close();
     }

@@ -355,8 +355,9 @@ export interface ModelManager {
   find(tenant: string, name: string, version?: string): LoadedModel | undefined;
   /**
    * The version a request that names none goes to: the current one, or the canary for its share
-   * of requests (by sequence id for a sequence), with the shadow that gets a copy (see `activate`'s
-   * traffic). A NOT_FOUND InferError as `get`.
+   * of requests (by sequence id for a sequence; a sequence under way stays with the version that
+   * holds its state), with the shadow that gets a copy (see `activate`'s traffic). A NOT_FOUND
+   * InferError as `get`.
    */
   route(tenant: string, name: string, request: InferRequest): Routed;
   /** Every model of the tenant (or of all tenants when undefined), with failures remembered. */

@@ -135,6 +135,9 @@ export function createShadowRunner(maxInFlight = DEFAULT_MAX_SHADOWS_IN_FLIGHT):
   };
   return {
     run(shadow, request, primary) {
+      // A shadow being replaced would pass the copy on to the current version: drop it instead, so
+      // a shadow record is always the shadow version's answer.
+      if (shadow.state !== 'READY') return;
       if (running >= maxInFlight) {
         dropped++;
         return;

@@ -70,9 +70,9 @@ function argMax(values: ArrayLike<number | bigint>, start: number, length: numbe
 
 /**
  * Compares every output the primary returned with the shadow's output of the same name: the max
- * abs error over numeric elements (a missing output, another shape or another type counts as
- * Infinity; BYTES outputs count only when they differ), and top-1 agreement per row of
- * class-shaped outputs.
+ * abs error over numeric elements, whatever their numeric types (a missing output, another shape,
+ * or BYTES against numbers counts as Infinity; BYTES outputs count only when they differ), and
+ * top-1 agreement per row of class-shaped outputs.
  */
 export function compareOutputs(primary: readonly Tensor[], shadow: readonly Tensor[]): OutputComparison {
   let maxAbsError = 0;

@@ -817,9 +817,17 @@ async function main(): Promise<void> {
           if (b1 !== undefined)
             verdicts.push(
               `${who}: concurrency 1: p50 ${ms(q1.p50)} ms = ${(q1.p50 / b1.p50).toFixed(2)}× ` +
-                `the bare grpc-js + onnxruntime server's ${ms(b1.p50)} ms`,
+                `the bare grpc-js + onnxruntime server's ${ms(b1.p50)} ms ` +
+                `(target ≤ 1.15×: ${mark(q1.p50 <= 1.15 * b1.p50)})`,
             );
         }
+        const b64 = bare?.get(64);
+        if (q64 !== undefined && b64 !== undefined)
+          verdicts.push(
+            `${who}: concurrency 64: ${formatRate(q64.itemsPerSecond)} items/s = ` +
+              `${(q64.itemsPerSecond / b64.itemsPerSecond).toFixed(2)}× the bare grpc-js + onnxruntime ` +
+              `server's ${formatRate(b64.itemsPerSecond)} (target ≥ 1×: ${mark(q64.itemsPerSecond >= b64.itemsPerSecond)})`,
+          );
       }
     }
   }

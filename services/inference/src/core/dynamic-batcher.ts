@@ -382,6 +382,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     while (running < slots) {
       const batch = takeBatch();
       if (batch === undefined) break;
+      // Nothing else of the model waits or runs: the pool may run it inline (instance-pool.ts).
+      const alone = running === 0 && queue.length === 0;
       running++;
       const done = (settle: () => void): void => {
         // The instance counts as free before the answers go out, so that a request sent in
@@ -390,7 +392,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         settle();
         pump();
       };
-      execute(batch).then(done, (error: unknown) =>
+      execute(batch, alone).then(done, (error: unknown) =>
         // Only a failure outside execute's own try (the tracer) lands here; the batch still ends.
         done(() => {
           const failure = new InferError(
@@ -406,7 +408,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   }
 
   /** Runs a batch; never rejects. The returned function answers its requests. */
-  async function execute(batch: readonly Entry[]): Promise<() => void> {
+  async function execute(batch: readonly Entry[], alone: boolean): Promise<() => void> {
     for (const entry of batch) entry.cleanup();
     const started = nowNs();
     const batchRows = batching ? batch.reduce((sum, entry) => sum + entry.rows, 0) : 1;
@@ -457,7 +459,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       try {
         // A merged BYTES batch is ours (concatBatch's): the pool may hand it over rather than copy it.
         results = await context.with(trace.setSpan(spanContext, run), () =>
-          pool.run(feeds, fetches, { ownedInputs: !single, timing }),
+          pool.run(feeds, fetches, { ownedInputs: !single, timing, alone }),
         );
       } finally {
         run.end();

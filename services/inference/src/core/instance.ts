@@ -22,6 +22,11 @@ export interface RunOptions {
    * hand-off and, in a worker, the run ahead of it).
    */
   readonly timing?: RunTiming;
+  /**
+   * Nothing else of the model waits or runs besides this run: a pool with an inline lane may run
+   * it on the event loop (see InstancePool.addInlineLane).
+   */
+  readonly alone?: boolean;
 }
 
 export interface RunTiming {

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type * as ort from 'onnxruntime-node';
 import { TensorError, allocData, tensorToOrt, type Tensor } from '@quanta/tensor';
@@ -120,54 +121,107 @@ async function warmUp(pool: InstancePool, signature: ModelSignature, { feeds, gu
   }
 }
 
+/** Warms up the inline lane: a run marked alone on an idle pool takes it (if it is expected short). */
+async function warmUpLane(pool: InstancePool, signature: ModelSignature, { feeds }: WarmUpFeeds): Promise<void> {
+  try {
+    await pool.run(
+      feeds,
+      signature.outputs.map((spec) => spec.name),
+      { alone: true },
+    );
+  } catch {
+    // The warm-up sizes were made up (hybrid is chosen for dynamic dims too): live runs warm it.
+  }
+}
+
+/** The model's size in bytes, in memory or on disk. */
+function modelByteLength(bytes: ModelBytes): number {
+  if (bytes instanceof Uint8Array) return bytes.byteLength;
+  try {
+    return statSync(bytes.path).size;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
 /** Runs timed when choosing where 'auto' sessions run. */
 const AUTO_TIMED_RUNS = 20;
 /** An inline run blocks the event loop: never for longer than this per row, whatever the hand-off costs. */
 const AUTO_INLINE_MAX_NS = 1_000_000n;
+/** The inline lane is a second copy of the model in memory: only for models up to this size. */
+const AUTO_LANE_MAX_BYTES = 256 * 1024 * 1024;
+
+type AutoChoice = 'worker' | 'inline' | 'hybrid';
 
 /**
- * Where 'auto' sessions run, timed through `pool` (worker sessions, warmed up): inline when
- * onnxruntime's own time for one row (the median of AUTO_TIMED_RUNS) is shorter than the rest of
- * the round trip to the worker and at most AUTO_INLINE_MAX_NS, and the model's dims are all fixed
- * but the batch dim (a dynamic dim was timed at 1 and requests may make runs far longer).
+ * Where 'auto' sessions run, timed through `pool` (worker sessions, warmed up):
+ * - inline, when onnxruntime's own time for one row (the median of AUTO_TIMED_RUNS) is shorter than
+ *   the rest of the round trip to the worker, and every dim but the batch dim is fixed;
+ * - worker sessions with an inline lane ('hybrid', instance-pool.ts), when a run costs more than the
+ *   hand-off, or dims after the batch dim are dynamic or an input is BYTES (a run timed on the
+ *   warm-up's made-up sizes says little): a run with nothing else queued goes inline while it is
+ *   expected to take at most AUTO_INLINE_MAX_NS, the rest to the workers;
+ * - worker sessions alone when one row takes longer than AUTO_INLINE_MAX_NS, or the model is too
+ *   large to hold twice.
  */
 async function chooseExecution(
   pool: InstancePool,
   signature: ModelSignature,
   { feeds }: WarmUpFeeds,
-): Promise<{ execution: 'worker' | 'inline'; ranNs: bigint; handOffNs: bigint; reason: string }> {
+  modelBytes: number,
+): Promise<{ execution: AutoChoice; ranNs: bigint; handOffNs: bigint; nsPerElement?: number; reason: string }> {
   const dynamic = signature.inputs.find(
     (spec) => spec.shape === null || spec.shape.slice(1).some((dim) => dim < 0) || spec.datatype === 'BYTES',
   );
-  if (dynamic !== undefined)
-    return {
-      execution: 'worker',
-      ranNs: -1n,
-      handOffNs: -1n,
-      reason: `input "${dynamic.name}" has dynamic dims or is BYTES: its runs may be far longer than one timed`,
-    };
+  const fits = modelBytes <= AUTO_LANE_MAX_BYTES;
   const fetches = signature.outputs.map((spec) => spec.name);
   const ran: bigint[] = [];
   const handOff: bigint[] = [];
-  for (let i = 0; i < AUTO_TIMED_RUNS; i++) {
-    const timing = { ranNs: -1n };
-    const started = monotonicNs();
-    await pool.run(feeds, fetches, { timing });
-    const wall = monotonicNs() - started;
-    if (timing.ranNs < 0n)
-      return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: 'the sessions cannot time a run' };
-    ran.push(timing.ranNs);
-    handOff.push(wall > timing.ranNs ? wall - timing.ranNs : 0n);
+  try {
+    for (let i = 0; i < AUTO_TIMED_RUNS; i++) {
+      const timing = { ranNs: -1n };
+      const started = monotonicNs();
+      await pool.run(feeds, fetches, { timing });
+      const wall = monotonicNs() - started;
+      if (timing.ranNs < 0n)
+        return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: 'the sessions cannot time a run' };
+      ran.push(timing.ranNs);
+      handOff.push(wall > timing.ranNs ? wall - timing.ranNs : 0n);
+    }
+  } catch {
+    // Made-up dynamic dims may not run; live runs teach the lane instead.
+    if (dynamic !== undefined && fits)
+      return {
+        execution: 'hybrid',
+        ranNs: -1n,
+        handOffNs: -1n,
+        reason: `input "${dynamic.name}" has dynamic dims or is BYTES and the warm-up sizes do not run`,
+      };
+    return { execution: 'worker', ranNs: -1n, handOffNs: -1n, reason: 'a timed run failed' };
   }
   const median = (values: bigint[]): bigint =>
     values.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[values.length >> 1] ?? 0n;
   const ranNs = median(ran);
   const handOffNs = median(handOff);
+  let elements = 0;
+  for (const feed of Object.values(feeds)) elements += feed.dims.reduce((a, b) => a * b, 1);
+  const nsPerElement = elements > 0 ? Number(ranNs) / elements : undefined;
   if (ranNs > AUTO_INLINE_MAX_NS)
     return { execution: 'worker', ranNs, handOffNs, reason: 'a run is long enough to hold the event loop up' };
-  return ranNs < handOffNs
-    ? { execution: 'inline', ranNs, handOffNs, reason: 'a run costs less than the hand-off to a worker' }
-    : { execution: 'worker', ranNs, handOffNs, reason: 'a run costs more than the hand-off to a worker' };
+  if (dynamic === undefined && ranNs < handOffNs)
+    return { execution: 'inline', ranNs, handOffNs, reason: 'a run costs less than the hand-off to a worker' };
+  if (!fits)
+    return { execution: 'worker', ranNs, handOffNs, reason: 'the model is too large to hold a second session' };
+  return {
+    execution: 'hybrid',
+    ranNs,
+    handOffNs,
+    ...(nsPerElement === undefined ? {} : { nsPerElement }),
+    reason:
+      dynamic === undefined
+        ? 'a run costs more than the hand-off: workers under load, inline while idle'
+        : `input "${dynamic.name}" has dynamic dims or is BYTES: workers, and inline while idle for short runs`,
+  };
 }
 
 export interface LoadedModelHandle extends LoadedModel {
@@ -181,7 +235,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
   const { tenant, name, version, config, clock, logger, observer } = options;
   const loadStarted = monotonicNs();
   const auto = config.execution === 'auto';
-  let execution: 'worker' | 'inline' = config.execution === 'inline' ? 'inline' : 'worker';
+  let execution: 'worker' | 'inline' | 'hybrid' = config.execution === 'inline' ? 'inline' : 'worker';
   const hooks: InstancePoolHooks = {
     onWorkerDeath(error, replaced) {
       logger?.error(
@@ -208,7 +262,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
     await warmUp(pool, signature, warm);
     if (warm.guessed) logger?.debug({ model: name, version }, 'warm-up used 1 for dynamic dims after dim 0');
     if (auto) {
-      const choice = await chooseExecution(pool, signature, warm);
+      const choice = await chooseExecution(pool, signature, warm, modelByteLength(options.bytes));
       const timed =
         choice.ranNs >= 0n ? { ranUs: Number(choice.ranNs) / 1000, handOffUs: Number(choice.handOffNs) / 1000 } : {};
       logger?.info(
@@ -221,6 +275,11 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         pool = inline;
         execution = 'inline';
         await warmUp(pool, signature, warm);
+      } else if (choice.execution === 'hybrid') {
+        await pool.addInlineLane(choice.nsPerElement);
+        execution = 'hybrid';
+        // The lane's own first run (its session's lazy initialisation) where the warm-up sizes run.
+        await warmUpLane(pool, signature, warm);
       }
     }
   } catch (error: unknown) {

@@ -114,9 +114,11 @@ export interface ServingConfig {
    * Where each instance's onnxruntime session runs: 'worker' (default), a worker thread per
    * instance, so that the event loop keeps taking requests while a batch runs and instances run
    * in parallel; 'inline', on the event loop itself (onnxruntime-node runs a model synchronously
-   * on the calling thread); 'auto', decided at load: inline when onnxruntime's own time for one
-   * row is shorter than the hand-off to a worker and every dim but the batch dim is fixed (so that
-   * requests cannot make a run longer than the one timed, bar the batch), worker otherwise.
+   * on the calling thread); 'auto', decided at load (loaded-model.ts chooseExecution): inline when
+   * onnxruntime's own time for one row is shorter than the hand-off to a worker and every dim but
+   * the batch dim is fixed; worker sessions alone when one row runs longer than 1 ms; otherwise
+   * worker sessions with an inline lane that takes a run while nothing else of the model is queued
+   * or running and the run is expected to end within 1 ms ('hybrid').
    */
   readonly execution?: 'worker' | 'inline' | 'auto';
   /**
@@ -285,8 +287,11 @@ export interface LoadedModel {
   readonly version: string;
   readonly signature: ModelSignature;
   readonly config: ServingConfig;
-  /** Where its sessions run: the config's execution, or what 'auto' chose at load. */
-  readonly execution: 'worker' | 'inline';
+  /**
+   * Where its sessions run: the config's execution, or what 'auto' chose at load ('hybrid': worker
+   * sessions, and an inline one for short runs while nothing else is queued).
+   */
+  readonly execution: 'worker' | 'inline' | 'hybrid';
   /**
    * The preferred batch sizes in effect: the config's, or the one measured on live traffic (none
    * before the first measurement).

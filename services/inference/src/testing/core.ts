@@ -158,6 +158,8 @@ export function gatedPool(pool: InstancePool): { pool: InstancePool; runs: Gated
       },
       release: () => pool.release(),
       inputBuffers: () => pool.inputBuffers(),
+      addInlineLane: (nsPerElement) => pool.addInlineLane(nsPerElement),
+      laneRuns: () => pool.laneRuns(),
     },
   };
 }

@@ -77,9 +77,17 @@ function deferredCopy(
   shape: readonly number[],
   raw: Uint8Array,
 ): Tensor {
-  const tensor = { ...base, datatype, shape: [...shape] };
   let data: TensorDataMap[typeof datatype] | undefined;
-  Object.defineProperty(tensor, 'data', { enumerable: true, get: () => (data ??= viewBytes(datatype, raw)) });
+  // An accessor in the literal: an object of one fixed shape, where defineProperty on a fresh
+  // object made one per request in dictionary mode.
+  const tensor = {
+    ...base,
+    datatype,
+    shape: [...shape],
+    get data(): TensorDataMap[typeof datatype] {
+      return (data ??= viewBytes(datatype, raw));
+    },
+  };
   deferred.set(tensor, raw);
   return tensor as unknown as Tensor;
 }

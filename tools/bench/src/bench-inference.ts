@@ -270,8 +270,13 @@ function startProcess(file: string, args: string[]): Promise<ServerProcess> {
   // The same loader flags (tsx, conditions) as this process.
   // BENCH_PROFILE=DIR writes a V8 CPU profile of each server process there (open it in Chrome DevTools).
   const profile = process.env['BENCH_PROFILE'];
-  const execArgv =
-    profile === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profile}`];
+  // BENCH_SERVER=dist: the servers import the packages' compiled dist/ (as production runs them:
+  // `npx nx run-many -t build` first) rather than their TypeScript sources through tsx.
+  const base =
+    process.env['BENCH_SERVER'] === 'dist'
+      ? process.execArgv.filter((flag) => flag !== '--conditions=@quanta/source')
+      : process.execArgv;
+  const execArgv = profile === undefined ? base : [...base, '--cpu-prof', `--cpu-prof-dir=${profile}`];
   const child: ChildProcess = fork(file, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const next = <K extends ToParent['kind']>(kind: K): Promise<Extract<ToParent, { kind: K }>> =>
     new Promise((resolve, reject) => {

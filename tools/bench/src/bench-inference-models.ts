@@ -3,7 +3,11 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier, type TokenIssuer } from '@quanta/auth';
+import { inference } from '@quanta/contracts';
+import { inferenceConfig, startInferenceServer, type InferenceConfig } from '@quanta/inference';
 import { buildCnn, createRng } from '@quanta/onnx';
+import { pino } from 'pino';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -124,4 +128,70 @@ export function nest(flat: ArrayLike<number>, shape: readonly number[]): unknown
     return Array.from({ length: size }, (_, i) => build(offset + i * stride, axis + 1));
   };
   return build(0, 0);
+}
+
+/**
+ * A Quanta inference server as the benchmarks run it: real EdDSA tokens from an in-memory issuer,
+ * no registry, crypto or monitoring (models are loaded straight into its core), ephemeral ports.
+ */
+export async function startBenchInferenceServer(
+  overrides: Partial<InferenceConfig> = {},
+): Promise<{ server: Awaited<ReturnType<typeof startInferenceServer>>; issuer: TokenIssuer }> {
+  const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
+  const server = await startInferenceServer(
+    inferenceConfig({
+      home: '.quanta-bench-unused',
+      port: 0,
+      maxReceiveMessageBytes: 64 << 20,
+      shutdownGrace: 1000,
+      httpPort: 0,
+      metricsPort: undefined,
+      maxBodyBytes: 64 << 20,
+      cryptoAddr: '127.0.0.1:1',
+      registryAddr: '127.0.0.1:1',
+      monitoringAddr: undefined,
+      threadsPerInstance: 0,
+      watch: false,
+      ...overrides,
+    }),
+    {
+      authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
+      logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),
+    },
+  );
+  return { server, issuer };
+}
+
+/**
+ * An encoded KServe v2 ModelInferRequest for `modelName` (default the model's own) whose one input
+ * is `rows` copies of `item` in raw_input_contents, the request's last field: its bytes end the
+ * encoded message.
+ */
+export function encodeInferRequest(
+  model: BenchModel,
+  item: Float32Array,
+  { rows = 1, modelName = model.name }: { rows?: number; modelName?: string } = {},
+): Buffer {
+  const raw = Buffer.alloc(item.byteLength * rows);
+  for (let i = 0; i < rows; i++)
+    raw.set(new Uint8Array(item.buffer, item.byteOffset, item.byteLength), i * item.byteLength);
+  return Buffer.from(
+    inference.ModelInferRequest.encode({
+      modelName,
+      modelVersion: '',
+      id: '',
+      parameters: {},
+      inputs: [
+        {
+          name: model.input,
+          datatype: 'FP32',
+          shape: [BigInt(rows), ...model.itemShape.map(BigInt)],
+          parameters: {},
+          contents: undefined,
+        },
+      ],
+      outputs: [],
+      rawInputContents: [raw],
+    }).finish(),
+  );
 }

@@ -19,8 +19,6 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { decodeModelInferRequest, encodeModelInferResponse, inference } from '@quanta/contracts';
-import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
-import { inferenceConfig, startInferenceServer } from '@quanta/inference';
 import { DEFAULT_FLOW_CONTROL_WINDOW, widenFlowControlWindows } from '@quanta/service-kit';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
@@ -33,6 +31,7 @@ import {
   parseDeployment,
   sessionOptions,
   type ToParent,
+  startBenchInferenceServer,
 } from './bench-inference-models.js';
 import { cpuSeconds } from './measure.js';
 
@@ -190,28 +189,7 @@ async function quantaServer(modelName: string, deploymentSpec: string): Promise<
   const model = benchModel(modelName);
   const deployment = parseDeployment(deploymentSpec);
   const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
-  const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
-  const server = await startInferenceServer(
-    inferenceConfig({
-      home: '.quanta-bench-unused',
-      port: 0,
-      maxReceiveMessageBytes: 64 << 20,
-      shutdownGrace: 1000,
-      httpPort: 0,
-      metricsPort: undefined,
-      maxBodyBytes: 64 << 20,
-      cryptoAddr: '127.0.0.1:1',
-      registryAddr: '127.0.0.1:1',
-      monitoringAddr: undefined,
-      threadsPerInstance: 0,
-      execution: deployment.execution,
-      watch: false,
-    }),
-    {
-      authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
-      logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),
-    },
-  );
+  const { server, issuer } = await startBenchInferenceServer({ execution: deployment.execution });
   const loaded = await server.manager.load(BENCH_TENANT, model.name, '1', await model.bytes(), {
     maxBatchSize: env('BENCH_MAX_BATCH', 64),
     maxQueueDelayUs: deployment.delayUs,

@@ -44,6 +44,7 @@ import {
   type QuantaDeployment,
   type ServerKind,
   type ToParent,
+  encodeInferRequest,
 } from './bench-inference-models.js';
 import { cpuSeconds, formatRate, markdownTable } from './measure.js';
 
@@ -517,30 +518,7 @@ function inferClient(server: ServerProcess, model: BenchModel, item: Float32Arra
   });
   // Encoded once: a KServe v2 ModelInferRequest with the item as raw_input_contents (batch of one),
   // or the item `n` times (a client batch).
-  const encode = (n: number): Buffer => {
-    const raw = Buffer.alloc(item.byteLength * n);
-    for (let i = 0; i < n; i++)
-      raw.set(new Uint8Array(item.buffer, item.byteOffset, item.byteLength), i * item.byteLength);
-    return Buffer.from(
-      inference.ModelInferRequest.encode({
-        modelName: model.name,
-        modelVersion: '',
-        id: '',
-        parameters: {},
-        inputs: [
-          {
-            name: model.input,
-            datatype: 'FP32',
-            shape: [BigInt(n), ...model.itemShape.map(BigInt)],
-            parameters: {},
-            contents: undefined,
-          },
-        ],
-        outputs: [],
-        rawInputContents: [raw],
-      }).finish(),
-    );
-  };
+  const encode = (rows: number): Buffer => encodeInferRequest(model, item, { rows });
   const body = encode(1);
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${server.token}`);
@@ -831,7 +809,8 @@ async function main(): Promise<void> {
           verdicts.push(
             `${who}: concurrency 64: ${formatRate(q64.itemsPerSecond)} items/s = ` +
               `${(q64.itemsPerSecond / b64.itemsPerSecond).toFixed(2)}× the bare grpc-js + onnxruntime ` +
-              `server's ${formatRate(b64.itemsPerSecond)} (target ≥ 1×: ${mark(q64.itemsPerSecond >= b64.itemsPerSecond)})`,
+              `server's ${formatRate(b64.itemsPerSecond)} ` +
+              `(target ≥ 1×: ${mark(q64.itemsPerSecond >= b64.itemsPerSecond)})`,
           );
       }
     }

@@ -17,11 +17,14 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
 import { inference } from '@quanta/contracts';
-import { inferenceConfig, startInferenceServer } from '@quanta/inference';
-import { pino } from 'pino';
-import { BENCH_THREADS, benchItem, benchModel } from './bench-inference-models.js';
+import {
+  BENCH_THREADS,
+  benchItem,
+  benchModel,
+  encodeInferRequest,
+  startBenchInferenceServer,
+} from './bench-inference-models.js';
 import { formatRate, markdownTable } from './measure.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '5');
@@ -36,26 +39,7 @@ type ToChild = { kind: 'stop' };
 
 async function server(): Promise<void> {
   const model = benchModel(MODEL);
-  const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
-  const running = await startInferenceServer(
-    inferenceConfig({
-      home: '.quanta-bench-unused',
-      port: 0,
-      maxReceiveMessageBytes: 64 << 20,
-      shutdownGrace: 1000,
-      httpPort: 0,
-      metricsPort: undefined,
-      cryptoAddr: '127.0.0.1:1',
-      registryAddr: '127.0.0.1:1',
-      monitoringAddr: undefined,
-      threadsPerInstance: 0,
-      watch: false,
-    }),
-    {
-      authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
-      logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),
-    },
-  );
+  const { server: running, issuer } = await startBenchInferenceServer();
   const { manager } = running;
   const bytes = await model.bytes();
   const config = {
@@ -129,26 +113,7 @@ async function main(): Promise<void> {
   });
   const item = benchItem(model);
   // raw_input_contents is the request's last field: its bytes end the encoded message.
-  const bodyOf = (modelName: string): Buffer =>
-    Buffer.from(
-      inference.ModelInferRequest.encode({
-        modelName,
-        modelVersion: '',
-        id: '',
-        parameters: {},
-        inputs: [
-          {
-            name: model.input,
-            datatype: 'FP32',
-            shape: [1n, ...model.itemShape.map(BigInt)],
-            parameters: {},
-            contents: undefined,
-          },
-        ],
-        outputs: [],
-        rawInputContents: [Buffer.from(item.buffer, item.byteOffset, item.byteLength)],
-      }).finish(),
-    );
+  const bodyOf = (modelName: string): Buffer => encodeInferRequest(model, item, { modelName });
   const plain = bodyOf(model.name);
   const cached = bodyOf(`${model.name}-cached`);
   let fresh = 0;

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { inference } from '@quanta/contracts';
-import { EMPTY_METHOD, benchItem, benchModel, type ToParent } from './bench-inference-models.js';
+import { EMPTY_METHOD, benchItem, benchModel, encodeInferRequest, type ToParent } from './bench-inference-models.js';
 
 const { values } = parseArgs({
   options: {
@@ -84,25 +84,7 @@ if (kind === 'empty') {
   body = Buffer.alloc(Number(values['empty-bytes']), 1);
 } else {
   method = inference.GRPCInferenceServiceService.modelInfer.path;
-  body = Buffer.from(
-    inference.ModelInferRequest.encode({
-      modelName: model.name,
-      modelVersion: '',
-      id: '',
-      parameters: {},
-      inputs: [
-        {
-          name: model.input,
-          datatype: 'FP32',
-          shape: [1n, ...model.itemShape.map(BigInt)],
-          parameters: {},
-          contents: undefined,
-        },
-      ],
-      outputs: [],
-      rawInputContents: [Buffer.from(item.buffer, item.byteOffset, item.byteLength)],
-    }).finish(),
-  );
+  body = encodeInferRequest(model, item);
 }
 const metadata = new grpc.Metadata();
 if (ready.token !== '') metadata.set('authorization', `Bearer ${ready.token}`);

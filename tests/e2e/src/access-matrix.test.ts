@@ -249,6 +249,21 @@ function otherTenantRequests(ciphertext: Buffer, wrappedKey: Buffer, signature: 
     [`${m}/UpdateAlertRule`]: enc(monitoring.UpdateAlertRuleRequest, { rule: alertRule(RULE) }),
     [`${m}/DeleteAlertRule`]: enc(monitoring.DeleteAlertRuleRequest, { name: RULE }),
     [`${m}/ListAuditEvents`]: enc(monitoring.ListAuditEventsRequest, { subject: 'acme-matrix' }),
+    // A baseline of the caller's own (a model of its own name): it creates nothing acme can see.
+    [`${m}/SetDriftBaseline`]: enc(monitoring.SetDriftBaselineRequest, {
+      model: 'b-only-model',
+      source: {
+        $case: 'inputs',
+        value: {
+          summaries: [
+            { input: 'input', count: 2n, sum: 1, sumSquares: 1, min: 0, max: 1, bins: [{ index: 0, count: 2n }] },
+          ],
+        },
+      },
+    }),
+    [`${m}/GetDriftBaseline`]: enc(monitoring.GetDriftBaselineRequest, { model: MODEL }),
+    [`${m}/DeleteDriftBaseline`]: enc(monitoring.DeleteDriftBaselineRequest, { model: MODEL }),
+    [`${m}/GetDrift`]: enc(monitoring.GetDriftRequest, { model: MODEL }),
 
     [`${i}/ModelReady`]: enc(inference.ModelReadyRequest, { name: MODEL }),
     [`${i}/ModelMetadata`]: enc(inference.ModelMetadataRequest, { name: MODEL }),

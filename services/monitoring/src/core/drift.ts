@@ -178,7 +178,9 @@ export function createDriftEngine(
       if (model === '') throw invalidArgument('model is missing');
       const baseline = baselineFor(tenant, model, version);
       if (baseline === undefined) {
-        throw failedPrecondition(
+        // The baseline is the resource asked about (as GetDriftBaseline): another tenant's, like a
+        // missing one, is NOT_FOUND.
+        throw notFound(
           `${describe(model, version)} has no drift baseline` +
             (version === '' ? '' : ' (nor has the model one for every version)') +
             `; freeze one first (SetDriftBaseline, quanta drift baseline ${model})`,

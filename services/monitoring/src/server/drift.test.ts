@@ -107,11 +107,11 @@ describe.each(testBackends('test_monitoring_drift'))('drift detection on $name',
     expect(reasons[7]).toMatch(/model is missing/);
   });
 
-  it('answers FAILED_PRECONDITION without a baseline, and when a window holds no summaries', async () => {
+  it('answers NOT_FOUND without a baseline, FAILED_PRECONDITION when a window holds no summaries', async () => {
     const noBaseline = await failure(
       call(h.client, 'getDrift', { model: 'cifar', version: '', span: window(60) }, acme),
     );
-    expect(noBaseline.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(noBaseline.code).toBe(grpc.status.NOT_FOUND);
     expect(noBaseline.details).toMatch(/model "cifar" \(every version\) has no drift baseline/);
     const empty = await failure(
       call(h.client, 'setDriftBaseline', { model: 'bert', version: '', source: window(60) }, acme),

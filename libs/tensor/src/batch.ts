@@ -1,5 +1,5 @@
 import { formatShape, tensorError, type TensorContext } from './errors.js';
-import { allocUnfilled, type Tensor, type TensorOf } from './tensor.js';
+import { allocUnfilled, tensorObject, type Tensor, type TensorOf } from './tensor.js';
 
 // Dynamic batching: requests for one model are stacked along axis 0, run once, and the outputs
 // split back by each request's batch size.
@@ -32,10 +32,13 @@ export function concatBatch(tensors: readonly Tensor[], context: TensorContext =
     batch += tensor.shape[0] ?? 0;
   }
   const shape = [batch, ...rest];
-  const head = ctx.name === undefined ? {} : { name: ctx.name };
-  if (first.datatype === 'BYTES') {
-    return { ...head, datatype: 'BYTES', shape, data: (tensors as TensorOf<'BYTES'>[]).flatMap((t) => t.data) };
-  }
+  if (first.datatype === 'BYTES')
+    return tensorObject(
+      ctx.name,
+      'BYTES',
+      shape,
+      (tensors as TensorOf<'BYTES'>[]).flatMap((t) => t.data),
+    );
   let length = 0;
   for (const tensor of tensors) length += tensor.data.length;
   // Every element is written below: no zero fill.
@@ -45,7 +48,7 @@ export function concatBatch(tensors: readonly Tensor[], context: TensorContext =
     (data as Uint8Array).set(tensor.data as Uint8Array, offset);
     offset += tensor.data.length;
   }
-  return { ...head, datatype: first.datatype, shape, data } as Tensor;
+  return tensorObject(ctx.name, first.datatype, shape, data) as Tensor;
 }
 
 /**
@@ -75,13 +78,12 @@ export function splitBatch(
   }
   const rest = tensor.shape.slice(1);
   const rowLength = rest.reduce((a, b) => a * b, 1);
-  const head = tensor.name === undefined ? {} : { name: tensor.name };
   let row = 0;
   return sizes.map((size) => {
     const start = row * rowLength;
     const end = (row + size) * rowLength;
     row += size;
     const data = tensor.datatype === 'BYTES' ? tensor.data.slice(start, end) : tensor.data.subarray(start, end);
-    return { ...head, datatype: tensor.datatype, shape: [size, ...rest], data } as Tensor;
+    return tensorObject(tensor.name, tensor.datatype, [size, ...rest], data) as Tensor;
   });
 }

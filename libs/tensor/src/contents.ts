@@ -2,7 +2,7 @@ import type { inference } from '@quanta/contracts';
 import { INTEGER_RANGE, type Datatype } from './datatype.js';
 import { formatShape, tensorError, type TensorContext } from './errors.js';
 import { elementCount } from './shape.js';
-import { allocData, type Tensor, type TensorFor } from './tensor.js';
+import { allocData, tensorObject, type Tensor, type TensorFor } from './tensor.js';
 
 /**
  * KServe `InferTensorContents` as ts-proto generates it (forceLong=bigint, bytes as Buffer):
@@ -109,10 +109,10 @@ export function tensorFromContents(
       `datatype ${datatype} takes ${protoName(field)}, but ${protoName(other)} holds ${length} values`,
     );
   }
-  const base = context.name === undefined ? {} : { name: context.name };
+  const { name } = context;
   const dims = [...shape];
   if (field === undefined) {
-    if (count === 0) return { ...base, datatype, shape: dims, data: new Uint16Array(0) } as Tensor;
+    if (count === 0) return tensorObject(name, datatype, dims, new Uint16Array(0)) as Tensor;
     throw tensorError(
       context,
       'unsupported',
@@ -130,17 +130,22 @@ export function tensorFromContents(
   checkValues(datatype, values, field, context);
   switch (datatype) {
     case 'BOOL':
-      return { ...base, datatype, shape: dims, data: Uint8Array.from(contents.boolContents, (b) => (b ? 1 : 0)) };
+      return tensorObject(
+        name,
+        datatype,
+        dims,
+        Uint8Array.from(contents.boolContents, (b) => (b ? 1 : 0)),
+      );
     case 'BYTES':
-      return { ...base, datatype, shape: dims, data: contents.bytesContents };
+      return tensorObject(name, datatype, dims, contents.bytesContents);
     case 'INT64':
-      return { ...base, datatype, shape: dims, data: BigInt64Array.from(contents.int64Contents, BigInt) };
+      return tensorObject(name, datatype, dims, BigInt64Array.from(contents.int64Contents, BigInt));
     case 'UINT64':
-      return { ...base, datatype, shape: dims, data: BigUint64Array.from(contents.uint64Contents, BigInt) };
+      return tensorObject(name, datatype, dims, BigUint64Array.from(contents.uint64Contents, BigInt));
     default: {
       const data = allocData(datatype, count);
       data.set(values as number[]);
-      return { ...base, datatype, shape: dims, data } as Tensor;
+      return tensorObject(name, datatype, dims, data) as Tensor;
     }
   }
 }

@@ -5,6 +5,7 @@ import {
   TYPED_ARRAY,
   allocUnfilled,
   checkBool,
+  tensorObject,
   type FixedTensor,
   type Tensor,
   type TensorDataMap,
@@ -43,10 +44,8 @@ export function tensorFromRaw(
   context: TensorContext = {},
 ): Tensor {
   const count = elementCount(shape, context);
-  const base = context.name === undefined ? {} : { name: context.name };
-  if (datatype === 'BYTES') {
-    return { ...base, datatype, shape: [...shape], data: decodeBytesFraming(raw, count, shape, context) };
-  }
+  if (datatype === 'BYTES')
+    return tensorObject(context.name, datatype, [...shape], decodeBytesFraming(raw, count, shape, context));
   const needed = count * ELEMENT_SIZE[datatype];
   if (raw.byteLength !== needed) {
     throw tensorError(
@@ -57,38 +56,54 @@ export function tensorFromRaw(
   }
   // BOOL elements are single bytes: never misaligned.
   if (raw.byteOffset % ELEMENT_SIZE[datatype] !== 0)
-    return deferredCopy(base, datatype as Exclude<FixedDatatype, 'BOOL'>, shape, raw);
+    return deferredCopy(context.name, datatype as Exclude<FixedDatatype, 'BOOL'>, shape, raw);
   const data = viewBytes(datatype, raw);
   if (datatype === 'BOOL') checkBool(data as Uint8Array, context);
-  return { ...base, datatype, shape: [...shape], data } as Tensor;
+  return tensorObject(context.name, datatype, [...shape], data) as Tensor;
 }
 
-/** Raw bytes of tensors whose aligned copy is made only when `data` is first read. */
-const deferred = new WeakMap<object, Uint8Array>();
+/** The misaligned raw bytes a deferredCopy tensor was made from. */
+const RAW = Symbol('quanta.tensor.raw');
+/** Its aligned copy, once `data` was read. */
+const DATA = Symbol('quanta.tensor.data');
+/** The tensor itself: a spread copy carries the original here, so its raw bytes are not its own. */
+const SELF = Symbol('quanta.tensor.self');
+
+interface Deferred {
+  readonly datatype: Exclude<FixedDatatype, 'BOOL'>;
+  readonly [RAW]: Uint8Array;
+  [DATA]: TensorDataMap[FixedDatatype] | undefined;
+  [SELF]: object | undefined;
+}
+
+/** `data` of every deferredCopy tensor: one getter function, so that they all share one hidden class. */
+function deferredData(this: Deferred): TensorDataMap[FixedDatatype] {
+  return (this[DATA] ??= viewBytes(this.datatype, this[RAW]));
+}
+
+const DEFERRED_DATA: PropertyDescriptor = { get: deferredData, enumerable: true, configurable: true };
 
 /**
  * A tensor over misaligned raw bytes (never BOOL: its elements are single bytes): its `data`, an
  * aligned copy, is made the first time it is read, so that a consumer that only needs the bytes
- * (tensorBytes: a copy into a buffer of its own, say) copies them once rather than twice.
+ * (tensorBytes: a copy into a buffer of its own, say) copies them once rather than twice. The getter
+ * is shared, not a closure per tensor: an accessor made per object (in a literal or by
+ * defineProperty) leaves every such tensor in dictionary mode, slow to make and to read. The raw
+ * bytes sit under symbols; a spread copy carries its own `data` (the getter's value) and the
+ * original in SELF, so tensorBytes reads the copy's data.
  */
 function deferredCopy(
-  base: { name?: string },
+  name: string | undefined,
   datatype: Exclude<FixedDatatype, 'BOOL'>,
   shape: readonly number[],
   raw: Uint8Array,
 ): Tensor {
-  let data: TensorDataMap[typeof datatype] | undefined;
-  // An accessor in the literal: an object of one fixed shape, where defineProperty on a fresh
-  // object made one per request in dictionary mode.
-  const tensor = {
-    ...base,
-    datatype,
-    shape: [...shape],
-    get data(): TensorDataMap[typeof datatype] {
-      return (data ??= viewBytes(datatype, raw));
-    },
-  };
-  deferred.set(tensor, raw);
+  const tensor: Deferred & { name?: string; shape: number[] } =
+    name === undefined
+      ? { datatype, shape: [...shape], [RAW]: raw, [DATA]: undefined, [SELF]: undefined }
+      : { name, datatype, shape: [...shape], [RAW]: raw, [DATA]: undefined, [SELF]: undefined };
+  tensor[SELF] = tensor;
+  Object.defineProperty(tensor, 'data', DEFERRED_DATA);
   return tensor as unknown as Tensor;
 }
 
@@ -98,8 +113,9 @@ function deferredCopy(
  * caller only reads them.
  */
 export function tensorBytes(tensor: FixedTensor): Uint8Array {
-  const raw = deferred.get(tensor);
-  if (raw !== undefined) return raw;
+  const deferred = tensor as Partial<Deferred>;
+  const raw = deferred[RAW];
+  if (raw !== undefined && deferred[SELF] === tensor && deferred[DATA] === undefined) return raw;
   const { data } = tensor;
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -87,8 +87,19 @@ it.each(FIXED.filter((d) => ELEMENT_SIZE[d] > 1))(
     expect(Buffer.from(data.buffer, data.byteOffset, data.byteLength).equals(raw)).toBe(true);
     expect(tensor.data).toBe(data);
     expect({ ...tensor }.data).toBe(data);
+    // once data was read, the bytes are its bytes
+    expect(tensorBytes(tensor).buffer).toBe(data.buffer);
   },
 );
+
+it('a spread copy of a tensor over misaligned raw bytes carries its own data, not the raw bytes', () => {
+  const raw = bytesAt('FP32', 8 + 1);
+  const copy = { ...tensorFromRaw('FP32', [2, 3], raw, { name: 'x' }) };
+  copy.data[0] = 42;
+  const bytes = tensorBytes(copy);
+  expect(bytes).not.toBe(raw);
+  expect(new Float32Array(bytes.buffer, bytes.byteOffset, 6)[0]).toBe(42);
+});
 
 it.each(FIXED)('%s: tensorBytes of an aligned tensor is a view of its data', (datatype) => {
   const raw = bytesAt(datatype, 8);

@@ -83,16 +83,105 @@ export function decodeModelInferRequest(bytes: Uint8Array): ModelInferRequest {
 const NO_RAW: Buffer[] = [];
 const NO_BYTES = new Uint8Array(0);
 
+/** Whether a map field (a plain object, as ts-proto makes them) has entries. */
+function hasEntries(map: object): boolean {
+  for (const key in map) if (Object.hasOwn(map, key)) return true;
+  return false;
+}
+
+/** Bytes of a string field (tag, length, UTF-8); none for '' (proto3 leaves it out). */
+function stringFieldLength(value: string): number {
+  if (value === '') return 0;
+  const length = Buffer.byteLength(value, 'utf8');
+  return 1 + varintLength(length) + length;
+}
+
+/** Writes a string field as stringFieldLength counts it; returns the offset after it. */
+function writeStringField(out: Buffer, offset: number, tag: number, value: string): number {
+  if (value === '') return offset;
+  const length = Buffer.byteLength(value, 'utf8');
+  out[offset] = tag;
+  const at = writeVarint(out, offset + 1, length);
+  out.write(value, at, length, 'utf8');
+  return at + length;
+}
+
+type OutputTensor = ModelInferResponseMessage['outputs'][number];
+
+/**
+ * The bytes of an InferOutputTensor written directly (name, datatype, packed shape), or undefined
+ * when it has parameters, contents or a dim outside [0, 2^53): the generated encoder writes those.
+ */
+function outputTensorLength(output: OutputTensor): number | undefined {
+  if (output.contents !== undefined || hasEntries(output.parameters)) return undefined;
+  let size = stringFieldLength(output.name) + stringFieldLength(output.datatype);
+  if (output.shape.length > 0) {
+    let packed = 0;
+    for (const dim of output.shape) {
+      if (!(dim >= 0n && dim <= MAX_SAFE)) return undefined;
+      packed += varintLength(Number(dim));
+    }
+    size += 1 + varintLength(packed) + packed;
+  }
+  return size;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** Output tensor lengths of the message being written (one at a time: encoding is synchronous). */
+const outputLengths: number[] = [];
+
+/**
+ * The bytes of a response's fields before raw_output_contents written directly, or undefined when a
+ * field needs the generated encoder (parameters, contents, negative or huge dims). Fills outputLengths.
+ */
+function directHeadLength(message: ModelInferResponseMessage): number | undefined {
+  if (hasEntries(message.parameters)) return undefined;
+  let size = stringFieldLength(message.modelName) + stringFieldLength(message.modelVersion);
+  size += stringFieldLength(message.id);
+  outputLengths.length = 0;
+  for (const output of message.outputs) {
+    const length = outputTensorLength(output);
+    if (length === undefined) return undefined;
+    outputLengths.push(length);
+    size += 1 + varintLength(length) + length;
+  }
+  return size;
+}
+
+/** Writes what directHeadLength measured; returns the offset after it. */
+function writeDirectHead(out: Buffer, offset: number, message: ModelInferResponseMessage): number {
+  let at = writeStringField(out, offset, 10, message.modelName);
+  at = writeStringField(out, at, 18, message.modelVersion);
+  at = writeStringField(out, at, 26, message.id);
+  message.outputs.forEach((output, index) => {
+    out[at++] = 42;
+    at = writeVarint(out, at, outputLengths[index]!);
+    at = writeStringField(out, at, 10, output.name);
+    at = writeStringField(out, at, 18, output.datatype);
+    if (output.shape.length > 0) {
+      let packed = 0;
+      for (const dim of output.shape) packed += varintLength(Number(dim));
+      out[at++] = 26;
+      at = writeVarint(out, at, packed);
+      for (const dim of output.shape) at = writeVarint(out, at, Number(dim));
+    }
+  });
+  return at;
+}
+
 /**
  * A ModelInferResponse with raw outputs, as the generated encoder writes it: the fields before
- * raw_output_contents through the generated encoder (small), then the raw outputs (the last field)
- * copied once into a buffer of the exact size. With `before` (not undefined), the response is written
- * as field 2 (length-delimited) of an enclosing message whose earlier fields' bytes are `before`.
+ * raw_output_contents written directly into the one buffer (or, where a field needs it, through the
+ * generated encoder), then the raw outputs (the last field) copied once into that buffer of the exact
+ * size. With `before` (not undefined), the response is written as field 2 (length-delimited) of an
+ * enclosing message whose earlier fields' bytes are `before`.
  */
 function encodeWithRawOutputs(message: ModelInferResponseMessage, before: Uint8Array | undefined): Buffer {
   const raw = message.rawOutputContents;
-  const head = ModelInferResponse.encode({ ...message, rawOutputContents: NO_RAW }).finish();
-  let size = head.byteLength;
+  const direct = directHeadLength(message);
+  const head =
+    direct === undefined ? ModelInferResponse.encode({ ...message, rawOutputContents: NO_RAW }).finish() : undefined;
+  let size = head === undefined ? direct! : head.byteLength;
   // Field 6, length-delimited: tag byte 50, the length, the bytes.
   for (const bytes of raw) size += 1 + varintLength(bytes.byteLength) + bytes.byteLength;
   const out = Buffer.allocUnsafe(before === undefined ? size : before.byteLength + 1 + varintLength(size) + size);
@@ -104,8 +193,11 @@ function encodeWithRawOutputs(message: ModelInferResponseMessage, before: Uint8A
     out[offset++] = 18;
     offset = writeVarint(out, offset, size);
   }
-  out.set(head, offset);
-  offset += head.byteLength;
+  if (head === undefined) offset = writeDirectHead(out, offset, message);
+  else {
+    out.set(head, offset);
+    offset += head.byteLength;
+  }
   for (const bytes of raw) {
     out[offset++] = 50;
     offset = writeVarint(out, offset, bytes.byteLength);

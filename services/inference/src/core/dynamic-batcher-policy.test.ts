@@ -92,6 +92,34 @@ describe('dynamic batcher: when a batch leaves', () => {
     expect((await second).times.queueNs).toBe(0n);
   });
 
+  it('marks a run alone only while the model is idle, not for a while after requests waited', async () => {
+    const { submit, runs, timers } = await rig({ maxBatchSize: 1 });
+    const first = submit(1);
+    await nextTurn();
+    const second = submit(2);
+    // The first found nothing queued or running; the second waits behind it.
+    expect(runs.map((run) => run.alone)).toEqual([true]);
+    runs[0]?.open();
+    await first;
+    await nextTurn();
+    // The first batch ended with a request waiting: the model is under load, the next runs are not alone.
+    expect(runs.map((run) => run.alone)).toEqual([true, false]);
+    runs[1]?.open();
+    await second;
+    const third = submit(3);
+    await nextTurn();
+    expect(runs[2]?.alone).toBe(false);
+    runs[2]?.open();
+    await third;
+    // Once the cooldown (100 ms) has passed with nothing waiting, a lone request is alone again.
+    timers.advanceUs(100_000);
+    const fourth = submit(4);
+    await nextTurn();
+    expect(runs[3]?.alone).toBe(true);
+    runs[3]?.open();
+    await fourth;
+  });
+
   it('merges what is submitted in the same tick as a lone request', async () => {
     const { submit, runs } = await rig();
     const pending = [submit(1), submit(2, 2), submit(3)];

@@ -1,4 +1,12 @@
-import { SpanStatusCode, context, trace, type Context, type Link } from '@opentelemetry/api';
+import {
+  SpanStatusCode,
+  context,
+  trace,
+  type Context,
+  type Link,
+  type Tracer,
+  type TracerProvider,
+} from '@opentelemetry/api';
 import type * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import {
@@ -111,8 +119,11 @@ interface Entry {
   readonly job: BatchJob;
   /** The request's trace context: the batch span is a child of the first request's, linked to the rest. */
   readonly context: Context;
-  /** Merge key: datatype and non-batch dims of every input. */
-  readonly key: string;
+  /**
+   * Merge key: datatype and non-batch dims of every input; made when first compared (keyOf), since a
+   * request that runs alone is never compared.
+   */
+  key: string | undefined;
   readonly rows: number;
   readonly enqueuedNs: bigint;
   /** Lone (see the header): leaves without waiting the delay once `released` (next setImmediate). */
@@ -131,12 +142,29 @@ interface Entry {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
-// Looked up per batch, not at import: initTelemetry replaces the global provider, and a tracer
-// taken from the provider before it would stay a no-op.
-const tracer = (): ReturnType<typeof trace.getTracer> => trace.getTracer('quanta-inference');
+/** How long after a batch ended with requests waiting no batch counts as alone (RunOptions.alone). */
+const ALONE_COOLDOWN_NS = 100_000_000n;
+let tracerProvider: TracerProvider | undefined;
+let cachedTracer: Tracer | undefined;
+/**
+ * The global provider's tracer, looked up again only when the provider changes: initTelemetry may
+ * set one after this module loaded (the API's proxy then hands its tracers the real one), and
+ * getTracer on the proxy makes a new tracer object per call.
+ */
+function tracer(): Tracer {
+  const provider = trace.getTracerProvider();
+  if (provider !== tracerProvider || cachedTracer === undefined) {
+    tracerProvider = provider;
+    cachedTracer = provider.getTracer('quanta-inference');
+  }
+  return cachedTracer;
+}
+
+const keyOf = (entry: Entry): string => (entry.key ??= mergeKey(entry.job.inputs));
 
 /** Links from a batch's span to the other requests merged into it (OpenTelemetry keeps 128). */
-function linksOf(batch: readonly Entry[]): Link[] {
+function linksOf(batch: readonly Entry[]): Link[] | undefined {
+  if (batch.length < 2) return undefined;
   const links: Link[] = [];
   for (const entry of batch.slice(1, 129)) {
     const spanContext = trace.getSpanContext(entry.context);
@@ -238,6 +266,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   let draining = false;
   let delayTimer: BatchTimer | undefined;
   let idleWaiters: (() => void)[] = [];
+  // Until when no batch counts as alone: requests were waiting when a batch ended (see pump).
+  let contendedUntil = 0n;
   // Only a batching queue with a delay holds requests; elsewhere every request leaves at once anyway.
   const holds = maxRows > 1 && delayNs > 0n;
 
@@ -340,7 +370,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     let blocked = false;
     for (let i = 1; i < queue.length && rows < maxRows; i++) {
       const entry = queue[i];
-      if (entry === undefined || entry.key !== head.key) continue;
+      if (entry === undefined || keyOf(entry) !== keyOf(head)) continue;
       if (expired(entry)) {
         queue.splice(i--, 1);
         expire(entry);
@@ -382,13 +412,17 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     while (running < slots) {
       const batch = takeBatch();
       if (batch === undefined) break;
-      // Nothing else of the model waits or runs: the pool may run it inline (instance-pool.ts).
-      const alone = running === 0 && queue.length === 0;
+      // Nothing else of the model waits or runs, and none waited when a batch last ended within
+      // ALONE_COOLDOWN_NS: the pool may run it inline (instance-pool.ts). A model under load often
+      // finds its queue empty for an instant; its runs belong in the workers, where they do not hold
+      // the event loop up while more requests arrive.
+      const alone = running === 0 && queue.length === 0 && (contendedUntil === 0n || nowNs() >= contendedUntil);
       running++;
       const done = (settle: () => void): void => {
         // The instance counts as free before the answers go out, so that a request sent in
         // reaction to one (same process, same tick) does not find this batch still running.
         running--;
+        if (queue.length > 0) contendedUntil = nowNs() + ALONE_COOLDOWN_NS;
         settle();
         pump();
       };
@@ -653,7 +687,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         const entry: Entry = {
           job,
           context: context.active(),
-          key: batching ? mergeKey(job.inputs) : '',
+          key: batching ? undefined : '',
           rows,
           enqueuedNs: arrivedNs,
           lone,

@@ -5,7 +5,7 @@ import { TensorError, allocData, tensorToOrt, type Tensor } from '@quanta/tensor
 import { monotonicNs, type Clock } from './clock.js';
 import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dynamic-batcher.js';
 import type { CallerLimiter, CallerPermit } from './caller-limits.js';
-import { createInstancePool, type InstancePool, type InstancePoolHooks } from './instance-pool.js';
+import { INLINE_LANE_MAX_NS, createInstancePool, type InstancePool, type InstancePoolHooks } from './instance-pool.js';
 import { levelOf } from './priority-queue.js';
 import { createResponseCache, type ResponseCache } from './response-cache.js';
 import { createSequenceBatcher, type SequenceBatcher } from './sequence-batcher.js';
@@ -146,8 +146,6 @@ function modelByteLength(bytes: ModelBytes): number {
 
 /** Runs timed when choosing where 'auto' sessions run. */
 const AUTO_TIMED_RUNS = 20;
-/** An inline run blocks the event loop: never for longer than this per row, whatever the hand-off costs. */
-const AUTO_INLINE_MAX_NS = 1_000_000n;
 /** The inline lane is a second copy of the model in memory: only for models up to this size. */
 const AUTO_LANE_MAX_BYTES = 256 * 1024 * 1024;
 
@@ -160,8 +158,8 @@ type AutoChoice = 'worker' | 'inline' | 'hybrid';
  * - worker sessions with an inline lane ('hybrid', instance-pool.ts), when a run costs more than the
  *   hand-off, or dims after the batch dim are dynamic or an input is BYTES (a run timed on the
  *   warm-up's made-up sizes says little): a run with nothing else queued goes inline while it is
- *   expected to take at most AUTO_INLINE_MAX_NS, the rest to the workers;
- * - worker sessions alone when one row takes longer than AUTO_INLINE_MAX_NS, or the model is too
+ *   expected to take at most INLINE_LANE_MAX_NS, the rest to the workers;
+ * - worker sessions alone when one row takes longer than INLINE_LANE_MAX_NS, or the model is too
  *   large to hold twice.
  */
 async function chooseExecution(
@@ -206,7 +204,7 @@ async function chooseExecution(
   let elements = 0;
   for (const feed of Object.values(feeds)) elements += feed.dims.reduce((a, b) => a * b, 1);
   const nsPerElement = elements > 0 ? Number(ranNs) / elements : undefined;
-  if (ranNs > AUTO_INLINE_MAX_NS)
+  if (ranNs > BigInt(INLINE_LANE_MAX_NS))
     return { execution: 'worker', ranNs, handOffNs, reason: 'a run is long enough to hold the event loop up' };
   if (dynamic === undefined && ranNs < handOffNs)
     return { execution: 'inline', ranNs, handOffNs, reason: 'a run costs less than the hand-off to a worker' };

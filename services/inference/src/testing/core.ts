@@ -121,6 +121,8 @@ export function manualTimers(): BatchTimers & { advanceUs(us: number): void; arm
 export interface GatedRun {
   /** Rows of the batch (dim 0 of its first feed). */
   readonly rows: number;
+  /** Whether the batcher said nothing else of the model waits or runs (RunOptions.alone). */
+  readonly alone: boolean;
   /** Lets the run go on to onnxruntime. */
   open(): void;
 }
@@ -145,7 +147,7 @@ export function gatedPool(pool: InstancePool): { pool: InstancePool; runs: Gated
         const first = Object.values(feeds)[0];
         let open: () => void = () => undefined;
         const gate = new Promise<void>((resolve) => (open = resolve));
-        runs.push({ rows: Number(first?.dims[0] ?? 1), open });
+        runs.push({ rows: Number(first?.dims[0] ?? 1), alone: options?.alone === true, open });
         await gate;
         // A gated run takes the test's time: onnxruntime's own is not reported (no `timing`).
         return pool.run(

@@ -309,6 +309,32 @@ describe('dynamic batcher: when a batch leaves', () => {
     await kept;
     expect((await rejection(submit(4, 1, { signal: controller.signal }))).code).toBe('CANCELLED');
   });
+
+  it('drops a lone request cancelled before its turn, with CANCELLED, and never runs it', async () => {
+    const { submit, runs } = await rig();
+    const controller = new AbortController();
+    const lone = submit(1, 1, { signal: controller.signal });
+    // Same tick: a lone request is checked when it is taken, not watched.
+    controller.abort();
+    const error = await rejection(lone);
+    expect(error.code).toBe('CANCELLED');
+    expect(error.message).toBe('model "mlp": the request was cancelled while queued');
+    expect(runs).toHaveLength(0);
+    // The model is idle again: the next lone request runs.
+    const next = submit(2);
+    await nextTurn();
+    expect(rowsOf(runs)).toEqual([1]);
+    runs[0]?.open();
+    await next;
+  });
+
+  it('drops a lone request whose deadline passed before its turn, and never runs it', async () => {
+    const { submit, runs, clock } = await rig();
+    const late = submit(1, 1, { deadline: clock.now() + 1 });
+    clock.advance(2);
+    expect((await rejection(late)).code).toBe('DEADLINE_EXCEEDED');
+    expect(runs).toHaveLength(0);
+  });
 });
 
 describe("dynamic batcher: loneRequestsWait (Triton's behaviour)", () => {

@@ -138,6 +138,12 @@ interface Entry {
   released: boolean;
   resolve(result: JobResult): void;
   reject(error: unknown): void;
+  /**
+   * Starts watching for the request's cancel, deadline and level timeout while it waits. A lone
+   * request leaves on the next setImmediate and is checked when taken (`expired`), so it only
+   * watches if it is still queued then.
+   */
+  watch(): void;
   cleanup(): void;
 }
 
@@ -274,6 +280,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const releaseLone = (entry: Entry): void => {
     entry.released = true;
     pump();
+    // Not taken after all (the model began draining, say): it waits, so it watches for its end.
+    if (queue.includes(entry)) entry.watch();
   };
 
   const notifyIdle = (): void => {
@@ -296,20 +304,27 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     entry.job.deadline !== undefined && entry.job.deadline <= now;
   const pastTimeout = (entry: Entry, now: number): boolean => entry.timeoutAt !== undefined && entry.timeoutAt <= now;
   /** Whether a queued request must leave without running: its deadline, or a timeout its level refuses on. */
+  /**
+   * Whether a queued request must leave without running: cancelled (a lone request does not listen
+   * for it in the instant it waits), its deadline, or a timeout its level refuses on.
+   */
   const expired = (entry: Entry): boolean => {
+    if (entry.job.signal?.aborted === true) return true;
     const now = clock.now();
     return pastDeadline(entry, now) || (pastTimeout(entry, now) && !entry.policy.delayOnTimeout);
   };
   const deadlineError = (): InferError =>
     new InferError('DEADLINE_EXCEEDED', `model "${model}": the request's deadline passed while it waited in the queue`);
   const expiredError = (entry: Entry): InferError =>
-    pastDeadline(entry, clock.now())
-      ? deadlineError()
-      : new InferError(
-          'DEADLINE_EXCEEDED',
-          `model "${model}": the request's queue timeout (priority level ${entry.level}) passed while it waited; ` +
-            'the deadline exceeded before it ran',
-        );
+    entry.job.signal?.aborted === true
+      ? new InferError('CANCELLED', `model "${model}": the request was cancelled while queued`)
+      : pastDeadline(entry, clock.now())
+        ? deadlineError()
+        : new InferError(
+            'DEADLINE_EXCEEDED',
+            `model "${model}": the request's queue timeout (priority level ${entry.level}) passed while it waited; ` +
+              'the deadline exceeded before it ran',
+          );
 
   const expire = (entry: Entry): void => {
     entry.cleanup();
@@ -448,15 +463,22 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     const batchRows = batching ? batch.reduce((sum, entry) => sum + entry.rows, 0) : 1;
     const first = batch[0];
     if (first === undefined) return () => undefined;
-    const span = tracer().startSpan(
-      'inference.batch',
-      {
-        attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows, 'quanta.requests': batch.length },
-        links: linksOf(batch),
-      },
-      first.context,
-    );
-    const spanContext = trace.setSpan(first.context, span);
+    // Spans only under a recording parent (or none, as a root): a request whose span is not recorded
+    // (not sampled, or no tracing SDK) would get children that are not recorded either, and making
+    // them costs every request.
+    const parent = trace.getSpan(first.context);
+    const span =
+      parent === undefined || parent.isRecording()
+        ? tracer().startSpan(
+            'inference.batch',
+            {
+              attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows, 'quanta.requests': batch.length },
+              links: linksOf(batch),
+            },
+            first.context,
+          )
+        : undefined;
+    const spanContext = span === undefined ? undefined : trace.setSpan(first.context, span);
     try {
       const single = batch.length === 1;
       const feeds: Record<string, Feed> = {};
@@ -483,20 +505,24 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
       }
       const fetches = single ? first.job.fetches : [...new Set(batch.flatMap((entry) => entry.job.fetches))];
       const inputDone = nowNs();
-      const run = tracer().startSpan(
-        'onnxruntime.run',
-        { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } },
-        spanContext,
-      );
+      const run =
+        spanContext === undefined
+          ? undefined
+          : tracer().startSpan(
+              'onnxruntime.run',
+              { attributes: { 'quanta.model': model, 'quanta.batch_size': batchRows } },
+              spanContext,
+            );
       let results: ort.InferenceSession.ReturnType;
       const timing: RunTiming = { ranNs: -1n };
       try {
         // A merged BYTES batch is ours (concatBatch's): the pool may hand it over rather than copy it.
-        results = await context.with(trace.setSpan(spanContext, run), () =>
-          pool.run(feeds, fetches, { ownedInputs: !single, timing, alone }),
-        );
+        const options = { ownedInputs: !single, timing, alone };
+        results = await (spanContext === undefined || run === undefined
+          ? pool.run(feeds, fetches, options)
+          : context.with(trace.setSpan(spanContext, run), () => pool.run(feeds, fetches, options)));
       } finally {
-        run.end();
+        run?.end();
       }
       const inferDone = nowNs();
       // compute_infer is onnxruntime's own time where the pool knows it; the hand-off to a worker
@@ -520,7 +546,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           computeOutputNs: outputDone - inferDone,
         };
         stats.execution(batchRows, exec);
-        span.end();
+        span?.end();
         return () =>
           first.resolve({
             outputs,
@@ -543,7 +569,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
         computeOutputNs: outputDone - inferDone,
       };
       stats.execution(batchRows, exec);
-      span.end();
+      span?.end();
       return () => {
         batch.forEach((entry, index) => {
           const outputs = new Map<string, Tensor>();
@@ -572,8 +598,8 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
               );
       if (failure.code === 'INTERNAL')
         options.logger?.error({ err: error, model, batch: batch.length }, 'inference run failed');
-      span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
-      span.end();
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+      span?.end();
       return () => {
         for (const entry of batch) entry.reject(failure);
       };
@@ -698,15 +724,18 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
           released: false,
           resolve,
           reject,
+          watch() {
+            job.signal?.addEventListener('abort', onAbort, { once: true });
+            if (job.deadline !== undefined || entry.timeoutAt !== undefined) arm();
+          },
           cleanup() {
             clearTimeout(timer);
             job.signal?.removeEventListener('abort', onAbort);
           },
         };
-        job.signal?.addEventListener('abort', onAbort, { once: true });
-        if (job.deadline !== undefined || entry.timeoutAt !== undefined) arm();
         enqueue(entry);
         if (lone) setImmediate(releaseLone, entry);
+        else entry.watch();
         pump();
       });
     },

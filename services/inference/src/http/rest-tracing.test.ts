@@ -63,6 +63,34 @@ describe('REST requests are spans', () => {
     expect(span.status.code).not.toBe(SpanStatusCode.ERROR);
   });
 
+  it("a sampled request's batch and run are its children; an unsampled one's make no spans", async () => {
+    const infer = async (traceId: string, flags: string): Promise<void> => {
+      const response = await fetch(`${h.server.http.url}/v2/models/mlp/infer`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          traceparent: `00-${traceId}-b7ad6b7169203331-${flags}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }),
+      });
+      expect(response.status).toBe(200);
+      await response.arrayBuffer();
+    };
+    const unsampled = '1af7651916cd43dd8448eb211c80319c';
+    const sampled = '2af7651916cd43dd8448eb211c80319c';
+    await infer(unsampled, '00');
+    await infer(sampled, '01');
+    const names = async (traceId: string): Promise<string[]> =>
+      (await recorded.finishedSpans())
+        .filter((s) => s.spanContext().traceId === traceId)
+        .map((s) => s.name)
+        .sort();
+    await expect.poll(() => names(sampled)).toContain('onnxruntime.run');
+    expect(await names(sampled)).toEqual(expect.arrayContaining(['inference.batch', 'onnxruntime.run']));
+    expect(await names(unsampled)).toEqual([]);
+  });
+
   it('a request without a traceparent starts its own trace; a 404 is not an error', async () => {
     const response = await fetch(`${h.server.http.url}/v2/models/nope/config`, {
       headers: { authorization: `Bearer ${token}` },

@@ -73,7 +73,7 @@ export const INLINE_LANE_MAX_NS = 2_000_000;
 const LANE_ESTIMATE_WEIGHT = 0.2;
 
 /** Elements of every feed (BYTES included): what a run's cost is estimated from. */
-function feedElements(feeds: Record<string, Feed>): number {
+export function feedElements(feeds: Record<string, Feed>): number {
   let total = 0;
   for (const feed of Object.values(feeds)) {
     let elements = 1;

@@ -5,7 +5,13 @@ import { TensorError, allocData, tensorToOrt, type Tensor } from '@quanta/tensor
 import { monotonicNs, type Clock } from './clock.js';
 import { createDynamicBatcher, type DynamicBatcher, type JobResult } from './dynamic-batcher.js';
 import type { CallerLimiter, CallerPermit } from './caller-limits.js';
-import { INLINE_LANE_MAX_NS, createInstancePool, type InstancePool, type InstancePoolHooks } from './instance-pool.js';
+import {
+  INLINE_LANE_MAX_NS,
+  createInstancePool,
+  feedElements,
+  type InstancePool,
+  type InstancePoolHooks,
+} from './instance-pool.js';
 import { levelOf } from './priority-queue.js';
 import { createResponseCache, type ResponseCache } from './response-cache.js';
 import { createSequenceBatcher, type SequenceBatcher } from './sequence-batcher.js';
@@ -108,29 +114,24 @@ function warmUpFeeds(signature: ModelSignature): WarmUpFeeds {
 
 /**
  * One run so that the first request does not pay onnxruntime's lazy initialisation; a failure
- * counts only without guessed dims.
+ * counts only without guessed dims. With `lane`, the run is marked alone, so that an idle pool runs
+ * it on its inline lane (if it is expected short), and a failure never counts: hybrid is chosen for
+ * dynamic dims too, whose made-up sizes may not run (live runs warm the lane then).
  */
-async function warmUp(pool: InstancePool, signature: ModelSignature, { feeds, guessed }: WarmUpFeeds): Promise<void> {
+async function warmUp(
+  pool: InstancePool,
+  signature: ModelSignature,
+  { feeds, guessed }: WarmUpFeeds,
+  { lane = false }: { lane?: boolean } = {},
+): Promise<void> {
   try {
     await pool.run(
       feeds,
       signature.outputs.map((spec) => spec.name),
+      lane ? { alone: true } : undefined,
     );
   } catch (error: unknown) {
-    if (!guessed) throw error;
-  }
-}
-
-/** Warms up the inline lane: a run marked alone on an idle pool takes it (if it is expected short). */
-async function warmUpLane(pool: InstancePool, signature: ModelSignature, { feeds }: WarmUpFeeds): Promise<void> {
-  try {
-    await pool.run(
-      feeds,
-      signature.outputs.map((spec) => spec.name),
-      { alone: true },
-    );
-  } catch {
-    // The warm-up sizes were made up (hybrid is chosen for dynamic dims too): live runs warm it.
+    if (!guessed && !lane) throw error;
   }
 }
 
@@ -201,8 +202,7 @@ async function chooseExecution(
     values.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[values.length >> 1] ?? 0n;
   const ranNs = median(ran);
   const handOffNs = median(handOff);
-  let elements = 0;
-  for (const feed of Object.values(feeds)) elements += feed.dims.reduce((a, b) => a * b, 1);
+  const elements = feedElements(feeds);
   const nsPerElement = elements > 0 ? Number(ranNs) / elements : undefined;
   if (ranNs > BigInt(INLINE_LANE_MAX_NS))
     return { execution: 'worker', ranNs, handOffNs, reason: 'a run is long enough to hold the event loop up' };
@@ -277,7 +277,7 @@ export async function createLoadedModel(options: LoadedModelOptions): Promise<Lo
         await pool.addInlineLane(choice.nsPerElement);
         execution = 'hybrid';
         // The lane's own first run (its session's lazy initialisation) where the warm-up sizes run.
-        await warmUpLane(pool, signature, warm);
+        await warmUp(pool, signature, warm, { lane: true });
       }
     }
   } catch (error: unknown) {

@@ -232,7 +232,13 @@ class ServerCallContext implements OpenCall, Abortable, Cancellation {
 
   isAborted(): boolean {
     if (this.#controller !== undefined) return this.#controller.signal.aborted;
-    return this.#fired || this.#forced || this.#call.cancelled || Date.now() >= this.#deadlineMs;
+    // No deadline (Infinity): no clock read; the batcher asks this of every request it looks at.
+    return (
+      this.#fired ||
+      this.#forced ||
+      this.#call.cancelled ||
+      (this.#deadlineMs !== Infinity && Date.now() >= this.#deadlineMs)
+    );
   }
 
   // ---- the cancellation (the context is its own: no object per call) ----

@@ -308,11 +308,10 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
    * Whether a queued request must leave without running: cancelled (a lone request does not listen
    * for it in the instant it waits), its deadline, or a timeout its level refuses on.
    */
-  const expired = (entry: Entry): boolean => {
-    if (entry.job.signal?.aborted === true) return true;
-    const now = clock.now();
-    return pastDeadline(entry, now) || (pastTimeout(entry, now) && !entry.policy.delayOnTimeout);
-  };
+  const expired = (entry: Entry, now: number): boolean =>
+    entry.job.signal?.aborted === true ||
+    pastDeadline(entry, now) ||
+    (pastTimeout(entry, now) && !entry.policy.delayOnTimeout);
   const deadlineError = (): InferError =>
     new InferError('DEADLINE_EXCEEDED', `model "${model}": the request's deadline passed while it waited in the queue`);
   const expiredError = (entry: Entry): InferError =>
@@ -365,7 +364,10 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const takeBatch = (): Entry[] | undefined => {
     // Expired requests leave without running (their timers usually got them first).
     let head = queue[0];
-    while (head !== undefined && expired(head)) {
+    if (head === undefined) return undefined;
+    // One clock read for the whole look at the queue.
+    const now = clock.now();
+    while (head !== undefined && expired(head, now)) {
       queue.shift();
       expire(head);
       head = queue[0];
@@ -386,7 +388,7 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
     for (let i = 1; i < queue.length && rows < maxRows; i++) {
       const entry = queue[i];
       if (entry === undefined || keyOf(entry) !== keyOf(head)) continue;
-      if (expired(entry)) {
+      if (expired(entry, now)) {
         queue.splice(i--, 1);
         expire(entry);
         continue;

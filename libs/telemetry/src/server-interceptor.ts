@@ -13,9 +13,9 @@ import {
   type Span,
   type SpanOptions,
   type Tracer,
-  type TracerProvider,
 } from '@opentelemetry/api';
 import * as grpc from '@grpc/grpc-js';
+import { globalTracerLookup } from './global-tracer.js';
 import { metadataGetter } from './metadata-carrier.js';
 import { ATTR_RPC_GRPC_STATUS_CODE, INSTRUMENTATION_SCOPE, rpcNameFromPath } from './rpc-attributes.js';
 import { rpcInstruments } from './rpc-metrics.js';
@@ -62,21 +62,10 @@ function statusAttributes(method: MethodTelemetry, code: grpc.status): Attribute
 }
 
 // The global providers' tracer and histogram, looked up again only when a provider is replaced
-// (initTelemetry, or trace.disable(): both change what getTracerProvider() returns). A tracer taken from
-// the API's proxy provider before a real one is set still finds it later.
-let globalTracerProvider: TracerProvider | undefined;
-let globalTracer: Tracer | undefined;
+// (initTelemetry, or metrics.disable(): both change what getMeterProvider() returns).
+const currentTracer = globalTracerLookup(INSTRUMENTATION_SCOPE);
 let globalMeterProvider: MeterProvider | undefined;
 let globalHistogram: Histogram | undefined;
-
-function currentTracer(): Tracer {
-  const provider = trace.getTracerProvider();
-  if (provider !== globalTracerProvider || globalTracer === undefined) {
-    globalTracerProvider = provider;
-    globalTracer = provider.getTracer(INSTRUMENTATION_SCOPE);
-  }
-  return globalTracer;
-}
 
 function currentHistogram(): Histogram {
   const provider = metrics.getMeterProvider();

@@ -1,14 +1,7 @@
-import {
-  SpanStatusCode,
-  context,
-  trace,
-  type Context,
-  type Link,
-  type Tracer,
-  type TracerProvider,
-} from '@opentelemetry/api';
+import { SpanStatusCode, context, trace, type Context, type Link } from '@opentelemetry/api';
 import type * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { globalTracerLookup } from '@quanta/telemetry';
 import {
   ORT_TYPE,
   TensorError,
@@ -150,21 +143,7 @@ interface Entry {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How long after a batch ended with requests waiting no batch counts as alone (RunOptions.alone). */
 const ALONE_COOLDOWN_NS = 100_000_000n;
-let tracerProvider: TracerProvider | undefined;
-let cachedTracer: Tracer | undefined;
-/**
- * The global provider's tracer, looked up again only when the provider changes: initTelemetry may
- * set one after this module loaded (the API's proxy then hands its tracers the real one), and
- * getTracer on the proxy makes a new tracer object per call.
- */
-function tracer(): Tracer {
-  const provider = trace.getTracerProvider();
-  if (provider !== tracerProvider || cachedTracer === undefined) {
-    tracerProvider = provider;
-    cachedTracer = provider.getTracer('quanta-inference');
-  }
-  return cachedTracer;
-}
+const tracer = globalTracerLookup('quanta-inference');
 
 const keyOf = (entry: Entry): string => (entry.key ??= mergeKey(entry.job.inputs));
 
@@ -303,7 +282,6 @@ export function createDynamicBatcher(options: DynamicBatcherOptions): DynamicBat
   const pastDeadline = (entry: Entry, now: number): boolean =>
     entry.job.deadline !== undefined && entry.job.deadline <= now;
   const pastTimeout = (entry: Entry, now: number): boolean => entry.timeoutAt !== undefined && entry.timeoutAt <= now;
-  /** Whether a queued request must leave without running: its deadline, or a timeout its level refuses on. */
   /**
    * Whether a queued request must leave without running: cancelled (a lone request does not listen
    * for it in the instant it waits), its deadline, or a timeout its level refuses on.

@@ -116,9 +116,9 @@ export interface ServingConfig {
    * in parallel; 'inline', on the event loop itself (onnxruntime-node runs a model synchronously
    * on the calling thread); 'auto', decided at load (loaded-model.ts chooseExecution): inline when
    * onnxruntime's own time for one row is shorter than the hand-off to a worker and every dim but
-   * the batch dim is fixed; worker sessions alone when one row runs longer than 1 ms; otherwise
-   * worker sessions with an inline lane that takes a run while nothing else of the model is queued
-   * or running and the run is expected to end within 1 ms ('hybrid').
+   * the batch dim is fixed; worker sessions alone when one row runs longer than 2 ms
+   * (INLINE_LANE_MAX_NS); otherwise worker sessions with an inline lane that takes a run while the
+   * model is idle and the run is expected to end within 2 ms ('hybrid', instance-pool.ts).
    */
   readonly execution?: 'worker' | 'inline' | 'auto';
   /**

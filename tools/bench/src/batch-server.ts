@@ -1,35 +1,12 @@
 // The inference service of the batch benchmark, in a process of its own: the CNN and the MLP
 // loaded for one tenant, real EdDSA tokens. Prints one JSON line {port, token} once it serves,
 // and stops on SIGTERM.
-import { createMemorySigningKeyStore, createTokenIssuer, createTokenVerifier } from '@quanta/auth';
-import { inferenceConfig, startInferenceServer } from '@quanta/inference';
 import { buildCnn, buildMlp } from '@quanta/onnx';
-import { pino } from 'pino';
+import { startBenchInferenceServer } from './bench-inference-models.js';
 
 const TENANT = 'bench';
 
-const issuer = await createTokenIssuer({ store: createMemorySigningKeyStore() });
-const server = await startInferenceServer(
-  inferenceConfig({
-    home: '.quanta-bench-unused',
-    port: 0,
-    maxReceiveMessageBytes: 64 << 20,
-    shutdownGrace: 1000,
-    httpPort: 0,
-    metricsPort: undefined,
-    maxBodyBytes: 64 << 20,
-    cryptoAddr: '127.0.0.1:1',
-    registryAddr: '127.0.0.1:1',
-    monitoringAddr: undefined,
-    threadsPerInstance: 1,
-    execution: 'auto',
-    watch: false,
-  }),
-  {
-    authenticator: createTokenVerifier({ fetchJwks: () => issuer.jwks(), minRefreshIntervalMs: 0 }),
-    logger: pino({ level: process.env['BENCH_LOG_LEVEL'] ?? 'warn' }),
-  },
-);
+const { server, issuer } = await startBenchInferenceServer({ threadsPerInstance: 1, execution: 'auto' });
 const models: Record<string, Uint8Array> = {
   cnn: buildCnn({ softmax: true, seed: 3 }),
   mlp: buildMlp({ inputSize: 256, hiddenSizes: [1024, 1024], outputSize: 10, seed: 1 }),
